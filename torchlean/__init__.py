@@ -1,0 +1,35 @@
+"""torchlean: write, run, inspect and verify neural-network programs.
+
+The PyTorch-shaped surface lives here: tensors, ``nn``, ``optim``, ``autograd``, ``Trainer``.
+See DESIGN.md for the layers behind it.
+"""
+
+from . import (  # noqa: F401
+    autograd,
+    nn,
+    runtime,  # noqa: F401  (registers the kernels and VJP rules)
+    spec,  # noqa: F401  (registers the primitives)
+)
+from .runtime.backends import DeviceError, cuda_available
+from .runtime.random import manual_seed
+from .runtime.tensor import (
+    Tensor,
+    enable_grad,
+    float32,
+    float64,
+    get_default_dtype,
+    int64,
+    no_grad,
+    ones,
+    set_default_dtype,
+    tensor,
+    zeros,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DeviceError", "Tensor", "autograd", "cuda_available", "enable_grad", "float32", "float64",
+    "get_default_dtype", "int64", "manual_seed", "nn", "no_grad", "ones", "set_default_dtype",
+    "tensor", "zeros",
+]

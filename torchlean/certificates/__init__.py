@@ -1,0 +1,6 @@
+"""The trusted checker. Standard library only: see core.py for the contract, and each module for
+one certificate kind."""
+
+from .core import CHECKERS, Rejected, Verdict, check, digest, rational
+
+__all__ = ["CHECKERS", "Rejected", "Verdict", "check", "digest", "rational"]

@@ -1,0 +1,129 @@
+"""Reverse-mode differentiation over the tape that ``tensor.apply`` records.
+
+``tape_order`` fixes the one order in which VJPs run and cotangents are summed; the compiled
+executor replays the same order, which is what makes eager and compiled bit-identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .backends import namespace_of
+from .tensor import Tensor, enable_grad, is_grad_enabled, no_grad
+
+__all__ = ["backward", "enable_grad", "grad", "is_grad_enabled", "no_grad", "tape_order", "vjp"]
+
+
+def tape_order(roots: Sequence[Tensor]) -> list[Tensor]:
+    """Tensors reachable from ``roots`` through gradient-carrying edges, outputs first."""
+    order: list[Tensor] = []
+    seen: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(r, False) for r in reversed(roots)]
+    while stack:
+        t, expanded = stack.pop()
+        if expanded:
+            order.append(t)
+            continue
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        stack.append((t, True))
+        if t._node is not None:
+            for inp in reversed(t._node.inputs):
+                if inp.requires_grad and id(inp) not in seen:
+                    stack.append((inp, False))
+    order.reverse()
+    return order
+
+
+def _accumulate(table: dict[int, Any], key: int, g: Any) -> None:
+    prev = table.get(key)
+    table[key] = g if prev is None else prev + g
+
+
+def _propagate(roots: Sequence[Tensor], seeds: Sequence[Any]) -> dict[int, Any]:
+    """Cotangents of every tensor on the tape, keyed by id, from seeds at ``roots``."""
+    cot: dict[int, Any] = {}
+    for r, s in zip(roots, seeds, strict=True):
+        _accumulate(cot, id(r), s)
+    for t in tape_order(roots):
+        node = t._node
+        g = cot.get(id(t))
+        if node is None or g is None:
+            continue
+        xp = namespace_of(t.data)
+        grads = node.rule.vjp(xp, g, t.data, *(i.data for i in node.inputs), **node.attrs)
+        for inp, gi in zip(node.inputs, grads, strict=True):
+            if gi is not None and inp.requires_grad:
+                if type(gi) is not np.ndarray and xp is np:
+                    gi = np.asarray(gi)
+                _accumulate(cot, id(inp), gi)
+    return cot
+
+
+def _seed(t: Tensor, g: Any) -> Any:
+    xp = namespace_of(t.data)
+    if g is None:
+        if t.numel() != 1:
+            raise RuntimeError(
+                f"backward: grad can be implicitly created only for a single-element tensor, "
+                f"got shape {t.shape}"
+            )
+        return xp.ones_like(t.data)
+    g = g.data if isinstance(g, Tensor) else xp.asarray(g, dtype=t.data.dtype)
+    if tuple(g.shape) != t.shape:
+        raise RuntimeError(f"backward: gradient shape {tuple(g.shape)} differs from output {t.shape}")
+    return g
+
+
+def backward(t: Tensor, grad: Any = None) -> None:
+    """Accumulate d(t)/d(leaf) (times ``grad``) into ``leaf.grad`` for every leaf."""
+    if not t.requires_grad:
+        raise RuntimeError("backward: tensor does not require grad and has no tape")
+    cot = _propagate([t], [_seed(t, grad)])
+    with no_grad():
+        for s in tape_order([t]):
+            if s._node is None and id(s) in cot:
+                g = cot[id(s)]
+                s.grad = Tensor(g) if s.grad is None else Tensor(s.grad.data + g)
+
+
+def grad(
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Any = None,
+    allow_unused: bool = False,
+) -> tuple[Tensor | None, ...]:
+    """Gradients of ``outputs`` with respect to ``inputs``, returned (not accumulated)."""
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None:
+        gos = [None] * len(outs)
+    elif isinstance(grad_outputs, Tensor):
+        gos = [grad_outputs]
+    else:
+        gos = list(grad_outputs)
+    for o in outs:
+        if not o.requires_grad:
+            raise RuntimeError("grad: an output does not require grad")
+    cot = _propagate(outs, [_seed(o, g) for o, g in zip(outs, gos, strict=True)])
+    result: list[Tensor | None] = []
+    for i in ins:
+        if id(i) in cot:
+            result.append(Tensor(cot[id(i)]))
+        elif allow_unused:
+            result.append(None)
+        else:
+            raise RuntimeError("grad: an input was not used to compute the outputs (allow_unused=True)")
+    return tuple(result)
+
+
+def vjp(fn: Any, *primals: Tensor, v: Any = None) -> tuple[Any, tuple[Tensor | None, ...]]:
+    """``(fn(*primals), vᵀ·J)``: run ``fn`` and pull ``v`` back to the primals."""
+    ins = [Tensor(p.data, requires_grad=True) for p in primals]
+    with enable_grad():
+        out = fn(*ins)
+    return out, grad(out, ins, grad_outputs=v, allow_unused=True)

@@ -1,0 +1,317 @@
+"""User-level operations (``torchlean.nn.functional``), all built from primitives via ``apply``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..spec.shapes import ShapeError, norm_axis
+from .backends import namespace_of
+from .tensor import Tensor, _scalar, apply
+
+# -- elementwise ------------------------------------------------------------------------
+
+
+def relu(x: Tensor) -> Tensor:
+    return apply("relu", x)
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return apply("leaky_relu", x, slope=negative_slope)
+
+
+def tanh(x: Tensor) -> Tensor:
+    return apply("tanh", x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return apply("sigmoid", x)
+
+
+def gelu(x: Tensor, approximate: str = "tanh") -> Tensor:
+    if approximate != "tanh":
+        raise ValueError("gelu: only the tanh form is a primitive (approximate='tanh')")
+    return apply("gelu", x)
+
+
+def silu(x: Tensor) -> Tensor:
+    return apply("silu", x)
+
+
+def softplus(x: Tensor) -> Tensor:
+    return apply("softplus", x)
+
+
+def exp(x: Tensor) -> Tensor:
+    return apply("exp", x)
+
+
+def log(x: Tensor) -> Tensor:
+    return apply("log", x)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    return apply("sqrt", x)
+
+
+def abs(x: Tensor) -> Tensor:  # noqa: A001 - mirrors torch.abs
+    return apply("abs", x)
+
+
+def maximum(a: Tensor, b: Any) -> Tensor:
+    return apply("maximum", a, _scalar(b, a))
+
+
+def minimum(a: Tensor, b: Any) -> Tensor:
+    return apply("minimum", a, _scalar(b, a))
+
+
+def where(cond: Tensor, a: Any, b: Any) -> Tensor:
+    like = a if isinstance(a, Tensor) else b
+    return apply("where", cond, _scalar(a, like), _scalar(b, like))
+
+
+def clamp(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
+    if min is not None:
+        x = maximum(x, min)
+    if max is not None:
+        x = minimum(x, max)
+    return x
+
+
+# -- linear algebra ----------------------------------------------------------------------
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """numpy/torch matmul: 1-D operands are promoted and the added axis removed again."""
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError(f"matmul: scalar operand (shapes {a.shape} and {b.shape})")
+    a2 = reshape(a, (1, a.shape[0])) if a.ndim == 1 else a
+    b2 = reshape(b, (b.shape[0], 1)) if b.ndim == 1 else b
+    out = apply("matmul", a2, b2)
+    if a.ndim == 1 and b.ndim == 1:
+        return reshape(out, ())
+    if a.ndim == 1:
+        return reshape(out, (*out.shape[:-2], out.shape[-1]))
+    if b.ndim == 1:
+        return reshape(out, out.shape[:-1])
+    return out
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x @ weightᵀ + bias, weight of shape (out_features, in_features)."""
+    if x.shape[-1] != weight.shape[1]:
+        raise ShapeError(
+            f"linear: input has {x.shape[-1]} features (shape {x.shape}) but weight expects "
+            f"{weight.shape[1]} (shape {weight.shape})"
+        )
+    y = matmul(x, transpose(weight, 0, 1))
+    return y + bias if bias is not None else y
+
+
+# -- reductions ----------------------------------------------------------------------------
+
+
+def _dims(dim: int | Sequence[int] | None) -> tuple[int, ...] | None:
+    if dim is None:
+        return None
+    return (dim,) if isinstance(dim, int) else tuple(dim)
+
+
+def sum(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:  # noqa: A001
+    return apply("sum", x, axes=_dims(dim), keepdims=keepdim)
+
+
+def mean(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+    return apply("mean", x, axes=_dims(dim), keepdims=keepdim)
+
+
+def amax(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+    """Maximum values (ties share the gradient evenly, like torch.amax)."""
+    return apply("max", x, axes=_dims(dim), keepdims=keepdim)
+
+
+def var(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False,
+        unbiased: bool = False) -> Tensor:
+    mu = mean(x, dim, keepdim=True)
+    d = x - mu
+    n = x.numel() if dim is None else _count(x.shape, _dims(dim))
+    s = sum(d * d, dim, keepdim=keepdim)
+    return s / (n - 1 if unbiased else n)
+
+
+def _count(shape: tuple[int, ...], dims: tuple[int, ...] | None) -> int:
+    n = 1
+    for d in dims or range(len(shape)):
+        n *= shape[d]
+    return n
+
+
+# -- structure -----------------------------------------------------------------------------
+
+
+def reshape(x: Tensor, *shape: Any) -> Tensor:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    if tuple(shape) == x.shape:
+        return x
+    return apply("reshape", x, shape=tuple(int(s) for s in shape))
+
+
+def flatten(x: Tensor, start_dim: int = 0) -> Tensor:
+    return apply("flatten", x, start_dim=start_dim)
+
+
+def permute(x: Tensor, *dims: Any) -> Tensor:
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = tuple(dims[0])
+    return apply("transpose", x, axes=tuple(d % x.ndim for d in dims))
+
+
+def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    axes = list(range(x.ndim))
+    d0, d1 = norm_axis(dim0, x.ndim, "transpose"), norm_axis(dim1, x.ndim, "transpose")
+    axes[d0], axes[d1] = axes[d1], axes[d0]
+    return apply("transpose", x, axes=tuple(axes))
+
+
+def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    d = dim % (x.ndim + 1)
+    return reshape(x, (*x.shape[:d], 1, *x.shape[d:]))
+
+
+def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
+    if dim is None:
+        return reshape(x, tuple(s for s in x.shape if s != 1))
+    d = norm_axis(dim, x.ndim, "squeeze")
+    if x.shape[d] != 1:
+        return x
+    return reshape(x, (*x.shape[:d], *x.shape[d + 1:]))
+
+
+def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
+    return apply("broadcast_to", x, shape=tuple(shape))
+
+
+def cat(xs: Sequence[Tensor], dim: int = 0) -> Tensor:
+    return apply("concat", *xs, axis=dim)
+
+
+def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    return apply("gather", x, index, axis=dim)
+
+
+def index(x: Tensor, key: Any) -> Tensor:
+    """Basic indexing (ints, slices, None, Ellipsis) as a ``slice`` plus a ``reshape``."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    if any(isinstance(k, (Tensor, list)) for k in key):
+        raise TypeError("indexing with tensors: use gather() or nn.functional.embedding()")
+    if key.count(Ellipsis) > 1:
+        raise IndexError("an index can only have a single ellipsis")
+    n_real = len([k for k in key if k is not None and k is not Ellipsis])
+    if Ellipsis in key:
+        i = key.index(Ellipsis)
+        key = key[:i] + (slice(None),) * (x.ndim - n_real) + key[i + 1:]
+    if n_real > x.ndim:
+        raise IndexError(f"too many indices for tensor of rank {x.ndim}")
+    spans, out_shape, axis = [], [], 0
+    for k in key:
+        if k is None:
+            out_shape.append(1)
+            continue
+        n = x.shape[axis]
+        if isinstance(k, slice):
+            start, stop, step = k.indices(n)
+            if step <= 0:
+                raise IndexError("negative slice steps are not supported")
+            spans.append((start, stop, step))
+            out_shape.append(len(range(start, stop, step)))
+        else:
+            i = int(k)
+            if not -n <= i < n:
+                raise IndexError(f"index {i} out of range for axis {axis} of size {n}")
+            i %= n
+            spans.append((i, i + 1, 1))
+        axis += 1
+    out_shape.extend(x.shape[axis:])
+    spans.extend((0, d, 1) for d in x.shape[axis:])
+    y = x
+    if any(s != (0, d, 1) for s, d in zip(spans, x.shape)):
+        y = apply("slice", x, index=tuple(spans))
+    return reshape(y, tuple(out_shape))
+
+
+# -- softmax family ----------------------------------------------------------------------
+
+
+def softmax(x: Tensor, dim: int = -1) -> Tensor:
+    return apply("softmax", x, axis=dim)
+
+
+def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    return apply("log_softmax", x, axis=dim)
+
+
+# -- losses ----------------------------------------------------------------------------------
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return mean(loss)
+    if reduction == "sum":
+        return sum(loss)
+    if reduction == "none":
+        return loss
+    raise ValueError(f"unknown reduction {reduction!r}; expected 'mean', 'sum' or 'none'")
+
+
+def _same_shape(op: str, a: Tensor, b: Tensor) -> None:
+    if a.shape != b.shape:
+        raise ShapeError(f"{op}: input shape {a.shape} differs from target shape {b.shape}")
+
+
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
+    _same_shape("mse_loss", input, target)
+    d = input - target
+    return _reduce(d * d, reduction)
+
+
+def huber_loss(input: Tensor, target: Tensor, delta: float = 1.0,  # noqa: A002
+               reduction: str = "mean") -> Tensor:
+    _same_shape("huber_loss", input, target)
+    d = input - target
+    a = abs(d)
+    quad = d * d * 0.5
+    lin = (a - 0.5 * delta) * delta
+    return _reduce(where(Tensor(namespace_of(a.data).less_equal(a.data, delta)), quad, lin), reduction)
+
+
+def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """Logits (N, C) against class indices (N,)."""
+    if input.ndim != 2 or target.shape != (input.shape[0],):
+        raise ShapeError(
+            f"cross_entropy: expects logits (N, C) and targets (N,), got {input.shape} and {target.shape}"
+        )
+    logp = log_softmax(input, dim=1)
+    picked = gather(logp, 1, reshape(target, (target.shape[0], 1)))
+    return _reduce(-reshape(picked, (input.shape[0],)), reduction)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,  # noqa: A002
+                                     reduction: str = "mean") -> Tensor:
+    _same_shape("binary_cross_entropy_with_logits", input, target)
+    return _reduce(softplus(input) - input * target, reduction)
+
+
+TENSOR_METHODS: dict[str, Any] = {
+    "relu": relu, "tanh": tanh, "sigmoid": sigmoid, "exp": exp, "log": log, "sqrt": sqrt,
+    "abs": abs, "sum": sum, "mean": mean, "amax": amax, "max": amax, "var": var,
+    "reshape": reshape, "view": reshape, "flatten": flatten, "permute": permute,
+    "transpose": transpose, "unsqueeze": unsqueeze, "squeeze": squeeze,
+    "expand": lambda x, *s: broadcast_to(x, s[0] if len(s) == 1 and isinstance(s[0], tuple) else s),
+    "broadcast_to": broadcast_to, "gather": gather, "softmax": softmax,
+    "log_softmax": log_softmax, "matmul": matmul, "clamp": clamp,
+    "T": None,
+}
+del TENSOR_METHODS["T"]

@@ -1,0 +1,234 @@
+"""Core layers: Linear, activations, Flatten, Dropout, Sequential, Residual, Identity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ...spec.shapes import ShapeError
+from .. import functional as F
+from ..backends import namespace
+from ..random import generator
+from ..tensor import Tensor, as_dtype, get_default_dtype
+from . import init
+from .module import Module, Parameter, PartialShape
+
+
+def _fmt(shape: PartialShape | None) -> str:
+    if shape is None:
+        return "(any)"
+    return "(" + ", ".join("*" if d is None else str(d) for d in shape) + ")"
+
+
+def _param(array: np.ndarray, device: str) -> Parameter:
+    return Parameter(namespace(device).asarray(array))
+
+
+class Linear(Module):
+    """y = x Wᵀ + b with W of shape (out_features, in_features)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 dtype: Any = None, device: str = "cpu"):
+        super().__init__()
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        dt = as_dtype(dtype or get_default_dtype())
+        self.weight = _param(init.kaiming_uniform((out_features, in_features), in_features, dt), device)
+        self.bias = (
+            _param(init.kaiming_uniform((out_features,), in_features, dt), device) if bias else None
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def input_shape(self) -> PartialShape:
+        return (None, self.in_features)
+
+    def output_shape(self, shape: PartialShape) -> PartialShape:
+        if not shape or shape[-1] not in (None, self.in_features):
+            raise ShapeError(f"expects input {_fmt((None, self.in_features))}")
+        return (*shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        bias = self.bias is not None
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={bias}"
+
+
+class _Activation(Module):
+    fn: Any = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return type(self).fn(x)
+
+
+class ReLU(_Activation):
+    fn = staticmethod(F.relu)
+
+
+class Tanh(_Activation):
+    fn = staticmethod(F.tanh)
+
+
+class Sigmoid(_Activation):
+    fn = staticmethod(F.sigmoid)
+
+
+class SiLU(_Activation):
+    fn = staticmethod(F.silu)
+
+
+class Softplus(_Activation):
+    fn = staticmethod(F.softplus)
+
+
+class GELU(Module):
+    def __init__(self, approximate: str = "tanh"):
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.gelu(x, self.approximate)
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class Softmax(Module):
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.softmax(x, self.dim)
+
+
+class LogSoftmax(Softmax):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.log_softmax(x, self.dim)
+
+
+class Identity(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+class Flatten(Module):
+    def __init__(self, start_dim: int = 1):
+        super().__init__()
+        self.start_dim = start_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.flatten(x, self.start_dim)
+
+    def output_shape(self, shape: PartialShape) -> PartialShape:
+        s = self.start_dim % len(shape) if shape else 0
+        rest = shape[s:]
+        n: int | None = 1
+        for d in rest:
+            n = None if d is None or n is None else n * d
+        return (*shape[:s], n)
+
+
+class Dropout(Module):
+    """Zeroes entries with probability p in training mode (scaling the rest by 1/(1-p)); the
+    masks come from torchlean's seeded generator, so runs are reproducible."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = generator().random(size=x.shape) >= self.p
+        mask = (keep / (1 - self.p)).astype(x.dtype)
+        return x * Tensor(namespace(x.device).asarray(mask))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Sequential(Module):
+    """Layers applied in order. Shapes are checked when it is built: an error names the layer
+    and both shapes."""
+
+    def __init__(self, *layers: Module):
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential: item {i} is {type(layer).__name__}, not a Module")
+            setattr(self, str(i), layer)
+        self._check_shapes()
+
+    def _check_shapes(self) -> None:
+        shape: PartialShape | None = None
+        producer = "the input"
+        for i, layer in enumerate(self._modules.values()):
+            need = layer.input_shape()
+            if shape is None:
+                shape = need
+            if shape is not None:
+                try:
+                    shape = layer.output_shape(shape)
+                except ShapeError as e:
+                    raise ShapeError(
+                        f"Sequential: layer {i} ({type(layer).__name__}({layer.extra_repr()})) "
+                        f"{e}, but {producer} produces {_fmt(shape)}"
+                    ) from None
+            producer = f"layer {i} ({type(layer).__name__})"
+
+    def input_shape(self) -> PartialShape | None:
+        first = next(iter(self._modules.values()), None)
+        return first.input_shape() if first is not None else None
+
+    def output_shape(self, shape: PartialShape) -> PartialShape:
+        for layer in self._modules.values():
+            shape = layer.output_shape(shape)
+        return shape
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self._modules.values():
+            x = layer(x)
+        return x
+
+    def __getitem__(self, i: int) -> Module:
+        return list(self._modules.values())[i]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+
+class Residual(Module):
+    """x + body(x); the body must keep the shape."""
+
+    def __init__(self, body: Module):
+        super().__init__()
+        self.body = body
+        need = body.input_shape()
+        if need is not None:
+            out = body.output_shape(need)
+            if len(out) != len(need) or any(
+                a is not None and b is not None and a != b for a, b in zip(out, need)
+            ):
+                raise ShapeError(f"Residual: body maps {_fmt(need)} to {_fmt(out)}; shapes must match")
+
+    def input_shape(self) -> PartialShape | None:
+        return self.body.input_shape()
+
+    def output_shape(self, shape: PartialShape) -> PartialShape:
+        self.body.output_shape(shape)
+        return shape
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)

@@ -1,0 +1,323 @@
+"""Tensors with reverse-mode autograd.
+
+Every differentiable operation goes through ``apply(name, *tensors, **attrs)``, which runs the
+kernel from ``rules.RULES``, records a tape node when gradients are wanted, and reports the call to
+an active tracer (``runtime.trace``). ``backward`` walks the tape in one deterministic order, shared
+with the compiled executor so that both give bit-identical gradients.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from ..spec.shapes import ShapeError
+from .backends import device_of, namespace, namespace_of, to_numpy
+from .rules import RULES
+
+float32 = np.dtype("float32")
+float64 = np.dtype("float64")
+int64 = np.dtype("int64")
+DTYPES = {"float32": float32, "float64": float64, "int64": int64}
+
+
+class _State(threading.local):
+    grad_enabled = True
+    tracer: Any = None
+
+
+STATE = _State()
+
+
+def as_dtype(dtype: Any) -> np.dtype:
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
+        return DTYPES[dtype]
+    return np.dtype(dtype)
+
+
+class Node:
+    """A tape entry: the primitive, its input tensors and attributes."""
+
+    __slots__ = ("name", "rule", "inputs", "attrs")
+
+    def __init__(self, name: str, inputs: tuple[Tensor, ...], attrs: dict[str, Any]):
+        self.name = name
+        self.rule = RULES[name]
+        self.inputs = inputs
+        self.attrs = attrs
+
+
+class Tensor:
+    """An n-dimensional array on a backend (numpy, cupy or symbolic), with autograd."""
+
+    __slots__ = ("data", "requires_grad", "grad", "_node", "__weakref__")
+    __array_priority__ = 1000  # so numpy scalars on the left defer to our operators
+
+    def __init__(self, data: Any, requires_grad: bool = False):
+        self.data = data
+        self.requires_grad = requires_grad
+        self.grad: Any = None
+        self._node: Node | None = None
+
+    # -- facts ---------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def device(self) -> str:
+        return device_of(self.data)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None
+
+    def size(self, dim: int | None = None) -> Any:
+        return self.shape if dim is None else self.shape[dim]
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        body = np.array2string(to_numpy(self.data), separator=", ", threshold=20)
+        return f"tensor({body}, dtype={self.dtype}{grad})"
+
+    # -- conversion ----------------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        return to_numpy(self.data)
+
+    def item(self) -> Any:
+        return self.numpy().item()
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def detach(self) -> Tensor:
+        return Tensor(self.data)
+
+    def clone(self) -> Tensor:
+        return apply("mul", self, _scalar(1, self))
+
+    def requires_grad_(self, flag: bool = True) -> Tensor:
+        self.requires_grad = flag
+        return self
+
+    def to(self, arg: Any = None, *, dtype: Any = None, device: str | None = None) -> Tensor:
+        """Copy to a dtype and/or device (``t.to("float64")``, ``t.to(device="cuda")``)."""
+        if isinstance(arg, str) and arg in ("cpu", "cuda", "symbolic"):
+            device = arg
+        elif arg is not None:
+            dtype = arg
+        data = self.data
+        if device is not None and device != self.device:
+            data = namespace(device).asarray(to_numpy(data))
+        if dtype is not None:
+            data = data.astype(as_dtype(dtype))
+        return Tensor(data, self.requires_grad and self.is_leaf)
+
+    def float(self) -> Tensor:
+        return self.to(float32)
+
+    def double(self) -> Tensor:
+        return self.to(float64)
+
+    # -- autograd ------------------------------------------------------------------------
+    def backward(self, grad: Any = None) -> None:
+        from .autograd import backward
+
+        backward(self, grad)
+
+    # -- arithmetic ----------------------------------------------------------------------
+    def __add__(self, o: Any) -> Tensor:
+        return apply("add", self, _scalar(o, self))
+
+    def __radd__(self, o: Any) -> Tensor:
+        return apply("add", _scalar(o, self), self)
+
+    def __sub__(self, o: Any) -> Tensor:
+        return apply("sub", self, _scalar(o, self))
+
+    def __rsub__(self, o: Any) -> Tensor:
+        return apply("sub", _scalar(o, self), self)
+
+    def __mul__(self, o: Any) -> Tensor:
+        return apply("mul", self, _scalar(o, self))
+
+    def __rmul__(self, o: Any) -> Tensor:
+        return apply("mul", _scalar(o, self), self)
+
+    def __truediv__(self, o: Any) -> Tensor:
+        return apply("div", self, _scalar(o, self))
+
+    def __rtruediv__(self, o: Any) -> Tensor:
+        return apply("div", _scalar(o, self), self)
+
+    def __neg__(self) -> Tensor:
+        return apply("neg", self)
+
+    def __pow__(self, c: Any) -> Tensor:
+        if isinstance(c, Tensor):
+            raise TypeError("pow: the exponent must be a Python number (pow by constant)")
+        return apply("pow", self, exponent=c)
+
+    def __matmul__(self, o: Tensor) -> Tensor:
+        from .functional import matmul
+
+        return matmul(self, o)
+
+    # comparisons give boolean tensors without gradient
+    def _cmp(self, o: Any, fn: str) -> Tensor:
+        xp = namespace_of(self.data)
+        other = o.data if isinstance(o, Tensor) else o
+        return Tensor(getattr(xp, fn)(self.data, other))
+
+    def __gt__(self, o: Any) -> Tensor:
+        return self._cmp(o, "greater")
+
+    def __ge__(self, o: Any) -> Tensor:
+        return self._cmp(o, "greater_equal")
+
+    def __lt__(self, o: Any) -> Tensor:
+        return self._cmp(o, "less")
+
+    def __le__(self, o: Any) -> Tensor:
+        return self._cmp(o, "less_equal")
+
+    def eq(self, o: Any) -> Tensor:
+        return self._cmp(o, "equal")
+
+    __hash__ = object.__hash__
+
+    def __getitem__(self, key: Any) -> Tensor:
+        from .functional import index
+
+        return index(self, key)
+
+    # methods mirroring torch.Tensor; each forwards to torchlean.functional
+    def __getattr__(self, name: str) -> Any:
+        from . import functional
+
+        fn = functional.TENSOR_METHODS.get(name)
+        if fn is None:
+            raise AttributeError(f"'Tensor' object has no attribute {name!r}")
+        return lambda *a, **k: fn(self, *a, **k)
+
+
+def _scalar(value: Any, like: Tensor) -> Tensor:
+    """A Python number as a tensor of ``like``'s dtype and device (no gradient)."""
+    if isinstance(value, Tensor):
+        return value
+    xp = namespace_of(like.data)
+    return Tensor(xp.asarray(value, dtype=like.data.dtype))
+
+
+def apply(name: str, *args: Tensor, **attrs: Any) -> Tensor:
+    """Run primitive ``name`` on tensors: kernel, tape node, tracer record."""
+    datas = [a.data for a in args]
+    xp = namespace_of(datas[0])
+    try:
+        out = RULES[name].forward(xp, *datas, **attrs)
+    except (ValueError, IndexError) as e:
+        shapes = " and ".join(str(tuple(d.shape)) for d in datas)
+        raise ShapeError(f"{name}: {e} (input shapes {shapes})") from None
+    if type(out) is not np.ndarray and xp is np:
+        out = np.asarray(out)
+    t = Tensor(out)
+    if STATE.grad_enabled:
+        for a in args:
+            if a.requires_grad:
+                t.requires_grad = True
+                t._node = Node(name, args, attrs)
+                break
+    if STATE.tracer is not None:
+        STATE.tracer.record(name, args, attrs, t)
+    return t
+
+
+@contextmanager
+def no_grad() -> Iterator[None]:
+    """Operations inside record no tape."""
+    prev = STATE.grad_enabled
+    STATE.grad_enabled = False
+    try:
+        yield
+    finally:
+        STATE.grad_enabled = prev
+
+
+@contextmanager
+def enable_grad() -> Iterator[None]:
+    prev = STATE.grad_enabled
+    STATE.grad_enabled = True
+    try:
+        yield
+    finally:
+        STATE.grad_enabled = prev
+
+
+def is_grad_enabled() -> bool:
+    return STATE.grad_enabled
+
+
+# -- creation ------------------------------------------------------------------------------
+_DEFAULT_DTYPE = [float32]
+
+
+def set_default_dtype(dtype: Any) -> None:
+    _DEFAULT_DTYPE[0] = as_dtype(dtype)
+
+
+def get_default_dtype() -> np.dtype:
+    return _DEFAULT_DTYPE[0]
+
+
+def tensor(data: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
+    """A new tensor from nested lists / arrays / numbers (copied)."""
+    if isinstance(data, Tensor):
+        data = to_numpy(data.data)
+    xp = namespace(device)
+    if device == "symbolic":
+        return Tensor(xp.asarray(data), requires_grad)
+    arr = np.asarray(data)
+    if dtype is None:
+        dtype = arr.dtype if arr.dtype.kind in "iub" else get_default_dtype()
+    return Tensor(xp.array(arr, dtype=as_dtype(dtype)), requires_grad)
+
+
+def zeros(*shape: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
+    shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], Sequence) else shape
+    xp = namespace(device)
+    return Tensor(xp.zeros(shape, dtype=as_dtype(dtype or get_default_dtype())), requires_grad)
+
+
+def ones(*shape: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
+    shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], Sequence) else shape
+    xp = namespace(device)
+    return Tensor(xp.ones(shape, dtype=as_dtype(dtype or get_default_dtype())), requires_grad)
+
+
+def _T(self: Tensor) -> Tensor:
+    from .functional import permute
+
+    return permute(self, tuple(reversed(range(self.ndim))))
+
+
+Tensor.T = property(_T)  # type: ignore[attr-defined]
