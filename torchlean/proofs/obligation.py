@@ -1,0 +1,53 @@
+"""Obligations: closed formulas with a kind, a subject and a content hash.
+
+Every part of torchlean that makes a claim (the runtime's VJP rules, interval transformers, float
+lemmas, @verified models) contributes obligations through a *source*: a function registered with
+``@source`` that yields ``Obligation`` objects. ``python -m torchlean.proofs emit`` collects them
+all; ``discharge`` sends ``smtlib`` to a solver; ``check`` re-collects them and compares hashes with
+the stored artifacts, so an edited rule shows up as a stale artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Obligation:
+    #: "autograd", "forward", "ibp", "rounding", "crown", "robustness", ...
+    kind: str
+    #: what it is about: "primitive:tanh", "model:<fingerprint>", "format:binary16:add", ...
+    subject: str
+    #: unique, filesystem-safe id, e.g. "autograd.tanh"; names the artifact file
+    name: str
+    #: a closed SMT-LIB 2.6 script: set-logic, declarations, axioms, (assert (not CLAIM)), (check-sat)
+    smtlib: str
+    #: human-readable statement, for `show` and error messages
+    statement: str = ""
+    #: extra data the trusted checker needs to re-derive the claim (JSON-able)
+    data: dict[str, Any] = field(default_factory=dict)
+    #: where the claim is restricted (kinks, domains), stated in words for `show`
+    assumptions: tuple[str, ...] = ()
+
+    @property
+    def hash(self) -> str:
+        body = {"kind": self.kind, "subject": self.subject, "name": self.name,
+                "smtlib": self.smtlib, "data": self.data}
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+Source = Callable[[], Iterable[Obligation]]
+SOURCES: dict[str, Source] = {}
+
+
+def source(name: str) -> Callable[[Source], Source]:
+    """Register a function yielding obligations under ``name`` (e.g. "primitives.autograd")."""
+    def register(fn: Source) -> Source:
+        SOURCES[name] = fn
+        return fn
+    return register
