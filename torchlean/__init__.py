@@ -7,10 +7,13 @@ See DESIGN.md for the layers behind it.
 from . import (  # noqa: F401
     autograd,
     nn,
+    optim,
     runtime,  # noqa: F401  (registers the kernels and VJP rules)
     spec,  # noqa: F401  (registers the primitives)
 )
 from .runtime.backends import DeviceError, cuda_available
+from .runtime.checkpoint import load_checkpoint, save_checkpoint
+from .runtime.data import DataLoader, TensorDataset, load_csv
 from .runtime.random import manual_seed
 from .runtime.tensor import (
     Tensor,
@@ -25,6 +28,7 @@ from .runtime.tensor import (
     tensor,
     zeros,
 )
+from .runtime.trainer import TrainedModel, Trainer
 
 __version__ = "0.1.0"
 
@@ -33,3 +37,5 @@ __all__ = [
     "get_default_dtype", "int64", "manual_seed", "nn", "no_grad", "ones", "set_default_dtype",
     "tensor", "zeros",
 ]
+__all__ += ["DataLoader", "TensorDataset", "TrainedModel", "Trainer", "load_checkpoint", "load_csv",
+            "optim", "save_checkpoint"]

@@ -4,3 +4,5 @@ one certificate kind."""
 from .core import CHECKERS, Rejected, Verdict, check, digest, rational
 
 __all__ = ["CHECKERS", "Rejected", "Verdict", "check", "digest", "rational"]
+
+from . import errorbound, rounding  # noqa: E402,F401  (register the float checkers)

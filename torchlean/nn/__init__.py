@@ -2,4 +2,7 @@
 
 from ..runtime.nn import *  # noqa: F403
 from ..runtime.nn import __all__  # noqa: F401
-from . import functional  # noqa: F401
+from . import (
+    functional,  # noqa: F401
+    utils,  # noqa: F401  (torchlean.nn.utils.clip_grad_norm_)
+)

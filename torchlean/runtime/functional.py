@@ -7,6 +7,15 @@ from typing import Any
 
 from ..spec.shapes import ShapeError, norm_axis
 from .backends import namespace_of
+from .functional_nn import (  # noqa: F401  (re-exported: the nn section of the functional API)
+    avg_pool2d,
+    batch_norm,
+    conv2d,
+    dropout,
+    embedding,
+    layer_norm,
+    max_pool2d,
+)
 from .tensor import Tensor, _scalar, apply
 
 # -- elementwise ------------------------------------------------------------------------

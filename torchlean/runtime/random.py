@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 _GEN = [np.random.default_rng(0)]
@@ -14,3 +16,25 @@ def manual_seed(seed: int) -> None:
 
 def generator() -> np.random.Generator:
     return _GEN[0]
+
+
+def random_mask(x: Any, p: float) -> Any:
+    """Dropout's scaled keep-mask for tensor ``x`` (1/(1-p) where kept, 0 elsewhere).
+
+    The one place dropout draws from the generator, so that a tracer (``runtime.trace``) can
+    record *how* the mask was made and the compiled plan can draw it again, in the same order,
+    on every step instead of freezing one draw.
+    """
+    from .backends import namespace_of
+    from .tensor import STATE, Tensor
+
+    shape, dtype, xp = x.shape, x.dtype, namespace_of(x.data)
+
+    def draw() -> Any:
+        keep = generator().random(size=shape) >= p
+        return xp.asarray((keep / (1 - p)).astype(dtype))
+
+    mask = Tensor(draw())
+    if STATE.tracer is not None and hasattr(STATE.tracer, "random_source"):
+        STATE.tracer.random_source(mask, draw)
+    return mask

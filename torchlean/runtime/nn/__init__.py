@@ -1,6 +1,9 @@
 """Neural-network layers (``torchlean.nn``)."""
 
 from .. import functional
+from .attention import MultiheadAttention, TransformerEncoderLayer
+from .conv import AvgPool2d, Conv2d, MaxPool2d
+from .embedding import Embedding
 from .layers import (
     GELU,
     Dropout,
@@ -18,10 +21,17 @@ from .layers import (
     Softplus,
     Tanh,
 )
+from .loss import BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, MSELoss
 from .module import Module, Parameter
+from .norm import BatchNorm2d, LayerNorm
 
 __all__ = [
     "GELU", "Dropout", "Flatten", "Identity", "LeakyReLU", "Linear", "LogSoftmax", "Module",
     "Parameter", "ReLU", "Residual", "Sequential", "SiLU", "Sigmoid", "Softmax", "Softplus", "Tanh",
     "functional",
+]
+__all__ += ["BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss", "MSELoss"]
+__all__ += [
+    "AvgPool2d", "BatchNorm2d", "Conv2d", "Embedding", "LayerNorm", "MaxPool2d", "MultiheadAttention",
+    "TransformerEncoderLayer",
 ]

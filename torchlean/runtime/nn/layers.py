@@ -9,7 +9,7 @@ import numpy as np
 from ...spec.shapes import ShapeError
 from .. import functional as F
 from ..backends import namespace
-from ..random import generator
+from ..random import random_mask
 from ..tensor import Tensor, as_dtype, get_default_dtype
 from . import init
 from .module import Module, Parameter, PartialShape
@@ -151,9 +151,7 @@ class Dropout(Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0:
             return x
-        keep = generator().random(size=x.shape) >= self.p
-        mask = (keep / (1 - self.p)).astype(x.dtype)
-        return x * Tensor(namespace(x.device).asarray(mask))
+        return x * random_mask(x, self.p)  # traceable: the compiled plan redraws it per step
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -1,0 +1,236 @@
+"""ONNX operators one by one against onnxruntime, import errors, and export round trips."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from torchlean.bridge import OnnxImportError, export_onnx, load_onnx
+from torchlean.runtime.execute import run_graph
+
+ort = pytest.importorskip("onnxruntime")
+F = TensorProto.FLOAT
+RNG = np.random.default_rng(0)
+
+
+def _w(*shape):
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def _model(nodes, inputs, outputs, inits=(), opset=13):
+    g = helper.make_graph(nodes, "t", [helper.make_tensor_value_info(n, F, s) for n, s in inputs],
+                          [helper.make_tensor_value_info(n, F, None) for n in outputs],
+                          [numpy_helper.from_array(a, k) for k, a in inits])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 7
+    return m
+
+
+def _ints(name, *v):
+    return (name, np.asarray(v, dtype=np.int64))
+
+
+def _compare(model, shapes, batch_size=1, exact=False):
+    """Import ``model``; evaluate it and onnxruntime on the same random inputs; return the graph."""
+    graph = load_onnx(model, batch_size=batch_size)
+    feeds = {v.name: RNG.standard_normal(v.shape).astype(np.float32) for v in graph.inputs}
+    assert {k: v.shape for k, v in feeds.items()} == shapes
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    refs = sess.run(None, feeds)
+    outs = run_graph(graph, feeds)
+    for out, ref in zip(outs, refs, strict=True):
+        assert out.shape == ref.shape
+        if exact:
+            assert np.array_equal(out, ref)
+        else:
+            np.testing.assert_allclose(out, ref, rtol=2e-6, atol=2e-6 * max(1.0, float(np.abs(ref).max())))
+    return graph
+
+
+@pytest.mark.parametrize("trans_a,trans_b,alpha,beta", [(0, 0, 1.0, 1.0), (0, 1, 1.0, 1.0),
+                                                        (1, 1, 0.5, 2.0), (1, 0, 1.0, 0.0)])
+def test_gemm(trans_a, trans_b, alpha, beta):
+    a_shape = (3, 2) if trans_a else (2, 3)
+    w = _w(4, 3) if trans_b else _w(3, 4)
+    node = helper.make_node("Gemm", ["a", "w", "c"], ["y"], transA=trans_a, transB=trans_b,
+                            alpha=alpha, beta=beta)
+    g = _compare(_model([node], [("a", a_shape)], ["y"], [("w", w), ("c", _w(4))]), {"a": a_shape})
+    assert "transpose" not in [n.op for n in g.nodes if n.inputs[0] == "w"]  # weight folded
+
+
+def test_gemm_with_runtime_operands_and_no_bias():
+    node = helper.make_node("Gemm", ["a", "b"], ["y"], transB=1)
+    g = _compare(_model([node], [("a", (2, 3)), ("b", (5, 3))], ["y"]), {"a": (2, 3), "b": (5, 3)})
+    assert [n.op for n in g.nodes] == ["transpose", "matmul"]
+
+
+@pytest.mark.parametrize("sa,sb", [((3,), (3, 4)), ((2, 3), (3,)), ((3,), (3,)), ((2, 2, 3), (3, 4)),
+                                   ((5, 1, 2, 3), (4, 3, 2))])
+def test_matmul_shapes(sa, sb):
+    _compare(_model([helper.make_node("MatMul", ["a", "b"], ["y"])], [("a", sa), ("b", sb)], ["y"]),
+             {"a": sa, "b": sb})
+
+
+def test_elementwise_and_constant_nodes():
+    nodes = [
+        helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(_w(1, 4), "k")),
+        helper.make_node("Sub", ["x", "k"], ["a"]),
+        helper.make_node("Div", ["a", "d"], ["b"]),
+        helper.make_node("Mul", ["b", "x"], ["c"]),
+        helper.make_node("Sigmoid", ["c"], ["s"]),
+        helper.make_node("Tanh", ["b"], ["t"]),
+        helper.make_node("Identity", ["t"], ["ti"]),
+        helper.make_node("Dropout", ["ti"], ["td"]),
+        helper.make_node("Add", ["s", "td"], ["y"]),
+        helper.make_node("Relu", ["y"], ["r"]),
+    ]
+    d = np.abs(_w(4)) + 0.5
+    g = _compare(_model(nodes, [("x", (3, 4))], ["r", "y"], [("d", d)], opset=12), {"x": (3, 4)})
+    assert g.outputs == ["r", "y"]
+
+
+@pytest.mark.parametrize("spec,shape", [((0, -1), (2, 12)), ((-1, 3, 0), (2, 3, 4)), ((0, 0, -1), (2, 3, 4)),
+                                        ((-1, 2, 0), (3, 2, 4)), ((24,), (24,)),
+                                        ((2, 0, 2, 2), (2, 3, 2, 2))])
+def test_reshape_zero_and_minus_one(spec, shape):
+    m = _model([helper.make_node("Reshape", ["x", "s"], ["y"])], [("x", (2, 3, 4))], ["y"],
+               [_ints("s", *spec)])
+    g = _compare(m, {"x": (2, 3, 4)}, exact=True)
+    assert g.values["y"].shape == shape
+
+
+@pytest.mark.parametrize("perm", [None, (0, 2, 1), (2, 0, 1)])
+def test_transpose(perm):
+    kw = {} if perm is None else {"perm": list(perm)}
+    _compare(_model([helper.make_node("Transpose", ["x"], ["y"], **kw)], [("x", (2, 3, 4))], ["y"]),
+             {"x": (2, 3, 4)}, exact=True)
+
+
+def test_squeeze_unsqueeze_attribute_style_opset11():
+    nodes = [helper.make_node("Unsqueeze", ["x"], ["u"], axes=[0, 3]),
+             helper.make_node("Squeeze", ["u"], ["y"], axes=[0]),
+             helper.make_node("Squeeze", ["u"], ["z"])]
+    g = _compare(_model(nodes, [("x", (2, 3))], ["y", "z"], opset=11), {"x": (2, 3)}, exact=True)
+    assert g.values["y"].shape == (2, 3, 1) and g.values["z"].shape == (2, 3)
+
+
+def test_squeeze_unsqueeze_input_style_opset13():
+    nodes = [helper.make_node("Unsqueeze", ["x", "ax"], ["u"]),
+             helper.make_node("Squeeze", ["u", "sq"], ["y"])]
+    m = _model(nodes, [("x", (2, 3))], ["y", "u"], [_ints("ax", 1, -1), _ints("sq", 1)])
+    g = _compare(m, {"x": (2, 3)}, exact=True)
+    assert g.values["u"].shape == (2, 1, 3, 1) and g.values["y"].shape == (2, 3, 1)
+
+
+def test_concat_runtime_and_constant():
+    m = _model([helper.make_node("Concat", ["x", "c", "x"], ["y"], axis=-1)], [("x", (2, 3))], ["y"],
+               [("c", _w(2, 2))])
+    assert _compare(m, {"x": (2, 3)}, exact=True).values["y"].shape == (2, 8)
+
+
+@pytest.mark.parametrize("opset,axis", [(11, 1), (11, 2), (13, 1), (13, -1), (11, -1)])
+def test_softmax_opset_semantics(opset, axis):
+    # before opset 13, axis=1 on a 3-D input normalises over the flattened axes 1 and 2
+    m = _model([helper.make_node("Softmax", ["x"], ["y"], axis=axis)], [("x", (2, 3, 4))], ["y"],
+               opset=opset)
+    _compare(m, {"x": (2, 3, 4)})
+
+
+def test_conv_batchnorm_pool_cnn_with_dynamic_batch():
+    """A small CNN the way torch exports one: the flatten goes through Shape/Gather/Concat."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], strides=[1, 1],
+                         kernel_shape=[3, 3]),
+        helper.make_node("BatchNormalization", ["c1", "g", "beta", "mu", "var"], ["bn"], epsilon=1e-3),
+        helper.make_node("Relu", ["bn"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "w2"], ["c2"], group=2, strides=[2, 2], pads=[1, 1, 1, 1],
+                         dilations=[1, 1]),
+        helper.make_node("AveragePool", ["c2"], ["p2"], kernel_shape=[3, 3], strides=[1, 1],
+                         pads=[1, 1, 1, 1]),
+        helper.make_node("AveragePool", ["c2"], ["p3"], kernel_shape=[3, 3], strides=[1, 1],
+                         pads=[1, 1, 1, 1], count_include_pad=1),
+        helper.make_node("Add", ["p2", "p3"], ["p"]),
+        helper.make_node("Shape", ["p"], ["shp"]),
+        helper.make_node("Gather", ["shp", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "zeros"], ["n1"]),
+        helper.make_node("Concat", ["n1", "minus1"], ["target"], axis=0),
+        helper.make_node("Reshape", ["p", "target"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "fw", "fb"], ["y"], transB=1),
+        helper.make_node("Softmax", ["y"], ["prob"], axis=1),
+    ]
+    inits = [("w1", _w(4, 2, 3, 3)), ("b1", _w(4)), ("g", _w(4)), ("beta", _w(4)), ("mu", _w(4)),
+             ("var", np.abs(_w(4)) + 0.1), ("w2", _w(6, 2, 3, 3)), ("zero", np.asarray(0, dtype=np.int64)),
+             _ints("zeros", 0),
+             _ints("minus1", -1), ("fw", _w(5, 6 * 2 * 2)), ("fb", _w(5))]
+    g = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", F, ["N", 2, 8, 8])],
+                          [helper.make_tensor_value_info("prob", F, ["N", 5])],
+                          [numpy_helper.from_array(a, k) for k, a in inits])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    graph = _compare(model, {"x": (3, 2, 8, 8)}, batch_size=3)
+    ops = [n.op for n in graph.nodes]
+    assert {"conv2d", "batch_norm", "max_pool2d", "avg_pool2d", "reshape", "softmax"} <= set(ops)
+    assert not {"zero", "zeros", "minus1"} & set(graph.constants)  # shape arithmetic folded away
+    again = load_onnx(export_onnx(graph), batch_size=3)
+    x = RNG.standard_normal((3, 2, 8, 8)).astype(np.float32)
+    np.testing.assert_array_equal(run_graph(again, {"x": x})[0], run_graph(graph, {"x": x})[0])
+
+
+def test_unsupported_operators_are_all_named_in_one_line():
+    nodes = [helper.make_node("Erf", ["x"], ["a"]), helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("LRN", ["b"], ["c"], size=3), helper.make_node("Erf", ["c"], ["y"])]
+    with pytest.raises(OnnxImportError) as e:
+        load_onnx(_model(nodes, [("x", (1, 2, 3, 3))], ["y"]))
+    assert str(e.value) == "unsupported ONNX operator(s): Erf, LRN"
+
+
+def test_errors_name_the_node():
+    m = _model([helper.make_node("Reshape", ["x", "s"], ["y"], name="bad_reshape")],
+               [("x", (2, 3)), ("s", (2,))], ["y"])
+    with pytest.raises(OnnxImportError, match="Reshape node 'bad_reshape'.*must be a constant"):
+        load_onnx(m)
+    m = _model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], pads=[0, 0, 1, 1])],
+               [("x", (1, 1, 4, 4))], ["y"])
+    with pytest.raises(OnnxImportError, match="asymmetric pads"):
+        load_onnx(m)
+    m = _model([helper.make_node("MatMul", ["x", "w"], ["y"])], [("x", (2, 3))], ["y"], [("w", _w(4, 5))])
+    with pytest.raises(OnnxImportError, match="MatMul node 'y'.*inner dimensions"):
+        load_onnx(m)
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(OnnxImportError, match="no such file"):
+        load_onnx(tmp_path / "missing.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\xff\x00 not a protobuf")
+    with pytest.raises(OnnxImportError, match="not a readable ONNX model"):
+        load_onnx(bad)
+
+
+def test_export_round_trip_acas(tmp_path):
+    from pathlib import Path
+
+    net = Path(__file__).parent / "data/vnncomp2021/acasxu/ACASXU_run2a_1_1_batch_2000.onnx"
+    graph = load_onnx(net)
+    out = tmp_path / "acas.onnx"
+    export_onnx(graph, out)
+    onnx.checker.check_model(onnx.load(str(out)))
+    again = load_onnx(out)
+    assert again.constants.keys() == graph.constants.keys()
+    assert all(np.array_equal(again.constants[k], v) for k, v in graph.constants.items())
+    x = RNG.uniform(-0.5, 0.5, (1, 1, 1, 5)).astype(np.float32)
+    ref = ort.InferenceSession(str(net), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    exported = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert np.array_equal(ref, exported)  # the same operators on the same bits
+    assert np.array_equal(run_graph(again, {"input": x})[0], run_graph(graph, {"input": x})[0])
+
+
+def test_export_refuses_primitives_without_onnx_counterpart():
+    from torchlean.bridge.onnx import export_onnx as exp
+    from torchlean.spec import Graph, Node, Value
+
+    nodes = [Node("gelu", ["x"], "a"), Node("silu", ["a"], "y")]
+    g = Graph([Value("x", (2, 3), "float32")], {}, nodes, ["y"])
+    with pytest.raises(ValueError, match="no ONNX export for primitive\\(s\\): gelu, silu"):
+        exp(g.check())

@@ -1,0 +1,172 @@
+"""``python -m torchlean``: train the Auto MPG MLP, or run a quickstart example.
+
+Errors are one line on stderr: exit 2 for usage errors (unknown command, bad flag), exit 1 for a
+run that cannot proceed (e.g. ``--device cuda`` on a machine without cupy or a GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+
+class UsageError(Exception):
+    """A command line argparse rejected."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error raises (one line, exit 2 in ``main``) instead of printing usage."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text}")
+    return value
+
+
+def _schedule(name: str, steps: int, lr: float) -> Any:
+    """A function optimizer -> scheduler for ``--scheduler``, or None."""
+    from torchlean.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR, linear_warmup
+
+    total = max(steps, 1)
+    return {
+        "none": None,
+        "cosine": lambda opt: CosineAnnealingLR(opt, T_max=total),
+        "onecycle": lambda opt: OneCycleLR(opt, max_lr=lr, total_steps=total),
+        "warmup": lambda opt: linear_warmup(opt, warmup_steps=max(total // 10, 1)),
+    }[name]
+
+
+SCHEDULES = ("none", "cosine", "onecycle", "warmup")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="torchlean",
+                     description="torchlean: write, run, inspect and verify neural networks.")
+    parser.add_argument("--version", action="version", version="torchlean 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    mlp = sub.add_parser("mlp", help="train the Auto MPG regression MLP (7→32→1) and report test MSE",
+                         description="Train the Auto MPG MLP; print the test MSE (normalised target) before "
+                                     "and after, and one held-out prediction in mpg.")
+    mlp.add_argument("--steps", type=_non_negative_int, default=200, help="optimisation steps (default 200)")
+    mlp.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default 32)")
+    mlp.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default 0.01)")
+    mlp.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"], default="adam")
+    mlp.add_argument("--scheduler", choices=list(SCHEDULES), default="none",
+                     help="learning-rate schedule over the run (warmup: linear over the first 10%%)")
+    mlp.add_argument("--clip", type=_positive_float, metavar="MAX_NORM", help="clip the gradient norm")
+    mlp.add_argument("--seed", type=_non_negative_int, default=0, help="initialisation and shuffling seed")
+    mlp.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    mlp.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    mlp.add_argument("--backend", choices=["eager", "compiled"], default="eager")
+    mlp.add_argument("--log", metavar="PATH", help="write a JSON training log here")
+    mlp.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz, no pickle) here")
+    mlp.add_argument("--log-every", type=_positive_int, default=10, help="steps between log records")
+    mlp.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+
+    qs = sub.add_parser("quickstart", help="run a runnable example: tensors, autograd or mlp",
+                        description="Run one of the quickstart examples (their source: examples/).")
+    qs.add_argument("example", choices=["tensors", "autograd", "mlp"])
+    return parser
+
+
+def run_mlp(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import torchlean as tl
+    from torchlean.zoo import auto_mpg
+
+    data = auto_mpg.load()
+    tl.manual_seed(args.seed)
+    model = auto_mpg.mlp()
+    trainer = tl.Trainer(model, task="regression", optimizer=args.optimizer, lr=args.lr,
+                         backend=args.backend, dtype=args.dtype, device=args.device, seed=args.seed,
+                         scheduler=_schedule(args.scheduler, args.steps, args.lr), clip=args.clip)
+    test = data.test()
+    print(f"Auto MPG: {len(data.x_train)} train / {len(data.x_test)} test rows "
+          f"({data.dropped_rows} rows with missing horsepower dropped); MLP 7→32→1, "
+          f"{model.num_parameters()} parameters; {args.dtype} on {args.device}, {args.backend} backend")
+    before = trainer.eval(test)["loss"]
+    print(f"test MSE (normalised target) before: {before:.4f}")
+    trained = trainer.train(data.train(), steps=args.steps, batch_size=args.batch_size,
+                            log_every=args.log_every, log_path=args.log,
+                            progress=False if args.no_progress else None)
+    after = trained.eval(test)["loss"]
+    note = " (interrupted)" if trained.interrupted else ""
+    print(f"test MSE (normalised target) after {trained.steps} steps{note}: {after:.4f}")
+    row = 0  # the first held-out car
+    pred = data.target_to_original(trained.predict(data.x_test[row:row + 1]))[0, 0]
+    truth = data.target_to_original(data.y_test[row:row + 1])[0, 0]
+    print(f"held-out car #{row}: predicted {pred:.1f} mpg, actual {truth:.1f} mpg "
+          f"(error {abs(pred - truth):.1f})")
+    if not np.isfinite(after):
+        print("torchlean: error: training diverged (non-finite loss); try a smaller --lr", file=sys.stderr)
+        return 1
+    if args.log:
+        print(f"training log: {args.log}")
+    if args.save:
+        print(f"checkpoint: {trained.save(args.save)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m torchlean`` and the ``torchlean`` script; returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        print(f"{e} (see --help)", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help / --version print and "exit"; report it as a return code
+        return e.code if isinstance(e.code, int) else 0
+    from torchlean.runtime.backends import DeviceError
+    from torchlean.runtime.checkpoint import CheckpointError
+
+    try:
+        if args.command == "mlp":
+            return run_mlp(args)
+        from torchlean.zoo.quickstart import run
+
+        run(args.example)
+        return 0
+    except (DeviceError, CheckpointError, OSError, ValueError, RuntimeError) as e:
+        print(f"torchlean: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("torchlean: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The outside world: ONNX, VNN-LIB, PyTorch state dicts, the IR's JSON files.
+
+API (stable; the verifier builds on it):
+
+``load_onnx(path, batch_size=1) -> spec.Graph``
+    A checked Graph. Inputs/outputs keep their ONNX names (``graph.inputs[0].name``,
+    ``graph.outputs[0]``); weights are ``graph.constants`` with exact bits; symbolic dims become
+    ``batch_size``. Lowered to primitives: matmul, add, sub, mul, div, relu, sigmoid, tanh, flatten,
+    reshape, transpose, concat, softmax, conv2d, max_pool2d, avg_pool2d, batch_norm, ...
+    Gemm's transposed constant weights are folded (``W.T`` becomes one constant), so the ACAS Xu
+    and MNIST nets are ``[sub,] flatten, (matmul, add, relu)*, matmul, add``. Evaluate with
+    ``torchlean.runtime.execute.run_graph(graph, {name: array})``. Errors: ``OnnxImportError``
+    (one line; unsupported operators all listed). ``export_onnx(graph, path)`` writes one back.
+
+``parse_vnnlib(path) -> Property`` (``parse_vnnlib_string(text)`` too)
+    ``prop.n_inputs``, ``prop.n_outputs``, ``prop.regions``: each ``Region`` has an input box
+    (``lower``/``upper`` float64 nearest; ``lower_exact``/``upper_exact`` Fractions;
+    ``float_box(dtype, outward=True)``) and ``disjuncts``: a tuple of conjunctions of
+    ``Constraint(coeffs, rhs)`` meaning ``sum_j coeffs[j]*Y_j <= rhs`` (Fractions);
+    ``region.matrices()`` gives them as float64 ``(C, d)`` with ``C @ y <= d``. Unsafe ("sat") iff
+    some region has an x in its box whose output satisfies some disjunct. With one box,
+    ``prop.lower``/``prop.upper``/``prop.disjuncts`` are shortcuts. ``prop.is_counterexample(x, y)``
+    checks exactly; ``format_counterexample(x, y)`` gives VNN-COMP's result text. Errors:
+    ``VnnlibError('path:line:col: message')``.
+
+``from_torch_state_dict(model, sd)`` / ``to_torch_state_dict(model)`` (torch optional),
+``save_graph(graph, path)`` / ``load_graph(path)`` (IR JSON, docs/ir-json.md; atomic writes).
+"""
+
+from .ir_json import atomic_write_bytes, load_graph, save_graph
+from .onnx import OnnxImportError, export_onnx, load_onnx, onnx_operators, supported_operators
+from .torch_io import from_torch, from_torch_state_dict, to_torch_state_dict
+from .vnnlib import (
+    Constraint,
+    Property,
+    Region,
+    VnnlibError,
+    format_counterexample,
+    parse_vnnlib,
+    parse_vnnlib_string,
+)
+
+__all__ = [
+    "Constraint", "OnnxImportError", "Property", "Region", "VnnlibError", "atomic_write_bytes",
+    "export_onnx", "format_counterexample", "from_torch", "from_torch_state_dict", "load_graph",
+    "load_onnx", "onnx_operators", "parse_vnnlib", "parse_vnnlib_string", "save_graph",
+    "supported_operators", "to_torch_state_dict",
+]

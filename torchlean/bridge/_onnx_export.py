@@ -1,0 +1,131 @@
+"""Export a spec Graph to ONNX, for the primitives that map back to one ONNX operator (or a few).
+
+Used for round-trip tests and to hand torchlean models to other tools. Primitives without an ONNX
+counterpart are reported all at once, in one line.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ..spec import Graph
+
+_SIMPLE = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "matmul": "MatMul",
+           "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "exp": "Exp", "log": "Log",
+           "sqrt": "Sqrt", "neg": "Neg", "abs": "Abs", "maximum": "Max", "minimum": "Min",
+           "softplus": "Softplus"}
+_EXPORTABLE = {*_SIMPLE, "reshape", "flatten", "transpose", "concat", "softmax", "log_softmax",
+               "leaky_relu", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "slice", "mean", "sum"}
+
+
+class OnnxExportError(ValueError):
+    """The graph uses primitives without an ONNX counterpart (named in the message)."""
+
+
+def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset: int = 13) -> Any:
+    """Write ``graph`` as an ONNX model (opset 13 by default) and return the ``ModelProto``."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph.check()
+    bad = sorted({n.op for n in graph.nodes if n.op not in _EXPORTABLE})
+    if bad:
+        raise OnnxExportError("no ONNX export for primitive(s): " + ", ".join(bad))
+    inits = [numpy_helper.from_array(np.asarray(a), k) for k, a in graph.constants.items()]
+    nodes: list[Any] = []
+    taken = set(graph.values)
+
+    def extra(array: np.ndarray, hint: str) -> str:
+        name = hint
+        k = 0
+        while name in taken:
+            k += 1
+            name = f"{hint}.{k}"
+        taken.add(name)
+        inits.append(numpy_helper.from_array(array, name))
+        return name
+
+    for n in graph.nodes:
+        a = n.attrs
+        x = n.inputs
+        if n.op in _SIMPLE:
+            nodes.append(helper.make_node(_SIMPLE[n.op], x, [n.output]))
+        elif n.op in ("reshape", "flatten"):
+            shape = np.asarray(graph.values[n.output].shape, dtype=np.int64)
+            nodes.append(helper.make_node("Reshape", [x[0], extra(shape, n.output + ".shape")], [n.output]))
+        elif n.op == "transpose":
+            perm = a.get("axes") or tuple(reversed(range(len(graph.values[x[0]].shape))))
+            nodes.append(helper.make_node("Transpose", x, [n.output], perm=list(perm)))
+        elif n.op == "concat":
+            nodes.append(helper.make_node("Concat", x, [n.output], axis=int(a.get("axis", 0))))
+        elif n.op in ("softmax", "log_softmax"):
+            op = "Softmax" if n.op == "softmax" else "LogSoftmax"
+            nodes.append(helper.make_node(op, x, [n.output], axis=int(a.get("axis", -1))))
+        elif n.op == "leaky_relu":
+            nodes.append(helper.make_node("LeakyRelu", x, [n.output], alpha=float(a.get("slope", 0.01))))
+        elif n.op in ("sum", "mean"):
+            rank = len(graph.values[x[0]].shape)
+            axes = a.get("axes")
+            axes = list(range(rank)) if axes is None else ([axes] if isinstance(axes, int) else list(axes))
+            op = "ReduceSum" if n.op == "sum" else "ReduceMean"
+            keep = int(bool(a.get("keepdims", False)))
+            if op == "ReduceSum":  # opset 13: axes is an input
+                ax = extra(np.asarray(axes, dtype=np.int64), n.output + ".axes")
+                nodes.append(helper.make_node(op, [x[0], ax], [n.output], keepdims=keep))
+            else:
+                nodes.append(helper.make_node(op, x, [n.output], axes=axes, keepdims=keep))
+        elif n.op == "slice":
+            idx = a.get("index", ())
+            shape = graph.values[x[0]].shape
+            starts, ends, steps = [], [], []
+            for i, (s0, s1, st) in enumerate(idx):
+                start, stop, step = slice(s0, s1, st).indices(shape[i])
+                starts.append(start)
+                ends.append(stop)
+                steps.append(step)
+            ins = [x[0]] + [extra(np.asarray(v, dtype=np.int64), f"{n.output}.{k}") for k, v in
+                            (("starts", starts), ("ends", ends), ("axes", list(range(len(idx)))),
+                             ("steps", steps))]
+            nodes.append(helper.make_node("Slice", ins, [n.output]))
+        elif n.op == "conv2d":
+            p = _pair(a.get("padding", 0))
+            nodes.append(helper.make_node("Conv", x, [n.output], strides=list(_pair(a.get("stride", 1))),
+                                          pads=[*p, *p], dilations=list(_pair(a.get("dilation", 1))),
+                                          group=int(a.get("groups", 1))))
+        elif n.op in ("max_pool2d", "avg_pool2d"):
+            p = _pair(a.get("padding", 0))
+            k = _pair(a.get("kernel_size", 2))
+            kw: dict[str, Any] = {"kernel_shape": list(k), "strides": list(_pair(a.get("stride", k))),
+                                  "pads": [*p, *p]}
+            if n.op == "avg_pool2d":
+                kw["count_include_pad"] = int(bool(a.get("count_include_pad", True)))
+            nodes.append(helper.make_node("MaxPool" if n.op == "max_pool2d" else "AveragePool",
+                                          x, [n.output], **kw))
+        elif n.op == "batch_norm":
+            xin, mean, var, w, bias = x
+            nodes.append(helper.make_node("BatchNormalization", [xin, w, bias, mean, var], [n.output],
+                                          epsilon=float(a.get("eps", 1e-5))))
+    elem = {str(np.dtype(t)): helper.np_dtype_to_tensor_dtype(np.dtype(t))
+            for t in ("float16", "float32", "float64", "int64", "bool")}
+    inputs = [helper.make_tensor_value_info(v.name, elem[v.dtype], list(v.shape)) for v in graph.inputs]
+    outputs = [helper.make_tensor_value_info(o, elem[graph.values[o].dtype], list(graph.values[o].shape))
+               for o in graph.outputs]
+    model = helper.make_model(helper.make_graph(nodes, "torchlean", inputs, outputs, inits),
+                              opset_imports=[helper.make_opsetid("", opset)], producer_name="torchlean")
+    model.ir_version = min(model.ir_version, 8)  # readable by older onnxruntime releases
+    onnx.checker.check_model(model)
+    if path is not None:
+        from .ir_json import atomic_write_bytes
+
+        atomic_write_bytes(path, model.SerializeToString())
+    return model
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    if isinstance(v, (int, np.integer)):
+        return int(v), int(v)
+    t = tuple(int(i) for i in v)
+    return (t[0], t[1])

@@ -1,0 +1,161 @@
+"""PyTorch interop: state dicts both ways, and simple ``nn.Module`` trees to torchlean modules.
+
+torchlean layers use torch's parameter names and layouts (``Linear.weight`` is (out, in),
+``Sequential`` children are "0", "1", ...), so a state dict maps one to one. torch is imported
+lazily: it is an optional dependency (the ``[torch]`` extra).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+#: torch buffers with no torchlean counterpart (bookkeeping, not part of the function computed)
+_TORCH_ONLY = ("num_batches_tracked",)
+
+
+class TorchInteropError(ValueError):
+    """torch is missing, or a module or state dict does not map onto torchlean."""
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise TorchInteropError("this needs PyTorch, an optional dependency: pip install 'torchlean[torch]'"
+                                ) from None
+    return torch
+
+
+def _to_numpy(v: Any) -> np.ndarray:
+    if isinstance(v, np.ndarray):
+        return v
+    if hasattr(v, "detach"):  # a torch tensor: exact copy of its bits
+        return v.detach().cpu().numpy().copy()
+    if hasattr(v, "data") and isinstance(getattr(v, "data", None), np.ndarray):
+        return v.data
+    return np.asarray(v)
+
+
+def from_torch_state_dict(model: Any, state_dict: Mapping[str, Any], strict: bool = True) -> Any:
+    """Load a torch ``state_dict`` (tensors or arrays) into torchlean ``model``; returns the model.
+
+    Names map one to one; torch-only bookkeeping buffers (``num_batches_tracked``) are skipped
+    when the torchlean model has no such entry. Shapes are checked by ``load_state_dict``.
+    """
+    own = set(model.state_dict())
+    arrays = {k: _to_numpy(v) for k, v in state_dict.items()
+              if k in own or not k.endswith(_TORCH_ONLY)}
+    model.load_state_dict(arrays, strict=strict)
+    return model
+
+
+def to_torch_state_dict(model: Any) -> dict[str, Any]:
+    """The torchlean ``model``'s parameters and buffers as torch tensors (exact bits, CPU)."""
+    torch = _torch()
+    return {k: torch.from_numpy(np.ascontiguousarray(v).copy()) for k, v in model.state_dict().items()}
+
+
+# -- modules ---------------------------------------------------------------------------------
+
+def _pair(v: Any) -> Any:
+    return tuple(v) if isinstance(v, (tuple, list)) else v
+
+
+def _layer_builders() -> dict[str, Callable[[Any], Any]]:
+    """torch class name -> builder of the matching torchlean layer (weights loaded afterwards)."""
+    from .. import nn
+
+    def conv(m: Any) -> Any:
+        if m.padding_mode != "zeros":
+            raise TorchInteropError(f"Conv2d with padding_mode={m.padding_mode!r} is not supported")
+        return nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, _pair(m.padding),
+                         m.dilation, m.groups, bias=m.bias is not None, dtype=_dtype(m))
+
+    def pool(cls: Any) -> Callable[[Any], Any]:
+        def build(m: Any) -> Any:
+            if getattr(m, "ceil_mode", False) or getattr(m, "dilation", 1) not in (1, (1, 1)):
+                raise TorchInteropError(f"{type(m).__name__} with ceil_mode or dilation is not supported")
+            kw = {"count_include_pad": m.count_include_pad} if hasattr(m, "count_include_pad") else {}
+            return cls(m.kernel_size, m.stride, m.padding, **kw)
+        return build
+
+    def batch_norm(m: Any) -> Any:
+        return nn.BatchNorm2d(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine)
+
+    table: dict[str, Callable[[Any], Any]] = {
+        "Linear": lambda m: nn.Linear(m.in_features, m.out_features, bias=m.bias is not None,
+                                      dtype=_dtype(m)),
+        "ReLU": lambda m: nn.ReLU(),
+        "Tanh": lambda m: nn.Tanh(),
+        "Sigmoid": lambda m: nn.Sigmoid(),
+        "SiLU": lambda m: nn.SiLU(),
+        "Softplus": lambda m: nn.Softplus(),
+        "LeakyReLU": lambda m: nn.LeakyReLU(m.negative_slope),
+        "Identity": lambda m: nn.Identity(),
+        "Dropout": lambda m: nn.Dropout(m.p),
+        "Flatten": lambda m: _flatten(m),
+        "Softmax": lambda m: nn.Softmax(m.dim if m.dim is not None else -1),
+        "LogSoftmax": lambda m: nn.LogSoftmax(m.dim if m.dim is not None else -1),
+        "GELU": lambda m: nn.GELU(m.approximate),
+    }
+    if hasattr(nn, "Conv2d"):
+        table["Conv2d"] = conv
+    if hasattr(nn, "MaxPool2d"):
+        table["MaxPool2d"] = pool(nn.MaxPool2d)
+    if hasattr(nn, "AvgPool2d"):
+        table["AvgPool2d"] = pool(nn.AvgPool2d)
+    if hasattr(nn, "BatchNorm2d"):
+        table["BatchNorm2d"] = batch_norm
+    return table
+
+
+def _flatten(m: Any) -> Any:
+    from .. import nn
+
+    if m.end_dim != -1:
+        raise TorchInteropError(f"Flatten(end_dim={m.end_dim}) is not supported (only end_dim=-1)")
+    return nn.Flatten(m.start_dim)
+
+
+def _dtype(m: Any) -> str:
+    p = next(iter(m.parameters()), None)
+    return str(p.dtype).replace("torch.", "") if p is not None else "float32"
+
+
+def from_torch(module: Any) -> Any:
+    """A torchlean copy of a torch ``nn.Sequential`` (nested ones too) of supported layers.
+
+    The structure is rebuilt layer by layer, then the weights are copied with their exact bits;
+    unsupported layer types are all named in one error.
+    """
+    torch = _torch()
+    from .. import nn
+
+    table = _layer_builders()
+    bad: set[str] = set()
+
+    def build(m: Any) -> Any:
+        name = type(m).__name__
+        if isinstance(m, torch.nn.Sequential):
+            return nn.Sequential(*(build(c) for c in m.children()))
+        if name not in table:
+            bad.add(name)
+            return None
+        return table[name](m)
+
+    def walk(m: Any) -> None:  # collect every unsupported layer before building anything
+        if isinstance(m, torch.nn.Sequential):
+            for c in m.children():
+                walk(c)
+        elif type(m).__name__ not in table:
+            bad.add(type(m).__name__)
+
+    walk(module)
+    if bad:
+        raise TorchInteropError("unsupported torch module(s): " + ", ".join(sorted(bad)))
+    out = build(module)
+    from_torch_state_dict(out, module.state_dict())
+    return out.train(module.training)

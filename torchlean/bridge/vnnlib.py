@@ -1,0 +1,393 @@
+"""VNN-LIB properties: parse (with lark, grammar in vnnlib.lark) to a :class:`Property`.
+
+VNN-COMP semantics: a file states the *unsafe* condition. The property is violated ("sat") iff
+some input in the input region drives the network to an output satisfying the output condition.
+Every assert is conjoined; each formula is put in disjunctive normal form, and each disjunct is a
+box on the inputs together with a conjunction of linear constraints ``c . y <= d`` on the outputs.
+Disjuncts sharing a box are grouped into one :class:`Region`, so the usual shapes come out as:
+
+- one box and a single conjunction (ACAS Xu property 1: ``Y_0 >= 3.99``);
+- one box and several disjuncts (MNIST robustness: some other class beats the label);
+- several boxes, each with the same output disjunction (ACAS Xu property 6).
+
+Numbers are exact rationals (``fractions.Fraction`` read from the decimal text, never via a
+float); float views are provided, rounded to nearest or outward. Strict inequalities are read as
+non-strict (the closure of the unsafe set, as VNN-COMP tools do), which is sound for ``unsat``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: conversion to DNF stops with an error beyond this many disjuncts
+MAX_DISJUNCTS = 100_000
+
+
+class VnnlibError(ValueError):
+    """A malformed or unsupported property; the message gives the file, line and column."""
+
+
+# -- result types ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Constraint:
+    """``sum_j coeffs[j] * Y_j <= rhs``, exactly."""
+
+    coeffs: tuple[Fraction, ...]
+    rhs: Fraction
+
+    def holds(self, y: Sequence[Fraction]) -> bool:
+        return sum((c * v for c, v in zip(self.coeffs, y) if c), Fraction(0)) <= self.rhs
+
+    def __str__(self) -> str:
+        terms = " + ".join(f"{c}*Y_{j}" for j, c in enumerate(self.coeffs) if c) or "0"
+        return f"{terms} <= {self.rhs}"
+
+
+def _matrix(constraints: Sequence[Constraint], n: int) -> tuple[np.ndarray, np.ndarray]:
+    c = np.array([[float(v) for v in k.coeffs] for k in constraints], dtype=np.float64).reshape(-1, n)
+    d = np.array([float(k.rhs) for k in constraints], dtype=np.float64)
+    return c, d
+
+
+@dataclass(frozen=True)
+class Region:
+    """An input box and the output condition on it: a disjunction of conjunctions.
+
+    ``disjuncts[i]`` is a tuple of constraints that must all hold; an empty tuple means the box
+    alone is unsafe (any input in it is a counterexample).
+    """
+
+    lower_exact: tuple[Fraction, ...]
+    upper_exact: tuple[Fraction, ...]
+    disjuncts: tuple[tuple[Constraint, ...], ...]
+    n_outputs: int
+
+    @property
+    def lower(self) -> np.ndarray:
+        """Lower bounds as float64, rounded to nearest."""
+        return np.array([float(v) for v in self.lower_exact], dtype=np.float64)
+
+    @property
+    def upper(self) -> np.ndarray:
+        return np.array([float(v) for v in self.upper_exact], dtype=np.float64)
+
+    def float_box(self, dtype: Any = np.float64, outward: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The box in ``dtype``; with ``outward`` it encloses the exact box (lower rounded down)."""
+        lo = np.array([_round(v, dtype, -1 if outward else 0) for v in self.lower_exact], dtype=dtype)
+        hi = np.array([_round(v, dtype, +1 if outward else 0) for v in self.upper_exact], dtype=dtype)
+        return lo, hi
+
+    def matrices(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each disjunct as float64 ``(C, d)``: the disjunct holds iff ``C @ y <= d``."""
+        return [_matrix(conj, self.n_outputs) for conj in self.disjuncts]
+
+    def contains(self, x: Sequence[Any]) -> bool:
+        """Exactly: is ``x`` (floats or rationals) in the box?"""
+        xs = [Fraction(v) for v in np.asarray(x, dtype=object).reshape(-1)]
+        return all(lo <= v <= hi for v, lo, hi in zip(xs, self.lower_exact, self.upper_exact))
+
+    def unsafe_output(self, y: Sequence[Any]) -> bool:
+        """Exactly: does ``y`` satisfy some disjunct?"""
+        ys = [Fraction(v) for v in np.asarray(y, dtype=object).reshape(-1)]
+        return any(all(k.holds(ys) for k in conj) for conj in self.disjuncts)
+
+
+@dataclass(frozen=True)
+class Property:
+    """A parsed VNN-LIB property: unsafe iff some region has an input mapped to an unsafe output."""
+
+    n_inputs: int
+    n_outputs: int
+    regions: tuple[Region, ...]
+    path: str = "<string>"
+
+    @property
+    def boxes(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(r.lower, r.upper) for r in self.regions]
+
+    def _single(self) -> Region:
+        if len(self.regions) != 1:
+            raise VnnlibError(f"{self.path}: the property has {len(self.regions)} input boxes; use .regions")
+        return self.regions[0]
+
+    @property
+    def lower(self) -> np.ndarray:
+        """The input box's lower bounds (float64, nearest), when there is one box."""
+        return self._single().lower
+
+    @property
+    def upper(self) -> np.ndarray:
+        return self._single().upper
+
+    @property
+    def disjuncts(self) -> tuple[tuple[Constraint, ...], ...]:
+        """The output condition, when there is one box."""
+        return self._single().disjuncts
+
+    def is_counterexample(self, x: Sequence[Any], y: Sequence[Any]) -> bool:
+        """Exactly (floats read as their rationals): is ``x`` in a box whose condition ``y`` meets?"""
+        return any(r.contains(x) and r.unsafe_output(y) for r in self.regions)
+
+
+def format_counterexample(x: Sequence[float], y: Sequence[float]) -> str:
+    """VNN-COMP's result text for a counterexample: ``sat`` and ``((X_0 v) ... (Y_0 v))``."""
+    lines = [f"(X_{i} {float(v)!r})" for i, v in enumerate(np.ravel(x))]
+    lines += [f"(Y_{j} {float(v)!r})" for j, v in enumerate(np.ravel(y))]
+    return "sat\n(" + "\n ".join(lines) + ")\n"
+
+
+# -- parsing --------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _parser() -> Any:
+    from lark import Lark
+
+    grammar = (Path(__file__).with_name("vnnlib.lark")).read_text()
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+def parse_vnnlib(path: str | os.PathLike[str]) -> Property:
+    """Read and parse a ``.vnnlib`` file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise VnnlibError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise VnnlibError(f"{path}: cannot read ({e})") from None
+    return parse_vnnlib_string(text, str(path))
+
+
+def parse_vnnlib_string(text: str, path: str = "<string>") -> Property:
+    """Parse VNN-LIB text; errors are ``VnnlibError('PATH:LINE:COL: message')``."""
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedEOF:
+        line = text.count("\n") + 1
+        col = len(text) - text.rfind("\n")
+        raise VnnlibError(f"{path}:{line}:{col}: unexpected end of file (unbalanced parentheses?)") from None
+    except UnexpectedToken as e:
+        if e.token.type == "$END":
+            line = text.count("\n") + 1
+            raise VnnlibError(f"{path}:{line}:{len(text) - text.rfind(chr(10))}: unexpected end of file "
+                              "(unbalanced parentheses?)") from None
+        expected = ", ".join(sorted(_pretty(t) for t in e.expected)[:8])
+        raise VnnlibError(f"{path}:{e.line}:{e.column}: unexpected {e.token.value!r}; "
+                          f"expected {expected}") from None
+    except UnexpectedCharacters as e:
+        word = re.match(r"[^\s()]*", text[e.pos_in_stream:]).group() or text[e.pos_in_stream]
+        raise VnnlibError(f"{path}:{e.line}:{e.column}: unexpected {word!r}") from None
+    except UnexpectedInput as e:  # pragma: no cover - the cases above cover lark's LALR errors
+        raise VnnlibError(f"{path}:{e.line}:{e.column}: syntax error") from None
+    return _Reader(path).read(tree)
+
+
+_TOKEN_NAMES = {"LPAR": "'('", "RPAR": "')'", "CMP": "a comparison", "SYMBOL": "a name",
+                "NUMBER": "a number", "AND": "'and'", "OR": "'or'", "ASSERT": "'assert'"}
+
+
+def _pretty(t: str) -> str:
+    return _TOKEN_NAMES.get(t, t.lower().replace("_", "-"))
+
+
+def _round(v: Fraction, dtype: Any, direction: int) -> Any:
+    """``v`` rounded to nearest in ``dtype``, then one step down/up if it lies on the wrong side."""
+    f = np.asarray(float(v)).astype(dtype)  # float64 nearest, then dtype: may double-round, fixed below
+    if direction == 0:  # the neighbour nearest to v (ties: whichever numpy chose first)
+        around = [np.nextafter(f, np.asarray(s, dtype=dtype)) for s in (-np.inf, np.inf)]
+        return min([f, *around], key=lambda c: abs(Fraction(float(c)) - v))
+    if direction < 0:
+        while Fraction(float(f)) > v:
+            f = np.nextafter(f, np.asarray(-np.inf, dtype=dtype))
+    elif direction > 0:
+        while Fraction(float(f)) < v:
+            f = np.nextafter(f, np.asarray(np.inf, dtype=dtype))
+    return f
+
+
+# linear terms: ({variable: coefficient}, constant)
+Linear = tuple[dict[str, Fraction], Fraction]
+
+
+class _Reader:
+    """Walks the parse tree: declarations, then each assert to DNF over normalised atoms."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.declared: dict[str, tuple[int, int]] = {}
+
+    def err(self, meta: Any, msg: str) -> VnnlibError:
+        line, col = (getattr(meta, "line", "?"), getattr(meta, "column", "?"))
+        return VnnlibError(f"{self.path}:{line}:{col}: {msg}")
+
+    def read(self, tree: Any) -> Property:
+        asserts = []
+        for cmd in tree.children:
+            if cmd.data == "declare":
+                self.declare(cmd)
+            elif cmd.data == "assertion":
+                asserts.append(cmd.children[0])
+        n_in = self.count("X")
+        n_out = self.count("Y")
+        if not n_in or not n_out:
+            raise VnnlibError(f"{self.path}: no {'inputs X_i' if not n_in else 'outputs Y_j'} are declared")
+        # each assert's DNF; single-term ones are conjoined to everything without a product
+        common: list[Any] = []
+        split: list[list[list[Any]]] = []
+        for f in asserts:
+            terms = self.dnf(f)
+            if len(terms) == 1:
+                common.extend(terms[0])
+            else:
+                split.append(terms)
+        total = 1
+        for terms in split:
+            total *= len(terms)
+            if total > MAX_DISJUNCTS:
+                raise self.err(f.meta, f"the property has more than {MAX_DISJUNCTS} disjuncts")
+        regions: dict[tuple[tuple[Fraction, ...], tuple[Fraction, ...]], list[tuple[Constraint, ...]]] = {}
+        for combo in itertools.product(*split):
+            atoms = common + [a for term in combo for a in term]
+            case = self.case(atoms, n_in, n_out)
+            if case is None:
+                continue
+            box, conj = case
+            conjs = regions.setdefault(box, [])
+            if conj not in conjs:
+                conjs.append(conj)
+        out = tuple(Region(lo, hi, tuple(c), n_out) for (lo, hi), c in regions.items())
+        return Property(n_in, n_out, out, self.path)
+
+    def declare(self, cmd: Any) -> None:
+        name, sort = (str(t) for t in (cmd.children[0], cmd.children[-1]))
+        if sort != "Real":
+            raise self.err(cmd.meta, f"{name} is declared {sort}; only Real is supported")
+        if name in self.declared:
+            raise self.err(cmd.meta, f"{name} is declared twice")
+        prefix, _, index = name.partition("_")
+        if prefix not in ("X", "Y") or not index.isdigit():
+            raise self.err(cmd.meta, f"unexpected name {name!r}: inputs are X_i and outputs Y_j")
+        self.declared[name] = (cmd.meta.line, cmd.meta.column)
+
+    def count(self, prefix: str) -> int:
+        idx = sorted(int(n[2:]) for n in self.declared if n[0] == prefix)
+        if idx != list(range(len(idx))):
+            missing = sorted(set(range(max(idx) + 1)) - set(idx))
+            raise VnnlibError(f"{self.path}: {prefix}_{missing[0]} is not declared but "
+                              f"{prefix}_{max(idx)} is")
+        return len(idx)
+
+    # -- formulas ------------------------------------------------------------------------------
+    def dnf(self, f: Any) -> list[list[Any]]:
+        """Disjunctive normal form: a list of conjunctions of (normalised atom, meta)."""
+        if f.data == "atom":
+            return [[(a, f.meta) for a in self.atom(f)]]
+        parts = [self.dnf(c) for c in f.children]
+        if f.data == "disj":
+            return [t for p in parts for t in p]
+        out: list[list[Any]] = [[]]
+        for p in parts:  # conj: distribute
+            if len(out) * len(p) > MAX_DISJUNCTS:
+                raise self.err(f.meta, f"the property has more than {MAX_DISJUNCTS} disjuncts")
+            out = [t + u for t in out for u in p]
+        return out
+
+    def atom(self, f: Any) -> list[Linear]:
+        """``lhs OP rhs`` as one or two ``expr <= 0``."""
+        op, lhs, rhs = str(f.children[0]), self.term(f.children[1]), self.term(f.children[2])
+        diff = _sub(lhs, rhs)
+        if op in ("<=", "<"):
+            return [diff]
+        if op in (">=", ">"):
+            return [_scale(diff, Fraction(-1))]
+        return [diff, _scale(diff, Fraction(-1))]  # "="
+
+    def term(self, t: Any) -> Linear:
+        kind = t.data
+        if kind == "var":
+            name = str(t.children[0])
+            if name not in self.declared:
+                raise self.err(t.children[0], f"{name} is not declared")
+            return {name: Fraction(1)}, Fraction(0)
+        if kind == "num":
+            return {}, Fraction(str(t.children[0]))
+        args = [self.term(c) for c in t.children]
+        if kind == "neg":
+            return _scale(args[0], Fraction(-1))
+        if kind == "plus":
+            out = args[0]
+            for a in args[1:]:
+                out = _sub(out, _scale(a, Fraction(-1)))
+            return out
+        if kind == "minus":
+            out = args[0]
+            for a in args[1:]:
+                out = _sub(out, a)
+            return out
+        # times: all but at most one factor must be constants
+        out = ({}, Fraction(1))
+        for a in args:
+            if a[0] and out[0]:
+                raise self.err(t.meta, "non-linear product of variables")
+            out = _scale(out, a[1]) if not a[0] else _scale(a, out[1])
+        return out
+
+    # -- one disjunct ----------------------------------------------------------------------------
+    def case(self, atoms: list[Any], n_in: int, n_out: int) -> Any:
+        """The box and output conjunction of one DNF term; None when the term is infeasible."""
+        lo: list[Fraction | None] = [None] * n_in
+        hi: list[Fraction | None] = [None] * n_in
+        conj: list[Constraint] = []
+        for (coeffs, const), meta in atoms:
+            xs = [v for v in coeffs if v[0] == "X" and coeffs[v]]
+            ys = [v for v in coeffs if v[0] == "Y" and coeffs[v]]
+            if xs and ys:
+                raise self.err(meta, "a constraint mixing inputs and outputs is not supported")
+            if len(xs) > 1:
+                raise self.err(meta, "a constraint over several inputs is not a box; not supported")
+            if xs:
+                i, a = int(xs[0][2:]), coeffs[xs[0]]
+                bound = -const / a  # a*x + const <= 0
+                if a > 0:
+                    hi[i] = bound if hi[i] is None else min(hi[i], bound)
+                else:
+                    lo[i] = bound if lo[i] is None else max(lo[i], bound)
+            elif ys:
+                vec = [Fraction(0)] * n_out
+                for v in ys:
+                    vec[int(v[2:])] = coeffs[v]
+                k = Constraint(tuple(vec), -const)
+                if k not in conj:
+                    conj.append(k)
+            elif const > 0:  # a constant atom that is false: this disjunct is empty
+                return None
+        for i in range(n_in):
+            if lo[i] is None or hi[i] is None:
+                side = "lower" if lo[i] is None else "upper"
+                raise VnnlibError(f"{self.path}: input X_{i} has no {side} bound")
+        if any(a > b for a, b in zip(lo, hi)):  # type: ignore[operator]
+            return None
+        return (tuple(lo), tuple(hi)), tuple(conj)
+
+
+def _sub(a: Linear, b: Linear) -> Linear:
+    coeffs = dict(a[0])
+    for v, c in b[0].items():
+        coeffs[v] = coeffs.get(v, Fraction(0)) - c
+    return {v: c for v, c in coeffs.items() if c}, a[1] - b[1]
+
+
+def _scale(a: Linear, k: Fraction) -> Linear:
+    return ({v: c * k for v, c in a[0].items() if c * k}, a[1] * k)

@@ -1,0 +1,231 @@
+"""Checker for verification certificates of ReLU networks against VNN-LIB properties.
+
+Two kinds, both checked against a network (``network.py``) and a property (``property.py``) that the
+caller re-derives from the ONNX and VNN-LIB files; the certificate only names them by fingerprint.
+
+``vnn-sat``: a counterexample ``x`` (exact rationals). Accepted iff x lies in some region's box and
+the network's exact output satisfies every atom of some disjunct of that region (strict atoms
+strictly).
+
+``vnn-unsat``: per region, a split tree in preorder: ``["split", dim, "p/q"]`` is followed by the
+subtree of the lower half (x_dim <= v) and then the upper half (x_dim >= v); ``["leaf", proofs]``
+has one ``[k, "beta"]`` per disjunct of the region: the leaf proves ``a_k·y - b_k >= beta > 0`` on
+its box for the k-th atom of that disjunct, so no point of the leaf satisfies the disjunct. The
+checker rebuilds every leaf box from the region's box (so the leaves cover it by construction),
+and recomputes each leaf's lower bounds itself with the forward linear relaxation below; the
+certificate supplies no number the soundness depends on except the splits, the choice ``k`` and the
+claimed ``beta`` that the recomputed bound must reach.
+
+Forward linear relaxation (symbolic intervals with CROWN's ReLU relaxations): every value v carries
+linear forms L(x) <= v(x) <= U(x) over the leaf box. An affine step maps them with the positive and
+negative parts of its matrix; a ReLU with concrete bounds l < 0 < u keeps U scaled by s and shifted
+by t where s·v + t >= relu(v) at v = l and v = u (so on [l, u], relu being convex), and keeps L
+(slope 1) when u >= -l, else 0. Stable ReLUs are the identity or zero. In exact mode every number
+is a Fraction; concrete bounds are rounded outward to floats (sound: wider) so that slopes and
+shifts stay short dyadics. ``fast.py`` replays the same algorithm in float64 with outward error
+bounds, for trees with many leaves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from typing import Any
+
+from .core import CHECKERS, Rejected, Verdict, rational, require
+from .network import Affine, Net, Relu, evaluate, fingerprint
+from .property import Region, Spec
+
+Form = list[Fraction]  # coefficients over the leaf's inputs, then the constant
+MAX_LEAVES = 5_000_000
+
+
+def objective_steps(net: Net, region: Region) -> tuple[tuple[Affine | Relu, ...], list[int]]:
+    """The network with its last affine step composed with the rows a_k·y - b_k of every atom of
+    the region (exactly), and the first row of each disjunct."""
+    rows, first = [], []
+    for disj in region.disjuncts:
+        first.append(len(rows))
+        rows.extend(disj)
+    last = net.steps[-1]
+    assert isinstance(last, Affine)
+    M = [[sum((a * m for a, m in zip(t.a, col) if a), Fraction(0)) for col in zip(*last.M)] for t in rows]
+    c = [sum((a * v for a, v in zip(t.a, last.c) if a), Fraction(0)) - t.b for t in rows]
+    return (*net.steps[:-1], Affine(M, c)), first
+
+
+def _down(q: Fraction) -> Fraction:
+    f = float(q)  # OverflowError for huge values: a malformed certificate
+    if Fraction(f) > q:
+        f = math.nextafter(f, -math.inf)
+    return Fraction(f)
+
+
+def _up(q: Fraction) -> Fraction:
+    return -_down(-q)
+
+
+def _concrete(L: Form, U: Form, lo: list[Fraction], hi: list[Fraction]) -> tuple[Fraction, Fraction]:
+    low = L[-1] + sum((a * (lo[j] if a > 0 else hi[j]) for j, a in enumerate(L[:-1]) if a), Fraction(0))
+    up = U[-1] + sum((a * (hi[j] if a > 0 else lo[j]) for j, a in enumerate(U[:-1]) if a), Fraction(0))
+    return low, up
+
+
+def relu_relaxation(l: Fraction, u: Fraction) -> tuple[Fraction, Fraction, int]:
+    """For l < 0 < u: an upper line s·v + t >= relu(v) on [l, u] with s a short float, and the
+    lower slope (0 or 1). Valid for any s in [0, 1] because t covers both endpoints."""
+    s = Fraction(min(max(float(u) / (float(u) - float(l)), 0.0), 1.0))
+    t = max(-s * l, u * (1 - s))
+    return s, t, int(u >= -l)
+
+
+def leaf_bounds_exact(steps: tuple[Affine | Relu, ...], lo: list[Fraction], hi: list[Fraction]) -> list[Fraction]:
+    """Lower bounds of the final values over the box [lo, hi], in exact rational arithmetic."""
+    d = len(lo)
+    zero = Fraction(0)
+    L: list[Form] = [[Fraction(int(i == j)) for j in range(d)] + [zero] for i in range(d)]
+    U = [list(f) for f in L]
+    for step in steps:
+        if isinstance(step, Relu):
+            for i in range(len(L)):
+                low, up = _concrete(L[i], U[i], lo, hi)
+                if low >= 0:
+                    continue
+                if up <= 0:
+                    L[i] = [zero] * (d + 1)
+                    U[i] = [zero] * (d + 1)
+                    continue
+                s, t, alpha = relu_relaxation(_down(low), _up(up))
+                U[i] = [s * a for a in U[i]]
+                U[i][-1] += t
+                if not alpha:
+                    L[i] = [zero] * (d + 1)
+            continue
+        nL, nU = [], []
+        for row, c in zip(step.M, step.c):
+            fl = [zero] * d + [c]
+            fu = [zero] * d + [c]
+            for w, lf, uf in zip(row, L, U):
+                if not w:
+                    continue
+                a, b = (lf, uf) if w > 0 else (uf, lf)
+                for j in range(d + 1):
+                    fl[j] += w * a[j]
+                    fu[j] += w * b[j]
+            nL.append(fl)
+            nU.append(fu)
+        L, U = nL, nU
+    return [_concrete(lf, uf, lo, hi)[0] for lf, uf in zip(L, U)]
+
+
+def leaves(tree: Any, lo: list[Fraction], hi: list[Fraction]) -> Iterator[tuple[list[Fraction], list[Fraction], Any]]:
+    """Walk a preorder split tree, yielding (leaf lo, leaf hi, leaf proofs); rejects malformed trees."""
+    require(isinstance(tree, list) and tree, "split tree must be a non-empty list")
+    stack = [(list(lo), list(hi))]
+    pos = 0
+    while stack:
+        require(pos < len(tree), "split tree ends early: a split is missing a subtree")
+        llo, lhi = stack.pop()
+        node = tree[pos]
+        pos += 1
+        require(isinstance(node, list) and node, f"tree entry {pos - 1} is malformed")
+        if node[0] == "split":
+            require(len(node) == 3, f"tree entry {pos - 1}: split needs a dimension and a value")
+            dim, v = node[1], rational(node[2])
+            require(isinstance(dim, int) and not isinstance(dim, bool) and 0 <= dim < len(lo),
+                    f"tree entry {pos - 1}: bad split dimension {dim!r}")
+            require(llo[dim] <= v <= lhi[dim], f"tree entry {pos - 1}: split value outside its box")
+            upper = (llo[:dim] + [v] + llo[dim + 1:], list(lhi))
+            lower = (list(llo), lhi[:dim] + [v] + lhi[dim + 1:])
+            stack.append(upper)  # popped after the whole lower subtree
+            stack.append(lower)
+        elif node[0] == "leaf":
+            require(len(node) == 2 and isinstance(node[1], list), f"tree entry {pos - 1}: malformed leaf")
+            yield llo, lhi, node[1]
+        else:
+            raise Rejected(f"tree entry {pos - 1}: unknown node {node[0]!r}")
+    require(pos == len(tree), f"split tree has {len(tree) - pos} entries after its last leaf")
+
+
+def check_leaf_proofs(proofs: Any, region: Region, first: list[int], lower: Callable[[int], Fraction],
+                      where: str) -> None:
+    """Each disjunct j: proofs[j] = [k, beta] with lower(row of atom k) >= beta > 0."""
+    require(isinstance(proofs, list) and len(proofs) == len(region.disjuncts),
+            f"{where}: needs one proof per disjunct ({len(region.disjuncts)})")
+    for j, p in enumerate(proofs):
+        require(isinstance(p, list) and len(p) == 2, f"{where}: proof {j} malformed")
+        k, beta = p[0], rational(p[1])
+        require(isinstance(k, int) and not isinstance(k, bool) and 0 <= k < len(region.disjuncts[j]),
+                f"{where}: disjunct {j}: bad atom index {k!r}")
+        require(beta > 0, f"{where}: disjunct {j}: claimed bound {beta} is not positive")
+        got = lower(first[j] + k)
+        require(got >= beta, f"{where}: disjunct {j}: recomputed bound {float(got):.6g} < claimed {float(beta):.6g}")
+
+
+def _statement(cert: dict[str, Any], net: Net, spec: Spec) -> None:
+    require(cert.get("network") == fingerprint(net), "certificate is for a different network")
+    require(cert.get("property") == spec.digest(), "certificate is for a different property")
+    require(spec.n_in == net.n_in and spec.n_out == net.n_out, "property and network sizes differ")
+
+
+def check_vnn(cert: Any, net: Net, spec: Spec, mode: str | None = None) -> Verdict:
+    """Check a ``vnn-sat`` / ``vnn-unsat`` certificate against the re-derived network and property.
+    ``mode`` overrides the certificate's replay mode ("exact" or "fast")."""
+    try:
+        require(isinstance(cert, dict), "certificate must be a JSON object")
+        _statement(cert, net, spec)
+        if cert.get("kind") == "vnn-sat":
+            return _check_sat(cert, net, spec)
+        require(cert.get("kind") == "vnn-unsat", f"unknown certificate kind {cert.get('kind')!r}")
+        mode = mode or cert.get("mode", "exact")
+        require(mode in ("exact", "fast"), f"unknown replay mode {mode!r}")
+        trees = cert["regions"]
+        require(isinstance(trees, list) and len(trees) == len(spec.regions),
+                "needs one split tree per input region of the property")
+        if mode == "fast":
+            from .fast import check_regions_fast  # numpy: only for the fast mode
+
+            n = check_regions_fast(net, spec, trees)
+            return Verdict(True, checked=n, trusted={"float64:ieee754-standard-model": 1},
+                           reason=f"unsat: {n} leaves replayed in fast float64 mode")
+        n = 0
+        for r, (region, tree) in enumerate(zip(spec.regions, trees)):
+            steps, first = objective_steps(net, region)
+            for i, (lo, hi, proofs) in enumerate(leaves(tree, list(region.lo), list(region.hi))):
+                n += 1
+                require(n <= MAX_LEAVES, "too many leaves")
+                lb = leaf_bounds_exact(steps, lo, hi)
+                check_leaf_proofs(proofs, region, first, lb.__getitem__, f"region {r} leaf {i}")
+        return Verdict(True, checked=n, reason=f"unsat: {n} leaves replayed in exact rational mode")
+    except Rejected as e:
+        return Verdict(False, reason=str(e))
+    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError) as e:
+        return Verdict(False, reason=f"malformed certificate: {type(e).__name__}: {e}")
+
+
+def _check_sat(cert: dict[str, Any], net: Net, spec: Spec) -> Verdict:
+    x = [rational(v) for v in cert["x"]]
+    require(len(x) == net.n_in, "counterexample has the wrong number of inputs")
+    y = evaluate(net, x)
+    for region in spec.regions:
+        if not all(a <= v <= b for a, v, b in zip(region.lo, x, region.hi)):
+            continue
+        for disj in region.disjuncts:
+            ok = True
+            for t in disj:
+                val = sum((a * v for a, v in zip(t.a, y) if a), Fraction(0))
+                ok = ok and (val < t.b if t.strict else val <= t.b)
+            if ok:
+                return Verdict(True, checked=1, reason="sat: counterexample checked by exact evaluation")
+    raise Rejected("the point is not a counterexample (exact evaluation)")
+
+
+def _needs_statement(cert: dict[str, Any]) -> Verdict:
+    raise Rejected("a vnn certificate is checked against its network and property: "
+                   "use check_vnn(cert, net, spec) or `python -m torchlean.verify check`")
+
+
+for _kind in ("vnn-sat", "vnn-unsat"):
+    if _kind not in CHECKERS:
+        CHECKERS[_kind] = _needs_statement

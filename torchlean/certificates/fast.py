@@ -1,0 +1,192 @@
+"""Sound vectorised float64 replay of the forward linear relaxation (``bounds.py``), for certificates
+with many leaves. This is the one checker module that imports numpy.
+
+Assumption (stated in TRUST_BOUNDARIES.md): numpy's float64 operations are IEEE-754 binary64 with
+round-to-nearest, so every elementary result obeys the standard model fl(a∘b) = (a∘b)(1+δ), |δ| <= u
+= 2^-53, plus an absolute error below 2^-1074 per operation on underflow; a sum of n products, in
+any order (BLAS may reorder and block it), is then within γ_n·Σ|a_i||b_i| of the exact sum, where
+γ_n = n·u/(1 - n·u). Fused multiply-add only makes errors smaller.
+
+How rounding is kept sound: linear forms are stored as float arrays whose *stored values* are the
+certified forms. After each step the float coefficients differ from the ideal ones by at most
+γ·(the same computation on absolute values); over the box, a coefficient error e_j on x_j changes the
+form by at most e_j·max(|lo_j|, |hi_j|), so the whole error is moved into the constant term (down for
+lower forms, up for upper forms). Every such slack is inflated by a factor 4 (covering the rounding
+of the slack computation itself and second-order terms, all below 1 + 10^-10 for the sizes here)
+plus an absolute ``TINY`` per entry for underflow. The exact matrices of the network (Fractions) are
+rounded to float once; their rounding error E is charged as E·max|v| with max|v| from the previous
+step's certified concrete bounds. Concrete bounds are computed the same way and rounded outward.
+Any non-finite value makes the leaf fail (never pass).
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from .bounds import check_leaf_proofs, leaves, objective_steps
+from .core import require
+from .network import Affine, Net
+from .property import Spec
+
+U = 2.0**-53
+TINY = 2.0**-1000  # far above any accumulated underflow error (ops * 2^-1074)
+CHUNK = 4096
+
+
+def gamma(n: int) -> float:
+    return n * U / (1 - n * U)
+
+
+def prepare(steps: tuple[Any, ...]) -> list[tuple]:
+    """Float version of exact steps: ("affine", M, |M - exact|, c, |c - exact|) or ("relu",)."""
+    out: list[tuple] = []
+    for s in steps:
+        if not isinstance(s, Affine):
+            out.append(("relu",))
+            continue
+        M = np.array([[float(v) for v in row] for row in s.M], dtype=np.float64).reshape(len(s.M), -1)
+        c = np.array([float(v) for v in s.c], dtype=np.float64)
+        EM = _err(s.M, M)
+        Ec = _err([s.c], c[None, :])[0]
+        out.append(("affine", M, EM, c, Ec))
+    return out
+
+
+def _err(exact: list[list[Fraction]], f: np.ndarray) -> np.ndarray:
+    """An upper bound on |exact - f| entrywise (zero where the exact value is a float)."""
+    E = np.zeros(f.shape)
+    for i, row in enumerate(exact):
+        for j, q in enumerate(row):
+            fv = float(f[i, j])
+            if Fraction(fv) != q:
+                e = abs(q - Fraction(fv))
+                E[i, j] = math.nextafter(float(e), math.inf)
+    return E
+
+
+def outward(lo: list[Fraction], hi: list[Fraction]) -> tuple[list[float], list[float]]:
+    """Floats lo_f <= lo and hi_f >= hi."""
+    def down(q: Fraction) -> float:
+        f = float(q)
+        return math.nextafter(f, -math.inf) if Fraction(f) > q else f
+
+    return [down(q) for q in lo], [-down(-q) for q in hi]
+
+
+def forward_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_forms: bool = False):
+    """Certified lower bounds (B, K) of the final values over each box [lo_b, hi_b] (float arrays
+    (B, d)); with ``want_forms`` also the final lower forms' input coefficients (B, K, d), which
+    the verifier uses to choose splits."""
+    B, d = lo.shape
+    D = d + 1
+    lo_e = np.concatenate([lo, np.ones((B, 1))], axis=1)  # the constant as an input fixed at 1
+    hi_e = np.concatenate([hi, np.ones((B, 1))], axis=1)
+    xm = np.maximum(np.abs(lo_e), np.abs(hi_e))  # (B, D)
+    eye = np.zeros((d, B, D))
+    eye[np.arange(d), :, np.arange(d)] = 1.0
+    AL, AU = eye, eye.copy()  # forms: (values, B, D)
+    same = True  # AL is AU (no ReLU relaxed yet): one product suffices
+    vmax = xm[:, :d].T  # (values, B)
+    low = upp = None
+    bad = np.zeros(B, dtype=bool)
+    for layer in layers:
+        if layer[0] == "relu":
+            AL, AU, vmax = _relu(AL, AU, low, upp, xm)
+            same = False
+            continue
+        _, M, EM, c, Ec = layer
+        m = M.shape[1]
+        n = M.shape[0]
+        if same:
+            NL = (M @ AL.reshape(m, -1)).reshape(n, B, D)
+            G = (np.abs(M) @ np.abs(AL).reshape(m, -1)).reshape(n, B, D)
+            NU = NL.copy()
+        else:
+            Mp, Mn = np.maximum(M, 0.0), np.minimum(M, 0.0)
+            fl, fu = AL.reshape(m, -1), AU.reshape(m, -1)
+            NL = (Mp @ fl + Mn @ fu).reshape(n, B, D)
+            NU = (Mp @ fu + Mn @ fl).reshape(n, B, D)
+            G = (np.abs(M) @ np.maximum(np.abs(fl), np.abs(fu))).reshape(n, B, D)
+        NL[:, :, -1] += c[:, None]
+        NU[:, :, -1] += c[:, None]
+        base = np.einsum("nbd,bd->nb", G, xm) + np.abs(c)[:, None]
+        slack = 4 * gamma(2 * m + D + 4) * base + 4 * (EM @ vmax + Ec[:, None]) + TINY
+        NL[:, :, -1] -= slack
+        NU[:, :, -1] += slack
+        AL, AU = NL, NU
+        same = False  # the slack made them differ
+        low, upp = _concrete(AL, AU, lo_e, hi_e, xm)
+        vmax = np.maximum(np.abs(low), np.abs(upp))
+        bad |= ~(np.isfinite(low).all(0) & np.isfinite(upp).all(0))
+    lb = np.where(bad[:, None], -np.inf, low.T)  # (B, K); a non-finite leaf never passes
+    if want_forms:
+        return lb, np.transpose(AL[:, :, :d], (1, 0, 2))
+    return lb
+
+
+def _concrete(AL, AU, lo_e, hi_e, xm):
+    D = AL.shape[2]
+    low = (np.maximum(AL, 0) * lo_e + np.minimum(AL, 0) * hi_e).sum(-1)
+    upp = (np.maximum(AU, 0) * hi_e + np.minimum(AU, 0) * lo_e).sum(-1)
+    g = 4 * gamma(2 * D + 2)
+    low = low - g * np.einsum("nbd,bd->nb", np.abs(AL), xm) - TINY
+    upp = upp + g * np.einsum("nbd,bd->nb", np.abs(AU), xm) + TINY
+    return low, upp
+
+
+def _relu(AL, AU, low, upp, xm):
+    act = low >= 0
+    dead = upp <= 0
+    unst = ~act & ~dead
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        s = np.where(unst, np.clip(upp / (upp - low), 0.0, 1.0), 0.0)
+        t1 = np.nextafter(-s * low, np.inf)
+        q = np.nextafter(1.0 - s, np.inf)
+        t2 = np.nextafter(upp * q, np.inf)
+    t = np.where(unst, np.maximum(t1, t2), 0.0)
+    keep_u = np.where(act, 1.0, s)  # dead: s = 0
+    NU = AU * keep_u[:, :, None]
+    NU[:, :, -1] += t
+    err = 4 * gamma(AU.shape[2] + 4) * (np.einsum("nbd,bd->nb", np.abs(NU), xm) + t) + TINY
+    NU[:, :, -1] += np.where(unst, err, 0.0)
+    keep_l = act | (unst & (upp >= -low))
+    NL = AL * keep_l[:, :, None]
+    vmax = np.where(dead, 0.0, np.maximum(upp, 0.0))
+    return NL, NU, vmax
+
+
+def check_regions_fast(net: Net, spec: Spec, trees: list[Any]) -> int:
+    """Replay every leaf of every region's tree in the fast mode; returns the number of leaves."""
+    total = 0
+    for r, (region, tree) in enumerate(zip(spec.regions, trees)):
+        steps, first = objective_steps(net, region)
+        layers = prepare(steps)
+        cache: dict[Fraction, tuple[float, float]] = {}
+        boxes, proofs = [], []
+        for lo, hi, p in leaves(tree, list(region.lo), list(region.hi)):
+            boxes.append((_floats(lo, cache, 0), _floats(hi, cache, 1)))
+            proofs.append(p)
+        require(bool(boxes), f"region {r}: no leaves")
+        for start in range(0, len(boxes), CHUNK):
+            part = boxes[start:start + CHUNK]
+            lb = forward_bounds(layers, np.array([b[0] for b in part]), np.array([b[1] for b in part]))
+            for i, row in enumerate(lb):
+                check_leaf_proofs(proofs[start + i], region, first,
+                                  lambda k, row=row: Fraction(float(row[k])) if math.isfinite(row[k])
+                                  else Fraction(-1), f"region {r} leaf {start + i}")
+        total += len(boxes)
+    return total
+
+
+def _floats(v: list[Fraction], cache: dict[Fraction, tuple[float, float]], side: int) -> list[float]:
+    out = []
+    for q in v:
+        if q not in cache:
+            lo, hi = outward([q], [q])
+            cache[q] = (lo[0], hi[0])
+        out.append(cache[q][side])
+    return out

@@ -1,0 +1,287 @@
+"""The network a bound certificate talks about, re-derived from the graph IR (standard library only).
+
+A feed-forward ReLU network is read from the IR's JSON document (``Graph.to_dict()``: constants are
+little-endian bytes, decoded here with ``struct``, so every weight is the exact rational its float
+denotes) into a chain of steps over the flattened data vector:
+
+- ``Affine(M, c)``: v ↦ M·v + c, with M and c exact ``Fraction``s;
+- ``Relu``: v ↦ max(v, 0) elementwise.
+
+Consecutive linear IR nodes (sub/add/mul by a constant, matmul with a constant, reshape, flatten)
+are composed exactly into one Affine step, so a bound replay sees one affine map between ReLUs, as
+the verifier does. Anything else (two data operands, non-ReLU nonlinearities, a data transpose
+that moves elements) is refused with a one-line ``Unsupported``.
+
+The statement a certificate proves names the network by ``fingerprint(net)``: the SHA-256 of the
+canonical JSON of its exact steps, so two IR documents that denote the same function-by-steps give
+the same fingerprint, and any changed weight bit changes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from .core import digest
+
+Matrix = list[list[Fraction]]
+
+
+class Unsupported(ValueError):
+    """The IR holds something the bound checker does not model."""
+
+
+@dataclass(frozen=True)
+class Affine:
+    M: Matrix  # rows: outputs, columns: inputs
+    c: list[Fraction]
+
+
+@dataclass(frozen=True)
+class Relu:
+    pass
+
+
+@dataclass(frozen=True)
+class Net:
+    n_in: int
+    n_out: int
+    steps: tuple[Affine | Relu, ...]
+
+
+_FMT = {"float32": ("f", 4), "float64": ("d", 8), "float16": ("e", 2), "int64": ("q", 8)}
+
+
+def _decode(a: dict[str, Any]) -> tuple[tuple[int, ...], list[Fraction]]:
+    """An IR constant as (shape, row-major exact values)."""
+    if a["dtype"] not in _FMT:
+        raise Unsupported(f"constant dtype {a['dtype']!r}")
+    code, width = _FMT[a["dtype"]]
+    raw = base64.b64decode(a["data"])
+    shape = tuple(int(d) for d in a["shape"])
+    n = _size(shape)
+    if len(raw) != n * width:
+        raise ValueError("constant byte length does not match its shape")
+    vals = struct.unpack(f"<{n}{code}", raw)
+    for v in vals:
+        if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+            raise Unsupported("non-finite weight")
+    return shape, [Fraction(v) for v in vals]
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _strides(shape: tuple[int, ...]) -> list[int]:
+    s, out = 1, []
+    for d in reversed(shape):
+        out.append(s)
+        s *= d
+    return out[::-1]
+
+
+def _broadcast_index(shape: tuple[int, ...], cshape: tuple[int, ...]) -> list[int]:
+    """For each row-major position of ``shape``, the position of a constant of ``cshape`` that
+    numpy broadcasting reads there; refuses a constant that would enlarge the data's shape."""
+    if len(cshape) > len(shape):
+        raise Unsupported(f"constant of shape {cshape} broadcasts the data {shape} to a larger rank")
+    cs = (1,) * (len(shape) - len(cshape)) + tuple(cshape)
+    for d, e in zip(shape, cs):
+        if e not in (1, d):
+            raise Unsupported(f"constant of shape {cshape} does not broadcast to the data {shape}")
+    cst = _strides(cs)
+    out = []
+    for flat in range(_size(shape)):
+        rem, pos = flat, 0
+        for ax, st in enumerate(_strides(shape)):
+            i, rem = divmod(rem, st)
+            if cs[ax] != 1:
+                pos += i * cst[ax]
+        out.append(pos)
+    return out
+
+
+class _Chain:
+    """The affine map from the last ReLU's output (or the input) to the current data value."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n  # width of the vector the map reads
+        self.M: Matrix | None = None  # None: identity
+        self.c: list[Fraction] = [Fraction(0)] * n
+
+    def rows(self) -> Matrix:
+        if self.M is None:
+            return [[Fraction(int(i == j)) for j in range(self.n)] for i in range(len(self.c))]
+        return self.M
+
+    def scale(self, s: list[Fraction]) -> None:
+        self.M = [[s[i] * v for v in row] for i, row in enumerate(self.rows())]
+        self.c = [s[i] * v for i, v in enumerate(self.c)]
+
+    def left(self, L: Matrix) -> None:
+        """Compose with v ↦ L·v."""
+        if self.M is None:
+            self.M = [list(r) for r in L] if len(self.c) == self.n else _mul(L, self.rows())
+        else:
+            self.M = _mul(L, self.M)
+        self.c = [sum((a * b for a, b in zip(row, self.c) if a and b), Fraction(0)) for row in L]
+
+
+def _mul(A: Matrix, B: Matrix) -> Matrix:
+    cols = list(zip(*B)) if B else []
+    return [[sum((a * b for a, b in zip(row, col) if a and b), Fraction(0)) for col in cols] for row in A]
+
+
+def network_from_ir(ir: dict[str, Any]) -> Net:
+    """Read a ReLU network (one data path through linear nodes and ReLUs) from the IR document."""
+    if not isinstance(ir, dict) or ir.get("format") != "torchlean-ir":
+        raise ValueError("not a torchlean-ir document")
+    if len(ir["inputs"]) != 1 or len(ir["outputs"]) != 1:
+        raise Unsupported("exactly one graph input and one output are supported")
+    consts: dict[str, tuple[tuple[int, ...], list[Fraction]]] = {
+        k: _decode(a) for k, a in ir["constants"].items()
+    }
+    inp = ir["inputs"][0]
+    data, shape = inp["name"], tuple(int(d) for d in inp["shape"])
+    n_in = _size(shape)
+    chain, steps = _Chain(n_in), []
+    for node in ir["nodes"]:
+        op, ins, out, attrs = node["op"], node["inputs"], node["output"], node.get("attrs", {})
+        if all(i in consts for i in ins):
+            consts[out] = _fold(op, [consts[i] for i in ins], attrs)
+            continue
+        if [i for i in ins if i not in consts] != [data] or ins.count(data) != 1:
+            raise Unsupported(f"node {op} -> {out!r}: only one data operand is supported")
+        k = ins.index(data)
+        other = consts[ins[1 - k]] if len(ins) == 2 else None
+        if op == "relu":
+            steps.append(Affine(chain.rows(), list(chain.c)))
+            steps.append(Relu())
+            chain = _Chain(len(chain.c))
+        elif op in ("reshape", "flatten"):
+            shape = _reshape(shape, op, attrs)
+        elif op == "transpose":
+            axes = attrs.get("axes") or tuple(reversed(range(len(shape))))
+            if [a for a in axes if shape[a] != 1] != sorted(a for a in axes if shape[a] != 1):
+                raise Unsupported("transpose that moves data elements")
+            shape = tuple(shape[a] for a in axes)
+        elif op == "neg":
+            chain.scale([Fraction(-1)] * len(chain.c))
+        elif op in ("add", "sub", "mul") and other is not None:
+            idx = _broadcast_index(shape, other[0])
+            cv = [other[1][i] for i in idx]
+            if op == "mul":
+                chain.scale(cv)
+            elif op == "add":
+                chain.c = [a + b for a, b in zip(chain.c, cv)]
+            elif k == 0:  # data - const
+                chain.c = [a - b for a, b in zip(chain.c, cv)]
+            else:  # const - data
+                chain.scale([Fraction(-1)] * len(chain.c))
+                chain.c = [a + b for a, b in zip(chain.c, cv)]
+        elif op == "matmul" and other is not None:
+            L, shape = _matmul_matrix(shape, other, data_left=(k == 0))
+            chain.left(L)
+        else:
+            raise Unsupported(f"node {op} -> {out!r} is not supported by the bound checker")
+        data = out
+    if ir["outputs"][0] != data:
+        raise Unsupported("the graph output is not the end of the data path")
+    steps.append(Affine(chain.rows(), list(chain.c)))
+    return Net(n_in, _size(shape), tuple(steps))
+
+
+def _reshape(shape: tuple[int, ...], op: str, attrs: dict[str, Any]) -> tuple[int, ...]:
+    n = _size(shape)
+    if op == "flatten":
+        s = int(attrs.get("start_dim", 1))
+        s = s + len(shape) if s < 0 else s
+        return (*shape[:s], _size(shape[s:]))
+    target = [int(d) for d in attrs.get("shape", ())]
+    if -1 in target:
+        known = _size(tuple(d for d in target if d != -1))
+        target = [n // known if d == -1 else d for d in target]
+    if _size(tuple(target)) != n:
+        raise ValueError(f"reshape {shape} -> {target} changes the size")
+    return tuple(target)
+
+
+def _matmul_matrix(
+    shape: tuple[int, ...], w: tuple[tuple[int, ...], list[Fraction]], data_left: bool
+) -> tuple[Matrix, tuple[int, ...]]:
+    """The matrix of x ↦ x @ W (data_left) or x ↦ W @ x on the row-major flattened data."""
+    wshape, wv = w
+    if len(wshape) != 2 or len(shape) < 2:
+        raise Unsupported("matmul with a constant must be 2-D against a rank >= 2 value")
+    lead = _size(shape[:-2])
+    if data_left:  # x (..., p, k) @ W (k, m)
+        p, k = shape[-2:]
+        k2, m = wshape
+        out_shape = (*shape[:-2], p, m)
+        rows = []
+        for b in range(lead):
+            for i in range(p):
+                for j in range(m):
+                    r = [Fraction(0)] * (lead * p * k)
+                    for t in range(k):
+                        r[(b * p + i) * k + t] = wv[t * m + j]
+                    rows.append(r)
+    else:  # W (m, k) @ x (..., k, q)
+        k, q = shape[-2:]
+        m, k2 = wshape
+        out_shape = (*shape[:-2], m, q)
+        rows = []
+        for b in range(lead):
+            for i in range(m):
+                for j in range(q):
+                    r = [Fraction(0)] * (lead * k * q)
+                    for t in range(k):
+                        r[(b * k + t) * q + j] = wv[i * k2 + t]
+                    rows.append(r)
+    if k2 != k:
+        raise ValueError(f"matmul inner dimensions differ: {shape} and {wshape}")
+    return rows, out_shape
+
+
+def _fold(op: str, args: list[tuple[tuple[int, ...], list[Fraction]]], attrs: dict[str, Any]):
+    """Constant-only nodes the importer may leave: rearrangements and negation."""
+    (shape, vals), *rest = args
+    if op in ("reshape", "flatten") and not rest:
+        return _reshape(shape, op, attrs), vals
+    if op == "neg" and not rest:
+        return shape, [-v for v in vals]
+    if op == "transpose" and not rest and len(shape) == 2 and tuple(attrs.get("axes") or (1, 0)) == (1, 0):
+        r, c = shape
+        return (c, r), [vals[i * c + j] for j in range(c) for i in range(r)]
+    raise Unsupported(f"constant node {op} is not supported by the bound checker")
+
+
+def fingerprint(net: Net) -> str:
+    """SHA-256 of the exact steps (canonical JSON, rationals as 'p/q' strings)."""
+    steps = []
+    for s in net.steps:
+        if isinstance(s, Relu):
+            steps.append("relu")
+        else:
+            steps.append({"M": [[str(v) for v in row] for row in s.M], "c": [str(v) for v in s.c]})
+    return digest({"n_in": net.n_in, "n_out": net.n_out, "steps": steps})
+
+
+def evaluate(net: Net, x: list[Fraction]) -> list[Fraction]:
+    """The network's exact real-number output at the rational point ``x``."""
+    if len(x) != net.n_in:
+        raise ValueError(f"point has {len(x)} coordinates, the network {net.n_in} inputs")
+    v = list(x)
+    for s in net.steps:
+        if isinstance(s, Relu):
+            v = [a if a > 0 else Fraction(0) for a in v]
+        else:
+            v = [sum((a * b for a, b in zip(row, v) if a and b), Fraction(0)) + c for row, c in zip(s.M, s.c)]
+    return v

@@ -1,0 +1,217 @@
+"""The property a bound certificate talks about, re-derived from VNN-LIB text (standard library only).
+
+A VNN-LIB file declares inputs ``X_i`` and outputs ``Y_j`` and asserts the *unsafe* set: `unsat`
+means no input in the asserted input region maps to an output satisfying the output constraints.
+This module reads the subset VNN-COMP uses (``declare-const``; ``assert`` over ``and``/``or`` of
+``<=``, ``>=``, ``<``, ``>`` between linear terms with decimal constants) into disjunctive normal
+form, grouped by input box:
+
+    unsafe  =  OR over regions r:  x ∈ box_r  AND  OR over disjuncts j:  AND over k:  a_k·y <= b_k
+
+Numbers are read as exact decimals (``Fraction('0.679857769')``). Strict atoms are kept with a
+flag: a bound proof may treat them as non-strict (that only enlarges the unsafe set), a
+counterexample must satisfy them strictly. Its own small parser keeps this module free of lark, so
+the statement a certificate is checked against depends on nothing outside the standard library.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from .core import digest
+
+MAX_TERMS = 100_000
+
+
+class PropertyError(ValueError):
+    """Malformed or unsupported VNN-LIB; the message names the line."""
+
+
+@dataclass(frozen=True)
+class Atom:
+    a: tuple[Fraction, ...]  # coefficients over Y
+    b: Fraction  # a·y <= b (or < b when strict)
+    strict: bool
+
+
+@dataclass(frozen=True)
+class Region:
+    lo: tuple[Fraction, ...]
+    hi: tuple[Fraction, ...]
+    disjuncts: tuple[tuple[Atom, ...], ...]
+
+
+@dataclass(frozen=True)
+class Spec:
+    n_in: int
+    n_out: int
+    regions: tuple[Region, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_in": self.n_in, "n_out": self.n_out,
+            "regions": [
+                {"lo": [str(v) for v in r.lo], "hi": [str(v) for v in r.hi],
+                 "unsafe": [[{"a": [str(v) for v in t.a], "b": str(t.b), "strict": t.strict} for t in d]
+                            for d in r.disjuncts]}
+                for r in self.regions
+            ],
+        }
+
+    def digest(self) -> str:
+        return digest(self.to_dict())
+
+
+_TOKEN = re.compile(r"\s*(?:(;[^\n]*)|(\()|(\))|([^\s()]+))")
+
+
+def _parse_sexprs(text: str) -> list[Any]:
+    stack: list[list[Any]] = [[]]
+    pos, line = 0, 1
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            break
+        line += text.count("\n", pos, m.end())
+        pos = m.end()
+        if m.group(2):
+            stack.append([])
+        elif m.group(3):
+            if len(stack) == 1:
+                raise PropertyError(f"line {line}: unbalanced ')'")
+            done = stack.pop()
+            stack[-1].append((done, line))
+        elif m.group(4):
+            stack[-1].append((m.group(4), line))
+    if len(stack) != 1:
+        raise PropertyError("unexpected end of file: unbalanced '('")
+    return stack[0]
+
+
+_VAR = re.compile(r"^([XY])_(\d+)$")
+
+
+def _term(t: Any, decl: dict[str, int]) -> dict[str, Fraction]:
+    """A linear term as {var: coefficient, '': constant}."""
+    e, line = t
+    if isinstance(e, str):
+        if e in decl:
+            return {e: Fraction(1)}
+        try:
+            return {"": Fraction(e)}
+        except (ValueError, ZeroDivisionError):
+            raise PropertyError(f"line {line}: unknown symbol {e!r}") from None
+    if not e or not isinstance(e[0][0], str):
+        raise PropertyError(f"line {line}: malformed term")
+    op, args = e[0][0], [_term(a, decl) for a in e[1:]]
+    if op == "+" or (op == "-" and len(args) > 1):
+        out = dict(args[0])
+        for a in args[1:]:
+            for k, v in a.items():
+                out[k] = out.get(k, Fraction(0)) + (v if op == "+" else -v)
+        return out
+    if op == "-" and len(args) == 1:
+        return {k: -v for k, v in args[0].items()}
+    if op == "*" and len(args) == 2:
+        for c, x in (args, args[::-1]):
+            if set(c) == {""}:
+                return {k: c[""] * v for k, v in x.items()}
+    raise PropertyError(f"line {line}: unsupported term operator {op!r} (linear terms only)")
+
+
+def _formula(f: Any, decl: dict[str, int]) -> list[list[tuple[dict[str, Fraction], bool, int]]]:
+    """DNF: a list of conjunctions of atoms (expr <= 0, strict, line)."""
+    e, line = f
+    if isinstance(e, str) or not e or not isinstance(e[0][0], str):
+        raise PropertyError(f"line {line}: expected a formula")
+    op = e[0][0]
+    if op in ("and", "or"):
+        parts = [_formula(a, decl) for a in e[1:]]
+        if op == "or":
+            return [c for p in parts for c in p]
+        out: list[list[Any]] = [[]]
+        for p in parts:
+            out = [a + b for a in out for b in p]
+            if len(out) > MAX_TERMS:
+                raise PropertyError(f"line {line}: the property has more than {MAX_TERMS} cases")
+        return out
+    if op in ("<=", ">=", "<", ">") and len(e) == 3:
+        lhs, rhs = _term(e[1], decl), _term(e[2], decl)
+        if op in (">=", ">"):
+            lhs, rhs = rhs, lhs
+        expr = dict(lhs)
+        for k, v in rhs.items():
+            expr[k] = expr.get(k, Fraction(0)) - v
+        return [[(expr, op in ("<", ">"), line)]]
+    raise PropertyError(f"line {line}: unsupported formula {op!r}")
+
+
+def parse_property(text: str) -> Spec:
+    """Read VNN-LIB text into a ``Spec``; PropertyError (one line) on anything outside the subset."""
+    decl: dict[str, int] = {}
+    asserts = []
+    for e, line in _parse_sexprs(text):
+        if isinstance(e, str) or not e:
+            raise PropertyError(f"line {line}: expected a command")
+        head = e[0][0]
+        if head == "declare-const":
+            if len(e) != 3 or not isinstance(e[1][0], str) or not _VAR.match(e[1][0]):
+                raise PropertyError(f"line {line}: declare X_i or Y_j constants only")
+            decl[e[1][0]] = line
+        elif head == "assert" and len(e) == 2:
+            asserts.append(e[1])
+        else:
+            raise PropertyError(f"line {line}: unsupported command {head!r}")
+    n_in = _count(decl, "X")
+    n_out = _count(decl, "Y")
+    dnf: list[list[Any]] = [[]]
+    for a in asserts:
+        dnf = [x + y for x in dnf for y in _formula(a, decl)]
+        if len(dnf) > MAX_TERMS:
+            raise PropertyError(f"the property has more than {MAX_TERMS} cases")
+    regions: dict[tuple[Any, Any], list[tuple[Atom, ...]]] = {}
+    for conj in dnf:
+        lo: list[Fraction | None] = [None] * n_in
+        hi: list[Fraction | None] = [None] * n_in
+        ys: list[Atom] = []
+        for expr, strict, line in conj:
+            const = -expr.pop("", Fraction(0))  # expr' <= const
+            xs = {k: v for k, v in expr.items() if v and k.startswith("X")}
+            yv = {k: v for k, v in expr.items() if v and k.startswith("Y")}
+            if xs and yv:
+                raise PropertyError(f"line {line}: constraints mixing inputs and outputs are not supported")
+            if len(xs) > 1:
+                raise PropertyError(f"line {line}: only bounds on single inputs are supported")
+            if xs:
+                (name, coef), = xs.items()
+                i, bound = int(name[2:]), const / coef
+                if coef > 0:
+                    hi[i] = bound if hi[i] is None else min(hi[i], bound)
+                else:
+                    lo[i] = bound if lo[i] is None else max(lo[i], bound)
+            elif yv:
+                a = [Fraction(0)] * n_out
+                for k, v in yv.items():
+                    a[int(k[2:])] = v
+                ys.append(Atom(tuple(a), const, strict))
+            elif not (const > 0 or (const == 0 and not strict)):
+                ys = None  # a false constant atom: this case is empty
+                break
+        if ys is None:
+            continue
+        if any(v is None for v in lo + hi):
+            raise PropertyError("every input X_i must have a lower and an upper bound in every case")
+        if any(a > b for a, b in zip(lo, hi)):
+            continue  # empty box
+        regions.setdefault((tuple(lo), tuple(hi)), []).append(tuple(ys))
+    return Spec(n_in, n_out, tuple(Region(lo, hi, tuple(d)) for (lo, hi), d in regions.items()))
+
+
+def _count(decl: dict[str, int], letter: str) -> int:
+    idx = sorted(int(k[2:]) for k in decl if k[0] == letter)
+    if idx != list(range(len(idx))):
+        raise PropertyError(f"{letter} variables must be numbered 0..n-1")
+    return len(idx)

@@ -1,0 +1,298 @@
+"""Kind ``refutation``: the script's assertions (axiom instances, domain, negated claim) are
+contradictory, shown by a case-split tree whose every leaf is closed by a step replayed here.
+
+Tree nodes (JSON):
+
+- ``{"split": "<formula>", "then": NODE, "else": NODE}``: case split on a comparison (or any
+  formula). Both branches must be closed, so the cases cover everything by construction.
+- ``{"leaf": "false"}``: under the path, some assertion evaluates to false outright.
+- ``{"leaf": "farkas", "coeffs": [[[i], "q"], [[i, j], "q"], ...]}``: a combination of facts (and
+  products of two facts) with nonnegative coefficients on inequalities is a constant that
+  contradicts its relation (e.g. 0 > 0 or -1 >= 0). Exact rationals.
+- ``{"leaf": "zero", "fact": i, "ideal": [[j, "<term>"], ...], "nonzero": [J, ...]}``: fact ``i``
+  says ``r != 0``; the checker writes r = N / (d1 ... dk) and checks N = sum c_j * p_j as
+  polynomials (each p_j = 0 a fact), and that every factor d is nonzero by its justification J:
+  ``{"ne": j}`` (d is a constant multiple of a fact p_j != 0) or ``{"sign": s, "coeffs": ...}``
+  (s*d minus a nonnegative combination of facts is a constant, so s*d > 0).
+
+Facts at a leaf, in order: the path's literals, then what each assertion yields under the path
+(conjunctions split, a disjunction with one undecided disjunct left gives that one). Ites are
+resolved by the path; an undecided one makes the literal unusable, never wrongly usable.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+from .axioms import check_hypotheses
+from .core import Rejected, Verdict, checker, rational, require
+from .poly import (
+    Division,
+    Normaliser,
+    Poly,
+    RatFun,
+    Undecided,
+    add,
+    const_truth,
+    const_value,
+    is_const,
+    key,
+    lit_key,
+    literal,
+    mul,
+    negate,
+    r_add,
+)
+from .sexpr import Script, SExpr, parse_one, read_script, show
+
+Fact = tuple[str, Any]  # (rel, Poly) for >, >=, =; (rel, RatFun) for !=
+#: one case of a split: the formula, its literal (rel, poly) if it is a comparison, its value
+Decision = tuple[SExpr, "tuple[str, Poly] | None", bool]
+
+MAX_NODES = 20000
+
+
+class Leaf:
+    """Everything known at one leaf: the path's decisions and the facts they yield."""
+
+    def __init__(self, script: Script, path: list[Decision]):
+        self.script = script
+        self.decided: dict[str, bool] = {}
+        self.facts: list[Fact] = []
+        self.closed = False
+        self.norm = Normaliser(script.constants, script.functions, self.decide)
+        for t, lit, value in path:  # first every decision, so that facts can use all of them
+            self.decided[lit_key(*lit) if lit is not None else "#" + show(t)] = value
+        for t, lit, value in path:
+            if lit is not None:  # a comparison
+                self.facts.append(lit if value else negate(*lit))
+            else:  # any other formula: assumed with its value
+                self.assume(t, value)
+        for _, t in script.asserts:
+            self.assume(t)
+
+    # -- evaluation under the path -------------------------------------------------------------
+    def decide(self, t: SExpr) -> bool | None:
+        """Truth of a boolean term under the path; None when it depends on something undecided."""
+        if t == "true":
+            return True
+        if t == "false":
+            return False
+        if "#" + show(t) in self.decided:
+            return self.decided["#" + show(t)]
+        if isinstance(t, tuple) and t:
+            head, args = t[0], t[1:]
+            if head == "not":
+                v = self.decide(args[0])
+                return None if v is None else not v
+            if head in ("and", "or"):
+                vals = [self.decide(a) for a in args]
+                stop = head == "or"  # the value that settles it
+                if stop in vals:
+                    return stop
+                return None if None in vals else not stop
+            if head == "=>":
+                return self.decide(("or", ("not", args[0]), args[1]))
+            if head == "ite" and self._is_formula(args[1]):
+                c = self.decide(args[0])
+                return None if c is None else self.decide(args[1] if c else args[2])
+        try:
+            lit = literal(t, self.norm)
+        except (Undecided, Division):
+            return None  # a divided equality is only ever closed by a "zero" leaf
+        require(lit is not None, f"not a boolean term: {show(t)}")
+        rel, p = lit  # type: ignore[misc]
+        if is_const(p):
+            return const_truth(rel, const_value(p))
+        if lit_key(rel, p) in self.decided:
+            return self.decided[lit_key(rel, p)]
+        nrel, np_ = negate(rel, p)
+        if nrel != "!=" and lit_key(nrel, np_) in self.decided:
+            return not self.decided[lit_key(nrel, np_)]
+        return None
+
+    def assume(self, t: SExpr, positive: bool = True) -> None:
+        """Add what ``t`` (or its negation) yields as facts; close the leaf if it is false."""
+        value = self.decide(t)
+        if value is not None and value != positive:
+            self.closed = True
+            return
+        if isinstance(t, tuple) and t and t[0] == "ite" and self._is_formula(t[2]):
+            c, a, b = t[1:]  # a boolean ite is (c => a) and (not c => b)
+            self.assume(("and", ("=>", c, a), ("=>", ("not", c), b)), positive)
+            return
+        if isinstance(t, tuple) and t and t[0] in ("not", "and", "or", "=>"):
+            head, args = t[0], t[1:]
+            if head == "not":
+                self.assume(args[0], not positive)
+            elif (head == "and") == positive:  # a conjunction: every part holds
+                for a in args:
+                    self.assume(a, positive)
+            elif head == "=>" and positive:
+                self._one_of([("not", args[0]), args[1]])
+            elif head == "=>":  # not (p => q): p and not q
+                self.assume(args[0], True)
+                self.assume(args[1], False)
+            else:  # a disjunction (or, or a negated and)
+                self._one_of([a if positive else ("not", a) for a in args])
+            return
+        try:
+            if not positive and isinstance(t, tuple) and t[0] == "=" and len(t) == 3:
+                self.facts.append(("!=", _diff(t, self.norm)))  # may divide: see _zero
+                return
+            lit = literal(t, self.norm)
+        except (Undecided, Division):
+            return  # unusable here (the certificate has to split first); dropping is sound
+        if lit is None:
+            return
+        rel, p = lit
+        self.facts.append((rel, p) if positive else negate(rel, p))
+
+    def _is_formula(self, t: SExpr) -> bool:
+        if isinstance(t, str):
+            return t in ("true", "false") or self.script.constants.get(t) == "Bool"
+        return t[0] in ("and", "or", "not", "=>", ">", ">=", "<", "<=", "=") or (
+            t[0] == "ite" and self._is_formula(t[2]))
+
+    def _one_of(self, options: list[SExpr]) -> None:
+        """Unit propagation: with every option but one false, the remaining one holds."""
+        open_ = [o for o in options if self.decide(o) is not False]
+        if not open_:
+            self.closed = True
+        elif len(open_) == 1:
+            self.assume(open_[0], True)
+
+
+def _diff(t: SExpr, norm: Normaliser) -> RatFun:
+    """(= a b) as the rational function a - b (with its denominators)."""
+    return r_add(norm.term(t[1]), norm.term(t[2]), Fraction(-1))  # type: ignore[index]
+
+
+# -- the steps --------------------------------------------------------------------------------
+
+STRICT = {">": True, ">=": False}
+
+
+def _combination(leaf: Leaf, coeffs: list[Any]) -> tuple[Poly, bool]:
+    """sum lambda * (product of one or two facts); returns (polynomial, strict?) where the sum
+    is > 0 when strict and >= 0 otherwise. Inequalities need lambda >= 0; equalities any sign."""
+    total: Poly = {}
+    strict = False
+    require(isinstance(coeffs, list), "coeffs must be a list")
+    for refs, q in coeffs:
+        lam = rational(q)
+        require(isinstance(refs, list) and 1 <= len(refs) <= 2, "a term multiplies one or two facts")
+        rels, polys = [], []
+        for i in refs:
+            require(isinstance(i, int) and 0 <= i < len(leaf.facts), f"no fact {i!r}")
+            rel, p = leaf.facts[i]
+            require(rel in (">", ">=", "="), f"fact {i} ({rel}) cannot be combined")
+            rels.append(rel)
+            polys.append(p)
+        prod = polys[0] if len(polys) == 1 else mul(polys[0], polys[1])
+        if "=" not in rels:
+            require(lam >= 0, f"negative coefficient {lam} on an inequality")
+            strict = strict or (lam > 0 and all(r == ">" for r in rels))
+        total = add(total, prod, lam)
+    return total, strict
+
+
+def _farkas(leaf: Leaf, node: dict[str, Any]) -> None:
+    total, strict = _combination(leaf, node["coeffs"])
+    require(is_const(total), f"Farkas combination is not constant: {key(total)}")
+    c = const_value(total)
+    require(c < 0 or (c == 0 and strict), f"Farkas combination {c} {'>' if strict else '>='} 0 holds")
+
+
+def _nonzero(leaf: Leaf, d: Poly, j: Any) -> None:
+    """Factor ``d`` is nonzero by justification ``j``."""
+    if "ne" in j:
+        i = j["ne"]
+        require(isinstance(i, int) and 0 <= i < len(leaf.facts), f"no fact {i!r}")
+        rel, r = leaf.facts[i]
+        require(rel == "!=", f"fact {i} is not a disequality")
+        p = r.poly("disequality fact")
+        require(bool(p) and lit_key("=", p) == lit_key("=", d), f"factor {key(d)} is not fact {i}")
+        return
+    s = j["sign"]
+    require(s in (1, -1), "sign must be 1 or -1")
+    total, strict = _combination(leaf, j["coeffs"])
+    rest = add(mul(d, {(): Fraction(s)}), total, Fraction(-1))
+    require(is_const(rest), f"factor {key(d)} minus the combination is not constant")
+    c = const_value(rest)
+    require(c > 0 or (c == 0 and strict), f"factor {key(d)} not shown positive (constant {c})")
+
+
+def _zero(leaf: Leaf, node: dict[str, Any]) -> None:
+    i = node["fact"]
+    require(isinstance(i, int) and 0 <= i < len(leaf.facts), f"no fact {i!r}")
+    rel, r = leaf.facts[i]
+    require(rel == "!=", f"fact {i} is not a disequality")
+    num = r.num
+    for j, text in node["ideal"]:
+        require(isinstance(j, int) and 0 <= j < len(leaf.facts), f"no fact {j!r}")
+        relj, pj = leaf.facts[j]
+        require(relj == "=", f"ideal generator {j} is not an equality")
+        c = leaf.norm.term(parse_one(text)).poly("ideal multiplier")
+        num = add(num, mul(c, pj), Fraction(-1))
+    require(not num, f"numerator is not in the ideal: remainder {key(num)[:200]}")
+    factors = r.factors()
+    just = node["nonzero"]
+    require(isinstance(just, list) and len(just) == len(factors),
+            f"{len(factors)} denominator factor(s) need a nonzero justification each")
+    for (_, d), j in zip(factors, just):
+        _nonzero(leaf, d, j)
+
+
+def _replay(script: Script, node: Any, path: list[Decision], count: list[int]) -> None:
+    require(isinstance(node, dict), "tree node must be an object")
+    count[0] += 1
+    require(count[0] <= MAX_NODES, "certificate tree too large")
+    if "split" in node:
+        # splitting on any formula t is sound: t or not t; both branches must close
+        t = parse_one(node["split"])
+        try:
+            lit = literal(t, Leaf(script, path).norm)
+        except (Undecided, Division):
+            lit = None  # not a usable comparison: split on the formula itself
+        _replay(script, node["then"], [*path, (t, lit, True)], count)
+        _replay(script, node["else"], [*path, (t, lit, False)], count)
+        return
+    leaf = Leaf(script, path)
+    kind = node.get("leaf")
+    if kind == "false":
+        require(leaf.closed, "leaf claims an assertion is false, but none is")
+    elif kind == "farkas":
+        _farkas(leaf, node)
+    elif kind == "zero":
+        _zero(leaf, node)
+    else:
+        raise Rejected(f"unknown leaf {kind!r}")
+
+
+def replay(statement: str, tree: Any) -> int:
+    """Check that ``tree`` refutes ``statement``; return the number of steps replayed."""
+    script = read_script(statement)
+    require(isinstance(script.goal, tuple) and script.goal[0] == "not", "goal must be (not CLAIM)")
+    check_hypotheses(script)
+    count = [0]
+    _replay(script, tree, [], count)
+    return count[0]
+
+
+@checker("refutation")
+def check_refutation(cert: dict[str, Any]) -> Verdict:
+    """{"kind": "refutation", "statement": SMT-LIB text, "tree": NODE, "trusted": [...]}.
+
+    ``trusted`` lists parts taken on a solver's word (e.g. the solver's own proof, not replayed);
+    when the tree is absent the whole claim is solver-trusted."""
+    trusted: dict[str, int] = {}
+    for item in cert.get("trusted", []):
+        trusted[str(item)] = trusted.get(str(item), 0) + 1
+    if cert.get("tree") is None:
+        read_script(cert["statement"])  # still must be a well-formed statement
+        require(bool(trusted), "no certificate tree and nothing declared solver-trusted")
+        return Verdict(True, 0, trusted)
+    steps = replay(cert["statement"], cert["tree"])
+    return Verdict(True, steps, trusted)

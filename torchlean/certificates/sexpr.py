@@ -1,0 +1,140 @@
+"""A reader for the SMT-LIB 2.6 fragment obligations are written in.
+
+An obligation's script is the *statement*: the checker reads it here, never a separately stored
+claim. Supported commands: ``set-logic``, ``set-info``, ``set-option``, ``declare-fun``,
+``declare-const``, ``assert``, ``check-sat``, ``exit``. Every ``assert`` must be named with
+``(! TERM :named NAME)``: ``goal`` is the negated claim, ``dom_*`` are domain assumptions (part of
+the statement, shown by ``show``), ``ax_<schema>_*`` are axiom instances that ``axioms.py`` checks
+against the fixed schema list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .core import Rejected, require
+
+#: an s-expression: an atom (symbol or numeral, as text) or a list of s-expressions
+SExpr = str | tuple["SExpr", ...]
+
+MAX_DEPTH = 400
+
+
+def tokenize(text: str) -> list[str]:
+    """Split SMT-LIB text into parentheses and atoms; comments (``;`` to end of line) dropped."""
+    tokens: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c in " \t\r\n":
+            i += 1
+        elif c == ";":
+            while i < n and text[i] != "\n":
+                i += 1
+        elif c in "()":
+            tokens.append(c)
+            i += 1
+        elif c == "|" or c == '"':
+            raise Rejected("quoted symbols and strings are outside the supported fragment")
+        else:
+            j = i
+            while j < n and text[j] not in " \t\r\n();":
+                j += 1
+            tokens.append(text[i:j])
+            i = j
+    return tokens
+
+
+def parse_all(text: str) -> list[SExpr]:
+    """Every top-level s-expression in ``text``."""
+    tokens = tokenize(text)
+    out: list[SExpr] = []
+    stack: list[list[SExpr]] = []
+    for tok in tokens:
+        if tok == "(":
+            stack.append([])
+            require(len(stack) <= MAX_DEPTH, "s-expression nested too deeply")
+        elif tok == ")":
+            require(bool(stack), "unbalanced ')'")
+            done = tuple(stack.pop())
+            (stack[-1] if stack else out).append(done)
+        else:
+            (stack[-1] if stack else out).append(tok)
+    require(not stack, "unbalanced '('")
+    return out
+
+
+def parse_one(text: str) -> SExpr:
+    items = parse_all(text)
+    require(len(items) == 1, f"expected one s-expression, got {len(items)}")
+    return items[0]
+
+
+def show(e: SExpr) -> str:
+    """Print an s-expression back (canonical spacing)."""
+    if isinstance(e, str):
+        return e
+    return "(" + " ".join(show(x) for x in e) + ")"
+
+
+@dataclass
+class Script:
+    """A parsed obligation: declared symbols and the named assertions, in order."""
+
+    constants: dict[str, str] = field(default_factory=dict)  # name -> sort
+    functions: dict[str, tuple[tuple[str, ...], str]] = field(default_factory=dict)
+    asserts: list[tuple[str, SExpr]] = field(default_factory=list)  # (name, term)
+
+    @property
+    def goal(self) -> SExpr:
+        goals = [t for n, t in self.asserts if n == "goal"]
+        require(len(goals) == 1, f"script must assert exactly one 'goal', found {len(goals)}")
+        return goals[0]
+
+
+SORTS = ("Real", "Bool")
+
+
+def read_script(text: str) -> Script:
+    """Parse and validate an obligation script; anything outside the fragment is rejected."""
+    s = Script()
+    saw_check = False
+    for cmd in parse_all(text):
+        require(isinstance(cmd, tuple) and cmd and isinstance(cmd[0], str), f"bad command {show(cmd)}")
+        head = cmd[0]
+        if head in ("set-logic", "set-info", "set-option", "exit"):
+            continue
+        if head == "check-sat":
+            saw_check = True
+        elif head == "declare-const":
+            require(len(cmd) == 3 and cmd[2] in SORTS, f"bad declaration {show(cmd)}")
+            _declare(s, cmd[1], (), cmd[2])
+        elif head == "declare-fun":
+            require(len(cmd) == 4 and isinstance(cmd[2], tuple), f"bad declaration {show(cmd)}")
+            args = cmd[2]
+            require(all(a in SORTS for a in args) and cmd[3] in SORTS, f"bad sort in {show(cmd)}")
+            _declare(s, cmd[1], tuple(args), cmd[3])  # type: ignore[arg-type]
+        elif head == "assert":
+            require(len(cmd) == 2, f"bad assert {show(cmd)}")
+            body = cmd[1]
+            require(
+                isinstance(body, tuple) and len(body) == 4 and body[0] == "!" and body[2] == ":named",
+                "every assert must be (! TERM :named NAME)",
+            )
+            name = body[3]
+            require(isinstance(name, str) and name not in {n for n, _ in s.asserts},
+                    f"assert name {name!r} missing or repeated")
+            s.asserts.append((name, body[1]))  # type: ignore[arg-type]
+        else:
+            raise Rejected(f"command {head!r} is outside the supported fragment")
+    require(saw_check, "script has no (check-sat)")
+    return s
+
+
+def _declare(s: Script, name: object, args: tuple[str, ...], sort: object) -> None:
+    require(isinstance(name, str) and name not in s.constants and name not in s.functions,
+            f"symbol {name!r} declared twice or malformed")
+    if args:
+        s.functions[name] = (args, sort)  # type: ignore[index,assignment]
+    else:
+        s.constants[name] = sort  # type: ignore[index,assignment]

@@ -1,0 +1,26 @@
+"""Finite precision: formats, exact rounding, emulated execution, certified rounding-error bounds.
+
+The exact rounding of a rational to a format lives in the trusted checker
+(``torchlean.certificates.rounding``) because the checker replays float claims with it; this
+package re-exports it and builds everything else on that one implementation.
+"""
+
+from ..certificates.rounding import (
+    FORMATS,
+    MODES,
+    Format,
+    FloatValue,
+    decode,
+    encode,
+    finite_values,
+    get_format,
+    round_fraction,
+    round_sqrt,
+)
+from .errorbound import bound_certificate, epsilons, float_sound_bounds, observed_error, widen
+
+__all__ = [
+    "FORMATS", "MODES", "FloatValue", "Format", "bound_certificate", "decode", "encode",
+    "epsilons", "finite_values", "float_sound_bounds", "get_format", "observed_error",
+    "round_fraction", "round_sqrt", "widen",
+]

@@ -1,0 +1,131 @@
+"""Certified rounding-error bounds for a graph over an input box, and float-sound verdicts.
+
+``bound_certificate(graph, box, fmt)`` lowers the graph to layers (``network.lower``), propagates
+exact real ranges and standard-model error bounds with the checker's own replay
+(``certificates.errorbound.propagate``) and returns a self-contained ``errorbound`` certificate
+that ``torchlean.certificates.check`` replays. ``observed_error`` measures what the runtime really
+does on sampled points, for the soundness tests and the CLI's ratio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from ..certificates import check
+from ..certificates.core import digest
+from ..certificates.errorbound import propagate
+from ..certificates.rounding import Format, get_format
+from ..spec.graph import Graph
+from .network import lower, run_float
+
+#: Documented ulp bounds of the library kernels (numpy tanh/exp in binary32 and binary64), used
+#: as the certificate's ``kernel_ulps`` assumption. Measured max on this machine: see bench/README.
+DEFAULT_KERNEL_ULPS = Fraction(4)
+
+Box = Sequence[tuple[Any, Any]]
+
+
+def _q(x: Any) -> Fraction:
+    return x if isinstance(x, Fraction) else Fraction(str(x)) if isinstance(x, str) else Fraction(x)
+
+
+def statement(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str = "rne",
+              kernel_ulps: Fraction = DEFAULT_KERNEL_ULPS, input_exact: bool = True) -> dict[str, Any]:
+    f = get_format(fmt)
+    return {
+        "format": f.to_dict(), "mode": mode, "kernel_ulps": str(kernel_ulps),
+        "input_box": [[str(_q(lo)), str(_q(hi))] for lo, hi in box],
+        "input_exact": bool(input_exact),
+        "layers": lower(graph),
+        "model": graph.fingerprint(),
+        "epsilon": [],
+    }
+
+
+def bound_certificate(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str = "rne",
+                      kernel_ulps: Fraction = DEFAULT_KERNEL_ULPS, input_exact: bool = True) -> dict[str, Any]:
+    """An ``errorbound`` certificate: epsilon per output with |f_fmt(x) - f_real(x)| <= epsilon on
+    the box. ``input_exact``: the points are already values of ``fmt`` (else they are rounded)."""
+    stmt = statement(graph, box, fmt, mode, kernel_ulps, input_exact)
+    n_in = int(np.prod(graph.inputs[0].shape))
+    if len(stmt["input_box"]) != n_in:
+        raise ValueError(f"box has {len(stmt['input_box'])} intervals for {n_in} inputs")
+    _, errors = propagate(stmt)
+    stmt["epsilon"] = [str(e) for e in errors[-1]]
+    return {"kind": "errorbound", "statement": stmt, "digest": digest(stmt),
+            "steps": [[str(e) for e in layer] for layer in errors]}
+
+
+def epsilons(cert: dict[str, Any]) -> list[Fraction]:
+    return [Fraction(e) for e in cert["statement"]["epsilon"]]
+
+
+@dataclass
+class Observed:
+    points: int
+    max_error: np.ndarray  # per output, |f32 - reference|
+    reference_error: np.ndarray  # per output: certified bound on |reference - exact|
+
+
+def sample_box(box: Box, n: int, dtype: Any = np.float32, seed: int = 0) -> np.ndarray:
+    """``n`` points of the box in ``dtype`` (uniform, plus the corners first when few inputs)."""
+    rng = np.random.default_rng(seed)
+    lo = np.array([float(_q(a)) for a, _ in box])
+    hi = np.array([float(_q(b)) for _, b in box])
+    pts = rng.uniform(lo, hi, size=(n, len(box)))
+    if len(box) <= 10:
+        corners = np.array(np.meshgrid(*[[a, b] for a, b in zip(lo, hi)])).reshape(len(box), -1).T
+        pts[: min(n, len(corners))] = corners[: min(n, len(corners))]
+    pts = pts.astype(dtype)
+    # keep the points inside the box after rounding to dtype
+    return np.clip(pts, lo.astype(dtype), hi.astype(dtype))
+
+
+def observed_error(graph: Graph, box: Box, n: int = 10_000, seed: int = 0,
+                   dtype: Any = np.float32) -> Observed:
+    """Max |runtime(dtype) - real| over ``n`` sampled points of the box (points in ``dtype``).
+
+    The real value is taken from the runtime in binary64 on the same points, whose own distance
+    to the real value is certified by a binary64 ``errorbound`` certificate (replayed here); the
+    tests also compare a subset against mpmath (``spec.exact.evaluate``).
+    """
+    x = sample_box(box, n, dtype, seed)
+    inside = [(Fraction(float(v.min())), Fraction(float(v.max()))) for v in x.T]
+    y = run_float(graph, x, dtype)
+    ref = run_float(graph, x.astype(np.float64), np.float64)
+    cert64 = bound_certificate(graph, inside, "binary64")
+    verdict = check(cert64)
+    if not verdict.ok:
+        raise RuntimeError(f"binary64 reference bound did not replay: {verdict.reason}")
+    err = np.max(np.abs(y.astype(np.float64) - ref), axis=0)
+    return Observed(n, err, np.array([float(e) for e in epsilons(cert64)]))
+
+
+def widen(lower: Any, upper: Any, eps: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Float-sound output bounds: real bounds [lower, upper] widened by eps, rounded outward to
+    binary64 so the returned floats still enclose the float network's outputs."""
+    lo = np.atleast_1d(np.asarray(lower, dtype=np.float64))
+    hi = np.atleast_1d(np.asarray(upper, dtype=np.float64))
+    e = np.broadcast_to(np.asarray([float(_up(Fraction(x))) for x in np.atleast_1d(eps)]), lo.shape)
+    return (np.nextafter(lo - e, -np.inf), np.nextafter(hi + e, np.inf))
+
+
+def _up(q: Fraction) -> float:
+    f = float(q)
+    return f if Fraction(f) >= q else float(np.nextafter(f, np.inf))
+
+
+def float_sound_bounds(graph: Graph, box: Box, real_lower: Any, real_upper: Any,
+                       fmt: Format | str = "binary32", mode: str = "rne"
+                       ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Bounds on the *float* network's outputs over the box: the verifier's real bounds widened by
+    the certified epsilon. Returns (lower, upper, certificate); replay the certificate with
+    ``torchlean.certificates.check`` to rely on the widening."""
+    cert = bound_certificate(graph, box, fmt, mode)
+    lo, hi = widen(real_lower, real_upper, epsilons(cert))
+    return lo, hi, cert

@@ -1,0 +1,233 @@
+"""FPCore (FPBench's benchmark format): a lark grammar, and expressions as shared DAGs.
+
+The grammar reads FPCore's s-expressions (numbers: decimals, rationals, hex; symbols; strings;
+``;`` comments; ``[ ]`` as brackets); ``to_benchmarks`` interprets them: ``(FPCore name? (args)
+:prop value ... body)``, with +, -, *, /, sqrt, neg, let/let* (bound values are shared nodes: one
+rounding each), ``:pre`` (box bounds ``(<= a x b)``/``(< a x b)`` and other comparisons kept as
+constraints) and ``:precision``. Anything else (if, while, sin, pow, ...) makes the benchmark
+``unsupported`` with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from lark import Lark, Token, Transformer
+
+GRAMMAR = r"""
+start: item*
+?item: list | atom
+list: "(" item* ")" | "[" item* "]"
+?atom: RATIONAL -> rational
+     | HEXNUM -> hexnum
+     | DECNUM -> decnum
+     | STRING -> string
+     | SYMBOL -> symbol
+RATIONAL.3: /[+-]?[0-9]+\/[0-9]*[1-9][0-9]*/
+HEXNUM.3: /[+-]?0x[0-9a-f]+(\.[0-9a-f]*)?(p[+-]?[0-9]+)?/i
+DECNUM.2: /[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?/i
+STRING: /"([^"\\]|\\.)*"/
+SYMBOL: /[a-zA-Z~!@$%^&*_\-+=<>.?\/:][a-zA-Z0-9~!@$%^&*_\-+=<>.?\/:]*/
+COMMENT: /;[^\n]*/
+%import common.WS
+%ignore WS
+%ignore COMMENT
+"""
+
+_PARSER = Lark(GRAMMAR, parser="lalr")
+
+
+class FPCoreError(ValueError):
+    """Malformed FPCore; the message says where."""
+
+
+@dataclass(frozen=True)
+class Num:
+    value: Fraction
+
+
+@dataclass(frozen=True)
+class Sym:
+    name: str
+
+
+class _ToPy(Transformer):
+    def start(self, items):
+        return list(items)
+
+    def list(self, items):
+        return list(items)
+
+    def rational(self, items: list[Token]):
+        t = items[0]
+        return Num(Fraction(str(t)))
+
+    def decnum(self, items: list[Token]):
+        t = items[0]
+        return Num(Fraction(str(t)))
+
+    def hexnum(self, items: list[Token]):
+        t = items[0]
+        return Num(Fraction(float.fromhex(str(t))))
+
+    def string(self, items: list[Token]):
+        t = items[0]
+        return str(t)[1:-1]
+
+    def symbol(self, items: list[Token]):
+        t = items[0]
+        return Sym(str(t))
+
+
+def parse_sexprs(text: str) -> list[Any]:
+    try:
+        return _ToPy().transform(_PARSER.parse(text))
+    except Exception as e:  # lark's errors carry line/column
+        raise FPCoreError(f"FPCore syntax error: {str(e).splitlines()[0]}") from None
+
+
+# -- expression DAG --------------------------------------------------------------------------------
+
+OPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "sqrt": "sqrt", "neg": "neg"}
+
+
+@dataclass(eq=False)
+class Node:
+    op: str  # "var", "const", "add", "sub", "mul", "div", "sqrt", "neg"
+    args: tuple[Node, ...] = ()
+    name: str = ""
+    value: Fraction = Fraction(0)
+
+
+@dataclass
+class Benchmark:
+    name: str
+    args: list[str]
+    body: Node | None
+    box: dict[str, tuple[Fraction, Fraction]] = field(default_factory=dict)
+    constraints: list[tuple[str, Node, Node]] = field(default_factory=list)
+    precision: str = "binary64"
+    unsupported: str = ""
+    props: dict[str, Any] = field(default_factory=dict)
+
+
+class Unsupported(Exception):
+    pass
+
+
+def _expr(s: Any, env: dict[str, Node]) -> Node:
+    if isinstance(s, Num):
+        return Node("const", value=s.value)
+    if isinstance(s, Sym):
+        if s.name not in env:
+            raise Unsupported(f"unknown symbol {s.name!r}")
+        return env[s.name]
+    if not isinstance(s, list) or not s or not isinstance(s[0], Sym):
+        raise Unsupported(f"unsupported expression {s!r}")
+    head, rest = s[0].name, s[1:]
+    if head in ("let", "let*"):
+        if len(rest) != 2:
+            raise Unsupported("let needs bindings and a body")
+        inner = dict(env)
+        for b in rest[0]:
+            if not (isinstance(b, list) and len(b) == 2 and isinstance(b[0], Sym)):
+                raise Unsupported(f"bad let binding {b!r}")
+            inner[b[0].name] = _expr(b[1], inner if head == "let*" else env)
+        return _expr(rest[1], inner)
+    if head not in OPS:
+        raise Unsupported(f"operator {head!r}")
+    args = tuple(_expr(a, env) for a in rest)
+    if head == "-" and len(args) == 1:
+        return Node("neg", args)
+    if head in ("+", "-", "*", "/") and len(args) > 2:  # left-associative chains
+        node = Node(OPS[head], args[:2])
+        for a in args[2:]:
+            node = Node(OPS[head], (node, a))
+        return node
+    want = 1 if head in ("sqrt", "neg") else 2
+    if len(args) != want:
+        raise Unsupported(f"{head} with {len(args)} arguments")
+    return Node(OPS[head], args)
+
+
+def _pre(b: Benchmark, s: Any, env: dict[str, Node]) -> None:
+    if not isinstance(s, list) or not s or not isinstance(s[0], Sym):
+        raise Unsupported(f"unsupported :pre {s!r}")
+    head = s[0].name
+    if head == "and":
+        for c in s[1:]:
+            _pre(b, c, env)
+        return
+    if head not in ("<", "<=", ">", ">="):
+        raise Unsupported(f":pre operator {head!r}")
+    terms = s[1:]
+    if head in (">", ">="):  # normalise to increasing chains
+        terms = terms[::-1]
+    for lo, hi in zip(terms, terms[1:]):
+        if isinstance(lo, Num) and isinstance(hi, Sym):
+            a, c = b.box.get(hi.name, (None, None))
+            b.box[hi.name] = (lo.value if a is None else max(a, lo.value), c)
+        elif isinstance(lo, Sym) and isinstance(hi, Num):
+            a, c = b.box.get(lo.name, (None, None))
+            b.box[lo.name] = (a, hi.value if c is None else min(c, hi.value))
+        else:  # a general constraint lhs <= rhs (strictness does not matter for bounds)
+            b.constraints.append(("<=", _expr(lo, env), _expr(hi, env)))
+
+
+def to_benchmarks(text: str) -> list[Benchmark]:
+    out = []
+    for i, top in enumerate(parse_sexprs(text)):
+        if not (isinstance(top, list) and top and top[0] == Sym("FPCore")):
+            raise FPCoreError(f"top-level form {i + 1} is not (FPCore ...)")
+        rest = top[1:]
+        name = f"#{i + 1}"
+        if rest and isinstance(rest[0], Sym):
+            name, rest = rest[0].name, rest[1:]
+        if not rest or not isinstance(rest[0], list):
+            raise FPCoreError(f"{name}: missing argument list")
+        args = [a.name if isinstance(a, Sym) else "?" for a in rest[0]]
+        rest = rest[1:]
+        props: dict[str, Any] = {}
+        while len(rest) >= 2 and isinstance(rest[0], Sym) and rest[0].name.startswith(":"):
+            props[rest[0].name[1:]] = rest[1]
+            rest = rest[2:]
+        if len(rest) != 1:
+            raise FPCoreError(f"{name}: expected one body expression")
+        name = props.get("name", name)
+        prec = props.get("precision", Sym("binary64"))
+        b = Benchmark(str(name), args, None, precision=prec.name if isinstance(prec, Sym) else "?",
+                      props=props)
+        env = {a: Node("var", name=a) for a in args}
+        try:
+            if "?" in args:
+                raise Unsupported("annotated arguments")
+            b.body = _expr(rest[0], env)
+            if "pre" in props:
+                _pre(b, props["pre"], env)
+            missing = [a for a in args if None in b.box.get(a, (None, None))]
+            if missing:
+                raise Unsupported(f"no bounds for {', '.join(missing)} in :pre")
+        except Unsupported as e:
+            b.unsupported = str(e)
+        out.append(b)
+    return out
+
+
+def topo(root: Node) -> list[Node]:
+    """Nodes in evaluation order, each shared node once."""
+    seen: set[int] = set()
+    order: list[Node] = []
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        n, done = stack.pop()
+        if done:
+            order.append(n)
+            continue
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        stack.append((n, True))
+        stack.extend((a, False) for a in reversed(n.args) if id(a) not in seen)
+    return order

@@ -1,0 +1,216 @@
+"""Autograd and forward obligations, extracted from the runtime's own rules on the symbolic backend.
+
+For a primitive with spec meaning ``f`` and runtime rule (forward ``F``, vjp ``V``), at small
+symbolic shapes:
+
+- ``forward.<name>``: F(x) = f(x) elementwise (so numerically stable rewrites, like softmax's max
+  subtraction, are proved equal to the textbook meaning);
+- ``autograd.<name>``: V(g, f(x), x) = d/dx <g, f(x)> for every differentiable input, where the
+  right side is ``sympy.diff`` of the spec meaning contracted with a symbolic cotangent ``g``.
+
+Both are closed SMT-LIB scripts (``smt.script``); kinks and domains are explicit ``dom_*``
+assumptions, transcendentals uninterpreted with ground axiom instances.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import sympy
+
+from ..runtime.rules import RULES
+from ..runtime.symbolic import SYMBOLIC, symbols
+from ..spec.primitives import PRIMITIVES
+from . import smt
+from .obligation import Obligation, source
+
+Domain = Callable[[list[Any]], list[Any]]
+
+
+def _exact_float(x: float) -> sympy.Expr:
+    if x != x or x in (float("inf"), float("-inf")):
+        return sympy.Float(x)  # sympy compares against inf internally
+    q = Fraction(float(x))
+    return sympy.Rational(q.numerator, q.denominator)
+
+
+@contextmanager
+def exact_floats() -> Iterator[None]:
+    """While extracting formulas, a Python float met by sympy (``0.5 * x`` in a kernel) means its
+    exact binary64 value, not a 15-digit sympy Float: otherwise sympy would round products of
+    constants (gelu's c * a) and the formula would no longer be what the code says over the reals."""
+    conv = sys.modules["sympy.core.sympify"]._sympy_converter
+    old = conv.get(float)
+    conv[float] = _exact_float
+    try:
+        yield
+    finally:
+        conv[float] = old
+
+
+@dataclass(frozen=True)
+class Case:
+    """One instantiation of a primitive: input shapes (None for integer inputs given in ``ints``),
+    attributes, concrete integer inputs, and the domain (sympy relations over the input symbols)."""
+
+    shapes: tuple[tuple[int, ...] | None, ...]
+    attrs: dict[str, Any] = field(default_factory=dict)
+    ints: dict[int, Any] = field(default_factory=dict)
+    domain: Domain | None = None
+    words: tuple[str, ...] = ()
+
+
+def _away_from(pairs: Callable[[list[Any]], list[tuple[Any, Any]]], words: str) -> tuple[Domain, tuple[str, ...]]:
+    def dom(xs: list[Any]) -> list[Any]:
+        return [sympy.Or(a > b, a < b) for a, b in pairs(xs)]
+
+    return dom, (words,)
+
+
+def _flat(x: Any) -> list[Any]:
+    return list(np.asarray(x, dtype=object).reshape(-1))
+
+
+_kink = _away_from(lambda xs: [(v, 0) for v in _flat(xs[0])], "away from the kink x = 0")
+_ties2 = _away_from(lambda xs: [(a, b) for a in _flat(xs[0]) for b in _flat(xs[1])],
+                    "away from ties a = b")
+_distinct = _away_from(
+    lambda xs: [(a, b) for i, a in enumerate(_flat(xs[0])) for b in _flat(xs[0])[i + 1:]],
+    "inputs pairwise distinct (no tied maxima)")
+
+
+def _positive(words: str, which: int = 0) -> tuple[Domain, tuple[str, ...]]:
+    return (lambda xs: [v > 0 for v in _flat(xs[which])]), (words,)
+
+
+def _nonzero(which: int) -> tuple[Domain, tuple[str, ...]]:
+    return (lambda xs: [sympy.Ne(v, 0) for v in _flat(xs[which])]), ("divisor nonzero",)
+
+
+def _case(shapes, attrs=None, ints=None, dom=None) -> Case:
+    d, w = dom if dom else (None, ())
+    return Case(tuple(shapes), dict(attrs or {}), dict(ints or {}), d, w)
+
+
+U, B = [(1,)], [(2,), (1,)]
+#: the shapes each primitive is proved at (small, but exercising broadcasting and every axis kind)
+CASES: dict[str, list[Case]] = {
+    **{n: [_case(B)] for n in ("add", "sub", "mul")},
+    "div": [_case(B, dom=_nonzero(1))],
+    "maximum": [_case(B, dom=_ties2)], "minimum": [_case(B, dom=_ties2)],
+    **{n: [_case(U)] for n in ("neg", "exp", "tanh", "sigmoid", "softplus", "gelu", "silu")},
+    "log": [_case(U, dom=_positive("x > 0"))], "sqrt": [_case(U, dom=_positive("x > 0"))],
+    "relu": [_case(U, dom=_kink)], "abs": [_case(U, dom=_kink)],
+    "leaky_relu": [_case(U, {"slope": 0.01}, dom=_kink)],
+    "pow": [_case(U, {"exponent": 2}), _case(U, {"exponent": 3})],
+    "where": [_case([None, (2,), (1,)], ints={0: np.array([True, False])})],
+    "matmul": [_case([(2, 1, 2), (2, 2)])],
+    "sum": [_case([(2, 2)], {"axes": 1}), _case([(2,)], {"axes": None, "keepdims": True})],
+    "mean": [_case([(2, 2)], {"axes": 0})],
+    "max": [_case([(3,)], dom=_distinct)],
+    "reshape": [_case([(2, 3)], {"shape": (3, 2)})],
+    "flatten": [_case([(1, 2, 2)])],
+    "transpose": [_case([(2, 3)]), _case([(1, 2, 2)], {"axes": (1, 0, 2)})],
+    "broadcast_to": [_case([(1, 2)], {"shape": (2, 2)})],
+    "concat": [_case([(2,), (1,)], {"axis": 0})],
+    "slice": [_case([(4,)], {"index": ((1, 4, 2),)})],
+    "gather": [_case([(2, 3), None], {"axis": 1}, ints={1: np.array([[2, 0], [1, 1]])})],
+    "embedding": [_case([(3, 2), None], ints={1: np.array([2, 0, 2])})],
+    "softmax": [_case([(3,)])], "log_softmax": [_case([(3,)])],
+    "conv2d": [_case([(1, 1, 3, 3), (1, 1, 2, 2)])],
+    "avg_pool2d": [_case([(1, 1, 2, 2)])],
+    "max_pool2d": [_case([(1, 1, 2, 2)], dom=_distinct)],
+    "batch_norm": [_case([(1, 2), (2,), (2,), (2,), (2,)],
+                         dom=((lambda xs: [v >= 0 for v in _flat(xs[2])]), ("running var >= 0",)))],
+    "layer_norm": [_case([(1, 2), (2,), (2,)])],
+}
+
+
+def _inputs(case: Case) -> list[Any]:
+    xs: list[Any] = []
+    for i, shape in enumerate(case.shapes):
+        xs.append(np.asarray(case.ints[i]) if i in case.ints else symbols(f"x{i}", shape))
+    return xs
+
+
+def _names(exprs: Sequence[Any]) -> list[str]:
+    syms: set[sympy.Symbol] = set()
+    for e in exprs:
+        syms |= sympy.sympify(e).free_symbols
+    return sorted(s.name for s in syms)
+
+
+def _obligation(kind: str, subject: str, name: str, pairs: list[tuple[Any, Any]], domain: list[Any],
+                statement: str, words: tuple[str, ...], data: dict[str, Any]) -> Obligation:
+    claim = smt.conj([f"(= {smt.smt(a)} {smt.smt(b)})" for a, b in pairs])
+    exprs = [e for p in pairs for e in p] + list(domain)
+    text = smt.script(
+        _names(exprs), claim, domain=[smt.smt(d) for d in domain],
+        axioms=smt.axiom_instances(exprs), comment=f"{name}: {statement}",
+    )
+    return Obligation(kind, subject, name, text, statement, data, words)
+
+
+def rule_obligations(
+    name: str, forward: Callable[..., Any], vjp: Callable[..., Any], meaning: Callable[..., Any],
+    case: Case, *, subject: str, tag: str = "",
+) -> Iterator[Obligation]:
+    """The forward and autograd obligations of one (forward, vjp) pair against ``meaning``
+    (a function of sympy object arrays), at one case."""
+    with exact_floats():
+        obligations = list(_rule_obligations(name, forward, vjp, meaning, case, subject, tag))
+    yield from obligations
+
+
+def _rule_obligations(name, forward, vjp, meaning, case, subject, tag) -> Iterator[Obligation]:
+    xs = _inputs(case)
+    spec_out = np.asarray(meaning(*xs, **case.attrs), dtype=object)
+    domain = case.domain(xs) if case.domain else []
+    data = {"shapes": [list(s) if s else None for s in case.shapes],
+            "attrs": {k: repr(v) for k, v in sorted(case.attrs.items())}}
+    fwd = np.asarray(forward(SYMBOLIC, *xs, **case.attrs), dtype=object)
+    if fwd.shape != spec_out.shape:
+        raise ValueError(f"{name}: kernel shape {fwd.shape} differs from spec shape {spec_out.shape}")
+    yield _obligation(
+        "forward", subject, f"forward.{name}{tag}", list(zip(fwd.flat, spec_out.flat)), domain,
+        f"the runtime kernel of {name} equals its spec meaning at shapes {data['shapes']}",
+        case.words, data)
+    g = symbols("g", spec_out.shape)
+    grads = vjp(SYMBOLIC, g, spec_out, *xs, **case.attrs)
+    loss = sum((g[i] * spec_out[i] for i in np.ndindex(spec_out.shape)), sympy.Integer(0))
+    pairs = []
+    for k, x in enumerate(xs):
+        if k in case.ints:
+            continue
+        gk = np.asarray(grads[k], dtype=object)
+        if gk.shape != x.shape:
+            raise ValueError(f"{name}: VJP for input {k} has shape {gk.shape}, input is {x.shape}")
+        for idx in np.ndindex(x.shape):
+            pairs.append((gk[idx], sympy.diff(loss, x[idx])))
+    yield _obligation(
+        "autograd", subject, f"autograd.{name}{tag}", pairs, domain,
+        f"the VJP rule of {name} equals the derivative of its spec at shapes {data['shapes']}",
+        case.words, data)
+
+
+def primitive_obligations(name: str) -> Iterator[Obligation]:
+    prim, rule = PRIMITIVES[name], RULES[name]
+    cases = CASES.get(name)
+    if not cases:
+        raise KeyError(f"no proof shapes for primitive {name!r}: add it to proofs.autograd.CASES")
+    for n, case in enumerate(cases):
+        yield from rule_obligations(
+            name, rule.forward, rule.vjp, prim.sympy, case, subject=f"primitive:{name}",
+            tag="" if len(cases) == 1 else f".{n}")
+
+
+@source("primitives.autograd")
+def primitives() -> Iterator[Obligation]:
+    for name in sorted(RULES):
+        yield from primitive_obligations(name)

@@ -1,0 +1,249 @@
+"""Certificate search: build the case-split tree that ``certificates/refute.py`` replays.
+
+Untrusted by design: it may use sympy (ideal membership) and z3 (as an exact LP solver for Farkas
+coefficients); whatever it returns is only believed after the checker replays it. It reuses the
+checker's own ``Leaf`` so that fact numbering agrees with the replay by construction.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import Any
+
+import sympy
+import z3
+
+from ..certificates.poly import Division, Poly, Undecided, is_const, literal
+from ..certificates.refute import Decision, Leaf
+from ..certificates.sexpr import Script, SExpr, read_script, show
+
+MAX_DEPTH = 40
+
+
+class NoProof(Exception):
+    """The search gave up; the message says where."""
+
+
+def _walk(t: SExpr) -> Iterator[SExpr]:
+    yield t
+    if isinstance(t, tuple):
+        for a in t[1:]:
+            yield from _walk(a)
+
+
+class Search:
+    def __init__(self, statement: str, deadline: float):
+        self.script: Script = read_script(statement)
+        self.deadline = deadline
+        self.atom_terms: dict[str, str] = {}
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _atom_text(self, leaf: Leaf) -> dict[str, str]:
+        """atom key -> an SMT term with that normal form (to print ideal multipliers)."""
+        out = {c: c for c in self.script.constants}
+        for _, t in self.script.asserts:
+            for sub in _walk(t):
+                if isinstance(sub, tuple) and sub[0] in self.script.functions:
+                    try:
+                        r = leaf.norm.term(sub)
+                    except (Undecided, Division):
+                        continue
+                    if len(r.num) == 1 and not r.den:
+                        ((mono, c),) = r.num.items()
+                        if c == 1 and len(mono) == 1 and mono[0][1] == 1:
+                            out.setdefault(mono[0][0], show(sub))
+        return out
+
+    def _to_sympy(self, p: Poly, syms: dict[str, sympy.Symbol]) -> sympy.Expr:
+        terms = []
+        for mono, c in p.items():
+            t = sympy.Rational(c.numerator, c.denominator)
+            for a, e in mono:
+                if a not in syms:
+                    syms[a] = sympy.Symbol(f"a{len(syms)}")
+                t = t * syms[a] ** e
+            terms.append(t)
+        return sympy.Add(*terms)
+
+    @staticmethod
+    def _smt_of(e: sympy.Expr, names: dict[sympy.Symbol, str]) -> str:
+        poly = sympy.Poly(sympy.expand(e), *names) if names else None
+        if poly is None or poly.is_zero:
+            return "0"
+        terms = []
+        for monom, c in poly.terms():
+            q = Fraction(int(c.p), int(c.q))
+            cs = str(abs(q.numerator)) if q.denominator == 1 else f"(/ {abs(q.numerator)} {q.denominator})"
+            cs = f"(- {cs})" if q < 0 else cs
+            factors = [cs] + [n for s, k in zip(names, monom) for n in [names[s]] * k]
+            terms.append(factors[0] if len(factors) == 1 else "(* " + " ".join(factors) + ")")
+        return terms[0] if len(terms) == 1 else "(+ " + " ".join(terms) + ")"
+
+    # -- linear combinations (z3 as an exact LP solver) -------------------------------------------
+    def _combine(self, leaf: Leaf, target: Poly | None, products: bool) -> list[Any] | None:
+        """Coefficients for a Farkas refutation (target None) or a positivity proof of target."""
+        cands: list[tuple[list[int], str, Poly]] = []
+        usable = [(i, r, p) for i, (r, p) in enumerate(leaf.facts) if r in (">", ">=", "=")]
+        for i, r, p in usable:
+            cands.append(([i], r, p))
+        if products:
+            from ..certificates.poly import mul
+
+            for (i, r, p), (j, s, q) in itertools.combinations_with_replacement(usable, 2):
+                rel = "=" if "=" in (r, s) else (">" if r == s == ">" else ">=")
+                cands.append(([i, j], rel, mul(p, q)))
+        if not cands or len(cands) > 3000:
+            return None
+        lam = [z3.Real(f"l{k}") for k in range(len(cands))]
+        sol = z3.Solver()
+        sol.set("timeout", 10000)
+        monos: dict[Any, Any] = {}
+        for k, (_, rel, p) in enumerate(cands):
+            if rel != "=":
+                sol.add(lam[k] >= 0)
+            for m, c in p.items():
+                monos[m] = monos.get(m, 0) + lam[k] * z3.Q(c.numerator, c.denominator)
+        if target is not None:
+            for m, c in target.items():
+                monos[m] = monos.get(m, 0) - z3.Q(c.numerator, c.denominator)
+        const = monos.pop((), z3.RealVal(0))
+        for e in monos.values():
+            sol.add(e == 0)
+        strict = z3.Sum([lam[k] for k, (_, rel, _) in enumerate(cands) if rel == ">"] or [z3.RealVal(0)])
+        if target is None:  # sum = const; need const < 0, or const = 0 with a strict part
+            sol.add(z3.Or(const < 0, z3.And(const <= 0, strict > 0)))
+        else:  # target - sum = -const  =>  need -const > 0, or >= 0 with a strict part
+            sol.add(z3.Or(-const > 0, z3.And(-const >= 0, strict > 0)))
+        if sol.check() != z3.sat:
+            return None
+        model = sol.model()
+        out = []
+        for k, (refs, _, _) in enumerate(cands):
+            v = model.eval(lam[k], model_completion=True).as_fraction()
+            if v:
+                out.append([refs, str(Fraction(v.numerator, v.denominator))])
+        return out
+
+    def farkas(self, leaf: Leaf) -> dict[str, Any] | None:
+        if not any(r in (">", ">=", "=") for r, _ in leaf.facts):
+            return None
+        for products in (False, True):
+            coeffs = self._combine(leaf, None, products)
+            if coeffs is not None:
+                return {"leaf": "farkas", "coeffs": coeffs}
+        return None
+
+    def nonzero(self, leaf: Leaf, d: Poly) -> dict[str, Any] | None:
+        from ..certificates.poly import lit_key
+
+        for i, (rel, r) in enumerate(leaf.facts):
+            if rel == "!=" and not r.den and r.num and lit_key("=", r.num) == lit_key("=", d):
+                return {"ne": i}
+        for sign in (1, -1):
+            target = {m: c * sign for m, c in d.items()}
+            for products in (False, True):
+                coeffs = self._combine(leaf, target, products)
+                if coeffs is not None:
+                    return {"sign": sign, "coeffs": coeffs}
+        return None
+
+    def zero(self, leaf: Leaf, i: int) -> dict[str, Any] | None:
+        r = leaf.facts[i][1]
+        just = []
+        for _, d in r.factors():
+            j = self.nonzero(leaf, d)
+            if j is None:
+                return None
+            just.append(j)
+        ideal: list[list[Any]] = []
+        if r.num:
+            eqs = [(j, p) for j, (rel, p) in enumerate(leaf.facts) if rel == "=" and p]
+            if not eqs:
+                return None
+            syms: dict[str, sympy.Symbol] = {}
+            f = self._to_sympy(r.num, syms)
+            gens = [self._to_sympy(p, syms) for _, p in eqs]
+            order = list(syms.values())
+            texts = self._atom_text(leaf)
+            names = {s: texts.get(a) for a, s in syms.items()}
+            if any(v is None for v in names.values()):
+                return None
+            found = None
+            for gen_order in (order, order[::-1]):
+                try:
+                    quots, rem = sympy.reduced(f, gens, *gen_order, order="lex")
+                except (sympy.PolynomialError, sympy.CoercionFailed):
+                    continue
+                if sympy.expand(rem) == 0:
+                    found = quots
+                    break
+            if found is None:
+                return None
+            for (j, _), q in zip(eqs, found):
+                if sympy.expand(q) != 0:
+                    ideal.append([j, self._smt_of(q, names)])  # type: ignore[arg-type]
+        return {"leaf": "zero", "fact": i, "ideal": ideal, "nonzero": just}
+
+    # -- splitting ------------------------------------------------------------------------------
+    def split_candidate(self, leaf: Leaf) -> SExpr | None:
+        goal = self.script.goal
+        inner = goal[1] if isinstance(goal, tuple) else goal
+        if isinstance(inner, tuple) and inner[0] == "and":
+            open_parts = [a for a in inner[1:] if leaf.decide(a) is None]
+            if len(open_parts) > 1:
+                return open_parts[0]
+        for name, t in [("goal", goal), *self.script.asserts]:
+            for sub in _walk(t):
+                if isinstance(sub, tuple) and sub[0] == "ite" and leaf.decide(sub[1]) is None:
+                    try:
+                        if literal(sub[1], leaf.norm) is not None:
+                            return sub[1]
+                    except (Undecided, Division):
+                        continue
+        for _, t in self.script.asserts:
+            if isinstance(t, tuple) and t[0] in ("or", "=>") and leaf.decide(t) is None:
+                for sub in t[1:]:
+                    cand = sub[1] if isinstance(sub, tuple) and sub[0] == "not" else sub
+                    if leaf.decide(cand) is None:
+                        return cand
+        return None
+
+    def build(self, path: list[Decision]) -> dict[str, Any]:
+        if time.monotonic() > self.deadline:
+            raise NoProof("certificate search timed out")
+        if len(path) > MAX_DEPTH:
+            raise NoProof("case split too deep")
+        leaf = Leaf(self.script, path)
+        if leaf.closed:
+            return {"leaf": "false"}
+        for i, (rel, _) in enumerate(leaf.facts):
+            if rel == "!=":
+                node = self.zero(leaf, i)
+                if node is not None:
+                    return node
+        cand = self.split_candidate(leaf)
+        if cand is None:
+            node = self.farkas(leaf)
+            if node is not None:
+                return node
+            raise NoProof("no leaf step closes the case " + " & ".join(
+                f"{show(t)}={'T' if v else 'F'}" for t, _, v in path)[:300])
+        try:
+            lit = literal(cand, leaf.norm)
+        except (Undecided, Division):
+            lit = None
+        then = self.build([*path, (cand, lit, True)])
+        else_ = self.build([*path, (cand, lit, False)])
+        return {"split": show(cand), "then": then, "else": else_}
+
+
+def certificate_tree(statement: str, timeout: float = 60.0) -> dict[str, Any]:
+    """The refutation tree for ``statement``, or NoProof."""
+    search = Search(statement, time.monotonic() + timeout)
+    return search.build([])
+
+
+_ = is_const

@@ -1,0 +1,217 @@
+"""The ``compiled`` backend: traced, planned execution that is bit-identical to eager.
+
+``CompiledStep(model, loss_fn)`` is a training step: ``loss = step(x, y)`` returns the loss and
+leaves in every parameter's ``.grad`` exactly the arrays that
+``model.zero_grad(); loss_fn(model(x), y).backward()`` would (parameters the loss does not reach
+get ``None``). ``compile(model)`` is the inference-only counterpart.
+
+On the first call, and whenever the shapes or dtypes of the inputs or parameters change, the step
+is traced once eagerly (``runtime.trace``); the trace and its tape become a straight-line Python
+function (``runtime.plan`` + ``runtime.codegen``) taking the parameters as *arguments* (they change
+every step). Later calls run that function on the raw arrays: no Tensor objects, no tape, no
+name lookups. Works on numpy and cupy alike (``xp`` is taken from the arrays).
+
+Dropout masks (drawn through ``random.random_mask``) are plan inputs drawn again on every run, in
+the order eager execution draws them, so training with dropout stays bit-identical too. What
+cannot be planned is refused, never frozen: buffers updated as a side effect of the forward pass
+(BatchNorm running statistics in training mode), a tensor created from data outside torchlean's
+primitives during the step (a mask computed with numpy, e.g. today's ``huber_loss``), a tensor
+that requires grad but is not a parameter. Like any tracer, Python control flow on tensor values
+is recorded for the traced inputs only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .autograd import tape_order
+from .backends import namespace_of, to_numpy
+from .codegen import Program
+from .plan import Emitter, emit_inputs
+from .tensor import Tensor, enable_grad, no_grad
+from .trace import TraceError, Tracer, flatten_outputs, module_names, tracing
+
+__all__ = ["CompiledModel", "CompiledStep", "TraceError", "compile"]
+
+
+def _array(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else np.asarray(x)
+
+
+def _signature(arrays: list[Any]) -> tuple[Any, ...]:
+    return tuple((a.shape, a.dtype, type(a)) for a in arrays)
+
+
+class _Traced:
+    """One eager run under a strict tracer with parameters and buffers as inputs."""
+
+    def __init__(self, model: Any, data: list[Any], fn: Callable[[list[Tensor]], Any], grad: bool):
+        names = module_names(model)
+        self.params = [p for _, p in model.named_parameters()] if hasattr(model, "named_parameters") else []
+        self.buffers = [b for _, b in model.named_buffers()] if hasattr(model, "named_buffers") else []
+        self.tracer = Tracer(names, params_as_inputs=True, strict=True)
+        for t in (*self.params, *self.buffers):
+            self.tracer.add_input(t, names[id(t)])
+        taken = set(self.tracer.tensors)
+        self.data_names = []
+        for i, a in enumerate(data):
+            name = f"input{i}"
+            while name in taken:
+                name = "_" + name
+            self.data_names.append(self.tracer.add_input(Tensor(a), name))
+        before = self._state()
+        with tracing(self.tracer), (enable_grad() if grad else no_grad()):
+            self.outputs = flatten_outputs(fn([self.tracer.tensors[n] for n in self.data_names]))
+        if self._state() != before:
+            raise TraceError(
+                "compiled backend: the forward pass replaced a parameter's or buffer's array (e.g. "
+                "running statistics in training mode); the plan cannot repeat that side effect. "
+                "Use the eager backend, or call model.eval()"
+            )
+        self.graph = self.tracer.graph(self.outputs)
+
+    def _state(self) -> list[Any]:
+        # identity of every array, and the bytes of the buffers (an in-place update is a side
+        # effect too); only at trace time, so the copy does not matter
+        return [*(id(t.data) for t in (*self.params, *self.buffers)),
+                *(to_numpy(b.data).tobytes() for b in self.buffers)]
+
+    def program(self) -> tuple[Program, Emitter]:
+        args = {name: f"p{i}" for i, name in enumerate(v.name for v in self.graph.inputs)}
+        prog = Program(list(args.values()))
+        sample = self.outputs[0].data
+        prog.env["xp"] = namespace_of(sample)
+        var: dict[str, str] = {}
+        emit_inputs(prog, self.graph, var, args, self.graph.constants)
+        em = Emitter(prog, self.graph, var, numpy=prog.env["xp"] is np)
+        em.forward()
+        return prog, em
+
+    def state_arrays(self) -> list[Any]:
+        return [*(t.data for t in self.params), *(t.data for t in self.buffers)]
+
+    def first_draws(self) -> list[Any]:
+        """The random masks the traced run drew: the first plan run must reuse them, or the
+        generator would advance twice for that step."""
+        return [self.tracer.tensors[name].data for name, _ in self.tracer.random]
+
+    def input_arrays(self, data: list[Any], draws: list[Any] | None = None) -> list[Any]:
+        """Arguments of the plan in graph-input order: parameters, buffers, the data, then the
+        random masks (drawn now, in the order eager execution draws them)."""
+        if draws is None:
+            draws = [draw() for _, draw in self.tracer.random]
+        return [*(t.data for t in self.params), *(t.data for t in self.buffers), *data, *draws]
+
+
+class CompiledStep:
+    """A planned forward + loss + backward; see the module docstring for the contract."""
+
+    def __init__(self, model: Any, loss_fn: Callable[[Tensor, Tensor], Tensor]):
+        self.model = model
+        self.loss_fn = loss_fn
+        self._key: Any = None
+        self._fn: Callable[..., tuple[Any, ...]] | None = None
+        self._params: list[Tensor] = []
+        self._grad_of: list[int] = []  # per parameter: index in the plan's results, or -1
+        self._extra: list[Tensor] = []  # buffers, passed after the parameters
+        self._tr: _Traced | None = None
+        self._draws: list[Any] | None = None  # masks of the traced run, for the first plan run
+        self.source = ""  #: the generated plan, for inspection
+        self.traces = 0  #: how many times the step was (re)traced
+
+    def _key_of(self, x: Any, y: Any) -> tuple[Any, ...]:
+        return (_signature([x, y, *(p.data for p in self._params), *(b.data for b in self._extra)]),
+                getattr(self.model, "training", None))
+
+    def _build(self, x: Any, y: Any) -> None:
+
+        def run(ins: list[Tensor]) -> Tensor:
+            return self.loss_fn(self.model(ins[0]), ins[1])
+
+        tr = _Traced(self.model, [x, y], run, grad=True)
+        loss = tr.outputs[0]
+        if len(tr.outputs) != 1 or loss.numel() != 1:
+            raise TraceError(f"compiled step: loss_fn must return a single-element tensor, got {loss.shape}")
+        if not loss.requires_grad:
+            raise TraceError("compiled step: the loss does not depend on any parameter")
+        names = tr.tracer.names
+        tape = [names[id(t)] for t in tape_order([loss])]
+        requires = {n for n, t in tr.tracer.tensors.items() if t.requires_grad}
+        prog, em = tr.program()
+        cot = em.backward(tr.graph.outputs[0], tape, requires)
+        result = [em.var[tr.graph.outputs[0]]]
+        self._grad_of = []
+        for p in tr.params:
+            name = names[id(p)]
+            if name in cot:  # reached by the backward pass, as in autograd.backward
+                self._grad_of.append(len(result))
+                result.append(cot[name])
+            else:
+                self._grad_of.append(-1)
+        self._fn, self.source = prog.build(result, "train_step")
+        self._params, self._extra, self._tr = tr.params, tr.buffers, tr
+        self._draws = tr.first_draws() or None
+        self._key = self._key_of(x, y)
+        self.traces += 1
+
+    def __call__(self, x: Any, y: Any) -> Tensor:
+        xa, ya = _array(x), _array(y)
+        if self._fn is None or self._key_of(xa, ya) != self._key:
+            self._build(xa, ya)
+        params = self._params
+        if self._tr.tracer.random:  # type: ignore[union-attr]
+            args = self._tr.input_arrays([xa, ya], self._draws)  # type: ignore[union-attr]
+            self._draws = None
+            res = self._fn(*args)  # type: ignore[misc]
+        else:  # the common case, without the list building
+            res = self._fn(*[p.data for p in params], *[b.data for b in self._extra], xa, ya)  # type: ignore[misc]
+        for p, j in zip(params, self._grad_of, strict=True):
+            p.grad = Tensor(res[j]) if j >= 0 else None
+        return Tensor(res[0])
+
+
+class CompiledModel:
+    """An inference-only forward plan of ``model``; call it like the model."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self._key: Any = None
+        self._fn: Callable[..., tuple[Any, ...]] | None = None
+        self._tr: _Traced | None = None
+        self._single = True
+        self._draws: list[Any] | None = None
+        self.source = ""
+        self.traces = 0
+
+    def _build(self, data: list[Any]) -> None:
+        tr = _Traced(self.model, data, lambda ins: self.model(*ins), grad=False)
+        prog, em = tr.program()
+        self._fn, self.source = prog.build([em.var[o] for o in tr.graph.outputs], "forward")
+        self._tr = tr
+        self._draws = tr.first_draws()
+        self._single = len(tr.outputs) == 1
+        self.traces += 1
+
+    def _key_of(self, data: list[Any]) -> Any:
+        params = [] if self._tr is None else self._tr.state_arrays()
+        return _signature([*data, *params]), getattr(self.model, "training", None)
+
+    def __call__(self, *inputs: Any) -> Any:
+        data = [_array(x) for x in inputs]
+        if self._tr is None or self._key_of(data) != self._key:
+            self._build(data)
+            self._key = self._key_of(data)
+        tr = self._tr
+        assert tr is not None
+        draws, self._draws = self._draws, None
+        outs = self._fn(*tr.input_arrays(data, draws))  # type: ignore[misc]
+        tensors = [Tensor(o) for o in outs]
+        return tensors[0] if self._single else tuple(tensors)
+
+
+def compile(model: Any) -> CompiledModel:  # noqa: A001 - mirrors torch.compile
+    """An inference-only compiled forward of ``model`` (a Module or a function of tensors)."""
+    return CompiledModel(model)

@@ -1,0 +1,162 @@
+"""Tracing: run a model or function once and record every primitive it applies as a graph IR.
+
+``tensor.apply`` is the single dispatch point and reports each call to ``STATE.tracer``; the
+``Tracer`` here maps tensors to IR values: example inputs become graph inputs, a model's
+parameters and buffers become named constants (their ``state_dict`` names), any other tensor met on
+the way (a Python number lifted by ``_scalar``, a tensor built outside ``apply``) becomes an
+auto-named constant. Like every tracer (``torch.jit.trace``, ``jax.make_jaxpr`` on concrete
+values) it records one path: Python control flow on tensor *values* is frozen into the graph.
+
+``CompiledStep`` (``runtime.compiled``) uses the same tracer with ``params_as_inputs=True`` and
+``strict=True``: parameters are then plan inputs (they change every step), and a tensor the tracer
+cannot place (a mask computed from data outside ``apply``, a tensor with its own tape) is refused
+instead of silently frozen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from ..spec.graph import Graph, Node, Value
+from .backends import to_numpy
+from .tensor import STATE, Tensor, no_grad
+
+
+class TraceError(RuntimeError):
+    """The traced function did something a graph cannot faithfully record."""
+
+
+class Tracer:
+    """Receives ``record`` calls from ``tensor.apply`` and builds the graph's pieces."""
+
+    def __init__(self, named: dict[int, str] | None = None, *, params_as_inputs: bool = False,
+                 strict: bool = False):
+        #: id(tensor) -> value name; the tensors are kept alive in ``tensors`` so ids stay unique
+        self.names: dict[int, str] = {}
+        self.tensors: dict[str, Tensor] = {}
+        self.inputs: list[Value] = []
+        self.constants: dict[str, np.ndarray] = {}
+        self.nodes: list[Node] = []
+        self._named = dict(named or {})  # id -> state_dict name, for parameters and buffers
+        self._params_as_inputs = params_as_inputs
+        self._strict = strict
+        self._count = 0
+        #: (input name, draw) per random tensor made during the trace, in draw order
+        self.random: list[tuple[str, Callable[[], Any]]] = []
+
+    # -- naming --------------------------------------------------------------------------
+    def add_input(self, t: Tensor, name: str) -> str:
+        if id(t) in self.names:  # the same tensor passed twice: one input
+            return self.names[id(t)]
+        self._bind(t, name)
+        self.inputs.append(Value(name, t.shape, str(t.dtype)))
+        return name
+
+    def _bind(self, t: Tensor, name: str) -> None:
+        self.names[id(t)] = name
+        self.tensors[name] = t
+
+    def name_of(self, t: Tensor) -> str:
+        name = self.names.get(id(t))
+        if name is not None:
+            return name
+        named = self._named.get(id(t))
+        if named is not None:
+            if self._params_as_inputs:
+                return self.add_input(t, named)
+            self._bind(t, named)
+            self.constants[named] = to_numpy(t.data).copy()
+            return named
+        if self._strict:
+            self._refuse(t)
+        name = f"c{len(self.constants)}"
+        while name in self.tensors:
+            name = "_" + name
+        self._bind(t, name)
+        self.constants[name] = to_numpy(t.data).copy()
+        return name
+
+    def _refuse(self, t: Tensor) -> None:
+        if t.requires_grad:
+            raise TraceError(
+                f"a tensor of shape {t.shape} that requires grad but is not a parameter of the model "
+                "was used; its gradient would be lost by the compiled step (register it as a Parameter)"
+            )
+        if t.data.ndim > 0:
+            raise TraceError(
+                f"a tensor of shape {t.shape} was created outside torchlean's primitives during the "
+                "step (e.g. a mask computed from data, or a random mask); the compiled plan would "
+                "freeze its value. Register constant tensors as buffers, or use the eager backend"
+            )
+
+    def random_source(self, t: Tensor, draw: Callable[[], Any]) -> None:
+        """Called by ``random.random_mask``: ``t`` holds one draw of ``draw()``. A plan makes it
+        an input and draws again on every run; ``trace()`` keeps the one draw as a constant."""
+        if self._params_as_inputs:
+            name = f"random{len(self.random)}"
+            while name in self.tensors:
+                name = "_" + name
+            self.random.append((self.add_input(t, name), draw))
+
+    # -- the hook ``tensor.apply`` calls -------------------------------------------------
+    def record(self, name: str, args: Sequence[Tensor], attrs: dict[str, Any], out: Tensor) -> None:
+        ins = [self.name_of(a) for a in args]
+        out_name = f"v{self._count}"
+        self._count += 1
+        self._bind(out, out_name)
+        self.nodes.append(Node(name, ins, out_name, dict(attrs)))
+
+    def graph(self, outputs: Sequence[Tensor]) -> Graph:
+        outs = [self.name_of(o) for o in outputs]
+        return Graph(list(self.inputs), dict(self.constants), list(self.nodes), outs).check()
+
+
+@contextmanager
+def tracing(tracer: Tracer) -> Iterator[Tracer]:
+    """Make ``tracer`` the active one (thread-local); nested tracing is refused."""
+    if STATE.tracer is not None:
+        raise TraceError("already tracing: nested trace() calls are not supported")
+    STATE.tracer = tracer
+    try:
+        yield tracer
+    finally:
+        STATE.tracer = None
+
+
+def module_names(model: Any) -> dict[int, str]:
+    """id -> state_dict name for a Module's parameters and buffers ({} for a plain function)."""
+    names: dict[int, str] = {}
+    if hasattr(model, "named_parameters"):
+        for name, p in model.named_parameters():
+            names.setdefault(id(p), name)
+        for name, b in model.named_buffers():
+            names.setdefault(id(b), name)
+    return names
+
+
+def flatten_outputs(out: Any) -> list[Tensor]:
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    for o in outs:
+        if not isinstance(o, Tensor):
+            raise TraceError(f"traced function must return Tensors, got {type(o).__name__}")
+    return outs
+
+
+def trace(model_or_fn: Callable[..., Any], *example_inputs: Any) -> Graph:
+    """Run ``model_or_fn(*example_inputs)`` once and return its checked graph IR.
+
+    Inputs are named ``input0``, ``input1``, ...; a Module's parameters and buffers become
+    constants under their ``state_dict`` names. Evaluating the graph with
+    ``runtime.execute.run_graph`` reproduces the eager outputs bit for bit.
+    """
+    xs = [x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in example_inputs]
+    tracer = Tracer(module_names(model_or_fn))
+    for i, x in enumerate(xs):
+        tracer.add_input(x, f"input{i}")
+    with tracing(tracer), no_grad():
+        out = model_or_fn(*xs)
+    return tracer.graph(flatten_outputs(out))

@@ -1,0 +1,113 @@
+"""Counterexample search: random sampling and projected sign-gradient descent (untrusted), and the
+exact confirmation of a candidate (the same test the checker applies)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+from ..certificates.network import Net, evaluate
+from ..certificates.property import Region, Spec
+from .network import FloatNet
+
+
+def margins(region: Region, y: np.ndarray) -> np.ndarray:
+    """For each point (B, n_out) and disjunct: max_k (a_k·y - b_k); <= 0 means unsafe (float)."""
+    out = np.empty((y.shape[0], len(region.disjuncts)))
+    for j, disj in enumerate(region.disjuncts):
+        if not disj:
+            out[:, j] = -np.inf
+            continue
+        A = np.array([[float(a) for a in t.a] for t in disj])
+        b = np.array([float(t.b) for t in disj])
+        out[:, j] = (y @ A.T - b).max(1)
+    return out
+
+
+def to_float32_in_box(x: np.ndarray, region: Region) -> list[Fraction] | None:
+    """Round a point to float32 values that stay in the region's box (exact comparison)."""
+    out = []
+    for v, lo, hi in zip(x, region.lo, region.hi):
+        f = np.float32(v)
+        for _ in range(4):
+            if Fraction(float(f)) < lo:
+                f = np.nextafter(f, np.float32(np.inf))
+            elif Fraction(float(f)) > hi:
+                f = np.nextafter(f, np.float32(-np.inf))
+        q = Fraction(float(f))
+        if not lo <= q <= hi:
+            return None
+        out.append(q)
+    return out
+
+
+def confirm(net: Net, spec: Spec, x: list[Fraction]) -> bool:
+    """Exact check that x is a counterexample (the checker's own rule)."""
+    y = evaluate(net, x)
+    for region in spec.regions:
+        if all(a <= v <= b for a, v, b in zip(region.lo, x, region.hi)):
+            for disj in region.disjuncts:
+                if all((sum((a * v for a, v in zip(t.a, y) if a), Fraction(0)) < t.b) if t.strict else
+                       (sum((a * v for a, v in zip(t.a, y) if a), Fraction(0)) <= t.b) for t in disj):
+                    return True
+    return False
+
+
+def try_points(net: Net, fnet: FloatNet, spec: Spec, region: Region, x: np.ndarray) -> list[Fraction] | None:
+    """Confirm the most violating of the float candidates x (B, d), if any looks unsafe."""
+    m = margins(region, fnet.forward(x)).min(1)
+    for i in np.argsort(m)[:3]:
+        if m[i] > 1e-9:
+            break
+        q = to_float32_in_box(x[i], region)
+        if q is not None and confirm(net, spec, q):
+            return q
+    return None
+
+
+def _grad(fnet: FloatNet, x: np.ndarray, A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Value and input gradient of max_k (A_k·y - b_k) at each point."""
+    acts, h = [], x
+    for i, (W, c) in enumerate(fnet.layers):
+        h = h @ W.T + c
+        if i + 1 < len(fnet.layers):
+            acts.append(h > 0)
+            h = np.maximum(h, 0.0)
+    vals = h @ A.T - b
+    k = vals.argmax(1)
+    g = A[k]
+    for i in range(len(fnet.layers) - 1, -1, -1):
+        g = g @ fnet.layers[i][0]
+        if i > 0:
+            g = g * acts[i - 1]
+    return vals.max(1), g
+
+
+def search(net: Net, fnet: FloatNet, spec: Spec, seed: int = 0, samples: int = 2000,
+           steps: int = 40, starts: int = 64) -> list[Fraction] | None:
+    """Random sampling then PGD per region and disjunct; returns an exactly confirmed point."""
+    rng = np.random.default_rng(seed)
+    for region in spec.regions:
+        lo = np.array([float(v) for v in region.lo])
+        hi = np.array([float(v) for v in region.hi])
+        x = rng.uniform(lo, hi, (samples, lo.size))
+        found = try_points(net, fnet, spec, region, x)
+        if found is not None:
+            return found
+        m = margins(region, fnet.forward(x))
+        for j, disj in enumerate(region.disjuncts):
+            if not disj:
+                return try_points(net, fnet, spec, region, (lo + hi)[None] / 2)
+            A = np.array([[float(a) for a in t.a] for t in disj])
+            b = np.array([float(t.b) for t in disj])
+            z = x[np.argsort(m[:, j])[:starts]].copy()
+            step = (hi - lo) / 4
+            for _ in range(steps):
+                _, g = _grad(fnet, z, A, b)
+                z = np.clip(z - step * np.sign(g), lo, hi)
+                step = step * 0.85
+            found = try_points(net, fnet, spec, region, z)
+            if found is not None:
+                return found
+    return None

@@ -1,0 +1,96 @@
+"""Loading networks and properties for the verifier: ONNX → graph IR → ReLU chain.
+
+The chain the verifier searches over is the *same* exact chain the checker re-derives
+(``certificates.network.network_from_ir``), rounded to float64 once here; so a bound the search
+finds is a bound the checker replays, up to the rounding the fast replay accounts for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..certificates.network import Affine, Net, network_from_ir
+from ..certificates.property import Spec, parse_property
+
+
+class InputError(ValueError):
+    """Bad user input (file missing, unsupported model or property); one line."""
+
+
+@dataclass
+class FloatNet:
+    """Affine layers (W, b) in float64 with a ReLU between consecutive ones."""
+    layers: list[tuple[np.ndarray, np.ndarray]]
+
+    @property
+    def n_in(self) -> int:
+        return self.layers[0][0].shape[1]
+
+    @property
+    def n_out(self) -> int:
+        return self.layers[-1][0].shape[0]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Outputs for a batch of points (B, n_in), float64."""
+        h = x
+        for i, (W, b) in enumerate(self.layers):
+            h = h @ W.T + b
+            if i + 1 < len(self.layers):
+                h = np.maximum(h, 0.0)
+        return h
+
+
+def float_net(net: Net) -> FloatNet:
+    layers = []
+    for s in net.steps:
+        if isinstance(s, Affine):
+            W = np.array([[float(v) for v in row] for row in s.M], dtype=np.float64).reshape(len(s.M), -1)
+            layers.append((W, np.array([float(v) for v in s.c])))
+    return FloatNet(layers)
+
+
+def as_net(model: Any) -> Net:
+    """A checker ``Net`` from a Net, a spec Graph, or an IR document (dict)."""
+    if isinstance(model, Net):
+        return model
+    if isinstance(model, dict):
+        return network_from_ir(model)
+    to_dict = getattr(model, "to_dict", None)
+    if to_dict is not None:
+        return network_from_ir(to_dict())
+    raise TypeError(f"cannot read a ReLU network from {type(model).__name__}")
+
+
+def load_graph(path: str | Path) -> Any:
+    from ..bridge.onnx import load_onnx
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        return load_onnx(str(p))
+    except Exception as e:  # the importer's errors are one line; keep them so
+        raise InputError(f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def load_net(path: str | Path) -> Net:
+    try:
+        return network_from_ir(load_graph(path).to_dict())
+    except InputError:
+        raise
+    except ValueError as e:
+        raise InputError(f"{path}: {e}") from None
+
+
+def load_spec(path: str | Path) -> Spec:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        return parse_property(p.read_text())
+    except ValueError as e:
+        raise InputError(f"{path}: {e}") from None

@@ -1,0 +1,1 @@
+"""Ready models, datasets and the runnable examples behind ``python -m torchlean <example>``."""

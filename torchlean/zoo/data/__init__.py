@@ -1,0 +1,1 @@
+"""Data files shipped with the zoo (a package so that setuptools installs them)."""
