@@ -252,9 +252,9 @@ def test_transformer_encoder_layer_causal_mask_matches_torch():
 @pytorch
 def test_sequence_first_layout_matches_torch():
     torch = _torch()
-    ours = nn.TransformerEncoderLayer(4, 2, dim_feedforward=8, dropout=0.0, batch_first=False, dtype="float64")
-    theirs = torch.nn.TransformerEncoderLayer(4, 2, dim_feedforward=8, dropout=0.0, batch_first=False)
-    theirs = theirs.double()
+    kw = {"dim_feedforward": 8, "dropout": 0.0, "batch_first": False}
+    ours = nn.TransformerEncoderLayer(4, 2, dtype="float64", **kw)
+    theirs = torch.nn.TransformerEncoderLayer(4, 2, **kw).double()
     _load_into_torch(ours, theirs)
     _compare(ours, theirs, [_x(5, 2, 4)])  # (sequence, batch, feature)
 

@@ -381,3 +381,39 @@ def test_trainer_moves_existing_optimizer_state_and_keeps_integer_inputs():
     ds = trainer.dataset((np.array([[1, 2], [3, 4]]), np.array([0.5, 1.5])))
     assert ds.tensors[0].dtype == np.int64 and ds.tensors[1].shape == (2, 1)
     assert ds.tensors[1].dtype == np.float64
+
+
+def test_ctrl_c_stops_after_the_current_step():
+    import os
+    import signal
+
+    calls = []
+
+    def loss_fn(out, y):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of step 3
+        return nn.functional.mse_loss(out, y)
+
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((32, 2)), rng.standard_normal((32, 1))
+    before = signal.getsignal(signal.SIGINT)
+    trainer = tl.Trainer(nn.Sequential(nn.Linear(2, 1)), loss=loss_fn, optimizer="sgd", lr=0.1)
+    trained = trainer.train((x, y), steps=50, batch_size=8, progress=False)
+    assert trained.interrupted and trained.steps == 3 and trainer.steps_done == 3
+    assert signal.getsignal(signal.SIGINT) is before  # the handler was put back
+
+
+def test_a_second_train_call_continues_with_a_new_batch_order():
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((16, 2)), rng.standard_normal((16, 1))
+    seen = []
+
+    def loss_fn(out, t):
+        seen.append(t.numpy().ravel().tolist())
+        return nn.functional.mse_loss(out, t)
+
+    trainer = tl.Trainer(nn.Sequential(nn.Linear(2, 1)), loss=loss_fn, optimizer="sgd", lr=0.01)
+    trainer.train((x, y), steps=2, batch_size=8, progress=False)
+    trainer.train((x, y), steps=2, batch_size=8, progress=False)
+    assert seen[:2] != seen[2:]

@@ -7,6 +7,7 @@ run that cannot proceed (e.g. ``--device cuda`` on a machine without cupy or a G
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -159,6 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from torchlean.zoo.quickstart import run
 
         run(args.example)
+        return 0
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (DeviceError, CheckpointError, OSError, ValueError, RuntimeError) as e:
         print(f"torchlean: error: {e}", file=sys.stderr)

@@ -163,8 +163,10 @@ def _attrs(node: Any) -> dict[str, Any]:
     return out
 
 
-def _dims(type_proto: Any, batch_size: int) -> tuple[int, ...]:
+def _dims(type_proto: Any, batch_size: int, name: str) -> tuple[int, ...]:
     """Static dims of a value type; symbolic or unknown dims become ``batch_size``."""
+    if not type_proto.tensor_type.HasField("shape"):
+        raise OnnxImportError(f"graph input {name!r} has no shape; give the model static input shapes")
     dims = []
     for d in type_proto.tensor_type.shape.dim:
         has_value = d.HasField("dim_value") and d.dim_value > 0
@@ -196,12 +198,10 @@ def load_onnx(path: str | os.PathLike[str] | Any, batch_size: int = 1) -> Graph:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
     g = model.graph
 
-    unknown = sorted({n.op_type for n in g.node if n.domain not in ("", "ai.onnx")
-                      or n.op_type not in ops.CONVERTERS})
-    unavailable = sorted({n.op_type for n in g.node if n.op_type in ops.CONVERTERS
-                          and not all(p in PRIMITIVES for p in ops.NEEDS.get(n.op_type, ()))})
-    if unknown or unavailable:
-        raise OnnxImportError("unsupported ONNX operator(s): " + ", ".join(sorted({*unknown, *unavailable})))
+    supported = set(supported_operators())
+    unsupported = {n.op_type for n in g.node if n.domain not in ("", "ai.onnx") or n.op_type not in supported}
+    if unsupported:
+        raise OnnxImportError("unsupported ONNX operator(s): " + ", ".join(sorted(unsupported)))
 
     inits = {t.name: onnx.numpy_helper.to_array(t) for t in g.initializer}
     float_types = [_dtype_name(i.type.tensor_type.elem_type) for i in g.input if i.name not in inits]
@@ -212,7 +212,7 @@ def load_onnx(path: str | os.PathLike[str] | Any, batch_size: int = 1) -> Graph:
     for vi in g.input:
         if vi.name in inits:
             continue
-        b.add_input(vi.name, _dims(vi.type, batch_size), _dtype_name(vi.type.tensor_type.elem_type))
+        b.add_input(vi.name, _dims(vi.type, batch_size, vi.name), _dtype_name(vi.type.tensor_type.elem_type))
     for name, arr in inits.items():
         b.add_initializer(name, arr)
     b.reserved = {v for n in g.node for v in n.output} | {v.name for v in g.output}
@@ -224,9 +224,7 @@ def load_onnx(path: str | os.PathLike[str] | Any, batch_size: int = 1) -> Graph:
         b.made = set()
         try:
             outs = convert(b, ins, _attrs(node), hint=node.output[0])
-        except (ShapeError, ValueError) as e:
-            if isinstance(e, OnnxImportError) and str(e).startswith(where):
-                raise
+        except (ShapeError, ValueError) as e:  # includes OnnxImportError from the builder
             raise OnnxImportError(f"{where}: {e}") from None
         for onnx_name, ir in zip(node.output, outs):
             if onnx_name:

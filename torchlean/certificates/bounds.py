@@ -20,7 +20,10 @@ Forward linear relaxation (symbolic intervals with CROWN's ReLU relaxations): ev
 linear forms L(x) <= v(x) <= U(x) over the leaf box. An affine step maps them with the positive and
 negative parts of its matrix; a ReLU with concrete bounds l < 0 < u keeps U scaled by s and shifted
 by t where s·v + t >= relu(v) at v = l and v = u (so on [l, u], relu being convex), and keeps L
-(slope 1) when u >= -l, else 0. Stable ReLUs are the identity or zero. In exact mode every number
+(slope 1) when u >= -l, else 0. Stable ReLUs are the identity or zero. Then one backward pass
+(CROWN's back-substitution) from each final row through the same relaxations: a positive
+coefficient takes the lower line, a negative one the upper line. Each final row's bound is the
+larger of the two (both are valid). In exact mode every number
 is a Fraction; concrete bounds are rounded outward to floats (sound: wider) so that slopes and
 shifts stay short dyadics. ``fast.py`` replays the same algorithm in float64 with outward error
 bounds, for trees with many leaves.
@@ -81,26 +84,34 @@ def relu_relaxation(l: Fraction, u: Fraction) -> tuple[Fraction, Fraction, int]:
 
 
 def leaf_bounds_exact(steps: tuple[Affine | Relu, ...], lo: list[Fraction], hi: list[Fraction]) -> list[Fraction]:
-    """Lower bounds of the final values over the box [lo, hi], in exact rational arithmetic."""
+    """Lower bounds of the final values over the box [lo, hi], in exact rational arithmetic: the
+    better of the forward forms and one backward pass (CROWN back-substitution) from the final
+    rows through the same ReLU relaxations."""
     d = len(lo)
     zero = Fraction(0)
     L: list[Form] = [[Fraction(int(i == j)) for j in range(d)] + [zero] for i in range(d)]
     U = [list(f) for f in L]
+    relax: list[list[tuple[Fraction, Fraction, Fraction]]] = []  # per ReLU: (upper slope, shift, lower slope)
     for step in steps:
         if isinstance(step, Relu):
+            layer = []
             for i in range(len(L)):
                 low, up = _concrete(L[i], U[i], lo, hi)
                 if low >= 0:
+                    layer.append((Fraction(1), zero, Fraction(1)))
                     continue
                 if up <= 0:
                     L[i] = [zero] * (d + 1)
                     U[i] = [zero] * (d + 1)
+                    layer.append((zero, zero, zero))
                     continue
                 s, t, alpha = relu_relaxation(_down(low), _up(up))
                 U[i] = [s * a for a in U[i]]
                 U[i][-1] += t
                 if not alpha:
                     L[i] = [zero] * (d + 1)
+                layer.append((s, t, Fraction(alpha)))
+            relax.append(layer)
             continue
         nL, nU = [], []
         for row, c in zip(step.M, step.c):
@@ -116,7 +127,23 @@ def leaf_bounds_exact(steps: tuple[Affine | Relu, ...], lo: list[Fraction], hi: 
             nL.append(fl)
             nU.append(fu)
         L, U = nL, nU
-    return [_concrete(lf, uf, lo, hi)[0] for lf, uf in zip(L, U)]
+    forward = [_concrete(lf, uf, lo, hi)[0] for lf, uf in zip(L, U)]
+    affs = [s for s in steps if isinstance(s, Affine)]
+    backward = []
+    for row, const in zip(affs[-1].M, affs[-1].c):
+        lam = list(row)
+        for layer, aff in zip(reversed(relax), reversed(affs[:-1])):
+            mu = []
+            for v, (s, t, alpha) in zip(lam, layer):
+                if v >= 0:
+                    mu.append(v * alpha)
+                else:
+                    mu.append(v * s)
+                    const += v * t  # v·relu(z) >= v·(s z + t) for v < 0
+            const += sum((m * c for m, c in zip(mu, aff.c) if m), zero)
+            lam = [sum((m * w for m, w in zip(mu, col) if m), zero) for col in zip(*aff.M)]
+        backward.append(const + sum((v * (lo[j] if v > 0 else hi[j]) for j, v in enumerate(lam) if v), zero))
+    return [max(f, b) for f, b in zip(forward, backward)]
 
 
 def leaves(tree: Any, lo: list[Fraction], hi: list[Fraction]) -> Iterator[tuple[list[Fraction], list[Fraction], Any]]:

@@ -79,8 +79,9 @@ def outward(lo: list[Fraction], hi: list[Fraction]) -> tuple[list[float], list[f
 
 def forward_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_forms: bool = False):
     """Certified lower bounds (B, K) of the final values over each box [lo_b, hi_b] (float arrays
-    (B, d)); with ``want_forms`` also the final lower forms' input coefficients (B, K, d), which
-    the verifier uses to choose splits."""
+    (B, d)): the better of the forward forms and one backward pass from the final rows over the
+    forward pass's ReLU relaxations. With ``want_forms`` also the backward pass's input
+    coefficients (B, K, d), which the verifier uses to choose splits."""
     B, d = lo.shape
     D = d + 1
     lo_e = np.concatenate([lo, np.ones((B, 1))], axis=1)  # the constant as an input fixed at 1
@@ -90,30 +91,34 @@ def forward_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_for
     eye[np.arange(d), :, np.arange(d)] = 1.0
     AL, AU = eye, eye.copy()  # forms: (values, B, D)
     same = True  # AL is AU (no ReLU relaxed yet): one product suffices
-    vmax = xm[:, :d].T  # (values, B)
+    vmax = xm[:, :d].T  # (values, B): bound on |input of the next affine step|
     low = upp = None
     bad = np.zeros(B, dtype=bool)
+    vmaxs, relus = [], []
     for layer in layers:
         if layer[0] == "relu":
-            AL, AU, vmax = _relu(AL, AU, low, upp, xm)
+            AL, AU, vmax, info = _relu(AL, AU, low, upp, xm)
+            relus.append(info)
             same = False
             continue
         _, M, EM, c, Ec = layer
+        vmaxs.append(vmax)
         m = M.shape[1]
         n = M.shape[0]
         if same:
             NL = (M @ AL.reshape(m, -1)).reshape(n, B, D)
-            G = (np.abs(M) @ np.abs(AL).reshape(m, -1)).reshape(n, B, D)
             NU = NL.copy()
+            fmax = np.abs(AL).max(0)  # (B, D)
         else:
             Mp, Mn = np.maximum(M, 0.0), np.minimum(M, 0.0)
             fl, fu = AL.reshape(m, -1), AU.reshape(m, -1)
             NL = (Mp @ fl + Mn @ fu).reshape(n, B, D)
             NU = (Mp @ fu + Mn @ fl).reshape(n, B, D)
-            G = (np.abs(M) @ np.maximum(np.abs(fl), np.abs(fu))).reshape(n, B, D)
+            fmax = np.maximum(np.abs(AL).max(0), np.abs(AU).max(0))
         NL[:, :, -1] += c[:, None]
         NU[:, :, -1] += c[:, None]
-        base = np.einsum("nbd,bd->nb", G, xm) + np.abs(c)[:, None]
+        # Σ_k |M_ik| |f_kbd| <= rowsum|M|_i · max_k |f_kbd|: crude, but it is multiplied by γ
+        base = np.abs(M).sum(1)[:, None] * (fmax * xm).sum(1)[None, :] + np.abs(c)[:, None]
         slack = 4 * gamma(2 * m + D + 4) * base + 4 * (EM @ vmax + Ec[:, None]) + TINY
         NL[:, :, -1] -= slack
         NU[:, :, -1] += slack
@@ -122,10 +127,46 @@ def forward_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_for
         low, upp = _concrete(AL, AU, lo_e, hi_e, xm)
         vmax = np.maximum(np.abs(low), np.abs(upp))
         bad |= ~(np.isfinite(low).all(0) & np.isfinite(upp).all(0))
-    lb = np.where(bad[:, None], -np.inf, low.T)  # (B, K); a non-finite leaf never passes
+    with np.errstate(invalid="ignore", over="ignore"):
+        back, lam = _backward(layers, relus, vmaxs, lo, hi, xm[:, :d])
+        lb = np.maximum(low.T, back)  # (B, K): both are certified lower bounds
+    bad |= ~np.isfinite(lb).all(1)
+    lb = np.where(bad[:, None], -np.inf, lb)  # a non-finite leaf never passes
     if want_forms:
-        return lb, np.transpose(AL[:, :, :d], (1, 0, 2))
+        return lb, lam
     return lb
+
+
+def _backward(layers, relus, vmaxs, lo, hi, xm):
+    """One CROWN back-substitution of the final rows through the forward pass's relaxations, with
+    every float error bounded as in the module docstring. Returns (lower bounds (B, K), input
+    coefficients (B, K, d))."""
+    affs = [a for a in layers if a[0] == "affine"]
+    _, M, EM, c, Ec = affs[-1]
+    B = lo.shape[0]
+    lam = np.broadcast_to(M, (B, *M.shape))  # (B, K, m)
+    const = np.broadcast_to(c, (B, c.size)).copy()
+    err = (EM @ vmaxs[-1]).T + Ec + gamma(2) * np.abs(const)
+    for j in range(len(affs) - 2, -1, -1):
+        s_eff, t, keep_l, zmax = relus[j]
+        lp, ln = np.maximum(lam, 0.0), np.minimum(lam, 0.0)
+        mu = lp * keep_l.T[:, None, :] + ln * s_eff.T[:, None, :]
+        amu = np.abs(mu)
+        err += 2 * U * (amu * zmax.T[:, None, :]).sum(-1)
+        n = t.shape[0]
+        const += (ln * t.T[:, None, :]).sum(-1)
+        err += gamma(n + 1) * ((-ln * t.T[:, None, :]).sum(-1) + np.abs(const))
+        _, M, EM, c, Ec = affs[j]
+        hv = vmaxs[j]  # (m, B)
+        err += gamma(n + 1) * (amu * (np.abs(M) @ hv).T[:, None, :]).sum(-1)
+        err += (amu * ((EM @ hv).T + Ec)[:, None, :]).sum(-1)
+        const += mu @ c
+        err += gamma(n + 1) * ((amu @ np.abs(c)) + np.abs(const))
+        lam = mu @ M
+    d = lo.shape[1]
+    val = np.minimum(lam * lo[:, None, :], lam * hi[:, None, :]).sum(-1) + const
+    err += gamma(d + 2) * ((np.abs(lam) * xm[:, None, :]).sum(-1) + np.abs(const))
+    return val - 4 * err - TINY, lam
 
 
 def _concrete(AL, AU, lo_e, hi_e, xm):
@@ -156,7 +197,9 @@ def _relu(AL, AU, low, upp, xm):
     keep_l = act | (unst & (upp >= -low))
     NL = AL * keep_l[:, :, None]
     vmax = np.where(dead, 0.0, np.maximum(upp, 0.0))
-    return NL, NU, vmax
+    # for the backward pass: upper slope and shift, lower slope, bound on |pre-activation|
+    info = (keep_u, t, keep_l.astype(np.float64), np.maximum(np.abs(low), np.abs(upp)))
+    return NL, NU, vmax, info
 
 
 def check_regions_fast(net: Net, spec: Spec, trees: list[Any]) -> int:

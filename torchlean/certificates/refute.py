@@ -12,7 +12,7 @@ Tree nodes (JSON):
 - ``{"leaf": "zero", "fact": i, "ideal": [[j, "<term>"], ...], "nonzero": [J, ...]}``: fact ``i``
   says ``r != 0``; the checker writes r = N / (d1 ... dk) and checks N = sum c_j * p_j as
   polynomials (each p_j = 0 a fact), and that every factor d is nonzero by its justification J:
-  ``{"ne": j}`` (d is a constant multiple of a fact p_j != 0) or ``{"sign": s, "coeffs": ...}``
+  ``{"ne": [j, ...]}`` (d is a constant multiple of a product of facts p_j != 0) or ``{"sign": s, "coeffs": ...}``
   (s*d minus a nonnegative combination of facts is a constant, so s*d > 0).
 
 Facts at a leaf, in order: the path's literals, then what each assertion yields under the path
@@ -207,13 +207,17 @@ def _farkas(leaf: Leaf, node: dict[str, Any]) -> None:
 
 def _nonzero(leaf: Leaf, d: Poly, j: Any) -> None:
     """Factor ``d`` is nonzero by justification ``j``."""
-    if "ne" in j:
-        i = j["ne"]
-        require(isinstance(i, int) and 0 <= i < len(leaf.facts), f"no fact {i!r}")
-        rel, r = leaf.facts[i]
-        require(rel == "!=", f"fact {i} is not a disequality")
-        p = r.poly("disequality fact")
-        require(bool(p) and lit_key("=", p) == lit_key("=", d), f"factor {key(d)} is not fact {i}")
+    if "ne" in j:  # d is a constant multiple of a product of facts p != 0 (repeats allowed)
+        refs = j["ne"]
+        require(isinstance(refs, list) and refs, "ne must list fact indices")
+        prod: Poly = {(): Fraction(1)}
+        for i in refs:
+            require(isinstance(i, int) and 0 <= i < len(leaf.facts), f"no fact {i!r}")
+            rel, r = leaf.facts[i]
+            require(rel == "!=", f"fact {i} is not a disequality")
+            prod = mul(prod, r.poly("disequality fact"))
+        require(bool(prod) and lit_key("=", prod) == lit_key("=", d),
+                f"factor {key(d)} is not the product of facts {refs}")
         return
     s = j["sign"]
     require(s in (1, -1), "sign must be 1 or -1")

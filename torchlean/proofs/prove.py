@@ -139,9 +139,16 @@ class Search:
     def nonzero(self, leaf: Leaf, d: Poly) -> dict[str, Any] | None:
         from ..certificates.poly import lit_key
 
-        for i, (rel, r) in enumerate(leaf.facts):
-            if rel == "!=" and not r.den and r.num and lit_key("=", r.num) == lit_key("=", d):
-                return {"ne": i}
+        from ..certificates.poly import mul
+
+        nes = [(i, r.num) for i, (rel, r) in enumerate(leaf.facts) if rel == "!=" and not r.den and r.num]
+        for size in (1, 2, 3):
+            for combo in itertools.combinations_with_replacement(nes, size):
+                prod: Poly = {(): Fraction(1)}
+                for _, p in combo:
+                    prod = mul(prod, p)
+                if lit_key("=", prod) == lit_key("=", d):
+                    return {"ne": [i for i, _ in combo]}
         for sign in (1, -1):
             target = {m: c * sign for m, c in d.items()}
             for products in (False, True):
@@ -195,20 +202,29 @@ class Search:
             open_parts = [a for a in inner[1:] if leaf.decide(a) is None]
             if len(open_parts) > 1:
                 return open_parts[0]
-        for name, t in [("goal", goal), *self.script.asserts]:
+        for _, t in self.script.asserts:
             for sub in _walk(t):
                 if isinstance(sub, tuple) and sub[0] == "ite" and leaf.decide(sub[1]) is None:
-                    try:
-                        if literal(sub[1], leaf.norm) is not None:
-                            return sub[1]
-                    except (Undecided, Division):
-                        continue
+                    found = self._open_atom(leaf, sub[1])
+                    if found is not None:
+                        return found
         for _, t in self.script.asserts:
             if isinstance(t, tuple) and t[0] in ("or", "=>") and leaf.decide(t) is None:
                 for sub in t[1:]:
                     cand = sub[1] if isinstance(sub, tuple) and sub[0] == "not" else sub
                     if leaf.decide(cand) is None:
                         return cand
+        return None
+
+    def _open_atom(self, leaf: Leaf, t: SExpr) -> SExpr | None:
+        """An undecided comparison inside the undecided formula ``t`` that can be split on."""
+        for sub in _walk(t):
+            if isinstance(sub, tuple) and sub[0] in (">", ">=", "<", "<=", "=") and leaf.decide(sub) is None:
+                try:
+                    if literal(sub, leaf.norm) is not None:
+                        return sub
+                except (Undecided, Division):
+                    continue
         return None
 
     def build(self, path: list[Decision]) -> dict[str, Any]:

@@ -90,6 +90,8 @@ def smt(e: sympy.Basic) -> str:
         return "(and " + " ".join(smt(a) for a in e.args) + ")"
     if isinstance(e, sympy.Or):
         return "(or " + " ".join(smt(a) for a in e.args) + ")"
+    if isinstance(e, sympy.ITE):
+        return "(ite " + " ".join(smt(a) for a in e.args) + ")"
     if isinstance(e, sympy.Not):
         return f"(not {smt(e.args[0])})"
     if isinstance(e, sympy.Implies):

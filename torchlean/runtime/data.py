@@ -57,7 +57,7 @@ class DataLoader:
     """
 
     def __init__(self, dataset: TensorDataset, batch_size: int = 1, shuffle: bool = False,
-                 drop_last: bool = False, seed: int | None = None):
+                 drop_last: bool = False, seed: int | Sequence[int] | None = None):
         if batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be at least 1, got {batch_size}")
         self.dataset, self.batch_size = dataset, int(batch_size)

@@ -10,7 +10,9 @@ stops cleanly on Ctrl-C, and can write a JSON log of loss, learning rate and tim
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -154,12 +156,15 @@ class Trainer:
         ``log_every`` steps a record ``{step, loss, lr, time}`` is added to the history (``loss``:
         the mean batch loss since the previous record; ``time``: seconds since the start);
         ``log_path`` gets the whole log as JSON, written atomically. Ctrl-C stops after the
-        current step and returns what was trained so far (``interrupted=True``).
+        current step (a second Ctrl-C at once) and returns what was trained so far
+        (``interrupted=True``). Batches are shuffled with the trainer's seed; a later call to
+        ``train`` continues with a new order rather than repeating the first.
         """
         if steps < 0 or batch_size < 1 or log_every < 1:
             raise ValueError("train: steps must be >= 0, batch_size and log_every >= 1")
         ds = self.dataset(data)
-        loader = DataLoader(ds, batch_size=batch_size, shuffle=True, seed=self.seed)
+        order_seed = self.seed if self.steps_done == 0 else [self.seed, self.steps_done]
+        loader = DataLoader(ds, batch_size=batch_size, shuffle=True, seed=order_seed)
         result = TrainedModel(self, config=self.config(steps=steps, batch_size=batch_size))
         from tqdm.auto import tqdm
 
@@ -170,8 +175,10 @@ class Trainer:
         acc: Any = 0.0  # running loss since the last record, kept on the device (no sync per step)
         since = 0
         done = 0
+        stop = _StopOnInterrupt()
         try:
-            while done < steps:
+            stop.install()
+            while done < steps and not stop.requested:
                 for x, y in loader:
                     acc = self.step(x, y).data + acc
                     done += 1
@@ -184,12 +191,14 @@ class Trainer:
                         result.history.append(rec)
                         bar.set_postfix(loss=f"{rec['loss']:.4g}")
                         acc, since = 0.0, 0
-                    if done == steps:
+                    if done == steps or stop.requested:
                         break
         except KeyboardInterrupt:
-            result.interrupted = True
+            stop.requested = True
         finally:
+            stop.restore()
             bar.close()
+        result.interrupted = stop.requested
         result.steps = done
         result.time_s = time.perf_counter() - start
         if log_path is not None:
@@ -236,6 +245,30 @@ class Trainer:
             "scheduler": type(self.scheduler).__name__ if self.scheduler is not None else None,
             "clip": self.clip, "seed": self.seed, **more,
         }
+
+
+class _StopOnInterrupt:
+    """While installed, the first SIGINT (Ctrl-C) only asks the loop to stop after its current
+    step, so parameters and optimizer state are never left half-updated; a second one interrupts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def install(self) -> None:
+        # signal handlers can only be set from the main thread; elsewhere Ctrl-C stays immediate
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 @dataclass

@@ -1,0 +1,160 @@
+"""Per-operation rounding lemmas as obligations (SMT FloatingPoint theory with fp.to_real).
+
+For op in add, sub, mul, div, sqrt and format in binary16, bfloat16, binary32 (nearest-even):
+
+    for all finite x, y (y != 0 for div, x >= 0 for sqrt) with fl(x op y) finite:
+        |fl(x op y) - (x op y)| <= u |x op y| + eta        (sqrt: eta = 0)
+
+stated so that the real side stays linear: products are formed exactly in a wider FloatingPoint
+sort (p_wide >= 2p, exponent range covering every product), division is stated as
+|r*y - x| <= u|x| + eta|y| (multiply through by |y| > 0) and sqrt as (1-u)^2 x <= r^2 <= (1+u)^2 x.
+cvc5 and z3 decide these by bit-blasting: their "unsat" is *solver-trusted*, not replayed by the
+checker; ``discharge`` records both solvers' answers and whether they agree. The 8-bit formats are
+checked exhaustively by the checker itself (``rounding-lemma-exhaustive``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import Any
+
+from ..certificates.rounding import Format, get_format, make_lemma_certificate
+from ..proofs.obligation import Obligation, source
+
+FORMATS = ("binary16", "bfloat16", "binary32")
+OPS = ("add", "sub", "mul", "div", "sqrt")
+#: (exponent bits, significand bits incl. hidden) of a sort where products are exact
+WIDE = {"binary16": (8, 24), "bfloat16": (11, 17), "binary32": (11, 49)}
+
+
+def _real(q: Fraction) -> str:
+    return f"(/ {q.numerator}.0 {q.denominator}.0)" if q.denominator != 1 else f"{q.numerator}.0"
+
+
+def _sort(fmt: Format) -> str:
+    return f"(_ FloatingPoint {fmt.ebits} {fmt.precision})"
+
+
+def smtlib(fmt_name: str, op: str) -> str:
+    fmt = get_format(fmt_name)
+    u, eta = fmt.unit_roundoff("rne"), fmt.underflow_eta("rne")
+    s = _sort(fmt)
+    we, wp = WIDE[fmt_name]
+    wide = f"(_ to_fp {we} {wp}) RNE"
+    lines = [
+        "(set-logic QF_FPLRA)",
+        f"; rounding lemma: {fmt.name} {op}, round to nearest even; u = {u}, eta = {eta}",
+        f"(declare-const x {s})",
+        f"(declare-const y {s})",
+        "(define-fun absr ((a Real)) Real (ite (>= a 0.0) a (- a)))",
+        "(assert (not (or (fp.isNaN x) (fp.isInfinite x) (fp.isNaN y) (fp.isInfinite y))))",
+    ]
+    U, E = _real(u), _real(eta)
+    X, Y = "(fp.to_real x)", "(fp.to_real y)"
+    if op in ("add", "sub", "mul"):
+        fop = {"add": "fp.add", "sub": "fp.sub", "mul": "fp.mul"}[op]
+        lines.append(f"(define-fun r () {s} ({fop} RNE x y))")
+        if op == "mul":  # the exact product, formed in a sort wide enough to hold it
+            z = f"(fp.to_real (fp.mul RNE ({wide} x) ({wide} y)))"
+        else:
+            z = f"({'+' if op == 'add' else '-'} {X} {Y})"
+        lines.append(f"(define-fun z () Real {z})")
+        lines.append("(assert (not (fp.isInfinite r)))")
+        claim = f"(<= (absr (- (fp.to_real r) z)) (+ (* {U} (absr z)) {E}))"
+    elif op == "div":
+        lines += [f"(define-fun r () {s} (fp.div RNE x y))",
+                  "(assert (not (fp.isZero y)))",
+                  "(assert (not (fp.isInfinite r)))",
+                  f"(define-fun ry () Real (fp.to_real (fp.mul RNE ({wide} r) ({wide} y))))"]
+        claim = f"(<= (absr (- ry {X})) (+ (* {U} (absr {X})) (* {E} (absr {Y}))))"
+    elif op == "sqrt":
+        lines += [f"(define-fun r () {s} (fp.sqrt RNE x))",
+                  "(assert (fp.geq x (_ +zero " + f"{fmt.ebits} {fmt.precision})))",
+                  f"(define-fun rr () Real (fp.to_real (fp.mul RNE ({wide} r) ({wide} r))))"]
+        lo, hi = _real((1 - u) ** 2), _real((1 + u) ** 2)
+        claim = f"(and (<= (* {lo} {X}) rr) (<= rr (* {hi} {X})))"
+    else:
+        raise ValueError(op)
+    lines += [f"(assert (not {claim}))", "(check-sat)"]
+    return "\n".join(lines) + "\n"
+
+
+def obligation(fmt_name: str, op: str) -> Obligation:
+    fmt = get_format(fmt_name)
+    u, eta = fmt.unit_roundoff("rne"), fmt.underflow_eta("rne")
+    what = "|fl(sqrt x) - sqrt x| <= u sqrt x" if op == "sqrt" else f"|fl(x {op} y) - (x {op} y)| <= u|x {op} y| + eta"
+    return Obligation(
+        kind="rounding", subject=f"format:{fmt.name}:{op}", name=f"floats.rounding.{fmt.name}.{op}",
+        smtlib=smtlib(fmt_name, op), statement=f"{fmt.name}, RNE: {what}, u = {u}, eta = {eta}",
+        data={"format": fmt.to_dict(), "mode": "rne", "op": op, "u": str(u), "eta": str(eta)},
+        assumptions=("finite operands; the rounded result does not overflow",))
+
+
+@source("floats.lemmas")
+def lemma_obligations() -> Iterator[Obligation]:
+    for f in FORMATS:
+        for op in OPS:
+            yield obligation(f, op)
+
+
+def exhaustive_certificates() -> Iterator[dict[str, Any]]:
+    """Certificates for the 8-bit formats, replayed by the checker by enumeration."""
+    for f in ("float8_e4m3fn", "float8_e5m2"):
+        for op in OPS:
+            yield make_lemma_certificate(f, "rne", op)
+
+
+# -- discharge (solver-trusted) -------------------------------------------------------------------
+
+def run_z3(text: str, timeout_s: float) -> tuple[str, float]:
+    import z3
+
+    s = z3.Solver()
+    s.set("timeout", int(timeout_s * 1000))
+    s.from_string(text)
+    t = time.time()
+    r = s.check()
+    return str(r), time.time() - t
+
+
+def run_cvc5(text: str, timeout_s: float) -> tuple[str, float]:
+    import cvc5
+
+    solver = cvc5.Solver()
+    solver.setOption("tlimit-per", str(int(timeout_s * 1000)))
+    solver.setOption("fp-exp", "true")  # formats other than Float32/Float64 (binary16, bfloat16)
+    parser = cvc5.InputParser(solver)
+    parser.setStringInput(cvc5.InputLanguage.SMT_LIB_2_6, text, "lemma")
+    sm = parser.getSymbolManager()
+    t = time.time()
+    result = "unknown"
+    while True:
+        cmd = parser.nextCommand()
+        if cmd.isNull():
+            break
+        out = cmd.invoke(solver, sm)
+        out = (out or "").strip()
+        if out in ("sat", "unsat", "unknown"):
+            result = out
+        elif out.startswith("(error"):
+            raise RuntimeError(out[:200])
+    return result, time.time() - t
+
+
+def discharge(ob: Obligation, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Both solvers on one obligation. 'proved' needs both to answer unsat; recorded as
+    solver-trusted (bit-blasting), never as checked."""
+    rec: dict[str, Any] = {"name": ob.name, "hash": ob.hash, "timeout_s": timeout_s}
+    for name, fn in (("z3", run_z3), ("cvc5", run_cvc5)):
+        try:
+            res, dt = fn(ob.smtlib, timeout_s)
+        except Exception as e:  # a solver error is a result to record, not a crash
+            res, dt = f"error: {type(e).__name__}: {e}", 0.0
+        rec[name] = {"result": res if res != "unknown" else "timeout/unknown", "time_s": round(dt, 2)}
+    answers = {rec["z3"]["result"], rec["cvc5"]["result"]}
+    rec["agree"] = len(answers) == 1
+    rec["status"] = "solver-trusted (both unsat)" if answers == {"unsat"} else (
+        "REFUTED" if "sat" in answers else "open")
+    return rec
