@@ -200,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         e, c, t = r["torchlean eager"], r["torchlean compiled"], r["pytorch"]
         print(f"{title:40s} {e * 1e6:8.1f}us {c * 1e6:8.1f}us {t * 1e6:8.1f}us {c / t:11.2f} "
               f"{e / t:11.2f} {'yes' if r['bit_identical'] else 'NO':>14s}")
+        print(f"{'':40s} first-step loss |torchlean - torch| = {r['loss_gap_vs_torch']:.2e} "
+              "(same init and data)")
     return 0
 
 

@@ -298,3 +298,36 @@ def test_transformer_with_dropout_trains_bit_identically():
             assert bits(pe.grad.numpy()) == bits(pc.grad.numpy())
             pe.data -= 0.1 * pe.grad.data
             pc.data -= 0.1 * pc.grad.data
+
+
+class _OpZoo(nn.Module):
+    """Every inline template and its broadcasting/sum_to paths, in one differentiable forward."""
+
+    def __init__(self):
+        super().__init__()
+        rng = np.random.default_rng(5)
+        self.w = nn.Parameter(tl.tensor(rng.standard_normal((6, 4)), dtype="float64").data)
+        self.row = nn.Parameter(tl.tensor(rng.standard_normal((1, 4)), dtype="float64").data)
+        self.col = nn.Parameter(tl.tensor(rng.standard_normal((5, 1)), dtype="float64").data)
+        self.s = nn.Parameter(tl.tensor(1.5, dtype="float64").data)
+
+    def forward(self, x):
+        h = F.relu(x @ self.w) - self.row          # matmul, relu, sub with a broadcast operand
+        h = h * self.col + self.s                    # mul/add with column and scalar broadcasts
+        m = F.mean(h, dim=1, keepdim=True) - F.sum(h, dim=0) / 7.0
+        t = F.tanh(m) * F.exp(-F.amax(h, dim=1, keepdim=True))
+        return F.softmax(t * h, dim=1) / (h.T.sum() + 100.0) + F.mean(h * h, dim=(0, 1))
+
+
+def test_inline_templates_and_broadcast_paths_match_eager():
+    x = tl.tensor(np.random.default_rng(6).standard_normal((5, 6)), dtype="float64")
+    y = tl.tensor(np.zeros((5, 4)), dtype="float64")
+    m = _OpZoo()
+    m.zero_grad()
+    le = F.mse_loss(m(x), y)
+    le.backward()
+    want = [p.grad.numpy().copy() for p in m.parameters()]
+    lc = CompiledStep(m, F.mse_loss)(x, y)
+    assert bits(le.numpy()) == bits(lc.numpy())
+    for g, p in zip(want, m.parameters(), strict=True):
+        assert bits(g) == bits(p.grad.numpy())

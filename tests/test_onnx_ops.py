@@ -268,6 +268,7 @@ def test_export_of_hand_written_graph_runs_in_onnxruntime():
     ).check()
     model = export_onnx(g)
     x = RNG.standard_normal((2, 3, 4)).astype(np.float32)
-    refs = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    refs = sess.run(None, {"x": x})
     for out, ref in zip(run_graph(g, {"x": x}), refs, strict=True):
         np.testing.assert_allclose(out, ref, rtol=2e-6, atol=2e-6)

@@ -417,3 +417,46 @@ def test_a_second_train_call_continues_with_a_new_batch_order():
     trainer.train((x, y), steps=2, batch_size=8, progress=False)
     trainer.train((x, y), steps=2, batch_size=8, progress=False)
     assert seen[:2] != seen[2:]
+
+
+@pytest.mark.torch
+def test_auto_mpg_bench_agrees_with_pytorch(capsys):
+    """bench/mpg_vs_torch.py: same init, batches and Adam in PyTorch give the same test MSE."""
+    pytest.importorskip("torch")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "mpg_vs_torch.py"
+    spec = importlib.util.spec_from_file_location("mpg_vs_torch", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--steps", "40"]) == 0
+    out = capsys.readouterr().out
+    ours = float(out.split("torchlean: ")[1].split()[0])
+    theirs = float(out.split("PyTorch: ")[1].split()[0])
+    assert abs(ours - theirs) < 1e-4 and ours < 0.5
+    assert float(out.split("difference after training: ")[1].split()[0]) < 1e-4
+
+
+def test_checkpoint_keeps_scheduler_state(tmp_path):
+    from torchlean.optim.lr_scheduler import OneCycleLR
+
+    def setup():
+        tl.manual_seed(0)
+        model = nn.Sequential(nn.Linear(2, 1)).to("float64")
+        opt = SGD(model.parameters(), lr=0.1, momentum=0.9)
+        return model, opt, OneCycleLR(opt, max_lr=0.5, total_steps=20)
+
+    model, opt, sched = setup()
+    for _ in range(7):
+        sched.step()
+    save_checkpoint(tmp_path / "s.npz", model, opt, scheduler=sched)
+    model2, opt2, sched2 = setup()
+    load_checkpoint(tmp_path / "s.npz", model2, opt2, scheduler=sched2)
+    for _ in range(5):
+        sched.step()
+        sched2.step()
+        assert sched.get_last_lr() == sched2.get_last_lr()
+        assert opt.param_groups[0]["momentum"] == opt2.param_groups[0]["momentum"]
+    with pytest.raises(CheckpointError, match="StepLR"):
+        load_checkpoint(tmp_path / "s.npz", model2, opt2, scheduler=StepLR(opt2, step_size=2))

@@ -160,3 +160,18 @@ def test_disjunct_explosion_is_refused():
     ors = "".join(f"(assert (or (<= Y_0 {i}) (<= Y_1 {i})))\n" for i in range(20))
     with pytest.raises(VnnlibError, match="more than 100000 disjuncts"):
         parse_vnnlib_string(HEAD + BOX + ors)
+
+
+def test_instance_lists_and_loading():
+    from torchlean.bridge import load_instance, read_instances
+
+    tests = read_instances(DATA / "test/test_instances.csv")
+    assert len(tests) == 5 and tests[0].timeout == 60.0 and tests[0].expected is None
+    acas = read_instances(DATA / "acasxu/expected.csv")
+    assert len(acas) == 76 and {i.expected for i in acas} == {"sat", "unsat"}
+    assert set(acas[0].extra) == {"nnenum_2021_s", "abcrown_2021_s"}
+    for inst in tests + read_instances(DATA / "mnistfc/expected.csv") + acas[:1]:
+        graph, prop = load_instance(inst.onnx, inst.vnnlib)
+        assert prop.n_inputs == int(np.prod(graph.inputs[0].shape))
+    with pytest.raises(VnnlibError, match="declares 5 inputs and 5 outputs but test_nano.onnx has 1 and 1"):
+        load_instance(DATA / "test/test_nano.onnx", DATA / "test/test_prop.vnnlib")

@@ -23,6 +23,9 @@ API (stable; the verifier builds on it):
     checks exactly; ``format_counterexample(x, y)`` gives VNN-COMP's result text. Errors:
     ``VnnlibError('path:line:col: message')``.
 
+``read_instances(csv) -> [Instance(onnx, vnnlib, timeout, expected, extra)]`` and
+``load_instance(onnx, vnnlib) -> (graph, prop)`` (checks X_i/Y_j against the network's sizes).
+
 ``from_torch_state_dict(model, sd)`` / ``to_torch_state_dict(model)`` (torch optional),
 ``save_graph(graph, path)`` / ``load_graph(path)`` (IR JSON, docs/ir-json.md; atomic writes).
 """
@@ -30,6 +33,7 @@ API (stable; the verifier builds on it):
 from .ir_json import atomic_write_bytes, load_graph, save_graph
 from .onnx import OnnxImportError, export_onnx, load_onnx, onnx_operators, supported_operators
 from .torch_io import from_torch, from_torch_state_dict, to_torch_state_dict
+from .vnncomp import Instance, load_instance, read_instances
 from .vnnlib import (
     Constraint,
     Property,
@@ -41,8 +45,8 @@ from .vnnlib import (
 )
 
 __all__ = [
-    "Constraint", "OnnxImportError", "Property", "Region", "VnnlibError", "atomic_write_bytes",
-    "export_onnx", "format_counterexample", "from_torch", "from_torch_state_dict", "load_graph",
-    "load_onnx", "onnx_operators", "parse_vnnlib", "parse_vnnlib_string", "save_graph",
-    "supported_operators", "to_torch_state_dict",
+    "Constraint", "Instance", "OnnxImportError", "Property", "Region", "VnnlibError",
+    "atomic_write_bytes", "export_onnx", "format_counterexample", "from_torch", "from_torch_state_dict",
+    "load_graph", "load_instance", "load_onnx", "onnx_operators", "parse_vnnlib", "parse_vnnlib_string",
+    "read_instances", "save_graph", "supported_operators", "to_torch_state_dict",
 ]

@@ -257,10 +257,13 @@ class _Reader:
             total *= len(terms)
             if total > MAX_DISJUNCTS:
                 raise self.err(f.meta, f"the property has more than {MAX_DISJUNCTS} disjuncts")
+        base = _Term(n_in, n_out)
+        self.apply(base, common)  # once: MNIST has 1568 box atoms shared by 9 disjuncts
         regions: dict[tuple[tuple[Fraction, ...], tuple[Fraction, ...]], list[tuple[Constraint, ...]]] = {}
         for combo in itertools.product(*split):
-            atoms = common + [a for term in combo for a in term]
-            case = self.case(atoms, n_in, n_out)
+            term = base.copy()
+            self.apply(term, [a for t in combo for a in t])
+            case = self.finish(term)
             if case is None:
                 continue
             box, conj = case
@@ -345,41 +348,57 @@ class _Reader:
         return out
 
     # -- one disjunct ----------------------------------------------------------------------------
-    def case(self, atoms: list[Any], n_in: int, n_out: int) -> Any:
-        """The box and output conjunction of one DNF term; None when the term is infeasible."""
-        lo: list[Fraction | None] = [None] * n_in
-        hi: list[Fraction | None] = [None] * n_in
-        conj: list[Constraint] = []
+    def apply(self, term: _Term, atoms: list[Any]) -> None:
+        """Conjoin normalised atoms ``a.v + c <= 0`` to ``term``: box bounds or output constraints."""
         for (coeffs, const), meta in atoms:
-            xs = [v for v in coeffs if v[0] == "X" and coeffs[v]]
-            ys = [v for v in coeffs if v[0] == "Y" and coeffs[v]]
+            xs = [v for v in coeffs if v[0] == "X"]
+            ys = [v for v in coeffs if v[0] == "Y"]
             if xs and ys:
                 raise self.err(meta, "a constraint mixing inputs and outputs is not supported")
             if len(xs) > 1:
                 raise self.err(meta, "a constraint over several inputs is not a box; not supported")
             if xs:
                 i, a = int(xs[0][2:]), coeffs[xs[0]]
-                bound = -const / a  # a*x + const <= 0
+                bound = -const / a
                 if a > 0:
-                    hi[i] = bound if hi[i] is None else min(hi[i], bound)
+                    term.hi[i] = bound if term.hi[i] is None else min(term.hi[i], bound)
                 else:
-                    lo[i] = bound if lo[i] is None else max(lo[i], bound)
+                    term.lo[i] = bound if term.lo[i] is None else max(term.lo[i], bound)
             elif ys:
-                vec = [Fraction(0)] * n_out
+                vec = [Fraction(0)] * term.n_out
                 for v in ys:
                     vec[int(v[2:])] = coeffs[v]
                 k = Constraint(tuple(vec), -const)
-                if k not in conj:
-                    conj.append(k)
+                if k not in term.conj:
+                    term.conj.append(k)
             elif const > 0:  # a constant atom that is false: this disjunct is empty
-                return None
-        for i in range(n_in):
-            if lo[i] is None or hi[i] is None:
-                side = "lower" if lo[i] is None else "upper"
+                term.empty = True
+
+    def finish(self, term: _Term) -> Any:
+        """The box and output conjunction of a term; None when it is infeasible."""
+        for i, (lo, hi) in enumerate(zip(term.lo, term.hi)):
+            if lo is None or hi is None:
+                side = "lower" if lo is None else "upper"
                 raise VnnlibError(f"{self.path}: input X_{i} has no {side} bound")
-        if any(a > b for a, b in zip(lo, hi)):  # type: ignore[operator]
+        if term.empty or any(a > b for a, b in zip(term.lo, term.hi)):  # type: ignore[operator]
             return None
-        return (tuple(lo), tuple(hi)), tuple(conj)
+        return (tuple(term.lo), tuple(term.hi)), tuple(term.conj)
+
+
+class _Term:
+    """One DNF term being accumulated: input bounds (None: none yet) and output constraints."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        self.n_out = n_out
+        self.lo: list[Fraction | None] = [None] * n_in
+        self.hi: list[Fraction | None] = [None] * n_in
+        self.conj: list[Constraint] = []
+        self.empty = False
+
+    def copy(self) -> _Term:
+        t = _Term(0, self.n_out)
+        t.lo, t.hi, t.conj, t.empty = list(self.lo), list(self.hi), list(self.conj), self.empty
+        return t
 
 
 def _sub(a: Linear, b: Linear) -> Linear:

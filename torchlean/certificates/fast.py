@@ -133,7 +133,7 @@ def forward_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_for
     bad |= ~np.isfinite(lb).all(1)
     lb = np.where(bad[:, None], -np.inf, lb)  # a non-finite leaf never passes
     if want_forms:
-        return lb, lam
+        return lb, lam, np.transpose(AL[:, :, :d], (1, 0, 2))
     return lb
 
 

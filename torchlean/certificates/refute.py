@@ -6,14 +6,16 @@ Tree nodes (JSON):
 - ``{"split": "<formula>", "then": NODE, "else": NODE}``: case split on a comparison (or any
   formula). Both branches must be closed, so the cases cover everything by construction.
 - ``{"leaf": "false"}``: under the path, some assertion evaluates to false outright.
-- ``{"leaf": "farkas", "coeffs": [[[i], "q"], [[i, j], "q"], ...]}``: a combination of facts (and
-  products of two facts) with nonnegative coefficients on inequalities is a constant that
-  contradicts its relation (e.g. 0 > 0 or -1 >= 0). Exact rationals.
+- ``{"leaf": "farkas", "coeffs": [[[i], "q"], [[i, j], "q"], [["sq", "<term>"], "q"], ...]}``: a
+  combination of facts, products of two facts and squares of terms (nonnegative coefficients on
+  inequalities and squares, any on equalities) is a constant that contradicts its relation
+  (e.g. 0 > 0 or -1 >= 0). Exact rationals.
 - ``{"leaf": "zero", "fact": i, "ideal": [[j, "<term>"], ...], "nonzero": [J, ...]}``: fact ``i``
   says ``r != 0``; the checker writes r = N / (d1 ... dk) and checks N = sum c_j * p_j as
   polynomials (each p_j = 0 a fact), and that every factor d is nonzero by its justification J:
-  ``{"ne": [j, ...]}`` (d is a constant multiple of a product of facts p_j != 0) or ``{"sign": s, "coeffs": ...}``
-  (s*d minus a nonnegative combination of facts is a constant, so s*d > 0).
+  ``{"ne": [j, ...]}`` (d is a constant multiple of a product of facts p_j != 0) or
+  ``{"sign": s, "coeffs": ...}`` (s*d minus a nonnegative combination of facts is a constant, so
+  s*d > 0).
 
 Facts at a leaf, in order: the path's literals, then what each assertion yields under the path
 (conjunctions split, a disjunction with one undecided disjunct left gives that one). Ites are
@@ -42,6 +44,7 @@ from .poly import (
     literal,
     mul,
     negate,
+    power,
     r_add,
 )
 from .sexpr import Script, SExpr, parse_one, read_script, show
@@ -56,7 +59,7 @@ MAX_NODES = 20000
 class Leaf:
     """Everything known at one leaf: the path's decisions and the facts they yield."""
 
-    def __init__(self, script: Script, path: list[Decision]):
+    def __init__(self, script: Script, path: list[Decision], collect: bool = True):
         self.script = script
         self.decided: dict[str, bool] = {}
         self.facts: list[Fact] = []
@@ -64,8 +67,12 @@ class Leaf:
         self.norm = Normaliser(script.constants, script.functions, self.decide)
         for t, lit, value in path:  # first every decision, so that facts can use all of them
             self.decided[lit_key(*lit) if lit is not None else "#" + show(t)] = value
+        if not collect:  # only evaluating under the path (a split node), no facts needed
+            return
         for t, lit, value in path:
-            if lit is not None:  # a comparison
+            if lit is not None and not value and lit[0] == "=":
+                self.facts.append(("!=", RatFun(lit[1])))
+            elif lit is not None:  # a comparison
                 self.facts.append(lit if value else negate(*lit))
             else:  # any other formula: assumed with its value
                 self.assume(t, value)
@@ -105,11 +112,41 @@ class Leaf:
         rel, p = lit  # type: ignore[misc]
         if is_const(p):
             return const_truth(rel, const_value(p))
-        if lit_key(rel, p) in self.decided:
-            return self.decided[lit_key(rel, p)]
-        nrel, np_ = negate(rel, p)
-        if nrel != "!=" and lit_key(nrel, np_) in self.decided:
-            return not self.decided[lit_key(nrel, np_)]
+        return self._implied(rel, p)
+
+    def _implied(self, rel: str, p: Poly) -> bool | None:
+        """Truth of ``p rel 0`` from decisions about the same polynomial (up to scaling)."""
+        n = mul(p, {(): Fraction(-1)})
+
+        def known(r: str, q: Poly) -> bool | None:
+            return self.decided.get(lit_key(r, q))
+
+        facts = {  # (relation, sign of the polynomial) -> decided value, where decided
+            (r, sgn): v for r in (">", ">=", "=") for sgn, q in ((1, p), (-1, n))
+            if (v := known(r, q)) is not None
+        }
+        pos, nonneg = facts.get((">", 1)), facts.get((">=", 1))
+        neg, nonpos = facts.get((">", -1)), facts.get((">=", -1))
+        zero = facts.get(("=", 1), facts.get(("=", -1)))
+        if rel == ">":  # p > 0
+            if pos is not None:
+                return pos
+            if nonpos is not None:  # -p >= 0 is not (p > 0)
+                return not nonpos
+            if nonneg is False or zero is True or neg is True:
+                return False
+        elif rel == ">=":  # p >= 0
+            if nonneg is not None:
+                return nonneg
+            if neg is not None:  # -p > 0 is not (p >= 0)
+                return not neg
+            if pos is True or zero is True:
+                return True
+        elif rel == "=":
+            if zero is not None:
+                return zero
+            if pos is True or neg is True or nonneg is False or nonpos is False:
+                return False
         return None
 
     def assume(self, t: SExpr, positive: bool = True) -> None:
@@ -182,6 +219,11 @@ def _combination(leaf: Leaf, coeffs: list[Any]) -> tuple[Poly, bool]:
     require(isinstance(coeffs, list), "coeffs must be a list")
     for refs, q in coeffs:
         lam = rational(q)
+        if isinstance(refs, list) and len(refs) == 2 and refs[0] == "sq":  # lambda * t^2 >= 0
+            require(isinstance(refs[1], str) and lam >= 0, "a square needs a term and lambda >= 0")
+            t = leaf.norm.term(parse_one(refs[1])).poly("squared term")
+            total = add(total, power(t, 2), lam)
+            continue
         require(isinstance(refs, list) and 1 <= len(refs) <= 2, "a term multiplies one or two facts")
         rels, polys = [], []
         for i in refs:
@@ -257,7 +299,7 @@ def _replay(script: Script, node: Any, path: list[Decision], count: list[int]) -
         # splitting on any formula t is sound: t or not t; both branches must close
         t = parse_one(node["split"])
         try:
-            lit = literal(t, Leaf(script, path).norm)
+            lit = literal(t, Leaf(script, path, collect=False).norm)
         except (Undecided, Division):
             lit = None  # not a usable comparison: split on the formula itself
         _replay(script, node["then"], [*path, (t, lit, True)], count)

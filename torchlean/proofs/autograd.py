@@ -66,7 +66,8 @@ class Case:
     words: tuple[str, ...] = ()
 
 
-def _away_from(pairs: Callable[[list[Any]], list[tuple[Any, Any]]], words: str) -> tuple[Domain, tuple[str, ...]]:
+def _away_from(pairs: Callable[[list[Any]], list[tuple[Any, Any]]],
+               words: str) -> tuple[Domain, tuple[str, ...]]:
     def dom(xs: list[Any]) -> list[Any]:
         return [sympy.Or(a > b, a < b) for a, b in pairs(xs)]
 

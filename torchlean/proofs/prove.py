@@ -16,7 +16,7 @@ from typing import Any
 import sympy
 import z3
 
-from ..certificates.poly import Division, Poly, Undecided, is_const, literal
+from ..certificates.poly import Division, Poly, Undecided, literal, mul
 from ..certificates.refute import Decision, Leaf
 from ..certificates.sexpr import Script, SExpr, read_script, show
 
@@ -38,7 +38,13 @@ class Search:
     def __init__(self, statement: str, deadline: float):
         self.script: Script = read_script(statement)
         self.deadline = deadline
-        self.atom_terms: dict[str, str] = {}
+        # syntactic squares (* t t) in the statement: candidates for sums of squares
+        self._parsed: dict[str, SExpr] = {}
+        for _, t in self.script.asserts:
+            for sub in _walk(t):
+                if isinstance(sub, tuple) and len(sub) == 3 and sub[0] == "*" and sub[1] == sub[2]:
+                    self._parsed.setdefault(show(sub[1]), sub[1])
+        self.squares = sorted(self._parsed)
 
     # -- helpers --------------------------------------------------------------------------------
     def _atom_text(self, leaf: Leaf) -> dict[str, str]:
@@ -90,11 +96,15 @@ class Search:
         for i, r, p in usable:
             cands.append(([i], r, p))
         if products:
-            from ..certificates.poly import mul
-
             for (i, r, p), (j, s, q) in itertools.combinations_with_replacement(usable, 2):
                 rel = "=" if "=" in (r, s) else (">" if r == s == ">" else ">=")
                 cands.append(([i, j], rel, mul(p, q)))
+        for text in self.squares:
+            try:
+                t = leaf.norm.term(self._parsed[text]).poly("square")
+            except (Undecided, Division):
+                continue
+            cands.append((["sq", text], ">=", mul(t, t)))  # type: ignore[list-item]
         if not cands or len(cands) > 3000:
             return None
         lam = [z3.Real(f"l{k}") for k in range(len(cands))]
@@ -138,8 +148,6 @@ class Search:
 
     def nonzero(self, leaf: Leaf, d: Poly) -> dict[str, Any] | None:
         from ..certificates.poly import lit_key
-
-        from ..certificates.poly import mul
 
         nes = [(i, r.num) for i, (rel, r) in enumerate(leaf.facts) if rel == "!=" and not r.den and r.num]
         for size in (1, 2, 3):
@@ -196,18 +204,19 @@ class Search:
 
     # -- splitting ------------------------------------------------------------------------------
     def split_candidate(self, leaf: Leaf) -> SExpr | None:
-        goal = self.script.goal
-        inner = goal[1] if isinstance(goal, tuple) else goal
-        if isinstance(inner, tuple) and inner[0] == "and":
-            open_parts = [a for a in inner[1:] if leaf.decide(a) is None]
-            if len(open_parts) > 1:
-                return open_parts[0]
+        # first the branch conditions (every ite resolved), then one output component at a time
         for _, t in self.script.asserts:
             for sub in _walk(t):
                 if isinstance(sub, tuple) and sub[0] == "ite" and leaf.decide(sub[1]) is None:
                     found = self._open_atom(leaf, sub[1])
                     if found is not None:
                         return found
+        goal = self.script.goal
+        inner = goal[1] if isinstance(goal, tuple) else goal
+        if isinstance(inner, tuple) and inner[0] == "and":
+            open_parts = [a for a in inner[1:] if leaf.decide(a) is None]
+            if len(open_parts) > 1:
+                return open_parts[0]
         for _, t in self.script.asserts:
             if isinstance(t, tuple) and t[0] in ("or", "=>") and leaf.decide(t) is None:
                 for sub in t[1:]:
@@ -261,5 +270,3 @@ def certificate_tree(statement: str, timeout: float = 60.0) -> dict[str, Any]:
     search = Search(statement, time.monotonic() + timeout)
     return search.build([])
 
-
-_ = is_const

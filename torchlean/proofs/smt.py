@@ -118,6 +118,10 @@ def _sqrt_args(exprs: Iterable[sympy.Basic]) -> list[sympy.Expr]:
     return sorted(found, key=sympy.default_sort_key)
 
 
+def _has_branch(e: sympy.Expr) -> bool:
+    return bool(e.atoms(sympy.Piecewise)) or bool(e.atoms(sympy.ITE))
+
+
 def axiom_instances(exprs: Sequence[sympy.Basic]) -> list[tuple[str, str]]:
     """Ground instances of the axiom schemas about the exp/log/sqrt atoms in ``exprs``.
 
@@ -132,6 +136,10 @@ def axiom_instances(exprs: Sequence[sympy.Basic]) -> list[tuple[str, str]]:
     for a, (b, c) in itertools.product(exps, itertools.combinations_with_replacement(exps, 2)):
         if sympy.expand(a - b - c) == 0:
             out.append(("exp_add", f"(= (tl_exp {smt(a)}) (* (tl_exp {smt(b)}) (tl_exp {smt(c)})))"))
+    for a, b in itertools.permutations(exps, 2):
+        # a stable rewrite exp(x - m) against exp(x): exp(x) = exp(x - m) * exp(m), m a max (ite)
+        if _has_branch(b) and not _has_branch(a):
+            out.append(("exp_add", f"(= (tl_exp {smt(a)}) (* (tl_exp {smt(b)}) (tl_exp {smt(a - b)})))"))
     for b, c in itertools.combinations(exps, 2):
         if sympy.expand(b + c) == 0:
             zero_needed = True

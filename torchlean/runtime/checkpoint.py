@@ -15,10 +15,11 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 
+from .lr_scheduler import LRScheduler
 from .nn.module import Module
 from .optim import Optimizer
 
@@ -52,9 +53,19 @@ def _from_json(value: Any) -> Any:
     return value
 
 
+class Checkpoint(NamedTuple):
+    """What a checkpoint file holds (``optimizer`` and ``scheduler`` empty when not saved)."""
+
+    model: dict[str, np.ndarray]
+    optimizer: dict[str, Any]
+    extra: dict[str, Any]
+    scheduler: dict[str, Any]
+
+
 def save_checkpoint(path: str | Path, model: Module, optimizer: Optimizer | None = None,
-                    extra: dict[str, Any] | None = None) -> Path:
-    """Write ``model``'s state_dict (+ ``optimizer``'s state, + JSON-able ``extra``) atomically."""
+                    extra: dict[str, Any] | None = None, scheduler: LRScheduler | None = None) -> Path:
+    """Write ``model``'s state_dict (+ ``optimizer``'s and ``scheduler``'s state, + JSON-able
+    ``extra``) atomically."""
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
     for name, arr in model.state_dict().items():
@@ -71,7 +82,12 @@ def save_checkpoint(path: str | Path, model: Module, optimizer: Optimizer | None
                     scalars.setdefault(str(idx), {})[key] = value
         meta["optimizer"] = {"type": type(optimizer).__name__, "param_groups": _json_safe(sd["param_groups"]),
                              "scalars": _json_safe(scalars)}
-    arrays[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    if scheduler is not None:
+        meta["scheduler"] = {"type": type(scheduler).__name__, "state": _json_safe(scheduler.state_dict())}
+    try:
+        arrays[_META] = np.frombuffer(json.dumps(meta, allow_nan=True).encode(), dtype=np.uint8)
+    except TypeError as e:
+        raise CheckpointError(f"checkpoint: metadata is not JSON-serialisable ({e})") from None
     for key, arr in arrays.items():
         if arr.dtype == object:
             raise CheckpointError(f"checkpoint: {key} is an object array; only numeric arrays are saved")
@@ -95,8 +111,8 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
     return path
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, Any]]:
-    """``(model_state, optimizer_state_dict or {}, extra)`` from a file, without pickle."""
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """The model state, optimizer state dict, extra and scheduler state of a file, without pickle."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -123,12 +139,14 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
                 idx, key = k[len(_OPTIM):].split("/", 1)
                 state.setdefault(int(idx), {})[key] = v
         optim = {"type": om["type"], "state": state, "param_groups": _from_json(om["param_groups"])}
-    return model, optim, _from_json(meta["extra"])
+    sched = _from_json(meta["scheduler"]) if "scheduler" in meta else {}
+    return Checkpoint(model, optim, _from_json(meta["extra"]), sched)
 
 
-def load_checkpoint(path: str | Path, model: Module, optimizer: Optimizer | None = None) -> dict[str, Any]:
-    """Load a checkpoint into ``model`` (and ``optimizer``); returns the saved ``extra``."""
-    model_state, optim_state, extra = read_checkpoint(path)
+def load_checkpoint(path: str | Path, model: Module, optimizer: Optimizer | None = None,
+                    scheduler: LRScheduler | None = None) -> dict[str, Any]:
+    """Load a checkpoint into ``model`` (and ``optimizer``, ``scheduler``); returns ``extra``."""
+    model_state, optim_state, extra, sched_state = read_checkpoint(path)
     try:
         model.load_state_dict(model_state)
     except (KeyError, ValueError) as e:
@@ -141,4 +159,12 @@ def load_checkpoint(path: str | Path, model: Module, optimizer: Optimizer | None
                 f"{path}: holds {optim_state['type']} state, not {type(optimizer).__name__}"
             )
         optimizer.load_state_dict(optim_state)
+    if scheduler is not None:
+        if not sched_state:
+            raise CheckpointError(f"{path}: holds no scheduler state")
+        if sched_state["type"] != type(scheduler).__name__:
+            raise CheckpointError(
+                f"{path}: holds {sched_state['type']} state, not {type(scheduler).__name__}"
+            )
+        scheduler.load_state_dict(sched_state["state"])
     return extra

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from ..spec.graph import Graph, Node
+from ..spec.shapes import norm_axes
 from .codegen import Program
-from .rules import RULES, sum_to
+from .rules import RULES
 
 # op -> (expression, ufunc for the in-place form or None); operands are {0}, {1}
 _INLINE_FORWARD: dict[str, tuple[str, str | None]] = {
@@ -53,7 +54,6 @@ class Emitter:
         self.producer: dict[str, Node] = {n.output: n for n in self.graph.nodes}
         if self.numpy:
             self.prog.env["_asarray"] = np.asarray
-        self.prog.env["_sum_to"] = sum_to
 
     def tmp(self, prefix: str = "t") -> str:
         self._tmp += 1
@@ -85,13 +85,39 @@ class Emitter:
                             alts.append((v, f"{out} = xp.{ufunc}({', '.join(ins)}{extra}, out={v})"))
                 self.prog.emit(f"{out} = {expr.format(*ins)}", tuple(ins), (out,), fresh=True,
                                inplace=tuple(alts))
-            else:
+            elif not self._forward_special(node, ins, out):
                 k = self.prog.const(RULES[node.op].forward, "F")
                 call = f"{k}(xp, {', '.join(ins)}"
                 if node.attrs:
                     call += f", **{self.prog.const(dict(node.attrs), 'A')}"
                 self.prog.emit(f"{out} = {call})", tuple(ins), (out,))
             self._scalar_fix(out, shape)
+
+    def _reduction(self, node: Node) -> tuple[tuple[int, ...], bool, int]:
+        """The rule's own normalised axes, keepdims and element count (``rules_tensor``)."""
+        shape = self._meta(node.inputs[0])[0]
+        axes = norm_axes(node.attrs.get("axes"), len(shape), "reduce")
+        n = 1
+        for a in axes:
+            n *= shape[a]
+        return axes, bool(node.attrs.get("keepdims", False)), n
+
+    def _forward_special(self, node: Node, ins: list[str], out: str) -> bool:
+        """Kernels with attributes, written inline with the rule's expression and the
+        attribute processing done once here."""
+        c = self.prog.const
+        if node.op == "transpose":
+            self.prog.emit(f"{out} = xp.transpose({ins[0]}, {c(node.attrs.get('axes'), 'S')})",
+                           (ins[0],), (out,))
+            return True
+        if node.op in ("sum", "mean"):
+            axes, keep, n = self._reduction(node)
+            expr = f"xp.sum({ins[0]}, axis={c(axes, 'S')}, keepdims={c(keep, 'B')})"
+            if node.op == "mean":
+                expr += f" / {c(n, 'N')}"
+            self.prog.emit(f"{out} = {expr}", (ins[0],), (out,), fresh=True)
+            return True
+        return False
 
     # -- backward --------------------------------------------------------------------------
     def backward(self, loss: str, tape: Sequence[str], requires_grad: set[str]) -> dict[str, str]:
@@ -127,9 +153,15 @@ class Emitter:
         """``sum_to(xp, g, shape)``: the identity when the shapes agree (as in the rule)."""
         if from_shape == to_shape:
             return g
-        out = self.tmp()
-        self.prog.emit(f"{out} = _sum_to(xp, {g}, {self.prog.const(to_shape, 'S')})", (g,), (out,),
-                       fresh=True)
+        lead = len(from_shape) - len(to_shape)
+        axes = tuple(range(lead)) + tuple(
+            lead + i for i, d in enumerate(to_shape) if d == 1 and from_shape[lead + i] != 1)
+        out, c = self.tmp(), self.prog.const
+        if axes:
+            self.prog.emit(f"{out} = xp.sum({g}, axis={c(axes, 'S')}, keepdims=True).reshape("
+                           f"{c(to_shape, 'S')})", (g,), (out,), fresh=True)
+        else:
+            self.prog.emit(f"{out} = {g}.reshape({c(to_shape, 'S')})", (g,), (out,))
         return out
 
     def _emit_fresh(self, expr: str, reads: tuple[str, ...], inplace_on: str | None = None,
@@ -181,6 +213,17 @@ class Emitter:
             inplace = g if same[0] else None
             return [self._emit_fresh(f"{g} * (1 - {out} * {out})", (g, out), inplace,
                                      f"xp.multiply({g}, 1 - {out} * {out}, out={g})")]
+        if op in ("sum", "mean"):
+            # rules_tensor: broadcast_to(_expand(g) [/ n], x.shape) + zeros_like(x); _expand's
+            # reshape and the axes are resolved here, once
+            axes, keep, n = self._reduction(node)
+            c = self.prog.const
+            kept = tuple(1 if i in axes else d for i, d in enumerate(shapes[0]))
+            ge = g if keep else f"{g}.reshape({c(kept, 'S')})"
+            if op == "mean":
+                ge = f"{ge} / {c(n, 'N')}"
+            # the addition broadcasts ``ge`` itself: each element is still ge + 0, computed once
+            return [self._emit_fresh(f"{ge} + xp.zeros_like({ins[0]})", (g, ins[0]))]
         if op in ("reshape", "flatten"):
             t = self.tmp()
             self.prog.emit(f"{t} = {g}.reshape({self.prog.const(shapes[0], 'S')})", (g,), (t,))

@@ -293,8 +293,9 @@ class TrainedModel:
         return self.trainer.eval(data)
 
     def save(self, path: str | Path) -> Path:
-        """A checkpoint of the model and optimizer state (exact bits, no pickle)."""
-        return save_checkpoint(path, self.model, self.trainer.optimizer, extra={"config": self.config})
+        """A checkpoint of the model, optimizer and scheduler state (exact bits, no pickle)."""
+        return save_checkpoint(path, self.model, self.trainer.optimizer, extra={"config": self.config},
+                               scheduler=self.trainer.scheduler)
 
     def log(self) -> dict[str, Any]:
         return {"format": LOG_FORMAT, "config": self.config, "records": self.history,

@@ -29,6 +29,7 @@ from . import attack
 from .network import float_net
 
 EPS = 1e-8
+SPLIT = 'forms'
 
 
 @dataclass
@@ -130,7 +131,9 @@ def _bab_region(net, spec, fnet, region: Region, deadline: float, batch: int, pr
             ids = stack_id[-k:]
             del stack_lo[-k:], stack_hi[-k:], stack_id[-k:]
             stats["boxes"] += k
-            lb, forms = fast.forward_bounds(layers, lo, hi, want_forms=True)
+            lb, lam, forms = fast.forward_bounds(layers, lo, hi, want_forms=True)
+            if SPLIT == 'lam':
+                forms = lam
             best_k = np.stack([lb[:, a:b].argmax(1) for a, b in groups], 1)  # (B, J)
             best = np.stack([lb[:, a:b].max(1) for a, b in groups], 1)
             proven = (best > EPS).all(1)
