@@ -5,9 +5,11 @@ For op in add, sub, mul, div, sqrt and format in binary16, bfloat16, binary32 (n
     for all finite x, y (y != 0 for div, x >= 0 for sqrt) with fl(x op y) finite:
         |fl(x op y) - (x op y)| <= u |x op y| + eta        (sqrt: eta = 0)
 
-stated so that the real side stays linear: products are formed exactly in a wider FloatingPoint
-sort (p_wide >= 2p, exponent range covering every product), division is stated as
-|r*y - x| <= u|x| + eta|y| (multiply through by |y| > 0) and sqrt as (1-u)^2 x <= r^2 <= (1+u)^2 x.
+stated in QF_FP over a wide sort where the real quantities are exact (x + y: every bit from the
+smallest subnormal to 2^(emax+1); x*y, r*y, r*r: 2p + 1 bits), the error rounded up and the
+allowance rounded down, so the float comparison implies the real one. Division is stated as
+|r*y - x| <= u|x| + eta|y| (multiply through by |y| > 0), sqrt as (1-u)^2 x <= r^2 <= (1+u)^2 x.
+(The same claims with fp.to_real and real arithmetic timed out in both solvers at 60 s.)
 cvc5 and z3 decide these by bit-blasting: their "unsat" is *solver-trusted*, not replayed by the
 checker; ``discharge`` records both solvers' answers and whether they agree. The 8-bit formats are
 checked exhaustively by the checker itself (``rounding-lemma-exhaustive``).
@@ -25,8 +27,10 @@ from ..proofs.obligation import Obligation, source
 
 FORMATS = ("binary16", "bfloat16", "binary32")
 OPS = ("add", "sub", "mul", "div", "sqrt")
-#: (exponent bits, significand bits incl. hidden) of a sort where products are exact
-WIDE = {"binary16": (8, 24), "bfloat16": (11, 17), "binary32": (11, 49)}
+#: wide sorts (exponent bits, significand bits): the exact sum x + y of two finite values
+#: (spanning 2^-(emin-subnormal) .. 2^(emax+1)), and the exact product of two values (2p bits + 1)
+WIDE_ADD = {"binary16": (8, 48), "bfloat16": (11, 270), "binary32": (11, 285)}
+WIDE_MUL = {"binary16": (8, 24), "bfloat16": (11, 17), "binary32": (11, 49)}
 
 
 def _real(q: Fraction) -> str:
@@ -38,43 +42,55 @@ def _sort(fmt: Format) -> str:
 
 
 def smtlib(fmt_name: str, op: str) -> str:
+    """The lemma in QF_FP. The real quantities are formed in a wide sort W where they are exact
+    (z = x op y; r*y; r*r), the error side is rounded up (RTP) and the allowance rounded down
+    (RTN), so the FP comparison implies the real one. Each value is also given as fp.to_real in a
+    comment-free define, so the real statement is visible; the solvers only bit-blast QF_FP (with
+    fp.to_real both timed out at 60 s even on binary16 add)."""
     fmt = get_format(fmt_name)
     u, eta = fmt.unit_roundoff("rne"), fmt.underflow_eta("rne")
     s = _sort(fmt)
-    we, wp = WIDE[fmt_name]
-    wide = f"(_ to_fp {we} {wp}) RNE"
+    we, wp = (WIDE_ADD if op in ("add", "sub") else WIDE_MUL)[fmt_name]
+    W = f"(_ FloatingPoint {we} {wp})"
+
+    def w(t: str) -> str:
+        return f"((_ to_fp {we} {wp}) RNE {t})"
+
+    def c(q: Fraction) -> str:
+        return w(_real(q))
+
     lines = [
-        "(set-logic QF_FPLRA)",
+        "(set-logic QF_FP)",
         f"; rounding lemma: {fmt.name} {op}, round to nearest even; u = {u}, eta = {eta}",
+        f"; wide sort {W}: exact for the quantities formed in it",
         f"(declare-const x {s})",
         f"(declare-const y {s})",
-        "(define-fun absr ((a Real)) Real (ite (>= a 0.0) a (- a)))",
         "(assert (not (or (fp.isNaN x) (fp.isInfinite x) (fp.isNaN y) (fp.isInfinite y))))",
     ]
-    U, E = _real(u), _real(eta)
-    X, Y = "(fp.to_real x)", "(fp.to_real y)"
     if op in ("add", "sub", "mul"):
         fop = {"add": "fp.add", "sub": "fp.sub", "mul": "fp.mul"}[op]
-        lines.append(f"(define-fun r () {s} ({fop} RNE x y))")
-        if op == "mul":  # the exact product, formed in a sort wide enough to hold it
-            z = f"(fp.to_real (fp.mul RNE ({wide} x) ({wide} y)))"
-        else:
-            z = f"({'+' if op == 'add' else '-'} {X} {Y})"
-        lines.append(f"(define-fun z () Real {z})")
-        lines.append("(assert (not (fp.isInfinite r)))")
-        claim = f"(<= (absr (- (fp.to_real r) z)) (+ (* {U} (absr z)) {E}))"
+        lines += [f"(define-fun r () {s} ({fop} RNE x y))",
+                  "(assert (not (fp.isInfinite r)))",
+                  f"(define-fun z () {W} ({fop} RNE {w('x')} {w('y')}))",  # exact in W
+                  f"(define-fun d () {W} (fp.abs (fp.sub RTP {w('r')} z)))",
+                  f"(define-fun allow () {W} (fp.add RTN (fp.mul RTN {c(u)} (fp.abs z)) {c(eta)}))"]
+        claim = "(fp.leq d allow)"
     elif op == "div":
         lines += [f"(define-fun r () {s} (fp.div RNE x y))",
                   "(assert (not (fp.isZero y)))",
                   "(assert (not (fp.isInfinite r)))",
-                  f"(define-fun ry () Real (fp.to_real (fp.mul RNE ({wide} r) ({wide} y))))"]
-        claim = f"(<= (absr (- ry {X})) (+ (* {U} (absr {X})) (* {E} (absr {Y}))))"
+                  f"(define-fun ry () {W} (fp.mul RNE {w('r')} {w('y')}))",  # exact in W
+                  f"(define-fun d () {W} (fp.abs (fp.sub RTP ry {w('x')})))",
+                  f"(define-fun allow () {W} (fp.add RTN (fp.mul RTN {c(u)} (fp.abs {w('x')})) "
+                  f"(fp.mul RTN {c(eta)} (fp.abs {w('y')}))))"]
+        claim = "(fp.leq d allow)"
     elif op == "sqrt":
         lines += [f"(define-fun r () {s} (fp.sqrt RNE x))",
-                  "(assert (fp.geq x (_ +zero " + f"{fmt.ebits} {fmt.precision})))",
-                  f"(define-fun rr () Real (fp.to_real (fp.mul RNE ({wide} r) ({wide} r))))"]
-        lo, hi = _real((1 - u) ** 2), _real((1 + u) ** 2)
-        claim = f"(and (<= (* {lo} {X}) rr) (<= rr (* {hi} {X})))"
+                  f"(assert (fp.geq x (_ +zero {fmt.ebits} {fmt.precision})))",
+                  f"(define-fun rr () {W} (fp.mul RNE {w('r')} {w('r')}))",  # exact in W
+                  f"(define-fun lo () {W} (fp.mul RTP {c((1 - u) ** 2)} {w('x')}))",
+                  f"(define-fun hi () {W} (fp.mul RTN {c((1 + u) ** 2)} {w('x')}))"]
+        claim = "(and (fp.leq lo rr) (fp.leq rr hi))"
     else:
         raise ValueError(op)
     lines += [f"(assert (not {claim}))", "(check-sat)"]

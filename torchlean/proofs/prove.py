@@ -244,6 +244,11 @@ class Search:
         leaf = Leaf(self.script, path)
         if leaf.closed:
             return {"leaf": "false"}
+        if path and path[-1][1] is not None and path[-1][1][0] != "=" or (path and not path[-1][2]):
+            # a new comparison may make the case infeasible: prune it now (linear facts only)
+            coeffs = self._combine(leaf, None, products=False)
+            if coeffs is not None:
+                return {"leaf": "farkas", "coeffs": coeffs}
         for i, (rel, _) in enumerate(leaf.facts):
             if rel == "!=":
                 node = self.zero(leaf, i)
