@@ -78,8 +78,12 @@ def make_case(case: str, device: str):
     return build, data, loss, bool(classes)
 
 
-def torchlean_runner(build, data, loss_fn, compiled: bool, device: str):
+def torchlean_runner(build, data, loss_fn, compiled: bool, device: str, fortran: bool = False):
     model = build()
+    if fortran:  # experiment: Linear weights stored column-major (same values; see bench/README.md)
+        for p in model.parameters():
+            if p.data.ndim == 2:
+                p.data = np.asfortranarray(p.data)
     state = {k: v.copy() for k, v in model.state_dict().items()}
     if device != "cpu":
         model.to(device=device)
@@ -97,7 +101,7 @@ def torchlean_runner(build, data, loss_fn, compiled: bool, device: str):
             loss = loss_fn(model(x), y)
             loss.backward()
         opt.step()
-        losses.append(loss)
+        losses.append(loss.detach())  # not the Tensor itself: its tape would keep every step alive
 
     return run, losses, state
 
@@ -142,10 +146,10 @@ def _sync(device: str) -> None:
         tl.runtime.backends.cupy_module().cuda.Device().synchronize()
 
 
-def bench_case(case: str, rounds: int, device: str) -> dict[str, float]:
+def bench_case(case: str, rounds: int, device: str, fortran: bool = False) -> dict[str, float]:
     build, data, loss_fn, classes = make_case(case, device)
-    eager, eager_losses, state = torchlean_runner(build, data, loss_fn, False, device)
-    comp, comp_losses, _ = torchlean_runner(build, data, loss_fn, True, device)
+    eager, eager_losses, state = torchlean_runner(build, data, loss_fn, False, device, fortran)
+    comp, comp_losses, _ = torchlean_runner(build, data, loss_fn, True, device, fortran)
     tor, torch_losses = torch_runner(state, data, classes, device)
     runners = {"torchlean eager": eager, "torchlean compiled": comp, "pytorch": tor}
     # steps per block: about 20 ms of work each, so timer overhead is noise
@@ -178,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="BLAS and torch threads (default: numpy's)")
     ap.add_argument("--only", choices=["a", "b"], default=None)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--fortran-weights", action="store_true",
+                    help="experiment: store torchlean's 2-D weights column-major (see bench/README.md)")
     args = ap.parse_args(argv)
     import torch
 
@@ -188,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads or (np_threads if np_threads > 0 else torch.get_num_threads()))
     print(f"numpy {np.__version__} BLAS threads: {np_threads if np_threads > 0 else 'unknown'}; "
           f"torch {torch.__version__} threads: {torch.get_num_threads()}; device {args.device}; "
-          f"median of {args.rounds} rounds")
+          f"median of {args.rounds} rounds"
+          + ("; torchlean weights column-major" if args.fortran_weights else ""))
     cases = {"a": "(a) MLP 7-32-1, batch 32, MSE", "b": "(b) MLP 784-512-512-10, batch 256, CE"}
     header = f"{'case':40s} {'eager':>10s} {'compiled':>10s} {'pytorch':>10s} {'comp/torch':>11s} " \
              f"{'eager/torch':>11s} {'bit-identical':>14s}"
@@ -196,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, title in cases.items():
         if args.only and key != args.only:
             continue
-        r = bench_case(key, args.rounds, args.device)
+        r = bench_case(key, args.rounds, args.device, args.fortran_weights)
         e, c, t = r["torchlean eager"], r["torchlean compiled"], r["pytorch"]
         print(f"{title:40s} {e * 1e6:8.1f}us {c * 1e6:8.1f}us {t * 1e6:8.1f}us {c / t:11.2f} "
               f"{e / t:11.2f} {'yes' if r['bit_identical'] else 'NO':>14s}")

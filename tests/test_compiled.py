@@ -331,3 +331,15 @@ def test_inline_templates_and_broadcast_paths_match_eager():
     assert bits(le.numpy()) == bits(lc.numpy())
     for g, p in zip(want, m.parameters(), strict=True):
         assert bits(g) == bits(p.grad.numpy())
+
+
+def test_switching_one_submodule_to_eval_retraces():
+    tl.manual_seed(0)
+    m = nn.Sequential(nn.Linear(7, 16), nn.Dropout(0.5), nn.Linear(16, 1))
+    step = CompiledStep(m, F.mse_loss)
+    x, y = next(batches("float32", "mse", n=1))
+    step(x, y)
+    m[1].eval()  # the root stays in training mode
+    lc = step(x, y)
+    assert step.traces == 2
+    assert bits(lc.numpy()) == bits(F.mse_loss(m(x), y).numpy())

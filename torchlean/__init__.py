@@ -13,6 +13,7 @@ from . import (  # noqa: F401
 )
 from .runtime.backends import DeviceError, cuda_available
 from .runtime.checkpoint import load_checkpoint, save_checkpoint
+from .runtime.compiled import CompiledStep, compile
 from .runtime.data import DataLoader, TensorDataset, load_csv
 from .runtime.random import manual_seed
 from .runtime.tensor import (
@@ -28,6 +29,7 @@ from .runtime.tensor import (
     tensor,
     zeros,
 )
+from .runtime.trace import trace
 from .runtime.trainer import TrainedModel, Trainer
 
 __version__ = "0.1.0"
@@ -39,3 +41,4 @@ __all__ = [
 ]
 __all__ += ["DataLoader", "TensorDataset", "TrainedModel", "Trainer", "load_checkpoint", "load_csv",
             "optim", "save_checkpoint"]
+__all__ += ["CompiledStep", "compile", "trace"]

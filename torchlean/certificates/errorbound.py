@@ -33,6 +33,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
+from .backsub import Chain
 from .core import Verdict, checker, digest, rational, require
 from .rounding import Format, decode
 from .symrange import SymRanges
@@ -111,7 +112,7 @@ class Replay:
         require(len(W) == n * m and len(rng) == n, f"linear {n}->{m}: shape mismatch")
         require(b is None or len(b) == m, "bias length mismatch")
         M = [_mag(r) + e for r, e in zip(rng, err)]
-        out_r, out_e = [], []
+        out_r, out_e, loc = [], [], []
         for j in range(m):
             row = W[j * n:(j + 1) * n]
             bj = b[j] if b is not None else Fraction(0)
@@ -134,31 +135,40 @@ class Replay:
             tiny = 4 * terms * self.eta
             self.no_overflow((1 + g) * absum, f"linear output {j}")
             out_r.append((lo, hi))
-            out_e.append(prop + g * absum + tiny)
-        return out_r, out_e
+            loc.append(g * absum + tiny)
+            out_e.append(prop + loc[-1])
+        return out_r, out_e, loc
 
     def add_const(self, c: list[Fraction], rng: list[Interval], err: list[Fraction]):
         require(len(c) == len(rng), "add_const length mismatch")
         out_r = [(lo + ci, hi + ci) for ci, (lo, hi) in zip(c, rng)]
-        out_e = []
+        out_e, loc = [], []
         for ci, r, e in zip(c, rng, err):
             s = _mag(r) + e + abs(ci)
             self.no_overflow(s, "add_const")
-            out_e.append(e + self.u * s)
-        return out_r, out_e
+            loc.append(self.u * s)
+            out_e.append(e + loc[-1])
+        return out_r, out_e, loc
 
     def activation(self, op: str, rng: list[Interval], err: list[Fraction]):
-        out_r, out_e = [], []
+        """(ranges, errors, slope intervals, local errors) of an elementwise activation."""
+        out_r, out_e, slopes, loc = [], [], [], []
+        one, zero = Fraction(1), Fraction(0)
         for (lo, hi), e in zip(rng, err):
             if op == "relu":
-                out_r.append((max(lo, Fraction(0)), max(hi, Fraction(0))))
-                out_e.append(e if hi > 0 else max(Fraction(0), hi + e))
+                out_r.append((max(lo, zero), max(hi, zero)))
+                out_e.append(e if hi > 0 else max(zero, hi + e))
+                # secant slope of relu between the real and the float pre-activation
+                slopes.append((one, one) if lo - e >= 0 else (zero, zero) if hi + e <= 0 else (zero, one))
+                loc.append(zero)
             elif op == "tanh":
                 out_r.append(tanh_range(lo, hi))
                 xl, xh = lo - e, hi + e
                 slope = tanh_slope(xl, xh)
                 T = min(Fraction(1), max(abs(xl), abs(xh)))
-                out_e.append(slope * e + 2 * self.k * self.u_near * T + self.k * self.minpos)
+                loc.append(2 * self.k * self.u_near * T + self.k * self.minpos)
+                slopes.append((zero, slope))
+                out_e.append(slope * e + loc[-1])
             elif op == "sigmoid":
                 # sigma(y) = (1 + tanh(y/2)) / 2
                 tl, th = tanh_range(lo / 2, hi / 2)
@@ -171,10 +181,12 @@ class Replay:
                 a = 2 * self.k * self.u_near + self.k * self.minpos
                 require(a < 1, "sigmoid: kernel error too large")
                 rho = (1 + self.u) / ((1 - a) * (1 - self.u)) - 1
-                out_e.append(slope * e + rho * S + self.eta)
+                loc.append(rho * S + self.eta)
+                slopes.append((zero, slope))
+                out_e.append(slope * e + loc[-1])
             else:
                 raise ValueError(f"unknown activation {op!r}")
-        return out_r, out_e
+        return out_r, out_e, slopes, loc
 
 
 def propagate(stmt: dict[str, Any], claimed: list[list[Fraction]] | None = None
@@ -191,30 +203,36 @@ def propagate(stmt: dict[str, Any], claimed: list[list[Fraction]] | None = None
         err = [R.u * _mag(r) + R.eta for r in rng]
     ranges, errors = [], []
     sym = SymRanges(rng)
+    chain = Chain(err)
     for i, layer in enumerate(stmt["layers"]):
         op = layer["op"]
         if op == "linear":
             n, m = int(layer["in"]), int(layer["out"])
             W = decode_tensor(layer["weight"])
             b = decode_tensor(layer["bias"]) if layer.get("bias") is not None else None
-            rng, new = R.linear(W, b, n, m, rng, err)
+            rng, new, loc = R.linear(W, b, n, m, rng, err)
             sym.linear(W, b, n, m)
+            chain.push_linear(W, n, m, loc)
         elif op == "add_const":
             c = decode_tensor(layer["c"])
-            rng, new = R.add_const(c, rng, err)
+            rng, new, loc = R.add_const(c, rng, err)
             sym.add_const(c)
-        elif op == "relu":
-            rng, new = R.activation(op, rng, err)
-            sym.relu()
+            chain.push_identity(loc)
+        elif op in ACTIVATIONS:
+            rng, new, slopes, loc = R.activation(op, rng, err)
+            if op == "relu":
+                sym.relu()
+            chain.push_diag(slopes, loc if op != "relu" else None)
         elif op == "max_groups":
             groups = [[int(k) for k in g] for g in layer["groups"]]
             require(all(g and all(0 <= k < len(rng) for k in g) for g in groups), "bad max group")
             new = [max(err[k] for k in g) for g in groups]
             rng = [(max(rng[k][0] for k in g), max(rng[k][1] for k in g)) for g in groups]
-        elif op in ACTIVATIONS:
-            rng, new = R.activation(op, rng, err)
+            chain.restart(new)
         else:
             raise ValueError(f"layer {i}: unknown op {op!r}")
+        if op != "max_groups" and op != "relu":  # relu: the plain rule is already exact per neuron
+            new = [min(e, chain.bound(k, len(new))) for k, e in enumerate(new)]
         if op in ("linear", "add_const", "relu"):  # both enclosures are sound: intersect them
             rng = [(max(a, c), min(b, d)) for (a, b), (c, d) in zip(rng, sym.concrete())]
         else:

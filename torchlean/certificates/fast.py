@@ -179,7 +179,10 @@ def _concrete(AL, AU, lo_e, hi_e, xm):
     return low, upp
 
 
-def _relu(AL, AU, low, upp, xm):
+def relax(low: np.ndarray, upp: np.ndarray) -> tuple[np.ndarray, ...]:
+    """ReLU relaxation from certified pre-activation bounds: upper slope s (1 active, 0 dead) and
+    shift t with s·z + t >= relu(z) at z = l and z = u (t rounded up), the adaptive lower slope
+    (0/1, as a mask), the unstable mask, a bound on the post-activation and on |z|."""
     act = low >= 0
     dead = upp <= 0
     unst = ~act & ~dead
@@ -190,19 +193,23 @@ def _relu(AL, AU, low, upp, xm):
         t2 = np.nextafter(upp * q, np.inf)
     t = np.where(unst, np.maximum(t1, t2), 0.0)
     keep_u = np.where(act, 1.0, s)  # dead: s = 0
+    keep_l = act | (unst & (upp >= -low))
+    post = np.where(dead, 0.0, np.maximum(upp, 0.0))
+    return keep_u, t, keep_l, unst, post, np.maximum(np.abs(low), np.abs(upp))
+
+
+def _relu(AL, AU, low, upp, xm):
+    keep_u, t, keep_l, unst, vmax, zmax = relax(low, upp)
     NU = AU * keep_u[:, :, None]
     NU[:, :, -1] += t
     err = 4 * gamma(AU.shape[2] + 4) * (np.einsum("nbd,bd->nb", np.abs(NU), xm) + t) + TINY
     NU[:, :, -1] += np.where(unst, err, 0.0)
-    keep_l = act | (unst & (upp >= -low))
     NL = AL * keep_l[:, :, None]
-    vmax = np.where(dead, 0.0, np.maximum(upp, 0.0))
     # for the backward pass: upper slope and shift, lower slope, bound on |pre-activation|
-    info = (keep_u, t, keep_l.astype(np.float64), np.maximum(np.abs(low), np.abs(upp)))
-    return NL, NU, vmax, info
+    return NL, NU, vmax, (keep_u, t, keep_l.astype(np.float64), zmax)
 
 
-def check_regions_fast(net: Net, spec: Spec, trees: list[Any]) -> int:
+def check_regions_fast(net: Net, spec: Spec, trees: list[Any], method: str = "forward") -> int:
     """Replay every leaf of every region's tree in the fast mode; returns the number of leaves."""
     total = 0
     for r, (region, tree) in enumerate(zip(spec.regions, trees)):
@@ -216,7 +223,13 @@ def check_regions_fast(net: Net, spec: Spec, trees: list[Any]) -> int:
         require(bool(boxes), f"region {r}: no leaves")
         for start in range(0, len(boxes), CHUNK):
             part = boxes[start:start + CHUNK]
-            lb = forward_bounds(layers, np.array([b[0] for b in part]), np.array([b[1] for b in part]))
+            lo, hi = np.array([b[0] for b in part]), np.array([b[1] for b in part])
+            if method == "crown":
+                from .fast_crown import crown_bounds
+
+                lb = crown_bounds(layers, lo, hi)
+            else:
+                lb = forward_bounds(layers, lo, hi)
             for i, row in enumerate(lb):
                 check_leaf_proofs(proofs[start + i], region, first,
                                   lambda k, row=row: Fraction(float(row[k])) if math.isfinite(row[k])

@@ -181,8 +181,18 @@ class Normaliser:
         self.constants = constants
         self.functions = functions
         self.decide = decide
+        # memo by identity; the term is kept in the entry so that its id cannot be reused
+        self._memo: dict[int, tuple[SExpr, RatFun]] = {}
 
     def term(self, t: SExpr) -> RatFun:
+        hit = self._memo.get(id(t))
+        if hit is not None and hit[0] is t:
+            return hit[1]
+        r = self._term(t)
+        self._memo[id(t)] = (t, r)
+        return r
+
+    def _term(self, t: SExpr) -> RatFun:
         if isinstance(t, str):
             v = numeral(t)
             if v is not None:
@@ -261,6 +271,13 @@ def lit_key(rel: str, p: Poly) -> str:
     lead = p[min(p)]
     scale = 1 / abs(lead) if rel != "=" else 1 / lead
     return f"{rel} {key(mul(p, const(scale)))}"
+
+
+def scaled_keys(p: Poly) -> tuple[str, str]:
+    """(key of p, key of -p), each scaled so its leading coefficient is +-1 (as ``lit_key``)."""
+    lead = p[min(p)]
+    kp = key(mul(p, const(1 / abs(lead))))
+    return kp, key(mul(p, const(-1 / abs(lead))))
 
 
 def negate(rel: str, p: Poly) -> tuple[str, Poly]:

@@ -46,6 +46,7 @@ from .poly import (
     negate,
     power,
     r_add,
+    scaled_keys,
 )
 from .sexpr import Script, SExpr, parse_one, read_script, show
 
@@ -64,6 +65,7 @@ class Leaf:
         self.decided: dict[str, bool] = {}
         self.facts: list[Fact] = []
         self.closed = False
+        self._memo: dict[int, tuple[SExpr, bool | None]] = {}
         self.norm = Normaliser(script.constants, script.functions, self.decide)
         for t, lit, value in path:  # first every decision, so that facts can use all of them
             self.decided[lit_key(*lit) if lit is not None else "#" + show(t)] = value
@@ -82,6 +84,14 @@ class Leaf:
     # -- evaluation under the path -------------------------------------------------------------
     def decide(self, t: SExpr) -> bool | None:
         """Truth of a boolean term under the path; None when it depends on something undecided."""
+        hit = self._memo.get(id(t))
+        if hit is not None and hit[0] is t:  # memo by identity (t kept alive in the entry)
+            return hit[1]
+        v = self._decide(t)
+        self._memo[id(t)] = (t, v)
+        return v
+
+    def _decide(self, t: SExpr) -> bool | None:
         if t == "true":
             return True
         if t == "false":
@@ -116,18 +126,10 @@ class Leaf:
 
     def _implied(self, rel: str, p: Poly) -> bool | None:
         """Truth of ``p rel 0`` from decisions about the same polynomial (up to scaling)."""
-        n = mul(p, {(): Fraction(-1)})
-
-        def known(r: str, q: Poly) -> bool | None:
-            return self.decided.get(lit_key(r, q))
-
-        facts = {  # (relation, sign of the polynomial) -> decided value, where decided
-            (r, sgn): v for r in (">", ">=", "=") for sgn, q in ((1, p), (-1, n))
-            if (v := known(r, q)) is not None
-        }
-        pos, nonneg = facts.get((">", 1)), facts.get((">=", 1))
-        neg, nonpos = facts.get((">", -1)), facts.get((">=", -1))
-        zero = facts.get(("=", 1), facts.get(("=", -1)))
+        kp, kn = scaled_keys(p)  # keys of p and -p, scaled as lit_key does
+        get = self.decided.get
+        pos, nonneg, neg, nonpos = get("> " + kp), get(">= " + kp), get("> " + kn), get(">= " + kn)
+        zero = get(lit_key("=", p))
         if rel == ">":  # p > 0
             if pos is not None:
                 return pos

@@ -50,13 +50,17 @@ def parse_all(text: str) -> list[SExpr]:
     tokens = tokenize(text)
     out: list[SExpr] = []
     stack: list[list[SExpr]] = []
+    # hash-consing: equal subterms become one object, so per-term memos (by id) see repeats
+    shared: dict[tuple[object, ...], SExpr] = {}
     for tok in tokens:
         if tok == "(":
             stack.append([])
             require(len(stack) <= MAX_DEPTH, "s-expression nested too deeply")
         elif tok == ")":
             require(bool(stack), "unbalanced ')'")
-            done = tuple(stack.pop())
+            items = stack.pop()
+            done = shared.setdefault(tuple(id(x) if isinstance(x, tuple) else x for x in items),
+                                     tuple(items))
             (stack[-1] if stack else out).append(done)
         else:
             (stack[-1] if stack else out).append(tok)

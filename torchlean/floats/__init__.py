@@ -8,8 +8,8 @@ package re-exports it and builds everything else on that one implementation.
 from ..certificates.rounding import (
     FORMATS,
     MODES,
-    Format,
     FloatValue,
+    Format,
     decode,
     encode,
     finite_values,

@@ -93,9 +93,10 @@ class Emulator:
             r = PRIMITIVES[op].meaning(MPMATH, obj(np.array([mpmath.mpf(a)], dtype=object)), **attrs)[0]
             if not mpmath.isfinite(r):
                 return self.from_float(float(r))
-            man, exp = mpmath.mpf(r).man_exp if r != 0 else (0, 0)
+            neg = r < 0
+            man, exp = abs(mpmath.mpf(r)).man_exp if r != 0 else (0, 0)
         q = Fraction(int(man)) * (Fraction(2) ** int(exp)) if r != 0 else Fraction(0)
-        return self.round(q)
+        return self.round(-q if neg else q, int(neg))
 
     # -- tensors ------------------------------------------------------------------------------
     def dot(self, xs: np.ndarray, ys: np.ndarray) -> float:

@@ -48,7 +48,8 @@ def statement(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str 
 
 
 def bound_certificate(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str = "rne",
-                      kernel_ulps: Fraction = DEFAULT_KERNEL_ULPS, input_exact: bool = True) -> dict[str, Any]:
+                      kernel_ulps: Fraction = DEFAULT_KERNEL_ULPS, input_exact: bool = True
+                      ) -> dict[str, Any]:
     """An ``errorbound`` certificate: epsilon per output with |f_fmt(x) - f_real(x)| <= epsilon on
     the box. ``input_exact``: the points are already values of ``fmt`` (else they are rounded)."""
     stmt = statement(graph, box, fmt, mode, kernel_ulps, input_exact)

@@ -181,7 +181,8 @@ class Analysis:
         total = 0.0
         for n in reversed(self.nodes):
             A = adj[id(n)]
-            rounded = not (n.op in ("var", "const") or self._exact_op(n)) or (n.op == "var" and self.round_inputs)
+            rounded = (n.op == "var" and self.round_inputs) or not (
+                n.op in ("var", "const") or self._exact_op(n))
             if rounded:
                 total = _upr(total + _upr(u * (A * r[id(n)]).mag()))
                 total = _upr(total + _upr(eta * A.mag()))

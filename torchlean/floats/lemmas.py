@@ -1,4 +1,4 @@
-"""Per-operation rounding lemmas as obligations (SMT FloatingPoint theory with fp.to_real).
+"""Per-operation rounding lemmas as obligations (SMT FloatingPoint theory, bit-blasted).
 
 For op in add, sub, mul, div, sqrt and format in binary16, bfloat16, binary32 (nearest-even):
 
@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
-from ..certificates.rounding import Format, get_format, make_lemma_certificate
+from ..certificates.rounding import Format, encode, get_format, make_lemma_certificate, round_fraction
 from ..proofs.obligation import Obligation, source
 
 FORMATS = ("binary16", "bfloat16", "binary32")
@@ -33,10 +33,6 @@ WIDE_ADD = {"binary16": (8, 48), "bfloat16": (11, 270), "binary32": (11, 285)}
 WIDE_MUL = {"binary16": (8, 24), "bfloat16": (11, 17), "binary32": (11, 49)}
 
 
-def _real(q: Fraction) -> str:
-    return f"(/ {q.numerator}.0 {q.denominator}.0)" if q.denominator != 1 else f"{q.numerator}.0"
-
-
 def _sort(fmt: Format) -> str:
     return f"(_ FloatingPoint {fmt.ebits} {fmt.precision})"
 
@@ -44,9 +40,8 @@ def _sort(fmt: Format) -> str:
 def smtlib(fmt_name: str, op: str) -> str:
     """The lemma in QF_FP. The real quantities are formed in a wide sort W where they are exact
     (z = x op y; r*y; r*r), the error side is rounded up (RTP) and the allowance rounded down
-    (RTN), so the FP comparison implies the real one. Each value is also given as fp.to_real in a
-    comment-free define, so the real statement is visible; the solvers only bit-blast QF_FP (with
-    fp.to_real both timed out at 60 s even on binary16 add)."""
+    (RTN), so the FP comparison implies the real one (with fp.to_real and real arithmetic both
+    solvers timed out at 60 s even on binary16 add). Constants are written as exact bit fields."""
     fmt = get_format(fmt_name)
     u, eta = fmt.unit_roundoff("rne"), fmt.underflow_eta("rne")
     s = _sort(fmt)
@@ -56,8 +51,13 @@ def smtlib(fmt_name: str, op: str) -> str:
     def w(t: str) -> str:
         return f"((_ to_fp {we} {wp}) RNE {t})"
 
-    def c(q: Fraction) -> str:
-        return w(_real(q))
+    wfmt = Format(f"e{we}m{wp - 1}", we, wp - 1)
+
+    def c(q: Fraction) -> str:  # an exact constant of W, as its bit fields
+        b = encode(round_fraction(q, wfmt), wfmt)
+        sign, e, m = b >> (we + wp - 1), (b >> (wp - 1)) & ((1 << we) - 1), b & ((1 << (wp - 1)) - 1)
+        assert round_fraction(q, wfmt).value == q, "constant not exact in the wide sort"
+        return f"(fp (_ bv{sign} 1) (_ bv{e} {we}) (_ bv{m} {wp - 1}))"
 
     lines = [
         "(set-logic QF_FP)",
@@ -100,7 +100,8 @@ def smtlib(fmt_name: str, op: str) -> str:
 def obligation(fmt_name: str, op: str) -> Obligation:
     fmt = get_format(fmt_name)
     u, eta = fmt.unit_roundoff("rne"), fmt.underflow_eta("rne")
-    what = "|fl(sqrt x) - sqrt x| <= u sqrt x" if op == "sqrt" else f"|fl(x {op} y) - (x {op} y)| <= u|x {op} y| + eta"
+    what = ("|fl(sqrt x) - sqrt x| <= u sqrt x" if op == "sqrt"
+            else f"|fl(x {op} y) - (x {op} y)| <= u|x {op} y| + eta")
     return Obligation(
         kind="rounding", subject=f"format:{fmt.name}:{op}", name=f"floats.rounding.{fmt.name}.{op}",
         smtlib=smtlib(fmt_name, op), statement=f"{fmt.name}, RNE: {what}, u = {u}, eta = {eta}",

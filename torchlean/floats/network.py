@@ -100,9 +100,8 @@ def lower(graph: Graph) -> list[dict[str, Any]]:
         elif node.op == "conv2d":
             w = consts[ins[1]]
             attrs = dict(node.attrs)
-            rule = _conv_rule()
             dense = _const_linear_map(
-                lambda x, w=w, attrs=attrs: rule(x, w.astype(np.float64), attrs), n_in, shape_in)
+                lambda x, w=w, attrs=attrs: _conv_rule()(x, w.astype(np.float64), attrs), n_in, shape_in)
             if not np.all(np.isin(dense[dense != 0], w.astype(np.float64))):
                 raise LoweringError(f"{node.output}: conv unfolding is not exact")
             layers.append({"op": "linear", "in": n_in, "out": dense.shape[0],

@@ -37,6 +37,15 @@ from .trace import TraceError, Tracer, flatten_outputs, module_names, tracing
 __all__ = ["CompiledModel", "CompiledStep", "TraceError", "compile"]
 
 
+def _modes(modules: list[Any]) -> tuple[bool, ...]:
+    """Every module's training flag: ``m[2].eval()`` alone changes what the forward does."""
+    return tuple(m.training for m in modules)
+
+
+def _all_modules(*objs: Any) -> list[Any]:
+    return [m for o in objs if hasattr(o, "modules") for m in o.modules()]
+
+
 def _array(x: Any) -> Any:
     return x.data if isinstance(x, Tensor) else np.asarray(x)
 
@@ -119,12 +128,13 @@ class CompiledStep:
         self._extra: list[Tensor] = []  # buffers, passed after the parameters
         self._tr: _Traced | None = None
         self._draws: list[Any] | None = None  # masks of the traced run, for the first plan run
+        self._modules = _all_modules(model, loss_fn)
         self.source = ""  #: the generated plan, for inspection
         self.traces = 0  #: how many times the step was (re)traced
 
     def _key_of(self, x: Any, y: Any) -> tuple[Any, ...]:
         return (_signature([x, y, *(p.data for p in self._params), *(b.data for b in self._extra)]),
-                getattr(self.model, "training", None))
+                _modes(self._modules))
 
     def _build(self, x: Any, y: Any) -> None:
 
@@ -183,6 +193,7 @@ class CompiledModel:
         self._tr: _Traced | None = None
         self._single = True
         self._draws: list[Any] | None = None
+        self._modules = _all_modules(model)
         self.source = ""
         self.traces = 0
 
@@ -197,7 +208,7 @@ class CompiledModel:
 
     def _key_of(self, data: list[Any]) -> Any:
         params = [] if self._tr is None else self._tr.state_arrays()
-        return _signature([*data, *params]), getattr(self.model, "training", None)
+        return _signature([*data, *params]), _modes(self._modules)
 
     def __call__(self, *inputs: Any) -> Any:
         data = [_array(x) for x in inputs]

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..certificates import fast
 from ..certificates.bounds import objective_steps
+from ..certificates.fast_crown import crown_bounds
 from ..certificates.network import Net, fingerprint
 from ..certificates.property import Region, Spec
 from . import attack
@@ -71,7 +72,7 @@ def _beta(lb: float) -> str:
 
 
 def verify(net: Net, spec: Spec, timeout: float = 116.0, batch: int = 1024, progress: bool = False,
-           attack_first: bool = True, seed: int = 0) -> Result:
+           attack_first: bool = True, seed: int = 0, method: str = "crown") -> Result:
     """Decide the property on the network: unsat (with a certificate), sat (with a point), or timeout."""
     t0 = time.perf_counter()
     fnet = float_net(net)
@@ -82,7 +83,7 @@ def verify(net: Net, spec: Spec, timeout: float = 116.0, batch: int = 1024, prog
             return _sat(net, spec, fnet, x, stats, t0)
     trees = []
     for r, region in enumerate(spec.regions):
-        out = _bab_region(net, spec, fnet, region, t0 + timeout, batch, progress, stats, f"region {r}")
+        out = _bab_region(net, spec, fnet, region, t0 + timeout, batch, progress, stats, f"region {r}", method)
         if isinstance(out, list):  # a counterexample
             return _sat(net, spec, fnet, out, stats, t0)
         if out is None:
@@ -92,7 +93,8 @@ def verify(net: Net, spec: Spec, timeout: float = 116.0, batch: int = 1024, prog
     cost = stats["leaves"] * sum(len(s.M) * len(s.M[0]) for s in net.steps if hasattr(s, "M")) * (net.n_in + 1)
     cert = {
         "kind": "vnn-unsat", "version": 1, "network": fingerprint(net), "property": spec.digest(),
-        "mode": "exact" if cost <= 2_000_000 else "fast", "regions": trees,
+        "mode": "exact" if cost <= (2_000_000 if method == "forward" else 100_000) else "fast",
+        "method": method, "regions": trees,
     }
     stats["time"] = time.perf_counter() - t0
     return Result("unsat", cert=cert, stats=stats)
@@ -107,7 +109,7 @@ def _sat(net, spec, fnet, x, stats, t0) -> Result:
 
 
 def _bab_region(net, spec, fnet, region: Region, deadline: float, batch: int, progress: bool,
-                stats: dict[str, Any], label: str) -> _Tree | list[Fraction] | None:
+                stats: dict[str, Any], label: str, method: str) -> _Tree | list[Fraction] | None:
     steps, first = objective_steps(net, region)
     layers = fast.prepare(steps)
     groups = [(f, f + len(d)) for f, d in zip(first, region.disjuncts)]
@@ -131,9 +133,12 @@ def _bab_region(net, spec, fnet, region: Region, deadline: float, batch: int, pr
             ids = stack_id[-k:]
             del stack_lo[-k:], stack_hi[-k:], stack_id[-k:]
             stats["boxes"] += k
-            lb, lam, forms = fast.forward_bounds(layers, lo, hi, want_forms=True)
-            if SPLIT == 'lam':
-                forms = lam
+            if method == "crown":
+                lb, forms = crown_bounds(layers, lo, hi, want_lam=True)
+            else:
+                lb, lam, forms = fast.forward_bounds(layers, lo, hi, want_forms=True)
+                if SPLIT == 'lam':
+                    forms = lam
             best_k = np.stack([lb[:, a:b].argmax(1) for a, b in groups], 1)  # (B, J)
             best = np.stack([lb[:, a:b].max(1) for a, b in groups], 1)
             proven = (best > EPS).all(1)
@@ -147,12 +152,16 @@ def _bab_region(net, spec, fnet, region: Region, deadline: float, batch: int, pr
                 found = attack.try_points(net, fnet, spec, region, (lo[open_] + hi[open_]) / 2)
                 if found is not None:
                     return found
-            for i in open_:
+            smart = _smart_dims(layers, groups, lo[open_], hi[open_], live,
+                                 crown_bounds if method == "crown" else fast.forward_bounds) if SPLIT == 'smart' else None
+            for n_i, i in enumerate(open_):
                 j = int(best[i].argmin())
                 row = groups[j][0] + int(best_k[i, j])
                 w = hi[i] - lo[i]
-                score = np.abs(forms[i, row]) * w
+                score = np.abs(forms[i, row]) * w if SPLIT != 'width' else w / np.where(live, width0, 1) * live
                 dim = int(score.argmax()) if score.max() > 0 else int(w.argmax())
+                if smart is not None:
+                    dim = int(smart[n_i])
                 if w[dim] <= 0 or not np.isfinite(score).all():
                     dim = int(w.argmax())
                 if w[dim] <= 0:
@@ -174,6 +183,27 @@ def _bab_region(net, spec, fnet, region: Region, deadline: float, batch: int, pr
     finally:
         if bar is not None:
             bar.close()
+
+
+def _smart_dims(layers, groups, lo, hi, live, bound_fn) -> np.ndarray:
+    """For each box, the dimension whose halving gives the best worse child (bounds of all 2d
+    children in one batch)."""
+    n, d = lo.shape
+    dims = np.nonzero(live)[0]
+    los, his = [], []
+    for dim in dims:
+        mid = (lo[:, dim] + hi[:, dim]) * 0.5
+        a_hi = hi.copy()
+        a_hi[:, dim] = mid
+        b_lo = lo.copy()
+        b_lo[:, dim] = mid
+        los += [lo, b_lo]
+        his += [a_hi, hi]
+    lb = bound_fn(layers, np.concatenate(los), np.concatenate(his))
+    score = np.stack([lb[:, a:b].max(1) for a, b in groups], 1).min(1)  # (2·len(dims)·n,)
+    score = np.minimum(np.clip(score, None, 0.0), 0.0).reshape(len(dims), 2, n)
+    worst = score.sum(1)  # larger (closer to 0) is better
+    return dims[worst.argmax(0)]
 
 
 def _bar(progress: bool, label: str):

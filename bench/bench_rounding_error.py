@@ -1,0 +1,69 @@
+"""Certified float32 error bounds vs observed error: MLPs, a small CNN and ACAS Xu over property
+boxes. Prints a markdown table. Run: python bench/bench_rounding_error.py [N_POINTS] [N_ACAS]"""
+
+from __future__ import annotations
+
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from torchlean.certificates import check
+from torchlean.floats import bound_certificate, epsilons, observed_error
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from floats_models import cnn, mlp  # noqa: E402
+
+
+def acas_dir() -> Path | None:
+    for p in (ROOT / "tests" / "data" / "vnncomp2021" / "acasxu",
+              Path("/work/shared/data/vnncomp2021/acasxu")):
+        if (p / "ACASXU_run2a_1_1_batch_2000.onnx").exists():
+            return p
+    return None
+
+
+def row(name: str, g, box, n: int) -> str:
+    t = time.time()
+    cert = bound_certificate(g, box)
+    t_gen = time.time() - t
+    t = time.time()
+    v = check(cert)
+    t_chk = time.time() - t
+    eps = np.array([float(e) for e in epsilons(cert)])
+    obs = observed_error(g, box, n)
+    sound = bool(np.all(obs.max_error + obs.reference_error <= eps))
+    ratio = eps / obs.max_error
+    return (f"| {name} | {eps.max():.3g} | {obs.max_error.max():.3g} | "
+            f"{ratio.min():.3g} – {ratio.max():.3g} | {'yes' if sound else '**NO**'} | {'replayed' if v.ok else 'REJECTED'} | {t_gen:.1f} / {t_chk:.1f} |")
+
+
+def main(n: int = 10_000, n_acas: int = 4) -> None:
+    print("| model (float32, RNE) | max ε (certified) | max observed | ε/observed per output | "
+          "sound | checker | generate / replay s |")
+    print("|---|---|---|---|---|---|---|")
+    box4 = [(-1, 1)] * 4
+    for act in ("relu", "tanh", "sigmoid"):
+        print(row(f"MLP 4-16-16-2 {act}, box [-1,1]^4", mlp([4, 16, 16, 2], act), box4, n))
+        print(row(f"MLP 4-64-64-64-2 {act}, box [-1,1]^4", mlp([4, 64, 64, 64, 2], act, seed=1), box4, n))
+    print(row("CNN conv3x3(4)-relu-maxpool-linear, box [0,1]^64", cnn(), [(0, 1)] * 64, n))
+    root = acas_dir()
+    if root is None:
+        print("| ACAS Xu | not available | | | | | |")
+        return
+    from torchlean.bridge.onnx import load_onnx
+    from torchlean.bridge.vnnlib import parse_vnnlib
+
+    cases = [("1_1", 1), ("1_1", 3), ("1_1", 4), ("2_1", 2), ("1_2", 5), ("1_9", 7)][:n_acas]
+    for net, prop in cases:
+        g = load_onnx(root / f"ACASXU_run2a_{net}_batch_2000.onnx")
+        p = parse_vnnlib(root / f"prop_{prop}.vnnlib")
+        box = [(Fraction(float(a)), Fraction(float(b))) for a, b in zip(p.lower, p.upper)]
+        print(row(f"ACAS Xu {net}, prop {prop} box", g, box, n))
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:3]))

@@ -1,0 +1,223 @@
+"""python -m torchlean.floats {bound,fpcore,run,lemmas,check}
+
+  bound MODEL --box LO:HI[,LO:HI...] | --vnnlib FILE  [--format float32] [--samples N] [--cert OUT]
+      certified |float - real| bound per output (errorbound certificate, replayed here) and the
+      observed max error over sampled points. MODEL: graph JSON, ONNX file or zoo name.
+  fpcore FILE [--samples N] [--round-inputs]   binary64 round-off bounds of FPCore benchmarks
+  run MODEL --input X1,X2,... [--format bfloat16] [--mode rne]   bit-exact emulated execution
+  lemmas [--timeout S]    rounding lemmas: 8-bit exhaustive (checker), SMT (cvc5 + z3, solver-trusted)
+  check CERT.json         replay a certificate with the trusted checker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class CliError(Exception):
+    pass
+
+
+def load_model(spec: str) -> Any:
+    from ..spec.graph import Graph, GraphError
+
+    p = Path(spec)
+    if p.suffix == ".json" and p.exists():
+        try:
+            return Graph.from_json(p.read_text())
+        except GraphError as e:
+            raise CliError(f"{spec}: {e}") from None
+    if p.suffix == ".onnx" and p.exists():
+        try:
+            from ..bridge.onnx import load_onnx
+        except ImportError as e:
+            raise CliError(f"ONNX import unavailable: {e}") from None
+        try:
+            return load_onnx(p)
+        except Exception as e:  # the loader's own errors, shown in one line
+            raise CliError(f"{spec}: {e}") from None
+    try:
+        from .. import zoo
+    except ImportError:
+        zoo = None
+    get = getattr(zoo, "get_graph", None) or getattr(zoo, "graph", None)
+    if get is not None:
+        try:
+            return get(spec)
+        except (KeyError, ValueError) as e:
+            raise CliError(f"{spec}: {e}") from None
+    raise CliError(f"{spec}: not a graph JSON file, an ONNX file or a known zoo model")
+
+
+def parse_box(text: str, n: int) -> list[tuple[Fraction, Fraction]]:
+    try:
+        parts = [tuple(Fraction(v) for v in item.split(":")) for item in text.split(",")]
+    except (ValueError, ZeroDivisionError):
+        raise CliError(f"bad --box {text!r}: expected LO:HI[,LO:HI...]") from None
+    if any(len(p) != 2 or p[0] > p[1] for p in parts):
+        raise CliError(f"bad --box {text!r}: each item is LO:HI with LO <= HI")
+    if len(parts) == 1:
+        parts = parts * n
+    if len(parts) != n:
+        raise CliError(f"--box has {len(parts)} intervals, the model has {n} inputs")
+    return parts  # type: ignore[return-value]
+
+
+def vnnlib_box(path: str) -> list[tuple[Fraction, Fraction]]:
+    from ..bridge.vnnlib import parse_vnnlib
+
+    prop = parse_vnnlib(path)
+    return [(Fraction(float(a)), Fraction(float(b))) for a, b in zip(prop.lower, prop.upper)]
+
+
+def cmd_bound(a: argparse.Namespace) -> int:
+    from ..certificates import check
+    from .errorbound import bound_certificate, epsilons, observed_error
+
+    g = load_model(a.model)
+    n = int(np.prod(g.inputs[0].shape))
+    box = vnnlib_box(a.vnnlib) if a.vnnlib else parse_box(a.box or "", n) if a.box else None
+    if box is None:
+        raise CliError("give --box or --vnnlib")
+    cert = bound_certificate(g, box, a.format, a.mode)
+    v = check(cert)
+    if not v.ok:
+        raise CliError(f"certificate did not replay: {v.reason}")
+    eps = epsilons(cert)
+    obs = observed_error(g, box, a.samples) if a.samples and a.format in ("binary32", "float32") else None
+    print(f"format {a.format} ({a.mode}); certificate replayed by the checker ({v.checked} steps)")
+    print("output  epsilon (certified)   observed max (float32 vs real)   epsilon/observed")
+    for j, e in enumerate(eps):
+        if obs is None:
+            print(f"{j:6d}  {float(e):.6e}")
+        else:
+            o = obs.max_error[j]
+            ratio = f"{float(e) / o:.3g}" if o > 0 else "inf"
+            print(f"{j:6d}  {float(e):.6e}          {o:.6e} (+-{obs.reference_error[j]:.1e})       {ratio}")
+    if obs is not None:
+        print(f"observed over {obs.points} sampled points; reference: binary64 runtime with its own "
+              "certified bound (+-)")
+    if a.cert:
+        Path(a.cert).write_text(json.dumps(cert))
+        print(f"certificate written to {a.cert}")
+    return 0
+
+
+def cmd_fpcore(a: argparse.Namespace) -> int:
+    from .fpbound import analyse
+    from .fpcore import FPCoreError, to_benchmarks
+    from .fpsample import observed
+
+    try:
+        benches = to_benchmarks(Path(a.file).read_text())
+    except (OSError, FPCoreError) as e:
+        raise CliError(f"{a.file}: {e}") from None
+    print(f"{'benchmark':20s} {'bound (binary64)':>18s} {'observed':>12s} {'points':>7s}")
+    for b in benches:
+        if b.unsupported:
+            print(f"{b.name:20s} unsupported: {b.unsupported}")
+            continue
+        if b.precision != "binary64":
+            print(f"{b.name:20s} unsupported: precision {b.precision}")
+            continue
+        r = analyse(b, round_inputs=a.round_inputs)
+        bound = "none in budget" if r.bound == float("inf") else f"{r.bound:.4e}"
+        obs, pts = observed(b, a.samples) if a.samples and r.bound != float("inf") else (float("nan"), 0)
+        flag = "  UNSOUND" if obs > r.bound else ""
+        print(f"{b.name:20s} {bound:>18s} {obs:12.4e} {pts:7d}{flag}")
+    return 0
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from .emulate import emulate
+
+    g = load_model(a.model)
+    try:
+        x = np.array([float(v) for v in a.input.split(",")])
+    except ValueError:
+        raise CliError(f"bad --input {a.input!r}") from None
+    if x.size != int(np.prod(g.inputs[0].shape)):
+        raise CliError(f"--input has {x.size} values, the model has {int(np.prod(g.inputs[0].shape))}")
+    out = emulate(g, {g.inputs[0].name: x.reshape(g.inputs[0].shape)}, a.format, a.mode)
+    for name, y in zip(g.outputs, out):
+        print(name, " ".join(repr(float(v)) for v in np.ravel(y)))
+    return 0
+
+
+def cmd_lemmas(a: argparse.Namespace) -> int:
+    from ..certificates import check
+    from .lemmas import discharge, exhaustive_certificates, lemma_obligations
+
+    for cert in exhaustive_certificates():
+        st = cert["statement"]
+        v = check(cert)
+        state = f"checked ({v.checked} cases)" if v.ok else f"REJECTED: {v.reason}"
+        print(f"{st['format']['name']:15s} {st['op']:5s} exhaustive: {state}")
+    if a.timeout > 0:
+        for ob in lemma_obligations():
+            rec = discharge(ob, a.timeout)
+            print(f"{ob.subject:28s} z3: {rec['z3']['result']} ({rec['z3']['time_s']} s)  "
+                  f"cvc5: {rec['cvc5']['result']} ({rec['cvc5']['time_s']} s)  -> {rec['status']}")
+    return 0
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    from ..certificates import check
+
+    try:
+        cert = json.loads(Path(a.cert).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CliError(f"{a.cert}: {e}") from None
+    v = check(cert)
+    print(f"{'accepted' if v.ok else 'REJECTED'}: checked {v.checked}, solver-trusted "
+          f"{sum(v.trusted.values())}{'; ' + v.reason if v.reason else ''}")
+    return 0 if v.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m torchlean.floats", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("bound")
+    b.add_argument("model")
+    b.add_argument("--box")
+    b.add_argument("--vnnlib")
+    b.add_argument("--format", default="binary32")
+    b.add_argument("--mode", default="rne")
+    b.add_argument("--samples", type=int, default=10_000)
+    b.add_argument("--cert")
+    f = sub.add_parser("fpcore")
+    f.add_argument("file")
+    f.add_argument("--samples", type=int, default=2000)
+    f.add_argument("--round-inputs", action="store_true")
+    r = sub.add_parser("run")
+    r.add_argument("model")
+    r.add_argument("--input", required=True)
+    r.add_argument("--format", default="binary32")
+    r.add_argument("--mode", default="rne")
+    lm = sub.add_parser("lemmas")
+    lm.add_argument("--timeout", type=float, default=0.0, help="SMT seconds per solver (0: skip SMT)")
+    c = sub.add_parser("check")
+    c.add_argument("cert")
+    a = ap.parse_args(argv)
+    try:
+        from ..certificates.rounding import get_format
+
+        if getattr(a, "format", None):
+            a.format = get_format(a.format).name
+        return {"bound": cmd_bound, "fpcore": cmd_fpcore, "run": cmd_run, "lemmas": cmd_lemmas,
+                "check": cmd_check}[a.cmd](a)
+    except (CliError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
