@@ -38,7 +38,8 @@ def row(name: str, g, box, n: int) -> str:
     sound = bool(np.all(obs.max_error + obs.reference_error <= eps))
     ratio = eps / obs.max_error
     return (f"| {name} | {eps.max():.3g} | {obs.max_error.max():.3g} | "
-            f"{ratio.min():.3g} – {ratio.max():.3g} | {'yes' if sound else '**NO**'} | {'replayed' if v.ok else 'REJECTED'} | {t_gen:.1f} / {t_chk:.1f} |")
+            f"{ratio.min():.3g} – {ratio.max():.3g} | {'yes' if sound else '**NO**'} | "
+            f"{'replayed' if v.ok else 'REJECTED'} | {t_gen:.1f} / {t_chk:.1f} |")
 
 
 def main(n: int = 10_000, n_acas: int = 4) -> None:

@@ -343,3 +343,58 @@ def test_switching_one_submodule_to_eval_retraces():
     lc = step(x, y)
     assert step.traces == 2
     assert bits(lc.numpy()) == bits(F.mse_loss(m(x), y).numpy())
+
+
+def test_declared_shape_only_constant_is_accepted():
+    from torchlean.runtime.trace import constant
+
+    class Causal(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4, dtype="float64")
+
+        def forward(self, x):
+            n = x.shape[0]
+            upper = tl.Tensor(np.triu(np.ones((n, n), dtype=bool), 1))
+            scores = self.lin(x) @ x.T
+            return F.where(constant(upper) if self.declare else upper, -1e9, scores)
+
+    m = Causal()
+    rng = np.random.default_rng(0)
+    x = tl.tensor(rng.standard_normal((3, 4)), dtype="float64")
+    y = tl.tensor(np.zeros((3, 3)), dtype="float64")
+    m.declare = False
+    with pytest.raises(TraceError, match="constant"):
+        CompiledStep(m, F.mse_loss)(x, y)
+    m.declare = True
+    lc = CompiledStep(m, F.mse_loss)(x, y)
+    m.zero_grad()
+    le = F.mse_loss(m(x), y)
+    le.backward()
+    assert bits(le.numpy()) == bits(lc.numpy())
+
+
+def test_mixed_precision_graph_is_exact_and_keeps_backward_out_of_place():
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(7, 8)  # float32
+
+        def forward(self, x):
+            h = F.relu(self.lin(x))
+            return (h * tl.tensor(1.5, dtype="float64")) + F.tanh(h)  # float64 from here on
+
+    m = Mixed()
+    x, _ = next(batches("float32", "mse", n=1))
+    y = tl.tensor(np.zeros((16, 8)), dtype="float64")
+    m.zero_grad()
+    le = F.mse_loss(m(x), y)
+    le.backward()
+    want = [p.grad.numpy().copy() for p in m.parameters()]
+    step = CompiledStep(m, F.mse_loss)
+    lc = step(x, y)
+    assert le.dtype == lc.dtype == np.float64
+    assert bits(le.numpy()) == bits(lc.numpy())
+    assert all(bits(g) == bits(p.grad.numpy()) for g, p in zip(want, m.parameters(), strict=True))
+    backward = step.source.split("ones_like")[1]
+    assert "out=" not in backward

@@ -10,6 +10,9 @@ is a true statement about the real function, so a claim proved from instances ho
     exp_zero   exp(A) = 1                            where A = 0 as a polynomial
     exp_log    A > 0  =>  exp(log(A)) = A
     sqrt_pos   A > 0  =>  sqrt(A) > 0
+    sqrt_sq    A >= 0  =>  sqrt(A) * sqrt(A) = A
+    log_exp    log(exp(A)) = A
+    log_mul    A > 0 and B > 0  =>  log(A * B) = log(A) + log(B)
     mono_F     A <= B  =>  F(A) <= F(B)              F in exp, tanh (increasing on R)
     mono_D     A > 0 and A <= B  =>  D(A) <= D(B)    D in log, sqrt (increasing where defined)
 """
@@ -28,6 +31,9 @@ AXIOM_TEXT = {
     "exp_zero": "exp(0) = 1",
     "exp_log": "a > 0 => exp(log(a)) = a",
     "sqrt_pos": "a > 0 => sqrt(a) > 0",
+    "sqrt_sq": "a >= 0 => sqrt(a) * sqrt(a) = a",
+    "log_exp": "log(exp(a)) = a",
+    "log_mul": "a > 0 and b > 0 => log(a * b) = log(a) + log(b)",
     "mono_exp": "a <= b => exp(a) <= exp(b)",
     "mono_tanh": "a <= b => tanh(a) <= tanh(b)",
     "mono_log": "0 < a <= b => log(a) <= log(b)",
@@ -83,6 +89,25 @@ def check_instance(schema: str, t: SExpr, script: Script) -> None:
         a, zero = _shape(pre, ">", 2)
         s, zero2 = _shape(post, ">", 2)
         require(zero == "0" and zero2 == "0" and _app(s, "tl_sqrt") == a, "sqrt_pos: malformed")
+    elif schema == "sqrt_sq":
+        pre, post = _shape(t, "=>", 2)
+        a, zero = _shape(pre, ">=", 2)
+        sq, rhs = _shape(post, "=", 2)
+        s1, s2 = _shape(sq, "*", 2)
+        require(zero == "0" and rhs == a and _app(s1, "tl_sqrt") == a and _app(s2, "tl_sqrt") == a,
+                "sqrt_sq: malformed")
+    elif schema == "log_exp":
+        lhs, a = _shape(t, "=", 2)
+        require(_app(_app(lhs, "tl_log"), "tl_exp") == a, "log_exp: not log(exp(A)) = A")
+    elif schema == "log_mul":
+        pre, post = _shape(t, "=>", 2)
+        pa, pb = _shape(pre, "and", 2)
+        a, z1 = _shape(pa, ">", 2)
+        b, z2 = _shape(pb, ">", 2)
+        lhs, rhs = _shape(post, "=", 2)
+        la, lb = _shape(rhs, "+", 2)
+        require(z1 == "0" and z2 == "0" and _app(lhs, "tl_log") == ("*", a, b)
+                and _app(la, "tl_log") == a and _app(lb, "tl_log") == b, "log_mul: malformed")
     elif schema in ("mono_exp", "mono_tanh"):
         fn = "tl_" + schema[5:]
         pre, post = _shape(t, "=>", 2)

@@ -9,7 +9,9 @@ strictly).
 
 ``vnn-unsat``: per region, a split tree in preorder: ``["split", dim, "p/q"]`` is followed by the
 subtree of the lower half (x_dim <= v) and then the upper half (x_dim >= v); ``["leaf", proofs]``
-has one ``[k, "beta"]`` per disjunct of the region: the leaf proves ``a_k·y - b_k >= beta > 0`` on
+has one ``[k, "beta"]`` per disjunct of the region, k an atom index or a list of them whose rows
+are summed (and optionally the bound method of this leaf,
+``"forward"`` or ``"crown"``, overriding the certificate's ``method``): the leaf proves ``a_k·y - b_k >= beta > 0`` on
 its box for the k-th atom of that disjunct, so no point of the leaf satisfies the disjunct. The
 checker rebuilds every leaf box from the region's box (so the leaves cover it by construction),
 and recomputes each leaf's lower bounds itself with the forward linear relaxation below; the
@@ -46,18 +48,53 @@ Form = list[Fraction]  # coefficients over the leaf's inputs, then the constant
 MAX_LEAVES = 5_000_000
 
 
-def objective_steps(net: Net, region: Region) -> tuple[tuple[Affine | Relu, ...], list[int]]:
-    """The network with its last affine step composed with the rows a_k·y - b_k of every atom of
-    the region (exactly), and the first row of each disjunct."""
-    rows, first = [], []
-    for disj in region.disjuncts:
-        first.append(len(rows))
-        rows.extend(disj)
+Combo = tuple[int, ...]
+
+
+def objective_steps(net: Net, region: Region, combos: list[list[Combo]] | None = None
+                    ) -> tuple[tuple[Affine | Relu, ...], list[dict[Combo, int]]]:
+    """The network with its last affine step composed (exactly) with one row per (disjunct j,
+    combination c of its atoms): Σ_{k in c} (a_k·y - b_k). If that sum is > 0 on a box, some atom
+    of c is violated there, so the disjunct is. ``combos`` defaults to the single atoms. Returns
+    the steps and, per disjunct, the row of each combination."""
+    if combos is None:
+        combos = [[(k,) for k in range(len(d))] for d in region.disjuncts]
+    rows: list[tuple[list[Fraction], Fraction]] = []
+    index: list[dict[Combo, int]] = []
+    for disj, cs in zip(region.disjuncts, combos):
+        index.append({})
+        for c in cs:
+            index[-1][c] = len(rows)
+            a = [sum((disj[k].a[i] for k in c), Fraction(0)) for i in range(len(disj[0].a))]
+            rows.append((a, sum((disj[k].b for k in c), Fraction(0))))
     last = net.steps[-1]
     assert isinstance(last, Affine)
-    M = [[sum((a * m for a, m in zip(t.a, col) if a), Fraction(0)) for col in zip(*last.M)] for t in rows]
-    c = [sum((a * v for a, v in zip(t.a, last.c) if a), Fraction(0)) - t.b for t in rows]
-    return (*net.steps[:-1], Affine(M, c)), first
+    M = [[sum((a * m for a, m in zip(r, col) if a), Fraction(0)) for col in zip(*last.M)] for r, _ in rows]
+    c = [sum((a * v for a, v in zip(r, last.c) if a), Fraction(0)) - b for r, b in rows]
+    return (*net.steps[:-1], Affine(M, c)), index
+
+
+def proof_combo(p: Any, disj: tuple[Any, ...], where: str) -> Combo:
+    """A leaf proof's atom choice: an index, or a list of indices (their rows are summed)."""
+    ks = [p] if isinstance(p, int) else p
+    require(isinstance(ks, list) and ks and all(isinstance(k, int) and not isinstance(k, bool)
+                                                 and 0 <= k < len(disj) for k in ks),
+            f"{where}: bad atom choice {p!r}")
+    combo = tuple(sorted(set(ks)))
+    require(len(combo) == len(ks), f"{where}: repeated atom in {p!r}")
+    return combo
+
+
+def combos_used(region: Region, proof_lists: list[Any]) -> list[list[Combo]]:
+    """Every combination the leaves use, per disjunct (validated), in a fixed order."""
+    used: list[set[Combo]] = [set() for _ in region.disjuncts]
+    for i, proofs in enumerate(proof_lists):
+        require(isinstance(proofs, list) and len(proofs) == len(region.disjuncts),
+                f"leaf {i}: needs one proof per disjunct ({len(region.disjuncts)})")
+        for j, p in enumerate(proofs):
+            require(isinstance(p, list) and len(p) == 2, f"leaf {i}: proof {j} malformed")
+            used[j].add(proof_combo(p[0], region.disjuncts[j], f"leaf {i}"))
+    return [sorted(u) for u in used]
 
 
 def _down(q: Fraction) -> Fraction:
@@ -168,11 +205,17 @@ def leaf_bounds_exact_crown(steps: tuple[Affine | Relu, ...], lo: list[Fraction]
     pre-activation bound is itself a back-substitution bound (slow: for small networks)."""
     affs = [s for s in steps if isinstance(s, Affine)]
     relax: list[list[tuple[Fraction, Fraction, Fraction]]] = []
+    post: list[tuple[Fraction, Fraction]] = []  # previous layer's post-activation bounds
     for k in range(len(affs) - 1):
-        layer = []
+        layer, nxt = [], []
         for i in range(len(affs[k].c)):
             low = _back_exact(affs, relax, k, _unit(len(affs[k].c), i, 1), lo, hi)
             up = -_back_exact(affs, relax, k, _unit(len(affs[k].c), i, -1), lo, hi)
+            if k > 0:  # one interval step from the previous layer; keep the tighter
+                row, c = affs[k].M[i], affs[k].c[i]
+                low = max(low, c + sum((w * (a if w > 0 else b) for w, (a, b) in zip(row, post) if w), Fraction(0)))
+                up = min(up, c + sum((w * (b if w > 0 else a) for w, (a, b) in zip(row, post) if w), Fraction(0)))
+            nxt.append((max(low, Fraction(0)), max(up, Fraction(0))))
             if low >= 0:
                 layer.append((Fraction(1), Fraction(0), Fraction(1)))
             elif up <= 0:
@@ -181,6 +224,7 @@ def leaf_bounds_exact_crown(steps: tuple[Affine | Relu, ...], lo: list[Fraction]
                 s, t, alpha = relu_relaxation(_down(low), _up(up))
                 layer.append((s, t, Fraction(alpha)))
         relax.append(layer)
+        post = nxt
     k = len(affs) - 1
     return [_back_exact(affs, relax, k, _unit(len(affs[k].c), i, 1), lo, hi) for i in range(len(affs[k].c))]
 
@@ -207,25 +251,26 @@ def leaves(tree: Any, lo: list[Fraction], hi: list[Fraction]) -> Iterator[tuple[
             stack.append(upper)  # popped after the whole lower subtree
             stack.append(lower)
         elif node[0] == "leaf":
-            require(len(node) == 2 and isinstance(node[1], list), f"tree entry {pos - 1}: malformed leaf")
-            yield llo, lhi, node[1]
+            require(len(node) in (2, 3) and isinstance(node[1], list), f"tree entry {pos - 1}: malformed leaf")
+            require(len(node) == 2 or node[2] in ("forward", "crown"), f"tree entry {pos - 1}: unknown method")
+            yield llo, lhi, (node[1], node[2] if len(node) == 3 else None)
         else:
             raise Rejected(f"tree entry {pos - 1}: unknown node {node[0]!r}")
     require(pos == len(tree), f"split tree has {len(tree) - pos} entries after its last leaf")
 
 
-def check_leaf_proofs(proofs: Any, region: Region, first: list[int], lower: Callable[[int], Fraction],
-                      where: str) -> None:
-    """Each disjunct j: proofs[j] = [k, beta] with lower(row of atom k) >= beta > 0."""
+def check_leaf_proofs(proofs: Any, region: Region, index: list[dict[Combo, int]],
+                      lower: Callable[[int], Fraction], where: str) -> None:
+    """Each disjunct j: proofs[j] = [k or [k, ...], beta] with lower(row of that combination) >=
+    beta > 0."""
     require(isinstance(proofs, list) and len(proofs) == len(region.disjuncts),
             f"{where}: needs one proof per disjunct ({len(region.disjuncts)})")
     for j, p in enumerate(proofs):
         require(isinstance(p, list) and len(p) == 2, f"{where}: proof {j} malformed")
-        k, beta = p[0], rational(p[1])
-        require(isinstance(k, int) and not isinstance(k, bool) and 0 <= k < len(region.disjuncts[j]),
-                f"{where}: disjunct {j}: bad atom index {k!r}")
+        combo, beta = proof_combo(p[0], region.disjuncts[j], where), rational(p[1])
         require(beta > 0, f"{where}: disjunct {j}: claimed bound {beta} is not positive")
-        got = lower(first[j] + k)
+        require(combo in index[j], f"{where}: disjunct {j}: combination {combo} has no row")
+        got = lower(index[j][combo])
         require(got >= beta, f"{where}: disjunct {j}: recomputed bound {float(got):.6g} < claimed {float(beta):.6g}")
 
 
@@ -259,12 +304,14 @@ def check_vnn(cert: Any, net: Net, spec: Spec, mode: str | None = None) -> Verdi
                            reason=f"unsat: {n} leaves replayed ({method}) in fast float64 mode")
         n = 0
         for r, (region, tree) in enumerate(zip(spec.regions, trees)):
-            steps, first = objective_steps(net, region)
-            for i, (lo, hi, proofs) in enumerate(leaves(tree, list(region.lo), list(region.hi))):
-                n += 1
-                require(n <= MAX_LEAVES, "too many leaves")
-                lb = (leaf_bounds_exact_crown if method == "crown" else leaf_bounds_exact)(steps, lo, hi)
-                check_leaf_proofs(proofs, region, first, lb.__getitem__, f"region {r} leaf {i}")
+            items = list(leaves(tree, list(region.lo), list(region.hi)))
+            n += len(items)
+            require(n <= MAX_LEAVES, "too many leaves")
+            steps, index = objective_steps(net, region, combos_used(region, [p for _, _, (p, _) in items]))
+            for i, (lo, hi, (proofs, how)) in enumerate(items):
+                how = how or method
+                lb = (leaf_bounds_exact_crown if how == "crown" else leaf_bounds_exact)(steps, lo, hi)
+                check_leaf_proofs(proofs, region, index, lb.__getitem__, f"region {r} leaf {i}")
         return Verdict(True, checked=n, reason=f"unsat: {n} leaves replayed ({method}) in exact rational mode")
     except Rejected as e:
         return Verdict(False, reason=str(e))

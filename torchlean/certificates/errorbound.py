@@ -34,6 +34,7 @@ from fractions import Fraction
 from typing import Any
 
 from .backsub import Chain
+from .deeppoly import DeepPoly
 from .core import Verdict, checker, digest, rational, require
 from .rounding import Format, decode
 from .symrange import SymRanges
@@ -108,7 +109,8 @@ class Replay:
         require(bound < self.limit, f"{where}: values up to {float(bound):.3g} may overflow {self.fmt.name}")
 
     def linear(self, W: list[Fraction], b: list[Fraction] | None, n: int, m: int,
-               rng: list[Interval], err: list[Fraction]) -> tuple[list[Interval], list[Fraction]]:
+               rng: list[Interval], err: list[Fraction]):
+        """(output ranges, errors, local errors) of y = W x + b."""
         require(len(W) == n * m and len(rng) == n, f"linear {n}->{m}: shape mismatch")
         require(b is None or len(b) == m, "bias length mismatch")
         M = [_mag(r) + e for r, e in zip(rng, err)]
@@ -203,25 +205,38 @@ def propagate(stmt: dict[str, Any], claimed: list[list[Fraction]] | None = None
         err = [R.u * _mag(r) + R.eta for r in rng]
     ranges, errors = [], []
     sym = SymRanges(rng)
+    dp = DeepPoly(rng) if stmt.get("ranges") == "backsub" else None
     chain = Chain(err)
     for i, layer in enumerate(stmt["layers"]):
         op = layer["op"]
+        if dp is not None:
+            dp.cur = rng
         if op == "linear":
             n, m = int(layer["in"]), int(layer["out"])
             W = decode_tensor(layer["weight"])
             b = decode_tensor(layer["bias"]) if layer.get("bias") is not None else None
-            rng, new, loc = R.linear(W, b, n, m, rng, err)
+            out, new, loc = R.linear(W, b, n, m, rng, err)
+            if dp is not None:  # back-substituted ranges: often much tighter in deep layers
+                out = [(max(a, c), min(b_, d)) for (a, b_), (c, d) in zip(out, dp.linear(W, b, n, m))]
+            rng = out
             sym.linear(W, b, n, m)
             chain.push_linear(W, n, m, loc)
         elif op == "add_const":
             c = decode_tensor(layer["c"])
             rng, new, loc = R.add_const(c, rng, err)
             sym.add_const(c)
+            if dp is not None:
+                dp.add_const(c)
             chain.push_identity(loc)
         elif op in ACTIVATIONS:
+            if dp is not None:
+                if op == "relu":
+                    dp.relu(rng)
             rng, new, slopes, loc = R.activation(op, rng, err)
             if op == "relu":
                 sym.relu()
+            elif dp is not None:
+                dp.restart(rng)
             chain.push_diag(slopes, loc if op != "relu" else None)
         elif op == "max_groups":
             groups = [[int(k) for k in g] for g in layer["groups"]]
@@ -229,6 +244,8 @@ def propagate(stmt: dict[str, Any], claimed: list[list[Fraction]] | None = None
             new = [max(err[k] for k in g) for g in groups]
             rng = [(max(rng[k][0] for k in g), max(rng[k][1] for k in g)) for g in groups]
             chain.restart(new)
+            if dp is not None:
+                dp.restart(rng)
         else:
             raise ValueError(f"layer {i}: unknown op {op!r}")
         if op != "max_groups" and op != "relu":  # relu: the plain rule is already exact per neuron

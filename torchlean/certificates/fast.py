@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .bounds import check_leaf_proofs, leaves, objective_steps
+from .bounds import check_leaf_proofs, combos_used, leaves, objective_steps
 from .core import require
 from .network import Affine, Net
 from .property import Spec
@@ -77,6 +77,7 @@ def outward(lo: list[Fraction], hi: list[Fraction]) -> tuple[list[float], list[f
     return [down(q) for q in lo], [-down(-q) for q in hi]
 
 
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def forward_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_forms: bool = False):
     """Certified lower bounds (B, K) of the final values over each box [lo_b, hi_b] (float arrays
     (B, d)): the better of the forward forms and one backward pass from the final rows over the
@@ -211,30 +212,28 @@ def _relu(AL, AU, low, upp, xm):
 
 def check_regions_fast(net: Net, spec: Spec, trees: list[Any], method: str = "forward") -> int:
     """Replay every leaf of every region's tree in the fast mode; returns the number of leaves."""
+    from .fast_crown import crown_bounds
+
     total = 0
     for r, (region, tree) in enumerate(zip(spec.regions, trees)):
-        steps, first = objective_steps(net, region)
-        layers = prepare(steps)
         cache: dict[Fraction, tuple[float, float]] = {}
-        boxes, proofs = [], []
-        for lo, hi, p in leaves(tree, list(region.lo), list(region.hi)):
-            boxes.append((_floats(lo, cache, 0), _floats(hi, cache, 1)))
-            proofs.append(p)
-        require(bool(boxes), f"region {r}: no leaves")
-        for start in range(0, len(boxes), CHUNK):
-            part = boxes[start:start + CHUNK]
-            lo, hi = np.array([b[0] for b in part]), np.array([b[1] for b in part])
-            if method == "crown":
-                from .fast_crown import crown_bounds
-
-                lb = crown_bounds(layers, lo, hi)
-            else:
-                lb = forward_bounds(layers, lo, hi)
-            for i, row in enumerate(lb):
-                check_leaf_proofs(proofs[start + i], region, first,
-                                  lambda k, row=row: Fraction(float(row[k])) if math.isfinite(row[k])
-                                  else Fraction(-1), f"region {r} leaf {start + i}")
-        total += len(boxes)
+        groups: dict[str, list[tuple[int, list[float], list[float], Any]]] = {"forward": [], "crown": []}
+        for i, (lo, hi, (p, how)) in enumerate(leaves(tree, list(region.lo), list(region.hi))):
+            groups[how or method].append((i, _floats(lo, cache, 0), _floats(hi, cache, 1), p))
+        require(any(groups.values()), f"region {r}: no leaves")
+        used = combos_used(region, [item[3] for g in groups.values() for item in g])
+        steps, index = objective_steps(net, region, used)
+        layers = prepare(steps)
+        for how, items in groups.items():
+            fn = crown_bounds if how == "crown" else forward_bounds
+            for start in range(0, len(items), CHUNK):
+                part = items[start:start + CHUNK]
+                lb = fn(layers, np.array([b[1] for b in part]), np.array([b[2] for b in part]))
+                for (i, _, _, proofs), row in zip(part, lb):
+                    check_leaf_proofs(proofs, region, index,
+                                      lambda k, row=row: Fraction(float(row[k])) if math.isfinite(row[k])
+                                      else Fraction(-1), f"region {r} leaf {i}")
+            total += len(items)
     return total
 
 

@@ -178,7 +178,8 @@ def parse_property(text: str) -> Spec:
         hi: list[Fraction | None] = [None] * n_in
         ys: list[Atom] = []
         for expr, strict, line in conj:
-            const = -expr.pop("", Fraction(0))  # expr' <= const
+            # the atom's dict is shared by every DNF case it occurs in: read it, never mutate it
+            const = -expr.get("", Fraction(0))  # (expr without its constant) <= const
             xs = {k: v for k, v in expr.items() if v and k.startswith("X")}
             yv = {k: v for k, v in expr.items() if v and k.startswith("Y")}
             if xs and yv:

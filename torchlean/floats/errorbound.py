@@ -35,12 +35,17 @@ def _q(x: Any) -> Fraction:
 
 
 def statement(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str = "rne",
-              kernel_ulps: Fraction = DEFAULT_KERNEL_ULPS, input_exact: bool = True) -> dict[str, Any]:
+              kernel_ulps: Fraction = DEFAULT_KERNEL_ULPS, input_exact: bool = True,
+              ranges: str = "backsub") -> dict[str, Any]:
+    """The claim before its epsilons. ``ranges``: "backsub" adds back-substituted (DeepPoly-style)
+    real ranges to the forward ones (slower replay, much tighter on deep networks), "forward"
+    uses interval + symbolic-interval propagation only."""
     f = get_format(fmt)
     return {
         "format": f.to_dict(), "mode": mode, "kernel_ulps": str(kernel_ulps),
         "input_box": [[str(_q(lo)), str(_q(hi))] for lo, hi in box],
         "input_exact": bool(input_exact),
+        "ranges": ranges,
         "layers": lower(graph),
         "model": graph.fingerprint(),
         "epsilon": [],
@@ -48,11 +53,11 @@ def statement(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str 
 
 
 def bound_certificate(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str = "rne",
-                      kernel_ulps: Fraction = DEFAULT_KERNEL_ULPS, input_exact: bool = True
-                      ) -> dict[str, Any]:
+                      kernel_ulps: Fraction = DEFAULT_KERNEL_ULPS, input_exact: bool = True,
+                      ranges: str = "backsub") -> dict[str, Any]:
     """An ``errorbound`` certificate: epsilon per output with |f_fmt(x) - f_real(x)| <= epsilon on
     the box. ``input_exact``: the points are already values of ``fmt`` (else they are rounded)."""
-    stmt = statement(graph, box, fmt, mode, kernel_ulps, input_exact)
+    stmt = statement(graph, box, fmt, mode, kernel_ulps, input_exact, ranges)
     n_in = int(np.prod(graph.inputs[0].shape))
     if len(stmt["input_box"]) != n_in:
         raise ValueError(f"box has {len(stmt['input_box'])} intervals for {n_in} inputs")

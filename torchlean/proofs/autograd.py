@@ -64,6 +64,8 @@ class Case:
     ints: dict[int, Any] = field(default_factory=dict)
     domain: Domain | None = None
     words: tuple[str, ...] = ()
+    #: extra ground axiom instances for the forward claim: xs -> [(schema, SMT text)]
+    hints: Callable[[list[Any]], list[tuple[str, str]]] | None = None
 
 
 def _away_from(pairs: Callable[[list[Any]], list[tuple[Any, Any]]],
@@ -94,9 +96,9 @@ def _nonzero(which: int) -> tuple[Domain, tuple[str, ...]]:
     return (lambda xs: [sympy.Ne(v, 0) for v in _flat(xs[which])]), ("divisor nonzero",)
 
 
-def _case(shapes, attrs=None, ints=None, dom=None) -> Case:
+def _case(shapes, attrs=None, ints=None, dom=None, hints=None) -> Case:
     d, w = dom if dom else (None, ())
-    return Case(tuple(shapes), dict(attrs or {}), dict(ints or {}), d, w)
+    return Case(tuple(shapes), dict(attrs or {}), dict(ints or {}), d, w, hints)
 
 
 U, B = [(1,)], [(2,), (1,)]
@@ -105,7 +107,8 @@ CASES: dict[str, list[Case]] = {
     **{n: [_case(B)] for n in ("add", "sub", "mul")},
     "div": [_case(B, dom=_nonzero(1))],
     "maximum": [_case(B, dom=_ties2)], "minimum": [_case(B, dom=_ties2)],
-    **{n: [_case(U)] for n in ("neg", "exp", "tanh", "sigmoid", "softplus", "gelu", "silu")},
+    **{n: [_case(U)] for n in ("neg", "exp", "tanh", "sigmoid", "gelu", "silu")},
+    "softplus": [_case(U, hints=lambda xs: _softplus_hints(xs))],
     "log": [_case(U, dom=_positive("x > 0"))], "sqrt": [_case(U, dom=_positive("x > 0"))],
     "relu": [_case(U, dom=_kink)], "abs": [_case(U, dom=_kink)],
     "leaky_relu": [_case(U, {"slope": 0.01}, dom=_kink)],
@@ -123,7 +126,7 @@ CASES: dict[str, list[Case]] = {
     "slice": [_case([(4,)], {"index": ((1, 4, 2),)})],
     "gather": [_case([(2, 3), None], {"axis": 1}, ints={1: np.array([[2, 0], [1, 1]])})],
     "embedding": [_case([(3, 2), None], ints={1: np.array([2, 0, 2])})],
-    "softmax": [_case([(3,)])], "log_softmax": [_case([(3,)])],
+    "softmax": [_case([(3,)])], "log_softmax": [_case([(3,)], hints=lambda xs: _log_softmax_hints(xs))],
     "conv2d": [_case([(1, 1, 3, 3), (1, 1, 2, 2)])],
     "avg_pool2d": [_case([(1, 1, 2, 2)])],
     "max_pool2d": [_case([(1, 1, 2, 2)], dom=_distinct)],
@@ -131,6 +134,31 @@ CASES: dict[str, list[Case]] = {
                          dom=((lambda xs: [v >= 0 for v in _flat(xs[2])]), ("running var >= 0",)))],
     "layer_norm": [_case([(1, 2), (2,), (2,)])],
 }
+
+
+def _log_of_product(c: Any, v: Any) -> list[tuple[str, str]]:
+    """log(exp(c) * v) = c + log(v): the fact behind every log-sum-exp style rewrite."""
+    ec, sv = f"(tl_exp {smt.smt(c)})", smt.smt(v)
+    return [("exp_pos", f"(> {ec} 0)"), ("log_exp", f"(= (tl_log {ec}) {smt.smt(c)})"),
+            ("log_mul", f"(=> (and (> {ec} 0) (> {sv} 0)) (= (tl_log (* {ec} {sv})) "
+                        f"(+ (tl_log {ec}) (tl_log {sv}))))")]
+
+
+def _softplus_hints(xs: list[Any]) -> list[tuple[str, str]]:
+    x = xs[0]
+    m, a = SYMBOLIC.maximum(x, 0).flat[0], SYMBOLIC.abs(x).flat[0]
+    return [*_log_of_product(m, 1 + sympy.exp(-a)), ("exp_zero", "(= (tl_exp 0) 1)"),
+            ("exp_add", f"(= (tl_exp {smt.smt(m - a)}) (* (tl_exp {smt.smt(m)}) (tl_exp {smt.smt(-a)})))")]
+
+
+def _log_softmax_hints(xs: list[Any]) -> list[tuple[str, str]]:
+    x = xs[0]
+    m = SYMBOLIC.max(x, axis=-1, keepdims=True)
+    out = []
+    for row in np.ndindex(x.shape[:-1]):
+        mr = m[row][0]
+        out += _log_of_product(mr, sum(sympy.exp(v - mr) for v in x[row]))
+    return out
 
 
 def _inputs(case: Case) -> list[Any]:
@@ -148,12 +176,15 @@ def _names(exprs: Sequence[Any]) -> list[str]:
 
 
 def _obligation(kind: str, subject: str, name: str, pairs: list[tuple[Any, Any]], domain: list[Any],
-                statement: str, words: tuple[str, ...], data: dict[str, Any]) -> Obligation:
+                statement: str, words: tuple[str, ...], data: dict[str, Any],
+                hints: Sequence[tuple[str, str]] = ()) -> Obligation:
     claim = smt.conj([f"(= {smt.smt(a)} {smt.smt(b)})" for a, b in pairs])
     exprs = [e for p in pairs for e in p] + list(domain)
+    axioms = smt.axiom_instances(exprs)
+    axioms += [h for h in hints if h not in axioms]
     text = smt.script(
         _names(exprs), claim, domain=[smt.smt(d) for d in domain],
-        axioms=smt.axiom_instances(exprs), comment=f"{name}: {statement}",
+        axioms=axioms, comment=f"{name}: {statement}",
     )
     return Obligation(kind, subject, name, text, statement, data, words)
 
@@ -181,7 +212,7 @@ def _rule_obligations(name, forward, vjp, meaning, case, subject, tag) -> Iterat
     yield _obligation(
         "forward", subject, f"forward.{name}{tag}", list(zip(fwd.flat, spec_out.flat)), domain,
         f"the runtime kernel of {name} equals its spec meaning at shapes {data['shapes']}",
-        case.words, data)
+        case.words, data, case.hints(xs) if case.hints else ())
     g = symbols("g", spec_out.shape)
     grads = vjp(SYMBOLIC, g, spec_out, *xs, **case.attrs)
     loss = sum((g[i] * spec_out[i] for i in np.ndindex(spec_out.shape)), sympy.Integer(0))

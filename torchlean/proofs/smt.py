@@ -154,6 +154,7 @@ def axiom_instances(exprs: Sequence[sympy.Basic]) -> list[tuple[str, str]]:
                 break
     for a in _sqrt_args(exprs):
         out.append(("sqrt_pos", f"(=> (> {smt(a)} 0) (> (tl_sqrt {smt(a)}) 0))"))
+        out.append(("sqrt_sq", f"(=> (>= {smt(a)} 0) (= (* (tl_sqrt {smt(a)}) (tl_sqrt {smt(a)})) {smt(a)}))"))
     return out
 
 

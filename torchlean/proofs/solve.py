@@ -110,7 +110,7 @@ def _z3(text: str, timeout: float, proofs: bool) -> SolverRun:
     t0 = time.perf_counter()
     res = s.check()
     seconds = time.perf_counter() - t0
-    status = {z3.unsat: "unsat", z3.sat: "sat"}.get(res, "unknown")
+    status = "unsat" if res == z3.unsat else "sat" if res == z3.sat else "unknown"
     run = SolverRun("z3", z3.get_version_string(), status, seconds, options)
     if status == "unknown":
         run.message = s.reason_unknown()

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .autograd import tape_order
+from .autograd import _propagate, tape_order
 from .backends import namespace_of, to_numpy
 from .codegen import Program
 from .plan import Emitter, emit_inputs
@@ -44,6 +44,17 @@ def _modes(modules: list[Any]) -> tuple[bool, ...]:
 
 def _all_modules(*objs: Any) -> list[Any]:
     return [m for o in objs if hasattr(o, "modules") for m in o.modules()]
+
+
+def _cotangents_match(loss: Tensor, tensors: dict[str, Tensor]) -> bool:
+    """Run the eager backward once (at build time) and check that every cotangent has its
+    value's shape and dtype: then writing a sum into an operand's buffer cannot cast."""
+    cot = _propagate([loss], [namespace_of(loss.data).ones_like(loss.data)])
+    for t in tensors.values():
+        g = cot.get(id(t))
+        if g is not None and (tuple(g.shape) != t.shape or g.dtype != t.dtype):
+            return False
+    return True
 
 
 def _array(x: Any) -> Any:
@@ -88,14 +99,16 @@ class _Traced:
         return [*(id(t.data) for t in (*self.params, *self.buffers)),
                 *(to_numpy(b.data).tobytes() for b in self.buffers)]
 
-    def program(self) -> tuple[Program, Emitter]:
+    def program(self, inplace_backward: bool = False) -> tuple[Program, Emitter]:
         args = {name: f"p{i}" for i, name in enumerate(v.name for v in self.graph.inputs)}
         prog = Program(list(args.values()))
         sample = self.outputs[0].data
         prog.env["xp"] = namespace_of(sample)
         var: dict[str, str] = {}
         emit_inputs(prog, self.graph, var, args, self.graph.constants)
-        em = Emitter(prog, self.graph, var, numpy=prog.env["xp"] is np)
+        observed = {n: (tuple(t.shape), str(t.dtype)) for n, t in self.tracer.tensors.items()}
+        em = Emitter(prog, self.graph, var, numpy=prog.env["xp"] is np, observed=observed,
+                     inplace_backward=inplace_backward)
         em.forward()
         return prog, em
 
@@ -150,7 +163,7 @@ class CompiledStep:
         names = tr.tracer.names
         tape = [names[id(t)] for t in tape_order([loss])]
         requires = {n for n, t in tr.tracer.tensors.items() if t.requires_grad}
-        prog, em = tr.program()
+        prog, em = tr.program(inplace_backward=_cotangents_match(loss, tr.tracer.tensors))
         cot = em.backward(tr.graph.outputs[0], tape, requires)
         result = [em.var[tr.graph.outputs[0]]]
         self._grad_of = []

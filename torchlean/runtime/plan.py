@@ -48,6 +48,11 @@ class Emitter:
     graph: Graph
     var: dict[str, str]
     numpy: bool  # apply() turns numpy scalars into 0-d arrays on numpy only; so do we
+    #: value name -> (shape, dtype) the traced run actually produced; overrides the inferred types
+    observed: dict[str, tuple[tuple[int, ...], str]] | None = None
+    #: in-place forms in the backward pass; the caller turns them off unless every cotangent was
+    #: seen to have its value's shape and dtype (else ``out=`` could cast where eager promotes)
+    inplace_backward: bool = True
 
     def __post_init__(self) -> None:
         self._tmp = 0
@@ -60,6 +65,8 @@ class Emitter:
         return f"{prefix}{self._tmp}"
 
     def _meta(self, name: str) -> tuple[tuple[int, ...], str]:
+        if self.observed is not None and name in self.observed:
+            return self.observed[name]
         v = self.graph.values[name]
         return tuple(v.shape), v.dtype
 
@@ -142,14 +149,13 @@ class Emitter:
                     continue
                 acc = self.tmp("g")
                 shape, _ = self._meta(inp)
-                alts = () if shape == () else tuple(
+                alts = () if shape == () or not self.inplace_backward else tuple(
                     (v, f"{acc} = xp.add({prev}, {gi}, out={v})") for v in (prev, gi))
                 self.prog.emit(f"{acc} = {prev} + {gi}", (prev, gi), (acc,), fresh=True, inplace=alts)
                 cot[inp] = acc
         return cot
 
-    def _sum_to(self, g: str, from_shape: tuple[int, ...], to_shape: tuple[int, ...],
-                g_fresh: bool) -> str:
+    def _sum_to(self, g: str, from_shape: tuple[int, ...], to_shape: tuple[int, ...]) -> str:
         """``sum_to(xp, g, shape)``: the identity when the shapes agree (as in the rule)."""
         if from_shape == to_shape:
             return g
@@ -178,22 +184,25 @@ class Emitter:
         oshape, odtype = self._meta(node.output)
         out = self.var[node.output]
         same = [self._meta(n) == (oshape, odtype) for n in node.inputs]
+        # the cotangent's buffer may be reused only for a real array (a 0-d result can be a numpy
+        # scalar) and when cotangent types are known to match their values
+        ip = g if oshape != () and self.inplace_backward else None
         res: list[str] = [""] * len(ins)
         if op in ("add", "sub") and not attrs:
             if needs[0]:
-                res[0] = self._sum_to(g, oshape, shapes[0], False)
+                res[0] = self._sum_to(g, oshape, shapes[0])
             if needs[1]:
                 gb = g
                 if op == "sub":
-                    gb = self._emit_fresh(f"-{g}", (g,), g, f"xp.negative({g}, out={g})")
-                res[1] = self._sum_to(gb, oshape, shapes[1], op == "sub")
+                    gb = self._emit_fresh(f"-{g}", (g,), ip, f"xp.negative({g}, out={g})")
+                res[1] = self._sum_to(gb, oshape, shapes[1])
             return res
         if op == "mul" and not attrs:
             for j, other in ((0, ins[1]), (1, ins[0])):
                 if needs[j]:
-                    t = self._emit_fresh(f"{g} * {other}", (g, other), g,
+                    t = self._emit_fresh(f"{g} * {other}", (g, other), ip,
                                          f"xp.multiply({g}, {other}, out={g})")
-                    res[j] = self._sum_to(t, oshape, shapes[j], True)
+                    res[j] = self._sum_to(t, oshape, shapes[j])
             return res
         if op == "matmul" and not attrs and len(shapes[0]) == 2 and len(shapes[1]) == 2:
             if needs[0]:
@@ -202,15 +211,15 @@ class Emitter:
                 res[1] = self._emit_fresh(f"xp.matmul(xp.swapaxes({ins[0]}, -1, -2), {g})", (g, ins[0]))
             return res
         if op == "neg" and not attrs:
-            return [self._emit_fresh(f"-{g}", (g,), g, f"xp.negative({g}, out={g})")]
+            return [self._emit_fresh(f"-{g}", (g,), ip, f"xp.negative({g}, out={g})")]
         if op == "relu" and not attrs:
             # where(x > 0, g, 0 * g) == g * (out > 0) bit for bit: out > 0 exactly when x > 0
             # (NaN included), and g * 1 = g, g * 0 = 0 * g with the same sign
-            inplace = g if same[0] else None
+            inplace = ip if same[0] else None
             return [self._emit_fresh(f"{g} * xp.greater({out}, 0)", (g, out), inplace,
                                      f"xp.multiply({g}, xp.greater({out}, 0), out={g})")]
         if op == "tanh" and not attrs:
-            inplace = g if same[0] else None
+            inplace = ip if same[0] else None
             return [self._emit_fresh(f"{g} * (1 - {out} * {out})", (g, out), inplace,
                                      f"xp.multiply({g}, 1 - {out} * {out}, out={g})")]
         if op in ("sum", "mean"):

@@ -42,6 +42,7 @@ class Tracer:
         self.constants: dict[str, np.ndarray] = {}
         self.nodes: list[Node] = []
         self._named = dict(named or {})  # id -> state_dict name, for parameters and buffers
+        self._declared: dict[int, Tensor] = {}  # tensors declared input-independent (constant())
         self._params_as_inputs = params_as_inputs
         self._strict = strict
         self._count = 0
@@ -71,7 +72,7 @@ class Tracer:
             self._bind(t, named)
             self.constants[named] = to_numpy(t.data).copy()
             return named
-        if self._strict:
+        if self._strict and id(t) not in self._declared:
             self._refuse(t)
         name = f"c{len(self.constants)}"
         while name in self.tensors:
@@ -89,9 +90,13 @@ class Tracer:
         if t.data.ndim > 0:
             raise TraceError(
                 f"a tensor of shape {t.shape} was created outside torchlean's primitives during the "
-                "step (e.g. a mask computed from data, or a random mask); the compiled plan would "
-                "freeze its value. Register constant tensors as buffers, or use the eager backend"
+                "step (e.g. a mask computed from data); the compiled plan would freeze its value. "
+                "Register constant tensors as buffers, wrap one that depends on shapes only in "
+                "torchlean.runtime.trace.constant(), or use the eager backend"
             )
+
+    def declare_constant(self, t: Tensor) -> None:
+        self._declared[id(t)] = t  # kept alive, so the id stays this tensor's
 
     def random_source(self, t: Tensor, draw: Callable[[], Any]) -> None:
         """Called by ``random.random_mask``: ``t`` holds one draw of ``draw()``. A plan makes it
@@ -113,6 +118,17 @@ class Tracer:
     def graph(self, outputs: Sequence[Tensor]) -> Graph:
         outs = [self.name_of(o) for o in outputs]
         return Graph(list(self.inputs), dict(self.constants), list(self.nodes), outs).check()
+
+
+def constant(t: Tensor) -> Tensor:
+    """Declare that ``t`` depends on shapes only, never on the values of any input (a causal
+    mask, a positional table built in ``forward``), so a compiled plan may keep its traced value.
+    Returns ``t``; outside tracing it does nothing. A wrong declaration is a silent wrong result:
+    plans are re-traced when shapes change, not when values do."""
+    tracer = STATE.tracer
+    if tracer is not None and hasattr(tracer, "declare_constant"):
+        tracer.declare_constant(t)
+    return t
 
 
 @contextmanager
@@ -151,7 +167,9 @@ def trace(model_or_fn: Callable[..., Any], *example_inputs: Any) -> Graph:
 
     Inputs are named ``input0``, ``input1``, ...; a Module's parameters and buffers become
     constants under their ``state_dict`` names. Evaluating the graph with
-    ``runtime.execute.run_graph`` reproduces the eager outputs bit for bit.
+    ``runtime.execute.run_graph`` reproduces the eager outputs bit for bit. Trace
+    models in eval mode: a dropout mask drawn during the trace is kept as a constant here (the
+    compiled backend, by contrast, draws it again on every run).
     """
     xs = [x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in example_inputs]
     tracer = Tracer(module_names(model_or_fn))

@@ -57,6 +57,17 @@ def ibp(net: FloatNet, lo, hi, C=None):
     return l, u
 
 
+def _ibp_layers(xp, layers, lo, hi) -> list[tuple[Any, Any]]:
+    """IBP bounds of every pre-activation (and of the output)."""
+    out, l, u = [], lo, hi
+    for i, (W, b) in enumerate(layers):
+        W, b = xp.asarray(W), xp.asarray(b)
+        c, r = (l + u) / 2 @ W.T + b, (u - l) / 2 @ xp.abs(W).T
+        out.append((c - r, c + r))
+        l, u = _pos(xp, c - r), _pos(xp, c + r)
+    return out
+
+
 def _with_spec(net: FloatNet, C) -> list[tuple[np.ndarray, np.ndarray]]:
     """Compose the last layer with the rows of C (k, n_out), as CROWN starts from c·y."""
     if C is None:
@@ -100,6 +111,7 @@ def crown(net: FloatNet, lo, hi, C=None, alpha_steps: int = 0, lr: float = 0.0):
     layers = _with_spec(net, C)
     B = lo.shape[0]
     pre: list[tuple[Any, Any]] = []
+    ibp_ref = _ibp_layers(xp, layers, lo, hi)
     for k in range(len(layers)):
         n = layers[k][0].shape[0]
         eye = xp.broadcast_to(xp.eye(n), (B, n, n))
@@ -113,8 +125,14 @@ def crown(net: FloatNet, lo, hi, C=None, alpha_steps: int = 0, lr: float = 0.0):
             if alpha_steps and k == len(layers) - 1:
                 l = xp.maximum(l, _alpha(xp, layers, k, eye, lo, hi, pre, alpha_steps, lr))
                 u = xp.minimum(u, -_alpha(xp, layers, k, -eye, lo, hi, pre, alpha_steps, lr))
+        if k > 0:  # one IBP step from the previous bounds: both are valid, keep the tighter
+            W, b = xp.asarray(layers[k][0]), xp.asarray(layers[k][1])
+            pl, pu = _pos(xp, pre[-1][0]), _pos(xp, pre[-1][1])
+            c, r = (pl + pu) / 2 @ W.T + b, (pu - pl) / 2 @ xp.abs(W).T
+            l, u = xp.maximum(l, c - r), xp.minimum(u, c + r)
+            if ibp_ref is not None:  # so CROWN is never looser than IBP, by construction
+                l, u = xp.maximum(l, ibp_ref[k][0]), xp.minimum(u, ibp_ref[k][1])
         if k + 1 < len(layers):
-            # IBP of the previous layer may be tighter per neuron; both are valid
             pre.append((l, u))
         else:
             return l, u

@@ -86,11 +86,38 @@ def load_net(path: str | Path) -> Net:
         raise InputError(f"{path}: {e}") from None
 
 
-def load_spec(path: str | Path) -> Spec:
+def load_spec(path: str | Path, cross_check: bool = True) -> Spec:
+    """The property as the checker reads it (``certificates.property``), cross-checked against the
+    bridge's independent lark parser: the statement a verdict is about must not hinge on one
+    parser (a shared-state bug in one of them once turned an unsat property into a "sat" one)."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{path}: no such file")
     try:
-        return parse_property(p.read_text())
+        spec = parse_property(p.read_text())
     except ValueError as e:
         raise InputError(f"{path}: {e}") from None
+    if cross_check:
+        other = _bridge_spec(p)
+        if other is not None and other != _canon(spec):
+            raise InputError(f"{path}: the two VNN-LIB readers disagree on this property; refusing it")
+    return spec
+
+
+def _canon(spec: Spec) -> Any:
+    return (spec.n_in, spec.n_out, sorted(
+        (r.lo, r.hi, sorted(sorted((t.a, t.b) for t in d) for d in r.disjuncts)) for r in spec.regions))
+
+
+def _bridge_spec(p: Path) -> Any:
+    try:
+        from ..bridge.vnnlib import parse_vnnlib
+    except ImportError:
+        return None
+    try:
+        prop = parse_vnnlib(p)
+    except ValueError as e:
+        raise InputError(str(e).splitlines()[0]) from None
+    return (prop.n_inputs, prop.n_outputs, sorted(
+        (r.lower_exact, r.upper_exact, sorted(sorted((c.coeffs, c.rhs) for c in d) for d in r.disjuncts))
+        for r in prop.regions))

@@ -1,0 +1,136 @@
+"""Bound propagation: IBP, CROWN, α-CROWN (untrusted, verify/) and the certified forward / CROWN
+bounds (certificates/: exact rationals and the sound fast float64 mode).
+
+Soundness: every bound contains the exact outputs of sampled points; CROWN is never looser than
+IBP; the fast mode agrees with the exact mode on the same boxes.
+"""
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from torchlean.certificates import fast
+from torchlean.certificates.bounds import leaf_bounds_exact, leaf_bounds_exact_crown, objective_steps
+from torchlean.certificates.fast_crown import crown_bounds
+from torchlean.certificates.network import Affine, Net, Relu, evaluate, network_from_ir
+from torchlean.certificates.property import Atom, Region
+from torchlean.spec import Graph, Node, Value
+from torchlean.verify import bounds, float_net, load_net
+
+DATA = Path(__file__).parent / "data" / "vnncomp2021"
+ACAS = DATA / "acasxu" / "ACASXU_run2a_1_1_batch_2000.onnx"
+
+
+def random_graph(rng, sizes=(3, 8, 8, 2)) -> Graph:
+    """A random float32 ReLU MLP as a spec Graph: x @ W + b, relu, ..."""
+    consts, nodes, cur = {}, [], "x"
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        consts[f"W{i}"] = rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(np.float32)
+        consts[f"b{i}"] = rng.normal(0, 0.3, (b,)).astype(np.float32)
+        nodes += [Node("matmul", [cur, f"W{i}"], f"m{i}"), Node("add", [f"m{i}", f"b{i}"], f"z{i}")]
+        cur = f"z{i}"
+        if i + 2 < len(sizes):
+            nodes.append(Node("relu", [cur], f"h{i}"))
+            cur = f"h{i}"
+    return Graph([Value("x", (1, sizes[0]), "float32")], consts, nodes, [cur]).check()
+
+
+def exact_outputs(net: Net, pts: np.ndarray) -> np.ndarray:
+    return np.array([[float(v) for v in evaluate(net, [Fraction(float(a)) for a in p])] for p in pts])
+
+
+def sample_boxes(rng, d, n, scale=1.0):
+    c = rng.uniform(-scale, scale, (n, d))
+    r = rng.uniform(0, scale / 2, (n, d))
+    return c - r, c + r
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_bounds_contain_exact_outputs_and_crown_tighter(seed):
+    rng = np.random.default_rng(seed)
+    g = random_graph(rng)
+    net = network_from_ir(g.to_dict())
+    lo, hi = sample_boxes(rng, 3, 6)
+    bnds = {m: bounds(g, (lo, hi), method=m) for m in ("ibp", "crown", "alpha-crown")}
+    for b in range(len(lo)):
+        pts = rng.uniform(lo[b], hi[b], (40, 3))
+        y = exact_outputs(net, np.vstack([pts, lo[b:b + 1], hi[b:b + 1]]))
+        for m, (l, u) in bnds.items():
+            assert (y >= l[b] - 1e-9).all() and (y <= u[b] + 1e-9).all(), m
+    li, ui = bnds["ibp"]
+    for m in ("crown", "alpha-crown"):
+        l, u = bnds[m]
+        assert (l >= li - 1e-12).all() and (u <= ui + 1e-12).all(), m
+    lc, uc = bnds["crown"]
+    la, ua = bnds["alpha-crown"]
+    assert (la >= lc - 1e-12).all() and (ua <= uc + 1e-12).all()
+
+
+def test_acas_bounds_contain_samples():
+    net = load_net(ACAS)
+    rng = np.random.default_rng(0)
+    lo0, hi0 = np.array([-0.3, -0.5, -0.5, -0.5, -0.5]), np.array([0.68, 0.5, 0.5, 0.5, 0.5])
+    w = (hi0 - lo0) / 8
+    lo = rng.uniform(lo0, hi0 - w, (4, 5))
+    hi = lo + w
+    li, ui = bounds(net, (lo, hi), "ibp")
+    lc, uc = bounds(net, (lo, hi), "crown")
+    assert (lc >= li).all() and (uc <= ui).all()
+    assert (uc - lc).sum() < (ui - li).sum()
+    fn = float_net(net)
+    for b in range(4):
+        y = fn.forward(rng.uniform(lo[b], hi[b], (300, 5)))
+        assert (y >= lc[b] - 1e-9).all() and (y <= uc[b] + 1e-9).all()
+
+
+def test_bounds_api_errors_and_single_box():
+    g = random_graph(np.random.default_rng(1))
+    l, u = bounds(g, (np.zeros(3), np.ones(3)), "crown")
+    assert l.shape == (2,) and (l <= u).all()
+    with pytest.raises(ValueError, match="unknown bound method"):
+        bounds(g, (np.zeros(3), np.ones(3)), "nope")
+    with pytest.raises(ValueError, match="does not match"):
+        bounds(g, (np.zeros(4), np.ones(4)))
+    with pytest.raises(ValueError, match="lo > hi"):
+        bounds(g, (np.ones(3), np.zeros(3)))
+
+
+def _rows_region(n_out, d_lo, d_hi):
+    """A region whose atoms are y_j <= 0 for every output (so the final rows are the outputs)."""
+    atoms = tuple(Atom(tuple(Fraction(int(i == j)) for i in range(n_out)), Fraction(0), False)
+                  for j in range(n_out))
+    return Region(tuple(d_lo), tuple(d_hi), (atoms,))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_certified_bounds_fast_agrees_with_exact_and_contains_samples(seed):
+    rng = np.random.default_rng(10 + seed)
+    g = random_graph(rng, (3, 6, 5, 2))
+    net = network_from_ir(g.to_dict())
+    lo, hi = sample_boxes(rng, 3, 3, 0.8)
+    region = _rows_region(2, [Fraction(0)] * 3, [Fraction(0)] * 3)
+    steps, _ = objective_steps(net, region)
+    layers = fast.prepare(steps)
+    f_fwd = fast.forward_bounds(layers, lo, hi)
+    f_crown = crown_bounds(layers, lo, hi)
+    for b in range(len(lo)):
+        qlo, qhi = [Fraction(v) for v in lo[b]], [Fraction(v) for v in hi[b]]
+        e_fwd = np.array([float(v) for v in leaf_bounds_exact(steps, qlo, qhi)])
+        e_crown = np.array([float(v) for v in leaf_bounds_exact_crown(steps, qlo, qhi)])
+        # the fast mode is sound (never above the exact value by more than its own slack) and close
+        assert np.allclose(f_fwd[b], e_fwd, rtol=1e-9, atol=1e-9)
+        assert np.allclose(f_crown[b], e_crown, rtol=1e-9, atol=1e-9)
+        y = exact_outputs(net, rng.uniform(lo[b], hi[b], (50, 3)))
+        assert (y >= e_crown - 1e-12).all() and (y >= e_fwd - 1e-12).all()
+        assert (y.min(0) >= f_crown[b]).all() and (y.min(0) >= f_fwd[b]).all()
+
+
+def test_fast_bounds_reject_nonfinite():
+    net = Net(1, 1, (Affine([[Fraction(10) ** 300]], [Fraction(0)]), Relu(),
+                     Affine([[Fraction(10) ** 300]], [Fraction(0)])))
+    layers = fast.prepare(net.steps)
+    lb = fast.forward_bounds(layers, np.array([[-1e10]]), np.array([[1e10]]))
+    assert np.isneginf(lb).all()
+    assert np.isneginf(crown_bounds(layers, np.array([[-1e10]]), np.array([[1e10]]))).all()
