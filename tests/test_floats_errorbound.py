@@ -170,6 +170,15 @@ def test_weakened_assumptions_are_rejected(cert):
     assert not check(_resign(c)).ok
 
 
+def test_switching_to_looser_ranges_is_rejected():
+    g = mlp([4, 32, 32, 32, 2], "relu", seed=7)
+    c = bound_certificate(g, BOX4)  # back-substituted ranges: smaller claimed steps
+    forward = bound_certificate(g, BOX4, ranges="forward")
+    assert _eps(c).max() < _eps(forward).max()
+    c["statement"]["ranges"] = "forward"
+    assert not check(_resign(c)).ok
+
+
 def test_malformed_certificates_are_rejected_not_raised(cert):
     c = copy.deepcopy(cert)
     c["statement"]["layers"][0]["weight"]["hex"] = "zz"

@@ -205,17 +205,11 @@ def leaf_bounds_exact_crown(steps: tuple[Affine | Relu, ...], lo: list[Fraction]
     pre-activation bound is itself a back-substitution bound (slow: for small networks)."""
     affs = [s for s in steps if isinstance(s, Affine)]
     relax: list[list[tuple[Fraction, Fraction, Fraction]]] = []
-    post: list[tuple[Fraction, Fraction]] = []  # previous layer's post-activation bounds
     for k in range(len(affs) - 1):
-        layer, nxt = [], []
+        layer = []
         for i in range(len(affs[k].c)):
             low = _back_exact(affs, relax, k, _unit(len(affs[k].c), i, 1), lo, hi)
             up = -_back_exact(affs, relax, k, _unit(len(affs[k].c), i, -1), lo, hi)
-            if k > 0:  # one interval step from the previous layer; keep the tighter
-                row, c = affs[k].M[i], affs[k].c[i]
-                low = max(low, c + sum((w * (a if w > 0 else b) for w, (a, b) in zip(row, post) if w), Fraction(0)))
-                up = min(up, c + sum((w * (b if w > 0 else a) for w, (a, b) in zip(row, post) if w), Fraction(0)))
-            nxt.append((max(low, Fraction(0)), max(up, Fraction(0))))
             if low >= 0:
                 layer.append((Fraction(1), Fraction(0), Fraction(1)))
             elif up <= 0:
@@ -224,7 +218,6 @@ def leaf_bounds_exact_crown(steps: tuple[Affine | Relu, ...], lo: list[Fraction]
                 s, t, alpha = relu_relaxation(_down(low), _up(up))
                 layer.append((s, t, Fraction(alpha)))
         relax.append(layer)
-        post = nxt
     k = len(affs) - 1
     return [_back_exact(affs, relax, k, _unit(len(affs[k].c), i, 1), lo, hi) for i in range(len(affs[k].c))]
 

@@ -25,6 +25,15 @@ def _floor_fixed(q: Fraction) -> int:
     return (q.numerator * ONE) // q.denominator
 
 
+def _down(q: Fraction) -> Fraction:
+    """q rounded down to the grid 2^-F (keeps the numbers small; still a lower bound)."""
+    return Fraction(_floor_fixed(q), ONE)
+
+
+def _up(q: Fraction) -> Fraction:
+    return -_down(-q)
+
+
 def _mag(iv: Interval) -> Fraction:
     return max(abs(iv[0]), abs(iv[1]))
 
@@ -67,7 +76,8 @@ class DeepPoly:
             elif hi <= 0:
                 relax.append(("off", None, None, None))
             else:
-                relax.append(("cut", hi / (hi - lo), lo, 1 if hi >= -lo else 0))
+                # chord slope rounded up and its foot rounded down: still above relu on [lo, hi]
+                relax.append(("cut", _up(hi / (hi - lo)), _down(lo), 1 if hi >= -lo else 0))
         self.steps.append(("relu", relax, [_mag(r) for r in pre]))
         self.cur = [(max(lo, Fraction(0)), max(hi, Fraction(0))) for lo, hi in pre]
 
@@ -78,7 +88,7 @@ class DeepPoly:
         hi = self._upper(lam)
         lam[k] = -ONE
         lo = -self._upper(lam)
-        return lo, hi
+        return _down(lo), _up(hi)
 
     def _upper(self, lam: list[int]) -> Fraction:
         const = Fraction(0)

@@ -48,7 +48,8 @@ def prepare(steps: tuple[Any, ...]) -> list[tuple]:
         if not isinstance(s, Affine):
             out.append(("relu",))
             continue
-        M = np.array([[float(v) for v in row] for row in s.M], dtype=np.float64).reshape(len(s.M), -1)
+        M = np.array([[v.numerator / v.denominator for v in row] for row in s.M],
+                     dtype=np.float64).reshape(len(s.M), -1)  # int / int: correctly rounded
         c = np.array([float(v) for v in s.c], dtype=np.float64)
         EM = _err(s.M, M)
         Ec = _err([s.c], c[None, :])[0]
@@ -62,7 +63,8 @@ def _err(exact: list[list[Fraction]], f: np.ndarray) -> np.ndarray:
     for i, row in enumerate(exact):
         for j, q in enumerate(row):
             fv = float(f[i, j])
-            if Fraction(fv) != q:
+            # (as_integer_ratio and Fraction are both in lowest terms: equal iff fv == q exactly)
+            if fv.as_integer_ratio() != (q.numerator, q.denominator):
                 e = abs(q - Fraction(fv))
                 E[i, j] = math.nextafter(float(e), math.inf)
     return E

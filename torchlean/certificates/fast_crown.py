@@ -2,7 +2,8 @@
 
 Every pre-activation bound is a CROWN bound: one back-substitution per layer from all of its
 neurons (lower rows +I, upper rows -I, stacked) through the ReLU relaxations of the earlier layers,
-concretised over the box, intersected with one interval step from the previous layer's bounds. The relaxations are ``fast.relax``'s, built from the certified bounds.
+concretised over the box (optionally intersected with one interval step from the previous
+layer's bounds; off by default, and the exact mode does not do it). The relaxations are ``fast.relax``'s, built from the certified bounds.
 Same assumption and error accounting as ``fast.py`` (IEEE-754 binary64, round-to-nearest,
 standard model; every rounding error is bounded by γ·(the computation on absolute values) and
 moved into the constant, inflated by 4, plus ``TINY`` per entry):
@@ -20,6 +21,8 @@ import numpy as np
 
 from .fast import TINY, U, gamma, relax
 
+IBP_STEP = False  # measured: tighter intermediate bounds made ACAS trees larger (CROWN is not monotone in them)
+
 
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def crown_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_lam: bool = False):
@@ -35,7 +38,7 @@ def crown_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_lam: 
             lb, _ = _back(affs, relus, vmaxs, k, lo, hi, xm, both=True)
             n = affs[k][1].shape[0]
             low, upp = lb[:, :n].T, -lb[:, n:].T
-            if k > 0:  # one interval step from the previous layer's bounds; keep the tighter
+            if k > 0 and IBP_STEP:  # one interval step from the previous layer's bounds; keep the tighter
                 il, iu = _ibp_step(affs[k], post_lo, vmaxs[k])
                 low, upp = np.maximum(low, il), np.minimum(upp, iu)
             bad |= ~(np.isfinite(low).all(0) & np.isfinite(upp).all(0))

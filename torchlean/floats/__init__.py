@@ -17,10 +17,13 @@ from ..certificates.rounding import (
     round_fraction,
     round_sqrt,
 )
+from .emulate import emulate
 from .errorbound import bound_certificate, epsilons, float_sound_bounds, observed_error, widen
+from .network import ROUNDING_RULES
 
 __all__ = [
-    "FORMATS", "MODES", "FloatValue", "Format", "bound_certificate", "decode", "encode",
+    "FORMATS", "MODES", "ROUNDING_RULES", "FloatValue", "Format", "bound_certificate", "decode",
+    "emulate", "encode",
     "epsilons", "finite_values", "float_sound_bounds", "get_format", "observed_error",
     "round_fraction", "round_sqrt", "widen",
 ]

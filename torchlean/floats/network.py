@@ -24,6 +24,22 @@ _NP_FORMATS = {"float64": "binary64", "float32": "binary32", "float16": "binary1
 _UINT = {64: ">u8", 32: ">u4", 16: ">u2"}
 
 
+#: The rounding-error rule of each primitive the certified analysis covers (the floats column of
+#: ``python -m torchlean.proofs show --coverage``); the checker's side is certificates/errorbound.py.
+ROUNDING_RULES: dict[str, str] = {
+    "matmul": "linear: gamma_k (sum |W||x~| + |b|) + 4k eta, k nonzero terms, any order, FMA or not",
+    "conv2d": "linear (unfolded to its dense matrix; only nonzero taps counted)",
+    "add": "bias of the preceding linear, or add_const: u (|x~| + |c|)",
+    "sub": "add_const with the negated constant",
+    "relu": "exact in floats, 1-Lipschitz (secant slope in [0, 1])",
+    "tanh": "library kernel within kernel_ulps ulp, tanh' <= 1 - tanh(m)^2",
+    "sigmoid": "1/(1+exp(-x)) as the runtime computes it: rho sigma + eta, sigma' <= 1/4",
+    "max_pool2d": "exact in floats, 1-Lipschitz in the max norm",
+    "flatten": "exact (row-major reshape)",
+    "reshape": "exact (row-major reshape)",
+}
+
+
 class LoweringError(ValueError):
     """The graph has an operation the error analysis does not cover; the message names it."""
 

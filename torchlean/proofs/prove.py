@@ -220,9 +220,10 @@ class Search:
         for _, t in self.script.asserts:
             if isinstance(t, tuple) and t[0] in ("or", "=>") and leaf.decide(t) is None:
                 for sub in t[1:]:
-                    cand = sub[1] if isinstance(sub, tuple) and sub[0] == "not" else sub
-                    if leaf.decide(cand) is None:
-                        return cand
+                    if leaf.decide(sub) is None:
+                        cand = self._open_atom(leaf, sub)
+                        if cand is not None:
+                            return cand
         return None
 
     def _open_atom(self, leaf: Leaf, t: SExpr) -> SExpr | None:

@@ -154,7 +154,8 @@ def axiom_instances(exprs: Sequence[sympy.Basic]) -> list[tuple[str, str]]:
                 break
     for a in _sqrt_args(exprs):
         out.append(("sqrt_pos", f"(=> (> {smt(a)} 0) (> (tl_sqrt {smt(a)}) 0))"))
-        out.append(("sqrt_sq", f"(=> (>= {smt(a)} 0) (= (* (tl_sqrt {smt(a)}) (tl_sqrt {smt(a)})) {smt(a)}))"))
+        sa = smt(a)
+        out.append(("sqrt_sq", f"(=> (>= {sa} 0) (= (* (tl_sqrt {sa}) (tl_sqrt {sa})) {sa}))"))
     return out
 
 

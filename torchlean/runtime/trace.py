@@ -70,7 +70,7 @@ class Tracer:
             if self._params_as_inputs:
                 return self.add_input(t, named)
             self._bind(t, named)
-            self.constants[named] = to_numpy(t.data).copy()
+            self.constants[named] = _snapshot(t)
             return named
         if self._strict and id(t) not in self._declared:
             self._refuse(t)
@@ -78,7 +78,7 @@ class Tracer:
         while name in self.tensors:
             name = "_" + name
         self._bind(t, name)
-        self.constants[name] = to_numpy(t.data).copy()
+        self.constants[name] = _snapshot(t)
         return name
 
     def _refuse(self, t: Tensor) -> None:
@@ -178,3 +178,10 @@ def trace(model_or_fn: Callable[..., Any], *example_inputs: Any) -> Graph:
     with tracing(tracer), no_grad():
         out = model_or_fn(*xs)
     return tracer.graph(flatten_outputs(out))
+
+
+def _snapshot(t: Tensor) -> np.ndarray:
+    # keep the memory layout: BLAS may round differently for a transposed operand, and graph
+    # evaluation must see the same layout as eager did (JSON stores row-major bytes, so a
+    # column-major parameter is the one case where a round trip can change matmul's bits)
+    return np.array(to_numpy(t.data), copy=True, order="K")

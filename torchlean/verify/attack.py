@@ -111,3 +111,23 @@ def search(net: Net, fnet: FloatNet, spec: Spec, seed: int = 0, samples: int = 2
             if found is not None:
                 return found
     return None
+
+
+def pgd_in_boxes(fnet: FloatNet, region: Region, lo: np.ndarray, hi: np.ndarray, steps: int = 8) -> np.ndarray:
+    """From each box's centre, a few sign-gradient steps per disjunct towards its unsafe set,
+    staying in the box; returns the candidates (B·J, d). Used on the open boxes of branch-and-bound,
+    where a counterexample, if any, is most likely."""
+    out = []
+    for disj in region.disjuncts:
+        if not disj:
+            continue
+        A = np.array([[float(a) for a in t.a] for t in disj])
+        b = np.array([float(t.b) for t in disj])
+        z = (lo + hi) / 2
+        step = (hi - lo) / 4
+        for _ in range(steps):
+            _, g = _grad(fnet, z, A, b)
+            z = np.clip(z - step * np.sign(g), lo, hi)
+            step = step * 0.7
+        out.append(z)
+    return np.concatenate(out) if out else (lo + hi) / 2

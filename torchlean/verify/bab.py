@@ -31,7 +31,7 @@ from . import attack
 from .network import float_net
 
 EPS = 1e-8
-SPLIT = 'forms'
+SPLIT = "single"  # split on the gradient of the best single atom (measured best on ACAS)
 
 
 @dataclass
@@ -141,8 +141,10 @@ def _bab_region(net, spec, fnet, region: Region, deadline: float, batch: int, pr
     bar = _bar(progress, label)
     done = 0.0
     try:
+        last_dt = 0.0
         while stack_id:
-            if time.perf_counter() > deadline:
+            start = time.perf_counter()
+            if start + last_dt > deadline:  # the next batch would overrun the limit
                 return None
             k = min(batch, len(stack_id))
             lo = np.array(stack_lo[-k:])
@@ -178,7 +180,8 @@ def _bab_region(net, spec, fnet, region: Region, deadline: float, batch: int, pr
             done += float(vol[proven].sum())
             open_ = np.nonzero(~proven)[0]
             if open_.size:
-                found = attack.try_points(net, fnet, spec, region, (lo[open_] + hi[open_]) / 2)
+                cand = attack.pgd_in_boxes(fnet, region, lo[open_], hi[open_])
+                found = attack.try_points(net, fnet, spec, region, cand)
                 if found is not None:
                     return found
             smart = _smart_dims(layers, groups, lo[open_], hi[open_], live,
@@ -186,8 +189,14 @@ def _bab_region(net, spec, fnet, region: Region, deadline: float, batch: int, pr
             for n_i, i in enumerate(open_):
                 j = int(best[i].argmin())
                 row = groups[j][0] + int(best_k[i, j])
+                if SPLIT == "single":  # the best single atom's gradient, not a combination's
+                    singles = [groups[j][0] + o for o, c in enumerate(names[j]) if len(c) == 1]
+                    row = singles[int(np.argmax(lb[i, singles]))]
+                elif SPLIT == "sum":  # all rows of the disjunct together
+                    row = None
                 w = hi[i] - lo[i]
-                score = np.abs(forms[i, row]) * w if SPLIT != 'width' else w / np.where(live, width0, 1) * live
+                g = forms[i, groups[j][0]:groups[j][1]].sum(0) if row is None else forms[i, row]
+                score = np.abs(g) * w if SPLIT != 'width' else w / np.where(live, width0, 1) * live
                 dim = int(score.argmax()) if score.max() > 0 else int(w.argmax())
                 if smart is not None:
                     dim = int(smart[n_i])
@@ -204,6 +213,7 @@ def _bab_region(net, spec, fnet, region: Region, deadline: float, batch: int, pr
                 stack_lo += [up_lo, lo[i]]
                 stack_hi += [hi[i], lw_hi]
                 stack_id += [b, a]
+            last_dt = time.perf_counter() - start
             if bar is not None:
                 bar.n = round(done, 6)
                 bar.set_postfix(boxes=stats["boxes"], leaves=stats["leaves"], queue=len(stack_id), refresh=False)

@@ -1,0 +1,70 @@
+"""Complete verification on the VNN-COMP 2021 instances in tests/data: the published verdict or a
+timeout, never the opposite; every unsat certificate accepted by the checker; every sat
+counterexample accepted by exact evaluation (and onnxruntime in test_verify.py).
+
+Default run: the test/ instances, MNIST with a short limit, and a few quick ACAS Xu instances.
+``-m slow``: every ACAS Xu instance of expected.csv at 116 s.
+"""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from torchlean.certificates.bounds import check_vnn
+from torchlean.verify import load_net, load_spec, verify
+from torchlean.verify.attack import confirm
+
+DATA = Path(__file__).parent / "data" / "vnncomp2021"
+
+
+def _expected(folder: str) -> list[tuple[str, str, str]]:
+    with open(DATA / folder / "expected.csv") as f:
+        return [(r["onnx"], r["vnnlib"], r["expected"]) for r in csv.DictReader(f)]
+
+
+def _solve(folder: str, onnx: str, vnnlib: str, timeout: float):
+    net, spec = load_net(DATA / folder / onnx), load_spec(DATA / folder / vnnlib)
+    res = verify(net, spec, timeout=timeout)
+    if res.verdict in ("sat", "unsat"):
+        v = check_vnn(res.cert, net, spec)
+        assert v.ok, v.reason
+    if res.verdict == "sat":
+        assert confirm(net, spec, res.x)
+    return res
+
+
+TEST_CASES = [("test_nano.onnx", "test_nano.vnnlib", "unsat"), ("test_tiny.onnx", "test_tiny.vnnlib", "unsat"),
+              ("test_small.onnx", "test_small.vnnlib", "unsat"), *_expected("test")]
+
+
+@pytest.mark.parametrize("onnx,vnnlib,expected", TEST_CASES)
+def test_test_instances(onnx, vnnlib, expected):
+    # nano/tiny/small have no published verdict; unsat is what the exact checker accepts
+    assert _solve("test", onnx, vnnlib, 60).verdict == expected
+
+
+QUICK_ACAS = [
+    ("ACASXU_run2a_1_1_batch_2000.onnx", "prop_1.vnnlib", "unsat"),
+    ("ACASXU_run2a_1_1_batch_2000.onnx", "prop_4.vnnlib", "unsat"),
+    ("ACASXU_run2a_1_2_batch_2000.onnx", "prop_2.vnnlib", "sat"),
+    ("ACASXU_run2a_1_7_batch_2000.onnx", "prop_3.vnnlib", "sat"),
+]
+
+
+@pytest.mark.parametrize("onnx,vnnlib,expected", QUICK_ACAS)
+def test_quick_acas(onnx, vnnlib, expected):
+    assert (onnx, vnnlib, expected) in _expected("acasxu")
+    assert _solve("acasxu", onnx, vnnlib, 60).verdict in (expected, "timeout")
+
+
+@pytest.mark.parametrize("onnx,vnnlib,expected", _expected("mnistfc")[:1])
+def test_mnist_never_wrong(onnx, vnnlib, expected):
+    assert _solve("mnistfc", onnx, vnnlib, 10).verdict in (expected, "timeout")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("onnx,vnnlib,expected", _expected("acasxu") + _expected("mnistfc"))
+def test_all_instances(onnx, vnnlib, expected):
+    folder = "acasxu" if onnx.startswith("ACAS") else "mnistfc"
+    assert _solve(folder, onnx, vnnlib, 116).verdict in (expected, "timeout")

@@ -1,0 +1,9 @@
+"""Obligations, SMT-LIB emission, cvc5/z3 discharge, artifacts and the CLI.
+
+See DESIGN.md ("Proofs are about the code that runs", "Artifacts and the trusted checker").
+"""
+
+from .obligation import SOURCES, Obligation, source
+from .verified import verified
+
+__all__ = ["SOURCES", "Obligation", "source", "verified"]

@@ -1,0 +1,166 @@
+"""Discharging obligations: solver, certificate search, self-check, artifact; in parallel.
+
+Each obligation runs in its own process (a solver that ignores its time limit or crashes is
+killed and reported, never counted as proved). For ``unsat`` the certificate search builds a tree
+for the trusted checker; if the search fails, the artifact says so and the claim is recorded as
+solver-trusted, naming the solver and the rules of its proof.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..certificates import check as replay
+from .artifacts import FORMAT, path_for, write_atomic
+from .obligation import Obligation
+from .solve import SolverRun, solve
+
+
+@dataclass
+class Report:
+    name: str
+    status: str  # proved | trusted | refuted | unknown | timeout | error
+    solver_seconds: float = 0.0
+    search_seconds: float = 0.0
+    message: str = ""
+
+
+def _search(ob: Obligation, timeout: float) -> tuple[dict[str, Any] | None, str, float]:
+    """(tree, why not, seconds): a refutation tree the trusted checker accepts, or None."""
+    from .prove import NoProof, certificate_tree
+
+    t0, tree, why = time.perf_counter(), None, ""
+    try:
+        tree = certificate_tree(ob.smtlib, timeout=timeout)
+    except NoProof as e:
+        why = str(e)
+    except Exception as e:  # noqa: BLE001 - the search is untrusted; failing it only costs a check
+        why = f"{type(e).__name__}: {e}"
+    if tree is not None and not replay({"kind": "refutation", "tree": tree, "statement": ob.smtlib}).ok:
+        tree, why = None, "self-check rejected the certificate found"
+    return tree, why[:500], round(time.perf_counter() - t0, 6)
+
+
+def artifact_for(ob: Obligation, solver: str, timeout: float, found: tuple[Any, str, float] | None,
+                 run: SolverRun | None) -> dict[str, Any]:
+    """The artifact from a certificate search result and a solver run (either may be missing:
+    a solver killed for time leaves ``run`` None)."""
+    status = run.status if run is not None else "timeout"
+    out: dict[str, Any] = {
+        "format": FORMAT,
+        "obligation": {"name": ob.name, "kind": ob.kind, "subject": ob.subject, "hash": ob.hash,
+                       "statement": ob.statement, "assumptions": list(ob.assumptions),
+                       "smtlib": ob.smtlib},
+        "solver": {"name": solver, "version": run.version if run else "",
+                   "options": run.options if run else {}, "result": status,
+                   "seconds": round(run.seconds, 6) if run else None,
+                   "message": (run.message if run else "killed at the time limit")[:500]},
+    }
+    tree, why, secs = found if found is not None else (None, "not searched", 0.0)
+    out["search_seconds"] = secs
+    if status == "sat":
+        from .counterexample import explain
+
+        out["result"], out["counterexample"] = "sat", explain(ob.smtlib, run.model)  # type: ignore[union-attr]
+        return out
+    if run is not None and status == "unsat":
+        out["solver_proof"] = {"format": run.proof_format, "zlib_base64": run.proof}
+    cert: dict[str, Any] = {"kind": "refutation", "tree": tree, "trusted": []}
+    if tree is None and status == "unsat":
+        # not replayed here: name the solver's proof rules, each counted once
+        cert["trusted"] = [f"{solver}:{r}" for r in sorted(run.rules)] or [f"{solver}:unsat"]  # type: ignore[union-attr]
+        out["certificate_search"] = why
+    # proved: by the solver (unsat) or, whatever the solver said, by a certificate the checker replays
+    out["result"] = "unsat" if (status == "unsat" or tree is not None) else status
+    if tree is None and status != "unsat":
+        out["certificate_search"] = why
+    out["certificate"] = cert
+    return out
+
+
+def _child(conn: Any, ob: Obligation, solver: str, timeout: float, search: bool) -> None:
+    try:
+        found = _search(ob, max(timeout, 30.0)) if search else None
+        conn.send(("search", found))  # kept by the parent even if the solver then hangs
+        conn.send(("final", artifact_for(ob, solver, timeout, found, solve(ob.smtlib, solver, timeout))))
+    except Exception as e:  # noqa: BLE001
+        conn.send(("final", {"result": "error", "message": f"{type(e).__name__}: {e}"}))
+    conn.close()
+
+
+def _report(ob: Obligation, art: dict[str, Any]) -> Report:
+    res = art.get("result", "error")
+    solver = art.get("solver", {})
+    status = {"unsat": "proved", "sat": "refuted"}.get(res, res)
+    if res == "unsat" and art["certificate"]["tree"] is None:
+        status = "trusted"
+    msg = art.get("counterexample") or art.get("certificate_search") or art.get("message", "")
+    if res == "unsat" and solver.get("result") != "unsat":
+        msg = f"certificate checked; {solver.get('name')} said {solver.get('result')}"
+    return Report(ob.name, status, solver.get("seconds") or 0.0, art.get("search_seconds", 0.0), msg)
+
+
+def discharge(
+    obligations: list[Obligation], directory: Path, *, solver: str = "cvc5", jobs: int = 1,
+    timeout: float = 60.0, search: bool = True, progress: bool = True,
+) -> list[Report]:
+    """Discharge every obligation (``jobs`` processes); write artifacts for ``unsat`` results."""
+    from tqdm import tqdm
+
+    ctx = mp.get_context("fork")
+    pending = list(obligations)
+    running: list[tuple[Obligation, Any, Any, float, Any]] = []
+    reports: list[Report] = []
+    limit = timeout * 2 + 60  # solver + certificate search, then the process is killed
+    bar = tqdm(total=len(pending), disable=not progress, desc=f"discharge ({solver})", unit="ob")
+    try:
+        while pending or running:
+            while pending and len(running) < max(1, jobs):
+                ob = pending.pop(0)
+                parent, child = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_child, args=(child, ob, solver, timeout, search), daemon=True)
+                proc.start()
+                child.close()
+                running.append((ob, proc, parent, time.monotonic(), None))
+            still = []
+            for ob, proc, conn, started, found in running:
+                art = None
+                while conn.poll():
+                    try:
+                        tag, payload = conn.recv()
+                    except EOFError:
+                        art = {"result": "error", "message": "worker died"}
+                        break
+                    if tag == "search":
+                        found = payload
+                    else:
+                        art = payload
+                if art is None and not proc.is_alive() and not conn.poll():
+                    art = {"result": "error", "message": f"solver process crashed ({proc.exitcode})"}
+                    if found is not None:
+                        art = artifact_for(ob, solver, timeout, found, None)
+                if art is None and time.monotonic() - started > limit:
+                    proc.kill()
+                    proc.join()
+                    art = artifact_for(ob, solver, timeout, found, None)
+                    art["solver"]["message"] = f"killed after {limit:.0f}s"
+                if art is None:
+                    still.append((ob, proc, conn, started, found))
+                    continue
+                proc.join(5)
+                if art.get("result") == "unsat":
+                    write_atomic(path_for(directory, ob), art)
+                reports.append(_report(ob, art))
+                bar.update(1)
+            running = still
+            time.sleep(0.01)
+    finally:
+        for _, proc, _, _, _ in running:  # interrupted: stop what we started
+            proc.kill()
+        bar.close()
+    order = {ob.name: i for i, ob in enumerate(obligations)}
+    return sorted(reports, key=lambda r: order[r.name])

@@ -1,0 +1,113 @@
+"""``@verified``: register obligations for a model or a user-defined primitive.
+
+- On a *primitive* (a function ``kernel(xp, *inputs, **attrs)`` with ``.vjp`` set, registered the
+  way runtime rules are): ``@verified(meaning=..., shapes=[...])`` adds its forward and autograd
+  obligations, exactly as for the built-in primitives (``proofs.autograd``).
+- On a *model* (an ``nn.Module`` instance, or a zero-argument factory returning one):
+  ``@verified(input_shape=(1, 2))`` adds ``model.<name>``: the whole backward pass, traced through
+  the tape on the symbolic backend at the real shapes with symbolic weights, equals the
+  derivative of the model's forward formula (the spec meanings of the same graph).
+
+Obligations are registered as a source when the defining module is imported; name such modules
+with ``--module`` or in ``[tool.torchlean] modules``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import sympy
+
+from .autograd import Case, exact_floats, rule_obligations
+from .obligation import Obligation, source
+
+
+def _primitive(fn: Any, name: str, meaning: Callable[..., Any], cases: list[Case]) -> None:
+    if not hasattr(fn, "vjp_rule"):
+        raise TypeError(f"@verified primitive {name!r}: set fn.vjp_rule = vjp(xp, g, out, *inputs)")
+
+    @source(f"verified.primitive.{name}")
+    def _obs() -> Iterator[Obligation]:
+        for n, case in enumerate(cases):
+            yield from rule_obligations(name, fn, fn.vjp_rule, meaning, case,
+                                        subject=f"primitive:{name}", tag="" if len(cases) == 1 else f".{n}")
+
+
+def _model_obligations(name: str, build: Callable[[], Any],
+                       input_shape: tuple[int, ...]) -> Iterator[Obligation]:
+    from ..runtime.symbolic import symbols
+    from ..runtime.tensor import Tensor
+    from ..spec.primitives import PRIMITIVES
+    from . import smt
+
+    with exact_floats():
+        model = build()
+        params = list(model.parameters()) if hasattr(model, "parameters") else []
+        weights = []
+        for k, p in enumerate(params):  # symbolic weights, shapes from the real model
+            w = symbols(f"w{k}", tuple(p.shape))
+            p.data, p.requires_grad = w, True
+            weights.append(w)
+        x = Tensor(symbols("x", input_shape), requires_grad=True)
+        # the runtime's forward (records the tape) and the spec's forward (same primitives, meanings)
+        from ..runtime import rules as _rules
+
+        spec_calls: list[Any] = []
+        saved = {n: r for n, r in _rules.RULES.items()}
+        try:
+            for n, r in saved.items():
+                prim = PRIMITIVES[n]
+                _rules.RULES[n] = _rules.Rule(n, _spec_forward(prim, spec_calls), r.vjp)
+            out = model(x)
+        finally:
+            _rules.RULES.clear()
+            _rules.RULES.update(saved)
+        g = symbols("g", tuple(out.shape))
+        out.backward(Tensor(g))
+        loss = sum((g[i] * out.data[i] for i in np.ndindex(out.shape)), sympy.Integer(0))
+        pairs = []
+        leaves = [x] + params
+        for t in leaves:
+            grad = np.asarray(t.grad.data, dtype=object)
+            for idx in np.ndindex(tuple(t.shape)):
+                pairs.append((grad[idx], sympy.diff(loss, t.data[idx])))
+    exprs = [e for p in pairs for e in p]
+    claim = smt.conj([f"(= {smt.smt(a)} {smt.smt(b)})" for a, b in pairs])
+    names = sorted({s.name for e in exprs for s in sympy.sympify(e).free_symbols})
+    text = smt.script(names, claim, axioms=smt.axiom_instances(exprs),
+                      comment=f"model.{name}: backward pass equals the derivative of the forward")
+    yield Obligation("autograd", f"model:{name}", f"model.{name}", text,
+                     f"the tape's backward pass of {name} at input {input_shape} equals the derivative "
+                     "of its spec forward (symbolic weights)", {"input_shape": list(input_shape)})
+
+
+def _spec_forward(prim: Any, calls: list[Any]) -> Callable[..., Any]:
+    """A forward that computes the spec meaning (so the model's output formula is the spec's)."""
+    def fwd(xp: Any, *inputs: Any, **attrs: Any) -> Any:
+        calls.append(prim.name)
+        return np.asarray(prim.sympy(*inputs, **attrs), dtype=object)
+    return fwd
+
+
+def verified(obj: Any = None, *, name: str | None = None, meaning: Callable[..., Any] | None = None,
+             shapes: list[tuple[int, ...]] | None = None, input_shape: tuple[int, ...] | None = None,
+             cases: list[Case] | None = None) -> Any:
+    """Register proof obligations for a model or a primitive; returns the object unchanged."""
+    def register(target: Any) -> Any:
+        label = name or getattr(target, "__name__", None) or type(target).__name__
+        if meaning is not None:
+            cs = cases or [Case(tuple(tuple(s) for s in (shapes or [(1,)])))]
+            _primitive(target, label, meaning, cs)
+            return target
+        if input_shape is None:
+            raise TypeError("@verified model: give input_shape=(...)")
+        build = target if callable(target) and not hasattr(target, "parameters") else (lambda: target)
+
+        @source(f"verified.model.{label}")
+        def _obs() -> Iterator[Obligation]:
+            yield from _model_obligations(label, build, tuple(input_shape))
+        return target
+
+    return register(obj) if obj is not None else register
