@@ -93,7 +93,9 @@ def main() -> None:
     ap.add_argument("--boxes", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
-    data = next(p for p in (ROOT / "tests/data/vnncomp2021", ROOT.parent / "shared/data/vnncomp2021") if p.is_dir())
+    data = next(
+        p for p in (ROOT / "tests/data/vnncomp2021", ROOT.parent / "shared/data/vnncomp2021") if p.is_dir()
+    )
     net = load_net(data / "acasxu/ACASXU_run2a_1_1_batch_2000.onnx")
     fn = float_net(net)
     rng = np.random.default_rng(0)
@@ -101,10 +103,14 @@ def main() -> None:
     w = (hi0 - lo0) / 16
     lo = rng.uniform(lo0, hi0 - w, (a.boxes, 5))
     hi = lo + w
-    rows = [("numpy IBP", rate(lambda: ibp(fn, lo, hi), a.boxes, a.repeat)),
-            ("numpy CROWN (+IBP intersect)", rate(lambda: crown(fn, lo, hi), a.boxes, a.repeat))]
+    rows = [
+        ("numpy IBP", rate(lambda: ibp(fn, lo, hi), a.boxes, a.repeat)),
+        ("numpy CROWN (+IBP intersect)", rate(lambda: crown(fn, lo, hi), a.boxes, a.repeat)),
+    ]
     layers = fast.prepare(net.steps)
-    rows.append(("checker fast forward (sound)", rate(lambda: fast.forward_bounds(layers, lo, hi), a.boxes, a.repeat)))
+    rows.append(
+        ("checker fast forward (sound)", rate(lambda: fast.forward_bounds(layers, lo, hi), a.boxes, a.repeat))
+    )
     rows.append(("checker fast CROWN (sound)", rate(lambda: crown_bounds(layers, lo, hi), a.boxes, a.repeat)))
     try:
         import torch
@@ -116,8 +122,10 @@ def main() -> None:
         rows.append(("torch CROWN (CPU)", rate(lambda: torch_crown(torch, tl, tlo, thi), a.boxes, a.repeat)))
         lc = crown(fn, lo, hi)[0]
         lt = torch_crown(torch, tl, tlo, thi)[0].numpy()
-        print(f"lower bounds, torch CROWN - numpy CROWN: max {np.max(lt - lc):.3g}, min {np.min(lt - lc):.3g} "
-              "(numpy intersects intermediate bounds with IBP; CROWN is not monotone in them)")
+        print(
+            f"lower bounds, torch CROWN - numpy CROWN: max {np.max(lt - lc):.3g}, min {np.min(lt - lc):.3g} "
+            "(numpy intersects intermediate bounds with IBP; CROWN is not monotone in them)"
+        )
     except ImportError:
         print("torch not installed: PyTorch rows skipped")
     try:
@@ -129,6 +137,7 @@ def main() -> None:
             def g():
                 f()
                 cupy.cuda.Stream.null.synchronize()
+
             return g
 
         rows.append(("cupy IBP (GPU)", rate(sync(lambda: ibp(fn, clo, chi)), a.boxes, a.repeat)))

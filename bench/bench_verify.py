@@ -55,24 +55,40 @@ def main() -> None:
     for i, row in enumerate(rows):
         r = run_instance(base / row["onnx"], base / row["vnnlib"], a.timeout, a.method)
         exp = row.get("expected", "")
-        r.update(onnx=row["onnx"], vnnlib=row["vnnlib"], expected=exp,
-                 nnenum_2021_s=row.get("nnenum_2021_s", ""), abcrown_2021_s=row.get("abcrown_2021_s", ""),
-                 nnenum_here_s=nn_here.get((row["onnx"], row["vnnlib"]), ""))
-        r["agree"] = ("" if r["result"] not in ("sat", "unsat") or exp not in ("sat", "unsat")
-                      else "yes" if r["result"] == exp else "WRONG")
+        r.update(
+            onnx=row["onnx"],
+            vnnlib=row["vnnlib"],
+            expected=exp,
+            nnenum_2021_s=row.get("nnenum_2021_s", ""),
+            abcrown_2021_s=row.get("abcrown_2021_s", ""),
+            nnenum_here_s=nn_here.get((row["onnx"], row["vnnlib"]), ""),
+        )
+        r["agree"] = (
+            ""
+            if r["result"] not in ("sat", "unsat") or exp not in ("sat", "unsat")
+            else "yes"
+            if r["result"] == exp
+            else "WRONG"
+        )
         results.append(r)
-        print(f"[{i + 1}/{len(rows)}] {row['onnx'][12:-15]:>5} {row['vnnlib']:<13} {r['result']:<8} "
-              f"solve {float(r['solve_s']):7.2f} s  check {r['check_s'] or '-':>7} s  leaves {r['leaves']:>6}  "
-              f"(expected {exp}; nnenum here {r['nnenum_here_s'] or '-'} s, 2021 nnenum {r['nnenum_2021_s']} s, "
-              f"abcrown {r['abcrown_2021_s']} s)", flush=True)
+        print(
+            f"[{i + 1}/{len(rows)}] {row['onnx'][12:-15]:>5} {row['vnnlib']:<13} {r['result']:<8} "
+            f"solve {float(r['solve_s']):7.2f} s  check {r['check_s'] or '-':>7} s  leaves {r['leaves']:>6}  "
+            f"(expected {exp}; nnenum here {r['nnenum_here_s'] or '-'} s, "
+            f"2021 nnenum {r['nnenum_2021_s']} s, "
+            f"abcrown {r['abcrown_2021_s']} s)",
+            flush=True,
+        )
         _write(a.out, results, fields)
     solved = [r for r in results if r["result"] in ("sat", "unsat") and r["agree"] != "WRONG"]
     wrong = [r for r in results if r["agree"] == "WRONG"]
     ratios = [float(r["check_s"]) / max(float(r["solve_s"]), 1e-9) for r in solved if r["check_s"]]
-    print(f"solved {len(solved)}/{len(results)} (wrong: {len(wrong)}); "
-          f"total solve {sum(float(r['solve_s']) for r in results):.1f} s; "
-          f"median solve {statistics.median(float(r['solve_s']) for r in results):.2f} s; "
-          f"median check/solve {statistics.median(ratios) if ratios else float('nan'):.2f}")
+    print(
+        f"solved {len(solved)}/{len(results)} (wrong: {len(wrong)}); "
+        f"total solve {sum(float(r['solve_s']) for r in results):.1f} s; "
+        f"median solve {statistics.median(float(r['solve_s']) for r in results):.2f} s; "
+        f"median check/solve {statistics.median(ratios) if ratios else float('nan'):.2f}"
+    )
     if wrong:
         raise SystemExit(1)
 

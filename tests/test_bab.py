@@ -34,8 +34,12 @@ def _solve(folder: str, onnx: str, vnnlib: str, timeout: float):
     return res
 
 
-TEST_CASES = [("test_nano.onnx", "test_nano.vnnlib", "unsat"), ("test_tiny.onnx", "test_tiny.vnnlib", "unsat"),
-              ("test_small.onnx", "test_small.vnnlib", "unsat"), *_expected("test")]
+TEST_CASES = [
+    ("test_nano.onnx", "test_nano.vnnlib", "unsat"),
+    ("test_tiny.onnx", "test_tiny.vnnlib", "unsat"),
+    ("test_small.onnx", "test_small.vnnlib", "unsat"),
+    *_expected("test"),
+]
 
 
 @pytest.mark.parametrize("onnx,vnnlib,expected", TEST_CASES)

@@ -56,7 +56,7 @@ def test_bounds_contain_exact_outputs_and_crown_tighter(seed):
     bnds = {m: bounds(g, (lo, hi), method=m) for m in ("ibp", "crown", "alpha-crown")}
     for b in range(len(lo)):
         pts = rng.uniform(lo[b], hi[b], (40, 3))
-        y = exact_outputs(net, np.vstack([pts, lo[b:b + 1], hi[b:b + 1]]))
+        y = exact_outputs(net, np.vstack([pts, lo[b : b + 1], hi[b : b + 1]]))
         for m, (l, u) in bnds.items():
             assert (y >= l[b] - 1e-9).all() and (y <= u[b] + 1e-9).all(), m
     li, ui = bnds["ibp"]
@@ -99,8 +99,9 @@ def test_bounds_api_errors_and_single_box():
 
 def _rows_region(n_out, d_lo, d_hi):
     """A region whose atoms are y_j <= 0 for every output (so the final rows are the outputs)."""
-    atoms = tuple(Atom(tuple(Fraction(int(i == j)) for i in range(n_out)), Fraction(0), False)
-                  for j in range(n_out))
+    atoms = tuple(
+        Atom(tuple(Fraction(int(i == j)) for i in range(n_out)), Fraction(0), False) for j in range(n_out)
+    )
     return Region(tuple(d_lo), tuple(d_hi), (atoms,))
 
 
@@ -128,8 +129,15 @@ def test_certified_bounds_fast_agrees_with_exact_and_contains_samples(seed):
 
 
 def test_fast_bounds_reject_nonfinite():
-    net = Net(1, 1, (Affine([[Fraction(10) ** 300]], [Fraction(0)]), Relu(),
-                     Affine([[Fraction(10) ** 300]], [Fraction(0)])))
+    net = Net(
+        1,
+        1,
+        (
+            Affine([[Fraction(10) ** 300]], [Fraction(0)]),
+            Relu(),
+            Affine([[Fraction(10) ** 300]], [Fraction(0)]),
+        ),
+    )
     layers = fast.prepare(net.steps)
     lb = fast.forward_bounds(layers, np.array([[-1e10]]), np.array([[1e10]]))
     assert np.isneginf(lb).all()

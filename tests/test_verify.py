@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_bounds import random_graph
 
 from torchlean.certificates import check
 from torchlean.certificates.bounds import check_vnn, leaves
@@ -18,8 +19,6 @@ from torchlean.certificates.network import network_from_ir
 from torchlean.certificates.property import parse_property
 from torchlean.verify import load_net, load_spec, verify
 from torchlean.verify.attack import confirm
-
-from test_bounds import random_graph
 
 DATA = Path(__file__).parent / "data" / "vnncomp2021"
 TEST = DATA / "test"
@@ -30,7 +29,9 @@ def _prop(lo, hi, atoms):
     d = len(lo)
     text = "".join(f"(declare-const X_{i} Real)\n" for i in range(d))
     text += "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
-    text += "".join(f"(assert (>= X_{i} {a}))\n(assert (<= X_{i} {b}))\n" for i, (a, b) in enumerate(zip(lo, hi)))
+    text += "".join(
+        f"(assert (>= X_{i} {a}))\n(assert (<= X_{i} {b}))\n" for i, (a, b) in enumerate(zip(lo, hi))
+    )
     return text + "".join(f"(assert {a})\n" for a in atoms)
 
 
@@ -156,8 +157,12 @@ def test_property_parser_shares_no_state():
 
 
 def _cli(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "torchlean.verify", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "torchlean.verify", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_cli_verify_check_bounds(tmp_path):

@@ -10,13 +10,13 @@ strictly).
 ``vnn-unsat``: per region, a split tree in preorder: ``["split", dim, "p/q"]`` is followed by the
 subtree of the lower half (x_dim <= v) and then the upper half (x_dim >= v); ``["leaf", proofs]``
 has one ``[k, "beta"]`` per disjunct of the region, k an atom index or a list of them whose rows
-are summed (and optionally the bound method of this leaf,
-``"forward"`` or ``"crown"``, overriding the certificate's ``method``): the leaf proves ``a_k·y - b_k >= beta > 0`` on
-its box for the k-th atom of that disjunct, so no point of the leaf satisfies the disjunct. The
+are summed (and optionally the bound method of this leaf, ``"forward"`` or ``"crown"``,
+overriding the certificate's ``method``): the leaf proves Σ_{k} (a_k·y - b_k) >= beta > 0 on its
+box, so some atom of that disjunct fails at every point of the leaf. The
 checker rebuilds every leaf box from the region's box (so the leaves cover it by construction),
 and recomputes each leaf's lower bounds itself with the forward linear relaxation below; the
-certificate supplies no number the soundness depends on except the splits, the choice ``k`` and the
-claimed ``beta`` that the recomputed bound must reach.
+certificate supplies no number the soundness depends on: the splits, the choice ``k`` and the
+claimed ``beta`` are all re-checked (the recomputed bound must reach beta).
 
 Forward linear relaxation (symbolic intervals with CROWN's ReLU relaxations): every value v carries
 linear forms L(x) <= v(x) <= U(x) over the leaf box. An affine step maps them with the positive and
@@ -51,8 +51,9 @@ MAX_LEAVES = 5_000_000
 Combo = tuple[int, ...]
 
 
-def objective_steps(net: Net, region: Region, combos: list[list[Combo]] | None = None
-                    ) -> tuple[tuple[Affine | Relu, ...], list[dict[Combo, int]]]:
+def objective_steps(
+    net: Net, region: Region, combos: list[list[Combo]] | None = None
+) -> tuple[tuple[Affine | Relu, ...], list[dict[Combo, int]]]:
     """The network with its last affine step composed (exactly) with one row per (disjunct j,
     combination c of its atoms): Σ_{k in c} (a_k·y - b_k). If that sum is > 0 on a box, some atom
     of c is violated there, so the disjunct is. ``combos`` defaults to the single atoms. Returns
@@ -77,9 +78,12 @@ def objective_steps(net: Net, region: Region, combos: list[list[Combo]] | None =
 def proof_combo(p: Any, disj: tuple[Any, ...], where: str) -> Combo:
     """A leaf proof's atom choice: an index, or a list of indices (their rows are summed)."""
     ks = [p] if isinstance(p, int) else p
-    require(isinstance(ks, list) and ks and all(isinstance(k, int) and not isinstance(k, bool)
-                                                 and 0 <= k < len(disj) for k in ks),
-            f"{where}: bad atom choice {p!r}")
+    require(
+        isinstance(ks, list)
+        and ks
+        and all(isinstance(k, int) and not isinstance(k, bool) and 0 <= k < len(disj) for k in ks),
+        f"{where}: bad atom choice {p!r}",
+    )
     combo = tuple(sorted(set(ks)))
     require(len(combo) == len(ks), f"{where}: repeated atom in {p!r}")
     return combo
@@ -89,8 +93,10 @@ def combos_used(region: Region, proof_lists: list[Any]) -> list[list[Combo]]:
     """Every combination the leaves use, per disjunct (validated), in a fixed order."""
     used: list[set[Combo]] = [set() for _ in region.disjuncts]
     for i, proofs in enumerate(proof_lists):
-        require(isinstance(proofs, list) and len(proofs) == len(region.disjuncts),
-                f"leaf {i}: needs one proof per disjunct ({len(region.disjuncts)})")
+        require(
+            isinstance(proofs, list) and len(proofs) == len(region.disjuncts),
+            f"leaf {i}: needs one proof per disjunct ({len(region.disjuncts)})",
+        )
         for j, p in enumerate(proofs):
             require(isinstance(p, list) and len(p) == 2, f"leaf {i}: proof {j} malformed")
             used[j].add(proof_combo(p[0], region.disjuncts[j], f"leaf {i}"))
@@ -122,7 +128,9 @@ def relu_relaxation(l: Fraction, u: Fraction) -> tuple[Fraction, Fraction, int]:
     return s, t, int(u >= -l)
 
 
-def leaf_bounds_exact(steps: tuple[Affine | Relu, ...], lo: list[Fraction], hi: list[Fraction]) -> list[Fraction]:
+def leaf_bounds_exact(
+    steps: tuple[Affine | Relu, ...], lo: list[Fraction], hi: list[Fraction]
+) -> list[Fraction]:
     """Lower bounds of the final values over the box [lo, hi], in exact rational arithmetic: the
     better of the forward forms and one backward pass (CROWN back-substitution) from the final
     rows through the same ReLU relaxations."""
@@ -169,7 +177,9 @@ def leaf_bounds_exact(steps: tuple[Affine | Relu, ...], lo: list[Fraction], hi: 
     forward = [_concrete(lf, uf, lo, hi)[0] for lf, uf in zip(L, U)]
     affs = [s for s in steps if isinstance(s, Affine)]
     k = len(affs) - 1
-    backward = [_back_exact(affs, relax, k, _unit(len(affs[k].c), i, 1), lo, hi) for i in range(len(affs[k].c))]
+    backward = [
+        _back_exact(affs, relax, k, _unit(len(affs[k].c), i, 1), lo, hi) for i in range(len(affs[k].c))
+    ]
     return [max(f, b) for f, b in zip(forward, backward)]
 
 
@@ -177,8 +187,14 @@ def _unit(n: int, i: int, sign: int) -> list[Fraction]:
     return [Fraction(sign if j == i else 0) for j in range(n)]
 
 
-def _back_exact(affs: list[Affine], relax: list[list[tuple[Fraction, Fraction, Fraction]]], k: int,
-                row: list[Fraction], lo: list[Fraction], hi: list[Fraction]) -> Fraction:
+def _back_exact(
+    affs: list[Affine],
+    relax: list[list[tuple[Fraction, Fraction, Fraction]]],
+    k: int,
+    row: list[Fraction],
+    lo: list[Fraction],
+    hi: list[Fraction],
+) -> Fraction:
     """Lower bound of row·(output of affine step k) over the box: CROWN back-substitution through
     the relaxations of the ReLUs before it (a positive coefficient takes the lower line, a
     negative one the upper line), then the exact minimum of the resulting linear form."""
@@ -200,7 +216,9 @@ def _back_exact(affs: list[Affine], relax: list[list[tuple[Fraction, Fraction, F
     return const + sum((v * (lo[j] if v > 0 else hi[j]) for j, v in enumerate(lam) if v), zero)
 
 
-def leaf_bounds_exact_crown(steps: tuple[Affine | Relu, ...], lo: list[Fraction], hi: list[Fraction]) -> list[Fraction]:
+def leaf_bounds_exact_crown(
+    steps: tuple[Affine | Relu, ...], lo: list[Fraction], hi: list[Fraction]
+) -> list[Fraction]:
     """Lower bounds of the final values over the box by CROWN in exact rationals: every
     pre-activation bound is itself a back-substitution bound (slow: for small networks)."""
     affs = [s for s in steps if isinstance(s, Affine)]
@@ -222,7 +240,9 @@ def leaf_bounds_exact_crown(steps: tuple[Affine | Relu, ...], lo: list[Fraction]
     return [_back_exact(affs, relax, k, _unit(len(affs[k].c), i, 1), lo, hi) for i in range(len(affs[k].c))]
 
 
-def leaves(tree: Any, lo: list[Fraction], hi: list[Fraction]) -> Iterator[tuple[list[Fraction], list[Fraction], Any]]:
+def leaves(
+    tree: Any, lo: list[Fraction], hi: list[Fraction]
+) -> Iterator[tuple[list[Fraction], list[Fraction], Any]]:
     """Walk a preorder split tree, yielding (leaf lo, leaf hi, leaf proofs); rejects malformed trees."""
     require(isinstance(tree, list) and tree, "split tree must be a non-empty list")
     stack = [(list(lo), list(hi))]
@@ -236,35 +256,47 @@ def leaves(tree: Any, lo: list[Fraction], hi: list[Fraction]) -> Iterator[tuple[
         if node[0] == "split":
             require(len(node) == 3, f"tree entry {pos - 1}: split needs a dimension and a value")
             dim, v = node[1], rational(node[2])
-            require(isinstance(dim, int) and not isinstance(dim, bool) and 0 <= dim < len(lo),
-                    f"tree entry {pos - 1}: bad split dimension {dim!r}")
+            require(
+                isinstance(dim, int) and not isinstance(dim, bool) and 0 <= dim < len(lo),
+                f"tree entry {pos - 1}: bad split dimension {dim!r}",
+            )
             require(llo[dim] <= v <= lhi[dim], f"tree entry {pos - 1}: split value outside its box")
-            upper = (llo[:dim] + [v] + llo[dim + 1:], list(lhi))
-            lower = (list(llo), lhi[:dim] + [v] + lhi[dim + 1:])
+            upper = (llo[:dim] + [v] + llo[dim + 1 :], list(lhi))
+            lower = (list(llo), lhi[:dim] + [v] + lhi[dim + 1 :])
             stack.append(upper)  # popped after the whole lower subtree
             stack.append(lower)
         elif node[0] == "leaf":
-            require(len(node) in (2, 3) and isinstance(node[1], list), f"tree entry {pos - 1}: malformed leaf")
-            require(len(node) == 2 or node[2] in ("forward", "crown"), f"tree entry {pos - 1}: unknown method")
+            require(
+                len(node) in (2, 3) and isinstance(node[1], list), f"tree entry {pos - 1}: malformed leaf"
+            )
+            require(
+                len(node) == 2 or node[2] in ("forward", "crown"), f"tree entry {pos - 1}: unknown method"
+            )
             yield llo, lhi, (node[1], node[2] if len(node) == 3 else None)
         else:
             raise Rejected(f"tree entry {pos - 1}: unknown node {node[0]!r}")
     require(pos == len(tree), f"split tree has {len(tree) - pos} entries after its last leaf")
 
 
-def check_leaf_proofs(proofs: Any, region: Region, index: list[dict[Combo, int]],
-                      lower: Callable[[int], Fraction], where: str) -> None:
+def check_leaf_proofs(
+    proofs: Any, region: Region, index: list[dict[Combo, int]], lower: Callable[[int], Fraction], where: str
+) -> None:
     """Each disjunct j: proofs[j] = [k or [k, ...], beta] with lower(row of that combination) >=
     beta > 0."""
-    require(isinstance(proofs, list) and len(proofs) == len(region.disjuncts),
-            f"{where}: needs one proof per disjunct ({len(region.disjuncts)})")
+    require(
+        isinstance(proofs, list) and len(proofs) == len(region.disjuncts),
+        f"{where}: needs one proof per disjunct ({len(region.disjuncts)})",
+    )
     for j, p in enumerate(proofs):
         require(isinstance(p, list) and len(p) == 2, f"{where}: proof {j} malformed")
         combo, beta = proof_combo(p[0], region.disjuncts[j], where), rational(p[1])
         require(beta > 0, f"{where}: disjunct {j}: claimed bound {beta} is not positive")
         require(combo in index[j], f"{where}: disjunct {j}: combination {combo} has no row")
         got = lower(index[j][combo])
-        require(got >= beta, f"{where}: disjunct {j}: recomputed bound {float(got):.6g} < claimed {float(beta):.6g}")
+        require(
+            got >= beta,
+            f"{where}: disjunct {j}: recomputed bound {float(got):.6g} < claimed {float(beta):.6g}",
+        )
 
 
 def _statement(cert: dict[str, Any], net: Net, spec: Spec) -> None:
@@ -287,14 +319,20 @@ def check_vnn(cert: Any, net: Net, spec: Spec, mode: str | None = None) -> Verdi
         method = cert.get("method", "forward")
         require(method in ("forward", "crown"), f"unknown bound method {method!r}")
         trees = cert["regions"]
-        require(isinstance(trees, list) and len(trees) == len(spec.regions),
-                "needs one split tree per input region of the property")
+        require(
+            isinstance(trees, list) and len(trees) == len(spec.regions),
+            "needs one split tree per input region of the property",
+        )
         if mode == "fast":
             from .fast import check_regions_fast  # numpy: only for the fast mode
 
             n = check_regions_fast(net, spec, trees, method)
-            return Verdict(True, checked=n, trusted={"float64:ieee754-standard-model": 1},
-                           reason=f"unsat: {n} leaves replayed ({method}) in fast float64 mode")
+            return Verdict(
+                True,
+                checked=n,
+                trusted={"float64:ieee754-standard-model": 1},
+                reason=f"unsat: {n} leaves replayed ({method}) in fast float64 mode",
+            )
         n = 0
         for r, (region, tree) in enumerate(zip(spec.regions, trees)):
             items = list(leaves(tree, list(region.lo), list(region.hi)))
@@ -305,7 +343,9 @@ def check_vnn(cert: Any, net: Net, spec: Spec, mode: str | None = None) -> Verdi
                 how = how or method
                 lb = (leaf_bounds_exact_crown if how == "crown" else leaf_bounds_exact)(steps, lo, hi)
                 check_leaf_proofs(proofs, region, index, lb.__getitem__, f"region {r} leaf {i}")
-        return Verdict(True, checked=n, reason=f"unsat: {n} leaves replayed ({method}) in exact rational mode")
+        return Verdict(
+            True, checked=n, reason=f"unsat: {n} leaves replayed ({method}) in exact rational mode"
+        )
     except Rejected as e:
         return Verdict(False, reason=str(e))
     except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError) as e:
@@ -330,8 +370,10 @@ def _check_sat(cert: dict[str, Any], net: Net, spec: Spec) -> Verdict:
 
 
 def _needs_statement(cert: dict[str, Any]) -> Verdict:
-    raise Rejected("a vnn certificate is checked against its network and property: "
-                   "use check_vnn(cert, net, spec) or `python -m torchlean.verify check`")
+    raise Rejected(
+        "a vnn certificate is checked against its network and property: "
+        "use check_vnn(cert, net, spec) or `python -m torchlean.verify check`"
+    )
 
 
 for _kind in ("vnn-sat", "vnn-unsat"):

@@ -34,8 +34,8 @@ from fractions import Fraction
 from typing import Any
 
 from .backsub import Chain
-from .deeppoly import DeepPoly
 from .core import Verdict, checker, digest, rational, require
+from .deeppoly import DeepPoly
 from .rounding import Format, decode
 from .symrange import SymRanges
 
@@ -148,7 +148,8 @@ class Replay:
         for ci, r, e in zip(c, rng, err):
             s = _mag(r) + e + abs(ci)
             self.no_overflow(s, "add_const")
-            loc.append(self.u * s)
+            # with subnormals a sum never underflow-errs; flushed formats can lose up to eta
+            loc.append(self.u * s + (0 if self.fmt.subnormals else self.eta))
             out_e.append(e + loc[-1])
         return out_r, out_e, loc
 

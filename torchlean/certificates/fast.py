@@ -48,8 +48,9 @@ def prepare(steps: tuple[Any, ...]) -> list[tuple]:
         if not isinstance(s, Affine):
             out.append(("relu",))
             continue
-        M = np.array([[v.numerator / v.denominator for v in row] for row in s.M],
-                     dtype=np.float64).reshape(len(s.M), -1)  # int / int: correctly rounded
+        M = np.array([[v.numerator / v.denominator for v in row] for row in s.M], dtype=np.float64).reshape(
+            len(s.M), -1
+        )  # int / int: correctly rounded
         c = np.array([float(v) for v in s.c], dtype=np.float64)
         EM = _err(s.M, M)
         Ec = _err([s.c], c[None, :])[0]
@@ -72,6 +73,7 @@ def _err(exact: list[list[Fraction]], f: np.ndarray) -> np.ndarray:
 
 def outward(lo: list[Fraction], hi: list[Fraction]) -> tuple[list[float], list[float]]:
     """Floats lo_f <= lo and hi_f >= hi."""
+
     def down(q: Fraction) -> float:
         f = float(q)
         return math.nextafter(f, -math.inf) if Fraction(f) > q else f
@@ -229,12 +231,16 @@ def check_regions_fast(net: Net, spec: Spec, trees: list[Any], method: str = "fo
         for how, items in groups.items():
             fn = crown_bounds if how == "crown" else forward_bounds
             for start in range(0, len(items), CHUNK):
-                part = items[start:start + CHUNK]
+                part = items[start : start + CHUNK]
                 lb = fn(layers, np.array([b[1] for b in part]), np.array([b[2] for b in part]))
                 for (i, _, _, proofs), row in zip(part, lb):
-                    check_leaf_proofs(proofs, region, index,
-                                      lambda k, row=row: Fraction(float(row[k])) if math.isfinite(row[k])
-                                      else Fraction(-1), f"region {r} leaf {i}")
+                    check_leaf_proofs(
+                        proofs,
+                        region,
+                        index,
+                        lambda k, row=row: Fraction(float(row[k])) if math.isfinite(row[k]) else Fraction(-1),
+                        f"region {r} leaf {i}",
+                    )
             total += len(items)
     return total
 

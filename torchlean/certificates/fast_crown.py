@@ -3,7 +3,8 @@
 Every pre-activation bound is a CROWN bound: one back-substitution per layer from all of its
 neurons (lower rows +I, upper rows -I, stacked) through the ReLU relaxations of the earlier layers,
 concretised over the box (optionally intersected with one interval step from the previous
-layer's bounds; off by default, and the exact mode does not do it). The relaxations are ``fast.relax``'s, built from the certified bounds.
+layer's bounds; off by default, and the exact mode does not do it). The relaxations are
+``fast.relax``'s, built from the certified bounds.
 Same assumption and error accounting as ``fast.py`` (IEEE-754 binary64, round-to-nearest,
 standard model; every rounding error is bounded by γ·(the computation on absolute values) and
 moved into the constant, inflated by 4, plus ``TINY`` per entry):
@@ -21,7 +22,9 @@ import numpy as np
 
 from .fast import TINY, U, gamma, relax
 
-IBP_STEP = False  # measured: tighter intermediate bounds made ACAS trees larger (CROWN is not monotone in them)
+IBP_STEP = (
+    False  # measured: tighter intermediate bounds made ACAS trees larger (CROWN is not monotone in them)
+)
 
 
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")
@@ -32,6 +35,7 @@ def crown_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_lam: 
     xm = np.maximum(np.abs(lo), np.abs(hi))
     vmaxs = [xm.T]  # bound on |input of affine k|, (m, B)
     relus: list[tuple[np.ndarray, ...]] = []
+    post_lo = xm.T * 0  # (placeholder: the interval step starts at the second layer)
     bad = np.zeros(B, dtype=bool)
     with np.errstate(invalid="ignore", over="ignore"):
         for k in range(len(affs) - 1):
@@ -68,8 +72,12 @@ def _back(affs, relus, vmaxs, k, lo, hi, xm, both: bool):
     _, M, EM, c, Ec = affs[k]
     B = lo.shape[0]
     if both:
-        M, c, EM, Ec = np.concatenate([M, -M]), np.concatenate([c, -c]), np.concatenate([EM, EM]), \
-            np.concatenate([Ec, Ec])
+        M, c, EM, Ec = (
+            np.concatenate([M, -M]),
+            np.concatenate([c, -c]),
+            np.concatenate([EM, EM]),
+            np.concatenate([Ec, Ec]),
+        )
     lam = np.broadcast_to(M, (B, *M.shape))  # (B, K, m), exact: ±M
     const = np.broadcast_to(c, (B, c.size)).copy()
     err = (EM @ vmaxs[k]).T + Ec

@@ -52,11 +52,17 @@ class Spec:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "n_in": self.n_in, "n_out": self.n_out,
+            "n_in": self.n_in,
+            "n_out": self.n_out,
             "regions": [
-                {"lo": [str(v) for v in r.lo], "hi": [str(v) for v in r.hi],
-                 "unsafe": [[{"a": [str(v) for v in t.a], "b": str(t.b), "strict": t.strict} for t in d]
-                            for d in r.disjuncts]}
+                {
+                    "lo": [str(v) for v in r.lo],
+                    "hi": [str(v) for v in r.hi],
+                    "unsafe": [
+                        [{"a": [str(v) for v in t.a], "b": str(t.b), "strict": t.strict} for t in d]
+                        for d in r.disjuncts
+                    ],
+                }
                 for r in self.regions
             ],
         }
@@ -187,7 +193,7 @@ def parse_property(text: str) -> Spec:
             if len(xs) > 1:
                 raise PropertyError(f"line {line}: only bounds on single inputs are supported")
             if xs:
-                (name, coef), = xs.items()
+                ((name, coef),) = xs.items()
                 i, bound = int(name[2:]), const / coef
                 if coef > 0:
                     hi[i] = bound if hi[i] is None else min(hi[i], bound)

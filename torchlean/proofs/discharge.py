@@ -139,6 +139,7 @@ def discharge(
                         found = payload
                     else:
                         art = payload
+                        break
                 if art is None and not proc.is_alive() and not conn.poll():
                     art = {"result": "error", "message": f"solver process crashed ({proc.exitcode})"}
                     if found is not None:

@@ -9,6 +9,17 @@ from .bounds import METHODS, bounds, crown, ibp
 from .network import FloatNet, InputError, as_net, float_net, load_graph, load_net, load_spec
 
 __all__ = [
-    "METHODS", "FloatNet", "InputError", "Result", "as_net", "bounds", "crown", "float_net", "ibp",
-    "load_graph", "load_net", "load_spec", "verify",
+    "METHODS",
+    "FloatNet",
+    "InputError",
+    "Result",
+    "as_net",
+    "bounds",
+    "crown",
+    "float_net",
+    "ibp",
+    "load_graph",
+    "load_net",
+    "load_spec",
+    "verify",
 ]

@@ -45,7 +45,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     net, spec = load_net(args.net), load_spec(args.prop)
     if spec.n_in != net.n_in or spec.n_out != net.n_out:
-        raise InputError(f"property has {spec.n_in} inputs/{spec.n_out} outputs, network {net.n_in}/{net.n_out}")
+        raise InputError(
+            f"property has {spec.n_in} inputs/{spec.n_out} outputs, network {net.n_in}/{net.n_out}"
+        )
     res = verify(net, spec, timeout=args.timeout, progress=not args.quiet, method=args.method)
     check_s = 0.0
     if res.cert is not None:
@@ -64,8 +66,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.cert and res.cert is not None and res.verdict in ("sat", "unsat"):
         _write_atomic(args.cert, json.dumps(res.cert, separators=(",", ":")))
     if not args.quiet:
-        print(f"time: {res.stats.get('time', 0):.2f} s solve, {check_s:.2f} s check; "
-              f"boxes {res.stats.get('boxes', 0)}, leaves {res.stats.get('leaves', 0)}", file=sys.stderr)
+        print(
+            f"time: {res.stats.get('time', 0):.2f} s solve, {check_s:.2f} s check; "
+            f"boxes {res.stats.get('boxes', 0)}, leaves {res.stats.get('leaves', 0)}",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -48,8 +48,12 @@ def confirm(net: Net, spec: Spec, x: list[Fraction]) -> bool:
     for region in spec.regions:
         if all(a <= v <= b for a, v, b in zip(region.lo, x, region.hi)):
             for disj in region.disjuncts:
-                if all((sum((a * v for a, v in zip(t.a, y) if a), Fraction(0)) < t.b) if t.strict else
-                       (sum((a * v for a, v in zip(t.a, y) if a), Fraction(0)) <= t.b) for t in disj):
+                if all(
+                    (sum((a * v for a, v in zip(t.a, y) if a), Fraction(0)) < t.b)
+                    if t.strict
+                    else (sum((a * v for a, v in zip(t.a, y) if a), Fraction(0)) <= t.b)
+                    for t in disj
+                ):
                     return True
     return False
 
@@ -84,8 +88,15 @@ def _grad(fnet: FloatNet, x: np.ndarray, A: np.ndarray, b: np.ndarray) -> tuple[
     return vals.max(1), g
 
 
-def search(net: Net, fnet: FloatNet, spec: Spec, seed: int = 0, samples: int = 2000,
-           steps: int = 40, starts: int = 64) -> list[Fraction] | None:
+def search(
+    net: Net,
+    fnet: FloatNet,
+    spec: Spec,
+    seed: int = 0,
+    samples: int = 2000,
+    steps: int = 40,
+    starts: int = 64,
+) -> list[Fraction] | None:
     """Random sampling then PGD per region and disjunct; returns an exactly confirmed point."""
     rng = np.random.default_rng(seed)
     for region in spec.regions:
@@ -113,7 +124,9 @@ def search(net: Net, fnet: FloatNet, spec: Spec, seed: int = 0, samples: int = 2
     return None
 
 
-def pgd_in_boxes(fnet: FloatNet, region: Region, lo: np.ndarray, hi: np.ndarray, steps: int = 8) -> np.ndarray:
+def pgd_in_boxes(
+    fnet: FloatNet, region: Region, lo: np.ndarray, hi: np.ndarray, steps: int = 8
+) -> np.ndarray:
     """From each box's centre, a few sign-gradient steps per disjunct towards its unsafe set,
     staying in the box; returns the candidates (B·J, d). Used on the open boxes of branch-and-bound,
     where a counterexample, if any, is most likely."""

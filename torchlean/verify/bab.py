@@ -83,8 +83,16 @@ def _beta(lb: float) -> str:
     return str(Fraction(f"{lb * 0.5:.6g}"))
 
 
-def verify(net: Net, spec: Spec, timeout: float = 116.0, batch: int = 256, progress: bool = False,
-           attack_first: bool = True, seed: int = 0, method: str = "crown") -> Result:
+def verify(
+    net: Net,
+    spec: Spec,
+    timeout: float = 116.0,
+    batch: int = 256,
+    progress: bool = False,
+    attack_first: bool = True,
+    seed: int = 0,
+    method: str = "crown",
+) -> Result:
     """Decide the property on the network: unsat (with a certificate), sat (with a point), or timeout."""
     t0 = time.perf_counter()
     fnet = float_net(net)
@@ -95,7 +103,9 @@ def verify(net: Net, spec: Spec, timeout: float = 116.0, batch: int = 256, progr
             return _sat(net, spec, fnet, x, stats, t0)
     trees = []
     for r, region in enumerate(spec.regions):
-        out = _bab_region(net, spec, fnet, region, t0 + timeout, batch, progress, stats, f"region {r}", method)
+        out = _bab_region(
+            net, spec, fnet, region, t0 + timeout, batch, progress, stats, f"region {r}", method
+        )
         if isinstance(out, list):  # a counterexample
             return _sat(net, spec, fnet, out, stats, t0)
         if out is None:
@@ -107,9 +117,13 @@ def verify(net: Net, spec: Spec, timeout: float = 116.0, batch: int = 256, progr
     per_leaf = weights * (net.n_in + 1) if method == "forward" else weights * 2 * width * len(net.steps)
     cost = stats["leaves"] * per_leaf
     cert = {
-        "kind": "vnn-unsat", "version": 1, "network": fingerprint(net), "property": spec.digest(),
+        "kind": "vnn-unsat",
+        "version": 1,
+        "network": fingerprint(net),
+        "property": spec.digest(),
         "mode": "exact" if cost <= 2_000_000 else "fast",
-        "method": method, "regions": trees,
+        "method": method,
+        "regions": trees,
     }
     stats["time"] = time.perf_counter() - t0
     return Result("unsat", cert=cert, stats=stats)
@@ -118,13 +132,28 @@ def verify(net: Net, spec: Spec, timeout: float = 116.0, batch: int = 256, progr
 def _sat(net, spec, fnet, x, stats, t0) -> Result:
     stats["time"] = time.perf_counter() - t0
     y = fnet.forward(np.array([[float(v) for v in x]]))[0].tolist()
-    cert = {"kind": "vnn-sat", "version": 1, "network": fingerprint(net), "property": spec.digest(),
-            "x": [str(v) for v in x]}
+    cert = {
+        "kind": "vnn-sat",
+        "version": 1,
+        "network": fingerprint(net),
+        "property": spec.digest(),
+        "x": [str(v) for v in x],
+    }
     return Result("sat", cert=cert, x=x, y=y, stats=stats)
 
 
-def _bab_region(net, spec, fnet, region: Region, deadline: float, batch: int, progress: bool,
-                stats: dict[str, Any], label: str, method: str) -> _Tree | list[Fraction] | None:
+def _bab_region(
+    net,
+    spec,
+    fnet,
+    region: Region,
+    deadline: float,
+    batch: int,
+    progress: bool,
+    stats: dict[str, Any],
+    label: str,
+    method: str,
+) -> _Tree | list[Fraction] | None:
     if any(not d for d in region.disjuncts):
         return None  # an empty conjunction: no bound can exclude it (the attack finds the point)
     combos = [_combos(len(d)) for d in region.disjuncts]
@@ -156,7 +185,7 @@ def _bab_region(net, spec, fnet, region: Region, deadline: float, batch: int, pr
                 lb, forms = crown_bounds(layers, lo, hi, want_lam=True)
             else:
                 lb, lam, forms = fast.forward_bounds(layers, lo, hi, want_forms=True)
-                if SPLIT == 'lam':
+                if SPLIT == "lam":
                     forms = lam
             best_k = np.stack([lb[:, a:b].argmax(1) for a, b in groups], 1)  # (B, J)
             best = np.stack([lb[:, a:b].max(1) for a, b in groups], 1)
@@ -184,8 +213,18 @@ def _bab_region(net, spec, fnet, region: Region, deadline: float, batch: int, pr
                 found = attack.try_points(net, fnet, spec, region, cand)
                 if found is not None:
                     return found
-            smart = _smart_dims(layers, groups, lo[open_], hi[open_], live,
-                                 crown_bounds if method == "crown" else fast.forward_bounds) if SPLIT == 'smart' else None
+            smart = (
+                _smart_dims(
+                    layers,
+                    groups,
+                    lo[open_],
+                    hi[open_],
+                    live,
+                    crown_bounds if method == "crown" else fast.forward_bounds,
+                )
+                if SPLIT == "smart"
+                else None
+            )
             for n_i, i in enumerate(open_):
                 j = int(best[i].argmin())
                 row = groups[j][0] + int(best_k[i, j])
@@ -195,8 +234,8 @@ def _bab_region(net, spec, fnet, region: Region, deadline: float, batch: int, pr
                 elif SPLIT == "sum":  # all rows of the disjunct together
                     row = None
                 w = hi[i] - lo[i]
-                g = forms[i, groups[j][0]:groups[j][1]].sum(0) if row is None else forms[i, row]
-                score = np.abs(g) * w if SPLIT != 'width' else w / np.where(live, width0, 1) * live
+                g = forms[i, groups[j][0] : groups[j][1]].sum(0) if row is None else forms[i, row]
+                score = np.abs(g) * w if SPLIT != "width" else w / np.where(live, width0, 1) * live
                 dim = int(score.argmax()) if score.max() > 0 else int(w.argmax())
                 if smart is not None:
                     dim = int(smart[n_i])
@@ -216,7 +255,9 @@ def _bab_region(net, spec, fnet, region: Region, deadline: float, batch: int, pr
             last_dt = time.perf_counter() - start
             if bar is not None:
                 bar.n = round(done, 6)
-                bar.set_postfix(boxes=stats["boxes"], leaves=stats["leaves"], queue=len(stack_id), refresh=False)
+                bar.set_postfix(
+                    boxes=stats["boxes"], leaves=stats["leaves"], queue=len(stack_id), refresh=False
+                )
                 bar.refresh()
         return tree
     finally:

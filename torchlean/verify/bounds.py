@@ -60,7 +60,7 @@ def ibp(net: FloatNet, lo, hi, C=None):
 def _ibp_layers(xp, layers, lo, hi) -> list[tuple[Any, Any]]:
     """IBP bounds of every pre-activation (and of the output)."""
     out, l, u = [], lo, hi
-    for i, (W, b) in enumerate(layers):
+    for W, b in layers:
         W, b = xp.asarray(W), xp.asarray(b)
         c, r = (l + u) / 2 @ W.T + b, (u - l) / 2 @ xp.abs(W).T
         out.append((c - r, c + r))
@@ -144,8 +144,10 @@ def _alpha(xp, layers, k, C, lo, hi, pre, steps, lr):
     ``steps`` interpolations between them. Each choice gives a valid CROWN bound, so their
     elementwise maximum is valid and never looser than CROWN's adaptive choice."""
     base = [xp.where(pre[j][1] >= -pre[j][0], 1.0, 0.0) for j in range(k)]
-    chord = [xp.clip(pre[j][1] / xp.where(pre[j][1] - pre[j][0] > 0, pre[j][1] - pre[j][0], 1.0), 0, 1)
-             for j in range(k)]
+    chord = [
+        xp.clip(pre[j][1] / xp.where(pre[j][1] - pre[j][0] > 0, pre[j][1] - pre[j][0], 1.0), 0, 1)
+        for j in range(k)
+    ]
     cands = [base, [a * 0 for a in base], [a * 0 + 1 for a in base], chord]
     cands += [[(1 - w) * a + w * c for a, c in zip(base, chord)] for w in np.linspace(0.1, 0.9, steps)]
     best = None

@@ -24,6 +24,7 @@ class InputError(ValueError):
 @dataclass
 class FloatNet:
     """Affine layers (W, b) in float64 with a ReLU between consecutive ones."""
+
     layers: list[tuple[np.ndarray, np.ndarray]]
 
     @property
@@ -105,8 +106,13 @@ def load_spec(path: str | Path, cross_check: bool = True) -> Spec:
 
 
 def _canon(spec: Spec) -> Any:
-    return (spec.n_in, spec.n_out, sorted(
-        (r.lo, r.hi, sorted(sorted((t.a, t.b) for t in d) for d in r.disjuncts)) for r in spec.regions))
+    return (
+        spec.n_in,
+        spec.n_out,
+        sorted(
+            (r.lo, r.hi, sorted(sorted((t.a, t.b) for t in d) for d in r.disjuncts)) for r in spec.regions
+        ),
+    )
 
 
 def _bridge_spec(p: Path) -> Any:
@@ -118,6 +124,11 @@ def _bridge_spec(p: Path) -> Any:
         prop = parse_vnnlib(p)
     except ValueError as e:
         raise InputError(str(e).splitlines()[0]) from None
-    return (prop.n_inputs, prop.n_outputs, sorted(
-        (r.lower_exact, r.upper_exact, sorted(sorted((c.coeffs, c.rhs) for c in d) for d in r.disjuncts))
-        for r in prop.regions))
+    return (
+        prop.n_inputs,
+        prop.n_outputs,
+        sorted(
+            (r.lower_exact, r.upper_exact, sorted(sorted((c.coeffs, c.rhs) for c in d) for d in r.disjuncts))
+            for r in prop.regions
+        ),
+    )

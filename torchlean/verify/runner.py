@@ -16,8 +16,19 @@ from typing import Any
 from ..certificates.bounds import check_vnn
 from .network import InputError, load_net, load_spec
 
-FIELDS = ["onnx", "vnnlib", "expected", "result", "solve_s", "check_s", "check", "mode", "boxes", "leaves",
-          "agree"]
+FIELDS = [
+    "onnx",
+    "vnnlib",
+    "expected",
+    "result",
+    "solve_s",
+    "check_s",
+    "check",
+    "mode",
+    "boxes",
+    "leaves",
+    "agree",
+]
 
 
 def read_instances(path: str | Path) -> list[dict[str, str]]:
@@ -31,15 +42,22 @@ def read_instances(path: str | Path) -> list[dict[str, str]]:
     return [{"onnx": r[0], "vnnlib": r[1], "timeout": r[2] if len(r) > 2 else ""} for r in rows]
 
 
-def run_instance(net_path: Path, prop_path: Path, timeout: float, method: str = "crown",
-                 progress: bool = False) -> dict[str, Any]:
+def run_instance(
+    net_path: Path, prop_path: Path, timeout: float, method: str = "crown", progress: bool = False
+) -> dict[str, Any]:
     from .bab import verify
 
     net, spec = load_net(net_path), load_spec(prop_path)
     res = verify(net, spec, timeout=timeout, method=method, progress=progress)
-    out: dict[str, Any] = {"result": res.verdict, "solve_s": f"{res.stats.get('time', 0):.3f}",
-                           "boxes": res.stats.get("boxes", 0), "leaves": res.stats.get("leaves", 0),
-                           "check_s": "", "check": "", "mode": ""}
+    out: dict[str, Any] = {
+        "result": res.verdict,
+        "solve_s": f"{res.stats.get('time', 0):.3f}",
+        "boxes": res.stats.get("boxes", 0),
+        "leaves": res.stats.get("leaves", 0),
+        "check_s": "",
+        "check": "",
+        "mode": "",
+    }
     if res.cert is not None:
         t = time.perf_counter()
         v = check_vnn(res.cert, net, spec)
@@ -51,8 +69,13 @@ def run_instance(net_path: Path, prop_path: Path, timeout: float, method: str = 
     return out
 
 
-def run_csv(path: str | Path, out: str | None = None, timeout: float | None = None, method: str = "crown",
-            progress: bool = True) -> list[dict[str, Any]]:
+def run_csv(
+    path: str | Path,
+    out: str | None = None,
+    timeout: float | None = None,
+    method: str = "crown",
+    progress: bool = True,
+) -> list[dict[str, Any]]:
     base = Path(path).parent
     rows = read_instances(path)
     extra = [k for k in (rows[0] if rows else {}) if k not in FIELDS and k != "timeout"]
@@ -62,14 +85,19 @@ def run_csv(path: str | Path, out: str | None = None, timeout: float | None = No
         r = run_instance(base / row["onnx"], base / row["vnnlib"], limit, method)
         exp = row.get("expected", "")
         r.update({"onnx": row["onnx"], "vnnlib": row["vnnlib"], "expected": exp})
-        r["agree"] = ("" if exp not in ("sat", "unsat") or r["result"] not in ("sat", "unsat")
-                      else ("yes" if r["result"] == exp else "WRONG"))
+        r["agree"] = (
+            ""
+            if exp not in ("sat", "unsat") or r["result"] not in ("sat", "unsat")
+            else ("yes" if r["result"] == exp else "WRONG")
+        )
         r.update({k: row.get(k, "") for k in extra})
         results.append(r)
         if progress:
-            print(f"[{i + 1}/{len(rows)}] {row['onnx']} {row['vnnlib']}: {r['result']} "
-                  f"({r['solve_s']} s, check {r['check_s'] or '-'} s){' expected ' + exp if exp else ''}",
-                  flush=True)
+            print(
+                f"[{i + 1}/{len(rows)}] {row['onnx']} {row['vnnlib']}: {r['result']} "
+                f"({r['solve_s']} s, check {r['check_s'] or '-'} s){' expected ' + exp if exp else ''}",
+                flush=True,
+            )
         if out:
             _write(out, results, FIELDS + extra)
     return results
