@@ -1,5 +1,6 @@
 """Certified float32 error bounds vs observed error: MLPs, a small CNN and ACAS Xu over property
-boxes. Prints a markdown table. Run: python bench/bench_rounding_error.py [N_POINTS] [N_ACAS]"""
+boxes. Prints a markdown table. Run: python bench/bench_rounding_error.py [N_POINTS] [N_ACAS]
+or ``python bench/bench_rounding_error.py sweep [N_POINTS]``: every ACAS Xu network on props 3, 4."""
 
 from __future__ import annotations
 
@@ -66,5 +67,28 @@ def main(n: int = 10_000, n_acas: int = 4) -> None:
         print(row(f"ACAS Xu {net}, prop {prop} box", g, box, n))
 
 
+def sweep(n: int = 10_000) -> None:
+    from torchlean.bridge.onnx import load_onnx
+    from torchlean.bridge.vnnlib import parse_vnnlib
+
+    root = acas_dir()
+    if root is None:
+        print("ACAS Xu networks not available")
+        return
+    print("| model (float32, RNE) | max ε (certified) | max observed | ε/observed per output | "
+          "sound | checker | generate / replay s |")
+    print("|---|---|---|---|---|---|---|")
+    for prop in (3, 4):
+        p = parse_vnnlib(root / f"prop_{prop}.vnnlib")
+        box = [(Fraction(float(a)), Fraction(float(b))) for a, b in zip(p.lower, p.upper)]
+        files = root.glob("ACASXU_run2a_*_batch_2000.onnx")
+        for net in sorted(f.name[len("ACASXU_run2a_"):][:3] for f in files):
+            g = load_onnx(root / f"ACASXU_run2a_{net}_batch_2000.onnx")
+            print(row(f"ACAS Xu {net}, prop {prop} box", g, box, n), flush=True)
+
+
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    if sys.argv[1:2] == ["sweep"]:
+        sweep(*(int(a) for a in sys.argv[2:3]))
+    else:
+        main(*(int(a) for a in sys.argv[1:3]))

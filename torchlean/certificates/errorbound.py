@@ -5,6 +5,7 @@ dot products in any order) returns y~ with |y~_j - y_j(x)| <= epsilon_j, where y
 real-number network on the same weights. The checker re-derives everything in exact rationals:
 
 - weights come from their bit patterns (``decode`` of the stated format), the box is rational;
+  ``input_exact``: the inputs are values of the format (else they are rounded first: u|x| + eta);
 - real ranges [l, u] of every neuron by interval propagation (exact, no rounding);
 - error bounds E per neuron, layer by layer, from the standard model
   fl(a op b) = (a op b)(1 + d) + e, |d| <= u, |e| <= eta:
@@ -12,13 +13,17 @@ real-number network on the same weights. The checker re-derives everything in ex
     E'_j = sum_i |W_ji| E_i + gamma_k (sum_i |W_ji| M_i + |b_j|) + 4 k eta,
     gamma_k = k u / (1 - k u), k = the number of nonzero terms W_ji, b_j (zeros add exactly),
     M_i = max(|l_i|, |u_i|) + E_i bounds the float input |x~_i|;
-  * add_const, y = x + c: E' = E + u (M + |c|) (one rounding, sums never underflow-err);
+  * add_const, y = x + c: E' = E + u (M + |c|) (one rounding; a sum only underflow-errs in a
+    format without subnormals, which adds eta);
   * max_groups (max pooling; exact in floats, 1-Lipschitz in the max norm): E' = max of the E_i;
   * relu (exact in floats, 1-Lipschitz): E' = E, or max(0, u + E) when the neuron is off (u <= 0);
   * tanh (library kernel within ``kernel_ulps`` ulp): E' = L E + 2k u T + k eta_min, where L
     bounds tanh' on [l - E, u + E] and T bounds |tanh| there;
   * sigmoid as the runtime computes it, 1 / (1 + exp(-x)) with a k-ulp exp: E' = L E + rho S + eta,
     rho = (1 + u) / ((1 - a)(1 - u)) - 1, a = 2k u + k eta_min, L and S bound sigma' and sigma.
+- ranges: intervals, intersected with symbolic intervals (symrange.py) and, when the statement
+  says ``"ranges": "backsub"``, with back-substituted bounds (deeppoly.py); errors: the minimum of
+  the per-layer rule above and error back-substitution through signed weights (backsub.py);
 - every claimed step must be >= the recomputed one (replay from the previous *claimed* step), and
   each epsilon_j >= the last step; overflow anywhere is excluded (rejected, not assumed away).
 

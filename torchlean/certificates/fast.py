@@ -34,7 +34,7 @@ from .property import Spec
 
 U = 2.0**-53
 TINY = 2.0**-1000  # far above any accumulated underflow error (ops * 2^-1074)
-CHUNK = 4096
+CHUNK = {"forward": 1024, "crown": 128}  # leaves per batch: small batches stay in cache
 
 
 def gamma(n: int) -> float:
@@ -230,8 +230,8 @@ def check_regions_fast(net: Net, spec: Spec, trees: list[Any], method: str = "fo
         layers = prepare(steps)
         for how, items in groups.items():
             fn = crown_bounds if how == "crown" else forward_bounds
-            for start in range(0, len(items), CHUNK):
-                part = items[start : start + CHUNK]
+            for start in range(0, len(items), CHUNK[how]):
+                part = items[start : start + CHUNK[how]]
                 lb = fn(layers, np.array([b[1] for b in part]), np.array([b[2] for b in part]))
                 for (i, _, _, proofs), row in zip(part, lb):
                     check_leaf_proofs(

@@ -22,6 +22,7 @@ import numpy as np
 
 from .fast import TINY, U, gamma, relax
 
+CHORD_TOO = False  # measured: no smaller ACAS trees; the exact mode does not do it
 IBP_STEP = (
     False  # measured: tighter intermediate bounds made ACAS trees larger (CROWN is not monotone in them)
 )
@@ -51,6 +52,9 @@ def crown_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_lam: 
             vmaxs.append(post)
             post_lo = np.maximum(low, 0.0)
         lb, lam = _back(affs, relus, vmaxs, len(affs) - 1, lo, hi, xm, both=False)
+        if CHORD_TOO:  # the final rows again with lower slope = upper slope s; keep the better bound
+            chord = [(ku, t, ku, zm) for ku, t, _, zm in relus]
+            lb = np.maximum(lb, _back(affs, chord, vmaxs, len(affs) - 1, lo, hi, xm, both=False)[0])
     bad |= ~np.isfinite(lb).all(1)
     lb = np.where(bad[:, None], -np.inf, lb)
     return (lb, lam) if want_lam else lb
@@ -87,6 +91,7 @@ def _back(affs, relus, vmaxs, k, lo, hi, xm, both: bool):
         hv = vmaxs[j]
         Bk, K, n = lam.shape
         ln = np.minimum(lam, 0.0)
+        # (with the chord variant α = s: μ = λ·s, one rounding, which the 8u below covers)
         # μ = λ⁺·α + λ⁻·s computed as λ·α + λ⁻·(s - α) (α is 0/1): exact where λ >= 0, active
         # (s = α = 1) or dead (s = α = 0); one rounding (λ⁻·s) where α = 0; where α = 1 and the
         # ReLU is unstable, s >= 1/2 so s - 1 is exact (Sterbenz) and two roundings give an error

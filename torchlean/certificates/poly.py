@@ -156,7 +156,7 @@ def r_div(a: RatFun, b: RatFun) -> RatFun:
 Decide = Callable[[SExpr], "bool | None"]
 
 
-class Undecided(Exception):
+class Undecided(Rejected):
     """An ite condition the current path does not decide (the certificate must split on it)."""
 
 

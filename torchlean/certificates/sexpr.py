@@ -135,8 +135,17 @@ def read_script(text: str) -> Script:
     return s
 
 
+def _plain(name: object) -> bool:
+    """Declared names are plain identifiers (so no name can pose as a numeral or an opaque atom)."""
+    return (isinstance(name, str) and bool(name) and (name[0].isalpha() or name[0] == "_")
+            and all(c.isalnum() or c in "_." for c in name) and name not in RESERVED)
+
+
+RESERVED = {"true", "false", "ite", "and", "or", "not", "let", "distinct", "xor", "forall", "exists"}
+
+
 def _declare(s: Script, name: object, args: tuple[str, ...], sort: object) -> None:
-    require(isinstance(name, str) and name not in s.constants and name not in s.functions,
+    require(_plain(name) and name not in s.constants and name not in s.functions,
             f"symbol {name!r} declared twice or malformed")
     if args:
         s.functions[name] = (args, sort)  # type: ignore[index,assignment]

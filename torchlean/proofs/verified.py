@@ -1,8 +1,10 @@
 """``@verified``: register obligations for a model or a user-defined primitive.
 
-- On a *primitive* (a function ``kernel(xp, *inputs, **attrs)`` with ``.vjp`` set, registered the
-  way runtime rules are): ``@verified(meaning=..., shapes=[...])`` adds its forward and autograd
-  obligations, exactly as for the built-in primitives (``proofs.autograd``).
+- On a *primitive* (a kernel ``kernel(xp, *inputs, **attrs)`` and its VJP
+  ``vjp(xp, g, out, *inputs, **attrs)``, both written against the array namespace like runtime
+  rules): ``@verified(meaning=..., vjp=..., shapes=[...])`` adds its forward and autograd
+  obligations, exactly as for the built-in primitives (``proofs.autograd``). ``meaning`` takes
+  numpy object arrays of sympy expressions.
 - On a *model* (an ``nn.Module`` instance, or a zero-argument factory returning one):
   ``@verified(input_shape=(1, 2))`` adds ``model.<name>``: the whole backward pass, traced through
   the tape on the symbolic backend at the real shapes with symbolic weights, equals the
@@ -24,14 +26,15 @@ from .autograd import Case, exact_floats, rule_obligations
 from .obligation import Obligation, source
 
 
-def _primitive(fn: Any, name: str, meaning: Callable[..., Any], cases: list[Case]) -> None:
-    if not hasattr(fn, "vjp_rule"):
-        raise TypeError(f"@verified primitive {name!r}: set fn.vjp_rule = vjp(xp, g, out, *inputs)")
-
+def _primitive(fn: Any, name: str, meaning: Callable[..., Any], cases: list[Case],
+               vjp: Callable[..., Any] | None) -> None:
     @source(f"verified.primitive.{name}")
     def _obs() -> Iterator[Obligation]:
+        rule = vjp or getattr(fn, "vjp_rule", None) or getattr(fn, "vjp", None)
+        if not callable(rule):
+            raise TypeError(f"@verified primitive {name!r}: pass vjp=... (vjp(xp, g, out, *inputs))")
         for n, case in enumerate(cases):
-            yield from rule_obligations(name, fn, fn.vjp_rule, meaning, case,
+            yield from rule_obligations(name, fn, rule, meaning, case,
                                         subject=f"primitive:{name}", tag="" if len(cases) == 1 else f".{n}")
 
 
@@ -93,13 +96,13 @@ def _spec_forward(prim: Any, calls: list[Any]) -> Callable[..., Any]:
 
 def verified(obj: Any = None, *, name: str | None = None, meaning: Callable[..., Any] | None = None,
              shapes: list[tuple[int, ...]] | None = None, input_shape: tuple[int, ...] | None = None,
-             cases: list[Case] | None = None) -> Any:
+             cases: list[Case] | None = None, vjp: Callable[..., Any] | None = None) -> Any:
     """Register proof obligations for a model or a primitive; returns the object unchanged."""
     def register(target: Any) -> Any:
         label = name or getattr(target, "__name__", None) or type(target).__name__
         if meaning is not None:
             cs = cases or [Case(tuple(tuple(s) for s in (shapes or [(1,)])))]
-            _primitive(target, label, meaning, cs)
+            _primitive(target, label, meaning, cs, vjp)
             return target
         if input_shape is None:
             raise TypeError("@verified model: give input_shape=(...)")

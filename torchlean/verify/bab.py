@@ -93,7 +93,10 @@ def verify(
     seed: int = 0,
     method: str = "crown",
 ) -> Result:
-    """Decide the property on the network: unsat (with a certificate), sat (with a point), or timeout."""
+    """Decide the property on the network: unsat (with a certificate), sat (with a point), or timeout.
+
+    The verdict is the search's claim: call ``certificates.bounds.check_vnn(result.cert, net, spec)``
+    before trusting it (the CLI and the benchmark runner do, and report "unknown" on rejection)."""
     t0 = time.perf_counter()
     fnet = float_net(net)
     stats: dict[str, Any] = {"boxes": 0, "leaves": 0}

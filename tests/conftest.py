@@ -1,0 +1,1 @@
+pytest_plugins = ["torchlean.proofs.pytest_plugin"]  # pytest --torchlean-check

@@ -1,0 +1,197 @@
+"""The trusted checker's refutation certificates: acceptance, mutation rejection, import rule."""
+
+import ast
+import copy
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+import torchlean  # noqa: F401
+from torchlean.certificates import check
+from torchlean.certificates.sexpr import read_script
+from torchlean.proofs.cli import collect
+from torchlean.proofs.prove import certificate_tree
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _ob(name):
+    return collect(None, [name])[0] if "." in name else None
+
+
+@pytest.fixture(scope="module")
+def certs():
+    """One certificate per step kind: zero leaves with ideal multipliers and nonzero
+    justifications, case splits, Farkas leaves with products, false leaves."""
+    out = {}
+    for name in ("autograd.softplus", "autograd.div", "autograd.abs", "ibp.matvec", "ibp.relu",
+                 "forward.maximum", "ibp.log"):
+        ob = _ob(name)
+        tree = certificate_tree(ob.smtlib, timeout=60)
+        cert = {"kind": "refutation", "statement": ob.smtlib, "tree": tree}
+        assert check(cert).ok, name
+        out[name] = cert
+    return out
+
+
+def _nodes(tree, path=()):
+    yield path, tree
+    if "split" in tree:
+        yield from _nodes(tree["then"], (*path, "then"))
+        yield from _nodes(tree["else"], (*path, "else"))
+
+
+def _at(tree, path):
+    for p in path:
+        tree = tree[p]
+    return tree
+
+
+def _mutations(cert, rng):
+    """Random tampers of the certificate (each changes something the checker relies on)."""
+    tree = cert["tree"]
+    nodes = list(_nodes(tree))
+    out = []
+    for path, node in nodes:
+        if "split" in node:  # drop a case: the split becomes one of its branches
+            m = copy.deepcopy(cert)
+            parent = _at(m["tree"], path[:-1]) if path else None
+            if parent is None:
+                m["tree"] = copy.deepcopy(node["then"])
+            else:
+                parent[path[-1]] = copy.deepcopy(node["then"])
+            out.append(("dropped case", m))
+        if node.get("leaf") == "farkas":
+            for k in range(len(node["coeffs"])):
+                m = copy.deepcopy(cert)
+                c = _at(m["tree"], path)["coeffs"][k]
+                c[1] = str(rng.choice([0, 2, -1, "1/3", 7]) if c[1] != "0" else 1)
+                if c[1] != node["coeffs"][k][1]:
+                    out.append(("coefficient", m))
+        if node.get("leaf") == "zero":
+            for k in range(len(node["ideal"])):
+                m = copy.deepcopy(cert)
+                item = _at(m["tree"], path)["ideal"][k]
+                item[1] = f"(* 2 {item[1]})"
+                out.append(("ideal multiplier", m))
+            for k, j in enumerate(node["nonzero"]):
+                m = copy.deepcopy(cert)
+                jj = _at(m["tree"], path)["nonzero"][k]
+                if "sign" in jj:
+                    jj["sign"] = -jj["sign"]
+                else:
+                    jj["ne"] = jj["ne"][1:] or [0]
+                out.append(("nonzero justification", m))
+            m = copy.deepcopy(cert)
+            _at(m["tree"], path)["nonzero"] = []
+            if node["nonzero"]:
+                out.append(("dropped nonzero", m))
+        if "leaf" in node and node["leaf"] != "false":
+            m = copy.deepcopy(cert)
+            _at(m["tree"], path).clear()
+            _at(m["tree"], path)["leaf"] = "false"
+            out.append(("leaf kind", m))
+    return out
+
+
+def test_every_tamper_is_rejected(certs):
+    rng = random.Random(0)
+    kinds = {}
+    for name, cert in certs.items():
+        for kind, m in _mutations(cert, rng):
+            v = check(m)
+            assert not v.ok, f"{name}: tamper '{kind}' accepted"
+            kinds[kind] = kinds.get(kind, 0) + 1
+    assert set(kinds) >= {"dropped case", "coefficient", "ideal multiplier", "nonzero justification",
+                          "leaf kind"}, kinds
+    assert sum(kinds.values()) >= 40, kinds
+
+
+FALSE_EDITS = [  # statement edits that make the claim false: no certificate may prove them
+    ("autograd.softplus", "(* g_0 (/ 1", "(* 2 g_0 (/ 1"),
+    ("autograd.div", "(= (+ (* (- 1) g_0 x0_0", "(= (+ (* (- 2) g_0 x0_0"),
+    ("autograd.abs", "(ite (< x0_0 0) (* (- 1) g_0) 0)", "(ite (< x0_0 0) g_0 0)"),
+    ("ibp.relu", "(<= (ite (>= l 0) l 0)", "(<= (ite (>= u 0) u 0)"),  # swapped bound
+    ("ibp.log", "(> l 0)", "(> u 0)"),
+    ("forward.maximum", "(ite (>= x0_0 x1_0) x0_0 x1_0)", "(ite (>= x0_0 x1_0) x1_0 x0_0)"),
+]
+
+
+@pytest.mark.parametrize("name,old,new", FALSE_EDITS)
+def test_edited_statement_is_rejected(certs, name, old, new):
+    cert = certs[name]
+    assert old in cert["statement"], (name, old)
+    edited = cert["statement"].replace(old, new, 1)
+    assert not check({**cert, "statement": edited}).ok
+
+
+def test_axiom_instances_are_checked():
+    ob = _ob("autograd.softplus")
+    bad = ob.smtlib.replace("(> (tl_exp x0_0) 0)", "(> (tl_exp x0_0) 1)")
+    assert bad != ob.smtlib
+    tree = certificate_tree(ob.smtlib)
+    v = check({"kind": "refutation", "statement": bad, "tree": tree})
+    assert not v.ok and "exp_pos" in v.reason or "right side" in v.reason
+
+
+def test_malformed_certificates_are_rejected_not_raised():
+    ob = _ob("autograd.tanh")
+    for tree in (None, [], {"leaf": "zero"}, {"split": "(> x0_0"},
+                 {"leaf": "farkas", "coeffs": [[[99], "1"]]},
+                 {"leaf": "zero", "fact": 0, "ideal": [[0, "(bogus)"]], "nonzero": []}):
+        assert not check({"kind": "refutation", "statement": ob.smtlib, "tree": tree}).ok
+    assert not check({"kind": "refutation", "statement": "(assert", "tree": {"leaf": "false"}}).ok
+
+
+def test_unnamed_or_unknown_asserts_are_rejected():
+    ob = _ob("autograd.tanh")
+    extra = ob.smtlib.replace("(check-sat)", "(assert (! false :named lemma_0))\n(check-sat)")
+    assert not check({"kind": "refutation", "statement": extra, "tree": {"leaf": "false"}}).ok
+    fake = ob.smtlib.replace("(check-sat)", "(assert (! false :named ax_exp_pos_9))\n(check-sat)")
+    assert not check({"kind": "refutation", "statement": fake, "tree": {"leaf": "false"}}).ok
+
+
+def test_solver_trusted_is_counted_never_checked():
+    ob = _ob("autograd.tanh")
+    v = check({"kind": "refutation", "statement": ob.smtlib, "tree": None, "trusted": ["cvc5:la_generic"]})
+    assert v.ok and v.checked == 0 and v.trusted == {"cvc5:la_generic": 1} and not v.fully_checked
+    assert not check({"kind": "refutation", "statement": ob.smtlib, "tree": None}).ok
+
+
+def test_statements_parse_and_name_every_assert():
+    for ob in collect():
+        s = read_script(ob.smtlib)
+        assert s.goal[0] == "not"
+
+
+def test_coverage_has_no_gaps():
+    from torchlean.proofs.coverage import coverage_table, gaps
+
+    assert gaps() == []
+    assert "autograd" in coverage_table()
+
+
+STDLIB = set(sys.stdlib_module_names)
+
+
+def test_certificates_import_only_the_standard_library():
+    for path in sorted((ROOT / "torchlean" / "certificates").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            mods = []
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                mods = [node.module or ""]
+            for m in mods:
+                top = m.split(".")[0]
+                if path.name.startswith("fast") and top == "numpy":
+                    continue  # the vectorised replay, named so (DESIGN.md); its own trust entry
+                assert top in STDLIB or top == "__future__", f"{path.name} imports {m}"
+
+
+def test_certificate_json_roundtrip(certs):
+    for cert in certs.values():
+        assert check(json.loads(json.dumps(cert))).ok

@@ -1,0 +1,52 @@
+"""``pytest --torchlean-check``: replay the proof artifacts inside a test run (the same check as
+``python -m torchlean.proofs check``); ``--torchlean-strict`` also fails on solver-trusted ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+
+def pytest_addoption(parser: Any) -> None:
+    group = parser.getgroup("torchlean")
+    group.addoption("--torchlean-check", action="store_true",
+                    help="replay torchlean proof artifacts through the trusted checker")
+    group.addoption("--torchlean-strict", action="store_true",
+                    help="with --torchlean-check: solver-trusted artifacts fail too")
+
+
+class ProofItem(pytest.Item):
+    def __init__(self, *, obligation: Any, directory: Any, strict: bool, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.obligation, self.directory, self.strict = obligation, directory, strict
+
+    def runtest(self) -> None:
+        from .artifacts import check_one
+
+        o = check_one(self.directory, self.obligation)
+        if o.status == "checked" or (o.status == "trusted" and not self.strict):
+            return
+        raise AssertionError(f"{o.status}: {o.detail}")
+
+    def reportinfo(self) -> tuple[Any, int, str]:
+        return self.path, 0, f"torchlean proof {self.obligation.name}"
+
+
+class ProofCollector(pytest.Collector):
+    def collect(self) -> list[ProofItem]:
+        from .artifacts import config, proofs_dir
+        from .cli import collect
+
+        cfg = config()
+        directory = proofs_dir(cfg)
+        strict = self.config.getoption("--torchlean-strict")
+        return [ProofItem.from_parent(self, name=ob.name, obligation=ob, directory=directory, strict=strict)
+                for ob in collect(cfg["modules"])]
+
+
+def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -> None:
+    if not config.getoption("--torchlean-check"):
+        return
+    collector = ProofCollector.from_parent(session, name="torchlean-proofs")
+    items.extend(collector.collect())
