@@ -195,3 +195,25 @@ def test_certificates_import_only_the_standard_library():
 def test_certificate_json_roundtrip(certs):
     for cert in certs.values():
         assert check(json.loads(json.dumps(cert))).ok
+
+
+def test_interval_rules_contain_sampled_values():
+    from fractions import Fraction as F
+
+    from torchlean.certificates import intervals as iv
+
+    rng = random.Random(1)
+    for _ in range(300):
+        a, b = sorted(F(rng.randint(-40, 40), 8) for _ in range(2))
+        c, d = sorted(F(rng.randint(-40, 40), 8) for _ in range(2))
+        x, y = a + (b - a) * F(rng.random()), c + (d - c) * F(rng.random())
+        s = F(0.01)
+        for (lo, hi), v in [(iv.interval_relu((a, b)), max(x, 0)), (iv.interval_abs((a, b)), abs(x)),
+                            (iv.interval_leaky_relu((a, b)), x if x > 0 else s * x),
+                            (iv.interval_add((a, b), (c, d)), x + y),
+                            (iv.interval_sub((a, b), (c, d)), x - y),
+                            (iv.interval_maximum((a, b), (c, d)), max(x, y)),
+                            (iv.interval_minimum((a, b), (c, d)), min(x, y)),
+                            (iv.interval_matvec([[F(3), F(-2)]], [F(1)], [(a, b), (c, d)])[0],
+                             3 * x - 2 * y + 1)]:
+            assert lo <= v <= hi

@@ -156,3 +156,25 @@ def test_pytest_option_runs_the_check():
                         "-k", "relu", str(ROOT / "tests" / "test_symbolic_backend.py")],
                        cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert "autograd.relu" in r.stdout or r.returncode == 0, r.stdout[-2000:]
+
+
+def test_modules_named_on_the_command_line_are_scanned(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_ops.py").write_text(
+        "import numpy as np\n"
+        "from torchlean.proofs import verified\n"
+        "def cube_meaning(x):\n"
+        "    return np.asarray(x * x * x, dtype=object)\n"
+        "def cube_vjp(xp, g, out, x):\n"
+        "    return (3 * g * x * x,)\n"
+        "@verified(name='my_cube', meaning=cube_meaning, vjp=cube_vjp, shapes=[(2,)])\n"
+        "def cube(xp, x):\n"
+        "    return x * x * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from torchlean.proofs.obligation import SOURCES
+
+    try:
+        assert main(["show", "--module", "my_ops", "--dir", str(tmp_path), "autograd.my_cube"]) == 0
+        assert "missing   autograd.my_cube" in capsys.readouterr().out
+    finally:
+        SOURCES.pop("verified.primitive.my_cube", None)
+        sys.modules.pop("my_ops", None)

@@ -42,3 +42,7 @@ __all__ = [
 __all__ += ["DataLoader", "TensorDataset", "TrainedModel", "Trainer", "load_checkpoint", "load_csv",
             "optim", "save_checkpoint"]
 __all__ += ["CompiledStep", "compile", "trace"]
+
+from .proofs.verified import verified  # noqa: E402  (@torchlean.verified: register proof obligations)
+
+__all__ += ["verified"]

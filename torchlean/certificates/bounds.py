@@ -220,22 +220,34 @@ def leaf_bounds_exact_crown(
     steps: tuple[Affine | Relu, ...], lo: list[Fraction], hi: list[Fraction]
 ) -> list[Fraction]:
     """Lower bounds of the final values over the box by CROWN in exact rationals: every
-    pre-activation bound is itself a back-substitution bound (slow: for small networks)."""
+    pre-activation bound is a back-substitution bound, except for neurons that one interval step
+    from the previous layer's bounds already proves stable (exact relaxation either way), as in
+    ``fast_crown`` (slow: for small networks)."""
     affs = [s for s in steps if isinstance(s, Affine)]
     relax: list[list[tuple[Fraction, Fraction, Fraction]]] = []
+    zero = Fraction(0)
+    post: list[tuple[Fraction, Fraction]] = []  # the previous layer's post-activation bounds
     for k in range(len(affs) - 1):
-        layer = []
+        layer, nxt = [], []
         for i in range(len(affs[k].c)):
-            low = _back_exact(affs, relax, k, _unit(len(affs[k].c), i, 1), lo, hi)
-            up = -_back_exact(affs, relax, k, _unit(len(affs[k].c), i, -1), lo, hi)
+            low = up = None
+            if k > 0:
+                row, c = affs[k].M[i], affs[k].c[i]
+                low = c + sum((w * (a if w > 0 else b) for w, (a, b) in zip(row, post) if w), zero)
+                up = c + sum((w * (b if w > 0 else a) for w, (a, b) in zip(row, post) if w), zero)
+            if low is None or (low < 0 < up):
+                low = _back_exact(affs, relax, k, _unit(len(affs[k].c), i, 1), lo, hi)
+                up = -_back_exact(affs, relax, k, _unit(len(affs[k].c), i, -1), lo, hi)
+            nxt.append((max(low, zero), max(up, zero)))
             if low >= 0:
-                layer.append((Fraction(1), Fraction(0), Fraction(1)))
+                layer.append((Fraction(1), zero, Fraction(1)))
             elif up <= 0:
-                layer.append((Fraction(0), Fraction(0), Fraction(0)))
+                layer.append((zero, zero, zero))
             else:
                 s, t, alpha = relu_relaxation(_down(low), _up(up))
                 layer.append((s, t, Fraction(alpha)))
         relax.append(layer)
+        post = nxt
     k = len(affs) - 1
     return [_back_exact(affs, relax, k, _unit(len(affs[k].c), i, 1), lo, hi) for i in range(len(affs[k].c))]
 

@@ -2,9 +2,9 @@
 
 Every pre-activation bound is a CROWN bound: one back-substitution per layer from all of its
 neurons (lower rows +I, upper rows -I, stacked) through the ReLU relaxations of the earlier layers,
-concretised over the box (optionally intersected with one interval step from the previous
-layer's bounds; off by default, and the exact mode does not do it). The relaxations are
-``fast.relax``'s, built from the certified bounds.
+concretised over the box, except for neurons that one interval step from the previous layer's
+bounds already proves stable on that box (their relaxation is exact anyway; the interval bounds
+serve for the error terms). The relaxations are ``fast.relax``'s, built from the certified bounds.
 Same assumption and error accounting as ``fast.py`` (IEEE-754 binary64, round-to-nearest,
 standard model; every rounding error is bounded by γ·(the computation on absolute values) and
 moved into the constant, inflated by 4, plus ``TINY`` per entry):
@@ -22,11 +22,6 @@ import numpy as np
 
 from .fast import TINY, U, gamma, relax
 
-CHORD_TOO = False  # measured: no smaller ACAS trees; the exact mode does not do it
-IBP_STEP = (
-    False  # measured: tighter intermediate bounds made ACAS trees larger (CROWN is not monotone in them)
-)
-
 
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def crown_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_lam: bool = False):
@@ -40,21 +35,29 @@ def crown_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_lam: 
     bad = np.zeros(B, dtype=bool)
     with np.errstate(invalid="ignore", over="ignore"):
         for k in range(len(affs) - 1):
-            lb, _ = _back(affs, relus, vmaxs, k, lo, hi, xm, both=True)
             n = affs[k][1].shape[0]
-            low, upp = lb[:, :n].T, -lb[:, n:].T
-            if k > 0 and IBP_STEP:  # one interval step from the previous layer's bounds; keep the tighter
-                il, iu = _ibp_step(affs[k], post_lo, vmaxs[k])
-                low, upp = np.maximum(low, il), np.minimum(upp, iu)
+            if k == 0:
+                lb, _ = _back(affs, relus, vmaxs, k, lo, hi, xm, both=True)
+                low, upp = lb[:, :n].T, -lb[:, n:].T
+            else:
+                # a neuron one interval step already proves stable (for this box) keeps the interval
+                # bounds: its relaxation is exact either way, and they bound |z| soundly; the others
+                # get CROWN bounds. Decided per box, so no box's bounds depend on its batch.
+                low, upp = _ibp_step(affs[k], post_lo, vmaxs[k])
+                need = (low < 0) & (upp > 0)
+                rows = np.nonzero(need.any(1))[0]
+                if rows.size:
+                    lb, _ = _back(affs, relus, vmaxs, k, lo, hi, xm, both=True, rows=rows)
+                    r = rows.size
+                    sub = need[rows]
+                    low[rows] = np.where(sub, lb[:, :r].T, low[rows])
+                    upp[rows] = np.where(sub, -lb[:, r:].T, upp[rows])
             bad |= ~(np.isfinite(low).all(0) & np.isfinite(upp).all(0))
             keep_u, t, keep_l, _, post, zmax = relax(low, upp)
             relus.append((keep_u, t, keep_l.astype(np.float64), zmax))
             vmaxs.append(post)
             post_lo = np.maximum(low, 0.0)
         lb, lam = _back(affs, relus, vmaxs, len(affs) - 1, lo, hi, xm, both=False)
-        if CHORD_TOO:  # the final rows again with lower slope = upper slope s; keep the better bound
-            chord = [(ku, t, ku, zm) for ku, t, _, zm in relus]
-            lb = np.maximum(lb, _back(affs, chord, vmaxs, len(affs) - 1, lo, hi, xm, both=False)[0])
     bad |= ~np.isfinite(lb).all(1)
     lb = np.where(bad[:, None], -np.inf, lb)
     return (lb, lam) if want_lam else lb
@@ -71,9 +74,12 @@ def _ibp_step(aff, hl: np.ndarray, hu: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return low - err, upp + err
 
 
-def _back(affs, relus, vmaxs, k, lo, hi, xm, both: bool):
-    """Lower bounds of the rows of affine step k's output (and of their negations if ``both``)."""
+def _back(affs, relus, vmaxs, k, lo, hi, xm, both: bool, rows=None):
+    """Lower bounds of the rows (all, or those in ``rows``) of affine step k's output, and of their
+    negations if ``both``."""
     _, M, EM, c, Ec = affs[k]
+    if rows is not None:
+        M, EM, c, Ec = M[rows], EM[rows], c[rows], Ec[rows]
     B = lo.shape[0]
     if both:
         M, c, EM, Ec = (

@@ -60,8 +60,9 @@ def interval_relu(a: Interval, ops: Any = EXACT) -> Interval:
     return ops.max(a[0], 0), ops.max(a[1], 0)
 
 
-def interval_leaky_relu(a: Interval, slope: Any = Fraction(1, 100), ops: Any = EXACT) -> Interval:
-    """for 0 <= slope <= 1 the function is increasing: map the endpoints"""
+def interval_leaky_relu(a: Interval, slope: Any = Fraction(0.01), ops: Any = EXACT) -> Interval:
+    """for 0 <= slope <= 1 the function is increasing: map the endpoints. The default slope is the
+    spec's: the binary64 value of 0.01 (not 1/100, which would be unsound by ~1e-19 * |l|)."""
     def f(v: Any) -> Any:
         return ops.select(ops.ge(v, 0), v, slope * v)
     return f(a[0]), f(a[1])

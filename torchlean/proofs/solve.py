@@ -101,9 +101,9 @@ def _cvc5_model(s: Any, sm: Any) -> dict[str, str]:
 def _z3(text: str, timeout: float, proofs: bool) -> SolverRun:
     import z3
 
-    if proofs:
-        z3.set_param(proof=True)
-    s = z3.Solver()
+    # a context of its own: proof production must be on when the context is created
+    ctx = z3.Context(proof=proofs)
+    s = z3.Solver(ctx=ctx)
     options = {"proof": str(proofs).lower(), "timeout": str(int(timeout * 1000))}
     s.set("timeout", int(timeout * 1000))
     s.from_string(text)
@@ -116,9 +116,12 @@ def _z3(text: str, timeout: float, proofs: bool) -> SolverRun:
         run.message = s.reason_unknown()
         run.status = "timeout" if "timeout" in run.message or "canceled" in run.message else "unknown"
     if status == "unsat" and proofs:
-        pr = s.proof()
-        run.proof, run.proof_format = pack(str(pr)), "z3-proof-term"
-        run.rules = _z3_rules(pr)
+        try:
+            pr = s.proof()
+            run.proof, run.proof_format = pack(str(pr)), "z3-proof-term"
+            run.rules = _z3_rules(pr)
+        except z3.Z3Exception as e:  # the answer stands; only the proof text is missing
+            run.rules, run.message = {"unsat": 1}, f"no proof: {e}"
     if status == "sat":
         m = s.model()
         for d in m.decls():
