@@ -128,8 +128,9 @@ def test_verified_model_backward_pass(tmp_path):
         return nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
 
     (ob,) = _model_obligations("tiny", build, (1, 2))
-    (r,) = discharge([ob], tmp_path, solver="z3", progress=False)
-    assert r.status in ("proved", "trusted"), r.message
+    (r,) = discharge([ob], tmp_path, solver="z3", timeout=5, progress=False)
+    assert r.status == "proved", r.message  # the certificate is replayed whatever z3 answers
+    assert check_one(tmp_path, ob).status == "checked"
 
 
 def test_verified_primitive_registers_obligations():

@@ -99,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     qs = sub.add_parser("quickstart", help="run a runnable example: tensors, autograd or mlp",
                         description="Run one of the quickstart examples (their source: examples/).")
     qs.add_argument("example", choices=["tensors", "autograd", "mlp"])
+
+    demo = sub.add_parser("demo", help="the main job: train, prove autograd, certify rounding error",
+                          description="Train a small Auto MPG MLP, discharge its @verified autograd "
+                                      "obligation with an SMT solver and replay it through the trusted "
+                                      "checker, then certify its float32 rounding error.")
+    demo.add_argument("--out", default="torchlean-demo", metavar="DIR", help="where artifacts go")
+    demo.add_argument("--steps", type=_non_negative_int, default=300, help="training steps (default 300)")
+    demo.add_argument("--solver", choices=["cvc5", "z3"], default="cvc5")
+    demo.add_argument("--seed", type=_non_negative_int, default=0)
     return parser
 
 
@@ -157,6 +166,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "mlp":
             return run_mlp(args)
+        if args.command == "demo":
+            from pathlib import Path
+
+            from torchlean.zoo import demo
+
+            return demo.run(Path(args.out), steps=args.steps, solver=args.solver, seed=args.seed)
         from torchlean.zoo.quickstart import run
 
         run(args.example)

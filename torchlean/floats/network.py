@@ -19,6 +19,7 @@ import numpy as np
 from ..certificates.rounding import FORMATS, Format, decode
 from ..runtime.execute import run_graph
 from ..spec.graph import Graph
+from ..spec.passes import fold_constants
 
 _NP_FORMATS = {"float64": "binary64", "float32": "binary32", "float16": "binary16"}
 _UINT = {64: ">u8", 32: ">u4", 16: ">u2"}
@@ -87,7 +88,7 @@ def _const_linear_map(fn, n_in: int, in_shape: tuple[int, ...]) -> np.ndarray:
 
 def lower(graph: Graph) -> list[dict[str, Any]]:
     """The layers of ``graph`` (one input, batch 1, a chain of supported operations)."""
-    graph.check()
+    graph = fold_constants(graph)
     if len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise LoweringError("error bounds need a graph with one input and one output")
     cur = graph.inputs[0].name

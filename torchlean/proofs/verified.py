@@ -16,6 +16,7 @@ with ``--module`` or in ``[tool.torchlean] modules``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -51,7 +52,7 @@ def _model_obligations(name: str, build: Callable[[], Any],
         weights = []
         for k, p in enumerate(params):  # symbolic weights, shapes from the real model
             w = symbols(f"w{k}", tuple(p.shape))
-            p.data, p.requires_grad = w, True
+            p.data, p.requires_grad, p.grad = w, True, None  # no gradient left over from training
             weights.append(w)
         x = Tensor(symbols("x", input_shape), requires_grad=True)
         # the runtime's forward (records the tape) and the spec's forward (same primitives, meanings)
@@ -106,7 +107,9 @@ def verified(obj: Any = None, *, name: str | None = None, meaning: Callable[...,
             return target
         if input_shape is None:
             raise TypeError("@verified model: give input_shape=(...)")
-        build = target if callable(target) and not hasattr(target, "parameters") else (lambda: target)
+        # work on a copy: the obligation swaps in symbolic weights, the user's model stays as it is
+        build = target if callable(target) and not hasattr(target, "parameters") else (
+            lambda: copy.deepcopy(target))
 
         @source(f"verified.model.{label}")
         def _obs() -> Iterator[Obligation]:
