@@ -52,7 +52,8 @@ def test_grad_returns_without_accumulating():
 def test_vjp_with_cotangent():
     a = np.random.default_rng(4).standard_normal((2, 3))
     v = np.random.default_rng(5).standard_normal((2, 3))
-    out, (g,) = vjp(lambda t: F.softplus(t) * t, tl.tensor(a, dtype="float64"), v=tl.tensor(v, dtype="float64"))
+    primal, cot = tl.tensor(a, dtype="float64"), tl.tensor(v, dtype="float64")
+    out, (g,) = vjp(lambda t: F.softplus(t) * t, primal, v=cot)
     at = torch.tensor(a, requires_grad=True)
     _, gt = torch.autograd.functional.vjp(lambda t: torch.nn.functional.softplus(t) * t, at, torch.tensor(v))
     np.testing.assert_allclose(g.numpy(), gt.numpy(), rtol=1e-12)

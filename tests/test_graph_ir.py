@@ -64,7 +64,8 @@ def test_exact_evaluation_matches_direct_mpmath():
     x = rng.standard_normal((1, 3)).astype(np.float32)
     (y,) = evaluate(g, {"x": x}, digits=50)
     with mpmath.workdps(60):
-        c = {k: [[mpmath.mpf(float(v)) for v in row] for row in np.atleast_2d(a)] for k, a in g.constants.items()}
+        c = {k: [[mpmath.mpf(float(v)) for v in row] for row in np.atleast_2d(a)]
+             for k, a in g.constants.items()}
         xs = [mpmath.mpf(float(v)) for v in x[0]]
         h = [mpmath.tanh(sum(xs[i] * c["w1"][i][j] for i in range(3)) + c["b1"][0][j]) for j in range(4)]
         want = [sum(h[j] * c["w2"][j][k] for j in range(4)) for k in range(2)]

@@ -5,5 +5,8 @@ from .core import CHECKERS, Rejected, Verdict, check, digest, rational
 
 __all__ = ["CHECKERS", "Rejected", "Verdict", "check", "digest", "rational"]
 
-from . import errorbound, rounding  # noqa: E402,F401  (register the float checkers)
-from . import refute  # noqa: E402,F401  (register the refutation checker: autograd, forward, ibp)
+from . import (  # noqa: E402,F401  (register the float checkers)
+    errorbound,
+    refute,  # noqa: E402,F401  (register the refutation checker: autograd, forward, ibp)
+    rounding,
+)

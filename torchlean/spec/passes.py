@@ -32,7 +32,8 @@ def fold_constants(graph: Graph) -> Graph:
     for node in graph.nodes:
         if node.op in _MOVE and node.inputs and all(i in consts for i in node.inputs):
             attrs = PRIMITIVES[node.op].check_attrs(node.attrs)
-            consts[node.output] = np.ascontiguousarray(_MOVE[node.op](*(consts[i] for i in node.inputs), **attrs))
+            value = _MOVE[node.op](*(consts[i] for i in node.inputs), **attrs)
+            consts[node.output] = np.ascontiguousarray(value)
         else:
             nodes.append(node)
     used = {i for n in nodes for i in n.inputs} | set(graph.outputs)
