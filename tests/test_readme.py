@@ -1,0 +1,24 @@
+"""The README's claims that can be run, run: its two first commands name real entry points, and
+the tour snippet executes as written."""
+
+import re
+from pathlib import Path
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_tour_snippet_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the snippet writes log.json
+    code = re.search(r"## A tour\n\n```python\n(.*?)```", README, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "README.md (tour)", "exec"), namespace)  # noqa: S102 - our own README
+    assert (tmp_path / "log.json").exists()
+    assert namespace["trained"].eval(namespace["data"])["loss"] < 0.1
+
+
+def test_first_two_commands_match_ci():
+    blocks = re.search(r"```bash\n(.*?)```", README, re.S).group(1)
+    commands = [line for line in blocks.splitlines() if line and not line.startswith("#")]
+    assert commands[0] == "pip install -e . && python -m torchlean demo"
+    ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
+    assert f'bash -c "{commands[1]}"' in ci
