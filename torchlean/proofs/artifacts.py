@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._files import atomic_write_json
 from ..certificates import check as replay
 from .obligation import Obligation
 
@@ -55,18 +54,7 @@ def path_for(directory: Path, ob: Obligation) -> Path:
     return directory / f"{ob.name}.json"
 
 
-def write_atomic(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+write_atomic = atomic_write_json  # the name the proofs layer uses
 
 
 @dataclass

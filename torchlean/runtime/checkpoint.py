@@ -11,14 +11,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._files import atomic_write
 from .lr_scheduler import LRScheduler
 from .nn.module import Module
 from .optim import Optimizer
@@ -92,23 +90,6 @@ def save_checkpoint(path: str | Path, model: Module, optimizer: Optimizer | None
         if arr.dtype == object:
             raise CheckpointError(f"checkpoint: {key} is an object array; only numeric arrays are saved")
     return atomic_write(path, lambda fh: np.savez(fh, **arrays))
-
-
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
-    """Run ``write(file)`` on a temporary file beside ``path``, then move it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:

@@ -21,8 +21,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from .._files import atomic_write
 from .backends import namespace, to_numpy
-from .checkpoint import atomic_write, save_checkpoint
+from .checkpoint import save_checkpoint
 from .clip import clip_grad_norm_
 from .data import DataLoader, TensorDataset
 from .lr_scheduler import LRScheduler
