@@ -13,6 +13,17 @@ from torchlean import nn
 pytestmark = pytest.mark.solver
 
 
+@pytest.fixture(autouse=True)
+def _restore_sources():
+    """@verified registers obligation sources globally; keep them out of the other tests."""
+    from torchlean.proofs.obligation import SOURCES
+
+    saved = dict(SOURCES)
+    yield
+    SOURCES.clear()
+    SOURCES.update(saved)
+
+
 def test_demo_checks_every_claim(tmp_path, capsys):
     from torchlean.__main__ import main
 
