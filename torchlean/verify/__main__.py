@@ -13,22 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
+from .._files import atomic_write_text
 from ..certificates.bounds import check_vnn
 from ..certificates.network import Unsupported
 from ..certificates.property import PropertyError
 from .network import InputError, load_net, load_spec
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def vnncomp_text(result) -> str:
@@ -62,9 +55,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     text = vnncomp_text(res)
     print(text)
     if args.result:
-        _write_atomic(args.result, text + "\n")
+        atomic_write_text(args.result, text + "\n")
     if args.cert and res.cert is not None and res.verdict in ("sat", "unsat"):
-        _write_atomic(args.cert, json.dumps(res.cert, separators=(",", ":")))
+        atomic_write_text(args.cert, json.dumps(res.cert, separators=(",", ":")))
     if not args.quiet:
         print(
             f"time: {res.stats.get('time', 0):.2f} s solve, {check_s:.2f} s check; "

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from .._files import atomic_write_text
 from ..certificates.bounds import check_vnn
 from .network import InputError, load_net, load_spec
 
@@ -108,7 +108,4 @@ def _write(path: str, rows: list[dict[str, Any]], fields: list[str]) -> None:
     w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write_text(path, buf.getvalue())
