@@ -66,6 +66,8 @@ class Case:
     words: tuple[str, ...] = ()
     #: extra ground axiom instances for the forward claim: xs -> [(schema, SMT text)]
     hints: Callable[[list[Any]], list[tuple[str, str]]] | None = None
+    #: inputs laid out column-major, so that a rule's layout-dependent branch is proved too
+    column_major: tuple[int, ...] = ()
 
 
 def _away_from(pairs: Callable[[list[Any]], list[tuple[Any, Any]]],
@@ -96,9 +98,9 @@ def _nonzero(which: int) -> tuple[Domain, tuple[str, ...]]:
     return (lambda xs: [sympy.Ne(v, 0) for v in _flat(xs[which])]), ("divisor nonzero",)
 
 
-def _case(shapes, attrs=None, ints=None, dom=None, hints=None) -> Case:
+def _case(shapes, attrs=None, ints=None, dom=None, hints=None, column_major=()) -> Case:
     d, w = dom if dom else (None, ())
-    return Case(tuple(shapes), dict(attrs or {}), dict(ints or {}), d, w, hints)
+    return Case(tuple(shapes), dict(attrs or {}), dict(ints or {}), d, w, hints, tuple(column_major))
 
 
 U, B = [(1,)], [(2,), (1,)]
@@ -114,7 +116,8 @@ CASES: dict[str, list[Case]] = {
     "leaky_relu": [_case(U, {"slope": 0.01}, dom=_kink)],
     "pow": [_case(U, {"exponent": 2}), _case(U, {"exponent": 3})],
     "where": [_case([None, (2,), (1,)], ints={0: np.array([True, False])})],
-    "matmul": [_case([(2, 1, 2), (2, 2)])],
+    # the second case is nn.Linear's layout: b = Wᵀ, a column-major view (a branch of the rule)
+    "matmul": [_case([(2, 1, 2), (2, 2)]), _case([(2, 2), (2, 3)], column_major=(1,))],
     "sum": [_case([(2, 2)], {"axes": 1}), _case([(2,)], {"axes": None, "keepdims": True})],
     "mean": [_case([(2, 2)], {"axes": 0})],
     "max": [_case([(3,)], dom=_distinct)],
@@ -164,7 +167,11 @@ def _log_softmax_hints(xs: list[Any]) -> list[tuple[str, str]]:
 def _inputs(case: Case) -> list[Any]:
     xs: list[Any] = []
     for i, shape in enumerate(case.shapes):
-        xs.append(np.asarray(case.ints[i]) if i in case.ints else symbols(f"x{i}", shape))
+        if i in case.ints:
+            xs.append(np.asarray(case.ints[i]))
+        else:
+            x = symbols(f"x{i}", shape)
+            xs.append(np.asfortranarray(x) if i in case.column_major else x)
     return xs
 
 
@@ -206,6 +213,8 @@ def _rule_obligations(name, forward, vjp, meaning, case, subject, tag) -> Iterat
     domain = case.domain(xs) if case.domain else []
     data = {"shapes": [list(s) if s else None for s in case.shapes],
             "attrs": {k: repr(v) for k, v in sorted(case.attrs.items())}}
+    if case.column_major:
+        data["column_major"] = list(case.column_major)
     fwd = np.asarray(forward(SYMBOLIC, *xs, **case.attrs), dtype=object)
     if fwd.shape != spec_out.shape:
         raise ValueError(f"{name}: kernel shape {fwd.shape} differs from spec shape {spec_out.shape}")

@@ -207,8 +207,12 @@ class Emitter:
         if op == "matmul" and not attrs and len(shapes[0]) == 2 and len(shapes[1]) == 2:
             if needs[0]:
                 res[0] = self._emit_fresh(f"xp.matmul({g}, xp.swapaxes({ins[1]}, -1, -2))", (g, ins[1]))
-            if needs[1]:
-                res[1] = self._emit_fresh(f"xp.matmul(xp.swapaxes({ins[0]}, -1, -2), {g})", (g, ins[0]))
+            if needs[1]:  # the rule's layout choice (rules_tensor.column_major), made per step
+                a_, b_ = ins[0], ins[1]
+                res[1] = self._emit_fresh(
+                    f"(xp.swapaxes(xp.matmul(xp.swapaxes({g}, -1, -2), {a_}), -1, -2) "
+                    f"if {b_}.flags.f_contiguous and not {b_}.flags.c_contiguous "
+                    f"else xp.matmul(xp.swapaxes({a_}, -1, -2), {g}))", (g, a_, b_))
             return res
         if op == "neg" and not attrs:
             return [self._emit_fresh(f"-{g}", (g,), ip, f"xp.negative({g}, out={g})")]
