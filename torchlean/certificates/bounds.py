@@ -220,9 +220,9 @@ def leaf_bounds_exact_crown(
     steps: tuple[Affine | Relu, ...], lo: list[Fraction], hi: list[Fraction]
 ) -> list[Fraction]:
     """Lower bounds of the final values over the box by CROWN in exact rationals: every
-    pre-activation bound is a back-substitution bound, except for neurons that one interval step
-    from the previous layer's bounds already proves stable (exact relaxation either way), as in
-    ``fast_crown`` (slow: for small networks)."""
+    pre-activation bound is a back-substitution bound, except for neurons that one interval
+    step over the previous layer's bounds already proves stable (exact relaxation either way),
+    as in ``fast_crown`` (slow: for small networks)."""
     affs = [s for s in steps if isinstance(s, Affine)]
     relax: list[list[tuple[Fraction, Fraction, Fraction]]] = []
     zero = Fraction(0)
