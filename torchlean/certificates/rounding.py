@@ -345,22 +345,20 @@ def lemma_statement(fmt: Format, mode: str, op: str, u: Fraction, eta: Fraction)
                      "with x op y defined and fl(x op y) finite"}
 
 
-def exhaustive_lemma(fmt: Format, mode: str, op: str) -> tuple[int, Fraction]:
-    """Enumerate every finite operand (pair); return (cases checked, max of |err|-u|z| - eta)."""
-    u, eta = fmt.unit_roundoff(mode), fmt.underflow_eta(mode)
+def enumerate_lemma(fmt: Format, mode: str, op: str, u: Fraction, eta: Fraction) -> tuple[int, str | None]:
+    """Every finite operand (pair) with a defined, finitely rounded result, in exact arithmetic:
+    (number of cases, the first counterexample to |fl(z) - z| <= u|z| + eta, or None)."""
     vals = finite_values(fmt)
-    cases, worst = 0, Fraction(-1)
+    cases = 0
     if op == "sqrt":
         for x in vals:
-            if x < 0:
-                continue
-            r = round_sqrt(x, fmt, mode)
-            if not r.finite:
+            r = round_sqrt(x, fmt, mode) if x >= 0 else None
+            if r is None or not r.finite:
                 continue
             cases += 1
             if not _sqrt_within(r.value, x, u, eta):
-                worst = max(worst, Fraction(1))
-        return cases, worst
+                return cases, f"sqrt({x}) rounds to {r.value}"
+        return cases, None
     for x in vals:
         for y in vals:
             z = _exact(op, x, y)
@@ -370,10 +368,9 @@ def exhaustive_lemma(fmt: Format, mode: str, op: str) -> tuple[int, Fraction]:
             if not r.finite:
                 continue
             cases += 1
-            slack = abs(r.value - z) - u * abs(z) - eta
-            if slack > worst:
-                worst = slack
-    return cases, worst
+            if abs(r.value - z) > u * abs(z) + eta:
+                return cases, f"{x} {op} {y} = {z} rounds to {r.value}"
+    return cases, None
 
 
 def make_lemma_certificate(fmt: Format | str, mode: str, op: str) -> dict[str, Any]:
@@ -381,7 +378,9 @@ def make_lemma_certificate(fmt: Format | str, mode: str, op: str) -> dict[str, A
     fmt = get_format(fmt)
     u, eta = fmt.unit_roundoff(mode), fmt.underflow_eta(mode)
     stmt = lemma_statement(fmt, mode, op, u, eta)
-    cases, _ = exhaustive_lemma(fmt, mode, op)
+    cases, counterexample = enumerate_lemma(fmt, mode, op, u, eta)
+    if counterexample is not None:
+        raise ValueError(f"the {fmt.name} {op} lemma is false: {counterexample}")
     return {"kind": "rounding-lemma-exhaustive", "statement": stmt, "digest": digest(stmt),
             "cases": cases}
 
@@ -400,27 +399,8 @@ def check_lemma(cert: dict[str, Any]) -> Verdict:
     require(stmt == lemma_statement(fmt, mode, op, u, eta), "statement is not the lemma's")
     # the constants may be anything the enumeration supports; weaker-than-standard is fine,
     # stronger must fail the enumeration below
-    vals = finite_values(fmt)
-    cases = 0
-    if op == "sqrt":
-        for x in vals:
-            r = round_sqrt(x, fmt, mode) if x >= 0 else None
-            if r is None or not r.finite:
-                continue
-            cases += 1
-            if not _sqrt_within(r.value, x, u, eta):
-                raise Rejected(f"counterexample: sqrt({x}) rounds to {r.value}")
-    else:
-        for x in vals:
-            for y in vals:
-                z = _exact(op, x, y)
-                if z is None:
-                    continue
-                r = round_fraction(z, fmt, mode)
-                if not r.finite:
-                    continue
-                cases += 1
-                if abs(r.value - z) > u * abs(z) + eta:
-                    raise Rejected(f"counterexample: {x} {op} {y} = {z} rounds to {r.value}")
+    cases, counterexample = enumerate_lemma(fmt, mode, op, u, eta)
+    if counterexample is not None:
+        raise Rejected(f"counterexample: {counterexample}")
     require(cases == cert["cases"], f"case count {cert['cases']} differs from the replay's {cases}")
     return Verdict(True, checked=cases)
