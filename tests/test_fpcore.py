@@ -15,8 +15,8 @@ ROSA = Path(__file__).resolve().parents[1] / "torchlean" / "floats" / "data" / "
 FPTAYLOR = {"doppler1": 1.36e-13, "rigidBody1": 2.95e-13, "verhulst": 2.50e-16,
             "predatorPrey": 1.59e-16, "carbonGas": 8.27e-09, "sineOrder3": 7.95e-16,
             "sqroot": 5.02e-16}
-DAISY = {"doppler1": 4.19e-13, "verhulst": 4.94e-16, "predatorPrey": 2.15e-16, "carbonGas": 4.28e-08,
-         "sineOrder3": 1.45e-15, "turbine1": 8.65e-14}
+DAISY = {"doppler1": 4.19e-13, "rigidBody1": 2.95e-13, "verhulst": 4.94e-16, "predatorPrey": 2.15e-16,
+         "carbonGas": 4.28e-08, "sineOrder3": 1.45e-15, "turbine1": 8.65e-14}
 
 
 @pytest.fixture(scope="module")

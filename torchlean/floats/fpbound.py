@@ -1,17 +1,22 @@
 """Rigorous round-off bounds for FPCore expressions (FPTaylor-style, first order made exact).
 
-Model: every rounded operation computes w_i = r_i (1 + d_i) + e_i with r_i the exact operation on
-its (already rounded) arguments, |d_i| <= u, |e_i| <= eta; a constant c enters as fl(c); inputs are
-exact floats (``round_inputs=True`` also rounds them, as FPTaylor/Daisy assume). By the mean value
-theorem along the segment from (d, e) = 0,
+Model: every rounded operation computes w_i = fl(r_i) = r_i + delta_i with r_i the exact operation
+on its (already rounded) arguments; a constant c enters as fl(c); inputs are exact floats
+(``round_inputs=True`` also rounds them, as FPTaylor/Daisy assume). For r_i in an enclosure R_i
+two bounds hold: |delta_i| <= u|r_i| + eta (relative) and |delta_i| <= u 2^floor(log2 max|R_i|)
++ eta (half an ulp of the largest binade R_i reaches). By the mean value theorem along a path
+from the exact to the computed evaluation,
 
-    |f~(x) - f(x)| <= sum_i u * sup|A_i r_i| + eta * sup|A_i| + sum_c |fl(c) - c| * sup|A_c|,
+    |f~(x) - f(x)| <= sum_i min(u sup|A_i r_i| + eta sup|A_i|, sup|A_i| (u 2^floor(..) + eta))
+                      + sum_c |fl(c) - c| * sup|A_c|,
 
 A_i the derivative of the output with respect to w_i, the sups taken over x in the box *and* all
 perturbations (so there is no separate second-order remainder: the O(u^2) effects are inside the
 interval enclosures). The enclosures come from interval arithmetic (outward-rounded binary64) in a
-forward pass (values with the d-intervals) and a reverse pass (adjoints); a branch-and-bound over
-sub-boxes drives the overestimation down. Sub-boxes that violate the :pre constraints are dropped.
+forward pass (values with the perturbations) and a reverse pass (adjoints); a branch-and-bound
+over sub-boxes drives the overestimation down. Linear :pre constraints contract the sub-boxes and
+bound every affine sub-term over the feasible part (fplinear); sub-boxes that violate the :pre
+constraints are dropped.
 """
 
 from __future__ import annotations
@@ -23,54 +28,8 @@ from fractions import Fraction
 
 from ..certificates.rounding import get_format, round_fraction
 from .fpcore import Benchmark, Node, topo
-
-INF = math.inf
-
-
-def _dn(x: float) -> float:
-    return math.nextafter(x, -INF)
-
-
-def _upr(x: float) -> float:
-    return math.nextafter(x, INF)
-
-
-class I:  # noqa: E742  (interval)
-    __slots__ = ("lo", "hi")
-
-    def __init__(self, lo: float, hi: float | None = None):
-        self.lo, self.hi = lo, lo if hi is None else hi
-
-    def __add__(self, o: I) -> I:
-        return I(_dn(self.lo + o.lo), _upr(self.hi + o.hi))
-
-    def __sub__(self, o: I) -> I:
-        return I(_dn(self.lo - o.hi), _upr(self.hi - o.lo))
-
-    def __neg__(self) -> I:
-        return I(-self.hi, -self.lo)
-
-    def __mul__(self, o: I) -> I:
-        ps = (self.lo * o.lo, self.lo * o.hi, self.hi * o.lo, self.hi * o.hi)
-        if any(math.isnan(p) for p in ps):
-            return I(-INF, INF)
-        return I(_dn(min(ps)), _upr(max(ps)))
-
-    def recip(self) -> I:
-        if self.lo <= 0 <= self.hi:
-            return I(-INF, INF)
-        return I(_dn(1 / self.hi), _upr(1 / self.lo))
-
-    def __truediv__(self, o: I) -> I:
-        return self * o.recip()
-
-    def sqrt(self) -> I:
-        if self.lo < 0:
-            return I(-INF, INF) if self.hi < 0 else I(0.0, _upr(math.sqrt(self.hi)))
-        return I(max(0.0, _dn(math.sqrt(self.lo))), _upr(math.sqrt(self.hi)))
-
-    def mag(self) -> float:
-        return max(abs(self.lo), abs(self.hi))
+from .fplinear import LinearConstraints, affine_forms
+from .interval import INF, I, _dn, _upr
 
 
 def _up_float(q: Fraction) -> float:
@@ -102,10 +61,17 @@ class Analysis:
                 r = round_fraction(n.value, f)
                 self.cval[id(n)] = (float(r.value), _up_float(abs(r.value - n.value)))
         self.cons = [(topo(lhs), lhs, topo(rhs), rhs) for _, lhs, rhs in b.constraints]
+        self.maxf = float(f.max_finite)
+        # affine nodes of the program (a constant scales only when it is a float: a single
+        # point); their range over box ∩ linear :pre comes from LP duality (fplinear)
+        self.lin = LinearConstraints.from_pre([(lhs, rhs) for _, lhs, rhs in b.constraints], topo)
+        forms = affine_forms(self.nodes, lambda c: c.value if self.cval[id(c)][1] == 0 else None)
+        self.plans = {k: (self.lin.plan(lin), self.lin.plan({v: -q for v, q in lin.items()}))
+                      for k, (lin, _) in forms.items()}
 
     def _exact_op(self, n: Node) -> bool:
-        """Operations that never round: negation, and products by powers of two (no overflow;
-        binary64 products by 2^k of |k| < 8 stay exact unless subnormal, covered by eta)."""
+        """Operations that never round: negation, and products by 2^k, k >= 0 (scaling up loses
+        no bits, subnormals included; overflow is excluded by the max_finite check)."""
         if n.op == "neg":
             return True
         if n.op == "mul":
@@ -155,27 +121,68 @@ class Analysis:
                 return False
         return True
 
+    def _rho(self, v: I) -> float:
+        """|fl(r) - r| for every r in v, both models: u|r| + eta and the half-ulp bound
+        u * 2^floor(log2 max|r|) + eta (the rounding error of r in [2^k, 2^(k+1)) is at most
+        half an ulp, 2^k u; subnormal results at most eta)."""
+        return _upr(_upr(self.u * v.mag()) + self.eta)
+
+    def _terms(self, A: I, v: I) -> float:
+        """The error contribution of one rounding with adjoint A and exact value in v: the smaller
+        of the relative model u sup|A r| + eta sup|A| and the absolute (half-ulp) model
+        sup|A| (u 2^floor(log2 max|r|) + eta). Either is sound for this node on its own (the
+        mean-value path below may treat each node by a different model; both stay inside w)."""
+        if math.isinf(A.mag()):
+            return INF
+        rel = _upr(_upr(self.u * (A * v).mag()) + _upr(self.eta * A.mag()))
+        m = v.mag()
+        p2 = 0.0 if m == 0 else math.ldexp(1.0, math.frexp(m)[1] - 1)  # 2^floor(log2 m)
+        ab = _upr(A.mag() * _upr(_upr(self.u * p2) + self.eta))
+        return min(rel, ab)
+
     def box_bound(self, box: dict[str, I]) -> float:
-        u, eta = self.u, self.eta
-        widen = I(1 - u, 1 + u)
-        tiny = I(-eta, eta)
+        """Sound bound on |f~ - f| over box ∩ :pre (0.0 when the box holds no feasible point).
+
+        Mean-value path: w_i(t) = r_i(w(t)) + t delta_i for each rounding (delta_i the actual
+        rounding error), or w_i(t) = r_i(w(t))(1 + t d_i) + t e_i; every path point has
+        w_i in W_i = R_i + [-rho_i, rho_i], so the adjoint enclosures hold along it. Affine
+        nodes also carry err = w - L(x) so their enclosure can use L's range over the feasible
+        part of the box (the linear :pre constraints), not just interval arithmetic."""
         r: dict[int, I] = {}
         w: dict[int, I] = {}
+        err: dict[int, I] = {}  # affine nodes: enclosure of w - L(x)
         for n in self.nodes:
-            if n.op == "var" and self.round_inputs:
-                r[id(n)] = box[n.name]
-                w[id(n)] = box[n.name] * widen + tiny
+            k = id(n)
+            if n.op == "var":
+                x = box[n.name]
+                rho = self._rho(x) if self.round_inputs else 0.0
+                r[k], err[k] = x, I(-rho, rho)
+                w[k] = x + err[k] if self.round_inputs else x
                 continue
             if n.op == "const":  # the program's float constant; the error is added below
-                c = self.cval[id(n)][0]
+                c = self.cval[k][0]
                 lo, hi = min(c, float(n.value)), max(c, float(n.value))
-                w[id(n)] = r[id(n)] = I(_dn(lo), _upr(hi))
+                w[k] = r[k] = err[k] = I(_dn(lo), _upr(hi))
                 continue
             v = self._apply(n, w, box, exact_consts=False)
-            r[id(n)] = v
-            w[id(n)] = v if n.op == "var" or self._exact_op(n) else v * widen + tiny
-        if any(math.isinf(x.lo) or math.isinf(x.hi) for x in w.values()):
-            return INF
+            e = self._affine_err(n, err) if k in self.plans else None
+            if e is not None:
+                lo = self.lin.lower(self.plans[k][0], box)
+                hi = -self.lin.lower(self.plans[k][1], box)
+                v = I(max(v.lo, _dn(lo + e.lo)), min(v.hi, _upr(hi + e.hi)))
+                if v.lo > v.hi:  # two enclosures of a nonempty set always meet
+                    return 0.0
+            if math.isinf(v.lo) or math.isinf(v.hi) or v.mag() > self.maxf:
+                return INF
+            r[k] = v
+            if n.op == "var" or self._exact_op(n):
+                w[k] = v
+            else:
+                rho = self._rho(v)
+                w[k] = v + I(-rho, rho)
+                e = None if e is None else e + I(-rho, rho)
+            if e is not None:
+                err[k] = e
         adj: dict[int, I] = {id(n): I(0.0) for n in self.nodes}
         adj[id(self.nodes[-1])] = I(1.0)
         total = 0.0
@@ -184,13 +191,12 @@ class Analysis:
             rounded = (n.op == "var" and self.round_inputs) or not (
                 n.op in ("var", "const") or self._exact_op(n))
             if rounded:
-                total = _upr(total + _upr(u * (A * r[id(n)]).mag()))
-                total = _upr(total + _upr(eta * A.mag()))
+                total = _upr(total + self._terms(A, r[id(n)]))
             elif n.op == "const":
                 total = _upr(total + _upr(self.cval[id(n)][1] * A.mag()))
             if n.op in ("var", "const"):
                 continue
-            g = A * widen if rounded else A  # d w / d r = 1 + d
+            g = A * I(1 - self.u, 1 + self.u) if rounded else A  # d w / d r = 1 + t d
             a = [w[id(x)] for x in n.args]
             if n.op == "add":
                 parts = [g, g]
@@ -208,6 +214,24 @@ class Analysis:
             for x, p in zip(n.args, parts):
                 adj[id(x)] = adj[id(x)] + p
         return total if math.isfinite(total) else INF
+
+    def _affine_err(self, n: Node, err: dict[int, I]) -> I | None:
+        """w - L(x) before rounding, from the arguments' (None if an argument has none)."""
+        es = [err.get(id(x)) for x in n.args]
+        if n.op in ("mul", "div"):  # by a float constant (affine_forms checked): scale the other
+            # the same choice of scaling constant as affine_forms: a leading constant factor
+            x, c = (1, 0) if n.op == "mul" and n.args[0].op == "const" else (0, 1)
+            ex, kc = es[x], I(self.cval[id(n.args[c])][0])
+            if ex is None:
+                return None
+            return ex * kc if n.op == "mul" else ex / kc
+        if any(x is None for x in es):
+            return None
+        if n.op == "add":
+            return es[0] + es[1]
+        if n.op == "sub":
+            return es[0] - es[1]
+        return -es[0]  # neg
 
     def point_estimate(self, box: dict[str, I]) -> float:
         mid = {k: I((v.lo + v.hi) / 2) for k, v in box.items()}
@@ -240,8 +264,11 @@ def analyse(b: Benchmark, fmt: str = "binary64", round_inputs: bool = False, tol
     def push(box: dict[str, I]) -> None:
         nonlocal count, best
         count += 1
-        if b.constraints and not an.feasible(box):
-            return
+        if b.constraints:
+            # contraction keeps every feasible point of the box, so the cover stays a cover
+            box = an.lin.contract(box)
+            if box is None or not an.feasible(box):
+                return
         ub = an.box_bound(box)
         est = an.point_estimate(box)
         if math.isfinite(est) and an.feasible({k: I((v.lo + v.hi) / 2) for k, v in box.items()}):

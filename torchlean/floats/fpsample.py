@@ -1,9 +1,10 @@
 """Observed round-off of FPCore benchmarks: binary64 evaluation against the exact value.
 
 Points are binary64 values drawn uniformly from the :pre box (constraints enforced by rejection
-in exact arithmetic). The binary64 value uses Python floats (IEEE binary64, correctly rounded
-+ - * / sqrt), constants rounded to binary64 as the program would; the exact value uses Fractions
-for + - * / and mpmath at 300 bits for sqrt (relative error < 2^-290, far below any bound here).
+in exact arithmetic), or, for benchmarks with linear :pre constraints, moved close to one of
+them. The binary64 value uses Python floats (IEEE binary64, correctly rounded + - * / sqrt),
+constants rounded to binary64 as the program would; the exact value uses Fractions for + - * /
+and mpmath at 300 bits for sqrt (relative error < 2^-290, far below any bound here).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fractions import Fraction
 import mpmath
 
 from .fpcore import Benchmark, Node, topo
+from .fplinear import affine_forms
 
 
 def eval_float(nodes: list[Node], env: dict[str, float]) -> float:
@@ -72,17 +74,47 @@ def eval_exact(nodes: list[Node], env: dict[str, Fraction]) -> Fraction | None:
     return val[id(nodes[-1])]
 
 
-def observed(b: Benchmark, n: int = 10_000, seed: int = 0, max_tries: int = 50) -> tuple[float, int]:
-    """(max |binary64 - exact|, number of points) over ``n`` feasible sampled points."""
+def _uniform(b: Benchmark, rng: random.Random) -> dict[str, float]:
+    env = {v: rng.uniform(float(lo), float(hi)) for v, (lo, hi) in b.box.items()}
+    return {v: min(max(x, float(b.box[v][0])), float(b.box[v][1])) for v, x in env.items()}
+
+
+def _near_boundary(b: Benchmark, rng: random.Random) -> dict[str, float]:
+    """A uniform point moved onto the slack side of a random linear :pre constraint g.x >= h,
+    g.x - h in (0, 1000 max(|h|, 2^-40)) on a log scale: the round-off of expressions that
+    divide by or take sqrt of such a slack is largest there, and uniform points never get close."""
+    env = _uniform(b, rng)
+    _, lhs, rhs = rng.choice(b.constraints)
+    fl = affine_forms(topo(lhs), lambda c: c.value).get(id(lhs))
+    fr = affine_forms(topo(rhs), lambda c: c.value).get(id(rhs))
+    if fl is None or fr is None:
+        return env
+    g = dict(fr[0])
+    for v, c in fl[0].items():
+        g[v] = g.get(v, Fraction(0)) - c
+    h = fl[1] - fr[1]
+    j = rng.choice([v for v, c in g.items() if c != 0] or list(env))
+    if g.get(j, 0) == 0:
+        return env
+    slack = max(abs(h), Fraction(2) ** -40) * Fraction(rng.random()) * Fraction(10 ** rng.uniform(-3, 3))
+    rest = sum(c * Fraction(env[v]) for v, c in g.items() if v != j)
+    env[j] = float((h + slack - rest) / g[j])
+    return env
+
+
+def observed(b: Benchmark, n: int = 10_000, seed: int = 0, max_tries: int = 50,
+             near_boundary: bool = False) -> tuple[float, int]:
+    """(max |binary64 - exact|, number of points) over ``n`` feasible sampled points: uniform in
+    the box, or (``near_boundary``, benchmarks with constraints) close to a linear constraint."""
     rng = random.Random(seed)
     nodes = topo(b.body)
     cons = [(topo(lhs), topo(rhs)) for _, lhs, rhs in b.constraints]
+    gen = _near_boundary if near_boundary and b.constraints else _uniform
     worst, got = 0.0, 0
     for _ in range(n * max_tries):
         if got >= n:
             break
-        env = {v: rng.uniform(float(lo), float(hi)) for v, (lo, hi) in b.box.items()}
-        env = {v: min(max(x, float(b.box[v][0])), float(b.box[v][1])) for v, x in env.items()}
+        env = gen(b, rng)
         q = {v: Fraction(x) for v, x in env.items()}
         if any(not (lo <= q[v] <= hi) for v, (lo, hi) in b.box.items()):
             continue
