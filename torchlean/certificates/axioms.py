@@ -48,8 +48,10 @@ def _app(t: SExpr, fn: str) -> SExpr:
 
 
 def _shape(t: SExpr, head: str, n: int) -> tuple[SExpr, ...]:
-    require(isinstance(t, tuple) and len(t) == n + 1 and t[0] == head,
-            f"expected ({head} ...) with {n} arguments, got {show(t)}")
+    require(
+        isinstance(t, tuple) and len(t) == n + 1 and t[0] == head,
+        f"expected ({head} ...) with {n} arguments, got {show(t)}",
+    )
     return t[1:]  # type: ignore[return-value]
 
 
@@ -82,8 +84,10 @@ def check_instance(schema: str, t: SExpr, script: Script) -> None:
         pre, post = _shape(t, "=>", 2)
         a, zero = _shape(pre, ">", 2)
         lhs, rhs = _shape(post, "=", 2)
-        require(zero == "0" and _app(_app(lhs, "tl_exp"), "tl_log") == a and rhs == a,
-                "exp_log: not A > 0 => exp(log(A)) = A")
+        require(
+            zero == "0" and _app(_app(lhs, "tl_exp"), "tl_log") == a and rhs == a,
+            "exp_log: not A > 0 => exp(log(A)) = A",
+        )
     elif schema == "sqrt_pos":
         pre, post = _shape(t, "=>", 2)
         a, zero = _shape(pre, ">", 2)
@@ -94,8 +98,10 @@ def check_instance(schema: str, t: SExpr, script: Script) -> None:
         a, zero = _shape(pre, ">=", 2)
         sq, rhs = _shape(post, "=", 2)
         s1, s2 = _shape(sq, "*", 2)
-        require(zero == "0" and rhs == a and _app(s1, "tl_sqrt") == a and _app(s2, "tl_sqrt") == a,
-                "sqrt_sq: malformed")
+        require(
+            zero == "0" and rhs == a and _app(s1, "tl_sqrt") == a and _app(s2, "tl_sqrt") == a,
+            "sqrt_sq: malformed",
+        )
     elif schema == "log_exp":
         lhs, a = _shape(t, "=", 2)
         require(_app(_app(lhs, "tl_log"), "tl_exp") == a, "log_exp: not log(exp(A)) = A")
@@ -106,8 +112,14 @@ def check_instance(schema: str, t: SExpr, script: Script) -> None:
         b, z2 = _shape(pb, ">", 2)
         lhs, rhs = _shape(post, "=", 2)
         la, lb = _shape(rhs, "+", 2)
-        require(z1 == "0" and z2 == "0" and _app(lhs, "tl_log") == ("*", a, b)
-                and _app(la, "tl_log") == a and _app(lb, "tl_log") == b, "log_mul: malformed")
+        require(
+            z1 == "0"
+            and z2 == "0"
+            and _app(lhs, "tl_log") == ("*", a, b)
+            and _app(la, "tl_log") == a
+            and _app(lb, "tl_log") == b,
+            "log_mul: malformed",
+        )
     elif schema in ("mono_exp", "mono_tanh"):
         fn = "tl_" + schema[5:]
         pre, post = _shape(t, "=>", 2)
@@ -121,8 +133,7 @@ def check_instance(schema: str, t: SExpr, script: Script) -> None:
         a, zero = _shape(pos, ">", 2)
         a2, b = _shape(le, "<=", 2)
         fa, fb = _shape(post, "<=", 2)
-        require(zero == "0" and a2 == a and _app(fa, fn) == a and _app(fb, fn) == b,
-                f"{schema}: malformed")
+        require(zero == "0" and a2 == a and _app(fa, fn) == a and _app(fb, fn) == b, f"{schema}: malformed")
     else:
         raise Rejected(f"unknown axiom schema {schema!r}")
 
@@ -142,4 +153,3 @@ def check_hypotheses(script: Script) -> list[str]:
         else:
             raise Rejected(f"assert {name!r} is neither goal, dom_* nor ax_*")
     return domain
-

@@ -43,7 +43,7 @@ class Chain:
         rows, arows, inexact = [], [], []
         for j in range(m):
             row, bad = [], []
-            for i, w in enumerate(W[j * n:(j + 1) * n]):
+            for i, w in enumerate(W[j * n : (j + 1) * n]):
                 wi = _floor_fixed(w)
                 if Fraction(wi, ONE) != w:
                     bad.append(i)
@@ -59,8 +59,13 @@ class Chain:
     def push_diag(self, slopes: list[tuple[Fraction, Fraction]], loc: list[Fraction] | None) -> None:
         fixed = [(_floor_fixed(a), _ceil_fixed(a), _floor_fixed(b), _ceil_fixed(b)) for a, b in slopes]
         exact = [(a == b and a in (0, 1)) for a, b in slopes]
-        self.steps.append(("diag", (fixed, exact, [a for a, _ in slopes]),
-                           None if loc is None else [_ceil_fixed(x) for x in loc]))
+        self.steps.append(
+            (
+                "diag",
+                (fixed, exact, [a for a, _ in slopes]),
+                None if loc is None else [_ceil_fixed(x) for x in loc],
+            )
+        )
 
     def bound(self, k: int, size: int) -> Fraction:
         """Upper bound on |error| of neuron k of the last pushed layer."""

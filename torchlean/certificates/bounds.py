@@ -18,6 +18,18 @@ and recomputes each leaf's lower bounds itself with the forward linear relaxatio
 certificate supplies no number the soundness depends on: the splits, the choice ``k`` and the
 claimed ``beta`` are all re-checked (the recomputed bound must reach beta).
 
+ReLU splits (for networks with many inputs): ``["relu", layer, i]`` is followed by the subtree
+where hidden neuron i of ReLU layer ``layer`` is inactive (z <= 0) and then the one where it is
+active (z >= 0). A leaf below such splits claims its bound on its *region*, the box intersected
+with those halfspaces; since each split's two halfspaces cover everything, the leaves still cover
+the box. The CROWN replay clamps a split neuron's bounds at 0 (valid on the region) and a proof
+may carry a third element ``{"alpha": [[layer, i, q], ...], "mult": [[layer, i, q], ...]}``:
+lower slopes q in [0, 1] for unstable neurons in the final back-substitution, and multipliers
+q >= 0 of the leaf's split constraints (on the region sgn·z >= 0, so f >= f - q·sgn·z). Every
+such value yields a valid bound; the checker range-checks them and recomputes the bound. A
+region's entry may also be ``{"per_disjunct": [tree, ...]}``: one tree per disjunct, each
+refuting that disjunct over the whole box (the unsafe set is their union).
+
 Forward linear relaxation (symbolic intervals with CROWN's ReLU relaxations): every value v carries
 linear forms L(x) <= v(x) <= U(x) over the leaf box. An affine step maps them with the positive and
 negative parts of its matrix; a ReLU with concrete bounds l < 0 < u keeps U scaled by s and shifted
@@ -98,7 +110,7 @@ def combos_used(region: Region, proof_lists: list[Any]) -> list[list[Combo]]:
             f"leaf {i}: needs one proof per disjunct ({len(region.disjuncts)})",
         )
         for j, p in enumerate(proofs):
-            require(isinstance(p, list) and len(p) == 2, f"leaf {i}: proof {j} malformed")
+            require(isinstance(p, list) and len(p) in (2, 3), f"leaf {i}: proof {j} malformed")
             used[j].add(proof_combo(p[0], region.disjuncts[j], f"leaf {i}"))
     return [sorted(u) for u in used]
 
@@ -194,22 +206,30 @@ def _back_exact(
     row: list[Fraction],
     lo: list[Fraction],
     hi: list[Fraction],
+    extras: Extras | None = None,
+    phases: dict[tuple[int, int], int] | None = None,
 ) -> Fraction:
     """Lower bound of row·(output of affine step k) over the box: CROWN back-substitution through
     the relaxations of the ReLUs before it (a positive coefficient takes the lower line, a
-    negative one the upper line), then the exact minimum of the resulting linear form."""
+    negative one the upper line), then the exact minimum of the resulting linear form. ``extras``
+    (see ``proof_extras``) replace the lower slope of unstable neurons and subtract mult·sgn·z for
+    split neurons (sgn = +1 active, -1 inactive: on the leaf's region sgn·z >= 0)."""
     zero = Fraction(0)
+    alpha, mult = extras or ({}, {})
     aff = affs[k]
     const = sum((r * c for r, c in zip(row, aff.c) if r), zero)
     lam = [sum((r * w for r, w in zip(row, col) if r and w), zero) for col in zip(*aff.M)]
     for j in range(k - 1, -1, -1):
         mu = []
-        for v, (s, t, alpha) in zip(lam, relax[j]):
+        for i, (v, (s, t, a)) in enumerate(zip(lam, relax[j])):
             if v >= 0:
-                mu.append(v * alpha)
+                unstable = t > 0  # stable neurons have the exact relaxation (t = 0)
+                mu.append(v * (alpha.get((j, i), a) if unstable else a))
             else:
                 mu.append(v * s)
                 const += v * t  # v·relu(z) >= v·(s z + t) for v < 0
+            if (j, i) in mult:
+                mu[-1] -= mult[j, i] * (1 if (phases or {})[j, i] else -1)
         aff = affs[j]
         const += sum((m * c for m, c in zip(mu, aff.c) if m), zero)
         lam = [sum((m * w for m, w in zip(mu, col) if m and w), zero) for col in zip(*aff.M)]
@@ -219,10 +239,24 @@ def _back_exact(
 def leaf_bounds_exact_crown(
     steps: tuple[Affine | Relu, ...], lo: list[Fraction], hi: list[Fraction]
 ) -> list[Fraction]:
-    """Lower bounds of the final values over the box by CROWN in exact rationals: every
-    pre-activation bound is a back-substitution bound, except for neurons that one interval
-    step over the previous layer's bounds already proves stable (exact relaxation either way),
-    as in ``fast_crown`` (slow: for small networks)."""
+    """Lower bounds of every final value over the box by exact CROWN (see ``crown_lower_exact``)."""
+    lower = crown_lower_exact(steps, lo, hi)
+    return [lower(i) for i in range(len(steps[-1].c))]
+
+
+def crown_lower_exact(
+    steps: tuple[Affine | Relu, ...],
+    lo: list[Fraction],
+    hi: list[Fraction],
+    phases: dict[tuple[int, int], int] | None = None,
+) -> Callable[..., Fraction]:
+    """Lower bounds of the final values over the box (on its region, with ReLU splits) by CROWN in
+    exact rationals, as a function of the final row and its proof extras: every pre-activation
+    bound is a back-substitution bound, except for neurons that one interval step over the
+    previous layer's bounds already proves stable (exact relaxation either way), as in
+    ``fast_crown``; a split neuron's bounds are clamped at 0 (valid on the region). Slow: for
+    small networks."""
+    phases = phases or {}
     affs = [s for s in steps if isinstance(s, Affine)]
     relax: list[list[tuple[Fraction, Fraction, Fraction]]] = []
     zero = Fraction(0)
@@ -235,9 +269,11 @@ def leaf_bounds_exact_crown(
                 row, c = affs[k].M[i], affs[k].c[i]
                 low = c + sum((w * (a if w > 0 else b) for w, (a, b) in zip(row, post) if w), zero)
                 up = c + sum((w * (b if w > 0 else a) for w, (a, b) in zip(row, post) if w), zero)
-            if low is None or (low < 0 < up):
+            if low is None or (low < 0 < up and (k, i) not in phases):
                 low = _back_exact(affs, relax, k, _unit(len(affs[k].c), i, 1), lo, hi)
                 up = -_back_exact(affs, relax, k, _unit(len(affs[k].c), i, -1), lo, hi)
+            if (k, i) in phases:  # valid on the leaf's region only, which is all a leaf claims
+                low, up = (max(low, zero), up) if phases[k, i] else (low, min(up, zero))
             nxt.append((max(low, zero), max(up, zero)))
             if low >= 0:
                 layer.append((Fraction(1), zero, Fraction(1)))
@@ -249,34 +285,48 @@ def leaf_bounds_exact_crown(
         relax.append(layer)
         post = nxt
     k = len(affs) - 1
-    return [_back_exact(affs, relax, k, _unit(len(affs[k].c), i, 1), lo, hi) for i in range(len(affs[k].c))]
+    n = len(affs[k].c)
+    return lambda i, extras=None: _back_exact(affs, relax, k, _unit(n, i, 1), lo, hi, extras, phases)
 
 
 def leaves(
-    tree: Any, lo: list[Fraction], hi: list[Fraction]
+    tree: Any, lo: list[Fraction], hi: list[Fraction], widths: tuple[int, ...] = ()
 ) -> Iterator[tuple[list[Fraction], list[Fraction], Any]]:
-    """Walk a preorder split tree, yielding (leaf lo, leaf hi, leaf proofs); rejects malformed trees."""
+    """Walk a preorder split tree, yielding (leaf lo, leaf hi, (proofs, method, phases)); rejects
+    malformed trees. ``["relu", layer, i]`` splits on hidden neuron i of ReLU layer ``layer``
+    (sizes ``widths``): its inactive subtree (z <= 0) comes first, then the active one (z >= 0).
+    The two halfspaces cover everything, so leaves cover the box whatever the splits are;
+    ``phases`` maps (layer, i) to 0/1 along the path."""
     require(isinstance(tree, list) and tree, "split tree must be a non-empty list")
-    stack = [(list(lo), list(hi))]
+    stack: list[tuple[list[Fraction], list[Fraction], dict[tuple[int, int], int]]] = [
+        (list(lo), list(hi), {})
+    ]
     pos = 0
     while stack:
         require(pos < len(tree), "split tree ends early: a split is missing a subtree")
-        llo, lhi = stack.pop()
+        llo, lhi, phases = stack.pop()
         node = tree[pos]
         pos += 1
         require(isinstance(node, list) and node, f"tree entry {pos - 1} is malformed")
         if node[0] == "split":
             require(len(node) == 3, f"tree entry {pos - 1}: split needs a dimension and a value")
             dim, v = node[1], rational(node[2])
-            require(
-                isinstance(dim, int) and not isinstance(dim, bool) and 0 <= dim < len(lo),
-                f"tree entry {pos - 1}: bad split dimension {dim!r}",
-            )
+            require(_index(dim, len(lo)), f"tree entry {pos - 1}: bad split dimension {dim!r}")
             require(llo[dim] <= v <= lhi[dim], f"tree entry {pos - 1}: split value outside its box")
-            upper = (llo[:dim] + [v] + llo[dim + 1 :], list(lhi))
-            lower = (list(llo), lhi[:dim] + [v] + lhi[dim + 1 :])
+            upper = (llo[:dim] + [v] + llo[dim + 1 :], list(lhi), phases)
+            lower = (list(llo), lhi[:dim] + [v] + lhi[dim + 1 :], phases)
             stack.append(upper)  # popped after the whole lower subtree
             stack.append(lower)
+        elif node[0] == "relu":
+            require(len(node) == 3, f"tree entry {pos - 1}: relu split needs a layer and a neuron")
+            key = (node[1], node[2])
+            require(
+                _index(key[0], len(widths)) and _index(key[1], widths[key[0]]),
+                f"tree entry {pos - 1}: no hidden neuron {list(key)}",
+            )
+            require(key not in phases, f"tree entry {pos - 1}: neuron {list(key)} split twice on a path")
+            stack.append((llo, lhi, {**phases, key: 1}))  # active, after the inactive subtree
+            stack.append((llo, lhi, {**phases, key: 0}))
         elif node[0] == "leaf":
             require(
                 len(node) in (2, 3) and isinstance(node[1], list), f"tree entry {pos - 1}: malformed leaf"
@@ -284,31 +334,92 @@ def leaves(
             require(
                 len(node) == 2 or node[2] in ("forward", "crown"), f"tree entry {pos - 1}: unknown method"
             )
-            yield llo, lhi, (node[1], node[2] if len(node) == 3 else None)
+            yield llo, lhi, (node[1], node[2] if len(node) == 3 else None, phases)
         else:
             raise Rejected(f"tree entry {pos - 1}: unknown node {node[0]!r}")
     require(pos == len(tree), f"split tree has {len(tree) - pos} entries after its last leaf")
 
 
+def _index(i: Any, n: int) -> bool:
+    return isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n
+
+
+Extras = tuple[dict[tuple[int, int], Fraction], dict[tuple[int, int], Fraction]]
+
+
+def proof_extras(
+    p: list[Any], phases: dict[tuple[int, int], int], widths: tuple[int, ...], where: str
+) -> Extras:
+    """A proof's optional third element ``{"alpha": [[layer, i, q], ...], "mult": [...]}``: lower
+    slopes q in [0, 1] of unstable neurons, and multipliers q >= 0 of split constraints on this
+    leaf's path. Any such values give a valid bound; they are validated, not trusted."""
+    if len(p) == 2:
+        return {}, {}
+    ex = p[2]
+    require(isinstance(ex, dict) and set(ex) <= {"alpha", "mult"}, f"{where}: malformed proof extras")
+    out: list[dict[tuple[int, int], Fraction]] = []
+    for name in ("alpha", "mult"):
+        got: dict[tuple[int, int], Fraction] = {}
+        for e in ex.get(name, []):
+            require(isinstance(e, list) and len(e) == 3, f"{where}: malformed {name} entry")
+            key, q = (e[0], e[1]), rational(e[2])
+            require(
+                _index(key[0], len(widths)) and _index(key[1], widths[key[0]]) and key not in got,
+                f"{where}: bad {name} neuron {e[:2]!r}",
+            )
+            if name == "alpha":
+                require(0 <= q <= 1, f"{where}: lower slope {q} outside [0, 1]")
+            else:
+                require(q >= 0 and key in phases, f"{where}: multiplier {e!r} not >= 0 on a split neuron")
+            got[key] = q
+        out.append(got)
+    return out[0], out[1]
+
+
 def check_leaf_proofs(
-    proofs: Any, region: Region, index: list[dict[Combo, int]], lower: Callable[[int], Fraction], where: str
+    proofs: Any,
+    region: Region,
+    index: list[dict[Combo, int]],
+    lower: Callable[[int, Extras], Fraction],
+    where: str,
+    phases: dict[tuple[int, int], int] | None = None,
+    widths: tuple[int, ...] = (),
 ) -> None:
-    """Each disjunct j: proofs[j] = [k or [k, ...], beta] with lower(row of that combination) >=
-    beta > 0."""
+    """Each disjunct j: proofs[j] = [k or [k, ...], beta(, extras)] with lower(row of that
+    combination, extras) >= beta > 0."""
     require(
         isinstance(proofs, list) and len(proofs) == len(region.disjuncts),
         f"{where}: needs one proof per disjunct ({len(region.disjuncts)})",
     )
     for j, p in enumerate(proofs):
-        require(isinstance(p, list) and len(p) == 2, f"{where}: proof {j} malformed")
+        require(isinstance(p, list) and len(p) in (2, 3), f"{where}: proof {j} malformed")
         combo, beta = proof_combo(p[0], region.disjuncts[j], where), rational(p[1])
+        extras = proof_extras(p, phases or {}, widths, f"{where}: disjunct {j}")
         require(beta > 0, f"{where}: disjunct {j}: claimed bound {beta} is not positive")
         require(combo in index[j], f"{where}: disjunct {j}: combination {combo} has no row")
-        got = lower(index[j][combo])
+        got = lower(index[j][combo], extras)
         require(
             got >= beta,
             f"{where}: disjunct {j}: recomputed bound {float(got):.6g} < claimed {float(beta):.6g}",
         )
+
+
+def hidden_widths(net: Net) -> tuple[int, ...]:
+    """Sizes of the hidden ReLU layers (the affine steps before the last)."""
+    affs = [s for s in net.steps if isinstance(s, Affine)]
+    return tuple(len(a.c) for a in affs[:-1])
+
+
+def region_parts(region: Region, entry: Any) -> list[tuple[Region, Any]]:
+    """A region's certificate entry: one tree whose leaves refute every disjunct, or
+    ``{"per_disjunct": [tree, ...]}``, one tree per disjunct refuting it over the whole box (the
+    unsafe set is the union of the disjuncts, so refuting each one separately suffices)."""
+    if not isinstance(entry, dict):
+        return [(region, entry)]
+    require(set(entry) == {"per_disjunct"}, "malformed region entry")
+    trees = entry["per_disjunct"]
+    require(isinstance(trees, list) and len(trees) == len(region.disjuncts), "needs one tree per disjunct")
+    return [(Region(region.lo, region.hi, (d,)), t) for d, t in zip(region.disjuncts, trees)]
 
 
 def _statement(cert: dict[str, Any], net: Net, spec: Spec) -> None:
@@ -346,15 +457,21 @@ def check_vnn(cert: Any, net: Net, spec: Spec, mode: str | None = None) -> Verdi
                 reason=f"unsat: {n} leaves replayed ({method}) in fast float64 mode",
             )
         n = 0
-        for r, (region, tree) in enumerate(zip(spec.regions, trees)):
-            items = list(leaves(tree, list(region.lo), list(region.hi)))
-            n += len(items)
-            require(n <= MAX_LEAVES, "too many leaves")
-            steps, index = objective_steps(net, region, combos_used(region, [p for _, _, (p, _) in items]))
-            for i, (lo, hi, (proofs, how)) in enumerate(items):
-                how = how or method
-                lb = (leaf_bounds_exact_crown if how == "crown" else leaf_bounds_exact)(steps, lo, hi)
-                check_leaf_proofs(proofs, region, index, lb.__getitem__, f"region {r} leaf {i}")
+        widths = hidden_widths(net)
+        for r, (whole, entry) in enumerate(zip(spec.regions, trees)):
+            for region, tree in region_parts(whole, entry):
+                items = list(leaves(tree, list(region.lo), list(region.hi), widths))
+                n += len(items)
+                require(n <= MAX_LEAVES, "too many leaves")
+                steps, index = objective_steps(net, region, combos_used(region, [it[2][0] for it in items]))
+                for i, (lo, hi, (proofs, how, phases)) in enumerate(items):
+                    if (how or method) == "crown":
+                        lower = crown_lower_exact(steps, lo, hi, phases)
+                    else:  # (ignores ReLU splits and extras: a bound over the whole box is still one)
+                        lb = leaf_bounds_exact(steps, lo, hi)
+                        lower = lambda i, extras, lb=lb: lb[i]  # noqa: E731
+                    where = f"region {r} leaf {i}"
+                    check_leaf_proofs(proofs, region, index, lower, where, phases, widths)
         return Verdict(
             True, checked=n, reason=f"unsat: {n} leaves replayed ({method}) in exact rational mode"
         )

@@ -52,7 +52,7 @@ class DeepPoly:
         rows, inexact = [], []
         for j in range(m):
             row, bad = [], False
-            for w in W[j * n:(j + 1) * n]:
+            for w in W[j * n : (j + 1) * n]:
                 wi = _floor_fixed(w)
                 bad = bad or Fraction(wi, ONE) != w
                 row.append(wi)
@@ -127,6 +127,10 @@ class DeepPoly:
                     else:
                         new.append(lj * alpha)
                 lam = new
-        top = sum((Fraction(l_) * (b if l_ > 0 else a) for l_, (a, b) in zip(lam, self.base) if l_),
-                  Fraction(0)) / ONE
+        top = (
+            sum(
+                (Fraction(l_) * (b if l_ > 0 else a) for l_, (a, b) in zip(lam, self.base) if l_), Fraction(0)
+            )
+            / ONE
+        )
         return const + top + slack_units / ONE

@@ -61,7 +61,7 @@ def decode_tensor(t: dict[str, Any]) -> list[Fraction]:
     require(len(text) == width * count, f"tensor data has {len(text)} hex digits, expected {width * count}")
     out = []
     for k in range(count):
-        v = decode(int(text[k * width:(k + 1) * width], 16), fmt)
+        v = decode(int(text[k * width : (k + 1) * width], 16), fmt)
         require(v.finite, "weights must be finite")
         out.append(v.value)
     return out
@@ -79,6 +79,7 @@ def _tanh_lower_pos(y: Fraction) -> Fraction:
 
 def tanh_range(lo: Fraction, hi: Fraction) -> Interval:
     """Rational enclosure of tanh over [lo, hi] (tanh is odd and increasing, |tanh y| <= min(1, |y|))."""
+
     def lower(y: Fraction) -> Fraction:
         return _tanh_lower_pos(y) if y >= 0 else max(Fraction(-1), y)
 
@@ -113,15 +114,22 @@ class Replay:
     def no_overflow(self, bound: Fraction, where: str) -> None:
         require(bound < self.limit, f"{where}: values up to {float(bound):.3g} may overflow {self.fmt.name}")
 
-    def linear(self, W: list[Fraction], b: list[Fraction] | None, n: int, m: int,
-               rng: list[Interval], err: list[Fraction]):
+    def linear(
+        self,
+        W: list[Fraction],
+        b: list[Fraction] | None,
+        n: int,
+        m: int,
+        rng: list[Interval],
+        err: list[Fraction],
+    ):
         """(output ranges, errors, local errors) of y = W x + b."""
         require(len(W) == n * m and len(rng) == n, f"linear {n}->{m}: shape mismatch")
         require(b is None or len(b) == m, "bias length mismatch")
         M = [_mag(r) + e for r, e in zip(rng, err)]
         out_r, out_e, loc = [], [], []
         for j in range(m):
-            row = W[j * n:(j + 1) * n]
+            row = W[j * n : (j + 1) * n]
             bj = b[j] if b is not None else Fraction(0)
             lo = hi = bj
             prop = absum = Fraction(0)
@@ -197,8 +205,9 @@ class Replay:
         return out_r, out_e, slopes, loc
 
 
-def propagate(stmt: dict[str, Any], claimed: list[list[Fraction]] | None = None
-              ) -> tuple[list[list[Interval]], list[list[Fraction]]]:
+def propagate(
+    stmt: dict[str, Any], claimed: list[list[Fraction]] | None = None
+) -> tuple[list[list[Interval]], list[list[Fraction]]]:
     """Ranges and error bounds per layer. With ``claimed``, each layer starts from the previous
     layer's *claimed* errors (what the checker does); without, from its own results (what the
     generator does)."""
@@ -264,11 +273,14 @@ def propagate(stmt: dict[str, Any], claimed: list[list[Fraction]] | None = None
         errors.append(new)
         if claimed is not None:
             require(i < len(claimed), f"no claimed errors for layer {i}")
-            require(len(claimed[i]) == len(new),
-                    f"layer {i}: {len(claimed[i])} claimed terms for {len(new)} neurons")
+            require(
+                len(claimed[i]) == len(new),
+                f"layer {i}: {len(claimed[i])} claimed terms for {len(new)} neurons",
+            )
             for j, (c, r) in enumerate(zip(claimed[i], new)):
-                require(c >= r, f"layer {i} neuron {j}: claimed error {float(c):.4g} "
-                                f"< replayed {float(r):.4g}")
+                require(
+                    c >= r, f"layer {i} neuron {j}: claimed error {float(c):.4g} < replayed {float(r):.4g}"
+                )
             err = claimed[i]
         else:
             err = new

@@ -27,7 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from .bounds import check_leaf_proofs, combos_used, leaves, objective_steps
+from .bounds import (
+    check_leaf_proofs,
+    combos_used,
+    hidden_widths,
+    leaves,
+    objective_steps,
+    proof_combo,
+    proof_extras,
+    region_parts,
+)
 from .core import require
 from .network import Affine, Net
 from .property import Spec
@@ -41,12 +50,16 @@ def gamma(n: int) -> float:
     return n * U / (1 - n * U)
 
 
-def prepare(steps: tuple[Any, ...]) -> list[tuple]:
-    """Float version of exact steps: ("affine", M, |M - exact|, c, |c - exact|) or ("relu",)."""
+def prepare(steps: tuple[Any, ...], cache: dict[int, tuple] | None = None) -> list[tuple]:
+    """Float version of exact steps: ("affine", M, |M - exact|, c, |c - exact|) or ("relu",).
+    ``cache`` (by step identity) shares the conversion between the trees of one check."""
     out: list[tuple] = []
     for s in steps:
         if not isinstance(s, Affine):
             out.append(("relu",))
+            continue
+        if cache is not None and id(s) in cache:
+            out.append(cache[id(s)][1])
             continue
         M = np.array([[v.numerator / v.denominator for v in row] for row in s.M], dtype=np.float64).reshape(
             len(s.M), -1
@@ -55,6 +68,8 @@ def prepare(steps: tuple[Any, ...]) -> list[tuple]:
         EM = _err(s.M, M)
         Ec = _err([s.c], c[None, :])[0]
         out.append(("affine", M, EM, c, Ec))
+        if cache is not None:
+            cache[id(s)] = (s, out[-1])  # (keeps s alive, so its id is not reused)
     return out
 
 
@@ -216,33 +231,78 @@ def _relu(AL, AU, low, upp, xm):
 
 def check_regions_fast(net: Net, spec: Spec, trees: list[Any], method: str = "forward") -> int:
     """Replay every leaf of every region's tree in the fast mode; returns the number of leaves."""
+    total = 0
+    widths = hidden_widths(net)
+    cache: dict[int, tuple] = {}
+    for r, (whole, entry) in enumerate(zip(spec.regions, trees)):
+        for region, tree in region_parts(whole, entry):
+            total += _check_tree_fast(net, region, tree, method, widths, f"region {r}", cache)
+    return total
+
+
+def _check_tree_fast(
+    net: Net, region: Any, tree: Any, method: str, widths: tuple[int, ...], where: str, steps_cache: dict
+) -> int:
     from .fast_crown import crown_bounds
 
-    total = 0
-    for r, (region, tree) in enumerate(zip(spec.regions, trees)):
-        cache: dict[Fraction, tuple[float, float]] = {}
-        groups: dict[str, list[tuple[int, list[float], list[float], Any]]] = {"forward": [], "crown": []}
-        for i, (lo, hi, (p, how)) in enumerate(leaves(tree, list(region.lo), list(region.hi))):
-            groups[how or method].append((i, _floats(lo, cache, 0), _floats(hi, cache, 1), p))
-        require(any(groups.values()), f"region {r}: no leaves")
-        used = combos_used(region, [item[3] for g in groups.values() for item in g])
-        steps, index = objective_steps(net, region, used)
-        layers = prepare(steps)
-        for how, items in groups.items():
-            fn = crown_bounds if how == "crown" else forward_bounds
-            for start in range(0, len(items), CHUNK[how]):
-                part = items[start : start + CHUNK[how]]
-                lb = fn(layers, np.array([b[1] for b in part]), np.array([b[2] for b in part]))
-                for (i, _, _, proofs), row in zip(part, lb):
-                    check_leaf_proofs(
-                        proofs,
-                        region,
-                        index,
-                        lambda k, row=row: Fraction(float(row[k])) if math.isfinite(row[k]) else Fraction(-1),
-                        f"region {r} leaf {i}",
-                    )
-            total += len(items)
-    return total
+    cache: dict[Fraction, tuple[float, float]] = {}
+    groups: dict[str, list[tuple[int, list[float], list[float], Any, Any]]] = {"forward": [], "crown": []}
+    for i, (lo, hi, (p, how, phases)) in enumerate(leaves(tree, list(region.lo), list(region.hi), widths)):
+        groups[how or method].append((i, _floats(lo, cache, 0), _floats(hi, cache, 1), p, phases))
+    require(any(groups.values()), f"{where}: no leaves")
+    used = combos_used(region, [item[3] for g in groups.values() for item in g])
+    steps, index = objective_steps(net, region, used)
+    layers = prepare(steps, steps_cache)
+    n_rows = sum(len(ix) for ix in index)
+    for how, items in groups.items():
+        for start in range(0, len(items), CHUNK[how]):
+            part = items[start : start + CHUNK[how]]
+            lo, hi = np.array([b[1] for b in part]), np.array([b[2] for b in part])
+            if how == "forward":  # (ignores ReLU splits and extras: still a bound over the box)
+                lb = forward_bounds(layers, lo, hi)
+            else:
+                lb = crown_bounds(layers, lo, hi, **_split_arrays(part, region, index, widths, n_rows, where))
+            for (i, _, _, proofs, phases), row in zip(part, lb):
+                check_leaf_proofs(
+                    proofs,
+                    region,
+                    index,
+                    lambda k, extras, row=row: (
+                        Fraction(float(row[k])) if math.isfinite(row[k]) else Fraction(-1)
+                    ),
+                    f"{where} leaf {i}",
+                    phases,
+                    widths,
+                )
+    return sum(len(g) for g in groups.values())
+
+
+def _split_arrays(part, region, index, widths, n_rows, where) -> dict[str, np.ndarray | None]:
+    """Per-leaf phases (B, H) and, per final row, the lower slopes and multipliers its proof gives
+    (B, K, H); None where no leaf of the batch has any. The values are validated by
+    ``proof_extras`` here and again (identically) when the proofs are checked."""
+    offs = np.cumsum((0, *widths))
+    B, H = len(part), int(offs[-1])
+    if not any(item[4] for item in part) and not any(len(p) == 3 for item in part for p in item[3]):
+        return {}
+    phases = np.full((B, H), -1, dtype=np.int8)
+    alpha = np.full((B, n_rows, H), np.nan)
+    mult = np.zeros((B, n_rows, H))
+    for b, (i, _, _, proofs, ph) in enumerate(part):
+        for (layer, n), v in ph.items():
+            phases[b, offs[layer] + n] = v
+        require(
+            isinstance(proofs, list) and len(proofs) == len(region.disjuncts), f"{where} leaf {i}: bad proofs"
+        )
+        for j, p in enumerate(proofs):
+            require(isinstance(p, list) and len(p) in (2, 3), f"{where} leaf {i}: proof {j} malformed")
+            a, m = proof_extras(p, ph, widths, f"{where} leaf {i}")
+            row = index[j][proof_combo(p[0], region.disjuncts[j], f"{where} leaf {i}")]
+            for (layer, n), q in a.items():
+                alpha[b, row, offs[layer] + n] = float(q)
+            for (layer, n), q in m.items():
+                mult[b, row, offs[layer] + n] = float(q)
+    return {"phases": phases, "alpha": alpha, "mult": mult}
 
 
 def _floats(v: list[Fraction], cache: dict[Fraction, tuple[float, float]], side: int) -> list[float]:

@@ -24,8 +24,25 @@ from .fast import TINY, U, gamma, relax
 
 
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")
-def crown_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_lam: bool = False):
-    """Certified lower bounds (B, K) of the final values over each box (B, d)."""
+def crown_bounds(
+    layers: list[tuple],
+    lo: np.ndarray,
+    hi: np.ndarray,
+    want_lam: bool = False,
+    phases: np.ndarray | None = None,
+    alpha: np.ndarray | None = None,
+    mult: np.ndarray | None = None,
+    want_relax: bool = False,
+):
+    """Certified lower bounds (B, K) of the final values over each box (B, d).
+
+    With ReLU splits (``phases`` (B, H) over all H hidden neurons: -1 free, 0 inactive, 1 active)
+    the bounds hold on the leaf's region, the box intersected with z <= 0 / z >= 0 for the split
+    neurons: their pre-activation bounds are clamped at 0, which is valid there. ``alpha`` (B, K, H)
+    are lower slopes in [0, 1] for the final back-substitution (NaN: the adaptive 0/1) and
+    ``mult`` (B, K, H) >= 0 multipliers of the split constraints: for x in the region,
+    f(x) >= f(x) - Σ mult·sgn·z(x) (sgn = +1 active, -1 inactive), so subtracting mult·sgn from the
+    coefficient of z keeps a lower bound (β-CROWN's Lagrangian; any value is sound)."""
     affs = [a for a in layers if a[0] == "affine"]
     B, d = lo.shape
     xm = np.maximum(np.abs(lo), np.abs(hi))
@@ -33,9 +50,11 @@ def crown_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_lam: 
     relus: list[tuple[np.ndarray, ...]] = []
     post_lo = xm.T * 0  # (placeholder: the interval step starts at the second layer)
     bad = np.zeros(B, dtype=bool)
+    off = 0
     with np.errstate(invalid="ignore", over="ignore"):
         for k in range(len(affs) - 1):
             n = affs[k][1].shape[0]
+            ph = None if phases is None else phases[:, off : off + n].T  # (n, B)
             if k == 0:
                 lb, _ = _back(affs, relus, vmaxs, k, lo, hi, xm, both=True)
                 low, upp = lb[:, :n].T, -lb[:, n:].T
@@ -45,6 +64,8 @@ def crown_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_lam: 
                 # get CROWN bounds. Decided per box, so no box's bounds depend on its batch.
                 low, upp = _ibp_step(affs[k], post_lo, vmaxs[k])
                 need = (low < 0) & (upp > 0)
+                if ph is not None:
+                    need &= ph < 0
                 rows = np.nonzero(need.any(1))[0]
                 if rows.size:
                     lb, _ = _back(affs, relus, vmaxs, k, lo, hi, xm, both=True, rows=rows)
@@ -52,14 +73,24 @@ def crown_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_lam: 
                     sub = need[rows]
                     low[rows] = np.where(sub, lb[:, :r].T, low[rows])
                     upp[rows] = np.where(sub, -lb[:, r:].T, upp[rows])
+            if ph is not None:  # valid on the leaf's region only, which is all a leaf claims
+                low = np.where(ph == 1, np.maximum(low, 0.0), low)
+                upp = np.where(ph == 0, np.minimum(upp, 0.0), upp)
             bad |= ~(np.isfinite(low).all(0) & np.isfinite(upp).all(0))
-            keep_u, t, keep_l, _, post, zmax = relax(low, upp)
-            relus.append((keep_u, t, keep_l.astype(np.float64), zmax))
+            keep_u, t, keep_l, unst, post, zmax = relax(low, upp)
+            relus.append((keep_u, t, keep_l.astype(np.float64), zmax, unst, off))
+            off += n
             vmaxs.append(post)
             post_lo = np.maximum(low, 0.0)
-        lb, lam = _back(affs, relus, vmaxs, len(affs) - 1, lo, hi, xm, both=False)
+        lagr = None
+        if alpha is not None or mult is not None:
+            sgn = None if phases is None else np.where(phases == 1, 1.0, np.where(phases == 0, -1.0, 0.0))
+            lagr = (alpha, mult, sgn)
+        lb, lam = _back(affs, relus, vmaxs, len(affs) - 1, lo, hi, xm, both=False, lagr=lagr)
     bad |= ~np.isfinite(lb).all(1)
     lb = np.where(bad[:, None], -np.inf, lb)
+    if want_relax:  # for the verifier's slope search: (upper slope, shift, lower slope, |z|, unstable)
+        return lb, lam, [r[:5] for r in relus]
     return (lb, lam) if want_lam else lb
 
 
@@ -74,9 +105,9 @@ def _ibp_step(aff, hl: np.ndarray, hu: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return low - err, upp + err
 
 
-def _back(affs, relus, vmaxs, k, lo, hi, xm, both: bool, rows=None):
+def _back(affs, relus, vmaxs, k, lo, hi, xm, both: bool, rows=None, lagr=None):
     """Lower bounds of the rows (all, or those in ``rows``) of affine step k's output, and of their
-    negations if ``both``."""
+    negations if ``both``; ``lagr`` = (alpha, mult, sgn) for the final rows (see crown_bounds)."""
     _, M, EM, c, Ec = affs[k]
     if rows is not None:
         M, EM, c, Ec = M[rows], EM[rows], c[rows], Ec[rows]
@@ -92,7 +123,7 @@ def _back(affs, relus, vmaxs, k, lo, hi, xm, both: bool, rows=None):
     const = np.broadcast_to(c, (B, c.size)).copy()
     err = (EM @ vmaxs[k]).T + Ec
     for j in range(k - 1, -1, -1):
-        s_eff, t, keep_l, zmax = relus[j]
+        s_eff, t, keep_l, zmax, unst, off = relus[j]
         _, Mj, EMj, cj, Ecj = affs[j]
         hv = vmaxs[j]
         Bk, K, n = lam.shape
@@ -102,15 +133,37 @@ def _back(affs, relus, vmaxs, k, lo, hi, xm, both: bool, rows=None):
         # (s = α = 1) or dead (s = α = 0); one rounding (λ⁻·s) where α = 0; where α = 1 and the
         # ReLU is unstable, s >= 1/2 so s - 1 is exact (Sterbenz) and two roundings give an error
         # <= 3u·|λ·s|(1 + u): all within 8u·|fl(μ)|, charged against max|z| below
-        mu = lam * keep_l.T[:, None, :] + ln * (s_eff - keep_l).T[:, None, :]
+        if lagr is None:
+            mu = lam * keep_l.T[:, None, :] + ln * (s_eff - keep_l).T[:, None, :]
+            absmu = np.abs(mu)
+        else:
+            mu, absmu = _lagrangian(lam, keep_l, s_eff, unst, off, n, *lagr)
         shift = np.einsum("bkn,nb->bk", ln, t)
         const += shift
         # one vector w (B, n) collects every per-neuron error coefficient of |μ|
         w = (8 * U) * zmax.T + gamma(n + 1) * ((np.abs(Mj) @ hv).T + np.abs(cj)) + (EMj @ hv).T + Ecj
-        err += np.einsum("bkn,bn->bk", np.abs(mu), w) + gamma(n + 1) * (-shift + 2 * np.abs(const))
+        err += np.einsum("bkn,bn->bk", absmu, w) + gamma(n + 1) * (-shift + 2 * np.abs(const))
         const += (mu.reshape(-1, n) @ cj).reshape(Bk, K)
         err += gamma(n + 1) * np.abs(const)
         lam = (mu.reshape(-1, n) @ Mj).reshape(Bk, K, -1)
     val = np.minimum(lam * lo[:, None, :], lam * hi[:, None, :]).sum(-1) + const
     err += gamma(lo.shape[1] + 2) * (np.einsum("bkd,bd->bk", np.abs(lam), xm) + np.abs(const))
     return val - 4 * err - TINY, lam
+
+
+def _lagrangian(lam, keep_l, s_eff, unst, off, n, alpha, mult, sgn):
+    """μ with optimised lower slopes and split multipliers, and the |μ| the error charge uses.
+
+    μ = λ·α where λ >= 0 else λ·s: one product, one rounding (<= u|μ|); then μ' = μ - mult·sgn,
+    a second rounding (<= u|μ'|): charging 8u·(|μ| + |μ'|)·max|z| covers both. α is only used on
+    unstable neurons (elsewhere the relaxation is exact) and is clipped into [0, 1]."""
+    a = keep_l.T[:, None, :]
+    if alpha is not None:
+        given = np.clip(alpha[:, :, off : off + n], 0.0, 1.0)
+        a = np.where(unst.T[:, None, :] & ~np.isnan(given), given, a)
+    mu = np.where(lam >= 0, lam * a, lam * s_eff.T[:, None, :])
+    if mult is None or sgn is None:
+        return mu, np.abs(mu)
+    m = np.maximum(mult[:, :, off : off + n], 0.0) * sgn[:, None, off : off + n]
+    mu2 = mu - m
+    return mu2, np.abs(mu) + np.abs(mu2)

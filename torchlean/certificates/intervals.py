@@ -63,8 +63,10 @@ def interval_relu(a: Interval, ops: Any = EXACT) -> Interval:
 def interval_leaky_relu(a: Interval, slope: Any = Fraction(0.01), ops: Any = EXACT) -> Interval:
     """for 0 <= slope <= 1 the function is increasing: map the endpoints. The default slope is the
     spec's: the binary64 value of 0.01 (not 1/100, which would be unsound by ~1e-19 * |l|)."""
+
     def f(v: Any) -> Any:
         return ops.select(ops.ge(v, 0), v, slope * v)
+
     return f(a[0]), f(a[1])
 
 
@@ -86,8 +88,9 @@ def interval_increasing(f: Callable[[Any], Any], a: Interval, ops: Any = EXACT) 
     return f(a[0]), f(a[1])
 
 
-def interval_matvec(w: Sequence[Sequence[Any]], b: Sequence[Any], box: Sequence[Interval],
-                    ops: Any = EXACT) -> list[Interval]:
+def interval_matvec(
+    w: Sequence[Sequence[Any]], b: Sequence[Any], box: Sequence[Interval], ops: Any = EXACT
+) -> list[Interval]:
     """W x + b over a box: each term w * x_j contributes its interval by the sign of w."""
     out = []
     for row, bias in zip(w, b):

@@ -192,7 +192,8 @@ class Leaf:
         if isinstance(t, str):
             return t in ("true", "false") or self.script.constants.get(t) == "Bool"
         return t[0] in ("and", "or", "not", "=>", ">", ">=", "<", "<=", "=") or (
-            t[0] == "ite" and self._is_formula(t[2]))
+            t[0] == "ite" and self._is_formula(t[2])
+        )
 
     def _one_of(self, options: list[SExpr]) -> None:
         """Unit propagation: with every option but one false, the remaining one holds."""
@@ -260,8 +261,10 @@ def _nonzero(leaf: Leaf, d: Poly, j: Any) -> None:
             rel, r = leaf.facts[i]
             require(rel == "!=", f"fact {i} is not a disequality")
             prod = mul(prod, r.poly("disequality fact"))
-        require(bool(prod) and lit_key("=", prod) == lit_key("=", d),
-                f"factor {key(d)} is not the product of facts {refs}")
+        require(
+            bool(prod) and lit_key("=", prod) == lit_key("=", d),
+            f"factor {key(d)} is not the product of facts {refs}",
+        )
         return
     s = j["sign"]
     require(s in (1, -1), "sign must be 1 or -1")
@@ -287,8 +290,10 @@ def _zero(leaf: Leaf, node: dict[str, Any]) -> None:
     require(not num, f"numerator is not in the ideal: remainder {key(num)[:200]}")
     factors = r.factors()
     just = node["nonzero"]
-    require(isinstance(just, list) and len(just) == len(factors),
-            f"{len(factors)} denominator factor(s) need a nonzero justification each")
+    require(
+        isinstance(just, list) and len(just) == len(factors),
+        f"{len(factors)} denominator factor(s) need a nonzero justification each",
+    )
     for (_, d), j in zip(factors, just):
         _nonzero(leaf, d, j)
 

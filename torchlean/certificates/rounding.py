@@ -99,13 +99,17 @@ class Format:
         return gap / 2 if mode in ("rne", "rna") else gap
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "ebits": self.ebits, "mbits": self.mbits,
-                "subnormals": self.subnormals, "style": self.style}
+        return {
+            "name": self.name,
+            "ebits": self.ebits,
+            "mbits": self.mbits,
+            "subnormals": self.subnormals,
+            "style": self.style,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Format:
-        return cls(str(d["name"]), int(d["ebits"]), int(d["mbits"]), bool(d["subnormals"]),
-                   str(d["style"]))
+        return cls(str(d["name"]), int(d["ebits"]), int(d["mbits"]), bool(d["subnormals"]), str(d["style"]))
 
 
 FORMATS: dict[str, Format] = {
@@ -119,9 +123,16 @@ FORMATS: dict[str, Format] = {
         Format("float8_e5m2", 5, 2),
     )
 }
-ALIASES = {"float64": "binary64", "float32": "binary32", "float16": "binary16", "half": "binary16",
-           "e4m3": "float8_e4m3fn", "e5m2": "float8_e5m2", "fp8_e4m3": "float8_e4m3fn",
-           "fp8_e5m2": "float8_e5m2"}
+ALIASES = {
+    "float64": "binary64",
+    "float32": "binary32",
+    "float16": "binary16",
+    "half": "binary16",
+    "e4m3": "float8_e4m3fn",
+    "e5m2": "float8_e5m2",
+    "fp8_e4m3": "float8_e4m3fn",
+    "fp8_e5m2": "float8_e5m2",
+}
 
 
 def get_format(name: str | Format) -> Format:
@@ -255,6 +266,7 @@ def round_sqrt(q: Fraction | int, fmt: Format | str, mode: str = "rne") -> Float
 
 # -- bit patterns ---------------------------------------------------------------------------------
 
+
 def encode(v: FloatValue, fmt: Format | str) -> int:
     """The bit pattern of a value representable in ``fmt`` (NaN: the canonical quiet NaN)."""
     fmt = get_format(fmt)
@@ -340,9 +352,15 @@ def _sqrt_within(r: Fraction, x: Fraction, u: Fraction, eta: Fraction) -> bool:
 
 
 def lemma_statement(fmt: Format, mode: str, op: str, u: Fraction, eta: Fraction) -> dict[str, Any]:
-    return {"format": fmt.to_dict(), "mode": mode, "op": op, "u": str(u), "eta": str(eta),
-            "claim": "|fl(x op y) - (x op y)| <= u*|x op y| + eta for all finite x, y "
-                     "with x op y defined and fl(x op y) finite"}
+    return {
+        "format": fmt.to_dict(),
+        "mode": mode,
+        "op": op,
+        "u": str(u),
+        "eta": str(eta),
+        "claim": "|fl(x op y) - (x op y)| <= u*|x op y| + eta for all finite x, y "
+        "with x op y defined and fl(x op y) finite",
+    }
 
 
 def enumerate_lemma(fmt: Format, mode: str, op: str, u: Fraction, eta: Fraction) -> tuple[int, str | None]:
@@ -381,8 +399,7 @@ def make_lemma_certificate(fmt: Format | str, mode: str, op: str) -> dict[str, A
     cases, counterexample = enumerate_lemma(fmt, mode, op, u, eta)
     if counterexample is not None:
         raise ValueError(f"the {fmt.name} {op} lemma is false: {counterexample}")
-    return {"kind": "rounding-lemma-exhaustive", "statement": stmt, "digest": digest(stmt),
-            "cases": cases}
+    return {"kind": "rounding-lemma-exhaustive", "statement": stmt, "digest": digest(stmt), "cases": cases}
 
 
 @checker("rounding-lemma-exhaustive")

@@ -63,7 +63,7 @@ class SymRanges:
             bj = b[j] if b is not None else Fraction(0)
             lc, uc = [Fraction(0)] * d, [Fraction(0)] * d
             lk = uk = bj
-            for w, (L, U) in zip(W[j * n:(j + 1) * n], self.funcs):
+            for w, (L, U) in zip(W[j * n : (j + 1) * n], self.funcs):
                 if not w:
                     continue
                 lo_f, hi_f = (L, U) if w > 0 else (U, L)

@@ -23,14 +23,16 @@ from typing import Any
 import numpy as np
 
 from ..certificates import fast
-from ..certificates.bounds import objective_steps
+from ..certificates.bounds import hidden_widths, objective_steps
 from ..certificates.fast_crown import crown_bounds
 from ..certificates.network import Net, fingerprint
 from ..certificates.property import Region, Spec
 from . import attack
 from .network import float_net
+from .relu_bab import relu_bab
 
 EPS = 1e-8
+INPUT_SPLIT_MAX = 16  # more inputs than this: split ReLUs (relu_bab), not the input box
 SPLIT = "single"  # split on the gradient of the best single atom (measured best on ACAS)
 
 
@@ -106,6 +108,13 @@ def verify(
             return _sat(net, spec, fnet, x, stats, t0)
     trees = []
     for r, region in enumerate(spec.regions):
+        if net.n_in > INPUT_SPLIT_MAX:
+            out = _relu_region(net, region, t0 + timeout, stats)
+            if out is None:
+                stats["time"] = time.perf_counter() - t0
+                return Result("timeout", stats=stats)
+            trees.append(out)
+            continue
         out = _bab_region(
             net, spec, fnet, region, t0 + timeout, batch, progress, stats, f"region {r}", method
         )
@@ -119,6 +128,8 @@ def verify(
     width = max(len(s.M) for s in net.steps if hasattr(s, "M"))
     per_leaf = weights * (net.n_in + 1) if method == "forward" else weights * 2 * width * len(net.steps)
     cost = stats["leaves"] * per_leaf
+    if net.n_in > INPUT_SPLIT_MAX:
+        method, cost = "crown", float("inf")  # ReLU splits: CROWN leaves, fast replay
     cert = {
         "kind": "vnn-unsat",
         "version": 1,
@@ -130,6 +141,27 @@ def verify(
     }
     stats["time"] = time.perf_counter() - t0
     return Result("unsat", cert=cert, stats=stats)
+
+
+def _relu_region(net: Net, region: Region, deadline: float, stats: dict[str, Any]) -> dict | None:
+    """One ReLU-split tree per disjunct (``relu_bab``), or None at the deadline."""
+    if any(not d for d in region.disjuncts):
+        return None
+    widths = hidden_widths(net)
+    lo, hi = (np.array(v) for v in fast.outward(list(region.lo), list(region.hi)))
+    hidden = None
+    trees = []
+    for disj in region.disjuncts:
+        combos = [_combos(len(disj))]
+        steps, _ = objective_steps(net, Region(region.lo, region.hi, (disj,)), combos)
+        if hidden is None:  # the hidden layers are shared: round them to float once
+            hidden = fast.prepare(steps[:-1])
+        layers = hidden + fast.prepare(steps[-1:])
+        tree = relu_bab(layers, widths, lo, hi, combos[0], deadline, stats)
+        if tree is None:
+            return None
+        trees.append(tree)
+    return {"per_disjunct": trees}
 
 
 def _sat(net, spec, fnet, x, stats, t0) -> Result:
