@@ -11,6 +11,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from test_bounds import exact_outputs, random_graph
 
 from torchlean.certificates import fast
 from torchlean.certificates.bounds import check_vnn, crown_lower_exact, hidden_widths, objective_steps
@@ -20,8 +21,6 @@ from torchlean.certificates.property import Atom, Region, Spec
 from torchlean.verify.bab import INPUT_SPLIT_MAX, verify
 from torchlean.verify.network import float_net
 from torchlean.verify.relu_bab import optimise
-
-from test_bounds import exact_outputs, random_graph
 
 
 def _q(v: float) -> Fraction:
