@@ -33,7 +33,12 @@ from .relu_bab import relu_bab
 
 EPS = 1e-8
 INPUT_SPLIT_MAX = 16  # more inputs than this: split ReLUs (relu_bab), not the input box
-SPLIT = "single"  # split on the gradient of the best single atom (measured best on ACAS)
+#: input-split heuristics tried in turn, each with its time budget (None: the rest of the limit).
+#: "single": |gradient of the best single atom| x width (ReluVal's smear), cheap per box, best on
+#: most ACAS Xu instances; "smart": bound both halves along every dimension and keep the best,
+#: 10x the cost per box but far fewer boxes where "single" stalls (bench/README.md).
+PORTFOLIO: tuple[tuple[str, float | None], ...] = (("single", 15.0), ("smart", None))
+PER_DISJUNCT = False  # one tree per disjunct (measured worse on ACAS Xu prop 5 and 6)
 
 
 @dataclass
@@ -106,24 +111,30 @@ def verify(
         x = attack.search(net, fnet, spec, seed=seed)
         if x is not None:
             return _sat(net, spec, fnet, x, stats, t0)
-    trees = []
-    for r, region in enumerate(spec.regions):
-        if net.n_in > INPUT_SPLIT_MAX:
+    if net.n_in > INPUT_SPLIT_MAX:
+        trees = []
+        for region in spec.regions:
             out = _relu_region(net, region, t0 + timeout, stats)
             if out is None:
                 stats["time"] = time.perf_counter() - t0
                 return Result("timeout", stats=stats)
             trees.append(out)
-            continue
-        out = _bab_region(
-            net, spec, fnet, region, t0 + timeout, batch, progress, stats, f"region {r}", method
-        )
-        if isinstance(out, list):  # a counterexample
-            return _sat(net, spec, fnet, out, stats, t0)
-        if out is None:
+    else:
+        # a portfolio: the cheap gradient heuristic first, then (from scratch) the costlier
+        # look-ahead one, which wins on the instances the first one cannot finish
+        for split, budget in PORTFOLIO:
+            stats["leaves"] = stats["cheap_leaves"] = 0
+            end = t0 + timeout if budget is None else min(t0 + timeout, time.perf_counter() + budget)
+            out = _input_split(net, spec, fnet, end, batch, progress, stats, method, split)
+            if isinstance(out, list):  # a counterexample
+                return _sat(net, spec, fnet, out, stats, t0)
+            if out is not None:
+                stats["split"] = split
+                trees = out[1]
+                break
+        else:
             stats["time"] = time.perf_counter() - t0
             return Result("timeout", stats=stats)
-        trees.append(out.preorder())
     weights = sum(len(s.M) * len(s.M[0]) for s in net.steps if hasattr(s, "M"))
     width = max(len(s.M) for s in net.steps if hasattr(s, "M"))
     per_leaf = weights * (net.n_in + 1) if method == "forward" else weights * 2 * width * len(net.steps)
@@ -141,6 +152,25 @@ def verify(
     }
     stats["time"] = time.perf_counter() - t0
     return Result("unsat", cert=cert, stats=stats)
+
+
+def _input_split(net, spec, fnet, deadline, batch, progress, stats, method, split) -> Any:
+    """Every region's input-split tree: ("trees", [...]), a counterexample, or None at the deadline."""
+    trees = []
+    for r, region in enumerate(spec.regions):
+        parts = [region]
+        if len(region.disjuncts) > 1 and PER_DISJUNCT:
+            parts = [Region(region.lo, region.hi, (d,)) for d in region.disjuncts]
+        subtrees = []
+        for part in parts:
+            out = _bab_region(
+                net, spec, fnet, part, deadline, batch, progress, stats, f"region {r}", method, split
+            )
+            if out is None or isinstance(out, list):
+                return out
+            subtrees.append(out.preorder())
+        trees.append(subtrees[0] if len(parts) == 1 else {"per_disjunct": subtrees})
+    return ("trees", trees)
 
 
 def _relu_region(net: Net, region: Region, deadline: float, stats: dict[str, Any]) -> dict | None:
@@ -188,6 +218,7 @@ def _bab_region(
     stats: dict[str, Any],
     label: str,
     method: str,
+    split: str = "single",
 ) -> _Tree | list[Fraction] | None:
     if any(not d for d in region.disjuncts):
         return None  # an empty conjunction: no bound can exclude it (the attack finds the point)
@@ -220,7 +251,7 @@ def _bab_region(
                 lb, forms = crown_bounds(layers, lo, hi, want_lam=True)
             else:
                 lb, lam, forms = fast.forward_bounds(layers, lo, hi, want_forms=True)
-                if SPLIT == "lam":
+                if split == "lam":
                     forms = lam
             best_k = np.stack([lb[:, a:b].argmax(1) for a, b in groups], 1)  # (B, J)
             best = np.stack([lb[:, a:b].max(1) for a, b in groups], 1)
@@ -257,20 +288,20 @@ def _bab_region(
                     live,
                     crown_bounds if method == "crown" else fast.forward_bounds,
                 )
-                if SPLIT == "smart"
+                if split == "smart"
                 else None
             )
             for n_i, i in enumerate(open_):
                 j = int(best[i].argmin())
                 row = groups[j][0] + int(best_k[i, j])
-                if SPLIT == "single":  # the best single atom's gradient, not a combination's
+                if split == "single":  # the best single atom's gradient, not a combination's
                     singles = [groups[j][0] + o for o, c in enumerate(names[j]) if len(c) == 1]
                     row = singles[int(np.argmax(lb[i, singles]))]
-                elif SPLIT == "sum":  # all rows of the disjunct together
+                elif split == "sum":  # all rows of the disjunct together
                     row = None
                 w = hi[i] - lo[i]
                 g = forms[i, groups[j][0] : groups[j][1]].sum(0) if row is None else forms[i, row]
-                score = np.abs(g) * w if SPLIT != "width" else w / np.where(live, width0, 1) * live
+                score = np.abs(g) * w if split != "width" else w / np.where(live, width0, 1) * live
                 dim = int(score.argmax()) if score.max() > 0 else int(w.argmax())
                 if smart is not None:
                     dim = int(smart[n_i])
@@ -305,6 +336,8 @@ def _smart_dims(layers, groups, lo, hi, live, bound_fn) -> np.ndarray:
     children in one batch)."""
     n, d = lo.shape
     dims = np.nonzero(live)[0]
+    if n == 0:
+        return np.zeros(0, dtype=int)
     los, his = [], []
     for dim in dims:
         mid = (lo[:, dim] + hi[:, dim]) * 0.5

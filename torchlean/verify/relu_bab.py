@@ -184,10 +184,11 @@ def relu_bab(
     stats: dict[str, Any],
     batch: int = 32,
     on_batch: Any = None,
+    max_nodes: int | None = None,
 ) -> list[Any] | None:
     """A preorder ReLU-split tree whose leaves prove some row (a combination of the disjunct's
-    atoms, ``names``) > 0 on their region, or None at the deadline or when a subproblem with no
-    unstable neuron left cannot be bounded."""
+    atoms, ``names``) > 0 on their region, or None at the deadline, past ``max_nodes`` nodes, or
+    when a subproblem with no unstable neuron left cannot be bounded."""
     offs = np.cumsum((0, *widths))
     H = int(offs[-1])
     tree = ReluTree()
@@ -196,6 +197,8 @@ def relu_bab(
     while queue:
         start = time.perf_counter()
         if start + last_dt > deadline:
+            return None
+        if max_nodes is not None and len(tree.nodes) > max_nodes:
             return None
         part, queue = queue[:batch], queue[batch:]
         ids = [p[0] for p in part]
