@@ -1,6 +1,10 @@
 """Certified float32 error bounds vs observed error: MLPs, a small CNN and ACAS Xu over property
 boxes. Prints a markdown table. Run: python bench/bench_rounding_error.py [N_POINTS] [N_ACAS]
-or ``python bench/bench_rounding_error.py sweep [N_POINTS]``: every ACAS Xu network on props 3, 4."""
+or ``python bench/bench_rounding_error.py sweep [N_POINTS]``: every ACAS Xu network on props 3, 4,
+or ``python bench/bench_rounding_error.py split [N_POINTS] [SPLITS] [N_ACAS] [SKIP]``: ACAS Xu boxes
+with and without input splitting (``errorbound-split`` certificates, at most SPLITS bisections):
+N_ACAS cases (default 4: the large boxes of props 1, 2, 5, 7) after the first SKIP (the small
+prop 3, 4 boxes come last: ``split 10000 31 2 4``)."""
 
 from __future__ import annotations
 
@@ -59,12 +63,50 @@ def main(n: int = 10_000, n_acas: int = 4) -> None:
     from torchlean.bridge.onnx import load_onnx
     from torchlean.bridge.vnnlib import parse_vnnlib
 
-    cases = [("1_1", 1), ("1_1", 3), ("1_1", 4), ("2_1", 2), ("1_2", 5), ("1_9", 7)][:n_acas]
+    cases = ACAS_CASES[:n_acas]
     for net, prop in cases:
         g = load_onnx(root / f"ACASXU_run2a_{net}_batch_2000.onnx")
         p = parse_vnnlib(root / f"prop_{prop}.vnnlib")
         box = [(Fraction(float(a)), Fraction(float(b))) for a, b in zip(p.lower, p.upper)]
         print(row(f"ACAS Xu {net}, prop {prop} box", g, box, n))
+
+
+ACAS_CASES = [("1_1", 1), ("1_1", 3), ("1_1", 4), ("2_1", 2), ("1_2", 5), ("1_9", 7)]
+
+
+def split_rows(n: int = 10_000, splits: int = 31, n_acas: int = 4, skip: int = 0) -> None:
+    """The large boxes (props 1, 2, 5, 7) first, then the small ones (props 3, 4)."""
+    from torchlean.bridge.onnx import load_onnx
+    from torchlean.bridge.vnnlib import parse_vnnlib
+    from torchlean.floats.splitbound import leaves
+
+    root = acas_dir()
+    if root is None:
+        print("ACAS Xu networks not available")
+        return
+    print(f"| box (float32, RNE), --splits {splits} | max ε unsplit | max ε split | leaves | "
+          "max observed | ε/observed unsplit → split | sound | checker | generate / replay s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for net, prop in sorted(ACAS_CASES, key=lambda c: c[1] in (3, 4))[skip:skip + n_acas]:
+        g = load_onnx(root / f"ACASXU_run2a_{net}_batch_2000.onnx")
+        p = parse_vnnlib(root / f"prop_{prop}.vnnlib")
+        box = [(Fraction(float(a)), Fraction(float(b))) for a, b in zip(p.lower, p.upper)]
+        eps0 = np.array([float(e) for e in epsilons(bound_certificate(g, box))])
+        t = time.time()
+        cert = bound_certificate(g, box, splits=splits)
+        t_gen = time.time() - t
+        t = time.time()
+        v = check(cert)
+        t_chk = time.time() - t
+        eps = np.array([float(e) for e in epsilons(cert)])
+        obs = observed_error(g, box, n)
+        sound = bool(np.all(obs.max_error + obs.reference_error <= eps))
+        r0, r1 = eps0 / obs.max_error, eps / obs.max_error
+        print(f"| ACAS Xu {net}, prop {prop} | {eps0.max():.3g} | {eps.max():.3g} | "
+              f"{len(leaves(cert['tree']))} | {obs.max_error.max():.3g} | "
+              f"{r0.min():.2g}–{r0.max():.2g} → {r1.min():.2g}–{r1.max():.2g} | "
+              f"{'yes' if sound else '**NO**'} | {'replayed' if v.ok else 'REJECTED'} | "
+              f"{t_gen:.0f} / {t_chk:.0f} |", flush=True)
 
 
 def sweep(n: int = 10_000) -> None:
@@ -90,5 +132,7 @@ def sweep(n: int = 10_000) -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["sweep"]:
         sweep(*(int(a) for a in sys.argv[2:3]))
+    elif sys.argv[1:2] == ["split"]:
+        split_rows(*(int(a) for a in sys.argv[2:6]))
     else:
         main(*(int(a) for a in sys.argv[1:3]))

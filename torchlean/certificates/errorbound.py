@@ -31,6 +31,21 @@ Assumptions (stated in the certificate, listed in TRUST_BOUNDARIES.md): the runt
 IEEE-754 in the stated format and mode (correctly rounded + - * /), its BLAS sums the n products of
 a dot product in some order with each operation rounded (fused or not), and its tanh/exp kernels are
 within ``kernel_ulps`` ulp of the real functions.
+
+Input splitting, kind ``errorbound-split``: the rounding terms scale with the real ranges of the
+neurons over the box, so on a large box the bound is far above what any point reaches; bounds over
+sub-boxes are much smaller. The certificate is {"kind": "errorbound-split", "statement": S,
+"digest": sha256(S), "tree": node} with S an ``errorbound`` statement over the whole box and
+
+    node = {"split": [d, "v"], "lo": node, "hi": node}   children: box with x_d in [lo_d, v], [v, hi_d]
+         | {"box": [[lo, hi], ...], "steps": [[...], ...]}   a leaf: ``errorbound`` steps
+
+The checker walks the tree from S's box; at a split it requires 0 <= d < n and lo_d < v < hi_d
+(exact rationals), so the two children's boxes are sub-boxes whose union is exactly the parent's
+(both closed: v is in both). By induction the leaves' boxes cover S's box. Each leaf must state
+the box its path gives (a readable copy, compared exactly), and its steps are replayed as an
+``errorbound`` certificate of S with that box, with the same epsilon: so every x of the box lies in
+a leaf whose replay proves |y~_j - y_j(x)| <= epsilon_j.
 """
 
 from __future__ import annotations
@@ -287,15 +302,49 @@ def propagate(
     return ranges, errors
 
 
+def replay_leaf(stmt: dict[str, Any], steps: Any, eps: list[Fraction]) -> int:
+    """Replay claimed ``steps`` on ``stmt`` (its layers and input box) and require each
+    ``eps[j]`` >= the last claimed step of output j. Returns the number of checked terms."""
+    claimed = [[rational(x) for x in layer] for layer in steps]
+    require(len(claimed) == len(stmt["layers"]), "one step per layer required")
+    propagate(stmt, claimed)
+    require(len(eps) == len(claimed[-1]), "one epsilon per output required")
+    for j, (e, c) in enumerate(zip(eps, claimed[-1])):
+        require(e >= c, f"output {j}: epsilon {float(e):.4g} < bound {float(c):.4g}")
+    return sum(len(s) for s in claimed) + len(eps)
+
+
 @checker("errorbound")
 def check_errorbound(cert: dict[str, Any]) -> Verdict:
     stmt = cert["statement"]
     require(digest(stmt) == cert["digest"], "statement digest mismatch")
-    claimed = [[rational(x) for x in layer] for layer in cert["steps"]]
-    require(len(claimed) == len(stmt["layers"]), "one step per layer required")
-    _, errors = propagate(stmt, claimed)
+    return Verdict(True, checked=replay_leaf(stmt, cert["steps"], [rational(x) for x in stmt["epsilon"]]))
+
+
+@checker("errorbound-split")
+def check_errorbound_split(cert: dict[str, Any]) -> Verdict:
+    """The ``errorbound`` claim of ``statement`` over its whole box, from a split tree whose
+    leaves each carry ``errorbound`` steps for their own sub-box (see the module docstring)."""
+    stmt = cert["statement"]
+    require(digest(stmt) == cert["digest"], "statement digest mismatch")
     eps = [rational(x) for x in stmt["epsilon"]]
-    require(len(eps) == len(claimed[-1]), "one epsilon per output required")
-    for j, (e, c) in enumerate(zip(eps, claimed[-1])):
-        require(e >= c, f"output {j}: epsilon {float(e):.4g} < bound {float(c):.4g}")
-    return Verdict(True, checked=sum(len(s) for s in claimed) + len(eps))
+    box = [(rational(lo), rational(hi)) for lo, hi in stmt["input_box"]]
+    checked = 0
+    todo = [(cert["tree"], box)]
+    while todo:  # invariant: the boxes in ``todo`` and the replayed leaves cover the whole box
+        node, box = todo.pop()
+        if "split" in node:
+            d, v = node["split"]
+            require(type(d) is int and 0 <= d < len(box), f"bad split dimension {d!r}")
+            lo, hi, v = box[d][0], box[d][1], rational(v)
+            require(lo < v < hi, f"split value {v} outside the open interval ({lo}, {hi})")
+            todo.append((node["lo"], box[:d] + [(lo, v)] + box[d + 1 :]))
+            todo.append((node["hi"], box[:d] + [(v, hi)] + box[d + 1 :]))
+        else:
+            require(
+                [(rational(a), rational(b)) for a, b in node["box"]] == box,
+                "leaf box differs from the box its split path gives",
+            )
+            leaf = dict(stmt, input_box=[[str(a), str(b)] for a, b in box])
+            checked += replay_leaf(leaf, node["steps"], eps)
+    return Verdict(True, checked=checked)

@@ -20,10 +20,11 @@ from ..certificates.rounding import (
 from .emulate import emulate
 from .errorbound import bound_certificate, epsilons, float_sound_bounds, observed_error, widen
 from .network import ROUNDING_RULES
+from .splitbound import leaves as split_leaves
 
 __all__ = [
     "FORMATS", "MODES", "ROUNDING_RULES", "FloatValue", "Format", "bound_certificate", "decode",
     "emulate", "encode",
     "epsilons", "finite_values", "float_sound_bounds", "get_format", "observed_error",
-    "round_fraction", "round_sqrt", "widen",
+    "round_fraction", "round_sqrt", "split_leaves", "widen",
 ]

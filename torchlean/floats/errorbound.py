@@ -9,7 +9,7 @@ does on sampled points, for the soundness tests and the CLI's ratio.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -54,13 +54,22 @@ def statement(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str 
 
 def bound_certificate(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str = "rne",
                       kernel_ulps: Fraction = DEFAULT_KERNEL_ULPS, input_exact: bool = True,
-                      ranges: str = "backsub") -> dict[str, Any]:
+                      ranges: str = "backsub", splits: int = 0,
+                      progress: Callable[[int, list[Fraction]], None] | None = None
+                      ) -> dict[str, Any]:
     """An ``errorbound`` certificate: epsilon per output with |f_fmt(x) - f_real(x)| <= epsilon on
-    the box. ``input_exact``: the points are already values of ``fmt`` (else they are rounded)."""
+    the box. ``input_exact``: the points are already values of ``fmt`` (else they are rounded).
+    ``splits`` > 0: an ``errorbound-split`` certificate instead, the box bisected adaptively at
+    most ``splits`` times (``splitbound.py``; tighter on large boxes, cost ~ 2 * splits + 1 leaf
+    bounds to generate and the leaves to replay); ``progress(leaves, epsilon)`` after each split."""
     stmt = statement(graph, box, fmt, mode, kernel_ulps, input_exact, ranges)
     n_in = int(np.prod(graph.inputs[0].shape))
     if len(stmt["input_box"]) != n_in:
         raise ValueError(f"box has {len(stmt['input_box'])} intervals for {n_in} inputs")
+    if splits:
+        from .splitbound import split_certificate
+
+        return split_certificate(stmt, splits, progress)
     _, errors = propagate(stmt)
     stmt["epsilon"] = [str(e) for e in errors[-1]]
     return {"kind": "errorbound", "statement": stmt, "digest": digest(stmt),
@@ -127,11 +136,12 @@ def _up(q: Fraction) -> float:
 
 
 def float_sound_bounds(graph: Graph, box: Box, real_lower: Any, real_upper: Any,
-                       fmt: Format | str = "binary32", mode: str = "rne"
+                       fmt: Format | str = "binary32", mode: str = "rne", splits: int = 0
                        ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Bounds on the *float* network's outputs over the box: the verifier's real bounds widened by
-    the certified epsilon. Returns (lower, upper, certificate); replay the certificate with
+    the certified epsilon (over ``splits`` bisections of the box, see ``bound_certificate``).
+    Returns (lower, upper, certificate); replay the certificate with
     ``torchlean.certificates.check`` to rely on the widening."""
-    cert = bound_certificate(graph, box, fmt, mode)
+    cert = bound_certificate(graph, box, fmt, mode, splits=splits)
     lo, hi = widen(real_lower, real_upper, epsilons(cert))
     return lo, hi, cert
