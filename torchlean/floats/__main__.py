@@ -9,7 +9,8 @@
       unsplit bounds to generate and N + 1 to replay).
   fpcore FILE [--samples N] [--round-inputs]   binary64 round-off bounds of FPCore benchmarks
   run MODEL --input X1,X2,... [--format bfloat16] [--mode rne]   bit-exact emulated execution
-  lemmas [--timeout S]    rounding lemmas: 8-bit exhaustive (checker), SMT (cvc5 + z3, solver-trusted)
+  lemmas [--timeout S] [--direct]   rounding lemmas: 8-bit exhaustive (checker), SMT parts (cvc5 + z3,
+      solver-trusted) and each lemma's status; --direct also runs the undivided div/sqrt statements
   check CERT.json         replay a certificate with the trusted checker
 """
 
@@ -164,18 +165,24 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 def cmd_lemmas(a: argparse.Namespace) -> int:
     from ..certificates import check
-    from .lemmas import discharge, exhaustive_certificates, lemma_obligations
+    from . import lemmas as L
 
-    for cert in exhaustive_certificates():
+    for cert in L.exhaustive_certificates():
         st = cert["statement"]
         v = check(cert)
         state = f"checked ({v.checked} cases)" if v.ok else f"REJECTED: {v.reason}"
         print(f"{st['format']['name']:15s} {st['op']:5s} exhaustive: {state}")
     if a.timeout > 0:
-        for ob in lemma_obligations():
-            rec = discharge(ob, a.timeout)
-            print(f"{ob.subject:28s} z3: {rec['z3']['result']} ({rec['z3']['time_s']} s)  "
+        records = {}
+        ops = ("div", "sqrt") if a.direct else ()
+        direct = [L.obligation(f, op, "direct") for f in L.FORMATS for op in ops]
+        for ob in [*L.lemma_obligations(), *direct]:
+            rec = records[ob.name] = L.discharge(ob, a.timeout)
+            print(f"{ob.subject:36s} z3: {rec['z3']['result']} ({rec['z3']['time_s']} s)  "
                   f"cvc5: {rec['cvc5']['result']} ({rec['cvc5']['time_s']} s)  -> {rec['status']}")
+        for f in L.FORMATS:
+            for op in L.OPS:
+                print(f"lemma {f:9s} {op:5s}: {L.lemma_status(f, op, records)}")
     return 0
 
 
@@ -217,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--mode", default="rne")
     lm = sub.add_parser("lemmas")
     lm.add_argument("--timeout", type=float, default=0.0, help="SMT seconds per solver (0: skip SMT)")
+    lm.add_argument("--direct", action="store_true", help="also the undivided div and sqrt statements")
     c = sub.add_parser("check")
     c.add_argument("cert")
     a = ap.parse_args(argv)
