@@ -73,3 +73,16 @@ def test_mnist_relu_splitting(onnx, vnnlib, expected):
 def test_all_instances(onnx, vnnlib, expected):
     folder = "acasxu" if onnx.startswith("ACAS") else "mnistfc"
     assert _solve(folder, onnx, vnnlib, 116).verdict in (expected, "timeout")
+
+
+@pytest.mark.parametrize("net_id,prop", [("2_1", 3), ("2_4", 1)])
+def test_lookahead_splitting_solves_former_timeouts(monkeypatch, net_id, prop):
+    # the gradient heuristic alone timed out on these at 116 s; look-ahead splitting needs ~50
+    # leaves (the default portfolio gets there after its 15 s first phase)
+    from torchlean.verify import bab
+
+    monkeypatch.setattr(bab, "PORTFOLIO", (("smart", None),))
+    onnx = f"ACASXU_run2a_{net_id}_batch_2000.onnx"
+    assert (onnx, f"prop_{prop}.vnnlib", "unsat") in _expected("acasxu")
+    res = _solve("acasxu", onnx, f"prop_{prop}.vnnlib", 60)
+    assert res.verdict == "unsat" and res.stats["leaves"] < 500

@@ -94,7 +94,7 @@ def verify(
     net: Net,
     spec: Spec,
     timeout: float = 116.0,
-    batch: int = 256,
+    batch: int = 64,
     progress: bool = False,
     attack_first: bool = True,
     seed: int = 0,
