@@ -114,7 +114,7 @@ def verify(
     if net.n_in > INPUT_SPLIT_MAX:
         trees = []
         for region in spec.regions:
-            out = _relu_region(net, region, t0 + timeout, stats)
+            out = _relu_region(net, region, t0 + timeout, stats, progress)
             if out is None:
                 stats["time"] = time.perf_counter() - t0
                 return Result("timeout", stats=stats)
@@ -173,7 +173,9 @@ def _input_split(net, spec, fnet, deadline, batch, progress, stats, method, spli
     return ("trees", trees)
 
 
-def _relu_region(net: Net, region: Region, deadline: float, stats: dict[str, Any]) -> dict | None:
+def _relu_region(
+    net: Net, region: Region, deadline: float, stats: dict[str, Any], progress: bool = False
+) -> dict | None:
     """One ReLU-split tree per disjunct (``relu_bab``), or None at the deadline."""
     if any(not d for d in region.disjuncts):
         return None
@@ -187,7 +189,18 @@ def _relu_region(net: Net, region: Region, deadline: float, stats: dict[str, Any
         if hidden is None:  # the hidden layers are shared: round them to float once
             hidden = fast.prepare(steps[:-1])
         layers = hidden + fast.prepare(steps[-1:])
-        tree = relu_bab(layers, widths, lo, hi, combos[0], deadline, stats)
+        bar = _bar(progress, f"disjunct {len(trees) + 1}/{len(region.disjuncts)}", total=None)
+
+        def show(queue: int, bar=bar) -> None:
+            if bar is not None:
+                bar.set_postfix(boxes=stats["boxes"], leaves=stats["leaves"], open=queue, refresh=False)
+                bar.update(1)
+
+        try:
+            tree = relu_bab(layers, widths, lo, hi, combos[0], deadline, stats, on_batch=show)
+        finally:
+            if bar is not None:
+                bar.close()
         if tree is None:
             return None
         trees.append(tree)
@@ -354,9 +367,12 @@ def _smart_dims(layers, groups, lo, hi, live, bound_fn) -> np.ndarray:
     return dims[worst.argmax(0)]
 
 
-def _bar(progress: bool, label: str):
+def _bar(progress: bool, label: str, total: float | None = 1.0):
+    """A progress bar on stderr: covered volume for input splitting, batches for ReLU splitting."""
     if not progress:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=1.0, desc=label, unit="vol", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+    if total is None:
+        return tqdm(desc=label, unit="batch", bar_format="{desc}: {n} batches {elapsed} {postfix}")
+    return tqdm(total=total, desc=label, unit="vol", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
