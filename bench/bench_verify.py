@@ -4,6 +4,7 @@ replay time, next to the published 2021 times (nnenum_2021_s, abcrown_2021_s) an
 
     OPENBLAS_NUM_THREADS=1 python bench/bench_verify.py [--csv tests/data/vnncomp2021/acasxu/expected.csv]
         [--only 1_1,1_2] [--props 1,3] [--timeout 116] [--out bench/results_verify.csv]
+    python bench/bench_verify.py --table bench/results_verify.csv     # the markdown table of a run
 
 Prints one line per instance and a summary; writes the results CSV (atomically, after every
 instance). A verdict is counted as solved only when the checker accepted its certificate.
@@ -39,7 +40,10 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=116.0)
     ap.add_argument("--method", default="crown", choices=("crown", "forward"))
     ap.add_argument("--out", default=str(ROOT / "bench/results_verify.csv"))
+    ap.add_argument("--table", metavar="RESULTS_CSV", help="print a results CSV as a markdown table and exit")
     a = ap.parse_args()
+    if a.table:
+        return _table(a.table)
     base = Path(a.csv).parent
     rows = read_instances(a.csv)
     nn_here = {}
@@ -80,17 +84,44 @@ def main() -> None:
             flush=True,
         )
         _write(a.out, results, fields)
+    wrong = [r for r in results if r["agree"] == "WRONG"]
+    print(_summary(results))
+    if wrong:
+        raise SystemExit(1)
+
+
+def _summary(results: list[dict]) -> str:
     solved = [r for r in results if r["result"] in ("sat", "unsat") and r["agree"] != "WRONG"]
     wrong = [r for r in results if r["agree"] == "WRONG"]
-    ratios = [float(r["check_s"]) / max(float(r["solve_s"]), 1e-9) for r in solved if r["check_s"]]
-    print(
+    unsat = [r for r in solved if r["result"] == "unsat" and r["check_s"]]
+    ratios = [float(r["check_s"]) / max(float(r["solve_s"]), 1e-9) for r in unsat]
+    check, solve = sum(float(r["check_s"]) for r in unsat), sum(float(r["solve_s"]) for r in unsat)
+    return (
         f"solved {len(solved)}/{len(results)} (wrong: {len(wrong)}); "
         f"total solve {sum(float(r['solve_s']) for r in results):.1f} s; "
         f"median solve {statistics.median(float(r['solve_s']) for r in results):.2f} s; "
-        f"median check/solve {statistics.median(ratios) if ratios else float('nan'):.2f}"
+        f"unsat replay/solve: median {statistics.median(ratios) if ratios else float('nan'):.2f}, "
+        f"{sum(x <= 0.25 for x in ratios)}/{len(ratios)} at most 0.25, "
+        f"all together {check:.1f} s / {solve:.1f} s = {check / max(solve, 1e-9):.2f}"
     )
-    if wrong:
-        raise SystemExit(1)
+
+
+def _table(path: str) -> None:
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    head = ["instance", "expected", "ours", "solve s", "check s", "leaves", "nnenum here s", "nnenum 2021 s"]
+    print("| " + " | ".join([*head, "abcrown 2021 s"]) + " |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        net = r["onnx"].removeprefix("ACASXU_run2a_").removesuffix("_batch_2000.onnx")
+        name = f"{net} {r['vnnlib'].removesuffix('.vnnlib')}"
+        check = f"{float(r['check_s']):.3f}" if r["check_s"] else "-"
+        print(
+            f"| {name} | {r['expected']} | {r['result']} | {float(r['solve_s']):.2f} | {check} "
+            f"| {r['leaves']} | {r['nnenum_here_s'] or '-'} | {r['nnenum_2021_s']} | {r['abcrown_2021_s']} |"
+        )
+    print()
+    print(_summary(rows))
 
 
 if __name__ == "__main__":

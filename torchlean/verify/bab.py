@@ -5,8 +5,10 @@ sound forward linear relaxation the checker's fast mode replays (``certificates.
 the search accepts is a leaf the checker accepts. A box is a leaf when, for every disjunct of the
 unsafe set, some atom a_k·y <= b_k is violated with margin (lower bound of a_k·y - b_k > eps); the
 leaf records (k, beta = bound/2) per disjunct. Otherwise the box's centre is tried as a
-counterexample and the box is split in two at the midpoint of the input dimension with the largest
+counterexample and the box is split in two at the midpoint of an input dimension, chosen by the
+heuristics of ``PORTFOLIO`` in turn: by look-ahead (bound both halves along every dimension) or by
 influence (|coefficient of the worst atom's lower form| x width, as in ReluVal's smear heuristic).
+Networks with more than ``INPUT_SPLIT_MAX`` inputs split hidden ReLUs instead (``relu_bab``).
 
 The verdict is ``sat`` only for a point confirmed by exact rational evaluation, ``unsat`` only with
 a complete split tree (whose certificate the caller should still check), else ``timeout``.
@@ -33,11 +35,11 @@ from .relu_bab import relu_bab
 
 EPS = 1e-8
 INPUT_SPLIT_MAX = 16  # more inputs than this: split ReLUs (relu_bab), not the input box
-#: input-split heuristics tried in turn, each with its time budget (None: the rest of the limit).
+#: input-split heuristics tried in turn, from scratch, each with its time budget (None: the rest).
 #: "single": |gradient of the best single atom| x width (ReluVal's smear), cheap per box, best on
 #: most ACAS Xu instances; "smart": bound both halves along every dimension and keep the best,
 #: 10x the cost per box but far fewer boxes where "single" stalls (bench/README.md).
-PORTFOLIO: tuple[tuple[str, float | None], ...] = (("single", 15.0), ("smart", None))
+PORTFOLIO: tuple[tuple[str, float | None], ...] = (("smart", 4.0), ("single", 15.0), ("smart", None))
 PER_DISJUNCT = False  # one tree per disjunct (measured worse on ACAS Xu prop 5 and 6)
 
 
@@ -120,8 +122,7 @@ def verify(
                 return Result("timeout", stats=stats)
             trees.append(out)
     else:
-        # a portfolio: the cheap gradient heuristic first, then (from scratch) the costlier
-        # look-ahead one, which wins on the instances the first one cannot finish
+        # a portfolio of split heuristics (PORTFOLIO), each from scratch within its budget
         for split, budget in PORTFOLIO:
             stats["leaves"] = stats["cheap_leaves"] = 0
             end = t0 + timeout if budget is None else min(t0 + timeout, time.perf_counter() + budget)
