@@ -59,7 +59,7 @@ from fractions import Fraction
 from typing import Any
 
 from ..certificates.rounding import Format, encode, get_format, make_lemma_certificate, round_fraction
-from ..proofs.obligation import Obligation, source
+from ..proofs.obligation import Obligation
 
 FORMATS = ("binary16", "bfloat16", "binary32")
 OPS = ("add", "sub", "mul", "div", "sqrt")
@@ -304,9 +304,11 @@ def lemma_parts(fmt_name: str, op: str) -> list[Obligation]:
     return [obligation(fmt_name, "" if p in SHARED else op, p) for p in PARTS[op]]
 
 
-@source("floats.lemmas")
 def lemma_obligations() -> Iterator[Obligation]:
-    """Every distinct obligation (the shared parts once per format)."""
+    """Every distinct obligation (the shared parts once per format). Not a ``proofs`` source on
+    purpose: they are bit-blasted by ``python -m torchlean.floats lemmas`` (solver-trusted), not
+    replayed by ``python -m torchlean.proofs check``, whose artifacts would otherwise depend on
+    whether this module happened to be imported."""
     for f in FORMATS:
         seen: set[str] = set()
         for op in OPS:
