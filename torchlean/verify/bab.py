@@ -32,6 +32,7 @@ from ..certificates.property import Region, Spec
 from . import attack
 from .network import float_net
 from .relu_bab import relu_bab
+from .tree import SplitTree, choice, threshold
 
 EPS = 1e-8
 INPUT_SPLIT_MAX = 16  # more inputs than this: split ReLUs (relu_bab), not the input box
@@ -40,7 +41,6 @@ INPUT_SPLIT_MAX = 16  # more inputs than this: split ReLUs (relu_bab), not the i
 #: most ACAS Xu instances; "smart": bound both halves along every dimension and keep the best,
 #: 10x the cost per box but far fewer boxes where "single" stalls (bench/README.md).
 PORTFOLIO: tuple[tuple[str, float | None], ...] = (("smart", 4.0), ("single", 15.0), ("smart", None))
-PER_DISJUNCT = False  # one tree per disjunct (measured worse on ACAS Xu prop 5 and 6)
 
 
 @dataclass
@@ -52,44 +52,11 @@ class Result:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-class _Tree:
-    """Nodes by id: ("split", dim, value, lower_id, upper_id) | ("leaf", proofs) | None (open)."""
-
-    def __init__(self) -> None:
-        self.nodes: list[Any] = [None]
-
-    def split(self, i: int, dim: int, v: float) -> tuple[int, int]:
-        a, b = len(self.nodes), len(self.nodes) + 1
-        self.nodes += [None, None]
-        self.nodes[i] = ("split", dim, v, a, b)
-        return a, b
-
-    def preorder(self) -> list[Any]:
-        out, stack = [], [0]
-        while stack:
-            node = self.nodes[stack.pop()]
-            if node[0] == "split":
-                out.append(["split", node[1], str(Fraction(node[2]))])
-                stack += [node[4], node[3]]
-            else:
-                out.append(["leaf", *node[1:]])
-        return out
-
-
 def _combos(n: int) -> list[tuple[int, ...]]:
     """Atom combinations tried per disjunct: all subsets up to 4 atoms, else singles and all."""
     if n <= 4:
         return [c for r in range(1, n + 1) for c in itertools.combinations(range(n), r)]
     return [(k,) for k in range(n)] + [tuple(range(n))]
-
-
-def _choice(c: tuple[int, ...]) -> int | list[int]:
-    return c[0] if len(c) == 1 else list(c)
-
-
-def _beta(lb: float) -> str:
-    """A short rational in (0, lb): half the bound, to 6 significant digits."""
-    return str(Fraction(f"{lb * 0.5:.6g}"))
 
 
 def verify(
@@ -159,18 +126,12 @@ def _input_split(net, spec, fnet, deadline, batch, progress, stats, method, spli
     """Every region's input-split tree: ("trees", [...]), a counterexample, or None at the deadline."""
     trees = []
     for r, region in enumerate(spec.regions):
-        parts = [region]
-        if len(region.disjuncts) > 1 and PER_DISJUNCT:
-            parts = [Region(region.lo, region.hi, (d,)) for d in region.disjuncts]
-        subtrees = []
-        for part in parts:
-            out = _bab_region(
-                net, spec, fnet, part, deadline, batch, progress, stats, f"region {r}", method, split
-            )
-            if out is None or isinstance(out, list):
-                return out
-            subtrees.append(out.preorder())
-        trees.append(subtrees[0] if len(parts) == 1 else {"per_disjunct": subtrees})
+        out = _bab_region(
+            net, spec, fnet, region, deadline, batch, progress, stats, f"region {r}", method, split
+        )
+        if out is None or isinstance(out, list):
+            return out
+        trees.append(out.preorder())
     return ("trees", trees)
 
 
@@ -233,7 +194,7 @@ def _bab_region(
     label: str,
     method: str,
     split: str = "single",
-) -> _Tree | list[Fraction] | None:
+) -> SplitTree | list[Fraction] | None:
     if any(not d for d in region.disjuncts):
         return None  # an empty conjunction: no bound can exclude it (the attack finds the point)
     combos = [_combos(len(d)) for d in region.disjuncts]
@@ -245,7 +206,7 @@ def _bab_region(
     lo0, hi0 = np.array(lo0), np.array(hi0)
     width0 = hi0 - lo0
     live = width0 > 0
-    tree = _Tree()
+    tree = SplitTree()
     stack_lo, stack_hi, stack_id = [lo0], [hi0], [0]
     bar = _bar(progress, label)
     done = 0.0
@@ -281,7 +242,7 @@ def _bab_region(
                 cheap[idx[ok]] = True
                 best_k[idx[ok]], best[idx[ok]] = fk[ok], fb[ok]
             for i in idx:
-                proofs = [[_choice(names[j][best_k[i, j]]), _beta(best[i, j])] for j in range(len(groups))]
+                proofs = [[choice(names[j][best_k[i, j]]), threshold(best[i, j])] for j in range(len(groups))]
                 tree.nodes[ids[i]] = ("leaf", proofs, "forward") if cheap[i] else ("leaf", proofs)
             stats["cheap_leaves"] = stats.get("cheap_leaves", 0) + int(cheap.sum())
             stats["leaves"] += int(proven.sum())

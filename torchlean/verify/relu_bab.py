@@ -25,34 +25,11 @@ from typing import Any
 import numpy as np
 
 from ..certificates.fast_crown import crown_bounds
+from .tree import SplitTree, choice, threshold
 
 EPS = 1e-8
 STEPS = 24  # gradient steps per batch
 DIGITS = 5  # significant digits of the recorded α and β (any values are sound)
-
-
-class ReluTree:
-    """Nodes by id: ("relu", layer, i, inactive_id, active_id) | ("leaf", proofs) | None (open)."""
-
-    def __init__(self) -> None:
-        self.nodes: list[Any] = [None]
-
-    def split(self, node: int, layer: int, i: int) -> tuple[int, int]:
-        a, b = len(self.nodes), len(self.nodes) + 1
-        self.nodes += [None, None]
-        self.nodes[node] = ("relu", layer, i, a, b)
-        return a, b
-
-    def preorder(self) -> list[Any]:
-        out, stack = [], [0]
-        while stack:
-            node = self.nodes[stack.pop()]
-            if node[0] == "relu":
-                out.append(["relu", node[1], node[2]])
-                stack += [node[4], node[3]]
-            else:
-                out.append(["leaf", node[1]])
-        return out
 
 
 def _affines(layers: list[tuple]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -112,12 +89,14 @@ def optimise(
     phases: np.ndarray,
     widths: tuple[int, ...],
     steps: int = STEPS,
+    relax: list[tuple] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray], list[tuple]]:
     """α, β for each box and final row by projected gradient ascent (Adam) on the bound, starting
     from CROWN's adaptive slopes and β = 0. Returns (α, β, float bound, coefficients, relaxations)
-    of the best iterate per row."""
+    of the best iterate per row. ``relax``: the boxes' relaxations, if the caller has them."""
     offs = np.cumsum((0, *widths))
-    _, _, relax = crown_bounds(layers, lo, hi, phases=phases, want_relax=True)
+    if relax is None:
+        _, _, relax = crown_bounds(layers, lo, hi, phases=phases, want_relax=True)
     affs = _affines(layers)
     B, K = lo.shape[0], affs[-1][0].shape[0]
     sgn = np.where(phases == 1, 1.0, np.where(phases == 0, -1.0, 0.0))
@@ -155,7 +134,7 @@ def _short(v: float) -> str:
 
 def _round(x: np.ndarray) -> np.ndarray:
     """The values a certificate records (and the checker reads back): DIGITS significant digits."""
-    return np.array([float(Fraction(f"{v:.{DIGITS}g}")) for v in x.ravel()]).reshape(x.shape)
+    return np.array([float(Fraction(_short(v))) for v in x.ravel()]).reshape(x.shape)
 
 
 def _extras(a: np.ndarray, b: np.ndarray, unst: np.ndarray, ph: np.ndarray, offs: np.ndarray) -> dict:
@@ -184,21 +163,18 @@ def relu_bab(
     stats: dict[str, Any],
     batch: int = 32,
     on_batch: Any = None,
-    max_nodes: int | None = None,
 ) -> list[Any] | None:
     """A preorder ReLU-split tree whose leaves prove some row (a combination of the disjunct's
-    atoms, ``names``) > 0 on their region, or None at the deadline, past ``max_nodes`` nodes, or
-    when a subproblem with no unstable neuron left cannot be bounded."""
+    atoms, ``names``) > 0 on their region, or None at the deadline or when a subproblem with no
+    unstable neuron left cannot be bounded."""
     offs = np.cumsum((0, *widths))
     H = int(offs[-1])
-    tree = ReluTree()
+    tree = SplitTree()
     queue: list[tuple[int, np.ndarray]] = [(0, np.full(H, -1, dtype=np.int8))]
     last_dt = 0.0
     while queue:
         start = time.perf_counter()
         if start + last_dt > deadline:
-            return None
-        if max_nodes is not None and len(tree.nodes) > max_nodes:
             return None
         part, queue = queue[:batch], queue[batch:]
         ids = [p[0] for p in part]
@@ -211,7 +187,10 @@ def relu_bab(
         todo = ~(plain > EPS).any(1)
         score = np.zeros((B, H))
         if todo.any():
-            alpha, beta, val, coeffs, _ = optimise(layers, blo[todo], bhi[todo], phases[todo], widths)
+            sub = [tuple(x[:, todo] for x in r) for r in relax]  # (the relaxations are (n, B))
+            alpha, beta, val, coeffs, _ = optimise(
+                layers, blo[todo], bhi[todo], phases[todo], widths, relax=sub
+            )
             # BaBSR's intercept score: how much the best row pays for neuron h's upper relaxation
             kb = val.argmax(1)
             rows = np.concatenate([c[np.arange(len(kb)), kb] for c in coeffs], 1)  # (b, H)
@@ -230,7 +209,7 @@ def relu_bab(
         for b in range(B):
             k = int(lb[b].argmax())
             if lb[b, k] > EPS:
-                proof: list[Any] = [_choice(names[k]), _beta(lb[b, k])]
+                proof: list[Any] = [choice(names[k]), threshold(lb[b, k])]
                 if todo[b]:
                     ex = _extras(alpha[b, k], beta[b, k], unst_all[b], phases[b], offs)
                     if ex:
@@ -243,7 +222,7 @@ def relu_bab(
                 return None  # all phases fixed and still unproved: a counterexample or a float limit
             h = int(cand[np.argmax(score[b, cand])])
             layer = int(np.searchsorted(offs, h, side="right") - 1)
-            a, c = tree.split(ids[b], layer, h - int(offs[layer]))
+            a, c = tree.split_relu(ids[b], layer, h - int(offs[layer]))
             for child, v in ((a, 0), (c, 1)):
                 ph = phases[b].copy()
                 ph[h] = v
@@ -252,11 +231,3 @@ def relu_bab(
         if on_batch is not None:
             on_batch(len(queue))
     return tree.preorder()
-
-
-def _choice(c: tuple[int, ...]) -> int | list[int]:
-    return c[0] if len(c) == 1 else list(c)
-
-
-def _beta(lb: float) -> str:
-    return str(Fraction(f"{lb * 0.5:.6g}"))

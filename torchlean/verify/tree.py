@@ -1,0 +1,53 @@
+"""The branch-and-bound tree both searches build (input splits and ReLU splits), and the leaf
+proof entries they record, in the preorder format ``certificates/bounds.py`` checks."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+
+class SplitTree:
+    """Nodes by id: ("split", dim, value, lower_id, upper_id) | ("relu", layer, i, inactive_id,
+    active_id) | ("leaf", proofs[, method]) | None (open)."""
+
+    def __init__(self) -> None:
+        self.nodes: list[Any] = [None]
+
+    def _branch(self, node: int, head: tuple) -> tuple[int, int]:
+        a, b = len(self.nodes), len(self.nodes) + 1
+        self.nodes += [None, None]
+        self.nodes[node] = (*head, a, b)
+        return a, b
+
+    def split(self, node: int, dim: int, v: float) -> tuple[int, int]:
+        """Halve the input box at x_dim = v: (lower, upper) child ids."""
+        return self._branch(node, ("split", dim, v))
+
+    def split_relu(self, node: int, layer: int, i: int) -> tuple[int, int]:
+        """Fix hidden neuron i of ReLU layer ``layer``: (inactive, active) child ids."""
+        return self._branch(node, ("relu", layer, i))
+
+    def preorder(self) -> list[Any]:
+        out, stack = [], [0]
+        while stack:
+            node = self.nodes[stack.pop()]
+            if node[0] == "split":
+                out.append(["split", node[1], str(Fraction(node[2]))])
+            elif node[0] == "relu":
+                out.append(["relu", node[1], node[2]])
+            else:
+                out.append(["leaf", *node[1:]])
+                continue
+            stack += [node[4], node[3]]  # the first child's subtree comes first
+        return out
+
+
+def choice(c: tuple[int, ...]) -> int | list[int]:
+    """A leaf proof's atom choice: one index, or the list of the atoms whose rows are summed."""
+    return c[0] if len(c) == 1 else list(c)
+
+
+def threshold(lb: float) -> str:
+    """The bound a leaf claims: a short rational in (0, lb), half the bound to 6 digits."""
+    return str(Fraction(f"{lb * 0.5:.6g}"))
