@@ -31,9 +31,10 @@ def acas_dir() -> Path | None:
     return None
 
 
-def row(name: str, g, box, n: int) -> str:
+def measure(g, box, n: int, **kw):
+    """Certificate, ε per output, observed error, soundness, checker verdict, generate/replay s."""
     t = time.time()
-    cert = bound_certificate(g, box)
+    cert = bound_certificate(g, box, **kw)
     t_gen = time.time() - t
     t = time.time()
     v = check(cert)
@@ -41,10 +42,15 @@ def row(name: str, g, box, n: int) -> str:
     eps = np.array([float(e) for e in epsilons(cert)])
     obs = observed_error(g, box, n)
     sound = bool(np.all(obs.max_error + obs.reference_error <= eps))
+    return cert, eps, obs, sound, v.ok, t_gen, t_chk
+
+
+def row(name: str, g, box, n: int) -> str:
+    _, eps, obs, sound, ok, t_gen, t_chk = measure(g, box, n)
     ratio = eps / obs.max_error
     return (f"| {name} | {eps.max():.3g} | {obs.max_error.max():.3g} | "
             f"{ratio.min():.3g} – {ratio.max():.3g} | {'yes' if sound else '**NO**'} | "
-            f"{'replayed' if v.ok else 'REJECTED'} | {t_gen:.1f} / {t_chk:.1f} |")
+            f"{'replayed' if ok else 'REJECTED'} | {t_gen:.1f} / {t_chk:.1f} |")
 
 
 def main(n: int = 10_000, n_acas: int = 4) -> None:
@@ -92,20 +98,12 @@ def split_rows(n: int = 10_000, splits: int = 31, n_acas: int = 4, skip: int = 0
         p = parse_vnnlib(root / f"prop_{prop}.vnnlib")
         box = [(Fraction(float(a)), Fraction(float(b))) for a, b in zip(p.lower, p.upper)]
         eps0 = np.array([float(e) for e in epsilons(bound_certificate(g, box))])
-        t = time.time()
-        cert = bound_certificate(g, box, splits=splits)
-        t_gen = time.time() - t
-        t = time.time()
-        v = check(cert)
-        t_chk = time.time() - t
-        eps = np.array([float(e) for e in epsilons(cert)])
-        obs = observed_error(g, box, n)
-        sound = bool(np.all(obs.max_error + obs.reference_error <= eps))
+        cert, eps, obs, sound, ok, t_gen, t_chk = measure(g, box, n, splits=splits)
         r0, r1 = eps0 / obs.max_error, eps / obs.max_error
         print(f"| ACAS Xu {net}, prop {prop} | {eps0.max():.3g} | {eps.max():.3g} | "
               f"{len(leaves(cert['tree']))} | {obs.max_error.max():.3g} | "
               f"{r0.min():.2g}–{r0.max():.2g} → {r1.min():.2g}–{r1.max():.2g} | "
-              f"{'yes' if sound else '**NO**'} | {'replayed' if v.ok else 'REJECTED'} | "
+              f"{'yes' if sound else '**NO**'} | {'replayed' if ok else 'REJECTED'} | "
               f"{t_gen:.0f} / {t_chk:.0f} |", flush=True)
 
 
