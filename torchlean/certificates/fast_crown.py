@@ -33,6 +33,7 @@ def crown_bounds(
     alpha: np.ndarray | None = None,
     mult: np.ndarray | None = None,
     want_relax: bool = False,
+    trace: dict | None = None,
 ):
     """Certified lower bounds (B, K) of the final values over each box (B, d).
 
@@ -42,7 +43,12 @@ def crown_bounds(
     are lower slopes in [0, 1] for the final back-substitution (NaN: the adaptive 0/1) and
     ``mult`` (B, K, H) >= 0 multipliers of the split constraints: for x in the region,
     f(x) >= f(x) - Σ mult·sgn·z(x) (sgn = +1 active, -1 inactive), so subtracting mult·sgn from the
-    coefficient of z keeps a lower bound (β-CROWN's Lagrangian; any value is sound)."""
+    coefficient of z keeps a lower bound (β-CROWN's Lagrangian; any value is sound).
+
+    ``trace``, for the verifier's branching heuristic only (it never changes a bound), receives per
+    hidden layer k: ``forms[k]`` (B, n, d), the magnitude of each neuron's input coefficients in its
+    own back-substitution (zero where an interval step sufficed), ``shift[k]`` (B, n), each relaxed
+    neuron's intercept t, and ``lam[k]`` (B, K, n), the final rows' coefficients on its output."""
     affs = [a for a in layers if a[0] == "affine"]
     B, d = lo.shape
     xm = np.maximum(np.abs(lo), np.abs(hi))
@@ -56,8 +62,10 @@ def crown_bounds(
             n = affs[k][1].shape[0]
             ph = None if phases is None else phases[:, off : off + n].T  # (n, B)
             if k == 0:
-                lb, _ = _back(affs, relus, vmaxs, k, lo, hi, xm, both=True)
+                lb, lam_k = _back(affs, relus, vmaxs, k, lo, hi, xm, both=True)
                 low, upp = lb[:, :n].T, -lb[:, n:].T
+                if trace is not None:
+                    trace.setdefault("forms", {})[k] = np.abs(lam_k[:, :n]) + np.abs(lam_k[:, n:])
             else:
                 # a neuron one interval step already proves stable (for this box) keeps the interval
                 # bounds: its relaxation is exact either way, and they bound |z| soundly; the others
@@ -68,8 +76,12 @@ def crown_bounds(
                     need &= ph < 0
                 rows = np.nonzero(need.any(1))[0]
                 if rows.size:
-                    lb, _ = _back(affs, relus, vmaxs, k, lo, hi, xm, both=True, rows=rows)
+                    lb, lam_k = _back(affs, relus, vmaxs, k, lo, hi, xm, both=True, rows=rows)
                     r = rows.size
+                    if trace is not None:
+                        forms = np.zeros((B, n, d))
+                        forms[:, rows] = np.abs(lam_k[:, :r]) + np.abs(lam_k[:, r:])
+                        trace.setdefault("forms", {})[k] = forms
                     sub = need[rows]
                     low[rows] = np.where(sub, lb[:, :r].T, low[rows])
                     upp[rows] = np.where(sub, -lb[:, r:].T, upp[rows])
@@ -78,6 +90,8 @@ def crown_bounds(
                 upp = np.where(ph == 0, np.minimum(upp, 0.0), upp)
             bad |= ~(np.isfinite(low).all(0) & np.isfinite(upp).all(0))
             keep_u, t, keep_l, unst, post, zmax = relax(low, upp)
+            if trace is not None:
+                trace.setdefault("shift", {})[k] = t.T
             relus.append((keep_u, t, keep_l.astype(np.float64), zmax, unst, off))
             off += n
             vmaxs.append(post)
@@ -86,7 +100,7 @@ def crown_bounds(
         if alpha is not None or mult is not None:
             sgn = None if phases is None else np.where(phases == 1, 1.0, np.where(phases == 0, -1.0, 0.0))
             lagr = (alpha, mult, sgn)
-        lb, lam = _back(affs, relus, vmaxs, len(affs) - 1, lo, hi, xm, both=False, lagr=lagr)
+        lb, lam = _back(affs, relus, vmaxs, len(affs) - 1, lo, hi, xm, both=False, lagr=lagr, trace=trace)
     bad |= ~np.isfinite(lb).all(1)
     lb = np.where(bad[:, None], -np.inf, lb)
     if want_relax:  # for the verifier's slope search: (upper slope, shift, lower slope, |z|, unstable)
@@ -105,9 +119,10 @@ def _ibp_step(aff, hl: np.ndarray, hu: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return low - err, upp + err
 
 
-def _back(affs, relus, vmaxs, k, lo, hi, xm, both: bool, rows=None, lagr=None):
+def _back(affs, relus, vmaxs, k, lo, hi, xm, both: bool, rows=None, lagr=None, trace=None):
     """Lower bounds of the rows (all, or those in ``rows``) of affine step k's output, and of their
-    negations if ``both``; ``lagr`` = (alpha, mult, sgn) for the final rows (see crown_bounds)."""
+    negations if ``both``; ``lagr`` = (alpha, mult, sgn) for the final rows (see crown_bounds);
+    ``trace`` collects each layer's λ (see crown_bounds)."""
     _, M, EM, c, Ec = affs[k]
     if rows is not None:
         M, EM, c, Ec = M[rows], EM[rows], c[rows], Ec[rows]
@@ -128,6 +143,8 @@ def _back(affs, relus, vmaxs, k, lo, hi, xm, both: bool, rows=None, lagr=None):
         hv = vmaxs[j]
         Bk, K, n = lam.shape
         ln = np.minimum(lam, 0.0)
+        if trace is not None:
+            trace.setdefault("lam", {})[j] = lam
         # (with the chord variant α = s: μ = λ·s, one rounding, which the 8u below covers)
         # μ = λ⁺·α + λ⁻·s computed as λ·α + λ⁻·(s - α) (α is 0/1): exact where λ >= 0, active
         # (s = α = 1) or dead (s = α = 0); one rounding (λ⁻·s) where α = 0; where α = 1 and the

@@ -6,8 +6,9 @@ the search accepts is a leaf the checker accepts. A box is a leaf when, for ever
 unsafe set, some atom a_k·y <= b_k is violated with margin (lower bound of a_k·y - b_k > eps); the
 leaf records (k, beta = bound/2) per disjunct. Otherwise the box's centre is tried as a
 counterexample and the box is split in two at the midpoint of an input dimension, chosen by the
-heuristics of ``PORTFOLIO`` in turn: by look-ahead (bound both halves along every dimension) or by
-influence (|coefficient of the worst atom's lower form| x width, as in ReluVal's smear heuristic).
+heuristics of ``PORTFOLIO`` (``branching``): by default the dimension most responsible for the
+relaxation loss of the worst atom's bound ("relax"; with the "forward" method, which records no
+relaxation trace, the gradient heuristic "single").
 Networks with more than ``INPUT_SPLIT_MAX`` inputs split hidden ReLUs instead (``relu_bab``).
 
 The verdict is ``sat`` only for a point confirmed by exact rational evaluation, ``unsat`` only with
@@ -30,17 +31,16 @@ from ..certificates.fast_crown import crown_bounds
 from ..certificates.network import Net, fingerprint
 from ..certificates.property import Region, Spec
 from . import attack
+from .branching import relaxation_scores, smart_dims
 from .network import float_net
 from .relu_bab import relu_bab
 from .tree import SplitTree, choice, threshold
 
 EPS = 1e-8
 INPUT_SPLIT_MAX = 16  # more inputs than this: split ReLUs (relu_bab), not the input box
-#: input-split heuristics tried in turn, from scratch, each with its time budget (None: the rest).
-#: "single": |gradient of the best single atom| x width (ReluVal's smear), cheap per box, best on
-#: most ACAS Xu instances; "smart": bound both halves along every dimension and keep the best,
-#: 10x the cost per box but far fewer boxes where "single" stalls (bench/README.md).
-PORTFOLIO: tuple[tuple[str, float | None], ...] = (("smart", 4.0), ("single", 15.0), ("smart", None))
+#: input-split heuristics tried in turn, from scratch, each with its time budget (None: the rest);
+#: see ``branching``. "relax" alone solves all 76 ACAS Xu instances of expected.csv (bench/README.md).
+PORTFOLIO: tuple[tuple[str, float | None], ...] = (("relax", None),)
 
 
 @dataclass
@@ -63,7 +63,7 @@ def verify(
     net: Net,
     spec: Spec,
     timeout: float = 116.0,
-    batch: int = 64,
+    batch: int = 16,
     progress: bool = False,
     attack_first: bool = True,
     seed: int = 0,
@@ -222,12 +222,11 @@ def _bab_region(
             ids = stack_id[-k:]
             del stack_lo[-k:], stack_hi[-k:], stack_id[-k:]
             stats["boxes"] += k
+            trace: dict | None = {} if split == "relax" and method == "crown" else None
             if method == "crown":
-                lb, forms = crown_bounds(layers, lo, hi, want_lam=True)
+                lb, forms = crown_bounds(layers, lo, hi, want_lam=True, trace=trace)
             else:
-                lb, lam, forms = fast.forward_bounds(layers, lo, hi, want_forms=True)
-                if split == "lam":
-                    forms = lam
+                lb, _, forms = fast.forward_bounds(layers, lo, hi, want_forms=True)
             best_k = np.stack([lb[:, a:b].argmax(1) for a, b in groups], 1)  # (B, J)
             best = np.stack([lb[:, a:b].max(1) for a, b in groups], 1)
             proven = (best > EPS).all(1)
@@ -255,7 +254,7 @@ def _bab_region(
                 if found is not None:
                     return found
             smart = (
-                _smart_dims(
+                smart_dims(
                     layers,
                     groups,
                     lo[open_],
@@ -266,20 +265,26 @@ def _bab_region(
                 if split == "smart"
                 else None
             )
+            if trace is not None and open_.size:
+                worst = best[open_].argmin(1)
+                rows = np.array([groups[j][0] for j in worst]) + best_k[open_, worst]
+                w_open = hi[open_] - lo[open_]
+                # the bound's gradient breaks ties where no ReLU is relaxed any more
+                relax_score = relaxation_scores(trace, open_, rows, w_open)
+                relax_score += 1e-3 * np.abs(forms[open_, rows]) * w_open
             for n_i, i in enumerate(open_):
                 j = int(best[i].argmin())
                 row = groups[j][0] + int(best_k[i, j])
                 if split == "single":  # the best single atom's gradient, not a combination's
                     singles = [groups[j][0] + o for o, c in enumerate(names[j]) if len(c) == 1]
                     row = singles[int(np.argmax(lb[i, singles]))]
-                elif split == "sum":  # all rows of the disjunct together
-                    row = None
                 w = hi[i] - lo[i]
-                g = forms[i, groups[j][0] : groups[j][1]].sum(0) if row is None else forms[i, row]
-                score = np.abs(g) * w if split != "width" else w / np.where(live, width0, 1) * live
+                score = np.abs(forms[i, row]) * w
                 dim = int(score.argmax()) if score.max() > 0 else int(w.argmax())
                 if smart is not None:
                     dim = int(smart[n_i])
+                elif trace is not None and relax_score[n_i].max() > 0:
+                    dim = int(relax_score[n_i].argmax())
                 if w[dim] <= 0 or not np.isfinite(score).all():
                     dim = int(w.argmax())
                 if w[dim] <= 0:
@@ -304,29 +309,6 @@ def _bab_region(
     finally:
         if bar is not None:
             bar.close()
-
-
-def _smart_dims(layers, groups, lo, hi, live, bound_fn) -> np.ndarray:
-    """For each box, the dimension whose halving gives the best worse child (bounds of all 2d
-    children in one batch)."""
-    n, d = lo.shape
-    dims = np.nonzero(live)[0]
-    if n == 0:
-        return np.zeros(0, dtype=int)
-    los, his = [], []
-    for dim in dims:
-        mid = (lo[:, dim] + hi[:, dim]) * 0.5
-        a_hi = hi.copy()
-        a_hi[:, dim] = mid
-        b_lo = lo.copy()
-        b_lo[:, dim] = mid
-        los += [lo, b_lo]
-        his += [a_hi, hi]
-    lb = bound_fn(layers, np.concatenate(los), np.concatenate(his))
-    score = np.stack([lb[:, a:b].max(1) for a, b in groups], 1).min(1)  # (2·len(dims)·n,)
-    score = np.minimum(np.clip(score, None, 0.0), 0.0).reshape(len(dims), 2, n)
-    worst = score.sum(1)  # larger (closer to 0) is better
-    return dims[worst.argmax(0)]
 
 
 def _bar(progress: bool, label: str, total: float | None = 1.0):
