@@ -76,11 +76,10 @@ def prepare(steps: tuple[Any, ...], cache: dict[int, tuple] | None = None) -> li
 def _err(exact: list[list[Fraction]], f: np.ndarray) -> np.ndarray:
     """An upper bound on |exact - f| entrywise (zero where the exact value is a float)."""
     E = np.zeros(f.shape)
-    for i, row in enumerate(exact):
-        for j, q in enumerate(row):
-            fv = float(f[i, j])
-            # (as_integer_ratio and Fraction are both in lowest terms: equal iff fv == q exactly)
-            if fv.as_integer_ratio() != (q.numerator, q.denominator):
+    for i, (row, frow) in enumerate(zip(exact, f.tolist())):
+        for j, (q, fv) in enumerate(zip(row, frow)):
+            # (both ratios are in lowest terms: equal iff fv == q exactly)
+            if fv.as_integer_ratio() != q.as_integer_ratio():
                 e = abs(q - Fraction(fv))
                 E[i, j] = math.nextafter(float(e), math.inf)
     return E
