@@ -193,7 +193,7 @@ def _bab_region(
     stats: dict[str, Any],
     label: str,
     method: str,
-    split: str = "single",
+    split: str = "relax",
 ) -> SplitTree | list[Fraction] | None:
     if any(not d for d in region.disjuncts):
         return None  # an empty conjunction: no bound can exclude it (the attack finds the point)
