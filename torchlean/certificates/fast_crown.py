@@ -75,13 +75,13 @@ def crown_bounds(
                 if ph is not None:
                     need &= ph < 0
                 rows = np.nonzero(need.any(1))[0]
+                if trace is not None:
+                    forms = trace.setdefault("forms", {})[k] = np.zeros((B, n, d))
                 if rows.size:
                     lb, lam_k = _back(affs, relus, vmaxs, k, lo, hi, xm, both=True, rows=rows)
                     r = rows.size
                     if trace is not None:
-                        forms = np.zeros((B, n, d))
                         forms[:, rows] = np.abs(lam_k[:, :r]) + np.abs(lam_k[:, r:])
-                        trace.setdefault("forms", {})[k] = forms
                     sub = need[rows]
                     low[rows] = np.where(sub, lb[:, :r].T, low[rows])
                     upp[rows] = np.where(sub, -lb[:, r:].T, upp[rows])

@@ -265,16 +265,15 @@ def _bab_region(
                 if split == "smart"
                 else None
             )
+            worst = best[open_].argmin(1)  # per open box: its worst disjunct's best row
+            rows = np.array([groups[j][0] for j in worst], dtype=int) + best_k[open_, worst]
             if trace is not None and open_.size:
-                worst = best[open_].argmin(1)
-                rows = np.array([groups[j][0] for j in worst]) + best_k[open_, worst]
                 w_open = hi[open_] - lo[open_]
                 # the bound's gradient breaks ties where no ReLU is relaxed any more
                 relax_score = relaxation_scores(trace, open_, rows, w_open)
                 relax_score += 1e-3 * np.abs(forms[open_, rows]) * w_open
             for n_i, i in enumerate(open_):
-                j = int(best[i].argmin())
-                row = groups[j][0] + int(best_k[i, j])
+                j, row = int(worst[n_i]), int(rows[n_i])
                 if split == "single":  # the best single atom's gradient, not a combination's
                     singles = [groups[j][0] + o for o, c in enumerate(names[j]) if len(c) == 1]
                     row = singles[int(np.argmax(lb[i, singles]))]

@@ -26,8 +26,6 @@ def relaxation_scores(trace: dict, boxes: np.ndarray, rows: np.ndarray, width: n
     the relaxation loss of the final row ``rows[i]`` that each input dimension is responsible for."""
     score = np.zeros_like(width)
     for k, lam in trace["lam"].items():
-        if k not in trace["forms"]:
-            continue  # one interval step proved every neuron of layer k stable: nothing relaxed
         loss = np.abs(lam[boxes, rows]) * trace["shift"][k][boxes]  # (n_open, n); t = 0 if exact
         spread = trace["forms"][k][boxes] * width[:, None, :]  # (n_open, n, d)
         total = spread.sum(-1, keepdims=True)
