@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from torchlean._malloc import keep_freed_memory  # noqa: E402
 from torchlean.certificates import fast  # noqa: E402
 from torchlean.certificates.fast_crown import crown_bounds  # noqa: E402
 from torchlean.verify import float_net, load_net  # noqa: E402
@@ -89,6 +90,7 @@ def rate(fn, boxes: int, repeat: int) -> float:
 
 
 def main() -> None:
+    keep_freed_memory()
     ap = argparse.ArgumentParser()
     ap.add_argument("--boxes", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=3)

@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from torchlean._malloc import keep_freed_memory  # noqa: E402
 from torchlean.verify.runner import FIELDS, _write, read_instances, run_instance  # noqa: E402
 
 
@@ -33,6 +34,7 @@ def _data_dir() -> Path:
 
 
 def main() -> None:
+    keep_freed_memory()
     ap = argparse.ArgumentParser()
     ap.add_argument("--csv", default=str(_data_dir() / "acasxu/expected.csv"))
     ap.add_argument("--only", default="", help="comma-separated network ids, e.g. 1_1,2_3")

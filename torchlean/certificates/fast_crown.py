@@ -1,19 +1,30 @@
 """Sound vectorised float64 CROWN (numpy), the "crown" method of the fast replay mode.
 
-Every pre-activation bound is a CROWN bound: one back-substitution per layer from all of its
-neurons (lower rows +I, upper rows -I, stacked) through the ReLU relaxations of the earlier layers,
-concretised over the box, except for neurons that one interval step from the previous layer's
-bounds already proves stable on that box (their relaxation is exact anyway; the interval bounds
-serve for the error terms). The relaxations are ``fast.relax``'s, built from the certified bounds.
-Same assumption and error accounting as ``fast.py`` (IEEE-754 binary64, round-to-nearest,
-standard model; every rounding error is bounded by γ·(the computation on absolute values) and
-moved into the constant, inflated by 4, plus ``TINY`` per entry):
+Every pre-activation bound is a CROWN bound: a back-substitution per layer from its neurons through
+the ReLU relaxations of the earlier layers, concretised over the box, except for neurons that one
+interval step from the previous layer's bounds already proves stable on that box (their relaxation
+is exact anyway; the interval bounds serve for the error terms). Upper rows (-I) go first; lower
+rows (+I) only for neurons whose upper bound did not prove them dead, since a dead neuron's lower
+bound changes nothing but an error term (its relaxation is 0 and its output bound is 0 either way).
+The relaxations are ``fast.relax``'s, built from the certified bounds. Same assumption and error
+accounting as ``fast.py`` (IEEE-754 binary64, round-to-nearest, standard model; every rounding
+error is bounded by γ·(the computation on absolute values) and moved into the constant, inflated by
+4, plus ``TINY`` per entry):
 
 - a ReLU step μ = λ⁺·α + λ⁻·s (α is 0/1): |μ - fl(μ)| <= 8u·|fl(μ)| (see the comment there),
   charged as 8u·|μ|·max|z| with max|z| from the certified bounds of that layer;
 - λ' = μ·M (dot products of length n): error <= γ_n·|μ|·|M|, charged as γ_{n+1}·|μ|·(|M|·max|h|);
 - the float matrix M differs from the exact one by E: charged as |μ|·(E·max|h| + E_c);
 - constants: γ_{n+1}·(|terms| + |result|); concretisation: γ_{d+2}·(|λ|·max|x| + |const|).
+
+The per-neuron charges (the first three, a weight w_j·|μ_j| per layer j) are not summed step by
+step but bounded at once from the starting rows: |fl(μ_j)| <= (1 + 8u)·g_j·|λ_j| with g = max(α, s)
+<= 1 (α, s are the two slopes μ picks from), and |fl(λ_{j-1})| <= (1 + γ_{n+1})·|fl(μ_j)|·|M_j| (a
+computed dot product is at most (1 + γ) times the sum of its absolute terms). So the charges of
+layer j and of every layer below it are at most |λ_j|·V_j, with
+V_0 = (1 + 8u)·g_0·w_0 and V_j = (1 + 8u)·g_j·(w_j + (1 + γ_{n+1})·|M_j|ᵀ-applied V_{j-1}), computed
+once per layer and box (``_layer_charges``). Looser than the step-by-step sum (no cancellation), by
+far less than the slack a leaf claims, and it saves two passes over every λ.
 """
 
 from __future__ import annotations
@@ -61,11 +72,12 @@ def crown_bounds(
         for k in range(len(affs) - 1):
             n = affs[k][1].shape[0]
             ph = None if phases is None else phases[:, off : off + n].T  # (n, B)
-            if k == 0:
-                lb, lam_k = _back(affs, relus, vmaxs, k, lo, hi, xm, both=True)
-                low, upp = lb[:, :n].T, -lb[:, n:].T
+            if k == 0:  # (no relaxation to pass through: each side is one concretisation)
+                lb, lam_k = _back(affs, relus, vmaxs, k, lo, hi, xm, sign=1.0)
+                ub, _ = _back(affs, relus, vmaxs, k, lo, hi, xm, sign=-1.0)
+                low, upp = lb.T, -ub.T
                 if trace is not None:
-                    trace.setdefault("forms", {})[k] = np.abs(lam_k[:, :n]) + np.abs(lam_k[:, n:])
+                    trace.setdefault("forms", {})[k] = 2 * np.abs(lam_k)
             else:
                 # a neuron one interval step already proves stable (for this box) keeps the interval
                 # bounds: its relaxation is exact either way, and they bound |z| soundly; the others
@@ -74,17 +86,21 @@ def crown_bounds(
                 need = (low < 0) & (upp > 0)
                 if ph is not None:
                     need &= ph < 0
-                rows = np.nonzero(need.any(1))[0]
                 if trace is not None:
                     forms = trace.setdefault("forms", {})[k] = np.zeros((B, n, d))
-                if rows.size:
-                    lb, lam_k = _back(affs, relus, vmaxs, k, lo, hi, xm, both=True, rows=rows)
-                    r = rows.size
+                for sign in (-1.0, 1.0):  # upper rows, then lower rows for the not-dead
+                    rows = np.nonzero(need.any(1))[0]
+                    if not rows.size:
+                        continue
+                    lb, lam_k = _back(affs, relus, vmaxs, k, lo, hi, xm, rows=rows, sign=sign)
                     if trace is not None:
-                        forms[:, rows] = np.abs(lam_k[:, :r]) + np.abs(lam_k[:, r:])
+                        forms[:, rows] += np.abs(lam_k)
                     sub = need[rows]
-                    low[rows] = np.where(sub, lb[:, :r].T, low[rows])
-                    upp[rows] = np.where(sub, -lb[:, r:].T, upp[rows])
+                    if sign < 0:
+                        upp[rows] = np.where(sub, -lb.T, upp[rows])
+                        need &= upp > 0
+                    else:
+                        low[rows] = np.where(sub, lb.T, low[rows])
             if ph is not None:  # valid on the leaf's region only, which is all a leaf claims
                 low = np.where(ph == 1, np.maximum(low, 0.0), low)
                 upp = np.where(ph == 0, np.minimum(upp, 0.0), upp)
@@ -92,7 +108,9 @@ def crown_bounds(
             keep_u, t, keep_l, unst, post, zmax = relax(low, upp)
             if trace is not None:
                 trace.setdefault("shift", {})[k] = t.T
-            relus.append((keep_u, t, keep_l.astype(np.float64), zmax, unst, off))
+            keep_l = keep_l.astype(np.float64)
+            w, V = _layer_charges(affs[k], vmaxs[k], relus, keep_u, keep_l, zmax)
+            relus.append((keep_u, t, keep_l, zmax, unst, off, w, V, np.nonzero(unst.any(1))[0]))
             off += n
             vmaxs.append(post)
             post_lo = np.maximum(low, 0.0)
@@ -100,7 +118,7 @@ def crown_bounds(
         if alpha is not None or mult is not None:
             sgn = None if phases is None else np.where(phases == 1, 1.0, np.where(phases == 0, -1.0, 0.0))
             lagr = (alpha, mult, sgn)
-        lb, lam = _back(affs, relus, vmaxs, len(affs) - 1, lo, hi, xm, both=False, lagr=lagr, trace=trace)
+        lb, lam = _back(affs, relus, vmaxs, len(affs) - 1, lo, hi, xm, lagr=lagr, trace=trace)
     bad |= ~np.isfinite(lb).all(1)
     lb = np.where(bad[:, None], -np.inf, lb)
     if want_relax:  # for the verifier's slope search: (upper slope, shift, lower slope, |z|, unstable)
@@ -119,47 +137,55 @@ def _ibp_step(aff, hl: np.ndarray, hu: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return low - err, upp + err
 
 
-def _back(affs, relus, vmaxs, k, lo, hi, xm, both: bool, rows=None, lagr=None, trace=None):
-    """Lower bounds of the rows (all, or those in ``rows``) of affine step k's output, and of their
-    negations if ``both``; ``lagr`` = (alpha, mult, sgn) for the final rows (see crown_bounds);
-    ``trace`` collects each layer's λ (see crown_bounds)."""
+def _layer_charges(aff, hv, below, keep_u, keep_l, zmax) -> tuple[np.ndarray, np.ndarray]:
+    """This layer's per-neuron error weight w (B, n) of |μ| and the composite V (B, n) bounding the
+    charges of this layer and every earlier one per unit of |λ| (module docstring); ``below`` are
+    the earlier layers' relaxation tuples, ``hv`` bounds |input of this affine step| (m, B)."""
+    _, M, EM, c, Ec = aff
+    n = M.shape[0]
+    w = (8 * U) * zmax.T + gamma(n + 1) * ((np.abs(M) @ hv).T + np.abs(c)) + (EM @ hv).T + Ec
+    inner = w if not below else w + (1 + gamma(M.shape[1] + 1)) * (below[-1][7] @ np.abs(M).T)
+    return w, (1 + 8 * U) * np.maximum(keep_u, keep_l).T * inner
+
+
+def _back(affs, relus, vmaxs, k, lo, hi, xm, rows=None, sign=1.0, lagr=None, trace=None):
+    """Lower bounds (B, K) of sign·(the rows, all or those in ``rows``, of affine step k's output)
+    and their input coefficients (B, K, d); ``lagr`` = (alpha, mult, sgn) for the final rows (see
+    crown_bounds); ``trace`` collects each layer's λ (see crown_bounds)."""
     _, M, EM, c, Ec = affs[k]
     if rows is not None:
         M, EM, c, Ec = M[rows], EM[rows], c[rows], Ec[rows]
+    if sign < 0:
+        M, c = -M, -c
     B = lo.shape[0]
-    if both:
-        M, c, EM, Ec = (
-            np.concatenate([M, -M]),
-            np.concatenate([c, -c]),
-            np.concatenate([EM, EM]),
-            np.concatenate([Ec, Ec]),
-        )
     lam = np.broadcast_to(M, (B, *M.shape))  # (B, K, m), exact: ±M
     const = np.broadcast_to(c, (B, c.size)).copy()
     err = (EM @ vmaxs[k]).T + Ec
+    if lagr is None and k > 0:  # every per-neuron charge of the steps below, at once
+        err += relus[k - 1][7] @ np.abs(M).T
     for j in range(k - 1, -1, -1):
-        s_eff, t, keep_l, zmax, unst, off = relus[j]
+        s_eff, t, keep_l, zmax, unst, off, w, _, cols = relus[j]
         _, Mj, EMj, cj, Ecj = affs[j]
-        hv = vmaxs[j]
         Bk, K, n = lam.shape
-        ln = np.minimum(lam, 0.0)
         if trace is not None:
             trace.setdefault("lam", {})[j] = lam
         # (with the chord variant α = s: μ = λ·s, one rounding, which the 8u below covers)
         # μ = λ⁺·α + λ⁻·s computed as λ·α + λ⁻·(s - α) (α is 0/1): exact where λ >= 0, active
         # (s = α = 1) or dead (s = α = 0); one rounding (λ⁻·s) where α = 0; where α = 1 and the
         # ReLU is unstable, s >= 1/2 so s - 1 is exact (Sterbenz) and two roundings give an error
-        # <= 3u·|λ·s|(1 + u): all within 8u·|fl(μ)|, charged against max|z| below
+        # <= 3u·|λ·s|(1 + u): all within 8u·|fl(μ)|, charged against max|z|. s - α and t are 0
+        # off the unstable columns ``cols`` (of any box), so λ⁻ is only formed on those.
         if lagr is None:
-            mu = lam * keep_l.T[:, None, :] + ln * (s_eff - keep_l).T[:, None, :]
-            absmu = np.abs(mu)
-        else:
+            mu = lam * keep_l.T[:, None, :]
+            ln = np.minimum(lam[:, :, cols], 0.0)
+            mu[:, :, cols] += ln * (s_eff[cols] - keep_l[cols]).T[:, None, :]
+            shift = np.einsum("bkn,nb->bk", ln, t[cols])
+        else:  # (optimised slopes and multipliers: μ is not bounded by g·|λ|, charge it here)
             mu, absmu = _lagrangian(lam, keep_l, s_eff, unst, off, n, *lagr)
-        shift = np.einsum("bkn,nb->bk", ln, t)
+            shift = np.einsum("bkn,nb->bk", np.minimum(lam, 0.0), t)
+            err += np.einsum("bkn,bn->bk", absmu, w)
         const += shift
-        # one vector w (B, n) collects every per-neuron error coefficient of |μ|
-        w = (8 * U) * zmax.T + gamma(n + 1) * ((np.abs(Mj) @ hv).T + np.abs(cj)) + (EMj @ hv).T + Ecj
-        err += np.einsum("bkn,bn->bk", absmu, w) + gamma(n + 1) * (-shift + 2 * np.abs(const))
+        err += gamma(n + 1) * (-shift + 2 * np.abs(const))
         const += (mu.reshape(-1, n) @ cj).reshape(Bk, K)
         err += gamma(n + 1) * np.abs(const)
         lam = (mu.reshape(-1, n) @ Mj).reshape(Bk, K, -1)

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from .._files import atomic_write_text
+from .._malloc import keep_freed_memory
 from ..certificates.bounds import check_vnn
 from ..certificates.network import Unsupported
 from ..certificates.property import PropertyError
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("-q", "--quiet", action="store_true")
         fn = cmd_run
     args = p.parse_args(argv)
+    keep_freed_memory()
     try:
         return fn(args)
     except (InputError, PropertyError, Unsupported) as e:
