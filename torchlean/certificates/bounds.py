@@ -89,6 +89,8 @@ def objective_steps(
 
 def proof_combo(p: Any, disj: tuple[Any, ...], where: str) -> Combo:
     """A leaf proof's atom choice: an index, or a list of indices (their rows are summed)."""
+    if type(p) is int and 0 <= p < len(disj):  # (the common case, decided without the general path)
+        return (p,)
     ks = [p] if isinstance(p, int) else p
     require(
         isinstance(ks, list)

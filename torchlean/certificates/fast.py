@@ -61,16 +61,29 @@ def prepare(steps: tuple[Any, ...], cache: dict[int, tuple] | None = None) -> li
         if cache is not None and id(s) in cache:
             out.append(cache[id(s)][1])
             continue
-        M = np.array([[v.numerator / v.denominator for v in row] for row in s.M], dtype=np.float64).reshape(
-            len(s.M), -1
-        )  # int / int: correctly rounded
-        c = np.array([float(v) for v in s.c], dtype=np.float64)
-        EM = _err(s.M, M)
-        Ec = _err([s.c], c[None, :])[0]
+        M, EM = _to_float(s.M)
+        c, Ec = (a[0] for a in _to_float([s.c]))
         out.append(("affine", M, EM, c, Ec))
         if cache is not None:
             cache[id(s)] = (s, out[-1])  # (keeps s alive, so its id is not reused)
     return out
+
+
+def _to_float(exact: list[list[Fraction]]) -> tuple[np.ndarray, np.ndarray]:
+    """The float matrix nearest to an exact one, and an entrywise bound on their difference."""
+    flat = [q for row in exact for q in row]
+    try:
+        num = np.array([q.numerator for q in flat], dtype=np.int64)
+        den = np.array([q.denominator for q in flat], dtype=np.int64)
+    except OverflowError:
+        num = den = None
+    if num is not None and ((num > -(2**53)) & (num < 2**53) & (den & (den - 1) == 0)).all():
+        # the common case (weights read from float32/64): n and d are exact floats and d <= 2^62
+        # a power of two, so n / d is exact
+        F = (num / den).reshape(len(exact), -1)
+        return F, np.zeros_like(F)
+    F = np.array([q.numerator / q.denominator for q in flat], dtype=np.float64).reshape(len(exact), -1)
+    return F, _err(exact, F)  # int / int: correctly rounded
 
 
 def _err(exact: list[list[Fraction]], f: np.ndarray) -> np.ndarray:
@@ -244,7 +257,7 @@ def _check_tree_fast(
 ) -> int:
     from .fast_crown import crown_bounds
 
-    cache: dict[Fraction, tuple[float, float]] = {}
+    cache: dict[int, tuple[Fraction, float, float]] = {}
     groups: dict[str, list[tuple[int, list[float], list[float], Any, Any]]] = {"forward": [], "crown": []}
     for i, (lo, hi, (p, how, phases)) in enumerate(leaves(tree, list(region.lo), list(region.hi), widths)):
         groups[how or method].append((i, _floats(lo, cache, 0), _floats(hi, cache, 1), p, phases))
@@ -304,11 +317,14 @@ def _split_arrays(part, region, index, widths, n_rows, where) -> dict[str, np.nd
     return {"phases": phases, "alpha": alpha, "mult": mult}
 
 
-def _floats(v: list[Fraction], cache: dict[Fraction, tuple[float, float]], side: int) -> list[float]:
+def _floats(v: list[Fraction], cache: dict[int, tuple[Fraction, float, float]], side: int) -> list[float]:
+    """Outward floats of a leaf's corner (side 0: rounded down, 1: up). Leaves share their split
+    values as objects, so the cache is keyed by identity; it holds each value, so no id is reused."""
     out = []
     for q in v:
-        if q not in cache:
+        hit = cache.get(id(q))
+        if hit is None:
             lo, hi = outward([q], [q])
-            cache[q] = (lo[0], hi[0])
-        out.append(cache[q][side])
+            hit = cache[id(q)] = (q, lo[0], hi[0])
+        out.append(hit[1 + side])
     return out
