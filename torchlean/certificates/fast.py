@@ -43,7 +43,7 @@ from .property import Spec
 
 U = 2.0**-53
 TINY = 2.0**-1000  # far above any accumulated underflow error (ops * 2^-1074)
-CHUNK = {"forward": 1024, "crown": 16}  # leaves per batch: small batches stay in cache (measured)
+CHUNK = {"forward": 1024, "crown": 48}  # leaves per batch (measured: 16 -> 48 is 5-15% faster)
 
 
 def gamma(n: int) -> float:

@@ -63,7 +63,7 @@ def verify(
     net: Net,
     spec: Spec,
     timeout: float = 116.0,
-    batch: int = 16,
+    batch: int = 32,
     progress: bool = False,
     attack_first: bool = True,
     seed: int = 0,
