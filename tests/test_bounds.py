@@ -142,3 +142,77 @@ def test_fast_bounds_reject_nonfinite():
     lb = fast.forward_bounds(layers, np.array([[-1e10]]), np.array([[1e10]]))
     assert np.isneginf(lb).all()
     assert np.isneginf(crown_bounds(layers, np.array([[-1e10]]), np.array([[1e10]]))).all()
+
+
+def _stable_net(rng, sizes, lo, hi, mats=None) -> Net:
+    """A net (random, or with the given matrices) whose every ReLU is stable on the box (each
+    unstable neuron's bias is moved until exact interval bounds prove it active or dead): on the
+    box it is exactly an affine map."""
+    steps: list = []
+    box = [(Fraction(a), Fraction(b)) for a, b in zip(lo, hi)]
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        W = rng.normal(0, 30, (b, a)) if mats is None else mats[i]
+        M = [[Fraction(float(v)) for v in row] for row in W]
+        c = [Fraction(float(v)) for v in rng.normal(0, 30 if mats is None else 1, b)]
+        ranges = []
+        for r in range(b):
+            low = c[r] + sum(m * (x if m > 0 else y) for m, (x, y) in zip(M[r], box))
+            up = c[r] + sum(m * (y if m > 0 else x) for m, (x, y) in zip(M[r], box))
+            hidden = i + 2 < len(sizes)
+            if hidden and (low <= 0 <= up or (mats is not None and low <= 0)):
+                # to the nearer side; with given matrices always active, so the product is theirs
+                shift = 1 - low if up > -low or mats is not None else -1 - up
+                c[r] += shift
+                low, up = low + shift, up + shift
+            ranges.append((max(low, Fraction(0)), max(up, Fraction(0))))
+        steps.append(Affine(M, c))
+        if i + 2 < len(sizes):
+            steps.append(Relu())
+            box = ranges
+    return Net(sizes[0], sizes[-1], tuple(steps))
+
+
+def _cancelling_mats(rng):
+    """Weights whose product nearly vanishes: the last layer's rows are (float-rounded) left null
+    vectors of a rank-10 middle layer, so the back-substituted coefficients are mostly rounding
+    error, which only the per-neuron charges of the back-substitution account for."""
+    W1 = np.abs(rng.normal(0, 30, (20, 4)))  # positive weights on a positive box: all active
+    W2 = np.abs(rng.normal(0, 30, (20, 10))) @ np.abs(rng.normal(0, 1, (10, 20)))
+    null = np.linalg.svd(W2.T)[2][-3:]  # rows v with v @ W2 ~ 0
+    return [W1, W2, null * 1e3]
+
+
+@pytest.mark.parametrize("case", ["random-0", "random-1", "random-2", "cancelling-0", "cancelling-1"])
+def test_fast_crown_never_above_exact_minimum_of_an_affine_net(case):
+    """Every ReLU stable, so the net is affine on the box and its exact minimum is computable: the
+    fast CROWN bound (all of whose error is the float accounting) must not exceed it, and must be
+    close to it. Large weights, a box far from 0 and cancelling products make the float error real."""
+    kind, seed = case.split("-")
+    rng = np.random.default_rng(40 + int(seed))
+    mats = _cancelling_mats(rng) if kind == "cancelling" else None
+    sizes = (4, 20, 20, 3) if mats else (4, 20, 20, 20, 3)
+    centre = rng.uniform(-2, 2, 4) if mats is None else rng.uniform(100, 200, 4)
+    lo, hi = centre - 0.01, centre + 0.01
+    net = _stable_net(rng, sizes, lo, hi, mats)
+    region = _rows_region(3, [Fraction(0)] * 4, [Fraction(0)] * 4)
+    steps, _ = objective_steps(net, region)
+    layers = fast.prepare(steps)
+    lb = crown_bounds(layers, lo[None], hi[None])[0]
+    # the exact affine map on the box: compose the active parts of every layer
+    A = [[Fraction(int(i == j)) for j in range(4)] for i in range(4)]
+    b = [Fraction(0)] * 4
+    qlo, qhi = [Fraction(v) for v in lo], [Fraction(v) for v in hi]
+    mid = [(x + y) / 2 for x, y in zip(qlo, qhi)]
+    for s in steps:
+        if isinstance(s, Relu):
+            z = [sum(a * m for a, m in zip(row, mid)) + c for row, c in zip(A, b)]
+            A = [row if v > 0 else [Fraction(0)] * 4 for row, v in zip(A, z)]
+            b = [c if v > 0 else Fraction(0) for c, v in zip(b, z)]
+        else:
+            A = [[sum(m * A[k][j] for k, m in enumerate(row)) for j in range(4)] for row in s.M]
+            b = [sum(m * bk for m, bk in zip(row, b)) + c for row, c in zip(s.M, s.c)]
+    for r in range(3):
+        exact = b[r] + sum(a * (x if a > 0 else y) for a, x, y in zip(A[r], qlo, qhi))
+        assert Fraction(float(lb[r])) <= exact
+        # (cancelling: the rounding error of W3·W2 is as large as its value, and is charged in full)
+        assert float(exact) - lb[r] <= (1e-3 if mats else 1e-9) * max(1.0, abs(float(exact)))
