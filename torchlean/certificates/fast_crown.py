@@ -29,9 +29,27 @@ far less than the slack a leaf claims, and it saves two passes over every λ.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .fast import TINY, U, gamma, relax
+
+
+class _Relaxed(NamedTuple):
+    """One hidden layer's relaxation, each (n, B) unless said: upper slope s, shift t, lower slope
+    α (0/1), max|z|, the unstable mask, the layer's offset among all hidden neurons, the error
+    weights w and composite charges V (B, n; module docstring), and the unstable columns of any box."""
+
+    s: np.ndarray
+    t: np.ndarray
+    a: np.ndarray
+    zmax: np.ndarray
+    unst: np.ndarray
+    off: int
+    w: np.ndarray
+    V: np.ndarray
+    cols: np.ndarray
 
 
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")
@@ -64,7 +82,7 @@ def crown_bounds(
     B, d = lo.shape
     xm = np.maximum(np.abs(lo), np.abs(hi))
     vmaxs = [xm.T]  # bound on |input of affine k|, (m, B)
-    relus: list[tuple[np.ndarray, ...]] = []
+    relus: list[_Relaxed] = []
     post_lo = xm.T * 0  # (placeholder: the interval step starts at the second layer)
     bad = np.zeros(B, dtype=bool)
     off = 0
@@ -109,8 +127,9 @@ def crown_bounds(
             if trace is not None:
                 trace.setdefault("shift", {})[k] = t.T
             keep_l = keep_l.astype(np.float64)
-            w, V = _layer_charges(affs[k], vmaxs[k], relus, keep_u, keep_l, zmax)
-            relus.append((keep_u, t, keep_l, zmax, unst, off, w, V, np.nonzero(unst.any(1))[0]))
+            below = relus[-1].V if relus else None
+            w, V = _layer_charges(affs[k], vmaxs[k], below, keep_u, keep_l, zmax)
+            relus.append(_Relaxed(keep_u, t, keep_l, zmax, unst, off, w, V, np.nonzero(unst.any(1))[0]))
             off += n
             vmaxs.append(post)
             post_lo = np.maximum(low, 0.0)
@@ -139,12 +158,12 @@ def _ibp_step(aff, hl: np.ndarray, hu: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def _layer_charges(aff, hv, below, keep_u, keep_l, zmax) -> tuple[np.ndarray, np.ndarray]:
     """This layer's per-neuron error weight w (B, n) of |μ| and the composite V (B, n) bounding the
-    charges of this layer and every earlier one per unit of |λ| (module docstring); ``below`` are
-    the earlier layers' relaxation tuples, ``hv`` bounds |input of this affine step| (m, B)."""
+    charges of this layer and every earlier one per unit of |λ| (module docstring); ``below`` is
+    the previous layer's V (None for the first), ``hv`` bounds |input of this affine step| (m, B)."""
     _, M, EM, c, Ec = aff
     n = M.shape[0]
     w = (8 * U) * zmax.T + gamma(n + 1) * ((np.abs(M) @ hv).T + np.abs(c)) + (EM @ hv).T + Ec
-    inner = w if not below else w + (1 + gamma(M.shape[1] + 1)) * (below[-1][7] @ np.abs(M).T)
+    inner = w if below is None else w + (1 + gamma(M.shape[1] + 1)) * (below @ np.abs(M).T)
     return w, (1 + 8 * U) * np.maximum(keep_u, keep_l).T * inner
 
 
@@ -162,9 +181,9 @@ def _back(affs, relus, vmaxs, k, lo, hi, xm, rows=None, sign=1.0, lagr=None, tra
     const = np.broadcast_to(c, (B, c.size)).copy()
     err = (EM @ vmaxs[k]).T + Ec
     if lagr is None and k > 0:  # every per-neuron charge of the steps below, at once
-        err += relus[k - 1][7] @ np.abs(M).T
+        err += relus[k - 1].V @ np.abs(M).T
     for j in range(k - 1, -1, -1):
-        s_eff, t, keep_l, zmax, unst, off, w, _, cols = relus[j]
+        s_eff, t, keep_l, _, unst, off, w, _, cols = relus[j]
         _, Mj, EMj, cj, Ecj = affs[j]
         Bk, K, n = lam.shape
         if trace is not None:
