@@ -5,6 +5,7 @@ Soundness: every bound contains the exact outputs of sampled points; CROWN is ne
 IBP; the fast mode agrees with the exact mode on the same boxes.
 """
 
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -216,3 +217,23 @@ def test_fast_crown_never_above_exact_minimum_of_an_affine_net(case):
         assert Fraction(float(lb[r])) <= exact
         # (cancelling: the rounding error of W3·W2 is as large as its value, and is charged in full)
         assert float(exact) - lb[r] <= (1e-3 if mats else 1e-9) * max(1.0, abs(float(exact)))
+
+
+def test_exact_number_reading_and_float_comparison():
+    """The checker's fast paths decide exactly what the general ones do: "p/q" strings read to the
+    same rational as Fraction's parser, and a float compares with a rational exactly (0.1 as a
+    float is slightly above 1/10, and equal to its own ratio)."""
+    from torchlean.certificates.core import Rejected, at_least, rational
+
+    for text in ("3/4", "03/004", "0/7", "91733/50000", "-3/4", "7", "1.25", " 5/10 ", "1_000/3"):
+        assert rational(text) == Fraction(text)
+    for bad in ("3/0", "3/00", "/4", "3/", "x/4", "3/4/5"):
+        with pytest.raises(Rejected):
+            rational(bad)
+    tenth = Fraction(*0.1.as_integer_ratio())
+    assert at_least(0.1, Fraction(1, 10)) and at_least(0.1, tenth)
+    assert not at_least(0.1, tenth + Fraction(1, 10**30))
+    assert not at_least(-0.0, Fraction(1, 10**300)) and at_least(0.0, Fraction(0))
+    for x in (math.inf, -math.inf, math.nan):
+        assert not at_least(x, Fraction(-(10**400)))
+    assert at_least(Fraction(1, 3), Fraction(1, 3)) and not at_least(Fraction(1, 3), Fraction(1, 2))

@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
-from .core import CHECKERS, Rejected, Verdict, rational, require
+from .core import CHECKERS, Rejected, Verdict, at_least, rational, require
 from .network import Affine, Net, Relu, evaluate, fingerprint
 from .property import Region, Spec
 
@@ -382,28 +382,33 @@ def check_leaf_proofs(
     proofs: Any,
     region: Region,
     index: list[dict[Combo, int]],
-    lower: Callable[[int, Extras], Fraction],
+    lower: Callable[[int, Extras], Fraction | float],
     where: str,
     phases: dict[tuple[int, int], int] | None = None,
     widths: tuple[int, ...] = (),
 ) -> None:
     """Each disjunct j: proofs[j] = [k or [k, ...], beta(, extras)] with lower(row of that
-    combination, extras) >= beta > 0."""
-    require(
-        isinstance(proofs, list) and len(proofs) == len(region.disjuncts),
-        f"{where}: needs one proof per disjunct ({len(region.disjuncts)})",
-    )
+    combination, extras) >= beta > 0 (``lower`` gives an exact value, or a float that is one).
+
+    Runs once per leaf, so its conditions raise directly: a ``require`` message would be
+    formatted for every leaf that passes."""
+    disjuncts = region.disjuncts
+    if not (isinstance(proofs, list) and len(proofs) == len(disjuncts)):
+        raise Rejected(f"{where}: needs one proof per disjunct ({len(disjuncts)})")
     for j, p in enumerate(proofs):
-        require(isinstance(p, list) and len(p) in (2, 3), f"{where}: proof {j} malformed")
-        combo, beta = proof_combo(p[0], region.disjuncts[j], where), rational(p[1])
-        extras = proof_extras(p, phases or {}, widths, f"{where}: disjunct {j}")
-        require(beta > 0, f"{where}: disjunct {j}: claimed bound {beta} is not positive")
-        require(combo in index[j], f"{where}: disjunct {j}: combination {combo} has no row")
-        got = lower(index[j][combo], extras)
-        require(
-            got >= beta,
-            f"{where}: disjunct {j}: recomputed bound {float(got):.6g} < claimed {float(beta):.6g}",
-        )
+        if not (isinstance(p, list) and len(p) in (2, 3)):
+            raise Rejected(f"{where}: proof {j} malformed")
+        combo, beta = proof_combo(p[0], disjuncts[j], where), rational(p[1])
+        extras = proof_extras(p, phases or {}, widths, f"{where}: disjunct {j}") if len(p) == 3 else ({}, {})
+        if beta <= 0:
+            raise Rejected(f"{where}: disjunct {j}: claimed bound {beta} is not positive")
+        row = index[j].get(combo)
+        if row is None:
+            raise Rejected(f"{where}: disjunct {j}: combination {combo} has no row")
+        got = lower(row, extras)
+        if not at_least(got, beta):
+            got_s, beta_s = f"{float(got):.6g}", f"{float(beta):.6g}"
+            raise Rejected(f"{where}: disjunct {j}: recomputed bound {got_s} < claimed {beta_s}")
 
 
 def hidden_widths(net: Net) -> tuple[int, ...]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -75,11 +76,25 @@ def rational(x: Any) -> Fraction:
     if isinstance(x, int):
         return Fraction(x)
     if isinstance(x, str):
+        p, slash, q = x.partition("/")
+        if slash and p.isascii() and p.isdigit() and q.isascii() and q.isdigit() and q.strip("0"):
+            return Fraction(int(p), int(q))  # ("p/q", the form certificates write: no regex, same value)
         try:
             return Fraction(x)
         except (ValueError, ZeroDivisionError):
             raise Rejected(f"not a rational: {x!r}") from None
     raise Rejected(f"numbers must be ints or 'p/q' strings, got {type(x).__name__} {x!r}")
+
+
+def at_least(x: Fraction | float, q: Fraction) -> bool:
+    """x >= q exactly; a float that is not finite never passes. (A finite float is a/b exactly, b > 0,
+    so comparing the cross products decides it without building a Fraction.)"""
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return False
+        a, b = x.as_integer_ratio()
+        return a * q.denominator >= q.numerator * b
+    return x >= q
 
 
 def require(cond: bool, message: str) -> None:

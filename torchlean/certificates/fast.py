@@ -38,7 +38,7 @@ from .bounds import (
     region_parts,
 )
 from .core import require
-from .network import Affine, Net
+from .network import Affine, Net, int_parts
 from .property import Spec
 
 U = 2.0**-53
@@ -71,17 +71,15 @@ def prepare(steps: tuple[Any, ...], cache: dict[int, tuple] | None = None) -> li
 
 def _to_float(exact: list[list[Fraction]]) -> tuple[np.ndarray, np.ndarray]:
     """The float matrix nearest to an exact one, and an entrywise bound on their difference."""
+    parts = int_parts(exact)
+    if parts is not None:
+        num, den = (np.frombuffer(a, dtype=np.int64) for a in parts)
+        if ((num > -(2**53)) & (num < 2**53) & (den & (den - 1) == 0)).all():
+            # the common case (weights read from float32/64): n and d are exact floats and d <= 2^62
+            # a power of two, so n / d is exact
+            F = (num / den).reshape(len(exact), -1)
+            return F, np.zeros_like(F)
     flat = [q for row in exact for q in row]
-    try:
-        num = np.array([q.numerator for q in flat], dtype=np.int64)
-        den = np.array([q.denominator for q in flat], dtype=np.int64)
-    except OverflowError:
-        num = den = None
-    if num is not None and ((num > -(2**53)) & (num < 2**53) & (den & (den - 1) == 0)).all():
-        # the common case (weights read from float32/64): n and d are exact floats and d <= 2^62
-        # a power of two, so n / d is exact
-        F = (num / den).reshape(len(exact), -1)
-        return F, np.zeros_like(F)
     F = np.array([q.numerator / q.denominator for q in flat], dtype=np.float64).reshape(len(exact), -1)
     return F, _err(exact, F)  # int / int: correctly rounded
 
@@ -274,18 +272,10 @@ def _check_tree_fast(
                 lb = forward_bounds(layers, lo, hi)
             else:
                 lb = crown_bounds(layers, lo, hi, **_split_arrays(part, region, index, widths, n_rows, where))
-            for (i, _, _, proofs, phases), row in zip(part, lb):
-                check_leaf_proofs(
-                    proofs,
-                    region,
-                    index,
-                    lambda k, extras, row=row: (
-                        Fraction(float(row[k])) if math.isfinite(row[k]) else Fraction(-1)
-                    ),
-                    f"{where} leaf {i}",
-                    phases,
-                    widths,
-                )
+            # (a float bound is exact as it stands; check_leaf_proofs fails it if not finite)
+            for (i, _, _, proofs, phases), row in zip(part, lb.tolist()):
+                lower = lambda k, extras, row=row: row[k]  # noqa: E731
+                check_leaf_proofs(proofs, region, index, lower, f"{where} leaf {i}", phases, widths)
     return sum(len(g) for g in groups.values())
 
 

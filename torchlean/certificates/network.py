@@ -12,20 +12,21 @@ are composed exactly into one Affine step, so a bound replay sees one affine map
 the verifier does. Anything else (two data operands, non-ReLU nonlinearities, a data transpose
 that moves elements) is refused with a one-line ``Unsupported``.
 
-The statement a certificate proves names the network by ``fingerprint(net)``: the SHA-256 of the
-canonical JSON of its exact steps, so two IR documents that denote the same function-by-steps give
-the same fingerprint, and any changed weight bit changes it.
+The statement a certificate proves names the network by ``fingerprint(net)``: the SHA-256 of a
+canonical encoding of its exact steps, so two IR documents that denote the same function-by-steps
+give the same fingerprint, and any changed weight bit changes it.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import struct
+import sys
+from array import array
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
-
-from .core import digest
 
 Matrix = list[list[Fraction]]
 
@@ -264,14 +265,42 @@ def _fold(op: str, args: list[tuple[tuple[int, ...], list[Fraction]]], attrs: di
 
 
 def fingerprint(net: Net) -> str:
-    """SHA-256 of the exact steps (canonical JSON, rationals as 'p/q' strings)."""
-    steps = []
+    """SHA-256 of the exact steps. The encoding is injective: a header with the sizes, then per
+    step ``relu`` or ``affine <rows> <cols>`` followed by M's entries row-major and then c's, each
+    block either ``i64`` and the numerators then the denominators as little-endian int64 (when all
+    fit, as for any network read from float32/float64 weights) or ``txt`` and the 'p/q' strings
+    joined by ','. (Packing integers is ~3x faster than formatting 13,000 fractions, and the
+    fingerprint is recomputed by every check.)"""
+    h = hashlib.sha256(f"torchlean-net/2 {net.n_in} {net.n_out}\n".encode())
     for s in net.steps:
         if isinstance(s, Relu):
-            steps.append("relu")
-        else:
-            steps.append({"M": [[str(v) for v in row] for row in s.M], "c": [str(v) for v in s.c]})
-    return digest({"n_in": net.n_in, "n_out": net.n_out, "steps": steps})
+            h.update(b"relu\n")
+            continue
+        h.update(f"affine {len(s.M)} {len(s.M[0]) if s.M else 0}\n".encode())
+        for block in (s.M, [s.c]):
+            parts = int_parts(block)
+            if parts is None:
+                h.update(b"txt" + ",".join(str(q) for row in block for q in row).encode() + b"\n")
+            else:
+                h.update(b"i64" + b"".join(_le_bytes(a) for a in parts))
+    return h.hexdigest()
+
+
+def int_parts(rows: list[list[Fraction]]) -> tuple[array, array] | None:
+    """Numerators and denominators of a matrix, row-major, as int64 arrays (None if any does not
+    fit in int64); ``fast.py`` converts weights to floats from them."""
+    flat = [q for row in rows for q in row]
+    try:
+        return array("q", [q.numerator for q in flat]), array("q", [q.denominator for q in flat])
+    except OverflowError:
+        return None
+
+
+def _le_bytes(a: array) -> bytes:
+    if sys.byteorder == "big":
+        a = array(a.typecode, a)
+        a.byteswap()
+    return a.tobytes()
 
 
 def evaluate(net: Net, x: list[Fraction]) -> list[Fraction]:
