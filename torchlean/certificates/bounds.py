@@ -106,14 +106,14 @@ def proof_combo(p: Any, disj: tuple[Any, ...], where: str) -> Combo:
 def combos_used(region: Region, proof_lists: list[Any]) -> list[list[Combo]]:
     """Every combination the leaves use, per disjunct (validated), in a fixed order."""
     used: list[set[Combo]] = [set() for _ in region.disjuncts]
-    for i, proofs in enumerate(proof_lists):
-        require(
-            isinstance(proofs, list) and len(proofs) == len(region.disjuncts),
-            f"leaf {i}: needs one proof per disjunct ({len(region.disjuncts)})",
-        )
+    for i, proofs in enumerate(proof_lists):  # (once per leaf: conditions raise directly)
+        if not (isinstance(proofs, list) and len(proofs) == len(region.disjuncts)):
+            raise Rejected(f"leaf {i}: needs one proof per disjunct ({len(region.disjuncts)})")
+        where = f"leaf {i}"
         for j, p in enumerate(proofs):
-            require(isinstance(p, list) and len(p) in (2, 3), f"leaf {i}: proof {j} malformed")
-            used[j].add(proof_combo(p[0], region.disjuncts[j], f"leaf {i}"))
+            if not (isinstance(p, list) and len(p) in (2, 3)):
+                raise Rejected(f"{where}: proof {j} malformed")
+            used[j].add(proof_combo(p[0], region.disjuncts[j], where))
     return [sorted(u) for u in used]
 
 
@@ -298,7 +298,8 @@ def leaves(
     malformed trees. ``["relu", layer, i]`` splits on hidden neuron i of ReLU layer ``layer``
     (sizes ``widths``): its inactive subtree (z <= 0) comes first, then the active one (z >= 0).
     The two halfspaces cover everything, so leaves cover the box whatever the splits are;
-    ``phases`` maps (layer, i) to 0/1 along the path."""
+    ``phases`` maps (layer, i) to 0/1 along the path. (Runs once per node, so its conditions raise
+    directly: a ``require`` message would be formatted for every node that passes.)"""
     require(isinstance(tree, list) and tree, "split tree must be a non-empty list")
     stack: list[tuple[list[Fraction], list[Fraction], dict[tuple[int, int], int]]] = [
         (list(lo), list(hi), {})
@@ -309,12 +310,16 @@ def leaves(
         llo, lhi, phases = stack.pop()
         node = tree[pos]
         pos += 1
-        require(isinstance(node, list) and node, f"tree entry {pos - 1} is malformed")
+        if not (isinstance(node, list) and node):
+            raise Rejected(f"tree entry {pos - 1} is malformed")
         if node[0] == "split":
-            require(len(node) == 3, f"tree entry {pos - 1}: split needs a dimension and a value")
+            if len(node) != 3:
+                raise Rejected(f"tree entry {pos - 1}: split needs a dimension and a value")
             dim, v = node[1], rational(node[2])
-            require(_index(dim, len(lo)), f"tree entry {pos - 1}: bad split dimension {dim!r}")
-            require(llo[dim] <= v <= lhi[dim], f"tree entry {pos - 1}: split value outside its box")
+            if not _index(dim, len(lo)):
+                raise Rejected(f"tree entry {pos - 1}: bad split dimension {dim!r}")
+            if not llo[dim] <= v <= lhi[dim]:
+                raise Rejected(f"tree entry {pos - 1}: split value outside its box")
             upper = (llo[:dim] + [v] + llo[dim + 1 :], list(lhi), phases)
             lower = (list(llo), lhi[:dim] + [v] + lhi[dim + 1 :], phases)
             stack.append(upper)  # popped after the whole lower subtree
@@ -330,12 +335,10 @@ def leaves(
             stack.append((llo, lhi, {**phases, key: 1}))  # active, after the inactive subtree
             stack.append((llo, lhi, {**phases, key: 0}))
         elif node[0] == "leaf":
-            require(
-                len(node) in (2, 3) and isinstance(node[1], list), f"tree entry {pos - 1}: malformed leaf"
-            )
-            require(
-                len(node) == 2 or node[2] in ("forward", "crown"), f"tree entry {pos - 1}: unknown method"
-            )
+            if not (len(node) in (2, 3) and isinstance(node[1], list)):
+                raise Rejected(f"tree entry {pos - 1}: malformed leaf")
+            if not (len(node) == 2 or node[2] in ("forward", "crown")):
+                raise Rejected(f"tree entry {pos - 1}: unknown method")
             yield llo, lhi, (node[1], node[2] if len(node) == 3 else None, phases)
         else:
             raise Rejected(f"tree entry {pos - 1}: unknown node {node[0]!r}")
