@@ -15,7 +15,7 @@ from test_bounds import random_graph
 
 from torchlean.certificates import check
 from torchlean.certificates.bounds import check_vnn, leaves
-from torchlean.certificates.network import network_from_ir
+from torchlean.certificates.network import Affine, Net, Relu, fingerprint, network_from_ir
 from torchlean.certificates.property import parse_property
 from torchlean.verify import load_net, load_spec, verify
 from torchlean.verify.attack import confirm
@@ -110,6 +110,42 @@ def test_edited_box_and_other_network_rejected(split_case):
     other = network_from_ir(random_graph(np.random.default_rng(99), (2, 8, 8, 2)).to_dict())
     assert "different network" in check_vnn(cert, other, spec).reason
     assert region.lo == (Fraction(-1), Fraction(-1))
+
+
+def test_network_fingerprint_names_exact_steps():
+    """Equal steps (fresh objects) give equal fingerprints; a one-ulp weight change, a moved ReLU,
+    a transposed shape and weights too large for int64 (the text encoding) all change it."""
+    net = network_from_ir(random_graph(np.random.default_rng(5), (3, 4, 2)).to_dict())
+    same = Net(
+        net.n_in,
+        net.n_out,
+        tuple(
+            s
+            if isinstance(s, Relu)
+            else Affine(
+                [[Fraction(q.numerator, q.denominator) for q in row] for row in s.M],
+                [Fraction(q) for q in s.c],
+            )
+            for s in net.steps
+        ),
+    )
+    assert fingerprint(same) == fingerprint(net)
+    first = net.steps[0]
+    w = float(first.M[1][2])
+    bumped = [list(r) for r in first.M]
+    bumped[1][2] = Fraction(float(np.nextafter(w, np.inf)))
+    changed = [
+        Net(net.n_in, net.n_out, (Affine(bumped, first.c), *net.steps[1:])),
+        Net(net.n_in, net.n_out, (first, *net.steps[2:])),  # the ReLU dropped
+        Net(1, 1, (Affine([[Fraction(1), Fraction(0)]], [Fraction(0)]),)),
+        Net(1, 1, (Affine([[Fraction(1)], [Fraction(0)]], [Fraction(0), Fraction(0)]),)),
+    ]
+    prints = {fingerprint(n) for n in changed} | {fingerprint(net)}
+    assert len(prints) == len(changed) + 1
+    huge = Net(1, 1, (Affine([[Fraction(2**70, 3)]], [Fraction(0)]),))
+    huger = Net(1, 1, (Affine([[Fraction(2**70 + 1, 3)]], [Fraction(0)]),))
+    assert fingerprint(huge) == fingerprint(Net(1, 1, (Affine([[Fraction(2**70, 3)]], [Fraction(0)]),)))
+    assert fingerprint(huge) != fingerprint(huger)
 
 
 def test_registry_refuses_without_statement(split_case):
