@@ -256,7 +256,7 @@ def _check_tree_fast(
 ) -> int:
     from .fast_crown import crown_bounds
 
-    cache: dict[int, tuple[Fraction, float, float]] = {}
+    cache: dict[int, Corner] = {}
     groups: dict[str, list[tuple[int, list[Fraction], list[Fraction], Any, Any]]] = {
         "forward": [],
         "crown": [],
@@ -311,9 +311,7 @@ def _split_arrays(part, region, index, widths, n_rows, where) -> dict[str, np.nd
     return {"phases": phases, "alpha": alpha, "mult": mult}
 
 
-def _corners(
-    boxes: list[list[Fraction]], cache: dict[int, tuple[Fraction, float, float]], side: int
-) -> np.ndarray:
+def _corners(boxes: list[list[Fraction]], cache: dict[int, Corner], side: int) -> np.ndarray:
     """Outward floats (B, d) of the leaves' lower (side 0, rounded down) or upper (1, up) corners.
     Leaves share their split values as objects, so the cache is keyed by identity; it holds each
     value, so no id is reused."""
