@@ -219,6 +219,39 @@ def test_fast_crown_never_above_exact_minimum_of_an_affine_net(case):
         assert float(exact) - lb[r] <= (1e-3 if mats else 1e-9) * max(1.0, abs(float(exact)))
 
 
+def test_fast_crown_skips_only_neurons_dead_in_every_box():
+    """The back-substitution drops the columns of neurons dead in every box of a batch: a box's
+    bound in a mixed batch must match its bound alone and the exact-arithmetic CROWN bound, and a
+    relaxed neuron whose slopes underflow to 0 (its shift t > 0 still counts) must stay live."""
+    from torchlean.certificates.fast_crown import relax_layer
+
+    rng = np.random.default_rng(7)
+    g = random_graph(rng, (3, 12, 12, 12, 2))
+    net = network_from_ir(g.to_dict())
+    steps, _ = objective_steps(net, _rows_region(2, [Fraction(0)] * 3, [Fraction(0)] * 3))
+    layers = fast.prepare(steps)
+    c = rng.uniform(-0.5, 0.5, 3)
+    lo = np.stack([c - 0.05, c - 0.3, c + 0.1, c - 0.02])
+    hi = np.stack([c + 0.05, c - 0.1, c + 0.3, c + 0.2])
+    rel = crown_bounds(layers, lo, hi, want_relax=True)[2]
+    dead_all = [((s == 0) & (a == 0) & ~u).all(1) for s, _, a, _, u in rel]
+    assert any(d.any() for d in dead_all) and all(not d.all() for d in dead_all)  # something skipped
+    batch = crown_bounds(layers, lo, hi)
+    for b in range(len(lo)):
+        alone = crown_bounds(layers, lo[b : b + 1], hi[b : b + 1])[0]
+        exact = leaf_bounds_exact_crown(steps, [Fraction(v) for v in lo[b]], [Fraction(v) for v in hi[b]])
+        assert np.allclose(batch[b], alone, rtol=1e-12, atol=1e-12)
+        assert np.allclose(batch[b], [float(v) for v in exact], rtol=1e-9, atol=1e-9)
+        assert (batch[b] <= np.array([float(v) for v in exact])).all()
+
+    aff = ("affine", np.ones((3, 2)), np.zeros((3, 2)), np.zeros(3), np.zeros(3))
+    low = np.array([[-1.0], [-1e10], [1.0]])
+    upp = np.array([[-0.5], [5e-324], [2.0]])  # dead; relaxed with s = 0 (underflow) but t > 0; active
+    r, _ = relax_layer(aff, np.ones((2, 1)), None, low, upp, 0)
+    assert r.s[1, 0] == 0 and r.a[1, 0] == 0 and r.t[1, 0] > 0
+    assert r.live.tolist() == [1, 2]
+
+
 def test_exact_number_reading_and_float_comparison():
     """The checker's fast paths decide exactly what the general ones do: "p/q" strings read to the
     same rational as Fraction's parser, and a float compares with a rational exactly (0.1 as a

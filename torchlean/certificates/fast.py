@@ -111,8 +111,11 @@ def outward(lo: list[Fraction], hi: list[Fraction]) -> tuple[list[float], list[f
 def forward_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_forms: bool = False):
     """Certified lower bounds (B, K) of the final values over each box [lo_b, hi_b] (float arrays
     (B, d)): the better of the forward forms and one backward pass from the final rows over the
-    forward pass's ReLU relaxations. With ``want_forms`` also the backward pass's input
-    coefficients (B, K, d), which the verifier uses to choose splits."""
+    forward pass's ReLU relaxations (``fast_crown``'s back-substitution, with its error accounting).
+    With ``want_forms`` also the backward pass's input coefficients (B, K, d), which the verifier
+    uses to choose splits."""
+    from .fast_crown import _back, relax_layer
+
     B, d = lo.shape
     D = d + 1
     lo_e = np.concatenate([lo, np.ones((B, 1))], axis=1)  # the constant as an input fixed at 1
@@ -125,11 +128,14 @@ def forward_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_for
     vmax = xm[:, :d].T  # (values, B): bound on |input of the next affine step|
     low = upp = None
     bad = np.zeros(B, dtype=bool)
-    vmaxs, relus = [], []
+    affs = [a for a in layers if a[0] == "affine"]
+    vmaxs, relus, off = [], [], 0
     for layer in layers:
         if layer[0] == "relu":
-            AL, AU, vmax, info = _relu(AL, AU, low, upp, xm)
-            relus.append(info)
+            r, vmax = relax_layer(affs[len(relus)], vmaxs[-1], relus[-1] if relus else None, low, upp, off)
+            AL, AU = _relu(AL, AU, r, xm)
+            relus.append(r)
+            off += low.shape[0]
             same = False
             continue
         _, M, EM, c, Ec = layer
@@ -159,45 +165,13 @@ def forward_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_for
         vmax = np.maximum(np.abs(low), np.abs(upp))
         bad |= ~(np.isfinite(low).all(0) & np.isfinite(upp).all(0))
     with np.errstate(invalid="ignore", over="ignore"):
-        back, lam = _backward(layers, relus, vmaxs, lo, hi, xm[:, :d])
+        back, lam = _back(affs, relus, vmaxs, len(affs) - 1, lo, hi, xm[:, :d])
         lb = np.maximum(low.T, back)  # (B, K): both are certified lower bounds
     bad |= ~np.isfinite(lb).all(1)
     lb = np.where(bad[:, None], -np.inf, lb)  # a non-finite leaf never passes
     if want_forms:
         return lb, lam, np.transpose(AL[:, :, :d], (1, 0, 2))
     return lb
-
-
-def _backward(layers, relus, vmaxs, lo, hi, xm):
-    """One CROWN back-substitution of the final rows through the forward pass's relaxations, with
-    every float error bounded as in the module docstring. Returns (lower bounds (B, K), input
-    coefficients (B, K, d))."""
-    affs = [a for a in layers if a[0] == "affine"]
-    _, M, EM, c, Ec = affs[-1]
-    B = lo.shape[0]
-    lam = np.broadcast_to(M, (B, *M.shape))  # (B, K, m)
-    const = np.broadcast_to(c, (B, c.size)).copy()
-    err = (EM @ vmaxs[-1]).T + Ec + gamma(2) * np.abs(const)
-    for j in range(len(affs) - 2, -1, -1):
-        s_eff, t, keep_l, zmax = relus[j]
-        lp, ln = np.maximum(lam, 0.0), np.minimum(lam, 0.0)
-        mu = lp * keep_l.T[:, None, :] + ln * s_eff.T[:, None, :]
-        amu = np.abs(mu)
-        err += 2 * U * (amu * zmax.T[:, None, :]).sum(-1)
-        n = t.shape[0]
-        const += (ln * t.T[:, None, :]).sum(-1)
-        err += gamma(n + 1) * ((-ln * t.T[:, None, :]).sum(-1) + np.abs(const))
-        _, M, EM, c, Ec = affs[j]
-        hv = vmaxs[j]  # (m, B)
-        err += gamma(n + 1) * (amu * (np.abs(M) @ hv).T[:, None, :]).sum(-1)
-        err += (amu * ((EM @ hv).T + Ec)[:, None, :]).sum(-1)
-        const += mu @ c
-        err += gamma(n + 1) * ((amu @ np.abs(c)) + np.abs(const))
-        lam = mu @ M
-    d = lo.shape[1]
-    val = np.minimum(lam * lo[:, None, :], lam * hi[:, None, :]).sum(-1) + const
-    err += gamma(d + 2) * ((np.abs(lam) * xm[:, None, :]).sum(-1) + np.abs(const))
-    return val - 4 * err - TINY, lam
 
 
 def _concrete(AL, AU, lo_e, hi_e, xm):
@@ -229,15 +203,14 @@ def relax(low: np.ndarray, upp: np.ndarray) -> tuple[np.ndarray, ...]:
     return keep_u, t, keep_l, unst, post, np.maximum(np.abs(low), np.abs(upp))
 
 
-def _relu(AL, AU, low, upp, xm):
-    keep_u, t, keep_l, unst, vmax, zmax = relax(low, upp)
-    NU = AU * keep_u[:, :, None]
-    NU[:, :, -1] += t
-    err = 4 * gamma(AU.shape[2] + 4) * (np.einsum("nbd,bd->nb", np.abs(NU), xm) + t) + TINY
-    NU[:, :, -1] += np.where(unst, err, 0.0)
-    NL = AL * keep_l[:, :, None]
-    # for the backward pass: upper slope and shift, lower slope, bound on |pre-activation|
-    return NL, NU, vmax, (keep_u, t, keep_l.astype(np.float64), zmax)
+def _relu(AL, AU, r, xm):
+    """The forms of the ReLU's output: upper s·U + t (t and the rounding error in the constant,
+    on the relaxed neurons), lower α·L (α is 0/1: exact)."""
+    NU = AU * r.s[:, :, None]
+    NU[:, :, -1] += r.t
+    err = 4 * gamma(AU.shape[2] + 4) * (np.einsum("nbd,bd->nb", np.abs(NU), xm) + r.t) + TINY
+    NU[:, :, -1] += np.where(r.unst, err, 0.0)
+    return AL * r.a[:, :, None], NU
 
 
 def check_regions_fast(net: Net, spec: Spec, trees: list[Any], method: str = "forward") -> int:

@@ -39,7 +39,11 @@ from .fast import TINY, U, gamma, relax
 class _Relaxed(NamedTuple):
     """One hidden layer's relaxation, each (n, B) unless said: upper slope s, shift t, lower slope
     α (0/1), max|z|, the unstable mask, the layer's offset among all hidden neurons, the error
-    weights w and composite charges V (B, n; module docstring), and the unstable columns of any box."""
+    weights w and composite charges V (B, n; module docstring); then the same restricted to the
+    ``live`` neurons (not dead in every box of the batch, see ``relax_layer``), laid out for the
+    back-substitution step: α (B, 1, L), the unstable columns among them ``cols``, s - α there
+    (B, 1, C) and t there (C, B), and this layer's affine step from the previous layer's live
+    neurons to these, (L, m') and (L,)."""
 
     s: np.ndarray
     t: np.ndarray
@@ -49,7 +53,39 @@ class _Relaxed(NamedTuple):
     off: int
     w: np.ndarray
     V: np.ndarray
+    live: np.ndarray
+    a_l: np.ndarray
     cols: np.ndarray
+    ds_l: np.ndarray
+    t_l: np.ndarray
+    M_l: np.ndarray
+    c_l: np.ndarray
+
+
+def relax_layer(aff, hv, prev: _Relaxed | None, low, upp, off: int) -> tuple[_Relaxed, np.ndarray]:
+    """The relaxation of the ReLU after affine step ``aff`` from its certified pre-activation bounds
+    (n, B), with its error charges (``hv`` bounds |input of aff|, ``prev`` is the layer before, off
+    this layer's offset among all hidden neurons), and the bound on its output (n, B).
+
+    The live view: a neuron that is stable-dead in every box of the batch (s = α = 0 and not
+    relaxed, so t = 0) has μ = 0 exactly and no shift in every back-substitution row, so its column
+    adds exactly nothing to any later product or sum (adding a zero term is exact, and the error
+    terms' γ_n for the full width still covers the shorter sums): the step skips it, and the
+    previous step skips computing its coefficient. (Which columns are skipped depends on the
+    batch; that changes the rounding of a sum, never which relaxation a box gets.)"""
+    keep_u, t, keep_l, unst, post, zmax = relax(low, upp)
+    keep_l = keep_l.astype(np.float64)
+    w, V = _layer_charges(aff, hv, None if prev is None else prev.V, keep_u, keep_l, zmax)
+    live = np.nonzero(((keep_u != 0) | (keep_l != 0) | unst).any(1))[0]
+    cols = np.nonzero(unst[live].any(1))[0]
+    lc = live[cols]
+    _, M, _, c, _ = aff
+    M_l = M[live] if prev is None else M[np.ix_(live, prev.live)]
+    r = _Relaxed(
+        keep_u, t, keep_l, zmax, unst, off, w, V, live,
+        keep_l[live].T[:, None, :], cols, (keep_u[lc] - keep_l[lc]).T[:, None, :], t[lc], M_l, c[live],
+    )  # fmt: skip
+    return r, post
 
 
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")
@@ -123,13 +159,10 @@ def crown_bounds(
                 low = np.where(ph == 1, np.maximum(low, 0.0), low)
                 upp = np.where(ph == 0, np.minimum(upp, 0.0), upp)
             bad |= ~(np.isfinite(low).all(0) & np.isfinite(upp).all(0))
-            keep_u, t, keep_l, unst, post, zmax = relax(low, upp)
+            r, post = relax_layer(affs[k], vmaxs[k], relus[-1] if relus else None, low, upp, off)
             if trace is not None:
-                trace.setdefault("shift", {})[k] = t.T
-            keep_l = keep_l.astype(np.float64)
-            below = relus[-1].V if relus else None
-            w, V = _layer_charges(affs[k], vmaxs[k], below, keep_u, keep_l, zmax)
-            relus.append(_Relaxed(keep_u, t, keep_l, zmax, unst, off, w, V, np.nonzero(unst.any(1))[0]))
+                trace.setdefault("shift", {})[k] = r.t.T
+            relus.append(r)
             off += n
             vmaxs.append(post)
             post_lo = np.maximum(low, 0.0)
@@ -170,24 +203,27 @@ def _layer_charges(aff, hv, below, keep_u, keep_l, zmax) -> tuple[np.ndarray, np
 def _back(affs, relus, vmaxs, k, lo, hi, xm, rows=None, sign=1.0, lagr=None, trace=None):
     """Lower bounds (B, K) of sign·(the rows, all or those in ``rows``, of affine step k's output)
     and their input coefficients (B, K, d); ``lagr`` = (alpha, mult, sgn) for the final rows (see
-    crown_bounds); ``trace`` collects each layer's λ (see crown_bounds)."""
+    crown_bounds); ``trace`` collects each layer's λ (see crown_bounds).
+
+    Without ``lagr`` only the live neurons of each layer are carried (``relax_layer``); with it every
+    neuron is, since a split neuron's multiplier makes its μ nonzero even where it is dead."""
     _, M, EM, c, Ec = affs[k]
     if rows is not None:
         M, EM, c, Ec = M[rows], EM[rows], c[rows], Ec[rows]
     if sign < 0:
         M, c = -M, -c
     B = lo.shape[0]
-    lam = np.broadcast_to(M, (B, *M.shape))  # (B, K, m), exact: ±M
+    compact = lagr is None and k > 0
+    start = M[:, relus[k - 1].live] if compact else M  # (K, m): ±M, exact
+    lam = np.broadcast_to(start, (B, *start.shape))
     const = np.broadcast_to(c, (B, c.size)).copy()
     err = (EM @ vmaxs[k]).T + Ec
     if lagr is None and k > 0:  # every per-neuron charge of the steps below, at once
         err += relus[k - 1].V @ np.abs(M).T
     for j in range(k - 1, -1, -1):
-        s_eff, t, keep_l, _, unst, off, w, _, cols = relus[j]
-        _, Mj, EMj, cj, Ecj = affs[j]
-        Bk, K, n = lam.shape
-        if trace is not None:
-            trace.setdefault("lam", {})[j] = lam
+        r = relus[j]
+        n = r.s.shape[0]  # (the error terms use the full width: γ is increasing)
+        Bk, K, _ = lam.shape
         # (with the chord variant α = s: μ = λ·s, one rounding, which the 8u below covers)
         # μ = λ⁺·α + λ⁻·s computed as λ·α + λ⁻·(s - α) (α is 0/1): exact where λ >= 0, active
         # (s = α = 1) or dead (s = α = 0); one rounding (λ⁻·s) where α = 0; where α = 1 and the
@@ -195,19 +231,27 @@ def _back(affs, relus, vmaxs, k, lo, hi, xm, rows=None, sign=1.0, lagr=None, tra
         # <= 3u·|λ·s|(1 + u): all within 8u·|fl(μ)|, charged against max|z|. s - α and t are 0
         # off the unstable columns ``cols`` (of any box), so λ⁻ is only formed on those.
         if lagr is None:
-            mu = lam * keep_l.T[:, None, :]
-            ln = np.minimum(lam[:, :, cols], 0.0)
-            mu[:, :, cols] += ln * (s_eff[cols] - keep_l[cols]).T[:, None, :]
-            shift = np.einsum("bkn,nb->bk", ln, t[cols])
+            if trace is not None:
+                full = np.zeros((Bk, K, n))
+                full[:, :, r.live] = lam
+                trace.setdefault("lam", {})[j] = full
+            mu = lam * r.a_l
+            ln = np.minimum(lam[:, :, r.cols], 0.0)
+            mu[:, :, r.cols] += ln * r.ds_l
+            shift = np.einsum("bkn,nb->bk", ln, r.t_l)
+            Mj, cj = r.M_l, r.c_l
         else:  # (optimised slopes and multipliers: μ is not bounded by g·|λ|, charge it here)
-            mu, absmu = _lagrangian(lam, keep_l, s_eff, unst, off, n, *lagr)
-            shift = np.einsum("bkn,nb->bk", np.minimum(lam, 0.0), t)
-            err += np.einsum("bkn,bn->bk", absmu, w)
+            if trace is not None:
+                trace.setdefault("lam", {})[j] = lam
+            mu, absmu = _lagrangian(lam, r.a, r.s, r.unst, r.off, n, *lagr)
+            shift = np.einsum("bkn,nb->bk", np.minimum(lam, 0.0), r.t)
+            err += np.einsum("bkn,bn->bk", absmu, r.w)
+            _, Mj, _, cj, _ = affs[j]
         const += shift
         err += gamma(n + 1) * (-shift + 2 * np.abs(const))
-        const += (mu.reshape(-1, n) @ cj).reshape(Bk, K)
+        const += (mu.reshape(Bk * K, -1) @ cj).reshape(Bk, K)
         err += gamma(n + 1) * np.abs(const)
-        lam = (mu.reshape(-1, n) @ Mj).reshape(Bk, K, -1)
+        lam = (mu.reshape(Bk * K, -1) @ Mj).reshape(Bk, K, -1)
     val = np.minimum(lam * lo[:, None, :], lam * hi[:, None, :]).sum(-1) + const
     err += gamma(lo.shape[1] + 2) * (np.einsum("bkd,bd->bk", np.abs(lam), xm) + np.abs(const))
     return val - 4 * err - TINY, lam
