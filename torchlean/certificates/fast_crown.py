@@ -41,9 +41,9 @@ class _Relaxed(NamedTuple):
     α (0/1), max|z|, the unstable mask, the layer's offset among all hidden neurons, the error
     weights w and composite charges V (B, n; module docstring); then the same restricted to the
     ``live`` neurons (not dead in every box of the batch, see ``relax_layer``), laid out for the
-    back-substitution step: α (B, 1, L), the unstable columns among them ``cols``, s - α there
-    (B, 1, C) and t there (C, B), and this layer's affine step from the previous layer's live
-    neurons to these, (L, m') and (L,)."""
+    back-substitution step: α (B, 1, L), the number C of them relaxed in some box (they come
+    first), s - α on those (B, 1, C) and t on those (C, B), and this layer's affine step from the
+    previous layer's live neurons to these, (L, m') and (L,)."""
 
     s: np.ndarray
     t: np.ndarray
@@ -55,7 +55,7 @@ class _Relaxed(NamedTuple):
     V: np.ndarray
     live: np.ndarray
     a_l: np.ndarray
-    cols: np.ndarray
+    nrel: int
     ds_l: np.ndarray
     t_l: np.ndarray
     M_l: np.ndarray
@@ -76,14 +76,16 @@ def relax_layer(aff, hv, prev: _Relaxed | None, low, upp, off: int) -> tuple[_Re
     keep_u, t, keep_l, unst, post, zmax = relax(low, upp)
     keep_l = keep_l.astype(np.float64)
     w, V = _layer_charges(aff, hv, None if prev is None else prev.V, keep_u, keep_l, zmax)
-    live = np.nonzero(((keep_u != 0) | (keep_l != 0) | unst).any(1))[0]
-    cols = np.nonzero(unst[live].any(1))[0]
-    lc = live[cols]
+    relaxed = unst.any(1)
+    stable = ((keep_u != 0) | (keep_l != 0)).any(1) & ~relaxed
+    # the relaxed neurons first, so the step reaches them as a slice [:C] rather than a gather
+    live = np.concatenate([np.nonzero(relaxed)[0], np.nonzero(stable)[0]])
+    lc = live[: int(relaxed.sum())]
     _, M, _, c, _ = aff
     M_l = M[live] if prev is None else M[np.ix_(live, prev.live)]
     r = _Relaxed(
         keep_u, t, keep_l, zmax, unst, off, w, V, live,
-        keep_l[live].T[:, None, :], cols, (keep_u[lc] - keep_l[lc]).T[:, None, :], t[lc], M_l, c[live],
+        keep_l[live].T[:, None, :], lc.size, (keep_u[lc] - keep_l[lc]).T[:, None, :], t[lc], M_l, c[live],
     )  # fmt: skip
     return r, post
 
@@ -229,16 +231,17 @@ def _back(affs, relus, vmaxs, k, lo, hi, xm, rows=None, sign=1.0, lagr=None, tra
         # (s = α = 1) or dead (s = α = 0); one rounding (λ⁻·s) where α = 0; where α = 1 and the
         # ReLU is unstable, s >= 1/2 so s - 1 is exact (Sterbenz) and two roundings give an error
         # <= 3u·|λ·s|(1 + u): all within 8u·|fl(μ)|, charged against max|z|. s - α and t are 0
-        # off the unstable columns ``cols`` (of any box), so λ⁻ is only formed on those.
+        # off the first ``nrel`` columns (the neurons relaxed in some box), so λ⁻ is only formed
+        # on those.
         if lagr is None:
             if trace is not None:
                 full = np.zeros((Bk, K, n))
                 full[:, :, r.live] = lam
                 trace.setdefault("lam", {})[j] = full
             mu = lam * r.a_l
-            ln = np.minimum(lam[:, :, r.cols], 0.0)
-            mu[:, :, r.cols] += ln * r.ds_l
+            ln = np.minimum(lam[:, :, : r.nrel], 0.0)
             shift = np.einsum("bkn,nb->bk", ln, r.t_l)
+            mu[:, :, : r.nrel] += np.multiply(ln, r.ds_l, out=ln)
             Mj, cj = r.M_l, r.c_l
         else:  # (optimised slopes and multipliers: μ is not bounded by g·|λ|, charge it here)
             if trace is not None:
