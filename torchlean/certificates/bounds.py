@@ -53,7 +53,7 @@ from fractions import Fraction
 from typing import Any
 
 from .core import CHECKERS, Rejected, Verdict, at_least, rational, require
-from .network import Affine, Net, Relu, evaluate, fingerprint
+from .network import Affine, Net, PartsMemo, Relu, evaluate, fingerprint
 from .property import Region, Spec
 
 Form = list[Fraction]  # coefficients over the leaf's inputs, then the constant
@@ -432,8 +432,8 @@ def region_parts(region: Region, entry: Any) -> list[tuple[Region, Any]]:
     return [(Region(region.lo, region.hi, (d,)), t) for d, t in zip(region.disjuncts, trees)]
 
 
-def _statement(cert: dict[str, Any], net: Net, spec: Spec) -> None:
-    require(cert.get("network") == fingerprint(net), "certificate is for a different network")
+def _statement(cert: dict[str, Any], net: Net, spec: Spec, memo: PartsMemo | None = None) -> None:
+    require(cert.get("network") == fingerprint(net, memo), "certificate is for a different network")
     require(cert.get("property") == spec.digest(), "certificate is for a different property")
     require(spec.n_in == net.n_in and spec.n_out == net.n_out, "property and network sizes differ")
 
@@ -443,7 +443,8 @@ def check_vnn(cert: Any, net: Net, spec: Spec, mode: str | None = None) -> Verdi
     ``mode`` overrides the certificate's replay mode ("exact" or "fast")."""
     try:
         require(isinstance(cert, dict), "certificate must be a JSON object")
-        _statement(cert, net, spec)
+        memo: PartsMemo = {}  # (the weights packed for the fingerprint, reused by the fast mode)
+        _statement(cert, net, spec, memo)
         if cert.get("kind") == "vnn-sat":
             return _check_sat(cert, net, spec)
         require(cert.get("kind") == "vnn-unsat", f"unknown certificate kind {cert.get('kind')!r}")
@@ -459,7 +460,7 @@ def check_vnn(cert: Any, net: Net, spec: Spec, mode: str | None = None) -> Verdi
         if mode == "fast":
             from .fast import check_regions_fast  # numpy: only for the fast mode
 
-            n = check_regions_fast(net, spec, trees, method)
+            n = check_regions_fast(net, spec, trees, method, memo)
             return Verdict(
                 True,
                 checked=n,

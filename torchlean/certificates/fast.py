@@ -38,7 +38,7 @@ from .bounds import (
     region_parts,
 )
 from .core import require
-from .network import Affine, Net, int_parts
+from .network import Affine, Net, Parts, PartsMemo, affine_parts
 from .property import Spec
 
 U = 2.0**-53
@@ -51,9 +51,12 @@ def gamma(n: int) -> float:
     return n * U / (1 - n * U)
 
 
-def prepare(steps: tuple[Any, ...], cache: dict[int, tuple] | None = None) -> list[tuple]:
+def prepare(
+    steps: tuple[Any, ...], cache: dict[int, tuple] | None = None, memo: PartsMemo | None = None
+) -> list[tuple]:
     """Float version of exact steps: ("affine", M, |M - exact|, c, |c - exact|) or ("relu",).
-    ``cache`` (by step identity) shares the conversion between the trees of one check."""
+    ``cache`` (by step identity) shares the conversion between the trees of one check, ``memo``
+    the packed numerators and denominators with the network's fingerprint."""
     out: list[tuple] = []
     for s in steps:
         if not isinstance(s, Affine):
@@ -62,17 +65,18 @@ def prepare(steps: tuple[Any, ...], cache: dict[int, tuple] | None = None) -> li
         if cache is not None and id(s) in cache:
             out.append(cache[id(s)][1])
             continue
-        M, EM = _to_float(s.M)
-        c, Ec = (a[0] for a in _to_float([s.c]))
+        pm, pc = affine_parts(s, memo)
+        M, EM = _to_float(s.M, pm)
+        c, Ec = (a[0] for a in _to_float([s.c], pc))
         out.append(("affine", M, EM, c, Ec))
         if cache is not None:
             cache[id(s)] = (s, out[-1])  # (keeps s alive, so its id is not reused)
     return out
 
 
-def _to_float(exact: list[list[Fraction]]) -> tuple[np.ndarray, np.ndarray]:
-    """The float matrix nearest to an exact one, and an entrywise bound on their difference."""
-    parts = int_parts(exact)
+def _to_float(exact: list[list[Fraction]], parts: Parts) -> tuple[np.ndarray, np.ndarray]:
+    """The float matrix nearest to an exact one (``parts``: its ``int_parts``), and an entrywise
+    bound on their difference."""
     if parts is not None:
         num, den = (np.frombuffer(a, dtype=np.int64) for a in parts)
         if ((num > -(2**53)) & (num < 2**53) & (den & (den - 1) == 0)).all():
@@ -213,19 +217,29 @@ def _relu(AL, AU, r, xm):
     return AL * r.a[:, :, None], NU
 
 
-def check_regions_fast(net: Net, spec: Spec, trees: list[Any], method: str = "forward") -> int:
-    """Replay every leaf of every region's tree in the fast mode; returns the number of leaves."""
+def check_regions_fast(
+    net: Net, spec: Spec, trees: list[Any], method: str = "forward", memo: PartsMemo | None = None
+) -> int:
+    """Replay every leaf of every region's tree in the fast mode; returns the number of leaves.
+    ``memo``: the packed weights the fingerprint of ``net`` computed, if any (``prepare``)."""
     total = 0
     widths = hidden_widths(net)
     cache: dict[int, tuple] = {}
     for r, (whole, entry) in enumerate(zip(spec.regions, trees)):
         for region, tree in region_parts(whole, entry):
-            total += _check_tree_fast(net, region, tree, method, widths, f"region {r}", cache)
+            total += _check_tree_fast(net, region, tree, method, widths, f"region {r}", cache, memo)
     return total
 
 
 def _check_tree_fast(
-    net: Net, region: Any, tree: Any, method: str, widths: tuple[int, ...], where: str, steps_cache: dict
+    net: Net,
+    region: Any,
+    tree: Any,
+    method: str,
+    widths: tuple[int, ...],
+    where: str,
+    steps_cache: dict,
+    memo: PartsMemo | None,
 ) -> int:
     from .fast_crown import crown_bounds
 
@@ -239,7 +253,7 @@ def _check_tree_fast(
     require(any(groups.values()), f"{where}: no leaves")
     used = combos_used(region, [item[3] for g in groups.values() for item in g])
     steps, index = objective_steps(net, region, used)
-    layers = prepare(steps, steps_cache)
+    layers = prepare(steps, steps_cache, memo)
     n_rows = sum(len(ix) for ix in index)
     for how, items in groups.items():
         for start in range(0, len(items), CHUNK[how]):

@@ -264,21 +264,21 @@ def _fold(op: str, args: list[tuple[tuple[int, ...], list[Fraction]]], attrs: di
     raise Unsupported(f"constant node {op} is not supported by the bound checker")
 
 
-def fingerprint(net: Net) -> str:
+def fingerprint(net: Net, memo: PartsMemo | None = None) -> str:
     """SHA-256 of the exact steps. The encoding is injective: a header with the sizes, then per
     step ``relu`` or ``affine <rows> <cols>`` followed by M's entries row-major and then c's, each
     block either ``i64`` and the numerators then the denominators as little-endian int64 (when all
     fit, as for any network read from float32/float64 weights) or ``txt`` and the 'p/q' strings
     joined by ','. (Packing integers is ~3x faster than formatting 13,000 fractions, and the
-    fingerprint is recomputed by every check.)"""
+    fingerprint is recomputed by every check.) ``memo`` shares the packed parts with the float
+    conversion of the same check (``affine_parts``)."""
     h = hashlib.sha256(f"torchlean-net/2 {net.n_in} {net.n_out}\n".encode())
     for s in net.steps:
         if isinstance(s, Relu):
             h.update(b"relu\n")
             continue
         h.update(f"affine {len(s.M)} {len(s.M[0]) if s.M else 0}\n".encode())
-        for block in (s.M, [s.c]):
-            parts = int_parts(block)
+        for block, parts in zip((s.M, [s.c]), affine_parts(s, memo)):
             if parts is None:
                 h.update(b"txt" + ",".join(str(q) for row in block for q in row).encode() + b"\n")
             else:
@@ -286,7 +286,22 @@ def fingerprint(net: Net) -> str:
     return h.hexdigest()
 
 
-def int_parts(rows: list[list[Fraction]]) -> tuple[array, array] | None:
+Parts = tuple[array, array] | None
+PartsMemo = dict[int, tuple["Affine", tuple[Parts, Parts]]]
+
+
+def affine_parts(s: Affine, memo: PartsMemo | None = None) -> tuple[Parts, Parts]:
+    """``int_parts`` of an affine step's M and of its c, kept in ``memo`` by the step's identity for
+    the rest of one check (the step is stored with them, so its id is not reused)."""
+    if memo is not None and id(s) in memo:
+        return memo[id(s)][1]
+    out = (int_parts(s.M), int_parts([s.c]))
+    if memo is not None:
+        memo[id(s)] = (s, out)
+    return out
+
+
+def int_parts(rows: list[list[Fraction]]) -> Parts:
     """Numerators and denominators of a matrix, row-major, as int64 arrays (None if any does not
     fit in int64); ``fast.py`` converts weights to floats from them."""
     flat = [q for row in rows for q in row]
