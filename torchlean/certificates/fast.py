@@ -179,9 +179,12 @@ def forward_bounds(layers: list[tuple], lo: np.ndarray, hi: np.ndarray, want_for
 
 
 def _concrete(AL, AU, lo_e, hi_e, xm):
+    """Outward bounds (n, B) of the lower forms' minimum and the upper forms' maximum over each
+    box: each term is one product, the coefficient times the corner coordinate that minimises
+    (maximises) it, and the sum of the D terms, in any order, is within γ_D·Σ|a|·max|x|."""
     D = AL.shape[2]
-    low = (np.maximum(AL, 0) * lo_e + np.minimum(AL, 0) * hi_e).sum(-1)
-    upp = (np.maximum(AU, 0) * hi_e + np.minimum(AU, 0) * lo_e).sum(-1)
+    low = np.einsum("nbd,nbd->nb", AL, np.where(AL > 0, lo_e, hi_e))
+    upp = np.einsum("nbd,nbd->nb", AU, np.where(AU > 0, hi_e, lo_e))
     g = 4 * gamma(2 * D + 2)
     low = low - g * np.einsum("nbd,bd->nb", np.abs(AL), xm) - TINY
     upp = upp + g * np.einsum("nbd,bd->nb", np.abs(AU), xm) + TINY

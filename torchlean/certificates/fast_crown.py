@@ -255,7 +255,8 @@ def _back(affs, relus, vmaxs, k, lo, hi, xm, rows=None, sign=1.0, lagr=None, tra
         const += (mu.reshape(Bk * K, -1) @ cj).reshape(Bk, K)
         err += gamma(n + 1) * np.abs(const)
         lam = (mu.reshape(Bk * K, -1) @ Mj).reshape(Bk, K, -1)
-    val = np.minimum(lam * lo[:, None, :], lam * hi[:, None, :]).sum(-1) + const
+    # (each term one product: the coefficient times the corner coordinate that minimises it)
+    val = np.einsum("bkd,bkd->bk", lam, np.where(lam > 0, lo[:, None, :], hi[:, None, :])) + const
     err += gamma(lo.shape[1] + 2) * (np.einsum("bkd,bd->bk", np.abs(lam), xm) + np.abs(const))
     return val - 4 * err - TINY, lam
 
