@@ -106,6 +106,8 @@ def outward(lo: list[Fraction], hi: list[Fraction]) -> tuple[list[float], list[f
 
     def down(q: Fraction) -> float:
         f = float(q)
+        if f.as_integer_ratio() == (q.numerator, q.denominator):  # (exact: the common case)
+            return f
         return math.nextafter(f, -math.inf) if Fraction(f) > q else f
 
     return [down(q) for q in lo], [-down(-q) for q in hi]
