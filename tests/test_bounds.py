@@ -252,6 +252,22 @@ def test_fast_crown_skips_only_neurons_dead_in_every_box():
     assert r.live.tolist() == [1, 2]
 
 
+def test_outward_floats_enclose_the_exact_values():
+    """Leaf corners become floats lo_f <= lo and hi_f >= hi, equal when the value is a float and
+    one ulp apart otherwise (checked exactly with Fractions, against a sweep of values)."""
+    qs = [Fraction(1, 3), Fraction(-1, 3), Fraction(3, 8), Fraction(-5, 1024), Fraction(0)]
+    qs += [Fraction(10) ** 30 + 1, Fraction(2) ** 60]
+    qs += [Fraction(1, 10**320), Fraction(-1, 10**320), Fraction(0.1), Fraction(-2.5e-310)]
+    qs += [Fraction(int(a), int(b)) for a, b in np.random.default_rng(3).integers(1, 10**12, (50, 2))]
+    lo, hi = fast.outward(qs, qs)
+    for q, a, b in zip(qs, lo, hi):
+        assert Fraction(a) <= q <= Fraction(b)
+        if Fraction(float(q)) == q:
+            assert a == b == float(q)
+        else:
+            assert math.nextafter(a, math.inf) == b
+
+
 def test_exact_number_reading_and_float_comparison():
     """The checker's fast paths decide exactly what the general ones do: "p/q" strings read to the
     same rational as Fraction's parser, and a float compares with a rational exactly (0.1 as a
