@@ -6,10 +6,11 @@ interval step from the previous layer's bounds already proves stable on that box
 is exact anyway; the interval bounds serve for the error terms). Upper rows (-I) go first; lower
 rows (+I) only for neurons whose upper bound did not prove them dead, since a dead neuron's lower
 bound changes nothing but an error term (its relaxation is 0 and its output bound is 0 either way).
-The relaxations are ``fast.relax``'s, built from the certified bounds. Same assumption and error
-accounting as ``fast.py`` (IEEE-754 binary64, round-to-nearest, standard model; every rounding
-error is bounded by γ·(the computation on absolute values) and moved into the constant, inflated by
-4, plus ``TINY`` per entry):
+Neurons dead in every box of a batch are left out of the back-substitution, which is exact
+(``relax_layer``). The relaxations are ``fast.relax``'s, built from the certified bounds. Same
+assumption and error accounting as ``fast.py`` (IEEE-754 binary64, round-to-nearest, standard
+model; every rounding error is bounded by γ·(the computation on absolute values) and moved into
+the constant, inflated by 4, plus ``TINY`` per entry):
 
 - a ReLU step μ = λ⁺·α + λ⁻·s (α is 0/1): |μ - fl(μ)| <= 8u·|fl(μ)| (see the comment there),
   charged as 8u·|μ|·max|z| with max|z| from the certified bounds of that layer;
