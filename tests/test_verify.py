@@ -102,6 +102,24 @@ def test_mutations_rejected(split_case, mode):
     assert check_vnn(cert, net, spec, mode=mode).ok  # the original still passes
 
 
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_per_leaf_method_marks(split_case, mode):
+    """A leaf may name its own replay method ("forward" or "crown"; the search writes none): a tree
+    whose leaves are all marked either way is replayed with that method and accepted (both
+    relaxations prove this case's leaves), and an unknown method is rejected."""
+    net, spec, cert = split_case
+    for how in ("forward", "crown"):
+        c = copy.deepcopy(cert)
+        for node in _tree(c):
+            if node[0] == "leaf":
+                node.append(how)
+        assert check_vnn(c, net, spec, mode=mode).ok, how
+    c = copy.deepcopy(cert)
+    next(n for n in _tree(c) if n[0] == "leaf").append("ibp")
+    v = check_vnn(c, net, spec, mode=mode)
+    assert not v.ok and "unknown method" in v.reason
+
+
 def test_edited_box_and_other_network_rejected(split_case):
     net, spec, cert = split_case
     region = spec.regions[0]
