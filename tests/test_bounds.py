@@ -236,13 +236,21 @@ def test_fast_crown_skips_only_neurons_dead_in_every_box():
     rel = crown_bounds(layers, lo, hi, want_relax=True)[2]
     dead_all = [((s == 0) & (a == 0) & ~u).all(1) for s, _, a, _, u in rel]
     assert any(d.any() for d in dead_all) and all(not d.all() for d in dead_all)  # something skipped
-    batch = crown_bounds(layers, lo, hi)
-    for b in range(len(lo)):
-        alone = crown_bounds(layers, lo[b : b + 1], hi[b : b + 1])[0]
-        exact = leaf_bounds_exact_crown(steps, [Fraction(v) for v in lo[b]], [Fraction(v) for v in hi[b]])
-        assert np.allclose(batch[b], alone, rtol=1e-12, atol=1e-12)
-        assert np.allclose(batch[b], [float(v) for v in exact], rtol=1e-9, atol=1e-9)
-        assert (batch[b] <= np.array([float(v) for v in exact])).all()
+    # a second batch of small neighbouring boxes: most neurons are active in every box, where the
+    # step leaves μ = λ instead of multiplying by α (relax_layer's third group of columns)
+    lo2 = np.stack([c - 0.01, c, c - 0.005])
+    hi2 = np.stack([c, c + 0.01, c + 0.005])
+    rel2 = crown_bounds(layers, lo2, hi2, want_relax=True)[2]
+    active_all = [((s == 1) & (a == 1)).all(1) for s, _, a, _, _ in rel2]
+    assert sum(int(m.sum()) for m in active_all) >= 12  # the in-place path is taken somewhere
+    for lo, hi in ((lo, hi), (lo2, hi2)):
+        batch = crown_bounds(layers, lo, hi)
+        for b in range(len(lo)):
+            alone = crown_bounds(layers, lo[b : b + 1], hi[b : b + 1])[0]
+            exact = leaf_bounds_exact_crown(steps, [Fraction(v) for v in lo[b]], [Fraction(v) for v in hi[b]])
+            assert np.allclose(batch[b], alone, rtol=1e-12, atol=1e-12)
+            assert np.allclose(batch[b], [float(v) for v in exact], rtol=1e-9, atol=1e-9)
+            assert (batch[b] <= np.array([float(v) for v in exact])).all()
 
     aff = ("affine", np.ones((3, 2)), np.zeros((3, 2)), np.zeros(3), np.zeros(3))
     low = np.array([[-1.0], [-1e10], [1.0]])
@@ -268,17 +276,48 @@ def test_outward_floats_enclose_the_exact_values():
             assert math.nextafter(a, math.inf) == b
 
 
+def test_split_values_read_as_floats_exactly_when_one_equals_them():
+    """``split_value`` gives a float exactly when the value is one within its safe range, and the
+    Fraction otherwise; the tree walk keeps such floats (the fast mode's corners, no rounding)
+    and the region's own bounds as Fractions."""
+    from torchlean.certificates.bounds import leaves, split_value
+
+    cases = ["-6004799506163061/18014398509481984", "3/8", "-5/1024", "0/1", "7/1", "12/16", "1/3"]
+    cases += [str(Fraction(x)) for x in (0.1, -2.5e-290, 2.0**53, -(2.0**53))]
+    cases += [f"{2**53 + 1}/2", f"1/{2**969}", f"1/{2**970}", f"3/{2**1074}", "1/10"]
+    for text in cases:
+        v, q = split_value(text), Fraction(text)
+        assert Fraction(v) == q
+        safe = q.denominator.bit_length() <= 970 and abs(q.numerator) <= 2**53
+        assert (type(v) is float) == (q.denominator & (q.denominator - 1) == 0 and safe), text
+    lo, hi = [Fraction(-1, 3), Fraction(0)], [Fraction(1, 3), Fraction(1)]
+    tree = [["split", 0, "0/1"], ["leaf", []], ["split", 1, "1/3"], ["leaf", []], ["leaf", []]]
+    boxes = [(a, b) for a, b, _ in leaves(tree, lo, hi)]
+    assert boxes == [([lo[0], lo[1]], [0.0, hi[1]]), ([0.0, lo[1]], [hi[0], Fraction(1, 3)]),
+                     ([0.0, Fraction(1, 3)], hi)]  # fmt: skip
+    assert [type(v) for v in boxes[1][1]] == [Fraction, Fraction] and type(boxes[0][1][0]) is float
+    corners = fast._corners([b[0] for b in boxes], {}, 0)
+    assert corners[1, 0] == 0.0  # (a float corner as it is; the Fractions rounded down)
+    assert Fraction(corners[0, 0]) < lo[0] and Fraction(corners[2, 1]) < Fraction(1, 3)
+
+
 def test_exact_number_reading_and_float_comparison():
     """The checker's fast paths decide exactly what the general ones do: "p/q" strings read to the
     same rational as Fraction's parser, and a float compares with a rational exactly (0.1 as a
     float is slightly above 1/10, and equal to its own ratio)."""
-    from torchlean.certificates.core import Rejected, at_least, rational
+    from torchlean.certificates.core import Rejected, at_least, ratio, rational
 
-    for text in ("3/4", "03/004", "0/7", "91733/50000", "-3/4", "7", "1.25", " 5/10 ", "1_000/3"):
+    texts = ("3/4", "03/004", "0/7", "91733/50000", "-3/4", "-0/5", "-06/4", "7", "-7", "1.25", " 5/10 ")
+    for text in (*texts, "1_000/3", "-1_000/3", " -3/4", "+3/4"):
         assert rational(text) == Fraction(text)
-    for bad in ("3/0", "3/00", "/4", "3/", "x/4", "3/4/5"):
-        with pytest.raises(Rejected):
-            rational(bad)
+        p, q = ratio(text)
+        assert q > 0 and Fraction(p, q) == Fraction(text)
+    for bad in ("3/0", "3/00", "/4", "3/", "x/4", "3/4/5", "--3/4", "-/4", "- 3/4", "3/-4", True, 0.5, None):
+        for read in (rational, ratio):
+            with pytest.raises(Rejected):
+                read(bad)
+    assert at_least(0.75, ratio("6/8")) and not at_least(0.75, ratio("7/8")) and at_least(-1.0, (-2, 2))
+    assert not at_least(math.nan, (-1, 1)) and at_least(Fraction(1, 3), (2, 6))
     tenth = Fraction(*0.1.as_integer_ratio())
     assert at_least(0.1, Fraction(1, 10)) and at_least(0.1, tenth)
     assert not at_least(0.1, tenth + Fraction(1, 10**30))

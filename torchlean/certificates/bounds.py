@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
-from .core import CHECKERS, Rejected, Verdict, at_least, rational, require
+from .core import CHECKERS, Rejected, Verdict, at_least, ratio, rational, require
 from .network import Affine, Net, PartsMemo, Relu, evaluate, fingerprint
 from .property import Region, Spec
 
@@ -299,7 +299,11 @@ def leaves(
     (sizes ``widths``): its inactive subtree (z <= 0) comes first, then the active one (z >= 0).
     The two halfspaces cover everything, so leaves cover the box whatever the splits are;
     ``phases`` maps (layer, i) to 0/1 along the path. (Runs once per node, so its conditions raise
-    directly: a ``require`` message would be formatted for every node that passes.)"""
+    directly: a ``require`` message would be formatted for every node that passes.)
+
+    A leaf's corners are exact: the region's Fractions, and split values as ``split_value`` reads
+    them (a float where one equals the value, which every comparison here treats exactly). Boxes
+    share their unchanged lists, so callers must not modify them."""
     require(isinstance(tree, list) and tree, "split tree must be a non-empty list")
     stack: list[tuple[list[Fraction], list[Fraction], dict[tuple[int, int], int]]] = [
         (list(lo), list(hi), {})
@@ -315,13 +319,13 @@ def leaves(
         if node[0] == "split":
             if len(node) != 3:
                 raise Rejected(f"tree entry {pos - 1}: split needs a dimension and a value")
-            dim, v = node[1], rational(node[2])
+            dim, v = node[1], split_value(node[2])
             if not _index(dim, len(lo)):
                 raise Rejected(f"tree entry {pos - 1}: bad split dimension {dim!r}")
             if not llo[dim] <= v <= lhi[dim]:
                 raise Rejected(f"tree entry {pos - 1}: split value outside its box")
-            upper = (llo[:dim] + [v] + llo[dim + 1 :], list(lhi), phases)
-            lower = (list(llo), lhi[:dim] + [v] + lhi[dim + 1 :], phases)
+            upper = (llo[:dim] + [v] + llo[dim + 1 :], lhi, phases)
+            lower = (llo, lhi[:dim] + [v] + lhi[dim + 1 :], phases)
             stack.append(upper)  # popped after the whole lower subtree
             stack.append(lower)
         elif node[0] == "relu":
@@ -343,6 +347,17 @@ def leaves(
         else:
             raise Rejected(f"tree entry {pos - 1}: unknown node {node[0]!r}")
     require(pos == len(tree), f"split tree has {len(tree) - pos} entries after its last leaf")
+
+
+def split_value(x: Any) -> float | Fraction:
+    """A split value, exactly: a float when p/q (the form the search writes) is one, which it
+    certainly is when q = 2^k with k <= 969 and |p| <= 2^53 (p converts exactly, and scaling by
+    2^-k stays in the normal range, so ldexp is exact); otherwise the Fraction. The fast replay
+    then uses such a corner as it is, without rounding it outward."""
+    p, q = ratio(x)
+    if q & (q - 1) == 0 and q.bit_length() <= 970 and -(2**53) <= p <= 2**53:
+        return math.ldexp(float(p), 1 - q.bit_length())
+    return Fraction(p, q)
 
 
 def _index(i: Any, n: int) -> bool:
@@ -401,16 +416,16 @@ def check_leaf_proofs(
     for j, p in enumerate(proofs):
         if not (isinstance(p, list) and len(p) in (2, 3)):
             raise Rejected(f"{where}: proof {j} malformed")
-        combo, beta = proof_combo(p[0], disjuncts[j], where), rational(p[1])
+        combo, beta = proof_combo(p[0], disjuncts[j], where), ratio(p[1])
         extras = proof_extras(p, phases or {}, widths, f"{where}: disjunct {j}") if len(p) == 3 else ({}, {})
-        if beta <= 0:
-            raise Rejected(f"{where}: disjunct {j}: claimed bound {beta} is not positive")
+        if beta[0] <= 0:
+            raise Rejected(f"{where}: disjunct {j}: claimed bound {Fraction(*beta)} is not positive")
         row = index[j].get(combo)
         if row is None:
             raise Rejected(f"{where}: disjunct {j}: combination {combo} has no row")
         got = lower(row, extras)
         if not at_least(got, beta):
-            got_s, beta_s = f"{float(got):.6g}", f"{float(beta):.6g}"
+            got_s, beta_s = f"{float(got):.6g}", f"{float(Fraction(*beta)):.6g}"
             raise Rejected(f"{where}: disjunct {j}: recomputed bound {got_s} < claimed {beta_s}")
 
 
@@ -476,6 +491,7 @@ def check_vnn(cert: Any, net: Net, spec: Spec, mode: str | None = None) -> Verdi
                 require(n <= MAX_LEAVES, "too many leaves")
                 steps, index = objective_steps(net, region, combos_used(region, [it[2][0] for it in items]))
                 for i, (lo, hi, (proofs, how, phases)) in enumerate(items):
+                    lo, hi = [Fraction(v) for v in lo], [Fraction(v) for v in hi]  # (floats: exactly)
                     if (how or method) == "crown":
                         lower = crown_lower_exact(steps, lo, hi, phases)
                     else:  # (ignores ReLU splits and extras: a bound over the whole box is still one)

@@ -76,9 +76,9 @@ def rational(x: Any) -> Fraction:
     if isinstance(x, int):
         return Fraction(x)
     if isinstance(x, str):
-        p, slash, q = x.partition("/")
-        if slash and p.isascii() and p.isdigit() and q.isascii() and q.isdigit() and q.strip("0"):
-            return Fraction(int(p), int(q))  # ("p/q", the form certificates write: no regex, same value)
+        pq = _p_over_q(x)
+        if pq is not None:
+            return Fraction(*pq)  # (the form certificates write: no regex, same value)
         try:
             return Fraction(x)
         except (ValueError, ZeroDivisionError):
@@ -86,15 +86,37 @@ def rational(x: Any) -> Fraction:
     raise Rejected(f"numbers must be ints or 'p/q' strings, got {type(x).__name__} {x!r}")
 
 
-def at_least(x: Fraction | float, q: Fraction) -> bool:
-    """x >= q exactly; a float that is not finite never passes. (A finite float is a/b exactly, b > 0,
-    so comparing the cross products decides it without building a Fraction.)"""
+def ratio(x: Any) -> tuple[int, int]:
+    """The number ``rational`` reads, as integers (p, q) with q > 0, not necessarily in lowest
+    terms: what the per-leaf checks compare, without the cost of building a Fraction."""
+    if isinstance(x, str):
+        pq = _p_over_q(x)
+        if pq is not None:
+            return pq
+    return rational(x).as_integer_ratio()
+
+
+def _p_over_q(x: str) -> tuple[int, int] | None:
+    """(p, q) for "p/q" or "-p/q" in ASCII digits with q > 0, else None (the general parser decides)."""
+    p, slash, q = x.partition("/")
+    digits = p[1:] if p.startswith("-") else p
+    if slash and digits.isascii() and digits.isdigit() and q.isascii() and q.isdigit() and q.strip("0"):
+        return int(p), int(q)
+    return None
+
+
+def at_least(x: Fraction | float, q: Fraction | tuple[int, int]) -> bool:
+    """x >= q exactly (q a Fraction, or (p, q) with q > 0); a float that is not finite never passes.
+    (A finite float is a/b exactly, b > 0, so comparing the cross products decides it without
+    building a Fraction.)"""
+    n, d = q if isinstance(q, tuple) else (q.numerator, q.denominator)
     if isinstance(x, float):
         if not math.isfinite(x):
             return False
         a, b = x.as_integer_ratio()
-        return a * q.denominator >= q.numerator * b
-    return x >= q
+    else:
+        a, b = x.numerator, x.denominator
+    return a * d >= n * b
 
 
 def require(cond: bool, message: str) -> None:

@@ -43,8 +43,9 @@ class _Relaxed(NamedTuple):
     weights w and composite charges V (B, n; module docstring); then the same restricted to the
     ``live`` neurons (not dead in every box of the batch, see ``relax_layer``), laid out for the
     back-substitution step: α (B, 1, L), the number C of them relaxed in some box (they come
-    first), s - α on those (B, 1, C) and t on those (C, B), and this layer's affine step from the
-    previous layer's live neurons to these, (L, m') and (L,)."""
+    first), the number A >= C of those not active in every box (they come next; on the rest
+    α = 1 in every box), s - α on the first C (B, 1, C) and t on those (C, B), and this layer's
+    affine step from the previous layer's live neurons to these, (L, m') and (L,)."""
 
     s: np.ndarray
     t: np.ndarray
@@ -57,6 +58,7 @@ class _Relaxed(NamedTuple):
     live: np.ndarray
     a_l: np.ndarray
     nrel: int
+    nmul: int
     ds_l: np.ndarray
     t_l: np.ndarray
     M_l: np.ndarray
@@ -79,14 +81,16 @@ def relax_layer(aff, hv, prev: _Relaxed | None, low, upp, off: int) -> tuple[_Re
     w, V = _layer_charges(aff, hv, None if prev is None else prev.V, keep_u, keep_l, zmax)
     relaxed = unst.any(1)
     stable = ((keep_u != 0) | (keep_l != 0)).any(1) & ~relaxed
-    # the relaxed neurons first, so the step reaches them as a slice [:C] rather than a gather
-    live = np.concatenate([np.nonzero(relaxed)[0], np.nonzero(stable)[0]])
+    active = stable & (keep_l != 0).all(1)  # (stable and α = 1 in every box: active in every box)
+    # the relaxed neurons first, so the step reaches them as a slice [:C] rather than a gather, then
+    # those whose α is 0 in some box [C:A]; the step leaves μ = λ on the rest, which is exact
+    live = np.concatenate([np.nonzero(relaxed)[0], np.nonzero(stable & ~active)[0], np.nonzero(active)[0]])
     lc = live[: int(relaxed.sum())]
     _, M, _, c, _ = aff
     M_l = M[live] if prev is None else M[np.ix_(live, prev.live)]
     r = _Relaxed(
-        keep_u, t, keep_l, zmax, unst, off, w, V, live,
-        keep_l[live].T[:, None, :], lc.size, (keep_u[lc] - keep_l[lc]).T[:, None, :], t[lc], M_l, c[live],
+        keep_u, t, keep_l, zmax, unst, off, w, V, live, keep_l[live].T[:, None, :], lc.size,
+        live.size - int(active.sum()), (keep_u[lc] - keep_l[lc]).T[:, None, :], t[lc], M_l, c[live],
     )  # fmt: skip
     return r, post
 
@@ -233,15 +237,20 @@ def _back(affs, relus, vmaxs, k, lo, hi, xm, rows=None, sign=1.0, lagr=None, tra
         # ReLU is unstable, s >= 1/2 so s - 1 is exact (Sterbenz) and two roundings give an error
         # <= 3u·|λ·s|(1 + u): all within 8u·|fl(μ)|, charged against max|z|. s - α and t are 0
         # off the first ``nrel`` columns (the neurons relaxed in some box), so λ⁻ is only formed
-        # on those.
+        # on those, and α is 1 past the first ``nmul`` (active in every box), so μ = λ there.
+        # (λ is overwritten by μ where that saves a pass: the previous product made it.)
         if lagr is None:
             if trace is not None:
                 full = np.zeros((Bk, K, n))
                 full[:, :, r.live] = lam
                 trace.setdefault("lam", {})[j] = full
-            mu = lam * r.a_l
             ln = np.minimum(lam[:, :, : r.nrel], 0.0)
             shift = np.einsum("bkn,nb->bk", ln, r.t_l)
+            if lam.flags.writeable and 2 * r.nmul <= r.live.size:  # (a strided pass costs more)
+                mu = lam
+                mu[:, :, : r.nmul] *= r.a_l[:, :, : r.nmul]
+            else:
+                mu = lam * r.a_l
             mu[:, :, : r.nrel] += np.multiply(ln, r.ds_l, out=ln)
             Mj, cj = r.M_l, r.c_l
         else:  # (optimised slopes and multipliers: μ is not bounded by g·|λ|, charge it here)
