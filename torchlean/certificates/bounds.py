@@ -291,9 +291,12 @@ def crown_lower_exact(
     return lambda i, extras=None: _back_exact(affs, relax, k, _unit(n, i, 1), lo, hi, extras, phases)
 
 
+Corners = list[Fraction | float]  # exact values (floats stand for themselves)
+
+
 def leaves(
     tree: Any, lo: list[Fraction], hi: list[Fraction], widths: tuple[int, ...] = ()
-) -> Iterator[tuple[list[Fraction], list[Fraction], Any]]:
+) -> Iterator[tuple[Corners, Corners, Any]]:
     """Walk a preorder split tree, yielding (leaf lo, leaf hi, (proofs, method, phases)); rejects
     malformed trees. ``["relu", layer, i]`` splits on hidden neuron i of ReLU layer ``layer``
     (sizes ``widths``): its inactive subtree (z <= 0) comes first, then the active one (z >= 0).
@@ -305,9 +308,7 @@ def leaves(
     them (a float where one equals the value, which every comparison here treats exactly). Boxes
     share their unchanged lists, so callers must not modify them."""
     require(isinstance(tree, list) and tree, "split tree must be a non-empty list")
-    stack: list[tuple[list[Fraction], list[Fraction], dict[tuple[int, int], int]]] = [
-        (list(lo), list(hi), {})
-    ]
+    stack: list[tuple[Corners, Corners, dict[tuple[int, int], int]]] = [(list(lo), list(hi), {})]
     pos = 0
     while stack:
         require(pos < len(tree), "split tree ends early: a split is missing a subtree")
