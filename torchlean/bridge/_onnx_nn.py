@@ -116,6 +116,8 @@ def _pads(b: Builder, x: str, attrs: dict[str, Any], op: str, kernel: tuple[int,
     if auto == "VALID":
         return [0, 0], [0, 0]
     if auto in ("SAME_UPPER", "SAME_LOWER"):
+        if dilations != (1, 1):  # onnxruntime refuses it too: no reference to test against
+            raise ShapeError(f"{op}: auto_pad={auto} with dilations {dilations} is not supported")
         begins, ends = [], []
         for n, k, s, d in zip(b.shape(x)[2:], kernel, strides, dilations):
             total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
