@@ -188,7 +188,7 @@ def test_sub_div_normalisation_constants():
     nodes = [helper.make_node("Constant", [], ["mu"], value=numpy_helper.from_array(mean, "mu")),
              helper.make_node("Constant", [], ["sd"], value_float=float(std[0, 0])),
              helper.make_node("Sub", ["x", "mu"], ["a"]), helper.make_node("Div", ["a", "sd"], ["y"])]
-    m = _model(nodes, [("x", (1, 4))], ["y"], opset=9)
+    m = _model(nodes, [("x", (1, 4))], ["y"], opset=12)  # value_float exists since Constant-12
     feeds = _feed("x", (1, 4))
     _assert_exact(m, feeds, (mp(feeds["x"]) - mp(mean)) / mp(std[0, 0]))
 
@@ -411,6 +411,23 @@ def test_foreign_domains_and_missing_operators_are_refused():
     m = _relu()
     del m.opset_import[:]
     with pytest.raises(OnnxImportError, match="no default-domain"):
+        load_onnx(m)
+
+
+def test_signatures_are_checked_against_the_schema():
+    m = _model([helper.make_node("Gemm", ["a", "b"], ["y"], transb=1)], [("a", (2, 3)), ("b", (2, 3))], ["y"])
+    with pytest.raises(OnnxImportError, match="attribute\\(s\\) transb not defined by Gemm-13"):
+        load_onnx(m)  # a misspelt transB must not be ignored
+    m = _model([helper.make_node("Concat", ["a", "a"], ["y"])], [("a", (2, 3))], ["y"])
+    with pytest.raises(OnnxImportError, match="required attribute\\(s\\) axis missing"):
+        load_onnx(m)
+    m = _model([helper.make_node("Relu", ["a", "a"], ["y"])], [("a", (2, 3))], ["y"])
+    with pytest.raises(OnnxImportError, match="has 2 inputs; Relu-.* takes 1..1"):
+        load_onnx(m)
+    nodes = [helper.make_node("Constant", [], ["c"], value_float=1.0),
+             helper.make_node("Add", ["a", "c"], ["y"])]
+    m = _model(nodes, [("a", (2, 3))], ["y"], opset=11)
+    with pytest.raises(OnnxImportError, match="value_float not defined by Constant-11"):
         load_onnx(m)
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..spec.shapes import ShapeError
+from ..spec.shapes import ShapeError, size
 from ._onnx_exact import exact_array
 from ._onnx_ops import axes_arg, axis_in, const_input, converter, f32, ints
 
@@ -28,6 +28,8 @@ def pad_constant(b: Builder, x: str, begins: list[int], ends: list[int], value: 
         raise ShapeError(f"pads for {len(begins)} axes given for a rank-{len(shape)} input")
     if any(d + lo + hi <= 0 for d, lo, hi in zip(shape, begins, ends)):
         raise ShapeError(f"pads {begins + ends} leave an empty tensor from shape {tuple(shape)}")
+    if size(tuple(d + max(lo, 0) + max(hi, 0) for d, lo, hi in zip(shape, begins, ends))) > 1 << 26:
+        raise ShapeError(f"pads {begins + ends} make a tensor of more than 2**26 elements")
     if any(lo < 0 or hi < 0 for lo, hi in zip(begins, ends)):
         index = tuple((max(-lo, 0), d - max(-hi, 0), None) for d, lo, hi in zip(shape, begins, ends))
         x = b.emit("slice", [x], {"index": index}, hint=hint, fold=True)
@@ -92,7 +94,7 @@ def _clip(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[
         x = b.emit("maximum", [x, b.reshape(lo, (), hint)], hint=hint)
     if hi:
         x = b.emit("minimum", [x, b.reshape(hi, (), hint)], hint=hint)
-    return [x if x != ins[0] else b.emit("reshape", [x], {"shape": b.shape(x)}, hint=hint)]
+    return [x]
 
 
 # -- convolution and pooling ------------------------------------------------------------------------
@@ -154,6 +156,8 @@ def _conv(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[
                   "groups": int(attrs.get("group", 1))}
     out = b.emit("conv2d", [x, w], conv_attrs, hint=hint)
     if len(ins) > 2 and ins[2]:
+        if b.shape(ins[2]) != (b.shape(w)[0],):
+            raise ShapeError(f"Conv: bias of shape {b.shape(ins[2])} for {b.shape(w)[0]} output channels")
         bias = b.reshape(ins[2], (b.shape(ins[2])[0], 1, 1), hint)
         out = b.emit("add", [out, bias], hint=hint)
     return [out]

@@ -209,6 +209,8 @@ def _gemm(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[
     if folded is not None:  # alpha * (A @ W) = A @ (alpha * W) over the reals
         w, alpha = b.const(folded, f"{w}.alpha"), 1.0
     out = b.scaled(b.emit("matmul", [a, w], hint=hint), alpha, hint)
+    if c and np.broadcast_shapes(b.shape(c), b.shape(out)) != b.shape(out):
+        raise ShapeError(f"Gemm: C of shape {b.shape(c)} does not broadcast to {b.shape(out)}")
     if c and beta != 0.0:  # beta == 0: ONNX's beta * C is zero for any (finite) C
         out = b.emit("add", [out, b.scaled(c, beta, f"{c}.beta")], hint=hint)
     return [out]

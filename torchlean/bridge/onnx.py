@@ -290,11 +290,30 @@ def _check_graph(g: Any, opset: int) -> None:
             unsupported.add(n.op_type)
             continue
         try:
-            onnx.defs.get_schema(n.op_type, opset, "")
+            schema = onnx.defs.get_schema(n.op_type, opset, "")
         except Exception:  # onnx raises SchemaError
             raise OnnxImportError(f"{where}: {n.op_type} does not exist in opset {opset}") from None
+        _check_signature(n, schema, where)
     if unsupported:
         raise OnnxImportError("unsupported ONNX operator(s): " + ", ".join(sorted(unsupported)))
+
+
+def _check_signature(n: Any, schema: Any, where: str) -> None:
+    """Input and output counts within the operator's schema, required attributes present, no
+    attribute the schema does not define (a misspelt ``transb`` would otherwise be ignored)."""
+    if not schema.min_input <= len(n.input) <= schema.max_input:
+        raise OnnxImportError(f"{where} has {len(n.input)} inputs; {n.op_type}-{schema.since_version} "
+                              f"takes {schema.min_input}..{schema.max_input}")
+    if len(n.output) > schema.max_output:
+        raise OnnxImportError(f"{where} has {len(n.output)} outputs; at most {schema.max_output}")
+    names = {a.name for a in n.attribute}
+    unknown = sorted(names - set(schema.attributes))
+    if unknown:
+        raise OnnxImportError(f"{where}: attribute(s) {', '.join(unknown)} not defined by "
+                              f"{n.op_type}-{schema.since_version}")
+    missing = sorted(k for k, a in schema.attributes.items() if a.required and k not in names)
+    if missing:
+        raise OnnxImportError(f"{where}: required attribute(s) {', '.join(missing)} missing")
 
 
 def load_onnx(path: str | os.PathLike[str] | Any, batch_size: int = 1,
@@ -347,8 +366,9 @@ def load_onnx(path: str | os.PathLike[str] | Any, batch_size: int = 1,
         b.made = set()
         try:
             outs = convert(b, ins, _attrs(node), hint=node.output[0])
-        except (ShapeError, ValueError, IndexError) as e:  # includes OnnxImportError from the builder
-            raise OnnxImportError(f"{where}: {e}") from None
+        except (ShapeError, ValueError, IndexError, KeyError, TypeError) as e:  # incl. OnnxImportError
+            raise OnnxImportError(f"{where}: {type(e).__name__ + ' ' if isinstance(e, KeyError) else ''}"
+                                  f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         for k, onnx_name in enumerate(node.output):
             if k >= len(outs):
                 if onnx_name in consumed:
@@ -366,7 +386,10 @@ def load_onnx(path: str | os.PathLike[str] | Any, batch_size: int = 1,
             ir = b.claim(b.emit("reshape", [ir], {"shape": b.shape(ir)}, hint=vo.name), vo.name)
         outputs.append(ir)
     b.graph.outputs = outputs
-    return b.graph.check()
+    try:
+        return b.graph.check()
+    except ValueError as e:  # GraphError: e.g. a dtype the IR does not hold
+        raise OnnxImportError(str(e).splitlines()[0]) from None
 
 
 def onnx_operators(path: str | os.PathLike[str]) -> list[str]:
