@@ -424,6 +424,10 @@ def test_signatures_are_checked_against_the_schema():
     m = _model([helper.make_node("Relu", ["a", "a"], ["y"])], [("a", (2, 3))], ["y"])
     with pytest.raises(OnnxImportError, match="has 2 inputs; Relu-.* takes 1..1"):
         load_onnx(m)
+    m = _model([helper.make_node("LayerNormalization", ["x", "", "b"], ["y"])], [("x", (2, 3))], ["y"],
+               [("b", np.ones(3, np.float32))], opset=17)
+    with pytest.raises(OnnxImportError, match="input 1 \\(Scale\\) is required but empty"):
+        load_onnx(m)  # it was read as a zero scale
     nodes = [helper.make_node("Constant", [], ["c"], value_float=1.0),
              helper.make_node("Add", ["a", "c"], ["y"])]
     m = _model(nodes, [("a", (2, 3))], ["y"], opset=11)

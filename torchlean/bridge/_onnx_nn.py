@@ -174,6 +174,8 @@ def _pool(b: Builder, ins: list[str], attrs: dict[str, Any], op: str, hint: str,
         raise ShapeError(f"{op}: dilations {attrs['dilations']} are not supported")
     k, strides = _pair(attrs, "kernel_shape", op, (0, 0)), _pair(attrs, "strides", op)
     begins, ends = _pads(b, x, attrs, op, k, strides, (1, 1))
+    if any(p >= kk for p, kk in zip(begins + ends, k + k)):
+        raise ShapeError(f"{op}: pads {begins + ends} must be smaller than the kernel {k}")
     if begins != ends:
         if not zero_pad_ok:
             raise ShapeError(f"{op}: asymmetric pads {begins + ends} are not supported")

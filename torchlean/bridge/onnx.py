@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..spec import PRIMITIVES, Graph, Node, Value
-from ..spec.graph import _result_dtype
+from ..spec.graph import DTYPES, _result_dtype
 from ..spec.shapes import ShapeError
 from . import _onnx_ops as ops
 from ._onnx_exact import EXACT_FOLDS, exact_array, exact_product
@@ -304,6 +304,11 @@ def _check_signature(n: Any, schema: Any, where: str) -> None:
     if not schema.min_input <= len(n.input) <= schema.max_input:
         raise OnnxImportError(f"{where} has {len(n.input)} inputs; {n.op_type}-{schema.since_version} "
                               f"takes {schema.min_input}..{schema.max_input}")
+    optional = _onnx().defs.OpSchema.FormalParameterOption.Optional
+    for i, name in enumerate(n.input):
+        formal = schema.inputs[min(i, len(schema.inputs) - 1)]
+        if not name and formal.option != optional:
+            raise OnnxImportError(f"{where}: input {i} ({formal.name}) is required but empty")
     if len(n.output) > schema.max_output:
         raise OnnxImportError(f"{where} has {len(n.output)} outputs; at most {schema.max_output}")
     names = {a.name for a in n.attribute}
@@ -343,7 +348,14 @@ def load_onnx(path: str | os.PathLike[str] | Any, batch_size: int = 1,
     g = model.graph
     _check_graph(g, opset)
 
-    inits = {t.name: onnx.numpy_helper.to_array(t) for t in g.initializer}
+    if not g.output:
+        raise OnnxImportError("the model's graph has no outputs")
+    inits = {}
+    for t in g.initializer:
+        try:
+            inits[t.name] = onnx.numpy_helper.to_array(t)
+        except Exception as e:  # bad raw_data length, external data missing, unknown type...
+            raise OnnxImportError(f"initializer {t.name!r} cannot be read ({type(e).__name__})") from None
     float_types = [_dtype_name(i.type.tensor_type.elem_type) for i in g.input if i.name not in inits]
     float_types += [str(a.dtype) for a in inits.values() if a.dtype.kind == "f"]
     dtype = next((d for d in float_types if d in _FLOATS), "float32")
@@ -353,6 +365,8 @@ def load_onnx(path: str | os.PathLike[str] | Any, batch_size: int = 1,
         if vi.name in inits:
             continue
         dt = _dtype_name(vi.type.tensor_type.elem_type)
+        if dt not in DTYPES:
+            raise OnnxImportError(f"graph input {vi.name!r} has element type {dt}, not held by the IR")
         b.add_input(vi.name, _dims(vi.type, batch_size, vi.name, dims), dt)
     for name, arr in inits.items():
         b.add_initializer(name, arr)
