@@ -435,13 +435,21 @@ def test_signatures_are_checked_against_the_schema():
         load_onnx(m)
 
 
+def test_operand_types_are_checked_by_strict_inference():
+    m = _model([helper.make_node("Add", ["x", "c"], ["y"])], [("x", (2, 3))], ["y"],
+               [("c", np.ones(3, np.float64))])
+    with pytest.raises(OnnxImportError, match="invalid ONNX model: .*Add"):
+        load_onnx(m)  # float32 + float64 is not an ONNX Add; it was imported as a float64 add
+
+
 def test_unsupported_uses_are_refused():
     m = _model([helper.make_node("Dropout", ["x", "r", "t"], ["y"])], [("x", (2, 3))], ["y"],
                [("r", np.float32(0.5)), ("t", np.array(True))])
     with pytest.raises(OnnxImportError, match="training mode"):
         load_onnx(m)
-    m = _model([helper.make_node("Dropout", ["x"], ["y", "mask"]), helper.make_node("Relu", ["mask"], ["z"])],
-               [("x", (2, 3))], ["z"])
+    nodes = [helper.make_node("Dropout", ["x"], ["y", "mask"]),
+             helper.make_node("Cast", ["mask"], ["z"], to=F)]
+    m = _model(nodes, [("x", (2, 3))], ["z"])
     with pytest.raises(OnnxImportError, match="output 1 \\('mask'\\) is not supported"):
         load_onnx(m)
     m = _model([helper.make_node("Squeeze", ["x", "ax"], ["y"])], [("x", (1, 3))], ["y"],

@@ -401,9 +401,15 @@ def load_onnx(path: str | os.PathLike[str] | Any, batch_size: int = 1,
         outputs.append(ir)
     b.graph.outputs = outputs
     try:
-        return b.graph.check()
+        graph = b.graph.check()
     except ValueError as e:  # GraphError: e.g. a dtype the IR does not hold
         raise OnnxImportError(str(e).splitlines()[0]) from None
+    try:  # last, the onnx package's strict type and shape inference: what the converters let by
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except Exception as e:  # InferenceError
+        text = " ".join(str(e).split())
+        raise OnnxImportError(f"invalid ONNX model: {text[:300] or type(e).__name__}") from None
+    return graph
 
 
 def onnx_operators(path: str | os.PathLike[str]) -> list[str]:
