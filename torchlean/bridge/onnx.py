@@ -16,7 +16,9 @@ Identity/Dropout vanish.
 
 Malformed models are refused with one line naming the problem: unsupported operators (all listed
 at once, before anything is lowered), an opset outside the supported range, operators from other
-domains, a value written twice (not SSA), input dimensions that are not positive sizes.
+domains, a value written twice (not SSA), input dimensions that are not positive sizes, a node that
+does not fit its operator's schema (input/output counts, empty required inputs, unknown or missing
+attributes), and last whatever the onnx package's strict type and shape inference refuses.
 """
 
 from __future__ import annotations
