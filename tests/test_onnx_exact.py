@@ -456,6 +456,10 @@ def test_unsupported_uses_are_refused():
                [("ax", np.array([2], np.int64))])
     with pytest.raises(OnnxImportError, match="axis 2 is out of range"):
         load_onnx(m)
+    m = _model([helper.make_node("Div", ["x", "d"], ["y"])], [("x", (1, 3))], ["y"],
+               [("d", np.array([1, 0, 2], np.float32))])
+    with pytest.raises(OnnxImportError, match="Div by a constant holding 0"):
+        load_onnx(m)
     m = _model([helper.make_node("Pad", ["x", "p"], ["y"], mode="reflect")], [("x", (1, 3))], ["y"],
                [("p", np.array([0, 1, 0, 1], np.int64))])
     with pytest.raises(OnnxImportError, match="mode 'reflect' is not supported"):

@@ -111,6 +111,8 @@ def _binary(prim: str) -> Converter:
         cx, cy = b.constant_of(x), b.constant_of(y)
         if cx is not None and cy is not None and cx.dtype.kind in "iu" and cy.dtype.kind in "iu":
             return [b.const(_fold_ints(prim, cx, cy), hint)]
+        if prim == "div" and cy is not None and not np.all(cy != 0):
+            raise ShapeError("Div by a constant holding 0 has no real-number meaning")
         return [b.emit(prim, [x, y], hint=hint)]
     return convert
 
