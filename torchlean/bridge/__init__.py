@@ -2,13 +2,17 @@
 
 API (stable; the verifier builds on it):
 
-``load_onnx(path, batch_size=1) -> spec.Graph``
-    A checked Graph. Inputs/outputs keep their ONNX names (``graph.inputs[0].name``,
-    ``graph.outputs[0]``); weights are ``graph.constants`` with exact bits; symbolic dims become
-    ``batch_size``. Lowered to primitives: matmul, add, sub, mul, div, relu, sigmoid, tanh, flatten,
-    reshape, transpose, concat, softmax, conv2d, max_pool2d, avg_pool2d, batch_norm, ...
-    Gemm's transposed constant weights are folded (``W.T`` becomes one constant), so the ACAS Xu
-    and MNIST nets are ``[sub,] flatten, (matmul, add, relu)*, matmul, add``. Evaluate with
+``load_onnx(path, batch_size=1, dims=None) -> spec.Graph``
+    A checked Graph with the exact real-number meaning of the model's stored weights and
+    attributes (nothing folded in float arithmetic; see TRUST_BOUNDARIES.md). Inputs/outputs keep
+    their ONNX names (``graph.inputs[0].name``, ``graph.outputs[0]``); weights are
+    ``graph.constants`` with exact bits; a symbolic dim takes its size from ``dims[name]``, or on
+    axis 0 from ``batch_size``; others are refused. Lowered to primitives: matmul, add, sub, mul,
+    div, relu, sigmoid, tanh, flatten, reshape, transpose, concat, slice (Pad), softmax, conv2d,
+    max_pool2d, avg_pool2d, batch_norm, layer_norm, ... Gemm's transposed constant weights are
+    folded (``W.T`` becomes one constant; alpha/beta only when the product is exact, else a
+    ``mul`` node), so the ACAS Xu and MNIST nets are ``[sub,] flatten, (matmul, add, relu)*,
+    matmul, add``. Evaluate with
     ``torchlean.runtime.execute.run_graph(graph, {name: array})``. Errors: ``OnnxImportError``
     (one line; unsupported operators all listed). ``export_onnx(graph, path)`` writes one back.
 
