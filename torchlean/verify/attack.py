@@ -26,36 +26,33 @@ def margins(region: Region, y: np.ndarray) -> np.ndarray:
 
 
 def to_float32_in_box(x: np.ndarray, region: Region) -> list[Fraction] | None:
-    """Round a point to float32 values that stay in the region's box (exact comparison)."""
+    """Round a point to float32 values in the region's input set (exact comparison): a value on
+    or outside a bound moves inward by float32 steps, past a strict bound strictly (``X_0 > 0``
+    never gives 0); None when no float32 value nearby is inside."""
     out = []
-    for v, lo, hi in zip(x, region.lo, region.hi):
+    for v, lo, hi, sl, sh in zip(x, region.lo, region.hi, *region.strictness()):
         f = np.float32(v)
         for _ in range(4):
-            if Fraction(float(f)) < lo:
+            q = Fraction(float(f))
+            if q < lo or (sl and q == lo):
                 f = np.nextafter(f, np.float32(np.inf))
-            elif Fraction(float(f)) > hi:
+            elif q > hi or (sh and q == hi):
                 f = np.nextafter(f, np.float32(-np.inf))
         q = Fraction(float(f))
-        if not lo <= q <= hi:
+        if not ((lo < q if sl else lo <= q) and (q < hi if sh else q <= hi)):
             return None
         out.append(q)
     return out
 
 
 def confirm(net: Net, spec: Spec, x: list[Fraction]) -> bool:
-    """Exact check that x is a counterexample (the checker's own rule)."""
+    """Exact check that x is a counterexample (the checker's own rule: strict atoms and strict
+    input bounds strictly)."""
     y = evaluate(net, x)
-    for region in spec.regions:
-        if all(a <= v <= b for a, v, b in zip(region.lo, x, region.hi)):
-            for disj in region.disjuncts:
-                if all(
-                    (sum((a * v for a, v in zip(t.a, y) if a), Fraction(0)) < t.b)
-                    if t.strict
-                    else (sum((a * v for a, v in zip(t.a, y) if a), Fraction(0)) <= t.b)
-                    for t in disj
-                ):
-                    return True
-    return False
+    return any(
+        region.contains(x) and any(all(t.holds(y) for t in disj) for disj in region.disjuncts)
+        for region in spec.regions
+    )
 
 
 def try_points(net: Net, fnet: FloatNet, spec: Spec, region: Region, x: np.ndarray) -> list[Fraction] | None:
