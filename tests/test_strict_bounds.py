@@ -197,3 +197,23 @@ def test_cli_strict_sat_instance_round_trip(tmp_path):
     assert 0 < x0 <= 0.5
     r = _cli("check", tmp_path / "c.json", TINY, prop)
     assert r.returncode == 0 and r.stdout.startswith("accepted: sat"), r.stdout + r.stderr
+
+
+# -- FPCore preconditions (floats/) ------------------------------------------------------------------
+
+def test_fpcore_strict_pre_is_kept_and_sampled_points_respect_it():
+    from torchlean.floats.fpcore import to_benchmarks, topo
+    from torchlean.floats.fpsample import _in_pre, observed
+
+    (b,) = to_benchmarks("(FPCore (x y) :pre (and (< 0 x 1) (<= 0 x) (<= -1 y 1) (< y x)) (- x y))")
+    assert b.box == {"x": (0, 1), "y": (-1, 1)} and b.strict == {("x", 0), ("x", 1)}
+    cons = [(topo(lhs), topo(rhs)) for _, lhs, rhs in b.constraints]
+    assert [op for op, _, _ in b.constraints] == ["<"]
+    q = lambda x, y: {"x": Fraction(x), "y": Fraction(y)}  # noqa: E731
+    assert _in_pre(b, q("1/2", "1/4"), cons)
+    assert not _in_pre(b, q(0, -1), cons) and not _in_pre(b, q(1, 0), cons)  # strict box bounds
+    assert not _in_pre(b, q("1/2", "1/2"), cons)  # y < x strictly
+    (c,) = to_benchmarks("(FPCore (x) :pre (and (<= 0 x) (<= x 1) (< -1 x)) x)")
+    assert c.strict == set()  # the tighter closed bound wins over a looser strict one
+    worst, n = observed(b, n=200)
+    assert n == 200 and 0 <= worst < 1e-15
