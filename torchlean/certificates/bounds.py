@@ -446,7 +446,8 @@ def region_parts(region: Region, entry: Any) -> list[tuple[Region, Any]]:
     require(set(entry) == {"per_disjunct"}, "malformed region entry")
     trees = entry["per_disjunct"]
     require(isinstance(trees, list) and len(trees) == len(region.disjuncts), "needs one tree per disjunct")
-    return [(Region(region.lo, region.hi, (d,)), t) for d, t in zip(region.disjuncts, trees)]
+    ls, hs = region.lo_strict, region.hi_strict
+    return [(Region(region.lo, region.hi, (d,), ls, hs), t) for d, t in zip(region.disjuncts, trees)]
 
 
 def _statement(cert: dict[str, Any], net: Net, spec: Spec, memo: PartsMemo | None = None) -> None:
