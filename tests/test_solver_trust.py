@@ -8,7 +8,10 @@ solver-trusted; now the named solver is re-run on the obligation derived from th
 
 import dataclasses
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,6 +26,7 @@ from torchlean.proofs.pytest_plugin import ProofItem
 from torchlean.runtime.rules import RULES
 
 ROOT = Path(__file__).resolve().parents[1]
+_RELU = {"relu": RULES["relu"]}  # the real rule, restored after a test that patches it in place
 pytestmark = pytest.mark.solver
 
 
@@ -131,3 +135,33 @@ def test_file_kind_is_not_used(tmp_path):
     art["certificate"]["tree"] = {"leaf": "false"}
     path.write_text(json.dumps(art))
     assert check_one(tmp_path, ob).status == "rejected"
+
+
+def test_pytest_plugin_end_to_end_refuses_the_forgery(tmp_path):
+    """``pytest --torchlean-check`` in a project whose relu VJP is broken (by a module named in
+    ``[tool.torchlean] modules``) and whose artifact for it is the issue's forgery."""
+    shutil.copytree(ROOT / "proofs", tmp_path / "proofs")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.torchlean]\nproofs = "proofs"\nmodules = ["break_relu"]\n')
+    (tmp_path / "break_relu.py").write_text(
+        "import dataclasses\nfrom torchlean.runtime.rules import RULES\n"
+        "def vjp(xp, g, out, x):\n    return (xp.where(xp.greater(x, 0), 2 * g, 0 * g),)\n"
+        "RULES['relu'] = dataclasses.replace(RULES['relu'], vjp=vjp)\n")
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["torchlean.proofs.pytest_plugin"]\n')
+    (tmp_path / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import break_relu  # noqa: F401  (the same patch, here, to derive the forged obligation)
+
+        (ob,) = collect(["break_relu"], ["autograd.relu"])
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("break_relu", None)
+        RULES.update(_RELU)
+    _forge(tmp_path / "proofs", ob)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path)]))
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--torchlean-check"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stdout[-2000:]
+    assert "1 failed" in r.stdout and "autograd.relu" in r.stdout, r.stdout[-2000:]
+    assert "rejected: no certificate tree and cvc5" in r.stdout, r.stdout[-2000:]
