@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..certificates.network import Net, evaluate
-from ..certificates.property import Region, Spec
+from ..certificates.property import Atom, Region, Spec
 from .network import FloatNet
 
 
@@ -53,6 +53,19 @@ def confirm(net: Net, spec: Spec, x: list[Fraction]) -> bool:
         region.contains(x) and any(all(t.holds(y) for t in disj) for disj in region.disjuncts)
         for region in spec.regions
     )
+
+
+def closure(spec: Spec) -> Spec | None:
+    """The property with every strict atom and strict input bound made non-strict, or None when it
+    has none. A counterexample to the closure that the property itself excludes (a point on a
+    strict bound) means no unsat certificate can exist: the replay bounds the closed box, and at
+    that point no atom of the disjunct fails with a positive margin."""
+    if not any(any(r.strictness()[0]) or any(r.strictness()[1])
+               or any(t.strict for d in r.disjuncts for t in d) for r in spec.regions):
+        return None
+    return Spec(spec.n_in, spec.n_out, tuple(
+        Region(r.lo, r.hi, tuple(tuple(Atom(t.a, t.b, False) for t in d) for d in r.disjuncts))
+        for r in spec.regions))
 
 
 def try_points(net: Net, fnet: FloatNet, spec: Spec, region: Region, x: np.ndarray) -> list[Fraction] | None:
