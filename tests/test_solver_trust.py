@@ -115,6 +115,24 @@ def test_a_synthetic_false_claim_and_a_timeout_are_rejected(tmp_path, monkeypatc
     assert artifacts.RERUN_TIMEOUT > 0
 
 
+def test_a_hanging_or_crashing_solver_is_not_trusted(monkeypatch):
+    """The re-run is a child process: one that ignores its limit is killed, one that dies is
+    reported; neither counts (``solve`` patched here is what the forked child calls)."""
+    import time
+
+    import torchlean.proofs.solve as solve_mod
+
+    (ob,) = collect(None, ["autograd.relu"])
+    monkeypatch.setattr(solve_mod, "solve", lambda *a, **k: time.sleep(60))
+    t = time.perf_counter()
+    o = reproduce(ob, "cvc5", timeout=0.5)
+    assert o.status == "rejected" and "gave no answer within 1 s (killed)" in o.detail, o.detail
+    assert time.perf_counter() - t < 10
+    monkeypatch.setattr(solve_mod, "solve", lambda *a, **k: os._exit(3))
+    o = reproduce(ob, "z3", timeout=5)
+    assert o.status == "rejected" and "died without an answer (exit 3)" in o.detail, o.detail
+
+
 def test_committed_solver_trusted_artifacts_reproduce():
     """The project's own two solver-trusted obligations still pass the default check."""
     obs = collect(None, ["forward.softplus", "forward.log_softmax"])

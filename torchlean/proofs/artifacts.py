@@ -116,27 +116,33 @@ def _rerun(conn: Any, text: str, solver: str, timeout: float) -> None:
 
 def reproduce(ob: Obligation, solver: Any, timeout: float = RERUN_TIMEOUT) -> Outcome:
     """Re-run ``solver`` (named by the artifact; cvc5 or z3) on ``ob.smtlib`` as derived from the
-    code now, in a child process killed after ``timeout`` (+5 s grace). Solver-trusted only on
-    ``unsat``; sat, unknown, timeout, a crash or a missing solver is a rejection, with one line."""
+    code now, in a child process killed after ``timeout`` plus a grace of up to 5 s (the solver's
+    own limit is ``timeout``). Solver-trusted only on ``unsat``; sat, unknown, timeout, a crash or
+    a missing solver is a rejection, with one line."""
     from .solve import SOLVERS
 
     if solver not in SOLVERS:
         return Outcome(ob.name, "rejected", f"no certificate tree and no solver to re-run "
                                             f"(artifact names {solver!r}; expected cvc5 or z3)")
+    limit = timeout + min(5.0, timeout)
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_rerun, args=(child, ob.smtlib, solver, timeout), daemon=True)
     proc.start()
     child.close()
-    got = parent.recv() if parent.poll(timeout + 5.0) else None
+    late = not parent.poll(limit)
+    try:
+        got = None if late else parent.recv()
+    except EOFError:  # the child died without an answer
+        got = None
     if got is None:
         proc.kill()
     proc.join(5)
     parent.close()
     if got is None:
-        why = f"killed after {timeout + 5:.0f} s" if proc.exitcode is None or proc.exitcode < 0 \
-            else f"crashed (exit {proc.exitcode})"
-        return Outcome(ob.name, "rejected", f"no certificate tree; re-running {solver} {why}")
+        why = f"gave no answer within {limit:.3g} s (killed)" if late else \
+            f"died without an answer (exit {proc.exitcode})"
+        return Outcome(ob.name, "rejected", f"no certificate tree; {solver}, re-run, {why}")
     status, rules, seconds, message, model = got
     if status != "unsat":
         extra = ""
