@@ -170,6 +170,21 @@ def test_library_verify_never_reports_the_boundary_point(tmp_path):
     assert res.verdict == "timeout" and res.cert is None
 
 
+def test_closure_and_moving_inward_from_a_closure_point(tmp_path):
+    from torchlean.verify.attack import closure, inward
+    from torchlean.verify.network import float_net
+
+    net = load_net(TINY)
+    spec = load_spec(_write(tmp_path, S1))
+    shut = closure(spec)
+    assert closure(shut) is None and not shut.regions[0].lo_strict
+    assert confirm(net, shut, [Fraction(0)]) and not confirm(net, spec, [Fraction(0)])
+    assert inward(net, float_net(net), spec, [Fraction(0)]) == [Fraction(0)]  # nothing inside: x kept
+    sat = load_spec(_write(tmp_path, S1.replace("(<= Y_0 0)", "(<= Y_0 0.5)"), "sat.vnnlib"))
+    (x,) = inward(net, float_net(net), sat, [Fraction(0)])
+    assert 0 < x <= Fraction(1, 2) and confirm(net, sat, [x])
+
+
 def test_strict_unsat_instance_is_still_proved(tmp_path):
     """Strictness costs nothing when the closure is unsat too: relu(x) <= -1 never holds."""
     net, spec = load_net(TINY), load_spec(_write(tmp_path, S1.replace("(<= Y_0 0)", "(< Y_0 -1)")))

@@ -68,6 +68,21 @@ def closure(spec: Spec) -> Spec | None:
         for r in spec.regions))
 
 
+def inward(net: Net, fnet: FloatNet, spec: Spec, x: list[Fraction]) -> list[Fraction]:
+    """A counterexample of ``spec`` on the segment from ``x`` (a counterexample of its closure) to
+    the centre of each region's box, at distances 2^-k (k = 1..60) from x; else ``x`` itself."""
+    if confirm(net, spec, x):
+        return x
+    xs = np.array([float(v) for v in x])
+    t = 2.0 ** -np.arange(1, 61)[:, None]
+    for region in spec.regions:
+        centre = np.array([float(a + b) / 2 for a, b in zip(region.lo, region.hi)])
+        found = try_points(net, fnet, spec, region, xs + t * (centre - xs))
+        if found is not None:
+            return found
+    return x
+
+
 def try_points(net: Net, fnet: FloatNet, spec: Spec, region: Region, x: np.ndarray) -> list[Fraction] | None:
     """Confirm the most violating of the float candidates x (B, d), if any looks unsafe."""
     m = margins(region, fnet.forward(x)).min(1)

@@ -83,7 +83,11 @@ def verify(
         if x is not None:
             return _sat(net, spec, fnet, x, stats, t0)
         shut = attack.closure(spec)
-        if shut is not None and attack.search(net, fnet, shut, seed=seed) is not None:
+        x = attack.search(net, fnet, shut, seed=seed) if shut is not None else None
+        if x is not None:  # a point of the closure; it, or a point moved inward from it, may be one
+            x = attack.inward(net, fnet, spec, x)
+            if attack.confirm(net, spec, x):
+                return _sat(net, spec, fnet, x, stats, t0)
             stats["time"] = time.perf_counter() - t0
             stats["why"] = ("a point of the closed input box meets the closure of the unsafe set and only "
                             "strict atoms exclude it: no bound certificate can exist")
