@@ -19,13 +19,14 @@ API (stable; the verifier builds on it):
 ``parse_vnnlib(path) -> Property`` (``parse_vnnlib_string(text)`` too)
     ``prop.n_inputs``, ``prop.n_outputs``, ``prop.regions``: each ``Region`` has an input box
     (``lower``/``upper`` float64 nearest; ``lower_exact``/``upper_exact`` Fractions;
-    ``float_box(dtype, outward=True)``) and ``disjuncts``: a tuple of conjunctions of
-    ``Constraint(coeffs, rhs)`` meaning ``sum_j coeffs[j]*Y_j <= rhs`` (Fractions);
-    ``region.matrices()`` gives them as float64 ``(C, d)`` with ``C @ y <= d``. Unsafe ("sat") iff
+    ``float_box(dtype, outward=True)``; ``lower_strict``/``upper_strict``: which bounds are strict,
+    () when none) and ``disjuncts``: a tuple of conjunctions of ``Constraint(coeffs, rhs, strict)``
+    meaning ``sum_j coeffs[j]*Y_j <= rhs`` (``<`` when strict; Fractions); ``region.matrices()``
+    gives them as float64 ``(C, d)`` with ``C @ y <= d`` (the closure). Unsafe ("sat") iff
     some region has an x in its box whose output satisfies some disjunct. With one box,
     ``prop.lower``/``prop.upper``/``prop.disjuncts`` are shortcuts. ``prop.is_counterexample(x, y)``
-    checks exactly; ``format_counterexample(x, y)`` gives VNN-COMP's result text. Errors:
-    ``VnnlibError('path:line:col: message')``.
+    checks exactly (strict atoms strictly); ``format_counterexample(x, y)`` gives VNN-COMP's result
+    text. Errors: ``VnnlibError('path:line:col: message')``.
 
 ``read_instances(csv) -> [Instance(onnx, vnnlib, timeout, expected, extra)]`` and
 ``load_instance(onnx, vnnlib) -> (graph, prop)`` (checks X_i/Y_j against the network's sizes).
