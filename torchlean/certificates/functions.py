@@ -335,7 +335,8 @@ class Row:
             d = Q(self.fdf(float(l), **attrs))
             return d, d
         fl, fu = (sum(self.f(v, **attrs)) / 2 for v in (l, u))
-        chord = _round((fu - fl) / (u - l), False)
+        chord = (fu - fl) / (u - l)
+        chord = Q(float(chord)) if abs(chord) < 2**1000 else _round(chord, False)  # short numbers
         if self.name in ("relu", "leaky_relu") and kinds == {"linear"} and l < 0 < u:
             lo_slope = ONE if u >= -l else Q(attrs.get("slope", 0.01)) if self.name == "leaky_relu" else ZERO
             return lo_slope, chord
