@@ -8,16 +8,16 @@ they convert exactly); only the evaluation of f and f' is re-written in numpy.
 
 Assumption (TRUST_BOUNDARIES.md, "Exact or fast"): IEEE-754 binary64 with round-to-nearest for
 + - * / and sqrt, and np.exp, np.log, np.log1p, np.tanh within 4 ulp of the true value (subnormal
-results: within 4 units of 2^-1074). Under it every row's f and f' formulas (a handful of operations
-on those, e.g. sigmoid = 1/(1 + exp(-x))) are within 2^-45 times a stated magnitude ``mag`` (the
-sum of the absolute values of the terms) plus 2^-1060: for gelu the rounding of
-v = 2c(x + a x^3) moves sigmoid(v) and sigmoid'(v) by a relative e^d - 1 with d <= 745 * 2^-50
-where they are not below 2^-1074. Every bound is then pushed outward by R = 2^-36 times the
-magnitudes of everything that entered it plus TINY = 2^-1000: at least 2^9 times the rounding
-errors it covers, including those of the few operations that compute it. A result that is not
-finite becomes -inf for a lower bound and +inf for an upper bound (sound, useless), e.g. where
-exp overflows binary64 (709.8 < x <= EXP_MAX). Domain violations raise ``DomainError`` if any
-element violates.
+results: within 4 units of 2^-1074). Under it each row's f and f' formula returns (value, mag) with
+|true - value| <= 2^-45 mag + 2^-1060: mag is the sum of the absolute values of the terms, times the
+factor by which a rounded argument is amplified where there is one (gelu: see ``_gelu``; pow with
+a non-integer exponent, exp(c log x): 1 + |c|(1 + |log x|); integer powers by repeated squaring:
+|c| + 3). Every
+bound is then pushed outward by R = 2^-36 times the magnitudes of everything that entered it plus
+TINY = 2^-1000: at least 2^9 times the rounding errors it covers, including those of the few
+operations that compute it. A result that is not finite becomes -inf for a lower bound and +inf
+for an upper bound (sound, useless), e.g. where exp overflows binary64 (709.8 < x <= EXP_MAX).
+Domain violations raise ``DomainError`` if any element violates.
 """
 
 from __future__ import annotations
@@ -59,9 +59,19 @@ def _gelu_v(x: Arr) -> tuple[Arr, Arr]:
     return 2 * _C * (x + _A * x * x * x), 2 * _C * (1 + 3 * _A * x * x)
 
 
+def _gelu(x: Arr, **_: Any) -> Pair:
+    """x sigmoid(v). v = 2c(x + a x^3) is rounded by dv <= 6 ulp |v|, which moves sigmoid(v) by a
+    relative <= |dv| sigmoid(-v) (d log sigmoid(v)/dv = sigmoid(-v)) and sigmoid'(v) by <= |dv|
+    (|d log sigmoid'(v)/dv| <= 1): mag carries 1 + |v| sigmoid(-v), and 1 + |v| on the sigmoid' term."""
+    v = _gelu_v(x)[0]
+    y = x * _sig(v)
+    return y, np.abs(y) * (1 + np.abs(v) * _sig(-v))
+
+
 def _gelu_df(x: Arr, **_: Any) -> Pair:
     v, dv = _gelu_v(x)
-    return _sum2(_sig(v), x * _dsig(v) * dv)
+    s, t = _sig(v), x * _dsig(v) * dv
+    return s + t, s * (1 + np.abs(v) * _sig(-v)) + np.abs(t) * (1 + np.abs(v))
 
 
 def _leaky(x: Arr, slope: float = 0.01) -> Pair:
@@ -74,6 +84,25 @@ def _softplus(x: Arr, **_: Any) -> Pair:
 
 def _rsqrt_d(x: Arr, **_: Any) -> Pair:
     return _self(-0.5 / (np.sqrt(x) * x))
+
+
+def _pow(x: Arr, exponent: float = 2, scale: float = 1.0) -> Pair:
+    """scale * x^c: integer c by repeated squaring (relative error <= (|c| + 2) ulp), otherwise
+    exp(c log x), whose error exp's argument amplifies: mag carries the factor 1 + |c| (1 + |log x|)."""
+    c = float(exponent)
+    if c.is_integer():
+        n, y, p = abs(int(c)), np.ones_like(x), x
+        while n:
+            y, p, n = (y * p if n & 1 else y), p * p, n >> 1
+        v = scale * (y if c >= 0 else 1 / y)
+        return v, np.abs(v) * (abs(c) + 3)
+    lg = np.log(x)
+    v = scale * np.exp(c * lg)
+    return v, np.abs(v) * (1 + abs(c) * (1 + np.abs(lg)))
+
+
+def _pow_d(x: Arr, exponent: float = 2) -> Pair:
+    return _pow(x, float(exponent) - 1, float(exponent))
 
 
 _F: dict[str, tuple[Callable[..., Pair], Callable[..., Pair]]] = {
@@ -90,15 +119,18 @@ _F: dict[str, tuple[Callable[..., Pair], Callable[..., Pair]]] = {
     "sigmoid": (lambda x: _self(_sig(x)), lambda x: _self(_dsig(x))),
     "softplus": (_softplus, lambda x: _self(_sig(x))),
     "silu": (lambda x: _self(x * _sig(x)), lambda x: _sum2(_sig(x), x * _dsig(x))),
-    "gelu": (lambda x: _self(x * _sig(_gelu_v(x)[0])), _gelu_df),
+    "gelu": (_gelu, _gelu_df),
+    "pow": (_pow, _pow_d),
 }
 
-_DOMAIN: dict[str, Callable[[Arr, Arr], Arr]] = {
+_DOMAIN: dict[str, Callable[..., Arr]] = {
     "log": lambda l, u: l > 0,
     "rsqrt": lambda l, u: l > 0,
     "sqrt": lambda l, u: l >= 0,
     "reciprocal": lambda l, u: (l > 0) | (u < 0),
     "exp": lambda l, u: u <= EXP_MAX,
+    "pow": lambda l, u, exponent=2: (
+        (float(exponent) >= 0) | (l > 0) | (u < 0) if float(exponent).is_integer() else l > 0),
 }
 
 
@@ -116,11 +148,11 @@ class FastRow:
             raise DomainError(f"{self.name}: non-finite input")
         return [np.array(x) for x in arrs]
 
-    def _check(self, l: Arr, u: Arr) -> None:
+    def _check(self, l: Arr, u: Arr, attrs: dict[str, Any]) -> None:
         if (l > u).any():
             raise DomainError(f"{self.name}: empty interval")
         dom = _DOMAIN.get(self.name)
-        if dom is not None and not dom(l, u).all():
+        if dom is not None and not np.all(dom(l, u, **attrs)):
             raise DomainError(f"{self.name}: interval outside the domain")
 
     def _f(self, x: Arr, attrs: dict[str, Any], up: bool, d: bool = False) -> Arr:
@@ -131,13 +163,13 @@ class FastRow:
 
     def value(self, x: Any, **attrs: Any) -> Pair:
         (x,) = self._args(x)
-        self._check(x, x)
+        self._check(x, x, attrs)
         return _finite_or(self._f(x, attrs, False), -np.inf), _finite_or(self._f(x, attrs, True), np.inf)
 
     def interval(self, l: Any, u: Any, **attrs: Any) -> Pair:
         l, u = self._args(l, u)
-        self._check(l, u)
-        mono = FUNCTIONS[self.name].monotone
+        self._check(l, u, attrs)
+        mono = FUNCTIONS[self.name].mono(**attrs)
         if self.name == "leaky_relu" and attrs.get("slope", 0.01) >= 0:
             mono = 1
         if mono:
@@ -150,19 +182,19 @@ class FastRow:
 
     def lower_intercept(self, l: Any, u: Any, a: Any, **attrs: Any) -> Arr:
         l, u, a = self._args(l, u, a)
-        self._check(l, u)
+        self._check(l, u, attrs)
         return _min_g(self, l, u, a, 1, attrs)
 
     def upper_intercept(self, l: Any, u: Any, a: Any, **attrs: Any) -> Arr:
         l, u, a = self._args(l, u, a)
-        self._check(l, u)
+        self._check(l, u, attrs)
         return -_min_g(self, l, u, -a, -1, attrs)
 
     def default_slopes(self, l: Any, u: Any, **attrs: Any) -> Pair:
         """The exact row's policy in floats (chord; tangent at the midpoint on the convex side
         (lower) or concave side (upper) when [l, u] lies in one such piece; relu-like: adaptive)."""
         l, u = self._args(l, u)
-        self._check(l, u)
+        self._check(l, u, attrs)
         with np.errstate(all="ignore"):
             fl, fu = (_F[self.name][0](x, **attrs)[0] for x in (l, u))
             m = l + (u - l) / 2

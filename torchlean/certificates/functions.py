@@ -1,7 +1,8 @@
 """Scalar function rows of the bound table: rigorous enclosures and sound linear bounds.
 
 ``FUNCTIONS[name]`` is one ``Row`` per elementwise nonlinearity (relu, leaky_relu, abs, exp, log,
-sqrt, rsqrt, reciprocal, square, tanh, sigmoid, softplus, gelu, silu), with the meanings of
+sqrt, rsqrt, reciprocal, square, pow (attr ``exponent``), tanh, sigmoid, softplus, gelu, silu),
+with the meanings of
 ``torchlean/spec/elementwise.py`` (gelu in its tanh form, written x * sigmoid(2c(x + a x^3)) since
 1 + tanh(y) = 2 sigmoid(2y); c and a are the binary64 constants of ``spec/constants.py`` read
 exactly). Every number is a ``Fraction``; standard library only.
@@ -292,44 +293,47 @@ class Row:
     df: Callable[..., Enc]
     fdf: Callable[..., float]  # float f', only to pick hint points (never trusted)
     pieces: Callable[..., list[Piece]]
-    monotone: int = 0  # +1 increasing, -1 decreasing, 0 neither
+    monotone: int | Callable[..., int] = 0  # +1 increasing, -1 decreasing, 0 neither (or f(**attrs))
     lip: Q = ZERO  # bound of |f'| on the "unknown" pieces
-    domain: Callable[[Q, Q], bool] = field(default=lambda l, u: True)
+    domain: Callable[..., bool] = field(default=lambda l, u, **_: True)
     ival: Callable[..., Enc] | None = None  # intervals.py rule (piecewise-linear rows)
 
-    def _check(self, l: Q, u: Q) -> tuple[Q, Q]:
+    def mono(self, **attrs: Any) -> int:
+        return self.monotone(**attrs) if callable(self.monotone) else self.monotone
+
+    def _check(self, l: Any, u: Any, attrs: dict[str, Any]) -> tuple[Q, Q]:
         l, u = Q(l), Q(u)
         if l > u:
             raise DomainError(f"{self.name}: empty interval [{float(l):.6g}, {float(u):.6g}]")
-        if not self.domain(l, u):
+        if not self.domain(l, u, **attrs):
             raise DomainError(f"{self.name}: interval [{float(l):.6g}, {float(u):.6g}] outside the domain")
         return l, u
 
     def value(self, x: Any, **attrs: Any) -> Enc:
-        x, _ = self._check(x, x)
+        x, _ = self._check(x, x, attrs)
         return self.f(x, **attrs)
 
     def interval(self, l: Any, u: Any, **attrs: Any) -> Enc:
-        l, u = self._check(l, u)
+        l, u = self._check(l, u, attrs)
         if self.ival is not None and (r := self.ival(l, u, **attrs)) is not None:
             return Q(r[0]), Q(r[1])
-        if self.monotone:
-            a, b = (l, u) if self.monotone > 0 else (u, l)
+        if mono := self.mono(**attrs):
+            a, b = (l, u) if mono > 0 else (u, l)
             return self.f(a, **attrs)[0], self.f(b, **attrs)[1]
         return _min_g(self, l, u, ZERO, 1, attrs), -_min_g(self, l, u, ZERO, -1, attrs)
 
     def lower_intercept(self, l: Any, u: Any, a: Any, **attrs: Any) -> Q:
-        l, u = self._check(l, u)
+        l, u = self._check(l, u, attrs)
         return _min_g(self, l, u, Q(a), 1, attrs)
 
     def upper_intercept(self, l: Any, u: Any, a: Any, **attrs: Any) -> Q:
-        l, u = self._check(l, u)
+        l, u = self._check(l, u, attrs)
         return -_min_g(self, l, u, -Q(a), -1, attrs)
 
     def default_slopes(self, l: Any, u: Any, **attrs: Any) -> tuple[Q, Q]:
         """Chord slope for both lines, except the tangent at the midpoint on the side where f is
         convex (lower) or concave (upper) over all of [l, u]; relu-like rows: the adaptive choice."""
-        l, u = self._check(l, u)
+        l, u = self._check(l, u, attrs)
         kinds = {k for p, q, k in self.pieces(**attrs) if (p is None or p < u) and (q is None or q > l)}
         if l == u:
             d = Q(self.fdf(float(l), **attrs))
@@ -484,10 +488,67 @@ def _fexp(x: float) -> float:
     return math.exp(min(x, 700.0))
 
 
-_pos = lambda l, u: l > 0  # noqa: E731
+def _pow_c(attrs: dict[str, Any]) -> Q:
+    return Q(attrs.get("exponent", 2))  # the spec's default; a float exponent is read exactly
+
+
+def _pow(x: Q, **attrs: Any) -> Enc:
+    """x^c: exact for integer c; x^c = exp(c log x) for x > 0 otherwise (exp monotone)."""
+    c = _pow_c(attrs)
+    if c.denominator == 1:
+        y = x ** int(c)
+        return y, y
+    lo, hi = _smul(c, log_enc(x))
+    return exp_enc(lo)[0], exp_enc(hi)[1]
+
+
+def _pow_df(x: Q, **attrs: Any) -> Enc:
+    c = _pow_c(attrs)
+    return _smul(c, _pow(x, exponent=c - 1))
+
+
+def _fpow_d(x: float, **attrs: Any) -> float:
+    c = float(_pow_c(attrs))
+    try:
+        return c * x ** (c - 1)
+    except (OverflowError, ZeroDivisionError):
+        return math.inf  # only guides the hint point
+
+
+def _pow_pieces(**attrs: Any) -> list[Piece]:
+    """integer n: x^n is linear for n in {0, 1}, convex for even n, concave then convex for odd
+    n >= 3; for n < 0 (x != 0) convex on x > 0 and on x < 0 convex (n even) or concave (n odd).
+    Other c (x > 0): convex for c > 1 or c < 0, concave for 0 < c < 1."""
+    c = _pow_c(attrs)
+    if c.denominator != 1:
+        return _pieces("convex" if c > 1 or c < 0 else "concave")()
+    if c in (0, 1):
+        return _LIN()
+    odd = c % 2 == 1
+    if c > 0:
+        return (_S_INV if odd else _ALL)()
+    return _pieces("concave" if odd else "convex", ZERO, "convex")()
+
+
+def _pow_domain(l: Q, u: Q, **attrs: Any) -> bool:
+    c = _pow_c(attrs)
+    if c.denominator != 1:
+        return l > 0
+    return c >= 0 or l > 0 or u < 0
+
+
+def _pow_mono(**attrs: Any) -> int:
+    c = _pow_c(attrs)
+    if c.denominator != 1:
+        return 1 if c > 0 else -1
+    return 1 if c % 2 == 1 and c > 0 else 0
+
+
+_pos = lambda l, u, **_: l > 0  # noqa: E731
 _ALL = _pieces("convex")
 _LIN = _pieces("linear", ZERO, "linear")
 _S = _pieces("convex", ZERO, "concave")
+_S_INV = _pieces("concave", ZERO, "convex")
 
 FUNCTIONS: dict[str, Row] = {r.name: r for r in [
     Row("relu", _exact(lambda x: max(x, ZERO)), _exact(lambda x: ONE if x > 0 else ZERO),
@@ -499,13 +560,13 @@ FUNCTIONS: dict[str, Row] = {r.name: r for r in [
     Row("square", _exact(lambda x: x * x), _exact(lambda x: 2 * x), lambda x: 2 * x, _ALL,
         ival=lambda l, u: (ZERO if l <= 0 <= u else min(l * l, u * u), max(l * l, u * u))),
     Row("reciprocal", _exact(lambda x: 1 / x), _recip_d, lambda x: -1 / (x * x) if x else -math.inf,
-        _pieces("concave", ZERO, "convex"), -1, domain=lambda l, u: l > 0 or u < 0),
+        _pieces("concave", ZERO, "convex"), -1, domain=lambda l, u, **_: l > 0 or u < 0),
     Row("exp", lambda x, **_: exp_enc(x), lambda x, **_: exp_enc(x), _fexp, _ALL, 1,
-        domain=lambda l, u: u <= EXP_MAX),
+        domain=lambda l, u, **_: u <= EXP_MAX),
     Row("log", lambda x, **_: log_enc(x), _exact(lambda x: 1 / x), lambda x: 1 / x if x > 0 else math.inf,
         _pieces("concave"), 1, domain=_pos),
     Row("sqrt", lambda x, **_: sqrt_enc(x), _sqrt_d, lambda x: 0.5 / math.sqrt(x) if x > 0 else math.inf,
-        _pieces("concave"), 1, domain=lambda l, u: l >= 0),
+        _pieces("concave"), 1, domain=lambda l, u, **_: l >= 0),
     Row("rsqrt", _rsqrt, _rsqrt_d, lambda x: -0.5 * x**-1.5 if x > 0 else -math.inf, _ALL, -1, domain=_pos),
     Row("tanh", lambda x, **_: tanh_enc(x), lambda x, **_: _smul(Q(4), dsigmoid_enc(2 * x)),
         lambda x: 4 * _fdsig(2 * x), _S, 1),
@@ -515,4 +576,5 @@ FUNCTIONS: dict[str, Row] = {r.name: r for r in [
         lambda x, **_: _sum(sigmoid_enc(x), _smul(x, dsigmoid_enc(x))),
         lambda x: _fsig(x) + x * _fdsig(x), _inflect(SILU_X0, "convex", "concave"), lip=Q(2)),
     Row("gelu", _gelu, _gelu_df, _fgelu_d, _inflect(GELU_X0, "convex", "concave"), lip=Q(3)),
+    Row("pow", _pow, _pow_df, _fpow_d, _pow_pieces, _pow_mono, domain=_pow_domain),
 ]}
