@@ -336,7 +336,7 @@ class Row:
         l, u = self._check(l, u, attrs)
         kinds = {k for p, q, k in self.pieces(**attrs) if (p is None or p < u) and (q is None or q > l)}
         if l == u:
-            d = Q(self.fdf(float(l), **attrs))
+            d = _qf(self.fdf(_flt(l), **attrs))
             return d, d
         fl, fu = (sum(self.f(v, **attrs)) / 2 for v in (l, u))
         chord = (fu - fl) / (u - l)
@@ -344,7 +344,7 @@ class Row:
         if self.name in ("relu", "leaky_relu") and kinds == {"linear"} and l < 0 < u:
             lo_slope = ONE if u >= -l else Q(attrs.get("slope", 0.01)) if self.name == "leaky_relu" else ZERO
             return lo_slope, chord
-        tangent = Q(self.fdf(float((l + u) / 2), **attrs))
+        tangent = _qf(self.fdf(_flt((l + u) / 2), **attrs))
         return (tangent if kinds == {"convex"} else chord, tangent if kinds == {"concave"} else chord)
 
 
@@ -353,6 +353,11 @@ def _flt(x: Q) -> float:
         return float(x)
     except OverflowError:
         return math.inf if x > 0 else -math.inf
+
+
+def _qf(x: float) -> Q:
+    """a float slope read exactly (0 where it is not finite: any slope is valid)."""
+    return Q(x) if math.isfinite(x) else ZERO
 
 
 def _hint(row: Row, p: Q, q: Q, a: Q, s: int, attrs: dict[str, Any]) -> Q:
@@ -385,7 +390,7 @@ def _min_g(row: Row, l: Q, u: Q, a: Q, s: int, attrs: dict[str, Any]) -> Q:
         if p > q:
             continue
         kind = kind if s > 0 else _FLIP[kind]
-        if kind in ("linear", "concave"):
+        if kind in ("linear", "concave") or p == q:
             b = min(g(p), g(q))
         elif kind == "unknown":
             b = g(p) - (row.lip + abs(a)) * (q - p)
