@@ -356,3 +356,27 @@ def test_bracket_pieces_charge_their_width(name):
                 y, ax = f_ref(name, M(x)), M(a) * M(x)
                 assert ax + M(b_lo) <= y <= ax + M(b_up)
                 assert ax + mp.mpf(float(f_lo)) <= y <= ax + mp.mpf(float(f_up))
+
+
+def test_piecewise_linear_intervals_are_the_proved_rules(monkeypatch):
+    """relu, abs and leaky_relu intervals come from intervals.py (what proofs/ibp.py proves): a
+    changed rule there changes what the rows return."""
+    from torchlean.certificates import intervals
+
+    monkeypatch.setattr(intervals, "interval_relu", lambda a, ops=None: (Q(-7), Q(7)))
+    monkeypatch.setattr(intervals, "interval_abs", lambda a, ops=None: (Q(-8), Q(8)))
+    monkeypatch.setattr(intervals, "interval_leaky_relu", lambda a, slope=None, ops=None: (Q(-9), Q(9)))
+    assert FUNCTIONS["relu"].interval(Q(-1), Q(1)) == (-7, 7)
+    assert FUNCTIONS["abs"].interval(Q(-1), Q(1)) == (-8, 8)
+    assert FUNCTIONS["leaky_relu"].interval(Q(-1), Q(1)) == (-9, 9)
+
+
+def test_errorbound_tanh_uses_the_row():
+    from torchlean.certificates.errorbound import tanh_range, tanh_slope
+
+    for lo, hi in ((Q(-3), Q(1, 2)), (Q(1, 10), Q(4)), (Q(-20), Q(-19))):
+        a, b = tanh_range(lo, hi)
+        t_lo, t_hi = mp.tanh(M(lo)), mp.tanh(M(hi))
+        assert M(a) <= t_lo and t_hi <= M(b) and M(b - a) < (t_hi - t_lo) * (1 + mp.mpf(2) ** -80)
+        s2 = mp.sech(M(Q(0 if lo <= 0 <= hi else min(abs(lo), abs(hi))))) ** 2
+        assert s2 <= M(tanh_slope(lo, hi)) <= s2 * (1 + mp.mpf(2) ** -80)
