@@ -2,9 +2,11 @@
 
 ``FAST[name]`` has the methods of ``functions.FUNCTIONS[name]`` (value, interval, lower_intercept,
 upper_intercept, default_slopes), taking numpy float64 arrays (any broadcastable shapes; attrs as
-keyword arguments) and returning float64 arrays. The convexity pieces, brackets, Lipschitz bounds,
-EXP_MAX and the domain rules are read from the exact rows (the brackets are binary64 numbers, so
-they convert exactly); only the evaluation of f and f' is re-written in numpy.
+keyword arguments) and returning float64 arrays. Inputs are read as the float64 values they are:
+a caller with other numbers rounds l down and u up first (numpy would round to nearest). The
+convexity pieces, brackets, Lipschitz bounds, EXP_MAX and the domain rules are read from the exact
+rows (the brackets are binary64 numbers, so they convert exactly); only the evaluation of f and f'
+is re-written in numpy.
 
 Assumption (TRUST_BOUNDARIES.md, "Exact or fast"): IEEE-754 binary64 with round-to-nearest for
 + - * / and sqrt, and np.exp, np.log, np.log1p, np.tanh within 4 ulp of the true value (subnormal
@@ -75,7 +77,7 @@ def _gelu_df(x: Arr, **_: Any) -> Pair:
 
 
 def _leaky(x: Arr, slope: float = 0.01) -> Pair:
-    return _self(np.where(x > 0, x, slope * x))
+    return _self(np.where(x > 0, x, float(slope) * x))  # a rounded slope: within the charge
 
 
 def _softplus(x: Arr, **_: Any) -> Pair:
@@ -107,7 +109,7 @@ def _pow_d(x: Arr, exponent: float = 2) -> Pair:
 
 _F: dict[str, tuple[Callable[..., Pair], Callable[..., Pair]]] = {
     "relu": (lambda x: _self(np.maximum(x, 0.0)), lambda x: _self((x > 0) * 1.0)),
-    "leaky_relu": (_leaky, lambda x, slope=0.01: _self(np.where(x > 0, 1.0, slope))),
+    "leaky_relu": (_leaky, lambda x, slope=0.01: _self(np.where(x > 0, 1.0, float(slope)))),
     "abs": (lambda x: _self(np.abs(x)), lambda x: _self(np.where(x > 0, 1.0, -1.0))),
     "square": (lambda x: _self(x * x), lambda x: _self(2 * x)),
     "reciprocal": (lambda x: _self(1 / x), lambda x: _self(-1 / (x * x))),
