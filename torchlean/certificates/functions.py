@@ -369,6 +369,8 @@ def _hint(row: Row, p: Q, q: Q, a: Q, s: int, attrs: dict[str, Any]) -> Q:
     """A point of [p, q] where s*f'(t) ~ a (s*f' is increasing there), by float bisection."""
     af, lo, hi = _flt(a), _flt(p), _flt(q)
     d = lambda x: s * row.fdf(x, **attrs)  # noqa: E731
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return q  # beyond binary64: any point is sound
     if d(lo) >= af:
         return p
     if d(hi) <= af:
