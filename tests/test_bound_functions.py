@@ -359,8 +359,8 @@ def test_bracket_pieces_charge_their_width(name):
 
 
 def test_piecewise_linear_intervals_are_the_proved_rules(monkeypatch):
-    """relu, abs and leaky_relu intervals come from intervals.py (what proofs/ibp.py proves): a
-    changed rule there changes what the rows return."""
+    """relu, abs, leaky_relu and the monotone rows take their interval rules from intervals.py
+    (what proofs/ibp.py proves): a changed rule there changes what the rows return."""
     from torchlean.certificates import intervals
 
     monkeypatch.setattr(intervals, "interval_relu", lambda a, ops=None: (Q(-7), Q(7)))
@@ -369,6 +369,9 @@ def test_piecewise_linear_intervals_are_the_proved_rules(monkeypatch):
     assert FUNCTIONS["relu"].interval(Q(-1), Q(1)) == (-7, 7)
     assert FUNCTIONS["abs"].interval(Q(-1), Q(1)) == (-8, 8)
     assert FUNCTIONS["leaky_relu"].interval(Q(-1), Q(1)) == (-9, 9)
+    fake = ((Q(-6), Q(0)), (Q(0), Q(6)))
+    monkeypatch.setattr(intervals, "interval_increasing", lambda f, a, ops=None: fake)
+    assert FUNCTIONS["tanh"].interval(Q(-1), Q(1)) == (-6, 6)
 
 
 def test_errorbound_tanh_uses_the_row():

@@ -10,8 +10,9 @@ exactly). Every number is a ``Fraction``; standard library only.
 API (all methods take ``**attrs``, e.g. ``slope`` for leaky_relu):
 - ``value(x) -> (lo, hi)``: lo <= f(x) <= hi; dyadic, relative width about 2^-90 (except where an
   argument of exp is clamped, see EXP_MAX).
-- ``interval(l, u)``: encloses f over [l, u]; monotone rows map the endpoints, the piecewise-linear
-  rows call ``intervals.py`` (the rules ``proofs/ibp.py`` proves), the others use slope 0 below.
+- ``interval(l, u)``: encloses f over [l, u]; monotone rows map the endpoints and the
+  piecewise-linear rows use their rules, both from ``intervals.py`` (the rules ``proofs/ibp.py``
+  proves), the others take slope 0 in the algorithm below.
 - ``lower_intercept(l, u, a) -> b`` with a*x + b <= f(x) on [l, u] for ANY rational a;
   ``upper_intercept`` the mirror (f(x) <= a*x + b).
 - ``default_slopes(l, u) -> (a_lower, a_upper)``: the checker's deterministic choice.
@@ -322,9 +323,10 @@ class Row:
         l, u = self._check(l, u, attrs)
         if self.ival is not None and (r := self.ival(l, u, **attrs)) is not None:
             return Q(r[0]), Q(r[1])
-        if mono := self.mono(**attrs):
-            a, b = (l, u) if mono > 0 else (u, l)
-            return self.f(a, **attrs)[0], self.f(b, **attrs)[1]
+        if mono := self.mono(**attrs):  # intervals.py's increasing rule (proved) on enclosures
+            ends = (l, u) if mono > 0 else (u, l)
+            e_a, e_b = intervals.interval_increasing(lambda v: self.f(v, **attrs), ends)
+            return e_a[0], e_b[1]
         return _min_g(self, l, u, ZERO, 1, attrs), -_min_g(self, l, u, ZERO, -1, attrs)
 
     def lower_intercept(self, l: Any, u: Any, a: Any, **attrs: Any) -> Q:
