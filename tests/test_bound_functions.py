@@ -113,7 +113,11 @@ def intervals(name: str, rng: random.Random, n: int):
             l, u = min(l, u), max(l, u)
         if name == "exp":
             l, u = min(l, 200.0), min(u, 200.0)
-        out.append((Q(l), Q(u)))
+        if i % 4 == 3:  # non-dyadic rationals, as a certificate may state them
+            out.append((Q(l).limit_denominator(3**9), Q(u).limit_denominator(7**8)))
+            out[-1] = (min(out[-1]), max(out[-1]))
+        else:
+            out.append((Q(l), Q(u)))
     return out
 
 
