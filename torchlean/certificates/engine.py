@@ -67,6 +67,7 @@ class _State:
         self.L[: bg.n_in] = [Q(v) for v in lo]
         self.U[: bg.n_in] = [Q(v) for v in hi]
         self.arg: dict[int, list[Any]] = {}  # node index -> per element argument bounds
+        self.lines: dict[tuple[int, int], Any] = {}  # default relaxations, built once
 
     def arg_bounds(self, k: int, f: Aff, crown: bool) -> tuple[Fraction, Fraction]:
         lo, hi = form_bounds(f, self.L, self.U)
@@ -187,7 +188,12 @@ def backsub(st: _State, f: Aff, limit: int | None = None, slopes: dict[int, Any]
             if not q:
                 continue
             i = v - o
-            lt, lc, ut, uc = _lines(st, k, i, None if sl is None else sl[i])
+            if sl is not None:
+                lt, lc, ut, uc = _lines(st, k, i, sl[i])
+            elif (k, i) in st.lines:
+                lt, lc, ut, uc = st.lines[k, i]
+            else:
+                lt, lc, ut, uc = st.lines[k, i] = _lines(st, k, i, None)
             terms, c = (lt, lc) if q > 0 else (ut, uc)
             const += q * c
             for a, coef in terms:
