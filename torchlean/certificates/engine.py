@@ -15,8 +15,8 @@ input and const variables, whose remaining form is minimised over their box exac
 - mul x·w with x in [lx, ux], w in [lw, uw] (McCormick): (x - lx)(w - lw) >= 0 and
   (ux - x)(uw - w) >= 0 give the two lower planes, (x - lx)(uw - w) >= 0 and (ux - x)(w - lw) >= 0
   the two upper planes; a weight t in [0, 1] picks the convex combination (1 - t)·P0 + t·P1;
-- max of members z_j: lower z_k for one member k (by default the one with the largest lower
-  bound), upper the constant max_j U_j (or z_k itself when L_k >= U_j for all j != k: exact).
+- max of members z_j: lower z_k for one member k (by default the one with the largest midpoint),
+  upper the constant max_j U_j (or z_k itself when L_k >= U_j for all j != k: exact).
 
 With method "crown", the argument bounds of every nonlinear node whose relaxation is not already
 exact are computed by this back-substitution as well and intersected with IBP's (both are valid).
@@ -126,8 +126,10 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
 
 
 def _max_choice(bs: list[tuple[Fraction, Fraction]]) -> tuple[int, int | None]:
-    """The member with the largest lower bound, and it again if it dominates every other member."""
-    k = max(range(len(bs)), key=lambda j: bs[j][0])
+    """The member with the largest midpoint (lower bounds tie often, e.g. at 0 after a ReLU, and
+    the fast engine's outward rounding would break such ties differently), and whether it
+    dominates every other member (then max = it, exactly)."""
+    k = max(range(len(bs)), key=lambda j: bs[j][0] + bs[j][1])
     dom = all(bs[k][0] >= b[1] for j, b in enumerate(bs) if j != k)
     return k, (k if dom else None)
 

@@ -59,6 +59,10 @@ class _Forms:
         self.c = np.array([float(q) for q in cs]) if R else np.zeros(0)
         self.Ec = np.array([float(abs(q - Fraction(float(q)))) * (1 + 2**-50) for q in cs]) if R else self.c
         self.R = R
+        # rows that are one variable with coefficient +-1 and no constant are computed exactly (no
+        # charge): keeps e.g. a dead ReLU's 0 exact for the max node's dominance test
+        self.plain = np.array([len(f.t) == 1 and abs(next(iter(f.t.values()))) == 1 and not f.c
+                               for f in forms], dtype=bool)
 
     def bounds(self, L: list[np.ndarray], Uu: list[np.ndarray], vmax: list[np.ndarray], rows=None):
         """Outward (B, R) bounds of the forms (``rows``: a subset) over the variable bounds."""
@@ -77,8 +81,8 @@ class _Forms:
             if E is not None:
                 exact_err = exact_err + vmax[p] @ E[sel].T
             n += A.shape[1]
-        ch = _charge(mag, n) + 4 * exact_err
-        return lo - ch, hi + ch
+        ch = np.where(self.plain[sel], 0.0, _charge(mag, n) + 4 * exact_err)
+        return _safe(lo - ch, hi + ch)
 
 
 class FastGraph:
@@ -145,6 +149,11 @@ class _State:
         self.vmax.append(np.maximum(np.abs(L), np.abs(Uu)))
 
 
+def _safe(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NaN (from inf - inf on unbounded values) becomes the vacuous bound, never a pass."""
+    return np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), np.inf, hi)
+
+
 def _mul_iv(lx, ux, lw, uw):
     ps = np.stack([lx * lw, lx * uw, ux * lw, ux * uw])
     m = np.abs(ps).max(0) * 4 * U + TINY
@@ -202,10 +211,10 @@ def _refine_rows(node, idx, al, au) -> np.ndarray:
 
 
 def _max_sel(idx, al, au):
-    """Per box and element: the member row with the largest lower bound, and whether it dominates."""
+    """Per box and element: the member row with the largest midpoint, and whether it dominates."""
     ml = np.where(idx >= 0, al[:, idx], -np.inf)  # (B, m, G)
     mu = np.where(idx >= 0, au[:, idx], -np.inf)
-    j = ml.argmax(2)
+    j = np.where(idx >= 0, al[:, idx] + au[:, idx], -np.inf).argmax(2)  # largest midpoint, as engine.py
     best = np.take_along_axis(ml, j[..., None], 2)[..., 0]
     others = np.where(np.arange(idx.shape[1]) == j[..., None], -np.inf, mu).max(2)
     sel = np.take_along_axis(np.broadcast_to(idx, ml.shape), j[..., None], 2)[..., 0]
@@ -383,7 +392,7 @@ def _ibp_out(fg: FastGraph, st: _State, C: Any):
     Cp, Cn = np.maximum(Cm, 0), np.minimum(Cm, 0)
     lo, hi = yl @ Cp.T + yu @ Cn.T, yu @ Cp.T + yl @ Cn.T
     ch = _charge(np.maximum(np.abs(yl), np.abs(yu)) @ np.abs(Cm).T, Cm.shape[1])
-    return lo - ch, hi + ch
+    return _safe(lo - ch, hi + ch)
 
 
 def crown(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = None,
@@ -400,4 +409,5 @@ def crown(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = N
     lam: dict[int, np.ndarray] = {}
     const, err = _through(st, lam, lin, const, err, fg.out)
     low = _backsub(st, lam, const, err, len(fg.bg.nodes), slopes)
+    low = np.where(np.isnan(low), -np.inf, low)
     return np.maximum(il, low[:, :K]), np.minimum(iu, -low[:, K:])

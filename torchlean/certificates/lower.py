@@ -25,6 +25,7 @@ raise ``Unsupported`` naming why (``NO_ROW`` for whole primitives).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import itertools
 import math
@@ -33,7 +34,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from .network import Unsupported, _decode, _size, _strides
+from .network import Unsupported, _size, _strides
+from .network import _decode as _decode_number
 
 Q = Fraction
 
@@ -693,6 +695,17 @@ def lower(ir: dict[str, Any]) -> BoundGraph:
     out_shape = outs[0].shape if len(outs) == 1 else (sum(len(t.v) for t in outs),)
     in_shape = shapes[0] if len(shapes) == 1 else (n_in,)
     return BoundGraph(L.nodes, [as_aff(e) for t in outs for e in t.v], in_shape, out_shape)
+
+
+def _decode(a: dict[str, Any]) -> tuple[tuple[int, ...], list[Fraction]]:
+    """An IR constant as (shape, exact values); bool masks (``where``) read as 0/1."""
+    if a.get("dtype") == "bool":
+        raw = base64.b64decode(a["data"])
+        shape = tuple(int(d) for d in a["shape"])
+        if len(raw) != _size(shape):
+            raise ValueError("constant byte length does not match its shape")
+        return shape, [Q(int(b != 0)) for b in raw]
+    return _decode_number(a)
 
 
 def _q(x: Fraction) -> str:
