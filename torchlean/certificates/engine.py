@@ -210,7 +210,8 @@ def backsub(st: _State, f: Aff, limit: int | None = None, slopes: dict[int, Any]
     return const
 
 
-def _objective(bg: BoundGraph, C: Sequence[Sequence[Any]] | None) -> list[Aff]:
+def objective(bg: BoundGraph, C: Sequence[Sequence[Any]] | None) -> list[Aff]:
+    """The exact forms of the rows of C·y over the graph's variables (y's forms when C is None)."""
     if C is None:
         return list(bg.outputs)
     forms = []
@@ -234,7 +235,7 @@ def ibp(bg: BoundGraph, lo: Sequence[Any], hi: Sequence[Any],
         C: Sequence[Sequence[Any]] | None = None) -> tuple[list[Fraction], list[Fraction]]:
     """Exact IBP bounds of C·y (y the outputs; C = identity when None) over the box [lo, hi]."""
     st = forward(bg, [Q(v) for v in lo], [Q(v) for v in hi], "ibp")
-    bs = [form_bounds(f, st.L, st.U) for f in _objective(bg, C)]
+    bs = [form_bounds(f, st.L, st.U) for f in objective(bg, C)]
     return [b[0] for b in bs], [b[1] for b in bs]
 
 
@@ -247,7 +248,7 @@ def crown(
     valid bound; see ``backsub``), and per row the tighter of CROWN and IBP."""
     st = forward(bg, [Q(v) for v in lo], [Q(v) for v in hi], method)
     lows, ups = [], []
-    for f in _objective(bg, C):
+    for f in objective(bg, C):
         a, b = form_bounds(f, st.L, st.U)
         lows.append(max(a, backsub(st, f, None, slopes)))
         ups.append(min(b, -backsub(st, _negf(f), None, _flip(slopes))))

@@ -271,8 +271,9 @@ def _relaxation(st: _State, k: int, slopes: Any = None):
         if slopes is not None and slopes[0] is not None:
             pick = np.asarray(slopes[0])
             idx = st.fg.groups[k]
-            chosen = np.take_along_axis(np.broadcast_to(idx, (st.B, *idx.shape)), pick[..., None], 2)[..., 0]
-            sel = np.where(dom | (chosen < 0), sel, chosen)
+            safe = np.clip(pick, 0, idx.shape[1] - 1)[..., None]
+            chosen = np.take_along_axis(np.broadcast_to(idx, (st.B, *idx.shape)), safe, 2)[..., 0]
+            sel = np.where(dom | (pick < 0) | (chosen < 0), sel, chosen)  # (invalid picks: default)
         out = ("max", sel, dom, umax)
     if slopes is None:
         st.relax[k] = out
@@ -411,3 +412,25 @@ def crown(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = N
     low = _backsub(st, lam, const, err, len(fg.bg.nodes), slopes)
     low = np.where(np.isnan(low), -np.inf, low)
     return np.maximum(il, low[:, :K]), np.minimum(iu, -low[:, K:])
+
+
+def forms_of(bg: BoundGraph | FastGraph, forms: list[Aff]) -> _Forms:
+    """Exact forms over the graph's variables (e.g. a property's objective rows), as floats."""
+    fg = compiled(bg)
+    return _Forms(forms, fg.starts, fg.sizes)
+
+
+def bound_forms(st: _State, F: _Forms, slopes: dict[int, Any] | None = None) -> np.ndarray:
+    """Certified lower bounds (B, K) of the forms F over each box of the forward state ``st``:
+    the better of IBP and one CROWN back-substitution (``slopes`` as in ``crown``)."""
+    il, _ = F.bounds(st.L, st.U, st.vmax)
+    lam: dict[int, np.ndarray] = {}
+    err = np.zeros((st.B, F.R))
+    for p, A, _, E in F.parents:
+        lam[p] = np.broadcast_to(A[None], (st.B, *A.shape))
+        if E is not None:
+            err += 4 * np.einsum("kj,bj->bk", E, st.vmax[p])
+    const = np.broadcast_to(F.c, (st.B, F.R)).copy()
+    err += F.Ec[None]
+    low = _backsub(st, lam, const, err, len(st.fg.bg.nodes), slopes)
+    return np.maximum(il, np.where(np.isnan(low), -np.inf, low))
