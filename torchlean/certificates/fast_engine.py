@@ -39,25 +39,32 @@ class _Forms:
 
     def __init__(self, forms: list[Aff], starts: list[int], sizes: list[int]):
         R = len(forms)
-        by_parent: dict[int, list[tuple[int, int, Fraction]]] = {}
-        for r, f in enumerate(forms):
-            for v, q in f.t.items():
-                p = int(np.searchsorted(starts, v, side="right")) - 1
-                by_parent.setdefault(p, []).append((r, v - starts[p], q))
+        rows = np.array([r for r, f in enumerate(forms) for _ in f.t], dtype=np.int64)
+        cols = np.array([v for f in forms for v in f.t], dtype=np.int64)
+        qs = [q for f in forms for q in f.t.values()]
+        vals = np.array([q.numerator / q.denominator for q in qs])  # (int / int: correctly rounded)
+        # exact as a float: a power-of-two denominator (not too small) and a 53-bit numerator
+        inexact = np.array([bool(q.denominator & (q.denominator - 1)) or q.denominator.bit_length() > 1000
+                            or abs(q.numerator) >= 2**53 for q in qs], dtype=bool)
+        par = np.searchsorted(np.array(starts), cols, side="right") - 1 if len(cols) else cols
         self.parents = []
-        for p, ents in sorted(by_parent.items()):
+        self.pn: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for p in np.unique(par):
+            m = par == p
             A = np.zeros((R, sizes[p]))
+            A[rows[m], cols[m] - starts[p]] = vals[m]
             E = None
-            for r, j, q in ents:
-                f = float(q)
-                A[r, j] = f
-                if Fraction(f) != q:
-                    E = np.zeros((R, sizes[p])) if E is None else E
-                    E[r, j] = abs(q - Fraction(f)) * (1 + 2**-50)
-            self.parents.append((p, A, np.abs(A), E))
+            bad = np.nonzero(m & inexact)[0]
+            if len(bad):
+                E = np.zeros((R, sizes[p]))
+                for t in bad:
+                    e = abs(qs[t] - Fraction(float(vals[t])))
+                    E[rows[t], cols[t] - starts[p]] = float(e) * (1 + 2**-50) + 5e-324
+            self.parents.append((int(p), A, np.abs(A), E))
         cs = [f.c for f in forms]
         self.c = np.array([float(q) for q in cs]) if R else np.zeros(0)
-        self.Ec = np.array([float(abs(q - Fraction(float(q)))) * (1 + 2**-50) for q in cs]) if R else self.c
+        self.Ec = np.array([float(abs(q - Fraction(float(q)))) * (1 + 2**-50) + 5e-324 for q in cs]
+                           ) if R else self.c
         self.R = R
         # rows that are one variable with coefficient +-1 and no constant are computed exactly (no
         # charge): keeps e.g. a dead ReLU's 0 exact for the max node's dominance test
@@ -73,8 +80,9 @@ class _Forms:
         exact_err = np.broadcast_to(self.Ec[sel], lo.shape)
         n = 1
         for p, A, absA, E in self.parents:
-            A = A[sel]
-            Ap, An = np.maximum(A, 0), np.minimum(A, 0)
+            if p not in self.pn:  # (positive and negative parts, kept for the next batches)
+                self.pn[p] = (np.maximum(A, 0), np.minimum(A, 0))
+            Ap, An = (M[sel] for M in self.pn[p])
             lo += L[p] @ Ap.T + Uu[p] @ An.T
             hi += Uu[p] @ Ap.T + L[p] @ An.T
             mag = mag + vmax[p] @ absA[sel].T

@@ -38,6 +38,7 @@ from .network import Unsupported, _size, _strides
 from .network import _decode as _decode_number
 
 Q = Fraction
+ONE = Q(1)  # the coefficient of a variable read directly (compared by identity in ``_lin``)
 
 
 class Aff:
@@ -140,7 +141,7 @@ class Lowerer:
         node = Node(kind, self.n, len(args), fn, dict(attrs or {}), args)
         self.nodes.append(node)
         self.n += len(args)
-        return [Aff({node.offset + i: Q(1)}) for i in range(len(args))]
+        return [Aff({node.offset + i: ONE}) for i in range(len(args))]
 
     def const(self, ivs: list[tuple[Fraction, Fraction]]) -> list[Elem]:
         """Elements for exact values or rational intervals (an interval becomes a const node)."""
@@ -285,7 +286,22 @@ def _sum(vals: list[Elem]) -> Elem:
 
 
 def _lin(terms: list[tuple[Fraction, Elem]]) -> Elem:
-    return _sum([scale(e, q) for q, e in terms if q])
+    """sum q·e, merged once (the hot loop of conv2d and matmul lowering: a unit coefficient,
+    the common case of a variable read directly, skips the multiplication)."""
+    c, t = Q(0), {}
+    for q, e in terms:
+        if not q:
+            continue
+        if isinstance(e, Fraction):
+            c += q * e
+            continue
+        if e.c:
+            c += q * e.c
+        for v, a in e.t.items():
+            m = q if a is ONE else q * a
+            t[v] = t[v] + m if v in t else m
+    t = {v: r for v, r in t.items() if r}
+    return Aff(t, c) if t else c
 
 
 # -- rows ------------------------------------------------------------------------------------------
@@ -680,7 +696,7 @@ def lower(ir: dict[str, Any]) -> BoundGraph:
     env: dict[str, Tensor] = {}
     off = 0
     for i, s in zip(ir["inputs"], shapes):
-        env[i["name"]] = Tensor(s, [Aff({off + j: Q(1)}) for j in range(_size(s))])
+        env[i["name"]] = Tensor(s, [Aff({off + j: ONE}) for j in range(_size(s))])
         off += _size(s)
     for k, a in ir["constants"].items():
         env[k] = Tensor(*_decode(a))
