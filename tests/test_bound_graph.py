@@ -286,3 +286,32 @@ def test_unsupported_uses_are_refused():
         engine.ibp(bg, [-1] * 4, [1] * 4)
     lo, hi = fe.ibp(bg, -np.ones((1, 4)), np.ones((1, 4)))
     assert np.isneginf(lo).all() and np.isposinf(hi).all()  # never a finite bound outside the domain
+
+
+def test_oval21_cifar_net_bounds_in_seconds_and_contain_onnxruntime():
+    """The oval21 CIFAR base net (conv, conv, fc, fc): lowered, CROWN-bounded in fast mode over an
+    eps = 2/255 box in seconds, every sampled point's onnxruntime output inside (float32 runtime:
+    1e-4 slack), and far tighter than IBP."""
+    import time
+    from pathlib import Path
+
+    import onnxruntime as ort
+
+    from torchlean.bridge import load_onnx
+
+    path = Path(__file__).parent / "data" / "vnncomp2021" / "oval21" / "cifar_base_kw.onnx"
+    t = time.time()
+    bg = lower(load_onnx(path).to_dict())
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (1, 3072))
+    eps = 2 / 255
+    cl, cu = fe.crown(bg, x - eps, x + eps)
+    il, iu = fe.ibp(bg, x - eps, x + eps)
+    assert time.time() - t < 60
+    assert ((cu - cl) < (iu - il) / 5).all()
+    sess = ort.InferenceSession(str(path))
+    name = sess.get_inputs()[0].name
+    for _ in range(30):
+        p = x + eps * rng.choice([-1.0, 1.0], x.shape) * rng.uniform(0.8, 1, x.shape)
+        y = sess.run(None, {name: p.reshape(1, 3, 32, 32).astype(np.float32)})[0].ravel()
+        assert (y >= cl[0] - 1e-4).all() and (y <= cu[0] + 1e-4).all()
