@@ -27,15 +27,19 @@ def _widen(v: np.ndarray, mag: np.ndarray, sign: float) -> np.ndarray:
 class FastPWL:
     """relu / leaky_relu / abs: g = f - a·x at l, u and 0 (when inside)."""
 
-    def __init__(self, f: Callable[..., np.ndarray], lower_slope: Callable[..., np.ndarray]):
-        self.f, self.lower_slope = f, lower_slope
+    def __init__(self, f: Callable[..., np.ndarray], lower_slope: Callable[..., np.ndarray],
+                 exact: bool = True):
+        self.f, self.lower_slope, self.exact = f, lower_slope, exact
 
     def interval(self, l, u, **at):
         a, b = self.f(l, **at), self.f(u, **at)
         lo, hi = np.minimum(a, b), np.maximum(a, b)
         inside = (l < 0) & (u > 0)
         f0 = self.f(np.zeros_like(l), **at)
-        return np.where(inside, np.minimum(lo, f0), lo), np.where(inside, np.maximum(hi, f0), hi)
+        lo, hi = np.where(inside, np.minimum(lo, f0), lo), np.where(inside, np.maximum(hi, f0), hi)
+        if not self.exact:  # (leaky_relu: slope·x is rounded; relu and abs are exact in floats)
+            lo, hi = _widen(lo, np.abs(lo), -1), _widen(hi, np.abs(hi), 1)
+        return lo, hi
 
     def _g(self, x, a, sign, **at):
         fx, ax = self.f(x, **at), a * x
@@ -135,7 +139,7 @@ def _softplus(x):
 
 FAST: dict[str, Any] = {
     "relu": FastPWL(lambda x: np.maximum(x, 0.0), lambda l, u: (u >= -l).astype(float)),
-    "leaky_relu": FastPWL(_leaky, lambda l, u, slope=0.01: np.where(u >= -l, 1.0, slope)),
+    "leaky_relu": FastPWL(_leaky, lambda l, u, slope=0.01: np.where(u >= -l, 1.0, slope), exact=False),
     "abs": FastPWL(np.abs, lambda l, u: np.where(u >= -l, 1.0, -1.0)),
     "exp": FastEnclosed(np.exp),
     "log": FastEnclosed(np.log, domain=lambda l, u: l > 0),
