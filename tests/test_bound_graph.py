@@ -315,3 +315,26 @@ def test_oval21_cifar_net_bounds_in_seconds_and_contain_onnxruntime():
         p = x + eps * rng.choice([-1.0, 1.0], x.shape) * rng.uniform(0.8, 1, x.shape)
         y = sess.run(None, {name: p.reshape(1, 3, 32, 32).astype(np.float32)})[0].ravel()
         assert (y >= cl[0] - 1e-4).all() and (y <= cu[0] + 1e-4).all()
+
+
+def _cancelling_violations():
+    """Fast bounds that cross the exact ones on affine maps with large cancelling terms."""
+    bad = 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        W = rng.normal(size=(8, 3))
+        W[1] = -W[0] * (1 + rng.normal() * 1e-9)
+        g = G([("matmul", ["x", "W"], "y")], {"W": W}, (1, 8))
+        bg = lower(g.to_dict())
+        lo = rng.uniform(-1, 1, 8) * 1e8
+        hi = lo + rng.uniform(0, 1, 8)
+        el, eu = engine.ibp(bg, lo.tolist(), hi.tolist())  # exact: the true extremes of an affine map
+        for fl, fu in (fe.crown(bg, lo[None], hi[None]), fe.ibp(bg, lo[None], hi[None])):
+            bad += sum(F(a) > b for a, b in zip(fl[0], el)) + sum(F(a) < b for a, b in zip(fu[0], eu))
+    return bad
+
+
+def test_fast_rounding_charges_are_needed_and_sufficient(monkeypatch):
+    assert _cancelling_violations() == 0
+    monkeypatch.setattr(fe, "_charge", lambda x, n: 0 * x)
+    assert _cancelling_violations() > 0  # the test has the power to see a missing charge
