@@ -184,6 +184,9 @@ def test_crown_tighter_than_ibp_on_deep_nets():
 
 
 def test_new_crown_at_least_as_tight_as_chain_engine_on_relu_chains():
+    """On these chains the bound table's exact CROWN is at least as tight as the chain engine's.
+    (Not a theorem: intersecting intermediate bounds with IBP can flip an adaptive ReLU lower
+    slope; on 96 ACAS Xu boxes it is tighter on 85% of bounds and looser on 2.7%.)"""
     rng = np.random.default_rng(7)
     for _ in range(3):
         sizes = (3, 6, 6, 2)
