@@ -68,10 +68,12 @@ class _State:
         self.U[: bg.n_in] = [Q(v) for v in hi]
         self.arg: dict[int, list[Any]] = {}  # node index -> per element argument bounds
         self.lines: dict[tuple[int, int], Any] = {}  # default relaxations, built once
+        self.kind = [n.kind for n in bg.nodes for _ in range(n.size)]  # per variable
 
     def arg_bounds(self, k: int, f: Aff, crown: bool) -> tuple[Fraction, Fraction]:
         lo, hi = form_bounds(f, self.L, self.U)
-        if crown:
+        if crown and any(v >= self.bg.n_in and self.kind[v] != "const" for v in f.t):
+            # (a form over input and const variables only: its IBP bound is already exact)
             lo = max(lo, backsub(self, f, k))
             hi = min(hi, -backsub(self, _negf(f), k))
         return _down(lo), _up(hi)

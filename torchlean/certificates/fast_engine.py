@@ -33,9 +33,71 @@ def _charge(x: np.ndarray, n: int) -> np.ndarray:
     return 4 * gamma(n + 2) * x + TINY
 
 
+class _Mat:
+    """An (R, n) float matrix, dense, or sparse when under 1% full (coordinates sorted by row, and a
+    column-sorted view): pooling and convolution forms have few entries per row, and the products
+    below then cost their entries, not R·n. Sums of products are the same sums (any order), so
+    the engine's γ_n error bounds hold for both layouts."""
+
+    def __init__(self, R: int, n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray):
+        self.shape = (R, n)
+        self.sparse = len(vals) < 0.01 * R * n  # (gathers cost ~10-20x a BLAS product per entry)
+        if not self.sparse:
+            self.D = np.zeros((R, n))
+            self.D[rows, cols] = vals
+            return
+        self.rows, self.cols, self.vals = rows, cols, vals
+        self.urows, self.rstart = np.unique(rows, return_index=True)
+        self.cperm = np.argsort(cols, kind="stable")
+        self.ucols, self.cstart = np.unique(cols[self.cperm], return_index=True)
+
+    def _like(self, vals: np.ndarray) -> _Mat:
+        m = object.__new__(_Mat)
+        m.__dict__.update(self.__dict__)
+        m.vals = vals
+        return m
+
+    def map(self, f: Any) -> _Mat:
+        """The matrix with f applied to every entry (f(0) = 0: abs, positive/negative part)."""
+        return self._like(f(self.vals)) if self.sparse else _dense(f(self.D))
+
+    def rmul(self, X: np.ndarray) -> np.ndarray:
+        """X @ A.T for X (B, n): (B, R)."""
+        if not self.sparse:
+            return X @ self.D.T
+        out = np.zeros((X.shape[0], self.shape[0]))
+        out[:, self.urows] = np.add.reduceat(X[:, self.cols] * self.vals, self.rstart, axis=1)
+        return out
+
+    def lmul(self, Y: np.ndarray) -> np.ndarray:
+        """Y @ A for Y (M, R): (M, n), in chunks of rows so the products stay ~2^24 entries."""
+        if not self.sparse:
+            return Y @ self.D
+        out = np.zeros((Y.shape[0], self.shape[1]))
+        r, v = self.rows[self.cperm], self.vals[self.cperm]
+        step = max(1, 2**24 // max(len(v), 1))
+        for a in range(0, Y.shape[0], step):
+            out[a:a + step, self.ucols] = np.add.reduceat(Y[a:a + step, r] * v, self.cstart, axis=1)
+        return out
+
+    def take(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """The given rows (all when None), dense."""
+        if not self.sparse:
+            return self.D if rows is None else self.D[rows]
+        full = np.zeros(self.shape)
+        full[self.rows, self.cols] = self.vals
+        return full if rows is None else full[rows]
+
+
+def _dense(D: np.ndarray) -> _Mat:
+    m = object.__new__(_Mat)
+    m.shape, m.sparse, m.D = D.shape, False, D
+    return m
+
+
 class _Forms:
-    """A list of R exact forms as float matrices per parent node: (node index, A, |A|, E or None),
-    constants c and their rounding error Ec."""
+    """A list of R exact forms as float matrices per parent node: (node index, A, |A|, E or None)
+    as ``_Mat``s, constants c and their rounding error Ec."""
 
     def __init__(self, forms: list[Aff], starts: list[int], sizes: list[int]):
         R = len(forms)
@@ -48,19 +110,18 @@ class _Forms:
                             or abs(q.numerator) >= 2**53 for q in qs], dtype=bool)
         par = np.searchsorted(np.array(starts), cols, side="right") - 1 if len(cols) else cols
         self.parents = []
-        self.pn: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.pn: dict[int, tuple[_Mat, _Mat]] = {}
         for p in np.unique(par):
             m = par == p
-            A = np.zeros((R, sizes[p]))
-            A[rows[m], cols[m] - starts[p]] = vals[m]
+            A = _Mat(R, sizes[p], rows[m], cols[m] - starts[p], vals[m])
             E = None
-            bad = np.nonzero(m & inexact)[0]
-            if len(bad):
-                E = np.zeros((R, sizes[p]))
-                for t in bad:
+            if (m & inexact).any():
+                err = np.zeros(len(vals))
+                for t in np.nonzero(m & inexact)[0]:
                     e = abs(qs[t] - Fraction(float(vals[t])))
-                    E[rows[t], cols[t] - starts[p]] = float(e) * (1 + 2**-50) + 5e-324
-            self.parents.append((int(p), A, np.abs(A), E))
+                    err[t] = float(e) * (1 + 2**-50) + 5e-324
+                E = _Mat(R, sizes[p], rows[m], cols[m] - starts[p], err[m])
+            self.parents.append((int(p), A, A.map(np.abs), E))
         cs = [f.c for f in forms]
         self.c = np.array([float(q) for q in cs]) if R else np.zeros(0)
         self.Ec = np.array([float(abs(q - Fraction(float(q)))) * (1 + 2**-50) + 5e-324 for q in cs]
@@ -71,25 +132,24 @@ class _Forms:
         self.plain = np.array([len(f.t) == 1 and abs(next(iter(f.t.values()))) == 1 and not f.c
                                for f in forms], dtype=bool)
 
-    def bounds(self, L: list[np.ndarray], Uu: list[np.ndarray], vmax: list[np.ndarray], rows=None):
-        """Outward (B, R) bounds of the forms (``rows``: a subset) over the variable bounds."""
-        sel = slice(None) if rows is None else rows
-        lo = np.broadcast_to(self.c[sel], (L[0].shape[0], len(self.c[sel]))).copy()
+    def bounds(self, L: list[np.ndarray], Uu: list[np.ndarray], vmax: list[np.ndarray]):
+        """Outward (B, R) bounds of the forms over the variable bounds."""
+        lo = np.broadcast_to(self.c, (L[0].shape[0], self.R)).copy()
         hi = lo.copy()
         mag = np.abs(lo)
-        exact_err = np.broadcast_to(self.Ec[sel], lo.shape)
+        exact_err = np.broadcast_to(self.Ec, lo.shape)
         n = 1
         for p, A, absA, E in self.parents:
             if p not in self.pn:  # (positive and negative parts, kept for the next batches)
-                self.pn[p] = (np.maximum(A, 0), np.minimum(A, 0))
-            Ap, An = (M[sel] for M in self.pn[p])
-            lo += L[p] @ Ap.T + Uu[p] @ An.T
-            hi += Uu[p] @ Ap.T + L[p] @ An.T
-            mag = mag + vmax[p] @ absA[sel].T
+                self.pn[p] = (A.map(lambda v: np.maximum(v, 0)), A.map(lambda v: np.minimum(v, 0)))
+            Ap, An = self.pn[p]
+            lo += Ap.rmul(L[p]) + An.rmul(Uu[p])
+            hi += Ap.rmul(Uu[p]) + An.rmul(L[p])
+            mag = mag + absA.rmul(vmax[p])
             if E is not None:
-                exact_err = exact_err + vmax[p] @ E[sel].T
+                exact_err = exact_err + E.rmul(vmax[p])
             n += A.shape[1]
-        ch = np.where(self.plain[sel], 0.0, _charge(mag, n) + 4 * exact_err)
+        ch = np.where(self.plain, 0.0, _charge(mag, n) + 4 * exact_err)
         return _safe(lo - ch, hi + ch)
 
 
@@ -182,7 +242,8 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp") 
             continue
         F = fg.forms[k]
         al, au = F.bounds(st.L, st.U, st.vmax)
-        if method == "crown":
+        if method == "crown" and any(fg.bg.nodes[p].kind not in ("input", "const") for p, *_ in F.parents):
+            # (forms over input and const variables only: their IBP bound is already exact)
             rows = _refine_rows(node, fg.groups[k], al, au)
             if rows.size:
                 cl, cu = _crown_rows(st, k, rows)
@@ -235,10 +296,10 @@ def _crown_rows(st: _State, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.nd
     lam: dict[int, np.ndarray] = {}
     err = np.zeros((st.B, 2 * len(rows)))
     for p, A, _, E in F.parents:
-        a = A[rows]
+        a = A.take(rows)
         lam[p] = np.broadcast_to(np.concatenate([a, -a])[None], (st.B, 2 * len(rows), A.shape[1]))
         if E is not None:
-            e = E[rows]
+            e = E.take(rows)
             err += 4 * np.einsum("kj,bj->bk", np.concatenate([e, e]), st.vmax[p])
     c = np.concatenate([F.c[rows], -F.c[rows]])
     const = np.broadcast_to(c, (st.B, 2 * len(rows))).copy()
@@ -346,11 +407,11 @@ def _through(st: _State, lam, lin: np.ndarray, const, err, F: _Forms):
     absl = np.abs(lin)
     n = R
     for p, A, absA, E in F.parents:
-        prod = (lin.reshape(B * K, R) @ A).reshape(B, K, -1)
-        w = st.vmax[p] @ absA.T  # (B, R): Σ_j |A_rj| max|v_j|
+        prod = A.lmul(lin.reshape(B * K, R)).reshape(B, K, -1)
+        w = absA.rmul(st.vmax[p])  # (B, R): Σ_j |A_rj| max|v_j|
         err += _charge(np.einsum("bkr,br->bk", absl, w), n)
         if E is not None:
-            err += 4 * np.einsum("bkr,br->bk", absl, st.vmax[p] @ E.T)
+            err += 4 * np.einsum("bkr,br->bk", absl, E.rmul(st.vmax[p]))
         if p in lam:
             prod = lam[p] + prod
             err += _charge(np.einsum("bkj,bj->bk", np.abs(prod), st.vmax[p]), 2)
@@ -435,9 +496,9 @@ def bound_forms(st: _State, F: _Forms, slopes: dict[int, Any] | None = None) -> 
     lam: dict[int, np.ndarray] = {}
     err = np.zeros((st.B, F.R))
     for p, A, _, E in F.parents:
-        lam[p] = np.broadcast_to(A[None], (st.B, *A.shape))
+        lam[p] = np.broadcast_to(A.take()[None], (st.B, *A.shape))
         if E is not None:
-            err += 4 * np.einsum("kj,bj->bk", E, st.vmax[p])
+            err += 4 * E.rmul(st.vmax[p])
     const = np.broadcast_to(F.c, (st.B, F.R)).copy()
     err += F.Ec[None]
     low = _backsub(st, lam, const, err, len(st.fg.bg.nodes), slopes)
