@@ -242,6 +242,14 @@ def _int_consts(t: Tensor, what: str) -> list[int]:
     return [int(v) for v in t.v]
 
 
+def _in_range(k: int, n: int, what: str) -> int:
+    """A numpy index into a length-n axis (negative counts from the end); out of range refused,
+    as numpy (and so the spec's meaning) refuses it."""
+    if not -n <= k < n:
+        raise Unsupported(f"{what} index {k} out of range for size {n}")
+    return k % n
+
+
 def _gather(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     x, idx = ins
     ix = _int_consts(idx, "gather indices")
@@ -251,7 +259,7 @@ def _gather(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     out = []
     for p, k in zip(_positions(idx.shape), ix):
         q = list(p)
-        q[ax] = k % x.shape[ax]
+        q[ax] = _in_range(k, x.shape[ax], "gather")
         out.append(x.v[_flat(q, st)])
     return Tensor(idx.shape, out)
 
@@ -261,7 +269,7 @@ def _embedding(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     d = w.shape[1]
     out = []
     for k in _int_consts(idx, "embedding indices"):
-        k %= w.shape[0]
+        k = _in_range(k, w.shape[0], "embedding")
         out.extend(w.v[k * d:(k + 1) * d])
     return Tensor((*idx.shape, d), out)
 
