@@ -378,21 +378,22 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
         m = node.size
         if r[0] == "fn":
             _, aL, bL, aU, bU = r
-            lin = np.where(pos, lk * aL[:, None], lk * aU[:, None])
-            cterm = np.where(pos, lk * bL[:, None], lk * bU[:, None])
+            lin = lk * np.where(pos, aL[:, None], aU[:, None])
+            cterm = lk * np.where(pos, bL[:, None], bU[:, None])
         elif r[0] == "mul":
             _, aL, bL, cL, aU, bU, cU = r
-            lin = np.concatenate([np.where(pos, lk * aL[:, None], lk * aU[:, None]),
-                                  np.where(pos, lk * bL[:, None], lk * bU[:, None])], axis=2)
-            cterm = np.where(pos, lk * cL[:, None], lk * cU[:, None])
+            lin = np.concatenate([lk * np.where(pos, aL[:, None], aU[:, None]),
+                                  lk * np.where(pos, bL[:, None], bU[:, None])], axis=2)
+            cterm = lk * np.where(pos, cL[:, None], cU[:, None])
         else:
             _, sel, dom, umax = r
             take = pos | dom[:, None]
             lin = np.zeros((*lk.shape[:2], fg.forms[k].R))
             np.put_along_axis(lin, np.broadcast_to(sel[:, None], lk.shape), np.where(take, lk, 0.0), 2)
             cterm = np.where(take, 0.0, lk * umax[:, None])
-        cterm = np.where(lk == 0, 0.0, cterm)
-        cterm = np.where(np.isnan(cterm), -np.inf, cterm)
+        if not np.isfinite(cterm).all():  # (0·inf terms are 0; any other non-finite: no bound)
+            cterm = np.where(lk == 0, 0.0, cterm)
+            cterm = np.where(np.isnan(cterm), -np.inf, cterm)
         cs = cterm.sum(2)
         err += _charge(np.abs(cterm).sum(2) + np.abs(const) + np.abs(cs), m)
         const = const + cs
