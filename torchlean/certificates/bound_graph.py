@@ -261,3 +261,63 @@ def fingerprint(bg: BoundGraph) -> str:
     for a in bg.outputs:
         h.update(_aff_text(a).encode() + b"\n")
     return h.hexdigest()
+
+
+#: functions whose rows' interval rule gives the exact range of f over [l, u] (monotone, or exact)
+EXACT_RANGE = frozenset({"relu", "leaky_relu", "abs", "exp", "log", "sqrt", "tanh", "sigmoid", "softplus",
+                         "reciprocal", "square"})
+
+
+def refine_skips(bg: BoundGraph) -> list[list[bool]]:
+    """Per node, per argument row (fn: its args; mul: the x rows then the w rows; max: the members
+    in order): True where the engines skip refining the row's IBP bound by CROWN (a choice of
+    precision only: every relaxation is valid for any valid bounds). Skipped:
+
+    - rows where CROWN cannot beat IBP. In the engines' model (inputs free in the box, const
+      variables free in their intervals) IBP of a form is its exact range when the form reads only
+      input and const variables (a linear form over a box), or is a·v + c with v a variable whose
+      bounds are its exact range: an input or const variable, or one of a node all of whose
+      argument rows are such and whose rule is exact on ranges (an ``EXACT_RANGE`` function; a
+      product of a const-only operand and such an operand, which are independent). No valid bound
+      beats an exact range;
+    - the data operand of a product by a const-only operand (a scaling such as batch norm's): its
+      McCormick planes are within (uw - lw)·(ux - lx) of the product whatever the bounds, and the
+      rows that read the product are refined themselves.
+    """
+    owner: list[int] = []
+    for k, n in enumerate(bg.nodes):
+        owner.extend([k] * n.size)
+    exact = [False] * len(bg.nodes)
+    out: list[list[bool]] = []
+    for k, n in enumerate(bg.nodes):
+        if n.kind in ("input", "const"):
+            exact[k] = True
+            out.append([])
+            continue
+        if n.kind == "fn":
+            rows = list(n.args)
+        elif n.kind == "mul":
+            rows = [x for x, _ in n.args] + [w for _, w in n.args]
+        else:
+            rows = [f for g in n.args for f in g]
+
+        def shallow(f: Aff) -> bool:
+            return all(bg.nodes[owner[v]].kind in ("input", "const") for v in f.t)
+
+        def ok(f: Aff) -> bool:
+            return shallow(f) or (len(f.t) == 1 and exact[owner[next(iter(f.t))]])
+
+        best = [ok(f) for f in rows]
+        skip = list(best)
+        if n.kind == "fn":
+            exact[k] = n.fn in EXACT_RANGE and all(best)
+        elif n.kind == "mul":
+            m = n.size
+            const_only = [all(bg.nodes[owner[v]].kind == "const" for v in f.t) for f in rows]
+            exact[k] = all((const_only[i] and best[m + i]) or (const_only[m + i] and best[i])
+                           for i in range(m))
+            for i in range(m):
+                skip[i] = skip[i] or const_only[m + i]
+                skip[m + i] = skip[m + i] or const_only[i]
+        out.append(skip)
+    return out

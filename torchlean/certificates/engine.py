@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
+from .bound_graph import refine_skips
 from .bounds import _down, _up
 from .core import Rejected
 from .functions import FUNCTIONS
@@ -93,8 +94,13 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
     if method not in ("ibp", "crown"):
         raise ValueError(f"unknown method {method!r}")
     st = _State(bg, lo, hi)
+    best = refine_skips(bg) if method == "crown" else None
     for k, node in enumerate(bg.nodes):
         o = node.offset
+        if best is not None and node.kind in ("fn", "mul", "max") and all(best[k]):
+            method_k = "ibp"  # (no argument row of this node is refined: bound_graph.refine_skips)
+        else:
+            method_k = method
         if node.kind == "const":
             for i, (a, b) in enumerate(node.args):
                 st.L[o + i], st.U[o + i] = a, b
@@ -102,7 +108,7 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
             row, bnds = FUNCTIONS[node.fn], []
             for i, f in enumerate(node.args):
                 a, b = st.arg_bounds(k, f, False)
-                if method == "crown" and _needs(node, a, b):
+                if method_k == "crown" and not best[k][i] and _needs(node, a, b):
                     a, b = st.arg_bounds(k, f, True)
                 bnds.append((a, b))
                 st.L[o + i], st.U[o + i] = row.interval(a, b, **node.attrs)
@@ -110,8 +116,8 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
         elif node.kind == "mul":
             bnds = []
             for i, (x, w) in enumerate(node.args):
-                bx = st.arg_bounds(k, x, method == "crown")
-                bw = st.arg_bounds(k, w, method == "crown")
+                bx = st.arg_bounds(k, x, method_k == "crown" and not best[k][i])
+                bw = st.arg_bounds(k, w, method_k == "crown" and not best[k][node.size + i])
                 bnds.append((bx, bw))
                 st.L[o + i], st.U[o + i] = _mul_iv(bx, bw)
             st.arg[k] = bnds
@@ -119,7 +125,7 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
             bnds = []
             for i, g in enumerate(node.args):
                 bs = [st.arg_bounds(k, f, False) for f in g]
-                if method == "crown" and _max_choice(bs)[1] is None:
+                if method_k == "crown" and _max_choice(bs)[1] is None:
                     bs = [st.arg_bounds(k, f, True) for f in g]
                 bnds.append(bs)
                 st.L[o + i], st.U[o + i] = max(b[0] for b in bs), max(b[1] for b in bs)

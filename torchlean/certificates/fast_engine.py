@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .bound_graph import refine_skips
 from .engine import EXACT_AT_STABLE
 from .fast import TINY, U, gamma, outward
 from .fast_functions import FAST
@@ -185,6 +186,7 @@ class FastGraph:
                 lo, hi = outward([a for a, _ in n.args], [b for _, b in n.args])
                 self.forms[-1] = (np.array(lo), np.array(hi))  # type: ignore[assignment]
         self.out = _Forms(list(bg.outputs), self.starts, self.sizes)
+        self.best = [np.array(b, dtype=bool) for b in refine_skips(bg)]
 
 
 _CACHE: dict[int, tuple[BoundGraph, FastGraph]] = {}
@@ -245,6 +247,7 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp") 
         if method == "crown" and any(fg.bg.nodes[p].kind not in ("input", "const") for p, *_ in F.parents):
             # (forms over input and const variables only: their IBP bound is already exact)
             rows = _refine_rows(node, fg.groups[k], al, au)
+            rows = rows[~fg.best[k][rows]]  # (bound_graph.refine_skips)
             if rows.size:
                 cl, cu = _crown_rows(st, k, rows)
                 al[:, rows] = np.maximum(al[:, rows], cl)
