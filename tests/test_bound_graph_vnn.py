@@ -14,7 +14,7 @@ from torchlean.certificates import engine
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.bounds import check_vnn
 from torchlean.certificates.functions import FUNCTIONS
-from torchlean.certificates.graph_vnn import read_network
+from torchlean.certificates.graph_vnn import objective_forms, read_network
 from torchlean.certificates.lower import BoundGraph, fingerprint, lower
 from torchlean.certificates.network import Net
 from torchlean.certificates.property import Atom, Region, Spec
@@ -47,15 +47,18 @@ def robustness(bg: BoundGraph, x0, eps):
     return Spec(bg.n_in, bg.n_out, (Region(lo, hi, ((Atom(a, F(0), False),),)),))
 
 
-def search(bg: BoundGraph, spec: Spec, depth: int = 10):
-    """Input-split tree whose leaves each claim 0.999x the fast engine's bound on a·y - b."""
+def search(bg: BoundGraph, spec: Spec, depth: int = 10, phases=None):
+    """Input-split tree whose leaves each claim 0.999x the fast engine's bound on a·y - b (on the
+    region where the ReLU-like elements ``phases`` {(node, i): 0/1} have those signs)."""
     region = spec.regions[0]
-    atom = region.disjuncts[0][0]
     tree: list = []
+    obj = fe.forms_of(bg, objective_forms(bg, region, [[(0,)]])[0])
+    ph = None if not phases else {k: np.array([[phases.get((k, i), -1) for i in range(bg.nodes[k].size)]])
+                                  for k in {k for k, _ in phases}}
 
     def rec(lo, hi, d):
         L, H = fe.boxes([lo], [hi])
-        lb = fe.crown(bg, L, H, C=[[float(v) for v in atom.a]])[0][0, 0] - float(atom.b)
+        lb = fe.bound_forms(fe.forward(fe.compiled(bg), L, H, "crown", ph), obj)[0, 0]
         if lb > 0 and d >= 2:  # (split twice at least, so trees have structure to mutate)
             tree.append(["leaf", [[0, str(F(lb) * F(999, 1000))]]])
             return
@@ -184,3 +187,26 @@ def test_sat_checked_on_the_exact_output_enclosure():
             assert v.ok == want, (b, strict, v.reason)
         outside = {**cert, "x": [str(v + 2) for v in x0]}
         assert not check_vnn(outside, bg, spec).ok
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_relu_split_trees(case, mode):
+    """A hidden-element split ["relu", node, i]: each side's leaves are bounded on their region
+    (argument clamped at 0); splits on elements without a kink at 0 are refused."""
+    g, bg, spec, _ = case
+    k = next((k for k, n in enumerate(bg.nodes) if n.kind == "fn" and n.fn == "relu"), None)
+    if k is None:
+        pytest.skip("no ReLU in this network")
+    tree = ["relu", k, 0]
+    sides = [search(bg, spec, depth=6, phases={(k, 0): v}) for v in (0, 1)]
+    cert = unsat_cert(bg, spec, [tree] + sides[0] + sides[1])
+    v = check_vnn(cert, bg, spec, mode=mode)
+    assert v.ok, v.reason
+    assert v.checked == sum(1 for t in sides for e in t if e[0] == "leaf")
+    other = next(j for j, n in enumerate(bg.nodes) if n.kind != "fn" or n.fn != "relu")
+    bad = unsat_cert(bg, spec, [["relu", other, 0]] + sides[0] + sides[1])
+    v = check_vnn(bad, bg, spec, mode=mode)
+    assert not v.ok and "no hidden neuron" in v.reason
+    twice = unsat_cert(bg, spec, [tree, tree] + sides[0] + sides[1] + sides[1])
+    v = check_vnn(twice, bg, spec, mode=mode)
+    assert not v.ok and "split twice" in v.reason

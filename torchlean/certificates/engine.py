@@ -89,8 +89,12 @@ def _needs(node: Node, lo: Fraction, hi: Fraction) -> bool:
     return not (node.fn in EXACT_AT_STABLE and (lo >= 0 or hi <= 0))
 
 
-def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], method: str = "ibp") -> _State:
-    """Bounds of every variable (IBP, with CROWN argument bounds when ``method == "crown"``)."""
+def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], method: str = "ibp",
+            phases: dict[tuple[int, int], int] | None = None) -> _State:
+    """Bounds of every variable (IBP, with CROWN argument bounds when ``method == "crown"``).
+    ``phases`` {(fn node, i): 1 or 0} restricts to the region where that element's argument is
+    >= 0 (1) or <= 0 (0): its argument bounds are clamped at 0, valid on the region (on an empty
+    region any bound is, and the clamp keeps lo <= hi)."""
     if method not in ("ibp", "crown"):
         raise ValueError(f"unknown method {method!r}")
     st = _State(bg, lo, hi)
@@ -110,6 +114,8 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
                 a, b = st.arg_bounds(k, f, False)
                 if method_k == "crown" and not best[k][i] and _needs(node, a, b):
                     a, b = st.arg_bounds(k, f, True)
+                if phases and (k, i) in phases:
+                    a, b = clamp(a, b, phases[k, i])
                 bnds.append((a, b))
                 st.L[o + i], st.U[o + i] = row.interval(a, b, **node.attrs)
             st.arg[k] = bnds
@@ -131,6 +137,15 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
                 st.L[o + i], st.U[o + i] = max(b[0] for b in bs), max(b[1] for b in bs)
             st.arg[k] = bnds
     return st
+
+
+def clamp(a: Any, b: Any, phase: int) -> tuple[Any, Any]:
+    """[a, b] intersected with [0, inf) (phase 1) or (-inf, 0] (phase 0), kept non-empty."""
+    if phase:
+        a = max(a, 0 * a)
+        return a, max(a, b)
+    b = min(b, 0 * b)
+    return min(a, b), b
 
 
 def _max_choice(bs: list[tuple[Fraction, Fraction]]) -> tuple[int, int | None]:

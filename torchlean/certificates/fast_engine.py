@@ -230,8 +230,10 @@ def _mul_iv(lx, ux, lw, uw):
     return ps.min(0) - m, ps.max(0) + m
 
 
-def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp") -> _State:
-    """Certified bounds of every variable over each box (B, n_in), as ``engine.forward``."""
+def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
+            phases: dict[int, np.ndarray] | None = None) -> _State:
+    """Certified bounds of every variable over each box (B, n_in), as ``engine.forward``;
+    ``phases`` {fn node: (B, size) int array, 1 / 0 / -1 (no split)} as there."""
     if method not in ("ibp", "crown"):
         raise ValueError(f"unknown method {method!r}")
     st = _State(fg, lo, hi)
@@ -252,6 +254,11 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp") 
                 cl, cu = _crown_rows(st, k, rows)
                 al[:, rows] = np.maximum(al[:, rows], cl)
                 au[:, rows] = np.minimum(au[:, rows], cu)
+        if phases is not None and k in phases:
+            ph = phases[k]
+            al = np.where(ph == 1, np.maximum(al, 0.0), al)
+            au = np.where(ph == 1, np.maximum(au, al), np.where(ph == 0, np.minimum(au, 0.0), au))
+            al = np.where(ph == 0, np.minimum(al, au), al)
         st.arg.append((al, au))
         m = node.size
         if node.kind == "fn":

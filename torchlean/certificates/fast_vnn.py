@@ -44,14 +44,28 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
     for start in range(0, len(items), CHUNK):
         part = items[start:start + CHUNK]
         lo, hi = (_corners([it[side] for it in part], cache, side) for side in (0, 1))
-        st = fe.forward(fg, lo, hi, method)
+        ph = _phases(bg, [it[2][2] for it in part])
+        st = fe.forward(fg, lo, hi, method, ph)
         lb = fe.bound_forms(st, F)
         for b, (_, _, (proofs, _, _)) in enumerate(part):
-            lower = _leaf_lower(bg, F, lb[b], lo[b:b + 1], hi[b:b + 1], method)
+            one = None if ph is None else {k: v[b:b + 1] for k, v in ph.items()}
+            lower = _leaf_lower(bg, F, lb[b], lo[b:b + 1], hi[b:b + 1], method, one)
             check_leaf_proofs(proofs, region, index, lower, f"{where} leaf {start + b}", read_extras=read)
 
 
-def _leaf_lower(bg: BoundGraph, F: Any, lb: np.ndarray, lo: np.ndarray, hi: np.ndarray, method: str) -> Any:
+def _phases(bg: BoundGraph, paths: list[dict[tuple[int, int], int]]) -> dict[int, np.ndarray] | None:
+    """The leaves' split phases as the fast engine's arrays {node: (B, size)}, -1 where unsplit."""
+    if not any(paths):
+        return None
+    out: dict[int, np.ndarray] = {}
+    for b, path in enumerate(paths):
+        for (k, i), v in path.items():
+            out.setdefault(k, np.full((len(paths), bg.nodes[k].size), -1, dtype=np.int8))[b, i] = v
+    return out
+
+
+def _leaf_lower(bg: BoundGraph, F: Any, lb: np.ndarray, lo: np.ndarray, hi: np.ndarray, method: str,
+                phases: dict[int, np.ndarray] | None) -> Any:
     """lower(row, slopes) for one leaf: the batch's bound, or (with slopes) its own replay."""
     own: dict[str, Any] = {}
 
@@ -59,7 +73,7 @@ def _leaf_lower(bg: BoundGraph, F: Any, lb: np.ndarray, lo: np.ndarray, hi: np.n
         if not slopes:
             return float(lb[row])
         if "st" not in own:
-            own["st"] = fe.forward(fe.compiled(bg), lo, hi, method)
+            own["st"] = fe.forward(fe.compiled(bg), lo, hi, method, phases)
         return float(fe.bound_forms(own["st"], F, _float_slopes(bg, slopes))[0, row])
 
     return lower

@@ -4,8 +4,11 @@
 chain engine. The certificate format is the chain format's (bounds.py docstring) with these
 differences:
 
-- split trees split the input only (``["split", dim, v]``; the ONE walker ``bounds.leaves``, no
-  hidden-neuron splits), so the leaves cover every region's box by construction;
+- split trees split the input (``["split", dim, v]``) or an element of a relu / leaky_relu / abs
+  node (``["relu", node, i]``: the subtree where its argument is <= 0, then the one where it is
+  >= 0), walked by the ONE walker ``bounds.leaves``, so the leaves cover every region's box by
+  construction; a leaf's bound holds on its region (box and split halfspaces), where the engines
+  clamp each split element's argument bounds at 0;
 - a leaf proof's optional third element is ``{"slopes": [[node, i, lower, upper], ...]}``: the
   relaxation choice for element i of bound-graph node ``node`` in this proof's final
   back-substitution (fn: slopes, any rationals; mul: McCormick weights in [0, 1]; max: a member
@@ -93,6 +96,15 @@ def read_slopes(bg: BoundGraph) -> Any:
     return read
 
 
+SPLITTABLE = frozenset({"relu", "leaky_relu", "abs"})  # a kink at 0: a split makes the element linear
+
+
+def split_widths(bg: BoundGraph) -> tuple[int, ...]:
+    """Per node index, how many elements a ``["relu", node, i]`` split may name: the size of a
+    relu / leaky_relu / abs node, 0 for every other node (so the walker refuses splits there)."""
+    return tuple(n.size if n.kind == "fn" and n.fn in SPLITTABLE else 0 for n in bg.nodes)
+
+
 def _method(cert: dict[str, Any]) -> str:
     m = cert.get("method", "crown")
     require(m in ("forward", "ibp", "crown"), f"unknown bound method {m!r}")
@@ -117,7 +129,7 @@ def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str 
     read = read_slopes(bg)
     for r, (whole, entry) in enumerate(zip(spec.regions, trees)):
         for region, tree in region_parts(whole, entry):
-            items = list(leaves(tree, list(region.lo), list(region.hi)))
+            items = list(leaves(tree, list(region.lo), list(region.hi), split_widths(bg)))
             n += len(items)
             require(n <= MAX_LEAVES, "too many leaves")
             for _, _, (_, how, _) in items:
@@ -128,8 +140,8 @@ def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str 
 
                 check_leaves_fast(bg, region, items, forms, index, method, read, f"region {r}")
                 continue
-            for i, (lo, hi, (proofs, _, _)) in enumerate(items):
-                st = engine.forward(bg, [Fraction(v) for v in lo], [Fraction(v) for v in hi], method)
+            for i, (lo, hi, (proofs, _, phases)) in enumerate(items):
+                st = engine.forward(bg, [Fraction(v) for v in lo], [Fraction(v) for v in hi], method, phases)
 
                 def lower_bound(row: int, slopes: Any, st: Any = st, fs: list[Aff] = forms) -> Fraction:
                     ibp = engine.form_bounds(fs[row], st.L, st.U)[0]
