@@ -367,6 +367,7 @@ def _index(i: Any, n: int) -> bool:
 
 
 Extras = tuple[dict[tuple[int, int], Fraction], dict[tuple[int, int], Fraction]]
+NO_EXTRAS: Extras = ({}, {})
 
 
 def proof_extras(
@@ -406,9 +407,12 @@ def check_leaf_proofs(
     where: str,
     phases: dict[tuple[int, int], int] | None = None,
     widths: tuple[int, ...] = (),
+    read_extras: Callable[[list[Any], str], Any] | None = None,
 ) -> None:
     """Each disjunct j: proofs[j] = [k or [k, ...], beta(, extras)] with lower(row of that
     combination, extras) >= beta > 0 (``lower`` gives an exact value, or a float that is one).
+    ``read_extras(proof, where)`` reads a proof's third element instead of ``proof_extras`` (the
+    bound-graph certificates' slopes; then a proof without one passes None).
 
     Runs once per leaf, so its conditions raise directly: a ``require`` message would be
     formatted for every leaf that passes."""
@@ -419,7 +423,11 @@ def check_leaf_proofs(
         if not (isinstance(p, list) and len(p) in (2, 3)):
             raise Rejected(f"{where}: proof {j} malformed")
         combo, beta = proof_combo(p[0], disjuncts[j], where), ratio(p[1])
-        extras = proof_extras(p, phases or {}, widths, f"{where}: disjunct {j}") if len(p) == 3 else ({}, {})
+        if read_extras is not None:
+            extras = read_extras(p, f"{where}: disjunct {j}") if len(p) == 3 else None
+        else:
+            at = f"{where}: disjunct {j}"
+            extras = proof_extras(p, phases or {}, widths, at) if len(p) == 3 else NO_EXTRAS
         if beta[0] <= 0:
             raise Rejected(f"{where}: disjunct {j}: claimed bound {Fraction(*beta)} is not positive")
         row = index[j].get(combo)
@@ -456,11 +464,17 @@ def _statement(cert: dict[str, Any], net: Net, spec: Spec, memo: PartsMemo | Non
     require(spec.n_in == net.n_in and spec.n_out == net.n_out, "property and network sizes differ")
 
 
-def check_vnn(cert: Any, net: Net, spec: Spec, mode: str | None = None) -> Verdict:
+def check_vnn(cert: Any, net: Net | Any, spec: Spec, mode: str | None = None) -> Verdict:
     """Check a ``vnn-sat`` / ``vnn-unsat`` certificate against the re-derived network and property.
-    ``mode`` overrides the certificate's replay mode ("exact" or "fast")."""
+    ``mode`` overrides the certificate's replay mode ("exact" or "fast"). ``net`` is a ReLU chain
+    (``network_from_ir``: this module's engines) or a ``lower.BoundGraph`` (any other network:
+    ``graph_vnn``, the bound-table engines); ``graph_vnn.read_network`` picks the right one."""
     try:
         require(isinstance(cert, dict), "certificate must be a JSON object")
+        if not isinstance(net, Net):
+            from .graph_vnn import check_vnn_graph
+
+            return check_vnn_graph(cert, net, spec, mode)
         memo: PartsMemo = {}  # (the weights packed for the fingerprint, reused by the fast mode)
         _statement(cert, net, spec, memo)
         if cert.get("kind") == "vnn-sat":

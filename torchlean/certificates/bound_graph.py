@@ -1,0 +1,323 @@
+"""The bound graph (standard library only): exact affine forms, nodes, and the node allocator that
+the lowering rows (``lower.py``) call. See ``lower.py`` for what a bound graph is.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from .network import Unsupported, _size
+from .network import _decode as _decode_number
+
+Q = Fraction
+ONE = Q(1)  # the coefficient of a variable read directly (compared by identity in ``_lin``)
+
+
+class Aff:
+    """sum_v t[v] * var_v + c, exact; ``t`` is shared read-only between values."""
+
+    __slots__ = ("t", "c")
+
+    def __init__(self, t: dict[int, Fraction], c: Fraction | int = 0):
+        self.t, self.c = t, Q(c)
+
+    def __repr__(self) -> str:
+        return f"Aff({self.t}, {self.c})"
+
+
+Elem = Any  # Fraction | Aff
+
+
+def add(x: Elem, y: Elem) -> Elem:
+    if isinstance(x, Fraction):
+        return x + y if isinstance(y, Fraction) else Aff(y.t, y.c + x)
+    if isinstance(y, Fraction):
+        return Aff(x.t, x.c + y)
+    t = dict(x.t)
+    for v, q in y.t.items():
+        s = t.get(v, 0) + q
+        if s:
+            t[v] = s
+        else:
+            t.pop(v, None)
+    return Aff(t, x.c + y.c)
+
+
+def scale(x: Elem, q: Fraction) -> Elem:
+    if isinstance(x, Fraction):
+        return x * q
+    if not q:
+        return Q(0)
+    return Aff({v: a * q for v, a in x.t.items()}, x.c * q)
+
+
+def neg(x: Elem) -> Elem:
+    return scale(x, Q(-1))
+
+
+def as_aff(x: Elem) -> Aff:
+    return x if isinstance(x, Aff) else Aff({}, x)
+
+
+@dataclass
+class Node:
+    kind: str  # "input" | "const" | "fn" | "mul" | "max"
+    offset: int
+    size: int
+    fn: str = ""
+    attrs: dict[str, Any] = field(default_factory=dict)
+    #: fn: [Aff]; mul: [(Aff, Aff)]; max: [[Aff, ...]]; const: [(lo, hi)]
+    args: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class BoundGraph:
+    nodes: list[Node]
+    outputs: list[Aff]
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+
+    @property
+    def n_in(self) -> int:
+        return self.nodes[0].size
+
+    @property
+    def n_out(self) -> int:
+        return len(self.outputs)
+
+    @property
+    def n_vars(self) -> int:
+        last = self.nodes[-1]
+        return last.offset + last.size
+
+
+@dataclass
+class Tensor:
+    shape: tuple[int, ...]
+    v: list[Elem]
+
+    def const(self) -> bool:
+        return all(isinstance(e, Fraction) for e in self.v)
+
+
+class Lowerer:
+    """Allocates nodes while the rows run."""
+
+    def __init__(self, n_in: int):
+        self.nodes = [Node("input", 0, n_in)]
+        self.n = n_in
+
+    def _node(
+        self, kind: str, args: list[Any], fn: str = "", attrs: dict[str, Any] | None = None
+    ) -> list[Aff]:
+        node = Node(kind, self.n, len(args), fn, dict(attrs or {}), args)
+        self.nodes.append(node)
+        self.n += len(args)
+        return [Aff({node.offset + i: ONE}) for i in range(len(args))]
+
+    def const(self, ivs: list[tuple[Fraction, Fraction]]) -> list[Elem]:
+        """Elements for exact values or rational intervals (an interval becomes a const node)."""
+        out: list[Elem] = [lo if lo == hi else None for lo, hi in ivs]
+        idx = [i for i, e in enumerate(out) if e is None]
+        for i, a in zip(idx, self._node("const", [ivs[i] for i in idx]) if idx else []):
+            out[i] = a
+        return out
+
+    def fn(self, name: str, xs: list[Elem], **attrs: Any) -> list[Elem]:
+        from .functions import FUNCTIONS
+
+        if name not in FUNCTIONS:
+            raise Unsupported(f"no function row {name!r}")
+        row = FUNCTIONS[name]
+        out: list[Elem] = list(xs)
+        consts = [i for i, e in enumerate(xs) if isinstance(e, Fraction)]
+        if consts:
+            folded = self.const([_fold_fn(row, name, xs[i], attrs) for i in consts])
+            for i, e in zip(consts, folded):
+                out[i] = e
+        data = [i for i, e in enumerate(xs) if isinstance(e, Aff)]
+        for i, a in zip(data, self._node("fn", [xs[i] for i in data], name, attrs) if data else []):
+            out[i] = a
+        return out
+
+    def mul(self, xs: list[Elem], ws: list[Elem]) -> list[Elem]:
+        out: list[Elem] = []
+        pairs, where = [], []
+        for x, w in zip(xs, ws):
+            if isinstance(w, Fraction):
+                out.append(scale(x, w))
+            elif isinstance(x, Fraction):
+                out.append(scale(w, x))
+            else:
+                out.append(None)
+                pairs.append((x, w))
+                where.append(len(out) - 1)
+        for i, a in zip(where, self._node("mul", pairs) if pairs else []):
+            out[i] = a
+        return out
+
+    def max(self, groups: list[list[Elem]]) -> list[Elem]:
+        out: list[Elem] = []
+        todo, where = [], []
+        for g in groups:
+            if all(isinstance(e, Fraction) for e in g):
+                out.append(max(g))
+            elif len(g) == 1:
+                out.append(g[0])
+            else:
+                out.append(None)
+                todo.append([as_aff(e) for e in g])
+                where.append(len(out) - 1)
+        for i, a in zip(where, self._node("max", todo) if todo else []):
+            out[i] = a
+        return out
+
+
+def _fold_fn(row: Any, name: str, x: Fraction, attrs: dict[str, Any]) -> tuple[Fraction, Fraction]:
+    """A function of a constant: exact where rational, else a tight rational enclosure."""
+    if name == "sqrt" and x >= 0:  # integer square roots: 2^-80 relative
+        k = 80
+        p, q = x.numerator, x.denominator
+        lo = Q(math.isqrt(p * q << (2 * k)), q << k)
+        hi = lo if lo * lo == x else lo + Q(1, q << k)
+        return lo, hi
+    return row.value(x, **attrs)
+
+
+def _sum(vals: list[Elem]) -> Elem:
+    """Sum of elements; data terms merged once (a running pairwise ``add`` would copy dicts)."""
+    c, t = Q(0), {}
+    for e in vals:
+        if isinstance(e, Fraction):
+            c += e
+            continue
+        c += e.c
+        for v, q in e.t.items():
+            t[v] = t.get(v, 0) + q
+    t = {v: q for v, q in t.items() if q}
+    return Aff(t, c) if t else c
+
+
+def _lin(terms: list[tuple[Fraction, Elem]]) -> Elem:
+    """sum q·e, merged once (the hot loop of conv2d and matmul lowering: a unit coefficient,
+    the common case of a variable read directly, skips the multiplication)."""
+    c, t = Q(0), {}
+    for q, e in terms:
+        if not q:
+            continue
+        if isinstance(e, Fraction):
+            c += q * e
+            continue
+        if e.c:
+            c += q * e.c
+        for v, a in e.t.items():
+            m = q if a is ONE else q * a
+            t[v] = t[v] + m if v in t else m
+    t = {v: r for v, r in t.items() if r}
+    return Aff(t, c) if t else c
+
+
+def _decode(a: dict[str, Any]) -> tuple[tuple[int, ...], list[Fraction]]:
+    """An IR constant as (shape, exact values); bool masks (``where``) read as 0/1."""
+    if a.get("dtype") == "bool":
+        raw = base64.b64decode(a["data"])
+        shape = tuple(int(d) for d in a["shape"])
+        if len(raw) != _size(shape):
+            raise ValueError("constant byte length does not match its shape")
+        return shape, [Q(int(b != 0)) for b in raw]
+    return _decode_number(a)
+
+
+def _q(x: Fraction) -> str:
+    return f"{x.numerator}/{x.denominator}"
+
+
+def _aff_text(a: Aff) -> str:
+    return ",".join(f"{v}:{_q(q)}" for v, q in sorted(a.t.items())) + ";" + _q(a.c)
+
+
+def fingerprint(bg: BoundGraph) -> str:
+    """SHA-256 of an injective text encoding of the bound graph: per node its kind, size,
+    function name and attrs (repr of sorted items), and every form / interval exactly; then the
+    outputs. Any changed weight, node or wiring changes it."""
+    h = hashlib.sha256(f"torchlean-boundgraph/1 {bg.in_shape} {bg.out_shape}\n".encode())
+    for n in bg.nodes:
+        h.update(f"{n.kind} {n.offset} {n.size} {n.fn} {sorted(n.attrs.items())!r}\n".encode())
+        for a in n.args:
+            if n.kind == "fn":
+                h.update(_aff_text(a).encode() + b"\n")
+            elif n.kind == "mul":
+                h.update((_aff_text(a[0]) + "*" + _aff_text(a[1]) + "\n").encode())
+            elif n.kind == "max":
+                h.update(("max " + "|".join(_aff_text(e) for e in a) + "\n").encode())
+            else:
+                h.update(f"[{_q(a[0])},{_q(a[1])}]\n".encode())
+    h.update(b"out\n")
+    for a in bg.outputs:
+        h.update(_aff_text(a).encode() + b"\n")
+    return h.hexdigest()
+
+
+#: functions whose rows' interval rule gives the exact range of f over [l, u] (monotone, or exact)
+EXACT_RANGE = frozenset({"relu", "leaky_relu", "abs", "exp", "log", "sqrt", "tanh", "sigmoid", "softplus",
+                         "reciprocal", "square"})
+
+
+def refine_skips(bg: BoundGraph) -> list[list[bool]]:
+    """Per node, per argument row (fn: its args; mul: the x rows then the w rows; max: the members
+    in order): True where the engines skip refining the row's IBP bound by CROWN (a choice of
+    precision only: every relaxation is valid for any valid bounds). Skipped:
+
+    - rows where CROWN cannot beat IBP. In the engines' model (inputs free in the box, const
+      variables free in their intervals) IBP of a form is its exact range when the form reads only
+      input and const variables (a linear form over a box), or is a·v + c with v a variable whose
+      bounds are its exact range: an input or const variable, or one of a node all of whose
+      argument rows are such and whose rule is exact on ranges (an ``EXACT_RANGE`` function; a
+      product of a const-only operand and such an operand, which are independent). No valid bound
+      beats an exact range;
+    - the data operand of a product by a const-only operand (a scaling such as batch norm's): its
+      McCormick planes are within (uw - lw)·(ux - lx) of the product whatever the bounds, and the
+      rows that read the product are refined themselves.
+    """
+    owner: list[int] = []
+    for k, n in enumerate(bg.nodes):
+        owner.extend([k] * n.size)
+    exact = [False] * len(bg.nodes)
+    out: list[list[bool]] = []
+    for k, n in enumerate(bg.nodes):
+        if n.kind in ("input", "const"):
+            exact[k] = True
+            out.append([])
+            continue
+        if n.kind == "fn":
+            rows = list(n.args)
+        elif n.kind == "mul":
+            rows = [x for x, _ in n.args] + [w for _, w in n.args]
+        else:
+            rows = [f for g in n.args for f in g]
+
+        def shallow(f: Aff) -> bool:
+            return all(bg.nodes[owner[v]].kind in ("input", "const") for v in f.t)
+
+        def ok(f: Aff) -> bool:
+            return shallow(f) or (len(f.t) == 1 and exact[owner[next(iter(f.t))]])
+
+        best = [ok(f) for f in rows]
+        skip = list(best)
+        if n.kind == "fn":
+            exact[k] = n.fn in EXACT_RANGE and all(best)
+        elif n.kind == "mul":
+            m = n.size
+            const_only = [all(bg.nodes[owner[v]].kind == "const" for v in f.t) for f in rows]
+            exact[k] = all((const_only[i] and best[m + i]) or (const_only[m + i] and best[i])
+                           for i in range(m))
+            for i in range(m):
+                skip[i] = skip[i] or const_only[m + i]
+                skip[m + i] = skip[m + i] or const_only[i]
+        out.append(skip)
+    return out

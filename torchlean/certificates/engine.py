@@ -1,0 +1,284 @@
+"""Exact IBP and CROWN over a bound graph (``lower.BoundGraph``), in ``Fraction``s. Standard library.
+
+IBP: every variable gets [L, U] in graph order: an input from the box, a const node from its
+interval, a fn node from its row's ``interval`` over its argument's bounds, a mul node from the
+interval product, a max node from the max of its members' bounds. A form's bounds are its constant
+plus each term at the corner that minimises (maximises) it.
+
+CROWN: a linear objective (a form over variables) is bounded below by back-substitution: the
+variables of the latest nonlinear node are replaced by a relaxation line in terms of that node's
+argument forms (a positive coefficient takes the lower line, a negative one the upper line), down to
+input and const variables, whose remaining form is minimised over their box exactly. Lines:
+
+- fn: a·z + b with any slope a (the row's ``default_slopes``, or one supplied) and b from the row's
+  ``lower_intercept`` / ``upper_intercept``: valid on [l, u] for every slope by the row's contract;
+- mul x·w with x in [lx, ux], w in [lw, uw] (McCormick): (x - lx)(w - lw) >= 0 and
+  (ux - x)(uw - w) >= 0 give the two lower planes, (x - lx)(uw - w) >= 0 and (ux - x)(w - lw) >= 0
+  the two upper planes; a weight t in [0, 1] picks the convex combination (1 - t)·P0 + t·P1;
+- max of members z_j: lower z_k for one member k (by default the one with the largest midpoint),
+  upper the constant max_j U_j (or z_k itself when L_k >= U_j for all j != k: exact).
+
+With method "crown", the argument bounds of every nonlinear node whose relaxation is not already
+exact are computed by this back-substitution as well and intersected with IBP's (both are valid).
+Bounds that feed relaxations are rounded outward to floats first (wider, so still valid) so that
+lines keep short rationals. Final bounds: the better of IBP and CROWN per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Any
+
+from .bound_graph import refine_skips
+from .bounds import _down, _up
+from .core import Rejected
+from .functions import FUNCTIONS
+from .lower import Aff, BoundGraph, Node
+
+Q = Fraction
+ZERO = Q(0)
+EXACT_AT_STABLE = {"relu", "leaky_relu", "abs"}  # piecewise linear with one kink at 0
+
+
+def form_bounds(f: Aff, L: Sequence[Fraction], U: Sequence[Fraction]) -> tuple[Fraction, Fraction]:
+    lo = hi = f.c
+    for v, q in f.t.items():
+        if q > 0:
+            lo, hi = lo + q * L[v], hi + q * U[v]
+        else:
+            lo, hi = lo + q * U[v], hi + q * L[v]
+    return lo, hi
+
+
+def _mul_iv(a: tuple[Fraction, Fraction], b: tuple[Fraction, Fraction]) -> tuple[Fraction, Fraction]:
+    ps = [a[0] * b[0], a[0] * b[1], a[1] * b[0], a[1] * b[1]]
+    return min(ps), max(ps)
+
+
+class _State:
+    """Variable bounds and per-node relaxations, built in graph order."""
+
+    def __init__(self, bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction]):
+        if len(lo) != bg.n_in or len(hi) != bg.n_in:
+            raise ValueError(f"box has {len(lo)} coordinates, the graph {bg.n_in} inputs")
+        self.bg = bg
+        self.L: list[Fraction] = [ZERO] * bg.n_vars
+        self.U: list[Fraction] = [ZERO] * bg.n_vars
+        self.L[: bg.n_in] = [Q(v) for v in lo]
+        self.U[: bg.n_in] = [Q(v) for v in hi]
+        self.arg: dict[int, list[Any]] = {}  # node index -> per element argument bounds
+        self.lines: dict[tuple[int, int], Any] = {}  # default relaxations, built once
+        self.kind = [n.kind for n in bg.nodes for _ in range(n.size)]  # per variable
+
+    def arg_bounds(self, k: int, f: Aff, crown: bool) -> tuple[Fraction, Fraction]:
+        lo, hi = form_bounds(f, self.L, self.U)
+        if crown and any(v >= self.bg.n_in and self.kind[v] != "const" for v in f.t):
+            # (a form over input and const variables only: its IBP bound is already exact)
+            lo = max(lo, backsub(self, f, k))
+            hi = min(hi, -backsub(self, _negf(f), k))
+        return _down(lo), _up(hi)
+
+
+def _negf(f: Aff) -> Aff:
+    return Aff({v: -q for v, q in f.t.items()}, -f.c)
+
+
+def _needs(node: Node, lo: Fraction, hi: Fraction) -> bool:
+    """Whether tighter argument bounds could change the node's relaxation."""
+    return not (node.fn in EXACT_AT_STABLE and (lo >= 0 or hi <= 0))
+
+
+def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], method: str = "ibp",
+            phases: dict[tuple[int, int], int] | None = None) -> _State:
+    """Bounds of every variable (IBP, with CROWN argument bounds when ``method == "crown"``).
+    ``phases`` {(fn node, i): 1 or 0} restricts to the region where that element's argument is
+    >= 0 (1) or <= 0 (0): its argument bounds are clamped at 0, valid on the region (on an empty
+    region any bound is, and the clamp keeps lo <= hi)."""
+    if method not in ("ibp", "crown"):
+        raise ValueError(f"unknown method {method!r}")
+    st = _State(bg, lo, hi)
+    best = refine_skips(bg) if method == "crown" else None
+    for k, node in enumerate(bg.nodes):
+        o = node.offset
+        if best is not None and node.kind in ("fn", "mul", "max") and all(best[k]):
+            method_k = "ibp"  # (no argument row of this node is refined: bound_graph.refine_skips)
+        else:
+            method_k = method
+        if node.kind == "const":
+            for i, (a, b) in enumerate(node.args):
+                st.L[o + i], st.U[o + i] = a, b
+        elif node.kind == "fn":
+            row, bnds = FUNCTIONS[node.fn], []
+            for i, f in enumerate(node.args):
+                a, b = st.arg_bounds(k, f, False)
+                if method_k == "crown" and not best[k][i] and _needs(node, a, b):
+                    a, b = st.arg_bounds(k, f, True)
+                if phases and (k, i) in phases:
+                    a, b = clamp(a, b, phases[k, i])
+                bnds.append((a, b))
+                st.L[o + i], st.U[o + i] = row.interval(a, b, **node.attrs)
+            st.arg[k] = bnds
+        elif node.kind == "mul":
+            bnds = []
+            for i, (x, w) in enumerate(node.args):
+                bx = st.arg_bounds(k, x, method_k == "crown" and not best[k][i])
+                bw = st.arg_bounds(k, w, method_k == "crown" and not best[k][node.size + i])
+                bnds.append((bx, bw))
+                st.L[o + i], st.U[o + i] = _mul_iv(bx, bw)
+            st.arg[k] = bnds
+        elif node.kind == "max":
+            bnds = []
+            for i, g in enumerate(node.args):
+                bs = [st.arg_bounds(k, f, False) for f in g]
+                if method_k == "crown" and _max_choice(bs)[1] is None:
+                    bs = [st.arg_bounds(k, f, True) for f in g]
+                bnds.append(bs)
+                st.L[o + i], st.U[o + i] = max(b[0] for b in bs), max(b[1] for b in bs)
+            st.arg[k] = bnds
+    return st
+
+
+def clamp(a: Any, b: Any, phase: int) -> tuple[Any, Any]:
+    """[a, b] intersected with [0, inf) (phase 1) or (-inf, 0] (phase 0), kept non-empty."""
+    if phase:
+        a = max(a, 0 * a)
+        return a, max(a, b)
+    b = min(b, 0 * b)
+    return min(a, b), b
+
+
+def _max_choice(bs: list[tuple[Fraction, Fraction]]) -> tuple[int, int | None]:
+    """The member with the largest midpoint (lower bounds tie often, e.g. at 0 after a ReLU, and
+    the fast engine's outward rounding would break such ties differently), and whether it
+    dominates every other member (then max = it, exactly)."""
+    k = max(range(len(bs)), key=lambda j: bs[j][0] + bs[j][1])
+    dom = all(bs[k][0] >= b[1] for j, b in enumerate(bs) if j != k)
+    return k, (k if dom else None)
+
+
+def _lines(st: _State, k: int, i: int, slopes: Any) -> tuple[list[tuple[Aff, Fraction]], Fraction,
+                                                              list[tuple[Aff, Fraction]], Fraction]:
+    """Lower and upper relaxation of element i of node k: (terms over argument forms, constant)."""
+    node, b = st.bg.nodes[k], st.arg[k][i]
+    if node.kind == "fn":
+        row, (l, u), f = FUNCTIONS[node.fn], b, node.args[i]
+        al, au = row.default_slopes(l, u, **node.attrs)
+        al, au = Q(float(al)), Q(float(au))
+        if slopes is not None:
+            sl, su = slopes
+            al = al if sl is None else Q(sl)
+            au = au if su is None else Q(su)
+        return ([(f, al)], row.lower_intercept(l, u, al, **node.attrs),
+                [(f, au)], row.upper_intercept(l, u, au, **node.attrs))
+    if node.kind == "mul":
+        (x, w), ((lx, ux), (lw, uw)) = node.args[i], b
+        tl, tu = (Q(0), Q(0)) if slopes is None else (Q(slopes[0] or 0), Q(slopes[1] or 0))
+        if not (0 <= tl <= 1 and 0 <= tu <= 1):
+            raise Rejected(f"McCormick weight outside [0, 1] at node {k} element {i}")
+        # P0: lw x + lx w - lx lw ; P1: uw x + ux w - ux uw (lower); upper: uw x + lx w - lx uw ;
+        # lw x + ux w - ux lw
+        lo = ([(x, (1 - tl) * lw + tl * uw), (w, (1 - tl) * lx + tl * ux)],
+              -(1 - tl) * lx * lw - tl * ux * uw)
+        up = ([(x, (1 - tu) * uw + tu * lw), (w, (1 - tu) * lx + tu * ux)],
+              -(1 - tu) * lx * uw - tu * ux * lw)
+        return lo[0], lo[1], up[0], up[1]
+    g, bs = node.args[i], b
+    j, dom = _max_choice(bs)
+    if slopes is not None and slopes[0] is not None:
+        j = slopes[0]
+        if not (isinstance(j, int) and 0 <= j < len(g)):
+            raise Rejected(f"bad max member {j!r} at node {k} element {i}")
+    if dom is not None:
+        return [(g[dom], Q(1))], ZERO, [(g[dom], Q(1))], ZERO
+    return [(g[j], Q(1))], ZERO, [], max(x[1] for x in bs)
+
+
+def backsub(st: _State, f: Aff, limit: int | None = None, slopes: dict[int, Any] | None = None) -> Fraction:
+    """A lower bound of the form f over the box by back-substitution through the relaxations of
+    nodes before node ``limit`` (all when None). ``slopes``: node index -> per element choice
+    (fn: (a_lower, a_upper); mul: (t_lower, t_upper); max: (member, None); None entries: default)."""
+    bg = st.bg
+    lam = dict(f.t)
+    const = f.c
+    stop = len(bg.nodes) if limit is None else limit
+    for k in range(stop - 1, 0, -1):
+        node = bg.nodes[k]
+        if node.kind in ("input", "const"):
+            continue
+        o, e = node.offset, node.offset + node.size
+        mine = [(v, lam.pop(v)) for v in [v for v in lam if o <= v < e]]
+        sl = slopes.get(k) if slopes else None
+        for v, q in mine:
+            if not q:
+                continue
+            i = v - o
+            if sl is not None:
+                lt, lc, ut, uc = _lines(st, k, i, sl[i])
+            elif (k, i) in st.lines:
+                lt, lc, ut, uc = st.lines[k, i]
+            else:
+                lt, lc, ut, uc = st.lines[k, i] = _lines(st, k, i, None)
+            terms, c = (lt, lc) if q > 0 else (ut, uc)
+            const += q * c
+            for a, coef in terms:
+                m = q * coef
+                if not m:
+                    continue
+                const += m * a.c
+                for w, r in a.t.items():
+                    lam[w] = lam.get(w, ZERO) + m * r
+    for v, q in lam.items():
+        const += q * (st.L[v] if q > 0 else st.U[v])
+    return const
+
+
+def objective(bg: BoundGraph, C: Sequence[Sequence[Any]] | None) -> list[Aff]:
+    """The exact forms of the rows of C·y over the graph's variables (y's forms when C is None)."""
+    if C is None:
+        return list(bg.outputs)
+    forms = []
+    for row in C:
+        if len(row) != bg.n_out:
+            raise ValueError(f"objective row has {len(row)} entries, the graph {bg.n_out} outputs")
+        t: dict[int, Fraction] = {}
+        c = ZERO
+        for q, a in zip(row, bg.outputs):
+            q = Q(q)
+            if not q:
+                continue
+            c += q * a.c
+            for v, r in a.t.items():
+                t[v] = t.get(v, ZERO) + q * r
+        forms.append(Aff(t, c))
+    return forms
+
+
+def ibp(bg: BoundGraph, lo: Sequence[Any], hi: Sequence[Any],
+        C: Sequence[Sequence[Any]] | None = None) -> tuple[list[Fraction], list[Fraction]]:
+    """Exact IBP bounds of C·y (y the outputs; C = identity when None) over the box [lo, hi]."""
+    st = forward(bg, [Q(v) for v in lo], [Q(v) for v in hi], "ibp")
+    bs = [form_bounds(f, st.L, st.U) for f in objective(bg, C)]
+    return [b[0] for b in bs], [b[1] for b in bs]
+
+
+def crown(
+    bg: BoundGraph, lo: Sequence[Any], hi: Sequence[Any], C: Sequence[Sequence[Any]] | None = None,
+    slopes: dict[int, Any] | None = None, method: str = "crown",
+) -> tuple[list[Fraction], list[Fraction]]:
+    """Exact CROWN bounds (lower, upper) of C·y over the box: intermediate bounds by ``method``
+    ("crown" or "ibp"), optional ``slopes`` for the final back-substitution (any value gives a
+    valid bound; see ``backsub``), and per row the tighter of CROWN and IBP."""
+    st = forward(bg, [Q(v) for v in lo], [Q(v) for v in hi], method)
+    lows, ups = [], []
+    for f in objective(bg, C):
+        a, b = form_bounds(f, st.L, st.U)
+        lows.append(max(a, backsub(st, f, None, slopes)))
+        ups.append(min(b, -backsub(st, _negf(f), None, _flip(slopes))))
+    return lows, ups
+
+
+def _flip(slopes: dict[int, Any] | None) -> dict[int, Any] | None:
+    """The upper bound is -lower(-f): the same supplied lines, roles unchanged (a positive
+    coefficient of -f still takes the lower line), so the dict is used as it is."""
+    return slopes

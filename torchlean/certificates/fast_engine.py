@@ -1,0 +1,516 @@
+"""Sound float64 IBP and CROWN over a bound graph, batched over B boxes (numpy): the fast sibling of
+``engine.py``, same algorithm (read that module first), with outward error charges.
+
+Assumption and accounting (as in ``fast.py``, whose ``gamma``/``U``/``TINY``/``outward`` are reused):
+numpy float64 arithmetic is IEEE-754 binary64 with round-to-nearest, so a dot product of n terms in
+any order is within γ_n·Σ|a_i||b_i| of the exact one. The *computed* multipliers are the ones a bound
+is stated for; every difference between a computed coefficient and the exact one it stands for is
+charged as |difference|·max|variable| (max|v| from the certified bounds of that variable) and
+subtracted from the constant (moved down for a lower bound). Each charge is inflated by 4 plus
+``TINY``. Exact weights that are not floats are rounded once; their error E is charged as E·max|v|.
+Relaxation lines: fn rows come from ``fast_functions.FAST`` (intercepts valid for any float slope,
+rounded outward); mul planes take any float coefficients (α, β) with the constant the min (max) of
+x·w - α·x - β·w over the four corners of the argument box (a bilinear function's extremes over a box
+are at its corners), rounded outward; max uses one member (coefficient 1, exact) and the max upper
+bound. A non-finite result makes the bound -inf (lower) / +inf (upper), never a pass.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from .bound_graph import refine_skips
+from .engine import EXACT_AT_STABLE
+from .fast import TINY, U, gamma, outward
+from .fast_functions import FAST
+from .lower import Aff, BoundGraph
+
+
+def _charge(x: np.ndarray, n: int) -> np.ndarray:
+    """4·γ_n·x + TINY: the charge for a computed sum of n terms whose absolute terms sum to x."""
+    return 4 * gamma(n + 2) * x + TINY
+
+
+class _Mat:
+    """An (R, n) float matrix, dense, or sparse when under 1% full (coordinates sorted by row, and a
+    column-sorted view): pooling and convolution forms have few entries per row, and the products
+    below then cost their entries, not R·n. Sums of products are the same sums (any order), so
+    the engine's γ_n error bounds hold for both layouts."""
+
+    def __init__(self, R: int, n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray):
+        self.shape = (R, n)
+        self.sparse = len(vals) < 0.01 * R * n  # (gathers cost ~10-20x a BLAS product per entry)
+        if not self.sparse:
+            self.D = np.zeros((R, n))
+            self.D[rows, cols] = vals
+            return
+        self.rows, self.cols, self.vals = rows, cols, vals
+        self.urows, self.rstart = np.unique(rows, return_index=True)
+        self.cperm = np.argsort(cols, kind="stable")
+        self.ucols, self.cstart = np.unique(cols[self.cperm], return_index=True)
+
+    def _like(self, vals: np.ndarray) -> _Mat:
+        m = object.__new__(_Mat)
+        m.__dict__.update(self.__dict__)
+        m.vals = vals
+        return m
+
+    def map(self, f: Any) -> _Mat:
+        """The matrix with f applied to every entry (f(0) = 0: abs, positive/negative part)."""
+        return self._like(f(self.vals)) if self.sparse else _dense(f(self.D))
+
+    def rmul(self, X: np.ndarray) -> np.ndarray:
+        """X @ A.T for X (B, n): (B, R)."""
+        if not self.sparse:
+            return X @ self.D.T
+        out = np.zeros((X.shape[0], self.shape[0]))
+        out[:, self.urows] = np.add.reduceat(X[:, self.cols] * self.vals, self.rstart, axis=1)
+        return out
+
+    def lmul(self, Y: np.ndarray) -> np.ndarray:
+        """Y @ A for Y (M, R): (M, n), in chunks of rows so the products stay ~2^24 entries."""
+        if not self.sparse:
+            return Y @ self.D
+        out = np.zeros((Y.shape[0], self.shape[1]))
+        r, v = self.rows[self.cperm], self.vals[self.cperm]
+        step = max(1, 2**24 // max(len(v), 1))
+        for a in range(0, Y.shape[0], step):
+            out[a:a + step, self.ucols] = np.add.reduceat(Y[a:a + step, r] * v, self.cstart, axis=1)
+        return out
+
+    def take(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """The given rows (all when None), dense."""
+        if not self.sparse:
+            return self.D if rows is None else self.D[rows]
+        full = np.zeros(self.shape)
+        full[self.rows, self.cols] = self.vals
+        return full if rows is None else full[rows]
+
+
+def _dense(D: np.ndarray) -> _Mat:
+    m = object.__new__(_Mat)
+    m.shape, m.sparse, m.D = D.shape, False, D
+    return m
+
+
+class _Forms:
+    """A list of R exact forms as float matrices per parent node: (node index, A, |A|, E or None)
+    as ``_Mat``s, constants c and their rounding error Ec."""
+
+    def __init__(self, forms: list[Aff], starts: list[int], sizes: list[int]):
+        R = len(forms)
+        rows = np.array([r for r, f in enumerate(forms) for _ in f.t], dtype=np.int64)
+        cols = np.array([v for f in forms for v in f.t], dtype=np.int64)
+        qs = [q for f in forms for q in f.t.values()]
+        vals = np.array([q.numerator / q.denominator for q in qs])  # (int / int: correctly rounded)
+        # exact as a float: a power-of-two denominator (not too small) and a 53-bit numerator
+        inexact = np.array([bool(q.denominator & (q.denominator - 1)) or q.denominator.bit_length() > 1000
+                            or abs(q.numerator) >= 2**53 for q in qs], dtype=bool)
+        par = np.searchsorted(np.array(starts), cols, side="right") - 1 if len(cols) else cols
+        self.parents = []
+        self.pn: dict[int, tuple[_Mat, _Mat]] = {}
+        for p in np.unique(par):
+            m = par == p
+            A = _Mat(R, sizes[p], rows[m], cols[m] - starts[p], vals[m])
+            E = None
+            if (m & inexact).any():
+                err = np.zeros(len(vals))
+                for t in np.nonzero(m & inexact)[0]:
+                    e = abs(qs[t] - Fraction(float(vals[t])))
+                    err[t] = float(e) * (1 + 2**-50) + 5e-324
+                E = _Mat(R, sizes[p], rows[m], cols[m] - starts[p], err[m])
+            self.parents.append((int(p), A, A.map(np.abs), E))
+        cs = [f.c for f in forms]
+        self.c = np.array([float(q) for q in cs]) if R else np.zeros(0)
+        self.Ec = np.array([float(abs(q - Fraction(float(q)))) * (1 + 2**-50) + 5e-324 for q in cs]
+                           ) if R else self.c
+        self.R = R
+        # rows that are one variable with coefficient +-1 and no constant are computed exactly (no
+        # charge): keeps e.g. a dead ReLU's 0 exact for the max node's dominance test
+        self.plain = np.array([len(f.t) == 1 and abs(next(iter(f.t.values()))) == 1 and not f.c
+                               for f in forms], dtype=bool)
+
+    def bounds(self, L: list[np.ndarray], Uu: list[np.ndarray], vmax: list[np.ndarray]):
+        """Outward (B, R) bounds of the forms over the variable bounds."""
+        lo = np.broadcast_to(self.c, (L[0].shape[0], self.R)).copy()
+        hi = lo.copy()
+        mag = np.abs(lo)
+        exact_err = np.broadcast_to(self.Ec, lo.shape)
+        n = 1
+        for p, A, absA, E in self.parents:
+            if p not in self.pn:  # (positive and negative parts, kept for the next batches)
+                self.pn[p] = (A.map(lambda v: np.maximum(v, 0)), A.map(lambda v: np.minimum(v, 0)))
+            Ap, An = self.pn[p]
+            lo += Ap.rmul(L[p]) + An.rmul(Uu[p])
+            hi += Ap.rmul(Uu[p]) + An.rmul(L[p])
+            mag = mag + absA.rmul(vmax[p])
+            if E is not None:
+                exact_err = exact_err + E.rmul(vmax[p])
+            n += A.shape[1]
+        ch = np.where(self.plain, 0.0, _charge(mag, n) + 4 * exact_err)
+        return _safe(lo - ch, hi + ch)
+
+
+class FastGraph:
+    """The bound graph with every form converted to floats once (reused for every batch)."""
+
+    def __init__(self, bg: BoundGraph):
+        self.bg = bg
+        self.starts = [n.offset for n in bg.nodes]
+        self.sizes = [n.size for n in bg.nodes]
+        self.forms: list[_Forms | None] = []
+        self.groups: list[Any] = []
+        for n in bg.nodes:
+            if n.kind == "fn":
+                fl = list(n.args)
+            elif n.kind == "mul":
+                fl = [a for a, _ in n.args] + [w for _, w in n.args]
+            elif n.kind == "max":
+                fl = [f for g in n.args for f in g]
+                G = max(len(g) for g in n.args)
+                idx = np.full((n.size, G), -1)
+                pos = 0
+                for i, g in enumerate(n.args):
+                    idx[i, : len(g)] = np.arange(pos, pos + len(g))
+                    pos += len(g)
+                self.groups.append(idx)
+            else:
+                fl = None
+            if n.kind != "max":
+                self.groups.append(None)
+            self.forms.append(_Forms(fl, self.starts, self.sizes) if fl is not None else None)
+            if n.kind == "const":
+                lo, hi = outward([a for a, _ in n.args], [b for _, b in n.args])
+                self.forms[-1] = (np.array(lo), np.array(hi))  # type: ignore[assignment]
+        self.out = _Forms(list(bg.outputs), self.starts, self.sizes)
+        self.best = [np.array(b, dtype=bool) for b in refine_skips(bg)]
+
+
+_CACHE: dict[int, tuple[BoundGraph, FastGraph]] = {}
+
+
+def compiled(bg: BoundGraph | FastGraph) -> FastGraph:
+    """The float conversion of ``bg``, cached by identity (the graph is kept alive with it)."""
+    if isinstance(bg, FastGraph):
+        return bg
+    if id(bg) not in _CACHE:
+        _CACHE[id(bg)] = (bg, FastGraph(bg))
+    return _CACHE[id(bg)][1]
+
+
+class _State:
+    def __init__(self, fg: FastGraph, lo: np.ndarray, hi: np.ndarray):
+        B = lo.shape[0]
+        self.fg, self.B = fg, B
+        self.L: list[np.ndarray] = [lo]
+        self.U: list[np.ndarray] = [hi]
+        self.vmax: list[np.ndarray] = [np.maximum(np.abs(lo), np.abs(hi))]
+        self.arg: list[Any] = [None]  # per node: (B, R) lower and upper bounds of its argument forms
+        self.relax: list[Any] = [None]
+
+    def push(self, L: np.ndarray, Uu: np.ndarray) -> None:
+        bad = ~(np.isfinite(L) & np.isfinite(Uu))
+        L, Uu = np.where(bad, -np.inf, L), np.where(bad, np.inf, Uu)
+        self.L.append(L)
+        self.U.append(Uu)
+        self.vmax.append(np.maximum(np.abs(L), np.abs(Uu)))
+
+
+def _safe(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NaN (from inf - inf on unbounded values) becomes the vacuous bound, never a pass."""
+    return np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), np.inf, hi)
+
+
+def _mul_iv(lx, ux, lw, uw):
+    ps = np.stack([lx * lw, lx * uw, ux * lw, ux * uw])
+    m = np.abs(ps).max(0) * 4 * U + TINY
+    return ps.min(0) - m, ps.max(0) + m
+
+
+def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
+            phases: dict[int, np.ndarray] | None = None) -> _State:
+    """Certified bounds of every variable over each box (B, n_in), as ``engine.forward``;
+    ``phases`` {fn node: (B, size) int array, 1 / 0 / -1 (no split)} as there."""
+    if method not in ("ibp", "crown"):
+        raise ValueError(f"unknown method {method!r}")
+    st = _State(fg, lo, hi)
+    for k, node in enumerate(fg.bg.nodes[1:], start=1):
+        if node.kind == "const":
+            clo, chi = fg.forms[k]
+            st.arg.append(None)
+            st.relax.append(None)
+            st.push(*(np.broadcast_to(v, (st.B, node.size)).copy() for v in (clo, chi)))
+            continue
+        F = fg.forms[k]
+        al, au = F.bounds(st.L, st.U, st.vmax)
+        if method == "crown" and any(fg.bg.nodes[p].kind not in ("input", "const") for p, *_ in F.parents):
+            # (forms over input and const variables only: their IBP bound is already exact)
+            rows = _refine_rows(node, fg.groups[k], al, au)
+            rows = rows[~fg.best[k][rows]]  # (bound_graph.refine_skips)
+            if rows.size:
+                cl, cu = _crown_rows(st, k, rows)
+                al[:, rows] = np.maximum(al[:, rows], cl)
+                au[:, rows] = np.minimum(au[:, rows], cu)
+        if phases is not None and k in phases:
+            ph = phases[k]
+            al = np.where(ph == 1, np.maximum(al, 0.0), al)
+            au = np.where(ph == 1, np.maximum(au, al), np.where(ph == 0, np.minimum(au, 0.0), au))
+            al = np.where(ph == 0, np.minimum(al, au), al)
+        st.arg.append((al, au))
+        m = node.size
+        if node.kind == "fn":
+            row = FAST[node.fn]
+            L, Uu = row.interval(al, au, **node.attrs)
+        elif node.kind == "mul":
+            L, Uu = _mul_iv(al[:, :m], au[:, :m], al[:, m:], au[:, m:])
+        else:
+            idx = fg.groups[k]
+            L = np.where(idx >= 0, al[:, idx], -np.inf).max(2)
+            Uu = np.where(idx >= 0, au[:, idx], -np.inf).max(2)
+        st.relax.append(None)
+        st.push(L, Uu)
+    return st
+
+
+def _refine_rows(node, idx, al, au) -> np.ndarray:
+    """Argument rows whose relaxation tighter bounds could change (in some box)."""
+    if node.kind == "fn":
+        if node.fn in EXACT_AT_STABLE:
+            return np.nonzero(((al < 0) & (au > 0)).any(0))[0]
+        return np.arange(al.shape[1])
+    if node.kind == "mul":
+        return np.arange(al.shape[1])
+    dom = _max_sel(idx, al, au)[1]
+    need = ~dom.all(0)  # (size,)
+    rows = idx[need]
+    return np.unique(rows[rows >= 0])
+
+
+def _max_sel(idx, al, au):
+    """Per box and element: the member row with the largest midpoint, and whether it dominates."""
+    ml = np.where(idx >= 0, al[:, idx], -np.inf)  # (B, m, G)
+    mu = np.where(idx >= 0, au[:, idx], -np.inf)
+    j = np.where(idx >= 0, al[:, idx] + au[:, idx], -np.inf).argmax(2)  # largest midpoint, as engine.py
+    best = np.take_along_axis(ml, j[..., None], 2)[..., 0]
+    others = np.where(np.arange(idx.shape[1]) == j[..., None], -np.inf, mu).max(2)
+    sel = np.take_along_axis(np.broadcast_to(idx, ml.shape), j[..., None], 2)[..., 0]
+    return sel, best >= others, mu.max(2)
+
+
+def _crown_rows(st: _State, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CROWN lower and upper bounds (B, len(rows)) of argument rows of node k, both in one pass."""
+    F = st.fg.forms[k]
+    lam: dict[int, np.ndarray] = {}
+    err = np.zeros((st.B, 2 * len(rows)))
+    for p, A, _, E in F.parents:
+        a = A.take(rows)
+        lam[p] = np.broadcast_to(np.concatenate([a, -a])[None], (st.B, 2 * len(rows), A.shape[1]))
+        if E is not None:
+            e = E.take(rows)
+            err += 4 * np.einsum("kj,bj->bk", np.concatenate([e, e]), st.vmax[p])
+    c = np.concatenate([F.c[rows], -F.c[rows]])
+    const = np.broadcast_to(c, (st.B, 2 * len(rows))).copy()
+    err += np.concatenate([F.Ec[rows], F.Ec[rows]])[None]
+    low = _backsub(st, lam, const, err, k)
+    n = len(rows)
+    return low[:, :n], -low[:, n:]
+
+
+def _relaxation(st: _State, k: int, slopes: Any = None):
+    """Node k's lines per box: ('fn', aL, bL, aU, bU) (B, m); ('mul', αL, βL, γL, αU, βU, γU);
+    ('max', row, dominated, umax). Cached when no slopes are supplied."""
+    if slopes is None and st.relax[k] is not None:
+        return st.relax[k]
+    node, (al, au) = st.fg.bg.nodes[k], st.arg[k]
+    m = node.size
+    if node.kind == "fn":
+        row = FAST[node.fn]
+        sl, su = row.default_slopes(al, au, **node.attrs)
+        sl, su = (np.where(np.isfinite(s), s, 0.0) * np.ones_like(al) for s in (sl, su))
+        if slopes is not None:
+            sl = sl if slopes[0] is None else np.where(np.isnan(slopes[0]), sl, slopes[0])
+            su = su if slopes[1] is None else np.where(np.isnan(slopes[1]), su, slopes[1])
+        out = ("fn", sl, row.lower_intercept(al, au, sl, **node.attrs), su,
+               row.upper_intercept(al, au, su, **node.attrs))
+    elif node.kind == "mul":
+        lx, ux, lw, uw = al[:, :m], au[:, :m], al[:, m:], au[:, m:]
+        tl, tu = (np.zeros_like(lx), np.zeros_like(lx)) if slopes is None else (
+            np.nan_to_num(np.clip(slopes[0], 0, 1)) if slopes[0] is not None else np.zeros_like(lx),
+            np.nan_to_num(np.clip(slopes[1], 0, 1)) if slopes[1] is not None else np.zeros_like(lx))
+        aL, bL = (1 - tl) * lw + tl * uw, (1 - tl) * lx + tl * ux
+        aU, bU = (1 - tu) * uw + tu * lw, (1 - tu) * lx + tu * ux
+        cL = _corners(lx, ux, lw, uw, aL, bL, -1)
+        cU = _corners(lx, ux, lw, uw, aU, bU, 1)
+        out = ("mul", aL, bL, cL, aU, bU, cU)
+    else:
+        sel, dom, umax = _max_sel(st.fg.groups[k], al, au)
+        if slopes is not None and slopes[0] is not None:
+            pick = np.asarray(slopes[0])
+            idx = st.fg.groups[k]
+            safe = np.clip(pick, 0, idx.shape[1] - 1)[..., None]
+            chosen = np.take_along_axis(np.broadcast_to(idx, (st.B, *idx.shape)), safe, 2)[..., 0]
+            sel = np.where(dom | (pick < 0) | (chosen < 0), sel, chosen)  # (invalid picks: default)
+        out = ("max", sel, dom, umax)
+    if slopes is None:
+        st.relax[k] = out
+    return out
+
+
+def _corners(lx, ux, lw, uw, a, b, sign):
+    """min (sign -1) or max (+1) of x·w - a·x - b·w over the box's corners, outward."""
+    vals = []
+    for x in (lx, ux):
+        for w in (lw, uw):
+            v = x * w - a * x - b * w
+            mag = np.abs(x * w) + np.abs(a * x) + np.abs(b * w)
+            vals.append(v + sign * _charge(mag, 3))
+    st = np.stack(vals)
+    return st.min(0) if sign < 0 else st.max(0)
+
+
+def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.ndarray, limit: int,
+             slopes: dict[int, Any] | None = None) -> np.ndarray:
+    """Lower bounds (B, K) of Σ_p lam[p]·v_p + const over the boxes, by back-substitution through
+    the relaxations of nodes before ``limit``; ``err`` (B, K) collects the charges so far."""
+    fg = st.fg
+    for k in range(limit - 1, 0, -1):
+        node = fg.bg.nodes[k]
+        if k not in lam or node.kind == "const":
+            continue
+        lk = lam.pop(k)
+        r = _relaxation(st, k, None if slopes is None else slopes.get(k))
+        al, au = st.arg[k]
+        zmax = np.maximum(np.abs(al), np.abs(au))  # (B, R)
+        pos = lk > 0
+        m = node.size
+        if r[0] == "fn":
+            _, aL, bL, aU, bU = r
+            lin = lk * np.where(pos, aL[:, None], aU[:, None])
+            cterm = lk * np.where(pos, bL[:, None], bU[:, None])
+        elif r[0] == "mul":
+            _, aL, bL, cL, aU, bU, cU = r
+            lin = np.concatenate([lk * np.where(pos, aL[:, None], aU[:, None]),
+                                  lk * np.where(pos, bL[:, None], bU[:, None])], axis=2)
+            cterm = lk * np.where(pos, cL[:, None], cU[:, None])
+        else:
+            _, sel, dom, umax = r
+            take = pos | dom[:, None]
+            lin = np.zeros((*lk.shape[:2], fg.forms[k].R))
+            np.put_along_axis(lin, np.broadcast_to(sel[:, None], lk.shape), np.where(take, lk, 0.0), 2)
+            cterm = np.where(take, 0.0, lk * umax[:, None])
+        if not np.isfinite(cterm).all():  # (0·inf terms are 0; any other non-finite: no bound)
+            cterm = np.where(lk == 0, 0.0, cterm)
+            cterm = np.where(np.isnan(cterm), -np.inf, cterm)
+        cs = cterm.sum(2)
+        err += _charge(np.abs(cterm).sum(2) + np.abs(const) + np.abs(cs), m)
+        const = const + cs
+        err += 2 * U * np.einsum("bkr,br->bk", np.abs(lin), zmax)  # rounding of the products lk·a
+        const, err = _through(st, lam, lin, const, err, fg.forms[k])
+    return _concretise(st, lam, const, err)
+
+
+def _through(st: _State, lam, lin: np.ndarray, const, err, F: _Forms):
+    """Replace argument rows by their forms: lam[p] += lin @ A_p, const += lin @ c."""
+    B, K, R = lin.shape
+    absl = np.abs(lin)
+    n = R
+    for p, A, absA, E in F.parents:
+        prod = A.lmul(lin.reshape(B * K, R)).reshape(B, K, -1)
+        w = absA.rmul(st.vmax[p])  # (B, R): Σ_j |A_rj| max|v_j|
+        err += _charge(np.einsum("bkr,br->bk", absl, w), n)
+        if E is not None:
+            err += 4 * np.einsum("bkr,br->bk", absl, E.rmul(st.vmax[p]))
+        if p in lam:
+            prod = lam[p] + prod
+            err += _charge(np.einsum("bkj,bj->bk", np.abs(prod), st.vmax[p]), 2)
+        lam[p] = prod
+    cs = lin @ F.c
+    err += _charge(np.einsum("bkr,r->bk", absl, np.abs(F.c)) + np.abs(const) + np.abs(cs), n + 1)
+    err += 4 * np.einsum("bkr,r->bk", absl, F.Ec)
+    return const + cs, err
+
+
+def _concretise(st: _State, lam, const, err) -> np.ndarray:
+    n = 1
+    mag = np.abs(const)
+    for p, lp in lam.items():
+        const = const + np.einsum("bkj,bj->bk", np.maximum(lp, 0), st.L[p]) \
+            + np.einsum("bkj,bj->bk", np.minimum(lp, 0), st.U[p])
+        mag = mag + np.einsum("bkj,bj->bk", np.abs(lp), st.vmax[p])
+        n += lp.shape[2]
+    low = const - _charge(mag + np.abs(const), n) - 4 * err
+    return np.where(np.isfinite(low), low, -np.inf)
+
+
+def boxes(lo: Any, hi: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(B, n) float arrays from exact corners (lists of Fractions, one list per box): outward."""
+    los, his = zip(*(outward([Fraction(v) for v in a], [Fraction(v) for v in b]) for a, b in zip(lo, hi)))
+    return np.array(los, dtype=float), np.array(his, dtype=float)
+
+
+def _objective(fg: FastGraph, st: _State, C: Any):
+    """Starting multipliers over the output rows: identity or C (K, n_out) floats (taken as exact)."""
+    n = fg.bg.n_out
+    Cm = np.eye(n) if C is None else np.asarray(C, dtype=float)
+    return np.broadcast_to(Cm[None], (st.B, *Cm.shape))
+
+
+def ibp(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = None):
+    """Certified IBP bounds (B, K) of C·y over each box [lo_b, hi_b] ((B, n_in) floats)."""
+    fg = compiled(bg)
+    st = forward(fg, lo, hi, "ibp")
+    return _ibp_out(fg, st, C)
+
+
+def _ibp_out(fg: FastGraph, st: _State, C: Any):
+    yl, yu = fg.out.bounds(st.L, st.U, st.vmax)
+    if C is None:
+        return yl, yu
+    Cm = np.asarray(C, dtype=float)
+    Cp, Cn = np.maximum(Cm, 0), np.minimum(Cm, 0)
+    lo, hi = yl @ Cp.T + yu @ Cn.T, yu @ Cp.T + yl @ Cn.T
+    ch = _charge(np.maximum(np.abs(yl), np.abs(yu)) @ np.abs(Cm).T, Cm.shape[1])
+    return _safe(lo - ch, hi + ch)
+
+
+def crown(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = None,
+          slopes: dict[int, Any] | None = None, method: str = "crown"):
+    """Certified CROWN bounds (B, K) of C·y over each box, as ``engine.crown`` (slopes per node:
+    arrays (B, size), NaN = default; max: member index arrays), the tighter of CROWN and IBP."""
+    fg = compiled(bg)
+    st = forward(fg, lo, hi, method)
+    il, iu = _ibp_out(fg, st, C)
+    Cm = _objective(fg, st, C)
+    K = Cm.shape[1]
+    lin = np.concatenate([Cm, -Cm], axis=1)
+    const, err = np.zeros((st.B, 2 * K)), np.zeros((st.B, 2 * K))
+    lam: dict[int, np.ndarray] = {}
+    const, err = _through(st, lam, lin, const, err, fg.out)
+    low = _backsub(st, lam, const, err, len(fg.bg.nodes), slopes)
+    low = np.where(np.isnan(low), -np.inf, low)
+    return np.maximum(il, low[:, :K]), np.minimum(iu, -low[:, K:])
+
+
+def forms_of(bg: BoundGraph | FastGraph, forms: list[Aff]) -> _Forms:
+    """Exact forms over the graph's variables (e.g. a property's objective rows), as floats."""
+    fg = compiled(bg)
+    return _Forms(forms, fg.starts, fg.sizes)
+
+
+def bound_forms(st: _State, F: _Forms, slopes: dict[int, Any] | None = None) -> np.ndarray:
+    """Certified lower bounds (B, K) of the forms F over each box of the forward state ``st``:
+    the better of IBP and one CROWN back-substitution (``slopes`` as in ``crown``)."""
+    il, _ = F.bounds(st.L, st.U, st.vmax)
+    lam: dict[int, np.ndarray] = {}
+    err = np.zeros((st.B, F.R))
+    for p, A, _, E in F.parents:
+        lam[p] = np.broadcast_to(A.take()[None], (st.B, *A.shape))
+        if E is not None:
+            err += 4 * E.rmul(st.vmax[p])
+    const = np.broadcast_to(F.c, (st.B, F.R)).copy()
+    err += F.Ec[None]
+    low = _backsub(st, lam, const, err, len(st.fg.bg.nodes), slopes)
+    return np.maximum(il, np.where(np.isnan(low), -np.inf, low))

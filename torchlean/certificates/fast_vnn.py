@@ -1,0 +1,79 @@
+"""Fast (float64, batched) replay of bound-graph VNN certificates (``graph_vnn``'s fast mode).
+
+Leaves are replayed in batches by ``fast_engine`` (its error accounting and assumption); a proof
+that supplies slopes is bounded on its own box with those slopes (as floats: any slope gives a
+valid line, the intercept is recomputed for the float actually used). The claimed bounds are then
+compared exactly by ``bounds.check_leaf_proofs``, as in every other mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import fast_engine as fe
+from .bounds import check_leaf_proofs
+from .fast import _corners
+from .lower import Aff, BoundGraph
+
+CHUNK = 64
+
+
+def _float_slopes(bg: BoundGraph, slopes: dict[int, list[Any]]) -> dict[int, Any]:
+    """A proof's slopes as the fast engine's (1, size) arrays, NaN (or -1 for max) = default."""
+    out = {}
+    for k, row in slopes.items():
+        node = bg.nodes[k]
+        if node.kind == "max":
+            pick = np.array([[-1 if v is None or v[0] is None else v[0] for v in row]])
+            out[k] = (pick, None)
+            continue
+        lo = np.array([[np.nan if v is None or v[0] is None else float(v[0]) for v in row]])
+        hi = np.array([[np.nan if v is None or v[1] is None else float(v[1]) for v in row]])
+        out[k] = (lo, hi)
+    return out
+
+
+def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list[Aff], index: Any,
+                      method: str, read: Any, where: str) -> None:
+    """Replay every leaf (lo, hi, (proofs, _, _)) of one tree; raises ``Rejected`` on failure."""
+    fg = fe.compiled(bg)
+    F = fe.forms_of(fg, forms)
+    cache: dict[int, Any] = {}
+    for start in range(0, len(items), CHUNK):
+        part = items[start:start + CHUNK]
+        lo, hi = (_corners([it[side] for it in part], cache, side) for side in (0, 1))
+        ph = _phases(bg, [it[2][2] for it in part])
+        st = fe.forward(fg, lo, hi, method, ph)
+        lb = fe.bound_forms(st, F)
+        for b, (_, _, (proofs, _, _)) in enumerate(part):
+            one = None if ph is None else {k: v[b:b + 1] for k, v in ph.items()}
+            lower = _leaf_lower(bg, F, lb[b], lo[b:b + 1], hi[b:b + 1], method, one)
+            check_leaf_proofs(proofs, region, index, lower, f"{where} leaf {start + b}", read_extras=read)
+
+
+def _phases(bg: BoundGraph, paths: list[dict[tuple[int, int], int]]) -> dict[int, np.ndarray] | None:
+    """The leaves' split phases as the fast engine's arrays {node: (B, size)}, -1 where unsplit."""
+    if not any(paths):
+        return None
+    out: dict[int, np.ndarray] = {}
+    for b, path in enumerate(paths):
+        for (k, i), v in path.items():
+            out.setdefault(k, np.full((len(paths), bg.nodes[k].size), -1, dtype=np.int8))[b, i] = v
+    return out
+
+
+def _leaf_lower(bg: BoundGraph, F: Any, lb: np.ndarray, lo: np.ndarray, hi: np.ndarray, method: str,
+                phases: dict[int, np.ndarray] | None) -> Any:
+    """lower(row, slopes) for one leaf: the batch's bound, or (with slopes) its own replay."""
+    own: dict[str, Any] = {}
+
+    def lower(row: int, slopes: Any) -> float:
+        if not slopes:
+            return float(lb[row])
+        if "st" not in own:
+            own["st"] = fe.forward(fe.compiled(bg), lo, hi, method, phases)
+        return float(fe.bound_forms(own["st"], F, _float_slopes(bg, slopes))[0, row])
+
+    return lower

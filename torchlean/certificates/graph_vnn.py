@@ -1,0 +1,191 @@
+"""VNN certificates for general networks (bound graphs), checked by the bound-table engines.
+
+``check_vnn`` (bounds.py) sends a ``BoundGraph`` here; ReLU chains (``network_from_ir``) keep the
+chain engine. The certificate format is the chain format's (bounds.py docstring) with these
+differences:
+
+- split trees split the input (``["split", dim, v]``) or an element of a relu / leaky_relu / abs
+  node (``["relu", node, i]``: the subtree where its argument is <= 0, then the one where it is
+  >= 0), walked by the ONE walker ``bounds.leaves``, so the leaves cover every region's box by
+  construction; a leaf's bound holds on its region (box and split halfspaces), where the engines
+  clamp each split element's argument bounds at 0;
+- a leaf proof's optional third element is ``{"slopes": [[node, i, lower, upper], ...]}``: the
+  relaxation choice for element i of bound-graph node ``node`` in this proof's final
+  back-substitution (fn: slopes, any rationals; mul: McCormick weights in [0, 1]; max: a member
+  index, or null), each ``null`` or a rational. Every such value gives a valid bound (the
+  intercepts are recomputed from it), so they are validated, not trusted;
+- ``method``: "crown" (CROWN bounds for every nonlinear node's arguments) or "forward"/"ibp"
+  (IBP argument bounds, then one CROWN back-substitution from the objective);
+- ``vnn-sat``: the output *enclosure* at the point (exact interval evaluation: exact for rational
+  operations, a rational enclosure for transcendental ones) must satisfy every atom of a disjunct
+  for the whole enclosure (strict atoms strictly).
+
+The fingerprint is ``lower.fingerprint`` of the graph, so a certificate for one network cannot pass
+for another (a changed weight, node or wiring changes it).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+from . import engine
+from .bounds import MAX_LEAVES, Combo, check_leaf_proofs, combos_used, leaves, region_parts
+from .core import Rejected, Verdict, rational, require
+from .lower import Aff, BoundGraph, fingerprint, lower
+from .network import Net, Unsupported, network_from_ir
+from .property import Region, Spec
+
+Slopes = dict[int, list[Any]]
+
+
+def read_network(ir: dict[str, Any]) -> Net | BoundGraph:
+    """The chain (``network_from_ir``) when the IR is a ReLU chain, else the bound graph."""
+    try:
+        return network_from_ir(ir)
+    except Unsupported:
+        return lower(ir)
+
+
+def objective_forms(
+    bg: BoundGraph, region: Region, combos: list[list[Combo]]
+) -> tuple[list[Aff], list[dict[Combo, int]]]:
+    """One exact form per (disjunct j, combination c): sum_{k in c} (a_k·y - b_k), over the graph's
+    variables (the outputs' forms composed with the atoms)."""
+    forms: list[Aff] = []
+    index: list[dict[Combo, int]] = []
+    for disj, cs in zip(region.disjuncts, combos):
+        index.append({})
+        for c in cs:
+            index[-1][c] = len(forms)
+            row = [sum((disj[k].a[i] for k in c), Fraction(0)) for i in range(bg.n_out)]
+            f = engine.objective(bg, [row])[0]
+            forms.append(Aff(f.t, f.c - sum((disj[k].b for k in c), Fraction(0))))
+    return forms, index
+
+
+def read_slopes(bg: BoundGraph) -> Any:
+    """The reader of a proof's third element for this graph (see the module docstring)."""
+
+    def read(p: list[Any], where: str) -> Slopes:
+        ex = p[2]
+        require(isinstance(ex, dict) and set(ex) == {"slopes"}, f"{where}: malformed proof extras")
+        out: Slopes = {}
+        for e in ex["slopes"]:
+            require(isinstance(e, list) and len(e) == 4, f"{where}: malformed slope entry")
+            k, i = e[0], e[1]
+            require(
+                isinstance(k, int) and 0 < k < len(bg.nodes) and bg.nodes[k].kind in ("fn", "mul", "max")
+                and isinstance(i, int) and 0 <= i < bg.nodes[k].size,
+                f"{where}: no relaxed element {e[:2]!r}",
+            )
+            if bg.nodes[k].kind == "max":
+                ok = e[2] is None or (type(e[2]) is int and 0 <= e[2] < len(bg.nodes[k].args[i]))
+                require(e[3] is None and ok, f"{where}: bad max choice")
+                val = (e[2], None)
+            else:
+                val = tuple(None if v is None else rational(v) for v in e[2:])
+                if bg.nodes[k].kind == "mul":
+                    ok = all(v is None or 0 <= v <= 1 for v in val)
+                    require(ok, f"{where}: McCormick weight outside [0, 1]")
+            row = out.setdefault(k, [None] * bg.nodes[k].size)
+            require(row[i] is None, f"{where}: element {e[:2]!r} given twice")
+            row[i] = val
+        return out
+
+    return read
+
+
+SPLITTABLE = frozenset({"relu", "leaky_relu", "abs"})  # a kink at 0: a split makes the element linear
+
+
+def split_widths(bg: BoundGraph) -> tuple[int, ...]:
+    """Per node index, how many elements a ``["relu", node, i]`` split may name: the size of a
+    relu / leaky_relu / abs node, 0 for every other node (so the walker refuses splits there)."""
+    return tuple(n.size if n.kind == "fn" and n.fn in SPLITTABLE else 0 for n in bg.nodes)
+
+
+def _method(cert: dict[str, Any]) -> str:
+    m = cert.get("method", "crown")
+    require(m in ("forward", "ibp", "crown"), f"unknown bound method {m!r}")
+    return "crown" if m == "crown" else "ibp"
+
+
+def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str | None = None) -> Verdict:
+    """``check_vnn`` for a bound graph (the caller catches malformed-input exceptions)."""
+    require(cert.get("network") == fingerprint(bg), "certificate is for a different network")
+    require(cert.get("property") == spec.digest(), "certificate is for a different property")
+    require(spec.n_in == bg.n_in and spec.n_out == bg.n_out, "property and network sizes differ")
+    if cert.get("kind") == "vnn-sat":
+        return _check_sat(cert, bg, spec)
+    require(cert.get("kind") == "vnn-unsat", f"unknown certificate kind {cert.get('kind')!r}")
+    mode = mode or cert.get("mode", "exact")
+    require(mode in ("exact", "fast"), f"unknown replay mode {mode!r}")
+    method = _method(cert)
+    trees = cert["regions"]
+    require(isinstance(trees, list) and len(trees) == len(spec.regions),
+            "needs one split tree per input region of the property")
+    n = 0
+    read = read_slopes(bg)
+    for r, (whole, entry) in enumerate(zip(spec.regions, trees)):
+        for region, tree in region_parts(whole, entry):
+            items = list(leaves(tree, list(region.lo), list(region.hi), split_widths(bg)))
+            n += len(items)
+            require(n <= MAX_LEAVES, "too many leaves")
+            for _, _, (_, how, _) in items:
+                require(how is None, "a leaf of a graph certificate names no method of its own")
+            forms, index = objective_forms(bg, region, combos_used(region, [it[2][0] for it in items]))
+            if mode == "fast":
+                from .fast_vnn import check_leaves_fast  # numpy: only for the fast mode
+
+                check_leaves_fast(bg, region, items, forms, index, method, read, f"region {r}")
+                continue
+            for i, (lo, hi, (proofs, _, phases)) in enumerate(items):
+                st = engine.forward(bg, [Fraction(v) for v in lo], [Fraction(v) for v in hi], method, phases)
+
+                def lower_bound(row: int, slopes: Any, st: Any = st, fs: list[Aff] = forms) -> Fraction:
+                    ibp = engine.form_bounds(fs[row], st.L, st.U)[0]
+                    return max(ibp, engine.backsub(st, fs[row], None, slopes or None))
+
+                at = f"region {r} leaf {i}"
+                check_leaf_proofs(proofs, region, index, lower_bound, at, read_extras=read)
+    how = "fast float64" if mode == "fast" else "exact rational"
+    trusted = {"float64:ieee754-standard-model": 1} if mode == "fast" else {}
+    trusted.update(row_assumptions(bg))
+    return Verdict(True, checked=n, trusted=trusted,
+                   reason=f"unsat: {n} leaves replayed on the bound graph ({method}) in {how} mode")
+
+
+def row_assumptions(bg: BoundGraph) -> dict[str, int]:
+    """The assumptions of the function rows the graph uses (a row's ``trusted`` attribute, e.g. a
+    libm accuracy bound), so a verdict resting on one is never shown as fully checked."""
+    from .functions import FUNCTIONS
+
+    out: dict[str, int] = {}
+    for n in bg.nodes:
+        t = getattr(FUNCTIONS.get(n.fn), "trusted", None) if n.kind == "fn" else None
+        if t:
+            out[t] = 1
+    return out
+
+
+def _check_sat(cert: dict[str, Any], bg: BoundGraph, spec: Spec) -> Verdict:
+    x = [rational(v) for v in cert["x"]]
+    require(len(x) == bg.n_in, "counterexample has the wrong number of inputs")
+    st = engine.forward(bg, x, x, "ibp")
+    for region in spec.regions:
+        if not all(a <= v <= b for a, v, b in zip(region.lo, x, region.hi)):
+            continue
+        for disj in region.disjuncts:
+            ok = True
+            for t in disj:
+                f = engine.objective(bg, [list(t.a)])[0]
+                hi = engine.form_bounds(f, st.L, st.U)[1]  # the atom holds on the whole enclosure
+                ok = ok and (hi < t.b if t.strict else hi <= t.b)
+            if ok:
+                why = "sat: counterexample checked on the exact output enclosure"
+                return Verdict(True, checked=1, trusted=row_assumptions(bg), reason=why)
+    raise Rejected("the point is not a counterexample (exact output enclosure)")
+
+
+__all__ = ["check_vnn_graph", "objective_forms", "read_network", "read_slopes"]

@@ -1,0 +1,528 @@
+"""Lowering of the graph IR to one bound graph (standard library only).
+
+A ``BoundGraph`` is a DAG over scalar *variables* (global integer ids, one contiguous block per
+node). Node kinds:
+
+- ``input``: the graph's float inputs, flattened and concatenated (block 0);
+- ``const``: a rational interval [lo, hi] per element, for constants whose exact fold is
+  irrational (e.g. 1/sqrt(running_var + eps)); exact folds stay ``Fraction``s and never make nodes;
+- ``fn``: y_i = f(z_i), f a row of ``functions.FUNCTIONS`` with attrs;
+- ``mul``: y_i = x_i · w_i (McCormick planes);
+- ``max``: y_i = max of a group of forms (max_pool2d, max, maximum, minimum).
+
+Every argument z_i, x_i, w_i or group member is an ``Aff``: a sparse exact affine form over
+variables of earlier nodes (one or more parents: residual adds, concat and values used twice need
+nothing special). So the "Linear" nodes of the design are the forms themselves: every linear
+primitive (add, matmul by a constant, conv2d, pooling by averaging, reshape, ...) composes exactly
+into the forms of its consumers, and the graph's outputs are forms too.
+
+The lowering walks the IR once with one row per primitive in ``ROWS``; a value is a ``Tensor``
+(shape and a row-major list whose elements are exact ``Fraction``s for constants or ``Aff``s for
+data). Each row computes exactly the spec's meaning (``torchlean/spec``) on such elements:
+constants fold exactly; a nonlinearity of data allocates a node. Primitives or uses without a row
+raise ``Unsupported`` naming why (``NO_ROW`` for whole primitives).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from typing import Any
+
+from .bound_graph import (
+    ONE,
+    Aff,
+    BoundGraph,
+    Elem,
+    Lowerer,
+    Node,
+    Tensor,
+    _decode,
+    _lin,
+    _sum,
+    add,
+    as_aff,
+    fingerprint,
+    neg,
+    scale,
+)
+from .network import Unsupported, _size, _strides
+
+Q = Fraction
+__all__ = ["NO_ROW", "ROWS", "Aff", "BoundGraph", "Node", "fingerprint", "lower"]
+
+# -- index helpers (row-major) ------------------------------------------------------------------
+
+
+def _positions(shape: Sequence[int]) -> Any:
+    return itertools.product(*(range(d) for d in shape))
+
+
+def _flat(idx: Sequence[int], strides: Sequence[int]) -> int:
+    return sum(i * s for i, s in zip(idx, strides))
+
+
+def bcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    n = max(len(s) for s in shapes)
+    out = []
+    for i in range(-n, 0):
+        dims = {s[i] for s in shapes if len(s) >= -i} - {1}
+        if len(dims) > 1:
+            raise ValueError(f"shapes {shapes} do not broadcast")
+        out.append(dims.pop() if dims else 1)
+    return tuple(out)
+
+
+def broadcast(t: Tensor, shape: tuple[int, ...]) -> list[Elem]:
+    """t's elements read at every position of ``shape`` (numpy broadcasting)."""
+    if t.shape == shape:
+        return t.v
+    s = (1,) * (len(shape) - len(t.shape)) + t.shape
+    st = _strides(s)
+    st = [0 if d == 1 else x for d, x in zip(s, st)]
+    return [t.v[_flat(p, st)] for p in _positions(shape)]
+
+
+def _axes(axes: Any, nd: int) -> tuple[int, ...]:
+    if axes is None:
+        return tuple(range(nd))
+    if isinstance(axes, int):
+        axes = (axes,)
+    return tuple(sorted({a % max(nd, 1) for a in axes}))
+
+
+def reduce_groups(
+    shape: tuple[int, ...], axes: Any, keepdims: bool
+) -> tuple[tuple[int, ...], list[list[int]]]:
+    """Output shape and, per output position, the input flat indices reduced into it (in the
+    row-major order of the reduced axes)."""
+    ax = _axes(axes, len(shape))
+    keep = [i for i in range(len(shape)) if i not in ax]
+    st = _strides(shape)
+    groups = []
+    for p in _positions([shape[i] for i in keep]):
+        base = sum(i * st[k] for i, k in zip(p, keep))
+        inner = _positions([shape[k] for k in ax])
+        groups.append([base + sum(i * st[k] for i, k in zip(q, ax)) for q in inner])
+    if keepdims:
+        return tuple(1 if i in ax else d for i, d in enumerate(shape)), groups
+    out = tuple(shape[i] for i in keep)
+    return out, groups
+
+
+# -- rows ------------------------------------------------------------------------------------------
+
+Row = Callable[[Lowerer, list[Tensor], dict[str, Any]], Tensor]
+
+
+def _binary(fn: Callable[[Lowerer, list[Elem], list[Elem]], list[Elem]]) -> Row:
+    def row(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+        a, b = ins
+        shape = bcast_shape(a.shape, b.shape)
+        return Tensor(shape, fn(L, broadcast(a, shape), broadcast(b, shape)))
+    return row
+
+
+def _unary_fn(name: str, **fixed: Any) -> Row:
+    def row(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+        return Tensor(ins[0].shape, L.fn(name, ins[0].v, **fixed, **at))
+    return row
+
+
+def _recip(L: Lowerer, xs: list[Elem]) -> list[Elem]:
+    for x in xs:
+        if isinstance(x, Fraction) and not x:
+            raise Unsupported("division by a zero constant")
+    return [1 / x if isinstance(x, Fraction) else None for x in xs] if all(
+        isinstance(x, Fraction) for x in xs) else L.fn("reciprocal", xs)
+
+
+def _div(L: Lowerer, a: list[Elem], b: list[Elem]) -> list[Elem]:
+    return L.mul(a, _recip(L, b))
+
+
+def _pow(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+    x, e = ins[0].v, float(at.get("exponent", 2))
+    if e.is_integer():
+        n = int(e)
+        out = _ipow(L, x, abs(n))
+        return Tensor(ins[0].shape, _recip(L, out) if n < 0 else out)
+    from .functions import FUNCTIONS
+
+    if e == 0.5 and "sqrt" in FUNCTIONS:
+        return Tensor(ins[0].shape, L.fn("sqrt", x))
+    c = Q(e)  # x^c = exp(c log x) for x > 0 (the spec's domain for non-integer c)
+    return Tensor(ins[0].shape, L.fn("exp", [scale(v, c) for v in L.fn("log", x)]))
+
+
+def _ipow(L: Lowerer, x: list[Elem], n: int) -> list[Elem]:
+    if n == 0:
+        return [Q(1)] * len(x)
+    if n == 1:
+        return list(x)
+    half = L.fn("square", _ipow(L, x, n // 2))
+    return L.mul(half, x) if n % 2 else half
+
+
+def _minimum(L: Lowerer, a: list[Elem], b: list[Elem]) -> list[Elem]:
+    return [neg(v) for v in L.max([[neg(p), neg(q)] for p, q in zip(a, b)])]
+
+
+def _reduce(kind: str) -> Row:
+    def row(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+        shape, groups = reduce_groups(ins[0].shape, at.get("axes"), bool(at.get("keepdims", False)))
+        x = ins[0].v
+        if kind == "max":
+            return Tensor(shape, L.max([[x[i] for i in g] for g in groups]))
+        vals = [_sum([x[i] for i in g]) for g in groups]
+        if kind == "mean":
+            vals = [scale(v, Q(1, len(g))) for v, g in zip(vals, groups)]
+        return Tensor(shape, vals)
+    return row
+
+
+def _reshape(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+    x = ins[0]
+    target = [int(d) for d in at.get("shape", ())]
+    if -1 in target:
+        known = _size(tuple(d for d in target if d != -1))
+        target = [len(x.v) // known if d == -1 else d for d in target]
+    return Tensor(tuple(target), x.v)
+
+
+def _flatten(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+    x = ins[0]
+    if not x.shape:
+        return Tensor((1,), x.v)
+    s = int(at.get("start_dim", 1)) % len(x.shape)
+    return Tensor((*x.shape[:s], _size(x.shape[s:])), x.v)
+
+
+def _transpose(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+    x = ins[0]
+    nd = len(x.shape)
+    axes = tuple(reversed(range(nd))) if at.get("axes") is None else tuple(a % nd for a in at["axes"])
+    st = _strides(x.shape)
+    shape = tuple(x.shape[a] for a in axes)
+    pst = [st[a] for a in axes]
+    return Tensor(shape, [x.v[_flat(p, pst)] for p in _positions(shape)])
+
+
+def _broadcast_to(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+    shape = tuple(int(d) for d in at["shape"])
+    return Tensor(shape, broadcast(ins[0], shape))
+
+
+def _concat(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+    nd = len(ins[0].shape)
+    ax = int(at.get("axis", 0)) % nd
+    outer = _size(ins[0].shape[:ax])
+    out: list[Elem] = []
+    for o in range(outer):
+        for t in ins:
+            inner = _size(t.shape[ax:])
+            out.extend(t.v[o * inner:(o + 1) * inner])
+    shape = (*ins[0].shape[:ax], sum(t.shape[ax] for t in ins), *ins[0].shape[ax + 1:])
+    return Tensor(shape, out)
+
+
+def _slice(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+    x = ins[0]
+    index = list(at.get("index", ()))
+    ranges = [range(*slice(*index[i]).indices(d)) if i < len(index) else range(d)
+              for i, d in enumerate(x.shape)]
+    st = _strides(x.shape)
+    return Tensor(tuple(len(r) for r in ranges), [x.v[_flat(p, st)] for p in itertools.product(*ranges)])
+
+
+def _int_consts(t: Tensor, what: str) -> list[int]:
+    if not t.const():
+        raise Unsupported(f"{what} must be constant")
+    return [int(v) for v in t.v]
+
+
+def _in_range(k: int, n: int, what: str) -> int:
+    """A numpy index into a length-n axis (negative counts from the end); out of range refused,
+    as numpy (and so the spec's meaning) refuses it."""
+    if not -n <= k < n:
+        raise Unsupported(f"{what} index {k} out of range for size {n}")
+    return k % n
+
+
+def _gather(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+    x, idx = ins
+    ix = _int_consts(idx, "gather indices")
+    nd = len(x.shape)
+    ax = int(at.get("axis", -1)) % nd
+    st = _strides(x.shape)
+    out = []
+    for p, k in zip(_positions(idx.shape), ix):
+        q = list(p)
+        q[ax] = _in_range(k, x.shape[ax], "gather")
+        out.append(x.v[_flat(q, st)])
+    return Tensor(idx.shape, out)
+
+
+def _embedding(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+    w, idx = ins
+    d = w.shape[1]
+    out = []
+    for k in _int_consts(idx, "embedding indices"):
+        k = _in_range(k, w.shape[0], "embedding")
+        out.extend(w.v[k * d:(k + 1) * d])
+    return Tensor((*idx.shape, d), out)
+
+
+def _where(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+    c, a, b = ins
+    if not c.const():
+        raise Unsupported("where with a data-dependent condition (not continuous)")
+    shape = bcast_shape(c.shape, a.shape, b.shape)
+    trip = zip(broadcast(c, shape), broadcast(a, shape), broadcast(b, shape))
+    return Tensor(shape, [p if m else q for m, p, q in trip])
+
+
+def _matmul(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+    a, b = ins
+    p, k = a.shape[-2:]
+    m = b.shape[-1]
+    batch = bcast_shape(a.shape[:-2], b.shape[:-2])
+    A = broadcast(Tensor(a.shape, a.v), (*batch, p, k))
+    B = broadcast(Tensor(b.shape, b.v), (*batch, k, m))
+    out = []
+    nb = _size(batch)
+    for bi in range(nb):
+        for i in range(p):
+            for j in range(m):
+                xs = [A[(bi * p + i) * k + t] for t in range(k)]
+                ws = [B[(bi * k + t) * m + j] for t in range(k)]
+                out.append((xs, ws))
+    if all(isinstance(w, Fraction) for _, ws in out for w in ws) or all(
+            isinstance(x, Fraction) for xs, _ in out for x in xs):
+        vals = [_lin([(w, x) if isinstance(w, Fraction) else (x, w) for x, w in zip(xs, ws)])
+                for xs, ws in out]
+    else:  # data by data: one product per term
+        prods = L.mul([x for xs, _ in out for x in xs], [w for _, ws in out for w in ws])
+        vals = [_sum(prods[r * k:(r + 1) * k]) for r in range(len(out))]
+    return Tensor((*batch, p, m), vals)
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _window(i: int, s: int, p: int, k: int, d: int, size: int) -> list[tuple[int, int]]:
+    """(kernel offset, input position) of output position i's window that exist (spec's _window)."""
+    start = i * s - p
+    return [(t, start + t * d) for t in range(k) if 0 <= start + t * d < size]
+
+
+def _conv2d(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+    x, w = ins
+    if not w.const():
+        raise Unsupported("conv2d with a data-dependent kernel")
+    s, p, d = _pair(at.get("stride", 1)), _pair(at.get("padding", 0)), _pair(at.get("dilation", 1))
+    g = int(at.get("groups", 1))
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    og = o // g
+    ho = (h + 2 * p[0] - d[0] * (kh - 1) - 1) // s[0] + 1
+    wo = (wd + 2 * p[1] - d[1] * (kw - 1) - 1) // s[1] + 1
+    out = []
+    rows = [_window(i, s[0], p[0], kh, d[0], h) for i in range(ho)]
+    cols = [_window(j, s[1], p[1], kw, d[1], wd) for j in range(wo)]
+    for b in range(n):
+        for oc in range(o):
+            gi = oc // og
+            for i in range(ho):
+                for j in range(wo):
+                    terms = []
+                    for ci in range(cg):
+                        xc = ((b * c + gi * cg + ci) * h) * wd
+                        wc = ((oc * cg + ci) * kh) * kw
+                        for ta, r in rows[i]:
+                            for tb, q in cols[j]:
+                                terms.append((w.v[wc + ta * kw + tb], x.v[xc + r * wd + q]))
+                    out.append(_lin(terms))
+    return Tensor((n, o, ho, wo), out)
+
+
+def _pool(kind: str) -> Row:
+    def row(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+        x = ins[0]
+        k, s, p = _pair(at.get("kernel_size", 2)), _pair(at.get("stride", 2)), _pair(at.get("padding", 0))
+        n, c, h, wd = x.shape
+        ho, wo = (h + 2 * p[0] - k[0]) // s[0] + 1, (wd + 2 * p[1] - k[1]) // s[1] + 1
+        groups = []
+        for nc in range(n * c):
+            for i in range(ho):
+                for j in range(wo):
+                    groups.append([x.v[(nc * h + r) * wd + q] for _, r in _window(i, s[0], p[0], k[0], 1, h)
+                                   for _, q in _window(j, s[1], p[1], k[1], 1, wd)])
+        if kind == "max":
+            vals = L.max(groups)
+        else:
+            full = at.get("count_include_pad", True)
+            vals = [scale(_sum(g), Q(1, k[0] * k[1] if full else len(g))) for g in groups]
+        return Tensor((n, c, ho, wo), vals)
+    return row
+
+
+def _softmax(log: bool) -> Row:
+    """softmax_i = 1 / sum_j exp(x_j - x_i); log_softmax_i = -log sum_j exp(x_j - x_i): the same
+    reals as the spec's formulas (divide numerator and denominator by exp(x_i)); the j = i term
+    folds to the constant 1, so the sum is >= 1 and the reciprocal / log stay in their domains."""
+    def row(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+        x = ins[0]
+        _, groups = reduce_groups(x.shape, int(at.get("axis", -1)), True)
+        diffs, where = [], []
+        for g in groups:
+            for i in g:
+                where.append(i)
+                diffs.append([add(x.v[j], neg(x.v[i])) if j != i else Q(0) for j in g])
+        flat = L.fn("exp", [e for row_ in diffs for e in row_])
+        sums, pos = [], 0
+        for row_ in diffs:
+            sums.append(_sum(flat[pos:pos + len(row_)]))
+            pos += len(row_)
+        vals = [neg(v) for v in L.fn("log", sums)] if log else L.fn("reciprocal", sums)
+        out: list[Elem] = [Q(0)] * len(x.v)
+        for i, v in zip(where, vals):
+            out[i] = v
+        return Tensor(x.shape, out)
+    return row
+
+
+def _layer_norm(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+    x, w, b = ins
+    k = int(at.get("normalized_ndim", 1))
+    n = _size(x.shape[len(x.shape) - k:])
+    eps = Q(at.get("eps", 1e-5))
+    m = len(x.v) // n
+    xc: list[Elem] = []
+    for r in range(m):
+        mu = scale(_sum(x.v[r * n:(r + 1) * n]), Q(1, n))
+        xc.extend(add(v, neg(mu)) for v in x.v[r * n:(r + 1) * n])
+    sq = L.fn("square", xc)
+    var = [add(scale(_sum(sq[r * n:(r + 1) * n]), Q(1, n)), eps) for r in range(m)]
+    inv = L.fn("reciprocal", L.fn("sqrt", var))
+    y = L.mul(L.mul(xc, [inv[i // n] for i in range(len(xc))]), w.v * m)
+    return Tensor(x.shape, [add(v, b.v[i % n]) for i, v in enumerate(y)])
+
+
+def _batch_norm(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+    x, mean, var, w, b = ins
+    eps = Q(at.get("eps", 1e-5))
+    inv = L.fn("reciprocal", L.fn("sqrt", [add(v, eps) for v in var.v]))
+    scl = L.mul(inv, w.v)
+    c = x.shape[1]
+    inner = _size(x.shape[2:])
+    chans = [(i // inner) % c for i in range(len(x.v))]
+    prods = L.mul([add(v, neg(mean.v[ch])) for v, ch in zip(x.v, chans)], [scl[ch] for ch in chans])
+    return Tensor(x.shape, [add(v, b.v[ch]) for v, ch in zip(prods, chans)])
+
+
+def _gelu(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+    from .functions import FUNCTIONS
+
+    x = ins[0].v
+    if "gelu" in FUNCTIONS:
+        return Tensor(ins[0].shape, L.fn("gelu", x))
+    gc, ga = Q(0.7978845608028654), Q(0.044715)  # spec/constants.py, read exactly
+    inner = [scale(add(v, scale(c3, ga)), gc) for v, c3 in zip(x, _ipow(L, x, 3))]
+    half = [add(scale(t, Q(1, 2)), Q(1, 2)) for t in L.fn("tanh", inner)]
+    return Tensor(ins[0].shape, L.mul(x, half))
+
+
+def _silu(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+    from .functions import FUNCTIONS
+
+    x = ins[0].v
+    if "silu" in FUNCTIONS:
+        return Tensor(ins[0].shape, L.fn("silu", x))
+    return Tensor(ins[0].shape, L.mul(x, L.fn("sigmoid", x)))
+
+
+def _mul_row(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
+    a, b = ins
+    if a is b:  # x * x of one IR value is a square (tight), not a McCormick product
+        return Tensor(a.shape, L.fn("square", a.v))
+    return _binary(lambda L_, p, q: L_.mul(p, q))(L, ins, at)
+
+
+ROWS: dict[str, Row] = {
+    "add": _binary(lambda L, a, b: [add(p, q) for p, q in zip(a, b)]),
+    "sub": _binary(lambda L, a, b: [add(p, neg(q)) for p, q in zip(a, b)]),
+    "mul": _mul_row,
+    "div": _binary(_div),
+    "neg": lambda L, ins, at: Tensor(ins[0].shape, [neg(v) for v in ins[0].v]),
+    "pow": _pow,
+    "matmul": _matmul,
+    "broadcast_to": _broadcast_to,
+    "sum": _reduce("sum"),
+    "mean": _reduce("mean"),
+    "max": _reduce("max"),
+    "reshape": _reshape,
+    "flatten": _flatten,
+    "transpose": _transpose,
+    "concat": _concat,
+    "slice": _slice,
+    "gather": _gather,
+    "relu": _unary_fn("relu"),
+    "leaky_relu": _unary_fn("leaky_relu"),
+    "abs": _unary_fn("abs"),
+    "maximum": _binary(lambda L, a, b: L.max([[p, q] for p, q in zip(a, b)])),
+    "minimum": _binary(_minimum),
+    "exp": _unary_fn("exp"),
+    "log": _unary_fn("log"),
+    "sqrt": _unary_fn("sqrt"),
+    "tanh": _unary_fn("tanh"),
+    "sigmoid": _unary_fn("sigmoid"),
+    "softplus": _unary_fn("softplus"),
+    "gelu": _gelu,
+    "silu": _silu,
+    "softmax": _softmax(False),
+    "log_softmax": _softmax(True),
+    "conv2d": _conv2d,
+    "max_pool2d": _pool("max"),
+    "avg_pool2d": _pool("avg"),
+    "layer_norm": _layer_norm,
+    "batch_norm": _batch_norm,
+    "where": _where,
+    "embedding": _embedding,
+}
+
+#: primitives with no row at all, and why (every spec primitive has a row today; partial uses,
+#: e.g. ``where`` on a data-dependent mask, raise ``Unsupported`` in their row)
+NO_ROW: dict[str, str] = {}
+
+
+def lower(ir: dict[str, Any]) -> BoundGraph:
+    """The bound graph of an IR document (``Graph.to_dict()``); weights decoded exactly."""
+    if not isinstance(ir, dict) or ir.get("format") != "torchlean-ir":
+        raise ValueError("not a torchlean-ir document")
+    ins = [i for i in ir["inputs"] if not str(i["dtype"]).startswith("float")]
+    if ins:
+        raise Unsupported(f"non-float graph input {ins[0]['name']!r}")
+    shapes = [tuple(int(d) for d in i["shape"]) for i in ir["inputs"]]
+    n_in = sum(_size(s) for s in shapes)
+    L = Lowerer(n_in)
+    env: dict[str, Tensor] = {}
+    off = 0
+    for i, s in zip(ir["inputs"], shapes):
+        env[i["name"]] = Tensor(s, [Aff({off + j: ONE}) for j in range(_size(s))])
+        off += _size(s)
+    for k, a in ir["constants"].items():
+        env[k] = Tensor(*_decode(a))
+    for node in ir["nodes"]:
+        op = node["op"]
+        if op not in ROWS:
+            raise Unsupported(f"primitive {op!r} has no bound row: {NO_ROW.get(op, 'unknown primitive')}")
+        args = [env[n] for n in node["inputs"]]
+        # the same IR value used twice must stay the same object (mul(x, x) is a square)
+        env[node["output"]] = ROWS[op](L, args, dict(node.get("attrs") or {}))
+    outs = [env[o] for o in ir["outputs"]]
+    out_shape = outs[0].shape if len(outs) == 1 else (sum(len(t.v) for t in outs),)
+    in_shape = shapes[0] if len(shapes) == 1 else (n_in,)
+    return BoundGraph(L.nodes, [as_aff(e) for t in outs for e in t.v], in_shape, out_shape)
