@@ -154,11 +154,16 @@ def test_unnamed_or_unknown_asserts_are_rejected():
     assert not check({"kind": "refutation", "statement": fake, "tree": {"leaf": "false"}}).ok
 
 
-def test_solver_trusted_is_counted_never_checked():
+def test_trust_is_never_read_from_the_certificate():
+    """Issue 20 (S3): without a tree the checker has nothing to replay, whatever the certificate
+    says it trusts; with a tree, a ``trusted`` list neither helps nor is echoed back."""
     ob = _ob("autograd.tanh")
     v = check({"kind": "refutation", "statement": ob.smtlib, "tree": None, "trusted": ["cvc5:la_generic"]})
-    assert v.ok and v.checked == 0 and v.trusted == {"cvc5:la_generic": 1} and not v.fully_checked
+    assert not v.ok and "no certificate tree" in v.reason and v.trusted == {}
     assert not check({"kind": "refutation", "statement": ob.smtlib, "tree": None}).ok
+    tree = certificate_tree(ob.smtlib, timeout=60)
+    v = check({"kind": "refutation", "statement": ob.smtlib, "tree": tree, "trusted": ["cvc5:x"]})
+    assert v.ok and v.trusted == {} and v.fully_checked
 
 
 def test_statements_parse_and_name_every_assert():

@@ -2,26 +2,31 @@
 
 API (stable; the verifier builds on it):
 
-``load_onnx(path, batch_size=1) -> spec.Graph``
-    A checked Graph. Inputs/outputs keep their ONNX names (``graph.inputs[0].name``,
-    ``graph.outputs[0]``); weights are ``graph.constants`` with exact bits; symbolic dims become
-    ``batch_size``. Lowered to primitives: matmul, add, sub, mul, div, relu, sigmoid, tanh, flatten,
-    reshape, transpose, concat, softmax, conv2d, max_pool2d, avg_pool2d, batch_norm, ...
-    Gemm's transposed constant weights are folded (``W.T`` becomes one constant), so the ACAS Xu
-    and MNIST nets are ``[sub,] flatten, (matmul, add, relu)*, matmul, add``. Evaluate with
+``load_onnx(path, batch_size=1, dims=None) -> spec.Graph``
+    A checked Graph with the exact real-number meaning of the model's stored weights and
+    attributes (nothing folded in float arithmetic; see TRUST_BOUNDARIES.md). Inputs/outputs keep
+    their ONNX names (``graph.inputs[0].name``, ``graph.outputs[0]``); weights are
+    ``graph.constants`` with exact bits; a symbolic dim takes its size from ``dims[name]``, or on
+    axis 0 from ``batch_size``; others are refused. Lowered to primitives: matmul, add, sub, mul,
+    div, relu, sigmoid, tanh, flatten, reshape, transpose, concat, slice (Pad), softmax, conv2d,
+    max_pool2d, avg_pool2d, batch_norm, layer_norm, ... Gemm's transposed constant weights are
+    folded (``W.T`` becomes one constant; alpha/beta only when the product is exact, else a
+    ``mul`` node), so the ACAS Xu and MNIST nets are ``[sub,] flatten, (matmul, add, relu)*,
+    matmul, add``. Evaluate with
     ``torchlean.runtime.execute.run_graph(graph, {name: array})``. Errors: ``OnnxImportError``
     (one line; unsupported operators all listed). ``export_onnx(graph, path)`` writes one back.
 
 ``parse_vnnlib(path) -> Property`` (``parse_vnnlib_string(text)`` too)
     ``prop.n_inputs``, ``prop.n_outputs``, ``prop.regions``: each ``Region`` has an input box
     (``lower``/``upper`` float64 nearest; ``lower_exact``/``upper_exact`` Fractions;
-    ``float_box(dtype, outward=True)``) and ``disjuncts``: a tuple of conjunctions of
-    ``Constraint(coeffs, rhs)`` meaning ``sum_j coeffs[j]*Y_j <= rhs`` (Fractions);
-    ``region.matrices()`` gives them as float64 ``(C, d)`` with ``C @ y <= d``. Unsafe ("sat") iff
+    ``float_box(dtype, outward=True)``; ``lower_strict``/``upper_strict``: which bounds are strict,
+    () when none) and ``disjuncts``: a tuple of conjunctions of ``Constraint(coeffs, rhs, strict)``
+    meaning ``sum_j coeffs[j]*Y_j <= rhs`` (``<`` when strict; Fractions); ``region.matrices()``
+    gives them as float64 ``(C, d)`` with ``C @ y <= d`` (the closure). Unsafe ("sat") iff
     some region has an x in its box whose output satisfies some disjunct. With one box,
     ``prop.lower``/``prop.upper``/``prop.disjuncts`` are shortcuts. ``prop.is_counterexample(x, y)``
-    checks exactly; ``format_counterexample(x, y)`` gives VNN-COMP's result text. Errors:
-    ``VnnlibError('path:line:col: message')``.
+    checks exactly (strict atoms strictly); ``format_counterexample(x, y)`` gives VNN-COMP's result
+    text. Errors: ``VnnlibError('path:line:col: message')``.
 
 ``read_instances(csv) -> [Instance(onnx, vnnlib, timeout, expected, extra)]`` and
 ``load_instance(onnx, vnnlib) -> (graph, prop)`` (checks X_i/Y_j against the network's sizes).

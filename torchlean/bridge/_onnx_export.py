@@ -26,7 +26,11 @@ class OnnxExportError(ValueError):
 
 
 def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset: int = 13) -> Any:
-    """Write ``graph`` as an ONNX model (opset 13 by default) and return the ``ModelProto``."""
+    """Write ``graph`` as an ONNX model (opset 13 by default) and return the ``ModelProto``.
+
+    ONNX float attributes are float32: a leaky_relu slope or a batch_norm eps that float32 does not
+    hold (a binary64 1e-5) is written rounded, so the file's meaning can differ from the graph's by
+    that rounding. Import (``load_onnx``) is the direction that keeps meanings exactly."""
     import onnx
     from onnx import helper, numpy_helper
 

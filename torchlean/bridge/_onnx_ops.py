@@ -3,6 +3,12 @@
 Inputs are IR value names ("" for an omitted optional input). Every shape is static at import
 time, so operators that compute shapes fold to constants, and the attributes a primitive needs
 (a reshape target, a transpose permutation) are always concrete tuples.
+
+Every attribute keeps its exact meaning (see ``bridge.onnx``): float attributes are float32 in
+ONNX and enter the graph as constants or primitive attributes holding exactly that value (defaults
+too: LeakyRelu's 0.01 is float32(0.01)); scalings are folded only when exact (``Builder.scaled``);
+integer shape arithmetic is done on Python integers and refused when it leaves int64. Convolution,
+pooling, normalisation, Pad and Clip live in ``_onnx_nn``.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..spec.shapes import ShapeError, size
+from ._onnx_exact import exact_product
 
 if TYPE_CHECKING:
     from .onnx import Builder
@@ -26,8 +33,11 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "MaxPool": ("max_pool2d",),
     "AveragePool": ("avg_pool2d",),
     "GlobalAveragePool": ("mean",),
+    "GlobalMaxPool": ("max",),
     "BatchNormalization": ("batch_norm",),
+    "LayerNormalization": ("layer_norm",),
 }
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 def converter(*names: str) -> Callable[[Converter], Converter]:
@@ -38,15 +48,28 @@ def converter(*names: str) -> Callable[[Converter], Converter]:
     return register
 
 
-def _const_input(b: Builder, name: str, what: str) -> np.ndarray:
+def const_input(b: Builder, name: str, what: str) -> np.ndarray:
+    """The constant value of input ``name``; a runtime value is refused naming ``what``."""
     c = b.constant_of(name) if name else None
     if c is None:
         raise ShapeError(f"{what} must be a constant (computed from initializers), not a runtime value")
     return c
 
 
-def _ints(a: Any) -> tuple[int, ...]:
+def ints(a: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in np.asarray(a).reshape(-1))
+
+
+def f32(v: Any) -> float:
+    """An ONNX float attribute (or its default) as the exact value of the float32 it denotes."""
+    return float(np.float32(v))
+
+
+def axis_in(axis: int, rank: int, what: str) -> int:
+    """A possibly negative axis, checked to lie in [-rank, rank), as a non-negative one."""
+    if not -rank <= int(axis) < rank:
+        raise ShapeError(f"{what}: axis {axis} is out of range for rank {rank}")
+    return int(axis) % rank
 
 
 # -- elementwise -------------------------------------------------------------------------------
@@ -54,6 +77,24 @@ def _ints(a: Any) -> tuple[int, ...]:
 _BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Max": "maximum", "Min": "minimum"}
 _UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "Log": "log",
           "Sqrt": "sqrt", "Neg": "neg", "Abs": "abs", "Softplus": "softplus"}
+
+
+def _int_op(prim: str, x: int, y: int) -> int:
+    if prim == "div":
+        if y == 0:
+            raise ShapeError("integer division by zero")
+        q = abs(x) // abs(y)  # ONNX integer Div truncates toward zero (C++ semantics)
+        return q if (x < 0) == (y < 0) else -q
+    return {"add": x + y, "sub": x - y, "mul": x * y, "maximum": max(x, y), "minimum": min(x, y)}[prim]
+
+
+def _fold_ints(prim: str, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+    """Integer shape arithmetic on exact Python integers, refused if a result leaves int64."""
+    bx, by = np.broadcast_arrays(cx.astype(object), cy.astype(object))
+    out = np.frompyfunc(lambda x, y: _int_op(prim, int(x), int(y)), 2, 1)(bx, by)
+    if any(not _INT64[0] <= int(v) <= _INT64[1] for v in np.asarray(out).flat):
+        raise ShapeError("integer shape arithmetic overflows int64")
+    return np.asarray(out, dtype=np.result_type(cx.dtype, cy.dtype))
 
 
 def _binary(prim: str) -> Converter:
@@ -66,12 +107,12 @@ def _binary(prim: str) -> Converter:
                 out = b.emit(prim, [out, other], hint=hint)
             return [out]
         x, y = ins
-        # integer arithmetic on constants is shape arithmetic: fold it
+        # integer arithmetic on constants is shape arithmetic: fold it, exactly
         cx, cy = b.constant_of(x), b.constant_of(y)
         if cx is not None and cy is not None and cx.dtype.kind in "iu" and cy.dtype.kind in "iu":
-            fn = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.floor_divide,
-                  "maximum": np.maximum, "minimum": np.minimum}[prim]
-            return [b.const(fn(cx, cy), hint)]
+            return [b.const(_fold_ints(prim, cx, cy), hint)]
+        if prim == "div" and cy is not None and not np.all(cy != 0):
+            raise ShapeError("Div by a constant holding 0 has no real-number meaning")
         return [b.emit(prim, [x, y], hint=hint)]
     return convert
 
@@ -92,12 +133,37 @@ for _op, _prim in _UNARY.items():
 
 @converter("LeakyRelu")
 def _leaky_relu(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
-    return [b.emit("leaky_relu", [ins[0]], {"slope": float(attrs.get("alpha", 0.01))}, hint=hint)]
+    return [b.emit("leaky_relu", [ins[0]], {"slope": f32(attrs.get("alpha", 0.01))}, hint=hint)]
 
 
-@converter("Identity", "Dropout")
+@converter("Pow")
+def _pow(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
+    """x ** c for a constant scalar c (the exponent's exact value; integral ones as integers)."""
+    c = const_input(b, ins[1], "Pow's exponent")
+    if c.size != 1:
+        raise ShapeError(f"Pow: the exponent must be a scalar, got shape {c.shape}")
+    e = c.reshape(-1)[0]
+    if not np.isfinite(e):
+        raise ShapeError(f"Pow: exponent {e} is not finite")
+    exponent: int | float = int(e) if c.dtype.kind in "iu" or float(e).is_integer() else float(e)
+    out = b.emit("pow", [ins[0]], {"exponent": exponent}, hint=hint)
+    # ONNX broadcasts the exponent's shape too (a (1, 1) exponent raises the rank)
+    target = np.broadcast_shapes(b.shape(ins[0]), c.shape)
+    return [b.reshape(out, target, hint)]
+
+
+@converter("Identity")
 def _identity(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
-    # Dropout is the identity at inference; its optional mask output is not supported
+    return [ins[0]]
+
+
+@converter("Dropout")
+def _dropout(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
+    """The identity at inference; refused in training mode (its mask output is refused by the
+    loader if anything reads it)."""
+    if len(ins) > 2 and ins[2]:
+        if bool(np.any(const_input(b, ins[2], "Dropout's training_mode"))):
+            raise ShapeError("Dropout in training mode is not supported")
     return [ins[0]]
 
 
@@ -121,32 +187,34 @@ def _matmul(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> lis
 
 
 def _transposed(b: Builder, x: str, hint: str) -> str:
-    # a constant weight is transposed here, once, and named after itself
+    # a constant weight is transposed here, once (exact: a rearrangement), and named after itself
     return b.emit("transpose", [x], {"axes": (1, 0)}, hint=f"{x}.T" if b.constant_of(x) is not None
                   else hint, fold=True)
 
 
 @converter("Gemm")
 def _gemm(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
-    """alpha * A' @ B' + beta * C; transposed constant weights are folded into the constant."""
+    """alpha * A' @ B' + beta * C. Transposed constant weights are folded (exact); alpha goes into a
+    constant operand and beta into a constant C only when every product is exact, else each is an
+    explicit ``mul`` by the attribute's exact value."""
     a, w = ins[0], ins[1]
     c = ins[2] if len(ins) > 2 else ""
-    alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
+    alpha, beta = f32(attrs.get("alpha", 1.0)), f32(attrs.get("beta", 1.0))
     if len(b.shape(a)) != 2 or len(b.shape(w)) != 2:
         raise ShapeError(f"Gemm operands must be 2-D, got {b.shape(a)} and {b.shape(w)}")
     if attrs.get("transA", 0):
         a = _transposed(b, a, hint)
     if attrs.get("transB", 0):
         w = _transposed(b, w, hint)
-    out = b.emit("matmul", [a, w], hint=hint)
-    if alpha != 1.0:
-        out = b.emit("mul", [out, b.scalar(alpha, "alpha")], hint=hint)
-    if c and beta != 0.0:
-        if beta != 1.0:
-            cc = b.constant_of(c)
-            c = (b.const((cc * np.asarray(beta, dtype=cc.dtype)).astype(cc.dtype), "beta_c")
-                 if cc is not None else b.emit("mul", [c, b.scalar(beta, "beta")], hint=hint))
-        out = b.emit("add", [out, c], hint=hint)
+    cw = b.constant_of(w)
+    folded = exact_product(cw, alpha) if alpha != 1.0 and cw is not None else None
+    if folded is not None:  # alpha * (A @ W) = A @ (alpha * W) over the reals
+        w, alpha = b.const(folded, f"{w}.alpha"), 1.0
+    out = b.scaled(b.emit("matmul", [a, w], hint=hint), alpha, hint)
+    if c and np.broadcast_shapes(b.shape(c), b.shape(out)) != b.shape(out):
+        raise ShapeError(f"Gemm: C of shape {b.shape(c)} does not broadcast to {b.shape(out)}")
+    if c and beta != 0.0:  # beta == 0: ONNX's beta * C is zero for any (finite) C
+        out = b.emit("add", [out, b.scaled(c, beta, f"{c}.beta")], hint=hint)
     return [out]
 
 
@@ -157,6 +225,8 @@ def _flatten(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> li
     """ONNX Flatten always yields 2-D: (prod(dims[:axis]), prod(dims[axis:]))."""
     shape = b.shape(ins[0])
     axis = int(attrs.get("axis", 1))
+    if not -len(shape) <= axis <= len(shape):
+        raise ShapeError(f"Flatten: axis {axis} is out of range for rank {len(shape)}")
     axis = axis + len(shape) if axis < 0 else axis
     target = (size(shape[:axis]), size(shape[axis:]))
     if axis == 1 and b.constant_of(ins[0]) is None and len(shape) >= 2:
@@ -166,6 +236,8 @@ def _flatten(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> li
 
 def _reshape_target(shape: tuple[int, ...], spec: tuple[int, ...], allowzero: bool) -> tuple[int, ...]:
     """ONNX Reshape: 0 copies the input dim (unless allowzero), one -1 is inferred."""
+    if any(d < -1 for d in spec) or (not allowzero and len(spec) > len(shape) and 0 in spec[len(shape):]):
+        raise ShapeError(f"Reshape: invalid target shape {spec} for input {shape}")
     out = [shape[i] if d == 0 and not allowzero else d for i, d in enumerate(spec)]
     if out.count(-1) > 1:
         raise ShapeError(f"Reshape: more than one -1 in {spec}")
@@ -174,32 +246,39 @@ def _reshape_target(shape: tuple[int, ...], spec: tuple[int, ...], allowzero: bo
         if known == 0 or size(shape) % known:
             raise ShapeError(f"Reshape: cannot reshape {shape} to {spec}")
         out[out.index(-1)] = size(shape) // known
-    if size(tuple(out)) != size(shape):
+    if size(tuple(out)) != size(shape) or 0 in out:
         raise ShapeError(f"Reshape: cannot reshape {shape} to {spec}")
     return tuple(out)
 
 
 @converter("Reshape")
 def _reshape(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
-    spec = _ints(_const_input(b, ins[1], "Reshape's shape")) if len(ins) > 1 else _ints(attrs["shape"])
+    spec = ints(const_input(b, ins[1], "Reshape's shape")) if len(ins) > 1 else ints(attrs["shape"])
     target = _reshape_target(b.shape(ins[0]), spec, bool(attrs.get("allowzero", 0)))
     return [b.reshape(ins[0], target, hint)]
 
 
-def _axes(b: Builder, ins: list[str], attrs: dict[str, Any], what: str) -> tuple[int, ...] | None:
-    """Axes as an attribute (opset < 13) or as a constant second input (opset >= 13)."""
+def axes_arg(b: Builder, ins: list[str], attrs: dict[str, Any], what: str) -> tuple[int, ...] | None:
+    """Axes as an attribute (older opsets) or as a constant second input (newer ones)."""
     if len(ins) > 1 and ins[1]:
-        return _ints(_const_input(b, ins[1], f"{what}'s axes"))
-    return _ints(attrs["axes"]) if "axes" in attrs else None
+        return ints(const_input(b, ins[1], f"{what}'s axes"))
+    return ints(attrs["axes"]) if "axes" in attrs else None
+
+
+def _distinct(axes: tuple[int, ...], rank: int, what: str) -> tuple[int, ...]:
+    out = tuple(axis_in(a, rank, what) for a in axes)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"{what}: repeated axes {axes}")
+    return out
 
 
 @converter("Squeeze")
 def _squeeze(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
     shape = b.shape(ins[0])
-    axes = _axes(b, ins, attrs, "Squeeze")
+    axes = axes_arg(b, ins, attrs, "Squeeze")
     if axes is None:
         axes = tuple(i for i, d in enumerate(shape) if d == 1)
-    axes = tuple(a % len(shape) for a in axes)
+    axes = _distinct(axes, len(shape), "Squeeze")
     if any(shape[a] != 1 for a in axes):
         raise ShapeError(f"Squeeze: axes {axes} of shape {shape} are not all 1")
     return [b.reshape(ins[0], tuple(d for i, d in enumerate(shape) if i not in axes), hint)]
@@ -208,11 +287,10 @@ def _squeeze(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> li
 @converter("Unsqueeze")
 def _unsqueeze(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
     shape = list(b.shape(ins[0]))
-    axes = _axes(b, ins, attrs, "Unsqueeze")
+    axes = axes_arg(b, ins, attrs, "Unsqueeze")
     if axes is None:
         raise ShapeError("Unsqueeze needs axes")
-    rank = len(shape) + len(axes)
-    for a in sorted(a % rank for a in axes):
+    for a in sorted(_distinct(axes, len(shape) + len(axes), "Unsqueeze")):
         shape.insert(a, 1)
     return [b.reshape(ins[0], tuple(shape), hint)]
 
@@ -220,25 +298,29 @@ def _unsqueeze(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> 
 @converter("Transpose")
 def _transpose(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
     rank = len(b.shape(ins[0]))
-    perm = _ints(attrs["perm"]) if "perm" in attrs else tuple(reversed(range(rank)))
+    perm = ints(attrs["perm"]) if "perm" in attrs else tuple(reversed(range(rank)))
+    if sorted(perm) != list(range(rank)):
+        raise ShapeError(f"Transpose: perm {perm} is not a permutation of the {rank} axes")
     return [b.emit("transpose", [ins[0]], {"axes": perm}, hint=hint, fold=True)]
 
 
 @converter("Concat")
 def _concat(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
     consts = [b.constant_of(i) for i in ins]
+    axis = axis_in(int(attrs["axis"]), len(b.shape(ins[0])), "Concat")
     if all(c is not None for c in consts) and all(c.dtype.kind in "iu" for c in consts):
-        return [b.const(np.concatenate(consts, axis=int(attrs["axis"])), hint)]  # shape arithmetic
-    return [b.emit("concat", list(ins), {"axis": int(attrs["axis"])}, hint=hint, fold=True)]
+        return [b.const(np.concatenate(consts, axis=axis), hint)]  # shape arithmetic
+    return [b.emit("concat", list(ins), {"axis": axis}, hint=hint, fold=True)]
 
 
 def _softmax_like(prim: str) -> Converter:
     def convert(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
         shape = b.shape(ins[0])
         if b.opset >= 13:
-            return [b.emit(prim, [ins[0]], {"axis": int(attrs.get("axis", -1))}, hint=hint)]
+            axis = axis_in(int(attrs.get("axis", -1)), len(shape), prim)
+            return [b.emit(prim, [ins[0]], {"axis": axis}, hint=hint)]
         # before opset 13 the input is coerced to 2-D at ``axis`` and normalised over the tail
-        axis = int(attrs.get("axis", 1)) % max(len(shape), 1)
+        axis = axis_in(int(attrs.get("axis", 1)), len(shape), prim)
         if axis == len(shape) - 1:
             return [b.emit(prim, [ins[0]], {"axis": -1}, hint=hint)]
         flat = b.reshape(ins[0], (size(shape[:axis]), size(shape[axis:])), hint)
@@ -248,6 +330,27 @@ def _softmax_like(prim: str) -> Converter:
 
 CONVERTERS["Softmax"] = _softmax_like("softmax")
 CONVERTERS["LogSoftmax"] = _softmax_like("log_softmax")
+
+
+def _reduce(prim: str) -> Converter:
+    """ReduceSum/Mean/Max: axes as attribute or input; none (or empty) means all axes unless
+    noop_with_empty_axes, which makes it the identity."""
+    def convert(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
+        shape = b.shape(ins[0])
+        axes = axes_arg(b, ins, attrs, prim)
+        if not axes:
+            if attrs.get("noop_with_empty_axes", 0):
+                return [ins[0]]
+            axes = tuple(range(len(shape)))
+        axes = _distinct(axes, len(shape), prim)
+        keep = bool(attrs.get("keepdims", 1))
+        return [b.emit(prim, [ins[0]], {"axes": tuple(sorted(axes)), "keepdims": keep}, hint=hint)]
+    return convert
+
+
+CONVERTERS["ReduceSum"] = _reduce("sum")
+CONVERTERS["ReduceMean"] = _reduce("mean")
+CONVERTERS["ReduceMax"] = _reduce("max")
 
 
 @converter("Constant")
@@ -270,96 +373,57 @@ def _shape(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list
     return [b.const(np.asarray(shape[start:None if end is None else int(end)], dtype=np.int64), hint)]
 
 
+@converter("ConstantOfShape")
+def _constant_of_shape(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
+    shape = ints(const_input(b, ins[0], "ConstantOfShape's shape"))
+    if any(d < 0 for d in shape) or size(shape) > 1 << 26:
+        raise ShapeError(f"ConstantOfShape: invalid shape {shape}")
+    value = np.asarray(attrs.get("value", np.zeros(1, dtype=np.float32)))
+    if value.size != 1:
+        raise ShapeError("ConstantOfShape: value must hold one element")
+    return [b.const(np.full(shape, value.reshape(-1)[0], dtype=value.dtype), hint)]
+
+
 @converter("Gather")
 def _gather(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
-    data = _const_input(b, ins[0], "Gather's data")
-    idx = _const_input(b, ins[1], "Gather's indices")
-    return [b.const(np.take(data, idx, axis=int(attrs.get("axis", 0))), hint)]
+    data = const_input(b, ins[0], "Gather's data")
+    idx = const_input(b, ins[1], "Gather's indices")
+    axis = axis_in(int(attrs.get("axis", 0)), data.ndim, "Gather")
+    n = data.shape[axis]
+    if idx.dtype.kind not in "iu" or np.any(idx < -n) or np.any(idx >= n):
+        raise ShapeError(f"Gather: indices out of range for axis {axis} of size {n}")
+    return [b.const(np.take(data, idx, axis=axis), hint)]  # a selection: exact
+
+
+#: Cast targets read here (float8/float4 targets, whose opset-24 ``round_mode`` we do not model,
+#: and strings are refused)
+_CAST_TARGETS = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8",
+                 "uint16", "uint32", "uint64", "bool")
 
 
 @converter("Cast")
 def _cast(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
     import onnx
 
-    dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(int(attrs["to"])))
+    try:
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(int(attrs["to"])))
+    except (KeyError, TypeError, ValueError):
+        raise ShapeError(f"Cast to element type {attrs.get('to')} is not supported") from None
+    if str(dtype) not in _CAST_TARGETS:
+        raise ShapeError(f"Cast to {dtype} is not supported")
     c = b.constant_of(ins[0])
     if c is not None:
-        return [b.const(c.astype(dtype), hint)]
-    if dtype.kind == "f" and str(dtype) == b.dtype:
-        return [ins[0]]  # a cast to the model's own float type is a no-op
-    raise ShapeError(f"Cast of a runtime value to {dtype} is not supported")
+        # ONNX Cast rounds to nearest even (float targets) and truncates toward zero (integer
+        # targets), as numpy's astype does; out-of-range values are undefined in ONNX: refused
+        if dtype.kind in "iu" and c.dtype.kind == "f":
+            info = np.iinfo(dtype)
+            if not np.all(np.isfinite(c)) or np.any(np.trunc(c) < info.min) or np.any(np.trunc(c) > info.max):
+                raise ShapeError(f"Cast of {c.dtype} values outside the range of {dtype}")
+        with np.errstate(over="ignore", invalid="ignore"):
+            return [b.const(c.astype(dtype), hint)]
+    if dtype.kind == "f" and str(dtype) == b.dtypes[ins[0]]:
+        return [ins[0]]  # a cast to the value's own float type is a no-op
+    raise ShapeError(f"Cast of a runtime {b.dtypes[ins[0]]} value to {dtype} is not supported")
 
 
-# -- convolution, pooling, normalisation ------------------------------------------------------------
-
-def _symmetric_pads(attrs: dict[str, Any], op: str, rank: int = 2) -> tuple[int, ...]:
-    if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-        raise ShapeError(f"{op}: auto_pad={attrs['auto_pad']} is not supported (give explicit pads)")
-    pads = _ints(attrs.get("pads", (0,) * 2 * rank))
-    if pads[:rank] != pads[rank:]:
-        raise ShapeError(f"{op}: asymmetric pads {pads} are not supported")
-    return pads[:rank]
-
-
-def _check_2d(b: Builder, x: str, op: str) -> None:
-    if len(b.shape(x)) != 4:
-        raise ShapeError(f"{op}: only 2-D (N, C, H, W) inputs are supported, got {b.shape(x)}")
-
-
-@converter("Conv")
-def _conv(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
-    x, w = ins[0], ins[1]
-    _check_2d(b, x, "Conv")
-    k = b.shape(w)[2:]
-    if "kernel_shape" in attrs and _ints(attrs["kernel_shape"]) != tuple(k):
-        raise ShapeError(f"Conv: kernel_shape {attrs['kernel_shape']} differs from weight {b.shape(w)}")
-    conv_attrs = {"stride": _ints(attrs.get("strides", (1, 1))),
-                  "padding": _symmetric_pads(attrs, "Conv"),
-                  "dilation": _ints(attrs.get("dilations", (1, 1))),
-                  "groups": int(attrs.get("group", 1))}
-    out = b.emit("conv2d", [x, w], conv_attrs, hint=hint)
-    if len(ins) > 2 and ins[2]:
-        bias = b.reshape(ins[2], (b.shape(ins[2])[0], 1, 1), hint)
-        out = b.emit("add", [out, bias], hint=hint)
-    return [out]
-
-
-def _pool_attrs(b: Builder, x: str, attrs: dict[str, Any], op: str) -> dict[str, Any]:
-    _check_2d(b, x, op)
-    if attrs.get("ceil_mode", 0):
-        raise ShapeError(f"{op}: ceil_mode=1 is not supported")
-    if any(d != 1 for d in _ints(attrs.get("dilations", (1, 1)))):
-        raise ShapeError(f"{op}: dilations {attrs['dilations']} are not supported")
-    k = _ints(attrs["kernel_shape"])
-    return {"kernel_size": k, "stride": _ints(attrs.get("strides", (1, 1))),
-            "padding": _symmetric_pads(attrs, op)}
-
-
-@converter("MaxPool")
-def _max_pool(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
-    if attrs.get("storage_order", 0):
-        raise ShapeError("MaxPool: storage_order=1 is not supported")
-    return [b.emit("max_pool2d", [ins[0]], _pool_attrs(b, ins[0], attrs, "MaxPool"), hint=hint)]
-
-
-@converter("AveragePool")
-def _avg_pool(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
-    pool = _pool_attrs(b, ins[0], attrs, "AveragePool")
-    # ONNX's default excludes padding from the count (torch's default includes it)
-    pool["count_include_pad"] = bool(attrs.get("count_include_pad", 0))
-    return [b.emit("avg_pool2d", [ins[0]], pool, hint=hint)]
-
-
-@converter("GlobalAveragePool")
-def _global_avg_pool(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
-    _check_2d(b, ins[0], "GlobalAveragePool")
-    return [b.emit("mean", [ins[0]], {"axes": (2, 3), "keepdims": True}, hint=hint)]
-
-
-@converter("BatchNormalization")
-def _batch_norm(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
-    if attrs.get("training_mode", 0):
-        raise ShapeError("BatchNormalization: training_mode=1 is not supported")
-    x, scale, bias, mean, var = ins[:5]
-    eps = float(np.float32(attrs.get("epsilon", 1e-5)))  # ONNX stores epsilon as float32
-    return [b.emit("batch_norm", [x, mean, var, scale, bias], {"eps": eps}, hint=hint)]
+from . import _onnx_nn  # noqa: E402,F401  (registers the convolution/pooling/normalisation converters)

@@ -11,8 +11,10 @@ Disjuncts sharing a box are grouped into one :class:`Region`, so the usual shape
 - several boxes, each with the same output disjunction (ACAS Xu property 6).
 
 Numbers are exact rationals (``fractions.Fraction`` read from the decimal text, never via a
-float); float views are provided, rounded to nearest or outward. Strict inequalities are read as
-non-strict (the closure of the unsafe set, as VNN-COMP tools do), which is sound for ``unsat``.
+float); float views are provided, rounded to nearest or outward. Strict inequalities keep a flag
+(``Constraint.strict``; ``Region.lower_strict``/``upper_strict`` for input bounds, the tightest
+bound winning and on a tie the strict one): the float box and the matrices are the closure
+(sound for ``unsat``), while ``contains``/``holds``/``is_counterexample`` test them strictly.
 """
 
 from __future__ import annotations
@@ -41,17 +43,19 @@ class VnnlibError(ValueError):
 
 @dataclass(frozen=True)
 class Constraint:
-    """``sum_j coeffs[j] * Y_j <= rhs``, exactly."""
+    """``sum_j coeffs[j] * Y_j <= rhs`` (``< rhs`` when ``strict``), exactly."""
 
     coeffs: tuple[Fraction, ...]
     rhs: Fraction
+    strict: bool = False
 
     def holds(self, y: Sequence[Fraction]) -> bool:
-        return sum((c * v for c, v in zip(self.coeffs, y) if c), Fraction(0)) <= self.rhs
+        val = sum((c * v for c, v in zip(self.coeffs, y) if c), Fraction(0))
+        return val < self.rhs if self.strict else val <= self.rhs
 
     def __str__(self) -> str:
         terms = " + ".join(f"{c}*Y_{j}" for j, c in enumerate(self.coeffs) if c) or "0"
-        return f"{terms} <= {self.rhs}"
+        return f"{terms} {'<' if self.strict else '<='} {self.rhs}"
 
 
 def _matrix(constraints: Sequence[Constraint], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,6 +76,9 @@ class Region:
     upper_exact: tuple[Fraction, ...]
     disjuncts: tuple[tuple[Constraint, ...], ...]
     n_outputs: int
+    #: per input: is the bound strict (lower < x, x < upper)? () means none is
+    lower_strict: tuple[bool, ...] = ()
+    upper_strict: tuple[bool, ...] = ()
 
     @property
     def lower(self) -> np.ndarray:
@@ -93,9 +100,13 @@ class Region:
         return [_matrix(conj, self.n_outputs) for conj in self.disjuncts]
 
     def contains(self, x: Sequence[Any]) -> bool:
-        """Exactly: is ``x`` (floats or rationals) in the box?"""
+        """Exactly, strict bounds strictly: is ``x`` (floats or rationals) in the input set?"""
         xs = [Fraction(v) for v in np.asarray(x, dtype=object).reshape(-1)]
-        return all(lo <= v <= hi for v, lo, hi in zip(xs, self.lower_exact, self.upper_exact))
+        n = len(self.lower_exact)
+        ls, us = self.lower_strict or (False,) * n, self.upper_strict or (False,) * n
+        box = zip(xs, self.lower_exact, self.upper_exact, ls, us)
+        return len(xs) == n and all((lo < v if a else lo <= v) and (v < hi if b else v <= hi)
+                                    for v, lo, hi, a, b in box)
 
     def unsafe_output(self, y: Sequence[Any]) -> bool:
         """Exactly: does ``y`` satisfy some disjunct?"""
@@ -259,7 +270,7 @@ class _Reader:
                 raise self.err(f.meta, f"the property has more than {MAX_DISJUNCTS} disjuncts")
         base = _Term(n_in, n_out)
         self.apply(base, common)  # once: MNIST has 1568 box atoms shared by 9 disjuncts
-        regions: dict[tuple[tuple[Fraction, ...], tuple[Fraction, ...]], list[tuple[Constraint, ...]]] = {}
+        regions: dict[tuple[tuple[Any, ...], ...], list[tuple[Constraint, ...]]] = {}
         for combo in itertools.product(*split):
             term = base.copy()
             self.apply(term, [a for t in combo for a in t])
@@ -270,7 +281,7 @@ class _Reader:
             conjs = regions.setdefault(box, [])
             if conj not in conjs:
                 conjs.append(conj)
-        out = tuple(Region(lo, hi, tuple(c), n_out) for (lo, hi), c in regions.items())
+        out = tuple(Region(lo, hi, tuple(c), n_out, ls, us) for (lo, hi, ls, us), c in regions.items())
         return Property(n_in, n_out, out, self.path)
 
     def declare(self, cmd: Any) -> None:
@@ -294,9 +305,10 @@ class _Reader:
 
     # -- formulas ------------------------------------------------------------------------------
     def dnf(self, f: Any) -> list[list[Any]]:
-        """Disjunctive normal form: a list of conjunctions of (normalised atom, meta)."""
+        """Disjunctive normal form: a list of conjunctions of (normalised atom, strict, meta)."""
         if f.data == "atom":
-            return [[(a, f.meta) for a in self.atom(f)]]
+            strict = str(f.children[0]) in ("<", ">")
+            return [[(a, strict, f.meta) for a in self.atom(f)]]
         parts = [self.dnf(c) for c in f.children]
         if f.data == "disj":
             return [t for p in parts for t in p]
@@ -349,8 +361,9 @@ class _Reader:
 
     # -- one disjunct ----------------------------------------------------------------------------
     def apply(self, term: _Term, atoms: list[Any]) -> None:
-        """Conjoin normalised atoms ``a.v + c <= 0`` to ``term``: box bounds or output constraints."""
-        for (coeffs, const), meta in atoms:
+        """Conjoin normalised atoms ``a.v + c <= 0`` (``< 0`` when strict) to ``term``: box bounds
+        (the tightest wins; on a tie the strict one) or output constraints."""
+        for (coeffs, const), strict, meta in atoms:
             xs = [v for v in coeffs if v[0] == "X"]
             ys = [v for v in coeffs if v[0] == "Y"]
             if xs and ys:
@@ -361,17 +374,22 @@ class _Reader:
                 i, a = int(xs[0][2:]), coeffs[xs[0]]
                 bound = -const / a
                 if a > 0:
-                    term.hi[i] = bound if term.hi[i] is None else min(term.hi[i], bound)
-                else:
-                    term.lo[i] = bound if term.lo[i] is None else max(term.lo[i], bound)
+                    if term.hi[i] is None or bound < term.hi[i]:
+                        term.hi[i], term.hi_strict[i] = bound, strict
+                    elif bound == term.hi[i]:
+                        term.hi_strict[i] = term.hi_strict[i] or strict
+                elif term.lo[i] is None or bound > term.lo[i]:
+                    term.lo[i], term.lo_strict[i] = bound, strict
+                elif bound == term.lo[i]:
+                    term.lo_strict[i] = term.lo_strict[i] or strict
             elif ys:
                 vec = [Fraction(0)] * term.n_out
                 for v in ys:
                     vec[int(v[2:])] = coeffs[v]
-                k = Constraint(tuple(vec), -const)
+                k = Constraint(tuple(vec), -const, strict)
                 if k not in term.conj:
                     term.conj.append(k)
-            elif const > 0:  # a constant atom that is false: this disjunct is empty
+            elif const > 0 or (const == 0 and strict):  # a false constant atom: the disjunct is empty
                 term.empty = True
 
     def finish(self, term: _Term) -> Any:
@@ -380,9 +398,13 @@ class _Reader:
             if lo is None or hi is None:
                 side = "lower" if lo is None else "upper"
                 raise VnnlibError(f"{self.path}: input X_{i} has no {side} bound")
-        if term.empty or any(a > b for a, b in zip(term.lo, term.hi)):  # type: ignore[operator]
-            return None
-        return (tuple(term.lo), tuple(term.hi)), tuple(term.conj)
+        if term.empty or any(a > b or (a == b and (sa or sb))  # type: ignore[operator]
+                             for a, b, sa, sb in zip(term.lo, term.hi, term.lo_strict, term.hi_strict)):
+            return None  # (lo < x <= lo is empty too)
+        flags = (tuple(term.lo_strict), tuple(term.hi_strict))
+        if not any(flags[0]) and not any(flags[1]):
+            flags = ((), ())
+        return (tuple(term.lo), tuple(term.hi), *flags), tuple(term.conj)
 
 
 class _Term:
@@ -392,12 +414,14 @@ class _Term:
         self.n_out = n_out
         self.lo: list[Fraction | None] = [None] * n_in
         self.hi: list[Fraction | None] = [None] * n_in
+        self.lo_strict, self.hi_strict = [False] * n_in, [False] * n_in
         self.conj: list[Constraint] = []
         self.empty = False
 
     def copy(self) -> _Term:
         t = _Term(0, self.n_out)
         t.lo, t.hi, t.conj, t.empty = list(self.lo), list(self.hi), list(self.conj), self.empty
+        t.lo_strict, t.hi_strict = list(self.lo_strict), list(self.hi_strict)
         return t
 
 

@@ -5,7 +5,8 @@ caller re-derives from the ONNX and VNN-LIB files; the certificate only names th
 
 ``vnn-sat``: a counterexample ``x`` (exact rationals). Accepted iff x lies in some region's box and
 the network's exact output satisfies every atom of some disjunct of that region (strict atoms
-strictly).
+strictly, strict input bounds too: ``Region.contains``; an unsat replay uses the closed box,
+which only enlarges the unsafe set).
 
 ``vnn-unsat``: per region, a split tree in preorder: ``["split", dim, "p/q"]`` is followed by the
 subtree of the lower half (x_dim <= v) and then the upper half (x_dim >= v); ``["leaf", proofs]``
@@ -453,7 +454,8 @@ def region_parts(region: Region, entry: Any) -> list[tuple[Region, Any]]:
     require(set(entry) == {"per_disjunct"}, "malformed region entry")
     trees = entry["per_disjunct"]
     require(isinstance(trees, list) and len(trees) == len(region.disjuncts), "needs one tree per disjunct")
-    return [(Region(region.lo, region.hi, (d,)), t) for d, t in zip(region.disjuncts, trees)]
+    ls, hs = region.lo_strict, region.hi_strict
+    return [(Region(region.lo, region.hi, (d,), ls, hs), t) for d, t in zip(region.disjuncts, trees)]
 
 
 def _statement(cert: dict[str, Any], net: Net, spec: Spec, memo: PartsMemo | None = None) -> None:
@@ -528,14 +530,10 @@ def _check_sat(cert: dict[str, Any], net: Net, spec: Spec) -> Verdict:
     require(len(x) == net.n_in, "counterexample has the wrong number of inputs")
     y = evaluate(net, x)
     for region in spec.regions:
-        if not all(a <= v <= b for a, v, b in zip(region.lo, x, region.hi)):
+        if not region.contains(x):  # strict input bounds strictly (the closure is for unsat only)
             continue
         for disj in region.disjuncts:
-            ok = True
-            for t in disj:
-                val = sum((a * v for a, v in zip(t.a, y) if a), Fraction(0))
-                ok = ok and (val < t.b if t.strict else val <= t.b)
-            if ok:
+            if all(t.holds(y) for t in disj):  # strict output atoms strictly
                 return Verdict(True, checked=1, reason="sat: counterexample checked by exact evaluation")
     raise Rejected("the point is not a counterexample (exact evaluation)")
 

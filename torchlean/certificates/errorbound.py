@@ -56,6 +56,7 @@ from typing import Any
 from .backsub import Chain
 from .core import Verdict, checker, digest, rational, require
 from .deeppoly import DeepPoly
+from .functions import FUNCTIONS
 from .rounding import Format, decode
 from .symrange import SymRanges
 
@@ -87,25 +88,16 @@ def gamma(k: int, u: Fraction) -> Fraction:
     return k * u / (1 - k * u)
 
 
-def _tanh_lower_pos(y: Fraction) -> Fraction:
-    """A lower bound of tanh(y) for y >= 0: max(0, y - y^3/3) (tanh' = 1 - tanh^2 >= 1 - y^2)."""
-    return max(Fraction(0), y - y**3 / 3)
-
-
 def tanh_range(lo: Fraction, hi: Fraction) -> Interval:
-    """Rational enclosure of tanh over [lo, hi] (tanh is odd and increasing, |tanh y| <= min(1, |y|))."""
-
-    def lower(y: Fraction) -> Fraction:
-        return _tanh_lower_pos(y) if y >= 0 else max(Fraction(-1), y)
-
-    return lower(lo), -lower(-hi)
+    """Rational enclosure of tanh over [lo, hi] (the bound table's tanh row)."""
+    return FUNCTIONS["tanh"].interval(lo, hi)
 
 
 def tanh_slope(lo: Fraction, hi: Fraction) -> Fraction:
-    """max of tanh' = 1 - tanh^2 over [lo, hi]: attained at the point nearest 0."""
+    """max of tanh' = sech^2 over [lo, hi]: attained at the point nearest 0 (sech^2 is even and
+    decreasing in |x|); an upper enclosure of it from the tanh row."""
     m = Fraction(0) if lo <= 0 <= hi else min(abs(lo), abs(hi))
-    t = min(Fraction(1), _tanh_lower_pos(m))
-    return 1 - t * t
+    return FUNCTIONS["tanh"].df(m)[1]
 
 
 def _mag(iv: Interval) -> Fraction:

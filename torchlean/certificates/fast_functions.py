@@ -1,152 +1,269 @@
-"""Scalar function rows (fast, numpy float64): PLACEHOLDER written by h-table until h-fns lands.
+"""Float64 sibling of ``functions.py``: the same rows and the same generic algorithm, vectorised.
 
-The float64 sibling of ``functions.py``: ``FAST[name]`` has ``interval``, ``lower_intercept``,
-``upper_intercept`` and ``default_slopes`` over numpy arrays (broadcastable l, u, a), every result
-rounded outward: a computed f(x) - a·x is widened by 4u·(|f(x)| + |a·x|) + 2^-1000 (two roundings of
-relative size u = 2^-53 each), libm values by 2^-30 relative + 2^-50 absolute (as in
-``functions.py``). Same algorithms as the exact rows: kinks and endpoints for piecewise-linear
-functions, the worst case over 16 sub-intervals for the others.
+``FAST[name]`` has the methods of ``functions.FUNCTIONS[name]`` (value, interval, lower_intercept,
+upper_intercept, default_slopes), taking numpy float64 arrays (any broadcastable shapes; attrs as
+keyword arguments) and returning float64 arrays. Inputs are read as the float64 values they are:
+a caller with other numbers rounds l down and u up first (numpy would round to nearest). The
+convexity pieces, brackets, Lipschitz bounds, EXP_MAX and the domain rules are read from the exact
+rows (the brackets are binary64 numbers, so they convert exactly); only the evaluation of f and f'
+is re-written in numpy.
+
+Assumption (TRUST_BOUNDARIES.md, "Exact or fast"): IEEE-754 binary64 with round-to-nearest for
++ - * / and sqrt, and np.exp, np.log, np.log1p, np.tanh within 4 ulp of the true value (subnormal
+results: within 4 units of 2^-1074). Under it each row's f and f' formula returns (value, mag) with
+|true - value| <= 2^-45 mag + 2^-1060: mag is the sum of the absolute values of the terms, times the
+factor by which a rounded argument is amplified where there is one (gelu: see ``_gelu``; pow with
+a non-integer exponent, exp(c log x): 1 + |c|(1 + |log x|); integer powers by repeated squaring:
+|c| + 3). Every
+bound is then pushed outward by R = 2^-36 times the magnitudes of everything that entered it plus
+TINY = 2^-1000: at least 2^9 times the rounding errors it covers, including those of the few
+operations that compute it. A result that is not finite becomes -inf for a lower bound and +inf
+for an upper bound (sound, useless), e.g. where exp overflows binary64 (709.8 < x <= EXP_MAX).
+Domain violations raise ``DomainError`` if any element violates.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-U = 2.0**-53
+from .functions import EXP_MAX, FUNCTIONS, GELU_A, GELU_C, DomainError
+
+R = 2.0**-36
 TINY = 2.0**-1000
-PIECES = 16
+Arr = np.ndarray
+Pair = tuple[Arr, Arr]  # (value, magnitude): |true - value| <= magnitude * 2^-45 + 2^-1060
+_C, _A = float(GELU_C), float(GELU_A)
 
 
-def _widen(v: np.ndarray, mag: np.ndarray, sign: float) -> np.ndarray:
-    return v + sign * (4 * U * mag + TINY)
+def _sig(x: Arr) -> Arr:
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-class FastPWL:
-    """relu / leaky_relu / abs: g = f - a·x at l, u and 0 (when inside)."""
-
-    def __init__(self, f: Callable[..., np.ndarray], lower_slope: Callable[..., np.ndarray],
-                 exact: bool = True):
-        self.f, self.lower_slope, self.exact = f, lower_slope, exact
-
-    def interval(self, l, u, **at):
-        a, b = self.f(l, **at), self.f(u, **at)
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
-        inside = (l < 0) & (u > 0)
-        f0 = self.f(np.zeros_like(l), **at)
-        lo, hi = np.where(inside, np.minimum(lo, f0), lo), np.where(inside, np.maximum(hi, f0), hi)
-        if not self.exact:  # (leaky_relu: slope·x is rounded; relu and abs are exact in floats)
-            lo, hi = _widen(lo, np.abs(lo), -1), _widen(hi, np.abs(hi), 1)
-        return lo, hi
-
-    def _g(self, x, a, sign, **at):
-        fx, ax = self.f(x, **at), a * x
-        return _widen(fx - ax, np.abs(fx) + np.abs(ax), sign)
-
-    def lower_intercept(self, l, u, a, **at):
-        b = np.minimum(self._g(l, a, -1, **at), self._g(u, a, -1, **at))
-        z = self._g(np.zeros_like(l), a, -1, **at)
-        return np.where((l < 0) & (u > 0), np.minimum(b, z), b)
-
-    def upper_intercept(self, l, u, a, **at):
-        b = np.maximum(self._g(l, a, 1, **at), self._g(u, a, 1, **at))
-        z = self._g(np.zeros_like(l), a, 1, **at)
-        return np.where((l < 0) & (u > 0), np.maximum(b, z), b)
-
-    def default_slopes(self, l, u, **at):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            chord = (self.f(u, **at) - self.f(l, **at)) / (u - l)
-        lower = self.lower_slope(l, u, **at)
-        return lower, np.where(u > l, chord, lower)
+def _dsig(x: Arr) -> Arr:
+    e = np.exp(-np.abs(x))
+    return e / (1 + e) ** 2
 
 
-class FastEnclosed:
-    """A monotone function (increasing, or decreasing when ``dec``) from numpy's libm, widened."""
-
-    def __init__(self, fn: Callable[[np.ndarray], np.ndarray], dec: bool = False,
-                 domain: Callable[[Any, Any], Any] = lambda l, u: np.ones(np.shape(l), bool)):
-        self.fn, self.dec, self.domain = fn, dec, domain
-
-    def _enc(self, x, sign):
-        with np.errstate(all="ignore"):
-            v = self.fn(x)
-        v = v + sign * (np.abs(v) * 2.0**-30 + 2.0**-50)
-        return np.where(np.isfinite(v), v, sign * np.inf)
-
-    def interval(self, l, u, **at):
-        ok = self.domain(l, u)
-        if self.dec:
-            lo, hi = self._enc(u, -1), self._enc(l, 1)
-        else:
-            lo, hi = self._enc(l, -1), self._enc(u, 1)
-        return np.where(ok, lo, -np.inf), np.where(ok, hi, np.inf)
-
-    def _pieces(self, l, u):
-        t = np.arange(PIECES + 1) / PIECES
-        pts = l[..., None] + (u - l)[..., None] * t
-        pts = np.clip(pts, l[..., None], u[..., None])
-        pts[..., 0], pts[..., -1] = l, u
-        return pts[..., :-1], pts[..., 1:]
-
-    def lower_intercept(self, l, u, a, **at):
-        l, u, a = np.broadcast_arrays(*(np.asarray(v, float) for v in (l, u, a)))
-        p, q = self._pieces(l, u)
-        lo, _ = self.interval(p, q)
-        ap, aq = a[..., None] * p, a[..., None] * q
-        m = np.maximum(ap, aq)
-        return _widen(lo - m, np.abs(lo) + np.abs(m), -1).min(-1)
-
-    def upper_intercept(self, l, u, a, **at):
-        l, u, a = np.broadcast_arrays(*(np.asarray(v, float) for v in (l, u, a)))
-        p, q = self._pieces(l, u)
-        _, hi = self.interval(p, q)
-        ap, aq = a[..., None] * p, a[..., None] * q
-        m = np.minimum(ap, aq)
-        return _widen(hi - m, np.abs(hi) + np.abs(m), 1).max(-1)
-
-    def default_slopes(self, l, u, **at):
-        with np.errstate(all="ignore"):
-            s = (self.fn(u) - self.fn(l)) / (u - l)
-        s = np.where((u > l) & np.isfinite(s), s, 0.0)
-        return s, s
+def _self(v: Arr) -> Pair:
+    return v, np.abs(v)
 
 
-class FastSquare(FastEnclosed):
-    """x^2: 0 inside [l, u] when l <= 0 <= u, else the smaller endpoint square; outward."""
-
-    def __init__(self):
-        super().__init__(np.square)
-
-    def interval(self, l, u, **at):
-        a, b = np.square(l), np.square(u)
-        lo = np.where((l <= 0) & (u >= 0), 0.0, np.minimum(a, b) * (1 - 4 * U))
-        return lo, np.maximum(a, b) * (1 + 4 * U) + TINY
+def _sum2(p: Arr, q: Arr) -> Pair:
+    return p + q, np.abs(p) + np.abs(q)
 
 
-def _leaky(x, slope=0.01):
-    return np.where(x > 0, x, slope * x)
+def _gelu_v(x: Arr) -> tuple[Arr, Arr]:
+    return 2 * _C * (x + _A * x * x * x), 2 * _C * (1 + 3 * _A * x * x)
 
 
-def _sigmoid(x):
-    return 0.5 * (1 + np.tanh(x / 2))
+def _gelu(x: Arr, **_: Any) -> Pair:
+    """x sigmoid(v). v = 2c(x + a x^3) is rounded by dv <= 6 ulp |v|, which moves sigmoid(v) by a
+    relative <= |dv| sigmoid(-v) (d log sigmoid(v)/dv = sigmoid(-v)) and sigmoid'(v) by <= |dv|
+    (|d log sigmoid'(v)/dv| <= 1): mag carries 1 + |v| sigmoid(-v), and 1 + |v| on the sigmoid' term."""
+    v = _gelu_v(x)[0]
+    y = x * _sig(v)
+    return y, np.abs(y) * (1 + np.abs(v) * _sig(-v))
 
 
-def _softplus(x):
-    return np.logaddexp(0, x)
+def _gelu_df(x: Arr, **_: Any) -> Pair:
+    v, dv = _gelu_v(x)
+    s, t = _sig(v), x * _dsig(v) * dv
+    return s + t, s * (1 + np.abs(v) * _sig(-v)) + np.abs(t) * (1 + np.abs(v))
 
 
-FAST: dict[str, Any] = {
-    "relu": FastPWL(lambda x: np.maximum(x, 0.0), lambda l, u: (u >= -l).astype(float)),
-    "leaky_relu": FastPWL(_leaky, lambda l, u, slope=0.01: np.where(u >= -l, 1.0, slope), exact=False),
-    "abs": FastPWL(np.abs, lambda l, u: np.where(u >= -l, 1.0, -1.0)),
-    "exp": FastEnclosed(np.exp),
-    "log": FastEnclosed(np.log, domain=lambda l, u: l > 0),
-    "sqrt": FastEnclosed(np.sqrt, domain=lambda l, u: l >= 0),
-    "tanh": FastEnclosed(np.tanh),
-    "sigmoid": FastEnclosed(_sigmoid),
-    "softplus": FastEnclosed(_softplus),
-    "reciprocal": FastEnclosed(lambda x: 1 / x, dec=True, domain=lambda l, u: (l > 0) | (u < 0)),
-    "square": FastSquare(),
+def _leaky(x: Arr, slope: float = 0.01) -> Pair:
+    return _self(np.where(x > 0, x, float(slope) * x))  # a rounded slope: within the charge
+
+
+def _softplus(x: Arr, **_: Any) -> Pair:
+    return _sum2(np.maximum(x, 0.0), np.log1p(np.exp(-np.abs(x))))
+
+
+def _rsqrt_d(x: Arr, **_: Any) -> Pair:
+    return _self(-0.5 / (np.sqrt(x) * x))
+
+
+def _pow(x: Arr, exponent: float = 2, scale: float = 1.0) -> Pair:
+    """scale * x^c: integer c by repeated squaring (relative error <= (|c| + 2) ulp), otherwise
+    exp(c log x), whose error exp's argument amplifies: mag carries the factor 1 + |c| (1 + |log x|)."""
+    c = float(exponent)
+    if c.is_integer():
+        n, y, p = abs(int(c)), np.ones_like(x), x
+        while n:
+            y, p, n = (y * p if n & 1 else y), p * p, n >> 1
+        v = scale * (y if c >= 0 else 1 / y)
+        return v, np.abs(v) * (abs(c) + 3)
+    lg = np.log(x)
+    v = scale * np.exp(c * lg)
+    return v, np.abs(v) * (1 + abs(c) * (1 + np.abs(lg)))
+
+
+def _pow_d(x: Arr, exponent: float = 2) -> Pair:
+    return _pow(x, float(exponent) - 1, float(exponent))
+
+
+_F: dict[str, tuple[Callable[..., Pair], Callable[..., Pair]]] = {
+    "relu": (lambda x: _self(np.maximum(x, 0.0)), lambda x: _self((x > 0) * 1.0)),
+    "leaky_relu": (_leaky, lambda x, slope=0.01: _self(np.where(x > 0, 1.0, float(slope)))),
+    "abs": (lambda x: _self(np.abs(x)), lambda x: _self(np.where(x > 0, 1.0, -1.0))),
+    "square": (lambda x: _self(x * x), lambda x: _self(2 * x)),
+    "reciprocal": (lambda x: _self(1 / x), lambda x: _self(-1 / (x * x))),
+    "exp": (lambda x: _self(np.exp(x)), lambda x: _self(np.exp(x))),
+    "log": (lambda x: _self(np.log(x)), lambda x: _self(1 / x)),
+    "sqrt": (lambda x: _self(np.sqrt(x)), lambda x: _self(0.5 / np.sqrt(x))),
+    "rsqrt": (lambda x: _self(1 / np.sqrt(x)), _rsqrt_d),
+    "tanh": (lambda x: _self(np.tanh(x)), lambda x: _self(4 * _dsig(2 * x))),
+    "sigmoid": (lambda x: _self(_sig(x)), lambda x: _self(_dsig(x))),
+    "softplus": (_softplus, lambda x: _self(_sig(x))),
+    "silu": (lambda x: _self(x * _sig(x)), lambda x: _sum2(_sig(x), x * _dsig(x))),
+    "gelu": (_gelu, _gelu_df),
+    "pow": (_pow, _pow_d),
 }
+
+_DOMAIN: dict[str, Callable[..., Arr]] = {
+    "log": lambda l, u: l > 0,
+    "rsqrt": lambda l, u: l > 0,
+    "sqrt": lambda l, u: l >= 0,
+    "reciprocal": lambda l, u: (l > 0) | (u < 0),
+    "exp": lambda l, u: u <= EXP_MAX,
+    "pow": lambda l, u, exponent=2: (
+        (float(exponent) >= 0) | (l > 0) | (u < 0) if float(exponent).is_integer() else l > 0),
+}
+
+
+def _finite_or(x: Arr, inf: float) -> Arr:
+    return np.where(np.isfinite(x), x, inf)
+
+
+@dataclass(frozen=True)
+class FastRow:
+    name: str
+
+    def _args(self, *xs: Any) -> list[Arr]:
+        arrs = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in xs))
+        if not all(np.isfinite(x).all() for x in arrs):
+            raise DomainError(f"{self.name}: non-finite input")
+        return [np.array(x) for x in arrs]
+
+    def _check(self, l: Arr, u: Arr, attrs: dict[str, Any]) -> None:
+        if (l > u).any():
+            raise DomainError(f"{self.name}: empty interval")
+        dom = _DOMAIN.get(self.name)
+        if dom is not None and not np.all(dom(l, u, **attrs)):
+            raise DomainError(f"{self.name}: interval outside the domain")
+
+    def _f(self, x: Arr, attrs: dict[str, Any], up: bool, d: bool = False) -> Arr:
+        """a lower (upper) bound of f(x) (or f'(x) when d)."""
+        with np.errstate(all="ignore"):
+            v, mag = _F[self.name][d](x, **attrs)
+            return v + mag * R + TINY if up else v - mag * R - TINY
+
+    def value(self, x: Any, **attrs: Any) -> Pair:
+        (x,) = self._args(x)
+        self._check(x, x, attrs)
+        return _finite_or(self._f(x, attrs, False), -np.inf), _finite_or(self._f(x, attrs, True), np.inf)
+
+    def interval(self, l: Any, u: Any, **attrs: Any) -> Pair:
+        l, u = self._args(l, u)
+        self._check(l, u, attrs)
+        mono = FUNCTIONS[self.name].mono(**attrs)
+        if self.name == "leaky_relu" and attrs.get("slope", 0.01) >= 0:
+            mono = 1
+        if mono:
+            a, b = (l, u) if mono > 0 else (u, l)
+            lo, hi = self._f(a, attrs, False), self._f(b, attrs, True)
+        else:
+            zero = np.zeros_like(l)
+            lo, hi = _min_g(self, l, u, zero, 1, attrs), -_min_g(self, l, u, zero, -1, attrs)
+        return _finite_or(lo, -np.inf), _finite_or(hi, np.inf)
+
+    def lower_intercept(self, l: Any, u: Any, a: Any, **attrs: Any) -> Arr:
+        l, u, a = self._args(l, u, a)
+        self._check(l, u, attrs)
+        return _min_g(self, l, u, a, 1, attrs)
+
+    def upper_intercept(self, l: Any, u: Any, a: Any, **attrs: Any) -> Arr:
+        l, u, a = self._args(l, u, a)
+        self._check(l, u, attrs)
+        return -_min_g(self, l, u, -a, -1, attrs)
+
+    def default_slopes(self, l: Any, u: Any, **attrs: Any) -> Pair:
+        """The exact row's policy in floats (chord; tangent at the midpoint on the convex side
+        (lower) or concave side (upper) when [l, u] lies in one such piece; relu-like: adaptive)."""
+        l, u = self._args(l, u)
+        self._check(l, u, attrs)
+        with np.errstate(all="ignore"):
+            fl, fu = (_F[self.name][0](x, **attrs)[0] for x in (l, u))
+            m = l + (u - l) / 2
+            tangent = _F[self.name][1](m, **attrs)[0]
+            chord = np.where(u > l, (fu - fl) / (u - l), tangent)
+        lo, up = chord.copy(), chord.copy()
+        kinds = np.full(l.shape, 0)  # bit 1: meets a convex piece, 2: concave, 4: other
+        for p, q, kind in _pieces(self.name, attrs):
+            meets = (p < u) & (q > l)
+            kinds |= meets * {"convex": 1, "concave": 2}.get(kind, 4)
+        lo = np.where(kinds == 1, tangent, lo)
+        up = np.where(kinds == 2, tangent, up)
+        if self.name in ("relu", "leaky_relu"):
+            alt = attrs.get("slope", 0.01) if self.name == "leaky_relu" else 0.0
+            lo = np.where((l < 0) & (0 < u), np.where(u >= -l, 1.0, alt), lo)
+        return _finite_or(lo, 0.0), _finite_or(up, 0.0)
+
+
+def _pieces(name: str, attrs: dict[str, Any]) -> list[tuple[float, float, str]]:
+    return [(-np.inf if p is None else float(p), np.inf if q is None else float(q), k)
+            for p, q, k in FUNCTIONS[name].pieces(**attrs)]
+
+
+_FLIP = {"convex": "concave", "concave": "convex", "linear": "linear", "unknown": "unknown"}
+
+
+def _min_g(row: FastRow, l: Arr, u: Arr, a: Arr, s: int, attrs: dict[str, Any]) -> Arr:
+    """Lower bound of min over [l, u] of s*f(x) - a*x, elementwise (functions._min_g in floats)."""
+
+    def g(x: Arr) -> Arr:
+        fx = row._f(x, attrs, s < 0) * s
+        ax = a * x
+        return fx - ax - (np.abs(fx) + np.abs(ax)) * R - TINY
+
+    best = np.full(l.shape, np.inf)
+    with np.errstate(all="ignore"):
+        for p0, q0, kind in _pieces(row.name, attrs):
+            p, q = np.maximum(l, p0), np.minimum(u, q0)
+            act = p <= q
+            p, q = np.where(act, p, l), np.where(act, q, l)
+            kind = kind if s > 0 else _FLIP[kind]
+            if kind in ("linear", "concave"):
+                b = np.minimum(g(p), g(q))
+            elif kind == "unknown":
+                w = (float(FUNCTIONS[row.name].lip) + np.abs(a)) * (q - p)
+                b = g(p) - w * (1 + R) - TINY
+            else:
+                t = _hint(row, p, q, a, s, attrs)
+                f_lo, f_hi = row._f(t, attrs, s < 0, True) * s, row._f(t, attrs, s > 0, True) * s
+                dl = f_lo - a - (np.abs(f_lo) + np.abs(a)) * R - TINY
+                dh = f_hi - a + (np.abs(f_hi) + np.abs(a)) * R + TINY
+                c = np.minimum(np.minimum(dl * (p - t), dl * (q - t)), np.minimum(dh * (p - t), dh * (q - t)))
+                gt = g(t)
+                b = np.where(p == q, g(p), gt + c - (np.abs(gt) + np.abs(c)) * R - TINY)
+            b = np.where(np.isfinite(b), b, -np.inf)  # an overflow or nan is no bound
+            best = np.where(act, np.minimum(best, b), best)
+    return _finite_or(best, -np.inf)
+
+
+def _hint(row: FastRow, p: Arr, q: Arr, a: Arr, s: int, attrs: dict[str, Any]) -> Arr:
+    """t in [p, q] with s*f'(t) ~ a (s*f' increasing on the piece), by 80 bisection steps."""
+    lo, hi = p.copy(), q.copy()
+    for _ in range(80):
+        mid = lo + (hi - lo) / 2
+        below = s * _F[row.name][1](mid, **attrs)[0] < a
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return np.clip(hi, p, q)
+
+
+FAST: dict[str, FastRow] = {name: FastRow(name) for name in FUNCTIONS}

@@ -3,15 +3,18 @@
 A VNN-LIB file declares inputs ``X_i`` and outputs ``Y_j`` and asserts the *unsafe* set: `unsat`
 means no input in the asserted input region maps to an output satisfying the output constraints.
 This module reads the subset VNN-COMP uses (``declare-const``; ``assert`` over ``and``/``or`` of
-``<=``, ``>=``, ``<``, ``>`` between linear terms with decimal constants) into disjunctive normal
-form, grouped by input box:
+``<=``, ``>=``, ``<``, ``>``, ``=`` between linear terms with decimal constants) into disjunctive
+normal form, grouped by input box:
 
     unsafe  =  OR over regions r:  x ∈ box_r  AND  OR over disjuncts j:  AND over k:  a_k·y <= b_k
 
 Numbers are read as exact decimals (``Fraction('0.679857769')``). Strict atoms are kept with a
-flag: a bound proof may treat them as non-strict (that only enlarges the unsafe set), a
-counterexample must satisfy them strictly. Its own small parser keeps this module free of lark, so
-the statement a certificate is checked against depends on nothing outside the standard library.
+flag, on the outputs (``Atom.strict``) and on the input bounds (``Region.lo_strict``/``hi_strict``:
+``X_0 > 0`` is lo = 0, strict): a bound proof may treat them as non-strict (the closure only
+enlarges the unsafe set), a counterexample must satisfy them strictly (``Region.contains``,
+``Atom.holds``). Repeated bounds on one input: the tightest wins, and on a tie the strict one.
+Its own small parser keeps this module free of lark, so the statement a certificate is checked
+against depends on nothing outside the standard library.
 """
 
 from __future__ import annotations
@@ -36,12 +39,34 @@ class Atom:
     b: Fraction  # a·y <= b (or < b when strict)
     strict: bool
 
+    def holds(self, y: list[Fraction]) -> bool:
+        """Exactly, a strict atom strictly: does the output ``y`` satisfy the atom?"""
+        val = sum((a * v for a, v in zip(self.a, y) if a), Fraction(0))
+        return val < self.b if self.strict else val <= self.b
+
 
 @dataclass(frozen=True)
 class Region:
     lo: tuple[Fraction, ...]
     hi: tuple[Fraction, ...]
     disjuncts: tuple[tuple[Atom, ...], ...]
+    #: per input: is the bound strict (lo < x, x < hi)? () means no bound is; a bound proof may use
+    #: the closed box [lo, hi] (a superset), a counterexample must lie in the half-open one
+    lo_strict: tuple[bool, ...] = ()
+    hi_strict: tuple[bool, ...] = ()
+
+    def strictness(self) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
+        """(lo_strict, hi_strict), one flag per input."""
+        n = len(self.lo)
+        return (self.lo_strict or (False,) * n, self.hi_strict or (False,) * n)
+
+    def contains(self, x: list[Fraction]) -> bool:
+        """Exactly, strict bounds strictly: is ``x`` in the region's input set?"""
+        ls, hs = self.strictness()
+        return len(x) == len(self.lo) and all(
+            (a < v if sa else a <= v) and (v < b if sb else v <= b)
+            for a, v, b, sa, sb in zip(self.lo, x, self.hi, ls, hs)
+        )
 
 
 @dataclass(frozen=True)
@@ -54,21 +79,26 @@ class Spec:
         return {
             "n_in": self.n_in,
             "n_out": self.n_out,
-            "regions": [
-                {
-                    "lo": [str(v) for v in r.lo],
-                    "hi": [str(v) for v in r.hi],
-                    "unsafe": [
-                        [{"a": [str(v) for v in t.a], "b": str(t.b), "strict": t.strict} for t in d]
-                        for d in r.disjuncts
-                    ],
-                }
-                for r in self.regions
-            ],
+            "regions": [_region_dict(r) for r in self.regions],
         }
 
     def digest(self) -> str:
         return digest(self.to_dict())
+
+
+def _region_dict(r: Region) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "lo": [str(v) for v in r.lo],
+        "hi": [str(v) for v in r.hi],
+        "unsafe": [
+            [{"a": [str(v) for v in t.a], "b": str(t.b), "strict": t.strict} for t in d]
+            for d in r.disjuncts
+        ],
+    }
+    ls, hs = r.strictness()
+    if any(ls) or any(hs):  # (only then: the digest of a closed-box property stays what it was)
+        out["lo_strict"], out["hi_strict"] = list(ls), list(hs)
+    return out
 
 
 _TOKEN = re.compile(r"\s*(?:(;[^\n]*)|(\()|(\))|([^\s()]+))")
@@ -152,6 +182,12 @@ def _formula(f: Any, decl: dict[str, int]) -> list[list[tuple[dict[str, Fraction
         for k, v in rhs.items():
             expr[k] = expr.get(k, Fraction(0)) - v
         return [[(expr, op in ("<", ">"), line)]]
+    if op == "=" and len(e) == 3:  # two non-strict atoms: lhs - rhs <= 0 and rhs - lhs <= 0
+        lhs, rhs = _term(e[1], decl), _term(e[2], decl)
+        expr = dict(lhs)
+        for k, v in rhs.items():
+            expr[k] = expr.get(k, Fraction(0)) - v
+        return [[(expr, False, line), ({k: -v for k, v in expr.items()}, False, line)]]
     raise PropertyError(f"line {line}: unsupported formula {op!r}")
 
 
@@ -178,10 +214,11 @@ def parse_property(text: str) -> Spec:
         dnf = [x + y for x in dnf for y in _formula(a, decl)]
         if len(dnf) > MAX_TERMS:
             raise PropertyError(f"the property has more than {MAX_TERMS} cases")
-    regions: dict[tuple[Any, Any], list[tuple[Atom, ...]]] = {}
+    regions: dict[tuple[Any, ...], list[tuple[Atom, ...]]] = {}
     for conj in dnf:
         lo: list[Fraction | None] = [None] * n_in
         hi: list[Fraction | None] = [None] * n_in
+        ls, hs = [False] * n_in, [False] * n_in  # strict flags of the bounds kept
         ys: list[Atom] = []
         for expr, strict, line in conj:
             # the atom's dict is shared by every DNF case it occurs in: read it, never mutate it
@@ -195,10 +232,16 @@ def parse_property(text: str) -> Spec:
             if xs:
                 ((name, coef),) = xs.items()
                 i, bound = int(name[2:]), const / coef
+                # the tightest bound wins; on a tie the strict one (x < b and x <= b is x < b)
                 if coef > 0:
-                    hi[i] = bound if hi[i] is None else min(hi[i], bound)
-                else:
-                    lo[i] = bound if lo[i] is None else max(lo[i], bound)
+                    if hi[i] is None or bound < hi[i]:
+                        hi[i], hs[i] = bound, strict
+                    elif bound == hi[i]:
+                        hs[i] = hs[i] or strict
+                elif lo[i] is None or bound > lo[i]:
+                    lo[i], ls[i] = bound, strict
+                elif bound == lo[i]:
+                    ls[i] = ls[i] or strict
             elif yv:
                 a = [Fraction(0)] * n_out
                 for k, v in yv.items():
@@ -211,10 +254,11 @@ def parse_property(text: str) -> Spec:
             continue
         if any(v is None for v in lo + hi):
             raise PropertyError("every input X_i must have a lower and an upper bound in every case")
-        if any(a > b for a, b in zip(lo, hi)):
-            continue  # empty box
-        regions.setdefault((tuple(lo), tuple(hi)), []).append(tuple(ys))
-    return Spec(n_in, n_out, tuple(Region(lo, hi, tuple(d)) for (lo, hi), d in regions.items()))
+        if any(a > b or (a == b and (sa or sb)) for a, b, sa, sb in zip(lo, hi, ls, hs)):
+            continue  # empty box (lo < x <= lo is empty too)
+        flags = (tuple(ls), tuple(hs)) if any(ls) or any(hs) else ((), ())
+        regions.setdefault((tuple(lo), tuple(hi), *flags), []).append(tuple(ys))
+    return Spec(n_in, n_out, tuple(Region(lo, hi, tuple(d), a, b) for (lo, hi, a, b), d in regions.items()))
 
 
 def _count(decl: dict[str, int], letter: str) -> int:

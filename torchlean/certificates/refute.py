@@ -336,16 +336,12 @@ def replay(statement: str, tree: Any) -> int:
 
 @checker("refutation")
 def check_refutation(cert: dict[str, Any]) -> Verdict:
-    """{"kind": "refutation", "statement": SMT-LIB text, "tree": NODE, "trusted": [...]}.
+    """{"kind": "refutation", "statement": SMT-LIB text, "tree": NODE}.
 
-    ``trusted`` lists parts taken on a solver's word (e.g. the solver's own proof, not replayed);
-    when the tree is absent the whole claim is solver-trusted."""
-    trusted: dict[str, int] = {}
-    for item in cert.get("trusted", []):
-        trusted[str(item)] = trusted.get(str(item), 0) + 1
-    if cert.get("tree") is None:
-        read_script(cert["statement"])  # still must be a well-formed statement
-        require(bool(trusted), "no certificate tree and nothing declared solver-trusted")
-        return Verdict(True, 0, trusted)
-    steps = replay(cert["statement"], cert["tree"])
-    return Verdict(True, steps, trusted)
+    Only the tree is evidence. Without one there is nothing to replay and the certificate is
+    rejected: a claim that rests on a solver's ``unsat`` is counted solver-trusted by the caller
+    that re-runs the solver on the re-derived statement (``proofs.artifacts.reproduce``), never
+    because a certificate says so (any ``trusted`` list in it is ignored)."""
+    require(cert.get("tree") is not None,
+            "no certificate tree: nothing to replay (a solver's unsat counts only when re-run)")
+    return Verdict(True, replay(cert["statement"], cert["tree"]))

@@ -107,7 +107,10 @@ class Benchmark:
     args: list[str]
     body: Node | None
     box: dict[str, tuple[Fraction, Fraction]] = field(default_factory=dict)
-    constraints: list[tuple[str, Node, Node]] = field(default_factory=list)
+    constraints: list[tuple[str, Node, Node]] = field(default_factory=list)  # ("<=" or "<", lhs, rhs)
+    #: strict box bounds from ``(< a x b)``: (variable, 0) for the lower, (variable, 1) for the upper;
+    #: bounds use the closed box (a superset), sampled points must respect them
+    strict: set[tuple[str, int]] = field(default_factory=set)
     precision: str = "binary64"
     unsupported: str = ""
     props: dict[str, Any] = field(default_factory=dict)
@@ -165,15 +168,27 @@ def _pre(b: Benchmark, s: Any, env: dict[str, Node]) -> None:
     terms = s[1:]
     if head in (">", ">="):  # normalise to increasing chains
         terms = terms[::-1]
+    strict = head in ("<", ">")
     for lo, hi in zip(terms, terms[1:]):
         if isinstance(lo, Num) and isinstance(hi, Sym):
-            a, c = b.box.get(hi.name, (None, None))
-            b.box[hi.name] = (lo.value if a is None else max(a, lo.value), c)
+            _tighten(b, hi.name, 0, lo.value, strict)
         elif isinstance(lo, Sym) and isinstance(hi, Num):
-            a, c = b.box.get(lo.name, (None, None))
-            b.box[lo.name] = (a, hi.value if c is None else min(c, hi.value))
-        else:  # a general constraint lhs <= rhs (strictness does not matter for bounds)
-            b.constraints.append(("<=", _expr(lo, env), _expr(hi, env)))
+            _tighten(b, lo.name, 1, hi.value, strict)
+        else:  # a general constraint lhs <= rhs (< when strict; bounds may use the closure)
+            b.constraints.append(("<" if strict else "<=", _expr(lo, env), _expr(hi, env)))
+
+
+def _tighten(b: Benchmark, name: str, side: int, value: Fraction, strict: bool) -> None:
+    """Conjoin a box bound (side 0: value <= x, 1: x <= value; strict: < ): the tightest wins,
+    and on a tie the strict one."""
+    box = list(b.box.get(name, (None, None)))
+    cur = box[side]
+    if cur is None or (value > cur if side == 0 else value < cur):
+        box[side] = value
+        b.strict.discard((name, side))
+    if strict and value == box[side]:
+        b.strict.add((name, side))
+    b.box[name] = (box[0], box[1])
 
 
 def to_benchmarks(text: str) -> list[Benchmark]:

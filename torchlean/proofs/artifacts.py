@@ -3,13 +3,17 @@
 An artifact records what was discharged (the obligation's hash and SMT-LIB text), how (solver,
 version, options, result, time, the solver's own proof compressed) and the certificate the
 trusted checker replays. ``check_one`` never believes the stored text: it replays the certificate
-against the obligation re-derived from the code *now*, after comparing hashes.
+against the obligation re-derived from the code *now*, after comparing hashes. Nothing in the file
+decides how much a claim is trusted: an artifact without a certificate tree counts as
+solver-trusted only when the solver it names, re-run here on the re-derived obligation, says
+``unsat`` again (the file's ``trusted`` list, ``result`` and solver record are never evidence).
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import multiprocessing as mp
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,8 @@ except ImportError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 FORMAT = 1
+#: seconds a solver gets to reproduce a solver-trusted claim during ``check`` (then it is killed)
+RERUN_TIMEOUT = 60.0
 
 
 def find_pyproject(start: Path | None = None) -> Path | None:
@@ -88,10 +94,69 @@ def check_one(directory: Path, ob: Obligation) -> Outcome:
         return Outcome(ob.name, "stale", f"{ob.subject} changed since it was proved: {what}")
     if art.get("result") != "unsat":
         return Outcome(ob.name, "rejected", f"recorded result is {art.get('result')!r}, not unsat")
-    # the statement replayed is the one derived from the code now, never the stored copy
-    verdict = replay({**cert, "statement": ob.smtlib})
+    tree = cert.get("tree")
+    if tree is None:  # no certificate: the claim rests on a solver, so the solver must say it again
+        solver = art.get("solver", {}).get("name") if isinstance(art.get("solver"), dict) else None
+        return reproduce(ob, solver)
+    # the statement replayed is the one derived from the code now, never the stored copy; the kind
+    # is the one obligations have, never the file's (another kind's checker would ignore it)
+    verdict = replay({"kind": "refutation", "statement": ob.smtlib, "tree": tree})
     if not verdict.ok:
         return Outcome(ob.name, "rejected", verdict.reason)
-    if verdict.trusted:
-        return Outcome(ob.name, "trusted", ", ".join(sorted(verdict.trusted)), dict(verdict.trusted))
     return Outcome(ob.name, "checked", f"{verdict.checked} steps replayed")
+
+
+def _rerun(conn: Any, text: str, solver: str, timeout: float) -> None:
+    from .solve import solve
+
+    run = solve(text, solver, timeout)
+    conn.send((run.status, run.rules, run.seconds, run.message[:300], run.model))
+    conn.close()
+
+
+def reproduce(ob: Obligation, solver: Any, timeout: float = RERUN_TIMEOUT) -> Outcome:
+    """Re-run ``solver`` (named by the artifact; cvc5 or z3) on ``ob.smtlib`` as derived from the
+    code now, in a child process killed after ``timeout`` plus a grace of up to 5 s (the solver's
+    own limit is ``timeout``). Solver-trusted only on ``unsat``; sat, unknown, timeout, a crash or
+    a missing solver is a rejection, with one line."""
+    from .solve import SOLVERS
+
+    if solver not in SOLVERS:
+        return Outcome(ob.name, "rejected", f"no certificate tree and no solver to re-run "
+                                            f"(artifact names {solver!r}; expected cvc5 or z3)")
+    limit = timeout + min(5.0, timeout)
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_rerun, args=(child, ob.smtlib, solver, timeout), daemon=True)
+    proc.start()
+    child.close()
+    late = not parent.poll(limit)
+    try:
+        got = None if late else parent.recv()
+    except EOFError:  # the child died without an answer
+        got = None
+    if got is None:
+        proc.kill()
+    proc.join(5)
+    parent.close()
+    if got is None:
+        why = f"gave no answer within {limit:.3g} s (killed)" if late else \
+            f"died without an answer (exit {proc.exitcode})"
+        return Outcome(ob.name, "rejected", f"no certificate tree; {solver}, re-run, {why}")
+    status, rules, seconds, message, model = got
+    if status != "unsat":
+        extra = ""
+        if status == "sat":
+            from .counterexample import explain
+
+            try:
+                extra = f": {' '.join(str(explain(ob.smtlib, model)).split())[:300]}"
+            except Exception:  # noqa: BLE001 - the explanation is a courtesy; the verdict stands
+                extra = ""
+        elif message:
+            extra = f": {' '.join(message.split())[:200]}"
+        return Outcome(ob.name, "rejected", f"no certificate tree and {solver}, re-run on the "
+                                            f"obligation derived from the code now, says {status}{extra}")
+    trusted = {f"{solver}:{r}": 1 for r in sorted(rules)} or {f"{solver}:unsat": 1}
+    return Outcome(ob.name, "trusted", f"{solver} re-run: unsat in {seconds:.2f} s; proof rules "
+                                       f"not replayed: {', '.join(sorted(trusted))}", trusted)

@@ -54,6 +54,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         elif not args.quiet:
             print(f"checked: {v.reason} in {check_s:.2f} s", file=sys.stderr)
     text = vnncomp_text(res)
+    if res.stats.get("why") and not args.quiet:
+        print(f"{res.verdict}: {res.stats['why']}", file=sys.stderr)
     print(text)
     if args.result:
         atomic_write_text(args.result, text + "\n")

@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 
 from ..certificates.network import Net, evaluate
-from ..certificates.property import Region, Spec
+from ..certificates.property import Atom, Region, Spec
 from .network import FloatNet
 
 
@@ -26,36 +26,61 @@ def margins(region: Region, y: np.ndarray) -> np.ndarray:
 
 
 def to_float32_in_box(x: np.ndarray, region: Region) -> list[Fraction] | None:
-    """Round a point to float32 values that stay in the region's box (exact comparison)."""
+    """Round a point to float32 values in the region's input set (exact comparison): a value on
+    or outside a bound moves inward by float32 steps, past a strict bound strictly (``X_0 > 0``
+    never gives 0); None when no float32 value nearby is inside."""
     out = []
-    for v, lo, hi in zip(x, region.lo, region.hi):
+    for v, lo, hi, sl, sh in zip(x, region.lo, region.hi, *region.strictness()):
         f = np.float32(v)
         for _ in range(4):
-            if Fraction(float(f)) < lo:
+            q = Fraction(float(f))
+            if q < lo or (sl and q == lo):
                 f = np.nextafter(f, np.float32(np.inf))
-            elif Fraction(float(f)) > hi:
+            elif q > hi or (sh and q == hi):
                 f = np.nextafter(f, np.float32(-np.inf))
         q = Fraction(float(f))
-        if not lo <= q <= hi:
+        if not ((lo < q if sl else lo <= q) and (q < hi if sh else q <= hi)):
             return None
         out.append(q)
     return out
 
 
 def confirm(net: Net, spec: Spec, x: list[Fraction]) -> bool:
-    """Exact check that x is a counterexample (the checker's own rule)."""
+    """Exact check that x is a counterexample (the checker's own rule: strict atoms and strict
+    input bounds strictly)."""
     y = evaluate(net, x)
+    return any(
+        region.contains(x) and any(all(t.holds(y) for t in disj) for disj in region.disjuncts)
+        for region in spec.regions
+    )
+
+
+def closure(spec: Spec) -> Spec | None:
+    """The property with every strict atom and strict input bound made non-strict, or None when it
+    has none. A counterexample to the closure that the property itself excludes (a point on a
+    strict bound) means no unsat certificate can exist: the replay bounds the closed box, and at
+    that point no atom of the disjunct fails with a positive margin."""
+    if not any(any(r.strictness()[0]) or any(r.strictness()[1])
+               or any(t.strict for d in r.disjuncts for t in d) for r in spec.regions):
+        return None
+    return Spec(spec.n_in, spec.n_out, tuple(
+        Region(r.lo, r.hi, tuple(tuple(Atom(t.a, t.b, False) for t in d) for d in r.disjuncts))
+        for r in spec.regions))
+
+
+def inward(net: Net, fnet: FloatNet, spec: Spec, x: list[Fraction]) -> list[Fraction]:
+    """A counterexample of ``spec`` on the segment from ``x`` (a counterexample of its closure) to
+    the centre of each region's box, at distances 2^-k (k = 1..60) from x; else ``x`` itself."""
+    if confirm(net, spec, x):
+        return x
+    xs = np.array([float(v) for v in x])
+    t = 2.0 ** -np.arange(1, 61)[:, None]
     for region in spec.regions:
-        if all(a <= v <= b for a, v, b in zip(region.lo, x, region.hi)):
-            for disj in region.disjuncts:
-                if all(
-                    (sum((a * v for a, v in zip(t.a, y) if a), Fraction(0)) < t.b)
-                    if t.strict
-                    else (sum((a * v for a, v in zip(t.a, y) if a), Fraction(0)) <= t.b)
-                    for t in disj
-                ):
-                    return True
-    return False
+        centre = np.array([float(a + b) / 2 for a, b in zip(region.lo, region.hi)])
+        found = try_points(net, fnet, spec, region, xs + t * (centre - xs))
+        if found is not None:
+            return found
+    return x
 
 
 def try_points(net: Net, fnet: FloatNet, spec: Spec, region: Region, x: np.ndarray) -> list[Fraction] | None:

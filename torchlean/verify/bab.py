@@ -12,7 +12,9 @@ relaxation trace, the gradient heuristic "single").
 Networks with more than ``INPUT_SPLIT_MAX`` inputs split hidden ReLUs instead (``relu_bab``).
 
 The verdict is ``sat`` only for a point confirmed by exact rational evaluation, ``unsat`` only with
-a complete split tree (whose certificate the caller should still check), else ``timeout``.
+a complete split tree (whose certificate the caller should still check), ``unknown`` when a point
+of the closed box meets the closure of the unsafe set but only strict atoms exclude it (no
+certificate over the closed box can exist then; ``attack.closure``), else ``timeout``.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ PORTFOLIO: tuple[tuple[str, float | None], ...] = (("relax", None),)
 
 @dataclass
 class Result:
-    verdict: str  # "unsat" | "sat" | "timeout"
+    verdict: str  # "unsat" | "sat" | "unknown" | "timeout"
     cert: dict[str, Any] | None = None
     x: list[Fraction] | None = None
     y: list[float] | None = None
@@ -80,6 +82,16 @@ def verify(
         x = attack.search(net, fnet, spec, seed=seed)
         if x is not None:
             return _sat(net, spec, fnet, x, stats, t0)
+        shut = attack.closure(spec)
+        x = attack.search(net, fnet, shut, seed=seed) if shut is not None else None
+        if x is not None:  # a point of the closure; it, or a point moved inward from it, may be one
+            x = attack.inward(net, fnet, spec, x)
+            if attack.confirm(net, spec, x):
+                return _sat(net, spec, fnet, x, stats, t0)
+            stats["time"] = time.perf_counter() - t0
+            stats["why"] = ("a point of the closed input box meets the closure of the unsafe set and only "
+                            "strict atoms exclude it: no bound certificate can exist")
+            return Result("unknown", stats=stats)
     if net.n_in > INPUT_SPLIT_MAX:
         trees = []
         for region in spec.regions:

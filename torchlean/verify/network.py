@@ -105,12 +105,20 @@ def load_spec(path: str | Path, cross_check: bool = True) -> Spec:
     return spec
 
 
+def _dnf(disjuncts: Any) -> list[Any]:
+    """A disjunction of conjunctions of atoms, order and repeats forgotten (they mean nothing)."""
+    return sorted({tuple(sorted(set(conj))) for conj in disjuncts})
+
+
 def _canon(spec: Spec) -> Any:
+    """The checker's reading as the cross-check compares it: per region the box, the strictness
+    of each bound, and the output condition with every atom's strictness."""
     return (
         spec.n_in,
         spec.n_out,
         sorted(
-            (r.lo, r.hi, sorted(sorted((t.a, t.b) for t in d) for d in r.disjuncts)) for r in spec.regions
+            (r.lo, r.hi, *r.strictness(), _dnf([(t.a, t.b, t.strict) for t in d] for d in r.disjuncts))
+            for r in spec.regions
         ),
     )
 
@@ -124,11 +132,10 @@ def _bridge_spec(p: Path) -> Any:
         prop = parse_vnnlib(p)
     except ValueError as e:
         raise InputError(str(e).splitlines()[0]) from None
-    return (
-        prop.n_inputs,
-        prop.n_outputs,
-        sorted(
-            (r.lower_exact, r.upper_exact, sorted(sorted((c.coeffs, c.rhs) for c in d) for d in r.disjuncts))
-            for r in prop.regions
-        ),
-    )
+    out = []
+    for r in prop.regions:
+        n = len(r.lower_exact)
+        strict = (r.lower_strict or (False,) * n, r.upper_strict or (False,) * n)
+        conds = _dnf([(c.coeffs, c.rhs, c.strict) for c in d] for d in r.disjuncts)
+        out.append((r.lower_exact, r.upper_exact, *strict, conds))
+    return (prop.n_inputs, prop.n_outputs, sorted(out))
