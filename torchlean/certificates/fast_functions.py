@@ -136,6 +136,11 @@ _DOMAIN: dict[str, Callable[..., Arr]] = {
 }
 
 
+# f and f' computed exactly in binary64 (max(x, 0), |x|, 0 and +-1): no charge, so a dead ReLU's
+# range is exactly [0, 0] as in the exact row (the engines' max-dominance test and ties need it)
+_EXACT_F = {"relu", "abs"}
+
+
 def _finite_or(x: Arr, inf: float) -> Arr:
     return np.where(np.isfinite(x), x, inf)
 
@@ -157,10 +162,22 @@ class FastRow:
         if dom is not None and not np.all(dom(l, u, **attrs)):
             raise DomainError(f"{self.name}: interval outside the domain")
 
+    def usable(self, l: Any, u: Any, **attrs: Any) -> Arr:
+        """Elementwise: l, u finite, l <= u and [l, u] inside the domain. The other methods raise
+        ``DomainError`` unless every element is usable; a batched caller masks with this first
+        (every row accepts [1, 1] as a stand-in)."""
+        l, u = np.broadcast_arrays(np.asarray(l, dtype=np.float64), np.asarray(u, dtype=np.float64))
+        ok = np.isfinite(l) & np.isfinite(u) & (l <= u)
+        dom = _DOMAIN.get(self.name)
+        with np.errstate(invalid="ignore"):
+            return ok & dom(l, u, **attrs) if dom is not None else ok
+
     def _f(self, x: Arr, attrs: dict[str, Any], up: bool, d: bool = False) -> Arr:
         """a lower (upper) bound of f(x) (or f'(x) when d)."""
         with np.errstate(all="ignore"):
             v, mag = _F[self.name][d](x, **attrs)
+            if self.name in _EXACT_F:
+                return v
             return v + mag * R + TINY if up else v - mag * R - TINY
 
     def value(self, x: Any, **attrs: Any) -> Pair:
