@@ -50,29 +50,26 @@ from torchlean.certificates import fast_engine as fe  # noqa: E402
 from torchlean.certificates.lower import lower  # noqa: E402
 
 # (name, onnx relative to data, expected.csv relative to data, L-inf ball radius)
+_A, _E, _R = "vnncomp2021/acasxu/", "vnncomp2021/eran/", "vnncomp2022/"
 NETS = [
-    ("acasxu_1_1", "vnncomp2021/acasxu/ACASXU_run2a_1_1_batch_2000.onnx", "vnncomp2021/acasxu/expected.csv", 0.01),
-    ("acasxu_2_7", "vnncomp2021/acasxu/ACASXU_run2a_2_7_batch_2000.onnx", "vnncomp2021/acasxu/expected.csv", 0.01),
-    ("acasxu_1_9", "vnncomp2021/acasxu/ACASXU_run2a_1_9_batch_2000.onnx", "vnncomp2021/acasxu/expected.csv", 0.01),
+    ("acasxu_1_1", _A + "ACASXU_run2a_1_1_batch_2000.onnx", _A + "expected.csv", 0.01),
+    ("acasxu_2_7", _A + "ACASXU_run2a_2_7_batch_2000.onnx", _A + "expected.csv", 0.01),
+    ("acasxu_1_9", _A + "ACASXU_run2a_1_9_batch_2000.onnx", _A + "expected.csv", 0.01),
     ("mnist_256x2", "vnncomp2021/mnistfc/mnist-net_256x2.onnx", "vnncomp2021/mnistfc/expected.csv", 0.01),
-    ("eran_sigmoid_6x200", "vnncomp2021/eran/nets/ffnnSIGMOID__Point_6x200.onnx",
-     "vnncomp2021/eran/expected.csv", 0.005),
-    ("eran_relu_9x200", "vnncomp2021/eran/nets/mnist_relu_9_200.onnx", "vnncomp2021/eran/expected.csv", 0.005),
+    ("eran_sigmoid_6x200", _E + "nets/ffnnSIGMOID__Point_6x200.onnx", _E + "expected.csv", 0.005),
+    ("eran_relu_9x200", _E + "nets/mnist_relu_9_200.onnx", _E + "expected.csv", 0.005),
     ("oval21_cifar_base_kw", "vnncomp2021/oval21/nets/cifar_base_kw.onnx", "vnncomp2021/oval21/expected.csv",
      0.002),
     ("verivital_maxpool", "vnncomp2021/verivital/Convnet_maxpool.onnx", "vnncomp2021/verivital/expected.csv",
      0.005),
     ("verivital_avgpool", "vnncomp2021/verivital/Convnet_avgpool.onnx", "vnncomp2021/verivital/expected.csv",
      0.005),
-    ("collins_rul_small", "vnncomp2022/collins_rul_cnn/onnx/NN_rul_small_window_20.onnx",
-     "vnncomp2022/collins_rul_cnn/expected.csv", 0.01),
-    ("rl_cartpole", "vnncomp2022/rl_benchmarks/onnx/cartpole.onnx", "vnncomp2022/rl_benchmarks/expected.csv", 0.01),
-    ("rl_lunarlander", "vnncomp2022/rl_benchmarks/onnx/lunarlander.onnx",
-     "vnncomp2022/rl_benchmarks/expected.csv", 0.01),
-    ("reach_vdp", "vnncomp2022/reach_prob_density/onnx/vdp.onnx", "vnncomp2022/reach_prob_density/expected.csv",
-     0.01),
-    ("reach_gcas", "vnncomp2022/reach_prob_density/onnx/gcas.onnx",
-     "vnncomp2022/reach_prob_density/expected.csv", 0.01),
+    ("collins_rul_small", _R + "collins_rul_cnn/onnx/NN_rul_small_window_20.onnx",
+     _R + "collins_rul_cnn/expected.csv", 0.01),
+    ("rl_cartpole", _R + "rl_benchmarks/onnx/cartpole.onnx", _R + "rl_benchmarks/expected.csv", 0.01),
+    ("rl_lunarlander", _R + "rl_benchmarks/onnx/lunarlander.onnx", _R + "rl_benchmarks/expected.csv", 0.01),
+    ("reach_vdp", _R + "reach_prob_density/onnx/vdp.onnx", _R + "reach_prob_density/expected.csv", 0.01),
+    ("reach_gcas", _R + "reach_prob_density/onnx/gcas.onnx", _R + "reach_prob_density/expected.csv", 0.01),
 ]
 EXACT_MAX_VARS = 1500  # the exact Fraction engine only where the bound graph is this small
 
@@ -83,6 +80,12 @@ def _torch_from_onnx(path: Path):
     from onnx import version_converter
 
     m = onnx.load(str(path))
+    for n in list(m.graph.node):  # a Pad of all-zero pads is the identity (auto_LiRPA cannot take it)
+        pads = [onnx.helper.get_attribute_value(a) for a in n.attribute if a.name == "pads"]
+        if n.op_type == "Pad" and pads and not any(pads[0]):
+            for k in m.graph.node:
+                k.input[:] = [n.input[0] if i == n.output[0] else i for i in k.input]
+            m.graph.node.remove(n)
     if m.opset_import[0].version < 13:
         m = version_converter.convert_version(m, 13)
     return onnx2torch.convert(m).double().eval()
@@ -146,13 +149,22 @@ def run_one(name, bg, model, shape, boxes, exact: bool):
     """One network: torchlean fast (and exact) CROWN and auto_LiRPA CROWN on every box."""
     lo = np.stack([b[1] for b in boxes])
     hi = np.stack([b[2] for b in boxes])
-    fg = fe.compiled(bg)
     t0 = time.perf_counter()
-    fl, fu = fe.crown(fg, lo, hi)
-    t_fast = (time.perf_counter() - t0) / len(boxes)
-    al, t_al = _alirpa(model, shape, boxes)
+    try:
+        fl, fu = fe.crown(fe.compiled(bg), lo, hi)
+    except MemoryError as e:
+        print(f"{name}: torchlean fast CROWN out of memory ({str(e)[:90]})", flush=True)
+        return None
+    t_fast = (time.perf_counter() - t0) / len(boxes)  # (includes the float conversion of the graph)
+    try:
+        al, t_al = _alirpa(model, shape, boxes)
+    except (Exception, MemoryError) as e:  # a network auto_LiRPA cannot bound here: say why
+        print(f"{name}: auto_LiRPA failed ({type(e).__name__}: {str(e).splitlines()[0][:80]}); "
+              f"torchlean fast CROWN {t_fast:.3f}s/box", flush=True)
+        return None
     rf = np.concatenate([_ratios((fl[i], fu[i]), al[i]) for i in range(len(boxes))])
-    row = {"net": name, "boxes": len(boxes), "outputs": bg.n_out, "fast_mean": rf.mean(), "fast_worst": rf.max(),
+    row = {"net": name, "boxes": len(boxes), "outputs": bg.n_out, "fast_mean": rf.mean(),
+           "fast_worst": rf.max(),
            "t_fast": t_fast, "t_alirpa": t_al, "exact_mean": None, "exact_worst": None, "t_exact": None}
     if exact:
         t0 = time.perf_counter()
@@ -209,7 +221,8 @@ def trained_models(rng):
 
     def cnn(m):
         return m.Sequential(m.Conv2d(1, 4, 3, padding=1), m.BatchNorm2d(4), m.ReLU(), m.MaxPool2d(2),
-                            m.Conv2d(4, 4, 3, padding=1), m.ReLU(), m.AvgPool2d(2), m.Flatten(), m.Linear(16, 2))
+                            m.Conv2d(4, 4, 3, padding=1), m.ReLU(), m.AvgPool2d(2), m.Flatten(),
+                            m.Linear(16, 2))
     model = cnn(nn)
     _train(model, xi, yi, steps=60)
     tm = cnn(torch.nn)
@@ -228,15 +241,23 @@ def main(argv=None) -> int:
     ap.add_argument("--props", type=int, default=2, help="properties per network (first region each)")
     ap.add_argument("--only", default=None, help="substring of the network names to run")
     ap.add_argument("--no-exact", action="store_true")
+    ap.add_argument("--mem-gb", type=float, default=10, help="address-space limit (a failure is reported)")
     args = ap.parse_args(argv)
+    import resource
+
+    lim = int(args.mem_gb * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
     data = Path(args.data)
     rows = []
     print(f"{'network':24} {'boxes':>5} {'outs':>5} {'fast mean':>9} {'fast worst':>10} {'exact mean':>10} "
           f"{'exact worst':>11} {'t fast/box':>10} {'t exact':>8} {'t aLiRPA/box':>12}", flush=True)
 
     def report(r):
+        if r is None:
+            return
         rows.append(r)
-        print(f"{r['net']:24} {r['boxes']:5d} {r['outputs']:5d} {_fmt(r['fast_mean']):>9} {_fmt(r['fast_worst']):>10} "
+        print(f"{r['net']:24} {r['boxes']:5d} {r['outputs']:5d} {_fmt(r['fast_mean']):>9} "
+              f"{_fmt(r['fast_worst']):>10} "
               f"{_fmt(r['exact_mean']):>10} {_fmt(r['exact_worst']):>11} {_fmt(r['t_fast'], '{:.3f}s'):>10} "
               f"{_fmt(r['t_exact'], '{:.1f}s'):>8} {_fmt(r['t_alirpa'], '{:.3f}s'):>12}", flush=True)
 
