@@ -206,3 +206,21 @@ def test_exact_and_fast_crown_agree_on_wide_tanh_boxes():
     for j in range(2):
         assert fl[0, j] <= float(el[j]) <= fl[0, j] + 1e-9 * (1 + abs(fl[0, j]))
         assert fu[0, j] - 1e-9 * (1 + abs(fu[0, j])) <= float(eu[j]) <= fu[0, j]
+
+
+def test_fast_rows_batched_with_out_of_domain_boxes():
+    """A batch where one box leaves log's domain: that box gets vacuous bounds, the other box the
+    same bounds as alone (rows raise on any bad element; the engine masks per element). A dead
+    ReLU's fast range is exactly [0, 0], as the exact row's."""
+    g = G([("add", ["x", "c"], "h"), ("log", ["h"], "a"), ("relu", ["a"], "y")], {"c": np.array(0.5)})
+    bg = lower(g.to_dict())
+    lo = np.array([[0.2, 0.1, -0.45, 0.0], [-1.0, 0.1, 0.2, 0.3]])
+    hi = lo + 0.05
+    for f in (fe.ibp, fe.crown):
+        bl, bu = f(bg, lo, hi)
+        sl, su = f(bg, lo[:1], hi[:1])
+        assert np.array_equal(bl[0], sl[0]) and np.array_equal(bu[0], su[0])
+        assert np.isfinite(bl[0]).all() and np.isneginf(bl[1]).any() and np.isposinf(bu[1]).any()
+    assert FAST["relu"].interval(np.array([-2.0]), np.array([-1.0])) == (0.0, 0.0)
+    el, eu = engine.ibp(bg, lo[0].tolist(), hi[0].tolist())
+    assert el[2] == eu[2] == 0 and bl[0, 2] == bu[0, 2] == 0  # log(x + 0.5) < 0 there: a dead ReLU
