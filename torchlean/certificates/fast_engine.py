@@ -263,7 +263,9 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
         m = node.size
         if node.kind == "fn":
             row = FAST[node.fn]
-            L, Uu = row.interval(al, au, **node.attrs)
+            ok, fl, fu = _usable(row, al, au, node.attrs)
+            L, Uu = row.interval(fl, fu, **node.attrs)
+            L, Uu = np.where(ok, L, -np.inf), np.where(ok, Uu, np.inf)
         elif node.kind == "mul":
             L, Uu = _mul_iv(al[:, :m], au[:, :m], al[:, m:], au[:, m:])
         else:
@@ -328,13 +330,15 @@ def _relaxation(st: _State, k: int, slopes: Any = None):
     m = node.size
     if node.kind == "fn":
         row = FAST[node.fn]
-        sl, su = row.default_slopes(al, au, **node.attrs)
+        ok, fl, fu = _usable(row, al, au, node.attrs)
+        sl, su = row.default_slopes(fl, fu, **node.attrs)
         sl, su = (np.where(np.isfinite(s), s, 0.0) * np.ones_like(al) for s in (sl, su))
         if slopes is not None:
             sl = sl if slopes[0] is None else np.where(np.isnan(slopes[0]), sl, slopes[0])
             su = su if slopes[1] is None else np.where(np.isnan(slopes[1]), su, slopes[1])
-        out = ("fn", sl, row.lower_intercept(al, au, sl, **node.attrs), su,
-               row.upper_intercept(al, au, su, **node.attrs))
+        sl, su = (np.where(np.isfinite(s), s, 0.0) for s in (sl, su))  # (the line used is the one stated)
+        out = ("fn", sl, np.where(ok, row.lower_intercept(fl, fu, sl, **node.attrs), -np.inf), su,
+               np.where(ok, row.upper_intercept(fl, fu, su, **node.attrs), np.inf))
     elif node.kind == "mul":
         lx, ux, lw, uw = al[:, :m], au[:, :m], al[:, m:], au[:, m:]
         tl, tu = (np.zeros_like(lx), np.zeros_like(lx)) if slopes is None else (
@@ -357,6 +361,15 @@ def _relaxation(st: _State, k: int, slopes: Any = None):
     if slopes is None:
         st.relax[k] = out
     return out
+
+
+def _usable(row, al, au, attrs):
+    """The rows raise on any unbounded or out-of-domain element: those get the stand-in [1, 1]
+    and, by the caller, vacuous results (ok False)."""
+    ok = row.usable(al, au, **attrs)
+    if ok.all():
+        return ok, al, au
+    return ok, np.where(ok, al, 1.0), np.where(ok, au, 1.0)
 
 
 def _corners(lx, ux, lw, uw, a, b, sign):

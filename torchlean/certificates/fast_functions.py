@@ -136,6 +136,11 @@ _DOMAIN: dict[str, Callable[..., Arr]] = {
 }
 
 
+# f and f' computed exactly in binary64 (max(x, 0), |x|, 0 and +-1): no charge, so a dead ReLU's
+# range is exactly [0, 0] as in the exact row (the engines' max-dominance test and ties need it)
+_EXACT_F = {"relu", "abs"}
+
+
 def _finite_or(x: Arr, inf: float) -> Arr:
     return np.where(np.isfinite(x), x, inf)
 
@@ -157,10 +162,22 @@ class FastRow:
         if dom is not None and not np.all(dom(l, u, **attrs)):
             raise DomainError(f"{self.name}: interval outside the domain")
 
+    def usable(self, l: Any, u: Any, **attrs: Any) -> Arr:
+        """Elementwise: l, u finite, l <= u and [l, u] inside the domain. The other methods raise
+        ``DomainError`` unless every element is usable; a batched caller masks with this first
+        (every row accepts [1, 1] as a stand-in)."""
+        l, u = np.broadcast_arrays(np.asarray(l, dtype=np.float64), np.asarray(u, dtype=np.float64))
+        ok = np.isfinite(l) & np.isfinite(u) & (l <= u)
+        dom = _DOMAIN.get(self.name)
+        with np.errstate(invalid="ignore"):
+            return ok & dom(l, u, **attrs) if dom is not None else ok
+
     def _f(self, x: Arr, attrs: dict[str, Any], up: bool, d: bool = False) -> Arr:
         """a lower (upper) bound of f(x) (or f'(x) when d)."""
         with np.errstate(all="ignore"):
             v, mag = _F[self.name][d](x, **attrs)
+            if self.name in _EXACT_F:
+                return v
             return v + mag * R + TINY if up else v - mag * R - TINY
 
     def value(self, x: Any, **attrs: Any) -> Pair:
@@ -212,7 +229,51 @@ class FastRow:
         if self.name in ("relu", "leaky_relu"):
             alt = attrs.get("slope", 0.01) if self.name == "leaky_relu" else 0.0
             lo = np.where((l < 0) & (0 < u), np.where(u >= -l, 1.0, alt), lo)
+        if FUNCTIONS[self.name].ff is not None:
+            self._s_curves(l, u, chord, lo, up, attrs)
         return _finite_or(lo, 0.0), _finite_or(up, 0.0)
+
+    def _s_curves(self, l: Arr, u: Arr, chord: Arr, lo: Arr, up: Arr, attrs: dict[str, Any]) -> None:
+        """``slopes.choose``'s S-curve rule, in place, where [l, u] meets exactly one convex and
+        one concave piece (the "unknown" brackets left out, as ``slopes.two_pieces``)."""
+        ps = [pc for pc in _pieces(self.name, attrs) if pc[2] != "unknown"]
+        meets = [(p < u) & (q > l) for p, q, _ in ps]
+        count = sum(m * 1 for m in meets)
+        f = lambda x: _F[self.name][0](x, **attrs)[0]  # noqa: E731
+        df = lambda x: _F[self.name][1](x, **attrs)[0]  # noqa: E731
+        for j in range(len(ps) - 1):
+            if {ps[j][2], ps[j + 1][2]} != {"convex", "concave"}:
+                continue
+            sel = (count == 2) & meets[j] & meets[j + 1] & np.isfinite(chord)
+            if sel.any():
+                c = np.full(int(sel.sum()), ps[j][1])
+                with np.errstate(all="ignore"):
+                    lo[sel], up[sel] = _s_curve(f, df, l[sel], c, u[sel], chord[sel], ps[j][2] == "convex")
+
+
+def _through(f: Callable[[Arr], Arr], df: Callable[[Arr], Arr], p: Arr, q: Arr, x0: Arr) -> Arr:
+    """``slopes.tangent_through``, elementwise (60 bisection steps)."""
+    fx0 = f(x0)
+    h = lambda t: f(t) + df(t) * (x0 - t) - fx0  # noqa: E731
+    hp = h(p)
+    sign, p0 = hp > 0, p
+    for _ in range(60):
+        mid = p + (q - p) / 2
+        same = (h(mid) > 0) == sign
+        p, q = np.where(same, mid, p), np.where(same, q, mid)
+    return np.where((hp == 0) | ~np.isfinite(hp), p0, q)
+
+
+def _s_curve(f: Callable[[Arr], Arr], df: Callable[[Arr], Arr], l: Arr, c: Arr, u: Arr, chord: Arr,
+             convex_left: bool) -> Pair:
+    """``slopes.s_curve``, elementwise."""
+    if not convex_left:
+        lo, up = _s_curve(lambda x: f(-x), lambda x: -df(-x), -u, -c, -l, -chord, True)
+        return -lo, -up
+    m = l + (u - l) / 2
+    lower = np.where(df(l) >= chord, chord, df(np.minimum(_through(f, df, l, c, u), m)))
+    upper = np.where(df(u) >= chord, chord, df(np.maximum(_through(f, df, c, u, l), m)))
+    return lower, upper
 
 
 def _pieces(name: str, attrs: dict[str, Any]) -> list[tuple[float, float, str]]:

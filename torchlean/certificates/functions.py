@@ -63,8 +63,10 @@ from fractions import Fraction as Q
 from functools import cache, lru_cache
 from typing import Any
 
-from . import intervals
+from . import intervals, slopes
 from .core import Rejected
+from .slopes import flt as _flt
+from .slopes import qf as _qf
 
 W = 96  # working precision (bits) of enclosures
 EXP_MAX = 1000  # exp(x) refused above, enclosed by [0, exp(-EXP_MAX)] below -EXP_MAX
@@ -303,6 +305,7 @@ class Row:
     lip: Q = ZERO  # bound of |f'| on the "unknown" pieces
     domain: Callable[..., bool] = field(default=lambda l, u, **_: True)
     ival: Callable[..., Enc] | None = None  # intervals.py rule (piecewise-linear rows)
+    ff: Callable[..., float] | None = None  # float f, only to choose slopes (never trusted)
 
     def mono(self, **attrs: Any) -> int:
         return self.monotone(**attrs) if callable(self.monotone) else self.monotone
@@ -338,33 +341,16 @@ class Row:
         return -_min_g(self, l, u, -Q(a), -1, attrs)
 
     def default_slopes(self, l: Any, u: Any, **attrs: Any) -> tuple[Q, Q]:
-        """Chord slope for both lines, except the tangent at the midpoint on the side where f is
-        convex (lower) or concave (upper) over all of [l, u]; relu-like rows: the adaptive choice."""
+        """The deterministic choice of ``slopes.choose`` (chord, midpoint tangents, adaptive ReLU,
+        auto_LiRPA's S-curve lines); the tangent at l when l == u."""
         l, u = self._check(l, u, attrs)
-        kinds = {k for p, q, k in self.pieces(**attrs) if (p is None or p < u) and (q is None or q > l)}
         if l == u:
             d = _qf(self.fdf(_flt(l), **attrs))
             return d, d
         fl, fu = (sum(self.f(v, **attrs)) / 2 for v in (l, u))
         chord = (fu - fl) / (u - l)
         chord = Q(float(chord)) if abs(chord) < 2**1000 else _round(chord, False)  # short numbers
-        if self.name in ("relu", "leaky_relu") and kinds == {"linear"} and l < 0 < u:
-            lo_slope = ONE if u >= -l else Q(attrs.get("slope", 0.01)) if self.name == "leaky_relu" else ZERO
-            return lo_slope, chord
-        tangent = _qf(self.fdf(_flt((l + u) / 2), **attrs))
-        return (tangent if kinds == {"convex"} else chord, tangent if kinds == {"concave"} else chord)
-
-
-def _flt(x: Q) -> float:
-    try:
-        return float(x)
-    except OverflowError:
-        return math.inf if x > 0 else -math.inf
-
-
-def _qf(x: float) -> Q:
-    """a float slope read exactly (0 where it is not finite: any slope is valid)."""
-    return Q(x) if math.isfinite(x) else ZERO
+        return slopes.choose(self, l, u, chord, attrs)
 
 
 def _hint(row: Row, p: Q, q: Q, a: Q, s: int, attrs: dict[str, Any]) -> Q:
@@ -469,6 +455,11 @@ def _fgelu_d(x: float) -> float:
     return _fsig(v) + x * _fdsig(v) * dv if abs(v) < 700 else float(v > 0)
 
 
+def _fgelu(x: float) -> float:
+    c, a = float(GELU_C), float(GELU_A)
+    return x * _fsig(2 * c * (x + a * x * x * x)) if abs(x) < 1e100 else max(x, 0.0)
+
+
 def _gelu(x: Q, **_: Any) -> Enc:
     return _smul(x, sigmoid_enc(_gelu_v(x)[0]))
 
@@ -529,6 +520,13 @@ def _fpow_d(x: float, **attrs: Any) -> float:
         return math.inf  # only guides the hint point
 
 
+def _fpow(x: float, **attrs: Any) -> float:
+    try:
+        return x ** float(_pow_c(attrs))
+    except (OverflowError, ZeroDivisionError):
+        return math.inf  # only guides the slope choice
+
+
 def _pow_pieces(**attrs: Any) -> list[Piece]:
     """integer n: x^n is linear for n in {0, 1}, convex for even n, concave then convex for odd
     n >= 3; for n < 0 (x != 0) convex on x > 0 and on x < 0 convex (n even) or concave (n odd).
@@ -583,12 +581,13 @@ FUNCTIONS: dict[str, Row] = {r.name: r for r in [
         _pieces("concave"), 1, domain=lambda l, u, **_: l >= 0),
     Row("rsqrt", _rsqrt, _rsqrt_d, lambda x: -0.5 * x**-1.5 if x > 0 else -math.inf, _ALL, -1, domain=_pos),
     Row("tanh", lambda x, **_: tanh_enc(x), lambda x, **_: _smul(Q(4), dsigmoid_enc(2 * x)),
-        lambda x: 4 * _fdsig(2 * x), _S, 1),
-    Row("sigmoid", lambda x, **_: sigmoid_enc(x), lambda x, **_: dsigmoid_enc(x), _fdsig, _S, 1),
+        lambda x: 4 * _fdsig(2 * x), _S, 1, ff=math.tanh),
+    Row("sigmoid", lambda x, **_: sigmoid_enc(x), lambda x, **_: dsigmoid_enc(x), _fdsig, _S, 1, ff=_fsig),
     Row("softplus", lambda x, **_: softplus_enc(x), lambda x, **_: sigmoid_enc(x), _fsig, _ALL, 1),
     Row("silu", lambda x, **_: _smul(x, sigmoid_enc(x)),
         lambda x, **_: _sum(sigmoid_enc(x), _smul(x, dsigmoid_enc(x))),
-        lambda x: _fsig(x) + x * _fdsig(x), _inflect(SILU_X0, "convex", "concave"), lip=Q(2)),
-    Row("gelu", _gelu, _gelu_df, _fgelu_d, _inflect(GELU_X0, "convex", "concave"), lip=Q(3)),
-    Row("pow", _pow, _pow_df, _fpow_d, _pow_pieces, _pow_mono, domain=_pow_domain),
+        lambda x: _fsig(x) + x * _fdsig(x), _inflect(SILU_X0, "convex", "concave"), lip=Q(2),
+        ff=lambda x: x * _fsig(x)),
+    Row("gelu", _gelu, _gelu_df, _fgelu_d, _inflect(GELU_X0, "convex", "concave"), lip=Q(3), ff=_fgelu),
+    Row("pow", _pow, _pow_df, _fpow_d, _pow_pieces, _pow_mono, domain=_pow_domain, ff=_fpow),
 ]}

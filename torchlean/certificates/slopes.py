@@ -1,0 +1,105 @@
+"""Default slopes of the function rows (``Row.default_slopes``): the checker's deterministic choice.
+
+Any slope gives a valid line (the row's intercept is computed by the generic sound algorithm), so
+this module only *chooses*; it is float arithmetic and nothing here is trusted. Standard library;
+``fast_functions.py`` runs the same rule vectorised in numpy (same choice up to rounding).
+
+``choose``: the adaptive rule on ReLU-like rows (lower slope 1 if u >= -l, else the slope left of
+the kink; upper the chord); on a convex (concave) interval the tangent at the midpoint for the lower
+(upper) line and the chord for the other; on one convex and one concave piece the S-curve rule
+below (rows with a float f, ``Row.ff``); the chord otherwise.
+
+The S-curve rule is auto_LiRPA's CROWN default for S-shaped functions (``BoundSShaped.bound_relax_impl``,
+not optimised): on [l, u] with f convex on [l, c] and concave on [c, u] (tanh, sigmoid; gelu and
+silu right of their left inflection),
+- lower line: the chord if f'(l) >= chord slope (then the chord lies below f); otherwise the
+  tangent at the point d of [l, c] whose tangent passes through (u, f(u)), or at the midpoint m if
+  m < d (auto_LiRPA's smoothness rule);
+- upper line: the mirror (the chord if f'(u) >= chord; else the tangent at the e in [c, u] whose
+  tangent passes through (l, f(l)), or at m if m > e).
+Concave-then-convex (odd powers) is the mirror image x -> -x. Those tangent points are found by
+bisection: h(t) = f(t) + f'(t)(x0 - t) - f(x0) is monotone on the convex (concave) piece.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from fractions import Fraction as Q
+from typing import Any
+
+Fn = Callable[[float], float]
+
+
+def flt(x: Q) -> float:
+    """x as a float (+-inf beyond binary64)."""
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf if x > 0 else -math.inf
+
+
+def qf(x: float) -> Q:
+    """a float slope read exactly (0 where it is not finite: any slope is valid)."""
+    return Q(x) if math.isfinite(x) else Q(0)
+
+
+def choose(row: Any, l: Q, u: Q, chord: Q, attrs: dict[str, Any]) -> tuple[Q, Q]:
+    """(lower slope, upper slope) of ``row`` on [l, u] (l < u) given the chord slope."""
+    kinds = {k for p, q, k in row.pieces(**attrs) if (p is None or p < u) and (q is None or q > l)}
+    if row.name in ("relu", "leaky_relu") and kinds == {"linear"} and l < 0 < u:
+        left = Q(attrs.get("slope", 0.01)) if row.name == "leaky_relu" else Q(0)
+        return Q(1) if u >= -l else left, chord
+    two = two_pieces(row.pieces(**attrs), l, u) if row.ff is not None else None
+    if two is not None and all(math.isfinite(v) for v in (flt(l), flt(u), float(chord))):
+        f, df = (lambda x: row.ff(x, **attrs)), (lambda x: row.fdf(x, **attrs))  # noqa: E731
+        lo, up = s_curve(f, df, flt(l), float(two[0]), flt(u), float(chord), two[1])
+        return qf(lo), qf(up)
+    tangent = qf(row.fdf(flt((l + u) / 2), **attrs))
+    return (tangent if kinds == {"convex"} else chord, tangent if kinds == {"concave"} else chord)
+
+
+def tangent_through(f: Fn, df: Fn, p: float, q: float, x0: float, steps: int = 60) -> float:
+    """A point t of [p, q] where the tangent of f at t passes through (x0, f(x0)) (h changes sign
+    once on [p, q]); the end of [p, q] nearer to a root when h does not change sign."""
+    fx0 = f(x0)
+
+    def h(t: float) -> float:
+        return f(t) + df(t) * (x0 - t) - fx0
+
+    hp = h(p)
+    if hp == 0 or not math.isfinite(hp):
+        return p
+    for _ in range(steps):
+        mid = p + (q - p) / 2
+        if not p < mid < q:
+            break
+        if (h(mid) > 0) == (hp > 0):
+            p = mid
+        else:
+            q = mid
+    return q
+
+
+def s_curve(f: Fn, df: Fn, l: float, c: float, u: float, chord: float,
+            convex_left: bool) -> tuple[float, float]:
+    """(lower slope, upper slope) on [l, u] with l < c < u, f convex on [l, c] and concave on
+    [c, u] (``convex_left``) or the reverse."""
+    if not convex_left:  # g(x) = f(-x) is convex-then-concave on [-u, -l]; slopes change sign
+        lo, up = s_curve(lambda x: f(-x), lambda x: -df(-x), -u, -c, -l, -chord, True)
+        return -lo, -up
+    m = l + (u - l) / 2
+    lower = chord if df(l) >= chord else df(min(tangent_through(f, df, l, c, u), m))
+    upper = chord if df(u) >= chord else df(max(tangent_through(f, df, c, u, l), m))
+    return lower, upper
+
+
+def two_pieces(pieces: list[tuple[object, object, str]], l: object, u: object) -> tuple[object, bool] | None:
+    """(c, convex_left) when the pieces meeting [l, u], leaving out the float-wide "unknown"
+    brackets around irrational inflection points, are one convex and one concave piece (either
+    order) meeting at c; None otherwise."""
+    meet = [(p, q, k) for p, q, k in pieces if k != "unknown"
+            and (p is None or p < u) and (q is None or q > l)]  # type: ignore[operator]
+    if len(meet) != 2 or {meet[0][2], meet[1][2]} != {"convex", "concave"}:
+        return None
+    return meet[0][1], meet[0][2] == "convex"
