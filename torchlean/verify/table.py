@@ -1,0 +1,148 @@
+"""The search's one doorway into the trusted engines: every bound, certificate check and exact
+counterexample test that ``verify.general`` and ``verify.api`` use goes through the functions here.
+
+Two back ends, chosen per network by ``target``:
+- ReLU chains: the chain checker of today (``certificates.network``, ``fast_crown``, ``check_vnn``);
+- any other graph the bound table lowers: ``certificates.lower`` (the table's lowering, its batched
+  fast CROWN and its ``check_vnn`` on general graphs). Until that module exists, a non-chain graph
+  is refused with ``Unsupported`` (one line), never bounded by anything else.
+
+Nothing here computes a bound itself: the search adds heuristics on top of these numbers only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from ..certificates import fast
+from ..certificates.bounds import check_vnn, objective_steps
+from ..certificates.core import Verdict
+from ..certificates.fast_crown import crown_bounds
+from ..certificates.network import Net, Unsupported, fingerprint, network_from_ir
+from ..certificates.property import Region, Spec
+from ..spec.graph import Graph
+from . import attack
+from .bab import _combos
+from .graph_attack import GraphExec
+
+
+@dataclass
+class Target:
+    """A network as the checker sees it (``net``: a ReLU chain, or ``bg``: a lowered bound graph),
+    with the runtime executor the search attacks."""
+
+    graph: Graph
+    ex: GraphExec
+    net: Net | None = None
+    bg: Any = None
+
+    @property
+    def kind(self) -> str:
+        return "chain" if self.net is not None else "table"
+
+
+def _table():
+    """The bound table's module, or Unsupported naming what is missing."""
+    try:
+        from ..certificates import lower  # type: ignore[attr-defined]
+    except ImportError:
+        raise Unsupported("this network is not a ReLU chain and the bound table (certificates.lower) "
+                          "is not available") from None
+    return lower
+
+
+def target(graph: Graph, prefer_chain: bool = True) -> Target:
+    """Lower ``graph`` for the checker: a ReLU chain when it is one (and ``prefer_chain``), else the
+    bound table's DAG. Raises Unsupported (one line) when neither accepts it."""
+    ir = graph.to_dict()
+    ex = GraphExec(graph)
+    if prefer_chain:
+        try:
+            return Target(graph, ex, net=network_from_ir(ir))
+        except (Unsupported, ValueError):
+            pass
+    return Target(graph, ex, bg=_table().lower(ir))
+
+
+def bounder(t: Target) -> Callable[[Region, np.ndarray, np.ndarray], Callable[..., np.ndarray]]:
+    """``general.Bounder`` over the target's fast engine: sound lower bounds of C·y - d per box."""
+    if t.net is not None:
+        net = t.net
+
+        def make(region: Region, C: np.ndarray, d: np.ndarray):
+            combos = [_combos(len(dj)) for dj in region.disjuncts]
+            steps, _ = objective_steps(net, region, combos)  # the same rows, in the same order
+            layers = fast.prepare(steps)
+            return lambda lo, hi: crown_bounds(layers, lo, hi)
+
+        return make
+    lower = _table()
+
+    def make_table(region: Region, C: np.ndarray, d: np.ndarray):
+        Cx = [[Fraction(float(v)) for v in row] for row in C]  # C's entries are sums of VNN-LIB
+        dx = [Fraction(float(v)) for v in d]  # decimals; the search may round them, the checker not
+        return lambda lo, hi: lower.fast_crown(t.bg, lo, hi, C=Cx, d=dx)
+
+    return make_table
+
+
+def output_bounds(t: Target, lo: np.ndarray, hi: np.ndarray, method: str = "crown"
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Sound float bounds (B, n_out) of every output over each box, by the checker's fast engine."""
+    n = t.ex.n_out
+    C = np.concatenate([np.eye(n), -np.eye(n)])
+    if t.net is not None:
+        layers = fast.prepare(_with_rows(t.net, C))
+        if method == "ibp":
+            raise Unsupported("IBP on ReLU chains: use method='crown'")
+        lb = crown_bounds(layers, lo, hi)
+    else:
+        lower = _table()
+        rows = [[Fraction(float(v)) for v in r] for r in C]
+        fn = lower.fast_ibp if method == "ibp" else lower.fast_crown
+        lb = fn(t.bg, lo, hi, C=rows, d=[Fraction(0)] * len(rows))
+    return lb[:, :n], -lb[:, n:]
+
+
+def _with_rows(net: Net, C: np.ndarray) -> tuple:
+    """The chain with its last affine step composed with the rows C (exactly)."""
+    from ..certificates.network import Affine
+
+    last = net.steps[-1]
+    Cq = [[Fraction(float(v)) for v in r] for r in C]
+    M = [[sum((a * m for a, m in zip(r, col) if a), Fraction(0)) for col in zip(*last.M)] for r in Cq]
+    c = [sum((a * v for a, v in zip(r, last.c) if a), Fraction(0)) for r in Cq]
+    return (*net.steps[:-1], Affine(M, c))
+
+
+def network_id(t: Target) -> str:
+    return fingerprint(t.net) if t.net is not None else _table().fingerprint(t.bg)
+
+
+def check(cert: dict[str, Any], t: Target, spec: Spec) -> Verdict:
+    """The trusted checker's verdict on a certificate for this target and property."""
+    if t.net is not None:
+        return check_vnn(cert, t.net, spec)
+    return _table().check_vnn(cert, t.bg, spec)
+
+
+def confirmer(t: Target, spec: Spec) -> Callable[[list[Fraction]], bool]:
+    """The checker's exact test that x is a counterexample (a vnn-sat certificate it accepts)."""
+    if t.net is not None:
+        return lambda x: attack.confirm(t.net, spec, x)
+    return lambda x: check(sat_cert(t, spec, x), t, spec).ok
+
+
+def sat_cert(t: Target, spec: Spec, x: list[Fraction]) -> dict[str, Any]:
+    return {"kind": "vnn-sat", "version": 1, "network": network_id(t), "property": spec.digest(),
+            "x": [str(v) for v in x]}
+
+
+def unsat_cert(t: Target, spec: Spec, trees: list[Any], mode: str = "fast") -> dict[str, Any]:
+    return {"kind": "vnn-unsat", "version": 1, "network": network_id(t), "property": spec.digest(),
+            "mode": mode, "method": "crown", "regions": trees}
