@@ -47,13 +47,32 @@ class Target:
 
 
 def _table():
-    """The bound table's module, or Unsupported naming what is missing."""
+    """The bound table's modules (lowering, exact engine), or Unsupported naming what is missing."""
     try:
-        from ..certificates import lower  # type: ignore[attr-defined]
+        from ..certificates import engine, lower  # type: ignore[attr-defined]
     except ImportError:
         raise Unsupported("this network is not a ReLU chain and the bound table (certificates.lower) "
                           "is not available") from None
-    return lower
+    return lower, engine
+
+
+def _fast_table():
+    """The table's batched float64 engine, when present (``certificates.fast_engine``)."""
+    try:
+        from ..certificates import fast_engine  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return fast_engine
+
+
+def _down(q: Fraction) -> float:
+    f = float(q)
+    return float(np.nextafter(f, -np.inf)) if Fraction(f) > q else f
+
+
+def _up(q: Fraction) -> float:
+    f = float(q)
+    return float(np.nextafter(f, np.inf)) if Fraction(f) < q else f
 
 
 def target(graph: Graph, prefer_chain: bool = True) -> Target:
@@ -66,7 +85,7 @@ def target(graph: Graph, prefer_chain: bool = True) -> Target:
             return Target(graph, ex, net=network_from_ir(ir))
         except (Unsupported, ValueError):
             pass
-    return Target(graph, ex, bg=_table().lower(ir))
+    return Target(graph, ex, bg=_table()[0].lower(ir))
 
 
 def bounder(t: Target) -> Callable[[Region, np.ndarray, np.ndarray], Callable[..., np.ndarray]]:
@@ -81,32 +100,40 @@ def bounder(t: Target) -> Callable[[Region, np.ndarray, np.ndarray], Callable[..
             return lambda lo, hi: crown_bounds(layers, lo, hi)
 
         return make
-    lower = _table()
+    fast_engine = _fast_table()
 
     def make_table(region: Region, C: np.ndarray, d: np.ndarray):
-        Cx = [[Fraction(float(v)) for v in row] for row in C]  # C's entries are sums of VNN-LIB
-        dx = [Fraction(float(v)) for v in d]  # decimals; the search may round them, the checker not
-        return lambda lo, hi: lower.fast_crown(t.bg, lo, hi, C=Cx, d=dx)
+        # C and d are sums of the property's decimals: the search may round them (its bounds are
+        # only a guide); the checker recomputes each leaf from the exact property
+        if fast_engine is not None:
+            return lambda lo, hi: fast_engine.crown_lower(t.bg, lo, hi, C) - d
+        engine = _table()[1]
+        rows = [[Fraction(float(v)) for v in r] for r in C]
+
+        def exact(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+            out = [[_down(v) for v in engine.crown(t.bg, [Fraction(v) for v in a], [Fraction(v) for v in b],
+                                                   C=rows)[0]] for a, b in zip(lo, hi)]
+            return np.array(out) - d
+
+        return exact
 
     return make_table
 
 
-def output_bounds(t: Target, lo: np.ndarray, hi: np.ndarray, method: str = "crown"
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Sound float bounds (B, n_out) of every output over each box, by the checker's fast engine."""
+def output_bounds_exact_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, ...],
+                           method: str = "crown") -> tuple[np.ndarray, np.ndarray]:
+    """Sound float bounds (n_out,) of every output over the exact box [lo, hi], computed by the
+    checker's engine and rounded outward."""
     n = t.ex.n_out
-    C = np.concatenate([np.eye(n), -np.eye(n)])
     if t.net is not None:
+        C = np.concatenate([np.eye(n), -np.eye(n)])
         layers = fast.prepare(_with_rows(t.net, C))
-        if method == "ibp":
-            raise Unsupported("IBP on ReLU chains: use method='crown'")
-        lb = crown_bounds(layers, lo, hi)
-    else:
-        lower = _table()
-        rows = [[Fraction(float(v)) for v in r] for r in C]
-        fn = lower.fast_ibp if method == "ibp" else lower.fast_crown
-        lb = fn(t.bg, lo, hi, C=rows, d=[Fraction(0)] * len(rows))
-    return lb[:, :n], -lb[:, n:]
+        flo, fhi = fast.outward(list(lo), list(hi))
+        lb = crown_bounds(layers, np.array([flo]), np.array([fhi]))[0]
+        return lb[:n], -lb[n:]
+    engine = _table()[1]
+    low, up = engine.ibp(t.bg, lo, hi) if method == "ibp" else engine.crown(t.bg, lo, hi)
+    return np.array([_down(v) for v in low]), np.array([_up(v) for v in up])
 
 
 def _with_rows(net: Net, C: np.ndarray) -> tuple:
@@ -120,15 +147,26 @@ def _with_rows(net: Net, C: np.ndarray) -> tuple:
     return (*net.steps[:-1], Affine(M, c))
 
 
+def engine_name(t: Target) -> str:
+    return ("certificates.fast_crown (ReLU chain, float64 rounded outward)" if t.net is not None
+            else "certificates.engine (bound table, exact rationals)")
+
+
+def replay_mode(t: Target) -> str:
+    """The replay mode a search's certificate asks for: fast float64 for chains, exact otherwise
+    (until the table's fast replay exists)."""
+    return "fast" if t.net is not None or _fast_table() is not None else "exact"
+
+
 def network_id(t: Target) -> str:
-    return fingerprint(t.net) if t.net is not None else _table().fingerprint(t.bg)
+    return fingerprint(t.net) if t.net is not None else _table()[0].fingerprint(t.bg)
 
 
 def check(cert: dict[str, Any], t: Target, spec: Spec) -> Verdict:
     """The trusted checker's verdict on a certificate for this target and property."""
     if t.net is not None:
         return check_vnn(cert, t.net, spec)
-    return _table().check_vnn(cert, t.bg, spec)
+    return check_vnn(cert, t.bg, spec)  # the table's check_vnn takes a BoundGraph
 
 
 def confirmer(t: Target, spec: Spec) -> Callable[[list[Fraction]], bool]:
