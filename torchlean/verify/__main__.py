@@ -22,7 +22,7 @@ from .._malloc import keep_freed_memory
 from ..certificates.bounds import check_vnn
 from ..certificates.network import Unsupported
 from ..certificates.property import PropertyError
-from .network import InputError, load_net, load_spec
+from .network import InputError, load_graph, load_net, load_spec
 
 
 def vnncomp_text(result) -> str:
@@ -34,19 +34,44 @@ def vnncomp_text(result) -> str:
     return f"sat\n({xs}\n{ys})"
 
 
+def _general_target(path: str, why: Exception):
+    """A network that is not a ReLU chain, lowered by the bound table (``verify.table``); the
+    chain reader's refusal is kept in the message when the table refuses it too."""
+    from . import table
+
+    graph = load_graph(path)
+    try:
+        return table.target(graph, prefer_chain=False)
+    except (Unsupported, ValueError) as e:
+        raise InputError(f"{why}; bound table: {e}") from None
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from .bab import verify
 
-    net, spec = load_net(args.net), load_spec(args.prop)
-    if spec.n_in != net.n_in or spec.n_out != net.n_out:
-        raise InputError(
-            f"property has {spec.n_in} inputs/{spec.n_out} outputs, network {net.n_in}/{net.n_out}"
-        )
-    res = verify(net, spec, timeout=args.timeout, progress=not args.quiet, method=args.method)
+    spec = load_spec(args.prop)
+    try:
+        net, target = load_net(args.net), None
+    except InputError as e:  # not a ReLU chain: the general search on the bound table
+        net, target = None, _general_target(args.net, e)
+    n_in, n_out = (net.n_in, net.n_out) if net is not None else (target.ex.n_in, target.ex.n_out)
+    if spec.n_in != n_in or spec.n_out != n_out:
+        raise InputError(f"property has {spec.n_in} inputs/{spec.n_out} outputs, network {n_in}/{n_out}")
+    if net is not None:
+        res = verify(net, spec, timeout=args.timeout, progress=not args.quiet, method=args.method)
+    else:
+        from .general import verify_target
+
+        res = verify_target(target, spec, timeout=args.timeout)
     check_s = 0.0
     if res.cert is not None:
         t = time.perf_counter()
-        v = check_vnn(res.cert, net, spec)
+        if net is not None:
+            v = check_vnn(res.cert, net, spec)
+        else:
+            from .table import check
+
+            v = check(res.cert, target, spec)
         check_s = time.perf_counter() - t
         if not v.ok:  # never report a verdict the checker does not accept
             print(f"error: own certificate rejected ({v.reason}); reporting unknown", file=sys.stderr)

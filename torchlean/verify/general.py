@@ -177,3 +177,18 @@ def solve(
         trees.append(out)
     stats["time"] = time.perf_counter() - t0
     return "unsat", trees, stats
+
+
+def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0) -> Any:
+    """``bab.Result`` for a ``table.Target``: the search's claim with its certificate (the caller
+    runs ``table.check`` on it before reporting, as the CLI does)."""
+    from . import table
+    from .bab import Result
+
+    verdict, out, stats = solve(table.bounder(t), t.ex, spec, table.confirmer(t, spec), timeout, seed)
+    if verdict == "sat":
+        y = t.ex.forward(np.array([[float(v) for v in out]]))[0].tolist()
+        return Result("sat", cert=table.sat_cert(t, spec, out), x=out, y=y, stats=stats)
+    if verdict == "unsat":
+        return Result("unsat", cert=table.unsat_cert(t, spec, out, mode=table.replay_mode(t)), stats=stats)
+    return Result("timeout", stats=stats)

@@ -166,7 +166,10 @@ def check(cert: dict[str, Any], t: Target, spec: Spec) -> Verdict:
     """The trusted checker's verdict on a certificate for this target and property."""
     if t.net is not None:
         return check_vnn(cert, t.net, spec)
-    return check_vnn(cert, t.bg, spec)  # the table's check_vnn takes a BoundGraph
+    try:  # the table's check_vnn takes a BoundGraph; before it does, this is a refusal, not a crash
+        return check_vnn(cert, t.bg, spec)
+    except Exception as e:  # noqa: BLE001  (any failure to check is a rejection)
+        return Verdict(False, reason=f"the checker could not check this graph: {type(e).__name__}: {e}")
 
 
 def confirmer(t: Target, spec: Spec) -> Callable[[list[Fraction]], bool]:
