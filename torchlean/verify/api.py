@@ -85,15 +85,19 @@ def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
            clip: tuple[float, float] | None = None) -> BoundsResult:
     """Sound bounds of every output of ``model_or_graph`` over the box |x' - x|_inf <= eps.
 
-    method: "crown" (back-substitution; per output the tighter of CROWN and IBP) or "ibp".
+    method: "crown" (back-substitution; per output the tighter of CROWN and IBP), "alpha-crown"
+    (CROWN with slopes optimised by ``verify.alpha``, the bound still computed by the engine) or "ibp".
     Raises ``certificates.network.Unsupported`` (one line) for a network the checker cannot bound."""
-    if method not in ("crown", "ibp"):
-        raise ValueError(f"unknown method {method!r}: 'crown' or 'ibp'")
+    if method not in ("crown", "alpha-crown", "ibp"):
+        raise ValueError(f"unknown method {method!r}: 'crown', 'alpha-crown' or 'ibp'")
     xa = _array(x)
     g = _graph(model_or_graph, xa)
     t = table.target(g, prefer_chain=method == "crown")
     lo, hi = input_box(xa, eps, clip)
-    low, up = table.output_bounds_exact_box(t, lo, hi, method)
+    if method == "alpha-crown":
+        low, up = table.alpha_bounds_exact_box(t, lo, hi)
+    else:
+        low, up = table.output_bounds_exact_box(t, lo, hi, method)
     shape = g.values[g.outputs[0]].shape if len(g.outputs) == 1 else (t.ex.n_out,)
     return BoundsResult(low.reshape(shape), up.reshape(shape), method, table.engine_name(t),
                         table.network_id(t))
