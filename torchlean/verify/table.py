@@ -164,6 +164,8 @@ def alpha_bounds_exact_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fracti
     if C.shape[0] * t.bg.n_vars * 4 > alpha.MAX_DENSE:
         return low, up
     st = engine.forward(t.bg, lo, hi, "crown")
+    if any(n.kind == "fn" and n.fn not in FAST for n in t.bg.nodes):
+        return low, up  # a row without a fast sibling: no gradient to follow
     bs = alpha.Backsub(t.bg, st, FAST)
     lam0, c0 = alpha.objective_rows(t.bg, C)
     best = alpha.optimise(bs, lam0, c0, steps=steps)
