@@ -106,7 +106,8 @@ def bounder(t: Target) -> Callable[[Region, np.ndarray, np.ndarray], Callable[..
         # C and d are sums of the property's decimals: the search may round them (its bounds are
         # only a guide); the checker recomputes each leaf from the exact property
         if fast_engine is not None:
-            return lambda lo, hi: fast_engine.crown_lower(t.bg, lo, hi, C) - d
+            fg = fast_engine.compiled(t.bg)
+            return lambda lo, hi: fast_engine.crown(fg, lo, hi, C=C)[0] - d
         engine = _table()[1]
         rows = [[Fraction(float(v)) for v in r] for r in C]
 
