@@ -82,11 +82,13 @@ class BoundsResult:
 
 
 def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
-           clip: tuple[float, float] | None = None) -> BoundsResult:
+           clip: tuple[float, float] | None = None, exact: bool = False) -> BoundsResult:
     """Sound bounds of every output of ``model_or_graph`` over the box |x' - x|_inf <= eps.
 
     method: "crown" (back-substitution; per output the tighter of CROWN and IBP), "alpha-crown"
     (CROWN with slopes optimised by ``verify.alpha``, the bound still computed by the engine) or "ibp".
+    exact: use the table's exact rational engine instead of its float64 one (both sound; the exact
+    one is slightly tighter and much slower on large models).
     Raises ``certificates.network.Unsupported`` (one line) for a network the checker cannot bound."""
     if method not in ("crown", "alpha-crown", "ibp"):
         raise ValueError(f"unknown method {method!r}: 'crown', 'alpha-crown' or 'ibp'")
@@ -95,11 +97,11 @@ def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
     t = table.target(g, prefer_chain=method == "crown")
     lo, hi = input_box(xa, eps, clip)
     if method == "alpha-crown":
-        low, up = table.alpha_bounds_exact_box(t, lo, hi)
+        low, up = table.alpha_bounds_box(t, lo, hi, exact=exact)
     else:
-        low, up = table.output_bounds_exact_box(t, lo, hi, method)
+        low, up = table.output_bounds_box(t, lo, hi, method, exact)
     shape = g.values[g.outputs[0]].shape if len(g.outputs) == 1 else (t.ex.n_out,)
-    return BoundsResult(low.reshape(shape), up.reshape(shape), method, table.engine_name(t),
+    return BoundsResult(low.reshape(shape), up.reshape(shape), method, table.engine_name(t, exact),
                         table.network_id(t))
 
 

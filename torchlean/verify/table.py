@@ -121,10 +121,11 @@ def bounder(t: Target) -> Callable[[Region, np.ndarray, np.ndarray], Callable[..
     return make_table
 
 
-def output_bounds_exact_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, ...],
-                           method: str = "crown") -> tuple[np.ndarray, np.ndarray]:
+def output_bounds_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, ...],
+                      method: str = "crown", exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Sound float bounds (n_out,) of every output over the exact box [lo, hi], computed by the
-    checker's engine and rounded outward."""
+    checker's engine: the chain's ``fast_crown``, or the table's fast engine (``exact=False``, float64
+    with outward charges) or exact engine (rationals, then rounded outward)."""
     n = t.ex.n_out
     if t.net is not None:
         C = np.concatenate([np.eye(n), -np.eye(n)])
@@ -132,9 +133,77 @@ def output_bounds_exact_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fract
         flo, fhi = fast.outward(list(lo), list(hi))
         lb = crown_bounds(layers, np.array([flo]), np.array([fhi]))[0]
         return lb[:n], -lb[n:]
+    fe = _fast_table()
+    if exact or fe is None:
+        engine = _table()[1]
+        low, up = engine.ibp(t.bg, lo, hi) if method == "ibp" else engine.crown(t.bg, lo, hi)
+        return np.array([_down(v) for v in low]), np.array([_up(v) for v in up])
+    flo, fhi = fe.boxes([lo], [hi])
+    low, up = (fe.ibp if method == "ibp" else fe.crown)(fe.compiled(t.bg), flo, fhi)
+    return low[0], up[0]
+
+
+class _BoxState:
+    """Box b of the fast engine's forward state, in the exact engine's layout (flat L/U over all
+    variables, per node argument bounds as pairs), for ``alpha.Backsub``."""
+
+    def __init__(self, bg: Any, fg: Any, st: Any, b: int = 0):
+        self.L = np.concatenate([np.asarray(v[b], float) for v in st.L])
+        self.U = np.concatenate([np.asarray(v[b], float) for v in st.U])
+        self.arg: dict[int, Any] = {}
+        for k, node in enumerate(bg.nodes):
+            if node.kind in ("input", "const"):
+                continue
+            al, au = st.arg[k][0][b], st.arg[k][1][b]
+            if node.kind == "fn":
+                self.arg[k] = list(zip(al, au))
+            elif node.kind == "mul":
+                m = node.size
+                self.arg[k] = [((al[i], au[i]), (al[m + i], au[m + i])) for i in range(m)]
+            else:
+                self.arg[k] = [[(al[j], au[j]) for j in row if j >= 0] for row in fg.groups[k]]
+
+
+def alpha_bounds_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, ...], steps: int = 30,
+                     exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """α-CROWN bounds of every output over the exact box: slopes chosen by ``alpha.optimise``, each
+    row's bound recomputed by the table's engine with its own slopes (the fast one: the box repeated
+    once per row, each copy with that row's slopes; or the exact one), and per output the better of
+    that and the default CROWN bound kept (both are the engine's, so both are sound)."""
+    from ..certificates.fast_functions import FAST
+    from . import alpha
+
+    low, up = output_bounds_box(t, lo, hi, "crown", exact)
+    if t.net is not None:
+        return low, up  # the chain engine takes no slopes here
     engine = _table()[1]
-    low, up = engine.ibp(t.bg, lo, hi) if method == "ibp" else engine.crown(t.bg, lo, hi)
-    return np.array([_down(v) for v in low]), np.array([_up(v) for v in up])
+    fe = None if exact else _fast_table()
+    n = t.ex.n_out
+    C = np.concatenate([np.eye(n), -np.eye(n)])
+    if C.shape[0] * t.bg.n_vars * 4 > alpha.MAX_DENSE:
+        return low, up
+    if any(nd.kind == "fn" and nd.fn not in FAST for nd in t.bg.nodes):
+        return low, up  # a row without a fast sibling: no gradient to follow
+    if fe is not None:
+        fg = fe.compiled(t.bg)
+        flo, fhi = fe.boxes([lo], [hi])
+        st = _BoxState(t.bg, fg, fe.forward(fg, flo, fhi, "crown"))
+    else:
+        st = engine.forward(t.bg, lo, hi, "crown")
+    bs = alpha.Backsub(t.bg, st, FAST)
+    lam0, c0 = alpha.objective_rows(t.bg, C)
+    best = alpha.optimise(bs, lam0, c0, steps=steps)
+    if fe is not None:
+        R = C.shape[0]
+        res = fe.crown(fg, np.repeat(flo, R, 0), np.repeat(fhi, R, 0), C=C,
+                       slopes={k: (a, b) for k, (a, b) in best.items()})[0]
+        vals = np.diag(res)
+    else:
+        rows = [[Fraction(int(v)) for v in r] for r in C]
+        vals = np.array([_down(engine.crown(t.bg, lo, hi, C=[rows[r]],
+                                            slopes=alpha.slopes_for_row(best, r))[0][0])
+                         for r in range(C.shape[0])])
+    return np.maximum(low, vals[:n]), np.minimum(up, -vals[n:])
 
 
 def _with_rows(net: Net, C: np.ndarray) -> tuple:
@@ -148,41 +217,12 @@ def _with_rows(net: Net, C: np.ndarray) -> tuple:
     return (*net.steps[:-1], Affine(M, c))
 
 
-def alpha_bounds_exact_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, ...],
-                           steps: int = 30) -> tuple[np.ndarray, np.ndarray]:
-    """α-CROWN bounds of every output over the exact box: slopes chosen by ``alpha.optimise``,
-    each row's bound recomputed by the table's exact engine with those slopes, and the better of
-    that and the default CROWN bound kept (both are the engine's, so both are sound)."""
-    from ..certificates.fast_functions import FAST
-    from . import alpha
-
-    low, up = output_bounds_exact_box(t, lo, hi, "crown")
+def engine_name(t: Target, exact: bool = False) -> str:
     if t.net is not None:
-        return low, up  # the chain engine takes no slopes here
-    lower_mod, engine = _table()
-    n = t.ex.n_out
-    C = np.concatenate([np.eye(n), -np.eye(n)])
-    if C.shape[0] * t.bg.n_vars * 4 > alpha.MAX_DENSE:
-        return low, up
-    st = engine.forward(t.bg, lo, hi, "crown")
-    if any(n.kind == "fn" and n.fn not in FAST for n in t.bg.nodes):
-        return low, up  # a row without a fast sibling: no gradient to follow
-    bs = alpha.Backsub(t.bg, st, FAST)
-    lam0, c0 = alpha.objective_rows(t.bg, C)
-    best = alpha.optimise(bs, lam0, c0, steps=steps)
-    rows = [[Fraction(int(v)) for v in r] for r in C]
-    for r in range(2 * n):
-        v = _down(engine.crown(t.bg, lo, hi, C=[rows[r]], slopes=alpha.slopes_for_row(best, r))[0][0])
-        if r < n:
-            low[r] = max(low[r], v)
-        else:
-            up[r - n] = min(up[r - n], -v)
-    return low, up
-
-
-def engine_name(t: Target) -> str:
-    return ("certificates.fast_crown (ReLU chain, float64 rounded outward)" if t.net is not None
-            else "certificates.engine (bound table, exact rationals)")
+        return "certificates.fast_crown (ReLU chain, float64 rounded outward)"
+    if exact or _fast_table() is None:
+        return "certificates.engine (bound table, exact rationals)"
+    return "certificates.fast_engine (bound table, float64 rounded outward)"
 
 
 def replay_mode(t: Target) -> str:
