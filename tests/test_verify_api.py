@@ -178,12 +178,12 @@ def test_alpha_float_backsub_agrees_with_the_engine_at_default_slopes():
     C = np.array([[1.0, -1.0], [-1.0, 2.0]])
     lam0, c0 = alpha.objective_rows(bg, C)
     ours, _ = bs.bound(lam0, c0, bs.default_slopes(2))
-    objs = engine._objective(bg, [[Fraction(int(v)) for v in r] for r in C])
+    rows = [[Fraction(int(v)) for v in r] for r in C]
+    objs = engine.objective(bg, rows)
     ref = [float(engine.backsub(st, f)) for f in objs]
     assert np.allclose(ours, ref, rtol=1e-6, atol=1e-9)
     # and the optimised slopes give an engine bound no worse than CROWN's (rows kept when better)
     best = alpha.optimise(bs, lam0, c0, steps=10)
     for r in range(2):
-        v = engine.crown(bg, lo, hi, C=[objs and [Fraction(int(q)) for q in C[r]]],
-                         slopes=alpha.slopes_for_row(best, r))[0][0]
+        v = engine.crown(bg, lo, hi, C=[rows[r]], slopes=alpha.slopes_for_row(best, r))[0][0]
         assert float(v) >= ref[r] - 1e-6
