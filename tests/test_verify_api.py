@@ -153,7 +153,8 @@ def test_robustness_on_a_tanh_mlp_is_checked_both_ways():
     r = tl.verify.robustness(model, x, 4.0, label, timeout=60)
     assert r.verdict == "falsified", r.reason
     tm = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).double()
-    tm.load_state_dict({k: torch.tensor(v) for k, v in bridge.to_torch_state_dict(model).items()})
+    state = bridge.to_torch_state_dict(model)
+    tm.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()})
     with torch.no_grad():
         y = tm(torch.tensor(r.counterexample)).numpy().ravel()
     assert y.argmax() != label or y[label] == np.delete(y, label).max()
