@@ -188,3 +188,31 @@ def test_alpha_float_backsub_agrees_with_the_engine_at_default_slopes():
     for r in range(2):
         v = engine.crown(bg, lo, hi, C=[rows[r]], slopes=alpha.slopes_for_row(best, r))[0][0]
         assert float(v) >= ref[r] - 1e-6
+
+
+@table_only
+def test_alpha_root_leaf_verifies_where_crown_alone_does_not():
+    import copy
+
+    from torchlean.certificates import lower
+
+    tl.manual_seed(1)
+    model = nn.Sequential(nn.Linear(80, 32), nn.Tanh(), nn.Linear(32, 32), nn.Sigmoid(), nn.Linear(32, 4))
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 80))
+    label = int(model(tl.tensor(x)).numpy().argmax())
+    r = tl.verify.robustness(model, x, 0.46, label, timeout=20)
+    assert r.verdict == "verified" and r.stats.get("alpha"), (r.reason, r.stats)
+    bg = lower.lower(tl.trace(model, tl.tensor(x)).to_dict())
+    assert check_vnn(r.certificate, bg, r.spec).ok
+    assert check_vnn(r.certificate, bg, r.spec, mode="exact").ok
+    # without its slopes (the checker's defaults) the same claims do not hold: they were needed
+    bare = copy.deepcopy(r.certificate)
+    leaf = bare["regions"][0][0]
+    for proof in leaf[1]:
+        del proof[2:]
+    assert not check_vnn(bare, bg, r.spec).ok
+    # a wrong slope (zero everywhere) is refused too
+    bad = copy.deepcopy(r.certificate)
+    for proof in bad["regions"][0][0][1]:
+        proof[2]["slopes"] = [[k, i, "0", "0"] for k, i, _, _ in proof[2]["slopes"]]
+    assert not check_vnn(bad, bg, r.spec).ok

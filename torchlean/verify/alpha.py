@@ -23,8 +23,15 @@ from typing import Any
 
 import numpy as np
 
-#: dense (rows x variables) work above this many entries is not attempted (default slopes kept)
-MAX_DENSE = 20_000_000
+#: dense (relaxed elements x variables) matrices above this many entries are not built (default
+#: slopes kept): the float back-substitution here is dense
+MAX_DENSE = 6_000_000
+
+
+def dense_size(bg: Any) -> int:
+    """Entries of the dense matrices ``Backsub`` would build for this graph."""
+    per = sum(n.size * (2 if n.kind == "mul" else 1) for n in bg.nodes if n.kind not in ("input", "const"))
+    return (per + len(bg.outputs)) * bg.n_vars
 
 
 def _dense(forms: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -184,6 +191,24 @@ def objective_rows(bg: Any, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Dense rows over the graph's variables of C·y (y = the graph's output forms)."""
     A, c = _dense(bg.outputs, bg.n_vars)
     return C @ A, C @ c
+
+
+def slope_entries(bs: Backsub, best: dict[int, tuple[np.ndarray, np.ndarray]], r: int) -> list[list[Any]]:
+    """Row r's slopes as a leaf proof's ``{"slopes": [[node, i, lower, upper], ...]}`` entries
+    (rationals as "p/q" strings of float32 values; an element whose slope is the default is left
+    out, so the checker uses its own default there)."""
+    out = []
+    for op in bs.ops:
+        if op["kind"] != "fn":
+            continue
+        k = op["k"]
+        aL, aU = best[k][0][r], best[k][1][r]
+        for i in range(aL.size):
+            lo = None if aL[i] == op["dl"][i] else str(Fraction(float(np.float32(aL[i]))))
+            up = None if aU[i] == op["du"][i] else str(Fraction(float(np.float32(aU[i]))))
+            if lo is not None or up is not None:
+                out.append([k, i, lo, up])
+    return out
 
 
 def slopes_for_row(best: dict[int, tuple[np.ndarray, np.ndarray]], r: int) -> dict[int, list[Any]]:

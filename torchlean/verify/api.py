@@ -151,7 +151,8 @@ def robustness(model: Any, x: Any, eps: Any, label: int, timeout: float = 30.0,
 def decide(t: table.Target, spec: Spec, timeout: float, seed: int = 0,
            shape: tuple[int, ...] | None = None) -> RobustnessResult:
     """Search, build the certificate, and report only what the checker accepts."""
-    verdict, out, stats = general.solve(table.bounder(t), t.ex, spec, table.confirmer(t, spec), timeout, seed)
+    verdict, out, stats = general.solve(table.bounder(t), t.ex, spec, table.confirmer(t, spec), timeout, seed,
+                                        alpha_leaf=table.alpha_leaf_fn(t))
     if verdict == "timeout":
         return RobustnessResult("unknown", f"no verdict within {timeout} s", spec=spec, stats=stats)
     if verdict == "sat":

@@ -30,6 +30,12 @@ from .tree import SplitTree, choice, threshold
 EPS = 1e-8
 #: PGD inside the open boxes every this many batches
 ATTACK_EVERY = 4
+#: more inputs than this: no input splitting (root CROWN, root α-CROWN, then counterexample search)
+INPUT_SPLIT_MAX = 64
+
+#: (lo (1, n), hi (1, n), C, d) -> (lower bounds (R,) of C·y - d with optimised slopes, per row the
+#: leaf-proof slope entries) or None; ``table.alpha_leaf`` bound to a target
+AlphaLeaf = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]
 
 #: (region, C (R, n_out), d (R,)) -> a function (lo (B, n), hi (B, n)) -> lower bounds (B, R) of
 #: C·y - d over each box, from a sound engine (the table's, through ``verify.table``)
@@ -67,6 +73,7 @@ def bab_region(
     stats: dict[str, Any],
     batch: int = 64,
     max_splits: int | None = None,
+    alpha_leaf: AlphaLeaf | None = None,
 ) -> list[Any] | list[Fraction] | None:
     """The region's split tree in preorder, a confirmed counterexample (list of Fractions), or None
     (deadline, a disjunct no bound can refute, or ``max_splits`` reached)."""
@@ -95,6 +102,12 @@ def bab_region(
         for i in np.nonzero(proven)[0]:
             proofs = [[choice(names[j][best_k[i, j]]), threshold(best[i, j])] for j in range(len(groups))]
             tree.nodes[ids[i]] = ("leaf", proofs)
+        if alpha_leaf is not None and ids == [0] and not proven[0]:  # the root: try α-CROWN
+            leaf = _alpha_root(alpha_leaf, lo, hi, C, d, groups, names)
+            if leaf is not None:
+                tree.nodes[0] = ("leaf", leaf)
+                proven[0] = True
+                stats["alpha"] = True
         stats["leaves"] = stats.get("leaves", 0) + int(proven.sum())
         open_ = np.nonzero(~proven)[0]
         if not open_.size:
@@ -134,6 +147,22 @@ def bab_region(
     return tree.preorder()
 
 
+def _alpha_root(alpha_leaf: AlphaLeaf, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, d: np.ndarray,
+                groups: list[tuple[int, int]], names: list[Any]) -> list[Any] | None:
+    """Leaf proofs with optimised slopes for the root box, or None if some disjunct stays open."""
+    out = alpha_leaf(lo[:1], hi[:1], C, d)
+    if out is None:
+        return None
+    lb, entries = out
+    proofs = []
+    for j, (a, b) in enumerate(groups):
+        r = a + int(np.argmax(lb[a:b]))
+        if not lb[r] > EPS:
+            return None
+        proofs.append([choice(names[j][r - a]), threshold(lb[r]), {"slopes": entries[r]}])
+    return proofs
+
+
 def _attack_boxes(ex, region, confirm, lo, hi, steps: int = 10) -> list[Fraction] | None:
     """PGD from each open box's centre, staying in the box, per disjunct."""
     for disj in region.disjuncts:
@@ -154,6 +183,7 @@ def solve(
     seed: int = 0,
     max_splits: int | None = None,
     extra_starts: np.ndarray | None = None,
+    alpha_leaf: AlphaLeaf | None = None,
 ) -> tuple[str, Any, dict[str, Any]]:
     """("sat", x), ("unsat", [tree per region]) or ("timeout", None), with search statistics.
     Neither verdict is final until the caller's checker accepted the certificate built from it."""
@@ -166,9 +196,17 @@ def solve(
         stats["time"] = time.perf_counter() - t0
         return "sat", x, stats
     trees = []
+    if ex.n_in > INPUT_SPLIT_MAX:  # splitting thousands of inputs is hopeless: bound the root only
+        max_splits = 0
     for region in spec.regions:
-        out = bab_region(bounder, ex, region, confirm, deadline, stats, max_splits=max_splits)
+        out = bab_region(bounder, ex, region, confirm, deadline, stats, max_splits=max_splits,
+                         alpha_leaf=alpha_leaf)
         if out is None:
+            if max_splits == 0 and ex.n_in > INPUT_SPLIT_MAX:  # spend the rest on the attack
+                x = graph_attack.search(ex, spec, confirm, seed=seed + 1, rounds=50, deadline=deadline)
+                if x is not None:
+                    stats["time"] = time.perf_counter() - t0
+                    return "sat", x, stats
             stats["time"] = time.perf_counter() - t0
             return "timeout", None, stats
         if out and isinstance(out[0], Fraction):
@@ -185,7 +223,8 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0) -> 
     from . import table
     from .bab import Result
 
-    verdict, out, stats = solve(table.bounder(t), t.ex, spec, table.confirmer(t, spec), timeout, seed)
+    verdict, out, stats = solve(table.bounder(t), t.ex, spec, table.confirmer(t, spec), timeout, seed,
+                                alpha_leaf=table.alpha_leaf_fn(t))
     if verdict == "sat":
         y = t.ex.forward(np.array([[float(v) for v in out]]))[0].tolist()
         return Result("sat", cert=table.sat_cert(t, spec, out), x=out, y=y, stats=stats)

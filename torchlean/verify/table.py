@@ -180,7 +180,7 @@ def alpha_bounds_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, ..
     fe = None if exact else _fast_table()
     n = t.ex.n_out
     C = np.concatenate([np.eye(n), -np.eye(n)])
-    if C.shape[0] * t.bg.n_vars * 4 > alpha.MAX_DENSE:
+    if alpha.dense_size(t.bg) > alpha.MAX_DENSE:
         return low, up
     if any(nd.kind == "fn" and nd.fn not in FAST for nd in t.bg.nodes):
         return low, up  # a row without a fast sibling: no gradient to follow
@@ -215,6 +215,41 @@ def _with_rows(net: Net, C: np.ndarray) -> tuple:
     M = [[sum((a * m for a, m in zip(r, col) if a), Fraction(0)) for col in zip(*last.M)] for r in Cq]
     c = [sum((a * v for a, v in zip(r, last.c) if a), Fraction(0)) for r in Cq]
     return (*net.steps[:-1], Affine(M, c))
+
+
+def alpha_leaf(t: Target, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, d: np.ndarray,
+               steps: int = 40) -> tuple[np.ndarray, list[list[Any]]] | None:
+    """α-CROWN on one float box (1, n) for the objective rows C·y - d: per row the fast engine's
+    bound with that row's optimised slopes, and the slopes as leaf-proof entries; None when the
+    table has no fast engine or the graph is too large for the dense float back-substitution."""
+    from ..certificates.fast_functions import FAST
+    from . import alpha
+
+    fe = _fast_table()
+    if t.net is not None or fe is None or alpha.dense_size(t.bg) > alpha.MAX_DENSE:
+        return None
+    if any(nd.kind == "fn" and nd.fn not in FAST for nd in t.bg.nodes):
+        return None
+    fg = fe.compiled(t.bg)
+    st = _BoxState(t.bg, fg, fe.forward(fg, lo, hi, "crown"))
+    bs = alpha.Backsub(t.bg, st, FAST)
+    lam0, c0 = alpha.objective_rows(t.bg, C)
+    best = alpha.optimise(bs, lam0, c0 - d, steps=steps)
+    entries = [alpha.slope_entries(bs, best, r) for r in range(C.shape[0])]
+    # the slopes as the checker will read them (float32 values), evaluated by the engine
+    dflt = {op["k"]: (op["dl"], op["du"]) for op in bs.ops if op["kind"] == "fn"}
+    q = {k: (np.where(a == dflt[k][0], np.nan, np.float32(a).astype(float)),
+             np.where(b == dflt[k][1], np.nan, np.float32(b).astype(float))) for k, (a, b) in best.items()}
+    R = C.shape[0]
+    res = fe.crown(fg, np.repeat(lo, R, 0), np.repeat(hi, R, 0), C=C, slopes=q)[0]
+    return np.diag(res) - d, entries
+
+
+def alpha_leaf_fn(t: Target) -> Callable[..., Any] | None:
+    """``general.AlphaLeaf`` for this target (None for ReLU chains: their search has its own)."""
+    if t.net is not None:
+        return None
+    return lambda lo, hi, C, d: alpha_leaf(t, lo, hi, C, d)
 
 
 def engine_name(t: Target, exact: bool = False) -> str:
