@@ -118,3 +118,14 @@ def test_search_on_a_tanh_mlp_violation_is_real_in_torch():
 
     x = search(GraphExec(g), spec, torch_confirm, samples=50)
     assert x is not None and all(-1 <= v <= 1 for v in x) and torch_confirm(x)
+
+
+def test_box_point_uses_exact_decimals_where_no_float32_fits():
+    from torchlean.certificates.property import Region
+    from torchlean.verify.graph_attack import box_point
+
+    region = Region((Fraction(1, 10), Fraction(0)), (Fraction(1, 10), Fraction(1)), ((),))
+    q = box_point(np.array([0.1, 0.3]), region)
+    assert q[0] == Fraction(1, 10)  # float32(0.1) and float64(0.1) both miss the one-point side
+    assert q[1] == Fraction(float(np.float32(0.3)))
+    assert all(lo <= v <= hi for v, lo, hi in zip(q, region.lo, region.hi))

@@ -243,13 +243,31 @@ def search(
     return None
 
 
+def box_point(x: np.ndarray, region: Region) -> list[Fraction]:
+    """A point of the region's box near x, as exact rationals: float32 values where the box holds
+    one (what an ONNX runtime can be fed), else float64, else the box's own (decimal) end; boxes
+    whose sides are a single non-float32 decimal (a fixed input of a VNN-LIB property) need that."""
+    q32 = to_float32_in_box(x, region)
+    if q32 is not None:
+        return q32
+    out = []
+    for v, lo, hi in zip(x, region.lo, region.hi):
+        q = Fraction(float(np.float32(v)))
+        if not lo <= q <= hi:
+            q = Fraction(float(v))
+        if not lo <= q <= hi:
+            q = lo if q < lo else hi
+        out.append(q)
+    return out
+
+
 def try_candidates(region: Region, z: np.ndarray, v: np.ndarray, confirm: Callable[[list[Fraction]], bool],
                    tries: int = 4, tol: float = 1e-6) -> list[Fraction] | None:
     """Hand the most violating candidates (objective v <= tol, float) to ``confirm``."""
     for i in np.argsort(v)[:tries]:
         if v[i] > tol:
             break
-        q = to_float32_in_box(z[i], region)
-        if q is not None and confirm(q):
+        q = box_point(z[i], region)
+        if confirm(q):
             return q
     return None
