@@ -175,10 +175,10 @@ def test_alpha_float_backsub_agrees_with_the_engine_at_default_slopes():
     lo = [Fraction(v) - Fraction(1, 4) for v in x.ravel()]
     hi = [Fraction(v) + Fraction(1, 4) for v in x.ravel()]
     st = engine.forward(bg, lo, hi, "crown")
-    bs = alpha.Backsub(bg, st, FAST)
+    bs = alpha.Backsub.from_exact(bg, st, FAST)
     C = np.array([[1.0, -1.0], [-1.0, 2.0]])
     lam0, c0 = alpha.objective_rows(bg, C)
-    ours, _ = bs.bound(lam0, c0, bs.default_slopes(2))
+    ours = bs.bound(lam0, c0, bs.default_slopes(2))[0][0]
     rows = [[Fraction(int(v)) for v in r] for r in C]
     objs = engine.objective(bg, rows)
     ref = [float(engine.backsub(st, f)) for f in objs]

@@ -45,12 +45,18 @@ def _dense(forms: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Backsub:
-    """The float back-substitution of a bound graph at fixed argument bounds (engine state ``st``)."""
+    """The float back-substitution of a bound graph over B boxes at fixed argument bounds.
 
-    def __init__(self, bg: Any, st: Any, fast_rows: dict[str, Any]):
+    ``L``, ``U``: (B, n_vars) variable bounds; ``args[k]``: (lower, upper) arrays (B, R_k) of node
+    k's argument rows (fn: one per element; mul: the x rows then the w rows; max: every member, in
+    the order of ``groups[k]``, an index array (size, G) padded with -1). Build it with
+    ``from_exact`` or ``from_fast``. Multipliers are (B, R, n_vars) for R objective rows."""
+
+    def __init__(self, bg: Any, L: np.ndarray, U: np.ndarray, args: dict[int, Any],
+                 groups: dict[int, np.ndarray], fast_rows: dict[str, Any]):
         self.bg, self.n = bg, bg.n_vars
-        self.L = np.array([float(v) for v in st.L])
-        self.U = np.array([float(v) for v in st.U])
+        self.B = L.shape[0]
+        self.L, self.U = L[:, None, :], U[:, None, :]
         self.terminal = np.zeros(self.n, bool)
         self.ops: list[dict[str, Any]] = []  # in back-substitution order (latest node first)
         for k in range(len(bg.nodes) - 1, -1, -1):
@@ -60,45 +66,86 @@ class Backsub:
                 self.terminal[blk] = True
                 continue
             op: dict[str, Any] = {"k": k, "kind": node.kind, "blk": blk}
+            al, au = (np.asarray(v, float)[:, None, :] for v in args[k])  # (B, 1, R_k)
             if node.kind == "fn":
                 op["A"], op["c"] = _dense(node.args, self.n)
-                lu = np.array([[float(a), float(b)] for a, b in st.arg[k]])
-                op["l"], op["u"] = lu[:, 0], lu[:, 1]
+                op["l"], op["u"] = al, au
                 op["row"], op["attrs"] = fast_rows[node.fn], dict(node.attrs)
-                dl, du = op["row"].default_slopes(op["l"], op["u"], **op["attrs"])
-                op["dl"], op["du"] = np.asarray(dl, float), np.asarray(du, float)
+                dl, du = op["row"].default_slopes(al, au, **op["attrs"])
+                op["dl"], op["du"] = (np.broadcast_to(np.asarray(v, float), al.shape) for v in (dl, du))
             elif node.kind == "mul":
+                m = node.size
                 op["Ax"], op["cx"] = _dense([x for x, _ in node.args], self.n)
                 op["Aw"], op["cw"] = _dense([w for _, w in node.args], self.n)
-                b = np.array([[float(v) for v in (*bx, *bw)] for bx, bw in st.arg[k]])
-                op["lx"], op["ux"], op["lw"], op["uw"] = b.T
-            else:  # max: lower = the member with the largest lower bound; upper = constant max
-                lo_f, up_f, up_c = [], [], []
-                for g, bs in zip(node.args, st.arg[k]):
-                    j = max(range(len(bs)), key=lambda m, bs=bs: bs[m][0])
-                    dom = all(bs[j][0] >= b[1] for m, b in enumerate(bs) if m != j)
-                    lo_f.append(g[j])
-                    up_f.append(g[j] if dom else None)
-                    up_c.append(0.0 if dom else float(max(b[1] for b in bs)))
-                op["Alo"], op["clo"] = _dense(lo_f, self.n)
-                zero = type(lo_f[0])({}, Fraction(0))
-                op["Aup"], op["cup"] = _dense([f if f is not None else zero for f in up_f], self.n)
-                op["cup"] = op["cup"] + np.array(up_c)
+                op["lx"], op["ux"], op["lw"], op["uw"] = al[..., :m], au[..., :m], al[..., m:], au[..., m:]
+            else:  # max: lower = the member with the largest lower bound; upper = the constant max
+                idx = groups[k]  # (size, G)
+                flat = [f for g in node.args for f in g]
+                Am, cm = _dense(flat, self.n)
+                ml = np.where(idx >= 0, al[:, 0][:, idx], -np.inf)  # (B, size, G)
+                mu = np.where(idx >= 0, au[:, 0][:, idx], -np.inf)
+                j = ml.argmax(2)
+                sel = np.take_along_axis(np.broadcast_to(idx, ml.shape), j[..., None], 2)[..., 0]
+                best = np.take_along_axis(ml, j[..., None], 2)[..., 0]
+                others = np.where(np.arange(idx.shape[1]) == j[..., None], -np.inf, mu).max(2)
+                dom = best >= others  # (B, size)
+                op["Alo"], op["clo"] = Am[sel], cm[sel]  # (B, size, n), (B, size)
+                op["Aup"] = np.where(dom[..., None], Am[sel], 0.0)
+                op["cup"] = np.where(dom, cm[sel], mu.max(2))
             self.ops.append(op)
 
+    @classmethod
+    def from_exact(cls, bg: Any, st: Any, fast_rows: dict[str, Any]) -> Backsub:
+        """From the exact engine's forward state of one box (``engine.forward``)."""
+        L = np.array([[float(v) for v in st.L]])
+        U = np.array([[float(v) for v in st.U]])
+        args, groups = {}, {}
+        for k, node in enumerate(bg.nodes):
+            if node.kind == "fn":
+                pairs = st.arg[k]
+            elif node.kind == "mul":
+                pairs = [bx for bx, _ in st.arg[k]] + [bw for _, bw in st.arg[k]]
+            elif node.kind == "max":
+                pairs = [b for bs in st.arg[k] for b in bs]
+                G = max(len(bs) for bs in st.arg[k])
+                idx = np.full((node.size, G), -1)
+                pos = 0
+                for i, bs in enumerate(st.arg[k]):
+                    idx[i, :len(bs)] = np.arange(pos, pos + len(bs))
+                    pos += len(bs)
+                groups[k] = idx
+            else:
+                continue
+            args[k] = (np.array([[float(a) for a, _ in pairs]]), np.array([[float(b) for _, b in pairs]]))
+        return cls(bg, L, U, args, groups, fast_rows)
+
+    @classmethod
+    def from_fast(cls, bg: Any, fg: Any, st: Any, fast_rows: dict[str, Any]) -> Backsub:
+        """From the fast engine's forward state over B boxes (``fast_engine.forward``)."""
+        L = np.concatenate([np.asarray(v, float) for v in st.L], 1)
+        U = np.concatenate([np.asarray(v, float) for v in st.U], 1)
+        args = {k: st.arg[k] for k, n in enumerate(bg.nodes) if n.kind in ("fn", "mul", "max")}
+        groups = {k: fg.groups[k] for k, n in enumerate(bg.nodes) if n.kind == "max"}
+        return cls(bg, L, U, args, groups, fast_rows)
+
     def default_slopes(self, R: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        return {op["k"]: (np.tile(op["dl"], (R, 1)), np.tile(op["du"], (R, 1)))
+        """The rows' defaults, (B, R, size) each."""
+        return {op["k"]: tuple(np.broadcast_to(v, (self.B, R, v.shape[-1])).copy()
+                               for v in (op["dl"], op["du"]))
                 for op in self.ops if op["kind"] == "fn"}
 
     def bound(self, lam0: np.ndarray, c0: np.ndarray, slopes: dict[int, tuple[np.ndarray, np.ndarray]],
               want_grad: bool = False) -> tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]:
-        """Lower bounds (R,) of the rows lam0·v + c0 and, if asked, their gradients in the slopes."""
-        lam, const = lam0.copy(), c0.astype(float).copy()
+        """Lower bounds (B, R) of the rows lam0·v + c0 (lam0 (R, n), c0 (R,) or (B, R)) in every
+        box and, if asked, their gradients in the slopes."""
+        R = lam0.shape[0]
+        lam = np.broadcast_to(lam0, (self.B, R, self.n)).copy()
+        const = np.broadcast_to(np.asarray(c0, float), (self.B, R)).copy()
         tape = []
         for op in self.ops:
             blk = op["blk"]
-            lk = lam[:, blk].copy()
-            lam[:, blk] = 0.0
+            lk = lam[..., blk].copy()
+            lam[..., blk] = 0.0
             pos = lk > 0
             if op["kind"] == "fn":
                 aL, aU = slopes[op["k"]]
@@ -107,55 +154,57 @@ class Backsub:
                 bU = row.upper_intercept(op["l"], op["u"], aU, **at)
                 coef = np.where(pos, aL, aU)
                 m = lk * coef
-                const += (lk * np.where(pos, bL, bU)).sum(1) + m @ op["c"]
+                const += (lk * np.where(pos, bL, bU)).sum(-1) + m @ op["c"]
                 lam += m @ op["A"]
-                tape.append((op, lk, pos, coef, np.where(pos, bL, bU)))
+                tape.append((op, lk, pos, coef, (bL, bU)))
             elif op["kind"] == "mul":  # default McCormick planes (t = 0)
                 cx = np.where(pos, op["lw"], op["uw"])
                 cw = np.broadcast_to(op["lx"], lk.shape)
                 cc = np.where(pos, -op["lx"] * op["lw"], -op["lx"] * op["uw"])
                 mx, mw = lk * cx, lk * cw
                 lam += mx @ op["Ax"] + mw @ op["Aw"]
-                const += mx @ op["cx"] + mw @ op["cw"] + (lk * cc).sum(1)
+                const += mx @ op["cx"] + mw @ op["cw"] + (lk * cc).sum(-1)
                 tape.append((op, lk, pos, (cx, cw), cc))
             else:
                 mlo, mup = np.where(pos, lk, 0.0), np.where(pos, 0.0, lk)
-                lam += mlo @ op["Alo"] + mup @ op["Aup"]
-                const += mlo @ op["clo"] + mup @ op["cup"]
+                lam += np.einsum("brs,bsn->brn", mlo, op["Alo"]) + np.einsum("brs,bsn->brn", mup, op["Aup"])
+                const += (mlo * op["clo"][:, None]).sum(-1) + (mup * op["cup"][:, None]).sum(-1)
                 tape.append((op, lk, pos, None, None))
         t = self.terminal
-        corner = np.where(lam[:, t] > 0, self.L[t], self.U[t])
-        out = const + (lam[:, t] * corner).sum(1)
+        corner = np.where(lam[..., t] > 0, self.L[..., t], self.U[..., t])
+        out = const + (lam[..., t] * corner).sum(-1)
         if not want_grad:
             return out, {}
         g_lam = np.zeros_like(lam)
-        g_lam[:, t] = corner
+        g_lam[..., t] = corner
         grads: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for op, lk, pos, coef, bsel in reversed(tape):
             if op["kind"] == "fn":
                 g_m = g_lam @ op["A"].T + op["c"]
-                g_lk = g_m * coef + bsel
+                bL, bU = bsel
+                g_lk = g_m * coef + np.where(pos, bL, bU)
                 g_coef = g_m * lk
                 aL, aU = slopes[op["k"]]
-                dbL = _slope_diff(op, "lower_intercept", aL)
-                dbU = _slope_diff(op, "upper_intercept", aU)
+                dbL = _slope_diff(op, "lower_intercept", aL, bL)
+                dbU = _slope_diff(op, "upper_intercept", aU, bU)
                 grads[op["k"]] = (np.where(pos, g_coef + lk * dbL, 0.0),
                                   np.where(pos, 0.0, g_coef + lk * dbU))
             elif op["kind"] == "mul":
                 cx, cw = coef
                 g_lk = (g_lam @ op["Ax"].T + op["cx"]) * cx + (g_lam @ op["Aw"].T + op["cw"]) * cw + bsel
             else:
-                g_lo = g_lam @ op["Alo"].T + op["clo"]
-                g_up = g_lam @ op["Aup"].T + op["cup"]
+                g_lo = np.einsum("brn,bsn->brs", g_lam, op["Alo"]) + op["clo"][:, None]
+                g_up = np.einsum("brn,bsn->brs", g_lam, op["Aup"]) + op["cup"][:, None]
                 g_lk = np.where(pos, g_lo, g_up)
-            g_lam[:, op["blk"]] = g_lk
+            g_lam[..., op["blk"]] = g_lk
         return out, grads
 
 
-def _slope_diff(op: dict[str, Any], which: str, a: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    """d intercept / d slope by a central difference of the fast row (minus the touching point)."""
+def _slope_diff(op: dict[str, Any], which: str, a: np.ndarray, b0: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """d intercept / d slope (minus the touching point) by a forward difference of the fast row,
+    ``b0`` being the intercept at a."""
     fn = getattr(op["row"], which)
-    return (fn(op["l"], op["u"], a + h, **op["attrs"]) - fn(op["l"], op["u"], a - h, **op["attrs"])) / (2 * h)
+    return (fn(op["l"], op["u"], a + h, **op["attrs"]) - b0) / h
 
 
 def optimise(bs: Backsub, lam0: np.ndarray, c0: np.ndarray, steps: int = 30, lr: float = 0.5
@@ -163,7 +212,7 @@ def optimise(bs: Backsub, lam0: np.ndarray, c0: np.ndarray, steps: int = 30, lr:
     """Per-row slopes that (heuristically) maximise the float bound: projected sign-gradient ascent
     from the defaults, the step relative to each slope's natural range |f'| over [l, u]."""
     R = lam0.shape[0]
-    slopes = bs.default_slopes(R)
+    slopes = bs.default_slopes(R)  # (B, R, size) per fn node
     best_v, _ = bs.bound(lam0, c0, slopes)
     best = {k: (a.copy(), b.copy()) for k, (a, b) in slopes.items()}
     scale = {op["k"]: np.maximum(np.abs(op["dl"]), np.abs(op["du"])) + 1e-3
@@ -193,7 +242,8 @@ def objective_rows(bg: Any, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return C @ A, C @ c
 
 
-def slope_entries(bs: Backsub, best: dict[int, tuple[np.ndarray, np.ndarray]], r: int) -> list[list[Any]]:
+def slope_entries(bs: Backsub, best: dict[int, tuple[np.ndarray, np.ndarray]], r: int, b: int = 0
+                  ) -> list[list[Any]]:
     """Row r's slopes as a leaf proof's ``{"slopes": [[node, i, lower, upper], ...]}`` entries
     (rationals as "p/q" strings of float32 values; an element whose slope is the default is left
     out, so the checker uses its own default there)."""
@@ -202,10 +252,11 @@ def slope_entries(bs: Backsub, best: dict[int, tuple[np.ndarray, np.ndarray]], r
         if op["kind"] != "fn":
             continue
         k = op["k"]
-        aL, aU = best[k][0][r], best[k][1][r]
+        aL, aU = best[k][0][b, r], best[k][1][b, r]
+        dl, du = op["dl"][b, 0], op["du"][b, 0]
         for i in range(aL.size):
-            lo = None if aL[i] == op["dl"][i] else str(Fraction(float(np.float32(aL[i]))))
-            up = None if aU[i] == op["du"][i] else str(Fraction(float(np.float32(aU[i]))))
+            lo = None if aL[i] == dl[i] else str(Fraction(float(np.float32(aL[i]))))
+            up = None if aU[i] == du[i] else str(Fraction(float(np.float32(aU[i]))))
             if lo is not None or up is not None:
                 out.append([k, i, lo, up])
     return out
@@ -216,4 +267,4 @@ def slopes_for_row(best: dict[int, tuple[np.ndarray, np.ndarray]], r: int) -> di
     def q(v: float) -> Fraction:
         return Fraction(float(np.float32(v)))  # 24-bit slopes keep the exact engine's numbers short
 
-    return {k: [(q(a), q(b)) for a, b in zip(aL[r], aU[r])] for k, (aL, aU) in best.items()}
+    return {k: [(q(a), q(b)) for a, b in zip(aL[0, r], aU[0, r])] for k, (aL, aU) in best.items()}

@@ -102,12 +102,13 @@ def bab_region(
         for i in np.nonzero(proven)[0]:
             proofs = [[choice(names[j][best_k[i, j]]), threshold(best[i, j])] for j in range(len(groups))]
             tree.nodes[ids[i]] = ("leaf", proofs)
-        if alpha_leaf is not None and ids == [0] and not proven[0]:  # the root: try α-CROWN
-            leaf = _alpha_root(alpha_leaf, lo, hi, C, d, groups, names)
-            if leaf is not None:
-                tree.nodes[0] = ("leaf", leaf)
-                proven[0] = True
-                stats["alpha"] = True
+        if alpha_leaf is not None and not proven.all():  # α-CROWN on the boxes CROWN left open
+            todo = np.nonzero(~proven)[0]
+            for i, leaf in zip(todo, _alpha_leaves(alpha_leaf, lo[todo], hi[todo], C, d, groups, names)):
+                if leaf is not None:
+                    tree.nodes[ids[i]] = ("leaf", leaf)
+                    proven[i] = True
+                    stats["alpha"] = stats.get("alpha", 0) + 1
         stats["leaves"] = stats.get("leaves", 0) + int(proven.sum())
         open_ = np.nonzero(~proven)[0]
         if not open_.size:
@@ -147,20 +148,24 @@ def bab_region(
     return tree.preorder()
 
 
-def _alpha_root(alpha_leaf: AlphaLeaf, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, d: np.ndarray,
-                groups: list[tuple[int, int]], names: list[Any]) -> list[Any] | None:
-    """Leaf proofs with optimised slopes for the root box, or None if some disjunct stays open."""
-    out = alpha_leaf(lo[:1], hi[:1], C, d)
+def _alpha_leaves(alpha_leaf: AlphaLeaf, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, d: np.ndarray,
+                  groups: list[tuple[int, int]], names: list[Any]) -> list[list[Any] | None]:
+    """Per box: leaf proofs with optimised slopes, or None if some disjunct stays open there."""
+    out = alpha_leaf(lo, hi, C, d)
     if out is None:
-        return None
+        return [None] * lo.shape[0]
     lb, entries = out
-    proofs = []
-    for j, (a, b) in enumerate(groups):
-        r = a + int(np.argmax(lb[a:b]))
-        if not lb[r] > EPS:
-            return None
-        proofs.append([choice(names[j][r - a]), threshold(lb[r]), {"slopes": entries[r]}])
-    return proofs
+    leaves: list[list[Any] | None] = []
+    for b in range(lo.shape[0]):
+        proofs: list[Any] | None = []
+        for j, (a, e) in enumerate(groups):
+            r = a + int(np.argmax(lb[b, a:e]))
+            if not lb[b, r] > EPS:
+                proofs = None
+                break
+            proofs.append([choice(names[j][r - a]), threshold(lb[b, r]), {"slopes": entries(b, r)}])
+        leaves.append(proofs)
+    return leaves
 
 
 def _attack_boxes(ex, region, confirm, lo, hi, steps: int = 10) -> list[Fraction] | None:
@@ -198,6 +203,8 @@ def solve(
     trees = []
     if ex.n_in > INPUT_SPLIT_MAX:  # splitting thousands of inputs is hopeless: bound the root only
         max_splits = 0
+    else:  # α-CROWN costs tens of CROWN passes: on few inputs splitting is cheaper (bench/README.md)
+        alpha_leaf = None
     for region in spec.regions:
         out = bab_region(bounder, ex, region, confirm, deadline, stats, max_splits=max_splits,
                          alpha_leaf=alpha_leaf)

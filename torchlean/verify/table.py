@@ -143,27 +143,6 @@ def output_bounds_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, .
     return low[0], up[0]
 
 
-class _BoxState:
-    """Box b of the fast engine's forward state, in the exact engine's layout (flat L/U over all
-    variables, per node argument bounds as pairs), for ``alpha.Backsub``."""
-
-    def __init__(self, bg: Any, fg: Any, st: Any, b: int = 0):
-        self.L = np.concatenate([np.asarray(v[b], float) for v in st.L])
-        self.U = np.concatenate([np.asarray(v[b], float) for v in st.U])
-        self.arg: dict[int, Any] = {}
-        for k, node in enumerate(bg.nodes):
-            if node.kind in ("input", "const"):
-                continue
-            al, au = st.arg[k][0][b], st.arg[k][1][b]
-            if node.kind == "fn":
-                self.arg[k] = list(zip(al, au))
-            elif node.kind == "mul":
-                m = node.size
-                self.arg[k] = [((al[i], au[i]), (al[m + i], au[m + i])) for i in range(m)]
-            else:
-                self.arg[k] = [[(al[j], au[j]) for j in row if j >= 0] for row in fg.groups[k]]
-
-
 def alpha_bounds_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, ...], steps: int = 30,
                      exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """α-CROWN bounds of every output over the exact box: slopes chosen by ``alpha.optimise``, each
@@ -187,16 +166,15 @@ def alpha_bounds_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, ..
     if fe is not None:
         fg = fe.compiled(t.bg)
         flo, fhi = fe.boxes([lo], [hi])
-        st = _BoxState(t.bg, fg, fe.forward(fg, flo, fhi, "crown"))
+        bs = alpha.Backsub.from_fast(t.bg, fg, fe.forward(fg, flo, fhi, "crown"), FAST)
     else:
-        st = engine.forward(t.bg, lo, hi, "crown")
-    bs = alpha.Backsub(t.bg, st, FAST)
+        bs = alpha.Backsub.from_exact(t.bg, engine.forward(t.bg, lo, hi, "crown"), FAST)
     lam0, c0 = alpha.objective_rows(t.bg, C)
     best = alpha.optimise(bs, lam0, c0, steps=steps)
     if fe is not None:
         R = C.shape[0]
         res = fe.crown(fg, np.repeat(flo, R, 0), np.repeat(fhi, R, 0), C=C,
-                       slopes={k: (a, b) for k, (a, b) in best.items()})[0]
+                       slopes={k: (a[0], b[0]) for k, (a, b) in best.items()})[0]
         vals = np.diag(res)
     else:
         rows = [[Fraction(int(v)) for v in r] for r in C]
@@ -218,31 +196,36 @@ def _with_rows(net: Net, C: np.ndarray) -> tuple:
 
 
 def alpha_leaf(t: Target, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, d: np.ndarray,
-               steps: int = 40) -> tuple[np.ndarray, list[list[Any]]] | None:
-    """α-CROWN on one float box (1, n) for the objective rows C·y - d: per row the fast engine's
-    bound with that row's optimised slopes, and the slopes as leaf-proof entries; None when the
-    table has no fast engine or the graph is too large for the dense float back-substitution."""
+               steps: int = 30) -> tuple[np.ndarray, Callable[[int, int], list[list[Any]]]] | None:
+    """α-CROWN on B float boxes (B, n) for the objective rows C·y - d: per box and row the fast
+    engine's bound with that row's optimised slopes (B, R), and a function (b, r) -> the slopes
+    as leaf-proof entries; None when the table has no fast engine or the graph is too large for
+    the dense float back-substitution."""
     from ..certificates.fast_functions import FAST
     from . import alpha
 
     fe = _fast_table()
     if t.net is not None or fe is None or alpha.dense_size(t.bg) > alpha.MAX_DENSE:
         return None
-    if any(nd.kind == "fn" and nd.fn not in FAST for nd in t.bg.nodes):
+    B, R = lo.shape[0], C.shape[0]
+    if B * R * t.bg.n_vars > alpha.MAX_DENSE or any(n.kind == "fn" and n.fn not in FAST for n in t.bg.nodes):
         return None
     fg = fe.compiled(t.bg)
-    st = _BoxState(t.bg, fg, fe.forward(fg, lo, hi, "crown"))
-    bs = alpha.Backsub(t.bg, st, FAST)
+    bs = alpha.Backsub.from_fast(t.bg, fg, fe.forward(fg, lo, hi, "crown"), FAST)
     lam0, c0 = alpha.objective_rows(t.bg, C)
     best = alpha.optimise(bs, lam0, c0 - d, steps=steps)
-    entries = [alpha.slope_entries(bs, best, r) for r in range(C.shape[0])]
-    # the slopes as the checker will read them (float32 values), evaluated by the engine
-    dflt = {op["k"]: (op["dl"], op["du"]) for op in bs.ops if op["kind"] == "fn"}
-    q = {k: (np.where(a == dflt[k][0], np.nan, np.float32(a).astype(float)),
-             np.where(b == dflt[k][1], np.nan, np.float32(b).astype(float))) for k, (a, b) in best.items()}
-    R = C.shape[0]
-    res = fe.crown(fg, np.repeat(lo, R, 0), np.repeat(hi, R, 0), C=C, slopes=q)[0]
-    return np.diag(res) - d, entries
+    # the slopes as the checker will read them (float32 values; NaN where the default is kept),
+    # evaluated by the engine: box b repeated once per row r, with row r's slopes
+    q = {}
+    for op in bs.ops:
+        if op["kind"] == "fn":
+            k = op["k"]
+            a, b = best[k]
+            q[k] = tuple(np.where(v == dv, np.nan, np.float32(v).astype(float)).reshape(B * R, -1)
+                         for v, dv in ((a, op["dl"]), (b, op["du"])))
+    res = fe.crown(fg, np.repeat(lo, R, 0), np.repeat(hi, R, 0), C=C, slopes=q)[0].reshape(B, R, R)
+    lb = np.einsum("brr->br", res) - d
+    return lb, lambda b, r: alpha.slope_entries(bs, best, r, b)
 
 
 def alpha_leaf_fn(t: Target) -> Callable[..., Any] | None:
