@@ -79,3 +79,15 @@ def test_cli_bounds_on_a_general_graph_contain_samples(tmp_path, capsys):
     with tl.no_grad():
         y = model(tl.tensor(x)).numpy()
     assert (y >= b[:, 0] - 1e-7).all() and (y <= b[:, 1] + 1e-7).all()
+
+
+def test_cli_outside_a_rows_domain_is_one_line_error(tmp_path, capsys):
+    lin = nn.Linear(2, 2)
+    with np.errstate(invalid="ignore"):  # (the trace runs it once; its value does not matter)
+        g = tl.trace(lambda x: lin(x).log(), tl.ones(1, 2) * 2)
+    net = tmp_path / "log.onnx"
+    bridge.export_onnx(g, net)
+    prop = _prop(tmp_path, (-1.0, -1.0), (1.0, 1.0), -100.0)
+    assert main([str(net), str(prop), "--timeout", "5", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "domain" in err[0]

@@ -20,6 +20,7 @@ from pathlib import Path
 from .._files import atomic_write_text
 from .._malloc import keep_freed_memory
 from ..certificates.bounds import check_vnn
+from ..certificates.core import Rejected
 from ..certificates.network import Unsupported
 from ..certificates.property import PropertyError
 from .network import InputError, load_graph, load_net, load_spec
@@ -62,7 +63,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         from .general import verify_target
 
-        res = verify_target(target, spec, timeout=args.timeout)
+        try:
+            res = verify_target(target, spec, timeout=args.timeout)
+        except (ArithmeticError, ValueError, Rejected) as e:  # e.g. a row's domain (log of <= 0)
+            raise InputError(f"the bound table cannot bound this network on this box: {e}") from None
     check_s = 0.0
     if res.cert is not None:
         t = time.perf_counter()

@@ -114,8 +114,9 @@ class GraphExec:
     def _run_one(self, x: np.ndarray, b: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
         env = dict(self.consts)
         env[self.inp.name] = x
-        for op, ins, out, attrs in self.nodes:
-            env[out] = RULES[op].forward(np, *(env[i] for i in ins), **self._attrs(op, attrs, b))
+        with np.errstate(all="ignore"):  # NaN/inf outside a function's domain: never a candidate
+            for op, ins, out, attrs in self.nodes:
+                env[out] = RULES[op].forward(np, *(env[i] for i in ins), **self._attrs(op, attrs, b))
         outs = [np.asarray(env[o], dtype=np.float64).reshape(b, -1) for o in self.graph.outputs]
         y = np.concatenate(outs, 1)
         return y, [env]
@@ -142,15 +143,16 @@ class GraphExec:
             k = int(np.prod(s))
             cot[o] = G[:, off:off + k].reshape(np.shape(env[o]))
             off += k
-        for op, ins, out, attrs in reversed(self.nodes):
-            g = cot.pop(out, None)
-            if g is None:
-                continue
-            grads = RULES[op].vjp(np, g, env[out], *(env[i] for i in ins), **self._attrs(op, attrs, b))
-            for i, gi in zip(ins, grads):
-                if gi is None or i in self.consts:
+        with np.errstate(all="ignore"):
+            for op, ins, out, attrs in reversed(self.nodes):
+                g = cot.pop(out, None)
+                if g is None:
                     continue
-                cot[i] = cot[i] + gi if i in cot else gi
+                grads = RULES[op].vjp(np, g, env[out], *(env[i] for i in ins), **self._attrs(op, attrs, b))
+                for i, gi in zip(ins, grads):
+                    if gi is None or i in self.consts:
+                        continue
+                    cot[i] = cot[i] + gi if i in cot else gi
         g = cot.get(self.inp.name)
         return np.zeros_like(env[self.inp.name]) if g is None else np.asarray(g)
 
