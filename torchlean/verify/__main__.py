@@ -23,7 +23,8 @@ from ..certificates.bounds import check_vnn
 from ..certificates.core import Rejected
 from ..certificates.network import Unsupported
 from ..certificates.property import PropertyError
-from .network import InputError, load_graph, load_net, load_spec
+from .network import InputError, load_net, load_spec
+from .table import load_target
 
 
 def vnncomp_text(result) -> str:
@@ -35,18 +36,6 @@ def vnncomp_text(result) -> str:
     return f"sat\n({xs}\n{ys})"
 
 
-def _general_target(path: str, why: Exception):
-    """A network that is not a ReLU chain, lowered by the bound table (``verify.table``); the
-    chain reader's refusal is kept in the message when the table refuses it too."""
-    from . import table
-
-    graph = load_graph(path)
-    try:
-        return table.target(graph, prefer_chain=False)
-    except (Unsupported, ValueError) as e:
-        raise InputError(f"{why}; bound table: {e}") from None
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
     from .bab import verify
 
@@ -54,7 +43,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     try:
         net, target = load_net(args.net), None
     except InputError as e:  # not a ReLU chain: the general search on the bound table
-        net, target = None, _general_target(args.net, e)
+        net, target = None, load_target(args.net, e)
     n_in, n_out = (net.n_in, net.n_out) if net is not None else (target.ex.n_in, target.ex.n_out)
     if spec.n_in != n_in or spec.n_out != n_out:
         raise InputError(f"property has {spec.n_in} inputs/{spec.n_out} outputs, network {n_in}/{n_out}")
@@ -108,7 +97,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         net = load_net(args.net)
     except InputError as e:  # not a ReLU chain: the checker reads the bound table's graph
-        net = _general_target(args.net, e).bg
+        net = load_target(args.net, e).bg
     t = time.perf_counter()
     v = check_vnn(cert, net, spec, mode=args.mode)
     dt = time.perf_counter() - t
@@ -130,7 +119,7 @@ def cmd_bounds(args: argparse.Namespace) -> int:
     try:
         net, target = load_net(args.net), None
     except InputError as e:  # not a ReLU chain: the bound table's engine bounds it
-        net, target = None, _general_target(args.net, e)
+        net, target = None, load_target(args.net, e)
     for r, region in enumerate(spec.regions):
         if target is not None:
             if args.method == "alpha-crown":

@@ -88,6 +88,18 @@ def target(graph: Graph, prefer_chain: bool = True) -> Target:
     return Target(graph, ex, bg=_table()[0].lower(ir))
 
 
+def load_target(path: str, why: Exception) -> Target:
+    """A network file that is not a ReLU chain (``why``: the chain reader's refusal), lowered by
+    the bound table; InputError (one line, keeping both refusals) when the table refuses it too."""
+    from .network import InputError, load_graph
+
+    graph = load_graph(path)
+    try:
+        return target(graph, prefer_chain=False)
+    except (Unsupported, ValueError) as e:
+        raise InputError(f"{why}; bound table: {e}") from None
+
+
 def bounder(t: Target) -> Callable[[Region, np.ndarray, np.ndarray], Callable[..., np.ndarray]]:
     """``general.Bounder`` over the target's fast engine: sound lower bounds of C·y - d per box."""
     if t.net is not None:
