@@ -18,7 +18,8 @@ from torchlean.certificates.fast_crown import crown_bounds
 from torchlean.certificates.network import Affine, Net, Relu, evaluate, network_from_ir
 from torchlean.certificates.property import Atom, Region
 from torchlean.spec import Graph, Node, Value
-from torchlean.verify import bounds, float_net, load_net
+from torchlean.verify import float_net, load_net
+from torchlean.verify.bounds import bounds
 
 DATA = Path(__file__).parent / "data" / "vnncomp2021"
 ACAS = DATA / "acasxu" / "ACASXU_run2a_1_1_batch_2000.onnx"

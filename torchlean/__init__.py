@@ -46,3 +46,11 @@ __all__ += ["CompiledStep", "compile", "trace"]
 from .proofs.verified import verified  # noqa: E402  (@torchlean.verified: register proof obligations)
 
 __all__ += ["verified"]
+
+
+def __getattr__(name: str):  # ``tl.verify`` without importing the verifier on ``import torchlean``
+    if name == "verify":
+        import importlib
+
+        return importlib.import_module(".verify", __name__)
+    raise AttributeError(f"module 'torchlean' has no attribute {name!r}")

@@ -20,9 +20,11 @@ from pathlib import Path
 from .._files import atomic_write_text
 from .._malloc import keep_freed_memory
 from ..certificates.bounds import check_vnn
+from ..certificates.core import Rejected
 from ..certificates.network import Unsupported
 from ..certificates.property import PropertyError
 from .network import InputError, load_net, load_spec
+from .table import load_target
 
 
 def vnncomp_text(result) -> str:
@@ -37,16 +39,32 @@ def vnncomp_text(result) -> str:
 def cmd_verify(args: argparse.Namespace) -> int:
     from .bab import verify
 
-    net, spec = load_net(args.net), load_spec(args.prop)
-    if spec.n_in != net.n_in or spec.n_out != net.n_out:
-        raise InputError(
-            f"property has {spec.n_in} inputs/{spec.n_out} outputs, network {net.n_in}/{net.n_out}"
-        )
-    res = verify(net, spec, timeout=args.timeout, progress=not args.quiet, method=args.method)
+    spec = load_spec(args.prop)
+    try:
+        net, target = load_net(args.net), None
+    except InputError as e:  # not a ReLU chain: the general search on the bound table
+        net, target = None, load_target(args.net, e)
+    n_in, n_out = (net.n_in, net.n_out) if net is not None else (target.ex.n_in, target.ex.n_out)
+    if spec.n_in != n_in or spec.n_out != n_out:
+        raise InputError(f"property has {spec.n_in} inputs/{spec.n_out} outputs, network {n_in}/{n_out}")
+    if net is not None:
+        res = verify(net, spec, timeout=args.timeout, progress=not args.quiet, method=args.method)
+    else:
+        from .general import verify_target
+
+        try:
+            res = verify_target(target, spec, timeout=args.timeout)
+        except (ArithmeticError, ValueError, Rejected) as e:  # e.g. a row's domain (log of <= 0)
+            raise InputError(f"the bound table cannot bound this network on this box: {e}") from None
     check_s = 0.0
     if res.cert is not None:
         t = time.perf_counter()
-        v = check_vnn(res.cert, net, spec)
+        if net is not None:
+            v = check_vnn(res.cert, net, spec)
+        else:
+            from .table import check
+
+            v = check(res.cert, target, spec)
         check_s = time.perf_counter() - t
         if not v.ok:  # never report a verdict the checker does not accept
             print(f"error: own certificate rejected ({v.reason}); reporting unknown", file=sys.stderr)
@@ -77,7 +95,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise InputError(f"{args.cert}: {e.strerror}") from None
     except json.JSONDecodeError as e:
         raise InputError(f"{args.cert}: not JSON ({e})") from None
-    net, spec = load_net(args.net), load_spec(args.prop)
+    spec = load_spec(args.prop)
+    try:
+        net = load_net(args.net)
+    except InputError as e:  # not a ReLU chain: the checker reads the bound table's graph
+        net = load_target(args.net, e).bg
     t = time.perf_counter()
     v = check_vnn(cert, net, spec, mode=args.mode)
     dt = time.perf_counter() - t
@@ -92,13 +114,24 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_bounds(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from . import table
     from .bounds import bounds
 
-    net, spec = load_net(args.net), load_spec(args.prop)
+    spec = load_spec(args.prop)
+    try:
+        net, target = load_net(args.net), None
+    except InputError as e:  # not a ReLU chain: the bound table's engine bounds it
+        net, target = None, load_target(args.net, e)
     for r, region in enumerate(spec.regions):
-        lo = np.array([float(v) for v in region.lo])
-        hi = np.array([float(v) for v in region.hi])
-        low, up = bounds(net, (lo, hi), method=args.method)
+        if target is not None:
+            if args.method == "alpha-crown":
+                low, up = table.alpha_bounds_box(target, region.lo, region.hi)
+            else:
+                low, up = table.output_bounds_box(target, region.lo, region.hi, args.method)
+        else:
+            lo = np.array([float(v) for v in region.lo])
+            hi = np.array([float(v) for v in region.hi])
+            low, up = bounds(net, (lo, hi), method=args.method)
         print(f"region {r} ({args.method}):")
         for j, (a, b) in enumerate(zip(low, up)):
             print(f"  Y_{j} in [{a:.9g}, {b:.9g}]")

@@ -47,8 +47,18 @@ def run_instance(
 ) -> dict[str, Any]:
     from .bab import verify
 
-    net, spec = load_net(net_path), load_spec(prop_path)
-    res = verify(net, spec, timeout=timeout, method=method, progress=progress)
+    spec = load_spec(prop_path)
+    try:
+        net, target = load_net(net_path), None
+    except InputError as e:  # not a ReLU chain: the general search on the bound table (as the CLI)
+        from .general import verify_target
+        from .table import load_target
+
+        net, target = None, load_target(str(net_path), e)
+    if target is None:
+        res = verify(net, spec, timeout=timeout, method=method, progress=progress)
+    else:
+        res = verify_target(target, spec, timeout=timeout)
     out: dict[str, Any] = {
         "result": res.verdict,
         "solve_s": f"{res.stats.get('time', 0):.3f}",
@@ -60,7 +70,7 @@ def run_instance(
     }
     if res.cert is not None:
         t = time.perf_counter()
-        v = check_vnn(res.cert, net, spec)
+        v = check_vnn(res.cert, net if net is not None else target.bg, spec)
         out["check_s"] = f"{time.perf_counter() - t:.3f}"
         out["check"] = "accepted" if v.ok else f"REJECTED: {v.reason}"
         out["mode"] = res.cert.get("mode", "exact") if res.verdict == "unsat" else "exact"

@@ -1,0 +1,270 @@
+"""α-CROWN on the bound table: optimise the free slopes of every function row (not only ReLU) of the
+final back-substitution by projected gradient ascent on the bound (untrusted heuristic).
+
+What is sound is not computed here. This module only *chooses* slopes: per objective row r and
+per element i of every ``fn`` node, a lower slope aL and an upper slope aU. Any slope gives a valid
+line once the table's row supplies its intercept (``row.lower_intercept(l, u, a)``: valid for every
+a by the row's contract), so the bound is then recomputed by the checker's own engine
+(``engine.crown(bg, lo, hi, C=[row], slopes=...)``, through ``verify.table``) and the better of
+that and the default CROWN bound is kept.
+
+To get a gradient, the back-substitution is run here in float64 on dense matrices, with the
+intercepts from the table's fast rows (``fast_functions.FAST``) and the argument bounds the
+engine's forward pass computed; McCormick products and max nodes take their default lines (their
+weights are not optimised yet). The gradient of the bound in the slopes is taken in reverse mode
+through that computation (the intercept's derivative in its slope by a central difference of the
+fast row). Its numbers are a guide only: an error there costs tightness, never soundness.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+#: dense (relaxed elements x variables) matrices above this many entries are not built (default
+#: slopes kept): the float back-substitution here is dense
+MAX_DENSE = 6_000_000
+
+
+def dense_size(bg: Any) -> int:
+    """Entries of the dense matrices ``Backsub`` would build for this graph."""
+    per = sum(n.size * (2 if n.kind == "mul" else 1) for n in bg.nodes if n.kind not in ("input", "const"))
+    return (per + len(bg.outputs)) * bg.n_vars
+
+
+def _dense(forms: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
+    A = np.zeros((len(forms), n))
+    c = np.zeros(len(forms))
+    for i, f in enumerate(forms):
+        for v, q in f.t.items():
+            A[i, v] = float(q)
+        c[i] = float(f.c)
+    return A, c
+
+
+class Backsub:
+    """The float back-substitution of a bound graph over B boxes at fixed argument bounds.
+
+    ``L``, ``U``: (B, n_vars) variable bounds; ``args[k]``: (lower, upper) arrays (B, R_k) of node
+    k's argument rows (fn: one per element; mul: the x rows then the w rows; max: every member, in
+    the order of ``groups[k]``, an index array (size, G) padded with -1). Build it with
+    ``from_exact`` or ``from_fast``. Multipliers are (B, R, n_vars) for R objective rows."""
+
+    def __init__(self, bg: Any, L: np.ndarray, U: np.ndarray, args: dict[int, Any],
+                 groups: dict[int, np.ndarray], fast_rows: dict[str, Any]):
+        self.bg, self.n = bg, bg.n_vars
+        self.B = L.shape[0]
+        self.L, self.U = L[:, None, :], U[:, None, :]
+        self.terminal = np.zeros(self.n, bool)
+        self.ops: list[dict[str, Any]] = []  # in back-substitution order (latest node first)
+        for k in range(len(bg.nodes) - 1, -1, -1):
+            node = bg.nodes[k]
+            blk = slice(node.offset, node.offset + node.size)
+            if node.kind in ("input", "const"):
+                self.terminal[blk] = True
+                continue
+            op: dict[str, Any] = {"k": k, "kind": node.kind, "blk": blk}
+            al, au = (np.asarray(v, float)[:, None, :] for v in args[k])  # (B, 1, R_k)
+            if node.kind == "fn":
+                op["A"], op["c"] = _dense(node.args, self.n)
+                op["l"], op["u"] = al, au
+                op["row"], op["attrs"] = fast_rows[node.fn], dict(node.attrs)
+                dl, du = op["row"].default_slopes(al, au, **op["attrs"])
+                op["dl"], op["du"] = (np.broadcast_to(np.asarray(v, float), al.shape) for v in (dl, du))
+            elif node.kind == "mul":
+                m = node.size
+                op["Ax"], op["cx"] = _dense([x for x, _ in node.args], self.n)
+                op["Aw"], op["cw"] = _dense([w for _, w in node.args], self.n)
+                op["lx"], op["ux"], op["lw"], op["uw"] = al[..., :m], au[..., :m], al[..., m:], au[..., m:]
+            else:  # max: lower = the member with the largest lower bound; upper = the constant max
+                idx = groups[k]  # (size, G)
+                flat = [f for g in node.args for f in g]
+                Am, cm = _dense(flat, self.n)
+                ml = np.where(idx >= 0, al[:, 0][:, idx], -np.inf)  # (B, size, G)
+                mu = np.where(idx >= 0, au[:, 0][:, idx], -np.inf)
+                j = ml.argmax(2)
+                sel = np.take_along_axis(np.broadcast_to(idx, ml.shape), j[..., None], 2)[..., 0]
+                best = np.take_along_axis(ml, j[..., None], 2)[..., 0]
+                others = np.where(np.arange(idx.shape[1]) == j[..., None], -np.inf, mu).max(2)
+                dom = best >= others  # (B, size)
+                op["Alo"], op["clo"] = Am[sel], cm[sel]  # (B, size, n), (B, size)
+                op["Aup"] = np.where(dom[..., None], Am[sel], 0.0)
+                op["cup"] = np.where(dom, cm[sel], mu.max(2))
+            self.ops.append(op)
+
+    @classmethod
+    def from_exact(cls, bg: Any, st: Any, fast_rows: dict[str, Any]) -> Backsub:
+        """From the exact engine's forward state of one box (``engine.forward``)."""
+        L = np.array([[float(v) for v in st.L]])
+        U = np.array([[float(v) for v in st.U]])
+        args, groups = {}, {}
+        for k, node in enumerate(bg.nodes):
+            if node.kind == "fn":
+                pairs = st.arg[k]
+            elif node.kind == "mul":
+                pairs = [bx for bx, _ in st.arg[k]] + [bw for _, bw in st.arg[k]]
+            elif node.kind == "max":
+                pairs = [b for bs in st.arg[k] for b in bs]
+                G = max(len(bs) for bs in st.arg[k])
+                idx = np.full((node.size, G), -1)
+                pos = 0
+                for i, bs in enumerate(st.arg[k]):
+                    idx[i, :len(bs)] = np.arange(pos, pos + len(bs))
+                    pos += len(bs)
+                groups[k] = idx
+            else:
+                continue
+            args[k] = (np.array([[float(a) for a, _ in pairs]]), np.array([[float(b) for _, b in pairs]]))
+        return cls(bg, L, U, args, groups, fast_rows)
+
+    @classmethod
+    def from_fast(cls, bg: Any, fg: Any, st: Any, fast_rows: dict[str, Any]) -> Backsub:
+        """From the fast engine's forward state over B boxes (``fast_engine.forward``)."""
+        L = np.concatenate([np.asarray(v, float) for v in st.L], 1)
+        U = np.concatenate([np.asarray(v, float) for v in st.U], 1)
+        args = {k: st.arg[k] for k, n in enumerate(bg.nodes) if n.kind in ("fn", "mul", "max")}
+        groups = {k: fg.groups[k] for k, n in enumerate(bg.nodes) if n.kind == "max"}
+        return cls(bg, L, U, args, groups, fast_rows)
+
+    def default_slopes(self, R: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """The rows' defaults, (B, R, size) each."""
+        return {op["k"]: tuple(np.broadcast_to(v, (self.B, R, v.shape[-1])).copy()
+                               for v in (op["dl"], op["du"]))
+                for op in self.ops if op["kind"] == "fn"}
+
+    def bound(self, lam0: np.ndarray, c0: np.ndarray, slopes: dict[int, tuple[np.ndarray, np.ndarray]],
+              want_grad: bool = False) -> tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]:
+        """Lower bounds (B, R) of the rows lam0·v + c0 (lam0 (R, n), c0 (R,) or (B, R)) in every
+        box and, if asked, their gradients in the slopes."""
+        R = lam0.shape[0]
+        lam = np.broadcast_to(lam0, (self.B, R, self.n)).copy()
+        const = np.broadcast_to(np.asarray(c0, float), (self.B, R)).copy()
+        tape = []
+        for op in self.ops:
+            blk = op["blk"]
+            lk = lam[..., blk].copy()
+            lam[..., blk] = 0.0
+            pos = lk > 0
+            if op["kind"] == "fn":
+                aL, aU = slopes[op["k"]]
+                row, at = op["row"], op["attrs"]
+                bL = row.lower_intercept(op["l"], op["u"], aL, **at)
+                bU = row.upper_intercept(op["l"], op["u"], aU, **at)
+                coef = np.where(pos, aL, aU)
+                m = lk * coef
+                const += (lk * np.where(pos, bL, bU)).sum(-1) + m @ op["c"]
+                lam += m @ op["A"]
+                tape.append((op, lk, pos, coef, (bL, bU)))
+            elif op["kind"] == "mul":  # default McCormick planes (t = 0)
+                cx = np.where(pos, op["lw"], op["uw"])
+                cw = np.broadcast_to(op["lx"], lk.shape)
+                cc = np.where(pos, -op["lx"] * op["lw"], -op["lx"] * op["uw"])
+                mx, mw = lk * cx, lk * cw
+                lam += mx @ op["Ax"] + mw @ op["Aw"]
+                const += mx @ op["cx"] + mw @ op["cw"] + (lk * cc).sum(-1)
+                tape.append((op, lk, pos, (cx, cw), cc))
+            else:
+                mlo, mup = np.where(pos, lk, 0.0), np.where(pos, 0.0, lk)
+                lam += np.einsum("brs,bsn->brn", mlo, op["Alo"]) + np.einsum("brs,bsn->brn", mup, op["Aup"])
+                const += (mlo * op["clo"][:, None]).sum(-1) + (mup * op["cup"][:, None]).sum(-1)
+                tape.append((op, lk, pos, None, None))
+        t = self.terminal
+        corner = np.where(lam[..., t] > 0, self.L[..., t], self.U[..., t])
+        out = const + (lam[..., t] * corner).sum(-1)
+        if not want_grad:
+            return out, {}
+        g_lam = np.zeros_like(lam)
+        g_lam[..., t] = corner
+        grads: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for op, lk, pos, coef, bsel in reversed(tape):
+            if op["kind"] == "fn":
+                g_m = g_lam @ op["A"].T + op["c"]
+                bL, bU = bsel
+                g_lk = g_m * coef + np.where(pos, bL, bU)
+                g_coef = g_m * lk
+                aL, aU = slopes[op["k"]]
+                dbL = _slope_diff(op, "lower_intercept", aL, bL)
+                dbU = _slope_diff(op, "upper_intercept", aU, bU)
+                grads[op["k"]] = (np.where(pos, g_coef + lk * dbL, 0.0),
+                                  np.where(pos, 0.0, g_coef + lk * dbU))
+            elif op["kind"] == "mul":
+                cx, cw = coef
+                g_lk = (g_lam @ op["Ax"].T + op["cx"]) * cx + (g_lam @ op["Aw"].T + op["cw"]) * cw + bsel
+            else:
+                g_lo = np.einsum("brn,bsn->brs", g_lam, op["Alo"]) + op["clo"][:, None]
+                g_up = np.einsum("brn,bsn->brs", g_lam, op["Aup"]) + op["cup"][:, None]
+                g_lk = np.where(pos, g_lo, g_up)
+            g_lam[..., op["blk"]] = g_lk
+        return out, grads
+
+
+def _slope_diff(op: dict[str, Any], which: str, a: np.ndarray, b0: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """d intercept / d slope (minus the touching point) by a forward difference of the fast row,
+    ``b0`` being the intercept at a."""
+    fn = getattr(op["row"], which)
+    return (fn(op["l"], op["u"], a + h, **op["attrs"]) - b0) / h
+
+
+def optimise(bs: Backsub, lam0: np.ndarray, c0: np.ndarray, steps: int = 30, lr: float = 0.5
+             ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per-row slopes that (heuristically) maximise the float bound: projected sign-gradient ascent
+    from the defaults, the step relative to each slope's natural range |f'| over [l, u]."""
+    R = lam0.shape[0]
+    slopes = bs.default_slopes(R)  # (B, R, size) per fn node
+    best_v, _ = bs.bound(lam0, c0, slopes)
+    best = {k: (a.copy(), b.copy()) for k, (a, b) in slopes.items()}
+    scale = {op["k"]: np.maximum(np.abs(op["dl"]), np.abs(op["du"])) + 1e-3
+             for op in bs.ops if op["kind"] == "fn"}
+    for it in range(steps):
+        v, g = bs.bound(lam0, c0, slopes, want_grad=True)
+        better = v > best_v
+        for k in slopes:
+            best[k][0][better], best[k][1][better] = slopes[k][0][better], slopes[k][1][better]
+        best_v = np.maximum(best_v, v)
+        step = lr * (0.9 ** it)
+        for k, (gl, gu) in g.items():
+            aL, aU = slopes[k]
+            s = scale[k] * step
+            slopes[k] = (np.clip(aL + s * np.sign(gl), -4 * scale[k], 4 * scale[k]),
+                         np.clip(aU + s * np.sign(gu), -4 * scale[k], 4 * scale[k]))
+    v, _ = bs.bound(lam0, c0, slopes)
+    better = v > best_v
+    for k in slopes:
+        best[k][0][better], best[k][1][better] = slopes[k][0][better], slopes[k][1][better]
+    return best
+
+
+def objective_rows(bg: Any, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense rows over the graph's variables of C·y (y = the graph's output forms)."""
+    A, c = _dense(bg.outputs, bg.n_vars)
+    return C @ A, C @ c
+
+
+def slope_entries(bs: Backsub, best: dict[int, tuple[np.ndarray, np.ndarray]], r: int, b: int = 0
+                  ) -> list[list[Any]]:
+    """Row r's slopes as a leaf proof's ``{"slopes": [[node, i, lower, upper], ...]}`` entries
+    (rationals as "p/q" strings of float32 values; an element whose slope is the default is left
+    out, so the checker uses its own default there)."""
+    out = []
+    for op in bs.ops:
+        if op["kind"] != "fn":
+            continue
+        k = op["k"]
+        aL, aU = best[k][0][b, r], best[k][1][b, r]
+        dl, du = op["dl"][b, 0], op["du"][b, 0]
+        for i in range(aL.size):
+            lo = None if aL[i] == dl[i] else str(Fraction(float(np.float32(aL[i]))))
+            up = None if aU[i] == du[i] else str(Fraction(float(np.float32(aU[i]))))
+            if lo is not None or up is not None:
+                out.append([k, i, lo, up])
+    return out
+
+
+def slopes_for_row(best: dict[int, tuple[np.ndarray, np.ndarray]], r: int) -> dict[int, list[Any]]:
+    """The engine's ``slopes`` argument for row r: exact short rationals (any value is valid)."""
+    def q(v: float) -> Fraction:
+        return Fraction(float(np.float32(v)))  # 24-bit slopes keep the exact engine's numbers short
+
+    return {k: [(q(a), q(b)) for a, b in zip(aL[0, r], aU[0, r])] for k, (aL, aU) in best.items()}

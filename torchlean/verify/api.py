@@ -1,0 +1,169 @@
+"""Bounds and robustness verdicts straight from a torchlean model or traced graph: no VNN-LIB.
+
+    import torchlean as tl
+    b = tl.verify.bounds(model, x, eps=0.01)               # sound output bounds, by the checker's engine
+    r = tl.verify.robustness(model, x, eps=0.01, label=3)  # "verified" | "falsified" | "unknown"
+
+A model (a ``tl.nn.Module`` or any function of one tensor) is traced with ``tl.trace`` at an input of
+x's shape (put it in ``eval()`` mode first: batch norm and dropout are traced as they run); a
+``Graph`` is used as it is. The input region is the box {x' : |x' - x|_inf <= eps}, intersected with
+``clip = (lo, hi)`` when given, with its ends computed exactly from the float values of x and eps.
+
+Soundness: ``bounds`` returns numbers computed by the trusted checker's own engine (a ReLU chain's
+``certificates.fast_crown``, any other graph's bound table ``certificates.engine``), rounded outward,
+so they are checked by construction (``BoundsResult.checked_by`` names the engine). ``robustness``
+searches (``verify.general``: PGD on the runtime, input-split branch and bound on the table's
+bounds) and reports "verified" only when the checker accepted the split-tree certificate, and
+"falsified" only when the checker's exact evaluation accepted the counterexample; anything else is
+"unknown", with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from ..certificates.property import Atom, Region, Spec
+from ..spec.graph import Graph
+from . import general, table
+
+
+def _graph(model_or_graph: Any, x: np.ndarray) -> Graph:
+    if isinstance(model_or_graph, Graph):
+        return model_or_graph if model_or_graph.values else model_or_graph.check()
+    from ..runtime.tensor import tensor
+    from ..runtime.trace import trace
+
+    return trace(model_or_graph, tensor(x))
+
+
+def _array(x: Any) -> np.ndarray:
+    data = getattr(x, "numpy", None)
+    return np.asarray(data() if callable(data) else x, dtype=np.float64)
+
+
+def input_box(x: Any, eps: Any, clip: tuple[float, float] | None = None
+              ) -> tuple[tuple[Fraction, ...], tuple[Fraction, ...]]:
+    """The exact box [x - eps, x + eps] (∩ clip), flattened, from the floats of x and eps."""
+    xs = _array(x).ravel()
+    es = np.broadcast_to(_array(eps), _array(x).shape).ravel()
+    if (es < 0).any() or not np.isfinite(es).all() or not np.isfinite(xs).all():
+        raise ValueError("x and eps must be finite and eps >= 0")
+    lo = [Fraction(float(v)) - Fraction(float(e)) for v, e in zip(xs, es)]
+    hi = [Fraction(float(v)) + Fraction(float(e)) for v, e in zip(xs, es)]
+    if clip is not None:
+        c0, c1 = Fraction(float(clip[0])), Fraction(float(clip[1]))
+        lo, hi = [max(v, c0) for v in lo], [min(v, c1) for v in hi]
+        if any(a > b for a, b in zip(lo, hi)):
+            raise ValueError("the clip range does not meet the box")
+    return tuple(lo), tuple(hi)
+
+
+@dataclass
+class BoundsResult:
+    """Sound bounds lower <= f(x') <= upper for every x' in the box (output's shape, float64).
+
+    ``checked_by`` names the trusted engine that computed them: the numbers *are* the checker's,
+    rounded outward, not a search's claim awaiting a check."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    method: str
+    checked_by: str
+    network: str  # the checker's fingerprint of the lowered network
+
+    def contains(self, y: Any) -> bool:
+        """Whether outputs y (the output's shape, or a batch of them) lie within the bounds."""
+        y = _array(y).reshape(-1, self.lower.size)
+        return bool(((y >= self.lower.ravel()) & (y <= self.upper.ravel())).all())
+
+
+def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
+           clip: tuple[float, float] | None = None, exact: bool = False) -> BoundsResult:
+    """Sound bounds of every output of ``model_or_graph`` over the box |x' - x|_inf <= eps.
+
+    method: "crown" (back-substitution; per output the tighter of CROWN and IBP), "alpha-crown"
+    (CROWN with slopes optimised by ``verify.alpha``, the bound still computed by the engine) or "ibp".
+    exact: use the table's exact rational engine instead of its float64 one (both sound; the exact
+    one is slightly tighter and much slower on large models).
+    Raises ``certificates.network.Unsupported`` (one line) for a network the checker cannot bound."""
+    if method not in ("crown", "alpha-crown", "ibp"):
+        raise ValueError(f"unknown method {method!r}: 'crown', 'alpha-crown' or 'ibp'")
+    xa = _array(x)
+    g = _graph(model_or_graph, xa)
+    t = table.target(g, prefer_chain=method == "crown")
+    lo, hi = input_box(xa, eps, clip)
+    if method == "alpha-crown":
+        low, up = table.alpha_bounds_box(t, lo, hi, exact=exact)
+    else:
+        low, up = table.output_bounds_box(t, lo, hi, method, exact)
+    shape = g.values[g.outputs[0]].shape if len(g.outputs) == 1 else (t.ex.n_out,)
+    return BoundsResult(low.reshape(shape), up.reshape(shape), method, table.engine_name(t, exact),
+                        table.network_id(t))
+
+
+@dataclass
+class RobustnessResult:
+    """verdict: "verified" (the checker accepted ``certificate``, a vnn-unsat split tree),
+    "falsified" (the checker's exact evaluation accepted ``counterexample``, also in
+    ``certificate`` as a vnn-sat one) or "unknown" (``reason`` says why)."""
+
+    verdict: str
+    reason: str
+    certificate: dict[str, Any] | None = None
+    counterexample: np.ndarray | None = None
+    spec: Spec | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return self.verdict == "verified"
+
+
+def robustness_spec(lo: tuple[Fraction, ...], hi: tuple[Fraction, ...], n_out: int, label: int) -> Spec:
+    """The unsafe set of "argmax is ``label``" over the box: OR over j != label of y_label <= y_j."""
+    if not 0 <= label < n_out:
+        raise ValueError(f"label {label} out of range for {n_out} outputs")
+    disj = []
+    for j in range(n_out):
+        if j != label:
+            a = [Fraction(0)] * n_out
+            a[label], a[j] = Fraction(1), Fraction(-1)
+            disj.append((Atom(tuple(a), Fraction(0), False),))
+    return Spec(len(lo), n_out, (Region(lo, hi, tuple(disj)),))
+
+
+def robustness(model: Any, x: Any, eps: Any, label: int, timeout: float = 30.0,
+               clip: tuple[float, float] | None = None, seed: int = 0) -> RobustnessResult:
+    """Is ``label`` the strict argmax of the outputs at every x' with |x' - x|_inf <= eps (∩ clip)?
+
+    Returns a checked verdict (see ``RobustnessResult``); a tie counts as not robust."""
+    xa = _array(x)
+    g = _graph(model, xa)
+    t = table.target(g)
+    lo, hi = input_box(xa, eps, clip)
+    spec = robustness_spec(lo, hi, t.ex.n_out, int(label))
+    return decide(t, spec, timeout, seed, shape=xa.shape)
+
+
+def decide(t: table.Target, spec: Spec, timeout: float, seed: int = 0,
+           shape: tuple[int, ...] | None = None) -> RobustnessResult:
+    """Search, build the certificate, and report only what the checker accepts."""
+    verdict, out, stats = general.solve(table.bounder(t), t.ex, spec, table.confirmer(t, spec), timeout, seed,
+                                        alpha_leaf=table.alpha_leaf_fn(t))
+    if verdict == "timeout":
+        return RobustnessResult("unknown", f"no verdict within {timeout} s", spec=spec, stats=stats)
+    if verdict == "sat":
+        cert = table.sat_cert(t, spec, out)
+    else:
+        cert = table.unsat_cert(t, spec, out, mode=table.replay_mode(t))
+    v = table.check(cert, t, spec)
+    if not v.ok:  # never report what the checker does not accept
+        return RobustnessResult("unknown", f"the checker rejected the search's certificate: {v.reason}",
+                                spec=spec, stats=stats)
+    if verdict == "sat":
+        xs = np.array([float(q) for q in out])
+        return RobustnessResult("falsified", v.reason, cert, xs.reshape(shape) if shape else xs, spec, stats)
+    return RobustnessResult("verified", v.reason, cert, spec=spec, stats=stats)

@@ -1,0 +1,240 @@
+"""Complete verification of any graph the bound table lowers: input-split branch and bound (untrusted
+search; its certificate is replayed by ``certificates`` before any verdict is reported).
+
+The bounds come from the table's batched fast engine through ``verify.table`` (``Bounder``): this
+module adds only heuristics, namely which box to split, along which input, and where to look for
+counterexamples. Per region of the property, boxes are bounded in batches; a box is a leaf when, for
+every disjunct of the unsafe set, some combination c of its atoms has lower bound of
+Σ_{k in c} (a_k·y - b_k) > EPS (so an atom fails at every point of the box); the leaf records
+(c, beta = half the bound) per disjunct, the split tree is written in the preorder format of
+``certificates/bounds.py`` (``tree.SplitTree``). Open boxes are split at the midpoint of the input
+with the largest |gradient of the worst row at the box centre| x width (the runtime's own gradient,
+``graph_attack.GraphExec``), and PGD runs inside them every few batches; a point is reported only
+when ``confirm`` (the checker's exact test) accepts it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from ..certificates.property import Region, Spec
+from . import graph_attack
+from .bab import _combos
+from .tree import SplitTree, choice, threshold
+
+EPS = 1e-8
+#: PGD inside the open boxes every this many batches
+ATTACK_EVERY = 4
+#: more inputs than this: no input splitting (root CROWN, root α-CROWN, then counterexample search)
+INPUT_SPLIT_MAX = 64
+
+#: (lo (1, n), hi (1, n), C, d) -> (lower bounds (R,) of C·y - d with optimised slopes, per row the
+#: leaf-proof slope entries) or None; ``table.alpha_leaf`` bound to a target
+AlphaLeaf = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]
+
+#: (region, C (R, n_out), d (R,)) -> a function (lo (B, n), hi (B, n)) -> lower bounds (B, R) of
+#: C·y - d over each box, from a sound engine (the table's, through ``verify.table``)
+Bounder = Callable[[Region, np.ndarray, np.ndarray], Callable[[np.ndarray, np.ndarray], np.ndarray]]
+
+
+def objective(region: Region) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]], list[Any]]:
+    """Rows Σ_{k in c} a_k (C) and offsets Σ b_k (d) for every combination c of every disjunct's
+    atoms; ``groups[j]`` is disjunct j's row range and ``names[j][o]`` its o-th combination."""
+    C, d, groups, names = [], [], [], []
+    for disj in region.disjuncts:
+        cs = _combos(len(disj))
+        start = len(C)
+        for c in cs:
+            C.append(np.sum([[float(v) for v in disj[k].a] for k in c], 0))
+            d.append(float(sum(disj[k].b for k in c)))
+        groups.append((start, len(C)))
+        names.append(cs)
+    return np.array(C), np.array(d), groups, names
+
+
+def _leaf_proofs(lb: np.ndarray, groups: list[tuple[int, int]], names: list[list[tuple[int, ...]]]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    best_k = np.stack([lb[:, a:b].argmax(1) for a, b in groups], 1)
+    best = np.stack([lb[:, a:b].max(1) for a, b in groups], 1)
+    return best_k, best, (best > EPS).all(1)
+
+
+def bab_region(
+    bounder: Bounder,
+    ex: graph_attack.GraphExec,
+    region: Region,
+    confirm: Callable[[list[Fraction]], bool],
+    deadline: float,
+    stats: dict[str, Any],
+    batch: int = 64,
+    max_splits: int | None = None,
+    alpha_leaf: AlphaLeaf | None = None,
+) -> list[Any] | list[Fraction] | None:
+    """The region's split tree in preorder, a confirmed counterexample (list of Fractions), or None
+    (deadline, a disjunct no bound can refute, or ``max_splits`` reached)."""
+    if any(not d for d in region.disjuncts):
+        return None
+    C, d, groups, names = objective(region)
+    bound = bounder(region, C, d)
+    lo0 = np.array([float(v) for v in region.lo])
+    hi0 = np.array([float(v) for v in region.hi])
+    # float(Fraction) rounds to nearest: widen by one ulp so the search's boxes cover the region's
+    lo0, hi0 = np.nextafter(lo0, -np.inf), np.nextafter(hi0, np.inf)
+    tree = SplitTree()
+    stack_lo, stack_hi, stack_id = [lo0], [hi0], [0]
+    splits, rounds, last_dt = 0, 0, 0.0
+    while stack_id:
+        start = time.perf_counter()
+        if start + last_dt > deadline:
+            return None
+        k = min(batch, len(stack_id))
+        lo, hi = np.array(stack_lo[-k:]), np.array(stack_hi[-k:])
+        ids = stack_id[-k:]
+        del stack_lo[-k:], stack_hi[-k:], stack_id[-k:]
+        stats["boxes"] = stats.get("boxes", 0) + k
+        lb = bound(lo, hi)
+        best_k, best, proven = _leaf_proofs(lb, groups, names)
+        for i in np.nonzero(proven)[0]:
+            proofs = [[choice(names[j][best_k[i, j]]), threshold(best[i, j])] for j in range(len(groups))]
+            tree.nodes[ids[i]] = ("leaf", proofs)
+        if alpha_leaf is not None and not proven.all():  # α-CROWN on the boxes CROWN left open
+            todo = np.nonzero(~proven)[0]
+            for i, leaf in zip(todo, _alpha_leaves(alpha_leaf, lo[todo], hi[todo], C, d, groups, names)):
+                if leaf is not None:
+                    tree.nodes[ids[i]] = ("leaf", leaf)
+                    proven[i] = True
+                    stats["alpha"] = stats.get("alpha", 0) + 1
+        stats["leaves"] = stats.get("leaves", 0) + int(proven.sum())
+        open_ = np.nonzero(~proven)[0]
+        if not open_.size:
+            last_dt = time.perf_counter() - start
+            continue
+        olo, ohi = lo[open_], hi[open_]
+        worst = best[open_].argmin(1)
+        rows = np.array([groups[j][0] for j in worst], dtype=int) + best_k[open_, worst]
+        centre = (olo + ohi) / 2
+        if rounds % ATTACK_EVERY == 0:
+            found = _attack_boxes(ex, region, confirm, olo, ohi)
+            if found is not None:
+                return found
+        rounds += 1
+        G = C[rows]
+        _, g = ex.value_and_grad(centre, lambda y, G=G: G)
+        w = ohi - olo
+        score = np.abs(g) * w
+        score = np.where(np.isfinite(score), score, 0.0)
+        for n_i, i in enumerate(open_):
+            dim = int(score[n_i].argmax()) if score[n_i].max() > 0 else int(w[n_i].argmax())
+            if w[n_i, dim] <= 0:
+                return None  # a point box the bounds cannot settle
+            v = float(lo[i, dim] + w[n_i, dim] * 0.5)
+            if not lo[i, dim] < v < hi[i, dim]:
+                return None  # the box is as narrow as floats allow
+            a, b = tree.split(ids[i], dim, v)
+            up_lo, lw_hi = lo[i].copy(), hi[i].copy()
+            up_lo[dim], lw_hi[dim] = v, v
+            stack_lo += [up_lo, lo[i]]
+            stack_hi += [hi[i], lw_hi]
+            stack_id += [b, a]
+            splits += 1
+        if max_splits is not None and splits > max_splits:
+            return None
+        last_dt = time.perf_counter() - start
+    return tree.preorder()
+
+
+def _alpha_leaves(alpha_leaf: AlphaLeaf, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, d: np.ndarray,
+                  groups: list[tuple[int, int]], names: list[Any]) -> list[list[Any] | None]:
+    """Per box: leaf proofs with optimised slopes, or None if some disjunct stays open there."""
+    out = alpha_leaf(lo, hi, C, d)
+    if out is None:
+        return [None] * lo.shape[0]
+    lb, entries = out
+    leaves: list[list[Any] | None] = []
+    for b in range(lo.shape[0]):
+        proofs: list[Any] | None = []
+        for j, (a, e) in enumerate(groups):
+            r = a + int(np.argmax(lb[b, a:e]))
+            if not lb[b, r] > EPS:
+                proofs = None
+                break
+            proofs.append([choice(names[j][r - a]), threshold(lb[b, r]), {"slopes": entries(b, r)}])
+        leaves.append(proofs)
+    return leaves
+
+
+def _attack_boxes(ex, region, confirm, lo, hi, steps: int = 10) -> list[Fraction] | None:
+    """PGD from each open box's centre, staying in the box, per disjunct."""
+    for disj in region.disjuncts:
+        A, b = graph_attack._atoms(disj)
+        z, v = graph_attack.pgd(ex, A, b, (lo + hi) / 2, lo, hi, steps=steps, decay=0.75)
+        found = graph_attack.try_candidates(region, z, v, confirm, tries=2)
+        if found is not None:
+            return found
+    return None
+
+
+def solve(
+    bounder: Bounder,
+    ex: graph_attack.GraphExec,
+    spec: Spec,
+    confirm: Callable[[list[Fraction]], bool],
+    timeout: float,
+    seed: int = 0,
+    max_splits: int | None = None,
+    extra_starts: np.ndarray | None = None,
+    alpha_leaf: AlphaLeaf | None = None,
+) -> tuple[str, Any, dict[str, Any]]:
+    """("sat", x), ("unsat", [tree per region]) or ("timeout", None), with search statistics.
+    Neither verdict is final until the caller's checker accepted the certificate built from it."""
+    t0 = time.perf_counter()
+    deadline = t0 + timeout
+    stats: dict[str, Any] = {"boxes": 0, "leaves": 0}
+    x = graph_attack.search(ex, spec, confirm, seed=seed, extra_starts=extra_starts, rounds=1,
+                            deadline=t0 + max(1.0, 0.1 * timeout))
+    if x is not None:
+        stats["time"] = time.perf_counter() - t0
+        return "sat", x, stats
+    trees = []
+    if ex.n_in > INPUT_SPLIT_MAX:  # splitting thousands of inputs is hopeless: bound the root only
+        max_splits = 0
+    else:  # α-CROWN costs tens of CROWN passes: on few inputs splitting is cheaper (bench/README.md)
+        alpha_leaf = None
+    for region in spec.regions:
+        out = bab_region(bounder, ex, region, confirm, deadline, stats, max_splits=max_splits,
+                         alpha_leaf=alpha_leaf)
+        if out is None:
+            if max_splits == 0 and ex.n_in > INPUT_SPLIT_MAX:  # spend the rest on the attack
+                x = graph_attack.search(ex, spec, confirm, seed=seed + 1, rounds=50, deadline=deadline)
+                if x is not None:
+                    stats["time"] = time.perf_counter() - t0
+                    return "sat", x, stats
+            stats["time"] = time.perf_counter() - t0
+            return "timeout", None, stats
+        if out and isinstance(out[0], Fraction):
+            stats["time"] = time.perf_counter() - t0
+            return "sat", out, stats
+        trees.append(out)
+    stats["time"] = time.perf_counter() - t0
+    return "unsat", trees, stats
+
+
+def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0) -> Any:
+    """``bab.Result`` for a ``table.Target``: the search's claim with its certificate (the caller
+    runs ``table.check`` on it before reporting, as the CLI does)."""
+    from . import table
+    from .bab import Result
+
+    verdict, out, stats = solve(table.bounder(t), t.ex, spec, table.confirmer(t, spec), timeout, seed,
+                                alpha_leaf=table.alpha_leaf_fn(t))
+    if verdict == "sat":
+        y = t.ex.forward(np.array([[float(v) for v in out]]))[0].tolist()
+        return Result("sat", cert=table.sat_cert(t, spec, out), x=out, y=y, stats=stats)
+    if verdict == "unsat":
+        return Result("unsat", cert=table.unsat_cert(t, spec, out, mode=table.replay_mode(t)), stats=stats)
+    return Result("timeout", stats=stats)

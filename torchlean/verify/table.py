@@ -1,0 +1,292 @@
+"""The search's one doorway into the trusted engines: every bound, certificate check and exact
+counterexample test that ``verify.general`` and ``verify.api`` use goes through the functions here.
+
+Two back ends, chosen per network by ``target``:
+- ReLU chains: the chain checker of today (``certificates.network``, ``fast_crown``, ``check_vnn``);
+- any other graph the bound table lowers: ``certificates.lower`` (the table's lowering, its batched
+  fast CROWN and its ``check_vnn`` on general graphs). Until that module exists, a non-chain graph
+  is refused with ``Unsupported`` (one line), never bounded by anything else.
+
+Nothing here computes a bound itself: the search adds heuristics on top of these numbers only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from ..certificates import fast
+from ..certificates.bounds import check_vnn, objective_steps
+from ..certificates.core import Verdict
+from ..certificates.fast_crown import crown_bounds
+from ..certificates.network import Net, Unsupported, fingerprint, network_from_ir
+from ..certificates.property import Region, Spec
+from ..spec.graph import Graph
+from . import attack
+from .bab import _combos
+from .graph_attack import GraphExec
+
+
+@dataclass
+class Target:
+    """A network as the checker sees it (``net``: a ReLU chain, or ``bg``: a lowered bound graph),
+    with the runtime executor the search attacks."""
+
+    graph: Graph
+    ex: GraphExec
+    net: Net | None = None
+    bg: Any = None
+
+    @property
+    def kind(self) -> str:
+        return "chain" if self.net is not None else "table"
+
+
+def _table():
+    """The bound table's modules (lowering, exact engine), or Unsupported naming what is missing."""
+    try:
+        from ..certificates import engine, lower  # type: ignore[attr-defined]
+    except ImportError:
+        raise Unsupported("this network is not a ReLU chain and the bound table (certificates.lower) "
+                          "is not available") from None
+    return lower, engine
+
+
+def _fast_table():
+    """The table's batched float64 engine, when present (``certificates.fast_engine``)."""
+    try:
+        from ..certificates import fast_engine  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return fast_engine
+
+
+def _down(q: Fraction) -> float:
+    f = float(q)
+    return float(np.nextafter(f, -np.inf)) if Fraction(f) > q else f
+
+
+def _up(q: Fraction) -> float:
+    f = float(q)
+    return float(np.nextafter(f, np.inf)) if Fraction(f) < q else f
+
+
+def target(graph: Graph, prefer_chain: bool = True) -> Target:
+    """Lower ``graph`` for the checker: a ReLU chain when it is one (and ``prefer_chain``), else the
+    bound table's DAG. Raises Unsupported (one line) when neither accepts it."""
+    ir = graph.to_dict()
+    ex = GraphExec(graph)
+    if prefer_chain:
+        try:
+            return Target(graph, ex, net=network_from_ir(ir))
+        except (Unsupported, ValueError):
+            pass
+    return Target(graph, ex, bg=_table()[0].lower(ir))
+
+
+def load_target(path: str, why: Exception) -> Target:
+    """A network file that is not a ReLU chain (``why``: the chain reader's refusal), lowered by
+    the bound table; InputError (one line, keeping both refusals) when the table refuses it too."""
+    from .network import InputError, load_graph
+
+    graph = load_graph(path)
+    try:
+        return target(graph, prefer_chain=False)
+    except (Unsupported, ValueError) as e:
+        raise InputError(f"{why}; bound table: {e}") from None
+
+
+def bounder(t: Target) -> Callable[[Region, np.ndarray, np.ndarray], Callable[..., np.ndarray]]:
+    """``general.Bounder`` over the target's fast engine: sound lower bounds of C·y - d per box."""
+    if t.net is not None:
+        net = t.net
+
+        def make(region: Region, C: np.ndarray, d: np.ndarray):
+            combos = [_combos(len(dj)) for dj in region.disjuncts]
+            steps, _ = objective_steps(net, region, combos)  # the same rows, in the same order
+            layers = fast.prepare(steps)
+            return lambda lo, hi: crown_bounds(layers, lo, hi)
+
+        return make
+    fast_engine = _fast_table()
+
+    def make_table(region: Region, C: np.ndarray, d: np.ndarray):
+        # C and d are sums of the property's decimals: the search may round them (its bounds are
+        # only a guide); the checker recomputes each leaf from the exact property
+        if fast_engine is not None:
+            fg = fast_engine.compiled(t.bg)
+            return lambda lo, hi: fast_engine.crown(fg, lo, hi, C=C)[0] - d
+        engine = _table()[1]
+        rows = [[Fraction(float(v)) for v in r] for r in C]
+
+        def exact(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+            out = [[_down(v) for v in engine.crown(t.bg, [Fraction(v) for v in a], [Fraction(v) for v in b],
+                                                   C=rows)[0]] for a, b in zip(lo, hi)]
+            return np.array(out) - d
+
+        return exact
+
+    return make_table
+
+
+def output_bounds_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, ...],
+                      method: str = "crown", exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Sound float bounds (n_out,) of every output over the exact box [lo, hi], computed by the
+    checker's engine: the chain's ``fast_crown``, or the table's fast engine (``exact=False``, float64
+    with outward charges) or exact engine (rationals, then rounded outward)."""
+    n = t.ex.n_out
+    if t.net is not None:
+        C = np.concatenate([np.eye(n), -np.eye(n)])
+        layers = fast.prepare(_with_rows(t.net, C))
+        flo, fhi = fast.outward(list(lo), list(hi))
+        lb = crown_bounds(layers, np.array([flo]), np.array([fhi]))[0]
+        return lb[:n], -lb[n:]
+    fe = _fast_table()
+    if exact or fe is None:
+        engine = _table()[1]
+        low, up = engine.ibp(t.bg, lo, hi) if method == "ibp" else engine.crown(t.bg, lo, hi)
+        return np.array([_down(v) for v in low]), np.array([_up(v) for v in up])
+    flo, fhi = fe.boxes([lo], [hi])
+    low, up = (fe.ibp if method == "ibp" else fe.crown)(fe.compiled(t.bg), flo, fhi)
+    return low[0], up[0]
+
+
+def alpha_bounds_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, ...], steps: int = 30,
+                     exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """α-CROWN bounds of every output over the exact box: slopes chosen by ``alpha.optimise``, each
+    row's bound recomputed by the table's engine with its own slopes (the fast one: the box repeated
+    once per row, each copy with that row's slopes; or the exact one), and per output the better of
+    that and the default CROWN bound kept (both are the engine's, so both are sound)."""
+    from ..certificates.fast_functions import FAST
+    from . import alpha
+
+    low, up = output_bounds_box(t, lo, hi, "crown", exact)
+    if t.net is not None:
+        return low, up  # the chain engine takes no slopes here
+    engine = _table()[1]
+    fe = None if exact else _fast_table()
+    n = t.ex.n_out
+    C = np.concatenate([np.eye(n), -np.eye(n)])
+    if alpha.dense_size(t.bg) > alpha.MAX_DENSE:
+        return low, up
+    if any(nd.kind == "fn" and nd.fn not in FAST for nd in t.bg.nodes):
+        return low, up  # a row without a fast sibling: no gradient to follow
+    if fe is not None:
+        fg = fe.compiled(t.bg)
+        flo, fhi = fe.boxes([lo], [hi])
+        bs = alpha.Backsub.from_fast(t.bg, fg, fe.forward(fg, flo, fhi, "crown"), FAST)
+    else:
+        bs = alpha.Backsub.from_exact(t.bg, engine.forward(t.bg, lo, hi, "crown"), FAST)
+    lam0, c0 = alpha.objective_rows(t.bg, C)
+    best = alpha.optimise(bs, lam0, c0, steps=steps)
+    if fe is not None:
+        R = C.shape[0]
+        res = fe.crown(fg, np.repeat(flo, R, 0), np.repeat(fhi, R, 0), C=C,
+                       slopes={k: (a[0], b[0]) for k, (a, b) in best.items()})[0]
+        vals = np.diag(res)
+    else:
+        rows = [[Fraction(int(v)) for v in r] for r in C]
+        vals = np.array([_down(engine.crown(t.bg, lo, hi, C=[rows[r]],
+                                            slopes=alpha.slopes_for_row(best, r))[0][0])
+                         for r in range(C.shape[0])])
+    return np.maximum(low, vals[:n]), np.minimum(up, -vals[n:])
+
+
+def _with_rows(net: Net, C: np.ndarray) -> tuple:
+    """The chain with its last affine step composed with the rows C (exactly)."""
+    from ..certificates.network import Affine
+
+    last = net.steps[-1]
+    Cq = [[Fraction(float(v)) for v in r] for r in C]
+    M = [[sum((a * m for a, m in zip(r, col) if a), Fraction(0)) for col in zip(*last.M)] for r in Cq]
+    c = [sum((a * v for a, v in zip(r, last.c) if a), Fraction(0)) for r in Cq]
+    return (*net.steps[:-1], Affine(M, c))
+
+
+def alpha_leaf(t: Target, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, d: np.ndarray,
+               steps: int = 30) -> tuple[np.ndarray, Callable[[int, int], list[list[Any]]]] | None:
+    """α-CROWN on B float boxes (B, n) for the objective rows C·y - d: per box and row the fast
+    engine's bound with that row's optimised slopes (B, R), and a function (b, r) -> the slopes
+    as leaf-proof entries; None when the table has no fast engine or the graph is too large for
+    the dense float back-substitution."""
+    from ..certificates.fast_functions import FAST
+    from . import alpha
+
+    fe = _fast_table()
+    if t.net is not None or fe is None or alpha.dense_size(t.bg) > alpha.MAX_DENSE:
+        return None
+    B, R = lo.shape[0], C.shape[0]
+    if B * R * t.bg.n_vars > alpha.MAX_DENSE or any(n.kind == "fn" and n.fn not in FAST for n in t.bg.nodes):
+        return None
+    fg = fe.compiled(t.bg)
+    bs = alpha.Backsub.from_fast(t.bg, fg, fe.forward(fg, lo, hi, "crown"), FAST)
+    lam0, c0 = alpha.objective_rows(t.bg, C)
+    best = alpha.optimise(bs, lam0, c0 - d, steps=steps)
+    # the slopes as the checker will read them (float32 values; NaN where the default is kept),
+    # evaluated by the engine: box b repeated once per row r, with row r's slopes
+    q = {}
+    for op in bs.ops:
+        if op["kind"] == "fn":
+            k = op["k"]
+            a, b = best[k]
+            q[k] = tuple(np.where(v == dv, np.nan, np.float32(v).astype(float)).reshape(B * R, -1)
+                         for v, dv in ((a, op["dl"]), (b, op["du"])))
+    res = fe.crown(fg, np.repeat(lo, R, 0), np.repeat(hi, R, 0), C=C, slopes=q)[0].reshape(B, R, R)
+    lb = np.einsum("brr->br", res) - d
+    return lb, lambda b, r: alpha.slope_entries(bs, best, r, b)
+
+
+def alpha_leaf_fn(t: Target) -> Callable[..., Any] | None:
+    """``general.AlphaLeaf`` for this target (None for ReLU chains: their search has its own)."""
+    if t.net is not None:
+        return None
+    return lambda lo, hi, C, d: alpha_leaf(t, lo, hi, C, d)
+
+
+def engine_name(t: Target, exact: bool = False) -> str:
+    if t.net is not None:
+        return "certificates.fast_crown (ReLU chain, float64 rounded outward)"
+    if exact or _fast_table() is None:
+        return "certificates.engine (bound table, exact rationals)"
+    return "certificates.fast_engine (bound table, float64 rounded outward)"
+
+
+def replay_mode(t: Target) -> str:
+    """The replay mode a search's certificate asks for: fast float64 for chains, exact otherwise
+    (until the table's fast replay exists)."""
+    return "fast" if t.net is not None or _fast_table() is not None else "exact"
+
+
+def network_id(t: Target) -> str:
+    return fingerprint(t.net) if t.net is not None else _table()[0].fingerprint(t.bg)
+
+
+def check(cert: dict[str, Any], t: Target, spec: Spec) -> Verdict:
+    """The trusted checker's verdict on a certificate for this target and property."""
+    if t.net is not None:
+        return check_vnn(cert, t.net, spec)
+    try:  # the table's check_vnn takes a BoundGraph; before it does, this is a refusal, not a crash
+        return check_vnn(cert, t.bg, spec)
+    except Exception as e:  # noqa: BLE001  (any failure to check is a rejection)
+        return Verdict(False, reason=f"the checker could not check this graph: {type(e).__name__}: {e}")
+
+
+def confirmer(t: Target, spec: Spec) -> Callable[[list[Fraction]], bool]:
+    """The checker's exact test that x is a counterexample (a vnn-sat certificate it accepts)."""
+    if t.net is not None:
+        return lambda x: attack.confirm(t.net, spec, x)
+    return lambda x: check(sat_cert(t, spec, x), t, spec).ok
+
+
+def sat_cert(t: Target, spec: Spec, x: list[Fraction]) -> dict[str, Any]:
+    return {"kind": "vnn-sat", "version": 1, "network": network_id(t), "property": spec.digest(),
+            "x": [str(v) for v in x]}
+
+
+def unsat_cert(t: Target, spec: Spec, trees: list[Any], mode: str = "fast") -> dict[str, Any]:
+    return {"kind": "vnn-unsat", "version": 1, "network": network_id(t), "property": spec.digest(),
+            "mode": mode, "method": "crown", "regions": trees}
