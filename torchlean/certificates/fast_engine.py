@@ -230,6 +230,7 @@ def _mul_iv(lx, ux, lw, uw):
     return ps.min(0) - m, ps.max(0) + m
 
 
+@np.errstate(invalid="ignore", over="ignore")  # non-finite entries are handled (vacuous bounds)
 def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             phases: dict[int, np.ndarray] | None = None) -> _State:
     """Certified bounds of every variable over each box (B, n_in), as ``engine.forward``;
@@ -471,6 +472,7 @@ def _objective(fg: FastGraph, st: _State, C: Any):
     return np.broadcast_to(Cm[None], (st.B, *Cm.shape))
 
 
+@np.errstate(invalid="ignore", over="ignore")  # non-finite entries are handled (vacuous bounds)
 def ibp(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = None):
     """Certified IBP bounds (B, K) of C·y over each box [lo_b, hi_b] ((B, n_in) floats)."""
     fg = compiled(bg)
@@ -489,6 +491,7 @@ def _ibp_out(fg: FastGraph, st: _State, C: Any):
     return _safe(lo - ch, hi + ch)
 
 
+@np.errstate(invalid="ignore", over="ignore")  # non-finite entries are handled (vacuous bounds)
 def crown(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = None,
           slopes: dict[int, Any] | None = None, method: str = "crown"):
     """Certified CROWN bounds (B, K) of C·y over each box, as ``engine.crown`` (slopes per node:

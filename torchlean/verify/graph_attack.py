@@ -163,6 +163,7 @@ def _atoms(disj: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     return A, b
 
 
+@np.errstate(invalid="ignore", over="ignore")  # outside a row's domain the runtime gives nan: no candidate
 def margins(region: Region, y: np.ndarray) -> np.ndarray:
     """(B, J): per point and disjunct, max_k (a_k·y - b_k); <= 0 means unsafe in float."""
     out = np.full((y.shape[0], len(region.disjuncts)), -np.inf)
@@ -173,6 +174,7 @@ def margins(region: Region, y: np.ndarray) -> np.ndarray:
     return out
 
 
+@np.errstate(invalid="ignore", over="ignore")  # outside a row's domain the runtime gives nan: no candidate
 def pgd(ex: GraphExec, A: np.ndarray, b: np.ndarray, z: np.ndarray, lo: np.ndarray, hi: np.ndarray,
         steps: int = 40, decay: float = 0.88) -> tuple[np.ndarray, np.ndarray]:
     """Sign-gradient descent of max_k (A_k·y - b_k) from each row of z, projected on [lo, hi]
@@ -196,6 +198,7 @@ def pgd(ex: GraphExec, A: np.ndarray, b: np.ndarray, z: np.ndarray, lo: np.ndarr
     return best_z, best_v
 
 
+@np.errstate(invalid="ignore", over="ignore")  # outside a row's domain the runtime gives nan: no candidate
 def search(
     ex: GraphExec,
     spec: Spec,
