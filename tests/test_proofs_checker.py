@@ -179,6 +179,18 @@ def test_coverage_has_no_gaps():
     assert "autograd" in coverage_table()
 
 
+def test_coverage_fails_on_a_primitive_without_a_bound_row_or_reason(monkeypatch):
+    from torchlean.certificates import lower
+    from torchlean.proofs.coverage import coverage, gaps
+
+    rows = coverage()
+    assert all(r["verify"] for r in rows.values())  # every primitive has a bound-table row today
+    monkeypatch.delitem(lower.ROWS, "tanh")
+    assert gaps() == ["tanh: no bound-table row and no reason"]
+    monkeypatch.setitem(lower.NO_ROW, "tanh", "a stated reason")
+    assert gaps() == []
+
+
 STDLIB = set(sys.stdlib_module_names)
 
 
