@@ -164,6 +164,8 @@ class Analysis:
                 lo, hi = min(c, float(n.value)), max(c, float(n.value))
                 w[k] = r[k] = err[k] = I(_dn(lo), _upr(hi))
                 continue
+            if n.op == "sqrt" and w[id(n.args[0])].lo < 0:
+                return INF  # the program may take sqrt of a negative (NaN): no finite bound
             v = self._apply(n, w, box, exact_consts=False)
             e = self._affine_err(n, err) if k in self.plans else None
             if e is not None:
