@@ -27,10 +27,10 @@ from typing import Any, BinaryIO
 
 #: the largest input file ``read_input`` reads unless told otherwise (bytes)
 MAX_INPUT_BYTES = 64 * 1024 * 1024
-#: the largest VNN-LIB file read (bytes). Both readers run on every property (about 3 s/MB for
-#: the checker's, 7.5 s/MB for the lark one on this machine), so 4 MiB keeps reading under ~45 s;
+#: the largest VNN-LIB file read (bytes). Both readers run on every property (about 2.5 s/MB for
+#: the checker's, 8.5 s/MB for the lark one on this machine), so 2 MiB keeps reading under ~25 s;
 #: VNN-COMP 2021's largest property is 338 KB
-MAX_VNNLIB_BYTES = 4 * 1024 * 1024
+MAX_VNNLIB_BYTES = 2 * 1024 * 1024
 
 _LIVE: set[str] = set()  # temps this process is writing right now
 _TEMP = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
@@ -141,7 +141,7 @@ def read_input_bytes(
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-            raise InputFileError(f"{path}: {kind}; a {what} must be a regular file")
+            raise InputFileError(f"{path}: {kind}; only a regular file is read as a {what}")
         if st.st_size > max_bytes:
             raise InputFileError(
                 f"{path}: {st.st_size} bytes, over the {what} size limit of {max_bytes} bytes"

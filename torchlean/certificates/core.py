@@ -146,8 +146,9 @@ MAX_EXPONENT = 4000
 #: nesting depth of a certificate's or an artifact's JSON
 MAX_JSON_DEPTH = 200
 
-_DECIMAL = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]+))?", re.ASCII)
-_FRACTION = re.compile(r"([+-]?[0-9]+)/([0-9]+)", re.ASCII)
+_D = r"[0-9](?:_?[0-9])*"  # ASCII digits, single underscores between them (as Fraction reads)
+_DECIMAL = re.compile(rf"([+-]?)({_D})?(?:\.({_D})?)?(?:[eE]([+-]?{_D}))?", re.ASCII)
+_FRACTION = re.compile(rf"([+-]?{_D})/({_D})", re.ASCII)
 
 
 def decimal(text: str) -> Fraction:
@@ -159,7 +160,7 @@ def decimal(text: str) -> Fraction:
     s = text.strip()
     m = _FRACTION.fullmatch(s)
     if m:
-        p, q = m.groups()
+        p, q = (g.replace("_", "") for g in m.groups())
         if len(p) > MAX_DIGITS + 1 or len(q) > MAX_DIGITS:
             raise ValueError(f"numeral with more than {MAX_DIGITS} digits")
         if not q.strip("0"):
@@ -168,8 +169,8 @@ def decimal(text: str) -> Fraction:
     m = _DECIMAL.fullmatch(s)
     if not m or not (m.group(2) or m.group(3)):
         raise ValueError(f"not a numeral: {s[:40]!r}")
-    sign, whole, frac, exp = m.groups()
-    frac = frac or ""
+    sign, whole, frac, exp = (g.replace("_", "") if g else g for g in m.groups())
+    whole, frac = whole or "", frac or ""
     if len(whole) + len(frac) > MAX_DIGITS:
         raise ValueError(f"numeral with more than {MAX_DIGITS} digits")
     if exp is not None and (len(exp) > 8 or abs(int(exp)) > MAX_EXPONENT):

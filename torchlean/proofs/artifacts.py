@@ -9,13 +9,13 @@ against the obligation re-derived from the code *now*, after comparing hashes.
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._files import atomic_write_json
+from .._files import atomic_write_json, read_input
 from ..certificates import check as replay
+from ..certificates.core import parse_json
 from .obligation import Obligation
 
 try:
@@ -76,8 +76,8 @@ def check_one(directory: Path, ob: Obligation) -> Outcome:
     path = path_for(directory, ob)
     if not path.exists():
         return Outcome(ob.name, "missing", f"no artifact {path.name}; run discharge")
-    try:
-        art = json.loads(path.read_text())
+    try:  # a regular file only (a FIFO is refused, never waited on); JSON within the checker's limits
+        art = parse_json(read_input(path, what="artifact"))
         stored_hash, cert = art["obligation"]["hash"], art["certificate"]
         if not isinstance(cert, dict) or not isinstance(stored_hash, str):
             raise TypeError("certificate/hash of the wrong type")

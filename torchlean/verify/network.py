@@ -129,13 +129,13 @@ def _canon(spec: Spec) -> Any:
     )
 
 
-def _bridge_spec(p: Path, text: str) -> Any:
+def _bridge_spec(p: Path, text: str | None = None) -> Any:
     try:
-        from ..bridge.vnnlib import parse_vnnlib_string
+        from ..bridge.vnnlib import parse_vnnlib, parse_vnnlib_string
     except ImportError:
         return None
     try:
-        prop = parse_vnnlib_string(text, str(p))
+        prop = parse_vnnlib(p) if text is None else parse_vnnlib_string(text, str(p))
     except ValueError as e:
         raise InputError(str(e).splitlines()[0]) from None
     return (

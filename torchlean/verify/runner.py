@@ -43,7 +43,10 @@ def read_instances(path: str | Path) -> list[dict[str, str]]:
     the columns onnx and vnnlib (a header row must start with them), a timeout that is a finite
     number of seconds > 0, an ``expected`` verdict from ``EXPECTED``. InputError naming the line
     otherwise."""
-    text = read_input(path, MAX_CSV_BYTES, what="instance list")
+    try:
+        text = read_input(path, MAX_CSV_BYTES, what="instance list")
+    except ValueError as e:  # (missing, not a regular file, too big, not UTF-8)
+        raise InputError(str(e)) from None
     try:
         rows = [
             (n, [c.strip() for c in r])
