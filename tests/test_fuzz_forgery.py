@@ -12,8 +12,8 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-
 from fuzz_util import TEST, tally, time_limit
+
 from torchlean.certificates.bounds import check_vnn
 from torchlean.verify.network import load_net, load_spec
 

@@ -10,10 +10,18 @@ import random
 from fractions import Fraction
 
 import pytest
-
 from fuzz_util import (
-    ACAS, EXTREME_NUMERALS, TALLY, TEST, Hang, mutate_bytes, mutate_text, tally, time_limit,
+    ACAS,
+    EXTREME_NUMERALS,
+    TALLY,
+    TEST,
+    Hang,
+    mutate_bytes,
+    mutate_text,
+    tally,
+    time_limit,
 )
+
 from torchlean.verify.network import InputError, load_net, load_spec
 
 N_DEFAULT, N_SLOW = 40, 400
@@ -331,11 +339,13 @@ def _csv(tmp_path, data: bytes, i: int):
 
 def test_csv_fuzz(tmp_path):
     rng = random.Random(5)
-    cases = [b"test_nano.onnx;test_nano.vnnlib;60\n", b"test_nano.onnx\n", b"\xef\xbb\xbfa.onnx,b.vnnlib,60\n",
+    cases = [b"test_nano.onnx;test_nano.vnnlib;60\n", b"test_nano.onnx\n",
+             b"\xef\xbb\xbfa.onnx,b.vnnlib,60\n",
              b"net,prop,t\na.onnx,b.vnnlib,1\n", b"a.onnx,b.vnnlib,nan\n", b"a.onnx,b.vnnlib,6\xe9\n",
              b"onnx,vnnlib,expected\na.onnx,b.vnnlib,maybe\n", b"a.onnx\tb.vnnlib\t60\n"]
     for _ in range(N_DEFAULT * 2):
-        rows = [",".join(rng.choice(CSV_CELLS) for _ in range(rng.randint(1, 4))) for _ in range(rng.randint(1, 3))]
+        rows = [",".join(rng.choice(CSV_CELLS) for _ in range(rng.randint(1, 4)))
+                for _ in range(rng.randint(1, 3))]
         sep = rng.choice([",", ",", ";", "\t"])
         cases.append(("\n".join(rows).replace(",", sep) + "\n").encode(rng.choice(["utf-8", "utf-8-sig"])))
     for i, data in enumerate(cases):

@@ -72,6 +72,8 @@ def number(kind: type = float, low: float = 0.0, high: float = math.inf, low_ope
 
     def convert(text: str) -> Any:
         try:
+            if not text.isascii():  # (float() reads Arabic-Indic digits; a flag does not)
+                raise ValueError(text)
             value = kind(text.strip())
         except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(f"expected {need}, got {text!r}") from None
