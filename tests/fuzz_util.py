@@ -7,6 +7,9 @@ input, within ``LIMIT`` seconds; anything else (another exception, a RecursionEr
 
 from __future__ import annotations
 
+import atexit
+import json
+import os
 import random
 import signal
 import time
@@ -46,6 +49,14 @@ def time_limit(seconds: float = LIMIT):
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
     assert time.monotonic() - t0 <= seconds
+
+
+@atexit.register
+def _dump() -> None:  # TORCHLEAN_FUZZ_TALLY=path.json: the counts bench/README.md records
+    path = os.environ.get("TORCHLEAN_FUZZ_TALLY")
+    if path and TALLY:
+        with open(path, "w") as f:
+            json.dump({k: dict(v) for k, v in sorted(TALLY.items())}, f, indent=1)
 
 
 def tally(kind: str, outcome: str) -> None:

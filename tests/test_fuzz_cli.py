@@ -58,7 +58,7 @@ def _verify_argvs(rng: random.Random, n: int, tmp) -> list[list[str]]:
 def test_verify_flags(capsys, tmp_path):
     from torchlean.verify.__main__ import main
 
-    for argv in _verify_argvs(random.Random(0), 20, tmp_path):
+    for argv in _verify_argvs(random.Random(0), 60, tmp_path):
         _run(main, argv, capsys)
 
 
@@ -84,7 +84,7 @@ def test_floats_flags(capsys, tmp_path):
     from torchlean.floats.__main__ import main
 
     ok = 0
-    for argv in _floats_argvs(random.Random(1), 20, tmp_path):
+    for argv in _floats_argvs(random.Random(1), 60, tmp_path):
         ok += _run(main, argv, capsys)[0] == 0
     assert ok >= 5  # (the valid ones did run)
 
@@ -164,17 +164,18 @@ def test_deep_network_honours_the_timeout(tmp_path):
     net, spec = load_net(onnx_path), load_spec(prop)
     t = time.monotonic()
     res = verify(net, spec, timeout=1.0)
-    assert time.monotonic() - t < 3.0 and res.verdict in ("timeout", "sat", "unsat")
+    # (generous margins: the machine is shared; without the deadline checks this ran for minutes)
+    assert time.monotonic() - t < 5.0 and res.verdict in ("timeout", "sat", "unsat")
     import numpy as np
 
     t = time.monotonic()
     with pytest.raises(OutOfTime):
         bounds(net, (-np.ones(2), np.ones(2)), deadline=time.monotonic() + 0.5)
-    assert time.monotonic() - t < 2.0
+    assert time.monotonic() - t < 4.0
     if res.cert is not None:
         t = time.monotonic()
         check_vnn(res.cert, net, spec, mode="exact", deadline=time.monotonic() + 0.5)
-        assert time.monotonic() - t < 2.5
+        assert time.monotonic() - t < 4.5
     for bad in (float("nan"), -1.0, 0.0, float("inf"), float("-inf")):
         with pytest.raises(ValueError):
             verify(net, spec, timeout=bad)
@@ -205,7 +206,7 @@ def test_replay_mode_is_the_callers(tmp_path):
         assert "fast" in v.reason
     t = time.monotonic()
     v = check_vnn(res.cert, net, spec, mode="exact", deadline=time.monotonic() + 1.0)
-    assert time.monotonic() - t < 3.0
+    assert time.monotonic() - t < 5.0
     assert v.ok or "deadline" in v.reason
 
 
