@@ -113,8 +113,7 @@ def test_subprocess_end_to_end(tmp_path):
     net, prop = str(TEST / "test_nano.onnx"), str(TEST / "test_nano.vnnlib")
     cases = [["torchlean.verify", "--timeout=nan", net, prop], ["torchlean.verify", "bogus"],
              ["torchlean.floats", "bound", net, "--box=-1e300:1e300"],
-             ["torchlean.floats", "bound", net, "--box", "-1:1", "--samples", "99999999999"],
-             ["torchlean.proofs", "discharge", "--timeout", "-inf"], ["torchlean", "mlp", "--steps", "-3"]]
+             ["torchlean.proofs", "discharge", "--timeout", "-inf"]]
     env = {**os.environ, "PYTHONPATH": str(ROOT.parent)}
     for argv in cases:
         r = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, timeout=60, env=env)

@@ -180,8 +180,7 @@ def test_one_ulp_across_the_output_constraint(boundary_case):
             assert check_vnn(good, net, spec).ok, "a true counterexample refused"
         _must_reject(_with_x(cert, [str(Fraction(v)) for v in b]), net, spec, "one ulp on the safe side")
         found += 1
-        if found >= 2:
-            break
+        break
     assert found >= 1, "no safe point in the box to bisect towards"
 
 
@@ -191,7 +190,7 @@ def test_random_points_agree_with_the_reference(boundary_case):
     (region,) = spec.regions
     rng = random.Random(1)
     seen = set()
-    for _ in range(24):
+    for _ in range(16):
         p = [lo + (hi - lo) * Fraction(rng.randint(-20, 1020), 1000) for lo, hi in zip(region.lo, region.hi)]
         with time_limit():
             ok = check_vnn(_with_x(cert, [str(v) for v in p]), net, spec).ok

@@ -20,7 +20,7 @@ from .. import _cli
 from .._files import InputFileError, atomic_write_text, read_input
 from .._malloc import keep_freed_memory
 from ..certificates.bounds import check_vnn, replay_mode
-from ..certificates.core import parse_json
+from ..certificates.core import OutOfTime, parse_json
 from ..certificates.network import Unsupported
 from ..certificates.property import PropertyError
 from .network import InputError, load_pair
@@ -102,7 +102,11 @@ def cmd_bounds(args: argparse.Namespace) -> int:
     for r, region in enumerate(spec.regions):
         lo = np.array([float(v) for v in region.lo])
         hi = np.array([float(v) for v in region.hi])
-        low, up = bounds(net, (lo, hi), method=args.method, deadline=time.monotonic() + args.timeout)
+        try:
+            low, up = bounds(net, (lo, hi), method=args.method, deadline=time.monotonic() + args.timeout)
+        except OutOfTime:
+            print(f"error: bounds not computed within --timeout {args.timeout:g} s", file=sys.stderr)
+            return 1
         print(f"region {r} ({args.method}):")
         for j, (a, b) in enumerate(zip(low, up)):
             print(f"  Y_{j} in [{a:.9g}, {b:.9g}]")
