@@ -24,7 +24,7 @@ from fuzz_util import (
 
 from torchlean.verify.network import InputError, load_net, load_spec
 
-N_DEFAULT, N_SLOW = 100, 1000
+N_DEFAULT, N_SLOW = 100, 3000
 
 # -- VNN-LIB -----------------------------------------------------------------------------------
 
@@ -269,6 +269,8 @@ FPCORE_INVALID = {
     "duplicate argument": "(FPCore (x x) :pre (<= 0 x 1) (+ x 1))",
     "huge exponent": "(FPCore (x) :pre (<= 0 x 1e999999999) (+ x 1))",
     "deep": "(FPCore (x) :pre (<= 0 x 1) " + "(+ x " * 3000 + "1" + ")" * 3001,
+    # found by the slow corpus: a :pre bound on a name that is not an argument (was a TypeError)
+    "bound on a non-argument": "(FPCore (x) :pre (and (<= 0 x 1) (<= 0 y)) (+ x 1))",
 }
 
 

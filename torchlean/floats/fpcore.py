@@ -242,6 +242,9 @@ def to_benchmarks(text: str) -> list[Benchmark]:
             missing = [a for a in args if None in b.box.get(a, (None, None))]
             if missing:
                 raise Unsupported(f"no bounds for {', '.join(missing)} in :pre")
+            extra = sorted(set(b.box) - set(args))
+            if extra:  # (a :pre bound on a name that is not an argument)
+                raise Unsupported(f":pre bounds {extra[0]!r}, which is not an argument")
             empty = [a for a in args if b.box[a][0] > b.box[a][1]]
             if empty:  # a bound over no points at all says nothing
                 raise Unsupported(f"empty :pre box for {', '.join(empty)}")
