@@ -65,13 +65,18 @@ def test_verify_flags(capsys, tmp_path):
 def _floats_argvs(rng: random.Random, n: int, tmp) -> list[list[str]]:
     net = str(TEST / "test_nano.onnx")
     empty = tmp / "empty.json"
-    empty.write_text(json.dumps({"format": "torchlean-ir", "version": 1, "inputs": [], "outputs": [],
-                                 "nodes": [], "values": {}}))
+    empty.write_text(json.dumps({"format": "torchlean-ir", "version": 1, "inputs": [], "constants": {},
+                                 "nodes": [], "outputs": []}))
+    ident = tmp / "identity.json"  # (inputs and outputs, no operation)
+    x = {"name": "x", "shape": [1], "dtype": "float32"}
+    ident.write_text(json.dumps({"format": "torchlean-ir", "version": 1, "constants": {}, "nodes": [],
+                                 "inputs": [x], "outputs": ["x"]}))
     out = [["bound", net, "--box", b, "--samples", "10"] for b in BOXES]
     out += [["bound", net, "--box=" + b, "--samples", "10"] for b in BOXES]
     out += [["bound", net, "--box", "-1:1", "--samples", v] for v in NUMS + ["10000001", "10**9"]]
     out += [["bound", net, "--box", "-1:1", "--splits", v, "--samples", "0"] for v in NUMS]
     out += [["run", str(empty), "--input", "1"], ["bound", str(empty), "--box", "0:1"],
+            ["bound", str(ident), "--box", "0:1"], ["run", str(ident), "--input", "1"],
             ["run", net, "--input", "nan"], ["run", net, "--input", "1,2"], ["check", str(tmp)],
             ["fpcore", str(tmp)], ["bound", net, "--box", "0:1", "--cert", str(tmp), "--samples", "0"],
             ["lemmas", "--timeout", "nan"], ["bound", net, "--box", "0:1", "--format", "bogus"], []]

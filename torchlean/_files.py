@@ -141,7 +141,7 @@ def read_input_bytes(
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-            raise InputFileError(f"{path}: {kind}; only a regular file is read as a {what}")
+            raise InputFileError(f"{path}: {kind}; only regular files are read (as {what})")
         if st.st_size > max_bytes:
             raise InputFileError(
                 f"{path}: {st.st_size} bytes, over the {what} size limit of {max_bytes} bytes"

@@ -103,6 +103,8 @@ def cmd_bound(a: argparse.Namespace) -> int:
     _cli.check_writable(a.cert, "--cert")
     g = load_model(a.model)
     n = _inputs(g)
+    if not getattr(g, "nodes", None):
+        raise CliError("the model has no operations (an empty graph): nothing to bound")
     box = vnnlib_box(a.vnnlib) if a.vnnlib else parse_box(a.box or "", n) if a.box else None
     if box is None:
         raise CliError("give --box or --vnnlib")
