@@ -55,9 +55,10 @@ def _verify_argvs(rng: random.Random, n: int, tmp) -> list[list[str]]:
     return out
 
 
-def test_verify_flags(capsys, tmp_path):
+def test_verify_flags(capsys, tmp_path, monkeypatch):
     from torchlean.verify.__main__ import main
 
+    monkeypatch.chdir(tmp_path)  # (a random "--cert 0.5" writes a file named 0.5)
     for argv in _verify_argvs(random.Random(0), 60, tmp_path):
         _run(main, argv, capsys)
 
@@ -85,20 +86,22 @@ def _floats_argvs(rng: random.Random, n: int, tmp) -> list[list[str]]:
     return out
 
 
-def test_floats_flags(capsys, tmp_path):
+def test_floats_flags(capsys, tmp_path, monkeypatch):
     from torchlean.floats.__main__ import main
 
+    monkeypatch.chdir(tmp_path)
     ok = 0
     for argv in _floats_argvs(random.Random(1), 60, tmp_path):
         ok += _run(main, argv, capsys)[0] == 0
     assert ok >= 5  # (the valid ones did run)
 
 
-def test_proofs_and_top_level_flags(capsys, tmp_path):
+def test_proofs_and_top_level_flags(capsys, tmp_path, monkeypatch):
     """Only refused values here: an accepted discharge would run the solvers."""
     from torchlean.__main__ import main as top
     from torchlean.proofs.cli import main as proofs
 
+    monkeypatch.chdir(tmp_path)
     bad = [v for v in NUMS if v not in ("0.5", "1e-300")]
     for v in bad:
         rc, _ = _run(proofs, ["discharge", "--timeout", v, "nonexistent.prefix"], capsys)
