@@ -9,6 +9,7 @@ import json
 import random
 from fractions import Fraction
 
+import numpy as np
 import pytest
 from fuzz_util import (
     ACAS,
@@ -475,3 +476,22 @@ def test_onnx_invalid_refused(tmp_path, case):
     outcome = _onnx(p)
     tally("ONNX", outcome)
     assert outcome == "clean_error"
+
+
+def test_float_certificate_junk(tmp_path):
+    """``floats check`` certificates (errorbound, errorbound-split): every field replaced by junk
+    gives a verdict from ``certificates.check``, never an exception, in time; the honest one passes."""
+    from torchlean.bridge.onnx import load_onnx
+    from torchlean.certificates import check
+    from torchlean.floats.errorbound import bound_certificate
+
+    g = load_onnx(TEST / "test_nano.onnx")
+    box = [(Fraction(-1), Fraction(1))] * int(np.prod(g.inputs[0].shape))
+    rng = random.Random(13)
+    for splits in (0, 2):
+        cert = json.loads(json.dumps(bound_certificate(g, box, "binary32", "rne", splits=splits)))
+        assert check(cert).ok
+        for _, bad in _replace_everywhere(cert, rng):
+            with time_limit():
+                v = check(bad)
+            tally("float certificates", "accepted" if v.ok else "clean_error")
