@@ -491,6 +491,10 @@ def test_float_certificate_junk(tmp_path):
     for splits in (0, 2):
         cert = json.loads(json.dumps(bound_certificate(g, box, "binary32", "rne", splits=splits)))
         assert check(cert).ok
+        if "mode" in cert.get("statement", {}):  # an unknown rounding mode is refused, not read as directed
+            bogus = json.loads(json.dumps(cert))
+            bogus["statement"]["mode"] = "bogus"
+            assert not check(bogus).ok
         for _, bad in _replace_everywhere(cert, rng):
             with time_limit():
                 v = check(bad)

@@ -56,7 +56,7 @@ from typing import Any
 from .backsub import Chain
 from .core import Verdict, checker, digest, rational, require
 from .deeppoly import DeepPoly
-from .rounding import Format, decode
+from .rounding import MODES, Format, decode
 from .symrange import SymRanges
 
 Interval = tuple[Fraction, Fraction]
@@ -118,6 +118,7 @@ class Replay:
     def __init__(self, stmt: dict[str, Any]):
         self.fmt = Format.from_dict(stmt["format"])
         self.mode = stmt["mode"]
+        require(self.mode in MODES, f"unknown rounding mode {self.mode!r}")  # (not silently directed)
         self.u = self.fmt.unit_roundoff(self.mode)
         self.eta = self.fmt.underflow_eta(self.mode)
         self.u_near = self.fmt.unit_roundoff("rne")  # half an ulp, relative, for "k ulp" claims

@@ -221,6 +221,8 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..certificates.rounding import MODES
+
     ap = _cli.Parser(prog="python -m torchlean.floats", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -229,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--box")
     b.add_argument("--vnnlib")
     b.add_argument("--format", default="binary32")
-    b.add_argument("--mode", default="rne")
+    b.add_argument("--mode", default="rne", choices=MODES)
     b.add_argument("--samples", type=_cli.samples, default=10_000)
     b.add_argument("--cert")
     b.add_argument("--splits", type=_cli.splits, default=0, metavar="N",
@@ -242,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("model")
     r.add_argument("--input", required=True)
     r.add_argument("--format", default="binary32")
-    r.add_argument("--mode", default="rne")
+    r.add_argument("--mode", default="rne", choices=MODES)
     lm = sub.add_parser("lemmas")
     lm.add_argument("--timeout", type=_cli.number(float, 0.0, _cli.MAX_TIMEOUT_S, low_open=False,
                                                   what="number of seconds"),

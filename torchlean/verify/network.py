@@ -71,8 +71,8 @@ def load_graph(path: str | Path) -> Any:
     from ..bridge.onnx import load_onnx
 
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{path}: no such file")
+    if not p.is_file():  # (a FIFO or a directory is refused, never opened)
+        raise InputError(f"{path}: {'not a regular file' if p.exists() else 'no such file'}")
     try:
         return load_onnx(str(p))
     except Exception as e:  # the importer's errors are one line; keep them so
