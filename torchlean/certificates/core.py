@@ -65,10 +65,10 @@ def check(cert: Any) -> Verdict:
         return Verdict(False, reason=f"unknown certificate kind {cert['kind']!r}")
     try:
         return fn(cert)
-    except Rejected as e:
-        return Verdict(False, reason=str(e))
     except OutOfTime:
         return Verdict(False, reason="not accepted: replay deadline exceeded (the caller's time limit)")
+    except Rejected as e:
+        return Verdict(False, reason=str(e))
     except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, RecursionError, OverflowError,
             AttributeError) as e:
         return Verdict(False, reason=f"malformed {cert['kind']} certificate: {type(e).__name__}: {e}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from fractions import Fraction
 
-from .core import Rejected, decimal, require
+from .core import Rejected, decimal, require, tick
 from .sexpr import SExpr, show
 
 Monomial = tuple[tuple[str, int], ...]  # sorted (atom, exponent) pairs; () is the constant term
@@ -53,6 +53,7 @@ def _mono_mul(a: Monomial, b: Monomial) -> Monomial:
 def mul(p: Poly, q: Poly) -> Poly:
     out: Poly = {}
     for m1, c1 in p.items():
+        tick()  # (products of big polynomials are where a replay can take long)
         for m2, c2 in q.items():
             m = _mono_mul(m1, m2)
             v = out.get(m, Fraction(0)) + c1 * c2

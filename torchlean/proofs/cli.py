@@ -88,8 +88,11 @@ def cmd_discharge(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     obs, directory = _setup(args)
     counts = {"checked": 0, "trusted": 0, "failed": 0}
+    from ..certificates.core import time_limit
+
     for ob in obs:
-        o = check_one(directory, ob)
+        with time_limit(time.monotonic() + args.timeout):  # per artifact: past it, not accepted
+            o = check_one(directory, ob)
         if o.status in ("checked", "trusted"):
             counts[o.status] += 1
             if o.status == "trusted" and (args.verbose or args.strict):
@@ -139,6 +142,8 @@ def parser() -> argparse.ArgumentParser:
     common(d)
     c = sub.add_parser("check", help="replay every artifact through the trusted checker")
     c.add_argument("--strict", action="store_true", help="solver-trusted obligations fail too")
+    c.add_argument("--timeout", type=_cli.timeout_s, default=60.0,
+                   help="seconds per artifact replay; past it the artifact fails (default 60)")
     c.add_argument("-v", "--verbose", action="store_true")
     common(c)
     s = sub.add_parser("show", help="list obligations and their status")
