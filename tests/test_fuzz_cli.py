@@ -258,3 +258,17 @@ def test_proofs_check_per_artifact_deadline(capsys):
     assert rc == 1 and "deadline exceeded" in out and "0 checked" in out
     rc = main(["check", "--dir", str(ROOT.parent / "proofs"), "--timeout", "60", "autograd.add"])
     assert rc == 0 and "1 checked" in capsys.readouterr().out
+
+
+BAD_TOML = ["[tool.torchlean\n", "[tool.torchlean]\nproofs = 3\n", "[tool]\ntorchlean = 5\n", "tool = 3\n",
+            '[tool.torchlean]\nmodules = "x"\n', "\xff\n"]
+
+
+@pytest.mark.parametrize("toml", BAD_TOML)
+def test_bad_pyproject_is_one_line(capsys, tmp_path, monkeypatch, toml):
+    from torchlean.proofs.cli import main
+
+    (tmp_path / "pyproject.toml").write_bytes(toml.encode("latin-1"))
+    monkeypatch.chdir(tmp_path)
+    rc, err = _run(main, ["check", "autograd.abs"], capsys, limit=60)
+    assert rc == 2 and "pyproject.toml" in err

@@ -39,10 +39,24 @@ def config(start: Path | None = None) -> dict[str, Any]:
     pp = find_pyproject(start)
     if pp is None:
         return {"root": str(Path.cwd()), "proofs": "proofs", "modules": []}
-    with open(pp, "rb") as f:
-        data = tomllib.load(f).get("tool", {}).get("torchlean", {})
-    return {"root": str(pp.parent), "proofs": data.get("proofs", "proofs"),
-            "modules": list(data.get("modules", []))}
+    try:
+        with open(pp, "rb") as f:
+            tool = tomllib.load(f).get("tool", {})
+    except (OSError, ValueError) as e:  # (TOMLDecodeError is a ValueError)
+        raise ConfigError(f"{pp}: {e}") from None
+    data = tool.get("torchlean", {}) if isinstance(tool, dict) else None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{pp}: [tool.torchlean] is not a table")
+    proofs, modules = data.get("proofs", "proofs"), data.get("modules", [])
+    if not isinstance(proofs, str) or not (
+        isinstance(modules, list) and all(isinstance(m, str) for m in modules)
+    ):
+        raise ConfigError(f"{pp}: [tool.torchlean] wants proofs = \"DIR\" and modules = [\"name\", ...]")
+    return {"root": str(pp.parent), "proofs": proofs, "modules": list(modules)}
+
+
+class ConfigError(ValueError):
+    """A pyproject.toml that cannot be read, or a [tool.torchlean] table of the wrong shape."""
 
 
 def proofs_dir(cfg: dict[str, Any] | None = None) -> Path:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from .. import _cli
-from .artifacts import check_one, config, proofs_dir
+from .artifacts import ConfigError, check_one, config, proofs_dir
 from .obligation import SOURCES, Obligation
 
 UsageError = _cli.CliError  # bad input: printed as one line, exit status 2
@@ -157,4 +157,4 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(args, int):
         return args
     fn = {"emit": cmd_emit, "discharge": cmd_discharge, "check": cmd_check, "show": cmd_show}[args.command]
-    return _cli.guard(lambda: fn(args))
+    return _cli.guard(lambda: fn(args), (ConfigError,))
