@@ -272,3 +272,16 @@ def test_bad_pyproject_is_one_line(capsys, tmp_path, monkeypatch, toml):
     monkeypatch.chdir(tmp_path)
     rc, err = _run(main, ["check", "autograd.abs"], capsys, limit=60)
     assert rc == 2 and "pyproject.toml" in err
+
+
+def test_floats_check_deadline(capsys, tmp_path):
+    """`floats check --timeout`: a replay past its deadline is not accepted; in time it is."""
+    from torchlean.floats.__main__ import main
+
+    cert = tmp_path / "c.json"
+    net = str(TEST / "test_nano.onnx")
+    assert _run(main, ["bound", net, "--box", "0:1", "--samples", "0", "--splits", "3", "--cert", str(cert)],
+                capsys)[0] == 0
+    assert _run(main, ["check", str(cert)], capsys)[0] == 0
+    rc = main(["check", str(cert), "--timeout", "1e-9"])
+    assert rc == 1 and "deadline exceeded" in capsys.readouterr().out

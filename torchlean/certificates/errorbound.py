@@ -54,7 +54,7 @@ from fractions import Fraction
 from typing import Any
 
 from .backsub import Chain
-from .core import Verdict, checker, digest, rational, require
+from .core import Verdict, checker, digest, rational, require, tick
 from .deeppoly import DeepPoly
 from .rounding import MODES, Format, decode
 from .symrange import SymRanges
@@ -306,6 +306,7 @@ def propagate(
 def replay_leaf(stmt: dict[str, Any], steps: Any, eps: list[Fraction]) -> int:
     """Replay claimed ``steps`` on ``stmt`` (its layers and input box) and require each
     ``eps[j]`` >= the last claimed step of output j. Returns the number of checked terms."""
+    tick()  # (the caller's deadline: one check per leaf)
     claimed = [[rational(x) for x in layer] for layer in steps]
     require(len(claimed) == len(stmt["layers"]), "one step per layer required")
     propagate(stmt, claimed)

@@ -214,7 +214,12 @@ def cmd_check(a: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     except ValueError as e:
         raise CliError(f"{a.cert}: {e}") from None
-    v = check(cert)
+    import time
+
+    from ..certificates.core import time_limit
+
+    with time_limit(time.monotonic() + a.timeout):  # past it: not accepted
+        v = check(cert)
     print(f"{'accepted' if v.ok else 'REJECTED'}: checked {v.checked}, solver-trusted "
           f"{sum(v.trusted.values())}{'; ' + v.reason if v.reason else ''}")
     return 0 if v.ok else 1
@@ -252,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     lm.add_argument("--direct", action="store_true", help="also the undivided div and sqrt statements")
     c = sub.add_parser("check")
     c.add_argument("cert")
+    c.add_argument("--timeout", type=_cli.timeout_s, default=600.0, help="replay deadline (s)")
     a = _cli.parse_args(ap, argv)
     if isinstance(a, int):
         return a
