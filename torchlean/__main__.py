@@ -10,18 +10,12 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
+from torchlean import _cli
 
-class UsageError(Exception):
-    """A command line argparse rejected."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error raises (one line, exit 2 in ``main``) instead of printing usage."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: error: {message}")
+UsageError = _cli.CliError  # a command line argparse rejected (one line, exit 2)
+_Parser = _cli.Parser  # the shared parser: one-line errors, negative numbers read as values
 
 
 def _number(parse: Any, ok: Any, kind: str, need: str) -> Any:
@@ -144,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except UsageError as e:
-        print(f"{e} (see --help)", file=sys.stderr)
+        print(f"torchlean: error: {_cli.one_line(e)}", file=sys.stderr)
         return 2
     except SystemExit as e:  # --help / --version print and "exit"; report it as a return code
         return e.code if isinstance(e.code, int) else 0
@@ -173,6 +167,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("torchlean: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug: one line all the same (the shared error path's status 3)
+        return _cli.guard(_raiser(e), prog="torchlean")
+
+
+def _raiser(e: BaseException) -> Any:
+    def run() -> int:
+        raise e
+    return run
 
 
 if __name__ == "__main__":

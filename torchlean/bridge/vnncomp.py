@@ -7,7 +7,6 @@ expected verdict and published tool times). Paths are resolved against the CSV's
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,27 +28,25 @@ class Instance:
 
 
 def read_instances(path: str | os.PathLike[str]) -> list[Instance]:
-    """The instances listed in a VNN-COMP CSV (either shape above)."""
+    """The instances listed in a VNN-COMP CSV (either shape above), validated by the one reader
+    the benchmark runner uses (``verify.runner.read_instances``: UTF-8, commas, onnx,vnnlib
+    columns, finite positive timeouts, known verdicts); VnnlibError (one line) otherwise."""
+    from ..verify.network import InputError
+    from ..verify.runner import read_instances as read_rows
+
     path = Path(path)
     try:
-        rows = [r for r in csv.reader(path.read_text().splitlines()) if r and any(c.strip() for c in r)]
-    except OSError as e:
-        raise VnnlibError(f"{path}: cannot read ({e.strerror})") from None
-    header = [c.strip() for c in rows[0]] if rows and rows[0][:2] == ["onnx", "vnnlib"] else None
+        rows = read_rows(path)
+    except InputError as e:
+        raise VnnlibError(str(e)) from None
     out = []
-    for line, row in enumerate(rows[1:] if header else rows, start=2 if header else 1):
-        if len(row) < 2:
-            raise VnnlibError(f"{path}:{line}: expected at least the columns onnx,vnnlib")
-        cells = {h: c.strip() for h, c in zip(header, row)} if header else {}
-        timeout = cells.pop("timeout", None) if header else (row[2].strip() if len(row) > 2 else None)
-        expected = cells.pop("expected", None)
-        for k in ("onnx", "vnnlib"):
-            cells.pop(k, None)
-        try:
-            t = float(timeout) if timeout else None
-        except ValueError:
-            raise VnnlibError(f"{path}:{line}: timeout {timeout!r} is not a number") from None
-        out.append(Instance(path.parent / row[0].strip(), path.parent / row[1].strip(), t, expected, cells))
+    for row in rows:
+        cells = dict(row)
+        onnx, vnnlib = cells.pop("onnx"), cells.pop("vnnlib")
+        timeout = cells.pop("timeout", "") or None
+        expected = cells.pop("expected", "") or None
+        out.append(Instance(path.parent / onnx, path.parent / vnnlib,
+                            float(timeout) if timeout else None, expected, cells))
     return out
 
 

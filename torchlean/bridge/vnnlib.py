@@ -31,8 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from ..certificates.core import decimal
+
 #: conversion to DNF stops with an error beyond this many disjuncts
 MAX_DISJUNCTS = 100_000
+#: how deeply s-expressions may nest (VNN-COMP files nest 4 or 5 deep)
+MAX_DEPTH = 200
 
 
 class VnnlibError(ValueError):
@@ -170,12 +174,12 @@ def _parser() -> Any:
 
 def parse_vnnlib(path: str | os.PathLike[str]) -> Property:
     """Read and parse a ``.vnnlib`` file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise VnnlibError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise VnnlibError(f"{path}: cannot read ({e})") from None
+    from .._files import MAX_VNNLIB_BYTES, read_input
+
+    try:  # (regular files only: a FIFO is refused, not waited on; strict UTF-8; a size limit)
+        text = read_input(path, MAX_VNNLIB_BYTES, what="VNN-LIB file")
+    except ValueError as e:
+        raise VnnlibError(str(e)) from None
     return parse_vnnlib_string(text, str(path))
 
 
@@ -183,6 +187,9 @@ def parse_vnnlib_string(text: str, path: str = "<string>") -> Property:
     """Parse VNN-LIB text; errors are ``VnnlibError('PATH:LINE:COL: message')``."""
     from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+    depth = _depth(text)
+    if depth > MAX_DEPTH:
+        raise VnnlibError(f"{path}: nested {depth} deep, over the limit of {MAX_DEPTH}")
     try:
         tree = _parser().parse(text)
     except UnexpectedEOF:
@@ -203,6 +210,21 @@ def parse_vnnlib_string(text: str, path: str = "<string>") -> Property:
     except UnexpectedInput as e:  # pragma: no cover - the cases above cover lark's LALR errors
         raise VnnlibError(f"{path}:{e.line}:{e.column}: syntax error") from None
     return _Reader(path).read(tree)
+
+
+def _depth(text: str) -> int:
+    """The deepest parenthesis nesting outside comments (a linear scan)."""
+    if ";" in text:
+        text = re.sub(r";[^\n]*", "", text)
+    depth = best = 0
+    for m in re.finditer(r"[()]", text):
+        if m.group() == "(":
+            depth += 1
+            if depth > best:
+                best = depth
+        else:
+            depth -= 1
+    return best
 
 
 _TOKEN_NAMES = {"LPAR": "'('", "RPAR": "')'", "CMP": "a comparison", "SYMBOL": "a name",
@@ -337,7 +359,10 @@ class _Reader:
                 raise self.err(t.children[0], f"{name} is not declared")
             return {name: Fraction(1)}, Fraction(0)
         if kind == "num":
-            return {}, Fraction(str(t.children[0]))
+            try:  # (ASCII digits, within the digit and exponent limits: 1e999999999 is refused)
+                return {}, decimal(str(t.children[0]))
+            except ValueError as e:
+                raise self.err(t.children[0], str(e)) from None
         args = [self.term(c) for c in t.children]
         if kind == "neg":
             return _scale(args[0], Fraction(-1))
@@ -387,7 +412,8 @@ class _Reader:
                 for v in ys:
                     vec[int(v[2:])] = coeffs[v]
                 k = Constraint(tuple(vec), -const, strict)
-                if k not in term.conj:
+                if k not in term.seen:  # (a set: a list scan was quadratic in the file)
+                    term.seen.add(k)
                     term.conj.append(k)
             elif const > 0 or (const == 0 and strict):  # a false constant atom: the disjunct is empty
                 term.empty = True
@@ -416,12 +442,14 @@ class _Term:
         self.hi: list[Fraction | None] = [None] * n_in
         self.lo_strict, self.hi_strict = [False] * n_in, [False] * n_in
         self.conj: list[Constraint] = []
+        self.seen: set[Constraint] = set()
         self.empty = False
 
     def copy(self) -> _Term:
         t = _Term(0, self.n_out)
         t.lo, t.hi, t.conj, t.empty = list(self.lo), list(self.hi), list(self.conj), self.empty
         t.lo_strict, t.hi_strict = list(self.lo_strict), list(self.hi_strict)
+        t.seen = set(self.seen)
         return t
 
 

@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
-from .core import CHECKERS, Rejected, Verdict, at_least, ratio, rational, require
+from .core import CHECKERS, OutOfTime, Rejected, Verdict, at_least, ratio, rational, require, tick, time_limit
 from .network import Affine, Net, PartsMemo, Relu, evaluate, fingerprint
 from .property import Region, Spec
 
@@ -223,6 +223,7 @@ def _back_exact(
     const = sum((r * c for r, c in zip(row, aff.c) if r), zero)
     lam = [sum((r * w for r, w in zip(row, col) if r and w), zero) for col in zip(*aff.M)]
     for j in range(k - 1, -1, -1):
+        tick()  # (a deep network: back-substitution is quadratic in depth)
         mu = []
         for i, (v, (s, t, a)) in enumerate(zip(lam, relax[j])):
             if v >= 0:
@@ -267,6 +268,7 @@ def crown_lower_exact(
     for k in range(len(affs) - 1):
         layer, nxt = [], []
         for i in range(len(affs[k].c)):
+            tick()
             low = up = None
             if k > 0:
                 row, c = affs[k].M[i], affs[k].c[i]
@@ -464,23 +466,74 @@ def _statement(cert: dict[str, Any], net: Net, spec: Spec, memo: PartsMemo | Non
     require(spec.n_in == net.n_in and spec.n_out == net.n_out, "property and network sizes differ")
 
 
-def check_vnn(cert: Any, net: Net | Any, spec: Spec, mode: str | None = None) -> Verdict:
+#: ``replay_mode``: exact replay only when leaves x weights is at most this (the exact mode costs
+#: Fractions per weight per leaf and more, quadratic in depth for CROWN: seconds at this size)
+EXACT_WORK = 20_000
+
+
+def replay_mode(cert: Any, net: Net | Any = None) -> str:
+    """The caller's choice of replay mode for an unsat certificate, by size alone: "exact" for
+    small trees on small networks, else "fast". Never read from the certificate: a certificate
+    saying "exact" could otherwise make its own replay take hours."""
+    if not isinstance(cert, dict) or not isinstance(cert.get("regions"), list):
+        return "exact"  # (malformed: rejected before any replay)
+    count = 0
+    for entry in cert["regions"]:
+        trees = entry.get("per_disjunct") if isinstance(entry, dict) else [entry]
+        for tree in trees if isinstance(trees, list) else []:
+            if isinstance(tree, list):
+                count += sum(1 for n in tree if isinstance(n, list) and n and n[0] == "leaf")
+    weights = 1
+    if isinstance(net, Net):
+        weights = sum(len(s.M) * (len(s.M[0]) if s.M else 0) for s in net.steps if isinstance(s, Affine))
+    elif net is not None:  # a bound graph: the entries of its affine forms
+        weights = _form_entries(net)
+    elif count:
+        return "fast" if count > 8 else "exact"
+    return "exact" if count * weights <= EXACT_WORK else "fast"
+
+
+def _form_entries(bg: Any) -> int:
+    """How many coefficients the affine forms of a bound graph hold (its replay cost per leaf)."""
+    n, stack = 0, [bg.outputs] + [node.args for node in bg.nodes]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, (list, tuple)):
+            stack.extend(x)
+        elif hasattr(x, "t"):
+            n += len(x.t)
+    return n
+
+
+def check_vnn(
+    cert: Any, net: Net | Any, spec: Spec, mode: str | None = None, deadline: float | None = None
+) -> Verdict:
     """Check a ``vnn-sat`` / ``vnn-unsat`` certificate against the re-derived network and property.
-    ``mode`` overrides the certificate's replay mode ("exact" or "fast"). ``net`` is a ReLU chain
-    (``network_from_ir``: this module's engines) or a ``lower.BoundGraph`` (any other network:
-    ``graph_vnn``, the bound-table engines); ``graph_vnn.read_network`` picks the right one."""
+    ``net`` is a ReLU chain (``network_from_ir``: this module's engines) or a ``lower.BoundGraph``
+    (any other network: ``graph_vnn``, the bound-table engines); ``graph_vnn.read_network`` picks
+    the right one. ``mode`` ("exact" or "fast") is the caller's; None chooses by size (``replay_mode``). A
+    certificate's own "mode" field is ignored. ``deadline`` (a ``time.monotonic()`` value): past
+    it the replay stops and the certificate is not accepted ("deadline exceeded")."""
+    try:
+        with time_limit(deadline):
+            return _check_vnn(cert, net, spec, mode)
+    except OutOfTime:
+        return Verdict(False, reason="not accepted: replay deadline exceeded (the caller's time limit)")
+
+
+def _check_vnn(cert: Any, net: Net | Any, spec: Spec, mode: str | None) -> Verdict:
     try:
         require(isinstance(cert, dict), "certificate must be a JSON object")
         if not isinstance(net, Net):
             from .graph_vnn import check_vnn_graph
 
-            return check_vnn_graph(cert, net, spec, mode)
+            return check_vnn_graph(cert, net, spec, mode or replay_mode(cert, net))
         memo: PartsMemo = {}  # (the weights packed for the fingerprint, reused by the fast mode)
         _statement(cert, net, spec, memo)
         if cert.get("kind") == "vnn-sat":
             return _check_sat(cert, net, spec)
         require(cert.get("kind") == "vnn-unsat", f"unknown certificate kind {cert.get('kind')!r}")
-        mode = mode or cert.get("mode", "exact")
+        mode = mode or replay_mode(cert, net)
         require(mode in ("exact", "fast"), f"unknown replay mode {mode!r}")
         method = cert.get("method", "forward")
         require(method in ("forward", "crown"), f"unknown bound method {method!r}")
@@ -508,6 +561,7 @@ def check_vnn(cert: Any, net: Net | Any, spec: Spec, mode: str | None = None) ->
                 require(n <= MAX_LEAVES, "too many leaves")
                 steps, index = objective_steps(net, region, combos_used(region, [it[2][0] for it in items]))
                 for i, (lo, hi, (proofs, how, phases)) in enumerate(items):
+                    tick()
                     lo, hi = [Fraction(v) for v in lo], [Fraction(v) for v in hi]  # (floats: exactly)
                     if (how or method) == "crown":
                         lower = crown_lower_exact(steps, lo, hi, phases)
@@ -519,9 +573,12 @@ def check_vnn(cert: Any, net: Net | Any, spec: Spec, mode: str | None = None) ->
         return Verdict(
             True, checked=n, reason=f"unsat: {n} leaves replayed ({method}) in exact rational mode"
         )
+    except OutOfTime:
+        raise
     except Rejected as e:
         return Verdict(False, reason=str(e))
-    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError,
+            RecursionError) as e:
         return Verdict(False, reason=f"malformed certificate: {type(e).__name__}: {e}")
 
 

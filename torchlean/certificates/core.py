@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -62,9 +65,12 @@ def check(cert: Any) -> Verdict:
         return Verdict(False, reason=f"unknown certificate kind {cert['kind']!r}")
     try:
         return fn(cert)
+    except OutOfTime:
+        return Verdict(False, reason="not accepted: replay deadline exceeded (the caller's time limit)")
     except Rejected as e:
         return Verdict(False, reason=str(e))
-    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, RecursionError) as e:
+    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, RecursionError, OverflowError,
+            AttributeError) as e:
         return Verdict(False, reason=f"malformed {cert['kind']} certificate: {type(e).__name__}: {e}")
 
 
@@ -80,9 +86,9 @@ def rational(x: Any) -> Fraction:
         if pq is not None:
             return Fraction(*pq)  # (the form certificates write: no regex, same value)
         try:
-            return Fraction(x)
-        except (ValueError, ZeroDivisionError):
-            raise Rejected(f"not a rational: {x!r}") from None
+            return decimal(x)
+        except ValueError as e:
+            raise Rejected(f"not a rational: {e}") from None
     raise Rejected(f"numbers must be ints or 'p/q' strings, got {type(x).__name__} {x!r}")
 
 
@@ -132,3 +138,115 @@ def canonical(obj: Any) -> str:
 def digest(obj: Any) -> str:
     """SHA-256 of the canonical JSON of ``obj`` (what statements and subjects are keyed by)."""
     return hashlib.sha256(canonical(obj).encode()).hexdigest()
+
+
+# -- limits on what an input may ask of the checker --------------------------------------------
+
+#: digits in one numeral (mantissa, numerator or denominator); Python's int() stops at 4300
+MAX_DIGITS = 4000
+#: |exponent| of a decimal numeral such as 1e-320 (binary64 needs about 330)
+MAX_EXPONENT = 4000
+#: nesting depth of a certificate's or an artifact's JSON
+MAX_JSON_DEPTH = 200
+
+_D = r"[0-9](?:_?[0-9])*"  # ASCII digits, single underscores between them (as Fraction reads)
+_DECIMAL = re.compile(rf"([+-]?)({_D})?(?:\.({_D})?)?(?:[eE]([+-]?{_D}))?", re.ASCII)
+_FRACTION = re.compile(rf"([+-]?{_D})/({_D})", re.ASCII)
+
+
+def decimal(text: str) -> Fraction:
+    """The exact value of an ASCII numeral: ``12``, ``-0.5``, ``1.5e-3``, ``3/4``. ValueError
+    (naming the limit) for anything else, for more than MAX_DIGITS digits, or an exponent beyond
+    +-MAX_EXPONENT: ``1e999999999`` must not build 10**999999999. Unicode digits are not digits."""
+    if not isinstance(text, str):
+        raise ValueError(f"not a numeral: {text!r}")
+    s = text.strip()
+    m = _FRACTION.fullmatch(s)
+    if m:
+        p, q = (g.replace("_", "") for g in m.groups())
+        if len(p) > MAX_DIGITS + 1 or len(q) > MAX_DIGITS:
+            raise ValueError(f"numeral with more than {MAX_DIGITS} digits")
+        if not q.strip("0"):
+            raise ValueError(f"zero denominator in {s!r}")
+        return Fraction(int(p), int(q))
+    m = _DECIMAL.fullmatch(s)
+    if not m or not (m.group(2) or m.group(3)):
+        raise ValueError(f"not a numeral: {s[:40]!r}")
+    sign, whole, frac, exp = (g.replace("_", "") if g else g for g in m.groups())
+    whole, frac = whole or "", frac or ""
+    if len(whole) + len(frac) > MAX_DIGITS:
+        raise ValueError(f"numeral with more than {MAX_DIGITS} digits")
+    if exp is not None and (len(exp) > 8 or abs(int(exp)) > MAX_EXPONENT):
+        raise ValueError(f"numeral exponent beyond the limit of +-{MAX_EXPONENT}: {s[:40]!r}")
+    e = (int(exp) if exp else 0) - len(frac)
+    v = int(whole + frac or "0")
+    q = Fraction(v * 10**e) if e >= 0 else Fraction(v, 10**-e)
+    return -q if sign == "-" else q
+
+
+def parse_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """JSON for the checker: ValueError (one line, naming the limit) on nesting deeper than
+    ``max_depth``, integers longer than MAX_DIGITS digits, NaN/Infinity, or bad syntax."""
+    depth = _json_depth(text)
+    if depth > max_depth:
+        raise ValueError(f"JSON nested {depth} deep, over the limit of {max_depth}")
+
+    def bad_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number")
+
+    def bounded_int(s: str) -> int:
+        if len(s) > MAX_DIGITS + 1:
+            raise ValueError(f"JSON integer with more than {MAX_DIGITS} digits")
+        return int(s)
+
+    try:
+        return json.loads(text, parse_constant=bad_constant, parse_int=bounded_int)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not JSON ({e})") from None
+    except RecursionError:
+        raise ValueError(f"JSON nested too deeply (limit {max_depth})") from None
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of [ and { outside strings (a linear scan; bad syntax is left to
+    json.loads)."""
+    depth = best = 0
+    for tok in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
+        c = tok.group()[0]
+        if c in "[{":
+            depth += 1
+            if depth > best:
+                best = depth
+        elif c in "]}":
+            depth -= 1
+    return best
+
+
+# -- deadlines ---------------------------------------------------------------------------------
+
+class OutOfTime(Rejected):
+    """The replay (or search) ran past the deadline its caller set: not accepted, not refuted."""
+
+
+_DEADLINE: list[float] = []  # innermost last; time.monotonic() values
+
+
+@contextmanager
+def time_limit(deadline: float | None) -> Iterator[None]:
+    """Within the block, ``tick()`` raises OutOfTime once ``time.monotonic()`` passes
+    ``deadline`` (None: no limit; nested limits: the earliest wins)."""
+    if deadline is None:
+        yield
+        return
+    _DEADLINE.append(min(deadline, _DEADLINE[-1]) if _DEADLINE else deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.pop()
+
+
+def tick() -> None:
+    """Called inside every long loop (per leaf, per layer, per neuron row): raise OutOfTime past
+    the current deadline. Costs one clock read."""
+    if _DEADLINE and time.monotonic() > _DEADLINE[-1]:
+        raise OutOfTime("deadline exceeded")

@@ -54,10 +54,10 @@ from fractions import Fraction
 from typing import Any
 
 from .backsub import Chain
-from .core import Verdict, checker, digest, rational, require
+from .core import Verdict, checker, digest, rational, require, tick
 from .deeppoly import DeepPoly
 from .functions import FUNCTIONS
-from .rounding import Format, decode
+from .rounding import MODES, Format, decode
 from .symrange import SymRanges
 
 Interval = tuple[Fraction, Fraction]
@@ -110,6 +110,7 @@ class Replay:
     def __init__(self, stmt: dict[str, Any]):
         self.fmt = Format.from_dict(stmt["format"])
         self.mode = stmt["mode"]
+        require(self.mode in MODES, f"unknown rounding mode {self.mode!r}")  # (not silently directed)
         self.u = self.fmt.unit_roundoff(self.mode)
         self.eta = self.fmt.underflow_eta(self.mode)
         self.u_near = self.fmt.unit_roundoff("rne")  # half an ulp, relative, for "k ulp" claims
@@ -297,6 +298,7 @@ def propagate(
 def replay_leaf(stmt: dict[str, Any], steps: Any, eps: list[Fraction]) -> int:
     """Replay claimed ``steps`` on ``stmt`` (its layers and input box) and require each
     ``eps[j]`` >= the last claimed step of output j. Returns the number of checked terms."""
+    tick()  # (the caller's deadline: one check per leaf)
     claimed = [[rational(x) for x in layer] for layer in steps]
     require(len(claimed) == len(stmt["layers"]), "one step per layer required")
     propagate(stmt, claimed)

@@ -37,7 +37,7 @@ from .bounds import (
     proof_extras,
     region_parts,
 )
-from .core import require
+from .core import require, tick
 from .network import Affine, Net, Parts, PartsMemo, affine_parts
 from .property import Spec
 
@@ -262,6 +262,7 @@ def _check_tree_fast(
     n_rows = sum(len(ix) for ix in index)
     for how, items in groups.items():
         for start in range(0, len(items), CHUNK[how]):
+            tick()
             part = items[start : start + CHUNK[how]]
             lo, hi = (_corners([b[side + 1] for b in part], cache, side) for side in (0, 1))
             if how == "forward":  # (ignores ReLU splits and extras: still a bound over the box)

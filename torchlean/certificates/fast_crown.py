@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .core import tick
 from .fast import TINY, U, gamma, relax
 
 
@@ -131,6 +132,7 @@ def crown_bounds(
     off = 0
     with np.errstate(invalid="ignore", over="ignore"):
         for k in range(len(affs) - 1):
+            tick()
             n = affs[k][1].shape[0]
             ph = None if phases is None else phases[:, off : off + n].T  # (n, B)
             if k == 0:  # (no relaxation to pass through: each side is one concretisation)
@@ -228,6 +230,7 @@ def _back(affs, relus, vmaxs, k, lo, hi, xm, rows=None, sign=1.0, lagr=None, tra
     if lagr is None and k > 0:  # every per-neuron charge of the steps below, at once
         err += relus[k - 1].V @ np.abs(M).T
     for j in range(k - 1, -1, -1):
+        tick()
         r = relus[j]
         n = r.s.shape[0]  # (the error terms use the full width: γ is increasing)
         Bk, K, _ = lam.shape

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from fractions import Fraction
 
-from .core import Rejected, require
+from .core import Rejected, decimal, require, tick
 from .sexpr import SExpr, show
 
 Monomial = tuple[tuple[str, int], ...]  # sorted (atom, exponent) pairs; () is the constant term
@@ -53,6 +53,7 @@ def _mono_mul(a: Monomial, b: Monomial) -> Monomial:
 def mul(p: Poly, q: Poly) -> Poly:
     out: Poly = {}
     for m1, c1 in p.items():
+        tick()  # (products of big polynomials are where a replay can take long)
         for m2, c2 in q.items():
             m = _mono_mul(m1, m2)
             v = out.get(m, Fraction(0)) + c1 * c2
@@ -161,11 +162,12 @@ class Undecided(Rejected):
 
 
 def numeral(tok: str) -> Fraction | None:
-    if tok and (tok[0].isdigit()):
+    """An SMT-LIB numeral (ASCII digits, within ``core.decimal``'s limits), or None."""
+    if tok and tok[0].isascii() and tok[0].isdigit():
         try:
-            return Fraction(tok)
+            return decimal(tok)
         except ValueError:
-            raise Rejected(f"bad numeral {tok!r}") from None
+            raise Rejected(f"bad numeral {tok[:40]!r}") from None
     return None
 
 

@@ -24,9 +24,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from .core import digest
+from .core import decimal, digest
 
 MAX_TERMS = 100_000
+#: how deeply s-expressions may nest (VNN-COMP files nest 4 or 5 deep)
+MAX_DEPTH = 200
 
 
 class PropertyError(ValueError):
@@ -114,6 +116,8 @@ def _parse_sexprs(text: str) -> list[Any]:
         line += text.count("\n", pos, m.end())
         pos = m.end()
         if m.group(2):
+            if len(stack) > MAX_DEPTH:
+                raise PropertyError(f"line {line}: nested deeper than the limit of {MAX_DEPTH}")
             stack.append([])
         elif m.group(3):
             if len(stack) == 1:
@@ -127,7 +131,7 @@ def _parse_sexprs(text: str) -> list[Any]:
     return stack[0]
 
 
-_VAR = re.compile(r"^([XY])_(\d+)$")
+_VAR = re.compile(r"^([XY])_([0-9]+)$", re.ASCII)
 
 
 def _term(t: Any, decl: dict[str, int]) -> dict[str, Fraction]:
@@ -136,10 +140,12 @@ def _term(t: Any, decl: dict[str, int]) -> dict[str, Fraction]:
     if isinstance(e, str):
         if e in decl:
             return {e: Fraction(1)}
-        try:
-            return {"": Fraction(e)}
-        except (ValueError, ZeroDivisionError):
-            raise PropertyError(f"line {line}: unknown symbol {e!r}") from None
+        if e[:1].isascii() and (e[:1].isdigit() or e[:1] in "+-."):
+            try:  # ASCII numerals only, within the digit and exponent limits
+                return {"": decimal(e)}
+            except ValueError as err:
+                raise PropertyError(f"line {line}: {err}") from None
+        raise PropertyError(f"line {line}: unknown symbol {e!r}")
     if not e or not isinstance(e[0][0], str):
         raise PropertyError(f"line {line}: malformed term")
     op, args = e[0][0], [_term(a, decl) for a in e[1:]]
@@ -209,11 +215,21 @@ def parse_property(text: str) -> Spec:
             raise PropertyError(f"line {line}: unsupported command {head!r}")
     n_in = _count(decl, "X")
     n_out = _count(decl, "Y")
-    dnf: list[list[Any]] = [[]]
+    # each case is kept as a list of segments (shared, never copied) and flattened once: crossing
+    # the growing conjunction with every one-case assert (most of a file: the box bounds) copied
+    # it per assert, quadratic in the file. The atoms keep the order of the file.
+    pending: list[Any] = []
+    cases: list[list[list[Any]]] = [[]]
     for a in asserts:
-        dnf = [x + y for x in dnf for y in _formula(a, decl)]
-        if len(dnf) > MAX_TERMS:
+        parts = _formula(a, decl)
+        if len(parts) == 1:
+            pending.extend(parts[0])
+            continue
+        if len(cases) * len(parts) > MAX_TERMS:
             raise PropertyError(f"the property has more than {MAX_TERMS} cases")
+        cases = [c + [pending, y] for c in cases for y in parts]
+        pending = []
+    dnf = [[atom for seg in c + [pending] for atom in seg] for c in cases]
     regions: dict[tuple[Any, ...], list[tuple[Atom, ...]]] = {}
     for conj in dnf:
         lo: list[Fraction | None] = [None] * n_in

@@ -28,7 +28,7 @@ from fractions import Fraction
 from typing import Any
 
 from .axioms import check_hypotheses
-from .core import Rejected, Verdict, checker, rational, require
+from .core import Rejected, Verdict, checker, rational, require, tick
 from .poly import (
     Division,
     Normaliser,
@@ -300,6 +300,7 @@ def _zero(leaf: Leaf, node: dict[str, Any]) -> None:
 
 def _replay(script: Script, node: Any, path: list[Decision], count: list[int]) -> None:
     require(isinstance(node, dict), "tree node must be an object")
+    tick()  # (the caller's deadline, e.g. `proofs check --timeout`)
     count[0] += 1
     require(count[0] <= MAX_NODES, "certificate tree too large")
     if "split" in node:

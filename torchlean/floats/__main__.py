@@ -25,19 +25,31 @@ from typing import Any
 
 import numpy as np
 
+from .. import _cli
+from .._cli import CliError
+from .._files import InputFileError, atomic_write_text, read_input
 
-class CliError(Exception):
-    pass
+#: the largest FPCore file read (bytes)
+MAX_FPCORE_BYTES = 4 * 1024 * 1024
+
+
+def _inputs(g: Any) -> int:
+    """The size of the model's one input; CliError for a graph without inputs or outputs."""
+    if not getattr(g, "inputs", None) or not getattr(g, "outputs", None):
+        raise CliError("the model has no inputs or no outputs (an empty graph)")
+    return int(np.prod(g.inputs[0].shape))
 
 
 def load_model(spec: str) -> Any:
     from ..spec.graph import Graph, GraphError
 
     p = Path(spec)
+    if p.suffix in (".json", ".onnx") and p.exists() and not p.is_file():
+        raise CliError(f"{spec}: not a regular file")
     if p.suffix == ".json" and p.exists():
         try:
-            return Graph.from_json(p.read_text())
-        except GraphError as e:
+            return Graph.from_json(read_input(p, what="graph JSON file"))
+        except (GraphError, InputFileError) as e:
             raise CliError(f"{spec}: {e}") from None
     if p.suffix == ".onnx" and p.exists():
         try:
@@ -62,8 +74,10 @@ def load_model(spec: str) -> Any:
 
 
 def parse_box(text: str, n: int) -> list[tuple[Fraction, Fraction]]:
+    from ..certificates.core import decimal
+
     try:
-        parts = [tuple(Fraction(v) for v in item.split(":")) for item in text.split(",")]
+        parts = [tuple(decimal(v) for v in item.split(":")) for item in text.split(",")]
     except (ValueError, ZeroDivisionError):
         raise CliError(f"bad --box {text!r}: expected LO:HI[,LO:HI...]") from None
     if any(len(p) != 2 or p[0] > p[1] for p in parts):
@@ -86,13 +100,14 @@ def cmd_bound(a: argparse.Namespace) -> int:
     from ..certificates import check
     from .errorbound import bound_certificate, epsilons, observed_error
 
+    _cli.check_writable(a.cert, "--cert")
     g = load_model(a.model)
-    n = int(np.prod(g.inputs[0].shape))
+    n = _inputs(g)
+    if not getattr(g, "nodes", None):
+        raise CliError("the model has no operations (an empty graph): nothing to bound")
     box = vnnlib_box(a.vnnlib) if a.vnnlib else parse_box(a.box or "", n) if a.box else None
     if box is None:
         raise CliError("give --box or --vnnlib")
-    if a.splits < 0:
-        raise CliError("--splits must be >= 0")
     cert = bound_certificate(g, box, a.format, a.mode, splits=a.splits)
     v = check(cert)
     if not v.ok:
@@ -117,7 +132,7 @@ def cmd_bound(a: argparse.Namespace) -> int:
         print(f"observed over {obs.points} sampled points; reference: binary64 runtime with its own "
               "certified bound (+-)")
     if a.cert:
-        Path(a.cert).write_text(json.dumps(cert))
+        atomic_write_text(a.cert, json.dumps(cert))
         print(f"certificate written to {a.cert}")
     return 0
 
@@ -128,8 +143,10 @@ def cmd_fpcore(a: argparse.Namespace) -> int:
     from .fpsample import observed
 
     try:
-        benches = to_benchmarks(Path(a.file).read_text())
-    except (OSError, FPCoreError) as e:
+        benches = to_benchmarks(read_input(a.file, MAX_FPCORE_BYTES, what="FPCore file"))
+    except InputFileError as e:
+        raise CliError(str(e)) from None
+    except FPCoreError as e:
         raise CliError(f"{a.file}: {e}") from None
     print(f"{'benchmark':20s} {'bound (binary64)':>18s} {'observed':>12s} {'points':>7s}")
     for b in benches:
@@ -151,12 +168,13 @@ def cmd_run(a: argparse.Namespace) -> int:
     from .emulate import emulate
 
     g = load_model(a.model)
+    n = _inputs(g)
     try:
         x = np.array([float(v) for v in a.input.split(",")])
     except ValueError:
         raise CliError(f"bad --input {a.input!r}") from None
-    if x.size != int(np.prod(g.inputs[0].shape)):
-        raise CliError(f"--input has {x.size} values, the model has {int(np.prod(g.inputs[0].shape))}")
+    if x.size != n:
+        raise CliError(f"--input has {x.size} values, the model has {n}")
     out = emulate(g, {g.inputs[0].name: x.reshape(g.inputs[0].shape)}, a.format, a.mode)
     for name, y in zip(g.outputs, out):
         print(name, " ".join(repr(float(v)) for v in np.ravel(y)))
@@ -188,56 +206,73 @@ def cmd_lemmas(a: argparse.Namespace) -> int:
 
 def cmd_check(a: argparse.Namespace) -> int:
     from ..certificates import check
+    from ..certificates.core import parse_json
 
     try:
-        cert = json.loads(Path(a.cert).read_text())
-    except (OSError, json.JSONDecodeError) as e:
+        cert = parse_json(read_input(a.cert, what="certificate"))
+    except InputFileError as e:
+        raise CliError(str(e)) from None
+    except ValueError as e:
         raise CliError(f"{a.cert}: {e}") from None
-    v = check(cert)
+    import time
+
+    from ..certificates.core import time_limit
+
+    with time_limit(time.monotonic() + a.timeout):  # past it: not accepted
+        v = check(cert)
     print(f"{'accepted' if v.ok else 'REJECTED'}: checked {v.checked}, solver-trusted "
           f"{sum(v.trusted.values())}{'; ' + v.reason if v.reason else ''}")
     return 0 if v.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m torchlean.floats", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    from ..certificates.rounding import MODES
+
+    ap = _cli.Parser(prog="python -m torchlean.floats", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("bound")
     b.add_argument("model")
     b.add_argument("--box")
     b.add_argument("--vnnlib")
     b.add_argument("--format", default="binary32")
-    b.add_argument("--mode", default="rne")
-    b.add_argument("--samples", type=int, default=10_000)
+    b.add_argument("--mode", default="rne", choices=MODES)
+    b.add_argument("--samples", type=_cli.samples, default=10_000)
     b.add_argument("--cert")
-    b.add_argument("--splits", type=int, default=0, metavar="N",
+    b.add_argument("--splits", type=_cli.splits, default=0, metavar="N",
                    help="bisect the box adaptively up to N times (errorbound-split certificate; default 0)")
     f = sub.add_parser("fpcore")
     f.add_argument("file")
-    f.add_argument("--samples", type=int, default=2000)
+    f.add_argument("--samples", type=_cli.samples, default=2000)
     f.add_argument("--round-inputs", action="store_true")
     r = sub.add_parser("run")
     r.add_argument("model")
     r.add_argument("--input", required=True)
     r.add_argument("--format", default="binary32")
-    r.add_argument("--mode", default="rne")
+    r.add_argument("--mode", default="rne", choices=MODES)
     lm = sub.add_parser("lemmas")
-    lm.add_argument("--timeout", type=float, default=0.0, help="SMT seconds per solver (0: skip SMT)")
+    lm.add_argument("--timeout", type=_cli.number(float, 0.0, _cli.MAX_TIMEOUT_S, low_open=False,
+                                                  what="number of seconds"),
+                    default=0.0, help="SMT seconds per solver (0: skip SMT)")
     lm.add_argument("--direct", action="store_true", help="also the undivided div and sqrt statements")
     c = sub.add_parser("check")
     c.add_argument("cert")
-    a = ap.parse_args(argv)
-    try:
+    c.add_argument("--timeout", type=_cli.timeout_s, default=600.0, help="replay deadline (s)")
+    a = _cli.parse_args(ap, argv)
+    if isinstance(a, int):
+        return a
+
+    def run() -> int:
         from ..certificates.rounding import get_format
 
         if getattr(a, "format", None):
             a.format = get_format(a.format).name
         return {"bound": cmd_bound, "fpcore": cmd_fpcore, "run": cmd_run, "lemmas": cmd_lemmas,
                 "check": cmd_check}[a.cmd](a)
-    except (CliError, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+    from ..certificates.core import Rejected
+
+    return _cli.guard(run, (ValueError, KeyError, Rejected))
 
 
 if __name__ == "__main__":

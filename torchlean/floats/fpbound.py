@@ -164,6 +164,8 @@ class Analysis:
                 lo, hi = min(c, float(n.value)), max(c, float(n.value))
                 w[k] = r[k] = err[k] = I(_dn(lo), _upr(hi))
                 continue
+            if n.op == "sqrt" and w[id(n.args[0])].lo < 0:
+                return INF  # the program may take sqrt of a negative (NaN): no finite bound
             v = self._apply(n, w, box, exact_consts=False)
             e = self._affine_err(n, err) if k in self.plans else None
             if e is not None:
@@ -241,6 +243,12 @@ class Analysis:
             return 0.0
 
 
+def _outward(q: Fraction, step, side: int = 1) -> float:
+    """float(q), moved one step outward (``step``) when it lies inside q's side of the box."""
+    f = float(q)
+    return step(f) if (Fraction(f) > q if side > 0 else Fraction(f) < q) else f
+
+
 def _split(box: dict[str, I], widths: dict[str, float]) -> list[dict[str, I]]:
     k = max(box, key=lambda n: (box[n].hi - box[n].lo) / widths[n] if widths[n] else 0.0)
     v = box[k]
@@ -254,9 +262,9 @@ def analyse(b: Benchmark, fmt: str = "binary64", round_inputs: bool = False, tol
     of the best point estimate or ``max_boxes`` boxes were evaluated. The result is the max of the
     bounds of the final cover of the (feasible part of the) box: always sound."""
     an = Analysis(b, fmt, round_inputs)
-    root = {v: I(float(lo), float(hi)) for v, (lo, hi) in b.box.items()}
-    # float(lo) may round inward: widen by one ulp so the cover contains the real box
-    root = {v: I(_dn(x.lo), _upr(x.hi)) for v, x in root.items()}
+    # float(lo) may round inward: widen by one ulp then (only then: sqrt's argument bounded at 0
+    # must stay at 0, see box_bound) so the cover contains the real box
+    root = {v: I(_outward(lo, _dn), _outward(hi, _upr, -1)) for v, (lo, hi) in b.box.items()}
     widths = {v: x.hi - x.lo for v, x in root.items()}
     heap: list[tuple[float, int, dict[str, I]]] = []
     count, best = 0, 0.0

@@ -16,6 +16,11 @@ from typing import Any
 
 from lark import Lark, Token, Transformer
 
+from ..certificates.core import decimal
+
+#: how deeply FPCore expressions may nest
+MAX_DEPTH = 200
+
 GRAMMAR = r"""
 start: item*
 ?item: list | atom
@@ -61,12 +66,10 @@ class _ToPy(Transformer):
         return list(items)
 
     def rational(self, items: list[Token]):
-        t = items[0]
-        return Num(Fraction(str(t)))
+        return Num(_numeral(str(items[0])))
 
     def decnum(self, items: list[Token]):
-        t = items[0]
-        return Num(Fraction(str(t)))
+        return Num(_numeral(str(items[0])))
 
     def hexnum(self, items: list[Token]):
         t = items[0]
@@ -81,10 +84,37 @@ class _ToPy(Transformer):
         return Sym(str(t))
 
 
+def _numeral(text: str) -> Fraction:
+    try:
+        return decimal(text)  # (limits on digits and exponent: 1e999999999 is refused, not built)
+    except ValueError as e:
+        raise FPCoreError(str(e)) from None
+
+
+def _depth(text: str) -> int:
+    """The deepest bracket nesting outside strings and comments."""
+    import re
+
+    depth = best = 0
+    for m in re.finditer(r'"(?:[^"\\]|\\.)*"|;[^\n]*|[()\[\]]', text):
+        c = m.group()[0]
+        if c in "([":
+            depth += 1
+            best = max(best, depth)
+        elif c in ")]":
+            depth -= 1
+    return best
+
+
 def parse_sexprs(text: str) -> list[Any]:
+    if _depth(text) > MAX_DEPTH:
+        raise FPCoreError(f"expressions nested deeper than the limit of {MAX_DEPTH}")
     try:
         return _ToPy().transform(_PARSER.parse(text))
     except Exception as e:  # lark's errors carry line/column
+        inner = getattr(e, "orig_exc", None)  # (a numeral refused inside the transformer)
+        if isinstance(inner, FPCoreError):
+            raise inner from None
         raise FPCoreError(f"FPCore syntax error: {str(e).splitlines()[0]}") from None
 
 
@@ -218,12 +248,21 @@ def to_benchmarks(text: str) -> list[Benchmark]:
         try:
             if "?" in args:
                 raise Unsupported("annotated arguments")
+            dup = sorted({a for a in args if args.count(a) > 1})
+            if dup:
+                raise Unsupported(f"argument {dup[0]!r} named twice")
             b.body = _expr(rest[0], env)
             if "pre" in props:
                 _pre(b, props["pre"], env)
             missing = [a for a in args if None in b.box.get(a, (None, None))]
             if missing:
                 raise Unsupported(f"no bounds for {', '.join(missing)} in :pre")
+            extra = sorted(set(b.box) - set(args))
+            if extra:  # (a :pre bound on a name that is not an argument)
+                raise Unsupported(f":pre bounds {extra[0]!r}, which is not an argument")
+            empty = [a for a in args if b.box[a][0] > b.box[a][1]]
+            if empty:  # a bound over no points at all says nothing
+                raise Unsupported(f"empty :pre box for {', '.join(empty)}")
         except Unsupported as e:
             b.unsupported = str(e)
         out.append(b)

@@ -12,14 +12,14 @@ solver-trusted only when the solver it names, re-run here on the re-derived obli
 from __future__ import annotations
 
 import difflib
-import json
 import multiprocessing as mp
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._files import atomic_write_json
+from .._files import atomic_write_json, read_input
 from ..certificates import check as replay
+from ..certificates.core import parse_json
 from .obligation import Obligation
 
 try:
@@ -45,10 +45,24 @@ def config(start: Path | None = None) -> dict[str, Any]:
     pp = find_pyproject(start)
     if pp is None:
         return {"root": str(Path.cwd()), "proofs": "proofs", "modules": []}
-    with open(pp, "rb") as f:
-        data = tomllib.load(f).get("tool", {}).get("torchlean", {})
-    return {"root": str(pp.parent), "proofs": data.get("proofs", "proofs"),
-            "modules": list(data.get("modules", []))}
+    try:
+        with open(pp, "rb") as f:
+            tool = tomllib.load(f).get("tool", {})
+    except (OSError, ValueError) as e:  # (TOMLDecodeError is a ValueError)
+        raise ConfigError(f"{pp}: {e}") from None
+    data = tool.get("torchlean", {}) if isinstance(tool, dict) else None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{pp}: [tool.torchlean] is not a table")
+    proofs, modules = data.get("proofs", "proofs"), data.get("modules", [])
+    if not isinstance(proofs, str) or not (
+        isinstance(modules, list) and all(isinstance(m, str) for m in modules)
+    ):
+        raise ConfigError(f"{pp}: [tool.torchlean] wants proofs = \"DIR\" and modules = [\"name\", ...]")
+    return {"root": str(pp.parent), "proofs": proofs, "modules": list(modules)}
+
+
+class ConfigError(ValueError):
+    """A pyproject.toml that cannot be read, or a [tool.torchlean] table of the wrong shape."""
 
 
 def proofs_dir(cfg: dict[str, Any] | None = None) -> Path:
@@ -82,8 +96,8 @@ def check_one(directory: Path, ob: Obligation) -> Outcome:
     path = path_for(directory, ob)
     if not path.exists():
         return Outcome(ob.name, "missing", f"no artifact {path.name}; run discharge")
-    try:
-        art = json.loads(path.read_text())
+    try:  # a regular file only (a FIFO is refused, never waited on); JSON within the checker's limits
+        art = parse_json(read_input(path, what="artifact"))
         stored_hash, cert = art["obligation"]["hash"], art["certificate"]
         if not isinstance(cert, dict) or not isinstance(stored_hash, str):
             raise TypeError("certificate/hash of the wrong type")

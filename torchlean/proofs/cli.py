@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 import time
 from pathlib import Path
 
-from .artifacts import check_one, config, proofs_dir
+from .. import _cli
+from .artifacts import ConfigError, check_one, config, proofs_dir
 from .obligation import SOURCES, Obligation
 
-
-class UsageError(Exception):
-    """Bad input: printed as one line, exit status 2."""
+UsageError = _cli.CliError  # bad input: printed as one line, exit status 2
 
 
 def collect(modules: list[str] | None = None, only: list[str] | None = None) -> list[Obligation]:
@@ -54,11 +52,15 @@ def _setup(args: argparse.Namespace) -> tuple[list[Obligation], Path]:
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
+    from .._files import atomic_write_text
+
     obs, _ = _setup(args)
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o {out}: not a directory")
     out.mkdir(parents=True, exist_ok=True)
     for ob in obs:
-        (out / f"{ob.name}.smt2").write_text(ob.smtlib)
+        atomic_write_text(out / f"{ob.name}.smt2", ob.smtlib)
     print(f"wrote {len(obs)} .smt2 files to {out}")
     return 0
 
@@ -86,8 +88,11 @@ def cmd_discharge(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     obs, directory = _setup(args)
     counts = {"checked": 0, "trusted": 0, "failed": 0}
+    from ..certificates.core import time_limit
+
     for ob in obs:
-        o = check_one(directory, ob)
+        with time_limit(time.monotonic() + args.timeout):  # per artifact: past it, not accepted
+            o = check_one(directory, ob)
         if o.status in ("checked", "trusted"):
             counts[o.status] += 1
             if o.status == "trusted" and (args.verbose or args.strict):
@@ -115,15 +120,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse would print the usage too)
-        print(f"error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m torchlean.proofs", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = _cli.Parser(prog="python -m torchlean.proofs", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--module", action="append", help="import this module for @verified annotations")
@@ -135,13 +134,16 @@ def parser() -> argparse.ArgumentParser:
     common(e)
     d = sub.add_parser("discharge", help="prove obligations and write artifacts")
     d.add_argument("--solver", choices=("cvc5", "z3"), default="cvc5")
-    d.add_argument("-j", "--jobs", type=int, default=1)
-    d.add_argument("--timeout", type=float, default=60.0, help="seconds per obligation")
+    d.add_argument("-j", "--jobs", type=_cli.jobs, default=1)
+    d.add_argument("--timeout", type=_cli.timeout_s, default=60.0,
+                   help="seconds per obligation (solver and certificate search each; killed at 2x + 5)")
     d.add_argument("-q", "--quiet", action="store_true")
     d.add_argument("-v", "--verbose", action="store_true")
     common(d)
     c = sub.add_parser("check", help="replay every artifact through the trusted checker")
     c.add_argument("--strict", action="store_true", help="solver-trusted obligations fail too")
+    c.add_argument("--timeout", type=_cli.timeout_s, default=60.0,
+                   help="seconds per artifact replay; past it the artifact fails (default 60)")
     c.add_argument("-v", "--verbose", action="store_true")
     common(c)
     s = sub.add_parser("show", help="list obligations and their status")
@@ -151,20 +153,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser()
-    try:
-        args = p.parse_args(argv)
-    except SystemExit as e:  # argparse already printed its one-line error
-        return int(e.code or 0)
-    if getattr(args, "jobs", 1) < 1 or getattr(args, "timeout", 1) <= 0:
-        print("error: --jobs and --timeout must be positive", file=sys.stderr)
-        return 2
-    try:
-        return {"emit": cmd_emit, "discharge": cmd_discharge, "check": cmd_check,
-                "show": cmd_show}[args.command](args)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    args = _cli.parse_args(parser(), argv)
+    if isinstance(args, int):
+        return args
+    fn = {"emit": cmd_emit, "discharge": cmd_discharge, "check": cmd_check, "show": cmd_show}[args.command]
+    return _cli.guard(lambda: fn(args), (ConfigError,))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._files import ignore_temps, sweep_temps
 from ..certificates import check as replay
 from .artifacts import FORMAT, path_for, write_atomic
 from .obligation import Obligation
@@ -84,7 +85,7 @@ def artifact_for(ob: Obligation, solver: str, timeout: float, found: tuple[Any, 
 
 def _child(conn: Any, ob: Obligation, solver: str, timeout: float, search: bool) -> None:
     try:
-        found = _search(ob, max(timeout, 30.0)) if search else None
+        found = _search(ob, timeout) if search else None
         conn.send(("search", found))  # kept by the parent even if the solver then hangs
         conn.send(("final", artifact_for(ob, solver, timeout, found, solve(ob.smtlib, solver, timeout))))
     except Exception as e:  # noqa: BLE001
@@ -115,7 +116,10 @@ def discharge(
     pending = list(obligations)
     running: list[tuple[Obligation, Any, Any, float, Any]] = []
     reports: list[Report] = []
-    limit = timeout * 2 + 60  # solver + certificate search, then the process is killed
+    limit = timeout * 2 + 5  # solver + certificate search (each ``timeout``), then it is killed
+    directory.mkdir(parents=True, exist_ok=True)
+    sweep_temps(directory)  # temps of a discharge killed with -9 (their writer is gone)
+    ignore_temps(directory)  # and `git add proofs/` never picks one up mid-write
     bar = tqdm(total=len(pending), disable=not progress, desc=f"discharge ({solver})", unit="ob")
     try:
         while pending or running:

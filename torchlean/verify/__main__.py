@@ -15,16 +15,16 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
-from .._files import atomic_write_text
+from .. import _cli
+from .._files import InputFileError, atomic_write_text, read_input
 from .._malloc import keep_freed_memory
-from ..certificates.bounds import check_vnn
-from ..certificates.core import Rejected
+from ..certificates.bounds import check_vnn, replay_mode
+from ..certificates.core import OutOfTime, Rejected, parse_json
 from ..certificates.network import Unsupported
 from ..certificates.property import PropertyError
-from .network import InputError, load_net, load_spec
-from .table import load_target
+from .network import InputError
+from .table import load_instance
 
 
 def vnncomp_text(result) -> str:
@@ -39,32 +39,30 @@ def vnncomp_text(result) -> str:
 def cmd_verify(args: argparse.Namespace) -> int:
     from .bab import verify
 
-    spec = load_spec(args.prop)
-    try:
-        net, target = load_net(args.net), None
-    except InputError as e:  # not a ReLU chain: the general search on the bound table
-        net, target = None, load_target(args.net, e)
-    n_in, n_out = (net.n_in, net.n_out) if net is not None else (target.ex.n_in, target.ex.n_out)
-    if spec.n_in != n_in or spec.n_out != n_out:
-        raise InputError(f"property has {spec.n_in} inputs/{spec.n_out} outputs, network {n_in}/{n_out}")
+    _cli.check_writable(args.cert, "--cert")
+    _cli.check_writable(args.result, "--result")
+    net, target, spec = load_instance(args.net, args.prop)
+    # the deadline counts from the start of the command (loading a deep network takes seconds)
+    left = args.timeout - (time.monotonic() - START[0])
+    if left <= 0:
+        print("timeout")
+        return 0
     if net is not None:
-        res = verify(net, spec, timeout=args.timeout, progress=not args.quiet, method=args.method)
-    else:
+        res = verify(net, spec, timeout=left, progress=not args.quiet, method=args.method)
+    else:  # not a ReLU chain: the general search on the bound table
         from .general import verify_target
 
         try:
-            res = verify_target(target, spec, timeout=args.timeout)
+            res = verify_target(target, spec, timeout=left)
         except (ArithmeticError, ValueError, Rejected) as e:  # e.g. a row's domain (log of <= 0)
             raise InputError(f"the bound table cannot bound this network on this box: {e}") from None
     check_s = 0.0
     if res.cert is not None:
         t = time.perf_counter()
-        if net is not None:
-            v = check_vnn(res.cert, net, spec)
-        else:
-            from .table import check
-
-            v = check(res.cert, target, spec)
+        # the replay gets its own --timeout (a verdict it cannot confirm in time is "unknown")
+        checked = net if net is not None else target.bg
+        mode = replay_mode(res.cert, checked)
+        v = check_vnn(res.cert, checked, spec, mode=mode, deadline=time.monotonic() + args.timeout)
         check_s = time.perf_counter() - t
         if not v.ok:  # never report a verdict the checker does not accept
             print(f"error: own certificate rejected ({v.reason}); reporting unknown", file=sys.stderr)
@@ -90,18 +88,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        cert = json.loads(Path(args.cert).read_text())
-    except OSError as e:
-        raise InputError(f"{args.cert}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"{args.cert}: not JSON ({e})") from None
-    spec = load_spec(args.prop)
-    try:
-        net = load_net(args.net)
-    except InputError as e:  # not a ReLU chain: the checker reads the bound table's graph
-        net = load_target(args.net, e).bg
+        cert = parse_json(read_input(args.cert, what="certificate"))
+    except ValueError as e:
+        raise InputError(f"{args.cert}: {e}") from None
+    net, target, spec = load_instance(args.net, args.prop)
+    if net is None:  # not a ReLU chain: the checker reads the bound table's graph
+        net = target.bg
     t = time.perf_counter()
-    v = check_vnn(cert, net, spec, mode=args.mode)
+    # the caller, never the certificate, picks the replay mode and bounds its time
+    mode = args.mode or replay_mode(cert, net)
+    v = check_vnn(cert, net, spec, mode=mode, deadline=time.monotonic() + args.timeout)
     dt = time.perf_counter() - t
     if v.ok:
         extra = f"; assumes {', '.join(v.trusted)}" if v.trusted else ""
@@ -117,11 +113,7 @@ def cmd_bounds(args: argparse.Namespace) -> int:
     from . import table
     from .bounds import bounds
 
-    spec = load_spec(args.prop)
-    try:
-        net, target = load_net(args.net), None
-    except InputError as e:  # not a ReLU chain: the bound table's engine bounds it
-        net, target = None, load_target(args.net, e)
+    net, target, spec = load_instance(args.net, args.prop)
     for r, region in enumerate(spec.regions):
         if target is not None:
             if args.method == "alpha-crown":
@@ -131,7 +123,11 @@ def cmd_bounds(args: argparse.Namespace) -> int:
         else:
             lo = np.array([float(v) for v in region.lo])
             hi = np.array([float(v) for v in region.hi])
-            low, up = bounds(net, (lo, hi), method=args.method)
+            try:
+                low, up = bounds(net, (lo, hi), method=args.method, deadline=time.monotonic() + args.timeout)
+            except OutOfTime:
+                print(f"error: bounds not computed within --timeout {args.timeout:g} s", file=sys.stderr)
+                return 1
         print(f"region {r} ({args.method}):")
         for j, (a, b) in enumerate(zip(low, up)):
             print(f"  Y_{j} in [{a:.9g}, {b:.9g}]")
@@ -141,13 +137,18 @@ def cmd_bounds(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_csv
 
+    _cli.check_writable(args.out, "--out")
     run_csv(args.csv, out=args.out, timeout=args.timeout, method=args.method, progress=not args.quiet)
     return 0
 
 
+START = [time.monotonic()]
+
+
 def main(argv: list[str] | None = None) -> int:
+    START[0] = time.monotonic()
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python -m torchlean.verify", description=__doc__.split("\n")[0])
+    p = _cli.Parser(prog="python -m torchlean.verify", description=__doc__.split("\n")[0])
     sub = {"check", "bounds", "run"}
     if argv and argv[0] in sub:
         cmd = argv.pop(0)
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if cmd == "verify":
         p.add_argument("net")
         p.add_argument("prop")
-        p.add_argument("--timeout", type=float, default=116.0)
+        p.add_argument("--timeout", type=_cli.timeout_s, default=116.0)
         p.add_argument("--cert", help="write the certificate (JSON) here")
         p.add_argument("--result", help="also write the VNN-COMP result text here")
         p.add_argument("--method", choices=("crown", "forward"), default="crown")
@@ -166,30 +167,28 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("cert")
         p.add_argument("net")
         p.add_argument("prop")
-        p.add_argument("--mode", choices=("exact", "fast"), default=None)
+        p.add_argument("--mode", choices=("exact", "fast"), default=None,
+                       help="replay mode (default: exact for small trees, fast for large ones)")
+        p.add_argument("--timeout", type=_cli.timeout_s, default=600.0, help="replay deadline (s)")
         fn = cmd_check
     elif cmd == "bounds":
         p.add_argument("net")
         p.add_argument("prop")
         p.add_argument("--method", choices=("ibp", "crown", "alpha-crown"), default="crown")
+        p.add_argument("--timeout", type=_cli.timeout_s, default=600.0)
         fn = cmd_bounds
     else:
         p.add_argument("csv")
         p.add_argument("--out", default=None)
-        p.add_argument("--timeout", type=float, default=None)
+        p.add_argument("--timeout", type=_cli.timeout_s, default=None)
         p.add_argument("--method", choices=("crown", "forward"), default="crown")
         p.add_argument("-q", "--quiet", action="store_true")
         fn = cmd_run
-    args = p.parse_args(argv)
+    args = _cli.parse_args(p, argv)
+    if isinstance(args, int):
+        return args
     keep_freed_memory()
-    try:
-        return fn(args)
-    except (InputError, PropertyError, Unsupported) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return _cli.guard(lambda: fn(args), (InputError, InputFileError, PropertyError, Unsupported))
 
 
 if __name__ == "__main__":

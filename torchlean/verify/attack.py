@@ -7,6 +7,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..certificates.core import tick
 from ..certificates.network import Net, evaluate
 from ..certificates.property import Atom, Region, Spec
 from .network import FloatNet
@@ -140,6 +141,7 @@ def search(
             z = x[np.argsort(m[:, j])[:starts]].copy()
             step = (hi - lo) / 4
             for _ in range(steps):
+                tick()  # (the caller's deadline: a deep network makes each step slow)
                 _, g = _grad(fnet, z, A, b)
                 z = np.clip(z - step * np.sign(g), lo, hi)
                 step = step * 0.85

@@ -20,6 +20,7 @@ certificate over the closed box can exist then; ``attack.closure``), else ``time
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -29,6 +30,7 @@ import numpy as np
 
 from ..certificates import fast
 from ..certificates.bounds import hidden_widths, objective_steps
+from ..certificates.core import OutOfTime, time_limit
 from ..certificates.fast_crown import crown_bounds
 from ..certificates.network import Net, fingerprint
 from ..certificates.property import Region, Spec
@@ -74,10 +76,24 @@ def verify(
     """Decide the property on the network: unsat (with a certificate), sat (with a point), or timeout.
 
     The verdict is the search's claim: call ``certificates.bounds.check_vnn(result.cert, net, spec)``
-    before trusting it (the CLI and the benchmark runner do, and report "unknown" on rejection)."""
+    before trusting it (the CLI and the benchmark runner do, and report "unknown" on rejection).
+    ``timeout`` (seconds, finite and > 0) bounds the whole search: every long loop, the bound
+    computations inside it included, stops at the deadline (``certificates.core.tick``)."""
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
     t0 = time.perf_counter()
-    fnet = float_net(net)
     stats: dict[str, Any] = {"boxes": 0, "leaves": 0}
+    try:
+        with time_limit(time.monotonic() + timeout):
+            return _verify(net, spec, timeout, batch, progress, attack_first, seed, method, t0, stats)
+    except OutOfTime:
+        stats["time"] = time.perf_counter() - t0
+        return Result("timeout", stats=stats)
+
+
+def _verify(net, spec, timeout, batch, progress, attack_first, seed, method, t0, stats) -> Result:
+    """``verify``'s body, under its deadline."""
+    fnet = float_net(net)
     if attack_first:
         x = attack.search(net, fnet, spec, seed=seed)
         if x is not None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..certificates.core import tick, time_limit
 from .network import FloatNet, as_net, float_net
 
 METHODS = ("ibp", "crown", "alpha-crown")
@@ -47,6 +48,7 @@ def ibp(net: FloatNet, lo, hi, C=None):
     l, u = lo, hi
     layers = _with_spec(net, C)
     for i, (W, b) in enumerate(layers):
+        tick()
         W, b = xp.asarray(W), xp.asarray(b)
         c, r = (l + u) / 2, (u - l) / 2
         mid = c @ W.T + b
@@ -85,6 +87,7 @@ def _backward(xp, layers, k, C, lo, hi, pre, alphas=None):
     bias = lam @ xp.asarray(b)
     lam = lam @ xp.asarray(W)  # over h_{k-1}
     for j in range(k - 1, -1, -1):
+        tick()
         l, u = pre[j]
         unst = (l < 0) & (u > 0)
         act = l >= 0
@@ -113,6 +116,7 @@ def crown(net: FloatNet, lo, hi, C=None, alpha_steps: int = 0, lr: float = 0.0):
     pre: list[tuple[Any, Any]] = []
     ibp_ref = _ibp_layers(xp, layers, lo, hi)
     for k in range(len(layers)):
+        tick()
         n = layers[k][0].shape[0]
         eye = xp.broadcast_to(xp.eye(n), (B, n, n))
         if k == 0:
@@ -157,12 +161,21 @@ def _alpha(xp, layers, k, C, lo, hi, pre, steps, lr):
     return best
 
 
-def bounds(model: Any, box: Any, method: str = "crown", C: Any = None) -> tuple[np.ndarray, np.ndarray]:
+def bounds(
+    model: Any, box: Any, method: str = "crown", C: Any = None, deadline: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper bounds of a ReLU network's outputs (or of ``C @ outputs``) over ``box``.
 
     ``model``: a spec Graph, a ``certificates.network.Net`` or a ``FloatNet``; ``box``: (lo, hi),
     each of shape (d,) or (B, d) for a batch of boxes. Returns arrays shaped like the batch.
+    ``deadline`` (a ``time.monotonic()`` value): past it, ``OutOfTime`` is raised from inside the
+    layer loops (CROWN is quadratic in depth).
     """
+    with time_limit(deadline):
+        return _bounds(model, box, method, C)
+
+
+def _bounds(model: Any, box: Any, method: str, C: Any) -> tuple[np.ndarray, np.ndarray]:
     if method not in METHODS:
         raise ValueError(f"unknown bound method {method!r}; choose one of {', '.join(METHODS)}")
     fnet = model if isinstance(model, FloatNet) else float_net(as_net(model))

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._files import MAX_VNNLIB_BYTES, read_input
 from ..certificates.network import Affine, Net, network_from_ir
 from ..certificates.property import Spec, parse_property
 
@@ -70,8 +71,8 @@ def load_graph(path: str | Path) -> Any:
     from ..bridge.onnx import load_onnx
 
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{path}: no such file")
+    if not p.is_file():  # (a FIFO or a directory is refused, never opened)
+        raise InputError(f"{path}: {'not a regular file' if p.exists() else 'no such file'}")
     try:
         return load_onnx(str(p))
     except Exception as e:  # the importer's errors are one line; keep them so
@@ -87,19 +88,32 @@ def load_net(path: str | Path) -> Net:
         raise InputError(f"{path}: {e}") from None
 
 
+def load_pair(net_path: str | Path, prop_path: str | Path) -> tuple[Net, Spec]:
+    """The network and the property, refused (one line) unless their input/output sizes agree."""
+    net, spec = load_net(net_path), load_spec(prop_path)
+    if spec.n_in != net.n_in or spec.n_out != net.n_out:
+        raise InputError(
+            f"{prop_path}: property has {spec.n_in} inputs/{spec.n_out} outputs, "
+            f"network {net.n_in}/{net.n_out}"
+        )
+    return net, spec
+
+
 def load_spec(path: str | Path, cross_check: bool = True) -> Spec:
     """The property as the checker reads it (``certificates.property``), cross-checked against the
     bridge's independent lark parser: the statement a verdict is about must not hinge on one
     parser (a shared-state bug in one of them once turned an unsat property into a "sat" one)."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{path}: no such file")
     try:
-        spec = parse_property(p.read_text())
+        text = read_input(p, MAX_VNNLIB_BYTES, what="VNN-LIB file")
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    try:
+        spec = parse_property(text)
     except ValueError as e:
         raise InputError(f"{path}: {e}") from None
     if cross_check:
-        other = _bridge_spec(p)
+        other = _bridge_spec(p, text)
         if other is not None and other != _canon(spec):
             raise InputError(f"{path}: the two VNN-LIB readers disagree on this property; refusing it")
     return spec
@@ -123,13 +137,13 @@ def _canon(spec: Spec) -> Any:
     )
 
 
-def _bridge_spec(p: Path) -> Any:
+def _bridge_spec(p: Path, text: str | None = None) -> Any:
     try:
-        from ..bridge.vnnlib import parse_vnnlib
+        from ..bridge.vnnlib import parse_vnnlib, parse_vnnlib_string
     except ImportError:
         return None
     try:
-        prop = parse_vnnlib(p)
+        prop = parse_vnnlib(p) if text is None else parse_vnnlib_string(text, str(p))
     except ValueError as e:
         raise InputError(str(e).splitlines()[0]) from None
     out = []

@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .._files import atomic_write_text
-from ..certificates.bounds import check_vnn
-from .network import InputError, load_net, load_spec
+from .._cli import CliError, check_timeout
+from .._files import atomic_write_text, read_input
+from ..certificates.bounds import check_vnn, replay_mode
+from .network import InputError
 
 FIELDS = [
     "onnx",
@@ -31,33 +32,81 @@ FIELDS = [
 ]
 
 
+#: the verdicts an ``expected`` column may hold (empty: not known)
+EXPECTED = ("", "sat", "unsat", "unknown", "timeout")
+#: the largest instance list read (bytes)
+MAX_CSV_BYTES = 16 * 1024 * 1024
+
+
 def read_instances(path: str | Path) -> list[dict[str, str]]:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{path}: no such file")
-    rows = [r for r in csv.reader(io.StringIO(p.read_text())) if r and not r[0].startswith("#")]
-    if rows and rows[0][:2] == ["onnx", "vnnlib"]:
-        head = rows.pop(0)
-        return [dict(zip(head, r)) for r in rows]
-    return [{"onnx": r[0], "vnnlib": r[1], "timeout": r[2] if len(r) > 2 else ""} for r in rows]
+    """The rows of an instance list, validated: comma-separated UTF-8 (a BOM is dropped), at least
+    the columns onnx and vnnlib (a header row must start with them), a timeout that is a finite
+    number of seconds > 0, an ``expected`` verdict from ``EXPECTED``. InputError naming the line
+    otherwise."""
+    try:
+        text = read_input(path, MAX_CSV_BYTES, what="instance list")
+    except ValueError as e:  # (missing, not a regular file, too big, not UTF-8)
+        raise InputError(str(e)) from None
+    try:
+        rows = [
+            (n, [c.strip() for c in r])
+            for n, r in enumerate(csv.reader(io.StringIO(text)), start=1)
+            if r and any(c.strip() for c in r) and not r[0].lstrip().startswith("#")
+        ]
+    except csv.Error as e:
+        raise InputError(f"{path}: not a CSV file ({e})") from None
+    head = None
+    if rows and [c.lower() for c in rows[0][1][:2]] == ["onnx", "vnnlib"]:
+        head = [c.lower() for c in rows.pop(0)[1]]
+        if len(set(head)) != len(head) or "" in head:
+            raise InputError(f"{path}:1: header has empty or repeated column names")
+    elif rows and not rows[0][1][0].lower().endswith((".onnx", ".onnx.gz")) and len(rows[0][1]) > 1:
+        raise InputError(
+            f"{path}:{rows[0][0]}: a header row must start with onnx,vnnlib "
+            f"(got {','.join(rows[0][1][:3])!r})"
+        )
+    out = []
+    for line, r in rows:
+        if len(r) < 2 or not r[0] or not r[1]:
+            sep = next((c for c in ";\t|" if c in ",".join(r)), None)
+            hint = f" (found {sep!r}: columns must be separated by commas)" if sep else ""
+            raise InputError(f"{path}:{line}: expected the columns onnx,vnnlib[,timeout]{hint}")
+        if head is not None:
+            if len(r) > len(head):
+                raise InputError(f"{path}:{line}: {len(r)} columns, the header names {len(head)}")
+            row = dict(zip(head, r))
+        else:
+            if len(r) > 3:
+                raise InputError(f"{path}:{line}: expected onnx,vnnlib,timeout, got {len(r)} columns")
+            row = {"onnx": r[0], "vnnlib": r[1], "timeout": r[2] if len(r) > 2 else ""}
+        if row.get("timeout"):
+            try:
+                check_timeout(row["timeout"], "timeout")
+            except CliError as e:
+                raise InputError(f"{path}:{line}: {e}") from None
+        exp = row.get("expected", "")
+        if exp.lower() not in EXPECTED:
+            raise InputError(
+                f"{path}:{line}: expected verdict {exp!r} is not one of sat, unsat, unknown, timeout"
+            )
+        if "expected" in row:
+            row["expected"] = exp.lower()
+        out.append(row)
+    return out
 
 
 def run_instance(
     net_path: Path, prop_path: Path, timeout: float, method: str = "crown", progress: bool = False
 ) -> dict[str, Any]:
     from .bab import verify
+    from .table import load_instance
 
-    spec = load_spec(prop_path)
-    try:
-        net, target = load_net(net_path), None
-    except InputError as e:  # not a ReLU chain: the general search on the bound table (as the CLI)
-        from .general import verify_target
-        from .table import load_target
-
-        net, target = None, load_target(str(net_path), e)
+    net, target, spec = load_instance(net_path, prop_path)
     if target is None:
         res = verify(net, spec, timeout=timeout, method=method, progress=progress)
-    else:
+    else:  # not a ReLU chain: the general search on the bound table (as the CLI)
+        from .general import verify_target
+
         res = verify_target(target, spec, timeout=timeout)
     out: dict[str, Any] = {
         "result": res.verdict,
@@ -70,10 +119,12 @@ def run_instance(
     }
     if res.cert is not None:
         t = time.perf_counter()
-        v = check_vnn(res.cert, net if net is not None else target.bg, spec)
+        checked = net if net is not None else target.bg
+        mode = replay_mode(res.cert, checked)  # the caller's choice, with the instance's timeout
+        v = check_vnn(res.cert, checked, spec, mode=mode, deadline=time.monotonic() + timeout)
         out["check_s"] = f"{time.perf_counter() - t:.3f}"
         out["check"] = "accepted" if v.ok else f"REJECTED: {v.reason}"
-        out["mode"] = res.cert.get("mode", "exact") if res.verdict == "unsat" else "exact"
+        out["mode"] = mode if res.verdict == "unsat" else "exact"
         if not v.ok:
             out["result"] = "unknown"
     return out
@@ -91,7 +142,7 @@ def run_csv(
     extra = [k for k in (rows[0] if rows else {}) if k not in FIELDS and k != "timeout"]
     results = []
     for i, row in enumerate(rows):
-        limit = timeout or float(row.get("timeout") or 116)
+        limit = timeout or check_timeout(row.get("timeout") or 116)
         r = run_instance(base / row["onnx"], base / row["vnnlib"], limit, method)
         exp = row.get("expected", "")
         r.update({"onnx": row["onnx"], "vnnlib": row["vnnlib"], "expected": exp})

@@ -100,6 +100,25 @@ def load_target(path: str, why: Exception) -> Target:
         raise InputError(f"{why}; bound table: {e}") from None
 
 
+def load_instance(net_path: Any, prop_path: Any) -> tuple[Any, Target | None, Spec]:
+    """(chain, None, spec) for a ReLU chain, (None, target, spec) for any other network the bound
+    table lowers; InputError (one line) when neither reads it or the sizes of network and
+    property disagree."""
+    from .network import InputError, load_net, load_spec
+
+    spec = load_spec(prop_path)
+    try:
+        net, t = load_net(net_path), None
+        n_in, n_out = net.n_in, net.n_out
+    except InputError as e:  # not a ReLU chain
+        net, t = None, load_target(str(net_path), e)
+        n_in, n_out = t.ex.n_in, t.ex.n_out
+    if spec.n_in != n_in or spec.n_out != n_out:
+        raise InputError(f"{prop_path}: property has {spec.n_in} inputs/{spec.n_out} outputs, "
+                         f"network {n_in}/{n_out}")
+    return net, t, spec
+
+
 def bounder(t: Target) -> Callable[[Region, np.ndarray, np.ndarray], Callable[..., np.ndarray]]:
     """``general.Bounder`` over the target's fast engine: sound lower bounds of C·y - d per box."""
     if t.net is not None:

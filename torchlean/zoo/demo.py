@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._files import atomic_write_text
+
 MODEL_NAME = "auto_mpg_tanh"
 
 
@@ -81,7 +83,7 @@ def run(out: Path, steps: int = 300, solver: str = "cvc5", seed: int = 0) -> int
 
     summary = {"test_mse_before": before, "test_mse_after": after, "autograd": [r.status for r in reports],
                "epsilon": eps, "observed": observed, "failures": failures}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     print(f"{'all claims checked' if not failures else f'{failures} claim(s) NOT checked'}; "
           f"artifacts in {out}/")
     return 0 if not failures else 1
