@@ -28,6 +28,9 @@ except ImportError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 FORMAT = 1
+#: torchlean's own artifacts (the primitives' autograd/forward claims, interval rules), shipped as
+#: package data so that a user's proofs/ holds only the user's obligations
+LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 #: seconds a solver gets to reproduce a solver-trusted claim during ``check`` (then it is killed)
 RERUN_TIMEOUT = 60.0
 
@@ -44,11 +47,16 @@ def config(start: Path | None = None) -> dict[str, Any]:
     """``[tool.torchlean]`` of the nearest pyproject.toml, plus its directory as ``root``."""
     pp = find_pyproject(start)
     if pp is None:
-        return {"root": str(Path.cwd()), "proofs": "proofs", "modules": []}
+        return {"root": str(Path.cwd()), "proofs": "proofs", "modules": [], "include_library": False,
+                "library_proofs": None}
     with open(pp, "rb") as f:
         data = tomllib.load(f).get("tool", {}).get("torchlean", {})
     return {"root": str(pp.parent), "proofs": data.get("proofs", "proofs"),
-            "modules": list(data.get("modules", []))}
+            "modules": list(data.get("modules", [])),
+            # torchlean's own checkout says true: its CI checks the shipped library artifacts too
+            "include_library": bool(data.get("include-library", False)),
+            # where torchlean's own artifacts are read (default: the package's library/)
+            "library_proofs": data.get("library-proofs")}
 
 
 def proofs_dir(cfg: dict[str, Any] | None = None) -> Path:
@@ -104,6 +112,20 @@ def check_one(directory: Path, ob: Obligation) -> Outcome:
     if not verdict.ok:
         return Outcome(ob.name, "rejected", verdict.reason)
     return Outcome(ob.name, "checked", f"{verdict.checked} steps replayed")
+
+
+def up_to_date(directory: Path, ob: Obligation) -> bool:
+    """Whether ``discharge`` may skip ``ob``: its artifact exists for the obligation as derived now
+    (same hash), records unsat, and its certificate tree (if any) replays. A tree-less artifact
+    is left alone too: ``check`` re-runs its solver, and discharging again would only redo that."""
+    try:
+        art = json.loads(path_for(directory, ob).read_text())
+        if art["obligation"]["hash"] != ob.hash or art.get("result") != "unsat":
+            return False
+        tree = art["certificate"].get("tree")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return tree is None or replay({"kind": "refutation", "statement": ob.smtlib, "tree": tree}).ok
 
 
 def _rerun(conn: Any, text: str, solver: str, timeout: float) -> None:
