@@ -25,6 +25,11 @@ from torchlean.proofs import verified
 @verified(input_shape=(1, 2), name="tiny")
 def tiny():
     return nn.Sequential(nn.Linear(2, 2), nn.{act}(), nn.Linear(2, 1))
+
+
+@verified(input_shape=(1, 1, 4, 4), name="cnn")
+def cnn():
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 2))
 """
 
 
@@ -56,30 +61,39 @@ def test_downstream_project_journey(tmp_path, site):
     r = _run(proj, site, "-c", "import torchlean; print(torchlean.__file__)")
     assert r.stdout.startswith(str(site)), r.stdout + r.stderr  # the installed copy, not the checkout
 
-    r = _run(proj, site, "-m", "torchlean.proofs", "discharge", "--solver", "z3", "--timeout", "20", "-q")
+    r = _run(proj, site, "-m", "torchlean.proofs", "discharge", "--solver", "z3", "--timeout", "30", "-q")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "1 obligations: 1 proved with a certificate" in r.stdout, r.stdout
-    assert sorted(p.name for p in (proj / "proofs").iterdir()) == ["model.tiny.json"]  # only the user's
+    assert "0 solver-trusted, 0 refuted, 0 unknown/timeout/error" in r.stdout, r.stdout
+    names = sorted(p.name for p in (proj / "proofs").iterdir())
+    n = len(names)  # only the user's: the two models' claims and their node cases
+    assert "model.tiny.json" in names and "model.cnn.json" in names and n > 2, names
+    assert all(x.startswith(("model.", "forward.", "autograd.")) and ".n" in x or x.startswith("model.")
+               for x in names), names
+    assert not any(x == "autograd.relu.json" for x in names)  # the library's stay in the package
 
     r = _run(proj, site, "-m", "torchlean.proofs", "check", "--strict")
     assert r.returncode == 0 and r.stdout.strip().splitlines()[-1].startswith(
-        "1 obligations, 1 checked, 0 solver-trusted, 0 failed"), r.stdout + r.stderr
+        f"{n} obligations, {n} checked, 0 solver-trusted, 0 failed"), r.stdout + r.stderr
 
     # the plugin comes from the entry point alone (no conftest.py in the project)
     r = _run(proj, site, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--torchlean-check")
-    assert r.returncode == 0 and "2 passed" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    assert r.returncode == 0 and f"{n + 1} passed" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
 
-    r = _run(proj, site, "-m", "torchlean.proofs", "discharge", "--solver", "z3", "--timeout", "20", "-q")
-    assert r.returncode == 0 and "1 obligations up to date (skipped" in r.stdout, r.stdout + r.stderr
+    r = _run(proj, site, "-m", "torchlean.proofs", "discharge", "--solver", "z3", "--timeout", "30", "-q")
+    assert r.returncode == 0 and f"{n} obligations up to date (skipped" in r.stdout, r.stdout + r.stderr
 
     # torchlean's own obligations are checked from the package only when asked
-    r = _run(proj, site, "-m", "torchlean.proofs", "check", "--include-library", "autograd.relu", "model.")
-    assert r.returncode == 0 and "2 obligations, 2 checked" in r.stdout, r.stdout + r.stderr
+    r = _run(proj, site, "-m", "torchlean.proofs", "check", "forward.softmax")
+    assert r.returncode == 2 and "--include-library" in r.stderr, r.stdout + r.stderr
+    r = _run(proj, site, "-m", "torchlean.proofs", "check", "--include-library", "forward.softmax", "model.")
+    assert r.returncode == 0 and "3 obligations, 3 checked" in r.stdout, r.stdout + r.stderr
 
     (proj / "mymodels.py").write_text(MODEL.format(act="Tanh"))  # the user edits the model
     r = _run(proj, site, "-m", "torchlean.proofs", "check")
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "stale model.tiny: model:tiny changed since it was proved" in r.stdout and "tl_tanh" in r.stdout, \
-        r.stdout
+    assert "stale model.tiny: model:tiny changed since it was proved" in r.stdout, r.stdout
+    assert "-v8 = relu(v7)" in r.stdout and "+v8 = tanh(v7)" in r.stdout, r.stdout  # what changed
+    assert "missing autograd.tanh.n" in r.stdout, r.stdout  # the new node case is not proved yet
     r = _run(proj, site, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--torchlean-check")
-    assert r.returncode == 1 and "1 failed" in r.stdout and "stale" in r.stdout, r.stdout[-2000:]
+    assert r.returncode == 1 and "3 failed" in r.stdout, r.stdout[-2000:]
+    assert "model.tiny: stale: model:tiny changed" in r.stdout, r.stdout[-2000:]

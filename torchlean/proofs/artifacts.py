@@ -102,6 +102,8 @@ def check_one(directory: Path, ob: Obligation) -> Outcome:
         return Outcome(ob.name, "stale", f"{ob.subject} changed since it was proved: {what}")
     if art.get("result") != "unsat":
         return Outcome(ob.name, "rejected", f"recorded result is {art.get('result')!r}, not unsat")
+    if ob.kind == "composition":
+        return check_composition(directory, ob)
     tree = cert.get("tree")
     if tree is None:  # no certificate: the claim rests on a solver, so the solver must say it again
         solver = art.get("solver", {}).get("name") if isinstance(art.get("solver"), dict) else None
@@ -112,6 +114,32 @@ def check_one(directory: Path, ob: Obligation) -> Outcome:
     if not verdict.ok:
         return Outcome(ob.name, "rejected", verdict.reason)
     return Outcome(ob.name, "checked", f"{verdict.checked} steps replayed")
+
+
+def check_composition(directory: Path, ob: Obligation) -> Outcome:
+    """A model's compositional claim: the chain-rule certificate derived from the code now
+    (``certificates/tape.py``), and every node obligation it rests on checked in ``directory``.
+    Nothing but the hash is read from the model's own artifact."""
+    from .compose import NODES
+
+    verdict = replay({"kind": "composition", "graph": ob.data["graph"], "trace": ob.data["trace"]})
+    if not verdict.ok:
+        return Outcome(ob.name, "rejected", f"chain rule: {verdict.reason}")
+    trusted: dict[str, int] = {}
+    for name in ob.data["requires"]:
+        dep = NODES.get(name)
+        if dep is None:
+            return Outcome(ob.name, "rejected", f"node obligation {name} was not derived")
+        o = check_one(directory, dep)
+        if o.status not in ("checked", "trusted"):
+            return Outcome(ob.name, "rejected", f"node obligation {name} is {o.status}: {o.detail}")
+        for k, v in (o.trusted or {}).items():
+            trusted[k] = trusted.get(k, 0) + v
+    n = len(ob.data["graph"]["nodes"])
+    what = f"chain rule over {n} nodes ({verdict.checked} steps); {len(ob.data['requires'])} node obligations"
+    if trusted:
+        return Outcome(ob.name, "trusted", f"{what}, solver-trusted: {', '.join(sorted(trusted))}", trusted)
+    return Outcome(ob.name, "checked", f"{what} checked")
 
 
 def up_to_date(directory: Path, ob: Obligation) -> bool:

@@ -50,6 +50,8 @@ def gather(modules: list[str] | None = None, only: list[str] | None = None, *,
         if library is not None and is_lib != library:
             continue
         for ob in SOURCES[name]():
+            if ob.name in obs and obs[ob.name][0].hash == ob.hash:
+                continue  # the same node case in two models: one obligation, proved once
             if ob.name in obs:
                 raise UsageError(f"two obligations named {ob.name!r} (source {name})")
             obs[ob.name] = (ob, is_lib)
@@ -102,6 +104,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
     obs = [ob for ob, _ in _setup(args)]
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
+    obs = [ob for ob in obs if ob.kind != "composition"]  # checked structurally, not SMT
     for ob in obs:
         (out / f"{ob.name}.smt2").write_text(ob.smtlib)
     print(f"wrote {len(obs)} .smt2 files to {out}")

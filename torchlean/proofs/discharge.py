@@ -92,6 +92,15 @@ def hard_limit(timeout: float) -> float:
     return timeout + min(5.0, 0.25 * timeout)
 
 
+def composition_artifact(ob: Obligation) -> dict[str, Any]:
+    """The artifact of a model's chain-rule claim: only its hash and text are ever read back."""
+    return {"format": FORMAT,
+            "obligation": {"name": ob.name, "kind": ob.kind, "subject": ob.subject, "hash": ob.hash,
+                           "statement": ob.statement, "assumptions": list(ob.assumptions),
+                           "smtlib": ob.smtlib},
+            "result": "unsat", "certificate": {"kind": "composition", "checked_at_check_time": True}}
+
+
 def _child(conn: Any, ob: Obligation, solver: str, timeout: float, search: bool) -> None:
     try:
         t0 = time.monotonic()
@@ -128,9 +137,15 @@ def discharge(
     from tqdm import tqdm
 
     ctx = mp.get_context("fork")
-    pending = list(obligations)
-    running: list[tuple[Obligation, Any, Any, float, Any]] = []
     reports: list[Report] = []
+    # a model's chain-rule claim needs no solver: the checker decides it; record it once it passes
+    for ob in [o for o in obligations if o.kind == "composition"]:
+        v = replay({"kind": "composition", "graph": ob.data["graph"], "trace": ob.data["trace"]})
+        if v.ok:
+            write_atomic(path_for(directory, ob), composition_artifact(ob))
+        reports.append(Report(ob.name, "proved" if v.ok else "error", message=v.reason))
+    pending = [o for o in obligations if o.kind != "composition"]
+    running: list[tuple[Obligation, Any, Any, float, Any]] = []
     limit = hard_limit(timeout)
     bar = tqdm(total=len(pending), disable=not progress, desc=f"discharge ({solver})", unit="ob")
     try:

@@ -36,6 +36,12 @@ class ProofItem(pytest.Item):
             return
         raise AssertionError(f"{o.status}: {o.detail}")
 
+    def repr_failure(self, excinfo: Any, style: Any = None) -> str:
+        """One line (the check's own), not a traceback through the plugin."""
+        if isinstance(excinfo.value, AssertionError):
+            return f"{self.obligation.name}: {excinfo.value}"
+        return super().repr_failure(excinfo)
+
     def reportinfo(self) -> tuple[Any, int, str]:
         return self.path, 0, f"torchlean proof {self.obligation.name}"
 
