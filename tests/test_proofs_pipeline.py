@@ -87,7 +87,7 @@ def test_cli_errors_are_one_line_exit_2(capsys):
 def test_check_prints_one_summary_line(tmp_path, capsys):
     rc = main(["check", "--dir", str(tmp_path), "autograd.relu"])
     out = capsys.readouterr().out.strip().splitlines()
-    assert rc == 1 and out[-1] == "1 obligations, 0 checked, 0 solver-trusted, 1 failed"
+    assert rc == 1 and out[-1] == "1 obligations, 0 checked, 0 solver-trusted, 1 failed (1 shape-generic)"
 
 
 @pytest.mark.solver

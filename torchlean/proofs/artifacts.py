@@ -125,6 +125,12 @@ def check_composition(directory: Path, ob: Obligation) -> Outcome:
     verdict = replay({"kind": "composition", "graph": ob.data["graph"], "trace": ob.data["trace"]})
     if not verdict.ok:
         return Outcome(ob.name, "rejected", f"chain rule: {verdict.reason}")
+    requires = set(ob.data["requires"])
+    for node in ob.data["graph"]["nodes"]:  # every node rests on both of its obligations
+        tag = node["key"][len(node["prim"]):]
+        for kind in ("forward", "autograd"):
+            if f"{kind}.{node['prim']}{tag}" not in requires:
+                return Outcome(ob.name, "rejected", f"node {node['key']}: no {kind} obligation")
     trusted: dict[str, int] = {}
     for name in ob.data["requires"]:
         dep = NODES.get(name)

@@ -137,7 +137,10 @@ def cmd_discharge(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from .compose import shapes_covered
+
     obs = _setup(args)
+    generic = sum(shapes_covered(ob)[0] for ob, _ in obs)
     counts = {"checked": 0, "trusted": 0, "failed": 0}
     for ob, directory in obs:
         o = check_one(directory, ob)
@@ -150,7 +153,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"{o.status} {o.name}: {o.detail}")
     failed = counts["failed"] + (counts["trusted"] if args.strict else 0)
     print(f"{len(obs)} obligations, {counts['checked']} checked, {counts['trusted']} solver-trusted, "
-          f"{counts['failed']} failed")
+          f"{counts['failed']} failed ({generic} shape-generic)")
     return 1 if failed else 0
 
 
@@ -160,10 +163,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 
         print(coverage_table())
         return 0
+    from .compose import shapes_covered
+
     for ob, directory in _setup(args):
         o = check_one(directory, ob)
         extra = f"  [{'; '.join(ob.assumptions)}]" if ob.assumptions else ""
-        print(f"{o.status:9} {ob.name:32} {ob.statement}{extra}")
+        where = shapes_covered(ob)[1]
+        where = f"  (holds for: {where})" if where else ""
+        print(f"{o.status:9} {ob.name:32} {ob.statement}{extra}{where}")
     return 0
 
 

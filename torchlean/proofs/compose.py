@@ -103,6 +103,21 @@ def _case_of(node: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
                               "column_major": column_major}, desc
 
 
+def shapes_covered(ob: Obligation) -> tuple[bool, str]:
+    """(shape-generic?, for which shapes the claim of a primitive or node obligation holds)."""
+    prim = ob.subject.split(":", 1)[1] if ob.subject.startswith(("primitive:", "node:")) else ""
+    shapes = ob.data.get("shapes")
+    if not prim or shapes is None or ob.kind not in ("forward", "autograd"):
+        return False, ""
+    if prim in ELEMENTWISE and shapes == [[1]]:
+        return True, "every shape (entrywise: one scalar identity)"
+    if prim in PER_CHANNEL:
+        return False, f"every batch and channel count at {shapes[0][2:]} planes, these attributes"
+    if ob.subject.startswith("node:") and _row_wise(prim, {}, shapes) and shapes[0][0] == 1:
+        return False, f"every leading shape, rows as in {shapes}"
+    return False, f"shapes {shapes} only"
+
+
 def node_obligations(prim: str, key: str, fields: dict[str, Any]) -> list[Obligation]:
     """The forward and autograd obligations of one node case (domain and hints as the library's)."""
     from ..runtime.rules import RULES
