@@ -110,3 +110,38 @@ def test_small_cnn_is_fully_checked(tmp_path):
     next(p for p in tmp_path.glob("autograd.conv2d.n*.json")).unlink()
     o = check_one(tmp_path, obs[0])
     assert o.status == "rejected" and "autograd.conv2d.n" in o.detail and "missing" in o.detail
+
+
+def _vjp_matmul_wrong(xp, g, out, a, b):  # forgets the transpose of b
+    return (g @ b, xp.swapaxes(a, -1, -2) @ g)
+
+
+def _vjp_sum_wrong(xp, g, out, x, axes=None, keepdims=False):  # broadcasts without re-inserting the axis
+    return (xp.broadcast_to(g, x.shape) * 2,)
+
+
+def _vjp_softmax_wrong(xp, g, out, x, axis=-1):  # drops the <g, s> term
+    return (out * g,)
+
+
+@pytest.mark.solver
+@pytest.mark.parametrize("prim, vjp, shapes, attrs", [
+    ("matmul", _vjp_matmul_wrong, [[2, 2], [2, 2]], {}),
+    ("sum", _vjp_sum_wrong, [[2, 2]], {"axes": 1, "keepdims": True}),
+    ("softmax", _vjp_softmax_wrong, [[1, 2]], {"axis": -1}),
+])
+def test_broken_vjp_of_each_family_is_refuted_at_a_node_case(tmp_path, monkeypatch, prim, vjp, shapes, attrs):
+    """A node case of a linear, a reduction and a normalisation primitive with a broken VJP:
+    the solver refutes it with a counterexample, nothing is written."""
+    import dataclasses
+
+    from torchlean.proofs.compose import node_obligations
+    from torchlean.proofs.discharge import discharge
+    from torchlean.runtime.rules import RULES
+
+    monkeypatch.setitem(RULES, prim, dataclasses.replace(RULES[prim], vjp=vjp))
+    obs = [o for o in node_obligations(prim, f"{prim}.nbroken", {"shapes": shapes, "attrs": attrs, "ints": {},
+                                                                "column_major": []}) if o.kind == "autograd"]
+    (r,) = discharge(obs, tmp_path, solver="z3", timeout=10, progress=False)
+    assert r.status == "refuted" and "counterexample" in r.message, (r.status, r.message)
+    assert not list(tmp_path.glob("*.json"))
