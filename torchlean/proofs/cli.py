@@ -35,15 +35,7 @@ def collect(modules: list[str] | None = None, only: list[str] | None = None, *,
 def gather(modules: list[str] | None = None, only: list[str] | None = None, *,
            library: bool | None = None) -> list[tuple[Obligation, bool]]:
     """``collect``, each obligation paired with whether it is one of torchlean's own."""
-    import torchlean  # noqa: F401  (registers primitives and rules)
-
-    from . import autograd, ibp  # noqa: F401  (register the sources)
-
-    for mod in modules or []:
-        try:
-            importlib.import_module(mod)
-        except ImportError as e:
-            raise UsageError(f"cannot import module {mod!r}: {e}") from None
+    import_modules(modules)
     obs: dict[str, tuple[Obligation, bool]] = {}
     for name in sorted(SOURCES):
         is_lib = name in LIBRARY
@@ -66,6 +58,19 @@ def gather(modules: list[str] | None = None, only: list[str] | None = None, *,
     return out
 
 
+def import_modules(modules: list[str] | None) -> None:
+    """Import torchlean's own sources and the modules holding ``@verified`` annotations."""
+    import torchlean  # noqa: F401  (registers primitives and rules)
+
+    from . import autograd, ibp  # noqa: F401  (register the sources)
+
+    for mod in modules or []:
+        try:
+            importlib.import_module(mod)
+        except ImportError as e:
+            raise UsageError(f"cannot import module {mod!r}: {e}") from None
+
+
 def plan(cfg: dict[str, Any], modules: list[str], only: list[str] | None, *, include_library: bool,
          directory: Path | None = None) -> list[tuple[Obligation, Path]]:
     """The obligations a command works on, each with its artifact directory: the project's own in
@@ -73,7 +78,7 @@ def plan(cfg: dict[str, Any], modules: list[str], only: list[str] | None, *, inc
     ``library/``; ``directory`` (``--dir``) overrides both."""
     modules = list(cfg["modules"]) + modules
     if not include_library:
-        gather(modules, None, library=False)  # imports the project's modules first
+        import_modules(modules)  # a project's module may replace a rule on import
         # torchlean's own claims are about torchlean's rules: a project that replaces one of them
         # (RULES[...] = ...) no longer runs what the shipped artifacts cover, so they are checked
         include_library = bool(patched_rules())
