@@ -106,6 +106,20 @@ def test_small_cnn_is_fully_checked(tmp_path):
     assert all(r.status == "proved" for r in reports), [(r.name, r.status, r.message) for r in reports]
     o = check_one(tmp_path, obs[0])
     assert o.status == "checked" and "chain rule over" in o.detail, o.detail
+    # the claim names both obligations of every node: one dropped from it is refused
+    model = obs[0]
+    dropped = dict(model.data,
+                   requires=[n for n in model.data["requires"] if not n.startswith("forward.relu")])
+    from torchlean.proofs.obligation import Obligation
+
+    o = check_one(tmp_path, Obligation(model.kind, model.subject, model.name, model.smtlib, model.statement,
+                                       dropped))
+    assert o.status in ("rejected", "stale")
+    from torchlean.proofs.artifacts import check_composition
+
+    o = check_composition(tmp_path, Obligation(model.kind, model.subject, model.name, model.smtlib,
+                                               model.statement, dropped))
+    assert o.status == "rejected" and "no forward obligation" in o.detail, o.detail
     # a node artifact gone: the model's claim is no longer checked
     next(p for p in tmp_path.glob("autograd.conv2d.n*.json")).unlink()
     o = check_one(tmp_path, obs[0])
