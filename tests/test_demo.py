@@ -49,7 +49,7 @@ def test_verified_model_after_training_is_left_intact_and_proved():
     verified(m, name="trained_small", input_shape=(1, 3))
     obs = list(SOURCES["verified.model.trained_small"]())
     reports = discharge(obs, Path(tempfile.mkdtemp()), solver="cvc5", timeout=60, progress=False)
-    assert [r.status for r in reports] == ["proved"]
+    assert reports and all(r.status == "proved" for r in reports), reports
     after = m.state_dict()
     assert all(after[k].tobytes() == before[k].tobytes() for k in before)
     assert m[0].weight.grad is not None and m[0].weight.grad.dtype == np.float32

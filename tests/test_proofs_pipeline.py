@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import torchlean  # noqa: F401
-from torchlean.proofs.artifacts import check_one
+from torchlean.proofs.artifacts import LIBRARY_DIR, check_one
 from torchlean.proofs.autograd import Case, rule_obligations
 from torchlean.proofs.cli import collect, main
 from torchlean.proofs.discharge import discharge
@@ -69,7 +69,7 @@ def test_edited_rule_makes_the_artifact_stale(tmp_path):
 
 
 def test_committed_artifacts_replay():
-    outcomes = [check_one(ROOT / "proofs", ob) for ob in collect()]
+    outcomes = [check_one(LIBRARY_DIR, ob) for ob in collect(library=True)]
     bad = [(o.name, o.status, o.detail) for o in outcomes
            if o.status not in ("checked", "trusted") and o.name not in KNOWN_REFUTED]
     assert not bad
@@ -87,7 +87,7 @@ def test_cli_errors_are_one_line_exit_2(capsys):
 def test_check_prints_one_summary_line(tmp_path, capsys):
     rc = main(["check", "--dir", str(tmp_path), "autograd.relu"])
     out = capsys.readouterr().out.strip().splitlines()
-    assert rc == 1 and out[-1] == "1 obligations, 0 checked, 0 solver-trusted, 1 failed"
+    assert rc == 1 and out[-1] == "1 obligations, 0 checked, 0 solver-trusted, 1 failed (1 shape-generic)"
 
 
 @pytest.mark.solver
@@ -178,3 +178,28 @@ def test_modules_named_on_the_command_line_are_scanned(tmp_path, monkeypatch, ca
     finally:
         SOURCES.pop("verified.primitive.my_cube", None)
         sys.modules.pop("my_ops", None)
+
+
+def test_timeout_is_hard_per_obligation(tmp_path, monkeypatch):
+    """--timeout bounds the certificate search and the solver together: a search that never
+    returns is killed at the hard limit, nothing is written, the report says timeout."""
+    import time
+
+    from torchlean.proofs import prove
+    from torchlean.proofs.discharge import hard_limit
+
+    monkeypatch.setattr(prove, "certificate_tree", lambda *a, **k: time.sleep(600))
+    (ob,) = _tanh_obligations(RULES["tanh"].vjp)
+    t = time.perf_counter()
+    (r,) = discharge([ob], tmp_path, solver="z3", timeout=1.0, progress=False)
+    took = time.perf_counter() - t
+    assert r.status == "timeout" and hard_limit(1.0) <= took < hard_limit(1.0) + 5, (r, took)
+    assert not list(tmp_path.glob("*.json"))
+
+
+@pytest.mark.solver
+def test_discharge_skips_what_is_up_to_date(tmp_path, capsys):
+    args = ["discharge", "--dir", str(tmp_path), "--solver", "z3", "--timeout", "10", "-q", "autograd.relu"]
+    assert main(args) == 0 and "1 proved" in capsys.readouterr().out
+    assert main(args) == 0 and "1 obligations up to date (skipped" in capsys.readouterr().out
+    assert main([*args, "--force"]) == 0 and "1 proved" in capsys.readouterr().out

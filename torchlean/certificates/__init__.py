@@ -9,4 +9,5 @@ from . import (  # noqa: E402,F401  (register the float checkers)
     errorbound,
     refute,  # noqa: E402,F401  (register the refutation checker: autograd, forward, ibp)
     rounding,
+    tape,  # noqa: E402,F401  (register the composition checker: @verified models, issue 17)
 )

@@ -73,11 +73,22 @@ def parse_one(text: str) -> SExpr:
     return items[0]
 
 
+_SHOWN: dict[tuple[SExpr, ...], str] = {}
+
+
 def show(e: SExpr) -> str:
-    """Print an s-expression back (canonical spacing)."""
+    """Print an s-expression back (canonical spacing). Memoised: checkers key their per-term
+    tables by this text, and without the memo a large statement is printed again at every use
+    (a pure function of the term, so the memo cannot change an answer)."""
     if isinstance(e, str):
         return e
-    return "(" + " ".join(show(x) for x in e) + ")"
+    text = _SHOWN.get(e)
+    if text is None:
+        text = "(" + " ".join(show(x) for x in e) + ")"
+        if len(_SHOWN) >= 1 << 18:  # bounded: a long-running process checks many statements
+            _SHOWN.clear()
+        _SHOWN[e] = text
+    return text
 
 
 @dataclass

@@ -28,6 +28,9 @@ except ImportError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 FORMAT = 1
+#: torchlean's own artifacts (the primitives' autograd/forward claims, interval rules), shipped as
+#: package data so that a user's proofs/ holds only the user's obligations
+LIBRARY_DIR = Path(__file__).resolve().parent / "library"
 #: seconds a solver gets to reproduce a solver-trusted claim during ``check`` (then it is killed)
 RERUN_TIMEOUT = 60.0
 
@@ -44,7 +47,8 @@ def config(start: Path | None = None) -> dict[str, Any]:
     """``[tool.torchlean]`` of the nearest pyproject.toml, plus its directory as ``root``."""
     pp = find_pyproject(start)
     if pp is None:
-        return {"root": str(Path.cwd()), "proofs": "proofs", "modules": []}
+        return {"root": str(Path.cwd()), "proofs": "proofs", "modules": [], "include_library": False,
+                "library_proofs": None}
     try:
         with open(pp, "rb") as f:
             tool = tomllib.load(f).get("tool", {})
@@ -54,11 +58,16 @@ def config(start: Path | None = None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{pp}: [tool.torchlean] is not a table")
     proofs, modules = data.get("proofs", "proofs"), data.get("modules", [])
+    library_proofs = data.get("library-proofs")
     if not isinstance(proofs, str) or not (
         isinstance(modules, list) and all(isinstance(m, str) for m in modules)
-    ):
+    ) or not (library_proofs is None or isinstance(library_proofs, str)):
         raise ConfigError(f"{pp}: [tool.torchlean] wants proofs = \"DIR\" and modules = [\"name\", ...]")
-    return {"root": str(pp.parent), "proofs": proofs, "modules": list(modules)}
+    return {"root": str(pp.parent), "proofs": proofs, "modules": list(modules),
+            # torchlean's own checkout says true: its CI checks the shipped library artifacts too
+            "include_library": bool(data.get("include-library", False)),
+            # where torchlean's own artifacts are read (default: the package's library/)
+            "library_proofs": library_proofs}
 
 
 class ConfigError(ValueError):
@@ -108,6 +117,8 @@ def check_one(directory: Path, ob: Obligation) -> Outcome:
         return Outcome(ob.name, "stale", f"{ob.subject} changed since it was proved: {what}")
     if art.get("result") != "unsat":
         return Outcome(ob.name, "rejected", f"recorded result is {art.get('result')!r}, not unsat")
+    if ob.kind == "composition":
+        return check_composition(directory, ob)
     tree = cert.get("tree")
     if tree is None:  # no certificate: the claim rests on a solver, so the solver must say it again
         solver = art.get("solver", {}).get("name") if isinstance(art.get("solver"), dict) else None
@@ -118,6 +129,52 @@ def check_one(directory: Path, ob: Obligation) -> Outcome:
     if not verdict.ok:
         return Outcome(ob.name, "rejected", verdict.reason)
     return Outcome(ob.name, "checked", f"{verdict.checked} steps replayed")
+
+
+def check_composition(directory: Path, ob: Obligation) -> Outcome:
+    """A model's compositional claim: the chain-rule certificate derived from the code now
+    (``certificates/tape.py``), and every node obligation it rests on checked in ``directory``.
+    Nothing but the hash is read from the model's own artifact."""
+    from .compose import NODES
+
+    verdict = replay({"kind": "composition", "graph": ob.data["graph"], "trace": ob.data["trace"]})
+    if not verdict.ok:
+        return Outcome(ob.name, "rejected", f"chain rule: {verdict.reason}")
+    requires = set(ob.data["requires"])
+    for node in ob.data["graph"]["nodes"]:  # every node rests on both of its obligations
+        tag = node["key"][len(node["prim"]):]
+        for kind in ("forward", "autograd"):
+            if f"{kind}.{node['prim']}{tag}" not in requires:
+                return Outcome(ob.name, "rejected", f"node {node['key']}: no {kind} obligation")
+    trusted: dict[str, int] = {}
+    for name in ob.data["requires"]:
+        dep = NODES.get(name)
+        if dep is None:
+            return Outcome(ob.name, "rejected", f"node obligation {name} was not derived")
+        o = check_one(directory, dep)
+        if o.status not in ("checked", "trusted"):
+            return Outcome(ob.name, "rejected", f"node obligation {name} is {o.status}: {o.detail}")
+        for k, v in (o.trusted or {}).items():
+            trusted[k] = trusted.get(k, 0) + v
+    n = len(ob.data["graph"]["nodes"])
+    what = f"chain rule over {n} nodes ({verdict.checked} steps); {len(ob.data['requires'])} node obligations"
+    if trusted:
+        return Outcome(ob.name, "trusted", f"{what}, solver-trusted: {', '.join(sorted(trusted))}", trusted)
+    return Outcome(ob.name, "checked", f"{what} checked")
+
+
+def up_to_date(directory: Path, ob: Obligation) -> bool:
+    """Whether ``discharge`` may skip ``ob``: its artifact exists for the obligation as derived now
+    (same hash), records unsat, and its certificate tree (if any) replays. A tree-less artifact
+    is left alone too: ``check`` re-runs its solver, and discharging again would only redo that."""
+    try:
+        art = parse_json(read_input(path_for(directory, ob), what="artifact"))
+        if art["obligation"]["hash"] != ob.hash or art.get("result") != "unsat":
+            return False
+        tree = art["certificate"].get("tree")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return tree is None or replay({"kind": "refutation", "statement": ob.smtlib, "tree": tree}).ok
 
 
 def _rerun(conn: Any, text: str, solver: str, timeout: float) -> None:

@@ -251,7 +251,7 @@ def primitive_obligations(name: str) -> Iterator[Obligation]:
             tag="" if len(cases) == 1 else f".{n}")
 
 
-@source("primitives.autograd")
+@source("primitives.autograd", library=True)
 def primitives() -> Iterator[Obligation]:
     for name in sorted(RULES):
         yield from primitive_obligations(name)

@@ -1,5 +1,8 @@
 """``python -m torchlean.proofs emit | discharge | check | show``.
 
+The project's own obligations live in ``[tool.torchlean] proofs``; torchlean's own (the library's)
+ship in the package and are included with ``--include-library`` (or ``include-library = true``).
+
 Every command first collects the obligations from the code as it is now: the registered sources
 (the primitives' autograd and forward claims, interval rules, other layers' sources) and the
 ``@verified`` annotations in the modules named with ``--module`` or in ``[tool.torchlean] modules``.
@@ -11,16 +14,50 @@ import argparse
 import importlib
 import time
 from pathlib import Path
+from typing import Any
 
 from .. import _cli
-from .artifacts import ConfigError, check_one, config, proofs_dir
-from .obligation import SOURCES, Obligation
+from .artifacts import LIBRARY_DIR, ConfigError, check_one, config, proofs_dir, up_to_date
+from .obligation import LIBRARY, SOURCES, Obligation
 
 UsageError = _cli.CliError  # bad input: printed as one line, exit status 2
 
 
-def collect(modules: list[str] | None = None, only: list[str] | None = None) -> list[Obligation]:
-    """Every obligation, in a stable order; ``only`` filters by name prefix."""
+def collect(modules: list[str] | None = None, only: list[str] | None = None, *,
+            library: bool | None = None) -> list[Obligation]:
+    """Every obligation, in a stable order; ``only`` filters by name prefix; ``library`` True keeps
+    only torchlean's own (shipped) obligations, False only the project's, None both."""
+    return [ob for ob, _ in gather(modules, only, library=library)]
+
+
+def gather(modules: list[str] | None = None, only: list[str] | None = None, *,
+           library: bool | None = None) -> list[tuple[Obligation, bool]]:
+    """``collect``, each obligation paired with whether it is one of torchlean's own."""
+    import_modules(modules)
+    obs: dict[str, tuple[Obligation, bool]] = {}
+    for name in sorted(SOURCES):
+        is_lib = name in LIBRARY
+        if library is not None and is_lib != library:
+            continue
+        for ob in SOURCES[name]():
+            if ob.name in obs and obs[ob.name][0].hash == ob.hash:
+                continue  # the same node case in two models: one obligation, proved once
+            if ob.name in obs:
+                raise UsageError(f"two obligations named {ob.name!r} (source {name})")
+            obs[ob.name] = (ob, is_lib)
+    out = sorted(obs.values(), key=lambda p: p[0].name)
+    if only:
+        out = [(o, b) for o, b in out
+               if any(o.name.startswith(p) or o.subject.endswith(":" + p) for p in only)]
+        if not out:
+            hint = "" if library is not False else " among the project's obligations (torchlean's own " \
+                "need --include-library)"
+            raise UsageError(f"no obligation matches {' '.join(only)}{hint}")
+    return out
+
+
+def import_modules(modules: list[str] | None) -> None:
+    """Import torchlean's own sources and the modules holding ``@verified`` annotations."""
     import torchlean  # noqa: F401  (registers primitives and rules)
 
     from . import autograd, ibp  # noqa: F401  (register the sources)
@@ -30,35 +67,51 @@ def collect(modules: list[str] | None = None, only: list[str] | None = None) -> 
             importlib.import_module(mod)
         except ImportError as e:
             raise UsageError(f"cannot import module {mod!r}: {e}") from None
-    obs: dict[str, Obligation] = {}
-    for name in sorted(SOURCES):
-        for ob in SOURCES[name]():
-            if ob.name in obs:
-                raise UsageError(f"two obligations named {ob.name!r} (source {name})")
-            obs[ob.name] = ob
-    out = sorted(obs.values(), key=lambda o: o.name)
-    if only:
-        out = [o for o in out if any(o.name.startswith(p) or o.subject.endswith(":" + p) for p in only)]
-        if not out:
-            raise UsageError(f"no obligation matches {' '.join(only)}")
-    return out
 
 
-def _setup(args: argparse.Namespace) -> tuple[list[Obligation], Path]:
+def plan(cfg: dict[str, Any], modules: list[str], only: list[str] | None, *, include_library: bool,
+         directory: Path | None = None) -> list[tuple[Obligation, Path]]:
+    """The obligations a command works on, each with its artifact directory: the project's own in
+    ``[tool.torchlean] proofs``; torchlean's own (only with ``include_library``) in the package's
+    ``library/``; ``directory`` (``--dir``) overrides both."""
+    modules = list(cfg["modules"]) + modules
+    if not include_library:
+        import_modules(modules)  # a project's module may replace a rule on import
+        # torchlean's own claims are about torchlean's rules: a project that replaces one of them
+        # (RULES[...] = ...) no longer runs what the shipped artifacts cover, so they are checked
+        include_library = bool(patched_rules())
+    pairs = gather(modules, only, library=None if include_library else False)
+    user = directory or proofs_dir(cfg)
+    shipped = Path(cfg["root"]) / cfg["library_proofs"] if cfg.get("library_proofs") else LIBRARY_DIR
+    lib = directory or shipped
+    return [(ob, lib if is_lib else user) for ob, is_lib in pairs]
+
+
+def patched_rules() -> list[str]:
+    """Runtime rules whose forward or VJP was replaced by code outside torchlean."""
+    from ..runtime.rules import RULES
+
+    return sorted(n for n, r in RULES.items()
+                  if any(not str(getattr(f, "__module__", "") or "").startswith("torchlean")
+                         for f in (r.forward, r.vjp)))
+
+
+def _setup(args: argparse.Namespace) -> list[tuple[Obligation, Path]]:
     cfg = config()
-    directory = Path(args.dir) if getattr(args, "dir", None) else proofs_dir(cfg)
-    modules = list(cfg["modules"]) + list(args.module or [])
-    return collect(modules, args.only or None), directory
+    include = bool(getattr(args, "include_library", False)) or cfg["include_library"]
+    return plan(cfg, list(args.module or []), args.only or None, include_library=include,
+                directory=Path(args.dir) if getattr(args, "dir", None) else None)
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
     from .._files import atomic_write_text
 
-    obs, _ = _setup(args)
+    obs = [ob for ob, _ in _setup(args)]
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o {out}: not a directory")
     out.mkdir(parents=True, exist_ok=True)
+    obs = [ob for ob in obs if ob.kind != "composition"]  # checked structurally, not SMT
     for ob in obs:
         atomic_write_text(out / f"{ob.name}.smt2", ob.smtlib)
     print(f"wrote {len(obs)} .smt2 files to {out}")
@@ -68,10 +121,15 @@ def cmd_emit(args: argparse.Namespace) -> int:
 def cmd_discharge(args: argparse.Namespace) -> int:
     from .discharge import discharge
 
-    obs, directory = _setup(args)
+    planned = _setup(args)
+    todo = planned if args.force else [(ob, d) for ob, d in planned if not up_to_date(d, ob)]
+    if len(todo) < len(planned):
+        print(f"{len(planned) - len(todo)} obligations up to date (skipped; --force redoes them)")
     t0 = time.perf_counter()
-    reports = discharge(obs, directory, solver=args.solver, jobs=args.jobs, timeout=args.timeout,
-                        progress=not args.quiet)
+    reports = []
+    for d in sorted({d for _, d in todo}):  # one run per artifact directory
+        reports += discharge([ob for ob, dd in todo if dd == d], d, solver=args.solver, jobs=args.jobs,
+                             timeout=args.timeout, progress=not args.quiet)
     bad = 0
     for r in reports:
         if r.status not in ("proved", "trusted") or args.verbose:
@@ -86,11 +144,14 @@ def cmd_discharge(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    obs, directory = _setup(args)
+    from .compose import shapes_covered
+
+    obs = _setup(args)
+    generic = sum(shapes_covered(ob)[0] for ob, _ in obs)
     counts = {"checked": 0, "trusted": 0, "failed": 0}
     from ..certificates.core import time_limit
 
-    for ob in obs:
+    for ob, directory in obs:
         with time_limit(time.monotonic() + args.timeout):  # per artifact: past it, not accepted
             o = check_one(directory, ob)
         if o.status in ("checked", "trusted"):
@@ -102,7 +163,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"{o.status} {o.name}: {o.detail}")
     failed = counts["failed"] + (counts["trusted"] if args.strict else 0)
     print(f"{len(obs)} obligations, {counts['checked']} checked, {counts['trusted']} solver-trusted, "
-          f"{counts['failed']} failed")
+          f"{counts['failed']} failed ({generic} shape-generic)")
     return 1 if failed else 0
 
 
@@ -112,11 +173,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 
         print(coverage_table())
         return 0
-    obs, directory = _setup(args)
-    for ob in obs:
+    from .compose import shapes_covered
+
+    for ob, directory in _setup(args):
         o = check_one(directory, ob)
         extra = f"  [{'; '.join(ob.assumptions)}]" if ob.assumptions else ""
-        print(f"{o.status:9} {ob.name:32} {ob.statement}{extra}")
+        where = shapes_covered(ob)[1]
+        where = f"  (holds for: {where})" if where else ""
+        print(f"{o.status:9} {ob.name:32} {ob.statement}{extra}{where}")
     return 0
 
 
@@ -126,7 +190,11 @@ def parser() -> argparse.ArgumentParser:
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--module", action="append", help="import this module for @verified annotations")
-        sp.add_argument("--dir", help="artifact directory (default: [tool.torchlean] proofs)")
+        sp.add_argument("--dir", help="artifact directory for every obligation selected (default: "
+                        "[tool.torchlean] proofs; torchlean's own: the package's library/)")
+        sp.add_argument("--include-library", action="store_true",
+                        help="torchlean's own obligations too (artifacts shipped in the package); "
+                             "on by default where [tool.torchlean] include-library = true")
         sp.add_argument("only", nargs="*", help="only obligations whose name starts with one of these")
 
     e = sub.add_parser("emit", help="write each obligation as an .smt2 file")
@@ -136,7 +204,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--solver", choices=("cvc5", "z3"), default="cvc5")
     d.add_argument("-j", "--jobs", type=_cli.jobs, default=1)
     d.add_argument("--timeout", type=_cli.timeout_s, default=60.0,
-                   help="seconds per obligation (solver and certificate search each; killed at 2x + 5)")
+                   help="seconds per obligation (certificate search and solver together; killed past it)")
+    d.add_argument("--force", action="store_true", help="redo obligations whose artifact is up to date")
     d.add_argument("-q", "--quiet", action="store_true")
     d.add_argument("-v", "--verbose", action="store_true")
     common(d)

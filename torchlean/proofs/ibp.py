@@ -96,7 +96,7 @@ def _affine() -> Obligation:
     return _ob("matvec", [(xs[j], *box[j]) for j in range(2)], value, out[0])
 
 
-@source("intervals.ibp")
+@source("intervals.ibp", library=True)
 def interval_obligations() -> Iterator[Obligation]:
     yield _binary("add", iv.interval_add)
     yield _binary("sub", iv.interval_sub)

@@ -43,11 +43,19 @@ class Obligation:
 
 Source = Callable[[], Iterable[Obligation]]
 SOURCES: dict[str, Source] = {}
+#: names of the sources that are torchlean's own claims: their artifacts ship inside the package
+#: (``torchlean/proofs/library/``) and a user's project checks them only when asked
+LIBRARY: set[str] = set()
 
 
-def source(name: str) -> Callable[[Source], Source]:
-    """Register a function yielding obligations under ``name`` (e.g. "primitives.autograd")."""
+def source(name: str, *, library: bool = False) -> Callable[[Source], Source]:
+    """Register a function yielding obligations under ``name`` (e.g. "primitives.autograd");
+    ``library=True`` for torchlean's own claims (artifacts shipped in the package)."""
     def register(fn: Source) -> Source:
         SOURCES[name] = fn
+        if library:
+            LIBRARY.add(name)
+        else:
+            LIBRARY.discard(name)
         return fn
     return register

@@ -45,22 +45,30 @@ class Search:
                 if isinstance(sub, tuple) and len(sub) == 3 and sub[0] == "*" and sub[1] == sub[2]:
                     self._parsed.setdefault(show(sub[1]), sub[1])
         self.squares = sorted(self._parsed)
+        # the function applications of the statement, printed once (not at every leaf)
+        self._apps: list[tuple[SExpr, str]] = []
+        seen: set[str] = set()
+        for _, t in self.script.asserts:
+            for sub in _walk(t):
+                if isinstance(sub, tuple) and sub[0] in self.script.functions:
+                    text = show(sub)
+                    if text not in seen:
+                        seen.add(text)
+                        self._apps.append((sub, text))
 
     # -- helpers --------------------------------------------------------------------------------
     def _atom_text(self, leaf: Leaf) -> dict[str, str]:
         """atom key -> an SMT term with that normal form (to print ideal multipliers)."""
         out = {c: c for c in self.script.constants}
-        for _, t in self.script.asserts:
-            for sub in _walk(t):
-                if isinstance(sub, tuple) and sub[0] in self.script.functions:
-                    try:
-                        r = leaf.norm.term(sub)
-                    except (Undecided, Division):
-                        continue
-                    if len(r.num) == 1 and not r.den:
-                        ((mono, c),) = r.num.items()
-                        if c == 1 and len(mono) == 1 and mono[0][1] == 1:
-                            out.setdefault(mono[0][0], show(sub))
+        for sub, text in self._apps:
+            try:
+                r = leaf.norm.term(sub)
+            except (Undecided, Division):
+                continue
+            if len(r.num) == 1 and not r.den:
+                ((mono, c),) = r.num.items()
+                if c == 1 and len(mono) == 1 and mono[0][1] == 1:
+                    out.setdefault(mono[0][0], text)
         return out
 
     def _to_sympy(self, p: Poly, syms: dict[str, sympy.Symbol]) -> sympy.Expr:

@@ -1,5 +1,10 @@
 """``pytest --torchlean-check``: replay the proof artifacts inside a test run (the same check as
-``python -m torchlean.proofs check``); ``--torchlean-strict`` also fails on solver-trusted ones."""
+``python -m torchlean.proofs check``); ``--torchlean-strict`` also fails on solver-trusted ones.
+
+Registered through the ``pytest11`` entry point of the torchlean distribution, so any project that
+installs torchlean has the options. The project's obligations are checked against its
+``[tool.torchlean] proofs``; torchlean's own only with ``--torchlean-include-library`` (or
+``include-library = true``), against the artifacts shipped in the package."""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ def pytest_addoption(parser: Any) -> None:
                     help="replay torchlean proof artifacts through the trusted checker")
     group.addoption("--torchlean-strict", action="store_true",
                     help="with --torchlean-check: solver-trusted artifacts fail too")
+    group.addoption("--torchlean-include-library", action="store_true",
+                    help="with --torchlean-check: torchlean's own obligations too (shipped artifacts)")
 
 
 class ProofItem(pytest.Item):
@@ -29,20 +36,26 @@ class ProofItem(pytest.Item):
             return
         raise AssertionError(f"{o.status}: {o.detail}")
 
+    def repr_failure(self, excinfo: Any, style: Any = None) -> str:
+        """One line (the check's own), not a traceback through the plugin."""
+        if isinstance(excinfo.value, AssertionError):
+            return f"{self.obligation.name}: {excinfo.value}"
+        return super().repr_failure(excinfo)
+
     def reportinfo(self) -> tuple[Any, int, str]:
         return self.path, 0, f"torchlean proof {self.obligation.name}"
 
 
 class ProofCollector(pytest.Collector):
     def collect(self) -> list[ProofItem]:
-        from .artifacts import config, proofs_dir
-        from .cli import collect
+        from .artifacts import config
+        from .cli import plan
 
-        cfg = config()
-        directory = proofs_dir(cfg)
+        cfg = config(self.config.rootpath)
+        include = self.config.getoption("--torchlean-include-library") or cfg["include_library"]
         strict = self.config.getoption("--torchlean-strict")
-        return [ProofItem.from_parent(self, name=ob.name, obligation=ob, directory=directory, strict=strict)
-                for ob in collect(cfg["modules"])]
+        return [ProofItem.from_parent(self, name=ob.name, obligation=ob, directory=d, strict=strict)
+                for ob, d in plan(cfg, [], None, include_library=include)]
 
 
 def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -> None:

@@ -6,9 +6,11 @@
   obligations, exactly as for the built-in primitives (``proofs.autograd``). ``meaning`` takes
   numpy object arrays of sympy expressions.
 - On a *model* (an ``nn.Module`` instance, or a zero-argument factory returning one):
-  ``@verified(input_shape=(1, 2))`` adds ``model.<name>``: the whole backward pass, traced through
-  the tape on the symbolic backend at the real shapes with symbolic weights, equals the
-  derivative of the model's forward formula (the spec meanings of the same graph).
+  ``@verified(input_shape=(1, 2))`` adds ``model.<name>``: the tape composes the nodes' VJPs by
+  the chain rule (checked structurally), resting on one forward and one autograd obligation per
+  distinct node case (``proofs.compose``). With ``proof="monolithic"``: the whole backward pass,
+  traced through the tape on the symbolic backend at the real shapes with symbolic weights,
+  equals the derivative of the model's forward formula (the spec meanings of the same graph).
 
 Obligations are registered as a source when the defining module is imported; name such modules
 with ``--module`` or in ``[tool.torchlean] modules``.
@@ -97,8 +99,15 @@ def _spec_forward(prim: Any, calls: list[Any]) -> Callable[..., Any]:
 
 def verified(obj: Any = None, *, name: str | None = None, meaning: Callable[..., Any] | None = None,
              shapes: list[tuple[int, ...]] | None = None, input_shape: tuple[int, ...] | None = None,
-             cases: list[Case] | None = None, vjp: Callable[..., Any] | None = None) -> Any:
-    """Register proof obligations for a model or a primitive; returns the object unchanged."""
+             cases: list[Case] | None = None, vjp: Callable[..., Any] | None = None,
+             proof: str = "compositional") -> Any:
+    """Register proof obligations for a model or a primitive; returns the object unchanged.
+
+    For a model, ``proof="compositional"`` (default) proves each distinct node case once and
+    checks the chain-rule composition (``proofs.compose``); ``proof="monolithic"`` states the
+    whole backward pass as one obligation (symbolic weights), within reach for small models only."""
+    if proof not in ("compositional", "monolithic"):
+        raise ValueError(f"@verified: proof must be 'compositional' or 'monolithic', got {proof!r}")
     def register(target: Any) -> Any:
         label = name or getattr(target, "__name__", None) or type(target).__name__
         if meaning is not None:
@@ -113,7 +122,12 @@ def verified(obj: Any = None, *, name: str | None = None, meaning: Callable[...,
 
         @source(f"verified.model.{label}")
         def _obs() -> Iterator[Obligation]:
-            yield from _model_obligations(label, build, tuple(input_shape))
+            if proof == "monolithic":
+                yield from _model_obligations(label, build, tuple(input_shape))
+            else:
+                from .compose import model_obligations
+
+                yield from model_obligations(label, build, tuple(input_shape))
         return target
 
     return register(obj) if obj is not None else register

@@ -51,7 +51,7 @@ def run(out: Path, steps: int = 300, solver: str = "cvc5", seed: int = 0) -> int
           f"after {steps} steps")
 
     # 2. autograd obligation -----------------------------------------------------------------------
-    verified(model, name=MODEL_NAME, input_shape=(1, 7))
+    verified(model, name=MODEL_NAME, input_shape=(1, 7), proof="monolithic")  # one obligation
     obligations = list(SOURCES[f"verified.model.{MODEL_NAME}"]())
     proofs = out / "proofs"
     t0 = time.perf_counter()

@@ -1,0 +1,132 @@
+"""The ``composition`` kind: a traced backward pass composes per-node VJPs by the chain rule.
+
+A model's backward pass is correct when (a) each node's VJP is correct for that node's shapes and
+attributes (separate ``autograd`` obligations, replayed by ``refute.py``) and (b) the tape composes
+them by the chain rule. This module checks (b), structurally, against the traced graph:
+
+``graph``: ``{"values": N, "leaves": [v...], "root": v, "nodes": [{"prim": str, "inputs": [v or
+None...], "output": v, "key": str}...]}`` with values numbered ``0..N-1``; ``None`` marks an input
+that carries no gradient (an integer index, a constant).
+
+``trace``: what the runtime's backward did, recorded with formal cotangents: ``{"calls":
+[[node, [atom...]]...], "grads": {leaf: [atom...]}}``. An *atom* ``[k, j]`` stands for "the value
+the VJP of node ``k`` returned for its input ``j``", ``[-1, 0]`` for the seed cotangent of the
+root. ``calls`` lists each VJP call with the cotangent it was given, as the multiset of atoms
+summed into it; ``grads`` the multiset summed into each leaf.
+
+Accepted when the graph is well formed (each value defined once, inputs defined before use, the
+root defined by a node, leaves defined by none) and, with ``uses(v)`` the atoms ``[k, j]`` of the
+nodes whose input ``j`` is ``v`` and whose VJP was called: each node's VJP is called exactly once
+if and only if its output lies on a path to the root, with cotangent ``uses(output)`` (plus the
+seed for the root); every leaf on such a path receives exactly ``uses(leaf)``, and no other leaf
+receives anything. Sums are compared as multisets: over the reals the order of a sum is
+immaterial (the order matters to floats only, where eager and compiled replay the same order).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from .core import Rejected, Verdict, checker
+
+SEED = (-1, 0)
+
+
+def _atoms(x: Any, where: str, nodes: list[dict[str, Any]]) -> Counter[tuple[int, int]]:
+    if not isinstance(x, list):
+        raise Rejected(f"{where}: a sum must be a list of atoms")
+    out: Counter[tuple[int, int]] = Counter()
+    for a in x:
+        if not (isinstance(a, list) and len(a) == 2 and all(type(i) is int for i in a)):
+            raise Rejected(f"{where}: malformed atom {a!r}")
+        k, j = a
+        if (k, j) != SEED and not (0 <= k < len(nodes) and 0 <= j < len(nodes[k]["inputs"])):
+            raise Rejected(f"{where}: atom {a!r} names no node input")
+        out[(k, j)] += 1
+    return out
+
+
+def _well_formed(graph: dict[str, Any]) -> tuple[list[dict[str, Any]], int, list[int], int]:
+    n, nodes, leaves, root = graph["values"], graph["nodes"], graph["leaves"], graph["root"]
+    if type(n) is not int or type(root) is not int or not isinstance(nodes, list) \
+            or not isinstance(leaves, list):
+        raise Rejected("graph: values, nodes, leaves, root of the wrong type")
+    defined = [False] * n
+    for v in leaves:
+        if type(v) is not int or not 0 <= v < n or defined[v]:
+            raise Rejected(f"graph: bad or repeated leaf {v!r}")
+        defined[v] = True
+    for k, node in enumerate(nodes):
+        if not isinstance(node.get("prim"), str) or not isinstance(node.get("key"), str):
+            raise Rejected(f"graph: node {k} has no primitive or obligation key")
+        for v in node["inputs"]:
+            if v is not None and (type(v) is not int or not 0 <= v < n or not defined[v]):
+                raise Rejected(f"graph: node {k} ({node['prim']}) uses value {v!r} before it is defined")
+        out = node["output"]
+        if type(out) is not int or not 0 <= out < n or defined[out]:
+            raise Rejected(f"graph: node {k} defines value {out!r} twice or out of range")
+        defined[out] = True
+    producer = {node["output"]: k for k, node in enumerate(nodes)}
+    if root not in producer:
+        raise Rejected("graph: the root is not the output of a node")
+    return nodes, root, leaves, len(nodes)
+
+
+@checker("composition")
+def check_composition(cert: dict[str, Any]) -> Verdict:
+    """Replay a ``composition`` certificate: ``{"kind", "graph", "trace"}`` (see the module)."""
+    graph, trace = cert["graph"], cert["trace"]
+    nodes, root, leaves, _ = _well_formed(graph)
+    # on a path to the root: walk back from the root over gradient-carrying inputs
+    live: set[int] = {root}
+    for k in range(len(nodes) - 1, -1, -1):
+        if nodes[k]["output"] in live:
+            live.update(v for v in nodes[k]["inputs"] if v is not None)
+    calls: dict[int, Counter[tuple[int, int]]] = {}
+    raw_calls = trace["calls"]
+    if not isinstance(raw_calls, list):
+        raise Rejected("trace: calls must be a list")
+    for entry in raw_calls:
+        if not (isinstance(entry, list) and len(entry) == 2 and type(entry[0]) is int
+                and 0 <= entry[0] < len(nodes)):
+            raise Rejected(f"trace: malformed call {entry!r}")
+        k = entry[0]
+        if k in calls:
+            raise Rejected(f"trace: the VJP of node {k} ({nodes[k]['prim']}) ran twice")
+        calls[k] = _atoms(entry[1], f"call of node {k}", nodes)
+    uses: dict[int, Counter[tuple[int, int]]] = {}
+    for k, node in enumerate(nodes):
+        if k in calls:
+            for j, v in enumerate(node["inputs"]):
+                if v is not None:
+                    uses.setdefault(v, Counter())[(k, j)] += 1
+    steps = 0
+    for k, node in enumerate(nodes):
+        on_path = node["output"] in live
+        if on_path != (k in calls):
+            raise Rejected(f"node {k} ({node['prim']}): VJP {'not ' if on_path else ''}run, but its "
+                           f"output is {'' if on_path else 'not '}on a path to the root")
+        if not on_path:
+            continue
+        want = Counter(uses.get(node["output"], Counter()))
+        if node["output"] == root:
+            want[SEED] += 1
+        if calls[k] != want:
+            raise Rejected(f"node {k} ({node['prim']}): cotangent {sorted(calls[k].elements())} is not "
+                           f"the sum over the uses of its output {sorted(want.elements())}")
+        steps += 1
+    grads = trace["grads"]
+    if not isinstance(grads, dict):
+        raise Rejected("trace: grads must be a mapping")
+    for key in grads:
+        if not (isinstance(key, str) and key.isdigit() and int(key) in leaves):
+            raise Rejected(f"trace: gradient for {key!r}, which is not a leaf")
+    for v in leaves:
+        got = _atoms(grads[str(v)], f"gradient of leaf {v}", nodes) if str(v) in grads else Counter()
+        want = uses.get(v, Counter())
+        if got != want:
+            raise Rejected(f"leaf {v}: gradient {sorted(got.elements())} is not the sum over its uses "
+                           f"{sorted(want.elements())}")
+        steps += 1
+    return Verdict(True, checked=steps)

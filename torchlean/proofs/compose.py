@@ -1,0 +1,231 @@
+"""Compositional model obligations (issue 17): per-node VJP claims plus a chain-rule check.
+
+A model's backward pass equals the derivative of its spec forward when (a) every node's VJP rule
+is correct for that node's shapes and attributes, and its kernel equals the spec meaning there
+(``forward.<prim>.n<key>`` and ``autograd.<prim>.n<key>``: ``autograd.rule_obligations`` at the
+node's case), and (b) the tape composes the nodes' VJPs by the chain rule. (b) is the
+``composition`` certificate (``certificates/tape.py``): the model is traced once on numpy (for its
+graph: shapes, attributes, integer inputs, memory layouts), then the runtime's own backward
+(``runtime.autograd._propagate``) is run with every node's VJP replaced by a formal one that
+returns opaque atoms, so the trace records which atoms the runtime summed into each cotangent.
+
+Node obligations are keyed by (primitive, shapes, attributes, integer inputs, layout), so models
+sharing a layer shape share its proof (deduplicated across models by name and hash). Unary
+elementwise primitives are keyed at one entry, shape (1,): their kernel and VJP apply one scalar
+function entrywise (``ELEMENTWISE``), so the scalar identity covers every shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from .obligation import Obligation
+
+#: unary primitives whose kernel and VJP act entry by entry with one scalar function (and only
+#: scalar attributes): the claim at a single entry is the claim at every shape
+ELEMENTWISE = frozenset({"neg", "exp", "log", "sqrt", "tanh", "sigmoid", "gelu", "silu", "softplus",
+                         "relu", "abs", "leaky_relu", "pow"})
+
+#: pooling acts on each (batch, channel) plane alone with the same window arithmetic: the claim
+#: on one plane (N = C = 1) is the claim for every N and C
+PER_CHANNEL = frozenset({"max_pool2d", "avg_pool2d"})
+
+def _row_wise(prim: str, attrs: dict[str, Any], shapes: list[Any]) -> bool:
+    """layer_norm (over its trailing ``normalized_ndim`` axes) and softmax / log_softmax over the
+    last axis act on each row alone with the same formula: the leading axes are batch axes, and
+    the claim on one row (leading sizes 1) is the claim for every leading shape."""
+    if not shapes or shapes[0] is None:
+        return False
+    if prim == "layer_norm":
+        return True
+    return prim in ("softmax", "log_softmax") and attrs.get("axis", -1) in (-1, len(shapes[0]) - 1)
+
+
+#: node obligation name -> obligation, filled as models are traced (``check_one`` resolves a
+#: composition's node obligations here)
+NODES: dict[str, Obligation] = {}
+
+
+class _Formal:
+    """A formal cotangent: the multiset of atoms (node, input) summed into it."""
+
+    __slots__ = ("atoms",)
+
+    def __init__(self, atoms: tuple[tuple[int, int], ...]):
+        self.atoms = atoms
+
+    def __add__(self, other: Any) -> _Formal:
+        return _Formal(self.atoms + _unwrap(other).atoms)
+
+    __radd__ = __add__
+
+
+def _unwrap(g: Any) -> _Formal:
+    if isinstance(g, np.ndarray):  # the runtime wraps non-arrays in 0-d object arrays
+        g = g.item()
+    if not isinstance(g, _Formal):
+        raise TypeError(f"formal backward: got {type(g).__name__}, not a formal cotangent")
+    return g
+
+
+def _case_of(node: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(key, case fields, description) for one tape node."""
+    prim = node.name
+    shapes: list[list[int] | None] = []
+    ints: dict[int, Any] = {}
+    column_major: list[int] = []
+    for i, t in enumerate(node.inputs):
+        d = np.asarray(t.data)
+        if d.dtype.kind in "iub":  # indices, masks: part of the case, as values
+            shapes.append(None)
+            ints[i] = d.tolist()
+        else:
+            shapes.append(list(d.shape))
+            if d.ndim >= 2 and d.flags.f_contiguous and not d.flags.c_contiguous:
+                column_major.append(i)
+    if prim in ELEMENTWISE:
+        shapes, column_major = [[1]], []
+    elif prim in PER_CHANNEL and shapes[0] is not None and len(shapes[0]) == 4:
+        shapes = [[1, 1, *shapes[0][2:]]]
+    elif _row_wise(prim, node.attrs, shapes):
+        k = int(node.attrs.get("normalized_ndim", 1))
+        shapes = [[*([1] * (len(shapes[0]) - k)), *shapes[0][-k:]], *shapes[1:]]
+    attrs = {k: node.attrs[k] for k in sorted(node.attrs)}
+    desc = {"prim": prim, "shapes": shapes, "attrs": {k: repr(v) for k, v in attrs.items()},
+            "ints": {str(k): v for k, v in ints.items()}, "column_major": column_major}
+    key = hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{prim}.n{key}", {"shapes": shapes, "attrs": attrs, "ints": ints,
+                              "column_major": column_major}, desc
+
+
+def shapes_covered(ob: Obligation) -> tuple[bool, str]:
+    """(shape-generic?, for which shapes the claim of a primitive or node obligation holds)."""
+    prim = ob.subject.split(":", 1)[1] if ob.subject.startswith(("primitive:", "node:")) else ""
+    shapes = ob.data.get("shapes")
+    if not prim or shapes is None or ob.kind not in ("forward", "autograd"):
+        return False, ""
+    if prim in ELEMENTWISE and shapes == [[1]]:
+        return True, "every shape (entrywise: one scalar identity)"
+    if prim in PER_CHANNEL:
+        return False, f"every batch and channel count at {shapes[0][2:]} planes, these attributes"
+    if ob.subject.startswith("node:") and _row_wise(prim, {}, shapes) and shapes[0][0] == 1:
+        return False, f"every leading shape, rows as in {shapes}"
+    return False, f"shapes {shapes} only"
+
+
+def node_obligations(prim: str, key: str, fields: dict[str, Any]) -> list[Obligation]:
+    """The forward and autograd obligations of one node case (domain and hints as the library's)."""
+    from ..runtime.rules import RULES
+    from ..spec.primitives import PRIMITIVES
+    from .autograd import CASES, Case, rule_obligations
+
+    base = (CASES.get(prim) or [Case(())])[0]
+    case = Case(tuple(tuple(s) if s is not None else None for s in fields["shapes"]), dict(fields["attrs"]),
+                {i: np.asarray(v) for i, v in fields["ints"].items()}, base.domain, base.words, base.hints,
+                tuple(fields["column_major"]))
+    rule = RULES[prim]
+    return list(rule_obligations(prim, rule.forward, rule.vjp, PRIMITIVES[prim].sympy, case,
+                                 subject=f"node:{prim}", tag=key[len(prim):]))
+
+
+def trace(build: Callable[[], Any], input_shape: tuple[int, ...],
+          ) -> tuple[dict[str, Any], dict[str, Any], list[tuple[str, dict[str, Any], dict[str, Any]]]]:
+    """(graph, formal trace, node cases) of the model ``build()`` at ``input_shape``."""
+    from ..runtime import autograd as ag
+    from ..runtime.rules import Rule
+    from ..runtime.tensor import Tensor
+
+    model = build()
+    if hasattr(model, "eval"):
+        model.eval()  # dropout off: the claim is about the deterministic forward
+    params = list(model.parameters()) if hasattr(model, "parameters") else []
+    for p in params:
+        p.requires_grad, p.grad = True, None
+    dtype = params[0].data.dtype if params else np.float64
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal(input_shape).astype(dtype), requires_grad=True)
+    out = model(x)
+    if out._node is None:
+        raise ValueError("@verified model: the output does not depend on the input or the weights")
+    # the graph, by our own walk over the tape (post-order: inputs before the nodes using them)
+    vid: dict[int, int] = {}
+    leaves: list[int] = []
+    nodes: list[dict[str, Any]] = []
+    tensors: list[Any] = []
+    cases: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    for leaf in [x, *params]:
+        vid[id(leaf)] = len(vid)
+        leaves.append(vid[id(leaf)])
+    stack: list[tuple[Any, bool]] = [(out, False)]
+    while stack:
+        t, expanded = stack.pop()
+        if id(t) in vid:
+            continue
+        if t._node is None:  # a tensor carrying a gradient but no node: a leaf we were not given
+            vid[id(t)] = len(vid)
+            leaves.append(vid[id(t)])
+            continue
+        if not expanded:
+            stack.append((t, True))
+            stack.extend((i, False) for i in reversed(t._node.inputs) if i.requires_grad and id(i) not in vid)
+            continue
+        key, fields, _ = _case_of(t._node)
+        vid[id(t)] = len(vid)
+        nodes.append({"prim": t._node.name, "key": key, "output": vid[id(t)],
+                      "inputs": [vid[id(i)] if i.requires_grad else None for i in t._node.inputs]})
+        tensors.append(t)
+        cases.append((key, fields, {}))
+    graph = {"values": len(vid), "leaves": leaves, "root": vid[id(out)], "nodes": nodes}
+    # the runtime's backward with formal VJPs: which atoms it sums into each cotangent
+    calls: list[list[Any]] = []
+    saved = [t._node.rule for t in tensors]
+
+    def formal(k: int, node: Any) -> Callable[..., Any]:
+        def vjp(xp: Any, g: Any, out: Any, *inputs: Any, **attrs: Any) -> tuple[Any, ...]:
+            calls.append([k, [list(a) for a in _unwrap(g).atoms]])
+            return tuple(_Formal(((k, j),)) if i.requires_grad else None for j, i in enumerate(node.inputs))
+        return vjp
+
+    try:
+        for k, t in enumerate(tensors):
+            t._node.rule = Rule(t._node.name, saved[k].forward, formal(k, t._node))
+        cot = ag._propagate([out], [_Formal(((-1, 0),))])
+    finally:
+        for k, t in enumerate(tensors):
+            t._node.rule = saved[k]
+    by_vid = {vid[id(t)]: t for t in [x, *params]}
+    grads = {str(v): [list(a) for a in _unwrap(cot[id(by_vid[v])]).atoms]
+             for v in leaves if v in by_vid and id(by_vid[v]) in cot}
+    return graph, {"calls": calls, "grads": grads}, cases
+
+
+def model_obligations(name: str, build: Callable[[], Any],
+                      input_shape: tuple[int, ...]) -> Iterator[Obligation]:
+    """``model.<name>`` (kind ``composition``) and the node obligations it rests on."""
+    from .autograd import exact_floats
+
+    graph, tr, cases = trace(build, input_shape)
+    seen: dict[str, list[Obligation]] = {}
+    for key, fields, _ in cases:
+        if key not in seen:
+            with exact_floats():
+                seen[key] = node_obligations(key.split(".n")[0], key, fields)
+    lines = [f"model {name}, input {list(input_shape)}, leaves {graph['leaves']}, root v{graph['root']}"]
+    for node in graph["nodes"]:
+        args = ", ".join("const" if v is None else f"v{v}" for v in node["inputs"])
+        lines.append(f"v{node['output']} = {node['prim']}({args})  by {node['key']}")
+    requires = sorted(ob.name for obs in seen.values() for ob in obs)
+    yield Obligation(
+        "composition", f"model:{name}", f"model.{name}", "\n".join(lines) + "\n",
+        f"the tape's backward pass of {name} at input {list(input_shape)} composes its {len(graph['nodes'])} "
+        f"nodes' VJPs by the chain rule; each node's VJP and kernel proved at its shapes "
+        f"({len(seen)} distinct node cases)", {"graph": graph, "trace": tr, "requires": requires})
+    for obs in seen.values():
+        for ob in obs:
+            NODES[ob.name] = ob
+            yield ob
