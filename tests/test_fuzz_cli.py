@@ -251,12 +251,13 @@ def test_killed_writer_leaves_no_temp_behind(tmp_path):
 
 def test_proofs_check_per_artifact_deadline(capsys):
     """`proofs check --timeout`: an artifact whose replay runs past it fails (not accepted)."""
+    from torchlean.proofs.artifacts import LIBRARY_DIR
     from torchlean.proofs.cli import main
 
-    rc = main(["check", "--dir", str(ROOT.parent / "proofs"), "--timeout", "1e-9", "autograd.add"])
+    rc = main(["check", "--dir", str(LIBRARY_DIR), "--timeout", "1e-9", "autograd.add"])
     out = capsys.readouterr().out
     assert rc == 1 and "deadline exceeded" in out and "0 checked" in out
-    rc = main(["check", "--dir", str(ROOT.parent / "proofs"), "--timeout", "60", "autograd.add"])
+    rc = main(["check", "--dir", str(LIBRARY_DIR), "--timeout", "60", "autograd.add"])
     assert rc == 0 and "1 checked" in capsys.readouterr().out
 
 

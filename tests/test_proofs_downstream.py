@@ -64,7 +64,8 @@ def test_downstream_project_journey(tmp_path, site):
     r = _run(proj, site, "-m", "torchlean.proofs", "discharge", "--solver", "z3", "--timeout", "30", "-q")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "0 solver-trusted, 0 refuted, 0 unknown/timeout/error" in r.stdout, r.stdout
-    names = sorted(p.name for p in (proj / "proofs").iterdir())
+    names = sorted(p.name for p in (proj / "proofs").iterdir() if p.name != ".gitignore")
+    assert (proj / "proofs" / ".gitignore").read_text().strip().endswith(".*.tmp")  # temps never committed
     n = len(names)  # only the user's: the two models' claims and their node cases
     assert "model.tiny.json" in names and "model.cnn.json" in names and n > 2, names
     assert all(x.startswith(("model.", "forward.", "autograd.")) and ".n" in x or x.startswith("model.")
