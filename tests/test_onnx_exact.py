@@ -106,11 +106,9 @@ def test_s2_instance_is_not_certified_unsat(tmp_path):
     cmd = [sys.executable, "-m", "torchlean.verify", str(net), str(prop), "--timeout", "20", "-q"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT,
                        env={"PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
-    assert "unsat" not in r.stdout
-    if r.returncode == 0:  # a verdict: it must be the true one
-        assert r.stdout.split()[0] == "sat"
-    else:  # or a refusal, in one line, no traceback
-        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    # the imported graph has a mul(C, beta) node on constants: the bound table folds it exactly, the
+    # search finds a point and the checker accepts it on the exact output enclosure
+    assert r.returncode == 0 and r.stdout.split()[0] == "sat", (r.stdout, r.stderr)
 
 
 # -- every attribute against an independent exact computation --------------------------------------
