@@ -241,19 +241,19 @@ def _s_mlp(rng, acts):
 
 def test_two_slope_policies_never_looser_than_either():
     """Random S-curve graphs (tanh, sigmoid, gelu, silu), boxes narrow to wide: over the same
-    forward state, the engines' back-substitution (exact ``best_backsub``, fast ``bound_forms``) is
-    the larger of the one under the S-curve default slopes and the one under chord slopes, per row,
-    never below either; each policy alone is strictly looser on some row (neither dominates, so
-    dropping either would fail here). Fast encloses exact. ``crown``'s rows are the best of IBP and
-    this bound."""
-    from torchlean.certificates.slopes import POLICIES
+    forward state, the engines' final back-substitution (exact ``best_backsub``, fast
+    ``bound_forms``) is per row the largest of the ones under the S-curve default slopes, under
+    chord slopes and under the greedy mix of both, never below either policy; each policy alone is
+    strictly looser on some rows (neither dominates, so dropping either would fail here). Fast
+    encloses exact. ``crown``'s rows are the best of IBP and this bound."""
+    from torchlean.certificates.slopes import GREEDY, POLICIES
 
     rng = np.random.default_rng(14)
     gain = {p: 0 for p in POLICIES}
     for trial in range(8):
         acts = [str(a) for a in rng.choice(["tanh", "sigmoid", "gelu", "silu"], int(rng.integers(2, 4)))]
         bg = _s_mlp(rng, acts)
-        assert engine.policies(bg) == POLICIES
+        assert engine.policies(bg) == (*POLICIES, GREEDY)
         x0 = rng.uniform(-1, 1, (1, 4))
         eps = float(rng.choice([0.05, 0.3, 1.0]))
         lo, hi = x0 - eps, x0 + eps
@@ -270,11 +270,11 @@ def test_two_slope_policies_never_looser_than_either():
             try:
                 single_fast[p] = fe.bound_forms(fst, F)[0]
             finally:
-                fg.policies = POLICIES
+                fg.policies = (*POLICIES, GREEDY)
         cl, _ = engine.crown(bg, lo[0].tolist(), hi[0].tolist())
         for j, f in enumerate(forms):
             best = engine.best_backsub(st, f)
-            each = {p: engine.backsub(st, f, None, None, p) for p in POLICIES}
+            each = {p: engine.backsub(st, f, None, None, p) for p in (*POLICIES, GREEDY)}
             assert best == max(each.values())
             assert cl[j] == max(il[j], best)
             for p in POLICIES:

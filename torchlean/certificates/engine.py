@@ -23,11 +23,13 @@ exact are computed by this back-substitution as well and intersected with IBP's 
 Bounds that feed relaxations are rounded outward to floats first (wider, so still valid) so that
 lines keep short rationals. Final bounds: the better of IBP and CROWN per row.
 
-Every back-substitution (argument bounds and final bounds) runs once per slope policy
-(``slopes.POLICIES``: the default fn slopes under auto_LiRPA's S-curve rule and under the chord rule;
-twice only on graphs with a row where they can differ, ``policies``) and keeps the larger lower
-bound (``best_backsub``): every one is a valid bound, so is their max. Neither policy dominates;
-with both, CROWN is at least as tight as auto_LiRPA's on the tightness benchmark.
+Slope policies (``slopes.POLICIES``: default fn slopes under auto_LiRPA's S-curve rule or the chord
+rule; neither dominates) on graphs with a row where they can differ (``policies``): argument bounds
+take, at every fn element a back-substitution meets, the policy line whose term has the larger
+minimum over the element's argument interval (``slopes.GREEDY``, one pass); final bounds keep per
+row the largest of the back-substitutions under each policy and GREEDY (``best_backsub``). Every
+line is valid, so every bound is, and so is the max. With this, CROWN is at least as tight as
+auto_LiRPA's on the tightness benchmark.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from .bounds import _down, _up
 from .core import Rejected
 from .functions import FUNCTIONS
 from .lower import Aff, BoundGraph, Node
-from .slopes import POLICIES, two_policies
+from .slopes import GREEDY, POLICIES, two_policies
 
 Q = Fraction
 ZERO = Q(0)
@@ -83,8 +85,9 @@ class _State:
         lo, hi = form_bounds(f, self.L, self.U)
         if crown and any(v >= self.bg.n_in and self.kind[v] != "const" for v in f.t):
             # (a form over input and const variables only: its IBP bound is already exact)
-            lo = max(lo, best_backsub(self, f, None, k))
-            hi = min(hi, -best_backsub(self, _negf(f), None, k))
+            pol = GREEDY if any(self.split) else POLICIES[0]
+            lo = max(lo, backsub(self, f, k, None, pol))
+            hi = min(hi, -backsub(self, _negf(f), k, None, pol))
         return _down(lo), _up(hi)
 
 
@@ -172,9 +175,13 @@ def split_nodes(bg: BoundGraph) -> list[bool]:
 
 
 def policies(bg: BoundGraph) -> tuple[str, ...]:
-    """The slope policies the final back-substitution runs: all of ``slopes.POLICIES`` when some
-    node's default lines depend on the policy, else the default alone (the same lines)."""
-    return POLICIES if any(split_nodes(bg)) else POLICIES[:1]
+    """The slope policies the final back-substitution runs: ``slopes.POLICIES`` and GREEDY when
+    some node's default lines depend on the policy, else the default alone (the same lines)."""
+    return _policies(any(split_nodes(bg)))
+
+
+def _policies(split: bool) -> tuple[str, ...]:
+    return (*POLICIES, GREEDY) if split else POLICIES[:1]
 
 
 def _lines(st: _State, k: int, i: int, slopes: Any, policy: str = POLICIES[0]
@@ -220,7 +227,7 @@ def backsub(st: _State, f: Aff, limit: int | None = None, slopes: dict[int, Any]
     """A lower bound of the form f over the box by back-substitution through the relaxations of
     nodes before node ``limit`` (all when None). ``slopes``: node index -> per element choice
     (fn: (a_lower, a_upper); mul: (t_lower, t_upper); max: (member, None); None entries: default
-    under ``policy``)."""
+    under ``policy``: one of ``slopes.POLICIES`` or GREEDY)."""
     bg = st.bg
     lam = dict(f.t)
     const = f.c
@@ -237,13 +244,11 @@ def backsub(st: _State, f: Aff, limit: int | None = None, slopes: dict[int, Any]
             if not q:
                 continue
             i = v - o
-            if sl is not None:
-                lt, lc, ut, uc = _lines(st, k, i, sl[i], pk)
-            elif (k, i, pk) in st.lines:
-                lt, lc, ut, uc = st.lines[k, i, pk]
+            if pk == GREEDY:
+                terms, c = max((_side(_line(st, k, i, sl, p), q) for p in POLICIES),
+                               key=lambda tc: _term_min(st, k, i, q, tc))  # (first on ties)
             else:
-                lt, lc, ut, uc = st.lines[k, i, pk] = _lines(st, k, i, None, pk)
-            terms, c = (lt, lc) if q > 0 else (ut, uc)
+                terms, c = _side(_line(st, k, i, sl, pk), q)
             const += q * c
             for a, coef in terms:
                 m = q * coef
@@ -257,12 +262,35 @@ def backsub(st: _State, f: Aff, limit: int | None = None, slopes: dict[int, Any]
     return const
 
 
+def _line(st: _State, k: int, i: int, sl: Any, policy: str) -> Any:
+    """Element i of node k's relaxation under ``policy`` (cached when no slopes are supplied)."""
+    if sl is not None:
+        return _lines(st, k, i, sl[i], policy)
+    if (k, i, policy) not in st.lines:
+        st.lines[k, i, policy] = _lines(st, k, i, None, policy)
+    return st.lines[k, i, policy]
+
+
+def _side(lines: Any, q: Fraction) -> tuple[list[tuple[Aff, Fraction]], Fraction]:
+    """The line a coefficient q takes: the lower one when q > 0, else the upper one."""
+    lt, lc, ut, uc = lines
+    return (lt, lc) if q > 0 else (ut, uc)
+
+
+def _term_min(st: _State, k: int, i: int, q: Fraction,
+              tc: tuple[list[tuple[Aff, Fraction]], Fraction]) -> Fraction:
+    """min of q·(a·z + b) over z in the fn element's argument interval (GREEDY's score)."""
+    (terms, c), (l, u) = tc, st.arg[k][i]
+    m = q * terms[0][1]
+    return q * c + min(m * l, m * u)
+
+
 def best_backsub(st: _State, f: Aff, slopes: dict[int, Any] | None = None,
                  limit: int | None = None) -> Fraction:
     """The largest of the back-substitutions of f (through nodes before ``limit``, all when None)
-    under each slope policy of ``policies`` (the ``slopes`` supplied override the defaults in each):
-    each is a lower bound, so is their max."""
-    return max(backsub(st, f, limit, slopes, p) for p in (POLICIES if any(st.split) else POLICIES[:1]))
+    under each slope policy of ``policies`` and GREEDY (the ``slopes`` supplied override the
+    defaults in each): each is a lower bound, so is their max."""
+    return max(backsub(st, f, limit, slopes, p) for p in _policies(any(st.split)))
 
 
 def objective(bg: BoundGraph, C: Sequence[Sequence[Any]] | None) -> list[Aff]:

@@ -12,9 +12,9 @@ Relaxation lines: fn rows come from ``fast_functions.FAST`` (intercepts valid fo
 rounded outward); mul planes take any float coefficients (α, β) with the constant the min (max) of
 x·w - α·x - β·w over the four corners of the argument box (a bilinear function's extremes over a box
 are at its corners), rounded outward; max uses one member (coefficient 1, exact) and the max upper
-bound. A non-finite result makes the bound -inf (lower) / +inf (upper), never a pass. Every
-back-substitution runs once per slope policy of ``engine.policies`` and keeps the larger lower bound
-(``_best_backsub``), as the exact engine.
+bound. A non-finite result makes the bound -inf (lower) / +inf (upper), never a pass. Slope
+policies as the exact engine: argument bounds in one GREEDY pass, final bounds the largest of the
+passes under each of ``engine.policies`` (``_best_backsub``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .engine import EXACT_AT_STABLE, split_nodes
 from .fast import TINY, U, gamma, outward
 from .fast_functions import FAST
 from .lower import Aff, BoundGraph
-from .slopes import POLICIES
+from .slopes import GREEDY, POLICIES
 
 
 def _charge(x: np.ndarray, n: int) -> np.ndarray:
@@ -191,7 +191,7 @@ class FastGraph:
         self.out = _Forms(list(bg.outputs), self.starts, self.sizes)
         self.best = [np.array(b, dtype=bool) for b in refine_skips(bg)]
         self.split = split_nodes(bg)
-        self.policies = POLICIES if any(self.split) else POLICIES[:1]
+        self.policies = (*POLICIES, GREEDY) if any(self.split) else POLICIES[:1]  # (engine.policies)
 
 
 _CACHE: dict[int, tuple[BoundGraph, FastGraph]] = {}
@@ -311,7 +311,7 @@ def _max_sel(idx, al, au):
 
 def _crown_rows(st: _State, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """CROWN lower and upper bounds (B, len(rows)) of argument rows of node k, both in one pass
-    per slope policy (``_best_backsub``)."""
+    (GREEDY slopes on graphs with two policies, as engine.py)."""
     F = st.fg.forms[k]
     lam: dict[int, np.ndarray] = {}
     err = np.zeros((st.B, 2 * len(rows)))
@@ -324,7 +324,7 @@ def _crown_rows(st: _State, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.nd
     c = np.concatenate([F.c[rows], -F.c[rows]])
     const = np.broadcast_to(c, (st.B, 2 * len(rows))).copy()
     err += np.concatenate([F.Ec[rows], F.Ec[rows]])[None]
-    low = _best_backsub(st, lam, const, err, None, k)
+    low = _backsub(st, lam, const, err, k, None, GREEDY if len(st.fg.policies) > 1 else POLICIES[0])
     n = len(rows)
     return low[:, :n], -low[:, n:]
 
@@ -405,15 +405,23 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
         if k not in lam or node.kind == "const":
             continue
         lk = lam.pop(k)
-        r = _relaxation(st, k, None if slopes is None else slopes.get(k), policy)
+        sk = None if slopes is None else slopes.get(k)
         al, au = st.arg[k]
         zmax = np.maximum(np.abs(al), np.abs(au))  # (B, R)
         pos = lk > 0
         m = node.size
+        r = _relaxation(st, k, sk, POLICIES[0] if policy == GREEDY else policy)
         if r[0] == "fn":
-            _, aL, bL, aU, bU = r
-            lin = lk * np.where(pos, aL[:, None], aU[:, None])
-            cterm = lk * np.where(pos, bL[:, None], bU[:, None])
+            lin, cterm = _fn_terms(lk, pos, r)
+            if policy == GREEDY and fg.split[k]:  # (per box, row and element: engine._term_min)
+                r2 = _relaxation(st, k, sk, POLICIES[1])
+                j = np.nonzero(np.any([(x != y).any(0) for x, y in zip(r[1:], r2[1:])], axis=0))[0]
+                if j.size:  # (only elements whose lines differ)
+                    lk_j, pos_j, al_j, au_j = lk[:, :, j], pos[:, :, j], al[:, j], au[:, j]
+                    lin1, c1 = lin[:, :, j], cterm[:, :, j]
+                    lin2, c2 = _fn_terms(lk_j, pos_j, (None, *(x[:, j] for x in r2[1:])))
+                    use2 = _term_min(lin2, c2, al_j, au_j) > _term_min(lin1, c1, al_j, au_j)
+                    lin[:, :, j], cterm[:, :, j] = np.where(use2, lin2, lin1), np.where(use2, c2, c1)
         elif r[0] == "mul":
             _, aL, bL, cL, aU, bU, cU = r
             lin = np.concatenate([lk * np.where(pos, aL[:, None], aU[:, None]),
@@ -434,6 +442,17 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
         err += 2 * U * np.einsum("bkr,br->bk", np.abs(lin), zmax)  # rounding of the products lk·a
         const, err = _through(st, lam, lin, const, err, fg.forms[k])
     return _concretise(st, lam, const, err)
+
+
+def _fn_terms(lk: np.ndarray, pos: np.ndarray, r: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(B, K, m) coefficients and constants of the lines the multipliers lk take (lower when > 0)."""
+    _, aL, bL, aU, bU = r
+    return lk * np.where(pos, aL[:, None], aU[:, None]), lk * np.where(pos, bL[:, None], bU[:, None])
+
+
+def _term_min(lin: np.ndarray, cterm: np.ndarray, al: np.ndarray, au: np.ndarray) -> np.ndarray:
+    """min of lin·z + cterm over z in [al, au] (GREEDY's score; a choice, not a bound: any is valid)."""
+    return cterm + np.minimum(lin * al[:, None], lin * au[:, None])
 
 
 def _best_backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.ndarray,

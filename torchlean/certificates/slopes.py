@@ -22,9 +22,12 @@ bisection: h(t) = f(t) + f'(t)(x0 - t) - f(x0) is monotone on the convex (concav
 
 ``POLICIES``: the S-curve rule (the default, ``POLICIES[0]``) and "chord" (the chord for both lines on
 such intervals). Neither dominates (measured on eran ffnnSIGMOID: chord lines are up to 14% looser on
-one box and up to 12% tighter on another), so the engines' final back-substitution runs once per
-policy on graphs where they can differ (``two_policies``) and keeps the larger lower bound per row:
-each is a valid bound, so their maximum is.
+one box and up to 12% tighter on another). ``GREEDY`` is the engines' per-use mix of the two: at each
+element a back-substitution meets, it takes the policy's line whose term (coefficient times line)
+has the larger minimum over the element's argument interval (as CROWN's adaptive ReLU slope). The
+engines use GREEDY for argument bounds (one pass) and, for final bounds, keep per row the largest of
+the back-substitutions under each of ``POLICIES`` and GREEDY, on graphs where a row's choice can
+differ (``two_policies``): every line is valid, so every such bound is, and so is their maximum.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 
 Fn = Callable[[float], float]
 POLICIES = ("s-curve", "chord")
+GREEDY = "greedy"
 
 
 def flt(x: Q) -> float:
