@@ -10,6 +10,8 @@
 - Default slopes: the exact rows and their fast siblings make the same choice (up to rounding) on
   random intervals, mixed-curvature ones included; on S-shaped rows (tanh, sigmoid) the default lower
   line on a mixed interval is auto_LiRPA's tangent through (u, f(u)) (checked with mpmath).
+- Slope policies: over one forward state the final back-substitution is the max of the ones under
+  the S-curve, chord and greedy-mix slopes, never below either policy, in both engines.
 auto_LiRPA itself is benchmark-only (bench/bench_tightness.py): nothing here imports it.
 """
 
