@@ -10,6 +10,8 @@
 - Default slopes: the exact rows and their fast siblings make the same choice (up to rounding) on
   random intervals, mixed-curvature ones included; on S-shaped rows (tanh, sigmoid) the default lower
   line on a mixed interval is auto_LiRPA's tangent through (u, f(u)) (checked with mpmath).
+- Slope policies: over one forward state the final back-substitution is the max of the ones under
+  the S-curve, chord and greedy-mix slopes, never below either policy, in both engines.
 auto_LiRPA itself is benchmark-only (bench/bench_tightness.py): nothing here imports it.
 """
 
@@ -224,3 +226,62 @@ def test_fast_rows_batched_with_out_of_domain_boxes():
     assert FAST["relu"].interval(np.array([-2.0]), np.array([-1.0])) == (0.0, 0.0)
     el, eu = engine.ibp(bg, lo[0].tolist(), hi[0].tolist())
     assert el[2] == eu[2] == 0 and bl[0, 2] == bu[0, 2] == 0  # log(x + 0.5) < 0 there: a dead ReLU
+
+
+def _s_mlp(rng, acts):
+    """A random MLP 4 -> 6 -> ... -> 3 with the given S-curve activations (mixed intervals on wide
+    boxes), and its bound graph."""
+    nodes, consts, cur = [], {}, "x"
+    for k, act in enumerate(acts):
+        consts[f"W{k}"] = rng.normal(0, 1.2, (4 if k == 0 else 6, 6))
+        nodes += [("matmul", [cur, f"W{k}"], f"h{k}"), (act, [f"h{k}"], f"a{k}")]
+        cur = f"a{k}"
+    consts["Wo"] = rng.normal(0, 1, (6, 3))
+    nodes.append(("matmul", [cur, "Wo"], "y"))
+    return lower(G(nodes, consts).to_dict())
+
+
+def test_two_slope_policies_never_looser_than_either():
+    """Random S-curve graphs (tanh, sigmoid, gelu, silu), boxes narrow to wide: over the same
+    forward state, the engines' final back-substitution (exact ``best_backsub``, fast
+    ``bound_forms``) is per row the largest of the ones under the S-curve default slopes, under
+    chord slopes and under the greedy mix of both, never below either policy; each policy alone is
+    strictly looser on some rows (neither dominates, so dropping either would fail here). Fast
+    encloses exact. ``crown``'s rows are the best of IBP and this bound."""
+    from torchlean.certificates.slopes import GREEDY, POLICIES
+
+    rng = np.random.default_rng(14)
+    gain = {p: 0 for p in POLICIES}
+    for trial in range(8):
+        acts = [str(a) for a in rng.choice(["tanh", "sigmoid", "gelu", "silu"], int(rng.integers(2, 4)))]
+        bg = _s_mlp(rng, acts)
+        assert engine.policies(bg) == (*POLICIES, GREEDY)
+        x0 = rng.uniform(-1, 1, (1, 4))
+        eps = float(rng.choice([0.05, 0.3, 1.0]))
+        lo, hi = x0 - eps, x0 + eps
+        st = engine.forward(bg, lo[0].tolist(), hi[0].tolist(), "crown")
+        forms = engine.objective(bg, None)
+        fg = fe.compiled(bg)
+        fst = fe.forward(fg, lo, hi, "crown")
+        F = fe.forms_of(bg, forms)
+        both_fast = fe.bound_forms(fst, F)[0]
+        il = [engine.form_bounds(f, st.L, st.U)[0] for f in forms]
+        single_fast = {}
+        for p in POLICIES:
+            fg.policies = (p,)  # (one policy: the same code path)
+            try:
+                single_fast[p] = fe.bound_forms(fst, F)[0]
+            finally:
+                fg.policies = (*POLICIES, GREEDY)
+        cl, _ = engine.crown(bg, lo[0].tolist(), hi[0].tolist())
+        for j, f in enumerate(forms):
+            best = engine.best_backsub(st, f)
+            each = {p: engine.backsub(st, f, None, None, p) for p in (*POLICIES, GREEDY)}
+            assert best == max(each.values())
+            assert cl[j] == max(il[j], best)
+            for p in POLICIES:
+                gain[p] += best > each[p] + Fraction(1, 10**6) * (1 + abs(each[p]))
+                assert both_fast[j] >= single_fast[p][j]
+            bf = max(il[j], best)
+            assert both_fast[j] <= float(bf) <= both_fast[j] + 1e-7 * (1 + abs(both_fast[j]))
+    assert all(v >= 3 for v in gain.values()), gain

@@ -22,6 +22,14 @@ With method "crown", the argument bounds of every nonlinear node whose relaxatio
 exact are computed by this back-substitution as well and intersected with IBP's (both are valid).
 Bounds that feed relaxations are rounded outward to floats first (wider, so still valid) so that
 lines keep short rationals. Final bounds: the better of IBP and CROWN per row.
+
+Slope policies (``slopes.POLICIES``: default fn slopes under auto_LiRPA's S-curve rule or the chord
+rule; neither dominates) on graphs with a row where they can differ (``policies``): argument bounds
+take, at every fn element a back-substitution meets, the policy line whose term has the larger
+minimum over the element's argument interval (``slopes.GREEDY``, one pass); final bounds keep per
+row the largest of the back-substitutions under each policy and GREEDY (``best_backsub``). Every
+line is valid, so every bound is, and so is the max. With this, CROWN is at least as tight as
+auto_LiRPA's on the tightness benchmark.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from .bounds import _down, _up
 from .core import Rejected
 from .functions import FUNCTIONS
 from .lower import Aff, BoundGraph, Node
+from .slopes import GREEDY, POLICIES, two_policies
 
 Q = Fraction
 ZERO = Q(0)
@@ -68,15 +77,17 @@ class _State:
         self.L[: bg.n_in] = [Q(v) for v in lo]
         self.U[: bg.n_in] = [Q(v) for v in hi]
         self.arg: dict[int, list[Any]] = {}  # node index -> per element argument bounds
-        self.lines: dict[tuple[int, int], Any] = {}  # default relaxations, built once
+        self.lines: dict[tuple[int, int, str], Any] = {}  # default relaxations per policy, built once
         self.kind = [n.kind for n in bg.nodes for _ in range(n.size)]  # per variable
+        self.split = split_nodes(bg)
 
     def arg_bounds(self, k: int, f: Aff, crown: bool) -> tuple[Fraction, Fraction]:
         lo, hi = form_bounds(f, self.L, self.U)
         if crown and any(v >= self.bg.n_in and self.kind[v] != "const" for v in f.t):
             # (a form over input and const variables only: its IBP bound is already exact)
-            lo = max(lo, backsub(self, f, k))
-            hi = min(hi, -backsub(self, _negf(f), k))
+            pol = GREEDY if any(self.split) else POLICIES[0]
+            lo = max(lo, backsub(self, f, k, None, pol))
+            hi = min(hi, -backsub(self, _negf(f), k, None, pol))
         return _down(lo), _up(hi)
 
 
@@ -157,13 +168,30 @@ def _max_choice(bs: list[tuple[Fraction, Fraction]]) -> tuple[int, int | None]:
     return k, (k if dom else None)
 
 
-def _lines(st: _State, k: int, i: int, slopes: Any) -> tuple[list[tuple[Aff, Fraction]], Fraction,
-                                                              list[tuple[Aff, Fraction]], Fraction]:
-    """Lower and upper relaxation of element i of node k: (terms over argument forms, constant)."""
+def split_nodes(bg: BoundGraph) -> list[bool]:
+    """Per node: whether it is a fn node whose row can choose different default slopes under the
+    policies of ``slopes.POLICIES``."""
+    return [n.kind == "fn" and two_policies(FUNCTIONS[n.fn], n.attrs) for n in bg.nodes]
+
+
+def policies(bg: BoundGraph) -> tuple[str, ...]:
+    """The slope policies the final back-substitution runs: ``slopes.POLICIES`` and GREEDY when
+    some node's default lines depend on the policy, else the default alone (the same lines)."""
+    return _policies(any(split_nodes(bg)))
+
+
+def _policies(split: bool) -> tuple[str, ...]:
+    return (*POLICIES, GREEDY) if split else POLICIES[:1]
+
+
+def _lines(st: _State, k: int, i: int, slopes: Any, policy: str = POLICIES[0]
+           ) -> tuple[list[tuple[Aff, Fraction]], Fraction, list[tuple[Aff, Fraction]], Fraction]:
+    """Lower and upper relaxation of element i of node k: (terms over argument forms, constant);
+    default fn slopes under ``policy``."""
     node, b = st.bg.nodes[k], st.arg[k][i]
     if node.kind == "fn":
         row, (l, u), f = FUNCTIONS[node.fn], b, node.args[i]
-        al, au = row.default_slopes(l, u, **node.attrs)
+        al, au = row.policy_slopes(policy, l, u, **node.attrs)
         al, au = Q(float(al)), Q(float(au))
         if slopes is not None:
             sl, su = slopes
@@ -194,10 +222,12 @@ def _lines(st: _State, k: int, i: int, slopes: Any) -> tuple[list[tuple[Aff, Fra
     return [(g[j], Q(1))], ZERO, [], max(x[1] for x in bs)
 
 
-def backsub(st: _State, f: Aff, limit: int | None = None, slopes: dict[int, Any] | None = None) -> Fraction:
+def backsub(st: _State, f: Aff, limit: int | None = None, slopes: dict[int, Any] | None = None,
+            policy: str = POLICIES[0]) -> Fraction:
     """A lower bound of the form f over the box by back-substitution through the relaxations of
     nodes before node ``limit`` (all when None). ``slopes``: node index -> per element choice
-    (fn: (a_lower, a_upper); mul: (t_lower, t_upper); max: (member, None); None entries: default)."""
+    (fn: (a_lower, a_upper); mul: (t_lower, t_upper); max: (member, None); None entries: default
+    under ``policy``: one of ``slopes.POLICIES`` or GREEDY)."""
     bg = st.bg
     lam = dict(f.t)
     const = f.c
@@ -209,17 +239,16 @@ def backsub(st: _State, f: Aff, limit: int | None = None, slopes: dict[int, Any]
         o, e = node.offset, node.offset + node.size
         mine = [(v, lam.pop(v)) for v in [v for v in lam if o <= v < e]]
         sl = slopes.get(k) if slopes else None
+        pk = policy if st.split[k] else POLICIES[0]  # (other nodes: the same lines, cached once)
         for v, q in mine:
             if not q:
                 continue
             i = v - o
-            if sl is not None:
-                lt, lc, ut, uc = _lines(st, k, i, sl[i])
-            elif (k, i) in st.lines:
-                lt, lc, ut, uc = st.lines[k, i]
+            if pk == GREEDY:
+                terms, c = max((_side(_line(st, k, i, sl, p), q) for p in POLICIES),
+                               key=lambda tc: _term_min(st, k, i, q, tc))  # (first on ties)
             else:
-                lt, lc, ut, uc = st.lines[k, i] = _lines(st, k, i, None)
-            terms, c = (lt, lc) if q > 0 else (ut, uc)
+                terms, c = _side(_line(st, k, i, sl, pk), q)
             const += q * c
             for a, coef in terms:
                 m = q * coef
@@ -231,6 +260,37 @@ def backsub(st: _State, f: Aff, limit: int | None = None, slopes: dict[int, Any]
     for v, q in lam.items():
         const += q * (st.L[v] if q > 0 else st.U[v])
     return const
+
+
+def _line(st: _State, k: int, i: int, sl: Any, policy: str) -> Any:
+    """Element i of node k's relaxation under ``policy`` (cached when no slopes are supplied)."""
+    if sl is not None:
+        return _lines(st, k, i, sl[i], policy)
+    if (k, i, policy) not in st.lines:
+        st.lines[k, i, policy] = _lines(st, k, i, None, policy)
+    return st.lines[k, i, policy]
+
+
+def _side(lines: Any, q: Fraction) -> tuple[list[tuple[Aff, Fraction]], Fraction]:
+    """The line a coefficient q takes: the lower one when q > 0, else the upper one."""
+    lt, lc, ut, uc = lines
+    return (lt, lc) if q > 0 else (ut, uc)
+
+
+def _term_min(st: _State, k: int, i: int, q: Fraction,
+              tc: tuple[list[tuple[Aff, Fraction]], Fraction]) -> Fraction:
+    """min of q·(a·z + b) over z in the fn element's argument interval (GREEDY's score)."""
+    (terms, c), (l, u) = tc, st.arg[k][i]
+    m = q * terms[0][1]
+    return q * c + min(m * l, m * u)
+
+
+def best_backsub(st: _State, f: Aff, slopes: dict[int, Any] | None = None,
+                 limit: int | None = None) -> Fraction:
+    """The largest of the back-substitutions of f (through nodes before ``limit``, all when None)
+    under each slope policy of ``policies`` and GREEDY (the ``slopes`` supplied override the
+    defaults in each): each is a lower bound, so is their max."""
+    return max(backsub(st, f, limit, slopes, p) for p in _policies(any(st.split)))
 
 
 def objective(bg: BoundGraph, C: Sequence[Sequence[Any]] | None) -> list[Aff]:
@@ -268,13 +328,14 @@ def crown(
 ) -> tuple[list[Fraction], list[Fraction]]:
     """Exact CROWN bounds (lower, upper) of C·y over the box: intermediate bounds by ``method``
     ("crown" or "ibp"), optional ``slopes`` for the final back-substitution (any value gives a
-    valid bound; see ``backsub``), and per row the tighter of CROWN and IBP."""
+    valid bound; see ``backsub``), and per row the tightest of IBP and the final back-substitution
+    under each slope policy (``best_backsub``)."""
     st = forward(bg, [Q(v) for v in lo], [Q(v) for v in hi], method)
     lows, ups = [], []
     for f in objective(bg, C):
         a, b = form_bounds(f, st.L, st.U)
-        lows.append(max(a, backsub(st, f, None, slopes)))
-        ups.append(min(b, -backsub(st, _negf(f), None, _flip(slopes))))
+        lows.append(max(a, best_backsub(st, f, slopes)))
+        ups.append(min(b, -best_backsub(st, _negf(f), _flip(slopes))))
     return lows, ups
 
 

@@ -12,7 +12,9 @@ Relaxation lines: fn rows come from ``fast_functions.FAST`` (intercepts valid fo
 rounded outward); mul planes take any float coefficients (α, β) with the constant the min (max) of
 x·w - α·x - β·w over the four corners of the argument box (a bilinear function's extremes over a box
 are at its corners), rounded outward; max uses one member (coefficient 1, exact) and the max upper
-bound. A non-finite result makes the bound -inf (lower) / +inf (upper), never a pass.
+bound. A non-finite result makes the bound -inf (lower) / +inf (upper), never a pass. Slope
+policies as the exact engine: argument bounds in one GREEDY pass, final bounds the largest of the
+passes under each of ``engine.policies`` (``_best_backsub``).
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from .bound_graph import refine_skips
-from .engine import EXACT_AT_STABLE
+from .engine import EXACT_AT_STABLE, split_nodes
 from .fast import TINY, U, gamma, outward
 from .fast_functions import FAST
 from .lower import Aff, BoundGraph
+from .slopes import GREEDY, POLICIES
 
 
 def _charge(x: np.ndarray, n: int) -> np.ndarray:
@@ -187,6 +190,8 @@ class FastGraph:
                 self.forms[-1] = (np.array(lo), np.array(hi))  # type: ignore[assignment]
         self.out = _Forms(list(bg.outputs), self.starts, self.sizes)
         self.best = [np.array(b, dtype=bool) for b in refine_skips(bg)]
+        self.split = split_nodes(bg)
+        self.policies = (*POLICIES, GREEDY) if any(self.split) else POLICIES[:1]  # (engine.policies)
 
 
 _CACHE: dict[int, tuple[BoundGraph, FastGraph]] = {}
@@ -209,7 +214,7 @@ class _State:
         self.U: list[np.ndarray] = [hi]
         self.vmax: list[np.ndarray] = [np.maximum(np.abs(lo), np.abs(hi))]
         self.arg: list[Any] = [None]  # per node: (B, R) lower and upper bounds of its argument forms
-        self.relax: list[Any] = [None]
+        self.relax: list[Any] = [{}]  # per node: default relaxations by policy
 
     def push(self, L: np.ndarray, Uu: np.ndarray) -> None:
         bad = ~(np.isfinite(L) & np.isfinite(Uu))
@@ -242,7 +247,7 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
         if node.kind == "const":
             clo, chi = fg.forms[k]
             st.arg.append(None)
-            st.relax.append(None)
+            st.relax.append({})
             st.push(*(np.broadcast_to(v, (st.B, node.size)).copy() for v in (clo, chi)))
             continue
         F = fg.forms[k]
@@ -255,6 +260,7 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
                 cl, cu = _crown_rows(st, k, rows)
                 al[:, rows] = np.maximum(al[:, rows], cl)
                 au[:, rows] = np.minimum(au[:, rows], cu)
+
         if phases is not None and k in phases:
             ph = phases[k]
             al = np.where(ph == 1, np.maximum(al, 0.0), al)
@@ -273,7 +279,7 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             idx = fg.groups[k]
             L = np.where(idx >= 0, al[:, idx], -np.inf).max(2)
             Uu = np.where(idx >= 0, au[:, idx], -np.inf).max(2)
-        st.relax.append(None)
+        st.relax.append({})
         st.push(L, Uu)
     return st
 
@@ -304,7 +310,8 @@ def _max_sel(idx, al, au):
 
 
 def _crown_rows(st: _State, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CROWN lower and upper bounds (B, len(rows)) of argument rows of node k, both in one pass."""
+    """CROWN lower and upper bounds (B, len(rows)) of argument rows of node k, both in one pass
+    (GREEDY slopes on graphs with two policies, as engine.py)."""
     F = st.fg.forms[k]
     lam: dict[int, np.ndarray] = {}
     err = np.zeros((st.B, 2 * len(rows)))
@@ -317,22 +324,24 @@ def _crown_rows(st: _State, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.nd
     c = np.concatenate([F.c[rows], -F.c[rows]])
     const = np.broadcast_to(c, (st.B, 2 * len(rows))).copy()
     err += np.concatenate([F.Ec[rows], F.Ec[rows]])[None]
-    low = _backsub(st, lam, const, err, k)
+    low = _backsub(st, lam, const, err, k, None, GREEDY if len(st.fg.policies) > 1 else POLICIES[0])
     n = len(rows)
     return low[:, :n], -low[:, n:]
 
 
-def _relaxation(st: _State, k: int, slopes: Any = None):
+def _relaxation(st: _State, k: int, slopes: Any = None, policy: str = POLICIES[0]):
     """Node k's lines per box: ('fn', aL, bL, aU, bU) (B, m); ('mul', αL, βL, γL, αU, βU, γU);
-    ('max', row, dominated, umax). Cached when no slopes are supplied."""
-    if slopes is None and st.relax[k] is not None:
-        return st.relax[k]
+    ('max', row, dominated, umax); default fn slopes under ``policy``. Cached when no slopes are
+    supplied."""
+    policy = policy if st.fg.split[k] else POLICIES[0]  # (other nodes: the same lines)
+    if slopes is None and policy in st.relax[k]:
+        return st.relax[k][policy]
     node, (al, au) = st.fg.bg.nodes[k], st.arg[k]
     m = node.size
     if node.kind == "fn":
         row = FAST[node.fn]
         ok, fl, fu = _usable(row, al, au, node.attrs)
-        sl, su = row.default_slopes(fl, fu, **node.attrs)
+        sl, su = row.policy_slopes(policy, fl, fu, **node.attrs)
         sl, su = (np.where(np.isfinite(s), s, 0.0) * np.ones_like(al) for s in (sl, su))
         if slopes is not None:
             sl = sl if slopes[0] is None else np.where(np.isnan(slopes[0]), sl, slopes[0])
@@ -360,7 +369,7 @@ def _relaxation(st: _State, k: int, slopes: Any = None):
             sel = np.where(dom | (pick < 0) | (chosen < 0), sel, chosen)  # (invalid picks: default)
         out = ("max", sel, dom, umax)
     if slopes is None:
-        st.relax[k] = out
+        st.relax[k][policy] = out
     return out
 
 
@@ -386,24 +395,33 @@ def _corners(lx, ux, lw, uw, a, b, sign):
 
 
 def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.ndarray, limit: int,
-             slopes: dict[int, Any] | None = None) -> np.ndarray:
+             slopes: dict[int, Any] | None = None, policy: str = POLICIES[0]) -> np.ndarray:
     """Lower bounds (B, K) of Σ_p lam[p]·v_p + const over the boxes, by back-substitution through
-    the relaxations of nodes before ``limit``; ``err`` (B, K) collects the charges so far."""
+    the relaxations of nodes before ``limit`` (default fn slopes under ``policy``); ``err`` (B, K)
+    collects the charges so far (updated in place)."""
     fg = st.fg
     for k in range(limit - 1, 0, -1):
         node = fg.bg.nodes[k]
         if k not in lam or node.kind == "const":
             continue
         lk = lam.pop(k)
-        r = _relaxation(st, k, None if slopes is None else slopes.get(k))
+        sk = None if slopes is None else slopes.get(k)
         al, au = st.arg[k]
         zmax = np.maximum(np.abs(al), np.abs(au))  # (B, R)
         pos = lk > 0
         m = node.size
+        r = _relaxation(st, k, sk, POLICIES[0] if policy == GREEDY else policy)
         if r[0] == "fn":
-            _, aL, bL, aU, bU = r
-            lin = lk * np.where(pos, aL[:, None], aU[:, None])
-            cterm = lk * np.where(pos, bL[:, None], bU[:, None])
+            lin, cterm = _fn_terms(lk, pos, r)
+            if policy == GREEDY and fg.split[k]:  # (per box, row and element: engine._term_min)
+                r2 = _relaxation(st, k, sk, POLICIES[1])
+                j = np.nonzero(np.any([(x != y).any(0) for x, y in zip(r[1:], r2[1:])], axis=0))[0]
+                if j.size:  # (only elements whose lines differ)
+                    lk_j, pos_j, al_j, au_j = lk[:, :, j], pos[:, :, j], al[:, j], au[:, j]
+                    lin1, c1 = lin[:, :, j], cterm[:, :, j]
+                    lin2, c2 = _fn_terms(lk_j, pos_j, (None, *(x[:, j] for x in r2[1:])))
+                    use2 = _term_min(lin2, c2, al_j, au_j) > _term_min(lin1, c1, al_j, au_j)
+                    lin[:, :, j], cterm[:, :, j] = np.where(use2, lin2, lin1), np.where(use2, c2, c1)
         elif r[0] == "mul":
             _, aL, bL, cL, aU, bU, cU = r
             lin = np.concatenate([lk * np.where(pos, aL[:, None], aU[:, None]),
@@ -424,6 +442,28 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
         err += 2 * U * np.einsum("bkr,br->bk", np.abs(lin), zmax)  # rounding of the products lk·a
         const, err = _through(st, lam, lin, const, err, fg.forms[k])
     return _concretise(st, lam, const, err)
+
+
+def _fn_terms(lk: np.ndarray, pos: np.ndarray, r: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(B, K, m) coefficients and constants of the lines the multipliers lk take (lower when > 0)."""
+    _, aL, bL, aU, bU = r
+    return lk * np.where(pos, aL[:, None], aU[:, None]), lk * np.where(pos, bL[:, None], bU[:, None])
+
+
+def _term_min(lin: np.ndarray, cterm: np.ndarray, al: np.ndarray, au: np.ndarray) -> np.ndarray:
+    """min of lin·z + cterm over z in [al, au] (GREEDY's score; a choice, not a bound: any is valid)."""
+    return cterm + np.minimum(lin * al[:, None], lin * au[:, None])
+
+
+def _best_backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.ndarray,
+                  slopes: dict[int, Any] | None = None, limit: int | None = None) -> np.ndarray:
+    """The back-substitution (through nodes before ``limit``; all when None) once per policy of
+    ``fg.policies`` (supplied ``slopes`` override the defaults in each), the larger lower bound per
+    box and row: each is valid, so is the max."""
+    n = len(st.fg.bg.nodes) if limit is None else limit
+    lows = [_backsub(st, dict(lam), const, err.copy(), n, slopes, p) for p in st.fg.policies]
+    low = np.maximum.reduce([np.where(np.isnan(v), -np.inf, v) for v in lows])
+    return low
 
 
 def _through(st: _State, lam, lin: np.ndarray, const, err, F: _Forms):
@@ -505,8 +545,7 @@ def crown(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = N
     const, err = np.zeros((st.B, 2 * K)), np.zeros((st.B, 2 * K))
     lam: dict[int, np.ndarray] = {}
     const, err = _through(st, lam, lin, const, err, fg.out)
-    low = _backsub(st, lam, const, err, len(fg.bg.nodes), slopes)
-    low = np.where(np.isnan(low), -np.inf, low)
+    low = _best_backsub(st, lam, const, err, slopes)
     return np.maximum(il, low[:, :K]), np.minimum(iu, -low[:, K:])
 
 
@@ -518,7 +557,8 @@ def forms_of(bg: BoundGraph | FastGraph, forms: list[Aff]) -> _Forms:
 
 def bound_forms(st: _State, F: _Forms, slopes: dict[int, Any] | None = None) -> np.ndarray:
     """Certified lower bounds (B, K) of the forms F over each box of the forward state ``st``:
-    the better of IBP and one CROWN back-substitution (``slopes`` as in ``crown``)."""
+    the best of IBP and the final CROWN back-substitution under each slope policy (``slopes`` as
+    in ``crown``)."""
     il, _ = F.bounds(st.L, st.U, st.vmax)
     lam: dict[int, np.ndarray] = {}
     err = np.zeros((st.B, F.R))
@@ -528,5 +568,5 @@ def bound_forms(st: _State, F: _Forms, slopes: dict[int, Any] | None = None) -> 
             err += 4 * E.rmul(st.vmax[p])
     const = np.broadcast_to(F.c, (st.B, F.R)).copy()
     err += F.Ec[None]
-    low = _backsub(st, lam, const, err, len(st.fg.bg.nodes), slopes)
-    return np.maximum(il, np.where(np.isnan(low), -np.inf, low))
+    low = _best_backsub(st, lam, const, err, slopes)
+    return np.maximum(il, low)

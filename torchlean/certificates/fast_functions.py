@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .functions import EXP_MAX, FUNCTIONS, GELU_A, GELU_C, DomainError
+from .slopes import POLICIES
 
 R = 2.0**-36
 TINY = 2.0**-1000
@@ -211,7 +212,12 @@ class FastRow:
 
     def default_slopes(self, l: Any, u: Any, **attrs: Any) -> Pair:
         """The exact row's policy in floats (chord; tangent at the midpoint on the convex side
-        (lower) or concave side (upper) when [l, u] lies in one such piece; relu-like: adaptive)."""
+        (lower) or concave side (upper) when [l, u] lies in one such piece; relu-like: adaptive;
+        the S-curve rule where [l, u] meets one convex and one concave piece)."""
+        return self.policy_slopes(POLICIES[0], l, u, **attrs)
+
+    def policy_slopes(self, policy: str, l: Any, u: Any, **attrs: Any) -> Pair:
+        """``default_slopes`` under one of ``slopes.POLICIES``, as ``Row.policy_slopes``."""
         l, u = self._args(l, u)
         self._check(l, u, attrs)
         with np.errstate(all="ignore"):
@@ -229,7 +235,7 @@ class FastRow:
         if self.name in ("relu", "leaky_relu"):
             alt = attrs.get("slope", 0.01) if self.name == "leaky_relu" else 0.0
             lo = np.where((l < 0) & (0 < u), np.where(u >= -l, 1.0, alt), lo)
-        if FUNCTIONS[self.name].ff is not None:
+        if FUNCTIONS[self.name].ff is not None and policy == POLICIES[0]:
             self._s_curves(l, u, chord, lo, up, attrs)
         return _finite_or(lo, 0.0), _finite_or(up, 0.0)
 

@@ -343,6 +343,10 @@ class Row:
     def default_slopes(self, l: Any, u: Any, **attrs: Any) -> tuple[Q, Q]:
         """The deterministic choice of ``slopes.choose`` (chord, midpoint tangents, adaptive ReLU,
         auto_LiRPA's S-curve lines); the tangent at l when l == u."""
+        return self.policy_slopes(slopes.POLICIES[0], l, u, **attrs)
+
+    def policy_slopes(self, policy: str, l: Any, u: Any, **attrs: Any) -> tuple[Q, Q]:
+        """``default_slopes`` under one of ``slopes.POLICIES`` (the first is the default)."""
         l, u = self._check(l, u, attrs)
         if l == u:
             d = _qf(self.fdf(_flt(l), **attrs))
@@ -350,7 +354,7 @@ class Row:
         fl, fu = (sum(self.f(v, **attrs)) / 2 for v in (l, u))
         chord = (fu - fl) / (u - l)
         chord = Q(float(chord)) if abs(chord) < 2**1000 else _round(chord, False)  # short numbers
-        return slopes.choose(self, l, u, chord, attrs)
+        return slopes.choose(self, l, u, chord, attrs, policy)
 
 
 def _hint(row: Row, p: Q, q: Q, a: Q, s: int, attrs: dict[str, Any]) -> Q:

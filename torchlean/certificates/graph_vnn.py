@@ -145,7 +145,7 @@ def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str 
 
                 def lower_bound(row: int, slopes: Any, st: Any = st, fs: list[Aff] = forms) -> Fraction:
                     ibp = engine.form_bounds(fs[row], st.L, st.U)[0]
-                    return max(ibp, engine.backsub(st, fs[row], None, slopes or None))
+                    return max(ibp, engine.best_backsub(st, fs[row], slopes or None))
 
                 at = f"region {r} leaf {i}"
                 check_leaf_proofs(proofs, region, index, lower_bound, at, read_extras=read)
