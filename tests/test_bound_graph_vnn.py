@@ -14,7 +14,7 @@ from torchlean.certificates import engine
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.bounds import check_vnn
 from torchlean.certificates.functions import FUNCTIONS
-from torchlean.certificates.graph_vnn import objective_forms, read_network
+from torchlean.certificates.graph_vnn import LIBM, LIBM_ROWS, objective_forms, read_network
 from torchlean.certificates.lower import BoundGraph, fingerprint, lower
 from torchlean.certificates.network import Net
 from torchlean.certificates.property import Atom, Region, Spec
@@ -111,6 +111,9 @@ def test_unsat_tree_accepted(case, mode):
     assert v.ok and v.checked == sum(1 for e in tree if e[0] == "leaf")
     libm = any(n.kind == "fn" and getattr(FUNCTIONS[n.fn], "trusted", None) for n in bg.nodes)
     assert v.fully_checked == (mode == "exact" and not libm)  # (assumptions are never "checked")
+    # the fast rows of transcendental functions rest on a stated libm accuracy: a fast verdict names it
+    transcendental = any(n.kind == "fn" and n.fn in LIBM_ROWS for n in bg.nodes)
+    assert (LIBM in v.trusted) == (mode == "fast" and transcendental)
 
 
 @pytest.mark.parametrize("mode", MODES)
