@@ -285,3 +285,27 @@ def test_two_slope_policies_never_looser_than_either():
             bf = max(il[j], best)
             assert both_fast[j] <= float(bf) <= both_fast[j] + 1e-7 * (1 + abs(both_fast[j]))
     assert all(v >= 3 for v in gain.values()), gain
+
+
+def test_bounds_beyond_the_float_range_stay_exact():
+    """Rounding to floats only shortens numbers: past the float range the exact value is kept (a
+    wide pow-3 graph once raised OverflowError in the exact engine's default slopes)."""
+    from fractions import Fraction
+
+    from torchlean.certificates.bounds import _down, _up
+    from torchlean.certificates.engine import _short
+
+    big = Fraction(10) ** 400 + Fraction(1, 3)
+    assert _down(big) == big and _up(-big) == -big and _short(big) == big
+    third = Fraction(1, 3)
+    assert _down(third) <= third <= _up(third) and _short(third) == Fraction(float(third))
+    # the graph that raised it: exact CROWN now runs and stays within its IBP bounds
+    rng = np.random.default_rng(203)
+    g = random_graph(rng, int(rng.integers(2, 4)))
+    eps = float(rng.choice([0.02, 0.2, 0.8]))
+    x0 = rng.uniform(-1, 1, (1, 4))
+    bg = lower(g.to_dict())
+    lo = [Fraction(float(v)) for v in (x0 - eps).ravel()]
+    hi = [Fraction(float(v)) for v in (x0 + eps).ravel()]
+    (il, iu), (cl, cu) = engine.ibp(bg, lo, hi), engine.crown(bg, lo, hi)
+    assert all(a >= b for a, b in zip(cl, il)) and all(a <= b for a, b in zip(cu, iu))

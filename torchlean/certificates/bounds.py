@@ -119,7 +119,12 @@ def combos_used(region: Region, proof_lists: list[Any]) -> list[list[Combo]]:
 
 
 def _down(q: Fraction) -> Fraction:
-    f = float(q)  # OverflowError for huge values: a malformed certificate
+    """A float-valued rational <= q (short numbers for the exact replay); q itself when no float
+    is that large (still a valid bound: only the shortening is skipped)."""
+    try:
+        f = float(q)
+    except OverflowError:
+        return q
     if Fraction(f) > q:
         f = math.nextafter(f, -math.inf)
     return Fraction(f)

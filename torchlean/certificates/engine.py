@@ -184,6 +184,15 @@ def _policies(split: bool) -> tuple[str, ...]:
     return (*POLICIES, GREEDY) if split else POLICIES[:1]
 
 
+def _short(q: Fraction) -> Fraction:
+    """A default slope rounded to a float (any slope is valid: this only keeps numbers short);
+    itself when no float is that large."""
+    try:
+        return Q(float(q))
+    except OverflowError:
+        return Q(q)
+
+
 def _lines(st: _State, k: int, i: int, slopes: Any, policy: str = POLICIES[0]
            ) -> tuple[list[tuple[Aff, Fraction]], Fraction, list[tuple[Aff, Fraction]], Fraction]:
     """Lower and upper relaxation of element i of node k: (terms over argument forms, constant);
@@ -192,7 +201,7 @@ def _lines(st: _State, k: int, i: int, slopes: Any, policy: str = POLICIES[0]
     if node.kind == "fn":
         row, (l, u), f = FUNCTIONS[node.fn], b, node.args[i]
         al, au = row.policy_slopes(policy, l, u, **node.attrs)
-        al, au = Q(float(al)), Q(float(au))
+        al, au = _short(al), _short(au)
         if slopes is not None:
             sl, su = slopes
             al = al if sl is None else Q(sl)
