@@ -158,7 +158,7 @@ def decide(t: table.Target, spec: Spec, timeout: float, seed: int = 0,
     if verdict == "sat":
         cert = table.sat_cert(t, spec, out)
     else:
-        cert = table.unsat_cert(t, spec, out, mode=table.replay_mode(t))
+        cert = table.unsat_cert(t, spec, out)
     v = table.check(cert, t, spec)
     if not v.ok:  # never report what the checker does not accept
         return RobustnessResult("unknown", f"the checker rejected the search's certificate: {v.reason}",

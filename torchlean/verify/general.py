@@ -236,5 +236,5 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0) -> 
         y = t.ex.forward(np.array([[float(v) for v in out]]))[0].tolist()
         return Result("sat", cert=table.sat_cert(t, spec, out), x=out, y=y, stats=stats)
     if verdict == "unsat":
-        return Result("unsat", cert=table.unsat_cert(t, spec, out, mode=table.replay_mode(t)), stats=stats)
+        return Result("unsat", cert=table.unsat_cert(t, spec, out), stats=stats)
     return Result("timeout", stats=stats)

@@ -3,9 +3,9 @@ counterexample test that ``verify.general`` and ``verify.api`` use goes through 
 
 Two back ends, chosen per network by ``target``:
 - ReLU chains: the chain checker of today (``certificates.network``, ``fast_crown``, ``check_vnn``);
-- any other graph the bound table lowers: ``certificates.lower`` (the table's lowering, its batched
-  fast CROWN and its ``check_vnn`` on general graphs). Until that module exists, a non-chain graph
-  is refused with ``Unsupported`` (one line), never bounded by anything else.
+- any other graph the bound table lowers: ``certificates.lower`` (the table's lowering),
+  ``certificates.fast_engine`` (its batched CROWN), ``certificates.engine`` (the exact one) and
+  ``check_vnn`` on general graphs. A graph the table refuses raises ``Unsupported`` (one line).
 
 Nothing here computes a bound itself: the search adds heuristics on top of these numbers only.
 """
@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..certificates import fast
+from ..certificates import engine, fast, lower
+from ..certificates import fast_engine as fe
 from ..certificates.bounds import check_vnn, objective_steps
 from ..certificates.core import Verdict
 from ..certificates.fast_crown import crown_bounds
@@ -46,35 +47,6 @@ class Target:
         return "chain" if self.net is not None else "table"
 
 
-def _table():
-    """The bound table's modules (lowering, exact engine), or Unsupported naming what is missing."""
-    try:
-        from ..certificates import engine, lower  # type: ignore[attr-defined]
-    except ImportError:
-        raise Unsupported("this network is not a ReLU chain and the bound table (certificates.lower) "
-                          "is not available") from None
-    return lower, engine
-
-
-def _fast_table():
-    """The table's batched float64 engine, when present (``certificates.fast_engine``)."""
-    try:
-        from ..certificates import fast_engine  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return fast_engine
-
-
-def _down(q: Fraction) -> float:
-    f = float(q)
-    return float(np.nextafter(f, -np.inf)) if Fraction(f) > q else f
-
-
-def _up(q: Fraction) -> float:
-    f = float(q)
-    return float(np.nextafter(f, np.inf)) if Fraction(f) < q else f
-
-
 def target(graph: Graph, prefer_chain: bool = True) -> Target:
     """Lower ``graph`` for the checker: a ReLU chain when it is one (and ``prefer_chain``), else the
     bound table's DAG. Raises Unsupported (one line) when neither accepts it."""
@@ -85,7 +57,7 @@ def target(graph: Graph, prefer_chain: bool = True) -> Target:
             return Target(graph, ex, net=network_from_ir(ir))
         except (Unsupported, ValueError):
             pass
-    return Target(graph, ex, bg=_table()[0].lower(ir))
+    return Target(graph, ex, bg=lower.lower(ir))
 
 
 def load_target(path: str, why: Exception) -> Target:
@@ -131,23 +103,11 @@ def bounder(t: Target) -> Callable[[Region, np.ndarray, np.ndarray], Callable[..
             return lambda lo, hi: crown_bounds(layers, lo, hi)
 
         return make
-    fast_engine = _fast_table()
-
     def make_table(region: Region, C: np.ndarray, d: np.ndarray):
         # C and d are sums of the property's decimals: the search may round them (its bounds are
         # only a guide); the checker recomputes each leaf from the exact property
-        if fast_engine is not None:
-            fg = fast_engine.compiled(t.bg)
-            return lambda lo, hi: fast_engine.crown(fg, lo, hi, C=C)[0] - d
-        engine = _table()[1]
-        rows = [[Fraction(float(v)) for v in r] for r in C]
-
-        def exact(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-            out = [[_down(v) for v in engine.crown(t.bg, [Fraction(v) for v in a], [Fraction(v) for v in b],
-                                                   C=rows)[0]] for a, b in zip(lo, hi)]
-            return np.array(out) - d
-
-        return exact
+        fg = fe.compiled(t.bg)
+        return lambda lo, hi: fe.crown(fg, lo, hi, C=C)[0] - d
 
     return make_table
 
@@ -164,11 +124,10 @@ def output_bounds_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, .
         flo, fhi = fast.outward(list(lo), list(hi))
         lb = crown_bounds(layers, np.array([flo]), np.array([fhi]))[0]
         return lb[:n], -lb[n:]
-    fe = _fast_table()
-    if exact or fe is None:
-        engine = _table()[1]
+    if exact:
         low, up = engine.ibp(t.bg, lo, hi) if method == "ibp" else engine.crown(t.bg, lo, hi)
-        return np.array([_down(v) for v in low]), np.array([_up(v) for v in up])
+        flow, fup = fast.outward(low, up)
+        return np.array(flow), np.array(fup)
     flo, fhi = fe.boxes([lo], [hi])
     low, up = (fe.ibp if method == "ibp" else fe.crown)(fe.compiled(t.bg), flo, fhi)
     return low[0], up[0]
@@ -186,15 +145,13 @@ def alpha_bounds_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, ..
     low, up = output_bounds_box(t, lo, hi, "crown", exact)
     if t.net is not None:
         return low, up  # the chain engine takes no slopes here
-    engine = _table()[1]
-    fe = None if exact else _fast_table()
     n = t.ex.n_out
     C = np.concatenate([np.eye(n), -np.eye(n)])
     if alpha.dense_size(t.bg) > alpha.MAX_DENSE:
         return low, up
     if any(nd.kind == "fn" and nd.fn not in FAST for nd in t.bg.nodes):
         return low, up  # a row without a fast sibling: no gradient to follow
-    if fe is not None:
+    if not exact:
         fg = fe.compiled(t.bg)
         flo, fhi = fe.boxes([lo], [hi])
         bs = alpha.Backsub.from_fast(t.bg, fg, fe.forward(fg, flo, fhi, "crown"), FAST)
@@ -202,16 +159,16 @@ def alpha_bounds_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, ..
         bs = alpha.Backsub.from_exact(t.bg, engine.forward(t.bg, lo, hi, "crown"), FAST)
     lam0, c0 = alpha.objective_rows(t.bg, C)
     best = alpha.optimise(bs, lam0, c0, steps=steps)
-    if fe is not None:
+    if not exact:
         R = C.shape[0]
         res = fe.crown(fg, np.repeat(flo, R, 0), np.repeat(fhi, R, 0), C=C,
                        slopes={k: (a[0], b[0]) for k, (a, b) in best.items()})[0]
         vals = np.diag(res)
     else:
         rows = [[Fraction(int(v)) for v in r] for r in C]
-        vals = np.array([_down(engine.crown(t.bg, lo, hi, C=[rows[r]],
-                                            slopes=alpha.slopes_for_row(best, r))[0][0])
-                         for r in range(C.shape[0])])
+        exact_vals = [engine.crown(t.bg, lo, hi, C=[rows[r]], slopes=alpha.slopes_for_row(best, r))[0][0]
+                      for r in range(C.shape[0])]
+        vals = np.array(fast.outward(exact_vals, exact_vals)[0])
     return np.maximum(low, vals[:n]), np.minimum(up, -vals[n:])
 
 
@@ -230,13 +187,11 @@ def alpha_leaf(t: Target, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, d: np.n
                steps: int = 30) -> tuple[np.ndarray, Callable[[int, int], list[list[Any]]]] | None:
     """α-CROWN on B float boxes (B, n) for the objective rows C·y - d: per box and row the fast
     engine's bound with that row's optimised slopes (B, R), and a function (b, r) -> the slopes
-    as leaf-proof entries; None when the table has no fast engine or the graph is too large for
-    the dense float back-substitution."""
+    as leaf-proof entries; None when the graph is too large for the dense float back-substitution."""
     from ..certificates.fast_functions import FAST
     from . import alpha
 
-    fe = _fast_table()
-    if t.net is not None or fe is None or alpha.dense_size(t.bg) > alpha.MAX_DENSE:
+    if t.net is not None or alpha.dense_size(t.bg) > alpha.MAX_DENSE:
         return None
     B, R = lo.shape[0], C.shape[0]
     if B * R * t.bg.n_vars > alpha.MAX_DENSE or any(n.kind == "fn" and n.fn not in FAST for n in t.bg.nodes):
@@ -269,29 +224,18 @@ def alpha_leaf_fn(t: Target) -> Callable[..., Any] | None:
 def engine_name(t: Target, exact: bool = False) -> str:
     if t.net is not None:
         return "certificates.fast_crown (ReLU chain, float64 rounded outward)"
-    if exact or _fast_table() is None:
+    if exact:
         return "certificates.engine (bound table, exact rationals)"
     return "certificates.fast_engine (bound table, float64 rounded outward)"
 
 
-def replay_mode(t: Target) -> str:
-    """The replay mode a search's certificate asks for: fast float64 for chains, exact otherwise
-    (until the table's fast replay exists)."""
-    return "fast" if t.net is not None or _fast_table() is not None else "exact"
-
-
 def network_id(t: Target) -> str:
-    return fingerprint(t.net) if t.net is not None else _table()[0].fingerprint(t.bg)
+    return fingerprint(t.net) if t.net is not None else lower.fingerprint(t.bg)
 
 
 def check(cert: dict[str, Any], t: Target, spec: Spec) -> Verdict:
     """The trusted checker's verdict on a certificate for this target and property."""
-    if t.net is not None:
-        return check_vnn(cert, t.net, spec)
-    try:  # the table's check_vnn takes a BoundGraph; before it does, this is a refusal, not a crash
-        return check_vnn(cert, t.bg, spec)
-    except Exception as e:  # noqa: BLE001  (any failure to check is a rejection)
-        return Verdict(False, reason=f"the checker could not check this graph: {type(e).__name__}: {e}")
+    return check_vnn(cert, t.net if t.net is not None else t.bg, spec)
 
 
 def confirmer(t: Target, spec: Spec) -> Callable[[list[Fraction]], bool]:
@@ -306,6 +250,7 @@ def sat_cert(t: Target, spec: Spec, x: list[Fraction]) -> dict[str, Any]:
             "x": [str(v) for v in x]}
 
 
-def unsat_cert(t: Target, spec: Spec, trees: list[Any], mode: str = "fast") -> dict[str, Any]:
+def unsat_cert(t: Target, spec: Spec, trees: list[Any]) -> dict[str, Any]:
+    """(No "mode": the replay mode is the checker's caller's choice, ``bounds.replay_mode``.)"""
     return {"kind": "vnn-unsat", "version": 1, "network": network_id(t), "property": spec.digest(),
-            "mode": mode, "method": "crown", "regions": trees}
+            "method": "crown", "regions": trees}
