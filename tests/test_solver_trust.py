@@ -97,6 +97,22 @@ def test_true_claim_without_tree_is_solver_trusted_after_rerun(tmp_path):
     assert rc == 1  # --strict still fails on solver-trusted
 
 
+def test_a_missing_solver_is_replaced_by_the_other_or_rejected(tmp_path, monkeypatch):
+    """The claim is reproduced by whichever solver is installed; with none, it is not trusted."""
+    import importlib.util
+
+    (ob,) = collect(None, ["autograd.relu"])
+    _forge(tmp_path, ob, "cvc5")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "cvc5" else real(n, *a))
+    o = check_one(tmp_path, ob)
+    assert o.status == "trusted" and "z3 re-run: unsat" in o.detail, o.detail
+    gone = ("cvc5", "z3")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n in gone else real(n, *a))
+    o = check_one(tmp_path, ob)
+    assert o.status == "rejected" and "no SMT solver installed" in o.detail
+
+
 def test_a_synthetic_false_claim_and_a_timeout_are_rejected(tmp_path, monkeypatch):
     false = Obligation("autograd", "test:false", "test.false",
                        "(set-logic QF_NRA)\n(declare-const x Real)\n"
