@@ -286,3 +286,18 @@ def test_floats_check_deadline(capsys, tmp_path):
     assert _run(main, ["check", str(cert)], capsys)[0] == 0
     rc = main(["check", str(cert), "--timeout", "1e-9"])
     assert rc == 1 and "deadline exceeded" in capsys.readouterr().out
+
+
+def test_timeout_spent_on_loading_still_writes_the_result_file(tmp_path):
+    """VNN-COMP reads the --result file: when loading alone uses the budget the answer is still
+    written there (it was printed but the file was missing, which a harness counts as an error)."""
+    onnx_path, prop, res = tmp_path / "deep.onnx", tmp_path / "p.vnnlib", tmp_path / "r.txt"
+    _deep_onnx(onnx_path, 40)
+    prop.write_text("(declare-const X_0 Real)(declare-const X_1 Real)(declare-const Y_0 Real)"
+                    "(declare-const Y_1 Real)(assert (<= X_0 1))(assert (>= X_0 -1))(assert (<= X_1 1))"
+                    "(assert (>= X_1 -1))(assert (>= Y_0 1000))")
+    p = subprocess.run([sys.executable, "-m", "torchlean.verify", str(onnx_path), str(prop),
+                        "--timeout", "0.001", "-q", "--result", str(res)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "timeout"
+    assert res.read_text().strip() == "timeout"

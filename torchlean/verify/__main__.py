@@ -44,8 +44,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     net, target, spec = load_instance(args.net, args.prop)
     # the deadline counts from the start of the command (loading a deep network takes seconds)
     left = args.timeout - (time.monotonic() - START[0])
-    if left <= 0:
+    if left <= 0:  # loading used the whole budget: still a VNN-COMP answer, in --result too
         print("timeout")
+        if args.result:
+            atomic_write_text(args.result, "timeout\n")
         return 0
     if net is not None:
         res = verify(net, spec, timeout=left, progress=not args.quiet, method=args.method)
