@@ -215,6 +215,7 @@ class _State:
         self.vmax: list[np.ndarray] = [np.maximum(np.abs(lo), np.abs(hi))]
         self.arg: list[Any] = [None]  # per node: (B, R) lower and upper bounds of its argument forms
         self.relax: list[Any] = [{}]  # per node: default relaxations by policy
+        self.memo: dict[Any, Any] = {}  # views, charge weights and sub-matrices of this state (below)
 
     def push(self, L: np.ndarray, Uu: np.ndarray) -> None:
         bad = ~(np.isfinite(L) & np.isfinite(Uu))
@@ -256,10 +257,17 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             # (forms over input and const variables only: their IBP bound is already exact)
             rows = _refine_rows(node, fg.groups[k], al, au)
             rows = rows[~fg.best[k][rows]]  # (bound_graph.refine_skips)
-            if rows.size:
-                cl, cu = _crown_rows(st, k, rows)
-                al[:, rows] = np.maximum(al[:, rows], cl)
-                au[:, rows] = np.minimum(au[:, rows], cu)
+            if rows.size and node.kind == "fn" and node.fn == "relu":
+                # a ReLU whose upper bound is <= 0 outputs 0 whatever its lower bound: upper rows
+                # first, then lower rows only for the elements still unstable in some box
+                au[:, rows] = np.minimum(au[:, rows], -_crown_rows(st, k, rows, -1))
+                rows = rows[((al[:, rows] < 0) & (au[:, rows] > 0)).any(0)]
+                if rows.size:
+                    al[:, rows] = np.maximum(al[:, rows], _crown_rows(st, k, rows, 1))
+            elif rows.size:
+                low = _crown_rows(st, k, np.concatenate([rows, rows]), np.repeat([1, -1], rows.size))
+                al[:, rows] = np.maximum(al[:, rows], low[:, : rows.size])
+                au[:, rows] = np.minimum(au[:, rows], -low[:, rows.size:])
 
         if phases is not None and k in phases:
             ph = phases[k]
@@ -309,24 +317,21 @@ def _max_sel(idx, al, au):
     return sel, best >= others, mu.max(2)
 
 
-def _crown_rows(st: _State, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CROWN lower and upper bounds (B, len(rows)) of argument rows of node k, both in one pass
-    (GREEDY slopes on graphs with two policies, as engine.py)."""
+def _crown_rows(st: _State, k: int, rows: np.ndarray, sign: Any) -> np.ndarray:
+    """CROWN lower bounds (B, len(rows)) of sign·(argument row) for the given rows of node k
+    (``sign`` +-1 per row or for all), in one pass (GREEDY slopes on graphs with two policies, as
+    engine.py)."""
     F = st.fg.forms[k]
+    sg = np.broadcast_to(np.asarray(sign, dtype=float), rows.shape)[:, None]
     lam: dict[int, np.ndarray] = {}
-    err = np.zeros((st.B, 2 * len(rows)))
+    err = np.zeros((st.B, len(rows)))
     for p, A, _, E in F.parents:
-        a = A.take(rows)
-        lam[p] = np.broadcast_to(np.concatenate([a, -a])[None], (st.B, 2 * len(rows), A.shape[1]))
+        lam[p] = A.take(rows) * sg
         if E is not None:
-            e = E.take(rows)
-            err += 4 * np.einsum("kj,bj->bk", np.concatenate([e, e]), st.vmax[p])
-    c = np.concatenate([F.c[rows], -F.c[rows]])
-    const = np.broadcast_to(c, (st.B, 2 * len(rows))).copy()
-    err += np.concatenate([F.Ec[rows], F.Ec[rows]])[None]
-    low = _backsub(st, lam, const, err, k, None, GREEDY if len(st.fg.policies) > 1 else POLICIES[0])
-    n = len(rows)
-    return low[:, :n], -low[:, n:]
+            err += 4 * np.einsum("kj,bj->bk", E.take(rows), st.vmax[p])
+    const = np.broadcast_to(F.c[rows] * sg[:, 0], (st.B, len(rows))).copy()
+    err += F.Ec[rows][None]
+    return _backsub(st, lam, const, err, k, None, GREEDY if len(st.fg.policies) > 1 else POLICIES[0])
 
 
 def _relaxation(st: _State, k: int, slopes: Any = None, policy: str = POLICIES[0]):
@@ -394,22 +399,188 @@ def _corners(lx, ux, lw, uw, a, b, sign):
     return st.min(0) if sign < 0 else st.max(0)
 
 
+class _View:
+    """A fn node's lines (one relaxation: slopes aL, aU and intercepts bL, bU, (B, m) each) laid
+    out for the back-substitution. The node's multipliers λ are kept in the order ``order``:
+    [:na] the elements whose two lines differ in some box, [na:nb] the others (one line a·z + b)
+    with b != 0 in some box, [nb:nm] the others with a != 1 in some box, [nm:] those with the line
+    1·z + 0 in every box (μ = λ, exact). Elements whose line is 0·z + 0 in every box (a ReLU dead
+    in every box) are left out: their output is exactly 0 on every box, so their term adds nothing
+    (and every γ_n below is taken for the node's full width).
+
+    On [:na] the coefficient μ = λ·aL where λ > 0, λ·aU elsewhere, is computed as
+    λ·aL + λ⁻·d with λ⁻ = min(λ, 0) and d = fl(aU - aL), whose exact error e comes from TwoSum: for
+    λ > 0 that is one rounding, else |fl(μ) - λ·aU| <= (u(|aL| + |d|)(1 + u) + |e|)·|λ| + u·|fl(μ)|.
+    The first part is charged per unit |λ| (``w2``, times max|z|), the second with every rounded
+    product (2u·|μ|·max|z|). ``G`` bounds |fl(μ)| / |λ| per element."""
+
+    def __init__(self, r: Any, zmax: np.ndarray):
+        _, aL, bL, aU, bU = r
+        two = ((aL != aU) | (bL != bU)).any(0)
+        hasb = (bU != 0).any(0) & ~two
+        live = (aU != 0).any(0) & ~two & ~hasb
+        nonunit = live & (aU != 1).any(0)
+        unit = live & ~nonunit
+        parts = [np.nonzero(x)[0] for x in (two, hasb, nonunit, unit)]
+        self.order = o = np.concatenate(parts)
+        self.na, self.nb, self.nm = np.cumsum([len(x) for x in parts[:3]]).tolist()
+        na, nb, nm = self.na, self.nb, self.nm
+        r2 = [x[:, o] for x in (aL, bL, aU, bU)]
+        aL, bL, aU, bU = r2
+        d = aU[:, :na] - aL[:, :na]
+        bp = d - aU[:, :na]  # TwoSum(aU, -aL): e is exactly aU - aL - d
+        e = (aU[:, :na] - (d - bp)) + (-aL[:, :na] - bp)
+        self.ok = bool(all(np.isfinite(x).all() for x in (*r2, d, e)))
+        self.zmax = zmax[:, o]
+        self.aL, self.d, self.a = aL[:, None, :na], d[:, None], aU[:, None, na:nm]
+        self.bL, self.bU, self.b = bL[:, :na], bU[:, :na], bU[:, na:nb]
+        self.hasL = bool(self.bL.any())
+        G = np.ones_like(self.zmax)
+        G[:, :nm] = np.abs(aU[:, :nm]) * (1 + 2 * U)
+        G[:, :na] = (np.maximum(np.abs(aL[:, :na]), np.abs(aU[:, :na])) + 2 * U * (np.abs(aL[:, :na])
+                     + np.abs(d)) + np.abs(e)) * (1 + 2 * U)
+        self.G = G
+        self.w2 = (2 * U * (np.abs(aL[:, :na]) + np.abs(d)) + 2 * np.abs(e)) * self.zmax[:, :na]
+        self.V: dict[bool, np.ndarray] = {}  # charges per unit |λ| (``_charges``), by mode
+
+
+def _view(st: _State, k: int, sk: Any, policy: str, memo: dict) -> _View | None:
+    """Node k's ``_View`` under ``policy`` (``sk``: supplied slopes or None), or None where the
+    multipliers stay in the node's own layout (other kinds; fn nodes whose lines GREEDY picks per
+    row; lines with a non-finite number)."""
+    node = st.fg.bg.nodes[k]
+    if node.kind != "fn" or (policy == GREEDY and st.fg.split[k]):
+        return None
+    pol = policy if st.fg.split[k] else POLICIES[0]
+    key, memo = ("view", k, pol), (st.memo if sk is None else memo)
+    if key not in memo:
+        al, au = st.arg[k]
+        v = _View(_relaxation(st, k, sk, pol), np.maximum(np.abs(al), np.abs(au)))
+        memo[key] = v if v.ok else None
+    return memo[key]
+
+
+def _weights(st: _State, F: _Forms, rows: np.ndarray | None) -> np.ndarray:
+    """(B, R') charges per unit of |multiplier| on the given rows of F (all when None) for
+    replacing them by their forms: 4·γ_{n+3}·(Σ_j |A_rj| max|v_j| + |c_r|) for the computed
+    products and constant, plus 4·(E·max|v| + E_c) for the float conversion of the exact forms."""
+    key = ("w", id(F), id(rows))
+    if key not in st.memo:
+        g = 4 * gamma(F.R + 3)
+        w = g * np.abs(F.c) + 4 * F.Ec
+        for p, _, absA, E in F.parents:
+            w = w + g * absA.rmul(st.vmax[p])
+            if E is not None:
+                w = w + 4 * E.rmul(st.vmax[p])
+        st.memo[key] = (rows, w if rows is None else w[:, rows])  # (rows kept alive with its id)
+    return st.memo[key][1]
+
+
+def _sub(st: _State, A: _Mat, rows: np.ndarray | None, cols: np.ndarray | None) -> np.ndarray | None:
+    """The dense matrix A restricted to ``rows`` and ``cols`` (None: all), cached per state; None
+    for a sparse A."""
+    if A.sparse:
+        return None
+    if rows is None and cols is None:
+        return A.D
+    key = ("sub", id(A), id(rows), id(cols))
+    if key not in st.memo:
+        D = A.D if rows is None else A.D[rows]
+        st.memo[key] = (rows, cols, D if cols is None else D[:, cols])
+    return st.memo[key][2]
+
+
+def _charges(st: _State, k: int, views: dict[int, Any], composite: bool) -> np.ndarray:
+    """V (B, L): per unit |λ| of view node k, a bound on the charges of replacing it by its lines
+    and forms; with ``composite``, also on every charge of the nodes below that those multipliers
+    cause: a parent's multipliers are at most (1 + γ)·|μ|·|A| (a computed dot product is at most
+    1 + γ times the sum of its absolute terms; an accumulation from another consumer adds one more
+    rounding, within the same γ), and |μ| at most G·|λ|."""
+    v = views[k]
+    if composite in v.V:
+        return v.V[composite]
+    F = st.fg.forms[k]
+    W = 2 * U * v.zmax + _weights(st, F, v.order)
+    if composite:
+        grow = 1 + gamma(F.R + 2 + len(st.fg.bg.nodes))
+        for p, A, absA, _ in F.parents:
+            if views.get(p) is None:
+                continue
+            Vp = _charges(st, p, views, composite)
+            D = _sub(st, absA, v.order, views[p].order)
+            if D is None:
+                full = np.zeros((st.B, A.shape[1]))
+                full[:, views[p].order] = Vp
+                W = W + grow * absA.rmul(full)[:, v.order]
+            else:
+                W = W + grow * (Vp @ D.T)
+    V = v.G * W
+    V[:, : v.na] += v.w2
+    v.V[composite] = V
+    return V
+
+
 def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.ndarray, limit: int,
              slopes: dict[int, Any] | None = None, policy: str = POLICIES[0]) -> np.ndarray:
     """Lower bounds (B, K) of Σ_p lam[p]·v_p + const over the boxes, by back-substitution through
     the relaxations of nodes before ``limit`` (default fn slopes under ``policy``); ``err`` (B, K)
-    collects the charges so far (updated in place)."""
+    collects the charges so far (updated in place). ``lam`` holds (B, K, size) arrays; inside, a
+    fn node's multipliers are kept in its ``_View`` layout. When every nonlinear node before
+    ``limit`` has a view, the charges are composite: bounded once from the starting multipliers
+    (``_charges``), not step by step."""
     fg = st.fg
+    memo: dict = {}
+    views = {k: _view(st, k, None if slopes is None else slopes.get(k), policy, memo)
+             for k in range(1, limit) if fg.bg.nodes[k].kind in ("fn", "mul", "max")}
+    composite = all(v is not None for v in views.values())
+
+    def cols(p: int) -> np.ndarray | None:
+        v = views.get(p)
+        return None if v is None else v.order
+
+    B = const.shape[0]
+    for p, lp in list(lam.items()):  # (2-D: the same rows for every box)
+        o = cols(p)
+        if lp.ndim == 2:
+            lp = lp if o is None else lp[:, o]
+            lam[p] = np.broadcast_to(lp, (B, *lp.shape))
+        elif o is not None:
+            lam[p] = np.take(lp, o, axis=2)
+    if composite:
+        for p, lp in lam.items():
+            if views.get(p) is not None:
+                err += np.einsum("bkj,bj->bk", np.abs(lp), _charges(st, p, views, True))
     for k in range(limit - 1, 0, -1):
         node = fg.bg.nodes[k]
         if k not in lam or node.kind == "const":
             continue
         lk = lam.pop(k)
-        sk = None if slopes is None else slopes.get(k)
-        al, au = st.arg[k]
-        zmax = np.maximum(np.abs(al), np.abs(au))  # (B, R)
-        pos = lk > 0
+        v = views.get(k)
         m = node.size
+        if v is not None:
+            if not composite:
+                err += np.einsum("bkj,bj->bk", np.abs(lk), _charges(st, k, views, False))
+            lin = lk if lk.flags.writeable else lk.copy()
+            ln = np.minimum(lin[:, :, : v.na], 0.0)
+            cs = np.einsum("bkn,bn->bk", ln, v.bU)
+            cabs = -np.einsum("bkn,bn->bk", ln, np.abs(v.bU))
+            if v.hasL:
+                lp = lin[:, :, : v.na] - ln
+                cs += np.einsum("bkn,bn->bk", lp, v.bL)
+                cabs += np.einsum("bkn,bn->bk", lp, np.abs(v.bL))
+            if v.nb > v.na:
+                lb = lin[:, :, v.na : v.nb]
+                cs += np.einsum("bkn,bn->bk", lb, v.b)
+                cabs += np.einsum("bkn,bn->bk", np.abs(lb), np.abs(v.b))
+            lin[:, :, : v.na] *= v.aL
+            lin[:, :, : v.na] += np.multiply(ln, v.d, out=ln)
+            lin[:, :, v.na : v.nm] *= v.a
+            err += _charge(cabs + np.abs(const) + np.abs(cs), m)
+            const, err = _through(st, lam, lin, const + cs, err, fg.forms[k], v.order, cols, None)
+            continue
+        al, au = st.arg[k]
+        pos = lk > 0
+        sk = None if slopes is None else slopes.get(k)
         r = _relaxation(st, k, sk, POLICIES[0] if policy == GREEDY else policy)
         if r[0] == "fn":
             lin, cterm = _fn_terms(lk, pos, r)
@@ -438,9 +609,10 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
             cterm = np.where(np.isnan(cterm), -np.inf, cterm)
         cs = cterm.sum(2)
         err += _charge(np.abs(cterm).sum(2) + np.abs(const) + np.abs(cs), m)
-        const = const + cs
-        err += 2 * U * np.einsum("bkr,br->bk", np.abs(lin), zmax)  # rounding of the products lk·a
-        const, err = _through(st, lam, lin, const, err, fg.forms[k])
+        key = ("W", k)
+        if key not in st.memo:  # (+ the rounding of the products lk·a, 2u·|lin|·max|z|)
+            st.memo[key] = 2 * U * np.maximum(np.abs(al), np.abs(au)) + _weights(st, fg.forms[k], None)
+        const, err = _through(st, lam, lin, const + cs, err, fg.forms[k], None, cols, st.memo[key])
     return _concretise(st, lam, const, err)
 
 
@@ -466,24 +638,37 @@ def _best_backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err
     return low
 
 
-def _through(st: _State, lam, lin: np.ndarray, const, err, F: _Forms):
-    """Replace argument rows by their forms: lam[p] += lin @ A_p, const += lin @ c."""
+def _through(st: _State, lam, lin: np.ndarray, const, err, F: _Forms, rows: np.ndarray | None = None,
+             cols: Any = None, W: np.ndarray | None = None):
+    """Replace argument rows by their forms: lam[p] += lin @ A_p, const += lin @ c. ``lin`` covers
+    the rows ``rows`` of F (all when None); ``cols(p)`` the layout of lam[p] (None: all columns,
+    in order); ``W`` (B, R') the charges per unit |lin| (``_weights``, plus any of the caller)."""
     B, K, R = lin.shape
-    absl = np.abs(lin)
-    n = R
-    for p, A, absA, E in F.parents:
-        prod = A.lmul(lin.reshape(B * K, R)).reshape(B, K, -1)
-        w = absA.rmul(st.vmax[p])  # (B, R): Σ_j |A_rj| max|v_j|
-        err += _charge(np.einsum("bkr,br->bk", absl, w), n)
-        if E is not None:
-            err += 4 * np.einsum("bkr,br->bk", absl, E.rmul(st.vmax[p]))
+    n = F.R
+    err += 4 * TINY
+    if W is not None:
+        err += np.einsum("bkr,br->bk", np.abs(lin), W)
+    flat = lin.reshape(B * K, R)
+    for p, A, _, _ in F.parents:
+        o = None if cols is None else cols(p)
+        D = _sub(st, A, rows, o)
+        if D is not None:
+            prod = (flat @ D).reshape(B, K, -1)
+        else:
+            full = flat
+            if rows is not None:
+                full = np.zeros((B * K, n))
+                full[:, rows] = flat
+            prod = A.lmul(full).reshape(B, K, -1)
+            prod = prod if o is None else np.take(prod, o, axis=2)
         if p in lam:
             prod = lam[p] + prod
-            err += _charge(np.einsum("bkj,bj->bk", np.abs(prod), st.vmax[p]), 2)
+            vm = st.vmax[p] if o is None else st.vmax[p][:, o]
+            err += _charge(np.einsum("bkj,bj->bk", np.abs(prod), vm), 2)
         lam[p] = prod
-    cs = lin @ F.c
-    err += _charge(np.einsum("bkr,r->bk", absl, np.abs(F.c)) + np.abs(const) + np.abs(cs), n + 1)
-    err += 4 * np.einsum("bkr,r->bk", absl, F.Ec)
+    cs = flat @ (F.c if rows is None else F.c[rows])
+    cs = cs.reshape(B, K)
+    err += _charge(np.abs(const) + np.abs(cs), n + 1)
     return const + cs, err
 
 
@@ -544,7 +729,7 @@ def crown(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = N
     lin = np.concatenate([Cm, -Cm], axis=1)
     const, err = np.zeros((st.B, 2 * K)), np.zeros((st.B, 2 * K))
     lam: dict[int, np.ndarray] = {}
-    const, err = _through(st, lam, lin, const, err, fg.out)
+    const, err = _through(st, lam, lin, const, err, fg.out, W=_weights(st, fg.out, None))
     low = _best_backsub(st, lam, const, err, slopes)
     return np.maximum(il, low[:, :K]), np.minimum(iu, -low[:, K:])
 
@@ -563,7 +748,7 @@ def bound_forms(st: _State, F: _Forms, slopes: dict[int, Any] | None = None) -> 
     lam: dict[int, np.ndarray] = {}
     err = np.zeros((st.B, F.R))
     for p, A, _, E in F.parents:
-        lam[p] = np.broadcast_to(A.take()[None], (st.B, *A.shape))
+        lam[p] = A.take()
         if E is not None:
             err += 4 * E.rmul(st.vmax[p])
     const = np.broadcast_to(F.c, (st.B, F.R)).copy()

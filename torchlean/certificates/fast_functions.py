@@ -296,7 +296,11 @@ def _min_g(row: FastRow, l: Arr, u: Arr, a: Arr, s: int, attrs: dict[str, Any]) 
     def g(x: Arr) -> Arr:
         fx = row._f(x, attrs, s < 0) * s
         ax = a * x
-        return fx - ax - (np.abs(fx) + np.abs(ax)) * R - TINY
+        err = (np.abs(fx) + np.abs(ax)) * R + TINY
+        if row.name in _EXACT_F:  # f(x) exact and a in {0, 1, -1}: a*x and fx - ax (0, +-x or
+            # +-2x) are exact, so a stable ReLU's line is exact (the engines skip such elements)
+            err = np.where((a == 0) | (np.abs(a) == 1), 0.0, err)
+        return fx - ax - err
 
     best = np.full(l.shape, np.inf)
     with np.errstate(all="ignore"):
