@@ -27,7 +27,7 @@ import numpy as np
 from .bound_graph import refine_skips
 from .engine import EXACT_AT_STABLE, split_nodes
 from .fast import TINY, U, gamma, outward
-from .fast_functions import FAST
+from .fast_functions import FAST, relu_lines
 from .lower import Aff, BoundGraph
 from .slopes import GREEDY, POLICIES
 
@@ -343,7 +343,10 @@ def _relaxation(st: _State, k: int, slopes: Any = None, policy: str = POLICIES[0
         return st.relax[k][policy]
     node, (al, au) = st.fg.bg.nodes[k], st.arg[k]
     m = node.size
-    if node.kind == "fn":
+    if node.kind == "fn" and node.fn == "relu" and slopes is None and np.isfinite(al).all() \
+            and np.isfinite(au).all() and (al <= au).all():
+        out = ("fn", *relu_lines(al, au))
+    elif node.kind == "fn":
         row = FAST[node.fn]
         ok, fl, fu = _usable(row, al, au, node.attrs)
         sl, su = row.policy_slopes(policy, fl, fu, **node.attrs)
@@ -435,6 +438,7 @@ class _View:
         self.aL, self.d, self.a = aL[:, None, :na], d[:, None], aU[:, None, na:nm]
         self.bL, self.bU, self.b = bL[:, :na], bU[:, :na], bU[:, na:nb]
         self.hasL = bool(self.bL.any())
+        self.posU = bool((self.bU >= 0).all())  # (then Σ|terms| of the upper intercepts is -Σ terms)
         G = np.ones_like(self.zmax)
         G[:, :nm] = np.abs(aU[:, :nm]) * (1 + 2 * U)
         G[:, :na] = (np.maximum(np.abs(aL[:, :na]), np.abs(aU[:, :na])) + 2 * U * (np.abs(aL[:, :na])
@@ -563,7 +567,7 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
             lin = lk if lk.flags.writeable else lk.copy()
             ln = np.minimum(lin[:, :, : v.na], 0.0)
             cs = np.einsum("bkn,bn->bk", ln, v.bU)
-            cabs = -np.einsum("bkn,bn->bk", ln, np.abs(v.bU))
+            cabs = -cs if v.posU else -np.einsum("bkn,bn->bk", ln, np.abs(v.bU))
             if v.hasL:
                 lp = lin[:, :, : v.na] - ln
                 cs += np.einsum("bkn,bn->bk", lp, v.bL)
