@@ -402,6 +402,9 @@ def _corners(lx, ux, lw, uw, a, b, sign):
     return st.min(0) if sign < 0 else st.max(0)
 
 
+COMPOSITE = True  # (False: every view node charged at its own step; the tests compare the two)
+
+
 class _View:
     """A fn node's lines (one relaxation: slopes aL, aU and intercepts bL, bU, (B, m) each) laid
     out for the back-substitution. The node's multipliers λ are kept in the order ``order``:
@@ -536,7 +539,7 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
     memo: dict = {}
     views = {k: _view(st, k, None if slopes is None else slopes.get(k), policy, memo)
              for k in range(1, limit) if fg.bg.nodes[k].kind in ("fn", "mul", "max")}
-    composite = all(v is not None for v in views.values())
+    composite = COMPOSITE and all(v is not None for v in views.values())
 
     def cols(p: int) -> np.ndarray | None:
         v = views.get(p)

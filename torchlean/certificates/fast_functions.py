@@ -344,9 +344,9 @@ def relu_lines(l: Arr, u: Arr) -> tuple[Arr, Arr, Arr, Arr]:
     """The relu row's default lines (slope, intercept) below and above, elementwise for finite
     l <= u, in closed form (the generic ``policy_slopes`` + ``*_intercept`` cost ~10x more on a
     ReLU network's many small batches): lower slope 1 where u >= -l else 0 (adaptive; 1 / 0 on
-    stable elements), upper slope the chord u / (u - l) (1 / 0 on stable ones, as ``policy_slopes``). Intercepts: the
-    lower one min over [l, u] of relu(x) - a·x with a in {0, 1}: max(l, 0) or max(-u, 0), exact;
-    the upper one max over [l, u] of relu(x) - a·x, a convex function, so the larger of its
+    stable elements), upper slope the chord u / (u - l) (1 / 0 on stable ones), as ``policy_slopes``.
+    Intercepts: the lower one min over [l, u] of relu(x) - a·x with a in {0, 1}: max(l, 0) or
+    max(-u, 0), exact; the upper one max over [l, u] of relu(x) - a·x, a convex function, so the larger of its
     values at l and u, each computed with one rounded product and one rounded difference and
     pushed up by R·(|terms|) + TINY, as ``_min_g`` does (none where a is 0 or 1: exact)."""
     with np.errstate(all="ignore"):
