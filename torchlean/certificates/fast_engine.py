@@ -550,12 +550,13 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
         o = cols(p)
         if lp.ndim == 2:
             lp = lp if o is None else lp[:, o]
+            if composite and o is not None:
+                err += _charges(st, p, views, True) @ np.abs(lp).T
             lam[p] = np.broadcast_to(lp, (B, *lp.shape))
-        elif o is not None:
-            lam[p] = np.take(lp, o, axis=2)
-    if composite:
-        for p, lp in lam.items():
-            if views.get(p) is not None:
+            continue
+        if o is not None:
+            lp = lam[p] = np.take(lp, o, axis=2)
+            if composite:
                 err += np.einsum("bkj,bj->bk", np.abs(lp), _charges(st, p, views, True))
     for k in range(limit - 1, 0, -1):
         node = fg.bg.nodes[k]
@@ -567,21 +568,23 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
         if v is not None:
             if not composite:
                 err += np.einsum("bkj,bj->bk", np.abs(lk), _charges(st, k, views, False))
-            lin = lk if lk.flags.writeable else lk.copy()
-            ln = np.minimum(lin[:, :, : v.na], 0.0)
+            lin = lk if lk.flags.writeable else np.empty(lk.shape)  # (read-only: the starting rows)
+            ln = np.minimum(lk[:, :, : v.na], 0.0)
             cs = np.einsum("bkn,bn->bk", ln, v.bU)
             cabs = -cs if v.posU else -np.einsum("bkn,bn->bk", ln, np.abs(v.bU))
             if v.hasL:
-                lp = lin[:, :, : v.na] - ln
+                lp = lk[:, :, : v.na] - ln
                 cs += np.einsum("bkn,bn->bk", lp, v.bL)
                 cabs += np.einsum("bkn,bn->bk", lp, np.abs(v.bL))
             if v.nb > v.na:
-                lb = lin[:, :, v.na : v.nb]
+                lb = lk[:, :, v.na : v.nb]
                 cs += np.einsum("bkn,bn->bk", lb, v.b)
                 cabs += np.einsum("bkn,bn->bk", np.abs(lb), np.abs(v.b))
-            lin[:, :, : v.na] *= v.aL
+            np.multiply(lk[:, :, : v.na], v.aL, out=lin[:, :, : v.na])
             lin[:, :, : v.na] += np.multiply(ln, v.d, out=ln)
-            lin[:, :, v.na : v.nm] *= v.a
+            np.multiply(lk[:, :, v.na : v.nm], v.a, out=lin[:, :, v.na : v.nm])
+            if lin is not lk:
+                lin[:, :, v.nm :] = lk[:, :, v.nm :]
             err += _charge(cabs + np.abs(const) + np.abs(cs), m)
             const, err = _through(st, lam, lin, const + cs, err, fg.forms[k], v.order, cols, None)
             continue
