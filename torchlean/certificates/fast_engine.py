@@ -436,7 +436,8 @@ class _View:
         d = aU[:, :na] - aL[:, :na]
         bp = d - aU[:, :na]  # TwoSum(aU, -aL): e is exactly aU - aL - d
         e = (aU[:, :na] - (d - bp)) + (-aL[:, :na] - bp)
-        self.ok = bool(all(np.isfinite(x).all() for x in (*r2, d, e)))
+        # (one sum: a non-finite entry, or an overflow of the sum, makes it non-finite: no view)
+        self.ok = bool(np.isfinite(sum(float(x.sum()) for x in (*r2, d, e))))
         self.zmax = zmax[:, o]
         self.aL, self.d, self.a = aL[:, None, :na], d[:, None], aU[:, None, na:nm]
         self.bL, self.bU, self.b = bL[:, :na], bU[:, :na], bU[:, na:nb]
@@ -483,18 +484,23 @@ def _weights(st: _State, F: _Forms, rows: np.ndarray | None) -> np.ndarray:
     return st.memo[key][1]
 
 
-def _sub(st: _State, A: _Mat, rows: np.ndarray | None, cols: np.ndarray | None) -> np.ndarray | None:
+def _sub(st: _State, A: Any, rows: np.ndarray | None, cols: np.ndarray | None) -> np.ndarray | None:
     """The dense matrix A restricted to ``rows`` and ``cols`` (None: all), cached per state; None
-    for a sparse A."""
-    if A.sparse:
-        return None
-    if rows is None and cols is None:
-        return A.D
+    for a sparse A; for forms F, the constants of the rows."""
     key = ("sub", id(A), id(rows), id(cols))
-    if key not in st.memo:
+    if key in st.memo:
+        return st.memo[key][3]
+    if isinstance(A, _Forms):  # (the constants of the rows)
+        D = A.c[rows]
+    elif A.sparse:
+        return None
+    elif rows is None and cols is None:
+        return A.D
+    else:
         D = A.D if rows is None else A.D[rows]
-        st.memo[key] = (rows, cols, D if cols is None else D[:, cols])
-    return st.memo[key][2]
+        D = D if cols is None else D[:, cols]
+    st.memo[key] = (A, rows, cols, D)  # (keeps A, rows and cols alive with their ids)
+    return D
 
 
 def _charges(st: _State, k: int, views: dict[int, Any], composite: bool) -> np.ndarray:
@@ -541,13 +547,11 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
              for k in range(1, limit) if fg.bg.nodes[k].kind in ("fn", "mul", "max")}
     composite = COMPOSITE and all(v is not None for v in views.values())
 
-    def cols(p: int) -> np.ndarray | None:
-        v = views.get(p)
-        return None if v is None else v.order
+    cols = {p: v.order for p, v in views.items() if v is not None}
 
     B = const.shape[0]
     for p, lp in list(lam.items()):  # (2-D: the same rows for every box)
-        o = cols(p)
+        o = cols.get(p)
         if lp.ndim == 2:
             lp = lp if o is None else lp[:, o]
             if composite and o is not None:
@@ -585,8 +589,8 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
             np.multiply(lk[:, :, v.na : v.nm], v.a, out=lin[:, :, v.na : v.nm])
             if lin is not lk:
                 lin[:, :, v.nm :] = lk[:, :, v.nm :]
-            err += _charge(cabs + np.abs(const) + np.abs(cs), m)
-            const, err = _through(st, lam, lin, const + cs, err, fg.forms[k], v.order, cols, None)
+            pre = cabs + np.abs(const) + np.abs(cs)  # (charged with _through's, at the larger γ)
+            const, err = _through(st, lam, lin, const + cs, err, fg.forms[k], v.order, cols, None, pre, m)
             continue
         al, au = st.arg[k]
         pos = lk > 0
@@ -649,18 +653,18 @@ def _best_backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err
 
 
 def _through(st: _State, lam, lin: np.ndarray, const, err, F: _Forms, rows: np.ndarray | None = None,
-             cols: Any = None, W: np.ndarray | None = None):
+             cols: dict | None = None, W: np.ndarray | None = None, pre: Any = 0.0, m: int = 0):
     """Replace argument rows by their forms: lam[p] += lin @ A_p, const += lin @ c. ``lin`` covers
-    the rows ``rows`` of F (all when None); ``cols(p)`` the layout of lam[p] (None: all columns,
-    in order); ``W`` (B, R') the charges per unit |lin| (``_weights``, plus any of the caller)."""
+    the rows ``rows`` of F (all when None); ``cols[p]`` the layout of lam[p] (absent: all
+    columns, in order); ``W`` (B, R') the charges per unit |lin| (``_weights``, plus any of the
+    caller); ``pre`` (B, K) the caller's sum of |terms| of a sum of m terms, charged here."""
     B, K, R = lin.shape
     n = F.R
-    err += 4 * TINY
     if W is not None:
         err += np.einsum("bkr,br->bk", np.abs(lin), W)
     flat = lin.reshape(B * K, R)
     for p, A, _, _ in F.parents:
-        o = None if cols is None else cols(p)
+        o = None if cols is None else cols.get(p)
         D = _sub(st, A, rows, o)
         if D is not None:
             prod = (flat @ D).reshape(B, K, -1)
@@ -676,9 +680,8 @@ def _through(st: _State, lam, lin: np.ndarray, const, err, F: _Forms, rows: np.n
             vm = st.vmax[p] if o is None else st.vmax[p][:, o]
             err += _charge(np.einsum("bkj,bj->bk", np.abs(prod), vm), 2)
         lam[p] = prod
-    cs = flat @ (F.c if rows is None else F.c[rows])
-    cs = cs.reshape(B, K)
-    err += _charge(np.abs(const) + np.abs(cs), n + 1)
+    cs = (flat @ (F.c if rows is None else _sub(st, F, rows, None))).reshape(B, K)
+    err += _charge(pre + np.abs(const) + np.abs(cs), max(n, m) + 1) + 4 * TINY
     return const + cs, err
 
 
