@@ -147,7 +147,9 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             al = np.where(ph == 0, np.minimum(al, au), al)
         st.arg.append((al, au))
         m = node.size
-        if node.kind == "fn":
+        if node.kind == "fn" and node.fn == "relu":  # (monotone, exact in floats; NaN: push's)
+            L, Uu = np.maximum(al, 0.0), np.maximum(au, 0.0)
+        elif node.kind == "fn":
             row = FAST[node.fn]
             ok, fl, fu = _usable(row, al, au, node.attrs)
             L, Uu = row.interval(fl, fu, **node.attrs)
