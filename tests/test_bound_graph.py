@@ -374,7 +374,7 @@ def _relu_chain_violations(monkeypatch=None, zero=()):
     others, the output k0 - 0.7 k1 - 0.3 k2): the charges of the compact back-substitution
     (``_charges``, composite over both hidden layers) and the others keep them sound."""
     if zero:  # every charge of the fast engine
-        monkeypatch.setattr(fe, "_charges", lambda st, k, views, c: np.zeros_like(views[k].zmax))
+        monkeypatch.setattr(fe, "_charges", lambda st, k, views, c, done: np.zeros_like(views[k].zmax))
         monkeypatch.setattr(fe, "_weights", lambda st, F, r: np.zeros((st.B, F.R if r is None else len(r))))
         for mod in (fe, fast_forms):
             monkeypatch.setattr(mod, "_charge", lambda x, n: 0 * x)
@@ -403,9 +403,10 @@ def test_compact_backsub_charges_are_needed_and_sufficient(monkeypatch):
 def test_composite_charges_cover_the_step_by_step_ones(monkeypatch):
     """The composite charges (bounded once from the starting multipliers) are at least the
     step-by-step ones they replace: bounds with them are never tighter, on chains with unstable
-    neurons, in batches."""
+    neurons, in batches; also with a tanh layer below ReLU layers (two slope policies: the
+    composite charges of a ReLU node depend on the tanh node's lines under each policy)."""
     rng = np.random.default_rng(5)
-    for _ in range(6):
+    for t in range(8):
         sizes = (4, 10, 10, 10, 3)
         nodes, c, cur = [], {}, "x"
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -413,7 +414,7 @@ def test_composite_charges_cover_the_step_by_step_ones(monkeypatch):
             nodes.append(("matmul", [cur, f"W{i}"], f"m{i}"))
             cur = f"m{i}"
             if i + 2 < len(sizes):
-                nodes.append(("relu", [cur], f"h{i}"))
+                nodes.append(("tanh" if t % 2 and i == 0 else "relu", [cur], f"h{i}"))
                 cur = f"h{i}"
         bg = lower(G(nodes, c).to_dict())
         lo = rng.uniform(-1, 1, (8, 4))

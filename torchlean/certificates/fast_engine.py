@@ -329,15 +329,17 @@ def _sub(st: _State, A: Any, rows: np.ndarray | None, cols: np.ndarray | None) -
     return D
 
 
-def _charges(st: _State, k: int, views: dict[int, Any], composite: bool) -> np.ndarray:
+def _charges(st: _State, k: int, views: dict[int, Any], composite: bool, done: dict) -> np.ndarray:
     """V (B, L): per unit |λ| of view node k, a bound on the charges of replacing it by its lines
     and forms; with ``composite``, also on every charge of the nodes below that those multipliers
     cause: a parent's multipliers are at most (1 + γ)·|μ|·|A| (a computed dot product is at most
     1 + γ times the sum of its absolute terms; an accumulation from another consumer adds one more
-    rounding, within the same γ), and |μ| at most G·|λ|."""
+    rounding, within the same γ), and |μ| at most G·|λ|. ``done``: the V already computed for
+    these ``views`` (a composite V depends on the views of every node below, so it is cached per
+    policy and mode, never on a view that several policies share)."""
+    if k in done:
+        return done[k]
     v = views[k]
-    if composite in v.V:
-        return v.V[composite]
     F = st.fg.forms[k]
     W = 2 * U * v.zmax + _weights(st, F, v.order)
     if composite:
@@ -345,7 +347,7 @@ def _charges(st: _State, k: int, views: dict[int, Any], composite: bool) -> np.n
         for p, A, absA, _ in F.parents:
             if views.get(p) is None:
                 continue
-            Vp = _charges(st, p, views, composite)
+            Vp = _charges(st, p, views, composite, done)
             D = _sub(st, absA, v.order, views[p].order)
             if D is None:
                 full = np.zeros((st.B, A.shape[1]))
@@ -355,7 +357,7 @@ def _charges(st: _State, k: int, views: dict[int, Any], composite: bool) -> np.n
                 W = W + grow * (Vp @ D.T)
     V = v.G * W
     V[:, : v.na] += v.w2
-    v.V[composite] = V
+    done[k] = V
     return V
 
 
@@ -374,6 +376,7 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
     composite = COMPOSITE and all(v is not None for v in views.values())
 
     cols = {p: v.order for p, v in views.items() if v is not None}
+    done = {} if slopes is not None else st.memo.setdefault(("V", policy, composite), {})
 
     B = const.shape[0]
     for p, lp in list(lam.items()):  # (2-D: the same rows for every box)
@@ -381,13 +384,13 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
         if lp.ndim == 2:
             lp = lp if o is None else lp[:, o]
             if composite and o is not None:
-                err += _charges(st, p, views, True) @ np.abs(lp).T
+                err += _charges(st, p, views, True, done) @ np.abs(lp).T
             lam[p] = np.broadcast_to(lp, (B, *lp.shape))
             continue
         if o is not None:
             lp = lam[p] = np.take(lp, o, axis=2)
             if composite:
-                err += np.einsum("bkj,bj->bk", np.abs(lp), _charges(st, p, views, True))
+                err += np.einsum("bkj,bj->bk", np.abs(lp), _charges(st, p, views, True, done))
     for k in range(limit - 1, 0, -1):
         node = fg.bg.nodes[k]
         if k not in lam or node.kind == "const":
@@ -397,7 +400,7 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
         m = node.size
         if v is not None:
             if not composite:
-                err += np.einsum("bkj,bj->bk", np.abs(lk), _charges(st, k, views, False))
+                err += np.einsum("bkj,bj->bk", np.abs(lk), _charges(st, k, views, False, done))
             lin = lk if lk.flags.writeable else np.empty(lk.shape)  # (read-only: the starting rows)
             ln = np.minimum(lk[:, :, : v.na], 0.0)
             cs = np.einsum("bkn,bn->bk", ln, v.bU)

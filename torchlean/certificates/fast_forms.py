@@ -188,4 +188,3 @@ class _View:
                      + np.abs(d)) + np.abs(e)) * (1 + 2 * U)
         self.G = G
         self.w2 = (2 * U * (np.abs(aL[:, :na]) + np.abs(d)) + 2 * np.abs(e)) * self.zmax[:, :na]
-        self.V: dict[bool, np.ndarray] = {}  # charges per unit |λ| (``_charges``), by mode
