@@ -17,8 +17,10 @@ a non-integer exponent, exp(c log x): 1 + |c|(1 + |log x|); integer powers by re
 |c| + 3). Every
 bound is then pushed outward by R = 2^-36 times the magnitudes of everything that entered it plus
 TINY = 2^-1000: at least 2^9 times the rounding errors it covers, including those of the few
-operations that compute it. A result that is not finite becomes -inf for a lower bound and +inf
-for an upper bound (sound, useless), e.g. where exp overflows binary64 (709.8 < x <= EXP_MAX).
+operations that compute it (except where nothing is rounded: relu and abs, whose f is exact, at
+slopes 0 and +-1, so a stable ReLU's lines are exact). A result that is not finite becomes -inf
+for a lower bound and +inf for an upper bound (sound, useless), e.g. where exp overflows binary64
+(709.8 < x <= EXP_MAX).
 Domain violations raise ``DomainError`` if any element violates.
 """
 
