@@ -4,6 +4,14 @@ float64), measured in the same run, plus the checker's sound fast replay (certif
 fast_crown, with outward rounding).
 
     OPENBLAS_NUM_THREADS=1 python bench/bench_bounds.py [--boxes 1024] [--repeat 3]
+    OPENBLAS_NUM_THREADS=1 python bench/bench_bounds.py --engines [--nets 1_1,2_9] [--repeat 7]
+
+``--engines`` compares the checker's two sound fast CROWN engines on ACAS Xu the way the verifier
+and the replay use them: the bound table's ``fast_engine.crown`` (on the lowered graph, objective
+rows C) against the ReLU-chain ``fast_crown.crown_bounds`` (C folded into the last layer), on
+batches of 32 (the search) and 96 (the replay) random sub-boxes of width 1/8..1/32 of property
+1-4's input region; CPU time per call, median of interleaved repeats, and the lower bounds'
+differences (the table intersects intermediate bounds with IBP, so it is mostly tighter).
 
 The PyTorch versions below follow verify/bounds.py line for line (IBP; CROWN with CROWN
 intermediate bounds and the adaptive lower slope), so the comparison is algorithm for algorithm.
@@ -89,15 +97,59 @@ def rate(fn, boxes: int, repeat: int) -> float:
     return boxes / best
 
 
+def engines(data: Path, nets: list[str], repeat: int) -> None:
+    """fast_engine.crown vs fast_crown.crown_bounds (see the module docstring)."""
+    from torchlean.certificates import fast_engine as fe
+    from torchlean.certificates.lower import lower
+    from torchlean.certificates.network import network_from_ir
+    from torchlean.verify.network import load_graph
+
+    C = np.array([[1, -1, 0, 0, 0], [1, 0, -1, 0, 0], [1, 0, 0, -1, 0], [1, 0, 0, 0, -1.0]])
+    lo0, hi0 = np.array([-0.3, -0.5, -0.5, -0.5, -0.5]), np.array([0.68, 0.5, 0.5, 0.5, 0.5])
+    print("net   width  B   table ms  chain ms  table/chain  lower table-chain: median  min  max")
+    tot = np.zeros(2)
+    for name in nets:
+        ir = load_graph(data / f"acasxu/ACASXU_run2a_{name}_batch_2000.onnx").to_dict()
+        fg = fe.compiled(lower(ir))
+        layers = fast.prepare(network_from_ir(ir).steps)
+        last = layers[-1]  # (C folded into the last affine step, exact products of float weights by +-1)
+        chain = layers[:-1] + [("affine", C @ last[1], np.abs(C) @ last[2], C @ last[3], np.abs(C) @ last[4])]
+        rng = np.random.default_rng(0)
+        for div in (32, 16, 8):
+            w = (hi0 - lo0) / div
+            for B in (32, 96):
+                lo = rng.uniform(lo0, hi0 - w, (B, 5))
+                hi = lo + w
+                ts = []
+                for _ in range(repeat):  # (interleaved, so machine load hits both alike)
+                    t = time.process_time()
+                    a = fe.crown(fg, lo, hi, C=C)[0]
+                    t1 = time.process_time() - t
+                    t = time.process_time()
+                    b = crown_bounds(chain, lo, hi)
+                    ts.append((t1, time.process_time() - t))
+                t1, t2 = np.median(ts, 0)
+                tot += (t1, t2)
+                d = a - b
+                print(f"{name}  1/{div:<3} {B:3d}  {t1 * 1e3:8.1f}  {t2 * 1e3:8.1f}  {t1 / t2:11.2f}  "
+                      f"{np.median(d):10.3g} {d.min():10.3g} {d.max():10.3g}")
+    print(f"total: table {tot[0]:.3f} s, chain {tot[1]:.3f} s, ratio {tot[0] / tot[1]:.2f}")
+
+
 def main() -> None:
     keep_freed_memory()
     ap = argparse.ArgumentParser()
     ap.add_argument("--boxes", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--engines", action="store_true", help="bound table vs chain engine (fast CROWN)")
+    ap.add_argument("--nets", default="1_1,2_9")
     a = ap.parse_args()
     data = next(
         p for p in (ROOT / "tests/data/vnncomp2021", ROOT.parent / "shared/data/vnncomp2021") if p.is_dir()
     )
+    if a.engines:
+        engines(data, a.nets.split(","), max(a.repeat, 7))
+        return
     net = load_net(data / "acasxu/ACASXU_run2a_1_1_batch_2000.onnx")
     fn = float_net(net)
     rng = np.random.default_rng(0)

@@ -387,3 +387,31 @@ def test_errorbound_tanh_uses_the_row():
         assert M(a) <= t_lo and t_hi <= M(b) and M(b - a) < t_hi - t_lo + mp.mpf(2) ** -80
         s2 = mp.sech(M(Q(0 if lo <= 0 <= hi else min(abs(lo), abs(hi))))) ** 2
         assert s2 <= M(tanh_slope(lo, hi)) <= s2 * (1 + mp.mpf(2) ** -80)
+
+
+def test_relu_lines_closed_form_is_valid_and_matches_the_generic_row():
+    """``fast_functions.relu_lines`` (the engine's default ReLU lines) against the generic row: the
+    same slopes and lower intercepts, and lines below / above relu at sampled points (exact
+    comparison in Fractions), including l = u, l = 0, u = 0, wide and overflowing intervals."""
+    from torchlean.certificates.fast_functions import relu_lines
+
+    rng = np.random.default_rng(0)
+    l = rng.normal(size=4000) * rng.choice([1e-3, 1, 1e3, 1e300], 4000)
+    u = l + np.abs(rng.normal(size=4000)) * rng.choice([0, 1e-3, 1, 1e300], 4000)
+    l[:4], u[:4] = [0, -1, 0, -1e308], [0, 0, 2, 1e308]
+    ok = np.isfinite(u)
+    l, u = l[ok], u[ok]
+    sl, bl, su, bu = relu_lines(l, u)
+    row = FAST["relu"]
+    gl, gu = row.default_slopes(l, u)
+    assert (sl == gl).all() and (su == gu).all()
+    assert (bl == row.lower_intercept(l, u, sl)).all()
+    for t in (0.0, 0.25, 0.5, 1.0):
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = l + (u - l) * t if t else l
+        x = np.where(np.isfinite(x), x, u)
+        for i in range(0, len(x), 37):
+            xi, y = Q(x[i]), max(Q(x[i]), Q(0))
+            assert Q(sl[i]) * xi + Q(bl[i]) <= y
+            if np.isfinite(bu[i]):
+                assert Q(su[i]) * xi + Q(bu[i]) >= y

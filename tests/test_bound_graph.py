@@ -14,7 +14,7 @@ import pytest
 
 import torchlean as tl
 from torchlean import nn
-from torchlean.certificates import engine
+from torchlean.certificates import engine, fast_forms
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.bounds import crown_lower_exact
 from torchlean.certificates.lower import NO_ROW, ROWS, fingerprint, lower
@@ -339,7 +339,8 @@ def _cancelling_violations():
 
 def test_fast_rounding_charges_are_needed_and_sufficient(monkeypatch):
     assert _cancelling_violations() == 0
-    monkeypatch.setattr(fe, "_charge", lambda x, n: 0 * x)
+    for mod in (fe, fast_forms):
+        monkeypatch.setattr(mod, "_charge", lambda x, n: 0 * x)
     assert _cancelling_violations() > 0  # the test has the power to see a missing charge
 
 
@@ -364,3 +365,87 @@ def test_skipped_refinements_lose_nothing():
     al, au = fe.crown(fg, lo, hi)
     np.testing.assert_allclose(sl, al, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(su, au, rtol=1e-9, atol=1e-9)
+
+
+def _relu_chain_violations(monkeypatch=None, zero=()):
+    """Fast CROWN bounds crossing the exact ones on ReLU chains whose neurons are active on the
+    whole box (positive inputs near 1e8 and weights, so exact CROWN is the exact range), with
+    multipliers that cancel in the back-substitution (W2's first column ~ 0.7 and 0.3 of the
+    others, the output k0 - 0.7 k1 - 0.3 k2): the charges of the compact back-substitution
+    (``_charges``, composite over both hidden layers) and the others keep them sound."""
+    if zero:  # every charge of the fast engine
+        monkeypatch.setattr(fe, "_charges", lambda st, k, views, c, done: np.zeros_like(views[k].zmax))
+        monkeypatch.setattr(fe, "_weights", lambda st, F, r: np.zeros((st.B, F.R if r is None else len(r))))
+        for mod in (fe, fast_forms):
+            monkeypatch.setattr(mod, "_charge", lambda x, n: 0 * x)
+    bad = 0
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        W1, W2 = rng.uniform(0.5, 1.5, (3, 3)), rng.uniform(0.5, 1.5, (3, 3))
+        W2[:, 0] = 0.7 * W2[:, 1] + 0.3 * W2[:, 2]
+        W3 = np.array([[1.0], [-0.7], [-0.3]])
+        g = G([("matmul", ["x", "W1"], "a"), ("relu", ["a"], "h"), ("matmul", ["h", "W2"], "c"),
+               ("relu", ["c"], "k"), ("matmul", ["k", "W3"], "y")], {"W1": W1, "W2": W2, "W3": W3}, (1, 3))
+        bg = lower(g.to_dict())
+        lo = 1e8 + rng.uniform(0, 1e6, 3)
+        hi = lo + rng.uniform(0, 1, 3)
+        el, eu = engine.crown(bg, lo.tolist(), hi.tolist())  # all neurons stable: the exact range
+        fl, fu = fe.crown(bg, lo[None], hi[None])
+        bad += sum(F(a) > b for a, b in zip(fl[0], el)) + sum(F(a) < b for a, b in zip(fu[0], eu))
+    return bad
+
+
+def test_compact_backsub_charges_are_needed_and_sufficient(monkeypatch):
+    assert _relu_chain_violations() == 0
+    assert _relu_chain_violations(monkeypatch, zero=True) > 0  # (the test can see a missing charge)
+
+
+def test_composite_charges_cover_the_step_by_step_ones(monkeypatch):
+    """The composite charges (bounded once from the starting multipliers) are at least the
+    step-by-step ones they replace: bounds with them are never tighter, on chains with unstable
+    neurons, in batches; also with a tanh layer below ReLU layers (two slope policies: the
+    composite charges of a ReLU node depend on the tanh node's lines under each policy)."""
+    rng = np.random.default_rng(5)
+    for t in range(8):
+        sizes = (4, 10, 10, 10, 3)
+        nodes, c, cur = [], {}, "x"
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            c[f"W{i}"] = _w(rng, a, b)
+            nodes.append(("matmul", [cur, f"W{i}"], f"m{i}"))
+            cur = f"m{i}"
+            if i + 2 < len(sizes):
+                nodes.append(("tanh" if t % 2 and i == 0 else "relu", [cur], f"h{i}"))
+                cur = f"h{i}"
+        bg = lower(G(nodes, c).to_dict())
+        lo = rng.uniform(-1, 1, (8, 4))
+        hi = lo + rng.uniform(0.05, 0.5, (8, 4))
+        comp = fe.crown(bg, lo, hi)
+        monkeypatch.setattr(fe, "COMPOSITE", False)
+        step = fe.crown(bg, lo, hi)
+        monkeypatch.setattr(fe, "COMPOSITE", True)
+        assert (comp[0] <= step[0]).all() and (comp[1] >= step[1]).all()
+        assert (comp[0] < step[0]).any()  # (they differ: the test compares two computations)
+
+
+def test_relu_chain_bounds_hold_on_sampled_points_with_unstable_neurons():
+    """Neurons that straddle 0 on the box (relaxed columns, μ = λ·aL + λ⁻·d): exact evaluation at
+    sampled points and corners stays inside the fast bounds, in batches and alone."""
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        W1, W2, W3 = rng.normal(size=(3, 8)), rng.normal(size=(8, 8)), rng.normal(size=(8, 2))
+        W3[:, 1] = -W3[:, 0] * (1 + 1e-7)
+        g = G([("matmul", ["x", "W1"], "a"), ("relu", ["a"], "h"), ("matmul", ["h", "W2"], "c"),
+               ("relu", ["c"], "k"), ("matmul", ["k", "W3"], "y")], {"W1": W1, "W2": W2, "W3": W3}, (1, 3))
+        bg = lower(g.to_dict())
+        lo = rng.uniform(-1, 0, (6, 3))
+        hi = lo + rng.uniform(0.1, 1, (6, 3))
+        fl, fu = fe.crown(bg, lo, hi)
+        for b in range(6):
+            one = fe.crown(bg, lo[b:b + 1], hi[b:b + 1])
+            pts = [lo[b] + (hi[b] - lo[b]) * t for t in rng.uniform(0, 1, (20, 3))]
+            pts += [np.where(np.array(c) == 1, hi[b], lo[b]) for c in np.ndindex(2, 2, 2)]
+            for x in pts:
+                y = np.asarray(evaluate(g, {"x": x[None]})[0], dtype=object).ravel()
+                for i, v in enumerate(y):  # (mpmath numbers compare exactly with floats)
+                    for lb, ub in ((fl[b], fu[b]), (one[0][0], one[1][0])):
+                        assert lb[i] <= v <= ub[i]

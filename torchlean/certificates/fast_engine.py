@@ -27,134 +27,10 @@ import numpy as np
 from .bound_graph import refine_skips
 from .engine import EXACT_AT_STABLE, split_nodes
 from .fast import TINY, U, gamma, outward
-from .fast_functions import FAST
+from .fast_forms import _charge, _Forms, _safe, _View
+from .fast_functions import FAST, relu_lines
 from .lower import Aff, BoundGraph
 from .slopes import GREEDY, POLICIES
-
-
-def _charge(x: np.ndarray, n: int) -> np.ndarray:
-    """4·γ_n·x + TINY: the charge for a computed sum of n terms whose absolute terms sum to x."""
-    return 4 * gamma(n + 2) * x + TINY
-
-
-class _Mat:
-    """An (R, n) float matrix, dense, or sparse when under 1% full (coordinates sorted by row, and a
-    column-sorted view): pooling and convolution forms have few entries per row, and the products
-    below then cost their entries, not R·n. Sums of products are the same sums (any order), so
-    the engine's γ_n error bounds hold for both layouts."""
-
-    def __init__(self, R: int, n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray):
-        self.shape = (R, n)
-        self.sparse = len(vals) < 0.01 * R * n  # (gathers cost ~10-20x a BLAS product per entry)
-        if not self.sparse:
-            self.D = np.zeros((R, n))
-            self.D[rows, cols] = vals
-            return
-        self.rows, self.cols, self.vals = rows, cols, vals
-        self.urows, self.rstart = np.unique(rows, return_index=True)
-        self.cperm = np.argsort(cols, kind="stable")
-        self.ucols, self.cstart = np.unique(cols[self.cperm], return_index=True)
-
-    def _like(self, vals: np.ndarray) -> _Mat:
-        m = object.__new__(_Mat)
-        m.__dict__.update(self.__dict__)
-        m.vals = vals
-        return m
-
-    def map(self, f: Any) -> _Mat:
-        """The matrix with f applied to every entry (f(0) = 0: abs, positive/negative part)."""
-        return self._like(f(self.vals)) if self.sparse else _dense(f(self.D))
-
-    def rmul(self, X: np.ndarray) -> np.ndarray:
-        """X @ A.T for X (B, n): (B, R)."""
-        if not self.sparse:
-            return X @ self.D.T
-        out = np.zeros((X.shape[0], self.shape[0]))
-        out[:, self.urows] = np.add.reduceat(X[:, self.cols] * self.vals, self.rstart, axis=1)
-        return out
-
-    def lmul(self, Y: np.ndarray) -> np.ndarray:
-        """Y @ A for Y (M, R): (M, n), in chunks of rows so the products stay ~2^24 entries."""
-        if not self.sparse:
-            return Y @ self.D
-        out = np.zeros((Y.shape[0], self.shape[1]))
-        r, v = self.rows[self.cperm], self.vals[self.cperm]
-        step = max(1, 2**24 // max(len(v), 1))
-        for a in range(0, Y.shape[0], step):
-            out[a:a + step, self.ucols] = np.add.reduceat(Y[a:a + step, r] * v, self.cstart, axis=1)
-        return out
-
-    def take(self, rows: np.ndarray | None = None) -> np.ndarray:
-        """The given rows (all when None), dense."""
-        if not self.sparse:
-            return self.D if rows is None else self.D[rows]
-        full = np.zeros(self.shape)
-        full[self.rows, self.cols] = self.vals
-        return full if rows is None else full[rows]
-
-
-def _dense(D: np.ndarray) -> _Mat:
-    m = object.__new__(_Mat)
-    m.shape, m.sparse, m.D = D.shape, False, D
-    return m
-
-
-class _Forms:
-    """A list of R exact forms as float matrices per parent node: (node index, A, |A|, E or None)
-    as ``_Mat``s, constants c and their rounding error Ec."""
-
-    def __init__(self, forms: list[Aff], starts: list[int], sizes: list[int]):
-        R = len(forms)
-        rows = np.array([r for r, f in enumerate(forms) for _ in f.t], dtype=np.int64)
-        cols = np.array([v for f in forms for v in f.t], dtype=np.int64)
-        qs = [q for f in forms for q in f.t.values()]
-        vals = np.array([q.numerator / q.denominator for q in qs])  # (int / int: correctly rounded)
-        # exact as a float: a power-of-two denominator (not too small) and a 53-bit numerator
-        inexact = np.array([bool(q.denominator & (q.denominator - 1)) or q.denominator.bit_length() > 1000
-                            or abs(q.numerator) >= 2**53 for q in qs], dtype=bool)
-        par = np.searchsorted(np.array(starts), cols, side="right") - 1 if len(cols) else cols
-        self.parents = []
-        self.pn: dict[int, tuple[_Mat, _Mat]] = {}
-        for p in np.unique(par):
-            m = par == p
-            A = _Mat(R, sizes[p], rows[m], cols[m] - starts[p], vals[m])
-            E = None
-            if (m & inexact).any():
-                err = np.zeros(len(vals))
-                for t in np.nonzero(m & inexact)[0]:
-                    e = abs(qs[t] - Fraction(float(vals[t])))
-                    err[t] = float(e) * (1 + 2**-50) + 5e-324
-                E = _Mat(R, sizes[p], rows[m], cols[m] - starts[p], err[m])
-            self.parents.append((int(p), A, A.map(np.abs), E))
-        cs = [f.c for f in forms]
-        self.c = np.array([float(q) for q in cs]) if R else np.zeros(0)
-        self.Ec = np.array([float(abs(q - Fraction(float(q)))) * (1 + 2**-50) + 5e-324 for q in cs]
-                           ) if R else self.c
-        self.R = R
-        # rows that are one variable with coefficient +-1 and no constant are computed exactly (no
-        # charge): keeps e.g. a dead ReLU's 0 exact for the max node's dominance test
-        self.plain = np.array([len(f.t) == 1 and abs(next(iter(f.t.values()))) == 1 and not f.c
-                               for f in forms], dtype=bool)
-
-    def bounds(self, L: list[np.ndarray], Uu: list[np.ndarray], vmax: list[np.ndarray]):
-        """Outward (B, R) bounds of the forms over the variable bounds."""
-        lo = np.broadcast_to(self.c, (L[0].shape[0], self.R)).copy()
-        hi = lo.copy()
-        mag = np.abs(lo)
-        exact_err = np.broadcast_to(self.Ec, lo.shape)
-        n = 1
-        for p, A, absA, E in self.parents:
-            if p not in self.pn:  # (positive and negative parts, kept for the next batches)
-                self.pn[p] = (A.map(lambda v: np.maximum(v, 0)), A.map(lambda v: np.minimum(v, 0)))
-            Ap, An = self.pn[p]
-            lo += Ap.rmul(L[p]) + An.rmul(Uu[p])
-            hi += Ap.rmul(Uu[p]) + An.rmul(L[p])
-            mag = mag + absA.rmul(vmax[p])
-            if E is not None:
-                exact_err = exact_err + E.rmul(vmax[p])
-            n += A.shape[1]
-        ch = np.where(self.plain, 0.0, _charge(mag, n) + 4 * exact_err)
-        return _safe(lo - ch, hi + ch)
 
 
 class FastGraph:
@@ -215,6 +91,7 @@ class _State:
         self.vmax: list[np.ndarray] = [np.maximum(np.abs(lo), np.abs(hi))]
         self.arg: list[Any] = [None]  # per node: (B, R) lower and upper bounds of its argument forms
         self.relax: list[Any] = [{}]  # per node: default relaxations by policy
+        self.memo: dict[Any, Any] = {}  # views, charge weights and sub-matrices of this state (below)
 
     def push(self, L: np.ndarray, Uu: np.ndarray) -> None:
         bad = ~(np.isfinite(L) & np.isfinite(Uu))
@@ -222,11 +99,6 @@ class _State:
         self.L.append(L)
         self.U.append(Uu)
         self.vmax.append(np.maximum(np.abs(L), np.abs(Uu)))
-
-
-def _safe(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """NaN (from inf - inf on unbounded values) becomes the vacuous bound, never a pass."""
-    return np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), np.inf, hi)
 
 
 def _mul_iv(lx, ux, lw, uw):
@@ -256,10 +128,17 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             # (forms over input and const variables only: their IBP bound is already exact)
             rows = _refine_rows(node, fg.groups[k], al, au)
             rows = rows[~fg.best[k][rows]]  # (bound_graph.refine_skips)
-            if rows.size:
-                cl, cu = _crown_rows(st, k, rows)
-                al[:, rows] = np.maximum(al[:, rows], cl)
-                au[:, rows] = np.minimum(au[:, rows], cu)
+            if rows.size and node.kind == "fn" and node.fn == "relu":
+                # a ReLU whose upper bound is <= 0 outputs 0 whatever its lower bound: upper rows
+                # first, then lower rows only for the elements still unstable in some box
+                au[:, rows] = np.minimum(au[:, rows], -_crown_rows(st, k, rows, -1))
+                rows = rows[((al[:, rows] < 0) & (au[:, rows] > 0)).any(0)]
+                if rows.size:
+                    al[:, rows] = np.maximum(al[:, rows], _crown_rows(st, k, rows, 1))
+            elif rows.size:
+                low = _crown_rows(st, k, np.concatenate([rows, rows]), np.repeat([1, -1], rows.size))
+                al[:, rows] = np.maximum(al[:, rows], low[:, : rows.size])
+                au[:, rows] = np.minimum(au[:, rows], -low[:, rows.size:])
 
         if phases is not None and k in phases:
             ph = phases[k]
@@ -268,7 +147,9 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             al = np.where(ph == 0, np.minimum(al, au), al)
         st.arg.append((al, au))
         m = node.size
-        if node.kind == "fn":
+        if node.kind == "fn" and node.fn == "relu":  # (monotone, exact in floats; NaN: push's)
+            L, Uu = np.maximum(al, 0.0), np.maximum(au, 0.0)
+        elif node.kind == "fn":
             row = FAST[node.fn]
             ok, fl, fu = _usable(row, al, au, node.attrs)
             L, Uu = row.interval(fl, fu, **node.attrs)
@@ -309,24 +190,21 @@ def _max_sel(idx, al, au):
     return sel, best >= others, mu.max(2)
 
 
-def _crown_rows(st: _State, k: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CROWN lower and upper bounds (B, len(rows)) of argument rows of node k, both in one pass
-    (GREEDY slopes on graphs with two policies, as engine.py)."""
+def _crown_rows(st: _State, k: int, rows: np.ndarray, sign: Any) -> np.ndarray:
+    """CROWN lower bounds (B, len(rows)) of sign·(argument row) for the given rows of node k
+    (``sign`` +-1 per row or for all), in one pass (GREEDY slopes on graphs with two policies, as
+    engine.py)."""
     F = st.fg.forms[k]
+    sg = np.broadcast_to(np.asarray(sign, dtype=float), rows.shape)[:, None]
     lam: dict[int, np.ndarray] = {}
-    err = np.zeros((st.B, 2 * len(rows)))
+    err = np.zeros((st.B, len(rows)))
     for p, A, _, E in F.parents:
-        a = A.take(rows)
-        lam[p] = np.broadcast_to(np.concatenate([a, -a])[None], (st.B, 2 * len(rows), A.shape[1]))
+        lam[p] = A.take(rows) * sg
         if E is not None:
-            e = E.take(rows)
-            err += 4 * np.einsum("kj,bj->bk", np.concatenate([e, e]), st.vmax[p])
-    c = np.concatenate([F.c[rows], -F.c[rows]])
-    const = np.broadcast_to(c, (st.B, 2 * len(rows))).copy()
-    err += np.concatenate([F.Ec[rows], F.Ec[rows]])[None]
-    low = _backsub(st, lam, const, err, k, None, GREEDY if len(st.fg.policies) > 1 else POLICIES[0])
-    n = len(rows)
-    return low[:, :n], -low[:, n:]
+            err += 4 * np.einsum("kj,bj->bk", E.take(rows), st.vmax[p])
+    const = np.broadcast_to(F.c[rows] * sg[:, 0], (st.B, len(rows))).copy()
+    err += F.Ec[rows][None]
+    return _backsub(st, lam, const, err, k, None, GREEDY if len(st.fg.policies) > 1 else POLICIES[0])
 
 
 def _relaxation(st: _State, k: int, slopes: Any = None, policy: str = POLICIES[0]):
@@ -338,7 +216,10 @@ def _relaxation(st: _State, k: int, slopes: Any = None, policy: str = POLICIES[0
         return st.relax[k][policy]
     node, (al, au) = st.fg.bg.nodes[k], st.arg[k]
     m = node.size
-    if node.kind == "fn":
+    if node.kind == "fn" and node.fn == "relu" and slopes is None and np.isfinite(al).all() \
+            and np.isfinite(au).all() and (al <= au).all():
+        out = ("fn", *relu_lines(al, au))
+    elif node.kind == "fn":
         row = FAST[node.fn]
         ok, fl, fu = _usable(row, al, au, node.attrs)
         sl, su = row.policy_slopes(policy, fl, fu, **node.attrs)
@@ -394,22 +275,155 @@ def _corners(lx, ux, lw, uw, a, b, sign):
     return st.min(0) if sign < 0 else st.max(0)
 
 
+COMPOSITE = True  # (False: every view node charged at its own step; the tests compare the two)
+
+
+def _view(st: _State, k: int, sk: Any, policy: str, memo: dict) -> _View | None:
+    """Node k's ``_View`` under ``policy`` (``sk``: supplied slopes or None), or None where the
+    multipliers stay in the node's own layout (other kinds; fn nodes whose lines GREEDY picks per
+    row; lines with a non-finite number)."""
+    node = st.fg.bg.nodes[k]
+    if node.kind != "fn" or (policy == GREEDY and st.fg.split[k]):
+        return None
+    pol = policy if st.fg.split[k] else POLICIES[0]
+    key, memo = ("view", k, pol), (st.memo if sk is None else memo)
+    if key not in memo:
+        al, au = st.arg[k]
+        v = _View(_relaxation(st, k, sk, pol), np.maximum(np.abs(al), np.abs(au)))
+        memo[key] = v if v.ok else None
+    return memo[key]
+
+
+def _weights(st: _State, F: _Forms, rows: np.ndarray | None) -> np.ndarray:
+    """(B, R') charges per unit of |multiplier| on the given rows of F (all when None) for
+    replacing them by their forms: 4·γ_{n+3}·(Σ_j |A_rj| max|v_j| + |c_r|) for the computed
+    products and constant, plus 4·(E·max|v| + E_c) for the float conversion of the exact forms."""
+    key = ("w", id(F), id(rows))
+    if key not in st.memo:
+        g = 4 * gamma(F.R + 3)
+        w = g * np.abs(F.c) + 4 * F.Ec
+        for p, _, absA, E in F.parents:
+            w = w + g * absA.rmul(st.vmax[p])
+            if E is not None:
+                w = w + 4 * E.rmul(st.vmax[p])
+        st.memo[key] = (rows, w if rows is None else w[:, rows])  # (rows kept alive with its id)
+    return st.memo[key][1]
+
+
+def _sub(st: _State, A: Any, rows: np.ndarray | None, cols: np.ndarray | None) -> np.ndarray | None:
+    """The dense matrix A restricted to ``rows`` and ``cols`` (None: all), cached per state; None
+    for a sparse A; for forms F, the constants of the rows."""
+    key = ("sub", id(A), id(rows), id(cols))
+    if key in st.memo:
+        return st.memo[key][3]
+    if isinstance(A, _Forms):  # (the constants of the rows)
+        D = A.c[rows]
+    elif A.sparse:
+        return None
+    elif rows is None and cols is None:
+        return A.D
+    else:
+        D = A.D if rows is None else A.D[rows]
+        D = D if cols is None else D[:, cols]
+    st.memo[key] = (A, rows, cols, D)  # (keeps A, rows and cols alive with their ids)
+    return D
+
+
+def _charges(st: _State, k: int, views: dict[int, Any], composite: bool, done: dict) -> np.ndarray:
+    """V (B, L): per unit |λ| of view node k, a bound on the charges of replacing it by its lines
+    and forms; with ``composite``, also on every charge of the nodes below that those multipliers
+    cause: a parent's multipliers are at most (1 + γ)·|μ|·|A| (a computed dot product is at most
+    1 + γ times the sum of its absolute terms; an accumulation from another consumer adds one more
+    rounding, within the same γ), and |μ| at most G·|λ|. ``done``: the V already computed for
+    these ``views`` (a composite V depends on the views of every node below, so it is cached per
+    policy and mode, never on a view that several policies share)."""
+    if k in done:
+        return done[k]
+    v = views[k]
+    F = st.fg.forms[k]
+    W = 2 * U * v.zmax + _weights(st, F, v.order)
+    if composite:
+        grow = 1 + gamma(F.R + 2 + len(st.fg.bg.nodes))
+        for p, A, absA, _ in F.parents:
+            if views.get(p) is None:
+                continue
+            Vp = _charges(st, p, views, composite, done)
+            D = _sub(st, absA, v.order, views[p].order)
+            if D is None:
+                full = np.zeros((st.B, A.shape[1]))
+                full[:, views[p].order] = Vp
+                W = W + grow * absA.rmul(full)[:, v.order]
+            else:
+                W = W + grow * (Vp @ D.T)
+    V = v.G * W
+    V[:, : v.na] += v.w2
+    done[k] = V
+    return V
+
+
 def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.ndarray, limit: int,
              slopes: dict[int, Any] | None = None, policy: str = POLICIES[0]) -> np.ndarray:
     """Lower bounds (B, K) of Σ_p lam[p]·v_p + const over the boxes, by back-substitution through
     the relaxations of nodes before ``limit`` (default fn slopes under ``policy``); ``err`` (B, K)
-    collects the charges so far (updated in place)."""
+    collects the charges so far (updated in place). ``lam`` holds (B, K, size) arrays; inside, a
+    fn node's multipliers are kept in its ``_View`` layout. When every nonlinear node before
+    ``limit`` has a view, the charges are composite: bounded once from the starting multipliers
+    (``_charges``), not step by step."""
     fg = st.fg
+    memo: dict = {}
+    views = {k: _view(st, k, None if slopes is None else slopes.get(k), policy, memo)
+             for k in range(1, limit) if fg.bg.nodes[k].kind in ("fn", "mul", "max")}
+    composite = COMPOSITE and all(v is not None for v in views.values())
+
+    cols = {p: v.order for p, v in views.items() if v is not None}
+    done = {} if slopes is not None else st.memo.setdefault(("V", policy, composite), {})
+
+    B = const.shape[0]
+    for p, lp in list(lam.items()):  # (2-D: the same rows for every box)
+        o = cols.get(p)
+        if lp.ndim == 2:
+            lp = lp if o is None else lp[:, o]
+            if composite and o is not None:
+                err += _charges(st, p, views, True, done) @ np.abs(lp).T
+            lam[p] = np.broadcast_to(lp, (B, *lp.shape))
+            continue
+        if o is not None:
+            lp = lam[p] = np.take(lp, o, axis=2)
+            if composite:
+                err += np.einsum("bkj,bj->bk", np.abs(lp), _charges(st, p, views, True, done))
     for k in range(limit - 1, 0, -1):
         node = fg.bg.nodes[k]
         if k not in lam or node.kind == "const":
             continue
         lk = lam.pop(k)
-        sk = None if slopes is None else slopes.get(k)
-        al, au = st.arg[k]
-        zmax = np.maximum(np.abs(al), np.abs(au))  # (B, R)
-        pos = lk > 0
+        v = views.get(k)
         m = node.size
+        if v is not None:
+            if not composite:
+                err += np.einsum("bkj,bj->bk", np.abs(lk), _charges(st, k, views, False, done))
+            lin = lk if lk.flags.writeable else np.empty(lk.shape)  # (read-only: the starting rows)
+            ln = np.minimum(lk[:, :, : v.na], 0.0)
+            cs = np.einsum("bkn,bn->bk", ln, v.bU)
+            cabs = -cs if v.posU else -np.einsum("bkn,bn->bk", ln, np.abs(v.bU))
+            if v.hasL:
+                lp = lk[:, :, : v.na] - ln
+                cs += np.einsum("bkn,bn->bk", lp, v.bL)
+                cabs += np.einsum("bkn,bn->bk", lp, np.abs(v.bL))
+            if v.nb > v.na:
+                lb = lk[:, :, v.na : v.nb]
+                cs += np.einsum("bkn,bn->bk", lb, v.b)
+                cabs += np.einsum("bkn,bn->bk", np.abs(lb), np.abs(v.b))
+            np.multiply(lk[:, :, : v.na], v.aL, out=lin[:, :, : v.na])
+            lin[:, :, : v.na] += np.multiply(ln, v.d, out=ln)
+            np.multiply(lk[:, :, v.na : v.nm], v.a, out=lin[:, :, v.na : v.nm])
+            if lin is not lk:
+                lin[:, :, v.nm :] = lk[:, :, v.nm :]
+            pre = cabs + np.abs(const) + np.abs(cs)  # (charged with _through's, at the larger γ)
+            const, err = _through(st, lam, lin, const + cs, err, fg.forms[k], v.order, cols, None, pre, m)
+            continue
+        al, au = st.arg[k]
+        pos = lk > 0
+        sk = None if slopes is None else slopes.get(k)
         r = _relaxation(st, k, sk, POLICIES[0] if policy == GREEDY else policy)
         if r[0] == "fn":
             lin, cterm = _fn_terms(lk, pos, r)
@@ -438,9 +452,10 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
             cterm = np.where(np.isnan(cterm), -np.inf, cterm)
         cs = cterm.sum(2)
         err += _charge(np.abs(cterm).sum(2) + np.abs(const) + np.abs(cs), m)
-        const = const + cs
-        err += 2 * U * np.einsum("bkr,br->bk", np.abs(lin), zmax)  # rounding of the products lk·a
-        const, err = _through(st, lam, lin, const, err, fg.forms[k])
+        key = ("W", k)
+        if key not in st.memo:  # (+ the rounding of the products lk·a, 2u·|lin|·max|z|)
+            st.memo[key] = 2 * U * np.maximum(np.abs(al), np.abs(au)) + _weights(st, fg.forms[k], None)
+        const, err = _through(st, lam, lin, const + cs, err, fg.forms[k], None, cols, st.memo[key])
     return _concretise(st, lam, const, err)
 
 
@@ -466,24 +481,36 @@ def _best_backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err
     return low
 
 
-def _through(st: _State, lam, lin: np.ndarray, const, err, F: _Forms):
-    """Replace argument rows by their forms: lam[p] += lin @ A_p, const += lin @ c."""
+def _through(st: _State, lam, lin: np.ndarray, const, err, F: _Forms, rows: np.ndarray | None = None,
+             cols: dict | None = None, W: np.ndarray | None = None, pre: Any = 0.0, m: int = 0):
+    """Replace argument rows by their forms: lam[p] += lin @ A_p, const += lin @ c. ``lin`` covers
+    the rows ``rows`` of F (all when None); ``cols[p]`` the layout of lam[p] (absent: all
+    columns, in order); ``W`` (B, R') the charges per unit |lin| (``_weights``, plus any of the
+    caller); ``pre`` (B, K) the caller's sum of |terms| of a sum of m terms, charged here."""
     B, K, R = lin.shape
-    absl = np.abs(lin)
-    n = R
-    for p, A, absA, E in F.parents:
-        prod = A.lmul(lin.reshape(B * K, R)).reshape(B, K, -1)
-        w = absA.rmul(st.vmax[p])  # (B, R): Σ_j |A_rj| max|v_j|
-        err += _charge(np.einsum("bkr,br->bk", absl, w), n)
-        if E is not None:
-            err += 4 * np.einsum("bkr,br->bk", absl, E.rmul(st.vmax[p]))
+    n = F.R
+    if W is not None:
+        err += np.einsum("bkr,br->bk", np.abs(lin), W)
+    flat = lin.reshape(B * K, R)
+    for p, A, _, _ in F.parents:
+        o = None if cols is None else cols.get(p)
+        D = _sub(st, A, rows, o)
+        if D is not None:
+            prod = (flat @ D).reshape(B, K, -1)
+        else:
+            full = flat
+            if rows is not None:
+                full = np.zeros((B * K, n))
+                full[:, rows] = flat
+            prod = A.lmul(full).reshape(B, K, -1)
+            prod = prod if o is None else np.take(prod, o, axis=2)
         if p in lam:
             prod = lam[p] + prod
-            err += _charge(np.einsum("bkj,bj->bk", np.abs(prod), st.vmax[p]), 2)
+            vm = st.vmax[p] if o is None else st.vmax[p][:, o]
+            err += _charge(np.einsum("bkj,bj->bk", np.abs(prod), vm), 2)
         lam[p] = prod
-    cs = lin @ F.c
-    err += _charge(np.einsum("bkr,r->bk", absl, np.abs(F.c)) + np.abs(const) + np.abs(cs), n + 1)
-    err += 4 * np.einsum("bkr,r->bk", absl, F.Ec)
+    cs = (flat @ (F.c if rows is None else _sub(st, F, rows, None))).reshape(B, K)
+    err += _charge(pre + np.abs(const) + np.abs(cs), max(n, m) + 1) + 4 * TINY
     return const + cs, err
 
 
@@ -544,7 +571,7 @@ def crown(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = N
     lin = np.concatenate([Cm, -Cm], axis=1)
     const, err = np.zeros((st.B, 2 * K)), np.zeros((st.B, 2 * K))
     lam: dict[int, np.ndarray] = {}
-    const, err = _through(st, lam, lin, const, err, fg.out)
+    const, err = _through(st, lam, lin, const, err, fg.out, W=_weights(st, fg.out, None))
     low = _best_backsub(st, lam, const, err, slopes)
     return np.maximum(il, low[:, :K]), np.minimum(iu, -low[:, K:])
 
@@ -563,7 +590,7 @@ def bound_forms(st: _State, F: _Forms, slopes: dict[int, Any] | None = None) -> 
     lam: dict[int, np.ndarray] = {}
     err = np.zeros((st.B, F.R))
     for p, A, _, E in F.parents:
-        lam[p] = np.broadcast_to(A.take()[None], (st.B, *A.shape))
+        lam[p] = A.take()
         if E is not None:
             err += 4 * E.rmul(st.vmax[p])
     const = np.broadcast_to(F.c, (st.B, F.R)).copy()

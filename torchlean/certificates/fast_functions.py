@@ -17,8 +17,10 @@ a non-integer exponent, exp(c log x): 1 + |c|(1 + |log x|); integer powers by re
 |c| + 3). Every
 bound is then pushed outward by R = 2^-36 times the magnitudes of everything that entered it plus
 TINY = 2^-1000: at least 2^9 times the rounding errors it covers, including those of the few
-operations that compute it. A result that is not finite becomes -inf for a lower bound and +inf
-for an upper bound (sound, useless), e.g. where exp overflows binary64 (709.8 < x <= EXP_MAX).
+operations that compute it (except where nothing is rounded: relu and abs, whose f is exact, at
+slopes 0 and +-1, so a stable ReLU's lines are exact). A result that is not finite becomes -inf
+for a lower bound and +inf for an upper bound (sound, useless), e.g. where exp overflows binary64
+(709.8 < x <= EXP_MAX).
 Domain violations raise ``DomainError`` if any element violates.
 """
 
@@ -296,7 +298,11 @@ def _min_g(row: FastRow, l: Arr, u: Arr, a: Arr, s: int, attrs: dict[str, Any]) 
     def g(x: Arr) -> Arr:
         fx = row._f(x, attrs, s < 0) * s
         ax = a * x
-        return fx - ax - (np.abs(fx) + np.abs(ax)) * R - TINY
+        err = (np.abs(fx) + np.abs(ax)) * R + TINY
+        if row.name in _EXACT_F:  # f(x) exact and a in {0, 1, -1}: a*x and fx - ax (0, +-x or
+            # +-2x) are exact, so a stable ReLU's line is exact (the engines skip such elements)
+            err = np.where((a == 0) | (np.abs(a) == 1), 0.0, err)
+        return fx - ax - err
 
     best = np.full(l.shape, np.inf)
     with np.errstate(all="ignore"):
@@ -334,3 +340,25 @@ def _hint(row: FastRow, p: Arr, q: Arr, a: Arr, s: int, attrs: dict[str, Any]) -
 
 
 FAST: dict[str, FastRow] = {name: FastRow(name) for name in FUNCTIONS}
+
+
+def relu_lines(l: Arr, u: Arr) -> tuple[Arr, Arr, Arr, Arr]:
+    """The relu row's default lines (slope, intercept) below and above, elementwise for finite
+    l <= u, in closed form (the generic ``policy_slopes`` + ``*_intercept`` cost ~10x more on a
+    ReLU network's many small batches): lower slope 1 where u >= -l else 0 (adaptive; 1 / 0 on
+    stable elements), upper slope the chord u / (u - l) (1 / 0 on stable ones), as ``policy_slopes``.
+    Intercepts: the lower one min over [l, u] of relu(x) - a·x with a in {0, 1}: max(l, 0) or
+    max(-u, 0), exact; the upper one max over [l, u] of relu(x) - a·x, a convex function, so the larger of its
+    values at l and u, each computed with one rounded product and one rounded difference and
+    pushed up by R·(|terms|) + TINY, as ``_min_g`` does (none where a is 0 or 1: exact)."""
+    with np.errstate(all="ignore"):
+        unst = (l < 0) & (u > 0)
+        act = ((l >= 0) & (u > 0)) * 1.0  # (the chord, or the tangent where l = u, as policy_slopes)
+        sl = np.where(unst, (u >= -l) * 1.0, act)
+        su = np.where(unst, u / np.where(unst, u - l, 1.0), act)
+        bl = np.where(sl == 1, np.maximum(-u, 0.0), np.maximum(l, 0.0))
+        gl, gu = np.maximum(l, 0.0) - su * l, np.maximum(u, 0.0) - su * u
+        mag = np.abs(l) + np.abs(su * l) + np.abs(u) + np.abs(su * u)
+        ch = np.where((su == 0) | (su == 1), 0.0, mag * R + TINY)
+        bu = np.maximum(gl, gu) + ch
+    return sl, bl, su, np.where(np.isfinite(bu), bu, np.inf)

@@ -1,0 +1,190 @@
+"""Float forms for the fast engine (``fast_engine.py``, whose docstring states the assumption and
+the accounting): exact affine forms converted to float matrices once, with their conversion
+errors, their outward interval bounds, and a fn node's lines laid out for the back-substitution.
+numpy."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from .fast import TINY, U, gamma
+from .lower import Aff
+
+
+def _charge(x: np.ndarray, n: int) -> np.ndarray:
+    """4·γ_n·x + TINY: the charge for a computed sum of n terms whose absolute terms sum to x."""
+    return 4 * gamma(n + 2) * x + TINY
+
+
+def _safe(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """NaN (from inf - inf on unbounded values) becomes the vacuous bound, never a pass."""
+    return np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), np.inf, hi)
+
+
+class _Mat:
+    """An (R, n) float matrix, dense, or sparse when under 1% full (coordinates sorted by row, and a
+    column-sorted view): pooling and convolution forms have few entries per row, and the products
+    below then cost their entries, not R·n. Sums of products are the same sums (any order), so
+    the engine's γ_n error bounds hold for both layouts."""
+
+    def __init__(self, R: int, n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray):
+        self.shape = (R, n)
+        self.sparse = len(vals) < 0.01 * R * n  # (gathers cost ~10-20x a BLAS product per entry)
+        if not self.sparse:
+            self.D = np.zeros((R, n))
+            self.D[rows, cols] = vals
+            return
+        self.rows, self.cols, self.vals = rows, cols, vals
+        self.urows, self.rstart = np.unique(rows, return_index=True)
+        self.cperm = np.argsort(cols, kind="stable")
+        self.ucols, self.cstart = np.unique(cols[self.cperm], return_index=True)
+
+    def _like(self, vals: np.ndarray) -> _Mat:
+        m = object.__new__(_Mat)
+        m.__dict__.update(self.__dict__)
+        m.vals = vals
+        return m
+
+    def map(self, f: Any) -> _Mat:
+        """The matrix with f applied to every entry (f(0) = 0: abs, positive/negative part)."""
+        return self._like(f(self.vals)) if self.sparse else _dense(f(self.D))
+
+    def rmul(self, X: np.ndarray) -> np.ndarray:
+        """X @ A.T for X (B, n): (B, R)."""
+        if not self.sparse:
+            return X @ self.D.T
+        out = np.zeros((X.shape[0], self.shape[0]))
+        out[:, self.urows] = np.add.reduceat(X[:, self.cols] * self.vals, self.rstart, axis=1)
+        return out
+
+    def lmul(self, Y: np.ndarray) -> np.ndarray:
+        """Y @ A for Y (M, R): (M, n), in chunks of rows so the products stay ~2^24 entries."""
+        if not self.sparse:
+            return Y @ self.D
+        out = np.zeros((Y.shape[0], self.shape[1]))
+        r, v = self.rows[self.cperm], self.vals[self.cperm]
+        step = max(1, 2**24 // max(len(v), 1))
+        for a in range(0, Y.shape[0], step):
+            out[a:a + step, self.ucols] = np.add.reduceat(Y[a:a + step, r] * v, self.cstart, axis=1)
+        return out
+
+    def take(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """The given rows (all when None), dense."""
+        if not self.sparse:
+            return self.D if rows is None else self.D[rows]
+        full = np.zeros(self.shape)
+        full[self.rows, self.cols] = self.vals
+        return full if rows is None else full[rows]
+
+
+def _dense(D: np.ndarray) -> _Mat:
+    m = object.__new__(_Mat)
+    m.shape, m.sparse, m.D = D.shape, False, D
+    return m
+
+
+class _Forms:
+    """A list of R exact forms as float matrices per parent node: (node index, A, |A|, E or None)
+    as ``_Mat``s, constants c and their rounding error Ec."""
+
+    def __init__(self, forms: list[Aff], starts: list[int], sizes: list[int]):
+        R = len(forms)
+        rows = np.array([r for r, f in enumerate(forms) for _ in f.t], dtype=np.int64)
+        cols = np.array([v for f in forms for v in f.t], dtype=np.int64)
+        qs = [q for f in forms for q in f.t.values()]
+        vals = np.array([q.numerator / q.denominator for q in qs])  # (int / int: correctly rounded)
+        # exact as a float: a power-of-two denominator (not too small) and a 53-bit numerator
+        inexact = np.array([bool(q.denominator & (q.denominator - 1)) or q.denominator.bit_length() > 1000
+                            or abs(q.numerator) >= 2**53 for q in qs], dtype=bool)
+        par = np.searchsorted(np.array(starts), cols, side="right") - 1 if len(cols) else cols
+        self.parents = []
+        self.pn: dict[int, tuple[_Mat, _Mat]] = {}
+        for p in np.unique(par):
+            m = par == p
+            A = _Mat(R, sizes[p], rows[m], cols[m] - starts[p], vals[m])
+            E = None
+            if (m & inexact).any():
+                err = np.zeros(len(vals))
+                for t in np.nonzero(m & inexact)[0]:
+                    e = abs(qs[t] - Fraction(float(vals[t])))
+                    err[t] = float(e) * (1 + 2**-50) + 5e-324
+                E = _Mat(R, sizes[p], rows[m], cols[m] - starts[p], err[m])
+            self.parents.append((int(p), A, A.map(np.abs), E))
+        cs = [f.c for f in forms]
+        self.c = np.array([float(q) for q in cs]) if R else np.zeros(0)
+        self.Ec = np.array([float(abs(q - Fraction(float(q)))) * (1 + 2**-50) + 5e-324 for q in cs]
+                           ) if R else self.c
+        self.R = R
+        # rows that are one variable with coefficient +-1 and no constant are computed exactly (no
+        # charge): keeps e.g. a dead ReLU's 0 exact for the max node's dominance test
+        self.plain = np.array([len(f.t) == 1 and abs(next(iter(f.t.values()))) == 1 and not f.c
+                               for f in forms], dtype=bool)
+
+    def bounds(self, L: list[np.ndarray], Uu: list[np.ndarray], vmax: list[np.ndarray]):
+        """Outward (B, R) bounds of the forms over the variable bounds."""
+        lo = np.broadcast_to(self.c, (L[0].shape[0], self.R)).copy()
+        hi = lo.copy()
+        mag = np.abs(lo)
+        exact_err = np.broadcast_to(self.Ec, lo.shape)
+        n = 1
+        for p, A, absA, E in self.parents:
+            if p not in self.pn:  # (positive and negative parts, kept for the next batches)
+                self.pn[p] = (A.map(lambda v: np.maximum(v, 0)), A.map(lambda v: np.minimum(v, 0)))
+            Ap, An = self.pn[p]
+            lo += Ap.rmul(L[p]) + An.rmul(Uu[p])
+            hi += Ap.rmul(Uu[p]) + An.rmul(L[p])
+            mag = mag + absA.rmul(vmax[p])
+            if E is not None:
+                exact_err = exact_err + E.rmul(vmax[p])
+            n += A.shape[1]
+        ch = np.where(self.plain, 0.0, _charge(mag, n) + 4 * exact_err)
+        return _safe(lo - ch, hi + ch)
+
+
+class _View:
+    """A fn node's lines (one relaxation: slopes aL, aU and intercepts bL, bU, (B, m) each) laid
+    out for the back-substitution. The node's multipliers λ are kept in the order ``order``:
+    [:na] the elements whose two lines differ in some box, [na:nb] the others (one line a·z + b)
+    with b != 0 in some box, [nb:nm] the others with a != 1 in some box, [nm:] those with the line
+    1·z + 0 in every box (μ = λ, exact). Elements whose line is 0·z + 0 in every box (a ReLU dead
+    in every box) are left out: their output is exactly 0 on every box, so their term adds nothing
+    (and every γ_n below is taken for the node's full width).
+
+    On [:na] the coefficient μ = λ·aL where λ > 0, λ·aU elsewhere, is computed as
+    λ·aL + λ⁻·d with λ⁻ = min(λ, 0) and d = fl(aU - aL), whose exact error e comes from TwoSum: for
+    λ > 0 that is one rounding, else |fl(μ) - λ·aU| <= (u(|aL| + |d|)(1 + u) + |e|)·|λ| + u·|fl(μ)|.
+    The first part is charged per unit |λ| (``w2``, times max|z|), the second with every rounded
+    product (2u·|μ|·max|z|). ``G`` bounds |fl(μ)| / |λ| per element."""
+
+    def __init__(self, r: Any, zmax: np.ndarray):
+        _, aL, bL, aU, bU = r
+        two = ((aL != aU) | (bL != bU)).any(0)
+        hasb = (bU != 0).any(0) & ~two
+        live = (aU != 0).any(0) & ~two & ~hasb
+        nonunit = live & (aU != 1).any(0)
+        unit = live & ~nonunit
+        parts = [np.nonzero(x)[0] for x in (two, hasb, nonunit, unit)]
+        self.order = o = np.concatenate(parts)
+        self.na, self.nb, self.nm = np.cumsum([len(x) for x in parts[:3]]).tolist()
+        na, nb, nm = self.na, self.nb, self.nm
+        r2 = [x[:, o] for x in (aL, bL, aU, bU)]
+        aL, bL, aU, bU = r2
+        d = aU[:, :na] - aL[:, :na]
+        bp = d - aU[:, :na]  # TwoSum(aU, -aL): e is exactly aU - aL - d
+        e = (aU[:, :na] - (d - bp)) + (-aL[:, :na] - bp)
+        # (one sum: a non-finite entry, or an overflow of the sum, makes it non-finite: no view)
+        self.ok = bool(np.isfinite(sum(float(x.sum()) for x in (*r2, d, e))))
+        self.zmax = zmax[:, o]
+        self.aL, self.d, self.a = aL[:, None, :na], d[:, None], aU[:, None, na:nm]
+        self.bL, self.bU, self.b = bL[:, :na], bU[:, :na], bU[:, na:nb]
+        self.hasL = bool(self.bL.any())
+        self.posU = bool((self.bU >= 0).all())  # (then Σ|terms| of the upper intercepts is -Σ terms)
+        G = np.ones_like(self.zmax)
+        G[:, :nm] = np.abs(aU[:, :nm]) * (1 + 2 * U)
+        G[:, :na] = (np.maximum(np.abs(aL[:, :na]), np.abs(aU[:, :na])) + 2 * U * (np.abs(aL[:, :na])
+                     + np.abs(d)) + np.abs(e)) * (1 + 2 * U)
+        self.G = G
+        self.w2 = (2 * U * (np.abs(aL[:, :na]) + np.abs(d)) + 2 * np.abs(e)) * self.zmax[:, :na]
