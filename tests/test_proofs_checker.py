@@ -27,7 +27,7 @@ def certs():
     """One certificate per step kind: zero leaves with ideal multipliers and nonzero
     justifications, case splits, Farkas leaves with products, false leaves."""
     out = {}
-    for name in ("autograd.softplus", "autograd.div", "autograd.abs", "ibp.matvec", "ibp.relu",
+    for name in ("autograd.softplus", "autograd.div", "autograd.abs", "ibp.affine", "ibp.relu",
                  "forward.maximum", "ibp.log"):
         ob = _ob(name)
         tree = certificate_tree(ob.smtlib, timeout=60)
@@ -227,10 +227,11 @@ def test_interval_rules_contain_sampled_values():
         s = F(0.01)
         for (lo, hi), v in [(iv.interval_relu((a, b)), max(x, 0)), (iv.interval_abs((a, b)), abs(x)),
                             (iv.interval_leaky_relu((a, b)), x if x > 0 else s * x),
-                            (iv.interval_add((a, b), (c, d)), x + y),
-                            (iv.interval_sub((a, b), (c, d)), x - y),
+                            (iv.interval_square((a, b)), x * x),
+                            (iv.interval_mul((a, b), (c, d)), x * y),
                             (iv.interval_maximum((a, b), (c, d)), max(x, y)),
-                            (iv.interval_minimum((a, b), (c, d)), min(x, y)),
-                            (iv.interval_matvec([[F(3), F(-2)]], [F(1)], [(a, b), (c, d)])[0],
+                            (iv.interval_max([(a, b), (c, d), ((a + c) / 2, (b + d) / 2)]),
+                             max(x, y, (x + y) / 2)),
+                            (iv.interval_affine(F(1), [(F(3), (a, b)), (F(-2), (c, d))]),
                              3 * x - 2 * y + 1)]:
             assert lo <= v <= hi

@@ -10,9 +10,10 @@ exactly). Every number is a ``Fraction``; standard library only.
 API (all methods take ``**attrs``, e.g. ``slope`` for leaky_relu):
 - ``value(x) -> (lo, hi)``: lo <= f(x) <= hi; dyadic, relative width about 2^-90 (except where an
   argument of exp is clamped, see EXP_MAX).
-- ``interval(l, u)``: encloses f over [l, u]; monotone rows map the endpoints and the
-  piecewise-linear rows use their rules, both from ``intervals.py`` (the rules ``proofs/ibp.py``
-  proves), the others take slope 0 in the algorithm below.
+- ``interval(l, u)``: encloses f over [l, u]; monotone rows apply ``intervals.interval_increasing``
+  / ``interval_decreasing`` to their enclosures at the endpoints, relu, leaky_relu, abs and square
+  their own rules, all from ``intervals.py`` (the rules ``proofs/ibp.py`` proves: ``ibp.<row>``);
+  silu, gelu and non-monotone pow take slope 0 in the algorithm below (``ibp.NOT_PROVED``).
 - ``lower_intercept(l, u, a) -> b`` with a*x + b <= f(x) on [l, u] for ANY rational a;
   ``upper_intercept`` the mirror (f(x) <= a*x + b).
 - ``default_slopes(l, u) -> (a_lower, a_upper)``: the checker's deterministic choice.
@@ -233,11 +234,6 @@ def sqrt_enc(x: Q) -> Enc:
 
 # ---- interval helpers ----
 
-def _mul(a: Enc, b: Enc) -> Enc:
-    c = (a[0] * b[0], a[0] * b[1], a[1] * b[0], a[1] * b[1])
-    return min(c), max(c)
-
-
 def _smul(x: Q, e: Enc) -> Enc:
     return (x * e[0], x * e[1]) if x >= 0 else (x * e[1], x * e[0])
 
@@ -304,7 +300,7 @@ class Row:
     monotone: int | Callable[..., int] = 0  # +1 increasing, -1 decreasing, 0 neither (or f(**attrs))
     lip: Q = ZERO  # bound of |f'| on the "unknown" pieces
     domain: Callable[..., bool] = field(default=lambda l, u, **_: True)
-    ival: Callable[..., Enc] | None = None  # intervals.py rule (piecewise-linear rows)
+    ival: Callable[..., Enc] | None = None  # intervals.py rule (piecewise-linear rows, square)
     ff: Callable[..., float] | None = None  # float f, only to choose slopes (never trusted)
 
     def mono(self, **attrs: Any) -> int:
@@ -326,9 +322,9 @@ class Row:
         l, u = self._check(l, u, attrs)
         if self.ival is not None and (r := self.ival(l, u, **attrs)) is not None:
             return Q(r[0]), Q(r[1])
-        if mono := self.mono(**attrs):  # intervals.py's increasing rule (proved) on enclosures
-            ends = (l, u) if mono > 0 else (u, l)
-            e_a, e_b = intervals.interval_increasing(lambda v: self.f(v, **attrs), ends)
+        if mono := self.mono(**attrs):  # intervals.py's monotone rules (proved) on enclosures
+            rule = intervals.interval_increasing if mono > 0 else intervals.interval_decreasing
+            e_a, e_b = rule(lambda v: self.f(v, **attrs), (l, u))
             return e_a[0], e_b[1]
         return _min_g(self, l, u, ZERO, 1, attrs), -_min_g(self, l, u, ZERO, -1, attrs)
 
@@ -574,7 +570,7 @@ FUNCTIONS: dict[str, Row] = {r.name: r for r in [
     Row("abs", _exact(abs), _exact(lambda x: ONE if x > 0 else -ONE), lambda x: 1.0 if x > 0 else -1.0,
         _LIN, ival=lambda l, u: intervals.interval_abs((l, u))),
     Row("square", _exact(lambda x: x * x), _exact(lambda x: 2 * x), lambda x: 2 * x, _ALL,
-        ival=lambda l, u: (ZERO if l <= 0 <= u else min(l * l, u * u), max(l * l, u * u))),
+        ival=lambda l, u: intervals.interval_square((l, u))),
     Row("reciprocal", _exact(lambda x: 1 / x), _recip_d, lambda x: -1 / (x * x) if x else -math.inf,
         _pieces("concave", ZERO, "convex"), -1, domain=lambda l, u, **_: l > 0 or u < 0),
     Row("exp", lambda x, **_: exp_enc(x), lambda x, **_: exp_enc(x), _fexp, _ALL, 1,
