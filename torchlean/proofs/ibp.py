@@ -4,7 +4,7 @@ For a rule T of ``certificates/intervals.py`` and a primitive f (its spec meanin
 with l <= x <= u, T(l, u).lo <= f(x) <= T(l, u).hi. The rule is run on symbols through
 ``SympyOps``, so the statement is about the very function the exact engine and the function rows
 call (``intervals.py`` is their only copy). ``relax.mul.*``: McCormick's planes (``mccormick``)
-bound x*y on the box for every weight t in [0, 1].
+bound x*w on the box for every weight t in [0, 1] (the engine's CROWN lines for a mul node).
 
 Monotone rows: the rule is [f(l), f(u)] (``interval_increasing``) or [f(u), f(l)]
 (``interval_decreasing``), and the obligation proves that it contains f(x), from ground instances
@@ -72,13 +72,13 @@ def _spec(name: str, *xs: Any, **attrs: Any) -> Any:
 
 def _ob(name: str, boxes: list[tuple[Any, Any, Any]], value: Any, bound: tuple[Any, Any],
         extra_domain: list[Any] = (), axioms: list[tuple[str, str]] = (), kind: str = "ibp",
-        statement: str = "") -> Obligation:
-    lo, hi = bound  # None: that side is not claimed (a relaxation plane bounds one side)
-    claim = smt.conj([smt.smt(sympy.LessThan(lo, value)) for _ in [lo] if lo is not None]
-                     + [smt.smt(sympy.LessThan(value, hi)) for _ in [hi] if hi is not None])
+        statement: str = "", claims: list[Any] = ()) -> Obligation:
+    lo, hi = bound  # None: that side is not claimed (``claims``: the claim's parts instead)
+    claims = list(claims) or [sympy.LessThan(lo, value), sympy.LessThan(value, hi)]
+    claim = smt.conj([smt.smt(c) for c in claims])
     dom = [smt.smt(sympy.And(sympy.LessThan(lv, x), sympy.LessThan(x, uv))) for x, lv, uv in boxes]
     dom += [d if isinstance(d, str) else smt.smt(d) for d in extra_domain]
-    names = sorted({s.name for e in (value, lo, hi) if e is not None for s in sympy.sympify(e).free_symbols}
+    names = sorted({s.name for e in (value, *claims) for s in sympy.sympify(e).free_symbols}
                    | {s.name for b in boxes for s in b if isinstance(s, sympy.Symbol)})
     statement = statement or f"for x in [l, u], the interval rule of {name} contains {name}(x)"
     text = smt.script(names, claim, domain=dom, axioms=list(axioms),
@@ -164,18 +164,27 @@ def _max3() -> Obligation:
 
 
 def _mccormick(side: str) -> Obligation:
+    """The plane at weight t is the convex combination of the planes at t = 0 and t = 1 (an
+    identity of the code), each of those bounds x*w on the box, and so does the plane at t. The
+    first three parts are what makes the fourth checkable: with them, x*w - plane(t) =
+    (1 - t)(x*w - plane(0)) + t (x*w - plane(1)) is a sum of products of two facts."""
     x, lx, ux = R("x", real=True), R("lx", real=True), R("ux", real=True)
     w, lw, uw = R("w", real=True), R("lw", real=True), R("uw", real=True)
     t = R("t", real=True)
-    lower, upper = iv.mccormick((lx, ux), (lw, uw), t, t, ops=OPS)
-    a, b, c = lower if side == "lower" else upper
-    plane = a * x + b * w + c
-    value = _spec("mul", x, w)
-    bound = (plane, None) if side == "lower" else (None, plane)
+    k = 0 if side == "lower" else 1
+
+    def plane(weight: Any) -> Any:
+        a, b, c = iv.mccormick((lx, ux), (lw, uw), weight, weight, ops=OPS)[k]
+        return a * x + b * w + c
+
+    pt, p0, p1 = plane(t), plane(sympy.Integer(0)), plane(sympy.Integer(1))
+    xw = _spec("mul", x, w)
+    below = (lambda p: sympy.LessThan(p, xw)) if side == "lower" else (lambda p: sympy.LessThan(xw, p))
+    parts = [sympy.Eq(pt, (1 - t) * p0 + t * p1, evaluate=False), below(p0), below(p1), below(pt)]
     statement = (f"for x in [lx, ux], w in [lw, uw], t in [0, 1], the McCormick {side} plane of "
                  f"intervals.mccormick is {'below' if side == 'lower' else 'above'} x * w")
-    return _ob(f"mul.{side}", [(x, lx, ux), (w, lw, uw), (t, 0, 1)], value, bound, kind="relax",
-               statement=statement)
+    return _ob(f"mul.{side}", [(x, lx, ux), (w, lw, uw), (t, 0, 1)], xw, (None, None), kind="relax",
+               statement=statement, claims=parts)
 
 
 @source("intervals.ibp", library=True)
