@@ -234,11 +234,12 @@ PARTS: dict[str, tuple[str, ...]] = {
 NOT_PROVED: dict[str, str] = {
     "silu": "not monotone: its interval is the generic linear-bound algorithm with slope 0 over its "
             "convexity pieces (tangent inequality on convex pieces, endpoints on concave ones, a "
-            "Lipschitz bound on the one-ulp inflection brackets); the inflection points x0 = "
-            "+-2.3993... are argued analytically (x tanh(x/2) increasing in |x|), not an SMT claim",
-    "gelu": "not monotone: generic linear-bound algorithm with slope 0 as silu; the sign pattern of "
-            "gelu'' on [0, 3] (one inflection point) is checked numerically against mpmath, "
-            "argued analytically beyond 3",
+            "Lipschitz bound on the one-ulp inflection brackets); the bracket's ends are checked in "
+            "exact arithmetic (functions.check_silu_signs), one sign change argued (x tanh(x/2) "
+            "increases in |x|); SMT has no statement of convexity pieces",
+    "gelu": "not monotone: the generic algorithm with slope 0 as silu; the single sign change of "
+            "gelu'' on [0, 3] is checked in exact arithmetic (functions.check_gelu_signs: 110 "
+            "sub-intervals with one-signed enclosures), beyond 3 argued from a checked premise",
     "pow": "the lowering never calls this row (pow lowers to square, mul, reciprocal, sqrt or "
            "exp(c log x), each proved); the row's own interval, kept for direct use: odd positive "
            "integers map the endpoints (x^n increasing, argued), the rest the generic algorithm",
