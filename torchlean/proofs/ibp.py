@@ -152,15 +152,18 @@ def _affine() -> Obligation:
                statement="c + q0 x0 + q1 x1 lies in interval_affine(c, [(q0, [l0, u0]), (q1, [l1, u1])])")
 
 
-def _max3() -> Obligation:
-    """A max node of three members (the spec's ``max`` reduction); longer groups fold the same
-    binary step (``ibp.maximum``)."""
-    xs = [R(f"x{j}", real=True) for j in range(3)]
-    box = [(R(f"l{j}", real=True), R(f"u{j}", real=True)) for j in range(3)]
+def _max_group() -> Obligation:
+    """A max node (the spec's ``max`` reduction) of two members through ``interval_max``, the
+    fold of ``interval_maximum``. Longer groups by induction on the fold: interval_max(g + [b]) is
+    interval_maximum(interval_max(g), b), max(g + [b]) = max(max(g), b), and the step is
+    ``ibp.maximum`` (any interval containing max(g) as its first argument)."""
+    xs = [R(f"x{j}", real=True) for j in range(2)]
+    box = [(R(f"l{j}", real=True), R(f"u{j}", real=True)) for j in range(2)]
     value = PRIMITIVES["max"].sympy(np.array(xs, dtype=object))
     value = value.flat[0] if isinstance(value, np.ndarray) else value
-    return _ob("max", [(xs[j], *box[j]) for j in range(3)], value, iv.interval_max(box, ops=OPS),
-               statement="max(x0, x1, x2) lies in interval_max of the members' intervals")
+    return _ob("max", [(xs[j], *box[j]) for j in range(2)], value, iv.interval_max(box, ops=OPS),
+               statement="max(x0, x1) (the spec's max reduction) lies in interval_max of the members' "
+                         "intervals")
 
 
 def _mccormick(side: str) -> Obligation:
@@ -195,7 +198,7 @@ def interval_obligations() -> Iterator[Obligation]:
     yield _mccormick("lower")
     yield _mccormick("upper")
     yield _binary("maximum", iv.interval_maximum)
-    yield _max3()
+    yield _max_group()
     yield _unary("relu", iv.interval_relu)
     s = R("s", real=True)  # every slope in [0, 1] the row applies the rule to (the spec's 0.01 too)
     xs, ls, us = _xlu()
