@@ -218,9 +218,35 @@ def test_domain_errors():
     assert issubclass(DomainError, Rejected)
 
 
+def test_inflection_signs_are_checked_in_exact_arithmetic():
+    """The checker's own exact check (run once before the silu/gelu pieces are used) passes, and
+    fails on brackets that miss the inflection point or on a range it cannot cover."""
+    assert fn.inflections_checked() > 10
+    assert fn.check_gelu_signs() == fn.inflections_checked()
+    c1, c2 = fn.GELU_X0
+    for wrong in ((c1 - Q(1, 10**6), c2 - Q(1, 10**6)), (c1 + Q(1, 10**6), c2 + Q(1, 10**6))):
+        with pytest.raises(Rejected, match="gelu: sign"):
+            fn.check_gelu_signs(wrong)
+    with pytest.raises(Rejected, match="gelu: sign"):  # [0, 2] and [1.5, 3] have both signs
+        fn.check_gelu_signs((Q(2), Q(3, 2)))
+    s1, s2 = fn.SILU_X0
+    fn.check_silu_signs()
+    for wrong in ((s1 - Q(1, 10**9), s2 - Q(1, 10**9)), (s1 + Q(1, 10**9), s2 + Q(1, 10**9))):
+        with pytest.raises(Rejected, match="silu"):
+            fn.check_silu_signs(wrong)
+
+
+def test_gelu_premise_beyond_3_is_checked(monkeypatch):
+    """x v' tanh(v/2) >= 10.5 at x = 3 (the premise of the x >= 3 argument) uses the tanh
+    enclosure: a looser one (tanh(3.36) >= 0.99 only) no longer shows it."""
+    monkeypatch.setattr(fn, "tanh_enc", lambda x: (Q(99, 100), Q(1)))
+    with pytest.raises(Rejected, match="10.5"):
+        fn.check_gelu_signs()
+
+
 def test_inflection_brackets():
-    """silu'' and gelu'' change sign exactly once on x > 0, inside the stated float-wide bracket;
-    for gelu, H < 0 beyond 3 is argued in the module docstring."""
+    """silu'' and gelu'' change sign exactly once on x > 0, inside the stated float-wide bracket
+    (an independent mpmath cross-check of the exact check above)."""
     with mp.workdps(60):
         hs = {"silu": lambda x: 2 - x * mp.tanh(x / 2),
               "gelu": lambda x: 2 * 2 * C * (1 + 3 * A * x * x) + x * 12 * C * A * x
