@@ -219,9 +219,12 @@ class Ctx:
             terms = [_iv(b.lo - b.E, b.hi + b.E, a), _iv(a.lo, a.hi, b)]
         return self.make(lo, hi, terms, ZERO, self.rnd(self.mag(a) * self.mag(b)))
 
-    def div(self, a: V, b: V, rng: Any = None) -> V:
-        """a~/b~ - a/b = e_a / b~ - a e_b / (b b~): interval coefficients."""
+    def div(self, a: V, b: V, rng: Any = None, floor: Any = None) -> V:
+        """a~/b~ - a/b = e_a / b~ - a e_b / (b b~): interval coefficients; ``floor``: a known
+        positive lower bound of both b and b~."""
         bl, bh = b.lo - b.E, b.hi + b.E
+        if floor is not None:
+            bl = max(bl, floor)
         require(bl > 0 or bh < 0, "division by a value whose float range contains 0")
         ib = (1 / bh, 1 / bl)
         ibb = _imul((1 / b.hi, 1 / b.lo), ib)
@@ -231,11 +234,14 @@ class Ctx:
         out = self.mag(a) * max(abs(ib[0]), abs(ib[1]))
         return self.make(lo, hi, [_iv(*ib, a), _iv(*t, b)], ZERO, self.rnd(out))
 
-    def fn(self, name: str, a: V, local: Any, rng: Any = None, **attrs: Any) -> V:
+    def fn(self, name: str, a: V, local: Any, rng: Any = None, floor: Any = None, **attrs: Any) -> V:
         """f(x~) - f(x) = s e_x with s in f''s range over the float hull (mean value theorem), plus
-        the kernel's own error ``local(hull_lo, hull_hi, max|f| on the hull)``."""
+        the kernel's own error ``local(hull_lo, hull_hi, max|f| on the hull)``; ``floor``: a known
+        lower bound of both x and x~ (a variance plus eps)."""
         row = FUNCTIONS[name]
         p, q = a.lo - a.E, a.hi + a.E
+        if floor is not None:
+            p = max(p, floor)
         row._check(p, q, attrs)
         lo, hi = row.interval(a.lo, a.hi, **attrs)
         if rng is not None:
@@ -460,7 +466,10 @@ def _layer_norm(ctx: Ctx, ins: list[list[V]], shapes: list[tuple[int, ...]], at:
         mu = ctx.div(ctx.lin([(ONE, v) for v in xs], ZERO, "dot"), nc)
         xc = [ctx.add(v, mu, -1) for v in xs]
         var = ctx.div(ctx.lin([(ONE, ctx.mul(v, v)) for v in xc], ZERO, "dot"), nc)
-        rstd = ctx.div(ctx.const(ONE), ctx.fn("sqrt", ctx.add(var, eps), _KERNEL))
+        # var~ >= 0 (a sum of squares), so var~ + eps~ >= fl(eps), as is the real var + eps
+        sd = ctx.fn("sqrt", ctx.add(var, eps), _KERNEL, floor=eps.lo - eps.E)
+        s0 = FUNCTIONS["sqrt"].value(eps.lo - eps.E)[0]  # sd~, sd >= sqrt(fl(eps)) less k ulp
+        rstd = ctx.div(ctx.const(ONE), sd, floor=s0 * (1 - 2 * ctx.k * ctx.un) - ctx.kern(ZERO))
         for i, v in enumerate(xc):
             j = r * n + i
             out.append(ctx.add(ctx.mul(ctx.mul(v, rstd), w[i]), b[i], 1, rng[j]))
