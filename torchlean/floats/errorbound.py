@@ -127,7 +127,7 @@ def observed_error(graph: Graph, box: Box, n: int = 10_000, seed: int = 0,
     inside = [(Fraction(float(v.min())), Fraction(float(v.max()))) for v in x.T]
     y = run_float(graph, x, dtype)
     ref = run_float(graph, x.astype(np.float64), np.float64)
-    cert64 = bound_certificate(graph, inside, "binary64")
+    cert64 = bound_certificate(graph, inside, "binary64", ranges="ibp")
     verdict = check(cert64)
     if not verdict.ok:
         raise RuntimeError(f"binary64 reference bound did not replay: {verdict.reason}")

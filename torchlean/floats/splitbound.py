@@ -74,7 +74,7 @@ def split_certificate(
     box = [(Fraction(lo), Fraction(hi)) for lo, hi in stmt["input_box"]]
 
     def solve(b: Box) -> list[list[Fraction]]:
-        return propagate(dict(stmt, input_box=_strs(b)))[1]
+        return propagate(dict(stmt, input_box=_strs(b)))
 
     weights = influence(stmt["graph"], len(box))
     root: dict[str, Any] = {"box": box, "errors": solve(box)}
