@@ -1,39 +1,20 @@
-"""Certified floating-point error bounds on any graph: the ``errorbound`` certificate, and the
+"""Certified floating-point error bounds on any graph: the ``errorbound`` certificate and the
 rounding-error column of the per-primitive table (``COLUMN``). Standard library only.
 
 Claim: for every real input x in the box, the graph run in ``format`` (every IR node one kernel
-call whose operations round in that format, as ``runtime/rules*.py`` computes it) returns y~ with
-|y~_j - y_j(x)| <= epsilon_j, y(x) the real-number graph (the spec's meaning) on the stored weights.
-
-The checker walks the IR graph (the statement carries it, ``Graph.to_dict()``) node by node:
-
-- **real ranges** of every element of every IR value come from the bound table: ``lower.lower``
-  gives each element as an exact affine form over the bound graph's variables, ``engine.forward``
-  bounds the variables (IBP, or CROWN argument bounds with ``"ranges": "crown"``); nothing here is
-  a second range engine;
-- **errors** e = x~ - x of every element are linear forms over *error sources* plus a remainder:
-  e = sum_s c_s d_s + r with |d_s| <= loc_s (each local rounding is a new source) and |r| <= rem.
-  Linear steps keep the forms exact (cancellation between sources survives through weights of
-  both signs: this is what makes deep chains tight), a slope known only to lie in [a, b] keeps the
-  midpoint and charges the radius times the bound of the form to the remainder; a form too large
-  to carry is collapsed into its bound (always sound). Coefficients are fixed-point integers
-  (scale 2^F) and every rounding of them is charged to the remainder.
-- each COLUMN entry maps (input ranges, input error forms) of one primitive to output error forms,
-  following the runtime kernel's own sequence of operations under the standard model
-  fl(a op b) = (a op b)(1 + d) + e, |d| <= u, |e| <= eta (eta only where underflow can err), with
-  the kernel assumption named in ``ASSUMES`` (correctly rounded + - * / ; ``kernel_ulps``-ulp
-  library exp/log/log1p/tanh/sqrt/pow; any summation order for sums and dot products, gamma_k).
-  Soundness of each entry: TRUST_BOUNDARIES.md, "Floats".
-
-Certificate: {"kind": "errorbound", "statement": S, "digest": sha256(S), "steps": [[E per element]
-per IR node]}; S = {format, mode, kernel_ulps, input_box, input_exact, ranges, graph, model,
-epsilon}. Every claimed step must be >= the recomputed bound of that element and each epsilon_j
->= the recomputed bound of output j; overflow anywhere is rejected, never assumed away.
-
-``errorbound-split``: {"statement": S, "digest", "tree": node}, node = {"split": [d, "v"], "lo":
-node, "hi": node} | {"box": [[lo, hi], ...], "steps": ...}: the checker derives each leaf's box
-from the split path (lo_d < v < hi_d, so the halves cover the parent), compares it with the leaf's
-box and replays the leaf as an ``errorbound`` certificate of S on that box with the same epsilon.
+call of ``runtime/rules*.py``, each of its operations rounded) returns y~ with |y~_j - y_j(x)| <=
+epsilon_j, y the real graph (the spec's meaning) on the stored weights. The checker walks the IR
+the statement carries: real ranges of every element from the bound table (``lower.lower`` forms,
+``engine.forward`` bounds), then errors node by node, each entry following the runtime kernel's own
+operations under fl(a op b) = (a op b)(1 + d) + e, |d| <= u, |e| <= eta, with the kernel assumption
+of ``ASSUMES``. An error is a linear form over error sources (|d_s| <= loc_s); each step's new
+unknowns (its rounding, slope radii, fixed-point charges) become one new source, so later signed
+weights can cancel them; a form may always be collapsed into its bound. Each entry's argument:
+TRUST_BOUNDARIES.md, "Floats". Certificate: {"kind": "errorbound", "statement": S, "digest",
+"steps": [[bound per element] per IR node]}, S = {format, mode, kernel_ulps, input_box,
+input_exact, ranges, graph, model, epsilon}; every step and epsilon must be >= the recomputed bound.
+``errorbound-split``: a tree {"split": [d, "v"], "lo", "hi"} | {"box", "steps"} of bisections (lo_d
+< v < hi_d, so the halves cover the parent); each leaf is replayed on its box with S's epsilon.
 """
 
 from __future__ import annotations
@@ -76,10 +57,6 @@ class V:
 
     def __init__(self, lo: Fraction, hi: Fraction, c: dict[int, int], rem: Fraction, E: Fraction):
         self.lo, self.hi, self.c, self.rem, self.E = lo, hi, c, rem, E
-
-    @property
-    def exact(self) -> bool:
-        return self.lo == self.hi and not self.E
 
 
 class Ctx:
@@ -222,13 +199,13 @@ class Ctx:
     def div(self, a: V, b: V, rng: Any = None, floor: Any = None) -> V:
         """a~/b~ - a/b = e_a / b~ - a e_b / (b b~): interval coefficients; ``floor``: a known
         positive lower bound of both b and b~."""
-        bl, bh = b.lo - b.E, b.hi + b.E
+        (bl, bh), (rl, rh) = (b.lo - b.E, b.hi + b.E), (b.lo, b.hi)
         if floor is not None:
-            bl = max(bl, floor)
+            bl, rl = max(bl, floor), max(rl, floor)
         require(bl > 0 or bh < 0, "division by a value whose float range contains 0")
-        ib = (1 / bh, 1 / bl)
-        ibb = _imul((1 / b.hi, 1 / b.lo), ib)
-        q = _imul((a.lo, a.hi), (1 / b.hi, 1 / b.lo))
+        ib, ir = (1 / bh, 1 / bl), (1 / rh, 1 / rl)
+        ibb = _imul(ir, ib)
+        q = _imul((a.lo, a.hi), ir)
         lo, hi = (max(q[0], rng[0]), min(q[1], rng[1])) if rng is not None else q
         t = _imul((-a.hi, -a.lo), ibb)
         out = self.mag(a) * max(abs(ib[0]), abs(ib[1]))
@@ -308,7 +285,7 @@ def _gelu(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, **_: Any) -> Fractio
     """0.5 * x * (1 + tanh(C * (x + A * (x * x * x)))) replayed on the float input's hull."""
     x = ctx.point(p, q)
     x3 = ctx.mul(ctx.mul(x, x), x)
-    v = ctx.mul(ctx.fl_const(FUNCTIONS_GELU[0]), ctx.add(x, ctx.mul(ctx.fl_const(FUNCTIONS_GELU[1]), x3)))
+    v = ctx.mul(ctx.fl_const(GELU_CONSTS[0]), ctx.add(x, ctx.mul(ctx.fl_const(GELU_CONSTS[1]), x3)))
     t = ctx.fn("tanh", v, _KERNEL)
     return ctx.mul(ctx.mul(ctx.const(Q(1, 2)), x), ctx.add(ctx.const(ONE), t)).E
 
@@ -317,7 +294,7 @@ def _leaky(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, slope: Any = 0.01, 
     return ctx.mul(ctx.point(min(p, ZERO), min(q, ZERO)), ctx.fl_const(Q(slope))).E if p < 0 else ZERO
 
 
-FUNCTIONS_GELU = (Q(0.7978845608028654), Q(0.044715))  # spec/constants.py, read exactly
+GELU_CONSTS = (Q(0.7978845608028654), Q(0.044715))  # spec/constants.py, read exactly
 _KERNEL = lambda c, p, q, m, **_: c.kern(m)  # noqa: E731
 _EXACT = lambda c, p, q, m, **_: ZERO  # noqa: E731
 #: elementwise primitives: (bound-table row, the kernel's own error at a float input)
@@ -334,25 +311,21 @@ LINEAR = {
     **dict.fromkeys(("matmul", "conv2d", "sum"), "dot"),
     **dict.fromkeys(("mean", "avg_pool2d"), "avg"),
 }
+_LIB = "within kernel_ulps ulp"
 #: the kernel assumption of each entry (the floats column of the coverage matrix)
 ASSUMES: dict[str, str] = {
-    **{k: "exact in floats (a selection or sign change)" for k, v in LINEAR.items() if v == "exact"},
-    **{k: "one correctly rounded operation" for k, v in LINEAR.items() if v == "one"},
-    **{k: "sum of products in any order, each rounded (gamma_k), FMA allowed" for k, v in LINEAR.items()
-       if v == "dot"},
-    **{k: "sum in any order (gamma_k), then one correctly rounded division by n" for k, v in LINEAR.items()
-       if v == "avg"},
+    **{k: {"exact": "exact in floats", "one": "one correctly rounded operation",
+           "dot": "sum of products in any order, each rounded (gamma_k), FMA allowed",
+           "avg": "sum in any order (gamma_k), then one rounded division by n"}[v]
+       for k, v in LINEAR.items()},
     "relu": "exact in floats", "abs": "exact in floats", "leaky_relu": "x*slope correctly rounded",
-    **dict.fromkeys(("exp", "log", "sqrt", "tanh", "pow"), "library kernel within kernel_ulps ulp"),
-    "sigmoid": "1/(1+exp(-x)), exp within kernel_ulps ulp",
-    "silu": "x/(1+exp(-x)), exp within kernel_ulps ulp",
-    "softplus": "max(x,0)+log1p(exp(-|x|)), exp/log1p within kernel_ulps ulp",
-    "gelu": "0.5*x*(1+tanh(C*(x+A*x^3))), tanh within kernel_ulps ulp, C and A cast to the format",
-    "div": "one correctly rounded division",
-    "softmax": "exp(x - max) / sum, exp within kernel_ulps ulp, sum in any order",
-    "log_softmax": "(x - max) - log(sum(exp(x - max))), exp/log within kernel_ulps ulp",
-    "layer_norm": "mean, centre, mean of squares, 1/sqrt(var + eps), scale, shift; sqrt within k ulp",
-    "batch_norm": "(x - mean) * (1/sqrt(var + eps) * w) + b; sqrt within kernel_ulps ulp",
+    **dict.fromkeys(("exp", "log", "sqrt", "tanh", "pow"), f"library kernel {_LIB}"),
+    "sigmoid": f"1/(1+exp(-x)), exp {_LIB}", "silu": f"x/(1+exp(-x)), exp {_LIB}",
+    "softplus": f"max(x,0)+log1p(exp(-|x|)), exp/log1p {_LIB}", "div": "one correctly rounded division",
+    "gelu": f"0.5*x*(1+tanh(C*(x+A*x^3))), tanh {_LIB}, C and A cast to the format",
+    "softmax": f"exp(x-max)/sum, exp {_LIB}", "log_softmax": f"(x-max)-log(sum(exp(x-max))), {_LIB}",
+    "layer_norm": f"mean, centre, mean of squares, 1/sqrt(var+eps), scale, shift; sqrt {_LIB}",
+    "batch_norm": f"(x-mean)*(1/sqrt(var+eps)*w)+b; sqrt {_LIB}",
 }
 #: primitives of the runtime with no entry, and why (every primitive has one today; partial uses
 #: raise Unsupported as in the bound table: data-dependent gather/embedding indices or where masks)
@@ -430,14 +403,10 @@ def _pick(var: dict[int, V], a: Aff) -> V:
     return V(-w.hi, -w.lo, {t: -x for t, x in w.c.items()}, w.rem, w.E)
 
 
-def _rows(ctx: Ctx, shape: tuple[int, ...], axis: Any) -> list[list[int]]:
-    return reduce_groups(shape, axis, True)[1]
-
-
 def _softmax(ctx: Ctx, x: list[V], shape: tuple[int, ...], at: dict[str, Any], rng: list[Any],
              log: bool) -> list[V]:
     out: list[Any] = [None] * len(x)
-    for g in _rows(ctx, shape, int(at.get("axis", -1))):
+    for g in reduce_groups(shape, int(at.get("axis", -1)), True)[1]:
         m = ctx.maxlike([x[i] for i in g])
         s = [ctx.add(x[i], m, -1, (x[i].lo - m.hi, ZERO)) for i in g]  # x - max <= 0
         e = [ctx.fn("exp", v, _KERNEL, (ZERO, ONE)) for v in s]
@@ -492,13 +461,6 @@ def _batch_norm(ctx: Ctx, ins: list[list[V]], shapes: list[tuple[int, ...]], at:
     return out
 
 
-def _elementwise_div(ctx: Ctx, ins: list[list[V]], shapes: list[tuple[int, ...]], at: dict[str, Any],
-                     rng: list[Any]) -> list[V]:
-    shape = bcast_shape(*shapes)
-    a, b = (broadcast(Tensor(s, vs), shape) for s, vs in zip(shapes, ins))
-    return [ctx.div(p, q, r) for p, q, r in zip(a, b, rng)]
-
-
 def apply(ctx: Ctx, op: str, ins: list[list[V]], shapes: list[tuple[int, ...]], at: dict[str, Any],
           rng: list[Any], exact_in: list[bool]) -> list[V]:
     """The column's entry for ``op``: output elements from input elements."""
@@ -511,7 +473,8 @@ def apply(ctx: Ctx, op: str, ins: list[list[V]], shapes: list[tuple[int, ...]], 
     if op in LINEAR:
         return _linear(ctx, op, ins, shapes, at, rng, exact_in)
     if op == "div":
-        return _elementwise_div(ctx, ins, shapes, at, rng)
+        a, b = (broadcast(Tensor(s, vs), bcast_shape(*shapes)) for s, vs in zip(shapes, ins))
+        return [ctx.div(p, q, r) for p, q, r in zip(a, b, rng)]
     if op in ("softmax", "log_softmax"):
         return _softmax(ctx, ins[0], shapes[0], at, rng, op == "log_softmax")
     if op == "layer_norm":
