@@ -224,6 +224,7 @@ class Ctx:
         if rng is not None:
             lo, hi = max(lo, rng[0]), min(hi, rng[1])
         fl, fh = row.interval(p, q, **attrs)
+        self.rnd(max(abs(fl), abs(fh)) * (1 + 2 * self.k * self.un))  # (no overflow of the result)
         return self.make(lo, hi, [_iv(*slope_range(row, p, q, attrs), a)], ZERO,
                          Q(local(self, p, q, max(abs(fl), abs(fh)))))
 
@@ -265,13 +266,15 @@ def slope_range(row: Any, p: Fraction, q: Fraction, attrs: dict[str, Any]) -> tu
 
 # -- the column: one entry per runtime primitive -------------------------------------------------
 
-def _sigmoid_like(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, **_: Any) -> Fraction:
+def _sigmoid_like(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, op: str = "", **_: Any) -> Fraction:
     """1/(1 + exp(-x)) and x/(1 + exp(-x)): exp within k ulp makes 1 + t = (1 + e^-x)(1 + theta),
-    |theta| <= a = k(2un + minpos); then y = f(x)(1 + d2)/((1 + theta)(1 + d1)) + eta."""
-    require(-p * 3 / 2 < ctx.fmt.emax, "exp(-x) may overflow")  # e^t < 2^(3t/2)
+    |theta| <= a = k(2un + minpos); then y = f(x)(1 + d2)/((1 + theta)(1 + d1)) + eta. Where
+    exp(-x) may overflow (x <= -T, e^T < 2^(3T/2)) the kernel may return 0: error <= |f| there."""
     a = ctx.k * (2 * ctx.un + ctx.fmt.min_positive)
     require(a < 1, "kernel error too large")
-    return ((1 + ctx.u) / ((1 - a) * (1 - ctx.u)) - 1) * Fm + ctx.eta
+    T = -Q(2 * ctx.fmt.emax, 3)
+    tail = max(map(abs, FUNCTIONS[op].interval(p, min(q, T)))) if p <= T else ZERO
+    return ((1 + ctx.u) / ((1 - a) * (1 - ctx.u)) - 1) * Fm + ctx.eta + tail
 
 
 def _softplus(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, **_: Any) -> Fraction:
@@ -468,7 +471,7 @@ def apply(ctx: Ctx, op: str, ins: list[list[V]], shapes: list[tuple[int, ...]], 
         return [ctx.fn(op, v, _EXACT, r) if v.hi > 0 else ctx.const(ZERO, max(ZERO, v.hi + v.E))
                 for v, r in zip(ins[0], rng)]
     if op in UNARY:
-        return [ctx.fn(op, v, lambda c, p, q, m: UNARY[op](c, p, q, m, **at), r, **at)
+        return [ctx.fn(op, v, lambda c, p, q, m: UNARY[op](c, p, q, m, op=op, **at), r, **at)
                 for v, r in zip(ins[0], rng)]
     if op in LINEAR:
         return _linear(ctx, op, ins, shapes, at, rng, exact_in)
