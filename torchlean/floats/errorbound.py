@@ -25,8 +25,11 @@ from ..certificates.rounding import Format, get_format
 from ..spec.graph import Graph
 from .network import run_float
 
-#: the largest graph (elements of all its values) whose ranges default to CROWN (else IBP)
-CROWN_LIMIT = 20_000
+#: the most nonlinear elements (activations, products, maxima) for which ranges default to CROWN
+#: (the exact engine's back-substitutions: ACAS Xu's 300 ReLUs take ~12 s; else IBP)
+CROWN_LIMIT = 1_000
+_AFFINE = {"add", "sub", "neg", "matmul", "conv2d", "sum", "mean", "avg_pool2d", "reshape", "flatten",
+           "transpose", "concat", "slice", "gather", "embedding", "where", "broadcast_to"}
 
 #: Documented ulp bounds of the library kernels (numpy tanh/exp in binary32 and binary64), used
 #: as the certificate's ``kernel_ulps`` assumption. Measured max on this machine: see bench/README.
@@ -40,14 +43,15 @@ def _q(x: Any) -> Fraction:
 
 
 def _size(graph: Graph) -> int:
-    return sum(int(np.prod(v.shape)) for v in graph.values.values())
+    return sum(int(np.prod(graph.values[n.output].shape)) for n in graph.nodes if n.op not in _AFFINE)
 
 
 def statement(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str = "rne",
               kernel_ulps: Fraction = DEFAULT_KERNEL_ULPS, input_exact: bool = True,
               ranges: str | None = None) -> dict[str, Any]:
     """The claim before its epsilons. ``ranges``: "crown" (the bound table's CROWN argument
-    bounds: tighter, slower replay) or "ibp"; by default CROWN up to ``CROWN_LIMIT`` elements."""
+    bounds: tighter, slower replay) or "ibp"; by default CROWN up to ``CROWN_LIMIT`` nonlinear
+    elements."""
     f = get_format(fmt)
     ir = graph.to_dict()
     return {
