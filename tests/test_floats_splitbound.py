@@ -157,6 +157,10 @@ def test_cli_bound_with_splits(tmp_path, capsys):
     )
     assert "4 sub-boxes" in capsys.readouterr().out
     assert main(["check", str(out)]) == 0
+    assert main(["check", str(out), "--model", str(model)]) == 0
+    other = tmp_path / "o.json"
+    other.write_text(mlp([4, 8, 2], "relu", seed=2).to_json())
+    assert main(["check", str(out), "--model", str(other)]) == 1  # a certificate about another model
     assert main(["bound", str(model), "--box=-1:1", "--splits", "-1"]) == 2
 
 

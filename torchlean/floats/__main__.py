@@ -12,7 +12,8 @@
   run MODEL --input X1,X2,... [--format bfloat16] [--mode rne]   bit-exact emulated execution
   lemmas [--timeout S] [--direct]   rounding lemmas: 8-bit exhaustive (checker), SMT parts (cvc5 + z3,
       solver-trusted) and each lemma's status; --direct also runs the undivided div/sqrt statements
-  check CERT.json         replay a certificate with the trusted checker
+  check CERT.json [--model MODEL]   replay a certificate with the trusted checker; --model: and
+      require an errorbound certificate's graph to be MODEL's (its fingerprint)
 """
 
 from __future__ import annotations
@@ -231,6 +232,11 @@ def cmd_check(a: argparse.Namespace) -> int:
 
     from ..certificates.core import time_limit
 
+    if a.model:  # the certificate carries its graph: say whether it is this model's
+        stmt = cert.get("statement") if isinstance(cert, dict) else None
+        if not isinstance(stmt, dict) or stmt.get("model") != load_model(a.model).fingerprint():
+            print(f"REJECTED: the certificate is not about {a.model} (model fingerprint differs)")
+            return 1
     with time_limit(time.monotonic() + a.timeout):  # past it: not accepted
         v = check(cert)
     print(f"{'accepted' if v.ok else 'REJECTED'}: checked {v.checked}, solver-trusted "
@@ -273,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check")
     c.add_argument("cert")
     c.add_argument("--timeout", type=_cli.timeout_s, default=600.0, help="replay deadline (s)")
+    c.add_argument("--model", help="also require the certificate to be about this model (errorbound)")
     a = _cli.parse_args(ap, argv)
     if isinstance(a, int):
         return a
