@@ -116,6 +116,19 @@ def test_random_graphs_in_every_format(seed):
     _sound(g, box_of(rng, (1, 4), Fraction(1, 8)), fmt)
 
 
+def test_the_property_test_fails_without_rounding_terms(monkeypatch):
+    """The comparison above can fail: with the standard model's rounding terms dropped (u = 0 in
+    every correctly rounded step), the certified epsilon falls below the observed error."""
+    from torchlean.certificates.errorbound import Ctx
+
+    g = as32(*builders(np.random.default_rng(1))["add"])
+    box = box_of(np.random.default_rng(2), g.inputs[0].shape)
+    monkeypatch.setattr(Ctx, "rnd", lambda self, m, underflow=True: Fraction(0))
+    monkeypatch.setattr(Ctx, "gamma", lambda self, n: Fraction(0))
+    eps = np.array([float(e) for e in epsilons(bound_certificate(g, box))])
+    assert np.any(observed(g, box, "binary32") > eps)
+
+
 def test_every_runtime_primitive_has_an_entry_or_a_reason():
     assert set(RULES) <= set(COLUMN) | set(NO_ENTRY)
     covered = {n[0] for spec in builders(np.random.default_rng(0)).values() for n in spec[0]}

@@ -172,6 +172,8 @@ class Ctx:
             self.rnd(S * (1 + self.gamma(max(n, 1))))
         else:  # avg: the map's coefficients are all 1/n; y = fl(S~ / fl(n)), fl(n) >= n - dn > 0
             div = 1 / terms[0][0]
+            # (avg_pool's divisor may be a count summed in the format: exact up to 2^p)
+            require(div <= 2 ** self.fmt.precision, f"divisor {div} is not exact in {self.fmt.name}")
             dn = self.cast_err(div)
             fn = div - dn
             require(fn > 0, "the divisor rounds to 0")
