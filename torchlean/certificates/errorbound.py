@@ -6,12 +6,12 @@ call of ``runtime/rules*.py``, each of its operations rounded) returns y~ with |
 epsilon_j, y the real graph (the spec's meaning) on the stored weights. The checker walks the IR
 the statement carries: real ranges of every element from the bound table (``lower.lower`` forms,
 ``engine.forward`` bounds), then errors node by node, each entry following the runtime kernel's own
-operations under fl(a op b) = (a op b)(1 + d) + e, |d| <= u, |e| <= eta, with the kernel assumption
-of ``ASSUMES``. An error is a linear form over error sources (|d_s| <= loc_s); each step's new
-unknowns (its rounding, slope radii, fixed-point charges) become one new source, so later signed
-weights can cancel them; a form may always be collapsed into its bound. Each entry's argument:
-TRUST_BOUNDARIES.md, "Floats". Certificate: {"kind": "errorbound", "statement": S, "digest",
-"steps": [[bound per element] per IR node]}, S = {format, mode, kernel_ulps, input_box,
+operations under fl(a op b) = (a op b)(1 + d) + e, |d| <= u, |e| <= eta (kernel assumptions:
+``floats.ROUNDING_RULES``). An error is a linear form over error sources (|d_s| <= loc_s); each
+step's new unknowns (its rounding, slope radii, fixed-point charges) become one new source, so
+later signed weights can cancel them; a form may always be collapsed into its bound. Each entry's
+argument: TRUST_BOUNDARIES.md, "Floats". Certificate: {"kind": "errorbound", "statement": S,
+"digest", "steps": [[bound per element] per IR node]}, S = {format, mode, kernel_ulps, input_box,
 input_exact, ranges, graph, model, epsilon}; every step and epsilon must be >= the recomputed bound.
 ``errorbound-split``: a tree {"split": [d, "v"], "lo", "hi"} | {"box", "steps"} of bisections (lo_d
 < v < hi_d, so the halves cover the parent); each leaf is replayed on its box with S's epsilon.
@@ -316,22 +316,6 @@ LINEAR = {
     **dict.fromkeys(("matmul", "conv2d", "sum"), "dot"),
     **dict.fromkeys(("mean", "avg_pool2d"), "avg"),
 }
-_LIB = "within kernel_ulps ulp"
-#: the kernel assumption of each entry (the floats column of the coverage matrix)
-ASSUMES: dict[str, str] = {
-    **{k: {"exact": "exact in floats", "one": "one correctly rounded operation",
-           "dot": "sum of products in any order, each rounded (gamma_k), FMA allowed",
-           "avg": "sum in any order (gamma_k), then one rounded division by n"}[v]
-       for k, v in LINEAR.items()},
-    "relu": "exact in floats", "abs": "exact in floats", "leaky_relu": "x*slope correctly rounded",
-    **dict.fromkeys(("exp", "log", "sqrt", "tanh", "pow"), f"library kernel {_LIB}"),
-    "sigmoid": f"1/(1+exp(-x)), exp {_LIB}", "silu": f"x/(1+exp(-x)), exp {_LIB}",
-    "softplus": f"max(x,0)+log1p(exp(-|x|)), exp/log1p {_LIB}", "div": "one correctly rounded division",
-    "gelu": f"0.5*x*(1+tanh(C*(x+A*x^3))), tanh {_LIB}, C and A cast to the format",
-    "softmax": f"exp(x-max)/sum, exp {_LIB}", "log_softmax": f"(x-max)-log(sum(exp(x-max))), {_LIB}",
-    "layer_norm": f"mean, centre, mean of squares, 1/sqrt(var+eps), scale, shift; sqrt {_LIB}",
-    "batch_norm": f"(x-mean)*(1/sqrt(var+eps)*w)+b; sqrt {_LIB}",
-}
 #: primitives of the runtime with no entry, and why (every primitive has one today; partial uses
 #: raise Unsupported as in the bound table: data-dependent gather/embedding indices or where masks)
 NO_ENTRY: dict[str, str] = {}
@@ -519,17 +503,9 @@ def propagate(stmt: dict[str, Any]) -> list[list[Fraction]]:
             for a, b in zip(node.args, st.arg[k]):
                 known[id(a)] = b
 
-    def ranges(t: Tensor) -> list[tuple[Fraction, Fraction]]:
-        out = []
-        for e in t.v:
-            if isinstance(e, Aff):
-                lo, hi = engine.form_bounds(e, st.L, st.U)
-                if id(e) in known:
-                    lo, hi = max(lo, known[id(e)][0]), min(hi, known[id(e)][1])
-                out.append((lo, hi))
-            else:
-                out.append((e, e))
-        return out
+    def ranges(t: Tensor) -> list[tuple[Fraction, Fraction]]:  # (st.arg: CROWN within IBP)
+        return [(e, e) if not isinstance(e, Aff) else known.get(id(e)) or engine.form_bounds(e, st.L, st.U)
+                for e in t.v]
 
     vals: dict[str, list[V]] = {}
     exact: dict[str, bool] = {}

@@ -12,13 +12,27 @@ from typing import Any
 import numpy as np
 
 from ..certificates.bound_graph import Unsupported
-from ..certificates.errorbound import ASSUMES
+from ..certificates.errorbound import LINEAR
 from ..runtime.execute import run_graph
 from ..spec.graph import Graph
 
-#: The rounding-error entry of each primitive (the floats column of
-#: ``python -m torchlean.proofs show --coverage``): the kernel assumption it rests on.
-ROUNDING_RULES: dict[str, str] = dict(ASSUMES)
+_LIB = "within kernel_ulps ulp"
+#: The kernel assumption of each entry of the checker's error column (``certificates/errorbound.py``
+#: ``COLUMN``; the floats column of ``python -m torchlean.proofs show --coverage``).
+ROUNDING_RULES: dict[str, str] = {
+    **{k: {"exact": "exact in floats", "one": "one correctly rounded operation",
+           "dot": "sum of products in any order, each rounded (gamma_k), FMA allowed",
+           "avg": "sum in any order (gamma_k), then one rounded division by n"}[v]
+       for k, v in LINEAR.items()},
+    "relu": "exact in floats", "abs": "exact in floats", "leaky_relu": "x*slope correctly rounded",
+    **dict.fromkeys(("exp", "log", "sqrt", "tanh", "pow"), f"library kernel {_LIB}"),
+    "sigmoid": f"1/(1+exp(-x)), exp {_LIB}", "silu": f"x/(1+exp(-x)), exp {_LIB}",
+    "softplus": f"max(x,0)+log1p(exp(-|x|)), exp/log1p {_LIB}", "div": "one correctly rounded division",
+    "gelu": f"0.5*x*(1+tanh(C*(x+A*x^3))), tanh {_LIB}, C and A cast to the format",
+    "softmax": f"exp(x-max)/sum, exp {_LIB}", "log_softmax": f"(x-max)-log(sum(exp(x-max))), {_LIB}",
+    "layer_norm": f"mean, centre, mean of squares, 1/sqrt(var+eps), scale, shift; sqrt {_LIB}",
+    "batch_norm": f"(x-mean)*(1/sqrt(var+eps)*w)+b; sqrt {_LIB}",
+}
 
 #: A graph use the error analysis does not cover (the checker's ``Unsupported``; one line).
 LoweringError = Unsupported
