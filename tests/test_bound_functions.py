@@ -404,15 +404,17 @@ def test_piecewise_linear_intervals_are_the_proved_rules(monkeypatch):
     assert FUNCTIONS["tanh"].interval(Q(-1), Q(1)) == (-6, 6)
 
 
-def test_errorbound_tanh_uses_the_row():
-    from torchlean.certificates.errorbound import tanh_range, tanh_slope
+def test_errorbound_slopes_use_the_row():
+    """The error column's slope interval of tanh (mean value theorem over the float hull) is the
+    tanh row's f' enclosure at the hull's ends and 0: sech^2 is largest nearest 0."""
+    from torchlean.certificates.errorbound import slope_range
 
     for lo, hi in ((Q(-3), Q(1, 2)), (Q(1, 10), Q(4)), (Q(-20), Q(-19))):
-        a, b = tanh_range(lo, hi)
-        t_lo, t_hi = mp.tanh(M(lo)), mp.tanh(M(hi))
-        assert M(a) <= t_lo and t_hi <= M(b) and M(b - a) < t_hi - t_lo + mp.mpf(2) ** -80
+        a, b = slope_range(FUNCTIONS["tanh"], lo, hi, {})
         s2 = mp.sech(M(Q(0 if lo <= 0 <= hi else min(abs(lo), abs(hi))))) ** 2
-        assert s2 <= M(tanh_slope(lo, hi)) <= s2 * (1 + mp.mpf(2) ** -80)
+        s_min = mp.sech(M(max(abs(lo), abs(hi)))) ** 2
+        assert s2 <= M(b) <= s2 * (1 + mp.mpf(2) ** -80)
+        assert M(a) <= s_min
 
 
 def test_relu_lines_closed_form_is_valid_and_matches_the_generic_row():
