@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from ..spec.shapes import ShapeError, norm_axis
 from .backends import namespace_of
 from .functional_nn import (  # noqa: F401  (re-exported: the nn section of the functional API)
     avg_pool2d,
     batch_norm,
+    conv1d,
     conv2d,
     dropout,
     embedding,
@@ -140,6 +143,71 @@ def amax(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = Fals
     return apply("max", x, axes=_dims(dim), keepdims=keepdim)
 
 
+def amin(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+    """Minimum values, as ``-amax(-x)`` (two primitives, so proofs and bound rows cover it)."""
+    return -amax(-x, dim, keepdim)
+
+
+def _arg_extreme(x: Tensor, dim: int | None, keepdim: bool, fn: str) -> Tensor:
+    """Indices (int64, no gradient) of the first maximum/minimum, like torch.argmax/argmin."""
+    xp = namespace_of(x.data)
+    if dim is None:
+        out = getattr(xp, fn)(x.data.reshape(-1))
+        if keepdim:  # torch: every axis kept with size 1
+            out = out.reshape((1,) * x.ndim)
+        return Tensor(xp.asarray(out, dtype=np.int64))
+    d = norm_axis(dim, x.ndim, fn)
+    return Tensor(xp.asarray(getattr(xp, fn)(x.data, axis=d, keepdims=keepdim), dtype=np.int64))
+
+
+def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """Index of the first maximum over ``dim`` (over the flattened tensor when None), int64.
+
+    >>> argmax(tl.tensor([[1., 5., 2.], [7., 0., 7.]]), dim=1).tolist()
+    [1, 0]
+    """
+    return _arg_extreme(x, dim, keepdim, "argmax")
+
+
+def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """Index of the first minimum over ``dim`` (over the flattened tensor when None), int64."""
+    return _arg_extreme(x, dim, keepdim, "argmin")
+
+
+class MaxMin(tuple):
+    """``(values, indices)`` returned by ``Tensor.max(dim)`` / ``Tensor.min(dim)``, like torch's
+    ``torch.return_types.max``."""
+
+    __slots__ = ()
+
+    def __new__(cls, values: Tensor, indices: Tensor) -> MaxMin:
+        return super().__new__(cls, (values, indices))
+
+    @property
+    def values(self) -> Tensor:
+        """The maximum (minimum) values."""
+        return self[0]
+
+    @property
+    def indices(self) -> Tensor:
+        """The index of each value along the reduced dimension (int64)."""
+        return self[1]
+
+
+def max(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor | MaxMin:  # noqa: A001
+    """torch.max: the maximum value (no ``dim``), or ``(values, indices)`` over ``dim``."""
+    if dim is None:
+        return amax(x)
+    return MaxMin(amax(x, dim, keepdim), argmax(x, dim, keepdim))
+
+
+def min(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor | MaxMin:  # noqa: A001
+    """torch.min: the minimum value (no ``dim``), or ``(values, indices)`` over ``dim``."""
+    if dim is None:
+        return amin(x)
+    return MaxMin(amin(x, dim, keepdim), argmin(x, dim, keepdim))
+
+
 def var(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False,
         unbiased: bool = False) -> Tensor:
     mu = mean(x, dim, keepdim=True)
@@ -204,6 +272,18 @@ def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
 
 def cat(xs: Sequence[Tensor], dim: int = 0) -> Tensor:
     return apply("concat", *xs, axis=dim)
+
+
+def stack(xs: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join equally shaped tensors along a new axis ``dim`` (an unsqueeze of each, then cat)."""
+    xs = list(xs)
+    if not xs:
+        raise ValueError("stack expects a non-empty sequence of tensors")
+    shapes = {t.shape for t in xs}
+    if len(shapes) > 1:
+        raise ShapeError(f"stack expects tensors of equal shape, got {sorted(shapes)}")
+    d = dim % (xs[0].ndim + 1)
+    return cat([unsqueeze(t, d) for t in xs], d)
 
 
 def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
@@ -313,14 +393,25 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,  # noqa: A00
     return _reduce(softplus(input) - input * target, reduction)
 
 
+#: the ``torch.Tensor`` methods torchlean has, by name; ``Tensor`` defines each one explicitly
+#: (runtime/tensor_methods.py) as a call of the function here, and a test keeps both in step
 TENSOR_METHODS: dict[str, Any] = {
     "relu": relu, "tanh": tanh, "sigmoid": sigmoid, "exp": exp, "log": log, "sqrt": sqrt,
-    "abs": abs, "sum": sum, "mean": mean, "amax": amax, "max": amax, "var": var,
+    "abs": abs, "sum": sum, "mean": mean, "amax": amax, "amin": amin, "max": max, "min": min,
+    "argmax": argmax, "argmin": argmin, "var": var,
     "reshape": reshape, "view": reshape, "flatten": flatten, "permute": permute,
     "transpose": transpose, "unsqueeze": unsqueeze, "squeeze": squeeze,
-    "expand": lambda x, *s: broadcast_to(x, s[0] if len(s) == 1 and isinstance(s[0], tuple) else s),
+    "expand": lambda x, *s: broadcast_to(x, s[0] if len(s) == 1 and isinstance(s[0], (tuple, list)) else s),
     "broadcast_to": broadcast_to, "gather": gather, "softmax": softmax,
     "log_softmax": log_softmax, "matmul": matmul, "clamp": clamp,
-    "T": None,
+    "maximum": maximum, "minimum": minimum, "where": lambda x, condition, y: where(condition, x, y),
 }
-del TENSOR_METHODS["T"]
+
+__all__ = [
+    "abs", "amax", "amin", "argmax", "argmin", "avg_pool2d", "batch_norm",
+    "binary_cross_entropy_with_logits", "broadcast_to", "cat", "clamp", "conv1d", "conv2d",
+    "cross_entropy", "dropout", "embedding", "exp", "flatten", "gather", "gelu", "huber_loss", "index",
+    "layer_norm", "leaky_relu", "linear", "log", "log_softmax", "matmul", "max", "max_pool2d", "maximum",
+    "mean", "min", "minimum", "mse_loss", "permute", "relu", "reshape", "sigmoid", "silu", "softmax",
+    "softplus", "sqrt", "squeeze", "stack", "sum", "tanh", "transpose", "unsqueeze", "var", "where",
+]
