@@ -56,6 +56,8 @@ def arange(start: float, end: float | None = None, step: float = 1, dtype: Any =
         start, end = 0, start
     if step == 0:
         raise ValueError("arange: step must be nonzero")
+    if (end - start) * step < 0:
+        raise ValueError(f"arange: end {end} lies on the wrong side of start {start} for step {step}")
     ints = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (start, end, step))
     if dtype is None:
         dtype = np.int64 if ints else get_default_dtype()
