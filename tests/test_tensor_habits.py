@@ -205,3 +205,17 @@ def test_tensor_method_forms_like_torch():
     _same(t.expand(2, 3, 4), tt.expand(2, 3, 4))
     _same(t.view(4, 3).permute(1, 0).reshape(-1).unsqueeze(0),
           tt.view(4, 3).permute(1, 0).reshape(-1).unsqueeze(0))
+
+
+@pytest.mark.parametrize("kw", [{}, {"dim": 1}, {"dim": 0, "keepdim": True}, {"dim": 1, "unbiased": False},
+                                {"dim": (0, 1), "correction": 0}, {"correction": 2}])
+def test_var_like_torch(kw):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 5))
+    t, tt = tl.tensor(x, dtype="float64", requires_grad=True), torch.tensor(x, requires_grad=True)
+    y, yt = t.var(**kw), tt.var(**kw)
+    _same(y, yt, exact=False)
+    y.sum().backward()
+    yt.sum().backward()
+    np.testing.assert_allclose(t.grad.numpy(), tt.grad.numpy(), rtol=1e-12)
+    _same(F.var(t, 1, False), torch.var(tt, 1, False), exact=False)  # torch's positional order

@@ -228,14 +228,16 @@ def min(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor | Ma
     return MaxMin(amin(x, dim, keepdim), argmin(x, dim, keepdim))
 
 
-def var(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False,
-        unbiased: bool = False) -> Tensor:
-    """Variance over ``dim``: biased (divides by n) unless ``unbiased=True``; torch's default is unbiased."""
+def var(x: Tensor, dim: int | Sequence[int] | None = None, unbiased: bool = True, keepdim: bool = False,
+        *, correction: int | None = None) -> Tensor:
+    """Variance over ``dim``, torch's signature and default: divides by n − 1 (``unbiased=False``
+    or ``correction=0``: by n). Built from mean, sub, mul and sum."""
+    corr = (1 if unbiased else 0) if correction is None else int(correction)
     mu = mean(x, dim, keepdim=True)
     d = x - mu
     n = x.numel() if dim is None else _count(x.shape, _dims(dim))
     s = sum(d * d, dim, keepdim=keepdim)
-    return s / (n - 1 if unbiased else n)
+    return s / (n - corr)
 
 
 def _count(shape: tuple[int, ...], dims: tuple[int, ...] | None) -> int:

@@ -102,9 +102,10 @@ class TensorMethods:
         """Mean over ``dim`` (an int, a tuple, or None for all)."""
         return _f("mean")(self, dim, keepdim)
 
-    def var(self, dim: Any = None, keepdim: bool = False, unbiased: bool = False) -> Any:
-        """Variance over ``dim``; biased unless ``unbiased=True`` (note: torch's default is unbiased)."""
-        return _f("var")(self, dim, keepdim, unbiased)
+    def var(self, dim: Any = None, unbiased: bool = True, keepdim: bool = False, *,
+            correction: int | None = None) -> Any:
+        """Variance over ``dim``, dividing by n − 1 unless ``unbiased=False`` (torch's default)."""
+        return _f("var")(self, dim, unbiased, keepdim, correction=correction)
 
     def amax(self, dim: Any = None, keepdim: bool = False) -> Any:
         """Maximum values over ``dim`` (ties share the gradient, like torch.amax)."""
