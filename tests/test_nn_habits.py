@@ -265,3 +265,19 @@ def test_transformer_default_layout_is_sequence_first_like_torch():
     x = _rand(5, 2, 4)  # (sequence, batch, feature)
     np.testing.assert_allclose(ours(tl.tensor(x, dtype="float64")).numpy(),
                                theirs(torch.tensor(x)).detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_conv1d_batchnorm1d_model_gets_sound_bounds_from_the_existing_table():
+    """The new layers lower to existing primitives, so the bound table covers them: CROWN bounds
+    enclose every sampled output."""
+    tl.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(1, 2, 3, padding=1), nn.BatchNorm1d(2), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(12, 2))
+    model(tl.randn(4, 1, 6))  # one training step moves the running statistics off their defaults
+    model.eval()
+    x = tl.randn(1, 1, 6)
+    b = tl.verify.bounds(model, x, eps=0.01, method="crown")
+    xs = x.numpy() + np.random.default_rng(0).uniform(-0.01, 0.01, (300, 1, 6)).astype(np.float32)
+    with tl.no_grad():
+        ys = np.concatenate([model(tl.tensor(v[None])).numpy() for v in xs])
+    assert (ys >= np.asarray(b.lower) - 1e-6).all() and (ys <= np.asarray(b.upper) + 1e-6).all()

@@ -395,6 +395,7 @@ def ones(*shape: Any, dtype: Any = None, device: str | None = None, requires_gra
 
 
 def _T(self: Tensor) -> Tensor:
+    """The tensor with its axes reversed (a matrix's transpose)."""
     from .functional import permute
 
     return permute(self, tuple(reversed(range(self.ndim))))
