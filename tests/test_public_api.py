@@ -10,10 +10,11 @@ import pytest
 
 import torchlean as tl
 
-#: the modules users import (README, docs/); internals (runtime, spec, certificates, ...) are not here
+#: the modules users import (README, docs/); internals (runtime, zoo, ...) are not here
 PUBLIC = ["torchlean", "torchlean.nn", "torchlean.nn.functional", "torchlean.nn.init", "torchlean.nn.utils",
           "torchlean.optim", "torchlean.optim.lr_scheduler", "torchlean.autograd", "torchlean.verify",
-          "torchlean.floats", "torchlean.proofs", "torchlean.bridge"]
+          "torchlean.floats", "torchlean.proofs", "torchlean.bridge", "torchlean.spec",
+          "torchlean.spec.exact", "torchlean.certificates"]
 
 
 def _public_names(modname):
