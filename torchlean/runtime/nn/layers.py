@@ -62,26 +62,38 @@ class _Activation(Module):
 
 
 class ReLU(_Activation):
+    """max(x, 0) elementwise."""
+
     fn = staticmethod(F.relu)
 
 
 class Tanh(_Activation):
+    """tanh elementwise."""
+
     fn = staticmethod(F.tanh)
 
 
 class Sigmoid(_Activation):
+    """1 / (1 + exp(-x)) elementwise."""
+
     fn = staticmethod(F.sigmoid)
 
 
 class SiLU(_Activation):
+    """x · sigmoid(x) elementwise."""
+
     fn = staticmethod(F.silu)
 
 
 class Softplus(_Activation):
+    """log(1 + exp(x)) elementwise, computed stably (torch's beta=1)."""
+
     fn = staticmethod(F.softplus)
 
 
 class GELU(Module):
+    """GELU, the tanh form (torchlean's primitive); torch's default is the exact erf form."""
+
     def __init__(self, approximate: str = "tanh"):
         super().__init__()
         self.approximate = approximate
@@ -91,6 +103,8 @@ class GELU(Module):
 
 
 class LeakyReLU(Module):
+    """x where x >= 0, ``negative_slope * x`` elsewhere (default slope 0.01, like torch)."""
+
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
         self.negative_slope = negative_slope
@@ -103,6 +117,8 @@ class LeakyReLU(Module):
 
 
 class Softmax(Module):
+    """Softmax along ``dim`` (default the last axis)."""
+
     def __init__(self, dim: int = -1):
         super().__init__()
         self.dim = dim
@@ -112,16 +128,22 @@ class Softmax(Module):
 
 
 class LogSoftmax(Softmax):
+    """log(softmax) along ``dim``, computed stably."""
+
     def forward(self, x: Tensor) -> Tensor:
         return F.log_softmax(x, self.dim)
 
 
 class Identity(Module):
+    """Returns its input unchanged (a placeholder layer)."""
+
     def forward(self, x: Tensor) -> Tensor:
         return x
 
 
 class Flatten(Module):
+    """Merge the axes from ``start_dim`` (default 1, keeping the batch) into one."""
+
     def __init__(self, start_dim: int = 1):
         super().__init__()
         self.start_dim = start_dim
