@@ -281,3 +281,32 @@ def test_conv1d_batchnorm1d_model_gets_sound_bounds_from_the_existing_table():
     with tl.no_grad():
         ys = np.concatenate([model(tl.tensor(v[None])).numpy() for v in xs])
     assert (ys >= np.asarray(b.lower) - 1e-6).all() and (ys <= np.asarray(b.upper) + 1e-6).all()
+
+
+def test_sequential_from_an_ordered_dict_and_append_like_torch():
+    from collections import OrderedDict
+
+    ours = nn.Sequential(OrderedDict([("fc", nn.Linear(2, 3)), ("act", nn.Tanh()), ("out", nn.Linear(3, 1))]))
+    theirs = torch.nn.Sequential(OrderedDict([("fc", torch.nn.Linear(2, 3)), ("act", torch.nn.Tanh()),
+                                              ("out", torch.nn.Linear(3, 1))]))
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    _load(ours, theirs)
+    x = _rand(4, 2).astype(np.float32)
+    np.testing.assert_allclose(ours(tl.tensor(x)).numpy(), theirs(torch.tensor(x)).detach().numpy(),
+                               rtol=1e-6)
+    seq, tseq = nn.Sequential(nn.Linear(2, 3)), torch.nn.Sequential(torch.nn.Linear(2, 3))
+    seq.append(nn.ReLU()).append(nn.Linear(3, 1))
+    tseq.append(torch.nn.ReLU()).append(torch.nn.Linear(3, 1))
+    assert list(seq.state_dict()) == list(tseq.state_dict()) and len(seq) == 3
+    with pytest.raises(ShapeError):
+        seq.append(nn.Linear(5, 1))  # checked like the constructor; the model is left as it was
+    assert len(seq) == 3 and "3" not in vars(seq)
+
+
+def test_std_dim_cpu_like_torch():
+    x = _rand(4, 5, seed=7)
+    t, tt = tl.tensor(x, dtype="float64"), torch.tensor(x)
+    for kw in ({}, {"dim": 1}, {"dim": 0, "unbiased": False, "keepdim": True}):
+        np.testing.assert_allclose(t.std(**kw).numpy(), tt.std(**kw).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(F.std(t, 1).numpy(), torch.std(tt, 1).numpy(), rtol=1e-12)
+    assert t.dim() == tt.dim() == 2 and t.cpu() is t

@@ -240,6 +240,12 @@ def var(x: Tensor, dim: int | Sequence[int] | None = None, unbiased: bool = True
     return s / (n - corr)
 
 
+def std(x: Tensor, dim: int | Sequence[int] | None = None, unbiased: bool = True, keepdim: bool = False,
+        *, correction: int | None = None) -> Tensor:
+    """Standard deviation, ``sqrt(var(...))`` with torch's signature and default (n − 1)."""
+    return sqrt(var(x, dim, unbiased, keepdim, correction=correction))
+
+
 def _count(shape: tuple[int, ...], dims: tuple[int, ...] | None) -> int:
     n = 1
     for d in dims or range(len(shape)):
@@ -435,7 +441,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,  # noqa: A00
 TENSOR_METHODS: dict[str, Any] = {
     "relu": relu, "tanh": tanh, "sigmoid": sigmoid, "exp": exp, "log": log, "sqrt": sqrt,
     "abs": abs, "sum": sum, "mean": mean, "amax": amax, "amin": amin, "max": max, "min": min,
-    "argmax": argmax, "argmin": argmin, "var": var,
+    "argmax": argmax, "argmin": argmin, "var": var, "std": std,
     "reshape": reshape, "view": reshape, "flatten": flatten, "permute": permute,
     "transpose": transpose, "unsqueeze": unsqueeze, "squeeze": squeeze,
     "expand": lambda x, *s: broadcast_to(x, s[0] if len(s) == 1 and isinstance(s[0], (tuple, list)) else s),
@@ -450,5 +456,5 @@ __all__ = [
     "cross_entropy", "dropout", "embedding", "exp", "flatten", "gather", "gelu", "huber_loss", "index",
     "layer_norm", "leaky_relu", "linear", "log", "log_softmax", "matmul", "max", "max_pool2d", "maximum",
     "mean", "min", "minimum", "mse_loss", "permute", "relu", "reshape", "sigmoid", "silu", "softmax",
-    "softplus", "sqrt", "squeeze", "stack", "sum", "tanh", "transpose", "unsqueeze", "var", "where",
+    "softplus", "sqrt", "squeeze", "stack", "std", "sum", "tanh", "transpose", "unsqueeze", "var", "where",
 ]

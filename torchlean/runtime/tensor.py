@@ -103,6 +103,10 @@ class Tensor(TensorMethods):
         """The shape, or the size of axis ``dim``."""
         return self.shape if dim is None else self.shape[dim]
 
+    def dim(self) -> int:
+        """The number of axes (``ndim``), torch's method form."""
+        return self.data.ndim
+
     def numel(self) -> int:
         """The number of elements."""
         return int(self.data.size)
@@ -182,7 +186,15 @@ class Tensor(TensorMethods):
         if dtype is not None:
             data = data.astype(as_dtype(dtype))
         # only floating tensors carry gradients (torch refuses requires_grad on integer tensors)
-        return Tensor(data, self.requires_grad and self.is_leaf and data.dtype.kind == "f")
+        return Tensor(data, self.requires_grad and self.is_leaf and data.dtype.kind not in "iub")
+
+    def cpu(self) -> Tensor:
+        """This tensor on the CPU (itself when already there)."""
+        return self if self.device == "cpu" else self.to(device="cpu")
+
+    def cuda(self) -> Tensor:
+        """This tensor on the GPU (needs cupy; a ``DeviceError`` otherwise, never a silent fallback)."""
+        return self if self.device == "cuda" else self.to(device="cuda")
 
     def float(self) -> Tensor:
         """A float32 copy (``t.to(torchlean.float32)``)."""

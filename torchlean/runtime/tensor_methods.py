@@ -111,6 +111,11 @@ class TensorMethods:
         """Variance over ``dim``, dividing by n − 1 unless ``unbiased=False`` (torch's default)."""
         return _f("var")(self, dim, unbiased, keepdim, correction=correction)
 
+    def std(self, dim: Any = None, unbiased: bool = True, keepdim: bool = False, *,
+            correction: int | None = None) -> Tensor:
+        """Standard deviation over ``dim``, dividing by n − 1 unless ``unbiased=False`` (torch's default)."""
+        return _f("std")(self, dim, unbiased, keepdim, correction=correction)
+
     def amax(self, dim: Any = None, keepdim: bool = False) -> Tensor:
         """Maximum values over ``dim`` (ties share the gradient, like torch.amax)."""
         return _f("amax")(self, dim, keepdim)

@@ -181,15 +181,32 @@ class Dropout(Module):
 
 class Sequential(Module):
     """Layers applied in order. Shapes are checked when it is built: an error names the layer
-    and both shapes."""
+    and both shapes. Like torch, ``Sequential(OrderedDict([("fc", nn.Linear(2, 3)), ...]))``
+    names the layers (state_dict keys ``fc.weight``, ...); otherwise they are "0", "1", ..."""
 
     def __init__(self, *layers: Module):
         super().__init__()
-        for i, layer in enumerate(layers):
+        named = (list(layers[0].items()) if len(layers) == 1 and isinstance(layers[0], dict)
+                 else [(str(i), layer) for i, layer in enumerate(layers)])
+        for i, (name, layer) in enumerate(named):
             if not isinstance(layer, Module):
                 raise TypeError(f"Sequential: item {i} is {type(layer).__name__}, not a Module")
-            setattr(self, str(i), layer)
+            setattr(self, name, layer)
         self._check_shapes()
+
+    def append(self, module: Module) -> Sequential:
+        """Add ``module`` at the end (named by its position) and re-check the shapes; returns self."""
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.append: {type(module).__name__} is not a Module")
+        name = str(len(self))
+        setattr(self, name, module)
+        try:
+            self._check_shapes()
+        except Exception:  # leave the model as it was
+            del self._modules[name]
+            self.__dict__.pop(name, None)
+            raise
+        return self
 
     def _check_shapes(self) -> None:
         shape: PartialShape | None = None
