@@ -219,3 +219,12 @@ def test_var_like_torch(kw):
     yt.sum().backward()
     np.testing.assert_allclose(t.grad.numpy(), tt.grad.numpy(), rtol=1e-12)
     _same(F.var(t, 1, False), torch.var(tt, 1, False), exact=False)  # torch's positional order
+
+
+@pytest.mark.parametrize("name", ["float32", "float64", "int64", "int32", "float", "double", "long", "int",
+                                  "bool"])
+def test_dtype_names_like_torch(name):
+    ours = tl.zeros(2, 3, dtype=getattr(tl, name))
+    theirs = torch.zeros(2, 3, dtype=getattr(torch, name))
+    _same(ours, theirs)
+    _same(tl.tensor([1.5, -2.5]).to(getattr(tl, name)), torch.tensor([1.5, -2.5]).to(getattr(torch, name)))

@@ -37,6 +37,13 @@ from .runtime.tensor import (
 from .runtime.trace import trace
 from .runtime.trainer import TrainedModel, Trainer
 
+# torch's dtype aliases (torch.float, torch.double, torch.long, torch.int, torch.bool)
+float = float32  # noqa: A001
+double = float64
+long = int64
+int = int32  # noqa: A001
+bool = bool_  # noqa: A001
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -52,7 +59,7 @@ __all__ += ["arange", "argmax", "argmin", "cat", "from_numpy", "full", "int32", 
 
 from .proofs.verified import verified  # noqa: E402  (@torchlean.verified: register proof obligations)
 
-__all__ += ["verified", "bool_", "is_grad_enabled"]
+__all__ += ["verified", "bool_", "is_grad_enabled", "float", "double", "long", "int", "bool"]
 
 
 def __getattr__(name: str):  # ``tl.verify`` without importing the verifier on ``import torchlean``
