@@ -95,6 +95,7 @@ def bound_certificate(graph: Graph, box: Box, fmt: Format | str = "binary32", mo
 
 
 def epsilons(cert: dict[str, Any]) -> list[Fraction]:
+    """The per-output bounds ε of an ``errorbound`` certificate, as exact fractions."""
     return [Fraction(e) for e in cert["statement"]["epsilon"]]
 
 
