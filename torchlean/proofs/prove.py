@@ -7,6 +7,7 @@ checker's own ``Leaf`` so that fact numbering agrees with the replay by construc
 
 from __future__ import annotations
 
+import copy
 import itertools
 import time
 from collections.abc import Iterator
@@ -16,9 +17,10 @@ from typing import Any
 import sympy
 import z3
 
+from ..certificates.core import Rejected
 from ..certificates.poly import Division, Poly, Undecided, literal, mul
-from ..certificates.refute import Decision, Leaf
-from ..certificates.sexpr import Script, SExpr, read_script, show
+from ..certificates.refute import Decision, Leaf, reduce_by
+from ..certificates.sexpr import Script, SExpr, parse_one, read_script, show
 
 MAX_DEPTH = 40
 
@@ -34,9 +36,18 @@ def _walk(t: SExpr) -> Iterator[SExpr]:
             yield from _walk(a)
 
 
+def _ratio(p: Poly, d: Poly, sign: int) -> Fraction | None:
+    """lam > 0 with sign * d = lam * p, or None."""
+    if not p or p.keys() != d.keys():
+        return None
+    m = next(iter(p))
+    lam = sign * d[m] / p[m]
+    return lam if lam > 0 and all(sign * d[k] == lam * p[k] for k in p) else None
+
+
 class Search:
-    def __init__(self, statement: str, deadline: float):
-        self.script: Script = read_script(statement)
+    def __init__(self, statement: str, deadline: float, script: Script | None = None):
+        self.script: Script = script or read_script(statement)
         self.deadline = deadline
         # syntactic squares (* t t) in the statement: candidates for sums of squares
         self._parsed: dict[str, SExpr] = {}
@@ -165,6 +176,16 @@ class Search:
                     prod = mul(prod, p)
                 if lit_key("=", prod) == lit_key("=", d):
                     return {"ne": [i for i, _ in combo]}
+        # d a positive multiple of one fact p > 0, or of a product of two (no LP needed)
+        pos = [(i, p) for i, (rel, p) in enumerate(leaf.facts) if rel == ">"]
+        for refs in [[i] for i, _ in pos] + [[i, j] for (i, _), (j, _) in
+                                             itertools.combinations_with_replacement(pos, 2)]:
+            prod = mul(leaf.facts[refs[0]][1], leaf.facts[refs[-1]][1]) if len(refs) == 2 \
+                else leaf.facts[refs[0]][1]
+            for sign in (1, -1):
+                ratio = _ratio(prod, d, sign)
+                if ratio is not None:
+                    return {"sign": sign, "coeffs": [[refs, str(ratio)]]}
         for sign in (1, -1):
             target = {m: c * sign for m, c in d.items()}
             for products in (False, True):
@@ -182,6 +203,9 @@ class Search:
                 return None
             just.append(j)
         ideal: list[list[Any]] = []
+        reduce = self._reduce(leaf, r.num) if r.num else None
+        if reduce is not None:
+            return {"leaf": "zero", "fact": i, "reduce": reduce, "nonzero": just}
         if r.num:
             eqs = [(j, p) for j, (rel, p) in enumerate(leaf.facts) if rel == "=" and p]
             if not eqs:
@@ -210,6 +234,25 @@ class Search:
                     ideal.append([j, self._smt_of(q, names)])  # type: ignore[arg-type]
         return {"leaf": "zero", "fact": i, "ideal": ideal, "nonzero": just}
 
+    def _reduce(self, leaf: Leaf, num: Poly) -> list[list[Any]] | None:
+        """``reduce`` steps (see ``refute.py``) taking ``num`` to 0: division by the equalities
+        c * a^e + (lower in a), a a function application (sqrt(S)^2 = S), or None."""
+        texts = {k: t for k, t in self._atom_text(leaf).items() if k.startswith("(")}
+        steps: list[list[Any]] = []
+        for j, (rel, p) in enumerate(leaf.facts):
+            if rel != "=" or not num:
+                continue
+            for a, text in texts.items():
+                try:
+                    reduced = reduce_by(num, p, a)
+                except Rejected:  # not of that form: try the next one
+                    continue
+                if reduced != num:
+                    num = reduced
+                    steps.append([j, text])
+                    break
+        return steps if steps and not num else None
+
     # -- splitting ------------------------------------------------------------------------------
     def split_candidate(self, leaf: Leaf) -> SExpr | None:
         # first the branch conditions (every ite resolved), then one output component at a time
@@ -221,7 +264,10 @@ class Search:
                         return found
         goal = self.script.goal
         inner = goal[1] if isinstance(goal, tuple) else goal
-        if isinstance(inner, tuple) and inner[0] == "and":
+        # one claim at a time, and only while the negated claim is open: once a conjunct is
+        # false the goal holds and the others are irrelevant (splitting on them too made the
+        # tree exponential in the number of conjuncts, e.g. layer_norm's 3n equations)
+        if isinstance(inner, tuple) and inner[0] == "and" and leaf.decide(goal) is None:
             open_parts = [a for a in inner[1:] if leaf.decide(a) is None]
             if len(open_parts) > 1:
                 return open_parts[0]
@@ -245,6 +291,31 @@ class Search:
                     continue
         return None
 
+    def _conjuncts(self, leaf: Leaf, path: list[Decision]) -> dict[str, Any] | None:
+        """A claim of several conjuncts, still open: refute each alone (``conjuncts``), on the case
+        the first one's refutation splits first, if any (sqrt(S) > 0 wants S > 0 in every one:
+        split once for all)."""
+        claim = self.script.goal[1] if isinstance(self.script.goal, tuple) else None
+        if not (isinstance(claim, tuple) and claim[0] == "and" and len(claim) > 2) \
+                or leaf.decide(self.script.goal) is not None:
+            return None
+        subs = []
+        for c in claim[1:]:
+            sub = copy.copy(self)  # the statement's squares and applications cover the part's
+            sub.script = Script(self.script.constants, self.script.functions,
+                                [(n, ("not", c) if n == "goal" else t) for n, t in self.script.asserts])
+            subs.append(sub)
+        first = subs[0].build(path)
+        if "split" in first:
+            t = parse_one(first["split"])
+            try:
+                lit = literal(t, leaf.norm)
+            except (Undecided, Division):
+                lit = None
+            return {"split": first["split"], "then": self.build([*path, (t, lit, True)]),
+                    "else": self.build([*path, (t, lit, False)])}
+        return {"conjuncts": [first, *(s.build(path) for s in subs[1:])]}
+
     def build(self, path: list[Decision]) -> dict[str, Any]:
         if time.monotonic() > self.deadline:
             raise NoProof("certificate search timed out")
@@ -263,6 +334,9 @@ class Search:
                 node = self.zero(leaf, i)
                 if node is not None:
                     return node
+        conj = self._conjuncts(leaf, path)
+        if conj is not None:
+            return conj
         cand = self.split_candidate(leaf)
         if cand is None:
             node = self.farkas(leaf)
@@ -280,7 +354,8 @@ class Search:
 
 
 def certificate_tree(statement: str, timeout: float = 60.0) -> dict[str, Any]:
-    """The refutation tree for ``statement``, or NoProof."""
+    """The refutation tree for ``statement``, or NoProof. A claim that is a conjunction is
+    refuted one conjunct at a time (``{"conjuncts": [...]}``, linear in their number)."""
     search = Search(statement, time.monotonic() + timeout)
     return search.build([])
 
