@@ -68,8 +68,9 @@ def test_downstream_project_journey(tmp_path, site):
     assert (proj / "proofs" / ".gitignore").read_text().strip().endswith(".*.tmp")  # temps never committed
     n = len(names)  # only the user's: the two models' claims and their node cases
     assert "model.tiny.json" in names and "model.cnn.json" in names and n > 2, names
-    assert all(x.startswith(("model.", "forward.", "autograd.")) and ".n" in x or x.startswith("model.")
-               for x in names), names
+    assert all(x.startswith(("model.", "forward.", "autograd.")) and (".n" in x or ".g" in x)
+               or x.startswith("model.") for x in names), names
+    assert any(x.startswith("autograd.matmul.g") for x in names), names  # the class's generic proof
     assert not any(x == "autograd.relu.json" for x in names)  # the library's stay in the package
 
     r = _run(proj, site, "-m", "torchlean.proofs", "check", "--strict")

@@ -97,12 +97,13 @@ def hard_limit(timeout: float) -> float:
 
 
 def composition_artifact(ob: Obligation) -> dict[str, Any]:
-    """The artifact of a model's chain-rule claim: only its hash and text are ever read back."""
+    """The artifact of a model's chain-rule claim or a linear primitive's adjointness (both decided
+    by the checker at check time): only its hash and text are ever read back."""
     return {"format": FORMAT,
             "obligation": {"name": ob.name, "kind": ob.kind, "subject": ob.subject, "hash": ob.hash,
                            "statement": ob.statement, "assumptions": list(ob.assumptions),
                            "smtlib": ob.smtlib},
-            "result": "unsat", "certificate": {"kind": "composition", "checked_at_check_time": True}}
+            "result": "unsat", "certificate": {"kind": ob.kind, "checked_at_check_time": True}}
 
 
 def _child(conn: Any, ob: Obligation, solver: str, timeout: float, search: bool) -> None:
@@ -145,12 +146,15 @@ def discharge(
     ctx = mp.get_context("fork")
     reports: list[Report] = []
     # a model's chain-rule claim needs no solver: the checker decides it; record it once it passes
-    for ob in [o for o in obligations if o.kind == "composition"]:
-        v = replay({"kind": "composition", "graph": ob.data["graph"], "trace": ob.data["trace"]})
+    directory.mkdir(parents=True, exist_ok=True)
+    for ob in [o for o in obligations if o.kind in ("composition", "adjoint")]:
+        v = replay({"kind": "composition", "graph": ob.data["graph"], "trace": ob.data["trace"]}
+                   if ob.kind == "composition" else ob.data["statement"])
         if v.ok:
             write_atomic(path_for(directory, ob), composition_artifact(ob))
-        reports.append(Report(ob.name, "proved" if v.ok else "error", message=v.reason))
-    pending = [o for o in obligations if o.kind != "composition"]
+        reports.append(Report(ob.name, "proved" if v.ok else "refuted" if ob.kind == "adjoint" else "error",
+                              message=v.reason))
+    pending = [o for o in obligations if o.kind not in ("composition", "adjoint")]
     running: list[tuple[Obligation, Any, Any, float, Any]] = []
     limit = hard_limit(timeout)
     directory.mkdir(parents=True, exist_ok=True)
