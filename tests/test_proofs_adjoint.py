@@ -30,6 +30,9 @@ def _eval(monos, sizes, arrays):
             env = dict(zip(names, values))
             term = float(Fraction(m["c"]))
             for name, idx in m["atoms"]:
+                if name.startswith("inv_"):  # 1 / (product of the named sizes)
+                    term /= float(np.prod([sizes[n] for n in name[4:].split("_")]))
+                    continue
                 term *= arrays[name][tuple(env[i] if isinstance(i, str) else i for i in idx)]
             total += term
     return total
@@ -96,6 +99,10 @@ def _vjp_sum_twice(xp, g, out, x, axes=None, keepdims=False):
     return (xp.broadcast_to(g, x.shape) + xp.broadcast_to(g, x.shape),)
 
 
+def _vjp_mean_no_division(xp, g, out, x, axes=None, keepdims=False):  # the sum's VJP
+    return (xp.broadcast_to(g.reshape((x.shape[0], 1)), x.shape) + xp.zeros_like(x),)
+
+
 def _vjp_transpose_forward_perm(xp, g, out, x, axes=None):  # axes instead of their inverse
     return (xp.transpose(g, axes),)
 
@@ -109,6 +116,8 @@ def _vjp_broadcast_first_row(xp, g, out, x, shape=()):  # takes one row instead 
     ("matmul", _vjp_matmul_swapped, [[3, 3], [3, 3]], {}),
     ("sum", _vjp_sum_twice, [[2, 3]], {"axes": 1, "keepdims": False}),
     ("transpose", _vjp_transpose_forward_perm, [[2, 3, 4]], {"axes": (1, 2, 0)}),
+    ("mean", _vjp_mean_no_division, [[2, 3]], {"axes": 1, "keepdims": False}),
+    ("matmul", _vjp_matmul_swapped, [[2, 3, 3], [2, 3, 3]], {}),
     ("broadcast_to", _vjp_broadcast_first_row, [[1, 3]], {"shape": (2, 3)}),
 ])
 def test_wrong_vjp_of_each_linear_primitive_is_rejected(monkeypatch, prim, vjp, shapes, attrs):
@@ -142,7 +151,7 @@ def _tampers(st):
     out.append(("range", m))
     m = copy.deepcopy(st)
     x = next(iter(m["rhs"]))
-    m["rhs"][x][0]["atoms"][0][1][0] = 1  # an index out of range for a symbolic size
+    next(a for a in m["rhs"][x][0]["atoms"] if a[1])[1][0] = 1  # out of range for a symbolic size
     out.append(("index", m))
     m = copy.deepcopy(st)
     x = next(iter(m["rhs"]))
@@ -177,7 +186,10 @@ def test_concrete_cases_join_a_class_only_when_every_decision_agrees():
     assert A.node_obligation("matmul", [[40, 50], [50, 70]], {}, []).name == many.name
     # the layout is part of the class (nn.Linear's Wᵀ takes the rule's column-major branch)
     assert A.node_obligation("matmul", [[4, 5], [5, 7]], {}, [1]).name != many.name
-    assert A.node_obligation("matmul", [[2, 2, 5], [5, 7]], {}, []) is None  # batched: not generic
+    batched = A.node_obligation("matmul", [[2, 2, 5], [5, 7]], {}, [])  # batch axes broadcast
+    assert batched is not None and batched.name not in (one.name, many.name)
+    assert A.node_obligation("matmul", [[3, 4, 5], [3, 5, 7]], {}, []).name != batched.name
+    assert A.node_obligation("reshape", [[2, 3]], {"shape": (3, 2)}, []) is None  # not in the family
 
 
 def test_verified_model_rests_on_generic_obligations(tmp_path):

@@ -195,6 +195,8 @@ def test_trust_is_never_read_from_the_certificate():
 
 def test_statements_parse_and_name_every_assert():
     for ob in collect():
+        if ob.kind == "adjoint":  # index forms (JSON), decided by certificates/adjoint.py
+            continue
         s = read_script(ob.smtlib)
         assert s.goal[0] == "not"
 

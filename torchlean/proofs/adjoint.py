@@ -31,7 +31,7 @@ from typing import Any
 from .obligation import Obligation, source
 
 #: the primitives proved here, by adjointness (linear in every differentiable input)
-FAMILY = ("matmul", "transpose", "sum", "broadcast_to")
+FAMILY = ("matmul", "transpose", "sum", "mean", "broadcast_to")
 
 _DECISIONS: list[tuple[str, str, bool]] = []
 _FRESH = itertools.count()
@@ -59,6 +59,29 @@ class Size:
     def __repr__(self) -> str:
         return self.name
 
+    def __mul__(self, other: Any) -> Count:
+        return Count((self.name,)) * other
+
+    __rmul__ = __mul__
+
+
+class Count:
+    """A product of symbolic sizes times an integer (mean's n); only ever divided by."""
+
+    def __init__(self, names: tuple[str, ...], k: int = 1):
+        self.names, self.k = tuple(sorted(names)), k
+
+    def __mul__(self, other: Any) -> Count:
+        if isinstance(other, Size):
+            return Count((*self.names, other.name), self.k)
+        if isinstance(other, Count):
+            return Count(self.names + other.names, self.k * other.k)
+        if type(other) is int:
+            return Count(self.names, self.k * other)
+        return NotImplemented
+
+    __rmul__ = __mul__
+
 
 Mono = tuple[Fraction, tuple[tuple[str, Any], ...], tuple[tuple[str, tuple[Any, ...]], ...]]
 
@@ -85,6 +108,14 @@ class IArr:
         return IArr(self.shape, lambda i: self.at(i) + other.at(i))
 
     __radd__ = __add__
+
+    def __truediv__(self, n: Any) -> IArr:
+        """Division by a count: an integer, or 1/(product of symbols) as the scalar atom inv_<names>
+        (an opaque real: an identity holding for every value of it holds for 1/n)."""
+        n = Count((), n) if type(n) is int else n
+        require_shape(isinstance(n, Count) and n.k != 0, f"division by {n!r}")
+        inv = ((f"inv_{'_'.join(n.names)}", ()),) if n.names else ()
+        return IArr(self.shape, lambda i: [(c / n.k, s, a + inv) for c, s, a in self.at(i)])
 
     def reshape(self, *shape: Any) -> IArr:
         """Only inserting or removing axes of size 1 (all the family's rules use)."""
@@ -139,12 +170,27 @@ class XP:
 
     @staticmethod
     def matmul(a: IArr, b: IArr) -> IArr:
-        require_shape(a.ndim == b.ndim == 2 and a.shape[1] == b.shape[0], f"matmul {a.shape} @ {b.shape}")
+        """Over the last two axes; batch axes broadcast (numpy's rule, aligned from the right)."""
+        require_shape(a.ndim >= 2 and b.ndim >= 2 and a.shape[-1] == b.shape[-2],
+                      f"matmul {a.shape} @ {b.shape}")
+        nb = max(a.ndim, b.ndim) - 2
+        ba, bb = (1,) * (nb - a.ndim + 2) + a.shape[:-2], (1,) * (nb - b.ndim + 2) + b.shape[:-2]
+        batch = []
+        for d, e in zip(ba, bb):
+            require_shape(_is1(d) or _is1(e) or d == e, f"matmul batch {a.shape} @ {b.shape}")
+            batch.append(e if _is1(d) else d)
+
+        def pick(x: IArr, i: tuple[Any, ...]) -> tuple[Any, ...]:
+            """x's batch index for output index i (0 on x's size-1 batch axes)."""
+            r = x.ndim - 2
+            return tuple(0 if _is1(d) else v for d, v in zip(x.shape[:-2], i[nb - r:nb]))
 
         def at(i: tuple[Any, ...]) -> list[Mono]:
-            k, s = _var(a.shape[1])
-            return [(c, s + s2, at_) for c, s2, at_ in _mul(a.at((i[0], k)), b.at((k, i[1])))]
-        return IArr((a.shape[0], b.shape[1]), at)
+            k, s = _var(a.shape[-1])
+            pa, pb = pick(a, i), pick(b, i)
+            return [(c, s + s2, at_) for c, s2, at_ in
+                    _mul(a.at((*pa, i[-2], k)), b.at((*pb, k, i[-1])))]
+        return IArr((*batch, a.shape[-2], b.shape[-1]), at)
 
     @staticmethod
     def transpose(x: IArr, axes: Any = None) -> IArr:
@@ -241,7 +287,12 @@ def statement(prim: str, shapes: list[tuple[Any, ...]], attrs: dict[str, Any],
     for k, (x, v) in enumerate(zip(xs, grads)):
         require_shape(v.shape == x.shape, f"VJP {k} has shape {v.shape}, input {x.shape}")
         rhs[f"x{k}"] = _json(_pair(f"x{k}", x, v))
-    st = {"kind": "adjoint", "arrays": arrays, "lhs": _json(_pair("g", out, g)), "rhs": rhs}
+    lhs = _json(_pair("g", out, g))
+    for m in lhs + [m for side in rhs.values() for m in side]:
+        for name, _ in m["atoms"]:
+            if name.startswith("inv_"):
+                arrays[name] = []  # a scalar: the reciprocal of a count
+    st = {"kind": "adjoint", "arrays": arrays, "lhs": lhs, "rhs": rhs}
     return st, sorted(set(_DECISIONS))
 
 
@@ -257,11 +308,20 @@ def symbolic_class(prim: str, shapes: list[list[int] | None], attrs: dict[str, A
     def sym(d: int) -> Any:
         return 1 if d == 1 else Size(next(names))
     if prim == "matmul":
-        (m, k), (k2, n) = shapes if all(len(s) == 2 for s in shapes) else ((0, 0), (0, 1))
-        if k != k2:
+        a, b = shapes
+        if len(a) < 2 or len(b) < 2 or a[-1] != b[-2]:
             return None
-        sm, kk = sym(m), sym(k)
-        return [(sm, kk), (kk, sym(n))], {}
+        nb = max(len(a), len(b)) - 2
+        pa, pb = [1] * (nb - len(a) + 2) + list(a[:-2]), [1] * (nb - len(b) + 2) + list(b[:-2])
+        sa, sb = [], []
+        for d, e in zip(pa, pb):  # a batch axis of both operands is one symbol
+            if d != e and d != 1 and e != 1:
+                return None
+            s = sym(d if d != 1 else e)
+            sa.append(s if d != 1 else 1)
+            sb.append(s if e != 1 else 1)
+        sm, kk = sym(a[-2]), sym(a[-1])
+        return [(*sa[nb - len(a) + 2:], sm, kk), (*sb[nb - len(b) + 2:], kk, sym(b[-1]))], {}
     (x,) = shapes
     sx = tuple(sym(d) for d in x)
     attrs = dict(attrs)
@@ -333,10 +393,14 @@ def node_obligation(prim: str, shapes: list[Any], attrs: dict[str, Any],
 #: the classes torchlean ships proofs for (a node case in another class derives its own)
 LIBRARY: list[tuple[str, list[list[int]], dict[str, Any]]] = [
     ("matmul", [[2, 3], [3, 4]], {}), ("matmul", [[1, 3], [3, 4]], {}),
+    ("matmul", [[2, 3, 4], [4, 5]], {}), ("matmul", [[2, 3, 4, 5], [2, 3, 5, 6]], {}),
+    ("matmul", [[2, 3, 4], [1, 4, 5]], {}),
     ("transpose", [[2, 3]], {"axes": None}), ("transpose", [[2, 3, 4]], {"axes": (1, 0, 2)}),
     ("transpose", [[2, 3, 4, 5]], {"axes": (0, 2, 1, 3)}),
     ("sum", [[2, 3]], {"axes": 1, "keepdims": False}), ("sum", [[2, 3]], {"axes": None, "keepdims": True}),
     ("sum", [[2, 3, 4]], {"axes": (0, 2), "keepdims": False}),
+    ("mean", [[2, 3]], {"axes": 1, "keepdims": False}), ("mean", [[2, 3]], {"axes": None, "keepdims": False}),
+    ("mean", [[2, 3, 4]], {"axes": -1, "keepdims": True}),
     ("broadcast_to", [[1, 3]], {"shape": (2, 3)}), ("broadcast_to", [[3]], {"shape": (2, 3)}),
 ]
 

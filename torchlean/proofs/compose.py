@@ -135,13 +135,12 @@ def node_obligations(prim: str, key: str, fields: dict[str, Any]) -> list[Obliga
                 {i: np.asarray(v) for i, v in fields["ints"].items()}, base.domain, base.words, base.hints,
                 tuple(fields["column_major"]))
     rule = RULES[prim]
+    # the VJP proved at every size of the node's class, where the node's case is in one
+    generic = node_obligation(prim, fields["shapes"], fields["attrs"], fields["column_major"]) \
+        if prim in ADJOINT_FAMILY else None
     obs = list(rule_obligations(prim, rule.forward, rule.vjp, PRIMITIVES[prim].sympy, case,
-                                subject=f"node:{prim}", tag=key[len(prim):]))
-    if prim in ADJOINT_FAMILY:  # the VJP proved at every size of the node's class instead
-        generic = node_obligation(prim, fields["shapes"], fields["attrs"], fields["column_major"])
-        if generic is not None:
-            obs = [ob if ob.kind != "autograd" else generic for ob in obs]
-    return obs
+                                subject=f"node:{prim}", tag=key[len(prim):], autograd=generic is None))
+    return obs + ([generic] if generic is not None else [])
 
 
 def trace(build: Callable[[], Any], input_shape: tuple[int, ...],
