@@ -31,7 +31,7 @@ from typing import Any
 from .obligation import Obligation, source
 
 #: the primitives proved here, by adjointness (linear in every differentiable input)
-FAMILY = ("matmul", "transpose", "sum", "mean", "broadcast_to")
+FAMILY = ("matmul", "transpose", "sum", "mean", "broadcast_to", "add", "sub", "mul")
 
 _DECISIONS: list[tuple[str, str, bool]] = []
 _FRESH = itertools.count()
@@ -104,10 +104,16 @@ class IArr:
         return len(self.shape)
 
     def __add__(self, other: IArr) -> IArr:
-        require_shape(self.shape == other.shape, f"+ of shapes {self.shape} and {other.shape}")
-        return IArr(self.shape, lambda i: self.at(i) + other.at(i))
+        return _elementwise(self, other, lambda p, q: p + q)
 
-    __radd__ = __add__
+    def __sub__(self, other: IArr) -> IArr:
+        return _elementwise(self, other, lambda p, q: p + [(-c, s, a) for c, s, a in q])
+
+    def __mul__(self, other: IArr) -> IArr:
+        return _elementwise(self, other, _mul)
+
+    def __neg__(self) -> IArr:
+        return IArr(self.shape, lambda i: [(-c, s, a) for c, s, a in self.at(i)])
 
     def __truediv__(self, n: Any) -> IArr:
         """Division by a count: an integer, or 1/(product of symbols) as the scalar atom inv_<names>
@@ -132,6 +138,21 @@ class IArr:
                 src[p] = i[n]
             return self.at(tuple(src))
         return IArr(shape, at)
+
+
+def _elementwise(x: IArr, y: IArr, op: Callable[[list[Mono], list[Mono]], list[Mono]]) -> IArr:
+    """numpy broadcasting (aligned from the right; a size-1 axis repeats)."""
+    require_shape(isinstance(y, IArr), f"elementwise with {type(y).__name__}")
+    n = max(x.ndim, y.ndim)
+    px, py = (1,) * (n - x.ndim) + x.shape, (1,) * (n - y.ndim) + y.shape
+    shape = []
+    for d, e in zip(px, py):
+        require_shape(_is1(d) or _is1(e) or d == e, f"broadcast {x.shape} with {y.shape}")
+        shape.append(e if _is1(d) else d)
+
+    def pick(z: IArr, i: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(0 if _is1(d) else v for d, v in zip(z.shape, i[n - z.ndim:]))
+    return IArr(tuple(shape), lambda i: op(x.at(pick(x, i)), y.at(pick(y, i))))
 
 
 def require_shape(cond: bool, what: str) -> None:
@@ -307,21 +328,30 @@ def symbolic_class(prim: str, shapes: list[list[int] | None], attrs: dict[str, A
 
     def sym(d: int) -> Any:
         return 1 if d == 1 else Size(next(names))
-    if prim == "matmul":
-        a, b = shapes
-        if len(a) < 2 or len(b) < 2 or a[-1] != b[-2]:
-            return None
-        nb = max(len(a), len(b)) - 2
-        pa, pb = [1] * (nb - len(a) + 2) + list(a[:-2]), [1] * (nb - len(b) + 2) + list(b[:-2])
+    def broadcast(a: list[int], b: list[int]) -> tuple[list[Any], list[Any]] | None:
+        """Symbols for two shapes broadcast together: an axis of both is one symbol."""
+        n = max(len(a), len(b))
+        pa, pb = [1] * (n - len(a)) + list(a), [1] * (n - len(b)) + list(b)
         sa, sb = [], []
-        for d, e in zip(pa, pb):  # a batch axis of both operands is one symbol
+        for d, e in zip(pa, pb):
             if d != e and d != 1 and e != 1:
                 return None
             s = sym(d if d != 1 else e)
             sa.append(s if d != 1 else 1)
             sb.append(s if e != 1 else 1)
+        return sa[n - len(a):], sb[n - len(b):]
+    if prim in ("add", "sub", "mul"):
+        found = broadcast(*shapes)
+        return None if found is None else ([tuple(found[0]), tuple(found[1])], dict(attrs))
+    if prim == "matmul":
+        a, b = shapes
+        if len(a) < 2 or len(b) < 2 or a[-1] != b[-2]:
+            return None
+        batch = broadcast(list(a[:-2]), list(b[:-2]))
+        if batch is None:
+            return None
         sm, kk = sym(a[-2]), sym(a[-1])
-        return [(*sa[nb - len(a) + 2:], sm, kk), (*sb[nb - len(b) + 2:], kk, sym(b[-1]))], {}
+        return [(*batch[0], sm, kk), (*batch[1], kk, sym(b[-1]))], {}
     (x,) = shapes
     sx = tuple(sym(d) for d in x)
     attrs = dict(attrs)
@@ -402,6 +432,8 @@ LIBRARY: list[tuple[str, list[list[int]], dict[str, Any]]] = [
     ("mean", [[2, 3]], {"axes": 1, "keepdims": False}), ("mean", [[2, 3]], {"axes": None, "keepdims": False}),
     ("mean", [[2, 3, 4]], {"axes": -1, "keepdims": True}),
     ("broadcast_to", [[1, 3]], {"shape": (2, 3)}), ("broadcast_to", [[3]], {"shape": (2, 3)}),
+    ("add", [[2, 3], [2, 3]], {}), ("add", [[2, 3], [3]], {}), ("sub", [[2, 3], [2, 1]], {}),
+    ("mul", [[2, 3], [2, 3]], {}), ("mul", [[2, 3], [3]], {}),
 ]
 
 
