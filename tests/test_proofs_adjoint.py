@@ -117,6 +117,10 @@ def _vjp_mul_swapped(xp, g, out, a, b):  # each input's cotangent uses itself, n
     return sum_to(xp, g * a, a.shape), sum_to(xp, g * b, b.shape)
 
 
+def _vjp_reshape_twice(xp, g, out, x, shape=()):  # counts the cotangent twice
+    return (g.reshape(x.shape) + g.reshape(x.shape),)
+
+
 def _vjp_transpose_forward_perm(xp, g, out, x, axes=None):  # axes instead of their inverse
     return (xp.transpose(g, axes),)
 
@@ -132,6 +136,7 @@ def _vjp_broadcast_first_row(xp, g, out, x, shape=()):  # takes one row instead 
     ("transpose", _vjp_transpose_forward_perm, [[2, 3, 4]], {"axes": (1, 2, 0)}),
     ("mean", _vjp_mean_no_division, [[2, 3]], {"axes": 1, "keepdims": False}),
     ("add", _vjp_add_no_sum, [[2, 3], [3]], {}),
+    ("reshape", _vjp_reshape_twice, [[2, 3]], {"shape": (2, 1, 3)}),
     ("sub", _vjp_sub_no_sign, [[2, 3], [2, 3]], {}),
     ("mul", _vjp_mul_swapped, [[2, 3], [2, 3]], {}),
     ("matmul", _vjp_matmul_swapped, [[2, 3, 3], [2, 3, 3]], {}),
@@ -206,7 +211,12 @@ def test_concrete_cases_join_a_class_only_when_every_decision_agrees():
     batched = A.node_obligation("matmul", [[2, 2, 5], [5, 7]], {}, [])  # batch axes broadcast
     assert batched is not None and batched.name not in (one.name, many.name)
     assert A.node_obligation("matmul", [[3, 4, 5], [3, 5, 7]], {}, []).name != batched.name
-    assert A.node_obligation("reshape", [[2, 3]], {"shape": (3, 2)}, []) is None  # not in the family
+    # reshape only as a change of size-1 axes (flatten after a 1x1 pooled map); otherwise fixed
+    assert A.node_obligation("reshape", [[2, 3]], {"shape": (3, 2)}, []) is None
+    assert A.node_obligation("reshape", [[2, 3]], {"shape": (6,)}, []) is None
+    assert A.node_obligation("flatten", [[1, 4, 1, 1]], {"start_dim": 1}, []) is not None
+    assert A.node_obligation("flatten", [[1, 4, 2, 2]], {"start_dim": 1}, []) is None
+    assert A.node_obligation("gather", [[2, 3], None], {"axis": 1}, []) is None  # not in the family
 
 
 def test_verified_model_rests_on_generic_obligations(tmp_path):

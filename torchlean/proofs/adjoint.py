@@ -31,7 +31,7 @@ from typing import Any
 from .obligation import Obligation, source
 
 #: the primitives proved here, by adjointness (linear in every differentiable input)
-FAMILY = ("matmul", "transpose", "sum", "mean", "broadcast_to", "add", "sub", "mul")
+FAMILY = ("matmul", "transpose", "sum", "mean", "broadcast_to", "add", "sub", "mul", "reshape", "flatten")
 
 _DECISIONS: list[tuple[str, str, bool]] = []
 _FRESH = itertools.count()
@@ -124,9 +124,16 @@ class IArr:
         return IArr(self.shape, lambda i: [(c / n.k, s, a + inv) for c, s, a in self.at(i)])
 
     def reshape(self, *shape: Any) -> IArr:
-        """Only inserting or removing axes of size 1 (all the family's rules use)."""
-        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], tuple) else tuple(shape)
+        """Only inserting or removing axes of size 1 (row-major order is then untouched); a -1
+        stands for the one size other than 1 that the others leave over (or 1)."""
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
         keep = [d for d in self.shape if not (type(d) is int and d == 1)]
+        if any(type(d) is int and d == -1 for d in shape):
+            given = [d for d in shape if not (type(d) is int and d in (1, -1))]
+            require_shape(sum(type(d) is int and d == -1 for d in shape) == 1 and given == keep[:len(given)]
+                          and len(keep) - len(given) <= 1, f"reshape {self.shape} -> {shape}")
+            rest = keep[len(given):] or [1]
+            shape = tuple(rest[0] if type(d) is int and d == -1 else d for d in shape)
         require_shape([d for d in shape if not (type(d) is int and d == 1)] == keep,
                       f"reshape {self.shape} -> {shape} is not a size-1 axis change")
         pos = [k for k, d in enumerate(self.shape) if not (type(d) is int and d == 1)]
@@ -355,6 +362,14 @@ def symbolic_class(prim: str, shapes: list[list[int] | None], attrs: dict[str, A
     (x,) = shapes
     sx = tuple(sym(d) for d in x)
     attrs = dict(attrs)
+    if prim == "reshape":  # only a change of size-1 axes: the target's other sizes are x's, in order
+        big = iter(s for s in sx if not _is1(s))
+        target = []
+        for d in attrs["shape"]:
+            target.append(d if d in (1, -1) else next(big, None))
+        if None in target or [d for d in attrs["shape"] if d not in (1, -1)] != [d for d in x if d != 1]:
+            return None
+        attrs["shape"] = tuple(target)
     if prim == "broadcast_to":
         target = tuple(attrs["shape"])
         lead = len(target) - len(x)
@@ -369,6 +384,8 @@ def instance(decisions: list[tuple[str, str, bool]], cls: list[tuple[Any, ...]],
     value: dict[str, int] = {}
     pairs = [(c, s) for cs, ss in zip(cls, shapes) for c, s in zip(cs, ss)]
     if "shape" in attrs_cls:
+        if len(attrs_cls["shape"]) != len(attrs["shape"]):
+            return False
         pairs += list(zip(attrs_cls["shape"], attrs["shape"]))
     for c, s in pairs:
         if isinstance(c, Size):
@@ -432,6 +449,8 @@ LIBRARY: list[tuple[str, list[list[int]], dict[str, Any]]] = [
     ("mean", [[2, 3]], {"axes": 1, "keepdims": False}), ("mean", [[2, 3]], {"axes": None, "keepdims": False}),
     ("mean", [[2, 3, 4]], {"axes": -1, "keepdims": True}),
     ("broadcast_to", [[1, 3]], {"shape": (2, 3)}), ("broadcast_to", [[3]], {"shape": (2, 3)}),
+    ("reshape", [[2, 3]], {"shape": (2, 1, 3)}), ("reshape", [[2, 1, 3]], {"shape": (2, 3)}),
+    ("flatten", [[2, 3, 1, 1]], {"start_dim": 1}),
     ("add", [[2, 3], [2, 3]], {}), ("add", [[2, 3], [3]], {}), ("sub", [[2, 3], [2, 1]], {}),
     ("mul", [[2, 3], [2, 3]], {}), ("mul", [[2, 3], [3]], {}),
 ]
