@@ -254,10 +254,10 @@ def test_proofs_check_per_artifact_deadline(capsys):
     from torchlean.proofs.artifacts import LIBRARY_DIR
     from torchlean.proofs.cli import main
 
-    rc = main(["check", "--dir", str(LIBRARY_DIR), "--timeout", "1e-9", "autograd.add"])
+    rc = main(["check", "--dir", str(LIBRARY_DIR), "--timeout", "1e-9", "autograd.abs"])
     out = capsys.readouterr().out
     assert rc == 1 and "deadline exceeded" in out and "0 checked" in out
-    rc = main(["check", "--dir", str(LIBRARY_DIR), "--timeout", "60", "autograd.add"])
+    rc = main(["check", "--dir", str(LIBRARY_DIR), "--timeout", "60", "autograd.abs"])
     assert rc == 0 and "1 checked" in capsys.readouterr().out
 
 

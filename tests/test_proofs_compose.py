@@ -161,23 +161,70 @@ def test_broken_vjp_of_each_family_is_refuted_at_a_node_case(tmp_path, monkeypat
     assert not list(tmp_path.glob("*.json"))
 
 
+def _ln_vjp_no_mean(xp, g, out, x, w, b, normalized_ndim=1, eps=1e-5):  # drops the mean of g*w
+    rstd = 1 / xp.sqrt(((x - x.mean(-1, keepdims=True)) ** 2).mean(-1, keepdims=True) + eps)
+    xhat = (x - x.mean(-1, keepdims=True)) * rstd
+    gh = g * w
+    return (rstd * (gh - xhat * (gh * xhat).mean(-1, keepdims=True)), (g * xhat).sum(0), g.sum(0))
+
+
+def _ln_vjp_unbiased(xp, g, out, x, w, b, normalized_ndim=1, eps=1e-5):  # n - 1 in the variance
+    n = x.shape[-1]
+    xc = x - xp.sum(x, axis=-1, keepdims=True) / n
+    rstd = 1 / xp.sqrt(xp.sum(xc * xc, axis=-1, keepdims=True) / (n - 1) + eps)
+    xhat, gh = xc * rstd, g * w
+    gx = rstd * (gh - xp.sum(gh, axis=-1, keepdims=True) / n
+                 - xhat * xp.sum(gh * xhat, axis=-1, keepdims=True) / n)
+    return gx, xp.sum(g * xhat, axis=0), xp.sum(g, axis=0)
+
+
+@pytest.mark.parametrize("vjp", [_ln_vjp_no_mean, _ln_vjp_unbiased])
+def test_wrong_layer_norm_vjp_fails_the_check(tmp_path, monkeypatch, vjp):
+    """layer_norm at 4 features: the certificate of the right VJP proves its claim; replayed
+    against the claim of a wrong VJP it is rejected, and the search finds none for it."""
+    import dataclasses
+
+    from torchlean.proofs.autograd import exact_floats
+    from torchlean.proofs.compose import node_obligations
+    from torchlean.proofs.prove import NoProof, certificate_tree
+    from torchlean.runtime.rules import RULES
+
+    fields = {"shapes": [[1, 4], [4], [4]], "attrs": {"normalized_ndim": 1, "eps": 1e-5}, "ints": {},
+              "column_major": []}
+    def autograd_ob():
+        with exact_floats():
+            return next(o for o in node_obligations("layer_norm", "layer_norm.nt", fields)
+                        if o.kind == "autograd")
+
+    right = autograd_ob()
+    tree = certificate_tree(right.smtlib, timeout=60)
+    assert check({"kind": "refutation", "statement": right.smtlib, "tree": tree}).ok
+    monkeypatch.setitem(RULES, "layer_norm", dataclasses.replace(RULES["layer_norm"], vjp=vjp))
+    wrong = autograd_ob()
+    assert wrong.smtlib != right.smtlib
+    v = check({"kind": "refutation", "statement": wrong.smtlib, "tree": tree})
+    assert not v.ok, "a wrong layer_norm VJP was accepted"
+    with pytest.raises(NoProof):
+        certificate_tree(wrong.smtlib, timeout=60)
+
+
 @pytest.mark.solver
 @pytest.mark.slow
-def test_layer_norm_block_and_small_transformer_are_fully_checked(tmp_path):
-    """LayerNorm + Linear + GELU and a TransformerEncoderLayer, at d_model 2 (LayerNorm over 4 or
-    more features is beyond the certificate search today: see bench/README.md)."""
+def test_layer_norm_block_and_transformer_are_fully_checked(tmp_path):
+    """The issue's targets: LayerNorm(4) + Linear(4, 2) + GELU, and TransformerEncoderLayer(8, 2,
+    16) (its two LayerNorms over 8 features share one node case), fully checked (no solver trust)."""
     from torchlean.proofs.discharge import discharge
 
     def block():
-        return nn.Sequential(nn.LayerNorm(2), nn.Linear(2, 2), nn.GELU())
+        return nn.Sequential(nn.LayerNorm(4), nn.Linear(4, 2), nn.GELU())
 
-    obs = list(model_obligations("ln_block", block, (1, 2)))
+    obs = list(model_obligations("ln_block", block, (1, 4)))
     def encoder():
-        return nn.TransformerEncoderLayer(2, 2, 4, batch_first=True)
+        return nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
 
-    obs += [o for o in model_obligations("encoder", encoder, (1, 2, 2))
+    obs += [o for o in model_obligations("encoder", encoder, (1, 2, 8))
             if o.name not in {p.name for p in obs}]
-    reports = discharge(obs, tmp_path, solver="z3", timeout=30, progress=False)
+    reports = discharge(obs, tmp_path, solver="z3", timeout=60, progress=False)
     assert all(r.status == "proved" for r in reports), [(r.name, r.status, r.message) for r in reports]
     for name in ("model.ln_block", "model.encoder"):
         o = check_one(tmp_path, next(ob for ob in obs if ob.name == name))

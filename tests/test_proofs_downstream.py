@@ -30,6 +30,11 @@ def tiny():
 @verified(input_shape=(1, 1, 4, 4), name="cnn")
 def cnn():
     return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 2))
+
+
+@verified(input_shape=(1, 4), name="ln_block")
+def ln_block():
+    return nn.Sequential(nn.LayerNorm(4), nn.Linear(4, 2), nn.GELU())
 """
 
 
@@ -67,9 +72,10 @@ def test_downstream_project_journey(tmp_path, site):
     names = sorted(p.name for p in (proj / "proofs").iterdir() if p.name != ".gitignore")
     assert (proj / "proofs" / ".gitignore").read_text().strip().endswith(".*.tmp")  # temps never committed
     n = len(names)  # only the user's: the two models' claims and their node cases
-    assert "model.tiny.json" in names and "model.cnn.json" in names and n > 2, names
-    assert all(x.startswith(("model.", "forward.", "autograd.")) and ".n" in x or x.startswith("model.")
-               for x in names), names
+    assert {"model.tiny.json", "model.cnn.json", "model.ln_block.json"} <= set(names) and n > 3, names
+    assert all(x.startswith(("model.", "forward.", "autograd.")) and (".n" in x or ".g" in x)
+               or x.startswith("model.") for x in names), names
+    assert any(x.startswith("autograd.matmul.g") for x in names), names  # the class's generic proof
     assert not any(x == "autograd.relu.json" for x in names)  # the library's stay in the package
 
     r = _run(proj, site, "-m", "torchlean.proofs", "check", "--strict")
@@ -87,7 +93,7 @@ def test_downstream_project_journey(tmp_path, site):
     r = _run(proj, site, "-m", "torchlean.proofs", "check", "forward.softmax")
     assert r.returncode == 2 and "--include-library" in r.stderr, r.stdout + r.stderr
     r = _run(proj, site, "-m", "torchlean.proofs", "check", "--include-library", "forward.softmax", "model.")
-    assert r.returncode == 0 and "3 obligations, 3 checked" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "4 obligations, 4 checked" in r.stdout, r.stdout + r.stderr
 
     (proj / "mymodels.py").write_text(MODEL.format(act="Tanh"))  # the user edits the model
     r = _run(proj, site, "-m", "torchlean.proofs", "check")

@@ -6,6 +6,7 @@ from .core import CHECKERS, Rejected, Verdict, check, digest, rational
 __all__ = ["CHECKERS", "Rejected", "Verdict", "check", "digest", "rational"]
 
 from . import (  # noqa: E402,F401  (register the float checkers)
+    adjoint,  # noqa: E402,F401  (linear primitives' VJPs at symbolic sizes, issue 17)
     errorbound,
     refute,  # noqa: E402,F401  (register the refutation checker: autograd, forward, ibp)
     rounding,

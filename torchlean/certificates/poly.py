@@ -258,7 +258,10 @@ def literal(t: SExpr, norm: Normaliser) -> tuple[str, Poly] | None:
     if t[0] == "=" and _is_bool(t[1], norm):
         return None
     rel, sign = RELS[t[0]]  # type: ignore[index]
-    diff = r_add(norm.term(t[1]), norm.term(t[2]), Fraction(-1))
+    a, b = norm.term(t[1]), norm.term(t[2])
+    if a.den or b.den:  # the difference would divide too (r_add keeps every factor): no literal
+        raise Division(f"comparison {show(t)[:200]}: division is not allowed here")
+    diff = r_add(a, b, Fraction(-1))
     p = diff.poly(f"comparison {show(t)}")
     return rel, (p if sign > 0 else mul(p, const(-1)))
 

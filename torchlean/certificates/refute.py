@@ -12,10 +12,20 @@ Tree nodes (JSON):
   (e.g. 0 > 0 or -1 >= 0). Exact rationals.
 - ``{"leaf": "zero", "fact": i, "ideal": [[j, "<term>"], ...], "nonzero": [J, ...]}``: fact ``i``
   says ``r != 0``; the checker writes r = N / (d1 ... dk) and checks N = sum c_j * p_j as
-  polynomials (each p_j = 0 a fact), and that every factor d is nonzero by its justification J:
+  polynomials (each p_j = 0 a fact), and that every factor d is nonzero by its justification J.
+  Before ``ideal``, ``"reduce": [[j, "<atom>"], ...]`` divides N by each fact p_j = 0 in turn
+  whose polynomial is c * a^e + (terms of lower degree in the atom a), c a constant: every a^e is
+  replaced by the rest over -c, which changes N by a multiple of p_j, so N is in the ideal when
+  the remainder is (e.g. sqrt(S)^2 = S reduces every power of the sqrt atom; no multiplier to
+  print, so the certificate stays small where the multiplier would be a large polynomial).
   ``{"ne": [j, ...]}`` (d is a constant multiple of a product of facts p_j != 0) or
   ``{"sign": s, "coeffs": ...}`` (s*d minus a nonnegative combination of facts is a constant, so
   s*d > 0).
+
+``{"conjuncts": [NODE, ...]}`` splits a goal ``(not (and c1 ... ck))`` into k refutations on the
+same case (path), the i-th of the script with goal ``(not ci)``: in that case each ci then holds,
+so their conjunction does and the original goal is refuted. (A split tree over the conjuncts
+proves the same, but every leaf would re-read every earlier conjunct: quadratic in k.)
 
 Facts at a leaf, in order: the path's literals, then what each assertion yields under the path
 (conjunctions split, a disjunction with one undecided disjunct left gives that one). An
@@ -298,13 +308,41 @@ def _nonzero(leaf: Leaf, d: Poly, j: Any) -> None:
     require(c > 0 or (c == 0 and strict), f"factor {key(d)} not shown positive (constant {c})")
 
 
+def reduce_by(num: Poly, p: Poly, a: str) -> Poly:
+    """The remainder of ``num`` on division by ``p`` = c * a^e + rest, rest of degree < e in the
+    atom a and c a nonzero constant (a^e * m is replaced by -rest/c * m: num changes by a
+    multiple of p)."""
+    e = max((dict(m).get(a, 0) for m in p), default=0)
+    lead = ((a, e),)
+    require(p.get(lead) is not None and all(m == lead or dict(m).get(a, 0) < e for m in p),
+            f"fact {key(p)[:80]} is not c * {a}^{e} + terms of lower degree in {a}")
+    tail = add({}, {m: -c / p[lead] for m, c in p.items() if m != lead})
+    while True:
+        tick()
+        high = {m: c for m, c in num.items() if dict(m).get(a, 0) >= e}
+        if not high:
+            return num
+        num = add(num, high, Fraction(-1))
+        for m, c in high.items():  # m = a^e * rest_m:  a^e -> tail
+            rest = tuple((b, k - e) if b == a else (b, k) for b, k in m if not (b == a and k == e))
+            num = add(num, mul({rest: c}, tail))
+
+
 def _zero(leaf: Leaf, node: dict[str, Any]) -> None:
     i = node["fact"]
     require(isinstance(i, int) and 0 <= i < len(leaf.facts), f"no fact {i!r}")
     rel, r = leaf.facts[i]
     require(rel == "!=", f"fact {i} is not a disequality")
     num = r.num
-    for j, text in node["ideal"]:
+    for j, text in node.get("reduce", []):
+        require(isinstance(j, int) and 0 <= j < len(leaf.facts), f"no fact {j!r}")
+        relj, pj = leaf.facts[j]
+        require(relj == "=", f"reducing fact {j} is not an equality")
+        at = leaf.norm.term(parse_one(text)).poly("reduced atom")
+        require(len(at) == 1 and list(at.values()) == [1] and len(min(at)) == 1 and min(at)[0][1] == 1,
+                f"{text[:80]} is not an atom")
+        num = reduce_by(num, pj, min(at)[0][0])
+    for j, text in node.get("ideal", []):
         require(isinstance(j, int) and 0 <= j < len(leaf.facts), f"no fact {j!r}")
         relj, pj = leaf.facts[j]
         require(relj == "=", f"ideal generator {j} is not an equality")
@@ -335,6 +373,15 @@ def _replay(script: Script, node: Any, path: list[Decision], count: list[int]) -
             lit = None  # not a usable comparison: split on the formula itself
         _replay(script, node["then"], [*path, (t, lit, True)], count)
         _replay(script, node["else"], [*path, (t, lit, False)], count)
+        return
+    if "conjuncts" in node:  # the claim, one conjunct at a time, on the same case
+        claim, parts = script.goal[1], node["conjuncts"]
+        require(isinstance(claim, tuple) and claim[0] == "and" and isinstance(parts, list)
+                and len(parts) == len(claim) - 1, "conjuncts: one tree per conjunct of the claim")
+        for c, part in zip(claim[1:], parts):
+            sub = Script(script.constants, script.functions,
+                         [(n, ("not", c) if n == "goal" else t) for n, t in script.asserts])
+            _replay(sub, part, path, count)
         return
     leaf = Leaf(script, path)
     kind = node.get("leaf")

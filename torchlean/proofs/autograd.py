@@ -198,12 +198,13 @@ def _obligation(kind: str, subject: str, name: str, pairs: list[tuple[Any, Any]]
 
 def rule_obligations(
     name: str, forward: Callable[..., Any], vjp: Callable[..., Any], meaning: Callable[..., Any],
-    case: Case, *, subject: str, tag: str = "",
+    case: Case, *, subject: str, tag: str = "", autograd: bool = True,
 ) -> Iterator[Obligation]:
     """The forward and autograd obligations of one (forward, vjp) pair against ``meaning``
-    (a function of sympy object arrays), at one case."""
+    (a function of sympy object arrays), at one case (only the forward one without ``autograd``)."""
     with exact_floats():
-        obligations = list(_rule_obligations(name, forward, vjp, meaning, case, subject, tag))
+        gen = _rule_obligations(name, forward, vjp, meaning, case, subject, tag)
+        obligations = list(gen) if autograd else [next(gen)]  # the forward one comes first
     yield from obligations
 
 

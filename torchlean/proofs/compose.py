@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from .adjoint import FAMILY as ADJOINT_FAMILY
+from .adjoint import node_obligation
 from .obligation import Obligation
 
 #: unary primitives whose kernel and VJP act entry by entry with one scalar function (and only
@@ -107,6 +109,10 @@ def shapes_covered(ob: Obligation) -> tuple[bool, str]:
     """(shape-generic?, for which shapes the claim of a primitive or node obligation holds)."""
     prim = ob.subject.split(":", 1)[1] if ob.subject.startswith(("primitive:", "node:")) else ""
     shapes = ob.data.get("shapes")
+    if ob.kind == "adjoint" and prim:
+        conds = [f"{a} {'=' if t else '!='} {b}" for a, b, t in ob.data["decisions"] if a != b]
+        return True, f"every size of the class {ob.data['class']}" + (
+            f" with {', '.join(conds)}" if conds else "") + " (sizes other than 1 are symbols)"
     if not prim or shapes is None or ob.kind not in ("forward", "autograd"):
         return False, ""
     if prim in ELEMENTWISE and shapes == [[1]]:
@@ -129,8 +135,12 @@ def node_obligations(prim: str, key: str, fields: dict[str, Any]) -> list[Obliga
                 {i: np.asarray(v) for i, v in fields["ints"].items()}, base.domain, base.words, base.hints,
                 tuple(fields["column_major"]))
     rule = RULES[prim]
-    return list(rule_obligations(prim, rule.forward, rule.vjp, PRIMITIVES[prim].sympy, case,
-                                 subject=f"node:{prim}", tag=key[len(prim):]))
+    # the VJP proved at every size of the node's class, where the node's case is in one
+    generic = node_obligation(prim, fields["shapes"], fields["attrs"], fields["column_major"]) \
+        if prim in ADJOINT_FAMILY else None
+    obs = list(rule_obligations(prim, rule.forward, rule.vjp, PRIMITIVES[prim].sympy, case,
+                                subject=f"node:{prim}", tag=key[len(prim):], autograd=generic is None))
+    return obs + ([generic] if generic is not None else [])
 
 
 def trace(build: Callable[[], Any], input_shape: tuple[int, ...],
@@ -217,15 +227,20 @@ def model_obligations(name: str, build: Callable[[], Any],
                 seen[key] = node_obligations(key.split(".n")[0], key, fields)
     lines = [f"model {name}, input {list(input_shape)}, leaves {graph['leaves']}, root v{graph['root']}"]
     for node in graph["nodes"]:
+        # the node's two obligations, by name (the autograd one may be its class's generic one)
+        obs = seen[node["key"]]
+        grad_kind = "adjoint" if any(ob.kind == "adjoint" for ob in obs) else "autograd"
+        node["forward"], node["autograd"] = (next(ob.name for ob in obs if ob.kind == k)
+                                             for k in ("forward", grad_kind))
         args = ", ".join("const" if v is None else f"v{v}" for v in node["inputs"])
-        lines.append(f"v{node['output']} = {node['prim']}({args})  by {node['key']}")
-    requires = sorted(ob.name for obs in seen.values() for ob in obs)
+        lines.append(f"v{node['output']} = {node['prim']}({args})  by {node['forward']}, {node['autograd']}")
+    unique = {ob.name: ob for obs in seen.values() for ob in obs}  # node cases of one class share one
+    requires = sorted(unique)
     yield Obligation(
         "composition", f"model:{name}", f"model.{name}", "\n".join(lines) + "\n",
         f"the tape's backward pass of {name} at input {list(input_shape)} composes its {len(graph['nodes'])} "
         f"nodes' VJPs by the chain rule; each node's VJP and kernel proved at its shapes "
         f"({len(seen)} distinct node cases)", {"graph": graph, "trace": tr, "requires": requires})
-    for obs in seen.values():
-        for ob in obs:
-            NODES[ob.name] = ob
-            yield ob
+    for ob in unique.values():
+        NODES[ob.name] = ob
+        yield ob

@@ -1,0 +1,250 @@
+"""Issue 17: shape-generic autograd obligations of linear primitives (adjointness at symbolic sizes).
+
+The index backend's semantics against numpy at concrete sizes, the trusted ``adjoint`` checker on
+the library's classes, a broken VJP of each primitive refuted, tampered statements rejected, the
+class membership of concrete cases, and @verified models resting on the generic obligations."""
+
+import copy
+import dataclasses
+import itertools
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import torchlean  # noqa: F401
+from torchlean import nn
+from torchlean.certificates import check
+from torchlean.proofs import adjoint as A
+from torchlean.proofs.artifacts import check_composition, check_one
+from torchlean.runtime.rules import RULES
+
+
+def _eval(monos, sizes, arrays):
+    """The value of an index form (JSON monomials) with sizes and arrays given."""
+    total = 0.0
+    for m in monos:
+        ranges = [range(sizes[s] if isinstance(s, str) else s) for _, s in m["sum"]]
+        names = [v for v, _ in m["sum"]]
+        for values in itertools.product(*ranges):
+            env = dict(zip(names, values))
+            term = float(Fraction(m["c"]))
+            for name, idx in m["atoms"]:
+                if name.startswith("inv_"):  # 1 / (product of the named sizes)
+                    term /= float(np.prod([sizes[n] for n in name[4:].split("_")]))
+                    continue
+                term *= arrays[name][tuple(env[i] if isinstance(i, str) else i for i in idx)]
+            total += term
+    return total
+
+
+CLASSES = A.LIBRARY + [("sum", [[2, 3, 4]], {"axes": 1, "keepdims": True}),
+                       ("broadcast_to", [[3, 1]], {"shape": (2, 3, 4)})]
+
+
+@pytest.mark.parametrize("prim, shapes, attrs", CLASSES)
+def test_index_forms_equal_numpy_at_concrete_sizes(prim, shapes, attrs):
+    """Kernel and VJP on the index backend, evaluated at two concrete sizings of the class, equal
+    the runtime's numpy kernel and VJP entry by entry (the backend's semantics is what the
+    obligation trusts)."""
+    cls, a = A.symbolic_class(prim, shapes, attrs)
+    rng = np.random.default_rng(0)
+    for bump in (0, 1):  # the case's own sizes, and every symbol one larger
+        sizes = {}
+        for c, s in zip([d for sh in cls for d in sh], [d for sh in shapes for d in sh]):
+            if isinstance(c, A.Size):
+                sizes[c.name] = s + bump
+        if "shape" in a:
+            for c, s in zip(a["shape"], attrs["shape"]):
+                if isinstance(c, A.Size):
+                    sizes.setdefault(c.name, s + bump)
+        conc = [tuple(sizes[d.name] if isinstance(d, A.Size) else d for d in sh) for sh in cls]
+        cattrs = dict(a)
+        if "shape" in a:
+            cattrs["shape"] = tuple(sizes[d.name] if isinstance(d, A.Size) else d for d in a["shape"])
+        xs = [rng.standard_normal(s) for s in conc]
+        rule = RULES[prim]
+        out = rule.forward(np, *xs, **cattrs)
+        g = rng.standard_normal(out.shape)
+        grads = rule.vjp(np, g, out, *xs, **cattrs)
+        ixs = [A._leaf(f"x{k}", s) for k, s in enumerate(cls)]
+        iout = rule.forward(A.XP, *ixs, **a)
+        ig = A._leaf("g", iout.shape)
+        igrads = rule.vjp(A.XP, ig, iout, *ixs, **a)
+        arrays = {"g": g, **{f"x{k}": x for k, x in enumerate(xs)}}
+        for arr, iarr in [(out, iout), *zip(grads, igrads)]:
+            for idx in np.ndindex(arr.shape):
+                got = _eval(A._json(iarr.at(idx)), sizes, arrays)
+                assert got == pytest.approx(float(arr[idx]), rel=1e-9, abs=1e-12), (prim, idx)
+
+
+def test_library_classes_are_checked():
+    obs = list(A.library())
+    assert len(obs) == len(A.LIBRARY) + 1
+    for ob in obs:
+        v = check(ob.data["statement"])
+        assert v.ok, (ob.name, v.reason)
+
+
+def _vjp_matmul_no_transpose(xp, g, out, a, b):  # square class: g @ b instead of g @ bᵀ
+    return xp.matmul(g, b), xp.matmul(xp.swapaxes(a, -1, -2), g)
+
+
+def _vjp_matmul_swapped(xp, g, out, a, b):  # gb from the wrong side
+    return xp.matmul(g, xp.swapaxes(b, -1, -2)), xp.swapaxes(xp.matmul(xp.swapaxes(a, -1, -2), g), -1, -2)
+
+
+def _vjp_sum_twice(xp, g, out, x, axes=None, keepdims=False):
+    g = g.reshape(tuple(1 if i == 1 else d for i, d in enumerate(x.shape)))
+    return (xp.broadcast_to(g, x.shape) + xp.broadcast_to(g, x.shape),)
+
+
+def _vjp_mean_no_division(xp, g, out, x, axes=None, keepdims=False):  # the sum's VJP
+    return (xp.broadcast_to(g.reshape((x.shape[0], 1)), x.shape) + xp.zeros_like(x),)
+
+
+def _vjp_add_no_sum(xp, g, out, a, b):  # forgets to sum the broadcast cotangent back
+    return g, g
+
+
+def _vjp_sub_no_sign(xp, g, out, a, b):  # the sign of b's cotangent
+    from torchlean.runtime.rules import sum_to
+    return sum_to(xp, g, a.shape), sum_to(xp, g, b.shape)
+
+
+def _vjp_mul_swapped(xp, g, out, a, b):  # each input's cotangent uses itself, not the other
+    from torchlean.runtime.rules import sum_to
+    return sum_to(xp, g * a, a.shape), sum_to(xp, g * b, b.shape)
+
+
+def _vjp_reshape_twice(xp, g, out, x, shape=()):  # counts the cotangent twice
+    return (g.reshape(x.shape) + g.reshape(x.shape),)
+
+
+def _vjp_transpose_forward_perm(xp, g, out, x, axes=None):  # axes instead of their inverse
+    return (xp.transpose(g, axes),)
+
+
+def _vjp_broadcast_first_row(xp, g, out, x, shape=()):  # takes one row instead of summing the rows
+    return (A.IArr((1, g.shape[1]), lambda i: g.at((0, i[1]))),)
+
+
+@pytest.mark.parametrize("prim, vjp, shapes, attrs", [
+    ("matmul", _vjp_matmul_no_transpose, [[3, 3], [3, 3]], {}),
+    ("matmul", _vjp_matmul_swapped, [[3, 3], [3, 3]], {}),
+    ("sum", _vjp_sum_twice, [[2, 3]], {"axes": 1, "keepdims": False}),
+    ("transpose", _vjp_transpose_forward_perm, [[2, 3, 4]], {"axes": (1, 2, 0)}),
+    ("mean", _vjp_mean_no_division, [[2, 3]], {"axes": 1, "keepdims": False}),
+    ("add", _vjp_add_no_sum, [[2, 3], [3]], {}),
+    ("reshape", _vjp_reshape_twice, [[2, 3]], {"shape": (2, 1, 3)}),
+    ("sub", _vjp_sub_no_sign, [[2, 3], [2, 3]], {}),
+    ("mul", _vjp_mul_swapped, [[2, 3], [2, 3]], {}),
+    ("matmul", _vjp_matmul_swapped, [[2, 3, 3], [2, 3, 3]], {}),
+    ("broadcast_to", _vjp_broadcast_first_row, [[1, 3]], {"shape": (2, 3)}),
+])
+def test_wrong_vjp_of_each_linear_primitive_is_rejected(monkeypatch, prim, vjp, shapes, attrs):
+    """The generic obligation of a broken VJP is refuted (its normal form differs, or its shape
+    is wrong at the class's sizes); the right one is checked."""
+    cls, a = A.symbolic_class(prim, shapes, attrs)
+    assert check(A.adjoint_obligation(prim, cls, a).data["statement"]).ok
+    monkeypatch.setitem(RULES, prim, dataclasses.replace(RULES[prim], vjp=vjp))
+    try:
+        st = A.adjoint_obligation(prim, cls, a).data["statement"]
+    except ValueError as e:  # a VJP of the wrong shape at symbolic sizes
+        assert "index backend" in str(e)
+        return
+    v = check(st)
+    assert not v.ok and ("differ" in v.reason or "must not depend" in v.reason), v.reason
+
+
+def _tampers(st):
+    out = []
+    m = copy.deepcopy(st)
+    m["lhs"][0]["c"] = "2"
+    out.append(("coefficient", m))
+    m = copy.deepcopy(st)
+    m["lhs"].pop()
+    out.append(("dropped monomial", m))
+    m = copy.deepcopy(st)
+    for mono in m["lhs"]:
+        if mono["sum"]:
+            mono["sum"][0][1] = "nz"  # a range that is not its axis
+            break
+    out.append(("range", m))
+    m = copy.deepcopy(st)
+    x = next(iter(m["rhs"]))
+    next(a for a in m["rhs"][x][0]["atoms"] if a[1])[1][0] = 1  # out of range for a symbolic size
+    out.append(("index", m))
+    m = copy.deepcopy(st)
+    x = next(iter(m["rhs"]))
+    mono = m["rhs"][x][0]
+    mono["atoms"].append(["g2", []])
+    m["arrays"]["g2"] = []
+    out.append(("extra atom", m))
+    m = copy.deepcopy(st)
+    x = next(iter(m["rhs"]))
+    m["rhs"][x][0]["atoms"] = [[n, idx] for n, idx in m["rhs"][x][0]["atoms"] if n != x] + [
+        ["g", m["rhs"][x][0]["atoms"][0][1]]]
+    out.append(("vjp depends on x / not linear in x", m))
+    return out
+
+
+def test_tampered_statements_are_rejected():
+    for ob in A.library():
+        for what, m in _tampers(ob.data["statement"]):
+            v = check(m)
+            assert not v.ok, (ob.name, what)
+
+
+def test_concrete_cases_join_a_class_only_when_every_decision_agrees():
+    # (3,) -> (2, 3) is in the class [n0] -> (n1, n0) (n0 != 1, n1 != 1, n1 != n0) ...
+    assert A.node_obligation("broadcast_to", [[3]], {"shape": (2, 3)}, []) is not None
+    # ... (3,) -> (3, 3) is not (the derivation compared n1 with n0): it keeps its fixed-shape proof
+    assert A.node_obligation("broadcast_to", [[3]], {"shape": (3, 3)}, []) is None
+    # a size-1 axis is a class of its own; both classes are proved
+    one = A.node_obligation("matmul", [[1, 5], [5, 7]], {}, [])
+    many = A.node_obligation("matmul", [[4, 5], [5, 7]], {}, [])
+    assert one is not None and many is not None and one.name != many.name
+    assert A.node_obligation("matmul", [[40, 50], [50, 70]], {}, []).name == many.name
+    # the layout is part of the class (nn.Linear's Wᵀ takes the rule's column-major branch)
+    assert A.node_obligation("matmul", [[4, 5], [5, 7]], {}, [1]).name != many.name
+    batched = A.node_obligation("matmul", [[2, 2, 5], [5, 7]], {}, [])  # batch axes broadcast
+    assert batched is not None and batched.name not in (one.name, many.name)
+    assert A.node_obligation("matmul", [[3, 4, 5], [3, 5, 7]], {}, []).name != batched.name
+    # reshape only as a change of size-1 axes (flatten after a 1x1 pooled map); otherwise fixed
+    assert A.node_obligation("reshape", [[2, 3]], {"shape": (3, 2)}, []) is None
+    assert A.node_obligation("reshape", [[2, 3]], {"shape": (6,)}, []) is None
+    assert A.node_obligation("flatten", [[1, 4, 1, 1]], {"start_dim": 1}, []) is not None
+    assert A.node_obligation("flatten", [[1, 4, 2, 2]], {"start_dim": 1}, []) is None
+    assert A.node_obligation("gather", [[2, 3], None], {"axis": 1}, []) is None  # not in the family
+
+
+def test_verified_model_rests_on_generic_obligations(tmp_path):
+    """An MLP's matmul, transpose and add nodes use their class's generic obligation, shared by two
+    widths; the model's claim is fully checked, and a node pointing at another obligation is
+    rejected."""
+    from torchlean.proofs.compose import model_obligations
+    from torchlean.proofs.discharge import discharge
+    from torchlean.proofs.obligation import Obligation
+
+    def mlp(w):
+        return lambda: nn.Sequential(nn.Linear(3, w), nn.ReLU(), nn.Linear(w, 2))
+
+    a = list(model_obligations("a", mlp(4), (2, 3)))
+    b = list(model_obligations("b", mlp(6), (2, 3)))
+    gen_a = {o.name for o in a if o.kind == "adjoint"}
+    gen_b = {o.name for o in b if o.kind == "adjoint"}
+    assert gen_a and gen_a == gen_b  # widths 4 and 6 share every generic obligation
+    assert {o.name.split(".")[1] for o in a if o.kind == "adjoint"} == {"matmul", "transpose", "add"}
+    obs = a + [o for o in b if o.name not in {p.name for p in a}]
+    reports = discharge(obs, tmp_path, solver="z3", timeout=30, progress=False)
+    assert all(r.status == "proved" for r in reports), [(r.name, r.status, r.message) for r in reports]
+    for ob in (a[0], b[0]):
+        o = check_one(tmp_path, ob)
+        assert o.status == "checked", o.detail
+    bad = copy.deepcopy(a[0].data)
+    node = next(n for n in bad["graph"]["nodes"] if n["prim"] == "matmul")
+    node["autograd"] = next(n for n in bad["graph"]["nodes"] if n["prim"] == "relu")["autograd"]
+    o = check_composition(tmp_path, Obligation(a[0].kind, a[0].subject, a[0].name, a[0].smtlib,
+                                               a[0].statement, bad))
+    assert o.status == "rejected" and "no autograd obligation" in o.detail, o.detail
