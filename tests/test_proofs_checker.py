@@ -152,7 +152,10 @@ FALSE_EDITS = [  # statement edits that make the claim false: no certificate may
 
 
 def _drop_split(tree, formula):
-    """The tree with every split on ``formula`` replaced by its then-branch."""
+    """The tree with every split on ``formula`` replaced by its then-branch (also below
+    ``conjuncts`` nodes, whose parts are trees of their own)."""
+    if "conjuncts" in tree:
+        return {**tree, "conjuncts": [_drop_split(c, formula) for c in tree["conjuncts"]]}
     if "split" not in tree:
         return tree
     if tree["split"] == formula:
