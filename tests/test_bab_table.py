@@ -112,3 +112,17 @@ def test_chain_graph_is_the_files_bound_graph():
 
     assert lower.fingerprint(bg) == lower.fingerprint(lower.lower(load_graph(str(path)).to_dict()))
     assert [n.kind for n in bg.nodes][0] == "input"
+
+
+def test_cli_engine_table_certificate_round_trip(tmp_path, capsys):
+    from torchlean.verify.__main__ import main
+
+    net, prop = DATA / "acasxu" / "ACASXU_run2a_1_1_batch_2000.onnx", DATA / "acasxu" / "prop_3.vnnlib"
+    cert = tmp_path / "c.json"
+    assert main([str(net), str(prop), "--engine", "table", "--cert", str(cert), "-q"]) == 0
+    assert capsys.readouterr().out.strip() == "unsat"
+    assert main(["check", str(cert), str(net), str(prop)]) == 0
+    assert "replayed on the bound graph" in capsys.readouterr().out
+    other = DATA / "acasxu" / "ACASXU_run2a_1_2_batch_2000.onnx"
+    assert main(["check", str(cert), str(other), str(prop)]) == 1
+    assert "different network" in capsys.readouterr().out
