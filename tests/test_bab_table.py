@@ -126,3 +126,25 @@ def test_cli_engine_table_certificate_round_trip(tmp_path, capsys):
     other = DATA / "acasxu" / "ACASXU_run2a_1_2_batch_2000.onnx"
     assert main(["check", str(cert), str(other), str(prop)]) == 1
     assert "different network" in capsys.readouterr().out
+
+
+def test_the_table_path_is_only_for_input_splitting_crown():
+    # more than INPUT_SPLIT_MAX inputs (ReLU splitting, mnistfc) or the "forward" method: the chain
+    # engine and a chain certificate, whatever bg is given
+    from torchlean.certificates.network import Affine, Net, Relu
+
+    bg = object()
+    wide = Net(17, 1, (Affine([[F(1)] * 17], [F(0)]), Relu(), Affine([[F(1)]], [F(0)])))
+    small = Net(2, 1, (Affine([[F(1), F(1)]], [F(0)]), Relu(), Affine([[F(1)]], [F(0)])))
+    assert bab.checked_model(wide, bg) is wide
+    assert bab.checked_model(small, bg, "forward") is small
+    assert bab.checked_model(small, None) is small
+    assert bab.checked_model(small, bg) is bg
+
+
+def test_runner_engine_table_checks_graph_certificates():
+    from torchlean.verify.runner import run_csv
+
+    rows = run_csv(DATA / "test" / "expected.csv", progress=False, engine="table", timeout=60)
+    assert [r["result"] for r in rows] == [r["expected"] for r in rows]
+    assert all(r["check"] == "accepted" for r in rows)
