@@ -66,7 +66,7 @@ def models() -> list[tuple[str, Any, tuple[int, ...]]]:
     out += [(f"MLP width 4, depth {d}", mlp(4, d), (1, 2)) for d in (2, 3)]
     out += [(f"CNN Conv2d(1,{c},3) 4x4", cnn(c), (1, 1, 4, 4)) for c in (4,)]
     out += [(f"TransformerEncoderLayer({w},2,{2 * w}) seq 2", (lambda w=w: nn.TransformerEncoderLayer(
-        w, 2, 2 * w)), (1, 2, w)) for w in (2,)]
+        w, 2, 2 * w, batch_first=True)), (1, 2, w)) for w in (2,)]
     return out
 
 

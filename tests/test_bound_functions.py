@@ -218,9 +218,35 @@ def test_domain_errors():
     assert issubclass(DomainError, Rejected)
 
 
+def test_inflection_signs_are_checked_in_exact_arithmetic():
+    """The checker's own exact check (run once before the silu/gelu pieces are used) passes, and
+    fails on brackets that miss the inflection point or on a range it cannot cover."""
+    assert fn.inflections_checked() > 10
+    assert fn.check_gelu_signs() == fn.inflections_checked()
+    c1, c2 = fn.GELU_X0
+    for wrong in ((c1 - Q(1, 10**6), c2 - Q(1, 10**6)), (c1 + Q(1, 10**6), c2 + Q(1, 10**6))):
+        with pytest.raises(Rejected, match="gelu: sign"):
+            fn.check_gelu_signs(wrong)
+    with pytest.raises(Rejected, match="gelu: sign"):  # [0, 2] and [1.5, 3] have both signs
+        fn.check_gelu_signs((Q(2), Q(3, 2)))
+    s1, s2 = fn.SILU_X0
+    fn.check_silu_signs()
+    for wrong in ((s1 - Q(1, 10**9), s2 - Q(1, 10**9)), (s1 + Q(1, 10**9), s2 + Q(1, 10**9))):
+        with pytest.raises(Rejected, match="silu"):
+            fn.check_silu_signs(wrong)
+
+
+def test_gelu_premise_beyond_3_is_checked(monkeypatch):
+    """x v' tanh(v/2) >= 10.5 at x = 3 (the premise of the x >= 3 argument) uses the tanh
+    enclosure: a looser one (tanh(3.36) >= 0.99 only) no longer shows it."""
+    monkeypatch.setattr(fn, "tanh_enc", lambda x: (Q(99, 100), Q(1)))
+    with pytest.raises(Rejected, match="10.5"):
+        fn.check_gelu_signs()
+
+
 def test_inflection_brackets():
-    """silu'' and gelu'' change sign exactly once on x > 0, inside the stated float-wide bracket;
-    for gelu, H < 0 beyond 3 is argued in the module docstring."""
+    """silu'' and gelu'' change sign exactly once on x > 0, inside the stated float-wide bracket
+    (an independent mpmath cross-check of the exact check above)."""
     with mp.workdps(60):
         hs = {"silu": lambda x: 2 - x * mp.tanh(x / 2),
               "gelu": lambda x: 2 * 2 * C * (1 + 3 * A * x * x) + x * 12 * C * A * x
@@ -378,15 +404,17 @@ def test_piecewise_linear_intervals_are_the_proved_rules(monkeypatch):
     assert FUNCTIONS["tanh"].interval(Q(-1), Q(1)) == (-6, 6)
 
 
-def test_errorbound_tanh_uses_the_row():
-    from torchlean.certificates.errorbound import tanh_range, tanh_slope
+def test_errorbound_slopes_use_the_row():
+    """The error column's slope interval of tanh (mean value theorem over the float hull) is the
+    tanh row's f' enclosure at the hull's ends and 0: sech^2 is largest nearest 0."""
+    from torchlean.certificates.errorbound import slope_range
 
     for lo, hi in ((Q(-3), Q(1, 2)), (Q(1, 10), Q(4)), (Q(-20), Q(-19))):
-        a, b = tanh_range(lo, hi)
-        t_lo, t_hi = mp.tanh(M(lo)), mp.tanh(M(hi))
-        assert M(a) <= t_lo and t_hi <= M(b) and M(b - a) < t_hi - t_lo + mp.mpf(2) ** -80
+        a, b = slope_range(FUNCTIONS["tanh"], lo, hi, {})
         s2 = mp.sech(M(Q(0 if lo <= 0 <= hi else min(abs(lo), abs(hi))))) ** 2
-        assert s2 <= M(tanh_slope(lo, hi)) <= s2 * (1 + mp.mpf(2) ** -80)
+        s_min = mp.sech(M(max(abs(lo), abs(hi)))) ** 2
+        assert s2 <= M(b) <= s2 * (1 + mp.mpf(2) ** -80)
+        assert M(a) <= s_min
 
 
 def test_relu_lines_closed_form_is_valid_and_matches_the_generic_row():

@@ -216,7 +216,7 @@ def test_traced_models_bound_soundly():
                        nn.Conv2d(2, 2, 2, stride=2), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(2, 3)),
          (1, 1, 8, 8), 0.05),
         (nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 6), nn.GELU(), nn.Linear(6, 2)), (2, 4), 0.1),
-        (nn.TransformerEncoderLayer(4, 2, dim_feedforward=8, dropout=0.0), (1, 3, 4), 0.02),
+        (nn.TransformerEncoderLayer(4, 2, dim_feedforward=8, dropout=0.0, batch_first=True), (1, 3, 4), 0.02),
     ]
     for model, shape, eps in models:
         model.eval()

@@ -279,7 +279,8 @@ def test_batchnorm_running_stats_refused_in_training_and_exact_in_eval():
 def test_transformer_with_dropout_trains_bit_identically():
     def build():
         tl.manual_seed(0)
-        return nn.Sequential(nn.Embedding(10, 8), nn.TransformerEncoderLayer(8, 2, 16, dropout=0.1),
+        return nn.Sequential(nn.Embedding(10, 8),
+                             nn.TransformerEncoderLayer(8, 2, 16, dropout=0.1, batch_first=True),
                              nn.Flatten(), nn.Linear(4 * 8, 3))
 
     rng = np.random.default_rng(0)

@@ -53,3 +53,21 @@ def test_verified_model_after_training_is_left_intact_and_proved():
     after = m.state_dict()
     assert all(after[k].tobytes() == before[k].tobytes() for k in before)
     assert m[0].weight.grad is not None and m[0].weight.grad.dtype == np.float32
+
+
+def test_demo_without_out_writes_to_a_temporary_folder(tmp_path, monkeypatch, capsys):
+    """No ``torchlean-demo/`` in the current folder: the artifacts go to a fresh temporary one."""
+    import tempfile
+
+    from torchlean.__main__ import main
+
+    cwd, tmp = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir()
+    tmp.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    assert main(["demo", "--steps", "5"]) == 0
+    assert list(cwd.iterdir()) == []
+    (made,) = tmp.iterdir()
+    assert made.name.startswith("torchlean-demo-") and (made / "summary.json").exists()
+    assert f"artifacts in {made}/" in capsys.readouterr().out

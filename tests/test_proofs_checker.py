@@ -27,8 +27,8 @@ def certs():
     """One certificate per step kind: zero leaves with ideal multipliers and nonzero
     justifications, case splits, Farkas leaves with products, false leaves."""
     out = {}
-    for name in ("autograd.softplus", "autograd.div", "autograd.abs", "ibp.matvec", "ibp.relu",
-                 "forward.maximum", "ibp.log"):
+    for name in ("autograd.softplus", "autograd.div", "autograd.abs", "ibp.affine", "ibp.relu",
+                 "forward.maximum", "ibp.log", "ibp.reciprocal", "ibp.sigmoid"):
         ob = _ob(name)
         tree = certificate_tree(ob.smtlib, timeout=60)
         cert = {"kind": "refutation", "statement": ob.smtlib, "tree": tree}
@@ -117,7 +117,30 @@ FALSE_EDITS = [  # statement edits that make the claim false: no certificate may
     ("ibp.relu", "(<= (ite (>= l 0) l 0)", "(<= (ite (>= u 0) u 0)"),  # swapped bound
     ("ibp.log", "(> l 0)", "(> u 0)"),
     ("forward.maximum", "(ite (>= x0_0 x1_0) x0_0 x1_0)", "(ite (>= x0_0 x1_0) x1_0 x0_0)"),
+    # divided inequalities (multiplied out under decided denominator signs): an interval across 0
+    ("ibp.reciprocal", "(or (> l 0) (< u 0))", "(or (> l 0) (< u 1))"),
+    ("ibp.reciprocal", "(<= (/ 1 u) (/ 1 x))", "(<= (/ 1 l) (/ 1 x))"),  # swapped bound
+    ("ibp.sigmoid", "(<= (/ 1 (+ 1 (tl_exp (* (- 1) l))))", "(<= (/ 1 (+ 1 (tl_exp (* (- 1) u))))"),
 ]
+
+
+def _drop_split(tree, formula):
+    """The tree with every split on ``formula`` replaced by its then-branch."""
+    if "split" not in tree:
+        return tree
+    if tree["split"] == formula:
+        return _drop_split(tree["then"], formula)
+    return {**tree, "then": _drop_split(tree["then"], formula), "else": _drop_split(tree["else"], formula)}
+
+
+def test_divided_inequalities_need_the_denominator_signs_decided(certs):
+    """A division is multiplied out only under a split deciding its denominator's sign: the same
+    tree without those splits is rejected."""
+    cert = certs["ibp.reciprocal"]
+    splits = {n["split"] for _, n in _nodes(cert["tree"]) if "split" in n}
+    assert "(> u 0)" in splits and "(> x 0)" in splits
+    for f in ("(> u 0)", "(> x 0)"):
+        assert not check({**cert, "tree": _drop_split(cert["tree"], f)}).ok, f
 
 
 @pytest.mark.parametrize("name,old,new", FALSE_EDITS)
@@ -227,10 +250,11 @@ def test_interval_rules_contain_sampled_values():
         s = F(0.01)
         for (lo, hi), v in [(iv.interval_relu((a, b)), max(x, 0)), (iv.interval_abs((a, b)), abs(x)),
                             (iv.interval_leaky_relu((a, b)), x if x > 0 else s * x),
-                            (iv.interval_add((a, b), (c, d)), x + y),
-                            (iv.interval_sub((a, b), (c, d)), x - y),
+                            (iv.interval_square((a, b)), x * x),
+                            (iv.interval_mul((a, b), (c, d)), x * y),
                             (iv.interval_maximum((a, b), (c, d)), max(x, y)),
-                            (iv.interval_minimum((a, b), (c, d)), min(x, y)),
-                            (iv.interval_matvec([[F(3), F(-2)]], [F(1)], [(a, b), (c, d)])[0],
+                            (iv.interval_max([(a, b), (c, d), ((a + c) / 2, (b + d) / 2)]),
+                             max(x, y, (x + y) / 2)),
+                            (iv.interval_affine(F(1), [(F(3), (a, b)), (F(-2), (c, d))]),
                              3 * x - 2 * y + 1)]:
             assert lo <= v <= hi

@@ -172,7 +172,10 @@ def test_layer_norm_block_and_small_transformer_are_fully_checked(tmp_path):
         return nn.Sequential(nn.LayerNorm(2), nn.Linear(2, 2), nn.GELU())
 
     obs = list(model_obligations("ln_block", block, (1, 2)))
-    obs += [o for o in model_obligations("encoder", lambda: nn.TransformerEncoderLayer(2, 2, 4), (1, 2, 2))
+    def encoder():
+        return nn.TransformerEncoderLayer(2, 2, 4, batch_first=True)
+
+    obs += [o for o in model_obligations("encoder", encoder, (1, 2, 2))
             if o.name not in {p.name for p in obs}]
     reports = discharge(obs, tmp_path, solver="z3", timeout=30, progress=False)
     assert all(r.status == "proved" for r in reports), [(r.name, r.status, r.message) for r in reports]

@@ -22,3 +22,14 @@ def test_first_two_commands_match_ci():
     assert commands[0] == "pip install -e . && python -m torchlean demo"
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
     assert f'bash -c "{commands[1]}"' in ci
+
+
+def test_test_command_installs_the_cpu_torch_build_first():
+    """A fresh venv must not resolve the ``[torch]`` extra to the CUDA build (about 20 nvidia
+    packages): the command installs torch from PyTorch's CPU index before the extras."""
+    blocks = re.search(r"```bash\n(.*?)```", README, re.S).group(1)
+    test_cmd = [line for line in blocks.splitlines() if line and not line.startswith("#")][1]
+    steps = test_cmd.split(" && ")
+    assert steps[0].startswith("pip install torch==")
+    assert "--index-url https://download.pytorch.org/whl/cpu" in steps[0]
+    assert steps[1] == "pip install -e '.[test,torch]'"

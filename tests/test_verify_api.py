@@ -75,7 +75,7 @@ def test_tanh_gelu_mlp_bounds_alpha_no_looser_and_sound():
 @table_only
 def test_transformer_encoder_layer_bounds_contain_samples():
     tl.manual_seed(2)
-    layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0)
+    layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, batch_first=True)
     layer.eval()
     x, eps = np.random.default_rng(3).uniform(-1, 1, (1, 3, 8)), 0.005
     ys = _samples(layer, x, eps, n=90)

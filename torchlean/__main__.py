@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Train a small Auto MPG MLP, discharge its @verified autograd "
                                       "obligation with an SMT solver and replay it through the trusted "
                                       "checker, then certify its float32 rounding error.")
-    demo.add_argument("--out", default="torchlean-demo", metavar="DIR", help="where artifacts go")
+    demo.add_argument("--out", default=None, metavar="DIR",
+                      help="where artifacts go (default: a new temporary folder, printed at the end)")
     demo.add_argument("--steps", type=_non_negative_int, default=300, help="training steps (default 300)")
     demo.add_argument("--solver", choices=["cvc5", "z3"], default="cvc5")
     demo.add_argument("--seed", type=_non_negative_int, default=0)
@@ -153,7 +155,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             from torchlean.zoo import demo
 
-            return demo.run(Path(args.out), steps=args.steps, solver=args.solver, seed=args.seed)
+            # never litter the current folder: without --out the artifacts go to a fresh temporary one
+            out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="torchlean-demo-"))
+            return demo.run(out, steps=args.steps, solver=args.solver, seed=args.seed)
         from torchlean.zoo.quickstart import run
 
         run(args.example)

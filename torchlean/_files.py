@@ -114,6 +114,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], Any])
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (a temporary file renamed over it)."""
     return atomic_write(path, lambda fh: fh.write(data))
 
 

@@ -54,6 +54,7 @@ class Constraint:
     strict: bool = False
 
     def holds(self, y: Sequence[Fraction]) -> bool:
+        """Whether the outputs ``y`` satisfy this constraint, in exact arithmetic."""
         val = sum((c * v for c, v in zip(self.coeffs, y) if c), Fraction(0))
         return val < self.rhs if self.strict else val <= self.rhs
 

@@ -1,9 +1,10 @@
 """Exact IBP and CROWN over a bound graph (``lower.BoundGraph``), in ``Fraction``s. Standard library.
 
 IBP: every variable gets [L, U] in graph order: an input from the box, a const node from its
-interval, a fn node from its row's ``interval`` over its argument's bounds, a mul node from the
-interval product, a max node from the max of its members' bounds. A form's bounds are its constant
-plus each term at the corner that minimises (maximises) it.
+interval, a fn node from its row's ``interval`` over its argument's bounds, a mul node from
+``intervals.interval_mul``, a max node from ``intervals.interval_max``; a form's bounds come from
+``intervals.interval_affine`` (each term at the corner that minimises (maximises) it). Those are
+the rules ``proofs/ibp.py`` proves (``ibp.mul``, ``ibp.max``, ``ibp.affine``), the only copies.
 
 CROWN: a linear objective (a form over variables) is bounded below by back-substitution: the
 variables of the latest nonlinear node are replaced by a relaxation line in terms of that node's
@@ -14,7 +15,8 @@ input and const variables, whose remaining form is minimised over their box exac
   ``lower_intercept`` / ``upper_intercept``: valid on [l, u] for every slope by the row's contract;
 - mul x·w with x in [lx, ux], w in [lw, uw] (McCormick): (x - lx)(w - lw) >= 0 and
   (ux - x)(uw - w) >= 0 give the two lower planes, (x - lx)(uw - w) >= 0 and (ux - x)(w - lw) >= 0
-  the two upper planes; a weight t in [0, 1] picks the convex combination (1 - t)·P0 + t·P1;
+  the two upper planes; a weight t in [0, 1] picks the convex combination (1 - t)·P0 + t·P1
+  (``intervals.mccormick``, proved by ``relax.mul.lower`` / ``relax.mul.upper``);
 - max of members z_j: lower z_k for one member k (by default the one with the largest midpoint),
   upper the constant max_j U_j (or z_k itself when L_k >= U_j for all j != k: exact).
 
@@ -42,6 +44,7 @@ from .bound_graph import refine_skips
 from .bounds import _down, _up
 from .core import Rejected
 from .functions import FUNCTIONS
+from .intervals import interval_affine, interval_max, interval_mul, mccormick
 from .lower import Aff, BoundGraph, Node
 from .slopes import GREEDY, POLICIES, two_policies
 
@@ -51,18 +54,7 @@ EXACT_AT_STABLE = {"relu", "leaky_relu", "abs"}  # piecewise linear with one kin
 
 
 def form_bounds(f: Aff, L: Sequence[Fraction], U: Sequence[Fraction]) -> tuple[Fraction, Fraction]:
-    lo = hi = f.c
-    for v, q in f.t.items():
-        if q > 0:
-            lo, hi = lo + q * L[v], hi + q * U[v]
-        else:
-            lo, hi = lo + q * U[v], hi + q * L[v]
-    return lo, hi
-
-
-def _mul_iv(a: tuple[Fraction, Fraction], b: tuple[Fraction, Fraction]) -> tuple[Fraction, Fraction]:
-    ps = [a[0] * b[0], a[0] * b[1], a[1] * b[0], a[1] * b[1]]
-    return min(ps), max(ps)
+    return interval_affine(f.c, ((q, (L[v], U[v])) for v, q in f.t.items()))
 
 
 class _State:
@@ -136,7 +128,7 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
                 bx = st.arg_bounds(k, x, method_k == "crown" and not best[k][i])
                 bw = st.arg_bounds(k, w, method_k == "crown" and not best[k][node.size + i])
                 bnds.append((bx, bw))
-                st.L[o + i], st.U[o + i] = _mul_iv(bx, bw)
+                st.L[o + i], st.U[o + i] = interval_mul(bx, bw)
             st.arg[k] = bnds
         elif node.kind == "max":
             bnds = []
@@ -145,7 +137,7 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
                 if method_k == "crown" and _max_choice(bs)[1] is None:
                     bs = [st.arg_bounds(k, f, True) for f in g]
                 bnds.append(bs)
-                st.L[o + i], st.U[o + i] = max(b[0] for b in bs), max(b[1] for b in bs)
+                st.L[o + i], st.U[o + i] = interval_max(bs)
             st.arg[k] = bnds
     return st
 
@@ -213,13 +205,8 @@ def _lines(st: _State, k: int, i: int, slopes: Any, policy: str = POLICIES[0]
         tl, tu = (Q(0), Q(0)) if slopes is None else (Q(slopes[0] or 0), Q(slopes[1] or 0))
         if not (0 <= tl <= 1 and 0 <= tu <= 1):
             raise Rejected(f"McCormick weight outside [0, 1] at node {k} element {i}")
-        # P0: lw x + lx w - lx lw ; P1: uw x + ux w - ux uw (lower); upper: uw x + lx w - lx uw ;
-        # lw x + ux w - ux lw
-        lo = ([(x, (1 - tl) * lw + tl * uw), (w, (1 - tl) * lx + tl * ux)],
-              -(1 - tl) * lx * lw - tl * ux * uw)
-        up = ([(x, (1 - tu) * uw + tu * lw), (w, (1 - tu) * lx + tu * ux)],
-              -(1 - tu) * lx * uw - tu * ux * lw)
-        return lo[0], lo[1], up[0], up[1]
+        (ax, aw, c_lo), (bx, bw, c_up) = mccormick((lx, ux), (lw, uw), tl, tu)  # relax.mul.*
+        return [(x, ax), (w, aw)], c_lo, [(x, bx), (w, bw)], c_up
     g, bs = node.args[i], b
     j, dom = _max_choice(bs)
     if slopes is not None and slopes[0] is not None:

@@ -1,111 +1,66 @@
-"""Certified floating-point error bounds for layered networks: the ``errorbound`` certificate.
+"""Certified floating-point error bounds on any graph: the ``errorbound`` certificate and the
+rounding-error column of the per-primitive table (``COLUMN``). Standard library only.
 
-Claim: for every real input x in the box, the network run in ``format`` (each operation rounded,
-dot products in any order) returns y~ with |y~_j - y_j(x)| <= epsilon_j, where y(x) is the
-real-number network on the same weights. The checker re-derives everything in exact rationals:
-
-- weights come from their bit patterns (``decode`` of the stated format), the box is rational;
-  ``input_exact``: the inputs are values of the format (else they are rounded first: u|x| + eta);
-- real ranges [l, u] of every neuron by interval propagation (exact, no rounding);
-- error bounds E per neuron, layer by layer, from the standard model
-  fl(a op b) = (a op b)(1 + d) + e, |d| <= u, |e| <= eta:
-  * linear, y = W x + b over n inputs, any summation order, with or without FMA:
-    E'_j = sum_i |W_ji| E_i + gamma_k (sum_i |W_ji| M_i + |b_j|) + 4 k eta,
-    gamma_k = k u / (1 - k u), k = the number of nonzero terms W_ji, b_j (zeros add exactly),
-    M_i = max(|l_i|, |u_i|) + E_i bounds the float input |x~_i|;
-  * add_const, y = x + c: E' = E + u (M + |c|) (one rounding; a sum only underflow-errs in a
-    format without subnormals, which adds eta);
-  * max_groups (max pooling; exact in floats, 1-Lipschitz in the max norm): E' = max of the E_i;
-  * relu (exact in floats, 1-Lipschitz): E' = E, or max(0, u + E) when the neuron is off (u <= 0);
-  * tanh (library kernel within ``kernel_ulps`` ulp): E' = L E + 2k u T + k eta_min, where L
-    bounds tanh' on [l - E, u + E] and T bounds |tanh| there;
-  * sigmoid as the runtime computes it, 1 / (1 + exp(-x)) with a k-ulp exp: E' = L E + rho S + eta,
-    rho = (1 + u) / ((1 - a)(1 - u)) - 1, a = 2k u + k eta_min, L and S bound sigma' and sigma.
-- ranges: intervals, intersected with symbolic intervals (symrange.py) and, when the statement
-  says ``"ranges": "backsub"``, with back-substituted bounds (deeppoly.py); errors: the minimum of
-  the per-layer rule above and error back-substitution through signed weights (backsub.py);
-- every claimed step must be >= the recomputed one (replay from the previous *claimed* step), and
-  each epsilon_j >= the last step; overflow anywhere is excluded (rejected, not assumed away).
-
-Assumptions (stated in the certificate, listed in TRUST_BOUNDARIES.md): the runtime's arithmetic is
-IEEE-754 in the stated format and mode (correctly rounded + - * /), its BLAS sums the n products of
-a dot product in some order with each operation rounded (fused or not), and its tanh/exp kernels are
-within ``kernel_ulps`` ulp of the real functions.
-
-Input splitting, kind ``errorbound-split``: the rounding terms scale with the real ranges of the
-neurons over the box, so on a large box the bound is far above what any point reaches; bounds over
-sub-boxes are much smaller. The certificate is {"kind": "errorbound-split", "statement": S,
-"digest": sha256(S), "tree": node} with S an ``errorbound`` statement over the whole box and
-
-    node = {"split": [d, "v"], "lo": node, "hi": node}   children: box with x_d in [lo_d, v], [v, hi_d]
-         | {"box": [[lo, hi], ...], "steps": [[...], ...]}   a leaf: ``errorbound`` steps
-
-The checker walks the tree from S's box; at a split it requires 0 <= d < n and lo_d < v < hi_d
-(exact rationals), so the two children's boxes are sub-boxes whose union is exactly the parent's
-(both closed: v is in both). By induction the leaves' boxes cover S's box. Each leaf must state
-the box its path gives (a readable copy, compared exactly), and its steps are replayed as an
-``errorbound`` certificate of S with that box, with the same epsilon: so every x of the box lies in
-a leaf whose replay proves |y~_j - y_j(x)| <= epsilon_j.
+Claim: for every real input x in the box, the graph run in ``format`` (every IR node one kernel
+call of ``runtime/rules*.py``, each of its operations rounded) returns y~ with |y~_j - y_j(x)| <=
+epsilon_j, y the real graph (the spec's meaning) on the stored weights. The checker walks the IR
+the statement carries: real ranges of every element from the bound table (``lower.lower`` forms,
+``engine.forward`` bounds), then errors node by node, each entry following the runtime kernel's own
+operations under fl(a op b) = (a op b)(1 + d) + e, |d| <= u, |e| <= eta (kernel assumptions:
+``floats.ROUNDING_RULES``). An error is a linear form over error sources (|d_s| <= loc_s); each
+step's new unknowns (its rounding, slope radii, fixed-point charges) become one new source, so
+later signed weights can cancel them; a form may always be collapsed into its bound. Each entry's
+argument: TRUST_BOUNDARIES.md, "Floats". Certificate: {"kind": "errorbound", "statement": S,
+"digest", "steps": [[bound per element] per IR node]}, S = {format, mode, kernel_ulps, input_box,
+input_exact, ranges, graph, model, epsilon}; every step and epsilon must be >= the recomputed bound.
+``errorbound-split``: a tree {"split": [d, "v"], "lo", "hi"} | {"box", "steps"} of bisections (lo_d
+< v < hi_d, so the halves cover the parent); each leaf is replayed on its box with S's epsilon.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from fractions import Fraction
 from typing import Any
 
-from .backsub import Chain
+from . import engine
+from .bound_graph import Aff, Lowerer, Tensor, Unsupported
 from .core import Verdict, checker, digest, rational, require, tick
-from .deeppoly import DeepPoly
 from .functions import FUNCTIONS
-from .rounding import MODES, Format, decode
-from .symrange import SymRanges
+from .lower import ROWS, bcast_shape, broadcast, lower, reduce_groups
+from .rounding import MODES, Format, round_fraction
 
-Interval = tuple[Fraction, Fraction]
-ACTIVATIONS = ("relu", "tanh", "sigmoid")
-#: the smallest kernel error the checker lets a certificate assume (correct rounding is 1/2 ulp)
-MIN_KERNEL_ULPS = Fraction(1, 2)
-
-
-def decode_tensor(t: dict[str, Any]) -> list[Fraction]:
-    """A flat list of exact values from {"format": name-or-dict, "shape", "hex"} (big-endian words)."""
-    fmt = Format.from_dict(t["format"])
-    width = (fmt.bits + 3) // 4
-    text = t["hex"]
-    count = 1
-    for d in t["shape"]:
-        count *= int(d)
-    require(len(text) == width * count, f"tensor data has {len(text)} hex digits, expected {width * count}")
-    out = []
-    for k in range(count):
-        v = decode(int(text[k * width : (k + 1) * width], 16), fmt)
-        require(v.finite, "weights must be finite")
-        out.append(v.value)
-    return out
+Q = Fraction
+ZERO, ONE = Q(0), Q(1)
+F = 64  # fixed-point scale of form coefficients
+G = 192  # fixed-point scale of source bounds (rounded up)
+MAX_TERMS = 2048  # a longer form is collapsed into its bound
+MAX_WORK = 60_000  # form terms read to build one element; above, the inputs' bounds are used
+MIN_KERNEL_ULPS = Q(1, 2)  # correct rounding: the least a certificate may assume
 
 
-def gamma(k: int, u: Fraction) -> Fraction:
-    require(k * u < 1, f"gamma_{k} undefined: k*u >= 1")
-    return k * u / (1 - k * u)
+def _up(q: Fraction) -> Fraction:
+    """A short rational >= q (a float when one is that large)."""
+    try:
+        f = float(q)
+    except OverflowError:
+        return q
+    return Q(f) if Q(f) >= q else Q(math.nextafter(f, math.inf))
 
 
-def tanh_range(lo: Fraction, hi: Fraction) -> Interval:
-    """Rational enclosure of tanh over [lo, hi] (the bound table's tanh row)."""
-    return FUNCTIONS["tanh"].interval(lo, hi)
+class V:
+    """One element: real range [lo, hi] and error sum_s c[s]/2^F d_s + r, |r| <= rem."""
+
+    __slots__ = ("lo", "hi", "c", "rem", "E")
+
+    def __init__(self, lo: Fraction, hi: Fraction, c: dict[int, int], rem: Fraction, E: Fraction):
+        self.lo, self.hi, self.c, self.rem, self.E = lo, hi, c, rem, E
 
 
-def tanh_slope(lo: Fraction, hi: Fraction) -> Fraction:
-    """max of tanh' = sech^2 over [lo, hi]: attained at the point nearest 0 (sech^2 is even and
-    decreasing in |x|); an upper enclosure of it from the tanh row."""
-    m = Fraction(0) if lo <= 0 <= hi else min(abs(lo), abs(hi))
-    return FUNCTIONS["tanh"].df(m)[1]
-
-
-def _mag(iv: Interval) -> Fraction:
-    return max(abs(iv[0]), abs(iv[1]))
-
-
-class Replay:
-    """Shared state of one replay: format constants and the assumptions."""
+class Ctx:
+    """Format constants, the error sources, and the element operations every entry is made of."""
 
     def __init__(self, stmt: dict[str, Any]):
         self.fmt = Format.from_dict(stmt["format"])
@@ -113,199 +68,490 @@ class Replay:
         require(self.mode in MODES, f"unknown rounding mode {self.mode!r}")  # (not silently directed)
         self.u = self.fmt.unit_roundoff(self.mode)
         self.eta = self.fmt.underflow_eta(self.mode)
-        self.u_near = self.fmt.unit_roundoff("rne")  # half an ulp, relative, for "k ulp" claims
-        self.minpos = self.fmt.min_positive
+        self.un = self.fmt.unit_roundoff("rne")  # half an ulp, relative: the unit of "k ulp" claims
         self.k = rational(stmt["kernel_ulps"])
         require(self.k >= MIN_KERNEL_ULPS, f"kernel_ulps below {MIN_KERNEL_ULPS}")
-        self.limit = self.fmt.max_finite
+        self.loc: list[int] = []  # source bounds, scale 2^G, rounded up
 
-    def no_overflow(self, bound: Fraction, where: str) -> None:
-        require(bound < self.limit, f"{where}: values up to {float(bound):.3g} may overflow {self.fmt.name}")
+    # -- forms -------------------------------------------------------------------------------
+    def bound(self, c: dict[int, int], rem: Fraction) -> Fraction:
+        return _up(Q(sum(abs(x) * self.loc[s] for s, x in c.items()), 1 << (F + G)) + rem)
 
-    def linear(
-        self,
-        W: list[Fraction],
-        b: list[Fraction] | None,
-        n: int,
-        m: int,
-        rng: list[Interval],
-        err: list[Fraction],
-    ):
-        """(output ranges, errors, local errors) of y = W x + b."""
-        require(len(W) == n * m and len(rng) == n, f"linear {n}->{m}: shape mismatch")
-        require(b is None or len(b) == m, "bias length mismatch")
-        M = [_mag(r) + e for r, e in zip(rng, err)]
-        out_r, out_e, loc = [], [], []
-        for j in range(m):
-            row = W[j * n : (j + 1) * n]
-            bj = b[j] if b is not None else Fraction(0)
-            lo = hi = bj
-            prop = absum = Fraction(0)
-            for w, (rl, rh), e, mi in zip(row, rng, err, M):
-                if w > 0:
-                    lo += w * rl
-                    hi += w * rh
-                elif w < 0:
-                    lo += w * rh
-                    hi += w * rl
-                aw = abs(w)
-                prop += aw * e
-                absum += aw * mi
-            absum += abs(bj)
-            # zero weights give exact zero products and exact additions: only nonzeros count
-            terms = sum(1 for w in row if w) + (bj != 0)
-            g = gamma(max(terms, 1), self.u)
-            tiny = 4 * terms * self.eta
-            self.no_overflow((1 + g) * absum, f"linear output {j}")
-            out_r.append((lo, hi))
-            loc.append(g * absum + tiny)
-            out_e.append(prop + loc[-1])
-        return out_r, out_e, loc
+    def make(self, lo: Any, hi: Any, terms: list[tuple[Fraction, Fraction, V]], rem: Fraction,
+             local: Fraction) -> V:
+        """The element sum of m*e_v (+-r*E_v) over ``terms`` (m, r, v), plus ``rem``, plus a new
+        source of bound ``local``."""
+        lo, hi = Q(lo), Q(hi)
+        require(lo <= hi, "empty range")
+        acc: dict[int, int] = {}
+        slack = 0  # charges for rounding coefficients, scale 2^(F+G)
+        work = sum(len(v.c) for m, _, v in terms if m)
+        for m, r, v in terms:
+            rem += abs(m) * v.rem + r * v.E
+            if not m or not v.c:
+                continue
+            if work > MAX_WORK:
+                rem += abs(m) * (v.E - v.rem)
+                continue
+            W = round(m * (1 << F))
+            if W != m * (1 << F):  # |m - W/2^F| <= 2^-(F+1): charged on every source of v
+                slack += (sum(abs(x) * self.loc[s] for s, x in v.c.items()) >> (2 * F + 1)) + 1
+            for s, x in v.c.items():
+                acc[s] = acc.get(s, 0) + W * x
+        c = {}
+        for s, x in acc.items():  # floor to scale 2^F: < one unit (2^-F) per source
+            if x >> F:
+                c[s] = x >> F
+        if acc:
+            slack += (sum(self.loc[s] for s in acc) >> F) + 1
+        rem += Q(slack, 1 << G)  # (slack in units of 2^-G)
+        if len(c) > MAX_TERMS:
+            c, rem = {}, self.bound(c, rem)
+        # the new unknowns (this step's rounding, slope radii, charges) become one new source:
+        # later steps combine it with signed coefficients, so it can cancel like any rounding
+        require(local >= 0, "negative local error")
+        local += rem
+        if local:
+            self.loc.append(-((-local.numerator << G) // local.denominator))
+            c[len(self.loc) - 1] = 1 << F
+        return V(lo, hi, c, ZERO, self.bound(c, ZERO))
 
-    def add_const(self, c: list[Fraction], rng: list[Interval], err: list[Fraction]):
-        require(len(c) == len(rng), "add_const length mismatch")
-        out_r = [(lo + ci, hi + ci) for ci, (lo, hi) in zip(c, rng)]
-        out_e, loc = [], []
-        for ci, r, e in zip(c, rng, err):
-            s = _mag(r) + e + abs(ci)
-            self.no_overflow(s, "add_const")
-            # with subnormals a sum never underflow-errs; flushed formats can lose up to eta
-            loc.append(self.u * s + (0 if self.fmt.subnormals else self.eta))
-            out_e.append(e + loc[-1])
-        return out_r, out_e, loc
+    def const(self, q: Fraction, rem: Fraction = ZERO) -> V:
+        return V(q, q, {}, rem, rem)
 
-    def activation(self, op: str, rng: list[Interval], err: list[Fraction]):
-        """(ranges, errors, slope intervals, local errors) of an elementwise activation."""
-        out_r, out_e, slopes, loc = [], [], [], []
-        one, zero = Fraction(1), Fraction(0)
-        for (lo, hi), e in zip(rng, err):
-            if op == "relu":
-                out_r.append((max(lo, zero), max(hi, zero)))
-                out_e.append(e if hi > 0 else max(zero, hi + e))
-                # secant slope of relu between the real and the float pre-activation
-                slopes.append((one, one) if lo - e >= 0 else (zero, zero) if hi + e <= 0 else (zero, one))
-                loc.append(zero)
-            elif op == "tanh":
-                out_r.append(tanh_range(lo, hi))
-                xl, xh = lo - e, hi + e
-                slope = tanh_slope(xl, xh)
-                T = min(Fraction(1), max(abs(xl), abs(xh)))
-                loc.append(2 * self.k * self.u_near * T + self.k * self.minpos)
-                slopes.append((zero, slope))
-                out_e.append(slope * e + loc[-1])
-            elif op == "sigmoid":
-                # sigma(y) = (1 + tanh(y/2)) / 2
-                tl, th = tanh_range(lo / 2, hi / 2)
-                out_r.append(((1 + tl) / 2, (1 + th) / 2))
-                xl, xh = lo - e, hi + e
-                # exp(-x) must not overflow: e^t < 2^(3t/2) < max_finite for t = -xl
-                require(-xl * 3 / 2 < self.fmt.emax, "sigmoid: exp(-x) may overflow")
-                slope = tanh_slope(xl / 2, xh / 2) / 4
-                S = (1 + tanh_range(xl / 2, xh / 2)[1]) / 2
-                a = 2 * self.k * self.u_near + self.k * self.minpos
-                require(a < 1, "sigmoid: kernel error too large")
-                rho = (1 + self.u) / ((1 - a) * (1 - self.u)) - 1
-                loc.append(rho * S + self.eta)
-                slopes.append((zero, slope))
-                out_e.append(slope * e + loc[-1])
+    def fl_const(self, q: Fraction) -> V:
+        """A binary64 constant of a kernel (a Python float), cast to the format."""
+        return self.const(q, self.cast_err(q))
+
+    def cast_err(self, q: Fraction) -> Fraction:
+        """|fl(q) - q| for a constant cast to the format (numpy casts to nearest; the mode too)."""
+        fls = [round_fraction(q, self.fmt, m) for m in sorted({"rne", self.mode})]
+        require(all(f.finite for f in fls), f"constant {float(q):.6g} overflows {self.fmt.name}")
+        return max(abs(f.value - q) for f in fls)
+
+    def point(self, lo: Fraction, hi: Fraction) -> V:
+        return V(Q(lo), Q(hi), {}, ZERO, ZERO)
+
+    # -- rounding ------------------------------------------------------------------------------
+    def mag(self, v: V) -> Fraction:
+        return max(abs(v.lo), abs(v.hi)) + v.E
+
+    def rnd(self, m: Fraction, underflow: bool = True) -> Fraction:
+        """One rounding of a value of magnitude <= m (an exact sum never underflows with subnormals)."""
+        require(m * (1 + self.u) < self.fmt.max_finite, f"values up to {float(m):.3g} may overflow "
+                f"{self.fmt.name}")
+        return self.u * m + (self.eta if underflow or not self.fmt.subnormals else 0)
+
+    def gamma(self, n: int) -> Fraction:
+        require(n * self.u < 1, f"gamma_{n} undefined: n*u >= 1")
+        return n * self.u / (1 - n * self.u)
+
+    def kern(self, F_: Fraction) -> Fraction:
+        """A library kernel within k ulp of a result of magnitude <= F_."""
+        return self.k * (2 * self.un * F_ + self.fmt.min_positive)
+
+    # -- operations --------------------------------------------------------------------------
+    def lin(self, terms: list[tuple[Fraction, V]], c: Fraction, kind: str, rng: Any = None) -> V:
+        """sum w_i x_i + c computed as ``kind``: "exact" (a selection), "one" (one rounding),
+        "dot" (a sum of products, any order: gamma_k), "avg" (a sum, then a division by n)."""
+        lo = hi = c
+        for w, v in terms:
+            lo, hi = (lo + w * v.lo, hi + w * v.hi) if w > 0 else (lo + w * v.hi, hi + w * v.lo)
+        if rng is not None:
+            lo, hi = max(lo, rng[0]), min(hi, rng[1])
+        prop = sum((abs(w) * v.E for w, v in terms), ZERO)
+        out = max(abs(lo), abs(hi)) + prop
+        S = sum((abs(w) * self.mag(v) for w, v in terms), abs(c))
+        n = len(terms) + (c != 0)
+        if kind == "exact":
+            local = ZERO
+        elif kind == "one":  # a sum of floats is exact below the normal range; a scaling is not
+            local = self.rnd(out, underflow=any(abs(w) != 1 for w, _ in terms))
+        elif kind == "dot":
+            local = self.gamma(max(n, 1)) * S + 4 * n * self.eta
+            self.rnd(S * (1 + self.gamma(max(n, 1))))
+        else:  # avg: the map's coefficients are all 1/n; y = fl(S~ / fl(n)), fl(n) >= n - dn > 0
+            div = 1 / terms[0][0]
+            # (avg_pool's divisor may be a count summed in the format: exact up to 2^p)
+            require(div <= 2 ** self.fmt.precision, f"divisor {div} is not exact in {self.fmt.name}")
+            dn = self.cast_err(div)
+            fn = div - dn
+            require(fn > 0, "the divisor rounds to 0")
+            Smag = S * div  # the sum of the terms' magnitudes
+            es = self.gamma(max(n, 1)) * Smag + 4 * n * self.eta
+            local = es / fn + Smag * dn / (fn * div) + self.rnd((Smag + es) / fn)
+        return self.make(lo, hi, [(w, ZERO, v) for w, v in terms], ZERO, local)
+
+    def add(self, a: V, b: V, sign: int = 1, rng: Any = None) -> V:
+        return self.lin([(ONE, a), (Q(sign), b)], ZERO, "one", rng)
+
+    def mul(self, a: V, b: V, rng: Any = None) -> V:
+        """fl(a~ b~) - ab = b~ e_a + a e_b + d (a square when a is b: (a~ + a) e_a + d)."""
+        ps = [a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi]
+        lo, hi = (min(ps), max(ps)) if a is not b else (
+            ZERO if a.lo <= 0 <= a.hi else min(ps[0], ps[3]), max(ps[0], ps[3]))
+        if rng is not None:
+            lo, hi = max(lo, rng[0]), min(hi, rng[1])
+        if a is b:
+            terms = [_iv(2 * a.lo - a.E, 2 * a.hi + a.E, a)]
+        else:
+            terms = [_iv(b.lo - b.E, b.hi + b.E, a), _iv(a.lo, a.hi, b)]
+        return self.make(lo, hi, terms, ZERO, self.rnd(self.mag(a) * self.mag(b)))
+
+    def div(self, a: V, b: V, rng: Any = None, floor: Any = None) -> V:
+        """a~/b~ - a/b = e_a / b~ - a e_b / (b b~): interval coefficients; ``floor``: a known
+        positive lower bound of both b and b~."""
+        (bl, bh), (rl, rh) = (b.lo - b.E, b.hi + b.E), (b.lo, b.hi)
+        if floor is not None:
+            bl, rl = max(bl, floor), max(rl, floor)
+        require(bl > 0 or bh < 0, "division by a value whose float range contains 0")
+        ib, ir = (1 / bh, 1 / bl), (1 / rh, 1 / rl)
+        ibb = _imul(ir, ib)
+        q = _imul((a.lo, a.hi), ir)
+        lo, hi = (max(q[0], rng[0]), min(q[1], rng[1])) if rng is not None else q
+        t = _imul((-a.hi, -a.lo), ibb)
+        out = self.mag(a) * max(abs(ib[0]), abs(ib[1]))
+        return self.make(lo, hi, [_iv(*ib, a), _iv(*t, b)], ZERO, self.rnd(out))
+
+    def fn(self, name: str, a: V, local: Any, rng: Any = None, floor: Any = None, **attrs: Any) -> V:
+        """f(x~) - f(x) = s e_x with s in f''s range over the float hull (mean value theorem), plus
+        the kernel's own error ``local(hull_lo, hull_hi, max|f| on the hull)``; ``floor``: a known
+        lower bound of both x and x~ (a variance plus eps)."""
+        row = FUNCTIONS[name]
+        p, q = a.lo - a.E, a.hi + a.E
+        if floor is not None:
+            p = max(p, floor)
+        row._check(p, q, attrs)
+        lo, hi = row.interval(a.lo, a.hi, **attrs)
+        if rng is not None:
+            lo, hi = max(lo, rng[0]), min(hi, rng[1])
+        fl, fh = row.interval(p, q, **attrs)
+        self.rnd(max(abs(fl), abs(fh)) * (1 + 2 * self.k * self.un))  # (no overflow of the result)
+        return self.make(lo, hi, [_iv(*slope_range(row, p, q, attrs), a)], ZERO,
+                         Q(local(self, p, q, max(abs(fl), abs(fh)))))
+
+    def maxlike(self, vs: list[V], rng: Any = None) -> V:
+        """max is exact in floats and |max(x~) - max(x)| <= max |e_j|; the form is kept when one
+        member stays the largest whatever the errors."""
+        lo, hi = max(v.lo for v in vs), max(v.hi for v in vs)
+        if rng is not None:
+            lo, hi = max(lo, rng[0]), min(hi, rng[1])
+        for v in vs:
+            if all(v.lo - v.E >= w.hi + w.E for w in vs if w is not v):
+                return V(lo, hi, v.c, v.rem, v.E)
+        return V(lo, hi, {}, max(v.E for v in vs), max(v.E for v in vs))
+
+
+def _iv(a: Fraction, b: Fraction, v: V) -> tuple[Fraction, Fraction, V]:
+    """A term s*e_v with s in [a, b]: midpoint and radius."""
+    return (a + b) / 2, (b - a) / 2, v
+
+
+def _imul(x: tuple[Fraction, Fraction], y: tuple[Fraction, Fraction]) -> tuple[Fraction, Fraction]:
+    ps = [x[0] * y[0], x[0] * y[1], x[1] * y[0], x[1] * y[1]]
+    return min(ps), max(ps)
+
+
+def slope_range(row: Any, p: Fraction, q: Fraction, attrs: dict[str, Any]) -> tuple[Fraction, Fraction]:
+    """[min f', max f'] over [p, q]: f' is monotone on each convexity piece of the row, so its
+    extremes are at p, q and the piece ends between; |f'| <= lip on an "unknown" bracket."""
+    pts = [p, q]
+    lip = ZERO
+    for a, b, kind in row.pieces(**attrs):
+        if (a is None or a < q) and (b is None or b > p):
+            pts += [x for x in (a, b) if x is not None and p < x < q]
+            if kind == "unknown":
+                lip = row.lip
+    encs = [row.df(x, **attrs) for x in pts]
+    return min([e[0] for e in encs] + [-lip]), max([e[1] for e in encs] + [lip])
+
+
+# -- the column: one entry per runtime primitive -------------------------------------------------
+
+def _sigmoid_like(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, op: str = "", **_: Any) -> Fraction:
+    """1/(1 + exp(-x)) and x/(1 + exp(-x)): exp within k ulp makes 1 + t = (1 + e^-x)(1 + theta),
+    |theta| <= a = k(2un + minpos); then y = f(x)(1 + d2)/((1 + theta)(1 + d1)) + eta. Where
+    exp(-x) may overflow (x <= -T, e^T < 2^(3T/2)) the kernel may return 0: error <= |f| there."""
+    a = ctx.k * (2 * ctx.un + ctx.fmt.min_positive)
+    require(a < 1, "kernel error too large")
+    T = -Q(2 * ctx.fmt.emax, 3)
+    tail = max(map(abs, FUNCTIONS[op].interval(p, min(q, T)))) if p <= T else ZERO
+    return ((1 + ctx.u) / ((1 - a) * (1 - ctx.u)) - 1) * Fm + ctx.eta + tail
+
+
+def _softplus(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, **_: Any) -> Fraction:
+    """max(x, 0) + log1p(exp(-|x|)): t <= 1 and log1p' <= 1, so both kernels err by <= A each."""
+    A = ctx.kern(ONE)
+    err = A * (1 + 2 * ctx.k * ctx.un) + A
+    return err + ctx.rnd(Fm + err, underflow=False)
+
+
+def _gelu(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, **_: Any) -> Fraction:
+    """0.5 * x * (1 + tanh(C * (x + A * (x * x * x)))) replayed on the float input's hull."""
+    x = ctx.point(p, q)
+    x3 = ctx.mul(ctx.mul(x, x), x)
+    v = ctx.mul(ctx.fl_const(GELU_CONSTS[0]), ctx.add(x, ctx.mul(ctx.fl_const(GELU_CONSTS[1]), x3)))
+    t = ctx.fn("tanh", v, _KERNEL)
+    return ctx.mul(ctx.mul(ctx.const(Q(1, 2)), x), ctx.add(ctx.const(ONE), t)).E
+
+
+def _leaky(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, slope: Any = 0.01, **_: Any) -> Fraction:
+    return ctx.mul(ctx.point(min(p, ZERO), min(q, ZERO)), ctx.fl_const(Q(slope))).E if p < 0 else ZERO
+
+
+GELU_CONSTS = (Q(0.7978845608028654), Q(0.044715))  # spec/constants.py, read exactly
+_KERNEL = lambda c, p, q, m, **_: c.kern(m)  # noqa: E731
+_EXACT = lambda c, p, q, m, **_: ZERO  # noqa: E731
+#: elementwise primitives: (bound-table row, the kernel's own error at a float input)
+UNARY: dict[str, Any] = {
+    "relu": _EXACT, "abs": _EXACT, "leaky_relu": _leaky, "exp": _KERNEL, "log": _KERNEL,
+    "sqrt": _KERNEL, "tanh": _KERNEL, "pow": _KERNEL, "sigmoid": _sigmoid_like, "silu": _sigmoid_like,
+    "softplus": _softplus, "gelu": _gelu,
+}
+#: linear primitives, by how the kernel rounds their outputs (structure from the bound table's row)
+LINEAR = {
+    **dict.fromkeys(("neg", "reshape", "flatten", "transpose", "concat", "slice", "gather", "embedding",
+                     "where", "broadcast_to", "max", "maximum", "minimum", "max_pool2d"), "exact"),
+    **dict.fromkeys(("add", "sub", "mul"), "one"),
+    **dict.fromkeys(("matmul", "conv2d", "sum"), "dot"),
+    **dict.fromkeys(("mean", "avg_pool2d"), "avg"),
+}
+#: primitives of the runtime with no entry, and why (every primitive has one today; partial uses
+#: raise Unsupported as in the bound table: data-dependent gather/embedding indices or where masks)
+NO_ENTRY: dict[str, str] = {}
+
+
+def _linear(ctx: Ctx, op: str, ins: list[list[V]], shapes: list[tuple[int, ...]], at: dict[str, Any],
+            rng: list[Any], exact_in: list[bool]) -> list[V]:
+    """Run the bound table's row on index forms: its output forms are the exact linear map (and
+    its mul/max nodes the products and maxima) of the primitive; a weight with a rounding error
+    (matmul/conv2d/mul) is read as its exact value plus a second pass with |delta| as the weight."""
+    kind = LINEAR[op]
+    bilinear = op in ("matmul", "conv2d", "mul")
+    data = [not (all(v.lo == v.hi for v in vs) and (exact_in[i] or bilinear or all(v.E == 0 for v in vs)))
+            for i, vs in enumerate(ins)]
+    if not any(data) and kind != "exact":
+        data[0] = True  # (constants combined by a rounding kernel: the float work is tracked)
+    flat: list[V] = []
+
+    def tensors(vals: Any) -> list[Tensor]:
+        return [Tensor(s, [Aff({base[i] + j: ONE}) for j in range(len(vs))] if data[i] else
+                       [vals(v) for v in vs]) for i, (vs, s) in enumerate(zip(ins, shapes))]
+
+    base, n = [], 0
+    for i, vs in enumerate(ins):
+        base.append(n)
+        if data[i]:
+            flat.extend(vs)
+            n += len(vs)
+    L = Lowerer(n)
+    res = ROWS[op](L, tensors(lambda v: v.lo), at)
+    var: dict[int, V] = dict(enumerate(flat))
+    for node in L.nodes[1:]:
+        for i, a in enumerate(node.args):
+            if node.kind == "mul":
+                out = ctx.mul(_pick(var, a[0]), _pick(var, a[1]))
+            elif node.kind == "max":
+                out = ctx.maxlike([_pick(var, m) for m in a])
             else:
-                raise ValueError(f"unknown activation {op!r}")
-        return out_r, out_e, slopes, loc
+                raise Unsupported(f"{op}: no rounding-error entry for this use")
+            var[node.offset + i] = out
+    extra = [ZERO] * len(res.v)
+    if bilinear and any(v.E for i, vs in enumerate(ins) if not data[i] for v in vs):
+        d = ROWS[op](Lowerer(n), tensors(lambda v: v.E), at)
+        for j, e in enumerate(d.v):
+            if isinstance(e, Aff):
+                extra[j] = abs(e.c) + sum(abs(q) * ctx.mag(var[s]) for s, q in e.t.items())
+            else:
+                extra[j] = abs(e)
+    out = []
+    for j, e in enumerate(res.v):
+        r = rng[j]
+        if not isinstance(e, Aff):
+            v = ctx.const(e)
+        elif not e.c and len(e.t) == 1 and e.t.get(next(iter(e.t))) == 1 and next(iter(e.t)) >= n:
+            w = var[next(iter(e.t))]  # a product or a maximum: already computed (and rounded)
+            v = V(max(w.lo, r[0]), min(w.hi, r[1]), w.c, w.rem, w.E)
+        else:
+            v = ctx.lin([(q, var[s]) for s, q in e.t.items()], e.c, kind, r)
+        if extra[j]:
+            # (the weight's delta times x~, itself summed with rounding: gamma_k <= 1)
+            v = ctx.make(v.lo, v.hi, [(ONE, ZERO, v)], 2 * extra[j], ZERO)
+        out.append(v)
+    return out
 
 
-def propagate(
-    stmt: dict[str, Any], claimed: list[list[Fraction]] | None = None
-) -> tuple[list[list[Interval]], list[list[Fraction]]]:
-    """Ranges and error bounds per layer. With ``claimed``, each layer starts from the previous
-    layer's *claimed* errors (what the checker does); without, from its own results (what the
-    generator does)."""
-    R = Replay(stmt)
-    rng = [(rational(lo), rational(hi)) for lo, hi in stmt["input_box"]]
-    require(all(lo <= hi for lo, hi in rng), "empty input box")
-    if stmt["input_exact"]:
-        err = [Fraction(0)] * len(rng)
-    else:  # real inputs rounded to the format first
-        err = [R.u * _mag(r) + R.eta for r in rng]
-    ranges, errors = [], []
-    sym = SymRanges(rng)
-    dp = DeepPoly(rng) if stmt.get("ranges") == "backsub" else None
-    chain = Chain(err)
-    for i, layer in enumerate(stmt["layers"]):
-        op = layer["op"]
-        if dp is not None:
-            dp.cur = rng
-        if op == "linear":
-            n, m = int(layer["in"]), int(layer["out"])
-            W = decode_tensor(layer["weight"])
-            b = decode_tensor(layer["bias"]) if layer.get("bias") is not None else None
-            out, new, loc = R.linear(W, b, n, m, rng, err)
-            if dp is not None:  # back-substituted ranges: often much tighter in deep layers
-                out = [(max(a, c), min(b_, d)) for (a, b_), (c, d) in zip(out, dp.linear(W, b, n, m))]
-            rng = out
-            sym.linear(W, b, n, m)
-            chain.push_linear(W, n, m, loc)
-        elif op == "add_const":
-            c = decode_tensor(layer["c"])
-            rng, new, loc = R.add_const(c, rng, err)
-            sym.add_const(c)
-            if dp is not None:
-                dp.add_const(c)
-            chain.push_identity(loc)
-        elif op in ACTIVATIONS:
-            if dp is not None:
-                if op == "relu":
-                    dp.relu(rng)
-            rng, new, slopes, loc = R.activation(op, rng, err)
-            if op == "relu":
-                sym.relu()
-            elif dp is not None:
-                dp.restart(rng)
-            chain.push_diag(slopes, loc if op != "relu" else None)
-        elif op == "max_groups":
-            groups = [[int(k) for k in g] for g in layer["groups"]]
-            require(all(g and all(0 <= k < len(rng) for k in g) for g in groups), "bad max group")
-            new = [max(err[k] for k in g) for g in groups]
-            rng = [(max(rng[k][0] for k in g), max(rng[k][1] for k in g)) for g in groups]
-            chain.restart(new)
-            if dp is not None:
-                dp.restart(rng)
+def _pick(var: dict[int, V], a: Aff) -> V:
+    """The element a reads: one variable, or its negation (minimum's rows)."""
+    require(not a.c and len(a.t) == 1, "an argument that is not a single value")
+    (s, q), = a.t.items()
+    w = var[s]
+    if q == 1:
+        return w
+    require(q == -1, "an argument that is not a single value")
+    return V(-w.hi, -w.lo, {t: -x for t, x in w.c.items()}, w.rem, w.E)
+
+
+def _softmax(ctx: Ctx, x: list[V], shape: tuple[int, ...], at: dict[str, Any], rng: list[Any],
+             log: bool) -> list[V]:
+    out: list[Any] = [None] * len(x)
+    for g in reduce_groups(shape, int(at.get("axis", -1)), True)[1]:
+        m = ctx.maxlike([x[i] for i in g])
+        s = [ctx.add(x[i], m, -1, (x[i].lo - m.hi, ZERO)) for i in g]  # x - max <= 0
+        e = [ctx.fn("exp", v, _KERNEL, (ZERO, ONE)) for v in s]
+        S = ctx.lin([(ONE, v) for v in e], ZERO, "dot", (ONE, Q(len(g))))  # the max's term is e^0 = 1
+        if log:
+            lg = ctx.fn("log", S, _KERNEL)
+            ys = [ctx.add(v, lg, -1, rng[i]) for v, i in zip(s, g)]
         else:
-            raise ValueError(f"layer {i}: unknown op {op!r}")
-        if op != "max_groups" and op != "relu":  # relu: the plain rule is already exact per neuron
-            new = [min(e, chain.bound(k, len(new))) for k, e in enumerate(new)]
-        if op in ("linear", "add_const", "relu"):  # both enclosures are sound: intersect them
-            rng = [(max(a, c), min(b, d)) for (a, b), (c, d) in zip(rng, sym.concrete())]
-        else:
-            sym.reset(rng)
-        ranges.append(rng)
-        errors.append(new)
-        if claimed is not None:
-            require(i < len(claimed), f"no claimed errors for layer {i}")
-            require(
-                len(claimed[i]) == len(new),
-                f"layer {i}: {len(claimed[i])} claimed terms for {len(new)} neurons",
-            )
-            for j, (c, r) in enumerate(zip(claimed[i], new)):
-                require(
-                    c >= r, f"layer {i} neuron {j}: claimed error {float(c):.4g} < replayed {float(r):.4g}"
-                )
-            err = claimed[i]
-        else:
-            err = new
-    return ranges, errors
+            ys = [ctx.div(v, S, rng[i]) for v, i in zip(e, g)]
+        for i, y in zip(g, ys):
+            out[i] = y
+    return out
+
+
+def _layer_norm(ctx: Ctx, ins: list[list[V]], shapes: list[tuple[int, ...]], at: dict[str, Any],
+                rng: list[Any]) -> list[V]:
+    x, w, b = ins
+    k = int(at.get("normalized_ndim", 1))
+    n = 1
+    for d in shapes[0][len(shapes[0]) - k:]:
+        n *= d
+    nc, eps = ctx.fl_const(Q(n)), ctx.fl_const(Q(at.get("eps", 1e-5)))
+    out = []
+    for r in range(len(x) // n):
+        xs = x[r * n:(r + 1) * n]
+        mu = ctx.div(ctx.lin([(ONE, v) for v in xs], ZERO, "dot"), nc)
+        xc = [ctx.add(v, mu, -1) for v in xs]
+        var = ctx.div(ctx.lin([(ONE, ctx.mul(v, v)) for v in xc], ZERO, "dot"), nc)
+        # var~ >= 0 (a sum of squares), so var~ + eps~ >= fl(eps), as is the real var + eps
+        sd = ctx.fn("sqrt", ctx.add(var, eps), _KERNEL, floor=eps.lo - eps.E)
+        s0 = FUNCTIONS["sqrt"].value(eps.lo - eps.E)[0]  # sd~, sd >= sqrt(fl(eps)) less k ulp
+        rstd = ctx.div(ctx.const(ONE), sd, floor=s0 * (1 - 2 * ctx.k * ctx.un) - ctx.kern(ZERO))
+        for i, v in enumerate(xc):
+            j = r * n + i
+            out.append(ctx.add(ctx.mul(ctx.mul(v, rstd), w[i]), b[i], 1, rng[j]))
+    return out
+
+
+def _batch_norm(ctx: Ctx, ins: list[list[V]], shapes: list[tuple[int, ...]], at: dict[str, Any],
+                rng: list[Any]) -> list[V]:
+    x, mean, var, w, b = ins
+    eps = ctx.fl_const(Q(at.get("eps", 1e-5)))
+    scale = [ctx.mul(ctx.div(ctx.const(ONE), ctx.fn("sqrt", ctx.add(v, eps), _KERNEL)), wc)
+             for v, wc in zip(var, w)]
+    c, inner = shapes[0][1], 1
+    for d in shapes[0][2:]:
+        inner *= d
+    out = []
+    for j, v in enumerate(x):
+        ch = (j // inner) % c
+        out.append(ctx.add(ctx.mul(ctx.add(v, mean[ch], -1), scale[ch]), b[ch], 1, rng[j]))
+    return out
+
+
+def apply(ctx: Ctx, op: str, ins: list[list[V]], shapes: list[tuple[int, ...]], at: dict[str, Any],
+          rng: list[Any], exact_in: list[bool]) -> list[V]:
+    """The column's entry for ``op``: output elements from input elements."""
+    if op == "relu":  # a neuron off in the reals: relu(x~) - 0 is in [0, max(0, hi + E)]
+        return [ctx.fn(op, v, _EXACT, r) if v.hi > 0 else ctx.const(ZERO, max(ZERO, v.hi + v.E))
+                for v, r in zip(ins[0], rng)]
+    if op in UNARY:
+        return [ctx.fn(op, v, lambda c, p, q, m: UNARY[op](c, p, q, m, op=op, **at), r, **at)
+                for v, r in zip(ins[0], rng)]
+    if op in LINEAR:
+        return _linear(ctx, op, ins, shapes, at, rng, exact_in)
+    if op == "div":
+        a, b = (broadcast(Tensor(s, vs), bcast_shape(*shapes)) for s, vs in zip(shapes, ins))
+        return [ctx.div(p, q, r) for p, q, r in zip(a, b, rng)]
+    if op in ("softmax", "log_softmax"):
+        return _softmax(ctx, ins[0], shapes[0], at, rng, op == "log_softmax")
+    if op == "layer_norm":
+        return _layer_norm(ctx, ins, shapes, at, rng)
+    if op == "batch_norm":
+        return _batch_norm(ctx, ins, shapes, at, rng)
+    raise Unsupported(f"primitive {op!r} has no rounding-error entry: {NO_ENTRY.get(op, 'unknown')}")
+
+
+COLUMN = sorted({*UNARY, *LINEAR, "div", "softmax", "log_softmax", "layer_norm", "batch_norm"})
+
+
+# -- the walk over the graph ----------------------------------------------------------------------
+
+def model_id(ir: dict[str, Any]) -> str:
+    """SHA-256 of the graph's canonical JSON (``Graph.fingerprint``)."""
+    return hashlib.sha256(json.dumps(ir, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def propagate(stmt: dict[str, Any]) -> list[list[Fraction]]:
+    """Error bounds of every element of every IR node's output (in IR order), then of the
+    graph's outputs (the last list)."""
+    ctx = Ctx(stmt)
+    ir = stmt["graph"]
+    require(stmt.get("model") == model_id(ir), "model fingerprint does not match the graph")
+    box = [(rational(lo), rational(hi)) for lo, hi in stmt["input_box"]]
+    require(all(lo <= hi for lo, hi in box), "empty input box")
+    env: dict[str, Tensor] = {}
+    bg = lower(ir, env)
+    require(len(box) == bg.n_in, f"box has {len(box)} intervals for {bg.n_in} inputs")
+    method = stmt.get("ranges", "crown")
+    require(method in ("crown", "ibp"), f"unknown ranges {method!r}")
+    st = engine.forward(bg, [b[0] for b in box], [b[1] for b in box], method)
+    known = {}
+    for k, node in enumerate(bg.nodes):
+        if node.kind == "fn":
+            for a, b in zip(node.args, st.arg[k]):
+                known[id(a)] = b
+
+    def ranges(t: Tensor) -> list[tuple[Fraction, Fraction]]:  # (st.arg: CROWN within IBP)
+        return [(e, e) if not isinstance(e, Aff) else known.get(id(e)) or engine.form_bounds(e, st.L, st.U)
+                for e in t.v]
+
+    vals: dict[str, list[V]] = {}
+    exact: dict[str, bool] = {}
+    k = 0
+    for i in ir["inputs"]:
+        n = len(env[i["name"]].v)
+        vals[i["name"]] = [ctx.make(lo, hi, [], ZERO, ZERO if stmt["input_exact"] else ctx.rnd(max(-lo, hi)))
+                           for lo, hi in box[k:k + n]]
+        exact[i["name"]] = False
+        k += n
+    for name, a in ir["constants"].items():
+        is_float = str(a["dtype"]).startswith("float")
+        vals[name] = [ctx.const(q, ctx.cast_err(q) if is_float else ZERO) for q in env[name].v]
+        exact[name] = not is_float
+    steps = []
+    for node in ir["nodes"]:
+        tick()
+        op = node["op"]
+        ins = [vals[n] for n in node["inputs"]]
+        shapes = [env[n].shape for n in node["inputs"]]
+        out = env[node["output"]]
+        vs = apply(ctx, op, ins, shapes, dict(node.get("attrs") or {}), ranges(out),
+                   [exact[n] for n in node["inputs"]])
+        require(len(vs) == len(out.v), f"{op}: {len(vs)} elements for {len(out.v)}")
+        vals[node["output"]] = vs
+        exact[node["output"]] = False
+        steps.append([v.E for v in vs])
+    steps.append([v.E for o in ir["outputs"] for v in vals[o]])
+    return steps
 
 
 def replay_leaf(stmt: dict[str, Any], steps: Any, eps: list[Fraction]) -> int:
-    """Replay claimed ``steps`` on ``stmt`` (its layers and input box) and require each
-    ``eps[j]`` >= the last claimed step of output j. Returns the number of checked terms."""
-    tick()  # (the caller's deadline: one check per leaf)
-    claimed = [[rational(x) for x in layer] for layer in steps]
-    require(len(claimed) == len(stmt["layers"]), "one step per layer required")
-    propagate(stmt, claimed)
-    require(len(eps) == len(claimed[-1]), "one epsilon per output required")
-    for j, (e, c) in enumerate(zip(eps, claimed[-1])):
-        require(e >= c, f"output {j}: epsilon {float(e):.4g} < bound {float(c):.4g}")
-    return sum(len(s) for s in claimed) + len(eps)
+    """Recompute the bounds on ``stmt``'s box; require every claimed step and every epsilon to be
+    at least the recomputed bound. Returns the number of checked terms."""
+    tick()
+    got = propagate(stmt)
+    require(isinstance(steps, list) and len(steps) == len(got) - 1, "one step per graph node required")
+    for i, (claim, real) in enumerate(zip(steps, got)):
+        require(len(claim) == len(real), f"node {i}: {len(claim)} claimed terms for {len(real)} elements")
+        for j, (c, r) in enumerate(zip(claim, real)):
+            require(rational(c) >= r, f"node {i} element {j}: claimed error {float(rational(c)):.4g} < "
+                    f"replayed {float(r):.4g}")
+    require(len(eps) == len(got[-1]), "one epsilon per output required")
+    for j, (e, r) in enumerate(zip(eps, got[-1])):
+        require(e >= r, f"output {j}: epsilon {float(e):.4g} < bound {float(r):.4g}")
+    return sum(len(s) for s in got)
 
 
 @checker("errorbound")
@@ -332,13 +578,11 @@ def check_errorbound_split(cert: dict[str, Any]) -> Verdict:
             require(type(d) is int and 0 <= d < len(box), f"bad split dimension {d!r}")
             lo, hi, v = box[d][0], box[d][1], rational(v)
             require(lo < v < hi, f"split value {v} outside the open interval ({lo}, {hi})")
-            todo.append((node["lo"], box[:d] + [(lo, v)] + box[d + 1 :]))
-            todo.append((node["hi"], box[:d] + [(v, hi)] + box[d + 1 :]))
+            todo.append((node["lo"], box[:d] + [(lo, v)] + box[d + 1:]))
+            todo.append((node["hi"], box[:d] + [(v, hi)] + box[d + 1:]))
         else:
-            require(
-                [(rational(a), rational(b)) for a, b in node["box"]] == box,
-                "leaf box differs from the box its split path gives",
-            )
+            require([(rational(a), rational(b)) for a, b in node["box"]] == box,
+                    "leaf box differs from the box its split path gives")
             leaf = dict(stmt, input_box=[[str(a), str(b)] for a, b in box])
             checked += replay_leaf(leaf, node["steps"], eps)
     return Verdict(True, checked=checked)

@@ -10,23 +10,19 @@ exactly). Every number is a ``Fraction``; standard library only.
 API (all methods take ``**attrs``, e.g. ``slope`` for leaky_relu):
 - ``value(x) -> (lo, hi)``: lo <= f(x) <= hi; dyadic, relative width about 2^-90 (except where an
   argument of exp is clamped, see EXP_MAX).
-- ``interval(l, u)``: encloses f over [l, u]; monotone rows map the endpoints and the
-  piecewise-linear rows use their rules, both from ``intervals.py`` (the rules ``proofs/ibp.py``
-  proves), the others take slope 0 in the algorithm below.
+- ``interval(l, u)``: encloses f over [l, u]; monotone rows apply ``intervals.interval_increasing``
+  / ``interval_decreasing`` to their enclosures at the endpoints, relu, leaky_relu, abs and square
+  their own rules, all from ``intervals.py`` (the rules ``proofs/ibp.py`` proves: ``ibp.<row>``);
+  silu, gelu and non-monotone pow take slope 0 in the algorithm below (``ibp.NOT_PROVED``).
 - ``lower_intercept(l, u, a) -> b`` with a*x + b <= f(x) on [l, u] for ANY rational a;
   ``upper_intercept`` the mirror (f(x) <= a*x + b).
 - ``default_slopes(l, u) -> (a_lower, a_upper)``: the checker's deterministic choice.
 - Domain violations (l > u, log/rsqrt with l <= 0, sqrt with l < 0, reciprocal over 0, exp above
   EXP_MAX) raise ``DomainError``.
 
-Soundness. Enclosures: exp(x) = 2^k exp(r) with r = x - k ln2 in [0, 1) and expm1 / atanh
-(log(x) = k ln2 + 2 atanh((m-1)/(m+1)), log1p(y) = 2 atanh(y/(2+y))) are summed as Taylor series
-of non-negative terms in fixed point, each term derived from the previous one by floor (ceil)
-division, so every computed term is below (above) the true one; the sum stops once a term is at most
-one unit and the upper sum adds that term again, which bounds the tail (term ratios are <= 1/2 for
-exp with r <= 2 and <= 1/8 for atanh with z <= 1/3). The fixed-point precision grows with 1/|x| so
-small arguments keep relative precision. Every other enclosure is monotone interval arithmetic on
-these. Linear bounds use ONE generic algorithm over the row's convexity pieces: for g = f - a*x,
+Soundness. Enclosures: ``enclosures.py`` (series with directed rounding); every other enclosure
+is monotone interval arithmetic on these. Linear bounds use ONE generic algorithm over the row's
+convexity pieces: for g = f - a*x,
  - convex piece [p, q], any t in it: g(x) >= g(t) + g'(t)(x - t), so min g >= g_lo(t) + the least
    corner of [g'_lo(t), g'_hi(t)] x [p - t, q - t]; t solves f'(t) = a in floats (any t is sound,
    this one makes the bound tight to ~1e-15);
@@ -41,8 +37,9 @@ silu'' = sigmoid'(x) (2 - x tanh(x/2)), and x tanh(x/2) is even and increasing i
 convex exactly on [-x0, x0] with x0 = 2.39935728... in (SILU_X0); gelu'' = sigmoid'(v) H(x) with
 H = 2v' + x v'' - x v'^2 tanh(v/2) even, H > 0 on [0, x0) and H < 0 beyond, x0 = 1.41850400... in
 (GELU_X0): for x >= 3, x v' tanh(v/2) >= 10.5 so H <= -8.5 v' + 12 c a x^2 < 0, and on [0, 3] the
-sign pattern is checked in tests against mpmath at 60 digits on a fine grid (tests check the
-bracket signs too).
+sign pattern is checked in exact arithmetic (``check_gelu_signs``: a cover of [0, 3] minus the
+bracket by sub-intervals on which an enclosure of H has one sign; likewise the silu bracket's ends
+and the 10.5 at x = 3), once per process before the pieces are first used.
 
 Design notes: the series run on Python integers in fixed point (one floor or ceil per operation)
 rather than on Fraction intervals: ~10x faster, and the directed-rounding argument is one line.
@@ -60,222 +57,34 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction as Q
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any
 
 from . import intervals, slopes
 from .core import Rejected
+from .enclosures import (  # noqa: F401  (EXP_MAX, DomainError: re-exported for the fast rows)
+    EXP_MAX,
+    ONE,
+    ZERO,
+    DomainError,
+    Enc,
+    _out,
+    _round,
+    _smul,
+    dsigmoid_enc,
+    exp_enc,
+    log_enc,
+    sigmoid_enc,
+    softplus_enc,
+    sqrt_enc,
+    tanh_enc,
+)
 from .slopes import flt as _flt
 from .slopes import qf as _qf
 
-W = 96  # working precision (bits) of enclosures
-EXP_MAX = 1000  # exp(x) refused above, enclosed by [0, exp(-EXP_MAX)] below -EXP_MAX
 GELU_C, GELU_A = Q(0.7978845608028654), Q(0.044715)  # spec/constants.py, exactly
 SILU_X0 = (Q(float.fromhex("0x1.331e23ad9de11p+1")), Q(float.fromhex("0x1.331e23ad9de12p+1")))
 GELU_X0 = (Q(float.fromhex("0x1.6b23142700629p+0")), Q(float.fromhex("0x1.6b2314270062ap+0")))
-Enc = tuple[Q, Q]
-ZERO, ONE = Q(0), Q(1)
-
-
-class DomainError(Rejected):
-    """The function is not defined (or not boundable) on the given argument or interval."""
-
-
-# ---- fixed-point series (integers scaled by 2^w; `up` selects the rounding direction) ----
-
-def _div(n: int, d: int, up: bool) -> int:
-    return -((-n) // d) if up else n // d
-
-
-def _fix(x: Q, w: int, up: bool) -> int:
-    """floor (ceil) of x * 2^w."""
-    return _div(x.numerator << w, x.denominator, up)
-
-
-def _exp_series(r: int, w: int, up: bool, start: int) -> int:
-    """sum_{n >= start} x^n / n! scaled by 2^w, x = r / 2^w in [0, 2]; rounded down, or up with
-    the tail bound (after term n >= 3 the ratio x/(n+1) <= 1/2, so the tail is <= term n)."""
-    t, s, n = 1 << w, 0, 0
-    while True:
-        if n >= start:
-            s += t
-        if n >= 3 and t <= 1:
-            return s + t if up else s
-        n += 1
-        t = _div(t * r, n << w, up)
-
-
-def _atanh_series(z: int, w: int, up: bool) -> int:
-    """atanh(x) scaled by 2^w, x = z / 2^w in [0, 1/3]; the tail after a term is <= term / 8."""
-    z2 = _div(z * z, 1 << w, up)
-    p, s, k = z, 0, 1
-    while True:
-        t = _div(p, k, up)
-        s += t
-        if t <= 1:
-            return s + t if up else s
-        p, k = _div(p * z2, 1 << w, up), k + 2
-
-
-def _prec(x: Q) -> int:
-    """working precision giving ~W relative bits for 0 < x <= 2."""
-    return W + max(0, x.denominator.bit_length() - x.numerator.bit_length() + 2)
-
-
-def _round(x: Q, up: bool) -> Q:
-    """x rounded down (up) to a dyadic with about W + 8 significant bits: keeps numbers short."""
-    n, d = x.numerator, x.denominator
-    if n == 0 or (d & (d - 1) == 0 and abs(n).bit_length() <= W + 16):
-        return x
-    s = W + 8 - (abs(n).bit_length() - d.bit_length())
-    if s >= 0:
-        return Q(_div(n << s, d, up), 1 << s)
-    return Q(_div(n, d << -s, up) << -s)
-
-
-def _out(lo: Q, hi: Q) -> Enc:
-    return _round(lo, False), _round(hi, True)
-
-
-@cache
-def _ln2(w: int) -> tuple[int, int]:
-    """ln 2 = 2 atanh(1/3), as integers scaled by 2^w (lower, upper)."""
-    return (2 * _atanh_series(_fix(Q(1, 3), w, False), w, False),
-            2 * _atanh_series(_fix(Q(1, 3), w, True), w, True))
-
-
-def _dyadic(n: int, e: int) -> Q:
-    return Q(n << e) if e >= 0 else Q(n, 1 << -e)
-
-
-@lru_cache(maxsize=1 << 14)
-def exp_enc(x: Q) -> Enc:
-    """Enclosure of e^x (x <= EXP_MAX; below -EXP_MAX: [0, e^-EXP_MAX])."""
-    if x > EXP_MAX:
-        raise DomainError(f"exp argument {float(x):.6g} above EXP_MAX = {EXP_MAX}")
-    if x < -EXP_MAX:
-        return ZERO, exp_enc(Q(-EXP_MAX))[1]
-    if x == 0:
-        return ONE, ONE
-    lw = 2 * W
-    l2lo, l2hi = _ln2(lw)
-    xlo, xhi = _fix(x, lw, False), _fix(x, lw, True)
-    k = math.floor(float(x) / math.log(2))
-    while True:  # r = x - k ln2 in [rlo, rhi] / 2^lw, made to lie in [0, 1]
-        rlo = xlo - k * (l2hi if k >= 0 else l2lo)
-        rhi = xhi - k * (l2lo if k >= 0 else l2hi)
-        if rlo < 0:
-            k -= 1
-        elif rhi > 1 << lw:
-            k += 1
-        else:
-            break
-    lo = _exp_series(rlo >> (lw - W), W, False, 0)
-    hi = _exp_series(-((-rhi) >> (lw - W)), W, True, 0)
-    return _dyadic(lo, k - W), _dyadic(hi, k - W)
-
-
-def expm1_pos(x: Q) -> Enc:
-    """Enclosure of e^x - 1 for 0 <= x <= 2, with relative precision for small x."""
-    if x == 0:
-        return ZERO, ZERO
-    w = _prec(x)
-    return (Q(_exp_series(_fix(x, w, False), w, False, 1), 1 << w),
-            Q(_exp_series(_fix(x, w, True), w, True, 1), 1 << w))
-
-
-def atanh_enc(z: Q) -> Enc:
-    """Enclosure of atanh(z) for |z| <= 1/3 (odd, increasing)."""
-    if z < 0:
-        lo, hi = atanh_enc(-z)
-        return -hi, -lo
-    if z == 0:
-        return ZERO, ZERO
-    w = _prec(z)
-    return (Q(_atanh_series(_fix(z, w, False), w, False), 1 << w),
-            Q(_atanh_series(_fix(z, w, True), w, True), 1 << w))
-
-
-def log1p_enc(q: Enc) -> Enc:
-    """Enclosure of log(1 + y) over y in [q0, q1] subset of [0, 1] (increasing)."""
-    return 2 * atanh_enc(q[0] / (2 + q[0]))[0], 2 * atanh_enc(q[1] / (2 + q[1]))[1]
-
-
-@lru_cache(maxsize=1 << 14)
-def log_enc(x: Q) -> Enc:
-    """Enclosure of log x, x > 0: x = 2^k m with m in [2/3, 4/3], log m = 2 atanh((m-1)/(m+1))."""
-    if x <= 0:
-        raise DomainError(f"log of {float(x):.6g} <= 0")
-    k = x.numerator.bit_length() - x.denominator.bit_length()
-    m = x / _dyadic(1, k)
-    while m > Q(4, 3):
-        k, m = k + 1, m / 2
-    while m < Q(2, 3):
-        k, m = k - 1, m * 2
-    alo, ahi = atanh_enc((m - 1) / (m + 1))
-    l2lo, l2hi = (_dyadic(v, -2 * W) for v in _ln2(2 * W))
-    klo, khi = (k * l2lo, k * l2hi) if k >= 0 else (k * l2hi, k * l2lo)
-    return _out(klo + 2 * alo, khi + 2 * ahi)
-
-
-def sqrt_enc(x: Q) -> Enc:
-    """Enclosure of sqrt x, x >= 0 (integer square roots at W + |log2 x| bits)."""
-    if x < 0:
-        raise DomainError(f"sqrt of {float(x):.6g} < 0")
-    if x == 0:
-        return ZERO, ZERO
-    s = W + abs(x.numerator.bit_length() - x.denominator.bit_length()) // 2
-    lo = math.isqrt(_fix(x, 2 * s, False))
-    hi = math.isqrt(_fix(x, 2 * s, True))
-    hi += hi * hi < _fix(x, 2 * s, True)
-    return _out(Q(lo, 1 << s), Q(hi, 1 << s))
-
-
-# ---- interval helpers ----
-
-def _mul(a: Enc, b: Enc) -> Enc:
-    c = (a[0] * b[0], a[0] * b[1], a[1] * b[0], a[1] * b[1])
-    return min(c), max(c)
-
-
-def _smul(x: Q, e: Enc) -> Enc:
-    return (x * e[0], x * e[1]) if x >= 0 else (x * e[1], x * e[0])
-
-
-@lru_cache(maxsize=1 << 14)
-def sigmoid_enc(x: Q) -> Enc:
-    """1 / (1 + e^-x) for x >= 0; e^x / (1 + e^x) for x < 0 (both monotone in e^-|x|)."""
-    if x >= 0:
-        q = exp_enc(-x)
-        return _out(1 / (1 + q[1]), 1 / (1 + q[0]))
-    q = exp_enc(x)
-    return _out(q[0] / (1 + q[0]), q[1] / (1 + q[1]))
-
-
-def dsigmoid_enc(x: Q) -> Enc:
-    """sigmoid'(x) = sigmoid(x) sigmoid(-x) (both factors positive)."""
-    a, b = sigmoid_enc(x), sigmoid_enc(-x)
-    return _out(a[0] * b[0], a[1] * b[1])
-
-
-def tanh_enc(x: Q) -> Enc:
-    """tanh, odd; for 0 <= x <= 1: m/(m+2) with m = expm1(2x) (relative precision near 0);
-    for x > 1: (1-q)/(1+q) with q = e^-2x (both monotone in m, q)."""
-    if x < 0:
-        lo, hi = tanh_enc(-x)
-        return -hi, -lo
-    if x <= 1:
-        m = expm1_pos(2 * x)
-        return _out(m[0] / (m[0] + 2), m[1] / (m[1] + 2))
-    q = exp_enc(-2 * x)
-    return _out((1 - q[1]) / (1 + q[1]), (1 - q[0]) / (1 + q[0]))
-
-
-def softplus_enc(x: Q) -> Enc:
-    """log(1 + e^x) = max(x, 0) + log1p(e^-|x|)."""
-    lo, hi = log1p_enc(exp_enc(-abs(x)))
-    return _out(max(x, ZERO) + lo, max(x, ZERO) + hi)
-
 
 def _gelu_v(x: Q) -> tuple[Q, Q]:
     """v = 2c(x + a x^3) and v' = 2c(1 + 3a x^2): gelu(x) = x sigmoid(v)."""
@@ -304,7 +113,7 @@ class Row:
     monotone: int | Callable[..., int] = 0  # +1 increasing, -1 decreasing, 0 neither (or f(**attrs))
     lip: Q = ZERO  # bound of |f'| on the "unknown" pieces
     domain: Callable[..., bool] = field(default=lambda l, u, **_: True)
-    ival: Callable[..., Enc] | None = None  # intervals.py rule (piecewise-linear rows)
+    ival: Callable[..., Enc] | None = None  # intervals.py rule (piecewise-linear rows, square)
     ff: Callable[..., float] | None = None  # float f, only to choose slopes (never trusted)
 
     def mono(self, **attrs: Any) -> int:
@@ -326,9 +135,9 @@ class Row:
         l, u = self._check(l, u, attrs)
         if self.ival is not None and (r := self.ival(l, u, **attrs)) is not None:
             return Q(r[0]), Q(r[1])
-        if mono := self.mono(**attrs):  # intervals.py's increasing rule (proved) on enclosures
-            ends = (l, u) if mono > 0 else (u, l)
-            e_a, e_b = intervals.interval_increasing(lambda v: self.f(v, **attrs), ends)
+        if mono := self.mono(**attrs):  # intervals.py's monotone rules (proved) on enclosures
+            rule = intervals.interval_increasing if mono > 0 else intervals.interval_decreasing
+            e_a, e_b = rule(lambda v: self.f(v, **attrs), (l, u))
             return e_a[0], e_b[1]
         return _min_g(self, l, u, ZERO, 1, attrs), -_min_g(self, l, u, ZERO, -1, attrs)
 
@@ -441,7 +250,51 @@ def _pieces(*spec: Any) -> Callable[..., list[Piece]]:
 
 def _inflect(x0: tuple[Q, Q], inner: str, outer: str) -> Callable[..., list[Piece]]:
     c1, c2 = x0
-    return _pieces(outer, -c2, "unknown", -c1, inner, c1, "unknown", c2, outer)
+    pieces = _pieces(outer, -c2, "unknown", -c1, inner, c1, "unknown", c2, outer)
+    return lambda **_: (inflections_checked(), pieces())[1]  # the signs are checked once first
+
+
+def _gelu_h(p: Q, q: Q) -> Enc:
+    """H(x) = 2v' + x v'' - x v'^2 tanh(v/2) over 0 <= p <= x <= q (gelu'' = sigmoid'(v) H): there
+    2v' + x v'' = 2v' + 12ca x^2 and x, v', tanh(v/2) >= 0 all increase, so ends bound each term."""
+    (vp, dp), (vq, dq), k = _gelu_v(p), _gelu_v(q), 12 * GELU_C * GELU_A
+    tp, tq = max(tanh_enc(vp / 2)[0], ZERO), tanh_enc(vq / 2)[1]
+    return 2 * dp + k * p * p - q * dq * dq * tq, 2 * dq + k * q * q - p * dp * dp * tp
+
+
+def check_gelu_signs(x0: tuple[Q, Q] = GELU_X0, end: Q = Q(3), finest: Q = Q(1, 1 << 200)) -> int:
+    """H > 0 on [0, x0[0]] and H < 0 on [x0[1], end], by bisection into sub-intervals whose exact
+    enclosure (``_gelu_h``) has that sign; and 3 v'(3) tanh(v(3)/2) >= 10.5, the premise of the
+    argument for x >= 3 (module docstring; the product increases with x). Returns the number of
+    sub-intervals; raises Rejected when a sign cannot be shown."""
+    v3, d3 = _gelu_v(Q(3))
+    if 3 * d3 * tanh_enc(v3 / 2)[0] < Q(21, 2):
+        raise Rejected("gelu: x v' tanh(v/2) >= 10.5 at x = 3 not shown")
+    todo, n = [(ZERO, x0[0], 1), (x0[1], end, -1)], 0
+    while todo:
+        p, q, s = todo.pop()
+        lo, hi = _gelu_h(p, q)
+        if lo > 0 if s > 0 else hi < 0:
+            n += 1
+        elif q - p < finest:
+            raise Rejected(f"gelu: sign of gelu'' near {float(p):.17g} not shown")
+        else:
+            todo += [(p, (p + q) / 2, s), ((p + q) / 2, q, s)]
+    return n
+
+
+def check_silu_signs(x0: tuple[Q, Q] = SILU_X0) -> None:
+    """silu'' = sigmoid'(x) (2 - x tanh(x/2)), and x tanh(x/2) increases in |x|: one sign change at
+    +-x0, shown by 2 - x tanh(x/2) > 0 at x0[0] and < 0 at x0[1] (exact enclosures)."""
+    if not (2 - x0[0] * tanh_enc(x0[0] / 2)[1] > 0 > 2 - x0[1] * tanh_enc(x0[1] / 2)[0]):
+        raise Rejected("silu: inflection bracket not shown")
+
+
+@cache
+def inflections_checked() -> int:
+    """The sign facts the silu and gelu pieces rest on, checked once per process (~0.1 s)."""
+    check_silu_signs()
+    return check_gelu_signs()
 
 
 def _fsig(x: float) -> float:
@@ -574,7 +427,7 @@ FUNCTIONS: dict[str, Row] = {r.name: r for r in [
     Row("abs", _exact(abs), _exact(lambda x: ONE if x > 0 else -ONE), lambda x: 1.0 if x > 0 else -1.0,
         _LIN, ival=lambda l, u: intervals.interval_abs((l, u))),
     Row("square", _exact(lambda x: x * x), _exact(lambda x: 2 * x), lambda x: 2 * x, _ALL,
-        ival=lambda l, u: (ZERO if l <= 0 <= u else min(l * l, u * u), max(l * l, u * u))),
+        ival=lambda l, u: intervals.interval_square((l, u))),
     Row("reciprocal", _exact(lambda x: 1 / x), _recip_d, lambda x: -1 / (x * x) if x else -math.inf,
         _pieces("concave", ZERO, "convex"), -1, domain=lambda l, u, **_: l > 0 or u < 0),
     Row("exp", lambda x, **_: exp_enc(x), lambda x, **_: exp_enc(x), _fexp, _ALL, 1,

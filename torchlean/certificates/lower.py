@@ -498,8 +498,9 @@ ROWS: dict[str, Row] = {
 NO_ROW: dict[str, str] = {}
 
 
-def lower(ir: dict[str, Any]) -> BoundGraph:
-    """The bound graph of an IR document (``Graph.to_dict()``); weights decoded exactly."""
+def lower(ir: dict[str, Any], values: dict[str, Tensor] | None = None) -> BoundGraph:
+    """The bound graph of an IR document (``Graph.to_dict()``); weights decoded exactly.
+    ``values``, when given, receives every IR value's elements (the error column reads them)."""
     if not isinstance(ir, dict) or ir.get("format") != "torchlean-ir":
         raise ValueError("not a torchlean-ir document")
     ins = [i for i in ir["inputs"] if not str(i["dtype"]).startswith("float")]
@@ -508,7 +509,7 @@ def lower(ir: dict[str, Any]) -> BoundGraph:
     shapes = [tuple(int(d) for d in i["shape"]) for i in ir["inputs"]]
     n_in = sum(_size(s) for s in shapes)
     L = Lowerer(n_in)
-    env: dict[str, Tensor] = {}
+    env: dict[str, Tensor] = {} if values is None else values
     off = 0
     for i, s in zip(ir["inputs"], shapes):
         env[i["name"]] = Tensor(s, [Aff({off + j: ONE}) for j in range(_size(s))])

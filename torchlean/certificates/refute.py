@@ -18,7 +18,9 @@ Tree nodes (JSON):
   s*d > 0).
 
 Facts at a leaf, in order: the path's literals, then what each assertion yields under the path
-(conjunctions split, a disjunction with one undecided disjunct left gives that one). Ites are
+(conjunctions split, a disjunction with one undecided disjunct left gives that one). An
+inequality between terms that divide is a fact only where the path has split on the sign of each
+denominator factor; it is then multiplied out (``Leaf.cleared``). Ites are
 resolved by the path; an undecided one makes the literal unusable, never wrongly usable.
 """
 
@@ -30,12 +32,14 @@ from typing import Any
 from .axioms import check_hypotheses
 from .core import Rejected, Verdict, checker, rational, require, tick
 from .poly import (
+    RELS,
     Division,
     Normaliser,
     Poly,
     RatFun,
     Undecided,
     add,
+    const,
     const_truth,
     const_value,
     is_const,
@@ -115,7 +119,7 @@ class Leaf:
                 c = self.decide(args[0])
                 return None if c is None else self.decide(args[1] if c else args[2])
         try:
-            lit = literal(t, self.norm)
+            lit = self.cleared(t)
         except (Undecided, Division):
             return None  # a divided equality is only ever closed by a "zero" leaf
         require(lit is not None, f"not a boolean term: {show(t)}")
@@ -123,6 +127,25 @@ class Leaf:
         if is_const(p):
             return const_truth(rel, const_value(p))
         return self._implied(rel, p)
+
+    def cleared(self, t: SExpr) -> tuple[str, Poly] | None:
+        """``literal(t)``; an inequality whose sides divide is N/D rel 0 with D a product of
+        factors f^n, and when the path has decided the sign of every f (a split on f > 0 or
+        f < 0), N/D rel 0 holds iff sign(D)*N rel 0 (divide by |D| > 0). Otherwise Division."""
+        try:
+            return literal(t, self.norm)
+        except Division:
+            if not (isinstance(t, tuple) and len(t) == 3 and t[0] in (">", ">=", "<", "<=")):
+                raise
+        rel, sign = RELS[t[0]]  # type: ignore[index]
+        r = r_add(self.norm.term(t[1]), self.norm.term(t[2]), Fraction(-1))
+        for f, n in r.den.values():
+            if self._implied(">", f) is True:
+                continue
+            if self._implied(">", mul(f, const(-1))) is not True:
+                raise Division(f"comparison {show(t)}: a denominator's sign is not decided")
+            sign *= (-1) ** n
+        return rel, r.num if sign > 0 else mul(r.num, const(-1))
 
     def _implied(self, rel: str, p: Poly) -> bool | None:
         """Truth of ``p rel 0`` from decisions about the same polynomial (up to scaling)."""
@@ -180,7 +203,7 @@ class Leaf:
             if not positive and isinstance(t, tuple) and t[0] == "=" and len(t) == 3:
                 self.facts.append(("!=", _diff(t, self.norm)))  # may divide: see _zero
                 return
-            lit = literal(t, self.norm)
+            lit = self.cleared(t)
         except (Undecided, Division):
             return  # unusable here (the certificate has to split first); dropping is sound
         if lit is None:

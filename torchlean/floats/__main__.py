@@ -1,9 +1,10 @@
 """python -m torchlean.floats {bound,fpcore,run,lemmas,check}
 
   bound MODEL --box LO:HI[,LO:HI...] | --vnnlib FILE  [--format float32] [--samples N] [--cert OUT]
-        [--splits N]
+        [--splits N] [--ranges crown|ibp]
       certified |float - real| bound per output (errorbound certificate, replayed here) and the
-      observed max error over sampled points. MODEL: graph JSON, ONNX file or zoo name.
+      observed max error over sampled points (float32, float16, bfloat16). MODEL: graph JSON, ONNX
+      file or zoo name; any graph the runtime or the ONNX importer builds (one entry per primitive).
       --splits N: bisect the box adaptively up to N times (errorbound-split certificate: one
       bound per sub-box, epsilon = their max; much tighter on large boxes; costs about 2N + 1
       unsplit bounds to generate and N + 1 to replay).
@@ -11,7 +12,8 @@
   run MODEL --input X1,X2,... [--format bfloat16] [--mode rne]   bit-exact emulated execution
   lemmas [--timeout S] [--direct]   rounding lemmas: 8-bit exhaustive (checker), SMT parts (cvc5 + z3,
       solver-trusted) and each lemma's status; --direct also runs the undivided div/sqrt statements
-  check CERT.json         replay a certificate with the trusted checker
+  check CERT.json [--model MODEL]   replay a certificate with the trusted checker; --model: and
+      require an errorbound certificate's graph to be MODEL's (its fingerprint)
 """
 
 from __future__ import annotations
@@ -108,19 +110,20 @@ def cmd_bound(a: argparse.Namespace) -> int:
     box = vnnlib_box(a.vnnlib) if a.vnnlib else parse_box(a.box or "", n) if a.box else None
     if box is None:
         raise CliError("give --box or --vnnlib")
-    cert = bound_certificate(g, box, a.format, a.mode, splits=a.splits)
+    cert = bound_certificate(g, box, a.format, a.mode, splits=a.splits, ranges=a.ranges)
     v = check(cert)
     if not v.ok:
         raise CliError(f"certificate did not replay: {v.reason}")
     eps = epsilons(cert)
-    obs = observed_error(g, box, a.samples) if a.samples and a.format in ("binary32", "float32") else None
+    dtype = _dtype(a.format)
+    obs = observed_error(g, box, a.samples, dtype=dtype) if a.samples and dtype is not None else None
     split = ""
     if cert["kind"] == "errorbound-split":
         from .splitbound import leaves
 
         split = f", {len(leaves(cert['tree']))} sub-boxes"
     print(f"format {a.format} ({a.mode}); certificate replayed by the checker ({v.checked} steps{split})")
-    print("output  epsilon (certified)   observed max (float32 vs real)   epsilon/observed")
+    print(f"output  epsilon (certified)   observed max ({a.format} vs real)   epsilon/observed")
     for j, e in enumerate(eps):
         if obs is None:
             print(f"{j:6d}  {float(e):.6e}")
@@ -135,6 +138,17 @@ def cmd_bound(a: argparse.Namespace) -> int:
         atomic_write_text(a.cert, json.dumps(cert))
         print(f"certificate written to {a.cert}")
     return 0
+
+
+def _dtype(fmt: str) -> Any:
+    """The numpy dtype the runtime runs a format in (None: not sampled)."""
+    if fmt == "bfloat16":
+        try:
+            import ml_dtypes
+        except ImportError:
+            return None
+        return ml_dtypes.bfloat16
+    return {"binary32": np.float32, "binary16": np.float16}.get(fmt)
 
 
 def cmd_fpcore(a: argparse.Namespace) -> int:
@@ -218,6 +232,11 @@ def cmd_check(a: argparse.Namespace) -> int:
 
     from ..certificates.core import time_limit
 
+    if a.model:  # the certificate carries its graph: say whether it is this model's
+        stmt = cert.get("statement") if isinstance(cert, dict) else None
+        if not isinstance(stmt, dict) or stmt.get("model") != load_model(a.model).fingerprint():
+            print(f"REJECTED: the certificate is not about {a.model} (model fingerprint differs)")
+            return 1
     with time_limit(time.monotonic() + a.timeout):  # past it: not accepted
         v = check(cert)
     print(f"{'accepted' if v.ok else 'REJECTED'}: checked {v.checked}, solver-trusted "
@@ -241,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--cert")
     b.add_argument("--splits", type=_cli.splits, default=0, metavar="N",
                    help="bisect the box adaptively up to N times (errorbound-split certificate; default 0)")
+    b.add_argument("--ranges", choices=("crown", "ibp"), default=None,
+                   help="real ranges from the bound table's CROWN (tighter) or IBP (faster); default by size")
     f = sub.add_parser("fpcore")
     f.add_argument("file")
     f.add_argument("--samples", type=_cli.samples, default=2000)
@@ -258,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check")
     c.add_argument("cert")
     c.add_argument("--timeout", type=_cli.timeout_s, default=600.0, help="replay deadline (s)")
+    c.add_argument("--model", help="also require the certificate to be about this model (errorbound)")
     a = _cli.parse_args(ap, argv)
     if isinstance(a, int):
         return a
@@ -272,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..certificates.core import Rejected
 
-    return _cli.guard(run, (ValueError, KeyError, Rejected))
+    return _cli.guard(run, (ValueError, KeyError, Rejected, RecursionError))
 
 
 if __name__ == "__main__":

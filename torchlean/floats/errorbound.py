@@ -1,10 +1,11 @@
 """Certified rounding-error bounds for a graph over an input box, and float-sound verdicts.
 
-``bound_certificate(graph, box, fmt)`` lowers the graph to layers (``network.lower``), propagates
-exact real ranges and standard-model error bounds with the checker's own replay
-(``certificates.errorbound.propagate``) and returns a self-contained ``errorbound`` certificate
-that ``torchlean.certificates.check`` replays. ``observed_error`` measures what the runtime really
-does on sampled points, for the soundness tests and the CLI's ratio.
+``bound_certificate(graph, box, fmt)`` puts the graph's IR in the statement, computes the error
+bound of every element of every node with the checker's own walk
+(``certificates.errorbound.propagate``: the error column of the per-primitive table over real
+ranges from the bound table) and returns a self-contained ``errorbound`` certificate that
+``torchlean.certificates.check`` replays. ``observed_error`` measures what the runtime really does
+on sampled points, for the soundness tests and the CLI's ratio.
 """
 
 from __future__ import annotations
@@ -18,10 +19,17 @@ import numpy as np
 
 from ..certificates import check
 from ..certificates.core import digest
-from ..certificates.errorbound import propagate
+from ..certificates.errorbound import _up as up
+from ..certificates.errorbound import model_id, propagate
 from ..certificates.rounding import Format, get_format
 from ..spec.graph import Graph
-from .network import lower, run_float
+from .network import run_float
+
+#: the most nonlinear elements (activations, products, maxima) for which ranges default to CROWN
+#: (the exact engine's back-substitutions: ACAS Xu's 300 ReLUs take ~12 s; else IBP)
+CROWN_LIMIT = 1_000
+_AFFINE = {"add", "sub", "neg", "matmul", "conv2d", "sum", "mean", "avg_pool2d", "reshape", "flatten",
+           "transpose", "concat", "slice", "gather", "embedding", "where", "broadcast_to"}
 
 #: Documented ulp bounds of the library kernels (numpy tanh/exp in binary32 and binary64), used
 #: as the certificate's ``kernel_ulps`` assumption. Measured max on this machine: see bench/README.
@@ -34,27 +42,37 @@ def _q(x: Any) -> Fraction:
     return x if isinstance(x, Fraction) else Fraction(str(x)) if isinstance(x, str) else Fraction(x)
 
 
+def _size(graph: Graph) -> int:
+    return sum(int(np.prod(graph.values[n.output].shape)) for n in graph.nodes if n.op not in _AFFINE)
+
+
 def statement(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str = "rne",
               kernel_ulps: Fraction = DEFAULT_KERNEL_ULPS, input_exact: bool = True,
-              ranges: str = "backsub") -> dict[str, Any]:
-    """The claim before its epsilons. ``ranges``: "backsub" adds back-substituted (DeepPoly-style)
-    real ranges to the forward ones (slower replay, much tighter on deep networks), "forward"
-    uses interval + symbolic-interval propagation only."""
+              ranges: str | None = None) -> dict[str, Any]:
+    """The claim before its epsilons. ``ranges``: "crown" (the bound table's CROWN argument
+    bounds: tighter, slower replay) or "ibp"; by default CROWN up to ``CROWN_LIMIT`` nonlinear
+    elements."""
     f = get_format(fmt)
+    ir = graph.to_dict()
     return {
         "format": f.to_dict(), "mode": mode, "kernel_ulps": str(kernel_ulps),
         "input_box": [[str(_q(lo)), str(_q(hi))] for lo, hi in box],
         "input_exact": bool(input_exact),
-        "ranges": ranges,
-        "layers": lower(graph),
-        "model": graph.fingerprint(),
+        "ranges": ranges or ("crown" if _size(graph) <= CROWN_LIMIT else "ibp"),
+        "graph": ir,
+        "model": model_id(ir),
         "epsilon": [],
     }
 
 
+def claims(steps: list[list[Fraction]]) -> tuple[list[list[str]], list[str]]:
+    """(per-node steps, epsilon) as short strings, each rounded up from the computed bound."""
+    return [[str(up(e)) for e in s] for s in steps[:-1]], [str(up(e)) for e in steps[-1]]
+
+
 def bound_certificate(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str = "rne",
                       kernel_ulps: Fraction = DEFAULT_KERNEL_ULPS, input_exact: bool = True,
-                      ranges: str = "backsub", splits: int = 0,
+                      ranges: str | None = None, splits: int = 0,
                       progress: Callable[[int, list[Fraction]], None] | None = None
                       ) -> dict[str, Any]:
     """An ``errorbound`` certificate: epsilon per output with |f_fmt(x) - f_real(x)| <= epsilon on
@@ -62,21 +80,22 @@ def bound_certificate(graph: Graph, box: Box, fmt: Format | str = "binary32", mo
     ``splits`` > 0: an ``errorbound-split`` certificate instead, the box bisected adaptively at
     most ``splits`` times (``splitbound.py``; tighter on large boxes, cost ~ 2 * splits + 1 leaf
     bounds to generate and the leaves to replay); ``progress(leaves, epsilon)`` after each split."""
+    if splits < 0:
+        raise ValueError("splits must be >= 0")
     stmt = statement(graph, box, fmt, mode, kernel_ulps, input_exact, ranges)
-    n_in = int(np.prod(graph.inputs[0].shape))
+    n_in = sum(int(np.prod(v.shape)) for v in graph.inputs)
     if len(stmt["input_box"]) != n_in:
         raise ValueError(f"box has {len(stmt['input_box'])} intervals for {n_in} inputs")
     if splits:
         from .splitbound import split_certificate
 
         return split_certificate(stmt, splits, progress)
-    _, errors = propagate(stmt)
-    stmt["epsilon"] = [str(e) for e in errors[-1]]
-    return {"kind": "errorbound", "statement": stmt, "digest": digest(stmt),
-            "steps": [[str(e) for e in layer] for layer in errors]}
+    steps, stmt["epsilon"] = claims(propagate(stmt))
+    return {"kind": "errorbound", "statement": stmt, "digest": digest(stmt), "steps": steps}
 
 
 def epsilons(cert: dict[str, Any]) -> list[Fraction]:
+    """The per-output bounds ε of an ``errorbound`` certificate, as exact fractions."""
     return [Fraction(e) for e in cert["statement"]["epsilon"]]
 
 
@@ -113,7 +132,7 @@ def observed_error(graph: Graph, box: Box, n: int = 10_000, seed: int = 0,
     inside = [(Fraction(float(v.min())), Fraction(float(v.max()))) for v in x.T]
     y = run_float(graph, x, dtype)
     ref = run_float(graph, x.astype(np.float64), np.float64)
-    cert64 = bound_certificate(graph, inside, "binary64")
+    cert64 = bound_certificate(graph, inside, "binary64", ranges="ibp")
     verdict = check(cert64)
     if not verdict.ok:
         raise RuntimeError(f"binary64 reference bound did not replay: {verdict.reason}")

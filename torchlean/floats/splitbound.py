@@ -24,7 +24,8 @@ import numpy as np
 
 from ..certificates.core import digest
 from ..certificates.errorbound import propagate
-from .network import decode_tensor_np
+from ..certificates.lower import lower
+from .errorbound import claims
 
 Box = list[tuple[Fraction, Fraction]]
 
@@ -33,14 +34,20 @@ def _strs(box: Box) -> list[list[str]]:
     return [[str(lo), str(hi)] for lo, hi in box]
 
 
-def influence(layers: list[dict[str, Any]], n: int) -> np.ndarray:
-    """Per input, the sum of |W| over its column of the first layer when that is linear (else
-    1): how much a unit of that input's width moves the first pre-activations."""
-    first = layers[0] if layers else {}
-    if first.get("op") != "linear":
-        return np.ones(n)
-    W = decode_tensor_np(first["weight"]).reshape(int(first["out"]), int(first["in"]))
-    return np.abs(W).sum(axis=0)
+def influence(ir: dict[str, Any], n: int) -> np.ndarray:
+    """Per input, the sum of |coefficient| with which it enters the arguments of the first
+    nonlinear nodes of the bound graph (the first layer's weights): how much a unit of that
+    input's width moves them; 1 where no such argument reads it."""
+    w = np.zeros(n)
+    for node in lower(ir).nodes[1:]:
+        if node.kind == "const":
+            continue
+        args = node.args if node.kind == "fn" else [f for p in node.args for f in p]
+        for a in args:
+            for v, q in a.t.items():
+                if v < n:
+                    w[v] += abs(float(q))
+    return np.where(w > 0, w, 1.0)
 
 
 def _halves(box: Box, d: int) -> tuple[Box, Box, Fraction]:
@@ -64,14 +71,12 @@ def split_certificate(
 ) -> dict[str, Any]:
     """An ``errorbound-split`` certificate for ``stmt`` (an ``errorbound`` statement, epsilon
     left empty) with at most ``splits`` bisections. ``progress(leaves, epsilon)`` after each."""
-    if splits < 0:
-        raise ValueError("splits must be >= 0")
     box = [(Fraction(lo), Fraction(hi)) for lo, hi in stmt["input_box"]]
 
     def solve(b: Box) -> list[list[Fraction]]:
-        return propagate(dict(stmt, input_box=_strs(b)))[1]
+        return propagate(dict(stmt, input_box=_strs(b)))
 
-    weights = influence(stmt["layers"], len(box))
+    weights = influence(stmt["graph"], len(box))
     root: dict[str, Any] = {"box": box, "errors": solve(box)}
     eps0 = root["errors"][-1]
     heap = [(-max(eps0), 0, root)]
@@ -93,7 +98,7 @@ def split_certificate(
             counter += 1
         if progress is not None:
             progress(len(leaves(root)), _max_eps(root))
-    stmt = dict(stmt, epsilon=[str(e) for e in _max_eps(root)])
+    stmt = dict(stmt, epsilon=claims([_max_eps(root)])[1])
     return {"kind": "errorbound-split", "statement": stmt, "digest": digest(stmt), "tree": _tree(root)}
 
 
@@ -104,7 +109,7 @@ def _max_eps(root: dict[str, Any]) -> list[Fraction]:
 def _tree(node: dict[str, Any]) -> dict[str, Any]:
     if "split" in node:
         return {"split": node["split"], "lo": _tree(node["lo"]), "hi": _tree(node["hi"])}
-    return {"box": _strs(node["box"]), "steps": [[str(e) for e in layer] for layer in node["errors"]]}
+    return {"box": _strs(node["box"]), "steps": claims(node["errors"])[0]}
 
 
 def leaves(tree: dict[str, Any]) -> list[dict[str, Any]]:

@@ -234,6 +234,36 @@ class Search:
                             return cand
         return None
 
+    def denominator_split(self, leaf: Leaf) -> SExpr | None:
+        """The sign of a divisor (b > 0, then b < 0; b = 0 is left to the facts): with every
+        factor's sign decided the checker multiplies a divided inequality out (``Leaf.cleared``)."""
+        for _, t in self.script.asserts:
+            for sub in _walk(t):
+                if not (isinstance(sub, tuple) and sub[0] == "/" and len(sub) == 3):
+                    continue
+                for cand in ((">", sub[2], "0"), ("<", sub[2], "0")):
+                    try:
+                        if literal(cand, leaf.norm) is None:
+                            continue
+                    except (Undecided, Division):
+                        continue
+                    v = leaf.decide(cand)
+                    if v is None:
+                        return cand
+                    if v:
+                        break
+        return None
+
+    def sign_split(self, leaf: Leaf, path: list[Decision]) -> SExpr | None:
+        """Last resort where products of two facts do not suffice (x^2 <= l^2 on [l, u] with
+        u <= -l needs the sign of x): the sign of a variable not yet split on."""
+        done = {show(t) for t, _, _ in path}
+        for c in self.script.constants:
+            t: SExpr = (">=", c, "0")
+            if show(t) not in done and leaf.decide(t) is None:
+                return t
+        return None
+
     def _open_atom(self, leaf: Leaf, t: SExpr) -> SExpr | None:
         """An undecided comparison inside the undecided formula ``t`` that can be split on."""
         for sub in _walk(t):
@@ -268,6 +298,8 @@ class Search:
             node = self.farkas(leaf)
             if node is not None:
                 return node
+            cand = self.denominator_split(leaf) or self.sign_split(leaf, path)
+        if cand is None:
             raise NoProof("no leaf step closes the case " + " & ".join(
                 f"{show(t)}={'T' if v else 'F'}" for t, _, v in path)[:300])
         try:

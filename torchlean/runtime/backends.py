@@ -47,6 +47,7 @@ def cupy_module() -> Any:
 
 
 def cuda_available() -> bool:
+    """True when cupy imports and sees an NVIDIA GPU (``device='cuda'`` will work)."""
     try:
         cupy_module()
     except DeviceError:

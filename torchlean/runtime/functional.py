@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from ..spec.shapes import ShapeError, norm_axis
 from .backends import namespace_of
 from .functional_nn import (  # noqa: F401  (re-exported: the nn section of the functional API)
     avg_pool2d,
     batch_norm,
+    conv1d,
     conv2d,
     dropout,
     embedding,
@@ -22,65 +25,83 @@ from .tensor import Tensor, _scalar, apply
 
 
 def relu(x: Tensor) -> Tensor:
+    """max(x, 0) elementwise."""
     return apply("relu", x)
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """x where x >= 0, ``negative_slope * x`` elsewhere (torch's default slope 0.01)."""
     return apply("leaky_relu", x, slope=negative_slope)
 
 
 def tanh(x: Tensor) -> Tensor:
+    """Hyperbolic tangent elementwise."""
     return apply("tanh", x)
 
 
 def sigmoid(x: Tensor) -> Tensor:
+    """1 / (1 + exp(-x)) elementwise."""
     return apply("sigmoid", x)
 
 
 def gelu(x: Tensor, approximate: str = "tanh") -> Tensor:
+    """GELU in its tanh form, 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))).
+
+    torch's default is the exact (erf) form: pass ``approximate='tanh'`` there to compare.
+    """
     if approximate != "tanh":
         raise ValueError("gelu: only the tanh form is a primitive (approximate='tanh')")
     return apply("gelu", x)
 
 
 def silu(x: Tensor) -> Tensor:
+    """x · sigmoid(x) elementwise (also called swish)."""
     return apply("silu", x)
 
 
 def softplus(x: Tensor) -> Tensor:
+    """log(1 + exp(x)) elementwise, computed stably."""
     return apply("softplus", x)
 
 
 def exp(x: Tensor) -> Tensor:
+    """exp elementwise."""
     return apply("exp", x)
 
 
 def log(x: Tensor) -> Tensor:
+    """Natural logarithm elementwise."""
     return apply("log", x)
 
 
 def sqrt(x: Tensor) -> Tensor:
+    """Square root elementwise."""
     return apply("sqrt", x)
 
 
 def abs(x: Tensor) -> Tensor:  # noqa: A001 - mirrors torch.abs
+    """|x| elementwise."""
     return apply("abs", x)
 
 
 def maximum(a: Tensor, b: Any) -> Tensor:
+    """Elementwise maximum of ``a`` and ``b`` (a tensor or a number), broadcasting."""
     return apply("maximum", a, _scalar(b, a))
 
 
 def minimum(a: Tensor, b: Any) -> Tensor:
+    """Elementwise minimum of ``a`` and ``b`` (a tensor or a number), broadcasting."""
     return apply("minimum", a, _scalar(b, a))
 
 
 def where(cond: Tensor, a: Any, b: Any) -> Tensor:
+    """``a`` where the boolean tensor ``cond`` holds, else ``b`` (tensors or numbers)."""
     like = a if isinstance(a, Tensor) else b
     return apply("where", cond, _scalar(a, like), _scalar(b, like))
 
 
 def clamp(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
+    """Clip ``x`` into [min, max]; either bound may be None (``clamp(x, min=0)`` is relu)."""
     if min is not None:
         x = maximum(x, min)
     if max is not None:
@@ -128,10 +149,12 @@ def _dims(dim: int | Sequence[int] | None) -> tuple[int, ...] | None:
 
 
 def sum(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:  # noqa: A001
+    """Sum over ``dim`` (an int, a tuple of ints, or None for every axis)."""
     return apply("sum", x, axes=_dims(dim), keepdims=keepdim)
 
 
 def mean(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+    """Mean over ``dim`` (an int, a tuple of ints, or None for every axis)."""
     return apply("mean", x, axes=_dims(dim), keepdims=keepdim)
 
 
@@ -140,13 +163,87 @@ def amax(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = Fals
     return apply("max", x, axes=_dims(dim), keepdims=keepdim)
 
 
-def var(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False,
-        unbiased: bool = False) -> Tensor:
+def amin(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:
+    """Minimum values, as ``-amax(-x)`` (two primitives, so proofs and bound rows cover it)."""
+    return -amax(-x, dim, keepdim)
+
+
+def _arg_extreme(x: Tensor, dim: int | None, keepdim: bool, fn: str) -> Tensor:
+    """Indices (int64, no gradient) of the first maximum/minimum, like torch.argmax/argmin."""
+    xp = namespace_of(x.data)
+    if dim is None:
+        out = getattr(xp, fn)(x.data.reshape(-1))
+        if keepdim:  # torch: every axis kept with size 1
+            out = out.reshape((1,) * x.ndim)
+        return Tensor(xp.asarray(out, dtype=np.int64))
+    d = norm_axis(dim, x.ndim, fn)
+    return Tensor(xp.asarray(getattr(xp, fn)(x.data, axis=d, keepdims=keepdim), dtype=np.int64))
+
+
+def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """Index of the first maximum over ``dim`` (over the flattened tensor when None), int64.
+
+    >>> argmax(tl.tensor([[1., 5., 2.], [7., 0., 7.]]), dim=1).tolist()
+    [1, 0]
+    """
+    return _arg_extreme(x, dim, keepdim, "argmax")
+
+
+def argmin(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """Index of the first minimum over ``dim`` (over the flattened tensor when None), int64."""
+    return _arg_extreme(x, dim, keepdim, "argmin")
+
+
+class MaxMin(tuple):
+    """``(values, indices)`` returned by ``Tensor.max(dim)`` / ``Tensor.min(dim)``, like torch's
+    ``torch.return_types.max``."""
+
+    __slots__ = ()
+
+    def __new__(cls, values: Tensor, indices: Tensor) -> MaxMin:
+        return super().__new__(cls, (values, indices))
+
+    @property
+    def values(self) -> Tensor:
+        """The maximum (minimum) values."""
+        return self[0]
+
+    @property
+    def indices(self) -> Tensor:
+        """The index of each value along the reduced dimension (int64)."""
+        return self[1]
+
+
+def max(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor | MaxMin:  # noqa: A001
+    """torch.max: the maximum value (no ``dim``), or ``(values, indices)`` over ``dim``."""
+    if dim is None:
+        return amax(x)
+    return MaxMin(amax(x, dim, keepdim), argmax(x, dim, keepdim))
+
+
+def min(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor | MaxMin:  # noqa: A001
+    """torch.min: the minimum value (no ``dim``), or ``(values, indices)`` over ``dim``."""
+    if dim is None:
+        return amin(x)
+    return MaxMin(amin(x, dim, keepdim), argmin(x, dim, keepdim))
+
+
+def var(x: Tensor, dim: int | Sequence[int] | None = None, unbiased: bool = True, keepdim: bool = False,
+        *, correction: int | None = None) -> Tensor:
+    """Variance over ``dim``, torch's signature and default: divides by n − 1 (``unbiased=False``
+    or ``correction=0``: by n). Built from mean, sub, mul and sum."""
+    corr = (1 if unbiased else 0) if correction is None else int(correction)
     mu = mean(x, dim, keepdim=True)
     d = x - mu
     n = x.numel() if dim is None else _count(x.shape, _dims(dim))
     s = sum(d * d, dim, keepdim=keepdim)
-    return s / (n - 1 if unbiased else n)
+    return s / (n - corr)
+
+
+def std(x: Tensor, dim: int | Sequence[int] | None = None, unbiased: bool = True, keepdim: bool = False,
+        *, correction: int | None = None) -> Tensor:
+    """Standard deviation, ``sqrt(var(...))`` with torch's signature and default (n − 1)."""
+    return sqrt(var(x, dim, unbiased, keepdim, correction=correction))
 
 
 def _count(shape: tuple[int, ...], dims: tuple[int, ...] | None) -> int:
@@ -160,6 +257,7 @@ def _count(shape: tuple[int, ...], dims: tuple[int, ...] | None) -> int:
 
 
 def reshape(x: Tensor, *shape: Any) -> Tensor:
+    """The same values in a new shape: ``reshape(x, 2, 3)`` or ``reshape(x, (2, -1))``."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     if tuple(shape) == x.shape:
@@ -168,16 +266,19 @@ def reshape(x: Tensor, *shape: Any) -> Tensor:
 
 
 def flatten(x: Tensor, start_dim: int = 0) -> Tensor:
+    """Merge the axes from ``start_dim`` on into one (``flatten(x, 1)``: (N, C, H, W) to (N, C·H·W))."""
     return apply("flatten", x, start_dim=start_dim)
 
 
 def permute(x: Tensor, *dims: Any) -> Tensor:
+    """Reorder the axes: ``permute(x, 0, 2, 1)`` or ``permute(x, (0, 2, 1))``."""
     if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
         dims = tuple(dims[0])
     return apply("transpose", x, axes=tuple(d % x.ndim for d in dims))
 
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    """Swap axes ``dim0`` and ``dim1``."""
     axes = list(range(x.ndim))
     d0, d1 = norm_axis(dim0, x.ndim, "transpose"), norm_axis(dim1, x.ndim, "transpose")
     axes[d0], axes[d1] = axes[d1], axes[d0]
@@ -185,11 +286,13 @@ def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
 
 
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
+    """Insert an axis of size 1 at position ``dim``."""
     d = dim % (x.ndim + 1)
     return reshape(x, (*x.shape[:d], 1, *x.shape[d:]))
 
 
 def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
+    """Drop axes of size 1 (only ``dim`` when given, and only if its size is 1)."""
     if dim is None:
         return reshape(x, tuple(s for s in x.shape if s != 1))
     d = norm_axis(dim, x.ndim, "squeeze")
@@ -199,14 +302,29 @@ def squeeze(x: Tensor, dim: int | None = None) -> Tensor:
 
 
 def broadcast_to(x: Tensor, shape: Sequence[int]) -> Tensor:
+    """Broadcast ``x`` to ``shape`` (numpy's rules); the gradient sums back."""
     return apply("broadcast_to", x, shape=tuple(shape))
 
 
 def cat(xs: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join tensors along the existing axis ``dim`` (torch.cat)."""
     return apply("concat", *xs, axis=dim)
 
 
+def stack(xs: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join equally shaped tensors along a new axis ``dim`` (an unsqueeze of each, then cat)."""
+    xs = list(xs)
+    if not xs:
+        raise ValueError("stack expects a non-empty sequence of tensors")
+    shapes = {t.shape for t in xs}
+    if len(shapes) > 1:
+        raise ShapeError(f"stack expects tensors of equal shape, got {sorted(shapes)}")
+    d = dim % (xs[0].ndim + 1)
+    return cat([unsqueeze(t, d) for t in xs], d)
+
+
 def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """Values of ``x`` picked along ``dim`` by the integer tensor ``index`` (torch.gather)."""
     return apply("gather", x, index, axis=dim)
 
 
@@ -255,10 +373,12 @@ def index(x: Tensor, key: Any) -> Tensor:
 
 
 def softmax(x: Tensor, dim: int = -1) -> Tensor:
+    """exp(x) / sum(exp(x)) along ``dim``, computed stably."""
     return apply("softmax", x, axis=dim)
 
 
 def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    """log(softmax(x)) along ``dim``, computed stably."""
     return apply("log_softmax", x, axis=dim)
 
 
@@ -281,6 +401,7 @@ def _same_shape(op: str, a: Tensor, b: Tensor) -> None:
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """Mean squared error of ``input`` and ``target`` (equal shapes); ``reduction`` 'mean', 'sum', 'none'."""
     _same_shape("mse_loss", input, target)
     d = input - target
     return _reduce(d * d, reduction)
@@ -288,6 +409,7 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor: 
 
 def huber_loss(input: Tensor, target: Tensor, delta: float = 1.0,  # noqa: A002
                reduction: str = "mean") -> Tensor:
+    """Huber loss: 0.5·d² where |d| <= delta, delta·(|d| − 0.5·delta) elsewhere, d = input − target."""
     _same_shape("huber_loss", input, target)
     d = input - target
     a = abs(d)
@@ -309,18 +431,30 @@ def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Ten
 
 def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,  # noqa: A002
                                      reduction: str = "mean") -> Tensor:
+    """Binary cross-entropy of ``sigmoid(input)`` against ``target`` in [0, 1], stably from logits."""
     _same_shape("binary_cross_entropy_with_logits", input, target)
     return _reduce(softplus(input) - input * target, reduction)
 
 
+#: the ``torch.Tensor`` methods torchlean has, by name; ``Tensor`` defines each one explicitly
+#: (runtime/tensor_methods.py) as a call of the function here, and a test keeps both in step
 TENSOR_METHODS: dict[str, Any] = {
     "relu": relu, "tanh": tanh, "sigmoid": sigmoid, "exp": exp, "log": log, "sqrt": sqrt,
-    "abs": abs, "sum": sum, "mean": mean, "amax": amax, "max": amax, "var": var,
+    "abs": abs, "sum": sum, "mean": mean, "amax": amax, "amin": amin, "max": max, "min": min,
+    "argmax": argmax, "argmin": argmin, "var": var, "std": std,
     "reshape": reshape, "view": reshape, "flatten": flatten, "permute": permute,
     "transpose": transpose, "unsqueeze": unsqueeze, "squeeze": squeeze,
-    "expand": lambda x, *s: broadcast_to(x, s[0] if len(s) == 1 and isinstance(s[0], tuple) else s),
+    "expand": lambda x, *s: broadcast_to(x, s[0] if len(s) == 1 and isinstance(s[0], (tuple, list)) else s),
     "broadcast_to": broadcast_to, "gather": gather, "softmax": softmax,
     "log_softmax": log_softmax, "matmul": matmul, "clamp": clamp,
-    "T": None,
+    "maximum": maximum, "minimum": minimum, "where": lambda x, condition, y: where(condition, x, y),
 }
-del TENSOR_METHODS["T"]
+
+__all__ = [
+    "abs", "amax", "amin", "argmax", "argmin", "avg_pool2d", "batch_norm",
+    "binary_cross_entropy_with_logits", "broadcast_to", "cat", "clamp", "conv1d", "conv2d",
+    "cross_entropy", "dropout", "embedding", "exp", "flatten", "gather", "gelu", "huber_loss", "index",
+    "layer_norm", "leaky_relu", "linear", "log", "log_softmax", "matmul", "max", "max_pool2d", "maximum",
+    "mean", "min", "minimum", "mse_loss", "permute", "relu", "reshape", "sigmoid", "silu", "softmax",
+    "softplus", "sqrt", "squeeze", "stack", "std", "sum", "tanh", "transpose", "unsqueeze", "var", "where",
+]

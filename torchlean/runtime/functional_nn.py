@@ -62,6 +62,36 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int | 
     return y if bias is None else y + _channel_view(bias, 4)
 
 
+def _single(v: Any, op: str, name: str) -> int:
+    if isinstance(v, (tuple, list)):
+        if len(v) != 1:
+            raise ValueError(f"{op}: {name} must be an int or a 1-tuple, got {v!r}")
+        v = v[0]
+    return int(v)
+
+
+def conv1d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int | Sequence[int] = 1,
+           padding: int | Sequence[int] | str = 0, dilation: int | Sequence[int] = 1,
+           groups: int = 1) -> Tensor:
+    """1-D cross-correlation of x (N, C, L) with weight (O, C/groups, k), plus bias (O,).
+
+    Built as ``conv2d`` on a unit height ((N, C, 1, L) with an (O, C/groups, 1, k) kernel), so
+    the conv2d primitive's proofs and bound rows cover it; no primitive of its own.
+    """
+    from .functional import reshape
+
+    if x.ndim != 3 or weight.ndim != 3:
+        raise ShapeError(f"conv1d: expects input (N, C, L) and weight (O, C/groups, k), "
+                         f"got {x.shape} and {weight.shape}")
+    s, d = _single(stride, "conv1d", "stride"), _single(dilation, "conv1d", "dilation")
+    p: Any = padding if isinstance(padding, str) else (0, _single(padding, "conv1d", "padding"))
+    x4 = reshape(x, (x.shape[0], x.shape[1], 1, x.shape[2]))
+    w4 = reshape(weight, (weight.shape[0], weight.shape[1], 1, weight.shape[2]))
+    y = conv2d(x4, w4, None, (1, s), p, (1, d), groups)
+    y = reshape(y, (y.shape[0], y.shape[1], y.shape[3]))
+    return y if bias is None else y + _channel_view(bias, 3)
+
+
 def _pool_attrs(op: str, kernel_size, stride, padding) -> dict[str, tuple[int, int]]:
     k = pair(kernel_size, op, "kernel_size")
     no_stride = stride is None or (isinstance(stride, (tuple, list)) and not stride)  # torch: [] too

@@ -34,9 +34,11 @@ class LRScheduler:
         self._is_initial = False
 
     def get_lr(self) -> list[float]:
+        """The learning rate of every parameter group for the current ``last_epoch``."""
         raise NotImplementedError
 
     def step(self) -> None:
+        """Advance one step and set every group's learning rate."""
         self._step_count += 1
         self.last_epoch += 1
         for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
@@ -44,12 +46,15 @@ class LRScheduler:
         self._last_lr = [g["lr"] for g in self.optimizer.param_groups]
 
     def get_last_lr(self) -> list[float]:
+        """The learning rates the last ``step`` set, one per group."""
         return list(self._last_lr)
 
     def state_dict(self) -> dict[str, Any]:
+        """The scheduler's state (everything but the optimizer), for checkpoints."""
         return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state from ``state_dict``."""
         self.__dict__.update(state)
 
     def _lrs(self) -> list[float]:

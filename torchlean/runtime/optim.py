@@ -38,6 +38,7 @@ class Optimizer:
             self.add_param_group(g)
 
     def add_param_group(self, group: dict[str, Any]) -> None:
+        """Add a group of parameters with its own options (the rest from the defaults), like torch."""
         params = group["params"]
         params = [params] if isinstance(params, Tensor) else list(params)
         for p in params:
@@ -57,6 +58,7 @@ class Optimizer:
             raise ValueError(f"invalid weight_decay {group['weight_decay']}")
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's gradient (to None, or to zeros with ``set_to_none=False``)."""
         for g in self.param_groups:
             for p in g["params"]:
                 if set_to_none or p.grad is None:
@@ -99,6 +101,7 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the state and group options saved by ``state_dict`` (groups must match)."""
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
             raise ValueError(

@@ -18,11 +18,14 @@ import numpy as np
 from ..spec.shapes import ShapeError
 from .backends import device_of, namespace, namespace_of, to_numpy
 from .rules import RULES
+from .tensor_methods import TensorMethods
 
 float32 = np.dtype("float32")
 float64 = np.dtype("float64")
 int64 = np.dtype("int64")
-DTYPES = {"float32": float32, "float64": float64, "int64": int64}
+int32 = np.dtype("int32")
+bool_ = np.dtype("bool")
+DTYPES = {"float32": float32, "float64": float64, "int64": int64, "int32": int32, "bool": bool_}
 
 
 class _State(threading.local):
@@ -53,8 +56,13 @@ class Node:
         self.attrs = attrs
 
 
-class Tensor:
-    """An n-dimensional array on a backend (numpy, cupy or symbolic), with autograd."""
+class Tensor(TensorMethods):
+    """An n-dimensional array on a backend (numpy, cupy or symbolic), with autograd.
+
+    Make one with ``torchlean.tensor``, ``zeros``, ``randn``, ``from_numpy``, ...; operators and
+    the torch-named methods (``sum``, ``reshape``, ``argmax``, ...) record the tape that
+    ``backward`` walks.
+    """
 
     __slots__ = ("data", "requires_grad", "grad", "_node", "__weakref__")
     __array_priority__ = 1000  # so numpy scalars on the left defer to our operators
@@ -68,28 +76,39 @@ class Tensor:
     # -- facts ---------------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
+        """The size of each axis, a tuple of ints."""
         return tuple(self.data.shape)
 
     @property
     def ndim(self) -> int:
+        """The number of axes."""
         return self.data.ndim
 
     @property
     def dtype(self) -> np.dtype:
+        """The element type, a numpy dtype (``torchlean.float32``, ...)."""
         return self.data.dtype
 
     @property
     def device(self) -> str:
+        """Where the data lives: "cpu", "cuda" or "symbolic"."""
         return device_of(self.data)
 
     @property
     def is_leaf(self) -> bool:
+        """True for tensors not made by a recorded operation (their ``grad`` is kept)."""
         return self._node is None
 
     def size(self, dim: int | None = None) -> Any:
+        """The shape, or the size of axis ``dim``."""
         return self.shape if dim is None else self.shape[dim]
 
+    def dim(self) -> int:
+        """The number of axes (``ndim``), torch's method form."""
+        return self.data.ndim
+
     def numel(self) -> int:
+        """The number of elements."""
         return int(self.data.size)
 
     def __len__(self) -> int:
@@ -102,21 +121,56 @@ class Tensor:
 
     # -- conversion ----------------------------------------------------------------------
     def numpy(self) -> np.ndarray:
+        """The values as a numpy array (copied from a GPU; the same array on the CPU)."""
         return to_numpy(self.data)
 
     def item(self) -> Any:
+        """The value of a one-element tensor as a Python number (``float``, ``int`` or ``bool``)."""
+        if self.numel() != 1:
+            raise ValueError(f"a Tensor with {self.numel()} elements cannot be converted to Scalar")
         return self.numpy().item()
 
+    def _scalar_value(self, kind: str) -> Any:
+        if self.numel() != 1:
+            raise ValueError(f"only one element tensors can be converted to Python scalars "
+                             f"(shape {self.shape} to {kind})")
+        return self.numpy().item()
+
+    def __float__(self) -> float:
+        """``float(loss)`` on a one-element tensor."""
+        return float(self._scalar_value("float"))
+
+    def __int__(self) -> int:
+        """``int(t)`` on a one-element tensor (truncates toward zero, like torch)."""
+        return int(self._scalar_value("int"))
+
+    def __index__(self) -> int:
+        """A one-element integer tensor used as an index (``range(t)``, ``xs[t]``)."""
+        if self.dtype.kind not in "iub":
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self._scalar_value("index"))
+
+    def __bool__(self) -> bool:
+        """``if t:`` on a one-element tensor; ambiguous (an error) for more elements, like torch."""
+        if self.numel() != 1:
+            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous "
+                               f"(shape {self.shape})")
+        return bool(self.numpy().item())
+
     def tolist(self) -> Any:
+        """The values as nested Python lists (a number for a 0-d tensor)."""
         return self.numpy().tolist()
 
     def detach(self) -> Tensor:
+        """The same values, cut from the tape (no gradient flows back through it)."""
         return Tensor(self.data)
 
     def clone(self) -> Tensor:
+        """A copy that stays on the tape (gradients flow back to ``self``)."""
         return apply("mul", self, _scalar(1, self))
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
+        """Mark this (leaf) tensor as wanting a gradient, in place; returns ``self``."""
         self.requires_grad = flag
         return self
 
@@ -131,16 +185,40 @@ class Tensor:
             data = namespace(device).asarray(to_numpy(data))
         if dtype is not None:
             data = data.astype(as_dtype(dtype))
-        return Tensor(data, self.requires_grad and self.is_leaf)
+        # only floating tensors carry gradients (torch refuses requires_grad on integer tensors)
+        return Tensor(data, self.requires_grad and self.is_leaf and data.dtype.kind not in "iub")
+
+    def cpu(self) -> Tensor:
+        """This tensor on the CPU (itself when already there)."""
+        return self if self.device == "cpu" else self.to(device="cpu")
+
+    def cuda(self) -> Tensor:
+        """This tensor on the GPU (needs cupy; a ``DeviceError`` otherwise, never a silent fallback)."""
+        return self if self.device == "cuda" else self.to(device="cuda")
 
     def float(self) -> Tensor:
+        """A float32 copy (``t.to(torchlean.float32)``)."""
         return self.to(float32)
 
     def double(self) -> Tensor:
+        """A float64 copy."""
         return self.to(float64)
+
+    def long(self) -> Tensor:
+        """An int64 copy (floats truncated toward zero, like torch)."""
+        return self.to(int64)
+
+    def int(self) -> Tensor:
+        """An int32 copy (floats truncated toward zero, like torch)."""
+        return self.to(int32)
+
+    def bool(self) -> Tensor:
+        """A boolean copy (nonzero is True)."""
+        return self.to(bool_)
 
     # -- autograd ------------------------------------------------------------------------
     def backward(self, grad: Any = None) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (``grad``: the seed, 1 for a scalar)."""
         from .autograd import backward
 
         backward(self, grad)
@@ -202,6 +280,7 @@ class Tensor:
         return self._cmp(o, "less_equal")
 
     def eq(self, o: Any) -> Tensor:
+        """Elementwise equality, a boolean tensor without gradient."""
         return self._cmp(o, "equal")
 
     __hash__ = object.__hash__
@@ -211,14 +290,7 @@ class Tensor:
 
         return index(self, key)
 
-    # methods mirroring torch.Tensor; each forwards to torchlean.functional
-    def __getattr__(self, name: str) -> Any:
-        from . import functional
-
-        fn = functional.TENSOR_METHODS.get(name)
-        if fn is None:
-            raise AttributeError(f"'Tensor' object has no attribute {name!r}")
-        return lambda *a, **k: fn(self, *a, **k)
+    # the torch-named methods (sum, reshape, argmax, ...) are defined in TensorMethods
 
 
 def _scalar(value: Any, like: Tensor) -> Tensor:
@@ -265,6 +337,7 @@ def no_grad() -> Iterator[None]:
 
 @contextmanager
 def enable_grad() -> Iterator[None]:
+    """Operations inside record the tape again (inside a ``no_grad`` block)."""
     prev = STATE.grad_enabled
     STATE.grad_enabled = True
     try:
@@ -274,6 +347,7 @@ def enable_grad() -> Iterator[None]:
 
 
 def is_grad_enabled() -> bool:
+    """Whether operations record the tape now."""
     return STATE.grad_enabled
 
 
@@ -282,17 +356,27 @@ _DEFAULT_DTYPE = [float32]
 
 
 def set_default_dtype(dtype: Any) -> None:
+    """The dtype of new floating tensors and layer parameters (float32 until changed)."""
     _DEFAULT_DTYPE[0] = as_dtype(dtype)
 
 
 def get_default_dtype() -> np.dtype:
+    """The dtype of new floating tensors and layer parameters."""
     return _DEFAULT_DTYPE[0]
 
 
-def tensor(data: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
-    """A new tensor from nested lists / arrays / numbers (copied)."""
+def tensor(data: Any, dtype: Any = None, device: str | None = None, requires_grad: bool = False) -> Tensor:
+    """A new tensor from nested lists / arrays / numbers (copied).
+
+    Integers and booleans keep their type; floating values get the default dtype (float32), also
+    from a float64 numpy array (torch would keep float64 there: ``from_numpy`` keeps the dtype).
+
+    >>> tl.tensor([[1.0, 2.0]]).shape, tl.tensor([1, 2]).dtype
+    ((1, 2), dtype('int64'))
+    """
     if isinstance(data, Tensor):
         data = to_numpy(data.data)
+    device = device or "cpu"
     xp = namespace(device)
     if device == "symbolic":
         return Tensor(xp.asarray(data), requires_grad)
@@ -302,19 +386,28 @@ def tensor(data: Any, dtype: Any = None, device: str = "cpu", requires_grad: boo
     return Tensor(xp.array(arr, dtype=as_dtype(dtype)), requires_grad)
 
 
-def zeros(*shape: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
+def _size(shape: tuple[Any, ...]) -> tuple[int, ...]:
+    """torch's ``*size``: ``f(2, 3)`` or ``f((2, 3))``."""
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], Sequence) else shape
-    xp = namespace(device)
+    return tuple(int(d) for d in shape)
+
+
+def zeros(*shape: Any, dtype: Any = None, device: str | None = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros: ``zeros(2, 3)`` or ``zeros((2, 3))``, default dtype unless given."""
+    shape = _size(shape)
+    xp = namespace(device or "cpu")
     return Tensor(xp.zeros(shape, dtype=as_dtype(dtype or get_default_dtype())), requires_grad)
 
 
-def ones(*shape: Any, dtype: Any = None, device: str = "cpu", requires_grad: bool = False) -> Tensor:
-    shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], Sequence) else shape
-    xp = namespace(device)
+def ones(*shape: Any, dtype: Any = None, device: str | None = None, requires_grad: bool = False) -> Tensor:
+    """A tensor of ones: ``ones(2, 3)`` or ``ones((2, 3))``, default dtype unless given."""
+    shape = _size(shape)
+    xp = namespace(device or "cpu")
     return Tensor(xp.ones(shape, dtype=as_dtype(dtype or get_default_dtype())), requires_grad)
 
 
 def _T(self: Tensor) -> Tensor:
+    """The tensor with its axes reversed (a matrix's transpose)."""
     from .functional import permute
 
     return permute(self, tuple(reversed(range(self.ndim))))

@@ -238,6 +238,7 @@ class Trainer:
         return to_numpy(out.data)
 
     def config(self, **more: Any) -> dict[str, Any]:
+        """The run's settings (task, backend, dtype, device, optimizer, lr, loss, ...) and ``more``."""
         return {
             "task": self.task, "backend": self.backend, "dtype": str(self.dtype), "device": self.device,
             "optimizer": type(self.optimizer).__name__,
@@ -288,9 +289,11 @@ class TrainedModel:
         return self.trainer.model
 
     def predict(self, x: Any) -> np.ndarray:
+        """The trained model's outputs on ``x`` as a numpy array (eval mode, no gradient)."""
         return self.trainer.predict(x)
 
     def eval(self, data: Any) -> dict[str, float]:
+        """Loss (and accuracy for classification) over ``data`` (see ``Trainer.eval``)."""
         return self.trainer.eval(data)
 
     def save(self, path: str | Path) -> Path:
@@ -299,14 +302,17 @@ class TrainedModel:
                                scheduler=self.trainer.scheduler)
 
     def log(self) -> dict[str, Any]:
+        """The training log as a JSON-ready dict: config, per-step records, steps, time."""
         return {"format": LOG_FORMAT, "config": self.config, "records": self.history,
                 "steps": self.steps, "time_s": self.time_s, "interrupted": self.interrupted}
 
     def write_log(self, path: str | Path) -> Path:
+        """Write ``log()`` as JSON to ``path`` atomically; returns the path."""
         text = json.dumps(self.log(), indent=1).encode()
         return atomic_write(path, lambda fh: fh.write(text))
 
     def print_summary(self, file: TextIO | None = None) -> None:
+        """Print the model, its configuration and the first and last logged losses."""
         out = file or sys.stdout
         c = self.config
         print(self.model, file=out)

@@ -93,6 +93,7 @@ class Graph:
 
     # -- JSON --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The graph as the documented JSON-ready IR document (docs/ir-json.md), exact values as strings."""
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -106,10 +107,12 @@ class Graph:
         }
 
     def to_json(self, indent: int | None = None) -> str:
+        """``to_dict()`` as JSON text; ``Graph.from_json`` reads it back exactly."""
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Graph:
+        """A graph from an IR document (``to_dict``'s form), checked node by node."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise GraphError(f"not a {FORMAT} document")
         if d.get("version") != VERSION:
@@ -130,6 +133,7 @@ class Graph:
 
     @classmethod
     def from_json(cls, text: str) -> Graph:
+        """A graph from IR JSON text (``to_json``'s form)."""
         try:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as e:

@@ -38,20 +38,24 @@ class Primitive:
     doc: str = ""
 
     def check_attrs(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The attributes with the defaults filled in; an unknown one is a ShapeError."""
         unknown = set(attrs) - set(self.attrs)
         if unknown:
             raise ShapeError(f"{self.name}: unknown attribute(s) {sorted(unknown)}")
         return {**self.attrs, **attrs}
 
     def shape(self, *shapes: Shape, **attrs: Any) -> Shape:
+        """The output shape for input ``shapes`` (a ShapeError when they do not fit)."""
         if self.arity is not None and len(shapes) != self.arity:
             raise ShapeError(f"{self.name}: expects {self.arity} inputs, got {len(shapes)}")
         return self.shape_rule(*shapes, **self.check_attrs(attrs))
 
     def sympy(self, *inputs: Any, **attrs: Any) -> np.ndarray:
+        """The meaning on sympy object arrays: the exact formulas the proofs use."""
         return self.meaning(SYMPY, *(obj(x) for x in inputs), **self.check_attrs(attrs))
 
     def mpmath(self, *inputs: Any, **attrs: Any) -> np.ndarray:
+        """The meaning on mpmath object arrays: evaluation at any precision."""
         return self.meaning(MPMATH, *(obj(x) for x in inputs), **self.check_attrs(attrs))
 
 
@@ -84,6 +88,7 @@ def primitive(
 
 
 def get(name: str) -> Primitive:
+    """The registered primitive called ``name`` (a KeyError for an unknown name)."""
     try:
         return PRIMITIVES[name]
     except KeyError:

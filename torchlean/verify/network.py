@@ -47,6 +47,7 @@ class FloatNet:
 
 
 def float_net(net: Net) -> FloatNet:
+    """The float64 copy of a checker ``Net``'s affine layers, for fast sampling and attacks."""
     layers = []
     for s in net.steps:
         if isinstance(s, Affine):
@@ -68,6 +69,7 @@ def as_net(model: Any) -> Net:
 
 
 def load_graph(path: str | Path) -> Any:
+    """An ONNX file as a spec graph; errors are one-line ``InputError``s naming the file."""
     from ..bridge.onnx import load_onnx
 
     p = Path(path)
@@ -80,6 +82,7 @@ def load_graph(path: str | Path) -> Any:
 
 
 def load_net(path: str | Path) -> Net:
+    """An ONNX ReLU network as a checker ``Net`` (exact weights); one-line ``InputError`` otherwise."""
     try:
         return network_from_ir(load_graph(path).to_dict())
     except InputError:

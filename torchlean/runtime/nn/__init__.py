@@ -2,7 +2,8 @@
 
 from .. import functional
 from .attention import MultiheadAttention, TransformerEncoderLayer
-from .conv import AvgPool2d, Conv2d, MaxPool2d
+from .containers import ModuleDict, ModuleList
+from .conv import AvgPool2d, Conv1d, Conv2d, MaxPool2d
 from .embedding import Embedding
 from .layers import (
     GELU,
@@ -23,7 +24,7 @@ from .layers import (
 )
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, MSELoss
 from .module import Module, Parameter
-from .norm import BatchNorm2d, LayerNorm
+from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
 
 __all__ = [
     "GELU", "Dropout", "Flatten", "Identity", "LeakyReLU", "Linear", "LogSoftmax", "Module",
@@ -35,3 +36,4 @@ __all__ += [
     "AvgPool2d", "BatchNorm2d", "Conv2d", "Embedding", "LayerNorm", "MaxPool2d", "MultiheadAttention",
     "TransformerEncoderLayer",
 ]
+__all__ += ["BatchNorm1d", "Conv1d", "ModuleDict", "ModuleList"]

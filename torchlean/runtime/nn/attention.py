@@ -28,7 +28,8 @@ def _mask_scores(scores: Tensor, mask: Tensor | Any) -> Tensor:
 
 
 class MultiheadAttention(Module):
-    """Multi-head scaled dot-product attention, ``batch_first`` like torch's option.
+    """Multi-head scaled dot-product attention; inputs (L, N, E), or (N, L, E) with
+    ``batch_first=True``, like torch (the default was True before 0.2: pass it explicitly).
 
     Parameters as in torch: ``in_proj_weight`` (3E, E, xavier-uniform), ``in_proj_bias`` (3E,
     zeros), ``out_proj`` (a Linear E -> E, bias zeros). ``forward`` returns ``(output, weights)``;
@@ -37,7 +38,7 @@ class MultiheadAttention(Module):
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
-                 batch_first: bool = True, dtype: Any = None, device: str = "cpu"):
+                 batch_first: bool = False, dtype: Any = None, device: str = "cpu"):
         super().__init__()
         if embed_dim % num_heads:
             raise ValueError(f"MultiheadAttention: embed_dim={embed_dim} must be divisible by "
@@ -69,10 +70,10 @@ class MultiheadAttention(Module):
     def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Any = None,
                 need_weights: bool = True, attn_mask: Any = None,
                 average_attn_weights: bool = True) -> tuple[Tensor, Tensor | None]:
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            self._check(name, t)  # before the layout swap, so errors show the shapes given
         if not self.batch_first:
             query, key, value = (F.transpose(t, 0, 1) for t in (query, key, value))
-        for name, t in (("query", query), ("key", key), ("value", value)):
-            self._check(name, t)
         n, length, s = query.shape[0], query.shape[1], key.shape[1]
         q = self._project(query, 0) * (1.0 / math.sqrt(self.head_dim))
         k, v = self._project(key, 1), self._project(value, 2)
@@ -107,10 +108,14 @@ _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
 class TransformerEncoderLayer(Module):
     """Self-attention and a feed-forward block, each with a residual connection and LayerNorm:
     post-norm (torch's default) or ``norm_first``. ``activation`` is "relu", "gelu" (the tanh
-    form, torchlean's GELU primitive) or a callable."""
+    form, torchlean's GELU primitive) or a callable.
+
+    torch's defaults: dim_feedforward 2048, dropout 0.1, relu, layer_norm_eps 1e-5, post-norm and
+    inputs (S, N, E) (``batch_first=False``; it was True before 0.2: pass it explicitly).
+    """
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: str | Any = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = True,
+                 activation: str | Any = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
                  norm_first: bool = False, bias: bool = True, dtype: Any = None, device: str = "cpu"):
         super().__init__()
         if isinstance(activation, str) and activation not in _ACTIVATIONS:

@@ -1,4 +1,4 @@
-"""Convolution and pooling layers: Conv2d, MaxPool2d, AvgPool2d."""
+"""Convolution and pooling layers: Conv1d, Conv2d, MaxPool2d, AvgPool2d."""
 
 from __future__ import annotations
 
@@ -76,6 +76,63 @@ class Conv2d(Module):
         if self.padding != (0, 0):
             s += f", padding={self.padding}"
         if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        return s + ("" if self.bias is not None else ", bias=False")
+
+
+class Conv1d(Module):
+    """1-D convolution over (N, C, L) inputs with torch's parameter layout: weight
+    (out_channels, in_channels/groups, k) and bias (out_channels,), torch's initialisation.
+
+    Runs as ``conv2d`` on a unit height (``F.conv1d``), so the conv2d primitive's proofs and bound
+    rows cover it.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
+                 stride: int | Sequence[int] = 1, padding: int | Sequence[int] | str = 0,
+                 dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True,
+                 dtype: Any = None, device: str = "cpu"):
+        super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"Conv1d: in_channels={in_channels} and out_channels={out_channels} "
+                             f"must be divisible by groups={groups}")
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.kernel_size = (FN._single(kernel_size, "Conv1d", "kernel_size"),)
+        self.stride = (FN._single(stride, "Conv1d", "stride"),)
+        self.dilation = (FN._single(dilation, "Conv1d", "dilation"),)
+        pad2 = FN._conv_padding(padding if isinstance(padding, str) else (0, FN._single(padding, "Conv1d",
+                                "padding")), (1, self.kernel_size[0]), (1, self.dilation[0]),
+                                (1, self.stride[0]))
+        self.padding = (pad2[1],)
+        dt = as_dtype(dtype or get_default_dtype())
+        fan_in = in_channels // groups * self.kernel_size[0]
+        shape = (out_channels, in_channels // groups, self.kernel_size[0])
+        self.weight = _param(init.kaiming_uniform(shape, fan_in, dt), device)
+        self.bias = _param(init.kaiming_uniform((out_channels,), fan_in, dt), device) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim != 3 or x.shape[1] != self.in_channels:
+            raise ShapeError(f"Conv1d({self.extra_repr()}): expects input "
+                             f"{_fmt((None, self.in_channels, None))}, got {x.shape}")
+        return FN.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def input_shape(self) -> PartialShape:
+        return (None, self.in_channels, None)
+
+    def output_shape(self, shape: PartialShape) -> PartialShape:
+        if len(shape) != 3 or shape[1] not in (None, self.in_channels):
+            raise ShapeError(f"expects input {_fmt((None, self.in_channels, None))}")
+        (_, length) = _spatial_out((None, None, 1, shape[2]), (1, self.kernel_size[0]),
+                                   (1, self.stride[0]), (0, self.padding[0]), (1, self.dilation[0]))
+        return (shape[0], self.out_channels, length)
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0,):
+            s += f", padding={self.padding}"
+        if self.dilation != (1,):
             s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"

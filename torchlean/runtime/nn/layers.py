@@ -62,26 +62,38 @@ class _Activation(Module):
 
 
 class ReLU(_Activation):
+    """max(x, 0) elementwise."""
+
     fn = staticmethod(F.relu)
 
 
 class Tanh(_Activation):
+    """tanh elementwise."""
+
     fn = staticmethod(F.tanh)
 
 
 class Sigmoid(_Activation):
+    """1 / (1 + exp(-x)) elementwise."""
+
     fn = staticmethod(F.sigmoid)
 
 
 class SiLU(_Activation):
+    """x · sigmoid(x) elementwise."""
+
     fn = staticmethod(F.silu)
 
 
 class Softplus(_Activation):
+    """log(1 + exp(x)) elementwise, computed stably (torch's beta=1)."""
+
     fn = staticmethod(F.softplus)
 
 
 class GELU(Module):
+    """GELU, the tanh form (torchlean's primitive); torch's default is the exact erf form."""
+
     def __init__(self, approximate: str = "tanh"):
         super().__init__()
         self.approximate = approximate
@@ -91,6 +103,8 @@ class GELU(Module):
 
 
 class LeakyReLU(Module):
+    """x where x >= 0, ``negative_slope * x`` elsewhere (default slope 0.01, like torch)."""
+
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
         self.negative_slope = negative_slope
@@ -103,6 +117,8 @@ class LeakyReLU(Module):
 
 
 class Softmax(Module):
+    """Softmax along ``dim`` (default the last axis)."""
+
     def __init__(self, dim: int = -1):
         super().__init__()
         self.dim = dim
@@ -112,16 +128,22 @@ class Softmax(Module):
 
 
 class LogSoftmax(Softmax):
+    """log(softmax) along ``dim``, computed stably."""
+
     def forward(self, x: Tensor) -> Tensor:
         return F.log_softmax(x, self.dim)
 
 
 class Identity(Module):
+    """Returns its input unchanged (a placeholder layer)."""
+
     def forward(self, x: Tensor) -> Tensor:
         return x
 
 
 class Flatten(Module):
+    """Merge the axes from ``start_dim`` (default 1, keeping the batch) into one."""
+
     def __init__(self, start_dim: int = 1):
         super().__init__()
         self.start_dim = start_dim
@@ -159,15 +181,32 @@ class Dropout(Module):
 
 class Sequential(Module):
     """Layers applied in order. Shapes are checked when it is built: an error names the layer
-    and both shapes."""
+    and both shapes. Like torch, ``Sequential(OrderedDict([("fc", nn.Linear(2, 3)), ...]))``
+    names the layers (state_dict keys ``fc.weight``, ...); otherwise they are "0", "1", ..."""
 
     def __init__(self, *layers: Module):
         super().__init__()
-        for i, layer in enumerate(layers):
+        named = (list(layers[0].items()) if len(layers) == 1 and isinstance(layers[0], dict)
+                 else [(str(i), layer) for i, layer in enumerate(layers)])
+        for i, (name, layer) in enumerate(named):
             if not isinstance(layer, Module):
                 raise TypeError(f"Sequential: item {i} is {type(layer).__name__}, not a Module")
-            setattr(self, str(i), layer)
+            setattr(self, name, layer)
         self._check_shapes()
+
+    def append(self, module: Module) -> Sequential:
+        """Add ``module`` at the end (named by its position) and re-check the shapes; returns self."""
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.append: {type(module).__name__} is not a Module")
+        name = str(len(self))
+        setattr(self, name, module)
+        try:
+            self._check_shapes()
+        except Exception:  # leave the model as it was
+            del self._modules[name]
+            self.__dict__.pop(name, None)
+            raise
+        return self
 
     def _check_shapes(self) -> None:
         shape: PartialShape | None = None

@@ -62,6 +62,7 @@ class Module:
 
     # -- calling -------------------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The computation: override it in a subclass; calling the module runs it."""
         raise NotImplementedError(f"{type(self).__name__}.forward")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -78,18 +79,22 @@ class Module:
 
     # -- traversal -----------------------------------------------------------------------
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """(dotted name, module) for this module and every sub-module, depth first."""
         yield prefix, self
         for name, m in self._modules.items():
             yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
 
     def modules(self) -> Iterator[Module]:
+        """This module and every sub-module, depth first."""
         for _, m in self.named_modules():
             yield m
 
     def children(self) -> Iterator[Module]:
+        """The direct sub-modules."""
         yield from self._modules.values()
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, parameter) for every parameter, each shared one once (torch's names)."""
         seen: set[int] = set()
         for mname, m in self.named_modules(prefix):
             for pname, p in m._parameters.items():
@@ -98,27 +103,33 @@ class Module:
                     yield (f"{mname}.{pname}" if mname else pname), p
 
     def parameters(self) -> Iterator[Parameter]:
+        """Every parameter, each shared one once (what an optimizer takes)."""
         for _, p in self.named_parameters():
             yield p
 
     def named_buffers(self) -> Iterator[tuple[str, Tensor]]:
+        """(dotted name, tensor) for every buffer (e.g. running statistics)."""
         for mname, m in self.named_modules():
             for bname, b in m._buffers.items():
                 yield (f"{mname}.{bname}" if mname else bname), b
 
     def num_parameters(self) -> int:
+        """The number of trainable scalars."""
         return sum(p.numel() for p in self.parameters())
 
     # -- modes ---------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
+        """Set training mode (dropout active, batch statistics) on every sub-module; returns self."""
         for m in self.modules():
             object.__setattr__(m, "training", mode)
         return self
 
     def eval(self) -> Module:
+        """Set evaluation mode on every sub-module (``train(False)``); returns self."""
         return self.train(False)
 
     def zero_grad(self) -> None:
+        """Clear every parameter's gradient."""
         for p in self.parameters():
             p.grad = None
 
@@ -163,6 +174,7 @@ class Module:
         return self
 
     def extra_repr(self) -> str:
+        """The constructor arguments shown in ``repr(module)``."""
         return ""
 
     def __repr__(self) -> str:

@@ -1,4 +1,4 @@
-"""Normalisation layers: LayerNorm, BatchNorm2d (torch's parameter and buffer names)."""
+"""Normalisation layers: LayerNorm, BatchNorm1d, BatchNorm2d (torch's parameter and buffer names)."""
 
 from __future__ import annotations
 
@@ -49,13 +49,16 @@ class LayerNorm(Module):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.weight is not None}"
 
 
-class BatchNorm2d(Module):
-    """Batch norm over the channels of (N, C, H, W).
+class _BatchNorm(Module):
+    """Batch norm over channel axis 1 (shared by BatchNorm1d and BatchNorm2d).
 
     Training: normalise with the batch mean and (biased) variance and update ``running_mean`` /
     ``running_var`` (the latter with the unbiased variance) by ``momentum`` (None: a cumulative
     average), counting ``num_batches_tracked``, like torch. Evaluation: use the running buffers.
     """
+
+    #: the input ranks accepted (with their printed form for errors)
+    ranks: tuple[int, ...] = (4,)
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, dtype: Any = None,
@@ -75,10 +78,13 @@ class BatchNorm2d(Module):
         else:
             self.running_mean = self.running_var = None
 
+    def _expected(self) -> str:
+        return " or ".join(_fmt((None, self.num_features) + (None,) * (r - 2)) for r in self.ranks)
+
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 4 or x.shape[1] != self.num_features:
-            raise ShapeError(f"BatchNorm2d({self.num_features}): expects input "
-                             f"{_fmt((None, self.num_features, None, None))}, got {x.shape}")
+        if x.ndim not in self.ranks or x.shape[1] != self.num_features:
+            raise ShapeError(f"{type(self).__name__}({self.num_features}): expects input "
+                             f"{self._expected()}, got {x.shape}")
         use_batch = self.training or not self.track_running_stats
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
@@ -90,12 +96,26 @@ class BatchNorm2d(Module):
                              training=use_batch, momentum=factor, eps=self.eps)
 
     def input_shape(self) -> PartialShape:
-        return (None, self.num_features, None, None)
+        return (None, self.num_features) + (None,) * (self.ranks[0] - 2)
 
     def output_shape(self, shape: PartialShape) -> PartialShape:
-        if len(shape) != 4 or shape[1] not in (None, self.num_features):
-            raise ShapeError(f"expects input {_fmt(self.input_shape())}")
+        if len(shape) not in self.ranks or shape[1] not in (None, self.num_features):
+            raise ShapeError(f"expects input {self._expected()}")
         return shape
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over the features of (N, C) or the channels of (N, C, L), torch's defaults
+    (eps 1e-5, momentum 0.1, affine, running statistics); the same primitive as BatchNorm2d."""
+
+    ranks = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over the channels of (N, C, H, W), torch's defaults (eps 1e-5, momentum 0.1,
+    affine, running statistics)."""
+
+    ranks = (4,)
