@@ -130,11 +130,19 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             rows = rows[~fg.best[k][rows]]  # (bound_graph.refine_skips)
             if rows.size and node.kind == "fn" and node.fn == "relu":
                 # a ReLU whose upper bound is <= 0 outputs 0 whatever its lower bound: upper rows
-                # first, then lower rows only for the elements still unstable in some box
-                au[:, rows] = np.minimum(au[:, rows], -_crown_rows(st, k, rows, -1))
-                rows = rows[((al[:, rows] < 0) & (au[:, rows] > 0)).any(0)]
+                # first, then lower rows only for the elements still unstable. Applied per box
+                # only where IBP left the element unstable (as ``engine.forward``), so no box's
+                # bounds depend on the other boxes of its batch: a leaf the search bounded in one
+                # batch gets the same bound when the checker replays it in another
+                need = (al[:, rows] < 0) & (au[:, rows] > 0)
+                up = -_crown_rows(st, k, rows, -1)
+                au[:, rows] = np.where(need, np.minimum(au[:, rows], up), au[:, rows])
+                need &= au[:, rows] > 0
+                keep = need.any(0)
+                rows, need = rows[keep], need[:, keep]
                 if rows.size:
-                    al[:, rows] = np.maximum(al[:, rows], _crown_rows(st, k, rows, 1))
+                    low = _crown_rows(st, k, rows, 1)
+                    al[:, rows] = np.where(need, np.maximum(al[:, rows], low), al[:, rows])
             elif rows.size:
                 low = _crown_rows(st, k, np.concatenate([rows, rows]), np.repeat([1, -1], rows.size))
                 al[:, rows] = np.maximum(al[:, rows], low[:, : rows.size])

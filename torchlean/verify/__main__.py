@@ -21,7 +21,7 @@ from .._files import InputFileError, atomic_write_text, read_input
 from .._malloc import keep_freed_memory
 from ..certificates.bounds import check_vnn, replay_mode
 from ..certificates.core import OutOfTime, Rejected, parse_json
-from ..certificates.network import Unsupported
+from ..certificates.network import Unsupported, fingerprint
 from ..certificates.property import PropertyError
 from .network import InputError
 from .table import load_instance
@@ -37,7 +37,8 @@ def vnncomp_text(result) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .bab import verify
+    from .bab import checked_model, verify
+    from .table import chain_graph
 
     _cli.check_writable(args.cert, "--cert")
     _cli.check_writable(args.result, "--result")
@@ -49,8 +50,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if args.result:
             atomic_write_text(args.result, "timeout\n")
         return 0
+    bg = None
     if net is not None:
-        res = verify(net, spec, timeout=left, progress=not args.quiet, method=args.method)
+        bg = chain_graph(args.net) if args.engine == "table" else None
+        res = verify(net, spec, timeout=left, progress=not args.quiet, method=args.method, bg=bg)
     else:  # not a ReLU chain: the general search on the bound table
         from .general import verify_target
 
@@ -62,7 +65,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if res.cert is not None:
         t = time.perf_counter()
         # the replay gets its own --timeout (a verdict it cannot confirm in time is "unknown")
-        checked = net if net is not None else target.bg
+        checked = checked_model(net, bg, args.method) if net is not None else target.bg
         mode = replay_mode(res.cert, checked)
         v = check_vnn(res.cert, checked, spec, mode=mode, deadline=time.monotonic() + args.timeout)
         check_s = time.perf_counter() - t
@@ -96,6 +99,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     net, target, spec = load_instance(args.net, args.prop)
     if net is None:  # not a ReLU chain: the checker reads the bound table's graph
         net = target.bg
+    elif isinstance(cert, dict) and cert.get("network") != fingerprint(net):
+        # not a chain certificate: one for the chain's bound graph (``--engine table``) or for
+        # another network, which the graph checker's own fingerprint test rejects
+        from .table import chain_graph
+
+        net = chain_graph(args.net)
     t = time.perf_counter()
     # the caller, never the certificate, picks the replay mode and bounds its time
     mode = args.mode or replay_mode(cert, net)
@@ -140,7 +149,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_csv
 
     _cli.check_writable(args.out, "--out")
-    run_csv(args.csv, out=args.out, timeout=args.timeout, method=args.method, progress=not args.quiet)
+    run_csv(args.csv, out=args.out, timeout=args.timeout, method=args.method, progress=not args.quiet,
+            engine=args.engine)
     return 0
 
 
@@ -163,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--cert", help="write the certificate (JSON) here")
         p.add_argument("--result", help="also write the VNN-COMP result text here")
         p.add_argument("--method", choices=("crown", "forward"), default="crown")
+        p.add_argument("--engine", choices=("chain", "table"), default="chain",
+                       help="bound engine of the input-split search on ReLU chains")
         p.add_argument("-q", "--quiet", action="store_true")
         fn = cmd_verify
     elif cmd == "check":
@@ -184,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--out", default=None)
         p.add_argument("--timeout", type=_cli.timeout_s, default=None)
         p.add_argument("--method", choices=("crown", "forward"), default="crown")
+        p.add_argument("--engine", choices=("chain", "table"), default="chain",
+                       help="bound engine of the input-split search on ReLU chains")
         p.add_argument("-q", "--quiet", action="store_true")
         fn = cmd_run
     args = _cli.parse_args(p, argv)

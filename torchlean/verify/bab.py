@@ -28,14 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from ..certificates import fast
+from ..certificates import fast, lower
+from ..certificates import fast_engine as fe
 from ..certificates.bounds import hidden_widths, objective_steps
 from ..certificates.core import OutOfTime, time_limit
 from ..certificates.fast_crown import crown_bounds
+from ..certificates.graph_vnn import objective_forms
 from ..certificates.network import Net, fingerprint
 from ..certificates.property import Region, Spec
 from . import attack
-from .branching import relaxation_scores, smart_dims
+from .branching import relaxation_scores, smart_dims, table_relaxation_scores
 from .network import float_net
 from .relu_bab import relu_bab
 from .tree import SplitTree, choice, threshold
@@ -67,43 +69,64 @@ def verify(
     net: Net,
     spec: Spec,
     timeout: float = 116.0,
-    batch: int = 32,
+    batch: int | None = None,
     progress: bool = False,
     attack_first: bool = True,
     seed: int = 0,
     method: str = "crown",
+    bg: Any = None,
 ) -> Result:
     """Decide the property on the network: unsat (with a certificate), sat (with a point), or timeout.
 
     The verdict is the search's claim: call ``certificates.bounds.check_vnn(result.cert, net, spec)``
     before trusting it (the CLI and the benchmark runner do, and report "unknown" on rejection).
     ``timeout`` (seconds, finite and > 0) bounds the whole search: every long loop, the bound
-    computations inside it included, stops at the deadline (``certificates.core.tick``)."""
+    computations inside it included, stops at the deadline (``certificates.core.tick``).
+
+    With ``bg`` (the chain's bound graph, ``lower.lower`` of the same IR) and the "crown" method,
+    input splitting bounds its boxes on the bound table (``fast_engine``) and the certificate is a
+    graph certificate for ``bg``: check it against ``checked_model(net, bg, method)``. ``batch``:
+    boxes bounded at once (default 32 on the chain engine, 64 on the table, whose per-call cost
+    is higher: bench/README.md)."""
     if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
         raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
     t0 = time.perf_counter()
     stats: dict[str, Any] = {"boxes": 0, "leaves": 0}
     try:
         with time_limit(time.monotonic() + timeout):
-            return _verify(net, spec, timeout, batch, progress, attack_first, seed, method, t0, stats)
+            g = table_graph(net, bg, method)
+            batch = batch or (32 if g is None else 64)
+            return _verify(net, spec, timeout, batch, progress, attack_first, seed, method, t0, stats, g)
     except OutOfTime:
         stats["time"] = time.perf_counter() - t0
         return Result("timeout", stats=stats)
 
 
-def _verify(net, spec, timeout, batch, progress, attack_first, seed, method, t0, stats) -> Result:
+def table_graph(net: Net, bg: Any, method: str) -> Any:
+    """The bound graph the input-split search bounds on and certifies for, or None (the chain
+    engine): ``bg`` when given, the "crown" method and few enough inputs to split."""
+    return bg if bg is not None and method == "crown" and net.n_in <= INPUT_SPLIT_MAX else None
+
+
+def checked_model(net: Net, bg: Any, method: str = "crown") -> Any:
+    """What ``verify(net, spec, method=method, bg=bg)``'s certificates are for (check_vnn's model)."""
+    g = table_graph(net, bg, method)
+    return net if g is None else g
+
+
+def _verify(net, spec, timeout, batch, progress, attack_first, seed, method, t0, stats, bg) -> Result:
     """``verify``'s body, under its deadline."""
     fnet = float_net(net)
     if attack_first:
         x = attack.search(net, fnet, spec, seed=seed)
         if x is not None:
-            return _sat(net, spec, fnet, x, stats, t0)
+            return _sat(net, spec, fnet, x, stats, t0, bg)
         shut = attack.closure(spec)
         x = attack.search(net, fnet, shut, seed=seed) if shut is not None else None
         if x is not None:  # a point of the closure; it, or a point moved inward from it, may be one
             x = attack.inward(net, fnet, spec, x)
             if attack.confirm(net, spec, x):
-                return _sat(net, spec, fnet, x, stats, t0)
+                return _sat(net, spec, fnet, x, stats, t0, bg)
             stats["time"] = time.perf_counter() - t0
             stats["why"] = ("a point of the closed input box meets the closure of the unsafe set and only "
                             "strict atoms exclude it: no bound certificate can exist")
@@ -121,9 +144,9 @@ def _verify(net, spec, timeout, batch, progress, attack_first, seed, method, t0,
         for split, budget in PORTFOLIO:
             stats["leaves"] = 0
             end = t0 + timeout if budget is None else min(t0 + timeout, time.perf_counter() + budget)
-            out = _input_split(net, spec, fnet, end, batch, progress, stats, method, split)
+            out = _input_split(net, spec, fnet, end, batch, progress, stats, method, split, bg)
             if isinstance(out, list):  # a counterexample
-                return _sat(net, spec, fnet, out, stats, t0)
+                return _sat(net, spec, fnet, out, stats, t0, bg)
             if out is not None:
                 stats["split"] = split
                 trees = out[1]
@@ -137,6 +160,11 @@ def _verify(net, spec, timeout, batch, progress, attack_first, seed, method, t0,
     cost = stats["leaves"] * per_leaf
     if net.n_in > INPUT_SPLIT_MAX:
         method, cost = "crown", float("inf")  # ReLU splits: CROWN leaves, fast replay
+    if bg is not None:  # a graph certificate (no "mode": the caller's choice, bounds.replay_mode)
+        cert = {"kind": "vnn-unsat", "version": 1, "network": lower.fingerprint(bg),
+                "property": spec.digest(), "method": "crown", "regions": trees}
+        stats["time"] = time.perf_counter() - t0
+        return Result("unsat", cert=cert, stats=stats)
     cert = {
         "kind": "vnn-unsat",
         "version": 1,
@@ -150,12 +178,12 @@ def _verify(net, spec, timeout, batch, progress, attack_first, seed, method, t0,
     return Result("unsat", cert=cert, stats=stats)
 
 
-def _input_split(net, spec, fnet, deadline, batch, progress, stats, method, split) -> Any:
+def _input_split(net, spec, fnet, deadline, batch, progress, stats, method, split, bg=None) -> Any:
     """Every region's input-split tree: ("trees", [...]), a counterexample, or None at the deadline."""
     trees = []
     for r, region in enumerate(spec.regions):
         out = _bab_region(
-            net, spec, fnet, region, deadline, batch, progress, stats, f"region {r}", method, split
+            net, spec, fnet, region, deadline, batch, progress, stats, f"region {r}", method, split, bg
         )
         if out is None or isinstance(out, list):
             return out
@@ -197,13 +225,13 @@ def _relu_region(
     return {"per_disjunct": trees}
 
 
-def _sat(net, spec, fnet, x, stats, t0) -> Result:
+def _sat(net, spec, fnet, x, stats, t0, bg=None) -> Result:
     stats["time"] = time.perf_counter() - t0
     y = fnet.forward(np.array([[float(v) for v in x]]))[0].tolist()
     cert = {
         "kind": "vnn-sat",
         "version": 1,
-        "network": fingerprint(net),
+        "network": fingerprint(net) if bg is None else lower.fingerprint(bg),
         "property": spec.digest(),
         "x": [str(v) for v in x],
     }
@@ -222,12 +250,17 @@ def _bab_region(
     label: str,
     method: str,
     split: str = "relax",
+    bg: Any = None,
 ) -> SplitTree | list[Fraction] | None:
     if any(not d for d in region.disjuncts):
         return None  # an empty conjunction: no bound can exclude it (the attack finds the point)
     combos = [_combos(len(d)) for d in region.disjuncts]
-    steps, index = objective_steps(net, region, combos)
-    layers = fast.prepare(steps)
+    if bg is None:
+        steps, index = objective_steps(net, region, combos)
+        layers = fast.prepare(steps)
+    else:
+        table = _TableBoxes(bg, fnet, region, combos)
+        index = table.index
     groups = [(min(ix.values()), max(ix.values()) + 1) for ix in index]
     names = [list(cs) for cs in combos]  # row offset within a group -> combination
     lo0, hi0 = fast.outward(list(region.lo), list(region.hi))
@@ -251,7 +284,9 @@ def _bab_region(
             del stack_lo[-k:], stack_hi[-k:], stack_id[-k:]
             stats["boxes"] += k
             trace: dict | None = {} if split == "relax" and method == "crown" else None
-            if method == "crown":
+            if bg is not None:
+                lb = table.bound(lo, hi)
+            elif method == "crown":
                 lb, forms = crown_bounds(layers, lo, hi, want_lam=True, trace=trace)
             else:
                 lb, _, forms = fast.forward_bounds(layers, lo, hi, want_forms=True)
@@ -274,7 +309,7 @@ def _bab_region(
                 if found is not None:
                     return found
             smart = (
-                smart_dims(
+                None if bg is not None else smart_dims(
                     layers,
                     groups,
                     lo[open_],
@@ -287,7 +322,15 @@ def _bab_region(
             )
             worst = best[open_].argmin(1)  # per open box: its worst disjunct's best row
             rows = np.array([groups[j][0] for j in worst], dtype=int) + best_k[open_, worst]
-            if trace is not None and open_.size:
+            if bg is not None and open_.size:
+                w_open = hi[open_] - lo[open_]
+                relax_score, grad = table.scores(open_, rows, w_open)
+                relax_score += 1e-3 * grad * w_open
+                forms = np.zeros((*lb.shape, lo.shape[1]))
+                forms[open_, rows] = grad
+                if split == "relax":
+                    trace = {}  # (use relax_score below)
+            elif trace is not None and open_.size:
                 w_open = hi[open_] - lo[open_]
                 # the bound's gradient breaks ties where no ReLU is relaxed any more
                 relax_score = relaxation_scores(trace, open_, rows, w_open)
@@ -328,6 +371,40 @@ def _bab_region(
     finally:
         if bar is not None:
             bar.close()
+
+
+class _TableBoxes:
+    """A region's objective rows bounded on the bound table: ``fast_engine``'s CROWN forward pass and
+    its bound of the exact objective forms (``graph_vnn.objective_forms``), the computation the
+    checker's fast replay makes per leaf; and the "relax" branching scores recomputed from that
+    pass's ReLU argument bounds (``branching.table_relaxation_scores``)."""
+
+    def __init__(self, bg: Any, fnet: Any, region: Region, combos: list[list[tuple[int, ...]]]):
+        self.fg = fe.compiled(bg)
+        forms, self.index = objective_forms(bg, region, combos)
+        self.F = fe.forms_of(self.fg, forms)
+        self.relus = [k for k, n in enumerate(bg.nodes) if n.kind == "fn"]
+        self.W = [W for W, _ in fnet.layers]
+        # each row's coefficients over the outputs (for the branching scores only)
+        self.C = np.array([np.sum([[float(v) for v in dj[k].a] for k in c], 0)
+                           for dj, cs in zip(region.disjuncts, combos) for c in cs])
+        sizes = [bg.nodes[k].size for k in self.relus]
+        self.chain = (len(self.relus) == len(self.W) - 1
+                      and all(n.fn == "relu" for n in bg.nodes[1:])
+                      and sizes == [W.shape[0] for W in self.W[:-1]])
+        self.st: Any = None
+
+    def bound(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Certified lower bounds (B, R) of the rows over each box."""
+        self.st = fe.forward(self.fg, lo, hi, "crown")
+        return fe.bound_forms(self.st, self.F)
+
+    def scores(self, boxes: np.ndarray, rows: np.ndarray, width: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """("relax" scores, |input coefficients|) (len(boxes), d) of the last batch's listed boxes."""
+        if not self.chain:  # (not the chain's layout: split the widest dimension)
+            return np.zeros_like(width), np.zeros_like(width)
+        pre = [(self.st.arg[k][0][boxes], self.st.arg[k][1][boxes]) for k in self.relus]
+        return table_relaxation_scores(self.W, pre, self.C[rows], width)
 
 
 def _bar(progress: bool, label: str, total: float | None = 1.0):

@@ -62,3 +62,60 @@ def smart_dims(
     score = np.minimum(np.clip(score, None, 0.0), 0.0).reshape(len(dims), 2, n)
     worst = score.sum(1)  # larger (closer to 0) is better
     return dims[worst.argmax(0)]
+
+
+def table_relaxation_scores(
+    weights: list[np.ndarray], pre: list[tuple[np.ndarray, np.ndarray]], rows: np.ndarray, width: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """"relax" scores (B, d) recomputed from the bound table's pre-activation bounds, without any
+    trace from the engine: ``weights`` are the chain's float matrices W_0..W_L, ``pre`` the certified
+    bounds (l, u) (B, n_k) of every hidden ReLU's argument (``fast_engine.forward``'s ``st.arg``),
+    ``rows`` (B, n_out) each box's objective row over the outputs, ``width`` (B, d) the box widths.
+    Also returns |the relaxed bound's input coefficients| (B, d), the tie-break's gradient.
+
+    A heuristic only (it never changes a bound): λ_k is the row's back-substitution through the
+    relaxations (μ = λ⁺·α + λ⁻·s), t_k the upper relaxation's intercept, and a neuron's dependence
+    on the inputs the coefficients of its own upper and lower back-substitutions (computed here for
+    the relaxed neurons only: the others cost nothing)."""
+    # (float32: a heuristic needs no more, and it halves the memory traffic of the products)
+    weights = [w.astype(np.float32) for w in weights]
+    s, a, t = [], [], []
+    for lo, up in pre:
+        lo, up = lo.astype(np.float32), up.astype(np.float32)
+        act, dead = lo >= 0, up <= 0
+        unst = ~act & ~dead
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sk = np.where(unst, np.clip(up / (up - lo), 0.0, 1.0), act.astype(np.float32))
+        s.append(np.nan_to_num(sk))
+        a.append((act | (unst & (up >= -lo))).astype(np.float32))
+        t.append(np.where(unst, np.nan_to_num(-sk * lo), 0.0))
+    # each relaxed neuron's input coefficients in its own upper and lower back-substitution, over
+    # the neurons not dead in every box only (a dead neuron's μ is 0: its column adds nothing)
+    B, d = width.shape
+    cols = [np.nonzero((sk > 0).any(0) | (ak > 0).any(0))[0] for sk, ak in zip(s, a)]
+    forms = [np.broadcast_to(2 * np.abs(weights[0]), (B, *weights[0].shape))]
+    for k in range(1, len(pre)):
+        F = np.zeros((B, weights[k].shape[0], d), dtype=np.float32)
+        live = np.nonzero((t[k] > 0).any(0))[0]
+        if live.size:  # the upper (-W) and lower (+W) rows at once, every box in one product
+            Wk = weights[k][np.ix_(live, cols[k - 1])]
+            lam = np.broadcast_to(np.concatenate([-Wk, Wk]), (B, 2 * live.size, Wk.shape[1]))
+            for j in range(k - 1, -1, -1):
+                c = cols[j]
+                mu = np.maximum(lam, 0.0) * a[j][:, None, c] + np.minimum(lam, 0.0) * s[j][:, None, c]
+                Wj = weights[j][c] if j == 0 else weights[j][np.ix_(c, cols[j - 1])]
+                lam = (mu.reshape(-1, c.size) @ Wj).reshape(B, 2 * live.size, -1)
+            lam = np.abs(lam)
+            F[:, live] = lam[:, : live.size] + lam[:, live.size:]
+        forms.append(F)
+    lam = rows.astype(np.float32) @ weights[-1]  # (B, n_last)
+    width = width.astype(np.float32)
+    score = np.zeros_like(width)
+    for k in range(len(pre) - 1, -1, -1):
+        spread = np.abs(forms[k]) * width[:, None, :]
+        total = spread.sum(-1, keepdims=True)
+        share = np.divide(spread, total, out=np.zeros_like(spread), where=total > 0)
+        score += np.einsum("bn,bnd->bd", np.abs(lam) * t[k], share)
+        mu = np.maximum(lam, 0.0) * a[k] + np.minimum(lam, 0.0) * s[k]
+        lam = mu @ weights[k]
+    return score.astype(float), np.abs(lam).astype(float)

@@ -96,14 +96,19 @@ def read_instances(path: str | Path) -> list[dict[str, str]]:
 
 
 def run_instance(
-    net_path: Path, prop_path: Path, timeout: float, method: str = "crown", progress: bool = False
+    net_path: Path, prop_path: Path, timeout: float, method: str = "crown", progress: bool = False,
+    engine: str = "chain",
 ) -> dict[str, Any]:
-    from .bab import verify
-    from .table import load_instance
+    """One instance: the search's verdict, and the checker's on its certificate. ``engine``: for
+    ReLU chains, "table" bounds input-split boxes on the bound table (``bab.verify``'s ``bg``)."""
+    from .bab import checked_model, verify
+    from .table import chain_graph, load_instance
 
     net, target, spec = load_instance(net_path, prop_path)
+    bg = None
     if target is None:
-        res = verify(net, spec, timeout=timeout, method=method, progress=progress)
+        bg = chain_graph(net_path) if engine == "table" else None
+        res = verify(net, spec, timeout=timeout, method=method, progress=progress, bg=bg)
     else:  # not a ReLU chain: the general search on the bound table (as the CLI)
         from .general import verify_target
 
@@ -119,7 +124,7 @@ def run_instance(
     }
     if res.cert is not None:
         t = time.perf_counter()
-        checked = net if net is not None else target.bg
+        checked = checked_model(net, bg, method) if net is not None else target.bg
         mode = replay_mode(res.cert, checked)  # the caller's choice, with the instance's timeout
         v = check_vnn(res.cert, checked, spec, mode=mode, deadline=time.monotonic() + timeout)
         out["check_s"] = f"{time.perf_counter() - t:.3f}"
@@ -136,6 +141,7 @@ def run_csv(
     timeout: float | None = None,
     method: str = "crown",
     progress: bool = True,
+    engine: str = "chain",
 ) -> list[dict[str, Any]]:
     base = Path(path).parent
     rows = read_instances(path)
@@ -143,7 +149,7 @@ def run_csv(
     results = []
     for i, row in enumerate(rows):
         limit = timeout or check_timeout(row.get("timeout") or 116)
-        r = run_instance(base / row["onnx"], base / row["vnnlib"], limit, method)
+        r = run_instance(base / row["onnx"], base / row["vnnlib"], limit, method, engine=engine)
         exp = row.get("expected", "")
         r.update({"onnx": row["onnx"], "vnnlib": row["vnnlib"], "expected": exp})
         r["agree"] = (

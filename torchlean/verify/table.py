@@ -72,6 +72,14 @@ def load_target(path: str, why: Exception) -> Target:
         raise InputError(f"{why}; bound table: {e}") from None
 
 
+def chain_graph(net_path: Any) -> Any:
+    """The bound table's graph of a network file that is a ReLU chain (``lower.lower`` of its IR):
+    what ``bab.verify(..., bg=)`` searches on and its certificates are checked against."""
+    from .network import load_graph
+
+    return lower.lower(load_graph(str(net_path)).to_dict())
+
+
 def load_instance(net_path: Any, prop_path: Any) -> tuple[Any, Target | None, Spec]:
     """(chain, None, spec) for a ReLU chain, (None, target, spec) for any other network the bound
     table lowers; InputError (one line) when neither reads it or the sizes of network and
