@@ -1,10 +1,12 @@
 """Issue 17: proofs in a user's own CI, the way the README describes it.
 
-A scratch downstream project (its own pyproject.toml with ``[tool.torchlean]`` and a module with a
-``@verified`` model) uses torchlean *installed* from this checkout (a real ``pip install --target``,
-so the ``pytest11`` entry point and the shipped artifacts are what a user gets): discharge writes
-only the project's artifact, ``proofs check`` and ``pytest --torchlean-check`` pass, a second
-discharge skips what is up to date, and an edited model fails as stale naming what changed.
+A scratch downstream project (its own pyproject.toml with ``[tool.torchlean]`` and a module with
+``@verified`` models: a small MLP, a CNN, a LayerNorm + Linear + GELU block and a
+TransformerEncoderLayer(8, 2, 16), the issue's three targets) uses torchlean *installed* from this
+checkout (a real ``pip install --target``, so the ``pytest11`` entry point and the shipped
+artifacts are what a user gets): discharge writes only the project's artifacts, ``proofs check``
+and ``pytest --torchlean-check`` pass, a second discharge skips what is up to date, and an edited
+model fails as stale naming what changed.
 """
 
 import os
@@ -35,6 +37,11 @@ def cnn():
 @verified(input_shape=(1, 4), name="ln_block")
 def ln_block():
     return nn.Sequential(nn.LayerNorm(4), nn.Linear(4, 2), nn.GELU())
+
+
+@verified(input_shape=(1, 2, 8), name="encoder")
+def encoder():
+    return nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
 """
 
 
@@ -66,13 +73,14 @@ def test_downstream_project_journey(tmp_path, site):
     r = _run(proj, site, "-c", "import torchlean; print(torchlean.__file__)")
     assert r.stdout.startswith(str(site)), r.stdout + r.stderr  # the installed copy, not the checkout
 
-    r = _run(proj, site, "-m", "torchlean.proofs", "discharge", "--solver", "z3", "--timeout", "30", "-q")
+    r = _run(proj, site, "-m", "torchlean.proofs", "discharge", "--solver", "z3", "--timeout", "120", "-q")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "0 solver-trusted, 0 refuted, 0 unknown/timeout/error" in r.stdout, r.stdout
     names = sorted(p.name for p in (proj / "proofs").iterdir() if p.name != ".gitignore")
     assert (proj / "proofs" / ".gitignore").read_text().strip().endswith(".*.tmp")  # temps never committed
     n = len(names)  # only the user's: the two models' claims and their node cases
-    assert {"model.tiny.json", "model.cnn.json", "model.ln_block.json"} <= set(names) and n > 3, names
+    assert {"model.tiny.json", "model.cnn.json", "model.ln_block.json", "model.encoder.json"} <= set(names)
+    assert n > 4, names
     assert all(x.startswith(("model.", "forward.", "autograd.")) and (".n" in x or ".g" in x)
                or x.startswith("model.") for x in names), names
     assert any(x.startswith("autograd.matmul.g") for x in names), names  # the class's generic proof
@@ -89,11 +97,12 @@ def test_downstream_project_journey(tmp_path, site):
     r = _run(proj, site, "-m", "torchlean.proofs", "discharge", "--solver", "z3", "--timeout", "30", "-q")
     assert r.returncode == 0 and f"{n} obligations up to date (skipped" in r.stdout, r.stdout + r.stderr
 
-    # torchlean's own obligations are checked from the package only when asked
-    r = _run(proj, site, "-m", "torchlean.proofs", "check", "forward.softmax")
+    # torchlean's own obligations (sigmoid: none of the models uses it) are checked from the package
+    # only when asked
+    r = _run(proj, site, "-m", "torchlean.proofs", "check", "forward.sigmoid")
     assert r.returncode == 2 and "--include-library" in r.stderr, r.stdout + r.stderr
-    r = _run(proj, site, "-m", "torchlean.proofs", "check", "--include-library", "forward.softmax", "model.")
-    assert r.returncode == 0 and "4 obligations, 4 checked" in r.stdout, r.stdout + r.stderr
+    r = _run(proj, site, "-m", "torchlean.proofs", "check", "--include-library", "forward.sigmoid", "model.")
+    assert r.returncode == 0 and "5 obligations, 5 checked" in r.stdout, r.stdout + r.stderr
 
     (proj / "mymodels.py").write_text(MODEL.format(act="Tanh"))  # the user edits the model
     r = _run(proj, site, "-m", "torchlean.proofs", "check")
