@@ -1,6 +1,6 @@
 """``python -m torchlean.verify``: verify, check, bound, and run benchmarks.
 
-    python -m torchlean.verify NET.onnx PROP.vnnlib [--timeout 116] [--cert OUT.json]
+    python -m torchlean.verify NET.onnx PROP.vnnlib [--timeout 116] [--cert OUT.json] [--float32]
     python -m torchlean.verify check CERT.json NET.onnx PROP.vnnlib [--mode exact|fast]
     python -m torchlean.verify bounds NET.onnx PROP.vnnlib [--method ibp|crown|alpha-crown]
     python -m torchlean.verify run instances.csv [--out results.csv] [--timeout S]
@@ -21,6 +21,7 @@ from .._files import InputFileError, atomic_write_text, read_input
 from .._malloc import keep_freed_memory
 from ..certificates.bounds import check_vnn, replay_mode
 from ..certificates.core import OutOfTime, Rejected, parse_json
+from ..certificates.float_vnn import KIND, check_vnn_float
 from ..certificates.network import Unsupported
 from ..certificates.property import PropertyError
 from .network import InputError
@@ -49,6 +50,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if args.result:
             atomic_write_text(args.result, "timeout\n")
         return 0
+    if args.float32:
+        return _verify_float32(args, net, target, spec, left)
     if net is not None:
         res = verify(net, spec, timeout=left, progress=not args.quiet, method=args.method)
     else:  # not a ReLU chain: the general search on the bound table
@@ -88,6 +91,33 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_float32(args: argparse.Namespace, net, target, spec, left: float) -> int:
+    """``--float32``: the verdict for the network run in binary32 (``verify.float32``)."""
+    from .float32 import verify_float32
+    from .network import load_graph
+
+    graph = target.graph if target is not None else load_graph(args.net)
+    try:
+        res = verify_float32(graph, net, target, spec, left, progress=not args.quiet, method=args.method)
+    except (ArithmeticError, ValueError, Rejected) as e:  # e.g. a value that may overflow binary32
+        raise InputError(f"no float32 error bound for this network on this box: {e}") from None
+    text = vnncomp_text(res)
+    label = {"unsat": "unsat (float32-sound, checked)", "sat": "sat (float32, emulated)"}
+    print(label.get(res.verdict, res.verdict) + text[len(res.verdict):])
+    if not args.quiet:
+        if res.stats.get("epsilon") is not None:
+            print("epsilon: " + " ".join(f"{e:.3g}" for e in res.stats["epsilon"])
+                  + f" ({res.stats.get('epsilon_s', 0):.2f} s)", file=sys.stderr)
+        if res.stats.get("why"):
+            print(f"{res.verdict}: {res.stats['why']}", file=sys.stderr)
+        print(f"time: {res.stats.get('time', 0):.2f} s", file=sys.stderr)
+    if args.result:
+        atomic_write_text(args.result, text + "\n")
+    if args.cert and res.cert is not None and res.verdict == "unsat":
+        atomic_write_text(args.cert, json.dumps(res.cert, separators=(",", ":")))
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         cert = parse_json(read_input(args.cert, what="certificate"))
@@ -98,8 +128,21 @@ def cmd_check(args: argparse.Namespace) -> int:
         net = target.bg
     t = time.perf_counter()
     # the caller, never the certificate, picks the replay mode and bounds its time
-    mode = args.mode or replay_mode(cert, net)
-    v = check_vnn(cert, net, spec, mode=mode, deadline=time.monotonic() + args.timeout)
+    if isinstance(cert, dict) and cert.get("kind") == KIND:  # float-sound: both parts replayed
+        from ..certificates.errorbound import model_id
+        from .network import load_graph
+
+        real = cert.get("real")
+        mode = args.mode or replay_mode(real, net)
+        model = model_id(load_graph(args.net).to_dict())
+        v = check_vnn_float(cert, net, spec, model=model, mode=mode, deadline=time.monotonic() + args.timeout)
+    elif args.float32:
+        print(f"rejected: --float32 needs a {KIND} certificate, got {cert.get('kind')!r}"
+              if isinstance(cert, dict) else "rejected: certificate must be a JSON object")
+        return 1
+    else:
+        mode = args.mode or replay_mode(cert, net)
+        v = check_vnn(cert, net, spec, mode=mode, deadline=time.monotonic() + args.timeout)
     dt = time.perf_counter() - t
     if v.ok:
         extra = f"; assumes {', '.join(v.trusted)}" if v.trusted else ""
@@ -163,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--cert", help="write the certificate (JSON) here")
         p.add_argument("--result", help="also write the VNN-COMP result text here")
         p.add_argument("--method", choices=("crown", "forward"), default="crown")
+        p.add_argument("--float32", action="store_true",
+                       help="verify the network as run in binary32 (float-sound verdict)")
         p.add_argument("-q", "--quiet", action="store_true")
         fn = cmd_verify
     elif cmd == "check":
@@ -172,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--mode", choices=("exact", "fast"), default=None,
                        help="replay mode (default: exact for small trees, fast for large ones)")
         p.add_argument("--timeout", type=_cli.timeout_s, default=600.0, help="replay deadline (s)")
+        p.add_argument("--float32", action="store_true",
+                       help="accept only a float-sound (vnn-unsat-float) certificate")
         fn = cmd_check
     elif cmd == "bounds":
         p.add_argument("net")

@@ -1,0 +1,153 @@
+"""Float-sound verdicts (``--float32``, ``vnn-unsat-float``): verdicts on either side of epsilon,
+the checker's rejections of mutated certificates, and binary32 counterexamples against onnxruntime."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from torchlean.certificates.core import digest
+from torchlean.certificates.errorbound import model_id
+from torchlean.certificates.float_vnn import check_vnn_float, grow
+from torchlean.certificates.network import network_from_ir
+from torchlean.certificates.property import Atom, Region, Spec
+from torchlean.floats.errorbound import bound_certificate, epsilons
+from torchlean.verify.__main__ import main
+from torchlean.verify.bab import verify
+from torchlean.verify.float32 import verify_float32
+
+sys.path.insert(0, str(Path(__file__).parent))
+from floats_models import mlp  # noqa: E402
+
+TEST = Path(__file__).parent / "data" / "vnncomp2021" / "test"
+BOX = [(Fraction(-1), Fraction(1))] * 4
+
+
+def linear_instance(margin_in_eps: Fraction, seed: int = 0):
+    """A one-layer network y = x·W + b on [-1, 1]^4 (real max m = sum |W| + b, exactly) and the
+    unsafe set y >= m + margin_in_eps * eps, eps the certified binary32 epsilon of that box."""
+    g = mlp([4, 1], "relu", seed)
+    W, b = g.constants["W0"].astype(np.float64), g.constants["b0"].astype(np.float64)
+    m = sum(abs(Fraction(float(w))) for w in W[:, 0]) + Fraction(float(b[0]))
+    eps = epsilons(bound_certificate(g, BOX, "binary32"))[0]
+    assert 0 < eps < Fraction(1, 1000)
+    atom = Atom((Fraction(-1),), -(m + margin_in_eps * eps), False)  # -y <= -(m + margin)
+    spec = Spec(4, 1, (Region(tuple(lo for lo, _ in BOX), tuple(hi for _, hi in BOX), ((atom,),)),))
+    return g, network_from_ir(g.to_dict()), spec, eps
+
+
+def test_margin_above_epsilon_is_float_sound_unsat():
+    g, net, spec, eps = linear_instance(Fraction(2))
+    res = verify_float32(g, net, None, spec, timeout=60)
+    assert res.verdict == "unsat", res.stats
+    v = check_vnn_float(res.cert, net, spec, model=model_id(g.to_dict()))
+    assert v.ok, v.reason
+    assert res.stats["epsilon"][0] >= float(eps) * 0.999  # the certificate's own epsilon
+
+
+def test_margin_below_epsilon_is_not_reported_unsat():
+    g, net, spec, eps = linear_instance(Fraction(1, 2))
+    real = verify(net, spec, timeout=30)
+    assert real.verdict == "unsat"  # the real network is safe, by half an epsilon
+    res = verify_float32(g, net, None, spec, timeout=60)
+    assert res.verdict != "unsat"
+    # and the grown property is indeed false for the real network (sat at the corner)
+    assert verify(net, grow(spec, [eps]), timeout=30).verdict == "sat"
+
+
+@pytest.fixture(scope="module")
+def accepted():
+    g, net, spec, eps = linear_instance(Fraction(2))
+    res = verify_float32(g, net, None, spec, timeout=60)
+    assert res.verdict == "unsat"
+    return g, net, spec, res.cert
+
+
+def _reason(cert, g, net, spec):
+    v = check_vnn_float(cert, net, spec, model=model_id(g.to_dict()))
+    assert not v.ok
+    return v.reason
+
+
+def test_lowered_epsilon_rejected(accepted):
+    g, net, spec, cert = accepted
+    c = copy.deepcopy(cert)
+    st = c["errorbound"]["statement"]
+    st["epsilon"] = [str(Fraction(st["epsilon"][0]) / 4)]
+    assert "digest" in _reason(c, g, net, spec)
+    c["errorbound"]["digest"] = digest(st)  # a consistent forgery: the replay still refuses it
+    assert "epsilon" in _reason(c, g, net, spec)
+
+
+def test_errorbound_of_another_network_rejected(accepted):
+    g, net, spec, cert = accepted
+    other = mlp([4, 1], "relu", seed=1)
+    c = copy.deepcopy(cert)
+    c["errorbound"] = bound_certificate(other, BOX, "binary32")
+    assert "different" in _reason(c, g, net, spec)
+    # even without the file's model id, the real network of the other IR differs
+    v = check_vnn_float(c, net, spec)
+    assert not v.ok and "different network" in v.reason
+
+
+def test_box_not_covering_region_rejected(accepted):
+    g, net, spec, cert = accepted
+    c = copy.deepcopy(cert)
+    c["errorbound"] = bound_certificate(g, [(-1, 1)] * 3 + [(-1, Fraction(1, 2))], "binary32")
+    assert "does not cover" in _reason(c, g, net, spec)
+
+
+def test_real_certificate_for_ungrown_spec_rejected(accepted):
+    g, net, spec, cert = accepted
+    real = verify(net, spec, timeout=30)
+    assert real.verdict == "unsat"
+    c = copy.deepcopy(cert)
+    c["real"] = real.cert
+    assert "different property" in _reason(c, g, net, spec)
+
+
+def test_wrong_format_rejected(accepted):
+    g, net, spec, cert = accepted
+    c = copy.deepcopy(cert)
+    c["errorbound"] = bound_certificate(g, BOX, "binary64")  # a smaller epsilon, another format
+    assert "binary32" in _reason(c, g, net, spec)
+    c = copy.deepcopy(cert)
+    c["real"] = {**c["real"], "kind": "vnn-unsat-float"}
+    assert "vnn-unsat" in _reason(c, g, net, spec)
+
+
+def test_cli_float32_verify_and_check(tmp_path, capsys):
+    net, prop = TEST / "test_small.onnx", TEST / "test_small.vnnlib"
+    out = tmp_path / "c.json"
+    assert main([str(net), str(prop), "--float32", "-q", "--cert", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == "unsat (float32-sound, checked)"
+    assert json.loads(out.read_text())["kind"] == "vnn-unsat-float"
+    assert main(["check", str(out), str(net), str(prop)]) == 0
+    assert "binary32-sound" in capsys.readouterr().out
+    # the same certificate against another network file: rejected, one line, exit 1
+    assert main(["check", str(out), str(TEST / "test_tiny.onnx"), str(TEST / "test_tiny.vnnlib")]) == 1
+    assert capsys.readouterr().out.startswith("rejected:")
+
+
+def test_float32_counterexample_agrees_with_onnxruntime(capsys):
+    ort = pytest.importorskip("onnxruntime")
+    net, prop = TEST / "test_sat.onnx", TEST / "test_prop.vnnlib"
+    assert main([str(net), str(prop), "--float32", "-q", "--timeout", "100"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("sat (float32, emulated)")
+    vals = dict(line.strip("()").split() for line in text.splitlines()[1:])
+    x = np.array([float(vals[f"X_{i}"]) for i in range(5)], dtype=np.float32)
+    y_emu = np.array([float(vals[f"Y_{j}"]) for j in range(5)])
+    sess = ort.InferenceSession(str(net))
+    name = sess.get_inputs()[0].name
+    shape = [d if isinstance(d, int) else 1 for d in sess.get_inputs()[0].shape]
+    y_ort = np.asarray(sess.run(None, {name: x.reshape(shape)})[0], dtype=np.float64).reshape(-1)
+    assert np.max(np.abs(y_ort - y_emu)) <= 1e-6
+    # test_prop's unsafe set: Y_0 is the minimum output; onnxruntime's run is in it too
+    assert np.all(y_ort[0] <= y_ort[1:]), y_ort
