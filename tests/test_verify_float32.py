@@ -151,3 +151,32 @@ def test_float32_counterexample_agrees_with_onnxruntime(capsys):
     assert np.max(np.abs(y_ort - y_emu)) <= 1e-6
     # test_prop's unsafe set: Y_0 is the minimum output; onnxruntime's run is in it too
     assert np.all(y_ort[0] <= y_ort[1:]), y_ort
+
+
+def test_robustness_api_float32():
+    import torchlean as tl
+
+    g = mlp([4, 8, 3], "tanh", seed=2)  # a tanh network: the bound table's graph, not a chain
+    x = np.array([[0.3, -0.2, 0.5, 0.1]])
+    from torchlean.runtime.execute import run_graph
+
+    label = int(np.argmax(run_graph(g, {"x": x.astype(np.float32)}, dtype=np.float32)[0]))
+    r = tl.verify.robustness(g, x, 1e-3, label, float32=True, timeout=60)
+    assert r.verdict == "verified", r.reason
+    assert r.certificate["kind"] == "vnn-unsat-float" and "binary32-sound" in r.reason
+    from torchlean.verify import table
+
+    t = table.target(g)
+    assert check_vnn_float(r.certificate, t.bg, r.spec, model=model_id(g.to_dict())).ok
+    # far too large a ball: not verified in either mode (the real verdict is the reference)
+    real = tl.verify.robustness(g, x, 4.0, label, timeout=30)
+    f = tl.verify.robustness(g, x, 4.0, label, float32=True, timeout=30)
+    assert real.verdict != "verified" and f.verdict != "verified"
+
+
+def test_split_epsilon_accepted():
+    g, net, spec, eps = linear_instance(Fraction(2))
+    res = verify_float32(g, net, None, spec, timeout=60, splits=2)
+    assert res.verdict == "unsat", res.stats
+    assert res.cert["errorbound"]["kind"] == "errorbound-split"
+    assert check_vnn_float(res.cert, net, spec, model=model_id(g.to_dict())).ok

@@ -50,6 +50,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if args.result:
             atomic_write_text(args.result, "timeout\n")
         return 0
+    if args.float32_splits < 0:
+        raise InputError("--float32-splits must be >= 0")
     if args.float32:
         return _verify_float32(args, net, target, spec, left)
     if net is not None:
@@ -98,7 +100,8 @@ def _verify_float32(args: argparse.Namespace, net, target, spec, left: float) ->
 
     graph = target.graph if target is not None else load_graph(args.net)
     try:
-        res = verify_float32(graph, net, target, spec, left, progress=not args.quiet, method=args.method)
+        res = verify_float32(graph, net, target, spec, left, progress=not args.quiet, method=args.method,
+                             splits=args.float32_splits)
     except (ArithmeticError, ValueError, Rejected) as e:  # e.g. a value that may overflow binary32
         raise InputError(f"no float32 error bound for this network on this box: {e}") from None
     text = vnncomp_text(res)
@@ -208,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--method", choices=("crown", "forward"), default="crown")
         p.add_argument("--float32", action="store_true",
                        help="verify the network as run in binary32 (float-sound verdict)")
+        p.add_argument("--float32-splits", type=int, default=0, metavar="N",
+                       help="with --float32: bisect the box up to N times for a tighter epsilon")
         p.add_argument("-q", "--quiet", action="store_true")
         fn = cmd_verify
     elif cmd == "check":

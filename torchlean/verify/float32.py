@@ -58,10 +58,12 @@ def float_counterexample(graph: Any, spec: Spec, x: Any) -> tuple[list[Fraction]
 
 
 def verify_float32(graph: Any, net: Any, target: Any, spec: Spec, timeout: float,
-                   progress: bool = False, method: str = "crown") -> Result:
+                   progress: bool = False, method: str = "crown", splits: int = 0) -> Result:
     """The float-sound verdict (module docstring) within ``timeout`` seconds. ``net``: the ReLU
-    chain, or None and ``target`` the bound-table target (``table.load_instance``). An unsat
-    result's certificate has been accepted by ``check_vnn_float``; its reason is in stats["why"]."""
+    chain, or None and ``target`` the bound-table target (``table.load_instance``). ``splits`` > 0:
+    the epsilon from an ``errorbound-split`` certificate with at most that many bisections
+    (tighter on large boxes, ~2 leaf bounds per split). An unsat result's certificate has been
+    accepted by ``check_vnn_float``; its reason is in stats["why"]."""
     from .bab import verify
     from .general import verify_target
 
@@ -70,7 +72,7 @@ def verify_float32(graph: Any, net: Any, target: Any, spec: Spec, timeout: float
     checked = net if net is not None else target.bg
     try:
         with time_limit(t0 + timeout):
-            eb = bound_certificate(graph, hull(spec), FORMAT)
+            eb = bound_certificate(graph, hull(spec), FORMAT, splits=splits)
     except OutOfTime:
         return Result("timeout", stats={"time": time.monotonic() - t0, "why": "epsilon not computed in time"})
     eps = cert_epsilons(eb)
