@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 SETS = {
     "acasxu": ("vnncomp2021/acasxu",
                [("ACASXU_run2a_1_1_batch_2000.onnx", f"prop_{p}.vnnlib") for p in (1, 2, 3, 4)]
-               + [("ACASXU_run2a_2_1_batch_2000.onnx", f"prop_{p}.vnnlib") for p in (1, 3, 4)]),
+               + [("ACASXU_run2a_2_1_batch_2000.onnx", f"prop_{p}.vnnlib") for p in (1, 3, 4)]
+               + [(f"ACASXU_run2a_1_{n}_batch_2000.onnx", f"prop_{p}.vnnlib") for n in (2, 3) for p in (3, 4)]),
     "rl_benchmarks": ("vnncomp2022/rl_benchmarks", None),
     "reach_prob_density": ("vnncomp2022/reach_prob_density", None),
 }

@@ -180,3 +180,17 @@ def test_split_epsilon_accepted():
     assert res.verdict == "unsat", res.stats
     assert res.cert["errorbound"]["kind"] == "errorbound-split"
     assert check_vnn_float(res.cert, net, spec, model=model_id(g.to_dict())).ok
+
+
+def test_cli_float32_errors_are_one_line(tmp_path, capsys):
+    net, prop = TEST / "test_small.onnx", TEST / "test_small.vnnlib"
+    assert main([str(net), str(prop), "--float32", "--float32-splits", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err
+    # a real-number certificate is not a float-sound one
+    out = tmp_path / "real.json"
+    assert main([str(net), str(prop), "-q", "--cert", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["check", str(out), str(net), str(prop), "--float32"]) == 1
+    assert "vnn-unsat-float" in capsys.readouterr().out
+    assert main(["check", str(out), str(net), str(prop)]) == 0  # (and it is a valid real one)
