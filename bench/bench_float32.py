@@ -21,7 +21,8 @@ SETS = {
     "acasxu": ("vnncomp2021/acasxu",
                [("ACASXU_run2a_1_1_batch_2000.onnx", f"prop_{p}.vnnlib") for p in (1, 2, 3, 4)]
                + [("ACASXU_run2a_2_1_batch_2000.onnx", f"prop_{p}.vnnlib") for p in (1, 3, 4)]
-               + [(f"ACASXU_run2a_1_{n}_batch_2000.onnx", f"prop_{p}.vnnlib") for n in (2, 3) for p in (3, 4)]),
+               + [(f"ACASXU_run2a_1_{n}_batch_2000.onnx", f"prop_{p}.vnnlib")
+                  for n in (2, 3) for p in (3, 4)]),
     "rl_benchmarks": ("vnncomp2022/rl_benchmarks", None),
     "reach_prob_density": ("vnncomp2022/reach_prob_density", None),
 }
@@ -55,12 +56,16 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--limit", type=int, default=4)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--splits", type=int, default=16, help="partition splits (the CLI's --float32-splits)")
+    ap.add_argument("--only", default=None, help="comma-separated network:property filters")
     a = ap.parse_args()
     rows = []
-    print("| set | network | property | real | real s | float32 | float32 s (check s) | max eps |")
-    print("|---|---|---|---|---:|---|---:|---:|")
+    print("| set | network | property | real | real s | float32 | float32 s (check s) | parts | max eps |")
+    print("|---|---|---|---|---:|---|---:|---:|---:|")
     for s in a.sets.split(","):
         for net_p, prop_p in instances(s, a.limit):
+            if a.only and not any(f"{net_p.name}:{prop_p.name}".find(o) >= 0 for o in a.only.split(",")):
+                continue
             net, t, spec = load_instance(net_p, prop_p)
             graph = t.graph if t is not None else load_graph(net_p)
             t0 = time.monotonic()
@@ -72,14 +77,15 @@ def main() -> int:
             real_s = time.monotonic() - t0
             t0 = time.monotonic()
             try:
-                fr = verify_float32(graph, net, t, spec, a.timeout)
+                fr = verify_float32(graph, net, t, spec, a.timeout, splits=a.splits)
                 fv, eps = fr.verdict, max(fr.stats.get("epsilon") or [float("nan")])
-                chk = fr.stats.get("check_s")
+                chk, parts = fr.stats.get("check_s"), str(fr.stats.get("parts", ""))
             except Exception as e:  # (a row that cannot be bounded: reported, not fatal)
                 fv, eps, chk = f"error: {str(e).splitlines()[0][:60]}", float("nan"), None
+                parts = ""
             f_s = time.monotonic() - t0
             took = f"{f_s:.1f}" + (f" ({chk:.1f})" if chk is not None else "")
-            row = (s, net_p.name, prop_p.name, res.verdict, f"{real_s:.1f}", fv, took, f"{eps:.3g}")
+            row = (s, net_p.name, prop_p.name, res.verdict, f"{real_s:.1f}", fv, took, parts, f"{eps:.3g}")
             rows.append(row)
             print("| " + " | ".join(row) + " |", flush=True)
     if a.out:

@@ -174,23 +174,74 @@ def test_robustness_api_float32():
     assert real.verdict != "verified" and f.verdict != "verified"
 
 
-def test_split_epsilon_accepted():
-    g, net, spec, eps = linear_instance(Fraction(2))
-    res = verify_float32(g, net, None, spec, timeout=60, splits=2)
-    assert res.verdict == "unsat", res.stats
-    assert res.cert["errorbound"]["kind"] == "errorbound-split"
-    assert check_vnn_float(res.cert, net, spec, model=model_id(g.to_dict())).ok
+def test_split_epsilon_accepted(accepted):
+    g, net, spec, cert = accepted
+    c = copy.deepcopy(cert)
+    c["errorbound"] = bound_certificate(g, BOX, "binary32", splits=2)  # errorbound-split: accepted
+    assert c["errorbound"]["kind"] == "errorbound-split"
+    eps = [Fraction(e) for e in c["errorbound"]["statement"]["epsilon"]]
+    c["real"] = verify(net, grow(spec, eps), timeout=30).cert
+    assert check_vnn_float(c, net, spec, model=model_id(g.to_dict())).ok
 
 
-def test_cli_float32_errors_are_one_line(tmp_path, capsys):
-    net, prop = TEST / "test_small.onnx", TEST / "test_small.vnnlib"
-    assert main([str(net), str(prop), "--float32", "--float32-splits", "-1"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "\n" not in err
-    # a real-number certificate is not a float-sound one
-    out = tmp_path / "real.json"
-    assert main([str(net), str(prop), "-q", "--cert", str(out)]) == 0
-    capsys.readouterr()
-    assert main(["check", str(out), str(net), str(prop), "--float32"]) == 1
-    assert "vnn-unsat-float" in capsys.readouterr().out
-    assert main(["check", str(out), str(net), str(prop)]) == 0  # (and it is a valid real one)
+def _part(g, net, spec, box):
+    from torchlean.certificates.float_vnn import restrict
+
+    eb = bound_certificate(g, box, "binary32")
+    res = verify(net, grow(restrict(spec, box), epsilons(eb)), timeout=30)
+    assert res.verdict == "unsat"
+    return {"errorbound": eb, "real": res.cert}
+
+
+def test_partitioned_certificate_and_mutations(accepted):
+    g, net, spec, _ = accepted
+    lo_box, hi_box = [(Fraction(-1), Fraction(0))] + BOX[1:], [(Fraction(0), Fraction(1))] + BOX[1:]
+    lo, hi = _part(g, net, spec, lo_box), _part(g, net, spec, hi_box)
+    cert = {"kind": "vnn-unsat-float", "version": 1, "format": "binary32",
+            "box": [["-1", "1"]] * 4, "parts": {"split": [0, "0"], "lo": lo, "hi": hi}}
+    v = check_vnn_float(cert, net, spec, model=model_id(g.to_dict()))
+    assert v.ok and "2 parts" in v.reason, v.reason
+    bad = copy.deepcopy(cert)  # the halves swapped: each errorbound box misses its part
+    bad["parts"]["lo"], bad["parts"]["hi"] = hi, lo
+    assert "does not cover" in _reason(bad, g, net, spec)
+    bad = copy.deepcopy(cert)
+    bad["parts"]["split"] = [0, "1"]  # a split at the edge: not strictly inside
+    assert "outside" in _reason(bad, g, net, spec)
+    bad = copy.deepcopy(cert)
+    bad["box"] = [["-1", "1"]] * 3 + [["-1", "0"]]  # root box misses part of the region
+    assert "does not cover" in _reason(bad, g, net, spec)
+    bad = copy.deepcopy(cert)
+    bad["parts"]["hi"] = {"split": [1, "0"], "lo": hi, "hi": {}}  # a leaf without its proof
+    assert not check_vnn_float(bad, net, spec).ok
+
+
+def test_partitioning_proves_what_one_box_cannot():
+    """ACAS-like: a ReLU network whose whole-box epsilon is above the margin; parts get smaller
+    epsilons. The verdict with splits must be checked; without, it must not be unsat."""
+    g = mlp([2, 16, 16, 1], "relu", seed=3)
+    net = network_from_ir(g.to_dict())
+    box = [(Fraction(-4), Fraction(4))] * 2
+    eps = epsilons(bound_certificate(g, box, "binary32"))[0]
+    C = {k: v.astype(np.float64) for k, v in g.constants.items()}
+
+    def f(x):  # the real network in float64 (mlp: matmul + bias, relu between)
+        h = np.maximum(x @ C["W0"] + C["b0"], 0)
+        return (np.maximum(h @ C["W1"] + C["b1"], 0) @ C["W2"] + C["b2"])[:, 0]
+
+    c, r = np.zeros(2), 4.0
+    for _ in range(4):  # zoom in on the maximum: spacing 8/400 -> ~1e-8
+        grid = c + np.stack(np.meshgrid(*[np.linspace(-r, r, 401)] * 2), -1).reshape(-1, 2)
+        grid = np.clip(grid, -4, 4)
+        c, r = grid[np.argmax(f(grid))], r / 100
+    top = Fraction(float(f(c[None])[0]))
+    # unsafe: y >= (max over a fine grid) + eps/2: the real search proves it (checked below), the
+    # property grown by the whole box's eps is false at the grid's best point
+    atom = Atom((Fraction(-1),), -(top + eps / 2), False)
+    spec = Spec(2, 1, (Region(tuple(a for a, _ in box), tuple(b for _, b in box), ((atom,),)),))
+    assert verify(net, spec, timeout=30).verdict == "unsat"
+    one = verify_float32(g, net, None, spec, timeout=60)
+    many = verify_float32(g, net, None, spec, timeout=120, splits=16)
+    assert one.verdict != "unsat"
+    if many.verdict == "unsat":  # (reported only after the checker accepted it)
+        assert "parts" in many.cert and check_vnn_float(many.cert, net, spec).ok
+    assert many.stats["parts"] > 1

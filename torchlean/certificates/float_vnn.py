@@ -18,6 +18,14 @@ rationals), proves there is none. The errorbound statement must be about this ne
 by the same reader gives the same fingerprint as the network checked; with ``model``, the very IR of
 the network file), its box must contain every region's box, and its format and mode must be the
 certificate's format with round-to-nearest-even.
+
+Partitioned form: {"kind", "version", "format", "box": [[lo, hi], ...], "parts": T}, T =
+{"split": [d, "v"], "lo": T, "hi": T} | {"errorbound": ..., "real": ...}. The root box must contain
+every region's box; a split (lo_d < v < hi_d) gives the halves [lo_d, v] and [v, hi_d], so the
+leaves cover the root box; each leaf is checked as above against the property restricted to its
+box (every region intersected with it, closed: a superset, so unsat of it is unsat of the part), so
+each part of the region gets its own, smaller, epsilon. A float counterexample x lies in some leaf
+box and in that leaf's restricted region, where its leaf excludes it.
 """
 
 from __future__ import annotations
@@ -84,10 +92,53 @@ def check_vnn_float(cert: Any, net: Net | Any, spec: Spec, model: str | None = N
         return Verdict(False, reason=f"malformed certificate: {type(e).__name__}: {e}")
 
 
+def restrict(spec: Spec, box: list[tuple[Fraction, Fraction]]) -> Spec:
+    """The property on the closed box ∩ each region (regions it misses are dropped)."""
+    out = []
+    for r in spec.regions:
+        lo = tuple(max(a, x) for (a, _), x in zip(box, r.lo))
+        hi = tuple(min(b, x) for (_, b), x in zip(box, r.hi))
+        if all(a <= b for a, b in zip(lo, hi)):
+            out.append(Region(lo, hi, r.disjuncts))
+    return Spec(spec.n_in, spec.n_out, tuple(out))
+
+
 def _check(cert: Any, net: Net | Any, spec: Spec, model: str | None, mode: str | None,
            deadline: float | None) -> Verdict:
     require(isinstance(cert, dict) and cert.get("kind") == KIND, f"not a {KIND} certificate")
     fmt = get_format(str(cert["format"]))
+    if "parts" not in cert:
+        return _leaf(cert, fmt, net, spec, model, mode, deadline)
+    box = [(rational(a), rational(b)) for a, b in cert["box"]]
+    require(len(box) == spec.n_in, "box and property have different input counts")
+    for k, r in enumerate(spec.regions):
+        require(all(a <= lo and hi <= b for (a, b), lo, hi in zip(box, r.lo, r.hi)),
+                f"box does not cover input region {k}")
+    checked, trusted, leaves, worst = 0, {}, 0, Fraction(0)
+    todo = [(cert["parts"], box)]
+    while todo:  # invariant: the boxes in ``todo`` and the checked leaves cover the root box
+        node, b = todo.pop()
+        require(isinstance(node, dict), "malformed part")
+        if "split" in node:
+            d, v = node["split"]
+            require(type(d) is int and 0 <= d < len(b), f"bad split dimension {d!r}")
+            lo, hi, v = b[d][0], b[d][1], rational(v)
+            require(lo < v < hi, f"split value {v} outside the open interval ({lo}, {hi})")
+            todo.append((node["lo"], b[:d] + [(lo, v)] + b[d + 1:]))
+            todo.append((node["hi"], b[:d] + [(v, hi)] + b[d + 1:]))
+            continue
+        v = _leaf({**node, "kind": KIND}, fmt, net, restrict(spec, b), model, mode, deadline)
+        checked, leaves = checked + v.checked, leaves + 1
+        trusted.update(v.trusted)
+        worst = max(worst, max(epsilons(node["errorbound"]), default=Fraction(0)))
+    return Verdict(True, checked=checked, trusted=trusted,
+                   reason=f"unsat ({fmt.name}-sound): {leaves} parts, each an errorbound and a real "
+                          f"proof replayed (max epsilon {float(worst):.3g})")
+
+
+def _leaf(cert: dict[str, Any], fmt: Any, net: Net | Any, spec: Spec, model: str | None,
+          mode: str | None, deadline: float | None) -> Verdict:
+    """One errorbound certificate and one real proof of ``spec`` grown by its epsilon."""
     eb, real = cert["errorbound"], cert["real"]
     require(isinstance(eb, dict) and eb.get("kind") in EPS_KINDS, "the errorbound part has an unknown kind")
     stmt = eb["statement"]

@@ -211,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--method", choices=("crown", "forward"), default="crown")
         p.add_argument("--float32", action="store_true",
                        help="verify the network as run in binary32 (float-sound verdict)")
-        p.add_argument("--float32-splits", type=int, default=0, metavar="N",
-                       help="with --float32: bisect the box up to N times for a tighter epsilon")
+        p.add_argument("--float32-splits", type=int, default=16, metavar="N",
+                       help="with --float32: bisect the box up to N times, one epsilon per part")
         p.add_argument("-q", "--quiet", action="store_true")
         fn = cmd_verify
     elif cmd == "check":

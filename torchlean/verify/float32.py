@@ -22,7 +22,7 @@ import numpy as np
 
 from ..certificates.core import OutOfTime, time_limit
 from ..certificates.errorbound import model_id
-from ..certificates.float_vnn import KIND, check_vnn_float, grow
+from ..certificates.float_vnn import KIND, check_vnn_float, grow, restrict
 from ..certificates.float_vnn import epsilons as cert_epsilons
 from ..certificates.property import Spec
 from ..floats.emulate import emulate
@@ -57,27 +57,29 @@ def float_counterexample(graph: Any, spec: Spec, x: Any) -> tuple[list[Fraction]
     return None
 
 
+class _Found(Exception):
+    """A binary32 counterexample, found while partitioning."""
+
+    def __init__(self, found: tuple[list[Fraction], list[float]]):
+        self.found = found
+
+
 def verify_float32(graph: Any, net: Any, target: Any, spec: Spec, timeout: float,
                    progress: bool = False, method: str = "crown", splits: int = 0) -> Result:
     """The float-sound verdict (module docstring) within ``timeout`` seconds. ``net``: the ReLU
     chain, or None and ``target`` the bound-table target (``table.load_instance``). ``splits`` > 0:
-    the epsilon from an ``errorbound-split`` certificate with at most that many bisections
-    (tighter on large boxes, ~2 leaf bounds per split). An unsat result's certificate has been
+    where the grown property is not provable, bisect the box (widest input first, at most
+    ``splits`` times in all) so each part gets its own, smaller, epsilon (the partitioned
+    certificate form; one errorbound certificate per part). An unsat result's certificate has been
     accepted by ``check_vnn_float``; its reason is in stats["why"]."""
     from .bab import verify
     from .general import verify_target
 
     t0 = time.monotonic()
-    stats: dict[str, Any] = {}
+    stats: dict[str, Any] = {"parts": 0}
     checked = net if net is not None else target.bg
-    try:
-        with time_limit(t0 + timeout):
-            eb = bound_certificate(graph, hull(spec), FORMAT, splits=splits)
-    except OutOfTime:
-        return Result("timeout", stats={"time": time.monotonic() - t0, "why": "epsilon not computed in time"})
-    eps = cert_epsilons(eb)
-    stats["epsilon"] = [float(e) for e in eps]
-    stats["epsilon_s"] = time.monotonic() - t0
+    budget = [splits]
+    worst: list[float] = [0.0] * spec.n_out
 
     def real(s: Spec) -> Result:
         left = timeout - (time.monotonic() - t0)
@@ -87,11 +89,53 @@ def verify_float32(graph: Any, net: Any, target: Any, spec: Spec, timeout: float
             return verify(net, s, timeout=left, progress=progress, method=method)
         return verify_target(target, s, timeout=left)
 
-    grown = grow(spec, eps)
-    res = real(grown)
-    stats.update({k: v for k, v in res.stats.items() if k in ("boxes", "leaves")})
-    if res.verdict == "unsat":
-        cert = {"kind": KIND, "version": 1, "format": FORMAT, "errorbound": eb, "real": res.cert}
+    def prove(box: list[tuple[Fraction, Fraction]]) -> dict[str, Any] | None:
+        """A part (leaf or split tree) proving the box's share of the property, or None."""
+        te = time.monotonic()
+        try:
+            with time_limit(t0 + timeout):
+                eb = bound_certificate(graph, box, FORMAT)
+        except OutOfTime:
+            stats["timed_out"] = True
+            return None
+        stats["epsilon_s"] = stats.get("epsilon_s", 0.0) + time.monotonic() - te
+        eps = cert_epsilons(eb)
+        for j, e in enumerate(eps):
+            worst[j] = max(worst[j], float(e))
+        res = real(grow(restrict(spec, box), eps))
+        stats["parts"] += 1
+        if res.verdict == "timeout":
+            stats["timed_out"] = True
+        if res.verdict == "unsat":
+            return {"errorbound": eb, "real": res.cert}
+        if res.verdict == "sat" and res.x:
+            found = float_counterexample(graph, spec, res.x)
+            if found is not None:
+                raise _Found(found)
+        if res.verdict != "sat" or budget[0] <= 0:
+            return None
+        budget[0] -= 1
+        d = max(range(len(box)), key=lambda i: box[i][1] - box[i][0])
+        lo, hi = box[d]
+        v = (lo + hi) / 2
+        left = prove(box[:d] + [(lo, v)] + box[d + 1:])
+        right = prove(box[:d] + [(v, hi)] + box[d + 1:]) if left is not None else None
+        return None if right is None else {"split": [d, str(v)], "lo": left, "hi": right}
+
+    root = hull(spec)
+    try:
+        part = prove(root)
+    except _Found as f:
+        stats.update(time=time.monotonic() - t0, epsilon=worst,
+                     why="counterexample checked on the emulated binary32 run (exact atoms)")
+        return Result("sat", x=f.found[0], y=f.found[1], stats=stats)
+    stats["epsilon"] = worst
+    if part is not None:
+        cert = {"kind": KIND, "version": 1, "format": FORMAT}
+        if "split" in part:
+            cert.update(box=[[str(a), str(b)] for a, b in root], parts=part)
+        else:
+            cert.update(part)
         # the replay gets its own ``timeout`` (as the CLI's real verdicts: one it cannot confirm
         # in time is not reported)
         tc = time.monotonic()
@@ -104,16 +148,16 @@ def verify_float32(graph: Any, net: Any, target: Any, spec: Spec, timeout: float
         stats["why"] = v.reason
         stats["trusted"] = v.trusted
         return Result("unsat", cert=cert, stats=stats)
-    found = float_counterexample(graph, spec, res.x) if res.verdict == "sat" and res.x else None
-    if res.verdict == "sat" and found is None:  # a counterexample of the grown property may not
-        r2 = real(spec)  # be one in floats: try the original property's own counterexample
-        found = float_counterexample(graph, spec, r2.x) if r2.verdict == "sat" and r2.x else None
+    late = time.monotonic() - t0 >= timeout
+    # no proof and no binary32 counterexample among the grown property's: try the original's own
+    r2 = real(spec) if not late else Result("timeout")
+    found = float_counterexample(graph, spec, r2.x) if r2.verdict == "sat" and r2.x else None
     if found is not None:
         stats["time"] = time.monotonic() - t0
         stats["why"] = "counterexample checked on the emulated binary32 run (exact atoms)"
         return Result("sat", x=found[0], y=found[1], stats=stats)
     stats["time"] = time.monotonic() - t0
-    late = time.monotonic() - t0 >= timeout
-    stats["why"] = ("the property grown by epsilon is not provable and no binary32 counterexample was found"
-                    if res.verdict != "timeout" else "real search on the grown property timed out")
-    return Result("timeout" if late or res.verdict == "timeout" else "unknown", stats=stats)
+    late = late or stats.get("timed_out") or time.monotonic() - t0 >= timeout
+    stats["why"] = ("no verdict in time" if late else "the property grown by epsilon is not provable "
+                    f"(after {splits - budget[0]} splits) and no binary32 counterexample was found")
+    return Result("timeout" if late else "unknown", stats=stats)
