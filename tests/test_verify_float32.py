@@ -245,3 +245,10 @@ def test_partitioning_proves_what_one_box_cannot():
     if many.verdict == "unsat":  # (reported only after the checker accepted it)
         assert "parts" in many.cert and check_vnn_float(many.cert, net, spec).ok
     assert many.stats["parts"] > 1
+
+
+def test_plain_check_points_to_the_statement(accepted):
+    from torchlean.certificates import check
+
+    v = check(accepted[3])
+    assert not v.ok and "check_vnn_float" in v.reason

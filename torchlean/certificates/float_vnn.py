@@ -35,7 +35,7 @@ from typing import Any
 
 from . import errorbound
 from .bounds import check_vnn
-from .core import OutOfTime, Rejected, Verdict, rational, require, time_limit
+from .core import CHECKERS, OutOfTime, Rejected, Verdict, rational, require, time_limit
 from .network import Net, fingerprint, network_from_ir
 from .property import Atom, Region, Spec
 from .rounding import get_format
@@ -163,3 +163,12 @@ def _leaf(cert: dict[str, Any], fmt: Any, net: Net | Any, spec: Spec, model: str
     return Verdict(True, checked=v.checked + v_eb.checked, trusted=trusted,
                    reason=f"unsat ({fmt.name}-sound): errorbound replayed (max epsilon "
                           f"{float(max(eps, default=0)):.3g}); {v.reason}")
+
+
+def _needs_statement(cert: dict[str, Any]) -> Verdict:
+    raise Rejected(f"a {KIND} certificate is checked against its network and property: use "
+                   "check_vnn_float(cert, net, spec) or `python -m torchlean.verify check`")
+
+
+if KIND not in CHECKERS:
+    CHECKERS[KIND] = _needs_statement

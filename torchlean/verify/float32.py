@@ -3,7 +3,9 @@
 unsat: an ``errorbound`` certificate over the hull of the property's input boxes gives eps_j per
 output; the real search then proves the property grown by eps (``certificates.float_vnn.grow``) and
 the two parts are packed as a ``vnn-unsat-float`` certificate, replayed by ``check_vnn_float``
-before anything is reported.
+before anything is reported. Where the grown property is not provable, the box is bisected (widest
+input first, up to ``splits`` times) and each half gets its own epsilon and proof (the partitioned
+form of the certificate).
 
 sat: a point x of binary32 values in the region whose binary32 run, emulated bit-exactly
 (``floats.emulate``: correctly rounded elementwise operations, dot products summed left to right,
