@@ -135,8 +135,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         from ..certificates.errorbound import model_id
         from .network import load_graph
 
-        real = cert.get("real")
-        mode = args.mode or replay_mode(real, net)
+        mode = args.mode  # None: check_vnn picks each real part's mode by its size (never the cert)
         model = model_id(load_graph(args.net).to_dict())
         v = check_vnn_float(cert, net, spec, model=model, mode=mode, deadline=time.monotonic() + args.timeout)
     elif args.float32:
