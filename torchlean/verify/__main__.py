@@ -1,6 +1,6 @@
 """``python -m torchlean.verify``: verify, check, bound, and run benchmarks.
 
-    python -m torchlean.verify NET.onnx PROP.vnnlib [--timeout 116] [--cert OUT.json]
+    python -m torchlean.verify NET.onnx PROP.vnnlib [--timeout 116] [--cert OUT.json] [--float32]
     python -m torchlean.verify check CERT.json NET.onnx PROP.vnnlib [--mode exact|fast]
     python -m torchlean.verify bounds NET.onnx PROP.vnnlib [--method ibp|crown|alpha-crown]
     python -m torchlean.verify run instances.csv [--out results.csv] [--timeout S]
@@ -21,6 +21,7 @@ from .._files import InputFileError, atomic_write_text, read_input
 from .._malloc import keep_freed_memory
 from ..certificates.bounds import check_vnn, replay_mode
 from ..certificates.core import OutOfTime, Rejected, parse_json
+from ..certificates.float_vnn import KIND, check_vnn_float
 from ..certificates.network import Unsupported, fingerprint
 from ..certificates.property import PropertyError
 from .network import InputError
@@ -50,6 +51,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if args.result:
             atomic_write_text(args.result, "timeout\n")
         return 0
+    if args.float32_splits < 0:
+        raise InputError("--float32-splits must be >= 0")
+    if args.float32:
+        return _verify_float32(args, net, target, spec, left)
     bg = None
     if net is not None:
         bg = chain_graph(args.net) if args.engine == "table" else None
@@ -91,6 +96,34 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_float32(args: argparse.Namespace, net, target, spec, left: float) -> int:
+    """``--float32``: the verdict for the network run in binary32 (``verify.float32``)."""
+    from .float32 import verify_float32
+    from .network import load_graph
+
+    graph = target.graph if target is not None else load_graph(args.net)
+    try:
+        res = verify_float32(graph, net, target, spec, left, progress=not args.quiet, method=args.method,
+                             splits=args.float32_splits)
+    except (ArithmeticError, ValueError, Rejected) as e:  # e.g. a value that may overflow binary32
+        raise InputError(f"no float32 error bound for this network on this box: {e}") from None
+    text = vnncomp_text(res)
+    label = {"unsat": "unsat (float32-sound, checked)", "sat": "sat (float32, emulated)"}
+    print(label.get(res.verdict, res.verdict) + text[len(res.verdict):])
+    if not args.quiet:
+        if res.stats.get("epsilon") is not None:
+            print("epsilon: " + " ".join(f"{e:.3g}" for e in res.stats["epsilon"])
+                  + f" ({res.stats.get('epsilon_s', 0):.2f} s)", file=sys.stderr)
+        if res.stats.get("why"):
+            print(f"{res.verdict}: {res.stats['why']}", file=sys.stderr)
+        print(f"time: {res.stats.get('time', 0):.2f} s", file=sys.stderr)
+    if args.result:
+        atomic_write_text(args.result, text + "\n")
+    if args.cert and res.cert is not None and res.verdict == "unsat":
+        atomic_write_text(args.cert, json.dumps(res.cert, separators=(",", ":")))
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         cert = parse_json(read_input(args.cert, what="certificate"))
@@ -99,7 +132,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     net, target, spec = load_instance(args.net, args.prop)
     if net is None:  # not a ReLU chain: the checker reads the bound table's graph
         net = target.bg
-    elif isinstance(cert, dict) and cert.get("network") != fingerprint(net):
+    elif isinstance(cert, dict) and cert.get("kind") != KIND and cert.get("network") != fingerprint(net):
         # not a chain certificate: one for the chain's bound graph (``--engine table``) or for
         # another network, which the graph checker's own fingerprint test rejects
         from .table import chain_graph
@@ -107,8 +140,20 @@ def cmd_check(args: argparse.Namespace) -> int:
         net = chain_graph(args.net)
     t = time.perf_counter()
     # the caller, never the certificate, picks the replay mode and bounds its time
-    mode = args.mode or replay_mode(cert, net)
-    v = check_vnn(cert, net, spec, mode=mode, deadline=time.monotonic() + args.timeout)
+    if isinstance(cert, dict) and cert.get("kind") == KIND:  # float-sound: both parts replayed
+        from ..certificates.errorbound import model_id
+        from .network import load_graph
+
+        mode = args.mode  # None: check_vnn picks each real part's mode by its size (never the cert)
+        model = model_id(load_graph(args.net).to_dict())
+        v = check_vnn_float(cert, net, spec, model=model, mode=mode, deadline=time.monotonic() + args.timeout)
+    elif args.float32:
+        print(f"rejected: --float32 needs a {KIND} certificate, got {cert.get('kind')!r}"
+              if isinstance(cert, dict) else "rejected: certificate must be a JSON object")
+        return 1
+    else:
+        mode = args.mode or replay_mode(cert, net)
+        v = check_vnn(cert, net, spec, mode=mode, deadline=time.monotonic() + args.timeout)
     dt = time.perf_counter() - t
     if v.ok:
         extra = f"; assumes {', '.join(v.trusted)}" if v.trusted else ""
@@ -175,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--method", choices=("crown", "forward"), default="crown")
         p.add_argument("--engine", choices=("chain", "table"), default="chain",
                        help="bound engine of the input-split search on ReLU chains")
+        p.add_argument("--float32", action="store_true",
+                       help="verify the network as run in binary32 (float-sound verdict)")
+        p.add_argument("--float32-splits", type=int, default=16, metavar="N",
+                       help="with --float32: bisect the box up to N times, one epsilon per part")
         p.add_argument("-q", "--quiet", action="store_true")
         fn = cmd_verify
     elif cmd == "check":
@@ -184,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--mode", choices=("exact", "fast"), default=None,
                        help="replay mode (default: exact for small trees, fast for large ones)")
         p.add_argument("--timeout", type=_cli.timeout_s, default=600.0, help="replay deadline (s)")
+        p.add_argument("--float32", action="store_true",
+                       help="accept only a float-sound (vnn-unsat-float) certificate")
         fn = cmd_check
     elif cmd == "bounds":
         p.add_argument("net")

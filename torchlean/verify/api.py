@@ -136,16 +136,35 @@ def robustness_spec(lo: tuple[Fraction, ...], hi: tuple[Fraction, ...], n_out: i
 
 
 def robustness(model: Any, x: Any, eps: Any, label: int, timeout: float = 30.0,
-               clip: tuple[float, float] | None = None, seed: int = 0) -> RobustnessResult:
+               clip: tuple[float, float] | None = None, seed: int = 0,
+               float32: bool = False) -> RobustnessResult:
     """Is ``label`` the strict argmax of the outputs at every x' with |x' - x|_inf <= eps (∩ clip)?
 
-    Returns a checked verdict (see ``RobustnessResult``); a tie counts as not robust."""
+    Returns a checked verdict (see ``RobustnessResult``); a tie counts as not robust.
+    ``float32``: about the model *run in binary32* instead (``verify.float32``): "verified" carries
+    a ``vnn-unsat-float`` certificate, "falsified" a binary32 input whose emulated run is not robust
+    (no certificate: the emulation's word)."""
     xa = _array(x)
     g = _graph(model, xa)
     t = table.target(g)
     lo, hi = input_box(xa, eps, clip)
     spec = robustness_spec(lo, hi, t.ex.n_out, int(label))
+    if float32:
+        return _decide_float32(t, spec, timeout, xa.shape)
     return decide(t, spec, timeout, seed, shape=xa.shape)
+
+
+def _decide_float32(t: table.Target, spec: Spec, timeout: float, shape: tuple[int, ...]) -> RobustnessResult:
+    from .float32 import verify_float32
+
+    res = verify_float32(t.graph, t.net, None if t.net is not None else t, spec, timeout, splits=16)
+    why = str(res.stats.get("why", f"no verdict within {timeout} s"))
+    if res.verdict == "unsat":  # (verify_float32 reports unsat only after check_vnn_float accepted it)
+        return RobustnessResult("verified", why, res.cert, spec=spec, stats=res.stats)
+    if res.verdict == "sat":
+        xs = np.array([float(q) for q in res.x], dtype=np.float32)
+        return RobustnessResult("falsified", why, None, xs.reshape(shape), spec, res.stats)
+    return RobustnessResult("unknown", why, spec=spec, stats=res.stats)
 
 
 def decide(t: table.Target, spec: Spec, timeout: float, seed: int = 0,

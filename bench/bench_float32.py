@@ -1,0 +1,98 @@
+"""Float-sound verdicts (``--float32``) against real-number verdicts on shared VNN-COMP instances.
+
+    OPENBLAS_NUM_THREADS=1 python bench/bench_float32.py [--timeout 60] [--limit 4] [--out rows.csv]
+
+Per instance: the real verdict and time (``bab.verify`` / ``general.verify_target``, the checker
+replaying the certificate), then the float-sound verdict and time (``verify.float32``: errorbound
+certificate over the hull of the input boxes, the real search on the grown property, the combined
+certificate replayed by ``check_vnn_float``), and the largest epsilon. Reads ../shared/data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+SETS = {
+    "acasxu": ("vnncomp2021/acasxu",
+               [("ACASXU_run2a_1_1_batch_2000.onnx", f"prop_{p}.vnnlib") for p in (1, 2, 3, 4)]
+               + [("ACASXU_run2a_2_1_batch_2000.onnx", f"prop_{p}.vnnlib") for p in (1, 3, 4)]
+               + [(f"ACASXU_run2a_1_{n}_batch_2000.onnx", f"prop_{p}.vnnlib")
+                  for n in (2, 3) for p in (3, 4)]),
+    "rl_benchmarks": ("vnncomp2022/rl_benchmarks", None),
+    "reach_prob_density": ("vnncomp2022/reach_prob_density", None),
+}
+
+
+def instances(name: str, limit: int) -> list[tuple[Path, Path]]:
+    folder, fixed = SETS[name]
+    d = ROOT / folder
+    if fixed is not None:
+        return [(d / n, d / p) for n, p in fixed][:limit]
+    by_net: dict[str, list[dict[str, str]]] = {}
+    for r in csv.DictReader(open(d / "expected.csv")):
+        if r["expected"] == "unsat":
+            by_net.setdefault(r["onnx"], []).append(r)
+    out = []
+    for k in range(max(map(len, by_net.values()), default=0)):  # round robin over the networks
+        out += [(d / rs[k]["onnx"], d / rs[k]["vnnlib"]) for rs in by_net.values() if k < len(rs)]
+    return out[:limit]
+
+
+def main() -> int:
+    from torchlean.certificates.bounds import check_vnn
+    from torchlean.verify.bab import verify
+    from torchlean.verify.float32 import verify_float32
+    from torchlean.verify.general import verify_target
+    from torchlean.verify.network import load_graph
+    from torchlean.verify.table import load_instance
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sets", default="acasxu,rl_benchmarks,reach_prob_density")
+    ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--limit", type=int, default=4)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--splits", type=int, default=16, help="partition splits (the CLI's --float32-splits)")
+    ap.add_argument("--only", default=None, help="comma-separated network:property filters")
+    a = ap.parse_args()
+    rows = []
+    print("| set | network | property | real | real s | float32 | float32 s (check s) | parts | max eps |")
+    print("|---|---|---|---|---:|---|---:|---:|---:|")
+    for s in a.sets.split(","):
+        for net_p, prop_p in instances(s, a.limit):
+            if a.only and not any(f"{net_p.name}:{prop_p.name}".find(o) >= 0 for o in a.only.split(",")):
+                continue
+            net, t, spec = load_instance(net_p, prop_p)
+            graph = t.graph if t is not None else load_graph(net_p)
+            t0 = time.monotonic()
+            res = (verify(net, spec, timeout=a.timeout) if net is not None
+                   else verify_target(t, spec, a.timeout))
+            if res.verdict == "unsat":
+                ok = check_vnn(res.cert, net if net is not None else t.bg, spec).ok
+                res.verdict = "unsat" if ok else "unknown"
+            real_s = time.monotonic() - t0
+            t0 = time.monotonic()
+            try:
+                fr = verify_float32(graph, net, t, spec, a.timeout, splits=a.splits)
+                fv, eps = fr.verdict, max(fr.stats.get("epsilon") or [float("nan")])
+                chk, parts = fr.stats.get("check_s"), str(fr.stats.get("parts", ""))
+            except Exception as e:  # (a row that cannot be bounded: reported, not fatal)
+                fv, eps, chk = f"error: {str(e).splitlines()[0][:60]}", float("nan"), None
+                parts = ""
+            f_s = time.monotonic() - t0
+            took = f"{f_s:.1f}" + (f" ({chk:.1f})" if chk is not None else "")
+            row = (s, net_p.name, prop_p.name, res.verdict, f"{real_s:.1f}", fv, took, parts, f"{eps:.3g}")
+            rows.append(row)
+            print("| " + " | ".join(row) + " |", flush=True)
+    if a.out:
+        with open(a.out, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

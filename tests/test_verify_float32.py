@@ -1,0 +1,254 @@
+"""Float-sound verdicts (``--float32``, ``vnn-unsat-float``): verdicts on either side of epsilon,
+the checker's rejections of mutated certificates, and binary32 counterexamples against onnxruntime."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from torchlean.certificates.core import digest
+from torchlean.certificates.errorbound import model_id
+from torchlean.certificates.float_vnn import check_vnn_float, grow
+from torchlean.certificates.network import network_from_ir
+from torchlean.certificates.property import Atom, Region, Spec
+from torchlean.floats.errorbound import bound_certificate, epsilons
+from torchlean.verify.__main__ import main
+from torchlean.verify.bab import verify
+from torchlean.verify.float32 import verify_float32
+
+sys.path.insert(0, str(Path(__file__).parent))
+from floats_models import mlp  # noqa: E402
+
+TEST = Path(__file__).parent / "data" / "vnncomp2021" / "test"
+BOX = [(Fraction(-1), Fraction(1))] * 4
+
+
+def linear_instance(margin_in_eps: Fraction, seed: int = 0):
+    """A one-layer network y = x·W + b on [-1, 1]^4 (real max m = sum |W| + b, exactly) and the
+    unsafe set y >= m + margin_in_eps * eps, eps the certified binary32 epsilon of that box."""
+    g = mlp([4, 1], "relu", seed)
+    W, b = g.constants["W0"].astype(np.float64), g.constants["b0"].astype(np.float64)
+    m = sum(abs(Fraction(float(w))) for w in W[:, 0]) + Fraction(float(b[0]))
+    eps = epsilons(bound_certificate(g, BOX, "binary32"))[0]
+    assert 0 < eps < Fraction(1, 1000)
+    atom = Atom((Fraction(-1),), -(m + margin_in_eps * eps), False)  # -y <= -(m + margin)
+    spec = Spec(4, 1, (Region(tuple(lo for lo, _ in BOX), tuple(hi for _, hi in BOX), ((atom,),)),))
+    return g, network_from_ir(g.to_dict()), spec, eps
+
+
+def test_margin_above_epsilon_is_float_sound_unsat():
+    g, net, spec, eps = linear_instance(Fraction(2))
+    res = verify_float32(g, net, None, spec, timeout=60)
+    assert res.verdict == "unsat", res.stats
+    v = check_vnn_float(res.cert, net, spec, model=model_id(g.to_dict()))
+    assert v.ok, v.reason
+    assert res.stats["epsilon"][0] >= float(eps) * 0.999  # the certificate's own epsilon
+
+
+def test_margin_below_epsilon_is_not_reported_unsat():
+    g, net, spec, eps = linear_instance(Fraction(1, 2))
+    real = verify(net, spec, timeout=30)
+    assert real.verdict == "unsat"  # the real network is safe, by half an epsilon
+    res = verify_float32(g, net, None, spec, timeout=60)
+    assert res.verdict != "unsat"
+    # and the grown property is indeed false for the real network (sat at the corner)
+    assert verify(net, grow(spec, [eps]), timeout=30).verdict == "sat"
+
+
+@pytest.fixture(scope="module")
+def accepted():
+    g, net, spec, eps = linear_instance(Fraction(2))
+    res = verify_float32(g, net, None, spec, timeout=60)
+    assert res.verdict == "unsat"
+    return g, net, spec, res.cert
+
+
+def _reason(cert, g, net, spec):
+    v = check_vnn_float(cert, net, spec, model=model_id(g.to_dict()))
+    assert not v.ok
+    return v.reason
+
+
+def test_lowered_epsilon_rejected(accepted):
+    g, net, spec, cert = accepted
+    c = copy.deepcopy(cert)
+    st = c["errorbound"]["statement"]
+    st["epsilon"] = [str(Fraction(st["epsilon"][0]) / 4)]
+    assert "digest" in _reason(c, g, net, spec)
+    c["errorbound"]["digest"] = digest(st)  # a consistent forgery: the replay still refuses it
+    assert "epsilon" in _reason(c, g, net, spec)
+
+
+def test_errorbound_of_another_network_rejected(accepted):
+    g, net, spec, cert = accepted
+    other = mlp([4, 1], "relu", seed=1)
+    c = copy.deepcopy(cert)
+    c["errorbound"] = bound_certificate(other, BOX, "binary32")
+    assert "different" in _reason(c, g, net, spec)
+    # even without the file's model id, the real network of the other IR differs
+    v = check_vnn_float(c, net, spec)
+    assert not v.ok and "different network" in v.reason
+
+
+def test_box_not_covering_region_rejected(accepted):
+    g, net, spec, cert = accepted
+    c = copy.deepcopy(cert)
+    c["errorbound"] = bound_certificate(g, [(-1, 1)] * 3 + [(-1, Fraction(1, 2))], "binary32")
+    assert "does not cover" in _reason(c, g, net, spec)
+
+
+def test_real_certificate_for_ungrown_spec_rejected(accepted):
+    g, net, spec, cert = accepted
+    real = verify(net, spec, timeout=30)
+    assert real.verdict == "unsat"
+    c = copy.deepcopy(cert)
+    c["real"] = real.cert
+    assert "different property" in _reason(c, g, net, spec)
+
+
+def test_wrong_format_rejected(accepted):
+    g, net, spec, cert = accepted
+    c = copy.deepcopy(cert)
+    c["errorbound"] = bound_certificate(g, BOX, "binary64")  # a smaller epsilon, another format
+    assert "binary32" in _reason(c, g, net, spec)
+    c = copy.deepcopy(cert)
+    c["real"] = {**c["real"], "kind": "vnn-unsat-float"}
+    assert "vnn-unsat" in _reason(c, g, net, spec)
+
+
+def test_cli_float32_verify_and_check(tmp_path, capsys):
+    net, prop = TEST / "test_small.onnx", TEST / "test_small.vnnlib"
+    out = tmp_path / "c.json"
+    assert main([str(net), str(prop), "--float32", "-q", "--cert", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == "unsat (float32-sound, checked)"
+    assert json.loads(out.read_text())["kind"] == "vnn-unsat-float"
+    assert main(["check", str(out), str(net), str(prop)]) == 0
+    assert "binary32-sound" in capsys.readouterr().out
+    # the same certificate against another network file: rejected, one line, exit 1
+    assert main(["check", str(out), str(TEST / "test_tiny.onnx"), str(TEST / "test_tiny.vnnlib")]) == 1
+    assert capsys.readouterr().out.startswith("rejected:")
+
+
+def test_float32_counterexample_agrees_with_onnxruntime(capsys):
+    ort = pytest.importorskip("onnxruntime")
+    net, prop = TEST / "test_sat.onnx", TEST / "test_prop.vnnlib"
+    assert main([str(net), str(prop), "--float32", "-q", "--timeout", "100"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("sat (float32, emulated)")
+    vals = dict(line.strip("()").split() for line in text.splitlines()[1:])
+    x = np.array([float(vals[f"X_{i}"]) for i in range(5)], dtype=np.float32)
+    y_emu = np.array([float(vals[f"Y_{j}"]) for j in range(5)])
+    sess = ort.InferenceSession(str(net))
+    name = sess.get_inputs()[0].name
+    shape = [d if isinstance(d, int) else 1 for d in sess.get_inputs()[0].shape]
+    y_ort = np.asarray(sess.run(None, {name: x.reshape(shape)})[0], dtype=np.float64).reshape(-1)
+    assert np.max(np.abs(y_ort - y_emu)) <= 1e-6
+    # test_prop's unsafe set: Y_0 is the minimum output; onnxruntime's run is in it too
+    assert np.all(y_ort[0] <= y_ort[1:]), y_ort
+
+
+def test_robustness_api_float32():
+    import torchlean as tl
+
+    g = mlp([4, 8, 3], "tanh", seed=2)  # a tanh network: the bound table's graph, not a chain
+    x = np.array([[0.3, -0.2, 0.5, 0.1]])
+    from torchlean.runtime.execute import run_graph
+
+    label = int(np.argmax(run_graph(g, {"x": x.astype(np.float32)}, dtype=np.float32)[0]))
+    r = tl.verify.robustness(g, x, 1e-3, label, float32=True, timeout=60)
+    assert r.verdict == "verified", r.reason
+    assert r.certificate["kind"] == "vnn-unsat-float" and "binary32-sound" in r.reason
+    from torchlean.verify import table
+
+    t = table.target(g)
+    assert check_vnn_float(r.certificate, t.bg, r.spec, model=model_id(g.to_dict())).ok
+    # far too large a ball: not verified in either mode (the real verdict is the reference)
+    real = tl.verify.robustness(g, x, 4.0, label, timeout=30)
+    f = tl.verify.robustness(g, x, 4.0, label, float32=True, timeout=30)
+    assert real.verdict != "verified" and f.verdict != "verified"
+
+
+def test_split_epsilon_accepted(accepted):
+    g, net, spec, cert = accepted
+    c = copy.deepcopy(cert)
+    c["errorbound"] = bound_certificate(g, BOX, "binary32", splits=2)  # errorbound-split: accepted
+    assert c["errorbound"]["kind"] == "errorbound-split"
+    eps = [Fraction(e) for e in c["errorbound"]["statement"]["epsilon"]]
+    c["real"] = verify(net, grow(spec, eps), timeout=30).cert
+    assert check_vnn_float(c, net, spec, model=model_id(g.to_dict())).ok
+
+
+def _part(g, net, spec, box):
+    from torchlean.certificates.float_vnn import restrict
+
+    eb = bound_certificate(g, box, "binary32")
+    res = verify(net, grow(restrict(spec, box), epsilons(eb)), timeout=30)
+    assert res.verdict == "unsat"
+    return {"errorbound": eb, "real": res.cert}
+
+
+def test_partitioned_certificate_and_mutations(accepted):
+    g, net, spec, _ = accepted
+    lo_box, hi_box = [(Fraction(-1), Fraction(0))] + BOX[1:], [(Fraction(0), Fraction(1))] + BOX[1:]
+    lo, hi = _part(g, net, spec, lo_box), _part(g, net, spec, hi_box)
+    cert = {"kind": "vnn-unsat-float", "version": 1, "format": "binary32",
+            "box": [["-1", "1"]] * 4, "parts": {"split": [0, "0"], "lo": lo, "hi": hi}}
+    v = check_vnn_float(cert, net, spec, model=model_id(g.to_dict()))
+    assert v.ok and "2 parts" in v.reason, v.reason
+    bad = copy.deepcopy(cert)  # the halves swapped: each errorbound box misses its part
+    bad["parts"]["lo"], bad["parts"]["hi"] = hi, lo
+    assert "does not cover" in _reason(bad, g, net, spec)
+    bad = copy.deepcopy(cert)
+    bad["parts"]["split"] = [0, "1"]  # a split at the edge: not strictly inside
+    assert "outside" in _reason(bad, g, net, spec)
+    bad = copy.deepcopy(cert)
+    bad["box"] = [["-1", "1"]] * 3 + [["-1", "0"]]  # root box misses part of the region
+    assert "does not cover" in _reason(bad, g, net, spec)
+    bad = copy.deepcopy(cert)
+    bad["parts"]["hi"] = {"split": [1, "0"], "lo": hi, "hi": {}}  # a leaf without its proof
+    assert not check_vnn_float(bad, net, spec).ok
+
+
+def test_partitioning_proves_what_one_box_cannot():
+    """ACAS-like: a ReLU network whose whole-box epsilon is above the margin; parts get smaller
+    epsilons. The verdict with splits must be checked; without, it must not be unsat."""
+    g = mlp([2, 16, 16, 1], "relu", seed=3)
+    net = network_from_ir(g.to_dict())
+    box = [(Fraction(-4), Fraction(4))] * 2
+    eps = epsilons(bound_certificate(g, box, "binary32"))[0]
+    C = {k: v.astype(np.float64) for k, v in g.constants.items()}
+
+    def f(x):  # the real network in float64 (mlp: matmul + bias, relu between)
+        h = np.maximum(x @ C["W0"] + C["b0"], 0)
+        return (np.maximum(h @ C["W1"] + C["b1"], 0) @ C["W2"] + C["b2"])[:, 0]
+
+    c, r = np.zeros(2), 4.0
+    for _ in range(4):  # zoom in on the maximum: spacing 8/400 -> ~1e-8
+        grid = c + np.stack(np.meshgrid(*[np.linspace(-r, r, 401)] * 2), -1).reshape(-1, 2)
+        grid = np.clip(grid, -4, 4)
+        c, r = grid[np.argmax(f(grid))], r / 100
+    top = Fraction(float(f(c[None])[0]))
+    # unsafe: y >= (max over a fine grid) + eps/2: the real search proves it (checked below), the
+    # property grown by the whole box's eps is false at the grid's best point
+    atom = Atom((Fraction(-1),), -(top + eps / 2), False)
+    spec = Spec(2, 1, (Region(tuple(a for a, _ in box), tuple(b for _, b in box), ((atom,),)),))
+    assert verify(net, spec, timeout=30).verdict == "unsat"
+    one = verify_float32(g, net, None, spec, timeout=60)
+    many = verify_float32(g, net, None, spec, timeout=120, splits=16)
+    assert one.verdict != "unsat"
+    if many.verdict == "unsat":  # (reported only after the checker accepted it)
+        assert "parts" in many.cert and check_vnn_float(many.cert, net, spec).ok
+    assert many.stats["parts"] > 1
+
+
+def test_plain_check_points_to_the_statement(accepted):
+    from torchlean.certificates import check
+
+    v = check(accepted[3])
+    assert not v.ok and "check_vnn_float" in v.reason

@@ -1,0 +1,174 @@
+"""Float-sound VNN verdicts: the ``vnn-unsat-float`` certificate (standard library only).
+
+Claim: no input x of the property's input region, a value of ``format``, makes the network *run in
+that format* (the runtime's kernels on the IR the statement carries, rounding to nearest) return
+an output in the unsafe set. Certificate::
+
+    {"kind": "vnn-unsat-float", "version": 1, "format": "binary32",
+     "errorbound": <an ``errorbound`` or ``errorbound-split`` certificate>,
+     "real": <a ``vnn-unsat`` certificate for the real network and the GROWN property>}
+
+Argument. The errorbound part, replayed here, gives |y~_j - y_j| <= eps_j for every x in its box
+(y~ the float run, y the real network). Every output atom a·y <= b (or <) of the unsafe set is
+grown to a·y <= b + sum_j |a_j| eps_j (strictness kept): if y~ satisfies the atom, the real y at the
+same x satisfies the grown one (a·y <= a·y~ + sum |a_j||y_j - y~_j|). So a real counterexample to the
+grown property exists whenever a float one to the original does, and the ``real`` part, replayed
+by ``check_vnn`` against the grown property rebuilt here from the replayed epsilons (exact
+rationals), proves there is none. The errorbound statement must be about this network (its IR read
+by the same reader gives the same fingerprint as the network checked; with ``model``, the very IR of
+the network file), its box must contain every region's box, and its format and mode must be the
+certificate's format with round-to-nearest-even.
+
+Partitioned form: {"kind", "version", "format", "box": [[lo, hi], ...], "parts": T}, T =
+{"split": [d, "v"], "lo": T, "hi": T} | {"errorbound": ..., "real": ...}. The root box must contain
+every region's box; a split (lo_d < v < hi_d) gives the halves [lo_d, v] and [v, hi_d], so the
+leaves cover the root box; each leaf is checked as above against the property restricted to its
+box (every region intersected with it, closed: a superset, so unsat of it is unsat of the part), so
+each part of the region gets its own, smaller, epsilon. A float counterexample x lies in some leaf
+box and in that leaf's restricted region, where its leaf excludes it.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+from . import errorbound
+from .bounds import check_vnn
+from .core import CHECKERS, OutOfTime, Rejected, Verdict, rational, require, time_limit
+from .network import Net, fingerprint, network_from_ir
+from .property import Atom, Region, Spec
+from .rounding import get_format
+
+KIND = "vnn-unsat-float"
+#: the errorbound kinds a float-sound certificate may carry (their checkers, by kind)
+EPS_KINDS = {"errorbound": errorbound.check_errorbound, "errorbound-split": errorbound.check_errorbound_split}
+
+
+def grow(spec: Spec, eps: list[Fraction]) -> Spec:
+    """The property with every output atom a·y <= b widened to a·y <= b + sum_j |a_j| eps_j."""
+    require(len(eps) == spec.n_out, f"{len(eps)} epsilons for {spec.n_out} outputs")
+    require(all(e >= 0 for e in eps), "negative epsilon")
+
+    def atom(t: Atom) -> Atom:
+        return Atom(t.a, t.b + sum((abs(a) * e for a, e in zip(t.a, eps) if a), Fraction(0)), t.strict)
+
+    return Spec(spec.n_in, spec.n_out, tuple(
+        Region(r.lo, r.hi, tuple(tuple(atom(t) for t in d) for d in r.disjuncts), r.lo_strict, r.hi_strict)
+        for r in spec.regions))
+
+
+def epsilons(eb: dict[str, Any]) -> list[Fraction]:
+    return [rational(x) for x in eb["statement"]["epsilon"]]
+
+
+def _same_network(ir: dict[str, Any], net: Net | Any) -> None:
+    """The errorbound's IR, read as the checker reads networks, is the network checked."""
+    if isinstance(net, Net):
+        require(fingerprint(network_from_ir(ir)) == fingerprint(net),
+                "errorbound certificate is for a different network")
+    else:
+        from .lower import fingerprint as graph_fp
+        from .lower import lower
+
+        require(graph_fp(lower(ir)) == graph_fp(net), "errorbound certificate is for a different network")
+
+
+def check_vnn_float(cert: Any, net: Net | Any, spec: Spec, model: str | None = None,
+                    mode: str | None = None, deadline: float | None = None) -> Verdict:
+    """Check a ``vnn-unsat-float`` certificate (module docstring) for ``net`` (a ReLU chain or a
+    bound graph, as ``check_vnn`` takes) and ``spec``. ``model``: when given, the errorbound's IR
+    must have this ``errorbound.model_id`` (the IR the importer reads from the network file, so the
+    float program is that file's). ``mode``/``deadline``: as ``check_vnn``, for both parts."""
+    try:
+        with time_limit(deadline):
+            return _check(cert, net, spec, model, mode, deadline)
+    except OutOfTime:
+        return Verdict(False, reason="not accepted: replay deadline exceeded (the caller's time limit)")
+    except Rejected as e:
+        return Verdict(False, reason=str(e))
+    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError, AttributeError,
+            RecursionError) as e:
+        return Verdict(False, reason=f"malformed certificate: {type(e).__name__}: {e}")
+
+
+def restrict(spec: Spec, box: list[tuple[Fraction, Fraction]]) -> Spec:
+    """The property on the closed box ∩ each region (regions it misses are dropped)."""
+    out = []
+    for r in spec.regions:
+        lo = tuple(max(a, x) for (a, _), x in zip(box, r.lo))
+        hi = tuple(min(b, x) for (_, b), x in zip(box, r.hi))
+        if all(a <= b for a, b in zip(lo, hi)):
+            out.append(Region(lo, hi, r.disjuncts))
+    return Spec(spec.n_in, spec.n_out, tuple(out))
+
+
+def _check(cert: Any, net: Net | Any, spec: Spec, model: str | None, mode: str | None,
+           deadline: float | None) -> Verdict:
+    require(isinstance(cert, dict) and cert.get("kind") == KIND, f"not a {KIND} certificate")
+    fmt = get_format(str(cert["format"]))
+    if "parts" not in cert:
+        return _leaf(cert, fmt, net, spec, model, mode, deadline)
+    box = [(rational(a), rational(b)) for a, b in cert["box"]]
+    require(len(box) == spec.n_in, "box and property have different input counts")
+    for k, r in enumerate(spec.regions):
+        require(all(a <= lo and hi <= b for (a, b), lo, hi in zip(box, r.lo, r.hi)),
+                f"box does not cover input region {k}")
+    checked, trusted, leaves, worst = 0, {}, 0, Fraction(0)
+    todo = [(cert["parts"], box)]
+    while todo:  # invariant: the boxes in ``todo`` and the checked leaves cover the root box
+        node, b = todo.pop()
+        require(isinstance(node, dict), "malformed part")
+        if "split" in node:
+            d, v = node["split"]
+            require(type(d) is int and 0 <= d < len(b), f"bad split dimension {d!r}")
+            lo, hi, v = b[d][0], b[d][1], rational(v)
+            require(lo < v < hi, f"split value {v} outside the open interval ({lo}, {hi})")
+            todo.append((node["lo"], b[:d] + [(lo, v)] + b[d + 1:]))
+            todo.append((node["hi"], b[:d] + [(v, hi)] + b[d + 1:]))
+            continue
+        v = _leaf({**node, "kind": KIND}, fmt, net, restrict(spec, b), model, mode, deadline)
+        checked, leaves = checked + v.checked, leaves + 1
+        trusted.update(v.trusted)
+        worst = max(worst, max(epsilons(node["errorbound"]), default=Fraction(0)))
+    return Verdict(True, checked=checked, trusted=trusted,
+                   reason=f"unsat ({fmt.name}-sound): {leaves} parts, each an errorbound and a real "
+                          f"proof replayed (max epsilon {float(worst):.3g})")
+
+
+def _leaf(cert: dict[str, Any], fmt: Any, net: Net | Any, spec: Spec, model: str | None,
+          mode: str | None, deadline: float | None) -> Verdict:
+    """One errorbound certificate and one real proof of ``spec`` grown by its epsilon."""
+    eb, real = cert["errorbound"], cert["real"]
+    require(isinstance(eb, dict) and eb.get("kind") in EPS_KINDS, "the errorbound part has an unknown kind")
+    stmt = eb["statement"]
+    require(stmt["format"] == fmt.to_dict(), f"errorbound certificate is not about {fmt.name}")
+    require(stmt["mode"] == "rne", "errorbound certificate is not about round-to-nearest-even")
+    if model is not None:
+        require(stmt["model"] == model, "errorbound certificate is for a different model (IR)")
+    _same_network(stmt["graph"], net)
+    box = [(rational(a), rational(b)) for a, b in stmt["input_box"]]
+    require(len(box) == spec.n_in, "errorbound box and property have different input counts")
+    for k, r in enumerate(spec.regions):
+        require(all(a <= lo and hi <= b for (a, b), lo, hi in zip(box, r.lo, r.hi)),
+                f"errorbound box does not cover input region {k}")
+    v_eb = EPS_KINDS[eb["kind"]](eb)  # replays the bounds (and the statement digest)
+    require(v_eb.ok, f"errorbound part rejected: {v_eb.reason}")
+    eps = epsilons(eb)
+    require(isinstance(real, dict) and real.get("kind") == "vnn-unsat", "the real part must be vnn-unsat")
+    v = check_vnn(real, net, grow(spec, eps), mode=mode, deadline=deadline)
+    require(v.ok, f"real part rejected (against the property grown by epsilon): {v.reason}")
+    trusted = dict(v.trusted)
+    trusted[f"kernels:{fmt.name}-rne,kernel_ulps={stmt['kernel_ulps']}"] = 1
+    return Verdict(True, checked=v.checked + v_eb.checked, trusted=trusted,
+                   reason=f"unsat ({fmt.name}-sound): errorbound replayed (max epsilon "
+                          f"{float(max(eps, default=0)):.3g}); {v.reason}")
+
+
+def _needs_statement(cert: dict[str, Any]) -> Verdict:
+    raise Rejected(f"a {KIND} certificate is checked against its network and property: use "
+                   "check_vnn_float(cert, net, spec) or `python -m torchlean.verify check`")
+
+
+if KIND not in CHECKERS:
+    CHECKERS[KIND] = _needs_statement
