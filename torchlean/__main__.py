@@ -83,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run one of the quickstart examples (their source: examples/).")
     qs.add_argument("example", choices=["tensors", "autograd", "mlp"])
 
+    plot = sub.add_parser("plot", help="draw training logs (loss and metrics over steps) into an image",
+                          description="Draw one or more JSON training logs (mlp --log, Trainer.train("
+                                      "log_path=...)) into a PNG/SVG/PDF, one panel per metric, logs "
+                                      "overlaid. Needs matplotlib: pip install 'torchlean[plot]'.")
+    plot.add_argument("logs", nargs="+", metavar="LOG", help="training log JSON files")
+    plot.add_argument("-o", "--out", default="curve.png", help="image to write (default curve.png)")
+    plot.add_argument("--metric", action="append", dest="metrics", metavar="NAME",
+                      help="draw only this record key (repeatable; default: every metric)")
+    plot.add_argument("--title", default=None)
+
     demo = sub.add_parser("demo", help="the main job: train, prove autograd, certify rounding error",
                           description="Train a small Auto MPG MLP, discharge its @verified autograd "
                                       "obligation with an SMT solver and replay it through the trusted "
@@ -150,6 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "mlp":
             return run_mlp(args)
+        if args.command == "plot":
+            from torchlean.plot import plot_logs
+
+            print(f"wrote {plot_logs(args.logs, args.out, args.metrics, args.title)}")
+            return 0
         if args.command == "demo":
             from pathlib import Path
 

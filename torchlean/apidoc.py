@@ -20,7 +20,7 @@ PUBLIC_MODULES = [
     "torchlean", "torchlean.nn", "torchlean.nn.functional", "torchlean.nn.init", "torchlean.nn.utils",
     "torchlean.optim", "torchlean.optim.lr_scheduler", "torchlean.autograd", "torchlean.verify",
     "torchlean.floats", "torchlean.proofs", "torchlean.bridge", "torchlean.spec", "torchlean.spec.exact",
-    "torchlean.certificates",
+    "torchlean.certificates", "torchlean.plot",
 ]
 
 __all__ = ["PUBLIC_MODULES", "main", "module_page"]
