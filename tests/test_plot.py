@@ -15,7 +15,7 @@ import pytest
 
 mpl = pytest.importorskip("matplotlib")
 
-from torchlean.plot import PlotError, load_log, plot_logs  # noqa: E402
+from torchlean.plot import PlotError, load_log, plot_bounds, plot_logs  # noqa: E402
 
 
 def _log(path, losses, lr=0.01, optimizer="Adam"):
@@ -74,3 +74,41 @@ def test_cli_trains_logs_and_plots(tmp_path):
     r = subprocess.run([sys.executable, "-m", "torchlean", "plot", str(tmp_path / "nope.json")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "no such file" in r.stderr
+
+
+def test_verify_bounds_plot_on_acas(tmp_path):
+    """``verify bounds --plot``: the picture is written, and the same sampled outputs it draws lie
+    inside the printed CROWN bounds (the runtime's float64 run against the trusted engine)."""
+    from pathlib import Path
+
+    from torchlean.floats.network import run_float
+    from torchlean.verify.network import load_graph
+
+    data = Path(__file__).parent / "data/vnncomp2021/acasxu"
+    net, prop, out = data / "ACASXU_run2a_1_1_batch_2000.onnx", data / "prop_3.vnnlib", tmp_path / "b.png"
+    cmd = [sys.executable, "-m", "torchlean.verify", "bounds", str(net), str(prop), "--plot", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and out.is_file(), r.stderr
+    img, colours = _colours(out)
+    assert img.shape[1] > 900 and img.std() > 0.05 and len(colours) > 20  # five panels, not blank
+    bounds = [tuple(float(v) for v in line.split("[")[1].rstrip("]").split(","))
+              for line in r.stdout.splitlines() if line.strip().startswith("Y_")]
+    assert len(bounds) == 5
+    from torchlean.verify.network import load_spec
+
+    region = load_spec(prop).regions[0]
+    lo, hi = np.array([float(v) for v in region.lo]), np.array([float(v) for v in region.hi])
+    pts = lo + (hi - lo) * np.random.default_rng(0).uniform(size=(500, 5))
+    ys = run_float(load_graph(net), pts, np.float64)
+    for j, (a, b) in enumerate(bounds):
+        assert a - 1e-7 <= ys[:, j].min() and ys[:, j].max() <= b + 1e-7
+
+
+def test_plot_bounds_clips_a_loose_interval_and_labels_it(tmp_path):
+    lo, hi = np.array([-100.0, -1.0]), np.array([100.0, 1.0])
+    out = plot_bounds({"ibp": (lo, hi), "crown": (lo / 100, hi / 10)},
+                      np.random.default_rng(0).uniform(-0.01, 0.01, (50, 2)), tmp_path / "p.png")
+    img, _ = _colours(out)
+    assert img.std() > 0.05
+    with pytest.raises(PlotError, match="number of outputs"):
+        plot_bounds({"ibp": (lo, hi)}, np.zeros((5, 3)), tmp_path / "q.png")

@@ -1,4 +1,5 @@
-"""Pictures of training logs: ``python -m torchlean plot LOG.json [LOG2.json ...] -o curve.png``.
+"""Pictures: training logs (``python -m torchlean plot LOG.json ... -o curve.png``) and output
+bounds (``python -m torchlean.verify bounds NET PROP --plot bounds.png``).
 
 A training log is the JSON that ``Trainer.train(log_path=...)`` and ``python -m torchlean mlp --log``
 write (format ``torchlean-train-log/1``: ``records`` of ``{"step", "loss", "lr", ...}``). Each metric
@@ -20,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PlotError", "load_log", "plot_logs"]
+__all__ = ["PlotError", "load_log", "plot_bounds", "plot_logs"]
 
 LOG_FORMAT = "torchlean-train-log/1"
 #: record keys that are coordinates or bookkeeping, not metrics to draw
@@ -29,6 +30,17 @@ _NOT_METRICS = {"step", "time"}
 
 class PlotError(ValueError):
     """A log that cannot be drawn (missing, not a training log, no records), or no matplotlib."""
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display needed (CI, servers)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PlotError("plotting needs matplotlib: pip install 'torchlean[plot]'") from None
+    return plt
 
 
 def load_log(path: str | Path) -> dict[str, Any]:
@@ -76,14 +88,7 @@ def plot_logs(paths: list[str | Path], out: str | Path, metrics: list[str] | Non
     if missing or not keys:
         raise PlotError(f"no metric {', '.join(missing) or '(none)'} in the logs (they have: "
                         f"{', '.join(found) or 'nothing'})")
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only: no display needed (CI, servers)
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise PlotError("plotting needs matplotlib: pip install 'torchlean[plot]'") from None
-
+    plt = _pyplot()
     fig, axes = plt.subplots(len(keys), 1, figsize=(7, 2.6 * len(keys) + 0.6), sharex=True, squeeze=False)
     for ax, key in zip(axes[:, 0], keys):
         positive = True
@@ -102,6 +107,64 @@ def plot_logs(paths: list[str | Path], out: str | Path, metrics: list[str] | Non
     axes[-1, 0].set_xlabel("step")
     fig.suptitle(title or "training", fontsize="medium")
     fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_bounds(bounds: dict[str, tuple[Any, Any]], samples: Any, out: str | Path,
+                title: str | None = None) -> Path:
+    """One panel per output: each method's interval [lower, upper] (``bounds``: method name ->
+    (lower array, upper array), drawn widest first) next to the outputs of sampled points
+    (``samples``: array (points, outputs)); the samples must lie inside every interval, and the gap
+    between an interval and the samples' range is how loose it is. The view fits the tightest
+    interval and the samples; a wider interval is drawn clipped and hatched, labelled with how many
+    times wider it is. Returns the image path."""
+    import numpy as np
+
+    samples = np.asarray(samples, dtype=float)
+    names = sorted(bounds, key=lambda k: -float(np.sum(np.asarray(bounds[k][1]) - np.asarray(bounds[k][0]))))
+    m = samples.shape[1]
+    if any(len(lo) != m or len(hi) != m for lo, hi in bounds.values()):
+        raise PlotError("bounds and samples disagree on the number of outputs")
+    cols = min(m, 5)
+    rows = -(-m // cols)
+    plt = _pyplot()
+    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols + 0.6, 2.8 * rows + 0.7), squeeze=False)
+    colours = ["#c6dbef", "#4292c6", "#08306b", "#74c476"]
+    rng = np.random.default_rng(0)
+    for j in range(rows * cols):
+        ax = axes[j // cols, j % cols]
+        if j >= m:
+            ax.axis("off")
+            continue
+        # the view: the tightest interval and the samples, with a margin; a looser interval is drawn
+        # clipped (hatched) with its width relative to the tightest written on it, so one loose
+        # method (IBP is often 100x wider) does not flatten the others into a line
+        ivs = [(float(bounds[n][0][j]), float(bounds[n][1][j])) for n in names]
+        t_lo, t_hi = min(ivs, key=lambda iv: iv[1] - iv[0])
+        v_lo, v_hi = min(t_lo, float(samples[:, j].min())), max(t_hi, float(samples[:, j].max()))
+        pad = 0.2 * (v_hi - v_lo) or 1.0
+        v_lo, v_hi = v_lo - pad, v_hi + pad
+        for k, (name, (lo, hi)) in enumerate(zip(names, ivs)):
+            clipped = lo < v_lo or hi > v_hi
+            a, b = max(lo, v_lo), min(hi, v_hi)
+            ax.bar(k, b - a, bottom=a, width=0.6, color=colours[k % len(colours)],
+                   hatch="//" if clipped else None, label=name if j == 0 else None)
+            if clipped and t_hi > t_lo:
+                ax.text(k, v_hi, f"{(hi - lo) / (t_hi - t_lo):.0f}x", ha="center", va="bottom",
+                        fontsize="x-small")
+        ax.set_ylim(v_lo, v_hi)
+        xs = len(names) + rng.uniform(-0.25, 0.25, len(samples))
+        ax.scatter(xs, samples[:, j], s=3, color="#d94801", label="sampled" if j == 0 else None)
+        ax.set_xticks(range(len(names) + 1), [*names, "sampled"], fontsize="x-small", rotation=30)
+        ax.set_title(f"Y_{j}", fontsize="small")
+        ax.tick_params(axis="y", labelsize="x-small")
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.legend(loc="lower center", ncol=len(names) + 1, fontsize="small")
+    fig.suptitle(title or "output bounds", fontsize="medium")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     out = Path(out)
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -15,6 +15,8 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 from .. import _cli
 from .._files import InputFileError, atomic_write_text, read_input
@@ -169,6 +171,7 @@ def cmd_bounds(args: argparse.Namespace) -> int:
     from . import table
     from .bounds import bounds
 
+    _cli.check_writable(args.plot, "--plot")
     net, target, spec = load_instance(args.net, args.prop)
     for r, region in enumerate(spec.regions):
         if target is not None:
@@ -187,7 +190,33 @@ def cmd_bounds(args: argparse.Namespace) -> int:
         print(f"region {r} ({args.method}):")
         for j, (a, b) in enumerate(zip(low, up)):
             print(f"  Y_{j} in [{a:.9g}, {b:.9g}]")
+        if args.plot and r == 0:
+            _plot_bounds(args, net, target, region, (low, up))
     return 0
+
+
+def _plot_bounds(args: argparse.Namespace, net: Any, target: Any, region: Any, main: tuple) -> None:
+    """``--plot``: region 0's bounds by IBP and by the asked method next to the outputs of 500 points
+    sampled in the box (the runtime's float64 run of the network file)."""
+    import numpy as np
+
+    from ..floats.network import run_float
+    from ..plot import plot_bounds
+    from . import table
+    from .bounds import bounds
+    from .network import load_graph
+
+    lo = np.array([float(v) for v in region.lo])
+    hi = np.array([float(v) for v in region.hi])
+    if target is not None:
+        ibp = table.output_bounds_box(target, region.lo, region.hi, "ibp")
+    else:
+        ibp = bounds(net, (lo, hi), method="ibp", deadline=time.monotonic() + args.timeout)
+    pts = lo + (hi - lo) * np.random.default_rng(0).uniform(size=(500, len(lo)))
+    ys = run_float(load_graph(args.net), pts, np.float64)
+    shown = {"ibp": ibp} if args.method == "ibp" else {"ibp": ibp, args.method: main}
+    out = plot_bounds(shown, ys, args.plot, title=f"{Path(args.net).name}: region 0, 500 sampled points")
+    print(f"plot: {out}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -239,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     elif cmd == "bounds":
         p.add_argument("net")
         p.add_argument("prop")
+        p.add_argument("--plot", metavar="PNG", help="draw region 0's IBP and --method bounds with sampled "
+                       "outputs into this image (needs matplotlib: pip install 'torchlean[plot]')")
         p.add_argument("--method", choices=("ibp", "crown", "alpha-crown"), default="crown")
         p.add_argument("--timeout", type=_cli.timeout_s, default=600.0)
         fn = cmd_bounds
