@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..spec.shapes import ShapeError
-from .backends import device_of, namespace, namespace_of, to_numpy
+from .backends import DeviceError, device_of, namespace, namespace_of, to_numpy
 from .rules import RULES
 from .tensor_methods import TensorMethods
 
@@ -301,6 +301,17 @@ def _scalar(value: Any, like: Tensor) -> Tensor:
     return Tensor(xp.asarray(value, dtype=like.data.dtype))
 
 
+def _devices(datas: list[Any]) -> set[str]:
+    """The devices of the arrays among ``datas`` (anything else is skipped)."""
+    found = set()
+    for d in datas:
+        try:
+            found.add(device_of(d))
+        except TypeError:
+            pass
+    return found
+
+
 def apply(name: str, *args: Tensor, **attrs: Any) -> Tensor:
     """Run primitive ``name`` on tensors: kernel, tape node, tracer record."""
     datas = [a.data for a in args]
@@ -310,6 +321,14 @@ def apply(name: str, *args: Tensor, **attrs: Any) -> Tensor:
     except (ValueError, IndexError) as e:
         shapes = " and ".join(str(tuple(d.shape)) for d in datas)
         raise ShapeError(f"{name}: {e} (input shapes {shapes})") from None
+    except TypeError:
+        # cupy refuses host arrays (and numpy device arrays); say which devices met, as torch does.
+        # Checked only on this error path so the hot path pays nothing.
+        devices = sorted(_devices(datas))
+        if len(devices) > 1:
+            raise DeviceError(f"{name}: expected all tensors on the same device, found "
+                              f"{' and '.join(devices)}; move them with .to(device)") from None
+        raise
     if type(out) is not np.ndarray and xp is np:
         out = np.asarray(out)
     t = Tensor(out)

@@ -1,0 +1,118 @@
+"""device="cuda" paths run against a numpy-backed stand-in for cupy (tests/fake_cupy).
+
+The stand-in keeps cupy's rules that CPU-only tests would miss: device arrays are their own type,
+refuse implicit conversion to numpy, and refuse host arrays in device operations. Passing here
+proves the cuda code paths never silently drop to the host or feed host arrays to the device; it
+does not prove anything about real GPU numerics (those tests stay marked ``gpu``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import torchlean as tl
+from torchlean import nn
+from torchlean.optim import SGD, Adam
+from torchlean.runtime import backends
+from torchlean.zoo import auto_mpg
+
+FAKE = Path(__file__).parent / "fake_cupy"
+
+
+@pytest.fixture
+def fake_cupy(monkeypatch):
+    """The stand-in as ``cupy`` for this test only, with the backend's cupy cache reset around it."""
+    real = backends.cuda_available() if "cupy" not in sys.modules else None
+    if real:
+        pytest.skip("a real GPU is present; the gpu-marked tests cover it")
+    monkeypatch.syspath_prepend(str(FAKE))
+    monkeypatch.delitem(sys.modules, "cupy", raising=False)
+    monkeypatch.setattr(backends, "_cupy", None)
+    import cupy
+
+    assert Path(cupy.__file__).is_relative_to(FAKE)
+    yield cupy
+    monkeypatch.setattr(backends, "_cupy", None)
+    sys.modules.pop("cupy", None)
+
+
+def test_stand_in_keeps_cupys_rules(fake_cupy):
+    cp = fake_cupy
+    a = cp.asarray([1.0, 2.0])
+    assert not isinstance(a, np.ndarray) and str(a.device) == "cuda"
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        np.asarray(a)
+    with pytest.raises(TypeError):
+        a + np.ones(2)  # host array in a device op
+    with pytest.raises(TypeError):
+        cp.exp(np.ones(2))
+    np.testing.assert_array_equal(cp.asnumpy(a * 2.0), [2.0, 4.0])
+    assert isinstance(np.exp(a), cp.ndarray)  # numpy functions dispatch to the device
+
+
+def test_tensor_on_cuda(fake_cupy):
+    t = tl.tensor([[1.0, -2.0], [3.0, 4.0]], device="cuda", requires_grad=True)
+    assert t.device == "cuda" and t.cpu().device == "cpu"
+    y = (t.relu() * t).sum()
+    y.backward()
+    assert t.grad.device == "cuda"
+    np.testing.assert_allclose(t.grad.numpy(), [[2.0, 0.0], [6.0, 8.0]])
+    assert "tensor(" in repr(t)
+    assert float(y.item()) == pytest.approx(26.0)
+
+
+def test_host_array_into_device_op_fails(fake_cupy):
+    t = tl.tensor([1.0, 2.0], device="cuda")
+    c = tl.tensor([1.0, 2.0], device="cpu")
+    for a, b in ((t, c), (c, t)):
+        with pytest.raises(tl.DeviceError, match="cpu and cuda"):
+            a + b
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        np.asarray(t.data)  # the device array never passes for a host one
+
+
+def _mlp_step(device: str, opt_cls):
+    tl.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)).to(dtype="float64")
+    model = model.to(device)
+    opt = opt_cls(model.parameters(), lr=0.05)
+    rng = np.random.default_rng(1)
+    x = tl.tensor(rng.normal(size=(5, 3)), dtype="float64", device=device)
+    y = tl.tensor(rng.normal(size=(5, 2)), dtype="float64", device=device)
+    losses = []
+    for _ in range(3):
+        opt.zero_grad()
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert model[0].weight.device == device
+    return losses, model.state_dict()
+
+
+@pytest.mark.parametrize("opt_cls", [SGD, Adam])
+def test_mlp_forward_backward_step_matches_cpu(fake_cupy, opt_cls):
+    cpu = _mlp_step("cpu", opt_cls)
+    cuda = _mlp_step("cuda", opt_cls)
+    np.testing.assert_allclose(cpu[0], cuda[0], rtol=1e-12)
+    for k, v in cpu[1].items():
+        assert isinstance(cuda[1][k], np.ndarray)  # state_dict comes back to the host
+        np.testing.assert_allclose(v, cuda[1][k], rtol=1e-12, atol=1e-15)
+
+
+def test_trainer_on_cuda_matches_cpu(fake_cupy):
+    data = auto_mpg.load()
+    results = []
+    for device in ("cpu", "cuda"):
+        tl.manual_seed(0)
+        trainer = tl.Trainer(auto_mpg.mlp(), optimizer="adam", lr=0.01, dtype="float64", device=device)
+        trained = trainer.train(data.train(), steps=10, batch_size=32, progress=False)
+        assert trained.model[0].weight.device == device
+        results.append((trained.eval(data.test())["loss"], trained.model.state_dict()))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-9)
+    for k, v in results[0][1].items():
+        np.testing.assert_allclose(v, results[1][1][k], rtol=1e-9, atol=1e-12)
