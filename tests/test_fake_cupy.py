@@ -104,15 +104,60 @@ def test_mlp_forward_backward_step_matches_cpu(fake_cupy, opt_cls):
         np.testing.assert_allclose(v, cuda[1][k], rtol=1e-12, atol=1e-15)
 
 
-def test_trainer_on_cuda_matches_cpu(fake_cupy):
+@pytest.mark.parametrize("backend", ["eager", "compiled"])
+def test_trainer_on_cuda_matches_cpu(fake_cupy, backend):
     data = auto_mpg.load()
     results = []
     for device in ("cpu", "cuda"):
         tl.manual_seed(0)
-        trainer = tl.Trainer(auto_mpg.mlp(), optimizer="adam", lr=0.01, dtype="float64", device=device)
+        trainer = tl.Trainer(auto_mpg.mlp(), optimizer="adam", lr=0.01, dtype="float64", device=device,
+                             backend=backend)
         trained = trainer.train(data.train(), steps=10, batch_size=32, progress=False)
         assert trained.model[0].weight.device == device
         results.append((trained.eval(data.test())["loss"], trained.model.state_dict()))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-9)
     for k, v in results[0][1].items():
         np.testing.assert_allclose(v, results[1][1][k], rtol=1e-9, atol=1e-12)
+
+
+def test_traced_graph_runs_on_cuda(fake_cupy):
+    from torchlean.runtime.execute import run_graph
+    from torchlean.runtime.trace import trace
+
+    tl.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3))
+    x = np.random.default_rng(2).normal(size=(2, 4)).astype(np.float32)
+    graph = trace(model, tl.tensor(x))
+    name = graph.inputs[0].name
+    cpu = run_graph(graph, {name: x})
+    cuda = run_graph(graph, {name: fake_cupy.asarray(x)}, device="cuda")
+    assert isinstance(cuda[0], fake_cupy.ndarray)
+    np.testing.assert_array_equal(cpu[0], fake_cupy.asnumpy(cuda[0]))
+    for host in (x, x.tolist()):  # host inputs are moved to the device, as tl.tensor(..., device) does
+        out = run_graph(graph, {name: host}, device="cuda", dtype=np.float32)
+        np.testing.assert_array_equal(cpu[0], fake_cupy.asnumpy(out[0]))
+
+
+def test_conv_and_attention_backward_on_cuda_match_cpu(fake_cupy):
+    rng = np.random.default_rng(3)
+    img = rng.normal(size=(2, 1, 6, 6))
+    seq = rng.normal(size=(2, 5, 8))
+    grads = {}
+    for device in ("cpu", "cuda"):
+        tl.manual_seed(0)
+        conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2)).to(dtype="float64").to(device)
+        att = nn.MultiheadAttention(8, 2, batch_first=True).to(dtype="float64").to(device)
+        x = tl.tensor(img, dtype="float64", device=device)
+        s = tl.tensor(seq, dtype="float64", device=device)
+        loss = conv(x).sum() + att(s, s, s)[0].tanh().sum()
+        loss.backward()
+        grads[device] = [p.grad.numpy() for p in [*conv.parameters(), *att.parameters()]]
+    for a, b in zip(grads["cpu"], grads["cuda"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_cli_mlp_on_cuda(fake_cupy, capsys):
+    from torchlean.__main__ import main
+
+    assert main(["mlp", "--device", "cuda", "--steps", "3"]) == 0
+    assert "on cuda" in capsys.readouterr().out

@@ -21,7 +21,8 @@ def run_graph(graph: Graph, inputs: dict[str, Any], device: str = "cpu", dtype: 
     env: dict[str, Any] = {}
 
     def cast(a: Any) -> Any:
-        a = np.asarray(a) if device != "cuda" else a
+        # host data (arrays, lists, scalars) is moved to the device first; cupy arrays stay put
+        a = xp.asarray(a) if device == "cuda" else np.asarray(a)
         if dtype is not None and a.dtype.kind == "f":
             a = a.astype(dtype)
         return xp.asarray(a)
