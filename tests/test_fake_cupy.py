@@ -161,3 +161,21 @@ def test_cli_mlp_on_cuda(fake_cupy, capsys):
 
     assert main(["mlp", "--device", "cuda", "--steps", "3"]) == 0
     assert "on cuda" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown", "alpha-crown"])
+def test_bounds_on_device_boxes_match_host(fake_cupy, method):
+    from torchlean.runtime.trace import trace
+    from torchlean.verify.bounds import bounds
+
+    tl.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 2))
+    graph = trace(model, tl.zeros(1, 3))
+    lo = np.array([[-0.5, -0.2, 0.1], [0.0, 0.0, 0.0]])
+    hi = lo + 0.3
+    host = bounds(graph, (lo, hi), method)
+    dev = bounds(graph, (fake_cupy.asarray(lo), fake_cupy.asarray(hi)), method)
+    for h, d in zip(host, dev, strict=True):
+        assert isinstance(d, fake_cupy.ndarray)  # stays on the device until asked for
+        np.testing.assert_allclose(h, fake_cupy.asnumpy(d), rtol=1e-12, atol=1e-12)
+    assert np.all(host[0] <= host[1])
