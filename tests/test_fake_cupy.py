@@ -179,3 +179,33 @@ def test_bounds_on_device_boxes_match_host(fake_cupy, method):
         assert isinstance(d, fake_cupy.ndarray)  # stays on the device until asked for
         np.testing.assert_allclose(h, fake_cupy.asnumpy(d), rtol=1e-12, atol=1e-12)
     assert np.all(host[0] <= host[1])
+
+
+def test_checkpoint_round_trip_on_cuda_resumes_exactly(fake_cupy, tmp_path):
+    from torchlean.runtime.checkpoint import load_checkpoint, save_checkpoint
+
+    rng = np.random.default_rng(4)
+    x = tl.tensor(rng.normal(size=(6, 3)), dtype="float64", device="cuda")
+    y = tl.tensor(rng.normal(size=(6, 1)), dtype="float64", device="cuda")
+
+    def make():
+        tl.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1)).to(dtype="float64").to("cuda")
+        return model, Adam(model.parameters(), lr=0.05)
+
+    def step(model, opt):
+        opt.zero_grad()
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    model, opt = make()
+    step(model, opt)
+    save_checkpoint(tmp_path / "c.npz", model, opt)
+    expected = [step(model, opt) for _ in range(2)]
+    model2, opt2 = make()
+    load_checkpoint(tmp_path / "c.npz", model2, opt2)
+    assert all(p.device == "cuda" for p in model2.parameters())
+    assert [step(model2, opt2) for _ in range(2)] == expected
+    assert all(p.device == "cuda" for p in model2.parameters())
