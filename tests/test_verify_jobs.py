@@ -17,6 +17,8 @@ ROWS = [  # (network, property): fast instances, two sat and two unsat, in VNN-C
     ("ACASXU_run2a_2_1_batch_2000.onnx", "prop_2.vnnlib"),
     ("ACASXU_run2a_1_4_batch_2000.onnx", "prop_4.vnnlib"),
 ]
+#: a sat found after seconds of search: first in the list, it finishes after the others under -j 2
+SLOW = ("ACASXU_run2a_1_9_batch_2000.onnx", "prop_7.vnnlib")
 VERDICT_COLUMNS = ["onnx", "vnnlib", "timeout", "expected", "result", "check", "mode", "agree"]
 
 
@@ -42,7 +44,8 @@ def _published() -> dict[tuple[str, str], str]:
 
 
 def test_jobs_match_serial_run(tmp_path):
-    inst = _instances(tmp_path)
+    rows = [SLOW, *ROWS[:3]]
+    inst = _instances(tmp_path, rows)
     serial, par = tmp_path / "serial.csv", tmp_path / "par.csv"
     r = _cli(inst, "--out", serial, "-q")
     assert r.returncode == 0, r.stderr
@@ -50,19 +53,19 @@ def test_jobs_match_serial_run(tmp_path):
     assert r.returncode == 0, r.stderr
     a, b = _read(serial), _read(par)
     assert list(a[0]) == list(b[0])  # same columns
-    def verdicts(rows):
-        return [[row[k] for k in VERDICT_COLUMNS] for row in rows]
+    def verdicts(table):
+        return [[row[k] for k in VERDICT_COLUMNS] for row in table]
 
     assert verdicts(a) == verdicts(b)
-    assert [(Path(r["onnx"]).name, Path(r["vnnlib"]).name) for r in b] == ROWS  # the list's order
+    assert [(Path(r["onnx"]).name, Path(r["vnnlib"]).name) for r in b] == rows  # the list's order
     pub = _published()
-    assert [r["result"] for r in b] == [pub[k] for k in ROWS]  # not only equal: right
+    assert [r["result"] for r in b] == [pub[k] for k in rows]  # not only equal: right
     assert all(r["check"] == "accepted" for r in b)
 
 
 def test_killed_run_resumes_and_force_reruns(tmp_path):
     # a first instance that finishes at once, then one that takes seconds (a sat found after a long search)
-    slow = ("ACASXU_run2a_1_9_batch_2000.onnx", "prop_7.vnnlib")
+    slow = SLOW
     inst = _instances(tmp_path, [ROWS[0], slow, slow], timeout=60)
     out = tmp_path / "res.csv"
     proc = subprocess.Popen([sys.executable, "-m", "torchlean.verify", "run", str(inst), "--out", str(out),
