@@ -3,7 +3,7 @@
     python -m torchlean.verify NET.onnx PROP.vnnlib [--timeout 116] [--cert OUT.json] [--float32]
     python -m torchlean.verify check CERT.json NET.onnx PROP.vnnlib [--mode exact|fast]
     python -m torchlean.verify bounds NET.onnx PROP.vnnlib [--method ibp|crown|alpha-crown]
-    python -m torchlean.verify run instances.csv [--out results.csv] [--timeout S]
+    python -m torchlean.verify run instances.csv [--out results.csv] [--timeout S] [-j N] [--force]
 
 Exit status: 0 on success (a verdict, an accepted certificate), 1 when a certificate is rejected,
 2 on bad input (one line on stderr, never a traceback).
@@ -224,7 +224,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _cli.check_writable(args.out, "--out")
     run_csv(args.csv, out=args.out, timeout=args.timeout, method=args.method, progress=not args.quiet,
-            engine=args.engine)
+            engine=args.engine, jobs=args.jobs, force=args.force)
     return 0
 
 
@@ -275,7 +275,12 @@ def main(argv: list[str] | None = None) -> int:
         fn = cmd_bounds
     else:
         p.add_argument("csv")
-        p.add_argument("--out", default=None)
+        p.add_argument("--out", default=None,
+                       help="results CSV; a rerun skips the instances already in it")
+        p.add_argument("-j", "--jobs", type=_cli.jobs, default=1, metavar="N",
+                       help="run N instances at a time in worker processes (default 1)")
+        p.add_argument("--force", action="store_true",
+                       help="rerun the instances already in --out")
         p.add_argument("--timeout", type=_cli.timeout_s, default=None)
         p.add_argument("--method", choices=("crown", "forward"), default="crown")
         p.add_argument("--engine", choices=("chain", "table"), default="chain",

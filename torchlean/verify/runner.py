@@ -1,14 +1,23 @@
 """Run a benchmark CSV (VNN-COMP ``instances.csv``: onnx,vnnlib,timeout; or an ``expected.csv`` with
 a header naming onnx, vnnlib, expected and any comparison columns) and write a results CSV: the
 verdict, solve and checker replay times, the tree size, and whether it agrees with the expected
-verdict. Paths are relative to the CSV's folder. The results file is rewritten atomically after
-every instance, so an interrupted run keeps what it finished."""
+verdict. Paths are relative to the CSV's folder.
+
+``jobs`` > 1 runs instances in that many worker processes (each instance keeps its own deadline);
+the rows come out in the instance list's order either way. The results file is rewritten atomically
+after every finished instance, so an interrupted run keeps what it finished, and a rerun with the
+same ``out`` skips the instances already there (keyed by onnx, vnnlib and timeout; ``force``
+reruns them). A last row cut short (a file not written by this module) is ignored."""
 
 from __future__ import annotations
 
 import csv
 import io
+import os
+import sys
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +29,7 @@ from .network import InputError
 FIELDS = [
     "onnx",
     "vnnlib",
+    "timeout",
     "expected",
     "result",
     "solve_s",
@@ -32,6 +42,8 @@ FIELDS = [
 ]
 
 
+#: the verdicts a finished row's ``result`` holds (a row with another is run again)
+VERDICTS = ("sat", "unsat", "unknown", "timeout")
 #: the verdicts an ``expected`` column may hold (empty: not known)
 EXPECTED = ("", "sat", "unsat", "unknown", "timeout")
 #: the largest instance list read (bytes)
@@ -142,34 +154,109 @@ def run_csv(
     method: str = "crown",
     progress: bool = True,
     engine: str = "chain",
+    jobs: int = 1,
+    force: bool = False,
 ) -> list[dict[str, Any]]:
+    """Run every instance of the list ``path`` (``read_instances``) and return the result rows in
+    its order; with ``out``, keep them there (see the module docstring for ``jobs`` and resuming).
+    ``timeout`` overrides the list's timeouts (default 116 s)."""
     base = Path(path).parent
     rows = read_instances(path)
-    extra = [k for k in (rows[0] if rows else {}) if k not in FIELDS and k != "timeout"]
-    results = []
-    for i, row in enumerate(rows):
-        limit = timeout or check_timeout(row.get("timeout") or 116)
-        r = run_instance(base / row["onnx"], base / row["vnnlib"], limit, method, engine=engine)
+    extra = [k for k in (rows[0] if rows else {}) if k not in FIELDS]
+    limits = [timeout or check_timeout(row.get("timeout") or 116) for row in rows]
+    done: dict[int, dict[str, Any]] = {}
+    if out and not force:
+        old = read_results(out)
+        for i, row in enumerate(rows):
+            r = old.get((row["onnx"], row["vnnlib"], f"{limits[i]:g}"))
+            if r is not None:
+                done[i] = {**r, **{k: row.get(k, "") for k in ["expected", *extra]}}
+                done[i]["agree"] = _agree(done[i]["expected"], done[i]["result"])
+        if done:
+            print(f"skipped {len(done)} of {len(rows)} instances already in {out} (--force reruns them)",
+                  file=sys.stderr, flush=True)
+    todo = [i for i in range(len(rows)) if i not in done]
+
+    def finish(i: int, r: dict[str, Any]) -> None:
+        row = rows[i]
         exp = row.get("expected", "")
-        r.update({"onnx": row["onnx"], "vnnlib": row["vnnlib"], "expected": exp})
-        r["agree"] = (
-            ""
-            if exp not in ("sat", "unsat") or r["result"] not in ("sat", "unsat")
-            else ("yes" if r["result"] == exp else "WRONG")
-        )
+        r.update({"onnx": row["onnx"], "vnnlib": row["vnnlib"], "timeout": f"{limits[i]:g}", "expected": exp})
+        r["agree"] = _agree(exp, r["result"])
         r.update({k: row.get(k, "") for k in extra})
-        results.append(r)
+        done[i] = r
         if progress:
             print(
-                f"[{i + 1}/{len(rows)}] {row['onnx']} {row['vnnlib']}: {r['result']} "
+                f"[{len(done)}/{len(rows)}] {row['onnx']} {row['vnnlib']}: {r['result']} "
                 f"({r['solve_s']} s, check {r['check_s'] or '-'} s){' expected ' + exp if exp else ''}",
                 flush=True,
             )
         if out:
-            _write(out, results, FIELDS + extra)
-    return results
+            _write(out, [done[k] for k in sorted(done)], FIELDS + extra)
+
+    if jobs <= 1 or len(todo) <= 1:
+        for i in todo:
+            finish(i, run_instance(base / rows[i]["onnx"], base / rows[i]["vnnlib"], limits[i], method,
+                                   engine=engine))
+    else:
+        import multiprocessing
+
+        # spawn: a fresh interpreter per worker (forking a process with BLAS threads can hang)
+        pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_watch_parent, initargs=(os.getpid(),))
+        try:
+            running = {
+                pool.submit(run_instance, base / rows[i]["onnx"], base / rows[i]["vnnlib"], limits[i],
+                            method, engine=engine): i
+                for i in todo
+            }
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    finish(running.pop(f), f.result())
+        finally:  # (Ctrl-C, an error): drop what has not started; the workers end with us
+            pool.shutdown(wait=False, cancel_futures=True)
+    return [done[i] for i in sorted(done)]
 
 
+def _agree(exp: str, result: str) -> str:
+    if exp not in ("sat", "unsat") or result not in ("sat", "unsat"):
+        return ""
+    return "yes" if result == exp else "WRONG"
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker: exit when the parent run is gone (killed), not finish its queue alone."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def read_results(path: str | Path) -> dict[tuple[str, str, str], dict[str, str]]:
+    """The finished rows of a results file, keyed by (onnx, vnnlib, timeout): rows with a verdict
+    in ``VERDICTS`` and as many fields as the header. A missing or empty file has none; a file that
+    is not a results CSV is an InputError (``force`` overwrites it)."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return {}
+    try:
+        text = read_input(path, MAX_CSV_BYTES, what="results file")
+        lines = list(csv.reader(io.StringIO(text)))
+    except (ValueError, csv.Error) as e:
+        raise InputError(f"--out {path}: not a results CSV ({e}); --force overwrites it") from None
+    if not lines or lines[0][:2] != ["onnx", "vnnlib"]:
+        raise InputError(f"--out {path}: not a results CSV (no onnx,vnnlib header); --force overwrites it")
+    head = lines[0]
+    out = {}
+    for r in lines[1:]:
+        if len(r) != len(head):  # (a row cut short)
+            continue
+        row = dict(zip(head, r))
+        if row.get("result") in VERDICTS and row.get("timeout"):
+            out[(row["onnx"], row["vnnlib"], row["timeout"])] = row
+    return out
 def _write(path: str, rows: list[dict[str, Any]], fields: list[str]) -> None:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
