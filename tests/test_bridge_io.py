@@ -160,3 +160,27 @@ def test_from_torch_names_every_unsupported_module():
     tm = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LSTM(2, 2), torch.nn.Hardswish())
     with pytest.raises(TorchInteropError, match="unsupported torch module\\(s\\): Hardswish, LSTM"):
         from_torch(tm)
+
+
+@pytest.mark.torch
+def test_from_torch_conv1d_and_batchnorm1d():
+    """Conv1d (stride, padding, dilation, groups) and BatchNorm1d (running statistics, eval and
+    train) import with torch's meaning; outputs match torch in float32."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    tm = torch.nn.Sequential(
+        torch.nn.Conv1d(4, 6, 3, stride=2, padding=1, dilation=1, groups=2), torch.nn.BatchNorm1d(6),
+        torch.nn.ReLU(), torch.nn.Conv1d(6, 3, 2, dilation=2), torch.nn.Flatten(), torch.nn.Linear(3 * 4, 5),
+        torch.nn.BatchNorm1d(5))
+    x = np.random.default_rng(3).standard_normal((4, 4, 11)).astype(np.float32)
+    tm.train()
+    tm(torch.from_numpy(x))  # move the running statistics off their initial values
+    tm.eval()
+    m = from_torch(tm)
+    assert not m.training
+    ref = tm(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(m(torchlean.tensor(x)).data, ref, rtol=1e-5, atol=1e-5)
+    tm.train()
+    m = from_torch(tm)
+    ref = tm(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(m(torchlean.tensor(x)).data, ref, rtol=1e-4, atol=1e-5)

@@ -68,11 +68,14 @@ def _layer_builders() -> dict[str, Callable[[Any], Any]]:
     """torch class name -> builder of the matching torchlean layer (weights loaded afterwards)."""
     from .. import nn
 
-    def conv(m: Any) -> Any:
-        if m.padding_mode != "zeros":
-            raise TorchInteropError(f"Conv2d with padding_mode={m.padding_mode!r} is not supported")
-        return nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, _pair(m.padding),
-                         m.dilation, m.groups, bias=m.bias is not None, dtype=_dtype(m))
+    def conv(cls: Any) -> Callable[[Any], Any]:
+        def build(m: Any) -> Any:
+            if m.padding_mode != "zeros":
+                raise TorchInteropError(f"{type(m).__name__} with padding_mode={m.padding_mode!r} "
+                                        "is not supported")
+            return cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, _pair(m.padding),
+                       m.dilation, m.groups, bias=m.bias is not None, dtype=_dtype(m))
+        return build
 
     def pool(cls: Any) -> Callable[[Any], Any]:
         def build(m: Any) -> Any:
@@ -82,8 +85,12 @@ def _layer_builders() -> dict[str, Callable[[Any], Any]]:
             return cls(m.kernel_size, m.stride, m.padding, **kw)
         return build
 
-    def batch_norm(m: Any) -> Any:
-        return nn.BatchNorm2d(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine)
+    def batch_norm(cls: Any) -> Callable[[Any], Any]:
+        def build(m: Any) -> Any:
+            if not m.track_running_stats:
+                raise TorchInteropError(f"{type(m).__name__}(track_running_stats=False) is not supported")
+            return cls(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine)
+        return build
 
     table: dict[str, Callable[[Any], Any]] = {
         "Linear": lambda m: nn.Linear(m.in_features, m.out_features, bias=m.bias is not None,
@@ -101,14 +108,15 @@ def _layer_builders() -> dict[str, Callable[[Any], Any]]:
         "LogSoftmax": lambda m: nn.LogSoftmax(m.dim if m.dim is not None else -1),
         "GELU": lambda m: nn.GELU(m.approximate),
     }
-    if hasattr(nn, "Conv2d"):
-        table["Conv2d"] = conv
-    if hasattr(nn, "MaxPool2d"):
-        table["MaxPool2d"] = pool(nn.MaxPool2d)
-    if hasattr(nn, "AvgPool2d"):
-        table["AvgPool2d"] = pool(nn.AvgPool2d)
-    if hasattr(nn, "BatchNorm2d"):
-        table["BatchNorm2d"] = batch_norm
+    for name in ("Conv1d", "Conv2d"):
+        if hasattr(nn, name):
+            table[name] = conv(getattr(nn, name))
+    for name in ("MaxPool2d", "AvgPool2d"):
+        if hasattr(nn, name):
+            table[name] = pool(getattr(nn, name))
+    for name in ("BatchNorm1d", "BatchNorm2d"):
+        if hasattr(nn, name):
+            table[name] = batch_norm(getattr(nn, name))
     return table
 
 
