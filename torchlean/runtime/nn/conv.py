@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,7 +35,34 @@ def _check_rank4(shape: PartialShape, channels: int | None) -> None:
         raise ShapeError(f"expects input {_fmt((None, channels, None, None))}")
 
 
-class Conv2d(Module):
+class _ConvNd(Module):
+    """What Conv1d and Conv2d share: the groups check, torch's initialisation and the repr."""
+
+    def _init_params(self, name: str, in_channels: int, out_channels: int, groups: int,
+                     kernel: tuple[int, ...], bias: bool, dtype: Any, device: str) -> None:
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: in_channels={in_channels} and out_channels={out_channels} "
+                             f"must be divisible by groups={groups}")
+        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        dt = as_dtype(dtype or get_default_dtype())
+        fan_in = in_channels // groups * math.prod(kernel)
+        # torch: kaiming_uniform(a=sqrt(5)) weight and U(+-1/sqrt(fan_in)) bias
+        self.weight = _param(init.kaiming_uniform((out_channels, in_channels // groups, *kernel), fan_in, dt),
+                             device)
+        self.bias = _param(init.kaiming_uniform((out_channels,), fan_in, dt), device) if bias else None
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if any(self.padding):
+            s += f", padding={self.padding}"
+        if any(d != 1 for d in self.dilation):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        return s + ("" if self.bias is not None else ", bias=False")
+
+
+class Conv2d(_ConvNd):
     """2-D convolution over (N, C, H, W) inputs with torch's parameter layout: weight
     (out_channels, in_channels/groups, kh, kw) and bias (out_channels,)."""
 
@@ -43,19 +71,10 @@ class Conv2d(Module):
                  dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True,
                  dtype: Any = None, device: str = "cpu"):
         super().__init__()
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"Conv2d: in_channels={in_channels} and out_channels={out_channels} "
-                             f"must be divisible by groups={groups}")
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
         self.kernel_size = pair(kernel_size, "Conv2d", "kernel_size")
         self.stride, self.dilation = pair(stride, "Conv2d", "stride"), pair(dilation, "Conv2d", "dilation")
         self.padding = FN._conv_padding(padding, self.kernel_size, self.dilation, self.stride)
-        dt = as_dtype(dtype or get_default_dtype())
-        fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
-        shape = (out_channels, in_channels // groups, *self.kernel_size)
-        # torch: kaiming_uniform(a=sqrt(5)) weight and U(+-1/sqrt(fan_in)) bias
-        self.weight = _param(init.kaiming_uniform(shape, fan_in, dt), device)
-        self.bias = _param(init.kaiming_uniform((out_channels,), fan_in, dt), device) if bias else None
+        self._init_params("Conv2d", in_channels, out_channels, groups, self.kernel_size, bias, dtype, device)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -71,18 +90,9 @@ class Conv2d(Module):
         h, w = _spatial_out(shape, self.kernel_size, self.stride, self.padding, self.dilation)
         return (shape[0], self.out_channels, h, w)
 
-    def extra_repr(self) -> str:
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0, 0):
-            s += f", padding={self.padding}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        return s + ("" if self.bias is not None else ", bias=False")
 
 
-class Conv1d(Module):
+class Conv1d(_ConvNd):
     """1-D convolution over (N, C, L) inputs with torch's parameter layout: weight
     (out_channels, in_channels/groups, k) and bias (out_channels,), torch's initialisation.
 
@@ -95,10 +105,6 @@ class Conv1d(Module):
                  dilation: int | Sequence[int] = 1, groups: int = 1, bias: bool = True,
                  dtype: Any = None, device: str = "cpu"):
         super().__init__()
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"Conv1d: in_channels={in_channels} and out_channels={out_channels} "
-                             f"must be divisible by groups={groups}")
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
         self.kernel_size = (FN._single(kernel_size, "Conv1d", "kernel_size"),)
         self.stride = (FN._single(stride, "Conv1d", "stride"),)
         self.dilation = (FN._single(dilation, "Conv1d", "dilation"),)
@@ -106,11 +112,7 @@ class Conv1d(Module):
                                 "padding")), (1, self.kernel_size[0]), (1, self.dilation[0]),
                                 (1, self.stride[0]))
         self.padding = (pad2[1],)
-        dt = as_dtype(dtype or get_default_dtype())
-        fan_in = in_channels // groups * self.kernel_size[0]
-        shape = (out_channels, in_channels // groups, self.kernel_size[0])
-        self.weight = _param(init.kaiming_uniform(shape, fan_in, dt), device)
-        self.bias = _param(init.kaiming_uniform((out_channels,), fan_in, dt), device) if bias else None
+        self._init_params("Conv1d", in_channels, out_channels, groups, self.kernel_size, bias, dtype, device)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 3 or x.shape[1] != self.in_channels:
@@ -127,16 +129,6 @@ class Conv1d(Module):
         (_, length) = _spatial_out((None, None, 1, shape[2]), (1, self.kernel_size[0]),
                                    (1, self.stride[0]), (0, self.padding[0]), (1, self.dilation[0]))
         return (shape[0], self.out_channels, length)
-
-    def extra_repr(self) -> str:
-        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0,):
-            s += f", padding={self.padding}"
-        if self.dilation != (1,):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        return s + ("" if self.bias is not None else ", bias=False")
 
 
 class _Pool2d(Module):
