@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
-from .core import CHECKERS, OutOfTime, Rejected, Verdict, at_least, ratio, rational, require, tick, time_limit
+from .core import CHECKERS, Rejected, Verdict, at_least, ratio, rational, replay, require, tick
 from .network import Affine, Net, PartsMemo, Relu, evaluate, fingerprint
 from .property import Region, Spec
 
@@ -521,72 +521,60 @@ def check_vnn(
     the right one. ``mode`` ("exact" or "fast") is the caller's; None chooses by size (``replay_mode``). A
     certificate's own "mode" field is ignored. ``deadline`` (a ``time.monotonic()`` value): past
     it the replay stops and the certificate is not accepted ("deadline exceeded")."""
-    try:
-        with time_limit(deadline):
-            return _check_vnn(cert, net, spec, mode)
-    except OutOfTime:
-        return Verdict(False, reason="not accepted: replay deadline exceeded (the caller's time limit)")
+    return replay(_check_vnn, cert, net, spec, mode, deadline=deadline)
 
 
 def _check_vnn(cert: Any, net: Net | Any, spec: Spec, mode: str | None) -> Verdict:
-    try:
-        require(isinstance(cert, dict), "certificate must be a JSON object")
-        if not isinstance(net, Net):
-            from .graph_vnn import check_vnn_graph
+    require(isinstance(cert, dict), "certificate must be a JSON object")
+    if not isinstance(net, Net):
+        from .graph_vnn import check_vnn_graph
 
-            return check_vnn_graph(cert, net, spec, mode or replay_mode(cert, net))
-        memo: PartsMemo = {}  # (the weights packed for the fingerprint, reused by the fast mode)
-        _statement(cert, net, spec, memo)
-        if cert.get("kind") == "vnn-sat":
-            return _check_sat(cert, net, spec)
-        require(cert.get("kind") == "vnn-unsat", f"unknown certificate kind {cert.get('kind')!r}")
-        mode = mode or replay_mode(cert, net)
-        require(mode in ("exact", "fast"), f"unknown replay mode {mode!r}")
-        method = cert.get("method", "forward")
-        require(method in ("forward", "crown"), f"unknown bound method {method!r}")
-        trees = cert["regions"]
-        require(
-            isinstance(trees, list) and len(trees) == len(spec.regions),
-            "needs one split tree per input region of the property",
-        )
-        if mode == "fast":
-            from .fast import check_regions_fast  # numpy: only for the fast mode
+        return check_vnn_graph(cert, net, spec, mode or replay_mode(cert, net))
+    memo: PartsMemo = {}  # (the weights packed for the fingerprint, reused by the fast mode)
+    _statement(cert, net, spec, memo)
+    if cert.get("kind") == "vnn-sat":
+        return _check_sat(cert, net, spec)
+    require(cert.get("kind") == "vnn-unsat", f"unknown certificate kind {cert.get('kind')!r}")
+    mode = mode or replay_mode(cert, net)
+    require(mode in ("exact", "fast"), f"unknown replay mode {mode!r}")
+    method = cert.get("method", "forward")
+    require(method in ("forward", "crown"), f"unknown bound method {method!r}")
+    trees = cert["regions"]
+    require(
+        isinstance(trees, list) and len(trees) == len(spec.regions),
+        "needs one split tree per input region of the property",
+    )
+    if mode == "fast":
+        from .fast import check_regions_fast  # numpy: only for the fast mode
 
-            n = check_regions_fast(net, spec, trees, method, memo)
-            return Verdict(
-                True,
-                checked=n,
-                trusted={"float64:ieee754-standard-model": 1},
-                reason=f"unsat: {n} leaves replayed ({method}) in fast float64 mode",
-            )
-        n = 0
-        widths = hidden_widths(net)
-        for r, (whole, entry) in enumerate(zip(spec.regions, trees)):
-            for region, tree in region_parts(whole, entry):
-                items = list(leaves(tree, list(region.lo), list(region.hi), widths))
-                n += len(items)
-                require(n <= MAX_LEAVES, "too many leaves")
-                steps, index = objective_steps(net, region, combos_used(region, [it[2][0] for it in items]))
-                for i, (lo, hi, (proofs, how, phases)) in enumerate(items):
-                    tick()
-                    lo, hi = [Fraction(v) for v in lo], [Fraction(v) for v in hi]  # (floats: exactly)
-                    if (how or method) == "crown":
-                        lower = crown_lower_exact(steps, lo, hi, phases)
-                    else:  # (ignores ReLU splits and extras: a bound over the whole box is still one)
-                        lb = leaf_bounds_exact(steps, lo, hi)
-                        lower = lambda i, extras, lb=lb: lb[i]  # noqa: E731
-                    where = f"region {r} leaf {i}"
-                    check_leaf_proofs(proofs, region, index, lower, where, phases, widths)
+        n = check_regions_fast(net, spec, trees, method, memo)
         return Verdict(
-            True, checked=n, reason=f"unsat: {n} leaves replayed ({method}) in exact rational mode"
+            True,
+            checked=n,
+            trusted={"float64:ieee754-standard-model": 1},
+            reason=f"unsat: {n} leaves replayed ({method}) in fast float64 mode",
         )
-    except OutOfTime:
-        raise
-    except Rejected as e:
-        return Verdict(False, reason=str(e))
-    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError,
-            RecursionError) as e:
-        return Verdict(False, reason=f"malformed certificate: {type(e).__name__}: {e}")
+    n = 0
+    widths = hidden_widths(net)
+    for r, (whole, entry) in enumerate(zip(spec.regions, trees)):
+        for region, tree in region_parts(whole, entry):
+            items = list(leaves(tree, list(region.lo), list(region.hi), widths))
+            n += len(items)
+            require(n <= MAX_LEAVES, "too many leaves")
+            steps, index = objective_steps(net, region, combos_used(region, [it[2][0] for it in items]))
+            for i, (lo, hi, (proofs, how, phases)) in enumerate(items):
+                tick()
+                lo, hi = [Fraction(v) for v in lo], [Fraction(v) for v in hi]  # (floats: exactly)
+                if (how or method) == "crown":
+                    lower = crown_lower_exact(steps, lo, hi, phases)
+                else:  # (ignores ReLU splits and extras: a bound over the whole box is still one)
+                    lb = leaf_bounds_exact(steps, lo, hi)
+                    lower = lambda i, extras, lb=lb: lb[i]  # noqa: E731
+                where = f"region {r} leaf {i}"
+                check_leaf_proofs(proofs, region, index, lower, where, phases, widths)
+    return Verdict(
+        True, checked=n, reason=f"unsat: {n} leaves replayed ({method}) in exact rational mode"
+    )
 
 
 def _check_sat(cert: dict[str, Any], net: Net, spec: Spec) -> Verdict:

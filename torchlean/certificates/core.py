@@ -63,15 +63,50 @@ def check(cert: Any) -> Verdict:
     fn = CHECKERS.get(cert["kind"])
     if fn is None:
         return Verdict(False, reason=f"unknown certificate kind {cert['kind']!r}")
+    return replay(fn, cert, what=f"{cert['kind']} certificate")
+
+
+#: what reading a malformed certificate can raise (a wrong type, a missing key, a bad number...)
+MALFORMED = (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError, AttributeError,
+             RecursionError)
+
+
+def replay(fn: Callable[..., Verdict], *args: Any, deadline: float | None = None,
+           what: str = "certificate") -> Verdict:
+    """``fn(*args)``, a checker, within ``deadline``: a rejection, malformed input or the deadline
+    is a refused Verdict, never an exception (every checker entry point goes through here)."""
     try:
-        return fn(cert)
+        with time_limit(deadline):
+            return fn(*args)
     except OutOfTime:
         return Verdict(False, reason="not accepted: replay deadline exceeded (the caller's time limit)")
     except Rejected as e:
         return Verdict(False, reason=str(e))
-    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, RecursionError, OverflowError,
-            AttributeError) as e:
-        return Verdict(False, reason=f"malformed {cert['kind']} certificate: {type(e).__name__}: {e}")
+    except MALFORMED as e:
+        return Verdict(False, reason=f"malformed {what}: {type(e).__name__}: {e}")
+
+
+Box = list[tuple[Fraction, Fraction]]
+
+
+def box_leaves(tree: Any, box: Box) -> Iterator[tuple[dict[str, Any], Box]]:
+    """The leaves of a bisection tree over ``box`` with the box each one covers:
+    ``{"split": [d, v], "lo": node, "hi": node}`` halves dimension d at v (lo_d < v < hi_d, both
+    halves closed), anything else is a leaf. The yielded boxes cover ``box`` (by induction on the
+    splits), whatever the tree; a leaf's own meaning is the caller's."""
+    todo = [(tree, box)]
+    while todo:  # invariant: the boxes in ``todo`` and the leaves yielded cover ``box``
+        node, b = todo.pop()
+        require(isinstance(node, dict), "malformed tree node")
+        if "split" not in node:
+            yield node, b
+            continue
+        d, v = node["split"]
+        require(type(d) is int and 0 <= d < len(b), f"bad split dimension {d!r}")
+        lo, hi, v = b[d][0], b[d][1], rational(v)
+        require(lo < v < hi, f"split value {v} outside the open interval ({lo}, {hi})")
+        todo.append((node["lo"], b[:d] + [(lo, v)] + b[d + 1:]))
+        todo.append((node["hi"], b[:d] + [(v, hi)] + b[d + 1:]))
 
 
 def rational(x: Any) -> Fraction:

@@ -27,7 +27,7 @@ from typing import Any
 
 from . import engine
 from .bound_graph import Aff, Lowerer, Tensor, Unsupported
-from .core import Verdict, checker, digest, rational, require, tick
+from .core import Verdict, box_leaves, checker, digest, rational, require, tick
 from .functions import FUNCTIONS
 from .lower import ROWS, bcast_shape, broadcast, lower, reduce_groups
 from .rounding import MODES, Format, round_fraction
@@ -570,19 +570,9 @@ def check_errorbound_split(cert: dict[str, Any]) -> Verdict:
     eps = [rational(x) for x in stmt["epsilon"]]
     box = [(rational(lo), rational(hi)) for lo, hi in stmt["input_box"]]
     checked = 0
-    todo = [(cert["tree"], box)]
-    while todo:  # invariant: the boxes in ``todo`` and the replayed leaves cover the whole box
-        node, box = todo.pop()
-        if "split" in node:
-            d, v = node["split"]
-            require(type(d) is int and 0 <= d < len(box), f"bad split dimension {d!r}")
-            lo, hi, v = box[d][0], box[d][1], rational(v)
-            require(lo < v < hi, f"split value {v} outside the open interval ({lo}, {hi})")
-            todo.append((node["lo"], box[:d] + [(lo, v)] + box[d + 1:]))
-            todo.append((node["hi"], box[:d] + [(v, hi)] + box[d + 1:]))
-        else:
-            require([(rational(a), rational(b)) for a, b in node["box"]] == box,
-                    "leaf box differs from the box its split path gives")
-            leaf = dict(stmt, input_box=[[str(a), str(b)] for a, b in box])
-            checked += replay_leaf(leaf, node["steps"], eps)
+    for node, b in box_leaves(cert["tree"], box):
+        require([(rational(a), rational(c)) for a, c in node["box"]] == b,
+                "leaf box differs from the box its split path gives")
+        leaf = dict(stmt, input_box=[[str(a), str(c)] for a, c in b])
+        checked += replay_leaf(leaf, node["steps"], eps)
     return Verdict(True, checked=checked)

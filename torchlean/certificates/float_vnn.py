@@ -35,7 +35,7 @@ from typing import Any
 
 from . import errorbound
 from .bounds import check_vnn
-from .core import CHECKERS, OutOfTime, Rejected, Verdict, rational, require, time_limit
+from .core import CHECKERS, Rejected, Verdict, box_leaves, rational, replay, require
 from .network import Net, fingerprint, network_from_ir
 from .property import Atom, Region, Spec
 from .rounding import get_format
@@ -80,16 +80,7 @@ def check_vnn_float(cert: Any, net: Net | Any, spec: Spec, model: str | None = N
     bound graph, as ``check_vnn`` takes) and ``spec``. ``model``: when given, the errorbound's IR
     must have this ``errorbound.model_id`` (the IR the importer reads from the network file, so the
     float program is that file's). ``mode``/``deadline``: as ``check_vnn``, for both parts."""
-    try:
-        with time_limit(deadline):
-            return _check(cert, net, spec, model, mode, deadline)
-    except OutOfTime:
-        return Verdict(False, reason="not accepted: replay deadline exceeded (the caller's time limit)")
-    except Rejected as e:
-        return Verdict(False, reason=str(e))
-    except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError, AttributeError,
-            RecursionError) as e:
-        return Verdict(False, reason=f"malformed certificate: {type(e).__name__}: {e}")
+    return replay(_check, cert, net, spec, model, mode, deadline, deadline=deadline)
 
 
 def restrict(spec: Spec, box: list[tuple[Fraction, Fraction]]) -> Spec:
@@ -115,18 +106,7 @@ def _check(cert: Any, net: Net | Any, spec: Spec, model: str | None, mode: str |
         require(all(a <= lo and hi <= b for (a, b), lo, hi in zip(box, r.lo, r.hi)),
                 f"box does not cover input region {k}")
     checked, trusted, leaves, worst = 0, {}, 0, Fraction(0)
-    todo = [(cert["parts"], box)]
-    while todo:  # invariant: the boxes in ``todo`` and the checked leaves cover the root box
-        node, b = todo.pop()
-        require(isinstance(node, dict), "malformed part")
-        if "split" in node:
-            d, v = node["split"]
-            require(type(d) is int and 0 <= d < len(b), f"bad split dimension {d!r}")
-            lo, hi, v = b[d][0], b[d][1], rational(v)
-            require(lo < v < hi, f"split value {v} outside the open interval ({lo}, {hi})")
-            todo.append((node["lo"], b[:d] + [(lo, v)] + b[d + 1:]))
-            todo.append((node["hi"], b[:d] + [(v, hi)] + b[d + 1:]))
-            continue
+    for node, b in box_leaves(cert["parts"], box):  # the parts' boxes cover the root box
         v = _leaf({**node, "kind": KIND}, fmt, net, restrict(spec, b), model, mode, deadline)
         checked, leaves = checked + v.checked, leaves + 1
         trusted.update(v.trusted)
