@@ -87,7 +87,7 @@ def coverage() -> dict[str, dict[str, Any]]:
     """primitive -> {column: True/False/None (no such table)}.
 
     ``verify`` is the bound table's lowering row (``certificates.lower.ROWS``: IBP, CROWN and the
-    verdict certificates all go through it); ``ibp`` is "proved" where every part of the table its
+    verdict certificates all go through it); ``ibp`` is True where every part of the table its
     lowering runs (``lowered_parts``) has an SMT-proved interval rule (``part_status``), "argued"
     where some part's rule has a stated reason instead (``ibp_why`` names them), False where the
     lowering does not run or a part has neither."""
@@ -104,7 +104,7 @@ def coverage() -> dict[str, dict[str, Any]]:
     for name in sorted(set(PRIMITIVES) | set(RULES)):
         parts = lowered_parts(name) if name in ROWS else None
         states = {status.get(p, ("gap", ""))[0] for p in parts or ()}
-        ibp: Any = False if not parts or "gap" in states else ("argued" if "argued" in states else "proved")
+        ibp: Any = False if not parts or "gap" in states else ("argued" if "argued" in states else True)
         out[name] = {
             "spec": name in PRIMITIVES, "runtime": name in RULES, "autograd": name in CASES,
             "ibp": ibp, "floats": None if floats is None else name in floats,
@@ -133,7 +133,7 @@ def gaps() -> list[str]:
 def coverage_table() -> str:
     rows = coverage()
     cols = ["spec", "runtime", "autograd", "ibp", "floats", "verify"]
-    mark = {True: "yes", False: "-", None: "n/a", "proved": "proved", "argued": "argued"}
+    mark = {True: "yes", False: "-", None: "n/a", "argued": "argued"}
     w = max(len(n) for n in rows) + 2
     lines = ["primitive".ljust(w) + "".join(c.ljust(10) for c in cols)]
     for n, row in rows.items():
@@ -149,7 +149,7 @@ def coverage_table() -> str:
         tail = f" by {what}" if state == "proved" else (f": {what}" if what else "")
         lines.append(f"  {p}: {state}{tail}")
     n_rows = sum(bool(r["verify"]) for r in rows.values())
-    n_proved = sum(r["ibp"] == "proved" for r in rows.values())
+    n_proved = sum(r["ibp"] is True for r in rows.values())
     n_argued = sum(r["ibp"] == "argued" for r in rows.values())
     lines.append(f"{len(rows)} primitives; {n_rows} with a bound-table row, {n_proved} whose interval rules "
                  f"are all SMT-proved, {n_argued} resting on an argued row; gaps: {len(gaps())}")
