@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     mlp.add_argument("--log", metavar="PATH", help="write a JSON training log here")
     mlp.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz, no pickle) here")
     mlp.add_argument("--log-every", type=_positive_int, default=10, help="steps between log records")
-    mlp.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    _cli.add_progress(mlp)
 
     qs = sub.add_parser("quickstart", help="run a runnable example: tensors, autograd or mlp",
                         description="Run one of the quickstart examples (their source: examples/).")
@@ -125,7 +125,7 @@ def run_mlp(args: argparse.Namespace) -> int:
     print(f"test MSE (normalised target) before: {before:.4f}")
     trained = trainer.train(data.train(), steps=args.steps, batch_size=args.batch_size,
                             log_every=args.log_every, log_path=args.log,
-                            progress=False if args.no_progress else None)
+                            progress=args.progress)
     after = trained.eval(test)["loss"]
     note = " (interrupted)" if trained.interrupted else ""
     print(f"test MSE (normalised target) after {trained.steps} steps{note}: {after:.4f}")

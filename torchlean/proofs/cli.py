@@ -129,7 +129,7 @@ def cmd_discharge(args: argparse.Namespace) -> int:
     reports = []
     for d in sorted({d for _, d in todo}):  # one run per artifact directory
         reports += discharge([ob for ob, dd in todo if dd == d], d, solver=args.solver, jobs=args.jobs,
-                             timeout=args.timeout, progress=not args.quiet)
+                             timeout=args.timeout, progress=_cli.progress_of(args))
     bad = 0
     for r in reports:
         if r.status not in ("proved", "trusted") or args.verbose:
@@ -206,7 +206,8 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--timeout", type=_cli.timeout_s, default=60.0,
                    help="seconds per obligation (certificate search and solver together; killed past it)")
     d.add_argument("--force", action="store_true", help="redo obligations whose artifact is up to date")
-    d.add_argument("-q", "--quiet", action="store_true")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress")
+    _cli.add_progress(d)
     d.add_argument("-v", "--verbose", action="store_true")
     common(d)
     c = sub.add_parser("check", help="replay every artifact through the trusted checker")

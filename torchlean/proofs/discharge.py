@@ -137,14 +137,14 @@ def _report(ob: Obligation, art: dict[str, Any]) -> Report:
 
 def discharge(
     obligations: list[Obligation], directory: Path, *, solver: str = "cvc5", jobs: int = 1,
-    timeout: float = 60.0, search: bool = True, progress: bool = True,
+    timeout: float = 60.0, search: bool = True, progress: bool | None = None,
 ) -> list[Report]:
     """Discharge every obligation (``jobs`` processes); write artifacts for ``unsat`` results.
 
     ``timeout`` is per obligation and hard: the certificate search and the solver run in one child
     process, killed ``hard_limit(timeout)`` seconds after it started (a certificate already found
     is kept; the claim is then checked, not solver-trusted)."""
-    from tqdm import tqdm
+    from ..progress import bar as progress_bar
 
     ctx = mp.get_context("fork")
     reports: list[Report] = []
@@ -163,7 +163,7 @@ def discharge(
     directory.mkdir(parents=True, exist_ok=True)
     sweep_temps(directory)  # temps of a discharge killed with -9 (their writer is gone)
     ignore_temps(directory)  # and `git add proofs/` never picks one up mid-write
-    bar = tqdm(total=len(pending), disable=not progress, desc=f"discharge ({solver})", unit="ob")
+    bar = progress_bar(total=len(pending), desc=f"discharge ({solver})", unit="ob", enabled=progress)
     try:
         while pending or running:
             while pending and len(running) < max(1, jobs):

@@ -60,7 +60,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     bg = None
     if net is not None:
         bg = chain_graph(args.net) if args.engine == "table" else None
-        res = verify(net, spec, timeout=left, progress=not args.quiet, method=args.method, bg=bg)
+        res = verify(net, spec, timeout=left, progress=_cli.progress_of(args), method=args.method, bg=bg)
     else:  # not a ReLU chain: the general search on the bound table
         from .general import verify_target
 
@@ -105,7 +105,8 @@ def _verify_float32(args: argparse.Namespace, net, target, spec, left: float) ->
 
     graph = target.graph if target is not None else load_graph(args.net)
     try:
-        res = verify_float32(graph, net, target, spec, left, progress=not args.quiet, method=args.method,
+        res = verify_float32(graph, net, target, spec, left, progress=_cli.progress_of(args),
+                             method=args.method,
                              splits=args.float32_splits)
     except (ArithmeticError, ValueError, Rejected) as e:  # e.g. a value that may overflow binary32
         raise InputError(f"no float32 error bound for this network on this box: {e}") from None
@@ -223,7 +224,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_csv
 
     _cli.check_writable(args.out, "--out")
-    run_csv(args.csv, out=args.out, timeout=args.timeout, method=args.method, progress=not args.quiet,
+    run_csv(args.csv, out=args.out, timeout=args.timeout, method=args.method, progress=_cli.progress_of(args),
             engine=args.engine, jobs=args.jobs, force=args.force)
     return 0
 
@@ -253,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="verify the network as run in binary32 (float-sound verdict)")
         p.add_argument("--float32-splits", type=int, default=16, metavar="N",
                        help="with --float32: bisect the box up to N times, one epsilon per part")
-        p.add_argument("-q", "--quiet", action="store_true")
+        p.add_argument("-q", "--quiet", action="store_true", help="print only the verdict (no progress)")
+        _cli.add_progress(p)
         fn = cmd_verify
     elif cmd == "check":
         p.add_argument("cert")
@@ -285,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--method", choices=("crown", "forward"), default="crown")
         p.add_argument("--engine", choices=("chain", "table"), default="chain",
                        help="bound engine of the input-split search on ReLU chains")
-        p.add_argument("-q", "--quiet", action="store_true")
+        p.add_argument("-q", "--quiet", action="store_true", help="no line per instance")
+        _cli.add_progress(p)
         fn = cmd_run
     args = _cli.parse_args(p, argv)
     if isinstance(args, int):

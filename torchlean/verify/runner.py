@@ -152,7 +152,7 @@ def run_csv(
     out: str | None = None,
     timeout: float | None = None,
     method: str = "crown",
-    progress: bool = True,
+    progress: bool | None = True,
     engine: str = "chain",
     jobs: int = 1,
     force: bool = False,
@@ -184,7 +184,7 @@ def run_csv(
         r["agree"] = _agree(exp, r["result"])
         r.update({k: row.get(k, "") for k in extra})
         done[i] = r
-        if progress:
+        if progress is not False:  # one line per instance, on a terminal or not
             print(
                 f"[{len(done)}/{len(rows)}] {row['onnx']} {row['vnnlib']}: {r['result']} "
                 f"({r['solve_s']} s, check {r['check_s'] or '-'} s){' expected ' + exp if exp else ''}",
