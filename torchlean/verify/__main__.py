@@ -26,6 +26,7 @@ from ..certificates.core import OutOfTime, Rejected, parse_json
 from ..certificates.float_vnn import KIND, check_vnn_float
 from ..certificates.network import Unsupported, fingerprint
 from ..certificates.property import PropertyError
+from ..pool import PoolError
 from .network import InputError
 from .table import load_instance
 
@@ -225,7 +226,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _cli.check_writable(args.out, "--out")
     run_csv(args.csv, out=args.out, timeout=args.timeout, method=args.method, progress=_cli.progress_of(args),
-            engine=args.engine, jobs=args.jobs, force=args.force)
+            engine=args.engine, jobs=args.jobs, force=args.force, ray=args.ray)
     return 0
 
 
@@ -279,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("csv")
         p.add_argument("--out", default=None,
                        help="results CSV; a rerun skips the instances already in it")
+        p.add_argument("--ray", metavar="ADDRESS", default=None,
+                       help="run the instances as tasks on a Ray cluster: 'local' starts one here, "
+                            "'auto' or HOST:PORT joins one (pip install 'torchlean[ray]')")
         p.add_argument("-j", "--jobs", type=_cli.jobs, default=1, metavar="N",
                        help="run N instances at a time in worker processes (default 1)")
         p.add_argument("--force", action="store_true",
@@ -294,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(args, int):
         return args
     keep_freed_memory()
-    return _cli.guard(lambda: fn(args), (InputError, InputFileError, PropertyError, Unsupported))
+    return _cli.guard(lambda: fn(args), (InputError, InputFileError, PropertyError, Unsupported, PoolError))
 
 
 if __name__ == "__main__":
