@@ -121,9 +121,20 @@ def test_cnn_command_certifies_and_draws(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "test accuracy after 150 steps" in out.stdout
     assert out.stdout.count("certified accuracy at eps") == 4  # EPS/4 ... EPS
+    assert "float32 rounding error on the whole data box" in out.stdout
     plt = pytest.importorskip("matplotlib.pyplot")
     img = plt.imread(png)
     assert img.shape[0] > 200 and img.shape[1] > 300 and img[..., :3].std() > 0.05
     bad = subprocess.run([sys.executable, "-m", "torchlean", "cnn", "--steps", "1", "--plot", str(png)],
                          capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "--certify" in bad.stderr
+
+
+def test_float32_epsilon_covers_the_float32_runs(trained) -> None:
+    data, net, _ = trained
+    eps, observed = cnn.float32_epsilon(net, data.x_test[:1], samples=200)
+    assert 0 < observed <= eps
+    x = data.x_test[:50]  # the runtime's float32 logits against float64 ones on real images
+    with_64 = net.to(dtype="float64")(tl.tensor(x.astype(np.float64))).numpy()
+    net.to(dtype="float32")
+    assert np.abs(net(tl.tensor(x)).numpy() - with_64).max() <= eps
