@@ -105,6 +105,27 @@ def build_parser() -> argparse.ArgumentParser:
                      "3EPS/4 and EPS into this image (needs matplotlib)")
     _cli.add_progress(cnn)
 
+    for kind in ("lstm", "gru"):
+        name = kind.upper()
+        seq = sub.add_parser(kind, help=f"train an {name} forecaster on a generated predator-prey series",
+                             description=f"Train an {name} (hidden --hidden) to forecast the next sample "
+                                         "of a noisy Lotka-Volterra series from 16 past ones; test MSE "
+                                         "against the persistence baseline (test windows later in time).")
+        seq.add_argument("--steps", type=_non_negative_int, default=300, help="optimisation steps (300)")
+        seq.add_argument("--hidden", type=_positive_int, default=32, help="hidden size (default 32)")
+        seq.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default 32)")
+        seq.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default 0.01)")
+        seq.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"],
+                         default="adam")
+        seq.add_argument("--seed", type=_non_negative_int, default=0)
+        seq.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+        seq.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+        seq.add_argument("--backend", choices=["eager", "compiled"], default="eager")
+        seq.add_argument("--log", metavar="PATH", help="write a JSON training log here")
+        seq.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz, no pickle) here")
+        seq.add_argument("--log-every", type=_positive_int, default=10, help="steps between log records")
+        _cli.add_progress(seq)
+
     qs = sub.add_parser("quickstart", help="run a runnable example: tensors, autograd or mlp",
                         description="Run one of the quickstart examples (their source: examples/).")
     qs.add_argument("example", choices=["tensors", "autograd", "mlp"])
@@ -190,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from torchlean.zoo.cnn import run
 
             return run(args)
+        if args.command in ("lstm", "gru"):
+            from torchlean.zoo.sequence import run as run_sequence
+
+            return run_sequence(args)
         if args.command == "plot":
             from torchlean.plot import plot_logs
 

@@ -25,6 +25,7 @@ from .layers import (
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, MSELoss
 from .module import Module, Parameter
 from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
+from .recurrent import GRU, LSTM, RNN
 
 __all__ = [
     "GELU", "Dropout", "Flatten", "Identity", "LeakyReLU", "Linear", "LogSoftmax", "Module",
@@ -37,3 +38,4 @@ __all__ += [
     "TransformerEncoderLayer",
 ]
 __all__ += ["BatchNorm1d", "Conv1d", "ModuleDict", "ModuleList"]
+__all__ += ["GRU", "LSTM", "RNN"]
