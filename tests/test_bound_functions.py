@@ -54,6 +54,7 @@ REF = {
     "sqrt": (mp.sqrt, lambda x: 1 / (2 * mp.sqrt(x))),
     "rsqrt": (lambda x: 1 / mp.sqrt(x), lambda x: -x ** mp.mpf(-1.5) / 2),
     "tanh": (mp.tanh, lambda x: mp.sech(x) ** 2),
+    "erf": (mp.erf, lambda x: 2 / mp.sqrt(mp.pi) * mp.exp(-x * x)),
     "sigmoid": (_sig, lambda x: _sig(x) * _sig(-x)),
     "softplus": (lambda x: mp.log(1 + mp.exp(x)), _sig),
     "silu": (lambda x: x * _sig(x), lambda x: _sig(x) + x * _sig(x) * _sig(-x)),
@@ -265,7 +266,7 @@ def test_inflection_brackets():
 
 def test_wide_intervals_stay_small_and_sound():
     rng = random.Random(7)
-    for name in ("sigmoid", "tanh", "softplus", "silu", "gelu", "relu", "abs", "square", "leaky_relu"):
+    for name in ("sigmoid", "tanh", "erf", "softplus", "silu", "gelu", "relu", "abs", "square", "leaky_relu"):
         row = FUNCTIONS[name]
         for l, u in [(Q(-10**6), Q(10**6)), (Q(-10**6), Q(-999_000)), (Q(5 * 10**5), Q(10**6))]:
             a_lo, a_up = row.default_slopes(l, u)
@@ -316,7 +317,7 @@ def test_fast_is_sound_and_close_to_exact(name):
 
 def test_fast_value_encloses_and_broadcasts():
     x = np.array([[-3.0, -1e-20, 0.5], [2.0, 30.0, 700.0]])
-    for name in ("exp", "tanh", "sigmoid", "softplus", "silu", "gelu", "square", "abs"):
+    for name in ("exp", "tanh", "erf", "sigmoid", "softplus", "silu", "gelu", "square", "abs"):
         lo, hi = FAST[name].value(x)
         assert lo.shape == x.shape
         for v, a, b in zip(x.ravel(), lo.ravel(), hi.ravel()):

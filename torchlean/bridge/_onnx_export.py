@@ -14,7 +14,7 @@ import numpy as np
 from ..spec import Graph
 
 _SIMPLE = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "matmul": "MatMul",
-           "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "exp": "Exp", "log": "Log",
+           "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "erf": "Erf", "exp": "Exp", "log": "Log",
            "sqrt": "Sqrt", "neg": "Neg", "abs": "Abs", "maximum": "Max", "minimum": "Min",
            "softplus": "Softplus"}
 _EXPORTABLE = {*_SIMPLE, "reshape", "flatten", "transpose", "concat", "softmax", "log_softmax",

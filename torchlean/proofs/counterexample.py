@@ -16,7 +16,8 @@ import mpmath
 
 from ..certificates.sexpr import SExpr, read_script, show
 
-FUNCS = {"tl_exp": mpmath.exp, "tl_log": mpmath.log, "tl_sqrt": mpmath.sqrt, "tl_tanh": mpmath.tanh}
+FUNCS = {"tl_exp": mpmath.exp, "tl_log": mpmath.log, "tl_sqrt": mpmath.sqrt, "tl_tanh": mpmath.tanh,
+         "tl_erf": mpmath.erf}
 
 
 def evaluate(t: SExpr, env: dict[str, Any]) -> Any:
