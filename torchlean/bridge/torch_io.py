@@ -174,9 +174,9 @@ def from_torch(module: Any, example: Any = None) -> Any:
         from_torch_state_dict(out, module.state_dict())
         return out.train(module.training)
     if example is None:
-        raise TorchInteropError(f"{type(module).__name__} is not an nn.Sequential of supported layers "
-                                f"({', '.join(sorted(bad))}); pass an example input, "
-                                "from_torch(module, example=x), to import it through torch.export")
+        raise TorchInteropError(f"unsupported torch module(s): {', '.join(sorted(bad))}; pass an example "
+                                f"input, from_torch(module, example=x), to import {type(module).__name__} "
+                                "through torch.export")
     from .torch_export import export_graph
 
     graph, params, buffers = export_graph(module, example)
