@@ -286,3 +286,75 @@ def test_export_of_hand_written_graph_runs_in_onnxruntime():
     refs = sess.run(None, {"x": x})
     for out, ref in zip(run_graph(g, {"x": x}), refs, strict=True):
         np.testing.assert_allclose(out, ref, rtol=2e-6, atol=2e-6)
+
+
+def test_a_transformer_exports_and_matches_onnxruntime():
+    """Embedding + TransformerEncoderLayer (layer_norm, softmax attention) + Linear, traced and
+    exported (opset 17 for LayerNormalization): onnxruntime gives the runtime's outputs, and the
+    file imports back to the same primitives."""
+    ort = pytest.importorskip("onnxruntime")
+    import torchlean as tl
+
+    tl.manual_seed(0)
+
+    class Tiny(tl.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = tl.nn.Embedding(10, 8)
+            self.enc = tl.nn.TransformerEncoderLayer(8, 2, 16, batch_first=True)
+            self.out = tl.nn.Linear(8, 3)
+
+        def forward(self, idx):
+            return self.out(self.enc(self.emb(idx)))
+
+    model = Tiny().eval()
+    idx = np.array([[1, 7, 3, 9], [0, 2, 2, 5]], dtype=np.int64)
+    g = tl.trace(model, tl.tensor(idx))
+    assert {"embedding", "layer_norm", "softmax"} <= {n.op for n in g.nodes}
+    proto = export_onnx(g)
+    assert proto.opset_import[0].version == 17
+    ref = run_graph(g, {"input0": idx})[0]
+    out = ort.InferenceSession(proto.SerializeToString()).run(None, {"input0": idx})[0]
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    back = load_onnx(proto, batch_size=2)
+    assert {"embedding", "layer_norm"} <= {n.op for n in back.nodes}
+    np.testing.assert_allclose(run_graph(back, {"input0": idx})[0], ref, rtol=1e-5, atol=1e-5)
+    with pytest.raises(Exception, match="needs opset 17"):
+        export_onnx(g, opset=13)
+
+
+@pytest.mark.parametrize("starts,ends,axes,steps", [
+    ((1, 0), (3, 10), (0, 2), (1, 2)),      # clamped end, a step
+    ((-3,), (-1,), (1,), (1,)),             # ends counted from the back
+    ((0,), (2**62,), (2,), (3,)),           # an end far past the axis
+])
+def test_slice_imports_like_onnxruntime(starts, ends, axes, steps):
+    inits = [_ints("s", *starts), _ints("e", *ends), _ints("a", *axes), _ints("p", *steps)]
+    model = _model([helper.make_node("Slice", ["x", "s", "e", "a", "p"], ["y"])], [("x", (3, 4, 5))], ["y"],
+                   inits)
+    g = _compare(model, {"x": (3, 4, 5)}, exact=True)
+    again = load_onnx(export_onnx(g))  # and the export writes the same slice back
+    x = RNG.standard_normal((3, 4, 5)).astype(np.float32)
+    np.testing.assert_array_equal(run_graph(again, {"x": x})[0], run_graph(g, {"x": x})[0])
+
+
+def test_gather_of_rows_by_runtime_indices_is_an_embedding():
+    w = _w(6, 3)
+    g = helper.make_graph([helper.make_node("Gather", ["w", "i"], ["y"], axis=0)], "t",
+                          [helper.make_tensor_value_info("i", TensorProto.INT64, (2, 4))],
+                          [helper.make_tensor_value_info("y", F, None)], [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    graph = load_onnx(model)
+    assert [n.op for n in graph.nodes] == ["embedding"]
+    i = np.array([[0, 5, 2, 2], [1, 3, 4, 0]], dtype=np.int64)
+    ref = ort.InferenceSession(model.SerializeToString()).run(None, {"i": i})[0]
+    np.testing.assert_array_equal(run_graph(graph, {"i": i})[0], ref)
+
+
+def test_slice_with_a_negative_step_is_refused():
+    inits = [_ints("s", -1), _ints("e", -(2**63)), _ints("a", 1), _ints("p", -1)]
+    node = helper.make_node("Slice", ["x", "s", "e", "a", "p"], ["y"])
+    model = _model([node], [("x", (3, 4))], ["y"], inits)
+    with pytest.raises(OnnxImportError, match="step -1 is not supported"):
+        load_onnx(model)

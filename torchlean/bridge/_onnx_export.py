@@ -18,17 +18,22 @@ _SIMPLE = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "matmul": "Ma
            "sqrt": "Sqrt", "neg": "Neg", "abs": "Abs", "maximum": "Max", "minimum": "Min",
            "softplus": "Softplus"}
 _EXPORTABLE = {*_SIMPLE, "reshape", "flatten", "transpose", "concat", "softmax", "log_softmax",
-               "leaky_relu", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "slice", "mean", "sum"}
+               "leaky_relu", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "slice", "mean", "sum",
+               "embedding", "layer_norm"}
+#: the opset a primitive needs at least (LayerNormalization exists from opset 17)
+_MIN_OPSET = {"layer_norm": 17}
 
 
 class OnnxExportError(ValueError):
     """The graph uses primitives without an ONNX counterpart (named in the message)."""
 
 
-def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset: int = 13) -> Any:
-    """Write ``graph`` as an ONNX model (opset 13 by default) and return the ``ModelProto``.
+def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset: int | None = None) -> Any:
+    """Write ``graph`` as an ONNX model and return the ``ModelProto``. The opset is 13 by default,
+    17 when the graph has a ``layer_norm`` (ONNX's LayerNormalization); a given one below what a
+    primitive needs is refused in one line.
 
-    ONNX float attributes are float32: a leaky_relu slope or a batch_norm eps that float32 does not
+    ONNX float attributes are float32: a leaky_relu slope or a batch_norm/layer_norm eps that float32 does not
     hold (a binary64 1e-5) is written rounded, so the file's meaning can differ from the graph's by
     that rounding. Import (``load_onnx``) is the direction that keeps meanings exactly."""
     import onnx
@@ -38,6 +43,12 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset:
     bad = sorted({n.op for n in graph.nodes if n.op not in _EXPORTABLE})
     if bad:
         raise OnnxExportError("no ONNX export for primitive(s): " + ", ".join(bad))
+    need = max([13] + [_MIN_OPSET.get(n.op, 13) for n in graph.nodes])
+    if opset is None:
+        opset = need
+    elif opset < need:
+        raise OnnxExportError(f"opset {opset} is too old for this graph: it needs opset {need} "
+                              "(LayerNormalization)")
     inits = [numpy_helper.from_array(np.asarray(a), k) for k, a in graph.constants.items()]
     nodes: list[Any] = []
     taken = set(graph.values)
@@ -108,6 +119,12 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset:
                 kw["count_include_pad"] = int(bool(a.get("count_include_pad", True)))
             nodes.append(helper.make_node("MaxPool" if n.op == "max_pool2d" else "AveragePool",
                                           x, [n.output], **kw))
+        elif n.op == "embedding":  # Gather of rows; ONNX wants int64 (or int32) indices
+            nodes.append(helper.make_node("Gather", x, [n.output], axis=0))
+        elif n.op == "layer_norm":
+            k = int(a.get("normalized_ndim", 1))
+            nodes.append(helper.make_node("LayerNormalization", x, [n.output], axis=-k,
+                                          epsilon=float(a.get("eps", 1e-5))))
         elif n.op == "batch_norm":
             xin, mean, var, w, bias = x
             nodes.append(helper.make_node("BatchNormalization", [xin, w, bias, mean, var], [n.output],
