@@ -243,3 +243,56 @@ def test_export_graph_names_inputs_and_weights():
     assert [v.name for v in g.inputs] == ["input0"] and g.inputs[0].shape == (1, 1, 8, 8)
     assert "conv.weight" in params and "bn.running_mean" in buffers
     assert "bn.num_batches_tracked" not in g.constants  # unused bookkeeping never enters the graph
+
+
+class TorchTransformer(tnn.Module):
+    """torch's own Embedding + TransformerEncoderLayer (its attention's "safe softmax" included)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = tnn.Embedding(10, 8)
+        self.enc = tnn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+        self.out = tnn.Linear(8, 3)
+
+    def forward(self, idx):
+        return self.out(self.enc(self.emb(idx)).mean(1))
+
+
+def test_torch_transformer_imports_exports_to_onnx_and_goes_back():
+    """torch -> from_torch (matches torch) -> export_onnx (onnxruntime matches torch) -> load_onnx,
+    and -> to_torch (matches torch)."""
+    ort = pytest.importorskip("onnxruntime")
+    from torchlean.bridge import export_onnx, load_onnx
+
+    torch.manual_seed(4)
+    m = TorchTransformer().eval()
+    idx = np.array([[1, 7, 3, 9], [0, 2, 2, 5]], dtype=np.int64)
+    with torch.no_grad():
+        ref = m(torch.from_numpy(idx)).numpy()
+    tm = from_torch(m, example=idx)
+    ops = {n.op for n in tm.graph.nodes}
+    assert {"embedding", "layer_norm", "softmax"} <= ops and "where" not in ops
+    np.testing.assert_allclose(tm(idx).numpy(), ref, rtol=1e-5, atol=1e-5)
+    proto = export_onnx(tm.graph)
+    out = ort.InferenceSession(proto.SerializeToString()).run(None, {"input0": idx})[0]
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    again = load_onnx(proto, batch_size=2)
+    np.testing.assert_allclose(run_graph(again, {"input0": idx})[0], ref, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        np.testing.assert_allclose(to_torch(tm)(torch.from_numpy(idx)).numpy(), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_comparisons_with_data_are_refused():
+    class Masked(tnn.Module):
+        def forward(self, x):
+            return torch.where(x > 0.5, x, 2 * x)
+
+    with pytest.raises(TorchInteropError, match="aten.gt.Scalar"):
+        from_torch(Masked(), example=np.zeros((1, 3), np.float32))
+
+    class EqFinite(tnn.Module):
+        def forward(self, x):
+            return torch.where(x == 1.0, x, 2 * x)
+
+    with pytest.raises(TorchInteropError, match="depends on the data"):
+        from_torch(EqFinite(), example=np.zeros((1, 3), np.float32))

@@ -19,7 +19,7 @@ _SIMPLE = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "matmul": "Ma
            "softplus": "Softplus"}
 _EXPORTABLE = {*_SIMPLE, "reshape", "flatten", "transpose", "concat", "softmax", "log_softmax",
                "leaky_relu", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "slice", "mean", "sum",
-               "embedding", "layer_norm"}
+               "embedding", "layer_norm", "broadcast_to"}
 #: the opset a primitive needs at least (LayerNormalization exists from opset 17)
 _MIN_OPSET = {"layer_norm": 17}
 
@@ -119,6 +119,9 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset:
                 kw["count_include_pad"] = int(bool(a.get("count_include_pad", True)))
             nodes.append(helper.make_node("MaxPool" if n.op == "max_pool2d" else "AveragePool",
                                           x, [n.output], **kw))
+        elif n.op == "broadcast_to":
+            shape = np.asarray(graph.values[n.output].shape, dtype=np.int64)
+            nodes.append(helper.make_node("Expand", [x[0], extra(shape, n.output + ".shape")], [n.output]))
         elif n.op == "embedding":  # Gather of rows; ONNX wants int64 (or int32) indices
             nodes.append(helper.make_node("Gather", x, [n.output], axis=0))
         elif n.op == "layer_norm":

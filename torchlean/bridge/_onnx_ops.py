@@ -401,6 +401,20 @@ def _gather(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> lis
     return [b.const(np.take(data, idx, axis=axis), hint)]  # a selection: exact
 
 
+@converter("Expand")
+def _expand(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
+    """Broadcast to the shape given (ONNX's Expand broadcasts both ways: the result is the
+    broadcast of the input's shape and that shape)."""
+    target = ints(const_input(b, ins[1], "Expand's shape"))
+    try:
+        shape = tuple(int(d) for d in np.broadcast_shapes(b.shape(ins[0]), target))
+    except ValueError:
+        raise ShapeError(f"Expand: shape {b.shape(ins[0])} does not broadcast to {target}") from None
+    if shape == b.shape(ins[0]):
+        return [ins[0]]
+    return [b.emit("broadcast_to", [ins[0]], {"shape": shape}, hint=hint, fold=True)]
+
+
 @converter("Slice")
 def _slice(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
     """numpy-style slicing per listed axis (starts/ends clamped as Python's slices are); starts,

@@ -189,9 +189,65 @@ def _hardtanh(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str
 
 @converter("aten.where.self")
 def _where(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
+    """A mask known at import time that selects one side everywhere is that side (broadcast to
+    the result's shape); otherwise the ``where`` primitive."""
     c, x, y = args
     like = x if isinstance(x, Ref) else y
-    return b.emit("where", [c, _operand(b, x, like), _operand(b, y, like)], hint=node.name)
+    x, y = _operand(b, x, like), _operand(b, y, like)
+    mask = b.constant_of(c)
+    if mask is not None and (mask.all() or not mask.any()):
+        side = x if mask.all() else y
+        return side if b.shape(side) == _shape(node) else b.emit(
+            "broadcast_to", [side], {"shape": _shape(node)}, hint=node.name)
+    return b.emit("where", [c, x, y], hint=node.name)
+
+
+# -- masks over the reals --------------------------------------------------------------------------
+# torch's attention decomposes softmax into where(all scores are -inf, 0, softmax) (a "safe
+# softmax"). The IR's values are real numbers, never infinite, so x == ±inf is false: such masks
+# fold to constants exactly, and the where above to softmax. Comparisons with finite values, which
+# need the data, are refused.
+
+def _const_bool(b: Builder, node: Any, value: np.ndarray) -> str:
+    return b.const(np.asarray(value, dtype=bool), "mask")
+
+
+@converter("aten.eq.Scalar", "aten.ne.Scalar")
+def _eq_inf(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
+    v = args[1]
+    if not (isinstance(v, float) and math.isinf(v)):
+        raise ShapeError(f"comparison with {v!r} depends on the data: not supported")
+    ne = "ne" in op_name(node.target)
+    return _const_bool(b, node, np.full(_shape(node), ne))  # a real number is never ±inf
+
+
+@converter("aten.logical_not.default")
+def _logical_not(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
+    c = b.constant_of(args[0])
+    if c is None:
+        raise ShapeError("logical_not of a mask computed from the data is not supported")
+    return _const_bool(b, node, ~c.astype(bool))
+
+
+@converter("aten.any.dim", "aten.any.dims", "aten.any.default", "aten.all.dim", "aten.all.default")
+def _any(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
+    c = b.constant_of(args[0])
+    if c is None:
+        raise ShapeError("any/all of a mask computed from the data is not supported")
+    fn = np.all if ".all." in op_name(node.target) else np.any
+    dims = args[1] if len(args) > 1 else None
+    axis = None if dims is None else tuple(_axis(int(d), c.ndim) for d in ([dims] if isinstance(dims, int)
+                                                                               else dims))
+    keep = bool(kw.get("keepdim", args[2] if len(args) > 2 else False))
+    return _const_bool(b, node, fn(c.astype(bool), axis=axis, keepdims=keep))
+
+
+@converter("aten.full_like.default", "aten.zeros_like.default", "aten.ones_like.default")
+def _full_like(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
+    name = op_name(node.target)
+    value = 0 if "zeros" in name else 1 if "ones" in name else args[1]
+    dtype = str(node.meta["val"].dtype).replace("torch.", "")
+    return b.const(np.full(_shape(node), value, dtype=dtype), "full")
 
 
 # -- linear algebra ------------------------------------------------------------------------------
