@@ -296,3 +296,22 @@ def test_comparisons_with_data_are_refused():
 
     with pytest.raises(TorchInteropError, match="depends on the data"):
         from_torch(EqFinite(), example=np.zeros((1, 3), np.float32))
+
+
+def test_several_inputs():
+    class Two(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = tnn.Linear(3, 2), tnn.Linear(4, 2)
+
+        def forward(self, x, y):
+            return torch.tanh(self.a(x)) * self.b(y)
+
+    torch.manual_seed(1)
+    m = Two().eval()
+    x, y = np.ones((2, 3), np.float32), np.arange(8, dtype=np.float32).reshape(2, 4) / 8
+    tm = from_torch(m, example=(x, y))
+    assert [v.name for v in tm.graph.inputs] == ["input0", "input1"]
+    with torch.no_grad():
+        ref = m(torch.from_numpy(x), torch.from_numpy(y)).numpy()
+    np.testing.assert_allclose(tm(x, y).numpy(), ref, rtol=1e-6, atol=1e-6)

@@ -14,7 +14,9 @@ API (stable; the verifier builds on it):
     ``mul`` node), so the ACAS Xu and MNIST nets are ``[sub,] flatten, (matmul, add, relu)*,
     matmul, add``. Evaluate with
     ``torchlean.runtime.execute.run_graph(graph, {name: array})``. Errors: ``OnnxImportError``
-    (one line; unsupported operators all listed). ``export_onnx(graph, path)`` writes one back.
+    (one line; unsupported operators all listed). ``export_onnx(graph, path)`` writes one back
+    (opset 13, or 17 for a graph with layer_norm; embedding, layer_norm and broadcast_to included,
+    so transformers export).
 
 ``parse_vnnlib(path) -> Property`` (``parse_vnnlib_string(text)`` too)
     ``prop.n_inputs``, ``prop.n_outputs``, ``prop.regions``: each ``Region`` has an input box

@@ -506,11 +506,17 @@ def _getitem(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> Any:
 
 # -- the walk ------------------------------------------------------------------------------------
 
+def _examples(example: Any) -> tuple[Any, ...]:
+    """The example as a tuple of torch tensors (a tuple or list means several inputs)."""
+    torch = _torch()
+    xs = tuple(example) if isinstance(example, (tuple, list)) else (example,)
+    return tuple(x if isinstance(x, torch.Tensor) else torch.as_tensor(_to_numpy(x)) for x in xs)
+
+
 def _export(module: Any, example: Any) -> Any:
     torch = _torch()
-    x = example if isinstance(example, torch.Tensor) else torch.as_tensor(_to_numpy(example))
     try:
-        ep = torch.export.export(module, (x,))
+        ep = torch.export.export(module, _examples(example))
         return ep.run_decompositions()
     except Exception as e:  # torch raises many kinds (Unsupported, UserError, ...)
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
@@ -525,7 +531,8 @@ def unsupported_ops(ep: Any) -> list[str]:
 
 
 def export_graph(module: Any, example: Any) -> tuple[Graph, set[str], set[str]]:
-    """(checked IR graph, parameter names, buffer names) of ``module`` run on ``example``.
+    """(checked IR graph, parameter names, buffer names) of ``module`` run on ``example`` (one
+    input, or a tuple of them: graph inputs ``input0``, ``input1``, ...).
 
     The module is exported as it is (put it in ``eval()`` first: batch norm in training mode
     exports to ops this table does not take). Errors: ``TorchInteropError`` in one line (every
@@ -587,8 +594,8 @@ def export_graph(module: Any, example: Any) -> tuple[Graph, set[str], set[str]]:
 
 
 def _example_dtype(example: Any) -> str:
-    arr = _to_numpy(example)
-    return str(arr.dtype) if arr.dtype.kind == "f" else "float32"
+    floats = [str(_to_numpy(x).dtype) for x in _examples(example) if _to_numpy(x).dtype.kind == "f"]
+    return floats[0] if floats else "float32"
 
 
 def _ref(o: Any) -> Any:
