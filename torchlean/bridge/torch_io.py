@@ -154,8 +154,9 @@ def from_torch(module: Any, example: Any = None) -> Any:
     An ``nn.Sequential`` (nested ones too) of supported layers is rebuilt layer by layer, keeping
     its structure. Any other module (a subclass with its own ``forward``, residual connections,
     functional calls) goes through ``torch.export`` on ``example`` (an input tensor or array, or a
-    tuple of them for several inputs; its shape, batch included, fixes the graph's) and comes back as a ``nn.GraphModule`` whose float
-    weights are Parameters under torch's ``state_dict`` names (``bridge.torch_export``).
+    tuple of them for several inputs; its shape, batch included, fixes the graph's) and comes back
+    as a ``nn.GraphModule`` whose float weights are Parameters under torch's ``state_dict`` names
+    (``bridge.torch_export``).
     Errors (``TorchInteropError``, one line): no ``example`` when one is needed; unsupported layers
     or aten ops, all named at once.
     """
