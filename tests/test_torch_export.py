@@ -315,3 +315,26 @@ def test_several_inputs():
     with torch.no_grad():
         ref = m(torch.from_numpy(x), torch.from_numpy(y)).numpy()
     np.testing.assert_allclose(tm(x, y).numpy(), ref, rtol=1e-6, atol=1e-6)
+
+
+def test_numbers_take_torchs_compute_dtype():
+    """A Python number meets a tensor in the dtype torch computes in (float32(0.1) for a float32
+    tensor); an integer tensor that a float number promotes (i * 0.5) is refused, not cast to 0."""
+    class Scale(tnn.Module):
+        def forward(self, x):
+            return x * 0.1 - 3
+
+    x = np.linspace(-2, 2, 6, dtype=np.float32).reshape(2, 3)
+    with torch.no_grad():
+        ref = Scale()(torch.from_numpy(x)).numpy()
+    tm = from_torch(Scale(), example=x)
+    np.testing.assert_array_equal(tm(x).numpy(), ref)
+    consts = [a for a in tm.graph.constants.values() if a.shape == ()]
+    assert all(a.dtype == np.float32 for a in consts) and any(a == np.float32(0.1) for a in consts)
+
+    class Promote(tnn.Module):
+        def forward(self, x, i):
+            return x + (i * 0.5).sum(dim=1, keepdim=True)
+
+    with pytest.raises(TorchInteropError, match="promoted to float32 by the number 0.5"):
+        from_torch(Promote(), example=(x, np.array([[1, 2], [3, 5]], np.int64)))

@@ -63,13 +63,20 @@ def _shape(node: Any) -> tuple[int, ...]:
     return tuple(int(d) for d in val.shape)
 
 
-def _const_like(b: Builder, value: Any, like: str) -> str:
-    """A Python number as a scalar constant of ``like``'s dtype: what torch's kernel computes with."""
-    return b.const(np.asarray(value, dtype=b.dtypes[like]), "scalar")
+def _const_like(b: Builder, value: Any, like: str, node: Any = None) -> str:
+    """A Python number as a scalar constant of ``like``'s dtype: what torch's kernel computes with.
+    An integer tensor that torch promotes to float by a float number (i * 0.5) is refused: the IR
+    has no cast, and casting 0.5 to int64 would make it 0."""
+    dtype = b.dtypes[like]
+    out = str(node.meta["val"].dtype).replace("torch.", "") if node is not None else dtype
+    if np.dtype(dtype).kind != "f" and (np.dtype(out).kind == "f" or not float(value).is_integer()):
+        raise ShapeError(f"an integer tensor promoted to {out} by the number {value!r} is not supported "
+                         "(the IR has no dtype cast)")
+    return b.const(np.asarray(value, dtype=dtype), "scalar")
 
 
-def _operand(b: Builder, v: Any, like: str) -> str:
-    return v if isinstance(v, Ref) else _const_like(b, v, like)
+def _operand(b: Builder, v: Any, like: str, node: Any = None) -> str:
+    return v if isinstance(v, Ref) else _const_like(b, v, like, node)
 
 
 def _axis(d: int, rank: int) -> int:
@@ -87,7 +94,7 @@ def _binary(prim: str, reverse: bool = False) -> Converter:
         if reverse:
             x, y = y, x
         like = x if isinstance(x, Ref) else y
-        x, y = _operand(b, x, like), _operand(b, y, like)
+        x, y = _operand(b, x, like, node), _operand(b, y, like, node)
         if alpha != 1:  # add/sub's alpha scales the second operand first, as torch does
             y = b.emit("mul", [y, _const_like(b, alpha, y)], hint=node.name)
         if kw.get("rounding_mode") is not None:
@@ -289,6 +296,13 @@ converter("aten.view.default", "aten._unsafe_view.default", "aten.reshape.defaul
            "aten.lift_fresh_copy.default", "aten.dropout.default")
 def _identity(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
     return args[0]
+
+
+@converter("aten._assert_tensor_metadata.default", "aten._assert_scalar.default",
+           "aten.sym_constrain_range_for_size.default")
+def _assertion(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> None:
+    """A check torch.export records about static metadata (dtype, shape): no value, nothing to do."""
+    return None
 
 
 @converter("aten._to_copy.default")
@@ -542,7 +556,7 @@ def export_graph(module: Any, example: Any) -> tuple[Graph, set[str], set[str]]:
     bad = unsupported_ops(ep)
     if bad:
         hint = " (the module is in training mode: call .eval() first)" if getattr(
-            module, "training", False) else ""
+            module, "training", False) and any("norm" in op or "dropout" in op for op in bad) else ""
         raise TorchInteropError("unsupported aten op(s): " + ", ".join(bad) + hint)
     sig = ep.graph_signature
     kinds = {s.arg.name: s for s in sig.input_specs}
