@@ -16,8 +16,7 @@ from .torch_export import _axis, _reshape, _shape, converter, op_name
 # torch's attention decomposes softmax into where(all scores are -inf, 0, softmax) (a "safe
 # softmax"). The IR's values are real numbers, never infinite, so x == ±inf is false: such masks
 # fold to constants exactly, and the where on them (torch_export._where) to softmax. Comparisons
-# with finite values, which
-# need the data, are refused.
+# with finite values, which need the data, are refused.
 
 def _const_bool(b: Builder, node: Any, value: np.ndarray) -> str:
     return b.const(np.asarray(value, dtype=bool), "mask")
