@@ -338,3 +338,17 @@ def test_numbers_take_torchs_compute_dtype():
 
     with pytest.raises(TorchInteropError, match="promoted to float32 by the number 0.5"):
         from_torch(Promote(), example=(x, np.array([[1, 2], [3, 5]], np.int64)))
+
+
+def test_state_updated_in_forward_is_refused():
+    class Counter(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("seen", torch.zeros(()))
+
+        def forward(self, x):
+            self.seen.add_(1)
+            return x * 2
+
+    with pytest.raises(TorchInteropError, match="updates state in forward"):
+        from_torch(Counter().eval(), example=np.ones((1, 2), np.float32))

@@ -417,6 +417,11 @@ def export_graph(module: Any, example: Any) -> tuple[Graph, set[str], set[str]]:
         raise TorchInteropError("unsupported aten op(s): " + ", ".join(bad) + hint)
     sig = ep.graph_signature
     kinds = {s.arg.name: s for s in sig.input_specs}
+    mutated = sorted(str(s.target) for s in sig.output_specs if s.kind.name != "USER_OUTPUT")
+    if mutated:  # e.g. running statistics updated in forward: the graph would drop the update
+        raise TorchInteropError(f"{type(module).__name__} updates state in forward ({', '.join(mutated)}); "
+                                "only functions of the input are supported")
+    user = [s.arg.name for s in sig.output_specs]
     state = ep.state_dict
     params, buffers = set(), set()
     val = _example_dtype(example)
@@ -452,6 +457,8 @@ def export_graph(module: Any, example: Any) -> tuple[Graph, set[str], set[str]]:
         elif node.op == "output":
             outs = []
             for o in _flat_outputs(node.args[0]):
+                if isinstance(o, torch.fx.Node) and o.name not in user:
+                    continue
                 ir = env[o.name] if isinstance(o, torch.fx.Node) else None
                 if not isinstance(ir, str):
                     raise TorchInteropError(f"output {o} is not a tensor computed by the module")
