@@ -5,6 +5,7 @@ from .attention import MultiheadAttention, TransformerEncoderLayer
 from .containers import ModuleDict, ModuleList
 from .conv import AvgPool2d, Conv1d, Conv2d, MaxPool2d
 from .embedding import Embedding
+from .graph_module import GraphModule
 from .layers import (
     GELU,
     Dropout,
@@ -39,3 +40,4 @@ __all__ += [
 ]
 __all__ += ["BatchNorm1d", "Conv1d", "ModuleDict", "ModuleList"]
 __all__ += ["GRU", "LSTM", "RNN"]
+__all__ += ["GraphModule"]
