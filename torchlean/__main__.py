@@ -126,6 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
         seq.add_argument("--log-every", type=_positive_int, default=10, help="steps between log records")
         _cli.add_progress(seq)
 
+    ppo = sub.add_parser("ppo", help="train PPO on CartPole; --certify: check safety properties",
+                         description="Train a PPO agent on CartPole (numpy dynamics of CartPole-v1) and "
+                                     "report its returns; --certify decides 'a pole falling right is "
+                                     "pushed right' (and the mirror) on whole boxes of states, each "
+                                     "verdict checked.")
+    ppo.add_argument("--updates", type=_positive_int, default=150, help="PPO updates of 8x128 steps (150)")
+    ppo.add_argument("--seed", type=_non_negative_int, default=0)
+    ppo.add_argument("--log", metavar="PATH", help="write a JSON training log (mean return per update)")
+    ppo.add_argument("--certify", action="store_true", help="decide the safety properties (checked)")
+    ppo.add_argument("--certify-timeout", type=_positive_float, default=30.0, metavar="S",
+                     help="seconds per property (default 30)")
+    _cli.add_progress(ppo)
+
     qs = sub.add_parser("quickstart", help="run a runnable example: tensors, autograd or mlp",
                         description="Run one of the quickstart examples (their source: examples/).")
     qs.add_argument("example", choices=["tensors", "autograd", "mlp"])
@@ -215,6 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from torchlean.zoo.sequence import run as run_sequence
 
             return run_sequence(args)
+        if args.command == "ppo":
+            from torchlean.zoo.ppo import run as run_ppo
+
+            return run_ppo(args)
         if args.command == "plot":
             from torchlean.plot import plot_logs
 

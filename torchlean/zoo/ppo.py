@@ -1,0 +1,236 @@
+"""PPO on CartPole (``python -m torchlean ppo``), and a checked safety property of the trained policy.
+
+Environment: the classic cart-pole (Barto, Sutton & Anderson 1983, with the constants and Euler
+step of OpenAI Gym's ``CartPole-v1``) in numpy, vectorised over ``envs`` copies: state (x, ẋ, θ, θ̇),
+actions push left (0) or right (1) with 10 N, reward 1 per step, an episode ends when |x| > 2.4,
+|θ| > 12° or after 500 steps. No simulator dependency.
+
+Agent: PPO with the clipped objective (Schulman et al. 2017): a policy MLP 4-64-64-2 (tanh) giving
+action logits and a value MLP 4-64-64-1, generalised advantage estimation (γ 0.99, λ 0.95),
+``epochs`` passes of minibatch Adam per rollout of ``envs`` x ``horizon`` steps.
+
+``--certify``: the policy's safety property "a pole falling right is pushed right" (and its mirror)
+over a whole box of states, decided by complete verification (``tl.verify.robustness`` on the
+logits: "push right" must be the strict argmax at every state of the box) and reported only with
+the checker's verdict: "verified" (a vnn-unsat certificate the checker replayed) or "falsified" (a
+state of the box, evaluated exactly, where the policy does not push right).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..runtime.nn import Linear, Sequential, Tanh
+
+__all__ = ["CartPole", "SAFETY_BOXES", "policy_net", "train", "value_net"]
+
+# CartPole-v1's constants
+GRAVITY, MASS_CART, MASS_POLE, HALF_LENGTH, FORCE, TAU = 9.8, 1.0, 0.1, 0.5, 10.0, 0.02
+THETA_LIMIT, X_LIMIT, MAX_STEPS = 12 * 2 * np.pi / 360, 2.4, 500
+
+#: name -> (low, high, action that must win): states where the pole falls fast to one side, near
+#: the centre of the track; the action pushing the cart under the pole must be chosen
+SAFETY_BOXES = {
+    "falling right -> push right": ((-0.5, -0.5, 0.05, 0.5), (0.5, 0.5, 0.15, 1.5), 1),
+    "falling left -> push left": ((-0.5, -0.5, -0.15, -1.5), (0.5, 0.5, -0.05, -0.5), 0),
+}
+
+
+class CartPole:
+    """``n`` independent cart-poles; ``step(actions)`` returns (states, rewards, dones) and resets
+    the finished ones (their returned state is the new episode's first)."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.n = n
+        self.state = self.rng.uniform(-0.05, 0.05, size=(n, 4))
+        self.steps = np.zeros(n, dtype=int)
+        self.returns = np.zeros(n)
+        self.finished: list[float] = []  # returns of finished episodes
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x, x_dot, theta, theta_dot = self.state.T
+        force = np.where(actions == 1, FORCE, -FORCE)
+        cos, sin = np.cos(theta), np.sin(theta)
+        total = MASS_CART + MASS_POLE
+        temp = (force + MASS_POLE * HALF_LENGTH * theta_dot**2 * sin) / total
+        theta_acc = (GRAVITY * sin - cos * temp) / (HALF_LENGTH * (4.0 / 3.0 - MASS_POLE * cos**2 / total))
+        x_acc = temp - MASS_POLE * HALF_LENGTH * theta_acc * cos / total
+        self.state = np.stack([x + TAU * x_dot, x_dot + TAU * x_acc, theta + TAU * theta_dot,
+                               theta_dot + TAU * theta_acc], axis=1)
+        self.steps += 1
+        self.returns += 1.0
+        done = (np.abs(self.state[:, 0]) > X_LIMIT) | (np.abs(self.state[:, 2]) > THETA_LIMIT) | \
+            (self.steps >= MAX_STEPS)
+        for i in np.flatnonzero(done):
+            self.finished.append(float(self.returns[i]))
+            self.state[i] = self.rng.uniform(-0.05, 0.05, size=4)
+            self.steps[i], self.returns[i] = 0, 0.0
+        return self.state.copy(), np.ones(self.n), done
+
+
+def policy_net() -> Sequential:
+    """Action logits from a state: 4-64-64-2 with tanh."""
+    return Sequential(Linear(4, 64), Tanh(), Linear(64, 64), Tanh(), Linear(64, 2))
+
+
+def value_net() -> Sequential:
+    """State value: 4-64-64-1 with tanh."""
+    return Sequential(Linear(4, 64), Tanh(), Linear(64, 64), Tanh(), Linear(64, 1))
+
+
+@dataclass
+class PPOResult:
+    policy: Sequential
+    mean_return: float  # mean return of the last 20 finished training episodes
+    updates: int
+    seconds: float
+    history: list[dict[str, float]]
+
+
+def train(updates: int = 60, envs: int = 8, horizon: int = 128, epochs: int = 4, minibatch: int = 256,
+          lr: float = 3e-4, clip: float = 0.2, seed: int = 0, progress: bool | None = None) -> PPOResult:
+    """Train a PPO agent (module docstring) for ``updates`` rollouts."""
+    import torchlean as tl
+
+    from ..progress import bar
+
+    tl.manual_seed(seed)
+    pi, v = policy_net(), value_net()
+    opt = tl.optim.Adam(list(pi.parameters()) + list(v.parameters()), lr=lr)
+    env = CartPole(envs, seed)
+    rng = np.random.default_rng(seed + 1)
+    obs = env.state.copy()
+    history: list[dict[str, float]] = []
+    t0 = time.perf_counter()
+    with bar(total=updates, desc="ppo", unit="update", enabled=progress) as p:
+        for u in range(updates):
+            states, actions, logps, rewards, dones, values = [], [], [], [], [], []
+            for _ in range(horizon):
+                logits = pi(tl.tensor(obs.astype(np.float32))).numpy().astype(np.float64)
+                logp_all = logits - np.logaddexp(logits[:, :1], logits[:, 1:])
+                a = (rng.random(envs) < np.exp(logp_all[:, 1])).astype(int)
+                states.append(obs)
+                actions.append(a)
+                logps.append(logp_all[np.arange(envs), a])
+                values.append(v(tl.tensor(obs.astype(np.float32))).numpy()[:, 0])
+                obs, r, d = env.step(a)
+                rewards.append(r)
+                dones.append(d)
+            last = v(tl.tensor(obs.astype(np.float32))).numpy()[:, 0]
+            adv = _gae(np.array(rewards), np.array(values), np.array(dones), last)
+            ret = adv + np.array(values)
+            batch = [np.concatenate(z) for z in (states, actions, logps, adv, ret)]
+            _update(pi, v, opt, *batch, epochs=epochs, minibatch=minibatch, clip=clip, rng=rng)
+            recent = env.finished[-20:]
+            mean = float(np.mean(recent)) if recent else 0.0
+            history.append({"step": u + 1, "mean_return": mean, "time": time.perf_counter() - t0})
+            p.update(1)
+            p.set_postfix(mean_return=f"{mean:.0f}", refresh=False)
+    recent = env.finished[-20:]
+    mean = float(np.mean(recent)) if recent else 0.0
+    return PPOResult(pi, mean, updates, time.perf_counter() - t0, history)
+
+
+def _gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last: np.ndarray,
+         gamma: float = 0.99, lam: float = 0.95) -> np.ndarray:
+    """Generalised advantage estimates (T, envs); a done step does not bootstrap."""
+    adv = np.zeros_like(rewards)
+    running = np.zeros(rewards.shape[1])
+    for t in reversed(range(len(rewards))):
+        nxt = last if t == len(rewards) - 1 else values[t + 1]
+        live = 1.0 - dones[t]
+        delta = rewards[t] + gamma * nxt * live - values[t]
+        running = delta + gamma * lam * live * running
+        adv[t] = running
+    return adv
+
+
+def _update(pi: Any, v: Any, opt: Any, s: np.ndarray, a: np.ndarray, logp_old: np.ndarray, adv: np.ndarray,
+            ret: np.ndarray, epochs: int, minibatch: int, clip: float, rng: np.random.Generator) -> None:
+    import torchlean as tl
+    from torchlean.nn import functional as F
+
+    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    onehot = np.eye(2, dtype=np.float32)[a]
+    for _ in range(epochs):
+        order = rng.permutation(len(s))
+        for i in range(0, len(s), minibatch):
+            idx = order[i:i + minibatch]
+            logp = F.log_softmax(pi(tl.tensor(s[idx].astype(np.float32))), dim=-1)
+            taken = (logp * tl.tensor(onehot[idx])).sum(-1)
+            ratio = F.exp(taken - tl.tensor(logp_old[idx].astype(np.float32)))
+            A = tl.tensor(adv[idx].astype(np.float32))
+            surrogate = F.minimum(ratio * A, F.clamp(ratio, 1 - clip, 1 + clip) * A)
+            entropy = -(F.exp(logp) * logp).sum(-1)
+            value = v(tl.tensor(s[idx].astype(np.float32)))[:, 0]
+            vloss = ((value - tl.tensor(ret[idx].astype(np.float32))) ** 2).mean()
+            loss = -surrogate.mean() + 0.5 * vloss - 0.01 * entropy.mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+
+def certify(policy: Any, timeout: float = 30.0) -> list[tuple[str, Any]]:
+    """Each ``SAFETY_BOXES`` property decided for ``policy`` (module docstring): (name, result)."""
+    from ..verify.api import robustness
+
+    out = []
+    for name, (lo, hi, action) in SAFETY_BOXES.items():
+        lo_a, hi_a = np.array(lo), np.array(hi)
+        centre, radius = (lo_a + hi_a) / 2, (hi_a - lo_a) / 2
+        out.append((name, robustness(policy, centre[None], radius[None], action, timeout=timeout)))
+    return out
+
+
+def evaluate(policy: Any, episodes: int = 10, seed: int = 123) -> float:
+    """Mean return of the greedy policy over ``episodes`` fresh episodes (at most 500 each)."""
+    import torchlean as tl
+
+    env = CartPole(episodes, seed)
+    alive = np.ones(episodes, dtype=bool)
+    total = np.zeros(episodes)
+    for _ in range(MAX_STEPS):
+        a = pi_act(tl, policy, env.state)
+        _, _, done = env.step(a)
+        total += alive
+        alive &= ~done
+        if not alive.any():
+            break
+    return float(total.mean())
+
+
+def pi_act(tl: Any, policy: Any, states: np.ndarray) -> np.ndarray:
+    """The greedy actions of ``policy`` at ``states``."""
+    return policy(tl.tensor(states.astype(np.float32))).numpy().argmax(1)
+
+
+def run(args: Any) -> int:
+    """``python -m torchlean ppo`` (flags in ``torchlean.__main__``)."""
+    res = train(updates=args.updates, seed=args.seed, progress=args.progress)
+    greedy = evaluate(res.policy)
+    print(f"PPO on CartPole: {res.updates} updates of 8 x 128 steps in {res.seconds:.1f} s; mean return of "
+          f"the last 20 training episodes {res.mean_return:.0f}; greedy policy over 10 new episodes: "
+          f"{greedy:.0f} (500 is the maximum)")
+    if args.log:
+        import json
+
+        from .._files import atomic_write_text
+
+        atomic_write_text(args.log, json.dumps({"format": "torchlean-train-log/1", "records": res.history}))
+        print(f"training log: {args.log}")
+    if not args.certify:
+        return 0
+    res.policy.eval()
+    for name, r in certify(res.policy, timeout=args.certify_timeout):
+        where = ""
+        if r.verdict == "falsified":
+            where = " at state " + ", ".join(f"{v:.4g}" for v in np.ravel(r.counterexample))
+        print(f"safety '{name}' on its whole box: {r.verdict}{where} ({r.reason})")
+    print("'verified' = a vnn-unsat certificate replayed by the trusted checker; 'falsified' = a state "
+          "of the box where exact evaluation shows the other action winning")
+    return 0
