@@ -79,31 +79,34 @@ def build_parser() -> argparse.ArgumentParser:
     mlp.add_argument("--log-every", type=_positive_int, default=10, help="steps between log records")
     _cli.add_progress(mlp)
 
-    cnn = sub.add_parser("cnn", help="train a CNN on the 8x8 digits; --certify EPS: certified accuracy",
-                         description="Train the digits CNN (conv-relu-maxpool x2, linear; bundled UCI "
-                                     "optdigits); print test accuracy. --certify EPS verifies each of the "
-                                     "first N test images at L-inf radius EPS (complete verification, "
-                                     "every verdict checked by the trusted checker).")
-    cnn.add_argument("--steps", type=_non_negative_int, default=400, help="optimisation steps (default 400)")
-    cnn.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default 64)")
-    cnn.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default 0.01)")
-    cnn.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"], default="adam")
-    cnn.add_argument("--seed", type=_non_negative_int, default=0, help="initialisation and shuffling seed")
-    cnn.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    cnn.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    cnn.add_argument("--backend", choices=["eager", "compiled"], default="eager")
-    cnn.add_argument("--log", metavar="PATH", help="write a JSON training log here")
-    cnn.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz, no pickle) here")
-    cnn.add_argument("--log-every", type=_positive_int, default=10, help="steps between log records")
-    cnn.add_argument("--certify", type=_positive_float, metavar="EPS",
-                     help="certified accuracy at L-inf radius EPS (pixels in [0, 1])")
-    cnn.add_argument("--certify-n", type=_positive_int, default=20, metavar="N",
-                     help="how many test images to certify (default 20)")
-    cnn.add_argument("--certify-timeout", type=_positive_float, default=10.0, metavar="S",
-                     help="seconds per image (default 10)")
-    cnn.add_argument("--plot", metavar="PNG", help="with --certify: certified accuracy at EPS/4, EPS/2, "
-                     "3EPS/4 and EPS into this image (needs matplotlib)")
-    _cli.add_progress(cnn)
+    for kind, what in (("cnn", "a CNN (conv-relu-maxpool x2, linear)"),
+                       ("resnet", "a ResNet (stem, two residual blocks with BatchNorm2d, avgpool, linear)")):
+        img = sub.add_parser(kind, help=f"train {what.split(' (')[0]} on the 8x8 digits; --certify EPS",
+                             description=f"Train {what} on the bundled 8x8 digits (UCI optdigits); print "
+                                         "test accuracy. --certify EPS verifies each of the first N test "
+                                         "images at L-inf radius EPS (complete verification, every verdict "
+                                         "checked by the trusted checker).")
+        img.add_argument("--steps", type=_non_negative_int, default=400, help="optimisation steps (400)")
+        img.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default 64)")
+        img.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default 0.01)")
+        img.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"],
+                         default="adam")
+        img.add_argument("--seed", type=_non_negative_int, default=0, help="initialisation/shuffling seed")
+        img.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+        img.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+        img.add_argument("--backend", choices=["eager", "compiled"], default="eager")
+        img.add_argument("--log", metavar="PATH", help="write a JSON training log here")
+        img.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz, no pickle) here")
+        img.add_argument("--log-every", type=_positive_int, default=10, help="steps between log records")
+        img.add_argument("--certify", type=_positive_float, metavar="EPS",
+                         help="certified accuracy at L-inf radius EPS (pixels in [0, 1])")
+        img.add_argument("--certify-n", type=_positive_int, default=20, metavar="N",
+                         help="how many test images to certify (default 20)")
+        img.add_argument("--certify-timeout", type=_positive_float, default=10.0, metavar="S",
+                         help="seconds per image (default 10)")
+        img.add_argument("--plot", metavar="PNG", help="with --certify: certified accuracy at EPS/4, EPS/2, "
+                         "3EPS/4 and EPS into this image (needs matplotlib)")
+        _cli.add_progress(img)
 
     for kind in ("lstm", "gru"):
         name = kind.upper()
@@ -220,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "mlp":
             return run_mlp(args)
-        if args.command == "cnn":
+        if args.command in ("cnn", "resnet"):
             from torchlean.zoo.cnn import run
 
             return run(args)

@@ -1,7 +1,13 @@
-"""A small CNN on the 8x8 digits (``python -m torchlean cnn``), and its certified accuracy.
+"""A small CNN and a small ResNet on the 8x8 digits (``python -m torchlean cnn`` / ``resnet``), and
+their certified accuracy.
 
-Model: Conv2d(1, 8, 3, padding=1) - ReLU - MaxPool2d(2) - Conv2d(8, 16, 3, padding=1) - ReLU -
-MaxPool2d(2) - Flatten - Linear(64, 10), trained with Adam on ``zoo.digits``.
+Models, trained with Adam on ``zoo.digits``:
+- ``cnn``: Conv2d(1, 8, 3, padding=1) - ReLU - MaxPool2d(2) - Conv2d(8, 16, 3, padding=1) - ReLU -
+  MaxPool2d(2) - Flatten - Linear(64, 10);
+- ``resnet``: Conv2d(1, 16, 3, padding=1) - BatchNorm2d - ReLU, two residual blocks x + body(x) with
+  body Conv2d(16, 16, 3, padding=1) - BatchNorm2d - ReLU - Conv2d(16, 16, 3, padding=1) -
+  BatchNorm2d, each followed by a ReLU, then AvgPool2d(2) - Flatten - Linear(256, 10) (verified in
+  eval mode: batch norm with its running statistics).
 
 ``certify(model, x, y, eps)``: for each image, is the prediction the label at every point of the
 L-inf ball of radius ``eps`` (clipped to the pixel range [0, 1])? Each image is a complete
@@ -19,7 +25,17 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
+from ..runtime.nn import (
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Residual,
+    Sequential,
+)
 
 __all__ = ["CertifyReport", "certify", "float32_epsilon", "model"]
 
@@ -27,10 +43,22 @@ __all__ = ["CertifyReport", "certify", "float32_epsilon", "model"]
 PIXELS = (0.0, 1.0)
 
 
-def model() -> Sequential:
-    """The CNN (initialised from ``torchlean.manual_seed``)."""
-    return Sequential(Conv2d(1, 8, 3, padding=1), ReLU(), MaxPool2d(2), Conv2d(8, 16, 3, padding=1), ReLU(),
-                      MaxPool2d(2), Flatten(), Linear(64, 10))
+def model(kind: str = "cnn") -> Sequential:
+    """The ``cnn`` or ``resnet`` model of the module docstring (initialised from
+    ``torchlean.manual_seed``)."""
+    if kind == "cnn":
+        return Sequential(Conv2d(1, 8, 3, padding=1), ReLU(), MaxPool2d(2), Conv2d(8, 16, 3, padding=1),
+                          ReLU(), MaxPool2d(2), Flatten(), Linear(64, 10))
+    if kind != "resnet":
+        raise ValueError(f"model: kind must be 'cnn' or 'resnet', got {kind!r}")
+
+    def block() -> list:
+        body = Sequential(Conv2d(16, 16, 3, padding=1), BatchNorm2d(16), ReLU(), Conv2d(16, 16, 3, padding=1),
+                          BatchNorm2d(16))
+        return [Residual(body), ReLU()]
+
+    return Sequential(Conv2d(1, 16, 3, padding=1), BatchNorm2d(16), ReLU(), *block(), *block(), AvgPool2d(2),
+                      Flatten(), Linear(256, 10))
 
 
 @dataclass
@@ -119,10 +147,10 @@ def run(args: Any) -> int:
     if args.plot and not args.certify:
         raise ValueError("--plot needs --certify EPS")
     tl.manual_seed(args.seed)
-    net = model()
+    net = model(args.command)
     trainer = tl.Trainer(net, task="classification", optimizer=args.optimizer, lr=args.lr,
                          backend=args.backend, dtype=args.dtype, device=args.device, seed=args.seed)
-    print(f"digits 8x8: {len(data.x_train)} train / {len(data.x_test)} test images; CNN "
+    print(f"digits 8x8: {len(data.x_train)} train / {len(data.x_test)} test images; {args.command} "
           f"{net.num_parameters()} parameters; {args.dtype} on {args.device}, {args.backend} backend")
     before = trainer.eval(data.test())
     print(f"test accuracy before: {before['accuracy']:.1%} (loss {before['loss']:.4f})")
@@ -159,6 +187,6 @@ def run(args: Any) -> int:
 
         clean = sum(v != "misclassified" for v in reports[0].verdicts) / len(y)
         path = plot_certified(radii, [r.certified for r in reports], [r.not_falsified for r in reports],
-                              clean, args.plot, title=f"digits CNN: {len(y)} test images")
+                              clean, args.plot, title=f"digits {args.command}: {len(y)} test images")
         print(f"wrote {path}")
     return 0
