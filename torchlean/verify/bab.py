@@ -36,7 +36,7 @@ from ..certificates.fast_crown import crown_bounds
 from ..certificates.graph_vnn import objective_forms
 from ..certificates.network import Net, fingerprint
 from ..certificates.property import Region, Spec
-from . import attack
+from . import attack, lp
 from .branching import relaxation_scores, smart_dims, table_relaxation_scores
 from .network import float_net
 from .relu_bab import relu_bab
@@ -335,7 +335,16 @@ def _bab_region(
                 # the bound's gradient breaks ties where no ReLU is relaxed any more
                 relax_score = relaxation_scores(trace, open_, rows, w_open)
                 relax_score += 1e-3 * np.abs(forms[open_, rows]) * w_open
+            exact = _lp_candidates(trace, open_) if bg is None and method == "crown" else set()
             for n_i, i in enumerate(open_):
+                if int(i) in exact:  # few unstable ReLUs: decide the box by ReLU splits and LPs
+                    out = _lp_close(net, spec, fnet, region, layers, lo[i], hi[i], groups, names,
+                                    deadline, stats)
+                    if isinstance(out, list):
+                        return out
+                    if out is not None:
+                        lp.graft(tree, ids[i], out)
+                        continue
                 j, row = int(worst[n_i]), int(rows[n_i])
                 if split == "single":  # the best single atom's gradient, not a combination's
                     singles = [groups[j][0] + o for o, c in enumerate(names[j]) if len(c) == 1]
@@ -371,6 +380,29 @@ def _bab_region(
     finally:
         if bar is not None:
             bar.close()
+
+
+def _lp_candidates(trace: dict | None, open_: np.ndarray) -> set[int]:
+    """The open boxes (batch indices) with at most ``lp.MAX_UNSTABLE`` unstable ReLUs, which
+    ``lp.close_box`` decides; none without highspy or without the CROWN trace."""
+    if trace is None or not lp.available() or not open_.size or "shift" not in trace:
+        return set()
+    n = sum((t[open_] > 0).sum(1) for t in trace["shift"].values())
+    return {int(i) for i in open_[n <= lp.MAX_UNSTABLE]}
+
+
+def _lp_close(net, spec, fnet, region, layers, lo, hi, groups, names, deadline, stats) -> Any:
+    """``lp.close_box`` on one open box, its counterexamples confirmed exactly: a ReLU-split tree,
+    a counterexample, or None (the box goes on with input splitting)."""
+    stats["lp_boxes"] = stats.get("lp_boxes", 0) + 1
+
+    def confirm(x: np.ndarray) -> list[Fraction] | None:
+        return lp.counterexample(net, fnet, spec, region, x, lo, hi)
+
+    out = lp.close_box(layers, hidden_widths(net), lo, hi, groups, names, deadline, stats, confirm)
+    if isinstance(out, lp.SplitTree):
+        stats["lp_closed"] = stats.get("lp_closed", 0) + 1
+    return out
 
 
 class _TableBoxes:
