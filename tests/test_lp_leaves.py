@@ -97,7 +97,8 @@ def test_lp_leaves_accepted_exact_and_fast(proved):
 
 
 def _mult_leaf(tree):
-    return next(i for i, n in enumerate(tree) if n[0] == "leaf" and len(n[1][0]) == 3 and n[1][0][2].get("mult"))
+    return next(i for i, n in enumerate(tree)
+                if n[0] == "leaf" and len(n[1][0]) == 3 and n[1][0][2].get("mult"))
 
 
 def _subtree_end(tree, i):
@@ -201,7 +202,8 @@ def test_lp_value_equals_exact_vertex_minimum():
             h = np.maximum(z, 0)
         active = np.concatenate(acts)
         offs = np.cumsum((0, *widths))
-        split = [(k, i, 1 if active[offs[k] + i] else -1) for k in range(len(widths)) for i in range(widths[k])]
+        split = [(k, i, 1 if active[offs[k] + i] else -1)
+                 for k in range(len(widths)) for i in range(widths[k])]
         leaf = lp.LeafLP(layers, widths, lo, hi, active, split)
         status, value, x, q = leaf.solve(0)
         exact = _exact_min_on_region(net, [acts[k].tolist() for k in range(len(widths))], None)
@@ -232,3 +234,44 @@ def test_lp_counterexample_confirmed_by_onnxruntime():
     name = sess.get_inputs()[0].name
     y_ort = sess.run(None, {name: np.array([[float(v) for v in out]], dtype=np.float32)})[0]
     assert abs(float(y_ort.ravel()[0]) - float(y)) < 1e-5 and float(y_ort.ravel()[0]) <= float(b) + 1e-5
+
+
+def _relu_instance(b: Fraction):
+    """A 20-input 10-10-1 network (so ``bab`` splits ReLUs: ``relu_bab``) and "y0 <= b" on
+    [-0.3, 0.3]^20; b just below the minimum (unsat) or above it (sat), found by the search."""
+    rng = np.random.default_rng(4)
+    g = random_graph(rng, (20, 10, 10, 1))
+    net = network_from_ir(g.to_dict())
+    box = tuple(Fraction(-3, 10) for _ in range(20)), tuple(Fraction(3, 10) for _ in range(20))
+    return g, net, Spec(20, 1, (Region(*box, ((Atom((Fraction(1),), b, False),),)),))
+
+
+def test_relu_bab_lp_leaves_prove_what_gradient_beta_cannot(monkeypatch):
+    assert bab.INPUT_SPLIT_MAX < 20
+    g, net, spec = _relu_instance(Fraction(-124755443, 241222856))
+    res = bab.verify(net, spec, timeout=30)
+    assert res.verdict == "unsat" and res.stats.get("lp_leaves", 0) >= 1
+    for mode in ("exact", "fast"):
+        v = check_vnn(res.cert, net, spec, mode=mode)
+        assert v.ok, (mode, v.reason)
+    monkeypatch.setattr(lp, "available", lambda: False)  # the search before LP leaves: it gives up
+    assert bab.verify(net, spec, timeout=30).verdict == "timeout"
+
+
+def test_relu_bab_lp_counterexample(monkeypatch):
+    ort = pytest.importorskip("onnxruntime")
+    from torchlean.bridge._onnx_export import export_onnx
+
+    b = Fraction(-4956807857557458, 10**16)
+    g, net, spec = _relu_instance(b)
+    res = bab.verify(net, spec, timeout=30)
+    assert res.verdict == "sat" and res.stats.get("lps", 0) >= 1  # found by an LP leaf
+    assert check_vnn(res.cert, net, spec).ok
+    y = evaluate(net, res.x)[0]
+    assert y <= b
+    sess = ort.InferenceSession(export_onnx(g).SerializeToString())
+    name = sess.get_inputs()[0].name
+    y_ort = sess.run(None, {name: np.array([[float(v) for v in res.x]], dtype=np.float32)})[0]
+    assert abs(float(y_ort.ravel()[0]) - float(y)) < 1e-5
+    monkeypatch.setattr(lp, "available", lambda: False)
+    assert bab.verify(net, spec, timeout=30).verdict == "timeout"

@@ -134,7 +134,9 @@ def _verify(net, spec, timeout, batch, progress, attack_first, seed, method, t0,
     if net.n_in > INPUT_SPLIT_MAX:
         trees = []
         for region in spec.regions:
-            out = _relu_region(net, region, t0 + timeout, stats, progress)
+            out = _relu_region(net, region, t0 + timeout, stats, progress, spec, fnet)
+            if stats.get("counterexample") is not None:  # an LP leaf's minimiser, confirmed
+                return _sat(net, spec, fnet, stats.pop("counterexample"), stats, t0, bg)
             if out is None:
                 stats["time"] = time.perf_counter() - t0
                 return Result("timeout", stats=stats)
@@ -192,9 +194,11 @@ def _input_split(net, spec, fnet, deadline, batch, progress, stats, method, spli
 
 
 def _relu_region(
-    net: Net, region: Region, deadline: float, stats: dict[str, Any], progress: bool = False
+    net: Net, region: Region, deadline: float, stats: dict[str, Any], progress: bool = False,
+    spec: Spec | None = None, fnet: Any = None,
 ) -> dict | None:
-    """One ReLU-split tree per disjunct (``relu_bab``), or None at the deadline."""
+    """One ReLU-split tree per disjunct (``relu_bab``), or None at the deadline (or when an LP leaf
+    found a counterexample, left in ``stats["counterexample"]``; needs ``spec`` and ``fnet``)."""
     if any(not d for d in region.disjuncts):
         return None
     widths = hidden_widths(net)
@@ -214,8 +218,12 @@ def _relu_region(
                 bar.set_postfix(boxes=stats["boxes"], leaves=stats["leaves"], open=queue, refresh=False)
                 bar.update(1)
 
+        def confirm(x: np.ndarray) -> list[Fraction] | None:
+            return None if spec is None else lp.counterexample(net, fnet, spec, region, x, lo, hi)
+
         try:
-            tree = relu_bab(layers, widths, lo, hi, combos[0], deadline, stats, on_batch=show)
+            tree = relu_bab(layers, widths, lo, hi, combos[0], deadline, stats, on_batch=show,
+                            confirm=confirm)
         finally:
             if bar is not None:
                 bar.close()
@@ -271,6 +279,7 @@ def _bab_region(
     stack_lo, stack_hi, stack_id = [lo0], [hi0], [0]
     bar = _bar(progress, label)
     done = 0.0
+    t_start = time.perf_counter()
     try:
         last_dt = 0.0
         while stack_id:
@@ -335,7 +344,8 @@ def _bab_region(
                 # the bound's gradient breaks ties where no ReLU is relaxed any more
                 relax_score = relaxation_scores(trace, open_, rows, w_open)
                 relax_score += 1e-3 * np.abs(forms[open_, rows]) * w_open
-            exact = _lp_candidates(trace, open_) if bg is None and method == "crown" else set()
+            stalled = time.perf_counter() - t_start >= lp.AFTER_S
+            exact = _lp_candidates(trace, open_) if stalled and bg is None and method == "crown" else set()
             for n_i, i in enumerate(open_):
                 if int(i) in exact:  # few unstable ReLUs: decide the box by ReLU splits and LPs
                     out = _lp_close(net, spec, fnet, region, layers, lo[i], hi[i], groups, names,

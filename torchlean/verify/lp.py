@@ -37,8 +37,37 @@ EPS = 1e-8
 DIGITS = 7  # significant digits of a recorded multiplier (any value >= 0 is sound)
 #: an open box of the input-split search is handed to ``close_box`` when it has at most this many
 #: unstable neurons (bench/README.md, "Exact LP leaves")
-MAX_UNSTABLE = 12
+MAX_UNSTABLE = 8
+#: ... once the region's input splitting has run this long (s): before that, halving boxes closes
+#: them faster (bench/README.md)
+AFTER_S = 4.0
 MAX_NODES = 256  # ReLU-split nodes ``close_box`` may open under one box before it gives up
+
+
+_BANNER = [True]
+
+
+def _highs() -> Any:
+    """A silent HiGHS instance. The first one prints HiGHS's banner on the process's stdout (C
+    level), where the CLI prints its verdict, so fd 1 goes to /dev/null while it is made."""
+    if not _BANNER[0]:
+        h = highspy.Highs()
+    else:
+        import os
+        import sys
+
+        sys.stdout.flush()
+        saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        try:
+            h = highspy.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(null)
+            _BANNER[0] = False
+    h.setOptionValue("output_flag", False)
+    return h
 
 
 def available() -> bool:
@@ -80,8 +109,7 @@ class LeafLP:
         d = lo.size
         G = np.array([s * pre[k][0][i] for k, i, s in split]).reshape(len(split), d)
         g = np.array([s * pre[k][1][i] for k, i, s in split])
-        self.h = highspy.Highs()
-        self.h.setOptionValue("output_flag", False)
+        self.h = _highs()
         lp = highspy.HighsLp()
         lp.num_col_, lp.num_row_ = d, len(split)
         lp.col_cost_ = np.zeros(d)
@@ -103,8 +131,7 @@ class LeafLP:
         λ·(-t*) to any row's bound; None if the LP does not say so."""
         if self._farkas is None:
             n, d = len(self.split), self.d_in
-            h = highspy.Highs()
-            h.setOptionValue("output_flag", False)
+            h = _highs()
             lp = highspy.HighsLp()
             lp.num_col_, lp.num_row_ = d + 1, n
             lp.col_cost_ = np.concatenate([np.zeros(d), [-1.0]])  # max t
@@ -156,7 +183,8 @@ def mult_entries(q: np.ndarray, split: list[tuple[int, int, int]]) -> list[list]
     return [[k, i, _short(v)] for v, (k, i, _) in zip(q, split) if v > 0]
 
 
-def counterexample(net, fnet, spec, region, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[Fraction] | None:
+def counterexample(net, fnet, spec, region, x: np.ndarray, lo: np.ndarray, hi: np.ndarray
+                   ) -> list[Fraction] | None:
     """An LP minimiser as a counterexample, confirmed by exact evaluation (as float32 and as the
     float64 point itself, clipped to the box)."""
     from . import attack
@@ -180,6 +208,7 @@ def close_box(
     stats: dict[str, Any],
     confirm: Any = None,
     max_nodes: int = MAX_NODES,
+    batch: int = 16,
 ) -> SplitTree | list[Fraction] | None:
     """Decide one input box exactly: a ReLU-split tree (root = the box) whose leaves prove, per
     disjunct (row group ``groups[j]``, combinations ``names[j]``), some row > 0 on their region; or
@@ -191,41 +220,46 @@ def close_box(
     stack: list[tuple[int, np.ndarray]] = [(0, np.full(H, -1, dtype=np.int8))]
     nodes = 0
     while stack:
-        nodes += 1
+        part, stack = stack[-batch:], stack[:-batch]
+        nodes += len(part)
         if nodes > max_nodes or time.perf_counter() > deadline:
             return None
-        node, ph = stack.pop()
-        lb, _, relax = crown_bounds(layers, lo[None], hi[None], phases=ph[None], want_relax=True)
-        lb = lb[0]
-        best = [int(np.argmax(lb[a:b])) for a, b in groups]
-        if all(lb[a + k] > EPS for (a, _), k in zip(groups, best)):
-            tree.nodes[node] = ("leaf", [[choice(names[j][k]), threshold(lb[groups[j][0] + k])]
-                                         for j, k in enumerate(best)])
-            stats["lp_crown_leaves"] = stats.get("lp_crown_leaves", 0) + 1
-            continue
-        unst = np.concatenate([r[4][:, 0] for r in relax])
-        free = unst & (ph < 0)
-        if free.any() and (ph >= 0).any():  # an empty region (star sets' infeasible branch)?
-            out = _lp_leaf(layers, widths, lo, hi, ph, relax, lb, groups, names, stats, None, unst)
-            if out is not None:
-                tree.nodes[node] = out
+        ph_b = np.stack([p[1] for p in part])
+        B = len(part)
+        blo, bhi = np.broadcast_to(lo, (B, lo.size)), np.broadcast_to(hi, (B, hi.size))
+        lbs, _, relax_b = crown_bounds(layers, blo, bhi, phases=ph_b, want_relax=True)
+        for b, (node, ph) in enumerate(part):
+            lb = lbs[b]
+            relax = [tuple(x[:, b : b + 1] for x in r) for r in relax_b]
+            best = [int(np.argmax(lb[a:e])) for a, e in groups]
+            if all(lb[a + k] > EPS for (a, _), k in zip(groups, best)):
+                tree.nodes[node] = ("leaf", [[choice(names[j][k]), threshold(lb[groups[j][0] + k])]
+                                             for j, k in enumerate(best)])
+                stats["lp_crown_leaves"] = stats.get("lp_crown_leaves", 0) + 1
                 continue
-        if free.any():  # split the widest-relaxed unstable neuron of the first layer that has one
-            t = np.concatenate([r[1][:, 0] for r in relax])
-            h0 = int(np.nonzero(free)[0][0])
-            k = int(np.searchsorted(offs, h0, side="right") - 1)
-            cand = np.nonzero(free[offs[k] : offs[k + 1]])[0] + offs[k]
-            h = int(cand[np.argmax(t[cand])])
-            a, c = tree.split_relu(node, k, h - int(offs[k]))
-            for child, v in ((c, 1), (a, 0)):  # the inactive child is popped first
-                p = ph.copy()
-                p[h] = v
-                stack.append((child, p))
-            continue
-        out = _lp_leaf(layers, widths, lo, hi, ph, relax, lb, groups, names, stats, confirm)
-        if out is None or isinstance(out, list):
-            return out
-        tree.nodes[node] = out
+            unst = np.concatenate([r[4][:, 0] for r in relax])
+            free = unst & (ph < 0)
+            if free.any() and (ph >= 0).any():  # an empty region (star sets' infeasible branch)?
+                out = _lp_leaf(layers, widths, lo, hi, ph, relax, lb, groups, names, stats, None, unst)
+                if out is not None:
+                    tree.nodes[node] = out
+                    continue
+            if free.any():  # split the widest-relaxed unstable neuron of the first layer that has one
+                t = np.concatenate([r[1][:, 0] for r in relax])
+                h0 = int(np.nonzero(free)[0][0])
+                k = int(np.searchsorted(offs, h0, side="right") - 1)
+                cand = np.nonzero(free[offs[k] : offs[k + 1]])[0] + offs[k]
+                h = int(cand[np.argmax(t[cand])])
+                a, c = tree.split_relu(node, k, h - int(offs[k]))
+                for child, v in ((c, 1), (a, 0)):  # the inactive child is popped first
+                    p = ph.copy()
+                    p[h] = v
+                    stack.append((child, p))
+                continue
+            out = _lp_leaf(layers, widths, lo, hi, ph, relax, lb, groups, names, stats, confirm)
+            if out is None or isinstance(out, list):
+                return out
+            tree.nodes[node] = out
     return tree
 
 
@@ -252,7 +286,7 @@ def _lp_leaf(layers, widths, lo, hi, ph, relax, lb, groups, names, stats, confir
     mult = np.zeros((1, n_rows, int(offs[-1])))
     idx = [offs[k] + i for k, i, _ in split]
     chosen = []
-    for j, (a, b) in enumerate(groups):
+    for a, b in groups:
         k = int(np.argmax(lb[a:b]))
         if lb[a + k] > EPS:
             chosen.append((k, None))
@@ -296,6 +330,16 @@ def _lp_leaf(layers, widths, lo, hi, ph, relax, lb, groups, names, stats, confir
         proofs.append(proof)
     stats["lp_leaves"] = stats.get("lp_leaves", 0) + 1
     return ("leaf", proofs)
+
+
+def fixed_leaf(layers, widths, lo, hi, ph, relax, lb, names, stats, confirm=None) -> Any:
+    """``relu_bab``'s leaf where every phase is fixed (one disjunct, rows ``names``): ("leaf",
+    proofs) with the LP's duals as the split multipliers, re-bounded as the replay does; a
+    counterexample that ``confirm`` confirmed; or None (no highspy, the LP's minimum is not
+    positive, or the replay disagrees)."""
+    if not available():
+        return None
+    return _lp_leaf(layers, widths, lo, hi, ph, relax, lb, [(0, len(names))], [names], stats, confirm)
 
 
 def graft(tree: SplitTree, node: int, sub: SplitTree) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..certificates.fast_crown import crown_bounds
+from . import lp
 from .tree import SplitTree, choice, threshold
 
 EPS = 1e-8
@@ -163,10 +164,12 @@ def relu_bab(
     stats: dict[str, Any],
     batch: int = 32,
     on_batch: Any = None,
+    confirm: Any = None,
 ) -> list[Any] | None:
     """A preorder ReLU-split tree whose leaves prove some row (a combination of the disjunct's
     atoms, ``names``) > 0 on their region, or None at the deadline or when a subproblem with no
-    unstable neuron left cannot be bounded."""
+    unstable neuron left cannot be bounded. Such a subproblem is decided by its LP (``lp``): a
+    minimiser that ``confirm(x)`` confirms is left in ``stats["counterexample"]``."""
     offs = np.cumsum((0, *widths))
     H = int(offs[-1])
     tree = SplitTree()
@@ -218,8 +221,17 @@ def relu_bab(
                 stats["leaves"] = stats.get("leaves", 0) + 1
                 continue
             cand = np.nonzero(unst_all[b] & (phases[b] < 0))[0]
-            if cand.size == 0:
-                return None  # all phases fixed and still unproved: a counterexample or a float limit
+            if cand.size == 0:  # every phase fixed: the region's LP decides it (its duals are β)
+                one = [tuple(x[:, b : b + 1] for x in r) for r in relax]
+                out = lp.fixed_leaf(layers, widths, blo[b], bhi[b], phases[b], one, plain[b], names, stats,
+                                    confirm)
+                if isinstance(out, list):
+                    stats["counterexample"] = out
+                    return None
+                if out is None:
+                    return None  # still unproved: a counterexample, an LP failure or a float limit
+                tree.nodes[ids[b]] = out
+                continue
             h = int(cand[np.argmax(score[b, cand])])
             layer = int(np.searchsorted(offs, h, side="right") - 1)
             a, c = tree.split_relu(ids[b], layer, h - int(offs[layer]))
