@@ -34,8 +34,11 @@ def main() -> None:
     ap.add_argument("instances", nargs="+", help="NET.onnx:PROP.vnnlib")
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--k", type=int, default=lp.MAX_UNSTABLE)
+    ap.add_argument("--after", type=float, default=lp.AFTER_S, help="lp.AFTER_S")
     a = ap.parse_args()
-    print(f"| instance | without LP | s | with LP (K={a.k}) | s | LP boxes closed/tried |")
+    lp.AFTER_S = a.after
+    head = f"with LP (K={a.k}, after {a.after:g} s)"
+    print(f"| instance | without LP | s | {head} | s | LP boxes closed/tried |")
     print("| --- | --- | ---: | --- | ---: | ---: |")
     for inst in a.instances:
         net_p, prop_p = inst.split(":")

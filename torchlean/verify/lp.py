@@ -28,10 +28,7 @@ import numpy as np
 from ..certificates.fast_crown import crown_bounds
 from .tree import SplitTree, choice, threshold
 
-try:  # (an optional extra: ``pip install torchlean[lp]``)
-    import highspy
-except ImportError:  # pragma: no cover - exercised only without the extra
-    highspy = None
+_HS: list[Any] = []  # the highspy module once imported (None without it): 0.2 s, so on first use
 
 EPS = 1e-8
 DIGITS = 7  # significant digits of a recorded multiplier (any value >= 0 is sound)
@@ -50,6 +47,7 @@ _BANNER = [True]
 def _highs() -> Any:
     """A silent HiGHS instance. The first one prints HiGHS's banner on the process's stdout (C
     level), where the CLI prints its verdict, so fd 1 goes to /dev/null while it is made."""
+    highspy = _highspy()
     if not _BANNER[0]:
         h = highspy.Highs()
     else:
@@ -70,9 +68,19 @@ def _highs() -> Any:
     return h
 
 
+def _highspy() -> Any:
+    if not _HS:
+        try:  # (an optional extra: ``pip install torchlean[lp]``)
+            import highspy
+        except ImportError:  # pragma: no cover - exercised only without the extra
+            highspy = None
+        _HS.append(highspy)
+    return _HS[0]
+
+
 def available() -> bool:
     """Whether the LP solver (highspy) is installed."""
-    return highspy is not None
+    return _highspy() is not None
 
 
 def _affines(layers: list[tuple]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -104,6 +112,7 @@ class LeafLP:
     (``split``: (layer, i, sgn)), sgn·z(x) >= 0; objectives are final rows, set in turn."""
 
     def __init__(self, layers, widths, lo, hi, active, split: list[tuple[int, int, int]]):
+        highspy = _highspy()
         pre, (self.C, self.d) = phase_maps(layers, active, widths)
         self.split = split
         d = lo.size
@@ -130,6 +139,7 @@ class LeafLP:
         whole box (the duals of max t s.t. sgn_j z_j(x) >= t), so the multipliers λ·w add at least
         λ·(-t*) to any row's bound; None if the LP does not say so."""
         if self._farkas is None:
+            highspy = _highspy()
             n, d = len(self.split), self.d_in
             h = _highs()
             lp = highspy.HighsLp()
@@ -155,6 +165,7 @@ class LeafLP:
     def solve(self, row: int) -> tuple[str, float, np.ndarray | None, np.ndarray | None]:
         """("optimal", min of final row ``row`` over the region, primal x, row duals q >= 0 of the
         split constraints), or ("infeasible" | HiGHS's status, nan, None, None)."""
+        highspy = _highspy()
         self.h.changeColsCost(self.d_in, np.arange(self.d_in, dtype=np.int32), self.C[row])
         self.h.run()
         st = self.h.getModelStatus()
