@@ -275,3 +275,21 @@ def test_relu_bab_lp_counterexample(monkeypatch):
     assert abs(float(y_ort.ravel()[0]) - float(y)) < 1e-5
     monkeypatch.setattr(lp, "available", lambda: False)
     assert bab.verify(net, spec, timeout=30).verdict == "timeout"
+
+
+def test_input_split_search_grafts_lp_boxes(monkeypatch):
+    """The input-split search hands boxes with few unstable ReLUs to ``lp.close_box`` (here from
+    the start): ReLU splits under input splits, replayed in both modes."""
+    g, net, spec0 = _setup(Fraction(0))
+    g, net, spec = _setup(Fraction(_grid_min(net) - 0.002).limit_denominator(10**6))
+    monkeypatch.setattr(lp, "AFTER_S", 0.0)
+    monkeypatch.setattr(lp, "MAX_UNSTABLE", 6)
+    res = bab.verify(net, spec, timeout=60)
+    assert res.verdict == "unsat" and res.stats.get("lp_closed", 0) >= 1
+    tree = res.cert["regions"][0]
+    first = next(i for i, n in enumerate(tree) if n[0] == "relu")
+    assert any(n[0] == "split" for n in tree[:first])  # below an input split
+    assert any(n[0] == "leaf" and len(n[1][0]) == 3 for n in tree)  # with LP multipliers
+    for mode in ("exact", "fast"):
+        v = check_vnn(res.cert, net, spec, mode=mode)
+        assert v.ok, (mode, v.reason)
