@@ -16,7 +16,8 @@ from torchlean.verify.network import load_pair
 
 
 def run(net, spec, k: int, timeout: float) -> tuple[str, float, int, dict]:
-    """(verdict accepted by the checker or 'rejected'/'timeout', solve s, leaves, stats)."""
+    """(verdict accepted by the checker or 'rejected'/'timeout' with the fraction of the last
+    region's volume proved, solve s, leaves, stats)."""
     old = lp.MAX_UNSTABLE
     lp.MAX_UNSTABLE = k
     try:
@@ -26,6 +27,8 @@ def run(net, spec, k: int, timeout: float) -> tuple[str, float, int, dict]:
     verdict = r.verdict
     if r.cert is not None and not check_vnn(r.cert, net, spec).ok:
         verdict = "rejected"
+    if verdict == "timeout" and "covered" in r.stats:
+        verdict += f" ({100 * r.stats['covered']:.1f}% proved)"
     return verdict, r.stats.get("time", 0.0), r.stats.get("leaves", 0), r.stats
 
 
@@ -34,10 +37,10 @@ def main() -> None:
     ap.add_argument("instances", nargs="+", help="NET.onnx:PROP.vnnlib")
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--k", type=int, default=lp.MAX_UNSTABLE)
-    ap.add_argument("--after", type=float, default=lp.AFTER_S, help="lp.AFTER_S")
+    ap.add_argument("--after", type=int, default=lp.AFTER_BOXES, help="lp.AFTER_BOXES")
     a = ap.parse_args()
-    lp.AFTER_S = a.after
-    head = f"with LP (K={a.k}, after {a.after:g} s)"
+    lp.AFTER_BOXES = a.after
+    head = f"with LP (K={a.k}, after {a.after} boxes)"
     print(f"| instance | without LP | s | {head} | s | LP boxes closed/tried |")
     print("| --- | --- | ---: | --- | ---: | ---: |")
     for inst in a.instances:

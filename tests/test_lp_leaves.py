@@ -282,7 +282,7 @@ def test_input_split_search_grafts_lp_boxes(monkeypatch):
     the start): ReLU splits under input splits, replayed in both modes."""
     g, net, spec0 = _setup(Fraction(0))
     g, net, spec = _setup(Fraction(_grid_min(net) - 0.002).limit_denominator(10**6))
-    monkeypatch.setattr(lp, "AFTER_S", 0.0)
+    monkeypatch.setattr(lp, "AFTER_BOXES", 0)
     monkeypatch.setattr(lp, "MAX_UNSTABLE", 6)
     res = bab.verify(net, spec, timeout=60)
     assert res.verdict == "unsat" and res.stats.get("lp_closed", 0) >= 1

@@ -35,9 +35,10 @@ DIGITS = 7  # significant digits of a recorded multiplier (any value >= 0 is sou
 #: an open box of the input-split search is handed to ``close_box`` when it has at most this many
 #: unstable neurons (bench/README.md, "Exact LP leaves")
 MAX_UNSTABLE = 8
-#: ... once the region's input splitting has run this long (s): before that, halving boxes closes
-#: them faster (bench/README.md)
-AFTER_S = 4.0
+#: ... once the region's input splitting has bounded this many boxes (work, not seconds, so the
+#: switch does not depend on the machine's load): before that, halving boxes closes them faster
+#: (bench/README.md). The largest ACAS Xu tree of expected.csv takes ~9,000.
+AFTER_BOXES = 20_000
 MAX_NODES = 256  # ReLU-split nodes ``close_box`` may open under one box before it gives up
 
 
