@@ -293,3 +293,14 @@ def test_input_split_search_grafts_lp_boxes(monkeypatch):
     for mode in ("exact", "fast"):
         v = check_vnn(res.cert, net, spec, mode=mode)
         assert v.ok, (mode, v.reason)
+
+
+def test_highs_banner_kept_off_stdout():
+    """HiGHS prints a banner on the process's stdout when its first instance is made; the CLI
+    prints its verdict there, so ``lp`` keeps it off."""
+    import subprocess
+    import sys
+
+    code = "from torchlean.verify import lp; lp._highs(); lp._highs(); print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout == "ok\n", out.stdout
