@@ -305,8 +305,11 @@ def _lp_leaf(layers, widths, lo, hi, ph, relax, lb, groups, names, stats, confir
             continue
         got = None
         for k in np.argsort(-lb[a:b]):  # rows in order of their CROWN bound
-            status, value, x, q = lp.solve(a + int(k)) if unst is None else ("infeasible", 0, None, None)
-            stats["lp_solves"] = stats.get("lp_solves", 0) + 1
+            if unst is None:
+                status, value, x, q = lp.solve(a + int(k))
+                stats["lp_solves"] = stats.get("lp_solves", 0) + 1
+            else:  # (its emptiness is known: only the Farkas multipliers are needed)
+                status = "infeasible"
             if status == "infeasible":  # an empty region: a Farkas combination of its constraints
                 far = lp.farkas()
                 if far is None:
@@ -328,8 +331,7 @@ def _lp_leaf(layers, widths, lo, hi, ph, relax, lb, groups, names, stats, confir
         chosen.append((got[0], got[1]))
         mult[0, a + got[0], idx] = got[1]
     # re-bound with the recorded multipliers, as the replay does, before trusting any of it
-    sgn_ok = mult.any()
-    lb2 = crown_bounds(layers, lo[None], hi[None], phases=ph[None], mult=mult)[0] if sgn_ok else lb
+    lb2 = crown_bounds(layers, lo[None], hi[None], phases=ph[None], mult=mult)[0] if mult.any() else lb
     proofs = []
     for j, (k, q) in enumerate(chosen):
         row = groups[j][0] + k
