@@ -187,7 +187,11 @@ def relu_bab(
         plain, _, relax = crown_bounds(layers, blo, bhi, phases=phases, want_relax=True)
         alpha = beta = None
         lb = plain
+        unst_all = np.concatenate([r[4] for r in relax], 0).T  # (B, H)
         todo = ~(plain > EPS).any(1)
+        fixed = ~(unst_all & (phases < 0)).any(1)
+        if fixed.any() and lp.available():  # every phase fixed: the LP's duals are the best β
+            todo &= ~fixed
         score = np.zeros((B, H))
         if todo.any():
             sub = [tuple(x[:, todo] for x in r) for r in relax]  # (the relaxations are (n, B))
@@ -208,7 +212,6 @@ def relu_bab(
                 todo[:, None], crown_bounds(layers, blo, bhi, phases=phases, alpha=alpha, mult=beta), plain
             )
         stats["boxes"] = stats.get("boxes", 0) + B
-        unst_all = np.concatenate([r[4] for r in relax], 0).T  # (B, H)
         for b in range(B):
             k = int(lb[b].argmax())
             if lb[b, k] > EPS:
