@@ -39,6 +39,7 @@ MAX_UNSTABLE = 8
 #: switch does not depend on the machine's load): before that, halving boxes closes them faster
 #: (bench/README.md). The largest ACAS Xu tree of expected.csv takes ~9,000.
 AFTER_BOXES = 20_000
+LP_SECONDS = 10.0  # HiGHS's limit per solve
 MAX_NODES = 256  # ReLU-split nodes ``close_box`` may open under one box before it gives up
 
 
@@ -66,6 +67,7 @@ def _highs() -> Any:
             os.close(null)
             _BANNER[0] = False
     h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", LP_SECONDS)  # (a stuck solve ends as "not optimal": no leaf)
     return h
 
 
@@ -170,7 +172,8 @@ class LeafLP:
         self.h.changeColsCost(self.d_in, np.arange(self.d_in, dtype=np.int32), self.C[row])
         self.h.run()
         st = self.h.getModelStatus()
-        if st == highspy.HighsModelStatus.kInfeasible:
+        # (the columns are bounded, so "unbounded or infeasible" can only be infeasible)
+        if st in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
             return "infeasible", float("nan"), None, None
         if st != highspy.HighsModelStatus.kOptimal:
             return str(st), float("nan"), None, None
