@@ -12,6 +12,9 @@ and with two sets of free parameters found here by projected gradient ascent on 
 Any α, β give a valid bound, so the checker only has to recompute the bound with the values the
 leaf records; with every phase fixed and optimal β the bound is the exact linear-programming
 minimum over the region (LP duality), which is what makes the search complete in the limit.
+Gradient ascent only approaches that optimum, so a subproblem with every phase fixed skips it:
+``lp`` solves the region's LP with HiGHS and records its duals as β (or its minimiser as a
+counterexample candidate); without highspy such a subproblem ends the search as before.
 Branching: the unstable neuron with the largest intercept score |λ⁻|·t of the best row (BaBSR).
 Each disjunct of the region gets its own tree (``{"per_disjunct": [...]}``).
 """
