@@ -354,6 +354,7 @@ def _bab_region(
                         return out
                     if out is not None:
                         lp.graft(tree, ids[i], out)
+                        stats["leaves"] += sum(1 for n in out.nodes if n[0] == "leaf")
                         done += float(vol[i])
                         continue
                 j, row = int(worst[n_i]), int(rows[n_i])

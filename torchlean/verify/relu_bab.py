@@ -237,6 +237,7 @@ def relu_bab(
                 if out is None:
                     return None  # still unproved: a counterexample, an LP failure or a float limit
                 tree.nodes[ids[b]] = out
+                stats["leaves"] = stats.get("leaves", 0) + 1
                 continue
             h = int(cand[np.argmax(score[b, cand])])
             layer = int(np.searchsorted(offs, h, side="right") - 1)
