@@ -54,6 +54,7 @@ REF = {
     "sqrt": (mp.sqrt, lambda x: 1 / (2 * mp.sqrt(x))),
     "rsqrt": (lambda x: 1 / mp.sqrt(x), lambda x: -x ** mp.mpf(-1.5) / 2),
     "tanh": (mp.tanh, lambda x: mp.sech(x) ** 2),
+    "erf": (mp.erf, lambda x: 2 / mp.sqrt(mp.pi) * mp.exp(-x * x)),
     "sigmoid": (_sig, lambda x: _sig(x) * _sig(-x)),
     "softplus": (lambda x: mp.log(1 + mp.exp(x)), _sig),
     "silu": (lambda x: x * _sig(x), lambda x: _sig(x) + x * _sig(x) * _sig(-x)),
@@ -265,7 +266,7 @@ def test_inflection_brackets():
 
 def test_wide_intervals_stay_small_and_sound():
     rng = random.Random(7)
-    for name in ("sigmoid", "tanh", "softplus", "silu", "gelu", "relu", "abs", "square", "leaky_relu"):
+    for name in ("sigmoid", "tanh", "erf", "softplus", "silu", "gelu", "relu", "abs", "square", "leaky_relu"):
         row = FUNCTIONS[name]
         for l, u in [(Q(-10**6), Q(10**6)), (Q(-10**6), Q(-999_000)), (Q(5 * 10**5), Q(10**6))]:
             a_lo, a_up = row.default_slopes(l, u)
@@ -316,7 +317,7 @@ def test_fast_is_sound_and_close_to_exact(name):
 
 def test_fast_value_encloses_and_broadcasts():
     x = np.array([[-3.0, -1e-20, 0.5], [2.0, 30.0, 700.0]])
-    for name in ("exp", "tanh", "sigmoid", "softplus", "silu", "gelu", "square", "abs"):
+    for name in ("exp", "tanh", "erf", "sigmoid", "softplus", "silu", "gelu", "square", "abs"):
         lo, hi = FAST[name].value(x)
         assert lo.shape == x.shape
         for v, a, b in zip(x.ravel(), lo.ravel(), hi.ravel()):
@@ -443,3 +444,29 @@ def test_relu_lines_closed_form_is_valid_and_matches_the_generic_row():
             assert Q(sl[i]) * xi + Q(bl[i]) <= y
             if np.isfinite(bu[i]):
                 assert Q(su[i]) * xi + Q(bu[i]) >= y
+
+
+def test_erf_enclosure_against_mpmath_and_its_constant(monkeypatch):
+    """erf_enc (A&S 7.1.6 series, 7.1.13 tail) encloses mpmath's erf at 60 digits, 2/sqrt(pi) lies in
+    its 40-digit bracket; with the bracket replaced by the binary64 2/sqrt(pi) (a float constant
+    where an enclosure belongs) the enclosure misses the true value."""
+    from torchlean.certificates import enclosures as en
+
+    with mp.workdps(60):
+        assert M(en.TWO_OVER_SQRT_PI[0]) < 2 / mp.sqrt(mp.pi) < M(en.TWO_OVER_SQRT_PI[1])
+        rng = random.Random(19)
+        xs = [Q(v) for v in (1e-12, 0.3, -1.7, 3.0, 5.5, 9.999, 10.0, 10.25, -27.0)]
+        xs += [Q(rng.uniform(-11, 11)) for _ in range(60)]
+        for x in xs:
+            lo, hi = en.erf_enc(x)
+            y = mp.erf(M(x))
+            assert M(lo) <= y <= M(hi), x
+            assert M(hi - lo) <= abs(y) * mp.mpf(2) ** -80, x
+            dlo, dhi = en.derf_enc(x)
+            assert M(dlo) <= 2 / mp.sqrt(mp.pi) * mp.exp(-M(x) ** 2) <= M(dhi)
+        en.erf_enc.cache_clear()
+        monkeypatch.setattr(en, "TWO_OVER_SQRT_PI", (Q(1.1283791670955126),) * 2)
+        encs = {x: en.erf_enc(x) for x in xs if 0 < x <= 10}
+        missed = [x for x, (lo, hi) in encs.items() if not M(lo) <= mp.erf(M(x)) <= M(hi)]
+        en.erf_enc.cache_clear()
+    assert missed

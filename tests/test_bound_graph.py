@@ -43,7 +43,7 @@ def builders(rng):
     c = {"W": W, "V": V}
     out = [("matmul", ["a", "V"], "y")]
     unary = {op: (lin + [(op, ["h"], "a")] + out, c) for op in (
-        "relu", "abs", "exp", "tanh", "sigmoid", "softplus", "gelu", "silu", "neg")}
+        "relu", "abs", "exp", "tanh", "erf", "sigmoid", "softplus", "gelu", "silu", "neg")}
     unary["leaky_relu"] = (lin + [("leaky_relu", ["h"], "a", {"slope": 0.2})] + out, c)
     pos = [("matmul", ["x", "W"], "h0"), ("mul", ["h0", "h0"], "h1"), ("add", ["h1", "half"], "h")]
     cp = {**c, "half": np.array(0.5)}

@@ -28,7 +28,7 @@ from torchlean.certificates.fast_functions import FAST
 from torchlean.certificates.functions import FUNCTIONS
 from torchlean.certificates.lower import ROWS, lower
 
-UNARY = ["relu", "abs", "exp", "tanh", "sigmoid", "softplus", "gelu", "silu", "neg"]
+UNARY = ["relu", "abs", "exp", "tanh", "erf", "sigmoid", "softplus", "gelu", "silu", "neg"]
 
 
 def _block(rng, k, cur, prev):

@@ -84,7 +84,7 @@ def test_every_entry_covers_the_observed_error(case, fmt):
 def _random_graph(rng):
     """A random DAG: a linear map, then ops drawn from the builders' primitives (each a (1, 4) ->
     (1, 4) step), residual adds and products of two data values, then a linear map out."""
-    steps = ["relu", "abs", "exp", "tanh", "sigmoid", "softplus", "gelu", "silu", "neg", "leaky_relu",
+    steps = ["relu", "abs", "exp", "tanh", "erf", "sigmoid", "softplus", "gelu", "silu", "neg", "leaky_relu",
              "softmax", "log_softmax", "square", "product", "residual", "max", "mean", "div", "sqrt", "log"]
     c = {"W": rng.normal(0, 0.6, (4, 4)), "V": rng.normal(0, 0.6, (4, 2)), "two": np.array(2.0)}
     nodes, cur, seen = [("matmul", ["x", "W"], "h0")], "h0", ["h0"]

@@ -98,6 +98,7 @@ CASES: list[Case] = [
     Case("log", lambda r: [positive(r, (3, 4))], lambda t, x: t.log(x)),
     Case("sqrt", lambda r: [positive(r, (3, 4))], lambda t, x: t.sqrt(x)),
     Case("tanh", lambda r: [2 * r.standard_normal((3, 4))], lambda t, x: t.tanh(x)),
+    Case("erf", lambda r: [2 * r.standard_normal((3, 4))], lambda t, x: t.erf(x)),
     Case("sigmoid", lambda r: [3 * r.standard_normal((3, 4))], lambda t, x: t.sigmoid(x)),
     Case("softplus", lambda r: [3 * r.standard_normal((3, 4))], lambda t, x: _F(t).softplus(x)),
     Case("gelu", lambda r: [2 * r.standard_normal((3, 4))],

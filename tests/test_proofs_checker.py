@@ -28,7 +28,8 @@ def certs():
     justifications, case splits, conjuncts, Farkas leaves with products, false leaves."""
     out = {}
     for name in ("autograd.softplus", "autograd.div", "autograd.abs", "ibp.affine", "ibp.relu",
-                 "forward.maximum", "ibp.log", "ibp.reciprocal", "ibp.sigmoid", "autograd.layer_norm"):
+                 "forward.maximum", "ibp.log", "ibp.reciprocal", "ibp.sigmoid", "autograd.layer_norm",
+                 "autograd.erf", "ibp.erf"):
         ob = _ob(name)
         tree = certificate_tree(ob.smtlib, timeout=60)
         cert = {"kind": "refutation", "statement": ob.smtlib, "tree": tree}
@@ -148,6 +149,9 @@ FALSE_EDITS = [  # statement edits that make the claim false: no certificate may
     ("ibp.reciprocal", "(or (> l 0) (< u 0))", "(or (> l 0) (< u 1))"),
     ("ibp.reciprocal", "(<= (/ 1 u) (/ 1 x))", "(<= (/ 1 l) (/ 1 x))"),  # swapped bound
     ("ibp.sigmoid", "(<= (/ 1 (+ 1 (tl_exp (* (- 1) l))))", "(<= (/ 1 (+ 1 (tl_exp (* (- 1) u))))"),
+    # erf: a wrong factor on one side of the VJP claim; the monotone rule's ends swapped
+    ("autograd.erf", "(* 2 g_0 tl_rsqrt_pi", "(* 3 g_0 tl_rsqrt_pi"),
+    ("ibp.erf", "(not (and (<= (tl_erf l) (tl_erf x))", "(not (and (<= (tl_erf u) (tl_erf x))"),
 ]
 
 
@@ -290,3 +294,14 @@ def test_interval_rules_contain_sampled_values():
                             (iv.interval_affine(F(1), [(F(3), (a, b)), (F(-2), (c, d))]),
                              3 * x - 2 * y + 1)]:
             assert lo <= v <= hi
+
+
+def test_mono_erf_instances_are_checked():
+    """An axiom instance that is not a ground instance of mono_erf (a reversed conclusion) is
+    rejected even with the certificate of the true statement."""
+    ob = _ob("ibp.erf")
+    bad = ob.smtlib.replace("(=> (<= l x) (<= (tl_erf l) (tl_erf x)))",
+                            "(=> (<= l x) (<= (tl_erf x) (tl_erf l)))")
+    assert bad != ob.smtlib
+    v = check({"kind": "refutation", "statement": bad, "tree": certificate_tree(ob.smtlib)})
+    assert not v.ok and "mono_erf" in v.reason

@@ -229,3 +229,19 @@ def test_layer_norm_block_and_transformer_are_fully_checked(tmp_path):
     for name in ("model.ln_block", "model.encoder"):
         o = check_one(tmp_path, next(ob for ob in obs if ob.name == name))
         assert o.status == "checked", (name, o.detail)
+
+
+def test_exact_gelu_model_is_fully_checked(tmp_path):
+    """Linear + GELU('none') (torch's default, composed around the erf primitive) + Linear: every
+    node obligation, erf's with the shared 1/sqrt(pi) constant included, is checked."""
+    from torchlean.proofs.discharge import discharge
+
+    def net():
+        return nn.Sequential(nn.Linear(2, 2), nn.GELU("none"), nn.Linear(2, 1))
+
+    obs = list(model_obligations("gelu_exact", net, (1, 2)))
+    assert any(o.name.startswith("autograd.erf") for o in obs)
+    reports = discharge(obs, tmp_path, solver="z3", timeout=60, progress=False)
+    assert all(r.status == "proved" for r in reports), [(r.name, r.status, r.message) for r in reports]
+    o = check_one(tmp_path, obs[0])
+    assert o.status == "checked" and "chain rule over" in o.detail, o.detail

@@ -107,7 +107,7 @@ def test_every_table_part_has_an_obligation_or_a_reason():
     assert set(st) == {"affine", "mul", "max", *FUNCTIONS}
     assert {p for p, (s, _) in st.items() if s == "argued"} == {"silu", "gelu", "pow"}
     for p in ("affine", "mul", "max", "square", "reciprocal", "rsqrt", "sigmoid", "softplus", "relu",
-              "leaky_relu", "abs", "exp", "log", "sqrt", "tanh"):
+              "leaky_relu", "abs", "exp", "log", "sqrt", "tanh", "erf"):
         assert st[p][0] == "proved", p
     assert "relax.mul.lower" in st["mul"][1] and "relax.mul.upper" in st["mul"][1]
     cov = coverage()
@@ -156,3 +156,20 @@ def test_proved_rules_are_exact_and_tight_on_fractions():
     for x in (Q(-1), Q(0), Q(2), Q(1, 2)):
         for w in (Q(0), Q(3), Q(1)):
             assert ax * x + aw * w + c <= x * w <= bx * x + bw * w + d
+
+
+@pytest.mark.solver
+def test_erf_vjp_with_a_rounded_constant_is_refuted(tmp_path, monkeypatch):
+    """The runtime's erf VJP reads 2/sqrt(pi) from the namespace: exact on the symbolic backend. Were
+    it the binary64 float there too, autograd.erf would compare a rational with 2/sqrt(pi) and be
+    refuted, not proved: the obligation is not weakened to pass."""
+    from torchlean.proofs.autograd import primitive_obligations
+    from torchlean.runtime.symbolic import SymbolicNamespace
+
+    (good,) = [o for o in primitive_obligations("erf") if o.name == "autograd.erf"]
+    assert "tl_rsqrt_pi" in good.smtlib
+    monkeypatch.delattr(SymbolicNamespace, "m_2_sqrtpi")
+    (bad,) = [o for o in primitive_obligations("erf") if o.name == "autograd.erf"]
+    assert bad.smtlib != good.smtlib
+    r = _refuted(bad, tmp_path)
+    assert r.status == "refuted" and "tl_rsqrt_pi" not in r.message.split("\n")[0]

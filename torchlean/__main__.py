@@ -77,7 +77,54 @@ def build_parser() -> argparse.ArgumentParser:
     mlp.add_argument("--log", metavar="PATH", help="write a JSON training log here")
     mlp.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz, no pickle) here")
     mlp.add_argument("--log-every", type=_positive_int, default=10, help="steps between log records")
-    mlp.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    _cli.add_progress(mlp)
+
+    cnn = sub.add_parser("cnn", help="train a CNN on the 8x8 digits; --certify EPS: certified accuracy",
+                         description="Train the digits CNN (conv-relu-maxpool x2, linear; bundled UCI "
+                                     "optdigits); print test accuracy. --certify EPS verifies each of the "
+                                     "first N test images at L-inf radius EPS (complete verification, "
+                                     "every verdict checked by the trusted checker).")
+    cnn.add_argument("--steps", type=_non_negative_int, default=400, help="optimisation steps (default 400)")
+    cnn.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default 64)")
+    cnn.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default 0.01)")
+    cnn.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"], default="adam")
+    cnn.add_argument("--seed", type=_non_negative_int, default=0, help="initialisation and shuffling seed")
+    cnn.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    cnn.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    cnn.add_argument("--backend", choices=["eager", "compiled"], default="eager")
+    cnn.add_argument("--log", metavar="PATH", help="write a JSON training log here")
+    cnn.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz, no pickle) here")
+    cnn.add_argument("--log-every", type=_positive_int, default=10, help="steps between log records")
+    cnn.add_argument("--certify", type=_positive_float, metavar="EPS",
+                     help="certified accuracy at L-inf radius EPS (pixels in [0, 1])")
+    cnn.add_argument("--certify-n", type=_positive_int, default=20, metavar="N",
+                     help="how many test images to certify (default 20)")
+    cnn.add_argument("--certify-timeout", type=_positive_float, default=10.0, metavar="S",
+                     help="seconds per image (default 10)")
+    cnn.add_argument("--plot", metavar="PNG", help="with --certify: certified accuracy at EPS/4, EPS/2, "
+                     "3EPS/4 and EPS into this image (needs matplotlib)")
+    _cli.add_progress(cnn)
+
+    for kind in ("lstm", "gru"):
+        name = kind.upper()
+        seq = sub.add_parser(kind, help=f"train an {name} forecaster on a generated predator-prey series",
+                             description=f"Train an {name} (hidden --hidden) to forecast the next sample "
+                                         "of a noisy Lotka-Volterra series from 16 past ones; test MSE "
+                                         "against the persistence baseline (test windows later in time).")
+        seq.add_argument("--steps", type=_non_negative_int, default=300, help="optimisation steps (300)")
+        seq.add_argument("--hidden", type=_positive_int, default=32, help="hidden size (default 32)")
+        seq.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default 32)")
+        seq.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default 0.01)")
+        seq.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"],
+                         default="adam")
+        seq.add_argument("--seed", type=_non_negative_int, default=0)
+        seq.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+        seq.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+        seq.add_argument("--backend", choices=["eager", "compiled"], default="eager")
+        seq.add_argument("--log", metavar="PATH", help="write a JSON training log here")
+        seq.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz, no pickle) here")
+        seq.add_argument("--log-every", type=_positive_int, default=10, help="steps between log records")
+        _cli.add_progress(seq)
 
     qs = sub.add_parser("quickstart", help="run a runnable example: tensors, autograd or mlp",
                         description="Run one of the quickstart examples (their source: examples/).")
@@ -125,7 +172,7 @@ def run_mlp(args: argparse.Namespace) -> int:
     print(f"test MSE (normalised target) before: {before:.4f}")
     trained = trainer.train(data.train(), steps=args.steps, batch_size=args.batch_size,
                             log_every=args.log_every, log_path=args.log,
-                            progress=False if args.no_progress else None)
+                            progress=args.progress)
     after = trained.eval(test)["loss"]
     note = " (interrupted)" if trained.interrupted else ""
     print(f"test MSE (normalised target) after {trained.steps} steps{note}: {after:.4f}")
@@ -160,6 +207,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "mlp":
             return run_mlp(args)
+        if args.command == "cnn":
+            from torchlean.zoo.cnn import run
+
+            return run(args)
+        if args.command in ("lstm", "gru"):
+            from torchlean.zoo.sequence import run as run_sequence
+
+            return run_sequence(args)
         if args.command == "plot":
             from torchlean.plot import plot_logs
 

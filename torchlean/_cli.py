@@ -169,6 +169,18 @@ def guard(run: Callable[[], int], errors: tuple[type[BaseException], ...] = (), 
         return 3
 
 
+def add_progress(parser: argparse.ArgumentParser) -> None:
+    """``--progress`` / ``--no-progress`` (default: a bar only when stderr is a terminal; with
+    ``--progress`` plain lines every 10 s elsewhere too, e.g. in CI logs: ``torchlean.progress``)."""
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="report progress on stderr (default: only on a terminal)")
+
+
+def progress_of(args: argparse.Namespace) -> bool | None:
+    """The ``enabled`` value for ``torchlean.progress.bar``: off under ``--quiet``."""
+    return False if getattr(args, "quiet", False) else args.progress
+
+
 def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace | int:
     """``parser.parse_args(argv)``, or the exit status when it printed help/version or failed
     (one line on stderr)."""

@@ -1,5 +1,6 @@
-"""Pictures: training logs (``python -m torchlean plot LOG.json ... -o curve.png``) and output
-bounds (``python -m torchlean.verify bounds NET PROP --plot bounds.png``).
+"""Pictures: training logs (``python -m torchlean plot LOG.json ... -o curve.png``), output
+bounds (``python -m torchlean.verify bounds NET PROP --plot bounds.png``) and certified accuracy
+against the radius (``python -m torchlean cnn --certify EPS --plot cert.png``).
 
 A training log is the JSON that ``Trainer.train(log_path=...)`` and ``python -m torchlean mlp --log``
 write (format ``torchlean-train-log/1``: ``records`` of ``{"step", "loss", "lr", ...}``). Each metric
@@ -21,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PlotError", "load_log", "plot_bounds", "plot_logs"]
+__all__ = ["PlotError", "load_log", "plot_bounds", "plot_certified", "plot_logs"]
 
 LOG_FORMAT = "torchlean-train-log/1"
 #: record keys that are coordinates or bookkeeping, not metrics to draw
@@ -165,6 +166,38 @@ def plot_bounds(bounds: dict[str, tuple[Any, Any]], samples: Any, out: str | Pat
     fig.legend(loc="lower center", ncol=len(names) + 1, fontsize="small")
     fig.suptitle(title or "output bounds", fontsize="medium")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_certified(radii: Any, certified: Any, not_falsified: Any, clean: float, out: str | Path,
+                   title: str | None = None) -> Path:
+    """Certified accuracy against the L-inf radius (every point a fraction of images whose
+    robustness certificate the checker accepted) under the fraction not falsified (no checked
+    counterexample found: an upper bound on the true robust accuracy), with the clean accuracy as a
+    line; the band between the curves is what the verifier left undecided. Returns the image path."""
+    import numpy as np
+
+    r, c, u = (np.asarray(v, dtype=float) for v in (radii, certified, not_falsified))
+    if not (len(r) == len(c) == len(u)) or len(r) == 0:
+        raise PlotError("radii, certified and not_falsified need the same, non-zero length")
+    if np.any(c > u + 1e-12):
+        raise PlotError("certified accuracy above the not-falsified fraction: inconsistent results")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    ax.axhline(clean, color="#888888", linestyle="--", linewidth=1, label=f"clean accuracy {clean:.1%}")
+    ax.fill_between(r, c, u, color="#fdd0a2", alpha=0.7, label="undecided")
+    ax.plot(r, u, marker="o", color="#d94801", label="not falsified (upper bound)")
+    ax.plot(r, c, marker="o", color="#08519c", label="certified (checked)")
+    ax.set_xlabel("L-inf radius (pixel scale [0, 1])")
+    ax.set_ylabel("fraction of test images")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="lower left")
+    ax.set_title(title or "certified accuracy", fontsize="medium")
+    fig.tight_layout()
     out = Path(out)
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -14,7 +14,9 @@ API (stable; the verifier builds on it):
     ``mul`` node), so the ACAS Xu and MNIST nets are ``[sub,] flatten, (matmul, add, relu)*,
     matmul, add``. Evaluate with
     ``torchlean.runtime.execute.run_graph(graph, {name: array})``. Errors: ``OnnxImportError``
-    (one line; unsupported operators all listed). ``export_onnx(graph, path)`` writes one back.
+    (one line; unsupported operators all listed). ``export_onnx(graph, path)`` writes one back
+    (opset 13, or 17 for a graph with layer_norm; embedding, layer_norm and broadcast_to included,
+    so transformers export).
 
 ``parse_vnnlib(path) -> Property`` (``parse_vnnlib_string(text)`` too)
     ``prop.n_inputs``, ``prop.n_outputs``, ``prop.regions``: each ``Region`` has an input box
@@ -31,13 +33,19 @@ API (stable; the verifier builds on it):
 ``read_instances(csv) -> [Instance(onnx, vnnlib, timeout, expected, extra)]`` and
 ``load_instance(onnx, vnnlib) -> (graph, prop)`` (checks X_i/Y_j against the network's sizes).
 
+``from_torch(module, example=None)``: a torch ``nn.Sequential`` rebuilt layer by layer, any other
+``nn.Module`` through ``torch.export`` on ``example`` as an ``nn.GraphModule`` (``torch_export``:
+one converter per aten op; unsupported ops all named in one ``TorchInteropError``).
+``to_torch(model_or_graph, example=None)``: a runnable ``torch.nn.Module`` (``torch_out``: one torch
+function per primitive).
 ``from_torch_state_dict(model, sd)`` / ``to_torch_state_dict(model)`` (torch optional),
 ``save_graph(graph, path)`` / ``load_graph(path)`` (IR JSON, docs/ir-json.md; atomic writes).
 """
 
 from .ir_json import atomic_write_bytes, load_graph, save_graph
 from .onnx import OnnxImportError, export_onnx, load_onnx, onnx_operators, supported_operators
-from .torch_io import from_torch, from_torch_state_dict, to_torch_state_dict
+from .torch_io import TorchInteropError, from_torch, from_torch_state_dict, to_torch_state_dict
+from .torch_out import to_torch
 from .vnncomp import Instance, load_instance, read_instances
 from .vnnlib import (
     Constraint,
@@ -53,5 +61,6 @@ __all__ = [
     "Constraint", "Instance", "OnnxImportError", "Property", "Region", "VnnlibError",
     "atomic_write_bytes", "export_onnx", "format_counterexample", "from_torch", "from_torch_state_dict",
     "load_graph", "load_instance", "load_onnx", "onnx_operators", "parse_vnnlib", "parse_vnnlib_string",
-    "read_instances", "save_graph", "supported_operators", "to_torch_state_dict",
+    "read_instances", "save_graph", "supported_operators", "to_torch", "to_torch_state_dict",
+    "TorchInteropError",
 ]

@@ -12,23 +12,31 @@ from typing import Any
 import numpy as np
 
 from ..spec import Graph
+from ..spec.constants import GELU_A, GELU_C
 
 _SIMPLE = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "matmul": "MatMul",
-           "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "exp": "Exp", "log": "Log",
+           "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "erf": "Erf", "exp": "Exp", "log": "Log",
            "sqrt": "Sqrt", "neg": "Neg", "abs": "Abs", "maximum": "Max", "minimum": "Min",
            "softplus": "Softplus"}
 _EXPORTABLE = {*_SIMPLE, "reshape", "flatten", "transpose", "concat", "softmax", "log_softmax",
-               "leaky_relu", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "slice", "mean", "sum"}
+               "leaky_relu", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "slice", "mean", "sum",
+               "embedding", "layer_norm", "broadcast_to", "pow", "where", "gather", "max", "silu", "gelu"}
+#: the opset a primitive needs at least (LayerNormalization exists from opset 17)
+_MIN_OPSET = {"layer_norm": 17}
 
 
 class OnnxExportError(ValueError):
     """The graph uses primitives without an ONNX counterpart (named in the message)."""
 
 
-def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset: int = 13) -> Any:
-    """Write ``graph`` as an ONNX model (opset 13 by default) and return the ``ModelProto``.
+def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset: int | None = None) -> Any:
+    """Write ``graph`` as an ONNX model and return the ``ModelProto``. The opset is 13 by default,
+    17 when the graph has a ``layer_norm`` (ONNX's LayerNormalization); a given one below what a
+    primitive needs is refused in one line.
 
-    ONNX float attributes are float32: a leaky_relu slope or a batch_norm eps that float32 does not
+    gelu and silu are written as their spec formulas (gelu's binary64 constants cast to the input's
+    dtype), so a float32 file computes gelu with float32(C) and float32(A).
+    ONNX float attributes are float32: a leaky_relu slope or a batch_norm/layer_norm eps that float32 does not
     hold (a binary64 1e-5) is written rounded, so the file's meaning can differ from the graph's by
     that rounding. Import (``load_onnx``) is the direction that keeps meanings exactly."""
     import onnx
@@ -38,6 +46,12 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset:
     bad = sorted({n.op for n in graph.nodes if n.op not in _EXPORTABLE})
     if bad:
         raise OnnxExportError("no ONNX export for primitive(s): " + ", ".join(bad))
+    need = max([13] + [_MIN_OPSET.get(n.op, 13) for n in graph.nodes])
+    if opset is None:
+        opset = need
+    elif opset < need:
+        raise OnnxExportError(f"opset {opset} is too old for this graph: it needs opset {need} "
+                              "(LayerNormalization)")
     inits = [numpy_helper.from_array(np.asarray(a), k) for k, a in graph.constants.items()]
     nodes: list[Any] = []
     taken = set(graph.values)
@@ -108,6 +122,55 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset:
                 kw["count_include_pad"] = int(bool(a.get("count_include_pad", True)))
             nodes.append(helper.make_node("MaxPool" if n.op == "max_pool2d" else "AveragePool",
                                           x, [n.output], **kw))
+        elif n.op == "pow":  # the exponent as a constant of the input's dtype (integers exactly)
+            e = np.asarray(a.get("exponent", 2), dtype=graph.values[x[0]].dtype)
+            nodes.append(helper.make_node("Pow", [x[0], extra(e, n.output + ".exponent")], [n.output]))
+        elif n.op == "where":  # the mask as bool (the IR takes any nonzero as true)
+            mask = n.output + ".mask"
+            nodes.append(helper.make_node("Cast", [x[0]], [mask], to=onnx.TensorProto.BOOL))
+            nodes.append(helper.make_node("Where", [mask, x[1], x[2]], [n.output]))
+        elif n.op == "gather":
+            idx = n.output + ".idx"
+            nodes.append(helper.make_node("Cast", [x[1]], [idx], to=onnx.TensorProto.INT64))
+            nodes.append(helper.make_node("GatherElements", [x[0], idx], [n.output],
+                                          axis=int(a.get("axis", -1))))
+        elif n.op == "max":  # ReduceMax takes axes as an attribute up to opset 17
+            rank = len(graph.values[x[0]].shape)
+            axes = a.get("axes")
+            axes = list(range(rank)) if axes is None else ([axes] if isinstance(axes, int) else list(axes))
+            keep = int(bool(a.get("keepdims", False)))
+            if opset >= 18:
+                ax = extra(np.asarray(axes, dtype=np.int64), n.output + ".axes")
+                nodes.append(helper.make_node("ReduceMax", [x[0], ax], [n.output], keepdims=keep))
+            else:
+                nodes.append(helper.make_node("ReduceMax", x, [n.output], axes=axes, keepdims=keep))
+        elif n.op in ("silu", "gelu"):  # x * sigmoid(x); x/2 * (1 + tanh(C (x + A x^3))), the spec's form
+            dt = graph.values[x[0]].dtype
+            t = n.output
+            if n.op == "silu":
+                nodes.append(helper.make_node("Sigmoid", x, [t + ".s"]))
+                nodes.append(helper.make_node("Mul", [x[0], t + ".s"], [t]))
+            else:
+                c = {k: extra(np.asarray(v, dtype=dt), f"{t}.{k}") for k, v in
+                     (("A", GELU_A), ("C", GELU_C), ("one", 1.0), ("half", 0.5))}
+                # the runtime's order: 0.5 * x * (1 + tanh(C * (x + A * (x * x * x))))
+                steps = [("Mul", [x[0], x[0]], "x2"), ("Mul", ["x2", x[0]], "x3"),
+                         ("Mul", [c["A"], "x3"], "ax3"), ("Add", [x[0], "ax3"], "in"),
+                         ("Mul", [c["C"], "in"], "arg"), ("Tanh", ["arg"], "th"),
+                         ("Add", [c["one"], "th"], "p"), ("Mul", [c["half"], x[0]], "hx"),
+                         ("Mul", ["hx", "p"], "")]
+                for op, ins, out in steps:
+                    ins = [i if i in (x[0], *c.values()) else f"{t}.{i}" for i in ins]
+                    nodes.append(helper.make_node(op, ins, [f"{t}.{out}" if out else t]))
+        elif n.op == "broadcast_to":
+            shape = np.asarray(graph.values[n.output].shape, dtype=np.int64)
+            nodes.append(helper.make_node("Expand", [x[0], extra(shape, n.output + ".shape")], [n.output]))
+        elif n.op == "embedding":  # Gather of rows; ONNX wants int64 (or int32) indices
+            nodes.append(helper.make_node("Gather", x, [n.output], axis=0))
+        elif n.op == "layer_norm":
+            k = int(a.get("normalized_ndim", 1))
+            nodes.append(helper.make_node("LayerNormalization", x, [n.output], axis=-k,
+                                          epsilon=float(a.get("eps", 1e-5))))
         elif n.op == "batch_norm":
             xin, mean, var, w, bias = x
             nodes.append(helper.make_node("BatchNormalization", [xin, w, bias, mean, var], [n.output],

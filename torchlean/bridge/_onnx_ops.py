@@ -75,7 +75,7 @@ def axis_in(axis: int, rank: int, what: str) -> int:
 # -- elementwise -------------------------------------------------------------------------------
 
 _BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Max": "maximum", "Min": "minimum"}
-_UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Exp": "exp", "Log": "log",
+_UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Erf": "erf", "Exp": "exp", "Log": "log",
           "Sqrt": "sqrt", "Neg": "neg", "Abs": "abs", "Softplus": "softplus"}
 
 
@@ -386,6 +386,12 @@ def _constant_of_shape(b: Builder, ins: list[str], attrs: dict[str, Any], hint: 
 
 @converter("Gather")
 def _gather(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
+    """Constant data and indices: folded (a selection). Rows of a 2-D table by runtime integer
+    indices (axis 0): the ``embedding`` primitive (an index outside the table is an error when
+    the graph runs; a negative one counts from the end, as in ONNX and numpy)."""
+    if b.constant_of(ins[1]) is None and len(b.shape(ins[0])) == 2 and \
+            axis_in(int(attrs.get("axis", 0)), 2, "Gather") == 0 and b.dtypes[ins[1]] in ("int64", "int32"):
+        return [b.emit("embedding", [ins[0], ins[1]], hint=hint)]
     data = const_input(b, ins[0], "Gather's data")
     idx = const_input(b, ins[1], "Gather's indices")
     axis = axis_in(int(attrs.get("axis", 0)), data.ndim, "Gather")
@@ -393,6 +399,45 @@ def _gather(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> lis
     if idx.dtype.kind not in "iu" or np.any(idx < -n) or np.any(idx >= n):
         raise ShapeError(f"Gather: indices out of range for axis {axis} of size {n}")
     return [b.const(np.take(data, idx, axis=axis), hint)]  # a selection: exact
+
+
+@converter("Expand")
+def _expand(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
+    """Broadcast to the shape given (ONNX's Expand broadcasts both ways: the result is the
+    broadcast of the input's shape and that shape)."""
+    target = ints(const_input(b, ins[1], "Expand's shape"))
+    try:
+        shape = tuple(int(d) for d in np.broadcast_shapes(b.shape(ins[0]), target))
+    except ValueError:
+        raise ShapeError(f"Expand: shape {b.shape(ins[0])} does not broadcast to {target}") from None
+    if shape == b.shape(ins[0]):
+        return [ins[0]]
+    return [b.emit("broadcast_to", [ins[0]], {"shape": shape}, hint=hint, fold=True)]
+
+
+@converter("Slice")
+def _slice(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
+    """numpy-style slicing per listed axis (starts/ends clamped as Python's slices are); starts,
+    ends, axes and steps are attributes before opset 10 and constant inputs since."""
+    shape = b.shape(ins[0])
+    if b.opset < 10:
+        starts, ends = ints(attrs["starts"]), ints(attrs["ends"])
+        axes = ints(attrs["axes"]) if "axes" in attrs else tuple(range(len(starts)))
+        steps = (1,) * len(starts)
+    else:
+        starts, ends = (ints(const_input(b, ins[k], f"Slice's {w}")) for k, w in ((1, "starts"), (2, "ends")))
+        axes = ints(const_input(b, ins[3], "Slice's axes")) if len(ins) > 3 and ins[3] else \
+            tuple(range(len(starts)))
+        steps = ints(const_input(b, ins[4], "Slice's steps")) if len(ins) > 4 and ins[4] else \
+            (1,) * len(starts)
+    if not len(starts) == len(ends) == len(axes) == len(steps):
+        raise ShapeError("Slice: starts, ends, axes and steps differ in length")
+    index: list[tuple[int, int, int]] = [(0, d, 1) for d in shape]
+    for a, lo, hi, st in zip(_distinct(axes, len(shape), "Slice"), starts, ends, steps):
+        if st < 1:
+            raise ShapeError(f"Slice: step {st} is not supported (only positive steps)")
+        index[a] = slice(lo, hi, st).indices(shape[a])
+    return [b.emit("slice", [ins[0]], {"index": tuple(index)}, hint=hint, fold=True)]
 
 
 #: Cast targets read here (float8/float4 targets, whose opset-24 ``round_mode`` we do not model,

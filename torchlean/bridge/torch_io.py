@@ -133,37 +133,52 @@ def _dtype(m: Any) -> str:
     return str(p.dtype).replace("torch.", "") if p is not None else "float32"
 
 
-def from_torch(module: Any) -> Any:
-    """A torchlean copy of a torch ``nn.Sequential`` (nested ones too) of supported layers.
-
-    The structure is rebuilt layer by layer, then the weights are copied with their exact bits;
-    unsupported layer types are all named in one error.
-    """
+def _sequential_bad(module: Any, table: dict[str, Any]) -> set[str]:
+    """Layer types of a (nested) nn.Sequential that ``table`` has no builder for; {"<class>"} when
+    ``module`` is not a Sequential at all."""
     torch = _torch()
+    if not isinstance(module, torch.nn.Sequential):
+        return {type(module).__name__}
+    bad: set[str] = set()
+    for c in module.children():
+        if isinstance(c, torch.nn.Sequential):
+            bad |= _sequential_bad(c, table)
+        elif type(c).__name__ not in table:
+            bad.add(type(c).__name__)
+    return bad
+
+
+def from_torch(module: Any, example: Any = None) -> Any:
+    """A torchlean copy of a torch ``nn.Module``, weights with their exact bits.
+
+    An ``nn.Sequential`` (nested ones too) of supported layers is rebuilt layer by layer, keeping
+    its structure. Any other module (a subclass with its own ``forward``, residual connections,
+    functional calls) goes through ``torch.export`` on ``example`` (an input tensor or array, or a
+    tuple of them for several inputs; its shape, batch included, fixes the graph's) and comes back
+    as a ``nn.GraphModule`` whose float weights are Parameters under torch's ``state_dict`` names
+    (``bridge.torch_export``).
+    Errors (``TorchInteropError``, one line): no ``example`` when one is needed; unsupported layers
+    or aten ops, all named at once.
+    """
+    _torch()
     from .. import nn
 
     table = _layer_builders()
-    bad: set[str] = set()
-
-    def build(m: Any) -> Any:
-        name = type(m).__name__
-        if isinstance(m, torch.nn.Sequential):
+    bad = _sequential_bad(module, table)
+    if not bad:
+        def build(m: Any) -> Any:
+            if type(m).__name__ in table:
+                return table[type(m).__name__](m)
             return nn.Sequential(*(build(c) for c in m.children()))
-        if name not in table:
-            bad.add(name)
-            return None
-        return table[name](m)
 
-    def walk(m: Any) -> None:  # collect every unsupported layer before building anything
-        if isinstance(m, torch.nn.Sequential):
-            for c in m.children():
-                walk(c)
-        elif type(m).__name__ not in table:
-            bad.add(type(m).__name__)
+        out = build(module)
+        from_torch_state_dict(out, module.state_dict())
+        return out.train(module.training)
+    if example is None:
+        raise TorchInteropError(f"unsupported torch module(s): {', '.join(sorted(bad))}; pass an example "
+                                f"input, from_torch(module, example=x), to import {type(module).__name__} "
+                                "through torch.export")
+    from .torch_export import export_graph
 
-    walk(module)
-    if bad:
-        raise TorchInteropError("unsupported torch module(s): " + ", ".join(sorted(bad)))
-    out = build(module)
-    from_torch_state_dict(out, module.state_dict())
-    return out.train(module.training)
+    graph, params, buffers = export_graph(module, example)
+    return nn.GraphModule(graph, params, buffers).train(module.training)

@@ -1,6 +1,6 @@
-"""The transcendental axioms: the only facts about exp, log, sqrt and tanh the checker accepts.
+"""The transcendental axioms: the only facts about exp, log, sqrt, tanh and erf the checker accepts.
 
-Transcendental functions are uninterpreted (``tl_exp``, ``tl_log``, ``tl_sqrt``, ``tl_tanh``,
+Transcendental functions are uninterpreted (``tl_exp``, ``tl_log``, ``tl_sqrt``, ``tl_tanh``, ``tl_erf``,
 declared ``(Real) Real``). An obligation may assume *ground instances* of the schemas below, named
 ``ax_<schema>_<n>``; this module checks that each such assert really is an instance. Every schema
 is a true statement about the real function, so a claim proved from instances holds for it.
@@ -13,7 +13,7 @@ is a true statement about the real function, so a claim proved from instances ho
     sqrt_sq    A >= 0  =>  sqrt(A) * sqrt(A) = A
     log_exp    log(exp(A)) = A
     log_mul    A > 0 and B > 0  =>  log(A * B) = log(A) + log(B)
-    mono_F     A <= B  =>  F(A) <= F(B)              F in exp, tanh (increasing on R)
+    mono_F     A <= B  =>  F(A) <= F(B)              F in exp, tanh, erf (increasing on R)
     mono_D     A > 0 and A <= B  =>  D(A) <= D(B)    D in log, sqrt (increasing where defined)
 """
 
@@ -23,7 +23,7 @@ from .core import Rejected, require
 from .poly import Normaliser, add, key
 from .sexpr import Script, SExpr, show
 
-TRANSCENDENTALS = ("tl_exp", "tl_log", "tl_sqrt", "tl_tanh")
+TRANSCENDENTALS = ("tl_exp", "tl_log", "tl_sqrt", "tl_tanh", "tl_erf")
 
 AXIOM_TEXT = {
     "exp_pos": "exp(a) > 0",
@@ -36,6 +36,7 @@ AXIOM_TEXT = {
     "log_mul": "a > 0 and b > 0 => log(a * b) = log(a) + log(b)",
     "mono_exp": "a <= b => exp(a) <= exp(b)",
     "mono_tanh": "a <= b => tanh(a) <= tanh(b)",
+    "mono_erf": "a <= b => erf(a) <= erf(b)",
     "mono_log": "0 < a <= b => log(a) <= log(b)",
     "mono_sqrt": "0 < a <= b => sqrt(a) <= sqrt(b)",
 }
@@ -120,7 +121,7 @@ def check_instance(schema: str, t: SExpr, script: Script) -> None:
             and _app(lb, "tl_log") == b,
             "log_mul: malformed",
         )
-    elif schema in ("mono_exp", "mono_tanh"):
+    elif schema in ("mono_exp", "mono_tanh", "mono_erf"):
         fn = "tl_" + schema[5:]
         pre, post = _shape(t, "=>", 2)
         a, b = _shape(pre, "<=", 2)

@@ -264,8 +264,8 @@ def fingerprint(bg: BoundGraph) -> str:
 
 
 #: functions whose rows' interval rule gives the exact range of f over [l, u] (monotone, or exact)
-EXACT_RANGE = frozenset({"relu", "leaky_relu", "abs", "exp", "log", "sqrt", "tanh", "sigmoid", "softplus",
-                         "reciprocal", "square"})
+EXACT_RANGE = frozenset({"relu", "leaky_relu", "abs", "exp", "log", "sqrt", "tanh", "erf", "sigmoid",
+                         "softplus", "reciprocal", "square"})
 
 
 def refine_skips(bg: BoundGraph) -> list[list[bool]]:

@@ -1,5 +1,5 @@
-"""Rigorous rational enclosures of exp, log, sqrt, tanh, sigmoid, softplus at rational points (the
-function rows of ``functions.py`` are built on them). Standard library only.
+"""Rigorous rational enclosures of exp, log, sqrt, tanh, sigmoid, softplus, erf at rational points
+(the function rows of ``functions.py`` are built on them). Standard library only.
 
 Soundness: exp(x) = 2^k exp(r) with r = x - k ln2 in [0, 1) and expm1 / atanh
 (log(x) = k ln2 + 2 atanh((m-1)/(m+1)), log1p(y) = 2 atanh(y/(2+y))) are summed as Taylor series
@@ -9,6 +9,11 @@ one unit and the upper sum adds that term again, which bounds the tail (term rat
 exp with r <= 2 and <= 1/8 for atanh with z <= 1/3). The fixed-point precision grows with 1/|x| so
 small arguments keep relative precision. Every other enclosure is monotone interval arithmetic on
 these.
+erf (``erf_enc``): erf(x) = (2/sqrt(pi)) e^(-x^2) S(x), S(x) = sum_n 2^n x^(2n+1) / (1·3·...·(2n+1))
+(Abramowitz & Stegun 7.1.6: positive terms, so no cancellation), summed like exp's series once the
+term ratio 2x^2/(2n+3) is <= 1/2 (the tail is then <= the last term), for 0 < x <= 10; beyond,
+1 - e^(-x^2)/(x sqrt(pi)) < erf(x) < 1 (A&S 7.1.13); odd. 2/sqrt(pi) is enclosed by two 40-digit
+decimals (TWO_OVER_SQRT_PI, tested against mpmath at 60 digits).
 Each ``*_enc(x)`` returns (lo, hi) with lo <= f(x) <= hi, dyadic, relative width about 2^-90.
 Large magnitudes: exp(x) is refused for x > EXP_MAX; for x < -EXP_MAX it is enclosed by
 [0, exp(-EXP_MAX)] (monotonicity).
@@ -221,3 +226,47 @@ def softplus_enc(x: Q) -> Enc:
     """log(1 + e^x) = max(x, 0) + log1p(e^-|x|)."""
     lo, hi = log1p_enc(exp_enc(-abs(x)))
     return _out(max(x, ZERO) + lo, max(x, ZERO) + hi)
+
+
+#: 2/sqrt(pi) lies strictly between these (40 significant digits; tests compare them with mpmath)
+TWO_OVER_SQRT_PI = (Q("1.128379167095512573896158903121545171688"),
+                    Q("1.128379167095512573896158903121545171689"))
+ERF_SERIES_MAX = 10  # erf by its series up to |x| <= 10; beyond, erfc(x) < e^-100 / (10 sqrt(pi))
+
+
+def _erf_series(x: Q, w: int, up: bool) -> int:
+    """S(x) = sum_n t_n scaled by 2^w, t_0 = x, t_{n+1} = t_n 2x^2 / (2n + 3), x > 0; each term
+    floored (ceiled) from the previous one; stops at a term <= 1 unit once the ratio is <= 1/2,
+    the upper sum adding that term again for the tail (geometric, ratio <= 1/2)."""
+    x2 = x * x
+    num, den = 2 * x2.numerator, x2.denominator
+    t, s, n = _fix(x, w, up), 0, 0
+    while True:
+        s += t
+        if t <= 1 and 4 * x2 <= 2 * n + 3:
+            return s + t if up else s
+        t = _div(t * num, den * (2 * n + 3), up)
+        n += 1
+
+
+@lru_cache(maxsize=1 << 14)
+def erf_enc(x: Q) -> Enc:
+    """Enclosure of erf(x) (odd, increasing; see the module docstring)."""
+    if x < 0:
+        lo, hi = erf_enc(-x)
+        return -hi, -lo
+    if x == 0:
+        return ZERO, ZERO
+    klo, khi = TWO_OVER_SQRT_PI
+    elo, ehi = exp_enc(-x * x)
+    if x > ERF_SERIES_MAX:  # erfc(x) < e^-x^2 / (x sqrt(pi)) = (2/sqrt(pi)) e^-x^2 / (2x)
+        return _out(1 - khi * ehi / (2 * x), ONE)
+    w = _prec(min(x, ONE))
+    slo, shi = Q(_erf_series(x, w, False), 1 << w), Q(_erf_series(x, w, True), 1 << w)
+    return _out(klo * elo * slo, min(khi * ehi * shi, ONE))
+
+
+def derf_enc(x: Q) -> Enc:
+    """erf'(x) = (2/sqrt(pi)) e^(-x^2) (positive)."""
+    elo, ehi = exp_enc(-x * x)
+    return _out(TWO_OVER_SQRT_PI[0] * elo, TWO_OVER_SQRT_PI[1] * ehi)

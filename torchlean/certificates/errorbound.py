@@ -305,8 +305,8 @@ _EXACT = lambda c, p, q, m, **_: ZERO  # noqa: E731
 #: elementwise primitives: (bound-table row, the kernel's own error at a float input)
 UNARY: dict[str, Any] = {
     "relu": _EXACT, "abs": _EXACT, "leaky_relu": _leaky, "exp": _KERNEL, "log": _KERNEL,
-    "sqrt": _KERNEL, "tanh": _KERNEL, "pow": _KERNEL, "sigmoid": _sigmoid_like, "silu": _sigmoid_like,
-    "softplus": _softplus, "gelu": _gelu,
+    "sqrt": _KERNEL, "tanh": _KERNEL, "erf": _KERNEL, "pow": _KERNEL, "sigmoid": _sigmoid_like,
+    "silu": _sigmoid_like, "softplus": _softplus, "gelu": _gelu,
 }
 #: linear primitives, by how the kernel rounds their outputs (structure from the bound table's row)
 LINEAR = {

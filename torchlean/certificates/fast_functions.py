@@ -9,7 +9,8 @@ rows (the brackets are binary64 numbers, so they convert exactly); only the eval
 is re-written in numpy.
 
 Assumption (TRUST_BOUNDARIES.md, "Exact or fast"): IEEE-754 binary64 with round-to-nearest for
-+ - * / and sqrt, and np.exp, np.log, np.log1p, np.tanh within 4 ulp of the true value (subnormal
++ - * / and sqrt, and np.exp, np.log, np.log1p, np.tanh and the C library's erf (``math.erf``)
+within 4 ulp of the true value (subnormal
 results: within 4 units of 2^-1074). Under it each row's f and f' formula returns (value, mag) with
 |true - value| <= 2^-45 mag + 2^-1060: mag is the sum of the absolute values of the terms, times the
 factor by which a rounded argument is amplified where there is one (gelu: see ``_gelu``; pow with
@@ -26,6 +27,7 @@ Domain violations raise ``DomainError`` if any element violates.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -79,6 +81,22 @@ def _gelu_df(x: Arr, **_: Any) -> Pair:
     return s + t, s * (1 + np.abs(v) * _sig(-v)) + np.abs(t) * (1 + np.abs(v))
 
 
+_ERF = np.frompyfunc(math.erf, 1, 1)
+_K = 2 / math.sqrt(math.pi)  # 2/sqrt(pi) within 1 ulp
+
+
+def _erf(x: Arr, **_: Any) -> Pair:
+    return _self(np.asarray(_ERF(np.asarray(x, dtype=np.float64)), dtype=np.float64))
+
+
+def _erf_d(x: Arr, **_: Any) -> Pair:
+    """(2/sqrt(pi)) exp(-x^2): x*x is rounded by 1 ulp, which exp amplifies by x^2 (relative): mag
+    carries the factor 2 + x^2."""
+    x2 = x * x
+    v = _K * np.exp(-x2)
+    return v, v * (2 + x2)
+
+
 def _leaky(x: Arr, slope: float = 0.01) -> Pair:
     return _self(np.where(x > 0, x, float(slope) * x))  # a rounded slope: within the charge
 
@@ -121,6 +139,7 @@ _F: dict[str, tuple[Callable[..., Pair], Callable[..., Pair]]] = {
     "sqrt": (lambda x: _self(np.sqrt(x)), lambda x: _self(0.5 / np.sqrt(x))),
     "rsqrt": (lambda x: _self(1 / np.sqrt(x)), _rsqrt_d),
     "tanh": (lambda x: _self(np.tanh(x)), lambda x: _self(4 * _dsig(2 * x))),
+    "erf": (_erf, _erf_d),
     "sigmoid": (lambda x: _self(_sig(x)), lambda x: _self(_dsig(x))),
     "softplus": (_softplus, lambda x: _self(_sig(x))),
     "silu": (lambda x: _self(x * _sig(x)), lambda x: _sum2(_sig(x), x * _dsig(x))),

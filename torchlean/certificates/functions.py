@@ -1,7 +1,7 @@
 """Scalar function rows of the bound table: rigorous enclosures and sound linear bounds.
 
 ``FUNCTIONS[name]`` is one ``Row`` per elementwise nonlinearity (relu, leaky_relu, abs, exp, log,
-sqrt, rsqrt, reciprocal, square, pow (attr ``exponent``), tanh, sigmoid, softplus, gelu, silu),
+sqrt, rsqrt, reciprocal, square, pow (attr ``exponent``), tanh, erf, sigmoid, softplus, gelu, silu),
 with the meanings of
 ``torchlean/spec/elementwise.py`` (gelu in its tanh form, written x * sigmoid(2c(x + a x^3)) since
 1 + tanh(y) = 2 sigmoid(2y); c and a are the binary64 constants of ``spec/constants.py`` read
@@ -32,7 +32,8 @@ convexity pieces: for g = f - a*x,
    |x sigmoid'(x)| <= |x| e^-|x| <= 1/e; gelu: 1 + 3/e < 3, since |x v'| <= 3|v| for
    v = 2c(x + a x^3) and sigmoid'(v) <= e^-|v|).
 The upper intercept is the same algorithm on -f (convex and concave swap). Inflection points:
-tanh and sigmoid change curvature at 0 (f'' = -2 tanh sech^2, sigmoid'' = sigmoid' (1 - 2 sigmoid));
+tanh, erf and sigmoid change curvature at 0 (f'' = -2 tanh sech^2, erf'' = -2x erf',
+sigmoid'' = sigmoid' (1 - 2 sigmoid));
 silu'' = sigmoid'(x) (2 - x tanh(x/2)), and x tanh(x/2) is even and increasing in |x|, so silu is
 convex exactly on [-x0, x0] with x0 = 2.39935728... in (SILU_X0); gelu'' = sigmoid'(v) H(x) with
 H = 2v' + x v'' - x v'^2 tanh(v/2) even, H > 0 on [0, x0) and H < 0 beyond, x0 = 1.41850400... in
@@ -71,7 +72,9 @@ from .enclosures import (  # noqa: F401  (EXP_MAX, DomainError: re-exported for 
     _out,
     _round,
     _smul,
+    derf_enc,
     dsigmoid_enc,
+    erf_enc,
     exp_enc,
     log_enc,
     sigmoid_enc,
@@ -439,6 +442,8 @@ FUNCTIONS: dict[str, Row] = {r.name: r for r in [
     Row("rsqrt", _rsqrt, _rsqrt_d, lambda x: -0.5 * x**-1.5 if x > 0 else -math.inf, _ALL, -1, domain=_pos),
     Row("tanh", lambda x, **_: tanh_enc(x), lambda x, **_: _smul(Q(4), dsigmoid_enc(2 * x)),
         lambda x: 4 * _fdsig(2 * x), _S, 1, ff=math.tanh),
+    Row("erf", lambda x, **_: erf_enc(x), lambda x, **_: derf_enc(x),
+        lambda x: 2 / math.sqrt(math.pi) * math.exp(-min(x * x, 745.0)), _S, 1, ff=math.erf),
     Row("sigmoid", lambda x, **_: sigmoid_enc(x), lambda x, **_: dsigmoid_enc(x), _fdsig, _S, 1, ff=_fsig),
     Row("softplus", lambda x, **_: softplus_enc(x), lambda x, **_: sigmoid_enc(x), _fsig, _ALL, 1),
     Row("silu", lambda x, **_: _smul(x, sigmoid_enc(x)),

@@ -478,6 +478,7 @@ ROWS: dict[str, Row] = {
     "log": _unary_fn("log"),
     "sqrt": _unary_fn("sqrt"),
     "tanh": _unary_fn("tanh"),
+    "erf": _unary_fn("erf"),
     "sigmoid": _unary_fn("sigmoid"),
     "softplus": _unary_fn("softplus"),
     "gelu": _gelu,

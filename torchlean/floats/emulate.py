@@ -5,7 +5,7 @@ precision embeds in binary64, infinities, NaN and signed zeros included). Each p
 is computed exactly and rounded once with ``round_fraction``:
 
 - + - * / and sqrt: exact rationals, one rounding (IEEE-754 correct rounding);
-- exp, log, tanh, sigmoid, softplus, gelu, silu: the spec's meaning in mpmath at 3p + 40 bits,
+- exp, log, tanh, erf, sigmoid, softplus, gelu, silu: the spec's meaning in mpmath at 3p + 40 bits,
   then one rounding (correctly rounded unless the real value lies within 2^-(3p+40) relative of a
   rounding boundary, which we do not detect);
 - matmul, sum, mean: a fixed order, sequential left to right over the reduced axis, every product
@@ -18,6 +18,7 @@ agree bit for bit with numpy float32 (tested).
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import Any
 
@@ -31,7 +32,7 @@ from ..spec.scalar import MPMATH, obj
 
 EXACT_OPS = {"neg", "relu", "maximum", "minimum", "abs", "reshape", "flatten", "transpose",
              "broadcast_to", "concat", "slice", "gather", "where", "max"}
-TRANSCENDENTAL = {"exp", "log", "tanh", "sigmoid", "softplus", "gelu", "silu"}
+TRANSCENDENTAL = {"exp", "log", "tanh", "erf", "sigmoid", "softplus", "gelu", "silu"}
 
 
 def _float(v: FloatValue) -> float:
@@ -154,7 +155,7 @@ _NUMPY_EXACT = {"neg": np.negative, "relu": lambda x: np.maximum(x, 0.0), "maxim
 
 def _float_semantics(op: str, a: float) -> float:
     with np.errstate(all="ignore"):
-        return {"exp": np.exp, "log": np.log, "tanh": np.tanh,
+        return {"exp": np.exp, "log": np.log, "tanh": np.tanh, "erf": math.erf,
                 "sigmoid": lambda v: 1 / (1 + np.exp(-v)),
                 "softplus": lambda v: np.logaddexp(0, v), "gelu": lambda v: v if v > 0 else 0.0 * v,
                 "silu": lambda v: v / (1 + np.exp(-v))}[op](a)

@@ -26,6 +26,7 @@ ROUNDING_RULES: dict[str, str] = {
        for k, v in LINEAR.items()},
     "relu": "exact in floats", "abs": "exact in floats", "leaky_relu": "x*slope correctly rounded",
     **dict.fromkeys(("exp", "log", "sqrt", "tanh", "pow"), f"library kernel {_LIB}"),
+    "erf": f"C library erf (math.erf) in binary64, rounded to the format, {_LIB}",
     "sigmoid": f"1/(1+exp(-x)), exp {_LIB}", "silu": f"x/(1+exp(-x)), exp {_LIB}",
     "softplus": f"max(x,0)+log1p(exp(-|x|)), exp/log1p {_LIB}", "div": "one correctly rounded division",
     "gelu": f"0.5*x*(1+tanh(C*(x+A*x^3))), tanh {_LIB}, C and A cast to the format",

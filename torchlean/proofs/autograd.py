@@ -109,7 +109,7 @@ CASES: dict[str, list[Case]] = {
     **{n: [_case(B)] for n in ("add", "sub", "mul")},
     "div": [_case(B, dom=_nonzero(1))],
     "maximum": [_case(B, dom=_ties2)], "minimum": [_case(B, dom=_ties2)],
-    **{n: [_case(U)] for n in ("neg", "exp", "tanh", "sigmoid", "gelu", "silu")},
+    **{n: [_case(U)] for n in ("neg", "exp", "tanh", "erf", "sigmoid", "gelu", "silu")},
     "softplus": [_case(U, hints=lambda xs: _softplus_hints(xs))],
     "log": [_case(U, dom=_positive("x > 0"))], "sqrt": [_case(U, dom=_positive("x > 0"))],
     "relu": [_case(U, dom=_kink)], "abs": [_case(U, dom=_kink)],

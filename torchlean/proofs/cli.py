@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _cli
+from ..pool import PoolError
 from .artifacts import LIBRARY_DIR, ConfigError, check_one, config, proofs_dir, up_to_date
 from .obligation import LIBRARY, SOURCES, Obligation
 
@@ -129,7 +130,7 @@ def cmd_discharge(args: argparse.Namespace) -> int:
     reports = []
     for d in sorted({d for _, d in todo}):  # one run per artifact directory
         reports += discharge([ob for ob, dd in todo if dd == d], d, solver=args.solver, jobs=args.jobs,
-                             timeout=args.timeout, progress=not args.quiet)
+                             ray=args.ray, timeout=args.timeout, progress=_cli.progress_of(args))
     bad = 0
     for r in reports:
         if r.status not in ("proved", "trusted") or args.verbose:
@@ -203,10 +204,14 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("discharge", help="prove obligations and write artifacts")
     d.add_argument("--solver", choices=("cvc5", "z3"), default="cvc5")
     d.add_argument("-j", "--jobs", type=_cli.jobs, default=1)
+    d.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="run the obligations as tasks on a Ray cluster: 'local' starts one here, "
+                        "'auto' or HOST:PORT joins one (pip install 'torchlean[ray]')")
     d.add_argument("--timeout", type=_cli.timeout_s, default=60.0,
                    help="seconds per obligation (certificate search and solver together; killed past it)")
     d.add_argument("--force", action="store_true", help="redo obligations whose artifact is up to date")
-    d.add_argument("-q", "--quiet", action="store_true")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress")
+    _cli.add_progress(d)
     d.add_argument("-v", "--verbose", action="store_true")
     common(d)
     c = sub.add_parser("check", help="replay every artifact through the trusted checker")
@@ -226,4 +231,4 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(args, int):
         return args
     fn = {"emit": cmd_emit, "discharge": cmd_discharge, "check": cmd_check, "show": cmd_show}[args.command]
-    return _cli.guard(lambda: fn(args), (ConfigError,))
+    return _cli.guard(lambda: fn(args), (ConfigError, PoolError))

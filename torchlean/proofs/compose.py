@@ -30,7 +30,7 @@ from .obligation import Obligation
 
 #: unary primitives whose kernel and VJP act entry by entry with one scalar function (and only
 #: scalar attributes): the claim at a single entry is the claim at every shape
-ELEMENTWISE = frozenset({"neg", "exp", "log", "sqrt", "tanh", "sigmoid", "gelu", "silu", "softplus",
+ELEMENTWISE = frozenset({"neg", "exp", "log", "sqrt", "tanh", "erf", "sigmoid", "gelu", "silu", "softplus",
                          "relu", "abs", "leaky_relu", "pow"})
 
 #: pooling acts on each (batch, channel) plane alone with the same window arithmetic: the claim

@@ -16,7 +16,11 @@ import mpmath
 
 from ..certificates.sexpr import SExpr, read_script, show
 
-FUNCS = {"tl_exp": mpmath.exp, "tl_log": mpmath.log, "tl_sqrt": mpmath.sqrt, "tl_tanh": mpmath.tanh}
+FUNCS = {"tl_exp": mpmath.exp, "tl_log": mpmath.log, "tl_sqrt": mpmath.sqrt, "tl_tanh": mpmath.tanh,
+         "tl_erf": mpmath.erf}
+#: the declared constants that stand for one real number (``smt.CONSTANTS``): their true values
+#: replace whatever the solver's model chose
+FIXED = {"tl_rsqrt_pi": lambda: 1 / mpmath.sqrt(mpmath.pi)}
 
 
 def evaluate(t: SExpr, env: dict[str, Any]) -> Any:
@@ -64,7 +68,8 @@ def explain(statement: str, model: dict[str, str], tries: int = 300) -> str:
     mpmath.mp.dps = 50
     script = read_script(statement)
     claim = script.goal[1]  # type: ignore[index]
-    names = sorted(script.constants)
+    fixed = {k: f() for k, f in FIXED.items() if k in script.constants}
+    names = sorted(set(script.constants) - set(fixed))
     domain = [t for n, t in script.asserts if n.startswith("dom_")]
 
     def attempt(env: dict[str, Any]) -> str | None:
@@ -81,12 +86,12 @@ def explain(statement: str, model: dict[str, str], tries: int = 300) -> str:
 
     env = {k: mpmath.mpf(Fraction(model.get(k, "0")).numerator) / Fraction(model.get(k, "0")).denominator
            for k in names}
-    found = attempt(env)
+    found = attempt({**env, **fixed})
     if found:
         return found
     rng = random.Random(0)
     for _ in range(tries):
-        found = attempt({k: mpmath.mpf(rng.uniform(-3, 3)) for k in names})
+        found = attempt({**{k: mpmath.mpf(rng.uniform(-3, 3)) for k in names}, **fixed})
         if found:
             return found + "\n  (the solver's model only used the freedom of an uninterpreted function)"
     return ("the solver's model only exploits the uninterpreted functions; no real counterexample in "

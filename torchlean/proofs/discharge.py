@@ -135,18 +135,101 @@ def _report(ob: Obligation, art: dict[str, Any]) -> Report:
     return Report(ob.name, status, solver.get("seconds") or 0.0, art.get("search_seconds", 0.0), msg)
 
 
+class _Job:
+    """One obligation's process (search, then solver) and what it has sent so far; ``poll`` returns
+    the artifact once there is one: its answer, a crash, or a kill past the hard limit."""
+
+    def __init__(self, ob: Obligation, solver: str, timeout: float, search: bool) -> None:
+        self.ob, self.solver, self.timeout = ob, solver, timeout
+        parent, child = mp.get_context("fork").Pipe(duplex=False)
+        self.proc = mp.get_context("fork").Process(target=_child, args=(child, ob, solver, timeout, search),
+                                                   daemon=True)
+        self.proc.start()
+        child.close()
+        self.conn, self.started, self.found = parent, time.monotonic(), None
+
+    def poll(self) -> dict[str, Any] | None:
+        ob, proc, conn = self.ob, self.proc, self.conn
+        art = None
+        while conn.poll():
+            try:
+                tag, payload = conn.recv()
+            except EOFError:
+                art = {"result": "error", "message": "worker died"}
+                break
+            if tag == "search":
+                self.found = payload
+            else:
+                art = payload
+                break
+        if art is None and not proc.is_alive() and not conn.poll():
+            art = {"result": "error", "message": f"solver process crashed ({proc.exitcode})"}
+            if self.found is not None:
+                art = artifact_for(ob, self.solver, self.timeout, self.found, None)
+        limit = hard_limit(self.timeout)
+        if art is None and time.monotonic() - self.started > limit:
+            proc.kill()
+            proc.join()
+            art = artifact_for(ob, self.solver, self.timeout, self.found, None)
+            art["solver"]["message"] = f"killed after {limit:.3g} s (--timeout {self.timeout:g})"
+        if art is not None:
+            proc.join(5)
+        return art
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+
+def discharge_one(ob: Obligation, solver: str = "cvc5", timeout: float = 60.0, search: bool = True
+                  ) -> dict[str, Any]:
+    """One obligation's artifact (its own process, killed past ``hard_limit(timeout)``): the unit
+    of work a Ray task runs (``discharge(..., ray=ADDRESS)``); writes nothing."""
+    job = _Job(ob, solver, timeout, search)
+    try:
+        while (art := job.poll()) is None:
+            time.sleep(0.01)
+        return art
+    finally:
+        job.kill()
+
+
+def _local(pending: list[Obligation], solver: str, jobs: int, timeout: float, search: bool,
+           finish: Any) -> None:
+    """At most ``jobs`` obligation processes at a time on this machine, ``finish(ob, artifact)``
+    for each as it ends (a Ctrl-C kills the running ones)."""
+    pending, running = list(pending), []
+    try:
+        while pending or running:
+            while pending and len(running) < max(1, jobs):
+                running.append(_Job(pending.pop(0), solver, timeout, search))
+            still = []
+            for job in running:
+                art = job.poll()
+                if art is None:
+                    still.append(job)
+                else:
+                    finish(job.ob, art)
+            running = still
+            time.sleep(0.01)
+    finally:
+        for job in running:  # interrupted: stop what we started
+            job.kill()
+
+
 def discharge(
     obligations: list[Obligation], directory: Path, *, solver: str = "cvc5", jobs: int = 1,
-    timeout: float = 60.0, search: bool = True, progress: bool = True,
+    timeout: float = 60.0, search: bool = True, progress: bool | None = None, ray: str | None = None,
 ) -> list[Report]:
     """Discharge every obligation (``jobs`` processes); write artifacts for ``unsat`` results.
 
     ``timeout`` is per obligation and hard: the certificate search and the solver run in one child
     process, killed ``hard_limit(timeout)`` seconds after it started (a certificate already found
-    is kept; the claim is then checked, not solver-trusted)."""
-    from tqdm import tqdm
+    is kept; the claim is then checked, not solver-trusted). ``ray``: run the obligations as tasks
+    on that Ray cluster (``"local"`` starts one here; ``torchlean.pool``) instead of local
+    processes; artifacts are written here, as they come back."""
+    from ..pool import Pool
+    from ..progress import bar as progress_bar
 
-    ctx = mp.get_context("fork")
     reports: list[Report] = []
     # a model's chain-rule claim needs no solver: the checker decides it; record it once it passes
     directory.mkdir(parents=True, exist_ok=True)
@@ -158,57 +241,25 @@ def discharge(
         reports.append(Report(ob.name, "proved" if v.ok else "refuted" if ob.kind == "adjoint" else "error",
                               message=v.reason))
     pending = [o for o in obligations if o.kind not in ("composition", "adjoint")]
-    running: list[tuple[Obligation, Any, Any, float, Any]] = []
-    limit = hard_limit(timeout)
-    directory.mkdir(parents=True, exist_ok=True)
     sweep_temps(directory)  # temps of a discharge killed with -9 (their writer is gone)
     ignore_temps(directory)  # and `git add proofs/` never picks one up mid-write
-    bar = tqdm(total=len(pending), disable=not progress, desc=f"discharge ({solver})", unit="ob")
+    bar = progress_bar(total=len(pending), desc=f"discharge ({solver})", unit="ob", enabled=progress)
+
+    def finish(ob: Obligation, art: dict[str, Any]) -> None:
+        if art.get("result") == "unsat":
+            write_atomic(path_for(directory, ob), art)
+        reports.append(_report(ob, art))
+        bar.update(1)
+
     try:
-        while pending or running:
-            while pending and len(running) < max(1, jobs):
-                ob = pending.pop(0)
-                parent, child = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child, args=(child, ob, solver, timeout, search), daemon=True)
-                proc.start()
-                child.close()
-                running.append((ob, proc, parent, time.monotonic(), None))
-            still = []
-            for ob, proc, conn, started, found in running:
-                art = None
-                while conn.poll():
-                    try:
-                        tag, payload = conn.recv()
-                    except EOFError:
-                        art = {"result": "error", "message": "worker died"}
-                        break
-                    if tag == "search":
-                        found = payload
-                    else:
-                        art = payload
-                        break
-                if art is None and not proc.is_alive() and not conn.poll():
-                    art = {"result": "error", "message": f"solver process crashed ({proc.exitcode})"}
-                    if found is not None:
-                        art = artifact_for(ob, solver, timeout, found, None)
-                if art is None and time.monotonic() - started > limit:
-                    proc.kill()
-                    proc.join()
-                    art = artifact_for(ob, solver, timeout, found, None)
-                    art["solver"]["message"] = f"killed after {limit:.3g} s (--timeout {timeout:g})"
-                if art is None:
-                    still.append((ob, proc, conn, started, found))
-                    continue
-                proc.join(5)
-                if art.get("result") == "unsat":
-                    write_atomic(path_for(directory, ob), art)
-                reports.append(_report(ob, art))
-                bar.update(1)
-            running = still
-            time.sleep(0.01)
+        if ray is not None:
+            with Pool(jobs, ray=ray) as pool:
+                calls = [(ob, solver, timeout, search) for ob in pending]
+                for i, art in pool.map_unordered(discharge_one, calls):
+                    finish(pending[i], art)
+        else:
+            _local(pending, solver, jobs, timeout, search, finish)
     finally:
-        for _, proc, _, _, _ in running:  # interrupted: stop what we started
-            proc.kill()
         bar.close()
     order = {ob.name: i for i, ob in enumerate(obligations)}
     return sorted(reports, key=lambda r: order[r.name])

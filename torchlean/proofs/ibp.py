@@ -8,8 +8,8 @@ bound x*w on the box for every weight t in [0, 1] (the engine's CROWN lines for 
 
 Monotone rows: the rule is [f(l), f(u)] (``interval_increasing``) or [f(u), f(l)]
 (``interval_decreasing``), and the obligation proves that it contains f(x), from ground instances
-of the checked axiom schemas (``mono_exp``, ``mono_log``, ``mono_sqrt``, ``mono_tanh``, ``exp_pos``,
-``sqrt_pos``) at (l, x) and (x, u): for exp, tanh, log, sqrt the monotonicity of f *is* the
+of the checked axiom schemas (``mono_exp``, ``mono_log``, ``mono_sqrt``, ``mono_tanh``, ``mono_erf``,
+``exp_pos``, ``sqrt_pos``) at (l, x) and (x, u): for exp, tanh, erf, log, sqrt the monotonicity of f *is* the
 axiom; sigmoid = 1/(1 + exp(-x)), softplus = log(1 + exp(x)) and rsqrt = 1/sqrt(x) are *derived*
 from those of exp, log and sqrt (their spec meanings, not new axioms). What is not proved here: the
 row applies the rule to its rational enclosures of f at l and u (``functions.py``), whose soundness
@@ -212,6 +212,7 @@ def interval_obligations() -> Iterator[Obligation]:
                                      sympy.StrictLessThan(R("u", real=True), 0))])
     yield _monotone("exp", sympy.exp, lambda a, b: [_mono("exp", a, b)])
     yield _monotone("tanh", sympy.tanh, lambda a, b: [_mono("tanh", a, b)])
+    yield _monotone("erf", sympy.erf, lambda a, b: [_mono("erf", a, b)])
     pos = [sympy.StrictGreaterThan(R("l", real=True), 0)]
     yield _monotone("log", sympy.log, lambda a, b: [_mono("log", a, b)], pos)
     # sqrt's value is printed through tl_sqrt by smt.smt, the others by their function names
@@ -229,8 +230,8 @@ def interval_obligations() -> Iterator[Obligation]:
 PARTS: dict[str, tuple[str, ...]] = {
     "affine": ("ibp.affine",), "mul": ("ibp.mul", "relax.mul.lower", "relax.mul.upper"),
     "max": ("ibp.maximum", "ibp.max"),
-    **{n: (f"ibp.{n}",) for n in ("relu", "leaky_relu", "abs", "square", "reciprocal", "exp", "tanh", "log",
-                                  "sqrt", "rsqrt", "sigmoid", "softplus")},
+    **{n: (f"ibp.{n}",) for n in ("relu", "leaky_relu", "abs", "square", "reciprocal", "exp", "tanh", "erf",
+                                  "log", "sqrt", "rsqrt", "sigmoid", "softplus")},
 }
 
 #: function rows whose interval rule SMT cannot state, and why (their argument: TRUST_BOUNDARIES.md)

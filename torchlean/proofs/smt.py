@@ -1,8 +1,11 @@
 """SMT-LIB 2.6 text for sympy formulas, and obligation scripts in the checker's fragment.
 
-Transcendentals become uninterpreted functions ``tl_exp``/``tl_log``/``tl_sqrt``/``tl_tanh``
+Transcendentals become uninterpreted functions ``tl_exp``/``tl_log``/``tl_sqrt``/``tl_tanh``/``tl_erf``
 (the ``tl_`` prefix keeps clear of solver built-ins), constrained only by ground instances of the
-schemas in ``certificates/axioms.py``. Every assert is named: ``goal`` (the negated claim),
+schemas in ``certificates/axioms.py``. The one irrational constant a rule meets, 1/sqrt(pi) (erf's
+derivative 2/sqrt(pi) e^(-x^2), exact on the symbolic backend), is one declared real constant
+``tl_rsqrt_pi`` shared by both sides of a claim: an identity proved for every value of it holds
+for the true one. Every assert is named: ``goal`` (the negated claim),
 ``dom_<n>`` (domain assumptions), ``ax_<schema>_<n>`` (axiom instances). The same text runs in
 cvc5, z3 and the trusted checker.
 """
@@ -10,12 +13,15 @@ cvc5, z3 and the trusted checker.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
 import sympy
 
-FUNCTIONS = {sympy.exp: "tl_exp", sympy.log: "tl_log", sympy.tanh: "tl_tanh"}
+FUNCTIONS = {sympy.exp: "tl_exp", sympy.log: "tl_log", sympy.tanh: "tl_tanh", sympy.erf: "tl_erf"}
+#: irrational constants as declared (uninterpreted) real constants
+CONSTANTS = {sympy.pi ** sympy.Rational(-1, 2): "tl_rsqrt_pi"}
 LOGIC = "QF_UFNRA"
 
 
@@ -64,6 +70,8 @@ def smt(e: sympy.Basic) -> str:
         return "(+ " + " ".join(smt(a) for a in e.args) + ")"
     if isinstance(e, sympy.Mul):
         return _prod([smt(a) for a in e.args])
+    if e in CONSTANTS:
+        return CONSTANTS[e]
     if isinstance(e, sympy.Pow):
         if not isinstance(e.exp, sympy.Rational):
             raise Unsupported(f"non-constant exponent in {e}")
@@ -113,7 +121,7 @@ def _sqrt_args(exprs: Iterable[sympy.Basic]) -> list[sympy.Expr]:
     found: set[sympy.Expr] = set()
     for e in exprs:
         for p in sympy.sympify(e).atoms(sympy.Pow):
-            if isinstance(p.exp, sympy.Rational) and p.exp.q == 2:
+            if isinstance(p.exp, sympy.Rational) and p.exp.q == 2 and p not in CONSTANTS:
                 found.add(p.base)
     return sorted(found, key=sympy.default_sort_key)
 
@@ -172,7 +180,9 @@ def script(
     lines = [f"; {line}" for line in comment.splitlines()]
     lines.append(f"(set-logic {LOGIC})")
     lines += [f"(declare-fun {c} () Real)" for c in constants]
-    for fn in ("tl_exp", "tl_log", "tl_sqrt", "tl_tanh"):
+    lines += [f"(declare-fun {c} () Real)" for c in CONSTANTS.values()
+              if re.search(rf"(?<![\w.]){c}(?![\w.])", used)]
+    for fn in ("tl_exp", "tl_log", "tl_sqrt", "tl_tanh", "tl_erf"):
         if f"({fn} " in used:
             lines.append(f"(declare-fun {fn} (Real) Real)")
     counts: dict[str, int] = {}

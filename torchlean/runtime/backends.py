@@ -87,3 +87,31 @@ def to_numpy(array: Any) -> np.ndarray:
     if _cupy is not None and isinstance(array, _cupy.ndarray):
         return _cupy.asnumpy(array)
     return np.asarray(array)
+
+
+def erf(xp: Any, x: Any) -> Any:
+    """The error function on namespace ``xp``: numpy has none, so on the CPU it is the C library's
+    ``erf`` (CPython's ``math.erf``, glibc: within 1 ulp of the true value in binary64, the
+    assumption TRUST_BOUNDARIES.md states) applied per element in float64 and rounded to the input's
+    dtype; on cupy ``cupyx.scipy.special.erf`` (CUDA's erf, within 2 ulp); the symbolic backend has
+    its own (sympy's exact ``erf``)."""
+    own = getattr(xp, "erf", None)
+    if own is not None:
+        return own(x)
+    if xp is np:
+        a = np.asarray(x)
+        out = _ERF_UFUNC(a.astype(np.float64, copy=False))
+        return np.asarray(out, dtype=np.float64).astype(a.dtype if a.dtype.kind == "f" else np.float64,
+                                                        copy=False)
+    from cupyx.scipy.special import erf as cupy_erf  # type: ignore[import-not-found]
+
+    return cupy_erf(x)
+
+
+def _math_erf() -> Any:
+    import math
+
+    return np.frompyfunc(math.erf, 1, 1)
+
+
+_ERF_UFUNC = _math_erf()

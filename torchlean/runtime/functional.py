@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..spec.constants import SQRT1_2
 from ..spec.shapes import ShapeError, norm_axis
 from .backends import namespace_of
 from .functional_nn import (  # noqa: F401  (re-exported: the nn section of the functional API)
@@ -44,14 +45,22 @@ def sigmoid(x: Tensor) -> Tensor:
     return apply("sigmoid", x)
 
 
-def gelu(x: Tensor, approximate: str = "tanh") -> Tensor:
-    """GELU in its tanh form, 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))).
+def erf(x: Tensor) -> Tensor:
+    """The error function elementwise (``torch.erf``)."""
+    return apply("erf", x)
 
-    torch's default is the exact (erf) form: pass ``approximate='tanh'`` there to compare.
+
+def gelu(x: Tensor, approximate: str = "tanh") -> Tensor:
+    """GELU. ``approximate='tanh'`` (torchlean's default; one primitive):
+    0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))). ``approximate='none'`` (torch's default, the exact
+    form): x·0.5·(1 + erf(x·M_SQRT1_2)), composed of primitives in torch's own order and with its
+    binary64 constant 1/√2 cast to x's dtype, as torch's kernel computes it.
     """
-    if approximate != "tanh":
-        raise ValueError("gelu: only the tanh form is a primitive (approximate='tanh')")
-    return apply("gelu", x)
+    if approximate == "tanh":
+        return apply("gelu", x)
+    if approximate == "none":
+        return x * 0.5 * (1 + erf(x * SQRT1_2))
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
 def silu(x: Tensor) -> Tensor:
@@ -439,7 +448,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,  # noqa: A00
 #: the ``torch.Tensor`` methods torchlean has, by name; ``Tensor`` defines each one explicitly
 #: (runtime/tensor_methods.py) as a call of the function here, and a test keeps both in step
 TENSOR_METHODS: dict[str, Any] = {
-    "relu": relu, "tanh": tanh, "sigmoid": sigmoid, "exp": exp, "log": log, "sqrt": sqrt,
+    "relu": relu, "tanh": tanh, "erf": erf, "sigmoid": sigmoid, "exp": exp, "log": log, "sqrt": sqrt,
     "abs": abs, "sum": sum, "mean": mean, "amax": amax, "amin": amin, "max": max, "min": min,
     "argmax": argmax, "argmin": argmin, "var": var, "std": std,
     "reshape": reshape, "view": reshape, "flatten": flatten, "permute": permute,
@@ -453,7 +462,7 @@ TENSOR_METHODS: dict[str, Any] = {
 __all__ = [
     "abs", "amax", "amin", "argmax", "argmin", "avg_pool2d", "batch_norm",
     "binary_cross_entropy_with_logits", "broadcast_to", "cat", "clamp", "conv1d", "conv2d",
-    "cross_entropy", "dropout", "embedding", "exp", "flatten", "gather", "gelu", "huber_loss", "index",
+    "cross_entropy", "dropout", "embedding", "erf", "exp", "flatten", "gather", "gelu", "huber_loss", "index",
     "layer_norm", "leaky_relu", "linear", "log", "log_softmax", "matmul", "max", "max_pool2d", "maximum",
     "mean", "min", "minimum", "mse_loss", "permute", "relu", "reshape", "sigmoid", "silu", "softmax",
     "softplus", "sqrt", "squeeze", "stack", "std", "sum", "tanh", "transpose", "unsqueeze", "var", "where",

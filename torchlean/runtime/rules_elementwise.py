@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..spec.constants import GELU_A, GELU_C
+from ..spec.constants import GELU_A, GELU_C, M_2_SQRTPI
+from .backends import erf as _erf
 from .rules import rule, sum_to
 
 
@@ -159,6 +160,19 @@ def tanh(xp, x):
 @tanh.vjp
 def _(xp, g, out, x):
     return (g * (1 - out * out),)
+
+
+@rule("erf")
+def erf(xp, x):
+    return _erf(xp, x)
+
+
+@erf.vjp
+def _(xp, g, out, x):
+    # d/dx erf(x) = 2/sqrt(pi) exp(-x^2); the constant is the namespace's: a Python float (binary64
+    # rounding, so float32 stays float32) on numpy/cupy, sympy's exact 2/sqrt(pi) on the symbolic
+    # backend, so the autograd.erf obligation compares the exact derivative, not a rounded one
+    return (g * (getattr(xp, "m_2_sqrtpi", M_2_SQRTPI) * xp.exp(-(x * x))),)
 
 
 @rule("sigmoid")

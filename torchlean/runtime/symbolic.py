@@ -52,6 +52,9 @@ class SymbolicNamespace:
     log = staticmethod(_unary(sympy.log))
     sqrt = staticmethod(_unary(sympy.sqrt))
     tanh = staticmethod(_unary(sympy.tanh))
+    erf = staticmethod(_unary(sympy.erf))
+    #: erf's derivative factor, exact (numpy and cupy use its binary64 rounding, spec.constants)
+    m_2_sqrtpi = 2 / sympy.sqrt(sympy.pi)
     abs = staticmethod(_unary(lambda v: SYMPY.select(sympy.StrictGreaterThan(v, 0), v, -v)))
     log1p = staticmethod(_unary(lambda v: sympy.log(1 + v)))
 

@@ -32,6 +32,10 @@ class TensorMethods:
         """tanh elementwise (``F.tanh``)."""
         return _f("tanh")(self)
 
+    def erf(self) -> Tensor:
+        """The error function elementwise (``F.erf``)."""
+        return _f("erf")(self)
+
     def sigmoid(self) -> Tensor:
         """1 / (1 + exp(-x)) elementwise (``F.sigmoid``)."""
         return _f("sigmoid")(self)

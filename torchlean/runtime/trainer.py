@@ -153,7 +153,8 @@ class Trainer:
               log_path: str | Path | None = None, progress: bool | None = None) -> TrainedModel:
         """Run ``steps`` optimisation steps over shuffled batches (epochs repeat as needed).
 
-        ``progress``: show a tqdm bar (default: only when stderr is a terminal). Every
+        ``progress``: a bar on a terminal (default: only there); ``True`` also off a terminal
+        (plain lines every 10 s, ``torchlean.progress``). Every
         ``log_every`` steps a record ``{step, loss, lr, time}`` is added to the history (``loss``:
         the mean batch loss since the previous record; ``time``: seconds since the start);
         ``log_path`` gets the whole log as JSON, written atomically. Ctrl-C stops after the
@@ -167,10 +168,9 @@ class Trainer:
         order_seed = self.seed if self.steps_done == 0 else [self.seed, self.steps_done]
         loader = DataLoader(ds, batch_size=batch_size, shuffle=True, seed=order_seed)
         result = TrainedModel(self, config=self.config(steps=steps, batch_size=batch_size))
-        from tqdm.auto import tqdm
+        from ..progress import bar as progress_bar
 
-        show = sys.stderr.isatty() if progress is None else progress
-        bar = tqdm(total=steps, disable=not show, desc="train", unit="step", leave=False)
+        bar = progress_bar(total=steps, desc="train", unit="step", enabled=progress)
         self.model.train()
         start = time.perf_counter()
         acc: Any = 0.0  # running loss since the last record, kept on the device (no sync per step)

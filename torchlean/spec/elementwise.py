@@ -114,6 +114,12 @@ def tanh(m, x):
     return emap(m.tanh, x)
 
 
+@primitive("erf", "elementwise", 1, _same)
+def erf(m, x):
+    """the error function 2/sqrt(pi) * integral of e^(-t^2) from 0 to x"""
+    return emap(m.erf, x)
+
+
 @primitive("sigmoid", "elementwise", 1, _same)
 def sigmoid(m, x):
     """1 / (1 + e ** -x)"""

@@ -26,6 +26,7 @@ from ..certificates.core import OutOfTime, Rejected, parse_json
 from ..certificates.float_vnn import KIND, check_vnn_float
 from ..certificates.network import Unsupported, fingerprint
 from ..certificates.property import PropertyError
+from ..pool import PoolError
 from .network import InputError
 from .table import load_instance
 
@@ -60,7 +61,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     bg = None
     if net is not None:
         bg = chain_graph(args.net) if args.engine == "table" else None
-        res = verify(net, spec, timeout=left, progress=not args.quiet, method=args.method, bg=bg)
+        res = verify(net, spec, timeout=left, progress=_cli.progress_of(args), method=args.method, bg=bg)
     else:  # not a ReLU chain: the general search on the bound table
         from .general import verify_target
 
@@ -105,7 +106,8 @@ def _verify_float32(args: argparse.Namespace, net, target, spec, left: float) ->
 
     graph = target.graph if target is not None else load_graph(args.net)
     try:
-        res = verify_float32(graph, net, target, spec, left, progress=not args.quiet, method=args.method,
+        res = verify_float32(graph, net, target, spec, left, progress=_cli.progress_of(args),
+                             method=args.method,
                              splits=args.float32_splits)
     except (ArithmeticError, ValueError, Rejected) as e:  # e.g. a value that may overflow binary32
         raise InputError(f"no float32 error bound for this network on this box: {e}") from None
@@ -223,8 +225,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_csv
 
     _cli.check_writable(args.out, "--out")
-    run_csv(args.csv, out=args.out, timeout=args.timeout, method=args.method, progress=not args.quiet,
-            engine=args.engine, jobs=args.jobs, force=args.force)
+    run_csv(args.csv, out=args.out, timeout=args.timeout, method=args.method, progress=_cli.progress_of(args),
+            engine=args.engine, jobs=args.jobs, force=args.force, ray=args.ray)
     return 0
 
 
@@ -253,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="verify the network as run in binary32 (float-sound verdict)")
         p.add_argument("--float32-splits", type=int, default=16, metavar="N",
                        help="with --float32: bisect the box up to N times, one epsilon per part")
-        p.add_argument("-q", "--quiet", action="store_true")
+        p.add_argument("-q", "--quiet", action="store_true", help="print only the verdict (no progress)")
+        _cli.add_progress(p)
         fn = cmd_verify
     elif cmd == "check":
         p.add_argument("cert")
@@ -277,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("csv")
         p.add_argument("--out", default=None,
                        help="results CSV; a rerun skips the instances already in it")
+        p.add_argument("--ray", metavar="ADDRESS", default=None,
+                       help="run the instances as tasks on a Ray cluster: 'local' starts one here, "
+                            "'auto' or HOST:PORT joins one (pip install 'torchlean[ray]')")
         p.add_argument("-j", "--jobs", type=_cli.jobs, default=1, metavar="N",
                        help="run N instances at a time in worker processes (default 1)")
         p.add_argument("--force", action="store_true",
@@ -285,13 +291,14 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--method", choices=("crown", "forward"), default="crown")
         p.add_argument("--engine", choices=("chain", "table"), default="chain",
                        help="bound engine of the input-split search on ReLU chains")
-        p.add_argument("-q", "--quiet", action="store_true")
+        p.add_argument("-q", "--quiet", action="store_true", help="no line per instance")
+        _cli.add_progress(p)
         fn = cmd_run
     args = _cli.parse_args(p, argv)
     if isinstance(args, int):
         return args
     keep_freed_memory()
-    return _cli.guard(lambda: fn(args), (InputError, InputFileError, PropertyError, Unsupported))
+    return _cli.guard(lambda: fn(args), (InputError, InputFileError, PropertyError, Unsupported, PoolError))
 
 
 if __name__ == "__main__":

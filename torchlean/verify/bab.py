@@ -384,11 +384,10 @@ def _bab_region(
             last_dt = time.perf_counter() - start
             stats["covered"] = done  # (the region's volume proved so far, for benchmarks)
             if bar is not None:
-                bar.n = round(done, 6)
                 bar.set_postfix(
                     boxes=stats["boxes"], leaves=stats["leaves"], queue=len(stack_id), refresh=False
                 )
-                bar.refresh()
+                bar.update(round(done, 6) - bar.n)
         return tree
     finally:
         if bar is not None:
@@ -452,12 +451,13 @@ class _TableBoxes:
         return table_relaxation_scores(self.W, pre, self.C[rows], width)
 
 
-def _bar(progress: bool, label: str, total: float | None = 1.0):
-    """A progress bar on stderr: covered volume for input splitting, batches for ReLU splitting."""
-    if not progress:
-        return None
-    from tqdm import tqdm
+def _bar(progress: bool | None, label: str, total: float | None = 1.0):
+    """Progress on stderr (``torchlean.progress``): covered volume for input splitting, batches for
+    ReLU splitting; None when there is nothing to show."""
+    from ..progress import bar
 
     if total is None:
-        return tqdm(desc=label, unit="batch", bar_format="{desc}: {n} batches {elapsed} {postfix}")
-    return tqdm(total=total, desc=label, unit="vol", bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+        p = bar(None, label, "batch", progress, bar_format="{desc}: {n} batches {elapsed} {postfix}")
+    else:
+        p = bar(total, label, "vol", progress, bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+    return None if p.mode == "off" else p

@@ -15,15 +15,14 @@ import csv
 import io
 import os
 import sys
-import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 from .._cli import CliError, check_timeout
 from .._files import atomic_write_text, read_input
 from ..certificates.bounds import check_vnn, replay_mode
+from ..pool import Pool
 from .network import InputError
 
 FIELDS = [
@@ -152,10 +151,11 @@ def run_csv(
     out: str | None = None,
     timeout: float | None = None,
     method: str = "crown",
-    progress: bool = True,
+    progress: bool | None = True,
     engine: str = "chain",
     jobs: int = 1,
     force: bool = False,
+    ray: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run every instance of the list ``path`` (``read_instances``) and return the result rows in
     its order; with ``out``, keep them there (see the module docstring for ``jobs`` and resuming).
@@ -184,7 +184,7 @@ def run_csv(
         r["agree"] = _agree(exp, r["result"])
         r.update({k: row.get(k, "") for k in extra})
         done[i] = r
-        if progress:
+        if progress is not False:  # one line per instance, on a terminal or not
             print(
                 f"[{len(done)}/{len(rows)}] {row['onnx']} {row['vnnlib']}: {r['result']} "
                 f"({r['solve_s']} s, check {r['check_s'] or '-'} s){' expected ' + exp if exp else ''}",
@@ -193,28 +193,15 @@ def run_csv(
         if out:
             _write(out, [done[k] for k in sorted(done)], FIELDS + extra)
 
-    if jobs <= 1 or len(todo) <= 1:
+    paths = [((base / r["onnx"]).resolve(), (base / r["vnnlib"]).resolve()) for r in rows]
+    if ray is None and (jobs <= 1 or len(todo) <= 1):
         for i in todo:
-            finish(i, run_instance(base / rows[i]["onnx"], base / rows[i]["vnnlib"], limits[i], method,
-                                   engine=engine))
-    else:
-        import multiprocessing
-
-        # spawn: a fresh interpreter per worker (forking a process with BLAS threads can hang)
-        pool = ProcessPoolExecutor(min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_watch_parent, initargs=(os.getpid(),))
-        try:
-            running = {
-                pool.submit(run_instance, base / rows[i]["onnx"], base / rows[i]["vnnlib"], limits[i],
-                            method, engine=engine): i
-                for i in todo
-            }
-            while running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    finish(running.pop(f), f.result())
-        finally:  # (Ctrl-C, an error): drop what has not started; the workers end with us
-            pool.shutdown(wait=False, cancel_futures=True)
+            finish(i, run_instance(*paths[i], limits[i], method, engine=engine))
+    else:  # local worker processes, or Ray tasks (absolute paths: a remote node sees the same files)
+        with Pool(min(jobs, len(todo)) if ray is None else jobs, ray=ray) as pool:
+            calls = [(*paths[i], limits[i], method, False, engine) for i in todo]
+            for k, r in pool.map_unordered(run_instance, calls):
+                finish(todo[k], r)
     return [done[i] for i in sorted(done)]
 
 
@@ -222,17 +209,6 @@ def _agree(exp: str, result: str) -> str:
     if exp not in ("sat", "unsat") or result not in ("sat", "unsat"):
         return ""
     return "yes" if result == exp else "WRONG"
-
-
-def _watch_parent(parent: int) -> None:
-    """In a worker: exit when the parent run is gone (killed), not finish its queue alone."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 def read_results(path: str | Path) -> dict[tuple[str, str, str], dict[str, str]]:

@@ -5,6 +5,7 @@ from .attention import MultiheadAttention, TransformerEncoderLayer
 from .containers import ModuleDict, ModuleList
 from .conv import AvgPool2d, Conv1d, Conv2d, MaxPool2d
 from .embedding import Embedding
+from .graph_module import GraphModule
 from .layers import (
     GELU,
     Dropout,
@@ -25,6 +26,7 @@ from .layers import (
 from .loss import BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, MSELoss
 from .module import Module, Parameter
 from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
+from .recurrent import GRU, LSTM, RNN
 
 __all__ = [
     "GELU", "Dropout", "Flatten", "Identity", "LeakyReLU", "Linear", "LogSoftmax", "Module",
@@ -37,3 +39,5 @@ __all__ += [
     "TransformerEncoderLayer",
 ]
 __all__ += ["BatchNorm1d", "Conv1d", "ModuleDict", "ModuleList"]
+__all__ += ["GRU", "LSTM", "RNN"]
+__all__ += ["GraphModule"]

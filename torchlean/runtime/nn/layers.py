@@ -92,7 +92,8 @@ class Softplus(_Activation):
 
 
 class GELU(Module):
-    """GELU, the tanh form (torchlean's primitive); torch's default is the exact erf form."""
+    """GELU. torchlean's default is the tanh form (one primitive); torch's default is the exact erf
+    form, ``GELU('none')`` here too (a composition around the ``erf`` primitive, see ``F.gelu``)."""
 
     def __init__(self, approximate: str = "tanh"):
         super().__init__()

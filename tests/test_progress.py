@@ -1,0 +1,80 @@
+"""Progress on long work: a bar on a terminal, plain lines elsewhere when asked, nothing when not.
+
+The lines are what a CI log shows for ``--progress``; the tests run with stderr captured (not a
+terminal), which is exactly that case.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import torchlean as tl
+from torchlean.progress import bar
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
+
+
+def test_lines_off_a_terminal_when_enabled(capsys: pytest.CaptureFixture[str]) -> None:
+    with bar(total=4, desc="jobs", unit="job", enabled=True, interval=0) as p:
+        p.update(1)
+        p.set_postfix(open=3)
+        p.update(1)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("jobs: 1/4 job (25%)")
+    assert err[1].startswith("jobs: 2/4 job (50%)") and err[1].endswith("open=3")
+    assert err[-1].startswith("jobs: 2/4 job (50%)")  # the closing line: where it stopped
+    assert len(err) == 3
+
+
+def test_interval_limits_the_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    p = bar(total=None, desc="batches", unit="batch", enabled=True, interval=3600)
+    for _ in range(100):
+        p.update(1)
+    p.close()
+    p.close()  # a second close adds nothing
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("batches: 100 batch")
+
+
+@pytest.mark.parametrize("enabled", [None, False])
+def test_silent_off_a_terminal_by_default_or_when_disabled(capsys, enabled) -> None:
+    with bar(total=2, desc="x", enabled=enabled, interval=0) as p:
+        p.update(2)
+    assert capsys.readouterr().err == ""
+
+
+def test_trainer_reports_when_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    tl.manual_seed(0)
+    model = tl.nn.Sequential(tl.nn.Linear(3, 4), tl.nn.ReLU(), tl.nn.Linear(4, 1))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 3)).astype("float32"), rng.normal(size=(32, 1)).astype("float32")
+    trainer = tl.Trainer(model, task="regression", lr=0.01)
+    trainer.train((x, y), steps=6, batch_size=8, progress=True)
+    assert "train: 6/6 step (100%)" in capsys.readouterr().err
+    trainer.train((x, y), steps=3, batch_size=8)  # default: terminal only
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("flag, shown", [("--progress", True), ("--no-progress", False), (None, False)])
+def test_mlp_command_progress_flag(flag: str | None, shown: bool) -> None:
+    cmd = [sys.executable, "-m", "torchlean", "mlp", "--steps", "20"] + ([flag] if flag else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert ("train: 20/20 step (100%)" in out.stderr) == shown
+    assert "test MSE" in out.stdout
+
+
+def test_bad_progress_flag_is_one_line() -> None:
+    out = subprocess.run([sys.executable, "-m", "torchlean", "mlp", "--progress=yes"], capture_output=True,
+                         text=True, env=_env(), timeout=60)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1

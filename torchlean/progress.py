@@ -1,0 +1,135 @@
+"""Progress on long work (training, proof discharge, branch and bound, benchmark runs), one rule for all.
+
+``bar(total, desc, unit, enabled)`` returns a ``Progress`` with tqdm's ``update``/``set_postfix``/
+``close``. What it shows depends on ``enabled`` and on where stderr goes:
+
+- ``None`` (the default everywhere): a live tqdm bar when stderr is a terminal, nothing otherwise;
+- ``True``: the live bar on a terminal; otherwise (a CI log, ``nohup``, a pipe) a plain line such as
+  ``train: 120/300 step (40%) 3.1 s loss=0.52`` at most every ``interval`` seconds and once at the
+  end, logged at INFO on the ``torchlean.progress`` logger, which writes to stderr unless the
+  application configured its handlers (``logging.getLogger("torchlean.progress").handlers``);
+- ``False``: nothing.
+
+The command-line tools expose it as ``--progress`` / ``--no-progress`` (default: terminal only).
+
+Example::
+
+    from torchlean.progress import bar
+    with bar(total=len(jobs), desc="jobs", unit="job", enabled=True) as p:
+        for job in jobs:
+            run(job)
+            p.update(1)
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+__all__ = ["Progress", "bar", "LOGGER"]
+
+#: the logger of the plain progress lines (off a terminal)
+LOGGER = logging.getLogger("torchlean.progress")
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a line is logged (a test or an application may
+    have replaced it since import; ``StreamHandler()`` would keep the first one)."""
+
+    @property
+    def stream(self) -> Any:  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+if not LOGGER.handlers:  # visible by default like tqdm's bar; an application may replace it
+    _handler = _Stderr()
+    _handler.setFormatter(logging.Formatter("%(message)s"))
+    LOGGER.addHandler(_handler)
+    LOGGER.setLevel(logging.INFO)
+    LOGGER.propagate = False
+
+
+def _is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
+
+
+class Progress:
+    """A progress reporter: a tqdm bar, periodic log lines, or nothing (see the module docstring)."""
+
+    def __init__(self, total: float | None, desc: str, unit: str, mode: str, interval: float = 10.0,
+                 bar_format: str | None = None) -> None:
+        self.total, self.desc, self.unit, self.mode, self.interval = total, desc, unit, mode, interval
+        self.n: float = 0
+        self.postfix: dict[str, Any] = {}
+        self._start = self._last = time.monotonic()
+        self._tqdm = None
+        if mode == "bar":
+            from tqdm import tqdm
+
+            kw = {"bar_format": bar_format} if bar_format else {}
+            self._tqdm = tqdm(total=total, desc=desc, unit=unit, leave=False, **kw)
+
+    def update(self, n: float = 1) -> None:
+        """Add ``n`` to the count (a line is logged when ``interval`` seconds have passed)."""
+        self.n += n
+        if self._tqdm is not None:
+            self._tqdm.update(n)
+        elif self.mode == "log" and time.monotonic() - self._last >= self.interval:
+            self._log()
+
+    def set_postfix(self, refresh: bool = True, **values: Any) -> None:
+        """Values shown after the count (``loss=0.52``, ``open=12``)."""
+        self.postfix = values
+        if self._tqdm is not None:
+            self._tqdm.set_postfix(refresh=refresh, **values)
+
+    def line(self) -> str:
+        """The plain progress line: ``desc: n/total unit (p%) elapsed s key=value ...``."""
+        n = f"{self.n:g}"
+        if self.total:
+            n += f"/{self.total:g} {self.unit} ({100 * self.n / self.total:.0f}%)"
+        else:
+            n += f" {self.unit}"
+        extra = " ".join(f"{k}={v}" for k, v in self.postfix.items())
+        return f"{self.desc}: {n} {time.monotonic() - self._start:.1f} s" + (f" {extra}" if extra else "")
+
+    def _log(self) -> None:
+        self._last = time.monotonic()
+        LOGGER.info(self.line())
+
+    def close(self) -> None:
+        """Finish: the bar disappears; off a terminal a last line is logged."""
+        if self._tqdm is not None:
+            self._tqdm.close()
+            self._tqdm = None
+        elif self.mode == "log":
+            self._log()
+            self.mode = "off"
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def bar(total: float | None = None, desc: str = "", unit: str = "it", enabled: bool | None = None,
+        interval: float = 10.0, bar_format: str | None = None) -> Progress:
+    """A ``Progress`` for ``total`` units of work (``None``: unknown); ``enabled`` as in the module
+    docstring; ``interval``: seconds between plain lines off a terminal; ``bar_format``: tqdm's."""
+    if enabled is False:
+        mode = "off"
+    elif _is_terminal():
+        mode = "bar"
+    else:
+        mode = "log" if enabled else "off"
+    return Progress(total, desc, unit, mode, interval, bar_format)
