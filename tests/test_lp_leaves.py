@@ -304,3 +304,19 @@ def test_highs_banner_kept_off_stdout():
     code = "from torchlean.verify import lp; lp._highs(); lp._highs(); print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout == "ok\n", out.stdout
+
+
+def test_without_highspy_the_search_is_unchanged(monkeypatch):
+    """highspy is an optional extra: without it the searches are the ones before LP leaves."""
+    g, net, spec0 = _setup(Fraction(0))
+    g, net, spec = _setup(Fraction(_grid_min(net) - 0.002).limit_denominator(10**6))
+    monkeypatch.setattr(lp, "AFTER_BOXES", 0)
+    monkeypatch.setattr(lp, "MAX_UNSTABLE", -1)
+    before = bab.verify(net, spec, timeout=60)
+    monkeypatch.setattr(lp, "MAX_UNSTABLE", 6)
+    monkeypatch.setattr(lp, "_HS", [None])  # as if the import had failed
+    assert not lp.available()
+    after = bab.verify(net, spec, timeout=60)
+    assert before.verdict == after.verdict == "unsat"
+    assert after.cert["regions"] == before.cert["regions"]
+    assert not any(n[0] == "relu" for n in after.cert["regions"][0])
