@@ -36,7 +36,7 @@ from ..certificates.fast_crown import crown_bounds
 from ..certificates.graph_vnn import objective_forms
 from ..certificates.network import Net, fingerprint
 from ..certificates.property import Region, Spec
-from . import attack
+from . import attack, lp
 from .branching import relaxation_scores, smart_dims, table_relaxation_scores
 from .network import float_net
 from .relu_bab import relu_bab
@@ -134,7 +134,9 @@ def _verify(net, spec, timeout, batch, progress, attack_first, seed, method, t0,
     if net.n_in > INPUT_SPLIT_MAX:
         trees = []
         for region in spec.regions:
-            out = _relu_region(net, region, t0 + timeout, stats, progress)
+            out = _relu_region(net, region, t0 + timeout, stats, progress, spec, fnet)
+            if stats.get("counterexample") is not None:  # an LP leaf's minimiser, confirmed
+                return _sat(net, spec, fnet, stats.pop("counterexample"), stats, t0, bg)
             if out is None:
                 stats["time"] = time.perf_counter() - t0
                 return Result("timeout", stats=stats)
@@ -192,9 +194,11 @@ def _input_split(net, spec, fnet, deadline, batch, progress, stats, method, spli
 
 
 def _relu_region(
-    net: Net, region: Region, deadline: float, stats: dict[str, Any], progress: bool = False
+    net: Net, region: Region, deadline: float, stats: dict[str, Any], progress: bool = False,
+    spec: Spec | None = None, fnet: Any = None,
 ) -> dict | None:
-    """One ReLU-split tree per disjunct (``relu_bab``), or None at the deadline."""
+    """One ReLU-split tree per disjunct (``relu_bab``), or None at the deadline (or when an LP leaf
+    found a counterexample, left in ``stats["counterexample"]``; needs ``spec`` and ``fnet``)."""
     if any(not d for d in region.disjuncts):
         return None
     widths = hidden_widths(net)
@@ -214,8 +218,12 @@ def _relu_region(
                 bar.set_postfix(boxes=stats["boxes"], leaves=stats["leaves"], open=queue, refresh=False)
                 bar.update(1)
 
+        def confirm(x: np.ndarray) -> list[Fraction] | None:
+            return None if spec is None else lp.counterexample(net, fnet, spec, region, x, lo, hi)
+
         try:
-            tree = relu_bab(layers, widths, lo, hi, combos[0], deadline, stats, on_batch=show)
+            tree = relu_bab(layers, widths, lo, hi, combos[0], deadline, stats, on_batch=show,
+                            confirm=confirm)
         finally:
             if bar is not None:
                 bar.close()
@@ -271,6 +279,7 @@ def _bab_region(
     stack_lo, stack_hi, stack_id = [lo0], [hi0], [0]
     bar = _bar(progress, label)
     done = 0.0
+    boxes0 = stats["boxes"]
     try:
         last_dt = 0.0
         while stack_id:
@@ -335,7 +344,19 @@ def _bab_region(
                 # the bound's gradient breaks ties where no ReLU is relaxed any more
                 relax_score = relaxation_scores(trace, open_, rows, w_open)
                 relax_score += 1e-3 * np.abs(forms[open_, rows]) * w_open
+            stalled = stats["boxes"] - boxes0 >= lp.AFTER_BOXES
+            exact = _lp_candidates(trace, open_) if stalled and bg is None and method == "crown" else set()
             for n_i, i in enumerate(open_):
+                if int(i) in exact:  # few unstable ReLUs: decide the box by ReLU splits and LPs
+                    out = _lp_close(net, spec, fnet, region, layers, lo[i], hi[i], groups, names,
+                                    deadline, stats)
+                    if isinstance(out, list):
+                        return out
+                    if out is not None:
+                        lp.graft(tree, ids[i], out)
+                        stats["leaves"] += sum(1 for n in out.nodes if n[0] == "leaf")
+                        done += float(vol[i])
+                        continue
                 j, row = int(worst[n_i]), int(rows[n_i])
                 if split == "single":  # the best single atom's gradient, not a combination's
                     singles = [groups[j][0] + o for o, c in enumerate(names[j]) if len(c) == 1]
@@ -361,6 +382,7 @@ def _bab_region(
                 stack_hi += [hi[i], lw_hi]
                 stack_id += [b, a]
             last_dt = time.perf_counter() - start
+            stats["covered"] = done  # (the region's volume proved so far, for benchmarks)
             if bar is not None:
                 bar.set_postfix(
                     boxes=stats["boxes"], leaves=stats["leaves"], queue=len(stack_id), refresh=False
@@ -370,6 +392,29 @@ def _bab_region(
     finally:
         if bar is not None:
             bar.close()
+
+
+def _lp_candidates(trace: dict | None, open_: np.ndarray) -> set[int]:
+    """The open boxes (batch indices) with at most ``lp.MAX_UNSTABLE`` unstable ReLUs, which
+    ``lp.close_box`` decides; none without highspy or without the CROWN trace."""
+    if trace is None or not lp.available() or not open_.size or "shift" not in trace:
+        return set()
+    n = sum((t[open_] > 0).sum(1) for t in trace["shift"].values())
+    return {int(i) for i in open_[n <= lp.MAX_UNSTABLE]}
+
+
+def _lp_close(net, spec, fnet, region, layers, lo, hi, groups, names, deadline, stats) -> Any:
+    """``lp.close_box`` on one open box, its counterexamples confirmed exactly: a ReLU-split tree,
+    a counterexample, or None (the box goes on with input splitting)."""
+    stats["lp_boxes"] = stats.get("lp_boxes", 0) + 1
+
+    def confirm(x: np.ndarray) -> list[Fraction] | None:
+        return lp.counterexample(net, fnet, spec, region, x, lo, hi)
+
+    out = lp.close_box(layers, hidden_widths(net), lo, hi, groups, names, deadline, stats, confirm)
+    if isinstance(out, lp.SplitTree):
+        stats["lp_closed"] = stats.get("lp_closed", 0) + 1
+    return out
 
 
 class _TableBoxes:

@@ -12,6 +12,9 @@ and with two sets of free parameters found here by projected gradient ascent on 
 Any α, β give a valid bound, so the checker only has to recompute the bound with the values the
 leaf records; with every phase fixed and optimal β the bound is the exact linear-programming
 minimum over the region (LP duality), which is what makes the search complete in the limit.
+Gradient ascent only approaches that optimum, so a subproblem with every phase fixed skips it:
+``lp`` solves the region's LP with HiGHS and records its duals as β (or its minimiser as a
+counterexample candidate); without highspy such a subproblem ends the search as before.
 Branching: the unstable neuron with the largest intercept score |λ⁻|·t of the best row (BaBSR).
 Each disjunct of the region gets its own tree (``{"per_disjunct": [...]}``).
 """
@@ -25,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..certificates.fast_crown import crown_bounds
+from . import lp
 from .tree import SplitTree, choice, threshold
 
 EPS = 1e-8
@@ -163,10 +167,12 @@ def relu_bab(
     stats: dict[str, Any],
     batch: int = 32,
     on_batch: Any = None,
+    confirm: Any = None,
 ) -> list[Any] | None:
     """A preorder ReLU-split tree whose leaves prove some row (a combination of the disjunct's
     atoms, ``names``) > 0 on their region, or None at the deadline or when a subproblem with no
-    unstable neuron left cannot be bounded."""
+    unstable neuron left cannot be bounded. Such a subproblem is decided by its LP (``lp``): a
+    minimiser that ``confirm(x)`` confirms is left in ``stats["counterexample"]``."""
     offs = np.cumsum((0, *widths))
     H = int(offs[-1])
     tree = SplitTree()
@@ -184,7 +190,11 @@ def relu_bab(
         plain, _, relax = crown_bounds(layers, blo, bhi, phases=phases, want_relax=True)
         alpha = beta = None
         lb = plain
+        unst_all = np.concatenate([r[4] for r in relax], 0).T  # (B, H)
         todo = ~(plain > EPS).any(1)
+        fixed = ~(unst_all & (phases < 0)).any(1)
+        if fixed.any() and lp.available():  # every phase fixed: the LP's duals are the best β
+            todo &= ~fixed
         score = np.zeros((B, H))
         if todo.any():
             sub = [tuple(x[:, todo] for x in r) for r in relax]  # (the relaxations are (n, B))
@@ -205,7 +215,6 @@ def relu_bab(
                 todo[:, None], crown_bounds(layers, blo, bhi, phases=phases, alpha=alpha, mult=beta), plain
             )
         stats["boxes"] = stats.get("boxes", 0) + B
-        unst_all = np.concatenate([r[4] for r in relax], 0).T  # (B, H)
         for b in range(B):
             k = int(lb[b].argmax())
             if lb[b, k] > EPS:
@@ -218,8 +227,18 @@ def relu_bab(
                 stats["leaves"] = stats.get("leaves", 0) + 1
                 continue
             cand = np.nonzero(unst_all[b] & (phases[b] < 0))[0]
-            if cand.size == 0:
-                return None  # all phases fixed and still unproved: a counterexample or a float limit
+            if cand.size == 0:  # every phase fixed: the region's LP decides it (its duals are β)
+                one = [tuple(x[:, b : b + 1] for x in r) for r in relax]
+                out = lp.fixed_leaf(layers, widths, blo[b], bhi[b], phases[b], one, plain[b], names, stats,
+                                    confirm)
+                if isinstance(out, list):
+                    stats["counterexample"] = out
+                    return None
+                if out is None:
+                    return None  # still unproved: a counterexample, an LP failure or a float limit
+                tree.nodes[ids[b]] = out
+                stats["leaves"] = stats.get("leaves", 0) + 1
+                continue
             h = int(cand[np.argmax(score[b, cand])])
             layer = int(np.searchsorted(offs, h, side="right") - 1)
             a, c = tree.split_relu(ids[b], layer, h - int(offs[layer]))
