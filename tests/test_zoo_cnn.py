@@ -138,3 +138,37 @@ def test_float32_epsilon_covers_the_float32_runs(trained) -> None:
     with_64 = net.to(dtype="float64")(tl.tensor(x.astype(np.float64))).numpy()
     net.to(dtype="float32")
     assert np.abs(net(tl.tensor(x)).numpy() - with_64).max() <= eps
+
+
+@pytest.mark.slow  # ~40-80 s: the residual graph's verification at 16 channels
+def test_resnet_matches_torch_and_certifies_an_image() -> None:
+    torch = pytest.importorskip("torch")
+    from torchlean.verify import table
+
+    data = digits.load()
+    tl.manual_seed(0)
+    net = cnn.model("resnet")
+    tl.Trainer(net, task="classification", lr=0.01, seed=0).train(data.train(), steps=60, batch_size=64)
+    net.eval()
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Sequential(torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.BatchNorm2d(16),
+                                            torch.nn.ReLU(), torch.nn.Conv2d(16, 16, 3, padding=1),
+                                            torch.nn.BatchNorm2d(16))
+
+        def forward(self, x):
+            return x + self.body(x)
+
+    tm = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
+                             Block(), torch.nn.ReLU(), Block(), torch.nn.ReLU(), torch.nn.AvgPool2d(2),
+                             torch.nn.Flatten(), torch.nn.Linear(256, 10)).eval()
+    tm.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in net.state_dict().items()})
+    x = data.x_test[:32]
+    assert np.allclose(net(tl.tensor(x)).numpy(), tm(torch.tensor(x)).detach().numpy(), atol=1e-4)
+    i = next(k for k in range(20) if net(tl.tensor(x[k:k + 1])).numpy().argmax() == data.y_test[k])
+    r = tl.verify.robustness(net, x[i:i + 1], 0.002, int(data.y_test[i]), timeout=60, clip=(0, 1))
+    assert r.verdict == "verified", r.reason
+    t = table.target(tl.trace(net, tl.tensor(x[i:i + 1])))
+    assert table.check(r.certificate, t, r.spec).ok
