@@ -44,11 +44,28 @@ def _accumulate(table: dict[int, Any], key: int, g: Any) -> None:
     table[key] = g if prev is None else prev + g
 
 
-def _propagate(roots: Sequence[Tensor], seeds: Sequence[Any]) -> dict[int, Any]:
-    """Cotangents of every tensor on the tape, keyed by id, from seeds at ``roots``."""
+def _propagate(roots: Sequence[Tensor], seeds: Sequence[Any], create_graph: bool = False) -> dict[int, Any]:
+    """Cotangents of every tensor on the tape, keyed by id, from seeds at ``roots``: arrays, or,
+    with ``create_graph``, Tensors whose own tape records how they were computed (the same rules
+    run on ``tape_ns.TAPE``, so they can be differentiated again)."""
     cot: dict[int, Any] = {}
     for r, s in zip(roots, seeds, strict=True):
-        _accumulate(cot, id(r), s)
+        _accumulate(cot, id(r), Tensor(s) if create_graph else s)
+    if create_graph:
+        from .tape_ns import TAPE, require_recordable
+
+        with enable_grad():
+            for t in tape_order(roots):
+                node = t._node
+                g = cot.get(id(t))
+                if node is None or g is None:
+                    continue
+                require_recordable(node.rule.name)
+                grads = node.rule.vjp(TAPE, g, t, *node.inputs, **node.attrs)
+                for inp, gi in zip(node.inputs, grads, strict=True):
+                    if gi is not None and inp.requires_grad:
+                        _accumulate(cot, id(inp), gi if isinstance(gi, Tensor) else Tensor(np.asarray(gi)))
+        return cot
     for t in tape_order(roots):
         node = t._node
         g = cot.get(id(t))
@@ -96,8 +113,13 @@ def grad(
     inputs: Tensor | Sequence[Tensor],
     grad_outputs: Any = None,
     allow_unused: bool = False,
+    create_graph: bool = False,
 ) -> tuple[Tensor | None, ...]:
-    """Gradients of ``outputs`` with respect to ``inputs``, returned (not accumulated)."""
+    """Gradients of ``outputs`` with respect to ``inputs``, returned (not accumulated).
+
+    ``create_graph=True`` (torch's flag) records the backward pass itself, so the gradients can be
+    differentiated again (second derivatives, Hessian-vector products, physics-informed losses);
+    see ``runtime/tape_ns.py``."""
     outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
     if grad_outputs is None:
@@ -109,11 +131,11 @@ def grad(
     for o in outs:
         if not o.requires_grad:
             raise RuntimeError("grad: an output does not require grad")
-    cot = _propagate(outs, [_seed(o, g) for o, g in zip(outs, gos, strict=True)])
+    cot = _propagate(outs, [_seed(o, g) for o, g in zip(outs, gos, strict=True)], create_graph)
     result: list[Tensor | None] = []
     for i in ins:
         if id(i) in cot:
-            result.append(Tensor(cot[id(i)]))
+            result.append(cot[id(i)] if create_graph else Tensor(cot[id(i)]))
         elif allow_unused:
             result.append(None)
         else:
