@@ -142,6 +142,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="seconds per property (default 30)")
     _cli.add_progress(ppo)
 
+    pinn = sub.add_parser("pinn", help="train a physics-informed network (1-D Poisson); --certify it",
+                          description="Train an MLP on u'' = -x(x+3)e^x, u(0) = u(1) = 0 with a "
+                                      "physics-informed loss (second derivatives by autograd); --certify "
+                                      "proves a bound on |u'' - f| over the whole of [0, 1] (checked).")
+    pinn.add_argument("--steps", type=_positive_int, default=3000, help="Adam steps (default 3000)")
+    pinn.add_argument("--seed", type=_non_negative_int, default=0)
+    pinn.add_argument("--log", metavar="PATH", help="write a JSON training log here")
+    pinn.add_argument("--certify", action="store_true", help="prove a bound on the residual over [0, 1]")
+    pinn.add_argument("--pieces", type=_positive_int, default=64, help="intervals to choose the bound on")
+    pinn.add_argument("--certify-timeout", type=_positive_float, default=120.0, metavar="S")
+    pinn.add_argument("--plot", metavar="PNG", help="with --certify: the residual and its bounds")
+    _cli.add_progress(pinn)
+
     qs = sub.add_parser("quickstart", help="run a runnable example: tensors, autograd or mlp",
                         description="Run one of the quickstart examples (their source: examples/).")
     qs.add_argument("example", choices=["tensors", "autograd", "mlp"])
@@ -235,6 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from torchlean.zoo.ppo import run as run_ppo
 
             return run_ppo(args)
+        if args.command == "pinn":
+            from torchlean.zoo.pinn import run as run_pinn
+
+            return run_pinn(args)
         if args.command == "plot":
             from torchlean.plot import plot_logs
 

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PlotError", "load_log", "plot_bounds", "plot_certified", "plot_logs"]
+__all__ = ["PlotError", "load_log", "plot_bounds", "plot_certified", "plot_logs", "plot_residual"]
 
 LOG_FORMAT = "torchlean-train-log/1"
 #: record keys that are coordinates or bookkeeping, not metrics to draw
@@ -197,6 +197,38 @@ def plot_certified(radii: Any, certified: Any, not_falsified: Any, clean: float,
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="lower left")
     ax.set_title(title or "certified accuracy", fontsize="medium")
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_residual(pieces: Any, xs: Any, residual: Any, bound: float, out: str | Path,
+                  title: str | None = None) -> Path:
+    """A PDE residual over a 1-D domain: per interval of ``pieces`` ((lo, hi, lower, upper) from the
+    bound table) a shaded band that holds the residual everywhere on that interval, the residual at
+    the sample points ``xs`` drawn through it, and the proved bound ±``bound`` over the whole domain.
+    Returns the image path."""
+    import numpy as np
+
+    xs, residual = np.asarray(xs, dtype=float), np.asarray(residual, dtype=float)
+    if xs.shape != residual.shape or not len(pieces):
+        raise PlotError("need as many residual values as points, and at least one interval")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    for k, (lo, hi, low, up) in enumerate(pieces):
+        ax.fill_between([lo, hi], [low, low], [up, up], color="#c6dbef", linewidth=0,
+                        label="bound table, per interval" if k == 0 else None)
+    ax.plot(xs, residual, color="#d94801", linewidth=1.2, label="residual at sampled points")
+    for s in (1, -1):
+        ax.axhline(s * bound, color="#08519c", linestyle="--", linewidth=1,
+                   label=f"certified |residual| <= {bound:.3g}" if s == 1 else None)
+    ax.set_xlabel("x")
+    ax.set_ylabel("u''(x) - f(x)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="lower left")
+    ax.set_title(title or "PDE residual over the whole domain", fontsize="medium")
     fig.tight_layout()
     out = Path(out)
     fig.savefig(out, dpi=110)
