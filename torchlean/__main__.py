@@ -155,6 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
     pinn.add_argument("--plot", metavar="PNG", help="with --certify: the residual and its bounds")
     _cli.add_progress(pinn)
 
+    for kind, what in (("autoencoder", "an autoencoder 64-32-8-32-64"), ("vae", "a variational autoencoder")):
+        gen = sub.add_parser(kind, help=f"train {what} on the 8x8 digits",
+                             description=f"Train {what} on the bundled 8x8 digits; test reconstruction "
+                                         "error against the mean-image baseline.")
+        gen.add_argument("--steps", type=_positive_int, default=1500, help="Adam steps (default 1500)")
+        gen.add_argument("--seed", type=_non_negative_int, default=0)
+        gen.add_argument("--log", metavar="PATH", help="write a JSON training log here")
+        if kind == "vae":
+            gen.add_argument("--samples", metavar="PNG", help="16 images decoded from the prior")
+        _cli.add_progress(gen)
+
     qs = sub.add_parser("quickstart", help="run a runnable example: tensors, autograd or mlp",
                         description="Run one of the quickstart examples (their source: examples/).")
     qs.add_argument("example", choices=["tensors", "autograd", "mlp"])
@@ -252,6 +263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from torchlean.zoo.pinn import run as run_pinn
 
             return run_pinn(args)
+        if args.command in ("autoencoder", "vae"):
+            from torchlean.zoo.generative import run as run_generative
+
+            return run_generative(args)
         if args.command == "plot":
             from torchlean.plot import plot_logs
 

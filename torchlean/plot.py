@@ -22,7 +22,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PlotError", "load_log", "plot_bounds", "plot_certified", "plot_logs", "plot_residual"]
+__all__ = ["PlotError", "load_log", "plot_bounds", "plot_certified", "plot_images", "plot_logs",
+           "plot_residual"]
 
 LOG_FORMAT = "torchlean-train-log/1"
 #: record keys that are coordinates or bookkeeping, not metrics to draw
@@ -229,6 +230,29 @@ def plot_residual(pieces: Any, xs: Any, residual: Any, bound: float, out: str | 
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="lower left")
     ax.set_title(title or "PDE residual over the whole domain", fontsize="medium")
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_images(images: Any, out: str | Path, title: str | None = None) -> Path:
+    """A grid of grey images (``images``: (n, h, w), values in [0, 1]). Returns the image path."""
+    import numpy as np
+
+    images = np.asarray(images, dtype=float)
+    if images.ndim != 3 or not len(images):
+        raise PlotError(f"expected images of shape (n, h, w), got {images.shape}")
+    cols = min(8, len(images))
+    rows = -(-len(images) // cols)
+    plt = _pyplot()
+    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols, 1.1 * rows + 0.4), squeeze=False)
+    for k, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if k < len(images):
+            ax.imshow(images[k], cmap="gray_r", vmin=0, vmax=1)
+    fig.suptitle(title or "images", fontsize="medium")
     fig.tight_layout()
     out = Path(out)
     fig.savefig(out, dpi=110)
