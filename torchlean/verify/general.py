@@ -197,11 +197,14 @@ def solve(
     extra_starts: np.ndarray | None = None,
     alpha_leaf: AlphaLeaf | None = None,
     relu_split: ReluSplit | None = None,
+    relu_only: bool = False,
 ) -> tuple[str, Any, dict[str, Any]]:
     """("sat", x), ("unsat", [tree per region]) or ("timeout", None), with search statistics.
     Neither verdict is final until the caller's checker accepted the certificate built from it.
     ``relu_split`` (graphs with more than INPUT_SPLIT_MAX inputs, once root CROWN and α-CROWN
-    leave a region open): the region's entry from ReLU-split branch and bound, or None."""
+    leave a region open, or at once when ``relu_only``: every nonlinear node is a relu, and that
+    search starts with root CROWN and α itself): the region's entry from ReLU-split branch and
+    bound, or None."""
     t0 = time.perf_counter()
     deadline = t0 + timeout
     stats: dict[str, Any] = {"boxes": 0, "leaves": 0}
@@ -216,8 +219,9 @@ def solve(
     else:  # α-CROWN costs tens of CROWN passes: on few inputs splitting is cheaper (bench/README.md)
         alpha_leaf = None
     for region in spec.regions:
-        out = bab_region(bounder, ex, region, confirm, deadline, stats, max_splits=max_splits,
-                         alpha_leaf=alpha_leaf)
+        relu_first = relu_split is not None and ex.n_in > INPUT_SPLIT_MAX and relu_only
+        out = None if relu_first else bab_region(bounder, ex, region, confirm, deadline, stats,
+                                                 max_splits=max_splits, alpha_leaf=alpha_leaf)
         if out is None and relu_split is not None and ex.n_in > INPUT_SPLIT_MAX:
             # hidden-neuron splits (graph_relu), leaving a share of the time to the attack
             left = deadline - time.perf_counter()
@@ -248,7 +252,8 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0) -> 
     if t.bg is not None and graph_relu.relu_nodes(t.bg):
         relu_split = lambda region, deadline, stats: graph_relu.bab_region(t.bg, region, deadline, stats)  # noqa: E731
     verdict, out, stats = solve(table.bounder(t), t.ex, spec, table.confirmer(t, spec), timeout, seed,
-                                alpha_leaf=table.alpha_leaf_fn(t), relu_split=relu_split)
+                                alpha_leaf=table.alpha_leaf_fn(t), relu_split=relu_split,
+                                relu_only=relu_split is not None and graph_relu.relu_only(t.bg))
     if verdict == "sat":
         y = t.ex.forward(np.array([[float(v) for v in out]]))[0].tolist()
         return Result("sat", cert=table.sat_cert(t, spec, out), x=out, y=y, stats=stats)

@@ -77,7 +77,7 @@ Arrays = dict[int, np.ndarray]
 
 
 def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths: list[Phases],
-              steps: int) -> tuple[np.ndarray, Arrays, Arrays, Arrays]:
+              steps: int, deadline: float = float("inf")) -> tuple[np.ndarray, Arrays, Arrays, Arrays]:
     """α (lower slopes) and β (split multipliers) per box and row by Adam on the float bound.
     Returns the best float bound (B, R), the best α and β per relu node (B, R, size), and the
     multipliers λ (B, R, size) met at each relu node's output under the default slopes."""
@@ -117,7 +117,7 @@ def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths:
             best_a[k] = np.where(better[..., None], slopes[k][0], best_a[k])
         for k in split:
             best_b[k] = np.where(better[..., None], beta[k], best_b[k])
-        if it == steps or (best_v > EPS).any(1).all():
+        if it == steps or (best_v > EPS).any(1).all() or time.perf_counter() > deadline:
             break
         for k in relus:
             if k in g:
@@ -168,26 +168,31 @@ def _extras(bs: alpha.Backsub, relus: list[int], st: Any, b: int, r: int, a: dic
     return ex, fslopes, mult
 
 
-def _engine_bound(bg: Any, fg: Any, dj: Disjunct, lo: np.ndarray, hi: np.ndarray, path: Phases, r: int,
-                  fslopes: dict[int, Any], mult: dict) -> float:
-    """The bound the checker's fast replay computes for this proof (``fast_vnn._leaf_lower``)."""
-    ph = _phase_arrays(bg, [path])
-    st = fe.forward(fg, lo, hi, "crown", ph)
-    ibp = dj.F.bounds(st.L, st.U, st.vmax)[0][0, r]
-    F = fe.forms_of(bg, [engine.mult_form(bg, dj.forms[r], mult, path)]) if mult else dj.F
-    got = fe.bound_forms(st, F, fslopes or None)[0, 0 if mult else r]
-    return float(max(ibp, got))
+def _engine_bounds(bg: Any, st: Any, dj: Disjunct, cands: list[tuple[int, int, dict, dict]]) -> list[float]:
+    """Per candidate (box b, row r, float slopes, exact multipliers): the bound the checker's fast
+    replay computes for that proof (``fast_vnn._leaf_lower``: the engine on the row's
+    ``mult_form`` with those slopes), all in one back-substitution over the batch's forward state
+    (a box's relu bounds do not depend on its batch: ``fast_engine.forward``; the claim is half
+    the bound, which absorbs a different summation order)."""
+    forms = [engine.mult_form(bg, dj.forms[r], mult, path) if mult else dj.forms[r]
+             for _, r, _, mult, path in cands]
+    slopes: dict[int, Any] = {}
+    for b, _, fsl, _, _ in cands:
+        for k, (row, _) in fsl.items():
+            slopes.setdefault(k, (np.full((st.B, row.shape[1]), np.nan), None))[0][b] = row[0]
+    low = fe.bound_forms(st, fe.forms_of(bg, forms), slopes or None)
+    return [float(low[b, c]) for c, (b, *_) in enumerate(cands)]
 
 
 def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[str, Any],
-                 batch: int = 16, steps: int = STEPS) -> list[Any] | None:
+                 batch: int = 16, steps: int = STEPS, box: Any = None) -> list[Any] | None:
     """A preorder ReLU-split tree whose leaves each prove some combination of disjunct j's atoms
     violated on their region, or None (deadline, or a subproblem with every unstable element split
-    that is still not proved)."""
+    that is still not proved). ``box``: the region's float box (``fast_engine.boxes``), if known."""
     fg = fe.compiled(bg)
     dj = Disjunct(bg, region, j)
     relus = relu_nodes(bg)
-    lo, hi = fe.boxes([region.lo], [region.hi])
+    lo, hi = box if box is not None else fe.boxes([region.lo], [region.hi])
     use_alpha = alpha.dense_size(bg) <= alpha.MAX_DENSE and all(
         n.kind != "fn" or n.fn in FAST for n in bg.nodes)
     tree = SplitTree()
@@ -213,18 +218,22 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
             proofs[b] = [choice(dj.names[r]), threshold(lb[b, r])]
         if use_alpha and not done.all() and B * len(dj.forms) * bg.n_vars <= alpha.MAX_DENSE:
             bs = alpha.Backsub.from_fast(bg, fg, st, FAST)
-            val, a, beta, lam = _optimise(bs, dj, relus, st, paths, steps)
+            val, a, beta, lam = _optimise(bs, dj, relus, st, paths, steps, deadline)
             best_r = val.argmax(1)
             for k in relus:  # BaBSR: what the best row pays for the element's upper line
                 score[k] = score[k] * np.abs(np.minimum(lam[k][np.arange(B), best_r], 0.0))
+            cands = []
             for b in np.nonzero(~done & (val.max(1) > EPS))[0]:
                 r = int(best_r[b])
                 ex, fsl, mult = _extras(bs, relus, st, b, r, a, beta, paths[b])
-                got = _engine_bound(bg, fg, dj, lo, hi, paths[b], r, fsl, mult)
-                if got > EPS:
-                    proofs[b] = [choice(dj.names[r]), threshold(got), ex] if ex else \
-                        [choice(dj.names[r]), threshold(got)]
-                    stats["beta_leaves"] = stats.get("beta_leaves", 0) + 1
+                cands.append((int(b), r, fsl, mult, paths[b], ex))
+            if cands:
+                got = _engine_bounds(bg, st, dj, [c[:5] for c in cands])
+                for (b, r, _, _, _, ex), g in zip(cands, got):
+                    if g > EPS:
+                        proof = [choice(dj.names[r]), threshold(g)]
+                        proofs[b] = proof + [ex] if ex else proof
+                        stats["beta_leaves"] = stats.get("beta_leaves", 0) + 1
         for b, (node, path) in enumerate(part):
             if b in proofs:
                 tree.nodes[node] = ("leaf", [proofs[b]])
@@ -252,13 +261,27 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
 
 
 def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any]) -> dict[str, Any] | None:
-    """The region's certificate entry ``{"per_disjunct": [tree, ...]}``, or None."""
+    """The region's certificate entry ``{"per_disjunct": [tree, ...]}``, or None. The root box is
+    bounded once for every disjunct; only the disjuncts it leaves open are searched."""
     if any(not d for d in region.disjuncts):
         return None
-    trees = []
+    box = fe.boxes([region.lo], [region.hi])
+    st = fe.forward(fe.compiled(bg), *box, "crown")
+    trees: list[Any] = []
     for j in range(len(region.disjuncts)):
-        tree = bab_disjunct(bg, region, j, deadline, stats)
-        if tree is None:
-            return None
-        trees.append(tree)
+        dj = Disjunct(bg, region, j)
+        lb = fe.bound_forms(st, dj.F)[0]
+        r = int(lb.argmax())
+        trees.append([["leaf", [[choice(dj.names[r]), threshold(lb[r])]]]] if lb[r] > EPS else None)
+    for j in sorted(range(len(trees)), key=lambda j: trees[j] is not None):
+        if trees[j] is None:
+            trees[j] = bab_disjunct(bg, region, j, deadline, stats, box=box)
+            if trees[j] is None:
+                return None
     return {"per_disjunct": trees}
+
+
+def relu_only(bg: Any) -> bool:
+    """Whether every nonlinear node is a relu node (this search then covers what root CROWN and
+    α-CROWN would: it starts from the root box with both)."""
+    return all(n.kind in ("input", "const") or (n.kind == "fn" and n.fn == "relu") for n in bg.nodes)
