@@ -185,3 +185,28 @@ def test_backsub_multipliers_match_a_modified_objective(net):
     up = bs.bound(lam0, c0, slopes, mult={k: s + e})[0][0, 0]
     dn = bs.bound(lam0, c0, slopes, mult={k: s - e})[0][0, 0]
     assert abs((up - dn) / (2 * h) - g["mult", k][0, 0, j]) < 1e-4
+
+
+def test_select_keeps_a_boxs_own_bounds(net):
+    """``fast_engine.select`` (the fast replay's per-leaf state): box b of a batch alone gives the
+    bound a forward pass over box b alone gives (relu bounds are per box), and it is below the
+    exact minimum at sampled points of the box."""
+    _, t, x0, lab = net
+    r = _spec(x0, lab, 0.1).regions[0]
+    lo, hi = fe.boxes([r.lo], [r.hi])
+    rng = np.random.default_rng(2)
+    B = 5
+    w = (hi - lo) * rng.uniform(0, 0.5, size=(B, lo.shape[1]))
+    blo = lo + rng.uniform(0, 0.5, size=(B, 1)) * w
+    bhi = np.minimum(blo + w, hi)
+    fg = fe.compiled(t.bg)
+    forms, _ = objective_forms(t.bg, r, [[(0,)]])
+    F = fe.forms_of(t.bg, forms)
+    st = fe.forward(fg, blo, bhi, "crown")
+    for b in range(B):
+        one = fe.bound_forms(fe.select(st, b), F)[0, 0]
+        alone = fe.bound_forms(fe.forward(fg, blo[b:b + 1], bhi[b:b + 1], "crown"), F)[0, 0]
+        assert abs(one - alone) <= 1e-9 * (1 + abs(alone))
+        pts = rng.uniform(blo[b], bhi[b], size=(20, blo.shape[1]))
+        y = t.ex.forward(pts)
+        assert (y[:, lab] - y[:, 1 - lab] >= one - 1e-9).all()
