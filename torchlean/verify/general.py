@@ -34,11 +34,12 @@ ATTACK_EVERY = 4
 INPUT_SPLIT_MAX = 64
 
 #: share of the time left after the root bounds that the ReLU-split search leaves to the attack
-RELU_ATTACK_SHARE = 0.15
+#: at its end (it also runs the attack between batches: ``graph_relu.ATTACK_SHARE``)
+RELU_ATTACK_SHARE = 0.1
 
-#: (region, deadline, stats) -> the region's certificate entry by ReLU splits
-#: (``graph_relu.bab_region`` bound to a graph) or None
-ReluSplit = Callable[[Region, float, dict[str, Any]], Any]
+#: (region, deadline, stats, attack) -> the region's certificate entry by ReLU splits, a confirmed
+#: counterexample the attack (until -> point or None) found, or None (``graph_relu.bab_region``)
+ReluSplit = Callable[[Region, float, dict[str, Any], Callable[[float], Any]], Any]
 
 #: (lo (1, n), hi (1, n), C, d) -> (lower bounds (R,) of C·y - d with optimised slopes, per row the
 #: leaf-proof slope entries) or None; ``table.alpha_leaf`` bound to a target
@@ -225,7 +226,12 @@ def solve(
         if out is None and relu_split is not None and ex.n_in > INPUT_SPLIT_MAX:
             # hidden-neuron splits (graph_relu), leaving a share of the time to the attack
             left = deadline - time.perf_counter()
-            out = relu_split(region, time.perf_counter() + (1 - RELU_ATTACK_SHARE) * left, stats)
+            seeds = iter(range(seed + 2, seed + 10**6))
+
+            def attack(until: float, seeds: Any = seeds) -> list[Fraction] | None:
+                return graph_attack.search(ex, spec, confirm, seed=next(seeds), rounds=1, deadline=until)
+
+            out = relu_split(region, time.perf_counter() + (1 - RELU_ATTACK_SHARE) * left, stats, attack)
         if out is None:
             if max_splits == 0 and ex.n_in > INPUT_SPLIT_MAX:  # spend the rest on the attack
                 x = graph_attack.search(ex, spec, confirm, seed=seed + 1, rounds=50, deadline=deadline)
@@ -250,7 +256,8 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0) -> 
 
     relu_split = None
     if t.bg is not None and graph_relu.relu_nodes(t.bg):
-        relu_split = lambda region, deadline, stats: graph_relu.bab_region(t.bg, region, deadline, stats)  # noqa: E731
+        relu_split = lambda region, deadline, stats, attack: graph_relu.bab_region(  # noqa: E731
+            t.bg, region, deadline, stats, attack)
     verdict, out, stats = solve(table.bounder(t), t.ex, spec, table.confirmer(t, spec), timeout, seed,
                                 alpha_leaf=table.alpha_leaf_fn(t), relu_split=relu_split,
                                 relu_only=relu_split is not None and graph_relu.relu_only(t.bg))

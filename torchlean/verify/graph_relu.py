@@ -23,6 +23,7 @@ output). Each disjunct of a region gets its own tree (``{"per_disjunct": [...]}`
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -38,6 +39,9 @@ from .bab import _combos
 from .tree import SplitTree, choice, threshold
 
 EPS = 1e-8
+#: counterexample search between batches: at most this share of the search's time (a property the
+#: bounds cannot prove may be false; the attack is the caller's, ``general.solve``)
+ATTACK_SHARE = 0.3
 STEPS = 20  # gradient steps per batch
 DIGITS = 5  # significant digits of a recorded β (any value >= 0 is sound)
 
@@ -184,11 +188,16 @@ def _engine_bounds(bg: Any, st: Any, dj: Disjunct, cands: list[tuple[int, int, d
     return [float(low[b, c]) for c, (b, *_) in enumerate(cands)]
 
 
+Attack = Callable[[float], "list[Fraction] | None"]  # until -> a confirmed counterexample or None
+
+
 def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[str, Any],
-                 batch: int = 16, steps: int = STEPS, box: Any = None) -> list[Any] | None:
+                 batch: int = 16, steps: int = STEPS, box: Any = None, attack: Attack | None = None
+                 ) -> list[Any] | None:
     """A preorder ReLU-split tree whose leaves each prove some combination of disjunct j's atoms
-    violated on their region, or None (deadline, or a subproblem with every unstable element split
-    that is still not proved). ``box``: the region's float box (``fast_engine.boxes``), if known."""
+    violated on their region, a counterexample ``attack`` found and confirmed between batches (a
+    list of Fractions), or None (deadline, or a subproblem with every unstable element split that
+    is still not proved). ``box``: the region's float box (``fast_engine.boxes``), if known."""
     fg = fe.compiled(bg)
     dj = Disjunct(bg, region, j)
     relus = relu_nodes(bg)
@@ -197,11 +206,17 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
         n.kind != "fn" or n.fn in FAST for n in bg.nodes)
     tree = SplitTree()
     queue: list[tuple[int, Phases]] = [(0, {})]
-    last_dt = 0.0
+    last_dt, began = 0.0, time.perf_counter()
     while queue:
         start = time.perf_counter()
         if start + last_dt > deadline:
             return None
+        if attack is not None and stats.get("attack_s", 0.0) < ATTACK_SHARE * (start - began):
+            x = attack(min(deadline, start + 1.0))
+            stats["attack_s"] = stats.get("attack_s", 0.0) + time.perf_counter() - start
+            if x is not None:
+                return x
+            start = time.perf_counter()
         part, queue = queue[:batch], queue[batch:]
         B = len(part)
         paths = [p for _, p in part]
@@ -260,9 +275,11 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
     return tree.preorder()
 
 
-def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any]) -> dict[str, Any] | None:
-    """The region's certificate entry ``{"per_disjunct": [tree, ...]}``, or None. The root box is
-    bounded once for every disjunct; only the disjuncts it leaves open are searched."""
+def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
+               attack: Attack | None = None) -> Any:
+    """The region's certificate entry ``{"per_disjunct": [tree, ...]}``, a confirmed counterexample
+    (a list of Fractions, from ``attack``), or None. The root box is bounded once for every
+    disjunct; only the disjuncts it leaves open are searched."""
     if any(not d for d in region.disjuncts):
         return None
     box = fe.boxes([region.lo], [region.hi])
@@ -275,9 +292,9 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any]) 
         trees.append([["leaf", [[choice(dj.names[r]), threshold(lb[r])]]]] if lb[r] > EPS else None)
     for j in sorted(range(len(trees)), key=lambda j: trees[j] is not None):
         if trees[j] is None:
-            trees[j] = bab_disjunct(bg, region, j, deadline, stats, box=box)
-            if trees[j] is None:
-                return None
+            trees[j] = bab_disjunct(bg, region, j, deadline, stats, box=box, attack=attack)
+            if trees[j] is None or (trees[j] and isinstance(trees[j][0], Fraction)):
+                return trees[j]
     return {"per_disjunct": trees}
 
 
