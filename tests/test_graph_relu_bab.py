@@ -210,3 +210,15 @@ def test_select_keeps_a_boxs_own_bounds(net):
         pts = rng.uniform(blo[b], bhi[b], size=(20, blo.shape[1]))
         y = t.ex.forward(pts)
         assert (y[:, lab] - y[:, 1 - lab] >= one - 1e-9).all()
+
+
+def test_root_bound_suffices_without_splits(net):
+    """Where root CROWN proves every disjunct, the ReLU-split search makes no split and the
+    certificate is one leaf per disjunct, accepted in both modes."""
+    _, t, x0, lab = net
+    spec = _spec(x0, lab, 0.02)
+    res = general.verify_target(t, spec, timeout=30)
+    assert res.verdict == "unsat" and res.stats.get("splits", 0) == 0
+    assert res.cert["regions"][0]["per_disjunct"][0][0][0] == "leaf"
+    for mode in ("exact", "fast"):
+        assert check_vnn(res.cert, t.bg, spec, mode=mode).ok

@@ -89,7 +89,7 @@ def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths:
     slopes = bs.default_slopes(R)
     sgn = {}
     for k in relus:
-        s = np.zeros((B, 1, bg_size(bs, k)))
+        s = np.zeros((B, 1, _size(bs, k)))
         for b, path in enumerate(paths):
             for (kk, i), v in path.items():
                 if kk == k:
@@ -97,7 +97,7 @@ def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths:
         sgn[k] = s
     split = [k for k in relus if (sgn[k] != 0).any()]
     unstable = {k: (st.arg[k][0] < 0)[:, None, :] & (st.arg[k][1] > 0)[:, None, :] for k in relus}
-    beta = {k: np.zeros((B, R, bg_size(bs, k))) for k in split}
+    beta = {k: np.zeros((B, R, _size(bs, k))) for k in split}
     best_v = np.full((B, R), -np.inf)
     best_a = {k: slopes[k][0].copy() for k in relus}
     best_b = {k: v.copy() for k, v in beta.items()}
@@ -133,7 +133,7 @@ def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths:
     return best_v, best_a, best_b, lam
 
 
-def bg_size(bs: alpha.Backsub, k: int) -> int:
+def _size(bs: alpha.Backsub, k: int) -> int:
     return bs.bg.nodes[k].size
 
 
