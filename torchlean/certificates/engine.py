@@ -289,6 +289,20 @@ def best_backsub(st: _State, f: Aff, slopes: dict[int, Any] | None = None,
     return max(backsub(st, f, limit, slopes, p) for p in _policies(any(st.split)))
 
 
+def mult_form(bg: BoundGraph, f: Aff, mult: dict[tuple[int, int], Fraction],
+              phases: dict[tuple[int, int], int]) -> Aff:
+    """f - Σ q·sgn·z over the split elements (k, i) with multiplier q (z: the element's argument
+    form, sgn = +1 where the path says z >= 0, -1 where z <= 0): at most f on the leaf's region,
+    exactly composed (``graph_vnn``'s ``"mult"``: β-CROWN's split multipliers)."""
+    t, c = dict(f.t), f.c
+    for (k, i), q in mult.items():
+        z, s = bg.nodes[k].args[i], (q if phases[k, i] else -q)
+        c -= s * z.c
+        for v, r in z.t.items():
+            t[v] = t.get(v, Fraction(0)) - s * r
+    return Aff(t, c)
+
+
 def objective(bg: BoundGraph, C: Sequence[Sequence[Any]] | None) -> list[Aff]:
     """The exact forms of the rows of C·y over the graph's variables (y's forms when C is None)."""
     if C is None:

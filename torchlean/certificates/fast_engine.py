@@ -101,6 +101,16 @@ class _State:
         self.vmax.append(np.maximum(np.abs(L), np.abs(Uu)))
 
 
+def select(st: _State, b: int) -> _State:
+    """Box b of a forward state alone (its certified bounds; relaxations are rebuilt from them)."""
+    one = object.__new__(_State)
+    one.fg, one.B, one.memo = st.fg, 1, {}
+    one.L, one.U, one.vmax = ([v[b:b + 1] for v in vs] for vs in (st.L, st.U, st.vmax))
+    one.arg = [None if a is None else (a[0][b:b + 1], a[1][b:b + 1]) for a in st.arg]
+    one.relax = [{} for _ in st.relax]
+    return one
+
+
 def _mul_iv(lx, ux, lw, uw):
     ps = np.stack([lx * lw, lx * uw, ux * lw, ux * uw])
     m = np.abs(ps).max(0) * 4 * U + TINY

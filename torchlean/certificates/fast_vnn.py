@@ -1,9 +1,12 @@
 """Fast (float64, batched) replay of bound-graph VNN certificates (``graph_vnn``'s fast mode).
 
 Leaves are replayed in batches by ``fast_engine`` (its error accounting and assumption); a proof
-that supplies slopes is bounded on its own box with those slopes (as floats: any slope gives a
-valid line, the intercept is recomputed for the float actually used). The claimed bounds are then
-compared exactly by ``bounds.check_leaf_proofs``, as in every other mode.
+that supplies slopes or split multipliers is bounded from its own box's certified variable bounds
+in the batch's forward state (``fast_engine.select``) with those slopes (as floats: any slope
+gives a valid line, the intercept is recomputed for the float actually used) and, with
+multipliers, of the exact form ``engine.mult_form`` builds (the exact mode's form, converted
+with its conversion error charged like any objective's). The claimed bounds are then compared
+exactly by ``bounds.check_leaf_proofs``, as in every other mode.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 
 from . import fast_engine as fe
 from .bounds import check_leaf_proofs
+from .engine import mult_form
 from .fast import _corners
 from .lower import Aff, BoundGraph
 
@@ -47,10 +51,10 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
         ph = _phases(bg, [it[2][2] for it in part])
         st = fe.forward(fg, lo, hi, method, ph)
         lb = fe.bound_forms(st, F)
-        for b, (_, _, (proofs, _, _)) in enumerate(part):
-            one = None if ph is None else {k: v[b:b + 1] for k, v in ph.items()}
-            lower = _leaf_lower(bg, F, lb[b], lo[b:b + 1], hi[b:b + 1], method, one)
-            check_leaf_proofs(proofs, region, index, lower, f"{where} leaf {start + b}", read_extras=read)
+        for b, (_, _, (proofs, _, path)) in enumerate(part):
+            lower = _leaf_lower(bg, forms, F, lb[b], st, b, path)
+            check_leaf_proofs(proofs, region, index, lower, f"{where} leaf {start + b}",
+                              read_extras=lambda p, w, path=path: read(p, w, path))
 
 
 def _phases(bg: BoundGraph, paths: list[dict[tuple[int, int], int]]) -> dict[int, np.ndarray] | None:
@@ -64,16 +68,25 @@ def _phases(bg: BoundGraph, paths: list[dict[tuple[int, int], int]]) -> dict[int
     return out
 
 
-def _leaf_lower(bg: BoundGraph, F: Any, lb: np.ndarray, lo: np.ndarray, hi: np.ndarray, method: str,
-                phases: dict[int, np.ndarray] | None) -> Any:
-    """lower(row, slopes) for one leaf: the batch's bound, or (with slopes) its own replay."""
+def _leaf_lower(bg: BoundGraph, forms: list[Aff], F: Any, lb: np.ndarray, st: Any, b: int,
+                path: dict[tuple[int, int], int]) -> Any:
+    """lower(row, (slopes, mult)) for leaf b of the batch state ``st``: the batch's bound, or (with
+    extras) the bound from that leaf's own bounds (``fast_engine.select``; any certified variable
+    bounds give valid lines) with those slopes and, with multipliers, the larger of IBP on the row
+    and the bound of its ``mult_form``."""
     own: dict[str, Any] = {}
 
-    def lower(row: int, slopes: Any) -> float:
-        if not slopes:
+    def lower(row: int, ex: Any) -> float:
+        slopes, mult = ex or ({}, {})
+        if not slopes and not mult:
             return float(lb[row])
         if "st" not in own:
-            own["st"] = fe.forward(fe.compiled(bg), lo, hi, method, phases)
-        return float(fe.bound_forms(own["st"], F, _float_slopes(bg, slopes))[0, row])
+            own["st"] = fe.select(st, b)
+        one = own["st"]
+        sl = _float_slopes(bg, slopes) if slopes else None
+        if not mult:
+            return float(fe.bound_forms(one, F, sl)[0, row])
+        Fm = fe.forms_of(bg, [mult_form(bg, forms[row], mult, path)])
+        return float(max(lb[row], fe.bound_forms(one, Fm, sl)[0, 0]))
 
     return lower

@@ -9,11 +9,16 @@ differences:
   >= 0), walked by the ONE walker ``bounds.leaves``, so the leaves cover every region's box by
   construction; a leaf's bound holds on its region (box and split halfspaces), where the engines
   clamp each split element's argument bounds at 0;
-- a leaf proof's optional third element is ``{"slopes": [[node, i, lower, upper], ...]}``: the
-  relaxation choice for element i of bound-graph node ``node`` in this proof's final
-  back-substitution (fn: slopes, any rationals; mul: McCormick weights in [0, 1]; max: a member
-  index, or null), each ``null`` or a rational. Every such value gives a valid bound (the
-  intercepts are recomputed from it), so they are validated, not trusted;
+- a leaf proof's optional third element is ``{"slopes": [[node, i, lower, upper], ...],
+  "mult": [[node, i, q], ...]}`` (either key may be left out): ``slopes`` is the relaxation choice
+  for element i of bound-graph node ``node`` in this proof's final back-substitution (fn: slopes,
+  any rationals; mul: McCormick weights in [0, 1]; max: a member index, or null), each ``null`` or
+  a rational. Every such value gives a valid bound (the intercepts are recomputed from it), so they
+  are validated, not trusted. ``mult`` gives a multiplier q >= 0 of the split constraint of an
+  element split on this leaf's path (only those): on the leaf's region sgn·z >= 0, z the element's
+  argument form and sgn = +1 on the active side, -1 on the inactive one, so f >= f - q·sgn·z; the
+  final back-substitution of both engines bounds that form (exactly composed, ``engine.mult_form``)
+  instead of f (β-CROWN's split multipliers; the chain format's ``"mult"``, bounds.py);
 - ``method``: "crown" (CROWN bounds for every nonlinear node's arguments) or "forward"/"ibp"
   (IBP argument bounds, then one CROWN back-substitution from the objective);
 - ``vnn-sat``: the output *enclosure* at the point (exact interval evaluation: exact for rational
@@ -64,14 +69,20 @@ def objective_forms(
     return forms, index
 
 
-def read_slopes(bg: BoundGraph) -> Any:
-    """The reader of a proof's third element for this graph (see the module docstring)."""
+Extras = tuple[Slopes, dict[tuple[int, int], Fraction]]  # (slopes, split multipliers)
 
-    def read(p: list[Any], where: str) -> Slopes:
+
+def read_slopes(bg: BoundGraph) -> Any:
+    """The reader of a proof's third element for this graph (see the module docstring):
+    ``read(proof, where, phases)`` -> (slopes, mult), ``phases`` the leaf's split path."""
+    widths = split_widths(bg)
+
+    def read(p: list[Any], where: str, phases: dict[tuple[int, int], int] | None = None) -> Extras:
         ex = p[2]
-        require(isinstance(ex, dict) and set(ex) == {"slopes"}, f"{where}: malformed proof extras")
+        ok = isinstance(ex, dict) and ex and set(ex) <= {"slopes", "mult"}
+        require(ok, f"{where}: malformed proof extras")
         out: Slopes = {}
-        for e in ex["slopes"]:
+        for e in ex.get("slopes", []):
             require(isinstance(e, list) and len(e) == 4, f"{where}: malformed slope entry")
             k, i = e[0], e[1]
             require(
@@ -91,7 +102,17 @@ def read_slopes(bg: BoundGraph) -> Any:
             row = out.setdefault(k, [None] * bg.nodes[k].size)
             require(row[i] is None, f"{where}: element {e[:2]!r} given twice")
             row[i] = val
-        return out
+        mult: dict[tuple[int, int], Fraction] = {}
+        for e in ex.get("mult", []):
+            require(isinstance(e, list) and len(e) == 3, f"{where}: malformed mult entry")
+            key, q = (e[0], e[1]), rational(e[2])
+            # (type checks first: a bool is an int, and a list key is unhashable)
+            ok = all(type(v) is int for v in key) and 0 <= key[0] < len(widths)
+            require(ok and 0 <= key[1] < widths[key[0]] and key not in mult,
+                    f"{where}: bad mult element {e[:2]!r}")
+            require(q >= 0 and key in (phases or {}), f"{where}: multiplier {e!r} not >= 0 on a split")
+            mult[key] = q
+        return out, mult
 
     return read
 
@@ -143,12 +164,15 @@ def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str 
             for i, (lo, hi, (proofs, _, phases)) in enumerate(items):
                 st = engine.forward(bg, [Fraction(v) for v in lo], [Fraction(v) for v in hi], method, phases)
 
-                def lower_bound(row: int, slopes: Any, st: Any = st, fs: list[Aff] = forms) -> Fraction:
-                    ibp = engine.form_bounds(fs[row], st.L, st.U)[0]
-                    return max(ibp, engine.best_backsub(st, fs[row], slopes or None))
+                def lower_bound(row: int, ex: Extras | None, st: Any = st, ph: Any = phases,
+                                forms: list[Aff] = forms) -> Fraction:
+                    slopes, mult = ex or ({}, {})
+                    ibp = engine.form_bounds(forms[row], st.L, st.U)[0]
+                    f = engine.mult_form(bg, forms[row], mult, ph) if mult else forms[row]
+                    return max(ibp, engine.best_backsub(st, f, slopes or None))
 
-                at = f"region {r} leaf {i}"
-                check_leaf_proofs(proofs, region, index, lower_bound, at, read_extras=read)
+                check_leaf_proofs(proofs, region, index, lower_bound, f"region {r} leaf {i}",
+                                  read_extras=lambda p, w, ph=phases: read(p, w, ph))
     how = "fast float64" if mode == "fast" else "exact rational"
     trusted = {"float64:ieee754-standard-model": 1} if mode == "fast" else {}
     if mode == "fast" and any(n.kind == "fn" and n.fn in LIBM_ROWS for n in bg.nodes):
@@ -160,8 +184,8 @@ def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str 
 
 #: function rows whose fast sibling calls np.exp / np.log / np.log1p / np.tanh, and the assumption
 #: that makes those calls sound (stated in ``fast_functions.py``); exact mode needs neither
-LIBM_ROWS = frozenset({"exp", "log", "tanh", "sigmoid", "softplus", "silu", "gelu", "pow"})
-LIBM = "libm:exp,log,log1p,tanh-within-4-ulp"
+LIBM_ROWS = frozenset({"exp", "log", "tanh", "sigmoid", "softplus", "silu", "gelu", "pow", "erf"})
+LIBM = "libm:exp,log,log1p,tanh,erf-within-4-ulp"
 
 
 def row_assumptions(bg: BoundGraph) -> dict[str, int]:

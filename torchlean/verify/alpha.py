@@ -29,9 +29,12 @@ MAX_DENSE = 6_000_000
 
 
 def dense_size(bg: Any) -> int:
-    """Entries of the dense matrices ``Backsub`` would build for this graph."""
-    per = sum(n.size * (2 if n.kind == "mul" else 1) for n in bg.nodes if n.kind not in ("input", "const"))
-    return (per + len(bg.outputs)) * bg.n_vars
+    """Entries of the dense matrices ``Backsub`` would build for this graph (fn nodes' argument
+    forms are kept sparse where under 1% full, ``_sparse``; mul and max nodes' are dense)."""
+    per = sum(n.size * (2 if n.kind == "mul" else 1) for n in bg.nodes if n.kind in ("mul", "max"))
+    fn = sum(min(n.size * bg.n_vars, 100 * sum(len(f.t) for f in n.args))
+             for n in bg.nodes if n.kind == "fn")
+    return (per + len(bg.outputs)) * bg.n_vars + fn
 
 
 def _dense(forms: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -42,6 +45,28 @@ def _dense(forms: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
             A[i, v] = float(q)
         c[i] = float(f.c)
     return A, c
+
+
+def _sparse(forms: list[Any], n: int) -> tuple[Any, np.ndarray]:
+    """The forms as a ``fast_forms._Mat`` (sparse when under 1% full; ``lmul``: Y @ A, ``rmul``:
+    X @ A.T) and their constants (floats: a guide, the engine recomputes every bound)."""
+    from ..certificates.fast_forms import _Mat
+
+    rows = np.array([i for i, f in enumerate(forms) for _ in f.t], dtype=np.int64)
+    cols = np.array([v for f in forms for v in f.t], dtype=np.int64)
+    vals = np.array([float(q) for f in forms for q in f.t.values()])
+    order = np.lexsort((cols, rows))
+    return _Mat(len(forms), n, rows[order], cols[order], vals[order]), np.array([float(f.c) for f in forms])
+
+
+def _lmul(A: Any, Y: np.ndarray) -> np.ndarray:
+    """Y (..., R) @ A (R, n) -> (..., n)."""
+    return A.lmul(Y.reshape(-1, Y.shape[-1])).reshape(*Y.shape[:-1], A.shape[1])
+
+
+def _rmul(A: Any, X: np.ndarray) -> np.ndarray:
+    """X (..., n) @ A.T -> (..., R)."""
+    return A.rmul(X.reshape(-1, X.shape[-1])).reshape(*X.shape[:-1], A.shape[0])
 
 
 class Backsub:
@@ -68,7 +93,7 @@ class Backsub:
             op: dict[str, Any] = {"k": k, "kind": node.kind, "blk": blk}
             al, au = (np.asarray(v, float)[:, None, :] for v in args[k])  # (B, 1, R_k)
             if node.kind == "fn":
-                op["A"], op["c"] = _dense(node.args, self.n)
+                op["A"], op["c"] = _sparse(node.args, self.n)
                 op["l"], op["u"] = al, au
                 op["row"], op["attrs"] = fast_rows[node.fn], dict(node.attrs)
                 dl, du = op["row"].default_slopes(al, au, **op["attrs"])
@@ -135,12 +160,20 @@ class Backsub:
                 for op in self.ops if op["kind"] == "fn"}
 
     def bound(self, lam0: np.ndarray, c0: np.ndarray, slopes: dict[int, tuple[np.ndarray, np.ndarray]],
-              want_grad: bool = False) -> tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]:
-        """Lower bounds (B, R) of the rows lam0·v + c0 (lam0 (R, n), c0 (R,) or (B, R)) in every
-        box and, if asked, their gradients in the slopes."""
-        R = lam0.shape[0]
+              want_grad: bool = False, mult: dict[int, np.ndarray] | None = None
+              ) -> tuple[np.ndarray, dict[Any, Any]]:
+        """Lower bounds (B, R) of the rows lam0·v + c0 (lam0 (R, n) or (B, R, n), c0 (R,) or
+        (B, R)) minus Σ_k mult[k]·z_k (z_k: fn node k's argument forms, mult[k] (B, R, size_k):
+        signed split multipliers q·sgn, ``engine.mult_form``) in every box and, if asked, their
+        gradients in the slopes (by node) and in the multipliers (key ("mult", k)); ``self.lk``
+        then holds each fn node's multipliers (B, R, size) met in the back-substitution."""
+        R = lam0.shape[-2]
         lam = np.broadcast_to(lam0, (self.B, R, self.n)).copy()
         const = np.broadcast_to(np.asarray(c0, float), (self.B, R)).copy()
+        ops = {op["k"]: op for op in self.ops}
+        for k, s in (mult or {}).items():
+            lam -= _lmul(ops[k]["A"], s)
+            const -= s @ ops[k]["c"]
         tape = []
         for op in self.ops:
             blk = op["blk"]
@@ -155,7 +188,7 @@ class Backsub:
                 coef = np.where(pos, aL, aU)
                 m = lk * coef
                 const += (lk * np.where(pos, bL, bU)).sum(-1) + m @ op["c"]
-                lam += m @ op["A"]
+                lam += _lmul(op["A"], m)
                 tape.append((op, lk, pos, coef, (bL, bU)))
             elif op["kind"] == "mul":  # default McCormick planes (t = 0)
                 cx = np.where(pos, op["lw"], op["uw"])
@@ -175,12 +208,13 @@ class Backsub:
         out = const + (lam[..., t] * corner).sum(-1)
         if not want_grad:
             return out, {}
+        self.lk = {op["k"]: lk for op, lk, *_ in tape if op["kind"] == "fn"}
         g_lam = np.zeros_like(lam)
         g_lam[..., t] = corner
         grads: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for op, lk, pos, coef, bsel in reversed(tape):
             if op["kind"] == "fn":
-                g_m = g_lam @ op["A"].T + op["c"]
+                g_m = _rmul(op["A"], g_lam) + op["c"]
                 bL, bU = bsel
                 g_lk = g_m * coef + np.where(pos, bL, bU)
                 g_coef = g_m * lk
@@ -197,6 +231,8 @@ class Backsub:
                 g_up = np.einsum("brn,bsn->brs", g_lam, op["Aup"]) + op["cup"][:, None]
                 g_lk = np.where(pos, g_lo, g_up)
             g_lam[..., op["blk"]] = g_lk
+        for k in mult or {}:  # (g_lam now holds d out / d lam at the start, every variable)
+            grads["mult", k] = -(_rmul(ops[k]["A"], g_lam) + ops[k]["c"])
         return out, grads
 
 

@@ -33,6 +33,14 @@ ATTACK_EVERY = 4
 #: more inputs than this: no input splitting (root CROWN, root α-CROWN, then counterexample search)
 INPUT_SPLIT_MAX = 64
 
+#: share of the time left after the root bounds that the ReLU-split search leaves to the attack
+#: at its end (it also runs the attack between batches: ``graph_relu.ATTACK_SHARE``)
+RELU_ATTACK_SHARE = 0.1
+
+#: (region, deadline, stats, attack) -> the region's certificate entry by ReLU splits, a confirmed
+#: counterexample the attack (until -> point or None) found, or None (``graph_relu.bab_region``)
+ReluSplit = Callable[[Region, float, dict[str, Any], Callable[[float], Any]], Any]
+
 #: (lo (1, n), hi (1, n), C, d) -> (lower bounds (R,) of C·y - d with optimised slopes, per row the
 #: leaf-proof slope entries) or None; ``table.alpha_leaf`` bound to a target
 AlphaLeaf = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]
@@ -189,9 +197,15 @@ def solve(
     max_splits: int | None = None,
     extra_starts: np.ndarray | None = None,
     alpha_leaf: AlphaLeaf | None = None,
+    relu_split: ReluSplit | None = None,
+    relu_only: bool = False,
 ) -> tuple[str, Any, dict[str, Any]]:
     """("sat", x), ("unsat", [tree per region]) or ("timeout", None), with search statistics.
-    Neither verdict is final until the caller's checker accepted the certificate built from it."""
+    Neither verdict is final until the caller's checker accepted the certificate built from it.
+    ``relu_split`` (graphs with more than INPUT_SPLIT_MAX inputs, once root CROWN and α-CROWN
+    leave a region open, or at once when ``relu_only``: every nonlinear node is a relu, and that
+    search starts with root CROWN and α itself): the region's entry from ReLU-split branch and
+    bound, or None."""
     t0 = time.perf_counter()
     deadline = t0 + timeout
     stats: dict[str, Any] = {"boxes": 0, "leaves": 0}
@@ -206,8 +220,18 @@ def solve(
     else:  # α-CROWN costs tens of CROWN passes: on few inputs splitting is cheaper (bench/README.md)
         alpha_leaf = None
     for region in spec.regions:
-        out = bab_region(bounder, ex, region, confirm, deadline, stats, max_splits=max_splits,
-                         alpha_leaf=alpha_leaf)
+        relu_first = relu_split is not None and ex.n_in > INPUT_SPLIT_MAX and relu_only
+        out = None if relu_first else bab_region(bounder, ex, region, confirm, deadline, stats,
+                                                 max_splits=max_splits, alpha_leaf=alpha_leaf)
+        if out is None and relu_split is not None and ex.n_in > INPUT_SPLIT_MAX:
+            # hidden-neuron splits (graph_relu), leaving a share of the time to the attack
+            left = deadline - time.perf_counter()
+            seeds = iter(range(seed + 2, seed + 10**6))
+
+            def attack(until: float, seeds: Any = seeds) -> list[Fraction] | None:
+                return graph_attack.search(ex, spec, confirm, seed=next(seeds), rounds=1, deadline=until)
+
+            out = relu_split(region, time.perf_counter() + (1 - RELU_ATTACK_SHARE) * left, stats, attack)
         if out is None:
             if max_splits == 0 and ex.n_in > INPUT_SPLIT_MAX:  # spend the rest on the attack
                 x = graph_attack.search(ex, spec, confirm, seed=seed + 1, rounds=50, deadline=deadline)
@@ -216,7 +240,7 @@ def solve(
                     return "sat", x, stats
             stats["time"] = time.perf_counter() - t0
             return "timeout", None, stats
-        if out and isinstance(out[0], Fraction):
+        if isinstance(out, list) and out and isinstance(out[0], Fraction):
             stats["time"] = time.perf_counter() - t0
             return "sat", out, stats
         trees.append(out)
@@ -227,11 +251,16 @@ def solve(
 def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0) -> Any:
     """``bab.Result`` for a ``table.Target``: the search's claim with its certificate (the caller
     runs ``table.check`` on it before reporting, as the CLI does)."""
-    from . import table
+    from . import graph_relu, table
     from .bab import Result
 
+    relu_split = None
+    if t.bg is not None and graph_relu.relu_nodes(t.bg):
+        relu_split = lambda region, deadline, stats, attack: graph_relu.bab_region(  # noqa: E731
+            t.bg, region, deadline, stats, attack)
     verdict, out, stats = solve(table.bounder(t), t.ex, spec, table.confirmer(t, spec), timeout, seed,
-                                alpha_leaf=table.alpha_leaf_fn(t))
+                                alpha_leaf=table.alpha_leaf_fn(t), relu_split=relu_split,
+                                relu_only=relu_split is not None and graph_relu.relu_only(t.bg))
     if verdict == "sat":
         y = t.ex.forward(np.array([[float(v) for v in out]]))[0].tolist()
         return Result("sat", cert=table.sat_cert(t, spec, out), x=out, y=y, stats=stats)

@@ -1,0 +1,304 @@
+"""Branch and bound over ReLU phases on general graphs (untrusted search; checked output): the
+bound-table sibling of ``relu_bab.py``, for graphs with too many inputs to split (CNNs, ResNets).
+
+A subproblem is the region's box with some elements of relu nodes fixed to one side of their kink
+(``["relu", node, i]`` splits of ``certificates/graph_vnn.py``). Subproblems are bounded in
+batches by the checker's fast engine (``fast_engine.forward`` with the split phases: a split
+element's argument bounds are clamped at 0, so its relaxation is exact, and every later node's
+CROWN bounds see it). Where that default CROWN bound does not prove the disjunct, two sets of free
+parameters are chosen here by projected gradient ascent (Adam) on the float back-substitution of
+``alpha.Backsub``:
+
+- the lower slopes α in [0, 1] of the unstable ReLU elements (α-CROWN), and
+- multipliers β >= 0 of the split constraints (β-CROWN: f >= f - β·sgn·z on the subproblem's
+  region; ``engine.mult_form``),
+
+and the bound with those values is then recomputed by the fast engine exactly as the checker's
+fast replay does (the same exact form, the same slopes), so a leaf claims half of a bound the
+engine computed. Branching: the unstable, unsplit element with the largest BaBSR intercept score
+|λ⁻|·(-l·u/(u - l)) of the best row (λ the multiplier the back-substitution meets at the element's
+output). Each disjunct of a region gets its own tree (``{"per_disjunct": [...]}``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from ..certificates import engine
+from ..certificates import fast_engine as fe
+from ..certificates.fast_functions import FAST
+from ..certificates.graph_vnn import objective_forms
+from ..certificates.property import Region
+from . import alpha
+from .bab import _combos
+from .tree import SplitTree, choice, threshold
+
+EPS = 1e-8
+#: counterexample search between batches: at most this share of the search's time (a property the
+#: bounds cannot prove may be false; the attack is the caller's, ``general.solve``)
+ATTACK_SHARE = 0.3
+STEPS = 20  # gradient steps per batch
+DIGITS = 5  # significant digits of a recorded β (any value >= 0 is sound)
+
+Phases = dict[tuple[int, int], int]
+
+
+def relu_nodes(bg: Any) -> list[int]:
+    """The relu nodes of the graph (the splittable elements this search branches on)."""
+    return [k for k, n in enumerate(bg.nodes) if n.kind == "fn" and n.fn == "relu"]
+
+
+def _phase_arrays(bg: Any, paths: list[Phases]) -> dict[int, np.ndarray] | None:
+    """The paths as the fast engine's phases {node: (B, size) int8, -1 where unsplit}."""
+    if not any(paths):
+        return None
+    out: dict[int, np.ndarray] = {}
+    for b, path in enumerate(paths):
+        for (k, i), v in path.items():
+            out.setdefault(k, np.full((len(paths), bg.nodes[k].size), -1, dtype=np.int8))[b, i] = v
+    return out
+
+
+class Disjunct:
+    """One disjunct of a region: its objective rows (every combination of its atoms), exact and as
+    floats, as the checker builds them (``graph_vnn.objective_forms``)."""
+
+    def __init__(self, bg: Any, region: Region, j: int):
+        self.region = Region(region.lo, region.hi, (region.disjuncts[j],), region.lo_strict, region.hi_strict)
+        self.names = _combos(len(region.disjuncts[j]))
+        forms, index = objective_forms(bg, self.region, [self.names])
+        self.forms = [forms[index[0][c]] for c in self.names]
+        self.F = fe.forms_of(bg, self.forms)
+        self.lam0, self.c0 = alpha._dense(self.forms, bg.n_vars)
+
+
+Arrays = dict[int, np.ndarray]
+
+
+def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths: list[Phases],
+              steps: int, deadline: float = float("inf")) -> tuple[np.ndarray, Arrays, Arrays, Arrays]:
+    """α (lower slopes) and β (split multipliers) per box and row by Adam on the float bound.
+    Returns the best float bound (B, R), the best α and β per relu node (B, R, size), and the
+    multipliers λ (B, R, size) met at each relu node's output under the default slopes."""
+    B, R = bs.B, dj.lam0.shape[0]
+    slopes = bs.default_slopes(R)
+    sgn = {}
+    for k in relus:
+        s = np.zeros((B, 1, _size(bs, k)))
+        for b, path in enumerate(paths):
+            for (kk, i), v in path.items():
+                if kk == k:
+                    s[b, 0, i] = 1.0 if v else -1.0
+        sgn[k] = s
+    split = [k for k in relus if (sgn[k] != 0).any()]
+    unstable = {k: (st.arg[k][0] < 0)[:, None, :] & (st.arg[k][1] > 0)[:, None, :] for k in relus}
+    beta = {k: np.zeros((B, R, _size(bs, k))) for k in split}
+    best_v = np.full((B, R), -np.inf)
+    best_a = {k: slopes[k][0].copy() for k in relus}
+    best_b = {k: v.copy() for k, v in beta.items()}
+    moments: dict[Any, list[Any]] = {}
+    lam: dict[int, np.ndarray] = {}
+
+    def adam(key: Any, x: np.ndarray, g: np.ndarray, lr: float, it: int) -> np.ndarray:
+        m, v = moments.setdefault(key, [0.0, 0.0])
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        moments[key] = [m, v]
+        return x + lr * (m / (1 - 0.9 ** it)) / (np.sqrt(v / (1 - 0.999 ** it)) + 1e-12)
+
+    for it in range(steps + 1):
+        mult = {k: beta[k] * sgn[k] for k in split}
+        v, g = bs.bound(dj.lam0, dj.c0, slopes, want_grad=True, mult=mult)
+        if it == 0:
+            lam = dict(bs.lk)
+        better = v > best_v
+        best_v = np.where(better, v, best_v)
+        for k in relus:
+            best_a[k] = np.where(better[..., None], slopes[k][0], best_a[k])
+        for k in split:
+            best_b[k] = np.where(better[..., None], beta[k], best_b[k])
+        if it == steps or (best_v > EPS).any(1).all() or time.perf_counter() > deadline:
+            break
+        for k in relus:
+            if k in g:
+                a = adam(("a", k), slopes[k][0], g[k][0], 0.1, it + 1)
+                slopes[k] = (np.where(unstable[k], np.clip(a, 0.0, 1.0), slopes[k][0]), slopes[k][1])
+        for k in split:
+            gb = g["mult", k] * sgn[k]
+            beta[k] = np.where(sgn[k] != 0, np.maximum(adam(("b", k), beta[k], gb, 0.05, it + 1), 0.0), 0.0)
+    return best_v, best_a, best_b, lam
+
+
+def _size(bs: alpha.Backsub, k: int) -> int:
+    return bs.bg.nodes[k].size
+
+
+def _q(v: float) -> Fraction:
+    return Fraction(f"{v:.{DIGITS}g}")
+
+
+def _extras(bs: alpha.Backsub, relus: list[int], st: Any, b: int, r: int, a: dict[int, np.ndarray],
+            beta: dict[int, np.ndarray], path: Phases) -> tuple[dict[str, list], dict[int, Any], dict]:
+    """Row r of box b's proof extras (α of unstable elements where not the default, β > 0 on
+    split elements), the engine's float slopes for it ((1, size), NaN = default) and the exact
+    multipliers."""
+    slopes, fslopes = [], {}
+    dflt = {op["k"]: op["dl"] for op in bs.ops if op["kind"] == "fn"}
+    for k in relus:
+        al, au = st.arg[k][0][b], st.arg[k][1][b]
+        unst = np.nonzero((al < 0) & (au > 0) & (a[k][b, r] != dflt[k][b, 0]))[0]
+        row = np.full(bs.bg.nodes[k].size, np.nan)
+        for i in unst:
+            q = float(np.float32(a[k][b, r, i]))
+            row[i] = q
+            slopes.append([k, int(i), str(Fraction(q)), None])
+        if unst.size:
+            fslopes[k] = (row[None], None)
+    mult = {}
+    for (k, i), _ in path.items():
+        if k in beta and beta[k][b, r, i] > 0:
+            q = _q(float(beta[k][b, r, i]))
+            if q > 0:
+                mult[k, i] = q
+    ex: dict[str, list] = {}
+    if slopes:
+        ex["slopes"] = slopes
+    if mult:
+        ex["mult"] = [[k, i, str(q)] for (k, i), q in mult.items()]
+    return ex, fslopes, mult
+
+
+def _engine_bounds(bg: Any, st: Any, dj: Disjunct, cands: list[tuple[int, int, dict, dict]]) -> list[float]:
+    """Per candidate (box b, row r, float slopes, exact multipliers): the bound the checker's fast
+    replay computes for that proof (``fast_vnn._leaf_lower``: the engine on the row's
+    ``mult_form`` with those slopes), all in one back-substitution over the batch's forward state
+    (a box's relu bounds do not depend on its batch: ``fast_engine.forward``; the claim is half
+    the bound, which absorbs a different summation order)."""
+    forms = [engine.mult_form(bg, dj.forms[r], mult, path) if mult else dj.forms[r]
+             for _, r, _, mult, path in cands]
+    slopes: dict[int, Any] = {}
+    for b, _, fsl, _, _ in cands:
+        for k, (row, _) in fsl.items():
+            slopes.setdefault(k, (np.full((st.B, row.shape[1]), np.nan), None))[0][b] = row[0]
+    low = fe.bound_forms(st, fe.forms_of(bg, forms), slopes or None)
+    return [float(low[b, c]) for c, (b, *_) in enumerate(cands)]
+
+
+Attack = Callable[[float], "list[Fraction] | None"]  # until -> a confirmed counterexample or None
+
+
+def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[str, Any],
+                 batch: int = 16, steps: int = STEPS, box: Any = None, attack: Attack | None = None
+                 ) -> list[Any] | None:
+    """A preorder ReLU-split tree whose leaves each prove some combination of disjunct j's atoms
+    violated on their region, a counterexample ``attack`` found and confirmed between batches (a
+    list of Fractions), or None (deadline, or a subproblem with every unstable element split that
+    is still not proved). ``box``: the region's float box (``fast_engine.boxes``), if known."""
+    fg = fe.compiled(bg)
+    dj = Disjunct(bg, region, j)
+    relus = relu_nodes(bg)
+    lo, hi = box if box is not None else fe.boxes([region.lo], [region.hi])
+    use_alpha = alpha.dense_size(bg) <= alpha.MAX_DENSE and all(
+        n.kind != "fn" or n.fn in FAST for n in bg.nodes)
+    tree = SplitTree()
+    queue: list[tuple[int, Phases]] = [(0, {})]
+    last_dt, began = 0.0, time.perf_counter()
+    while queue:
+        start = time.perf_counter()
+        if start + last_dt > deadline:
+            return None
+        if attack is not None and stats.get("attack_s", 0.0) < ATTACK_SHARE * (start - began):
+            x = attack(min(deadline, start + 1.0))
+            stats["attack_s"] = stats.get("attack_s", 0.0) + time.perf_counter() - start
+            if x is not None:
+                return x
+            start = time.perf_counter()
+        part, queue = queue[:batch], queue[batch:]
+        B = len(part)
+        paths = [p for _, p in part]
+        blo, bhi = np.repeat(lo, B, 0), np.repeat(hi, B, 0)
+        st = fe.forward(fg, blo, bhi, "crown", _phase_arrays(bg, paths))
+        lb = fe.bound_forms(st, dj.F)
+        stats["subproblems"] = stats.get("subproblems", 0) + B
+        done = lb.max(1) > EPS
+        score = {k: np.maximum(-st.arg[k][0], 0) * np.maximum(st.arg[k][1], 0)
+                 / np.maximum(st.arg[k][1] - st.arg[k][0], 1e-30) for k in relus}  # triangle heights
+        proofs: dict[int, list[Any]] = {}
+        for b in np.nonzero(done)[0]:
+            r = int(lb[b].argmax())
+            proofs[b] = [choice(dj.names[r]), threshold(lb[b, r])]
+        if use_alpha and not done.all() and B * len(dj.forms) * bg.n_vars <= alpha.MAX_DENSE:
+            bs = alpha.Backsub.from_fast(bg, fg, st, FAST)
+            val, a, beta, lam = _optimise(bs, dj, relus, st, paths, steps, deadline)
+            best_r = val.argmax(1)
+            for k in relus:  # BaBSR: what the best row pays for the element's upper line
+                score[k] = score[k] * np.abs(np.minimum(lam[k][np.arange(B), best_r], 0.0))
+            cands = []
+            for b in np.nonzero(~done & (val.max(1) > EPS))[0]:
+                r = int(best_r[b])
+                ex, fsl, mult = _extras(bs, relus, st, b, r, a, beta, paths[b])
+                cands.append((int(b), r, fsl, mult, paths[b], ex))
+            if cands:
+                got = _engine_bounds(bg, st, dj, [c[:5] for c in cands])
+                for (b, r, _, _, _, ex), g in zip(cands, got):
+                    if g > EPS:
+                        proof = [choice(dj.names[r]), threshold(g)]
+                        proofs[b] = proof + [ex] if ex else proof
+                        stats["beta_leaves"] = stats.get("beta_leaves", 0) + 1
+        for b, (node, path) in enumerate(part):
+            if b in proofs:
+                tree.nodes[node] = ("leaf", [proofs[b]])
+                stats["leaves"] = stats.get("leaves", 0) + 1
+                continue
+            best, pick = 0.0, None
+            for k in relus:
+                s = score[k][b].copy()
+                s[[i for (kk, i) in path if kk == k]] = -1.0
+                i = int(s.argmax())
+                if s[i] > best:
+                    best, pick = float(s[i]), (k, i)
+            if pick is None:  # every unstable element split, or none: no split can help
+                unst = [(k, int(i)) for k in relus
+                        for i in np.nonzero((st.arg[k][0][b] < 0) & (st.arg[k][1][b] > 0))[0]
+                        if (k, int(i)) not in path]
+                if not unst:
+                    return None
+                pick = unst[0]
+            ia, ib = tree.split_relu(node, *pick)
+            queue += [(ia, {**path, pick: 0}), (ib, {**path, pick: 1})]
+            stats["splits"] = stats.get("splits", 0) + 1
+        last_dt = time.perf_counter() - start
+    return tree.preorder()
+
+
+def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
+               attack: Attack | None = None) -> Any:
+    """The region's certificate entry ``{"per_disjunct": [tree, ...]}``, a confirmed counterexample
+    (a list of Fractions, from ``attack``), or None. The root box is bounded once for every
+    disjunct; only the disjuncts it leaves open are searched."""
+    if any(not d for d in region.disjuncts):
+        return None
+    box = fe.boxes([region.lo], [region.hi])
+    st = fe.forward(fe.compiled(bg), *box, "crown")
+    trees: list[Any] = []
+    for j in range(len(region.disjuncts)):
+        dj = Disjunct(bg, region, j)
+        lb = fe.bound_forms(st, dj.F)[0]
+        r = int(lb.argmax())
+        trees.append([["leaf", [[choice(dj.names[r]), threshold(lb[r])]]]] if lb[r] > EPS else None)
+    for j in sorted(range(len(trees)), key=lambda j: trees[j] is not None):
+        if trees[j] is None:
+            trees[j] = bab_disjunct(bg, region, j, deadline, stats, box=box, attack=attack)
+            if trees[j] is None or (trees[j] and isinstance(trees[j][0], Fraction)):
+                return trees[j]
+    return {"per_disjunct": trees}
+
+
+def relu_only(bg: Any) -> bool:
+    """Whether every nonlinear node is a relu node (this search then covers what root CROWN and
+    α-CROWN would: it starts from the root box with both)."""
+    return all(n.kind in ("input", "const") or (n.kind == "fn" and n.fn == "relu") for n in bg.nodes)
