@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import os
 import subprocess
@@ -87,6 +88,13 @@ def read_rows(path: Path, meta: Path | None, limit: int | None) -> list[dict[str
             known = {(r["onnx"], r["vnnlib"]): r for r in csv.DictReader(f)}
     for r in rows:
         m = known.get((r["onnx"], r["vnnlib"]), {})
+        if m.get("sha256"):  # the generated files should be the ones the list was made with
+            f1, f2 = path.parent / r["vnnlib"], path.parent / r["onnx"]
+            ok = f1.is_file() and f2.is_file()
+            got = hashlib.sha256(f1.read_bytes() + f2.read_bytes()).hexdigest()[:16] if ok else "missing"
+            if got != m["sha256"]:
+                print(f"warning: {r['vnnlib']}: {got} is not the listed file (sha256 {m['sha256']}); "
+                      f"regenerate with the command in bench/instances/README.md", file=sys.stderr)
         r["kind"] = m.get("kind") or path.parent.name
         r["expected"] = r.get("expected") or m.get("expected", "")
         r["base"] = str(path.parent.resolve())
