@@ -160,3 +160,34 @@ def test_bad_kind_is_one_line_error(tmp_path, capsys):
     assert GEN.main(["--out", str(tmp_path), "--kinds", "nope", "--data", str(DATA)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope" in err[0]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_vs_nnenum", ROOT / "bench/bench_vs_nnenum.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_flags_contradictions():
+    """bench_vs_nnenum: a sat/unsat clash is WRONG, and the side contradicting a known verdict is named."""
+    b = _bench()
+    assert b.wrong("", "sat", "unsat") and b.wrong("", "unsat", "sat")
+    assert b.wrong("unsat", "sat", "unsat") == "torchlean"
+    assert b.wrong("sat", "sat", "unsat") == "nnenum"
+    assert b.wrong("sat", "unsat", "timeout") == "torchlean"
+    assert b.wrong("", "sat", "timeout") == b.wrong("unsat", "unsat", "unsat") == ""
+    row = {"kind": "k", "onnx": "n.onnx", "vnnlib": "p.vnnlib", "expected": "", "torchlean": "sat",
+           "torchlean_s": "1.0", "nnenum": "unsat", "nnenum_s": "2.0"}
+    row["wrong"] = b.wrong("", "sat", "unsat")
+    table = b.summarise([row])
+    assert "| k | 1 | 0 (0/0) | 0 (0/0) | 1 |" in table  # a contradicted verdict never counts as solved
+
+
+def test_bench_without_nnenum_is_one_line_error(tmp_path):
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, str(ROOT / "bench/bench_vs_nnenum.py"), str(tmp_path / "x.csv"),
+                        "--nnenum-python", str(tmp_path / "none")], capture_output=True, text=True)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "nnenum" in p.stderr
