@@ -3,7 +3,7 @@
     OPENBLAS_NUM_THREADS=1 python bench/bench_vs_nnenum.py INSTANCES.csv [INSTANCES.csv ...] --timeout 30
         [--limit N] [--out bench/results_vs_nnenum.csv] [--meta META.csv]
         [--nnenum-python /work/venv-nnenum/bin/python] [--nnenum-src /work/nnenum-src/src]
-    python bench/bench_vs_nnenum.py --table bench/results_vs_nnenum.csv     # the tables of a run
+    python bench/bench_vs_nnenum.py --table bench/results_vs_nnenum.csv [--by family]    # the tables of a run
 
 INSTANCES.csv: a VNN-COMP ``instances.csv`` (onnx,vnnlib,timeout; e.g. one made by
 ``bench/gen_instances.py``, whose ``meta.csv`` beside it gives each row's kind and the verdict the
@@ -47,8 +47,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_vnncomp import GRACE_S, pick, run_one  # noqa: E402  (one runner for torchlean's CLI)
 
-FIELDS = ["kind", "onnx", "vnnlib", "expected", "torchlean", "torchlean_s", "ort", "nnenum", "nnenum_s",
-          "wrong", "note"]
+FIELDS = ["kind", "family", "onnx", "vnnlib", "expected", "torchlean", "torchlean_s", "ort", "nnenum",
+          "nnenum_s", "wrong", "note"]
 NNENUM_VERDICT = {"holds": "unsat", "violated": "sat", "timeout": "timeout"}
 INSTALL = ("see the install steps in bench/bench_vs_nnenum.py's docstring (a clone of stanleybak/nnenum "
            "and a venv with numpy scipy onnx onnxruntime skl2onnx swiglpk termcolor)")
@@ -96,6 +96,7 @@ def read_rows(path: Path, meta: Path | None, limit: int | None) -> list[dict[str
                 print(f"warning: {r['vnnlib']}: {got} is not the listed file (sha256 {m['sha256']}); "
                       f"regenerate with the command in bench/instances/README.md", file=sys.stderr)
         r["kind"] = m.get("kind") or path.parent.name
+        r["family"] = m.get("family") or path.parent.name
         r["expected"] = r.get("expected") or m.get("expected", "")
         r["base"] = str(path.parent.resolve())
     return rows
@@ -112,14 +113,15 @@ def wrong(expected: str, tl: str, nn: str) -> str:
     return ""
 
 
-def summarise(rows: list[dict[str, str]]) -> str:
-    """Per kind (and in all): solved counts, sums of solve times and their ratio, and wins."""
-    head = ("| kind | n | torchlean solved (sat/unsat) | nnenum solved (sat/unsat) | WRONG | torchlean s "
+def summarise(rows: list[dict[str, str]], by: str = "kind") -> str:
+    """Per kind or family (``by``; and in all): solved counts, sums of solve times and their ratio,
+    and wins."""
+    head = (f"| {by} | n | torchlean solved (sat/unsat) | nnenum solved (sat/unsat) | WRONG | torchlean s "
             "| nnenum s | ratio tl/nnenum | both solved: tl s / nnenum s | nnenum only | torchlean only |\n"
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
     groups: dict[str, list[dict[str, str]]] = {}
     for r in rows:
-        groups.setdefault(r["kind"], []).append(r)
+        groups.setdefault(r.get(by) or r["kind"], []).append(r)
     if len(groups) > 1:
         groups["all"] = rows
     lines = []
@@ -185,11 +187,12 @@ def main() -> int:
     ap.add_argument("--nnenum-python", default="/work/venv-nnenum/bin/python")
     ap.add_argument("--nnenum-src", default="/work/nnenum-src/src")
     ap.add_argument("--table", metavar="RESULTS_CSV", help="print the tables of a results CSV and exit")
+    ap.add_argument("--by", choices=("kind", "family"), default="kind", help="the table's grouping")
     a = ap.parse_args()
     if a.table:
         with open(a.table) as f:
             rows = list(csv.DictReader(f))
-        print(summarise(rows) + "\ntargets (nnenum wins; known sat missed):\n" + targets(rows), end="")
+        print(summarise(rows, a.by) + "\ntargets (nnenum wins; known sat missed):\n" + targets(rows), end="")
         return 0
     if not a.instances:
         print("error: give an instances CSV (or --table RESULTS_CSV)", file=sys.stderr)
@@ -217,7 +220,8 @@ def main() -> int:
                 res[tool] = run_nnenum(a.nnenum_python, a.nnenum_src, base / r["onnx"], base / r["vnnlib"],
                                        a.timeout)
         tl, nn = res["torchlean"][0], res["nnenum"][0]
-        row = {"kind": r["kind"], "onnx": r["onnx"], "vnnlib": r["vnnlib"], "expected": r["expected"],
+        row = {"kind": r["kind"], "family": r["family"], "onnx": r["onnx"], "vnnlib": r["vnnlib"],
+               "expected": r["expected"],
                "torchlean": tl, "torchlean_s": f"{res['torchlean'][1]:.2f}", "ort": ort,
                "nnenum": nn, "nnenum_s": f"{res['nnenum'][1]:.2f}", "wrong": wrong(r["expected"], tl, nn),
                "note": "; ".join(f"{k}: {v[2]}" for k, v in res.items() if v[2])}
@@ -232,7 +236,7 @@ def main() -> int:
               f"{' | ' + row['note'] if row['note'] else ''}",
               flush=True)
     print()
-    print(summarise(rows) + "\ntargets (nnenum wins; known sat missed):\n" + targets(rows), end="")
+    print(summarise(rows, a.by) + "\ntargets (nnenum wins; known sat missed):\n" + targets(rows), end="")
     return 1 if any(r["wrong"] for r in rows) else 0
 
 
