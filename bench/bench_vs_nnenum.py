@@ -95,8 +95,8 @@ def read_rows(path: Path, meta: Path | None, limit: int | None) -> list[dict[str
             if got != m["sha256"]:
                 print(f"warning: {r['vnnlib']}: {got} is not the listed file (sha256 {m['sha256']}); "
                       f"regenerate with the command in bench/instances/README.md", file=sys.stderr)
-        r["kind"] = m.get("kind") or path.parent.name
-        r["family"] = m.get("family") or path.parent.name
+        r["kind"] = r.get("kind") or m.get("kind") or path.parent.name
+        r["family"] = r.get("family") or m.get("family") or path.parent.name
         r["expected"] = r.get("expected") or m.get("expected", "")
         r["base"] = str(path.parent.resolve())
     return rows
