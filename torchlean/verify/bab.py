@@ -118,13 +118,13 @@ def _verify(net, spec, timeout, batch, progress, attack_first, seed, method, t0,
     """``verify``'s body, under its deadline."""
     fnet = float_net(net)
     if attack_first:
-        x = attack.search(net, fnet, spec, seed=seed)
+        x = attack.search(fnet, spec, lambda q: attack.confirm(net, spec, q), seed=seed)
         if x is not None:
             return _sat(net, spec, fnet, x, stats, t0, bg)
         shut = attack.closure(spec)
-        x = attack.search(net, fnet, shut, seed=seed) if shut is not None else None
+        x = attack.search(fnet, shut, lambda q: attack.confirm(net, shut, q), seed=seed) if shut else None
         if x is not None:  # a point of the closure; it, or a point moved inward from it, may be one
-            x = attack.inward(net, fnet, spec, x)
+            x = attack.inward(fnet, spec, lambda q: attack.confirm(net, spec, q), x)
             if attack.confirm(net, spec, x):
                 return _sat(net, spec, fnet, x, stats, t0, bg)
             stats["time"] = time.perf_counter() - t0
@@ -134,7 +134,10 @@ def _verify(net, spec, timeout, batch, progress, attack_first, seed, method, t0,
     if net.n_in > INPUT_SPLIT_MAX:
         trees = []
         for region in spec.regions:
-            out = _relu_region(net, region, t0 + timeout, stats, progress)
+            out = _relu_region(net, region, t0 + timeout, stats, progress,
+                               attack.InSearch(fnet, region, lambda q: attack.confirm(net, spec, q), seed))
+            if isinstance(out, list):  # a counterexample the falsification found alongside
+                return _sat(net, spec, fnet, out, stats, t0, bg)
             if out is None:
                 stats["time"] = time.perf_counter() - t0
                 return Result("timeout", stats=stats)
@@ -192,9 +195,11 @@ def _input_split(net, spec, fnet, deadline, batch, progress, stats, method, spli
 
 
 def _relu_region(
-    net: Net, region: Region, deadline: float, stats: dict[str, Any], progress: bool = False
-) -> dict | None:
-    """One ReLU-split tree per disjunct (``relu_bab``), or None at the deadline."""
+    net: Net, region: Region, deadline: float, stats: dict[str, Any], progress: bool = False,
+    falsify: attack.InSearch | None = None,
+) -> dict | list[Fraction] | None:
+    """One ReLU-split tree per disjunct (``relu_bab``), a counterexample ``falsify`` found between
+    its batches (PGD restarts over the region), or None at the deadline."""
     if any(not d for d in region.disjuncts):
         return None
     widths = hidden_widths(net)
@@ -210,12 +215,18 @@ def _relu_region(
         bar = _bar(progress, f"disjunct {len(trees) + 1}/{len(region.disjuncts)}", total=None)
 
         def show(queue: int, bar=bar) -> None:
+            if falsify is not None:  # (relu_bab's boxes are the region: PGD over it)
+                x = falsify.step(falsify.lo[None], falsify.hi[None], np.array([-np.inf]), None)
+                if x is not None:
+                    raise _Found(x)
             if bar is not None:
                 bar.set_postfix(boxes=stats["boxes"], leaves=stats["leaves"], open=queue, refresh=False)
                 bar.update(1)
 
         try:
             tree = relu_bab(layers, widths, lo, hi, combos[0], deadline, stats, on_batch=show)
+        except _Found as e:
+            return e.x
         finally:
             if bar is not None:
                 bar.close()
@@ -223,6 +234,14 @@ def _relu_region(
             return None
         trees.append(tree)
     return {"per_disjunct": trees}
+
+
+class _Found(Exception):
+    """A confirmed counterexample, out of ``relu_bab``'s batch callback."""
+
+    def __init__(self, x: list[Fraction]):
+        super().__init__("counterexample")
+        self.x = x
 
 
 def _sat(net, spec, fnet, x, stats, t0, bg=None) -> Result:
@@ -268,6 +287,7 @@ def _bab_region(
     width0 = hi0 - lo0
     live = width0 > 0
     tree = SplitTree()
+    falsify = attack.InSearch(fnet, region, lambda q: attack.confirm(net, spec, q))
     stack_lo, stack_hi, stack_id = [lo0], [hi0], [0]
     bar = _bar(progress, label)
     done = 0.0
@@ -303,11 +323,6 @@ def _bab_region(
             vol = np.prod(np.where(live, (hi - lo) / np.where(live, width0, 1), 1.0), axis=1)
             done += float(vol[proven].sum())
             open_ = np.nonzero(~proven)[0]
-            if open_.size:
-                cand = attack.pgd_in_boxes(fnet, region, lo[open_], hi[open_])
-                found = attack.try_points(net, fnet, spec, region, cand)
-                if found is not None:
-                    return found
             smart = (
                 None if bg is not None else smart_dims(
                     layers,
@@ -335,6 +350,11 @@ def _bab_region(
                 # the bound's gradient breaks ties where no ReLU is relaxed any more
                 relax_score = relaxation_scores(trace, open_, rows, w_open)
                 relax_score += 1e-3 * np.abs(forms[open_, rows]) * w_open
+            if open_.size:  # falsification alongside: the bound's minimisers, PGD (attack.InSearch)
+                coef = table.coef if bg is not None else forms[open_, rows]
+                found = falsify.step(lo[open_], hi[open_], best[open_].min(1), coef)
+                if found is not None:
+                    return found
             for n_i, i in enumerate(open_):
                 j, row = int(worst[n_i]), int(rows[n_i])
                 if split == "single":  # the best single atom's gradient, not a combination's
@@ -393,6 +413,7 @@ class _TableBoxes:
                       and all(n.fn == "relu" for n in bg.nodes[1:])
                       and sizes == [W.shape[0] for W in self.W[:-1]])
         self.st: Any = None
+        self.coef: Any = None  # the last ``scores`` call's signed input coefficients (for attack)
 
     def bound(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Certified lower bounds (B, R) of the rows over each box."""
@@ -404,7 +425,8 @@ class _TableBoxes:
         if not self.chain:  # (not the chain's layout: split the widest dimension)
             return np.zeros_like(width), np.zeros_like(width)
         pre = [(self.st.arg[k][0][boxes], self.st.arg[k][1][boxes]) for k in self.relus]
-        return table_relaxation_scores(self.W, pre, self.C[rows], width)
+        score, self.coef = table_relaxation_scores(self.W, pre, self.C[rows], width, signed=True)
+        return score, np.abs(self.coef)
 
 
 def _bar(progress: bool, label: str, total: float | None = 1.0):
