@@ -1,14 +1,15 @@
 """Time to the counterexample, /work/main's verifier against this tree's, on sat instances.
 
-    OPENBLAS_NUM_THREADS=1 python bench/bench_falsify.py [--timeout 30] [--suites acasxu,rl,density,mnistfc,hard]
-        [--limit 8] [--main /work/main] [--data /work/shared/data] [--out bench/results_falsify.csv]
+    OPENBLAS_NUM_THREADS=1 python bench/bench_falsify.py [--timeout 30]
+        [--suites acasxu,rl,density,mnistfc,hard] [--limit 8] [--main /work/main]
+        [--data /work/shared/data] [--out bench/results_falsify.csv]
 
 Suites: the published sat instances of acasxu, rl_benchmarks, reach_prob_density and mnistfc
 (``expected.csv``; ``--limit`` keeps N per suite, evenly spaced), and ``hard``: sat instances made
 here on the shared networks (written to a temporary folder, regenerated identically from the seed):
 
 - ``tight``: on a shared property's input box, the unsafe set Y_i - Y_j <= t (Y_0 <= t for one
-  output) with t just above the minimum a long PGD run finds (t = m* + 0.002·(median - m*) over
+  output) with t just above the minimum a long PGD run finds (t = m* + 0.0002·(median - m*) over
   random samples): the counterexamples form a tiny set around that minimum;
 - ``shrunk``: the same threshold on a box 1-5 % of the original's width per side around the PGD
   minimiser, placed off-centre.
@@ -111,8 +112,10 @@ def shared(data: Path, suites: list[str], limit: int) -> list[tuple[str, Path, P
             continue
         base = data / SUITES[s]
         rows = [r for r in csv.DictReader(open(base / "expected.csv")) if r["expected"] == "sat"]
-        if limit and len(rows) > limit:
-            rows = [rows[round(i * (len(rows) - 1) / (limit - 1))] for i in range(limit)] if limit > 1 else rows[:1]
+        if limit == 1:
+            rows = rows[:1]
+        elif limit and len(rows) > limit:
+            rows = [rows[round(i * (len(rows) - 1) / (limit - 1))] for i in range(limit)]
         out += [(s, base / r["onnx"], base / r["vnnlib"], "sat") for r in rows]
     return out
 
@@ -128,12 +131,17 @@ HARD_BASES = [
 ]
 
 
+def _num(v: float) -> str:
+    """A decimal VNN-LIB reads (no exponent), exactly the float's value to 17 digits."""
+    return np.format_float_positional(float(v), unique=True, trim="-")
+
+
 def _vnnlib(lo: np.ndarray, hi: np.ndarray, n_out: int, expr: str, t: float) -> str:
     lines = [f"(declare-const X_{i} Real)" for i in range(lo.size)]
     lines += [f"(declare-const Y_{i} Real)" for i in range(n_out)]
     for i, (a, b) in enumerate(zip(lo, hi)):
-        lines += [f"(assert (>= X_{i} {a!r}))", f"(assert (<= X_{i} {b!r}))"]
-    lines.append(f"(assert (<= {expr} {t!r}))")
+        lines += [f"(assert (>= X_{i} {_num(a)}))", f"(assert (<= X_{i} {_num(b)}))"]
+    lines.append(f"(assert (<= {expr} {_num(t)}))")
     return "\n".join(lines) + "\n"
 
 
@@ -167,7 +175,7 @@ def hard(data: Path, folder: Path, seed: int = 0) -> list[tuple[str, Path, Path,
                                                    * (hi - lo)]), lo, hi, steps=150, decay=0.96)
         k = int(np.argmin(v))
         m, med = float(v[k]), float(np.median(v0))
-        t = m + 0.002 * (med - m)
+        t = m + 2e-4 * (med - m)
         stem = Path(onnx).stem
         p = folder / f"{stem}_tight.vnnlib"
         p.write_text(_vnnlib(lo, hi, n_out, expr, t))
@@ -179,6 +187,10 @@ def hard(data: Path, folder: Path, seed: int = 0) -> list[tuple[str, Path, Path,
         p.write_text(_vnnlib(slo, shi, n_out, expr, t))
         out.append(("hard", net_path, p, "sat"))
     return out
+
+
+def _cell(r: dict, t: float) -> str:
+    return f"{t:8.2f}" if np.isfinite(t) else f"{r['verdict'][:8]:>8}"
 
 
 def main() -> int:
@@ -210,10 +222,11 @@ def main() -> int:
             tn = r_new["time"] if r_new["verdict"] == "sat" else float("inf")
             ratio = tm / tn if np.isfinite(tn) else (float("nan") if not np.isfinite(tm) else 0.0)
             name = f"{onnx.stem}/{prop.stem}"[-58:]
-            cell = (lambda r, t: f"{t:8.2f}" if np.isfinite(t) else f"{r['verdict'][:8]:>8}")
-            print(f"{suite:8} {name:58} {cell(r_main, tm)} {cell(r_new, tn)} {ratio:8.2f}  {ort}", flush=True)
-            rows.append({"suite": suite, "instance": name, "main": r_main["verdict"], "main_s": r_main["time"],
-                         "new": r_new["verdict"], "new_s": r_new["time"], "ort": ort.strip()})
+            print(f"{suite:8} {name:58} {_cell(r_main, tm)} {_cell(r_new, tn)} {ratio:8.2f}  {ort}",
+                  flush=True)
+            rows.append({"suite": suite, "instance": name, "main": r_main["verdict"],
+                         "main_s": r_main["time"], "new": r_new["verdict"], "new_s": r_new["time"],
+                         "ort": ort.strip()})
     n = len(rows)
     sm = sum(r["main"] == "sat" for r in rows)
     sn = sum(r["new"] == "sat" for r in rows)
@@ -221,7 +234,8 @@ def main() -> int:
     tm, tn = sum(r["main_s"] for r in both), sum(r["new_s"] for r in both)
     print(f"\n{n} instances: sat found by main {sm}, by new {sn}; wrong {wrong}")
     if both:
-        print(f"on the {len(both)} both found: total main {tm:.2f} s, new {tn:.2f} s, main/new {tm / max(tn, 1e-9):.2f}")
+        print(f"on the {len(both)} both found: total main {tm:.2f} s, new {tn:.2f} s, "
+              f"main/new {tm / max(tn, 1e-9):.2f}")
     if a.out:
         with open(a.out, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
