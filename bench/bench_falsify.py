@@ -6,7 +6,9 @@
 
 Suites: the published sat instances of acasxu, rl_benchmarks, reach_prob_density and mnistfc
 (``expected.csv``; ``--limit`` keeps N per suite, evenly spaced), and ``hard``: sat instances made
-here on the shared networks (written to a temporary folder, regenerated identically from the seed):
+here on the shared networks (written to a temporary folder, regenerated identically from the seed).
+A suite named ``acasxu_unsat`` (any shared suite + ``_unsat``) runs its published unsat instances
+instead: the cost of the falsification on proofs (time to the unsat verdict).
 
 - ``tight``: on a shared property's input box, the unsafe set Y_i - Y_j <= t (Y_0 <= t for one
   output) with t just above the minimum a long PGD run finds (t = m* + 0.0002·(median - m*) over
@@ -108,15 +110,17 @@ def ort_margin(onnx: Path, prop: Path, x: list[str]) -> tuple[bool, float]:
 def shared(data: Path, suites: list[str], limit: int) -> list[tuple[str, Path, Path, str]]:
     out = []
     for s in suites:
-        if s not in SUITES:
+        name, _, want = s.partition("_")
+        if name not in SUITES:
             continue
-        base = data / SUITES[s]
-        rows = [r for r in csv.DictReader(open(base / "expected.csv")) if r["expected"] == "sat"]
+        want = want or "sat"
+        base = data / SUITES[name]
+        rows = [r for r in csv.DictReader(open(base / "expected.csv")) if r["expected"] == want]
         if limit == 1:
             rows = rows[:1]
         elif limit and len(rows) > limit:
             rows = [rows[round(i * (len(rows) - 1) / (limit - 1))] for i in range(limit)]
-        out += [(s, base / r["onnx"], base / r["vnnlib"], "sat") for r in rows]
+        out += [(s, base / r["onnx"], base / r["vnnlib"], want) for r in rows]
     return out
 
 
@@ -218,21 +222,21 @@ def main() -> int:
                         wrong += 1
                     ok, marg = ort_margin(onnx, prop, r["x"])
                     ort += "yes " if ok else f"near({marg:.1e}) " if marg < 1e-4 else "NO "
-            tm = r_main["time"] if r_main["verdict"] == "sat" else float("inf")
-            tn = r_new["time"] if r_new["verdict"] == "sat" else float("inf")
+            tm = r_main["time"] if r_main["verdict"] == exp else float("inf")
+            tn = r_new["time"] if r_new["verdict"] == exp else float("inf")
             ratio = tm / tn if np.isfinite(tn) else (float("nan") if not np.isfinite(tm) else 0.0)
             name = f"{onnx.stem}/{prop.stem}"[-58:]
             print(f"{suite:8} {name:58} {_cell(r_main, tm)} {_cell(r_new, tn)} {ratio:8.2f}  {ort}",
                   flush=True)
-            rows.append({"suite": suite, "instance": name, "main": r_main["verdict"],
+            rows.append({"suite": suite, "instance": name, "expected": exp, "main": r_main["verdict"],
                          "main_s": r_main["time"], "new": r_new["verdict"], "new_s": r_new["time"],
                          "ort": ort.strip()})
     n = len(rows)
-    sm = sum(r["main"] == "sat" for r in rows)
-    sn = sum(r["new"] == "sat" for r in rows)
-    both = [r for r in rows if r["main"] == "sat" and r["new"] == "sat"]
+    sm = sum(r["main"] == r["expected"] for r in rows)
+    sn = sum(r["new"] == r["expected"] for r in rows)
+    both = [r for r in rows if r["main"] == r["expected"] == r["new"]]
     tm, tn = sum(r["main_s"] for r in both), sum(r["new_s"] for r in both)
-    print(f"\n{n} instances: sat found by main {sm}, by new {sn}; wrong {wrong}")
+    print(f"\n{n} instances: solved (the expected verdict) by main {sm}, by new {sn}; wrong {wrong}")
     if both:
         print(f"on the {len(both)} both found: total main {tm:.2f} s, new {tn:.2f} s, "
               f"main/new {tm / max(tn, 1e-9):.2f}")

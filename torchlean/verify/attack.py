@@ -264,13 +264,14 @@ class InSearch:
         self.rng = np.random.default_rng(seed + 7919)
         self.lo = np.array([float(v) for v in region.lo])
         self.hi = np.array([float(v) for v in region.hi])
-        self.disjuncts = [_atoms(d) for d in region.disjuncts if d]
+        self.disjuncts = [_atoms(d) for d in region.disjuncts if d]  # (``root``: none is empty)
         self.tries, self.tol, self.boxes, self.steps = tries, tol, boxes, steps
         self.t0 = time.perf_counter()
         self.spent = 0.0  # seconds of PGD so far
         self.scale: float | None = None  # |the first batch's worst lower bound|: the margins' unit
         self.best = np.inf  # the smallest float margin seen
         self.seen: set[tuple[float, ...]] = set()  # points confirm already refused
+        self.anchors: np.ndarray | None = None  # ``root``'s corners
         self.stats = {"batches": 0, "pgd_rounds": 0, "confirms": 0}
 
     def share(self, lb: np.ndarray) -> float:
@@ -307,7 +308,14 @@ class InSearch:
         if not lo.shape[0] or not self.disjuncts:
             return None
         # (a) the leaf minimisers, evaluated in float; the best few confirmed exactly
-        pts = (lo + hi) / 2 if coef is None else leaf_minimisers(lo, hi, np.nan_to_num(coef))
+        if coef is not None:
+            pts = leaf_minimisers(lo, hi, np.nan_to_num(coef))
+        elif self.anchors is not None and lo.shape[0] == 1:  # the region itself: its root's corners
+            pts = self.anchors
+            lo, hi = np.broadcast_to(lo, pts.shape), np.broadcast_to(hi, pts.shape)
+            lb = np.broadcast_to(lb, pts.shape[:1])
+        else:
+            pts = (lo + hi) / 2
         m = margins(self.region, self.ex.forward(pts)).min(1)
         m = np.where(np.isnan(m), np.inf, m)
         if self.scale is None:  # the root's worst bound (else its first float margin) sets the unit
@@ -325,6 +333,38 @@ class InSearch:
             return self._pgd(lo, hi, pts, m)
         finally:
             self.spent += time.perf_counter() - t
+
+    @np.errstate(invalid="ignore", over="ignore")
+    def root(self, lb: np.ndarray, coef: np.ndarray, owner: np.ndarray, steps: int = 40
+             ) -> list[Fraction] | None:
+        """The whole region as the first leaf, for searches that never hand boxes over (ReLU
+        splitting): the minimiser of every row's linear lower bound (lb (R,), coef (R, d)) over the
+        region's box, confirmed if violating, then a full PGD run per disjunct from the corners of
+        its own rows (``owner`` (R,): each row's disjunct) and the two best others; the corners stay
+        the anchors of later ``step`` calls without boxes."""
+        lo = np.broadcast_to(self.lo, coef.shape)
+        hi = np.broadcast_to(self.hi, coef.shape)
+        pts = leaf_minimisers(lo, hi, np.nan_to_num(coef))
+        m = margins(self.region, self.ex.forward(pts)).min(1)
+        m = np.where(np.isnan(m), np.inf, m)
+        self.scale = max(abs(float(np.min(lb))), 1e-9) if np.isfinite(lb).all() else self.scale
+        self.best = min(self.best, float(m.min()))
+        self.anchors = pts
+        found = self._check(pts, m)
+        t = time.perf_counter()
+        try:
+            best2 = np.argsort(m)[:2]
+            for j, (A, b) in enumerate(self.disjuncts if found is None else ()):
+                sel = np.union1d(np.nonzero(owner == j)[0], best2)
+                z, v = pgd(self.ex, A, b, pts[sel], lo[sel], hi[sel], steps=steps)
+                v = np.where(np.isnan(v), np.inf, v)
+                self.best = min(self.best, float(v.min()))
+                found = self._check(z, v)
+                if found is not None:
+                    break
+        finally:
+            self.spent += time.perf_counter() - t
+        return found
 
     def _pgd(self, lo: np.ndarray, hi: np.ndarray, pts: np.ndarray, m: np.ndarray) -> list[Fraction] | None:
         """PGD per disjunct in the most violated open boxes (by their minimiser's float margin):

@@ -118,11 +118,12 @@ def _verify(net, spec, timeout, batch, progress, attack_first, seed, method, t0,
     """``verify``'s body, under its deadline."""
     fnet = float_net(net)
     if attack_first:
-        x = attack.search(fnet, spec, lambda q: attack.confirm(net, spec, q), seed=seed)
+        x = attack.search(fnet, spec, lambda q: attack.confirm(net, spec, q), seed=seed, rounds=1)
         if x is not None:
             return _sat(net, spec, fnet, x, stats, t0, bg)
         shut = attack.closure(spec)
-        x = attack.search(fnet, shut, lambda q: attack.confirm(net, shut, q), seed=seed) if shut else None
+        x = None if shut is None else attack.search(fnet, shut, lambda q: attack.confirm(net, shut, q),
+                                                    seed=seed, rounds=1)
         if x is not None:  # a point of the closure; it, or a point moved inward from it, may be one
             x = attack.inward(fnet, spec, lambda q: attack.confirm(net, spec, q), x)
             if attack.confirm(net, spec, x):
@@ -204,6 +205,13 @@ def _relu_region(
         return None
     widths = hidden_widths(net)
     lo, hi = (np.array(v) for v in fast.outward(list(region.lo), list(region.hi)))
+    if falsify is not None:  # the root leaf's bound minimisers, every row in one CROWN pass
+        combos = [_combos(len(d)) for d in region.disjuncts]
+        steps, _ = objective_steps(net, region, combos)
+        lb, lam = crown_bounds(fast.prepare(steps), lo[None], hi[None], want_lam=True)
+        x = falsify.root(lb[0], lam[0], np.repeat(np.arange(len(combos)), [len(c) for c in combos]))
+        if x is not None:
+            return x
     hidden = None
     trees = []
     for disj in region.disjuncts:
