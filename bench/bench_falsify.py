@@ -10,8 +10,9 @@ here on the shared networks (written to a temporary folder, regenerated identica
 A suite named ``acasxu_unsat`` (any shared suite + ``_unsat``) runs its published unsat instances
 instead: the cost of the falsification on proofs (time to the unsat verdict).
 
-- ``tight``: on a shared property's input box, the unsafe set Y_i - Y_j <= t (Y_0 <= t for one
-  output) with t just above the minimum a long PGD run finds (t = m* + 0.0002·(median - m*) over
+- ``tight``: on a shared property's input box, the unsafe set Y_0 - Y_1 <= t and Y_1 - Y_2 <= t
+  (Y_0 - Y_1 <= t for two outputs, Y_0 <= t for one) with t just above the minimum of the larger
+  of the two that a long PGD run finds (t = m* + 0.0002·(median - m*) over
   random samples): the counterexamples form a tiny set around that minimum;
 - ``shrunk``: the same threshold on a box 1-5 % of the original's width per side around the PGD
   minimiser, placed off-centre.
@@ -140,12 +141,12 @@ def _num(v: float) -> str:
     return np.format_float_positional(float(v), unique=True, trim="-")
 
 
-def _vnnlib(lo: np.ndarray, hi: np.ndarray, n_out: int, expr: str, t: float) -> str:
+def _vnnlib(lo: np.ndarray, hi: np.ndarray, n_out: int, exprs: list[str], t: float) -> str:
     lines = [f"(declare-const X_{i} Real)" for i in range(lo.size)]
     lines += [f"(declare-const Y_{i} Real)" for i in range(n_out)]
     for i, (a, b) in enumerate(zip(lo, hi)):
         lines += [f"(assert (>= X_{i} {_num(a)}))", f"(assert (<= X_{i} {_num(b)}))"]
-    lines.append(f"(assert (<= {expr} {_num(t)}))")
+    lines += [f"(assert (<= {e} {_num(t)}))" for e in exprs]
     return "\n".join(lines) + "\n"
 
 
@@ -167,14 +168,17 @@ def hard(data: Path, folder: Path, seed: int = 0) -> list[tuple[str, Path, Path,
         lo = np.array([float(v) for v in r.lo])
         hi = np.array([float(v) for v in r.hi])
         n_out = spec.n_out
-        A = np.zeros((1, n_out))
-        A[0, 0] = 1.0
-        expr = "Y_0"
+        # one atom Y_0 (- Y_1), or with three outputs or more the conjunction of two differences
+        A = np.zeros((1 if n_out < 3 else 2, n_out))
+        A[0, 0], exprs = 1.0, ["Y_0"]
         if n_out > 1:
-            A[0, 1], expr = -1.0, "(- Y_0 Y_1)"
-        b = np.zeros(1)
+            A[0, 1], exprs = -1.0, ["(- Y_0 Y_1)"]
+        if n_out > 2:
+            A[1, 1], A[1, 2] = 1.0, -1.0
+            exprs.append("(- Y_1 Y_2)")
+        b = np.zeros(A.shape[0])
         x0 = lo + rng.random((4000, lo.size)) * (hi - lo)
-        v0 = (ex.forward(x0) @ A.T).ravel()
+        v0 = (ex.forward(x0) @ A.T).max(1)
         z, v = attack.pgd(ex, A, b, np.concatenate([x0[np.argsort(v0)[:256]], lo + rng.random((256, lo.size))
                                                    * (hi - lo)]), lo, hi, steps=150, decay=0.96)
         k = int(np.argmin(v))
@@ -182,13 +186,13 @@ def hard(data: Path, folder: Path, seed: int = 0) -> list[tuple[str, Path, Path,
         t = m + 2e-4 * (med - m)
         stem = Path(onnx).stem
         p = folder / f"{stem}_tight.vnnlib"
-        p.write_text(_vnnlib(lo, hi, n_out, expr, t))
+        p.write_text(_vnnlib(lo, hi, n_out, exprs, t))
         out.append(("hard", net_path, p, "sat"))
         w = hi - lo
         slo = np.maximum(lo, z[k] - rng.uniform(0.01, 0.05, lo.size) * w)
         shi = np.minimum(hi, z[k] + rng.uniform(0.01, 0.05, lo.size) * w)
         p = folder / f"{stem}_shrunk.vnnlib"
-        p.write_text(_vnnlib(slo, shi, n_out, expr, t))
+        p.write_text(_vnnlib(slo, shi, n_out, exprs, t))
         out.append(("hard", net_path, p, "sat"))
     return out
 

@@ -335,7 +335,7 @@ class InSearch:
             self.spent += time.perf_counter() - t
 
     @np.errstate(invalid="ignore", over="ignore")
-    def root(self, lb: np.ndarray, coef: np.ndarray, owner: np.ndarray, steps: int = 40
+    def root(self, lb: np.ndarray, coef: np.ndarray, owner: np.ndarray, steps: int = 20
              ) -> list[Fraction] | None:
         """The whole region as the first leaf, for searches that never hand boxes over (ReLU
         splitting): the minimiser of every row's linear lower bound (lb (R,), coef (R, d)) over the
@@ -356,7 +356,7 @@ class InSearch:
             best2 = np.argsort(m)[:2]
             for j, (A, b) in enumerate(self.disjuncts if found is None else ()):
                 sel = np.union1d(np.nonzero(owner == j)[0], best2)
-                z, v = pgd(self.ex, A, b, pts[sel], lo[sel], hi[sel], steps=steps)
+                z, v = pgd(self.ex, A, b, pts[sel], lo[sel], hi[sel], steps=steps, decay=0.8)
                 v = np.where(np.isnan(v), np.inf, v)
                 self.best = min(self.best, float(v.min()))
                 found = self._check(z, v)
