@@ -127,6 +127,10 @@ def test_in_search_candidates_are_in_the_region_and_refused_points_not_retried(t
         a = rng.uniform(lo, hi, (8, 3))
         b = rng.uniform(lo, hi, (8, 3))
         assert fals.step(np.minimum(a, b), np.maximum(a, b), -np.ones(8), rng.standard_normal((8, 3))) is None
+    # the region as the only leaf (ReLU splitting): the root's corners, then boxless steps
+    assert fals.root(-np.ones(4), rng.standard_normal((4, 3)), np.zeros(4, dtype=int)) is None
+    assert fals.anchors is not None and fals.anchors.shape == (4, 3)
+    assert fals.step(fals.lo[None], fals.hi[None], np.array([-np.inf]), None) is None
     r = spec.regions[0]
     assert seen and all(r.contains(q) for q in seen)
     assert len({tuple(q) for q in seen}) == len(seen)  # a refused point is never confirmed again

@@ -184,6 +184,7 @@ def search(
     extra_starts: np.ndarray | None = None,
     rounds: int = 2,
     deadline: float | None = None,
+    decay: float = 0.88,
 ) -> list[Fraction] | None:
     """Random sampling, then PGD with restarts per region and disjunct; returns the first candidate
     ``confirm`` accepts (float32 values in the region's box, as exact Fractions), else None."""
@@ -210,7 +211,7 @@ def search(
                         picks.append(np.clip(extra_starts, lo, hi))
                 else:
                     picks = [rng.uniform(lo, hi, (starts + corners, lo.size))]
-                z, v = pgd(ex, A, b, np.concatenate(picks), lo, hi, steps=steps)
+                z, v = pgd(ex, A, b, np.concatenate(picks), lo, hi, steps=steps, decay=decay)
                 found = try_candidates(region, z, v, confirm)
                 if found is not None:
                     return found
