@@ -15,7 +15,11 @@ instead: the cost of the falsification on proofs (time to the unsat verdict).
   of the two that a long PGD run finds (t = m* + 0.0002·(median - m*) over
   random samples): the counterexamples form a tiny set around that minimum;
 - ``shrunk``: the same threshold on a box 1-5 % of the original's width per side around the PGD
-  minimiser, placed off-centre.
+  minimiser, placed off-centre;
+- ``basin``: the same unsafe set on the full box with the threshold between the minimum a short
+  attack reaches (the verifier's own pre-search settings) and the lower one a long run (4096
+  random starts, 256 corners, 60 steps) reaches: only the long run's basin is unsafe (made only
+  where the two differ).
 
 Each instance is solved in its own process per version (PYTHONPATH=--main, then this tree), with
 the same timeout: ``load_instance``, then ``bab.verify`` (ReLU chains) or ``general.verify_target``;
@@ -80,6 +84,7 @@ def solve(tree: str, onnx: Path, prop: Path, timeout: float) -> dict:
         return {"verdict": "killed", "time": float("nan"), "checked": None, "x": None}
     if p.returncode != 0:
         tail = (p.stderr.strip().splitlines() or ["?"])[-1]
+        print(f"  ({tree}: {tail})", file=sys.stderr)
         return {"verdict": "error", "time": float("nan"), "checked": None, "x": None, "why": tail}
     return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -129,6 +134,10 @@ def shared(data: Path, suites: list[str], limit: int) -> list[tuple[str, Path, P
 HARD_BASES = [
     ("vnncomp2021/acasxu", "ACASXU_run2a_1_1_batch_2000.onnx", "prop_1.vnnlib"),
     ("vnncomp2021/acasxu", "ACASXU_run2a_2_1_batch_2000.onnx", "prop_3.vnnlib"),
+    ("vnncomp2021/acasxu", "ACASXU_run2a_1_5_batch_2000.onnx", "prop_7.vnnlib"),
+    ("vnncomp2021/acasxu", "ACASXU_run2a_2_5_batch_2000.onnx", "prop_1.vnnlib"),
+    ("vnncomp2021/acasxu", "ACASXU_run2a_2_9_batch_2000.onnx", "prop_7.vnnlib"),
+    ("vnncomp2021/acasxu", "ACASXU_run2a_1_9_batch_2000.onnx", "prop_2.vnnlib"),
     ("vnncomp2022/rl_benchmarks", "onnx/lunarlander.onnx", "vnnlib/lunarlander_case_safe_2.vnnlib"),
     ("vnncomp2022/rl_benchmarks", "onnx/cartpole.onnx", "vnnlib/cartpole_case_unsafe_0.vnnlib"),
     ("vnncomp2022/reach_prob_density", "onnx/vdp.onnx", "vnnlib/vdp_0.vnnlib"),
@@ -148,6 +157,27 @@ def _vnnlib(lo: np.ndarray, hi: np.ndarray, n_out: int, exprs: list[str], t: flo
         lines += [f"(assert (>= X_{i} {_num(a)}))", f"(assert (<= X_{i} {_num(b)}))"]
     lines += [f"(assert (<= {e} {_num(t)}))" for e in exprs]
     return "\n".join(lines) + "\n"
+
+
+def _basin(ex, A, b, lo, hi, rng) -> float | None:
+    """A threshold between the minimum a short attack (the verifier's own settings before its
+    search: 2000 samples, PGD from the best 64) reaches and the lower one a long run (4096 random
+    starts and 256 corners, 60 steps) reaches, or None when the short attack already reaches it:
+    only the long run's basin is then unsafe."""
+    from torchlean.verify import attack
+
+    d = lo.size
+    x = lo + rng.random((2000, d)) * (hi - lo)
+    vs = (ex.forward(x) @ A.T - b).max(1)
+    _, v_short = attack.pgd(ex, A, b, x[np.argsort(vs)[:64]], lo, hi, steps=40, decay=0.85)
+    starts = np.concatenate([lo + rng.random((4096, d)) * (hi - lo),
+                             np.where(rng.integers(0, 2, (256, d)).astype(bool), hi, lo)])
+    _, v_long = attack.pgd(ex, A, b, starts, lo, hi, steps=60, decay=0.92)
+    m_short, m_long = float(v_short.min()), float(v_long.min())
+    spread = float(np.median(vs)) - m_long
+    if not m_long < m_short - 1e-3 * spread:
+        return None
+    return m_long + 0.25 * (m_short - m_long)
 
 
 def hard(data: Path, folder: Path, seed: int = 0) -> list[tuple[str, Path, Path, str]]:
@@ -184,7 +214,12 @@ def hard(data: Path, folder: Path, seed: int = 0) -> list[tuple[str, Path, Path,
         k = int(np.argmin(v))
         m, med = float(v[k]), float(np.median(v0))
         t = m + 2e-4 * (med - m)
-        stem = Path(onnx).stem
+        stem = Path(onnx).stem + "_" + Path(prop).stem
+        basin = _basin(ex, A, b, lo, hi, rng)
+        if basin is not None:
+            p = folder / f"{stem}_basin.vnnlib"
+            p.write_text(_vnnlib(lo, hi, n_out, exprs, basin))
+            out.append(("hard", net_path, p, "sat"))
         p = folder / f"{stem}_tight.vnnlib"
         p.write_text(_vnnlib(lo, hi, n_out, exprs, t))
         out.append(("hard", net_path, p, "sat"))
