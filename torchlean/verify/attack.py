@@ -250,14 +250,14 @@ class InSearch:
 
     Cost: the leaf minimisers cost one batched forward pass per batch (and ``confirm`` calls only
     for points whose float margin is <= ``tol``, at most ``tries`` per batch, never the same point
-    twice). PGD runs while its time stays under a share of the search's elapsed time: ``LOW``
-    while the best float margin seen is large against the root's bound, up to ``HIGH`` when it is
-    near 0 or the open boxes' lower bounds are (the adaptive schedule), so proof-heavy instances,
-    whose float margins stay large, pay little."""
+    twice). PGD runs while its time stays under a share of the search's elapsed time (the
+    adaptive schedule, ``share``): ``LOW`` while the best float margin seen is large, ``MID`` when
+    it is smallish or the open boxes' bounds near 0, ``HIGH`` when it is near 0; proof-heavy
+    instances, whose float margins stay large, pay little."""
 
-    LOW, MID, HIGH = 0.04, 0.12, 0.25
+    LOW, MID, HIGH = 0.02, 0.1, 0.25
     #: seconds of PGD allowed before any share applies (the first rounds are the most useful)
-    GRACE = 0.05
+    GRACE = 0.02
 
     def __init__(self, ex: Executor, region: Region, confirm: Confirm, seed: int = 0,
                  tries: int = 2, tol: float = 1e-6, boxes: int = 8, steps: int = 15):
@@ -269,19 +269,22 @@ class InSearch:
         self.tries, self.tol, self.boxes, self.steps = tries, tol, boxes, steps
         self.t0 = time.perf_counter()
         self.spent = 0.0  # seconds of PGD so far
-        self.scale: float | None = None  # |the first batch's worst lower bound|: the margins' unit
+        self.scale: float | None = None  # the first batch's median |float margin|: margins' unit
+        self.lb0: float | None = None  # |the first batch's worst lower bound|: the bounds' unit
         self.best = np.inf  # the smallest float margin seen
         self.seen: set[tuple[float, ...]] = set()  # points confirm already refused
         self.anchors: np.ndarray | None = None  # ``root``'s corners
         self.stats = {"batches": 0, "pgd_rounds": 0, "confirms": 0}
 
     def share(self, lb: np.ndarray) -> float:
-        """The fraction of the elapsed time PGD may use: more when a counterexample looks near."""
-        scale = self.scale or 1.0
-        near = min(self.best, float(-lb.max()) if lb.size else np.inf) / scale
+        """The fraction of the elapsed time PGD may use: more when a counterexample looks near,
+        i.e. the best float margin is small against the first batch's typical margin (``scale``),
+        or, more mildly, the open boxes' lower bounds are near 0 against the root's (``lb0``)."""
+        near = self.best / (self.scale or 1.0)
         if near <= 0.02:
             return self.HIGH
-        return self.MID if near <= 0.2 else self.LOW
+        close = lb.size and np.isfinite(lb).all() and self.lb0 and -float(lb.max()) <= 0.02 * self.lb0
+        return self.MID if near <= 0.2 or (close and near <= 0.5) else self.LOW
 
     def _check(self, z: np.ndarray, v: np.ndarray) -> list[Fraction] | None:
         """``confirm`` the most violating new candidates (v <= tol), at most ``tries``."""
@@ -319,9 +322,10 @@ class InSearch:
             pts = (lo + hi) / 2
         m = margins(self.region, self.ex.forward(pts)).min(1)
         m = np.where(np.isnan(m), np.inf, m)
-        if self.scale is None:  # the root's worst bound (else its first float margin) sets the unit
-            s = float(lb.min()) if np.isfinite(lb).all() else float(m.min())
-            self.scale = max(abs(s), 1e-9) if np.isfinite(s) else 1.0
+        if self.scale is None:  # the first batch's typical float margin and worst bound: the units
+            fin = np.abs(m[np.isfinite(m)])
+            self.scale = max(float(np.median(fin)), 1e-9) if fin.size else 1.0
+            self.lb0 = abs(float(lb.min())) if lb.size and np.isfinite(lb).all() else None
         self.best = min(self.best, float(m.min()))
         found = self._check(pts, m)
         if found is not None:
@@ -348,7 +352,9 @@ class InSearch:
         pts = leaf_minimisers(lo, hi, np.nan_to_num(coef))
         m = margins(self.region, self.ex.forward(pts)).min(1)
         m = np.where(np.isnan(m), np.inf, m)
-        self.scale = max(abs(float(np.min(lb))), 1e-9) if np.isfinite(lb).all() else self.scale
+        fin = np.abs(m[np.isfinite(m)])
+        self.scale = max(float(np.median(fin)), 1e-9) if fin.size else 1.0
+        self.lb0 = abs(float(np.min(lb))) if np.isfinite(lb).all() else None
         self.best = min(self.best, float(m.min()))
         self.anchors = pts
         found = self._check(pts, m)
