@@ -250,23 +250,27 @@ class InSearch:
 
     Cost: the leaf minimisers cost one batched forward pass per batch (and ``confirm`` calls only
     for points whose float margin is <= ``tol``, at most ``tries`` per batch, never the same point
-    twice). PGD runs while its time stays under a share of the search's elapsed time (the
-    adaptive schedule, ``share``): ``LOW`` while the best float margin seen is large, ``MID`` when
-    it is smallish or the open boxes' bounds near 0, ``HIGH`` when it is near 0; proof-heavy
-    instances, whose float margins stay large, pay little."""
+    twice); every ``local[0]``-th batch a short PGD runs from each open box's centre (what both
+    searches did before, kept: as boxes shrink their centres cover the region). The longer PGD
+    restarts run while their time stays under a share of the search's elapsed time (the adaptive
+    schedule, ``share``): ``LOW`` while the best float margin seen is large, ``MID`` when it is
+    smallish or the open boxes' bounds near 0, ``HIGH`` when it is near 0; proof-heavy instances,
+    whose float margins stay large, pay little for them."""
 
     LOW, MID, HIGH = 0.02, 0.1, 0.25
     #: seconds of PGD allowed before any share applies (the first rounds are the most useful)
     GRACE = 0.02
 
     def __init__(self, ex: Executor, region: Region, confirm: Confirm, seed: int = 0,
-                 tries: int = 2, tol: float = 1e-6, boxes: int = 8, steps: int = 15):
+                 tries: int = 2, tol: float = 1e-6, boxes: int = 8, steps: int = 15,
+                 local: tuple[int, int, float] = (1, 8, 0.7)):
         self.ex, self.region, self.confirm = ex, region, confirm
         self.rng = np.random.default_rng(seed + 7919)
         self.lo = np.array([float(v) for v in region.lo])
         self.hi = np.array([float(v) for v in region.hi])
         self.disjuncts = [_atoms(d) for d in region.disjuncts if d]  # (``root``: none is empty)
         self.tries, self.tol, self.boxes, self.steps = tries, tol, boxes, steps
+        self.local = local  # (every k-th batch, steps, decay) of the short PGD in every open box
         self.t0 = time.perf_counter()
         self.spent = 0.0  # seconds of PGD so far
         self.scale: float | None = None  # the first batch's median |float margin|: margins' unit
@@ -330,6 +334,17 @@ class InSearch:
         found = self._check(pts, m)
         if found is not None:
             return found
+        # a short PGD from every open box's centre, per disjunct (the searches' attack of old: as
+        # the boxes shrink their centres cover the region, which finds narrow unsafe sets)
+        every, steps, decay = self.local
+        if coef is not None and every and self.stats["batches"] % every == 1 % every:
+            for A, b in self.disjuncts:
+                z, v = pgd(self.ex, A, b, (lo + hi) / 2, lo, hi, steps=steps, decay=decay)
+                v = np.where(np.isnan(v), np.inf, v)
+                self.best = min(self.best, float(v.min()))
+                found = self._check(z, v)
+                if found is not None:
+                    return found
         # (b) PGD on the adaptive share of the elapsed time (c)
         if self.spent > self.GRACE + self.share(lb) * (time.perf_counter() - self.t0):
             return None

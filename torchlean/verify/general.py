@@ -85,7 +85,7 @@ def bab_region(
     # float(Fraction) rounds to nearest: widen by one ulp so the search's boxes cover the region's
     lo0, hi0 = np.nextafter(lo0, -np.inf), np.nextafter(hi0, np.inf)
     tree = SplitTree()
-    falsify = attack.InSearch(ex, region, confirm)
+    falsify = attack.InSearch(ex, region, confirm, local=(4, 10, 0.75))
     stack_lo, stack_hi, stack_id = [lo0], [hi0], [0]
     splits, last_dt = 0, 0.0
     while stack_id:
