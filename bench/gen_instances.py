@@ -218,17 +218,14 @@ class Model:
                  samples: int, starts: int, steps: int) -> tuple[float, np.ndarray, float]:
         """max of c·f(x) over the box by sampling then sign-PGD with restarts (from the best samples,
         random and corner points); returns (best value, its point, the sampled minimum)."""
-        from torchlean.verify.attack import _grad
-
         x = rng.uniform(lo, hi, (samples, lo.size))
         s = self.forward(x) @ c
         corners = np.where(rng.random((starts // 4, lo.size)) < 0.5, lo, hi)
         z = np.concatenate([x[np.argsort(-s)[: starts // 2]], rng.uniform(lo, hi, (starts // 4, lo.size)),
                             corners])
         step = (hi - lo) / 4
-        A, b = -c[None], np.zeros(1)
         for _ in range(steps):
-            _, g = _grad(self.fnet, z, A, b)  # gradient of -c·f: descend it
+            _, g = self.fnet.value_and_grad(z, lambda y: np.broadcast_to(-c, y.shape))  # of -c·f: descend
             z = np.clip(z - step * np.sign(g), lo, hi)
             step = step * (0.02 ** (1 / steps))
         allx = np.concatenate([x, z])

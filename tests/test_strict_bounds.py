@@ -179,9 +179,10 @@ def test_closure_and_moving_inward_from_a_closure_point(tmp_path):
     shut = closure(spec)
     assert closure(shut) is None and not shut.regions[0].lo_strict
     assert confirm(net, shut, [Fraction(0)]) and not confirm(net, spec, [Fraction(0)])
-    assert inward(net, float_net(net), spec, [Fraction(0)]) == [Fraction(0)]  # nothing inside: x kept
+    # nothing inside: x kept
+    assert inward(float_net(net), spec, lambda q: confirm(net, spec, q), [Fraction(0)]) == [Fraction(0)]
     sat = load_spec(_write(tmp_path, S1.replace("(<= Y_0 0)", "(<= Y_0 0.5)"), "sat.vnnlib"))
-    (x,) = inward(net, float_net(net), sat, [Fraction(0)])
+    (x,) = inward(float_net(net), sat, lambda q: confirm(net, sat, q), [Fraction(0)])
     assert 0 < x <= Fraction(1, 2) and confirm(net, sat, [x])
 
 

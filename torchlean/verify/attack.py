@@ -1,50 +1,51 @@
-"""Counterexample search: random sampling and projected sign-gradient descent (untrusted), and the
-exact confirmation of a candidate (the same test the checker applies)."""
+"""Counterexample search (untrusted), one implementation for chains and graphs, and the exact
+confirmation every found point must pass (the same test the checker applies).
+
+The search runs on an *executor*: anything with ``forward(x) -> y`` (B, n_out) and
+``value_and_grad(x, g_y) -> (y, grad)``, the input gradient of Σ_j G[b, j]·y[b, j] with G = g_y(y)
+(``network.FloatNet`` for ReLU chains, ``executor.GraphExec`` for any graph the runtime runs). It
+is projected sign-gradient descent (PGD) with restarts, per disjunct of the unsafe set, of the
+float margin max_k (a_k·y - b_k) (<= 0: every atom of the disjunct holds):
+
+- ``search``: before the proof search, from the best of a random sample, random box corners, the
+  centre and any extra starts;
+- ``InSearch``: alongside branch and bound, every batch: the minimiser of each open box's linear
+  lower bound (a box corner, by the sign of the bound's input coefficients) evaluated in float, and
+  on an adaptive share of the search's time PGD from those corners and from random and corner
+  points of the most violated open boxes and of the whole region.
+
+Candidates are rounded to float32 inside the box (``box_point``) and handed, most violating first,
+to a ``confirm`` callback: exact evaluation (``confirm`` here for chains, the checker's vnn-sat
+replay for graphs). Only that callback makes a point a counterexample; the float margins here
+decide nothing.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Sequence
 from fractions import Fraction
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..certificates.core import tick
 from ..certificates.network import Net, evaluate
 from ..certificates.property import Atom, Region, Spec
-from .network import FloatNet
+
+Confirm = Callable[[list[Fraction]], bool]
 
 
-def margins(region: Region, y: np.ndarray) -> np.ndarray:
-    """For each point (B, n_out) and disjunct: max_k (a_k·y - b_k); <= 0 means unsafe (float)."""
-    out = np.empty((y.shape[0], len(region.disjuncts)))
-    for j, disj in enumerate(region.disjuncts):
-        if not disj:
-            out[:, j] = -np.inf
-            continue
-        A = np.array([[float(a) for a in t.a] for t in disj])
-        b = np.array([float(t.b) for t in disj])
-        out[:, j] = (y @ A.T - b).max(1)
-    return out
+class Executor(Protocol):
+    """What the search needs of a network: float outputs and input gradients on a batch."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray: ...
+
+    def value_and_grad(self, x: np.ndarray, g_y: Callable[[np.ndarray], np.ndarray]
+                       ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-def to_float32_in_box(x: np.ndarray, region: Region) -> list[Fraction] | None:
-    """Round a point to float32 values in the region's input set (exact comparison): a value on
-    or outside a bound moves inward by float32 steps, past a strict bound strictly (``X_0 > 0``
-    never gives 0); None when no float32 value nearby is inside."""
-    out = []
-    for v, lo, hi, sl, sh in zip(x, region.lo, region.hi, *region.strictness()):
-        f = np.float32(v)
-        for _ in range(4):
-            q = Fraction(float(f))
-            if q < lo or (sl and q == lo):
-                f = np.nextafter(f, np.float32(np.inf))
-            elif q > hi or (sh and q == hi):
-                f = np.nextafter(f, np.float32(-np.inf))
-        q = Fraction(float(f))
-        if not ((lo < q if sl else lo <= q) and (q < hi if sh else q <= hi)):
-            return None
-        out.append(q)
-    return out
-
+# ---------------------------------------------------------------- exact confirmation (the gate)
 
 def confirm(net: Net, spec: Spec, x: list[Fraction]) -> bool:
     """Exact check that x is a counterexample (the checker's own rule: strict atoms and strict
@@ -69,105 +70,345 @@ def closure(spec: Spec) -> Spec | None:
         for r in spec.regions))
 
 
-def inward(net: Net, fnet: FloatNet, spec: Spec, x: list[Fraction]) -> list[Fraction]:
-    """A counterexample of ``spec`` on the segment from ``x`` (a counterexample of its closure) to
-    the centre of each region's box, at distances 2^-k (k = 1..60) from x; else ``x`` itself."""
-    if confirm(net, spec, x):
-        return x
-    xs = np.array([float(v) for v in x])
-    t = 2.0 ** -np.arange(1, 61)[:, None]
-    for region in spec.regions:
-        centre = np.array([float(a + b) / 2 for a, b in zip(region.lo, region.hi)])
-        found = try_points(net, fnet, spec, region, xs + t * (centre - xs))
-        if found is not None:
-            return found
-    return x
+# ---------------------------------------------------------------- float margins and box points
+
+def _atoms(disj: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    A = np.array([[float(a) for a in t.a] for t in disj], dtype=np.float64)
+    b = np.array([float(t.b) for t in disj], dtype=np.float64)
+    return A, b
 
 
-def try_points(net: Net, fnet: FloatNet, spec: Spec, region: Region, x: np.ndarray) -> list[Fraction] | None:
-    """Confirm the most violating of the float candidates x (B, d), if any looks unsafe."""
-    m = margins(region, fnet.forward(x)).min(1)
-    for i in np.argsort(m)[:3]:
-        if m[i] > 1e-9:
+@np.errstate(invalid="ignore", over="ignore")  # outside a row's domain the runtime gives nan: no candidate
+def margins(region: Region, y: np.ndarray) -> np.ndarray:
+    """(B, J): per point and disjunct, max_k (a_k·y - b_k); <= 0 means unsafe in float."""
+    out = np.full((y.shape[0], len(region.disjuncts)), -np.inf)
+    for j, disj in enumerate(region.disjuncts):
+        if disj:
+            A, b = _atoms(disj)
+            out[:, j] = (y @ A.T - b).max(1)
+    return out
+
+
+def to_float32_in_box(x: np.ndarray, region: Region) -> list[Fraction] | None:
+    """Round a point to float32 values in the region's input set (exact comparison): a value on
+    or outside a bound moves inward by float32 steps, past a strict bound strictly (``X_0 > 0``
+    never gives 0); None when no float32 value nearby is inside."""
+    out = []
+    for v, lo, hi, sl, sh in zip(x, region.lo, region.hi, *region.strictness()):
+        f = np.float32(v)
+        for _ in range(4):
+            q = Fraction(float(f))
+            if q < lo or (sl and q == lo):
+                f = np.nextafter(f, np.float32(np.inf))
+            elif q > hi or (sh and q == hi):
+                f = np.nextafter(f, np.float32(-np.inf))
+        q = Fraction(float(f))
+        if not ((lo < q if sl else lo <= q) and (q < hi if sh else q <= hi)):
+            return None
+        out.append(q)
+    return out
+
+
+def box_point(x: np.ndarray, region: Region) -> list[Fraction]:
+    """A point of the region's box near x, as exact rationals: float32 values where the box holds
+    one (what an ONNX runtime can be fed), else float64, else the box's own (decimal) end; boxes
+    whose sides are a single non-float32 decimal (a fixed input of a VNN-LIB property) need that."""
+    q32 = to_float32_in_box(x, region)
+    if q32 is not None:
+        return q32
+    out = []
+    for v, lo, hi in zip(x, region.lo, region.hi):
+        q = Fraction(float(np.float32(v)))
+        if not lo <= q <= hi:
+            q = Fraction(float(v))
+        if not lo <= q <= hi:
+            q = lo if q < lo else hi
+        out.append(q)
+    return out
+
+
+def try_candidates(region: Region, z: np.ndarray, v: np.ndarray, confirm: Confirm,
+                   tries: int = 4, tol: float = 1e-6) -> list[Fraction] | None:
+    """Hand the most violating candidates (objective v <= tol, float) to ``confirm``."""
+    for i in np.argsort(v)[:tries]:
+        if not v[i] <= tol:  # (nan: outside a function's domain, never a candidate)
             break
-        q = to_float32_in_box(x[i], region)
-        if q is not None and confirm(net, spec, q):
+        q = box_point(z[i], region)
+        if confirm(q):
             return q
     return None
 
 
-def _grad(fnet: FloatNet, x: np.ndarray, A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Value and input gradient of max_k (A_k·y - b_k) at each point."""
-    acts, h = [], x
-    for i, (W, c) in enumerate(fnet.layers):
-        h = h @ W.T + c
-        if i + 1 < len(fnet.layers):
-            acts.append(h > 0)
-            h = np.maximum(h, 0.0)
-    vals = h @ A.T - b
-    k = vals.argmax(1)
-    g = A[k]
-    for i in range(len(fnet.layers) - 1, -1, -1):
-        g = g @ fnet.layers[i][0]
-        if i > 0:
-            g = g * acts[i - 1]
-    return vals.max(1), g
+# ---------------------------------------------------------------- PGD
+
+@np.errstate(invalid="ignore", over="ignore")  # outside a row's domain the runtime gives nan: no candidate
+def pgd(ex: Executor, A: np.ndarray, b: np.ndarray, z: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+        steps: int = 40, decay: float = 0.88) -> tuple[np.ndarray, np.ndarray]:
+    """Sign-gradient descent of max_k (A_k·y - b_k) from each row of z, projected on [lo, hi]
+    (per-point boxes allowed); returns the best point seen per start and its objective."""
+    step = (hi - lo) / 4
+    best_z, best_v = z.copy(), np.full(z.shape[0], np.inf)
+
+    def active(y: np.ndarray) -> np.ndarray:
+        return A[(y @ A.T - b).argmax(1)]
+
+    for _ in range(steps):
+        tick()  # (the caller's deadline: a deep network makes each step slow)
+        y, g = ex.value_and_grad(z, active)
+        v = (y @ A.T - b).max(1)
+        better = v < best_v
+        best_z[better], best_v[better] = z[better], v[better]
+        z = np.clip(z - step * np.sign(g), lo, hi)
+        step = step * decay
+    v = (ex.forward(z) @ A.T - b).max(1)
+    better = v < best_v
+    best_z[better], best_v[better] = z[better], v[better]
+    return best_z, best_v
 
 
+def _corners(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, n: int) -> np.ndarray:
+    """n random corners of the box [lo, hi] (lo, hi (d,))."""
+    return np.where(rng.integers(0, 2, (n, lo.size)).astype(bool), hi, lo)
+
+
+@np.errstate(invalid="ignore", over="ignore")  # outside a row's domain the runtime gives nan: no candidate
 def search(
-    net: Net,
-    fnet: FloatNet,
+    ex: Executor,
     spec: Spec,
+    confirm: Confirm,
     seed: int = 0,
-    samples: int = 2000,
+    samples: int = 1000,
+    starts: int = 32,
+    corners: int = 16,
     steps: int = 40,
-    starts: int = 64,
+    extra_starts: np.ndarray | None = None,
+    rounds: int = 2,
+    deadline: float | None = None,
+    decay: float = 0.88,
 ) -> list[Fraction] | None:
-    """Random sampling then PGD per region and disjunct; returns an exactly confirmed point."""
+    """Random sampling, then PGD with restarts per region and disjunct; returns the first candidate
+    ``confirm`` accepts (float32 values in the region's box, as exact Fractions), else None."""
     rng = np.random.default_rng(seed)
     for region in spec.regions:
         lo = np.array([float(v) for v in region.lo])
         hi = np.array([float(v) for v in region.hi])
         x = rng.uniform(lo, hi, (samples, lo.size))
-        found = try_points(net, fnet, spec, region, x)
+        x = np.concatenate([((lo + hi) / 2)[None], x])
+        m = margins(region, ex.forward(x))
+        found = try_candidates(region, x, m.min(1), confirm)
         if found is not None:
             return found
-        m = margins(region, fnet.forward(x))
-        for j, disj in enumerate(region.disjuncts):
-            if not disj:
-                return try_points(net, fnet, spec, region, (lo + hi)[None] / 2)
-            A = np.array([[float(a) for a in t.a] for t in disj])
-            b = np.array([float(t.b) for t in disj])
-            z = x[np.argsort(m[:, j])[:starts]].copy()
-            step = (hi - lo) / 4
-            for _ in range(steps):
-                tick()  # (the caller's deadline: a deep network makes each step slow)
-                _, g = _grad(fnet, z, A, b)
-                z = np.clip(z - step * np.sign(g), lo, hi)
-                step = step * 0.85
-            found = try_points(net, fnet, spec, region, z)
-            if found is not None:
-                return found
+        for r in range(rounds):
+            for j, disj in enumerate(region.disjuncts):
+                if deadline is not None and time.perf_counter() > deadline:
+                    return None
+                if not disj:  # an empty conjunction: every point is unsafe
+                    return try_candidates(region, x[:1], np.zeros(1), confirm)
+                A, b = _atoms(disj)
+                if r == 0:
+                    picks = [x[np.argsort(m[:, j])[:starts]], _corners(rng, lo, hi, corners)]
+                    if extra_starts is not None:
+                        picks.append(np.clip(extra_starts, lo, hi))
+                else:
+                    picks = [rng.uniform(lo, hi, (starts + corners, lo.size))]
+                z, v = pgd(ex, A, b, np.concatenate(picks), lo, hi, steps=steps, decay=decay)
+                found = try_candidates(region, z, v, confirm)
+                if found is not None:
+                    return found
     return None
 
 
-def pgd_in_boxes(
-    fnet: FloatNet, region: Region, lo: np.ndarray, hi: np.ndarray, steps: int = 8
-) -> np.ndarray:
-    """From each box's centre, a few sign-gradient steps per disjunct towards its unsafe set,
-    staying in the box; returns the candidates (B·J, d). Used on the open boxes of branch-and-bound,
-    where a counterexample, if any, is most likely."""
-    out = []
-    for disj in region.disjuncts:
-        if not disj:
-            continue
-        A = np.array([[float(a) for a in t.a] for t in disj])
-        b = np.array([float(t.b) for t in disj])
-        z = (lo + hi) / 2
-        step = (hi - lo) / 4
-        for _ in range(steps):
-            _, g = _grad(fnet, z, A, b)
-            z = np.clip(z - step * np.sign(g), lo, hi)
-            step = step * 0.7
-        out.append(z)
-    return np.concatenate(out) if out else (lo + hi) / 2
+def inward(ex: Executor, spec: Spec, confirm: Confirm, x: list[Fraction]) -> list[Fraction]:
+    """A counterexample of ``spec`` on the segment from ``x`` (a counterexample of its closure) to
+    the centre of each region's box, at distances 2^-k (k = 1..60) from x; else ``x`` itself."""
+    if confirm(x):
+        return x
+    xs = np.array([float(v) for v in x])
+    t = 2.0 ** -np.arange(1, 61)[:, None]
+    for region in spec.regions:
+        centre = np.array([float(a + b) / 2 for a, b in zip(region.lo, region.hi)])
+        z = xs + t * (centre - xs)
+        found = try_candidates(region, z, margins(region, ex.forward(z)).min(1), confirm, tries=3, tol=1e-9)
+        if found is not None:
+            return found
+    return x
+
+
+# ---------------------------------------------------------------- alongside branch and bound
+
+def leaf_minimisers(lo: np.ndarray, hi: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """Per box (lo, hi (B, d)), the corner minimising a linear function with input coefficients
+    ``coef`` (B, d): lo where the coefficient is positive, else hi; it minimises the box's linear
+    lower bound, so where that bound is negative it is where a counterexample is most likely."""
+    return np.where(coef > 0, lo, hi)
+
+
+class InSearch:
+    """Falsification alongside a branch-and-bound search over one region (untrusted; ``confirm``
+    decides). ``step`` is called once per batch with the batch's open boxes; it returns a confirmed
+    counterexample or None.
+
+    Cost: the leaf minimisers cost one batched forward pass per batch (and ``confirm`` calls only
+    for points whose float margin is <= ``tol``, at most ``tries`` per batch, never the same point
+    twice); every ``local[0]``-th batch a short PGD runs from each open box's centre (what both
+    searches did before, kept: as boxes shrink their centres cover the region). The longer PGD
+    restarts run while their time stays under a share of the search's elapsed time (the adaptive
+    schedule, ``share``): ``LOW`` while the best float margin seen is large, ``MID`` when it is
+    smallish or the open boxes' bounds near 0, ``HIGH`` when it is near 0; proof-heavy instances,
+    whose float margins stay large, pay little for them."""
+
+    LOW, MID, HIGH = 0.02, 0.1, 0.25
+    #: seconds of PGD allowed before any share applies (the first rounds are the most useful)
+    GRACE = 0.02
+
+    def __init__(self, ex: Executor, region: Region, confirm: Confirm, seed: int = 0,
+                 tries: int = 2, tol: float = 1e-6, boxes: int = 8, steps: int = 15,
+                 local: tuple[int, int, float] = (1, 8, 0.7)):
+        self.ex, self.region, self.confirm = ex, region, confirm
+        self.rng = np.random.default_rng(seed + 7919)
+        self.lo = np.array([float(v) for v in region.lo])
+        self.hi = np.array([float(v) for v in region.hi])
+        self.disjuncts = [_atoms(d) for d in region.disjuncts if d]  # (``root``: none is empty)
+        self.tries, self.tol, self.boxes, self.steps = tries, tol, boxes, steps
+        self.local = local  # (every k-th batch, steps, decay) of the short PGD in every open box
+        self.t0 = time.perf_counter()
+        self.spent = 0.0  # seconds of PGD so far
+        self.scale: float | None = None  # the first batch's median |float margin|: margins' unit
+        self.lb0: float | None = None  # |the first batch's worst lower bound|: the bounds' unit
+        self.best = np.inf  # the smallest float margin seen
+        self.seen: set[tuple[float, ...]] = set()  # points confirm already refused
+        self.anchors: np.ndarray | None = None  # ``root``'s corners
+        self.stats = {"batches": 0, "pgd_rounds": 0, "confirms": 0}
+
+    def share(self, lb: np.ndarray) -> float:
+        """The fraction of the elapsed time PGD may use: more when a counterexample looks near,
+        i.e. the best float margin is small against the first batch's typical margin (``scale``),
+        or, more mildly, the open boxes' lower bounds are near 0 against the root's (``lb0``)."""
+        near = self.best / (self.scale or 1.0)
+        if near <= 0.02:
+            return self.HIGH
+        close = lb.size and np.isfinite(lb).all() and self.lb0 and -float(lb.max()) <= 0.02 * self.lb0
+        return self.MID if near <= 0.2 or (close and near <= 0.5) else self.LOW
+
+    def _check(self, z: np.ndarray, v: np.ndarray) -> list[Fraction] | None:
+        """``confirm`` the most violating new candidates (v <= tol), at most ``tries``."""
+        n = 0
+        for i in np.argsort(v):
+            if not v[i] <= self.tol or n >= self.tries:
+                break
+            q = box_point(z[i], self.region)
+            key = tuple(float(t) for t in q)
+            if key in self.seen:
+                continue
+            n += 1
+            self.stats["confirms"] += 1
+            if self.confirm(q):
+                return q
+            self.seen.add(key)
+        return None
+
+    @np.errstate(invalid="ignore", over="ignore")
+    def step(self, lo: np.ndarray, hi: np.ndarray, lb: np.ndarray, coef: np.ndarray | None
+             ) -> list[Fraction] | None:
+        """One batch's open boxes lo, hi (B, d), each one's worst lower bound lb (B,) and that
+        bound's input coefficients coef (B, d) (None: the box centres stand in for the corners)."""
+        self.stats["batches"] += 1
+        if not lo.shape[0] or not self.disjuncts:
+            return None
+        # (a) the leaf minimisers, evaluated in float; the best few confirmed exactly
+        if coef is not None:
+            pts = leaf_minimisers(lo, hi, np.nan_to_num(coef))
+        elif self.anchors is not None and lo.shape[0] == 1:  # the region itself: its root's corners
+            pts = self.anchors
+            lo, hi = np.broadcast_to(lo, pts.shape), np.broadcast_to(hi, pts.shape)
+            lb = np.broadcast_to(lb, pts.shape[:1])
+        else:
+            pts = (lo + hi) / 2
+        m = margins(self.region, self.ex.forward(pts)).min(1)
+        m = np.where(np.isnan(m), np.inf, m)
+        if self.scale is None:  # the first batch's typical float margin and worst bound: the units
+            fin = np.abs(m[np.isfinite(m)])
+            self.scale = max(float(np.median(fin)), 1e-9) if fin.size else 1.0
+            self.lb0 = abs(float(lb.min())) if lb.size and np.isfinite(lb).all() else None
+        self.best = min(self.best, float(m.min()))
+        found = self._check(pts, m)
+        if found is not None:
+            return found
+        # a short PGD from every open box's centre, per disjunct (the searches' attack of old: as
+        # the boxes shrink their centres cover the region, which finds narrow unsafe sets)
+        every, steps, decay = self.local
+        if coef is not None and every and self.stats["batches"] % every == 1 % every:
+            for A, b in self.disjuncts:
+                z, v = pgd(self.ex, A, b, (lo + hi) / 2, lo, hi, steps=steps, decay=decay)
+                v = np.where(np.isnan(v), np.inf, v)
+                self.best = min(self.best, float(v.min()))
+                found = self._check(z, v)
+                if found is not None:
+                    return found
+        # (b) PGD on the adaptive share of the elapsed time (c)
+        if self.spent > self.GRACE + self.share(lb) * (time.perf_counter() - self.t0):
+            return None
+        t = time.perf_counter()
+        try:
+            return self._pgd(lo, hi, pts, m)
+        finally:
+            self.spent += time.perf_counter() - t
+
+    @np.errstate(invalid="ignore", over="ignore")
+    def root(self, lb: np.ndarray, coef: np.ndarray, owner: np.ndarray, steps: int = 20
+             ) -> list[Fraction] | None:
+        """The whole region as the first leaf, for searches that never hand boxes over (ReLU
+        splitting): the minimiser of every row's linear lower bound (lb (R,), coef (R, d)) over the
+        region's box, confirmed if violating, then a full PGD run per disjunct from the corners of
+        its own rows (``owner`` (R,): each row's disjunct) and the two best others; the corners stay
+        the anchors of later ``step`` calls without boxes."""
+        lo = np.broadcast_to(self.lo, coef.shape)
+        hi = np.broadcast_to(self.hi, coef.shape)
+        pts = leaf_minimisers(lo, hi, np.nan_to_num(coef))
+        m = margins(self.region, self.ex.forward(pts)).min(1)
+        m = np.where(np.isnan(m), np.inf, m)
+        fin = np.abs(m[np.isfinite(m)])
+        self.scale = max(float(np.median(fin)), 1e-9) if fin.size else 1.0
+        self.lb0 = abs(float(np.min(lb))) if np.isfinite(lb).all() else None
+        self.best = min(self.best, float(m.min()))
+        self.anchors = pts
+        found = self._check(pts, m)
+        t = time.perf_counter()
+        try:
+            best2 = np.argsort(m)[:2]
+            for j, (A, b) in enumerate(self.disjuncts if found is None else ()):
+                sel = np.union1d(np.nonzero(owner == j)[0], best2)
+                z, v = pgd(self.ex, A, b, pts[sel], lo[sel], hi[sel], steps=steps, decay=0.8)
+                v = np.where(np.isnan(v), np.inf, v)
+                self.best = min(self.best, float(v.min()))
+                found = self._check(z, v)
+                if found is not None:
+                    break
+        finally:
+            self.spent += time.perf_counter() - t
+        return found
+
+    def _pgd(self, lo: np.ndarray, hi: np.ndarray, pts: np.ndarray, m: np.ndarray) -> list[Fraction] | None:
+        """PGD per disjunct in the most violated open boxes (by their minimiser's float margin):
+        from the minimiser, the centre, a random point and a random corner of each, and from
+        random points and corners of the whole region (fresh restarts of the first attack)."""
+        self.stats["pgd_rounds"] += 1
+        pick = np.argsort(m)[: self.boxes]
+        blo, bhi = lo[pick], hi[pick]
+        n, d = blo.shape
+        starts = np.concatenate([pts[pick], (blo + bhi) / 2, blo + self.rng.random((n, d)) * (bhi - blo),
+                                 np.where(self.rng.integers(0, 2, (n, d)).astype(bool), bhi, blo)])
+        slo, shi = np.tile(blo, (4, 1)), np.tile(bhi, (4, 1))
+        k = max(4, n)
+        glo, ghi = np.broadcast_to(self.lo, (2 * k, d)), np.broadcast_to(self.hi, (2 * k, d))
+        starts = np.concatenate([starts, self.lo + self.rng.random((k, d)) * (self.hi - self.lo),
+                                 _corners(self.rng, self.lo, self.hi, k)])
+        slo, shi = np.concatenate([slo, glo]), np.concatenate([shi, ghi])
+        for A, b in self.disjuncts:
+            z, v = pgd(self.ex, A, b, starts, slo, shi, steps=self.steps, decay=0.8)
+            v = np.where(np.isnan(v), np.inf, v)
+            self.best = min(self.best, float(v.min()))
+            found = self._check(z, v)
+            if found is not None:
+                return found
+        return None

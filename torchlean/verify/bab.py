@@ -47,6 +47,8 @@ INPUT_SPLIT_MAX = 16  # more inputs than this: split ReLUs (relu_bab), not the i
 #: input-split heuristics tried in turn, from scratch, each with its time budget (None: the rest);
 #: see ``branching``. "relax" alone solves all 76 ACAS Xu instances of expected.csv (bench/README.md).
 PORTFOLIO: tuple[tuple[str, float | None], ...] = (("relax", None),)
+#: the attack before the search (``attack.search``); the rest runs alongside it (``attack.InSearch``)
+CHAIN_ATTACK: dict[str, Any] = {"samples": 2000, "starts": 64, "corners": 0, "rounds": 1, "decay": 0.85}
 
 
 @dataclass
@@ -117,14 +119,15 @@ def checked_model(net: Net, bg: Any, method: str = "crown") -> Any:
 def _verify(net, spec, timeout, batch, progress, attack_first, seed, method, t0, stats, bg) -> Result:
     """``verify``'s body, under its deadline."""
     fnet = float_net(net)
-    if attack_first:
-        x = attack.search(net, fnet, spec, seed=seed)
+    if attack_first:  # (the chain search's settings of old: ACAS Xu and MNIST were tuned on them)
+        x = attack.search(fnet, spec, lambda q: attack.confirm(net, spec, q), seed=seed, **CHAIN_ATTACK)
         if x is not None:
             return _sat(net, spec, fnet, x, stats, t0, bg)
         shut = attack.closure(spec)
-        x = attack.search(net, fnet, shut, seed=seed) if shut is not None else None
+        x = None if shut is None else attack.search(fnet, shut, lambda q: attack.confirm(net, shut, q),
+                                                    seed=seed, **CHAIN_ATTACK)
         if x is not None:  # a point of the closure; it, or a point moved inward from it, may be one
-            x = attack.inward(net, fnet, spec, x)
+            x = attack.inward(fnet, spec, lambda q: attack.confirm(net, spec, q), x)
             if attack.confirm(net, spec, x):
                 return _sat(net, spec, fnet, x, stats, t0, bg)
             stats["time"] = time.perf_counter() - t0
@@ -134,7 +137,10 @@ def _verify(net, spec, timeout, batch, progress, attack_first, seed, method, t0,
     if net.n_in > INPUT_SPLIT_MAX:
         trees = []
         for region in spec.regions:
-            out = _relu_region(net, region, t0 + timeout, stats, progress, spec, fnet)
+            out = _relu_region(net, region, t0 + timeout, stats, progress, spec, fnet,
+                               attack.InSearch(fnet, region, lambda q: attack.confirm(net, spec, q), seed))
+            if isinstance(out, list):  # a counterexample the falsification found alongside
+                return _sat(net, spec, fnet, out, stats, t0, bg)
             if stats.get("counterexample") is not None:  # an LP leaf's minimiser, confirmed
                 return _sat(net, spec, fnet, stats.pop("counterexample"), stats, t0, bg)
             if out is None:
@@ -195,14 +201,22 @@ def _input_split(net, spec, fnet, deadline, batch, progress, stats, method, spli
 
 def _relu_region(
     net: Net, region: Region, deadline: float, stats: dict[str, Any], progress: bool = False,
-    spec: Spec | None = None, fnet: Any = None,
-) -> dict | None:
-    """One ReLU-split tree per disjunct (``relu_bab``), or None at the deadline (or when an LP leaf
-    found a counterexample, left in ``stats["counterexample"]``; needs ``spec`` and ``fnet``)."""
+    spec: Spec | None = None, fnet: Any = None, falsify: attack.InSearch | None = None,
+) -> dict | list[Fraction] | None:
+    """One ReLU-split tree per disjunct (``relu_bab``), a counterexample ``falsify`` found between
+    its batches (PGD restarts over the region), or None at the deadline (or when an LP leaf found a
+    counterexample, left in ``stats["counterexample"]``; needs ``spec`` and ``fnet``)."""
     if any(not d for d in region.disjuncts):
         return None
     widths = hidden_widths(net)
     lo, hi = (np.array(v) for v in fast.outward(list(region.lo), list(region.hi)))
+    if falsify is not None:  # the root leaf's bound minimisers, every row in one CROWN pass
+        combos = [_combos(len(d)) for d in region.disjuncts]
+        steps, _ = objective_steps(net, region, combos)
+        lb, lam = crown_bounds(fast.prepare(steps), lo[None], hi[None], want_lam=True)
+        x = falsify.root(lb[0], lam[0], np.repeat(np.arange(len(combos)), [len(c) for c in combos]))
+        if x is not None:
+            return x
     hidden = None
     trees = []
     for disj in region.disjuncts:
@@ -214,6 +228,10 @@ def _relu_region(
         bar = _bar(progress, f"disjunct {len(trees) + 1}/{len(region.disjuncts)}", total=None)
 
         def show(queue: int, bar=bar) -> None:
+            if falsify is not None:  # (relu_bab's boxes are the region: PGD over it)
+                x = falsify.step(falsify.lo[None], falsify.hi[None], np.array([-np.inf]), None)
+                if x is not None:
+                    raise _Found(x)
             if bar is not None:
                 bar.set_postfix(boxes=stats["boxes"], leaves=stats["leaves"], open=queue, refresh=False)
                 bar.update(1)
@@ -224,6 +242,8 @@ def _relu_region(
         try:
             tree = relu_bab(layers, widths, lo, hi, combos[0], deadline, stats, on_batch=show,
                             confirm=confirm)
+        except _Found as e:
+            return e.x
         finally:
             if bar is not None:
                 bar.close()
@@ -231,6 +251,14 @@ def _relu_region(
             return None
         trees.append(tree)
     return {"per_disjunct": trees}
+
+
+class _Found(Exception):
+    """A confirmed counterexample, out of ``relu_bab``'s batch callback."""
+
+    def __init__(self, x: list[Fraction]):
+        super().__init__("counterexample")
+        self.x = x
 
 
 def _sat(net, spec, fnet, x, stats, t0, bg=None) -> Result:
@@ -276,6 +304,7 @@ def _bab_region(
     width0 = hi0 - lo0
     live = width0 > 0
     tree = SplitTree()
+    falsify = attack.InSearch(fnet, region, lambda q: attack.confirm(net, spec, q))
     stack_lo, stack_hi, stack_id = [lo0], [hi0], [0]
     bar = _bar(progress, label)
     done = 0.0
@@ -312,11 +341,6 @@ def _bab_region(
             vol = np.prod(np.where(live, (hi - lo) / np.where(live, width0, 1), 1.0), axis=1)
             done += float(vol[proven].sum())
             open_ = np.nonzero(~proven)[0]
-            if open_.size:
-                cand = attack.pgd_in_boxes(fnet, region, lo[open_], hi[open_])
-                found = attack.try_points(net, fnet, spec, region, cand)
-                if found is not None:
-                    return found
             smart = (
                 None if bg is not None else smart_dims(
                     layers,
@@ -344,6 +368,11 @@ def _bab_region(
                 # the bound's gradient breaks ties where no ReLU is relaxed any more
                 relax_score = relaxation_scores(trace, open_, rows, w_open)
                 relax_score += 1e-3 * np.abs(forms[open_, rows]) * w_open
+            if open_.size:  # falsification alongside: the bound's minimisers, PGD (attack.InSearch)
+                coef = table.coef if bg is not None else forms[open_, rows]
+                found = falsify.step(lo[open_], hi[open_], best[open_].min(1), coef)
+                if found is not None:
+                    return found
             stalled = stats["boxes"] - boxes0 >= lp.AFTER_BOXES
             exact = _lp_candidates(trace, open_) if stalled and bg is None and method == "crown" else set()
             for n_i, i in enumerate(open_):
@@ -437,6 +466,7 @@ class _TableBoxes:
                       and all(n.fn == "relu" for n in bg.nodes[1:])
                       and sizes == [W.shape[0] for W in self.W[:-1]])
         self.st: Any = None
+        self.coef: Any = None  # the last ``scores`` call's signed input coefficients (for attack)
 
     def bound(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Certified lower bounds (B, R) of the rows over each box."""
@@ -448,7 +478,8 @@ class _TableBoxes:
         if not self.chain:  # (not the chain's layout: split the widest dimension)
             return np.zeros_like(width), np.zeros_like(width)
         pre = [(self.st.arg[k][0][boxes], self.st.arg[k][1][boxes]) for k in self.relus]
-        return table_relaxation_scores(self.W, pre, self.C[rows], width)
+        score, self.coef = table_relaxation_scores(self.W, pre, self.C[rows], width, signed=True)
+        return score, np.abs(self.coef)
 
 
 def _bar(progress: bool | None, label: str, total: float | None = 1.0):

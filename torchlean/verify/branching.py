@@ -65,13 +65,15 @@ def smart_dims(
 
 
 def table_relaxation_scores(
-    weights: list[np.ndarray], pre: list[tuple[np.ndarray, np.ndarray]], rows: np.ndarray, width: np.ndarray
+    weights: list[np.ndarray], pre: list[tuple[np.ndarray, np.ndarray]], rows: np.ndarray, width: np.ndarray,
+    signed: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """"relax" scores (B, d) recomputed from the bound table's pre-activation bounds, without any
     trace from the engine: ``weights`` are the chain's float matrices W_0..W_L, ``pre`` the certified
     bounds (l, u) (B, n_k) of every hidden ReLU's argument (``fast_engine.forward``'s ``st.arg``),
     ``rows`` (B, n_out) each box's objective row over the outputs, ``width`` (B, d) the box widths.
-    Also returns |the relaxed bound's input coefficients| (B, d), the tie-break's gradient.
+    Also returns |the relaxed bound's input coefficients| (B, d), the tie-break's gradient (with
+    ``signed``, the coefficients themselves: their signs name the corner minimising the bound).
 
     A heuristic only (it never changes a bound): λ_k is the row's back-substitution through the
     relaxations (μ = λ⁺·α + λ⁻·s), t_k the upper relaxation's intercept, and a neuron's dependence
@@ -118,4 +120,4 @@ def table_relaxation_scores(
         score += np.einsum("bn,bnd->bd", np.abs(lam) * t[k], share)
         mu = np.maximum(lam, 0.0) * a[k] + np.minimum(lam, 0.0) * s[k]
         lam = mu @ weights[k]
-    return score.astype(float), np.abs(lam).astype(float)
+    return score.astype(float), (lam if signed else np.abs(lam)).astype(float)

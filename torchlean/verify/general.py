@@ -9,8 +9,9 @@ every disjunct of the unsafe set, some combination c of its atoms has lower boun
 (c, beta = half the bound) per disjunct, the split tree is written in the preorder format of
 ``certificates/bounds.py`` (``tree.SplitTree``). Open boxes are split at the midpoint of the input
 with the largest |gradient of the worst row at the box centre| x width (the runtime's own gradient,
-``graph_attack.GraphExec``), and PGD runs inside them every few batches; a point is reported only
-when ``confirm`` (the checker's exact test) accepts it.
+``executor.GraphExec``); every batch the falsification of ``attack.InSearch`` runs alongside (the
+open boxes' corners by that gradient's sign, PGD on an adaptive share of the time); a point is
+reported only when ``confirm`` (the checker's exact test) accepts it.
 """
 
 from __future__ import annotations
@@ -23,13 +24,11 @@ from typing import Any
 import numpy as np
 
 from ..certificates.property import Region, Spec
-from . import graph_attack
+from . import attack
 from .bab import _combos
 from .tree import SplitTree, choice, threshold
 
 EPS = 1e-8
-#: PGD inside the open boxes every this many batches
-ATTACK_EVERY = 4
 #: more inputs than this: no input splitting (root CROWN, root α-CROWN, then counterexample search)
 INPUT_SPLIT_MAX = 64
 
@@ -74,7 +73,7 @@ def _leaf_proofs(lb: np.ndarray, groups: list[tuple[int, int]], names: list[list
 
 def bab_region(
     bounder: Bounder,
-    ex: graph_attack.GraphExec,
+    ex: attack.Executor,
     region: Region,
     confirm: Callable[[list[Fraction]], bool],
     deadline: float,
@@ -94,8 +93,9 @@ def bab_region(
     # float(Fraction) rounds to nearest: widen by one ulp so the search's boxes cover the region's
     lo0, hi0 = np.nextafter(lo0, -np.inf), np.nextafter(hi0, np.inf)
     tree = SplitTree()
+    falsify = attack.InSearch(ex, region, confirm, local=(4, 10, 0.75))
     stack_lo, stack_hi, stack_id = [lo0], [hi0], [0]
-    splits, rounds, last_dt = 0, 0, 0.0
+    splits, last_dt = 0, 0.0
     while stack_id:
         start = time.perf_counter()
         if start + last_dt > deadline:
@@ -126,13 +126,13 @@ def bab_region(
         worst = best[open_].argmin(1)
         rows = np.array([groups[j][0] for j in worst], dtype=int) + best_k[open_, worst]
         centre = (olo + ohi) / 2
-        if rounds % ATTACK_EVERY == 0:
-            found = _attack_boxes(ex, region, confirm, olo, ohi)
-            if found is not None:
-                return found
-        rounds += 1
         G = C[rows]
         _, g = ex.value_and_grad(centre, lambda y, G=G: G)
+        # falsification alongside; the worst row's gradient at the centre stands in for its bound's
+        # input coefficients (the table's doorway returns bounds only)
+        found = falsify.step(olo, ohi, best[open_].min(1), g)
+        if found is not None:
+            return found
         w = ohi - olo
         score = np.abs(g) * w
         score = np.where(np.isfinite(score), score, 0.0)
@@ -176,20 +176,9 @@ def _alpha_leaves(alpha_leaf: AlphaLeaf, lo: np.ndarray, hi: np.ndarray, C: np.n
     return leaves
 
 
-def _attack_boxes(ex, region, confirm, lo, hi, steps: int = 10) -> list[Fraction] | None:
-    """PGD from each open box's centre, staying in the box, per disjunct."""
-    for disj in region.disjuncts:
-        A, b = graph_attack._atoms(disj)
-        z, v = graph_attack.pgd(ex, A, b, (lo + hi) / 2, lo, hi, steps=steps, decay=0.75)
-        found = graph_attack.try_candidates(region, z, v, confirm, tries=2)
-        if found is not None:
-            return found
-    return None
-
-
 def solve(
     bounder: Bounder,
-    ex: graph_attack.GraphExec,
+    ex: attack.Executor,
     spec: Spec,
     confirm: Callable[[list[Fraction]], bool],
     timeout: float,
@@ -209,7 +198,7 @@ def solve(
     t0 = time.perf_counter()
     deadline = t0 + timeout
     stats: dict[str, Any] = {"boxes": 0, "leaves": 0}
-    x = graph_attack.search(ex, spec, confirm, seed=seed, extra_starts=extra_starts, rounds=1,
+    x = attack.search(ex, spec, confirm, seed=seed, extra_starts=extra_starts, rounds=1,
                             deadline=t0 + max(1.0, 0.1 * timeout))
     if x is not None:
         stats["time"] = time.perf_counter() - t0
@@ -228,13 +217,13 @@ def solve(
             left = deadline - time.perf_counter()
             seeds = iter(range(seed + 2, seed + 10**6))
 
-            def attack(until: float, seeds: Any = seeds) -> list[Fraction] | None:
-                return graph_attack.search(ex, spec, confirm, seed=next(seeds), rounds=1, deadline=until)
+            def hunt(until: float, seeds: Any = seeds) -> list[Fraction] | None:
+                return attack.search(ex, spec, confirm, seed=next(seeds), rounds=1, deadline=until)
 
-            out = relu_split(region, time.perf_counter() + (1 - RELU_ATTACK_SHARE) * left, stats, attack)
+            out = relu_split(region, time.perf_counter() + (1 - RELU_ATTACK_SHARE) * left, stats, hunt)
         if out is None:
             if max_splits == 0 and ex.n_in > INPUT_SPLIT_MAX:  # spend the rest on the attack
-                x = graph_attack.search(ex, spec, confirm, seed=seed + 1, rounds=50, deadline=deadline)
+                x = attack.search(ex, spec, confirm, seed=seed + 1, rounds=50, deadline=deadline)
                 if x is not None:
                     stats["time"] = time.perf_counter() - t0
                     return "sat", x, stats

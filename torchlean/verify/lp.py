@@ -205,11 +205,11 @@ def counterexample(net, fnet, spec, region, x: np.ndarray, lo: np.ndarray, hi: n
     from . import attack
 
     x = np.clip(x, lo, hi)
-    found = attack.try_points(net, fnet, spec, region, x[None, :])
-    if found is None:
-        q = [Fraction(float(v)) for v in x]
-        found = q if attack.confirm(net, spec, q) else None
-    return found
+    q32 = attack.box_point(x, region)  # float32 where the box holds one (an ONNX runtime's input)
+    if attack.confirm(net, spec, q32):
+        return q32
+    q = [Fraction(float(v)) for v in x]
+    return q if attack.confirm(net, spec, q) else None
 
 
 def close_box(

@@ -7,6 +7,7 @@ finds is a bound the checker replays, up to the rounding the fast replay account
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,23 @@ class FloatNet:
             if i + 1 < len(self.layers):
                 h = np.maximum(h, 0.0)
         return h
+
+    def value_and_grad(self, x: np.ndarray, g_y: Callable[[np.ndarray], np.ndarray]
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Outputs (B, n_out) and the input gradient (B, n_in) of sum_j G[b, j]·y[b, j] with
+        G = g_y(y): the executor protocol ``attack`` runs on (``executor.GraphExec`` for graphs)."""
+        acts, h = [], np.asarray(x, dtype=np.float64)
+        for i, (W, c) in enumerate(self.layers):
+            h = h @ W.T + c
+            if i + 1 < len(self.layers):
+                acts.append(h > 0)
+                h = np.maximum(h, 0.0)
+        g = g_y(h)
+        for i in range(len(self.layers) - 1, -1, -1):
+            g = g @ self.layers[i][0]
+            if i > 0:
+                g = g * acts[i - 1]
+        return h, g
 
 
 def float_net(net: Net) -> FloatNet:

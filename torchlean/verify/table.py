@@ -29,7 +29,7 @@ from ..certificates.property import Region, Spec
 from ..spec.graph import Graph
 from . import attack
 from .bab import _combos
-from .graph_attack import GraphExec
+from .executor import GraphExec
 
 
 @dataclass

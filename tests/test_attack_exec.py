@@ -1,5 +1,5 @@
-"""The counterexample search on general graphs (verify/graph_attack.py), against PyTorch and the
-exact checker's confirmation."""
+"""The counterexample search (verify/attack.py) on the graph executor (verify/executor.py), against
+PyTorch and the exact checker's confirmation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 import torchlean as tl
 from torchlean.certificates.property import parse_property
 from torchlean.verify import attack
-from torchlean.verify.graph_attack import GraphExec, margins, search
+from torchlean.verify.attack import margins, search
+from torchlean.verify.executor import GraphExec
 from torchlean.verify.network import load_graph, load_net, load_spec
 
 torch = pytest.importorskip("torch")
@@ -122,7 +123,7 @@ def test_search_on_a_tanh_mlp_violation_is_real_in_torch():
 
 def test_box_point_uses_exact_decimals_where_no_float32_fits():
     from torchlean.certificates.property import Region
-    from torchlean.verify.graph_attack import box_point
+    from torchlean.verify.attack import box_point
 
     region = Region((Fraction(1, 10), Fraction(0)), (Fraction(1, 10), Fraction(1)), ((),))
     q = box_point(np.array([0.1, 0.3]), region)

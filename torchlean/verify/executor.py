@@ -1,4 +1,5 @@
-"""Counterexample search on any graph the runtime executes (untrusted; every find is re-checked).
+"""Batched float64 execution of any graph the runtime executes, with input gradients: the executor
+the counterexample search (``attack``) runs on for graphs (``network.FloatNet`` is the chain's).
 
 ``GraphExec`` runs a graph IR on a batch of flat input points with the runtime's own kernels and
 VJP rules (``runtime.rules.RULES``: the code ``tl.Tensor`` and ``run_graph`` execute), in float64,
@@ -6,29 +7,19 @@ and returns the input gradient of a per-point scalar objective. Batching substit
 for the leading dimension 1 every VNN-COMP and ``tl.trace`` graph has; when a graph touches that
 axis (a reduction over it, a concat along it, ...) or the batched run disagrees with per-point runs,
 it falls back to one point at a time.
-
-``search`` is projected sign-gradient descent (PGD) with restarts, per disjunct of the unsafe set:
-from the best of a random sample, from random box corners, from the box centre and from any extra
-starting points the caller gives (the minimisers of linear lower bounds, for instance). Candidates
-are rounded to float32 inside the box and handed, most violating first, to ``confirm``: the
-trusted check the verdict rests on (exact evaluation in ``certificates``). The search itself
-decides nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from fractions import Fraction
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from .. import runtime  # noqa: F401  (registers the kernels and VJP rules)
-from ..certificates.property import Region, Spec
 from ..runtime.rules import RULES
 from ..spec.graph import Graph
 from ..spec.primitives import PRIMITIVES
-from .attack import to_float32_in_box
 
 #: attributes that name axes; a graph that uses axis 0 (the batch axis) in them is run point by point
 _AXIS_ATTRS = {"axes", "axis", "start_dim"}
@@ -155,124 +146,3 @@ class GraphExec:
                     cot[i] = cot[i] + gi if i in cot else gi
         g = cot.get(self.inp.name)
         return np.zeros_like(env[self.inp.name]) if g is None else np.asarray(g)
-
-
-def _atoms(disj: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
-    A = np.array([[float(a) for a in t.a] for t in disj], dtype=np.float64)
-    b = np.array([float(t.b) for t in disj], dtype=np.float64)
-    return A, b
-
-
-@np.errstate(invalid="ignore", over="ignore")  # outside a row's domain the runtime gives nan: no candidate
-def margins(region: Region, y: np.ndarray) -> np.ndarray:
-    """(B, J): per point and disjunct, max_k (a_k·y - b_k); <= 0 means unsafe in float."""
-    out = np.full((y.shape[0], len(region.disjuncts)), -np.inf)
-    for j, disj in enumerate(region.disjuncts):
-        if disj:
-            A, b = _atoms(disj)
-            out[:, j] = (y @ A.T - b).max(1)
-    return out
-
-
-@np.errstate(invalid="ignore", over="ignore")  # outside a row's domain the runtime gives nan: no candidate
-def pgd(ex: GraphExec, A: np.ndarray, b: np.ndarray, z: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-        steps: int = 40, decay: float = 0.88) -> tuple[np.ndarray, np.ndarray]:
-    """Sign-gradient descent of max_k (A_k·y - b_k) from each row of z, projected on [lo, hi]
-    (per-point boxes allowed); returns the best point seen per start and its objective."""
-    step = (hi - lo) / 4
-    best_z, best_v = z.copy(), np.full(z.shape[0], np.inf)
-
-    def active(y: np.ndarray) -> np.ndarray:
-        return A[(y @ A.T - b).argmax(1)]
-
-    for _ in range(steps):
-        y, g = ex.value_and_grad(z, active)
-        v = (y @ A.T - b).max(1)
-        better = v < best_v
-        best_z[better], best_v[better] = z[better], v[better]
-        z = np.clip(z - step * np.sign(g), lo, hi)
-        step = step * decay
-    v = (ex.forward(z) @ A.T - b).max(1)
-    better = v < best_v
-    best_z[better], best_v[better] = z[better], v[better]
-    return best_z, best_v
-
-
-@np.errstate(invalid="ignore", over="ignore")  # outside a row's domain the runtime gives nan: no candidate
-def search(
-    ex: GraphExec,
-    spec: Spec,
-    confirm: Callable[[list[Fraction]], bool],
-    seed: int = 0,
-    samples: int = 1000,
-    starts: int = 32,
-    corners: int = 16,
-    steps: int = 40,
-    extra_starts: np.ndarray | None = None,
-    rounds: int = 2,
-    deadline: float | None = None,
-) -> list[Fraction] | None:
-    """Random sampling, then PGD with restarts per region and disjunct; returns the first candidate
-    ``confirm`` accepts (float32 values in the region's box, as exact Fractions), else None."""
-    import time
-
-    rng = np.random.default_rng(seed)
-    for region in spec.regions:
-        lo = np.array([float(v) for v in region.lo])
-        hi = np.array([float(v) for v in region.hi])
-        x = rng.uniform(lo, hi, (samples, lo.size))
-        x = np.concatenate([((lo + hi) / 2)[None], x])
-        y = ex.forward(x)
-        m = margins(region, y)
-        found = try_candidates(region, x, m.min(1), confirm)
-        if found is not None:
-            return found
-        for r in range(rounds):
-            for j, disj in enumerate(region.disjuncts):
-                if deadline is not None and time.perf_counter() > deadline:
-                    return None
-                if not disj:
-                    return try_candidates(region, x[:1], np.zeros(1), confirm)
-                A, b = _atoms(disj)
-                picks = [x[np.argsort(m[:, j])[:starts]]]
-                signs = rng.integers(0, 2, (corners, lo.size)).astype(bool)
-                picks.append(np.where(signs, hi, lo))
-                if extra_starts is not None and r == 0:
-                    picks.append(np.clip(extra_starts, lo, hi))
-                if r > 0:
-                    picks = [rng.uniform(lo, hi, (starts + corners, lo.size))]
-                z, v = pgd(ex, A, b, np.concatenate(picks), lo, hi, steps=steps)
-                found = try_candidates(region, z, v, confirm)
-                if found is not None:
-                    return found
-    return None
-
-
-def box_point(x: np.ndarray, region: Region) -> list[Fraction]:
-    """A point of the region's box near x, as exact rationals: float32 values where the box holds
-    one (what an ONNX runtime can be fed), else float64, else the box's own (decimal) end; boxes
-    whose sides are a single non-float32 decimal (a fixed input of a VNN-LIB property) need that."""
-    q32 = to_float32_in_box(x, region)
-    if q32 is not None:
-        return q32
-    out = []
-    for v, lo, hi in zip(x, region.lo, region.hi):
-        q = Fraction(float(np.float32(v)))
-        if not lo <= q <= hi:
-            q = Fraction(float(v))
-        if not lo <= q <= hi:
-            q = lo if q < lo else hi
-        out.append(q)
-    return out
-
-
-def try_candidates(region: Region, z: np.ndarray, v: np.ndarray, confirm: Callable[[list[Fraction]], bool],
-                   tries: int = 4, tol: float = 1e-6) -> list[Fraction] | None:
-    """Hand the most violating candidates (objective v <= tol, float) to ``confirm``."""
-    for i in np.argsort(v)[:tries]:
-        if v[i] > tol:
-            break
-        q = box_point(z[i], region)
-        if confirm(q):
-            return q
-    return None
