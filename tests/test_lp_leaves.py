@@ -255,16 +255,21 @@ def test_relu_bab_lp_leaves_prove_what_gradient_beta_cannot(monkeypatch):
         v = check_vnn(res.cert, net, spec, mode=mode)
         assert v.ok, (mode, v.reason)
     monkeypatch.setattr(lp, "available", lambda: False)  # the search before LP leaves: it gives up
-    assert bab.verify(net, spec, timeout=30).verdict == "timeout"
+    assert bab.verify(net, spec, timeout=30, attack_first=False).verdict == "timeout"
 
 
 def test_relu_bab_lp_counterexample(monkeypatch):
     ort = pytest.importorskip("onnxruntime")
     from torchlean.bridge._onnx_export import export_onnx
 
+    from torchlean.verify import attack
+
     b = Fraction(-4956807857557458, 10**16)
     g, net, spec = _relu_instance(b)
-    res = bab.verify(net, spec, timeout=30)
+    # the falsification alongside the search finds this point too: switched off, the LP leaf must
+    monkeypatch.setattr(attack.InSearch, "root", lambda self, *a, **k: None)
+    monkeypatch.setattr(attack.InSearch, "step", lambda self, *a, **k: None)
+    res = bab.verify(net, spec, timeout=30, attack_first=False)
     assert res.verdict == "sat" and res.stats.get("lps", 0) >= 1  # found by an LP leaf
     assert check_vnn(res.cert, net, spec).ok
     y = evaluate(net, res.x)[0]
@@ -274,7 +279,7 @@ def test_relu_bab_lp_counterexample(monkeypatch):
     y_ort = sess.run(None, {name: np.array([[float(v) for v in res.x]], dtype=np.float32)})[0]
     assert abs(float(y_ort.ravel()[0]) - float(y)) < 1e-5
     monkeypatch.setattr(lp, "available", lambda: False)
-    assert bab.verify(net, spec, timeout=30).verdict == "timeout"
+    assert bab.verify(net, spec, timeout=30, attack_first=False).verdict == "timeout"
 
 
 def test_input_split_search_grafts_lp_boxes(monkeypatch):
