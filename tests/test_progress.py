@@ -78,3 +78,41 @@ def test_bad_progress_flag_is_one_line() -> None:
     out = subprocess.run([sys.executable, "-m", "torchlean", "mlp", "--progress=yes"], capture_output=True,
                          text=True, env=_env(), timeout=60)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_watch_reports_a_dict_filled_elsewhere(capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    from torchlean.progress import watch
+
+    stats = {"boxes": 0}
+    with watch(lambda: dict(stats), "search", enabled=True, interval=0.05):
+        for k in range(1, 4):
+            stats["boxes"] = k
+            time.sleep(0.12)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) >= 2 and all(line.startswith("search: ") for line in err)
+    assert err[-1].endswith("boxes=3")  # the closing line: the final counts
+    with watch(lambda: dict(stats), "search", enabled=None, interval=0.05):  # off a terminal: nothing
+        time.sleep(0.1)
+    assert capsys.readouterr().err == ""
+
+
+def test_graph_search_reports_progress_when_asked(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    """verify_target(progress=True) off a terminal: the search's boxes and leaves in the last line."""
+    from fractions import Fraction
+
+    from torchlean.verify import api, general, table
+
+    monkeypatch.setattr("torchlean.progress.Progress.refresh", lambda self: None)  # only the last line
+    tl.manual_seed(0)
+    net = tl.nn.Sequential(tl.nn.Linear(2, 8), tl.nn.Tanh(), tl.nn.Linear(8, 2))
+    x = np.array([[0.2, -0.1]], dtype=np.float32)
+    label = int(net(tl.tensor(x)).numpy().argmax())
+    t = table.target(tl.trace(net, tl.tensor(x)))
+    lo, hi = api.input_box(x, 0.01)
+    spec = api.robustness_spec(lo, hi, 2, label)
+    res = general.verify_target(t, spec, timeout=30, progress=True)
+    assert res.verdict == "unsat" and isinstance(lo[0], Fraction)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("search: ") and "boxes=" in err[-1] and "leaves=" in err[-1]

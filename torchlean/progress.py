@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["Progress", "bar", "LOGGER"]
+__all__ = ["Progress", "bar", "watch", "LOGGER"]
 
 #: the logger of the plain progress lines (off a terminal)
 LOGGER = logging.getLogger("torchlean.progress")
@@ -93,14 +96,22 @@ class Progress:
             self._tqdm.set_postfix(refresh=refresh, **values)
 
     def line(self) -> str:
-        """The plain progress line: ``desc: n/total unit (p%) elapsed s key=value ...``."""
+        """The plain progress line: ``desc: n/total unit (p%) elapsed s key=value ...`` (no count
+        when nothing is counted, e.g. under ``watch``)."""
         n = f"{self.n:g}"
         if self.total:
-            n += f"/{self.total:g} {self.unit} ({100 * self.n / self.total:.0f}%)"
+            n += f"/{self.total:g} {self.unit} ({100 * self.n / self.total:.0f}%) "
         else:
-            n += f" {self.unit}"
+            n = f"{n} {self.unit} " if self.n else ""
         extra = " ".join(f"{k}={v}" for k, v in self.postfix.items())
-        return f"{self.desc}: {n} {time.monotonic() - self._start:.1f} s" + (f" {extra}" if extra else "")
+        return f"{self.desc}: {n}{time.monotonic() - self._start:.1f} s" + (f" {extra}" if extra else "")
+
+    def refresh(self) -> None:
+        """Redraw the bar, or log a line off a terminal when ``interval`` seconds have passed."""
+        if self._tqdm is not None:
+            self._tqdm.refresh()
+        elif self.mode == "log" and time.monotonic() - self._last >= self.interval:
+            self._log()
 
     def _log(self) -> None:
         self._last = time.monotonic()
@@ -133,3 +144,36 @@ def bar(total: float | None = None, desc: str = "", unit: str = "it", enabled: b
     else:
         mode = "log" if enabled else "off"
     return Progress(total, desc, unit, mode, interval, bar_format)
+
+
+@contextmanager
+def watch(read: Callable[[], dict[str, Any]], desc: str, enabled: bool | None = None,
+          interval: float = 10.0) -> Iterator[Progress]:
+    """Progress for work whose loop is not ours to instrument (a search filling a statistics dict):
+    a daemon thread shows ``read()`` (e.g. ``{"boxes": 120, "leaves": 80}``) as the postfix every
+    half second on a terminal, or as a plain line every ``interval`` seconds elsewhere."""
+    p = bar(None, desc, "", enabled, interval, bar_format="{desc}: {elapsed} {postfix}")
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(min(0.5, interval)):
+            try:
+                p.set_postfix(refresh=False, **read())
+            except RuntimeError:  # the dict changed size while read: skip this tick
+                continue
+            p.refresh()
+
+    t = threading.Thread(target=loop, daemon=True) if p.mode != "off" else None
+    if t is not None:
+        t.start()
+    try:
+        yield p
+    finally:
+        stop.set()
+        if t is not None:
+            t.join()
+        try:
+            p.set_postfix(refresh=False, **read())  # the last line shows the final counts
+        except RuntimeError:
+            pass
+        p.close()

@@ -66,7 +66,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         from .general import verify_target
 
         try:
-            res = verify_target(target, spec, timeout=left)
+            res = verify_target(target, spec, timeout=left, progress=_cli.progress_of(args))
         except (ArithmeticError, ValueError, Rejected) as e:  # e.g. a row's domain (log of <= 0)
             raise InputError(f"the bound table cannot bound this network on this box: {e}") from None
     check_s = 0.0

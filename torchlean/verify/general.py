@@ -188,16 +188,18 @@ def solve(
     alpha_leaf: AlphaLeaf | None = None,
     relu_split: ReluSplit | None = None,
     relu_only: bool = False,
+    stats: dict[str, Any] | None = None,
 ) -> tuple[str, Any, dict[str, Any]]:
     """("sat", x), ("unsat", [tree per region]) or ("timeout", None), with search statistics.
     Neither verdict is final until the caller's checker accepted the certificate built from it.
     ``relu_split`` (graphs with more than INPUT_SPLIT_MAX inputs, once root CROWN and α-CROWN
     leave a region open, or at once when ``relu_only``: every nonlinear node is a relu, and that
     search starts with root CROWN and α itself): the region's entry from ReLU-split branch and
-    bound, or None."""
+    bound, or None. ``stats``: the dict the statistics go into (a caller may watch it for progress)."""
     t0 = time.perf_counter()
     deadline = t0 + timeout
-    stats: dict[str, Any] = {"boxes": 0, "leaves": 0}
+    stats = {} if stats is None else stats
+    stats.update(boxes=0, leaves=0)
     x = attack.search(ex, spec, confirm, seed=seed, extra_starts=extra_starts, rounds=1,
                             deadline=t0 + max(1.0, 0.1 * timeout))
     if x is not None:
@@ -237,9 +239,12 @@ def solve(
     return "unsat", trees, stats
 
 
-def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0) -> Any:
+def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0, progress: bool | None = False
+                  ) -> Any:
     """``bab.Result`` for a ``table.Target``: the search's claim with its certificate (the caller
-    runs ``table.check`` on it before reporting, as the CLI does)."""
+    runs ``table.check`` on it before reporting, as the CLI does). ``progress``: report the boxes
+    and leaves so far (``torchlean.progress.watch``)."""
+    from ..progress import watch
     from . import graph_relu, table
     from .bab import Result
 
@@ -247,9 +252,12 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0) -> 
     if t.bg is not None and graph_relu.relu_nodes(t.bg):
         relu_split = lambda region, deadline, stats, attack: graph_relu.bab_region(  # noqa: E731
             t.bg, region, deadline, stats, attack)
-    verdict, out, stats = solve(table.bounder(t), t.ex, spec, table.confirmer(t, spec), timeout, seed,
-                                alpha_leaf=table.alpha_leaf_fn(t), relu_split=relu_split,
-                                relu_only=relu_split is not None and graph_relu.relu_only(t.bg))
+    stats: dict[str, Any] = {}
+    with watch(lambda: {k: stats[k] for k in ("boxes", "leaves") if k in stats}, "search", progress):
+        verdict, out, stats = solve(table.bounder(t), t.ex, spec, table.confirmer(t, spec), timeout, seed,
+                                    alpha_leaf=table.alpha_leaf_fn(t), relu_split=relu_split,
+                                    relu_only=relu_split is not None and graph_relu.relu_only(t.bg),
+                                    stats=stats)
     if verdict == "sat":
         y = t.ex.forward(np.array([[float(v) for v in out]]))[0].tolist()
         return Result("sat", cert=table.sat_cert(t, spec, out), x=out, y=y, stats=stats)
