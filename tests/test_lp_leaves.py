@@ -261,7 +261,6 @@ def test_relu_bab_lp_leaves_prove_what_gradient_beta_cannot(monkeypatch):
 def test_relu_bab_lp_counterexample(monkeypatch):
     ort = pytest.importorskip("onnxruntime")
     from torchlean.bridge._onnx_export import export_onnx
-
     from torchlean.verify import attack
 
     b = Fraction(-4956807857557458, 10**16)
