@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["Progress", "bar", "watch", "LOGGER"]
+__all__ = ["Progress", "bar", "watch", "stdout_handler", "LOGGER"]
 
 #: the logger of the plain progress lines (off a terminal)
 LOGGER = logging.getLogger("torchlean.progress")
@@ -48,6 +48,25 @@ class _Stderr(logging.StreamHandler):
     @stream.setter
     def stream(self, value: Any) -> None:
         pass
+
+
+class _Stdout(_Stderr):
+    """The same for ``sys.stdout``: a command's report lines, as log records."""
+
+    @property
+    def stream(self) -> Any:  # type: ignore[override]
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def stdout_handler() -> logging.Handler:
+    """A handler writing bare messages to the current ``sys.stdout`` (for report loggers)."""
+    h = _Stdout()
+    h.setFormatter(logging.Formatter("%(message)s"))
+    return h
 
 
 if not LOGGER.handlers:  # visible by default like tqdm's bar; an application may replace it

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,17 @@ from .._cli import CliError, check_timeout
 from .._files import atomic_write_text, read_input
 from ..certificates.bounds import check_vnn, replay_mode
 from ..pool import Pool
+from ..progress import LOGGER as PROGRESS
+from ..progress import stdout_handler
 from .network import InputError
+
+#: one line per finished instance (``verify run``'s report), on stdout unless the application
+#: configured the logger's handlers; the "skipped" note goes to ``torchlean.progress`` (stderr)
+RESULTS = logging.getLogger("torchlean.verify.run")
+if not RESULTS.handlers:
+    RESULTS.addHandler(stdout_handler())
+    RESULTS.setLevel(logging.INFO)
+    RESULTS.propagate = False
 
 FIELDS = [
     "onnx",
@@ -173,8 +183,8 @@ def run_csv(
                 done[i] = {**r, **{k: row.get(k, "") for k in ["expected", *extra]}}
                 done[i]["agree"] = _agree(done[i]["expected"], done[i]["result"])
         if done:
-            print(f"skipped {len(done)} of {len(rows)} instances already in {out} (--force reruns them)",
-                  file=sys.stderr, flush=True)
+            PROGRESS.info(f"skipped {len(done)} of {len(rows)} instances already in {out} "
+                          "(--force reruns them)")
     todo = [i for i in range(len(rows)) if i not in done]
 
     def finish(i: int, r: dict[str, Any]) -> None:
@@ -185,10 +195,9 @@ def run_csv(
         r.update({k: row.get(k, "") for k in extra})
         done[i] = r
         if progress is not False:  # one line per instance, on a terminal or not
-            print(
+            RESULTS.info(
                 f"[{len(done)}/{len(rows)}] {row['onnx']} {row['vnnlib']}: {r['result']} "
-                f"({r['solve_s']} s, check {r['check_s'] or '-'} s){' expected ' + exp if exp else ''}",
-                flush=True,
+                f"({r['solve_s']} s, check {r['check_s'] or '-'} s){' expected ' + exp if exp else ''}"
             )
         if out:
             _write(out, [done[k] for k in sorted(done)], FIELDS + extra)
