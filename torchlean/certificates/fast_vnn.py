@@ -48,7 +48,7 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
     for start in range(0, len(items), CHUNK):
         part = items[start:start + CHUNK]
         lo, hi = (_corners([it[side] for it in part], cache, side) for side in (0, 1))
-        ph = _phases(bg, [it[2][2] for it in part])
+        ph = phase_arrays(bg, [it[2][2] for it in part])
         st = fe.forward(fg, lo, hi, method, ph)
         lb = fe.bound_forms(st, F)
         for b, (_, _, (proofs, _, path)) in enumerate(part):
@@ -57,7 +57,7 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
                               read_extras=lambda p, w, path=path: read(p, w, path))
 
 
-def _phases(bg: BoundGraph, paths: list[dict[tuple[int, int], int]]) -> dict[int, np.ndarray] | None:
+def phase_arrays(bg: BoundGraph, paths: list[dict[tuple[int, int], int]]) -> dict[int, np.ndarray] | None:
     """The leaves' split phases as the fast engine's arrays {node: (B, size)}, -1 where unsplit."""
     if not any(paths):
         return None

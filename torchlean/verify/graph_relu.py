@@ -32,6 +32,7 @@ import numpy as np
 from ..certificates import engine
 from ..certificates import fast_engine as fe
 from ..certificates.fast_functions import FAST
+from ..certificates.fast_vnn import phase_arrays
 from ..certificates.graph_vnn import objective_forms
 from ..certificates.property import Region
 from . import alpha
@@ -51,17 +52,6 @@ Phases = dict[tuple[int, int], int]
 def relu_nodes(bg: Any) -> list[int]:
     """The relu nodes of the graph (the splittable elements this search branches on)."""
     return [k for k, n in enumerate(bg.nodes) if n.kind == "fn" and n.fn == "relu"]
-
-
-def _phase_arrays(bg: Any, paths: list[Phases]) -> dict[int, np.ndarray] | None:
-    """The paths as the fast engine's phases {node: (B, size) int8, -1 where unsplit}."""
-    if not any(paths):
-        return None
-    out: dict[int, np.ndarray] = {}
-    for b, path in enumerate(paths):
-        for (k, i), v in path.items():
-            out.setdefault(k, np.full((len(paths), bg.nodes[k].size), -1, dtype=np.int8))[b, i] = v
-    return out
 
 
 class Disjunct:
@@ -221,7 +211,7 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
         B = len(part)
         paths = [p for _, p in part]
         blo, bhi = np.repeat(lo, B, 0), np.repeat(hi, B, 0)
-        st = fe.forward(fg, blo, bhi, "crown", _phase_arrays(bg, paths))
+        st = fe.forward(fg, blo, bhi, "crown", phase_arrays(bg, paths))
         lb = fe.bound_forms(st, dj.F)
         stats["subproblems"] = stats.get("subproblems", 0) + B
         done = lb.max(1) > EPS
