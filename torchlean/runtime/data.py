@@ -130,25 +130,33 @@ class Standardizer:
 
 
 @dataclass
-class TabularData:
-    """A split, normalised table: float64 arrays plus what it takes to undo the normalisation."""
+class SplitData:
+    """Train and test arrays, and each split as a dataset (for ``Trainer.train`` / ``eval``)."""
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+
+    def train(self) -> TensorDataset:
+        """The training split as a dataset."""
+        return TensorDataset(self.x_train, self.y_train)
+
+    def test(self) -> TensorDataset:
+        """The test split as a dataset."""
+        return TensorDataset(self.x_test, self.y_test)
+
+
+@dataclass
+class TabularData(SplitData):
+    """A split, normalised table: float64 arrays plus what it takes to undo the normalisation."""
+
     features: list[str]
     target: str
     x_scaler: Standardizer | None = None
     y_scaler: Standardizer | None = None
     dropped_rows: int = 0
     notes: list[str] = field(default_factory=list)
-
-    def train(self) -> TensorDataset:
-        return TensorDataset(self.x_train, self.y_train)
-
-    def test(self) -> TensorDataset:
-        return TensorDataset(self.x_test, self.y_test)
 
     def target_to_original(self, y: np.ndarray) -> np.ndarray:
         """Predictions on the normalised target scale back in the target's own units."""

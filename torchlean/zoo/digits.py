@@ -8,13 +8,12 @@ fixed seed. Source and licence: ``zoo/data/DIGITS-SOURCE.md``.
 from __future__ import annotations
 
 import gzip
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from ..runtime.data import TensorDataset
+from ..runtime.data import SplitData
 
 __all__ = ["Digits", "data_path", "load"]
 
@@ -27,22 +26,8 @@ def data_path() -> Path:
     return Path(str(resources.files("torchlean.zoo") / "data" / "digits.csv.gz"))
 
 
-@dataclass
-class Digits:
+class Digits(SplitData):
     """Train and test images (float32, (N, 1, 8, 8), values in [0, 1]) and labels (int64)."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-    def train(self) -> TensorDataset:
-        """The training split as a dataset (for ``Trainer.train``)."""
-        return TensorDataset(self.x_train, self.y_train)
-
-    def test(self) -> TensorDataset:
-        """The test split as a dataset (for ``Trainer.eval``)."""
-        return TensorDataset(self.x_test, self.y_test)
 
 
 def load(seed: int = SPLIT_SEED, test_fraction: float = TEST_FRACTION) -> Digits:

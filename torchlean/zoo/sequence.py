@@ -13,12 +13,11 @@ The baseline is persistence (tomorrow = today): a model that does not beat it le
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..runtime.data import TensorDataset
+from ..runtime.data import SplitData
 from ..runtime.nn import GRU, LSTM, Linear, Module
 
 __all__ = ["Forecaster", "Series", "load", "lotka_volterra"]
@@ -49,22 +48,8 @@ def lotka_volterra(n: int = 1200, dt: float = 0.01, every: int = 10, start: tupl
     return out
 
 
-@dataclass
-class Series:
+class Series(SplitData):
     """Windows (N, WINDOW, 2) and next samples (N, 2), float32, standardised; train then test."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-    def train(self) -> TensorDataset:
-        """The training windows as a dataset (for ``Trainer.train``)."""
-        return TensorDataset(self.x_train, self.y_train)
-
-    def test(self) -> TensorDataset:
-        """The test windows as a dataset (for ``Trainer.eval``)."""
-        return TensorDataset(self.x_test, self.y_test)
 
     def persistence_mse(self) -> float:
         """Test MSE of predicting the last sample of each window (the baseline to beat)."""
