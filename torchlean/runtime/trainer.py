@@ -273,6 +273,16 @@ class _StopOnInterrupt:
             self._previous = None
 
 
+def write_log(path: str | Path, log: dict[str, Any] | list[dict[str, Any]]) -> Path:
+    """Write a training log atomically as JSON: a whole log dict, or just its ``records`` (a list of
+    ``{"step", "loss", ...}``, e.g. from a hand-written loop), which get the format tag that
+    ``python -m torchlean plot`` reads. Returns the path."""
+    if isinstance(log, list):
+        log = {"format": LOG_FORMAT, "records": log}
+    text = json.dumps(log, indent=1).encode()
+    return atomic_write(path, lambda fh: fh.write(text))
+
+
 @dataclass
 class TrainedModel:
     """What ``Trainer.train`` returns: the (trained, in place) model, its history and helpers."""
@@ -308,8 +318,7 @@ class TrainedModel:
 
     def write_log(self, path: str | Path) -> Path:
         """Write ``log()`` as JSON to ``path`` atomically; returns the path."""
-        text = json.dumps(self.log(), indent=1).encode()
-        return atomic_write(path, lambda fh: fh.write(text))
+        return write_log(path, self.log())
 
     def print_summary(self, file: TextIO | None = None) -> None:
         """Print the model, its configuration and the first and last logged losses."""

@@ -157,10 +157,8 @@ def run(args: Any) -> int:
           f"Burgers (nu {NU}, t = {T_END}): {args.steps} steps in {seconds:.1f} s; relative L2 test error "
           f"{err:.2%} (identity baseline u(t) = u0: {relative_l2(x, y):.0%})")
     if args.log:
-        import json
+        from ..runtime.trainer import write_log
 
-        from .._files import atomic_write_text
-
-        atomic_write_text(args.log, json.dumps({"format": "torchlean-train-log/1", "records": history}))
+        write_log(args.log, history)
         print(f"training log: {args.log}")
     return 0

@@ -121,10 +121,8 @@ def run(args: Any) -> int:
 
             print(f"wrote {plot_images(imgs, args.samples, title='VAE samples from the prior')}")
     if args.log:
-        import json
+        from ..runtime.trainer import write_log
 
-        from .._files import atomic_write_text
-
-        atomic_write_text(args.log, json.dumps({"format": "torchlean-train-log/1", "records": history}))
+        write_log(args.log, history)
         print(f"training log: {args.log}")
     return 0

@@ -159,11 +159,9 @@ def run(args: Any) -> int:
           f"{seconds:.1f} s; final loss {history[-1]['loss']:.3g}; max |u - u*| on 1,001 points {err:.3g} "
           f"(u* = x(1-x)e^x, max 0.46); max |residual| there {float(np.abs(r).max()):.3g}")
     if args.log:
-        import json
+        from ..runtime.trainer import write_log
 
-        from .._files import atomic_write_text
-
-        atomic_write_text(args.log, json.dumps({"format": "torchlean-train-log/1", "records": history}))
+        write_log(args.log, history)
         print(f"training log: {args.log}")
     if not args.certify:
         return 0

@@ -217,11 +217,9 @@ def run(args: Any) -> int:
           f"the last 20 training episodes {res.mean_return:.0f}; greedy policy over 10 new episodes: "
           f"{greedy:.0f} (500 is the maximum)")
     if args.log:
-        import json
+        from ..runtime.trainer import write_log
 
-        from .._files import atomic_write_text
-
-        atomic_write_text(args.log, json.dumps({"format": "torchlean-train-log/1", "records": res.history}))
+        write_log(args.log, res.history)
         print(f"training log: {args.log}")
     if not args.certify:
         return 0

@@ -134,10 +134,8 @@ def run(args: Any) -> int:
     for prompt in ("12+", "57+", "9"):
         print(f"  sample: {sample(net, prompt, rng, args.temperature)}")
     if args.log:
-        import json
+        from ..runtime.trainer import write_log
 
-        from .._files import atomic_write_text
-
-        atomic_write_text(args.log, json.dumps({"format": "torchlean-train-log/1", "records": history}))
+        write_log(args.log, history)
         print(f"training log: {args.log}")
     return 0
