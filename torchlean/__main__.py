@@ -53,6 +53,29 @@ def _schedule(name: str, steps: int, lr: float) -> Any:
 SCHEDULES = ("none", "cosine", "onecycle", "warmup")
 
 
+def _run_flags(p: argparse.ArgumentParser, steps: int, what: str = "optimisation steps",
+               steps_type: Any = _non_negative_int) -> None:
+    """--steps, --seed, --log and --progress/--no-progress: every training command has them."""
+    p.add_argument("--steps", type=steps_type, default=steps, help=f"{what} (default {steps})")
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="initialisation and shuffling seed")
+    p.add_argument("--log", metavar="PATH", help="write a JSON training log here")
+    _cli.add_progress(p)
+
+
+def _trainer_flags(p: argparse.ArgumentParser, batch_size: int) -> None:
+    """The ``Trainer``'s own flags, for the commands that train through it (mlp, cnn, resnet,
+    lstm, gru)."""
+    p.add_argument("--batch-size", type=_positive_int, default=batch_size,
+                   help=f"batch size (default {batch_size})")
+    p.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default 0.01)")
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"], default="adam")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--backend", choices=["eager", "compiled"], default="eager")
+    p.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz, no pickle) here")
+    p.add_argument("--log-every", type=_positive_int, default=10, help="steps between log records")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="torchlean",
                      description="torchlean: write, run, inspect and verify neural networks.")
@@ -63,21 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     mlp = sub.add_parser("mlp", help="train the Auto MPG regression MLP (7→32→1) and report test MSE",
                          description="Train the Auto MPG MLP; print the test MSE (normalised target) before "
                                      "and after, and one held-out prediction in mpg.")
-    mlp.add_argument("--steps", type=_non_negative_int, default=200, help="optimisation steps (default 200)")
-    mlp.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default 32)")
-    mlp.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default 0.01)")
-    mlp.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"], default="adam")
+    _run_flags(mlp, 200)
+    _trainer_flags(mlp, 32)
     mlp.add_argument("--scheduler", choices=list(SCHEDULES), default="none",
                      help="learning-rate schedule over the run (warmup: linear over the first 10%%)")
     mlp.add_argument("--clip", type=_positive_float, metavar="MAX_NORM", help="clip the gradient norm")
-    mlp.add_argument("--seed", type=_non_negative_int, default=0, help="initialisation and shuffling seed")
-    mlp.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    mlp.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    mlp.add_argument("--backend", choices=["eager", "compiled"], default="eager")
-    mlp.add_argument("--log", metavar="PATH", help="write a JSON training log here")
-    mlp.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz, no pickle) here")
-    mlp.add_argument("--log-every", type=_positive_int, default=10, help="steps between log records")
-    _cli.add_progress(mlp)
 
     for kind, what in (("cnn", "a CNN (conv-relu-maxpool x2, linear)"),
                        ("resnet", "a ResNet (stem, two residual blocks with BatchNorm2d, avgpool, linear)")):
@@ -86,18 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "test accuracy. --certify EPS verifies each of the first N test "
                                          "images at L-inf radius EPS (complete verification, every verdict "
                                          "checked by the trusted checker).")
-        img.add_argument("--steps", type=_non_negative_int, default=400, help="optimisation steps (400)")
-        img.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default 64)")
-        img.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default 0.01)")
-        img.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"],
-                         default="adam")
-        img.add_argument("--seed", type=_non_negative_int, default=0, help="initialisation/shuffling seed")
-        img.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-        img.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-        img.add_argument("--backend", choices=["eager", "compiled"], default="eager")
-        img.add_argument("--log", metavar="PATH", help="write a JSON training log here")
-        img.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz, no pickle) here")
-        img.add_argument("--log-every", type=_positive_int, default=10, help="steps between log records")
+        _run_flags(img, 400)
+        _trainer_flags(img, 64)
         img.add_argument("--certify", type=_positive_float, metavar="EPS",
                          help="certified accuracy at L-inf radius EPS (pixels in [0, 1])")
         img.add_argument("--certify-n", type=_positive_int, default=20, metavar="N",
@@ -106,7 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
                          help="seconds per image (default 10)")
         img.add_argument("--plot", metavar="PNG", help="with --certify: certified accuracy at EPS/4, EPS/2, "
                          "3EPS/4 and EPS into this image (needs matplotlib)")
-        _cli.add_progress(img)
 
     for kind in ("lstm", "gru"):
         name = kind.upper()
@@ -114,20 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                              description=f"Train an {name} (hidden --hidden) to forecast the next sample "
                                          "of a noisy Lotka-Volterra series from 16 past ones; test MSE "
                                          "against the persistence baseline (test windows later in time).")
-        seq.add_argument("--steps", type=_non_negative_int, default=300, help="optimisation steps (300)")
+        _run_flags(seq, 300)
+        _trainer_flags(seq, 32)
         seq.add_argument("--hidden", type=_positive_int, default=32, help="hidden size (default 32)")
-        seq.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default 32)")
-        seq.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default 0.01)")
-        seq.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"],
-                         default="adam")
-        seq.add_argument("--seed", type=_non_negative_int, default=0)
-        seq.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-        seq.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-        seq.add_argument("--backend", choices=["eager", "compiled"], default="eager")
-        seq.add_argument("--log", metavar="PATH", help="write a JSON training log here")
-        seq.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz, no pickle) here")
-        seq.add_argument("--log-every", type=_positive_int, default=10, help="steps between log records")
-        _cli.add_progress(seq)
 
     ppo = sub.add_parser("ppo", help="train PPO on CartPole; --certify: check safety properties",
                          description="Train a PPO agent on CartPole (numpy dynamics of CartPole-v1) and "
@@ -135,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "pushed right' (and the mirror) on whole boxes of states, each "
                                      "verdict checked.")
     ppo.add_argument("--updates", type=_positive_int, default=150, help="PPO updates of 8x128 steps (150)")
-    ppo.add_argument("--seed", type=_non_negative_int, default=0)
+    ppo.add_argument("--seed", type=_non_negative_int, default=0, help="initialisation and sampling seed")
     ppo.add_argument("--log", metavar="PATH", help="write a JSON training log (mean return per update)")
     ppo.add_argument("--certify", action="store_true", help="decide the safety properties (checked)")
     ppo.add_argument("--certify-timeout", type=_positive_float, default=30.0, metavar="S",
@@ -146,44 +137,32 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Train an MLP on u'' = -x(x+3)e^x, u(0) = u(1) = 0 with a "
                                       "physics-informed loss (second derivatives by autograd); --certify "
                                       "proves a bound on |u'' - f| over the whole of [0, 1] (checked).")
-    pinn.add_argument("--steps", type=_positive_int, default=3000, help="Adam steps (default 3000)")
-    pinn.add_argument("--seed", type=_non_negative_int, default=0)
-    pinn.add_argument("--log", metavar="PATH", help="write a JSON training log here")
+    _run_flags(pinn, 3000, "Adam steps", _positive_int)
     pinn.add_argument("--certify", action="store_true", help="prove a bound on the residual over [0, 1]")
     pinn.add_argument("--pieces", type=_positive_int, default=64, help="intervals to choose the bound on")
     pinn.add_argument("--certify-timeout", type=_positive_float, default=120.0, metavar="S")
     pinn.add_argument("--plot", metavar="PNG", help="with --certify: the residual and its bounds")
-    _cli.add_progress(pinn)
 
     for kind, what in (("autoencoder", "an autoencoder 64-32-8-32-64"), ("vae", "a variational autoencoder")):
         gen = sub.add_parser(kind, help=f"train {what} on the 8x8 digits",
                              description=f"Train {what} on the bundled 8x8 digits; test reconstruction "
                                          "error against the mean-image baseline.")
-        gen.add_argument("--steps", type=_positive_int, default=1500, help="Adam steps (default 1500)")
-        gen.add_argument("--seed", type=_non_negative_int, default=0)
-        gen.add_argument("--log", metavar="PATH", help="write a JSON training log here")
+        _run_flags(gen, 1500, "Adam steps", _positive_int)
         if kind == "vae":
             gen.add_argument("--samples", metavar="PNG", help="16 images decoded from the prior")
-        _cli.add_progress(gen)
 
     gpt = sub.add_parser("transformer", help="train a character-level GPT on two-digit addition",
                          description="Train a 2-layer causal transformer on the text of 9,000 sums "
                                      "'AA+BB=CCC' (generated); report exact-match accuracy of greedy "
                                      "completions on the 1,000 held-out sums, and sampled lines.")
-    gpt.add_argument("--steps", type=_positive_int, default=1500, help="Adam steps (default 1500)")
-    gpt.add_argument("--seed", type=_non_negative_int, default=0)
+    _run_flags(gpt, 1500, "Adam steps", _positive_int)
     gpt.add_argument("--temperature", type=_positive_float, default=0.8, help="sampling temperature (0.8)")
-    gpt.add_argument("--log", metavar="PATH", help="write a JSON training log here")
-    _cli.add_progress(gpt)
 
     fno = sub.add_parser("fno", help="train a Fourier neural operator on viscous Burgers (1-D)",
                          description="Train a 1-D Fourier neural operator (DFT matrices, no FFT primitive) "
                                      "on the map u0 -> u(t=0.5) of viscous Burgers (generated, pseudo-"
                                      "spectral RK4); relative L2 error on held-out initial conditions.")
-    fno.add_argument("--steps", type=_positive_int, default=800, help="Adam steps (default 800)")
-    fno.add_argument("--seed", type=_non_negative_int, default=0)
-    fno.add_argument("--log", metavar="PATH", help="write a JSON training log here")
-    _cli.add_progress(fno)
+    _run_flags(fno, 800, "Adam steps", _positive_int)
 
     qs = sub.add_parser("quickstart", help="run a runnable example: tensors, autograd or mlp",
                         description="Run one of the quickstart examples (their source: examples/).")

@@ -45,6 +45,15 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, out: str | Path, rect: tuple[float, ...] | None = None) -> Path:
+    """Lay the figure out (leaving ``rect`` free for a legend), write it, free it; its path."""
+    fig.tight_layout(**({"rect": rect} if rect else {}))
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def load_log(path: str | Path) -> dict[str, Any]:
     """Read and validate one training log; raises ``PlotError`` with a one-line reason."""
     p = Path(path)
@@ -108,11 +117,7 @@ def plot_logs(paths: list[str | Path], out: str | Path, metrics: list[str] | Non
     axes[0, 0].legend(fontsize="small")
     axes[-1, 0].set_xlabel("step")
     fig.suptitle(title or "training", fontsize="medium")
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
 
 
 def plot_bounds(bounds: dict[str, tuple[Any, Any]], samples: Any, out: str | Path,
@@ -166,11 +171,7 @@ def plot_bounds(bounds: dict[str, tuple[Any, Any]], samples: Any, out: str | Pat
         ax.grid(True, axis="y", alpha=0.3)
     fig.legend(loc="lower center", ncol=len(names) + 1, fontsize="small")
     fig.suptitle(title or "output bounds", fontsize="medium")
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out, rect=(0, 0.06, 1, 1))
 
 
 def plot_certified(radii: Any, certified: Any, not_falsified: Any, clean: float, out: str | Path,
@@ -198,11 +199,7 @@ def plot_certified(radii: Any, certified: Any, not_falsified: Any, clean: float,
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="lower left")
     ax.set_title(title or "certified accuracy", fontsize="medium")
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
 
 
 def plot_residual(pieces: Any, xs: Any, residual: Any, bound: float, out: str | Path,
@@ -230,11 +227,7 @@ def plot_residual(pieces: Any, xs: Any, residual: Any, bound: float, out: str | 
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="lower left")
     ax.set_title(title or "PDE residual over the whole domain", fontsize="medium")
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
 
 
 def plot_images(images: Any, out: str | Path, title: str | None = None) -> Path:
@@ -253,8 +246,4 @@ def plot_images(images: Any, out: str | Path, title: str | None = None) -> Path:
         if k < len(images):
             ax.imshow(images[k], cmap="gray_r", vmin=0, vmax=1)
     fig.suptitle(title or "images", fontsize="medium")
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out)
