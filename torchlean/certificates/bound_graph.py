@@ -38,13 +38,17 @@ def add(x: Elem, y: Elem) -> Elem:
         return x + y if isinstance(y, Fraction) else Aff(y.t, y.c + x)
     if isinstance(y, Fraction):
         return Aff(x.t, x.c + y)
+    if x.t.keys().isdisjoint(y.t):  # a residual add of two branches over different variables
+        return Aff({**x.t, **y.t}, x.c + y.c)
     t = dict(x.t)
     for v, q in y.t.items():
-        s = t.get(v, 0) + q
-        if s:
-            t[v] = s
+        p = t.get(v)  # not ``t.get(v, 0) + q``: int + Fraction builds a Fraction the slow way
+        if p is None:
+            t[v] = q
+        elif p + q:
+            t[v] = p + q
         else:
-            t.pop(v, None)
+            del t[v]
     return Aff(t, x.c + y.c)
 
 
@@ -198,27 +202,35 @@ def _sum(vals: list[Elem]) -> Elem:
             continue
         c += e.c
         for v, q in e.t.items():
-            t[v] = t.get(v, 0) + q
+            t[v] = t[v] + q if v in t else q
     t = {v: q for v, q in t.items() if q}
     return Aff(t, c) if t else c
 
 
 def _lin(terms: list[tuple[Fraction, Elem]]) -> Elem:
     """sum q·e, merged once (the hot loop of conv2d and matmul lowering: a unit coefficient,
-    the common case of a variable read directly, skips the multiplication)."""
-    c, t = Q(0), {}
+    the common case of a variable read directly, skips the multiplication, and zero terms are
+    filtered only when a merge or a product could have made one)."""
+    c, t, filt = Q(0), {}, False
     for q, e in terms:
         if not q:
             continue
-        if isinstance(e, Fraction):
+        if type(e) is not Aff:  # a constant (``type``: isinstance on Fraction goes through the ABC)
             c += q * e
             continue
         if e.c:
             c += q * e.c
         for v, a in e.t.items():
-            m = q if a is ONE else q * a
-            t[v] = t[v] + m if v in t else m
-    t = {v: r for v, r in t.items() if r}
+            if a is ONE:
+                m = q
+            else:
+                m, filt = q * a, True
+            if v in t:
+                t[v], filt = t[v] + m, True
+            else:
+                t[v] = m
+    if filt:
+        t = {v: r for v, r in t.items() if r}
     return Aff(t, c) if t else c
 
 
