@@ -140,12 +140,22 @@ def _mul(A: Matrix, B: Matrix) -> Matrix:
     return [[sum((a * b for a, b in zip(row, col) if a and b), Fraction(0)) for col in cols] for row in A]
 
 
+_CHAIN_OPS = frozenset({"relu", "reshape", "flatten", "transpose", "neg", "add", "sub", "mul", "matmul"})
+
+
 def network_from_ir(ir: dict[str, Any]) -> Net:
     """Read a ReLU network (one data path through linear nodes and ReLUs) from the IR document."""
     if not isinstance(ir, dict) or ir.get("format") != "torchlean-ir":
         raise ValueError("not a torchlean-ir document")
     if len(ir["inputs"]) != 1 or len(ir["outputs"]) != 1:
         raise Unsupported("exactly one graph input and one output are supported")
+    folded = set(ir["constants"])  # refuse a non-chain graph before decoding its weights
+    for node in ir["nodes"]:
+        if all(i in folded for i in node["inputs"]):
+            folded.add(node["output"])
+        elif node["op"] not in _CHAIN_OPS:
+            op, out = node["op"], node["output"]
+            raise Unsupported(f"node {op} -> {out!r} is not supported by the bound checker")
     consts: dict[str, tuple[tuple[int, ...], list[Fraction]]] = {
         k: _decode(a) for k, a in ir["constants"].items()
     }
