@@ -2,7 +2,7 @@
 
 Each rule maps input intervals [l, u] to an output interval that contains f(x) for every x in
 [l, u]. The rules are written against a tiny ``ops`` namespace (``max``, ``min``, ``select``,
-``ge``) so that the proofs layer runs *these very functions* on symbols to state their soundness;
+``ge``, ``dot``) so that the proofs layer runs *these very functions* on symbols to state their soundness;
 by default they compute in exact ``Fraction`` arithmetic. They are the ONLY copy the exact bound
 table runs: ``engine.py`` bounds every affine form with ``interval_affine``, every mul node with
 ``interval_mul`` (and its CROWN planes with ``mccormick``), every max node with ``interval_max``;
@@ -13,6 +13,7 @@ Standard library only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
 from typing import Any
@@ -31,11 +32,31 @@ class ExactOps:
 
     @staticmethod
     def ge(a: Any, b: Any) -> Any:
+        if b == 0 and type(a) is Fraction:  # a sign test (Fraction's comparison is slow)
+            return a.numerator >= 0  # (a Fraction's denominator is positive)
         return a >= b
 
     @staticmethod
     def select(cond: Any, a: Any, b: Any) -> Any:
         return a if cond else b
+
+    @staticmethod
+    def dot(c: Any, qs: Sequence[Any], xs: Sequence[Any]) -> Fraction:
+        """c + Σ q·x, exactly: integer numerators over a running common denominator (the lcm so
+        far), normalised once at the end. Fraction arithmetic pays two gcds per term; a bound
+        graph's values are dyadic (binary weights and inputs), so here the denominators divide
+        one another and no gcd is taken at all."""
+        n, d = c.numerator, c.denominator
+        for q, x in zip(qs, xs):
+            a, b = q.numerator * x.numerator, q.denominator * x.denominator
+            if b == d:
+                n += a
+            elif d % b == 0:
+                n += a * (d // b)
+            else:
+                g = math.gcd(d, b)
+                n, d = n * (b // g) + a * (d // g), d // g * b
+        return Fraction(n, d)
 
 
 EXACT = ExactOps()
@@ -47,12 +68,13 @@ def interval_affine(c: Any, terms: Iterable[tuple[Any, Interval]], ops: Any = EX
     minimises (maximises) it by the sign of q. Every linear primitive of the bound table (add,
     matmul by constants, conv2d, pooling by averaging, reshape, ...) is such a form
     (``engine.form_bounds``)."""
-    lo = hi = c
+    qs, los, his = [], [], []
     for q, (l, u) in terms:
         pos = ops.ge(q, 0)
-        lo = lo + q * ops.select(pos, l, u)
-        hi = hi + q * ops.select(pos, u, l)
-    return lo, hi
+        qs.append(q)
+        los.append(ops.select(pos, l, u))
+        his.append(ops.select(pos, u, l))
+    return ops.dot(c, qs, los), ops.dot(c, qs, his)
 
 
 def interval_mul(a: Interval, b: Interval, ops: Any = EXACT) -> Interval:

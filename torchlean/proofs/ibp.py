@@ -53,6 +53,10 @@ class SympyOps:
     def select(cond: Any, a: Any, b: Any) -> Any:
         return sympy.Piecewise((a, cond), (b, True))
 
+    @staticmethod
+    def dot(c: Any, qs: Any, xs: Any) -> Any:
+        return c + sum(q * x for q, x in zip(qs, xs))
+
 
 class _SymbolicAttrs(SympyMath):
     """The spec's sympy namespace, with symbolic attributes (leaky_relu's slope) kept as symbols."""

@@ -35,6 +35,9 @@ from ..certificates.property import Atom, Region, Spec
 
 Confirm = Callable[[list[Fraction]], bool]
 
+#: more inputs than this: ``search`` samples at most 4 random points per PGD start
+HIGH_DIM = 64
+
 
 class Executor(Protocol):
     """What the search needs of a network: float outputs and input gradients on a batch."""
@@ -141,26 +144,52 @@ def try_candidates(region: Region, z: np.ndarray, v: np.ndarray, confirm: Confir
 
 # ---------------------------------------------------------------- PGD
 
+def union(disjuncts: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Several disjuncts' atoms (A_j (K_j, m), b_j) as one padded (J, K, m), (J, K) pair for
+    ``pgd``: its objective is then min_j max_k (a_jk·y - b_jk), <= 0 where some disjunct holds.
+    Padding rows have b = +inf, so a·y - b = -inf never is a disjunct's max."""
+    k = max(len(b) for _, b in disjuncts)
+    A = np.zeros((len(disjuncts), k, disjuncts[0][0].shape[1]))
+    b = np.full((len(disjuncts), k), np.inf)
+    for j, (a, c) in enumerate(disjuncts):
+        A[j, :len(c)], b[j, :len(c)] = a, c
+    return A, b
+
+
+def _objective(y: np.ndarray, A: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per point, the margin max_k (a_k·y - b_k) (one disjunct: A (K, m)) or its minimum over the
+    disjuncts (A (J, K, m) from ``union``), and the row a whose gradient moves it."""
+    if A.ndim == 2:
+        m = y @ A.T - b
+        k = m.argmax(1)
+        return m[np.arange(k.size), k], A[k]
+    m = np.einsum("pn,jkn->pjk", y, A) - b
+    k = m.argmax(2)
+    mj = np.take_along_axis(m, k[..., None], 2)[..., 0]
+    j = mj.argmin(1)
+    p = np.arange(j.size)
+    return mj[p, j], A[j, k[p, j]]
+
+
 @np.errstate(invalid="ignore", over="ignore")  # outside a row's domain the runtime gives nan: no candidate
 def pgd(ex: Executor, A: np.ndarray, b: np.ndarray, z: np.ndarray, lo: np.ndarray, hi: np.ndarray,
         steps: int = 40, decay: float = 0.88) -> tuple[np.ndarray, np.ndarray]:
-    """Sign-gradient descent of max_k (A_k·y - b_k) from each row of z, projected on [lo, hi]
-    (per-point boxes allowed); returns the best point seen per start and its objective."""
+    """Sign-gradient descent of max_k (A_k·y - b_k) (or of its minimum over disjuncts, A and b from
+    ``union``) from each row of z, projected on [lo, hi] (per-point boxes allowed); returns the best
+    point seen per start and its objective."""
     step = (hi - lo) / 4
     best_z, best_v = z.copy(), np.full(z.shape[0], np.inf)
-
-    def active(y: np.ndarray) -> np.ndarray:
-        return A[(y @ A.T - b).argmax(1)]
-
     for _ in range(steps):
         tick()  # (the caller's deadline: a deep network makes each step slow)
-        y, g = ex.value_and_grad(z, active)
-        v = (y @ A.T - b).max(1)
+        y, g = ex.value_and_grad(z, lambda y: _objective(y, A, b)[1])
+        v = _objective(y, A, b)[0]
         better = v < best_v
         best_z[better], best_v[better] = z[better], v[better]
+        if best_v.min() < 0:  # a float counterexample: hand it to ``confirm`` now (deep nets:
+            return best_z, best_v  # each further step costs a forward and backward pass)
         z = np.clip(z - step * np.sign(g), lo, hi)
         step = step * decay
-    v = (ex.forward(z) @ A.T - b).max(1)
+    v = _objective(ex.forward(z), A, b)[0]
     better = v < best_v
     best_z[better], best_v[better] = z[better], v[better]
     return best_z, best_v
@@ -192,13 +221,31 @@ def search(
     for region in spec.regions:
         lo = np.array([float(v) for v in region.lo])
         hi = np.array([float(v) for v in region.hi])
-        x = rng.uniform(lo, hi, (samples, lo.size))
+        # (many inputs: random points of a small ball hardly differ, and each costs a forward
+        # pass of a possibly deep network; PGD from a few of them does the work)
+        k = samples if lo.size <= HIGH_DIM else min(samples, 4 * starts)
+        x = rng.uniform(lo, hi, (k, lo.size))
         x = np.concatenate([((lo + hi) / 2)[None], x])
         m = margins(region, ex.forward(x))
         found = try_candidates(region, x, m.min(1), confirm)
         if found is not None:
             return found
         for r in range(rounds):
+            if len(region.disjuncts) > 1 and all(region.disjuncts):
+                # all disjuncts at once first: one PGD whose every start moves towards whichever
+                # disjunct is nearest (a classifier's "some other class wins" has one per class,
+                # and a loop over them can spend its time on the wrong ones); own generator, so the
+                # per-disjunct starts below stay as they were
+                urng = np.random.default_rng((seed, r))
+                A, b = union([_atoms(d) for d in region.disjuncts])
+                picks = [x[np.argsort(m.min(1))[:starts]] if r == 0 else
+                         urng.uniform(lo, hi, (starts, lo.size)), _corners(urng, lo, hi, corners)]
+                if r == 0 and extra_starts is not None:
+                    picks.append(np.clip(extra_starts, lo, hi))
+                z, v = pgd(ex, A, b, np.concatenate(picks), lo, hi, steps=steps, decay=decay)
+                found = try_candidates(region, z, v, confirm)
+                if found is not None:
+                    return found
             for j, disj in enumerate(region.disjuncts):
                 if deadline is not None and time.perf_counter() > deadline:
                     return None

@@ -247,10 +247,47 @@ def check(cert: dict[str, Any], t: Target, spec: Spec) -> Verdict:
 
 
 def confirmer(t: Target, spec: Spec) -> Callable[[list[Fraction]], bool]:
-    """The checker's exact test that x is a counterexample (a vnn-sat certificate it accepts)."""
+    """Whether x is a counterexample: for chains the checker's exact evaluation; for graphs the
+    fast engine's float64 enclosure of the outputs at x first (sound, milliseconds), and the
+    checker's exact test (a vnn-sat certificate it accepts: seconds to minutes on a ResNet) only
+    when that enclosure cannot decide. This is the search's filter, not the verdict: the caller
+    checks the final certificate exactly (and a rejected one is reported as such)."""
     if t.net is not None:
         return lambda x: attack.confirm(t.net, spec, x)
-    return lambda x: check(sat_cert(t, spec, x), t, spec).ok
+
+    def confirm(x: list[Fraction]) -> bool:
+        low, up = output_bounds_box(t, tuple(x), tuple(x), "ibp")
+        decided = float_sat(spec, x, low, up)
+        return check(sat_cert(t, spec, x), t, spec).ok if decided is None else decided
+
+    return confirm
+
+
+def float_sat(spec: Spec, x: list[Fraction], low: np.ndarray, up: np.ndarray) -> bool | None:
+    """True when some disjunct of a region containing x holds on the whole enclosure [low, up] of
+    the outputs with a margin float rounding cannot erase, False when every such disjunct fails
+    on all of it with such a margin, None otherwise (the exact test decides)."""
+    mag = np.maximum(np.abs(low), np.abs(up))
+    undecided = False
+    for region in spec.regions:
+        if not region.contains(x):
+            continue
+        for disj in region.disjuncts:
+            holds = True
+            for atom in disj:
+                a, b = np.array([float(v) for v in atom.a]), float(atom.b)
+                tol = 1e-9 * (1.0 + abs(b) + float(np.abs(a) @ mag))
+                top = float(np.where(a > 0, a * up, a * low).sum())  # max of a·y over the enclosure
+                bot = float(np.where(a > 0, a * low, a * up).sum())
+                if bot > b + tol:  # fails everywhere: the disjunct does too
+                    holds = False
+                    break
+                if not top < b - tol:
+                    holds = None
+            if holds:
+                return True
+            undecided = undecided or holds is None
+    return None if undecided else False
 
 
 def sat_cert(t: Target, spec: Spec, x: list[Fraction]) -> dict[str, Any]:

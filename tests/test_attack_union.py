@@ -1,0 +1,161 @@
+"""The attack's joint objective over disjuncts, the graph confirmer's float pre-filter, and the
+exact dot product of the interval rule (session 11 speed-ups for deep image networks)."""
+
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from torchlean.certificates.intervals import EXACT, interval_affine
+from torchlean.certificates.property import Atom, Region, Spec
+from torchlean.verify import attack, table
+
+torch = pytest.importorskip("torch")
+
+
+def test_exact_dot_equals_fraction_arithmetic_on_dyadic_and_other_denominators():
+    rng = random.Random(0)
+    for trial in range(300):
+        n = rng.randint(0, 12)
+        den = (lambda: 2 ** rng.randint(0, 60)) if trial % 2 else (lambda: rng.randint(1, 10**6))
+        c = Fraction(rng.randint(-10**9, 10**9), den())
+        qs = [Fraction(rng.randint(-10**9, 10**9), den()) for _ in range(n)]
+        xs = [Fraction(rng.randint(-10**9, 10**9), den()) for _ in range(n)]
+        want = c + sum((q * x for q, x in zip(qs, xs)), Fraction(0))
+        got = EXACT.dot(c, qs, xs)
+        assert got == want and isinstance(got, Fraction)
+
+
+def test_interval_affine_takes_each_terms_minimising_corner_exactly():
+    rng = random.Random(1)
+    for _ in range(100):
+        terms = []
+        for _ in range(rng.randint(1, 8)):
+            a, b = sorted(Fraction(rng.randint(-99, 99), rng.randint(1, 64)) for _ in range(2))
+            terms.append((Fraction(rng.randint(-50, 50), rng.randint(1, 9)), (a, b)))
+        lo, hi = interval_affine(Fraction(3, 7), terms)
+        corners = [Fraction(3, 7) + sum(q * (u if bit >> j & 1 else l) for j, (q, (l, u)) in enumerate(terms))
+                   for bit in range(2 ** len(terms))]
+        assert lo == min(corners) and hi == max(corners)
+
+
+def test_union_objective_is_the_min_over_disjuncts_of_the_max_over_atoms():
+    rng = np.random.default_rng(0)
+    disj = [(rng.normal(size=(k, 5)), rng.normal(size=k)) for k in (1, 3, 2)]
+    A, b = attack.union(disj)
+    y = rng.normal(size=(50, 5))
+    v, rows = attack._objective(y, A, b)
+    per = np.stack([(y @ a.T - c).max(1) for a, c in disj], 1)
+    assert np.allclose(v, per.min(1))
+    j = per.argmin(1)  # the row whose gradient moves the objective: the active atom of the best disjunct
+    want = np.stack([disj[jj][0][(y[p] @ disj[jj][0].T - disj[jj][1]).argmax()] for p, jj in enumerate(j)])
+    assert np.allclose(rows, want)
+
+
+class _Linear:
+    """y = x @ W (an executor for ``attack``)."""
+
+    def __init__(self, W: np.ndarray):
+        self.W, self.n_in, self.n_out = W, W.shape[0], W.shape[1]
+
+    def forward(self, x):
+        return x @ self.W
+
+    def value_and_grad(self, x, g_y):
+        y = x @ self.W
+        return y, g_y(y) @ self.W.T
+
+
+def _classifier_spec(n_in: int, n_out: int, label: int, r: float) -> Spec:
+    """'some class j beats label' on the box [-r, r]^n: one disjunct y_label - y_j <= 0 per j."""
+    disj = []
+    for j in range(n_out):
+        if j != label:
+            a = [Fraction(0)] * n_out
+            a[label], a[j] = Fraction(1), Fraction(-1)
+            disj.append((Atom(tuple(a), Fraction(0), False),))
+    q = Fraction(r)
+    return Spec(n_in, n_out, (Region((-q,) * n_in, (q,) * n_in, tuple(disj)),))
+
+
+def test_search_finds_the_one_reachable_class_among_many_in_one_round(monkeypatch):
+    # ten classes, label 0 wins by 1 at the centre; only class 9 can overtake it inside the box:
+    # the joint PGD moves every start towards whichever class is nearest
+    n, m = 200, 10
+    rng = np.random.default_rng(3)
+    W = rng.normal(scale=1e-3, size=(n, m))
+    W[:, 9] += 0.02 * np.sign(rng.normal(size=n))
+    bias = np.zeros(m)
+    bias[0] = 1.0
+
+    class Ex(_Linear):
+        def forward(self, x):
+            return x @ self.W + bias
+
+        def value_and_grad(self, x, g_y):
+            y = self.forward(x)
+            return y, g_y(y) @ self.W.T
+
+    ex = Ex(W)
+    spec = _classifier_spec(n, m, 0, 0.5)
+    calls = []
+
+    def confirm(x):
+        calls.append(x)
+        y = ex.forward(np.array([[float(v) for v in x]]))[0]
+        return bool(y[9] >= y[0])
+
+    real, dims = attack.pgd, []
+
+    def pgd(ex, A, *args, **kw):
+        dims.append(A.ndim)
+        return real(ex, A, *args, **kw)
+
+    monkeypatch.setattr(attack, "pgd", pgd)
+    x = attack.search(ex, spec, confirm, rounds=1, samples=0)
+    assert x is not None and confirm(x)
+    assert dims == [3]  # one joint PGD over the nine disjuncts, not one PGD per class
+
+
+def test_float_sat_decides_only_with_a_margin():
+    spec = _classifier_spec(2, 3, 0, 1.0)
+    x = [Fraction(0), Fraction(0)]
+    # y1 > y0 surely on the enclosure: sat
+    assert table.float_sat(spec, x, np.array([0.0, 2.0, -5.0]), np.array([0.1, 2.1, -4.0])) is True
+    # y0 beats both surely: no disjunct can hold
+    assert table.float_sat(spec, x, np.array([3.0, 0.0, 0.0]), np.array([3.1, 1.0, 1.0])) is False
+    # a tie inside the enclosure: undecided, the exact test decides
+    assert table.float_sat(spec, x, np.array([1.0, 0.9, -5.0]), np.array([1.2, 1.1, -4.0])) is None
+    # x outside the region: nothing holds there
+    far = [Fraction(5), Fraction(0)]
+    assert table.float_sat(spec, far, np.array([0.0, 2.0, -5.0]), np.array([0.1, 2.1, -4.0])) is False
+
+
+def test_graph_confirmer_agrees_with_the_exact_check_on_random_points(tmp_path):
+    import torchlean as tl
+    from torchlean import bridge
+    from torchlean.bridge.torch_io import from_torch_state_dict
+    from torchlean.verify.network import load_graph
+
+    torch.manual_seed(0)
+    tm = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    model = tl.nn.Sequential(tl.nn.Linear(3, 16), tl.nn.Tanh(), tl.nn.Linear(16, 3))
+    from_torch_state_dict(model, tm.state_dict())
+    path = tmp_path / "m.onnx"
+    bridge.export_onnx(tl.trace(model, tl.zeros(1, 3)), path)
+    tgt = table.target(load_graph(path), prefer_chain=False)
+    rng = np.random.default_rng(1)
+    pts = rng.uniform(-1, 1, (40, 3))
+    wins = np.bincount(tm(torch.tensor(pts, dtype=torch.float32)).argmax(1).numpy(), minlength=3)
+    spec = _classifier_spec(3, 3, int(wins.argmax()), 1.0)  # the label that wins most points
+    conf = table.confirmer(tgt, spec)
+    answers = set()
+    for z in pts:
+        x = attack.box_point(z, spec.regions[0])
+        want = table.check(table.sat_cert(tgt, spec, x), tgt, spec).ok
+        assert conf(x) == want
+        answers.add(want)
+    assert answers == {True, False}  # both kinds of point were exercised
