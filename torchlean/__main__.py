@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "Bible, bundled) and report held-out bits per character and a sample; "
                                      "--corpus sums: on 9,000 sums 'AA+BB=CCC' (generated), exact-match "
                                      "accuracy of greedy completions on the 1,000 held-out sums.")
-    _run_flags(gpt, 1000, "Adam steps", _positive_int)
+    _run_flags(gpt, 1500, "Adam steps", _positive_int)
     _device_flags(gpt)
     gpt.add_argument("--corpus", choices=["text", "sums"], default="text",
                      help="text: the King James Genesis-Exodus (default); sums: two-digit addition")
