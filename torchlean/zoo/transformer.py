@@ -2,7 +2,7 @@
 learning two-digit addition (``--corpus sums``).
 
 - ``text``: the books of Genesis and Exodus of the King James Bible (public domain; bundled,
-  ``zoo/data/KJV-SOURCE.md``), 388,085 characters over 62 symbols; the first 90% train, the last
+  ``zoo/data/KJV-SOURCE.md``), 366,194 characters over 62 symbols; the first 90% train, the last
   10% (the end of Exodus) is held out. Batches are random windows of ``BLOCK`` characters; quality:
   the held-out cross-entropy in bits per character (over consecutive windows), next to the
   unigram entropy of the training text, and a sampled continuation.
