@@ -31,10 +31,11 @@ def mean_of(out: Tensor, y: Tensor) -> Tensor:
 
 
 def trainer(net: Any, loss: Any, lr: float, seed: int, *, task: str = "regression", backend: str = "eager",
-            dtype: str = "float32", device: str = "cpu") -> Trainer:
-    """An Adam ``Trainer`` for ``net`` with ``loss`` (a callable ``(output, target) -> loss``)."""
+            dtype: str = "float32", device: str = "cpu", scheduler: Any = None) -> Trainer:
+    """An Adam ``Trainer`` for ``net`` with ``loss`` (a callable ``(output, target) -> loss``) and an
+    optional ``scheduler`` (``optimizer -> LRScheduler``)."""
     return Trainer(net, task=task, optimizer="adam", loss=loss, lr=lr, seed=seed, backend=backend,
-                   dtype=dtype, device=device)
+                   dtype=dtype, device=device, scheduler=scheduler)
 
 
 def fit(net: Any, sample: Callable[[int], tuple[Any, Any]], steps: int, loss: Any, lr: float, seed: int,

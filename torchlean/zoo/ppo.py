@@ -84,31 +84,30 @@ def value_net() -> Sequential:
 
 
 class ActorCritic(Module):
-    """The policy and value nets side by side: states (N, 4) -> [logit left, logit right, value]
-    (N, 3), the one model the Trainer trains (one Adam over both, as before)."""
+    """The policy and value nets side by side: states (N, 4) -> (action logits (N, 2), values (N, 1)),
+    the one model the Trainer trains (one Adam over both)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.pi, self.v = policy_net(), value_net()
 
     def forward(self, s: Any) -> Any:
-        from torchlean.nn import functional as F
-
-        return F.cat([self.pi(s), self.v(s)], -1)
+        return self.pi(s), self.v(s)
 
 
 def ppo_loss(out: Any, y: Any, clip: float = 0.2) -> Any:
-    """PPO's clipped surrogate + 0.5 value MSE - 0.01 entropy, on ``ActorCritic`` outputs (N, 3) and
-    targets ``y`` (N, 5) = [one-hot action (2), old log-probability, advantage, return]."""
+    """PPO's clipped surrogate + 0.5 value MSE - 0.01 entropy, on ``ActorCritic`` outputs (logits,
+    values) and targets ``y`` (N, 5) = [one-hot action (2), old log-probability, advantage, return]."""
     from torchlean.nn import functional as F
 
-    logp = F.log_softmax(out[:, :2], dim=-1)
+    logits, value = out
+    logp = F.log_softmax(logits, dim=-1)
     taken = (logp * y[:, :2]).sum(-1)
     ratio = F.exp(taken - y[:, 2])
     adv = y[:, 3]
     surrogate = F.minimum(ratio * adv, F.clamp(ratio, 1 - clip, 1 + clip) * adv)
     entropy = -(F.exp(logp) * logp).sum(-1)
-    vloss = ((out[:, 2] - y[:, 4]) ** 2).mean()
+    vloss = ((value[:, 0] - y[:, 4]) ** 2).mean()
     return -surrogate.mean() + 0.5 * vloss - 0.01 * entropy.mean()
 
 
@@ -131,11 +130,16 @@ def train(updates: int = 60, envs: int = 8, horizon: int = 128, epochs: int = 4,
     import torchlean as tl
 
     from ..progress import bar
+    from ..runtime.lr_scheduler import LinearLR
     from . import _fit
 
     tl.manual_seed(seed)
     ac = ActorCritic()
-    trainer = _fit.trainer(ac, partial(ppo_loss, clip=clip), lr, seed, **flags)
+    # the learning rate decays linearly to 0 over the run (as in CleanRL's and SB3's PPO): late
+    # updates cannot undo a policy that balances
+    total = updates * epochs * -(-envs * horizon // minibatch)
+    trainer = _fit.trainer(ac, partial(ppo_loss, clip=clip), lr, seed, **flags,
+                           scheduler=lambda opt: LinearLR(opt, 1.0, 0.0, total))
     env = CartPole(envs, seed)
     rng = np.random.default_rng(seed + 1)
     obs = env.state.copy()
@@ -145,18 +149,17 @@ def train(updates: int = 60, envs: int = 8, horizon: int = 128, epochs: int = 4,
         for u in range(updates):
             states, actions, logps, rewards, dones, values = [], [], [], [], [], []
             for _ in range(horizon):
-                out = _fit.predict(ac, obs)
-                logits = out[:, :2]
+                logits = _fit.predict(ac.pi, obs)
                 logp_all = logits - np.logaddexp(logits[:, :1], logits[:, 1:])
                 a = (rng.random(envs) < np.exp(logp_all[:, 1])).astype(int)
                 states.append(obs)
                 actions.append(a)
                 logps.append(logp_all[np.arange(envs), a])
-                values.append(out[:, 2])
+                values.append(_fit.predict(ac.v, obs)[:, 0])
                 obs, r, d = env.step(a)
                 rewards.append(r)
                 dones.append(d)
-            last = _fit.predict(ac, obs)[:, 2]
+            last = _fit.predict(ac.v, obs)[:, 0]
             adv = _gae(np.array(rewards), np.array(values), np.array(dones), last)
             ret = adv + np.array(values)
             batch = [np.concatenate(z) for z in (states, actions, logps, adv, ret)]
@@ -216,15 +219,16 @@ def certify(policy: Any, timeout: float = 30.0) -> list[tuple[str, Any]]:
     return out
 
 
-def evaluate(policy: Any, episodes: int = 10, seed: int = 123) -> float:
-    """Mean return of the greedy policy over ``episodes`` fresh episodes (at most 500 each)."""
+def evaluate(policy: Any, episodes: int = 10, seed: int = 123, act: Any = None) -> float:
+    """Mean return of the greedy policy over ``episodes`` fresh episodes (at most 500 each);
+    ``act``: states -> actions instead of ``policy``'s argmax (e.g. a PyTorch twin's)."""
     import torchlean as tl
 
     env = CartPole(episodes, seed)
     alive = np.ones(episodes, dtype=bool)
     total = np.zeros(episodes)
     for _ in range(MAX_STEPS):
-        a = pi_act(tl, policy, env.state)
+        a = act(env.state) if act is not None else pi_act(tl, policy, env.state)
         _, _, done = env.step(a)
         total += alive
         alive &= ~done
