@@ -320,7 +320,8 @@ def pinn(torch, steps: int):
     theirs = float(np.abs(u_t.detach().numpy() - P.exact_solution(xs)).max())
     ours = float(np.abs(net(tl.tensor(xs)).numpy() - P.exact_solution(xs)).max())
     r_o = float(np.abs(P.residual(net, tl.tensor(xs)).numpy()).max())
-    print(f"  pinn max |u'' - f| on 1,001 points: torchlean {r_o:.3g}  PyTorch {float(r_t.detach().abs().max()):.3g}")
+    r_t = float(r_t.detach().abs().max())
+    print(f"  pinn max |u'' - f| on 1,001 points: torchlean {r_o:.3g}  PyTorch {r_t:.3g}")
     return "max |u - u*|", ours, theirs, _diff(net, tm)
 
 
@@ -346,8 +347,9 @@ def ppo(torch, updates: int):
     tl.manual_seed(0)
     tm = _load(Twin(), P.ActorCritic())
     res = P.train(updates=updates, seed=0)
-    opt = torch.optim.Adam(tm.parameters(), lr=3e-4)
+    opt = torch.optim.Adam(tm.parameters(), lr=1e-3)
     envs, horizon = 8, 128
+    sched = torch.optim.lr_scheduler.LinearLR(opt, 1.0, 0.0, updates * 4 * 4)  # as ppo.train
     env, rng = P.CartPole(envs, 0), np.random.default_rng(1)
     obs = env.state.copy()
 
@@ -383,6 +385,7 @@ def ppo(torch, updates: int):
             opt.zero_grad()
             loss(tm(s), y).backward()
             opt.step()
+            sched.step()
     recent = env.finished[-20:]
     print(f"  ppo mean return of the last 20 training episodes: torchlean {res.mean_return:.0f}  "
           f"PyTorch {float(np.mean(recent)) if recent else 0.0:.0f}")

@@ -7,7 +7,9 @@ actions push left (0) or right (1) with 10 N, reward 1 per step, an episode ends
 
 Agent: PPO with the clipped objective (Schulman et al. 2017): a policy MLP 4-64-64-2 (tanh) giving
 action logits and a value MLP 4-64-64-1, generalised advantage estimation (γ 0.99, λ 0.95),
-``epochs`` passes of minibatch Adam per rollout of ``envs`` x ``horizon`` steps.
+``epochs`` passes of minibatch Adam per rollout of ``envs`` x ``horizon`` steps, its learning rate
+(1e-3) decaying linearly to 0 over the run. The minibatch steps go through a ``Trainer``
+(``zoo._fit``), so ``--backend``, ``--dtype`` and ``--device`` apply.
 
 ``--certify``: the policy's safety property "a pole falling right is pushed right" (and its mirror)
 over a whole box of states, decided by complete verification (``tl.verify.robustness`` on the
@@ -121,7 +123,7 @@ class PPOResult:
 
 
 def train(updates: int = 60, envs: int = 8, horizon: int = 128, epochs: int = 4, minibatch: int = 256,
-          lr: float = 3e-4, clip: float = 0.2, seed: int = 0, progress: bool | None = None,
+          lr: float = 1e-3, clip: float = 0.2, seed: int = 0, progress: bool | None = None,
           **flags: Any) -> PPOResult:
     """Train a PPO agent (module docstring) for ``updates`` rollouts; the minibatch steps go through
     one ``Trainer`` (``flags``: backend, dtype, device, as ``zoo._fit``)."""
