@@ -325,10 +325,18 @@ def pinn(torch, steps: int):
     return "max |u - u*|", ours, theirs, _diff(net, tm)
 
 
-def ppo(torch, updates: int):
-    """PPO: the same algorithm, environment seeds, initial weights and sampling generator in torch.
-    The runs diverge once a rounding difference flips a sampled action, so this compares quality
-    (greedy return over 10 new episodes; mean training return printed), not weights."""
+def ppo(torch, updates: int, seeds: tuple[int, ...] = (0, 1, 2)):
+    """PPO: the same algorithm, environment seeds, initial weights and sampling generator in torch,
+    for each seed. The runs diverge once a rounding difference flips a sampled action, and one
+    seed's result is luck, so this compares quality over ``seeds`` (mean greedy return over 10 new
+    episodes; each seed's training and greedy returns printed), not weights."""
+    results = [_ppo_seed(torch, updates, s) for s in seeds]
+    return ("greedy return (10 episodes, mean of seeds " + ",".join(map(str, seeds)) + ")",
+            float(np.mean([r[0] for r in results])), float(np.mean([r[1] for r in results])),
+            max(r[2] for r in results))
+
+
+def _ppo_seed(torch, updates: int, seed: int):
     from torchlean.zoo import ppo as P
 
     nn = torch.nn
@@ -344,13 +352,13 @@ def ppo(torch, updates: int):
         def forward(self, s):
             return torch.cat([self.pi(s), self.v(s)], -1)
 
-    tl.manual_seed(0)
+    tl.manual_seed(seed)
     tm = _load(Twin(), P.ActorCritic())
-    res = P.train(updates=updates, seed=0)
+    res = P.train(updates=updates, seed=seed)
     opt = torch.optim.Adam(tm.parameters(), lr=1e-3)
     envs, horizon = 8, 128
     sched = torch.optim.lr_scheduler.LinearLR(opt, 1.0, 0.0, updates * 4 * 4)  # as ppo.train
-    env, rng = P.CartPole(envs, 0), np.random.default_rng(1)
+    env, rng = P.CartPole(envs, seed), np.random.default_rng(seed + 1)
     obs = env.state.copy()
 
     def loss(out, y, clip=0.2):
@@ -387,16 +395,17 @@ def ppo(torch, updates: int):
             opt.step()
             sched.step()
     recent = env.finished[-20:]
-    print(f"  ppo mean return of the last 20 training episodes: torchlean {res.mean_return:.0f}  "
-          f"PyTorch {float(np.mean(recent)) if recent else 0.0:.0f}")
 
     def act(states):
         with torch.no_grad():
             return tm.pi(torch.tensor(states, dtype=torch.float32)).numpy().argmax(1)
 
     res.policy.eval()
-    return "greedy return (10 episodes)", P.evaluate(res.policy), P.evaluate(None, act=act), _diff(
-        res.policy, tm.pi)
+    ours, theirs = P.evaluate(res.policy), P.evaluate(None, act=act)
+    print(f"  ppo seed {seed}: mean return of the last 20 training episodes torchlean {res.mean_return:.0f}  "
+          f"PyTorch {float(np.mean(recent)) if recent else 0.0:.0f}; greedy torchlean {ours:.0f}  "
+          f"PyTorch {theirs:.0f}", flush=True)
+    return ours, theirs, _diff(res.policy, tm.pi)
 
 
 MODELS = {"resnet": (resnet, 400), "autoencoder": (autoencoder, 1500), "vae": (vae, 1500),
