@@ -25,7 +25,7 @@ def bench():
 
 
 @pytest.mark.parametrize("name, steps, tol", [
-    ("vae", 30, 1e-4), ("pinn", 30, 1e-4), ("transformer", 4, 1e-4), ("ppo", 1, 1e-3)])
+    ("vae", 30, 1e-4), ("pinn", 30, 1e-4), ("transformer", 4, 1e-4), ("ppo", 3, 1e-5)])
 def test_twin_tracks_torchlean(bench, name: str, steps: int, tol: float, capsys) -> None:
     module, torch = bench
     what, ours, theirs, diff = module.MODELS[name][0](torch, steps)
