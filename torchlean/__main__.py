@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     _device_flags(gpt)
     gpt.add_argument("--corpus", choices=["text", "sums"], default="text",
                      help="text: the King James Genesis-Exodus (default); sums: two-digit addition")
-    gpt.add_argument("--batch-size", type=_positive_int, default=32, help="sequences per step (default 32)")
+    gpt.add_argument("--batch-size", type=_positive_int, default=None,
+                     help="sequences per step (default 32 windows of text, 64 sums)")
     gpt.add_argument("--lr", type=_positive_float, default=3e-3, help="Adam learning rate (default 3e-3)")
     gpt.add_argument("--temperature", type=_positive_float, default=0.8, help="sampling temperature (0.8)")
 

@@ -194,7 +194,8 @@ def run(args: Any) -> int:
     """``python -m torchlean transformer`` (flags in ``torchlean.__main__``)."""
     flags = {k: getattr(args, k) for k in _fit.DEVICE_DEFAULTS}
     net, history, seconds = train(args.steps, seed=args.seed, progress=args.progress, corpus=args.corpus,
-                                  batch_size=args.batch_size, lr=args.lr, **flags)
+                                  batch_size=args.batch_size or (64 if args.corpus == "sums" else 32),
+                                  lr=args.lr, **flags)
     where = f"{args.dtype} on {args.device}, {args.backend} backend"
     rng = np.random.default_rng(args.seed)
     if args.corpus == "sums":
