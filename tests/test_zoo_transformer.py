@@ -108,3 +108,15 @@ def test_learns_addition_it_never_saw() -> None:
     _, test = T.corpus()
     got = T.greedy(net, test[:300, :T.PROMPT])
     assert np.mean((got[:, :3] == test[:300, T.PROMPT:T.PROMPT + 3]).all(1)) > 0.9
+
+
+def test_text_command_reports_held_out_bits_and_a_sample(capsys) -> None:
+    from torchlean.__main__ import main
+
+    assert main(["transformer", "--steps", "3", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    bits = float(out.split(" nats = ")[1].split()[0])
+    base = float(out.split("unigram baseline ")[1].split(")")[0])
+    assert 0 < bits < 8 and abs(base - 4.315) < 1e-3
+    sample = out.split("  sample: ")[1]
+    assert sample[1:].startswith(T.PROMPT_TEXT)

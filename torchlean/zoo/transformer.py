@@ -213,7 +213,8 @@ def run(args: Any) -> int:
         print(f"char GPT (2 layers, width 64, context {BLOCK}, {net.num_parameters()} parameters; {where}) "
               f"on Genesis-Exodus (King James Bible, {len(train_ids):,} training characters): {args.steps} "
               f"steps in {seconds:.1f} s, final training loss {history[-1]['loss']:.3f} nats; held-out "
-              f"(last 10%, {len(test_ids):,} characters): {bpc:.3f} bits per character (unigram baseline "
+              f"(last 10%, {len(test_ids):,} characters): loss {bpc * np.log(2):.3f} nats = {bpc:.3f} bits "
+              f"per character (unigram baseline "
               f"{unigram_bits(train_ids, test_ids):.3f})")
         text = sample(net, PROMPT_TEXT, rng, args.temperature, chars, length=200, stop=None)
         print(f"  sample: {text!r}")
