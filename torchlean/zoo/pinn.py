@@ -24,10 +24,8 @@ from typing import Any
 import numpy as np
 
 from ..runtime.nn import Linear, Module, Sequential, Tanh
-from . import _fit
 
-__all__ = ["PhysicsLoss", "ResidualBound", "collocation", "weighted_squares",
-           "certify_residual", "exact_solution", "model", "residual_graph", "train"]
+__all__ = ["ResidualBound", "certify_residual", "exact_solution", "model", "residual_graph", "train"]
 
 #: the collocation grid (interior points) and the boundary penalty's weight
 COLLOCATION, BOUNDARY_WEIGHT = 64, 10.0
@@ -174,8 +172,10 @@ def run(args: Any) -> int:
 
     if args.plot and not args.certify:
         raise ValueError("--plot needs --certify")
-    flags = {k: getattr(args, k) for k in _fit.DEVICE_DEFAULTS}
     from ..runtime.trace import TraceError
+    from . import _fit
+
+    flags = {k: getattr(args, k) for k in _fit.DEVICE_DEFAULTS}
 
     try:
         net, history, seconds = train(args.steps, seed=args.seed, progress=args.progress, **flags)
