@@ -74,6 +74,6 @@ def test_ppo_command(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "torchlean", "ppo", "--updates", "30", "--certify", "--log",
                           str(tmp_path / "log.json")], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr
-    assert "PPO on CartPole: 30 updates" in out.stdout
+    assert "PPO on CartPole (float32 on cpu, eager backend): 30 updates" in out.stdout
     assert out.stdout.count("safety '") == 2
     assert (tmp_path / "log.json").exists()

@@ -62,6 +62,16 @@ def _run_flags(p: argparse.ArgumentParser, steps: int, what: str = "optimisation
     _cli.add_progress(p)
 
 
+def _device_flags(p: argparse.ArgumentParser) -> None:
+    """--device, --dtype and --backend: every training command has them (``cuda`` without cupy or a
+    GPU is a one-line error; ``compiled`` runs the training step through runtime.compiled)."""
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="cuda needs cupy and a GPU; never falls back to the CPU")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--backend", choices=["eager", "compiled"], default="eager",
+                   help="compiled: the traced, planned training step (bit-identical to eager)")
+
+
 def _trainer_flags(p: argparse.ArgumentParser, batch_size: int) -> None:
     """The ``Trainer``'s own flags, for the commands that train through it (mlp, cnn, resnet,
     lstm, gru)."""
@@ -69,9 +79,7 @@ def _trainer_flags(p: argparse.ArgumentParser, batch_size: int) -> None:
                    help=f"batch size (default {batch_size})")
     p.add_argument("--lr", type=_positive_float, default=0.01, help="learning rate (default 0.01)")
     p.add_argument("--optimizer", choices=["adam", "adamw", "sgd", "rmsprop", "adagrad"], default="adam")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--backend", choices=["eager", "compiled"], default="eager")
+    _device_flags(p)
     p.add_argument("--save", metavar="PATH", help="write a checkpoint (.npz, no pickle) here")
     p.add_argument("--log-every", type=_positive_int, default=10, help="steps between log records")
 
@@ -125,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "report its returns; --certify decides 'a pole falling right is "
                                      "pushed right' (and the mirror) on whole boxes of states, each "
                                      "verdict checked.")
-    ppo.add_argument("--updates", type=_positive_int, default=150, help="PPO updates of 8x128 steps (150)")
+    ppo.add_argument("--updates", "--steps", dest="updates", type=_positive_int, default=150,
+                     help="PPO updates of 8x128 steps (150); --steps is the same flag")
+    _device_flags(ppo)
     ppo.add_argument("--seed", type=_non_negative_int, default=0, help="initialisation and sampling seed")
     ppo.add_argument("--log", metavar="PATH", help="write a JSON training log (mean return per update)")
     ppo.add_argument("--certify", action="store_true", help="decide the safety properties (checked)")
@@ -138,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "physics-informed loss (second derivatives by autograd); --certify "
                                       "proves a bound on |u'' - f| over the whole of [0, 1] (checked).")
     _run_flags(pinn, 3000, "Adam steps", _positive_int)
+    _device_flags(pinn)
     pinn.add_argument("--certify", action="store_true", help="prove a bound on the residual over [0, 1]")
     pinn.add_argument("--pieces", type=_positive_int, default=64, help="intervals to choose the bound on")
     pinn.add_argument("--certify-timeout", type=_positive_float, default=120.0, metavar="S")
@@ -148,14 +159,22 @@ def build_parser() -> argparse.ArgumentParser:
                              description=f"Train {what} on the bundled 8x8 digits; test reconstruction "
                                          "error against the mean-image baseline.")
         _run_flags(gen, 1500, "Adam steps", _positive_int)
+        _device_flags(gen)
         if kind == "vae":
             gen.add_argument("--samples", metavar="PNG", help="16 images decoded from the prior")
 
-    gpt = sub.add_parser("transformer", help="train a character-level GPT on two-digit addition",
-                         description="Train a 2-layer causal transformer on the text of 9,000 sums "
-                                     "'AA+BB=CCC' (generated); report exact-match accuracy of greedy "
-                                     "completions on the 1,000 held-out sums, and sampled lines.")
+    gpt = sub.add_parser("transformer", help="train a character-level GPT on a public-domain text",
+                         description="Train a 2-layer causal transformer on Genesis and Exodus (King James "
+                                     "Bible, bundled) and report held-out bits per character and a sample; "
+                                     "--corpus sums: on 9,000 sums 'AA+BB=CCC' (generated), exact-match "
+                                     "accuracy of greedy completions on the 1,000 held-out sums.")
     _run_flags(gpt, 1500, "Adam steps", _positive_int)
+    _device_flags(gpt)
+    gpt.add_argument("--corpus", choices=["text", "sums"], default="text",
+                     help="text: the King James Genesis-Exodus (default); sums: two-digit addition")
+    gpt.add_argument("--batch-size", type=_positive_int, default=None,
+                     help="sequences per step (default 32 windows of text, 64 sums)")
+    gpt.add_argument("--lr", type=_positive_float, default=3e-3, help="Adam learning rate (default 3e-3)")
     gpt.add_argument("--temperature", type=_positive_float, default=0.8, help="sampling temperature (0.8)")
 
     fno = sub.add_parser("fno", help="train a Fourier neural operator on viscous Burgers (1-D)",
@@ -163,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "on the map u0 -> u(t=0.5) of viscous Burgers (generated, pseudo-"
                                      "spectral RK4); relative L2 error on held-out initial conditions.")
     _run_flags(fno, 800, "Adam steps", _positive_int)
+    _device_flags(fno)
 
     qs = sub.add_parser("quickstart", help="run a runnable example: tensors, autograd or mlp",
                         description="Run one of the quickstart examples (their source: examples/).")

@@ -105,7 +105,12 @@ class _Traced:
         sample = self.outputs[0].data
         prog.env["xp"] = namespace_of(sample)
         var: dict[str, str] = {}
-        emit_inputs(prog, self.graph, var, args, self.graph.constants)
+        xp = prog.env["xp"]
+        # the graph keeps its constants (scalars such as the 0.5 of ``x * 0.5``, masks) on the host;
+        # a plan on the device needs them there (cupy refuses host arrays in device operations)
+        constants = self.graph.constants if xp is np else {
+            k: xp.asarray(v) for k, v in self.graph.constants.items()}
+        emit_inputs(prog, self.graph, var, args, constants)
         observed = {n: (tuple(t.shape), str(t.dtype)) for n, t in self.tracer.tensors.items()}
         em = Emitter(prog, self.graph, var, numpy=prog.env["xp"] is np, observed=observed,
                      inplace_backward=inplace_backward)

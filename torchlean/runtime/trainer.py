@@ -153,6 +153,11 @@ class Trainer:
               log_path: str | Path | None = None, progress: bool | None = None) -> TrainedModel:
         """Run ``steps`` optimisation steps over shuffled batches (epochs repeat as needed).
 
+        ``data``: a dataset (a TensorDataset or an ``(x, y)`` pair), or a batch sampler: a function
+        ``step -> (x, y)`` (numpy arrays or tensors; ``step`` counts from 0 over the trainer's life)
+        for loops whose batches are drawn, not shuffled from a fixed set (random windows of a text,
+        fresh noise, rollouts); each batch goes to the trainer's dtype and device like a dataset.
+
         ``progress``: a bar on a terminal (default: only there); ``True`` also off a terminal
         (plain lines every 10 s, ``torchlean.progress``). Every
         ``log_every`` steps a record ``{step, loss, lr, time}`` is added to the history (``loss``:
@@ -164,9 +169,13 @@ class Trainer:
         """
         if steps < 0 or batch_size < 1 or log_every < 1:
             raise ValueError("train: steps must be >= 0, batch_size and log_every >= 1")
-        ds = self.dataset(data)
-        order_seed = self.seed if self.steps_done == 0 else [self.seed, self.steps_done]
-        loader = DataLoader(ds, batch_size=batch_size, shuffle=True, seed=order_seed)
+        loader: Any
+        if callable(data) and not isinstance(data, TensorDataset):
+            loader = _Sampled(self, data)
+        else:
+            ds = self.dataset(data)
+            order_seed = self.seed if self.steps_done == 0 else [self.seed, self.steps_done]
+            loader = DataLoader(ds, batch_size=batch_size, shuffle=True, seed=order_seed)
         result = TrainedModel(self, config=self.config(steps=steps, batch_size=batch_size))
         from ..progress import bar as progress_bar
 
@@ -247,6 +256,18 @@ class Trainer:
             "scheduler": type(self.scheduler).__name__ if self.scheduler is not None else None,
             "clip": self.clip, "seed": self.seed, **more,
         }
+
+
+class _Sampled:
+    """One "epoch" of a batch sampler: an endless stream of ``sample(steps_done)`` batches as
+    tensors of the trainer's dtype and device (the loop stops it after its steps)."""
+
+    def __init__(self, trainer: Trainer, sample: Callable[[int], Any]):
+        self.trainer, self.sample = trainer, sample
+
+    def __iter__(self) -> Any:
+        while True:
+            yield self.trainer.dataset(self.sample(self.trainer.steps_done)).tensors
 
 
 class _StopOnInterrupt:

@@ -170,7 +170,7 @@ def run(args: Any) -> int:
         return 0
     net = trained.model
     if args.device != "cpu" or args.dtype != "float32":  # the verifier traces a float32 CPU model
-        net = net.to("cpu").float()
+        net = net.to(dtype="float32", device="cpu")
     net.eval()
     x, y = data.x_test[:args.certify_n], data.y_test[:args.certify_n]
     radii = [args.certify * k / 4 for k in (1, 2, 3, 4)] if args.plot else [args.certify]

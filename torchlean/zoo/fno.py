@@ -15,7 +15,6 @@ Quality: relative L2 error on the test pairs, against the identity baseline u(.,
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -119,43 +118,39 @@ def relative_l2(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def train(steps: int = 800, batch_size: int = 32, lr: float = 3e-3, seed: int = 0,
-          progress: bool | None = None) -> tuple[FNO1d, list[dict[str, float]], float]:
-    """(trained model, history of {step, loss, time}, seconds) on ``burgers(512, seed)``."""
+          progress: bool | None = None, **flags: Any) -> tuple[FNO1d, list[dict[str, float]], float]:
+    """(trained model, history of {step, loss, lr, time}, seconds) on ``burgers(512, seed)``, batches of
+    ``batch_size`` pairs drawn with replacement; ``flags``: backend, dtype, device (``zoo._fit``)."""
     import torchlean as tl
 
-    from ..progress import bar
+    from ..runtime.nn.loss import MSELoss
+    from . import _fit
 
     x, y = burgers(512, seed)
     tl.manual_seed(seed)
     net = FNO1d()
-    opt = tl.optim.Adam(net.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
-    history: list[dict[str, float]] = []
-    t0 = time.perf_counter()
-    with bar(total=steps, desc="fno", unit="step", enabled=progress) as p:
-        for step in range(1, steps + 1):
-            idx = rng.integers(0, len(x), batch_size)
-            loss = ((net(tl.tensor(x[idx])) - tl.tensor(y[idx])) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            p.update(1)
-            if step % 50 == 0 or step == steps:
-                history.append({"step": step, "loss": float(loss), "time": time.perf_counter() - t0})
-    net.eval()
-    return net, history, time.perf_counter() - t0
+
+    def draw(step: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = rng.integers(0, len(x), batch_size)
+        return x[idx], y[idx]
+
+    done = _fit.fit(net, draw, steps, MSELoss(), lr, seed, progress, **flags)
+    return net, done.history, done.time_s
 
 
 def run(args: Any) -> int:
     """``python -m torchlean fno`` (flags in ``torchlean.__main__``)."""
-    import torchlean as tl
+    from . import _fit
 
-    net, history, seconds = train(args.steps, seed=args.seed, progress=args.progress)
+    flags = {k: getattr(args, k) for k in _fit.DEVICE_DEFAULTS}
+    net, history, seconds = train(args.steps, seed=args.seed, progress=args.progress, **flags)
     x, y = burgers(128, args.seed + 1000)  # test pairs from other initial conditions
-    err = relative_l2(net(tl.tensor(x)).numpy(), y)
-    print(f"FNO (3 Fourier layers, 12 modes, width 24, {net.num_parameters()} parameters) on viscous "
-          f"Burgers (nu {NU}, t = {T_END}): {args.steps} steps in {seconds:.1f} s; relative L2 test error "
-          f"{err:.2%} (identity baseline u(t) = u0: {relative_l2(x, y):.0%})")
+    err = relative_l2(_fit.predict(net, x), y)
+    print(f"FNO (3 Fourier layers, 12 modes, width 24, {net.num_parameters()} parameters; {args.dtype} on "
+          f"{args.device}, {args.backend} backend) on viscous Burgers (nu {NU}, t = {T_END}): {args.steps} "
+          f"steps in {seconds:.1f} s; relative L2 test error {err:.2%} (identity baseline u(t) = u0: "
+          f"{relative_l2(x, y):.0%})")
     if args.log:
         from ..runtime.trainer import write_log
 

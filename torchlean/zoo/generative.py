@@ -12,14 +12,14 @@ and the VAE also its test ELBO bound and a few samples decoded from the prior (`
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 
 from ..runtime.nn import Linear, Module, ReLU, Sequential, Sigmoid
+from . import _fit
 
-__all__ = ["VAE", "autoencoder", "train"]
+__all__ = ["VAE", "NegativeELBO", "autoencoder", "batches", "test_elbo", "train"]
 
 LATENT = 8
 
@@ -44,79 +44,110 @@ class VAE(Module):
         """The reconstruction from the posterior mean (deterministic)."""
         return self.decoder(self.mu(self.encoder(x)))
 
-    def loss(self, x: Any, eps: np.ndarray) -> Any:
-        """Negative ELBO per image: BCE(reconstruction) + KL, with noise ``eps`` (batch, latent)."""
+    def loss(self, x: Any, eps: Any) -> Any:
+        """Negative ELBO averaged over the batch, with noise ``eps`` (batch, latent)."""
+        return self.per_image_loss(x, eps).mean()
+
+    def per_image_loss(self, x: Any, eps: Any) -> Any:
+        """Negative ELBO per image: BCE(reconstruction) + KL, with noise ``eps`` (batch, latent; a
+        numpy array or a tensor on the model's device)."""
         import torchlean as tl
         from torchlean.nn import functional as F
 
         h = self.encoder(x)
         mu, logvar = self.mu(h), self.logvar(h)
-        z = mu + F.exp(logvar * 0.5) * tl.tensor(eps.astype(np.float32))
+        if not isinstance(eps, tl.Tensor):
+            eps = tl.tensor(np.asarray(eps), dtype=mu.dtype, device=mu.device)
+        z = mu + F.exp(logvar * 0.5) * eps
         p = self.decoder(z)
         tiny = 1e-6  # keeps log away from 0 where the sigmoid saturates in float32
         bce = -(x * F.log(p + tiny) + (1 - x) * F.log(1 - p + tiny)).sum(-1)
         kl = 0.5 * (mu * mu + F.exp(logvar) - logvar - 1).sum(-1)
-        return (bce + kl).mean()
+        return bce + kl
+
+
+class NegativeELBO(Module):
+    """The VAE's training objective as a model: input ``[x | eps]`` (batch, 64 + latent), output the
+    negative ELBO per image (``VAE.loss`` without the mean), so the Trainer (and the compiled
+    backend) trains it like any model, with fresh noise in every batch."""
+
+    def __init__(self, vae: VAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, xe: Any) -> Any:
+        v = self.vae
+        return v.per_image_loss(xe[:, :64], xe[:, 64:])
+
+
+def batches(kind: str, x: np.ndarray, batch_size: int = 64, seed: int = 0) -> Any:
+    """The batch sampler ``step -> (input, target)``: shuffled epochs of the training images
+    (``DataLoader`` order with ``seed``); for the VAE the input carries its noise ``eps`` (drawn from
+    a generator seeded by ``seed``) after the pixels and the target is unused."""
+    from ..runtime.data import DataLoader, TensorDataset
+
+    loader = DataLoader(TensorDataset(x), batch_size=batch_size, shuffle=True, seed=seed)
+    rng = np.random.default_rng(seed)
+    order: list[np.ndarray] = []
+
+    def draw(step: int) -> tuple[np.ndarray, np.ndarray]:
+        if not order:
+            order.extend(loader.batch_indices())
+        xb = x[order.pop(0)]
+        if kind == "autoencoder":
+            return xb, xb
+        eps = rng.standard_normal((len(xb), LATENT))
+        return np.concatenate([xb, eps], axis=1), xb
+    return draw
 
 
 def train(kind: str, steps: int = 1500, batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
-          progress: bool | None = None) -> tuple[Any, list[dict[str, float]], float]:
-    """(trained model, history of {step, loss, time}, seconds) for ``kind`` "autoencoder" or "vae"."""
+          progress: bool | None = None, **flags: Any) -> tuple[Any, list[dict[str, float]], float]:
+    """(trained model, history of {step, loss, lr, time}, seconds) for ``kind`` "autoencoder" or "vae";
+    ``flags``: backend, dtype, device (``zoo._fit``)."""
     import torchlean as tl
 
-    from ..progress import bar
-    from ..runtime.data import DataLoader, TensorDataset
     from . import digits
 
     data = digits.load()
     x = data.x_train.reshape(len(data.x_train), 64)
     tl.manual_seed(seed)
     net = autoencoder() if kind == "autoencoder" else VAE()
-    opt = tl.optim.Adam(net.parameters(), lr=lr)
-    rng = np.random.default_rng(seed)
-    loader = DataLoader(TensorDataset(x), batch_size=batch_size, shuffle=True, seed=seed)
-    history: list[dict[str, float]] = []
-    t0, step = time.perf_counter(), 0
-    with bar(total=steps, desc=kind, unit="step", enabled=progress) as p:
-        while step < steps:
-            for (xb,) in loader:
-                if kind == "vae":
-                    loss = net.loss(xb, rng.standard_normal((xb.shape[0], LATENT)))
-                else:
-                    loss = ((net(xb) - xb) ** 2).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                step += 1
-                p.update(1)
-                if step % 50 == 0 or step == steps:
-                    history.append({"step": step, "loss": float(loss), "time": time.perf_counter() - t0})
-                if step == steps:
-                    break
-    net.eval()
-    return net, history, time.perf_counter() - t0
+    sample = batches(kind, x, batch_size, seed)
+    if kind == "autoencoder":
+        from ..runtime.nn.loss import MSELoss
+
+        done = _fit.fit(net, sample, steps, MSELoss(), lr, seed, progress, **flags)
+    else:
+        done = _fit.fit(NegativeELBO(net), sample, steps, _fit.mean_of, lr, seed, progress, **flags)
+    return net, done.history, done.time_s
+
+
+def test_elbo(net: VAE, x: np.ndarray, seed: int) -> float:
+    """The negative ELBO (nats per image) of ``x``, one noise sample per image drawn with ``seed``."""
+    eps = np.random.default_rng(seed).standard_normal((len(x), LATENT))
+    return float(_fit.predict(NegativeELBO(net), np.concatenate([x, eps], axis=1)).mean())
 
 
 def run(args: Any) -> int:
     """``python -m torchlean autoencoder|vae`` (flags in ``torchlean.__main__``)."""
-    import torchlean as tl
-
     from . import digits
 
     data = digits.load()
-    net, history, seconds = train(args.command, args.steps, seed=args.seed, progress=args.progress)
+    flags = {k: getattr(args, k) for k in _fit.DEVICE_DEFAULTS}
+    net, history, seconds = train(args.command, args.steps, seed=args.seed, progress=args.progress, **flags)
     xt = data.x_test.reshape(len(data.x_test), 64)
-    mse = float(np.mean((net(tl.tensor(xt)).numpy() - xt) ** 2))
+    mse = float(np.mean((_fit.predict(net, xt) - xt) ** 2))
     base = float(np.mean((data.x_train.reshape(-1, 64).mean(0) - xt) ** 2))
-    print(f"{args.command} on the 8x8 digits: {args.steps} Adam steps in {seconds:.1f} s; test "
-          f"reconstruction MSE {mse:.4f} (mean-image baseline {base:.4f}, {base / mse:.1f}x better)")
+    print(f"{args.command} on the 8x8 digits ({args.dtype} on {args.device}, {args.backend} backend): "
+          f"{args.steps} Adam steps in {seconds:.1f} s; test reconstruction MSE {mse:.4f} (mean-image "
+          f"baseline {base:.4f}, {base / mse:.1f}x better)")
     if args.command == "vae":
-        rng = np.random.default_rng(args.seed + 1)
-        elbo = float(net.loss(tl.tensor(xt), rng.standard_normal((len(xt), LATENT))))
+        elbo = test_elbo(net, xt, args.seed + 1)
         print(f"test negative ELBO (one sample per image): {elbo:.2f} nats per image")
         if args.samples:
-            z = rng.standard_normal((16, LATENT)).astype(np.float32)
-            imgs = net.decoder(tl.tensor(z)).numpy().reshape(16, 8, 8)
+            z = np.random.default_rng(args.seed + 2).standard_normal((16, LATENT))
+            imgs = _fit.predict(net.decoder, z).reshape(16, 8, 8)
             from ..plot import plot_images
 
             print(f"wrote {plot_images(imgs, args.samples, title='VAE samples from the prior')}")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.nn import Linear, Sequential, Tanh
+from ..runtime.nn import Linear, Module, Sequential, Tanh
 
 __all__ = ["ResidualBound", "certify_residual", "exact_solution", "model", "residual_graph", "train"]
 
@@ -46,41 +46,62 @@ def residual(net: Any, x: Any) -> Any:
     import torchlean as tl
     from torchlean.nn import functional as F
 
+    from ..runtime.trace import constant
+
     with tl.enable_grad():
         x.requires_grad = True
         u = net(x)
-        ones = tl.ones_like(u)
+        ones = constant(tl.ones_like(u))  # depends on the shape only: a compiled plan may keep it
         (du,) = tl.autograd.grad(u, x, grad_outputs=ones, create_graph=True)
         (d2u,) = tl.autograd.grad(du, x, grad_outputs=ones, create_graph=True)
         return d2u + x * (x + 3) * F.exp(x)
 
 
-def train(steps: int = 2000, lr: float = 3e-3, seed: int = 0, progress: bool | None = None
+class PhysicsLoss(Module):
+    """The physics-informed objective as a model, so the Trainer (and its compiled backend) trains
+    it: for points x (N, 1) the output (N, 2) is [r(x), u(x)]; ``weighted_squares`` with the weights
+    of ``collocation`` turns it into mean(r^2) over the interior plus BOUNDARY_WEIGHT (u(0)^2 + u(1)^2)."""
+
+    def __init__(self, net: Any):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Any) -> Any:
+        from torchlean.nn import functional as F
+
+        return F.cat([residual(self.net, x), self.net(x)], -1)
+
+
+def weighted_squares(out: Any, weights: Any) -> Any:
+    """sum(weights * out^2): the loss of ``PhysicsLoss``'s output."""
+    return (weights * out * out).sum()
+
+
+def collocation() -> tuple[np.ndarray, np.ndarray]:
+    """(points (66, 1), weights (66, 2)): the 64 interior collocation points (weight 1/64 on the
+    residual) and the two ends 0 and 1 (weight BOUNDARY_WEIGHT on u)."""
+    xs = (np.arange(COLLOCATION) + 0.5) / COLLOCATION
+    points = np.concatenate([xs, [0.0, 1.0]]).reshape(-1, 1)
+    weights = np.zeros((len(points), 2))
+    weights[:COLLOCATION, 0] = 1.0 / COLLOCATION
+    weights[COLLOCATION:, 1] = BOUNDARY_WEIGHT
+    return points, weights
+
+
+def train(steps: int = 2000, lr: float = 3e-3, seed: int = 0, progress: bool | None = None, **flags: Any
           ) -> tuple[Sequential, list[dict[str, float]], float]:
-    """(trained net, history of {step, loss, time}, seconds)."""
+    """(trained net, history of {step, loss, lr, time}, seconds): Adam on the whole collocation set
+    every step; ``flags``: backend, dtype, device (``zoo._fit``)."""
     import torchlean as tl
 
-    from ..progress import bar
+    from . import _fit
 
     tl.manual_seed(seed)
     net = model()
-    opt = tl.optim.Adam(net.parameters(), lr=lr)
-    xs = ((np.arange(COLLOCATION) + 0.5) / COLLOCATION).reshape(-1, 1).astype(np.float32)
-    ends = tl.tensor(np.array([[0.0], [1.0]], dtype=np.float32))
-    history: list[dict[str, float]] = []
-    t0 = time.perf_counter()
-    with bar(total=steps, desc="pinn", unit="step", enabled=progress) as p:
-        for step in range(1, steps + 1):
-            r = residual(net, tl.tensor(xs))
-            loss = (r * r).mean() + BOUNDARY_WEIGHT * (net(ends) ** 2).sum()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            p.update(1)
-            if step % 50 == 0 or step == steps:
-                history.append({"step": step, "loss": float(loss), "time": time.perf_counter() - t0})
-                p.set_postfix(loss=f"{float(loss):.3g}", refresh=False)
-    return net, history, time.perf_counter() - t0
+    points, weights = collocation()
+    done = _fit.fit(PhysicsLoss(net), lambda step: (points, weights), steps, weighted_squares, lr, seed,
+                    progress, **flags)
+    return net, done.history, done.time_s
 
 
 def residual_graph(net: Any) -> Any:
@@ -151,12 +172,23 @@ def run(args: Any) -> int:
 
     if args.plot and not args.certify:
         raise ValueError("--plot needs --certify")
-    net, history, seconds = train(args.steps, seed=args.seed, progress=args.progress)
+    from ..runtime.trace import TraceError
+    from . import _fit
+
+    flags = {k: getattr(args, k) for k in _fit.DEVICE_DEFAULTS}
+
+    try:
+        net, history, seconds = train(args.steps, seed=args.seed, progress=args.progress, **flags)
+    except TraceError as e:  # today: the recorded backward's seed is not a traced tensor
+        raise ValueError(f"--backend compiled cannot plan the PINN's second derivatives yet ({e})") from None
+    if args.device != "cpu" or args.dtype != "float32":  # report and certify the float32 CPU model
+        net = net.to(dtype="float32", device="cpu")
     xs = np.linspace(0, 1, 1001).reshape(-1, 1).astype(np.float32)
     err = float(np.abs(net(tl.tensor(xs)).numpy() - exact_solution(xs)).max())
     r = residual(net, tl.tensor(xs)).numpy()
-    print(f"PINN for u'' = -x(x+3)e^x on [0, 1], u(0) = u(1) = 0: {args.steps} Adam steps in "
-          f"{seconds:.1f} s; final loss {history[-1]['loss']:.3g}; max |u - u*| on 1,001 points {err:.3g} "
+    print(f"PINN for u'' = -x(x+3)e^x on [0, 1], u(0) = u(1) = 0 (trained in {args.dtype} on {args.device}, "
+          f"{args.backend} backend): {args.steps} Adam steps in {seconds:.1f} s; final loss "
+          f"{history[-1]['loss']:.3g}; max |u - u*| on 1,001 points {err:.3g} "
           f"(u* = x(1-x)e^x, max 0.46); max |residual| there {float(np.abs(r).max()):.3g}")
     if args.log:
         from ..runtime.trainer import write_log

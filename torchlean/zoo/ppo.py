@@ -7,7 +7,9 @@ actions push left (0) or right (1) with 10 N, reward 1 per step, an episode ends
 
 Agent: PPO with the clipped objective (Schulman et al. 2017): a policy MLP 4-64-64-2 (tanh) giving
 action logits and a value MLP 4-64-64-1, generalised advantage estimation (γ 0.99, λ 0.95),
-``epochs`` passes of minibatch Adam per rollout of ``envs`` x ``horizon`` steps.
+``epochs`` passes of minibatch Adam per rollout of ``envs`` x ``horizon`` steps, its learning rate
+(1e-3) decaying linearly to 0 over the run. The minibatch steps go through a ``Trainer``
+(``zoo._fit``), so ``--backend``, ``--dtype`` and ``--device`` apply.
 
 ``--certify``: the policy's safety property "a pole falling right is pushed right" (and its mirror)
 over a whole box of states, decided by complete verification (``tl.verify.robustness`` on the
@@ -24,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from ..runtime.nn import Linear, Sequential, Tanh
+from ..runtime.nn import Linear, Module, Sequential, Tanh
 
-__all__ = ["CartPole", "SAFETY_BOXES", "policy_net", "train", "value_net"]
+__all__ = ["ActorCritic", "CartPole", "SAFETY_BOXES", "policy_net", "ppo_loss", "train", "value_net"]
 
 # CartPole-v1's constants
 GRAVITY, MASS_CART, MASS_POLE, HALF_LENGTH, FORCE, TAU = 9.8, 1.0, 0.1, 0.5, 10.0, 0.02
@@ -83,6 +85,34 @@ def value_net() -> Sequential:
     return Sequential(Linear(4, 64), Tanh(), Linear(64, 64), Tanh(), Linear(64, 1))
 
 
+class ActorCritic(Module):
+    """The policy and value nets side by side: states (N, 4) -> (action logits (N, 2), values (N, 1)),
+    the one model the Trainer trains (one Adam over both)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pi, self.v = policy_net(), value_net()
+
+    def forward(self, s: Any) -> Any:
+        return self.pi(s), self.v(s)
+
+
+def ppo_loss(out: Any, y: Any, clip: float = 0.2) -> Any:
+    """PPO's clipped surrogate + 0.5 value MSE - 0.01 entropy, on ``ActorCritic`` outputs (logits,
+    values) and targets ``y`` (N, 5) = [one-hot action (2), old log-probability, advantage, return]."""
+    from torchlean.nn import functional as F
+
+    logits, value = out
+    logp = F.log_softmax(logits, dim=-1)
+    taken = (logp * y[:, :2]).sum(-1)
+    ratio = F.exp(taken - y[:, 2])
+    adv = y[:, 3]
+    surrogate = F.minimum(ratio * adv, F.clamp(ratio, 1 - clip, 1 + clip) * adv)
+    entropy = -(F.exp(logp) * logp).sum(-1)
+    vloss = ((value[:, 0] - y[:, 4]) ** 2).mean()
+    return -surrogate.mean() + 0.5 * vloss - 0.01 * entropy.mean()
+
+
 @dataclass
 class PPOResult:
     policy: Sequential
@@ -93,15 +123,25 @@ class PPOResult:
 
 
 def train(updates: int = 60, envs: int = 8, horizon: int = 128, epochs: int = 4, minibatch: int = 256,
-          lr: float = 3e-4, clip: float = 0.2, seed: int = 0, progress: bool | None = None) -> PPOResult:
-    """Train a PPO agent (module docstring) for ``updates`` rollouts."""
+          lr: float = 1e-3, clip: float = 0.2, seed: int = 0, progress: bool | None = None,
+          **flags: Any) -> PPOResult:
+    """Train a PPO agent (module docstring) for ``updates`` rollouts; the minibatch steps go through
+    one ``Trainer`` (``flags``: backend, dtype, device, as ``zoo._fit``)."""
+    from functools import partial
+
     import torchlean as tl
 
     from ..progress import bar
+    from ..runtime.lr_scheduler import LinearLR
+    from . import _fit
 
     tl.manual_seed(seed)
-    pi, v = policy_net(), value_net()
-    opt = tl.optim.Adam(list(pi.parameters()) + list(v.parameters()), lr=lr)
+    ac = ActorCritic()
+    # the learning rate decays linearly to 0 over the run (as in CleanRL's and SB3's PPO): late
+    # updates cannot undo a policy that balances
+    total = updates * epochs * -(-envs * horizon // minibatch)
+    trainer = _fit.trainer(ac, partial(ppo_loss, clip=clip), lr, seed, **flags,
+                           scheduler=lambda opt: LinearLR(opt, 1.0, 0.0, total))
     env = CartPole(envs, seed)
     rng = np.random.default_rng(seed + 1)
     obs = env.state.copy()
@@ -111,21 +151,22 @@ def train(updates: int = 60, envs: int = 8, horizon: int = 128, epochs: int = 4,
         for u in range(updates):
             states, actions, logps, rewards, dones, values = [], [], [], [], [], []
             for _ in range(horizon):
-                logits = pi(tl.tensor(obs.astype(np.float32))).numpy().astype(np.float64)
+                logits = _fit.predict(ac.pi, obs)
                 logp_all = logits - np.logaddexp(logits[:, :1], logits[:, 1:])
                 a = (rng.random(envs) < np.exp(logp_all[:, 1])).astype(int)
                 states.append(obs)
                 actions.append(a)
                 logps.append(logp_all[np.arange(envs), a])
-                values.append(v(tl.tensor(obs.astype(np.float32))).numpy()[:, 0])
+                values.append(_fit.predict(ac.v, obs)[:, 0])
                 obs, r, d = env.step(a)
                 rewards.append(r)
                 dones.append(d)
-            last = v(tl.tensor(obs.astype(np.float32))).numpy()[:, 0]
+            last = _fit.predict(ac.v, obs)[:, 0]
             adv = _gae(np.array(rewards), np.array(values), np.array(dones), last)
             ret = adv + np.array(values)
             batch = [np.concatenate(z) for z in (states, actions, logps, adv, ret)]
-            _update(pi, v, opt, *batch, epochs=epochs, minibatch=minibatch, clip=clip, rng=rng)
+            sample, steps = _minibatches(*batch, epochs=epochs, minibatch=minibatch, rng=rng)
+            trainer.train(sample, steps=steps, log_every=steps, progress=False)
             recent = env.finished[-20:]
             mean = float(np.mean(recent)) if recent else 0.0
             history.append({"step": u + 1, "mean_return": mean, "time": time.perf_counter() - t0})
@@ -133,7 +174,8 @@ def train(updates: int = 60, envs: int = 8, horizon: int = 128, epochs: int = 4,
             p.set_postfix(mean_return=f"{mean:.0f}", refresh=False)
     recent = env.finished[-20:]
     mean = float(np.mean(recent)) if recent else 0.0
-    return PPOResult(pi, mean, updates, time.perf_counter() - t0, history)
+    ac.eval()
+    return PPOResult(ac.pi, mean, updates, time.perf_counter() - t0, history)
 
 
 def _gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last: np.ndarray,
@@ -150,29 +192,21 @@ def _gae(rewards: np.ndarray, values: np.ndarray, dones: np.ndarray, last: np.nd
     return adv
 
 
-def _update(pi: Any, v: Any, opt: Any, s: np.ndarray, a: np.ndarray, logp_old: np.ndarray, adv: np.ndarray,
-            ret: np.ndarray, epochs: int, minibatch: int, clip: float, rng: np.random.Generator) -> None:
-    import torchlean as tl
-    from torchlean.nn import functional as F
-
+def _minibatches(s: np.ndarray, a: np.ndarray, logp_old: np.ndarray, adv: np.ndarray, ret: np.ndarray,
+                 epochs: int, minibatch: int, rng: np.random.Generator) -> tuple[Any, int]:
+    """(sampler ``step -> (states, targets)``, step count): ``epochs`` passes over the rollout in
+    minibatches of a fresh permutation each, targets as ``ppo_loss`` reads them (advantages
+    normalised over the rollout)."""
     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-    onehot = np.eye(2, dtype=np.float32)[a]
-    for _ in range(epochs):
-        order = rng.permutation(len(s))
-        for i in range(0, len(s), minibatch):
-            idx = order[i:i + minibatch]
-            logp = F.log_softmax(pi(tl.tensor(s[idx].astype(np.float32))), dim=-1)
-            taken = (logp * tl.tensor(onehot[idx])).sum(-1)
-            ratio = F.exp(taken - tl.tensor(logp_old[idx].astype(np.float32)))
-            A = tl.tensor(adv[idx].astype(np.float32))
-            surrogate = F.minimum(ratio * A, F.clamp(ratio, 1 - clip, 1 + clip) * A)
-            entropy = -(F.exp(logp) * logp).sum(-1)
-            value = v(tl.tensor(s[idx].astype(np.float32)))[:, 0]
-            vloss = ((value - tl.tensor(ret[idx].astype(np.float32))) ** 2).mean()
-            loss = -surrogate.mean() + 0.5 * vloss - 0.01 * entropy.mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    y = np.concatenate([np.eye(2)[a], logp_old[:, None], adv[:, None], ret[:, None]], axis=1)
+    chunks = [order[i:i + minibatch] for order in (rng.permutation(len(s)) for _ in range(epochs))
+              for i in range(0, len(s), minibatch)]
+    it = iter(chunks)
+
+    def draw(step: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = next(it)
+        return s[idx], y[idx]
+    return draw, len(chunks)
 
 
 def certify(policy: Any, timeout: float = 30.0) -> list[tuple[str, Any]]:
@@ -187,15 +221,16 @@ def certify(policy: Any, timeout: float = 30.0) -> list[tuple[str, Any]]:
     return out
 
 
-def evaluate(policy: Any, episodes: int = 10, seed: int = 123) -> float:
-    """Mean return of the greedy policy over ``episodes`` fresh episodes (at most 500 each)."""
+def evaluate(policy: Any, episodes: int = 10, seed: int = 123, act: Any = None) -> float:
+    """Mean return of the greedy policy over ``episodes`` fresh episodes (at most 500 each);
+    ``act``: states -> actions instead of ``policy``'s argmax (e.g. a PyTorch twin's)."""
     import torchlean as tl
 
     env = CartPole(episodes, seed)
     alive = np.ones(episodes, dtype=bool)
     total = np.zeros(episodes)
     for _ in range(MAX_STEPS):
-        a = pi_act(tl, policy, env.state)
+        a = act(env.state) if act is not None else pi_act(tl, policy, env.state)
         _, _, done = env.step(a)
         total += alive
         alive &= ~done
@@ -211,9 +246,15 @@ def pi_act(tl: Any, policy: Any, states: np.ndarray) -> np.ndarray:
 
 def run(args: Any) -> int:
     """``python -m torchlean ppo`` (flags in ``torchlean.__main__``)."""
-    res = train(updates=args.updates, seed=args.seed, progress=args.progress)
+    from . import _fit
+
+    flags = {k: getattr(args, k) for k in _fit.DEVICE_DEFAULTS}
+    res = train(updates=args.updates, seed=args.seed, progress=args.progress, **flags)
+    if args.device != "cpu" or args.dtype != "float32":  # evaluate and certify the float32 CPU policy
+        res.policy.to(dtype="float32", device="cpu")
     greedy = evaluate(res.policy)
-    print(f"PPO on CartPole: {res.updates} updates of 8 x 128 steps in {res.seconds:.1f} s; mean return of "
+    print(f"PPO on CartPole ({args.dtype} on {args.device}, {args.backend} backend): {res.updates} updates "
+          f"of 8 x 128 steps in {res.seconds:.1f} s; mean return of "
           f"the last 20 training episodes {res.mean_return:.0f}; greedy policy over 10 new episodes: "
           f"{greedy:.0f} (500 is the maximum)")
     if args.log:

@@ -96,7 +96,7 @@ def run(args: Any) -> int:
                          dtype=args.dtype, device=args.device, seed=args.seed)
     print(f"Lotka-Volterra series: {len(data.x_train)} train / {len(data.x_test)} test windows of {WINDOW} "
           f"steps (test later in time); {args.command.upper()} hidden {args.hidden}, "
-          f"{net.num_parameters()} parameters; {args.dtype} on {args.device}")
+          f"{net.num_parameters()} parameters; {args.dtype} on {args.device}, {args.backend} backend")
     print(f"test MSE (standardised) before: {trainer.eval(data.test())['loss']:.4f}; "
           f"persistence baseline: {data.persistence_mse():.4f}")
     trained = trainer.train(data.train(), steps=args.steps, batch_size=args.batch_size,

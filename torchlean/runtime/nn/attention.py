@@ -13,6 +13,7 @@ from .. import functional as F
 from .. import functional_nn as FN
 from ..backends import namespace_of
 from ..tensor import Tensor, as_dtype, get_default_dtype
+from ..trace import constant
 from . import init
 from .layers import Dropout, Linear, _fmt, _param
 from .module import Module, PartialShape
@@ -148,7 +149,8 @@ class TransformerEncoderLayer(Module):
         if is_causal and src_mask is None:
             xp = namespace_of(x.data)
             length = x.shape[1]
-            src_mask = xp.greater(xp.arange(length)[None, :], xp.arange(length)[:, None])
+            # depends on the length only: a compiled plan may keep it (runtime.trace.constant)
+            src_mask = constant(Tensor(xp.greater(xp.arange(length)[None, :], xp.arange(length)[:, None])))
         if self.norm_first:
             x = x + self._sa(self.norm1(x), src_mask, src_key_padding_mask)
             x = x + self._ff(self.norm2(x))
