@@ -168,12 +168,12 @@ def float32_epsilon(net: Any, x: np.ndarray, box: Sequence[tuple[Any, Any]] | No
     from ..runtime.tensor import tensor
     from ..runtime.trace import trace
 
-    graph = trace(net, tensor(np.asarray(x, dtype=np.float32)))
     n = int(np.prod(np.shape(x)))
     box = [(Fraction(0), Fraction(1))] * n if box is None else [
         (_exact(lo), _exact(hi)) for lo, hi in box]
     if len(box) != n:
         raise ValueError(f"float32_epsilon: box has {len(box)} intervals for an input of {n} entries")
+    graph = trace(net, tensor(np.asarray(x, dtype=np.float32)))
     cert = bound_certificate(graph, box, "binary32", ranges="ibp")
     verdict = check(cert)
     if not verdict.ok:  # never print a bound the checker did not accept
