@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ProofStatus", "cache_dir", "float32_epsilon", "gradient_proof"]
+__all__ = ["ProofStatus", "cache_dir", "float32_epsilon", "gradient_proof", "proof_budget"]
 
 
 def cache_dir() -> Path:
@@ -37,6 +37,19 @@ def cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "torchlean" / "proofs"
+
+
+def proof_budget(args: Any = None, default: float = 300.0) -> float:
+    """Seconds a command's gradient proof may take: ``args.proof_budget`` when the command has
+    such a flag, else ``$TORCHLEAN_PROOF_BUDGET``, else ``default``."""
+    got = getattr(args, "proof_budget", None)
+    if got is None:
+        env = os.environ.get("TORCHLEAN_PROOF_BUDGET")
+        try:
+            got = float(env) if env else default
+        except ValueError:
+            raise ValueError(f"TORCHLEAN_PROOF_BUDGET={env!r} is not a number of seconds") from None
+    return float(got)
 
 
 @dataclass

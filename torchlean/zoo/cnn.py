@@ -164,11 +164,11 @@ def run(args: Any) -> int:
           f"(errorbound certificate replayed by the checker; observed {observed:.3g} on 500 samples)")
     print("every 'verified' is a vnn-unsat certificate and every 'falsified' a counterexample, "
           "each accepted by the trusted checker (torchlean.certificates) before it was counted")
-    from .claims import gradient_proof
+    from .claims import gradient_proof, proof_budget
 
     kind = args.command
     print(gradient_proof(kind, lambda: model(kind), (1, 1, 8, 8),
-                         budget=getattr(args, "proof_budget", 300.0)).summary())
+                         budget=proof_budget(args)).summary())
     if args.plot:
         from ..plot import plot_certified
 

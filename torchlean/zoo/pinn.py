@@ -185,13 +185,13 @@ def run(args: Any) -> int:
               f"replayed by the trusted checker; {rb.reason}; {rb.seconds:.1f} s)")
     else:
         print(f"not certified: |residual| <= {rb.bound:.4g} was not proved ({rb.verdict}: {rb.reason})")
-    from .claims import float32_epsilon, gradient_proof
+    from .claims import float32_epsilon, gradient_proof, proof_budget
 
     eps, observed = float32_epsilon(net, np.array([[0.5]]), [(0, 1)])
     print(f"float32 rounding error of u on the domain [0, 1]: |float32 - real| <= {eps:.3g} (errorbound "
           f"certificate replayed by the checker; observed {observed:.3g} on 500 samples)")
     print(gradient_proof("pinn_residual", lambda: Residual(model()), (1, 1),
-                         budget=getattr(args, "proof_budget", 300.0)).summary())
+                         budget=proof_budget(args)).summary())
     if args.plot:
         from ..plot import plot_residual
 
