@@ -124,3 +124,23 @@ def test_claims_float32_epsilon_covers_float32_runs():
     assert np.abs(f32 - f64).max() <= eps
     with pytest.raises(ValueError, match="box has 1 intervals"):
         float32_epsilon(net, np.zeros((1, 2)), [(0, 1)])
+
+
+@pytest.mark.solver
+def test_max_pool_windows_are_refuted_one_conjunct_at_a_time():
+    """The certificate search separates a claim whose conjuncts have branches of their own (one
+    per pooling window) before splitting: a two-window plane's obligations get certificates the
+    checker replays (before, the search split every window's branches first and timed out); the
+    domain states distinctness only within a window."""
+    from torchlean.proofs.compose import node_obligations
+    from torchlean.proofs.discharge import _search
+
+    obs = node_obligations("max_pool2d", "max_pool2d.nhoad", {
+        "shapes": [[1, 1, 2, 4]], "attrs": {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0)},
+        "ints": {}, "column_major": []})
+    for ob in obs:
+        assert ob.smtlib.count(":named dom_") == 12  # 2 windows x 6 pairs, not 8 * 7 / 2 = 28
+        tree, why, _ = _search(ob, 90.0)
+        assert tree is not None, (ob.name, why)
+        assert check({"kind": "refutation", "statement": ob.smtlib, "tree": tree}).ok
+        assert "conjuncts" in str(tree)
