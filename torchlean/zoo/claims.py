@@ -148,8 +148,8 @@ def gradient_proof(name: str, build: Callable[[], Any], input_shape: Sequence[in
     if got is None:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        except (ProcessLookupError, PermissionError):  # killed before it made its own group
+            proc.kill()
         status.detail = f"budget {budget:g} s"
     proc.join(5)
     parent.close()
