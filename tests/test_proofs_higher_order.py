@@ -16,7 +16,7 @@ from torchlean import nn
 from torchlean.certificates import check
 from torchlean.nn import functional as F
 from torchlean.proofs.artifacts import check_one
-from torchlean.proofs.compose import NODES, trace
+from torchlean.proofs.compose import trace
 from torchlean.proofs.discharge import discharge
 from torchlean.proofs.obligation import SOURCES
 from torchlean.proofs.verified import verified
@@ -107,7 +107,6 @@ def test_claims_gradient_proof_counts_and_budget(tmp_path):
     late = gradient_proof("hoad_residual_late", _small_residual, (1, 1), tmp_path / "late", budget=0.05)
     assert not late.ok and late.claim == "timed out" and late.checked == 0
     assert "NOT checked, timed out" in late.summary()
-    NODES.clear()
 
 
 def test_claims_float32_epsilon_covers_float32_runs():
