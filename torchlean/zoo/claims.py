@@ -126,7 +126,7 @@ def _child(conn: Any, *args: Any) -> None:
 
 
 def gradient_proof(name: str, build: Callable[[], Any], input_shape: Sequence[int],
-                   directory: Path | None = None, *, solver: str = "cvc5", timeout: float = 60.0,
+                   directory: Path | None = None, *, solver: str = "cvc5", timeout: float = 180.0,
                    budget: float = 300.0) -> ProofStatus:
     """Prove (compositionally) that the runtime's backward pass of ``build()`` at ``input_shape`` is
     the derivative of its spec forward, as ``@verified(input_shape=...)`` does: derive the
