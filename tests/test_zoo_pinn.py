@@ -66,13 +66,18 @@ def test_residual_bound_is_checked_and_covers_exact_values(trained) -> None:
 
 
 def test_pinn_command(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OPENBLAS_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OPENBLAS_NUM_THREADS": "1",
+           "TORCHLEAN_PROOF_CACHE": str(tmp_path / "proofs")}
     png = tmp_path / "r.png"
     cmd = ["pinn", "--steps", "600", "--certify", "--pieces", "16", "--plot", str(png)]
     out = subprocess.run([sys.executable, "-m", "torchlean", *cmd], capture_output=True, text=True, env=env,
                          timeout=600)
     assert out.returncode == 0, out.stderr
     assert "certified: |u''(x) - f(x)| <=" in out.stdout
+    assert "float32 rounding error of u on the domain [0, 1]" in out.stdout
+    # the residual's own backward (third derivatives of u) proved compositionally, every step checked
+    assert "gradient proof of pinn_residual at input [1, 1] (compositional): checked by the trusted checker" \
+        in out.stdout and " 0 solver-trusted, 0 not proved" in out.stdout
     plt = pytest.importorskip("matplotlib.pyplot")
     img = plt.imread(png)
     assert img.shape[0] > 200 and img[..., :3].std() > 0.05

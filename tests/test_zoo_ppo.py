@@ -70,10 +70,14 @@ def test_safety_verdicts_are_checked(trained) -> None:
 
 
 def test_ppo_command(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OPENBLAS_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OPENBLAS_NUM_THREADS": "1",
+           "TORCHLEAN_PROOF_CACHE": str(tmp_path / "proofs")}
     out = subprocess.run([sys.executable, "-m", "torchlean", "ppo", "--updates", "30", "--certify", "--log",
                           str(tmp_path / "log.json")], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr
     assert "PPO on CartPole (float32 on cpu, eager backend): 30 updates" in out.stdout
     assert out.stdout.count("safety '") == 2
+    assert "float32 rounding error of the policy's logits on the safety boxes' hull" in out.stdout
+    assert "gradient proof of ppo_policy at input [1, 4] (compositional): checked by the trusted checker" \
+        in out.stdout
     assert (tmp_path / "log.json").exists()

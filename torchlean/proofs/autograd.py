@@ -90,6 +90,36 @@ _distinct = _away_from(
     "inputs pairwise distinct (no tied maxima)")
 
 
+def _window_pairs(xs: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    """max_pool2d's domain: the inputs of each pooling window pairwise distinct (no tied maximum in
+    a window). Only pairs sharing a window, in the order ``_distinct`` lists them (so a single
+    window states exactly ``_distinct``'s domain); entries of different windows may tie, which
+    keeps a large plane's domain at (windows x taps^2) pairs instead of (plane size)^2."""
+    from ..spec.nnops import out_size, pair
+
+    x = np.asarray(xs[0], dtype=object)
+    k = pair(attrs.get("kernel_size", (2, 2)))
+    s, p = pair(attrs.get("stride", k)), pair(attrs.get("padding", (0, 0)))
+    h, w = x.shape[-2:]
+    ho, wo = out_size(h, k[0], s[0], p[0], 1), out_size(w, k[1], s[1], p[1], 1)
+    pairs: set[tuple[int, int]] = set()
+    for i in range(ho):
+        for j in range(wo):
+            rows = [r for r in range(i * s[0] - p[0], i * s[0] - p[0] + k[0]) if 0 <= r < h]
+            cols = [c for c in range(j * s[1] - p[1], j * s[1] - p[1] + k[1]) if 0 <= c < w]
+            cells = sorted(r * w + c for r in rows for c in cols)
+            pairs.update((a, b) for n, a in enumerate(cells) for b in cells[n + 1:])
+    out = []
+    for plane in np.ndindex(x.shape[:-2]):
+        flat = _flat(x[plane])
+        out += [sympy.Or(flat[a] > flat[b], flat[a] < flat[b]) for a, b in sorted(pairs)]
+    return out
+
+
+_window_pairs.with_attrs = True  # type: ignore[attr-defined]  # called with the case's attributes
+_window_distinct = (_window_pairs, ("inputs of each pooling window pairwise distinct (no tied maxima)",))
+
+
 def _positive(words: str, which: int = 0) -> tuple[Domain, tuple[str, ...]]:
     return (lambda xs: [v > 0 for v in _flat(xs[which])]), (words,)
 
@@ -132,7 +162,7 @@ CASES: dict[str, list[Case]] = {
     "softmax": [_case([(3,)])], "log_softmax": [_case([(3,)], hints=lambda xs: _log_softmax_hints(xs))],
     "conv2d": [_case([(1, 1, 3, 3), (1, 1, 2, 2)])],
     "avg_pool2d": [_case([(1, 1, 2, 2)])],
-    "max_pool2d": [_case([(1, 1, 2, 2)], dom=_distinct)],
+    "max_pool2d": [_case([(1, 1, 2, 2)], dom=_window_distinct)],
     "batch_norm": [_case([(1, 2), (2,), (2,), (2,), (2,)],
                          dom=((lambda xs: [v >= 0 for v in _flat(xs[2])]), ("running var >= 0",)))],
     "layer_norm": [_case([(1, 2), (2,), (2,)])],
@@ -211,7 +241,8 @@ def rule_obligations(
 def _rule_obligations(name, forward, vjp, meaning, case, subject, tag) -> Iterator[Obligation]:
     xs = _inputs(case)
     spec_out = np.asarray(meaning(*xs, **case.attrs), dtype=object)
-    domain = case.domain(xs) if case.domain else []
+    domain = [] if not case.domain else case.domain(xs, case.attrs) if getattr(
+        case.domain, "with_attrs", False) else case.domain(xs)
     data = {"shapes": [list(s) if s else None for s in case.shapes],
             "attrs": {k: repr(v) for k, v in sorted(case.attrs.items())}}
     if case.column_major:

@@ -348,10 +348,12 @@ class Search:
                     continue
         return None
 
-    def _conjuncts(self, leaf: Leaf, path: list[Decision]) -> dict[str, Any] | None:
-        """A claim of several conjuncts, still open: refute each alone (``conjuncts``), on the case
-        the first one's refutation splits first, if any (sqrt(S) > 0 wants S > 0 in every one:
-        split once for all)."""
+    def _conjuncts(self, leaf: Leaf, path: list[Decision], shared_first: bool = True
+                   ) -> dict[str, Any] | None:
+        """A claim of several conjuncts, still open: refute each alone (``conjuncts``), with
+        ``shared_first`` on the case the first one's refutation splits first, if any (sqrt(S) > 0
+        wants S > 0 in every one: split once for all; not for conjuncts with branches of their
+        own, where it would rebuild every other conjunct at each leaf of the first one's tree)."""
         claim = self.script.goal[1] if isinstance(self.script.goal, tuple) else None
         if not (isinstance(claim, tuple) and claim[0] == "and" and len(claim) > 2) \
                 or leaf.decide(self.script.goal) is not None:
@@ -359,11 +361,11 @@ class Search:
         subs = []
         for c in claim[1:]:
             sub = copy.copy(self)  # the statement's squares and applications cover the part's
-            sub._ites = None  # (its branch conditions are its own)
+            sub._ites = sub._sep = None  # (its branch conditions are its own)
             sub.script = Script(self.script.constants, self.script.functions,
                                 [(n, ("not", c) if n == "goal" else t) for n, t in self.script.asserts])
             subs.append(sub)
-        t = subs[0].first_split(path)
+        t = subs[0].first_split(path) if shared_first else None
         if t is not None:
             try:
                 lit = literal(t, leaf.norm)
@@ -372,6 +374,18 @@ class Search:
             return {"split": show(t), "then": self.build([*path, (t, lit, True)]),
                     "else": self.build([*path, (t, lit, False)])}
         return {"conjuncts": [s.build(path) for s in subs]}
+
+    def _separable(self) -> bool:
+        """A conjunction whose first conjunct has fewer branch conditions than the whole claim
+        (the conjuncts do not all share one set of branches), worth refuting part by part first."""
+        if getattr(self, "_sep", None) is None:
+            claim = self.script.goal[1] if isinstance(self.script.goal, tuple) else None
+            self._sep = False
+            if isinstance(claim, tuple) and claim[0] == "and" and len(claim) > 2:
+                mine = {show(t) for t in _subterms([claim[1]]) if t[0] == "ite"}
+                every = {show(t) for t in _subterms([claim]) if t[0] == "ite"}
+                self._sep = len(mine) < len(every)
+        return self._sep
 
     def first_split(self, path: list[Decision]) -> SExpr | None:
         """What ``build(path)`` would split on first, or None when it closes the case at once."""
@@ -400,6 +414,13 @@ class Search:
                 if node is not None:
                     return node
         cand = self.ite_candidate(leaf)  # branches first, then the conjuncts one at a time
+        if cand is not None and self._separable():
+            # ... unless the conjuncts have branches of their own (pooling windows): splitting every
+            # window's branches before separating the conjuncts made the tree exponential in the
+            # number of windows; separated, each conjunct splits on its own window's only
+            conj = self._conjuncts(leaf, path, shared_first=False)
+            if conj is not None:
+                return conj
         if cand is None:
             conj = self._conjuncts(leaf, path)
             if conj is not None:

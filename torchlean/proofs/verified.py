@@ -117,8 +117,9 @@ def verified(obj: Any = None, *, name: str | None = None, meaning: Callable[...,
         if input_shape is None:
             raise TypeError("@verified model: give input_shape=(...)")
         # work on a copy: the obligation swaps in symbolic weights, the user's model stays as it is
-        build = target if callable(target) and not hasattr(target, "parameters") else (
-            lambda: copy.deepcopy(target))
+        # (a Module class is a factory too: its instances have parameters, the class is called)
+        factory = isinstance(target, type) or (callable(target) and not hasattr(target, "parameters"))
+        build = target if factory else (lambda: copy.deepcopy(target))
 
         @source(f"verified.model.{label}")
         def _obs() -> Iterator[Obligation]:

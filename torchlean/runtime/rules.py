@@ -53,3 +53,35 @@ def sum_to(xp: Any, g: Any, shape: tuple[int, ...]) -> Any:
     )
     g = xp.sum(g, axis=axes, keepdims=True) if axes else g
     return g.reshape(shape)
+
+
+def scatter(xp: Any, base: Any, parts: list[tuple[Any, Any]], add: bool = True) -> Any:
+    """``base`` (a fresh buffer: zeros, or a constant fill) with each ``(index, value)`` of
+    ``parts`` written in order: ``base[index] += value``, or ``base[index] = value`` with
+    ``add=False`` (basic indices: tuples of slices).
+
+    The VJPs of slicing, convolution and pooling scatter their cotangent back through this one
+    function. On numpy, cupy and the symbolic backend it is exactly that item assignment (the
+    numbers and the proved formulas are the assignments'); a namespace that records operations
+    (``tape_ns``, for ``create_graph=True``) supplies ``recorded_scatter`` instead, which writes
+    the same sums as differentiable primitives."""
+    recorded = getattr(xp, "recorded_scatter", None)
+    if recorded is not None:
+        return recorded(base, parts, add)
+    for index, v in parts:
+        if add:
+            base[index] += v
+        else:
+            base[index] = v
+    return base
+
+
+def index_add(xp: Any, base: Any, index: Any, v: Any) -> Any:
+    """``base`` with ``v`` added at the integer ``index`` (``xp.add.at``: a position hit twice
+    collects both), the scatter-add of the gather and embedding VJPs; recorded namespaces supply
+    ``recorded_index_add`` (see ``scatter``)."""
+    recorded = getattr(xp, "recorded_index_add", None)
+    if recorded is not None:
+        return recorded(base, index, v)
+    xp.add.at(base, index, v)
+    return base

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..spec.nnops import out_size, pair
-from .rules import rule
+from .rules import index_add, rule, scatter
 
 NEG_INF = float("-inf")  # the padding value of max pooling (the symbolic backend reads it as -oo)
 
@@ -24,8 +24,8 @@ def _pad(xp: Any, x: Any, ph: int, pw: int, fill: float = 0.0) -> Any:
     out = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
     if fill != 0.0:
         out = out + fill
-    out[:, :, ph:ph + h, pw:pw + w] = x
-    return out
+    inner = (slice(None), slice(None), slice(ph, ph + h), slice(pw, pw + w))
+    return scatter(xp, out, [(inner, x)], add=False)
 
 
 def _tap_slices(k: tuple[int, int], s: tuple[int, int], d: tuple[int, int],
@@ -100,8 +100,8 @@ def _(xp, g, out, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
     gw = gws[0] if groups == 1 else xp.concatenate(gws, axis=0)
     n, c, h, wd = x.shape
     gpad = xp.zeros((n, c, h + 2 * p[0], wd + 2 * p[1]), dtype=g.dtype)
-    for t, (a, b) in zip(taps, [(a, b) for a in range(k[0]) for b in range(k[1])]):
-        gpad[t] += dcol[:, :, a, b]
+    ab = [(a, b) for a in range(k[0]) for b in range(k[1])]
+    gpad = scatter(xp, gpad, [(t, dcol[:, :, a, b]) for t, (a, b) in zip(taps, ab)])
     return _unpad(gpad, x, p), gw
 
 
@@ -127,11 +127,12 @@ def _(xp, g, out, x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0)):
     # Walk the taps in row-major window order; each window's gradient goes to the first tap that
     # equals the maximum (torch's choice), tracked by ``taken`` (1 once a tap has claimed it).
     taken = xp.zeros_like(g)
+    parts = []
     for t in _tap_slices(k, s, d, ho, wo):
         first = xp.where(xp.equal(xpad[t], out), 1 - taken, 0 * taken)
         taken = taken + first
-        gpad[t] += g * first
-    return (_unpad(gpad, x, p),)
+        parts.append((t, g * first))
+    return (_unpad(scatter(xp, gpad, parts), x, p),)
 
 
 def _avg_divisor(xp: Any, x: Any, k, s, p, ho, wo, count_include_pad: bool) -> Any:
@@ -163,8 +164,7 @@ def _(xp, g, out, x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), count_in
     gs = g / _avg_divisor(xp, x, k, s, p, ho, wo, count_include_pad)
     n, c, h, w = x.shape
     gpad = xp.zeros((n, c, h + 2 * p[0], w + 2 * p[1]), dtype=g.dtype)
-    for t in _tap_slices(k, s, d, ho, wo):
-        gpad[t] += gs
+    gpad = scatter(xp, gpad, [(t, gs) for t in _tap_slices(k, s, d, ho, wo)])
     return (_unpad(gpad, x, p),)
 
 
@@ -242,7 +242,5 @@ def embedding(xp, w, idx):
 
 @embedding.vjp
 def _(xp, g, out, w, idx):
-    gw = xp.zeros_like(w)
     # scatter-add: an index used twice collects both cotangents, like torch's embedding backward
-    xp.add.at(gw, _indices(idx), g)
-    return gw, None
+    return index_add(xp, xp.zeros_like(w), _indices(idx), g), None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..spec.shapes import norm_axes, norm_axis
 from ..spec.tensorops import slices
-from .rules import rule, sum_to
+from .rules import index_add, rule, scatter, sum_to
 
 
 def _axes(axes, ndim):
@@ -158,9 +158,7 @@ def slice_(xp, x, index=()):
 
 @slice_.vjp
 def _(xp, g, out, x, index=()):
-    full = xp.zeros_like(x)
-    full[slices(index)] = g
-    return (full,)
+    return (scatter(xp, xp.zeros_like(x), [(slices(index), g)], add=False),)
 
 
 @rule("gather")
@@ -175,8 +173,7 @@ def _(xp, g, out, x, idx, axis=-1):
     # scatter-add: positions hit twice accumulate, like torch.gather's backward
     grid = list(xp.indices(idx.shape, sparse=True))
     grid[ax] = idx
-    xp.add.at(full, tuple(grid), g)
-    return full, None
+    return index_add(xp, full, tuple(grid), g), None
 
 
 @rule("softmax")

@@ -8,9 +8,14 @@ rules that the proofs layer checks (``autograd.<name>``: V = d/dx <g, f(x)>) are
 here, so a second derivative is the chain rule over proved first-order rules.
 
 Comparisons (``greater``, ``equal``, ...) return plain boolean arrays: masks carry no derivative,
-exactly as the first-order rules treat them. Rules that scatter into a buffer (``slice``,
-``gather``, convolution and pooling windows) need operations this namespace does not provide; they
-raise one line naming the primitive instead of returning a wrong second derivative.
+exactly as the first-order rules treat them. Rules that scatter into a buffer (the VJPs of
+``slice``, ``concat``, ``gather``, ``embedding``, ``conv2d``, the poolings, and the padding
+inside them) do so through ``rules.scatter`` / ``rules.index_add``; here those are recorded as
+products with constant 0/1 selection matrices (``matmul``, whose VJP is again a ``matmul``), so
+they can be differentiated any number of times. The selection products are exact for finite
+values (each output entry is one ``v * 1`` plus zeros), so a recorded gradient has the values
+of the first-order one (the order of summation of overlapping windows aside). A rule that uses an
+operation with no recorded form raises one line instead of returning a wrong derivative.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import numpy as np
 from . import functional as F
 from .tensor import Tensor
 
-__all__ = ["SCATTERING", "TAPE", "HigherOrderUnsupported", "TapeNamespace", "require_recordable"]
+__all__ = ["TAPE", "HigherOrderUnsupported", "TapeNamespace"]
 
 
 class HigherOrderUnsupported(AttributeError):
@@ -36,6 +41,29 @@ def _raw(x: Any) -> Any:
 
 def _axes(axis: Any) -> Any:
     return tuple(axis) if isinstance(axis, (tuple, list)) else axis
+
+
+def _tensor(x: Any) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(np.asarray(x))
+
+
+def _place(v: Any, index: tuple[Any, ...], shape: tuple[int, ...]) -> Tensor:
+    """``v`` laid into zeros of ``shape`` at the basic index ``index`` (a tuple of slices), as
+    recorded primitives: along each sliced axis, a product with the 0/1 matrix S (n_sel, n_full)
+    whose row k picks the k-th position the slice covers."""
+    out = _tensor(v)
+    index = tuple(index) + (slice(None),) * (len(shape) - len(index))
+    last = len(shape) - 1
+    for ax, (sl, n) in enumerate(zip(index, shape, strict=True)):
+        pos = range(*sl.indices(n))
+        if pos == range(n):
+            continue
+        sel = np.zeros((len(pos), n), dtype=out.dtype)
+        sel[np.arange(len(pos)), list(pos)] = 1
+        moved = out if ax == last else F.transpose(out, ax, last)
+        moved = F.matmul(moved, Tensor(sel))
+        out = moved if ax == last else F.transpose(moved, ax, last)
+    return out
 
 
 class TapeNamespace:
@@ -116,25 +144,63 @@ class TapeNamespace:
     def abs(self, x: Tensor) -> Tensor:
         return F.abs(x)
 
+    # -- buffers and contractions (convolution, pooling, slicing, gather) -----------------------
+    def zeros(self, shape: Any, dtype: Any = None) -> Tensor:
+        return Tensor(np.zeros(tuple(shape), dtype=np.float64 if dtype is None else np.dtype(dtype)))
+
+    def indices(self, shape: Any, sparse: bool = False) -> Any:
+        return np.indices(tuple(shape), sparse=sparse)
+
+    def tensordot(self, a: Tensor, b: Tensor, axes: Any) -> Tensor:
+        """numpy's tensordot with explicit axis lists, as transpose, reshape and one matmul."""
+        a, b = _tensor(a), _tensor(b)
+        ca, cb = [x % a.ndim for x in axes[0]], [x % b.ndim for x in axes[1]]
+        fa = [i for i in range(a.ndim) if i not in ca]
+        fb = [i for i in range(b.ndim) if i not in cb]
+        k = int(np.prod([a.shape[i] for i in ca]))
+        a2 = F.reshape(F.permute(a, *fa, *ca), (-1, k))
+        b2 = F.reshape(F.permute(b, *cb, *fb), (k, -1))
+        return F.reshape(F.matmul(a2, b2), tuple(a.shape[i] for i in fa) + tuple(b.shape[i] for i in fb))
+
+    def recorded_scatter(self, base: Any, parts: list[tuple[Any, Any]], add: bool) -> Tensor:
+        """``rules.scatter`` recorded: the sum of the placed parts, on top of ``base`` (a constant
+        buffer: zeros or a fill). With ``add=False`` the parts overwrite (they do not overlap)."""
+        base = _tensor(base)
+        placed = None
+        for index, v in parts:
+            p = _place(v, index, tuple(base.shape))
+            placed = p if placed is None else placed + p
+        if placed is None:
+            return base
+        if not np.any(base.data):
+            return placed
+        if add:
+            return base + placed
+        covered = np.zeros(base.shape, dtype=bool)
+        for index, _ in parts:
+            covered[index] = True
+        return F.where(Tensor(covered), placed, base)
+
+    def recorded_index_add(self, base: Any, index: Any, v: Any) -> Tensor:
+        """``rules.index_add`` recorded: ``v`` (index shape + trailing axes of ``base``) summed into
+        the rows its integer ``index`` names, as one product with a constant one-hot matrix."""
+        base, v = _tensor(base), _tensor(v)
+        index = index if isinstance(index, tuple) else (index,)
+        idx = np.broadcast_arrays(*[np.asarray(_raw(i)) for i in index])
+        lead, tail = tuple(base.shape[:len(idx)]), tuple(base.shape[len(idx):])
+        flat = np.ravel_multi_index(tuple(idx), lead, mode="wrap").reshape(-1)
+        onehot = np.zeros((int(np.prod(lead)), flat.size), dtype=v.dtype)
+        onehot[flat, np.arange(flat.size)] = 1
+        rows = F.matmul(Tensor(onehot), F.reshape(v, (flat.size, int(np.prod(tail, dtype=int)))))
+        out = F.reshape(rows, tuple(base.shape))
+        return out + base if np.any(base.data) else out
+
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
         raise HigherOrderUnsupported(
-            f"create_graph=True: a VJP rule uses xp.{name}, which has no recorded form (second "
-            "derivatives through slicing, gather, convolution and pooling are not supported yet)")
+            f"create_graph=True: a VJP rule uses xp.{name}, which has no recorded (differentiable) form")
 
 
 #: the one instance the autograd engine uses
 TAPE = TapeNamespace()
-
-#: primitives whose VJP rule scatters into a buffer (item assignment, ``add.at``) or contracts with
-#: ``tensordot``: no recorded form yet
-SCATTERING = frozenset({"slice", "gather", "conv2d", "max_pool2d", "avg_pool2d", "embedding"})
-
-
-def require_recordable(name: str) -> None:
-    """Raise ``HigherOrderUnsupported`` (one line) for a primitive in ``SCATTERING``."""
-    if name in SCATTERING:
-        raise HigherOrderUnsupported(
-            f"create_graph=True: the VJP of {name!r} scatters into a buffer and has no recorded form yet "
-            "(second derivatives through slicing, gather, embedding, convolution and pooling)")

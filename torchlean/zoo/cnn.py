@@ -39,6 +39,8 @@ from ..runtime.nn import (
 
 __all__ = ["CertifyReport", "certify", "float32_epsilon", "model"]
 
+from .claims import float32_epsilon  # noqa: E402 - re-exported: the one float32 ε helper of the zoo
+
 #: the pixel range, which every ball is clipped to
 PIXELS = (0.0, 1.0)
 
@@ -117,26 +119,6 @@ def certify(net: Any, x: np.ndarray, y: np.ndarray, eps: float, timeout: float =
     return report
 
 
-def float32_epsilon(net: Any, x: np.ndarray, samples: int = 500) -> tuple[float, float]:
-    """(certified ε, observed error): the largest per-logit bound on |float32 run - real network| over
-    the pixel box [0, 1]^64, from an ``errorbound`` certificate the checker replays (IBP ranges), and
-    the largest error seen on ``samples`` random points of the box."""
-    from fractions import Fraction
-
-    from ..certificates import check
-    from ..floats import bound_certificate, epsilons, observed_error
-    from ..runtime.tensor import tensor
-    from ..runtime.trace import trace
-
-    graph = trace(net, tensor(x))
-    box = [(Fraction(0), Fraction(1))] * int(np.prod(x.shape))
-    cert = bound_certificate(graph, box, "binary32", ranges="ibp")
-    verdict = check(cert)
-    if not verdict.ok:  # never print a bound the checker did not accept
-        raise RuntimeError(f"the float32 error certificate was rejected: {verdict.reason}")
-    return float(max(epsilons(cert))), float(observed_error(graph, box, n=samples).max_error.max())
-
-
 def run(args: Any) -> int:
     """``python -m torchlean cnn`` (flags in ``torchlean.__main__``): train, report, certify."""
     import torchlean as tl
@@ -182,6 +164,11 @@ def run(args: Any) -> int:
           f"(errorbound certificate replayed by the checker; observed {observed:.3g} on 500 samples)")
     print("every 'verified' is a vnn-unsat certificate and every 'falsified' a counterexample, "
           "each accepted by the trusted checker (torchlean.certificates) before it was counted")
+    from .claims import gradient_proof, proof_budget
+
+    kind = args.command
+    print(gradient_proof(kind, lambda: model(kind), (1, 1, 8, 8),
+                         budget=proof_budget(args)).summary())
     if args.plot:
         from ..plot import plot_certified
 

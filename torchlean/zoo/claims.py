@@ -1,0 +1,194 @@
+"""The checked claims every zoo command's ``--certify`` prints, in one place.
+
+- ``gradient_proof``: the model's ``@verified`` gradient proof at its shapes (the compositional
+  path, ``proofs.compose``): its obligations derived from the code now, discharged into a cache
+  directory (artifacts already there and up to date are reused), then every one replayed by the
+  trusted checker. Counted as the checker says: checked, solver-trusted (a solver's ``unsat``
+  re-run, no certificate replayed), or not proved (refuted, timed out, missing); never a
+  solver-trusted or unfinished obligation as checked. The whole proof runs in a child process under
+  a wall-clock budget: past it, the report says so and counts nothing as checked.
+- ``float32_epsilon``: a certified bound on |float32 run - real network| over a box of inputs (an
+  ``errorbound`` certificate the checker replays; IBP ranges), next to the largest error observed
+  on samples of the box.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ProofStatus", "cache_dir", "float32_epsilon", "gradient_proof", "proof_budget"]
+
+
+def cache_dir() -> Path:
+    """Where the zoo's proof artifacts are cached: ``$TORCHLEAN_PROOF_CACHE``, else
+    ``$XDG_CACHE_HOME/torchlean/proofs`` (``~/.cache/torchlean/proofs``)."""
+    env = os.environ.get("TORCHLEAN_PROOF_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "torchlean" / "proofs"
+
+
+def proof_budget(args: Any = None, default: float = 300.0) -> float:
+    """Seconds a command's gradient proof may take: ``args.proof_budget`` when the command has
+    such a flag, else ``$TORCHLEAN_PROOF_BUDGET``, else ``default``."""
+    got = getattr(args, "proof_budget", None)
+    if got is None:
+        env = os.environ.get("TORCHLEAN_PROOF_BUDGET")
+        try:
+            got = float(env) if env else default
+        except ValueError:
+            raise ValueError(f"TORCHLEAN_PROOF_BUDGET={env!r} is not a number of seconds") from None
+    return float(got)
+
+
+@dataclass
+class ProofStatus:
+    """The outcome of ``gradient_proof``. ``claim``: the model claim's own status as the checker
+    gave it ("checked", "trusted", "rejected", "missing", ... or "timed out" / "error" when the proof
+    did not finish); the counts are over every obligation (the claim and its node obligations)."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    claim: str = "timed out"
+    obligations: int = 0
+    checked: int = 0
+    trusted: int = 0
+    not_proved: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    directory: str = ""
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether the model's gradient claim was fully checked (no solver trust, nothing missing)."""
+        return self.claim == "checked"
+
+    def summary(self) -> str:
+        """One line: what was checked, what rests on a solver, what is not proved, and the time."""
+        head = f"@verified gradient proof of {self.name} at input {list(self.input_shape)} (compositional)"
+        if self.claim in ("timed out", "error"):
+            why = f": {self.detail}" if self.detail else ""
+            return f"{head}: NOT checked, {self.claim} after {self.seconds:.0f} s{why}"
+        counts = f"{self.obligations} obligations: {self.checked} checked, {self.trusted} solver-trusted, " \
+                 f"{len(self.not_proved)} not proved"
+        verdict = {"checked": "checked by the trusted checker",
+                   "trusted": "holds if the solvers are right (some obligations solver-trusted)"}.get(
+            self.claim, f"NOT checked ({self.claim})")
+        more = " ..." if len(self.not_proved) > 4 else ""
+        missing = f" [not proved: {', '.join(self.not_proved[:4])}{more}]" if self.not_proved else ""
+        return f"{head}: {verdict}; {counts}{missing}; {self.seconds:.1f} s (artifacts in {self.directory})"
+
+
+def _prove(name: str, build: Callable[[], Any], input_shape: tuple[int, ...], directory: Path,
+           solver: str, timeout: float) -> dict[str, Any]:
+    from ..proofs.artifacts import check_one, up_to_date
+    from ..proofs.compose import model_obligations
+    from ..proofs.discharge import discharge
+
+    obs = list(model_obligations(name, build, input_shape))
+    todo = [ob for ob in obs if not up_to_date(directory, ob)]
+    if todo:
+        discharge(todo, directory, solver=solver, timeout=timeout, progress=False)
+    out: dict[str, Any] = {"obligations": len(obs), "checked": 0, "trusted": 0, "not_proved": []}
+    for ob in obs:
+        o = check_one(directory, ob)
+        if ob.kind == "composition":
+            out["claim"], out["detail"] = o.status, o.detail
+            continue  # the claim's own status is reported, its node obligations counted below
+        if o.status == "checked":
+            out["checked"] += 1
+        elif o.status == "trusted":
+            out["trusted"] += 1
+        else:
+            out["not_proved"].append(f"{ob.name} ({o.status})")
+    out["obligations"] -= 1
+    return out
+
+
+def _child(conn: Any, *args: Any) -> None:
+    os.setpgrp()  # its own process group: a budget kill reaches the solver processes it starts too
+    try:
+        conn.send(_prove(*args))
+    except Exception as e:  # noqa: BLE001 - reported in one line by the parent
+        conn.send({"error": f"{type(e).__name__}: {e}"})
+    conn.close()
+
+
+def gradient_proof(name: str, build: Callable[[], Any], input_shape: Sequence[int],
+                   directory: Path | None = None, *, solver: str = "cvc5", timeout: float = 180.0,
+                   budget: float = 300.0) -> ProofStatus:
+    """Prove (compositionally) that the runtime's backward pass of ``build()`` at ``input_shape`` is
+    the derivative of its spec forward, as ``@verified(input_shape=...)`` does: derive the
+    obligations, discharge those without an up-to-date artifact in ``directory`` (default
+    ``cache_dir()``; ``timeout`` seconds each), replay all of them through the checker. The whole
+    run gets ``budget`` seconds (then it is killed and reported as timed out)."""
+    directory = Path(directory) if directory is not None else cache_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    status = ProofStatus(name, tuple(int(s) for s in input_shape), directory=str(directory))
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    t0 = time.perf_counter()
+    proc = ctx.Process(target=_child,
+                       args=(child, name, build, status.input_shape, directory, solver, timeout))
+    proc.start()
+    child.close()
+    got = parent.recv() if parent.poll(budget) else None
+    status.seconds = time.perf_counter() - t0
+    if got is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):  # killed before it made its own group
+            proc.kill()
+        status.detail = f"budget {budget:g} s"
+    proc.join(5)
+    parent.close()
+    if got is None:
+        return status
+    if "error" in got:
+        status.claim, status.detail = "error", got["error"]
+        return status
+    status.claim, status.detail = got["claim"], got["detail"]
+    status.obligations, status.checked, status.trusted = got["obligations"], got["checked"], got["trusted"]
+    status.not_proved = got["not_proved"]
+    return status
+
+
+def _exact(v: Any) -> Fraction:
+    return v if isinstance(v, (Fraction, int)) else Fraction(float(v))
+
+
+def float32_epsilon(net: Any, x: np.ndarray, box: Sequence[tuple[Any, Any]] | None = None,
+                    samples: int = 500) -> tuple[float, float]:
+    """(certified ε, observed error): the largest per-output bound on |float32 run - real network|
+    over ``box`` (one (lo, hi) per input entry; default the unit box [0, 1]^n, the digits' pixel
+    range), from an ``errorbound`` certificate the checker replays (IBP ranges), and the largest error
+    seen on ``samples`` random points of the box. ``x``: one input of the network's shape (traced
+    to fix the graph). Raises if the checker rejects the certificate (no bound is ever printed
+    without it)."""
+    from ..certificates import check
+    from ..floats import bound_certificate, epsilons, observed_error
+    from ..runtime.tensor import tensor
+    from ..runtime.trace import trace
+
+    n = int(np.prod(np.shape(x)))
+    box = [(Fraction(0), Fraction(1))] * n if box is None else [
+        (_exact(lo), _exact(hi)) for lo, hi in box]
+    if len(box) != n:
+        raise ValueError(f"float32_epsilon: box has {len(box)} intervals for an input of {n} entries")
+    graph = trace(net, tensor(np.asarray(x, dtype=np.float32)))
+    cert = bound_certificate(graph, box, "binary32", ranges="ibp")
+    verdict = check(cert)
+    if not verdict.ok:  # never print a bound the checker did not accept
+        raise RuntimeError(f"the float32 error certificate was rejected: {verdict.reason}")
+    return float(max(epsilons(cert))), float(observed_error(graph, box, n=samples).max_error.max())
