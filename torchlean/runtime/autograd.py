@@ -50,7 +50,7 @@ def _propagate(roots: Sequence[Tensor], seeds: Sequence[Any], create_graph: bool
     run on ``tape_ns.TAPE``, so they can be differentiated again)."""
     cot: dict[int, Any] = {}
     for r, s in zip(roots, seeds, strict=True):
-        _accumulate(cot, id(r), Tensor(s) if create_graph else s)
+        _accumulate(cot, id(r), (s if isinstance(s, Tensor) else Tensor(s)) if create_graph else s)
     if create_graph:
         from .tape_ns import TAPE
 
@@ -130,7 +130,14 @@ def grad(
     for o in outs:
         if not o.requires_grad:
             raise RuntimeError("grad: an output does not require grad")
-    cot = _propagate(outs, [_seed(o, g) for o, g in zip(outs, gos, strict=True)], create_graph)
+    seeds = [_seed(o, g) for o, g in zip(outs, gos, strict=True)]
+    if create_graph:  # the recorded backward starts from the caller's own Tensor (so a trace sees
+        # where it came from), or from ones that depend on the output's shape only
+        from .trace import constant
+
+        seeds = [g if isinstance(g, Tensor) else constant(Tensor(s)) if g is None else s
+                 for g, s in zip(gos, seeds, strict=True)]
+    cot = _propagate(outs, seeds, create_graph)
     result: list[Tensor | None] = []
     for i in ins:
         if id(i) in cot:

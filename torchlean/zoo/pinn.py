@@ -186,15 +186,10 @@ def run(args: Any) -> int:
 
     if args.plot and not args.certify:
         raise ValueError("--plot needs --certify")
-    from ..runtime.trace import TraceError
     from . import _fit
 
     flags = {k: getattr(args, k) for k in _fit.DEVICE_DEFAULTS}
-
-    try:
-        net, history, seconds = train(args.steps, seed=args.seed, progress=args.progress, **flags)
-    except TraceError as e:  # today: the recorded backward's seed is not a traced tensor
-        raise ValueError(f"--backend compiled cannot plan the PINN's second derivatives yet ({e})") from None
+    net, history, seconds = train(args.steps, seed=args.seed, progress=args.progress, **flags)
     if args.device != "cpu" or args.dtype != "float32":  # report and certify the float32 CPU model
         net = net.to(dtype="float32", device="cpu")
     xs = np.linspace(0, 1, 1001).reshape(-1, 1).astype(np.float32)
