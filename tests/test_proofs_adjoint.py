@@ -157,7 +157,106 @@ def _vjp_broadcast_first_row(xp, g, out, x, shape=()):  # takes one row instead 
     return (A.IArr((1, g.shape[1]), lambda i: g.at((0, i[1]))),)
 
 
+def _vjp_slice_shifted(xp, g, out, x, index=()):  # the window one position to the right
+    from torchlean.spec.tensorops import slices
+    full = xp.zeros_like(x)
+    sl = list(slices(index))
+    sl[-1] = slice(sl[-1].start + 1, sl[-1].stop + 1, sl[-1].step)
+    full[tuple(sl)] = g
+    return (full,)
+
+
+def _vjp_slice_no_step(xp, g, out, x, index=()):  # the stride forgotten: a dense window
+    from torchlean.spec.tensorops import slices
+    full = xp.zeros_like(x)
+    sl = list(slices(index))
+    sl[-1] = slice(sl[-1].start, sl[-1].start + g.shape[-1], 1)
+    full[tuple(sl)] = g
+    return (full,)
+
+
+def _vjp_concat_same_offset(xp, g, out, *xs, axis=0):  # every piece read from offset 0
+    index = [slice(None)] * g.ndim
+    grads = []
+    for x in xs:
+        index[axis] = slice(0, x.shape[axis])
+        grads.append(g[tuple(index)])
+    return tuple(grads)
+
+
+def _conv_vjp(mutate):
+    """conv2d's VJP (rules_nn) with one mutation: 'unpad' (the padding offset dropped when
+    cutting the cotangent back), 'flip' (each tap's cotangent sent to the mirrored tap),
+    'stride' (the scatter's stride forgotten), 'gw' (the weight gradient's taps mirrored)."""
+    from torchlean.runtime import rules_nn as R
+
+    def vjp(xp, g, out, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+        k, s, p, d, ho, wo = R._geometry(x, w.shape[2:], stride, padding, dilation)
+        taps = R._tap_slices(k, s, d, ho, wo)
+        cols = R._cols(xp, R._pad(xp, x, *p), taps, *k)
+        gg = g
+        gw = xp.tensordot(gg, cols, axes=((0, 2, 3), (0, 4, 5)))
+        dcol = xp.transpose(xp.tensordot(gg, w, axes=((1,), (0,))), (0, 3, 4, 5, 1, 2))
+        if mutate == "gw":
+            gw = xp.stack([gw[:, :, k[0] - 1 - a] for a in range(k[0])], axis=2)
+        n, c, h, wd = x.shape
+        gpad = xp.zeros((n, c, h + 2 * p[0], wd + 2 * p[1]))
+        ab = [(a, b) for a in range(k[0]) for b in range(k[1])]
+        if mutate == "flip":
+            ab = ab[::-1]
+        if mutate == "stride":
+            taps = R._tap_slices(k, (1, 1), d, ho, wo)
+        for t, (a, b) in zip(taps, ab):
+            gpad[t] += dcol[:, :, a, b]
+        gx = gpad[:, :, :h, :wd] if mutate == "unpad" else R._unpad(gpad, x, p)
+        return gx, gw
+    return vjp
+
+
+def _vjp_avg_divisor(xp, g, out, x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), **_):
+    from torchlean.runtime import rules_nn as R
+    k, s, p, d, ho, wo = R._geometry(x, kernel_size, stride, padding)
+    gs = g / (k[0] * k[1] + 1)  # one too many in the divisor
+    n, c, h, w = x.shape
+    gpad = xp.zeros((n, c, h + 2 * p[0], w + 2 * p[1]))
+    for t in R._tap_slices(k, s, d, ho, wo):
+        gpad[t] += gs
+    return (R._unpad(gpad, x, p),)
+
+
+def _vjp_avg_no_unpad(xp, g, out, x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), **_):
+    from torchlean.runtime import rules_nn as R
+    k, s, p, d, ho, wo = R._geometry(x, kernel_size, stride, padding)
+    gs = g / (k[0] * k[1])
+    n, c, h, w = x.shape
+    gpad = xp.zeros((n, c, h + 2 * p[0], w + 2 * p[1]))
+    for t in R._tap_slices(k, s, d, ho, wo):
+        gpad[t] += gs
+    return (gpad[:, :, :h, :w],)  # the padding offset dropped
+
+
+def _vjp_reshape_column_major(xp, g, out, x, shape=()):  # splits in column-major order
+    return (xp.transpose(xp.transpose(g, (0, 2, 1)).reshape((x.shape[0], x.shape[1])), (0, 1)),)
+
+
+def _vjp_flatten_swapped(xp, g, out, x, start_dim=1):  # H and W unflattened the wrong way round
+    n, c, h, w = x.shape
+    return (xp.transpose(g.reshape((n, c, w, h)), (0, 1, 3, 2)),)
+
+
 @pytest.mark.parametrize("prim, vjp, shapes, attrs", [
+    ("slice", _vjp_slice_shifted, [[4, 5]], {"index": ((0, 4, 1), (1, 3, 1))}),
+    ("slice", _vjp_slice_no_step, [[4, 7]], {"index": ((1, 4, 1), (0, 7, 2))}),
+    ("concat", _vjp_concat_same_offset, [[2, 3], [2, 4]], {"axis": 1}),
+    ("conv2d", _conv_vjp("unpad"), [[2, 3, 5, 5], [4, 3, 3, 3]], {"padding": (1, 1)}),
+    ("conv2d", _conv_vjp("flip"), [[2, 3, 5, 5], [4, 3, 3, 3]], {}),
+    ("conv2d", _conv_vjp("stride"), [[2, 3, 7, 8], [4, 3, 3, 2]], {"stride": (2, 2), "padding": (1, 0)}),
+    ("conv2d", _conv_vjp("gw"), [[2, 3, 5, 5], [4, 3, 3, 3]], {"padding": (1, 1)}),
+    ("avg_pool2d", _vjp_avg_divisor, [[2, 3, 6, 6]], {"kernel_size": (2, 2), "stride": (2, 2)}),
+    ("avg_pool2d", _vjp_avg_no_unpad, [[2, 3, 5, 5]], {"kernel_size": (3, 3), "stride": (1, 1),
+                                                        "padding": (1, 1)}),
+    ("reshape", _vjp_reshape_column_major, [[2, 6]], {"shape": (2, 2, 3)}),
+    ("flatten", _vjp_flatten_swapped, [[2, 3, 4, 5]], {"start_dim": 1}),
     ("matmul", _vjp_matmul_no_transpose, [[3, 3], [3, 3]], {}),
     ("matmul", _vjp_matmul_swapped, [[3, 3], [3, 3]], {}),
     ("sum", _vjp_sum_twice, [[2, 3]], {"axes": 1, "keepdims": False}),
@@ -174,15 +273,35 @@ def test_wrong_vjp_of_each_linear_primitive_is_rejected(monkeypatch, prim, vjp, 
     """The generic obligation of a broken VJP is refuted (its normal form differs, or its shape
     is wrong at the class's sizes); the right one is checked."""
     cls, a = A.symbolic_class(prim, shapes, attrs)
-    assert check(A.adjoint_obligation(prim, cls, a).data["statement"]).ok
+    wit = A._witness(cls, shapes, a, attrs)
+    assert check(A.adjoint_obligation(prim, cls, a, witness=wit).data["statement"]).ok
     monkeypatch.setitem(RULES, prim, dataclasses.replace(RULES[prim], vjp=vjp))
     try:
-        st = A.adjoint_obligation(prim, cls, a).data["statement"]
+        st = A.adjoint_obligation(prim, cls, a, witness=wit).data["statement"]
     except ValueError as e:  # a VJP of the wrong shape at symbolic sizes
         assert "index backend" in str(e)
         return
     v = check(st)
     assert not v.ok and ("differ" in v.reason or "must not depend" in v.reason), v.reason
+    # the same mutation at concrete sizes of the class is wrong in numpy too (an independent
+    # witness that the rejected rule is broken, not the checker too strict)
+    rng = np.random.default_rng(1)
+    xs = [rng.standard_normal(s) for s in shapes]
+    out = RULES[prim].forward(np, *xs, **attrs)
+    gnp = np.random.default_rng(2).standard_normal(out.shape)
+    try:
+        grads = vjp(np, gnp, out, *xs, **attrs)
+    except (ValueError, IndexError):
+        return
+    lhs = float(np.sum(gnp * out))
+    for k, (x, gx) in enumerate(zip(xs, grads)):
+        if not isinstance(gx, np.ndarray) or gx.shape != x.shape:
+            return
+        rest = [np.zeros_like(z) if j == k else z for j, z in enumerate(xs)]
+        base = float(np.sum(gnp * RULES[prim].forward(np, *rest, **attrs)))
+        if not np.isclose(lhs - base, float(np.sum(gx * x))):
+            return
+    pytest.fail("the mutated VJP is right at the concrete sizes")
 
 
 def _tampers(st):

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .adjoint import FAMILY as ADJOINT_FAMILY
-from .adjoint import node_obligation
+from .adjoint import decision_text, node_obligation
 from .obligation import Obligation
 
 #: unary primitives whose kernel and VJP act entry by entry with one scalar function (and only
@@ -110,7 +110,7 @@ def shapes_covered(ob: Obligation) -> tuple[bool, str]:
     prim = ob.subject.split(":", 1)[1] if ob.subject.startswith(("primitive:", "node:")) else ""
     shapes = ob.data.get("shapes")
     if ob.kind == "adjoint" and prim:
-        conds = [f"{a} {'=' if t else '!='} {b}" for a, b, t in ob.data["decisions"] if a != b]
+        conds = [decision_text(d) for d in ob.data["decisions"] if len(d) == 4 or d[0] != d[1]]
         return True, f"every size of the class {ob.data['class']}" + (
             f" with {', '.join(conds)}" if conds else "") + " (sizes other than 1 are symbols)"
     if not prim or shapes is None or ob.kind not in ("forward", "autograd"):
