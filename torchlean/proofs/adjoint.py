@@ -285,12 +285,12 @@ def _witness(cls: list[tuple[Any, ...]], shapes: list[list[int]], attrs_cls: dic
 
 def class_text(prim: str, cls: list[tuple[Any, ...]], attrs: dict[str, Any],
                column_major: tuple[int, ...] = ()) -> str:
-    def show(v: Any) -> Any:
-        return tuple(show(e) for e in v) if isinstance(v, (tuple, list)) else B._json(v) if isinstance(
+    def show(v: Any) -> Any:  # a polynomial size as its text ('2*n0 + 1')
+        return tuple(show(e) for e in v) if isinstance(v, (tuple, list)) else str(v) if isinstance(
             v, Aff) else v
     shown = {k: (show(v) if k in ("shape", "index") else v) for k, v in sorted(attrs.items())}
     layout = f" column-major {list(column_major)}" if column_major else ""
-    return f"{prim} {' x '.join(str(list(_sizes(s))) for s in cls)} {shown}{layout}"
+    return f"{prim} {' x '.join(str(list(show(s))) for s in cls)} {shown}{layout}"
 
 
 def decision_text(d: Any) -> str:
