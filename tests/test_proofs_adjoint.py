@@ -70,8 +70,17 @@ def _at(iarr, idx, env):
     return iarr.at(tuple(out))
 
 
-CLASSES = A.LIBRARY + [("sum", [[2, 3, 4]], {"axes": 1, "keepdims": True}),
-                       ("broadcast_to", [[3, 1]], {"shape": (2, 3, 4)})]
+CLASSES = A.LIBRARY + [
+    ("sum", [[2, 3, 4]], {"axes": 1, "keepdims": True}), ("broadcast_to", [[3, 1]], {"shape": (2, 3, 4)}),
+    # shape classes beyond the library's: asymmetric windows, depthwise groups, an output size 1
+    ("conv2d", [[1, 3, 4, 6], [6, 1, 2, 3]], {"stride": (2, 1), "padding": (2, 0), "dilation": (1, 2),
+                                              "groups": 3}),
+    ("conv2d", [[1, 1, 3, 5], [2, 1, 3, 3]], {"stride": (3, 2)}),
+    ("avg_pool2d", [[1, 2, 5, 4]], {"kernel_size": (3, 2), "stride": (2, 1), "padding": (1, 0)}),
+    ("slice", [[5, 2]], {"index": ((4, 5, 1), (0, 2, 1))}), ("slice", [[7]], {"index": ((1, 7, 3),)}),
+    ("concat", [[2, 1], [2, 1], [2, 3]], {"axis": -1}),
+    ("reshape", [[4, 6]], {"shape": (2, 2, 3, 2)}), ("flatten", [[2, 3, 4]], {"start_dim": -1}),
+]
 
 
 @pytest.mark.parametrize("prim, shapes, attrs", CLASSES)
@@ -397,3 +406,74 @@ def test_verified_model_rests_on_generic_obligations(tmp_path):
     o = check_composition(tmp_path, Obligation(a[0].kind, a[0].subject, a[0].name, a[0].smtlib,
                                                a[0].statement, bad))
     assert o.status == "rejected" and "no autograd obligation" in o.detail, o.detail
+
+
+@pytest.mark.parametrize("k, s, p, d, g", [(1, 1, 0, 1, 1), (3, 1, 1, 1, 1), (3, 2, 1, 1, 2), (2, 3, 0, 2, 1),
+                                           (3, 3, 2, 2, 2), (5, 1, 2, 1, 1), (2, 2, 0, 1, 4)])
+def test_conv_and_pool_node_cases_are_generic_across_sizes(k, s, p, d, g):
+    """conv2d nodes of one attribute set share one generic obligation across input sizes with the
+    same output-size remainder (the class: H = s*(Ho - 1) + r + d*(k-1) + 1 - 2p), batch and
+    channel counts; each is accepted by the checker. Likewise avg_pool2d."""
+    from torchlean.spec.nnops import out_size
+    names = {}
+    for n, c, h in [(2, 4, 9), (3, 8, 9 + s), (1, 4, 9 + 2 * s), (5, 12, 9 + 3 * s)]:
+        attrs = {"stride": (s, s), "padding": (p, p), "dilation": (d, d), "groups": g}
+        if out_size(h, k, s, p, d) < 2:
+            continue
+        ob = A.node_obligation("conv2d", [[n, c, h, h + 1], [2 * g, c // g, k, k]], attrs, [])
+        assert ob is not None and check(ob.data["statement"]).ok
+        names.setdefault((n == 1, c // g == 1), set()).add(ob.name)  # a size 1 is a class of its own
+        if 2 * p <= k and d == 1:
+            pool = A.node_obligation("avg_pool2d", [[n, c, h, h]], {"kernel_size": (k, k), "stride": (s, s),
+                                                                     "padding": (p, p)}, [])
+            assert pool is not None and check(pool.data["statement"]).ok
+    assert all(len(v) == 1 for v in names.values()), names
+
+
+def test_cnn_nodes_rest_on_generic_obligations():
+    """A small CNN's conv2d and flatten nodes use class obligations, the same for two image
+    sizes; the checker accepts them."""
+    from torchlean.proofs.compose import model_obligations
+
+    def cnn():
+        return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
+                             nn.Linear(2 * 3 * 3, 2))
+
+    def cnn8():
+        return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
+                             nn.Linear(2 * 4 * 4, 2))
+    a = [o for o in model_obligations("a", cnn, (2, 1, 6, 6)) if o.kind == "adjoint"]
+    b = [o for o in model_obligations("b", cnn8, (2, 1, 8, 8)) if o.kind == "adjoint"]
+    prims = {o.name.split(".")[1] for o in a}
+    assert {"conv2d", "avg_pool2d", "flatten"} <= prims, prims
+    shared = {o.name for o in a} & {o.name for o in b}
+    assert {o.name.split(".")[1] for o in a if o.name in shared} >= {"conv2d", "avg_pool2d", "flatten"}
+    for o in a + b:
+        assert check(o.data["statement"]).ok, o.name
+
+
+def test_dropped_guard_is_rejected():
+    """Every guard that does not hold on its monomial's whole box (a padding bound, a window
+    offset), removed from a checked statement, makes it fail; so does a guard moved by one."""
+    from torchlean.certificates.adjoint import _holds
+
+    ob = next(o for o in A.library() if o.name.startswith("autograd.conv2d") and "padding" in o.data["class"])
+    st = ob.data["statement"]
+    assert check(st).ok
+    tried = 0
+    for side, x in [("lhs", None), ("rhs", "x0")]:
+        monos = st["lhs"] if x is None else st["rhs"][x]
+        for k, mono in enumerate(monos):
+            ranges = {v: _poly(r) for v, r in mono["sum"]}
+            for j, e in enumerate(mono.get("ge", [])):
+                if _holds(_poly(e), ranges):
+                    continue
+                tried += 1
+                m = copy.deepcopy(st)
+                target = (m["lhs"] if x is None else m["rhs"][x])[k]
+                target["ge"].pop(j)
+                assert not check(m).ok, (side, k, e)
+                target["ge"].insert(j, {**{"*".join(t) or "1": c for t, c in _poly(e).items()},
+                                        "1": _poly(e).get((), 0) + 1})  # off by one
+                assert not check(m).ok, (side, k, e)
+    assert tried >= 4

@@ -180,7 +180,11 @@ def symbolic_class(prim: str, shapes: list[list[int] | None], attrs: dict[str, A
                 cls.append(d if d == 1 else Size(next(names)) + b)
                 index.append((a, b, c))
                 continue
-            n = Size(next(names)) * c + d % c if d // c >= 1 and c > 1 else sym(d)
+            if c > d:  # one element whatever the size below the step: that size only
+                cls.append(d)
+                index.append((a, b, c))
+                continue
+            n = Size(next(names)) * c + d % c if c > 1 else sym(d)
             cls.append(n)
             index.append((a if a <= d - a else n - (d - a), n if b == d else b, c))
         return [tuple(cls) + tuple(sym(d) for d in x[len(attrs["index"]):])], {**attrs, "index": tuple(index)}

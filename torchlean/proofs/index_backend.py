@@ -327,11 +327,17 @@ class IArr:
             out = list(old(i))
             j, sums, ge, eq = [], (), [], []
             for (start, step, n), ik in zip(axes, i):
+                d = ik - start
                 if step is None:  # an integer index: the axis is not in the region's shape
-                    eq.append(ik - start)
-                elif step == 1:
-                    j.append(ik - start)
-                    ge += [ik - start, n - 1 - (ik - start)]
+                    eq.append(d)
+                elif step == 1 or (type(d) is int and d % step == 0):
+                    j.append(d // step if type(d) is int else d)
+                    ge += [j[-1], n - 1 - j[-1]]
+                elif type(d) is int:  # between two strided positions
+                    return out
+                elif _is1(n):
+                    j.append(0)
+                    eq.append(d)
                 else:
                     v = f"i{next(FRESH[0])}"
                     j.append(Aff({(v,): 1}))
