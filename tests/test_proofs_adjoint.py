@@ -292,6 +292,8 @@ def test_wrong_vjp_of_each_linear_primitive_is_rejected(monkeypatch, prim, vjp, 
         return
     v = check(st)
     assert not v.ok and ("differ" in v.reason or "must not depend" in v.reason), v.reason
+    # a node case of that class falls back to its fixed-shape obligation (the solver's counterexample)
+    assert A.node_obligation(prim, shapes, attrs, []) is None
     # the same mutation at concrete sizes of the class is wrong in numpy too (an independent
     # witness that the rejected rule is broken, not the checker too strict)
     rng = np.random.default_rng(1)

@@ -330,7 +330,13 @@ def node_obligation(prim: str, shapes: list[Any], attrs: dict[str, Any],
     except (ValueError, TypeError, AttributeError, KeyError, IndexError):  # a rule the backend cannot run
         return None
     decisions = [tuple(d) for d in ob.data["decisions"]]
-    return ob if instance(decisions, cls, shapes, a, attrs) else None
+    if not instance(decisions, cls, shapes, a, attrs):
+        return None
+    # a class statement the checker rejects (a wrong VJP, or the normal form's incompleteness) is
+    # not used: the node keeps its fixed-shape obligation, whose solver proves it or gives a
+    # counterexample. The checker decides the class again when the artifacts are checked.
+    from ..certificates import check
+    return ob if check(ob.data["statement"]).ok else None
 
 
 #: the classes torchlean ships proofs for (a node case in another class derives its own)
