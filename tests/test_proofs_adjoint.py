@@ -479,3 +479,48 @@ def test_dropped_guard_is_rejected():
                                         "1": _poly(e).get((), 0) + 1})  # off by one
                 assert not check(m).ok, (side, k, e)
     assert tried >= 4
+
+
+SEL = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 2.0]])  # a constant selection (3 x 2)
+
+
+def _scatter_add(xp, x):
+    out = xp.zeros((x.shape[0] + 2, x.shape[1]))
+    xp.add.at(out, (slice(1, x.shape[0] + 1), slice(None)), x)
+    xp.add.at(out, (slice(0, x.shape[0]), slice(None)), x)
+    return out
+
+
+def _overwrite(xp, x):
+    out = x * 2
+    out[1:, ::2] = x[:-1, ::2] * 3
+    return out
+
+
+BACKEND_OPS = {  # operations a VJP rule may be written with (item writes, add.at, pad, flips, ...)
+    "flip": lambda xp, x: xp.flip(x, 1),
+    "negative step": lambda xp, x: x[::-1, -1::-2],
+    "bounded negative step": lambda xp, x: x[2:0:-1, :],
+    "pad": lambda xp, x: xp.pad(x, ((1, 2), (0, 3))),
+    "add.at": _scatter_add,
+    "overwrite a strided window": _overwrite,
+    "constant selection": lambda xp, x: xp.matmul(x[:, :3], SEL),
+    "constant minus": lambda xp, x: 1 - xp.ones_like(x) * x,
+    "methods": lambda xp, x: xp.expand_dims(x, 0).sum(axis=2).T + x.transpose(1, 0)[:1, :].T,
+}
+
+
+@pytest.mark.parametrize("name", sorted(BACKEND_OPS))
+def test_backend_operations_equal_numpy(name):
+    """The index backend's other operations, at symbolic sizes evaluated at two sizings, equal
+    numpy entry by entry."""
+    f = BACKEND_OPS[name]
+    for sizes in ({"n0": 3, "n1": 2}, {"n0": 4, "n1": 3}):  # x is n0 x 2*n1
+        A.statement("sum", [(A.Size("n0"),)], {"axes": None}, witness=sizes)  # reset the backend's state
+        B.WITNESS.update(sizes)
+        x = np.random.default_rng(0).standard_normal((sizes["n0"], 2 * sizes["n1"]))
+        want = f(np, x.copy())
+        got = f(A.XP, A._leaf("x0", (A.Size("n0"), A.Size("n1") * 2)))
+        assert tuple(_concrete(tuple(got.shape), sizes)) == want.shape
+        for idx in np.ndindex(want.shape):
+            assert _eval(A._json(_at(got, idx, sizes)), sizes, {"x0": x}) == pytest.approx(want[idx]), idx

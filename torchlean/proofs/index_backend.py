@@ -269,10 +269,19 @@ class IArr:
         return _elementwise(self, other, lambda p, q: p + scale(q, -1))
 
     def __mul__(self, other: Any) -> IArr:
-        if isinstance(other, (int, Fraction)) and not isinstance(other, bool):
-            at = self.at
-            return IArr(self.shape, lambda i: scale(at(i), Fraction(other)), parts=self.parts)
+        if isinstance(other, (int, float, Fraction)) and not isinstance(other, bool):
+            at, c = self.at, Fraction(other)
+            return IArr(self.shape, lambda i: scale(at(i), c), parts=self.parts)
         return _elementwise(self, other, mul)
+
+    def __rsub__(self, other: Any) -> IArr:
+        return _elementwise(lift(other), self, lambda p, q: p + scale(q, -1))
+
+    def __matmul__(self, other: Any) -> IArr:
+        return XP.matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> IArr:
+        return XP.matmul(other, self)
 
     __rmul__ = __mul__
 
@@ -311,17 +320,20 @@ class IArr:
         return out
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        require_shape(self.view is None or self.view[0] == "iadd", "writing into a slice of an array")
-        axes, region = _key(self, key)
         if isinstance(value, IArr) and value.view and value.view[0] == "iadd" \
                 and value.view[1][0] is self and value.view[1][1] is key:
-            delta, old_too = value.view[2], False  # a[key] += delta: only delta is written
+            self.write(key, value.view[2], False)  # a[key] += delta: only delta is added
         else:
-            delta, old_too = value, True
-        delta = delta if isinstance(delta, IArr) else XP.zeros(()) + delta
+            self.write(key, value, True)
+
+    def write(self, key: Any, value: Any, overwrite: bool) -> None:
+        """a[key] = value (``overwrite``) or a[key] += value: a.at(i) becomes old(i) (- [i in the
+        region] old(i)) + [i in the region] value(j) with i = start + step*j per axis."""
+        require_shape(self.view is None or self.view[0] == "iadd", "writing into a slice of an array")
+        axes, region = _key(self, key)
+        delta = lift(value)
         require_shape(delta.ndim <= len(region), f"assigning {delta.shape} into {tuple(region)}")
-        val = XP.broadcast_to(delta, tuple(region))
-        old, vat = self.at, val.at
+        old, vat = self.at, XP.broadcast_to(delta, tuple(region)).at
 
         def at(i: tuple[Any, ...]) -> list[Mono]:
             out = list(old(i))
@@ -330,8 +342,8 @@ class IArr:
                 d = ik - start
                 if step is None:  # an integer index: the axis is not in the region's shape
                     eq.append(d)
-                elif step == 1 or (type(d) is int and d % step == 0):
-                    j.append(d // step if type(d) is int else d)
+                elif step in (1, -1) or (type(d) is int and d % step == 0):
+                    j.append(d // step if type(d) is int else d * step)
                     ge += [j[-1], n - 1 - j[-1]]
                 elif type(d) is int:  # between two strided positions
                     return out
@@ -342,20 +354,50 @@ class IArr:
                     v = f"i{next(FRESH[0])}"
                     j.append(Aff({(v,): 1}))
                     sums += ((v, n),)
-                    eq.append(ik - start - step * j[-1])
+                    eq.append(d - step * j[-1])
             if any(type(e) is int and e < 0 for e in ge) or any(type(e) is int and e for e in eq):
                 return out  # outside the region at these constant indices
             ge = tuple(Aff.of(e) for e in ge if type(e) is not int)
             eq = tuple(Aff.of(e) for e in eq if type(e) is not int)
-            if old_too:
+            if overwrite:
                 out += scale(old(i), -1, sums, ge, eq)
             return out + scale(vat(tuple(j)), 1, sums, ge, eq)
         self.at = at
 
+    def sum(self, axis: Any = None, keepdims: bool = False) -> IArr:
+        return XP.sum(self, axis, keepdims)
+
+    def transpose(self, *axes: Any) -> IArr:
+        return XP.transpose(self, (axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes)
+                            or None)
+
+    @property
+    def T(self) -> IArr:  # noqa: N802
+        return XP.transpose(self)
+
+
+def lift(x: Any) -> IArr:
+    """An operand as an array: an ``IArr``, a number, or a numpy array of constants (a selection
+    matrix): its entries are read at constant indices only (its sizes are integers: unrolled)."""
+    if isinstance(x, IArr):
+        return x
+    if isinstance(x, (int, float, Fraction)) and not isinstance(x, bool):
+        c = Fraction(x)
+        return IArr((), (lambda i: [(c, (), (), (), ())]) if c else (lambda i: []))
+    require_shape(hasattr(x, "shape") and hasattr(x, "dtype") and x.dtype.kind in "iuf",
+                  f"an operand of type {type(x).__name__}")
+
+    def at(i: tuple[Any, ...]) -> list[Mono]:
+        require_shape(all(type(k) is int for k in i), "a constant array read at a symbolic index")
+        c = Fraction(x[i].item())
+        return [(c, (), (), (), ())] if c else []
+    return IArr(tuple(int(d) for d in x.shape), at)
+
 
 def _key(x: IArr, key: Any) -> tuple[list[tuple[Any, Any, Any]], list[Any]]:
     """Per axis (start, step, length) for a slice, (index, None, None) for an integer, and the
-    shape of the selected region (basic indexing only, step > 0)."""
+    shape of the selected region (basic indexing; numpy's bounds and clamping for either sign of
+    the step)."""
     key = key if isinstance(key, tuple) else (key,)
     require_shape(all(isinstance(k, slice) or isinstance(k, (int, Aff)) for k in key)
                   and len(key) <= x.ndim, f"index {key!r}")
@@ -367,15 +409,17 @@ def _key(x: IArr, key: Any) -> tuple[list[tuple[Any, Any, Any]], list[Any]]:
             axes.append((k, None, None))
             continue
         step = 1 if k.step is None else k.step
-        require_shape(type(step) is int and step > 0, f"slice step {step!r}")
+        require_shape(type(step) is int and step != 0, f"slice step {step!r}")
+        lo, hi = (0, n) if step > 0 else (-1, n - 1)  # numpy's clamping range per direction
 
-        def clamp(b: Any, default: Any, n: Any = n) -> Any:
+        def clamp(b: Any, default: Any, n: Any = n, lo: Any = lo, hi: Any = hi) -> Any:
             if b is None:
                 return default
             b = b + n if isinstance(b, int) and b < 0 else b
-            return 0 if b <= 0 else n if b >= n else b
-        start, stop = clamp(k.start, 0), clamp(k.stop, n)
-        length = 0 if stop <= start else (stop - start + step - 1) // step
+            return lo if b <= lo else hi if b >= hi else b
+        start, stop = clamp(k.start, lo if step > 0 else hi), clamp(k.stop, hi if step > 0 else lo)
+        first, last = (start, stop) if step > 0 else (stop, start)
+        length = 0 if last <= first else (last - first + abs(step) - 1) // abs(step)
         axes.append((start, step, length))
         shape.append(length)
     return axes, shape
@@ -383,9 +427,7 @@ def _key(x: IArr, key: Any) -> tuple[list[tuple[Any, Any, Any]], list[Any]]:
 
 def _elementwise(x: IArr, y: Any, op: Callable[[list[Mono], list[Mono]], list[Mono]]) -> IArr:
     """numpy broadcasting (aligned from the right; a size-1 axis repeats)."""
-    if isinstance(y, (int, Fraction)) and not isinstance(y, bool):
-        y = IArr((), (lambda i: [(Fraction(y), (), (), (), ())]) if y else (lambda i: []))
-    require_shape(isinstance(y, IArr), f"elementwise with {type(y).__name__}")
+    x, y = lift(x), lift(y)
     n = max(x.ndim, y.ndim)
     px, py = (1,) * (n - x.ndim) + x.shape, (1,) * (n - y.ndim) + y.shape
     shape = []
@@ -487,6 +529,7 @@ class XP:
     @staticmethod
     def matmul(a: IArr, b: IArr) -> IArr:
         """Over the last two axes; batch axes broadcast (numpy's rule, aligned from the right)."""
+        a, b = lift(a), lift(b)
         require_shape(a.ndim >= 2 and b.ndim >= 2 and a.shape[-1] == b.shape[-2],
                       f"matmul {a.shape} @ {b.shape}")
         nb = max(a.ndim, b.ndim) - 2
@@ -602,6 +645,7 @@ class XP:
 
     @staticmethod
     def tensordot(a: IArr, b: IArr, axes: Any = 2) -> IArr:
+        a, b = lift(a), lift(b)
         ax_a, ax_b = ((tuple(range(a.ndim - axes, a.ndim)), tuple(range(axes))) if isinstance(axes, int)
                       else (tuple(axes[0]), tuple(axes[1])))
         ax_a, ax_b = tuple(k % a.ndim for k in ax_a), tuple(k % b.ndim for k in ax_b)
@@ -623,3 +667,34 @@ class XP:
                 return mul(aat(tuple(ia)), bat(tuple(ib)))
             return sum_over(tuple(a.shape[k] for k in ax_a), term)
         return IArr(tuple(a.shape[k] for k in fa) + tuple(b.shape[k] for k in fb), at)
+
+    @staticmethod
+    def ones_like(x: IArr, dtype: Any = None) -> IArr:
+        return XP.broadcast_to(lift(1), x.shape)
+
+    @staticmethod
+    def flip(x: IArr, axis: Any = None) -> IArr:
+        axes = range(x.ndim) if axis is None else [axis] if isinstance(axis, int) else axis
+        return x[tuple(slice(None, None, -1) if k in [a % x.ndim for a in axes] else slice(None)
+                       for k in range(x.ndim))]
+
+    @staticmethod
+    def expand_dims(x: IArr, axis: int) -> IArr:
+        ax = axis % (x.ndim + 1)
+        return x.reshape(x.shape[:ax] + (1,) + x.shape[ax:])
+
+    @staticmethod
+    def pad(x: IArr, pad_width: Any, mode: str = "constant", constant_values: Any = 0) -> IArr:
+        """Zero padding only (the linear case)."""
+        widths = [tuple(w) for w in pad_width] if isinstance(pad_width[0], (tuple, list)) else \
+            [tuple(pad_width)] * x.ndim
+        require_shape(mode == "constant" and constant_values == 0, f"pad mode {mode}")
+        out = XP.zeros(tuple(d + a + b for d, (a, b) in zip(x.shape, widths)))
+        out[tuple(slice(a, a + d) for d, (a, _) in zip(x.shape, widths))] = x
+        return out
+
+    class add:  # noqa: N801  (numpy's ufunc method ``add.at``)
+        @staticmethod
+        def at(a: IArr, key: Any, v: Any) -> None:
+            """Unbuffered a[key] += v for a basic key (a slice key hits each position once)."""
+            a.write(key, v, False)
