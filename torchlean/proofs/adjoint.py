@@ -1,22 +1,20 @@
 """Shape-generic autograd obligations for linear primitives (issue 17): adjointness at symbolic sizes.
 
-The runtime's own kernel and VJP rule run on an *index backend* (``XP``): an array is a symbolic
-shape (sizes are ``Size`` symbols, or 1) and a function from an index tuple to an index form (sums
-over symbolic ranges of products of array entries, ``certificates/adjoint.py``). From the kernel L
-and the VJP V_k this derives the statement <g, L(x)> = <V_k(g), x_k> for every differentiable
-input, checked by the trusted ``adjoint`` kind at every size of the class.
+The runtime's own kernel and VJP rule run on an *index backend* (``index_backend.IArr`` arrays,
+``index_xp.XP`` as ``xp``): an array has a symbolic shape (integers, or polynomials in size
+symbols) and maps an index tuple to an index form (sums over symbolic ranges of guarded products
+of array entries, ``certificates/adjoint.py``). From the kernel L and the VJP V_k this derives the
+statement <g, L(x)> = <V_k(g), x_k> for every differentiable input, checked by the trusted
+``adjoint`` kind at every size of the class.
 
-A *class* is the case's shapes with every size other than 1 replaced by a symbol (axes that the
-shape rule ties, like matmul's inner ones, share one), and the attributes. The rules compare sizes
-(``sum_to``: ``g.shape == shape``, ``d == 1``): every comparison the derivation made is recorded
-as a *decision* (a symbol is never 1; two symbols are equal only when they are the same symbol),
-and a concrete case is in the class only when its sizes give every decision the same answer
-(``instance``). Otherwise the case keeps its fixed-shape obligation.
-
-Trusted (statement reading, like the symbolic backend): the index semantics below of ``matmul``,
-``swapaxes``, ``transpose``, ``sum``, ``broadcast_to``, ``reshape`` (inserting or removing axes of
-size 1), ``zeros_like`` and ``+``; ``tests/test_proofs_adjoint.py`` evaluates them at concrete
-sizes against numpy.
+A *class* is the case's shapes with every size other than 1 replaced by a symbol (tied where the
+shape rule ties them: matmul's inner sizes, concat's other axes, conv2d's channels), a window's
+spatial size written through its output size, a reshape's merged or split size the product of its
+parts, a slice bound before an axis's end "its value plus a symbol", and the attributes. The rules
+compare sizes (``sum_to``: ``g.shape == shape``, ``d == 1``; slice clamping): every comparison not
+decided for all symbols >= 1 is recorded as a *decision*, and a concrete case is in the class only
+when its sizes give every decision the same answer (``instance``). Otherwise, or when the checker
+rejects the class's statement, the case keeps its fixed-shape obligation.
 """
 
 from __future__ import annotations
@@ -29,7 +27,8 @@ from fractions import Fraction
 from typing import Any
 
 from . import index_backend as B
-from .index_backend import XP, Aff, IArr, Size, require_shape  # noqa: F401  (the tests' names)
+from .index_backend import Aff, IArr, Size, require_shape  # noqa: F401  (the tests' names)
+from .index_xp import XP
 from .obligation import Obligation, source
 
 #: the primitives proved here, by adjointness (linear in every differentiable input)

@@ -112,7 +112,7 @@ def shapes_covered(ob: Obligation) -> tuple[bool, str]:
     if ob.kind == "adjoint" and prim:
         conds = [decision_text(d) for d in ob.data["decisions"] if len(d) == 4 or d[0] != d[1]]
         return True, f"every size of the class {ob.data['class']}" + (
-            f" with {', '.join(conds)}" if conds else "") + " (sizes other than 1 are symbols)"
+            f" with {', '.join(conds)}" if conds else "") + " (each symbol any integer >= 1)"
     if not prim or shapes is None or ob.kind not in ("forward", "autograd"):
         return False, ""
     if prim in ELEMENTWISE and shapes == [[1]]:
