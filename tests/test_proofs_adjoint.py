@@ -36,6 +36,9 @@ def _eval(monos, sizes, arrays):
             env = {**sizes, **dict(zip(names, values))}
             if any(_val(e, env) < 0 for e in m.get("ge", [])) or any(_val(e, env) for e in m.get("eq", [])):
                 continue
+            if any(_val(e, env) != arrays[n][tuple(_val(i, env) for i in ix)]
+                   for e, n, ix in m.get("in", [])):
+                continue
             term = float(Fraction(m["c"]))
             for name, idx in m["atoms"]:
                 if name.startswith("inv_"):  # 1 / (product of the named sizes)
@@ -70,6 +73,25 @@ def _at(iarr, idx, env):
     return iarr.at(tuple(out))
 
 
+def _inputs(prim, shapes, attrs, rng):
+    """Random inputs of a case: integer inputs (indices) in range of the axis they index."""
+    from torchlean.spec.primitives import PRIMITIVES
+    xs = []
+    for k, s in enumerate(shapes):
+        if k in PRIMITIVES[prim].integer_inputs:
+            n = shapes[0][attrs.get("axis", -1)] if prim == "gather" else shapes[0][0]
+            xs.append(rng.integers(0, n, size=s))
+        else:
+            xs.append(rng.standard_normal(s))
+    return xs
+
+
+def _ileaves(prim, cls):
+    from torchlean.spec.primitives import PRIMITIVES
+    return [B.ILeaf(f"x{k}", s) if k in PRIMITIVES[prim].integer_inputs else A._leaf(f"x{k}", s)
+            for k, s in enumerate(cls)]
+
+
 CLASSES = A.LIBRARY + [
     ("sum", [[2, 3, 4]], {"axes": 1, "keepdims": True}), ("broadcast_to", [[3, 1]], {"shape": (2, 3, 4)}),
     # shape classes beyond the library's: asymmetric windows, depthwise groups, an output size 1
@@ -96,13 +118,13 @@ def test_index_forms_equal_numpy_at_concrete_sizes(prim, shapes, attrs):
         sizes = {n: v + bump for n, v in base.items()}
         conc = [_concrete(tuple(sh), sizes) for sh in cls]
         cattrs = {k: _concrete(v, sizes) for k, v in a.items()}
-        xs = [rng.standard_normal(s) for s in conc]
+        xs = _inputs(prim, conc, cattrs, rng)
         rule = RULES[prim]
         out = rule.forward(np, *xs, **cattrs)
         g = rng.standard_normal(out.shape)
         grads = rule.vjp(np, g, out, *xs, **cattrs)
         A.statement(prim, cls, a, witness=sizes)  # the same witness answers as the class's
-        ixs = [A._leaf(f"x{k}", s) for k, s in enumerate(cls)]
+        ixs = _ileaves(prim, cls)
         iout = rule.forward(A.XP, *ixs, **a)
         ig = A._leaf("g", iout.shape)
         igrads = rule.vjp(A.XP, ig, iout, *ixs, **a)
@@ -253,7 +275,23 @@ def _vjp_flatten_swapped(xp, g, out, x, start_dim=1):  # H and W unflattened the
     return (xp.transpose(g.reshape((n, c, w, h)), (0, 1, 3, 2)),)
 
 
+def _vjp_gather_axes_swapped(xp, g, out, x, idx, axis=-1):  # the indices scatter along the other axis
+    full = xp.zeros_like(x)
+    grid = list(xp.indices(idx.shape, sparse=True))
+    xp.add.at(full, (idx, grid[0]), g)
+    return full, None
+
+
+def _vjp_embedding_twice(xp, g, out, w, idx):  # each row's cotangent counted twice
+    gw = xp.zeros_like(w)
+    xp.add.at(gw, idx, g)
+    xp.add.at(gw, idx, g)
+    return gw, None
+
+
 @pytest.mark.parametrize("prim, vjp, shapes, attrs", [
+    ("gather", _vjp_gather_axes_swapped, [[4, 4], [4, 3]], {"axis": 1}),
+    ("embedding", _vjp_embedding_twice, [[10, 4], [2, 3]], {}),
     ("slice", _vjp_slice_shifted, [[4, 5]], {"index": ((0, 4, 1), (1, 3, 1))}),
     ("slice", _vjp_slice_no_step, [[4, 7]], {"index": ((1, 4, 1), (0, 7, 2))}),
     ("concat", _vjp_concat_same_offset, [[2, 3], [2, 4]], {"axis": 1}),
@@ -296,8 +334,7 @@ def test_wrong_vjp_of_each_linear_primitive_is_rejected(monkeypatch, prim, vjp, 
     assert A.node_obligation(prim, shapes, attrs, []) is None
     # the same mutation at concrete sizes of the class is wrong in numpy too (an independent
     # witness that the rejected rule is broken, not the checker too strict)
-    rng = np.random.default_rng(1)
-    xs = [rng.standard_normal(s) for s in shapes]
+    xs = _inputs(prim, shapes, attrs, np.random.default_rng(1))
     out = RULES[prim].forward(np, *xs, **attrs)
     gnp = np.random.default_rng(2).standard_normal(out.shape)
     try:
@@ -306,6 +343,8 @@ def test_wrong_vjp_of_each_linear_primitive_is_rejected(monkeypatch, prim, vjp, 
         return
     lhs = float(np.sum(gnp * out))
     for k, (x, gx) in enumerate(zip(xs, grads)):
+        if gx is None and x.dtype.kind == "i":
+            continue
         if not isinstance(gx, np.ndarray) or gx.shape != x.shape:
             return
         rest = [np.zeros_like(z) if j == k else z for j, z in enumerate(xs)]
@@ -376,7 +415,13 @@ def test_concrete_cases_join_a_class_only_when_every_decision_agrees():
     assert merge is not None and merge.name == same.name
     assert A.node_obligation("flatten", [[1, 4, 1, 1]], {"start_dim": 1}, []) is not None
     assert A.node_obligation("flatten", [[1, 4, 2, 2]], {"start_dim": 1}, []) is not None
-    assert A.node_obligation("gather", [[2, 3], None], {"axis": 1}, []) is None  # not in the family
+    assert A.node_obligation("gather", [[2, 3], None], {"axis": 1}, []) is None  # an index shape is needed
+    # the indices' values are not part of the class: any values, one obligation
+    from torchlean.proofs.compose import node_obligations
+    fields = {"shapes": [[10, 4], None], "attrs": {}, "column_major": []}
+    a = node_obligations("embedding", "embedding.na", {**fields, "ints": {1: [[1, 2, 3], [0, 9, 9]]}})
+    b = node_obligations("embedding", "embedding.nb", {**fields, "ints": {1: [[7, 7, 7], [1, 2, 3]]}})
+    assert [o.kind for o in a] == ["forward", "adjoint"] and a[1].name == b[1].name
 
 
 def test_verified_model_rests_on_generic_obligations(tmp_path):

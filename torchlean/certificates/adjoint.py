@@ -5,14 +5,15 @@ For a kernel L affine in its input x_k, V_k is the derivative of <g, L(x)> in x_
 monomials of <g, L(x)> without an x_k atom (none may have two); the others must equal <V_k, x_k>.
 Statement: ``{"arrays": {name: [size...]}, "lhs": [MONO...], "rhs": {name: [MONO...]}}``,
 ``MONO = {"c": "p/q", "sum": [[var, size]...], "atoms": [[name, [index...]]...], "ge": [expr...],
-"eq": [expr...]}`` (guards optional); an expr (size, index, guard) is a name, an int, or
-``{"n1*i0": 2, "1": -3}``: integer multiples of products of names ("1" the constant), of degree
-<= 1 in the bound variables. A monomial is c * sum over 0 <= var < size (empty if size <= 0) of
-[ge exprs >= 0] [eq exprs = 0] * the product of the atoms. Claim: the sides are equal for every
-integer >= 1 as each size symbol and all entries. Each normal-form step below keeps the value,
-so equal normal forms are equal values; then subscripts must be in range, and atoms are sorted
-by name, bound variables renamed by first appearance (alpha), sums and guards taken as sets
-(Fubini), coefficients of equal monomials added, zeros dropped.
+"eq": [expr...], "in": [[expr, name, [index...]]...]}`` (the last three optional); an expr (size,
+index, guard) is a name, an int, or ``{"n1*i0": 2, "1": -3}``: integer multiples of products of
+names ("1" the constant), of degree <= 1 in the bound variables. A monomial is c * sum over
+0 <= var < size (empty if size <= 0) of [ge exprs >= 0] [eq exprs = 0] [in: expr = name[index],
+an integer entry] * the atoms' product. Claim: the sides are equal for every integer >= 1 as each
+size symbol and all entries. Each normal-form step below keeps the value, so equal normal forms
+are equal values; then subscripts must be in range, and atoms are sorted by name, bound variables
+renamed by first appearance (alpha), sums and guards taken as sets (Fubini), coefficients of
+equal monomials added, zeros dropped.
 """
 
 from __future__ import annotations
@@ -102,7 +103,15 @@ def _canon(mono: Any, arrays: dict[str, list[Poly]], symbols: set[str]) -> list[
                 and len(a[1]) == len(arrays[a[0]]) for a in mono["atoms"])
             and len({a[0] for a in mono["atoms"]}) == len(mono["atoms"]),
             "atoms: [name, [index per axis]] of distinct arrays")
-    atoms = sorted((name, [_poly(i) for i in index]) for name, index in mono["atoms"])
+    # a lookup [e = name[index]] (an integer array's entry, e.g. gather's indices) is kept as the
+    # atom "=name" subscripted by e and the index: opaque, renamed and substituted like an atom
+    looks = mono.get("in", [])
+    require(isinstance(looks, list) and all(isinstance(k, list) and len(k) == 3 and k[1] in arrays
+                                            and isinstance(k[2], list) and len(k[2]) == len(arrays[k[1]])
+                                            for k in looks) and len({k[1] for k in looks}) == len(looks),
+            "in: [expr, integer array, [index per axis]] of distinct arrays")
+    atoms = sorted([(name, [_poly(i) for i in index]) for name, index in mono["atoms"]]
+                   + [("=" + name, [_poly(e)] + [_poly(i) for i in index]) for e, name, index in looks])
     ge, eq = [_poly(e) for e in mono.get("ge", [])], [_poly(e) for e in mono.get("eq", [])]
     for p in [i for _, ix in atoms for i in ix] + ge + eq + list(ranges.values()):
         require(all(sum(n in ranges for n in m) <= (p not in ranges.values()) for m in p),
@@ -159,10 +168,11 @@ def _reduce(ranges: dict[str, Poly], atoms: list[Any], ge: list[Poly], eq: list[
                 [_subst(e, v, {(): j}) for e in ge], [], arrays)]
     rename: dict[str, str] = {}
     for name, index in atoms:
-        for i, size in zip(index, arrays[name]):
+        for i, size in zip(index[name[0] == "=":], arrays[name.lstrip("=")]):
             tick()
             require(all(_holds(e, ranges) or e in ge for e in (i, _add(_add(size, ONE, -1), i, -1))),
                     f"atom {name}: an index may lie outside its axis")
+        for i in index:
             for v in sorted((v for v in ranges if _coef(i, v)[0]), key=lambda v: (_key(_coef(i, v)[0], {}),
                                                                                  v)):
                 rename.setdefault(v, str(len(rename)))

@@ -33,7 +33,7 @@ from .obligation import Obligation, source
 
 #: the primitives proved here, by adjointness (linear in every differentiable input)
 FAMILY = ("matmul", "transpose", "sum", "mean", "broadcast_to", "add", "sub", "mul", "reshape", "flatten",
-          "slice", "concat", "conv2d", "avg_pool2d")
+          "slice", "concat", "conv2d", "avg_pool2d", "gather", "embedding")
 
 
 def _is1(d: Any) -> bool:
@@ -62,8 +62,10 @@ def _json(monos: list[B.Mono]) -> list[dict[str, Any]]:
              "atoms": [[n, [B._json(i) for i in idx]] for n, idx in a]}
         if ge:
             m["ge"] = [B._json(e) for e in ge]
-        if eq:
-            m["eq"] = [B._json(e) for e in eq]
+        if [e for e in eq if not isinstance(e, tuple)]:
+            m["eq"] = [B._json(e) for e in eq if not isinstance(e, tuple)]
+        if [e for e in eq if isinstance(e, tuple)]:  # lookups of integer inputs
+            m["in"] = [B._json(e) for e in eq if isinstance(e, tuple)]
         out.append(m)
     return out
 
@@ -84,7 +86,10 @@ def statement(prim: str, shapes: list[tuple[Any, ...]], attrs: dict[str, Any],
     B.WITNESS.clear()
     B.WITNESS.update(witness or {})
     B.FRESH[0] = itertools.count()  # bound variables named alike at every derivation (a stable hash)
-    xs = [_leaf(f"x{k}", s, k in column_major) for k, s in enumerate(shapes)]
+    from ..spec.primitives import PRIMITIVES
+    ints = PRIMITIVES[prim].integer_inputs
+    xs = [B.ILeaf(f"x{k}", s) if k in ints else _leaf(f"x{k}", s, k in column_major)
+          for k, s in enumerate(shapes)]
     out = rule.forward(XP, *xs, **attrs)
     g = _leaf("g", out.shape)
     grads = rule.vjp(XP, g, out, *xs, **attrs)
@@ -155,6 +160,15 @@ def symbolic_class(prim: str, shapes: list[list[int] | None], attrs: dict[str, A
         ax = attrs.get("axis", 0) % len(shapes[0])
         tied = [sym(d) for d in shapes[0]]
         return [tuple(sym(d) if k == ax else tied[k] for k, d in enumerate(s)) for s in shapes], attrs
+    if prim == "embedding":  # the table and the indices' shape: independent symbols
+        return [tuple(sym(d) for d in s) for s in shapes], attrs
+    if prim == "gather":  # the indices' axes other than the gathered one are the input's
+        x, idx = shapes
+        ax = attrs.get("axis", -1) % len(x)
+        if len(idx) != len(x) or any(d != e for k, (d, e) in enumerate(zip(x, idx)) if k != ax):
+            return None
+        sx = [sym(d) for d in x]
+        return [tuple(sx), tuple(sym(d) if k == ax else sx[k] for k, d in enumerate(idx))], attrs
     if prim in ("conv2d", "avg_pool2d"):
         from ..spec.nnops import pair
         x = shapes[0]
@@ -368,6 +382,9 @@ LIBRARY: list[tuple[str, list[list[int]], dict[str, Any]]] = [
     ("avg_pool2d", [[2, 3, 5, 5]], {"kernel_size": (3, 3), "stride": (1, 1), "padding": (1, 1)}),
     ("reshape", [[2, 6]], {"shape": (2, 2, 3)}), ("reshape", [[2, 3, 4]], {"shape": (6, 4)}),
     ("flatten", [[2, 3, 4, 5]], {"start_dim": 1}),
+    # data-dependent subscripts: the indices' entries as opaque lookups
+    ("gather", [[2, 5], [2, 3]], {"axis": 1}), ("gather", [[4, 3], [2, 3]], {"axis": 0}),
+    ("embedding", [[10, 4], [2, 3]], {}), ("embedding", [[10, 4], [3]], {}),
 ]
 
 

@@ -136,7 +136,10 @@ def node_obligations(prim: str, key: str, fields: dict[str, Any]) -> list[Obliga
                 tuple(fields["column_major"]))
     rule = RULES[prim]
     # the VJP proved at every size of the node's class, where the node's case is in one
-    generic = node_obligation(prim, fields["shapes"], fields["attrs"], fields["column_major"]) \
+    # (integer inputs by their shape: the class's claim holds for all their values)
+    shapes = [s if s is not None else list(np.shape(fields["ints"][i]))
+              for i, s in enumerate(fields["shapes"])]
+    generic = node_obligation(prim, shapes, fields["attrs"], fields["column_major"]) \
         if prim in ADJOINT_FAMILY else None
     obs = list(rule_obligations(prim, rule.forward, rule.vjp, PRIMITIVES[prim].sympy, case,
                                 subject=f"node:{prim}", tag=key[len(prim):], autograd=generic is None))

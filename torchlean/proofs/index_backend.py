@@ -182,6 +182,8 @@ def _is1(d: Any) -> bool:
 
 
 def _json(e: Any) -> Any:
+    if isinstance(e, tuple):  # a lookup [value = name[index]]
+        return [_json(e[1]), e[2], [_json(i) for i in e[3]]]
     if type(e) is int:
         return e
     p = Aff.of(e).p
@@ -309,6 +311,8 @@ class IArr:
         return _reshape(self, shape)
 
     def __getitem__(self, key: Any) -> IArr:
+        if isinstance(key, ILeaf):  # w[idx] (embedding): row idx[i] of w
+            return take(self, key, None)
         axes, out_shape = _key(self, key)
         at = self.at
 
@@ -526,3 +530,82 @@ def _reshape(x: IArr, shape: tuple[Any, ...]) -> IArr:
 def _xp() -> Any:
     from .index_xp import XP  # the namespace's module builds on this one
     return XP
+
+
+class _Kind:
+    kind = "i"
+
+
+class ILeaf:
+    """An integer input (indices): its entries are opaque integers, read through lookups
+    [u = name[index]] (the ``in`` factors of ``certificates/adjoint.py``)."""
+
+    dtype = _Kind()
+
+    def __init__(self, name: str, shape: tuple[Any, ...]):
+        self.name, self.shape = name, tuple(shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def astype(self, _: Any) -> ILeaf:
+        return self
+
+    def lookup(self, value: Any, i: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The factor [value = self[i]], at i broadcast to this shape (size-1 axes read at 0)."""
+        i = i[len(i) - self.ndim:]
+        return ("in", Aff.of(value), self.name, tuple(0 if _is1(d) else k for d, k in zip(self.shape, i)))
+
+
+class Grid:
+    """Coordinate ``axis`` of an index grid (``xp.indices(shape, sparse=True)[axis]``)."""
+
+    def __init__(self, axis: int, shape: tuple[Any, ...]):
+        self.axis = axis
+        self.shape = tuple(d if k == axis else 1 for k, d in enumerate(shape))
+
+
+def _fresh(size: Any) -> tuple[Any, tuple[tuple[str, Any], ...]]:
+    v = f"i{next(FRESH[0])}"
+    return Aff({(v,): 1}), ((v, size),)
+
+
+def take(x: IArr, idx: ILeaf, axis: int | None) -> IArr:
+    """x[idx] along axis 0 (``axis`` None: idx's axes replace it) or take_along_axis(x, idx, axis)
+    (idx's axes aligned with x's): at i, the sum over u < size of [u = idx[i]] x[.., u, ..]."""
+    xat, ax = x.at, 0 if axis is None else axis % x.ndim
+    if axis is None:
+        shape = idx.shape + x.shape[1:]
+    else:
+        require_shape(idx.ndim == x.ndim and all(k == ax or d == e for k, (d, e) in enumerate(
+            zip(idx.shape, x.shape))), f"take_along_axis {x.shape} with {idx.shape}")
+        shape = idx.shape
+
+    def at(i: tuple[Any, ...]) -> list[Mono]:
+        u, sums = _fresh(x.shape[ax])
+        src = (u, *i[idx.ndim:]) if axis is None else (*i[:ax], u, *i[ax + 1:])
+        return scale(xat(src), 1, sums, (), (idx.lookup(u, i[:idx.ndim]),))
+    return IArr(shape, at)
+
+
+def scatter_add(a: IArr, key: tuple[Any, ...], v: Any) -> None:
+    """add.at(a, key, v) for a key of index arrays (ILeaf, Grid) on a's leading axes, broadcast
+    together to shape S: a[j] += the sum over i in S of [j_k matches key_k at i, each k] v[i, rest]."""
+    require_shape(all(isinstance(k, (ILeaf, Grid)) for k in key) and len(key) <= a.ndim, f"add.at key {key}")
+    n = max(len(k.shape) for k in key)
+    S = []
+    for ds in zip(*[(1,) * (n - len(k.shape)) + k.shape for k in key]):
+        big = [d for d in ds if not _is1(d)]
+        require_shape(all(d == big[0] for d in big), f"add.at key shapes {[k.shape for k in key]}")
+        S.append(big[0] if big else 1)
+    val = _xp().broadcast_to(lift(v), tuple(S) + a.shape[len(key):])
+    old, vat = a.at, val.at
+
+    def at(j: tuple[Any, ...]) -> list[Mono]:
+        def term(i: tuple[Any, ...]) -> list[Mono]:
+            eq = tuple(k.lookup(jk, i) if isinstance(k, ILeaf) else Aff.of(jk - i[n - len(k.shape) + k.axis])
+                       for k, jk in zip(key, j))
+            return scale(vat(i + j[len(key):]), 1, (), (), eq)
+        return old(j) + sum_over(tuple(S), term)
+    a.at = at

@@ -6,7 +6,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from .index_backend import Aff, IArr, Mono, _is1, lift, mul, require_shape, scale, sum_over
+from .index_backend import (
+    Aff,
+    Grid,
+    IArr,
+    ILeaf,
+    Mono,
+    _is1,
+    lift,
+    mul,
+    require_shape,
+    scale,
+    scatter_add,
+    sum_over,
+    take,
+)
 
 
 class XP:
@@ -182,5 +196,18 @@ class XP:
     class add:  # noqa: N801  (numpy's ufunc method ``add.at``)
         @staticmethod
         def at(a: IArr, key: Any, v: Any) -> None:
-            """Unbuffered a[key] += v for a basic key (a slice key hits each position once)."""
-            a.write(key, v, False)
+            """Unbuffered a[key] += v: a basic key (each position hit once), or index arrays."""
+            k = key if isinstance(key, tuple) else (key,)
+            if any(isinstance(e, (ILeaf, Grid)) for e in k):
+                scatter_add(a, k, v)
+            else:
+                a.write(key, v, False)
+
+    @staticmethod
+    def take_along_axis(x: IArr, idx: ILeaf, axis: int) -> IArr:
+        return take(x, idx, axis)
+
+    @staticmethod
+    def indices(shape: Any, sparse: bool = False) -> list[Grid]:
+        require_shape(sparse, "a dense index grid")
+        return [Grid(k, tuple(shape)) for k in range(len(shape))]
