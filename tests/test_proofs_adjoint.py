@@ -41,7 +41,7 @@ def _eval(monos, sizes, arrays):
                 continue
             term = float(Fraction(m["c"]))
             for name, idx in m["atoms"]:
-                if name.startswith("inv_"):  # 1 / (product of the named sizes)
+                if name.startswith("inv_") and name not in arrays:  # 1 / (product of the named sizes)
                     term /= float(np.prod([sizes[n] for n in name[4:].split("_")]))
                     continue
                 ix = tuple(_val(i, env) for i in idx)
@@ -99,6 +99,8 @@ CLASSES = A.LIBRARY + [
                                               "groups": 3}),
     ("conv2d", [[1, 1, 3, 5], [2, 1, 3, 3]], {"stride": (3, 2)}),
     ("avg_pool2d", [[1, 2, 5, 4]], {"kernel_size": (3, 2), "stride": (2, 1), "padding": (1, 0)}),
+    ("avg_pool2d", [[2, 1, 5, 6]], {"kernel_size": (3, 2), "stride": (2, 2), "padding": (1, 1),
+                                    "count_include_pad": False}),
     ("slice", [[5, 2]], {"index": ((4, 5, 1), (0, 2, 1))}), ("slice", [[7]], {"index": ((1, 7, 3),)}),
     ("concat", [[2, 1], [2, 1], [2, 3]], {"axis": -1}),
     ("reshape", [[4, 6]], {"shape": (2, 2, 3, 2)}), ("flatten", [[2, 3, 4]], {"start_dim": -1}),
@@ -129,6 +131,12 @@ def test_index_forms_equal_numpy_at_concrete_sizes(prim, shapes, attrs):
         ig = A._leaf("g", iout.shape)
         igrads = rule.vjp(A.XP, ig, iout, *ixs, **a)
         arrays = {"g": g, **{f"x{k}": x for k, x in enumerate(xs)}}
+        if prim == "avg_pool2d" and not a.get("count_include_pad", True):  # the opaque 1/counts
+            from torchlean.runtime import rules_nn as R
+            k, st, p, d, ho, wo = R._geometry(xs[0], cattrs["kernel_size"], cattrs["stride"],
+                                              cattrs["padding"])
+            (name,) = B.OPAQUE
+            arrays[name] = 1 / R._avg_divisor(np, xs[0], k, st, p, ho, wo, False)
         for arr, iarr in [(out, iout), *zip(grads, igrads)]:
             if arr is None:
                 continue
@@ -244,15 +252,19 @@ def _conv_vjp(mutate):
     return vjp
 
 
-def _vjp_avg_divisor(xp, g, out, x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), **_):
+def _avg_vjp_by(xp, g, out, x, kernel_size, stride, padding, extra):
     from torchlean.runtime import rules_nn as R
     k, s, p, d, ho, wo = R._geometry(x, kernel_size, stride, padding)
-    gs = g / (k[0] * k[1] + 1)  # one too many in the divisor
+    gs = g / (k[0] * k[1] + extra)
     n, c, h, w = x.shape
     gpad = xp.zeros((n, c, h + 2 * p[0], w + 2 * p[1]))
     for t in R._tap_slices(k, s, d, ho, wo):
         gpad[t] += gs
     return (R._unpad(gpad, x, p),)
+
+
+def _vjp_avg_divisor(xp, g, out, x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), **_):
+    return _avg_vjp_by(xp, g, out, x, kernel_size, stride, padding, 1)  # one too many in the divisor
 
 
 def _vjp_avg_no_unpad(xp, g, out, x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), **_):
@@ -264,6 +276,11 @@ def _vjp_avg_no_unpad(xp, g, out, x, kernel_size=(2, 2), stride=(2, 2), padding=
     for t in R._tap_slices(k, s, d, ho, wo):
         gpad[t] += gs
     return (gpad[:, :, :h, :w],)  # the padding offset dropped
+
+
+def _vjp_avg_counting_pad(xp, g, out, x, kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), **_):
+    """Divides by the whole window although the forward counted only the cells inside."""
+    return _avg_vjp_by(xp, g, out, x, kernel_size, stride, padding, 0)
 
 
 def _vjp_reshape_column_major(xp, g, out, x, shape=()):  # splits in column-major order
@@ -302,6 +319,8 @@ def _vjp_embedding_twice(xp, g, out, w, idx):  # each row's cotangent counted tw
     ("avg_pool2d", _vjp_avg_divisor, [[2, 3, 6, 6]], {"kernel_size": (2, 2), "stride": (2, 2)}),
     ("avg_pool2d", _vjp_avg_no_unpad, [[2, 3, 5, 5]], {"kernel_size": (3, 3), "stride": (1, 1),
                                                         "padding": (1, 1)}),
+    ("avg_pool2d", _vjp_avg_counting_pad, [[2, 3, 5, 5]], {"kernel_size": (3, 3), "stride": (1, 1),
+                                                           "padding": (1, 1), "count_include_pad": False}),
     ("reshape", _vjp_reshape_column_major, [[2, 6]], {"shape": (2, 2, 3)}),
     ("flatten", _vjp_flatten_swapped, [[2, 3, 4, 5]], {"start_dim": 1}),
     ("matmul", _vjp_matmul_no_transpose, [[3, 3], [3, 3]], {}),

@@ -83,6 +83,7 @@ def statement(prim: str, shapes: list[tuple[Any, ...]], attrs: dict[str, Any],
 
     rule = RULES[prim]
     del B.DECISIONS[:]
+    B.OPAQUE.clear()
     B.WITNESS.clear()
     B.WITNESS.update(witness or {})
     B.FRESH[0] = itertools.count()  # bound variables named alike at every derivation (a stable hash)
@@ -104,8 +105,8 @@ def statement(prim: str, shapes: list[tuple[Any, ...]], attrs: dict[str, Any],
     lhs = _json(_pair(out, g))
     for m in lhs + [m for side in rhs.values() for m in side]:
         for name, _ in m["atoms"]:
-            if name.startswith("inv_"):
-                arrays[name] = []  # a scalar: the reciprocal of a count
+            if name.startswith("inv_"):  # the reciprocal of a count, or an array of them
+                arrays[name] = _sizes(B.OPAQUE.get(name, ()))
     st = {"kind": "adjoint", "arrays": arrays, "lhs": lhs, "rhs": rhs}
     return st, sorted(set(B.DECISIONS), key=str)
 
@@ -380,6 +381,8 @@ LIBRARY: list[tuple[str, list[list[int]], dict[str, Any]]] = [
     ("conv2d", [[2, 4, 5, 5], [6, 2, 3, 3]], {"groups": 2, "padding": (1, 1)}),
     ("avg_pool2d", [[2, 3, 6, 6]], {"kernel_size": (2, 2), "stride": (2, 2)}),
     ("avg_pool2d", [[2, 3, 5, 5]], {"kernel_size": (3, 3), "stride": (1, 1), "padding": (1, 1)}),
+    ("avg_pool2d", [[2, 3, 5, 5]], {"kernel_size": (3, 3), "stride": (1, 1), "padding": (1, 1),
+                                    "count_include_pad": False}),
     ("reshape", [[2, 6]], {"shape": (2, 2, 3)}), ("reshape", [[2, 3, 4]], {"shape": (6, 4)}),
     ("flatten", [[2, 3, 4, 5]], {"start_dim": 1}),
     # data-dependent subscripts: the indices' entries as opaque lookups

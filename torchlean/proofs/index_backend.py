@@ -27,6 +27,7 @@ every one alike.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Callable
 from fractions import Fraction
@@ -35,6 +36,7 @@ from typing import Any
 from ..certificates.adjoint import _add, _mul, _nonneg
 
 DECISIONS: list[tuple[str, str, str, bool]] = []
+OPAQUE: dict[str, tuple[Any, ...]] = {}  # opaque arrays made while deriving: name -> shape
 WITNESS: dict[str, int] = {}
 FRESH = [itertools.count()]
 
@@ -298,7 +300,19 @@ class IArr:
 
     def __truediv__(self, n: Any) -> IArr:
         """Division by a count: an integer, or 1/(c * product of symbols) as the scalar atom
-        inv_<names> (an opaque real: an identity holding for every value of it holds for 1/n)."""
+        inv_<names> (an opaque real: an identity holding for every value of it holds for 1/n), or
+        an array of counts free of the inputs (avg_pool2d's window sizes) as the opaque array
+        inv_<hash of its index form>: the same form, the same array (``OPAQUE`` keeps the shape)."""
+        if isinstance(n, IArr):
+            saved, FRESH[0] = FRESH[0], itertools.count(10 ** 6)  # the form's own variable names
+            probe = tuple(0 if _is1(d) else _fresh(d)[0] for d in n.shape)
+            form = n.at(probe)
+            FRESH[0] = saved
+            require_shape(all(not a for *_, a in form), "division by an array of the inputs")
+            key = repr((n.shape, probe, form)).encode()
+            name = f"inv_{hashlib.sha256(key).hexdigest()[:12]}"
+            OPAQUE[name] = n.shape
+            return self * IArr(n.shape, lambda i: [(Fraction(1), (), (), (), ((name, tuple(i)),))])
         p = Aff.of(n).p
         require_shape(len(p) == 1 and next(iter(p.values())) != 0, f"division by {n!r}")
         (names, k), = p.items()
