@@ -197,11 +197,14 @@ def check_adjoint(cert: dict[str, Any]) -> Verdict:
     """Replay an ``adjoint`` statement (see the module): <g, L(x)> = <V_x, x> for each input x."""
     require(isinstance(cert["arrays"], dict) and all(isinstance(s, list) for s in cert["arrays"].values()),
             "arrays")
+    require(all(k.isidentifier() for k in cert["arrays"]), "array names are identifiers")
     arrays = {k: [_poly(s) for s in shape] for k, shape in cert["arrays"].items()}
     symbols = {n for shape in arrays.values() for p in shape for m in p for n in m}
     lhs, rhs = cert["lhs"], cert["rhs"]
     require(isinstance(lhs, list) and lhs, "the left side is 0")
     require(isinstance(rhs, dict) and rhs, "rhs: one side per differentiable input")
+    require(not any(isinstance(k, list) and len(k) == 3 and k[1] in rhs for m in lhs + sum(rhs.values(), [])
+                    if isinstance(m, dict) for k in m.get("in", [])), "a lookup of a differentiable input")
     for x, monos in rhs.items():
         require(x in arrays, f"rhs: no array {x!r}")
         for m in monos:
