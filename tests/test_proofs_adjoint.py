@@ -588,3 +588,27 @@ def test_backend_operations_equal_numpy(name):
         assert tuple(_concrete(tuple(got.shape), sizes)) == want.shape
         for idx in np.ndindex(want.shape):
             assert _eval(A._json(_at(got, idx, sizes)), sizes, {"x0": x}) == pytest.approx(want[idx]), idx
+
+
+def test_tampered_lookups_are_rejected():
+    """gather's statement with its lookup changed: another index position, another value, a
+    differentiable input read as indices, a lookup dropped, an array named like a lookup."""
+    st = next(o for o in A.library() if o.name.startswith("autograd.gather")).data["statement"]
+    assert check(st).ok
+    for side in ("lhs", "rhs"):
+        for change in ("position", "value", "input", "drop"):
+            m = copy.deepcopy(st)
+            mono = m["lhs"][0] if side == "lhs" else m["rhs"]["x0"][0]
+            look = mono["in"][0]
+            if change == "position":
+                look[2] = list(reversed(look[2]))
+            elif change == "value":
+                look[0] = {"1": 1, look[0]: 1}
+            elif change == "input":
+                look[1] = "x0"
+            else:
+                del mono["in"]
+            assert not check(m).ok, (side, change)
+    m = copy.deepcopy(st)
+    m["arrays"]["=x1"] = m["arrays"]["x1"]
+    assert not check(m).ok
