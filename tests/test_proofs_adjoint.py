@@ -612,3 +612,82 @@ def test_tampered_lookups_are_rejected():
     m = copy.deepcopy(st)
     m["arrays"]["=x1"] = m["arrays"]["x1"]
     assert not check(m).ok
+
+
+def _sides_equal(st, sizes, rng):
+    """Both sides of every rhs entry evaluated at the given symbol values and random entries."""
+    arrays = {}
+    for name, shape in st["arrays"].items():
+        dims = tuple(max(0, _val(d, sizes)) for d in shape)
+        arrays[name] = rng.integers(0, 3, size=dims) if name == "x1" and any(
+            "in" in m for m in st["lhs"]) else rng.standard_normal(dims)
+    for x, monos in st["rhs"].items():
+        part = [m for m in st["lhs"] if any(a[0] == x for a in m["atoms"])]
+        if not np.isclose(_eval(part, sizes, arrays), _eval(monos, sizes, arrays)):
+            return False
+    return True
+
+
+def _mutate(st, rng):
+    """One random small change to a statement: a constant in an index, guard or range moved by
+    +-1, a monomial dropped or doubled, a guard dropped, two subscripts swapped."""
+    m = copy.deepcopy(st)
+    side = m["lhs"] if rng.random() < 0.5 else next(iter(m["rhs"].values()))
+    mono = side[rng.integers(len(side))]
+    kind = rng.integers(5)
+    bump = int(rng.choice([-1, 1]))
+
+    def moved(e):
+        p = dict(_poly(e))
+        p[()] = p.get((), 0) + bump
+        return {("*".join(k) or "1"): c for k, c in p.items() if c}
+    if kind == 0 and any(ix for _, ix in mono["atoms"]):
+        atom = next(a for a in mono["atoms"] if a[1])
+        j = rng.integers(len(atom[1]))
+        atom[1][j] = moved(atom[1][j])
+    elif kind == 1 and mono.get("ge"):
+        j = rng.integers(len(mono["ge"]))
+        if rng.random() < 0.5:
+            mono["ge"][j] = moved(mono["ge"][j])
+        else:
+            mono["ge"].pop(j)
+    elif kind == 2 and mono["sum"]:
+        j = rng.integers(len(mono["sum"]))
+        mono["sum"][j][1] = moved(mono["sum"][j][1])
+    elif kind == 3:
+        if rng.random() < 0.5:
+            side.append(copy.deepcopy(mono))
+        else:
+            side.remove(mono)
+    else:
+        atom = next((a for a in mono["atoms"] if len(a[1]) >= 2), None)
+        if atom is None:
+            return None
+        atom[1][0], atom[1][1] = atom[1][1], atom[1][0]
+    return m
+
+
+def test_checker_accepts_only_true_identities():
+    """Soundness of the normal form, independent of the backend: the library's statements hold
+    numerically at random sizes (symbols 1 to 3, so size 1 too) and entries; random small
+    mutations of them are either rejected or still hold numerically."""
+    rng = np.random.default_rng(17)
+    picks = [o for o in A.library() if o.name.split(".")[1] in (
+        "slice", "concat", "conv2d", "avg_pool2d", "gather", "embedding", "reshape", "flatten")]
+    picks = [o for o in picks if "groups" not in o.data["class"]]
+    accepted = 0
+    for ob in picks:
+        st = ob.data["statement"]
+        symbols = sorted({n for shape in st["arrays"].values() for d in shape for m in _poly(d) for n in m})
+        for _ in range(2):
+            sizes = {n: int(rng.integers(1, 4)) for n in symbols}
+            assert _sides_equal(st, sizes, rng), (ob.name, sizes)
+        for _ in range(20):
+            m = _mutate(st, rng)
+            if m is None or not check(m).ok:
+                continue
+            accepted += 1
+            for _ in range(2):
+                sizes = {n: int(rng.integers(1, 4)) for n in symbols}
+                assert _sides_equal(m, sizes, rng), (ob.name, sizes)
+    assert accepted < 20 * len(picks)  # most are rejected; the accepted ones were evaluated above
