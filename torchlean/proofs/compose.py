@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .adjoint import FAMILY as ADJOINT_FAMILY
-from .adjoint import node_obligation
+from .adjoint import decision_text, node_obligation
 from .obligation import Obligation
 
 #: unary primitives whose kernel and VJP act entry by entry with one scalar function (and only
@@ -110,9 +110,9 @@ def shapes_covered(ob: Obligation) -> tuple[bool, str]:
     prim = ob.subject.split(":", 1)[1] if ob.subject.startswith(("primitive:", "node:")) else ""
     shapes = ob.data.get("shapes")
     if ob.kind == "adjoint" and prim:
-        conds = [f"{a} {'=' if t else '!='} {b}" for a, b, t in ob.data["decisions"] if a != b]
+        conds = [decision_text(d) for d in ob.data["decisions"] if len(d) == 4 or d[0] != d[1]]
         return True, f"every size of the class {ob.data['class']}" + (
-            f" with {', '.join(conds)}" if conds else "") + " (sizes other than 1 are symbols)"
+            f" with {', '.join(conds)}" if conds else "") + " (each symbol any integer >= 1)"
     if not prim or shapes is None or ob.kind not in ("forward", "autograd"):
         return False, ""
     if prim in ELEMENTWISE and shapes == [[1]]:
@@ -136,7 +136,10 @@ def node_obligations(prim: str, key: str, fields: dict[str, Any]) -> list[Obliga
                 tuple(fields["column_major"]))
     rule = RULES[prim]
     # the VJP proved at every size of the node's class, where the node's case is in one
-    generic = node_obligation(prim, fields["shapes"], fields["attrs"], fields["column_major"]) \
+    # (integer inputs by their shape: the class's claim holds for all their values)
+    shapes = [s if s is not None else list(np.shape(fields["ints"][i]))
+              for i, s in enumerate(fields["shapes"])]
+    generic = node_obligation(prim, shapes, fields["attrs"], fields["column_major"]) \
         if prim in ADJOINT_FAMILY else None
     obs = list(rule_obligations(prim, rule.forward, rule.vjp, PRIMITIVES[prim].sympy, case,
                                 subject=f"node:{prim}", tag=key[len(prim):], autograd=generic is None))
