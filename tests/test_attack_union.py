@@ -159,3 +159,40 @@ def test_graph_confirmer_agrees_with_the_exact_check_on_random_points(tmp_path):
         assert conf(x) == want
         answers.add(want)
     assert answers == {True, False}  # both kinds of point were exercised
+
+
+def test_root_corners_reach_a_counterexample_where_the_gradient_is_zero(tmp_path):
+    """y = relu(w·x - b) with b so large that every ReLU is dead around the box centre (gradient 0:
+    PGD cannot move), yet positive near one corner: the CROWN bound's minimiser is that corner."""
+    import torchlean as tl
+    from torchlean import bridge
+    from torchlean.certificates import fast_engine as fe
+    from torchlean.verify import graph_relu
+    from torchlean.verify.network import load_graph
+
+    n = 80
+    rng = np.random.default_rng(0)
+    w = np.sign(rng.normal(size=(1, n))).astype(np.float32)
+    model = tl.nn.Sequential(tl.nn.Linear(n, 1), tl.nn.ReLU(), tl.nn.Linear(1, 1))
+    model[0].weight.data[...] = w
+    model[0].bias.data[...] = -0.9 * n  # active only where w·x > 0.9 n: a corner region of [-1, 1]^n
+    model[2].weight.data[...] = 1.0
+    model[2].bias.data[...] = 0.0
+    path = tmp_path / "m.onnx"
+    bridge.export_onnx(tl.trace(model, tl.zeros(1, n)), path)
+    tgt = table.target(load_graph(path), prefer_chain=False)
+    one = Fraction(1)
+    atom = Atom((Fraction(-1),), Fraction(-1, 2), False)  # unsafe: y >= 1/2
+    spec = Spec(n, 1, (Region((-one,) * n, (one,) * n, ((atom,),)),))
+    region = spec.regions[0]
+    centre = np.zeros((1, n))
+    _, g = tgt.ex.value_and_grad(centre, lambda y: -np.ones_like(y))
+    assert not g.any()  # no gradient to follow from the centre
+    box = fe.boxes([region.lo], [region.hi])
+    st = fe.forward(fe.compiled(tgt.bg), *box, "crown")
+    pts = graph_relu.root_corners(tgt.bg, st, graph_relu.Disjunct(tgt.bg, region, 0), box)
+    assert pts is not None
+    y = tgt.ex.forward(pts)
+    assert (y[:, 0] >= 0.5).any()  # the bound's own minimiser is a counterexample
+    x = attack.box_point(pts[int(y[:, 0].argmax())], region)
+    assert table.check(table.sat_cert(tgt, spec, x), tgt, spec).ok

@@ -204,6 +204,7 @@ class Backsub:
                 const += (mlo * op["clo"][:, None]).sum(-1) + (mup * op["cup"][:, None]).sum(-1)
                 tape.append((op, lk, pos, None, None))
         t = self.terminal
+        self.coef = lam[..., t]  # (B, R, terminals): the bound's coefficients on inputs and consts
         corner = np.where(lam[..., t] > 0, self.L[..., t], self.U[..., t])
         out = const + (lam[..., t] * corner).sum(-1)
         if not want_grad:

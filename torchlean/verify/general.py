@@ -37,7 +37,8 @@ INPUT_SPLIT_MAX = 64
 RELU_ATTACK_SHARE = 0.1
 
 #: (region, deadline, stats, attack) -> the region's certificate entry by ReLU splits, a confirmed
-#: counterexample the attack (until -> point or None) found, or None (``graph_relu.bab_region``)
+#: counterexample the attack ((until, extra starts) -> point or None) found, or None
+#: (``graph_relu.bab_region``)
 ReluSplit = Callable[[Region, float, dict[str, Any], Callable[[float], Any]], Any]
 
 #: (lo (1, n), hi (1, n), C, d) -> (lower bounds (R,) of C·y - d with optimised slopes, per row the
@@ -219,8 +220,9 @@ def solve(
             left = deadline - time.perf_counter()
             seeds = iter(range(seed + 2, seed + 10**6))
 
-            def hunt(until: float, seeds: Any = seeds) -> list[Fraction] | None:
-                return attack.search(ex, spec, confirm, seed=next(seeds), rounds=1, deadline=until)
+            def hunt(until: float, starts: np.ndarray | None, seeds: Any = seeds) -> list[Fraction] | None:
+                return attack.search(ex, spec, confirm, seed=next(seeds), rounds=1, deadline=until,
+                                     extra_starts=starts)
 
             out = relu_split(region, time.perf_counter() + (1 - RELU_ATTACK_SHARE) * left, stats, hunt)
         if out is None:

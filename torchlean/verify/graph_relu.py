@@ -36,6 +36,7 @@ from ..certificates.fast_vnn import phase_arrays
 from ..certificates.graph_vnn import objective_forms
 from ..certificates.property import Region
 from . import alpha
+from .attack import leaf_minimisers
 from .bab import _combos
 from .tree import SplitTree, choice, threshold
 
@@ -178,7 +179,9 @@ def _engine_bounds(bg: Any, st: Any, dj: Disjunct, cands: list[tuple[int, int, d
     return [float(low[b, c]) for c, (b, *_) in enumerate(cands)]
 
 
-Attack = Callable[[float], "list[Fraction] | None"]  # until -> a confirmed counterexample or None
+#: (until, starts) -> a confirmed counterexample or None; starts: points (P, n_in) to try and start
+#: PGD from first, or None
+Attack = Callable[[float, "np.ndarray | None"], "list[Fraction] | None"]
 
 
 def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[str, Any],
@@ -202,7 +205,7 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
         if start + last_dt > deadline:
             return None
         if attack is not None and stats.get("attack_s", 0.0) < ATTACK_SHARE * (start - began):
-            x = attack(min(deadline, start + 1.0))
+            x = attack(min(deadline, start + 1.0), None)
             stats["attack_s"] = stats.get("attack_s", 0.0) + time.perf_counter() - start
             if x is not None:
                 return x
@@ -282,10 +285,32 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
         trees.append([["leaf", [[choice(dj.names[r]), threshold(lb[r])]]]] if lb[r] > EPS else None)
     for j in sorted(range(len(trees)), key=lambda j: trees[j] is not None):
         if trees[j] is None:
+            starts = root_corners(bg, st, Disjunct(bg, region, j), box) if attack is not None else None
+            if starts is not None:  # the root bound's own minimisers first (one attack call)
+                x = attack(min(deadline, time.perf_counter() + 1.0), starts)
+                if x is not None:
+                    return x
             trees[j] = bab_disjunct(bg, region, j, deadline, stats, box=box, attack=attack)
             if trees[j] is None or (trees[j] and isinstance(trees[j][0], Fraction)):
                 return trees[j]
     return {"per_disjunct": trees}
+
+
+def root_corners(bg: Any, st: Any, dj: Disjunct, box: Any) -> np.ndarray | None:
+    """Per row of the disjunct, the corner of the region's box that minimises the row's CROWN
+    lower bound (by the sign of its input coefficients, from the float back-substitution at the
+    root state ``st``): where the bound says a counterexample is likeliest. Such a corner can sit
+    where the float gradient is 0 (every ReLU dead around the box centre), which PGD cannot leave.
+    None when the graph is too large for the back-substitution's matrices (one box and a few rows:
+    ten times the batched optimisers' cap) or a row has no fast sibling."""
+    if alpha.dense_size(bg) > 10 * alpha.MAX_DENSE or any(
+            n.kind == "fn" and n.fn not in FAST for n in bg.nodes):
+        return None
+    bs = alpha.Backsub.from_fast(bg, fe.compiled(bg), st, FAST)
+    R = dj.lam0.shape[0]
+    bs.bound(dj.lam0, dj.c0, bs.default_slopes(R))
+    lo, hi = box
+    return leaf_minimisers(np.repeat(lo, R, 0), np.repeat(hi, R, 0), bs.coef[0][:, :bg.n_in])
 
 
 def relu_only(bg: Any) -> bool:
