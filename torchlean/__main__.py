@@ -84,6 +84,16 @@ def _trainer_flags(p: argparse.ArgumentParser, batch_size: int) -> None:
     p.add_argument("--log-every", type=_positive_int, default=10, help="steps between log records")
 
 
+def _claims_flag(p: argparse.ArgumentParser) -> None:
+    """--certify for the commands whose checked claims are the model's own (no robustness question):
+    the @verified gradient proof at its shapes and the float32 error bound on its data box
+    (``zoo.claims.print_claims``)."""
+    p.add_argument("--certify", action="store_true",
+                   help="after training, print the checked claims: the @verified gradient proof at the "
+                        "model's shapes and a certified float32 error bound on the data box "
+                        "($TORCHLEAN_PROOF_BUDGET seconds each, default 300)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="torchlean",
                      description="torchlean: write, run, inspect and verify neural networks.")
@@ -127,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         _run_flags(seq, 300)
         _trainer_flags(seq, 32)
         seq.add_argument("--hidden", type=_positive_int, default=32, help="hidden size (default 32)")
+        _claims_flag(seq)
 
     ppo = sub.add_parser("ppo", help="train PPO on CartPole; --certify: check safety properties",
                          description="Train a PPO agent on CartPole (numpy dynamics of CartPole-v1) and "
@@ -160,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "error against the mean-image baseline.")
         _run_flags(gen, 1500, "Adam steps", _positive_int)
         _device_flags(gen)
+        _claims_flag(gen)
         if kind == "vae":
             gen.add_argument("--samples", metavar="PNG", help="16 images decoded from the prior")
 
@@ -176,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sequences per step (default 32 windows of text, 64 sums)")
     gpt.add_argument("--lr", type=_positive_float, default=3e-3, help="Adam learning rate (default 3e-3)")
     gpt.add_argument("--temperature", type=_positive_float, default=0.8, help="sampling temperature (0.8)")
+    _claims_flag(gpt)
 
     fno = sub.add_parser("fno", help="train a Fourier neural operator on viscous Burgers (1-D)",
                          description="Train a 1-D Fourier neural operator (DFT matrices, no FFT primitive) "
@@ -183,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "spectral RK4); relative L2 error on held-out initial conditions.")
     _run_flags(fno, 800, "Adam steps", _positive_int)
     _device_flags(fno)
+    _claims_flag(fno)
 
     qs = sub.add_parser("quickstart", help="run a runnable example: tensors, autograd or mlp",
                         description="Run one of the quickstart examples (their source: examples/).")

@@ -10,6 +10,10 @@
 - ``float32_epsilon``: a certified bound on |float32 run - real network| over a box of inputs (an
   ``errorbound`` certificate the checker replays; IBP ranges), next to the largest error observed
   on samples of the box.
+- ``print_claims``: the two, one line each, as the commands without a robustness question of their
+  own print them (``lstm``, ``gru``, ``transformer``, ``autoencoder``, ``vae``, ``fno``): a claim that
+  cannot be made (a primitive the error column does not handle, a range that may overflow, a budget
+  exceeded) is one line that says NOT and why, never a number.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ProofStatus", "cache_dir", "float32_epsilon", "gradient_proof", "proof_budget"]
+__all__ = ["ProofStatus", "cache_dir", "epsilon_line", "float32_epsilon", "gradient_proof", "print_claims",
+           "proof_budget"]
 
 
 def cache_dir() -> Path:
@@ -116,13 +121,34 @@ def _prove(name: str, build: Callable[[], Any], input_shape: tuple[int, ...], di
     return out
 
 
-def _child(conn: Any, *args: Any) -> None:
+def _child(conn: Any, fn: Callable[..., Any], *args: Any) -> None:
     os.setpgrp()  # its own process group: a budget kill reaches the solver processes it starts too
     try:
-        conn.send(_prove(*args))
+        conn.send(fn(*args))
     except Exception as e:  # noqa: BLE001 - reported in one line by the parent
         conn.send({"error": f"{type(e).__name__}: {e}"})
     conn.close()
+
+
+def _budgeted(fn: Callable[..., Any], args: tuple[Any, ...], budget: float) -> tuple[Any, float]:
+    """(``fn(*args)``, seconds) run in a forked child that gets ``budget`` seconds (then it and its
+    process group are killed and the result is None); an exception comes back as {"error": ...}."""
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    t0 = time.perf_counter()
+    proc = ctx.Process(target=_child, args=(child, fn, *args))
+    proc.start()
+    child.close()
+    got = parent.recv() if parent.poll(budget) else None
+    seconds = time.perf_counter() - t0
+    if got is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):  # killed before it made its own group
+            proc.kill()
+    proc.join(5)
+    parent.close()
+    return got, seconds
 
 
 def gradient_proof(name: str, build: Callable[[], Any], input_shape: Sequence[int],
@@ -136,24 +162,10 @@ def gradient_proof(name: str, build: Callable[[], Any], input_shape: Sequence[in
     directory = Path(directory) if directory is not None else cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
     status = ProofStatus(name, tuple(int(s) for s in input_shape), directory=str(directory))
-    ctx = mp.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
-    t0 = time.perf_counter()
-    proc = ctx.Process(target=_child,
-                       args=(child, name, build, status.input_shape, directory, solver, timeout))
-    proc.start()
-    child.close()
-    got = parent.recv() if parent.poll(budget) else None
-    status.seconds = time.perf_counter() - t0
+    got, status.seconds = _budgeted(_prove, (name, build, status.input_shape, directory, solver, timeout),
+                                    budget)
     if got is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):  # killed before it made its own group
-            proc.kill()
         status.detail = f"budget {budget:g} s"
-    proc.join(5)
-    parent.close()
-    if got is None:
         return status
     if "error" in got:
         status.claim, status.detail = "error", got["error"]
@@ -192,3 +204,39 @@ def float32_epsilon(net: Any, x: np.ndarray, box: Sequence[tuple[Any, Any]] | No
     if not verdict.ok:  # never print a bound the checker did not accept
         raise RuntimeError(f"the float32 error certificate was rejected: {verdict.reason}")
     return float(max(epsilons(cert))), float(observed_error(graph, box, n=samples).max_error.max())
+
+
+def epsilon_line(net: Any, x: np.ndarray, box: Sequence[tuple[Any, Any]] | None, what: str,
+                 samples: int = 500, budget: float = 300.0) -> str:
+    """One line: ``float32_epsilon``'s certified bound for ``what`` (e.g. "the autoencoder on the data
+    box [0, 1]^64") next to the observed error, or, when no certificate can be made in ``budget``
+    seconds or the checker rejects it, "NOT certified" and why (no number is printed without the
+    checker's acceptance). It runs in a child process, so the budget can stop it."""
+    from .._cli import one_line
+
+    head = f"float32 rounding error of {what}"
+    got, seconds = _budgeted(float32_epsilon, (net, x, box, samples), budget)
+    if got is None:
+        return f"{head}: NOT certified, timed out after {seconds:.0f} s (budget {budget:g} s)"
+    if isinstance(got, dict):  # an unsupported primitive, an overflow, a rejection: said, not counted
+        return f"{head}: NOT certified ({one_line(got['error'])})"
+    eps, observed = got
+    return (f"{head}: |float32 - real| <= {eps:.3g} per output (errorbound certificate replayed by the "
+            f"checker; observed {observed:.3g} on {samples} samples; {seconds:.1f} s)")
+
+
+def print_claims(args: Any, net: Any, x: np.ndarray, box: Sequence[tuple[Any, Any]] | None, what: str,
+                 name: str, build: Callable[[], Any], input_shape: Sequence[int], *, samples: int = 500,
+                 note: str | None = None) -> None:
+    """Print a command's checked claims: the float32 ε of ``net`` (moved to float32 on the CPU, as
+    the checker's float column is binary32) on ``box`` (``epsilon_line``), then ``note`` (what
+    the claims do not cover, if anything), then the ``@verified`` gradient proof of ``build()`` at
+    ``input_shape``; each of the two gets the command's budget (``proof_budget(args)``)."""
+    if getattr(args, "device", "cpu") != "cpu" or getattr(args, "dtype", "float32") != "float32":
+        net = net.to(dtype="float32", device="cpu")
+    if hasattr(net, "eval"):
+        net.eval()
+    print(epsilon_line(net, x, box, what, samples, proof_budget(args)))
+    if note:
+        print(note)
+    print(gradient_proof(name, build, input_shape, budget=proof_budget(args)).summary())

@@ -156,4 +156,11 @@ def run(args: Any) -> int:
 
         write_log(args.log, history)
         print(f"training log: {args.log}")
+    if args.certify:
+        from .claims import print_claims
+
+        u0, _ = burgers(512, args.seed)  # the training inputs: the box is their range at every grid point
+        lo, hi = float(u0.min()), float(u0.max())
+        print_claims(args, net, x[:1], [(lo, hi)] * GRID,
+                     f"the FNO on its input range box [{lo:.2f}, {hi:.2f}]^{GRID}", "fno", FNO1d, (1, GRID))
     return 0

@@ -156,4 +156,16 @@ def run(args: Any) -> int:
 
         write_log(args.log, history)
         print(f"training log: {args.log}")
+    if args.certify:
+        from .claims import print_claims
+
+        # the claims are about what each command trains: the autoencoder itself, and the VAE's
+        # objective (the negative ELBO of [x | eps]) for the proof; its float32 error is that of
+        # the deterministic reconstruction decoder(mu(encoder(x)))
+        kind = args.command
+        build = autoencoder if kind == "autoencoder" else (lambda: NegativeELBO(VAE()))
+        shape = (1, 64) if kind == "autoencoder" else (1, 64 + LATENT)
+        what = ("the autoencoder" if kind == "autoencoder"
+                else "the VAE's reconstruction decoder(mu(encoder(x)))")
+        print_claims(args, net, xt[:1], None, f"{what} on the data box [0, 1]^64", kind, build, shape)
     return 0

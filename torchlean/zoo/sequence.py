@@ -111,4 +111,16 @@ def run(args: Any) -> int:
         print(f"training log: {args.log}")
     if args.save:
         print(f"checkpoint: {trained.save(args.save)}")
+    if args.certify:
+        from .claims import print_claims
+
+        series = np.concatenate([data.x_train.reshape(-1, 2), data.y_train, data.x_test.reshape(-1, 2),
+                                 data.y_test])
+        lo, hi = series.min(0), series.max(0)  # the standardised series' range, per population
+        box = [(float(lo[j]), float(hi[j])) for _ in range(WINDOW) for j in range(2)]
+        kind, hidden = args.command, args.hidden
+        print_claims(args, trained.model, data.x_test[:1], box,
+                     f"the {kind.upper()} forecaster on the series' range box over its {WINDOW}-step window "
+                     f"([{lo[0]:.2f}, {hi[0]:.2f}] x [{lo[1]:.2f}, {hi[1]:.2f}] per step)",
+                     kind, lambda: Forecaster(kind, hidden), (1, WINDOW, 2))
     return 0

@@ -27,8 +27,8 @@ import numpy as np
 from ..runtime.nn import Embedding, LayerNorm, Linear, Module, ModuleList, TransformerEncoderLayer
 from . import _fit
 
-__all__ = ["CHARS", "CharGPT", "batches", "bits_per_char", "corpus", "decode", "encode", "greedy",
-           "load_text", "sample", "train"]
+__all__ = ["CHARS", "AfterLookup", "CharGPT", "batches", "bits_per_char", "corpus", "decode", "encode",
+           "greedy", "load_text", "lookup_box", "sample", "train"]
 
 CHARS = "0123456789+=\n"  # the sums' alphabet
 LINE = 10  # "AA+BB=CCC\n"
@@ -83,17 +83,44 @@ class CharGPT(Module):
 
     def forward(self, idx: Any) -> Any:
         """Next-character logits (N, L, vocab) for indices (N, L), L <= block."""
+        return self.body(self.tok(idx))
+
+    def body(self, x: Any) -> Any:
+        """Everything after the token lookup: logits (N, L, vocab) for token vectors x (N, L, width)
+        (the position embedding added, the blocks, the final norm and the head)."""
         import torchlean as tl
 
         from ..runtime.trace import constant
 
-        n, length = idx.shape
+        n, length = x.shape[0], x.shape[1]
         # depends on the shape only: a compiled plan may keep it
-        positions = constant(tl.tensor(np.arange(length)[None].repeat(n, 0), device=idx.device))
-        x = self.tok(idx) + self.pos(positions)
+        positions = constant(tl.tensor(np.arange(length)[None].repeat(n, 0), device=x.device))
+        x = x + self.pos(positions)
         for block in self.blocks:
             x = block(x, is_causal=True)
         return self.head(self.norm(x))
+
+
+class AfterLookup(Module):
+    """``CharGPT.body`` as a model of its own: input the token vectors (N, L, width), i.e. the net
+    after its token lookup (an exact copy of table rows), so its float error and its gradient proof
+    are claims on a box of real inputs (the ``--certify`` claims; the lookup's own backward, a
+    scatter-add into the token table, is not among them)."""
+
+    def __init__(self, gpt: CharGPT):
+        super().__init__()
+        self.gpt = gpt
+
+    def forward(self, x: Any) -> Any:
+        return self.gpt.body(x)
+
+
+def lookup_box(net: CharGPT, length: int) -> list[tuple[float, float]]:
+    """The box of token vectors at ``length`` positions: per coordinate, the least and greatest
+    entry over the token table's rows (every row lies in it), row-major like (1, length, width)."""
+    w = net.tok.weight.numpy().astype(np.float64)
+    per = list(zip(w.min(0).tolist(), w.max(0).tolist()))
+    return per * length
 
 
 def next_char_loss(logits: Any, target: Any) -> Any:
@@ -192,6 +219,8 @@ def sample(net: Any, prompt: str, rng: np.random.Generator, temperature: float =
 
 def run(args: Any) -> int:
     """``python -m torchlean transformer`` (flags in ``torchlean.__main__``)."""
+    import torchlean as tl
+
     flags = {k: getattr(args, k) for k in _fit.DEVICE_DEFAULTS}
     net, history, seconds = train(args.steps, seed=args.seed, progress=args.progress, corpus=args.corpus,
                                   batch_size=args.batch_size or (64 if args.corpus == "sums" else 32),
@@ -223,4 +252,19 @@ def run(args: Any) -> int:
 
         write_log(args.log, history)
         print(f"training log: {args.log}")
+    if args.certify:
+        from .claims import print_claims
+
+        # integer tokens are no box: the claims are about the net after its token lookup (an exact
+        # copy of a table row), on the box of the table's rows at every one of the context's positions
+        length, vocab, width = net.block, net.head.out_features, net.tok.weight.shape[1]
+        x = net.tok(tl.tensor(np.arange(length)[None] % vocab)).numpy()
+        print_claims(args, AfterLookup(net), x, lookup_box(net, length),
+                     f"the char GPT after its token lookup, context {length}, on the box of the token "
+                     f"table's rows", "chargpt_after_lookup",
+                     lambda: AfterLookup(model(args.corpus)), (1, length, width),
+                     note="covered: the position add, both blocks, the norm and the head; not covered: the "
+                          "token lookup's backward (a scatter-add into the token table) and sampling; the "
+                          "causal mask's -inf scores are a non-finite constant, which the float32 error "
+                          "column does not take")
     return 0
