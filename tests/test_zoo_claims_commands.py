@@ -1,0 +1,135 @@
+"""``--certify`` on lstm, gru, transformer, autoencoder, vae and fno (issue 18): each prints its float32
+error bound on its data box and its ``@verified`` gradient proof at its shapes, with counts the
+checker agrees with; a claim that cannot be made (an error analysis that overflows, a non-finite
+constant, a budget exceeded) is printed as NOT certified / NOT checked, never as a number."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import torchlean as tl
+from torchlean.zoo import claims, generative, transformer
+
+ROOT = Path(__file__).resolve().parents[1]
+EPS = re.compile(r"float32 rounding error of (.*): \|float32 - real\| <= (\S+) per output \(errorbound "
+                 r"certificate replayed by the checker; observed (\S+) on \d+ samples")
+PROOF = re.compile(r"@verified gradient proof of (\S+) at input \[([0-9, ]+)\] \(compositional\): (.*?); "
+                   r"(\d+) obligations: (\d+) checked, (\d+) solver-trusted, (\d+) not proved")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("proofs")  # shared: the models share node proofs (dense, relu, ...)
+
+
+def _certify(cache: Path, budget: float, *argv: str) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1",
+           "TORCHLEAN_PROOF_BUDGET": str(budget), "TORCHLEAN_PROOF_CACHE": str(cache)}
+    out = subprocess.run([sys.executable, "-m", "torchlean", *argv, "--certify", "--no-progress"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def _epsilon(stdout: str) -> tuple[float, float]:
+    m = EPS.search(stdout)
+    assert m, stdout
+    eps, observed = float(m.group(2)), float(m.group(3))
+    assert 0 < eps < math.inf and 0 <= observed <= eps
+    return eps, observed
+
+
+def _proof(stdout: str, name: str, shape: list[int], cache: Path, build) -> None:
+    """The printed proof line is "checked" and its counts are the checker's own on the artifacts."""
+    from torchlean.proofs.artifacts import check_one
+    from torchlean.proofs.compose import model_obligations
+
+    m = PROOF.search(stdout)
+    assert m, stdout
+    assert m.group(1) == name and [int(s) for s in m.group(2).split(",")] == shape
+    n, checked, trusted, missing = (int(m.group(k)) for k in (4, 5, 6, 7))
+    assert checked + trusted + missing == n
+    obs = list(model_obligations(name, build, tuple(shape)))
+    status = {ob.name: check_one(cache, ob).status for ob in obs}
+    claim = status.pop(f"model.{name}")
+    assert claim == "checked" and m.group(3) == "checked by the trusted checker"
+    assert len(status) == n and sum(s == "checked" for s in status.values()) == checked == n
+
+
+@pytest.mark.parametrize("kind", ["autoencoder", "vae"])
+def test_generative_certify(kind: str, cache: Path) -> None:
+    out = _certify(cache, 240, kind, "--steps", "20")
+    assert "on the data box [0, 1]^64: |float32 - real| <=" in out
+    _epsilon(out)
+    if kind == "autoencoder":
+        _proof(out, "autoencoder", [1, 64], cache, generative.autoencoder)
+    else:  # the proof is of the VAE's training objective, the negative ELBO of [x | eps]
+        _proof(out, "vae", [1, 64 + generative.LATENT], cache,
+               lambda: generative.NegativeELBO(generative.VAE()))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_sequence_certify(kind: str, cache: Path) -> None:
+    from torchlean.zoo.sequence import WINDOW, Forecaster
+
+    out = _certify(cache, 240, kind, "--steps", "5")
+    # the first-order error analysis through 16 recurrent steps exceeds binary32's range: said, no number
+    line = next(s for s in out.splitlines() if s.startswith("float32 rounding error"))
+    assert f"over its {WINDOW}-step window" in line and "NOT certified" in line and "overflow" in line
+    assert not EPS.search(out)
+    _proof(out, kind, [1, WINDOW, 2], cache, lambda: Forecaster(kind, 32))
+
+
+@pytest.mark.parametrize("argv", [["transformer", "--corpus", "sums"], ["fno"]])
+def test_certify_past_the_budget_counts_nothing(argv: list[str], cache: Path) -> None:
+    out = _certify(cache, 3, *argv, "--steps", "3")
+    line = next(s for s in out.splitlines() if s.startswith("float32 rounding error"))
+    assert "NOT certified" in line and not EPS.search(out)
+    assert re.search(r"@verified gradient proof of \S+ at input \[[0-9, ]+\] \(compositional\): NOT checked, "
+                     r"timed out", out)
+    assert "checked by the trusted checker" not in out and "obligations:" not in out
+    if argv[0] == "transformer":  # what the claims cover is said
+        assert "not covered: the token lookup's backward" in out
+
+
+def test_epsilon_line_covers_float32_runs_and_says_not() -> None:
+    """The certified bound is at least the float32 error seen against a float64 numpy forward; a
+    network the error column cannot take and a budget exceeded both give NOT certified."""
+    tl.manual_seed(3)
+    net = generative.autoencoder()
+    line = claims.epsilon_line(net, np.zeros((1, 64)), None, "ae", samples=50)
+    eps, _ = _epsilon(line)
+    sd = {k: np.asarray(v, dtype=np.float64) for k, v in net.state_dict().items()}
+    x = np.random.default_rng(0).uniform(0, 1, (200, 64)).astype(np.float32)
+    h = x.astype(np.float64)
+    for i in (0, 2, 4):
+        h = np.maximum(h @ sd[f"{i}.weight"].T + sd[f"{i}.bias"], 0)
+    real = 1 / (1 + np.exp(-(h @ sd["6.weight"].T + sd["6.bias"])))
+    assert np.abs(net(tl.tensor(x)).numpy() - real).max() <= eps
+    late = claims.epsilon_line(net, np.zeros((1, 64)), None, "ae", budget=0.01)
+    assert "NOT certified, timed out" in late and "<=" not in late
+    gpt = transformer.CharGPT()  # the causal mask's -inf: a constant the error column does not take
+    body = transformer.AfterLookup(gpt)
+    x9 = gpt.tok(tl.tensor(np.arange(9)[None])).numpy()
+    bad = claims.epsilon_line(body, x9, transformer.lookup_box(gpt, 9), "gpt", samples=5)
+    assert "NOT certified (" in bad and "<=" not in bad
+
+
+def test_after_lookup_is_the_model_and_the_box_holds_every_row() -> None:
+    tl.manual_seed(1)
+    gpt = transformer.CharGPT()
+    idx = np.random.default_rng(0).integers(0, len(transformer.CHARS), (3, 10))
+    x = gpt.tok(tl.tensor(idx)).numpy()
+    assert np.array_equal(transformer.AfterLookup(gpt)(tl.tensor(x)).numpy(), gpt(tl.tensor(idx)).numpy())
+    box = np.array(transformer.lookup_box(gpt, 10)).reshape(10, 64, 2)
+    rows = gpt.tok.weight.numpy()
+    assert np.all(box[..., 0] <= rows.min(0)) and np.all(rows.max(0) <= box[..., 1])
+    assert np.all(box[..., 0] == rows.min(0)) and np.all(box[..., 1] == rows.max(0))  # and no wider
