@@ -122,5 +122,8 @@ def run(args: Any) -> int:
         print_claims(args, trained.model, data.x_test[:1], box,
                      f"the {kind.upper()} forecaster on the series' range box over its {WINDOW}-step window "
                      f"([{lo[0]:.2f}, {hi[0]:.2f}] x [{lo[1]:.2f}, {hi[1]:.2f}] per step)",
-                     kind, lambda: Forecaster(kind, hidden), (1, WINDOW, 2))
+                     kind, lambda: Forecaster(kind, hidden), (1, WINDOW, 2),
+                     note=f"(the error analysis's enclosures compound over the {WINDOW} recurrent steps; "
+                          "where they may exceed binary32's range no epsilon is claimed: that is about "
+                          "the analysis, not values the network reaches)")
     return 0
