@@ -74,7 +74,7 @@ def test_sign_split_dot_rule_covers_every_order_and_beats_gamma_n():
     w = [Q(float(np.float16(v))) for v in rng.standard_normal(n)]
     xs = [ctx.point(Q(0), Q(1)) for _ in range(n)]  # relu-like inputs: x >= 0, weights mixed
     S = sum(abs(a) * ctx.mag(v) for a, v in zip(w, xs))
-    bound = ctx.dot(list(zip(w, xs)), Q(0), S, n)
+    bound = ef.dot_error(ctx, list(zip(w, xs)), Q(0), S, n)
     assert bound < ctx.gamma(n) * S  # the sign split is what is used here
     worst = Q(0)
     for trial in range(300):
@@ -97,7 +97,7 @@ def test_sign_split_bound_is_never_looser_than_gamma_n():
         xs = [ctx.point(lo, hi) for _ in range(5)]
         w = [Q(1), Q(-2), Q(3, 4), Q(1, 8), Q(-1, 3)]
         S = sum(abs(a) * ctx.mag(v) for a, v in zip(w, xs))
-        assert ctx.dot(list(zip(w, xs)), Q(0), S, 5) <= ctx.gamma(5) * S + 20 * ctx.eta
+        assert ef.dot_error(ctx, list(zip(w, xs)), Q(0), S, 5) <= ctx.gamma(5) * S + 20 * ctx.eta
 
 
 @pytest.fixture(scope="module")

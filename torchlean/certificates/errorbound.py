@@ -236,7 +236,7 @@ class Ctx:
                 local[0] += self.rnd(out, underflow=any(abs(w) != 1 for w, _ in terms)) - self.u * max(
                     abs(lo), abs(hi))
         elif kind == "dot":
-            local = self.dot(terms, c, S, n)
+            local = errorforms.dot_error(self, terms, c, S, n)
         else:  # avg: the map's coefficients are all 1/n; y = fl(S~ / fl(n)), fl(n) >= n - dn > 0
             div = 1 / terms[0][0]
             # (avg_pool's divisor may be a count summed in the format: exact up to 2^p)
@@ -248,48 +248,6 @@ class Ctx:
             es = self.gamma(max(n, 1)) * Smag + 4 * n * self.eta
             local = es / fn + Smag * dn / (fn * div) + self.rnd((Smag + es) / fn)
         return self.make(lo, hi, [(w, ZERO, v) for w, v in terms], ZERO, local, gy)
-
-    def dot(self, terms: list[tuple[Fraction, V]], c: Fraction, S: Fraction, n: int) -> Any:
-        """The rounding error of sum w_i x~_i + c in any order (FMA, wider accumulation too):
-        the smaller of (a) gamma_n S, S = sum |w_i| |x~_i| + |c| (Higham 3.1), and (b) the sum of
-        every operation's own error: a summation tree adds its nodes' local errors unscaled, so
-        |err| <= u T + n u max|node value| with T = sum |w_i x~_i| + |c| (the products' roundings)
-        and every node value a subset sum of the rounded products plus its subtree's errors, in
-        [-(1+u)N - n eta - B, (1+u)P + n eta + B] (P, N: the largest sums of the positive, negative
-        terms over the box; B: the sum of all |local errors|, n products and at most n roundings of
-        a node, the n-th the final one of a wider accumulator): B <= (u T + n u ((1+u) max(P, N) +
-        n eta) + 2n eta) / (1 - n u); (a) + 4n eta (underflow). Where the inputs have magnitude
-        forms, S (>= T) is one form over the inputs (|x~_i| <= g_i(t) + E_i)."""
-        k = max(n, 1)
-        g = self.gamma(k)
-        self.rnd(S * (1 + g))
-        P, N = max(c, ZERO), max(-c, ZERO)
-        for w, v in terms:
-            t = (w * (v.lo - v.E), w * (v.hi + v.E))
-            P += max(ZERO, *t)
-            N += max(ZERO, -t[0], -t[1])
-        M = max(P, N)
-        require(k * self.u < 1, f"gamma_{k} undefined: n*u >= 1")
-        a = self.u / (1 - k * self.u)
-        b = (k * self.u * ((1 + self.u) * M + k * self.eta) + 2 * k * self.eta) / (1 - k * self.u)
-        Sf: list[Fraction] = [S]
-        if self.nf and any(v.g is not None for _, v in terms):
-            # S as one form over the inputs, |x~_i| <= g_i(t) + E_i
-            Sf = [abs(c)] + [ZERO] * self.nf
-            for w, v in terms:
-                if v.g is None:
-                    Sf[0] += abs(w) * self.mag(v)
-                else:
-                    Sf[0] += abs(w) * v.E
-                    errorforms.add_to(Sf, v.g, abs(w))
-        mS = errorforms.fmax(Sf)
-        if a * mS + b < g * mS + 4 * n * self.eta:
-            out = [a * x for x in Sf]
-            out[0] += b
-        else:
-            out = [g * x for x in Sf]
-            out[0] += 4 * n * self.eta
-        return out if len(out) > 1 else out[0]
 
     def add(self, a: V, b: V, sign: int = 1, rng: Any = None) -> V:
         return self.lin([(ONE, a), (Q(sign), b)], ZERO, "one", rng)

@@ -16,6 +16,9 @@ of |.| over [L, U] composed with the matching form otherwise. The rounding of v 
 at most u*g(t) at the same point t as every other rounding, so ``errorbound`` bounds an output's
 error by max_t sum_s |c_s| loc_s(t) (one maximum of a sum) instead of a sum of maxima. When g's
 maximum exceeds the constant max(|L|, |U|) the constant is used, so a form never loosens a step.
+
+``dot_error``: the column's rule for a sum of products in any order (matmul, conv2d, sum), the
+smaller of Higham's gamma_n bound and a sign-split first-order bound (its docstring).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 from .bound_graph import Aff, BoundGraph
 from .bounds import _down, _up
+from .core import require
 
 Q = Fraction
 ZERO = Q(0)
@@ -131,3 +135,46 @@ def magnitude(lo: Form, hi: Form, L: Fraction, U: Fraction) -> Form | None:
         g[0] += mu
     g = _round(g, False)
     return g if fmax(g) < M else None
+
+
+def dot_error(ctx: Any, terms: list[tuple[Fraction, Any]], c: Fraction, S: Fraction, n: int) -> Any:
+    """The rounding error of sum w_i x~_i + c in any order (FMA, wider accumulation too):
+    the smaller of (a) gamma_n S, S = sum |w_i| |x~_i| + |c| (Higham 3.1), and (b) the sum of
+    every operation's own error: a summation tree adds its nodes' local errors unscaled, so
+    |err| <= u T + n u max|node value| with T = sum |w_i x~_i| + |c| (the products' roundings)
+    and every node value a subset sum of the rounded products plus its subtree's errors, in
+    [-(1+u)N - n eta - B, (1+u)P + n eta + B] (P, N: the largest sums of the positive, negative
+    terms over the box; B: the sum of all |local errors|, n products and at most n roundings of
+    a node, the n-th the final one of a wider accumulator): B <= (u T + n u ((1+u) max(P, N) +
+    n eta) + 2n eta) / (1 - n u); (a) + 4n eta (underflow). Where the inputs have magnitude
+    forms, S (>= T) is one form over the inputs (|x~_i| <= g_i(t) + E_i)."""
+    k = max(n, 1)
+    g = ctx.gamma(k)
+    ctx.rnd(S * (1 + g))
+    P, N = max(c, ZERO), max(-c, ZERO)
+    for w, v in terms:
+        t = (w * (v.lo - v.E), w * (v.hi + v.E))
+        P += max(ZERO, *t)
+        N += max(ZERO, -t[0], -t[1])
+    M = max(P, N)
+    require(k * ctx.u < 1, f"gamma_{k} undefined: n*u >= 1")
+    a = ctx.u / (1 - k * ctx.u)
+    b = (k * ctx.u * ((1 + ctx.u) * M + k * ctx.eta) + 2 * k * ctx.eta) / (1 - k * ctx.u)
+    Sf: list[Fraction] = [S]
+    if ctx.nf and any(v.g is not None for _, v in terms):
+        # S as one form over the inputs, |x~_i| <= g_i(t) + E_i
+        Sf = [abs(c)] + [ZERO] * ctx.nf
+        for w, v in terms:
+            if v.g is None:
+                Sf[0] += abs(w) * ctx.mag(v)
+            else:
+                Sf[0] += abs(w) * v.E
+                add_to(Sf, v.g, abs(w))
+    mS = fmax(Sf)
+    if a * mS + b < g * mS + 4 * n * ctx.eta:
+        out = [a * x for x in Sf]
+        out[0] += b
+    else:
+        out = [g * x for x in Sf]
+        out[0] += 4 * n * ctx.eta
+    return out if len(out) > 1 else out[0]
