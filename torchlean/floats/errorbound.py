@@ -5,7 +5,9 @@ bound of every element of every node with the checker's own walk
 (``certificates.errorbound.propagate``: the error column of the per-primitive table over real
 ranges from the bound table) and returns a self-contained ``errorbound`` certificate that
 ``torchlean.certificates.check`` replays. ``observed_error`` measures what the runtime really does
-on sampled points, for the soundness tests and the CLI's ratio.
+on sampled points, for the soundness tests and the CLI's ratio; ``searched_error`` adds a cheap
+error-maximising search from those points (both are lower bounds on the worst case, reported
+side by side in bench/README.md).
 """
 
 from __future__ import annotations
