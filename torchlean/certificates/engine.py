@@ -258,6 +258,13 @@ def backsub(st: _State, f: Aff, limit: int | None = None, slopes: dict[int, Any]
     return const
 
 
+def relaxation(st: _State, k: int, i: int) -> Any:
+    """Element i of node k's default relaxation (lower terms, lower constant, upper terms, upper
+    constant), terms over the node's argument forms: valid wherever the arguments lie in the
+    bounds ``forward`` gave them (``errorforms`` composes them into forms over the inputs)."""
+    return _line(st, k, i, None, POLICIES[0])
+
+
 def _line(st: _State, k: int, i: int, sl: Any, policy: str) -> Any:
     """Element i of node k's relaxation under ``policy`` (cached when no slopes are supplied)."""
     if sl is not None:
