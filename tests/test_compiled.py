@@ -421,3 +421,16 @@ def test_mixed_precision_graph_is_exact_and_keeps_backward_out_of_place():
     assert all(bits(g) == bits(p.grad.numpy()) for g, p in zip(want, m.parameters(), strict=True))
     backward = step.source.split("ones_like")[1]
     assert "out=" not in backward
+
+
+def test_batchnorm_cumulative_average_is_refused_not_frozen():
+    """momentum=None reads num_batches_tracked's value into a Python float each step: a plan would
+    freeze it, so the compiled step refuses (and the buffers are left as they were)."""
+    tl.manual_seed(0)
+    m = nn.Sequential(nn.BatchNorm1d(3, momentum=None), nn.Linear(3, 2))
+    x, y = tl.tensor(np.random.default_rng(0).standard_normal((6, 3))), tl.tensor(np.arange(6) % 2)
+    with pytest.raises(TraceError, match="momentum=None"):
+        CompiledStep(m, F.cross_entropy)(x, y)
+    assert int(m[0].num_batches_tracked.item()) == 0
+    F.cross_entropy(m(x), y).backward()  # eager still trains
+    assert int(m[0].num_batches_tracked.item()) == 1

@@ -84,8 +84,14 @@ class _Traced:
                 name = "_" + name
             self.data_names.append(self.tracer.add_input(Tensor(a), name))
         before, arrays = self._state(), {id(b): b.data for b in self.buffers}
-        with tracing(self.tracer), (enable_grad() if grad else no_grad()):
-            self.outputs = flatten_outputs(fn([self.tracer.tensors[n] for n in self.data_names]))
+        try:
+            with tracing(self.tracer), (enable_grad() if grad else no_grad()):
+                self.outputs = flatten_outputs(fn([self.tracer.tensors[n] for n in self.data_names]))
+        except BaseException:  # a refused trace leaves the model's buffers as they were
+            for b, _ in self.tracer.updates:
+                if id(b) in arrays:
+                    b.data = arrays[id(b)]
+            raise
         # buffers the forward assigned through ``trace.assign`` (BatchNorm's running statistics)
         # become plan outputs the caller stores; the traced run's own update of those is undone,
         # since the plan runs this step again; any other change is refused below
