@@ -36,6 +36,7 @@ auto_LiRPA's on the tightness benchmark.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
@@ -140,6 +141,55 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
                 st.L[o + i], st.U[o + i] = interval_max(bs)
             st.arg[k] = bnds
     return st
+
+
+def dot(f: Aff, x: Sequence[Fraction]) -> Fraction:
+    """The exact value c + Σ q·x_v of the form f, in integers over one common denominator (a
+    Fraction sum would reduce by a gcd at every term; weights read from floats have power-of-two
+    denominators, so the common one is the largest)."""
+    ns, ds = [f.c.numerator], [f.c.denominator]
+    for v, q in f.t.items():
+        a, b = q.as_integer_ratio()
+        c, d = x[v].as_integer_ratio()
+        ns.append(a * c)
+        ds.append(b * d)
+    D = math.lcm(*ds)
+    return Fraction(sum(n * (D // d) for n, d in zip(ns, ds)), D)
+
+
+def point(bg: BoundGraph, x: Sequence[Fraction]) -> tuple[list[Fraction], list[Fraction]]:
+    """Enclosures (L, U) of every variable at the input point x: the exact value (L = U) where
+    every operation on the way is rational (affine forms, relu-like rows, products, max), the
+    rows' and the interval rules' enclosures elsewhere; never rounded outward to floats (unlike
+    ``forward``'s argument bounds), so a counterexample is judged on its exact outputs where
+    they are rational, as the chain checker's exact evaluation does."""
+    if len(x) != bg.n_in:
+        raise ValueError(f"point has {len(x)} coordinates, the graph {bg.n_in} inputs")
+    L: list[Fraction] = [Q(v) for v in x] + [ZERO] * (bg.n_vars - bg.n_in)
+    U = list(L)
+    exact = [True] * bg.n_in + [False] * (bg.n_vars - bg.n_in)  # L[v] == U[v] is the value
+
+    def value(f: Aff) -> tuple[Fraction, Fraction]:
+        if all(exact[v] for v in f.t):
+            y = dot(f, L)
+            return y, y
+        return form_bounds(f, L, U)
+
+    for node in bg.nodes[1:]:
+        o = node.offset
+        for i, a in enumerate(node.args):
+            if node.kind == "const":
+                lo, hi = a
+            elif node.kind == "fn":
+                lo, hi = value(a)
+                row = FUNCTIONS[node.fn]
+                lo, hi = row.value(lo, **node.attrs) if lo == hi else row.interval(lo, hi, **node.attrs)
+            elif node.kind == "mul":
+                lo, hi = interval_mul(value(a[0]), value(a[1]))
+            else:
+                lo, hi = interval_max([value(f) for f in a])
+            L[o + i], U[o + i], exact[o + i] = lo, hi, lo == hi
+    return L, U
 
 
 def clamp(a: Any, b: Any, phase: int) -> tuple[Any, Any]:
