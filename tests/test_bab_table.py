@@ -147,7 +147,7 @@ def test_table_relaxation_scores_against_the_definition(seed):
     width = rng.uniform(0.1, 1.0, (1, 3))
     row = rng.normal(size=(1, 2))
     ref, ref_lam = _naive_scores(W, [(lo[0], up[0]) for lo, up in pre], row[0], width[0])
-    for back in (2, 10):  # (4 hidden layers: a layer-k neuron needs k - 1 steps, then layer 0's forms)
+    for back in (None, 2, 10):  # (4 hidden layers: k - 1 steps, then layer 0's forms: exact)
         score, lam = table_relaxation_scores(W, pre, row, width, signed=True, back=back)
         np.testing.assert_allclose(score[0], ref, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(lam[0], ref_lam, rtol=1e-4, atol=1e-6)

@@ -66,7 +66,7 @@ def smart_dims(
 
 def table_relaxation_scores(
     weights: list[np.ndarray], pre: list[tuple[np.ndarray, np.ndarray]], rows: np.ndarray, width: np.ndarray,
-    signed: bool = False, back: int = 2,
+    signed: bool = False, back: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """"relax" scores (B, d) recomputed from the bound table's pre-activation bounds, without any
     trace from the engine: ``weights`` are the chain's float matrices W_0..W_L, ``pre`` the certified
@@ -77,15 +77,15 @@ def table_relaxation_scores(
 
     A heuristic only (it never changes a bound): λ_k is the row's back-substitution through the
     relaxations (μ = λ⁺·α + λ⁻·s), t_k the upper relaxation's intercept, and a neuron's dependence
-    on the inputs the coefficients of its own upper and lower back-substitutions, computed here
-    for the relaxed neurons only (the others cost nothing) and only ``back`` layers deep: below
-    that, the layer's *forward* linear forms over the inputs (DeepPoly's, one (n, n) x (n, d)
-    product per layer) stand in for the rest of the back-substitution, whose (n, n) x (n, n)
-    products for every earlier layer made these scores cost 0.1-0.7 s per ACAS Xu instance.
-    Exact (the full back-substitution) up to layer ``back``; below, the forward forms are looser,
-    which only moves weight between inputs (``back=2`` needed about 5 % fewer leaves than the full
-    back-substitution on ACAS Xu, bench/README.md)."""
+    on the inputs the coefficients of its own upper and lower back-substitutions, computed for the
+    (box, neuron) pairs that are relaxed only (one row each, every box's pairs in one product per
+    layer: a neuron relaxed in one box of the batch costs nothing in the others), so the scores
+    cost about as much as the engine's own pass over the last layer. With ``back`` = k, only k
+    layers deep, and below that the layer's *forward* linear forms over the inputs (DeepPoly's)
+    stand in for the rest (cheaper on deep networks; looser, which only moves weight between
+    inputs; exact while a neuron's layer is at most k + 1)."""
     # (float32: a heuristic needs no more, and it halves the memory traffic of the products)
+    back = len(pre) if back is None else back
     weights = [w.astype(np.float32) for w in weights]
     s, a, t = [], [], []
     for lo, up in pre:
@@ -106,22 +106,21 @@ def table_relaxation_scores(
     for k in range(1, len(pre)):
         Wk = weights[k]
         F = np.zeros((B, Wk.shape[0], d), dtype=np.float32)
-        live = np.nonzero((t[k] > 0).any(0))[0]
-        if live.size:  # the upper (-W) and lower (+W) rows at once, every box in one product
+        bi, ni = np.nonzero(t[k] > 0)  # the (box, neuron) pairs relaxed: only those are used
+        if bi.size:  # every pair's upper (-W) and lower (+W) row at once, one product per layer
             c = cols[k - 1]
-            Wl = Wk[np.ix_(live, c)]
-            lam = np.broadcast_to(np.concatenate([-Wl, Wl]), (B, 2 * live.size, c.size))
+            box = np.concatenate([bi, bi])
+            lam = np.concatenate([-Wk[np.ix_(ni, c)], Wk[np.ix_(ni, c)]])
             for j in range(k - 1, -1, -1):  # lam: over layer j's outputs (columns c)
                 if k - 1 - j == back:  # far enough: that layer's forward forms
-                    lam = (np.matmul(np.maximum(lam, 0.0), low[j][:, :, c].transpose(0, 2, 1))
-                           + np.matmul(np.minimum(lam, 0.0), upp[j][:, :, c].transpose(0, 2, 1)))
+                    lam = (np.einsum("pc,pdc->pd", np.maximum(lam, 0.0), low[j][box][:, :, c])
+                           + np.einsum("pc,pdc->pd", np.minimum(lam, 0.0), upp[j][box][:, :, c]))
                     break
-                mu = np.maximum(lam, 0.0) * a[j][:, None, c] + np.minimum(lam, 0.0) * s[j][:, None, c]
-                Wj = weights[j][c] if j == 0 else weights[j][np.ix_(c, cols[j - 1])]
-                lam = (mu.reshape(-1, c.size) @ Wj).reshape(B, 2 * live.size, -1)
+                mu = np.maximum(lam, 0.0) * a[j][box][:, c] + np.minimum(lam, 0.0) * s[j][box][:, c]
+                lam = mu @ (weights[j][c] if j == 0 else weights[j][np.ix_(c, cols[j - 1])])
                 c = cols[j - 1] if j else c
             lam = np.abs(lam)
-            F[:, live] = lam[:, : live.size] + lam[:, live.size:]
+            F[bi, ni] = lam[: bi.size] + lam[bi.size:]
         forms.append(F)
         if k >= len(pre) - 1 - back:
             continue  # (no later layer reads these forms)
