@@ -133,6 +133,19 @@ def _naive_scores(W, pre, row, width):
     return score, lam
 
 
+def _naive_losses(W, pre, row):
+    """Every hidden neuron's loss |λ|·t (the definition's weights), all layers concatenated."""
+    out, lam = [], row @ W[-1]
+    for k in range(len(pre) - 1, -1, -1):
+        lo, up = pre[k]
+        unst = (lo < 0) & (up > 0)
+        s = np.where(unst, up / np.where(unst, up - lo, 1), (lo >= 0).astype(float))
+        a = ((lo >= 0) | (unst & (up >= -lo))).astype(float)
+        out.append(np.abs(lam) * np.where(unst, -s * lo, 0.0))
+        lam = (np.maximum(lam, 0) * a + np.minimum(lam, 0) * s) @ W[k]
+    return np.concatenate(out)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_table_relaxation_scores_against_the_definition(seed):
     # back-substitutions `back` layers deep, then the layers' forward forms: with `back` at least
@@ -148,15 +161,21 @@ def test_table_relaxation_scores_against_the_definition(seed):
     row = rng.normal(size=(1, 2))
     ref, ref_lam = _naive_scores(W, [(lo[0], up[0]) for lo, up in pre], row[0], width[0])
     for back in (None, 2, 10):  # (4 hidden layers: k - 1 steps, then layer 0's forms: exact)
-        score, lam = table_relaxation_scores(W, pre, row, width, signed=True, back=back)
+        score, lam = table_relaxation_scores(W, pre, row, width, signed=True, back=back, prune=0.0)
         np.testing.assert_allclose(score[0], ref, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(lam[0], ref_lam, rtol=1e-4, atol=1e-6)
+    # pruned: neurons whose loss |λ|·t is under 5 % of the box's largest are left out, which moves
+    # each score by at most the sum of the losses left out (and never up)
+    pruned = table_relaxation_scores(W, pre, row, width, back=10, prune=0.05)[0][0]
+    losses = _naive_losses(W, [(lo[0], up[0]) for lo, up in pre], row[0])
+    left_out = losses[losses <= 0.05 * losses.max()].sum()
+    assert (pruned <= ref + 1e-5).all() and (ref - pruned <= left_out + 1e-5).all()
     shallow = table_relaxation_scores(W, pre, row, width, back=0)[0][0]
     assert np.isfinite(shallow).all() and (shallow >= 0).all() and shallow.sum() > 0
     # two hidden layers: one step is the whole back-substitution, so back=0 is exact
     W2, pre2, row2 = [W[0], W[1], rng.normal(size=(2, 5))], pre[:2], row
     ref2 = _naive_scores(W2, [(lo[0], up[0]) for lo, up in pre2], row2[0], width[0])[0]
-    np.testing.assert_allclose(table_relaxation_scores(W2, pre2, row2, width, back=0)[0][0], ref2,
+    np.testing.assert_allclose(table_relaxation_scores(W2, pre2, row2, width, back=0, prune=0.0)[0][0], ref2,
                                rtol=1e-4, atol=1e-6)
 
 
