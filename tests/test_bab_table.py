@@ -105,6 +105,80 @@ def test_table_relaxation_scores_pick_the_cancelling_dimension():
     assert not table_relaxation_scores(W, active, np.array([[1.0]]), hi - lo)[0].any()
 
 
+def _naive_scores(W, pre, row, width):
+    """The "relax" scores with every relaxed neuron's full back-substitution, one neuron and one
+    box at a time (the definition, in float64)."""
+    relax = []
+    for lo, up in pre:
+        unst = (lo < 0) & (up > 0)
+        s = np.where(unst, up / np.where(unst, up - lo, 1), (lo >= 0).astype(float))
+        a = ((lo >= 0) | (unst & (up >= -lo))).astype(float)
+        relax.append((s, a, np.where(unst, -s * lo, 0.0)))
+
+    def form(k, n, sign):  # input coefficients of the lower bound of sign·z_k[n]
+        lam = sign * W[k][n]
+        for j in range(k - 1, -1, -1):
+            s, a, _ = relax[j]
+            lam = (np.maximum(lam, 0) * a + np.minimum(lam, 0) * s) @ W[j]
+        return lam
+
+    score = np.zeros_like(width)
+    lam = row @ W[-1]
+    for k in range(len(pre) - 1, -1, -1):
+        s, a, t = relax[k]
+        for n in np.nonzero(t > 0)[0]:
+            spread = (np.abs(form(k, n, 1)) + np.abs(form(k, n, -1))) * width
+            score += abs(lam[n]) * t[n] * spread / spread.sum()
+        lam = (np.maximum(lam, 0) * a + np.minimum(lam, 0) * s) @ W[k]
+    return score, lam
+
+
+def _naive_losses(W, pre, row):
+    """Every hidden neuron's loss |λ|·t (the definition's weights), all layers concatenated."""
+    out, lam = [], row @ W[-1]
+    for k in range(len(pre) - 1, -1, -1):
+        lo, up = pre[k]
+        unst = (lo < 0) & (up > 0)
+        s = np.where(unst, up / np.where(unst, up - lo, 1), (lo >= 0).astype(float))
+        a = ((lo >= 0) | (unst & (up >= -lo))).astype(float)
+        out.append(np.abs(lam) * np.where(unst, -s * lo, 0.0))
+        lam = (np.maximum(lam, 0) * a + np.minimum(lam, 0) * s) @ W[k]
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_table_relaxation_scores_against_the_definition(seed):
+    # back-substitutions `back` layers deep, then the layers' forward forms: with `back` at least
+    # the depth, the definition exactly (float32 aside); shallower, the same on the first layers
+    rng = np.random.default_rng(seed)
+    sizes = [3, 6, 5, 6, 4, 2]
+    W = [rng.normal(size=(m, n)) for n, m in zip(sizes, sizes[1:])]
+    pre = []
+    for m in sizes[1:-1]:
+        c, r = rng.normal(size=m), rng.uniform(0.1, 1.5, m)
+        pre.append(((c - r)[None], (c + r)[None]))
+    width = rng.uniform(0.1, 1.0, (1, 3))
+    row = rng.normal(size=(1, 2))
+    ref, ref_lam = _naive_scores(W, [(lo[0], up[0]) for lo, up in pre], row[0], width[0])
+    for back in (None, 2, 10):  # (4 hidden layers: k - 1 steps, then layer 0's forms: exact)
+        score, lam = table_relaxation_scores(W, pre, row, width, signed=True, back=back, prune=0.0)
+        np.testing.assert_allclose(score[0], ref, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(lam[0], ref_lam, rtol=1e-4, atol=1e-6)
+    # pruned: neurons whose loss |λ|·t is under 5 % of the box's largest are left out, which moves
+    # each score by at most the sum of the losses left out (and never up)
+    pruned = table_relaxation_scores(W, pre, row, width, back=10, prune=0.05)[0][0]
+    losses = _naive_losses(W, [(lo[0], up[0]) for lo, up in pre], row[0])
+    left_out = losses[losses <= 0.05 * losses.max()].sum()
+    assert (pruned <= ref + 1e-5).all() and (ref - pruned <= left_out + 1e-5).all()
+    shallow = table_relaxation_scores(W, pre, row, width, back=0)[0][0]
+    assert np.isfinite(shallow).all() and (shallow >= 0).all() and shallow.sum() > 0
+    # two hidden layers: one step is the whole back-substitution, so back=0 is exact
+    W2, pre2, row2 = [W[0], W[1], rng.normal(size=(2, 5))], pre[:2], row
+    ref2 = _naive_scores(W2, [(lo[0], up[0]) for lo, up in pre2], row2[0], width[0])[0]
+    np.testing.assert_allclose(table_relaxation_scores(W2, pre2, row2, width, back=0, prune=0.0)[0][0], ref2,
+                               rtol=1e-4, atol=1e-6)
+
+
 def test_chain_graph_is_the_files_bound_graph():
     path = DATA / "test" / "test_tiny.onnx"
     bg = chain_graph(path)

@@ -178,7 +178,12 @@ def test_sat_checked_on_the_exact_output_enclosure():
     for g in (tanh_net(rng), cnn_net(rng)):
         bg = lower(g.to_dict())
         x0 = [F(float(v)) for v in rng.uniform(-1, 1, bg.n_in)]
-        lo, hi = engine.ibp(bg, x0, x0)
+        L, U = engine.point(bg, x0)  # the point's enclosure, inside the (rounded) IBP one
+        lo, hi = zip(*(engine.form_bounds(f, L, U) for f in bg.outputs))
+        ilo, ihi = engine.ibp(bg, x0, x0)
+        assert all(a <= b <= c <= d for a, b, c, d in zip(ilo, lo, hi, ihi))
+        if all(n.kind != "fn" or n.fn == "relu" for n in bg.nodes):
+            assert lo == hi  # rational operations only: the exact value
         y0 = (lo[0] + hi[0]) / 2
         box = (tuple(v - 1 for v in x0), tuple(v + 1 for v in x0))
         for b, strict, want in ((y0 + 1, False, True), (y0 - 1, False, False), (hi[0], False, True),

@@ -262,14 +262,32 @@ def test_buffer_side_effects_are_refused_even_in_place():
         CompiledStep(Counter(), F.mse_loss)(x, y)
 
 
-def test_batchnorm_running_stats_refused_in_training_and_exact_in_eval():
-    tl.manual_seed(0)
-    m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
-                      nn.Linear(4 * 6 * 6, 3))
+def test_batchnorm_running_stats_planned_in_training_and_exact_in_eval():
+    def build():
+        tl.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(4 * 6 * 6, 3))
+
     rng = np.random.default_rng(0)
     x, y = tl.tensor(rng.standard_normal((5, 3, 6, 6))), tl.tensor(rng.integers(0, 3, 5))
-    with pytest.raises(TraceError):
-        CompiledStep(m, F.cross_entropy)(x, y)
+    # training: the plan returns the running statistics' updates (trace.assign) and the step
+    # stores them, once per step, bit for bit as eager execution leaves them
+    eager, comp = build(), build()
+    step = CompiledStep(comp, F.cross_entropy)
+    for _ in range(3):
+        eager.zero_grad()
+        le = F.cross_entropy(eager(x), y)
+        le.backward()
+        lc = step(x, y)
+        assert bits(le.numpy()) == bits(lc.numpy())
+        for (_, be), (_, bc) in zip(eager.named_buffers(), comp.named_buffers(), strict=True):
+            assert bits(be.numpy()) == bits(bc.numpy())
+        for pe, pc in zip(eager.parameters(), comp.parameters(), strict=True):
+            assert bits(pe.grad.numpy()) == bits(pc.grad.numpy())
+    assert step.traces == 1
+    assert any(bits(b.numpy()) != bits(build()[1].running_mean.numpy())
+               for n, b in comp.named_buffers() if n.endswith("running_mean"))  # they did move
+    m = eager
     m.eval()
     lc = CompiledStep(m, F.cross_entropy)(x, y)
     grads = [p.grad.numpy().copy() for p in m.parameters()]
@@ -403,3 +421,16 @@ def test_mixed_precision_graph_is_exact_and_keeps_backward_out_of_place():
     assert all(bits(g) == bits(p.grad.numpy()) for g, p in zip(want, m.parameters(), strict=True))
     backward = step.source.split("ones_like")[1]
     assert "out=" not in backward
+
+
+def test_batchnorm_cumulative_average_is_refused_not_frozen():
+    """momentum=None reads num_batches_tracked's value into a Python float each step: a plan would
+    freeze it, so the compiled step refuses (and the buffers are left as they were)."""
+    tl.manual_seed(0)
+    m = nn.Sequential(nn.BatchNorm1d(3, momentum=None), nn.Linear(3, 2))
+    x, y = tl.tensor(np.random.default_rng(0).standard_normal((6, 3))), tl.tensor(np.arange(6) % 2)
+    with pytest.raises(TraceError, match="momentum=None"):
+        CompiledStep(m, F.cross_entropy)(x, y)
+    assert int(m[0].num_batches_tracked.item()) == 0
+    F.cross_entropy(m(x), y).backward()  # eager still trains
+    assert int(m[0].num_batches_tracked.item()) == 1

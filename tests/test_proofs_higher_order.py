@@ -45,6 +45,16 @@ class GradNorm(nn.Module):
         return F.sum(gx * gx)
 
 
+@pytest.fixture(autouse=True)
+def _own_sources():
+    """Each test's @verified registrations leave the global registry as they found it (other
+    tests count the obligations a name matches)."""
+    saved = dict(SOURCES)
+    yield
+    SOURCES.clear()
+    SOURCES.update(saved)
+
+
 def _prove(name, build, shape, tmp_path):
     verified(build, name=name, input_shape=shape)
     obs = list(SOURCES[f"verified.model.{name}"]())

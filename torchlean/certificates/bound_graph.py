@@ -250,7 +250,8 @@ def _q(x: Fraction) -> str:
 
 
 def _aff_text(a: Aff) -> str:
-    return ",".join(f"{v}:{_q(q)}" for v, q in sorted(a.t.items())) + ";" + _q(a.c)
+    # (``_q`` inlined: this runs once per weight of every network checked)
+    return ",".join([f"{v}:{q.numerator}/{q.denominator}" for v, q in sorted(a.t.items())]) + ";" + _q(a.c)
 
 
 def fingerprint(bg: BoundGraph) -> str:

@@ -44,7 +44,7 @@ from .bound_graph import refine_skips
 from .bounds import _down, _up
 from .core import Rejected
 from .functions import FUNCTIONS
-from .intervals import interval_affine, interval_max, interval_mul, mccormick
+from .intervals import EXACT, interval_affine, interval_max, interval_mul, mccormick
 from .lower import Aff, BoundGraph, Node
 from .slopes import GREEDY, POLICIES, two_policies
 
@@ -140,6 +140,41 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
                 st.L[o + i], st.U[o + i] = interval_max(bs)
             st.arg[k] = bnds
     return st
+
+
+def point(bg: BoundGraph, x: Sequence[Fraction]) -> tuple[list[Fraction], list[Fraction]]:
+    """Enclosures (L, U) of every variable at the input point x: the exact value (L = U) where
+    every operation on the way is rational (affine forms, relu-like rows, products, max), the
+    rows' and the interval rules' enclosures elsewhere; never rounded outward to floats (unlike
+    ``forward``'s argument bounds), so a counterexample is judged on its exact outputs where
+    they are rational, as the chain checker's exact evaluation does."""
+    if len(x) != bg.n_in:
+        raise ValueError(f"point has {len(x)} coordinates, the graph {bg.n_in} inputs")
+    L: list[Fraction] = [Q(v) for v in x] + [ZERO] * (bg.n_vars - bg.n_in)
+    U = list(L)
+    exact = [True] * bg.n_in + [False] * (bg.n_vars - bg.n_in)  # L[v] == U[v] is the value
+
+    def value(f: Aff) -> tuple[Fraction, Fraction]:
+        if all(exact[v] for v in f.t):
+            y = EXACT.dot(f.c, f.t.values(), [L[v] for v in f.t])  # (exact: integers, one lcm)
+            return y, y
+        return form_bounds(f, L, U)
+
+    for node in bg.nodes[1:]:
+        o = node.offset
+        for i, a in enumerate(node.args):
+            if node.kind == "const":
+                lo, hi = a
+            elif node.kind == "fn":
+                lo, hi = value(a)
+                row = FUNCTIONS[node.fn]
+                lo, hi = row.value(lo, **node.attrs) if lo == hi else row.interval(lo, hi, **node.attrs)
+            elif node.kind == "mul":
+                lo, hi = interval_mul(value(a[0]), value(a[1]))
+            else:
+                lo, hi = interval_max([value(f) for f in a])
+            L[o + i], U[o + i], exact[o + i] = lo, hi, lo == hi
+    return L, U
 
 
 def clamp(a: Any, b: Any, phase: int) -> tuple[Any, Any]:
@@ -256,6 +291,13 @@ def backsub(st: _State, f: Aff, limit: int | None = None, slopes: dict[int, Any]
     for v, q in lam.items():
         const += q * (st.L[v] if q > 0 else st.U[v])
     return const
+
+
+def relaxation(st: _State, k: int, i: int) -> Any:
+    """Element i of node k's default relaxation (lower terms, lower constant, upper terms, upper
+    constant), terms over the node's argument forms: valid wherever the arguments lie in the
+    bounds ``forward`` gave them (``errorforms`` composes them into forms over the inputs)."""
+    return _line(st, k, i, None, POLICIES[0])
 
 
 def _line(st: _State, k: int, i: int, sl: Any, policy: str) -> Any:

@@ -25,7 +25,7 @@ import math
 from fractions import Fraction
 from typing import Any
 
-from . import engine
+from . import engine, errorforms
 from .bound_graph import Aff, Lowerer, Tensor, Unsupported
 from .core import Verdict, box_leaves, checker, digest, rational, require, tick
 from .functions import FUNCTIONS
@@ -51,12 +51,19 @@ def _up(q: Fraction) -> Fraction:
 
 
 class V:
-    """One element: real range [lo, hi] and error sum_s c[s]/2^F d_s + r, |r| <= rem."""
+    """One element: real range [lo, hi] and error sum_s c[s]/2^F d_s + r, |r| <= rem; ``g``: a
+    form over the inputs with |value(x)| <= g(t(x)) on the box, or None (``errorforms``)."""
 
-    __slots__ = ("lo", "hi", "c", "rem", "E")
+    __slots__ = ("lo", "hi", "c", "rem", "E", "g")
 
-    def __init__(self, lo: Fraction, hi: Fraction, c: dict[int, int], rem: Fraction, E: Fraction):
-        self.lo, self.hi, self.c, self.rem, self.E = lo, hi, c, rem, E
+    def __init__(self, lo: Fraction, hi: Fraction, c: dict[int, int], rem: Fraction, E: Fraction,
+                 g: Any = None):
+        self.lo, self.hi, self.c, self.rem, self.E, self.g = lo, hi, c, rem, E, g
+
+
+def _g(rng: Any) -> Any:
+    """The magnitude form a range carries (``propagate``'s ranges are (lo, hi, g)), or None."""
+    return rng[2] if rng is not None and len(rng) > 2 else None
 
 
 class Ctx:
@@ -71,23 +78,69 @@ class Ctx:
         self.un = self.fmt.unit_roundoff("rne")  # half an ulp, relative: the unit of "k ulp" claims
         self.k = rational(stmt["kernel_ulps"])
         require(self.k >= MIN_KERNEL_ULPS, f"kernel_ulps below {MIN_KERNEL_ULPS}")
-        self.loc: list[int] = []  # source bounds, scale 2^G, rounded up
+        # source bounds, scale 2^G, rounded up: a constant, or a form [a_0, a_1..a_n] over the
+        # inputs (a_0 + sum a_i t_i >= |d_s| at every point of the box, ``errorforms``)
+        self.loc: list[Any] = []
+        self.locmax: list[int] = []  # each source's maximum over the box
+        self.nf = 0  # form dimensions (``errorforms.enabled``; 0: constants only)
 
     # -- forms -------------------------------------------------------------------------------
+    def _acc(self, c: dict[int, int]) -> tuple[int, list[int]]:
+        """sum_s |c_s| loc_s as (constant, coefficients), scale 2^(F+G)."""
+        k0, vec = 0, [0] * self.nf
+        for s, x in c.items():
+            L, ax = self.loc[s], abs(x)
+            if isinstance(L, int):
+                k0 += ax * L
+            else:
+                k0 += ax * L[0]
+                vec = [a + ax * b for a, b in zip(vec, L[1:])]
+        return k0, vec
+
     def bound(self, c: dict[int, int], rem: Fraction) -> Fraction:
-        return _up(Q(sum(abs(x) * self.loc[s] for s, x in c.items()), 1 << (F + G)) + rem)
+        """max over the box of sum_s |c_s| loc_s(t) + rem: ONE maximum of the sum (the sources'
+        forms are bounds at the same point t), at most the sum of the sources' maxima."""
+        if not self.nf:
+            return _up(Q(sum(abs(x) * self.loc[s] for s, x in c.items()), 1 << (F + G)) + rem)
+        k0, vec = self._acc(c)
+        return _up(Q(k0 + sum(map(abs, vec)), 1 << (F + G)) + rem)
+
+    def _store(self, f: list[Fraction]) -> Any:
+        """A form as integers at scale 2^G: each a_i floored (a change < 2^-G, times |t_i| <= 1,
+        added to a_0), a_0 rounded up: still >= the form at every t."""
+        rest, extra = [], 0
+        for a in f[1:]:
+            x, r = divmod(a.numerator << G, a.denominator)
+            rest.append(x)
+            extra += r != 0
+        a0 = -((-f[0].numerator << G) // f[0].denominator) + extra
+        return [a0] + rest if any(rest) else a0
 
     def make(self, lo: Any, hi: Any, terms: list[tuple[Fraction, Fraction, V]], rem: Fraction,
-             local: Fraction) -> V:
-        """The element sum of m*e_v (+-r*E_v) over ``terms`` (m, r, v), plus ``rem``, plus a new
-        source of bound ``local``."""
+             local: Any, g: Any = None) -> V:
+        """The element sum of m*e_v (+-r*|e_v|) over ``terms`` (m, r, v), plus ``rem``, plus a new
+        source of bound ``local`` (a constant, or a form over the inputs); ``g``: its magnitude
+        form. |e_v| is taken as v's form sum_s |c_s| loc_s(t) + rem_v where forms are on."""
         lo, hi = Q(lo), Q(hi)
         require(lo <= hi, "empty range")
+        lf = list(local) if isinstance(local, list) else None  # the new source's form part
+        local = ZERO if lf is not None else local
         acc: dict[int, int] = {}
         slack = 0  # charges for rounding coefficients, scale 2^(F+G)
         work = sum(len(v.c) for m, _, v in terms if m)
         for m, r, v in terms:
-            rem += abs(m) * v.rem + r * v.E
+            rem += abs(m) * v.rem
+            if r and self.nf and v.c and work <= MAX_WORK:  # r|e_v| <= r(sum |c_s| loc_s(t) + rem_v)
+                k0, vec = self._acc(v.c)
+                lf = lf or [ZERO] * (self.nf + 1)
+                sc = r / (1 << (F + G))
+                lf[0] += sc * k0
+                for i, a in enumerate(vec):
+                    if a:
+                        lf[i + 1] += sc * a
+                rem += r * v.rem
+            else:
+                rem += r * v.E
             if not m or not v.c:
                 continue
             if work > MAX_WORK:
@@ -95,7 +148,7 @@ class Ctx:
                 continue
             W = round(m * (1 << F))
             if W != m * (1 << F):  # |m - W/2^F| <= 2^-(F+1): charged on every source of v
-                slack += (sum(abs(x) * self.loc[s] for s, x in v.c.items()) >> (2 * F + 1)) + 1
+                slack += (sum(abs(x) * self.locmax[s] for s, x in v.c.items()) >> (2 * F + 1)) + 1
             for s, x in v.c.items():
                 acc[s] = acc.get(s, 0) + W * x
         c = {}
@@ -103,7 +156,7 @@ class Ctx:
             if x >> F:
                 c[s] = x >> F
         if acc:
-            slack += (sum(self.loc[s] for s in acc) >> F) + 1
+            slack += (sum(self.locmax[s] for s in acc) >> F) + 1
         rem += Q(slack, 1 << G)  # (slack in units of 2^-G)
         if len(c) > MAX_TERMS:
             c, rem = {}, self.bound(c, rem)
@@ -111,10 +164,19 @@ class Ctx:
         # later steps combine it with signed coefficients, so it can cancel like any rounding
         require(local >= 0, "negative local error")
         local += rem
-        if local:
+        if lf is not None:
+            lf[0] += local
+            L = self._store(lf)
+            mx = L if isinstance(L, int) else L[0] + sum(map(abs, L[1:]))
+            if mx > 0:
+                self.loc.append(L)
+                self.locmax.append(mx)
+                c[len(self.loc) - 1] = 1 << F
+        elif local:
             self.loc.append(-((-local.numerator << G) // local.denominator))
+            self.locmax.append(self.loc[-1])
             c[len(self.loc) - 1] = 1 << F
-        return V(lo, hi, c, ZERO, self.bound(c, ZERO))
+        return V(lo, hi, c, ZERO, self.bound(c, ZERO), g)
 
     def const(self, q: Fraction, rem: Fraction = ZERO) -> V:
         return V(q, q, {}, rem, rem)
@@ -163,13 +225,18 @@ class Ctx:
         out = max(abs(lo), abs(hi)) + prop
         S = sum((abs(w) * self.mag(v) for w, v in terms), abs(c))
         n = len(terms) + (c != 0)
+        gy = _g(rng)
+        local: Any
         if kind == "exact":
             local = ZERO
         elif kind == "one":  # a sum of floats is exact below the normal range; a scaling is not
             local = self.rnd(out, underflow=any(abs(w) != 1 for w, _ in terms))
+            if gy is not None:  # u(|y(x)| + prop) + eta: |y(x)| <= gy(t) (first order in x)
+                local = [self.u * a for a in gy]
+                local[0] += self.rnd(out, underflow=any(abs(w) != 1 for w, _ in terms)) - self.u * max(
+                    abs(lo), abs(hi))
         elif kind == "dot":
-            local = self.gamma(max(n, 1)) * S + 4 * n * self.eta
-            self.rnd(S * (1 + self.gamma(max(n, 1))))
+            local = errorforms.dot_error(self, terms, c, S, n)
         else:  # avg: the map's coefficients are all 1/n; y = fl(S~ / fl(n)), fl(n) >= n - dn > 0
             div = 1 / terms[0][0]
             # (avg_pool's divisor may be a count summed in the format: exact up to 2^p)
@@ -180,7 +247,7 @@ class Ctx:
             Smag = S * div  # the sum of the terms' magnitudes
             es = self.gamma(max(n, 1)) * Smag + 4 * n * self.eta
             local = es / fn + Smag * dn / (fn * div) + self.rnd((Smag + es) / fn)
-        return self.make(lo, hi, [(w, ZERO, v) for w, v in terms], ZERO, local)
+        return self.make(lo, hi, [(w, ZERO, v) for w, v in terms], ZERO, local, gy)
 
     def add(self, a: V, b: V, sign: int = 1, rng: Any = None) -> V:
         return self.lin([(ONE, a), (Q(sign), b)], ZERO, "one", rng)
@@ -196,7 +263,7 @@ class Ctx:
             terms = [_iv(2 * a.lo - a.E, 2 * a.hi + a.E, a)]
         else:
             terms = [_iv(b.lo - b.E, b.hi + b.E, a), _iv(a.lo, a.hi, b)]
-        return self.make(lo, hi, terms, ZERO, self.rnd(self.mag(a) * self.mag(b)))
+        return self.make(lo, hi, terms, ZERO, self.rnd(self.mag(a) * self.mag(b)), _g(rng))
 
     def div(self, a: V, b: V, rng: Any = None, floor: Any = None) -> V:
         """a~/b~ - a/b = e_a / b~ - a e_b / (b b~): interval coefficients; ``floor``: a known
@@ -211,7 +278,7 @@ class Ctx:
         lo, hi = (max(q[0], rng[0]), min(q[1], rng[1])) if rng is not None else q
         t = _imul((-a.hi, -a.lo), ibb)
         out = self.mag(a) * max(abs(ib[0]), abs(ib[1]))
-        return self.make(lo, hi, [_iv(*ib, a), _iv(*t, b)], ZERO, self.rnd(out))
+        return self.make(lo, hi, [_iv(*ib, a), _iv(*t, b)], ZERO, self.rnd(out), _g(rng))
 
     def fn(self, name: str, a: V, local: Any, rng: Any = None, floor: Any = None, **attrs: Any) -> V:
         """f(x~) - f(x) = s e_x with s in f''s range over the float hull (mean value theorem), plus
@@ -228,7 +295,7 @@ class Ctx:
         fl, fh = row.interval(p, q, **attrs)
         self.rnd(max(abs(fl), abs(fh)) * (1 + 2 * self.k * self.un))  # (no overflow of the result)
         return self.make(lo, hi, [_iv(*slope_range(row, p, q, attrs), a)], ZERO,
-                         Q(local(self, p, q, max(abs(fl), abs(fh)))))
+                         Q(local(self, p, q, max(abs(fl), abs(fh)))), _g(rng))
 
     def maxlike(self, vs: list[V], rng: Any = None) -> V:
         """max is exact in floats and |max(x~) - max(x)| <= max |e_j|; the form is kept when one
@@ -238,8 +305,8 @@ class Ctx:
             lo, hi = max(lo, rng[0]), min(hi, rng[1])
         for v in vs:
             if all(v.lo - v.E >= w.hi + w.E for w in vs if w is not v):
-                return V(lo, hi, v.c, v.rem, v.E)
-        return V(lo, hi, {}, max(v.E for v in vs), max(v.E for v in vs))
+                return V(lo, hi, v.c, v.rem, v.E, _g(rng))
+        return V(lo, hi, {}, max(v.E for v in vs), max(v.E for v in vs), _g(rng))
 
 
 def _iv(a: Fraction, b: Fraction, v: V) -> tuple[Fraction, Fraction, V]:
@@ -371,12 +438,12 @@ def _linear(ctx: Ctx, op: str, ins: list[list[V]], shapes: list[tuple[int, ...]]
             v = ctx.const(e)
         elif not e.c and len(e.t) == 1 and e.t.get(next(iter(e.t))) == 1 and next(iter(e.t)) >= n:
             w = var[next(iter(e.t))]  # a product or a maximum: already computed (and rounded)
-            v = V(max(w.lo, r[0]), min(w.hi, r[1]), w.c, w.rem, w.E)
+            v = V(max(w.lo, r[0]), min(w.hi, r[1]), w.c, w.rem, w.E, _g(r))
         else:
             v = ctx.lin([(q, var[s]) for s, q in e.t.items()], e.c, kind, r)
         if extra[j]:
             # (the weight's delta times x~, itself summed with rounding: gamma_k <= 1)
-            v = ctx.make(v.lo, v.hi, [(ONE, ZERO, v)], 2 * extra[j], ZERO)
+            v = ctx.make(v.lo, v.hi, [(ONE, ZERO, v)], 2 * extra[j], ZERO, v.g)
         out.append(v)
     return out
 
@@ -389,7 +456,7 @@ def _pick(var: dict[int, V], a: Aff) -> V:
     if q == 1:
         return w
     require(q == -1, "an argument that is not a single value")
-    return V(-w.hi, -w.lo, {t: -x for t, x in w.c.items()}, w.rem, w.E)
+    return V(-w.hi, -w.lo, {t: -x for t, x in w.c.items()}, w.rem, w.E, w.g)
 
 
 def _softmax(ctx: Ctx, x: list[V], shape: tuple[int, ...], at: dict[str, Any], rng: list[Any],
@@ -503,17 +570,27 @@ def propagate(stmt: dict[str, Any]) -> list[list[Fraction]]:
             for a, b in zip(node.args, st.arg[k]):
                 known[id(a)] = b
 
-    def ranges(t: Tensor) -> list[tuple[Fraction, Fraction]]:  # (st.arg: CROWN within IBP)
-        return [(e, e) if not isinstance(e, Aff) else known.get(id(e)) or engine.form_bounds(e, st.L, st.U)
-                for e in t.v]
+    ctx.nf = nf = errorforms.enabled(bg)
+    forms = errorforms.linear_bounds(bg, st, box, engine.relaxation) if nf else []
+
+    def ranges(t: Tensor) -> list[Any]:  # (st.arg: CROWN within IBP); with forms (lo, hi, g)
+        out: list[Any] = []
+        for e in t.v:
+            if not isinstance(e, Aff):
+                out.append((e, e))
+                continue
+            lo, hi = known.get(id(e)) or engine.form_bounds(e, st.L, st.U)
+            out.append((lo, hi, errorforms.magnitude(*errorforms.aff_forms(forms, e, nf), lo, hi))
+                       if nf else (lo, hi))
+        return out
 
     vals: dict[str, list[V]] = {}
     exact: dict[str, bool] = {}
     k = 0
     for i in ir["inputs"]:
         n = len(env[i["name"]].v)
-        vals[i["name"]] = [ctx.make(lo, hi, [], ZERO, ZERO if stmt["input_exact"] else ctx.rnd(max(-lo, hi)))
-                           for lo, hi in box[k:k + n]]
+        vals[i["name"]] = [ctx.make(lo, hi, [], ZERO, ZERO if stmt["input_exact"] else ctx.rnd(max(-lo, hi)),
+                                    _g(r)) for (lo, hi), r in zip(box[k:k + n], ranges(env[i["name"]]))]
         exact[i["name"]] = False
         k += n
     for name, a in ir["constants"].items():

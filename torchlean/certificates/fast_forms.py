@@ -95,10 +95,11 @@ class _Forms:
         rows = np.array([r for r, f in enumerate(forms) for _ in f.t], dtype=np.int64)
         cols = np.array([v for f in forms for v in f.t], dtype=np.int64)
         qs = [q for f in forms for q in f.t.values()]
-        vals = np.array([q.numerator / q.denominator for q in qs])  # (int / int: correctly rounded)
+        nd = [q.as_integer_ratio() for q in qs]
+        vals = np.array([n / d for n, d in nd])  # (int / int: correctly rounded)
         # exact as a float: a power-of-two denominator (not too small) and a 53-bit numerator
-        inexact = np.array([bool(q.denominator & (q.denominator - 1)) or q.denominator.bit_length() > 1000
-                            or abs(q.numerator) >= 2**53 for q in qs], dtype=bool)
+        inexact = np.array([bool(d & (d - 1)) or d.bit_length() > 1000 or not -2**53 < n < 2**53
+                            for n, d in nd], dtype=bool)
         par = np.searchsorted(np.array(starts), cols, side="right") - 1 if len(cols) else cols
         self.parents = []
         self.pn: dict[int, tuple[_Mat, _Mat]] = {}

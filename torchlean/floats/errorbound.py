@@ -5,7 +5,9 @@ bound of every element of every node with the checker's own walk
 (``certificates.errorbound.propagate``: the error column of the per-primitive table over real
 ranges from the bound table) and returns a self-contained ``errorbound`` certificate that
 ``torchlean.certificates.check`` replays. ``observed_error`` measures what the runtime really does
-on sampled points, for the soundness tests and the CLI's ratio.
+on sampled points, for the soundness tests and the CLI's ratio; ``searched_error`` adds a cheap
+error-maximising search from those points (both are lower bounds on the worst case, reported
+side by side in bench/README.md).
 """
 
 from __future__ import annotations
@@ -138,6 +140,44 @@ def observed_error(graph: Graph, box: Box, n: int = 10_000, seed: int = 0,
         raise RuntimeError(f"binary64 reference bound did not replay: {verdict.reason}")
     err = np.max(np.abs(y.astype(np.float64) - ref), axis=0)
     return Observed(n, err, np.array([float(e) for e in epsilons(cert64)]))
+
+
+def searched_error(graph: Graph, box: Box, n: int = 2_000, seed: int = 0, starts: int = 4,
+                   rounds: int = 10, per_round: int = 12, dtype: Any = np.float32) -> np.ndarray:
+    """Max |runtime(dtype) - runtime(binary64)| per output found by a cheap error-maximising
+    search (a lower bound on the true worst case, like sampling, never a certificate): the ``n``
+    uniform points and corners of ``sample_box`` (same seed, so it includes ``observed_error``'s
+    points), then per output a hill climb from the ``starts`` worst points: each round perturbs
+    every current point by a Gaussian step (width/4 halved each round, kept in the box, rounded
+    to ``dtype``) ``per_round`` times and keeps the worst. Rounding errors are not smooth in x, so
+    this is a random local search, not gradient ascent. The binary64 side's own distance to the
+    real value is the ``reference_error`` of ``observed_error``."""
+    rng = np.random.default_rng(seed + 1)
+    lo = np.array([float(_q(a)) for a, _ in box]).astype(dtype)
+    hi = np.array([float(_q(b)) for _, b in box]).astype(dtype)
+
+    def err(x: np.ndarray) -> np.ndarray:
+        y64 = run_float(graph, x.astype(np.float64), np.float64)
+        return np.abs(run_float(graph, x, dtype).astype(np.float64) - y64)
+
+    x = sample_box(box, n, dtype, seed)
+    e = err(x)
+    best = e.max(axis=0)
+    width = (hi.astype(np.float64) - lo.astype(np.float64)) / 4
+    for j in range(e.shape[1]):
+        cur = x[np.argsort(-e[:, j])[:starts]]
+        cur_e = np.sort(e[:, j])[::-1][:starts]
+        for r in range(rounds):
+            cand = np.repeat(cur, per_round, axis=0).astype(np.float64)
+            cand += rng.standard_normal(cand.shape) * width * 0.5 ** r
+            cand = np.clip(cand.astype(dtype), lo, hi)
+            ce = err(cand)[:, j].reshape(len(cur), per_round)
+            k = ce.argmax(axis=1)
+            better = ce[np.arange(len(cur)), k] > cur_e
+            cur[better] = cand.reshape(len(cur), per_round, -1)[np.arange(len(cur)), k][better]
+            cur_e = np.maximum(cur_e, ce.max(axis=1))
+        best[j] = max(best[j], cur_e.max())
+    return best
 
 
 def widen(lower: Any, upper: Any, eps: Any) -> tuple[np.ndarray, np.ndarray]:

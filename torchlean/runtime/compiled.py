@@ -13,11 +13,12 @@ name lookups. Works on numpy and cupy alike (``xp`` is taken from the arrays).
 
 Dropout masks (drawn through ``random.random_mask``) are plan inputs drawn again on every run, in
 the order eager execution draws them, so training with dropout stays bit-identical too. What
-cannot be planned is refused, never frozen: buffers updated as a side effect of the forward pass
-(BatchNorm running statistics in training mode), a tensor created from data outside torchlean's
-primitives during the step (a mask computed with numpy, e.g. today's ``huber_loss``), a tensor
-that requires grad but is not a parameter. Like any tracer, Python control flow on tensor values
-is recorded for the traced inputs only.
+cannot be planned is refused, never frozen: buffers changed as a side effect of the forward pass
+other than through ``trace.assign`` (which BatchNorm's running statistics use: the plan returns
+the new values and the step stores them, as eager execution does), a tensor created from data
+outside torchlean's primitives during the step (a mask computed with numpy, e.g. today's
+``huber_loss``), a tensor that requires grad but is not a parameter. Like any tracer, Python
+control flow on tensor values is recorded for the traced inputs only.
 """
 
 from __future__ import annotations
@@ -82,16 +83,28 @@ class _Traced:
             while name in taken:
                 name = "_" + name
             self.data_names.append(self.tracer.add_input(Tensor(a), name))
-        before = self._state()
-        with tracing(self.tracer), (enable_grad() if grad else no_grad()):
-            self.outputs = flatten_outputs(fn([self.tracer.tensors[n] for n in self.data_names]))
-        if self._state() != before:
+        before, arrays = self._state(), {id(b): b.data for b in self.buffers}
+        try:
+            with tracing(self.tracer), (enable_grad() if grad else no_grad()):
+                self.outputs = flatten_outputs(fn([self.tracer.tensors[n] for n in self.data_names]))
+        except BaseException:  # a refused trace leaves the model's buffers as they were
+            for b, _ in self.tracer.updates:
+                if id(b) in arrays:
+                    b.data = arrays[id(b)]
+            raise
+        # buffers the forward assigned through ``trace.assign`` (BatchNorm's running statistics)
+        # become plan outputs the caller stores; the traced run's own update of those is undone,
+        # since the plan runs this step again; any other change is refused below
+        self.updates = [(b, v) for b, v in self.tracer.updates if id(b) in arrays]
+        for b, _ in self.updates:
+            b.data = arrays[id(b)]
+        if self._state() != before or len(self.updates) != len(self.tracer.updates):
             raise TraceError(
-                "compiled backend: the forward pass replaced a parameter's or buffer's array (e.g. "
-                "running statistics in training mode); the plan cannot repeat that side effect. "
-                "Use the eager backend, or call model.eval()"
+                "compiled backend: the forward pass changed a parameter's or buffer's array other "
+                "than through torchlean.runtime.trace.assign (e.g. an in-place update); the plan "
+                "cannot repeat that side effect. Use the eager backend, or call model.eval()"
             )
-        self.graph = self.tracer.graph(self.outputs)
+        self.graph = self.tracer.graph([*self.outputs, *(v for _, v in self.updates)])
 
     def _state(self) -> list[Any]:
         # identity of every array, and the bytes of the buffers (an in-place update is a side
@@ -143,6 +156,7 @@ class CompiledStep:
         self._fn: Callable[..., tuple[Any, ...]] | None = None
         self._params: list[Tensor] = []
         self._grad_of: list[int] = []  # per parameter: index in the plan's results, or -1
+        self._updated: tuple[int, list[Tensor]] = (0, [])  # (first result, buffers) of assign()s
         self._extra: list[Tensor] = []  # buffers, passed after the parameters
         self._tr: _Traced | None = None
         self._draws: list[Any] | None = None  # masks of the traced run, for the first plan run
@@ -179,6 +193,8 @@ class CompiledStep:
                 result.append(cot[name])
             else:
                 self._grad_of.append(-1)
+        self._updated = len(result), [b for b, _ in tr.updates]
+        result += [em.var[o] for o in tr.graph.outputs[1:]]
         self._fn, self.source = prog.build(result, "train_step")
         self._params, self._extra, self._tr = tr.params, tr.buffers, tr
         self._draws = tr.first_draws() or None
@@ -198,6 +214,9 @@ class CompiledStep:
             res = self._fn(*[p.data for p in params], *[b.data for b in self._extra], xa, ya)  # type: ignore[misc]
         for p, j in zip(params, self._grad_of, strict=True):
             p.grad = Tensor(res[j]) if j >= 0 else None
+        start, bufs = self._updated
+        for k, b in enumerate(bufs):  # the forward's side effects, as eager execution leaves them
+            b.data = res[start + k]
         return Tensor(res[0])
 
 
@@ -210,6 +229,7 @@ class CompiledModel:
         self._fn: Callable[..., tuple[Any, ...]] | None = None
         self._tr: _Traced | None = None
         self._single = True
+        self._n_out = 1
         self._draws: list[Any] | None = None
         self._modules = _all_modules(model)
         self.source = ""
@@ -222,6 +242,7 @@ class CompiledModel:
         self._tr = tr
         self._draws = tr.first_draws()
         self._single = len(tr.outputs) == 1
+        self._n_out = len(tr.outputs)
         self.traces += 1
 
     def _key_of(self, data: list[Any]) -> Any:
@@ -237,7 +258,9 @@ class CompiledModel:
         assert tr is not None
         draws, self._draws = self._draws, None
         outs = self._fn(*tr.input_arrays(data, draws))  # type: ignore[misc]
-        tensors = [Tensor(o) for o in outs]
+        for (b, _), a in zip(tr.updates, outs[self._n_out:], strict=True):
+            b.data = a  # the forward's assign()s (a model in training mode)
+        tensors = [Tensor(o) for o in outs[:self._n_out]]
         return tensors[0] if self._single else tuple(tensors)
 
 

@@ -156,12 +156,12 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
     xc = x - reshape(mu, (1, c) + (1,) * (x.ndim - 2))
     var = mean(xc * xc, axes)
     if running_mean is not None and running_var is not None:
-        with no_grad():
-            unbiased = var.data * (count / (count - 1))
-            running_mean.data = (running_mean.data * (1 - momentum) + mu.data * momentum).astype(
-                running_mean.dtype)
-            running_var.data = (running_var.data * (1 - momentum) + unbiased * momentum).astype(
-                running_var.dtype)
+        from .trace import assign
+
+        with no_grad():  # primitives, so a compiled plan recomputes the update every step
+            unbiased = var * (count / (count - 1))
+            assign(running_mean, running_mean * (1 - momentum) + mu * momentum)
+            assign(running_var, running_var * (1 - momentum) + unbiased * momentum)
     return apply("batch_norm", x, mu, var, w, b, eps=float(eps))
 
 

@@ -48,6 +48,9 @@ class Tracer:
         self._count = 0
         #: (input name, draw) per random tensor made during the trace, in draw order
         self.random: list[tuple[str, Callable[[], Any]]] = []
+        #: (buffer, its new value) per ``assign`` during the trace, in order (a plan returns the
+        #: values and its caller stores them: BatchNorm's running statistics)
+        self.updates: list[tuple[Tensor, Tensor]] = []
 
     # -- naming --------------------------------------------------------------------------
     def add_input(self, t: Tensor, name: str) -> str:
@@ -118,6 +121,27 @@ class Tracer:
     def graph(self, outputs: Sequence[Tensor]) -> Graph:
         outs = [self.name_of(o) for o in outputs]
         return Graph(list(self.inputs), dict(self.constants), list(self.nodes), outs).check()
+
+
+def assign(buffer: Tensor, value: Tensor) -> None:
+    """``buffer.data = value.data``, a side effect of a forward pass (running statistics), told to
+    the active tracer so that a compiled plan computes ``value`` from its inputs and its caller
+    stores it after every run, as eager execution does. ``value`` must come from torchlean's
+    primitives (under ``no_grad``), not from raw arrays, or the plan could not recompute it."""
+    tracer = STATE.tracer
+    if tracer is not None and hasattr(tracer, "updates"):
+        tracer.name_of(value)  # (a value from outside the primitives is refused here, strictly)
+        tracer.updates.append((buffer, value))
+    buffer.data = value.data
+
+
+def refuse_in_plan(what: str) -> None:
+    """Raise TraceError while a compiled plan is being traced: ``what`` reads a value the plan
+    would freeze (Python control flow on a buffer's value)."""
+    tracer = STATE.tracer
+    if tracer is not None and getattr(tracer, "_params_as_inputs", False):
+        raise TraceError(f"compiled backend: {what} cannot be planned (the plan would freeze a value "
+                         "it reads); use the eager backend")
 
 
 def constant(t: Tensor) -> Tensor:

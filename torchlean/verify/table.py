@@ -12,6 +12,7 @@ Nothing here computes a bound itself: the search adds heuristics on top of these
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -74,10 +75,24 @@ def load_target(path: str, why: Exception) -> Target:
 
 def chain_graph(net_path: Any) -> Any:
     """The bound table's graph of a network file that is a ReLU chain (``lower.lower`` of its IR):
-    what ``bab.verify(..., bg=)`` searches on and its certificates are checked against."""
+    what ``bab.verify(..., bg=)`` searches on and its certificates are checked against. The same
+    object for the same unchanged file (path, size and modification time), so the properties of
+    one network share its float conversion (``fast_engine.compiled``, cached per graph object)."""
+    import os
+
+    path = os.path.realpath(str(net_path))
+    try:
+        st = os.stat(path)
+    except OSError:  # (the reader's one-line error)
+        return _chain_graph.__wrapped__(str(net_path), 0, 0)
+    return _chain_graph(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _chain_graph(path: str, size: int, mtime_ns: int) -> Any:
     from .network import load_graph
 
-    return lower.lower(load_graph(str(net_path)).to_dict())
+    return lower.lower(load_graph(path).to_dict())
 
 
 def load_instance(net_path: Any, prop_path: Any) -> tuple[Any, Target | None, Spec]:

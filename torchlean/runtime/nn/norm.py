@@ -10,7 +10,8 @@ import numpy as np
 from ...spec.shapes import ShapeError
 from .. import functional_nn as FN
 from ..backends import namespace
-from ..tensor import Tensor, as_dtype, get_default_dtype
+from ..tensor import Tensor, as_dtype, get_default_dtype, no_grad
+from ..trace import assign, refuse_in_plan
 from .layers import _fmt, _param
 from .module import Module, PartialShape
 
@@ -88,8 +89,10 @@ class _BatchNorm(Module):
         use_batch = self.training or not self.track_running_stats
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.data = self.num_batches_tracked.data + 1
-            if self.momentum is None:
+            with no_grad():
+                assign(self.num_batches_tracked, self.num_batches_tracked + 1)
+            if self.momentum is None:  # a factor read from a buffer: a plan would freeze it
+                refuse_in_plan("BatchNorm with momentum=None (a cumulative average) in training mode")
                 factor = 1.0 / float(self.num_batches_tracked.item())
         # the buffers are None without track_running_stats: batch statistics in both modes
         return FN.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,

@@ -1,0 +1,180 @@
+"""First-order error forms over the inputs (FPTaylor-style) for ``errorbound``. Standard library.
+
+The box is written x_i = mid_i + rad_i t_i with t in [-1, 1]^n. A *form* is a list
+[a_0, a_1, ..., a_n] meaning a_0 + sum a_i t_i; its maximum over the box is a_0 + sum |a_i|.
+
+``linear_bounds`` gives every bound-graph variable a lower and an upper form valid on the whole box:
+inputs are their own form, const variables their interval, and a fn / mul / max element the
+engine's own relaxation lines (``engine.relaxation``: valid on the element's argument interval,
+which contains the argument's value at every x of the box) with each argument form replaced by its
+lower or upper form by the sign of the coefficient. This is a forward "symbolic interval" pass with
+the engine's (CROWN-tightened) argument intervals; no back-substitution, so it costs one pass.
+
+``magnitude`` turns the two forms of a value v (and its range [L, U]) into one form g with
+|v(x)| <= g(t(x)) on the box: g = upper form when L >= 0, -(lower form) when U <= 0, and the chord
+of |.| over [L, U] composed with the matching form otherwise. The rounding of v then contributes
+at most u*g(t) at the same point t as every other rounding, so ``errorbound`` bounds an output's
+error by max_t sum_s |c_s| loc_s(t) (one maximum of a sum) instead of a sum of maxima. When g's
+maximum exceeds the constant max(|L|, |U|) the constant is used, so a form never loosens a step.
+
+``dot_error``: the column's rule for a sum of products in any order (matmul, conv2d, sum), the
+smaller of Higham's gamma_n bound and a sign-split first-order bound (its docstring).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+from .bound_graph import Aff, BoundGraph
+from .bounds import _down, _up
+from .core import require
+
+Q = Fraction
+ZERO = Q(0)
+MAX_FORM_IN = 64  # inputs: above, no forms (every source is a constant, as before)
+FORM_BUDGET = 2_000_000  # variables x (inputs + 1): above, no forms
+
+Form = list[Fraction]
+
+
+def enabled(bg: BoundGraph) -> int:
+    """The number of form dimensions for this graph: its inputs, or 0 (forms off)."""
+    n = bg.n_in
+    return n if n <= MAX_FORM_IN and bg.n_vars * (n + 1) <= FORM_BUDGET else 0
+
+
+def fmax(f: Form) -> Fraction:
+    """max over t in [-1, 1]^n of the form."""
+    return f[0] + sum(abs(a) for a in f[1:])
+
+
+def add_to(acc: Form, f: Form, q: Fraction) -> None:
+    """acc += q * f, in place."""
+    for i, a in enumerate(f):
+        if a:
+            acc[i] += q * a
+
+
+def _round(f: Form, lower: bool) -> Form:
+    """Short (float-valued) coefficients; the shift |a - a'| <= |a - a'| |t_i| moved into a_0
+    outward, so the form stays a lower (upper) bound."""
+    out, slack = [ZERO], ZERO
+    for a in f[1:]:
+        try:
+            b = Q(float(a))
+        except OverflowError:
+            b = a
+        slack += abs(a - b)
+        out.append(b)
+    out[0] = _down(f[0] - slack) if lower else _up(f[0] + slack)
+    return out
+
+
+def linear_bounds(bg: BoundGraph, st: Any, box: list[tuple[Fraction, Fraction]], relaxation: Any
+                  ) -> list[tuple[Form, Form]]:
+    """(lower form, upper form) of every variable of ``bg`` on the box (module docstring);
+    ``st``: the engine's state after ``forward`` on this box, ``relaxation(st, k, i)`` its lines
+    (lower terms, lower constant, upper terms, upper constant), terms over argument forms."""
+    n = bg.n_in
+    forms: list[Any] = [None] * bg.n_vars
+    for i, (lo, hi) in enumerate(box):
+        f = [(lo + hi) / 2] + [ZERO] * n
+        f[1 + i] = (hi - lo) / 2
+        forms[i] = (f, f)
+    for k, node in enumerate(bg.nodes):
+        o = node.offset
+        if node.kind == "input":
+            continue
+        if node.kind == "const":
+            for i, (a, b) in enumerate(node.args):
+                forms[o + i] = ([Q(a)] + [ZERO] * n, [Q(b)] + [ZERO] * n)
+            continue
+        for i in range(node.size):
+            lt, lc, ut, uc = relaxation(st, k, i)
+            lo = _side(forms, lt, lc, n, True)
+            hi = _side(forms, ut, uc, n, False)
+            forms[o + i] = (_round(lo, True), _round(hi, False))
+    return forms
+
+
+def _side(forms: list[Any], terms: list[tuple[Aff, Fraction]], c: Fraction, n: int, lower: bool) -> Form:
+    """c + sum coef * arg over the line's terms, each argument by its lower or upper form."""
+    acc = [Q(c)] + [ZERO] * n
+    for a, coef in terms:
+        if not coef:
+            continue
+        lo, hi = aff_forms(forms, a, n)
+        add_to(acc, lo if (coef > 0) == lower else hi, Q(coef))
+    return acc
+
+
+def aff_forms(forms: list[Any], a: Aff, n: int) -> tuple[Form, Form]:
+    """(lower, upper) form of an affine form over variables: each variable's lower or upper form
+    by the sign of its coefficient."""
+    lo = [Q(a.c)] + [ZERO] * n
+    hi = list(lo)
+    for v, q in a.t.items():
+        vl, vh = forms[v]
+        add_to(lo, vl if q > 0 else vh, q)
+        add_to(hi, vh if q > 0 else vl, q)
+    return lo, hi
+
+
+def magnitude(lo: Form, hi: Form, L: Fraction, U: Fraction) -> Form | None:
+    """A form g >= |v| on the box, from v's lower and upper forms and its range [L, U]; None when
+    g's maximum is not below the constant max(|L|, |U|) (the caller then uses the constant)."""
+    M = max(abs(L), abs(U))
+    if L >= 0:
+        g = list(hi)
+    elif U <= 0:
+        g = [-a for a in lo]
+    else:  # |v| <= lam v + mu on [L, U] (the chord through (L, -L) and (U, U))
+        lam, mu = (U + L) / (U - L), -2 * U * L / (U - L)
+        g = [lam * a for a in (hi if lam >= 0 else lo)]
+        g[0] += mu
+    g = _round(g, False)
+    return g if fmax(g) < M else None
+
+
+def dot_error(ctx: Any, terms: list[tuple[Fraction, Any]], c: Fraction, S: Fraction, n: int) -> Any:
+    """The rounding error of sum w_i x~_i + c in any order (FMA, wider accumulation too):
+    the smaller of (a) gamma_n S, S = sum |w_i| |x~_i| + |c| (Higham 3.1), and (b) the sum of
+    every operation's own error: a summation tree adds its nodes' local errors unscaled, so
+    |err| <= u T + n u max|node value| with T = sum |w_i x~_i| + |c| (the products' roundings)
+    and every node value a subset sum of the rounded products plus its subtree's errors, in
+    [-(1+u)N - n eta - B, (1+u)P + n eta + B] (P, N: the largest sums of the positive, negative
+    terms over the box; B: the sum of all |local errors|, n products and at most n roundings of
+    a node, the n-th the final one of a wider accumulator): B <= (u T + n u ((1+u) max(P, N) +
+    n eta) + 2n eta) / (1 - n u); (a) + 4n eta (underflow). Where the inputs have magnitude
+    forms, S (>= T) is one form over the inputs (|x~_i| <= g_i(t) + E_i)."""
+    k = max(n, 1)
+    g = ctx.gamma(k)
+    ctx.rnd(S * (1 + g))
+    P, N = max(c, ZERO), max(-c, ZERO)
+    for w, v in terms:
+        t = (w * (v.lo - v.E), w * (v.hi + v.E))
+        P += max(ZERO, *t)
+        N += max(ZERO, -t[0], -t[1])
+    M = max(P, N)
+    require(k * ctx.u < 1, f"gamma_{k} undefined: n*u >= 1")
+    a = ctx.u / (1 - k * ctx.u)
+    b = (k * ctx.u * ((1 + ctx.u) * M + k * ctx.eta) + 2 * k * ctx.eta) / (1 - k * ctx.u)
+    Sf: list[Fraction] = [S]
+    if ctx.nf and any(v.g is not None for _, v in terms):
+        # S as one form over the inputs, |x~_i| <= g_i(t) + E_i
+        Sf = [abs(c)] + [ZERO] * ctx.nf
+        for w, v in terms:
+            if v.g is None:
+                Sf[0] += abs(w) * ctx.mag(v)
+            else:
+                Sf[0] += abs(w) * v.E
+                add_to(Sf, v.g, abs(w))
+    mS = fmax(Sf)
+    if a * mS + b < g * mS + 4 * n * ctx.eta:
+        out = [a * x for x in Sf]
+        out[0] += b
+    else:
+        out = [g * x for x in Sf]
+        out[0] += 4 * n * ctx.eta
+    return out if len(out) > 1 else out[0]
