@@ -12,6 +12,7 @@ import pytest
 from torchlean.certificates.intervals import EXACT, interval_affine
 from torchlean.certificates.property import Atom, Region, Spec
 from torchlean.verify import attack, table
+from torchlean.verify.api import robustness_spec
 
 torch = pytest.importorskip("torch")
 
@@ -73,14 +74,8 @@ def test_pgd_over_disjuncts_descends_the_min_over_disjuncts_of_the_max_over_atom
 
 def _classifier_spec(n_in: int, n_out: int, label: int, r: float) -> Spec:
     """'some class j beats label' on the box [-r, r]^n: one disjunct y_label - y_j <= 0 per j."""
-    disj = []
-    for j in range(n_out):
-        if j != label:
-            a = [Fraction(0)] * n_out
-            a[label], a[j] = Fraction(1), Fraction(-1)
-            disj.append((Atom(tuple(a), Fraction(0), False),))
     q = Fraction(r)
-    return Spec(n_in, n_out, (Region((-q,) * n_in, (q,) * n_in, tuple(disj)),))
+    return robustness_spec((-q,) * n_in, (q,) * n_in, n_out, label)
 
 
 def test_search_finds_the_one_reachable_class_among_many_in_one_round(monkeypatch):

@@ -263,6 +263,11 @@ def run_mlp(args: argparse.Namespace) -> int:
     return 0
 
 
+#: zoo command -> the ``torchlean.zoo`` module whose ``run(args)`` carries it out
+ZOO = {"cnn": "cnn", "resnet": "cnn", "lstm": "sequence", "gru": "sequence", "ppo": "ppo", "pinn": "pinn",
+       "autoencoder": "generative", "vae": "generative", "transformer": "transformer", "fno": "fno"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m torchlean`` and the ``torchlean`` script; returns the exit code."""
     parser = build_parser()
@@ -279,34 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "mlp":
             return run_mlp(args)
-        if args.command in ("cnn", "resnet"):
-            from torchlean.zoo.cnn import run
+        if args.command in ZOO:  # each zoo command's ``run(args)``, imported only when asked for
+            import importlib
 
-            return run(args)
-        if args.command in ("lstm", "gru"):
-            from torchlean.zoo.sequence import run as run_sequence
-
-            return run_sequence(args)
-        if args.command == "ppo":
-            from torchlean.zoo.ppo import run as run_ppo
-
-            return run_ppo(args)
-        if args.command == "pinn":
-            from torchlean.zoo.pinn import run as run_pinn
-
-            return run_pinn(args)
-        if args.command in ("autoencoder", "vae"):
-            from torchlean.zoo.generative import run as run_generative
-
-            return run_generative(args)
-        if args.command == "transformer":
-            from torchlean.zoo.transformer import run as run_transformer
-
-            return run_transformer(args)
-        if args.command == "fno":
-            from torchlean.zoo.fno import run as run_fno
-
-            return run_fno(args)
+            return importlib.import_module(f"torchlean.zoo.{ZOO[args.command]}").run(args)
         if args.command == "plot":
             from torchlean.plot import plot_logs
 

@@ -59,3 +59,12 @@ def predict(net: Any, x: Any, batch: int = 4096) -> np.ndarray:
     with no_grad():
         outs = [to_numpy(net(Tensor(xp.asarray(arr[i:i + batch]))).data) for i in range(0, len(arr), batch)]
     return np.concatenate(outs, axis=0).astype(np.float64)
+
+
+def report_log(args: Any, history: list[dict[str, Any]]) -> None:
+    """Write the training log where ``--log`` asks (``trainer.write_log``) and say where."""
+    if args.log:
+        from ..runtime.trainer import write_log
+
+        write_log(args.log, history)
+        print(f"training log: {args.log}")

@@ -151,11 +151,7 @@ def run(args: Any) -> int:
           f"{args.device}, {args.backend} backend) on viscous Burgers (nu {NU}, t = {T_END}): {args.steps} "
           f"steps in {seconds:.1f} s; relative L2 test error {err:.2%} (identity baseline u(t) = u0: "
           f"{relative_l2(x, y):.0%})")
-    if args.log:
-        from ..runtime.trainer import write_log
-
-        write_log(args.log, history)
-        print(f"training log: {args.log}")
+    _fit.report_log(args, history)
     if args.certify:
         from .claims import print_claims
 

@@ -151,11 +151,7 @@ def run(args: Any) -> int:
             from ..plot import plot_images
 
             print(f"wrote {plot_images(imgs, args.samples, title='VAE samples from the prior')}")
-    if args.log:
-        from ..runtime.trainer import write_log
-
-        write_log(args.log, history)
-        print(f"training log: {args.log}")
+    _fit.report_log(args, history)
     if args.certify:
         from .claims import print_claims
 

@@ -199,11 +199,7 @@ def run(args: Any) -> int:
           f"{args.backend} backend): {args.steps} Adam steps in {seconds:.1f} s; final loss "
           f"{history[-1]['loss']:.3g}; max |u - u*| on 1,001 points {err:.3g} "
           f"(u* = x(1-x)e^x, max 0.46); max |residual| there {float(np.abs(r).max()):.3g}")
-    if args.log:
-        from ..runtime.trainer import write_log
-
-        write_log(args.log, history)
-        print(f"training log: {args.log}")
+    _fit.report_log(args, history)
     if not args.certify:
         return 0
     rb = certify_residual(net, pieces=args.pieces, timeout=args.certify_timeout)

@@ -257,11 +257,7 @@ def run(args: Any) -> int:
           f"of 8 x 128 steps in {res.seconds:.1f} s; mean return of "
           f"the last 20 training episodes {res.mean_return:.0f}; greedy policy over 10 new episodes: "
           f"{greedy:.0f} (500 is the maximum)")
-    if args.log:
-        from ..runtime.trainer import write_log
-
-        write_log(args.log, res.history)
-        print(f"training log: {args.log}")
+    _fit.report_log(args, res.history)
     if not args.certify:
         return 0
     res.policy.eval()

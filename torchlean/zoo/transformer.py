@@ -247,11 +247,7 @@ def run(args: Any) -> int:
               f"{unigram_bits(train_ids, test_ids):.3f})")
         text = sample(net, PROMPT_TEXT, rng, args.temperature, chars, length=200, stop=None)
         print(f"  sample: {text!r}")
-    if args.log:
-        from ..runtime.trainer import write_log
-
-        write_log(args.log, history)
-        print(f"training log: {args.log}")
+    _fit.report_log(args, history)
     if args.certify:
         from .claims import print_claims
 
