@@ -9,6 +9,7 @@ the same algorithm on the same environments with the same sampling generator, bu
 once a rounding difference flips a sampled action: compare its returns, not its weights.
 
     OPENBLAS_NUM_THREADS=1 python bench/zoo_vs_torch.py [--only resnet,autoencoder,vae,fno,transformer,...]
+        [--seeds 0-9]    (ppo's seeds; each prints its returns, then mean, median and paired tests)
 
 (cnn: bench/cnn_vs_torch.py; lstm/gru: bench/seq_vs_torch.py; mlp: bench/mpg_vs_torch.py.)
 """
@@ -331,9 +332,43 @@ def ppo(torch, updates: int, seeds: tuple[int, ...] = (0, 1, 2)):
     seed's result is luck, so this compares quality over ``seeds`` (mean greedy return over 10 new
     episodes; each seed's training and greedy returns printed), not weights."""
     results = [_ppo_seed(torch, updates, s) for s in seeds]
+    ours, theirs = [r[0] for r in results], [r[1] for r in results]
+    print("  ppo greedy returns by seed " + ",".join(map(str, seeds)) + ": torchlean "
+          + " / ".join(f"{v:.0f}" for v in ours) + "; PyTorch " + " / ".join(f"{v:.0f}" for v in theirs))
+    print(f"  ppo mean {np.mean(ours):.1f} vs {np.mean(theirs):.1f}; median {np.median(ours):.1f} vs "
+          f"{np.median(theirs):.1f}; " + paired_tests(ours, theirs), flush=True)
     return ("greedy return (10 episodes, mean of seeds " + ",".join(map(str, seeds)) + ")",
             float(np.mean([r[0] for r in results])), float(np.mean([r[1] for r in results])),
             max(r[2] for r in results))
+
+
+def paired_tests(ours: list[float], theirs: list[float]) -> str:
+    """Two exact two-sided tests of "the per-seed differences ours - theirs are centred on 0" (the
+    seeds pair the runs: the same initial weights and environments): the sign test (ties dropped)
+    and the paired permutation test of the mean difference (all 2^n sign flips)."""
+    from itertools import product
+    from math import comb
+
+    d = np.asarray(ours, dtype=float) - np.asarray(theirs, dtype=float)
+    nz = d[d != 0]
+    n, k = len(nz), int((nz > 0).sum())
+    tail = min(k, n - k)
+    sign_p = min(1.0, 2 * sum(comb(n, i) for i in range(tail + 1)) / 2**n) if n else 1.0
+    obs = abs(d.sum())
+    flips = [abs(np.dot(f, d)) for f in product((1.0, -1.0), repeat=len(d))]
+    perm_p = sum(f >= obs - 1e-9 for f in flips) / len(flips)
+    return (f"torchlean higher on {k}, lower on {n - k}, equal on {len(d) - n} seeds: "
+            f"sign test p = {sign_p:.3g}; paired permutation test of the mean difference {d.mean():+.1f}: "
+            f"p = {perm_p:.3g}")
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """``"0-2,5"`` -> (0, 1, 2, 5)."""
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return tuple(out)
 
 
 def _ppo_seed(torch, updates: int, seed: int):
@@ -416,6 +451,8 @@ MODELS = {"resnet": (resnet, 400), "autoencoder": (autoencoder, 1500), "vae": (v
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS))
+    ap.add_argument("--seeds", type=seed_list, default=None,
+                    help="ppo's seeds, e.g. 0-9 or 0,3,5 (default 0-2)")
     args = ap.parse_args(argv)
     try:
         import torch
@@ -429,7 +466,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         fn, steps = MODELS[name]
         t0 = time.perf_counter()
-        what, ours, theirs, diff = fn(torch, steps)
+        kw = {"seeds": args.seeds} if name == "ppo" and args.seeds else {}
+        what, ours, theirs, diff = fn(torch, steps, **kw)
         print(f"{name:12s} {steps:5d} steps: {what} torchlean {ours:.4g}  PyTorch {theirs:.4g}; "
               f"max parameter difference {diff:.2g} ({time.perf_counter() - t0:.0f} s)", flush=True)
     return 0
