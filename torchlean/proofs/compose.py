@@ -119,13 +119,13 @@ def shapes_covered(ob: Obligation) -> tuple[bool, str]:
         conds = [decision_text(d) for d in ob.data["decisions"] if len(d) == 4 or d[0] != d[1]]
         return True, f"every size of the class {ob.data['class']}" + (
             f" with {', '.join(conds)}" if conds else "") + " (each symbol any integer >= 1)"
+    if ob.kind == "windows":
+        return False, f"every batch and channel count at {ob.data['plane']} planes, these attributes, " \
+            "from one window's claim"
     if not prim or shapes is None or ob.kind not in ("forward", "autograd"):
         return False, ""
     if prim in ELEMENTWISE and shapes == [[1]]:
         return True, "every shape (entrywise: one scalar identity)"
-    if ob.kind == "windows":
-        return False, f"every batch and channel count at {ob.data['plane']} planes, these attributes, " \
-            "from one window's claim"
     if prim in PER_CHANNEL:
         return False, f"every batch and channel count at {shapes[0][2:]} planes, these attributes"
     if ob.subject.startswith("node:") and _row_wise(prim, {}, shapes) and shapes[0][0] == 1:
