@@ -119,6 +119,8 @@ def check_one(directory: Path, ob: Obligation) -> Outcome:
         return Outcome(ob.name, "rejected", f"recorded result is {art.get('result')!r}, not unsat")
     if ob.kind == "composition":
         return check_composition(directory, ob)
+    if ob.kind == "windows":
+        return check_windows(directory, ob)
     if ob.kind == "adjoint":  # decided by the checker on the statement derived from the code now
         verdict = replay(ob.data["statement"])
         if not verdict.ok:
@@ -170,6 +172,33 @@ def check_composition(directory: Path, ob: Obligation) -> Outcome:
     return Outcome(ob.name, "checked", f"{what} checked")
 
 
+def check_windows(directory: Path, ob: Obligation) -> Outcome:
+    """A pooling plane's claim (``proofs/windows.py``): the window-by-window statement derived from
+    the code now, and the one window's obligations it names checked in ``directory`` (each at
+    input (1, 1, kh, kw) and the plane's attributes)."""
+    from .compose import NODES
+
+    st = ob.data["statement"]
+    verdict = replay(st)
+    if not verdict.ok:
+        return Outcome(ob.name, "rejected", f"window by window: {verdict.reason}")
+    trusted: dict[str, int] = {}
+    for name in ob.data["requires"]:
+        dep = NODES.get(name)
+        if dep is None or dep.data.get("shapes") != [[1, 1, *st["kernel"]]] \
+                or dep.data.get("attrs") != ob.data["attrs"]:
+            return Outcome(ob.name, "rejected", f"{name} is not this plane's one-window claim")
+        o = check_one(directory, dep)
+        if o.status not in ("checked", "trusted"):
+            return Outcome(ob.name, "rejected", f"one-window claim {name} is {o.status}: {o.detail}")
+        for k, v in (o.trusted or {}).items():
+            trusted[k] = trusted.get(k, 0) + v
+    what = f"window by window ({verdict.checked} positions) from {', '.join(ob.data['requires'])}"
+    if trusted:
+        return Outcome(ob.name, "trusted", f"{what}, solver-trusted: {', '.join(sorted(trusted))}", trusted)
+    return Outcome(ob.name, "checked", what)
+
+
 def up_to_date(directory: Path, ob: Obligation) -> bool:
     """Whether ``discharge`` may skip ``ob``: its artifact exists for the obligation as derived now
     (same hash), records unsat, and its certificate tree (if any) replays. A tree-less artifact
@@ -181,7 +210,7 @@ def up_to_date(directory: Path, ob: Obligation) -> bool:
         tree = art["certificate"].get("tree")
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
-    if ob.kind in ("composition", "adjoint"):
+    if ob.kind in ("composition", "adjoint", "windows"):
         return True  # decided at check time from the code; the hash is all the artifact holds
     return tree is None or replay({"kind": "refutation", "statement": ob.smtlib, "tree": tree}).ok
 

@@ -98,11 +98,17 @@ def _case_of(node: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
         k = int(node.attrs.get("normalized_ndim", 1))
         shapes = [[*([1] * (len(shapes[0]) - k)), *shapes[0][-k:]], *shapes[1:]]
     attrs = {k: node.attrs[k] for k in sorted(node.attrs)}
-    desc = {"prim": prim, "shapes": shapes, "attrs": {k: repr(v) for k, v in attrs.items()},
-            "ints": {str(k): v for k, v in ints.items()}, "column_major": column_major}
+    fields = {"shapes": shapes, "attrs": attrs, "ints": ints, "column_major": column_major}
+    return (*_key(prim, fields),)
+
+
+def _key(prim: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(key, fields, description) of a node case given by its fields."""
+    desc = {"prim": prim, "shapes": fields["shapes"],
+            "attrs": {k: repr(v) for k, v in sorted(fields["attrs"].items())},
+            "ints": {str(k): v for k, v in fields["ints"].items()}, "column_major": fields["column_major"]}
     key = hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()[:10]
-    return f"{prim}.n{key}", {"shapes": shapes, "attrs": attrs, "ints": ints,
-                              "column_major": column_major}, desc
+    return f"{prim}.n{key}", fields, desc
 
 
 def shapes_covered(ob: Obligation) -> tuple[bool, str]:
@@ -113,6 +119,9 @@ def shapes_covered(ob: Obligation) -> tuple[bool, str]:
         conds = [decision_text(d) for d in ob.data["decisions"] if len(d) == 4 or d[0] != d[1]]
         return True, f"every size of the class {ob.data['class']}" + (
             f" with {', '.join(conds)}" if conds else "") + " (each symbol any integer >= 1)"
+    if ob.kind == "windows":
+        return False, f"every batch and channel count at {ob.data['plane']} planes, these attributes, " \
+            "from one window's claim"
     if not prim or shapes is None or ob.kind not in ("forward", "autograd"):
         return False, ""
     if prim in ELEMENTWISE and shapes == [[1]]:
@@ -128,12 +137,20 @@ def node_obligations(prim: str, key: str, fields: dict[str, Any]) -> list[Obliga
     """The forward and autograd obligations of one node case (domain and hints as the library's)."""
     from ..runtime.rules import RULES
     from ..spec.primitives import PRIMITIVES
+    from . import windows
     from .autograd import CASES, Case, rule_obligations
 
+    if windows.applies(prim, fields["shapes"], fields["attrs"]):
+        # a pooling plane: one window's fixed-shape claims, and the checker's window-by-window
+        # statement that the plane is that window at every position (cost independent of H, W
+        # for the solver; linear for the checker)
+        wkey, wfields, _ = _key(prim, windows.window_fields(fields))
+        one = node_obligations(prim, wkey, wfields)
+        return one + windows.obligations(prim, fields, one)
     base = (CASES.get(prim) or [Case(())])[0]
     case = Case(tuple(tuple(s) if s is not None else None for s in fields["shapes"]), dict(fields["attrs"]),
                 {i: np.asarray(v) for i, v in fields["ints"].items()}, base.domain, base.words, base.hints,
-                tuple(fields["column_major"]))
+                tuple(fields["column_major"]), base.opaque_max)
     rule = RULES[prim]
     # the VJP proved at every size of the node's class, where the node's case is in one
     # (integer inputs by their shape: the class's claim holds for all their values)
@@ -233,8 +250,10 @@ def model_obligations(name: str, build: Callable[[], Any],
         # the node's two obligations, by name (the autograd one may be its class's generic one)
         obs = seen[node["key"]]
         grad_kind = "adjoint" if any(ob.kind == "adjoint" for ob in obs) else "autograd"
-        node["forward"], node["autograd"] = (next(ob.name for ob in obs if ob.kind == k)
-                                             for k in ("forward", grad_kind))
+        # a pooling plane's claims are its ``windows`` obligations (they name the one window's)
+        planes = {ob.data["part"]: ob.name for ob in obs if ob.kind == "windows"}
+        node["forward"], node["autograd"] = (planes.get(part) or next(ob.name for ob in obs if ob.kind == k)
+                                             for part, k in (("forward", "forward"), ("autograd", grad_kind)))
         args = ", ".join("const" if v is None else f"v{v}" for v in node["inputs"])
         lines.append(f"v{node['output']} = {node['prim']}({args})  by {node['forward']}, {node['autograd']}")
     unique = {ob.name: ob for obs in seen.values() for ob in obs}  # node cases of one class share one
