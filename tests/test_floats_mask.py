@@ -115,3 +115,59 @@ def test_mutations_are_rejected():
     bad["statement"]["epsilon"] = [str(Fraction(e) / 2) for e in bad["statement"]["epsilon"]]
     bad["digest"] = digest(bad["statement"])
     assert not check(bad).ok
+
+
+# -- the range rule of a saturating function (sigmoid, tanh, erf) ---------------------------------
+
+def _deep_tanh(layers=24, gain=3.0):
+    """x (1, 4) -> layers x tanh(h W_k) (each W_k ~ gain/2: the error bound grows ~gain x per
+    layer by the mean value theorem alone) -> matmul V (1, 2)."""
+    rng = np.random.default_rng(11)
+    c = {f"W{k}": rng.normal(0, gain / 2, (4, 4)) for k in range(layers)}
+    c["V"] = rng.normal(0, 1.0, (4, 2))
+    nodes, cur = [], "x"
+    for k in range(layers):
+        nodes += [("matmul", [cur, f"W{k}"], f"z{k}"), ("tanh", [f"z{k}"], f"h{k}")]
+        cur = f"h{k}"
+    nodes.append(("matmul", [cur, "V"], "y"))
+    return as32(nodes, c)
+
+
+def test_saturating_functions_cap_a_long_chain_of_errors():
+    """Through 24 expanding tanh layers the mean-value bound alone overflows binary32; the range
+    rule (|tanh~(x~) - tanh(x)| <= the width of the union of the float and real output ranges)
+    keeps every step finite, and the certified epsilon still covers the observed error."""
+    g = _deep_tanh()
+    box = box_of(np.random.default_rng(4), (1, 4), Fraction(1, 4))
+    cert = bound_certificate(g, box, "binary32", ranges="ibp")
+    v = check(cert)
+    assert v.ok, v.reason
+    eps = np.array([float(e) for e in epsilons(cert)])
+    assert np.all(observed(g, box, "binary32", n=100) <= eps)
+    V = np.abs(np.asarray(g.constants["V"], dtype=np.float64)).sum(0)
+    assert np.all(eps <= 2.01 * V + 1e-3)  # at most the tanh range's width (2) through the head
+    tanh_steps = [i for i, n in enumerate(cert["statement"]["graph"]["nodes"]) if n["op"] == "tanh"]
+    assert max(float(Fraction(e)) for e in cert["steps"][tanh_steps[-1]]) <= 2.01
+    bad = copy.deepcopy(cert)  # a capped step claimed below the rule's bound: rejected
+    bad["steps"][tanh_steps[-1]] = [str(Fraction(e) / 4) for e in bad["steps"][tanh_steps[-1]]]
+    assert not check(bad).ok
+
+
+def test_the_range_rule_is_what_bounds_the_chain(monkeypatch):
+    """On the chain above the rule is applied (a bare new source of about the range's width, far
+    above any rounding-sized bound), so the test before it exercises the rule, not the mean value
+    theorem alone."""
+    from torchlean.certificates import errorctx
+
+    real_make = errorctx.Ctx.make
+
+    def no_cap(self, lo, hi, terms, rem, local, g=None):
+        if not terms and local > 1e-3:  # (the range rule's make: a bare source of the cap's size)
+            raise OverflowError("capped")
+        return real_make(self, lo, hi, terms, rem, local, g)
+
+    monkeypatch.setattr(errorctx.Ctx, "make", no_cap)
+    g = _deep_tanh()
+    box = box_of(np.random.default_rng(4), (1, 4), Fraction(1, 4))
+    with pytest.raises(OverflowError):
+        bound_certificate(g, box, "binary32", ranges="ibp")

@@ -278,8 +278,12 @@ class Ctx:
             lo, hi = max(lo, rng[0]), min(hi, rng[1])
         fl, fh = row.interval(p, q, **attrs)
         self.rnd(max(abs(fl), abs(fh)) * (1 + 2 * self.k * self.un))  # (no overflow of the result)
-        return self.make(lo, hi, [_iv(*slope_range(row, p, q, attrs), a)], ZERO,
-                         Q(local(self, p, q, max(abs(fl), abs(fh)))), _g(rng))
+        loc = Q(local(self, p, q, max(abs(fl), abs(fh))))
+        v = self.make(lo, hi, [_iv(*slope_range(row, p, q, attrs), a)], ZERO, loc, _g(rng))
+        # the range rule: whatever the errors, f~(x~) lies in [fl - loc, fh + loc] (x~ in the hull)
+        # and f(x) in [lo, hi]; a saturating f (sigmoid, tanh, erf) caps a long chain's error here
+        cap = max(fh + loc - lo, hi - fl + loc)
+        return self.make(lo, hi, [], ZERO, cap, _g(rng)) if cap < v.E else v
 
     def maxlike(self, vs: list[V], rng: Any = None) -> V:
         """max is exact in floats and |max(x~) - max(x)| <= max |e_j|; the form is kept when one

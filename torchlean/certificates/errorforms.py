@@ -34,14 +34,28 @@ Q = Fraction
 ZERO = Q(0)
 MAX_FORM_IN = 64  # inputs: above, no forms (every source is a constant, as before)
 FORM_BUDGET = 2_000_000  # variables x (inputs + 1): above, no forms
+FORM_WORK = 4_000_000  # argument terms of every relaxed element x (inputs + 1): above, no forms
 
 Form = list[Fraction]
 
 
 def enabled(bg: BoundGraph) -> int:
-    """The number of form dimensions for this graph: its inputs, or 0 (forms off)."""
+    """The number of form dimensions for this graph: its inputs, or 0 (forms off: any source may
+    be a constant instead of a form, which is also sound). Off above ``FORM_BUDGET`` stored
+    coefficients or ``FORM_WORK`` coefficient operations of ``linear_bounds`` (each relaxed
+    element reads its arguments' forms: a spectral layer's elements read every grid point's)."""
     n = bg.n_in
-    return n if n <= MAX_FORM_IN and bg.n_vars * (n + 1) <= FORM_BUDGET else 0
+    if n > MAX_FORM_IN or bg.n_vars * (n + 1) > FORM_BUDGET:
+        return 0
+    work = 0
+    for node in bg.nodes:
+        if node.kind in ("fn", "mul", "max"):
+            for a in node.args:
+                for f in (a,) if node.kind == "fn" else a:
+                    work += len(f.t) if isinstance(f, Aff) else 0
+            if 4 * work * (n + 1) > FORM_WORK:  # (two lines, each reading lower and upper forms)
+                return 0
+    return n
 
 
 def fmax(f: Form) -> Fraction:
