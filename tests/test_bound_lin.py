@@ -51,3 +51,23 @@ def test_dyadic_fast_path_equals_exact_arithmetic():
         fast = B._dyadic_lin(terms)
         assert fast is None or _same(fast, _reference(terms))
     assert B._dyadic_lin([(Q(1, 3), B.Aff({0: Q(1)}))] * 5) is None  # not dyadic: the Fraction path
+
+
+def test_form_lincomb_fast_path_equals_exact_arithmetic():
+    """``errorforms.lincomb`` (integers at one scale for dyadic numbers) against Fraction sums."""
+    from torchlean.certificates.errorforms import ZERO, add_to, lincomb
+
+    rnd = random.Random(3)
+
+    def rq(dyadic=True):
+        return Q(rnd.randint(-999, 999), 2 ** rnd.randint(0, 70) if dyadic else rnd.randint(1, 50))
+
+    for t in range(500):
+        n, dyadic = rnd.randint(0, 6), t % 4 != 0
+        c = rq(dyadic or rnd.random() < 0.5)
+        pairs = [(rq(), [rq() if rnd.random() < 0.8 else Q(0) for _ in range(n + 1)])
+                 for _ in range(rnd.randint(0, 5))]
+        ref = [c] + [ZERO] * n
+        for q, f in pairs:
+            add_to(ref, f, q)
+        assert lincomb(c, pairs, n) == ref, t
