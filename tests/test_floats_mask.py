@@ -171,3 +171,13 @@ def test_the_range_rule_is_what_bounds_the_chain(monkeypatch):
     box = box_of(np.random.default_rng(4), (1, 4), Fraction(1, 4))
     with pytest.raises(OverflowError):
         bound_certificate(g, box, "binary32", ranges="ibp")
+
+
+def test_a_format_without_infinities_is_refused():
+    """-inf is no value of e4m3 (finite-only): the mask cannot be run there, so no epsilon."""
+    from torchlean.certificates.core import Rejected
+
+    g = _graph()
+    box = box_of(np.random.default_rng(2), (1, 4), Fraction(1, 2))
+    with pytest.raises(Rejected, match="-inf has no value"):
+        bound_certificate(g, box, "e4m3", ranges="ibp")
