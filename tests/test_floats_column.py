@@ -83,10 +83,13 @@ def test_every_entry_covers_the_observed_error(case, fmt):
 
 def _random_graph(rng):
     """A random DAG: a linear map, then ops drawn from the builders' primitives (each a (1, 4) ->
-    (1, 4) step), residual adds and products of two data values, then a linear map out."""
+    (1, 4) step), residual adds, products of two data values and softmax under a -inf mask, then a
+    linear map out."""
     steps = ["relu", "abs", "exp", "tanh", "erf", "sigmoid", "softplus", "gelu", "silu", "neg", "leaky_relu",
-             "softmax", "log_softmax", "square", "product", "residual", "max", "mean", "div", "sqrt", "log"]
-    c = {"W": rng.normal(0, 0.6, (4, 4)), "V": rng.normal(0, 0.6, (4, 2)), "two": np.array(2.0)}
+             "softmax", "log_softmax", "square", "product", "residual", "max", "mean", "div", "sqrt", "log",
+             "masked_softmax"]
+    c = {"W": rng.normal(0, 0.6, (4, 4)), "V": rng.normal(0, 0.6, (4, 2)), "two": np.array(2.0),
+         "M": np.array([[True, False, rng.random() < 0.5, False]]), "ninf": np.array(-np.inf)}
     nodes, cur, seen = [("matmul", ["x", "W"], "h0")], "h0", ["h0"]
     for i in range(4):
         op, out = steps[rng.integers(len(steps))], f"h{i + 1}"
@@ -97,6 +100,8 @@ def _random_graph(rng):
             nodes.append(("add", [cur, other], out))
         elif op in ("max", "mean"):
             nodes += [(op, [cur], f"r{i}", {"axes": (1,), "keepdims": True}), ("sub", [cur, f"r{i}"], out)]
+        elif op == "masked_softmax":  # an attention mask: where(mask, -inf, x), then softmax
+            nodes += [("where", ["M", "ninf", cur], f"w{i}"), ("softmax", [f"w{i}"], out, {"axis": -1})]
         elif op in ("div", "sqrt", "log"):  # keep the argument away from 0
             nodes += [("sigmoid", [other], f"s{i}"), ("add", [f"s{i}", "two"], f"p{i}")]
             nodes.append(("div", [cur, f"p{i}"], out) if op == "div" else (op, [f"p{i}"], out))
@@ -108,7 +113,7 @@ def _random_graph(rng):
     return nodes, c
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", range(12))
 def test_random_graphs_in_every_format(seed):
     rng = np.random.default_rng(100 + seed)
     g = as32(*_random_graph(rng))

@@ -1,7 +1,8 @@
 """``--certify`` on lstm, gru, transformer, autoencoder, vae and fno (issue 18): each prints its float32
 error bound on its data box and its ``@verified`` gradient proof at its shapes, with counts the
-checker agrees with; a claim that cannot be made (an error analysis that overflows, a non-finite
-constant, a budget exceeded) is printed as NOT certified / NOT checked, never as a number."""
+checker agrees with; a claim that cannot be made (an error analysis that overflows, a range
+outside a function's domain, a budget exceeded) is printed as NOT certified / NOT checked, never
+as a number."""
 
 from __future__ import annotations
 
@@ -118,11 +119,11 @@ def test_epsilon_line_covers_float32_runs_and_says_not() -> None:
     assert np.abs(net(tl.tensor(x)).numpy() - real).max() <= eps
     late = claims.epsilon_line(net, np.zeros((1, 64)), None, "ae", budget=0.01)
     assert "NOT certified, timed out" in late and "<=" not in late
-    gpt = transformer.CharGPT()  # the causal mask's -inf: a constant the error column does not take
-    body = transformer.AfterLookup(gpt)
-    x9 = gpt.tok(tl.tensor(np.arange(9)[None])).numpy()
-    bad = claims.epsilon_line(body, x9, transformer.lookup_box(gpt, 9), "gpt", samples=5)
-    assert "NOT certified (" in bad and "<=" not in bad
+    gpt = transformer.CharGPT()  # the causal mask's -inf is taken, but the layer norms' IBP ranges on
+    body = transformer.AfterLookup(gpt)  # the token box put exp's argument outside its domain: said
+    x4 = gpt.tok(tl.tensor(np.arange(4)[None])).numpy()
+    bad = claims.epsilon_line(body, x4, transformer.lookup_box(gpt, 4), "gpt", samples=5, budget=280)
+    assert "NOT certified (" in bad and "outside the domain" in bad and "<=" not in bad
 
 
 def test_after_lookup_is_the_model_and_the_box_holds_every_row() -> None:

@@ -207,10 +207,48 @@ def _sum(vals: list[Elem]) -> Elem:
     return Aff(t, c) if t else c
 
 
+def _dyadic_lin(terms: list[tuple[Fraction, Elem]]) -> Elem | None:
+    """``_lin`` when every coefficient is dyadic (float weights, float forms: the common case),
+    in integers at one scale 2^S (exact: each product n/2^k is (n << (S - k)) / 2^S), one
+    Fraction per distinct variable at the end; None when some denominator is not a power of 2."""
+    k = 0
+    for q, e in terms:
+        d = q.denominator
+        if d & (d - 1):
+            return None
+        for a in (*e.t.values(), e.c) if type(e) is Aff else (e,):
+            da = a.denominator
+            if da & (da - 1):
+                return None
+            k = max(k, da.bit_length())
+    S = k + max(q.denominator.bit_length() for q, _ in terms) if terms else 0
+    c, t = 0, {}
+    for q, e in terms:
+        qn = q.numerator
+        if not qn:
+            continue
+        qs = S - q.denominator.bit_length()  # q * a = qn * an / 2^(bits(dq) - 1 + bits(da) - 1)
+        if type(e) is not Aff:
+            c += (qn * e.numerator) << (qs - e.denominator.bit_length() + 2)
+            continue
+        if e.c:
+            c += (qn * e.c.numerator) << (qs - e.c.denominator.bit_length() + 2)
+        for v, a in e.t.items():
+            m = (qn * a.numerator) << (qs - a.denominator.bit_length() + 2)
+            t[v] = t[v] + m if v in t else m
+    den = 1 << S
+    t = {v: Fraction(x, den) for v, x in t.items() if x}
+    return Aff(t, Fraction(c, den)) if t else Fraction(c, den)
+
+
 def _lin(terms: list[tuple[Fraction, Elem]]) -> Elem:
     """sum q·e, merged once (the hot loop of conv2d and matmul lowering: a unit coefficient,
     the common case of a variable read directly, skips the multiplication, and zero terms are
     filtered only when a merge or a product could have made one)."""
+    if len(terms) > 4:
+        got = _dyadic_lin(terms)
+        if got is not None:
+            return got
     c, t, filt = Q(0), {}, False
     for q, e in terms:
         if not q:

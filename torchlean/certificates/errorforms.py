@@ -34,14 +34,28 @@ Q = Fraction
 ZERO = Q(0)
 MAX_FORM_IN = 64  # inputs: above, no forms (every source is a constant, as before)
 FORM_BUDGET = 2_000_000  # variables x (inputs + 1): above, no forms
+FORM_WORK = 4_000_000  # argument terms of every relaxed element x (inputs + 1): above, no forms
 
 Form = list[Fraction]
 
 
 def enabled(bg: BoundGraph) -> int:
-    """The number of form dimensions for this graph: its inputs, or 0 (forms off)."""
+    """The number of form dimensions for this graph: its inputs, or 0 (forms off: any source may
+    be a constant instead of a form, which is also sound). Off above ``FORM_BUDGET`` stored
+    coefficients or ``FORM_WORK`` coefficient operations of ``linear_bounds`` (each relaxed
+    element reads its arguments' forms: a spectral layer's elements read every grid point's)."""
     n = bg.n_in
-    return n if n <= MAX_FORM_IN and bg.n_vars * (n + 1) <= FORM_BUDGET else 0
+    if n > MAX_FORM_IN or bg.n_vars * (n + 1) > FORM_BUDGET:
+        return 0
+    work = 0
+    for node in bg.nodes:
+        if node.kind in ("fn", "mul", "max"):
+            for a in node.args:
+                for f in (a,) if node.kind == "fn" else a:
+                    work += len(f.t) if isinstance(f, Aff) else 0
+            if 4 * work * (n + 1) > FORM_WORK:  # (two lines, each reading lower and upper forms)
+                return 0
+    return n
 
 
 def fmax(f: Form) -> Fraction:
@@ -100,25 +114,58 @@ def linear_bounds(bg: BoundGraph, st: Any, box: list[tuple[Fraction, Fraction]],
 
 def _side(forms: list[Any], terms: list[tuple[Aff, Fraction]], c: Fraction, n: int, lower: bool) -> Form:
     """c + sum coef * arg over the line's terms, each argument by its lower or upper form."""
-    acc = [Q(c)] + [ZERO] * n
+    pairs = []
     for a, coef in terms:
-        if not coef:
-            continue
-        lo, hi = aff_forms(forms, a, n)
-        add_to(acc, lo if (coef > 0) == lower else hi, Q(coef))
-    return acc
+        if coef:
+            lo, hi = aff_forms(forms, a, n)
+            pairs.append((Q(coef), lo if (coef > 0) == lower else hi))
+    return lincomb(Q(c), pairs, n)
 
 
 def aff_forms(forms: list[Any], a: Aff, n: int) -> tuple[Form, Form]:
     """(lower, upper) form of an affine form over variables: each variable's lower or upper form
     by the sign of its coefficient."""
-    lo = [Q(a.c)] + [ZERO] * n
-    hi = list(lo)
-    for v, q in a.t.items():
-        vl, vh = forms[v]
-        add_to(lo, vl if q > 0 else vh, q)
-        add_to(hi, vh if q > 0 else vl, q)
-    return lo, hi
+    lo = [(q, forms[v][0 if q > 0 else 1]) for v, q in a.t.items()]
+    hi = [(q, forms[v][1 if q > 0 else 0]) for v, q in a.t.items()]
+    return lincomb(Q(a.c), lo, n), lincomb(Q(a.c), hi, n)
+
+
+def _bits(d: int) -> int:
+    """log2(d) + 1 for a power of two d, else -1 (not dyadic)."""
+    return d.bit_length() if not d & (d - 1) else -1
+
+
+def lincomb(c: Fraction, pairs: list[tuple[Fraction, Form]], n: int) -> Form:
+    """c + sum q * f over the (q, f) pairs, exact. When every number is dyadic (float weights,
+    float-rounded forms: the common case) the sum runs in integers at one scale 2^S (q * a =
+    qn * an / 2^(bits(dq) + bits(da) - 2), shifted up to 2^-S exactly), one Fraction per
+    coefficient at the end; else in Fractions."""
+    bc, bq, ba = _bits(c.denominator), 0, 0
+    dyadic = bc >= 0
+    for q, f in pairs:
+        b = _bits(q.denominator)
+        bq = max(bq, b)
+        dyadic = dyadic and b >= 0
+        for a in f:
+            if a:
+                b = _bits(a.denominator)
+                ba = max(ba, b)
+                dyadic = dyadic and b >= 0
+        if not dyadic:
+            break
+    if not dyadic:
+        acc = [c] + [ZERO] * n
+        for q, f in pairs:
+            add_to(acc, f, q)
+        return acc
+    S = bq + ba + bc
+    acc = [c.numerator << (S - bc + 1)] + [0] * n
+    for q, f in pairs:
+        qn, qs = q.numerator, S - _bits(q.denominator) + 2
+        for i, a in enumerate(f):
+            if a:
+                acc[i] += (qn * a.numerator) << (qs - a.denominator.bit_length())
+    return [Fraction(x, 1 << S) for x in acc]
 
 
 def magnitude(lo: Form, hi: Form, L: Fraction, U: Fraction) -> Form | None:

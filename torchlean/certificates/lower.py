@@ -25,7 +25,9 @@ raise ``Unsupported`` naming why (``NO_ROW`` for whole primitives).
 
 from __future__ import annotations
 
+import base64
 import itertools
+import struct
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
@@ -50,7 +52,24 @@ from .bound_graph import (
 from .network import Unsupported, _size, _strides
 
 Q = Fraction
-__all__ = ["NO_ROW", "ROWS", "Aff", "BoundGraph", "Node", "fingerprint", "lower"]
+__all__ = ["NEG_INF", "NO_ROW", "ROWS", "Aff", "BoundGraph", "Node", "fingerprint", "lower"]
+
+
+class _NegInf:
+    """The constant -inf, an attention mask's value (``where(mask, -inf, scores)``). ``where``
+    may select it and ``softmax`` read it: exp(-inf - m) = 0 exactly (reals extended as IEEE does,
+    and every IEEE kernel: -inf - finite = -inf, exp(-inf) = +0), so the entry drops out of its
+    group. Any other use is refused by ``lower`` (nothing else ever sees it)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEG_INF"
+
+
+NEG_INF = _NegInf()
+#: the primitives that may take -inf elements (``_NegInf``)
+TAKES_NEG_INF = frozenset({"where", "softmax"})
 
 # -- index helpers (row-major) ------------------------------------------------------------------
 
@@ -276,7 +295,7 @@ def _embedding(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
 
 def _where(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     c, a, b = ins
-    if not c.const():
+    if not c.const() or any(m is NEG_INF for m in c.v):
         raise Unsupported("where with a data-dependent condition (not continuous)")
     shape = bcast_shape(c.shape, a.shape, b.shape)
     trip = zip(broadcast(c, shape), broadcast(a, shape), broadcast(b, shape))
@@ -378,9 +397,12 @@ def _softmax(log: bool) -> Row:
         _, groups = reduce_groups(x.shape, int(at.get("axis", -1)), True)
         diffs, where = [], []
         for g in groups:
-            for i in g:
+            fin = [j for j in g if x.v[j] is not NEG_INF]  # a -inf entry: exp(-inf - x_i) = 0
+            if len(fin) < len(g) and (log or not fin):
+                raise Unsupported("-inf in a log_softmax, or a softmax group with every entry -inf")
+            for i in fin:  # (a -inf entry's own output is exactly 0: out's default)
                 where.append(i)
-                diffs.append([add(x.v[j], neg(x.v[i])) if j != i else Q(0) for j in g])
+                diffs.append([add(x.v[j], neg(x.v[i])) if j != i else Q(0) for j in fin])
         flat = L.fn("exp", [e for row_ in diffs for e in row_])
         sums, pos = [], 0
         for row_ in diffs:
@@ -499,6 +521,25 @@ ROWS: dict[str, Row] = {
 NO_ROW: dict[str, str] = {}
 
 
+def _decode_const(a: dict[str, Any]) -> tuple[tuple[int, ...], list[Any]]:
+    """An IR constant as (shape, exact values), its -inf entries as ``NEG_INF`` (a NaN or +inf
+    is refused)."""
+    try:
+        return _decode(a)
+    except Unsupported:
+        if a.get("dtype") not in ("float32", "float64"):
+            raise
+    code, width = {"float32": ("f", 4), "float64": ("d", 8)}[a["dtype"]]
+    raw = base64.b64decode(a["data"])
+    shape = tuple(int(d) for d in a["shape"])
+    if len(raw) != _size(shape) * width:
+        raise ValueError("constant byte length does not match its shape")
+    vals = struct.unpack(f"<{_size(shape)}{code}", raw)
+    if any(v != v or v == float("inf") for v in vals):
+        raise Unsupported("non-finite weight (NaN or +inf; only -inf, a mask value, is taken)")
+    return shape, [NEG_INF if v == float("-inf") else Q(v) for v in vals]
+
+
 def lower(ir: dict[str, Any], values: dict[str, Tensor] | None = None) -> BoundGraph:
     """The bound graph of an IR document (``Graph.to_dict()``); weights decoded exactly.
     ``values``, when given, receives every IR value's elements (the error column reads them)."""
@@ -516,15 +557,19 @@ def lower(ir: dict[str, Any], values: dict[str, Tensor] | None = None) -> BoundG
         env[i["name"]] = Tensor(s, [Aff({off + j: ONE}) for j in range(_size(s))])
         off += _size(s)
     for k, a in ir["constants"].items():
-        env[k] = Tensor(*_decode(a))
+        env[k] = Tensor(*_decode_const(a))
     for node in ir["nodes"]:
         op = node["op"]
         if op not in ROWS:
             raise Unsupported(f"primitive {op!r} has no bound row: {NO_ROW.get(op, 'unknown primitive')}")
         args = [env[n] for n in node["inputs"]]
+        if op not in TAKES_NEG_INF and any(e is NEG_INF for t in args for e in t.v):
+            raise Unsupported(f"-inf reaches {op!r} (only where may select it and softmax read it)")
         # the same IR value used twice must stay the same object (mul(x, x) is a square)
         env[node["output"]] = ROWS[op](L, args, dict(node.get("attrs") or {}))
     outs = [env[o] for o in ir["outputs"]]
+    if any(e is NEG_INF for t in outs for e in t.v):
+        raise Unsupported("-inf in a graph output")
     out_shape = outs[0].shape if len(outs) == 1 else (sum(len(t.v) for t in outs),)
     in_shape = shapes[0] if len(shapes) == 1 else (n_in,)
     return BoundGraph(L.nodes, [as_aff(e) for t in outs for e in t.v], in_shape, out_shape)

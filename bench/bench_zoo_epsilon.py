@@ -1,0 +1,87 @@
+"""The zoo's float32 epsilons on their data boxes, without training or the gradient proof: the
+``errorbound`` certificate of ``zoo.claims.float32_epsilon``'s box for one model at its
+initialisation (seed 0) or after a short training, with generate / replay / observe seconds.
+
+    python bench/bench_zoo_epsilon.py lstm [STEPS]       # lstm / gru: trained STEPS (default 300)
+    python bench/bench_zoo_epsilon.py autoencoder        # untrained, the box [0, 1]^64
+    python bench/bench_zoo_epsilon.py fno                # untrained, the training inputs' range
+    python bench/bench_zoo_epsilon.py transformer [L]    # 'sums' model after its lookup, context L
+
+Prints one line: epsilon, observed (500 samples), the seconds of each part, or the one-line reason
+no certificate was made (bench/README.md, "The zoo's epsilons").
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from fractions import Fraction
+
+import numpy as np
+
+import torchlean as tl
+from torchlean.certificates import check
+from torchlean.floats import bound_certificate, epsilons, observed_error
+from torchlean.runtime.tensor import tensor
+from torchlean.runtime.trace import trace
+
+
+def build(kind: str, arg: int | None) -> tuple[object, np.ndarray, list[tuple[Fraction, Fraction]]]:
+    """(model, one input, box) as the command's ``--certify`` uses them."""
+    tl.manual_seed(0)
+    if kind in ("lstm", "gru"):
+        from torchlean.zoo.sequence import WINDOW, Forecaster, load
+
+        data = load(0)
+        net = Forecaster(kind, 32)
+        tr = tl.Trainer(net, task="regression", optimizer="adam", lr=1e-2, seed=0)
+        net = tr.train(data.train(), steps=arg or 300, batch_size=32).model
+        series = np.concatenate([data.x_train.reshape(-1, 2), data.y_train, data.x_test.reshape(-1, 2),
+                                 data.y_test])
+        lo, hi = series.min(0), series.max(0)
+        return net, data.x_test[:1], [(Fraction(float(lo[j])), Fraction(float(hi[j])))
+                                      for _ in range(WINDOW) for j in range(2)]
+    if kind == "autoencoder":
+        from torchlean.zoo.generative import autoencoder
+
+        return autoencoder(), np.zeros((1, 64), np.float32), [(Fraction(0), Fraction(1))] * 64
+    if kind == "fno":
+        from torchlean.zoo.fno import GRID, FNO1d, burgers
+
+        u0, _ = burgers(512, 0)
+        return FNO1d(), u0[:1], [(Fraction(float(u0.min())), Fraction(float(u0.max())))] * GRID
+    if kind == "transformer":
+        from torchlean.zoo.transformer import AfterLookup, lookup_box, model
+
+        gpt = model("sums")
+        n = arg or gpt.block
+        x = gpt.tok(tl.tensor(np.arange(n)[None] % gpt.head.out_features)).numpy()
+        return AfterLookup(gpt), x, [(Fraction(a), Fraction(b)) for a, b in lookup_box(gpt, n)]
+    raise SystemExit(f"unknown model {kind!r}")
+
+
+def main() -> None:
+    kind = sys.argv[1] if len(sys.argv) > 1 else "autoencoder"
+    arg = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    net, x, box = build(kind, arg)
+    net.eval()
+    g = trace(net, tensor(np.asarray(x, dtype=np.float32)))
+    t0 = time.perf_counter()
+    try:
+        cert = bound_certificate(g, box, "binary32", ranges="ibp")
+    except Exception as e:  # noqa: BLE001 - the reason is the result
+        print(f"{kind}: NOT certified ({type(e).__name__}: {e}) after {time.perf_counter() - t0:.1f} s")
+        return
+    t1 = time.perf_counter()
+    v = check(cert)
+    t2 = time.perf_counter()
+    obs = float(observed_error(g, box, n=500).max_error.max())
+    t3 = time.perf_counter()
+    eps = float(max(epsilons(cert)))
+    ratio = eps / obs if obs else float("inf")
+    print(f"{kind}: eps {eps:.3g} ({'replayed' if v.ok else 'REJECTED ' + v.reason}), observed {obs:.3g}, "
+          f"ratio {ratio:.3g}; generate {t1 - t0:.1f} s, replay {t2 - t1:.1f} s, observe {t3 - t2:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
