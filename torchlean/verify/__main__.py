@@ -42,7 +42,7 @@ def vnncomp_text(result) -> str:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from .bab import checked_model, verify
-    from .table import chain_graph
+    from .table import chain_graph, chain_target
 
     _cli.check_writable(args.cert, "--cert")
     _cli.check_writable(args.result, "--result")
@@ -59,6 +59,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.float32:
         return _verify_float32(args, net, target, spec, left)
     bg = None
+    if net is not None:  # a ReLU chain too wide to split its inputs: ReLU splits on the table
+        target = chain_target(net, args.net, args.engine, args.method)
+        net = None if target is not None else net
     if net is not None:
         bg = chain_graph(args.net) if args.engine == "table" else None
         res = verify(net, spec, timeout=left, progress=_cli.progress_of(args), method=args.method, bg=bg)
@@ -249,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--cert", help="write the certificate (JSON) here")
         p.add_argument("--result", help="also write the VNN-COMP result text here")
         p.add_argument("--method", choices=("crown", "forward"), default="crown")
-        p.add_argument("--engine", choices=("chain", "table"), default="chain",
-                       help="bound engine of the input-split search on ReLU chains")
+        p.add_argument("--engine", choices=("chain", "table"), default="table",
+                       help="bound engine of the search on ReLU chains (default table: the bound table)")
         p.add_argument("--float32", action="store_true",
                        help="verify the network as run in binary32 (float-sound verdict)")
         p.add_argument("--float32-splits", type=int, default=16, metavar="N",
@@ -289,8 +292,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="rerun the instances already in --out")
         p.add_argument("--timeout", type=_cli.timeout_s, default=None)
         p.add_argument("--method", choices=("crown", "forward"), default="crown")
-        p.add_argument("--engine", choices=("chain", "table"), default="chain",
-                       help="bound engine of the input-split search on ReLU chains")
+        p.add_argument("--engine", choices=("chain", "table"), default="table",
+                       help="bound engine of the search on ReLU chains (default table: the bound table)")
         p.add_argument("-q", "--quiet", action="store_true", help="no line per instance")
         _cli.add_progress(p)
         fn = cmd_run

@@ -29,7 +29,7 @@ from ..certificates.network import Net, Unsupported, fingerprint, network_from_i
 from ..certificates.property import Region, Spec
 from ..spec.graph import Graph
 from . import attack
-from .bab import _combos
+from .bab import _combos, graph_fingerprint
 from .executor import GraphExec
 
 
@@ -86,6 +86,20 @@ def chain_graph(net_path: Any) -> Any:
     except OSError:  # (the reader's one-line error)
         return _chain_graph.__wrapped__(str(net_path), 0, 0)
     return _chain_graph(path, st.st_size, st.st_mtime_ns)
+
+
+def chain_target(net: Net, net_path: Any, engine: str = "table", method: str = "crown") -> Target | None:
+    """The bound-table target a ReLU chain is searched on by the general search (``general``:
+    ReLU splits with β multipliers, ``graph_relu``), or None when the chain's own input-split
+    search (``bab.verify``) takes it: the chain engine was asked for, the "forward" method, or few
+    enough inputs to split (``bab.INPUT_SPLIT_MAX``; those split on the table through ``bg``)."""
+    from .bab import INPUT_SPLIT_MAX
+    from .network import load_graph
+
+    if engine != "table" or method != "crown" or net.n_in <= INPUT_SPLIT_MAX:
+        return None
+    graph = load_graph(str(net_path))
+    return Target(graph, GraphExec(graph), bg=chain_graph(net_path))
 
 
 @functools.lru_cache(maxsize=8)
@@ -253,7 +267,7 @@ def engine_name(t: Target, exact: bool = False) -> str:
 
 
 def network_id(t: Target) -> str:
-    return fingerprint(t.net) if t.net is not None else lower.fingerprint(t.bg)
+    return fingerprint(t.net) if t.net is not None else graph_fingerprint(t.bg)
 
 
 def check(cert: dict[str, Any], t: Target, spec: Spec) -> Verdict:
