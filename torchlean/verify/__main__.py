@@ -56,12 +56,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 0
     if args.float32_splits < 0:
         raise InputError("--float32-splits must be >= 0")
-    if args.float32:
-        return _verify_float32(args, net, target, spec, left)
     bg = None
     if net is not None:  # a ReLU chain too wide to split its inputs: ReLU splits on the table
         target = chain_target(net, args.net, args.engine, args.method)
         net = None if target is not None else net
+    if args.float32:
+        return _verify_float32(args, net, target, spec, left)
     if net is not None:
         bg = chain_graph(args.net) if args.engine == "table" else None
         res = verify(net, spec, timeout=left, progress=_cli.progress_of(args), method=args.method, bg=bg)
@@ -109,9 +109,11 @@ def _verify_float32(args: argparse.Namespace, net, target, spec, left: float) ->
 
     graph = target.graph if target is not None else load_graph(args.net)
     try:
+        from .table import chain_graph
+
+        bg = chain_graph(args.net) if net is not None and args.engine == "table" else None
         res = verify_float32(graph, net, target, spec, left, progress=_cli.progress_of(args),
-                             method=args.method,
-                             splits=args.float32_splits)
+                             method=args.method, splits=args.float32_splits, bg=bg)
     except (ArithmeticError, ValueError, Rejected) as e:  # e.g. a value that may overflow binary32
         raise InputError(f"no float32 error bound for this network on this box: {e}") from None
     text = vnncomp_text(res)
@@ -139,7 +141,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     net, target, spec = load_instance(args.net, args.prop)
     if net is None:  # not a ReLU chain: the checker reads the bound table's graph
         net = target.bg
-    elif isinstance(cert, dict) and cert.get("kind") != KIND and cert.get("network") != fingerprint(net):
+    elif isinstance(cert, dict) and _network_of(cert) != fingerprint(net):
         # not a chain certificate: one for the chain's bound graph (``--engine table``) or for
         # another network, which the graph checker's own fingerprint test rejects
         from .table import chain_graph
@@ -168,6 +170,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 0
     print(f"rejected: {v.reason}")
     return 1
+
+
+def _network_of(cert: dict[str, Any]) -> Any:
+    """The network fingerprint a certificate names: its own, or for a float-sound one that of its
+    (first) real part, whose network the float part must match too (``float_vnn``)."""
+    if cert.get("kind") != KIND:
+        return cert.get("network")
+    part = cert.get("parts", cert)
+    while isinstance(part, dict) and "real" not in part and isinstance(part.get("lo"), dict):
+        part = part["lo"]
+    real = part.get("real") if isinstance(part, dict) else None
+    return real.get("network") if isinstance(real, dict) else None
 
 
 def cmd_bounds(args: argparse.Namespace) -> int:

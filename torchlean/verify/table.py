@@ -48,9 +48,10 @@ class Target:
         return "chain" if self.net is not None else "table"
 
 
-def target(graph: Graph, prefer_chain: bool = True) -> Target:
-    """Lower ``graph`` for the checker: a ReLU chain when it is one (and ``prefer_chain``), else the
-    bound table's DAG. Raises Unsupported (one line) when neither accepts it."""
+def target(graph: Graph, prefer_chain: bool = False) -> Target:
+    """Lower ``graph`` for the checker: the bound table's DAG (with ``prefer_chain``, the older
+    ReLU-chain engine's network when it is one). Raises Unsupported (one line) when neither
+    accepts it."""
     ir = graph.to_dict()
     ex = GraphExec(graph)
     if prefer_chain:
