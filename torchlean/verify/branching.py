@@ -64,6 +64,18 @@ def smart_dims(
     return dims[worst.argmax(0)]
 
 
+def _per_box(rows: np.ndarray, box: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """out[p] = M[box[p]] @ rows[p]: one product per box over its rows, instead of gathering a
+    (P, d, C) copy of M (the scores' largest cost on ACAS batches of 64 boxes)."""
+    out = np.empty((len(box), M.shape[1]), dtype=rows.dtype)
+    order = np.argsort(box, kind="stable")
+    sb = box[order]
+    cut = np.flatnonzero(sb[1:] != sb[:-1]) + 1
+    for idx in np.split(order, cut):
+        out[idx] = rows[idx] @ M[box[idx[0]]].T
+    return out
+
+
 def table_relaxation_scores(
     weights: list[np.ndarray], pre: list[tuple[np.ndarray, np.ndarray]], rows: np.ndarray, width: np.ndarray,
     signed: bool = False, back: int | None = 2, prune: float = 0.01,
@@ -138,7 +150,7 @@ def table_relaxation_scores(
                     if j not in fwd:
                         fwd[j] = np.concatenate([low[j][:, :, cols[j]], upp[j][:, :, cols[j]]], 2)
                     both = np.concatenate([np.where(pos, lam, 0.0), np.where(pos, 0.0, lam)], 1)
-                    lam = np.einsum("pc,pdc->pd", both, fwd[j][box])
+                    lam = _per_box(both, box, fwd[j])
                     break
                 lam = (lam * np.where(pos, a_c[j][box], s_c[j][box])) @ w_c[j]
             lam = np.abs(lam)
