@@ -91,14 +91,22 @@ def chain_graph(net_path: Any) -> Any:
 
 def chain_target(net: Net, net_path: Any, engine: str = "table", method: str = "crown") -> Target | None:
     """The bound-table target a ReLU chain is searched on by the general search (``general``:
-    ReLU splits with β multipliers, ``graph_relu``), or None when the chain's own input-split
-    search (``bab.verify``) takes it: the chain engine was asked for, the "forward" method, or few
-    enough inputs to split (``bab.INPUT_SPLIT_MAX``; those split on the table through ``bg``)."""
-    from .bab import INPUT_SPLIT_MAX
-    from .network import load_graph
+    ReLU splits with β multipliers, ``graph_relu``), or None when ``bab.verify`` takes it: the
+    chain engine was asked for, the "forward" method, few enough inputs to split
+    (``bab.INPUT_SPLIT_MAX``; those split on the table through ``bg``), or 17-64 inputs, where the
+    general search splits inputs, not ReLUs (``general.INPUT_SPLIT_MAX``), and timed out on a
+    20-input instance the chain's ``relu_bab`` with LP leaves proves (``tests/test_lp_leaves.py``)."""
+    from .general import INPUT_SPLIT_MAX
 
     if engine != "table" or method != "crown" or net.n_in <= INPUT_SPLIT_MAX:
         return None
+    return graph_target(net_path)
+
+
+def graph_target(net_path: Any) -> Target:
+    """A ReLU chain's file as a bound-table target (its ``chain_graph`` and the runtime executor)."""
+    from .network import load_graph
+
     graph = load_graph(str(net_path))
     return Target(graph, GraphExec(graph), bg=chain_graph(net_path))
 
