@@ -9,6 +9,7 @@ in ``verify.branching`` see the dimension the gradient misses.
 """
 
 import copy
+import json
 from fractions import Fraction
 from pathlib import Path
 
@@ -222,3 +223,65 @@ def test_runner_engine_table_checks_graph_certificates():
     rows = run_csv(DATA / "test" / "expected.csv", progress=False, engine="table", timeout=60)
     assert [r["result"] for r in rows] == [r["expected"] for r in rows]
     assert all(r["check"] == "accepted" for r in rows)
+
+
+def test_cli_default_engine_is_the_table(tmp_path, capsys):
+    """Without --engine, a chain's certificate is a graph certificate for the file's bound graph
+    (the chain checker refuses it); --engine chain still writes the chain's own."""
+    from torchlean.certificates.network import fingerprint
+    from torchlean.verify.__main__ import main
+
+    net, prop = DATA / "acasxu" / "ACASXU_run2a_1_1_batch_2000.onnx", DATA / "acasxu" / "prop_3.vnnlib"
+    for engine, want in ((None, lower.fingerprint(chain_graph(net))), ("chain", fingerprint(load_net(net)))):
+        cert = tmp_path / f"{engine}.json"
+        args = [str(net), str(prop), "--cert", str(cert), "-q"] + (["--engine", engine] if engine else [])
+        assert main(args) == 0 and capsys.readouterr().out.strip() == "unsat"
+        c = json.loads(cert.read_text())
+        assert c["network"] == want
+        assert main(["check", str(cert), str(net), str(prop)]) == 0
+        capsys.readouterr()
+        c["regions"][0] = c["regions"][0][:-1]  # a truncated tree: some box left uncovered
+        cert.write_text(json.dumps(c))
+        assert main(["check", str(cert), str(net), str(prop)]) == 1
+        assert capsys.readouterr().out.startswith("rejected:")
+
+
+def test_wide_chain_splits_relus_on_the_table():
+    """mnistfc 256x2 (784 inputs, published unsat): the default search splits ReLUs on the table
+    (``graph_relu``, β multipliers) and the graph checker accepts its certificate; the same
+    certificate with an inflated leaf claim or for another property is rejected."""
+    from torchlean.verify.runner import run_instance
+    from torchlean.verify.table import chain_target
+
+    folder = DATA / "mnistfc"
+    net_path, prop = folder / "mnist-net_256x2.onnx", folder / "prop_2_0.03.vnnlib"
+    net, spec = load_net(net_path), load_spec(prop)
+    t = chain_target(net, net_path)
+    assert t is not None and t.bg is chain_graph(net_path)
+    assert chain_target(net, net_path, engine="chain") is None
+    assert chain_target(net, net_path, method="forward") is None
+    r = run_instance(net_path, prop, 120)
+    assert r["result"] == "unsat" and r["check"] == "accepted", r
+    from torchlean.verify.general import verify_target
+
+    res = verify_target(t, spec, timeout=120)
+    assert res.verdict == "unsat" and check_vnn(res.cert, t.bg, spec).ok
+    assert not check_vnn(res.cert, net, spec).ok  # a graph certificate
+    bad = copy.deepcopy(res.cert)  # one leaf claiming far more than its bound
+    leaf = next(e for e in _leaf_proofs(bad["regions"]) if isinstance(e, list) and e and e[0] == "leaf")
+    leaf[1][0][1] = "1000000"
+    assert not check_vnn(bad, t.bg, spec).ok
+    bad = copy.deepcopy(res.cert)
+    bad["property"] = "0" * 64
+    assert not check_vnn(bad, t.bg, spec).ok
+
+
+def _leaf_proofs(obj):
+    """Every list and dict nested in a certificate's regions (tree entries among them)."""
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _leaf_proofs(v)
+    elif isinstance(obj, list):
+        yield obj
+        for v in obj:
+            yield from _leaf_proofs(v)

@@ -11,7 +11,7 @@ import pytest
 import torchlean as tl
 from torchlean import bridge, nn
 from torchlean.certificates.bounds import check_vnn
-from torchlean.certificates.network import network_from_ir
+from torchlean.certificates.lower import lower
 
 HAS_TABLE = importlib.util.find_spec("torchlean.certificates.lower") is not None
 table_only = pytest.mark.skipif(not HAS_TABLE, reason="needs the bound table (certificates.lower)")
@@ -118,7 +118,7 @@ def test_robustness_verified_has_a_certificate_the_checker_accepts():
     label = int(model(tl.tensor(x)).numpy().argmax())
     r = tl.verify.robustness(model, x, 1e-3, label)
     assert r.verdict == "verified" and r
-    net = network_from_ir(tl.trace(model, tl.tensor(x)).to_dict())
+    net = lower(tl.trace(model, tl.tensor(x)).to_dict())  # the checker's own lowering of the IR
     assert check_vnn(r.certificate, net, r.spec).ok  # an independent replay
     wrong = dict(r.certificate, property=check_vnn.__name__)
     assert not check_vnn(wrong, net, r.spec).ok

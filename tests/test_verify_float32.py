@@ -127,7 +127,14 @@ def test_cli_float32_verify_and_check(tmp_path, capsys):
     out = tmp_path / "c.json"
     assert main([str(net), str(prop), "--float32", "-q", "--cert", str(out)]) == 0
     assert capsys.readouterr().out.strip() == "unsat (float32-sound, checked)"
-    assert json.loads(out.read_text())["kind"] == "vnn-unsat-float"
+    cert = json.loads(out.read_text())
+    assert cert["kind"] == "vnn-unsat-float"
+    # a ReLU chain's real part is searched and certified on its bound graph (the default engine)
+    from torchlean.certificates.lower import fingerprint
+    from torchlean.verify.__main__ import _network_of
+    from torchlean.verify.table import chain_graph
+
+    assert _network_of(cert) == fingerprint(chain_graph(net))
     assert main(["check", str(out), str(net), str(prop)]) == 0
     assert "binary32-sound" in capsys.readouterr().out
     # the same certificate against another network file: rejected, one line, exit 1

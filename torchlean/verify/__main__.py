@@ -42,7 +42,7 @@ def vnncomp_text(result) -> str:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from .bab import checked_model, verify
-    from .table import chain_graph
+    from .table import chain_graph, chain_target
 
     _cli.check_writable(args.cert, "--cert")
     _cli.check_writable(args.result, "--result")
@@ -56,9 +56,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 0
     if args.float32_splits < 0:
         raise InputError("--float32-splits must be >= 0")
+    bg = None
+    if net is not None:  # a ReLU chain too wide to split its inputs: ReLU splits on the table
+        target = chain_target(net, args.net, args.engine, args.method)
+        net = None if target is not None else net
     if args.float32:
         return _verify_float32(args, net, target, spec, left)
-    bg = None
     if net is not None:
         bg = chain_graph(args.net) if args.engine == "table" else None
         res = verify(net, spec, timeout=left, progress=_cli.progress_of(args), method=args.method, bg=bg)
@@ -106,9 +109,11 @@ def _verify_float32(args: argparse.Namespace, net, target, spec, left: float) ->
 
     graph = target.graph if target is not None else load_graph(args.net)
     try:
+        from .table import chain_graph
+
+        bg = chain_graph(args.net) if net is not None and args.engine == "table" else None
         res = verify_float32(graph, net, target, spec, left, progress=_cli.progress_of(args),
-                             method=args.method,
-                             splits=args.float32_splits)
+                             method=args.method, splits=args.float32_splits, bg=bg)
     except (ArithmeticError, ValueError, Rejected) as e:  # e.g. a value that may overflow binary32
         raise InputError(f"no float32 error bound for this network on this box: {e}") from None
     text = vnncomp_text(res)
@@ -136,7 +141,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     net, target, spec = load_instance(args.net, args.prop)
     if net is None:  # not a ReLU chain: the checker reads the bound table's graph
         net = target.bg
-    elif isinstance(cert, dict) and cert.get("kind") != KIND and cert.get("network") != fingerprint(net):
+    elif isinstance(cert, dict) and _network_of(cert) != fingerprint(net):
         # not a chain certificate: one for the chain's bound graph (``--engine table``) or for
         # another network, which the graph checker's own fingerprint test rejects
         from .table import chain_graph
@@ -167,37 +172,45 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1
 
 
-def cmd_bounds(args: argparse.Namespace) -> int:
-    import numpy as np
+def _network_of(cert: dict[str, Any]) -> Any:
+    """The network fingerprint a certificate names: its own, or for a float-sound one that of its
+    (first) real part, whose network the float part must match too (``float_vnn``)."""
+    if cert.get("kind") != KIND:
+        return cert.get("network")
+    part = cert.get("parts", cert)
+    while isinstance(part, dict) and "real" not in part and isinstance(part.get("lo"), dict):
+        part = part["lo"]
+    real = part.get("real") if isinstance(part, dict) else None
+    return real.get("network") if isinstance(real, dict) else None
 
+
+def cmd_bounds(args: argparse.Namespace) -> int:
+    from ..certificates.core import time_limit
     from . import table
-    from .bounds import bounds
 
     _cli.check_writable(args.plot, "--plot")
     net, target, spec = load_instance(args.net, args.prop)
+    if target is None:  # a ReLU chain: bounded on its bound graph too
+        target = table.graph_target(args.net)
     for r, region in enumerate(spec.regions):
-        if target is not None:
-            if args.method == "alpha-crown":
-                low, up = table.alpha_bounds_box(target, region.lo, region.hi)
-            else:
-                low, up = table.output_bounds_box(target, region.lo, region.hi, args.method)
-        else:
-            lo = np.array([float(v) for v in region.lo])
-            hi = np.array([float(v) for v in region.hi])
-            try:
-                low, up = bounds(net, (lo, hi), method=args.method, deadline=time.monotonic() + args.timeout)
-            except OutOfTime:
-                print(f"error: bounds not computed within --timeout {args.timeout:g} s", file=sys.stderr)
-                return 1
+        try:
+            with time_limit(time.monotonic() + args.timeout):
+                if args.method == "alpha-crown":
+                    low, up = table.alpha_bounds_box(target, region.lo, region.hi)
+                else:
+                    low, up = table.output_bounds_box(target, region.lo, region.hi, args.method)
+        except OutOfTime:
+            print(f"error: bounds not computed within --timeout {args.timeout:g} s", file=sys.stderr)
+            return 1
         print(f"region {r} ({args.method}):")
         for j, (a, b) in enumerate(zip(low, up)):
             print(f"  Y_{j} in [{a:.9g}, {b:.9g}]")
         if args.plot and r == 0:
-            _plot_bounds(args, net, target, region, (low, up))
+            _plot_bounds(args, target, region, (low, up))
     return 0
 
 
-def _plot_bounds(args: argparse.Namespace, net: Any, target: Any, region: Any, main: tuple) -> None:
+def _plot_bounds(args: argparse.Namespace, target: Any, region: Any, main: tuple) -> None:
     """``--plot``: region 0's bounds by IBP and by the asked method next to the outputs of 500 points
     sampled in the box (the runtime's float64 run of the network file)."""
     import numpy as np
@@ -205,15 +218,11 @@ def _plot_bounds(args: argparse.Namespace, net: Any, target: Any, region: Any, m
     from ..floats.network import run_float
     from ..plot import plot_bounds
     from . import table
-    from .bounds import bounds
     from .network import load_graph
 
     lo = np.array([float(v) for v in region.lo])
     hi = np.array([float(v) for v in region.hi])
-    if target is not None:
-        ibp = table.output_bounds_box(target, region.lo, region.hi, "ibp")
-    else:
-        ibp = bounds(net, (lo, hi), method="ibp", deadline=time.monotonic() + args.timeout)
+    ibp = table.output_bounds_box(target, region.lo, region.hi, "ibp")
     pts = lo + (hi - lo) * np.random.default_rng(0).uniform(size=(500, len(lo)))
     ys = run_float(load_graph(args.net), pts, np.float64)
     shown = {"ibp": ibp} if args.method == "ibp" else {"ibp": ibp, args.method: main}
@@ -249,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--cert", help="write the certificate (JSON) here")
         p.add_argument("--result", help="also write the VNN-COMP result text here")
         p.add_argument("--method", choices=("crown", "forward"), default="crown")
-        p.add_argument("--engine", choices=("chain", "table"), default="chain",
-                       help="bound engine of the input-split search on ReLU chains")
+        p.add_argument("--engine", choices=("chain", "table"), default="table",
+                       help="bound engine of the search on ReLU chains (default table: the bound table)")
         p.add_argument("--float32", action="store_true",
                        help="verify the network as run in binary32 (float-sound verdict)")
         p.add_argument("--float32-splits", type=int, default=16, metavar="N",
@@ -289,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="rerun the instances already in --out")
         p.add_argument("--timeout", type=_cli.timeout_s, default=None)
         p.add_argument("--method", choices=("crown", "forward"), default="crown")
-        p.add_argument("--engine", choices=("chain", "table"), default="chain",
-                       help="bound engine of the input-split search on ReLU chains")
+        p.add_argument("--engine", choices=("chain", "table"), default="table",
+                       help="bound engine of the search on ReLU chains (default table: the bound table)")
         p.add_argument("-q", "--quiet", action="store_true", help="no line per instance")
         _cli.add_progress(p)
         fn = cmd_run

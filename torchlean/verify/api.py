@@ -94,7 +94,7 @@ def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
         raise ValueError(f"unknown method {method!r}: 'crown', 'alpha-crown' or 'ibp'")
     xa = _array(x)
     g = _graph(model_or_graph, xa)
-    t = table.target(g, prefer_chain=method == "crown")
+    t = table.target(g)
     lo, hi = input_box(xa, eps, clip)
     if method == "alpha-crown":
         low, up = table.alpha_bounds_box(t, lo, hi, exact=exact)

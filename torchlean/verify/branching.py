@@ -64,6 +64,18 @@ def smart_dims(
     return dims[worst.argmax(0)]
 
 
+def _per_box(rows: np.ndarray, box: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """out[p] = M[box[p]] @ rows[p]: one product per box over its rows, instead of gathering a
+    (P, d, C) copy of M (the scores' largest cost on ACAS batches of 64 boxes)."""
+    out = np.empty((len(box), M.shape[1]), dtype=rows.dtype)
+    order = np.argsort(box, kind="stable")
+    sb = box[order]
+    cut = np.flatnonzero(sb[1:] != sb[:-1]) + 1
+    for idx in np.split(order, cut):
+        out[idx] = rows[idx] @ M[box[idx[0]]].T
+    return out
+
+
 def table_relaxation_scores(
     weights: list[np.ndarray], pre: list[tuple[np.ndarray, np.ndarray]], rows: np.ndarray, width: np.ndarray,
     signed: bool = False, back: int | None = 2, prune: float = 0.01,
@@ -117,22 +129,30 @@ def table_relaxation_scores(
     # forward lower / upper forms (B, d, n_j) of layer j's ReLU outputs over the inputs
     low = [weights[0].T[None] * a[0][:, None, :]]
     upp = [weights[0].T[None] * s[0][:, None, :]]
+    # per layer j, restricted once to its live columns c_j = cols[j] (the pairs' loop below runs
+    # over layer j's outputs in exactly those columns): relaxation slopes, the weights into
+    # layer j from c_{j-1}, and the forward forms [low | upp] side by side (one gather per pair)
+    a_c = [ak[:, c] for ak, c in zip(a, cols)]
+    s_c = [sk[:, c] for sk, c in zip(s, cols)]
+    w_c = [weights[0][cols[0]]] + [weights[j][np.ix_(cols[j], cols[j - 1])] for j in range(1, len(pre))]
+    fwd: dict[int, np.ndarray] = {}
     for k in range(1, len(pre)):
         Wk = weights[k]
         F = np.zeros((B, Wk.shape[0], d), dtype=np.float32)
         bi, ni = np.nonzero(loss[k] > prune * top)  # the (box, neuron) pairs that matter
         if bi.size:  # every pair's upper (-W) and lower (+W) row at once, one product per layer
-            c = cols[k - 1]
             box = np.concatenate([bi, bi])
-            lam = np.concatenate([-Wk[np.ix_(ni, c)], Wk[np.ix_(ni, c)]])
-            for j in range(k - 1, -1, -1):  # lam: over layer j's outputs (columns c)
+            lam = Wk[np.ix_(ni, cols[k - 1])]
+            lam = np.concatenate([-lam, lam])
+            for j in range(k - 1, -1, -1):  # lam: over layer j's outputs (columns cols[j])
+                pos = lam > 0
                 if k - 1 - j == back:  # far enough: that layer's forward forms
-                    lam = (np.einsum("pc,pdc->pd", np.maximum(lam, 0.0), low[j][box][:, :, c])
-                           + np.einsum("pc,pdc->pd", np.minimum(lam, 0.0), upp[j][box][:, :, c]))
+                    if j not in fwd:
+                        fwd[j] = np.concatenate([low[j][:, :, cols[j]], upp[j][:, :, cols[j]]], 2)
+                    both = np.concatenate([np.where(pos, lam, 0.0), np.where(pos, 0.0, lam)], 1)
+                    lam = _per_box(both, box, fwd[j])
                     break
-                mu = np.maximum(lam, 0.0) * a[j][box][:, c] + np.minimum(lam, 0.0) * s[j][box][:, c]
-                lam = mu @ (weights[j][c] if j == 0 else weights[j][np.ix_(c, cols[j - 1])])
-                c = cols[j - 1] if j else c
+                lam = (lam * np.where(pos, a_c[j][box], s_c[j][box])) @ w_c[j]
             lam = np.abs(lam)
             F[bi, ni] = lam[: bi.size] + lam[bi.size:]
         forms.append(F)

@@ -118,15 +118,18 @@ def read_instances(path: str | Path) -> list[dict[str, str]]:
 
 def run_instance(
     net_path: Path, prop_path: Path, timeout: float, method: str = "crown", progress: bool = False,
-    engine: str = "chain",
+    engine: str = "table",
 ) -> dict[str, Any]:
     """One instance: the search's verdict, and the checker's on its certificate. ``engine``: for
     ReLU chains, "table" bounds input-split boxes on the bound table (``bab.verify``'s ``bg``)."""
     from .bab import checked_model, verify
-    from .table import chain_graph, load_instance
+    from .table import chain_graph, chain_target, load_instance
 
     net, target, spec = load_instance(net_path, prop_path)
     bg = None
+    if target is None:  # a ReLU chain too wide to split its inputs: ReLU splits on the table
+        target = chain_target(net, net_path, engine, method)
+        net = None if target is not None else net
     if target is None:
         bg = chain_graph(net_path) if engine == "table" else None
         res = verify(net, spec, timeout=timeout, method=method, progress=progress, bg=bg)
@@ -162,7 +165,7 @@ def run_csv(
     timeout: float | None = None,
     method: str = "crown",
     progress: bool | None = True,
-    engine: str = "chain",
+    engine: str = "table",
     jobs: int = 1,
     force: bool = False,
     ray: str | None = None,

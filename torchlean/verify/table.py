@@ -29,7 +29,7 @@ from ..certificates.network import Net, Unsupported, fingerprint, network_from_i
 from ..certificates.property import Region, Spec
 from ..spec.graph import Graph
 from . import attack
-from .bab import _combos
+from .bab import _combos, graph_fingerprint
 from .executor import GraphExec
 
 
@@ -48,9 +48,10 @@ class Target:
         return "chain" if self.net is not None else "table"
 
 
-def target(graph: Graph, prefer_chain: bool = True) -> Target:
-    """Lower ``graph`` for the checker: a ReLU chain when it is one (and ``prefer_chain``), else the
-    bound table's DAG. Raises Unsupported (one line) when neither accepts it."""
+def target(graph: Graph, prefer_chain: bool = False) -> Target:
+    """Lower ``graph`` for the checker: the bound table's DAG (with ``prefer_chain``, the older
+    ReLU-chain engine's network when it is one). Raises Unsupported (one line) when neither
+    accepts it."""
     ir = graph.to_dict()
     ex = GraphExec(graph)
     if prefer_chain:
@@ -86,6 +87,28 @@ def chain_graph(net_path: Any) -> Any:
     except OSError:  # (the reader's one-line error)
         return _chain_graph.__wrapped__(str(net_path), 0, 0)
     return _chain_graph(path, st.st_size, st.st_mtime_ns)
+
+
+def chain_target(net: Net, net_path: Any, engine: str = "table", method: str = "crown") -> Target | None:
+    """The bound-table target a ReLU chain is searched on by the general search (``general``:
+    ReLU splits with β multipliers, ``graph_relu``), or None when ``bab.verify`` takes it: the
+    chain engine was asked for, the "forward" method, few enough inputs to split
+    (``bab.INPUT_SPLIT_MAX``; those split on the table through ``bg``), or 17-64 inputs, where the
+    general search splits inputs, not ReLUs (``general.INPUT_SPLIT_MAX``), and timed out on a
+    20-input instance the chain's ``relu_bab`` with LP leaves proves (``tests/test_lp_leaves.py``)."""
+    from .general import INPUT_SPLIT_MAX
+
+    if engine != "table" or method != "crown" or net.n_in <= INPUT_SPLIT_MAX:
+        return None
+    return graph_target(net_path)
+
+
+def graph_target(net_path: Any) -> Target:
+    """A ReLU chain's file as a bound-table target (its ``chain_graph`` and the runtime executor)."""
+    from .network import load_graph
+
+    graph = load_graph(str(net_path))
+    return Target(graph, GraphExec(graph), bg=chain_graph(net_path))
 
 
 @functools.lru_cache(maxsize=8)
@@ -253,7 +276,7 @@ def engine_name(t: Target, exact: bool = False) -> str:
 
 
 def network_id(t: Target) -> str:
-    return fingerprint(t.net) if t.net is not None else lower.fingerprint(t.bg)
+    return fingerprint(t.net) if t.net is not None else graph_fingerprint(t.bg)
 
 
 def check(cert: dict[str, Any], t: Target, spec: Spec) -> Verdict:

@@ -1,0 +1,83 @@
+"""Two source trees (e.g. a branch against a reference worktree) on the same instance list,
+interleaved per instance, so the machine's load hits both alike: one persistent worker process per
+tree (``PYTHONPATH`` = that tree), each instance solved and its certificate checked by
+``verify.runner.run_instance`` (each tree's own defaults) in the orders A, B and B, A; the means
+are kept. Prints one line per instance and, per tree, solved / wrong / total solve time and the
+unsat replay/solve ratio, then the ratio of B's total solve time to A's.
+
+    OPENBLAS_NUM_THREADS=1 python bench/bench_verify_trees.py /work/wt-s10 . \
+        [--csv tests/data/vnncomp2021/acasxu/expected.csv] [--timeout 116] [--reps 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = """
+import json, sys
+from pathlib import Path
+from torchlean._malloc import keep_freed_memory
+from torchlean.verify.runner import run_instance
+keep_freed_memory()
+for line in sys.stdin:
+    onnx, prop, timeout = json.loads(line)
+    print(json.dumps(run_instance(Path(onnx), Path(prop), timeout)), flush=True)
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("a")
+    ap.add_argument("b")
+    ap.add_argument("--csv", default=str(ROOT / "tests/data/vnncomp2021/acasxu/expected.csv"))
+    ap.add_argument("--timeout", type=float, default=116.0)
+    ap.add_argument("--reps", type=int, default=1, help="pairs of runs (A, B, B, A) per instance")
+    a = ap.parse_args()
+    trees = [str(Path(a.a).resolve()), str(Path(a.b).resolve())]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    workers = {t: subprocess.Popen([sys.executable, "-c", WORKER], cwd=t, env={**env, "PYTHONPATH": t},
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for t in trees}
+
+    def ask(t: str, onnx: Path, prop: Path) -> dict:
+        workers[t].stdin.write(json.dumps([str(onnx), str(prop), a.timeout]) + "\n")
+        workers[t].stdin.flush()
+        return json.loads(workers[t].stdout.readline())
+
+    base = Path(a.csv).parent
+    rows = list(csv.DictReader(open(a.csv)))
+    tot = {t: dict(solve=0.0, solved=0, wrong=0, usolve=0.0, ucheck=0.0) for t in trees}
+    for r in rows:
+        got: dict[str, list[dict]] = {t: [] for t in trees}
+        for order in [trees, trees[::-1]] * a.reps:
+            for t in order:
+                got[t].append(ask(t, base / r["onnx"], base / r["vnnlib"]))
+        line = []
+        for t in trees:
+            xs = got[t]
+            s = sum(float(x["solve_s"]) for x in xs) / len(xs)
+            tot[t]["solve"] += s
+            tot[t]["solved"] += all(x["result"] in ("sat", "unsat") for x in xs)
+            tot[t]["wrong"] += any(x["result"] in ("sat", "unsat") and r.get("expected") in ("sat", "unsat")
+                                   and x["result"] != r["expected"] for x in xs)
+            if xs[0]["result"] == "unsat":
+                tot[t]["usolve"] += s
+                tot[t]["ucheck"] += sum(float(x["check_s"] or 0) for x in xs) / len(xs)
+            line.append(f"{xs[0]['result']} {s:.2f}s L{xs[0]['leaves']}")
+        print(r["onnx"], r["vnnlib"], r.get("expected", ""), " | ".join(line), flush=True)
+    for t in trees:
+        d = tot[t]
+        ratio = d["ucheck"] / max(d["usolve"], 1e-9)
+        print(f"{t}: solved {d['solved']}/{len(rows)} wrong {d['wrong']} total solve {d['solve']:.1f} s "
+              f"unsat replay/solve {d['ucheck']:.1f}/{d['usolve']:.1f} = {ratio:.3f}")
+    print(f"ratio B/A: {tot[trees[1]]['solve'] / tot[trees[0]]['solve']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
