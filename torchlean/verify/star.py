@@ -349,7 +349,7 @@ class Objective:
 
 def close_box(bg: Any, obj: Objective, lo: np.ndarray, hi: np.ndarray, deadline: float,
               stats: dict[str, Any], confirm: Callable[[np.ndarray], Any] | None = None,
-              max_nodes: int = MAX_NODES, branching: str = "layer") -> SplitTree | list[Fraction] | None:
+              max_nodes: int = MAX_NODES, branching: str = "lp") -> SplitTree | list[Fraction] | None:
     """Decide the float box [lo, hi] by ReLU splits: a tree rooted at the box whose leaves prove,
     for every disjunct, some row > 0 on their region; a counterexample (``confirm(x)``: an exactly
     confirmed point, or None); or None (more than ``max_nodes`` nodes, the deadline, no highspy)."""
