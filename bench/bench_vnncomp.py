@@ -99,12 +99,13 @@ def ort_violates(onnx_path: Path, vnnlib_path: Path, x: list[float]) -> bool:
     return False
 
 
-def run_one(base: Path, row: dict[str, str], timeout: float) -> dict[str, str]:
+def run_one(base: Path, row: dict[str, str], timeout: float, extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """One instance through the CLI (``extra``: more of its options, e.g. ``("--engine", "table")``)."""
     onnx, prop = base / row["onnx"], base / row["vnnlib"]
     with tempfile.TemporaryDirectory() as tmp:
         res = Path(tmp) / "result.txt"
         cmd = [sys.executable, "-m", "torchlean.verify", str(onnx), str(prop), "--timeout", str(timeout),
-               "-q", "--result", str(res)]
+               "-q", "--result", str(res), *extra]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
         t = time.perf_counter()
         try:

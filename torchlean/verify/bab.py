@@ -36,13 +36,15 @@ from ..certificates.fast_crown import crown_bounds
 from ..certificates.graph_vnn import objective_forms
 from ..certificates.network import Net, fingerprint
 from ..certificates.property import Region, Spec
-from . import attack, lp
+from . import attack, lp, star
 from .branching import relaxation_scores, smart_dims, table_relaxation_scores
 from .network import float_net
 from .relu_bab import relu_bab
 from .tree import SplitTree, choice, threshold
 
 EPS = 1e-8
+#: the table path's leaf margin (``general.EPS``: any positive bound; the chain engine keeps EPS)
+TABLE_EPS = 1e-300
 INPUT_SPLIT_MAX = 16  # more inputs than this: split ReLUs (relu_bab), not the input box
 #: input-split heuristics tried in turn, from scratch, each with its time budget (None: the rest);
 #: see ``branching``. "relax" alone solves all 76 ACAS Xu instances of expected.csv (bench/README.md).
@@ -321,6 +323,9 @@ def _bab_region(
     tree = SplitTree()
     falsify = attack.InSearch(fnet, region, lambda q: attack.confirm(net, spec, q))
     stack_lo, stack_hi, stack_id = [lo0], [hi0], [0]
+    depth = {0: 0}  # input splits above each open node (the stall trigger, ``star.Stall``)
+    stall = star.Stall(bg, region, combos, lambda q: attack.confirm(net, spec, q), stats) \
+        if bg is not None and star.STALL_DEPTH is not None else None
     bar = _bar(progress, label)
     done = 0.0
     boxes0 = stats["boxes"]
@@ -345,7 +350,7 @@ def _bab_region(
                 lb, _, forms = fast.forward_bounds(layers, lo, hi, want_forms=True)
             best_k = np.stack([lb[:, a:b].argmax(1) for a, b in groups], 1)  # (B, J)
             best = np.stack([lb[:, a:b].max(1) for a, b in groups], 1)
-            proven = (best > EPS).all(1)
+            proven = (best > (EPS if bg is None else TABLE_EPS)).all(1)
             idx = np.nonzero(proven)[0]
             # (every leaf replays with the certificate's method: marking the leaves the forward
             # relaxation also proves cost the search more than it saved the replay; bench/README)
@@ -401,6 +406,15 @@ def _bab_region(
                         stats["leaves"] += sum(1 for n in out.nodes if n[0] == "leaf")
                         done += float(vol[i])
                         continue
+                if stall is not None:  # deep in the input splits: ReLU splits with LP multipliers
+                    out = stall.close(depth[ids[i]], lo[i], hi[i], deadline)
+                    if isinstance(out, list):
+                        return out
+                    if out is not None:
+                        lp.graft(tree, ids[i], out)
+                        stats["leaves"] += sum(1 for n in out.nodes if n[0] == "leaf")
+                        done += float(vol[i])
+                        continue
                 j, row = int(worst[n_i]), int(rows[n_i])
                 if split == "single":  # the best single atom's gradient, not a combination's
                     singles = [groups[j][0] + o for o, c in enumerate(names[j]) if len(c) == 1]
@@ -425,6 +439,7 @@ def _bab_region(
                 stack_lo += [up_lo, lo[i]]
                 stack_hi += [hi[i], lw_hi]
                 stack_id += [b, a]
+                depth[a] = depth[b] = depth[ids[i]] + 1
             last_dt = time.perf_counter() - start
             stats["covered"] = done  # (the region's volume proved so far, for benchmarks)
             if bar is not None:

@@ -40,7 +40,7 @@ from .attack import leaf_minimisers
 from .bab import _combos
 from .tree import SplitTree, choice, threshold
 
-EPS = 1e-8
+EPS = 1e-300  # any positive bound proves a leaf (general.EPS)
 #: counterexample search between batches: at most this share of the search's time (a property the
 #: bounds cannot prove may be false; the attack is the caller's, ``general.solve``)
 ATTACK_SHARE = 0.3
