@@ -11,5 +11,6 @@ from . import (  # noqa: E402,F401  (register the float checkers)
     refute,  # noqa: E402,F401  (register the refutation checker: autograd, forward, ibp)
     rounding,
     tape,  # noqa: E402,F401  (register the composition checker: @verified models, issue 17)
+    terms,  # noqa: E402,F401  (conv2d forward and batch_norm as term identities, issue 18)
     windows,  # noqa: E402,F401  (max pooling window by window, issue 18)
 )

@@ -20,7 +20,7 @@ from typing import Any
 from .._files import atomic_write_json, read_input
 from ..certificates import check as replay
 from ..certificates.core import parse_json
-from .obligation import Obligation
+from .obligation import DECIDED, Obligation
 
 try:
     import tomllib
@@ -119,7 +119,7 @@ def check_one(directory: Path, ob: Obligation) -> Outcome:
         return Outcome(ob.name, "rejected", f"recorded result is {art.get('result')!r}, not unsat")
     if ob.kind == "composition":
         return check_composition(directory, ob)
-    if ob.kind == "windows":
+    if ob.kind in ("windows", "terms", "channels"):
         return check_windows(directory, ob)
     if ob.kind == "adjoint":  # decided by the checker on the statement derived from the code now
         verdict = replay(ob.data["statement"])
@@ -173,27 +173,36 @@ def check_composition(directory: Path, ob: Obligation) -> Outcome:
 
 
 def check_windows(directory: Path, ob: Obligation) -> Outcome:
-    """A pooling plane's claim (``proofs/windows.py``): the window-by-window statement derived from
-    the code now, and the one window's obligations it names checked in ``directory`` (each at
-    input (1, 1, kh, kw) and the plane's attributes)."""
+    """A claim the checker decides on terms: a pooling plane's (``proofs/windows.py``), window by
+    window, or a ``terms`` / ``channels`` one (``proofs/terms.py``): the statement derived from the
+    code now, and the one window's (one element's) obligations it names checked in ``directory``
+    (each at input (1, 1, kh, kw), or (1, 1, 1...), and the plane's attributes)."""
     from .compose import NODES
 
     st = ob.data["statement"]
-    verdict = replay(st)
+    verdict = replay({**st, "kind": ob.kind})  # the obligation's kind, never the statement's
     if not verdict.ok:
-        return Outcome(ob.name, "rejected", f"window by window: {verdict.reason}")
+        return Outcome(ob.name, "rejected", f"{ob.kind}: {verdict.reason}")
+    # the claim each required obligation must be: one window at (1, 1, kh, kw), or (``channels``)
+    # one element at (1, 1, 1...) with per-channel parameters (1,); the plane's attributes
+    one = [[1, 1, *st["kernel"]]] if ob.kind == "windows" else \
+        [[1] * len(st["shape"])] + [[1]] * st["params"] if ob.kind == "channels" else None
+    kinds = [getattr(NODES.get(n), "kind", None) for n in ob.data["requires"]]
+    if ob.kind == "channels" and kinds != ["autograd"]:
+        return Outcome(ob.name, "rejected", "a channels claim rests on exactly one element autograd claim")
     trusted: dict[str, int] = {}
     for name in ob.data["requires"]:
         dep = NODES.get(name)
-        if dep is None or dep.data.get("shapes") != [[1, 1, *st["kernel"]]] \
-                or dep.data.get("attrs") != ob.data["attrs"]:
+        if dep is None or dep.data.get("shapes") != one or dep.data.get("attrs") != ob.data["attrs"] \
+                or dep.kind not in ("forward", "autograd") or dep.subject != ob.subject:
             return Outcome(ob.name, "rejected", f"{name} is not this plane's one-window claim")
         o = check_one(directory, dep)
         if o.status not in ("checked", "trusted"):
             return Outcome(ob.name, "rejected", f"one-window claim {name} is {o.status}: {o.detail}")
         for k, v in (o.trusted or {}).items():
             trusted[k] = trusted.get(k, 0) + v
-    what = f"window by window ({verdict.checked} positions) from {', '.join(ob.data['requires'])}"
+    what = f"{ob.kind}: {verdict.checked} positions" + (f" from {', '.join(ob.data['requires'])}"
+                                                      if ob.data["requires"] else "")
     if trusted:
         return Outcome(ob.name, "trusted", f"{what}, solver-trusted: {', '.join(sorted(trusted))}", trusted)
     return Outcome(ob.name, "checked", what)
@@ -210,7 +219,7 @@ def up_to_date(directory: Path, ob: Obligation) -> bool:
         tree = art["certificate"].get("tree")
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
-    if ob.kind in ("composition", "adjoint", "windows"):
+    if ob.kind in DECIDED:
         return True  # decided at check time from the code; the hash is all the artifact holds
     return tree is None or replay({"kind": "refutation", "statement": ob.smtlib, "tree": tree}).ok
 

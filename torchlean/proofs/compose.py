@@ -119,6 +119,9 @@ def shapes_covered(ob: Obligation) -> tuple[bool, str]:
         conds = [decision_text(d) for d in ob.data["decisions"] if len(d) == 4 or d[0] != d[1]]
         return True, f"every size of the class {ob.data['class']}" + (
             f" with {', '.join(conds)}" if conds else "") + " (each symbol any integer >= 1)"
+    if ob.kind in ("terms", "channels"):
+        return False, f"shapes {ob.data['shapes']} only (decided on terms" + (
+            ", from one element's claim)" if ob.kind == "channels" else ")")
     if ob.kind == "windows":
         return False, f"every batch and channel count at {ob.data['plane']} planes, these attributes, " \
             "from one window's claim"
@@ -137,7 +140,7 @@ def node_obligations(prim: str, key: str, fields: dict[str, Any]) -> list[Obliga
     """The forward and autograd obligations of one node case (domain and hints as the library's)."""
     from ..runtime.rules import RULES
     from ..spec.primitives import PRIMITIVES
-    from . import windows
+    from . import terms, windows
     from .autograd import CASES, Case, rule_obligations
 
     if windows.applies(prim, fields["shapes"], fields["attrs"]):
@@ -147,6 +150,12 @@ def node_obligations(prim: str, key: str, fields: dict[str, Any]) -> list[Obliga
         wkey, wfields, _ = _key(prim, windows.window_fields(fields))
         one = node_obligations(prim, wkey, wfields)
         return one + windows.obligations(prim, fields, one)
+    if terms.applies_channels(prim, fields):
+        # batch_norm: the forward claim decided on terms, the autograd claim from one element's
+        ekey, efields, _ = _key(prim, terms.element_fields(fields))
+        (element,) = [ob for ob in node_obligations(prim, ekey, efields) if ob.kind == "autograd"]
+        return [element, terms.forward_obligation(prim, fields),
+                terms.channels_obligation(prim, fields, element)]
     base = (CASES.get(prim) or [Case(())])[0]
     case = Case(tuple(tuple(s) if s is not None else None for s in fields["shapes"]), dict(fields["attrs"]),
                 {i: np.asarray(v) for i, v in fields["ints"].items()}, base.domain, base.words, base.hints,
@@ -158,6 +167,9 @@ def node_obligations(prim: str, key: str, fields: dict[str, Any]) -> list[Obliga
               for i, s in enumerate(fields["shapes"])]
     generic = node_obligation(prim, shapes, fields["attrs"], fields["column_major"]) \
         if prim in ADJOINT_FAMILY else None
+    if generic is not None and terms.applies_forward(prim, fields):
+        # a linear kernel (conv2d): its forward claim is polynomial identities the checker decides
+        return [terms.forward_obligation(prim, fields), generic]
     obs = list(rule_obligations(prim, rule.forward, rule.vjp, PRIMITIVES[prim].sympy, case,
                                 subject=f"node:{prim}", tag=key[len(prim):], autograd=generic is None))
     return obs + ([generic] if generic is not None else [])
@@ -251,7 +263,7 @@ def model_obligations(name: str, build: Callable[[], Any],
         obs = seen[node["key"]]
         grad_kind = "adjoint" if any(ob.kind == "adjoint" for ob in obs) else "autograd"
         # a pooling plane's claims are its ``windows`` obligations (they name the one window's)
-        planes = {ob.data["part"]: ob.name for ob in obs if ob.kind == "windows"}
+        planes = {ob.data["part"]: ob.name for ob in obs if ob.kind in ("windows", "terms", "channels")}
         node["forward"], node["autograd"] = (planes.get(part) or next(ob.name for ob in obs if ob.kind == k)
                                              for part, k in (("forward", "forward"), ("autograd", grad_kind)))
         args = ", ".join("const" if v is None else f"v{v}" for v in node["inputs"])

@@ -17,7 +17,7 @@ from typing import Any
 from .._files import ignore_temps, sweep_temps
 from ..certificates import check as replay
 from .artifacts import FORMAT, path_for, write_atomic
-from .obligation import Obligation
+from .obligation import DECIDED, Obligation
 from .solve import SolverRun, solve
 
 
@@ -233,14 +233,14 @@ def discharge(
     reports: list[Report] = []
     # a model's chain-rule claim needs no solver: the checker decides it; record it once it passes
     directory.mkdir(parents=True, exist_ok=True)
-    for ob in [o for o in obligations if o.kind in ("composition", "adjoint", "windows")]:
+    for ob in [o for o in obligations if o.kind in DECIDED]:
         v = replay({"kind": "composition", "graph": ob.data["graph"], "trace": ob.data["trace"]}
-                   if ob.kind == "composition" else ob.data["statement"])  # adjoint, windows
+                   if ob.kind == "composition" else ob.data["statement"])  # adjoint, windows, terms, channels
         if v.ok:
             write_atomic(path_for(directory, ob), composition_artifact(ob))
         failed = "error" if ob.kind == "composition" else "refuted"
         reports.append(Report(ob.name, "proved" if v.ok else failed, message=v.reason))
-    pending = [o for o in obligations if o.kind not in ("composition", "adjoint", "windows")]
+    pending = [o for o in obligations if o.kind not in DECIDED]
     sweep_temps(directory)  # temps of a discharge killed with -9 (their writer is gone)
     ignore_temps(directory)  # and `git add proofs/` never picks one up mid-write
     bar = progress_bar(total=len(pending), desc=f"discharge ({solver})", unit="ob", enabled=progress)

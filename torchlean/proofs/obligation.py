@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+#: kinds the trusted checker decides from a statement derived from the code (no solver, no tree)
+DECIDED = ("composition", "adjoint", "windows", "terms", "channels")
+
 
 @dataclass(frozen=True)
 class Obligation:

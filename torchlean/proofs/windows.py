@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,12 @@ class Term:
 
     def __rmul__(self, o: Any) -> Term:
         return self._bin("mul", o, True)
+
+    def __truediv__(self, o: Any) -> Term:
+        return self._bin("div", o)
+
+    def __rtruediv__(self, o: Any) -> Term:
+        return self._bin("div", o, True)
 
     def __neg__(self) -> Term:
         return Term("neg", self)
@@ -115,6 +122,14 @@ class TXP:
     def where(c: Any, a: Any, b: Any) -> np.ndarray:
         return _map("where", c, a, b)
 
+    @staticmethod
+    def sqrt(a: Any) -> np.ndarray:
+        return _map("sqrt", a)
+
+    # numpy's own on object arrays: moving entries, and sums / dot products as ``+`` and ``*`` of terms
+    stack, transpose, concatenate, tensordot, sum = (staticmethod(f) for f in (
+        np.stack, np.transpose, np.concatenate, np.tensordot, np.sum))
+
 
 class TM:
     """The spec's scalar namespace (``spec/scalar.py``) on terms."""
@@ -134,8 +149,37 @@ class TM:
         return Term("gt", a, b)
 
     @staticmethod
+    def sqrt(a: Any) -> Term:
+        return Term("sqrt", a)
+
+    @staticmethod
     def const(v: Any) -> Term:
         return const(v)
+
+
+def encoder() -> tuple[list[list[Any]], Callable[[Term], int]]:
+    """(nodes, put): ``put(t)`` appends term ``t`` and its arguments to ``nodes`` in post-order
+    (every argument an earlier node, each term once) and returns its id. Starts a fresh term table
+    (terms of an earlier statement are not reused)."""
+    Term._table.clear()
+    nodes: list[list[Any]] = []
+    ids: dict[Term, int] = {}
+
+    def put(t: Term) -> int:
+        stack = [(t, False)]
+        while stack:
+            u, ready = stack.pop()
+            if u in ids:
+                continue
+            args = [a for a in u.key[1:] if isinstance(a, Term)]
+            if not ready and any(a not in ids for a in args):
+                stack.append((u, True))
+                stack.extend((a, False) for a in args if a not in ids)
+                continue
+            ids[u] = len(nodes)
+            nodes.append([u.key[0], *(ids[a] if isinstance(a, Term) else a for a in u.key[1:])])
+        return ids[t]
+    return nodes, put
 
 
 def _leaves(tag: str, shape: tuple[int, ...], last: int = 2) -> np.ndarray:
@@ -163,24 +207,7 @@ def statement(prim: str, plane: tuple[int, int], attrs: dict[str, Any]) -> dict[
     from ..spec.nnops import pair
 
     k, s = pair(attrs.get("kernel_size", (2, 2))), pair(attrs.get("stride", attrs.get("kernel_size", (2, 2))))
-    Term._table.clear()  # a fresh table per statement (terms of an earlier one are not reused)
-    nodes: list[list[Any]] = []
-    ids: dict[Term, int] = {}
-
-    def put(t: Term) -> int:  # post-order, so every argument is an earlier node
-        stack = [(t, False)]
-        while stack:
-            u, ready = stack.pop()
-            if u in ids:
-                continue
-            args = [a for a in u.key[1:] if isinstance(a, Term)]
-            if not ready and any(a not in ids for a in args):
-                stack.append((u, True))
-                stack.extend((a, False) for a in args if a not in ids)
-                continue
-            ids[u] = len(nodes)
-            nodes.append([u.key[0], *(ids[a] if isinstance(a, Term) else a for a in u.key[1:])])
-        return ids[t]
+    nodes, put = encoder()
 
     def grid(a: np.ndarray) -> list[Any]:
         return [[put(v) for v in row] for row in a[0, 0]]
