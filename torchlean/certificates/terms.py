@@ -32,19 +32,19 @@ from typing import Any
 
 from .core import Verdict, checker, rational, require, tick
 
-FIELD = {"add", "sub", "mul", "neg"}
+LINEAR = {"add", "sub", "neg"}
 Poly = dict  # monomial (sorted tuple of atom ids, repeated for powers) -> Fraction
 
 
-def _add(p: Poly, q: Poly, sign: int = 1) -> Poly:
-    out = dict(p)
+def _acc(p: Poly, q: Poly, sign: int = 1) -> None:
+    """p += sign * q, in place."""
     for m, c in q.items():
-        v = out.get(m, 0) + sign * c
+        tick()
+        v = p.get(m, 0) + sign * c
         if v:
-            out[m] = v
+            p[m] = v
         else:
-            out.pop(m, None)
-    return out
+            p.pop(m, None)
 
 
 def _mul(p: Poly, q: Poly) -> Poly:
@@ -82,6 +82,11 @@ class Normal:
                 require(n[0] not in ("neg",) or len(n) == 2, f"node {k}: neg takes one argument")
                 require(n[0] not in ("add", "sub", "mul") or len(n) == 3, f"node {k}: {n[0]} takes two")
         self.nodes = nodes
+        self.uses = [0] * len(nodes)  # how many nodes use each: a shared sum is normalised once
+        for n in nodes:
+            if n[0] not in ("leaf", "c"):
+                for a in n[1:]:
+                    self.uses[a] += 1
         self.atoms: dict[tuple[Any, ...], int] = {}
         self.memo: dict[tuple[int, Any], Poly] = {}
 
@@ -109,6 +114,22 @@ class Normal:
                 stack.extend(n[1:])
         return out
 
+    def _summands(self, u: int, tag: Any) -> list[tuple[int, int]]:
+        """(sign, node) pairs whose sum is the linear node ``u``: through add / sub / neg nodes used
+        once and not yet normalised, down to other nodes (normalised on their own)."""
+        out, stack = [], [(1, u)]
+        while stack:
+            sign, v = stack.pop()
+            tick()
+            n = self.nodes[v]
+            if n[0] not in LINEAR or (v != u and ((v, tag) in self.memo or self.uses[v] > 1)):
+                out.append((sign, v))
+            elif n[0] == "neg":
+                stack.append((-sign, n[1]))
+            else:
+                stack.extend([(sign, n[1]), (-sign if n[0] == "sub" else sign, n[2])])
+        return out
+
     def form(self, t: int, sub: Any = None, tag: Any = None) -> Poly:
         """The normal form of node ``t`` with leaves renamed by ``sub`` (a function of the leaf's
         key to another leaf's; ``tag`` names the substitution in the memo)."""
@@ -122,27 +143,29 @@ class Normal:
                 stack.pop()
                 continue
             n = self.nodes[u]
-            todo = [a for a in n[1:] if (a, tag) not in self.memo] if n[0] not in ("leaf", "c") else []
+            # a sum (add, sub, neg nodes) is accumulated from its summands in one pass: a chain of
+            # n additions costs n, not n^2 (its inner partial sums are not normalised on their own)
+            parts = self._summands(u, tag) if n[0] in LINEAR else None
+            args_ = [a for _, a in parts] if parts is not None else n[1:] if n[0] not in ("leaf", "c") else []
+            todo = [a for a in args_ if (a, tag) not in self.memo]
             if todo:
                 stack.extend(todo)
                 continue
             stack.pop()
             tick()
             op, args = n[0], n[1:]
-            if op == "leaf":
+            if parts is not None:
+                v = {}
+                for sign, a in parts:
+                    _acc(v, self.memo[(a, tag)], sign)
+            elif op == "leaf":
                 v = self.atom(("leaf", *(sub(tuple(n[1:])) if sub else tuple(n[1:]))))
             elif op == "c":
                 c = rational(args[0])
                 v = {(): c} if c else {}
             else:
                 fs = [self.memo[(a, tag)] for a in args]
-                if op == "add":
-                    v = _add(fs[0], fs[1])
-                elif op == "sub":
-                    v = _add(fs[0], fs[1], -1)
-                elif op == "neg":
-                    v = _add({}, fs[0], -1)
-                elif op == "mul":
+                if op == "mul":
                     v = _mul(fs[0], fs[1])
                 else:  # opaque: an atom of the op and its arguments' normal forms
                     v = self.atom((op, *(tuple(sorted(f.items())) for f in fs)))
@@ -198,8 +221,7 @@ def check_channels(cert: dict[str, Any]) -> Verdict:
         for t in fam_terms:
             tick()
             require(nf.leaves(nf.ref(t)) <= {*names, "g"}, f"plane term {t}: a foreign leaf")
-    want: list[Poly] = [{} for _ in range(shape[1])]
-    wants = [list(want) for _ in range(params)]
+    wants: list[list[Poly]] = [[{} for _ in range(shape[1])] for _ in range(params)]
     for q, p in enumerate(positions):
         sub = sigma(p)
         require(nf.form(nf.ref(spec[q])) == nf.form(nf.ref(win["spec"]), sub, p),
@@ -207,7 +229,7 @@ def check_channels(cert: dict[str, Any]) -> Verdict:
         require(nf.form(nf.ref(vx[q])) == nf.form(nf.ref(win["vjp"][0]), sub, p),
                 f"vjp for in0 at {list(p)} is not the element's VJP")
         for k in range(params):
-            wants[k][p[1]] = _add(wants[k][p[1]], nf.form(nf.ref(win["vjp"][k + 1]), sub, p))
+            _acc(wants[k][p[1]], nf.form(nf.ref(win["vjp"][k + 1]), sub, p))
     for k in range(params):
         got = flat(plane["vjp"][k + 1], shape[1], f"plane vjp for in{k + 1}")
         for c in range(shape[1]):
