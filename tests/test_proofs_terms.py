@@ -283,8 +283,10 @@ def test_which_node_cases_are_decided_on_terms():
     assert terms.applies_channels("batch_norm", _bn_fields((1, 16, 8, 8)))
     assert not terms.applies_channels("batch_norm", _bn_fields((1, 1, 1, 1)))  # the element itself
     assert terms.applies_forward("conv2d", _conv_fields((1, 1, 8, 8), (2, 1, 3, 3), {}))
-    assert not terms.applies_forward("matmul", {"shapes": [[2, 2], [2, 2]], "attrs": {}, "ints": {},
-                                                "column_major": []})
+    assert terms.applies_forward("matmul", {"shapes": [[2, 2], [2, 2]], "attrs": {}, "ints": {},
+                                            "column_major": [1]})
+    assert not terms.applies_forward("layer_norm", {"shapes": [[2, 4], [4], [4]], "attrs": {}, "ints": {},
+                                                    "column_major": []})
 
 
 def _wrong_var_grad_everywhere(xp, g, out, x, mean, var, w, b, **a):
@@ -337,3 +339,26 @@ def test_the_resnet_zoo_proof_is_checked_within_the_default_budget(tmp_path):
     assert st.ok and st.trusted == 0 and not st.not_proved and st.checked == st.obligations, st.summary()
     assert any(p.name.startswith("autograd.batch_norm.e") for p in tmp_path.glob("*.json"))
     assert any(p.name.startswith("forward.conv2d.t") for p in tmp_path.glob("*.json"))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("shapes, cm", [([[1, 7], [7, 3]], [1]), ([[2, 3, 4], [4, 5]], [])])
+def test_matmul_forward_as_terms(shapes, cm):
+    torch = pytest.importorskip("torch")
+    st = terms.forward_statement("matmul", {"shapes": shapes, "attrs": {}, "ints": {}, "column_major": cm})
+    assert check(st).ok
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal(shapes[0]), rng.standard_normal(shapes[1])
+    val = _evaluate(st, {"in0": a, "in1": b})
+    want = torch.matmul(torch.tensor(a), torch.tensor(b)).numpy()
+    got = np.array([val[p[0]] for p in st["equal"]]).reshape(want.shape)
+    np.testing.assert_allclose(got, want, atol=1e-12)
+
+
+def test_a_broken_matmul_is_refused(monkeypatch):
+    """A kernel that drops the last term of each dot product."""
+    monkeypatch.setitem(RULES, "matmul", Rule("matmul", lambda xp, a, b: xp.matmul(a[..., :-1], b[:-1]),
+                                              RULES["matmul"].vjp))
+    st = terms.forward_statement("matmul", {"shapes": [[2, 3], [3, 2]], "attrs": {}, "ints": {},
+                                            "column_major": []})
+    assert not check(st).ok

@@ -26,7 +26,7 @@ from .windows import TM, TXP, Term, encoder
 
 #: primitives whose forward claim is a ``terms`` statement (their kernels use only + - * / sqrt and
 #: numpy's moves and sums on the terms)
-FORWARD = frozenset({"conv2d", "batch_norm"})
+FORWARD = frozenset({"conv2d", "batch_norm", "matmul"})
 
 
 def _leaves(name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -38,8 +38,7 @@ def _leaves(name: str, shape: tuple[int, ...]) -> np.ndarray:
 
 def applies_forward(prim: str, fields: dict[str, Any]) -> bool:
     """Whether the node case's forward claim is a ``terms`` statement (real inputs, known shapes)."""
-    return prim in FORWARD and not fields["ints"] and all(s is not None for s in fields["shapes"]) \
-        and not fields["column_major"]
+    return prim in FORWARD and not fields["ints"] and all(s is not None for s in fields["shapes"])
 
 
 def applies_channels(prim: str, fields: dict[str, Any]) -> bool:
@@ -56,11 +55,14 @@ def element_fields(fields: dict[str, Any]) -> dict[str, Any]:
     return {**fields, "shapes": [[1] * len(s[0])] + [[1]] * (len(s) - 1)}
 
 
-def _run(prim: str, shapes: list[Any], attrs: dict[str, Any], vjp: bool) -> tuple[Any, Any, Any]:
+def _run(prim: str, shapes: list[Any], attrs: dict[str, Any], vjp: bool, column_major: Any = ()
+         ) -> tuple[Any, Any, Any]:
     from ..runtime.rules import RULES
     from ..spec.primitives import PRIMITIVES
 
+    # operands stored column-major at run time are so here too (a rule may branch on the layout)
     xs = [_leaves(f"in{k}", tuple(s)) for k, s in enumerate(shapes)]
+    xs = [np.asfortranarray(x) if k in column_major else x for k, x in enumerate(xs)]
     rule, spec = RULES[prim], PRIMITIVES[prim]
     out = np.asarray(rule.forward(TXP, *xs, **attrs), dtype=object)
     mean = np.asarray(spec.meaning(TM, *xs, **spec.check_attrs(attrs)), dtype=object)
@@ -72,7 +74,7 @@ def _run(prim: str, shapes: list[Any], attrs: dict[str, Any], vjp: bool) -> tupl
 
 def forward_statement(prim: str, fields: dict[str, Any]) -> dict[str, Any]:
     """The ``terms`` statement: the kernel's entries equal the spec's at the node's shapes."""
-    out, mean, _ = _run(prim, fields["shapes"], dict(fields["attrs"]), vjp=False)
+    out, mean, _ = _run(prim, fields["shapes"], dict(fields["attrs"]), False, tuple(fields["column_major"]))
     nodes, put = encoder()
     pairs = [[put(a), put(b)] for a, b in zip(out.flat, mean.flat)]
     return {"kind": "terms", "nodes": nodes, "equal": pairs}

@@ -127,8 +127,8 @@ class TXP:
         return _map("sqrt", a)
 
     # numpy's own on object arrays: moving entries, and sums / dot products as ``+`` and ``*`` of terms
-    stack, transpose, concatenate, tensordot, sum = (staticmethod(f) for f in (
-        np.stack, np.transpose, np.concatenate, np.tensordot, np.sum))
+    stack, transpose, concatenate, tensordot, sum, matmul = (staticmethod(f) for f in (
+        np.stack, np.transpose, np.concatenate, np.tensordot, np.sum, np.matmul))
 
 
 class TM:
