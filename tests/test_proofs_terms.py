@@ -362,3 +362,14 @@ def test_a_broken_matmul_is_refused(monkeypatch):
     st = terms.forward_statement("matmul", {"shapes": [[2, 3], [3, 2]], "attrs": {}, "ints": {},
                                             "column_major": []})
     assert not check(st).ok
+
+
+def test_a_kernel_branching_on_a_value_is_not_derived(monkeypatch):
+    """The terms record one path: a kernel that branches on its data must fail to derive."""
+    def branching(xp, x, mean, var, w, b, **a):
+        out = BF(xp, x, mean, var, w, b, **a)
+        return out if out.flat[0] else -out
+
+    monkeypatch.setitem(RULES, "batch_norm", Rule("batch_norm", branching, BV))
+    with pytest.raises(TypeError, match="condition"):
+        terms.forward_statement("batch_norm", _bn_fields((1, 2, 2)))

@@ -72,6 +72,10 @@ class Term:
     def __neg__(self) -> Term:
         return Term("neg", self)
 
+    def __bool__(self) -> bool:
+        # a branch on a value would make the recorded terms one path's only: refuse it
+        raise TypeError("term backend: a value used as a condition (branch on data)")
+
 
 def const(v: Any) -> Term:
     from fractions import Fraction
