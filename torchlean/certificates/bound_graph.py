@@ -149,7 +149,11 @@ class Lowerer:
             out[i] = a
         return out
 
-    def mul(self, xs: list[Elem], ws: list[Elem]) -> list[Elem]:
+    def mul(self, xs: list[Elem], ws: list[Elem], within: Fraction | None = None) -> list[Elem]:
+        """Products x_i·w_i (a scaling where one side is constant, else one ``mul`` node).
+        ``within``: c >= 0 with |x_i·w_i| <= c for every real input, known to the caller (layer
+        norm's normalised entries); the node carries it as attrs {"within": c} and the engines
+        intersect the node's bounds with [-c, c]."""
         out: list[Elem] = []
         pairs, where = [], []
         for x, w in zip(xs, ws):
@@ -161,7 +165,8 @@ class Lowerer:
                 out.append(None)
                 pairs.append((x, w))
                 where.append(len(out) - 1)
-        for i, a in zip(where, self._node("mul", pairs) if pairs else []):
+        attrs = {"within": Q(within)} if within is not None else None
+        for i, a in zip(where, self._node("mul", pairs, attrs=attrs) if pairs else []):
             out[i] = a
         return out
 
@@ -191,6 +196,22 @@ def _fold_fn(row: Any, name: str, x: Fraction, attrs: dict[str, Any]) -> tuple[F
         hi = lo if lo * lo == x else lo + Q(1, q << k)
         return lo, hi
     return row.value(x, **attrs)
+
+
+def sqrt_up(m: int, k: int = 52) -> Fraction:
+    """A dyadic rational >= sqrt(m) (m >= 0 an integer), exact when m is a square, else within
+    2^-k above: floor(sqrt(m·4^k)) + 1 over 2^k."""
+    r = math.isqrt(m)
+    if r * r == m:
+        return Q(r)
+    return Q(math.isqrt(m << (2 * k)) + 1, 1 << k)
+
+
+def within(lo: Any, hi: Any, c: Any) -> tuple[Any, Any]:
+    """[lo, hi] intersected with [-c, c], kept non-empty (an empty intersection only arises on an
+    empty region, where any bound is valid)."""
+    lo2 = min(max(lo, -c), c)
+    return lo2, max(min(hi, c), lo2)
 
 
 def _sum(vals: list[Elem]) -> Elem:

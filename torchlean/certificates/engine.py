@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
-from .bound_graph import refine_skips
+from .bound_graph import refine_skips, within
 from .bounds import _down, _up
 from .core import Rejected
 from .functions import FUNCTIONS
@@ -123,12 +123,14 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
                 st.L[o + i], st.U[o + i] = row.interval(a, b, **node.attrs)
             st.arg[k] = bnds
         elif node.kind == "mul":
-            bnds = []
+            bnds, c = [], node.attrs.get("within")
             for i, (x, w) in enumerate(node.args):
                 bx = st.arg_bounds(k, x, method_k == "crown" and not best[k][i])
                 bw = st.arg_bounds(k, w, method_k == "crown" and not best[k][node.size + i])
                 bnds.append((bx, bw))
                 st.L[o + i], st.U[o + i] = interval_mul(bx, bw)
+                if c is not None:  # (layer norm's |y_i| <= sqrt(n - 1): bound_graph.Lowerer.mul)
+                    st.L[o + i], st.U[o + i] = within(st.L[o + i], st.U[o + i], c)
             st.arg[k] = bnds
         elif node.kind == "max":
             bnds = []
@@ -171,6 +173,8 @@ def point(bg: BoundGraph, x: Sequence[Fraction]) -> tuple[list[Fraction], list[F
                 lo, hi = row.value(lo, **node.attrs) if lo == hi else row.interval(lo, hi, **node.attrs)
             elif node.kind == "mul":
                 lo, hi = interval_mul(value(a[0]), value(a[1]))
+                if "within" in node.attrs:
+                    lo, hi = within(lo, hi, node.attrs["within"])
             else:
                 lo, hi = interval_max([value(f) for f in a])
             L[o + i], U[o + i], exact[o + i] = lo, hi, lo == hi
