@@ -18,7 +18,7 @@ import torch
 from torchlean.certificates import check, engine, errorbound
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates import lower as lw
-from torchlean.certificates.bound_graph import sqrt_up
+from torchlean.certificates.bound_graph import sqrt_up, sqrt_up_q
 from torchlean.floats import bound_certificate
 from torchlean.spec import Graph, Node, Value
 
@@ -107,25 +107,60 @@ def test_affine_layer_norm_bounds_contain_torch(n, eps):
         assert all(float(il[j]) - 1e-9 <= y[j] <= float(iu[j]) + 1e-9 for j in range(n))
 
 
-def test_certificate_under_a_forged_tighter_clamp_rejected(monkeypatch):
-    """A generator that claims |y_i| <= sqrt(n - 1)/4 gets smaller step errors; the checker,
-    with the true clamp, replays larger ones and refuses the certificate."""
+@pytest.mark.parametrize("forge", ["within", "ball"])
+def test_certificate_under_a_forged_tighter_clamp_rejected(monkeypatch, forge):
+    """A generator that claims |y_i| <= sqrt(n - 1)/4 (or a row norm <= sqrt(n)/4) gets smaller
+    step errors; the checker, with the true facts, replays larger ones and refuses the
+    certificate."""
     rng = np.random.default_rng(3)
     n = 8
-    W, V = rng.normal(0, 1.0, (n, n)), rng.normal(0, 1.0, (n, 2))
+    W, V = rng.normal(0, 1.0, (n, n)), rng.normal(0, 0.3, (n, 2))
     g = Graph([Value("x", (1, n), "float32")],
               {"W": W.astype(np.float32), "V": V.astype(np.float32),
                "lw": np.ones(n, np.float32), "lb": np.zeros(n, np.float32)},
               [Node("matmul", ["x", "W"], "h"), Node("layer_norm", ["h", "lw", "lb"], "z", {"eps": 1e-5}),
-               Node("matmul", ["z", "V"], "y")], ["y"]).check()
+               Node("matmul", ["z", "V"], "s"), Node("tanh", ["s"], "y")], ["y"]).check()
     box = [(F(-2), F(2))] * n
     good = bound_certificate(g, box, "binary32", ranges="ibp")
     assert check(good).ok
-    forged = lambda m: sqrt_up(m) / 4  # noqa: E731
-    monkeypatch.setattr(lw, "sqrt_up", forged)
-    monkeypatch.setattr(errorbound, "sqrt_up", forged)
+    if forge == "within":
+        forged = lambda m: sqrt_up(m) / 4  # noqa: E731
+        monkeypatch.setattr(lw, "sqrt_up", forged)
+        monkeypatch.setattr(errorbound, "sqrt_up", forged)
+    else:
+        monkeypatch.setattr(engine, "sqrt_up_q", lambda q: sqrt_up_q(q) / 4)
     bad = bound_certificate(g, box, "binary32", ranges="ibp")
     monkeypatch.undo()
     assert [F(e) for e in bad["statement"]["epsilon"]] < [F(e) for e in good["statement"]["epsilon"]]
     v = check(bad)
     assert not v.ok and ("replayed" in v.reason or "bound" in v.reason), v.reason
+
+
+@pytest.mark.parametrize("n,eps", [(4, 1e-5), (9, 0.1), (16, 1e-5)])
+def test_ball_rule_binds_and_contains_torch(n, eps):
+    """A linear map of the normalised row, sum_i a_i y_i, is bounded by sqrt(n)·||a||_2 (the
+    row's norm is <= sqrt(n)): tighter than the per-entry clamp's sqrt(n - 1)·||a||_1, and still
+    around torch's values."""
+    rng = np.random.default_rng(20 + n)
+    W, V = rng.normal(0, 1.0, (n, n)), rng.normal(0, 1.0, (n, 3))
+    g = Graph([Value("x", (1, n), "float64")], {"W": W, "V": V, "lw": np.ones(n), "lb": np.zeros(n)},
+              [Node("matmul", ["x", "W"], "h"), Node("layer_norm", ["h", "lw", "lb"], "z", {"eps": eps}),
+               Node("matmul", ["z", "V"], "y")], ["y"]).check()
+    bg = lw.lower(g.to_dict())
+    assert bg.nodes[_ln_node(bg)].attrs["ball"] == (n, sqrt_up(n))
+    q = F(7, 3)
+    assert sqrt_up_q(q) ** 2 >= q and (sqrt_up_q(q) - F(1, 3 << 52)) ** 2 < q
+    x0 = rng.uniform(-1, 1, (1, n))
+    lo, hi = (x0 - 2).ravel().tolist(), (x0 + 2).ravel().tolist()
+    il, iu = engine.ibp(bg, lo, hi)
+    cl, cu = engine.crown(bg, lo, hi)
+    for j in range(3):
+        col = V[:, j]
+        assert float(iu[j]) <= math.sqrt(n) * np.linalg.norm(col) * (1 + 1e-12)
+        assert float(iu[j]) < math.sqrt(n - 1) * np.abs(col).sum()  # the ball binds
+    gate = torch.nn.functional.layer_norm
+    for _ in range(300):
+        p = x0 + rng.uniform(-2, 2, (1, n))
+        y = (gate(torch.tensor(p) @ torch.tensor(W), (n,), eps=eps) @ torch.tensor(V))[0].numpy()
+        for a, u in ((il, iu), (cl, cu)):
+            assert all(float(a[j]) - 1e-9 <= y[j] <= float(u[j]) + 1e-9 for j in range(3))

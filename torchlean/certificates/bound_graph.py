@@ -149,11 +149,12 @@ class Lowerer:
             out[i] = a
         return out
 
-    def mul(self, xs: list[Elem], ws: list[Elem], within: Fraction | None = None) -> list[Elem]:
+    def mul(self, xs: list[Elem], ws: list[Elem], attrs: dict[str, Any] | None = None) -> list[Elem]:
         """Products x_i·w_i (a scaling where one side is constant, else one ``mul`` node).
-        ``within``: c >= 0 with |x_i·w_i| <= c for every real input, known to the caller (layer
-        norm's normalised entries); the node carries it as attrs {"within": c} and the engines
-        intersect the node's bounds with [-c, c]."""
+        ``attrs``: facts about the products for every real input, known to the caller (layer
+        norm's normalised entries): {"within": c}: |x_i·w_i| <= c, the engines intersect the
+        node's bounds with [-c, c]; {"ball": (n, R)}: each run of n consecutive products has
+        Euclidean norm <= R, ``engine`` bounds a form's terms over one run by R·||a||_2."""
         out: list[Elem] = []
         pairs, where = [], []
         for x, w in zip(xs, ws):
@@ -165,7 +166,8 @@ class Lowerer:
                 out.append(None)
                 pairs.append((x, w))
                 where.append(len(out) - 1)
-        attrs = {"within": Q(within)} if within is not None else None
+        if pairs and attrs and "ball" in attrs and len(pairs) != len(xs):
+            raise ValueError("a ball fact needs every product to be data (runs are node elements)")
         for i, a in zip(where, self._node("mul", pairs, attrs=attrs) if pairs else []):
             out[i] = a
         return out
@@ -205,6 +207,15 @@ def sqrt_up(m: int, k: int = 52) -> Fraction:
     if r * r == m:
         return Q(r)
     return Q(math.isqrt(m << (2 * k)) + 1, 1 << k)
+
+
+def sqrt_up_q(q: Fraction, k: int = 52) -> Fraction:
+    """A rational >= sqrt(q), q >= 0: sqrt(p/d) = sqrt(p·d)/d <= (floor(sqrt(p·d·4^k)) + 1)/(d·2^k)."""
+    p, d = q.numerator, q.denominator
+    r = math.isqrt(p * d)
+    if r * r == p * d:
+        return Q(r, d)
+    return Q(math.isqrt((p * d) << (2 * k)) + 1, d << k)
 
 
 def within(lo: Any, hi: Any, c: Any) -> tuple[Any, Any]:

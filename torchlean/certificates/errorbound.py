@@ -288,7 +288,7 @@ def propagate(stmt: dict[str, Any]) -> list[list[Fraction]]:
             if not isinstance(e, Aff):
                 out.append((e, e))
                 continue
-            lo, hi = known.get(id(e)) or engine.form_bounds(e, st.L, st.U)
+            lo, hi = known.get(id(e)) or st.bounds(e)
             out.append((lo, hi, errorforms.magnitude(*errorforms.aff_forms(forms, e, nf), lo, hi))
                        if nf else (lo, hi))
         return out
