@@ -5,6 +5,9 @@ interval, a fn node from its row's ``interval`` over its argument's bounds, a mu
 ``intervals.interval_mul``, a max node from ``intervals.interval_max``; a form's bounds come from
 ``intervals.interval_affine`` (each term at the corner that minimises (maximises) it). Those are
 the rules ``proofs/ibp.py`` proves (``ibp.mul``, ``ibp.max``, ``ibp.affine``), the only copies.
+A mul node with layer norm's facts (``bound_graph.Lowerer.mul``) has its interval intersected with
+[-c, c] ("within"), and a form's terms over one of its rows with [-R·||a||_2, R·||a||_2] ("ball",
+``_State.bounds``): both hold for every real input (TRUST_BOUNDARIES.md, bound table, layer_norm).
 
 CROWN: a linear objective (a form over variables) is bounded below by back-substitution: the
 variables of the latest nonlinear node are replaced by a relaxation line in terms of that node's
