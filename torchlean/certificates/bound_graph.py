@@ -149,7 +149,12 @@ class Lowerer:
             out[i] = a
         return out
 
-    def mul(self, xs: list[Elem], ws: list[Elem]) -> list[Elem]:
+    def mul(self, xs: list[Elem], ws: list[Elem], attrs: dict[str, Any] | None = None) -> list[Elem]:
+        """Products x_i·w_i (a scaling where one side is constant, else one ``mul`` node).
+        ``attrs``: facts about the products for every real input, known to the caller (layer
+        norm's normalised entries): {"within": c}: |x_i·w_i| <= c, the engines intersect the
+        node's bounds with [-c, c]; {"ball": (n, R)}: each run of n consecutive products has
+        Euclidean norm <= R, ``engine`` bounds a form's terms over one run by R·||a||_2."""
         out: list[Elem] = []
         pairs, where = [], []
         for x, w in zip(xs, ws):
@@ -161,7 +166,9 @@ class Lowerer:
                 out.append(None)
                 pairs.append((x, w))
                 where.append(len(out) - 1)
-        for i, a in zip(where, self._node("mul", pairs) if pairs else []):
+        if pairs and attrs and "ball" in attrs and len(pairs) != len(xs):
+            raise ValueError("a ball fact needs every product to be data (runs are node elements)")
+        for i, a in zip(where, self._node("mul", pairs, attrs=attrs) if pairs else []):
             out[i] = a
         return out
 
@@ -191,6 +198,31 @@ def _fold_fn(row: Any, name: str, x: Fraction, attrs: dict[str, Any]) -> tuple[F
         hi = lo if lo * lo == x else lo + Q(1, q << k)
         return lo, hi
     return row.value(x, **attrs)
+
+
+def sqrt_up(m: int, k: int = 52) -> Fraction:
+    """A dyadic rational >= sqrt(m) (m >= 0 an integer), exact when m is a square, else within
+    2^-k above: floor(sqrt(m·4^k)) + 1 over 2^k."""
+    r = math.isqrt(m)
+    if r * r == m:
+        return Q(r)
+    return Q(math.isqrt(m << (2 * k)) + 1, 1 << k)
+
+
+def sqrt_up_q(q: Fraction, k: int = 52) -> Fraction:
+    """A rational >= sqrt(q), q >= 0: sqrt(p/d) = sqrt(p·d)/d <= (floor(sqrt(p·d·4^k)) + 1)/(d·2^k)."""
+    p, d = q.numerator, q.denominator
+    r = math.isqrt(p * d)
+    if r * r == p * d:
+        return Q(r, d)
+    return Q(math.isqrt((p * d) << (2 * k)) + 1, d << k)
+
+
+def within(lo: Any, hi: Any, c: Any) -> tuple[Any, Any]:
+    """[lo, hi] intersected with [-c, c], kept non-empty (an empty intersection only arises on an
+    empty region, where any bound is valid)."""
+    lo2 = min(max(lo, -c), c)
+    return lo2, max(min(hi, c), lo2)
 
 
 def _sum(vals: list[Elem]) -> Elem:

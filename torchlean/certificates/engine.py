@@ -5,6 +5,9 @@ interval, a fn node from its row's ``interval`` over its argument's bounds, a mu
 ``intervals.interval_mul``, a max node from ``intervals.interval_max``; a form's bounds come from
 ``intervals.interval_affine`` (each term at the corner that minimises (maximises) it). Those are
 the rules ``proofs/ibp.py`` proves (``ibp.mul``, ``ibp.max``, ``ibp.affine``), the only copies.
+A mul node with layer norm's facts (``bound_graph.Lowerer.mul``) has its interval intersected with
+[-c, c] ("within"), and a form's terms over one of its rows with [-R·||a||_2, R·||a||_2] ("ball",
+``_State.bounds``): both hold for every real input (TRUST_BOUNDARIES.md, bound table, layer_norm).
 
 CROWN: a linear objective (a form over variables) is bounded below by back-substitution: the
 variables of the latest nonlinear node are replaced by a relaxation line in terms of that node's
@@ -40,7 +43,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
-from .bound_graph import refine_skips
+from .bound_graph import refine_skips, sqrt_up_q, within
 from .bounds import _down, _up
 from .core import Rejected
 from .functions import FUNCTIONS
@@ -72,9 +75,37 @@ class _State:
         self.lines: dict[tuple[int, int, str], Any] = {}  # default relaxations per policy, built once
         self.kind = [n.kind for n in bg.nodes for _ in range(n.size)]  # per variable
         self.split = split_nodes(bg)
+        # variable -> (first variable of its run, R) for mul nodes with a "ball" fact
+        self.ball: dict[int, tuple[int, Fraction]] = {}
+        for n in bg.nodes:
+            if n.kind == "mul" and "ball" in n.attrs:
+                m, R = n.attrs["ball"]
+                for i in range(n.size):
+                    self.ball[n.offset + i] = (n.offset + i - i % m, R)
+
+    def bounds(self, f: Aff) -> tuple[Fraction, Fraction]:
+        """IBP bounds of the form f, where f reads two or more products of one "ball" run (layer
+        norm's normalised row y, ||y||_2 <= R) each such group's sum sum_i a_i y_i intersected
+        with [-R·||a||_2, R·||a||_2] (Cauchy-Schwarz): a valid bound per group, so of the sum."""
+        lo, hi = form_bounds(f, self.L, self.U)
+        if not self.ball:
+            return lo, hi
+        groups: dict[tuple[int, Fraction], list[tuple[int, Fraction]]] = {}
+        for v, q in f.t.items():
+            g = self.ball.get(v)
+            if g is not None:
+                groups.setdefault(g, []).append((v, q))
+        for (_, R), terms in groups.items():
+            if len(terms) < 2:
+                continue
+            gl, gh = interval_affine(ZERO, ((q, (self.L[v], self.U[v])) for v, q in terms))
+            b = R * sqrt_up_q(sum((q * q for _, q in terms), ZERO))
+            lo += max(gl, -b) - gl
+            hi += min(gh, b) - gh
+        return lo, hi
 
     def arg_bounds(self, k: int, f: Aff, crown: bool) -> tuple[Fraction, Fraction]:
-        lo, hi = form_bounds(f, self.L, self.U)
+        lo, hi = self.bounds(f)
         if crown and any(v >= self.bg.n_in and self.kind[v] != "const" for v in f.t):
             # (a form over input and const variables only: its IBP bound is already exact)
             pol = GREEDY if any(self.split) else POLICIES[0]
@@ -123,12 +154,14 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
                 st.L[o + i], st.U[o + i] = row.interval(a, b, **node.attrs)
             st.arg[k] = bnds
         elif node.kind == "mul":
-            bnds = []
+            bnds, c = [], node.attrs.get("within")
             for i, (x, w) in enumerate(node.args):
                 bx = st.arg_bounds(k, x, method_k == "crown" and not best[k][i])
                 bw = st.arg_bounds(k, w, method_k == "crown" and not best[k][node.size + i])
                 bnds.append((bx, bw))
                 st.L[o + i], st.U[o + i] = interval_mul(bx, bw)
+                if c is not None:  # (layer norm's |y_i| <= sqrt(n - 1): bound_graph.Lowerer.mul)
+                    st.L[o + i], st.U[o + i] = within(st.L[o + i], st.U[o + i], c)
             st.arg[k] = bnds
         elif node.kind == "max":
             bnds = []
@@ -171,6 +204,8 @@ def point(bg: BoundGraph, x: Sequence[Fraction]) -> tuple[list[Fraction], list[F
                 lo, hi = row.value(lo, **node.attrs) if lo == hi else row.interval(lo, hi, **node.attrs)
             elif node.kind == "mul":
                 lo, hi = interval_mul(value(a[0]), value(a[1]))
+                if "within" in node.attrs:
+                    lo, hi = within(lo, hi, node.attrs["within"])
             else:
                 lo, hi = interval_max([value(f) for f in a])
             L[o + i], U[o + i], exact[o + i] = lo, hi, lo == hi
@@ -370,7 +405,7 @@ def ibp(bg: BoundGraph, lo: Sequence[Any], hi: Sequence[Any],
         C: Sequence[Sequence[Any]] | None = None) -> tuple[list[Fraction], list[Fraction]]:
     """Exact IBP bounds of C·y (y the outputs; C = identity when None) over the box [lo, hi]."""
     st = forward(bg, [Q(v) for v in lo], [Q(v) for v in hi], "ibp")
-    bs = [form_bounds(f, st.L, st.U) for f in objective(bg, C)]
+    bs = [st.bounds(f) for f in objective(bg, C)]
     return [b[0] for b in bs], [b[1] for b in bs]
 
 
@@ -385,7 +420,7 @@ def crown(
     st = forward(bg, [Q(v) for v in lo], [Q(v) for v in hi], method)
     lows, ups = [], []
     for f in objective(bg, C):
-        a, b = form_bounds(f, st.L, st.U)
+        a, b = st.bounds(f)
         lows.append(max(a, best_backsub(st, f, slopes)))
         ups.append(min(b, -best_backsub(st, _negf(f), _flip(slopes))))
     return lows, ups

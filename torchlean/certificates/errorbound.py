@@ -26,7 +26,7 @@ from fractions import Fraction
 from typing import Any
 
 from . import engine, errorforms
-from .bound_graph import Aff, Lowerer, Tensor, Unsupported
+from .bound_graph import Aff, Lowerer, Tensor, Unsupported, sqrt_up
 from .core import Verdict, box_leaves, checker, digest, rational, require, tick
 from .errorctx import ONE, ZERO, Ctx, V, _g, _up, slope_range
 from .functions import FUNCTIONS
@@ -191,6 +191,9 @@ def _layer_norm(ctx: Ctx, ins: list[list[V]], shapes: list[tuple[int, ...]], at:
     for d in shapes[0][len(shapes[0]) - k:]:
         n *= d
     nc, eps = ctx.fl_const(Q(n)), ctx.fl_const(Q(at.get("eps", 1e-5)))
+    # the real normalised entry's range: |(x_i - mu)/sqrt(var + eps)| <= sqrt(n - 1) (``lower``)
+    c = sqrt_up(n - 1)
+    yr = (-c, c) if Q(at.get("eps", 1e-5)) >= 0 else None
     out = []
     for r in range(len(x) // n):
         xs = x[r * n:(r + 1) * n]
@@ -203,7 +206,7 @@ def _layer_norm(ctx: Ctx, ins: list[list[V]], shapes: list[tuple[int, ...]], at:
         rstd = ctx.div(ctx.const(ONE), sd, floor=s0 * (1 - 2 * ctx.k * ctx.un) - ctx.kern(ZERO))
         for i, v in enumerate(xc):
             j = r * n + i
-            out.append(ctx.add(ctx.mul(ctx.mul(v, rstd), w[i]), b[i], 1, rng[j]))
+            out.append(ctx.add(ctx.mul(ctx.mul(v, rstd, yr), w[i]), b[i], 1, rng[j]))
     return out
 
 
@@ -285,7 +288,7 @@ def propagate(stmt: dict[str, Any]) -> list[list[Fraction]]:
             if not isinstance(e, Aff):
                 out.append((e, e))
                 continue
-            lo, hi = known.get(id(e)) or engine.form_bounds(e, st.L, st.U)
+            lo, hi = known.get(id(e)) or st.bounds(e)
             out.append((lo, hi, errorforms.magnitude(*errorforms.aff_forms(forms, e, nf), lo, hi))
                        if nf else (lo, hi))
         return out

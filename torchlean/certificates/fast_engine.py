@@ -174,6 +174,10 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             L, Uu = np.where(ok, L, -np.inf), np.where(ok, Uu, np.inf)
         elif node.kind == "mul":
             L, Uu = _mul_iv(al[:, :m], au[:, :m], al[:, m:], au[:, m:])
+            if "within" in node.attrs:  # (layer norm's |y_i| <= sqrt(n - 1), as engine.forward)
+                c = outward([-node.attrs["within"]], [node.attrs["within"]])[1][0]
+                L = np.minimum(np.maximum(L, -c), c)
+                Uu = np.maximum(np.minimum(Uu, c), L)
         else:
             idx = fg.groups[k]
             L = np.where(idx >= 0, al[:, idx], -np.inf).max(2)

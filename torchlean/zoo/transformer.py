@@ -261,6 +261,7 @@ def run(args: Any) -> int:
                      lambda: AfterLookup(model(args.corpus)), (1, length, width),
                      note="covered: the position add, both blocks, the norm and the head; not covered: the "
                           "token lookup's backward (a scatter-add into the token table) and sampling; the "
-                          "causal mask's -inf scores are taken (exp(-inf) = 0 exactly), but the layer "
-                          "norms' IBP ranges on this box are too wide for an epsilon")
+                          "causal mask's -inf scores are taken (exp(-inf) = 0 exactly) and the layer "
+                          "norms' ranges are bounded (|normalised entry| <= sqrt(n - 1)), but the error "
+                          "column's layer norm entry is too loose on this box for an epsilon")
     return 0
