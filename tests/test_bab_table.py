@@ -285,3 +285,18 @@ def _leaf_proofs(obj):
         yield obj
         for v in obj:
             yield from _leaf_proofs(v)
+
+
+@pytest.mark.slow
+def test_empty_split_regions_do_not_stop_the_search():
+    """mnistfc 256x4 prop_0_0.03 (published unsat): ReLU splits reach subproblems whose region is
+    empty, where CROWN's lower bound of a later argument crosses its upper bound. Both engines keep
+    such bounds non-empty (any bound holds on an empty region); before, a row raised "relu: empty
+    interval" after about 17 s and the CLI answered with an error instead of a verdict or timeout."""
+    from torchlean.verify.runner import run_instance
+
+    folder = DATA / "mnistfc"
+    r = run_instance(folder / "mnist-net_256x4.onnx", folder / "prop_0_0.03.vnnlib", 40)
+    assert r["result"] in ("unsat", "timeout"), r
+    if r["result"] == "unsat":
+        assert r["check"] == "accepted", r

@@ -111,6 +111,9 @@ class _State:
             pol = GREEDY if any(self.split) else POLICIES[0]
             lo = max(lo, backsub(self, f, k, None, pol))
             hi = min(hi, -backsub(self, _negf(f), k, None, pol))
+            # lo > hi: two valid bounds cross, so the region (box and split constraints) is empty
+            # and any bounds hold on it; kept non-empty, as ``clamp``, so every row accepts them
+            lo = min(lo, hi)
         return _down(lo), _up(hi)
 
 

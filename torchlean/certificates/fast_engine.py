@@ -157,6 +157,9 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
                 low = _crown_rows(st, k, np.concatenate([rows, rows]), np.repeat([1, -1], rows.size))
                 al[:, rows] = np.maximum(al[:, rows], low[:, : rows.size])
                 au[:, rows] = np.minimum(au[:, rows], -low[:, rows.size:])
+            # (crossed bounds: an empty region, where any bounds hold; kept non-empty as
+            # ``engine.arg_bounds``, so every row accepts them)
+            al = np.minimum(al, au)
 
         if phases is not None and k in phases:
             ph = phases[k]
