@@ -396,25 +396,19 @@ def _bab_region(
             stalled = stats["boxes"] - boxes0 >= lp.AFTER_BOXES
             exact = _lp_candidates(trace, open_) if stalled and bg is None and method == "crown" else set()
             for n_i, i in enumerate(open_):
+                out = None  # a subtree closing the box, or a counterexample (a list)
                 if int(i) in exact:  # few unstable ReLUs: decide the box by ReLU splits and LPs
                     out = _lp_close(net, spec, fnet, region, layers, lo[i], hi[i], groups, names,
                                     deadline, stats)
-                    if isinstance(out, list):
-                        return out
-                    if out is not None:
-                        lp.graft(tree, ids[i], out)
-                        stats["leaves"] += sum(1 for n in out.nodes if n[0] == "leaf")
-                        done += float(vol[i])
-                        continue
-                if stall is not None:  # deep in the input splits: ReLU splits with LP multipliers
+                if out is None and stall is not None:  # deep in the input splits: LP multipliers
                     out = stall.close(depth[ids[i]], lo[i], hi[i], deadline)
-                    if isinstance(out, list):
-                        return out
-                    if out is not None:
-                        lp.graft(tree, ids[i], out)
-                        stats["leaves"] += sum(1 for n in out.nodes if n[0] == "leaf")
-                        done += float(vol[i])
-                        continue
+                if isinstance(out, list):
+                    return out
+                if out is not None:
+                    lp.graft(tree, ids[i], out)
+                    stats["leaves"] += sum(1 for n in out.nodes if n[0] == "leaf")
+                    done += float(vol[i])
+                    continue
                 j, row = int(worst[n_i]), int(rows[n_i])
                 if split == "single":  # the best single atom's gradient, not a combination's
                     singles = [groups[j][0] + o for o, c in enumerate(names[j]) if len(c) == 1]

@@ -38,7 +38,7 @@ from ..certificates.property import Region
 from . import alpha
 from .attack import leaf_minimisers
 from .bab import _combos
-from .tree import SplitTree, choice, threshold
+from .tree import SplitTree, choice, proof_extras, threshold
 
 EPS = 1e-300  # any positive bound proves a leaf (general.EPS)
 #: counterexample search between batches: at most this share of the search's time (a property the
@@ -155,12 +155,7 @@ def _extras(bs: alpha.Backsub, relus: list[int], st: Any, b: int, r: int, a: dic
             q = _q(float(beta[k][b, r, i]))
             if q > 0:
                 mult[k, i] = q
-    ex: dict[str, list] = {}
-    if slopes:
-        ex["slopes"] = slopes
-    if mult:
-        ex["mult"] = [[k, i, str(q)] for (k, i), q in mult.items()]
-    return ex, fslopes, mult
+    return proof_extras(slopes, mult), fslopes, mult
 
 
 def _engine_bounds(bg: Any, st: Any, dj: Disjunct, cands: list[tuple[int, int, dict, dict]]) -> list[float]:

@@ -40,7 +40,7 @@ from ..certificates import engine
 from ..certificates import fast_engine as fe
 from ..certificates.fast_vnn import phase_arrays
 from . import lp as _lp
-from .tree import SplitTree, choice, threshold
+from .tree import SplitTree, choice, proof_extras, threshold
 
 EPS = 1e-300  # any positive bound proves a leaf (general.EPS)
 DIGITS = 7  # significant digits of a recorded α or β (any α in [0, 1], β >= 0 is sound)
@@ -292,12 +292,7 @@ def _extras(g: _Graph, alpha: Any, beta: dict[tuple[int, int], float], scale: fl
         v = _short(q * scale)
         if v > 0:
             mult[key] = v
-    ex: dict[str, list] = {}
-    if slopes:
-        ex["slopes"] = slopes
-    if mult:
-        ex["mult"] = [[k, i, str(v)] for (k, i), v in mult.items()]
-    return ex, fsl, mult
+    return proof_extras(slopes, mult), fsl, mult
 
 
 def _replay(bg: Any, st: Any, b: int, form: Any, fsl: dict[int, Any], mult: dict, path: Phases) -> float:

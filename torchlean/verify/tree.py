@@ -51,3 +51,14 @@ def choice(c: tuple[int, ...]) -> int | list[int]:
 def threshold(lb: float) -> str:
     """The bound a leaf claims: a short rational in (0, lb), half the bound to 6 digits."""
     return str(Fraction(f"{lb * 0.5:.6g}"))
+
+
+def proof_extras(slopes: list[list[Any]], mult: dict[tuple[int, int], Fraction]) -> dict[str, list]:
+    """A graph leaf proof's optional entries: ``"slopes"`` (relaxation slopes chosen by the search)
+    and ``"mult"`` (split multipliers > 0 as [node, i, q]), each only when non-empty."""
+    ex: dict[str, list] = {}
+    if slopes:
+        ex["slopes"] = slopes
+    if mult:
+        ex["mult"] = [[k, i, str(q)] for (k, i), q in mult.items()]
+    return ex
