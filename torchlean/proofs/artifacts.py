@@ -155,21 +155,31 @@ def check_composition(directory: Path, ob: Obligation) -> Outcome:
             name = node.get(kind, f"{kind}.{node['prim']}{tag}")
             if name not in requires or not name.startswith(f"{kind}.{node['prim']}."):
                 return Outcome(ob.name, "rejected", f"node {node['key']}: no {kind} obligation")
+    for name in ob.data["requires"]:
+        if NODES.get(name) is None:
+            return Outcome(ob.name, "rejected", f"node obligation {name} was not derived")
+    n = len(ob.data["graph"]["nodes"])
+    return _resting_on(directory, ob, "node obligation",
+                       f"chain rule over {n} nodes ({verdict.checked} steps); "
+                       f"{len(ob.data['requires'])} node obligations", " checked")
+
+
+def _resting_on(directory: Path, ob: Obligation, label: str, what: str, done: str = "") -> Outcome:
+    """``ob``'s outcome once its own statement was replayed: rejected unless every obligation it
+    ``requires`` is checked or solver-trusted in ``directory``; trusted if any of them is (their
+    solver-trusted names summed), else checked. ``done`` is appended to ``what`` when checked."""
+    from .compose import NODES
+
     trusted: dict[str, int] = {}
     for name in ob.data["requires"]:
-        dep = NODES.get(name)
-        if dep is None:
-            return Outcome(ob.name, "rejected", f"node obligation {name} was not derived")
-        o = check_one(directory, dep)
+        o = check_one(directory, NODES[name])
         if o.status not in ("checked", "trusted"):
-            return Outcome(ob.name, "rejected", f"node obligation {name} is {o.status}: {o.detail}")
+            return Outcome(ob.name, "rejected", f"{label} {name} is {o.status}: {o.detail}")
         for k, v in (o.trusted or {}).items():
             trusted[k] = trusted.get(k, 0) + v
-    n = len(ob.data["graph"]["nodes"])
-    what = f"chain rule over {n} nodes ({verdict.checked} steps); {len(ob.data['requires'])} node obligations"
     if trusted:
         return Outcome(ob.name, "trusted", f"{what}, solver-trusted: {', '.join(sorted(trusted))}", trusted)
-    return Outcome(ob.name, "checked", f"{what} checked")
+    return Outcome(ob.name, "checked", what + done)
 
 
 def check_windows(directory: Path, ob: Obligation) -> Outcome:
@@ -190,22 +200,14 @@ def check_windows(directory: Path, ob: Obligation) -> Outcome:
     kinds = [getattr(NODES.get(n), "kind", None) for n in ob.data["requires"]]
     if ob.kind == "channels" and kinds != ["autograd"]:
         return Outcome(ob.name, "rejected", "a channels claim rests on exactly one element autograd claim")
-    trusted: dict[str, int] = {}
     for name in ob.data["requires"]:
         dep = NODES.get(name)
         if dep is None or dep.data.get("shapes") != one or dep.data.get("attrs") != ob.data["attrs"] \
                 or dep.kind not in ("forward", "autograd") or dep.subject != ob.subject:
             return Outcome(ob.name, "rejected", f"{name} is not this plane's one-window claim")
-        o = check_one(directory, dep)
-        if o.status not in ("checked", "trusted"):
-            return Outcome(ob.name, "rejected", f"one-window claim {name} is {o.status}: {o.detail}")
-        for k, v in (o.trusted or {}).items():
-            trusted[k] = trusted.get(k, 0) + v
     what = f"{ob.kind}: {verdict.checked} positions" + (f" from {', '.join(ob.data['requires'])}"
                                                       if ob.data["requires"] else "")
-    if trusted:
-        return Outcome(ob.name, "trusted", f"{what}, solver-trusted: {', '.join(sorted(trusted))}", trusted)
-    return Outcome(ob.name, "checked", what)
+    return _resting_on(directory, ob, "one-window claim", what)
 
 
 def up_to_date(directory: Path, ob: Obligation) -> bool:
