@@ -7,15 +7,52 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from .network import Unsupported, _size
-from .network import _decode as _decode_number
-
 Q = Fraction
 ONE = Q(1)  # the coefficient of a variable read directly (compared by identity in ``_lin``)
+
+
+class Unsupported(ValueError):
+    """The IR holds something the bound checker does not model."""
+
+
+_FMT = {"float32": ("f", 4), "float64": ("d", 8), "float16": ("e", 2), "int64": ("q", 8)}
+
+
+def _decode_number(a: dict[str, Any]) -> tuple[tuple[int, ...], list[Fraction]]:
+    """A numeric IR constant (little-endian bytes) as (shape, row-major exact values)."""
+    if a["dtype"] not in _FMT:
+        raise Unsupported(f"constant dtype {a['dtype']!r}")
+    code, width = _FMT[a["dtype"]]
+    raw = base64.b64decode(a["data"])
+    shape = tuple(int(d) for d in a["shape"])
+    n = _size(shape)
+    if len(raw) != n * width:
+        raise ValueError("constant byte length does not match its shape")
+    vals = struct.unpack(f"<{n}{code}", raw)
+    for v in vals:
+        if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+            raise Unsupported("non-finite weight")
+    return shape, [Fraction(v) for v in vals]
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _strides(shape: tuple[int, ...]) -> list[int]:
+    s, out = 1, []
+    for d in reversed(shape):
+        out.append(s)
+        s *= d
+    return out[::-1]
 
 
 class Aff:

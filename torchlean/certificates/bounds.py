@@ -54,6 +54,8 @@ from fractions import Fraction
 from typing import Any
 
 from .core import CHECKERS, Rejected, Verdict, at_least, ratio, rational, replay, require, tick
+from .core import float_down as _down
+from .core import float_up as _up
 from .network import Affine, Net, PartsMemo, Relu, evaluate, fingerprint
 from .property import Region, Spec
 
@@ -116,22 +118,6 @@ def combos_used(region: Region, proof_lists: list[Any]) -> list[list[Combo]]:
                 raise Rejected(f"{where}: proof {j} malformed")
             used[j].add(proof_combo(p[0], region.disjuncts[j], where))
     return [sorted(u) for u in used]
-
-
-def _down(q: Fraction) -> Fraction:
-    """A float-valued rational <= q (short numbers for the exact replay); q itself when no float
-    is that large (still a valid bound: only the shortening is skipped)."""
-    try:
-        f = float(q)
-    except OverflowError:
-        return q
-    if Fraction(f) > q:
-        f = math.nextafter(f, -math.inf)
-    return Fraction(f)
-
-
-def _up(q: Fraction) -> Fraction:
-    return -_down(-q)
 
 
 def _concrete(L: Form, U: Form, lo: list[Fraction], hi: list[Fraction]) -> tuple[Fraction, Fraction]:

@@ -160,6 +160,23 @@ def at_least(x: Fraction | float, q: Fraction | tuple[int, int]) -> bool:
     return a * d >= n * b
 
 
+def float_down(q: Fraction) -> Fraction:
+    """A float-valued rational <= q (short numbers for the exact replay); q itself when no float
+    is that large (still a valid bound: only the shortening is skipped)."""
+    try:
+        f = float(q)
+    except OverflowError:
+        return q
+    if Fraction(f) > q:
+        f = math.nextafter(f, -math.inf)
+    return Fraction(f)
+
+
+def float_up(q: Fraction) -> Fraction:
+    """A float-valued rational >= q (``float_down`` mirrored)."""
+    return -float_down(-q)
+
+
 def require(cond: bool, message: str) -> None:
     """Reject unless ``cond``; the one way checkers state a condition."""
     if not cond:

@@ -44,8 +44,9 @@ from fractions import Fraction
 from typing import Any
 
 from .bound_graph import refine_skips, sqrt_up_q, within
-from .bounds import _down, _up
 from .core import Rejected
+from .core import float_down as _down
+from .core import float_up as _up
 from .functions import FUNCTIONS
 from .intervals import EXACT, interval_affine, interval_max, interval_mul, mccormick
 from .lower import Aff, BoundGraph, Node

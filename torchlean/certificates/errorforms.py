@@ -27,7 +27,8 @@ from fractions import Fraction
 from typing import Any
 
 from .bound_graph import Aff, BoundGraph
-from .bounds import _down, _up
+from .core import float_down as _down
+from .core import float_up as _up
 from .core import require
 
 Q = Fraction

@@ -38,17 +38,12 @@ from .bounds import (
     region_parts,
 )
 from .core import require, tick
+from .fast_forms import TINY, Corner, U, gamma, outward  # noqa: F401
+from .fast_forms import corners as _corners
 from .network import Affine, Net, Parts, PartsMemo, affine_parts
 from .property import Spec
 
-U = 2.0**-53
-TINY = 2.0**-1000  # far above any accumulated underflow error (ops * 2^-1074)
-Corner = tuple[Fraction, float, float]  # an exact corner value, rounded down and up
 CHUNK = {"forward": 1024, "crown": 96}  # leaves per batch (measured: 48 -> 96 is 3-4% faster; bench/README)
-
-
-def gamma(n: int) -> float:
-    return n * U / (1 - n * U)
 
 
 def prepare(
@@ -99,18 +94,6 @@ def _err(exact: list[list[Fraction]], f: np.ndarray) -> np.ndarray:
                 e = abs(q - Fraction(fv))
                 E[i, j] = math.nextafter(float(e), math.inf)
     return E
-
-
-def outward(lo: list[Fraction], hi: list[Fraction]) -> tuple[list[float], list[float]]:
-    """Floats lo_f <= lo and hi_f >= hi."""
-
-    def down(q: Fraction) -> float:
-        f = float(q)
-        if f.as_integer_ratio() == (q.numerator, q.denominator):  # (exact: the common case)
-            return f
-        return math.nextafter(f, -math.inf) if Fraction(f) > q else f
-
-    return [down(q) for q in lo], [-down(-q) for q in hi]
 
 
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")
@@ -302,22 +285,3 @@ def _split_arrays(part, region, index, widths, n_rows, where) -> dict[str, np.nd
             for (layer, n), q in m.items():
                 mult[b, row, offs[layer] + n] = float(q)
     return {"phases": phases, "alpha": alpha, "mult": mult}
-
-
-def _corners(boxes: list[list[Fraction | float]], cache: dict[int, Corner], side: int) -> np.ndarray:
-    """Outward floats (B, d) of the leaves' lower (side 0, rounded down) or upper (1, up) corners.
-    A float corner is exact (``bounds.split_value``) and is its own rounding. The others (the
-    region's bounds, split values no float equals) are rounded once: leaves share them as objects,
-    so the cache is keyed by identity; it holds each value, so no id is reused."""
-    rows = []
-    for box in boxes:
-        row = []
-        for q in box:
-            if type(q) is not float:
-                if id(q) not in cache:
-                    lo, hi = outward([q], [q])
-                    cache[id(q)] = (q, lo[0], hi[0])
-                q = cache[id(q)][1 + side]
-            row.append(q)
-        rows.append(row)
-    return np.array(rows)

@@ -1,9 +1,12 @@
 """Sound float64 IBP and CROWN over a bound graph, batched over B boxes (numpy): the fast sibling of
 ``engine.py``, same algorithm (read that module first), with outward error charges.
 
-Assumption and accounting (as in ``fast.py``, whose ``gamma``/``U``/``TINY``/``outward`` are reused):
-numpy float64 arithmetic is IEEE-754 binary64 with round-to-nearest, so a dot product of n terms in
-any order is within γ_n·Σ|a_i||b_i| of the exact one. The *computed* multipliers are the ones a bound
+Assumption and accounting (``gamma``/``U``/``TINY``/``outward`` in ``fast_forms.py``): numpy float64
+arithmetic is IEEE-754 binary64 with round-to-nearest, so every elementary result obeys the standard
+model fl(a∘b) = (a∘b)(1+δ), |δ| <= u = 2^-53, plus an absolute error below 2^-1074 per operation on
+underflow, and a dot product of n terms in any order (BLAS may reorder and block it) is within
+γ_n·Σ|a_i||b_i| of the exact one, γ_n = n·u/(1 - n·u); fused multiply-add only makes errors smaller.
+The *computed* multipliers are the ones a bound
 is stated for; every difference between a computed coefficient and the exact one it stands for is
 charged as |difference|·max|variable| (max|v| from the certified bounds of that variable) and
 subtracted from the constant (moved down for a lower bound). Each charge is inflated by 4 plus
@@ -26,8 +29,7 @@ import numpy as np
 
 from .bound_graph import refine_skips
 from .engine import EXACT_AT_STABLE, split_nodes
-from .fast import TINY, U, gamma, outward
-from .fast_forms import _charge, _Forms, _safe, _View
+from .fast_forms import TINY, U, _charge, _Forms, _safe, _View, gamma, outward
 from .fast_functions import FAST, relu_lines
 from .lower import Aff, BoundGraph
 from .slopes import GREEDY, POLICIES

@@ -5,13 +5,52 @@ numpy."""
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
-from .fast import TINY, U, gamma
 from .lower import Aff
+
+U = 2.0**-53
+TINY = 2.0**-1000  # far above any accumulated underflow error (ops * 2^-1074)
+Corner = tuple[Fraction, float, float]  # an exact corner value, rounded down and up
+
+
+def gamma(n: int) -> float:
+    return n * U / (1 - n * U)
+
+
+def outward(lo: list[Fraction], hi: list[Fraction]) -> tuple[list[float], list[float]]:
+    """Floats lo_f <= lo and hi_f >= hi."""
+
+    def down(q: Fraction) -> float:
+        f = float(q)
+        if f.as_integer_ratio() == (q.numerator, q.denominator):  # (exact: the common case)
+            return f
+        return math.nextafter(f, -math.inf) if Fraction(f) > q else f
+
+    return [down(q) for q in lo], [-down(-q) for q in hi]
+
+
+def corners(boxes: list[list[Fraction | float]], cache: dict[int, Corner], side: int) -> np.ndarray:
+    """Outward floats (B, d) of the leaves' lower (side 0, rounded down) or upper (1, up) corners.
+    A float corner is exact (``bounds.split_value``) and is its own rounding. The others (the
+    region's bounds, split values no float equals) are rounded once: leaves share them as objects,
+    so the cache is keyed by identity; it holds each value, so no id is reused."""
+    rows = []
+    for box in boxes:
+        row = []
+        for q in box:
+            if type(q) is not float:
+                if id(q) not in cache:
+                    lo, hi = outward([q], [q])
+                    cache[id(q)] = (q, lo[0], hi[0])
+                q = cache[id(q)][1 + side]
+            row.append(q)
+        rows.append(row)
+    return np.array(rows)
 
 
 def _charge(x: np.ndarray, n: int) -> np.ndarray:

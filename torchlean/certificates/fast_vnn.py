@@ -18,7 +18,7 @@ import numpy as np
 from . import fast_engine as fe
 from .bounds import check_leaf_proofs
 from .engine import mult_form
-from .fast import _corners
+from .fast_forms import corners
 from .lower import Aff, BoundGraph
 
 CHUNK = 64
@@ -47,7 +47,7 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
     cache: dict[int, Any] = {}
     for start in range(0, len(items), CHUNK):
         part = items[start:start + CHUNK]
-        lo, hi = (_corners([it[side] for it in part], cache, side) for side in (0, 1))
+        lo, hi = (corners([it[side] for it in part], cache, side) for side in (0, 1))
         ph = phase_arrays(bg, [it[2][2] for it in part])
         st = fe.forward(fg, lo, hi, method, ph)
         lb = fe.bound_forms(st, F)

@@ -40,8 +40,11 @@ from .bound_graph import (
     Lowerer,
     Node,
     Tensor,
+    Unsupported,
     _decode,
     _lin,
+    _size,
+    _strides,
     _sum,
     add,
     as_aff,
@@ -50,7 +53,6 @@ from .bound_graph import (
     scale,
     sqrt_up,
 )
-from .network import Unsupported, _size, _strides
 
 Q = Fraction
 __all__ = ["NEG_INF", "NO_ROW", "ROWS", "Aff", "BoundGraph", "Node", "fingerprint", "lower"]
