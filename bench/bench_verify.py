@@ -41,8 +41,6 @@ def main() -> None:
     ap.add_argument("--props", default="", help="comma-separated property numbers")
     ap.add_argument("--timeout", type=float, default=116.0)
     ap.add_argument("--method", default="crown", choices=("crown", "forward"))
-    ap.add_argument("--engine", default="table", choices=("chain", "table"),
-                    help="bound engine of the input-split search on ReLU chains")
     ap.add_argument("--out", default=str(ROOT / "bench/results_verify.csv"))
     ap.add_argument("--table", metavar="RESULTS_CSV", help="print a results CSV as a markdown table and exit")
     a = ap.parse_args()
@@ -61,7 +59,7 @@ def main() -> None:
     fields = FIELDS + ["nnenum_2021_s", "abcrown_2021_s", "nnenum_here_s"]
     results = []
     for i, row in enumerate(rows):
-        r = run_instance(base / row["onnx"], base / row["vnnlib"], a.timeout, a.method, engine=a.engine)
+        r = run_instance(base / row["onnx"], base / row["vnnlib"], a.timeout, a.method)
         exp = row.get("expected", "")
         r.update(
             onnx=row["onnx"],

@@ -182,8 +182,6 @@ def main() -> int:
     ap.add_argument("instances", nargs="*", help="instances.csv or expected.csv files")
     ap.add_argument("--timeout", type=float, default=30.0, help="per tool and instance, seconds")
     ap.add_argument("--limit", type=int, default=None, help="instances per CSV, evenly spaced")
-    ap.add_argument("--engine", choices=("chain", "table"), default=None,
-                    help="torchlean's --engine (its CLI default when not given)")
     ap.add_argument("--meta", default=None, help="meta.csv of a generated list (default: beside it)")
     ap.add_argument("--out", default=str(ROOT / "bench/results_vs_nnenum.csv"))
     ap.add_argument("--nnenum-python", default="/work/venv-nnenum/bin/python")
@@ -215,7 +213,7 @@ def main() -> int:
         for tool in (("torchlean", "nnenum") if i % 2 == 0 else ("nnenum", "torchlean")):
             if tool == "torchlean":
                 inst = {"onnx": r["onnx"], "vnnlib": r["vnnlib"], "expected": r["expected"]}
-                t = run_one(base, inst, a.timeout, ("--engine", a.engine) if a.engine else ())
+                t = run_one(base, inst, a.timeout, ())
                 res[tool] = (t["result"], float(t["wall_s"]), t["note"])
                 ort = t["ort"]
             else:

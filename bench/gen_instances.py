@@ -188,17 +188,18 @@ def train_net(family: str, seed: int, path: Path) -> tuple[list[float], list[flo
 
 
 class Model:
-    """A ReLU chain read from ONNX: exact (torchlean's checker Net), float64 (sampling, PGD) and
+    """A ReLU chain read from ONNX: exact (torchlean's bound graph), float64 (sampling, PGD) and
     onnxruntime (float32, the file as other tools run it)."""
 
     def __init__(self, path: Path) -> None:
         import onnxruntime as ort
 
-        from torchlean.verify.network import float_net, load_net
+        from torchlean.verify.network import float_chain
+        from torchlean.verify.table import load_target
 
         self.path = path
-        self.net = load_net(path)
-        self.fnet = float_net(self.net)
+        self.net = load_target(path).bg
+        self.fnet = float_chain(self.net)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         opts.intra_op_num_threads = 1
@@ -238,7 +239,8 @@ def witness(model: Model, text: str, x: np.ndarray) -> list[float] | None:
     """x rounded to float32 if it lies in the property's box and violates the property both in
     onnxruntime and in torchlean's exact evaluation (a sat the generator can claim), else None."""
     from torchlean.certificates.property import parse_property
-    from torchlean.verify.attack import confirm, to_float32_in_box
+    from torchlean.verify.attack import to_float32_in_box
+    from torchlean.verify.table import confirm
 
     spec = parse_property(text)
     for r in spec.regions:

@@ -11,10 +11,11 @@ import pytest
 
 import torchlean as tl
 from torchlean.certificates.property import parse_property
-from torchlean.verify import attack
+from torchlean.verify import table
 from torchlean.verify.attack import margins, search
 from torchlean.verify.executor import GraphExec
-from torchlean.verify.network import load_graph, load_net, load_spec
+from torchlean.verify.network import load_graph, load_spec
+from torchlean.verify.table import load_target
 
 torch = pytest.importorskip("torch")
 DATA = Path(__file__).parent / "data/vnncomp2021"
@@ -76,10 +77,10 @@ def test_unbatchable_graph_runs_point_by_point():
 def test_search_finds_acas_counterexamples_the_checker_confirms():
     d = DATA / "acasxu"
     net_path, prop = d / "ACASXU_run2a_1_7_batch_2000.onnx", d / "prop_3.vnnlib"  # published: sat
-    net, spec = load_net(net_path), load_spec(prop)
+    net, spec = load_target(net_path).bg, load_spec(prop)
     ex = GraphExec(load_graph(net_path))
-    x = search(ex, spec, lambda q: attack.confirm(net, spec, q))
-    assert x is not None and attack.confirm(net, spec, x)
+    x = search(ex, spec, lambda q: table.confirm(net, spec, q))
+    assert x is not None and table.confirm(net, spec, x)
     # and the float outputs there are unsafe too
     assert (margins(spec.regions[0], ex.forward(np.array([[float(v) for v in x]]))) <= 1e-6).any()
 

@@ -143,7 +143,7 @@ def test_graph_confirmer_agrees_with_the_exact_check_on_random_points(tmp_path):
     from_torch_state_dict(model, tm.state_dict())
     path = tmp_path / "m.onnx"
     bridge.export_onnx(tl.trace(model, tl.zeros(1, 3)), path)
-    tgt = table.target(load_graph(path), prefer_chain=False)
+    tgt = table.target(load_graph(path))
     rng = np.random.default_rng(1)
     pts = rng.uniform(-1, 1, (40, 3))
     wins = np.bincount(tm(torch.tensor(pts, dtype=torch.float32)).argmax(1).numpy(), minlength=3)
@@ -177,7 +177,7 @@ def test_root_corners_reach_a_counterexample_where_the_gradient_is_zero(tmp_path
     model[2].bias.data[...] = 0.0
     path = tmp_path / "m.onnx"
     bridge.export_onnx(tl.trace(model, tl.zeros(1, n)), path)
-    tgt = table.target(load_graph(path), prefer_chain=False)
+    tgt = table.target(load_graph(path))
     one = Fraction(1)
     atom = Atom((Fraction(-1),), Fraction(-1, 2), False)  # unsafe: y >= 1/2
     spec = Spec(n, 1, (Region((-one,) * n, (one,) * n, ((atom,),)),))

@@ -1,4 +1,5 @@
-"""Input-split branch and bound of ReLU chains on the bound table (``verify(..., bg=)``).
+"""Input-split branch and bound of ReLU chains on the bound table (``bab.verify``; the only engine
+since the ReLU-chain engine was removed, issue 14).
 
 The search bounds its boxes with ``fast_engine`` on the chain's bound graph and writes a graph
 certificate; these tests check its verdicts against the published ones (expected.csv), that
@@ -19,27 +20,28 @@ import pytest
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates import lower
 from torchlean.certificates.bounds import check_vnn, replay_mode
-from torchlean.verify import bab, load_net, load_spec
-from torchlean.verify.attack import confirm
+from torchlean.verify import bab, table
 from torchlean.verify.branching import table_relaxation_scores
-from torchlean.verify.table import chain_graph
+
+
+def chain_graph(path):
+    """The bound graph of a network file (``table.load_target``: one object per unchanged file)."""
+    return table.load_target(path).bg
 
 DATA = Path(__file__).parent / "data" / "vnncomp2021"
 F = Fraction
 
 
 def _solve(folder: str, onnx: str, vnnlib: str, timeout: float = 60):
-    path = DATA / folder / onnx
-    net, spec, bg = load_net(path), load_spec(DATA / folder / vnnlib), chain_graph(path)
-    res = bab.verify(net, spec, timeout=timeout, bg=bg)
+    t, spec = table.load_instance(DATA / folder / onnx, DATA / folder / vnnlib)
+    bg = t.bg
+    res = bab.verify(t, spec, timeout=timeout)
     if res.verdict in ("sat", "unsat"):
-        assert bab.checked_model(net, bg) is bg
         v = check_vnn(res.cert, bg, spec, mode=replay_mode(res.cert, bg))
         assert v.ok, v.reason
-        assert not check_vnn(res.cert, net, spec).ok  # a graph certificate, not the chain's
     if res.verdict == "sat":
-        assert confirm(net, spec, res.x)
-    return net, spec, bg, res
+        assert table.confirm(bg, spec, res.x)
+    return t, spec, bg, res
 
 
 @pytest.mark.parametrize("onnx,vnnlib,expected", [
@@ -93,7 +95,7 @@ def test_table_bounds_do_not_depend_on_the_batch(seed):
 
 def test_table_relaxation_scores_pick_the_cancelling_dimension():
     # y = relu(x0 + x1) + relu(x1 - x0): flat in x0 for the adaptive lower slopes, yet x0's width
-    # keeps both ReLUs unstable (the same case as test_branching's chain-trace test)
+    # keeps both ReLUs unstable (the case the chain engine's trace scores were first tested on)
     W = [np.array([[1.0, 1.0], [-1.0, 1.0]]), np.array([[1.0, 1.0]])]
     lo, hi = np.array([[-1.0, -0.01]]), np.array([[1.0, 0.01]])
     z_lo = np.array([[-1.01, -1.01]])  # x0 + x1 and x1 - x0 over the box
@@ -180,70 +182,53 @@ def test_table_relaxation_scores_against_the_definition(seed):
                                rtol=1e-4, atol=1e-6)
 
 
-def test_chain_graph_is_the_files_bound_graph():
+def test_load_target_is_the_files_bound_graph():
     path = DATA / "test" / "test_tiny.onnx"
     bg = chain_graph(path)
     from torchlean.verify.network import load_graph
 
     assert lower.fingerprint(bg) == lower.fingerprint(lower.lower(load_graph(str(path)).to_dict()))
     assert [n.kind for n in bg.nodes][0] == "input"
+    assert chain_graph(path) is bg  # (one object per unchanged file)
 
 
-def test_cli_engine_table_certificate_round_trip(tmp_path, capsys):
+def test_cli_certificate_round_trip(tmp_path, capsys):
     from torchlean.verify.__main__ import main
 
     net, prop = DATA / "acasxu" / "ACASXU_run2a_1_1_batch_2000.onnx", DATA / "acasxu" / "prop_3.vnnlib"
     cert = tmp_path / "c.json"
-    assert main([str(net), str(prop), "--engine", "table", "--cert", str(cert), "-q"]) == 0
+    assert main([str(net), str(prop), "--cert", str(cert), "-q"]) == 0
     assert capsys.readouterr().out.strip() == "unsat"
+    c = json.loads(cert.read_text())
+    assert c["network"] == lower.fingerprint(chain_graph(net))
     assert main(["check", str(cert), str(net), str(prop)]) == 0
     assert "replayed on the bound graph" in capsys.readouterr().out
     other = DATA / "acasxu" / "ACASXU_run2a_1_2_batch_2000.onnx"
     assert main(["check", str(cert), str(other), str(prop)]) == 1
     assert "different network" in capsys.readouterr().out
+    c["regions"][0] = c["regions"][0][:-1]  # a truncated tree: some box left uncovered
+    cert.write_text(json.dumps(c))
+    assert main(["check", str(cert), str(net), str(prop)]) == 1
+    assert capsys.readouterr().out.startswith("rejected:")
+    assert main([str(net), str(prop), "--engine", "chain"]) == 2  # the removed engine: one line
+    err = capsys.readouterr().err
+    assert err.count("\n") <= 2 and "Traceback" not in err
 
 
-def test_the_table_path_is_only_for_input_splitting_crown():
-    # more than INPUT_SPLIT_MAX inputs (ReLU splitting, mnistfc) or the "forward" method: the chain
-    # engine and a chain certificate, whatever bg is given
-    from torchlean.certificates.network import Affine, Net, Relu
-
-    bg = object()
-    wide = Net(17, 1, (Affine([[F(1)] * 17], [F(0)]), Relu(), Affine([[F(1)]], [F(0)])))
-    small = Net(2, 1, (Affine([[F(1), F(1)]], [F(0)]), Relu(), Affine([[F(1)]], [F(0)])))
-    assert bab.checked_model(wide, bg) is wide
-    assert bab.checked_model(small, bg, "forward") is small
-    assert bab.checked_model(small, None) is small
-    assert bab.checked_model(small, bg) is bg
+def test_forward_method_writes_ibp_argument_bounds_certificates():
+    t, spec = table.load_instance(DATA / "test" / "test_small.onnx", DATA / "test" / "test_small.vnnlib")
+    res = bab.verify(t, spec, timeout=30, method="forward")
+    assert res.verdict == "unsat" and res.cert["method"] == "forward"
+    for mode in ("exact", "fast"):
+        assert check_vnn(res.cert, t.bg, spec, mode=mode).ok
 
 
 def test_runner_engine_table_checks_graph_certificates():
     from torchlean.verify.runner import run_csv
 
-    rows = run_csv(DATA / "test" / "expected.csv", progress=False, engine="table", timeout=60)
+    rows = run_csv(DATA / "test" / "expected.csv", progress=False, timeout=60)
     assert [r["result"] for r in rows] == [r["expected"] for r in rows]
     assert all(r["check"] == "accepted" for r in rows)
-
-
-def test_cli_default_engine_is_the_table(tmp_path, capsys):
-    """Without --engine, a chain's certificate is a graph certificate for the file's bound graph
-    (the chain checker refuses it); --engine chain still writes the chain's own."""
-    from torchlean.certificates.network import fingerprint
-    from torchlean.verify.__main__ import main
-
-    net, prop = DATA / "acasxu" / "ACASXU_run2a_1_1_batch_2000.onnx", DATA / "acasxu" / "prop_3.vnnlib"
-    for engine, want in ((None, lower.fingerprint(chain_graph(net))), ("chain", fingerprint(load_net(net)))):
-        cert = tmp_path / f"{engine}.json"
-        args = [str(net), str(prop), "--cert", str(cert), "-q"] + (["--engine", engine] if engine else [])
-        assert main(args) == 0 and capsys.readouterr().out.strip() == "unsat"
-        c = json.loads(cert.read_text())
-        assert c["network"] == want
-        assert main(["check", str(cert), str(net), str(prop)]) == 0
-        capsys.readouterr()
-        c["regions"][0] = c["regions"][0][:-1]  # a truncated tree: some box left uncovered
-        cert.write_text(json.dumps(c))
-        assert main(["check", str(cert), str(net), str(prop)]) == 1
-        assert capsys.readouterr().out.startswith("rejected:")
 
 
 def test_wide_chain_splits_relus_on_the_table():
@@ -251,22 +236,17 @@ def test_wide_chain_splits_relus_on_the_table():
     (``graph_relu``, β multipliers) and the graph checker accepts its certificate; the same
     certificate with an inflated leaf claim or for another property is rejected."""
     from torchlean.verify.runner import run_instance
-    from torchlean.verify.table import chain_target
 
     folder = DATA / "mnistfc"
     net_path, prop = folder / "mnist-net_256x2.onnx", folder / "prop_2_0.03.vnnlib"
-    net, spec = load_net(net_path), load_spec(prop)
-    t = chain_target(net, net_path)
-    assert t is not None and t.bg is chain_graph(net_path)
-    assert chain_target(net, net_path, engine="chain") is None
-    assert chain_target(net, net_path, method="forward") is None
+    t, spec = table.load_instance(net_path, prop)
+    assert t.chain and t.bg is chain_graph(net_path)
     r = run_instance(net_path, prop, 120)
     assert r["result"] == "unsat" and r["check"] == "accepted", r
     from torchlean.verify.general import verify_target
 
     res = verify_target(t, spec, timeout=120)
     assert res.verdict == "unsat" and check_vnn(res.cert, t.bg, spec).ok
-    assert not check_vnn(res.cert, net, spec).ok  # a graph certificate
     bad = copy.deepcopy(res.cert)  # one leaf claiming far more than its bound
     leaf = next(e for e in _leaf_proofs(bad["regions"]) if isinstance(e, list) and e and e[0] == "leaf")
     leaf[1][0][1] = "1000000"

@@ -16,7 +16,6 @@ from torchlean.certificates.bounds import check_vnn
 from torchlean.certificates.functions import FUNCTIONS
 from torchlean.certificates.graph_vnn import LIBM, LIBM_ROWS, objective_forms, read_network
 from torchlean.certificates.lower import BoundGraph, fingerprint, lower
-from torchlean.certificates.network import Net
 from torchlean.certificates.property import Atom, Region, Spec
 from torchlean.spec import Graph, Node, Value
 
@@ -94,13 +93,14 @@ def case(request):
     raise AssertionError("no radius proved")
 
 
-def test_dispatch_keeps_relu_chains_on_the_chain_engine():
+def test_every_network_is_read_as_its_bound_graph():
     rng = np.random.default_rng(0)
     c = {"W": rng.normal(size=(3, 4)).astype(np.float32), "V": rng.normal(size=(4, 2)).astype(np.float32)}
     nodes = [Node("matmul", ["x", "W"], "h"), Node("relu", ["h"], "r"), Node("matmul", ["r", "V"], "y")]
     g = Graph([Value("x", (1, 3), "float32")], c, nodes, ["y"]).check()
-    assert isinstance(read_network(g.to_dict()), Net)
+    assert isinstance(read_network(g.to_dict()), BoundGraph)  # a ReLU chain too (issue 14)
     assert isinstance(read_network(cnn_net(rng).to_dict()), BoundGraph)
+    assert fingerprint(read_network(g.to_dict())) == fingerprint(lower(g.to_dict()))
 
 
 @pytest.mark.parametrize("mode", MODES)

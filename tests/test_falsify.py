@@ -16,9 +16,10 @@ import pytest
 import torchlean as tl
 from torchlean import bridge
 from torchlean.certificates.bounds import check_vnn
-from torchlean.verify import attack
+from torchlean.verify import attack, table
 from torchlean.verify.bab import verify
-from torchlean.verify.network import float_net, load_graph, load_net, load_spec
+from torchlean.verify.network import float_chain, load_graph, load_spec
+from torchlean.verify.table import load_target
 
 torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
@@ -76,9 +77,9 @@ def test_search_on_a_chain_finds_a_point_exact_and_onnxruntime_agree(tmp_path):
     lo, hi = [-1.0] * 3, [1.0] * 3
     t = _min_diff(tm, lo, hi) + 0.05  # some point of the sample is unsafe: the set is not empty
     spec = load_spec(_prop(tmp_path / "p.vnnlib", lo, hi, 2, [f"(<= (- Y_0 Y_1) {t!r})"]))
-    net = load_net(path)
-    x = attack.search(float_net(net), spec, lambda q: attack.confirm(net, spec, q))
-    assert x is not None and attack.confirm(net, spec, x)
+    net = load_target(path).bg
+    x = attack.search(float_chain(net), spec, lambda q: table.confirm(net, spec, q))
+    assert x is not None and table.confirm(net, spec, x)
     y = _ort_y(path, x)
     assert y[0] - y[1] <= t + 1e-5 and all(-1 <= v <= 1 for v in x)
 
@@ -94,8 +95,8 @@ def test_search_on_a_graph_executor_finds_a_point_the_checker_confirms(tmp_path)
     lo, hi = [-1.0, -1.0], [1.0, 1.0]
     t = _min_diff(tm, lo, hi) + 0.02
     spec = load_spec(_prop(tmp_path / "p.vnnlib", lo, hi, 2, [f"(<= (- Y_0 Y_1) {t!r})"]))
-    tgt = table.target(load_graph(path), prefer_chain=False)
-    assert tgt.kind == "table"
+    tgt = table.target(load_graph(path))
+    assert not tgt.chain
     conf = table.confirmer(tgt, spec)
     x = attack.search(tgt.ex, spec, conf)
     assert x is not None and table.check(table.sat_cert(tgt, spec, x), tgt, spec).ok
@@ -119,9 +120,9 @@ def test_in_search_candidates_are_in_the_region_and_refused_points_not_retried(t
     lo, hi = [-1.0, -0.5, 0.0], [1.0, 0.5, 0.25]
     t = _min_diff(tm, lo, hi) + 0.05
     spec = load_spec(_prop(tmp_path / "p.vnnlib", lo, hi, 2, [f"(<= (- Y_0 Y_1) {t!r})"]))
-    net = load_net(path)
+    net = load_target(path).bg
     seen = []
-    fals = attack.InSearch(float_net(net), spec.regions[0], lambda q: seen.append(q) or False)
+    fals = attack.InSearch(float_chain(net), spec.regions[0], lambda q: seen.append(q) or False)
     rng = np.random.default_rng(3)
     for _ in range(5):  # sub-boxes of the region, as branch and bound hands them over
         a = rng.uniform(lo, hi, (8, 3))
@@ -139,20 +140,20 @@ def test_in_search_candidates_are_in_the_region_and_refused_points_not_retried(t
 def test_confirm_is_the_gate_a_lying_float_margin_never_gives_sat(tmp_path, monkeypatch):
     tm, path = _relu_mlp(tmp_path)
     lo, hi = [-1.0] * 3, [1.0] * 3
-    net = load_net(path)
+    net = load_target(path).bg
     spec = load_spec(_prop(tmp_path / "p.vnnlib", lo, hi, 2, ["(<= (- Y_0 Y_1) -1000)"]))  # unsat
     calls = []
-    real = attack.confirm
+    real = table.confirmer
 
-    def counting(*a):
-        calls.append(1)
-        return real(*a)
+    def counting(t, s):
+        gate = real(t, s)
+        return lambda x: calls.append(1) or gate(x)
 
     # every float margin and PGD objective claims a violation
     monkeypatch.setattr(attack, "margins", lambda region, y: -np.ones((y.shape[0], len(region.disjuncts))))
     real_pgd = attack.pgd
     monkeypatch.setattr(attack, "pgd", lambda *a, **k: (real_pgd(*a, **k)[0], -np.ones(a[3].shape[0])))
-    monkeypatch.setattr(attack, "confirm", counting)
+    monkeypatch.setattr(table, "confirmer", counting)
     res = verify(net, spec, timeout=10)
     assert calls, "the lying margins must reach confirm"
     assert res.verdict != "sat"
@@ -181,9 +182,9 @@ def _needle(tmp_path, c=(0.3137, -0.2719), k=200.0):
 
 def test_in_search_falsification_finds_the_needle_the_pre_search_misses(tmp_path):
     path, spec = _needle(tmp_path)
-    net = load_net(path)
-    conf = lambda q: attack.confirm(net, spec, q)  # noqa: E731
-    assert attack.search(float_net(net), spec, conf) is None  # sampling and PGD: flat everywhere
+    net = load_target(path).bg
+    conf = lambda q: table.confirm(net, spec, q)  # noqa: E731
+    assert attack.search(float_chain(net), spec, conf) is None  # sampling and PGD: flat everywhere
     res = verify(net, spec, timeout=20)
     assert res.verdict == "sat" and res.stats["boxes"] > 0  # found during branch and bound
     assert check_vnn(res.cert, net, spec).ok
@@ -195,7 +196,7 @@ def test_in_search_falsification_on_the_graph_search(tmp_path):
     from torchlean.verify import general, table
 
     path, spec = _needle(tmp_path)
-    tgt = table.target(load_graph(path), prefer_chain=False)
+    tgt = table.target(load_graph(path))
     conf = table.confirmer(tgt, spec)
     assert attack.search(tgt.ex, spec, conf) is None
     verdict, x, stats = general.solve(table.bounder(tgt), tgt.ex, spec, conf, timeout=30)

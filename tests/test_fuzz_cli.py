@@ -160,7 +160,8 @@ def test_deep_network_honours_the_timeout(tmp_path):
     from torchlean.certificates.core import OutOfTime
     from torchlean.verify.bab import verify
     from torchlean.verify.bounds import bounds
-    from torchlean.verify.network import load_net, load_spec
+    from torchlean.verify.network import load_spec
+    from torchlean.verify.table import load_target
 
     onnx_path = tmp_path / "deep.onnx"
     _deep_onnx(onnx_path, 600)
@@ -168,7 +169,7 @@ def test_deep_network_honours_the_timeout(tmp_path):
     prop.write_text("(declare-const X_0 Real)(declare-const X_1 Real)(declare-const Y_0 Real)"
                     "(declare-const Y_1 Real)(assert (<= X_0 1))(assert (>= X_0 -1))(assert (<= X_1 1))"
                     "(assert (>= X_1 -1))(assert (>= Y_0 1000))")
-    net, spec = load_net(onnx_path), load_spec(prop)
+    net, spec = load_target(onnx_path).bg, load_spec(prop)
     t = time.monotonic()
     res = verify(net, spec, timeout=1.0)
     # (generous margins: the machine is shared; without the deadline checks this ran for minutes)
@@ -194,10 +195,11 @@ def test_replay_mode_is_the_callers(tmp_path):
     its deadline."""
     from torchlean.certificates.bounds import check_vnn, replay_mode
     from torchlean.verify.bab import verify
-    from torchlean.verify.network import load_net, load_spec
+    from torchlean.verify.network import load_spec
+    from torchlean.verify.table import load_target
 
     acas = ROOT / "data" / "vnncomp2021" / "acasxu"
-    net, spec = load_net(acas / "ACASXU_run2a_1_1_batch_2000.onnx"), load_spec(acas / "prop_3.vnnlib")
+    net, spec = load_target(acas / "ACASXU_run2a_1_1_batch_2000.onnx").bg, load_spec(acas / "prop_3.vnnlib")
     res = verify(net, spec, timeout=60)
     assert res.verdict == "unsat"
     for stated in ("exact", None, "fast", "bogus"):

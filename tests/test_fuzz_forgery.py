@@ -15,7 +15,8 @@ import pytest
 from fuzz_util import TEST, tally, time_limit
 
 from torchlean.certificates.bounds import check_vnn
-from torchlean.verify.network import load_net, load_spec
+from torchlean.verify.network import load_spec
+from torchlean.verify.table import load_target
 
 NET, PROP = TEST / "test_sat.onnx", TEST / "test_prop.vnnlib"
 
@@ -67,7 +68,7 @@ def truly_sat(x: list[Fraction], prop_path=PROP) -> bool:
 def _sat(prop_path):
     from torchlean.verify.bab import verify
 
-    net, spec = load_net(NET), load_spec(prop_path)
+    net, spec = load_target(NET).bg, load_spec(prop_path)
     res = verify(net, spec, timeout=60)
     assert res.verdict == "sat"
     x = [Fraction(v) for v in res.cert["x"]]
@@ -85,7 +86,7 @@ def sat_case():
 def boundary_case(tmp_path_factory):
     """test_prop's box with the unsafe set Y_0 <= c, c the median of Y_0 over sampled points: the
     boundary of the unsafe set crosses the box."""
-    from torchlean.verify.network import float_net
+    from torchlean.verify.network import float_chain
 
     text = PROP.read_text()
     head = text[: text.index("; output constraints")] if "; output constraints" in text else None
@@ -94,7 +95,7 @@ def boundary_case(tmp_path_factory):
     (region,) = spec.regions
     rng = np.random.default_rng(0)
     lo, hi = (np.array([float(v) for v in b]) for b in (region.lo, region.hi))
-    ys = float_net(load_net(NET)).forward(lo + (hi - lo) * rng.random((64, len(lo))))[:, 0]
+    ys = float_chain(load_target(NET).bg).forward(lo + (hi - lo) * rng.random((64, len(lo))))[:, 0]
     c = float(np.median(ys))
     p = tmp_path_factory.mktemp("prop") / "boundary.vnnlib"
     p.write_text(head + f"(assert (<= Y_0 {c!r}))\n")

@@ -23,7 +23,8 @@ from fuzz_util import (
     time_limit,
 )
 
-from torchlean.verify.network import InputError, load_net, load_spec
+from torchlean.verify.network import InputError, load_spec
+from torchlean.verify.table import load_target
 
 N_DEFAULT, N_SLOW = 100, 3000
 
@@ -195,7 +196,7 @@ def small_certs():
 
     out = {}
     for net_f, prop_f in (("test_small.onnx", "test_small.vnnlib"), ("test_sat.onnx", "test_prop.vnnlib")):
-        net, spec = load_net(TEST / net_f), load_spec(TEST / prop_f)
+        net, spec = load_target(TEST / net_f).bg, load_spec(TEST / prop_f)
         res = verify(net, spec, timeout=60)
         assert res.cert is not None and check_vnn(res.cert, net, spec).ok
         out[res.verdict] = (res.cert, net, spec)
@@ -388,7 +389,7 @@ def _fuzz_csv(tmp_path, n: int, seed: int) -> None:
 def _onnx(path) -> str:
     with time_limit():
         try:
-            load_net(path)
+            load_target(path).bg
         except InputError as e:
             assert "\n" not in str(e)
             return "clean_error"

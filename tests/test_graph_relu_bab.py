@@ -29,7 +29,7 @@ def net():
     tl.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(64, 16), nn.ReLU(),
                           nn.Linear(16, 2))
-    t = table.target(tl.trace(model, tl.zeros(1, 1, N, N)), prefer_chain=False)
+    t = table.target(tl.trace(model, tl.zeros(1, 1, N, N)))
     x0 = np.random.default_rng(0).uniform(0, 1, N * N)
     lab = int(t.ex.forward(x0[None])[0].argmax())
     return model, t, x0, lab

@@ -1,9 +1,10 @@
-"""ReLU splitting: bounds on a region (box ∩ phase constraints) with optimised lower slopes α and
-split multipliers β, the branch-and-bound over phases (verify/relu_bab.py), and its certificates.
+"""ReLU splitting on a ReLU chain with more inputs than the input-split search takes (the search
+goes to ``graph_relu`` on the bound table: ReLU splits with optimised slopes and split multipliers
+β), and its certificates (graph certificates, checked by ``graph_vnn``/``fast_vnn``).
 
-References: exact rational evaluation of sampled points that satisfy the phase constraints (the
-bounds must hold there), the exact-mode checker against the fast one, and tampered certificates
-(every mutation must be rejected in both replay modes).
+References: exact rational evaluation of sampled points (no sampled point may be a counterexample
+of a property proved), and tampered certificates (every mutation must be rejected in both replay
+modes). (This file covered the ReLU-chain engine's ReLU splits, ``relu_bab``, removed in issue 14.)
 """
 
 import copy
@@ -13,82 +14,15 @@ import numpy as np
 import pytest
 from test_bounds import exact_outputs, random_graph
 
-from torchlean.certificates import fast
-from torchlean.certificates.bounds import check_vnn, crown_lower_exact, hidden_widths, objective_steps
-from torchlean.certificates.fast_crown import crown_bounds
-from torchlean.certificates.network import network_from_ir
+from torchlean.certificates.bounds import check_vnn
+from torchlean.certificates.lower import lower
 from torchlean.certificates.property import Atom, Region, Spec
 from torchlean.verify.bab import INPUT_SPLIT_MAX, verify
-from torchlean.verify.network import float_net
-from torchlean.verify.relu_bab import optimise
+from torchlean.verify.network import float_chain
 
 
 def _q(v: float) -> Fraction:
     return Fraction(v).limit_denominator(1000)
-
-
-def _pre_activations(fnet, x):
-    out, h = [], x
-    for W, c in fnet.layers[:-1]:
-        h = h @ W.T + c
-        out.append(h)
-        h = np.maximum(h, 0.0)
-    return np.concatenate(out, 1)
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_region_bounds_sound_and_fast_matches_exact(seed):
-    rng = np.random.default_rng(100 + seed)
-    g = random_graph(rng, (4, 8, 8, 2))
-    net = network_from_ir(g.to_dict())
-    fnet = float_net(net)
-    widths = hidden_widths(net)
-    H = sum(widths)
-    lo, hi = np.array([[-1.0] * 4]), np.array([[1.0] * 4])
-    region = Region(tuple(Fraction(-1) for _ in range(4)), tuple(Fraction(1) for _ in range(4)), ())
-    atoms = tuple(Atom(tuple(Fraction(int(i == j)) for i in range(2)), Fraction(0), False) for j in range(2))
-    steps, _ = objective_steps(net, Region(region.lo, region.hi, (tuple(atoms),)))
-    layers = fast.prepare(steps)
-    # split a few neurons with the phase of a random point (so the region is not empty)
-    z0 = _pre_activations(fnet, rng.uniform(-1, 1, (1, 4)))[0]
-    split = rng.choice(H, 4, replace=False)
-    phases = np.full((1, H), -1, dtype=np.int8)
-    phases[0, split] = (z0[split] >= 0).astype(np.int8)
-    alpha = rng.uniform(0, 1, (1, 2, H))
-    mult = np.where(phases[:, None, :] >= 0, rng.uniform(0, 0.5, (1, 2, H)), 0.0)
-    f_lb = crown_bounds(layers, lo, hi, phases=phases, alpha=alpha, mult=mult)[0]
-    offs = np.cumsum((0, *widths))
-    key = {h: (int(np.searchsorted(offs, h, side="right") - 1), 0) for h in range(H)}
-    key = {h: (lay, h - int(offs[lay])) for h, (lay, _) in key.items()}
-    ph = {key[h]: int(phases[0, h]) for h in split}
-    lower = crown_lower_exact(steps, [Fraction(-1)] * 4, [Fraction(1)] * 4, ph)
-    for k in range(2):
-        extras = (
-            {key[h]: Fraction(float(alpha[0, k, h])) for h in range(H)},
-            {key[h]: Fraction(float(mult[0, k, h])) for h in split},
-        )
-        e = float(lower(k, extras))
-        assert f_lb[k] <= e + 1e-12 and abs(f_lb[k] - e) < 1e-9  # fast: sound and close
-        pts = rng.uniform(-1, 1, (4000, 4))
-        z = _pre_activations(fnet, pts)[:, split]
-        inside = ((z >= 1e-9) == (phases[0, split] == 1)).all(1) & (np.abs(z) > 1e-9).all(1)
-        assert inside.sum() > 0
-        y = exact_outputs(net, pts[inside][:200])
-        assert (y[:, k] >= e - 1e-12).all()
-
-
-def test_optimised_slopes_never_worse_than_crown():
-    rng = np.random.default_rng(7)
-    net = network_from_ir(random_graph(rng, (6, 16, 16, 3)).to_dict())
-    atoms = tuple(Atom(tuple(Fraction(int(i == j)) for i in range(3)), Fraction(0), False) for j in range(3))
-    steps, _ = objective_steps(net, Region((Fraction(-1),) * 6, (Fraction(1),) * 6, (atoms,)))
-    layers = fast.prepare(steps)
-    lo, hi = -np.ones((3, 6)), np.ones((3, 6))
-    phases = np.full((3, 32), -1, dtype=np.int8)
-    plain = crown_bounds(layers, lo, hi)
-    a, b, _, _, _ = optimise(layers, lo, hi, phases, hidden_widths(net))
-    opt = crown_bounds(layers, lo, hi, phases=phases, alpha=a, mult=b)
-    assert (opt >= plain - 1e-9).all() and (opt > plain + 1e-6).any()
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +30,8 @@ def relu_case():
     """A 20-input network (above INPUT_SPLIT_MAX, so ReLUs are split) and a true property that
     plain CROWN cannot prove at the root."""
     rng = np.random.default_rng(0)
-    net = network_from_ir(random_graph(rng, (20, 12, 12, 2)).to_dict())
-    fnet = float_net(net)
+    net = lower(random_graph(rng, (20, 12, 12, 2)).to_dict())
+    fnet = float_chain(net)
     x0 = rng.uniform(-1, 1, 20)
     lo, hi = np.round(x0 - 0.3, 3), np.round(x0 + 0.3, 3)
     pts = rng.uniform(lo, hi, (20000, 20))
@@ -127,7 +61,7 @@ def test_relu_split_certificate_accepted(relu_case, mode):
     net, spec, cert = relu_case
     tree = cert["regions"][0]["per_disjunct"][0]
     assert sum(1 for n in tree if n[0] == "relu") >= 5
-    assert any(len(p) == 3 for n in tree if n[0] == "leaf" for p in n[1])  # uses α/β extras
+    assert any(len(p) == 3 for n in tree if n[0] == "leaf" for p in n[1])  # uses slopes/β extras
     v = check_vnn(cert, net, spec, mode=mode)
     assert v.ok, v.reason
 
@@ -140,9 +74,9 @@ def _extras_leaf(tree):
     return next(i for i, n in enumerate(tree) if n[0] == "leaf" and len(n[1][0]) == 3)
 
 
-def _mut_alpha_above_one(t):
+def _mut_slope_on_a_linear_node(t):
     ex = t[_extras_leaf(t)][1][0][2]
-    ex["alpha"][0][2] = "3/2"
+    ex.setdefault("slopes", []).append([0, 0, "1/2", None])  # node 0 is the input: nothing relaxed
 
 
 def _mut_mult_negative(t):
@@ -153,7 +87,7 @@ def _mut_mult_negative(t):
 def _mut_mult_on_unsplit(t):
     ex = t[_extras_leaf(t)][1][0][2]
     used = {tuple(n[1:]) for n in t if n[0] == "relu"}
-    free = next((lay, i) for lay in range(2) for i in range(12) if (lay, i) not in used)
+    free = next((k, i) for k in (1, 2) for i in range(12) if (k, i) not in used)
     ex.setdefault("mult", []).append([free[0], free[1], "1/10"])
 
 
@@ -181,7 +115,7 @@ def _mut_root_leaf(t):
 
 
 MUTATIONS = [
-    _mut_alpha_above_one,
+    _mut_slope_on_a_linear_node,
     _mut_mult_negative,
     _mut_mult_on_unsplit,
     _mut_split_twice,
@@ -211,3 +145,39 @@ def test_per_disjunct_entry_shape_checked(relu_case, mode):
     bad = copy.deepcopy(cert)
     bad["regions"][0] = {"per_disjunct": bad["regions"][0]["per_disjunct"], "x": 1}
     assert not check_vnn(bad, net, spec, mode=mode).ok
+
+
+def _lp_instance(b: Fraction):
+    """A 20-input 10-10-1 network and "y0 <= b" on [-0.3, 0.3]^20 (the instance the ReLU-chain
+    engine's LP leaves were written for): b just below the minimum (unsat) or above it (sat)."""
+    rng = np.random.default_rng(4)
+    bg = lower(random_graph(rng, (20, 10, 10, 1)).to_dict())
+    box = tuple(Fraction(-3, 10) for _ in range(20)), tuple(Fraction(3, 10) for _ in range(20))
+    return bg, Spec(20, 1, (Region(*box, ((Atom((Fraction(1),), b, False),),)),))
+
+
+def test_phase_fixed_subproblems_closed_by_lp_duals():
+    """Gradient β leaves a subproblem with every phase fixed open (``graph_relu`` gives up there);
+    the LP-dual search (``star.close_region``) proves the region, replayed in both modes."""
+    from torchlean.verify import lp
+
+    if not lp.available():
+        pytest.skip("highspy (the lp extra) is not installed")
+    bg, spec = _lp_instance(Fraction(-124755443, 241222856))
+    res = verify(bg, spec, timeout=60)
+    assert res.verdict == "unsat" and res.stats.get("star_region") == 1, res.stats
+    for mode in ("exact", "fast"):
+        v = check_vnn(res.cert, bg, spec, mode=mode)
+        assert v.ok, (mode, v.reason)
+    bad = copy.deepcopy(res.cert)
+    leaf = next(n for n in bad["regions"][0] if n[0] == "leaf" and len(n[1][0]) == 3)
+    leaf[1][0][1] = str(Fraction(leaf[1][0][1]) * 1000)
+    assert not check_vnn(bad, bg, spec, mode="fast").ok
+
+
+def test_lp_instance_counterexample_confirmed_exactly():
+    bg, spec = _lp_instance(Fraction(-4956807857557458, 10**16))
+    res = verify(bg, spec, timeout=30, attack_first=False)
+    assert res.verdict == "sat" and check_vnn(res.cert, bg, spec).ok
+    y = exact_outputs(bg, np.array([[float(v) for v in res.x]]))[0, 0]
+    assert Fraction(y) <= Fraction(-4956807857557458, 10**16) + Fraction(1, 10**12)

@@ -20,12 +20,11 @@ import pytest
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates import lower
 from torchlean.certificates.bounds import check_vnn
-from torchlean.certificates.network import network_from_ir
 from torchlean.certificates.property import Atom, Region, Spec
 from torchlean.spec.graph import Graph, Node, Value
 from torchlean.verify import bab, general, lp, star, table
-from torchlean.verify.bab import _combos
 from torchlean.verify.network import load_graph
+from torchlean.verify.tree import combos as _combos
 
 pytestmark = pytest.mark.skipif(not lp.available(), reason="highspy (the lp extra) is not installed")
 
@@ -188,10 +187,9 @@ def test_stall_trigger_grafts_star_trees(unsat_case, monkeypatch):
     """With the trigger on (every open box), the table path's input-split search grafts the
     ReLU-split trees under its boxes, and the certificate replays."""
     bg, spec, _, _ = unsat_case
-    net = network_from_ir(load_graph(NET).to_dict())
     monkeypatch.setattr(star, "STALL_DEPTH", 0)
     monkeypatch.setattr(star, "RETRY", 1)
-    res = bab.verify(net, spec, timeout=60, bg=bg, attack_first=False)
+    res = bab.verify(bg, spec, timeout=60, attack_first=False)
     assert res.verdict == "unsat" and res.stats.get("star_closed", 0) >= 1, res.stats
     assert any(e[0] == "relu" for e in res.cert["regions"][0])
     for mode in ("exact", "fast"):
@@ -218,10 +216,10 @@ def test_flat_output_margin_2e9_is_proved_on_the_table_path():
     lo, hi = (tuple(Fraction(v) for v in (x, x)) for x in (LO, HI))
     atom = Atom((Fraction(1),), Fraction(1, 4) - Fraction(2, 10**9), False)  # unsafe: y0 <= 0.25 - 2e-9
     spec = Spec(2, 1, (Region(lo, hi, ((atom,),)),))
-    net, bg = network_from_ir(g.to_dict()), lower.lower(g.to_dict())
-    res = bab.verify(net, spec, timeout=20, bg=bg)
+    bg = lower.lower(g.to_dict())
+    res = bab.verify(bg, spec, timeout=20)
     assert res.verdict == "unsat", res.stats
-    t = table.target(g, prefer_chain=False)
+    t = table.target(g)
     res2 = general.verify_target(t, spec, timeout=20)
     assert res2.verdict == "unsat", res2.stats
     for cert, model in ((res.cert, bg), (res2.cert, t.bg)):

@@ -17,10 +17,11 @@ import pytest
 
 from torchlean.bridge.vnnlib import parse_vnnlib_string
 from torchlean.certificates.bounds import check_vnn
-from torchlean.certificates.network import fingerprint
+from torchlean.certificates.lower import fingerprint
 from torchlean.certificates.property import parse_property
-from torchlean.verify import load_net, load_spec, verify
-from torchlean.verify.attack import confirm, to_float32_in_box
+from torchlean.verify import load_spec, verify
+from torchlean.verify.attack import to_float32_in_box
+from torchlean.verify.table import confirm, load_target
 
 TINY = Path(__file__).parent / "data" / "vnncomp2021" / "test" / "test_tiny.onnx"
 HEAD = "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
@@ -127,7 +128,7 @@ def test_the_cross_check_compares_strictness(tmp_path, monkeypatch):
 # -- the sat checker -----------------------------------------------------------------------------
 
 def test_forged_sat_certificate_at_a_strict_bound_is_rejected(tmp_path):
-    net, spec = load_net(TINY), load_spec(_write(tmp_path, S1))
+    net, spec = load_target(TINY).bg, load_spec(_write(tmp_path, S1))
     v = check_vnn(_sat_cert(net, spec, [0]), net, spec)
     assert not v.ok and "not a counterexample" in v.reason
     # nor with any mode the certificate asks for
@@ -136,7 +137,7 @@ def test_forged_sat_certificate_at_a_strict_bound_is_rejected(tmp_path):
 
 
 def test_interior_points_are_still_accepted(tmp_path):
-    net = load_net(TINY)
+    net = load_target(TINY).bg
     spec = load_spec(_write(tmp_path, S1.replace("(<= Y_0 0)", "(<= Y_0 0.5)")))
     assert check_vnn(_sat_cert(net, spec, ["1/4"]), net, spec).ok
     assert not check_vnn(_sat_cert(net, spec, [0]), net, spec).ok     # y = 0 <= 0.5, but x = 0 is out
@@ -162,7 +163,7 @@ def test_library_verify_never_reports_the_boundary_point(tmp_path):
     """S1 through the library: the closure's counterexample X_0 = 0 is found, recognised as
     excluded only by the strict bound, and answered ``unknown`` at once (no closed-box certificate
     exists); without the attack, branch-and-bound runs to its deadline and never says sat."""
-    net, spec = load_net(TINY), load_spec(_write(tmp_path, S1))
+    net, spec = load_target(TINY).bg, load_spec(_write(tmp_path, S1))
     res = verify(net, spec, timeout=20)
     assert res.verdict == "unknown" and res.cert is None and "strict" in res.stats["why"]
     assert res.stats["time"] < 10
@@ -172,23 +173,23 @@ def test_library_verify_never_reports_the_boundary_point(tmp_path):
 
 def test_closure_and_moving_inward_from_a_closure_point(tmp_path):
     from torchlean.verify.attack import closure, inward
-    from torchlean.verify.network import float_net
+    from torchlean.verify.network import float_chain
 
-    net = load_net(TINY)
+    net = load_target(TINY).bg
     spec = load_spec(_write(tmp_path, S1))
     shut = closure(spec)
     assert closure(shut) is None and not shut.regions[0].lo_strict
     assert confirm(net, shut, [Fraction(0)]) and not confirm(net, spec, [Fraction(0)])
     # nothing inside: x kept
-    assert inward(float_net(net), spec, lambda q: confirm(net, spec, q), [Fraction(0)]) == [Fraction(0)]
+    assert inward(float_chain(net), spec, lambda q: confirm(net, spec, q), [Fraction(0)]) == [Fraction(0)]
     sat = load_spec(_write(tmp_path, S1.replace("(<= Y_0 0)", "(<= Y_0 0.5)"), "sat.vnnlib"))
-    (x,) = inward(float_net(net), sat, lambda q: confirm(net, sat, q), [Fraction(0)])
+    (x,) = inward(float_chain(net), sat, lambda q: confirm(net, sat, q), [Fraction(0)])
     assert 0 < x <= Fraction(1, 2) and confirm(net, sat, [x])
 
 
 def test_strict_unsat_instance_is_still_proved(tmp_path):
     """Strictness costs nothing when the closure is unsat too: relu(x) <= -1 never holds."""
-    net, spec = load_net(TINY), load_spec(_write(tmp_path, S1.replace("(<= Y_0 0)", "(< Y_0 -1)")))
+    net, spec = load_target(TINY).bg, load_spec(_write(tmp_path, S1.replace("(<= Y_0 0)", "(< Y_0 -1)")))
     res = verify(net, spec, timeout=20)
     assert res.verdict == "unsat" and check_vnn(res.cert, net, spec).ok
 
@@ -196,7 +197,7 @@ def test_strict_unsat_instance_is_still_proved(tmp_path):
 def test_search_finds_a_point_just_inside_a_strict_bound(tmp_path):
     """relu(x) <= 1e-30 with x > 0: only points within 1e-30 of the strict bound are unsafe; the
     search pushes to the bound and must step inward to find one."""
-    net = load_net(TINY)
+    net = load_target(TINY).bg
     spec = load_spec(_write(tmp_path, S1.replace("(<= Y_0 0)", "(<= Y_0 1e-30)")))
     res = verify(net, spec, timeout=20)
     assert res.verdict == "sat" and 0 < Fraction(res.x[0]) <= Fraction("1e-30")
@@ -207,10 +208,11 @@ def test_search_finds_a_point_just_inside_a_strict_bound(tmp_path):
 
 def test_cli_s1_instance_is_not_sat_and_a_forged_certificate_is_rejected(tmp_path):
     prop = _write(tmp_path, S1)
-    r = _cli(TINY, prop, "--timeout", "2", "-q", "--cert", tmp_path / "c.json")
+    # (the verdict, not the time: 20 s, as a loaded machine needs for the start alone)
+    r = _cli(TINY, prop, "--timeout", "20", "-q", "--cert", tmp_path / "c.json")
     assert r.returncode == 0 and r.stdout.split() == ["unknown"], r.stdout + r.stderr
     assert not (tmp_path / "c.json").exists()
-    net, spec = load_net(TINY), load_spec(prop)
+    net, spec = load_target(TINY).bg, load_spec(prop)
     closure = parse_property(S1.replace("> X_0", ">= X_0")).digest()  # the digest the old reader gave
     for cert in (_sat_cert(net, spec, [0]), dict(_sat_cert(net, spec, [0]), property=closure)):
         (tmp_path / "forged.json").write_text(json.dumps(cert))

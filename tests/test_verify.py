@@ -1,6 +1,8 @@
 """Verification certificates: the checker accepts what the verifier proves, in exact and fast mode,
 and rejects tampered certificates (removed leaf, raised bound, changed split, changed atom choice,
-edited box or property, other network); the statement is re-derived from the files; the CLI."""
+edited box or property, other network, the removed ReLU-chain format); the statement is
+re-derived from the files; the CLI. Every network, ReLU chains included, is checked on its bound
+graph (``certificates.lower``; the chain engine was removed, issue 14)."""
 
 import copy
 import json
@@ -15,10 +17,10 @@ from test_bounds import random_graph
 
 from torchlean.certificates import check
 from torchlean.certificates.bounds import check_vnn, leaves
-from torchlean.certificates.network import Affine, Net, Relu, fingerprint, network_from_ir
+from torchlean.certificates.lower import fingerprint, lower
 from torchlean.certificates.property import parse_property
-from torchlean.verify import load_net, load_spec, verify
-from torchlean.verify.attack import confirm
+from torchlean.spec import Graph, Node, Value
+from torchlean.verify import load_spec, table, verify
 
 DATA = Path(__file__).parent / "data" / "vnncomp2021"
 TEST = DATA / "test"
@@ -40,10 +42,10 @@ def split_case():
     """A random network and a property that needs a split tree (found by search, not hand-made)."""
     rng = np.random.default_rng(3)
     g = random_graph(rng, (2, 8, 8, 2))
-    net = network_from_ir(g.to_dict())
-    from torchlean.verify import float_net
+    net = lower(g.to_dict())
+    from torchlean.verify import float_chain
 
-    fn = float_net(net)
+    fn = float_chain(net)
     x = rng.uniform(-1, 1, (20000, 2))
     y = fn.forward(x)
     thr = float(y[:, 0].max()) + 0.02  # unsafe: Y_0 >= thr, just above the true max: unsat
@@ -103,21 +105,20 @@ def test_mutations_rejected(split_case, mode):
 
 
 @pytest.mark.parametrize("mode", ["exact", "fast"])
-def test_per_leaf_method_marks(split_case, mode):
-    """A leaf may name its own replay method ("forward" or "crown"; the search writes none): a tree
-    whose leaves are all marked either way is replayed with that method and accepted (both
-    relaxations prove this case's leaves), and an unknown method is rejected."""
+def test_leaves_name_no_method(split_case, mode):
+    """The removed chain format let a leaf name its own replay method; a leaf that does is refused
+    (the certificate's "method" holds for every leaf), as is an unknown certificate method."""
     net, spec, cert = split_case
-    for how in ("forward", "crown"):
-        c = copy.deepcopy(cert)
-        for node in _tree(c):
-            if node[0] == "leaf":
-                node.append(how)
-        assert check_vnn(c, net, spec, mode=mode).ok, how
+    assert cert["method"] == "forward"
     c = copy.deepcopy(cert)
-    next(n for n in _tree(c) if n[0] == "leaf").append("ibp")
+    next(n for n in _tree(c) if n[0] == "leaf").append("crown")
     v = check_vnn(c, net, spec, mode=mode)
-    assert not v.ok and "unknown method" in v.reason
+    assert not v.ok and "names no method" in v.reason
+    c = copy.deepcopy(cert)
+    c["method"] = "simplex"
+    assert not check_vnn(c, net, spec, mode=mode).ok
+    c["method"] = "crown"  # CROWN argument bounds prove what IBP ones did here
+    assert check_vnn(c, net, spec, mode=mode).ok
 
 
 def test_edited_box_and_other_network_rejected(split_case):
@@ -125,45 +126,36 @@ def test_edited_box_and_other_network_rejected(split_case):
     region = spec.regions[0]
     wider = parse_property(_prop(["-1", "-1"], ["1.5", "1"], ["(>= Y_0 0)"]))
     assert not check_vnn(cert, net, wider).ok
-    other = network_from_ir(random_graph(np.random.default_rng(99), (2, 8, 8, 2)).to_dict())
+    other = lower(random_graph(np.random.default_rng(99), (2, 8, 8, 2)).to_dict())
     assert "different network" in check_vnn(cert, other, spec).reason
     assert region.lo == (Fraction(-1), Fraction(-1))
 
 
-def test_network_fingerprint_names_exact_steps():
-    """Equal steps (fresh objects) give equal fingerprints; a one-ulp weight change, a moved ReLU,
-    a transposed shape and weights too large for int64 (the text encoding) all change it."""
-    net = network_from_ir(random_graph(np.random.default_rng(5), (3, 4, 2)).to_dict())
-    same = Net(
-        net.n_in,
-        net.n_out,
-        tuple(
-            s
-            if isinstance(s, Relu)
-            else Affine(
-                [[Fraction(q.numerator, q.denominator) for q in row] for row in s.M],
-                [Fraction(q) for q in s.c],
-            )
-            for s in net.steps
-        ),
-    )
-    assert fingerprint(same) == fingerprint(net)
-    first = net.steps[0]
-    w = float(first.M[1][2])
-    bumped = [list(r) for r in first.M]
-    bumped[1][2] = Fraction(float(np.nextafter(w, np.inf)))
-    changed = [
-        Net(net.n_in, net.n_out, (Affine(bumped, first.c), *net.steps[1:])),
-        Net(net.n_in, net.n_out, (first, *net.steps[2:])),  # the ReLU dropped
-        Net(1, 1, (Affine([[Fraction(1), Fraction(0)]], [Fraction(0)]),)),
-        Net(1, 1, (Affine([[Fraction(1)], [Fraction(0)]], [Fraction(0), Fraction(0)]),)),
-    ]
-    prints = {fingerprint(n) for n in changed} | {fingerprint(net)}
-    assert len(prints) == len(changed) + 1
-    huge = Net(1, 1, (Affine([[Fraction(2**70, 3)]], [Fraction(0)]),))
-    huger = Net(1, 1, (Affine([[Fraction(2**70 + 1, 3)]], [Fraction(0)]),))
-    assert fingerprint(huge) == fingerprint(Net(1, 1, (Affine([[Fraction(2**70, 3)]], [Fraction(0)]),)))
-    assert fingerprint(huge) != fingerprint(huger)
+def _one_layer(W, b=None, relu=False):
+    W = np.asarray(W, dtype=np.float64)
+    consts = {"W": W, "b": np.zeros(W.shape[1]) if b is None else np.asarray(b, dtype=np.float64)}
+    nodes = [Node("matmul", ["x", "W"], "m"), Node("add", ["m", "b"], "y")]
+    if relu:
+        nodes.append(Node("relu", ["y"], "r"))
+    return Graph([Value("x", (1, W.shape[0]), "float64")], consts, nodes, ["r" if relu else "y"]).check()
+
+
+def test_network_fingerprint_names_exact_weights():
+    """The same IR read twice gives equal fingerprints; a one-ulp weight change, a dropped ReLU, a
+    transposed shape and weights no float64 holds exactly all change it."""
+    g = random_graph(np.random.default_rng(5), (3, 4, 2))
+    assert fingerprint(lower(g.to_dict())) == fingerprint(lower(g.to_dict()))
+    W = np.random.default_rng(6).normal(size=(3, 2))
+    bumped = W.copy()
+    bumped[1, 1] = np.nextafter(W[1, 1], np.inf)
+    graphs = [_one_layer(W), _one_layer(bumped), _one_layer(W, relu=True), _one_layer(W.T.copy()),
+              _one_layer([[1.0, 0.0]]), _one_layer([[1.0], [0.0]])]
+    prints = {fingerprint(lower(x.to_dict())) for x in graphs}
+    assert len(prints) == len(graphs)
+    a, b = lower(_one_layer([[1.0]]).to_dict()), lower(_one_layer([[1.0]]).to_dict())
+    b.outputs[0].t[0] = Fraction(2**70 + 1, 3)
+    a.outputs[0].t[0] = Fraction(2**70, 3)
+    assert fingerprint(a) != fingerprint(b)
 
 
 def test_registry_refuses_without_statement(split_case):
@@ -172,11 +164,12 @@ def test_registry_refuses_without_statement(split_case):
 
 
 def test_sat_certificate_exact_and_tampered():
-    net, spec = load_net(TEST / "test_sat.onnx"), load_spec(TEST / "test_prop.vnnlib")
-    res = verify(net, spec, timeout=30)
+    t, spec = table.load_instance(TEST / "test_sat.onnx", TEST / "test_prop.vnnlib")
+    net = t.bg
+    res = verify(t, spec, timeout=30)
     assert res.verdict == "sat"
     assert check_vnn(res.cert, net, spec).ok
-    assert confirm(net, spec, res.x)
+    assert table.confirmer(t, spec)(res.x)
     bad = copy.deepcopy(res.cert)
     bad["x"] = ["0"] * 5  # outside the box
     assert not check_vnn(bad, net, spec).ok
@@ -184,8 +177,8 @@ def test_sat_certificate_exact_and_tampered():
 
 def test_sat_counterexample_accepted_by_onnxruntime():
     ort = pytest.importorskip("onnxruntime")
-    net, spec = load_net(TEST / "test_sat.onnx"), load_spec(TEST / "test_prop.vnnlib")
-    res = verify(net, spec, timeout=30)
+    t, spec = table.load_instance(TEST / "test_sat.onnx", TEST / "test_prop.vnnlib")
+    res = verify(t, spec, timeout=30)
     sess = ort.InferenceSession(str(TEST / "test_sat.onnx"), providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
     x = np.array([float(v) for v in res.x], dtype=np.float32).reshape(inp.shape)
@@ -243,6 +236,10 @@ def test_cli_bad_input_one_line(tmp_path):
     bad.write_text("(declare-const X_0 Real)\n(assert (<= X_0 (exp 1)))\n")
     r = _cli(TEST / "test_nano.onnx", bad)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+    old = Path(__file__).parent / "data" / "chain_cert" / "test_small.chain.json"  # the removed format
+    r = _cli("check", old, TEST / "test_small.onnx", TEST / "test_small.vnnlib")
+    assert r.returncode == 1 and r.stdout.count("\n") == 1 and "Traceback" not in r.stdout + r.stderr
+    assert r.stdout.startswith("rejected: certificate is for a different network (ReLU-chain")
     junk = tmp_path / "junk.json"
     junk.write_text("{")
     r = _cli("check", junk, TEST / "test_nano.onnx", TEST / "test_nano.vnnlib")

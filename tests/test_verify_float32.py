@@ -15,9 +15,10 @@ import pytest
 from torchlean.certificates.core import digest
 from torchlean.certificates.errorbound import model_id
 from torchlean.certificates.float_vnn import check_vnn_float, grow
-from torchlean.certificates.network import network_from_ir
+from torchlean.certificates.lower import lower
 from torchlean.certificates.property import Atom, Region, Spec
 from torchlean.floats.errorbound import bound_certificate, epsilons
+from torchlean.verify import table
 from torchlean.verify.__main__ import main
 from torchlean.verify.bab import verify
 from torchlean.verify.float32 import verify_float32
@@ -39,12 +40,12 @@ def linear_instance(margin_in_eps: Fraction, seed: int = 0):
     assert 0 < eps < Fraction(1, 1000)
     atom = Atom((Fraction(-1),), -(m + margin_in_eps * eps), False)  # -y <= -(m + margin)
     spec = Spec(4, 1, (Region(tuple(lo for lo, _ in BOX), tuple(hi for _, hi in BOX), ((atom,),)),))
-    return g, network_from_ir(g.to_dict()), spec, eps
+    return g, lower(g.to_dict()), spec, eps
 
 
 def test_margin_above_epsilon_is_float_sound_unsat():
     g, net, spec, eps = linear_instance(Fraction(2))
-    res = verify_float32(g, net, None, spec, timeout=60)
+    res = verify_float32(g, table.target(g), spec, timeout=60)
     assert res.verdict == "unsat", res.stats
     v = check_vnn_float(res.cert, net, spec, model=model_id(g.to_dict()))
     assert v.ok, v.reason
@@ -55,7 +56,7 @@ def test_margin_below_epsilon_is_not_reported_unsat():
     g, net, spec, eps = linear_instance(Fraction(1, 2))
     real = verify(net, spec, timeout=30)
     assert real.verdict == "unsat"  # the real network is safe, by half an epsilon
-    res = verify_float32(g, net, None, spec, timeout=60)
+    res = verify_float32(g, table.target(g), spec, timeout=60)
     assert res.verdict != "unsat"
     # and the grown property is indeed false for the real network (sat at the corner)
     assert verify(net, grow(spec, [eps]), timeout=30).verdict == "sat"
@@ -64,7 +65,7 @@ def test_margin_below_epsilon_is_not_reported_unsat():
 @pytest.fixture(scope="module")
 def accepted():
     g, net, spec, eps = linear_instance(Fraction(2))
-    res = verify_float32(g, net, None, spec, timeout=60)
+    res = verify_float32(g, table.target(g), spec, timeout=60)
     assert res.verdict == "unsat"
     return g, net, spec, res.cert
 
@@ -131,10 +132,9 @@ def test_cli_float32_verify_and_check(tmp_path, capsys):
     assert cert["kind"] == "vnn-unsat-float"
     # a ReLU chain's real part is searched and certified on its bound graph (the default engine)
     from torchlean.certificates.lower import fingerprint
-    from torchlean.verify.__main__ import _network_of
-    from torchlean.verify.table import chain_graph
+    from torchlean.verify.network import load_graph
 
-    assert _network_of(cert) == fingerprint(chain_graph(net))
+    assert cert["real"]["network"] == fingerprint(lower(load_graph(net).to_dict()))
     assert main(["check", str(out), str(net), str(prop)]) == 0
     assert "binary32-sound" in capsys.readouterr().out
     # the same certificate against another network file: rejected, one line, exit 1
@@ -226,7 +226,7 @@ def test_partitioning_proves_what_one_box_cannot():
     """ACAS-like: a ReLU network whose whole-box epsilon is above the margin; parts get smaller
     epsilons. The verdict with splits must be checked; without, it must not be unsat."""
     g = mlp([2, 16, 16, 1], "relu", seed=3)
-    net = network_from_ir(g.to_dict())
+    net = lower(g.to_dict())
     box = [(Fraction(-4), Fraction(4))] * 2
     eps = epsilons(bound_certificate(g, box, "binary32"))[0]
     C = {k: v.astype(np.float64) for k, v in g.constants.items()}
@@ -246,8 +246,8 @@ def test_partitioning_proves_what_one_box_cannot():
     atom = Atom((Fraction(-1),), -(top + eps / 2), False)
     spec = Spec(2, 1, (Region(tuple(a for a, _ in box), tuple(b for _, b in box), ((atom,),)),))
     assert verify(net, spec, timeout=30).verdict == "unsat"
-    one = verify_float32(g, net, None, spec, timeout=60)
-    many = verify_float32(g, net, None, spec, timeout=120, splits=16)
+    one = verify_float32(g, table.target(g), spec, timeout=60)
+    many = verify_float32(g, table.target(g), spec, timeout=120, splits=16)
     assert one.verdict != "unsat"
     if many.verdict == "unsat":  # (reported only after the checker accepted it)
         assert "parts" in many.cert and check_vnn_float(many.cert, net, spec).ok

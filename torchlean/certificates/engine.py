@@ -44,7 +44,7 @@ from fractions import Fraction
 from typing import Any
 
 from .bound_graph import refine_skips, sqrt_up_q, within
-from .core import Rejected
+from .core import Rejected, tick
 from .core import float_down as _down
 from .core import float_up as _up
 from .functions import FUNCTIONS
@@ -306,6 +306,7 @@ def backsub(st: _State, f: Aff, limit: int | None = None, slopes: dict[int, Any]
         node = bg.nodes[k]
         if node.kind in ("input", "const"):
             continue
+        tick()  # (a deep network: back-substitution is quadratic in depth)
         o, e = node.offset, node.offset + node.size
         mine = [(v, lam.pop(v)) for v in [v for v in lam if o <= v < e]]
         sl = slopes.get(k) if slopes else None

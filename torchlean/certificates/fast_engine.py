@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .bound_graph import refine_skips
+from .core import tick
 from .engine import EXACT_AT_STABLE, split_nodes
 from .fast_forms import TINY, U, _charge, _Forms, _safe, _View, gamma, outward
 from .fast_functions import FAST, relu_lines
@@ -221,6 +222,7 @@ def _crown_rows(st: _State, k: int, rows: np.ndarray, sign: Any) -> np.ndarray:
     """CROWN lower bounds (B, len(rows)) of sign·(argument row) for the given rows of node k
     (``sign`` +-1 per row or for all), in one pass (GREEDY slopes on graphs with two policies, as
     engine.py)."""
+    tick()  # (a deep network: CROWN is quadratic in depth)
     F = st.fg.forms[k]
     sg = np.broadcast_to(np.asarray(sign, dtype=float), rows.shape)[:, None]
     lam: dict[int, np.ndarray] = {}

@@ -54,7 +54,7 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
         for b, (_, _, (proofs, _, path)) in enumerate(part):
             lower = _leaf_lower(bg, forms, F, lb[b], st, b, path)
             check_leaf_proofs(proofs, region, index, lower, f"{where} leaf {start + b}",
-                              read_extras=lambda p, w, path=path: read(p, w, path))
+                              lambda p, w, path=path: read(p, w, path))
 
 
 def phase_arrays(bg: BoundGraph, paths: list[dict[tuple[int, int], int]]) -> dict[int, np.ndarray] | None:

@@ -36,7 +36,7 @@ from typing import Any
 from . import errorbound
 from .bounds import check_vnn
 from .core import CHECKERS, Rejected, Verdict, box_leaves, rational, replay, require
-from .network import Net, fingerprint, network_from_ir
+from .lower import BoundGraph, fingerprint, lower
 from .property import Atom, Region, Spec
 from .rounding import get_format
 
@@ -62,22 +62,15 @@ def epsilons(eb: dict[str, Any]) -> list[Fraction]:
     return [rational(x) for x in eb["statement"]["epsilon"]]
 
 
-def _same_network(ir: dict[str, Any], net: Net | Any) -> None:
+def _same_network(ir: dict[str, Any], net: BoundGraph) -> None:
     """The errorbound's IR, read as the checker reads networks, is the network checked."""
-    if isinstance(net, Net):
-        require(fingerprint(network_from_ir(ir)) == fingerprint(net),
-                "errorbound certificate is for a different network")
-    else:
-        from .lower import fingerprint as graph_fp
-        from .lower import lower
-
-        require(graph_fp(lower(ir)) == graph_fp(net), "errorbound certificate is for a different network")
+    require(fingerprint(lower(ir)) == fingerprint(net), "errorbound certificate is for a different network")
 
 
-def check_vnn_float(cert: Any, net: Net | Any, spec: Spec, model: str | None = None,
+def check_vnn_float(cert: Any, net: BoundGraph, spec: Spec, model: str | None = None,
                     mode: str | None = None, deadline: float | None = None) -> Verdict:
-    """Check a ``vnn-unsat-float`` certificate (module docstring) for ``net`` (a ReLU chain or a
-    bound graph, as ``check_vnn`` takes) and ``spec``. ``model``: when given, the errorbound's IR
+    """Check a ``vnn-unsat-float`` certificate (module docstring) for ``net`` (its bound graph,
+    as ``check_vnn`` takes) and ``spec``. ``model``: when given, the errorbound's IR
     must have this ``errorbound.model_id`` (the IR the importer reads from the network file, so the
     float program is that file's). ``mode``/``deadline``: as ``check_vnn``, for both parts."""
     return replay(_check, cert, net, spec, model, mode, deadline, deadline=deadline)
@@ -94,7 +87,7 @@ def restrict(spec: Spec, box: list[tuple[Fraction, Fraction]]) -> Spec:
     return Spec(spec.n_in, spec.n_out, tuple(out))
 
 
-def _check(cert: Any, net: Net | Any, spec: Spec, model: str | None, mode: str | None,
+def _check(cert: Any, net: BoundGraph, spec: Spec, model: str | None, mode: str | None,
            deadline: float | None) -> Verdict:
     require(isinstance(cert, dict) and cert.get("kind") == KIND, f"not a {KIND} certificate")
     fmt = get_format(str(cert["format"]))
@@ -116,7 +109,7 @@ def _check(cert: Any, net: Net | Any, spec: Spec, model: str | None, mode: str |
                           f"proof replayed (max epsilon {float(worst):.3g})")
 
 
-def _leaf(cert: dict[str, Any], fmt: Any, net: Net | Any, spec: Spec, model: str | None,
+def _leaf(cert: dict[str, Any], fmt: Any, net: BoundGraph, spec: Spec, model: str | None,
           mode: str | None, deadline: float | None) -> Verdict:
     """One errorbound certificate and one real proof of ``spec`` grown by its epsilon."""
     eb, real = cert["errorbound"], cert["real"]

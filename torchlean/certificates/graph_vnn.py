@@ -1,8 +1,10 @@
 """VNN certificates for general networks (bound graphs), checked by the bound-table engines.
 
-``check_vnn`` (bounds.py) sends a ``BoundGraph`` here; ReLU chains (``network_from_ir``) keep the
-chain engine. The certificate format is the chain format's (bounds.py docstring) with these
-differences:
+``check_vnn`` (bounds.py) sends every network here: its ``BoundGraph`` (``lower``), ReLU chains
+included (the ReLU-chain engine and its certificate format were removed, issue 14; a certificate
+of that format names the chain's fingerprint, which no bound graph has, so it is refused with
+"certificate is for a different network (ReLU-chain certificates are no longer read ...)").
+The format (bounds.py docstring) in short:
 
 - split trees split the input (``["split", dim, v]``) or an element of a relu / leaky_relu / abs
   node (``["relu", node, i]``: the subtree where its argument is <= 0, then the one where it is
@@ -18,7 +20,7 @@ differences:
   element split on this leaf's path (only those): on the leaf's region sgn·z >= 0, z the element's
   argument form and sgn = +1 on the active side, -1 on the inactive one, so f >= f - q·sgn·z; the
   final back-substitution of both engines bounds that form (exactly composed, ``engine.mult_form``)
-  instead of f (β-CROWN's split multipliers; the chain format's ``"mult"``, bounds.py);
+  instead of f (β-CROWN's split multipliers);
 - ``method``: "crown" (CROWN bounds for every nonlinear node's arguments) or "forward"/"ibp"
   (IBP argument bounds, then one CROWN back-substitution from the objective);
 - ``vnn-sat``: the output *enclosure* at the point (exact interval evaluation: exact for rational
@@ -38,18 +40,14 @@ from . import engine
 from .bounds import MAX_LEAVES, Combo, check_leaf_proofs, combos_used, leaves, region_parts
 from .core import Rejected, Verdict, rational, require
 from .lower import Aff, BoundGraph, fingerprint, lower
-from .network import Net, Unsupported, network_from_ir
 from .property import Region, Spec
 
 Slopes = dict[int, list[Any]]
 
 
-def read_network(ir: dict[str, Any]) -> Net | BoundGraph:
-    """The chain (``network_from_ir``) when the IR is a ReLU chain, else the bound graph."""
-    try:
-        return network_from_ir(ir)
-    except Unsupported:
-        return lower(ir)
+def read_network(ir: dict[str, Any]) -> BoundGraph:
+    """The network a certificate is checked against: the bound graph of the IR (``lower``)."""
+    return lower(ir)
 
 
 def objective_forms(
@@ -137,7 +135,8 @@ def _method(cert: dict[str, Any]) -> str:
 
 def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str | None = None) -> Verdict:
     """``check_vnn`` for a bound graph (the caller catches malformed-input exceptions)."""
-    require(cert.get("network") == fingerprint(bg), "certificate is for a different network")
+    require(cert.get("network") == fingerprint(bg), "certificate is for a different network "
+            "(ReLU-chain certificates are no longer read: verify again)")
     require(cert.get("property") == spec.digest(), "certificate is for a different property")
     require(spec.n_in == bg.n_in and spec.n_out == bg.n_out, "property and network sizes differ")
     if cert.get("kind") == "vnn-sat":
@@ -156,8 +155,6 @@ def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str 
             items = list(leaves(tree, list(region.lo), list(region.hi), split_widths(bg)))
             n += len(items)
             require(n <= MAX_LEAVES, "too many leaves")
-            for _, _, (_, how, _) in items:
-                require(how is None, "a leaf of a graph certificate names no method of its own")
             forms, index = objective_forms(bg, region, combos_used(region, [it[2][0] for it in items]))
             if mode == "fast":
                 from .fast_vnn import check_leaves_fast  # numpy: only for the fast mode
@@ -175,7 +172,7 @@ def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str 
                     return max(ibp, engine.best_backsub(st, f, slopes or None))
 
                 check_leaf_proofs(proofs, region, index, lower_bound, f"region {r} leaf {i}",
-                                  read_extras=lambda p, w, ph=phases: read(p, w, ph))
+                                  lambda p, w, ph=phases: read(p, w, ph))
     how = "fast float64" if mode == "fast" else "exact rational"
     trusted = {"float64:ieee754-standard-model": 1} if mode == "fast" else {}
     if mode == "fast" and any(n.kind == "fn" and n.fn in LIBM_ROWS for n in bg.nodes):
@@ -209,7 +206,7 @@ def _check_sat(cert: dict[str, Any], bg: BoundGraph, spec: Spec) -> Verdict:
     require(len(x) == bg.n_in, "counterexample has the wrong number of inputs")
     L, U = engine.point(bg, x)
     for region in spec.regions:
-        if not all(a <= v <= b for a, v, b in zip(region.lo, x, region.hi)):
+        if not region.contains(x):  # strict input bounds strictly (the closure is for unsat only)
             continue
         for disj in region.disjuncts:
             ok = True

@@ -30,8 +30,8 @@ def lowered_parts(name: str) -> set[str] | None:
     primitive has no case or the row refuses one."""
     import numpy as np
 
+    from ..certificates.bound_graph import Unsupported
     from ..certificates.lower import lower
-    from ..certificates.network import Unsupported
     from ..spec.graph import Graph, Node, Value
     from .autograd import CASES
 

@@ -5,15 +5,16 @@ What they claim is re-checked by ``torchlean.certificates`` (``check_vnn``) befo
 
 The model-level API (``api``; docs/verify-api.md): ``bounds(model_or_graph, x, eps)`` (sound output
 bounds computed by the checker's engine) and ``robustness(model, x, eps, label)`` (a checked
-verdict). ``box_bounds(net, (lo, hi), method)`` is the search's float bound on a ReLU chain.
+verdict). ``box_bounds(graph, (lo, hi), method)``: the same engine's bounds over a batch of boxes.
 """
 
 from . import api
 from .api import BoundsResult, RobustnessResult, robustness
-from .bab import Result, verify
+from .bab import solve, verify
 from .bounds import METHODS, crown, ibp
 from .bounds import bounds as box_bounds
-from .network import FloatNet, InputError, as_net, float_net, load_graph, load_net, load_spec
+from .network import FloatNet, InputError, float_chain, load_graph, load_spec
+from .tree import Result
 
 # the package attribute ``bounds`` is the model-level API (importing the submodule ``verify.bounds``
 # would otherwise rebind it to that module)
@@ -28,13 +29,12 @@ __all__ = [
     "FloatNet",
     "InputError",
     "Result",
-    "as_net",
     "bounds",
     "crown",
-    "float_net",
+    "float_chain",
     "ibp",
     "load_graph",
-    "load_net",
     "load_spec",
+    "solve",
     "verify",
 ]

@@ -21,10 +21,10 @@ from typing import Any
 from .. import _cli
 from .._files import InputFileError, atomic_write_text, read_input
 from .._malloc import keep_freed_memory
+from ..certificates.bound_graph import Unsupported
 from ..certificates.bounds import check_vnn, replay_mode
 from ..certificates.core import OutOfTime, Rejected, parse_json
 from ..certificates.float_vnn import KIND, check_vnn_float
-from ..certificates.network import Unsupported, fingerprint
 from ..certificates.property import PropertyError
 from ..pool import PoolError
 from .network import InputError
@@ -41,12 +41,11 @@ def vnncomp_text(result) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .bab import checked_model, verify
-    from .table import chain_graph, chain_target
+    from .bab import solve
 
     _cli.check_writable(args.cert, "--cert")
     _cli.check_writable(args.result, "--result")
-    net, target, spec = load_instance(args.net, args.prop)
+    target, spec = load_instance(args.net, args.prop)
     # the deadline counts from the start of the command (loading a deep network takes seconds)
     left = args.timeout - (time.monotonic() - START[0])
     if left <= 0:  # loading used the whole budget: still a VNN-COMP answer, in --result too
@@ -56,29 +55,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 0
     if args.float32_splits < 0:
         raise InputError("--float32-splits must be >= 0")
-    bg = None
-    if net is not None:  # a ReLU chain too wide to split its inputs: ReLU splits on the table
-        target = chain_target(net, args.net, args.engine, args.method)
-        net = None if target is not None else net
     if args.float32:
-        return _verify_float32(args, net, target, spec, left)
-    if net is not None:
-        bg = chain_graph(args.net) if args.engine == "table" else None
-        res = verify(net, spec, timeout=left, progress=_cli.progress_of(args), method=args.method, bg=bg)
-    else:  # not a ReLU chain: the general search on the bound table
-        from .general import verify_target
-
-        try:
-            res = verify_target(target, spec, timeout=left, progress=_cli.progress_of(args))
-        except (ArithmeticError, ValueError, Rejected) as e:  # e.g. a row's domain (log of <= 0)
-            raise InputError(f"the bound table cannot bound this network on this box: {e}") from None
+        return _verify_float32(args, target, spec, left)
+    try:  # ReLU chains of few inputs by input splitting, anything else by the general search
+        res = solve(target, spec, timeout=left, progress=_cli.progress_of(args), method=args.method)
+    except (ArithmeticError, ValueError, Rejected) as e:  # e.g. a row's domain (log of <= 0)
+        raise InputError(f"the bound table cannot bound this network on this box: {e}") from None
     check_s = 0.0
     if res.cert is not None:
         t = time.perf_counter()
         # the replay gets its own --timeout (a verdict it cannot confirm in time is "unknown")
-        checked = checked_model(net, bg, args.method) if net is not None else target.bg
-        mode = replay_mode(res.cert, checked)
-        v = check_vnn(res.cert, checked, spec, mode=mode, deadline=time.monotonic() + args.timeout)
+        mode = replay_mode(res.cert, target.bg)
+        v = check_vnn(res.cert, target.bg, spec, mode=mode, deadline=time.monotonic() + args.timeout)
         check_s = time.perf_counter() - t
         if not v.ok:  # never report a verdict the checker does not accept
             print(f"error: own certificate rejected ({v.reason}); reporting unknown", file=sys.stderr)
@@ -102,18 +90,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify_float32(args: argparse.Namespace, net, target, spec, left: float) -> int:
+def _verify_float32(args: argparse.Namespace, target, spec, left: float) -> int:
     """``--float32``: the verdict for the network run in binary32 (``verify.float32``)."""
     from .float32 import verify_float32
-    from .network import load_graph
 
-    graph = target.graph if target is not None else load_graph(args.net)
     try:
-        from .table import chain_graph
-
-        bg = chain_graph(args.net) if net is not None and args.engine == "table" else None
-        res = verify_float32(graph, net, target, spec, left, progress=_cli.progress_of(args),
-                             method=args.method, splits=args.float32_splits, bg=bg)
+        res = verify_float32(target.graph, target, spec, left, progress=_cli.progress_of(args),
+                             method=args.method, splits=args.float32_splits)
     except (ArithmeticError, ValueError, Rejected) as e:  # e.g. a value that may overflow binary32
         raise InputError(f"no float32 error bound for this network on this box: {e}") from None
     text = vnncomp_text(res)
@@ -138,23 +121,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         cert = parse_json(read_input(args.cert, what="certificate"))
     except ValueError as e:
         raise InputError(f"{args.cert}: {e}") from None
-    net, target, spec = load_instance(args.net, args.prop)
-    if net is None:  # not a ReLU chain: the checker reads the bound table's graph
-        net = target.bg
-    elif isinstance(cert, dict) and _network_of(cert) != fingerprint(net):
-        # not a chain certificate: one for the chain's bound graph (``--engine table``) or for
-        # another network, which the graph checker's own fingerprint test rejects
-        from .table import chain_graph
-
-        net = chain_graph(args.net)
+    target, spec = load_instance(args.net, args.prop)
+    net = target.bg  # (a certificate for another network, or of the removed ReLU-chain format, is
+    # refused by the checker's fingerprint test, with one line)
     t = time.perf_counter()
     # the caller, never the certificate, picks the replay mode and bounds its time
     if isinstance(cert, dict) and cert.get("kind") == KIND:  # float-sound: both parts replayed
         from ..certificates.errorbound import model_id
-        from .network import load_graph
 
         mode = args.mode  # None: check_vnn picks each real part's mode by its size (never the cert)
-        model = model_id(load_graph(args.net).to_dict())
+        model = model_id(target.graph.to_dict())
         v = check_vnn_float(cert, net, spec, model=model, mode=mode, deadline=time.monotonic() + args.timeout)
     elif args.float32:
         print(f"rejected: --float32 needs a {KIND} certificate, got {cert.get('kind')!r}"
@@ -172,26 +148,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1
 
 
-def _network_of(cert: dict[str, Any]) -> Any:
-    """The network fingerprint a certificate names: its own, or for a float-sound one that of its
-    (first) real part, whose network the float part must match too (``float_vnn``)."""
-    if cert.get("kind") != KIND:
-        return cert.get("network")
-    part = cert.get("parts", cert)
-    while isinstance(part, dict) and "real" not in part and isinstance(part.get("lo"), dict):
-        part = part["lo"]
-    real = part.get("real") if isinstance(part, dict) else None
-    return real.get("network") if isinstance(real, dict) else None
-
-
 def cmd_bounds(args: argparse.Namespace) -> int:
     from ..certificates.core import time_limit
     from . import table
 
     _cli.check_writable(args.plot, "--plot")
-    net, target, spec = load_instance(args.net, args.prop)
-    if target is None:  # a ReLU chain: bounded on its bound graph too
-        target = table.graph_target(args.net)
+    target, spec = load_instance(args.net, args.prop)
     for r, region in enumerate(spec.regions):
         try:
             with time_limit(time.monotonic() + args.timeout):
@@ -235,7 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _cli.check_writable(args.out, "--out")
     run_csv(args.csv, out=args.out, timeout=args.timeout, method=args.method, progress=_cli.progress_of(args),
-            engine=args.engine, jobs=args.jobs, force=args.force, ray=args.ray)
+            jobs=args.jobs, force=args.force, ray=args.ray)
     return 0
 
 
@@ -257,9 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--timeout", type=_cli.timeout_s, default=116.0)
         p.add_argument("--cert", help="write the certificate (JSON) here")
         p.add_argument("--result", help="also write the VNN-COMP result text here")
-        p.add_argument("--method", choices=("crown", "forward"), default="crown")
-        p.add_argument("--engine", choices=("chain", "table"), default="table",
-                       help="bound engine of the search on ReLU chains (default table: the bound table)")
+        p.add_argument("--method", choices=("crown", "forward"), default="crown",
+                       help="argument bounds of the input-split search on ReLU chains: CROWN, or "
+                            "IBP with one back-substitution (forward)")
         p.add_argument("--float32", action="store_true",
                        help="verify the network as run in binary32 (float-sound verdict)")
         p.add_argument("--float32-splits", type=int, default=16, metavar="N",
@@ -298,8 +260,6 @@ def main(argv: list[str] | None = None) -> int:
                        help="rerun the instances already in --out")
         p.add_argument("--timeout", type=_cli.timeout_s, default=None)
         p.add_argument("--method", choices=("crown", "forward"), default="crown")
-        p.add_argument("--engine", choices=("chain", "table"), default="table",
-                       help="bound engine of the search on ReLU chains (default table: the bound table)")
         p.add_argument("-q", "--quiet", action="store_true", help="no line per instance")
         _cli.add_progress(p)
         fn = cmd_run

@@ -9,8 +9,8 @@ x's shape (put it in ``eval()`` mode first: batch norm and dropout are traced as
 ``Graph`` is used as it is. The input region is the box {x' : |x' - x|_inf <= eps}, intersected with
 ``clip = (lo, hi)`` when given, with its ends computed exactly from the float values of x and eps.
 
-Soundness: ``bounds`` returns numbers computed by the trusted checker's own engine (a ReLU chain's
-``certificates.fast_crown``, any other graph's bound table ``certificates.engine``), rounded outward,
+Soundness: ``bounds`` returns numbers computed by the trusted checker's own engine (the bound
+table's ``certificates.fast_engine`` / ``certificates.engine``), rounded outward,
 so they are checked by construction (``BoundsResult.checked_by`` names the engine). ``robustness``
 searches (``verify.general``: PGD on the runtime, input-split branch and bound on the table's
 bounds) and reports "verified" only when the checker accepted the split-tree certificate, and
@@ -89,7 +89,7 @@ def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
     (CROWN with slopes optimised by ``verify.alpha``, the bound still computed by the engine) or "ibp".
     exact: use the table's exact rational engine instead of its float64 one (both sound; the exact
     one is slightly tighter and much slower on large models).
-    Raises ``certificates.network.Unsupported`` (one line) for a network the checker cannot bound."""
+    Raises ``certificates.bound_graph.Unsupported`` (one line) for a network the checker cannot bound."""
     if method not in ("crown", "alpha-crown", "ibp"):
         raise ValueError(f"unknown method {method!r}: 'crown', 'alpha-crown' or 'ibp'")
     xa = _array(x)
@@ -100,7 +100,7 @@ def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
         low, up = table.alpha_bounds_box(t, lo, hi, exact=exact)
     else:
         low, up = table.output_bounds_box(t, lo, hi, method, exact)
-    shape = g.values[g.outputs[0]].shape if len(g.outputs) == 1 else (t.ex.n_out,)
+    shape = g.values[g.outputs[0]].shape if len(g.outputs) == 1 else (t.bg.n_out,)
     return BoundsResult(low.reshape(shape), up.reshape(shape), method, table.engine_name(t, exact),
                         table.network_id(t))
 
@@ -148,7 +148,7 @@ def robustness(model: Any, x: Any, eps: Any, label: int, timeout: float = 30.0,
     g = _graph(model, xa)
     t = table.target(g)
     lo, hi = input_box(xa, eps, clip)
-    spec = robustness_spec(lo, hi, t.ex.n_out, int(label))
+    spec = robustness_spec(lo, hi, t.bg.n_out, int(label))
     if float32:
         return _decide_float32(t, spec, timeout, xa.shape)
     return decide(t, spec, timeout, seed, shape=xa.shape)
@@ -157,7 +157,7 @@ def robustness(model: Any, x: Any, eps: Any, label: int, timeout: float = 30.0,
 def _decide_float32(t: table.Target, spec: Spec, timeout: float, shape: tuple[int, ...]) -> RobustnessResult:
     from .float32 import verify_float32
 
-    res = verify_float32(t.graph, t.net, None if t.net is not None else t, spec, timeout, splits=16)
+    res = verify_float32(t.graph, t, spec, timeout, splits=16)
     why = str(res.stats.get("why", f"no verdict within {timeout} s"))
     if res.verdict == "unsat":  # (verify_float32 reports unsat only after check_vnn_float accepted it)
         return RobustnessResult("verified", why, res.cert, spec=spec, stats=res.stats)

@@ -15,8 +15,8 @@ float margin max_k (a_k·y - b_k) (<= 0: every atom of the disjunct holds):
   points of the most violated open boxes and of the whole region.
 
 Candidates are rounded to float32 inside the box (``box_point``) and handed, most violating first,
-to a ``confirm`` callback: exact evaluation (``confirm`` here for chains, the checker's vnn-sat
-replay for graphs). Only that callback makes a point a counterexample; the float margins here
+to a ``confirm`` callback (``table.confirmer``: the checker's vnn-sat replay, after a sound float
+filter). Only that callback makes a point a counterexample; the float margins here
 decide nothing.
 """
 
@@ -30,7 +30,6 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..certificates.core import tick
-from ..certificates.network import Net, evaluate
 from ..certificates.property import Atom, Region, Spec
 
 Confirm = Callable[[list[Fraction]], bool]
@@ -46,18 +45,6 @@ class Executor(Protocol):
 
     def value_and_grad(self, x: np.ndarray, g_y: Callable[[np.ndarray], np.ndarray]
                        ) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-# ---------------------------------------------------------------- exact confirmation (the gate)
-
-def confirm(net: Net, spec: Spec, x: list[Fraction]) -> bool:
-    """Exact check that x is a counterexample (the checker's own rule: strict atoms and strict
-    input bounds strictly)."""
-    y = evaluate(net, x)
-    return any(
-        region.contains(x) and any(all(t.holds(y) for t in disj) for disj in region.disjuncts)
-        for region in spec.regions
-    )
 
 
 def closure(spec: Spec) -> Spec | None:

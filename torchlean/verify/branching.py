@@ -9,59 +9,15 @@
   cancels in the output but not inside the network: on ACAS Xu 1_1 property 6 the gradient
   heuristic halved four dimensions to 2^-29 of their width while the fifth, flat in the output,
   kept the ReLUs unstable (bench/README.md).
-- "single": |gradient of the best single atom's lower form| x width (ReluVal's smear).
-- "smart": bound both halves along every dimension and keep the best worse child (look-ahead,
-  about 2d times the cost per box).
+
+The scores are recomputed from a bound-table forward pass's ReLU argument bounds
+(``table_relaxation_scores``); the chain engine's trace they were first read from, and the
+"single" and "smart" heuristics that used it, went with that engine (issue 14).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
-
-
-def relaxation_scores(trace: dict, boxes: np.ndarray, rows: np.ndarray, width: np.ndarray) -> np.ndarray:
-    """Scores (len(boxes), d) from ``crown_bounds(..., trace=)``: for each listed box, the share of
-    the relaxation loss of the final row ``rows[i]`` that each input dimension is responsible for."""
-    score = np.zeros_like(width)
-    for k, lam in trace["lam"].items():
-        loss = np.abs(lam[boxes, rows]) * trace["shift"][k][boxes]  # (n_open, n); t = 0 if exact
-        spread = trace["forms"][k][boxes] * width[:, None, :]  # (n_open, n, d)
-        total = spread.sum(-1, keepdims=True)
-        share = np.divide(spread, total, out=np.zeros_like(spread), where=total > 0)
-        score += np.einsum("bn,bnd->bd", loss, share)
-    return score
-
-
-def smart_dims(
-    layers: list[tuple],
-    groups: list[tuple[int, int]],
-    lo: np.ndarray,
-    hi: np.ndarray,
-    live: np.ndarray,
-    bound_fn: Callable,
-) -> np.ndarray:
-    """For each box, the dimension whose halving gives the best worse child (bounds of all 2d
-    children in one batch)."""
-    n, d = lo.shape
-    dims = np.nonzero(live)[0]
-    if n == 0:
-        return np.zeros(0, dtype=int)
-    los, his = [], []
-    for dim in dims:
-        mid = (lo[:, dim] + hi[:, dim]) * 0.5
-        a_hi = hi.copy()
-        a_hi[:, dim] = mid
-        b_lo = lo.copy()
-        b_lo[:, dim] = mid
-        los += [lo, b_lo]
-        his += [a_hi, hi]
-    lb = bound_fn(layers, np.concatenate(los), np.concatenate(his))
-    score = np.stack([lb[:, a:b].max(1) for a, b in groups], 1).min(1)  # (2·len(dims)·n,)
-    score = np.minimum(np.clip(score, None, 0.0), 0.0).reshape(len(dims), 2, n)
-    worst = score.sum(1)  # larger (closer to 0) is better
-    return dims[worst.argmax(0)]
 
 
 def _per_box(rows: np.ndarray, box: np.ndarray, M: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from ..certificates.float_vnn import epsilons as cert_epsilons
 from ..certificates.property import Spec
 from ..floats.emulate import emulate
 from ..floats.errorbound import bound_certificate
-from .bab import Result
+from .tree import Result
 
 FORMAT = "binary32"
 
@@ -66,22 +66,20 @@ class _Found(Exception):
         self.found = found
 
 
-def verify_float32(graph: Any, net: Any, target: Any, spec: Spec, timeout: float,
-                   progress: bool = False, method: str = "crown", splits: int = 0,
-                   bg: Any = None) -> Result:
-    """The float-sound verdict (module docstring) within ``timeout`` seconds. ``net``: the ReLU
-    chain, or None and ``target`` the bound-table target (``table.load_instance``). ``splits`` > 0:
+def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress: bool = False,
+                   method: str = "crown", splits: int = 0) -> Result:
+    """The float-sound verdict (module docstring) within ``timeout`` seconds; ``target``: the
+    bound-table target (``table.load_instance``), whose real parts ``bab.solve`` searches and
+    certifies. ``splits`` > 0:
     where the grown property is not provable, bisect the box (widest input first, at most
     ``splits`` times in all) so each part gets its own, smaller, epsilon (the partitioned
     certificate form; one errorbound certificate per part). An unsat result's certificate has been
-    accepted by ``check_vnn_float``; its reason is in stats["why"]. ``bg``: with a chain, its bound
-    graph (``table.chain_graph``): the real parts are searched and certified on the bound table."""
-    from .bab import checked_model, verify
-    from .general import verify_target
+    accepted by ``check_vnn_float``; its reason is in stats["why"]."""
+    from .bab import solve
 
     t0 = time.monotonic()
     stats: dict[str, Any] = {"parts": 0}
-    checked = checked_model(net, bg, method) if net is not None else target.bg
+    checked = target.bg
     budget = [splits]
     worst: list[float] = [0.0] * spec.n_out
 
@@ -89,9 +87,7 @@ def verify_float32(graph: Any, net: Any, target: Any, spec: Spec, timeout: float
         left = timeout - (time.monotonic() - t0)
         if left <= 0:
             return Result("timeout")
-        if net is not None:
-            return verify(net, s, timeout=left, progress=progress, method=method, bg=bg)
-        return verify_target(target, s, timeout=left)
+        return solve(target, s, timeout=left, progress=progress, method=method)
 
     def prove(box: list[tuple[Fraction, Fraction]]) -> dict[str, Any] | None:
         """A part (leaf or split tree) proving the box's share of the property, or None."""

@@ -25,8 +25,7 @@ import numpy as np
 
 from ..certificates.property import Region, Spec
 from . import attack
-from .bab import _combos
-from .tree import SplitTree, choice, threshold
+from .tree import Result, SplitTree, choice, combos, threshold
 
 #: a box is a leaf when its bound is above this: any positive bound proves the disjunct (the leaf
 #: claims half of it, which the checker replays; only a claim that rounds to 0 would fail). The
@@ -59,7 +58,7 @@ def objective(region: Region) -> tuple[np.ndarray, np.ndarray, list[tuple[int, i
     atoms; ``groups[j]`` is disjunct j's row range and ``names[j][o]`` its o-th combination."""
     C, d, groups, names = [], [], [], []
     for disj in region.disjuncts:
-        cs = _combos(len(disj))
+        cs = combos(len(disj))
         start = len(C)
         for c in cs:
             C.append(np.sum([[float(v) for v in disj[k].a] for k in c], 0))
@@ -194,6 +193,7 @@ def solve(
     relu_split: ReluSplit | None = None,
     relu_only: bool = False,
     stats: dict[str, Any] | None = None,
+    relu_above: int | None = None,
 ) -> tuple[str, Any, dict[str, Any]]:
     """("sat", x), ("unsat", [tree per region]) or ("timeout", None), with search statistics.
     Neither verdict is final until the caller's checker accepted the certificate built from it.
@@ -215,11 +215,12 @@ def solve(
         max_splits = 0
     else:  # α-CROWN costs tens of CROWN passes: on few inputs splitting is cheaper (bench/README.md)
         alpha_leaf = None
+    wide = ex.n_in > (INPUT_SPLIT_MAX if relu_above is None else relu_above)
     for region in spec.regions:
-        relu_first = relu_split is not None and ex.n_in > INPUT_SPLIT_MAX and relu_only
+        relu_first = relu_split is not None and wide and relu_only
         out = None if relu_first else bab_region(bounder, ex, region, confirm, deadline, stats,
                                                  max_splits=max_splits, alpha_leaf=alpha_leaf)
-        if out is None and relu_split is not None and ex.n_in > INPUT_SPLIT_MAX:
+        if out is None and relu_split is not None and wide:
             # hidden-neuron splits (graph_relu), leaving a share of the time to the attack
             left = deadline - time.perf_counter()
             seeds = iter(range(seed + 2, seed + 10**6))
@@ -245,25 +246,34 @@ def solve(
     return "unsat", trees, stats
 
 
-def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0, progress: bool | None = False
-                  ) -> Any:
-    """``bab.Result`` for a ``table.Target``: the search's claim with its certificate (the caller
+def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0, progress: bool | None = False,
+                  relu_above: int | None = None) -> Result:
+    """``tree.Result`` for a ``table.Target``: the search's claim with its certificate (the caller
     runs ``table.check`` on it before reporting, as the CLI does). ``progress``: report the boxes
-    and leaves so far (``torchlean.progress.watch``)."""
+    and leaves so far (``torchlean.progress.watch``); ``relu_above``: as ``solve``'s."""
     from ..progress import watch
     from . import graph_relu, table
-    from .bab import Result
 
     relu_split = None
     if t.bg is not None and graph_relu.relu_nodes(t.bg):
-        relu_split = lambda region, deadline, stats, attack: graph_relu.bab_region(  # noqa: E731
-            t.bg, region, deadline, stats, attack)
+        def relu_split(region: Region, deadline: float, stats: dict[str, Any], attack: Any) -> Any:
+            out = graph_relu.bab_region(t.bg, region, deadline, stats, attack)
+            if out is None and relu_above is not None and time.perf_counter() < deadline:
+                # stuck on a subproblem with every phase fixed (ReLU chains of 17-64 inputs): LPs
+                from . import star
+                from .tree import combos
+
+                cs = [combos(len(d)) for d in region.disjuncts]
+                out = star.close_region(t.bg, region, cs, table.confirmer(t, spec), deadline, stats)
+                stats["star_region"] = stats.get("star_region", 0) + 1
+            return out
+
     stats: dict[str, Any] = {}
     with watch(lambda: {k: stats[k] for k in ("boxes", "leaves") if k in stats}, "search", progress):
         verdict, out, stats = solve(table.bounder(t), t.ex, spec, table.confirmer(t, spec), timeout, seed,
                                     alpha_leaf=table.alpha_leaf_fn(t), relu_split=relu_split,
                                     relu_only=relu_split is not None and graph_relu.relu_only(t.bg),
-                                    stats=stats)
+                                    stats=stats, relu_above=relu_above)
     if verdict == "sat":
         y = t.ex.forward(np.array([[float(v) for v in out]]))[0].tolist()
         return Result("sat", cert=table.sat_cert(t, spec, out), x=out, y=y, stats=stats)

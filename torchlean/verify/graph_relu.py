@@ -37,8 +37,7 @@ from ..certificates.graph_vnn import objective_forms
 from ..certificates.property import Region
 from . import alpha
 from .attack import leaf_minimisers
-from .bab import _combos
-from .tree import SplitTree, choice, proof_extras, threshold
+from .tree import SplitTree, choice, combos, proof_extras, threshold
 
 EPS = 1e-300  # any positive bound proves a leaf (general.EPS)
 #: counterexample search between batches: at most this share of the search's time (a property the
@@ -61,7 +60,7 @@ class Disjunct:
 
     def __init__(self, bg: Any, region: Region, j: int):
         self.region = Region(region.lo, region.hi, (region.disjuncts[j],), region.lo_strict, region.hi_strict)
-        self.names = _combos(len(region.disjuncts[j]))
+        self.names = combos(len(region.disjuncts[j]))
         forms, index = objective_forms(bg, self.region, [self.names])
         self.forms = [forms[index[0][c]] for c in self.names]
         self.F = fe.forms_of(bg, self.forms)

@@ -1,8 +1,9 @@
-"""Loading networks and properties for the verifier: ONNX → graph IR → ReLU chain.
+"""Loading networks and properties for the verifier: ONNX → graph IR (→ the bound table's graph,
+``verify.table``), and the float64 copy of a ReLU chain the attack and the branching scores run on.
 
-The chain the verifier searches over is the *same* exact chain the checker re-derives
-(``certificates.network.network_from_ir``), rounded to float64 once here; so a bound the search
-finds is a bound the checker replays, up to the rounding the fast replay accounts for.
+``float_chain`` reads a chain's layers off the bound graph the checker itself lowers
+(``certificates.lower``): the same exact weights, rounded to float64 once here. It is untrusted:
+nothing it computes is a bound; the checker recomputes every claim from the graph.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from .._files import MAX_VNNLIB_BYTES, read_input
-from ..certificates.network import Affine, Net, network_from_ir
 from ..certificates.property import Spec, parse_property
 
 
@@ -64,26 +64,29 @@ class FloatNet:
         return h, g
 
 
-def float_net(net: Net) -> FloatNet:
-    """The float64 copy of a checker ``Net``'s affine layers, for fast sampling and attacks."""
+def float_chain(bg: Any) -> FloatNet | None:
+    """The float64 layers of a bound graph that is a ReLU chain (every node after the input a relu
+    node whose forms read only the node before it, the outputs reading the last one), or None."""
+    prev = bg.nodes[0]
     layers = []
-    for s in net.steps:
-        if isinstance(s, Affine):
-            W = np.array([[float(v) for v in row] for row in s.M], dtype=np.float64).reshape(len(s.M), -1)
-            layers.append((W, np.array([float(v) for v in s.c])))
+    for node in [*bg.nodes[1:], None]:
+        if node is not None and not (node.kind == "fn" and node.fn == "relu"):
+            return None
+        forms = node.args if node is not None else bg.outputs
+        W = np.zeros((len(forms), prev.size))
+        b = np.zeros(len(forms))
+        for i, f in enumerate(forms):
+            if not hasattr(f, "t"):  # (a constant output)
+                b[i] = float(f)
+                continue
+            for v, q in f.t.items():
+                if not prev.offset <= v < prev.offset + prev.size:
+                    return None  # reads an earlier node: not a chain
+                W[i, v - prev.offset] = float(q)
+            b[i] = float(f.c)
+        layers.append((W, b))
+        prev = node
     return FloatNet(layers)
-
-
-def as_net(model: Any) -> Net:
-    """A checker ``Net`` from a Net, a spec Graph, or an IR document (dict)."""
-    if isinstance(model, Net):
-        return model
-    if isinstance(model, dict):
-        return network_from_ir(model)
-    to_dict = getattr(model, "to_dict", None)
-    if to_dict is not None:
-        return network_from_ir(to_dict())
-    raise TypeError(f"cannot read a ReLU network from {type(model).__name__}")
 
 
 def load_graph(path: str | Path) -> Any:
@@ -97,27 +100,6 @@ def load_graph(path: str | Path) -> Any:
         return load_onnx(str(p))
     except Exception as e:  # the importer's errors are one line; keep them so
         raise InputError(f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-
-
-def load_net(path: str | Path) -> Net:
-    """An ONNX ReLU network as a checker ``Net`` (exact weights); one-line ``InputError`` otherwise."""
-    try:
-        return network_from_ir(load_graph(path).to_dict())
-    except InputError:
-        raise
-    except ValueError as e:
-        raise InputError(f"{path}: {e}") from None
-
-
-def load_pair(net_path: str | Path, prop_path: str | Path) -> tuple[Net, Spec]:
-    """The network and the property, refused (one line) unless their input/output sizes agree."""
-    net, spec = load_net(net_path), load_spec(prop_path)
-    if spec.n_in != net.n_in or spec.n_out != net.n_out:
-        raise InputError(
-            f"{prop_path}: property has {spec.n_in} inputs/{spec.n_out} outputs, "
-            f"network {net.n_in}/{net.n_out}"
-        )
-    return net, spec
 
 
 def load_spec(path: str | Path, cross_check: bool = True) -> Spec:

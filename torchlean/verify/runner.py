@@ -118,25 +118,14 @@ def read_instances(path: str | Path) -> list[dict[str, str]]:
 
 def run_instance(
     net_path: Path, prop_path: Path, timeout: float, method: str = "crown", progress: bool = False,
-    engine: str = "table",
 ) -> dict[str, Any]:
-    """One instance: the search's verdict, and the checker's on its certificate. ``engine``: for
-    ReLU chains, "table" bounds input-split boxes on the bound table (``bab.verify``'s ``bg``)."""
-    from .bab import checked_model, verify
-    from .table import chain_graph, chain_target, load_instance
+    """One instance: the search's verdict (``bab.solve``, as the CLI), and the checker's on its
+    certificate."""
+    from .bab import solve
+    from .table import load_instance
 
-    net, target, spec = load_instance(net_path, prop_path)
-    bg = None
-    if target is None:  # a ReLU chain too wide to split its inputs: ReLU splits on the table
-        target = chain_target(net, net_path, engine, method)
-        net = None if target is not None else net
-    if target is None:
-        bg = chain_graph(net_path) if engine == "table" else None
-        res = verify(net, spec, timeout=timeout, method=method, progress=progress, bg=bg)
-    else:  # not a ReLU chain: the general search on the bound table (as the CLI)
-        from .general import verify_target
-
-        res = verify_target(target, spec, timeout=timeout)
+    target, spec = load_instance(net_path, prop_path)
+    res = solve(target, spec, timeout=timeout, method=method, progress=progress)
     out: dict[str, Any] = {
         "result": res.verdict,
         "solve_s": f"{res.stats.get('time', 0):.3f}",
@@ -148,9 +137,8 @@ def run_instance(
     }
     if res.cert is not None:
         t = time.perf_counter()
-        checked = checked_model(net, bg, method) if net is not None else target.bg
-        mode = replay_mode(res.cert, checked)  # the caller's choice, with the instance's timeout
-        v = check_vnn(res.cert, checked, spec, mode=mode, deadline=time.monotonic() + timeout)
+        mode = replay_mode(res.cert, target.bg)  # the caller's choice, with the instance's timeout
+        v = check_vnn(res.cert, target.bg, spec, mode=mode, deadline=time.monotonic() + timeout)
         out["check_s"] = f"{time.perf_counter() - t:.3f}"
         out["check"] = "accepted" if v.ok else f"REJECTED: {v.reason}"
         out["mode"] = mode if res.verdict == "unsat" else "exact"
@@ -165,7 +153,6 @@ def run_csv(
     timeout: float | None = None,
     method: str = "crown",
     progress: bool | None = True,
-    engine: str = "table",
     jobs: int = 1,
     force: bool = False,
     ray: str | None = None,
@@ -208,10 +195,10 @@ def run_csv(
     paths = [((base / r["onnx"]).resolve(), (base / r["vnnlib"]).resolve()) for r in rows]
     if ray is None and (jobs <= 1 or len(todo) <= 1):
         for i in todo:
-            finish(i, run_instance(*paths[i], limits[i], method, engine=engine))
+            finish(i, run_instance(*paths[i], limits[i], method))
     else:  # local worker processes, or Ray tasks (absolute paths: a remote node sees the same files)
         with Pool(min(jobs, len(todo)) if ray is None else jobs, ray=ray) as pool:
-            calls = [(*paths[i], limits[i], method, False, engine) for i in todo]
+            calls = [(*paths[i], limits[i], method, False) for i in todo]
             for k, r in pool.map_unordered(run_instance, calls):
                 finish(todo[k], r)
     return [done[i] for i in sorted(done)]

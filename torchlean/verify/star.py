@@ -484,18 +484,40 @@ class Stall:
         if self.obj is None:  # (built on first use)
             self.obj = Objective.of(self.bg, self.region, self.combos)
         st["star_boxes"] = st.get("star_boxes", 0) + 1
-
-        def point(x: np.ndarray) -> list[Fraction] | None:
-            from .attack import box_point
-
-            x = np.clip(x, lo, hi)
-            q32 = box_point(x, self.region)
-            if self.region.contains(q32) and self.confirm(q32):
-                return q32
-            q = [Fraction(float(v)) for v in x]
-            return q if self.region.contains(q) and self.confirm(q) else None
-
-        out = close_box(self.bg, self.obj, lo, hi, deadline, st, point)
+        out = close_box(self.bg, self.obj, lo, hi, deadline, st, _point(self.region, lo, hi, self.confirm))
         if isinstance(out, SplitTree):
             st["star_closed"] = st.get("star_closed", 0) + 1
         return out
+
+
+def _point(region: Any, lo: np.ndarray, hi: np.ndarray, confirm: Callable[[list[Fraction]], bool]
+           ) -> Callable[[np.ndarray], list[Fraction] | None]:
+    """``close_box``'s ``confirm``: an LP minimiser in [lo, hi] as a confirmed counterexample (its
+    float32 rounding into the region first, then its own float value), or None."""
+
+    def point(x: np.ndarray) -> list[Fraction] | None:
+        from .attack import box_point
+
+        x = np.clip(x, lo, hi)
+        q32 = box_point(x, region)
+        if region.contains(q32) and confirm(q32):
+            return q32
+        q = [Fraction(float(v)) for v in x]
+        return q if region.contains(q) and confirm(q) else None
+
+    return point
+
+
+def close_region(bg: Any, region: Any, combos: list[list[Any]], confirm: Callable[[list[Fraction]], bool],
+                 deadline: float, stats: dict[str, Any]) -> list[Any] | list[Fraction] | None:
+    """``close_box`` on a whole region's box, nodes bounded by the deadline only: the region's split
+    tree in preorder (one tree for every disjunct), a confirmed counterexample, or None. The ReLU
+    split search's fallback on ReLU chains of 17-64 inputs, where ``graph_relu`` stops at a
+    subproblem with every phase fixed that its gradient β cannot close and an LP's duals can
+    (bench/README.md, "ReLU chains of 17-64 inputs")."""
+    if not (_lp.available() and supported(bg)) or any(not d for d in region.disjuncts):
+        return None
+    lo, hi = (a[0] for a in fe.boxes([region.lo], [region.hi]))
+    obj = Objective.of(bg, region, combos)
+    out = close_box(bg, obj, lo, hi, deadline, stats, _point(region, lo, hi, confirm), max_nodes=10**9)
+    return out.preorder() if isinstance(out, SplitTree) else out

@@ -1,18 +1,17 @@
 """The search's one doorway into the trusted engines: every bound, certificate check and exact
-counterexample test that ``verify.general`` and ``verify.api`` use goes through the functions here.
-
-Two back ends, chosen per network by ``target``:
-- ReLU chains: the chain checker of today (``certificates.network``, ``fast_crown``, ``check_vnn``);
-- any other graph the bound table lowers: ``certificates.lower`` (the table's lowering),
-  ``certificates.fast_engine`` (its batched CROWN), ``certificates.engine`` (the exact one) and
-  ``check_vnn`` on general graphs. A graph the table refuses raises ``Unsupported`` (one line).
+counterexample test that ``verify.bab``, ``verify.general`` and ``verify.api`` use goes through
+the functions here, on the bound table: ``certificates.lower`` (the table's lowering),
+``certificates.fast_engine`` (its batched CROWN), ``certificates.engine`` (the exact one) and
+``check_vnn``. A graph the table refuses raises ``Unsupported`` (one line). ReLU chains are bound
+graphs like any other (the chain engine was removed, issue 14); ``Target.fnet`` is their float64
+copy for the attack and the branching scores (``network.float_chain``), nothing the checker reads.
 
 Nothing here computes a bound itself: the search adds heuristics on top of these numbers only.
 """
 
 from __future__ import annotations
 
-import functools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,135 +19,97 @@ from typing import Any
 
 import numpy as np
 
-from ..certificates import engine, fast, lower
+from ..certificates import engine, lower
 from ..certificates import fast_engine as fe
-from ..certificates.bounds import check_vnn, objective_steps
+from ..certificates.bounds import check_vnn
 from ..certificates.core import Verdict
-from ..certificates.fast_crown import crown_bounds
-from ..certificates.network import Net, Unsupported, fingerprint, network_from_ir
+from ..certificates.fast_forms import outward
 from ..certificates.property import Region, Spec
-from ..spec.graph import Graph
-from . import attack
-from .bab import _combos, graph_fingerprint
-from .executor import GraphExec
+from .network import FloatNet, float_chain
 
 
 @dataclass
 class Target:
-    """A network as the checker sees it (``net``: a ReLU chain, or ``bg``: a lowered bound graph),
-    with the runtime executor the search attacks."""
+    """A network as the checker sees it (``bg``: the lowered bound graph), with the executor the
+    search attacks (``ex``: the runtime's ``GraphExec``, or a chain's ``FloatNet``) and, for a
+    ReLU chain, its float64 layers (``fnet``)."""
 
-    graph: Graph
-    ex: GraphExec
-    net: Net | None = None
-    bg: Any = None
+    graph: Any
+    ex: Any
+    bg: Any
+    fnet: FloatNet | None = None
 
     @property
-    def kind(self) -> str:
-        return "chain" if self.net is not None else "table"
+    def chain(self) -> bool:
+        return self.fnet is not None
 
 
-def target(graph: Graph, prefer_chain: bool = False) -> Target:
-    """Lower ``graph`` for the checker: the bound table's DAG (with ``prefer_chain``, the older
-    ReLU-chain engine's network when it is one). Raises Unsupported (one line) when neither
-    accepts it."""
-    ir = graph.to_dict()
-    ex = GraphExec(graph)
-    if prefer_chain:
-        try:
-            return Target(graph, ex, net=network_from_ir(ir))
-        except (Unsupported, ValueError):
-            pass
-    return Target(graph, ex, bg=lower.lower(ir))
+def target(graph: Any) -> Target:
+    """Lower ``graph`` for the checker (the bound table's DAG). Raises Unsupported (one line) when
+    the table does not accept it."""
+    from .executor import GraphExec
+
+    bg = lower.lower(graph.to_dict())
+    return Target(graph, GraphExec(graph), bg, float_chain(bg))
 
 
-def load_target(path: str, why: Exception) -> Target:
-    """A network file that is not a ReLU chain (``why``: the chain reader's refusal), lowered by
-    the bound table; InputError (one line, keeping both refusals) when the table refuses it too."""
+def graph_target(bg: Any) -> Target:
+    """A target for a bound graph alone (no runtime graph): a ReLU chain, attacked on its float
+    layers (``float_chain``). ValueError for any other graph (the attack needs an executor)."""
+    fnet = float_chain(bg)
+    if fnet is None:
+        raise ValueError("not a ReLU chain: build the target from the runtime graph (table.target)")
+    return Target(None, fnet, bg, fnet)
+
+
+#: networks up to this many bound-graph variables are kept lowered between calls (the properties
+#: of one network then share its float conversion, ``fast_engine.compiled``, cached per graph)
+CACHE_VARS = 100_000
+_CACHE: dict[tuple[str, int, int], Target] = {}
+
+
+def load_target(path: Any) -> Target:
+    """A network file as a target; InputError (one line) when the runtime or the bound table
+    refuses it. The same object for the same unchanged file (path, size and modification time)
+    when the network is small (``CACHE_VARS``)."""
+    from ..certificates.bound_graph import Unsupported
     from .network import InputError, load_graph
 
+    real = os.path.realpath(str(path))
+    try:
+        st = os.stat(real)
+        key = (real, st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _CACHE:
+        return _CACHE[key]
     graph = load_graph(path)
     try:
-        return target(graph, prefer_chain=False)
+        t = target(graph)
     except (Unsupported, ValueError) as e:
-        raise InputError(f"{why}; bound table: {e}") from None
+        raise InputError(f"{path}: not supported by the bound table: {e}") from None
+    if key is not None and t.bg.n_vars <= CACHE_VARS:
+        if len(_CACHE) >= 8:
+            _CACHE.clear()
+        _CACHE[key] = t
+    return t
 
 
-def chain_graph(net_path: Any) -> Any:
-    """The bound table's graph of a network file that is a ReLU chain (``lower.lower`` of its IR):
-    what ``bab.verify(..., bg=)`` searches on and its certificates are checked against. The same
-    object for the same unchanged file (path, size and modification time), so the properties of
-    one network share its float conversion (``fast_engine.compiled``, cached per graph object)."""
-    import os
-
-    path = os.path.realpath(str(net_path))
-    try:
-        st = os.stat(path)
-    except OSError:  # (the reader's one-line error)
-        return _chain_graph.__wrapped__(str(net_path), 0, 0)
-    return _chain_graph(path, st.st_size, st.st_mtime_ns)
-
-
-def chain_target(net: Net, net_path: Any, engine: str = "table", method: str = "crown") -> Target | None:
-    """The bound-table target a ReLU chain is searched on by the general search (``general``:
-    ReLU splits with β multipliers, ``graph_relu``), or None when ``bab.verify`` takes it: the
-    chain engine was asked for, the "forward" method, few enough inputs to split
-    (``bab.INPUT_SPLIT_MAX``; those split on the table through ``bg``), or 17-64 inputs, where the
-    general search splits inputs, not ReLUs (``general.INPUT_SPLIT_MAX``), and timed out on a
-    20-input instance the chain's ``relu_bab`` with LP leaves proves (``tests/test_lp_leaves.py``)."""
-    from .general import INPUT_SPLIT_MAX
-
-    if engine != "table" or method != "crown" or net.n_in <= INPUT_SPLIT_MAX:
-        return None
-    return graph_target(net_path)
-
-
-def graph_target(net_path: Any) -> Target:
-    """A ReLU chain's file as a bound-table target (its ``chain_graph`` and the runtime executor)."""
-    from .network import load_graph
-
-    graph = load_graph(str(net_path))
-    return Target(graph, GraphExec(graph), bg=chain_graph(net_path))
-
-
-@functools.lru_cache(maxsize=8)
-def _chain_graph(path: str, size: int, mtime_ns: int) -> Any:
-    from .network import load_graph
-
-    return lower.lower(load_graph(path).to_dict())
-
-
-def load_instance(net_path: Any, prop_path: Any) -> tuple[Any, Target | None, Spec]:
-    """(chain, None, spec) for a ReLU chain, (None, target, spec) for any other network the bound
-    table lowers; InputError (one line) when neither reads it or the sizes of network and
-    property disagree."""
-    from .network import InputError, load_net, load_spec
+def load_instance(net_path: Any, prop_path: Any) -> tuple[Target, Spec]:
+    """The network's target and the property; InputError (one line) when either is refused or the
+    sizes of network and property disagree."""
+    from .network import InputError, load_spec
 
     spec = load_spec(prop_path)
-    try:
-        net, t = load_net(net_path), None
-        n_in, n_out = net.n_in, net.n_out
-    except InputError as e:  # not a ReLU chain
-        net, t = None, load_target(str(net_path), e)
-        n_in, n_out = t.ex.n_in, t.ex.n_out
-    if spec.n_in != n_in or spec.n_out != n_out:
+    t = load_target(net_path)
+    if spec.n_in != t.bg.n_in or spec.n_out != t.bg.n_out:
         raise InputError(f"{prop_path}: property has {spec.n_in} inputs/{spec.n_out} outputs, "
-                         f"network {n_in}/{n_out}")
-    return net, t, spec
+                         f"network {t.bg.n_in}/{t.bg.n_out}")
+    return t, spec
 
 
 def bounder(t: Target) -> Callable[[Region, np.ndarray, np.ndarray], Callable[..., np.ndarray]]:
     """``general.Bounder`` over the target's fast engine: sound lower bounds of C·y - d per box."""
-    if t.net is not None:
-        net = t.net
-
-        def make(region: Region, C: np.ndarray, d: np.ndarray):
-            combos = [_combos(len(dj)) for dj in region.disjuncts]
-            steps, _ = objective_steps(net, region, combos)  # the same rows, in the same order
-            layers = fast.prepare(steps)
-            return lambda lo, hi: crown_bounds(layers, lo, hi)
-
-        return make
     def make_table(region: Region, C: np.ndarray, d: np.ndarray):
         # C and d are sums of the property's decimals: the search may round them (its bounds are
         # only a guide); the checker recomputes each leaf from the exact property
@@ -161,18 +122,11 @@ def bounder(t: Target) -> Callable[[Region, np.ndarray, np.ndarray], Callable[..
 def output_bounds_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, ...],
                       method: str = "crown", exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Sound float bounds (n_out,) of every output over the exact box [lo, hi], computed by the
-    checker's engine: the chain's ``fast_crown``, or the table's fast engine (``exact=False``, float64
-    with outward charges) or exact engine (rationals, then rounded outward)."""
-    n = t.ex.n_out
-    if t.net is not None:
-        C = np.concatenate([np.eye(n), -np.eye(n)])
-        layers = fast.prepare(_with_rows(t.net, C))
-        flo, fhi = fast.outward(list(lo), list(hi))
-        lb = crown_bounds(layers, np.array([flo]), np.array([fhi]))[0]
-        return lb[:n], -lb[n:]
+    checker's engine: the table's fast engine (``exact=False``, float64 with outward charges) or
+    exact engine (rationals, then rounded outward)."""
     if exact:
         low, up = engine.ibp(t.bg, lo, hi) if method == "ibp" else engine.crown(t.bg, lo, hi)
-        flow, fup = fast.outward(low, up)
+        flow, fup = outward(low, up)
         return np.array(flow), np.array(fup)
     flo, fhi = fe.boxes([lo], [hi])
     low, up = (fe.ibp if method == "ibp" else fe.crown)(fe.compiled(t.bg), flo, fhi)
@@ -189,9 +143,7 @@ def alpha_bounds_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, ..
     from . import alpha
 
     low, up = output_bounds_box(t, lo, hi, "crown", exact)
-    if t.net is not None:
-        return low, up  # the chain engine takes no slopes here
-    n = t.ex.n_out
+    n = t.bg.n_out
     C = np.concatenate([np.eye(n), -np.eye(n)])
     if alpha.dense_size(t.bg) > alpha.MAX_DENSE:
         return low, up
@@ -214,19 +166,8 @@ def alpha_bounds_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, ..
         rows = [[Fraction(int(v)) for v in r] for r in C]
         exact_vals = [engine.crown(t.bg, lo, hi, C=[rows[r]], slopes=alpha.slopes_for_row(best, r))[0][0]
                       for r in range(C.shape[0])]
-        vals = np.array(fast.outward(exact_vals, exact_vals)[0])
+        vals = np.array(outward(exact_vals, exact_vals)[0])
     return np.maximum(low, vals[:n]), np.minimum(up, -vals[n:])
-
-
-def _with_rows(net: Net, C: np.ndarray) -> tuple:
-    """The chain with its last affine step composed with the rows C (exactly)."""
-    from ..certificates.network import Affine
-
-    last = net.steps[-1]
-    Cq = [[Fraction(float(v)) for v in r] for r in C]
-    M = [[sum((a * m for a, m in zip(r, col) if a), Fraction(0)) for col in zip(*last.M)] for r in Cq]
-    c = [sum((a * v for a, v in zip(r, last.c) if a), Fraction(0)) for r in Cq]
-    return (*net.steps[:-1], Affine(M, c))
 
 
 def alpha_leaf(t: Target, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, d: np.ndarray,
@@ -237,7 +178,7 @@ def alpha_leaf(t: Target, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, d: np.n
     from ..certificates.fast_functions import FAST
     from . import alpha
 
-    if t.net is not None or alpha.dense_size(t.bg) > alpha.MAX_DENSE:
+    if alpha.dense_size(t.bg) > alpha.MAX_DENSE:
         return None
     B, R = lo.shape[0], C.shape[0]
     if B * R * t.bg.n_vars > alpha.MAX_DENSE or any(n.kind == "fn" and n.fn not in FAST for n in t.bg.nodes):
@@ -261,37 +202,46 @@ def alpha_leaf(t: Target, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, d: np.n
 
 
 def alpha_leaf_fn(t: Target) -> Callable[..., Any] | None:
-    """``general.AlphaLeaf`` for this target (None for ReLU chains: their search has its own)."""
-    if t.net is not None:
-        return None
+    """``general.AlphaLeaf`` for this target."""
     return lambda lo, hi, C, d: alpha_leaf(t, lo, hi, C, d)
 
 
 def engine_name(t: Target, exact: bool = False) -> str:
-    if t.net is not None:
-        return "certificates.fast_crown (ReLU chain, float64 rounded outward)"
     if exact:
         return "certificates.engine (bound table, exact rationals)"
     return "certificates.fast_engine (bound table, float64 rounded outward)"
 
 
+_FINGERPRINTS: dict[int, tuple[Any, str]] = {}
+
+
+def graph_fingerprint(bg: Any) -> str:
+    """``lower.fingerprint(bg)``, computed once per graph object the search certifies for (40 ms
+    on an ACAS Xu net, per instance otherwise). The search's copy only: the checker recomputes its
+    own from the graph it is given, so a stale entry could only make a certificate be rejected."""
+    hit = _FINGERPRINTS.get(id(bg))
+    if hit is None or hit[0] is not bg:
+        if len(_FINGERPRINTS) >= 16:
+            _FINGERPRINTS.clear()
+        hit = _FINGERPRINTS[id(bg)] = (bg, lower.fingerprint(bg))
+    return hit[1]
+
+
 def network_id(t: Target) -> str:
-    return fingerprint(t.net) if t.net is not None else graph_fingerprint(t.bg)
+    return graph_fingerprint(t.bg)
 
 
 def check(cert: dict[str, Any], t: Target, spec: Spec) -> Verdict:
     """The trusted checker's verdict on a certificate for this target and property."""
-    return check_vnn(cert, t.net if t.net is not None else t.bg, spec)
+    return check_vnn(cert, t.bg, spec)
 
 
 def confirmer(t: Target, spec: Spec) -> Callable[[list[Fraction]], bool]:
-    """Whether x is a counterexample: for chains the checker's exact evaluation; for graphs the
-    fast engine's float64 enclosure of the outputs at x first (sound, milliseconds), and the
-    checker's exact test (a vnn-sat certificate it accepts: seconds to minutes on a ResNet) only
-    when that enclosure cannot decide. This is the search's filter, not the verdict: the caller
-    checks the final certificate exactly (and a rejected one is reported as such)."""
-    if t.net is not None:
-        return lambda x: attack.confirm(t.net, spec, x)
+    """Whether x is a counterexample: the fast engine's float64 enclosure of the outputs at x first
+    (sound, milliseconds), and the checker's exact test (a vnn-sat certificate it accepts: exact
+    rationals on a ReLU chain, seconds to minutes on a ResNet) only when that enclosure cannot
+    decide. This is the search's filter, not the verdict: the caller checks the final certificate
+    exactly (and a rejected one is reported as such)."""
 
     def confirm(x: list[Fraction]) -> bool:
         low, up = output_bounds_box(t, tuple(x), tuple(x), "ibp")
@@ -299,6 +249,12 @@ def confirmer(t: Target, spec: Spec) -> Callable[[list[Fraction]], bool]:
         return check(sat_cert(t, spec, x), t, spec).ok if decided is None else decided
 
     return confirm
+
+
+def confirm(bg: Any, spec: Spec, x: list[Fraction]) -> bool:
+    """The checker's exact test of x as a counterexample of ``spec`` on the bound graph ``bg`` (a
+    vnn-sat certificate it accepts: strict atoms and strict input bounds strictly)."""
+    return check(sat_cert(Target(None, None, bg), spec, x), Target(None, None, bg), spec).ok
 
 
 def float_sat(spec: Spec, x: list[Fraction], low: np.ndarray, up: np.ndarray) -> bool | None:

@@ -3,8 +3,30 @@ proof entries they record, in the preorder format ``certificates/bounds.py`` che
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
+
+
+@dataclass
+class Result:
+    """A search's claim: "unsat" (with a certificate), "sat" (with a point), "unknown" or
+    "timeout". Not a verdict until the checker accepted ``cert`` (the CLI and runner check it)."""
+
+    verdict: str  # "unsat" | "sat" | "unknown" | "timeout"
+    cert: dict[str, Any] | None = None
+    x: list[Fraction] | None = None
+    y: list[float] | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def combos(n: int) -> list[tuple[int, ...]]:
+    """Atom combinations tried per disjunct of n atoms: all subsets up to 4 atoms, else the
+    singles and all of them together (a leaf proof may sum the rows of any combination)."""
+    if n <= 4:
+        return [c for r in range(1, n + 1) for c in itertools.combinations(range(n), r)]
+    return [(k,) for k in range(n)] + [tuple(range(n))]
 
 
 class SplitTree:
@@ -62,3 +84,14 @@ def proof_extras(slopes: list[list[Any]], mult: dict[tuple[int, int], Fraction])
     if mult:
         ex["mult"] = [[k, i, str(q)] for (k, i), q in mult.items()]
     return ex
+
+
+def graft(tree: SplitTree, node: int, sub: SplitTree) -> None:
+    """Put ``sub`` (a tree rooted at one box) in place of ``tree``'s open node ``node``."""
+    base = len(tree.nodes) - 1  # sub's node s > 0 becomes base + s; its root becomes ``node``
+    ids = [node] + [base + s for s in range(1, len(sub.nodes))]
+    tree.nodes += [None] * (len(sub.nodes) - 1)
+    for s, n in enumerate(sub.nodes):
+        if n is not None and n[0] in ("split", "relu"):
+            n = (*n[:3], ids[n[3]], ids[n[4]])
+        tree.nodes[ids[s]] = n
