@@ -1,6 +1,7 @@
-"""ReLU splitting on a ReLU chain with more inputs than the input-split search takes (the search
-goes to ``graph_relu`` on the bound table: ReLU splits with optimised slopes and split multipliers
-β), and its certificates (graph certificates, checked by ``graph_vnn``/``fast_vnn``).
+"""ReLU splitting on a ReLU chain with more inputs than the input-split search takes (17-64 inputs:
+``star.close_region`` on the bound table, ReLU splits whose leaves carry an LP's duals as slopes α
+and split multipliers β, then ``graph_relu``'s gradient β), and its certificates (graph
+certificates, checked by ``graph_vnn``/``fast_vnn``).
 
 References: exact rational evaluation of sampled points (no sampled point may be a counterexample
 of a property proved), and tampered certificates (every mutation must be rejected in both replay
@@ -59,11 +60,17 @@ def relu_case():
 @pytest.mark.parametrize("mode", ["exact", "fast"])
 def test_relu_split_certificate_accepted(relu_case, mode):
     net, spec, cert = relu_case
-    tree = cert["regions"][0]["per_disjunct"][0]
+    tree = _tree(cert)
     assert sum(1 for n in tree if n[0] == "relu") >= 5
     assert any(len(p) == 3 for n in tree if n[0] == "leaf" for p in n[1])  # uses slopes/β extras
     v = check_vnn(cert, net, spec, mode=mode)
     assert v.ok, v.reason
+
+
+def _tree(cert):
+    """The region's one tree (``star.close_region``'s), or its one disjunct's (``graph_relu``'s)."""
+    entry = cert["regions"][0]
+    return entry["per_disjunct"][0] if isinstance(entry, dict) else entry
 
 
 def _first(tree, kind):
@@ -131,7 +138,7 @@ MUTATIONS = [
 def test_relu_split_mutations_rejected(relu_case, mode, mutate):
     net, spec, cert = relu_case
     bad = copy.deepcopy(cert)
-    mutate(bad["regions"][0]["per_disjunct"][0])
+    mutate(_tree(bad))
     v = check_vnn(bad, net, spec, mode=mode)
     assert not v.ok, mutate.__name__
 
@@ -139,10 +146,14 @@ def test_relu_split_mutations_rejected(relu_case, mode, mutate):
 @pytest.mark.parametrize("mode", ["exact", "fast"])
 def test_per_disjunct_entry_shape_checked(relu_case, mode):
     net, spec, cert = relu_case
-    bad = copy.deepcopy(cert)
+    one = copy.deepcopy(cert)
+    one["regions"][0] = {"per_disjunct": [_tree(cert)]}  # the same tree as a per-disjunct entry
+    assert check_vnn(one, net, spec, mode=mode).ok
+    bad = copy.deepcopy(one)
     bad["regions"][0]["per_disjunct"].append(bad["regions"][0]["per_disjunct"][0])
     assert not check_vnn(bad, net, spec, mode=mode).ok
     bad = copy.deepcopy(cert)
+    bad = copy.deepcopy(one)
     bad["regions"][0] = {"per_disjunct": bad["regions"][0]["per_disjunct"], "x": 1}
     assert not check_vnn(bad, net, spec, mode=mode).ok
 
@@ -157,8 +168,8 @@ def _lp_instance(b: Fraction):
 
 
 def test_phase_fixed_subproblems_closed_by_lp_duals():
-    """Gradient β leaves a subproblem with every phase fixed open (``graph_relu`` gives up there);
-    the LP-dual search (``star.close_region``) proves the region, replayed in both modes."""
+    """Gradient β leaves a subproblem with every phase fixed open (``graph_relu`` alone gives up
+    there); the LP-dual search (``star.close_region``) proves the region, replayed in both modes."""
     from torchlean.verify import lp
 
     if not lp.available():

@@ -257,15 +257,21 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0, pro
     relu_split = None
     if t.bg is not None and graph_relu.relu_nodes(t.bg):
         def relu_split(region: Region, deadline: float, stats: dict[str, Any], attack: Any) -> Any:
-            out = graph_relu.bab_region(t.bg, region, deadline, stats, attack)
-            if out is None and relu_above is not None and time.perf_counter() < deadline:
-                # stuck on a subproblem with every phase fixed (ReLU chains of 17-64 inputs): LPs
-                from . import star
-                from .tree import combos
+            if relu_above is None or t.bg.n_in > INPUT_SPLIT_MAX:
+                return graph_relu.bab_region(t.bg, region, deadline, stats, attack)
+            # ReLU chains of 17-64 inputs: ReLU splits with LP duals as α and β first (faster on
+            # every instance measured, and they close the phase-fixed subproblems where gradient
+            # β stops: bench/README.md, "ReLU chains of 17-64 inputs"), gradient β when they stop
+            from . import star
+            from .tree import combos
 
-                cs = [combos(len(d)) for d in region.disjuncts]
-                out = star.close_region(t.bg, region, cs, table.confirmer(t, spec), deadline, stats)
-                stats["star_region"] = stats.get("star_region", 0) + 1
+            cs = [combos(len(d)) for d in region.disjuncts]
+            stats["star_region"] = stats.get("star_region", 0) + 1
+            out = star.close_region(t.bg, region, cs, table.confirmer(t, spec), deadline, stats)
+            if isinstance(out, list) and out and not isinstance(out[0], Fraction):
+                stats["leaves"] = stats.get("leaves", 0) + sum(1 for n in out if n[0] == "leaf")
+            if out is None and time.perf_counter() < deadline:
+                out = graph_relu.bab_region(t.bg, region, deadline, stats, attack)
             return out
 
     stats: dict[str, Any] = {}

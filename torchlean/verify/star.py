@@ -511,10 +511,11 @@ def _point(region: Any, lo: np.ndarray, hi: np.ndarray, confirm: Callable[[list[
 def close_region(bg: Any, region: Any, combos: list[list[Any]], confirm: Callable[[list[Fraction]], bool],
                  deadline: float, stats: dict[str, Any]) -> list[Any] | list[Fraction] | None:
     """``close_box`` on a whole region's box, nodes bounded by the deadline only: the region's split
-    tree in preorder (one tree for every disjunct), a confirmed counterexample, or None. The ReLU
-    split search's fallback on ReLU chains of 17-64 inputs, where ``graph_relu`` stops at a
-    subproblem with every phase fixed that its gradient β cannot close and an LP's duals can
-    (bench/README.md, "ReLU chains of 17-64 inputs")."""
+    tree in preorder (one tree for every disjunct), a confirmed counterexample, or None (the
+    deadline, no highspy, or a node with nothing left to split). The ReLU-split search of ReLU
+    chains of 17-64 inputs (``general.verify_target``): it closes the subproblems with every phase
+    fixed where ``graph_relu``'s gradient β stops, and was faster than ``graph_relu`` on every such
+    instance measured (bench/README.md, "ReLU chains of 17-64 inputs")."""
     if not (_lp.available() and supported(bg)) or any(not d for d in region.disjuncts):
         return None
     lo, hi = (a[0] for a in fe.boxes([region.lo], [region.hi]))
