@@ -51,20 +51,28 @@ sys.path.insert(0, str(ROOT / "bench"))
 SUITES = {"acasxu": "vnncomp2021/acasxu", "mnistfc": "vnncomp2021/mnistfc",
           "rl": "vnncomp2022/rl_benchmarks", "density": "vnncomp2022/reach_prob_density"}
 
-#: the solver, run in a fresh process under either tree's PYTHONPATH (same API in both)
+#: the solver, run in a fresh process under either tree's PYTHONPATH (before and after issue 14
+#: removed the chain engine: ``load_instance`` gives (net, target, spec) or (target, spec))
 WORKER = r"""
 import json, sys, time
 from torchlean.verify.table import load_instance, check
 from torchlean.verify.bab import verify
 from torchlean.certificates.bounds import check_vnn
 net_path, prop_path, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
-net, tgt, spec = load_instance(net_path, prop_path)
+got = load_instance(net_path, prop_path)
 t = time.perf_counter()
-if tgt is None:
-    res = verify(net, spec, timeout=timeout)
+if len(got) == 2:  # (a tree without the chain engine: one target for every network)
+    from torchlean.verify.bab import solve
+    tgt, spec = got
+    res = solve(tgt, spec, timeout=timeout)
+    net = None
 else:
-    from torchlean.verify.general import verify_target
-    res = verify_target(tgt, spec, timeout=timeout)
+    net, tgt, spec = got
+    if tgt is None:
+        res = verify(net, spec, timeout=timeout)
+    else:
+        from torchlean.verify.general import verify_target
+        res = verify_target(tgt, spec, timeout=timeout)
 dt = time.perf_counter() - t
 ok = None
 if res.verdict == "sat":
@@ -183,7 +191,6 @@ def _basin(ex, A, b, lo, hi, rng) -> float | None:
 def hard(data: Path, folder: Path, seed: int = 0) -> list[tuple[str, Path, Path, str]]:
     """The tight and shrunk instances (module docstring), written to ``folder``."""
     from torchlean.verify import attack
-    from torchlean.verify.network import float_net
     from torchlean.verify.table import load_instance
 
     rng = np.random.default_rng(seed)
@@ -192,8 +199,8 @@ def hard(data: Path, folder: Path, seed: int = 0) -> list[tuple[str, Path, Path,
         net_path = data / sub / onnx
         if not net_path.is_file():
             continue
-        net, tgt, spec = load_instance(net_path, data / sub / prop)
-        ex = float_net(net) if tgt is None else tgt.ex
+        tgt, spec = load_instance(net_path, data / sub / prop)
+        ex = tgt.ex
         r = spec.regions[0]
         lo = np.array([float(v) for v in r.lo])
         hi = np.array([float(v) for v in r.hi])

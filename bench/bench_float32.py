@@ -2,7 +2,7 @@
 
     OPENBLAS_NUM_THREADS=1 python bench/bench_float32.py [--timeout 60] [--limit 4] [--out rows.csv]
 
-Per instance: the real verdict and time (``bab.verify`` / ``general.verify_target``, the checker
+Per instance: the real verdict and time (``bab.solve``, the checker
 replaying the certificate), then the float-sound verdict and time (``verify.float32``: errorbound
 certificate over the hull of the input boxes, the real search on the grown property, the combined
 certificate replayed by ``check_vnn_float``), and the largest epsilon. Reads ../shared/data.
@@ -45,10 +45,8 @@ def instances(name: str, limit: int) -> list[tuple[Path, Path]]:
 
 def main() -> int:
     from torchlean.certificates.bounds import check_vnn
-    from torchlean.verify.bab import verify
+    from torchlean.verify.bab import solve
     from torchlean.verify.float32 import verify_float32
-    from torchlean.verify.general import verify_target
-    from torchlean.verify.network import load_graph
     from torchlean.verify.table import load_instance
 
     ap = argparse.ArgumentParser()
@@ -66,18 +64,17 @@ def main() -> int:
         for net_p, prop_p in instances(s, a.limit):
             if a.only and not any(f"{net_p.name}:{prop_p.name}".find(o) >= 0 for o in a.only.split(",")):
                 continue
-            net, t, spec = load_instance(net_p, prop_p)
-            graph = t.graph if t is not None else load_graph(net_p)
+            t, spec = load_instance(net_p, prop_p)
+            graph = t.graph
             t0 = time.monotonic()
-            res = (verify(net, spec, timeout=a.timeout) if net is not None
-                   else verify_target(t, spec, a.timeout))
+            res = solve(t, spec, timeout=a.timeout)
             if res.verdict == "unsat":
-                ok = check_vnn(res.cert, net if net is not None else t.bg, spec).ok
+                ok = check_vnn(res.cert, t.bg, spec).ok
                 res.verdict = "unsat" if ok else "unknown"
             real_s = time.monotonic() - t0
             t0 = time.monotonic()
             try:
-                fr = verify_float32(graph, net, t, spec, a.timeout, splits=a.splits)
+                fr = verify_float32(graph, t, spec, a.timeout, splits=a.splits)
                 fv, eps = fr.verdict, max(fr.stats.get("epsilon") or [float("nan")])
                 chk, parts = fr.stats.get("check_s"), str(fr.stats.get("parts", ""))
             except Exception as e:  # (a row that cannot be bounded: reported, not fatal)
