@@ -1,11 +1,9 @@
 """Sound float64 IBP and CROWN over a bound graph, batched over B boxes (numpy): the fast sibling of
 ``engine.py``, same algorithm (read that module first), with outward error charges.
 
-Assumption and accounting (``gamma``/``U``/``TINY``/``outward`` in ``fast_forms.py``): numpy float64
-arithmetic is IEEE-754 binary64 with round-to-nearest, so every elementary result obeys the standard
-model fl(a∘b) = (a∘b)(1+δ), |δ| <= u = 2^-53, plus an absolute error below 2^-1074 per operation on
-underflow, and a dot product of n terms in any order (BLAS may reorder and block it) is within
-γ_n·Σ|a_i||b_i| of the exact one, γ_n = n·u/(1 - n·u); fused multiply-add only makes errors smaller.
+Assumption (``gamma``/``U``/``TINY``/``outward`` in ``fast_forms.py``): numpy float64 is IEEE-754
+binary64, round-to-nearest: fl(a∘b) = (a∘b)(1+δ), |δ| <= u = 2^-53, plus < 2^-1074 per operation on
+underflow; a dot product of n terms in any order (BLAS, FMA) is within γ_n·Σ|a_i||b_i|, γ_n = nu/(1-nu).
 The *computed* multipliers are the ones a bound
 is stated for; every difference between a computed coefficient and the exact one it stands for is
 charged as |difference|·max|variable| (max|v| from the certified bounds of that variable) and

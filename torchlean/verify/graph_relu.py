@@ -1,5 +1,6 @@
-"""Branch and bound over ReLU phases on general graphs (untrusted search; checked output): the
-bound-table sibling of ``relu_bab.py``, for graphs with too many inputs to split (CNNs, ResNets).
+"""Branch and bound over ReLU phases on general graphs (untrusted search; checked output), for
+graphs with too many inputs to split (CNNs, ResNets, MNIST MLPs; the ReLU-chain ``relu_bab.py`` it
+was the bound-table sibling of went with the chain engine, issue 14).
 
 A subproblem is the region's box with some elements of relu nodes fixed to one side of their kink
 (``["relu", node, i]`` splits of ``certificates/graph_vnn.py``). Subproblems are bounded in
