@@ -273,11 +273,55 @@ def _dyadic_lin(terms: list[tuple[Fraction, Elem]]) -> Elem | None:
     return Aff(t, Fraction(c, den)) if t else Fraction(c, den)
 
 
+def plain_vars(elems: list[Elem]) -> list[int] | None:
+    """The variable of each element when every element is a distinct variable read directly
+    (an ``Aff`` with one term of coefficient ``ONE`` and no constant: the input's or a node's
+    outputs), else None. A linear map over such elements has its weights as its coefficients."""
+    out = []
+    for e in elems:
+        if type(e) is not Aff or len(e.t) != 1 or e.c:
+            return None
+        ((v, a),) = e.t.items()
+        if a is not ONE:
+            return None
+        out.append(v)
+    return out if len(set(out)) == len(out) else None
+
+
+def _plain_lin(terms: list[tuple[Fraction, Elem]]) -> Elem | None:
+    """``_lin`` when every element is one variable read directly (coefficient ``ONE``, no
+    constant) or a constant: the weights are the coefficients themselves (no product, no new
+    Fraction unless a variable repeats), the conv2d / matmul rows over a ReLU's or the input's
+    outputs. None when some element is any other form."""
+    c, t, filt = Q(0), {}, False
+    for q, e in terms:
+        if type(e) is not Aff:
+            if q and e:
+                c += q * e
+            continue
+        et = e.t
+        if e.c or len(et) != 1:
+            return None
+        for v, a in et.items():
+            if a is not ONE:
+                return None
+            if v in t:
+                t[v], filt = t[v] + q, True
+            elif q:
+                t[v] = q
+    if filt:
+        t = {v: r for v, r in t.items() if r}
+    return Aff(t, c) if t else c
+
+
 def _lin(terms: list[tuple[Fraction, Elem]]) -> Elem:
     """sum q·e, merged once (the hot loop of conv2d and matmul lowering: a unit coefficient,
     the common case of a variable read directly, skips the multiplication, and zero terms are
     filtered only when a merge or a product could have made one)."""
     if len(terms) > 4:
+        got = _plain_lin(terms)
+        if got is not None:
+            return got
         got = _dyadic_lin(terms)
         if got is not None:
             return got

@@ -24,15 +24,24 @@ def _safe(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), np.inf, hi)
 
 
+#: a matrix under this share of nonzeros is kept sparse. A gather costs ~10-20x a BLAS product
+#: per entry, but a dense copy of a convolution's form costs its R·n zeros in memory and page
+#: faults, four times (A, |A| and the positive and negative parts): at 1% the 1.6%-full layers of
+#: collins_rul_cnn's full-window CNN were dense (1.1 GB, a third of each run in the kernel);
+#: at 5% the search and replay there, on verivital's, oval21's and a ResNet's took 25-60% less
+#: (bench/README.md). Fully connected layers (~100% full) stay dense.
+SPARSE_BELOW = 0.05
+
+
 class _Mat:
-    """An (R, n) float matrix, dense, or sparse when under 1% full (coordinates sorted by row, and a
-    column-sorted view): pooling and convolution forms have few entries per row, and the products
-    below then cost their entries, not R·n. Sums of products are the same sums (any order), so
-    the engine's γ_n error bounds hold for both layouts."""
+    """An (R, n) float matrix, dense, or sparse when under ``SPARSE_BELOW`` full (coordinates
+    sorted by row, and a column-sorted view): pooling and convolution forms have few entries per
+    row, and the products below then cost their entries, not R·n. Sums of products are the same
+    sums (any order), so the engine's γ_n error bounds hold for both layouts."""
 
     def __init__(self, R: int, n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray):
         self.shape = (R, n)
-        self.sparse = len(vals) < 0.01 * R * n  # (gathers cost ~10-20x a BLAS product per entry)
+        self.sparse = len(vals) < SPARSE_BELOW * R * n
         if not self.sparse:
             self.D = np.zeros((R, n))
             self.D[rows, cols] = vals
