@@ -62,12 +62,13 @@ def target(graph: Graph, prefer_chain: bool = False) -> Target:
     return Target(graph, ex, bg=lower.lower(ir))
 
 
-def load_target(path: str, why: Exception) -> Target:
+def load_target(path: str, why: Exception, graph: Graph | None = None) -> Target:
     """A network file that is not a ReLU chain (``why``: the chain reader's refusal), lowered by
-    the bound table; InputError (one line, keeping both refusals) when the table refuses it too."""
+    the bound table; InputError (one line, keeping both refusals) when the table refuses it too.
+    ``graph``: the file's spec graph when already read."""
     from .network import InputError, load_graph
 
-    graph = load_graph(path)
+    graph = load_graph(path) if graph is None else graph
     try:
         return target(graph, prefer_chain=False)
     except (Unsupported, ValueError) as e:
@@ -122,14 +123,15 @@ def load_instance(net_path: Any, prop_path: Any) -> tuple[Any, Target | None, Sp
     """(chain, None, spec) for a ReLU chain, (None, target, spec) for any other network the bound
     table lowers; InputError (one line) when neither reads it or the sizes of network and
     property disagree."""
-    from .network import InputError, load_net, load_spec
+    from .network import InputError, load_graph, load_spec
 
     spec = load_spec(prop_path)
+    graph = load_graph(net_path)  # (read once: the chain reader and the table take the same graph)
     try:
-        net, t = load_net(net_path), None
+        net, t = network_from_ir(graph.to_dict()), None
         n_in, n_out = net.n_in, net.n_out
-    except InputError as e:  # not a ReLU chain
-        net, t = None, load_target(str(net_path), e)
+    except ValueError as e:  # not a ReLU chain (``load_net``'s refusal, the same words)
+        net, t = None, load_target(str(net_path), InputError(f"{net_path}: {e}"), graph)
         n_in, n_out = t.ex.n_in, t.ex.n_out
     if spec.n_in != n_in or spec.n_out != n_out:
         raise InputError(f"{prop_path}: property has {spec.n_in} inputs/{spec.n_out} outputs, "
