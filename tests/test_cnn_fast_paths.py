@@ -22,8 +22,9 @@ F = Fraction
 
 
 def _cnn(rng: np.random.Generator, conv_attrs: dict, shape=(1, 2, 6, 5), repeat: bool = False) -> Graph:
-    """conv -> relu -> conv (attrs) -> relu -> flatten, two constants appended -> matmul; with ``repeat`` the second conv
-    reads the relu's output twice (concat along channels: the same variables at two places)."""
+    """conv -> relu -> conv (attrs) -> relu -> flatten, two constants appended -> matmul; with
+    ``repeat`` the second conv reads the relu's output twice (concat along channels: the same
+    variables at two places)."""
     c1 = rng.normal(0, 0.7, (4, shape[1], 3, 2))
     cin = 8 if repeat else 4
     g = conv_attrs.get("groups", 1)
@@ -106,3 +107,17 @@ def test_sparse_and_dense_layouts_give_the_same_sound_bounds(monkeypatch):
             y = np.asarray(evaluate(g, {"x": p})[0], dtype=object).ravel()
             for i, v in enumerate(y):
                 assert sl[b, i] <= v <= su[b, i] and dl[b, i] <= v <= du[b, i]
+
+
+def test_sparse_take_gives_the_dense_rows():
+    """``_Mat.take`` of a sparse matrix (only the rows asked for, repeats and any order kept) is
+    the dense matrix's rows."""
+    rng = np.random.default_rng(4)
+    R, n = 40, 30
+    D = np.where(rng.uniform(size=(R, n)) < 0.02, rng.normal(size=(R, n)), 0.0)
+    r, c = np.nonzero(D)
+    A = fast_forms._Mat(R, n, r, c, D[r, c])
+    assert A.sparse
+    for rows in (np.array([3, 0, 39, 3, 17]), np.arange(R), np.array([5]), np.concatenate([r, r])):
+        np.testing.assert_array_equal(A.take(rows), D[rows])
+    np.testing.assert_array_equal(A.take(), D)

@@ -363,9 +363,20 @@ def _q(x: Fraction) -> str:
     return f"{x.numerator}/{x.denominator}"
 
 
-def _aff_text(a: Aff) -> str:
-    # (``_q`` inlined: this runs once per weight of every network checked)
-    return ",".join([f"{v}:{q.numerator}/{q.denominator}" for v, q in sorted(a.t.items())]) + ";" + _q(a.c)
+def _aff_text(a: Aff, memo: dict[Any, Any] | None = None) -> str:
+    """"v:n/d,...;n/d". ``memo``: each coefficient's ":n/d" by object id, for one ``fingerprint``
+    call (a conv weight is one Fraction object shared by every output position: its text is
+    built once; ``_coef_text`` keeps the object alive so its id is not reused meanwhile)."""
+    memo = {} if memo is None else memo
+    get = memo.get
+    return ",".join([f"{v}{get(id(q)) or _coef_text(q, memo)}" for v, q in sorted(a.t.items())]
+                    ) + ";" + _q(a.c)
+
+
+def _coef_text(q: Fraction, memo: dict[int, Any]) -> str:
+    memo.setdefault("keep", []).append(q)
+    s = memo[id(q)] = f":{q.numerator}/{q.denominator}"
+    return s
 
 
 def fingerprint(bg: BoundGraph) -> str:
@@ -373,20 +384,21 @@ def fingerprint(bg: BoundGraph) -> str:
     function name and attrs (repr of sorted items), and every form / interval exactly; then the
     outputs. Any changed weight, node or wiring changes it."""
     h = hashlib.sha256(f"torchlean-boundgraph/1 {bg.in_shape} {bg.out_shape}\n".encode())
+    memo: dict[Any, Any] = {}
     for n in bg.nodes:
         h.update(f"{n.kind} {n.offset} {n.size} {n.fn} {sorted(n.attrs.items())!r}\n".encode())
         for a in n.args:
             if n.kind == "fn":
-                h.update(_aff_text(a).encode() + b"\n")
+                h.update(_aff_text(a, memo).encode() + b"\n")
             elif n.kind == "mul":
-                h.update((_aff_text(a[0]) + "*" + _aff_text(a[1]) + "\n").encode())
+                h.update((_aff_text(a[0], memo) + "*" + _aff_text(a[1], memo) + "\n").encode())
             elif n.kind == "max":
-                h.update(("max " + "|".join(_aff_text(e) for e in a) + "\n").encode())
+                h.update(("max " + "|".join(_aff_text(e, memo) for e in a) + "\n").encode())
             else:
                 h.update(f"[{_q(a[0])},{_q(a[1])}]\n".encode())
     h.update(b"out\n")
     for a in bg.outputs:
-        h.update(_aff_text(a).encode() + b"\n")
+        h.update(_aff_text(a, memo).encode() + b"\n")
     return h.hexdigest()
 
 

@@ -84,9 +84,17 @@ class _Mat:
         """The given rows (all when None), dense."""
         if not self.sparse:
             return self.D if rows is None else self.D[rows]
+        if rows is not None:  # only the rows asked for (a conv's full dense copy is ~100 MB)
+            u, inv = np.unique(np.asarray(rows), return_inverse=True)
+            pos = np.full(self.shape[0], -1)
+            pos[u] = np.arange(len(u))
+            out = np.zeros((len(u), self.shape[1]))
+            m = pos[self.rows] >= 0
+            out[pos[self.rows[m]], self.cols[m]] = self.vals[m]
+            return out[inv.ravel()]
         full = np.zeros(self.shape)
         full[self.rows, self.cols] = self.vals
-        return full if rows is None else full[rows]
+        return full
 
 
 def _dense(D: np.ndarray) -> _Mat:
