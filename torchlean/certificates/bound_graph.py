@@ -24,7 +24,8 @@ class Aff:
     __slots__ = ("t", "c")
 
     def __init__(self, t: dict[int, Fraction], c: Fraction | int = 0):
-        self.t, self.c = t, Q(c)
+        # (a Fraction is immutable: kept as is, not rebuilt by Fraction's slow constructor)
+        self.t, self.c = t, c if type(c) is Fraction else Q(c)
 
     def __repr__(self) -> str:
         return f"Aff({self.t}, {self.c})"
