@@ -121,3 +121,15 @@ def test_sparse_take_gives_the_dense_rows():
     for rows in (np.array([3, 0, 39, 3, 17]), np.arange(R), np.array([5]), np.concatenate([r, r])):
         np.testing.assert_array_equal(A.take(rows), D[rows])
     np.testing.assert_array_equal(A.take(), D)
+
+
+def test_float_conversion_once_per_object_matches_per_term():
+    """``fast_forms._floats`` (one conversion per distinct coefficient object) gives every term's
+    correctly rounded value and inexactness flag, as converting each term does."""
+    shared = [F(1, 3), F(3, 4), F(2**60 + 1, 2), F(-5, 2**1100), F(7)]
+    qs = [shared[i] for i in np.random.default_rng(2).integers(0, 5, 60)] + [F(1, 3), F(3, 8)]
+    vals, inexact = fast_forms._floats(qs)
+    for q, v, e in zip(qs, vals, inexact):
+        n, d = q.as_integer_ratio()
+        assert v == n / d and e == (F(v) != q or d.bit_length() > 1000)
+    assert inexact.sum() > 0 and (~inexact).sum() > 0

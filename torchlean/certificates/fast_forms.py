@@ -6,6 +6,7 @@ numpy."""
 from __future__ import annotations
 
 from fractions import Fraction
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -103,20 +104,38 @@ def _dense(D: np.ndarray) -> _Mat:
     return m
 
 
+def _float_of(q: Fraction) -> tuple[float, bool]:
+    """q rounded to nearest (int / int: correctly rounded), and whether that is inexact: exact
+    as a float means a power-of-two denominator (not too small) and a 53-bit numerator."""
+    n, d = q.as_integer_ratio()
+    return n / d, bool(d & (d - 1)) or d.bit_length() > 1000 or not -2**53 < n < 2**53
+
+
+def _floats(qs: list[Fraction]) -> tuple[np.ndarray, np.ndarray]:
+    """``_float_of`` of every coefficient, as arrays; converted once per distinct object (a conv
+    weight is one Fraction shared by every output position; ``qs`` keeps each alive, so object
+    ids are distinct for the call)."""
+    if not qs:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    ids = np.fromiter(map(id, qs), dtype=np.uint64, count=len(qs))
+    _, first, inv = np.unique(ids, return_index=True, return_inverse=True)
+    conv = [_float_of(qs[i]) for i in first.tolist()]
+    uv = np.array([v for v, _ in conv])
+    ui = np.array([e for _, e in conv], dtype=bool)
+    inv = inv.ravel()
+    return uv[inv], ui[inv]
+
+
 class _Forms:
     """A list of R exact forms as float matrices per parent node: (node index, A, |A|, E or None)
     as ``_Mat``s, constants c and their rounding error Ec."""
 
     def __init__(self, forms: list[Aff], starts: list[int], sizes: list[int]):
         R = len(forms)
-        rows = np.array([r for r, f in enumerate(forms) for _ in f.t], dtype=np.int64)
-        cols = np.array([v for f in forms for v in f.t], dtype=np.int64)
-        qs = [q for f in forms for q in f.t.values()]
-        nd = [q.as_integer_ratio() for q in qs]
-        vals = np.array([n / d for n, d in nd])  # (int / int: correctly rounded)
-        # exact as a float: a power-of-two denominator (not too small) and a 53-bit numerator
-        inexact = np.array([bool(d & (d - 1)) or d.bit_length() > 1000 or not -2**53 < n < 2**53
-                            for n, d in nd], dtype=bool)
+        rows = np.repeat(np.arange(R, dtype=np.int64), [len(f.t) for f in forms])
+        cols = np.fromiter(chain.from_iterable(f.t for f in forms), dtype=np.int64, count=len(rows))
+        qs = list(chain.from_iterable(f.t.values() for f in forms))
+        vals, inexact = _floats(qs)
         par = np.searchsorted(np.array(starts), cols, side="right") - 1 if len(cols) else cols
         self.parents = []
         self.pn: dict[int, tuple[_Mat, _Mat]] = {}
