@@ -61,7 +61,8 @@ class Aff:
     __slots__ = ("t", "c")
 
     def __init__(self, t: dict[int, Fraction], c: Fraction | int = 0):
-        self.t, self.c = t, Q(c)
+        # (a Fraction is immutable: kept as is, not rebuilt by Fraction's slow constructor)
+        self.t, self.c = t, c if type(c) is Fraction else Q(c)
 
     def __repr__(self) -> str:
         return f"Aff({self.t}, {self.c})"
@@ -310,11 +311,55 @@ def _dyadic_lin(terms: list[tuple[Fraction, Elem]]) -> Elem | None:
     return Aff(t, Fraction(c, den)) if t else Fraction(c, den)
 
 
+def plain_vars(elems: list[Elem]) -> list[int] | None:
+    """The variable of each element when every element is a distinct variable read directly
+    (an ``Aff`` with one term of coefficient ``ONE`` and no constant: the input's or a node's
+    outputs), else None. A linear map over such elements has its weights as its coefficients."""
+    out = []
+    for e in elems:
+        if type(e) is not Aff or len(e.t) != 1 or e.c:
+            return None
+        ((v, a),) = e.t.items()
+        if a is not ONE:
+            return None
+        out.append(v)
+    return out if len(set(out)) == len(out) else None
+
+
+def _plain_lin(terms: list[tuple[Fraction, Elem]]) -> Elem | None:
+    """``_lin`` when every element is one variable read directly (coefficient ``ONE``, no
+    constant) or a constant: the weights are the coefficients themselves (no product, no new
+    Fraction unless a variable repeats), the conv2d / matmul rows over a ReLU's or the input's
+    outputs. None when some element is any other form."""
+    c, t, filt = Q(0), {}, False
+    for q, e in terms:
+        if type(e) is not Aff:
+            if q and e:
+                c += q * e
+            continue
+        et = e.t
+        if e.c or len(et) != 1:
+            return None
+        for v, a in et.items():
+            if a is not ONE:
+                return None
+            if v in t:
+                t[v], filt = t[v] + q, True
+            elif q:
+                t[v] = q
+    if filt:
+        t = {v: r for v, r in t.items() if r}
+    return Aff(t, c) if t else c
+
+
 def _lin(terms: list[tuple[Fraction, Elem]]) -> Elem:
     """sum q·e, merged once (the hot loop of conv2d and matmul lowering: a unit coefficient,
     the common case of a variable read directly, skips the multiplication, and zero terms are
     filtered only when a merge or a product could have made one)."""
     if len(terms) > 4:
+        got = _plain_lin(terms)
+        if got is not None:
+            return got
         got = _dyadic_lin(terms)
         if got is not None:
             return got
@@ -356,9 +401,20 @@ def _q(x: Fraction) -> str:
     return f"{x.numerator}/{x.denominator}"
 
 
-def _aff_text(a: Aff) -> str:
-    # (``_q`` inlined: this runs once per weight of every network checked)
-    return ",".join([f"{v}:{q.numerator}/{q.denominator}" for v, q in sorted(a.t.items())]) + ";" + _q(a.c)
+def _aff_text(a: Aff, memo: dict[Any, Any] | None = None) -> str:
+    """"v:n/d,...;n/d". ``memo``: each coefficient's ":n/d" by object id, for one ``fingerprint``
+    call (a conv weight is one Fraction object shared by every output position: its text is
+    built once; ``_coef_text`` keeps the object alive so its id is not reused meanwhile)."""
+    memo = {} if memo is None else memo
+    get = memo.get
+    return ",".join([f"{v}{get(id(q)) or _coef_text(q, memo)}" for v, q in sorted(a.t.items())]
+                    ) + ";" + _q(a.c)
+
+
+def _coef_text(q: Fraction, memo: dict[int, Any]) -> str:
+    memo.setdefault("keep", []).append(q)
+    s = memo[id(q)] = f":{q.numerator}/{q.denominator}"
+    return s
 
 
 def fingerprint(bg: BoundGraph) -> str:
@@ -366,20 +422,21 @@ def fingerprint(bg: BoundGraph) -> str:
     function name and attrs (repr of sorted items), and every form / interval exactly; then the
     outputs. Any changed weight, node or wiring changes it."""
     h = hashlib.sha256(f"torchlean-boundgraph/1 {bg.in_shape} {bg.out_shape}\n".encode())
+    memo: dict[Any, Any] = {}
     for n in bg.nodes:
         h.update(f"{n.kind} {n.offset} {n.size} {n.fn} {sorted(n.attrs.items())!r}\n".encode())
         for a in n.args:
             if n.kind == "fn":
-                h.update(_aff_text(a).encode() + b"\n")
+                h.update(_aff_text(a, memo).encode() + b"\n")
             elif n.kind == "mul":
-                h.update((_aff_text(a[0]) + "*" + _aff_text(a[1]) + "\n").encode())
+                h.update((_aff_text(a[0], memo) + "*" + _aff_text(a[1], memo) + "\n").encode())
             elif n.kind == "max":
-                h.update(("max " + "|".join(_aff_text(e) for e in a) + "\n").encode())
+                h.update(("max " + "|".join(_aff_text(e, memo) for e in a) + "\n").encode())
             else:
                 h.update(f"[{_q(a[0])},{_q(a[1])}]\n".encode())
     h.update(b"out\n")
     for a in bg.outputs:
-        h.update(_aff_text(a).encode() + b"\n")
+        h.update(_aff_text(a, memo).encode() + b"\n")
     return h.hexdigest()
 
 

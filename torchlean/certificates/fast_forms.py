@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -63,15 +64,24 @@ def _safe(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), np.inf, hi)
 
 
+#: a matrix under this share of nonzeros is kept sparse. A gather costs ~10-20x a BLAS product
+#: per entry, but a dense copy of a convolution's form costs its R·n zeros in memory and page
+#: faults, four times (A, |A| and the positive and negative parts): at 1% the 1.6%-full layers of
+#: collins_rul_cnn's full-window CNN were dense (1.1 GB, a third of each run in the kernel);
+#: at 5% the search and replay there, on verivital's, oval21's and a ResNet's took 25-60% less
+#: (bench/README.md). Fully connected layers (~100% full) stay dense.
+SPARSE_BELOW = 0.05
+
+
 class _Mat:
-    """An (R, n) float matrix, dense, or sparse when under 1% full (coordinates sorted by row, and a
-    column-sorted view): pooling and convolution forms have few entries per row, and the products
-    below then cost their entries, not R·n. Sums of products are the same sums (any order), so
-    the engine's γ_n error bounds hold for both layouts."""
+    """An (R, n) float matrix, dense, or sparse when under ``SPARSE_BELOW`` full (coordinates
+    sorted by row, and a column-sorted view): pooling and convolution forms have few entries per
+    row, and the products below then cost their entries, not R·n. Sums of products are the same
+    sums (any order), so the engine's γ_n error bounds hold for both layouts."""
 
     def __init__(self, R: int, n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray):
         self.shape = (R, n)
-        self.sparse = len(vals) < 0.01 * R * n  # (gathers cost ~10-20x a BLAS product per entry)
+        self.sparse = len(vals) < SPARSE_BELOW * R * n
         if not self.sparse:
             self.D = np.zeros((R, n))
             self.D[rows, cols] = vals
@@ -114,9 +124,17 @@ class _Mat:
         """The given rows (all when None), dense."""
         if not self.sparse:
             return self.D if rows is None else self.D[rows]
+        if rows is not None:  # only the rows asked for (a conv's full dense copy is ~100 MB)
+            u, inv = np.unique(np.asarray(rows), return_inverse=True)
+            pos = np.full(self.shape[0], -1)
+            pos[u] = np.arange(len(u))
+            out = np.zeros((len(u), self.shape[1]))
+            m = pos[self.rows] >= 0
+            out[pos[self.rows[m]], self.cols[m]] = self.vals[m]
+            return out[inv.ravel()]
         full = np.zeros(self.shape)
         full[self.rows, self.cols] = self.vals
-        return full if rows is None else full[rows]
+        return full
 
 
 def _dense(D: np.ndarray) -> _Mat:
@@ -125,20 +143,38 @@ def _dense(D: np.ndarray) -> _Mat:
     return m
 
 
+def _float_of(q: Fraction) -> tuple[float, bool]:
+    """q rounded to nearest (int / int: correctly rounded), and whether that is inexact: exact
+    as a float means a power-of-two denominator (not too small) and a 53-bit numerator."""
+    n, d = q.as_integer_ratio()
+    return n / d, bool(d & (d - 1)) or d.bit_length() > 1000 or not -2**53 < n < 2**53
+
+
+def _floats(qs: list[Fraction]) -> tuple[np.ndarray, np.ndarray]:
+    """``_float_of`` of every coefficient, as arrays; converted once per distinct object (a conv
+    weight is one Fraction shared by every output position; ``qs`` keeps each alive, so object
+    ids are distinct for the call)."""
+    if not qs:
+        return np.zeros(0), np.zeros(0, dtype=bool)
+    ids = np.fromiter(map(id, qs), dtype=np.uint64, count=len(qs))
+    _, first, inv = np.unique(ids, return_index=True, return_inverse=True)
+    conv = [_float_of(qs[i]) for i in first.tolist()]
+    uv = np.array([v for v, _ in conv])
+    ui = np.array([e for _, e in conv], dtype=bool)
+    inv = inv.ravel()
+    return uv[inv], ui[inv]
+
+
 class _Forms:
     """A list of R exact forms as float matrices per parent node: (node index, A, |A|, E or None)
     as ``_Mat``s, constants c and their rounding error Ec."""
 
     def __init__(self, forms: list[Aff], starts: list[int], sizes: list[int]):
         R = len(forms)
-        rows = np.array([r for r, f in enumerate(forms) for _ in f.t], dtype=np.int64)
-        cols = np.array([v for f in forms for v in f.t], dtype=np.int64)
-        qs = [q for f in forms for q in f.t.values()]
-        nd = [q.as_integer_ratio() for q in qs]
-        vals = np.array([n / d for n, d in nd])  # (int / int: correctly rounded)
-        # exact as a float: a power-of-two denominator (not too small) and a 53-bit numerator
-        inexact = np.array([bool(d & (d - 1)) or d.bit_length() > 1000 or not -2**53 < n < 2**53
-                            for n, d in nd], dtype=bool)
+        rows = np.repeat(np.arange(R, dtype=np.int64), [len(f.t) for f in forms])
+        cols = np.fromiter(chain.from_iterable(f.t for f in forms), dtype=np.int64, count=len(rows))
+        qs = list(chain.from_iterable(f.t.values() for f in forms))
+        vals, inexact = _floats(qs)
         par = np.searchsorted(np.array(starts), cols, side="right") - 1 if len(cols) else cols
         self.parents = []
         self.pn: dict[int, tuple[_Mat, _Mat]] = {}

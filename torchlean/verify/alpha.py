@@ -29,8 +29,9 @@ MAX_DENSE = 6_000_000
 
 
 def dense_size(bg: Any) -> int:
-    """Entries of the dense matrices ``Backsub`` would build for this graph (fn nodes' argument
-    forms are kept sparse where under 1% full, ``_sparse``; mul and max nodes' are dense)."""
+    """Entries of the dense matrices ``Backsub`` would build for this graph, the budget ``MAX_DENSE``
+    gates: fn nodes' argument forms count at most 100 entries per nonzero (they are kept sparse
+    where under ``fast_forms.SPARSE_BELOW`` full, ``_sparse``); mul and max nodes' are dense."""
     per = sum(n.size * (2 if n.kind == "mul" else 1) for n in bg.nodes if n.kind in ("mul", "max"))
     fn = sum(min(n.size * bg.n_vars, 100 * sum(len(f.t) for f in n.args))
              for n in bg.nodes if n.kind == "fn")
@@ -48,8 +49,8 @@ def _dense(forms: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _sparse(forms: list[Any], n: int) -> tuple[Any, np.ndarray]:
-    """The forms as a ``fast_forms._Mat`` (sparse when under 1% full; ``lmul``: Y @ A, ``rmul``:
-    X @ A.T) and their constants (floats: a guide, the engine recomputes every bound)."""
+    """The forms as a ``fast_forms._Mat`` (sparse when under ``SPARSE_BELOW`` full; ``lmul``:
+    Y @ A, ``rmul``: X @ A.T) and their constants (floats: a guide, the engine recomputes every bound)."""
     from ..certificates.fast_forms import _Mat
 
     rows = np.array([i for i, f in enumerate(forms) for _ in f.t], dtype=np.int64)
