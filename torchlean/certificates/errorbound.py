@@ -29,6 +29,7 @@ from . import engine, errorforms
 from .bound_graph import Aff, Lowerer, Tensor, Unsupported, sqrt_up
 from .core import Verdict, box_leaves, checker, digest, rational, require, tick
 from .errorctx import ONE, ZERO, Ctx, V, _g, _up, slope_range
+from .errornorm import normalise, var_floor
 from .functions import FUNCTIONS
 from .lower import NEG_INF, ROWS, bcast_shape, broadcast, lower, reduce_groups
 
@@ -199,6 +200,11 @@ def _layer_norm(ctx: Ctx, ins: list[list[V]], shapes: list[tuple[int, ...]], at:
         xs = x[r * n:(r + 1) * n]
         mu = ctx.div(ctx.lin([(ONE, v) for v in xs], ZERO, "dot"), nc)
         xc = [ctx.add(v, mu, -1) for v in xs]
+        # the normalisation as one step (``errornorm``: its claim and proof), where it applies
+        ys = normalise(ctx, xc, var_floor([(v.lo, v.hi) for v in xs]), Q(at.get("eps", 1e-5)))
+        if ys is not None:
+            out += [ctx.add(ctx.mul(y, w[i]), b[i], 1, rng[r * n + i]) for i, y in enumerate(ys)]
+            continue
         var = ctx.div(ctx.lin([(ONE, ctx.mul(v, v)) for v in xc], ZERO, "dot"), nc)
         # var~ >= 0 (a sum of squares), so var~ + eps~ >= fl(eps), as is the real var + eps
         sd = ctx.fn("sqrt", ctx.add(var, eps), _KERNEL, floor=eps.lo - eps.E)
