@@ -264,14 +264,17 @@ class Ctx:
         out = self.mag(a) * max(abs(ib[0]), abs(ib[1]))
         return self.make(lo, hi, [_iv(*ib, a), _iv(*t, b)], ZERO, self.rnd(out), _g(rng))
 
-    def fn(self, name: str, a: V, local: Any, rng: Any = None, floor: Any = None, **attrs: Any) -> V:
+    def fn(self, name: str, a: V, local: Any, rng: Any = None, floor: Any = None, ceil: Any = None,
+           **attrs: Any) -> V:
         """f(x~) - f(x) = s e_x with s in f''s range over the float hull (mean value theorem), plus
-        the kernel's own error ``local(hull_lo, hull_hi, max|f| on the hull)``; ``floor``: a known
-        lower bound of both x and x~ (a variance plus eps)."""
+        the kernel's own error ``local(hull_lo, hull_hi, max|f| on the hull)``; ``floor``/``ceil``:
+        a known lower/upper bound of both x and x~ (a variance plus eps; softmax's x - max <= 0)."""
         row = FUNCTIONS[name]
         p, q = a.lo - a.E, a.hi + a.E
         if floor is not None:
             p = max(p, floor)
+        if ceil is not None:
+            q = min(q, ceil)
         row._check(p, q, attrs)
         lo, hi = row.interval(a.lo, a.hi, **attrs)
         if rng is not None:

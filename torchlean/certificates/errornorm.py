@@ -45,6 +45,7 @@ from fractions import Fraction
 
 from .bound_graph import sqrt_up, sqrt_up_q, within
 from .errorctx import ONE, ZERO, Ctx, V
+from .functions import FUNCTIONS
 
 Q = Fraction
 
@@ -136,4 +137,43 @@ def normalise(ctx: Ctx, xc: list[V], var_lo: Fraction, eps: Fraction) -> list[V]
         D = P + min(rn, ymax + L * dl) * T + tail
         cap = rn * U_hi + ymax + tail  # |y~_i| <= sqrt(n) U_hi + tail, |y_i| <= ymax
         out.append(ctx.make(lo, hi, [], ZERO, min(D, cap)))
+    return out
+
+
+def softmax_ratio(ctx: Ctx, xs: list[V], s: list[V], m: V, his: list[Fraction]) -> list[Fraction]:
+    """Error bounds of softmax's outputs y~_i = fl(e~_i / S~) over one group (masked entries
+    dropped), from the inputs ``xs``, the shifted elements ``s`` (x_i - max, for |x~_i - m~|) and
+    the max ``m`` and upper bounds ``his`` of the real outputs, as ratios (the max's error cancels):
+
+    softmax is shift-invariant, so y_i = q_i / Q with q_j = exp(x_j - m~), Q = sum q_j, at the float
+    max m~. s~_i = fl(x~_i - m~) = (x_i - m~) + t_i, |t_i| <= tau_i = E_i + u A_i + eta (A_i >=
+    |x~_i - m~|). e~_i = exp~(s~_i) = q_i r_i + a_i, r_i in [e^-tau_i (1 - K), e^tau_i (1 + K)], K =
+    2 k un, |a_i| <= a0 = k minpos (the kernel within k ulp). Every e~_j >= 0 and the max's term is
+    exp~(0) >= f0 = 1 - kern(1) > 0, so sum e~_j >= f0 and sum q_j r_j >= f0 - n a0 > 0. Then e~_i /
+    sum e~_j = y_i (r_i / rbar) / (1 + abar / sum q_j r_j) + a_i / sum e~_j, rbar = sum q_j r_j / Q a
+    mean of the r_j (|abar| <= n a0); S~ = (sum e~_j)(1 + sigma) + beta (any order: |sigma| <=
+    gamma_n, |beta| <= 4 n eta, so |beta| / sum e~_j <= b0 = 4 n eta / f0); y~_i = that (1 + d) + eta.
+    So y~_i = y_i F_i + G_i with F_i in [Flo, Fhi] (below) and |G_i| <= (a0/f0)(1 + u)/(1 - gamma_n -
+    b0) + eta, and |y~_i - y_i| <= hi_i max(Fhi - 1, 1 - Flo) + |G_i| (0 <= y_i <= hi_i)."""
+    n = len(xs)
+    u, eta, fmt = ctx.u, ctx.eta, ctx.fmt
+    f0 = 1 - ctx.kern(ONE)
+    a0, K, gn = ctx.k * fmt.min_positive, 2 * ctx.k * ctx.un, ctx.gamma(n)
+    b0 = 4 * n * eta / f0
+    c0 = n * a0 / (f0 - n * a0)
+    if f0 - n * a0 <= 0 or gn + b0 >= 1 or K >= 1 or c0 >= 1:
+        return [ONE] * n  # (a vacuous bound, never used: the caller takes the smaller)
+    exp_hi = FUNCTIONS["exp"].value
+    tau = [x.E + u * (max(-v.lo, v.hi) + x.E + m.E) + eta for x, v in zip(xs, s)]
+    tmax = max(tau)
+    G = (a0 / f0) * (1 + u) / (1 - gn - b0) + eta
+    out = []
+    for t, hi in zip(tau, his):
+        if t + tmax > 64:  # (no use: 1 bounds it, both outputs lying in [0, 1])
+            out.append(ONE)
+            continue
+        up = exp_hi(t + tmax)[1]  # >= e^(tau_i + tau_max); its inverse <= e^-(...)
+        Fhi = up * (1 + K) / (1 - K) / (1 - c0) * (1 + u) / (1 - gn - b0)
+        Flo = (1 - K) / ((1 + K) * up * (1 + c0)) * (1 - u) / (1 + gn + b0)
+        out.append(max(Fhi - 1, 1 - Flo) * hi + G)
     return out
