@@ -20,7 +20,6 @@ from torchlean.floats import bound_certificate, epsilons
 sys.path.insert(0, str(Path(__file__).parent))
 from test_floats_column import as32, box_of, observed  # noqa: E402
 
-
 # -- the variance floor ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", range(20))

@@ -204,7 +204,8 @@ def float32_epsilon(net: Any, x: np.ndarray, box: Sequence[tuple[Any, Any]] | No
     verdict = check(cert)
     if not verdict.ok:  # never print a bound the checker did not accept
         raise RuntimeError(f"the float32 error certificate was rejected: {verdict.reason}")
-    return float(max(epsilons(cert))), float(observed_error(graph, box, n=samples, reference=False).max_error.max())
+    observed = observed_error(graph, box, n=samples, reference=False).max_error.max()
+    return float(max(epsilons(cert))), float(observed)
 
 
 def epsilon_line(net: Any, x: np.ndarray, box: Sequence[tuple[Any, Any]] | None, what: str,
