@@ -8,8 +8,8 @@ initialisation (seed 0) or after a short training, with generate / replay / obse
     python bench/bench_zoo_epsilon.py transformer [L]    # 'sums' model after its lookup, context L
     python bench/bench_zoo_epsilon.py resnet [STEPS]     # cnn / resnet: trained STEPS (default 0), [0, 1]^64
 
-Prints one line: epsilon, observed (500 samples against the binary64 run), the seconds of each part, or the one-line reason
-no certificate was made (bench/README.md, "The zoo's epsilons").
+Prints one line: epsilon, observed (500 samples against the binary64 run), the seconds of each
+part, or the one-line reason no certificate was made (bench/README.md, "The zoo's epsilons").
 """
 
 from __future__ import annotations
