@@ -214,3 +214,48 @@ def _node_out(g, p, dtype, name):
     k = [n.output for n in g.nodes].index(name)
     cut = Graph(g.inputs, g.constants, g.nodes[:k + 1], [name]).check()
     return np.asarray(run_graph(cut, {"x": p.reshape(1, 4)}, dtype=dtype)[0], dtype=np.float64).ravel()
+
+
+# -- the zoo transformer, trained briefly ---------------------------------------------------------
+
+def test_zoo_transformer_trained_briefly_is_certified_and_covered(monkeypatch):
+    """The zoo's char GPT (a narrow one: width 16, one block, 2 heads, so the exact column runs in
+    seconds) after 30 Adam steps on the sums, after its token lookup at context 3 on the token
+    table's box: the certificate replays, its epsilon covers the float32 error against the binary64
+    run on sampled points of the box and on real token sequences, and without the two whole entries
+    the column gives a looser epsilon or none."""
+    import torchlean as tl
+    from torchlean.certificates.core import Rejected
+    from torchlean.runtime.tensor import tensor
+    from torchlean.runtime.trace import trace
+    from torchlean.zoo import _fit, transformer
+
+    tl.manual_seed(0)
+    gpt = transformer.CharGPT(width=16, layers=1, heads=2)
+    _fit.fit(gpt, transformer.batches("sums", 32, 0), 30, transformer.next_char_loss, 3e-3, 0, False,
+             task="classification")
+    gpt.eval()
+    body = transformer.AfterLookup(gpt)
+    L = 3
+    x = gpt.tok(tl.tensor(np.arange(L)[None])).numpy()
+    g = trace(body, tensor(x.astype(np.float32)))
+    box = [(Fraction(a), Fraction(b)) for a, b in transformer.lookup_box(gpt, L)]
+    cert, eps = _certify(g, box, "binary32")
+    assert np.all(np.isfinite(eps))
+    from torchlean.floats import observed_error
+
+    assert np.all(observed_error(g, box, n=100, reference=False).max_error <= eps)
+    rows = gpt.tok.weight.numpy()
+    for idx in np.random.default_rng(0).integers(0, rows.shape[0], (20, L)):
+        p = rows[idx][None].astype(np.float32)
+        y32 = np.asarray(body(tl.tensor(p)).numpy(), dtype=np.float64).ravel()
+        y64 = np.asarray(body.to(dtype="float64")(tl.tensor(p.astype(np.float64))).numpy()).ravel()
+        body.to(dtype="float32")
+        assert np.all(np.abs(y32 - y64) <= eps)
+    _without(monkeypatch, "layer_norm")
+    _without(monkeypatch, "softmax")
+    try:
+        old = np.array([float(e) for e in epsilons(bound_certificate(g, box, "binary32", ranges="ibp"))])
+    except Rejected:  # (values that may overflow binary32: no epsilon at all)
+        return
+    assert eps.max() < old.max()
