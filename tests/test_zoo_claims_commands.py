@@ -119,11 +119,12 @@ def test_epsilon_line_covers_float32_runs_and_says_not() -> None:
     assert np.abs(net(tl.tensor(x)).numpy() - real).max() <= eps
     late = claims.epsilon_line(net, np.zeros((1, 64)), None, "ae", budget=0.01)
     assert "NOT certified, timed out" in late and "<=" not in late
-    gpt = transformer.CharGPT()  # the causal mask's -inf and the layer norms' ranges are taken, but
-    body = transformer.AfterLookup(gpt)  # the layer norm entry's error makes exp's float hull overflow
-    x4 = gpt.tok(tl.tensor(np.arange(4)[None])).numpy()
-    bad = claims.epsilon_line(body, x4, transformer.lookup_box(gpt, 4), "gpt", samples=5, budget=280)
-    assert "NOT certified (" in bad and "overflow" in bad and "<=" not in bad
+    gpt = transformer.CharGPT(width=16, layers=1, heads=2)  # (narrow: the exact column in seconds)
+    body = transformer.AfterLookup(gpt)  # the -inf mask, layer norm and softmax as whole entries
+    x3 = gpt.tok(tl.tensor(np.arange(3)[None])).numpy()
+    line = claims.epsilon_line(body, x3, transformer.lookup_box(gpt, 3), "gpt", samples=20, budget=280)
+    eps, observed = _epsilon(line)
+    assert observed <= eps
 
 
 def test_after_lookup_is_the_model_and_the_box_holds_every_row() -> None:

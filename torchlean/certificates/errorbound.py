@@ -29,6 +29,7 @@ from . import engine, errorforms
 from .bound_graph import Aff, Lowerer, Tensor, Unsupported, sqrt_up
 from .core import Verdict, box_leaves, checker, digest, rational, require, tick
 from .errorctx import ONE, ZERO, Ctx, V, _g, _up, slope_range
+from .errornorm import normalise, softmax_ratio, var_floor
 from .functions import FUNCTIONS
 from .lower import NEG_INF, ROWS, bcast_shape, broadcast, lower, reduce_groups
 
@@ -171,13 +172,22 @@ def _softmax(ctx: Ctx, x: list[V], shape: tuple[int, ...], at: dict[str, Any], r
         g = [i for i in g if x[i].lo is not NEG_INF]
         m = ctx.maxlike([x[i] for i in g])
         s = [ctx.add(x[i], m, -1, (x[i].lo - m.hi, ZERO)) for i in g]  # x - max <= 0
-        e = [ctx.fn("exp", v, _KERNEL, (ZERO, ONE)) for v in s]
+        # in floats too: fl(x~ - m~) <= 0 (m~ = max x~ exactly), so exp's float hull ends at 0
+        e = [ctx.fn("exp", v, _KERNEL, (ZERO, ONE), ceil=ZERO) for v in s]
         S = ctx.lin([(ONE, v) for v in e], ZERO, "dot", (ONE, Q(len(g))))  # the max's term is e^0 = 1
+        # S~ >= exp~(0) >= 1 - kern(1): a float sum of terms >= 0 is >= each term (monotone rounding)
+        floor = 1 - ctx.kern(ONE)
         if log:
-            lg = ctx.fn("log", S, _KERNEL)
+            lg = ctx.fn("log", S, _KERNEL, floor=floor)
             ys = [ctx.add(v, lg, -1, rng[i]) for v, i in zip(s, g)]
         else:
-            ys = [ctx.div(v, S, rng[i]) for v, i in zip(e, g)]
+            ys = [ctx.div(v, S, rng[i], floor=floor) for v, i in zip(e, g)]
+            his = [min(ONE, y.hi) for y in ys]
+            # the whole softmax as ratios (``errornorm.softmax_ratio``), and the range rule: y~ and
+            # y lie in [0, 1] (e~_i <= S~, a term of the sum), so |y~ - y| <= max(1 - lo, hi)
+            alt = softmax_ratio(ctx, [x[i] for i in g], s, m, his)
+            ys = [y if y.E <= min(a, max(1 - y.lo, y.hi)) else
+                  ctx.make(y.lo, y.hi, [], ZERO, min(a, max(1 - y.lo, y.hi)), y.g) for y, a in zip(ys, alt)]
         for i, y in zip(g, ys):
             out[i] = y
     return out
@@ -199,6 +209,11 @@ def _layer_norm(ctx: Ctx, ins: list[list[V]], shapes: list[tuple[int, ...]], at:
         xs = x[r * n:(r + 1) * n]
         mu = ctx.div(ctx.lin([(ONE, v) for v in xs], ZERO, "dot"), nc)
         xc = [ctx.add(v, mu, -1) for v in xs]
+        # the normalisation as one step (``errornorm``: its claim and proof), where it applies
+        ys = normalise(ctx, xc, var_floor([(v.lo, v.hi) for v in xs]), Q(at.get("eps", 1e-5)))
+        if ys is not None:
+            out += [ctx.add(ctx.mul(y, w[i]), b[i], 1, rng[r * n + i]) for i, y in enumerate(ys)]
+            continue
         var = ctx.div(ctx.lin([(ONE, ctx.mul(v, v)) for v in xc], ZERO, "dot"), nc)
         # var~ >= 0 (a sum of squares), so var~ + eps~ >= fl(eps), as is the real var + eps
         sd = ctx.fn("sqrt", ctx.add(var, eps), _KERNEL, floor=eps.lo - eps.E)

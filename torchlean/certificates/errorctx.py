@@ -13,7 +13,9 @@ from typing import Any
 
 from . import errorforms
 from .core import rational, require
+from .errorforms import facts
 from .functions import FUNCTIONS
+from .intervals import EXACT
 from .rounding import MODES, Format, round_fraction
 
 Q = Fraction
@@ -38,11 +40,12 @@ class V:
     """One element: real range [lo, hi] and error sum_s c[s]/2^F d_s + r, |r| <= rem; ``g``: a
     form over the inputs with |value(x)| <= g(t(x)) on the box, or None (``errorforms``)."""
 
-    __slots__ = ("lo", "hi", "c", "rem", "E", "g")
+    __slots__ = ("lo", "hi", "c", "rem", "E", "g", "_k")
 
     def __init__(self, lo: Fraction, hi: Fraction, c: dict[int, int], rem: Fraction, E: Fraction,
                  g: Any = None):
         self.lo, self.hi, self.c, self.rem, self.E, self.g = lo, hi, c, rem, E, g
+        self._k: Any = None  # (``errorforms.facts``, computed once: an element is read by many sums)
 
 
 def _g(rng: Any) -> Any:
@@ -113,7 +116,8 @@ class Ctx:
         slack = 0  # charges for rounding coefficients, scale 2^(F+G)
         work = sum(len(v.c) for m, _, v in terms if m)
         for m, r, v in terms:
-            rem += abs(m) * v.rem
+            if v.rem:
+                rem += abs(m) * v.rem
             if r and self.nf and v.c and work <= MAX_WORK:  # r|e_v| <= r(sum |c_s| loc_s(t) + rem_v)
                 k0, vec = self._acc(v.c)
                 lf = lf or [ZERO] * (self.nf + 1)
@@ -123,15 +127,18 @@ class Ctx:
                     if a:
                         lf[i + 1] += sc * a
                 rem += r * v.rem
-            else:
+            elif r:
                 rem += r * v.E
             if not m or not v.c:
                 continue
             if work > MAX_WORK:
                 rem += abs(m) * (v.E - v.rem)
                 continue
-            W = round(m * (1 << F))
-            if W != m * (1 << F):  # |m - W/2^F| <= 2^-(F+1): charged on every source of v
+            # W = round(m 2^F) (half to even, as round() of a Fraction), in integers
+            W, part = divmod(m.numerator << F, m.denominator)
+            if 2 * part > m.denominator or (2 * part == m.denominator and W & 1):
+                W += 1
+            if part:  # |m - W/2^F| <= 2^-(F+1): charged on every source of v
                 slack += (sum(abs(x) * self.locmax[s] for s, x in v.c.items()) >> (2 * F + 1)) + 1
             for s, x in v.c.items():
                 acc[s] = acc.get(s, 0) + W * x
@@ -200,14 +207,18 @@ class Ctx:
     def lin(self, terms: list[tuple[Fraction, V]], c: Fraction, kind: str, rng: Any = None) -> V:
         """sum w_i x_i + c computed as ``kind``: "exact" (a selection), "one" (one rounding),
         "dot" (a sum of products, any order: gamma_k), "avg" (a sum, then a division by n)."""
-        lo = hi = c
-        for w, v in terms:
-            lo, hi = (lo + w * v.lo, hi + w * v.hi) if w > 0 else (lo + w * v.hi, hi + w * v.lo)
+        # the exact sums as integer numerators over a common denominator (``ExactOps.dot``)
+        c = Q(c)
+        ws = [Q(w) for w, _ in terms]
+        pos = [w.numerator > 0 for w in ws]
+        lo = EXACT.dot(c, ws, [v.lo if p else v.hi for p, (_, v) in zip(pos, terms)])
+        hi = EXACT.dot(c, ws, [v.hi if p else v.lo for p, (_, v) in zip(pos, terms)])
         if rng is not None:
             lo, hi = max(lo, rng[0]), min(hi, rng[1])
-        prop = sum((abs(w) * v.E for w, v in terms), ZERO)
+        aw = [abs(w) for w in ws]
+        prop = EXACT.dot(ZERO, aw, [v.E for _, v in terms])
         out = max(abs(lo), abs(hi)) + prop
-        S = sum((abs(w) * self.mag(v) for w, v in terms), abs(c))
+        S = EXACT.dot(abs(c), aw, [facts(v)[0] for _, v in terms]) + prop  # sum |w| mag(v) + |c|
         n = len(terms) + (c != 0)
         gy = _g(rng)
         local: Any
@@ -264,14 +275,17 @@ class Ctx:
         out = self.mag(a) * max(abs(ib[0]), abs(ib[1]))
         return self.make(lo, hi, [_iv(*ib, a), _iv(*t, b)], ZERO, self.rnd(out), _g(rng))
 
-    def fn(self, name: str, a: V, local: Any, rng: Any = None, floor: Any = None, **attrs: Any) -> V:
+    def fn(self, name: str, a: V, local: Any, rng: Any = None, floor: Any = None, ceil: Any = None,
+           **attrs: Any) -> V:
         """f(x~) - f(x) = s e_x with s in f''s range over the float hull (mean value theorem), plus
-        the kernel's own error ``local(hull_lo, hull_hi, max|f| on the hull)``; ``floor``: a known
-        lower bound of both x and x~ (a variance plus eps)."""
+        the kernel's own error ``local(hull_lo, hull_hi, max|f| on the hull)``; ``floor``/``ceil``:
+        a known lower/upper bound of both x and x~ (a variance plus eps; softmax's x - max <= 0)."""
         row = FUNCTIONS[name]
         p, q = a.lo - a.E, a.hi + a.E
         if floor is not None:
             p = max(p, floor)
+        if ceil is not None:
+            q = min(q, ceil)
         row._check(p, q, attrs)
         lo, hi = row.interval(a.lo, a.hi, **attrs)
         if rng is not None:

@@ -30,6 +30,7 @@ from .bound_graph import Aff, BoundGraph
 from .core import float_down as _down
 from .core import float_up as _up
 from .core import require
+from .intervals import EXACT
 
 Q = Fraction
 ZERO = Q(0)
@@ -185,6 +186,14 @@ def magnitude(lo: Form, hi: Form, L: Fraction, U: Fraction) -> Form | None:
     return g if fmax(g) < M else None
 
 
+def facts(v: Any) -> tuple[Fraction, Fraction, Fraction]:
+    """(max(|lo|, |hi|), max(0, hi + E), max(0, E - lo)) of an ``errorctx.V``, computed once per
+    element (an element is read by many sums; a V is never changed after it is made)."""
+    if v._k is None:
+        v._k = (max(abs(v.lo), abs(v.hi)), max(ZERO, v.hi + v.E), max(ZERO, v.E - v.lo))
+    return v._k
+
+
 def dot_error(ctx: Any, terms: list[tuple[Fraction, Any]], c: Fraction, S: Fraction, n: int) -> Any:
     """The rounding error of sum w_i x~_i + c in any order (FMA, wider accumulation too):
     the smaller of (a) gamma_n S, S = sum |w_i| |x~_i| + |c| (Higham 3.1), and (b) the sum of
@@ -199,11 +208,12 @@ def dot_error(ctx: Any, terms: list[tuple[Fraction, Any]], c: Fraction, S: Fract
     k = max(n, 1)
     g = ctx.gamma(k)
     ctx.rnd(S * (1 + g))
-    P, N = max(c, ZERO), max(-c, ZERO)
-    for w, v in terms:
-        t = (w * (v.lo - v.E), w * (v.hi + v.E))
-        P += max(ZERO, *t)
-        N += max(ZERO, -t[0], -t[1])
+    # P += max(0, w(lo - E), w(hi + E)), N += max(0, -w(lo - E), -w(hi + E)) per term: with a =
+    # max(0, hi + E), b = max(0, E - lo), that is |w| a and |w| b (w > 0), |w| b and |w| a (w < 0)
+    aw = [abs(Q(w)) for w, _ in terms]
+    ab = [facts(v)[1:] for _, v in terms]
+    P = EXACT.dot(max(Q(c), ZERO), aw, [a if w > 0 else b for (w, _), (a, b) in zip(terms, ab)])
+    N = EXACT.dot(max(-Q(c), ZERO), aw, [b if w > 0 else a for (w, _), (a, b) in zip(terms, ab)])
     M = max(P, N)
     require(k * ctx.u < 1, f"gamma_{k} undefined: n*u >= 1")
     a = ctx.u / (1 - k * ctx.u)

@@ -30,8 +30,10 @@ ROUNDING_RULES: dict[str, str] = {
     "sigmoid": f"1/(1+exp(-x)), exp {_LIB}", "silu": f"x/(1+exp(-x)), exp {_LIB}",
     "softplus": f"max(x,0)+log1p(exp(-|x|)), exp/log1p {_LIB}", "div": "one correctly rounded division",
     "gelu": f"0.5*x*(1+tanh(C*(x+A*x^3))), tanh {_LIB}, C and A cast to the format",
-    "softmax": f"exp(x-max)/sum, exp {_LIB}", "log_softmax": f"(x-max)-log(sum(exp(x-max))), {_LIB}",
-    "layer_norm": f"mean, centre, mean of squares, 1/sqrt(var+eps), scale, shift; sqrt {_LIB}",
+    "softmax": f"exp(x-max)/sum (sum in any order), exp {_LIB}; also bounded as ratios (errornorm)",
+    "log_softmax": f"(x-max)-log(sum(exp(x-max))), {_LIB}",
+    "layer_norm": f"mean, centre, mean of squares (sums in any order), 1/sqrt(var+eps), scale, shift; sqrt "
+                  f"{_LIB}; the normalisation bounded as one step (errornorm)",
     "batch_norm": f"(x-mean)*(1/sqrt(var+eps)*w)+b; sqrt {_LIB}",
 }
 

@@ -185,7 +185,8 @@ def float32_epsilon(net: Any, x: np.ndarray, box: Sequence[tuple[Any, Any]] | No
     """(certified ε, observed error): the largest per-output bound on |float32 run - real network|
     over ``box`` (one (lo, hi) per input entry; default the unit box [0, 1]^n, the digits' pixel
     range), from an ``errorbound`` certificate the checker replays (IBP ranges), and the largest error
-    seen on ``samples`` random points of the box. ``x``: one input of the network's shape (traced
+    seen on ``samples`` random points of the box (against the binary64 run, whose own certificate is
+    not made here: ``observed_error(reference=False)``). ``x``: one input of the network's shape (traced
     to fix the graph). Raises if the checker rejects the certificate (no bound is ever printed
     without it)."""
     from ..certificates import check
@@ -203,7 +204,8 @@ def float32_epsilon(net: Any, x: np.ndarray, box: Sequence[tuple[Any, Any]] | No
     verdict = check(cert)
     if not verdict.ok:  # never print a bound the checker did not accept
         raise RuntimeError(f"the float32 error certificate was rejected: {verdict.reason}")
-    return float(max(epsilons(cert))), float(observed_error(graph, box, n=samples).max_error.max())
+    observed = observed_error(graph, box, n=samples, reference=False).max_error.max()
+    return float(max(epsilons(cert))), float(observed)
 
 
 def epsilon_line(net: Any, x: np.ndarray, box: Sequence[tuple[Any, Any]] | None, what: str,

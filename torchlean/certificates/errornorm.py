@@ -1,0 +1,179 @@
+"""Layer norm's normalisation as ONE entry of the error column (standard library only).
+
+The runtime computes a row x~ (n floats) as v = fl(x~ - mu~) (``errorbound._layer_norm`` bounds
+|v_i - c_i| by E_i, c = x - mean(x) the real centred row), then w~ = fl(fl(sum fl(v_i^2)) / n) +
+eps~ rounded, s~ = sqrt~(w~), r~ = fl(1 / s~), y~_i = fl(v_i r~) (``runtime/rules_nn.layer_norm``).
+The real row is y = H(c), H(z) = z / sqrt(mean(z^2) + eps) with the stored eps (binary64, exact).
+Composing sub/square/sum/div/sqrt/div per element charges the variance's error times the slope of
+1/sqrt at a variance near 0 (1.55e4 on the zoo transformer); bounding the whole map instead:
+
+**Claim.** |y~_i - y_i| <= D_i = P_i + min(sqrt(n), ymax_i + L dl) T + |v_i| eta (1 + u) + eta,
+with dl >= ||v - c||_2 (from the E_i), L, P_i, T below, and also <= sqrt(n) U_hi + ymax_i + (the
+same eta terms) (the range rule: both y~_i and y_i are bounded, whatever the errors).
+
+*Propagation* (v against c, in the reals). H is C^1 (eps > 0) with Jacobian J(z) = (I - h h^T)/s,
+s = sqrt(mean(z^2) + eps), h = z / (sqrt(n) s), ||h||_2 < 1; so ||J(z)||_2 = 1/s and, on the
+segment z = c + t (v - c), ||z||_2 >= ||c||_2 - dl >= sqrt(n var_lo) - dl with var_lo <= var(x)
+(``var_floor``): s >= sqrt(max(0, sqrt(var_lo) - dl/sqrt(n))^2 + eps) = 1/L. Mean value theorem on
+t -> H(c + t(v - c))_i: H(v)_i - H(c)_i = e_i^T J(z) (v - c) = ((v - c)_i - h_i h.(v - c)) / s for
+some z of the segment, so |.| <= L (E_i + |h_i| dl), |h_i| = |H(z)_i| / sqrt(n) <= min(1, (ymax_i
++ L dl)/sqrt(n)) (|H(z)_i - H(c)_i| <= ||H(z) - H(c)|| <= L dl, |H(c)_i| = |y_i| <= ymax_i), and
+also |.| <= ||H(v) - H(c)||_2 <= L dl. P_i is the smaller of the two.
+
+*Rounding* (y~ against H(v)). With a = mean(v^2): each fl(v_i^2) = v_i^2 (1 + d) + e, the sum in
+any order within gamma_n of its terms' magnitudes plus 4n eta, one division by n (exact n): fl(sum
+/ n) = a (1 + r1) + alpha, |r1| <= R1 = (1 + u)^2 (1 + gamma_n) - 1, |alpha| <= A = 6 eta (1 + u)
+(1 + gamma_n). Adding eps~ (in [eps - de, eps + de], de the cast error, el = eps - de > 0) and
+rounding: w~ = (a + eps~)(1 + r2), |r2| <= R2 = (1 + R1 + A/el)(1 + u) - 1 + eta/el (|a r1 + alpha|
+<= (R1 + A/el)(a + eps~) as a >= 0). sqrt within k ulp of sqrt(w~) >= sqrt(el (1 - R2)): s~ =
+sqrt(w~)(1 + ts), |ts| <= Ts = 2 k un + k minpos / sqrt(el (1 - R2)). r~ = (1/s~)(1 + d4) + e4,
+y~_i = v_i r~ (1 + d5) + e5. And v_i / sqrt(a + eps~) = H(v)_i (1 + te), sqrt((a + eps)/(a +
+eps~)) lies between 1 and sqrt(eps/eps~), so |te| <= |eps/eps~ - 1| <= de/el = Te. Hence y~_i =
+H(v)_i f + v_i e4 (1 + d5) + e5 with f = (1 + te)(1 + d4)(1 + d5) / (sqrt(1 + r2)(1 + ts)) in
+[U_lo, U_hi], U_hi = (1 + Te)(1 + u)^2 / ((1 - R2)(1 + R2/2)(1 - Ts)) (sqrt(1 - R) >= (1 - R)(1 + R/2)
+on [0, 1]), U_lo = (1 - Te)(1 - u)^2 / ((1 + R2/2)(1 + Ts)) (sqrt(1 + R) <= 1 + R/2), T = max(U_hi
+- 1, 1 - U_lo); |H(v)_i| < sqrt(n) (||H(v)||_2^2 = n a/(a + eps) < n) and |H(v)_i| <= |y_i| + L dl.
+
+Every quantity is an exact rational; square roots are rounded the safe way (``sqrt_up_q`` above,
+``sqrt_down`` below). Preconditions (else ``normalise`` returns None and the column composes the
+operations one by one): eps > 0, el > 0, n exact in the format, R2, Ts, Te < 1.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from .bound_graph import sqrt_up, sqrt_up_q, within
+from .errorctx import ONE, ZERO, Ctx, V
+from .functions import FUNCTIONS
+
+Q = Fraction
+
+
+def sqrt_down(q: Fraction) -> Fraction:
+    """A rational <= sqrt(q), q >= 0: q / sqrt_up_q(q) (exact for squares of rationals)."""
+    return q / sqrt_up_q(q) if q > 0 else ZERO
+
+
+def var_floor(ranges: list[tuple[Fraction, Fraction]]) -> Fraction:
+    """A lower bound of the biased variance of x over every x with x_i in [l_i, u_i]: var(x) =
+    min_m (1/n) sum (x_i - m)^2 >= min_m (1/n) sum dist(m, [l_i, u_i])^2, the minimum of a piecewise
+    quadratic in m taken exactly: between consecutive interval ends the intervals above m and below
+    m are fixed, so it is a m^2 - 2 b m + c there, least at b/a clamped to the piece; the answer is
+    the least of the pieces' minima (a point where two ends tie is a piece of length 0, whose one
+    value is right whichever of the tied ends was crossed first: their terms are 0 there)."""
+    n = len(ranges)
+    a, b, c = n, sum((lo for lo, _ in ranges), ZERO), sum((lo * lo for lo, _ in ranges), ZERO)
+    best: Fraction | None = None
+    left: Fraction | None = None
+    for t, up in sorted([(lo, 0) for lo, _ in ranges] + [(hi, 1) for _, hi in ranges]):
+        best = _least(a, b, c, left, t, best)
+        if up:  # m passes u_i: interval i is now below m
+            a, b, c = a + 1, b + t, c + t * t
+        else:  # m passes l_i: interval i is no longer above m
+            a, b, c = a - 1, b - t, c - t * t
+        left = t
+    best = _least(a, b, c, left, None, best)
+    return max(ZERO, best or ZERO) / n
+
+
+def _least(a: int, b: Fraction, c: Fraction, lo: Fraction | None, hi: Fraction | None,
+           best: Fraction | None) -> Fraction:
+    """min(best, min over m in [lo, hi] of a m^2 - 2 b m + c) (None: unbounded)."""
+    if a == 0:
+        val = c
+    else:
+        m = b / a
+        m = max(m, lo) if lo is not None else m
+        m = min(m, hi) if hi is not None else m
+        val = (a * m - 2 * b) * m + c
+    return val if best is None or val < best else best
+
+
+def normalise(ctx: Ctx, xc: list[V], var_lo: Fraction, eps: Fraction) -> list[V] | None:
+    """The normalised row y~_i = fl(v_i r~) as elements with one error source each (module
+    docstring: the claim and its proof), from the centred elements ``xc`` (range of x_i - mu,
+    error E_i >= |v_i - c_i|) and ``var_lo`` <= var(x); None where a precondition fails."""
+    n = len(xc)
+    if eps <= 0 or ctx.cast_err(Q(n)) != 0:
+        return None
+    de = ctx.cast_err(eps)
+    el = eps - de
+    u, eta, fmt = ctx.u, ctx.eta, ctx.fmt
+    if el <= 0 or n * u >= 1:
+        return None
+    gn = ctx.gamma(n)
+    M = max(ctx.mag(v) for v in xc)
+    ctx.rnd(n * M * M * (1 + gn) + eps + de)  # (no overflow of the sum of squares and eps)
+    R1 = (1 + u) ** 2 * (1 + gn) - 1
+    A = 6 * eta * (1 + u) * (1 + gn)
+    R2 = (1 + R1 + A / el) * (1 + u) - 1 + eta / el
+    if R2 >= 1:
+        return None
+    s_lo = sqrt_down(el * (1 - R2))
+    Ts, Te = 2 * ctx.k * ctx.un + ctx.k * fmt.min_positive / s_lo, de / el
+    if Ts >= 1 or Te >= 1:
+        return None
+    ctx.rnd(1 / (s_lo * (1 - Ts)))  # (r~ is finite)
+    h = R2 / 2
+    U_hi = (1 + Te) * (1 + u) ** 2 / ((1 - R2) * (1 + h) * (1 - Ts))
+    U_lo = (1 - Te) * (1 - u) ** 2 / ((1 + h) * (1 + Ts))
+    T = max(U_hi - 1, 1 - U_lo)
+    # propagation: dl >= ||v - c||_2, L >= 1/s on the segment
+    dl = sqrt_up_q(sum((v.E * v.E for v in xc), ZERO))
+    rn, rinv = sqrt_up(n), sqrt_up_q(Q(1, n))  # >= sqrt(n), >= 1/sqrt(n)
+    m = max(ZERO, sqrt_down(var_lo) - dl * rinv)
+    L = 1 / sqrt_down(m * m + eps)
+    # the real range of y_i = c_i r, r in [1/sqrt(var_hi + eps), 1/sqrt(var_lo + eps)], within +-c
+    var_hi = sum((max(v.lo * v.lo, v.hi * v.hi) for v in xc), ZERO) / n
+    r_lo, r_hi = 1 / sqrt_up_q(var_hi + eps), 1 / sqrt_down(var_lo + eps)
+    cmax = sqrt_up(n - 1)
+    out = []
+    for v in xc:
+        lo, hi = within(v.lo * (r_hi if v.lo < 0 else r_lo), v.hi * (r_hi if v.hi > 0 else r_lo), cmax)
+        ymax = max(-lo, hi)
+        tail = ctx.mag(v) * eta * (1 + u) + eta
+        P = min(L * dl, L * (v.E + min(ONE, (ymax + L * dl) * rinv) * dl))
+        D = P + min(rn, ymax + L * dl) * T + tail
+        cap = rn * U_hi + ymax + tail  # |y~_i| <= sqrt(n) U_hi + tail, |y_i| <= ymax
+        out.append(ctx.make(lo, hi, [], ZERO, min(D, cap)))
+    return out
+
+
+def softmax_ratio(ctx: Ctx, xs: list[V], s: list[V], m: V, his: list[Fraction]) -> list[Fraction]:
+    """Error bounds of softmax's outputs y~_i = fl(e~_i / S~) over one group (masked entries
+    dropped), from the inputs ``xs``, the shifted elements ``s`` (x_i - max, for |x~_i - m~|) and
+    the max ``m`` and upper bounds ``his`` of the real outputs, as ratios (the max's error cancels):
+
+    softmax is shift-invariant, so y_i = q_i / Q with q_j = exp(x_j - m~), Q = sum q_j, at the float
+    max m~. s~_i = fl(x~_i - m~) = (x_i - m~) + t_i, |t_i| <= tau_i = E_i + u A_i + eta (A_i >=
+    |x~_i - m~|). e~_i = exp~(s~_i) = q_i r_i + a_i, r_i in [e^-tau_i (1 - K), e^tau_i (1 + K)], K =
+    2 k un, |a_i| <= a0 = k minpos (the kernel within k ulp). Every e~_j >= 0 and the max's term is
+    exp~(0) >= f0 = 1 - kern(1) > 0, so sum e~_j >= f0 and sum q_j r_j >= f0 - n a0 > 0. Then e~_i /
+    sum e~_j = y_i (r_i / rbar) / (1 + abar / sum q_j r_j) + a_i / sum e~_j, rbar = sum q_j r_j / Q a
+    mean of the r_j (|abar| <= n a0); S~ = (sum e~_j)(1 + sigma) + beta (any order: |sigma| <=
+    gamma_n, |beta| <= 4 n eta, so |beta| / sum e~_j <= b0 = 4 n eta / f0); y~_i = that (1 + d) + eta.
+    So y~_i = y_i F_i + G_i with F_i in [Flo, Fhi] (below) and |G_i| <= (a0/f0)(1 + u)/(1 - gamma_n -
+    b0) + eta, and |y~_i - y_i| <= hi_i max(Fhi - 1, 1 - Flo) + |G_i| (0 <= y_i <= hi_i)."""
+    n = len(xs)
+    u, eta, fmt = ctx.u, ctx.eta, ctx.fmt
+    f0 = 1 - ctx.kern(ONE)
+    a0, K, gn = ctx.k * fmt.min_positive, 2 * ctx.k * ctx.un, ctx.gamma(n)
+    b0 = 4 * n * eta / f0
+    c0 = n * a0 / (f0 - n * a0)
+    if f0 - n * a0 <= 0 or gn + b0 >= 1 or K >= 1 or c0 >= 1:
+        return [ONE] * n  # (a vacuous bound, never used: the caller takes the smaller)
+    exp_hi = FUNCTIONS["exp"].value
+    tau = [x.E + u * (max(-v.lo, v.hi) + x.E + m.E) + eta for x, v in zip(xs, s)]
+    tmax = max(tau)
+    G = (a0 / f0) * (1 + u) / (1 - gn - b0) + eta
+    out = []
+    for t, hi in zip(tau, his):
+        if t + tmax > 64:  # (no use: 1 bounds it, both outputs lying in [0, 1])
+            out.append(ONE)
+            continue
+        up = exp_hi(t + tmax)[1]  # >= e^(tau_i + tau_max); its inverse <= e^-(...)
+        Fhi = up * (1 + K) / (1 - K) / (1 - c0) * (1 + u) / (1 - gn - b0)
+        Flo = (1 - K) / ((1 + K) * up * (1 + c0)) * (1 - u) / (1 + gn + b0)
+        out.append(max(Fhi - 1, 1 - Flo) * hi + G)
+    return out
