@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: kinds the trusted checker decides from a statement derived from the code (no solver, no tree)
-DECIDED = ("composition", "adjoint", "windows", "terms", "channels")
+DECIDED = ("composition", "adjoint", "windows", "terms", "channels", "rows")
 
 
 @dataclass(frozen=True)
