@@ -1,5 +1,5 @@
-"""The ``terms`` and ``channels`` kinds: claims about recorded terms decided as polynomial identities
-(issue 18).
+"""The ``terms``, ``channels`` and ``rows`` kinds: claims about recorded terms decided as polynomial
+identities (issue 18).
 
 A kernel and its spec meaning were run on terms (``proofs/windows.py``'s ``Term``: every value
 recorded exactly as the code built it). Nodes as in ``windows.py``: ``["leaf", name, i...]`` (a leaf
@@ -22,6 +22,23 @@ VJP for in0 at p = sigma_p(element VJP for in0), and plane VJP for in<k> at chan
 sigma_p(element VJP for in<k>) over the positions p of channel c (all as normal forms). With the
 element's claim VJP = g . grad(spec) (proved separately), the chain rule gives the plane's
 (TRUST_BOUNDARIES.md, "batch_norm and conv2d forward as term identities").
+
+``div(a, b)`` is read as a * inv(b), inv(c) = 1/c for a nonzero constant c and otherwise an atom
+of b's normal form (a/b = a * (1/b) wherever b is nonzero; where it is 0 neither side is a real).
+
+``rows``: a row primitive (layer_norm, softmax) at width ``n``, ``params`` per-position inputs
+besides in0, ``stats`` row statistics. Element leaves: ``in<k>`` and ``g`` at index 0...,
+``["leaf", "s", k]`` (statistic k) and ``["leaf", "T", k]`` (its cotangent). ``element``: ``spec``
+(F, reading in/s), ``stats`` (summands phi_k, reading only in), ``vjp`` (one per input, reading
+in/g/s/T), ``vjp_stats`` (one per stat, reading in/g/s). ``row``: ``spec`` and ``vjp`` (n terms per
+input, reading in/g) and ``cut`` (per stat, row nodes equal to it). With sigma_j (leaves at index
+(0..., 0) -> (0..., j)) the checker computes S_k = sum_j sigma_j(phi_k) and requires every cut
+node of stat k to have normal form S_k; then at the top level stat k is an atom A_k keyed by S_k
+(cut nodes read as it), inside opaque arguments it is S_k (or A_k when it has cut nodes), and
+T_k = sum_j sigma_j(vjp_stats[k]); accepted when row spec[j] = sigma_j(F) and row vjp[k][j] =
+sigma_j(vjp[k]) with T substituted, for every j and k. With the element claim (vjp = the VJP of
+(F, phi) at cotangent (g, T), stats free; proved separately) the chain rule through the sums gives
+the row's (TRUST_BOUNDARIES.md, "layer_norm and softmax VJPs row by row").
 """
 
 from __future__ import annotations
