@@ -54,6 +54,11 @@ SAME, PLAIN = object(), None  # ``Normal.mode``'s inner mode: the mode itself; t
 Poly = dict  # monomial (sorted tuple of atom ids, repeated for powers) -> Fraction
 
 
+def _small(c: Fraction) -> Any:
+    """An integral coefficient as an int (exact, and int arithmetic is many times Fraction's)."""
+    return c.numerator if c.denominator == 1 else c
+
+
 def _acc(p: Poly, q: Poly, sign: int = 1) -> None:
     """p += sign * q, in place."""
     for m, c in q.items():
@@ -112,7 +117,7 @@ class Normal:
 
     def atom(self, key: tuple[Any, ...]) -> Poly:
         i = self.atoms.setdefault(key, len(self.atoms))
-        return {(i,): Fraction(1)}
+        return {(i,): 1}
 
     def ref(self, t: Any) -> int:
         require(type(t) is int and 0 <= t < len(self.nodes), f"term {t!r}: no such node")
@@ -150,7 +155,7 @@ class Normal:
     def _inv(self, p: Poly) -> Poly:
         """1/p: a rational for a nonzero constant, else an atom (reserved key: node ops are strings)."""
         if len(p) == 1 and () in p:
-            return {(): 1 / p[()]}
+            return {(): _small(1 / Fraction(p[()]))}
         return self.atom((0, "inv", tuple(sorted(p.items()))))
 
     def _summands(self, u: int, tag: Any) -> list[tuple[int, int]]:
@@ -220,7 +225,7 @@ class Normal:
                 r = sub_(tuple(args)) if sub_ else tuple(args)
                 v = r if isinstance(r, dict) else self.atom(("leaf", *r))
             elif op == "c":
-                c = rational(args[0])
+                c = _small(rational(args[0]))
                 v = {(): c} if c else {}
             else:
                 fs = [self.memo[d] for d in deps]
