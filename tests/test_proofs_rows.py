@@ -309,3 +309,18 @@ def test_a_rows_claim_is_checked_with_its_element_claim_and_rejected_without(pri
     next(tmp_path.glob(obs[1].name + ".json")).unlink()
     o = check_one(tmp_path, obs[2])
     assert o.status == "rejected" and "missing" in o.detail, o.detail
+
+
+@pytest.mark.solver
+def test_the_transformer_sums_zoo_proof_is_checked_within_the_default_budget(tmp_path):
+    """issue 18: ``transformer --corpus sums --certify``'s gradient proof at (1, 10, 64), from an
+    empty cache, every obligation checked (none solver-trusted) within the default 300 s budget
+    (was: past it, layer_norm over 64 features fixed-shape)."""
+    from torchlean.zoo.claims import gradient_proof
+    from torchlean.zoo.transformer import AfterLookup, model
+
+    st = gradient_proof("chargpt_after_lookup", lambda: AfterLookup(model("sums")), (1, 10, 64), tmp_path,
+                        budget=300)
+    assert st.ok and st.trusted == 0 and not st.not_proved and st.checked == st.obligations, st.summary()
+    assert any(p.name.startswith("autograd.layer_norm.r") for p in tmp_path.glob("*.json"))
+    assert any(p.name.startswith("autograd.softmax.r") for p in tmp_path.glob("*.json"))
