@@ -691,3 +691,25 @@ def test_checker_accepts_only_true_identities():
                 sizes = {n: int(rng.integers(1, 4)) for n in symbols}
                 assert _sides_equal(m, sizes, rng), (ob.name, sizes)
     assert accepted < 20 * len(picks)  # most are rejected; the accepted ones were evaluated above
+
+
+def test_a_slice_to_the_axis_end_with_a_late_start_gets_a_generic_claim(monkeypatch):
+    """issue 18: x[128:192, :] of (192, 64) (the transformer's value projection rows). Its class from
+    the axis's end, x[n0 - 64:n0], is refused (the start may lie outside the axis); the second
+    class keeps the start, x[128:n0 + 128], and is accepted; a VJP scattering one row late is
+    refused in both classes (the node keeps its fixed-shape claim)."""
+    from torchlean.runtime.rules_tensor import scatter, slices
+
+    attrs = {"index": ((128, 192, 1), (0, 64, 1))}
+    ob = A.node_obligation("slice", [[192, 64]], attrs, [])
+    assert ob is not None and "n0 + 128" in ob.data["class"], ob and ob.data["class"]
+    assert check(ob.data["statement"]).ok
+    first = A.symbolic_class("slice", [[192, 64]], attrs)
+    assert "n0 - 64" in str(first)  # the first class, tried first (library classes unchanged)
+
+    def late(xp, g, out, x, index=()):
+        (a, b, c), *rest = index
+        return (scatter(xp, xp.zeros_like(x), [(slices(((a + 1, b, c), *rest)), g[:-1])], add=False),)
+
+    monkeypatch.setitem(RULES, "slice", dataclasses.replace(RULES["slice"], vjp=late))
+    assert A.node_obligation("slice", [[192, 64]], attrs, []) is None

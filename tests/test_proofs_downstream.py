@@ -81,8 +81,9 @@ def test_downstream_project_journey(tmp_path, site):
     n = len(names)  # only the user's: the two models' claims and their node cases
     assert {"model.tiny.json", "model.cnn.json", "model.ln_block.json", "model.encoder.json"} <= set(names)
     assert n > 4, names
-    # node cases (.n), class-generic VJPs (.g), claims decided on terms (.t, .e) or by windows (.w)
-    assert all(x.startswith(("model.", "forward.", "autograd.")) and any(f".{c}" in x for c in "ngtew")
+    # node cases (.n), class-generic VJPs (.g), claims decided on terms (.t, .e), by windows (.w) or
+    # row by row (.r, resting on an element claim .el)
+    assert all(x.startswith(("model.", "forward.", "autograd.")) and any(f".{c}" in x for c in "ngtewr")
                or x.startswith("model.") for x in names), names
     assert any(x.startswith("autograd.matmul.g") for x in names), names  # the class's generic proof
     assert not any(x == "autograd.relu.json" for x in names)  # the library's stay in the package

@@ -285,8 +285,10 @@ def test_which_node_cases_are_decided_on_terms():
     assert terms.applies_forward("conv2d", _conv_fields((1, 1, 8, 8), (2, 1, 3, 3), {}))
     assert terms.applies_forward("matmul", {"shapes": [[2, 2], [2, 2]], "attrs": {}, "ints": {},
                                             "column_major": [1]})
-    assert not terms.applies_forward("layer_norm", {"shapes": [[2, 4], [4], [4]], "attrs": {}, "ints": {},
-                                                    "column_major": []})
+    assert terms.applies_forward("layer_norm", {"shapes": [[2, 4], [4], [4]], "attrs": {}, "ints": {},
+                                                "column_major": []})
+    assert not terms.applies_forward("softmax", {"shapes": [[2, 4]], "attrs": {}, "ints": {},
+                                                 "column_major": []})
 
 
 def _wrong_var_grad_everywhere(xp, g, out, x, mean, var, w, b, **a):

@@ -1,5 +1,5 @@
-"""The ``terms`` and ``channels`` kinds: claims about recorded terms decided as polynomial identities
-(issue 18).
+"""The ``terms``, ``channels`` and ``rows`` kinds: claims about recorded terms decided as polynomial
+identities (issue 18).
 
 A kernel and its spec meaning were run on terms (``proofs/windows.py``'s ``Term``: every value
 recorded exactly as the code built it). Nodes as in ``windows.py``: ``["leaf", name, i...]`` (a leaf
@@ -22,6 +22,23 @@ VJP for in0 at p = sigma_p(element VJP for in0), and plane VJP for in<k> at chan
 sigma_p(element VJP for in<k>) over the positions p of channel c (all as normal forms). With the
 element's claim VJP = g . grad(spec) (proved separately), the chain rule gives the plane's
 (TRUST_BOUNDARIES.md, "batch_norm and conv2d forward as term identities").
+
+``div(a, b)`` is read as a * inv(b), inv(c) = 1/c for a nonzero constant c and otherwise an atom
+of b's normal form (a/b = a * (1/b) wherever b is nonzero; where it is 0 neither side is a real).
+
+``rows``: a row primitive (layer_norm, softmax) at width ``n``, ``params`` per-position inputs
+besides in0, ``stats`` row statistics. Element leaves: ``in<k>`` and ``g`` at index 0...,
+``["leaf", "s", k]`` (statistic k) and ``["leaf", "T", k]`` (its cotangent). ``element``: ``spec``
+(F, reading in/s), ``stats`` (summands phi_k, reading only in), ``vjp`` (one per input, reading
+in/g/s/T), ``vjp_stats`` (one per stat, reading in/g/s). ``row``: ``spec`` and ``vjp`` (n terms per
+input, reading in/g) and ``cut`` (per stat, row nodes equal to it). With sigma_j (leaves at index
+(0..., 0) -> (0..., j)) the checker computes S_k = sum_j sigma_j(phi_k) and requires every cut
+node of stat k to have normal form S_k; then at the top level stat k is an atom A_k keyed by S_k
+(cut nodes read as it), inside opaque arguments it is S_k (or A_k when it has cut nodes), and
+T_k = sum_j sigma_j(vjp_stats[k]); accepted when row spec[j] = sigma_j(F) and row vjp[k][j] =
+sigma_j(vjp[k]) with T substituted, for every j and k. With the element claim (vjp = the VJP of
+(F, phi) at cotangent (g, T), stats free; proved separately) the chain rule through the sums gives
+the row's (TRUST_BOUNDARIES.md, "layer_norm and softmax VJPs row by row").
 """
 
 from __future__ import annotations
@@ -33,7 +50,13 @@ from typing import Any
 from .core import Verdict, checker, rational, require, tick
 
 LINEAR = {"add", "sub", "neg"}
+SAME, PLAIN = object(), None  # ``Normal.mode``'s inner mode: the mode itself; the plain one (no renaming)
 Poly = dict  # monomial (sorted tuple of atom ids, repeated for powers) -> Fraction
+
+
+def _small(c: Fraction) -> Any:
+    """An integral coefficient as an int (exact, and int arithmetic is many times Fraction's)."""
+    return c.numerator if c.denominator == 1 else c
 
 
 def _acc(p: Poly, q: Poly, sign: int = 1) -> None:
@@ -89,10 +112,12 @@ class Normal:
                     self.uses[a] += 1
         self.atoms: dict[tuple[Any, ...], int] = {}
         self.memo: dict[tuple[int, Any], Poly] = {}
+        self.modes: dict[Any, tuple[Any, dict[int, Poly], Any]] = {None: (None, {}, None)}
+        self.local: list[bool] | None = None  # ``rows``: which nodes read a per-position leaf
 
     def atom(self, key: tuple[Any, ...]) -> Poly:
         i = self.atoms.setdefault(key, len(self.atoms))
-        return {(i,): Fraction(1)}
+        return {(i,): 1}
 
     def ref(self, t: Any) -> int:
         require(type(t) is int and 0 <= t < len(self.nodes), f"term {t!r}: no such node")
@@ -114,15 +139,36 @@ class Normal:
                 stack.extend(n[1:])
         return out
 
+    def mode(self, tag: Any, sub: Any = None, cut: Any = None, inner: Any = SAME) -> None:
+        """Register the substitution ``tag``: leaves renamed by ``sub`` (a leaf's key to another
+        leaf's key or to a normal form), nodes of ``cut`` read as the normal forms given there (at the
+        top level only), and the arguments of opaque functions and divisors normalised under mode
+        ``inner`` (default: ``tag`` itself)."""
+        self.modes[tag] = (sub, cut or {}, tag if inner is SAME else inner)
+
+    def _key(self, u: int, tag: Any) -> tuple[int, Any]:
+        # a node reading no per-position leaf has one normal form for every position (``rows``)
+        if self.local is not None and isinstance(tag, tuple) and not self.local[u]:
+            return (u, (tag[0], None))
+        return (u, tag)
+
+    def _inv(self, p: Poly) -> Poly:
+        """1/p: a rational for a nonzero constant, else an atom (reserved key: node ops are strings)."""
+        if len(p) == 1 and () in p:
+            return {(): _small(1 / Fraction(p[()]))}
+        return self.atom((0, "inv", tuple(sorted(p.items()))))
+
     def _summands(self, u: int, tag: Any) -> list[tuple[int, int]]:
         """(sign, node) pairs whose sum is the linear node ``u``: through add / sub / neg nodes used
         once and not yet normalised, down to other nodes (normalised on their own)."""
         out, stack = [], [(1, u)]
+        cut = self.modes[tag][1]
         while stack:
             sign, v = stack.pop()
             tick()
             n = self.nodes[v]
-            if n[0] not in LINEAR or (v != u and ((v, tag) in self.memo or self.uses[v] > 1)):
+            if n[0] not in LINEAR or v in cut or (v != u and (self._key(v, tag) in self.memo
+                                                              or self.uses[v] > 1)):
                 out.append((sign, v))
             elif n[0] == "neg":
                 stack.append((-sign, n[1]))
@@ -131,45 +177,65 @@ class Normal:
         return out
 
     def form(self, t: int, sub: Any = None, tag: Any = None) -> Poly:
-        """The normal form of node ``t`` with leaves renamed by ``sub`` (a function of the leaf's
-        key to another leaf's; ``tag`` names the substitution in the memo)."""
-        key = (t, tag)
+        """The normal form of node ``t`` under mode ``tag`` (``sub`` given: registered as a mode
+        renaming leaves everywhere, the ``channels`` substitution). ``div(a, b)`` is a * inv(b)."""
+        if tag not in self.modes or sub is not None:
+            self.mode(tag, sub)
+        key = self._key(t, tag)
         if key in self.memo:
             return self.memo[key]
-        stack = [t]
+        stack = [key]
         while stack:  # post-order without recursion (terms may be deep)
-            u = stack[-1]
-            if (u, tag) in self.memo:
+            u, tg = stack[-1]
+            if (u, tg) in self.memo:
                 stack.pop()
                 continue
+            sub_, cut, inner = self.modes[tg]
             n = self.nodes[u]
+            op, args = n[0], n[1:]
+            if u in cut:
+                self.memo[(u, tg)] = cut[u]
+                stack.pop()
+                continue
             # a sum (add, sub, neg nodes) is accumulated from its summands in one pass: a chain of
             # n additions costs n, not n^2 (its inner partial sums are not normalised on their own)
-            parts = self._summands(u, tag) if n[0] in LINEAR else None
-            args_ = [a for _, a in parts] if parts is not None else n[1:] if n[0] not in ("leaf", "c") else []
-            todo = [a for a in args_ if (a, tag) not in self.memo]
+            parts = self._summands(u, tg) if op in LINEAR else None
+            if parts is not None:
+                deps = [self._key(a, tg) for _, a in parts]
+            elif op in ("leaf", "c"):
+                deps = []
+            elif op == "mul":
+                deps = [self._key(a, tg) for a in args]
+            elif op == "div":
+                require(len(args) == 2, f"node {u}: div takes two")
+                deps = [self._key(args[0], tg), self._key(args[1], inner)]
+            else:
+                deps = [self._key(a, inner) for a in args]
+            todo = [d for d in deps if d not in self.memo]
             if todo:
                 stack.extend(todo)
                 continue
             stack.pop()
             tick()
-            op, args = n[0], n[1:]
             if parts is not None:
                 v = {}
-                for sign, a in parts:
-                    _acc(v, self.memo[(a, tag)], sign)
+                for (sign, _), d in zip(parts, deps):
+                    _acc(v, self.memo[d], sign)
             elif op == "leaf":
-                v = self.atom(("leaf", *(sub(tuple(n[1:])) if sub else tuple(n[1:]))))
+                r = sub_(tuple(args)) if sub_ else tuple(args)
+                v = r if isinstance(r, dict) else self.atom(("leaf", *r))
             elif op == "c":
-                c = rational(args[0])
+                c = _small(rational(args[0]))
                 v = {(): c} if c else {}
             else:
-                fs = [self.memo[(a, tag)] for a in args]
+                fs = [self.memo[d] for d in deps]
                 if op == "mul":
                     v = _mul(fs[0], fs[1])
+                elif op == "div":  # a / b = a * (1/b) where b is nonzero (where it is 0, no real value)
+                    v = _mul(fs[0], self._inv(fs[1]))
                 else:  # opaque: an atom of the op and its arguments' normal forms
                     v = self.atom((op, *(tuple(sorted(f.items())) for f in fs)))
-            self.memo[(u, tag)] = v
+            self.memo[(u, tg)] = v
         return self.memo[key]
 
 
@@ -236,3 +302,81 @@ def check_channels(cert: dict[str, Any]) -> Verdict:
             require(nf.form(nf.ref(got[c])) == wants[k][c], f"vjp for in{k + 1} at channel {c} is not the "
                                                             "sum of its elements' VJPs")
     return Verdict(True, checked=len(positions) * 2 + params * shape[1])
+
+
+@checker("rows")
+def check_rows(cert: dict[str, Any]) -> Verdict:
+    """Replay a ``rows`` statement (see the module)."""
+    n, params, stats = cert["n"], cert["params"], cert["stats"]
+    require(all(type(v) is int for v in (n, params, stats)) and n >= 1 and 0 <= params <= 8
+            and 0 <= stats <= 8, "n >= 1, params 0..8, stats 0..8: integers")
+    nf = Normal(cert["nodes"])
+    el, row = cert["element"], cert["row"]
+    fams = {f"in{k}" for k in range(params + 1)}
+    local = []  # per node: reads a per-position leaf (in<k>, g)
+    for node in nf.nodes:
+        local.append(node[1] in (*fams, "g") if node[0] == "leaf" else
+                     node[0] != "c" and any(local[a] for a in node[1:]))
+    nf.local = local
+
+    def terms(v: Any, k: int, what: str, may: set[str]) -> list[int]:
+        require(isinstance(v, list) and len(v) == k, f"{what}: {k} terms")
+        for t in v:
+            tick()
+            require(nf.leaves(nf.ref(t)) <= may, f"{what}: term {t} reads a leaf outside {sorted(may)}")
+        return v
+
+    spec = terms([el["spec"]], 1, "element spec", {*fams, "s"})[0]
+    phi = terms(el["stats"], stats, "stats", fams)
+    vjp, vjp_s = terms(el["vjp"], params + 1, "element vjp", {*fams, "g", "s", "T"}), \
+        terms(el["vjp_stats"], stats, "element stat vjp", {*fams, "g", "s"})
+    rspec = terms(row["spec"], n, "row spec", fams)
+    require(isinstance(row["vjp"], list) and len(row["vjp"]) == params + 1, "row vjp: one list per input")
+    rvjp = [terms(v, n, f"row vjp for in{k}", {*fams, "g"}) for k, v in enumerate(row["vjp"])]
+    big_s: list[Poly] = []  # the row's statistics, sums of their summands at every position
+    big_t: list[Poly] = []  # the adjoint sums: the stats' VJPs summed over the row
+    atom: list[Poly] = []  # per stat, an atom keyed by its sum (stats with equal sums share one)
+    require(isinstance(row["cut"], list) and len(row["cut"]) == stats
+            and all(isinstance(us, list) for us in row["cut"]), "cut: one list of nodes per stat")
+
+    def sigma(j: Any, inner: bool) -> Any:
+        def sub(leaf: tuple[Any, ...]) -> Any:
+            fam, idx = leaf[0], leaf[1:]
+            if fam in ("s", "T"):
+                require(len(idx) == 1 and type(idx[0]) is int and 0 <= idx[0] < stats, f"bad leaf {leaf!r}")
+                k = idx[0]
+                if fam == "s":  # a stat with cut nodes is its atom everywhere, else only at the top
+                    return big_s[k] if inner and not row["cut"][k] else atom[k]
+                require(not inner and len(big_t) == stats, "an adjoint read in a function or a stat's VJP")
+                return big_t[k]
+            require(j is not None and fam in (*fams, "g") and idx and not any(idx),
+                    f"element leaf {leaf!r} is not one of the element's")
+            return (fam, *idx[:-1], j)
+        return sub
+
+    for j in (*range(n), None):  # top: s_k an atom, T_k its sum; inner (opaque arguments): s_k its sum
+        nf.mode(("i", j), sigma(j, True))
+        nf.mode(("t", j), sigma(j, False), inner=("i", j))
+    for k in range(stats):
+        big_s.append({})
+        for j in range(n):
+            _acc(big_s[k], nf.form(nf.ref(phi[k]), tag=("i", j)))
+        atom.append(nf.atom((1, tuple(sorted(big_s[k].items())))))
+    cut: dict[int, Poly] = {}
+    for k, us in enumerate(row["cut"]):
+        for u in terms(us, len(us), f"cut {k}", fams):
+            require(nf.form(u) == big_s[k], f"cut node {u} is not stat {k}")
+            cut[u] = atom[k]
+    nf.mode("row", cut=cut, inner="in")  # the row's terms: cut nodes are their stats' atoms
+    nf.mode("in", cut=cut)
+    for k in range(stats):
+        big_t.append({})
+        for j in range(n):
+            _acc(big_t[k], nf.form(nf.ref(vjp_s[k]), tag=("t", j)))
+    for j in range(n):
+        require(nf.form(rspec[j], tag="row") == nf.form(spec, tag=("t", j)),
+                f"spec at {j} is not the element's spec of its entries and the row's stats")
+        for k in range(params + 1):
+            require(nf.form(rvjp[k][j], tag="row") == nf.form(vjp[k], tag=("t", j)),
+                    f"vjp for in{k} at {j} is not the element's VJP with the row's adjoint sums")
+    return Verdict(True, checked=n * (params + 2) + stats)

@@ -121,11 +121,12 @@ def _window_axis(n: int, k: int, s: int, p: int, d: int, names: Iterator[str]) -
     return Size(next(names)) * s + (q % s - s - 2 * p + d * (k - 1) + 1)
 
 
-def symbolic_class(prim: str, shapes: list[list[int] | None], attrs: dict[str, Any],
+def symbolic_class(prim: str, shapes: list[list[int] | None], attrs: dict[str, Any], from_start: bool = False,
                    ) -> tuple[list[tuple[Any, ...]], dict[str, Any]] | None:
     """The class of a concrete case: sizes other than 1 become symbols (tied where the shape
     rule ties them; a window's spatial sizes polynomials in its output size; a reshape's merged
-    or split sizes products of symbols); None when the family has no generic proof of that form."""
+    or split sizes products of symbols); None when the family has no generic proof of that form.
+    ``from_start``: a unit-step slice to an axis's end keeps its start (size = start + a symbol)."""
     if prim not in FAMILY or any(s is None for s in shapes):
         return None
     names = iter(f"n{k}" for k in itertools.count())
@@ -193,6 +194,10 @@ def symbolic_class(prim: str, shapes: list[list[int] | None], attrs: dict[str, A
             if d == 1 or (b < d and a <= d - b):  # both bounds from the start: d = b + (a symbol)
                 cls.append(d if d == 1 else Size(next(names)) + b)
                 index.append((a, b, c))
+                continue
+            if from_start and c == 1 and b == d and 0 < a < d:  # x[a:] with the size a + m, m >= 1
+                cls.append(Size(next(names)) + a)
+                index.append((a, cls[-1], c))
                 continue
             if c > d:  # one element whatever the size below the step: that size only
                 cls.append(d)
@@ -334,23 +339,27 @@ def adjoint_obligation(prim: str, cls: list[tuple[Any, ...]], attrs: dict[str, A
 
 def node_obligation(prim: str, shapes: list[Any], attrs: dict[str, Any],
                     column_major: list[int]) -> Obligation | None:
-    """The generic autograd obligation whose class holds this concrete node case, or None."""
-    try:
-        found = symbolic_class(prim, shapes, attrs)
-        if found is None:
-            return None
-        cls, a = found
-        ob = adjoint_obligation(prim, cls, a, tuple(column_major), _witness(cls, shapes, a, attrs))
-    except (ValueError, TypeError, AttributeError, KeyError, IndexError):  # a rule the backend cannot run
-        return None
-    decisions = [tuple(d) for d in ob.data["decisions"]]
-    if not instance(decisions, cls, shapes, a, attrs):
-        return None
-    # a class statement the checker rejects (a wrong VJP, or the normal form's incompleteness) is
-    # not used: the node keeps its fixed-shape obligation, whose solver proves it or gives a
-    # counterexample. The checker decides the class again when the artifacts are checked.
+    """The generic autograd obligation whose class holds this concrete node case, or None (a slice
+    to an axis's end is tried in a second class, its start kept, when the first is refused:
+    x[128:192] of 192 rows, as x[n - 64:n], has a start the checker cannot place in the axis)."""
     from ..certificates import check
-    return ob if check(ob.data["statement"]).ok else None
+
+    for from_start in (False, True) if prim == "slice" else (False,):
+        try:
+            found = symbolic_class(prim, shapes, attrs, from_start)
+            if found is None:
+                return None
+            cls, a = found
+            ob = adjoint_obligation(prim, cls, a, tuple(column_major), _witness(cls, shapes, a, attrs))
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError):  # a rule the backend cannot run
+            return None
+        decisions = [tuple(d) for d in ob.data["decisions"]]
+        # a class statement the checker rejects (a wrong VJP, or the normal form's incompleteness)
+        # is not used: the node keeps its fixed-shape obligation, whose solver proves it or gives a
+        # counterexample. The checker decides the class again when the artifacts are checked.
+        if instance(decisions, cls, shapes, a, attrs) and check(ob.data["statement"]).ok:
+            return ob
+    return None
 
 
 #: the classes torchlean ships proofs for (a node case in another class derives its own)

@@ -119,7 +119,7 @@ def check_one(directory: Path, ob: Obligation) -> Outcome:
         return Outcome(ob.name, "rejected", f"recorded result is {art.get('result')!r}, not unsat")
     if ob.kind == "composition":
         return check_composition(directory, ob)
-    if ob.kind in ("windows", "terms", "channels"):
+    if ob.kind in ("windows", "terms", "channels", "rows"):
         return check_windows(directory, ob)
     if ob.kind == "adjoint":  # decided by the checker on the statement derived from the code now
         verdict = replay(ob.data["statement"])
@@ -193,6 +193,15 @@ def check_windows(directory: Path, ob: Obligation) -> Outcome:
     verdict = replay({**st, "kind": ob.kind})  # the obligation's kind, never the statement's
     if not verdict.ok:
         return Outcome(ob.name, "rejected", f"{ob.kind}: {verdict.reason}")
+    if ob.kind == "rows":  # the element claim re-derived from the statement now, by name and hash
+        from .rows import element_obligation
+
+        want = element_obligation(ob.subject.split(":", 1)[1], st)
+        got = NODES.get(want.name)
+        if ob.data["requires"] != [want.name] or got is None or got.hash != want.hash:
+            return Outcome(ob.name, "rejected", "a rows claim rests on exactly its element's claim")
+        return _resting_on(directory, ob, "element claim",
+                           f"rows: {verdict.checked} positions from {want.name}")
     # the claim each required obligation must be: one window at (1, 1, kh, kw), or (``channels``)
     # one element at (1, 1, 1...) with per-channel parameters (1,); the plane's attributes
     one = [[1, 1, *st["kernel"]]] if ob.kind == "windows" else \

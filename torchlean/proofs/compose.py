@@ -119,9 +119,9 @@ def shapes_covered(ob: Obligation) -> tuple[bool, str]:
         conds = [decision_text(d) for d in ob.data["decisions"] if len(d) == 4 or d[0] != d[1]]
         return True, f"every size of the class {ob.data['class']}" + (
             f" with {', '.join(conds)}" if conds else "") + " (each symbol any integer >= 1)"
-    if ob.kind in ("terms", "channels"):
+    if ob.kind in ("terms", "channels", "rows"):
         return False, f"shapes {ob.data['shapes']} only (decided on terms" + (
-            ", from one element's claim)" if ob.kind == "channels" else ")")
+            ", from one element's claim)" if ob.kind in ("channels", "rows") else ")")
     if ob.kind == "windows":
         return False, f"every batch and channel count at {ob.data['plane']} planes, these attributes, " \
             "from one window's claim"
@@ -140,7 +140,7 @@ def node_obligations(prim: str, key: str, fields: dict[str, Any]) -> list[Obliga
     """The forward and autograd obligations of one node case (domain and hints as the library's)."""
     from ..runtime.rules import RULES
     from ..spec.primitives import PRIMITIVES
-    from . import terms, windows
+    from . import rows, terms, windows
     from .autograd import CASES, Case, rule_obligations
 
     if windows.applies(prim, fields["shapes"], fields["attrs"]):
@@ -156,6 +156,10 @@ def node_obligations(prim: str, key: str, fields: dict[str, Any]) -> list[Obliga
         (element,) = [ob for ob in node_obligations(prim, ekey, efields) if ob.kind == "autograd"]
         return [element, terms.forward_obligation(prim, fields),
                 terms.channels_obligation(prim, fields, element)]
+    by_rows = rows.applies(prim, fields)
+    if by_rows and terms.applies_forward(prim, fields):
+        # layer_norm: the forward claim decided on terms, the VJP row by row from one element's claim
+        return [terms.forward_obligation(prim, fields), *rows.obligations(prim, fields)]
     base = (CASES.get(prim) or [Case(())])[0]
     case = Case(tuple(tuple(s) if s is not None else None for s in fields["shapes"]), dict(fields["attrs"]),
                 {i: np.asarray(v) for i, v in fields["ints"].items()}, base.domain, base.words, base.hints,
@@ -171,8 +175,11 @@ def node_obligations(prim: str, key: str, fields: dict[str, Any]) -> list[Obliga
         # a linear kernel (conv2d): its forward claim is polynomial identities the checker decides
         return [terms.forward_obligation(prim, fields), generic]
     obs = list(rule_obligations(prim, rule.forward, rule.vjp, PRIMITIVES[prim].sympy, case,
-                                subject=f"node:{prim}", tag=key[len(prim):], autograd=generic is None))
-    return obs + ([generic] if generic is not None else [])
+                                subject=f"node:{prim}", tag=key[len(prim):],
+                                autograd=generic is None and not by_rows))
+    # softmax: the forward claim fixed-shape (the row maximum opaque), the VJP row by row
+    return obs + ([generic] if generic is not None else []) + (
+        rows.obligations(prim, fields) if by_rows else [])
 
 
 def trace(build: Callable[[], Any], input_shape: tuple[int, ...],
@@ -263,7 +270,8 @@ def model_obligations(name: str, build: Callable[[], Any],
         obs = seen[node["key"]]
         grad_kind = "adjoint" if any(ob.kind == "adjoint" for ob in obs) else "autograd"
         # a pooling plane's claims are its ``windows`` obligations (they name the one window's)
-        planes = {ob.data["part"]: ob.name for ob in obs if ob.kind in ("windows", "terms", "channels")}
+        planes = {ob.data["part"]: ob.name for ob in obs
+                  if ob.kind in ("windows", "terms", "channels", "rows")}
         node["forward"], node["autograd"] = (planes.get(part) or next(ob.name for ob in obs if ob.kind == k)
                                              for part, k in (("forward", "forward"), ("autograd", grad_kind)))
         args = ", ".join("const" if v is None else f"v{v}" for v in node["inputs"])

@@ -26,7 +26,7 @@ from .windows import TM, TXP, Term, encoder
 
 #: primitives whose forward claim is a ``terms`` statement (their kernels use only + - * / sqrt and
 #: numpy's moves and sums on the terms)
-FORWARD = frozenset({"conv2d", "batch_norm", "matmul"})
+FORWARD = frozenset({"conv2d", "batch_norm", "matmul", "layer_norm"})
 
 
 def _leaves(name: str, shape: tuple[int, ...]) -> np.ndarray:

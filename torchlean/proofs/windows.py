@@ -157,6 +157,10 @@ class TM:
         return Term("sqrt", a)
 
     @staticmethod
+    def exp(a: Any) -> Term:
+        return Term("exp", a)
+
+    @staticmethod
     def const(v: Any) -> Term:
         return const(v)
 
