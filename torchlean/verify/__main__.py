@@ -46,7 +46,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     _cli.check_writable(args.cert, "--cert")
     _cli.check_writable(args.result, "--result")
-    net, target, spec = load_instance(args.net, args.prop)
+    # (a wide network goes to the table either way: ``chain_target``; it is then read only once)
+    net, target, spec = load_instance(args.net, args.prop,
+                                      wide_on_table=args.engine == "table" and args.method == "crown")
     # the deadline counts from the start of the command (loading a deep network takes seconds)
     left = args.timeout - (time.monotonic() - START[0])
     if left <= 0:  # loading used the whole budget: still a VNN-COMP answer, in --result too

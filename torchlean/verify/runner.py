@@ -125,7 +125,8 @@ def run_instance(
     from .bab import checked_model, verify
     from .table import chain_graph, chain_target, load_instance
 
-    net, target, spec = load_instance(net_path, prop_path)
+    net, target, spec = load_instance(net_path, prop_path,
+                                      wide_on_table=engine == "table" and method == "crown")
     bg = None
     if target is None:  # a ReLU chain too wide to split its inputs: ReLU splits on the table
         target = chain_target(net, net_path, engine, method)

@@ -12,7 +12,6 @@ Nothing here computes a bound itself: the search adds heuristics on top of these
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -74,19 +73,25 @@ def load_target(path: str, why: Exception) -> Target:
         raise InputError(f"{why}; bound table: {e}") from None
 
 
-def chain_graph(net_path: Any) -> Any:
+def chain_graph(net_path: Any, graph: Graph | None = None) -> Any:
     """The bound table's graph of a network file that is a ReLU chain (``lower.lower`` of its IR):
     what ``bab.verify(..., bg=)`` searches on and its certificates are checked against. The same
     object for the same unchanged file (path, size and modification time), so the properties of
-    one network share its float conversion (``fast_engine.compiled``, cached per graph object)."""
+    one network share its float conversion (``fast_engine.compiled``, cached per graph object).
+    ``graph``: the file's spec graph when the caller already read it (it is not read again)."""
     import os
 
     path = os.path.realpath(str(net_path))
     try:
         st = os.stat(path)
     except OSError:  # (the reader's one-line error)
-        return _chain_graph.__wrapped__(str(net_path), 0, 0)
-    return _chain_graph(path, st.st_size, st.st_mtime_ns)
+        return _lower_file(str(net_path), graph)
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _LOWERED:
+        while len(_LOWERED) >= 8:  # (a few networks per process: a benchmark list's)
+            del _LOWERED[next(iter(_LOWERED))]
+        _LOWERED[key] = _lower_file(path, graph)
+    return _LOWERED[key]
 
 
 def chain_target(net: Net, net_path: Any, engine: str = "table", method: str = "crown") -> Target | None:
@@ -103,34 +108,56 @@ def chain_target(net: Net, net_path: Any, engine: str = "table", method: str = "
     return graph_target(net_path)
 
 
-def graph_target(net_path: Any) -> Target:
-    """A ReLU chain's file as a bound-table target (its ``chain_graph`` and the runtime executor)."""
+def graph_target(net_path: Any, graph: Graph | None = None) -> Target:
+    """A ReLU chain's file as a bound-table target (its ``chain_graph`` and the runtime executor;
+    ``graph``: the file's spec graph if already read)."""
     from .network import load_graph
 
-    graph = load_graph(str(net_path))
-    return Target(graph, GraphExec(graph), bg=chain_graph(net_path))
+    graph = graph if graph is not None else load_graph(str(net_path))
+    return Target(graph, GraphExec(graph), bg=chain_graph(net_path, graph))
 
 
-@functools.lru_cache(maxsize=8)
-def _chain_graph(path: str, size: int, mtime_ns: int) -> Any:
+#: ``chain_graph``'s lowered graphs by (real path, size, mtime), oldest first
+_LOWERED: dict[tuple[str, int, int], Any] = {}
+
+
+def _lower_file(path: str, graph: Graph | None) -> Any:
     from .network import load_graph
 
-    return lower.lower(load_graph(path).to_dict())
+    return lower.lower((graph if graph is not None else load_graph(path)).to_dict())
 
 
-def load_instance(net_path: Any, prop_path: Any) -> tuple[Any, Target | None, Spec]:
+def load_instance(net_path: Any, prop_path: Any, wide_on_table: bool = False
+                  ) -> tuple[Any, Target | None, Spec]:
     """(chain, None, spec) for a ReLU chain, (None, target, spec) for any other network the bound
     table lowers; InputError (one line) when neither reads it or the sizes of network and
-    property disagree."""
-    from .network import InputError, load_net, load_spec
+    property disagree. ``wide_on_table``: a network with more inputs than the general search
+    splits (``general.INPUT_SPLIT_MAX``) comes back as its bound-table target whether it is a
+    chain or not, the target ``chain_target`` would give a chain (the caller searches it on the
+    table with CROWN): the file is read once and the chain's exact decoding, which that search
+    never uses, is skipped (about 2 s of a mnistfc instance's start-up)."""
+    from .general import INPUT_SPLIT_MAX
+    from .network import InputError, load_graph, load_net, load_spec
 
     spec = load_spec(prop_path)
-    try:
-        net, t = load_net(net_path), None
-        n_in, n_out = net.n_in, net.n_out
-    except InputError as e:  # not a ReLU chain
-        net, t = None, load_target(str(net_path), e)
+    net, t = None, None
+    if wide_on_table:
+        graph = load_graph(str(net_path))
+        ex = GraphExec(graph)
+        if ex.n_in > INPUT_SPLIT_MAX:
+            try:
+                t = Target(graph, ex, bg=chain_graph(net_path, graph))
+            except (Unsupported, ValueError):
+                t = None  # (the reader below gives its one-line refusal)
+    if t is not None:
         n_in, n_out = t.ex.n_in, t.ex.n_out
+    else:
+        try:
+            net = load_net(net_path)
+            n_in, n_out = net.n_in, net.n_out
+        except InputError as e:  # not a ReLU chain
+            net, t = None, load_target(str(net_path), e)
+            n_in, n_out = t.ex.n_in, t.ex.n_out
     if spec.n_in != n_in or spec.n_out != n_out:
         raise InputError(f"{prop_path}: property has {spec.n_in} inputs/{spec.n_out} outputs, "
                          f"network {n_in}/{n_out}")
