@@ -1,0 +1,150 @@
+"""The mnistfc speed-ups of issue 15 change no result: the lowering's dense-layer fast path gives
+the same forms as the general path, a wide network read once gives the same bound graph as the
+chain reader's route, the α back-substitution's cached node matrices give the same bounds, and the
+ReLU-split search attacks only the disjuncts the root bound leaves open (a disjunct it refutes has
+no counterexample), from every open disjunct's root minimisers."""
+
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from torchlean.certificates import bound_graph, lower
+from torchlean.certificates import fast_engine as fe
+from torchlean.certificates.bound_graph import Aff, _dyadic_lin, _lin, _unit_lin
+from torchlean.certificates.fast_functions import FAST
+from torchlean.certificates.property import Region
+from torchlean.verify import alpha, graph_relu
+from torchlean.verify.network import load_graph, load_net, load_spec
+from torchlean.verify.table import chain_graph, chain_target, load_instance
+
+DATA = Path(__file__).parent / "data" / "vnncomp2021"
+MNIST = DATA / "mnistfc" / "mnist-net_256x2.onnx"
+
+
+def _generic(terms):
+    """``_lin``'s loop without its fast paths (the reference)."""
+    c, t = Fraction(0), {}
+    for q, e in terms:
+        if type(e) is not Aff:
+            c += q * e
+            continue
+        c += q * e.c
+        for v, a in e.t.items():
+            t[v] = t.get(v, Fraction(0)) + q * a
+    t = {v: r for v, r in t.items() if r}
+    return Aff(t, c) if t else c
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, Aff) != isinstance(b, Aff):
+        return False
+    if not isinstance(a, Aff):
+        return a == b
+    return a.c == b.c and list(a.t.items()) == list(b.t.items())
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_unit_lin_is_the_general_sum(seed):
+    rng = random.Random(seed)
+    n = rng.randint(5, 12)
+    vs = rng.sample(range(50), n)
+    kind = seed % 5
+    terms = []
+    for i, v in enumerate(vs):
+        q = Fraction(rng.choice([0, 0, 1, -3, 5])) / (2 ** rng.randint(0, 30))
+        if kind == 1 and i == 0:
+            q = Fraction(1, 3)  # a non-dyadic weight
+        e = Aff({v: Fraction(1)}, Fraction(0))
+        if kind == 2 and i == 1:
+            e = Aff({vs[0]: Fraction(1)}, Fraction(0))  # a repeated variable: must merge
+        if kind == 3 and i == 2:
+            e = Aff({v: Fraction(2)}, Fraction(0))  # not a unit coefficient
+        if kind == 4 and i == 3:
+            e = Aff({v: Fraction(1)}, Fraction(1, 4))  # a constant
+        terms.append((q, e))
+    want = _generic(terms)
+    got = _lin(terms)
+    assert _same(got, want) or (not isinstance(got, Aff) and got == want)
+    fast = _unit_lin(terms)
+    if kind in (2, 3, 4):
+        assert fast is None
+    else:
+        assert fast is not None and _same(fast, want)
+        slow = _dyadic_lin(terms)
+        assert slow is None or _same(slow, fast)
+
+
+def test_lowering_with_and_without_the_fast_path_is_the_same_graph(monkeypatch):
+    ir = load_graph(MNIST).to_dict()
+    fp = lower.fingerprint(lower.lower(ir))
+    monkeypatch.setattr(bound_graph, "_unit_lin", lambda terms: None)
+    assert lower.fingerprint(lower.lower(ir)) == fp
+
+
+def test_wide_network_read_once_is_the_chain_targets_graph():
+    prop = DATA / "mnistfc" / "prop_2_0.03.vnnlib"
+    net, t, spec = load_instance(MNIST, prop, wide_on_table=True)
+    assert net is None and t is not None and t.ex.n_in == 784 and spec == load_spec(prop)
+    via_chain = chain_target(load_net(MNIST), MNIST)
+    assert lower.fingerprint(t.bg) == lower.fingerprint(via_chain.bg)
+    assert t.bg is chain_graph(MNIST)  # the one cached graph
+    acas = DATA / "acasxu" / "ACASXU_run2a_1_1_batch_2000.onnx"
+    props = sorted((DATA / "acasxu").glob("*.vnnlib"))
+    net, t, _ = load_instance(acas, props[0], wide_on_table=True)
+    assert net is not None and t is None  # 5 inputs: the chain, as without the option
+
+
+def test_cached_node_matrices_give_the_same_bounds():
+    bg = chain_graph(MNIST)
+    spec = load_spec(DATA / "mnistfc" / "prop_0_0.03.vnnlib")
+    r = spec.regions[0]
+    box = fe.boxes([r.lo], [r.hi])
+    st = fe.forward(fe.compiled(bg), *box, "crown")
+    dj = graph_relu.Disjunct(bg, r, 0)
+    alpha._NODE_CACHE.pop(id(bg), None)
+    bs1 = alpha.Backsub.from_fast(bg, fe.compiled(bg), st, FAST)
+    v1, _ = bs1.bound(dj.lam0, dj.c0, bs1.default_slopes(dj.lam0.shape[0]))
+    bs2 = alpha.Backsub.from_fast(bg, fe.compiled(bg), st, FAST)  # from the cache
+    assert bs2.ops[0]["A"] is bs1.ops[0]["A"]
+    v2, _ = bs2.bound(dj.lam0, dj.c0, bs2.default_slopes(dj.lam0.shape[0]))
+    assert np.array_equal(v1, v2)
+    fresh = alpha._sparse(bg.nodes[bs1.ops[0]["k"]].args, bg.n_vars)
+    assert np.array_equal(fresh[1], bs1.ops[0]["c"])
+
+
+def test_relu_search_attacks_only_the_open_disjuncts():
+    """prop_0_0.03 of mnistfc 256x2: root CROWN refutes some of the nine "another class wins"
+    disjuncts, not all; the attack calls see only the others, and the root-corner call gets one
+    start per row of each of them."""
+    bg = chain_graph(MNIST)
+    spec = load_spec(DATA / "mnistfc" / "prop_0_0.03.vnnlib")
+    region = spec.regions[0]
+    st = fe.forward(fe.compiled(bg), *fe.boxes([region.lo], [region.hi]), "crown")
+    open_ = [j for j in range(len(region.disjuncts))
+             if not (fe.bound_forms(st, graph_relu.Disjunct(bg, region, j).F)[0] > 0).any()]
+    assert 0 < len(open_) < len(region.disjuncts)
+    calls = []
+
+    def attack(until, starts=None, sub=None, pre=False):
+        calls.append((starts, sub, pre))
+        return None
+
+    stats: dict = {}
+    import time
+
+    out = graph_relu.bab_region(bg, region, time.perf_counter() + 60, stats, attack)
+    assert isinstance(out, dict) and len(out["per_disjunct"]) == len(region.disjuncts)
+    pre = [c for c in calls if c[2]]
+    assert len(pre) == 1 and pre[0][0] is None
+    want = tuple(region.disjuncts[j] for j in open_)
+    assert isinstance(pre[0][1], Region) and pre[0][1].disjuncts == want
+    corner = calls[1]
+    assert corner[1].disjuncts == want and not corner[2]
+    assert corner[0].shape == (len(open_), 784)  # one row per single-atom disjunct
+    lo, hi = fe.boxes([region.lo], [region.hi])  # (the float box, rounded outward)
+    assert ((corner[0] == lo) | (corner[0] == hi)).all()  # box corners
