@@ -197,6 +197,7 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
     tree = SplitTree()
     queue: list[tuple[int, Phases]] = [(0, {})]
     last_dt, began = 0.0, time.perf_counter()
+    minimisers: np.ndarray | None = None  # the last batch's open subproblems' bound minimisers
     while queue:
         start = time.perf_counter()
         if start + last_dt > deadline:
@@ -205,7 +206,10 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
         # of 0.1 s once cost as much as the whole proof of an easy disjunct)
         allowed = ATTACK_SHARE * (start - began) - stats.get("attack_s", 0.0)
         if attack is not None and allowed > 0.05:
-            x = attack(min(deadline, start + min(1.0, allowed)), None)
+            if minimisers is not None:  # PGD on this disjunct from where the open bounds point
+                x, minimisers = attack(min(deadline, start + min(1.0, allowed)), minimisers, dj.region), None
+            else:  # and every other call restarts from random points of the whole property
+                x = attack(min(deadline, start + min(1.0, allowed)), None)
             stats["attack_s"] = stats.get("attack_s", 0.0) + time.perf_counter() - start
             if x is not None:
                 return x
@@ -228,6 +232,9 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
             bs = alpha.Backsub.from_fast(bg, fg, st, FAST)
             val, a, beta, lam = _optimise(bs, dj, relus, st, paths, steps, deadline)
             best_r = val.argmax(1)
+            if attack is not None and (~done).any():  # (bs.coef: the last bound's input coefficients)
+                coef = bs.coef[np.arange(B), best_r, :bg.n_in][~done]
+                minimisers = leaf_minimisers(blo[~done], bhi[~done], coef)
             for k in relus:  # BaBSR: what the best row pays for the element's upper line
                 score[k] = score[k] * np.abs(np.minimum(lam[k][np.arange(B), best_r], 0.0))
             cands = []
@@ -278,12 +285,17 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
     box = fe.boxes([region.lo], [region.hi])
     st = fe.forward(fe.compiled(bg), *box, "crown")
     trees: list[Any] = []
+    root = []
     for j in range(len(region.disjuncts)):
         dj = Disjunct(bg, region, j)
         lb = fe.bound_forms(st, dj.F)[0]
         r = int(lb.argmax())
+        root.append(float(lb[r]))
         trees.append([["leaf", [[choice(dj.names[r]), threshold(lb[r])]]]] if lb[r] > EPS else None)
-    open_ = [j for j, tr in enumerate(trees) if tr is None]
+    # the open disjuncts, loosest root bound first: an unsat region needs every one proved (the
+    # order changes only when the time is spent), while a counterexample is likelier where the
+    # bound is furthest below 0, and a search that proves the others first may never get there
+    open_ = sorted((j for j, tr in enumerate(trees) if tr is None), key=lambda j: root[j])
     if attack is not None and open_:  # a disjunct the root bound refutes has no counterexample
         sub = Region(region.lo, region.hi, tuple(region.disjuncts[j] for j in open_), region.lo_strict,
                      region.hi_strict)
