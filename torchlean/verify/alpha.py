@@ -60,6 +60,30 @@ def _sparse(forms: list[Any], n: int) -> tuple[Any, np.ndarray]:
     return _Mat(len(forms), n, rows[order], cols[order], vals[order]), np.array([float(f.c) for f in forms])
 
 
+#: per bound graph (kept alive with its entry, as ``fast_engine.compiled``): node k's argument
+#: matrices, converted from exact forms once; a search builds a ``Backsub`` every batch, and the
+#: conversion of a 784x256 layer's Fractions cost 0.1-0.2 s each time (mnistfc)
+_NODE_CACHE: dict[int, tuple[Any, dict[Any, Any]]] = {}
+
+
+def _node_mats(bg: Any, k: int, what: str) -> Any:
+    """Node k's argument forms as float matrices (``what``: "fn" sparse, "mul" the x and w
+    forms dense, "max" every member dense), cached per graph object; read-only."""
+    if id(bg) not in _NODE_CACHE or _NODE_CACHE[id(bg)][0] is not bg:
+        _NODE_CACHE[id(bg)] = (bg, {})
+    memo = _NODE_CACHE[id(bg)][1]
+    if (k, what) not in memo:
+        node = bg.nodes[k]
+        if what == "fn":
+            memo[k, what] = _sparse(node.args, bg.n_vars)
+        elif what == "mul":
+            memo[k, what] = (_dense([x for x, _ in node.args], bg.n_vars),
+                             _dense([w for _, w in node.args], bg.n_vars))
+        else:
+            memo[k, what] = _dense([f for g in node.args for f in g], bg.n_vars)
+    return memo[k, what]
+
+
 def _lmul(A: Any, Y: np.ndarray) -> np.ndarray:
     """Y (..., R) @ A (R, n) -> (..., n)."""
     return A.lmul(Y.reshape(-1, Y.shape[-1])).reshape(*Y.shape[:-1], A.shape[1])
@@ -94,20 +118,18 @@ class Backsub:
             op: dict[str, Any] = {"k": k, "kind": node.kind, "blk": blk}
             al, au = (np.asarray(v, float)[:, None, :] for v in args[k])  # (B, 1, R_k)
             if node.kind == "fn":
-                op["A"], op["c"] = _sparse(node.args, self.n)
+                op["A"], op["c"] = _node_mats(bg, k, "fn")
                 op["l"], op["u"] = al, au
                 op["row"], op["attrs"] = fast_rows[node.fn], dict(node.attrs)
                 dl, du = op["row"].default_slopes(al, au, **op["attrs"])
                 op["dl"], op["du"] = (np.broadcast_to(np.asarray(v, float), al.shape) for v in (dl, du))
             elif node.kind == "mul":
                 m = node.size
-                op["Ax"], op["cx"] = _dense([x for x, _ in node.args], self.n)
-                op["Aw"], op["cw"] = _dense([w for _, w in node.args], self.n)
+                (op["Ax"], op["cx"]), (op["Aw"], op["cw"]) = _node_mats(bg, k, "mul")
                 op["lx"], op["ux"], op["lw"], op["uw"] = al[..., :m], au[..., :m], al[..., m:], au[..., m:]
             else:  # max: lower = the member with the largest lower bound; upper = the constant max
                 idx = groups[k]  # (size, G)
-                flat = [f for g in node.args for f in g]
-                Am, cm = _dense(flat, self.n)
+                Am, cm = _node_mats(bg, k, "max")
                 ml = np.where(idx >= 0, al[:, 0][:, idx], -np.inf)  # (B, size, G)
                 mu = np.where(idx >= 0, au[:, 0][:, idx], -np.inf)
                 j = ml.argmax(2)

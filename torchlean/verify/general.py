@@ -40,9 +40,9 @@ INPUT_SPLIT_MAX = 64
 RELU_ATTACK_SHARE = 0.1
 
 #: (region, deadline, stats, attack) -> the region's certificate entry by ReLU splits, a confirmed
-#: counterexample the attack ((until, extra starts) -> point or None) found, or None
+#: counterexample the attack ((until, extra starts, sub-region) -> point or None) found, or None
 #: (``graph_relu.bab_region``)
-ReluSplit = Callable[[Region, float, dict[str, Any], Callable[[float], Any]], Any]
+ReluSplit = Callable[[Region, float, dict[str, Any], Callable[..., Any]], Any]
 
 #: (lo (1, n), hi (1, n), C, d) -> (lower bounds (R,) of C·y - d with optimised slopes, per row the
 #: leaf-proof slope entries) or None; ``table.alpha_leaf`` bound to a target
@@ -205,29 +205,46 @@ def solve(
     deadline = t0 + timeout
     stats = {} if stats is None else stats
     stats.update(boxes=0, leaves=0)
-    x = attack.search(ex, spec, confirm, seed=seed, extra_starts=extra_starts, rounds=1,
-                            deadline=t0 + max(1.0, 0.1 * timeout))
-    if x is not None:
-        stats["time"] = time.perf_counter() - t0
-        return "sat", x, stats
+    wide = ex.n_in > (INPUT_SPLIT_MAX if relu_above is None else relu_above)
+    relu_first = relu_split is not None and wide and relu_only
+    pre_s = max(1.0, 0.1 * timeout)  # the attack before the proof search
+    if not relu_first:  # (else the ReLU-split search runs it once the root bounds are known)
+        x = attack.search(ex, spec, confirm, seed=seed, extra_starts=extra_starts, rounds=1,
+                          deadline=t0 + pre_s)
+        if x is not None:
+            stats["time"] = time.perf_counter() - t0
+            return "sat", x, stats
     trees = []
     if ex.n_in > INPUT_SPLIT_MAX:  # splitting thousands of inputs is hopeless: bound the root only
         max_splits = 0
     else:  # α-CROWN costs tens of CROWN passes: on few inputs splitting is cheaper (bench/README.md)
         alpha_leaf = None
-    wide = ex.n_in > (INPUT_SPLIT_MAX if relu_above is None else relu_above)
     for region in spec.regions:
-        relu_first = relu_split is not None and wide and relu_only
         out = None if relu_first else bab_region(bounder, ex, region, confirm, deadline, stats,
                                                  max_splits=max_splits, alpha_leaf=alpha_leaf)
         if out is None and relu_split is not None and wide:
             # hidden-neuron splits (graph_relu), leaving a share of the time to the attack
             left = deadline - time.perf_counter()
-            seeds = iter(range(seed + 2, seed + 10**6))
+            seeds = iter(range(seed + 2, seed + 10**4))
 
-            def hunt(until: float, starts: np.ndarray | None, seeds: Any = seeds) -> list[Fraction] | None:
-                return attack.search(ex, spec, confirm, seed=next(seeds), rounds=1, deadline=until,
-                                     extra_starts=starts)
+            def hunt(until: float, starts: np.ndarray | None = None, sub: Region | None = None,
+                     pre: bool = False, seeds: Any = seeds) -> list[Fraction] | None:
+                """The attack until ``until`` on the sub-region ``sub`` (the disjuncts the root
+                bounds leave open: a disjunct they refute has no counterexample) if given. With
+                ``starts``: PGD from those points only (the root bound's minimisers), a short
+                call. ``pre``: the attack before the proof search, on the disjuncts left open;
+                it runs here only for a relu-first search (with the seed, extra starts and budget
+                of the pre-search above); the other searches ran that on the whole property."""
+                where = spec if sub is None else Spec(spec.n_in, spec.n_out, (sub,))
+                if pre:
+                    if not relu_first:
+                        return None
+                    return attack.search(ex, where, confirm, seed=seed, extra_starts=extra_starts, rounds=1,
+                                         deadline=max(until, t0 + pre_s))
+                if starts is not None:
+                    return attack.search(ex, where, confirm, seed=next(seeds), rounds=1, deadline=until,
+                                         samples=0, starts=0, corners=0, extra_starts=starts)
+                return attack.search(ex, where, confirm, seed=next(seeds), rounds=1, deadline=until)
 
             out = relu_split(region, time.perf_counter() + (1 - RELU_ATTACK_SHARE) * left, stats, hunt)
         if out is None:

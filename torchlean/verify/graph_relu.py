@@ -174,9 +174,11 @@ def _engine_bounds(bg: Any, st: Any, dj: Disjunct, cands: list[tuple[int, int, d
     return [float(low[b, c]) for c, (b, *_) in enumerate(cands)]
 
 
-#: (until, starts) -> a confirmed counterexample or None; starts: points (P, n_in) to try and start
-#: PGD from first, or None
-Attack = Callable[[float, "np.ndarray | None"], "list[Fraction] | None"]
+#: (until, starts, sub, pre) -> a confirmed counterexample or None; starts: points (P, n_in) to
+#: start PGD from (only those), or None; sub: the sub-region to attack (the disjuncts the root
+#: bounds leave open), or None for the whole property; pre: the attack before the proof search
+#: (``general.solve``'s hunt)
+Attack = Callable[..., "list[Fraction] | None"]
 
 
 def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[str, Any],
@@ -195,12 +197,19 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
     tree = SplitTree()
     queue: list[tuple[int, Phases]] = [(0, {})]
     last_dt, began = 0.0, time.perf_counter()
+    minimisers: np.ndarray | None = None  # the last batch's open subproblems' bound minimisers
     while queue:
         start = time.perf_counter()
         if start + last_dt > deadline:
             return None
-        if attack is not None and stats.get("attack_s", 0.0) < ATTACK_SHARE * (start - began):
-            x = attack(min(deadline, start + 1.0), None)
+        # (the call gets what is left of the share, at most 1 s: a 1-s call after a first batch
+        # of 0.1 s once cost as much as the whole proof of an easy disjunct)
+        allowed = ATTACK_SHARE * (start - began) - stats.get("attack_s", 0.0)
+        if attack is not None and allowed > 0.05:
+            if minimisers is not None:  # PGD on this disjunct from where the open bounds point
+                x, minimisers = attack(min(deadline, start + min(1.0, allowed)), minimisers, dj.region), None
+            else:  # and every other call restarts from random points of the whole property
+                x = attack(min(deadline, start + min(1.0, allowed)), None)
             stats["attack_s"] = stats.get("attack_s", 0.0) + time.perf_counter() - start
             if x is not None:
                 return x
@@ -223,6 +232,9 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
             bs = alpha.Backsub.from_fast(bg, fg, st, FAST)
             val, a, beta, lam = _optimise(bs, dj, relus, st, paths, steps, deadline)
             best_r = val.argmax(1)
+            if attack is not None and (~done).any():  # (bs.coef: the last bound's input coefficients)
+                coef = bs.coef[np.arange(B), best_r, :bg.n_in][~done]
+                minimisers = leaf_minimisers(blo[~done], bhi[~done], coef)
             for k in relus:  # BaBSR: what the best row pays for the element's upper line
                 score[k] = score[k] * np.abs(np.minimum(lam[k][np.arange(B), best_r], 0.0))
             cands = []
@@ -273,39 +285,57 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
     box = fe.boxes([region.lo], [region.hi])
     st = fe.forward(fe.compiled(bg), *box, "crown")
     trees: list[Any] = []
+    root = []
     for j in range(len(region.disjuncts)):
         dj = Disjunct(bg, region, j)
         lb = fe.bound_forms(st, dj.F)[0]
         r = int(lb.argmax())
+        root.append(float(lb[r]))
         trees.append([["leaf", [[choice(dj.names[r]), threshold(lb[r])]]]] if lb[r] > EPS else None)
-    for j in sorted(range(len(trees)), key=lambda j: trees[j] is not None):
+    # the open disjuncts, loosest root bound first: an unsat region needs every one proved (the
+    # order changes only when the time is spent), while a counterexample is likelier where the
+    # bound is furthest below 0, and a search that proves the others first may never get there
+    open_ = sorted((j for j, tr in enumerate(trees) if tr is None), key=lambda j: root[j])
+    if attack is not None and open_:  # a disjunct the root bound refutes has no counterexample
+        sub = Region(region.lo, region.hi, tuple(region.disjuncts[j] for j in open_), region.lo_strict,
+                     region.hi_strict)
+        x = attack(min(deadline, time.perf_counter() + 1.0), None, sub, True)
+        if x is not None:
+            return x
+        # then PGD from the root bound's own minimisers of every open disjunct at once (a point
+        # that minimises one disjunct's bound is often a start towards another's counterexample)
+        starts = root_corners(bg, st, [Disjunct(bg, region, j) for j in open_], box)
+        if starts is not None:
+            x = attack(min(deadline, time.perf_counter() + 1.0), starts, sub)
+            if x is not None:
+                return x
+    for j in open_:
         if trees[j] is None:
-            starts = root_corners(bg, st, Disjunct(bg, region, j), box) if attack is not None else None
-            if starts is not None:  # the root bound's own minimisers first (one attack call)
-                x = attack(min(deadline, time.perf_counter() + 1.0), starts)
-                if x is not None:
-                    return x
             trees[j] = bab_disjunct(bg, region, j, deadline, stats, box=box, attack=attack)
             if trees[j] is None or (trees[j] and isinstance(trees[j][0], Fraction)):
                 return trees[j]
     return {"per_disjunct": trees}
 
 
-def root_corners(bg: Any, st: Any, dj: Disjunct, box: Any) -> np.ndarray | None:
-    """Per row of the disjunct, the corner of the region's box that minimises the row's CROWN
-    lower bound (by the sign of its input coefficients, from the float back-substitution at the
-    root state ``st``): where the bound says a counterexample is likeliest. Such a corner can sit
-    where the float gradient is 0 (every ReLU dead around the box centre), which PGD cannot leave.
-    None when the graph is too large for the back-substitution's matrices (one box and a few rows:
-    ten times the batched optimisers' cap) or a row has no fast sibling."""
+def root_corners(bg: Any, st: Any, dj: Disjunct | list[Disjunct], box: Any) -> np.ndarray | None:
+    """Per row of the disjunct (or of each of a list of disjuncts, stacked), the corner of the
+    region's box that minimises the row's CROWN lower bound (by the sign of its input
+    coefficients, from the float back-substitution at the root state ``st``): where the bound
+    says a counterexample is likeliest. Such a corner can sit where the float gradient is 0
+    (every ReLU dead around the box centre), which PGD cannot leave. None when the graph is too
+    large for the back-substitution's matrices (one box and a few rows: ten times the batched
+    optimisers' cap) or a row has no fast sibling."""
     if alpha.dense_size(bg) > 10 * alpha.MAX_DENSE or any(
             n.kind == "fn" and n.fn not in FAST for n in bg.nodes):
         return None
     bs = alpha.Backsub.from_fast(bg, fe.compiled(bg), st, FAST)
-    R = dj.lam0.shape[0]
-    bs.bound(dj.lam0, dj.c0, bs.default_slopes(R))
     lo, hi = box
-    return leaf_minimisers(np.repeat(lo, R, 0), np.repeat(hi, R, 0), bs.coef[0][:, :bg.n_in])
+    out = []
+    for d in dj if isinstance(dj, list) else [dj]:
+        R = d.lam0.shape[0]
+        bs.bound(d.lam0, d.c0, bs.default_slopes(R))
+        out.append(leaf_minimisers(np.repeat(lo, R, 0), np.repeat(hi, R, 0), bs.coef[0][:, :bg.n_in]))
+    return np.concatenate(out) if out else None
 
 
 def relu_only(bg: Any) -> bool:
