@@ -230,30 +230,22 @@ class Lowerer:
 def _fold_fn(row: Any, name: str, x: Fraction, attrs: dict[str, Any]) -> tuple[Fraction, Fraction]:
     """A function of a constant: exact where rational, else a tight rational enclosure."""
     if name == "sqrt" and x >= 0:  # integer square roots: 2^-80 relative
-        k = 80
-        p, q = x.numerator, x.denominator
-        lo = Q(math.isqrt(p * q << (2 * k)), q << k)
-        hi = lo if lo * lo == x else lo + Q(1, q << k)
-        return lo, hi
+        return sqrt_bounds(x, 80)
     return row.value(x, **attrs)
 
 
-def sqrt_up(m: int, k: int = 52) -> Fraction:
-    """A dyadic rational >= sqrt(m) (m >= 0 an integer), exact when m is a square, else within
-    2^-k above: floor(sqrt(m·4^k)) + 1 over 2^k."""
-    r = math.isqrt(m)
-    if r * r == m:
-        return Q(r)
-    return Q(math.isqrt(m << (2 * k)) + 1, 1 << k)
+def sqrt_bounds(q: Fraction | int, k: int = 52) -> tuple[Fraction, Fraction]:
+    """Rationals lo <= sqrt(q) <= hi (q >= 0), equal when sqrt(q) is rational, else 1/(d·2^k)
+    apart: sqrt(p/d) = sqrt(p·d)/d, and floor(sqrt(p·d·4^k)) / (d·2^k) <= it, with equality
+    exactly when p·d is a square (p/d in lowest terms: sqrt(q) rational)."""
+    pd = q.numerator * q.denominator << (2 * k)
+    r, den = math.isqrt(pd), q.denominator << k
+    return Q(r, den), Q(r if r * r == pd else r + 1, den)
 
 
-def sqrt_up_q(q: Fraction, k: int = 52) -> Fraction:
-    """A rational >= sqrt(q), q >= 0: sqrt(p/d) = sqrt(p·d)/d <= (floor(sqrt(p·d·4^k)) + 1)/(d·2^k)."""
-    p, d = q.numerator, q.denominator
-    r = math.isqrt(p * d)
-    if r * r == p * d:
-        return Q(r, d)
-    return Q(math.isqrt((p * d) << (2 * k)) + 1, d << k)
+def sqrt_up(q: Fraction | int, k: int = 52) -> Fraction:
+    """A rational >= sqrt(q), q >= 0 (``sqrt_bounds``'s upper end)."""
+    return sqrt_bounds(q, k)[1]
 
 
 def within(lo: Any, hi: Any, c: Any) -> tuple[Any, Any]:

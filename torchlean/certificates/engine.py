@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
-from .bound_graph import refine_skips, sqrt_up_q, within
+from .bound_graph import refine_skips, sqrt_up, within
 from .core import Rejected, tick
 from .core import float_down as _down
 from .core import float_up as _up
@@ -100,7 +100,7 @@ class _State:
             if len(terms) < 2:
                 continue
             gl, gh = interval_affine(ZERO, ((q, (self.L[v], self.U[v])) for v, q in terms))
-            b = R * sqrt_up_q(sum((q * q for _, q in terms), ZERO))
+            b = R * sqrt_up(sum((q * q for _, q in terms), ZERO))
             lo += max(gl, -b) - gl
             hi += min(gh, b) - gh
         return lo, hi

@@ -34,7 +34,7 @@ H(v)_i f + v_i e4 (1 + d5) + e5 with f = (1 + te)(1 + d4)(1 + d5) / (sqrt(1 + r2
 on [0, 1]), U_lo = (1 - Te)(1 - u)^2 / ((1 + R2/2)(1 + Ts)) (sqrt(1 + R) <= 1 + R/2), T = max(U_hi
 - 1, 1 - U_lo); |H(v)_i| < sqrt(n) (||H(v)||_2^2 = n a/(a + eps) < n) and |H(v)_i| <= |y_i| + L dl.
 
-Every quantity is an exact rational; square roots are rounded the safe way (``sqrt_up_q`` above,
+Every quantity is an exact rational; square roots are rounded the safe way (``sqrt_up`` above,
 ``sqrt_down`` below). Preconditions (else ``normalise`` returns None and the column composes the
 operations one by one): eps > 0, el > 0, n exact in the format, R2, Ts, Te < 1.
 """
@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from .bound_graph import sqrt_up, sqrt_up_q, within
+from .bound_graph import sqrt_up, within
 from .errorctx import ONE, ZERO, Ctx, V
 from .functions import FUNCTIONS
 
@@ -51,8 +51,8 @@ Q = Fraction
 
 
 def sqrt_down(q: Fraction) -> Fraction:
-    """A rational <= sqrt(q), q >= 0: q / sqrt_up_q(q) (exact for squares of rationals)."""
-    return q / sqrt_up_q(q) if q > 0 else ZERO
+    """A rational <= sqrt(q), q >= 0: q / sqrt_up(q) (exact for squares of rationals)."""
+    return q / sqrt_up(q) if q > 0 else ZERO
 
 
 def var_floor(ranges: list[tuple[Fraction, Fraction]]) -> Fraction:
@@ -120,13 +120,13 @@ def normalise(ctx: Ctx, xc: list[V], var_lo: Fraction, eps: Fraction) -> list[V]
     U_lo = (1 - Te) * (1 - u) ** 2 / ((1 + h) * (1 + Ts))
     T = max(U_hi - 1, 1 - U_lo)
     # propagation: dl >= ||v - c||_2, L >= 1/s on the segment
-    dl = sqrt_up_q(sum((v.E * v.E for v in xc), ZERO))
-    rn, rinv = sqrt_up(n), sqrt_up_q(Q(1, n))  # >= sqrt(n), >= 1/sqrt(n)
+    dl = sqrt_up(sum((v.E * v.E for v in xc), ZERO))
+    rn, rinv = sqrt_up(n), sqrt_up(Q(1, n))  # >= sqrt(n), >= 1/sqrt(n)
     m = max(ZERO, sqrt_down(var_lo) - dl * rinv)
     L = 1 / sqrt_down(m * m + eps)
     # the real range of y_i = c_i r, r in [1/sqrt(var_hi + eps), 1/sqrt(var_lo + eps)], within +-c
     var_hi = sum((max(v.lo * v.lo, v.hi * v.hi) for v in xc), ZERO) / n
-    r_lo, r_hi = 1 / sqrt_up_q(var_hi + eps), 1 / sqrt_down(var_lo + eps)
+    r_lo, r_hi = 1 / sqrt_up(var_hi + eps), 1 / sqrt_down(var_lo + eps)
     cmax = sqrt_up(n - 1)
     out = []
     for v in xc:
