@@ -187,7 +187,7 @@ def test_root_corners_reach_a_counterexample_where_the_gradient_is_zero(tmp_path
     assert not g.any()  # no gradient to follow from the centre
     box = fe.boxes([region.lo], [region.hi])
     st = fe.forward(fe.compiled(tgt.bg), *box, "crown")
-    pts = graph_relu.root_corners(tgt.bg, st, graph_relu.Disjunct(tgt.bg, region, 0), box)
+    pts = graph_relu.root_corners(tgt.bg, st, [graph_relu.Disjunct(tgt.bg, region, 0)], box)
     assert pts is not None
     y = tgt.ex.forward(pts)
     assert (y[:, 0] >= 0.5).any()  # the bound's own minimiser is a counterexample

@@ -310,15 +310,14 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
             if x is not None:
                 return x
     for j in open_:
-        if trees[j] is None:
-            trees[j] = bab_disjunct(bg, region, j, deadline, stats, box=box, attack=attack)
-            if trees[j] is None or (trees[j] and isinstance(trees[j][0], Fraction)):
-                return trees[j]
+        trees[j] = bab_disjunct(bg, region, j, deadline, stats, box=box, attack=attack)
+        if trees[j] is None or (trees[j] and isinstance(trees[j][0], Fraction)):
+            return trees[j]
     return {"per_disjunct": trees}
 
 
-def root_corners(bg: Any, st: Any, dj: Disjunct | list[Disjunct], box: Any) -> np.ndarray | None:
-    """Per row of the disjunct (or of each of a list of disjuncts, stacked), the corner of the
+def root_corners(bg: Any, st: Any, djs: list[Disjunct], box: Any) -> np.ndarray | None:
+    """Per row of each disjunct (stacked), the corner of the
     region's box that minimises the row's CROWN lower bound (by the sign of its input
     coefficients, from the float back-substitution at the root state ``st``): where the bound
     says a counterexample is likeliest. Such a corner can sit where the float gradient is 0
@@ -331,7 +330,7 @@ def root_corners(bg: Any, st: Any, dj: Disjunct | list[Disjunct], box: Any) -> n
     bs = alpha.Backsub.from_fast(bg, fe.compiled(bg), st, FAST)
     lo, hi = box
     out = []
-    for d in dj if isinstance(dj, list) else [dj]:
+    for d in djs:
         R = d.lam0.shape[0]
         bs.bound(d.lam0, d.c0, bs.default_slopes(R))
         out.append(leaf_minimisers(np.repeat(lo, R, 0), np.repeat(hi, R, 0), bs.coef[0][:, :bg.n_in]))
