@@ -66,26 +66,22 @@ class FloatNet:
 
 def float_chain(bg: Any) -> FloatNet | None:
     """The float64 layers of a bound graph that is a ReLU chain (every node after the input a relu
-    node whose forms read only the node before it, the outputs reading the last one), or None."""
-    prev = bg.nodes[0]
+    node whose forms read only the node before it, the outputs reading the last one), or None.
+    The weights are the fast engine's float conversion of the exact forms (``fast_engine.compiled``,
+    each coefficient rounded to nearest, the same numbers ``float(q)`` gives), read as matrices:
+    the search needs that conversion anyway and a per-coefficient pass costs seconds on mnistfc."""
+    from ..certificates import fast_engine as fe
+
+    if not all(n.kind == "fn" and n.fn == "relu" for n in bg.nodes[1:]):
+        return None
+    fg = fe.compiled(bg)
     layers = []
-    for node in [*bg.nodes[1:], None]:
-        if node is not None and not (node.kind == "fn" and node.fn == "relu"):
-            return None
-        forms = node.args if node is not None else bg.outputs
-        W = np.zeros((len(forms), prev.size))
-        b = np.zeros(len(forms))
-        for i, f in enumerate(forms):
-            if not hasattr(f, "t"):  # (a constant output)
-                b[i] = float(f)
-                continue
-            for v, q in f.t.items():
-                if not prev.offset <= v < prev.offset + prev.size:
-                    return None  # reads an earlier node: not a chain
-                W[i, v - prev.offset] = float(q)
-            b[i] = float(f.c)
-        layers.append((W, b))
-        prev = node
+    for k, forms in enumerate([*fg.forms[1:], fg.out]):
+        prev = bg.nodes[k]  # (node k + 1's forms, or the outputs, must read node k only)
+        if any(p != k for p, *_ in forms.parents):
+            return None  # reads an earlier node: not a chain
+        W = forms.parents[0][1].take() if forms.parents else np.zeros((forms.R, prev.size))
+        layers.append((np.array(W, dtype=np.float64), np.array(forms.c, dtype=np.float64)))
     return FloatNet(layers)
 
 
