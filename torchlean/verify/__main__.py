@@ -24,7 +24,6 @@ from .._malloc import keep_freed_memory, loading
 from ..certificates.bound_graph import Unsupported
 from ..certificates.bounds import check_vnn, replay_mode
 from ..certificates.core import OutOfTime, Rejected, parse_json
-from ..certificates.float_vnn import KIND, check_vnn_float
 from ..certificates.property import PropertyError
 from ..pool import PoolError
 from .network import InputError
@@ -118,6 +117,8 @@ def _verify_float32(args: argparse.Namespace, target, spec, left: float) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from ..certificates.float_vnn import KIND, check_vnn_float
+
     try:
         cert = parse_json(read_input(args.cert, what="certificate"))
     except ValueError as e:
