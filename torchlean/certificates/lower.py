@@ -323,7 +323,15 @@ def _matmul(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
                 b0 = bi * k * m + j
                 out.append((xs, B[b0:b0 + k * m:m]))  # B[(bi·k + t)·m + j] for t < k
     if all(isinstance(w, Fraction) for _, ws in out for w in ws):  # (data by constant: the layers)
-        vals = [_lin(list(zip(ws, xs))) for xs, ws in out]
+        vals, row, pv = [], None, None
+        for xs, ws in out:
+            if xs is not row:  # (one row of A per i: its output columns share the list)
+                row, pv = xs, plain_vars(xs)
+            if pv is None:
+                vals.append(_lin(list(zip(ws, xs))))
+            else:  # distinct variables read directly (conv2d's case): the nonzero weights
+                t = {v: q for v, q in zip(pv, ws) if q}
+                vals.append(Aff(t) if t else Q(0))
     elif all(isinstance(x, Fraction) for xs, _ in out for x in xs):
         vals = [_lin([(w, x) if isinstance(w, Fraction) else (x, w) for x, w in zip(xs, ws)])
                 for xs, ws in out]
