@@ -25,6 +25,8 @@ from torchlean.verify import float_chain, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST = Path(__file__).parent / "data" / "vnncomp2021" / "test"
+#: a fresh interpreter on this tree (no bytecode written into it)
+ENV = {"PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1", "PATH": "", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def _prop(thr: float) -> str:
@@ -140,8 +142,7 @@ def test_float_chain_refuses_a_skip_connection():
 
 
 def _fresh(code: str) -> str:
-    env = {"PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1", "PATH": ""}
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
     assert p.returncode == 0, p.stderr
     return p.stdout.strip()
 
@@ -173,17 +174,17 @@ def test_verify_cli_after_the_loading_freeze(tmp_path):
     p = subprocess.run([sys.executable, "-m", "torchlean.verify", str(TEST / "test_unsat.onnx"),
                         str(TEST / "test_prop.vnnlib"), "--cert", str(cert), "-q"],
                        capture_output=True, text=True, timeout=120,
-                       env={"PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1", "PATH": ""})
+                       env=ENV)
     assert p.returncode == 0 and p.stdout.strip() == "unsat", p.stderr
     c = subprocess.run([sys.executable, "-m", "torchlean.verify", "check", str(cert),
                         str(TEST / "test_unsat.onnx"), str(TEST / "test_prop.vnnlib")],
                        capture_output=True, text=True, timeout=120,
-                       env={"PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1", "PATH": ""})
+                       env=ENV)
     assert c.returncode == 0 and c.stdout.startswith("accepted"), c.stdout + c.stderr
     other = subprocess.run([sys.executable, "-m", "torchlean.verify", "check", str(cert),
                             str(TEST / "test_sat.onnx"), str(TEST / "test_prop.vnnlib")],
                            capture_output=True, text=True, timeout=120,
-                           env={"PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1", "PATH": ""})
+                           env=ENV)
     assert other.returncode == 1 and "different network" in other.stdout
     from torchlean._malloc import loading
 

@@ -435,17 +435,18 @@ def _q(x: Fraction) -> str:
 def _aff_text(a: Aff, memo: dict[Any, Any] | None = None) -> str:
     """"v:n/d,...;n/d". ``memo``: each coefficient's ":n/d" by object id, for one ``fingerprint``
     call (a conv weight is one Fraction object shared by every output position: its text is
-    built once; ``_coef_text`` keeps the object alive so its id is not reused meanwhile)."""
+    built once; ``memo["keep"]`` keeps the object alive so its id is not reused meanwhile)."""
     memo = {} if memo is None else memo
-    get = memo.get
-    return ",".join([f"{v}{get(id(q)) or _coef_text(q, memo)}" for v, q in sorted(a.t.items())]
-                    ) + ";" + _q(a.c)
-
-
-def _coef_text(q: Fraction, memo: dict[int, Any]) -> str:
-    memo.setdefault("keep", []).append(q)
-    s = memo[id(q)] = f":{q.numerator}/{q.denominator}"
-    return s
+    get, keep = memo.get, memo.setdefault("keep", [])
+    parts = []
+    for v, q in sorted(a.t.items()):
+        s = get(id(q))
+        if s is None:
+            n, d = q.as_integer_ratio()  # (one call, not two properties; lowest terms, d > 0)
+            s = memo[id(q)] = f":{n}/{d}"
+            keep.append(q)
+        parts.append(f"{v}{s}")
+    return ",".join(parts) + ";" + _q(a.c)
 
 
 def fingerprint(bg: BoundGraph) -> str:
