@@ -34,10 +34,46 @@ def _decode_number(a: dict[str, Any]) -> tuple[tuple[int, ...], list[Fraction]]:
     if len(raw) != n * width:
         raise ValueError("constant byte length does not match its shape")
     vals = struct.unpack(f"<{n}{code}", raw)
+    if code == "q":
+        return shape, [Fraction(v) for v in vals]
+    if not all(map(math.isfinite, vals)):
+        raise Unsupported("non-finite weight")
+    return shape, exact_floats(vals)
+
+
+def _probe_slots() -> bool:
+    """Whether a Fraction built from its two stored fields equals the one the constructor makes
+    (``Fraction`` keeps numerator and denominator in the slots ``_numerator``/``_denominator``)."""
+    try:
+        for v in (0.0, -0.0, 1.5, -3.25e-300, 2.0**900, 0.1):
+            f = object.__new__(Fraction)
+            f._numerator, f._denominator = v.as_integer_ratio()
+            g = Fraction(v)
+            if not (f == g and hash(f) == hash(g) and f.numerator == g.numerator
+                    and f.denominator == g.denominator and str(f) == str(g)):
+                return False
+        return True
+    except (AttributeError, TypeError):
+        return False
+
+
+_SLOTS = _probe_slots()
+
+
+def exact_floats(vals: Any) -> list[Fraction]:
+    """``Fraction(v)`` for each finite float v: the exact rational it denotes. ``v.as_integer_ratio()``
+    is that rational in lowest terms with a positive denominator, which is Fraction's own normal
+    form, so the pair is stored as is (a third of the constructor's time on the 266k weights of an
+    mnistfc net, which re-checks types and reduces); the constructor where the slots differ."""
+    if not _SLOTS:
+        return [Fraction(v) for v in vals]
+    new, F, out = object.__new__, Fraction, []
+    push = out.append
     for v in vals:
-        if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
-            raise Unsupported("non-finite weight")
-    return shape, [Fraction(v) for v in vals]
+        f = new(F)
+        f._numerator, f._denominator = v.as_integer_ratio()
+        push(f)
+    return out
 
 
 def _size(shape: tuple[int, ...]) -> int:
@@ -123,6 +159,9 @@ class BoundGraph:
     outputs: list[Aff]
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
+    #: ``fingerprint``'s value, kept by it on first use (a graph is never changed once lowered):
+    #: the search's certificate and the checker's replay of it then hash the weights once
+    fp: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def n_in(self) -> int:
@@ -396,23 +435,27 @@ def _q(x: Fraction) -> str:
 def _aff_text(a: Aff, memo: dict[Any, Any] | None = None) -> str:
     """"v:n/d,...;n/d". ``memo``: each coefficient's ":n/d" by object id, for one ``fingerprint``
     call (a conv weight is one Fraction object shared by every output position: its text is
-    built once; ``_coef_text`` keeps the object alive so its id is not reused meanwhile)."""
+    built once; ``memo["keep"]`` keeps the object alive so its id is not reused meanwhile)."""
     memo = {} if memo is None else memo
-    get = memo.get
-    return ",".join([f"{v}{get(id(q)) or _coef_text(q, memo)}" for v, q in sorted(a.t.items())]
-                    ) + ";" + _q(a.c)
-
-
-def _coef_text(q: Fraction, memo: dict[int, Any]) -> str:
-    memo.setdefault("keep", []).append(q)
-    s = memo[id(q)] = f":{q.numerator}/{q.denominator}"
-    return s
+    get, keep = memo.get, memo.setdefault("keep", [])
+    parts = []
+    for v, q in sorted(a.t.items()):
+        s = get(id(q))
+        if s is None:
+            n, d = q.as_integer_ratio()  # (one call, not two properties; lowest terms, d > 0)
+            s = memo[id(q)] = f":{n}/{d}"
+            keep.append(q)
+        parts.append(f"{v}{s}")
+    return ",".join(parts) + ";" + _q(a.c)
 
 
 def fingerprint(bg: BoundGraph) -> str:
     """SHA-256 of an injective text encoding of the bound graph: per node its kind, size,
     function name and attrs (repr of sorted items), and every form / interval exactly; then the
-    outputs. Any changed weight, node or wiring changes it."""
+    outputs. Any changed weight, node or wiring changes it. Computed once per graph object (kept
+    in ``bg.fp``): only ``lower`` makes bound graphs and nothing changes one afterwards."""
+    if bg.fp is not None:
+        return bg.fp
     h = hashlib.sha256(f"torchlean-boundgraph/1 {bg.in_shape} {bg.out_shape}\n".encode())
     memo: dict[Any, Any] = {}
     for n in bg.nodes:
@@ -429,7 +472,8 @@ def fingerprint(bg: BoundGraph) -> str:
     h.update(b"out\n")
     for a in bg.outputs:
         h.update(_aff_text(a, memo).encode() + b"\n")
-    return h.hexdigest()
+    bg.fp = h.hexdigest()
+    return bg.fp
 
 
 #: functions whose rows' interval rule gives the exact range of f over [l, u] (monotone, or exact)

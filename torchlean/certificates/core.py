@@ -45,6 +45,19 @@ CHECKERS: dict[str, Callable[[dict[str, Any]], Verdict]] = {}
 
 CheckFn = Callable[[dict[str, Any]], Verdict]
 
+#: the modules whose import registers a checker (``checker``), loaded on the first ``check`` of a
+#: kind not yet registered
+CHECKER_MODULES = ("adjoint", "errorbound", "refute", "rounding", "tape", "terms", "windows", "bounds",
+                   "float_vnn")
+
+
+def load_checkers() -> None:
+    """Import every module that registers a certificate kind (once; later calls are free)."""
+    import importlib
+
+    for m in CHECKER_MODULES:
+        importlib.import_module(f"{__package__}.{m}")
+
 
 def checker(kind: str) -> Callable[[CheckFn], CheckFn]:
     def register(fn: CheckFn) -> CheckFn:
@@ -61,6 +74,9 @@ def check(cert: Any) -> Verdict:
     if not isinstance(cert, dict) or not isinstance(cert.get("kind"), str):
         return Verdict(False, reason="malformed certificate: no 'kind'")
     fn = CHECKERS.get(cert["kind"])
+    if fn is None:
+        load_checkers()
+        fn = CHECKERS.get(cert["kind"])
     if fn is None:
         return Verdict(False, reason=f"unknown certificate kind {cert['kind']!r}")
     return replay(fn, cert, what=f"{cert['kind']} certificate")

@@ -317,12 +317,22 @@ def _matmul(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     nb = _size(batch)
     for bi in range(nb):
         for i in range(p):
+            r0 = (bi * p + i) * k
+            xs = A[r0:r0 + k]  # A[(bi·p + i)·k + t] for t < k
             for j in range(m):
-                xs = [A[(bi * p + i) * k + t] for t in range(k)]
-                ws = [B[(bi * k + t) * m + j] for t in range(k)]
-                out.append((xs, ws))
-    if all(isinstance(w, Fraction) for _, ws in out for w in ws) or all(
-            isinstance(x, Fraction) for xs, _ in out for x in xs):
+                b0 = bi * k * m + j
+                out.append((xs, B[b0:b0 + k * m:m]))  # B[(bi·k + t)·m + j] for t < k
+    if all(isinstance(w, Fraction) for _, ws in out for w in ws):  # (data by constant: the layers)
+        vals, row, pv = [], None, None
+        for xs, ws in out:
+            if xs is not row:  # (one row of A per i: its output columns share the list)
+                row, pv = xs, plain_vars(xs)
+            if pv is None:
+                vals.append(_lin(list(zip(ws, xs))))
+            else:  # distinct variables read directly (conv2d's case): the nonzero weights
+                t = {v: q for v, q in zip(pv, ws) if q}
+                vals.append(Aff(t) if t else Q(0))
+    elif all(isinstance(x, Fraction) for xs, _ in out for x in xs):
         vals = [_lin([(w, x) if isinstance(w, Fraction) else (x, w) for x, w in zip(xs, ws)])
                 for xs, ws in out]
     else:  # data by data: one product per term

@@ -20,19 +20,23 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import sympy
 
-from .autograd import Case, exact_floats, rule_obligations
 from .obligation import Obligation, source
+
+if TYPE_CHECKING:  # (sympy and the autograd obligations are imported where used: ``import
+    # torchlean`` and the verifier do not need them, and sympy's import is ~0.15 s)
+    from .autograd import Case
 
 
 def _primitive(fn: Any, name: str, meaning: Callable[..., Any], cases: list[Case],
                vjp: Callable[..., Any] | None) -> None:
     @source(f"verified.primitive.{name}")
     def _obs() -> Iterator[Obligation]:
+        from .autograd import rule_obligations
+
         rule = vjp or getattr(fn, "vjp_rule", None) or getattr(fn, "vjp", None)
         if not callable(rule):
             raise TypeError(f"@verified primitive {name!r}: pass vjp=... (vjp(xp, g, out, *inputs))")
@@ -43,10 +47,13 @@ def _primitive(fn: Any, name: str, meaning: Callable[..., Any], cases: list[Case
 
 def _model_obligations(name: str, build: Callable[[], Any],
                        input_shape: tuple[int, ...]) -> Iterator[Obligation]:
+    import sympy
+
     from ..runtime.symbolic import symbols
     from ..runtime.tensor import Tensor
     from ..spec.primitives import PRIMITIVES
     from . import smt
+    from .autograd import exact_floats
 
     with exact_floats():
         model = build()
@@ -111,6 +118,8 @@ def verified(obj: Any = None, *, name: str | None = None, meaning: Callable[...,
     def register(target: Any) -> Any:
         label = name or getattr(target, "__name__", None) or type(target).__name__
         if meaning is not None:
+            from .autograd import Case
+
             cs = cases or [Case(tuple(tuple(s) for s in (shapes or [(1,)])))]
             _primitive(target, label, meaning, cs, vjp)
             return target

@@ -24,6 +24,12 @@ class Rule:
 
 RULES: dict[str, Rule] = {}
 
+#: rules whose VJP also takes ``want`` (one bool per input; default all True) and returns None for
+#: the inputs not wanted without computing them: a caller that differentiates with respect to the
+#: data only (the counterexample search's ``verify.executor``: constant weights) skips the weight
+#: gradient, about half of a matmul's or conv2d's backward. The default is the proved code path.
+WANTS_VJP = frozenset({"matmul", "conv2d"})
+
 
 def rule(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register the decorated function as the forward kernel of ``name``; its VJP via ``.vjp``."""

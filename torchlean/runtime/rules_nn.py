@@ -86,18 +86,20 @@ def conv2d(xp, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
 
 
 @conv2d.vjp
-def _(xp, g, out, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1):
+def _(xp, g, out, x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, want=(True, True)):
     k, s, p, d, ho, wo = _geometry(x, w.shape[2:], stride, padding, dilation)
     taps = _tap_slices(k, s, d, ho, wo)
-    cols = _cols(xp, _pad(xp, x, *p), taps, *k)
+    # (``rules.WANTS_VJP``: without w's cotangent the input's columns are not needed at all)
+    cols = _cols(xp, _pad(xp, x, *p), taps, *k) if want[1] else None
     gws, dcols = [], []
     for _, ci, oi in _groups_of(w, groups):
         gg = g[:, oi]  # (N, Og, Ho, Wo)
-        gws.append(xp.tensordot(gg, cols[:, ci], axes=((0, 2, 3), (0, 4, 5))))  # (Og, Cg, kh, kw)
+        if want[1]:
+            gws.append(xp.tensordot(gg, cols[:, ci], axes=((0, 2, 3), (0, 4, 5))))  # (Og, Cg, kh, kw)
         dc = xp.tensordot(gg, w[oi], axes=((1,), (0,)))  # (N, Ho, Wo, Cg, kh, kw)
         dcols.append(xp.transpose(dc, (0, 3, 4, 5, 1, 2)))
     dcol = dcols[0] if groups == 1 else xp.concatenate(dcols, axis=1)
-    gw = gws[0] if groups == 1 else xp.concatenate(gws, axis=0)
+    gw = None if not want[1] else gws[0] if groups == 1 else xp.concatenate(gws, axis=0)
     n, c, h, wd = x.shape
     gpad = xp.zeros((n, c, h + 2 * p[0], wd + 2 * p[1]), dtype=g.dtype)
     ab = [(a, b) for a in range(k[0]) for b in range(k[1])]

@@ -31,8 +31,10 @@ def column_major(x) -> bool:
 
 
 @matmul.vjp
-def _(xp, g, out, a, b):
-    ga = xp.matmul(g, xp.swapaxes(b, -1, -2))
+def _(xp, g, out, a, b, want=(True, True)):
+    ga = xp.matmul(g, xp.swapaxes(b, -1, -2)) if want[0] else None
+    if not want[1]:  # (``rules.WANTS_VJP``: b's cotangent not asked for)
+        return (None if ga is None else sum_to(xp, ga, a.shape)), None
     if column_major(b) and g.ndim == 2:
         # the same products as aᵀ·g, written in b's own layout: (gᵀ·a)ᵀ. For b = Wᵀ this makes
         # W's gradient contiguous like W, so the optimiser's update streams through memory
@@ -40,7 +42,7 @@ def _(xp, g, out, a, b):
         gb = xp.swapaxes(xp.matmul(xp.swapaxes(g, -1, -2), a), -1, -2)
     else:
         gb = xp.matmul(xp.swapaxes(a, -1, -2), g)
-    return sum_to(xp, ga, a.shape), sum_to(xp, gb, b.shape)
+    return (None if ga is None else sum_to(xp, ga, a.shape)), sum_to(xp, gb, b.shape)
 
 
 @rule("sum")

@@ -20,11 +20,10 @@ from typing import Any
 
 from .. import _cli
 from .._files import InputFileError, atomic_write_text, read_input
-from .._malloc import keep_freed_memory
+from .._malloc import keep_freed_memory, loading
 from ..certificates.bound_graph import Unsupported
 from ..certificates.bounds import check_vnn, replay_mode
 from ..certificates.core import OutOfTime, Rejected, parse_json
-from ..certificates.float_vnn import KIND, check_vnn_float
 from ..certificates.property import PropertyError
 from ..pool import PoolError
 from .network import InputError
@@ -45,7 +44,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     _cli.check_writable(args.cert, "--cert")
     _cli.check_writable(args.result, "--result")
-    target, spec = load_instance(args.net, args.prop)
+    with loading():
+        target, spec = load_instance(args.net, args.prop)
     # the deadline counts from the start of the command (loading a deep network takes seconds)
     left = args.timeout - (time.monotonic() - START[0])
     if left <= 0:  # loading used the whole budget: still a VNN-COMP answer, in --result too
@@ -117,11 +117,14 @@ def _verify_float32(args: argparse.Namespace, target, spec, left: float) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from ..certificates.float_vnn import KIND, check_vnn_float
+
     try:
         cert = parse_json(read_input(args.cert, what="certificate"))
     except ValueError as e:
         raise InputError(f"{args.cert}: {e}") from None
-    target, spec = load_instance(args.net, args.prop)
+    with loading():
+        target, spec = load_instance(args.net, args.prop)
     net = target.bg  # (a certificate for another network, or of the removed ReLU-chain format, is
     # refused by the checker's fingerprint test, with one line)
     t = time.perf_counter()

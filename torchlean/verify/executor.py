@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .. import runtime  # noqa: F401  (registers the kernels and VJP rules)
-from ..runtime.rules import RULES
+from ..runtime.rules import RULES, WANTS_VJP
 from ..spec.graph import Graph
 from ..spec.primitives import PRIMITIVES
 
@@ -139,7 +139,10 @@ class GraphExec:
                 g = cot.pop(out, None)
                 if g is None:
                     continue
-                grads = RULES[op].vjp(np, g, env[out], *(env[i] for i in ins), **self._attrs(op, attrs, b))
+                at = self._attrs(op, attrs, b)
+                if op in WANTS_VJP:  # (constant weights: their cotangents are never read)
+                    at = {**at, "want": tuple(i not in self.consts for i in ins)}
+                grads = RULES[op].vjp(np, g, env[out], *(env[i] for i in ins), **at)
                 for i, gi in zip(ins, grads):
                     if gi is None or i in self.consts:
                         continue

@@ -9,7 +9,6 @@ nothing it computes is a bound; the checker recomputes every claim from the grap
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,20 @@ class InputError(ValueError):
     """Bad user input (file missing, unsupported model or property); one line."""
 
 
-@dataclass
 class FloatNet:
-    """Affine layers (W, b) in float64 with a ReLU between consecutive ones."""
+    """Affine layers (W, b) in float64 with a ReLU between consecutive ones. ``layers`` may be
+    given as a function that makes them, called on first use: a chain searched by ReLU splitting
+    (mnistfc, collins) never reads them, and its dense copies are hundreds of MB on a conv net."""
 
-    layers: list[tuple[np.ndarray, np.ndarray]]
+    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]] | Callable[[], Any]):
+        self._layers = None if callable(layers) else layers
+        self._make = layers if callable(layers) else None
+
+    @property
+    def layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        if self._layers is None:
+            self._layers = self._make()
+        return self._layers
 
     @property
     def n_in(self) -> int:
@@ -66,26 +74,26 @@ class FloatNet:
 
 def float_chain(bg: Any) -> FloatNet | None:
     """The float64 layers of a bound graph that is a ReLU chain (every node after the input a relu
-    node whose forms read only the node before it, the outputs reading the last one), or None."""
-    prev = bg.nodes[0]
-    layers = []
-    for node in [*bg.nodes[1:], None]:
-        if node is not None and not (node.kind == "fn" and node.fn == "relu"):
-            return None
-        forms = node.args if node is not None else bg.outputs
-        W = np.zeros((len(forms), prev.size))
-        b = np.zeros(len(forms))
-        for i, f in enumerate(forms):
-            if not hasattr(f, "t"):  # (a constant output)
-                b[i] = float(f)
-                continue
-            for v, q in f.t.items():
-                if not prev.offset <= v < prev.offset + prev.size:
-                    return None  # reads an earlier node: not a chain
-                W[i, v - prev.offset] = float(q)
-            b[i] = float(f.c)
-        layers.append((W, b))
-        prev = node
+    node whose forms read only the node before it, the outputs reading the last one), or None.
+    The weights are the fast engine's float conversion of the exact forms (``fast_engine.compiled``,
+    each coefficient rounded to nearest, the same numbers ``float(q)`` gives), read as matrices:
+    the search needs that conversion anyway and a per-coefficient pass costs seconds on mnistfc."""
+    from ..certificates import fast_engine as fe
+
+    if not all(n.kind == "fn" and n.fn == "relu" for n in bg.nodes[1:]):
+        return None
+    fg = fe.compiled(bg)
+    parts = [*fg.forms[1:], fg.out]
+    if any(p != k for k, forms in enumerate(parts) for p, *_ in forms.parents):
+        return None  # some form reads an earlier node: not a chain
+
+    def layers() -> list[tuple[np.ndarray, np.ndarray]]:
+        out = []
+        for k, forms in enumerate(parts):  # (node k + 1's forms, or the outputs, read node k)
+            W = forms.parents[0][1].take() if forms.parents else np.zeros((forms.R, bg.nodes[k].size))
+            out.append((np.array(W, dtype=np.float64), np.array(forms.c, dtype=np.float64)))
+        return out
+
     return FloatNet(layers)
 
 

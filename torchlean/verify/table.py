@@ -212,19 +212,10 @@ def engine_name(t: Target, exact: bool = False) -> str:
     return "certificates.fast_engine (bound table, float64 rounded outward)"
 
 
-_FINGERPRINTS: dict[int, tuple[Any, str]] = {}
-
-
 def graph_fingerprint(bg: Any) -> str:
-    """``lower.fingerprint(bg)``, computed once per graph object the search certifies for (40 ms
-    on an ACAS Xu net, per instance otherwise). The search's copy only: the checker recomputes its
-    own from the graph it is given, so a stale entry could only make a certificate be rejected."""
-    hit = _FINGERPRINTS.get(id(bg))
-    if hit is None or hit[0] is not bg:
-        if len(_FINGERPRINTS) >= 16:
-            _FINGERPRINTS.clear()
-        hit = _FINGERPRINTS[id(bg)] = (bg, lower.fingerprint(bg))
-    return hit[1]
+    """``lower.fingerprint(bg)``: hashed once per graph object (``BoundGraph.fp``), so the search's
+    certificate and the checker's replay of it share one pass over the weights."""
+    return lower.fingerprint(bg)
 
 
 def network_id(t: Target) -> str:
