@@ -8,7 +8,7 @@ is projected sign-gradient descent (PGD) with restarts, per disjunct of the unsa
 float margin max_k (a_k·y - b_k) (<= 0: every atom of the disjunct holds):
 
 - ``search``: before the proof search, from the best of a random sample, random box corners, the
-  centre and any extra starts;
+  centre and any extra starts; on many inputs also from output-diversified starts (``odi``);
 - ``InSearch``: alongside branch and bound, every batch: the minimiser of each open box's linear
   lower bound (a box corner, by the sign of the bound's input coefficients) evaluated in float, and
   on an adaptive share of the search's time PGD from those corners and from random and corner
@@ -34,8 +34,11 @@ from ..certificates.property import Atom, Region, Spec
 
 Confirm = Callable[[list[Fraction]], bool]
 
-#: more inputs than this: ``search`` samples at most 4 random points per PGD start
+#: more inputs than this: ``search`` samples at most 4 random points per PGD start, and adds
+#: output-diversified starts (``odi``)
 HIGH_DIM = 64
+#: sign-gradient steps of ``odi`` (each one a forward and backward pass per start)
+ODI_STEPS = 4
 
 
 class Executor(Protocol):
@@ -194,6 +197,23 @@ def pgd(ex: Executor, A: Any, b: Any, z: np.ndarray, lo: np.ndarray, hi: np.ndar
     return best_z, best_v
 
 
+@np.errstate(invalid="ignore", over="ignore")
+def odi(ex: Executor, z: np.ndarray, lo: np.ndarray, hi: np.ndarray, rng: np.random.Generator,
+        steps: int = ODI_STEPS) -> np.ndarray:
+    """Output-diversified starts (ODI, Tashiro et al., NeurIPS 2020): from each row of z, ``steps``
+    sign-gradient ascent steps of w·f(x), of half the box's width (the paper's ε on an ε-ball),
+    for a random direction w in [-1, 1]^n_out per row. On many inputs, uniform random points of a small box
+    all give nearly the same output, and PGD from any of them falls into the same local minimum
+    of the margin (mnistfc 256x6 prop_3_0.05: 0.73 from every uniform or corner start); starts
+    spread out in *output* space reach other minima (there, a counterexample in the first round)."""
+    w = rng.uniform(-1.0, 1.0, (z.shape[0], ex.forward(z[:1]).shape[1]))
+    for _ in range(steps):
+        tick()
+        _, g = ex.value_and_grad(z, lambda y: -w)  # (of -w·y: ascend w·y)
+        z = np.clip(z - (hi - lo) / 2 * np.sign(g), lo, hi)
+    return z
+
+
 def _corners(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, n: int) -> np.ndarray:
     """n random corners of the box [lo, hi] (lo, hi (d,))."""
     return np.where(rng.integers(0, 2, (n, lo.size)).astype(bool), hi, lo)
@@ -242,6 +262,8 @@ def search(
                          urng.uniform(lo, hi, (starts, lo.size)), _corners(urng, lo, hi, corners)]
                 if r == 0 and extra_starts is not None:
                     picks.append(np.clip(extra_starts, lo, hi))
+                if lo.size > HIGH_DIM and starts:
+                    picks.append(odi(ex, urng.uniform(lo, hi, (starts, lo.size)), lo, hi, urng))
                 z, v = pgd(ex, A, b, np.concatenate(picks), lo, hi, steps=steps, decay=decay)
                 found = try_candidates(region, z, v, confirm)
                 if found is not None:
@@ -258,6 +280,10 @@ def search(
                         picks.append(np.clip(extra_starts, lo, hi))
                 else:
                     picks = [rng.uniform(lo, hi, (starts + corners, lo.size))]
+                if lo.size > HIGH_DIM and starts and len(region.disjuncts) == 1:
+                    # (several disjuncts: the run over all of them above had its diversified starts)
+                    orng = np.random.default_rng((seed, r, 1))
+                    picks.append(odi(ex, orng.uniform(lo, hi, (starts, lo.size)), lo, hi, orng))
                 z, v = pgd(ex, A, b, np.concatenate(picks), lo, hi, steps=steps, decay=decay)
                 found = try_candidates(region, z, v, confirm)
                 if found is not None:
