@@ -28,6 +28,7 @@ from typing import Any
 from . import engine, errorforms
 from .bound_graph import Aff, Lowerer, Tensor, Unsupported, sqrt_up
 from .core import Verdict, box_leaves, checker, digest, rational, require, tick
+from .enclosures import DomainError
 from .errorctx import ONE, ZERO, Ctx, V, _g, _up, slope_range
 from .errornorm import normalise, softmax_ratio, var_floor
 from .functions import FUNCTIONS
@@ -215,6 +216,10 @@ def _layer_norm(ctx: Ctx, ins: list[list[V]], shapes: list[tuple[int, ...]], at:
             out += [ctx.add(ctx.mul(y, w[i]), b[i], 1, rng[r * n + i]) for i, y in enumerate(ys)]
             continue
         var = ctx.div(ctx.lin([(ONE, ctx.mul(v, v)) for v in xc], ZERO, "dot"), nc)
+        # (eps 0 in the format: where var~ may be 0 the float run computes 1/sqrt(0) = inf)
+        require(eps.lo - eps.E > 0 or var.lo - var.E > 0,
+                f"layer_norm with eps {float(eps.lo):g} in {ctx.fmt.name}: the float variance can reach 0 "
+                "on this box (1/sqrt(0) = inf in the float run), so no finite error bound")
         # var~ >= 0 (a sum of squares), so var~ + eps~ >= fl(eps), as is the real var + eps
         sd = ctx.fn("sqrt", ctx.add(var, eps), _KERNEL, floor=eps.lo - eps.E)
         s0 = FUNCTIONS["sqrt"].value(eps.lo - eps.E)[0]  # sd~, sd >= sqrt(fl(eps)) less k ulp
@@ -269,6 +274,31 @@ COLUMN = sorted({*UNARY, *LINEAR, "div", "softmax", "log_softmax", "layer_norm",
 
 # -- the walk over the graph ----------------------------------------------------------------------
 
+#: how a statement's real ranges are computed: the exact engine's CROWN argument bounds or IBP,
+#: or "fast": exact IBP met per element with the fast engine's CROWN argument bounds (float64,
+#: outward; trusts the IEEE binary64 standard model, recorded in the verdict)
+RANGES = ("crown", "ibp", "fast")
+FAST_TRUST = "float64:ieee754-standard-model"
+
+
+def fast_ranges(bg: Any, box: list[tuple[Fraction, Fraction]]) -> dict[int, Any]:
+    """{node: (lows, highs)} of every nonlinear node's argument rows from ``fast_engine``'s CROWN
+    forward pass over the box (rounded outward to floats; non-finite ends as None), as
+    ``engine.forward``'s ``tight``. Recomputed by the checker, never read from a certificate."""
+    import math
+
+    from .fast_engine import boxes, compiled
+    from .fast_engine import forward as fast_forward  # numpy: only for these ranges
+
+    lo, hi = boxes([[a for a, _ in box]], [[b for _, b in box]])
+    fst = fast_forward(compiled(bg), lo, hi, "crown")
+
+    def side(v: Any) -> list[Fraction | None]:
+        return [Fraction(x) if math.isfinite(x) else None for x in v[0].tolist()]
+
+    return {k: (side(a[0]), side(a[1])) for k, a in enumerate(fst.arg) if a is not None}
+
+
 def model_id(ir: dict[str, Any]) -> str:
     """SHA-256 of the graph's canonical JSON (``Graph.fingerprint``)."""
     return hashlib.sha256(json.dumps(ir, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -286,13 +316,24 @@ def propagate(stmt: dict[str, Any]) -> list[list[Fraction]]:
     bg = lower(ir, env)
     require(len(box) == bg.n_in, f"box has {len(box)} intervals for {bg.n_in} inputs")
     method = stmt.get("ranges", "crown")
-    require(method in ("crown", "ibp"), f"unknown ranges {method!r}")
-    st = engine.forward(bg, [b[0] for b in box], [b[1] for b in box], method)
+    require(method in RANGES, f"unknown ranges {method!r}")
+    fast = method == "fast"
+    try:
+        st = engine.forward(bg, [b[0] for b in box], [b[1] for b in box], "ibp" if fast else method,
+                            tight=fast_ranges(bg, box) if fast else None)
+    except DomainError as e:  # (e.g. a layer_norm with eps 0 whose variance can reach 0 on the box)
+        raise DomainError(f"the real network is not defined everywhere on the box: {e}") from None
     known = {}
     for k, node in enumerate(bg.nodes):
         if node.kind == "fn":
             for a, b in zip(node.args, st.arg[k]):
                 known[id(a)] = b
+        elif fast and node.kind == "mul":  # (their CROWN bounds too; ``ranges`` meets them with IBP's)
+            for (a, w), (ba, bw) in zip(node.args, st.arg[k]):
+                known[id(a)], known[id(w)] = ba, bw
+        elif fast and node.kind == "max":
+            for g, bs in zip(node.args, st.arg[k]):
+                known.update((id(a), b) for a, b in zip(g, bs))
 
     ctx.nf = nf = errorforms.enabled(bg)
     forms = errorforms.linear_bounds(bg, st, box, engine.relaxation) if nf else []
@@ -303,7 +344,13 @@ def propagate(stmt: dict[str, Any]) -> list[list[Fraction]]:
             if not isinstance(e, Aff):
                 out.append((e, e))
                 continue
-            lo, hi = known.get(id(e)) or st.bounds(e)
+            if fast:  # the tighter of the two per end (both valid)
+                (lo, hi), kb = st.bounds(e), known.get(id(e))
+                if kb is not None:
+                    lo, hi = max(lo, kb[0]), min(hi, kb[1])
+                    lo = min(lo, hi)
+            else:
+                lo, hi = known.get(id(e)) or st.bounds(e)
             out.append((lo, hi, errorforms.magnitude(*errorforms.aff_forms(forms, e, nf), lo, hi))
                        if nf else (lo, hi))
         return out
@@ -362,7 +409,13 @@ def replay_leaf(stmt: dict[str, Any], steps: Any, eps: list[Fraction]) -> int:
 def check_errorbound(cert: dict[str, Any]) -> Verdict:
     stmt = cert["statement"]
     require(digest(stmt) == cert["digest"], "statement digest mismatch")
-    return Verdict(True, checked=replay_leaf(stmt, cert["steps"], [rational(x) for x in stmt["epsilon"]]))
+    return Verdict(True, checked=replay_leaf(stmt, cert["steps"], [rational(x) for x in stmt["epsilon"]]),
+                   trusted=_trusted(stmt))
+
+
+def _trusted(stmt: dict[str, Any]) -> dict[str, int]:
+    """What a replay of ``stmt`` rests on beyond exact arithmetic: fast ranges' float64 model."""
+    return {FAST_TRUST: 1} if stmt.get("ranges") == "fast" else {}
 
 
 @checker("errorbound-split")
@@ -379,4 +432,4 @@ def check_errorbound_split(cert: dict[str, Any]) -> Verdict:
                 "leaf box differs from the box its split path gives")
         leaf = dict(stmt, input_box=[[str(a), str(c)] for a, c in b])
         checked += replay_leaf(leaf, node["steps"], eps)
-    return Verdict(True, checked=checked)
+    return Verdict(True, checked=checked, trusted=_trusted(stmt))

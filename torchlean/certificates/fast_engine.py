@@ -147,17 +147,18 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
                 # batch gets the same bound when the checker replays it in another
                 need = (al[:, rows] < 0) & (au[:, rows] > 0)
                 up = -_crown_rows(st, k, rows, -1)
-                au[:, rows] = np.where(need, np.minimum(au[:, rows], up), au[:, rows])
+                au[:, rows] = np.where(need, np.fmin(au[:, rows], up), au[:, rows])
                 need &= au[:, rows] > 0
                 keep = need.any(0)
                 rows, need = rows[keep], need[:, keep]
                 if rows.size:
                     low = _crown_rows(st, k, rows, 1)
-                    al[:, rows] = np.where(need, np.maximum(al[:, rows], low), al[:, rows])
+                    al[:, rows] = np.where(need, np.fmax(al[:, rows], low), al[:, rows])
             elif rows.size:
                 low = _crown_rows(st, k, np.concatenate([rows, rows]), np.repeat([1, -1], rows.size))
-                al[:, rows] = np.maximum(al[:, rows], low[:, : rows.size])
-                au[:, rows] = np.minimum(au[:, rows], -low[:, rows.size:])
+                # (fmax/fmin: a NaN CROWN bound, inf - inf on the way, leaves IBP's standing)
+                al[:, rows] = np.fmax(al[:, rows], low[:, : rows.size])
+                au[:, rows] = np.fmin(au[:, rows], -low[:, rows.size:])
             # (crossed bounds: an empty region, where any bounds hold; kept non-empty as
             # ``engine.arg_bounds``, so every row accepts them)
             al = np.minimum(al, au)
