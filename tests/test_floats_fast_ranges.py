@@ -20,6 +20,7 @@ from torchlean.certificates import check, engine
 from torchlean.certificates.core import Rejected, digest
 from torchlean.certificates.enclosures import DomainError
 from torchlean.certificates.errorbound import FAST_TRUST, fast_ranges
+from torchlean.certificates.graph_vnn import LIBM
 from torchlean.certificates.lower import lower
 from torchlean.floats import bound_certificate, epsilons, observed_error
 
@@ -108,6 +109,10 @@ def test_recurrent_cell_epsilon_covers_the_observed_error():
 
 
 # -- mutations of a fast-range certificate --------------------------------------------------------
+
+def test_fast_tanh_replay_names_the_libm_assumption(cert):
+    assert check(cert).trusted == {FAST_TRUST: 1, LIBM: 1}  # (the fast tanh row's libm accuracy)
+
 
 @pytest.fixture(scope="module")
 def cert():

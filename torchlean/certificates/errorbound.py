@@ -304,9 +304,10 @@ def model_id(ir: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(ir, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def propagate(stmt: dict[str, Any]) -> list[list[Fraction]]:
+def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> list[list[Fraction]]:
     """Error bounds of every element of every IR node's output (in IR order), then of the
-    graph's outputs (the last list)."""
+    graph's outputs (the last list). ``trusted``: filled with what the ranges rest on (fast
+    ranges: the float64 model, and libm where the graph has a libm row, as fast VNN replays)."""
     ctx = Ctx(stmt)
     ir = stmt["graph"]
     require(stmt.get("model") == model_id(ir), "model fingerprint does not match the graph")
@@ -318,6 +319,12 @@ def propagate(stmt: dict[str, Any]) -> list[list[Fraction]]:
     method = stmt.get("ranges", "crown")
     require(method in RANGES, f"unknown ranges {method!r}")
     fast = method == "fast"
+    if fast and trusted is not None:
+        from .graph_vnn import LIBM, LIBM_ROWS
+
+        trusted[FAST_TRUST] = 1
+        if any(n.kind == "fn" and n.fn in LIBM_ROWS for n in bg.nodes):
+            trusted[LIBM] = 1  # (the fast rows' stated libm accuracy, ``fast_functions``)
     try:
         st = engine.forward(bg, [b[0] for b in box], [b[1] for b in box], "ibp" if fast else method,
                             tight=fast_ranges(bg, box) if fast else None)
@@ -388,11 +395,12 @@ def propagate(stmt: dict[str, Any]) -> list[list[Fraction]]:
     return steps
 
 
-def replay_leaf(stmt: dict[str, Any], steps: Any, eps: list[Fraction]) -> int:
+def replay_leaf(stmt: dict[str, Any], steps: Any, eps: list[Fraction], trusted: dict[str, int]) -> int:
     """Recompute the bounds on ``stmt``'s box; require every claimed step and every epsilon to be
-    at least the recomputed bound. Returns the number of checked terms."""
+    at least the recomputed bound. Returns the number of checked terms; ``trusted`` gets what the
+    ranges rest on (``propagate``)."""
     tick()
-    got = propagate(stmt)
+    got = propagate(stmt, trusted)
     require(isinstance(steps, list) and len(steps) == len(got) - 1, "one step per graph node required")
     for i, (claim, real) in enumerate(zip(steps, got)):
         require(len(claim) == len(real), f"node {i}: {len(claim)} claimed terms for {len(real)} elements")
@@ -409,13 +417,9 @@ def replay_leaf(stmt: dict[str, Any], steps: Any, eps: list[Fraction]) -> int:
 def check_errorbound(cert: dict[str, Any]) -> Verdict:
     stmt = cert["statement"]
     require(digest(stmt) == cert["digest"], "statement digest mismatch")
-    return Verdict(True, checked=replay_leaf(stmt, cert["steps"], [rational(x) for x in stmt["epsilon"]]),
-                   trusted=_trusted(stmt))
-
-
-def _trusted(stmt: dict[str, Any]) -> dict[str, int]:
-    """What a replay of ``stmt`` rests on beyond exact arithmetic: fast ranges' float64 model."""
-    return {FAST_TRUST: 1} if stmt.get("ranges") == "fast" else {}
+    trusted: dict[str, int] = {}
+    n = replay_leaf(stmt, cert["steps"], [rational(x) for x in stmt["epsilon"]], trusted)
+    return Verdict(True, checked=n, trusted=trusted)
 
 
 @checker("errorbound-split")
@@ -426,10 +430,10 @@ def check_errorbound_split(cert: dict[str, Any]) -> Verdict:
     require(digest(stmt) == cert["digest"], "statement digest mismatch")
     eps = [rational(x) for x in stmt["epsilon"]]
     box = [(rational(lo), rational(hi)) for lo, hi in stmt["input_box"]]
-    checked = 0
+    checked, trusted = 0, {}
     for node, b in box_leaves(cert["tree"], box):
         require([(rational(a), rational(c)) for a, c in node["box"]] == b,
                 "leaf box differs from the box its split path gives")
         leaf = dict(stmt, input_box=[[str(a), str(c)] for a, c in b])
-        checked += replay_leaf(leaf, node["steps"], eps)
-    return Verdict(True, checked=checked, trusted=_trusted(stmt))
+        checked += replay_leaf(leaf, node["steps"], eps, trusted)
+    return Verdict(True, checked=checked, trusted=trusted)
