@@ -120,9 +120,12 @@ def _mul_iv(lx, ux, lw, uw):
 
 @np.errstate(invalid="ignore", over="ignore")  # non-finite entries are handled (vacuous bounds)
 def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
-            phases: dict[int, np.ndarray] | None = None) -> _State:
+            phases: dict[int, np.ndarray] | None = None,
+            clip: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> _State:
     """Certified bounds of every variable over each box (B, n_in), as ``engine.forward``;
-    ``phases`` {fn node: (B, size) int array, 1 / 0 / -1 (no split)} as there."""
+    ``phases`` {fn node: (B, size) int array, 1 / 0 / -1 (no split)} as there; ``clip`` {node:
+    (lo, hi) arrays (B, rows)}: other valid bounds of the node's argument rows (e.g. the exact
+    engine's IBP with its layer-norm facts), intersected with these before the node is used."""
     if method not in ("ibp", "crown"):
         raise ValueError(f"unknown method {method!r}")
     st = _State(fg, lo, hi)
@@ -163,6 +166,9 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             # ``engine.arg_bounds``, so every row accepts them)
             al = np.minimum(al, au)
 
+        if clip is not None and k in clip:  # (both valid, so is the intersection; kept non-empty)
+            al, au = np.fmax(al, clip[k][0]), np.fmin(au, clip[k][1])
+            al = np.minimum(al, au)
         if phases is not None and k in phases:
             ph = phases[k]
             al = np.where(ph == 1, np.maximum(al, 0.0), al)
