@@ -279,41 +279,15 @@ COLUMN = sorted({*UNARY, *LINEAR, "div", "softmax", "log_softmax", "layer_norm",
 #: outward; trusts the IEEE binary64 standard model, recorded in the verdict)
 RANGES = ("crown", "ibp", "fast")
 FAST_TRUST = "float64:ieee754-standard-model"
-BIG = Fraction(2) ** 1000
 
 
 def fast_ranges(bg: Any, box: list[tuple[Fraction, Fraction]]) -> dict[int, Any]:
-    """{node: (lows, highs)} of every nonlinear node's argument rows from ``fast_engine``'s CROWN
-    forward pass over the box (rounded outward to floats; non-finite ends as None), as
-    ``engine.forward``'s ``tight``. Recomputed by the checker, never read from a certificate."""
-    import math
+    """{node: (lows, highs)} of every nonlinear node's argument rows from the fast engine's CROWN
+    (``fast_engine.tight_args``), as ``engine.forward``'s ``tight``. Recomputed by the checker,
+    never read from a certificate."""
+    from .fast_engine import tight_args  # numpy: only for these ranges
 
-    import numpy as np  # (only for these ranges)
-
-    from .fast_engine import boxes, compiled
-    from .fast_engine import forward as fast_forward
-    from .fast_forms import outward
-
-    lo, hi = boxes([[a for a, _ in box]], [[b for _, b in box]])
-    # the exact IBP bounds (with layer norm's facts, which the fast engine lacks) clip the fast
-    # pass node by node, so its CROWN starts from them; rounded outward to floats
-    ex = engine.forward(bg, [a for a, _ in box], [b for _, b in box], "ibp")
-    clip = {}
-    for k, node in enumerate(bg.nodes):
-        if node.kind in ("fn", "mul", "max"):
-            rows = ex.arg[k] if node.kind == "fn" else \
-                [b for ab in ex.arg[k] for b in ab] if node.kind == "max" else \
-                [a for a, _ in ex.arg[k]] + [w for _, w in ex.arg[k]]
-            big = [abs(a) > BIG or abs(b) > BIG for a, b in rows]  # (past float64: no clip)
-            cl, ch = outward([ZERO if g else a for (a, _), g in zip(rows, big)],
-                             [ZERO if g else b for (_, b), g in zip(rows, big)])
-            clip[k] = (np.where(big, -np.inf, [cl]), np.where(big, np.inf, [ch]))
-    fst = fast_forward(compiled(bg), lo, hi, "crown", clip=clip)
-
-    def side(v: Any) -> list[Fraction | None]:
-        return [Fraction(x) if math.isfinite(x) else None for x in v[0].tolist()]
-
-    return {k: (side(a[0]), side(a[1])) for k, a in enumerate(fst.arg) if a is not None}
+    return tight_args(bg, box)
 
 
 def model_id(ir: dict[str, Any]) -> str:

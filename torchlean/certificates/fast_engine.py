@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from . import engine as exact
 from .bound_graph import refine_skips
 from .core import tick
 from .engine import EXACT_AT_STABLE, split_nodes
@@ -608,6 +609,32 @@ def crown(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = N
     const, err = _through(st, lam, lin, const, err, fg.out, W=_weights(st, fg.out, None))
     low = _best_backsub(st, lam, const, err, slopes)
     return np.maximum(il, low[:, :K]), np.minimum(iu, -low[:, K:])
+
+
+def tight_args(bg: BoundGraph, box: list[tuple[Fraction, Fraction]]) -> dict[int, Any]:
+    """{node: (lows, highs)} of every fn/mul/max node's argument rows (mul: the x rows, then the w
+    rows; max: the members in order) over one box, as Fractions (a non-finite end: None): this
+    engine's CROWN forward pass, each node's rows clipped to the exact engine's IBP bounds
+    (rounded outward; they carry layer norm's "ball" fact, which this engine lacks), so its CROWN
+    starts from them. For ``engine.forward``'s ``tight`` (the float error column's ranges)."""
+    ex = exact.forward(bg, [a for a, _ in box], [b for _, b in box], "ibp")
+    big = Fraction(2) ** 1000  # (past float64: no clip)
+    clip = {}
+    for k, node in enumerate(bg.nodes):
+        if node.kind in ("fn", "mul", "max"):
+            rows = ex.arg[k] if node.kind == "fn" else \
+                [b for ab in ex.arg[k] for b in ab] if node.kind == "max" else \
+                [a for a, _ in ex.arg[k]] + [w for _, w in ex.arg[k]]
+            far = [abs(a) > big or abs(b) > big for a, b in rows]
+            cl, ch = outward([0 * a if f else a for (a, _), f in zip(rows, far)],
+                             [0 * b if f else b for (_, b), f in zip(rows, far)])
+            clip[k] = (np.where(far, -np.inf, [cl]), np.where(far, np.inf, [ch]))
+    st = forward(compiled(bg), *boxes([[a for a, _ in box]], [[b for _, b in box]]), "crown", clip=clip)
+
+    def side(v: np.ndarray) -> list[Fraction | None]:
+        return [Fraction(x) if np.isfinite(x) else None for x in v[0].tolist()]
+
+    return {k: (side(a[0]), side(a[1])) for k, a in enumerate(st.arg) if a is not None}
 
 
 def forms_of(bg: BoundGraph | FastGraph, forms: list[Aff]) -> _Forms:
