@@ -141,7 +141,7 @@ def sweep(n: int = 10_000) -> None:
 def trained(n: int = 2_000, cnn_steps: int = 400) -> None:
     """Trained models on their data boxes: the demo's Auto MPG MLP 7-8-1 tanh (300 Adam steps,
     box = the held-out data's min/max per feature) and the digits CNN of ``python -m torchlean
-    cnn`` (``cnn_steps`` steps, box [0, 1]^64, IBP ranges as in ``zoo.cnn.float32_epsilon``)."""
+    cnn`` (``cnn_steps`` steps, box [0, 1]^64, the default fast ranges as ``zoo.claims.float32_epsilon``)."""
     import torchlean as tl
     from torchlean import nn
     from torchlean.zoo import auto_mpg, digits
@@ -165,8 +165,8 @@ def trained(n: int = 2_000, cnn_steps: int = 400) -> None:
         d.train(), steps=cnn_steps, batch_size=32, progress=False).model
     net.eval()
     g = tl.trace(net, tl.tensor(d.x_test[:1]))
-    print(row("digits CNN (zoo cnn, trained), pixel box [0,1]^64, IBP ranges", g,
-              [(Fraction(0), Fraction(1))] * 64, n, ranges="ibp"), flush=True)
+    print(row("digits CNN (zoo cnn, trained), pixel box [0,1]^64, fast ranges", g,
+              [(Fraction(0), Fraction(1))] * 64, n), flush=True)
 
 
 def balls(n: int = 2_000, radii: tuple[float, ...] = (0.01, 0.05)) -> None:

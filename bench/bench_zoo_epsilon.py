@@ -8,6 +8,7 @@ initialisation (seed 0) or after a short training, with generate / replay / obse
     python bench/bench_zoo_epsilon.py transformer [L]    # 'sums' model after its lookup, context L
     python bench/bench_zoo_epsilon.py resnet [STEPS]     # cnn / resnet: trained STEPS (default 0), [0, 1]^64
 
+``--ranges=ibp|crown|fast`` (last argument) picks the statement's ranges (default: fast).
 Prints one line: epsilon, observed (500 samples against the binary64 run), the seconds of each
 part, or the one-line reason no certificate was made (bench/README.md, "The zoo's epsilons").
 """
@@ -73,13 +74,14 @@ def build(kind: str, arg: int | None) -> tuple[object, np.ndarray, list[tuple[Fr
 
 def main() -> None:
     kind = sys.argv[1] if len(sys.argv) > 1 else "autoencoder"
-    arg = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    arg = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else None
+    ranges = next((a.split("=", 1)[1] for a in sys.argv[2:] if a.startswith("--ranges=")), None)
     net, x, box = build(kind, arg)
     net.eval()
     g = trace(net, tensor(np.asarray(x, dtype=np.float32)))
     t0 = time.perf_counter()
     try:
-        cert = bound_certificate(g, box, "binary32", ranges="ibp")
+        cert = bound_certificate(g, box, "binary32", ranges=ranges)
     except Exception as e:  # noqa: BLE001 - the reason is the result
         print(f"{kind}: NOT certified ({type(e).__name__}: {e}) after {time.perf_counter() - t0:.1f} s")
         return

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from torchlean.certificates.core import digest
-from torchlean.certificates.errorbound import model_id
+from torchlean.certificates.errorbound import FAST_TRUST, model_id
 from torchlean.certificates.float_vnn import check_vnn_float, grow
 from torchlean.certificates.lower import lower
 from torchlean.certificates.property import Atom, Region, Spec
@@ -50,6 +50,9 @@ def test_margin_above_epsilon_is_float_sound_unsat():
     v = check_vnn_float(res.cert, net, spec, model=model_id(g.to_dict()))
     assert v.ok, v.reason
     assert res.stats["epsilon"][0] >= float(eps) * 0.999  # the certificate's own epsilon
+    # the errorbound part's fast ranges rest on the float64 model: the verdict says so
+    assert res.cert["errorbound"]["statement"]["ranges"] == "fast"
+    assert FAST_TRUST in v.trusted and not v.fully_checked
 
 
 def test_margin_below_epsilon_is_not_reported_unsat():

@@ -128,14 +128,29 @@ def _needs(node: Node, lo: Fraction, hi: Fraction) -> bool:
 
 
 def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], method: str = "ibp",
-            phases: dict[tuple[int, int], int] | None = None) -> _State:
+            phases: dict[tuple[int, int], int] | None = None, tight: dict[int, Any] | None = None) -> _State:
     """Bounds of every variable (IBP, with CROWN argument bounds when ``method == "crown"``).
     ``phases`` {(fn node, i): 1 or 0} restricts to the region where that element's argument is
     >= 0 (1) or <= 0 (0): its argument bounds are clamped at 0, valid on the region (on an empty
-    region any bound is, and the clamp keeps lo <= hi)."""
+    region any bound is, and the clamp keeps lo <= hi). ``tight`` {node: (lows, highs)}: bounds of
+    the node's argument rows (fn: one per element; mul: the x rows then the w rows; max: the
+    members in order; None: no bound) from another sound method (the fast engine's CROWN),
+    intersected with this method's: both hold, so their intersection does."""
     if method not in ("ibp", "crown"):
         raise ValueError(f"unknown method {method!r}")
     st = _State(bg, lo, hi)
+
+    def meet(k: int, r: int, b: tuple[Fraction, Fraction]) -> tuple[Fraction, Fraction]:
+        t = tight.get(k) if tight else None
+        if t is None:
+            return b
+        a, c = b
+        if t[0][r] is not None:
+            a = max(a, t[0][r])
+        if t[1][r] is not None:
+            c = min(c, t[1][r])
+        return min(a, c), c  # (crossed: an empty region, kept non-empty as ``arg_bounds``)
+
     best = refine_skips(bg) if method == "crown" else None
     for k, node in enumerate(bg.nodes):
         o = node.offset
@@ -152,6 +167,7 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
                 a, b = st.arg_bounds(k, f, False)
                 if method_k == "crown" and not best[k][i] and _needs(node, a, b):
                     a, b = st.arg_bounds(k, f, True)
+                a, b = meet(k, i, (a, b))
                 if phases and (k, i) in phases:
                     a, b = clamp(a, b, phases[k, i])
                 bnds.append((a, b))
@@ -162,17 +178,20 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
             for i, (x, w) in enumerate(node.args):
                 bx = st.arg_bounds(k, x, method_k == "crown" and not best[k][i])
                 bw = st.arg_bounds(k, w, method_k == "crown" and not best[k][node.size + i])
+                bx, bw = meet(k, i, bx), meet(k, node.size + i, bw)
                 bnds.append((bx, bw))
                 st.L[o + i], st.U[o + i] = interval_mul(bx, bw)
                 if c is not None:  # (layer norm's |y_i| <= sqrt(n - 1): bound_graph.Lowerer.mul)
                     st.L[o + i], st.U[o + i] = within(st.L[o + i], st.U[o + i], c)
             st.arg[k] = bnds
         elif node.kind == "max":
-            bnds = []
+            bnds, r = [], 0
             for i, g in enumerate(node.args):
                 bs = [st.arg_bounds(k, f, False) for f in g]
                 if method_k == "crown" and _max_choice(bs)[1] is None:
                     bs = [st.arg_bounds(k, f, True) for f in g]
+                bs = [meet(k, r + j, b) for j, b in enumerate(bs)]
+                r += len(g)
                 bnds.append(bs)
                 st.L[o + i], st.U[o + i] = interval_max(bs)
             st.arg[k] = bnds

@@ -13,6 +13,9 @@ later signed weights can cancel them; a form may always be collapsed into its bo
 argument: TRUST_BOUNDARIES.md, "Floats". Certificate: {"kind": "errorbound", "statement": S,
 "digest", "steps": [[bound per element] per IR node]}, S = {format, mode, kernel_ulps, input_box,
 input_exact, ranges, graph, model, epsilon}; every step and epsilon must be >= the recomputed bound.
+``ranges`` "fast" (the default the generator writes): exact IBP met per element with the fast
+engine's CROWN (``fast_engine.tight_args``, numpy, imported only then), recomputed here, never read
+from the certificate; the verdict names the float64 model (and libm) those ranges rest on.
 ``errorbound-split``: a tree {"split": [d, "v"], "lo", "hi"} | {"box", "steps"} of bisections (lo_d
 < v < hi_d, so the halves cover the parent); each leaf is replayed on its box with S's epsilon.
 """
@@ -28,6 +31,7 @@ from typing import Any
 from . import engine, errorforms
 from .bound_graph import Aff, Lowerer, Tensor, Unsupported, sqrt_up
 from .core import Verdict, box_leaves, checker, digest, rational, require, tick
+from .enclosures import DomainError
 from .errorctx import ONE, ZERO, Ctx, V, _g, _up, slope_range
 from .errornorm import normalise, softmax_ratio, var_floor
 from .functions import FUNCTIONS
@@ -215,6 +219,10 @@ def _layer_norm(ctx: Ctx, ins: list[list[V]], shapes: list[tuple[int, ...]], at:
             out += [ctx.add(ctx.mul(y, w[i]), b[i], 1, rng[r * n + i]) for i, y in enumerate(ys)]
             continue
         var = ctx.div(ctx.lin([(ONE, ctx.mul(v, v)) for v in xc], ZERO, "dot"), nc)
+        # (eps 0 in the format: where var~ may be 0 the float run computes 1/sqrt(0) = inf)
+        require(eps.lo - eps.E > 0 or var.lo - var.E > 0,
+                f"layer_norm with eps {float(eps.lo):g} in {ctx.fmt.name}: the float variance can reach 0 "
+                "on this box (1/sqrt(0) = inf in the float run), so no finite error bound")
         # var~ >= 0 (a sum of squares), so var~ + eps~ >= fl(eps), as is the real var + eps
         sd = ctx.fn("sqrt", ctx.add(var, eps), _KERNEL, floor=eps.lo - eps.E)
         s0 = FUNCTIONS["sqrt"].value(eps.lo - eps.E)[0]  # sd~, sd >= sqrt(fl(eps)) less k ulp
@@ -269,14 +277,31 @@ COLUMN = sorted({*UNARY, *LINEAR, "div", "softmax", "log_softmax", "layer_norm",
 
 # -- the walk over the graph ----------------------------------------------------------------------
 
+#: how a statement's real ranges are computed: the exact engine's CROWN argument bounds or IBP,
+#: or "fast": exact IBP met per element with the fast engine's CROWN argument bounds (float64,
+#: outward; trusts the IEEE binary64 standard model, recorded in the verdict)
+RANGES = ("crown", "ibp", "fast")
+FAST_TRUST = "float64:ieee754-standard-model"
+
+
+def fast_ranges(bg: Any, box: list[tuple[Fraction, Fraction]]) -> dict[int, Any]:
+    """{node: (lows, highs)} of every nonlinear node's argument rows from the fast engine's CROWN
+    (``fast_engine.tight_args``), as ``engine.forward``'s ``tight``. Recomputed by the checker,
+    never read from a certificate."""
+    from .fast_engine import tight_args  # numpy: only for these ranges
+
+    return tight_args(bg, box)
+
+
 def model_id(ir: dict[str, Any]) -> str:
     """SHA-256 of the graph's canonical JSON (``Graph.fingerprint``)."""
     return hashlib.sha256(json.dumps(ir, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def propagate(stmt: dict[str, Any]) -> list[list[Fraction]]:
+def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> list[list[Fraction]]:
     """Error bounds of every element of every IR node's output (in IR order), then of the
-    graph's outputs (the last list)."""
+    graph's outputs (the last list). ``trusted``: filled with what the ranges rest on (fast
+    ranges: the float64 model, and libm where the graph has a libm row, as fast VNN replays)."""
     ctx = Ctx(stmt)
     ir = stmt["graph"]
     require(stmt.get("model") == model_id(ir), "model fingerprint does not match the graph")
@@ -286,13 +311,30 @@ def propagate(stmt: dict[str, Any]) -> list[list[Fraction]]:
     bg = lower(ir, env)
     require(len(box) == bg.n_in, f"box has {len(box)} intervals for {bg.n_in} inputs")
     method = stmt.get("ranges", "crown")
-    require(method in ("crown", "ibp"), f"unknown ranges {method!r}")
-    st = engine.forward(bg, [b[0] for b in box], [b[1] for b in box], method)
+    require(method in RANGES, f"unknown ranges {method!r}")
+    fast = method == "fast"
+    if fast and trusted is not None:
+        from .graph_vnn import LIBM, LIBM_ROWS
+
+        trusted[FAST_TRUST] = 1
+        if any(n.kind == "fn" and n.fn in LIBM_ROWS for n in bg.nodes):
+            trusted[LIBM] = 1  # (the fast rows' stated libm accuracy, ``fast_functions``)
+    try:
+        st = engine.forward(bg, [b[0] for b in box], [b[1] for b in box], "ibp" if fast else method,
+                            tight=fast_ranges(bg, box) if fast else None)
+    except DomainError as e:  # (e.g. a layer_norm with eps 0 whose variance can reach 0 on the box)
+        raise DomainError(f"the real network is not defined everywhere on the box: {e}") from None
     known = {}
     for k, node in enumerate(bg.nodes):
         if node.kind == "fn":
             for a, b in zip(node.args, st.arg[k]):
                 known[id(a)] = b
+        elif fast and node.kind == "mul":  # (their CROWN bounds too; ``ranges`` meets them with IBP's)
+            for (a, w), (ba, bw) in zip(node.args, st.arg[k]):
+                known[id(a)], known[id(w)] = ba, bw
+        elif fast and node.kind == "max":
+            for g, bs in zip(node.args, st.arg[k]):
+                known.update((id(a), b) for a, b in zip(g, bs))
 
     ctx.nf = nf = errorforms.enabled(bg)
     forms = errorforms.linear_bounds(bg, st, box, engine.relaxation) if nf else []
@@ -303,7 +345,13 @@ def propagate(stmt: dict[str, Any]) -> list[list[Fraction]]:
             if not isinstance(e, Aff):
                 out.append((e, e))
                 continue
-            lo, hi = known.get(id(e)) or st.bounds(e)
+            if fast:  # the tighter of the two per end (both valid)
+                (lo, hi), kb = st.bounds(e), known.get(id(e))
+                if kb is not None:
+                    lo, hi = max(lo, kb[0]), min(hi, kb[1])
+                    lo = min(lo, hi)
+            else:
+                lo, hi = known.get(id(e)) or st.bounds(e)
             out.append((lo, hi, errorforms.magnitude(*errorforms.aff_forms(forms, e, nf), lo, hi))
                        if nf else (lo, hi))
         return out
@@ -341,11 +389,12 @@ def propagate(stmt: dict[str, Any]) -> list[list[Fraction]]:
     return steps
 
 
-def replay_leaf(stmt: dict[str, Any], steps: Any, eps: list[Fraction]) -> int:
+def replay_leaf(stmt: dict[str, Any], steps: Any, eps: list[Fraction], trusted: dict[str, int]) -> int:
     """Recompute the bounds on ``stmt``'s box; require every claimed step and every epsilon to be
-    at least the recomputed bound. Returns the number of checked terms."""
+    at least the recomputed bound. Returns the number of checked terms; ``trusted`` gets what the
+    ranges rest on (``propagate``)."""
     tick()
-    got = propagate(stmt)
+    got = propagate(stmt, trusted)
     require(isinstance(steps, list) and len(steps) == len(got) - 1, "one step per graph node required")
     for i, (claim, real) in enumerate(zip(steps, got)):
         require(len(claim) == len(real), f"node {i}: {len(claim)} claimed terms for {len(real)} elements")
@@ -362,7 +411,9 @@ def replay_leaf(stmt: dict[str, Any], steps: Any, eps: list[Fraction]) -> int:
 def check_errorbound(cert: dict[str, Any]) -> Verdict:
     stmt = cert["statement"]
     require(digest(stmt) == cert["digest"], "statement digest mismatch")
-    return Verdict(True, checked=replay_leaf(stmt, cert["steps"], [rational(x) for x in stmt["epsilon"]]))
+    trusted: dict[str, int] = {}
+    n = replay_leaf(stmt, cert["steps"], [rational(x) for x in stmt["epsilon"]], trusted)
+    return Verdict(True, checked=n, trusted=trusted)
 
 
 @checker("errorbound-split")
@@ -373,10 +424,10 @@ def check_errorbound_split(cert: dict[str, Any]) -> Verdict:
     require(digest(stmt) == cert["digest"], "statement digest mismatch")
     eps = [rational(x) for x in stmt["epsilon"]]
     box = [(rational(lo), rational(hi)) for lo, hi in stmt["input_box"]]
-    checked = 0
+    checked, trusted = 0, {}
     for node, b in box_leaves(cert["tree"], box):
         require([(rational(a), rational(c)) for a, c in node["box"]] == b,
                 "leaf box differs from the box its split path gives")
         leaf = dict(stmt, input_box=[[str(a), str(c)] for a, c in b])
-        checked += replay_leaf(leaf, node["steps"], eps)
-    return Verdict(True, checked=checked)
+        checked += replay_leaf(leaf, node["steps"], eps, trusted)
+    return Verdict(True, checked=checked, trusted=trusted)

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import errorforms
 from .core import rational, require
+from .enclosures import DomainError
 from .errorforms import facts
 from .functions import FUNCTIONS
 from .intervals import EXACT
@@ -331,5 +332,9 @@ def slope_range(row: Any, p: Fraction, q: Fraction, attrs: dict[str, Any]) -> tu
             pts += [x for x in (a, b) if x is not None and p < x < q]
             if kind == "unknown":
                 lip = row.lip
-    encs = [row.df(x, **attrs) for x in pts]
+    try:
+        encs = [row.df(x, **attrs) for x in pts]
+    except ZeroDivisionError:  # (sqrt, log, reciprocal at 0: no finite slope, so no bound)
+        raise DomainError(f"{row.name}: no finite slope on the float range [{float(p):.6g}, {float(q):.6g}]"
+                          ) from None
     return min([e[0] for e in encs] + [-lip]), max([e[1] for e in encs] + [lip])

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from . import engine as exact
 from .bound_graph import refine_skips
 from .core import tick
 from .engine import EXACT_AT_STABLE, split_nodes
@@ -120,9 +121,12 @@ def _mul_iv(lx, ux, lw, uw):
 
 @np.errstate(invalid="ignore", over="ignore")  # non-finite entries are handled (vacuous bounds)
 def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
-            phases: dict[int, np.ndarray] | None = None) -> _State:
+            phases: dict[int, np.ndarray] | None = None,
+            clip: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> _State:
     """Certified bounds of every variable over each box (B, n_in), as ``engine.forward``;
-    ``phases`` {fn node: (B, size) int array, 1 / 0 / -1 (no split)} as there."""
+    ``phases`` {fn node: (B, size) int array, 1 / 0 / -1 (no split)} as there; ``clip`` {node:
+    (lo, hi) arrays (B, rows)}: other valid bounds of the node's argument rows (e.g. the exact
+    engine's IBP with its layer-norm facts), intersected with these before the node is used."""
     if method not in ("ibp", "crown"):
         raise ValueError(f"unknown method {method!r}")
     st = _State(fg, lo, hi)
@@ -147,21 +151,25 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
                 # batch gets the same bound when the checker replays it in another
                 need = (al[:, rows] < 0) & (au[:, rows] > 0)
                 up = -_crown_rows(st, k, rows, -1)
-                au[:, rows] = np.where(need, np.minimum(au[:, rows], up), au[:, rows])
+                au[:, rows] = np.where(need, np.fmin(au[:, rows], up), au[:, rows])
                 need &= au[:, rows] > 0
                 keep = need.any(0)
                 rows, need = rows[keep], need[:, keep]
                 if rows.size:
                     low = _crown_rows(st, k, rows, 1)
-                    al[:, rows] = np.where(need, np.maximum(al[:, rows], low), al[:, rows])
+                    al[:, rows] = np.where(need, np.fmax(al[:, rows], low), al[:, rows])
             elif rows.size:
                 low = _crown_rows(st, k, np.concatenate([rows, rows]), np.repeat([1, -1], rows.size))
-                al[:, rows] = np.maximum(al[:, rows], low[:, : rows.size])
-                au[:, rows] = np.minimum(au[:, rows], -low[:, rows.size:])
+                # (fmax/fmin: a NaN CROWN bound, inf - inf on the way, leaves IBP's standing)
+                al[:, rows] = np.fmax(al[:, rows], low[:, : rows.size])
+                au[:, rows] = np.fmin(au[:, rows], -low[:, rows.size:])
             # (crossed bounds: an empty region, where any bounds hold; kept non-empty as
             # ``engine.arg_bounds``, so every row accepts them)
             al = np.minimum(al, au)
 
+        if clip is not None and k in clip:  # (both valid, so is the intersection; kept non-empty)
+            al, au = np.fmax(al, clip[k][0]), np.fmin(au, clip[k][1])
+            al = np.minimum(al, au)
         if phases is not None and k in phases:
             ph = phases[k]
             al = np.where(ph == 1, np.maximum(al, 0.0), al)
@@ -601,6 +609,32 @@ def crown(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = N
     const, err = _through(st, lam, lin, const, err, fg.out, W=_weights(st, fg.out, None))
     low = _best_backsub(st, lam, const, err, slopes)
     return np.maximum(il, low[:, :K]), np.minimum(iu, -low[:, K:])
+
+
+def tight_args(bg: BoundGraph, box: list[tuple[Fraction, Fraction]]) -> dict[int, Any]:
+    """{node: (lows, highs)} of every fn/mul/max node's argument rows (mul: the x rows, then the w
+    rows; max: the members in order) over one box, as Fractions (a non-finite end: None): this
+    engine's CROWN forward pass, each node's rows clipped to the exact engine's IBP bounds
+    (rounded outward; they carry layer norm's "ball" fact, which this engine lacks), so its CROWN
+    starts from them. For ``engine.forward``'s ``tight`` (the float error column's ranges)."""
+    ex = exact.forward(bg, [a for a, _ in box], [b for _, b in box], "ibp")
+    big = Fraction(2) ** 1000  # (past float64: no clip)
+    clip = {}
+    for k, node in enumerate(bg.nodes):
+        if node.kind in ("fn", "mul", "max"):
+            rows = ex.arg[k] if node.kind == "fn" else \
+                [b for ab in ex.arg[k] for b in ab] if node.kind == "max" else \
+                [a for a, _ in ex.arg[k]] + [w for _, w in ex.arg[k]]
+            far = [abs(a) > big or abs(b) > big for a, b in rows]
+            cl, ch = outward([0 * a if f else a for (a, _), f in zip(rows, far)],
+                             [0 * b if f else b for (_, b), f in zip(rows, far)])
+            clip[k] = (np.where(far, -np.inf, [cl]), np.where(far, np.inf, [ch]))
+    st = forward(compiled(bg), *boxes([[a for a, _ in box]], [[b for _, b in box]]), "crown", clip=clip)
+
+    def side(v: np.ndarray) -> list[Fraction | None]:
+        return [Fraction(x) if np.isfinite(x) else None for x in v[0].tolist()]
+
+    return {k: (side(a[0]), side(a[1])) for k, a in enumerate(st.arg) if a is not None}
 
 
 def forms_of(bg: BoundGraph | FastGraph, forms: list[Aff]) -> _Forms:

@@ -131,7 +131,7 @@ def _leaf(cert: dict[str, Any], fmt: Any, net: BoundGraph, spec: Spec, model: st
     require(isinstance(real, dict) and real.get("kind") == "vnn-unsat", "the real part must be vnn-unsat")
     v = check_vnn(real, net, grow(spec, eps), mode=mode, deadline=deadline)
     require(v.ok, f"real part rejected (against the property grown by epsilon): {v.reason}")
-    trusted = dict(v.trusted)
+    trusted = {**v_eb.trusted, **v.trusted}
     trusted[f"kernels:{fmt.name}-rne,kernel_ulps={stmt['kernel_ulps']}"] = 1
     return Verdict(True, checked=v.checked + v_eb.checked, trusted=trusted,
                    reason=f"unsat ({fmt.name}-sound): errorbound replayed (max epsilon "

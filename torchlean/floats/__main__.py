@@ -1,7 +1,7 @@
 """python -m torchlean.floats {bound,fpcore,run,lemmas,check}
 
   bound MODEL --box LO:HI[,LO:HI...] | --vnnlib FILE  [--format float32] [--samples N] [--cert OUT]
-        [--splits N] [--ranges crown|ibp]
+        [--splits N] [--ranges fast|crown|ibp]
       certified |float - real| bound per output (errorbound certificate, replayed here) and the
       observed max error over sampled points (float32, float16, bfloat16). MODEL: graph JSON, ONNX
       file or zoo name; any graph the runtime or the ONNX importer builds (one entry per primitive).
@@ -260,8 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--cert")
     b.add_argument("--splits", type=_cli.splits, default=0, metavar="N",
                    help="bisect the box adaptively up to N times (errorbound-split certificate; default 0)")
-    b.add_argument("--ranges", choices=("crown", "ibp"), default=None,
-                   help="real ranges from the bound table's CROWN (tighter) or IBP (faster); default by size")
+    b.add_argument("--ranges", choices=("fast", "crown", "ibp"), default=None,
+                   help="real ranges: fast (default: IBP met with the fast engine's CROWN), the exact "
+                        "engine's CROWN, or IBP")
     f = sub.add_parser("fpcore")
     f.add_argument("file")
     f.add_argument("--samples", type=_cli.samples, default=2000)
