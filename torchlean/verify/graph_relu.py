@@ -182,12 +182,14 @@ Attack = Callable[..., "list[Fraction] | None"]
 
 
 def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[str, Any],
-                 batch: int = 16, steps: int = STEPS, box: Any = None, attack: Attack | None = None
-                 ) -> list[Any] | None:
+                 batch: int = 16, steps: int = STEPS, box: Any = None, attack: Attack | None = None,
+                 root: Any = None) -> list[Any] | None:
     """A preorder ReLU-split tree whose leaves each prove some combination of disjunct j's atoms
     violated on their region, a counterexample ``attack`` found and confirmed between batches (a
     list of Fractions), or None (deadline, or a subproblem with every unstable element split that
-    is still not proved). ``box``: the region's float box (``fast_engine.boxes``), if known."""
+    is still not proved). ``box``: the region's float box (``fast_engine.boxes``), if known;
+    ``root``: its forward state without splits, if known (the first batch is that box alone: a
+    ResNet's pass costs seconds)."""
     fg = fe.compiled(bg)
     dj = Disjunct(bg, region, j)
     relus = relu_nodes(bg)
@@ -218,7 +220,10 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
         B = len(part)
         paths = [p for _, p in part]
         blo, bhi = np.repeat(lo, B, 0), np.repeat(hi, B, 0)
-        st = fe.forward(fg, blo, bhi, "crown", phase_arrays(bg, paths))
+        if root is not None and B == 1 and not paths[0]:
+            st = root
+        else:
+            st = fe.forward(fg, blo, bhi, "crown", phase_arrays(bg, paths))
         lb = fe.bound_forms(st, dj.F)
         stats["subproblems"] = stats.get("subproblems", 0) + B
         done = lb.max(1) > EPS
@@ -310,7 +315,7 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
             if x is not None:
                 return x
     for j in open_:
-        trees[j] = bab_disjunct(bg, region, j, deadline, stats, box=box, attack=attack)
+        trees[j] = bab_disjunct(bg, region, j, deadline, stats, box=box, attack=attack, root=st)
         if trees[j] is None or (trees[j] and isinstance(trees[j][0], Fraction)):
             return trees[j]
     return {"per_disjunct": trees}
