@@ -166,3 +166,22 @@ def test_sparse_lmul_matches_dense(seed):
         Y = rng.normal(size=(M, R))
         np.testing.assert_allclose(A.lmul(Y), Y @ D, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(A.map(np.abs).lmul(Y), Y @ np.abs(D), rtol=1e-12, atol=1e-12)
+
+
+def test_relu_split_search_stops_at_its_deadline(resnet):
+    """A batch's forward pass stops at the search's deadline (``graph_relu._forward``: a ResNet
+    batch can take minutes, far longer than the previous batch the loop's estimate is from)."""
+    import time
+
+    from torchlean.certificates import fast_engine as fe
+    from torchlean.verify import graph_relu
+    from torchlean.verify.table import load_target
+
+    _, net, _, x0 = resnet
+    fg = fe.compiled(load_target(net).bg)
+    lo, hi = np.maximum(x0 - 0.01, 0)[None], np.minimum(x0 + 0.01, 1)[None]
+    assert graph_relu._forward(fg, lo, hi, None, time.perf_counter() - 1.0) is None
+    st = graph_relu._forward(fg, lo, hi, None, time.perf_counter() + 60.0)
+    ref = fe.forward(fg, lo, hi, "crown")
+    for a, b in zip(st.L, ref.L):
+        np.testing.assert_array_equal(a, b)

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..certificates import engine
 from ..certificates import fast_engine as fe
+from ..certificates.core import OutOfTime, time_limit
 from ..certificates.fast_functions import FAST
 from ..certificates.fast_vnn import phase_arrays
 from ..certificates.graph_vnn import objective_forms
@@ -223,7 +224,9 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
         if root is not None and B == 1 and not paths[0]:
             st = root
         else:
-            st = fe.forward(fg, blo, bhi, "crown", phase_arrays(bg, paths))
+            st = _forward(fg, blo, bhi, phase_arrays(bg, paths), deadline)
+            if st is None:
+                return None
         lb = fe.bound_forms(st, dj.F)
         stats["subproblems"] = stats.get("subproblems", 0) + B
         done = lb.max(1) > EPS
@@ -280,6 +283,17 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
     return tree.preorder()
 
 
+def _forward(fg: Any, lo: np.ndarray, hi: np.ndarray, phases: Any, deadline: float) -> Any:
+    """``fast_engine.forward`` (CROWN) stopped at ``deadline`` (a ``time.perf_counter`` time), or
+    None past it: one batch of a ResNet's subproblems can take minutes on a loaded machine, and
+    the previous batch's time (the estimate the loop checks) can be far shorter."""
+    try:
+        with time_limit(time.monotonic() + (deadline - time.perf_counter())):
+            return fe.forward(fg, lo, hi, "crown", phases)
+    except OutOfTime:
+        return None
+
+
 def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
                attack: Attack | None = None) -> Any:
     """The region's certificate entry ``{"per_disjunct": [tree, ...]}``, a confirmed counterexample
@@ -288,7 +302,9 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
     if any(not d for d in region.disjuncts):
         return None
     box = fe.boxes([region.lo], [region.hi])
-    st = fe.forward(fe.compiled(bg), *box, "crown")
+    st = _forward(fe.compiled(bg), *box, None, deadline)
+    if st is None:
+        return None
     trees: list[Any] = []
     root = []
     for j in range(len(region.disjuncts)):
