@@ -341,8 +341,10 @@ def _weights(st: _State, F: _Forms, rows: np.ndarray | None) -> np.ndarray:
             w = w + g * absA.rmul(st.vmax[p])
             if E is not None:
                 w = w + 4 * E.rmul(st.vmax[p])
-        st.memo[key] = (rows, w if rows is None else w[:, rows])  # (rows kept alive with its id)
-    return st.memo[key][1]
+        # (F and rows kept alive with their ids: a state may outlive one caller's forms,
+        # ``fast_vnn.check_leaves_fast``'s shared states)
+        st.memo[key] = (F, rows, w if rows is None else w[:, rows])
+    return st.memo[key][2]
 
 
 def _sub(st: _State, A: Any, rows: np.ndarray | None, cols: np.ndarray | None) -> np.ndarray | None:

@@ -40,8 +40,11 @@ def _float_slopes(bg: BoundGraph, slopes: dict[int, list[Any]]) -> dict[int, Any
 
 
 def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list[Aff], index: Any,
-                      method: str, read: Any, where: str) -> None:
-    """Replay every leaf (lo, hi, (proofs, _, _)) of one tree; raises ``Rejected`` on failure."""
+                      method: str, read: Any, where: str, states: dict[Any, Any] | None = None) -> None:
+    """Replay every leaf (lo, hi, (proofs, _, _)) of one tree; raises ``Rejected`` on failure.
+    ``states``: the caller's memo of forward states of this graph by (method, boxes, phases), so
+    the trees of one region's disjuncts (``per_disjunct``) that bound the same boxes share one
+    forward pass (a state is a function of those alone; a ResNet's costs seconds)."""
     fg = fe.compiled(bg)
     F = fe.forms_of(fg, forms)
     cache: dict[int, Any] = {}
@@ -49,7 +52,15 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
         part = items[start:start + CHUNK]
         lo, hi = (corners([it[side] for it in part], cache, side) for side in (0, 1))
         ph = phase_arrays(bg, [it[2][2] for it in part])
-        st = fe.forward(fg, lo, hi, method, ph)
+        key = (method, lo.tobytes(), hi.tobytes(), lo.shape,
+               None if ph is None else tuple((k, v.tobytes()) for k, v in sorted(ph.items())))
+        st = None if states is None else states.get(key)
+        if st is None:
+            st = fe.forward(fg, lo, hi, method, ph)
+            if states is not None:
+                if len(states) >= 4:  # (the same boxes come in a row: keep a few)
+                    states.pop(next(iter(states)))
+                states[key] = st
         lb = fe.bound_forms(st, F)
         for b, (_, _, (proofs, _, path)) in enumerate(part):
             lower = _leaf_lower(bg, forms, F, lb[b], st, b, path)

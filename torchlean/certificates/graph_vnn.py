@@ -150,6 +150,7 @@ def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str 
             "needs one split tree per input region of the property")
     n = 0
     read = read_slopes(bg)
+    states: dict[Any, Any] = {}  # (fast mode: forward states the disjuncts' trees share)
     for r, (whole, entry) in enumerate(zip(spec.regions, trees)):
         for region, tree in region_parts(whole, entry):
             items = list(leaves(tree, list(region.lo), list(region.hi), split_widths(bg)))
@@ -159,7 +160,7 @@ def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str 
             if mode == "fast":
                 from .fast_vnn import check_leaves_fast  # numpy: only for the fast mode
 
-                check_leaves_fast(bg, region, items, forms, index, method, read, f"region {r}")
+                check_leaves_fast(bg, region, items, forms, index, method, read, f"region {r}", states)
                 continue
             for i, (lo, hi, (proofs, _, phases)) in enumerate(items):
                 st = engine.forward(bg, [Fraction(v) for v in lo], [Fraction(v) for v in hi], method, phases)

@@ -29,13 +29,24 @@ MAX_DENSE = 6_000_000
 
 
 def dense_size(bg: Any) -> int:
-    """Entries of the dense matrices ``Backsub`` would build for this graph, the budget ``MAX_DENSE``
-    gates: fn nodes' argument forms count at most 100 entries per nonzero (they are kept sparse
-    where under ``fast_forms.SPARSE_BELOW`` full, ``_sparse``); mul and max nodes' are dense."""
+    """Entries of the matrices ``Backsub`` would build for this graph, the budget ``MAX_DENSE``
+    gates: fn nodes' argument forms are kept sparse where under ``fast_forms.SPARSE_BELOW`` full
+    (``_sparse``: a few arrays of its nonzeros, ``SPARSE_COST`` entries each), else dense; mul and
+    max nodes' are dense."""
+    from ..certificates.fast_forms import SPARSE_BELOW
+
     per = sum(n.size * (2 if n.kind == "mul" else 1) for n in bg.nodes if n.kind in ("mul", "max"))
-    fn = sum(min(n.size * bg.n_vars, 100 * sum(len(f.t) for f in n.args))
-             for n in bg.nodes if n.kind == "fn")
+    fn = 0
+    for n in bg.nodes:
+        if n.kind == "fn":
+            nnz = sum(len(f.t) for f in n.args)
+            fn += SPARSE_COST * nnz if nnz < SPARSE_BELOW * n.size * bg.n_vars else n.size * bg.n_vars
     return (per + len(bg.outputs)) * bg.n_vars + fn
+
+
+#: entries a sparse nonzero counts in ``dense_size`` (its row, column, value and ``lmul``'s order;
+#: it was 100, which kept every conv net, oval21's included, from α and β: bench/README.md)
+SPARSE_COST = 4
 
 
 def _dense(forms: list[Any], n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..certificates import engine
 from ..certificates import fast_engine as fe
+from ..certificates.core import OutOfTime, time_limit
 from ..certificates.fast_functions import FAST
 from ..certificates.fast_vnn import phase_arrays
 from ..certificates.graph_vnn import objective_forms
@@ -182,12 +183,14 @@ Attack = Callable[..., "list[Fraction] | None"]
 
 
 def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[str, Any],
-                 batch: int = 16, steps: int = STEPS, box: Any = None, attack: Attack | None = None
-                 ) -> list[Any] | None:
+                 batch: int = 16, steps: int = STEPS, box: Any = None, attack: Attack | None = None,
+                 root: Any = None) -> list[Any] | None:
     """A preorder ReLU-split tree whose leaves each prove some combination of disjunct j's atoms
     violated on their region, a counterexample ``attack`` found and confirmed between batches (a
     list of Fractions), or None (deadline, or a subproblem with every unstable element split that
-    is still not proved). ``box``: the region's float box (``fast_engine.boxes``), if known."""
+    is still not proved). ``box``: the region's float box (``fast_engine.boxes``), if known;
+    ``root``: its forward state without splits, if known (the first batch is that box alone: a
+    ResNet's pass costs seconds)."""
     fg = fe.compiled(bg)
     dj = Disjunct(bg, region, j)
     relus = relu_nodes(bg)
@@ -218,7 +221,12 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
         B = len(part)
         paths = [p for _, p in part]
         blo, bhi = np.repeat(lo, B, 0), np.repeat(hi, B, 0)
-        st = fe.forward(fg, blo, bhi, "crown", phase_arrays(bg, paths))
+        if root is not None and B == 1 and not paths[0]:
+            st = root
+        else:
+            st = _forward(fg, blo, bhi, phase_arrays(bg, paths), deadline)
+            if st is None:
+                return None
         lb = fe.bound_forms(st, dj.F)
         stats["subproblems"] = stats.get("subproblems", 0) + B
         done = lb.max(1) > EPS
@@ -275,6 +283,17 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
     return tree.preorder()
 
 
+def _forward(fg: Any, lo: np.ndarray, hi: np.ndarray, phases: Any, deadline: float) -> Any:
+    """``fast_engine.forward`` (CROWN) stopped at ``deadline`` (a ``time.perf_counter`` time), or
+    None past it: one batch of a ResNet's subproblems can take minutes on a loaded machine, and
+    the previous batch's time (the estimate the loop checks) can be far shorter."""
+    try:
+        with time_limit(time.monotonic() + (deadline - time.perf_counter())):
+            return fe.forward(fg, lo, hi, "crown", phases)
+    except OutOfTime:
+        return None
+
+
 def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
                attack: Attack | None = None) -> Any:
     """The region's certificate entry ``{"per_disjunct": [tree, ...]}``, a confirmed counterexample
@@ -283,7 +302,9 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
     if any(not d for d in region.disjuncts):
         return None
     box = fe.boxes([region.lo], [region.hi])
-    st = fe.forward(fe.compiled(bg), *box, "crown")
+    st = _forward(fe.compiled(bg), *box, None, deadline)
+    if st is None:
+        return None
     trees: list[Any] = []
     root = []
     for j in range(len(region.disjuncts)):
@@ -310,7 +331,7 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
             if x is not None:
                 return x
     for j in open_:
-        trees[j] = bab_disjunct(bg, region, j, deadline, stats, box=box, attack=attack)
+        trees[j] = bab_disjunct(bg, region, j, deadline, stats, box=box, attack=attack, root=st)
         if trees[j] is None or (trees[j] and isinstance(trees[j][0], Fraction)):
             return trees[j]
     return {"per_disjunct": trees}
