@@ -86,7 +86,7 @@ def test_fast_ranges_contain_sampled_values_of_a_recurrent_cell():
 def test_fast_ranges_are_tighter_than_ibp_and_sound():
     g = mlp([4, 64, 64, 2], "relu", seed=1)
     box = [(-1, 1)] * 4
-    fast = bound_certificate(g, box)
+    fast = bound_certificate(g, box, ranges="fast")
     ibp = bound_certificate(g, box, ranges="ibp")
     assert fast["statement"]["ranges"] == "fast"
     e_fast, e_ibp = np.array([float(e) for e in epsilons(fast)]), np.array([float(e) for e in epsilons(ibp)])
@@ -101,7 +101,7 @@ def test_fast_ranges_are_tighter_than_ibp_and_sound():
 def test_recurrent_cell_epsilon_covers_the_observed_error():
     g = _trace(Cell(), (1, 6))
     box = [(-1, 1)] * 6
-    cert = bound_certificate(g, box)
+    cert = bound_certificate(g, box, ranges="fast")
     assert check(cert).ok
     eps = np.array([float(e) for e in epsilons(cert)])
     obs = observed_error(g, box, 400)
@@ -116,7 +116,7 @@ def test_fast_tanh_replay_names_the_libm_assumption(cert):
 
 @pytest.fixture(scope="module")
 def cert():
-    return bound_certificate(mlp([4, 16, 16, 2], "tanh"), [(-1, 1)] * 4)
+    return bound_certificate(mlp([4, 16, 16, 2], "tanh"), [(-1, 1)] * 4, ranges="fast")
 
 
 def _resign(c):
@@ -189,7 +189,7 @@ def test_layer_norm_eps0_where_the_float_variance_reaches_0_is_refused_in_one_li
 def test_layer_norm_eps0_away_from_0_is_bounded_soundly():
     g = _ln0()
     box = [(2, 3), (-3, -2), (0, 0), (0, 0)]
-    cert = bound_certificate(g, box)
+    cert = bound_certificate(g, box, ranges="fast")
     assert check(cert).ok
     eps = np.array([float(e) for e in epsilons(cert)])
     obs = observed_error(g, box, 300)
@@ -204,3 +204,21 @@ def test_layer_norm_eps0_cli_is_one_line(tmp_path, capsys):
     assert main(["bound", str(path), "--box=-1:1", "--samples", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "not defined everywhere" in err and "Traceback" not in err
+
+
+def test_default_ranges_exact_on_small_graphs_fast_on_large():
+    """Up to ``CROWN_LIMIT`` nonlinear elements the default is the exact engine's CROWN (a replay
+    that assumes nothing); above it the fast ranges, whose replay names the float64 model."""
+    from torchlean.floats import default_ranges
+    from torchlean.floats.errorbound import CROWN_LIMIT
+
+    small = mlp([4, 16, 16, 2], "tanh")
+    cert = bound_certificate(small, [(-1, 1)] * 4)
+    assert default_ranges(small) == cert["statement"]["ranges"] == "crown"
+    v = check(cert)
+    assert v.ok and v.fully_checked, v.reason
+    wide = CROWN_LIMIT // 2 + 1
+    big = mlp([2, wide, wide, 1], "relu")
+    assert default_ranges(big) == "fast"
+    v = check(bound_certificate(big, [(-1, 1)] * 2))
+    assert v.ok and FAST_TRUST in v.trusted and not v.fully_checked, v.reason

@@ -18,13 +18,21 @@ from ..certificates.rounding import (
     round_sqrt,
 )
 from .emulate import emulate
-from .errorbound import bound_certificate, epsilons, float_sound_bounds, observed_error, searched_error, widen
+from .errorbound import (
+    bound_certificate,
+    default_ranges,
+    epsilons,
+    float_sound_bounds,
+    observed_error,
+    searched_error,
+    widen,
+)
 from .network import ROUNDING_RULES
 from .splitbound import leaves as split_leaves
 
 __all__ = [
     "FORMATS", "MODES", "ROUNDING_RULES", "FloatValue", "Format", "bound_certificate", "decode",
-    "emulate", "encode",
+    "default_ranges", "emulate", "encode",
     "epsilons", "finite_values", "float_sound_bounds", "get_format", "observed_error",
     "round_fraction", "round_sqrt", "searched_error", "split_leaves", "widen",
 ]

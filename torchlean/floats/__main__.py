@@ -261,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--splits", type=_cli.splits, default=0, metavar="N",
                    help="bisect the box adaptively up to N times (errorbound-split certificate; default 0)")
     b.add_argument("--ranges", choices=("fast", "crown", "ibp"), default=None,
-                   help="real ranges: fast (default: IBP met with the fast engine's CROWN), the exact "
-                        "engine's CROWN, or IBP")
+                   help="real ranges: the exact engine's CROWN (default up to 1,000 nonlinear elements: "
+                        "nothing assumed), fast (IBP met with the fast engine's CROWN; the default above "
+                        "that, replay assumes IEEE float64 and libm), or IBP")
     f = sub.add_parser("fpcore")
     f.add_argument("file")
     f.add_argument("--samples", type=_cli.samples, default=2000)

@@ -27,10 +27,21 @@ from ..certificates.rounding import Format, get_format
 from ..spec.graph import Graph
 from .network import run_float
 
-#: the default ranges: exact IBP met per element with the fast engine's CROWN (sound float64 with
-#: outward rounding; the checker recomputes them the same way). "crown" (the exact engine's CROWN,
-#: ~7 s per ACAS Xu box) and "ibp" remain available.
-DEFAULT_RANGES = "fast"
+#: the most nonlinear elements (activations, products, maxima) for which the ranges default to
+#: the exact engine's CROWN ("crown": every step of the replay in exact rationals, nothing assumed;
+#: ~1-7 s per ACAS Xu box); above it "fast": exact IBP met per element with the fast engine's CROWN
+#: (float64 with outward rounding, recomputed by the checker, whose verdict then names the IEEE
+#: binary64 model and libm it rests on). Callers that want speed over the assumption-free replay
+#: (``verify --float32``, which already replays large VNN certificates in fast mode) pass "fast".
+CROWN_LIMIT = 1_000
+_AFFINE = {"add", "sub", "neg", "matmul", "conv2d", "sum", "mean", "avg_pool2d", "reshape", "flatten",
+           "transpose", "concat", "slice", "gather", "embedding", "where", "broadcast_to"}
+
+
+def default_ranges(graph: Graph) -> str:
+    """"crown" up to ``CROWN_LIMIT`` nonlinear elements (fully checked replay), else "fast"."""
+    n = sum(int(np.prod(graph.values[v.output].shape)) for v in graph.nodes if v.op not in _AFFINE)
+    return "crown" if n <= CROWN_LIMIT else "fast"
 
 #: Documented ulp bounds of the library kernels (numpy tanh/exp in binary32 and binary64), used
 #: as the certificate's ``kernel_ulps`` assumption. Measured max on this machine: see bench/README.
@@ -46,15 +57,16 @@ def _q(x: Any) -> Fraction:
 def statement(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str = "rne",
               kernel_ulps: Fraction = DEFAULT_KERNEL_ULPS, input_exact: bool = True,
               ranges: str | None = None) -> dict[str, Any]:
-    """The claim before its epsilons. ``ranges``: "fast" (default: exact IBP met with the fast
-    engine's CROWN argument bounds), "crown" (the exact engine's CROWN argument bounds) or "ibp"."""
+    """The claim before its epsilons. ``ranges``: "crown" (the exact engine's CROWN argument
+    bounds), "fast" (exact IBP met with the fast engine's CROWN argument bounds) or "ibp"; by
+    default ``default_ranges(graph)``."""
     f = get_format(fmt)
     ir = graph.to_dict()
     return {
         "format": f.to_dict(), "mode": mode, "kernel_ulps": str(kernel_ulps),
         "input_box": [[str(_q(lo)), str(_q(hi))] for lo, hi in box],
         "input_exact": bool(input_exact),
-        "ranges": ranges or DEFAULT_RANGES,
+        "ranges": ranges or default_ranges(graph),
         "graph": ir,
         "model": model_id(ir),
         "epsilon": [],

@@ -8,7 +8,8 @@
   solver-trusted or unfinished obligation as checked. The whole proof runs in a child process under
   a wall-clock budget: past it, the report says so and counts nothing as checked.
 - ``float32_epsilon``: a certified bound on |float32 run - real network| over a box of inputs (an
-  ``errorbound`` certificate the checker replays; fast CROWN ranges), next to the largest error observed
+  ``errorbound`` certificate the checker replays; exact CROWN ranges on small graphs, fast CROWN
+  ranges on large ones), next to the largest error observed
   on samples of the box.
 - ``print_claims``: the two, one line each, as the commands without a robustness question of their
   own print them (``lstm``, ``gru``, ``transformer``, ``autoencoder``, ``vae``, ``fno``): a claim that
@@ -184,11 +185,12 @@ def float32_epsilon(net: Any, x: np.ndarray, box: Sequence[tuple[Any, Any]] | No
                     samples: int = 500) -> tuple[float, float]:
     """(certified ε, observed error): the largest per-output bound on |float32 run - real network|
     over ``box`` (one (lo, hi) per input entry; default the unit box [0, 1]^n, the digits' pixel
-    range), from an ``errorbound`` certificate the checker replays (ranges: IBP met with the fast
-    engine's CROWN), and the largest error seen on ``samples`` random points of the box (against
-    the binary64 run, whose own certificate is not made here: ``observed_error(reference=False)``).
-    ``x``: one input of the network's shape (traced to fix the graph). Raises if the checker
-    rejects the certificate (no bound is ever printed without it)."""
+    range), from an ``errorbound`` certificate the checker replays (ranges:
+    ``floats.default_ranges``: the exact engine's CROWN up to 1,000 nonlinear elements, else IBP
+    met with the fast engine's CROWN), and the largest error seen on ``samples`` random points of
+    the box (against the binary64 run, whose own certificate is not made here:
+    ``observed_error(reference=False)``). ``x``: one input of the network's shape (traced to fix
+    the graph). Raises if the checker rejects the certificate (no bound is ever printed without it)."""
     from ..certificates import check
     from ..floats import bound_certificate, epsilons, observed_error
     from ..runtime.tensor import tensor
