@@ -283,7 +283,7 @@ def propagate(stmt: dict[str, Any]) -> list[list[Fraction]]:
     box = [(rational(lo), rational(hi)) for lo, hi in stmt["input_box"]]
     require(all(lo <= hi for lo, hi in box), "empty input box")
     env: dict[str, Tensor] = {}
-    bg = lower(ir, env)
+    bg = lower(ir, env, wide=True)
     require(len(box) == bg.n_in, f"box has {len(box)} intervals for {bg.n_in} inputs")
     method = stmt.get("ranges", "crown")
     require(method in ("crown", "ibp"), f"unknown ranges {method!r}")
