@@ -317,11 +317,15 @@ def propagate(stmt: dict[str, Any]) -> list[list[Fraction]]:
                                     _g(r)) for (lo, hi), r in zip(box[k:k + n], ranges(env[i["name"]]))]
         exact[i["name"]] = False
         k += n
+    cast: dict[Fraction, Fraction] = {}  # (a DFT matrix repeats a few values many times)
     for name, a in ir["constants"].items():
         is_float = str(a["dtype"]).startswith("float")
         require(all(q is not NEG_INF for q in env[name].v) or ctx.fmt.has_inf,
                 f"-inf has no value in {ctx.fmt.name}")  # (-inf is exact in a format with infinities)
-        vals[name] = [ctx.const(q, ctx.cast_err(q) if is_float and q is not NEG_INF else ZERO)
+        for q in env[name].v if is_float else ():
+            if q is not NEG_INF and q not in cast:
+                cast[q] = ctx.cast_err(q)
+        vals[name] = [ctx.const(q, cast[q] if is_float and q is not NEG_INF else ZERO)
                       for q in env[name].v]
         exact[name] = not is_float
     steps = []
