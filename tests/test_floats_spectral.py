@@ -164,3 +164,19 @@ def test_changed_dft_weight_is_rejected(cert):
 
     c["statement"]["model"] = model_id(ir)
     assert not check(_resign(c)).ok  # the steps no longer cover the bounds
+
+
+def test_the_zoo_fno_lowers_with_short_forms():
+    """The zoo's FNO (64 grid points, width 24, 12 modes): composed, every pre-GELU element of the
+    second and third layers is a form over all 1,536 (grid point, channel) variables (lowering
+    past 10 minutes); with ``lin`` variables no form has more than 64 terms."""
+    from torchlean.zoo.fno import FNO1d, burgers
+
+    tl.manual_seed(0)
+    net = FNO1d()
+    net.eval()
+    u0, _ = burgers(1, 0)
+    bg = lower.lower(tl.trace(net, tl.tensor(u0)).to_dict(), wide=True)
+    assert sum(n.kind == "lin" for n in bg.nodes) >= 12
+    widths = [len(a.t) for n in bg.nodes if n.kind in ("lin", "fn") for a in n.args]
+    assert max(widths) <= 64 and max(len(a.t) for a in bg.outputs) <= 64
