@@ -520,6 +520,6 @@ def test_json_depth_matches_a_token_scan():
 
     rng = random.Random(7)
     texts = ['', '[]', '[[{"a": "[[["}]]', '"\\"[" [', ']]][[', '{"x": [1, [2, "]"]]}']
-    texts += ["".join(rng.choice('[]{}"\\a,1 ') for _ in range(rng.randint(0, 60))) for _ in range(3000)]
+    texts += ["".join(rng.choice('[]{}"\\a,1 \n') for _ in range(rng.randint(0, 60))) for _ in range(3000)]
     for t in texts:
         assert _json_depth(t) == scan(t), t
