@@ -498,3 +498,28 @@ def test_float_certificate_junk(tmp_path):
             with time_limit():
                 v = check(bad)
             tally("float certificates", "accepted" if v.ok else "clean_error")
+
+
+def test_json_depth_matches_a_token_scan():
+    """``core._json_depth`` (C-level passes) against the plain token loop it replaced, on random
+    texts of brackets, quotes, escapes and other characters (unterminated strings included)."""
+    import re
+
+    from torchlean.certificates.core import _json_depth
+
+    def scan(text):
+        depth = best = 0
+        for tok in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
+            c = tok.group()[0]
+            if c in "[{":
+                depth += 1
+                best = max(best, depth)
+            elif c in "]}":
+                depth -= 1
+        return best
+
+    rng = random.Random(7)
+    texts = ['', '[]', '[[{"a": "[[["}]]', '"\\"[" [', ']]][[', '{"x": [1, [2, "]"]]}']
+    texts += ["".join(rng.choice('[]{}"\\a,1 \n') for _ in range(rng.randint(0, 60))) for _ in range(3000)]
+    for t in texts:
+        assert _json_depth(t) == scan(t), t

@@ -144,12 +144,12 @@ def as_aff(x: Elem) -> Aff:
 
 @dataclass
 class Node:
-    kind: str  # "input" | "const" | "fn" | "mul" | "max"
+    kind: str  # "input" | "const" | "fn" | "mul" | "max" | "lin"
     offset: int
     size: int
     fn: str = ""
     attrs: dict[str, Any] = field(default_factory=dict)
-    #: fn: [Aff]; mul: [(Aff, Aff)]; max: [[Aff, ...]]; const: [(lo, hi)]
+    #: fn, lin: [Aff]; mul: [(Aff, Aff)]; max: [[Aff, ...]]; const: [(lo, hi)]
     args: list[Any] = field(default_factory=list)
 
 
@@ -187,11 +187,14 @@ class Tensor:
 
 
 class Lowerer:
-    """Allocates nodes while the rows run."""
+    """Allocates nodes while the rows run. ``wide``: linear rows may lower a data operand's
+    elements as ``lin`` variables where composing them would be too costly (``lower.wide_operand``)."""
 
-    def __init__(self, n_in: int):
+    def __init__(self, n_in: int, wide: bool = False):
         self.nodes = [Node("input", 0, n_in)]
         self.n = n_in
+        self.wide = wide
+        self._lin: dict[int, tuple[Aff, Aff]] = {}
 
     def _node(
         self, kind: str, args: list[Any], fn: str = "", attrs: dict[str, Any] | None = None
@@ -208,6 +211,19 @@ class Lowerer:
         for i, a in zip(idx, self._node("const", [ivs[i] for i in idx]) if idx else []):
             out[i] = a
         return out
+
+    def lin(self, xs: list[Elem]) -> list[Elem]:
+        """Each element that is not a constant or a variable read directly becomes a variable of
+        one ``lin`` node (y_i = its form, exactly: a linear intermediate value)."""
+        memo = self._lin  # an element already lowered (a value read by two rows): its variable
+        out: list[Elem] = [memo[id(e)][1] if id(e) in memo else e for e in xs]
+        idx = [i for i, e in enumerate(out) if type(e) is Aff and (
+            e.c or len(e.t) != 1 or next(iter(e.t.values())) is not ONE)]
+        uniq = list({id(out[i]): out[i] for i in idx}.values())
+        made = dict(zip(map(id, uniq), self._node("lin", uniq) if uniq else []))
+        for e in uniq:
+            memo[id(e)] = (e, made[id(e)])  # (e kept alive: its id is not reused)
+        return [made.get(id(e), e) for e in out]
 
     def fn(self, name: str, xs: list[Elem], **attrs: Any) -> list[Elem]:
         from .functions import FUNCTIONS
@@ -461,7 +477,7 @@ def fingerprint(bg: BoundGraph) -> str:
     for n in bg.nodes:
         h.update(f"{n.kind} {n.offset} {n.size} {n.fn} {sorted(n.attrs.items())!r}\n".encode())
         for a in n.args:
-            if n.kind == "fn":
+            if n.kind in ("fn", "lin"):
                 h.update(_aff_text(a, memo).encode() + b"\n")
             elif n.kind == "mul":
                 h.update((_aff_text(a[0], memo) + "*" + _aff_text(a[1], memo) + "\n").encode())
@@ -507,7 +523,7 @@ def refine_skips(bg: BoundGraph) -> list[list[bool]]:
             exact[k] = True
             out.append([])
             continue
-        if n.kind == "fn":
+        if n.kind in ("fn", "lin"):
             rows = list(n.args)
         elif n.kind == "mul":
             rows = [x for x, _ in n.args] + [w for _, w in n.args]
@@ -522,7 +538,9 @@ def refine_skips(bg: BoundGraph) -> list[list[bool]]:
 
         best = [ok(f) for f in rows]
         skip = list(best)
-        if n.kind == "fn":
+        if n.kind == "lin":  # y = f exactly: IBP of y is f's range
+            exact[k] = all(best)
+        elif n.kind == "fn":
             exact[k] = n.fn in EXACT_RANGE and all(best)
         elif n.kind == "mul":
             m = n.size

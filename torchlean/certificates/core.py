@@ -10,6 +10,7 @@ checked.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -275,19 +276,19 @@ def parse_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise ValueError(f"JSON nested too deeply (limit {max_depth})") from None
 
 
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # (unrolled: 30x faster on long strings)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
 def _json_depth(text: str) -> int:
     """The deepest nesting of [ and { outside strings (a linear scan; bad syntax is left to
-    json.loads)."""
-    depth = best = 0
-    for tok in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
-        c = tok.group()[0]
-        if c in "[{":
-            depth += 1
-            if depth > best:
-                best = depth
-        elif c in "]}":
-            depth -= 1
-    return best
+    json.loads): the strings removed, then everything but brackets, then the running sum of
+    +1 / -1 (C-level passes; the string pattern unrolled, [^"\\]* runs instead of one
+    alternation per character: proof artifacts hold megabytes of SMT-LIB text in strings, and
+    the transformer's 113 took 21.6 s in a token loop with the per-character pattern)."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    return max(0, max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0))
 
 
 # -- deadlines ---------------------------------------------------------------------------------

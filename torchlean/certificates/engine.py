@@ -154,7 +154,7 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
     best = refine_skips(bg) if method == "crown" else None
     for k, node in enumerate(bg.nodes):
         o = node.offset
-        if best is not None and node.kind in ("fn", "mul", "max") and all(best[k]):
+        if best is not None and node.kind in ("fn", "mul", "max", "lin") and all(best[k]):
             method_k = "ibp"  # (no argument row of this node is refined: bound_graph.refine_skips)
         else:
             method_k = method
@@ -172,6 +172,12 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
                     a, b = clamp(a, b, phases[k, i])
                 bnds.append((a, b))
                 st.L[o + i], st.U[o + i] = row.interval(a, b, **node.attrs)
+            st.arg[k] = bnds
+        elif node.kind == "lin":  # y_i = f_i exactly: f_i's bounds
+            bnds = [st.arg_bounds(k, f, method_k == "crown" and not best[k][i])
+                    for i, f in enumerate(node.args)]
+            for i, (a, b) in enumerate(bnds):
+                st.L[o + i], st.U[o + i] = a, b
             st.arg[k] = bnds
         elif node.kind == "mul":
             bnds, c = [], node.attrs.get("within")
@@ -225,6 +231,8 @@ def point(bg: BoundGraph, x: Sequence[Fraction]) -> tuple[list[Fraction], list[F
                 lo, hi = value(a)
                 row = FUNCTIONS[node.fn]
                 lo, hi = row.value(lo, **node.attrs) if lo == hi else row.interval(lo, hi, **node.attrs)
+            elif node.kind == "lin":
+                lo, hi = value(a)
             elif node.kind == "mul":
                 lo, hi = interval_mul(value(a[0]), value(a[1]))
                 if "within" in node.attrs:
@@ -283,6 +291,8 @@ def _lines(st: _State, k: int, i: int, slopes: Any, policy: str = POLICIES[0]
     """Lower and upper relaxation of element i of node k: (terms over argument forms, constant);
     default fn slopes under ``policy``."""
     node, b = st.bg.nodes[k], st.arg[k][i]
+    if node.kind == "lin":  # y = f: both lines exact
+        return [(node.args[i], Q(1))], ZERO, [(node.args[i], Q(1))], ZERO
     if node.kind == "fn":
         row, (l, u), f = FUNCTIONS[node.fn], b, node.args[i]
         al, au = row.policy_slopes(policy, l, u, **node.attrs)

@@ -308,7 +308,7 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
     box = [(rational(lo), rational(hi)) for lo, hi in stmt["input_box"]]
     require(all(lo <= hi for lo, hi in box), "empty input box")
     env: dict[str, Tensor] = {}
-    bg = lower(ir, env)
+    bg = lower(ir, env, wide=True)
     require(len(box) == bg.n_in, f"box has {len(box)} intervals for {bg.n_in} inputs")
     method = stmt.get("ranges", "crown")
     require(method in RANGES, f"unknown ranges {method!r}")
@@ -365,11 +365,15 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
                                     _g(r)) for (lo, hi), r in zip(box[k:k + n], ranges(env[i["name"]]))]
         exact[i["name"]] = False
         k += n
+    cast: dict[Fraction, Fraction] = {}  # (a DFT matrix repeats a few values many times)
     for name, a in ir["constants"].items():
         is_float = str(a["dtype"]).startswith("float")
         require(all(q is not NEG_INF for q in env[name].v) or ctx.fmt.has_inf,
                 f"-inf has no value in {ctx.fmt.name}")  # (-inf is exact in a format with infinities)
-        vals[name] = [ctx.const(q, ctx.cast_err(q) if is_float and q is not NEG_INF else ZERO)
+        for q in env[name].v if is_float else ():
+            if q is not NEG_INF and q not in cast:
+                cast[q] = ctx.cast_err(q)
+        vals[name] = [ctx.const(q, cast[q] if is_float and q is not NEG_INF else ZERO)
                       for q in env[name].v]
         exact[name] = not is_float
     steps = []

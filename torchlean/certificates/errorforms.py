@@ -51,9 +51,9 @@ def enabled(bg: BoundGraph) -> int:
         return 0
     work = 0
     for node in bg.nodes:
-        if node.kind in ("fn", "mul", "max"):
+        if node.kind in ("fn", "mul", "max", "lin"):
             for a in node.args:
-                for f in (a,) if node.kind == "fn" else a:
+                for f in (a,) if node.kind in ("fn", "lin") else a:
                     work += len(f.t) if isinstance(f, Aff) else 0
             if 4 * work * (n + 1) > FORM_WORK:  # (two lines, each reading lower and upper forms)
                 return 0

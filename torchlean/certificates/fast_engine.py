@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import engine as exact
-from .bound_graph import refine_skips
+from .bound_graph import Unsupported, refine_skips
 from .core import tick
 from .engine import EXACT_AT_STABLE, split_nodes
 from .fast_forms import TINY, U, _charge, _Forms, _safe, _View, gamma, outward
@@ -45,6 +45,8 @@ class FastGraph:
         self.forms: list[_Forms | None] = []
         self.groups: list[Any] = []
         for n in bg.nodes:
+            if n.kind == "lin":  # (``lower(wide=True)``'s, for the exact engine only)
+                raise Unsupported("the fast engine takes no lin nodes")
             if n.kind == "fn":
                 fl = list(n.args)
             elif n.kind == "mul":

@@ -8,7 +8,9 @@ node). Node kinds:
   irrational (e.g. 1/sqrt(running_var + eps)); exact folds stay ``Fraction``s and never make nodes;
 - ``fn``: y_i = f(z_i), f a row of ``functions.FUNCTIONS`` with attrs;
 - ``mul``: y_i = x_i · w_i (McCormick planes);
-- ``max``: y_i = max of a group of forms (max_pool2d, max, maximum, minimum).
+- ``max``: y_i = max of a group of forms (max_pool2d, max, maximum, minimum);
+- ``lin``: y_i = a form, exactly (a linear intermediate value), only where ``lower(wide=True)``
+  asks for them: see ``wide_operand``.
 
 Every argument z_i, x_i, w_i or group member is an ``Aff``: a sparse exact affine form over
 variables of earlier nodes (one or more parents: residual adds, concat and values used twice need
@@ -306,11 +308,38 @@ def _where(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     return Tensor(shape, [p if m else q for m, p, q in trip])
 
 
+#: ``wide_operand``: composing costs at least WIDE_WORK term operations and WIDE_GAIN times more
+#: than lowering the operand's elements as variables first
+WIDE_WORK, WIDE_GAIN = 1 << 18, 4
+
+
+def wide_operand(L: Lowerer, x: Tensor, reads: int, outputs: int, k: int) -> Tensor:
+    """The data operand of a linear row by constants (each element read by ``reads`` outputs,
+    ``outputs`` outputs of ``k`` terms each), its non-variable elements as ``lin`` variables when
+    ``L.wide`` and composing them would cost too much: a spectral layer's inverse DFT reads
+    channel mixes that are each a form over every grid point's channels, and composed, every
+    output is a form over all of them (the FNO: 1,536 terms per element, hours of lowering). The
+    forms stay exact either way; IBP of a variable is looser than of the composed form (CROWN
+    back-substitutes through ``lin`` nodes exactly)."""
+    if not L.wide or plain_vars(x.v) is not None:
+        return x
+    width = sum(len(e.t) for e in x.v if isinstance(e, Aff))
+    cost = width * reads
+    if cost < WIDE_WORK or cost < WIDE_GAIN * (width + outputs * k):
+        return x
+    return Tensor(x.shape, L.lin(x.v))
+
+
 def _matmul(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     a, b = ins
     p, k = a.shape[-2:]
     m = b.shape[-1]
     batch = bcast_shape(a.shape[:-2], b.shape[:-2])
+    nout = _size(batch) * p * m
+    if b.const() and not a.const():
+        a = wide_operand(L, a, m * _size(batch) // max(_size(a.shape[:-2]), 1), nout, k)
+    elif a.const() and not b.const():
+        b = wide_operand(L, b, p * _size(batch) // max(_size(b.shape[:-2]), 1), nout, k)
     A = broadcast(Tensor(a.shape, a.v), (*batch, p, k))
     B = broadcast(Tensor(b.shape, b.v), (*batch, k, m))
     out = []
@@ -509,6 +538,13 @@ def _mul_row(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     a, b = ins
     if a is b:  # x * x of one IR value is a square (tight), not a McCormick product
         return Tensor(a.shape, L.fn("square", a.v))
+    if a.const() != b.const():  # a scaling; broadcasting may read each data element many times
+        n = _size(bcast_shape(a.shape, b.shape))
+        if b.const():
+            a = wide_operand(L, a, n // len(a.v), n, 1)
+        else:
+            b = wide_operand(L, b, n // len(b.v), n, 1)
+        ins = [a, b]
     return _binary(lambda L_, p, q: L_.mul(p, q))(L, ins, at)
 
 
@@ -579,9 +615,11 @@ def _decode_const(a: dict[str, Any]) -> tuple[tuple[int, ...], list[Any]]:
     return shape, [NEG_INF if v == float("-inf") else Q(v) for v in vals]
 
 
-def lower(ir: dict[str, Any], values: dict[str, Tensor] | None = None) -> BoundGraph:
+def lower(ir: dict[str, Any], values: dict[str, Tensor] | None = None, wide: bool = False) -> BoundGraph:
     """The bound graph of an IR document (``Graph.to_dict()``); weights decoded exactly.
-    ``values``, when given, receives every IR value's elements (the error column reads them)."""
+    ``values``, when given, receives every IR value's elements (the error column reads them);
+    ``wide``: ``lin`` nodes where composing a linear row's operand costs too much
+    (``wide_operand``; only the engines of ``engine.py`` take them)."""
     if not isinstance(ir, dict) or ir.get("format") != "torchlean-ir":
         raise ValueError("not a torchlean-ir document")
     ins = [i for i in ir["inputs"] if not str(i["dtype"]).startswith("float")]
@@ -589,7 +627,7 @@ def lower(ir: dict[str, Any], values: dict[str, Tensor] | None = None) -> BoundG
         raise Unsupported(f"non-float graph input {ins[0]['name']!r}")
     shapes = [tuple(int(d) for d in i["shape"]) for i in ir["inputs"]]
     n_in = sum(_size(s) for s in shapes)
-    L = Lowerer(n_in)
+    L = Lowerer(n_in, wide)
     env: dict[str, Tensor] = {} if values is None else values
     off = 0
     for i, s in zip(ir["inputs"], shapes):

@@ -90,20 +90,27 @@ class Normal:
 
     def __init__(self, nodes: Any) -> None:
         require(isinstance(nodes, list), "nodes: a list")
+        # (the messages are formatted only on failure: a transformer's statements have millions
+        # of nodes, and eager f-strings were most of this loop's time)
         for k, n in enumerate(nodes):
             tick()
-            require(isinstance(n, list) and n and isinstance(n[0], str), f"node {k}: [op, args...]")
-            if n[0] == "leaf":
-                require(len(n) >= 2 and isinstance(n[1], str) and all(type(a) is int for a in n[2:]),
-                        f"node {k}: bad leaf")
-            elif n[0] == "c":
-                require(len(n) == 2, f"node {k}: bad constant")
+            if not (isinstance(n, list) and n and isinstance(n[0], str)):
+                require(False, f"node {k}: [op, args...]")
+            op = n[0]
+            if op == "leaf":
+                if not (len(n) >= 2 and isinstance(n[1], str) and all(type(a) is int for a in n[2:])):
+                    require(False, f"node {k}: bad leaf")
+            elif op == "c":
+                if len(n) != 2:
+                    require(False, f"node {k}: bad constant")
                 rational(n[1])
             else:
-                require(len(n) >= 2 and all(type(a) is int and 0 <= a < k for a in n[1:]),
-                        f"node {k}: an argument is not an earlier node")
-                require(n[0] not in ("neg",) or len(n) == 2, f"node {k}: neg takes one argument")
-                require(n[0] not in ("add", "sub", "mul") or len(n) == 3, f"node {k}: {n[0]} takes two")
+                if not (len(n) >= 2 and all(type(a) is int and 0 <= a < k for a in n[1:])):
+                    require(False, f"node {k}: an argument is not an earlier node")
+                if op == "neg" and len(n) != 2:
+                    require(False, f"node {k}: neg takes one argument")
+                if op in ("add", "sub", "mul") and len(n) != 3:
+                    require(False, f"node {k}: {op} takes two")
         self.nodes = nodes
         self.uses = [0] * len(nodes)  # how many nodes use each: a shared sum is normalised once
         for n in nodes:
