@@ -100,7 +100,7 @@ def test_fast_engine_refuses_lin_nodes(graph, always_wide):
         FastGraph(lower.lower(graph.to_dict(), wide=True))
 
 
-@pytest.mark.parametrize("ranges", ["ibp", "crown"])
+@pytest.mark.parametrize("ranges", ["ibp", "crown", "fast"])
 def test_epsilon_covers_the_observed_error(graph, always_wide, ranges):
     box = box_of(np.random.default_rng(3), (1, GRID, WIDTH), Fraction(1, 4))
     cert = bound_certificate(graph, box, "binary32", ranges=ranges)

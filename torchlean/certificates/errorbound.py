@@ -312,7 +312,9 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
     require(len(box) == bg.n_in, f"box has {len(box)} intervals for {bg.n_in} inputs")
     method = stmt.get("ranges", "crown")
     require(method in RANGES, f"unknown ranges {method!r}")
-    fast = method == "fast"
+    # (the fast engine takes no ``lin`` nodes (wide lowerings, e.g. spectral layers): there "fast"
+    # ranges are the exact IBP bounds alone, in the generator and the checker alike)
+    fast = method == "fast" and not any(n.kind == "lin" for n in bg.nodes)
     if fast and trusted is not None:
         from .graph_vnn import LIBM, LIBM_ROWS
 
@@ -320,7 +322,7 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         if any(n.kind == "fn" and n.fn in LIBM_ROWS for n in bg.nodes):
             trusted[LIBM] = 1  # (the fast rows' stated libm accuracy, ``fast_functions``)
     try:
-        st = engine.forward(bg, [b[0] for b in box], [b[1] for b in box], "ibp" if fast else method,
+        st = engine.forward(bg, [b[0] for b in box], [b[1] for b in box], "ibp" if method == "fast" else method,
                             tight=fast_ranges(bg, box) if fast else None)
     except DomainError as e:  # (e.g. a layer_norm with eps 0 whose variance can reach 0 on the box)
         raise DomainError(f"the real network is not defined everywhere on the box: {e}") from None
