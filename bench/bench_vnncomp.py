@@ -46,20 +46,25 @@ GRACE_S = 30.0
 
 def run_group(cmd: list[str], timeout: float, env: dict[str, str], cwd: str | None = None
               ) -> tuple[int | None, str, str]:
-    """(exit status, or None when killed at ``timeout``; stdout; stderr) of ``cmd`` run in its own
+    """(exit status, or None when still running at ``timeout``; stdout; stderr) of ``cmd`` run in its own
     session, whose whole process group is killed at the timeout and when this returns or raises:
     a tool's worker processes (nnenum starts one per core) would otherwise outlive a killed parent
     and load the machine for the next instances (issue 15)."""
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd,
                          start_new_session=True)
+    end = time.monotonic() + timeout
     try:
-        try:
-            out, err = p.communicate(timeout=timeout)
-            return p.returncode, out, err
-        except subprocess.TimeoutExpired:
-            _kill_group(p.pid)
-            out, err = p.communicate()  # (the group is gone: its pipes are closed)
-            return None, out, err
+        while True:
+            try:
+                out, err = p.communicate(timeout=min(1.0, max(0.0, end - time.monotonic())))
+                return p.returncode, out, err
+            except subprocess.TimeoutExpired:
+                # the tool exited while workers it left keep its pipes open, or the time is up
+                if p.poll() is not None or time.monotonic() >= end:
+                    rc = p.poll()
+                    _kill_group(p.pid)
+                    out, err = p.communicate()  # (the group is gone: its pipes are closed)
+                    return rc, out, err
     finally:
         _kill_group(p.pid)  # workers left behind by a normal exit, or an interrupted wait
         if p.poll() is None:
