@@ -28,6 +28,7 @@ import csv
 import io
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -41,6 +42,40 @@ sys.path.insert(0, str(ROOT))
 FIELDS = ["benchmark", "onnx", "vnnlib", "expected", "result", "agree", "wall_s", "ort", "note",
           "nnenum_s", "abcrown_s"]
 GRACE_S = 30.0
+
+
+def run_group(cmd: list[str], timeout: float, env: dict[str, str], cwd: str | None = None
+              ) -> tuple[int | None, str, str]:
+    """(exit status, or None when still running at ``timeout``; stdout; stderr) of ``cmd`` run in its own
+    session, whose whole process group is killed at the timeout and when this returns or raises:
+    a tool's worker processes (nnenum starts one per core) would otherwise outlive a killed parent
+    and load the machine for the next instances (issue 15)."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd,
+                         start_new_session=True)
+    end = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                out, err = p.communicate(timeout=min(1.0, max(0.0, end - time.monotonic())))
+                return p.returncode, out, err
+            except subprocess.TimeoutExpired:
+                # the tool exited while workers it left keep its pipes open, or the time is up
+                if p.poll() is not None or time.monotonic() >= end:
+                    rc = p.poll()
+                    _kill_group(p.pid)
+                    out, err = p.communicate()  # (the group is gone: its pipes are closed)
+                    return rc, out, err
+    finally:
+        _kill_group(p.pid)  # workers left behind by a normal exit, or an interrupted wait
+        if p.poll() is None:
+            p.wait()
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # (the group has already exited)
+        pass
 
 
 def benchmarks(data: Path) -> dict[str, Path]:
@@ -108,14 +143,14 @@ def run_one(base: Path, row: dict[str, str], timeout: float, extra: tuple[str, .
                "-q", "--result", str(res), *extra]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
         t = time.perf_counter()
-        try:
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + GRACE_S, env=env)
-            wall = time.perf_counter() - t
+        rc, _, err = run_group(cmd, timeout + GRACE_S, env)
+        wall = time.perf_counter() - t
+        if rc is None:
+            verdict, x, note = "timeout", None, "killed"
+        else:
             text = res.read_text() if res.is_file() else ""
-            verdict, x = parse_result(text) if p.returncode == 0 else ("error", None)
-            note = "" if p.returncode == 0 else (p.stderr.strip().splitlines() or ["?"])[-1][:120]
-        except subprocess.TimeoutExpired:
-            wall, verdict, x, note = time.perf_counter() - t, "timeout", None, "killed"
+            verdict, x = parse_result(text) if rc == 0 else ("error", None)
+            note = "" if rc == 0 else (err.strip().splitlines() or ["?"])[-1][:120]
     exp = row.get("expected", "")
     agree = ""
     if verdict in ("sat", "unsat") and exp in ("sat", "unsat"):

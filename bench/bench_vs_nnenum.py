@@ -15,8 +15,10 @@ Each instance runs both tools one after the other, in separate processes, with t
 hits both alike: torchlean as ``python -m torchlean.verify NET PROP --timeout T`` (it prints
 sat/unsat only after its checker accepted the certificate; each sat is also re-run in onnxruntime,
 column ``ort``), nnenum as ``python -m nnenum.nnenum NET PROP T OUT`` in its own environment
-(its VNN-COMP settings: ``auto``, processes = cores, single-threaded BLAS). Both are killed at
-T + 30 s. Times are wall times including each tool's start-up (torchlean ~2 s, nnenum ~1.5 s).
+(its VNN-COMP settings: ``auto``, processes = cores, single-threaded BLAS). Both run in their own
+session, killed with every process of their group at T + 30 s (and the group's leftovers when
+they exit: nnenum's workers would outlive it). Times are wall times including each tool's
+start-up (torchlean ~2 s, nnenum ~1.5 s).
 
 A sat from one tool and an unsat from the other is WRONG, and so is a verdict that contradicts
 the known one (published, or a generator's witness): the ``wrong`` column names the side(s).
@@ -35,7 +37,6 @@ import csv
 import hashlib
 import io
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_vnncomp import GRACE_S, pick, run_one  # noqa: E402  (one runner for torchlean's CLI)
+from bench_vnncomp import GRACE_S, pick, run_group, run_one  # noqa: E402  (one runner for torchlean's CLI)
 
 FIELDS = ["kind", "family", "onnx", "vnnlib", "expected", "torchlean", "torchlean_s", "ort", "nnenum",
           "nnenum_s", "wrong", "note"]
@@ -61,17 +62,15 @@ def run_nnenum(py: str, src: str, onnx: Path, prop: Path, timeout: float) -> tup
         env = {**os.environ, "PYTHONPATH": src, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
         cmd = [py, "-m", "nnenum.nnenum", str(onnx), str(prop), repr(float(timeout)), str(out)]
         t = time.perf_counter()
-        try:
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + GRACE_S,
-                               env=env, cwd=src)
-        except subprocess.TimeoutExpired:
+        rc, stdout, stderr = run_group(cmd, timeout + GRACE_S, env, cwd=src)  # (its workers die with it)
+        if rc is None:
             return "timeout", time.perf_counter() - t, "killed"
         wall = time.perf_counter() - t
         text = out.read_text().strip() if out.is_file() else ""
         verdict = NNENUM_VERDICT.get(text, "error")
         note = ""
         if verdict == "error":
-            lines = [s for s in (p.stderr + p.stdout).strip().splitlines() if not s.startswith("All entries")]
+            lines = [s for s in (stderr + stdout).strip().splitlines() if not s.startswith("All entries")]
             note = (lines or [text or "?"])[-1][:120]
         return verdict, wall, note
 

@@ -185,3 +185,26 @@ def test_relu_split_search_stops_at_its_deadline(resnet):
     ref = fe.forward(fg, lo, hi, "crown")
     for a, b in zip(st.L, ref.L):
         np.testing.assert_array_equal(a, b)
+
+
+def test_early_attack_only_above_the_root_work_gate(resnet, monkeypatch):
+    """The attack before the root bounds (``general.EARLY_ATTACK_WORK``) runs only on graphs whose
+    root CROWN pass is expensive: not on this small ResNet (its 896 ReLU elements: 3 x 4x8x8 + 8x4x4,
+    counted from the torch model), whose sat instance is then found after the root pass as before;
+    with the gate lowered below it, the early attack finds it and the checker accepts it."""
+    from torchlean.verify import general, graph_relu, table
+    from torchlean.verify.table import load_instance
+
+    d, net, sess, x0 = resnet
+    label = int(_run(sess, x0)[0].argmax())
+    t, spec = load_instance(net, _prop(d, x0, label, 0.3))
+    assert sum(t.bg.nodes[k].size for k in graph_relu.relu_nodes(t.bg)) == 3 * 4 * 8 * 8 + 8 * 4 * 4
+    assert general.root_work(t.bg) < general.EARLY_ATTACK_WORK
+    res = general.verify_target(t, spec, timeout=60)
+    assert res.verdict == "sat" and "early_attack_s" not in res.stats
+    monkeypatch.setattr(general, "EARLY_ATTACK_WORK", general.root_work(t.bg) - 1)
+    res = general.verify_target(t, spec, timeout=60)
+    assert res.verdict == "sat" and res.stats["early_attack_s"] <= 60
+    assert table.check(res.cert, t, spec).ok
+    y = _run(sess, np.array([float(v) for v in res.x]))[0]
+    assert np.delete(y, label).max() >= y[label] - 1e-5

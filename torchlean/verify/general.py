@@ -35,6 +35,15 @@ EPS = 1e-300
 #: more inputs than this: no input splitting (root CROWN, root α-CROWN, then counterexample search)
 INPUT_SPLIT_MAX = 64
 
+#: root CROWN work (nonlinear elements x nonzeros of their argument forms, about the pass's
+#: multiply-adds) above which a short attack runs before the root bounds of a ReLU-split search: the
+#: sri_resnet_a ResNet (2.4e10; its root pass 3.6 s alone, 27-60 s under load) has sat instances
+#: PGD finds in under a second; oval21 (1e9-5e9, 0.1-0.5 s), mnistfc and eran (< 1e9) keep the root
+#: bounds first (bench/README.md, "sri_resnet_a and oval21")
+EARLY_ATTACK_WORK = 1e10
+#: the early attack's time cap: this share of the budget (at least 1 s, at most the pre-search's)
+EARLY_ATTACK_SHARE = 0.02
+
 #: share of the time left after the root bounds that the ReLU-split search leaves to the attack
 #: at its end (it also runs the attack between batches: ``graph_relu.ATTACK_SHARE``)
 RELU_ATTACK_SHARE = 0.1
@@ -51,6 +60,14 @@ AlphaLeaf = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]
 #: (region, C (R, n_out), d (R,)) -> a function (lo (B, n), hi (B, n)) -> lower bounds (B, R) of
 #: C·y - d over each box, from a sound engine (the table's, through ``verify.table``)
 Bounder = Callable[[Region, np.ndarray, np.ndarray], Callable[[np.ndarray, np.ndarray], np.ndarray]]
+
+
+def root_work(bg: Any) -> int:
+    """About the multiply-adds of one root CROWN pass over the lowered graph ``bg``: its nonlinear
+    elements (each back-substitutes through the graph before it) times the nonzeros of every
+    nonlinear node's argument forms (the measure ``EARLY_ATTACK_WORK`` gates)."""
+    fns = [n for n in bg.nodes if n.kind == "fn"]
+    return sum(n.size for n in fns) * sum(len(f.t) for n in fns for f in n.args)
 
 
 def objective(region: Region) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]], list[Any]]:
@@ -194,13 +211,16 @@ def solve(
     relu_only: bool = False,
     stats: dict[str, Any] | None = None,
     relu_above: int | None = None,
+    early: bool = False,
 ) -> tuple[str, Any, dict[str, Any]]:
     """("sat", x), ("unsat", [tree per region]) or ("timeout", None), with search statistics.
     Neither verdict is final until the caller's checker accepted the certificate built from it.
     ``relu_split`` (graphs with more than INPUT_SPLIT_MAX inputs, once root CROWN and α-CROWN
     leave a region open, or at once when ``relu_only``: every nonlinear node is a relu, and that
     search starts with root CROWN and α itself): the region's entry from ReLU-split branch and
-    bound, or None. ``stats``: the dict the statistics go into (a caller may watch it for progress)."""
+    bound, or None. ``stats``: the dict the statistics go into (a caller may watch it for progress).
+    ``early``: the root pass is expensive (``root_work``): a relu-first search runs a short attack
+    (``EARLY_ATTACK_SHARE`` of the budget) before it, where it would otherwise run only after it."""
     t0 = time.perf_counter()
     deadline = t0 + timeout
     stats = {} if stats is None else stats
@@ -208,9 +228,13 @@ def solve(
     wide = ex.n_in > (INPUT_SPLIT_MAX if relu_above is None else relu_above)
     relu_first = relu_split is not None and wide and relu_only
     pre_s = max(1.0, 0.1 * timeout)  # the attack before the proof search
-    if not relu_first:  # (else the ReLU-split search runs it once the root bounds are known)
+    early = early and relu_first
+    if not relu_first or early:  # (else the ReLU-split search runs it once the root bounds are known)
+        cap = min(pre_s, max(1.0, EARLY_ATTACK_SHARE * timeout)) if early else pre_s
         x = attack.search(ex, spec, confirm, seed=seed, extra_starts=extra_starts, rounds=1,
-                          deadline=t0 + pre_s)
+                          deadline=t0 + cap)
+        if early:
+            stats["early_attack_s"] = round(time.perf_counter() - t0, 3)
         if x is not None:
             stats["time"] = time.perf_counter() - t0
             return "sat", x, stats
@@ -239,8 +263,9 @@ def solve(
                 if pre:
                     if not relu_first:
                         return None
-                    return attack.search(ex, where, confirm, seed=seed, extra_starts=extra_starts, rounds=1,
-                                         deadline=max(until, t0 + pre_s))
+                    # (after an early attack from ``seed``: other random starts)
+                    return attack.search(ex, where, confirm, seed=seed + 10**5 if early else seed,
+                                         extra_starts=extra_starts, rounds=1, deadline=max(until, t0 + pre_s))
                 if starts is not None:
                     return attack.search(ex, where, confirm, seed=next(seeds), rounds=1, deadline=until,
                                          samples=0, starts=0, corners=0, extra_starts=starts)
@@ -296,7 +321,8 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0, pro
         verdict, out, stats = solve(table.bounder(t), t.ex, spec, table.confirmer(t, spec), timeout, seed,
                                     alpha_leaf=table.alpha_leaf_fn(t), relu_split=relu_split,
                                     relu_only=relu_split is not None and graph_relu.relu_only(t.bg),
-                                    stats=stats, relu_above=relu_above)
+                                    stats=stats, relu_above=relu_above,
+                                    early=t.bg is not None and root_work(t.bg) > EARLY_ATTACK_WORK)
     if verdict == "sat":
         y = t.ex.forward(np.array([[float(v) for v in out]]))[0].tolist()
         return Result("sat", cert=table.sat_cert(t, spec, out), x=out, y=y, stats=stats)
