@@ -322,7 +322,8 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         if any(n.kind == "fn" and n.fn in LIBM_ROWS for n in bg.nodes):
             trusted[LIBM] = 1  # (the fast rows' stated libm accuracy, ``fast_functions``)
     try:
-        st = engine.forward(bg, [b[0] for b in box], [b[1] for b in box], "ibp" if method == "fast" else method,
+        lo, hi = [b[0] for b in box], [b[1] for b in box]
+        st = engine.forward(bg, lo, hi, "ibp" if method == "fast" else method,
                             tight=fast_ranges(bg, box) if fast else None)
     except DomainError as e:  # (e.g. a layer_norm with eps 0 whose variance can reach 0 on the box)
         raise DomainError(f"the real network is not defined everywhere on the box: {e}") from None
