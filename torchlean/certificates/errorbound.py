@@ -13,9 +13,10 @@ later signed weights can cancel them; a form may always be collapsed into its bo
 argument: TRUST_BOUNDARIES.md, "Floats". Certificate: {"kind": "errorbound", "statement": S,
 "digest", "steps": [[bound per element] per IR node]}, S = {format, mode, kernel_ulps, input_box,
 input_exact, ranges, graph, model, epsilon}; every step and epsilon must be >= the recomputed bound.
-``ranges`` "fast" (the default the generator writes): exact IBP met per element with the fast
-engine's CROWN (``fast_engine.tight_args``, numpy, imported only then), recomputed here, never read
-from the certificate; the verdict names the float64 model (and libm) those ranges rest on.
+``ranges`` "fast" (the generator's default above 1,000 nonlinear elements): exact IBP met per
+element with the fast engine's CROWN (``fast_engine.tight_args``, numpy, imported only then),
+recomputed here, never read from the certificate; the verdict names the float64 model (and libm)
+those ranges rest on.
 ``errorbound-split``: a tree {"split": [d, "v"], "lo", "hi"} | {"box", "steps"} of bisections (lo_d
 < v < hi_d, so the halves cover the parent); each leaf is replayed on its box with S's epsilon.
 """

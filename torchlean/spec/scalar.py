@@ -48,25 +48,11 @@ class SympyMath:
         q = exact(value)
         return _sympy().Rational(q.numerator, q.denominator)
 
-    @staticmethod
-    def exp(x: Any) -> Any:
-        return _sympy().exp(x)
-
-    @staticmethod
-    def log(x: Any) -> Any:
-        return _sympy().log(x)
-
-    @staticmethod
-    def sqrt(x: Any) -> Any:
-        return _sympy().sqrt(x)
-
-    @staticmethod
-    def tanh(x: Any) -> Any:
-        return _sympy().tanh(x)
-
-    @staticmethod
-    def erf(x: Any) -> Any:
-        return _sympy().erf(x)
+    def __getattr__(self, name: str) -> Any:
+        # (exp, log, sqrt, tanh, erf: sympy's own functions, looked up once sympy is imported)
+        if name in ("exp", "log", "sqrt", "tanh", "erf"):
+            return getattr(_sympy(), name)
+        raise AttributeError(name)
 
     @staticmethod
     def select(cond: Any, a: Any, b: Any) -> Any:

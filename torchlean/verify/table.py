@@ -212,14 +212,8 @@ def engine_name(t: Target, exact: bool = False) -> str:
     return "certificates.fast_engine (bound table, float64 rounded outward)"
 
 
-def graph_fingerprint(bg: Any) -> str:
-    """``lower.fingerprint(bg)``: hashed once per graph object (``BoundGraph.fp``), so the search's
-    certificate and the checker's replay of it share one pass over the weights."""
-    return lower.fingerprint(bg)
-
-
 def network_id(t: Target) -> str:
-    return graph_fingerprint(t.bg)
+    return lower.fingerprint(t.bg)  # (hashed once per graph: ``BoundGraph.fp``)
 
 
 def check(cert: dict[str, Any], t: Target, spec: Spec) -> Verdict:
