@@ -82,6 +82,17 @@ def scatter(xp: Any, base: Any, parts: list[tuple[Any, Any]], add: bool = True) 
     return base
 
 
+def open_grid(xp: Any, shape: tuple[int, ...]) -> list[Any]:
+    """``xp.indices(shape, sparse=True)``: one index array per axis, broadcastable together. cupy's
+    ``indices`` takes no ``sparse`` keyword (found on a real GPU), so there the grid is built from
+    ``arange``; every other namespace (numpy, symbolic, tape, the proofs' index backend, whose
+    ``indices`` returns symbolic grids) keeps its own ``indices``."""
+    if getattr(xp, "__name__", None) == "cupy":
+        return [xp.arange(n).reshape([n if i == k else 1 for i in range(len(shape))])
+                for k, n in enumerate(shape)]
+    return list(xp.indices(shape, sparse=True))
+
+
 def index_add(xp: Any, base: Any, index: Any, v: Any) -> Any:
     """``base`` with ``v`` added at the integer ``index`` (``xp.add.at``: a position hit twice
     collects both), the scatter-add of the gather and embedding VJPs; recorded namespaces supply

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..spec.shapes import norm_axes, norm_axis
 from ..spec.tensorops import slices
-from .rules import index_add, rule, scatter, sum_to
+from .rules import index_add, open_grid, rule, scatter, sum_to
 
 
 def _axes(axes, ndim):
@@ -173,7 +173,7 @@ def _(xp, g, out, x, idx, axis=-1):
     full = xp.zeros_like(x)
     ax = norm_axis(axis, x.ndim, "gather")
     # scatter-add: positions hit twice accumulate, like torch.gather's backward
-    grid = list(xp.indices(idx.shape, sparse=True))
+    grid = open_grid(xp, idx.shape)
     grid[ax] = idx
     return index_add(xp, full, tuple(grid), g), None
 

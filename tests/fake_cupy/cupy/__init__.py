@@ -161,6 +161,11 @@ def asnumpy(a: Any) -> _np.ndarray:
     return a.get() if isinstance(a, ndarray) else _np.asarray(a)
 
 
+def indices(dimensions: Any, dtype: Any = int) -> ndarray:
+    """cupy's ``indices`` has no ``sparse`` keyword (found on a real GPU: the gather VJP used it)."""
+    return _wrap(_np.indices(dimensions, dtype=dtype))
+
+
 def get_array_module(*args: Any) -> Any:
     """This module if any argument is a device array, else numpy."""
     return _this if any(isinstance(a, ndarray) for a in args) else _np
