@@ -1,6 +1,11 @@
 """Float-sound verdicts (``--float32``) against real-number verdicts on shared VNN-COMP instances.
 
     OPENBLAS_NUM_THREADS=1 python bench/bench_float32.py [--timeout 60] [--limit 4] [--out rows.csv]
+        [--sets acasxu,mnistfc,...] [--data ../shared/data] [-j N]
+
+``--sets`` names any benchmark folder of the data root (acasxu's eleven instances are a fixed list;
+every other set takes its expected.csv's unsat rows round robin over its networks, ``--limit`` of
+them); ``-j N`` runs N instances at once, each in its own process (on a machine with N free cores).
 
 Per instance: the real verdict and time (``bab.solve``, the checker
 replaying the certificate), then the float-sound verdict and time (``verify.float32``: errorbound
@@ -26,6 +31,10 @@ SETS = {
     "rl_benchmarks": ("vnncomp2022/rl_benchmarks", None),
     "reach_prob_density": ("vnncomp2022/reach_prob_density", None),
 }
+for _name in ("mnistfc", "eran", "verivital", "oval21", "test"):
+    SETS[_name] = (f"vnncomp2021/{_name}", None)
+for _name in ("collins_rul_cnn", "sri_resnet_a"):
+    SETS[_name] = (f"vnncomp2022/{_name}", None)
 
 
 def instances(name: str, limit: int) -> list[tuple[Path, Path]]:
@@ -43,12 +52,36 @@ def instances(name: str, limit: int) -> list[tuple[Path, Path]]:
     return out[:limit]
 
 
-def main() -> int:
+def run_one(s: str, net_p: Path, prop_p: Path, timeout: float, splits: int) -> tuple[str, ...]:
+    """One table row: the real verdict (search + replay), then the float-sound one."""
     from torchlean.certificates.bounds import check_vnn
     from torchlean.verify.bab import solve
     from torchlean.verify.float32 import verify_float32
     from torchlean.verify.table import load_instance
 
+    t, spec = load_instance(net_p, prop_p)
+    graph = t.graph
+    t0 = time.monotonic()
+    res = solve(t, spec, timeout=timeout)
+    if res.verdict == "unsat":
+        ok = check_vnn(res.cert, t.bg, spec).ok
+        res.verdict = "unsat" if ok else "unknown"
+    real_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    try:
+        fr = verify_float32(graph, t, spec, timeout, splits=splits)
+        fv, eps = fr.verdict, max(fr.stats.get("epsilon") or [float("nan")])
+        chk, parts = fr.stats.get("check_s"), str(fr.stats.get("parts", ""))
+    except Exception as e:  # (a row that cannot be bounded: reported, not fatal)
+        fv, eps, chk = f"error: {str(e).splitlines()[0][:60]}", float("nan"), None
+        parts = ""
+    f_s = time.monotonic() - t0
+    took = f"{f_s:.1f}" + (f" ({chk:.1f})" if chk is not None else "")
+    return (s, net_p.name, prop_p.name, res.verdict, f"{real_s:.1f}", fv, took, parts, f"{eps:.3g}")
+
+
+def main() -> int:
+    global ROOT
     ap = argparse.ArgumentParser()
     ap.add_argument("--sets", default="acasxu,rl_benchmarks,reach_prob_density")
     ap.add_argument("--timeout", type=float, default=60.0)
@@ -56,35 +89,28 @@ def main() -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--splits", type=int, default=16, help="partition splits (the CLI's --float32-splits)")
     ap.add_argument("--only", default=None, help="comma-separated network:property filters")
+    ap.add_argument("--data", default=None, help="the data root (default ../shared/data)")
+    ap.add_argument("-j", "--jobs", type=int, default=1, help="instances run at once, one process each")
     a = ap.parse_args()
+    if a.data:
+        ROOT = Path(a.data)
+    todo = [(s, n, p) for s in a.sets.split(",") for n, p in instances(s, a.limit)
+            if not a.only or any(f"{n.name}:{p.name}".find(o) >= 0 for o in a.only.split(","))]
     rows = []
     print("| set | network | property | real | real s | float32 | float32 s (check s) | parts | max eps |")
     print("|---|---|---|---|---:|---|---:|---:|---:|")
-    for s in a.sets.split(","):
-        for net_p, prop_p in instances(s, a.limit):
-            if a.only and not any(f"{net_p.name}:{prop_p.name}".find(o) >= 0 for o in a.only.split(",")):
-                continue
-            t, spec = load_instance(net_p, prop_p)
-            graph = t.graph
-            t0 = time.monotonic()
-            res = solve(t, spec, timeout=a.timeout)
-            if res.verdict == "unsat":
-                ok = check_vnn(res.cert, t.bg, spec).ok
-                res.verdict = "unsat" if ok else "unknown"
-            real_s = time.monotonic() - t0
-            t0 = time.monotonic()
-            try:
-                fr = verify_float32(graph, t, spec, a.timeout, splits=a.splits)
-                fv, eps = fr.verdict, max(fr.stats.get("epsilon") or [float("nan")])
-                chk, parts = fr.stats.get("check_s"), str(fr.stats.get("parts", ""))
-            except Exception as e:  # (a row that cannot be bounded: reported, not fatal)
-                fv, eps, chk = f"error: {str(e).splitlines()[0][:60]}", float("nan"), None
-                parts = ""
-            f_s = time.monotonic() - t0
-            took = f"{f_s:.1f}" + (f" ({chk:.1f})" if chk is not None else "")
-            row = (s, net_p.name, prop_p.name, res.verdict, f"{real_s:.1f}", fv, took, parts, f"{eps:.3g}")
-            rows.append(row)
-            print("| " + " | ".join(row) + " |", flush=True)
+    if a.jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(a.jobs) as pool:  # rows in the order they finish
+            futures = [pool.submit(run_one, s, n, p, a.timeout, a.splits) for s, n, p in todo]
+            for f in as_completed(futures):
+                rows.append(f.result())
+                print("| " + " | ".join(rows[-1]) + " |", flush=True)
+    else:
+        for s, n, p in todo:
+            rows.append(run_one(s, n, p, a.timeout, a.splits))
+            print("| " + " | ".join(rows[-1]) + " |", flush=True)
     if a.out:
         with open(a.out, "w", newline="") as f:
             csv.writer(f).writerows(rows)
