@@ -40,17 +40,19 @@ def _float_slopes(bg: BoundGraph, slopes: dict[int, list[Any]]) -> dict[int, Any
 
 
 def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list[Aff], index: Any,
-                      method: str, read: Any, where: str, states: dict[Any, Any] | None = None) -> None:
+                      method: str, read: Any, where: str, states: dict[Any, Any] | None = None,
+                      cache: dict[Any, Any] | None = None) -> None:
     """Replay every leaf of one tree (``items``: ``bounds.walk``'s nodes); raises ``Rejected`` on
     failure. Nodes are bounded level by level in chunks: a ReLU split's children start from their
     parent's state (``fast_engine.forward``'s prior, as ``engine.forward``'s), so the splits whose
     children are ReLU splits are bounded too. ``states``: the caller's memo of forward states
     without a prior by (method, boxes, phases), so the trees of one region's disjuncts
     (``per_disjunct``) that bound the same boxes share one forward pass (a state is a function of
-    those alone; a ResNet's costs seconds)."""
+    those alone; a ResNet's costs seconds); ``cache``: the caller's ``fast_forms.corners`` cache
+    (the trees of one region share its corners)."""
     fg = fe.compiled(bg)
     F = fe.forms_of(fg, forms)
-    cache: dict[int, Any] = {}
+    cache = {} if cache is None else cache
     needed = {it[2][1] for it in items if it[2][3] is not None}  # parents of ReLU splits' children
     levels: dict[tuple[int, bool, bool], list[int]] = {}
     depth, leaf_no = [0] * len(items), {}

@@ -151,7 +151,8 @@ def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str 
             "needs one split tree per input region of the property")
     n = 0
     read = read_slopes(bg)
-    states: dict[Any, Any] = {}  # (fast mode: forward states the disjuncts' trees share)
+    states: dict[Any, Any] = {}  # (fast mode: forward states and corners the disjuncts' trees share)
+    corners: dict[Any, Any] = {}
     for r, (whole, entry) in enumerate(zip(spec.regions, trees)):
         for region, tree in region_parts(whole, entry):
             items = list(walk(tree, list(region.lo), list(region.hi), split_widths(bg)))
@@ -162,7 +163,8 @@ def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str 
             if mode == "fast":
                 from .fast_vnn import check_leaves_fast  # numpy: only for the fast mode
 
-                check_leaves_fast(bg, region, items, forms, index, method, read, f"region {r}", states)
+                check_leaves_fast(bg, region, items, forms, index, method, read, f"region {r}", states,
+                                  corners)
                 continue
             needed = {it[2][1] for it in items if it[2][3] is not None}  # parents of ReLU splits' children
             kept: dict[int, Any] = {}
