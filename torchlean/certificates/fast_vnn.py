@@ -43,9 +43,10 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
                       method: str, read: Any, where: str, states: dict[Any, Any] | None = None,
                       cache: dict[Any, Any] | None = None) -> None:
     """Replay every leaf of one tree (``items``: ``bounds.walk``'s nodes); raises ``Rejected`` on
-    failure. Nodes are bounded level by level in chunks: a ReLU split's children start from their
-    parent's state (``fast_engine.forward``'s prior, as ``engine.forward``'s), so the splits whose
-    children are ReLU splits are bounded too. ``states``: the caller's memo of forward states
+    failure. Nodes are bounded in chunks, level by level: a ReLU split's children start from their
+    parent's state (``fast_engine.forward``'s prior, as ``engine.forward``'s), one level below it,
+    so the splits whose children are ReLU splits are bounded too; every other node is on level 0
+    (leaves in tree order, as before priors). ``states``: the caller's memo of forward states
     without a prior by (method, boxes, phases), so the trees of one region's disjuncts
     (``per_disjunct``) that bound the same boxes share one forward pass (a state is a function of
     those alone; a ResNet's costs seconds); ``cache``: the caller's ``fast_forms.corners`` cache
@@ -57,7 +58,7 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
     levels: dict[tuple[int, bool, bool], list[int]] = {}
     depth, leaf_no = [0] * len(items), {}
     for i, (_, _, (proofs, parent, _, key)) in enumerate(items):
-        depth[i] = depth[parent] + 1 if parent >= 0 else 0
+        depth[i] = depth[parent] + 1 if key is not None else 0
         if proofs is not None:
             leaf_no[i] = len(leaf_no)
         if proofs is not None or i in needed:
