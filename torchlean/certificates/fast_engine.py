@@ -156,9 +156,7 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
         if k < first:  # (every box keeps its parent's bounds here)
             st.arg.append(P.arg[k])
             st.relax.append({})
-            st.L.append(P.L[k])
-            st.U.append(P.U[k])
-            st.vmax.append(P.vmax[k])
+            st.push(P.L[k], P.U[k])
             continue
         if node.kind == "const":
             clo, chi = fg.forms[k]
