@@ -465,6 +465,7 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
         node = fg.bg.nodes[k]
         if k not in lam or node.kind == "const":
             continue
+        tick()  # (a ResNet's final back-substitution takes seconds: deadlines reach inside it)
         lk = lam.pop(k)
         v = views.get(k)
         m = node.size

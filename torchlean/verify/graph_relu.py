@@ -228,7 +228,9 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
             st = _forward(fg, blo, bhi, phase_arrays(bg, paths), deadline, prior_of([p for *_, p in part]))
             if st is None:
                 return None
-        lb = fe.bound_forms(st, dj.F)
+        lb = _until(deadline, lambda st=st: fe.bound_forms(st, dj.F))
+        if lb is None:
+            return None
         stats["subproblems"] = stats.get("subproblems", 0) + B
         done = lb.max(1) > EPS
         score = {k: np.maximum(-st.arg[k][0], 0) * np.maximum(st.arg[k][1], 0)
@@ -291,9 +293,15 @@ def _forward(fg: Any, lo: np.ndarray, hi: np.ndarray, phases: Any, deadline: flo
     ``time.perf_counter`` time), or None past it: one batch of a ResNet's subproblems can take
     minutes on a loaded machine, and the previous batch's time (the estimate the loop checks) can
     be far shorter."""
+    return _until(deadline, lambda: fe.forward(fg, lo, hi, "crown", phases, prior=prior))
+
+
+def _until(deadline: float, f: Callable[[], Any]) -> Any:
+    """f() stopped at ``deadline`` (a ``time.perf_counter`` time; the engines' loops ``tick``), or
+    None past it (a batch's bound of the objective rows takes seconds on a ResNet too)."""
     try:
         with time_limit(time.monotonic() + (deadline - time.perf_counter())):
-            return fe.forward(fg, lo, hi, "crown", phases, prior=prior)
+            return f()
     except OutOfTime:
         return None
 
