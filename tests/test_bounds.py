@@ -240,7 +240,7 @@ def test_split_values_read_as_floats_exactly_when_one_equals_them():
     """``split_value`` gives a float exactly when the value is one within its safe range, and the
     Fraction otherwise; the tree walk keeps such floats (the fast mode's corners, no rounding)
     and the region's own bounds as Fractions."""
-    from torchlean.certificates.bounds import leaves, split_value
+    from torchlean.certificates.bounds import split_value, walk
 
     cases = ["-6004799506163061/18014398509481984", "3/8", "-5/1024", "0/1", "7/1", "12/16", "1/3"]
     cases += [str(Fraction(x)) for x in (0.1, -2.5e-290, 2.0**53, -(2.0**53))]
@@ -252,7 +252,7 @@ def test_split_values_read_as_floats_exactly_when_one_equals_them():
         assert (type(v) is float) == (q.denominator & (q.denominator - 1) == 0 and safe), text
     lo, hi = [Fraction(-1, 3), Fraction(0)], [Fraction(1, 3), Fraction(1)]
     tree = [["split", 0, "0/1"], ["leaf", []], ["split", 1, "1/3"], ["leaf", []], ["leaf", []]]
-    boxes = [(a, b) for a, b, _ in leaves(tree, lo, hi)]
+    boxes = [(a, b) for a, b, info in walk(tree, lo, hi) if info[0] is not None]
     assert boxes == [([lo[0], lo[1]], [0.0, hi[1]]), ([0.0, lo[1]], [hi[0], Fraction(1, 3)]),
                      ([0.0, Fraction(1, 3)], hi)]  # fmt: skip
     assert [type(v) for v in boxes[1][1]] == [Fraction, Fraction] and type(boxes[0][1][0]) is float

@@ -16,7 +16,7 @@ import torchlean as tl
 from torchlean import nn
 from torchlean.certificates import engine
 from torchlean.certificates import fast_engine as fe
-from torchlean.certificates.bounds import check_vnn, leaves
+from torchlean.certificates.bounds import check_vnn, walk
 from torchlean.certificates.graph_vnn import objective_forms, split_widths
 from torchlean.certificates.property import Atom, Region, Spec
 from torchlean.verify import alpha, general, graph_relu, table
@@ -88,7 +88,9 @@ def test_multipliers_raise_the_bound(proved):
     tree = res.cert["regions"][0]["per_disjunct"][0]
     forms, _ = objective_forms(t.bg, region, [[(0,)]])
     gains = []
-    for lo, hi, (proofs, _, phases) in leaves(tree, list(region.lo), list(region.hi), split_widths(t.bg)):
+    for lo, hi, (proofs, _, phases, _) in walk(tree, list(region.lo), list(region.hi), split_widths(t.bg)):
+        if proofs is None:
+            continue
         ex = proofs[0][2] if len(proofs[0]) == 3 else {}
         if "mult" not in ex:
             continue

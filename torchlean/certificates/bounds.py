@@ -74,58 +74,61 @@ def combos_used(region: Region, proof_lists: list[Any]) -> list[list[Combo]]:
 Corners = list[Fraction | float]  # exact values (floats stand for themselves)
 
 
-def leaves(
+def walk(
     tree: Any, lo: list[Fraction], hi: list[Fraction], widths: tuple[int, ...] = ()
 ) -> Iterator[tuple[Corners, Corners, Any]]:
-    """Walk a preorder split tree, yielding (leaf lo, leaf hi, (proofs, None, phases)); rejects
-    malformed trees. ``["relu", node, i]`` splits on element i of node ``node`` (``widths[node]``
-    elements may be split there, ``graph_vnn.split_widths``): its inactive subtree (argument <= 0)
-    comes first, then the active one (>= 0). The two halfspaces cover everything, so leaves cover
-    the box whatever the splits are; ``phases`` maps (node, i) to 0/1 along the path. (Runs once per
-    node, so its conditions raise directly: a ``require`` message would be formatted for every
-    node that passes.)
+    """Walk a preorder split tree, yielding every node in tree order as (lo, hi, (proofs, parent,
+    phases, key)): proofs None for a split, ``parent`` the index of its parent (-1: the root),
+    ``key`` (node, i) when a ReLU split made it, else None; rejects malformed trees.
+    ``["relu", node, i]`` splits on element i of node ``node`` (``widths[node]`` elements may be
+    split there, ``graph_vnn.split_widths``): its inactive subtree (argument <= 0) comes first,
+    then the active one (>= 0). The two halfspaces cover everything, so leaves cover the box
+    whatever the splits are (and a node's region is inside its parent's); ``phases`` maps (node, i)
+    to 0/1 along the path. (Runs once per node, so its conditions raise directly: a ``require``
+    message would be formatted for every node that passes.)
 
     A leaf's corners are exact: the region's Fractions, and split values as ``split_value`` reads
     them (a float where one equals the value, which every comparison here treats exactly). Boxes
     share their unchanged lists, so callers must not modify them."""
     require(isinstance(tree, list) and tree, "split tree must be a non-empty list")
-    stack: list[tuple[Corners, Corners, dict[tuple[int, int], int]]] = [(list(lo), list(hi), {})]
+    stack: list[Any] = [(list(lo), list(hi), {}, -1, None)]
     pos = 0
     while stack:
         require(pos < len(tree), "split tree ends early: a split is missing a subtree")
-        llo, lhi, phases = stack.pop()
+        llo, lhi, phases, parent, made = stack.pop()
         node = tree[pos]
         pos += 1
         if not (isinstance(node, list) and node):
             raise Rejected(f"tree entry {pos - 1} is malformed")
+        me = pos - 1
         if node[0] == "split":
             if len(node) != 3:
-                raise Rejected(f"tree entry {pos - 1}: split needs a dimension and a value")
+                raise Rejected(f"tree entry {me}: split needs a dimension and a value")
             dim, v = node[1], split_value(node[2])
             if not _index(dim, len(lo)):
-                raise Rejected(f"tree entry {pos - 1}: bad split dimension {dim!r}")
+                raise Rejected(f"tree entry {me}: bad split dimension {dim!r}")
             if not llo[dim] <= v <= lhi[dim]:
-                raise Rejected(f"tree entry {pos - 1}: split value outside its box")
-            upper = (llo[:dim] + [v] + llo[dim + 1 :], lhi, phases)
-            lower = (llo, lhi[:dim] + [v] + lhi[dim + 1 :], phases)
-            stack.append(upper)  # popped after the whole lower subtree
-            stack.append(lower)
+                raise Rejected(f"tree entry {me}: split value outside its box")
+            stack.append((llo[:dim] + [v] + llo[dim + 1 :], lhi, phases, me, None))  # after the lower subtree
+            stack.append((llo, lhi[:dim] + [v] + lhi[dim + 1 :], phases, me, None))
         elif node[0] == "relu":
-            require(len(node) == 3, f"tree entry {pos - 1}: relu split needs a layer and a neuron")
+            require(len(node) == 3, f"tree entry {me}: relu split needs a layer and a neuron")
             key = (node[1], node[2])
             require(
                 _index(key[0], len(widths)) and _index(key[1], widths[key[0]]),
-                f"tree entry {pos - 1}: no hidden neuron {list(key)}",
+                f"tree entry {me}: no hidden neuron {list(key)}",
             )
-            require(key not in phases, f"tree entry {pos - 1}: neuron {list(key)} split twice on a path")
-            stack.append((llo, lhi, {**phases, key: 1}))  # active, after the inactive subtree
-            stack.append((llo, lhi, {**phases, key: 0}))
+            require(key not in phases, f"tree entry {me}: neuron {list(key)} split twice on a path")
+            stack.append((llo, lhi, {**phases, key: 1}, me, key))  # active, after the inactive subtree
+            stack.append((llo, lhi, {**phases, key: 0}, me, key))
         elif node[0] == "leaf":
             if not (len(node) == 2 and isinstance(node[1], list)):
-                raise Rejected(f"tree entry {pos - 1}: malformed leaf (a leaf names no method of its own)")
-            yield llo, lhi, (node[1], None, phases)
+                raise Rejected(f"tree entry {me}: malformed leaf (a leaf names no method of its own)")
+            yield llo, lhi, (node[1], parent, phases, made)
+            continue
         else:
-            raise Rejected(f"tree entry {pos - 1}: unknown node {node[0]!r}")
+            raise Rejected(f"tree entry {me}: unknown node {node[0]!r}")
+        yield llo, lhi, (None, parent, phases, made)
     require(pos == len(tree), f"split tree has {len(tree) - pos} entries after its last leaf")
 
 

@@ -128,32 +128,44 @@ def _needs(node: Node, lo: Fraction, hi: Fraction) -> bool:
 
 
 def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], method: str = "ibp",
-            phases: dict[tuple[int, int], int] | None = None, tight: dict[int, Any] | None = None) -> _State:
+            phases: dict[tuple[int, int], int] | None = None, tight: dict[int, Any] | None = None,
+            prior: tuple[_State, int] | None = None) -> _State:
     """Bounds of every variable (IBP, with CROWN argument bounds when ``method == "crown"``).
     ``phases`` {(fn node, i): 1 or 0} restricts to the region where that element's argument is
     >= 0 (1) or <= 0 (0): its argument bounds are clamped at 0, valid on the region (on an empty
     region any bound is, and the clamp keeps lo <= hi). ``tight`` {node: (lows, highs)}: bounds of
     the node's argument rows (fn: one per element; mul: the x rows then the w rows; max: the
     members in order; None: no bound) from another sound method (the fast engine's CROWN),
-    intersected with this method's: both hold, so their intersection does."""
+    intersected with this method's: both hold, so their intersection does. ``prior`` (P, start):
+    P the state of a region containing this one (the parent's before a ReLU split on node
+    start): nodes before start keep P's bounds, and every other argument bound is intersected
+    with P's before it decides on CROWN (P's bounds hold on the larger region, so on this one)."""
     if method not in ("ibp", "crown"):
         raise ValueError(f"unknown method {method!r}")
     st = _State(bg, lo, hi)
+    P, start = prior if prior is not None else (None, 0)
+    rows: dict[int, Any] = {}  # P's argument rows per node, in ``tight``'s layout
 
     def meet(k: int, r: int, b: tuple[Fraction, Fraction]) -> tuple[Fraction, Fraction]:
-        t = tight.get(k) if tight else None
-        if t is None:
-            return b
+        if P is not None and k not in rows:
+            rows[k] = list(zip(*_flat(bg.nodes[k], P.arg[k])))
         a, c = b
-        if t[0][r] is not None:
-            a = max(a, t[0][r])
-        if t[1][r] is not None:
-            c = min(c, t[1][r])
+        for t in (tight.get(k) if tight else None, rows.get(k)):
+            if t is not None:
+                a = a if t[0][r] is None else max(a, t[0][r])
+                c = c if t[1][r] is None else min(c, t[1][r])
         return min(a, c), c  # (crossed: an empty region, kept non-empty as ``arg_bounds``)
 
+    if P is not None:  # (nodes before ``start``: the parent's bounds and lines)
+        e = bg.nodes[start].offset
+        st.L[:e], st.U[:e] = P.L[:e], P.U[:e]
+        st.arg.update((k, a) for k, a in P.arg.items() if k < start)
+        st.lines.update((key, v) for key, v in P.lines.items() if key[0] < start)
     best = refine_skips(bg) if method == "crown" else None
     for k, node in enumerate(bg.nodes):
         o = node.offset
+        if k < start:
+            continue
         if best is not None and node.kind in ("fn", "mul", "max", "lin") and all(best[k]):
             method_k = "ibp"  # (no argument row of this node is refined: bound_graph.refine_skips)
         else:
@@ -164,17 +176,16 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
         elif node.kind == "fn":
             row, bnds = FUNCTIONS[node.fn], []
             for i, f in enumerate(node.args):
-                a, b = st.arg_bounds(k, f, False)
+                a, b = meet(k, i, st.arg_bounds(k, f, False))
                 if method_k == "crown" and not best[k][i] and _needs(node, a, b):
-                    a, b = st.arg_bounds(k, f, True)
-                a, b = meet(k, i, (a, b))
+                    a, b = meet(k, i, st.arg_bounds(k, f, True))
                 if phases and (k, i) in phases:
                     a, b = clamp(a, b, phases[k, i])
                 bnds.append((a, b))
                 st.L[o + i], st.U[o + i] = row.interval(a, b, **node.attrs)
             st.arg[k] = bnds
         elif node.kind == "lin":  # y_i = f_i exactly: f_i's bounds
-            bnds = [st.arg_bounds(k, f, method_k == "crown" and not best[k][i])
+            bnds = [meet(k, i, st.arg_bounds(k, f, method_k == "crown" and not best[k][i]))
                     for i, f in enumerate(node.args)]
             for i, (a, b) in enumerate(bnds):
                 st.L[o + i], st.U[o + i] = a, b
@@ -193,15 +204,22 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
         elif node.kind == "max":
             bnds, r = [], 0
             for i, g in enumerate(node.args):
-                bs = [st.arg_bounds(k, f, False) for f in g]
+                bs = [meet(k, r + j, st.arg_bounds(k, f, False)) for j, f in enumerate(g)]
                 if method_k == "crown" and _max_choice(bs)[1] is None:
-                    bs = [st.arg_bounds(k, f, True) for f in g]
-                bs = [meet(k, r + j, b) for j, b in enumerate(bs)]
+                    bs = [meet(k, r + j, st.arg_bounds(k, f, True)) for j, f in enumerate(g)]
                 r += len(g)
                 bnds.append(bs)
                 st.L[o + i], st.U[o + i] = interval_max(bs)
             st.arg[k] = bnds
     return st
+
+
+def _flat(node: Node, arg: list[Any]) -> list[tuple[Fraction, Fraction]]:
+    """A node's argument bounds as rows (``forward``'s ``tight`` layout: fn and lin one per
+    element; mul the x rows, then the w rows; max the members in order)."""
+    if node.kind == "mul":
+        return [x for x, _ in arg] + [w for _, w in arg]
+    return [b for g in arg for b in g] if node.kind == "max" else list(arg)
 
 
 def point(bg: BoundGraph, x: Sequence[Fraction]) -> tuple[list[Fraction], list[Fraction]]:

@@ -107,11 +107,24 @@ class _State:
 
 def select(st: _State, b: int) -> _State:
     """Box b of a forward state alone (its certified bounds; relaxations are rebuilt from them)."""
+    return gather([(st, b)])
+
+
+def gather(rows: list[tuple[_State, int]]) -> _State:
+    """The state whose box j is box b of state s for (s, b) = rows[j]: their certified bounds
+    (relaxations are rebuilt from them); e.g. each subproblem's parent, as ``forward``'s prior."""
     one = object.__new__(_State)
-    one.fg, one.B, one.memo = st.fg, 1, {}
-    one.L, one.U, one.vmax = ([v[b:b + 1] for v in vs] for vs in (st.L, st.U, st.vmax))
-    one.arg = [None if a is None else (a[0][b:b + 1], a[1][b:b + 1]) for a in st.arg]
-    one.relax = [{} for _ in st.relax]
+    one.fg, one.B, one.memo = rows[0][0].fg, len(rows), {}
+
+    def cat(pick: Any) -> list[Any]:
+        ls = [(pick(s), b) for s, b in rows]
+        return [None if a is None else np.concatenate([v[k][b:b + 1] for v, b in ls])
+                for k, a in enumerate(ls[0][0])]
+
+    one.L, one.U, one.vmax = cat(lambda s: s.L), cat(lambda s: s.U), cat(lambda s: s.vmax)
+    lo, hi = (cat(lambda s, i=i: [None if a is None else a[i] for a in s.arg]) for i in (0, 1))
+    one.arg = [None if a is None else (a, h) for a, h in zip(lo, hi)]
+    one.relax = [{} for _ in one.L]
     return one
 
 
@@ -124,15 +137,27 @@ def _mul_iv(lx, ux, lw, uw):
 @np.errstate(invalid="ignore", over="ignore")  # non-finite entries are handled (vacuous bounds)
 def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             phases: dict[int, np.ndarray] | None = None,
-            clip: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> _State:
+            clip: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+            prior: tuple[_State, np.ndarray] | None = None) -> _State:
     """Certified bounds of every variable over each box (B, n_in), as ``engine.forward``;
     ``phases`` {fn node: (B, size) int array, 1 / 0 / -1 (no split)} as there; ``clip`` {node:
     (lo, hi) arrays (B, rows)}: other valid bounds of the node's argument rows (e.g. the exact
-    engine's IBP with its layer-norm facts), intersected with these before the node is used."""
+    engine's IBP with its layer-norm facts), intersected with these before the node is used.
+    ``prior`` (P, start): P a state (``gather``) whose box b's region contains this box b's (its
+    parent's before a ReLU split), start (B,) node indices, as ``engine.forward``'s: box b keeps
+    P's bounds at nodes before start[b], and every other argument bound is intersected with P's
+    (valid on the larger region, so on this one) before it picks the rows CROWN refines."""
     if method not in ("ibp", "crown"):
         raise ValueError(f"unknown method {method!r}")
     st = _State(fg, lo, hi)
+    P = None if prior is None else prior[0]
+    first = 0 if prior is None else int(prior[1].min())
     for k, node in enumerate(fg.bg.nodes[1:], start=1):
+        if k < first:  # (every box keeps its parent's bounds here)
+            st.arg.append(P.arg[k])
+            st.relax.append({})
+            st.push(P.L[k], P.U[k])
+            continue
         if node.kind == "const":
             clo, chi = fg.forms[k]
             st.arg.append(None)
@@ -141,6 +166,9 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             continue
         F = fg.forms[k]
         al, au = F.bounds(st.L, st.U, st.vmax)
+        if P is not None:
+            al, au = np.fmax(al, P.arg[k][0]), np.fmin(au, P.arg[k][1])
+            al = np.minimum(al, au)  # (crossed: an empty region, kept non-empty as below)
         if method == "crown" and any(fg.bg.nodes[p].kind not in ("input", "const") for p, *_ in F.parents):
             # (forms over input and const variables only: their IBP bound is already exact)
             rows = _refine_rows(node, fg.groups[k], al, au)
@@ -172,6 +200,9 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
         if clip is not None and k in clip:  # (both valid, so is the intersection; kept non-empty)
             al, au = np.fmax(al, clip[k][0]), np.fmin(au, clip[k][1])
             al = np.minimum(al, au)
+        if P is not None:
+            keep = (k < prior[1])[:, None]
+            al, au = np.where(keep, P.arg[k][0], al), np.where(keep, P.arg[k][1], au)
         if phases is not None and k in phases:
             ph = phases[k]
             al = np.where(ph == 1, np.maximum(al, 0.0), al)
@@ -434,6 +465,7 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
         node = fg.bg.nodes[k]
         if k not in lam or node.kind == "const":
             continue
+        tick()  # (a ResNet's final back-substitution takes seconds: deadlines reach inside it)
         lk = lam.pop(k)
         v = views.get(k)
         m = node.size

@@ -35,13 +35,17 @@ def outward(lo: list[Fraction], hi: list[Fraction]) -> tuple[list[float], list[f
     return [down(q) for q in lo], [-down(-q) for q in hi]
 
 
-def corners(boxes: list[list[Fraction | float]], cache: dict[int, Corner], side: int) -> np.ndarray:
+def corners(boxes: list[list[Fraction | float]], cache: dict[Any, Any], side: int) -> np.ndarray:
     """Outward floats (B, d) of the leaves' lower (side 0, rounded down) or upper (1, up) corners.
     A float corner is exact (``bounds.split_value``) and is its own rounding. The others (the
     region's bounds, split values no float equals) are rounded once: leaves share them as objects,
-    so the cache is keyed by identity; it holds each value, so no id is reused."""
+    so the cache is keyed by identity; it holds each value, so no id is reused (and each whole
+    corner list by (identity, side): ReLU-split leaves share their region's lists)."""
     rows = []
     for box in boxes:
+        if (id(box), side) in cache:
+            rows.append(cache[id(box), side][1])
+            continue
         row = []
         for q in box:
             if type(q) is not float:
@@ -51,6 +55,7 @@ def corners(boxes: list[list[Fraction | float]], cache: dict[int, Corner], side:
                 q = cache[id(q)][1 + side]
             row.append(q)
         rows.append(row)
+        cache[id(box), side] = (box, row)
     return np.array(rows)
 
 

@@ -8,9 +8,10 @@ The format (bounds.py docstring) in short:
 
 - split trees split the input (``["split", dim, v]``) or an element of a relu / leaky_relu / abs
   node (``["relu", node, i]``: the subtree where its argument is <= 0, then the one where it is
-  >= 0), walked by the ONE walker ``bounds.leaves``, so the leaves cover every region's box by
+  >= 0), walked by the ONE walker ``bounds.walk``, so the leaves cover every region's box by
   construction; a leaf's bound holds on its region (box and split halfspaces), where the engines
-  clamp each split element's argument bounds at 0;
+  clamp each split element's argument bounds at 0, and a ReLU split's children start from their
+  parent's bounds (the engines' ``prior``: valid on the parent's region, which contains theirs);
 - a leaf proof's optional third element is ``{"slopes": [[node, i, lower, upper], ...],
   "mult": [[node, i, q], ...]}`` (either key may be left out): ``slopes`` is the relaxation choice
   for element i of bound-graph node ``node`` in this proof's final back-substitution (fn: slopes,
@@ -37,7 +38,7 @@ from fractions import Fraction
 from typing import Any
 
 from . import engine
-from .bounds import MAX_LEAVES, Combo, check_leaf_proofs, combos_used, leaves, region_parts
+from .bounds import MAX_LEAVES, Combo, check_leaf_proofs, combos_used, region_parts, walk
 from .core import Rejected, Verdict, rational, require
 from .lower import Aff, BoundGraph, fingerprint, lower
 from .property import Region, Spec
@@ -150,20 +151,35 @@ def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str 
             "needs one split tree per input region of the property")
     n = 0
     read = read_slopes(bg)
-    states: dict[Any, Any] = {}  # (fast mode: forward states the disjuncts' trees share)
+    states: dict[Any, Any] = {}  # (fast mode: forward states and corners the disjuncts' trees share)
+    corners: dict[Any, Any] = {}
     for r, (whole, entry) in enumerate(zip(spec.regions, trees)):
         for region, tree in region_parts(whole, entry):
-            items = list(leaves(tree, list(region.lo), list(region.hi), split_widths(bg)))
-            n += len(items)
+            items = list(walk(tree, list(region.lo), list(region.hi), split_widths(bg)))
+            proof_lists = [it[2][0] for it in items if it[2][0] is not None]
+            n += len(proof_lists)
             require(n <= MAX_LEAVES, "too many leaves")
-            forms, index = objective_forms(bg, region, combos_used(region, [it[2][0] for it in items]))
+            forms, index = objective_forms(bg, region, combos_used(region, proof_lists))
             if mode == "fast":
                 from .fast_vnn import check_leaves_fast  # numpy: only for the fast mode
 
-                check_leaves_fast(bg, region, items, forms, index, method, read, f"region {r}", states)
+                check_leaves_fast(bg, region, items, forms, index, method, read, f"region {r}", states,
+                                  corners)
                 continue
-            for i, (lo, hi, (proofs, _, phases)) in enumerate(items):
-                st = engine.forward(bg, [Fraction(v) for v in lo], [Fraction(v) for v in hi], method, phases)
+            needed = {it[2][1] for it in items if it[2][3] is not None}  # parents of ReLU splits' children
+            kept: dict[int, Any] = {}
+            i = -1
+            for t, (lo, hi, (proofs, parent, phases, key)) in enumerate(items):
+                if proofs is None and t not in needed:
+                    continue
+                # a ReLU split's child starts from its parent's state (engine.forward's prior)
+                st = engine.forward(bg, [Fraction(v) for v in lo], [Fraction(v) for v in hi], method, phases,
+                                    prior=None if key is None else (kept[parent], key[0]))
+                if t in needed:
+                    kept[t] = st
+                if proofs is None:
+                    continue
+                i += 1
 
                 def lower_bound(row: int, ex: Extras | None, st: Any = st, ph: Any = phases,
                                 forms: list[Aff] = forms) -> Fraction:

@@ -198,7 +198,8 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
     use_alpha = alpha.dense_size(bg) <= alpha.MAX_DENSE and all(
         n.kind != "fn" or n.fn in FAST for n in bg.nodes)
     tree = SplitTree()
-    queue: list[tuple[int, Phases]] = [(0, {})]
+    # (tree node, split path, parent: (its batch's state, row, the split node) or None for the root)
+    queue: list[tuple[int, Phases, Any]] = [(0, {}, None)]
     last_dt, began = 0.0, time.perf_counter()
     minimisers: np.ndarray | None = None  # the last batch's open subproblems' bound minimisers
     while queue:
@@ -219,15 +220,17 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
             start = time.perf_counter()
         part, queue = queue[:batch], queue[batch:]
         B = len(part)
-        paths = [p for _, p in part]
+        paths = [p for _, p, _ in part]
         blo, bhi = np.repeat(lo, B, 0), np.repeat(hi, B, 0)
         if root is not None and B == 1 and not paths[0]:
             st = root
         else:
-            st = _forward(fg, blo, bhi, phase_arrays(bg, paths), deadline)
+            st = _forward(fg, blo, bhi, phase_arrays(bg, paths), deadline, prior_of([p for *_, p in part]))
             if st is None:
                 return None
-        lb = fe.bound_forms(st, dj.F)
+        lb = _until(deadline, lambda st=st: fe.bound_forms(st, dj.F))
+        if lb is None:
+            return None
         stats["subproblems"] = stats.get("subproblems", 0) + B
         done = lb.max(1) > EPS
         score = {k: np.maximum(-st.arg[k][0], 0) * np.maximum(st.arg[k][1], 0)
@@ -257,7 +260,7 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
                         proof = [choice(dj.names[r]), threshold(g)]
                         proofs[b] = proof + [ex] if ex else proof
                         stats["beta_leaves"] = stats.get("beta_leaves", 0) + 1
-        for b, (node, path) in enumerate(part):
+        for b, (node, path, _) in enumerate(part):
             if b in proofs:
                 tree.nodes[node] = ("leaf", [proofs[b]])
                 stats["leaves"] = stats.get("leaves", 0) + 1
@@ -277,21 +280,47 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
                     return None
                 pick = unst[0]
             ia, ib = tree.split_relu(node, *pick)
-            queue += [(ia, {**path, pick: 0}), (ib, {**path, pick: 1})]
+            queue += [(ia, {**path, pick: 0}, (st, b, pick[0])), (ib, {**path, pick: 1}, (st, b, pick[0]))]
             stats["splits"] = stats.get("splits", 0) + 1
+        slim(st)
         last_dt = time.perf_counter() - start
     return tree.preorder()
 
 
-def _forward(fg: Any, lo: np.ndarray, hi: np.ndarray, phases: Any, deadline: float) -> Any:
-    """``fast_engine.forward`` (CROWN) stopped at ``deadline`` (a ``time.perf_counter`` time), or
-    None past it: one batch of a ResNet's subproblems can take minutes on a loaded machine, and
-    the previous batch's time (the estimate the loop checks) can be far shorter."""
+def _forward(fg: Any, lo: np.ndarray, hi: np.ndarray, phases: Any, deadline: float,
+             prior: Any = None) -> Any:
+    """``fast_engine.forward`` (CROWN, from ``prior``) stopped at ``deadline`` (a
+    ``time.perf_counter`` time), or None past it: one batch of a ResNet's subproblems can take
+    minutes on a loaded machine, and the previous batch's time (the estimate the loop checks) can
+    be far shorter."""
+    return _until(deadline, lambda: fe.forward(fg, lo, hi, "crown", phases, prior=prior))
+
+
+def _until(deadline: float, f: Callable[[], Any]) -> Any:
+    """f() stopped at ``deadline`` (a ``time.perf_counter`` time; the engines' loops ``tick``), or
+    None past it (a batch's bound of the objective rows takes seconds on a ResNet too)."""
     try:
         with time_limit(time.monotonic() + (deadline - time.perf_counter())):
-            return fe.forward(fg, lo, hi, "crown", phases)
+            return f()
     except OutOfTime:
         return None
+
+
+def prior_of(parents: list[Any]) -> Any:
+    """``fast_engine.forward``'s prior for subproblems made by ReLU splits, from their parents
+    ((state, row, split node) each; None: a root, bounded from scratch). The checker's replay
+    starts each such child from its parent's state the same way (``fast_vnn``, ``graph_vnn``):
+    nodes before the split node keep the parent's bounds, later ones are intersected with them."""
+    if parents[0] is None:
+        return None
+    return fe.gather([(s, b) for s, b, _ in parents]), np.array([k for *_, k in parents])
+
+
+def slim(st: Any) -> None:
+    """Drop a forward state's caches (views, charges, lines; rebuilt on use) once its batch is
+    done: the queued children keep their parents' states for their bounds alone."""
+    st.memo.clear()
+    st.relax = [{} for _ in st.relax]
 
 
 def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],

@@ -40,6 +40,7 @@ from ..certificates import engine
 from ..certificates import fast_engine as fe
 from ..certificates.fast_vnn import phase_arrays
 from . import lp as _lp
+from .graph_relu import prior_of, slim
 from .tree import SplitTree, choice, proof_extras, threshold
 
 EPS = 1e-300  # any positive bound proves a leaf (general.EPS)
@@ -353,7 +354,7 @@ def close_box(bg: Any, obj: Objective, lo: np.ndarray, hi: np.ndarray, deadline:
     g = _graph(bg)
     fg = fe.compiled(bg)
     tree = SplitTree()
-    queue: list[tuple[int, Phases]] = [(0, {})]
+    queue: list[tuple[int, Phases, Any]] = [(0, {}, None)]  # (node, path, parent: graph_relu.prior_of)
     nodes = 0
     while queue:
         part, queue = queue[-BATCH:], queue[:-BATCH]
@@ -362,12 +363,12 @@ def close_box(bg: Any, obj: Objective, lo: np.ndarray, hi: np.ndarray, deadline:
             stats["star_giveup"] = stats.get("star_giveup", 0) + 1
             return None
         B = len(part)
-        paths = [p for _, p in part]
+        paths = [p for _, p, _ in part]
         st = fe.forward(fg, np.repeat(lo[None], B, 0), np.repeat(hi[None], B, 0), "crown",
-                        phase_arrays(bg, paths))
+                        phase_arrays(bg, paths), prior=prior_of([p for *_, p in part]))
         lb = fe.bound_forms(st, obj.F)
         stats["star_nodes"] = stats.get("star_nodes", 0) + B
-        for b, (node, path) in enumerate(part):
+        for b, (node, path, _) in enumerate(part):
             out = _decide(g, obj, st, b, path, lb[b], stats, confirm)
             if isinstance(out, list):
                 return out
@@ -379,7 +380,8 @@ def close_box(bg: Any, obj: Objective, lo: np.ndarray, hi: np.ndarray, deadline:
                 stats["star_stuck"] = stats.get("star_stuck", 0) + 1
                 return None
             ia, ib = tree.split_relu(node, *pick)
-            queue += [(ia, {**path, pick: 0}), (ib, {**path, pick: 1})]
+            queue += [(ia, {**path, pick: 0}, (st, b, pick[0])), (ib, {**path, pick: 1}, (st, b, pick[0]))]
+        slim(st)
     return tree
 
 
