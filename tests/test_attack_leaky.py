@@ -33,7 +33,8 @@ def _exact_y(net: FloatNet, x: list[Fraction]) -> Fraction:
     """The network's output at x in exact rationals (the weights' float64 values, exactly)."""
     h = x
     for i, (W, b) in enumerate(net.layers):
-        h = [sum((Fraction(float(w)) * v for w, v in zip(row, h)), Fraction(float(c))) for row, c in zip(W, b)]
+        h = [sum((Fraction(float(w)) * v for w, v in zip(row, h)), Fraction(float(c)))
+             for row, c in zip(W, b)]
         if i + 1 < len(net.layers):
             h = [max(v, Fraction(0)) for v in h]
     return h[0]
