@@ -324,7 +324,8 @@ def search(
                 found = try_candidates(region, z, v, confirm)
                 if found is not None:
                     return found
-                found = _leaky_round(ex, region, confirm, lo, hi, starts, (seed, r, 2))
+                found = _leaky_round(ex, region, confirm, lo, hi, starts, (seed, r, 2),
+                                     extra_starts if r == 0 else None)
                 if found is not None:
                     return found
             for j, disj in enumerate(region.disjuncts):
@@ -348,22 +349,31 @@ def search(
                 if found is not None:
                     return found
             if len(region.disjuncts) == 1:  # (several: it ran after their joint PGD above)
-                found = _leaky_round(ex, region, confirm, lo, hi, starts, (seed, r, 2))
+                found = _leaky_round(ex, region, confirm, lo, hi, starts, (seed, r, 2),
+                                     extra_starts if r == 0 else None)
                 if found is not None:
                     return found
     return None
 
 
 def _leaky_round(ex: Executor, region: Region, confirm: Confirm, lo: np.ndarray, hi: np.ndarray,
-                 starts: int, seed: tuple[int, ...]) -> list[Fraction] | None:
-    """On many inputs (``HIGH_DIM``), ``leaky`` from ``LEAKY_STARTS`` uniform random points, on
-    the whole unsafe set at once; a confirmed candidate or None."""
-    if lo.size <= HIGH_DIM or not starts or not all(region.disjuncts):
+                 starts: int, seed: tuple[int, ...], extra: np.ndarray | None = None
+                 ) -> list[Fraction] | None:
+    """On many inputs (``HIGH_DIM``), ``leaky`` on the whole unsafe set at once from
+    min(``starts``, ``LEAKY_STARTS``) uniform random points and the first ``LEAKY_STARTS`` of
+    ``extra`` (e.g. bound minimisers: box corners where every ReLU may be dead, which plain PGD
+    cannot leave); a confirmed candidate or None."""
+    if lo.size <= HIGH_DIM or not all(region.disjuncts):
         return None
     rng = np.random.default_rng(seed)
+    picks = [rng.uniform(lo, hi, (min(starts, LEAKY_STARTS), lo.size))]
+    if extra is not None:
+        picks.append(np.clip(extra[:LEAKY_STARTS], lo, hi))
+    z0 = np.concatenate(picks)
+    if not z0.shape[0]:
+        return None
     atoms = [_atoms(d) for d in region.disjuncts]
-    z, v = leaky(ex, [a for a, _ in atoms], [c for _, c in atoms],
-                 rng.uniform(lo, hi, (min(starts, LEAKY_STARTS), lo.size)), lo, hi)
+    z, v = leaky(ex, [a for a, _ in atoms], [c for _, c in atoms], z0, lo, hi)
     return try_candidates(region, z, v, confirm)
 
 
