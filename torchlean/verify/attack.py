@@ -217,7 +217,7 @@ def odi(ex: Executor, z: np.ndarray, lo: np.ndarray, hi: np.ndarray, rng: np.ran
     return z
 
 
-#: random starts of ``leaky`` per round of ``search`` (more than ``HIGH_DIM`` inputs)
+#: the most random or extra starts of ``leaky`` per round of ``search`` (more than ``HIGH_DIM`` inputs)
 LEAKY_STARTS = 16
 #: the leak schedule of ``leaky``: from the affine network's gradient (every ReLU passes it) down
 #: to the true one
@@ -289,9 +289,12 @@ def search(
     rounds: int = 2,
     deadline: float | None = None,
     decay: float = 0.88,
+    leaky_starts: int = 16,
 ) -> list[Fraction] | None:
     """Random sampling, then PGD with restarts per region and disjunct; returns the first candidate
-    ``confirm`` accepts (float32 values in the region's box, as exact Fractions), else None."""
+    ``confirm`` accepts (float32 values in the region's box, as exact Fractions), else None.
+    ``leaky_starts``: random starts of each round's ``leaky`` run (more than ``HIGH_DIM`` inputs;
+    0: from the extra starts only)."""
     rng = np.random.default_rng(seed)
     for region in spec.regions:
         lo = np.array([float(v) for v in region.lo])
@@ -324,7 +327,7 @@ def search(
                 found = try_candidates(region, z, v, confirm)
                 if found is not None:
                     return found
-                found = _leaky_round(ex, region, confirm, lo, hi, starts, (seed, r, 2),
+                found = _leaky_round(ex, region, confirm, lo, hi, min(starts, leaky_starts), (seed, r, 2),
                                      extra_starts if r == 0 else None)
                 if found is not None:
                     return found
@@ -349,7 +352,7 @@ def search(
                 if found is not None:
                     return found
             if len(region.disjuncts) == 1:  # (several: it ran after their joint PGD above)
-                found = _leaky_round(ex, region, confirm, lo, hi, starts, (seed, r, 2),
+                found = _leaky_round(ex, region, confirm, lo, hi, min(starts, leaky_starts), (seed, r, 2),
                                      extra_starts if r == 0 else None)
                 if found is not None:
                     return found
