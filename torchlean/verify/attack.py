@@ -289,12 +289,12 @@ def search(
     rounds: int = 2,
     deadline: float | None = None,
     decay: float = 0.88,
-    leaky_starts: int = 16,
+    leaky_starts: int | None = 16,
 ) -> list[Fraction] | None:
     """Random sampling, then PGD with restarts per region and disjunct; returns the first candidate
     ``confirm`` accepts (float32 values in the region's box, as exact Fractions), else None.
     ``leaky_starts``: random starts of each round's ``leaky`` run (more than ``HIGH_DIM`` inputs;
-    0: from the extra starts only)."""
+    0: from the extra starts only; None: no ``leaky`` run)."""
     rng = np.random.default_rng(seed)
     for region in spec.regions:
         lo = np.array([float(v) for v in region.lo])
@@ -327,8 +327,9 @@ def search(
                 found = try_candidates(region, z, v, confirm)
                 if found is not None:
                     return found
-                found = _leaky_round(ex, region, confirm, lo, hi, min(starts, leaky_starts), (seed, r, 2),
-                                     extra_starts if r == 0 else None)
+                found = None if leaky_starts is None else _leaky_round(
+                    ex, region, confirm, lo, hi, min(starts, leaky_starts), (seed, r, 2),
+                    extra_starts if r == 0 else None)
                 if found is not None:
                     return found
             for j, disj in enumerate(region.disjuncts):
@@ -351,7 +352,7 @@ def search(
                 found = try_candidates(region, z, v, confirm)
                 if found is not None:
                     return found
-            if len(region.disjuncts) == 1:  # (several: it ran after their joint PGD above)
+            if len(region.disjuncts) == 1 and leaky_starts is not None:  # (several: ran above)
                 found = _leaky_round(ex, region, confirm, lo, hi, min(starts, leaky_starts), (seed, r, 2),
                                      extra_starts if r == 0 else None)
                 if found is not None:
