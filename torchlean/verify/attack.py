@@ -8,7 +8,9 @@ is projected sign-gradient descent (PGD) with restarts, per disjunct of the unsa
 float margin max_k (a_k·y - b_k) (<= 0: every atom of the disjunct holds):
 
 - ``search``: before the proof search, from the best of a random sample, random box corners, the
-  centre and any extra starts; on many inputs also from output-diversified starts (``odi``);
+  centre and any extra starts; on many inputs also from output-diversified starts (``odi``), and
+  one run a round along a homotopy of the backward pass (``leaky``: gradient let through inactive
+  ReLUs, then the true one), which reaches counterexamples behind dead neurons;
 - ``InSearch``: alongside branch and bound, every batch: the minimiser of each open box's linear
   lower bound (a box corner, by the sign of the bound's input coefficients) evaluated in float, and
   on an adaptive share of the search's time PGD from those corners and from random and corner
