@@ -3,6 +3,7 @@
     OPENBLAS_NUM_THREADS=1 python bench/bench_falsify.py [--timeout 30]
         [--suites acasxu,rl,density,mnistfc,hard] [--limit 8] [--main /work/main]
         [--data /work/shared/data] [--out bench/results_falsify.csv]
+        [--list bench/instances/gen_s0/mnistfc.csv]
 
 Suites: the published sat instances of acasxu, rl_benchmarks, reach_prob_density and mnistfc
 (``expected.csv``; ``--limit`` keeps N per suite, evenly spaced), and ``hard``: sat instances made
@@ -20,6 +21,10 @@ instead: the cost of the falsification on proofs (time to the unsat verdict).
   attack reaches (the verifier's own pre-search settings) and the lower one a long run (4096
   random starts, 256 corners, 60 steps) reaches: only the long run's basin is unsafe (made only
   where the two differ).
+
+``--list`` adds the sat rows of generated instance lists (``bench/gen_instances.py``: an
+instances.csv, or a subset of one, with its ``meta.csv`` beside it; comma-separated), suite
+"list:<folder>".
 
 Each instance is solved in its own process per version (PYTHONPATH=--main, then this tree), with
 the same timeout: ``load_instance``, then ``bab.verify`` (ReLU chains) or ``general.verify_target``;
@@ -119,6 +124,19 @@ def ort_margin(onnx: Path, prop: Path, x: list[str]) -> tuple[bool, float]:
                         for o in sess.run(None, {inp.name: np.array(xs, np.float32).reshape(shape)})])
     spec = parse_property(prop.read_text())
     return ok, float(min(margins(r, y[None]).min() for r in spec.regions))
+
+
+def listed(paths: str) -> list[tuple[str, Path, Path, str]]:
+    """The rows of generated instance lists whose ``meta.csv`` holds a witness (expected sat)."""
+    out = []
+    for p in filter(None, paths.split(",")):
+        base = Path(p).parent
+        meta = {(r["onnx"], r["vnnlib"]): r for r in csv.DictReader(open(base / "meta.csv"))}
+        for row in csv.reader(open(p)):
+            m = meta.get((row[0], row[1])) if len(row) > 1 else None
+            if m is not None and m["expected"] == "sat":
+                out.append((f"list:{base.name}", (base / row[0]).resolve(), base / row[1], "sat"))
+    return out
 
 
 def shared(data: Path, suites: list[str], limit: int) -> list[tuple[str, Path, Path, str]]:
@@ -251,12 +269,14 @@ def main() -> int:
     ap.add_argument("--main", default="/work/main")
     ap.add_argument("--data", default="/work/shared/data")
     ap.add_argument("--out", default=None, help="csv of the per-instance results")
+    ap.add_argument("--list", default="", help="generated instance lists (their sat rows), comma-separated")
     a = ap.parse_args()
     data, suites = Path(a.data), a.suites.split(",")
     rows = []
     wrong = 0
     with tempfile.TemporaryDirectory() as tmp:
         todo = shared(data, suites, a.limit) + (hard(data, Path(tmp)) if "hard" in suites else [])
+        todo += listed(a.list)
         print(f"{'suite':8} {'instance':58} {'main_s':>8} {'new_s':>8} {'main/new':>8}  ort", flush=True)
         for suite, onnx, prop, exp in todo:
             r_main = solve(a.main, onnx, prop, a.timeout)

@@ -8,7 +8,9 @@ is projected sign-gradient descent (PGD) with restarts, per disjunct of the unsa
 float margin max_k (a_k·y - b_k) (<= 0: every atom of the disjunct holds):
 
 - ``search``: before the proof search, from the best of a random sample, random box corners, the
-  centre and any extra starts; on many inputs also from output-diversified starts (``odi``);
+  centre and any extra starts; on many inputs also from output-diversified starts (``odi``), and
+  one run a round along a homotopy of the backward pass (``leaky``: gradient let through inactive
+  ReLUs, then the true one), which reaches counterexamples behind dead neurons;
 - ``InSearch``: alongside branch and bound, every batch: the minimiser of each open box's linear
   lower bound (a box corner, by the sign of the bound's input coefficients) evaluated in float, and
   on an adaptive share of the search's time PGD from those corners and from random and corner
@@ -136,7 +138,7 @@ def try_candidates(region: Region, z: np.ndarray, v: np.ndarray, confirm: Confir
 
 @np.errstate(invalid="ignore", over="ignore")  # outside a row's domain the runtime gives nan: no candidate
 def pgd(ex: Executor, A: Any, b: Any, z: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-        steps: int = 40, decay: float = 0.88) -> tuple[np.ndarray, np.ndarray]:
+        steps: int = 40, decay: float = 0.88, leak: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Sign-gradient descent of max_k (A_k·y - b_k) from each row of z, projected on [lo, hi]
     (per-point boxes allowed); returns the best point seen per start and its objective. With
     lists A, b (one (A_j, b_j) per disjunct), of min_j max_k (A_jk·y - b_jk): each step follows
@@ -147,7 +149,10 @@ def pgd(ex: Executor, A: Any, b: Any, z: np.ndarray, lo: np.ndarray, hi: np.ndar
     gradient and every later step (a smaller step is clipped the same way). Dropping such runs
     changes no result (up to the float rounding of a smaller batch's products) and saves the
     evaluations of runs that reached a corner of a small box, where a piecewise-linear
-    network's gradient often keeps its sign."""
+    network's gradient often keeps its sign.
+
+    ``leak`` > 0: the steps follow the gradient with that share of the cotangent let through
+    inactive ReLUs (``leaky``); the objective is still the exact one."""
     n = z.shape[0]
     lo, hi = np.broadcast_to(lo, z.shape), np.broadcast_to(hi, z.shape)
     step = (hi - lo) / 4
@@ -177,7 +182,7 @@ def pgd(ex: Executor, A: Any, b: Any, z: np.ndarray, lo: np.ndarray, hi: np.ndar
 
     for _ in range(steps):
         tick()  # (the caller's deadline: a deep network makes each step slow)
-        y, g = ex.value_and_grad(z, active)
+        y, g = ex.value_and_grad(z, active, leak=leak) if leak else ex.value_and_grad(z, active)
         v = objective(y)[0]
         better = v < best_v[run]
         best_z[run[better]], best_v[run[better]] = z[better], v[better]
@@ -214,6 +219,59 @@ def odi(ex: Executor, z: np.ndarray, lo: np.ndarray, hi: np.ndarray, rng: np.ran
     return z
 
 
+#: the most random or extra starts of ``leaky`` per round of ``search`` (more than ``HIGH_DIM`` inputs)
+LEAKY_STARTS = 16
+#: the leak schedule of ``leaky``: from the affine network's gradient (every ReLU passes it) down
+#: to the true one
+LEAKS = (1.0, 0.5, 0.2, 0.05, 0.0)
+
+
+@np.errstate(invalid="ignore", over="ignore")
+def leaky(ex: Executor, A: Any, b: Any, z: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+          steps: int = 30, decay: float = 0.9, leaks: Sequence[float] = LEAKS
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Sign-gradient descent of ``pgd``'s objective (one (A, b) or lists of them per disjunct) along
+    a homotopy of the backward pass: stage by stage the step size restarts and the gradient lets
+    the share ``leak`` of the cotangent through the ReLUs inactive at the point, down to the
+    true gradient. The points move on from where the last stage left them (the way there may
+    pass through worse values); the best point per start by the exact objective is returned.
+    A dead ReLU has no gradient, so plain PGD never turns on a neuron that is off along its
+    path; on MNIST nets counterexamples sit behind such neurons (bench/README.md, "Leaky
+    homotopy": mnistfc 256x2 prop_0_0.05, where PGD and ODI stop at a margin of 0.96 from any
+    of thousands of starts)."""
+    if not isinstance(A, list):
+        A, b = [A], [b]
+    ends = np.cumsum([len(a) for a in A])
+    starts = np.concatenate([[0], ends[:-1]])
+    A, b = np.concatenate(A), np.concatenate(b)
+    n = np.arange(z.shape[0])
+
+    def objective(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        m = y @ A.T - b
+        ks = np.stack([s + m[:, s:e].argmax(1) for s, e in zip(starts, ends)], 1)
+        vs = np.take_along_axis(m, ks, 1)
+        j = np.where(np.isnan(vs), np.inf, vs).argmin(1)
+        return np.where(np.isnan(vs[n, j]), np.inf, vs[n, j]), ks[n, j]
+
+    best_z, best_v = z.copy(), np.full(z.shape[0], np.inf)
+    for leak in leaks:
+        step = (hi - lo) / 4
+        for _ in range(steps):
+            tick()
+            y, g = ex.value_and_grad(z, lambda y: A[objective(y)[1]], leak=leak)
+            v = objective(y)[0]
+            better = v < best_v
+            best_z[better], best_v[better] = z[better], v[better]
+            if best_v.min() < 0:
+                return best_z, best_v
+            z = np.clip(z - step * np.sign(g), lo, hi)
+            step = step * decay
+    v = objective(ex.forward(z))[0]
+    better = v < best_v
+    best_z[better], best_v[better] = z[better], v[better]
+    return best_z, best_v
+
+
 def _corners(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, n: int) -> np.ndarray:
     """n random corners of the box [lo, hi] (lo, hi (d,))."""
     return np.where(rng.integers(0, 2, (n, lo.size)).astype(bool), hi, lo)
@@ -233,9 +291,12 @@ def search(
     rounds: int = 2,
     deadline: float | None = None,
     decay: float = 0.88,
+    leaky_starts: int | None = 16,
 ) -> list[Fraction] | None:
     """Random sampling, then PGD with restarts per region and disjunct; returns the first candidate
-    ``confirm`` accepts (float32 values in the region's box, as exact Fractions), else None."""
+    ``confirm`` accepts (float32 values in the region's box, as exact Fractions), else None.
+    ``leaky_starts``: random starts of each round's ``leaky`` run (more than ``HIGH_DIM`` inputs;
+    0: from the extra starts only; None: no ``leaky`` run)."""
     rng = np.random.default_rng(seed)
     for region in spec.regions:
         lo = np.array([float(v) for v in region.lo])
@@ -268,6 +329,11 @@ def search(
                 found = try_candidates(region, z, v, confirm)
                 if found is not None:
                     return found
+                found = None if leaky_starts is None else _leaky_round(
+                    ex, region, confirm, lo, hi, min(starts, leaky_starts), (seed, r, 2),
+                    extra_starts if r == 0 else None)
+                if found is not None:
+                    return found
             for j, disj in enumerate(region.disjuncts):
                 if deadline is not None and time.perf_counter() > deadline:
                     return None
@@ -288,7 +354,33 @@ def search(
                 found = try_candidates(region, z, v, confirm)
                 if found is not None:
                     return found
+            if len(region.disjuncts) == 1 and leaky_starts is not None:  # (several: ran above)
+                found = _leaky_round(ex, region, confirm, lo, hi, min(starts, leaky_starts), (seed, r, 2),
+                                     extra_starts if r == 0 else None)
+                if found is not None:
+                    return found
     return None
+
+
+def _leaky_round(ex: Executor, region: Region, confirm: Confirm, lo: np.ndarray, hi: np.ndarray,
+                 starts: int, seed: tuple[int, ...], extra: np.ndarray | None = None
+                 ) -> list[Fraction] | None:
+    """On many inputs (``HIGH_DIM``), ``leaky`` on the whole unsafe set at once from
+    min(``starts``, ``LEAKY_STARTS``) uniform random points and the first ``LEAKY_STARTS`` of
+    ``extra`` (e.g. bound minimisers: box corners where every ReLU may be dead, which plain PGD
+    cannot leave); a confirmed candidate or None."""
+    if lo.size <= HIGH_DIM or not all(region.disjuncts):
+        return None
+    rng = np.random.default_rng(seed)
+    picks = [rng.uniform(lo, hi, (min(starts, LEAKY_STARTS), lo.size))]
+    if extra is not None:
+        picks.append(np.clip(extra[:LEAKY_STARTS], lo, hi))
+    z0 = np.concatenate(picks)
+    if not z0.shape[0]:
+        return None
+    atoms = [_atoms(d) for d in region.disjuncts]
+    z, v = leaky(ex, [a for a, _ in atoms], [c for _, c in atoms], z0, lo, hi)
+    return try_candidates(region, z, v, confirm)
 
 
 def inward(ex: Executor, spec: Spec, confirm: Confirm, x: list[Fraction]) -> list[Fraction]:

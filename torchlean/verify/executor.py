@@ -116,18 +116,19 @@ class GraphExec:
         """Outputs (B, n_out) of flat input points x (B, n_in), float64."""
         return self._run(np.asarray(x, dtype=np.float64), self.batchable)[0]
 
-    def value_and_grad(self, x: np.ndarray, g_y: Callable[[np.ndarray], np.ndarray]
+    def value_and_grad(self, x: np.ndarray, g_y: Callable[[np.ndarray], np.ndarray], leak: float = 0.0
                        ) -> tuple[np.ndarray, np.ndarray]:
         """Outputs (B, n_out) and the input gradient (B, n_in) of sum_j G[b, j]·y[b, j], where
-        G = g_y(y) is chosen from the outputs (e.g. the active atom of a max)."""
+        G = g_y(y) is chosen from the outputs (e.g. the active atom of a max). ``leak`` > 0: relu
+        nodes pass that share of their cotangent where their argument is <= 0 (``attack.leaky``)."""
         x = np.asarray(x, dtype=np.float64)
         y, envs = self._run(x, self.batchable)
         G = g_y(y)
         if self.batchable:
-            return y, self._backward(envs[0], G, x.shape[0]).reshape(x.shape)
-        return y, np.stack([self._backward(e, G[i:i + 1], 1).reshape(-1) for i, e in enumerate(envs)])
+            return y, self._backward(envs[0], G, x.shape[0], leak).reshape(x.shape)
+        return y, np.stack([self._backward(e, G[i:i + 1], 1, leak).reshape(-1) for i, e in enumerate(envs)])
 
-    def _backward(self, env: dict[str, Any], G: np.ndarray, b: int) -> np.ndarray:
+    def _backward(self, env: dict[str, Any], G: np.ndarray, b: int, leak: float = 0.0) -> np.ndarray:
         cot: dict[str, Any] = {}
         off = 0
         for o, s in zip(self.graph.outputs, self.out_shapes):
@@ -142,7 +143,10 @@ class GraphExec:
                 at = self._attrs(op, attrs, b)
                 if op in WANTS_VJP:  # (constant weights: their cotangents are never read)
                     at = {**at, "want": tuple(i not in self.consts for i in ins)}
-                grads = RULES[op].vjp(np, g, env[out], *(env[i] for i in ins), **at)
+                if leak and op == "relu":
+                    grads = (g * np.where(env[ins[0]] > 0, 1.0, leak),)
+                else:
+                    grads = RULES[op].vjp(np, g, env[out], *(env[i] for i in ins), **at)
                 for i, gi in zip(ins, grads):
                     if gi is None or i in self.consts:
                         continue

@@ -54,15 +54,17 @@ class FloatNet:
                 h = np.maximum(h, 0.0)
         return h
 
-    def value_and_grad(self, x: np.ndarray, g_y: Callable[[np.ndarray], np.ndarray]
+    def value_and_grad(self, x: np.ndarray, g_y: Callable[[np.ndarray], np.ndarray], leak: float = 0.0
                        ) -> tuple[np.ndarray, np.ndarray]:
         """Outputs (B, n_out) and the input gradient (B, n_in) of sum_j G[b, j]·y[b, j] with
-        G = g_y(y): the executor protocol ``attack`` runs on (``executor.GraphExec`` for graphs)."""
+        G = g_y(y): the executor protocol ``attack`` runs on (``executor.GraphExec`` for graphs).
+        ``leak`` > 0: the backward pass lets that share of the cotangent through inactive ReLUs
+        (the outputs stay exact; ``attack.leaky``)."""
         acts, h = [], np.asarray(x, dtype=np.float64)
         for i, (W, c) in enumerate(self.layers):
             h = h @ W.T + c
             if i + 1 < len(self.layers):
-                acts.append(h > 0)
+                acts.append(np.where(h > 0, 1.0, leak) if leak else h > 0)
                 h = np.maximum(h, 0.0)
         g = g_y(h)
         for i in range(len(self.layers) - 1, -1, -1):
