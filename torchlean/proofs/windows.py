@@ -174,18 +174,23 @@ def encoder() -> tuple[list[list[Any]], Callable[[Term], int]]:
     ids: dict[Term, int] = {}
 
     def put(t: Term) -> int:
-        stack = [(t, False)]
+        i = ids.get(t)
+        if i is not None:
+            return i
+        stack = [t]
         while stack:
-            u, ready = stack.pop()
-            if u in ids:
+            u = stack[-1]
+            if u in ids:  # (pushed twice: under two parents)
+                stack.pop()
                 continue
-            args = [a for a in u.key[1:] if isinstance(a, Term)]
-            if not ready and any(a not in ids for a in args):
-                stack.append((u, True))
-                stack.extend((a, False) for a in args if a not in ids)
+            key = u.key
+            todo = [a for a in key[1:] if type(a) is Term and a not in ids]
+            if todo:  # its arguments first
+                stack.extend(todo)
                 continue
+            stack.pop()
             ids[u] = len(nodes)
-            nodes.append([u.key[0], *(ids[a] if isinstance(a, Term) else a for a in u.key[1:])])
+            nodes.append([key[0], *[ids[a] if type(a) is Term else a for a in key[1:]]])
         return ids[t]
     return nodes, put
 
