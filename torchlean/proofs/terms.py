@@ -28,8 +28,8 @@ from .windows import TM, TXP, Term, encoder
 #: numpy's moves and sums on the terms). The data-movement and linear ones (reshape ... mean) were
 #: fixed-shape solver claims: hundreds of kB of SMT-LIB at a transformer's shapes, each a solver run,
 #: a certificate search and a refutation replay, where the kernel builds exactly the spec's terms
-FORWARD = frozenset({"conv2d", "batch_norm", "matmul", "layer_norm", "add", "sub", "mul", "reshape", "transpose",
-                     "slice", "concat", "flatten", "sum", "mean"})
+FORWARD = frozenset({"conv2d", "batch_norm", "matmul", "layer_norm", "add", "sub", "mul", "reshape",
+                     "transpose", "slice", "concat", "flatten", "sum", "mean"})
 
 
 def _leaves(name: str, shape: tuple[int, ...]) -> np.ndarray:
