@@ -194,9 +194,10 @@ def discharge_one(ob: Obligation, solver: str = "cvc5", timeout: float = 60.0, s
 
 
 def _local(pending: list[Obligation], solver: str, jobs: int, timeout: float, search: bool,
-           finish: Any) -> None:
+           finish: Any, idle: Any = None) -> None:
     """At most ``jobs`` obligation processes at a time on this machine, ``finish(ob, artifact)``
-    for each as it ends (a Ctrl-C kills the running ones)."""
+    for each as it ends (a Ctrl-C kills the running ones); between polls ``idle()`` (work of its
+    own, False when it has none), else a 10 ms sleep."""
     pending, running = list(pending), []
     try:
         while pending or running:
@@ -210,7 +211,8 @@ def _local(pending: list[Obligation], solver: str, jobs: int, timeout: float, se
                 else:
                     finish(job.ob, art)
             running = still
-            time.sleep(0.01)
+            if running and not (idle and idle()):
+                time.sleep(0.01)
     finally:
         for job in running:  # interrupted: stop what we started
             job.kill()
@@ -231,14 +233,26 @@ def discharge(
     from ..progress import bar as progress_bar
 
     reports: list[Report] = []
-    # a model's chain-rule claim needs no solver: the checker decides it; record it once it passes
     directory.mkdir(parents=True, exist_ok=True)
-    for ob in [o for o in obligations if o.kind in DECIDED]:
+    decided = [o for o in obligations if o.kind in DECIDED]
+
+    def idle() -> bool:
+        """Settle one claim the checker decides (no solver: a model's chain rule, the ``terms``
+        kinds, ...), recorded once it passes; False when none is left. Called between polls of
+        the solver processes, so that their wait and the checker's replays overlap."""
+        if not decided:
+            return False
+        ob = decided.pop(0)
         v = decide(ob)  # the statement derived now, under the obligation's kind
         if v.ok:
             write_atomic(path_for(directory, ob), composition_artifact(ob))
         failed = "error" if ob.kind == "composition" else "refuted"
         reports.append(Report(ob.name, "proved" if v.ok else failed, message=v.reason))
+        return True
+
+    if ray is not None:
+        while idle():
+            pass
     pending = [o for o in obligations if o.kind not in DECIDED]
     sweep_temps(directory)  # temps of a discharge killed with -9 (their writer is gone)
     ignore_temps(directory)  # and `git add proofs/` never picks one up mid-write
@@ -257,7 +271,9 @@ def discharge(
                 for i, art in pool.map_unordered(discharge_one, calls):
                     finish(pending[i], art)
         else:
-            _local(pending, solver, jobs, timeout, search, finish)
+            _local(pending, solver, jobs, timeout, search, finish, idle)
+        while idle():
+            pass
     finally:
         bar.close()
     order = {ob.name: i for i, ob in enumerate(obligations)}
