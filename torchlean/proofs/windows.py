@@ -42,8 +42,15 @@ class Term:
         return t
 
     def _bin(self, op: str, o: Any, flip: bool = False) -> Term:
-        o = o if isinstance(o, Term) else const(o)
-        return Term(op, o, self) if flip else Term(op, self, o)
+        # (inlined lookup: a transformer's matmul statements make ~10 million of these)
+        key = (op, o if type(o) is Term else const(o), self) if flip else \
+            (op, self, o if type(o) is Term else const(o))
+        t = _TABLE.get(key)
+        if t is None:
+            t = object.__new__(Term)
+            t.key = key
+            _TABLE[key] = t
+        return t
 
     def __add__(self, o: Any) -> Term:
         return self._bin("add", o)
@@ -75,6 +82,9 @@ class Term:
     def __bool__(self) -> bool:
         # a branch on a value would make the recorded terms one path's only: refuse it
         raise TypeError("term backend: a value used as a condition (branch on data)")
+
+
+_TABLE = Term._table  # (the one table: ``encoder`` clears it in place)
 
 
 def const(v: Any) -> Term:
