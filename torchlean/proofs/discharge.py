@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,7 @@ def _local(pending: list[Obligation], solver: str, jobs: int, timeout: float, se
 def discharge(
     obligations: list[Obligation], directory: Path, *, solver: str = "cvc5", jobs: int = 1,
     timeout: float = 60.0, search: bool = True, progress: bool | None = None, ray: str | None = None,
+    idle: Callable[[], bool] | None = None,
 ) -> list[Report]:
     """Discharge every obligation (``jobs`` processes); write artifacts for ``unsat`` results.
 
@@ -228,7 +230,9 @@ def discharge(
     process, killed ``hard_limit(timeout)`` seconds after it started (a certificate already found
     is kept; the claim is then checked, not solver-trusted). ``ray``: run the obligations as tasks
     on that Ray cluster (``"local"`` starts one here; ``torchlean.pool``) instead of local
-    processes; artifacts are written here, as they come back."""
+    processes; artifacts are written here, as they come back. ``idle``: the caller's own work,
+    one piece per call (False when none is left), done while the local solver processes run (what
+    is left when they end stays the caller's)."""
     from ..pool import Pool
     from ..progress import bar as progress_bar
 
@@ -236,7 +240,7 @@ def discharge(
     directory.mkdir(parents=True, exist_ok=True)
     decided = [o for o in obligations if o.kind in DECIDED]
 
-    def idle() -> bool:
+    def settle() -> bool:
         """Settle one claim the checker decides (no solver: a model's chain rule, the ``terms``
         kinds, ...), recorded once it passes; False when none is left. Called between polls of
         the solver processes, so that their wait and the checker's replays overlap."""
@@ -250,8 +254,11 @@ def discharge(
         reports.append(Report(ob.name, "proved" if v.ok else failed, message=v.reason))
         return True
 
+    def work() -> bool:
+        return settle() or (idle is not None and idle())
+
     if ray is not None:
-        while idle():
+        while settle():
             pass
     pending = [o for o in obligations if o.kind not in DECIDED]
     sweep_temps(directory)  # temps of a discharge killed with -9 (their writer is gone)
@@ -271,8 +278,8 @@ def discharge(
                 for i, art in pool.map_unordered(discharge_one, calls):
                     finish(pending[i], art)
         else:
-            _local(pending, solver, jobs, timeout, search, finish, idle)
-        while idle():
+            _local(pending, solver, jobs, timeout, search, finish, work)
+        while settle():
             pass
     finally:
         bar.close()
