@@ -116,8 +116,8 @@ def test_cnn_command_certifies_and_draws(tmp_path: Path) -> None:
     png = tmp_path / "cert.png"
     # a 0.5 s budget for the gradient proof (~5-10 s with a fresh cache since h-tfproof; minutes before):
     # reported as not checked
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1", "TORCHLEAN_PROOF_BUDGET": "0.5",
-           "TORCHLEAN_PROOF_CACHE": str(tmp_path / "proofs")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1",
+           "TORCHLEAN_PROOF_BUDGET": "0.5", "TORCHLEAN_PROOF_CACHE": str(tmp_path / "proofs")}
     out = subprocess.run([sys.executable, "-m", "torchlean", "cnn", "--steps", "150", "--certify", "0.02",
                           "--certify-n", "3", "--plot", str(png)], capture_output=True, text=True, env=env,
                          timeout=600)
