@@ -375,3 +375,60 @@ def test_a_kernel_branching_on_a_value_is_not_derived(monkeypatch):
     monkeypatch.setitem(RULES, "batch_norm", Rule("batch_norm", branching, BV))
     with pytest.raises(TypeError, match="condition"):
         terms.forward_statement("batch_norm", _bn_fields((1, 2, 2)))
+
+
+# -- reflexive pairs, and the data-movement primitives' forward claims (h-tfproof) ----------------
+
+def test_a_pair_of_one_node_is_accepted_and_every_node_still_validated():
+    x, y = ["leaf", "x", 0], ["leaf", "y", 0]
+    assert check({"kind": "terms", "nodes": [x, y, ["sqrt", 0, 1]], "equal": [[2, 2]]}).ok
+    # nodes no pair reaches are validated all the same: a div or add of three, a neg of two, a
+    # forward reference, a bad constant
+    for bad in (["div", 0, 1, 1], ["add", 0], ["neg", 0, 1], ["mul", 0, 3], ["c", "1/0"]):
+        v = check({"kind": "terms", "nodes": [x, y, ["mul", 0, 1], bad], "equal": [[2, 2]]})
+        assert not v.ok, bad
+    # a reflexive pair does not excuse another pair
+    assert not check({"kind": "terms", "nodes": [x, y], "equal": [[0, 0], [0, 1]]}).ok
+
+
+MOVES = [  # (prim, shapes, attrs, a broken kernel)
+    ("add", [[2, 3], [3]], {}, lambda xp, a, b: a - b),
+    ("sub", [[2, 3], [2, 3]], {}, lambda xp, a, b: b - a),
+    ("mul", [[2, 3], []], {}, lambda xp, a, b: a * b * b),
+    ("transpose", [[2, 3, 2]], {"axes": (0, 2, 1)}, lambda xp, x, axes=None: xp.transpose(x, (2, 0, 1))),
+    ("slice", [[5, 2]], {"index": ((1, 4, 1), (0, 2, 1))}, lambda xp, x, index=(): x[0:3]),
+    ("reshape", [[2, 3]], {"shape": (3, 2)}, lambda xp, x, shape=(): x.T.reshape(shape)),
+    ("sum", [[2, 3]], {"axes": 1}, lambda xp, x, axes=None, keepdims=False: xp.sum(x[:, 1:], axis=1)),
+]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("prim, shapes, attrs, broken", MOVES, ids=[m[0] for m in MOVES])
+def test_data_movement_forward_claims_are_terms_statements(monkeypatch, prim, shapes, attrs, broken):
+    """The node forward claims of the data-movement and linear primitives are decided on terms:
+    their terms, evaluated, are what torch computes; a broken kernel (also wrong in numpy) is refused."""
+    torch = pytest.importorskip("torch")
+    fields = {"shapes": shapes, "attrs": attrs, "ints": {}, "column_major": []}
+    assert terms.applies_forward(prim, fields)
+    st = terms.forward_statement(prim, fields)
+    assert check(st).ok
+    rng = np.random.default_rng(11)
+    xs = [rng.standard_normal(s) for s in shapes]
+    ts = [torch.tensor(x) for x in xs]
+    want = {"add": lambda: ts[0] + ts[1], "sub": lambda: ts[0] - ts[1], "mul": lambda: ts[0] * ts[1],
+            "transpose": lambda: ts[0].permute(*attrs.get("axes", ())),
+            "slice": lambda: ts[0][1:4, 0:2], "reshape": lambda: ts[0].reshape(attrs.get("shape", ())),
+            "sum": lambda: ts[0].sum(1)}[prim]().numpy()
+    val = _evaluate(st, {f"in{k}": x for k, x in enumerate(xs)})
+    got = np.array([val[p[0]] for p in st["equal"]]).reshape(want.shape)
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    rule = RULES[prim]
+    assert not np.allclose(np.asarray(broken(np, *xs, **attrs), dtype=float).reshape(-1)[:want.size],
+                           want.reshape(-1)) or np.shape(broken(np, *xs, **attrs)) != want.shape
+    monkeypatch.setitem(RULES, prim, Rule(prim, broken, rule.vjp))
+    try:
+        v = check(terms.forward_statement(prim, fields))
+    except ValueError as e:  # a kernel of the wrong shape is refused at derivation
+        assert "shape" in str(e)
+    else:
+        assert not v.ok

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import difflib
 import multiprocessing as mp
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,8 +102,52 @@ def _what_changed(old: str, new: str) -> str:
     return "; ".join(d[:120] for d in diff[:2]) or "metadata changed"
 
 
+#: the memo of the innermost ``once()`` block (none outside one: every call replays)
+_ONCE: list[dict[tuple[str, ...], Any]] = []
+
+
+@contextmanager
+def once() -> Iterator[None]:
+    """Within the block, each obligation (by name and content hash: its statement derived from the
+    code, so the same hash is the same claim) is replayed once: a decided statement's verdict is
+    shared by ``discharge`` and ``check_one``, and ``check_one``'s outcome in a directory by a model's
+    claim (which checks every node obligation it rests on) and the caller's count of those node
+    obligations. For one run over obligations derived once (``zoo.claims``); nothing is kept after."""
+    _ONCE.append({})
+    try:
+        yield
+    finally:
+        _ONCE.pop()
+
+
+def decide(ob: Obligation) -> Any:
+    """The checker's verdict on a decided obligation (kind in ``DECIDED``): its statement derived from
+    the code now, under the obligation's own kind (never the statement's)."""
+    memo = _ONCE[-1] if _ONCE else None
+    if memo is not None and ("decide", ob.name, ob.hash) in memo:
+        return memo[("decide", ob.name, ob.hash)]
+    if ob.kind == "composition":
+        verdict = replay({"kind": "composition", "graph": ob.data["graph"], "trace": ob.data["trace"]})
+    else:
+        verdict = replay({**ob.data["statement"], "kind": ob.kind})
+    if memo is not None:
+        memo[("decide", ob.name, ob.hash)] = verdict
+    return verdict
+
+
 def check_one(directory: Path, ob: Obligation) -> Outcome:
     """Replay the artifact of ``ob`` (re-derived from the code) through the trusted checker."""
+    memo = _ONCE[-1] if _ONCE else None
+    key = ("check", str(directory), ob.name, ob.hash)
+    if memo is not None and key in memo:
+        return memo[key]
+    out = _check_one(directory, ob)
+    if memo is not None:
+        memo[key] = out
+    return out
+
+
+def _check_one(directory: Path, ob: Obligation) -> Outcome:
     path = path_for(directory, ob)
     if not path.exists():
         return Outcome(ob.name, "missing", f"no artifact {path.name}; run discharge")
@@ -122,7 +168,7 @@ def check_one(directory: Path, ob: Obligation) -> Outcome:
     if ob.kind in ("windows", "terms", "channels", "rows"):
         return check_windows(directory, ob)
     if ob.kind == "adjoint":  # decided by the checker on the statement derived from the code now
-        verdict = replay(ob.data["statement"])
+        verdict = decide(ob)
         if not verdict.ok:
             return Outcome(ob.name, "rejected", f"adjointness: {verdict.reason}")
         return Outcome(ob.name, "checked", f"adjointness at every size of the class ({verdict.checked} "
@@ -145,7 +191,7 @@ def check_composition(directory: Path, ob: Obligation) -> Outcome:
     Nothing but the hash is read from the model's own artifact."""
     from .compose import NODES
 
-    verdict = replay({"kind": "composition", "graph": ob.data["graph"], "trace": ob.data["trace"]})
+    verdict = decide(ob)
     if not verdict.ok:
         return Outcome(ob.name, "rejected", f"chain rule: {verdict.reason}")
     requires = set(ob.data["requires"])
@@ -190,7 +236,7 @@ def check_windows(directory: Path, ob: Obligation) -> Outcome:
     from .compose import NODES
 
     st = ob.data["statement"]
-    verdict = replay({**st, "kind": ob.kind})  # the obligation's kind, never the statement's
+    verdict = decide(ob)  # the obligation's kind, never the statement's
     if not verdict.ok:
         return Outcome(ob.name, "rejected", f"{ob.kind}: {verdict.reason}")
     if ob.kind == "rows":  # the element claim re-derived from the statement now, by name and hash

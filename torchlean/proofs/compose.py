@@ -253,13 +253,16 @@ def trace(build: Callable[[], Any], input_shape: tuple[int, ...],
     return graph, {"calls": calls, "grads": grads}, cases
 
 
-def model_obligations(name: str, build: Callable[[], Any],
-                      input_shape: tuple[int, ...]) -> Iterator[Obligation]:
-    """``model.<name>`` (kind ``composition``) and the node obligations it rests on."""
+def model_obligations(name: str, build: Callable[[], Any], input_shape: tuple[int, ...], *,
+                      traced: Any = None, derived: dict[str, list[Obligation]] | None = None
+                      ) -> Iterator[Obligation]:
+    """``model.<name>`` (kind ``composition``) and the node obligations it rests on. ``traced``:
+    ``trace(build, input_shape)`` already made; ``derived``: node case key -> its obligations, for
+    the cases already derived (the others are derived here and added to it)."""
     from .autograd import exact_floats
 
-    graph, tr, cases = trace(build, input_shape)
-    seen: dict[str, list[Obligation]] = {}
+    graph, tr, cases = traced if traced is not None else trace(build, input_shape)
+    seen: dict[str, list[Obligation]] = derived if derived is not None else {}
     for key, fields, _ in cases:
         if key not in seen:
             with exact_floats():

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .._files import ignore_temps, sweep_temps
 from ..certificates import check as replay
-from .artifacts import FORMAT, path_for, write_atomic
+from .artifacts import FORMAT, decide, path_for, write_atomic
 from .obligation import DECIDED, Obligation
 from .solve import SolverRun, solve
 
@@ -194,9 +195,10 @@ def discharge_one(ob: Obligation, solver: str = "cvc5", timeout: float = 60.0, s
 
 
 def _local(pending: list[Obligation], solver: str, jobs: int, timeout: float, search: bool,
-           finish: Any) -> None:
+           finish: Any, idle: Any = None) -> None:
     """At most ``jobs`` obligation processes at a time on this machine, ``finish(ob, artifact)``
-    for each as it ends (a Ctrl-C kills the running ones)."""
+    for each as it ends (a Ctrl-C kills the running ones); between polls ``idle()`` (work of its
+    own, False when it has none), else a 10 ms sleep."""
     pending, running = list(pending), []
     try:
         while pending or running:
@@ -210,7 +212,8 @@ def _local(pending: list[Obligation], solver: str, jobs: int, timeout: float, se
                 else:
                     finish(job.ob, art)
             running = still
-            time.sleep(0.01)
+            if running and not (idle and idle()):
+                time.sleep(0.01)
     finally:
         for job in running:  # interrupted: stop what we started
             job.kill()
@@ -219,6 +222,7 @@ def _local(pending: list[Obligation], solver: str, jobs: int, timeout: float, se
 def discharge(
     obligations: list[Obligation], directory: Path, *, solver: str = "cvc5", jobs: int = 1,
     timeout: float = 60.0, search: bool = True, progress: bool | None = None, ray: str | None = None,
+    idle: Callable[[], bool] | None = None,
 ) -> list[Report]:
     """Discharge every obligation (``jobs`` processes); write artifacts for ``unsat`` results.
 
@@ -226,20 +230,36 @@ def discharge(
     process, killed ``hard_limit(timeout)`` seconds after it started (a certificate already found
     is kept; the claim is then checked, not solver-trusted). ``ray``: run the obligations as tasks
     on that Ray cluster (``"local"`` starts one here; ``torchlean.pool``) instead of local
-    processes; artifacts are written here, as they come back."""
+    processes; artifacts are written here, as they come back. ``idle``: the caller's own work,
+    one piece per call (False when none is left), done while the local solver processes run (what
+    is left when they end stays the caller's)."""
     from ..pool import Pool
     from ..progress import bar as progress_bar
 
     reports: list[Report] = []
-    # a model's chain-rule claim needs no solver: the checker decides it; record it once it passes
     directory.mkdir(parents=True, exist_ok=True)
-    for ob in [o for o in obligations if o.kind in DECIDED]:
-        v = replay({"kind": "composition", "graph": ob.data["graph"], "trace": ob.data["trace"]}
-                   if ob.kind == "composition" else ob.data["statement"])  # adjoint, windows, terms, channels
+    decided = [o for o in obligations if o.kind in DECIDED]
+
+    def settle() -> bool:
+        """Settle one claim the checker decides (no solver: a model's chain rule, the ``terms``
+        kinds, ...), recorded once it passes; False when none is left. Called between polls of
+        the solver processes, so that their wait and the checker's replays overlap."""
+        if not decided:
+            return False
+        ob = decided.pop(0)
+        v = decide(ob)  # the statement derived now, under the obligation's kind
         if v.ok:
             write_atomic(path_for(directory, ob), composition_artifact(ob))
         failed = "error" if ob.kind == "composition" else "refuted"
         reports.append(Report(ob.name, "proved" if v.ok else failed, message=v.reason))
+        return True
+
+    def work() -> bool:
+        return settle() or (idle is not None and idle())
+
+    if ray is not None:
+        while settle():
+            pass
     pending = [o for o in obligations if o.kind not in DECIDED]
     sweep_temps(directory)  # temps of a discharge killed with -9 (their writer is gone)
     ignore_temps(directory)  # and `git add proofs/` never picks one up mid-write
@@ -258,7 +278,9 @@ def discharge(
                 for i, art in pool.map_unordered(discharge_one, calls):
                     finish(pending[i], art)
         else:
-            _local(pending, solver, jobs, timeout, search, finish)
+            _local(pending, solver, jobs, timeout, search, finish, work)
+        while settle():
+            pass
     finally:
         bar.close()
     order = {ob.name: i for i, ob in enumerate(obligations)}

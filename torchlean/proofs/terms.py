@@ -4,7 +4,7 @@ the ``terms`` and ``channels`` obligations.
 The runtime kernel (and VJP) and the spec meaning run on terms (``windows.Term``: each value recorded
 exactly as the code builds it; ``windows.TXP`` / ``windows.TM``) and the checker decides the claim
 (``certificates/terms.py``):
-- ``forward.<prim>.t<key>`` (kind ``terms``, conv2d and batch_norm): kernel = spec at every output
+- ``forward.<prim>.t<key>`` (kind ``terms``, the primitives of ``FORWARD``): kernel = spec at every output
   entry, as polynomial identities over the inputs' entries (padding taps are the constant 0; ``sqrt``
   and ``div`` opaque). This is the node's forward claim itself: no solver, no other obligation.
 - ``autograd.batch_norm.e<key>`` (kind ``channels``): the plane's spec and VJP are one element's
@@ -25,8 +25,11 @@ from .obligation import Obligation
 from .windows import TM, TXP, Term, encoder
 
 #: primitives whose forward claim is a ``terms`` statement (their kernels use only + - * / sqrt and
-#: numpy's moves and sums on the terms)
-FORWARD = frozenset({"conv2d", "batch_norm", "matmul", "layer_norm"})
+#: numpy's moves and sums on the terms). The data-movement and linear ones (reshape ... mean) were
+#: fixed-shape solver claims: hundreds of kB of SMT-LIB at a transformer's shapes, each a solver run,
+#: a certificate search and a refutation replay, where the kernel builds exactly the spec's terms
+FORWARD = frozenset({"conv2d", "batch_norm", "matmul", "layer_norm", "add", "sub", "mul", "reshape",
+                     "transpose", "slice", "concat", "flatten", "sum", "mean"})
 
 
 def _leaves(name: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -95,10 +98,13 @@ def channels_statement(prim: str, fields: dict[str, Any]) -> dict[str, Any]:
 
 def _obligation(kind: str, prim: str, part: str, st: dict[str, Any], fields: dict[str, Any],
                 requires: list[str], what: str, domain: tuple[str, ...]) -> Obligation:
-    text = json.dumps(st, sort_keys=True)
-    key = hashlib.sha256(text.encode()).hexdigest()[:10]
+    digest = hashlib.sha256(json.dumps(st, sort_keys=True).encode()).hexdigest()
     letter = "t" if kind == "terms" else "e"
-    return Obligation(kind, f"node:{prim}", f"{part}.{prim}.{letter}{key}", text, what,
+    # the text names the statement by its digest (the statement itself is in ``data``, which the
+    # obligation's hash covers): the matmul statements of a transformer are 12-26 MB of JSON each,
+    # and as the text they were written into and read back from every artifact
+    text = f"; {kind} statement sha256 {digest}: {len(st['nodes'])} term nodes, decided by the checker\n"
+    return Obligation(kind, f"node:{prim}", f"{part}.{prim}.{letter}{digest[:10]}", text, what,
                       {"statement": st, "requires": requires, "part": part, "shapes": fields["shapes"],
                        "attrs": {k: repr(v) for k, v in sorted(fields["attrs"].items())}}, domain)
 

@@ -42,8 +42,15 @@ class Term:
         return t
 
     def _bin(self, op: str, o: Any, flip: bool = False) -> Term:
-        o = o if isinstance(o, Term) else const(o)
-        return Term(op, o, self) if flip else Term(op, self, o)
+        # (inlined lookup: a transformer's matmul statements make ~10 million of these)
+        key = (op, o if type(o) is Term else const(o), self) if flip else \
+            (op, self, o if type(o) is Term else const(o))
+        t = _TABLE.get(key)
+        if t is None:
+            t = object.__new__(Term)
+            t.key = key
+            _TABLE[key] = t
+        return t
 
     def __add__(self, o: Any) -> Term:
         return self._bin("add", o)
@@ -75,6 +82,9 @@ class Term:
     def __bool__(self) -> bool:
         # a branch on a value would make the recorded terms one path's only: refuse it
         raise TypeError("term backend: a value used as a condition (branch on data)")
+
+
+_TABLE = Term._table  # (the one table: ``encoder`` clears it in place)
 
 
 def const(v: Any) -> Term:
@@ -174,18 +184,23 @@ def encoder() -> tuple[list[list[Any]], Callable[[Term], int]]:
     ids: dict[Term, int] = {}
 
     def put(t: Term) -> int:
-        stack = [(t, False)]
+        i = ids.get(t)
+        if i is not None:
+            return i
+        stack = [t]
         while stack:
-            u, ready = stack.pop()
-            if u in ids:
+            u = stack[-1]
+            if u in ids:  # (pushed twice: under two parents)
+                stack.pop()
                 continue
-            args = [a for a in u.key[1:] if isinstance(a, Term)]
-            if not ready and any(a not in ids for a in args):
-                stack.append((u, True))
-                stack.extend((a, False) for a in args if a not in ids)
+            key = u.key
+            todo = [a for a in key[1:] if type(a) is Term and a not in ids]
+            if todo:  # its arguments first
+                stack.extend(todo)
                 continue
+            stack.pop()
             ids[u] = len(nodes)
-            nodes.append([u.key[0], *(ids[a] if isinstance(a, Term) else a for a in u.key[1:])])
+            nodes.append([key[0], *[ids[a] if type(a) is Term else a for a in key[1:]]])
         return ids[t]
     return nodes, put
 

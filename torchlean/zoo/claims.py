@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import os
 import signal
@@ -98,17 +99,68 @@ class ProofStatus:
 
 def _prove(name: str, build: Callable[[], Any], input_shape: tuple[int, ...], directory: Path,
            solver: str, timeout: float) -> dict[str, Any]:
-    from ..proofs.artifacts import check_one, up_to_date
-    from ..proofs.compose import model_obligations
+    from ..proofs.artifacts import check_one, decide, once, up_to_date
+    from ..proofs.autograd import exact_floats
+    from ..proofs.compose import model_obligations, node_obligations, trace
     from ..proofs.discharge import discharge
+    from ..proofs.obligation import DECIDED
+    from ..proofs.terms import applies_forward
 
-    obs = list(model_obligations(name, build, input_shape))
-    todo = [ob for ob in obs if not up_to_date(directory, ob)]
-    if todo:
-        discharge(todo, directory, solver=solver, timeout=timeout, progress=False)
-    out: dict[str, Any] = {"obligations": len(obs), "checked": 0, "trusted": 0, "not_proved": []}
-    for ob in obs:
-        o = check_one(directory, ob)
+    # (a forked child that exits after: the cyclic collector is off while the statements' millions of
+    # acyclic term objects and node lists are made, each full collection walking them all, and what
+    # exists then is frozen out of later collections, which the checker's many small dicts trigger)
+    gc.disable()
+    try:
+        traced = trace(build, input_shape)
+        # the node cases whose forward claim is a ``terms`` statement (matmul: millions of term nodes)
+        # are derived while the solver works on the others' fixed-shape claims (softmax's forward at
+        # 64 entries: ~40 s of certificate search), which are derived first
+        derived: dict[str, list[Any]] = {}
+        later = []
+        for key, fields, _ in traced[2]:
+            prim = key.split(".n")[0]
+            if key in derived or any(k == key for k, _ in later):
+                continue
+            if applies_forward(prim, fields):
+                later.append((key, fields))
+                continue
+            with exact_floats():
+                derived[key] = node_obligations(prim, key, fields)
+
+        replayed: set[str] = set()
+
+        def derive_one() -> bool:
+            """One deferred node case derived, else one derived claim the checker decides replayed
+            (its verdict kept by ``once`` for the discharge and check below)."""
+            if later:
+                key, fields = later.pop(0)
+                with exact_floats():
+                    derived[key] = node_obligations(key.split(".n")[0], key, fields)
+                return True
+            for ob in (ob for obs in derived.values() for ob in obs):
+                if ob.kind in DECIDED and ob.name not in replayed:
+                    replayed.add(ob.name)
+                    decide(ob)
+                    return True
+            return False
+
+        first = {ob.name: ob for obs in derived.values() for ob in obs if ob.kind not in DECIDED}
+        first = {n: ob for n, ob in first.items() if not up_to_date(directory, ob)}
+        with once():  # each statement replayed once: by discharge, or by the model claim's own check
+            if first:
+                discharge(list(first.values()), directory, solver=solver, timeout=timeout, progress=False,
+                          idle=derive_one)
+            obs = list(model_obligations(name, build, input_shape, traced=traced, derived=derived))
+            gc.enable()
+            gc.freeze()
+            todo = [ob for ob in obs if ob.name not in first and not up_to_date(directory, ob)]
+            if todo:
+                discharge(todo, directory, solver=solver, timeout=timeout, progress=False)
+            outcomes = [check_one(directory, ob) for ob in obs]
+    finally:
+        gc.enable()
+    out: dict[str, Any] = {"obligations": len(obs) - 1, "checked": 0, "trusted": 0, "not_proved": []}
+    for ob, o in zip(obs, outcomes):
         if ob.kind == "composition":
             out["claim"], out["detail"] = o.status, o.detail
             continue  # the claim's own status is reported, its node obligations counted below
@@ -118,7 +170,6 @@ def _prove(name: str, build: Callable[[], Any], input_shape: tuple[int, ...], di
             out["trusted"] += 1
         else:
             out["not_proved"].append(f"{ob.name} ({o.status})")
-    out["obligations"] -= 1
     return out
 
 
