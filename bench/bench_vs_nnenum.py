@@ -16,9 +16,10 @@ hits both alike: torchlean as ``python -m torchlean.verify NET PROP --timeout T`
 sat/unsat only after its checker accepted the certificate; each sat is also re-run in onnxruntime,
 column ``ort``), nnenum as ``python -m nnenum.nnenum NET PROP T OUT`` in its own environment
 (its VNN-COMP settings: ``auto``, processes = cores, single-threaded BLAS). Both run in their own
-session, killed with every process of their group at T + 30 s (and the group's leftovers when
-they exit: nnenum's workers would outlive it). Times are wall times including each tool's
-start-up (torchlean ~2 s, nnenum ~1.5 s).
+session, killed with every process of their group at T + ``GRACE_S`` (and the group's leftovers
+when they exit: nnenum's workers would outlive it). Times are wall times including each tool's
+start-up (torchlean ~2 s, nnenum ~1.5 s), and T is a strict wall clock for both, as in VNN-COMP:
+an answer given after T counts as a timeout (``note``: "over T" with the late verdict).
 
 A sat from one tool and an unsat from the other is WRONG, and so is a verdict that contradicts
 the known one (published, or a generator's witness): the ``wrong`` column names the side(s).
@@ -72,6 +73,8 @@ def run_nnenum(py: str, src: str, onnx: Path, prop: Path, timeout: float) -> tup
         if verdict == "error":
             lines = [s for s in (stderr + stdout).strip().splitlines() if not s.startswith("All entries")]
             note = (lines or [text or "?"])[-1][:120]
+        elif wall > timeout and verdict != "timeout":  # the rule torchlean's run_one applies
+            verdict, note = "timeout", f"over T ({text} at {wall:.2f} s)"
         return verdict, wall, note
 
 

@@ -14,7 +14,7 @@ import pytest
 
 import torchlean as tl
 from torchlean import nn
-from torchlean.certificates import engine, fast_forms
+from torchlean.certificates import engine, fast_backsub, fast_forms
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.bound_graph import Unsupported
 from torchlean.certificates.lower import NO_ROW, ROWS, fingerprint, lower
@@ -343,6 +343,10 @@ def test_skipped_refinements_lose_nothing():
     np.testing.assert_allclose(su, au, rtol=1e-9, atol=1e-9)
 
 
+def _no_weights(st, F, rows):
+    return np.zeros((st.B, F.R if rows is None else len(rows)))
+
+
 def _relu_chain_violations(monkeypatch=None, zero=()):
     """Fast CROWN bounds crossing the exact ones on ReLU chains whose neurons are active on the
     whole box (positive inputs near 1e8 and weights, so exact CROWN is the exact range), with
@@ -350,9 +354,10 @@ def _relu_chain_violations(monkeypatch=None, zero=()):
     others, the output k0 - 0.7 k1 - 0.3 k2): the charges of the compact back-substitution
     (``_charges``, composite over both hidden layers) and the others keep them sound."""
     if zero:  # every charge of the fast engine
-        monkeypatch.setattr(fe, "_charges", lambda st, k, views, c, done: np.zeros_like(views[k].zmax))
-        monkeypatch.setattr(fe, "_weights", lambda st, F, r: np.zeros((st.B, F.R if r is None else len(r))))
-        for mod in (fe, fast_forms):
+        monkeypatch.setattr(fast_backsub, "_charges", lambda st, k, views, c, d: np.zeros_like(views[k].zmax))
+        for mod in (fe, fast_backsub):  # (the compact weights: fast_backsub's, and bound_forms' in fe)
+            monkeypatch.setattr(mod, "_weights", _no_weights)
+        for mod in (fe, fast_backsub, fast_forms):
             monkeypatch.setattr(mod, "_charge", lambda x, n: 0 * x)
     bad = 0
     for seed in range(12):
@@ -396,9 +401,9 @@ def test_composite_charges_cover_the_step_by_step_ones(monkeypatch):
         lo = rng.uniform(-1, 1, (8, 4))
         hi = lo + rng.uniform(0.05, 0.5, (8, 4))
         comp = fe.crown(bg, lo, hi)
-        monkeypatch.setattr(fe, "COMPOSITE", False)
+        monkeypatch.setattr(fast_backsub, "COMPOSITE", False)
         step = fe.crown(bg, lo, hi)
-        monkeypatch.setattr(fe, "COMPOSITE", True)
+        monkeypatch.setattr(fast_backsub, "COMPOSITE", True)
         assert (comp[0] <= step[0]).all() and (comp[1] >= step[1]).all()
         assert (comp[0] < step[0]).any()  # (they differ: the test compares two computations)
 

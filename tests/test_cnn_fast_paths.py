@@ -10,9 +10,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from torchlean.certificates import bound_graph, engine, fast_forms
+from torchlean.certificates import bound_graph, engine, fast_forms, lower_linear
 from torchlean.certificates import fast_engine as fe
-from torchlean.certificates import lower as lower_mod
 from torchlean.certificates.bound_graph import ONE, Aff, plain_vars
 from torchlean.certificates.lower import fingerprint, lower
 from torchlean.spec import Graph, Node, Value
@@ -60,7 +59,7 @@ def test_plain_lowering_builds_the_general_forms(monkeypatch, attrs, repeat):
     monkeypatch.setattr(bound_graph, "_plain_lin", lambda t: calls.append(1) or real(t))
     lower(ir)
     assert calls  # (the matmul over the flattened relu takes the plain path)
-    monkeypatch.setattr(lower_mod, "plain_vars", lambda xs: None)
+    monkeypatch.setattr(lower_linear, "plain_vars", lambda xs: None)
     monkeypatch.setattr(bound_graph, "_plain_lin", lambda t: None)
     general = lower(ir)
     assert fingerprint(fast) == fingerprint(general)

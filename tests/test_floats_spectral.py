@@ -17,7 +17,7 @@ import pytest
 
 import torchlean as tl
 from torchlean import nn
-from torchlean.certificates import check, engine, lower
+from torchlean.certificates import check, engine, lower, lower_linear
 from torchlean.certificates.bound_graph import Unsupported
 from torchlean.certificates.core import digest
 from torchlean.floats import bound_certificate, epsilons
@@ -45,8 +45,8 @@ class Layer(nn.Module):
 def always_wide(monkeypatch):
     """Every linear row by constants lowers its data operand as ``lin`` variables (the thresholds
     are for the zoo's sizes; these graphs are small)."""
-    monkeypatch.setattr(lower, "WIDE_WORK", 0)
-    monkeypatch.setattr(lower, "WIDE_GAIN", 0)
+    monkeypatch.setattr(lower_linear, "WIDE_WORK", 0)
+    monkeypatch.setattr(lower_linear, "WIDE_GAIN", 0)
 
 
 @pytest.fixture(scope="module")
@@ -115,8 +115,8 @@ def test_epsilon_covers_the_observed_error(graph, always_wide, ranges):
 @pytest.fixture(scope="module")
 def cert(graph):
     mp = pytest.MonkeyPatch()
-    mp.setattr(lower, "WIDE_WORK", 0)
-    mp.setattr(lower, "WIDE_GAIN", 0)
+    mp.setattr(lower_linear, "WIDE_WORK", 0)
+    mp.setattr(lower_linear, "WIDE_GAIN", 0)
     box = box_of(np.random.default_rng(3), (1, GRID, WIDTH), Fraction(1, 4))
     yield mp, bound_certificate(graph, box, "binary32", ranges="ibp")
     mp.undo()

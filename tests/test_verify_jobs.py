@@ -45,7 +45,9 @@ def _published() -> dict[tuple[str, str], str]:
 
 def test_jobs_match_serial_run(tmp_path):
     rows = [SLOW, *ROWS[:3]]
-    inst = _instances(tmp_path, rows)
+    # (60 s: the timeout is each instance's whole wall clock, loading and replay included, and SLOW
+    # searches ~2 s on a quiet machine, 15-25 s on a loaded 2-core one under -j 2)
+    inst = _instances(tmp_path, rows, timeout=60)
     serial, par = tmp_path / "serial.csv", tmp_path / "par.csv"
     r = _cli(inst, "--out", serial, "-q")
     assert r.returncode == 0, r.stderr

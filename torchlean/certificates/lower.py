@@ -22,7 +22,9 @@ The lowering walks the IR once with one row per primitive in ``ROWS``; a value i
 (shape and a row-major list whose elements are exact ``Fraction``s for constants or ``Aff``s for
 data). Each row computes exactly the spec's meaning (``torchlean/spec``) on such elements:
 constants fold exactly; a nonlinearity of data allocates a node. Primitives or uses without a row
-raise ``Unsupported`` naming why (``NO_ROW`` for whole primitives).
+raise ``Unsupported`` naming why (``NO_ROW`` for whole primitives). The rows that read many
+elements per output (matmul, conv2d, pooling) are in ``lower_linear.py``, the row-major index
+helpers and the -inf constant in ``lower_index.py``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from __future__ import annotations
 import base64
 import itertools
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -44,7 +46,6 @@ from .bound_graph import (
     Tensor,
     Unsupported,
     _decode,
-    _lin,
     _size,
     _strides,
     _sum,
@@ -52,93 +53,16 @@ from .bound_graph import (
     as_aff,
     fingerprint,
     neg,
-    plain_vars,
     scale,
     sqrt_up,
 )
+from .lower_index import NEG_INF, TAKES_NEG_INF, Row, _flat, _positions, bcast_shape, broadcast, reduce_groups
+from .lower_linear import _conv2d, _matmul, _pool, wide_operand
 
 Q = Fraction
 __all__ = ["NEG_INF", "NO_ROW", "ROWS", "Aff", "BoundGraph", "Node", "fingerprint", "lower"]
 
-
-class _NegInf:
-    """The constant -inf, an attention mask's value (``where(mask, -inf, scores)``). ``where``
-    may select it and ``softmax`` read it: exp(-inf - m) = 0 exactly (reals extended as IEEE does,
-    and every IEEE kernel: -inf - finite = -inf, exp(-inf) = +0), so the entry drops out of its
-    group. Any other use is refused by ``lower`` (nothing else ever sees it)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "NEG_INF"
-
-
-NEG_INF = _NegInf()
-#: the primitives that may take -inf elements (``_NegInf``)
-TAKES_NEG_INF = frozenset({"where", "softmax"})
-
-# -- index helpers (row-major) ------------------------------------------------------------------
-
-
-def _positions(shape: Sequence[int]) -> Any:
-    return itertools.product(*(range(d) for d in shape))
-
-
-def _flat(idx: Sequence[int], strides: Sequence[int]) -> int:
-    return sum(i * s for i, s in zip(idx, strides))
-
-
-def bcast_shape(*shapes: tuple[int, ...]) -> tuple[int, ...]:
-    n = max(len(s) for s in shapes)
-    out = []
-    for i in range(-n, 0):
-        dims = {s[i] for s in shapes if len(s) >= -i} - {1}
-        if len(dims) > 1:
-            raise ValueError(f"shapes {shapes} do not broadcast")
-        out.append(dims.pop() if dims else 1)
-    return tuple(out)
-
-
-def broadcast(t: Tensor, shape: tuple[int, ...]) -> list[Elem]:
-    """t's elements read at every position of ``shape`` (numpy broadcasting)."""
-    if t.shape == shape:
-        return t.v
-    s = (1,) * (len(shape) - len(t.shape)) + t.shape
-    st = _strides(s)
-    st = [0 if d == 1 else x for d, x in zip(s, st)]
-    return [t.v[_flat(p, st)] for p in _positions(shape)]
-
-
-def _axes(axes: Any, nd: int) -> tuple[int, ...]:
-    if axes is None:
-        return tuple(range(nd))
-    if isinstance(axes, int):
-        axes = (axes,)
-    return tuple(sorted({a % max(nd, 1) for a in axes}))
-
-
-def reduce_groups(
-    shape: tuple[int, ...], axes: Any, keepdims: bool
-) -> tuple[tuple[int, ...], list[list[int]]]:
-    """Output shape and, per output position, the input flat indices reduced into it (in the
-    row-major order of the reduced axes)."""
-    ax = _axes(axes, len(shape))
-    keep = [i for i in range(len(shape)) if i not in ax]
-    st = _strides(shape)
-    groups = []
-    for p in _positions([shape[i] for i in keep]):
-        base = sum(i * st[k] for i, k in zip(p, keep))
-        inner = _positions([shape[k] for k in ax])
-        groups.append([base + sum(i * st[k] for i, k in zip(q, ax)) for q in inner])
-    if keepdims:
-        return tuple(1 if i in ax else d for i, d in enumerate(shape)), groups
-    out = tuple(shape[i] for i in keep)
-    return out, groups
-
-
 # -- rows ------------------------------------------------------------------------------------------
-
-Row = Callable[[Lowerer, list[Tensor], dict[str, Any]], Tensor]
 
 
 def _binary(fn: Callable[[Lowerer, list[Elem], list[Elem]], list[Elem]]) -> Row:
@@ -307,147 +231,6 @@ def _where(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     trip = zip(broadcast(c, shape), broadcast(a, shape), broadcast(b, shape))
     return Tensor(shape, [p if m else q for m, p, q in trip])
 
-
-#: ``wide_operand``: composing costs at least WIDE_WORK term operations and WIDE_GAIN times more
-#: than lowering the operand's elements as variables first
-WIDE_WORK, WIDE_GAIN = 1 << 18, 4
-
-
-def wide_operand(L: Lowerer, x: Tensor, reads: int, outputs: int, k: int) -> Tensor:
-    """The data operand of a linear row by constants (each element read by ``reads`` outputs,
-    ``outputs`` outputs of ``k`` terms each), its non-variable elements as ``lin`` variables when
-    ``L.wide`` and composing them would cost too much: a spectral layer's inverse DFT reads
-    channel mixes that are each a form over every grid point's channels, and composed, every
-    output is a form over all of them (the FNO: 1,536 terms per element, hours of lowering). The
-    forms stay exact either way; IBP of a variable is looser than of the composed form (CROWN
-    back-substitutes through ``lin`` nodes exactly)."""
-    if not L.wide or plain_vars(x.v) is not None:
-        return x
-    width = sum(len(e.t) for e in x.v if isinstance(e, Aff))
-    cost = width * reads
-    if cost < WIDE_WORK or cost < WIDE_GAIN * (width + outputs * k):
-        return x
-    return Tensor(x.shape, L.lin(x.v))
-
-
-def _matmul(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
-    a, b = ins
-    p, k = a.shape[-2:]
-    m = b.shape[-1]
-    batch = bcast_shape(a.shape[:-2], b.shape[:-2])
-    nout = _size(batch) * p * m
-    if b.const() and not a.const():
-        a = wide_operand(L, a, m * _size(batch) // max(_size(a.shape[:-2]), 1), nout, k)
-    elif a.const() and not b.const():
-        b = wide_operand(L, b, p * _size(batch) // max(_size(b.shape[:-2]), 1), nout, k)
-    A = broadcast(Tensor(a.shape, a.v), (*batch, p, k))
-    B = broadcast(Tensor(b.shape, b.v), (*batch, k, m))
-    out = []
-    nb = _size(batch)
-    for bi in range(nb):
-        for i in range(p):
-            r0 = (bi * p + i) * k
-            xs = A[r0:r0 + k]  # A[(bi·p + i)·k + t] for t < k
-            for j in range(m):
-                b0 = bi * k * m + j
-                out.append((xs, B[b0:b0 + k * m:m]))  # B[(bi·k + t)·m + j] for t < k
-    if all(isinstance(w, Fraction) for _, ws in out for w in ws):  # (data by constant: the layers)
-        vals, row, pv = [], None, None
-        for xs, ws in out:
-            if xs is not row:  # (one row of A per i: its output columns share the list)
-                row, pv = xs, plain_vars(xs)
-            if pv is None:
-                vals.append(_lin(list(zip(ws, xs))))
-            else:  # distinct variables read directly (conv2d's case): the nonzero weights
-                t = {v: q for v, q in zip(pv, ws) if q}
-                vals.append(Aff(t) if t else Q(0))
-    elif all(isinstance(x, Fraction) for xs, _ in out for x in xs):
-        vals = [_lin([(w, x) if isinstance(w, Fraction) else (x, w) for x, w in zip(xs, ws)])
-                for xs, ws in out]
-    else:  # data by data: one product per term
-        prods = L.mul([x for xs, _ in out for x in xs], [w for _, ws in out for w in ws])
-        vals = [_sum(prods[r * k:(r + 1) * k]) for r in range(len(out))]
-    return Tensor((*batch, p, m), vals)
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
-def _window(i: int, s: int, p: int, k: int, d: int, size: int) -> list[tuple[int, int]]:
-    """(kernel offset, input position) of output position i's window that exist (spec's _window)."""
-    start = i * s - p
-    return [(t, start + t * d) for t in range(k) if 0 <= start + t * d < size]
-
-
-def _conv2d(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
-    x, w = ins
-    if not w.const():
-        raise Unsupported("conv2d with a data-dependent kernel")
-    s, p, d = _pair(at.get("stride", 1)), _pair(at.get("padding", 0)), _pair(at.get("dilation", 1))
-    g = int(at.get("groups", 1))
-    n, c, h, wd = x.shape
-    o, cg, kh, kw = w.shape
-    og = o // g
-    ho = (h + 2 * p[0] - d[0] * (kh - 1) - 1) // s[0] + 1
-    wo = (wd + 2 * p[1] - d[1] * (kw - 1) - 1) // s[1] + 1
-    out = []
-    rows = [_window(i, s[0], p[0], kh, d[0], h) for i in range(ho)]
-    cols = [_window(j, s[1], p[1], kw, d[1], wd) for j in range(wo)]
-    pv = plain_vars(x.v)
-    if pv is not None:  # distinct variables read directly: each output's form is its nonzero weights
-        wz = [q if q else None for q in w.v]
-        for b in range(n):
-            for oc in range(o):
-                gi = oc // og
-                for i in range(ho):
-                    for j in range(wo):
-                        t = {}
-                        for ci in range(cg):
-                            xc = ((b * c + gi * cg + ci) * h) * wd
-                            wc = ((oc * cg + ci) * kh) * kw
-                            for ta, r in rows[i]:
-                                for tb, q in cols[j]:
-                                    a = wz[wc + ta * kw + tb]
-                                    if a is not None:
-                                        t[pv[xc + r * wd + q]] = a
-                        out.append(Aff(t) if t else Q(0))
-        return Tensor((n, o, ho, wo), out)
-    for b in range(n):
-        for oc in range(o):
-            gi = oc // og
-            for i in range(ho):
-                for j in range(wo):
-                    terms = []
-                    for ci in range(cg):
-                        xc = ((b * c + gi * cg + ci) * h) * wd
-                        wc = ((oc * cg + ci) * kh) * kw
-                        for ta, r in rows[i]:
-                            for tb, q in cols[j]:
-                                terms.append((w.v[wc + ta * kw + tb], x.v[xc + r * wd + q]))
-                    out.append(_lin(terms))
-    return Tensor((n, o, ho, wo), out)
-
-
-def _pool(kind: str) -> Row:
-    def row(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
-        x = ins[0]
-        k, s, p = _pair(at.get("kernel_size", 2)), _pair(at.get("stride", 2)), _pair(at.get("padding", 0))
-        n, c, h, wd = x.shape
-        ho, wo = (h + 2 * p[0] - k[0]) // s[0] + 1, (wd + 2 * p[1] - k[1]) // s[1] + 1
-        groups = []
-        for nc in range(n * c):
-            for i in range(ho):
-                for j in range(wo):
-                    groups.append([x.v[(nc * h + r) * wd + q] for _, r in _window(i, s[0], p[0], k[0], 1, h)
-                                   for _, q in _window(j, s[1], p[1], k[1], 1, wd)])
-        if kind == "max":
-            vals = L.max(groups)
-        else:
-            full = at.get("count_include_pad", True)
-            vals = [scale(_sum(g), Q(1, k[0] * k[1] if full else len(g))) for g in groups]
-        return Tensor((n, c, ho, wo), vals)
-    return row
 
 
 def _softmax(log: bool) -> Row:

@@ -1,7 +1,8 @@
 """Run a benchmark CSV (VNN-COMP ``instances.csv``: onnx,vnnlib,timeout; or an ``expected.csv`` with
 a header naming onnx, vnnlib, expected and any comparison columns) and write a results CSV: the
-verdict, solve and checker replay times, the tree size, and whether it agrees with the expected
-verdict. Paths are relative to the CSV's folder.
+verdict, solve, checker replay and wall times, the tree size, and whether it agrees with the
+expected verdict. Paths are relative to the CSV's folder. Each instance's timeout bounds its wall
+clock, loading and replay included (``run_instance``).
 
 ``jobs`` > 1 runs instances in that many worker processes (each instance keeps its own deadline);
 the rows come out in the instance list's order either way. The results file is rewritten atomically
@@ -43,6 +44,7 @@ FIELDS = [
     "result",
     "solve_s",
     "check_s",
+    "wall_s",
     "check",
     "mode",
     "boxes",
@@ -119,13 +121,16 @@ def read_instances(path: str | Path) -> list[dict[str, str]]:
 def run_instance(
     net_path: Path, prop_path: Path, timeout: float, method: str = "crown", progress: bool = False,
 ) -> dict[str, Any]:
-    """One instance: the search's verdict (``bab.solve``, as the CLI), and the checker's on its
-    certificate."""
+    """One instance as the CLI runs it: ``timeout`` bounds its wall clock from the call (loading,
+    search, and the checker's replay of the certificate: ``budget``); a verdict the replay could not
+    confirm within it, or any answer later than it, is "timeout" (``wall_s``: the wall time)."""
     from .bab import solve
+    from .budget import Budget
     from .table import load_instance
 
+    clock = Budget(timeout, start=time.monotonic())
     target, spec = load_instance(net_path, prop_path)
-    res = solve(target, spec, timeout=timeout, method=method, progress=progress)
+    res = clock.search(solve, target, spec, method=method, progress=progress)
     out: dict[str, Any] = {
         "result": res.verdict,
         "solve_s": f"{res.stats.get('time', 0):.3f}",
@@ -137,13 +142,18 @@ def run_instance(
     }
     if res.cert is not None:
         t = time.perf_counter()
-        mode = replay_mode(res.cert, target.bg)  # the caller's choice, with the instance's timeout
-        v = check_vnn(res.cert, target.bg, spec, mode=mode, deadline=time.monotonic() + timeout)
+        mode = replay_mode(res.cert, target.bg)  # the caller's choice, within the instance's clock
+        v = check_vnn(res.cert, target.bg, spec, mode=mode, deadline=clock.end)
         out["check_s"] = f"{time.perf_counter() - t:.3f}"
         out["check"] = "accepted" if v.ok else f"REJECTED: {v.reason}"
         out["mode"] = mode if res.verdict == "unsat" else "exact"
         if not v.ok:
-            out["result"] = "unknown"
+            out["result"] = "timeout" if clock.left() <= 0 else "unknown"
+            if clock.left() <= 0:
+                out["check"] = f"not finished: {v.reason}"
+    if clock.left() < 0:  # (an answer past the timeout is no answer)
+        out["result"] = "timeout"
+    out["wall_s"] = f"{timeout - clock.left():.3f}"
     return out
 
 
@@ -187,7 +197,8 @@ def run_csv(
         if progress is not False:  # one line per instance, on a terminal or not
             RESULTS.info(
                 f"[{len(done)}/{len(rows)}] {row['onnx']} {row['vnnlib']}: {r['result']} "
-                f"({r['solve_s']} s, check {r['check_s'] or '-'} s){' expected ' + exp if exp else ''}"
+                f"({r['solve_s']} s, check {r['check_s'] or '-'} s, wall {r.get('wall_s') or '-'} s)"
+                f"{' expected ' + exp if exp else ''}"
             )
         if out:
             _write(out, [done[k] for k in sorted(done)], FIELDS + extra)
