@@ -129,9 +129,15 @@ def test_run_instance_counts_loading_and_replay_in_its_timeout():
     assert ok["result"] == "unsat" and ok["check"] == "accepted" and 0 < float(ok["wall_s"]) < 60
 
 
-def test_the_reserve_grows_with_the_leaves_and_is_opt_in():
+def test_the_reserve_grows_with_the_leaves_and_is_opt_in(monkeypatch):
     """``late`` holds back the replay estimate (per-box pass cost x leaves) only inside
-    ``Budget.reserving``, and never more than its cap."""
+    ``Budget.reserving``, and never more than its cap (0 by default: no reserve at all)."""
+    stats = {"leaves": 99}
+    budget.count_pass(stats, 10, 1.0)
+    now = time.perf_counter()
+    with budget.Budget(100.0, start=time.monotonic()).reserving():
+        assert budget.MAX_RESERVE_SHARE == 0 and not budget.late(now, now + 5.0, stats)
+    monkeypatch.setattr(budget, "MAX_RESERVE_SHARE", 0.25)
     stats = {"leaves": 0}
     budget.count_pass(stats, 10, 1.0)  # 0.1 s per box
     now = time.perf_counter()

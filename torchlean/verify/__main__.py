@@ -262,9 +262,9 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
         p.add_argument("prop")
         p.add_argument("--timeout", type=_cli.timeout_s, default=116.0, metavar="T",
                        help="wall clock of the whole command in seconds, from its process start: "
-                            "loading, search and the checker's replay; the search leaves the replay "
-                            "a reserve estimated from its own cost, and a verdict not checked by T "
-                            "is 'timeout' (default 116)")
+                            "loading, search and the checker's replay (the search runs to T - 0.25 s, "
+                            "the replay gets what is left); a verdict not checked by T is 'timeout' "
+                            "(default 116)")
         p.add_argument("--cert", help="write the certificate (JSON) here")
         p.add_argument("--result", help="also write the VNN-COMP result text here")
         p.add_argument("--method", choices=("crown", "forward"), default="crown",
