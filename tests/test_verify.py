@@ -16,7 +16,7 @@ import pytest
 from test_bounds import random_graph
 
 from torchlean.certificates import check
-from torchlean.certificates.bounds import check_vnn, leaves
+from torchlean.certificates.bounds import check_vnn, walk
 from torchlean.certificates.lower import fingerprint, lower
 from torchlean.certificates.property import parse_property
 from torchlean.spec import Graph, Node, Value
@@ -52,7 +52,8 @@ def split_case():
     spec = parse_property(_prop(["-1", "-1"], ["1", "1"], [f"(>= Y_0 {thr:.6f})"]))
     res = verify(net, spec, timeout=60, method="forward", attack_first=False)
     assert res.verdict == "unsat"
-    n = sum(1 for _ in leaves(res.cert["regions"][0], list(spec.regions[0].lo), list(spec.regions[0].hi)))
+    n = sum(1 for *_, (proofs, *_) in walk(res.cert["regions"][0], list(spec.regions[0].lo),
+                                                  list(spec.regions[0].hi)) if proofs is not None)
     assert n >= 4, "the case should need a real split tree"
     return net, spec, res.cert
 
