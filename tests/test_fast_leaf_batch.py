@@ -7,6 +7,7 @@ replay's and the one-leaf-per-chunk replay's, and a mutated leaf inside a batch 
 from __future__ import annotations
 
 import copy
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -98,3 +99,32 @@ def test_mutated_leaf_in_batch_is_rejected(proved, mutation):
         assert not v.ok, (mutation, no)
         assert f"leaf {no}" in v.reason or mutation == "negative_mult", v.reason
     assert hit >= 2, mutation
+
+
+def test_max_choices_batched_as_exact_mode():
+    """A CNN with a max node (test_bound_graph_vnn's): every leaf given each member choice of the
+    max node's elements in turn, all leaves of a chunk in one batch: the fast replay's verdict is
+    the exact replay's (the claims are those of the plain bound, so either may fail to reach them,
+    never the one without the other by more than rounding: both bound the same relaxation)."""
+    from tests.test_bound_graph_vnn import cnn_net, robustness, search, unsat_cert
+    from torchlean.certificates.lower import lower
+
+    rng = np.random.default_rng(4)
+    g = cnn_net(rng)
+    bg = lower(g.to_dict())
+    x0 = [float(v) for v in rng.uniform(-1, 1, bg.n_in)]
+    spec = robustness(bg, x0, 0.05)
+    tree = search(bg, spec, depth=6)
+    k = next(k for k, n in enumerate(bg.nodes) if n.kind == "max")
+    accepted = 0
+    for m in range(len(bg.nodes[k].args[0])):
+        t2 = [list(e) for e in tree]
+        for i, e in enumerate(t2):
+            if e[0] == "leaf":  # half the claim: the member choice may loosen the bound a little
+                claim = Fraction(e[1][0][1]) / 2
+                ch = [[k, j, m, None] for j in range(bg.nodes[k].size) if m < len(bg.nodes[k].args[j])]
+                t2[i] = ["leaf", [[0, str(claim), {"slopes": ch}]]]
+        verdicts = [check_vnn(unsat_cert(bg, spec, t2), bg, spec, mode=mode) for mode in ("exact", "fast")]
+        assert verdicts[0].ok == verdicts[1].ok, [v.reason for v in verdicts]
+        accepted += verdicts[1].ok
+    assert accepted

@@ -33,15 +33,16 @@ def _float_slopes(bg: BoundGraph, slopes: list[dict[int, list[Any]]]) -> dict[in
     out = {}
     for k in sorted({k for sl in slopes for k in sl}):
         node = bg.nodes[k]
-        pick = np.full((len(slopes), node.size), -1 if node.kind == "max" else np.nan)
-        lo, hi = pick, pick.copy()
+        mx = node.kind == "max"
+        lo, hi = (np.full((len(slopes), node.size), -1 if mx else np.nan, dtype=int if mx else float)
+                  for _ in "lh")
         for b, sl in enumerate(slopes):
             for i, v in enumerate(sl.get(k, ())):
                 if v is not None and v[0] is not None:
-                    lo[b, i] = v[0] if node.kind == "max" else float(v[0])
-                if v is not None and node.kind != "max" and v[1] is not None:
+                    lo[b, i] = v[0] if mx else float(v[0])
+                if v is not None and not mx and v[1] is not None:
                     hi[b, i] = float(v[1])
-        out[k] = (lo, None) if node.kind == "max" else (lo, hi)
+        out[k] = (lo, None) if mx else (lo, hi)
     return out or None
 
 
