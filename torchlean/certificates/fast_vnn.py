@@ -1,12 +1,15 @@
 """Fast (float64, batched) replay of bound-graph VNN certificates (``graph_vnn``'s fast mode).
 
-Leaves are replayed in batches by ``fast_engine`` (its error accounting and assumption); a proof
-that supplies slopes or split multipliers is bounded from its own box's certified variable bounds
-in the batch's forward state (``fast_engine.select``) with those slopes (as floats: any slope
-gives a valid line, the intercept is recomputed for the float actually used) and, with
-multipliers, of the exact form ``engine.mult_form`` builds (the exact mode's form, converted
-with its conversion error charged like any objective's). The claimed bounds are then compared
-exactly by ``bounds.check_leaf_proofs``, as in every other mode.
+Leaves are replayed in batches by ``fast_engine`` (its error accounting and assumption); the
+proofs that supply slopes or split multipliers are bounded in one batch per chunk of leaves
+(``extras_lower``), each box its own leaf's certified variable bounds in the chunk's forward
+state (``fast_engine.gather``) with that proof's own slopes (as floats: any slope gives a valid
+line, the intercept is recomputed for the float actually used) and multipliers: the form
+f - Σ q̃·sgn·z (``engine.mult_form``'s, q̃ = float(q) >= 0: any multiplier >= 0 gives a form at
+most f on the leaf's region) starts the back-substitution as f's rows plus -q̃·sgn on the split
+node's argument rows, replaced by their forms with the charges of any such step
+(``fast_engine._through``). The claimed bounds are then compared exactly by
+``bounds.check_leaf_proofs``, as in every other mode.
 """
 
 from __future__ import annotations
@@ -16,27 +19,68 @@ from typing import Any
 import numpy as np
 
 from . import fast_engine as fe
-from .bounds import check_leaf_proofs
-from .engine import mult_form
+from .bounds import check_leaf_proofs, proof_combo
+from .core import Rejected
 from .fast_forms import corners
 from .lower import Aff, BoundGraph
 
 CHUNK = 64
 
 
-def _float_slopes(bg: BoundGraph, slopes: dict[int, list[Any]]) -> dict[int, Any]:
-    """A proof's slopes as the fast engine's (1, size) arrays, NaN (or -1 for max) = default."""
+def _float_slopes(bg: BoundGraph, slopes: list[dict[int, list[Any]]]) -> dict[int, Any] | None:
+    """Proofs' slopes as the fast engine's (B, size) arrays, box b proof b's, NaN (or -1 for
+    max) = default."""
     out = {}
-    for k, row in slopes.items():
+    for k in sorted({k for sl in slopes for k in sl}):
         node = bg.nodes[k]
-        if node.kind == "max":
-            pick = np.array([[-1 if v is None or v[0] is None else v[0] for v in row]])
-            out[k] = (pick, None)
-            continue
-        lo = np.array([[np.nan if v is None or v[0] is None else float(v[0]) for v in row]])
-        hi = np.array([[np.nan if v is None or v[1] is None else float(v[1]) for v in row]])
-        out[k] = (lo, hi)
-    return out
+        mx = node.kind == "max"
+        lo, hi = (np.full((len(slopes), node.size), -1 if mx else np.nan, dtype=int if mx else float)
+                  for _ in "lh")
+        for b, sl in enumerate(slopes):
+            for i, v in enumerate(sl.get(k, ())):
+                if v is not None and v[0] is not None:
+                    lo[b, i] = v[0] if mx else float(v[0])
+                if v is not None and not mx and v[1] is not None:
+                    hi[b, i] = float(v[1])
+        out[k] = (lo, None) if mx else (lo, hi)
+    return out or None
+
+
+def _mult(q: Any) -> float:
+    """The float multiplier used for q >= 0 (any q' >= 0 gives a valid form; past float64: 0)."""
+    try:
+        return float(q)
+    except OverflowError:
+        return 0.0
+
+
+@np.errstate(invalid="ignore", over="ignore")  # non-finite entries are handled (vacuous bounds)
+def extras_lower(bg: BoundGraph, F: Any, st: Any, reqs: list[tuple[int, int, Any, Any]],
+                 slopes: dict[int, Any] | None) -> np.ndarray:
+    """Lower bounds (len(reqs),) of F's row ``row`` on box b of the forward state ``st`` for each
+    request (b, row, mult, path) (mult: {(node, i): q >= 0} on elements of the split path), in one
+    batch (see the module docstring); ``slopes``: the fast engine's, box j request j's (or None).
+    Also the search's leaf bounds (``verify/graph_relu.py``): it claims what this computes."""
+    fg = fe.compiled(bg)
+    one = fe.gather([(st, b) for b, _, _, _ in reqs])
+    rows = np.array([row for _, row, _, _ in reqs])
+    lam: dict[int, np.ndarray] = {}
+    err = np.zeros((len(reqs), 1))
+    for p, A, _, E in F.parents:
+        lam[p] = A.take(rows)[:, None, :]
+        if E is not None:
+            err[:, 0] += 4 * np.einsum("bj,bj->b", E.take(rows), one.vmax[p])
+    const = F.c[rows][:, None].copy()
+    err += F.Ec[rows][:, None]
+    lins: dict[int, np.ndarray] = {}
+    for b, (_, _, mult, path) in enumerate(reqs):
+        for (k, i), q in mult.items():  # (f - Σ q·sgn·z: -q·sgn on z's row, sgn = +1 where z >= 0)
+            lin = lins.setdefault(k, np.zeros((len(reqs), 1, bg.nodes[k].size)))
+            lin[b, 0, i] = -_mult(q) if path[k, i] else _mult(q)
+    for k, lin in sorted(lins.items(), reverse=True):
+        W = fe._weights(one, fg.forms[k], None)
+        const, err = fe._through(one, lam, lin, const, err, fg.forms[k], W=W)
+    return fe._best_backsub(one, lam, const, err, slopes)[:, 0]
 
 
 def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list[Aff], index: Any,
@@ -80,10 +124,11 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
             if not leaf:
                 continue
             lb = fe.bound_forms(st, F)
+            got = _batch(bg, F, st, part, region, index, read)
             for b, (_, _, (proofs, _, path, _)) in enumerate(part):
-                lower = _leaf_lower(bg, forms, F, lb[b], st, b, path)
-                check_leaf_proofs(proofs, region, index, lower, f"{where} leaf {leaf_no[todo[start + b]]}",
-                                  lambda p, w, path=path: read(p, w, path))
+                check_leaf_proofs(proofs, region, index, _leaf_lower(bg, F, st, lb, got, b, path),
+                                  f"{where} leaf {leaf_no[todo[start + b]]}",
+                                  lambda p, w, path=path, got=got: got.get(id(p)) or read(p, w, path))
         for i in [i for i in kept if depth[i] < d - 1]:  # (this level's parents are at d - 1)
             del kept[i]
 
@@ -113,25 +158,46 @@ def phase_arrays(bg: BoundGraph, paths: list[dict[tuple[int, int], int]]) -> dic
     return out
 
 
-def _leaf_lower(bg: BoundGraph, forms: list[Aff], F: Any, lb: np.ndarray, st: Any, b: int,
+def _extras(bg: BoundGraph, F: Any, st: Any, reqs: list[tuple[int, int, Any, Any]]) -> np.ndarray:
+    """``extras_lower`` of requests (b, row, (exact slopes, mult), path)."""
+    slopes = _float_slopes(bg, [ex[0] for _, _, ex, _ in reqs])
+    return extras_lower(bg, F, st, [(b, row, ex[1], path) for b, row, ex, path in reqs], slopes)
+
+
+def _leaf_lower(bg: BoundGraph, F: Any, st: Any, lb: np.ndarray, got: dict[Any, Any], b: int,
                 path: dict[tuple[int, int], int]) -> Any:
-    """lower(row, (slopes, mult)) for leaf b of the batch state ``st``: the batch's bound, or (with
-    extras) the bound from that leaf's own bounds (``fast_engine.select``; any certified variable
-    bounds give valid lines) with those slopes and, with multipliers, the larger of IBP on the row
-    and the bound of its ``mult_form``."""
-    own: dict[str, Any] = {}
+    """lower(row, (slopes, mult)) for leaf b of the chunk's state ``st``: the chunk's bound
+    ``lb``, or with extras the larger of it and the extras' bound (``_batch``'s, else alone)."""
 
     def lower(row: int, ex: Any) -> float:
-        slopes, mult = ex or ({}, {})
-        if not slopes and not mult:
-            return float(lb[row])
-        if "st" not in own:
-            own["st"] = fe.select(st, b)
-        one = own["st"]
-        sl = _float_slopes(bg, slopes) if slopes else None
-        if not mult:
-            return float(fe.bound_forms(one, F, sl)[0, row])
-        Fm = fe.forms_of(bg, [mult_form(bg, forms[row], mult, path)])
-        return float(max(lb[row], fe.bound_forms(one, Fm, sl)[0, 0]))
+        if not ex or not (ex[0] or ex[1]):
+            return float(lb[b, row])
+        if (b, row, id(ex)) not in got:  # (not met in ``_batch``'s pass)
+            got[b, row, id(ex)] = _extras(bg, F, st, [(b, row, ex, path)])[0]
+        return float(max(lb[b, row], got[b, row, id(ex)]))
 
     return lower
+
+
+def _batch(bg: BoundGraph, F: Any, st: Any, part: list[Any], region: Any, index: Any,
+           read: Any) -> dict[Any, Any]:
+    """The chunk's proofs with extras, read and bounded in one batch (``extras_lower``): {id(proof):
+    its extras, (box, row, id(extras)): its bound}. A proof that does not read here is left to
+    ``check_leaf_proofs``, which reads (and rejects) it again."""
+    got: dict[Any, Any] = {}
+    reqs = []
+    for b, (_, _, (proofs, _, path, _)) in enumerate(part):
+        for j, p in enumerate(proofs if isinstance(proofs, list) else ()):
+            try:
+                if not (isinstance(p, list) and len(p) == 3 and j < len(region.disjuncts)):
+                    continue
+                row = index[j].get(proof_combo(p[0], region.disjuncts[j], "batch"))
+                ex = got[id(p)] = read(p, "batch", path)
+            except Rejected:
+                continue
+            if row is not None and (ex[0] or ex[1]):
+                reqs.append((b, row, ex, path))
+    if reqs:
+        low = _extras(bg, F, st, reqs)
+        got.update({(b, row, id(ex)): v for (b, row, ex, _), v in zip(reqs, low)})
+    return got

@@ -20,8 +20,8 @@ The format (bounds.py docstring) in short:
   are validated, not trusted. ``mult`` gives a multiplier q >= 0 of the split constraint of an
   element split on this leaf's path (only those): on the leaf's region sgn·z >= 0, z the element's
   argument form and sgn = +1 on the active side, -1 on the inactive one, so f >= f - q·sgn·z; the
-  final back-substitution of both engines bounds that form (exactly composed, ``engine.mult_form``)
-  instead of f (β-CROWN's split multipliers);
+  final back-substitution of both engines bounds that form instead of f (β-CROWN's split
+  multipliers; exactly composed here, ``engine.mult_form``; ``fast_vnn.extras_lower`` in fast mode);
 - ``method``: "crown" (CROWN bounds for every nonlinear node's arguments) or "forward"/"ibp"
   (IBP argument bounds, then one CROWN back-substitution from the objective);
 - ``vnn-sat``: the output *enclosure* at the point (exact interval evaluation: exact for rational

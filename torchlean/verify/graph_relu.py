@@ -14,8 +14,8 @@ parameters are chosen here by projected gradient ascent (Adam) on the float back
 - multipliers β >= 0 of the split constraints (β-CROWN: f >= f - β·sgn·z on the subproblem's
   region; ``engine.mult_form``),
 
-and the bound with those values is then recomputed by the fast engine exactly as the checker's
-fast replay does (the same exact form, the same slopes), so a leaf claims half of a bound the
+and the bound with those values is then recomputed by the checker's fast replay's own function
+(``fast_vnn.extras_lower``: the same multipliers, the same slopes), so a leaf claims half of a bound the
 engine computed. Branching: the unstable, unsplit element with the largest BaBSR intercept score
 |λ⁻|·(-l·u/(u - l)) of the best row (λ the multiplier the back-substitution meets at the element's
 output). Each disjunct of a region gets its own tree (``{"per_disjunct": [...]}``).
@@ -30,11 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from ..certificates import engine
 from ..certificates import fast_engine as fe
 from ..certificates.core import OutOfTime, time_limit
 from ..certificates.fast_functions import FAST
-from ..certificates.fast_vnn import phase_arrays
+from ..certificates.fast_vnn import extras_lower, phase_arrays
 from ..certificates.graph_vnn import objective_forms
 from ..certificates.property import Region
 from . import alpha, budget
@@ -160,19 +159,17 @@ def _extras(bs: alpha.Backsub, relus: list[int], st: Any, b: int, r: int, a: dic
 
 
 def _engine_bounds(bg: Any, st: Any, dj: Disjunct, cands: list[tuple[int, int, dict, dict]]) -> list[float]:
-    """Per candidate (box b, row r, float slopes, exact multipliers): the bound the checker's fast
-    replay computes for that proof (``fast_vnn._leaf_lower``: the engine on the row's
-    ``mult_form`` with those slopes), all in one back-substitution over the batch's forward state
-    (a box's relu bounds do not depend on its batch: ``fast_engine.forward``; the claim is half
-    the bound, which absorbs a different summation order)."""
-    forms = [engine.mult_form(bg, dj.forms[r], mult, path) if mult else dj.forms[r]
-             for _, r, _, mult, path in cands]
+    """Per candidate (box b, row r, float slopes, exact multipliers, path): the bound the checker's
+    fast replay computes for that proof (``fast_vnn.extras_lower``, the same function), all in one
+    batch over the batch's forward state (a box's bounds do not depend on its batch:
+    ``fast_engine.forward``; the claim is half the bound, which absorbs a different summation
+    order)."""
     slopes: dict[int, Any] = {}
-    for b, _, fsl, _, _ in cands:
+    for c, (_, _, fsl, _, _) in enumerate(cands):
         for k, (row, _) in fsl.items():
-            slopes.setdefault(k, (np.full((st.B, row.shape[1]), np.nan), None))[0][b] = row[0]
-    low = fe.bound_forms(st, fe.forms_of(bg, forms), slopes or None)
-    return [float(low[b, c]) for c, (b, *_) in enumerate(cands)]
+            slopes.setdefault(k, (np.full((len(cands), row.shape[1]), np.nan), None))[0][c] = row[0]
+    low = extras_lower(bg, dj.F, st, [(b, r, mult, path) for b, r, _, mult, path in cands], slopes or None)
+    return [float(v) for v in low]
 
 
 #: (until, starts, sub, pre) -> a confirmed counterexample or None; starts: points (P, n_in) to
