@@ -12,23 +12,17 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-import torchlean as tl
-from tests.test_graph_relu_bab import N, _spec
-from torchlean import nn
+from tests.test_graph_relu_bab import _spec, cnn_instance
 from torchlean.certificates import fast_vnn
 from torchlean.certificates.bounds import check_vnn
-from torchlean.verify import general, table
+from torchlean.verify import general
 
 
 @pytest.fixture(scope="module")
 def proved():
     """test_graph_relu_bab's CNN and property, proved by ReLU splitting with α and β."""
-    tl.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(64, 16), nn.ReLU(),
-                          nn.Linear(16, 2))
-    t = table.target(tl.trace(model, tl.zeros(1, 1, N, N)))
-    x0 = np.random.default_rng(0).uniform(0, 1, N * N)
-    spec = _spec(x0, int(t.ex.forward(x0[None])[0].argmax()), 0.09)
+    _, t, x0, lab = cnn_instance()
+    spec = _spec(x0, lab, 0.09)
     res = general.verify_target(t, spec, timeout=60)
     assert res.verdict == "unsat"
     return t, spec, res

@@ -24,8 +24,9 @@ from torchlean.verify import alpha, general, graph_relu, table
 N = 9  # input side: 81 inputs
 
 
-@pytest.fixture(scope="module")
-def net():
+def cnn_instance():
+    """(model, target, centre, label): the small CNN whose robustness at radius 0.09 root CROWN
+    cannot prove and ReLU splits can (also used by test_split_prior and test_fast_leaf_batch)."""
     tl.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(64, 16), nn.ReLU(),
                           nn.Linear(16, 2))
@@ -33,6 +34,11 @@ def net():
     x0 = np.random.default_rng(0).uniform(0, 1, N * N)
     lab = int(t.ex.forward(x0[None])[0].argmax())
     return model, t, x0, lab
+
+
+@pytest.fixture(scope="module")
+def net():
+    return cnn_instance()
 
 
 def _spec(x0, lab, eps):

@@ -18,7 +18,6 @@ from torchlean import nn
 from torchlean.certificates import engine
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.bounds import check_vnn, walk
-from torchlean.certificates.property import Atom, Region, Spec
 from torchlean.verify import general, table
 
 N = 9  # 81 inputs: the general search splits ReLUs, not inputs
@@ -168,17 +167,10 @@ def test_walk_names_parents_and_splits():
 @pytest.fixture(scope="module")
 def proved():
     """tests/test_graph_relu_bab.py's instance: root CROWN fails, ReLU splits prove it."""
-    tl.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Linear(64, 16), nn.ReLU(),
-                          nn.Linear(16, 2))
-    t = table.target(tl.trace(model, tl.zeros(1, 1, N, N)))
-    x0 = np.random.default_rng(0).uniform(0, 1, N * N)
-    lab = int(t.ex.forward(x0[None])[0].argmax())
-    lo = tuple(Fraction(float(max(0.0, v - 0.09))) for v in x0)
-    hi = tuple(Fraction(float(min(1.0, v + 0.09))) for v in x0)
-    a = [Fraction(0)] * 2
-    a[lab], a[1 - lab] = Fraction(1), Fraction(-1)
-    spec = Spec(N * N, 2, (Region(lo, hi, ((Atom(tuple(a), Fraction(0), False),),)),))
+    from tests.test_graph_relu_bab import _spec, cnn_instance
+
+    _, t, x0, lab = cnn_instance()
+    spec = _spec(x0, lab, 0.09)
     res = general.verify_target(t, spec, timeout=60)
     assert res.verdict == "unsat"
     return t, spec, res
