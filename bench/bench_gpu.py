@@ -20,6 +20,7 @@ import sys
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,50 +31,30 @@ from torchlean.runtime import functional as F  # noqa: E402
 from torchlean.runtime.compiled import CompiledStep  # noqa: E402
 
 
-def models(quick: bool) -> list[tuple[str, object, tuple[int, ...], tuple[int, ...]]]:
-    """(name, torchlean-module factory, input shape, target shape)."""
-    nn = tl.nn
+def models(quick: bool) -> list[tuple[str, Any, tuple[int, ...], tuple[int, ...]]]:
+    """(name, architecture, input shape, target shape); an architecture is a function of the layer
+    namespace, called with ``tl.nn`` and with ``torch.nn`` (their constructors take the same
+    arguments), so each model is written once for both libraries."""
     out = [
         ("MLP 784-1024-1024-10, batch 512",
-         lambda: nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(),
-                               nn.Linear(1024, 10)), (512, 784), (512, 10)),
+         lambda nn: nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(),
+                                  nn.Linear(1024, 10)), (512, 784), (512, 10)),
         ("digits CNN (python -m torchlean cnn), batch 64",
-         lambda: nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                               nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                               nn.Linear(64, 10)), (64, 1, 8, 8), (64, 10)),
+         lambda nn: nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                  nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                                  nn.Linear(64, 10)), (64, 1, 8, 8), (64, 10)),
         ("CNN 3x32x32, conv 32/64, batch 256",
-         lambda: nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                               nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                               nn.Linear(4096, 10)), (256, 3, 32, 32), (256, 10)),
+         lambda nn: nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                  nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                                  nn.Linear(4096, 10)), (256, 3, 32, 32), (256, 10)),
         ("TransformerEncoderLayer(64, 4, 128), batch 32x16",
-         lambda: nn.TransformerEncoderLayer(64, 4, 128, dropout=0.0, batch_first=True), (32, 16, 64),
+         lambda nn: nn.TransformerEncoderLayer(64, 4, 128, dropout=0.0, batch_first=True), (32, 16, 64),
          (32, 16, 64)),
         ("TransformerEncoderLayer(256, 8, 1024), batch 64x128",
-         lambda: nn.TransformerEncoderLayer(256, 8, 1024, dropout=0.0, batch_first=True), (64, 128, 256),
+         lambda nn: nn.TransformerEncoderLayer(256, 8, 1024, dropout=0.0, batch_first=True), (64, 128, 256),
          (64, 128, 256)),
     ]
     return out[:2] + out[3:4] if quick else out
-
-
-def torch_module(torch, name: str, layer):
-    """The same architecture in torch, with torchlean's weights."""
-    tnn = torch.nn
-    if name.startswith("MLP"):
-        m = tnn.Sequential(tnn.Linear(784, 1024), tnn.ReLU(), tnn.Linear(1024, 1024), tnn.ReLU(),
-                           tnn.Linear(1024, 10))
-    elif name.startswith("digits"):
-        m = tnn.Sequential(tnn.Conv2d(1, 8, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
-                           tnn.Conv2d(8, 16, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
-                           tnn.Linear(64, 10))
-    elif name.startswith("CNN"):
-        m = tnn.Sequential(tnn.Conv2d(3, 32, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2),
-                           tnn.Conv2d(32, 64, 3, padding=1), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
-                           tnn.Linear(4096, 10))
-    else:
-        d, h, ff = (64, 4, 128) if "(64" in name else (256, 8, 1024)
-        m = tnn.TransformerEncoderLayer(d, h, ff, dropout=0.0, batch_first=True)
-    m.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in layer.state_dict().items()})
-    return m.cuda()
 
 
 def training(args: argparse.Namespace) -> None:
@@ -99,7 +80,7 @@ def time_model(torch, args: argparse.Namespace, name: str, make, xs, ys) -> str:
 
     def ours(compiled: bool):
         tl.manual_seed(0)
-        layer = make().to("cuda")
+        layer = make(tl.nn).to("cuda")
         opt = tl.optim.SGD(layer.parameters(), lr=0.01)
         step = CompiledStep(layer, F.mse_loss) if compiled else None
         batches = [(tl.tensor(x, device="cuda"), tl.tensor(y, device="cuda")) for x, y in data]
@@ -119,7 +100,9 @@ def time_model(torch, args: argparse.Namespace, name: str, make, xs, ys) -> str:
 
     eager, layer = ours(False)
     comp, _ = ours(True)
-    tm = torch_module(torch, name, layer)
+    tm = make(torch.nn)  # the same architecture with torchlean's initial weights
+    tm.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in layer.state_dict().items()})
+    tm = tm.cuda()
     topt = torch.optim.SGD(tm.parameters(), lr=0.01)
     tdata = [(torch.tensor(x).cuda(), torch.tensor(y).cuda()) for x, y in data]
 
