@@ -83,7 +83,7 @@ def test_trainer_backends_on_gpu_match_cpu(backend):
         tl.manual_seed(0)
         trainer = tl.Trainer(auto_mpg.mlp(), optimizer="adam", lr=0.01, dtype="float64", device=device,
                              backend=backend)
-        trained = trainer.train(data.train(), steps=20, batch_size=32, progress=False)
+        trained = trainer.train(data.train(), steps=30, batch_size=32, progress=False)
         assert trained.model[0].weight.device == device
         results.append((trained.eval(data.test())["loss"], trained.model.state_dict()))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-9)

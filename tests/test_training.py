@@ -354,22 +354,6 @@ def test_trained_model_summary_save_and_interrupt(tmp_path, capsys):
     assert read_checkpoint(path)[2]["config"]["optimizer"] == "SGD"
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(not cuda_available(), reason="needs cupy and an NVIDIA GPU")
-def test_trainer_on_cuda_matches_cpu():
-    data = auto_mpg.load()
-    results = []
-    for device in ("cpu", "cuda"):
-        tl.manual_seed(0)
-        trainer = tl.Trainer(auto_mpg.mlp(), optimizer="adam", lr=0.01, dtype="float64", device=device)
-        trained = trainer.train(data.train(), steps=30, batch_size=32, progress=False)
-        assert trained.model[0].weight.device == device
-        results.append((trained.eval(data.test())["loss"], trained.model.state_dict()))
-    assert results[0][0] == pytest.approx(results[1][0], rel=1e-9)
-    for k, v in results[0][1].items():
-        np.testing.assert_allclose(v, results[1][1][k], rtol=1e-9, atol=1e-12)
-
-
 def test_trainer_moves_existing_optimizer_state_and_keeps_integer_inputs():
     from torchlean.optim import Adagrad
 
