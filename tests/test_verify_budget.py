@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from torchlean.verify import budget
-
 ROOT = Path(__file__).resolve().parents[1]
 TEST = Path(__file__).parent / "data" / "vnncomp2021" / "test"
 ACAS = Path(__file__).parent / "data" / "vnncomp2021" / "acasxu"
@@ -127,29 +125,6 @@ def test_run_instance_counts_loading_and_replay_in_its_timeout():
     assert r["result"] == "timeout" and float(r["wall_s"]) >= 0.0
     ok = run_instance(TEST / "test_unsat.onnx", TEST / "test_prop.vnnlib", 60)
     assert ok["result"] == "unsat" and ok["check"] == "accepted" and 0 < float(ok["wall_s"]) < 60
-
-
-def test_the_reserve_grows_with_the_leaves_and_is_opt_in(monkeypatch):
-    """``late`` holds back the replay estimate (per-box pass cost x leaves) only inside
-    ``Budget.reserving``, and never more than its cap (0 by default: no reserve at all)."""
-    stats = {"leaves": 99}
-    budget.count_pass(stats, 10, 1.0)
-    now = time.perf_counter()
-    with budget.Budget(100.0, start=time.monotonic()).reserving():
-        assert budget.MAX_RESERVE_SHARE == 0 and not budget.late(now, now + 5.0, stats)
-    monkeypatch.setattr(budget, "MAX_RESERVE_SHARE", 0.25)
-    stats = {"leaves": 0}
-    budget.count_pass(stats, 10, 1.0)  # 0.1 s per box
-    now = time.perf_counter()
-    assert not budget.late(now, now + 0.5, stats)  # no reserve active: the deadline alone
-    clock = budget.Budget(100.0, start=time.monotonic())
-    with clock.reserving():
-        assert not budget.late(now, now + 5.0, stats)
-        stats["leaves"] = 99  # 100 x 0.1 s x REPLAY_PER_BOX to replay: more than the 5 s left
-        assert budget.late(now, now + 5.0, stats)
-        stats["leaves"] = 10**9  # capped at MAX_RESERVE_SHARE of the search's time
-        assert not budget.late(now, now + budget.MAX_RESERVE_SHARE * 100.0 + 1.0, stats)
-    assert not budget.late(now, now + 5.0, stats)
 
 
 def test_process_start_counts_the_interpreter_start():
