@@ -142,6 +142,7 @@ def test_value_encloses_spec(name):
     pos = name in ("log", "sqrt", "rsqrt", "reciprocal")
     xs = [Q(1, 3), Q(7, 5), Q(1, 10**30), Q(10**6), Q(rng.uniform(0.001, 30)), Q(2.0**-500)]
     xs += [Q(rng.uniform(-40, 40)) for _ in range(10)] + [Q(-1, 3), Q(-45), Q(-10**6), Q(0)]
+    xs += [Q(2642.98), Q(40000)]  # (exp: past binary64, exact dyadics of ~3,800 and ~57,700 bits)
     xs = [abs(x) for x in xs if x != 0] if pos else xs
     for x in xs:
         if name == "exp" and x > fn.EXP_MAX:
@@ -166,6 +167,24 @@ def test_lines_are_sound_for_any_slope(name):
                 assert ax + M(b_lo) <= y + tol(y, ax), (name, l, u, a, x)
                 assert y <= ax + M(b_up) + tol(y, ax), (name, l, u, a, x)
                 assert M(lo) - tol(y) <= y <= M(hi) + tol(y), (name, l, u, x)
+
+
+def test_exp_past_binary64_up_to_exp_max():
+    """exp on intervals past binary64 (softmax's exp(x_j - x_i) on the trained char GPT's box asks
+    [-1321.49, 1321.49]; EXP_MAX = 2^16 is a size guard, its enclosures exact dyadics): the interval
+    and the lines at the default and other slopes hold at mpmath points."""
+    row, rng = FUNCTIONS["exp"], random.Random("wide-exp")
+    for l, u in [(Q(-132149, 100), Q(132149, 100)), (Q(1000), Q(3050)), (Q(-5), Q(2**16))]:
+        lo, hi = row.interval(l, u)
+        el, eu = mp.exp(M(l)), mp.exp(M(u))
+        assert M(lo) - tol(el) <= el and eu <= M(hi) + tol(eu) and M(hi) <= eu * (1 + mp.mpf(2) ** -80)
+        for a in slopes(row, l, u, rng):
+            b_lo, b_up = row.lower_intercept(l, u, a), row.upper_intercept(l, u, a)
+            for x in sample_points(l, u, rng):
+                y, ax = f_ref("exp", M(x)), M(a) * M(x)
+                assert ax + M(b_lo) <= y + tol(y, ax), (l, u, a, x)
+                assert y <= ax + M(b_up) + tol(y, ax), (l, u, a, x)
+                assert M(lo) - tol(y) <= y <= M(hi) + tol(y), (l, u, x)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -208,7 +227,7 @@ def test_leaky_relu_slope_attr_and_intervals_rule():
 
 def test_domain_errors():
     bad = [("log", 0, 1), ("log", -1, 2), ("sqrt", Q(-1, 10**9), 1), ("rsqrt", 0, 1),
-           ("reciprocal", -1, 1), ("reciprocal", 0, 1), ("exp", 0, 2000), ("tanh", 1, 0)]
+           ("reciprocal", -1, 1), ("reciprocal", 0, 1), ("exp", 0, 70000), ("tanh", 1, 0)]
     for name, l, u in bad:
         for call in (lambda: FUNCTIONS[name].interval(Q(l), Q(u)),
                      lambda: FUNCTIONS[name].lower_intercept(Q(l), Q(u), Q(1))):

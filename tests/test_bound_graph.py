@@ -17,6 +17,7 @@ from torchlean import nn
 from torchlean.certificates import engine, fast_backsub, fast_forms
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.bound_graph import Unsupported
+from torchlean.certificates.enclosures import DomainError
 from torchlean.certificates.lower import NO_ROW, ROWS, fingerprint, lower
 from torchlean.spec import PRIMITIVES, Graph, Node, Value
 from torchlean.spec.exact import evaluate
@@ -163,6 +164,39 @@ def test_every_row_is_sound(case):
         g = G(nodes, consts, shape)
         lo, hi = _box(rng, shape, 0.25)
         _check(g, lo, hi, rng)
+
+
+# scores x·W on [-1, 1]^4 whose differences x_j - x_i reach +-3,050: past the exact exp's old cap
+# (EXP_MAX was 1,000; the trained char GPT's attention reaches +-1,321 on its --certify box)
+WIDE_SCORES = np.array([[900.0, -700, 300, 0], [-800, 650, 0, 500], [0, 0, 0, 1], [0, 0, 0, 0]])
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_softmax_with_scores_past_binary64_exp(op):
+    """softmax_i = 1/sum_j exp(x_j - x_i) with exp's argument up to 3,050 (e^3050 is an exact dyadic
+    of ~4,400 bits in the exact engine): the exact IBP and CROWN bounds hold at mpmath points (the
+    spec's formula), log_softmax's lower bound is finite, and the fast engine's (vacuous where
+    exp leaves binary64, past 709.78) hold too; an argument past EXP_MAX = 2^16 is refused."""
+    g = G([("matmul", ["x", "W"], "h"), (op, ["h"], "y", {"axis": -1})], {"W": WIDE_SCORES})
+    bg = lower(g.to_dict())
+    lo, hi = -np.ones((1, 4)), np.ones((1, 4))
+    il, iu = engine.ibp(bg, lo.ravel().tolist(), hi.ravel().tolist())
+    cl, cu = engine.crown(bg, lo.ravel().tolist(), hi.ravel().tolist())
+    fl, fu = fe.crown(bg, lo, hi)
+    if op == "log_softmax":  # -log(1 + sum_j e^(x_j - x_i)) >= -(3,050 + log 4)
+        assert all(-3052 <= v < 0 for v in il)
+    else:
+        assert all(0 < v < F(1, 10**700) for v in il) and all(v == 1 for v in iu)  # (1/(1 + e^~1,650..3,050))
+    pts = _samples(np.random.default_rng(3), lo, hi, 40) + [np.array([[1.0, -1, 0, 0]]),
+                                                            np.array([[-1.0, 1, 1, 0]])]
+    for p in pts:
+        for j, (v, t) in enumerate(_exact_outputs(g, p)):
+            for a, b in ((il, iu), (cl, cu)):
+                assert a[j] - t <= v <= b[j] + t, (j, float(a[j]), float(v), float(b[j]))
+            assert fl[0, j] <= float(v) + 1e-12 and float(v) - 1e-12 <= fu[0, j]
+    wide = G([("matmul", ["x", "W"], "h"), (op, ["h"], "y", {"axis": -1})], {"W": WIDE_SCORES * 30})
+    with pytest.raises(DomainError, match="exp"):  # (x_j - x_i up to 91,500 > 2^16)
+        engine.ibp(lower(wide.to_dict()), lo.ravel().tolist(), hi.ravel().tolist())
 
 
 def test_every_primitive_has_a_row_or_a_reason():

@@ -23,7 +23,7 @@ from torchlean.runtime.rules import RULES
 from torchlean.spec import Graph, Node, Value
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_bound_graph import builders  # noqa: E402
+from test_bound_graph import WIDE_SCORES, builders  # noqa: E402
 
 DTYPES = {"binary32": np.float32, "bfloat16": ml_dtypes.bfloat16, "binary16": np.float16}
 
@@ -209,6 +209,31 @@ def test_epsilon_below_the_recomputed_bound_is_rejected(cert):
     c = copy.deepcopy(cert[1])
     c["steps"][2][1] = str(Fraction(c["steps"][2][1]) / 2)
     v = check(c)
+    assert not v.ok and "claimed error" in v.reason
+
+
+@pytest.mark.parametrize("ranges", ["crown", "fast"])
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_softmax_with_scores_past_binary64_exp(op, ranges):
+    """Attention-like scores whose differences reach +-3,050 on the box (the bound table's exp past
+    binary64 and the old EXP_MAX = 1,000, as the trained char GPT's +-1,321): the certificate (exact
+    CROWN ranges, or exact IBP met with the fast engine's, vacuous there) is replayed, covers the
+    observed float32 error, and a tightened epsilon or step claim is rejected."""
+    g = as32([("matmul", ["x", "W"], "h"), (op, ["h"], "p", {"axis": -1}), ("matmul", ["p", "V"], "y")],
+             {"W": WIDE_SCORES, "V": np.random.default_rng(4).normal(0, 1, (4, 3))})
+    box = [(Fraction(-1), Fraction(1))] * 4
+    c = bound_certificate(g, box, "binary32", ranges=ranges)
+    assert check(c).ok
+    eps = np.array([float(e) for e in epsilons(c)])
+    assert np.all(observed(g, box, "binary32", 60) <= eps) and np.all(eps < 1e4)
+    bad = copy.deepcopy(c)
+    bad["statement"]["epsilon"][0] = str(Fraction(bad["statement"]["epsilon"][0]) * Fraction(9, 10))
+    v = check(_resign(bad))
+    assert not v.ok and "epsilon" in v.reason
+    bad = copy.deepcopy(c)
+    k = max(range(len(bad["steps"])), key=lambda i: Fraction(bad["steps"][i][1]))
+    bad["steps"][k][1] = str(Fraction(bad["steps"][k][1]) / 2)
+    v = check(bad)
     assert not v.ok and "claimed error" in v.reason
 
 

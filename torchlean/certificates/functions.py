@@ -47,9 +47,10 @@ rather than on Fraction intervals: ~10x faster, and the directed-rounding argume
 The inflection brackets are two adjacent binary64 numbers, so the fast sibling reads the very same
 pieces with no rounding of its own. Degenerate pieces (p = q) are evaluated directly.
 
-Large magnitudes: exp(x) is refused for x > EXP_MAX (the bound would not be a usable number); for
-x < -EXP_MAX it is enclosed by [0, exp(-EXP_MAX)] (monotonicity), so sigmoid, tanh, softplus, silu
-and gelu work on any interval, e.g. [-1e6, 1e6], with short numbers.
+Large magnitudes: exp(x) is refused for x > EXP_MAX = 2^16 (a size guard: below it e^x is an exact
+dyadic of ~1.44 x bits, cheap; softmax's exp(x_j - x_i) on a trained attention's box reaches
+x ~ 1,300); for x < -EXP_LOW = -1000 it is enclosed by [0, exp(-EXP_LOW)] (monotonicity), so
+sigmoid, tanh, softplus, silu and gelu work on any interval, e.g. [-1e6, 1e6], with short numbers.
 """
 
 from __future__ import annotations
