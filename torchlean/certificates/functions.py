@@ -9,7 +9,7 @@ exactly). Every number is a ``Fraction``; standard library only.
 
 API (all methods take ``**attrs``, e.g. ``slope`` for leaky_relu):
 - ``value(x) -> (lo, hi)``: lo <= f(x) <= hi; dyadic, relative width about 2^-90 (except where an
-  argument of exp is clamped, see EXP_MAX).
+  argument of exp is clamped, see EXP_LOW).
 - ``interval(l, u)``: encloses f over [l, u]; monotone rows apply ``intervals.interval_increasing``
   / ``interval_decreasing`` to their enclosures at the endpoints, relu, leaky_relu, abs and square
   their own rules, all from ``intervals.py`` (the rules ``proofs/ibp.py`` proves: ``ibp.<row>``);
