@@ -128,6 +128,27 @@ def test_epsilon_line_covers_float32_runs_and_says_not() -> None:
     assert observed <= eps
 
 
+def test_epsilon_with_attention_scores_past_binary64_exp(monkeypatch) -> None:
+    """The default text model's --certify case in small: query and key weights x6 put softmax's
+    exp(x_j - x_i) at +-1,647 on the lookup box (the trained char GPT's: +-1,321), past binary64 and
+    the exact exp's old cap EXP_MAX = 1,000 (with it the ε was refused, as shown by restoring it);
+    now certified, and above the observed error."""
+    from torchlean.certificates import functions
+
+    tl.manual_seed(3)
+    gpt = transformer.CharGPT(width=16, layers=1, heads=2)
+    sd = gpt.state_dict()
+    w = np.array(sd["blocks.0.self_attn.in_proj_weight"])
+    w[:32] *= 6  # (the query and key rows)
+    gpt.load_state_dict({**sd, "blocks.0.self_attn.in_proj_weight": w})
+    body, x3 = transformer.AfterLookup(gpt), gpt.tok(tl.tensor(np.arange(3)[None])).numpy()
+    line = claims.epsilon_line(body, x3, transformer.lookup_box(gpt, 3), "gpt", samples=20, budget=280)
+    _epsilon(line)
+    monkeypatch.setattr(functions, "EXP_MAX", 1000)
+    with pytest.raises(Exception, match=r"exp: interval \[-1646.5\d*, 1646.5\d*\] outside the domain"):
+        claims.float32_epsilon(body, x3, transformer.lookup_box(gpt, 3), samples=20)
+
+
 def test_after_lookup_is_the_model_and_the_box_holds_every_row() -> None:
     tl.manual_seed(1)
     gpt = transformer.CharGPT()
