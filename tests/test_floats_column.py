@@ -15,7 +15,7 @@ import pytest
 import torchlean as tl
 from torchlean import nn
 from torchlean.certificates import check
-from torchlean.certificates.core import digest
+from torchlean.certificates.core import Rejected, digest
 from torchlean.certificates.errorbound import COLUMN, NO_ENTRY, model_id
 from torchlean.floats import bound_certificate, epsilons
 from torchlean.runtime.execute import run_graph
@@ -235,6 +235,15 @@ def test_softmax_with_scores_past_binary64_exp(op, ranges):
     bad["steps"][k][1] = str(Fraction(bad["steps"][k][1]) / 2)
     v = check(bad)
     assert not v.ok and "claimed error" in v.reason
+
+
+def test_exp_past_the_format_is_refused_not_bounded():
+    """A plain exp whose real range passes binary32 (and binary64: e^2000) is refused with the
+    column's overflow reason (a Rejected, one line), never bounded; past EXP_MAX = 2^16 by the row."""
+    for s, why in ((2000.0, "may overflow binary32"), (70000.0, "outside the domain")):
+        g = as32([("matmul", ["x", "W"], "h"), ("exp", ["h"], "y")], {"W": np.eye(4) * s})
+        with pytest.raises(Rejected, match=why):
+            bound_certificate(g, [(Fraction(-1), Fraction(1))] * 4, "binary32")
 
 
 def test_wrong_format_is_rejected(cert):

@@ -18,6 +18,7 @@ from .errorforms import facts
 from .functions import FUNCTIONS
 from .intervals import EXACT
 from .rounding import MODES, Format, round_fraction
+from .slopes import flt
 
 Q = Fraction
 ZERO, ONE = Q(0), Q(1)
@@ -192,7 +193,7 @@ class Ctx:
 
     def rnd(self, m: Fraction, underflow: bool = True) -> Fraction:
         """One rounding of a value of magnitude <= m (an exact sum never underflows with subnormals)."""
-        require(m * (1 + self.u) < self.fmt.max_finite, f"values up to {float(m):.3g} may overflow "
+        require(m * (1 + self.u) < self.fmt.max_finite, f"values up to {flt(m):.3g} may overflow "
                 f"{self.fmt.name}")
         return self.u * m + (self.eta if underflow or not self.fmt.subnormals else 0)
 
