@@ -115,6 +115,9 @@ def test_forms_certificate_replays_and_holds(cert):
     assert np.all(srch + obs.reference_error <= eps)
     # the search starts from the same points as the random sample, so it never reports less
     assert np.all(srch >= observed_error(g, BOX, 500).max_error)
+    # nor does its float-neighbourhood phase, which starts from the hill climb's points
+    deep = searched_error(g, BOX, 500, ulp_rounds=6, ulp_per_round=16)
+    assert np.all(deep >= srch) and np.all(deep + obs.reference_error <= eps)
 
 
 def test_forms_are_used_and_tighten(cert, monkeypatch):

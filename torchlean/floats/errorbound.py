@@ -169,7 +169,7 @@ def searched_error(graph: Graph, box: Box, n: int = 2_000, seed: int = 0, starts
     keeps the worst; near a point where the terms are largest the error varies like noise from
     one float to the next, so this samples its tail (the demo: 2.7e-7 -> 3.6e-7). The binary64
     side's own distance to the real value is the ``reference_error`` of ``observed_error``."""
-    rng = np.random.default_rng(seed + 1)
+    rng, rng_ulp = np.random.default_rng(seed + 1), np.random.default_rng(seed + 2)
     lo = np.array([float(_q(a)) for a, _ in box]).astype(dtype)
     hi = np.array([float(_q(b)) for _, b in box]).astype(dtype)
 
@@ -196,7 +196,7 @@ def searched_error(graph: Graph, box: Box, n: int = 2_000, seed: int = 0, starts
         if ulp_rounds:
             pool, pool_e = np.concatenate([cur, x]), np.concatenate([cur_e, e[:, j]])
             top = np.argsort(-pool_e)[:ulp_starts]
-            cur, cur_e = _ulp_climb(pool[top], pool_e[top], lambda c, j=j: err(c)[:, j], lo, hi, rng,
+            cur, cur_e = _ulp_climb(pool[top], pool_e[top], lambda c, j=j: err(c)[:, j], lo, hi, rng_ulp,
                                     ulp_rounds, ulp_per_round)
         best[j] = max(best[j], cur_e.max())
     return best
