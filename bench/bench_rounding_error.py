@@ -4,7 +4,8 @@ boxes. Prints a markdown table. Run: python bench/bench_rounding_error.py [N_POI
 or ``python bench/bench_rounding_error.py sweep [N_POINTS]``: every ACAS Xu network on props 3, 4,
 or ``python bench/bench_rounding_error.py trained [N_POINTS] [CNN_STEPS]``: the demo's MLP and the
 digits CNN on their data boxes, ``balls [N_POINTS]``: ACAS Xu on ±0.01 / ±0.05 balls,
-``layers [N_POINTS]``: the demo's ε node by node and the floor of its any-order claim,
+``layers [N_POINTS] [acas]``: the demo's (or an ACAS Xu ball's) ε node by node and the floor of
+its any-order claim,
 or ``python bench/bench_rounding_error.py split [N_POINTS] [SPLITS] [N_ACAS] [SKIP]``: ACAS Xu boxes
 with and without input splitting (``errorbound-split`` certificates, at most SPLITS bisections):
 N_ACAS cases (default 4: the large boxes of props 1, 2, 5, 7) after the first SKIP (the small
@@ -183,19 +184,88 @@ def _demo():
     return g, [(float(lo), float(hi)) for lo, hi in zip(x.min(0), x.max(0))]
 
 
-def layers(n: int = 2_000) -> None:
-    """Where the demo's ε comes from: per IR node, the certified bound against the float32 run's
-    error at n sampled points (binary64 reference), then the same first-order any-order model the
-    checker uses evaluated *pointwise* at 20,000 points (each dot product's worst summation tree
-    u(Σ|p_i| + Σ depth_i |p_i|), largest terms deepest; tanh's slope sech²(v(x)) at the point, or
-    its maximum over the neuron's range as the checker takes it; tanh within 4 ulp): the floor
-    any first-order worst-case analysis of this claim reaches, whatever its ranges or splits."""
+def pointwise(g, x: np.ndarray, const_slope: bool = False) -> np.ndarray:
+    """The worst case, at each point of ``x`` and to first order, of the model the checker
+    certifies: every operation rounded with its own |δ| <= u (a dot product in any summation
+    order: its worst tree puts the largest terms deepest, u(Σ|p_i| + Σ depth_i |p_i|)), tanh
+    within 4 ulp. First order the output's error is linear in the δs, so its maximum is Σ over
+    operations of |∂out/∂(operation)| x its charge, the adjoints by backpropagation (float64):
+    what an analysis of this claim with exact ranges at every point, keeping every correlation,
+    would certify there. ``const_slope``: tanh's slope the maximum of sech² over the sampled
+    range instead of its value at the point. Graphs of sub/add/matmul by constants, flatten,
+    relu, tanh; per output, (points, outputs)."""
+    u = 2.0 ** -24
+    C = {k: np.asarray(v, dtype=np.float64) for k, v in g.constants.items()}
+
+    def dot(P):  # P (points, n, m): the n products of each of m outputs
+        a = np.sort(np.abs(P), axis=-2)[..., ::-1, :]
+        k = a.shape[-2]
+        d = np.array([k - 1, *range(k - 1, 0, -1)], dtype=float)[:, None]
+        return u * (a.sum(-2) + (a * d).sum(-2))
+
+    val = {g.inputs[0].name: x.reshape(len(x), -1)}
+    tape = []  # (node, input value, charge per output element)
+    for node in g.nodes:
+        op, ins = node.op, node.inputs
+        if op == "transpose":
+            C[node.output] = C[ins[0]].T
+            continue
+        a = val[ins[0]]
+        if op in ("flatten", "reshape", "relu"):
+            v, ch = (np.maximum(a, 0) if op == "relu" else a), 0.0
+        elif op in ("add", "sub"):
+            v = a + C[ins[1]].reshape(-1) if op == "add" else a - C[ins[1]].reshape(-1)
+            ch = u * np.abs(v)
+        elif op == "matmul":
+            v = a @ C[ins[1]]
+            ch = dot(a[:, :, None] * C[ins[1]][None])
+        elif op == "tanh":
+            v = np.tanh(a)
+            ch = 8 * u * np.abs(v)
+        else:
+            raise ValueError(f"pointwise: no rule for {op}")
+        val[node.output] = v
+        tape.append((node, a, ch))
+    m = val[g.outputs[0]].shape[1]
+    out = np.zeros((len(x), m))
+    for o in range(m):
+        adj = np.zeros((len(x), m))
+        adj[:, o] = 1
+        for node, a, ch in reversed(tape):
+            out[:, o] += (np.abs(adj) * ch).sum(-1)
+            if node.op == "matmul":
+                adj = adj @ C[node.inputs[1]].T
+            elif node.op == "relu":
+                adj = adj * (a > 0)
+            elif node.op == "tanh":
+                s = 1 - np.tanh(a) ** 2
+                if const_slope:
+                    lo, hi = a.min(0), a.max(0)
+                    ends = np.maximum(1 - np.tanh(lo) ** 2, 1 - np.tanh(hi) ** 2)
+                    s = np.where((lo < 0) & (hi > 0), 1.0, ends)
+                adj = adj * s
+    return out
+
+
+def layers(n: int = 2_000, which: str = "demo") -> None:
+    """Where an ε comes from (the demo, or ``acas``: ACAS Xu 1_1 ±0.01 around the prop 1 centre):
+    per IR node, the certified bound against the float32 run's error at n sampled points
+    (binary64 reference); then ``pointwise`` at 20,000 points, the floor of the claim."""
     from torchlean.certificates.errorbound import propagate
     from torchlean.floats.errorbound import sample_box, statement
     from torchlean.runtime.rules import RULES
     from torchlean.spec.primitives import PRIMITIVES
 
-    g, box = _demo()
+    if which == "demo":
+        g, box = _demo()
+    else:
+        from torchlean.bridge.onnx import load_onnx
+        from torchlean.bridge.vnnlib import parse_vnnlib
+
+        g = load_onnx(acas_dir() / "ACASXU_run2a_1_1_batch_2000.onnx")
+        p = parse_vnnlib(acas_dir() / "prop_1.vnnlib")
+        c = [(Fraction(float(a)) + Fraction(float(b))) / 2 for a, b in zip(p.lower, p.upper)]
+        box = [(x - Fraction(1, 100), x + Fraction(1, 100)) for x in c]
     steps = propagate(statement(g, box))
 
     def run(x, dt):
@@ -216,30 +286,14 @@ def layers(n: int = 2_000) -> None:
             continue
         obs = np.max([np.abs(a[node.output].astype(np.float64) - b[node.output]).reshape(-1)
                       for a, b in runs], axis=0)
-        r = cert / obs
+        r = cert / np.maximum(obs, 1e-300)
         print(f"| {node.op} {node.output} | {cert.max():.3g} | {obs.max():.3g} | "
               f"{r.min():.3g} – {r.max():.3g} |")
-    C = {k: np.asarray(v, dtype=np.float64) for k, v in g.constants.items()}
-    W1, b1, W2, b2 = C["0.weight"], C["0.bias"], C["2.weight"][0], C["2.bias"][0]
-    u = 2.0 ** -24
     x = sample_box(box, 20_000).astype(np.float64)
-
-    def dot(P):  # the worst tree at the point, first order: u (sum |p| + sum depth |p|)
-        a = np.sort(np.abs(P), axis=-1)[..., ::-1]
-        m = a.shape[-1]
-        return u * (a.sum(-1) + (a * np.array([m - 1, *range(m - 1, 0, -1)])).sum(-1))
-
-    P1 = x[:, None, :] * W1[None]
-    v = P1.sum(-1) + b1
-    e2 = dot(P1) + u * np.abs(v)
-    t = np.tanh(v)
-    lo, hi = v.min(0), v.max(0)
-    smax = np.where((lo < 0) & (hi > 0), 1.0, np.maximum(1 - np.tanh(lo) ** 2, 1 - np.tanh(hi) ** 2))
-    for name, s in (("tanh slope at the point", 1 - t ** 2), ("tanh slope max over the range", smax)):
-        e3 = s * e2 + 8 * u * np.abs(t)
-        P2 = t * W2[None]
-        e5 = (np.abs(W2) * e3).sum(-1) + dot(P2) + u * np.abs(P2.sum(-1) + b2)
-        print(f"pointwise first-order any-order bound, {name}: max {e5.max():.3g} over 20,000 points")
+    for const in (False, True) if which == "demo" else (False,):
+        e = pointwise(g, x, const)
+        print(f"pointwise first-order any-order bound{', tanh slope max over the range' if const else ''}: "
+              f"max per output {', '.join(f'{v:.3g}' for v in e.max(0))} over 20,000 points")
 
 
 def balls(n: int = 2_000, radii: tuple[float, ...] = (0.01, 0.05)) -> None:
@@ -268,7 +322,7 @@ if __name__ == "__main__":
     elif sys.argv[1:2] == ["trained"]:
         trained(*(int(a) for a in sys.argv[2:4]))
     elif sys.argv[1:2] == ["layers"]:
-        layers(*(int(a) for a in sys.argv[2:3]))
+        layers(*(int(a) for a in sys.argv[2:3]), *sys.argv[3:4])
     elif sys.argv[1:2] == ["balls"]:
         balls(*(int(a) for a in sys.argv[2:3]))
     elif sys.argv[1:2] == ["split"]:
