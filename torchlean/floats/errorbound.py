@@ -125,7 +125,19 @@ def sample_box(box: Box, n: int, dtype: Any = np.float32, seed: int = 0) -> np.n
         pts[: min(n, len(corners))] = corners[: min(n, len(corners))]
     pts = pts.astype(dtype)
     # keep the points inside the box after rounding to dtype
-    return np.clip(pts, lo.astype(dtype), hi.astype(dtype))
+    return np.clip(pts, *_ends(box, dtype))
+
+
+def _ends(box: Box, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The least and the largest value of ``dtype`` inside each interval of the box (a bound
+    rounded to nearest may fall outside it)."""
+    lo = np.array([_q(a) for a, _ in box], dtype=object)
+    hi = np.array([_q(b) for _, b in box], dtype=object)
+    fl, fh = lo.astype(np.float64).astype(dtype), hi.astype(np.float64).astype(dtype)
+    up, down = np.array(np.inf, dtype), np.array(-np.inf, dtype)
+    fl = np.array([f if Fraction(float(f)) >= q else np.nextafter(f, up) for f, q in zip(fl, lo)], dtype)
+    fh = np.array([f if Fraction(float(f)) <= q else np.nextafter(f, down) for f, q in zip(fh, hi)], dtype)
+    return fl, fh
 
 
 def observed_error(graph: Graph, box: Box, n: int = 10_000, seed: int = 0,
@@ -170,8 +182,7 @@ def searched_error(graph: Graph, box: Box, n: int = 2_000, seed: int = 0, starts
     one float to the next, so this samples its tail (the demo: 2.7e-7 -> 3.6e-7). The binary64
     side's own distance to the real value is the ``reference_error`` of ``observed_error``."""
     rng, rng_ulp = np.random.default_rng(seed + 1), np.random.default_rng(seed + 2)
-    lo = np.array([float(_q(a)) for a, _ in box]).astype(dtype)
-    hi = np.array([float(_q(b)) for _, b in box]).astype(dtype)
+    lo, hi = _ends(box, dtype)
 
     def err(x: np.ndarray) -> np.ndarray:
         y64 = run_float(graph, x.astype(np.float64), np.float64)
