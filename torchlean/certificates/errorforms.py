@@ -220,8 +220,8 @@ def dot_error(ctx: Any, terms: list[tuple[Fraction, Any]], c: Fraction, S: Fract
     N = EXACT.dot(max(-Q(c), ZERO), aw, [b if w > 0 else a for (w, _), (a, b) in zip(terms, ab)])
     M = max(P, N)
     require(k * ctx.u < 1, f"gamma_{k} undefined: n*u >= 1")
-    # the nodes' values, largest first, are at most the caterpillar's whose leaves join smallest
-    # last: s_j = S - (the j smallest leaf bounds); the n-th rounding (a wider accumulator's) is S
+    # the j-th largest node is at most s_j = S - (the j - 1 smallest leaf bounds), j = 1..n-1
+    # (the recursive sum, largest terms first); the n-th rounding (a wider accumulator's) <= S
     # (key (float, exact): float order is exact order where the floats differ)
     small = sorted([abs(Q(w)) * (facts(v)[0] + v.E) for w, v in terms] + [abs(Q(c))] * (c != 0),
                    key=lambda q: (float(q), q))
