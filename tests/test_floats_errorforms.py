@@ -115,6 +115,9 @@ def test_forms_certificate_replays_and_holds(cert):
     assert np.all(srch + obs.reference_error <= eps)
     # the search starts from the same points as the random sample, so it never reports less
     assert np.all(srch >= observed_error(g, BOX, 500).max_error)
+    # nor does its float-neighbourhood phase, which starts from the hill climb's points
+    deep = searched_error(g, BOX, 500, ulp_rounds=6, ulp_per_round=16)
+    assert np.all(deep >= srch) and np.all(deep + obs.reference_error <= eps)
 
 
 def test_forms_are_used_and_tighten(cert, monkeypatch):
@@ -159,6 +162,104 @@ def test_certificate_from_undercounting_forms_is_rejected(monkeypatch):
     monkeypatch.setattr(ef, "magnitude", shrunk)
     bad = bound_certificate(g, BOX)
     monkeypatch.setattr(ef, "magnitude", real)
+    assert any(b < a for a, b in zip(good, epsilons(bad)))
+    v = check(bad)
+    assert not v.ok and "claimed error" in v.reason
+
+
+def _trees(leaves):
+    """Every full binary tree over the labelled ``leaves`` (as nested pairs)."""
+    if len(leaves) == 1:
+        yield leaves[0]
+        return
+    first, rest = leaves[0], leaves[1:]
+    for mask in range(2 ** len(rest)):  # the subtree holding ``first`` and the other one
+        left = [first] + [x for i, x in enumerate(rest) if mask >> i & 1]
+        right = [x for i, x in enumerate(rest) if not mask >> i & 1]
+        if right:
+            for a in _trees(left):
+                for b in _trees(right):
+                    yield (a, b)
+
+
+def _node_sums(t, a):
+    """(leaf-bound sum of t, the list of every internal node's leaf-bound sum)."""
+    if not isinstance(t, tuple):
+        return a[t], []
+    (x, xs), (y, ys) = _node_sums(t[0], a), _node_sums(t[1], a)
+    return x + y, xs + ys + [x + y]
+
+
+def test_node_sums_of_every_tree_are_below_the_caterpillars():
+    """The lemma of ``dot_error``'s node rule: the j-th largest node sum of any summation tree is
+    at most s_j = S - (the j - 1 smallest leaf bounds), so sum_j min(M, node_j) <= sum_j min(M, s_j)
+    for every cap M; checked on every tree of up to 6 leaves (945 trees at 6)."""
+    rng = np.random.default_rng(4)
+    for n in range(2, 7):
+        a = [Q(int(v)) for v in rng.integers(1, 50, n)]
+        S, small = sum(a), sorted(a)
+        s = [S - sum(small[:j]) for j in range(n - 1)]
+        for t in _trees(list(range(n))):
+            nodes = sorted(_node_sums(t, a)[1], reverse=True)
+            assert len(nodes) == n - 1 and all(x <= y for x, y in zip(nodes, s))
+            for M in (S, S // 2, small[-1]):
+                assert sum(min(M, x) for x in nodes) <= sum(min(M, y) for y in s)
+
+
+def test_node_rule_covers_every_tree_and_beats_the_sign_split():
+    """Same-sign terms (where the node rule gains most): the exact float error of every summation
+    tree of 6 rounded products in binary16 (and of every 7th tree accumulated in binary32 over
+    the exact products, rounded once), against the bound; the bound is below the sign split's
+    u T + n u max(P, N) (its form before the node rule)."""
+    fmt = get_format("binary16")
+    ctx = Ctx({"format": fmt.to_dict(), "mode": "rne", "kernel_ulps": "4"})
+    rng = np.random.default_rng(2)
+    n = 6
+    w = [Q(float(np.float16(v))) for v in rng.uniform(0.1, 2, n)]
+    xs = [ctx.point(Q(0), Q(1)) for _ in range(n)]
+    S = sum(abs(a) * ctx.mag(v) for a, v in zip(w, xs))
+    bound = ef.dot_error(ctx, list(zip(w, xs)), Q(0), S, n)
+    u = ctx.u
+    assert bound < u * S + n * u * S  # sign split before: max(P, N) = S for same-sign terms
+
+    def fl_tree(t, p):
+        if not isinstance(t, tuple):
+            return p[t]
+        return round_fraction(fl_tree(t[0], p) + fl_tree(t[1], p), fmt, "rne").value
+
+    wide = get_format("binary32")
+
+    def wide_tree(t, p):  # a binary32 accumulator over exact products, rounded once at the end
+        if not isinstance(t, tuple):
+            return p[t]
+        return round_fraction(wide_tree(t[0], p) + wide_tree(t[1], p), wide, "rne").value
+
+    worst = Q(0)
+    trees = list(_trees(list(range(n))))
+    for _ in range(20):
+        x = [Q(float(np.float16(v))) for v in rng.uniform(0.5, 1, n)]
+        p = [round_fraction(a * b, fmt, "rne").value for a, b in zip(w, x)]
+        exact = sum(a * b for a, b in zip(w, x))
+        worst = max(worst, max(abs(fl_tree(t, p) - exact) for t in trees))
+        ex = [a * b for a, b in zip(w, x)]
+        worst = max(worst, max(abs(round_fraction(wide_tree(t, ex), fmt, "rne").value - exact)
+                               for t in trees[::7]))
+    assert 0 < worst <= bound
+
+
+def test_certificate_from_an_undercounting_node_rule_is_rejected(monkeypatch):
+    """A producer whose node rule drops the largest node (n - 1 node roundings, no final one)
+    states smaller epsilons; the checker recomputes the rule and rejects them."""
+    g = mlp([4, 8, 8, 2], "relu", seed=3)
+    good = epsilons(bound_certificate(g, BOX))
+    real = ef.dot_error
+
+    def fewer(ctx, terms, c, S, n):
+        return real(ctx, terms, c, S, n - 1) if n > 2 else real(ctx, terms, c, S, n)
+
+    monkeypatch.setattr(ef, "dot_error", fewer)
+    bad = bound_certificate(g, BOX)
+    monkeypatch.setattr(ef, "dot_error", real)
     assert any(b < a for a, b in zip(good, epsilons(bad)))
     v = check(bad)
     assert not v.ok and "claimed error" in v.reason

@@ -198,13 +198,17 @@ def dot_error(ctx: Any, terms: list[tuple[Fraction, Any]], c: Fraction, S: Fract
     """The rounding error of sum w_i x~_i + c in any order (FMA, wider accumulation too):
     the smaller of (a) gamma_n S, S = sum |w_i| |x~_i| + |c| (Higham 3.1), and (b) the sum of
     every operation's own error: a summation tree adds its nodes' local errors unscaled, so
-    |err| <= u T + n u max|node value| with T = sum |w_i x~_i| + |c| (the products' roundings)
+    |err| <= u T + u sum_j |node_j| with T = sum |w_i x~_i| + |c| (the products' roundings)
     and every node value a subset sum of the rounded products plus its subtree's errors, in
     [-(1+u)N - n eta - B, (1+u)P + n eta + B] (P, N: the largest sums of the positive, negative
     terms over the box; B: the sum of all |local errors|, n products and at most n roundings of
-    a node, the n-th the final one of a wider accumulator): B <= (u T + n u ((1+u) max(P, N) +
-    n eta) + 2n eta) / (1 - n u); (a) + 4n eta (underflow). Where the inputs have magnitude
-    forms, S (>= T) is one form over the inputs (|x~_i| <= g_i(t) + E_i)."""
+    a node, the n-th the final one of a wider accumulator). Ordered by their leaves' bound sums,
+    the j-th node of any binary tree excludes >= j - 1 leaves (it and the j - 1 above it form an
+    ancestor-closed set; a subtree holding r of them has >= r + 1 leaves), so its subset sum is
+    <= s_j = S - (the j - 1 smallest a_i), a_i = |w_i| max|x~_i| (and |c|) the leaf bounds; the
+    n-th rounding's value is <= s_1 = S. With K = sum_j min(max(P, N), s_j) (<= n max(P, N)):
+    B <= (u T + u ((1+u) K + n^2 eta) + 2n eta) / (1 - n u); (a) + 4n eta (underflow). Where the
+    inputs have magnitude forms, S (>= T) is one form over the inputs (|x~_i| <= g_i(t) + E_i)."""
     k = max(n, 1)
     g = ctx.gamma(k)
     ctx.rnd(S * (1 + g))
@@ -216,8 +220,17 @@ def dot_error(ctx: Any, terms: list[tuple[Fraction, Any]], c: Fraction, S: Fract
     N = EXACT.dot(max(-Q(c), ZERO), aw, [b if w > 0 else a for (w, _), (a, b) in zip(terms, ab)])
     M = max(P, N)
     require(k * ctx.u < 1, f"gamma_{k} undefined: n*u >= 1")
+    # the j-th largest node is at most s_j = S - (the j - 1 smallest leaf bounds), j = 1..n-1
+    # (the recursive sum, largest terms first); the n-th rounding (a wider accumulator's) <= S
+    # (key (float, exact): float order is exact order where the floats differ)
+    small = sorted([abs(Q(w)) * (facts(v)[0] + v.E) for w, v in terms] + [abs(Q(c))] * (c != 0),
+                   key=lambda q: (float(q), q))
+    nodes, drop = min(M, S), ZERO
+    for q in small[:k - 1]:
+        nodes += min(M, S - drop)
+        drop += q
     a = ctx.u / (1 - k * ctx.u)
-    b = (k * ctx.u * ((1 + ctx.u) * M + k * ctx.eta) + 2 * k * ctx.eta) / (1 - k * ctx.u)
+    b = (ctx.u * ((1 + ctx.u) * nodes + k * k * ctx.eta) + 2 * k * ctx.eta) / (1 - k * ctx.u)
     Sf: list[Fraction] = [S]
     if ctx.nf and any(v.g is not None for _, v in terms):
         # S as one form over the inputs, |x~_i| <= g_i(t) + E_i

@@ -125,7 +125,19 @@ def sample_box(box: Box, n: int, dtype: Any = np.float32, seed: int = 0) -> np.n
         pts[: min(n, len(corners))] = corners[: min(n, len(corners))]
     pts = pts.astype(dtype)
     # keep the points inside the box after rounding to dtype
-    return np.clip(pts, lo.astype(dtype), hi.astype(dtype))
+    return np.clip(pts, *_ends(box, dtype))
+
+
+def _ends(box: Box, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The least and the largest value of ``dtype`` inside each interval of the box (a bound
+    rounded to nearest may fall outside it)."""
+    lo = np.array([_q(a) for a, _ in box], dtype=object)
+    hi = np.array([_q(b) for _, b in box], dtype=object)
+    fl, fh = lo.astype(np.float64).astype(dtype), hi.astype(np.float64).astype(dtype)
+    up, down = np.array(np.inf, dtype), np.array(-np.inf, dtype)
+    fl = np.array([f if Fraction(float(f)) >= q else np.nextafter(f, up) for f, q in zip(fl, lo)], dtype)
+    fh = np.array([f if Fraction(float(f)) <= q else np.nextafter(f, down) for f, q in zip(fh, hi)], dtype)
+    return fl, fh
 
 
 def observed_error(graph: Graph, box: Box, n: int = 10_000, seed: int = 0,
@@ -154,18 +166,23 @@ def observed_error(graph: Graph, box: Box, n: int = 10_000, seed: int = 0,
 
 
 def searched_error(graph: Graph, box: Box, n: int = 2_000, seed: int = 0, starts: int = 4,
-                   rounds: int = 10, per_round: int = 12, dtype: Any = np.float32) -> np.ndarray:
+                   rounds: int = 10, per_round: int = 12, dtype: Any = np.float32,
+                   ulp_rounds: int = 0, ulp_starts: int = 8, ulp_per_round: int = 64) -> np.ndarray:
     """Max |runtime(dtype) - runtime(binary64)| per output found by a cheap error-maximising
     search (a lower bound on the true worst case, like sampling, never a certificate): the ``n``
     uniform points and corners of ``sample_box`` (same seed, so it includes ``observed_error``'s
     points), then per output a hill climb from the ``starts`` worst points: each round perturbs
     every current point by a Gaussian step (width/4 halved each round, kept in the box, rounded
     to ``dtype``) ``per_round`` times and keeps the worst. Rounding errors are not smooth in x, so
-    this is a random local search, not gradient ascent. The binary64 side's own distance to the
-    real value is the ``reference_error`` of ``observed_error``."""
-    rng = np.random.default_rng(seed + 1)
-    lo = np.array([float(_q(a)) for a, _ in box]).astype(dtype)
-    hi = np.array([float(_q(b)) for _, b in box]).astype(dtype)
+    this is a random local search, not gradient ascent. ``ulp_rounds`` > 0 then searches the
+    float neighbourhoods of the ``ulp_starts`` worst points: each round moves every coordinate of
+    each point by a random whole number of its ulps in [-K, K] (``ulp_per_round`` candidates per
+    point; K from 2^20 down to 1 by factors of 4, then 1-4 ulps for the remaining rounds) and
+    keeps the worst; near a point where the terms are largest the error varies like noise from
+    one float to the next, so this samples its tail (the demo: 2.7e-7 -> 3.6e-7). The binary64
+    side's own distance to the real value is the ``reference_error`` of ``observed_error``."""
+    rng, rng_ulp = np.random.default_rng(seed + 1), np.random.default_rng(seed + 2)
+    lo, hi = _ends(box, dtype)
 
     def err(x: np.ndarray) -> np.ndarray:
         y64 = run_float(graph, x.astype(np.float64), np.float64)
@@ -187,8 +204,28 @@ def searched_error(graph: Graph, box: Box, n: int = 2_000, seed: int = 0, starts
             better = ce[np.arange(len(cur)), k] > cur_e
             cur[better] = cand.reshape(len(cur), per_round, -1)[np.arange(len(cur)), k][better]
             cur_e = np.maximum(cur_e, ce.max(axis=1))
+        if ulp_rounds:
+            pool, pool_e = np.concatenate([cur, x]), np.concatenate([cur_e, e[:, j]])
+            top = np.argsort(-pool_e)[:ulp_starts]
+            cur, cur_e = _ulp_climb(pool[top], pool_e[top], lambda c, j=j: err(c)[:, j], lo, hi, rng_ulp,
+                                    ulp_rounds, ulp_per_round)
         best[j] = max(best[j], cur_e.max())
     return best
+
+
+def _ulp_climb(cur: np.ndarray, cur_e: np.ndarray, f: Callable[[np.ndarray], np.ndarray], lo: np.ndarray,
+               hi: np.ndarray, rng: Any, rounds: int, per: int) -> tuple[np.ndarray, np.ndarray]:
+    """``searched_error``'s float-neighbourhood phase: the ``len(cur)`` worst points so far."""
+    scales = [4 ** k for k in range(10, -1, -1)]
+    for r in range(rounds):
+        K = scales[r] if r < len(scales) else 1 + r % 4
+        cand = np.repeat(cur, per, axis=0)
+        step = np.spacing(cand).astype(np.float64) * rng.integers(-K, K + 1, size=cand.shape)
+        cand = np.clip((cand.astype(np.float64) + step).astype(cur.dtype), lo, hi)
+        pts, es = np.concatenate([cur, cand]), np.concatenate([cur_e, f(cand)])
+        top = np.argsort(-es, kind="stable")[:len(cur)]
+        cur, cur_e = pts[top], es[top]
+    return cur, cur_e
 
 
 def widen(lower: Any, upper: Any, eps: Any) -> tuple[np.ndarray, np.ndarray]:
