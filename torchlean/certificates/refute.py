@@ -244,9 +244,6 @@ def _diff(t: SExpr, norm: Normaliser) -> RatFun:
 
 # -- the steps --------------------------------------------------------------------------------
 
-STRICT = {">": True, ">=": False}
-
-
 def _combination(leaf: Leaf, coeffs: list[Any]) -> tuple[Poly, bool]:
     """sum lambda * (product of one or two facts); returns (polynomial, strict?) where the sum
     is > 0 when strict and >= 0 otherwise. Inequalities need lambda >= 0; equalities any sign."""

@@ -27,14 +27,6 @@ from typing import Any, NamedTuple
 from .core import Rejected, Verdict, checker, digest, rational, require
 
 MODES = ("rne", "rtz", "rup", "rdn", "rna", "rto")
-MODE_NAMES = {
-    "rne": "round to nearest, ties to even",
-    "rtz": "round toward zero",
-    "rup": "round toward +infinity",
-    "rdn": "round toward -infinity",
-    "rna": "round to nearest, ties away from zero",
-    "rto": "round to odd (truncate, then set the last bit if inexact)",
-}
 
 
 @dataclass(frozen=True)
