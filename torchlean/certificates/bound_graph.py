@@ -4,10 +4,8 @@ the lowering rows (``lower.py``) call. See ``lower.py`` for what a bound graph i
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import math
-import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -18,27 +16,6 @@ ONE = Q(1)  # the coefficient of a variable read directly (compared by identity 
 
 class Unsupported(ValueError):
     """The IR holds something the bound checker does not model."""
-
-
-_FMT = {"float32": ("f", 4), "float64": ("d", 8), "float16": ("e", 2), "int64": ("q", 8)}
-
-
-def _decode_number(a: dict[str, Any]) -> tuple[tuple[int, ...], list[Fraction]]:
-    """A numeric IR constant (little-endian bytes) as (shape, row-major exact values)."""
-    if a["dtype"] not in _FMT:
-        raise Unsupported(f"constant dtype {a['dtype']!r}")
-    code, width = _FMT[a["dtype"]]
-    raw = base64.b64decode(a["data"])
-    shape = tuple(int(d) for d in a["shape"])
-    n = _size(shape)
-    if len(raw) != n * width:
-        raise ValueError("constant byte length does not match its shape")
-    vals = struct.unpack(f"<{n}{code}", raw)
-    if code == "q":
-        return shape, [Fraction(v) for v in vals]
-    if not all(map(math.isfinite, vals)):
-        raise Unsupported("non-finite weight")
-    return shape, exact_floats(vals)
 
 
 def _probe_slots() -> bool:
@@ -431,17 +408,6 @@ def _lin(terms: list[tuple[Fraction, Elem]]) -> Elem:
     if filt:
         t = {v: r for v, r in t.items() if r}
     return Aff(t, c) if t else c
-
-
-def _decode(a: dict[str, Any]) -> tuple[tuple[int, ...], list[Fraction]]:
-    """An IR constant as (shape, exact values); bool masks (``where``) read as 0/1."""
-    if a.get("dtype") == "bool":
-        raw = base64.b64decode(a["data"])
-        shape = tuple(int(d) for d in a["shape"])
-        if len(raw) != _size(shape):
-            raise ValueError("constant byte length does not match its shape")
-        return shape, [Q(int(b != 0)) for b in raw]
-    return _decode_number(a)
 
 
 def _q(x: Fraction) -> str:
