@@ -48,7 +48,7 @@ CheckFn = Callable[[dict[str, Any]], Verdict]
 
 #: the modules whose import registers a checker (``checker``), loaded on the first ``check`` of a
 #: kind not yet registered
-CHECKER_MODULES = ("adjoint", "errorbound", "refute", "rounding", "tape", "terms", "bounds",
+CHECKER_MODULES = ("adjoint", "errorbound", "refute", "rounding", "tape", "terms", "windows", "bounds",
                    "float_vnn")
 
 

@@ -270,69 +270,6 @@ def check_terms(cert: dict[str, Any]) -> Verdict:
     return Verdict(True, checked=len(pairs))
 
 
-#: the ``windows`` kind's leaves (``["x", r, c]``, ...) and their index counts
-WINDOW_LEAVES = {"x": 2, "g": 2, "v": 2, "gv": 0}
-
-
-@checker("windows")
-def check_windows(cert: dict[str, Any]) -> Verdict:
-    """Replay a ``windows`` statement (max_pool2d window by window, issue 18; TRUST_BOUNDARIES.md,
-    "windows"): a plane (H x W, kernel (kh, kw), stride (sh, sw), no padding) has the windows
-    (i, j), 0 <= i < Ho = (H - kh) // sh + 1 (likewise j), reading x[sh·i + a, sw·j + b] at tap
-    (a, b). ``{"size": [H, W], "kernel": [kh, kw], "stride": [sh, sw], "nodes": [NODE...],
-    "window": {"forward": id, "spec": id, "vjp": [[id] * kw] * kh}, "plane": {"forward": [[id] *
-    Wo] * Ho, "spec": (alike), "vjp": [[id] * W] * H}}``, a NODE ``["x", r, c]``, ``["g", i, j]``
-    (plane leaves), ``["v", a, b]``, ``["gv"]`` (window leaves), ``["c", "p/q"]`` or ``[op, id...]``
-    (read as in ``terms``). With sigma_ij (v a b -> x[sh·i + a, sw·j + b], gv -> g[i, j]), accepted
-    when the window's terms read only window leaves, the plane's only plane leaves, plane
-    forward[i][j] and spec[i][j] are sigma_ij of the window's, and plane vjp[r][c] is the sum of
-    sigma_ij(window vjp[a][b]) over the windows and taps with (sh·i + a, sw·j + b) = (r, c), all
-    as normal forms."""
-    (h, w), (kh, kw), (sh, sw) = cert["size"], cert["kernel"], cert["stride"]
-    require(all(type(n) is int and n >= 1 for n in (h, w, kh, kw, sh, sw)) and kh <= h and kw <= w,
-            "sizes, kernel and stride: integers >= 1, the kernel within the plane")
-    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
-    require(isinstance(cert["nodes"], list), "nodes: a list")
-    for k, n in enumerate(cert["nodes"]):  # (a leaf's indices are checked as ints by ``Normal``)
-        if isinstance(n, list) and n and n[0] in WINDOW_LEAVES:
-            require(len(n) == 1 + WINDOW_LEAVES[n[0]], f"node {k}: bad leaf")
-        require(not (isinstance(n, list) and n and n[0] == "leaf"), f"node {k}: unknown op 'leaf'")
-    nf = Normal([["leaf", *n] if isinstance(n, list) and n and n[0] in WINDOW_LEAVES else n
-                 for n in cert["nodes"]])
-
-    def ref(t: Any, leaves: set[str]) -> int:
-        require(nf.leaves(nf.ref(t)) <= leaves, f"term {t!r}: leaves of the other side")
-        return t
-
-    def sigma(i: int, j: int) -> Any:
-        return lambda leaf: ("x", sh * i + leaf[1], sw * j + leaf[2]) if leaf[0] == "v" else ("g", i, j)
-
-    win, plane = cert["window"], cert["plane"]
-    grid = plane["forward"], plane["spec"], plane["vjp"], win["vjp"]
-    require(all(isinstance(m, list) and len(m) == n and all(isinstance(r, list) and len(r) == c for r in m)
-                for m, n, c in zip(grid, (ho, ho, h, kh), (wo, wo, w, kw))), "term grids of the wrong shape")
-    window_leaves, plane_leaves = {"v", "gv"}, {"x", "g"}
-    wf = {part: ref(win[part], window_leaves) for part in ("forward", "spec")}
-    wv = [[ref(t, window_leaves) for t in row] for row in win["vjp"]]
-    want: dict[tuple[int, int], Poly] = {}
-    for i in range(ho):
-        for j in range(wo):
-            tick()
-            nf.mode((i, j), sigma(i, j))
-            for part in ("forward", "spec"):
-                require(nf.form(ref(plane[part][i][j], plane_leaves)) == nf.form(wf[part], tag=(i, j)),
-                        f"{part} at window ({i}, {j}) is not the window's {part} of its entries")
-            for a in range(kh):
-                for b in range(kw):
-                    _acc(want.setdefault((sh * i + a, sw * j + b), {}), nf.form(wv[a][b], tag=(i, j)))
-    for r in range(h):
-        for c in range(w):
-            tick()
-            require(nf.form(ref(plane["vjp"][r][c], plane_leaves)) == want.get((r, c), {}),
-                    f"vjp at ({r}, {c}) is not the sum of its windows' VJPs")
-    return Verdict(True, checked=2 * ho * wo + h * w)
-
-
 @checker("channels")
 def check_channels(cert: dict[str, Any]) -> Verdict:
     """Replay a ``channels`` statement (see the module)."""

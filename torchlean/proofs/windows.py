@@ -3,7 +3,7 @@
 A max_pool2d node on an H x W plane (no padding) is proved by
 - the fixed-shape forward and autograd obligations of *one window*: the node's attributes at input
   (1, 1, kh, kw), solved and checked as every fixed-shape claim (their cost does not grow with H, W);
-- a ``windows`` statement (``certificates/terms.check_windows``), decided by the checker: the runtime's kernel
+- a ``windows`` statement (``certificates/windows.py``), decided by the checker: the runtime's kernel
   and VJP and the spec meaning, run on terms that record each value exactly as the code builds it
   (``TXP``, the term namespace, and ``TM``, the spec's scalar namespace on terms), give at every
   window the one window's terms of that window's entries, and a VJP that is the sum over windows of
