@@ -81,7 +81,7 @@ def _mul(p: Poly, q: Poly) -> Poly:
             if v:
                 out[m] = v
             else:
-                out.pop(m)
+                out.pop(m, None)
     return out
 
 
