@@ -201,10 +201,10 @@ def region_parts(region: Region, entry: Any) -> list[tuple[Region, Any]]:
 EXACT_WORK = 2_000
 
 
-def replay_mode(cert: Any, net: Any = None) -> str:
-    """The caller's choice of replay mode for an unsat certificate, by size alone: "exact" for
-    small trees on small networks, else "fast". Never read from the certificate: a certificate
-    saying "exact" could otherwise make its own replay take hours."""
+def replay_mode(cert: Any, net: Any) -> str:
+    """The caller's choice of replay mode for an unsat certificate on ``net`` (its bound graph),
+    by size alone: "exact" for small trees on small networks, else "fast". Never read from the
+    certificate: a certificate saying "exact" could otherwise make its own replay take hours."""
     if not isinstance(cert, dict) or not isinstance(cert.get("regions"), list):
         return "exact"  # (malformed: rejected before any replay)
     count = 0
@@ -213,12 +213,7 @@ def replay_mode(cert: Any, net: Any = None) -> str:
         for tree in trees if isinstance(trees, list) else []:
             if isinstance(tree, list):
                 count += sum(1 for n in tree if isinstance(n, list) and n and n[0] == "leaf")
-    weights = 1
-    if net is not None:  # a bound graph: the entries of its affine forms
-        weights = _form_entries(net)
-    elif count:
-        return "fast" if count > 8 else "exact"
-    return "exact" if count * weights <= EXACT_WORK else "fast"
+    return "exact" if count * _form_entries(net) <= EXACT_WORK else "fast"
 
 
 def _form_entries(bg: Any) -> int:
