@@ -285,14 +285,10 @@ def split_nodes(bg: BoundGraph) -> list[bool]:
     return [n.kind == "fn" and two_policies(FUNCTIONS[n.fn], n.attrs) for n in bg.nodes]
 
 
-def policies(bg: BoundGraph) -> tuple[str, ...]:
-    """The slope policies the final back-substitution runs: ``slopes.POLICIES`` and GREEDY when
-    some node's default lines depend on the policy, else the default alone (the same lines)."""
-    return _policies(any(split_nodes(bg)))
-
-
-def _policies(split: bool) -> tuple[str, ...]:
-    return (*POLICIES, GREEDY) if split else POLICIES[:1]
+def policies(split: list[bool]) -> tuple[str, ...]:
+    """The slope policies the final back-substitution runs, given ``split_nodes``: ``slopes.POLICIES``
+    and GREEDY when some node's default lines depend on the policy, else the default alone."""
+    return (*POLICIES, GREEDY) if any(split) else POLICIES[:1]
 
 
 def _short(q: Fraction) -> Fraction:
@@ -415,7 +411,7 @@ def best_backsub(st: _State, f: Aff, slopes: dict[int, Any] | None = None,
     """The largest of the back-substitutions of f (through nodes before ``limit``, all when None)
     under each slope policy of ``policies`` and GREEDY (the ``slopes`` supplied override the
     defaults in each): each is a lower bound, so is their max."""
-    return max(backsub(st, f, limit, slopes, p) for p in _policies(any(st.split)))
+    return max(backsub(st, f, limit, slopes, p) for p in policies(st.split))
 
 
 def mult_form(bg: BoundGraph, f: Aff, mult: dict[tuple[int, int], Fraction],
@@ -474,11 +470,7 @@ def crown(
     for f in objective(bg, C):
         a, b = st.bounds(f)
         lows.append(max(a, best_backsub(st, f, slopes)))
-        ups.append(min(b, -best_backsub(st, _negf(f), _flip(slopes))))
+        # the upper bound is -lower(-f): the same supplied lines, roles unchanged (a positive
+        # coefficient of -f still takes the lower line), so the slopes are passed as they are
+        ups.append(min(b, -best_backsub(st, _negf(f), slopes)))
     return lows, ups
-
-
-def _flip(slopes: dict[int, Any] | None) -> dict[int, Any] | None:
-    """The upper bound is -lower(-f): the same supplied lines, roles unchanged (a positive
-    coefficient of -f still takes the lower line), so the dict is used as it is."""
-    return slopes

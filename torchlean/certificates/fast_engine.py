@@ -29,7 +29,7 @@ import numpy as np
 from . import engine as exact
 from .bound_graph import Unsupported, refine_skips
 from .core import tick
-from .engine import EXACT_AT_STABLE, split_nodes
+from .engine import EXACT_AT_STABLE, policies, split_nodes
 from .fast_backsub import _backsub, _best_backsub, _max_sel, _through, _usable, _weights
 from .fast_forms import TINY, U, _charge, _Forms, _safe, outward
 from .fast_functions import FAST
@@ -73,7 +73,7 @@ class FastGraph:
         self.out = _Forms(list(bg.outputs), self.starts, self.sizes)
         self.best = [np.array(b, dtype=bool) for b in refine_skips(bg)]
         self.split = split_nodes(bg)
-        self.policies = (*POLICIES, GREEDY) if any(self.split) else POLICIES[:1]  # (engine.policies)
+        self.policies = policies(self.split)
 
 
 _CACHE: dict[int, tuple[BoundGraph, FastGraph]] = {}
