@@ -458,6 +458,15 @@ def fingerprint(bg: BoundGraph) -> str:
     return bg.fp
 
 
+def arg_rows(node: Node, args: list[Any]) -> list[Any]:
+    """A node's argument rows as one list, from ``node.args`` (the forms) or a list laid out like
+    it (their bounds): fn and lin one per element; mul the x rows, then the w rows; max the
+    members in order."""
+    if node.kind == "mul":
+        return [x for x, _ in args] + [w for _, w in args]
+    return [b for g in args for b in g] if node.kind == "max" else list(args)
+
+
 #: functions whose rows' interval rule gives the exact range of f over [l, u] (monotone, or exact)
 EXACT_RANGE = frozenset({"relu", "leaky_relu", "abs", "exp", "log", "sqrt", "tanh", "erf", "sigmoid",
                          "softplus", "reciprocal", "square"})
@@ -489,12 +498,7 @@ def refine_skips(bg: BoundGraph) -> list[list[bool]]:
             exact[k] = True
             out.append([])
             continue
-        if n.kind in ("fn", "lin"):
-            rows = list(n.args)
-        elif n.kind == "mul":
-            rows = [x for x, _ in n.args] + [w for _, w in n.args]
-        else:
-            rows = [f for g in n.args for f in g]
+        rows = arg_rows(n, n.args)
 
         def shallow(f: Aff) -> bool:
             return all(bg.nodes[owner[v]].kind in ("input", "const") for v in f.t)

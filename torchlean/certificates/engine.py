@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
-from .bound_graph import refine_skips, sqrt_up, within
+from .bound_graph import arg_rows, refine_skips, sqrt_up, within
 from .core import Rejected, tick
 from .core import float_down as _down
 from .core import float_up as _up
@@ -148,7 +148,7 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
 
     def meet(k: int, r: int, b: tuple[Fraction, Fraction]) -> tuple[Fraction, Fraction]:
         if P is not None and k not in rows:
-            rows[k] = list(zip(*_flat(bg.nodes[k], P.arg[k])))
+            rows[k] = list(zip(*arg_rows(bg.nodes[k], P.arg[k])))
         a, c = b
         for t in (tight.get(k) if tight else None, rows.get(k)):
             if t is not None:
@@ -212,14 +212,6 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
                 st.L[o + i], st.U[o + i] = interval_max(bs)
             st.arg[k] = bnds
     return st
-
-
-def _flat(node: Node, arg: list[Any]) -> list[tuple[Fraction, Fraction]]:
-    """A node's argument bounds as rows (``forward``'s ``tight`` layout: fn and lin one per
-    element; mul the x rows, then the w rows; max the members in order)."""
-    if node.kind == "mul":
-        return [x for x, _ in arg] + [w for _, w in arg]
-    return [b for g in arg for b in g] if node.kind == "max" else list(arg)
 
 
 def point(bg: BoundGraph, x: Sequence[Fraction]) -> tuple[list[Fraction], list[Fraction]]:

@@ -30,7 +30,7 @@ from fractions import Fraction
 from typing import Any
 
 from . import engine, errorforms
-from .bound_graph import Aff, Lowerer, Tensor, Unsupported, sqrt_up
+from .bound_graph import Aff, Lowerer, Tensor, Unsupported, arg_rows, sqrt_up
 from .core import Verdict, box_leaves, checker, digest, rational, require, tick
 from .enclosures import DomainError
 from .errorctx import ONE, ZERO, Ctx, V, _g, _up, slope_range
@@ -328,17 +328,10 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
                             tight=fast_ranges(bg, box) if fast else None)
     except DomainError as e:  # (e.g. a layer_norm with eps 0 whose variance can reach 0 on the box)
         raise DomainError(f"the real network is not defined everywhere on the box: {e}") from None
-    known = {}
+    known = {}  # (fast: mul and max argument rows' CROWN bounds too; ``ranges`` meets them with IBP's)
     for k, node in enumerate(bg.nodes):
-        if node.kind == "fn":
-            for a, b in zip(node.args, st.arg[k]):
-                known[id(a)] = b
-        elif fast and node.kind == "mul":  # (their CROWN bounds too; ``ranges`` meets them with IBP's)
-            for (a, w), (ba, bw) in zip(node.args, st.arg[k]):
-                known[id(a)], known[id(w)] = ba, bw
-        elif fast and node.kind == "max":
-            for g, bs in zip(node.args, st.arg[k]):
-                known.update((id(a), b) for a, b in zip(g, bs))
+        if node.kind == "fn" or (fast and node.kind in ("mul", "max")):
+            known.update((id(a), b) for a, b in zip(arg_rows(node, node.args), arg_rows(node, st.arg[k])))
 
     ctx.nf = nf = errorforms.enabled(bg)
     forms = errorforms.linear_bounds(bg, st, box, engine.relaxation) if nf else []
