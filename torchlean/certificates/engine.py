@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
-from .bound_graph import arg_rows, refine_skips, sqrt_up, within
+from .bound_graph import _lin, arg_rows, as_aff, refine_skips, sqrt_up, within
 from .core import Rejected, tick
 from .core import float_down as _down
 from .core import float_up as _up
@@ -411,34 +411,17 @@ def mult_form(bg: BoundGraph, f: Aff, mult: dict[tuple[int, int], Fraction],
     """f - Σ q·sgn·z over the split elements (k, i) with multiplier q (z: the element's argument
     form, sgn = +1 where the path says z >= 0, -1 where z <= 0): at most f on the leaf's region,
     exactly composed (``graph_vnn``'s ``"mult"``: β-CROWN's split multipliers)."""
-    t, c = dict(f.t), f.c
-    for (k, i), q in mult.items():
-        z, s = bg.nodes[k].args[i], (q if phases[k, i] else -q)
-        c -= s * z.c
-        for v, r in z.t.items():
-            t[v] = t.get(v, Fraction(0)) - s * r
-    return Aff(t, c)
+    return as_aff(_lin([(Q(1), f)] + [(-q if phases[k, i] else q, bg.nodes[k].args[i])
+                                      for (k, i), q in mult.items()]))
 
 
 def objective(bg: BoundGraph, C: Sequence[Sequence[Any]] | None) -> list[Aff]:
     """The exact forms of the rows of C·y over the graph's variables (y's forms when C is None)."""
     if C is None:
         return list(bg.outputs)
-    forms = []
-    for row in C:
-        if len(row) != bg.n_out:
-            raise ValueError(f"objective row has {len(row)} entries, the graph {bg.n_out} outputs")
-        t: dict[int, Fraction] = {}
-        c = ZERO
-        for q, a in zip(row, bg.outputs):
-            q = Q(q)
-            if not q:
-                continue
-            c += q * a.c
-            for v, r in a.t.items():
-                t[v] = t.get(v, ZERO) + q * r
-        forms.append(Aff(t, c))
-    return forms
+    if any(len(row) != bg.n_out for row in C):
+        raise ValueError(f"an objective row has not {bg.n_out} entries, one per output of the graph")
+    return [as_aff(_lin([(Q(q), a) for q, a in zip(row, bg.outputs)])) for row in C]
 
 
 def ibp(bg: BoundGraph, lo: Sequence[Any], hi: Sequence[Any],
