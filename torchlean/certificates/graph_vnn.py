@@ -38,6 +38,7 @@ from fractions import Fraction
 from typing import Any
 
 from . import engine
+from .bound_graph import _sum, as_aff
 from .bounds import MAX_LEAVES, Combo, check_leaf_proofs, combos_used, region_parts, walk
 from .core import Rejected, Verdict, rational, require
 from .lower import Aff, BoundGraph, fingerprint, lower
@@ -63,11 +64,7 @@ def objective_forms(
         atoms = engine.objective(bg, [list(t.a) for t in disj])  # (a combination's form is their sum)
         for c in cs:
             index[-1][c] = len(forms)
-            t = dict(atoms[c[0]].t)
-            for k in c[1:]:
-                for v, q in atoms[k].t.items():
-                    t[v] = t.get(v, Fraction(0)) + q
-            forms.append(Aff(t, sum((atoms[k].c - disj[k].b for k in c), Fraction(0))))
+            forms.append(as_aff(_sum([*(atoms[k] for k in c), *(-disj[k].b for k in c)])))
     return forms, index
 
 
