@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
-from .core import CHECKERS, Rejected, Verdict, at_least, ratio, replay, require
+from .core import Rejected, Verdict, at_least, needs_statement, ratio, replay, require
 from .property import Region, Spec
 
 MAX_LEAVES = 5_000_000
@@ -248,13 +248,4 @@ def _check_vnn(cert: Any, net: Any, spec: Spec, mode: str | None) -> Verdict:
     return check_vnn_graph(cert, net, spec, mode or replay_mode(cert, net))
 
 
-def _needs_statement(cert: dict[str, Any]) -> Verdict:
-    raise Rejected(
-        "a vnn certificate is checked against its network and property: "
-        "use check_vnn(cert, net, spec) or `python -m torchlean.verify check`"
-    )
-
-
-for _kind in ("vnn-sat", "vnn-unsat"):
-    if _kind not in CHECKERS:
-        CHECKERS[_kind] = _needs_statement
+needs_statement(("vnn-sat", "vnn-unsat"), "check_vnn(cert, net, spec)")

@@ -35,7 +35,7 @@ from typing import Any
 
 from . import errorbound
 from .bounds import check_vnn
-from .core import CHECKERS, Rejected, Verdict, box_leaves, rational, replay, require
+from .core import Verdict, box_leaves, needs_statement, rational, replay, require
 from .lower import BoundGraph, fingerprint, lower
 from .property import Atom, Region, Spec
 from .rounding import get_format
@@ -140,10 +140,4 @@ def _leaf(cert: dict[str, Any], fmt: Any, net: BoundGraph, spec: Spec, model: st
                           f"{float(max(eps, default=0)):.3g}); {v.reason}")
 
 
-def _needs_statement(cert: dict[str, Any]) -> Verdict:
-    raise Rejected(f"a {KIND} certificate is checked against its network and property: use "
-                   "check_vnn_float(cert, net, spec) or `python -m torchlean.verify check`")
-
-
-if KIND not in CHECKERS:
-    CHECKERS[KIND] = _needs_statement
+needs_statement((KIND,), "check_vnn_float(cert, net, spec)")
