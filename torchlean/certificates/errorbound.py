@@ -30,7 +30,7 @@ from fractions import Fraction
 from typing import Any
 
 from . import engine, errorforms
-from .bound_graph import Aff, Lowerer, Tensor, Unsupported, arg_rows, sqrt_up
+from .bound_graph import Aff, Lowerer, Tensor, Unsupported, _size, arg_rows, sqrt_up
 from .core import Verdict, box_leaves, checker, digest, rational, require, tick
 from .enclosures import DomainError
 from .errorctx import ONE, ZERO, Ctx, V, _g, _up, slope_range
@@ -201,10 +201,7 @@ def _softmax(ctx: Ctx, x: list[V], shape: tuple[int, ...], at: dict[str, Any], r
 def _layer_norm(ctx: Ctx, ins: list[list[V]], shapes: list[tuple[int, ...]], at: dict[str, Any],
                 rng: list[Any]) -> list[V]:
     x, w, b = ins
-    k = int(at.get("normalized_ndim", 1))
-    n = 1
-    for d in shapes[0][len(shapes[0]) - k:]:
-        n *= d
+    n = _size(shapes[0][len(shapes[0]) - int(at.get("normalized_ndim", 1)):])
     nc, eps = ctx.fl_const(Q(n)), ctx.fl_const(Q(at.get("eps", 1e-5)))
     # the real normalised entry's range: |(x_i - mu)/sqrt(var + eps)| <= sqrt(n - 1) (``lower``)
     c = sqrt_up(n - 1)
@@ -240,9 +237,7 @@ def _batch_norm(ctx: Ctx, ins: list[list[V]], shapes: list[tuple[int, ...]], at:
     eps = ctx.fl_const(Q(at.get("eps", 1e-5)))
     scale = [ctx.mul(ctx.div(ctx.const(ONE), ctx.fn("sqrt", ctx.add(v, eps), _KERNEL)), wc)
              for v, wc in zip(var, w)]
-    c, inner = shapes[0][1], 1
-    for d in shapes[0][2:]:
-        inner *= d
+    c, inner = shapes[0][1], _size(shapes[0][2:])
     out = []
     for j, v in enumerate(x):
         ch = (j // inner) % c
