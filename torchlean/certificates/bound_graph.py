@@ -53,11 +53,7 @@ def exact_floats(vals: Any) -> list[Fraction]:
     return out
 
 
-def _size(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+_size = math.prod  # the number of elements of a shape
 
 
 def _strides(shape: tuple[int, ...]) -> list[int]:
