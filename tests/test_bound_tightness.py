@@ -255,7 +255,7 @@ def test_two_slope_policies_never_looser_than_either():
     for trial in range(8):
         acts = [str(a) for a in rng.choice(["tanh", "sigmoid", "gelu", "silu"], int(rng.integers(2, 4)))]
         bg = _s_mlp(rng, acts)
-        assert engine.policies(bg) == (*POLICIES, GREEDY)
+        assert engine.policies(engine.split_nodes(bg)) == (*POLICIES, GREEDY)
         x0 = rng.uniform(-1, 1, (1, 4))
         eps = float(rng.choice([0.05, 0.3, 1.0]))
         lo, hi = x0 - eps, x0 + eps

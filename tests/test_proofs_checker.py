@@ -305,3 +305,61 @@ def test_mono_erf_instances_are_checked():
     assert bad != ob.smtlib
     v = check({"kind": "refutation", "statement": bad, "tree": certificate_tree(ob.smtlib)})
     assert not v.ok and "mono_erf" in v.reason
+
+
+def test_every_axiom_schema_accepts_its_instances_and_only_those():
+    """Each schema of ``certificates/axioms.py`` on a true instance (compound arguments, repeated
+    ones equal) and on near misses: a swapped side, a wrong function, a repeated argument that
+    differs, a wrong constant, a polynomial side condition that fails."""
+    from torchlean.certificates.axioms import check_instance
+    from torchlean.certificates.core import Rejected
+    from torchlean.certificates.sexpr import parse_one, read_script
+
+    fns = "".join(f"(declare-fun tl_{f} (Real) Real)" for f in ("exp", "log", "sqrt", "tanh", "erf"))
+    script = read_script(f"(declare-const x Real)(declare-const y Real){fns}"
+                         "(assert (! (> x 0) :named goal))(check-sat)")
+    a, b = "(+ x 1)", "(* y y)"
+    good = {
+        "exp_pos": f"(> (tl_exp {a}) 0)",
+        "exp_add": f"(= (tl_exp (+ {a} {b})) (* (tl_exp {b}) (tl_exp {a})))",
+        "exp_zero": "(= (tl_exp (- x x)) 1)",
+        "exp_log": f"(=> (> {a} 0) (= (tl_exp (tl_log {a})) {a}))",
+        "sqrt_pos": f"(=> (> {a} 0) (> (tl_sqrt {a}) 0))",
+        "sqrt_sq": f"(=> (>= {a} 0) (= (* (tl_sqrt {a}) (tl_sqrt {a})) {a}))",
+        "log_exp": f"(= (tl_log (tl_exp {a})) {a})",
+        "log_mul": f"(=> (and (> {a} 0) (> {b} 0)) (= (tl_log (* {a} {b})) (+ (tl_log {a}) (tl_log {b}))))",
+        "mono_exp": f"(=> (<= {a} {b}) (<= (tl_exp {a}) (tl_exp {b})))",
+        "mono_tanh": f"(=> (<= {a} {b}) (<= (tl_tanh {a}) (tl_tanh {b})))",
+        "mono_erf": f"(=> (<= {a} {b}) (<= (tl_erf {a}) (tl_erf {b})))",
+        "mono_log": f"(=> (and (> {a} 0) (<= {a} {b})) (<= (tl_log {a}) (tl_log {b})))",
+        "mono_sqrt": f"(=> (and (> {a} 0) (<= {a} {b})) (<= (tl_sqrt {a}) (tl_sqrt {b})))",
+    }
+    bad = {
+        "exp_pos": [f"(> (tl_exp {a}) 1)", f"(> (tl_log {a}) 0)", f"(>= (tl_exp {a}) 0)"],
+        "exp_add": [f"(= (tl_exp (+ {a} {a})) (* (tl_exp {b}) (tl_exp {a})))",
+                    f"(= (tl_exp (+ {a} {b})) (+ (tl_exp {b}) (tl_exp {a})))"],
+        "exp_zero": ["(= (tl_exp (- x y)) 1)", "(= (tl_exp 0) 2)"],
+        "exp_log": [f"(=> (> {a} 0) (= (tl_exp (tl_log {a})) {b}))",
+                    f"(=> (> {b} 0) (= (tl_exp (tl_log {a})) {a}))",
+                    f"(=> (>= {a} 0) (= (tl_exp (tl_log {a})) {a}))"],
+        "sqrt_pos": [f"(=> (> {a} 0) (> (tl_sqrt {b}) 0))", f"(=> (>= {a} 0) (> (tl_sqrt {a}) 0))"],
+        "sqrt_sq": [f"(=> (>= {a} 0) (= (* (tl_sqrt {a}) (tl_sqrt {b})) {a}))",
+                    f"(=> (> {a} 1) (= (* (tl_sqrt {a}) (tl_sqrt {a})) {a}))"],
+        "log_exp": [f"(= (tl_log (tl_exp {a})) {b})", f"(= (tl_exp (tl_log {a})) {a})"],
+        "log_mul": [f"(=> (and (> {a} 0) (> {b} 0)) (= (tl_log (* {a} {b})) (+ (tl_log {b}) (tl_log {b}))))",
+                    f"(=> (and (> {a} 0) (>= {b} 0)) (= (tl_log (* {a} {b})) "
+                    f"(+ (tl_log {a}) (tl_log {b}))))"],
+        "mono_exp": [f"(=> (<= {a} {b}) (<= (tl_exp {b}) (tl_exp {a})))"],
+        "mono_tanh": [f"(=> (<= {a} {b}) (<= (tl_erf {a}) (tl_erf {b})))"],
+        "mono_erf": [f"(=> (< {a} {b}) (<= (tl_erf {a}) (tl_erf {b})))"],
+        "mono_log": [f"(=> (<= {a} {b}) (<= (tl_log {a}) (tl_log {b})))",
+                     f"(=> (and (> {b} 0) (<= {a} {b})) (<= (tl_log {a}) (tl_log {b})))"],
+        "mono_sqrt": [f"(=> (and (> {a} 0) (<= {a} {b})) (<= (tl_sqrt {b}) (tl_sqrt {a})))"],
+    }
+    for schema, text in good.items():
+        check_instance(schema, parse_one(text), script)
+        for wrong in bad[schema]:
+            with pytest.raises(Rejected):
+                check_instance(schema, parse_one(wrong), script)
+    with pytest.raises(Rejected):
+        check_instance("exp_neg", parse_one(good["exp_pos"]), script)

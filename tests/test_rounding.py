@@ -14,13 +14,13 @@ from torchlean.certificates.rounding import (
     MODES,
     Format,
     decode,
-    encode,
     finite_values,
     get_format,
-    make_lemma_certificate,
     round_fraction,
     round_sqrt,
 )
+from torchlean.floats.bits import encode
+from torchlean.floats.lemmas import make_lemma_certificate
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
 

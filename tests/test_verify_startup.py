@@ -18,6 +18,7 @@ import pytest
 from test_bounds import random_graph
 
 from torchlean.certificates import bound_graph, check
+from torchlean.certificates import lower as lower_mod
 from torchlean.certificates.bounds import check_vnn
 from torchlean.certificates.lower import fingerprint, lower
 from torchlean.certificates.property import parse_property
@@ -101,8 +102,14 @@ def test_non_finite_weights_still_refused(bad):
     W = np.array(g.constants["W0"])
     W[0, 0] = bad
     g2 = dataclasses.replace(g, constants={**g.constants, "W0": W})
-    with pytest.raises(bound_graph.Unsupported, match="non-finite"):
-        bound_graph._decode_number(g2.to_dict()["constants"]["W0"])
+    const = g2.to_dict()["constants"]["W0"]
+    if bad == float("-inf"):  # a mask value: decoded as such, refused in every use but where/softmax
+        assert lower_mod._decode_const(const)[1][0] is lower_mod.NEG_INF
+        with pytest.raises(bound_graph.Unsupported, match="-inf"):
+            lower(g2.to_dict())
+    else:
+        with pytest.raises(bound_graph.Unsupported, match="non-finite"):
+            lower_mod._decode_const(const)
 
 
 def _chain_by_coefficient(bg):

@@ -23,6 +23,7 @@ from fractions import Fraction
 from typing import Any
 
 from .core import Verdict, checker, rational, require, tick
+from .terms import _acc, _mul  # (the same arithmetic: monomials as sorted tuples of names or atoms)
 
 Poly = dict  # a monomial (sorted tuple of names; () the constant) -> a nonzero int coefficient
 ONE = {(): 1}
@@ -38,18 +39,10 @@ def _poly(e: Any) -> Poly:
 
 
 def _add(p: Poly, q: Poly, k: int = 1) -> Poly:
+    """p + k·q, a new polynomial (``terms._acc``, in place on a copy)."""
     r = dict(p)
-    for m, c in q.items():
-        r[m] = r.get(m, 0) + k * c
-    return {m: c for m, c in r.items() if c}
-
-
-def _mul(p: Poly, q: Poly) -> Poly:
-    out: Poly = {}
-    for m, c in p.items():
-        for n, d in q.items():
-            out = _add(out, {tuple(sorted(m + n)): c * d})
-    return out
+    _acc(r, q, k)
+    return r
 
 
 def _coef(p: Poly, v: str) -> tuple[Poly, Poly]:

@@ -4,10 +4,8 @@ the lowering rows (``lower.py``) call. See ``lower.py`` for what a bound graph i
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import math
-import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -18,27 +16,6 @@ ONE = Q(1)  # the coefficient of a variable read directly (compared by identity 
 
 class Unsupported(ValueError):
     """The IR holds something the bound checker does not model."""
-
-
-_FMT = {"float32": ("f", 4), "float64": ("d", 8), "float16": ("e", 2), "int64": ("q", 8)}
-
-
-def _decode_number(a: dict[str, Any]) -> tuple[tuple[int, ...], list[Fraction]]:
-    """A numeric IR constant (little-endian bytes) as (shape, row-major exact values)."""
-    if a["dtype"] not in _FMT:
-        raise Unsupported(f"constant dtype {a['dtype']!r}")
-    code, width = _FMT[a["dtype"]]
-    raw = base64.b64decode(a["data"])
-    shape = tuple(int(d) for d in a["shape"])
-    n = _size(shape)
-    if len(raw) != n * width:
-        raise ValueError("constant byte length does not match its shape")
-    vals = struct.unpack(f"<{n}{code}", raw)
-    if code == "q":
-        return shape, [Fraction(v) for v in vals]
-    if not all(map(math.isfinite, vals)):
-        raise Unsupported("non-finite weight")
-    return shape, exact_floats(vals)
 
 
 def _probe_slots() -> bool:
@@ -76,11 +53,7 @@ def exact_floats(vals: Any) -> list[Fraction]:
     return out
 
 
-def _size(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n
+_size = math.prod  # the number of elements of a shape
 
 
 def _strides(shape: tuple[int, ...]) -> list[int]:
@@ -433,17 +406,6 @@ def _lin(terms: list[tuple[Fraction, Elem]]) -> Elem:
     return Aff(t, c) if t else c
 
 
-def _decode(a: dict[str, Any]) -> tuple[tuple[int, ...], list[Fraction]]:
-    """An IR constant as (shape, exact values); bool masks (``where``) read as 0/1."""
-    if a.get("dtype") == "bool":
-        raw = base64.b64decode(a["data"])
-        shape = tuple(int(d) for d in a["shape"])
-        if len(raw) != _size(shape):
-            raise ValueError("constant byte length does not match its shape")
-        return shape, [Q(int(b != 0)) for b in raw]
-    return _decode_number(a)
-
-
 def _q(x: Fraction) -> str:
     return f"{x.numerator}/{x.denominator}"
 
@@ -492,6 +454,15 @@ def fingerprint(bg: BoundGraph) -> str:
     return bg.fp
 
 
+def arg_rows(node: Node, args: list[Any]) -> list[Any]:
+    """A node's argument rows as one list, from ``node.args`` (the forms) or a list laid out like
+    it (their bounds): fn and lin one per element; mul the x rows, then the w rows; max the
+    members in order."""
+    if node.kind == "mul":
+        return [x for x, _ in args] + [w for _, w in args]
+    return [b for g in args for b in g] if node.kind == "max" else list(args)
+
+
 #: functions whose rows' interval rule gives the exact range of f over [l, u] (monotone, or exact)
 EXACT_RANGE = frozenset({"relu", "leaky_relu", "abs", "exp", "log", "sqrt", "tanh", "erf", "sigmoid",
                          "softplus", "reciprocal", "square"})
@@ -523,12 +494,7 @@ def refine_skips(bg: BoundGraph) -> list[list[bool]]:
             exact[k] = True
             out.append([])
             continue
-        if n.kind in ("fn", "lin"):
-            rows = list(n.args)
-        elif n.kind == "mul":
-            rows = [x for x, _ in n.args] + [w for _, w in n.args]
-        else:
-            rows = [f for g in n.args for f in g]
+        rows = arg_rows(n, n.args)
 
         def shallow(f: Aff) -> bool:
             return all(bg.nodes[owner[v]].kind in ("input", "const") for v in f.t)

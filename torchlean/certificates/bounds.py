@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
-from .core import CHECKERS, Rejected, Verdict, at_least, ratio, replay, require
+from .core import Rejected, Verdict, at_least, needs_statement, ratio, replay, require
 from .property import Region, Spec
 
 MAX_LEAVES = 5_000_000
@@ -201,10 +201,10 @@ def region_parts(region: Region, entry: Any) -> list[tuple[Region, Any]]:
 EXACT_WORK = 2_000
 
 
-def replay_mode(cert: Any, net: Any = None) -> str:
-    """The caller's choice of replay mode for an unsat certificate, by size alone: "exact" for
-    small trees on small networks, else "fast". Never read from the certificate: a certificate
-    saying "exact" could otherwise make its own replay take hours."""
+def replay_mode(cert: Any, net: Any) -> str:
+    """The caller's choice of replay mode for an unsat certificate on ``net`` (its bound graph),
+    by size alone: "exact" for small trees on small networks, else "fast". Never read from the
+    certificate: a certificate saying "exact" could otherwise make its own replay take hours."""
     if not isinstance(cert, dict) or not isinstance(cert.get("regions"), list):
         return "exact"  # (malformed: rejected before any replay)
     count = 0
@@ -213,12 +213,7 @@ def replay_mode(cert: Any, net: Any = None) -> str:
         for tree in trees if isinstance(trees, list) else []:
             if isinstance(tree, list):
                 count += sum(1 for n in tree if isinstance(n, list) and n and n[0] == "leaf")
-    weights = 1
-    if net is not None:  # a bound graph: the entries of its affine forms
-        weights = _form_entries(net)
-    elif count:
-        return "fast" if count > 8 else "exact"
-    return "exact" if count * weights <= EXACT_WORK else "fast"
+    return "exact" if count * _form_entries(net) <= EXACT_WORK else "fast"
 
 
 def _form_entries(bg: Any) -> int:
@@ -253,13 +248,4 @@ def _check_vnn(cert: Any, net: Any, spec: Spec, mode: str | None) -> Verdict:
     return check_vnn_graph(cert, net, spec, mode or replay_mode(cert, net))
 
 
-def _needs_statement(cert: dict[str, Any]) -> Verdict:
-    raise Rejected(
-        "a vnn certificate is checked against its network and property: "
-        "use check_vnn(cert, net, spec) or `python -m torchlean.verify check`"
-    )
-
-
-for _kind in ("vnn-sat", "vnn-unsat"):
-    if _kind not in CHECKERS:
-        CHECKERS[_kind] = _needs_statement
+needs_statement(("vnn-sat", "vnn-unsat"), "check_vnn(cert, net, spec)")

@@ -70,6 +70,16 @@ def checker(kind: str) -> Callable[[CheckFn], CheckFn]:
     return register
 
 
+def needs_statement(kinds: tuple[str, ...], use: str) -> None:
+    """Register ``kinds`` as kinds that only a call with the network and property checks (``use``
+    names it): ``check`` alone refuses them."""
+    def refuse(cert: dict[str, Any]) -> Verdict:
+        raise Rejected(f"a {cert['kind']} certificate is checked against its network and property: "
+                       f"use {use} or `python -m torchlean.verify check`")
+    for kind in kinds:
+        CHECKERS.setdefault(kind, refuse)
+
+
 def check(cert: Any) -> Verdict:
     """Replay one certificate. Malformed input is a rejection, never an exception."""
     if not isinstance(cert, dict) or not isinstance(cert.get("kind"), str):

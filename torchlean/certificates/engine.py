@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
-from .bound_graph import refine_skips, sqrt_up, within
+from .bound_graph import _lin, arg_rows, as_aff, refine_skips, sqrt_up, within
 from .core import Rejected, tick
 from .core import float_down as _down
 from .core import float_up as _up
@@ -148,7 +148,7 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
 
     def meet(k: int, r: int, b: tuple[Fraction, Fraction]) -> tuple[Fraction, Fraction]:
         if P is not None and k not in rows:
-            rows[k] = list(zip(*_flat(bg.nodes[k], P.arg[k])))
+            rows[k] = list(zip(*arg_rows(bg.nodes[k], P.arg[k])))
         a, c = b
         for t in (tight.get(k) if tight else None, rows.get(k)):
             if t is not None:
@@ -214,14 +214,6 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
     return st
 
 
-def _flat(node: Node, arg: list[Any]) -> list[tuple[Fraction, Fraction]]:
-    """A node's argument bounds as rows (``forward``'s ``tight`` layout: fn and lin one per
-    element; mul the x rows, then the w rows; max the members in order)."""
-    if node.kind == "mul":
-        return [x for x, _ in arg] + [w for _, w in arg]
-    return [b for g in arg for b in g] if node.kind == "max" else list(arg)
-
-
 def point(bg: BoundGraph, x: Sequence[Fraction]) -> tuple[list[Fraction], list[Fraction]]:
     """Enclosures (L, U) of every variable at the input point x: the exact value (L = U) where
     every operation on the way is rational (affine forms, relu-like rows, products, max), the
@@ -285,14 +277,10 @@ def split_nodes(bg: BoundGraph) -> list[bool]:
     return [n.kind == "fn" and two_policies(FUNCTIONS[n.fn], n.attrs) for n in bg.nodes]
 
 
-def policies(bg: BoundGraph) -> tuple[str, ...]:
-    """The slope policies the final back-substitution runs: ``slopes.POLICIES`` and GREEDY when
-    some node's default lines depend on the policy, else the default alone (the same lines)."""
-    return _policies(any(split_nodes(bg)))
-
-
-def _policies(split: bool) -> tuple[str, ...]:
-    return (*POLICIES, GREEDY) if split else POLICIES[:1]
+def policies(split: list[bool]) -> tuple[str, ...]:
+    """The slope policies the final back-substitution runs, given ``split_nodes``: ``slopes.POLICIES``
+    and GREEDY when some node's default lines depend on the policy, else the default alone."""
+    return (*POLICIES, GREEDY) if any(split) else POLICIES[:1]
 
 
 def _short(q: Fraction) -> Fraction:
@@ -415,7 +403,7 @@ def best_backsub(st: _State, f: Aff, slopes: dict[int, Any] | None = None,
     """The largest of the back-substitutions of f (through nodes before ``limit``, all when None)
     under each slope policy of ``policies`` and GREEDY (the ``slopes`` supplied override the
     defaults in each): each is a lower bound, so is their max."""
-    return max(backsub(st, f, limit, slopes, p) for p in _policies(any(st.split)))
+    return max(backsub(st, f, limit, slopes, p) for p in policies(st.split))
 
 
 def mult_form(bg: BoundGraph, f: Aff, mult: dict[tuple[int, int], Fraction],
@@ -423,34 +411,17 @@ def mult_form(bg: BoundGraph, f: Aff, mult: dict[tuple[int, int], Fraction],
     """f - Σ q·sgn·z over the split elements (k, i) with multiplier q (z: the element's argument
     form, sgn = +1 where the path says z >= 0, -1 where z <= 0): at most f on the leaf's region,
     exactly composed (``graph_vnn``'s ``"mult"``: β-CROWN's split multipliers)."""
-    t, c = dict(f.t), f.c
-    for (k, i), q in mult.items():
-        z, s = bg.nodes[k].args[i], (q if phases[k, i] else -q)
-        c -= s * z.c
-        for v, r in z.t.items():
-            t[v] = t.get(v, Fraction(0)) - s * r
-    return Aff(t, c)
+    return as_aff(_lin([(Q(1), f)] + [(-q if phases[k, i] else q, bg.nodes[k].args[i])
+                                      for (k, i), q in mult.items()]))
 
 
 def objective(bg: BoundGraph, C: Sequence[Sequence[Any]] | None) -> list[Aff]:
     """The exact forms of the rows of C·y over the graph's variables (y's forms when C is None)."""
     if C is None:
         return list(bg.outputs)
-    forms = []
-    for row in C:
-        if len(row) != bg.n_out:
-            raise ValueError(f"objective row has {len(row)} entries, the graph {bg.n_out} outputs")
-        t: dict[int, Fraction] = {}
-        c = ZERO
-        for q, a in zip(row, bg.outputs):
-            q = Q(q)
-            if not q:
-                continue
-            c += q * a.c
-            for v, r in a.t.items():
-                t[v] = t.get(v, ZERO) + q * r
-        forms.append(Aff(t, c))
-    return forms
+    if any(len(row) != bg.n_out for row in C):
+        raise ValueError(f"an objective row has not {bg.n_out} entries, one per output of the graph")
+    return [as_aff(_lin([(Q(q), a) for q, a in zip(row, bg.outputs)])) for row in C]
 
 
 def ibp(bg: BoundGraph, lo: Sequence[Any], hi: Sequence[Any],
@@ -474,11 +445,7 @@ def crown(
     for f in objective(bg, C):
         a, b = st.bounds(f)
         lows.append(max(a, best_backsub(st, f, slopes)))
-        ups.append(min(b, -best_backsub(st, _negf(f), _flip(slopes))))
+        # the upper bound is -lower(-f): the same supplied lines, roles unchanged (a positive
+        # coefficient of -f still takes the lower line), so the slopes are passed as they are
+        ups.append(min(b, -best_backsub(st, _negf(f), slopes)))
     return lows, ups
-
-
-def _flip(slopes: dict[int, Any] | None) -> dict[int, Any] | None:
-    """The upper bound is -lower(-f): the same supplied lines, roles unchanged (a positive
-    coefficient of -f still takes the lower line), so the dict is used as it is."""
-    return slopes

@@ -7,11 +7,11 @@ mean value theorem, a maximum. Each operation's argument: TRUST_BOUNDARIES.md, "
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 from typing import Any
 
 from . import errorforms
+from .core import float_up as _up  # (a short rational >= q; re-exported by errorbound)
 from .core import rational, require
 from .enclosures import DomainError
 from .errorforms import facts
@@ -27,15 +27,6 @@ G = 192  # fixed-point scale of source bounds (rounded up)
 MAX_TERMS = 2048  # a longer form is collapsed into its bound
 MAX_WORK = 60_000  # form terms read to build one element; above, the inputs' bounds are used
 MIN_KERNEL_ULPS = Q(1, 2)  # correct rounding: the least a certificate may assume
-
-
-def _up(q: Fraction) -> Fraction:
-    """A short rational >= q (a float when one is that large)."""
-    try:
-        f = float(q)
-    except OverflowError:
-        return q
-    return Q(f) if Q(f) >= q else Q(math.nextafter(f, math.inf))
 
 
 class V:

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from . import engine as exact
-from .bound_graph import Unsupported, refine_skips
+from .bound_graph import Unsupported, arg_rows, refine_skips
 from .core import tick
-from .engine import EXACT_AT_STABLE, split_nodes
+from .engine import EXACT_AT_STABLE, policies, split_nodes
 from .fast_backsub import _backsub, _best_backsub, _max_sel, _through, _usable, _weights
 from .fast_forms import TINY, U, _charge, _Forms, _safe, outward
 from .fast_functions import FAST
@@ -49,12 +49,8 @@ class FastGraph:
         for n in bg.nodes:
             if n.kind == "lin":  # (``lower(wide=True)``'s, for the exact engine only)
                 raise Unsupported("the fast engine takes no lin nodes")
-            if n.kind == "fn":
-                fl = list(n.args)
-            elif n.kind == "mul":
-                fl = [a for a, _ in n.args] + [w for _, w in n.args]
-            elif n.kind == "max":
-                fl = [f for g in n.args for f in g]
+            fl = arg_rows(n, n.args) if n.kind in ("fn", "mul", "max") else None
+            if n.kind == "max":
                 G = max(len(g) for g in n.args)
                 idx = np.full((n.size, G), -1)
                 pos = 0
@@ -63,8 +59,6 @@ class FastGraph:
                     pos += len(g)
                 self.groups.append(idx)
             else:
-                fl = None
-            if n.kind != "max":
                 self.groups.append(None)
             self.forms.append(_Forms(fl, self.starts, self.sizes) if fl is not None else None)
             if n.kind == "const":
@@ -73,7 +67,7 @@ class FastGraph:
         self.out = _Forms(list(bg.outputs), self.starts, self.sizes)
         self.best = [np.array(b, dtype=bool) for b in refine_skips(bg)]
         self.split = split_nodes(bg)
-        self.policies = (*POLICIES, GREEDY) if any(self.split) else POLICIES[:1]  # (engine.policies)
+        self.policies = policies(self.split)
 
 
 _CACHE: dict[int, tuple[BoundGraph, FastGraph]] = {}
@@ -327,9 +321,7 @@ def tight_args(bg: BoundGraph, box: list[tuple[Fraction, Fraction]]) -> dict[int
     clip = {}
     for k, node in enumerate(bg.nodes):
         if node.kind in ("fn", "mul", "max"):
-            rows = ex.arg[k] if node.kind == "fn" else \
-                [b for ab in ex.arg[k] for b in ab] if node.kind == "max" else \
-                [a for a, _ in ex.arg[k]] + [w for _, w in ex.arg[k]]
+            rows = arg_rows(node, ex.arg[k])
             far = [abs(a) > big or abs(b) > big for a, b in rows]
             cl, ch = outward([0 * a if f else a for (a, _), f in zip(rows, far)],
                              [0 * b if f else b for (_, b), f in zip(rows, far)])

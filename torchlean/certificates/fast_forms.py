@@ -16,7 +16,6 @@ from .lower import Aff
 
 U = 2.0**-53
 TINY = 2.0**-1000  # far above any accumulated underflow error (ops * 2^-1074)
-Corner = tuple[Fraction, float, float]  # an exact corner value, rounded down and up
 
 
 def gamma(n: int) -> float:

@@ -35,7 +35,7 @@ from typing import Any
 
 from . import errorbound
 from .bounds import check_vnn
-from .core import CHECKERS, Rejected, Verdict, box_leaves, rational, replay, require
+from .core import Verdict, box_leaves, needs_statement, rational, replay, require
 from .lower import BoundGraph, fingerprint, lower
 from .property import Atom, Region, Spec
 from .rounding import get_format
@@ -87,17 +87,23 @@ def restrict(spec: Spec, box: list[tuple[Fraction, Fraction]]) -> Spec:
     return Spec(spec.n_in, spec.n_out, tuple(out))
 
 
+def _covering(box: Any, spec: Spec, what: str) -> list[tuple[Fraction, Fraction]]:
+    """``box`` read exactly; rejected unless it contains every input region of ``spec``."""
+    box = [(rational(a), rational(b)) for a, b in box]
+    require(len(box) == spec.n_in, f"{what} and property have different input counts")
+    for k, r in enumerate(spec.regions):
+        require(all(a <= lo and hi <= b for (a, b), lo, hi in zip(box, r.lo, r.hi)),
+                f"{what} does not cover input region {k}")
+    return box
+
+
 def _check(cert: Any, net: BoundGraph, spec: Spec, model: str | None, mode: str | None,
            deadline: float | None) -> Verdict:
     require(isinstance(cert, dict) and cert.get("kind") == KIND, f"not a {KIND} certificate")
     fmt = get_format(str(cert["format"]))
     if "parts" not in cert:
         return _leaf(cert, fmt, net, spec, model, mode, deadline)
-    box = [(rational(a), rational(b)) for a, b in cert["box"]]
-    require(len(box) == spec.n_in, "box and property have different input counts")
-    for k, r in enumerate(spec.regions):
-        require(all(a <= lo and hi <= b for (a, b), lo, hi in zip(box, r.lo, r.hi)),
-                f"box does not cover input region {k}")
+    box = _covering(cert["box"], spec, "box")
     checked, trusted, leaves, worst = 0, {}, 0, Fraction(0)
     for node, b in box_leaves(cert["parts"], box):  # the parts' boxes cover the root box
         v = _leaf({**node, "kind": KIND}, fmt, net, restrict(spec, b), model, mode, deadline)
@@ -120,11 +126,7 @@ def _leaf(cert: dict[str, Any], fmt: Any, net: BoundGraph, spec: Spec, model: st
     if model is not None:
         require(stmt["model"] == model, "errorbound certificate is for a different model (IR)")
     _same_network(stmt["graph"], net)
-    box = [(rational(a), rational(b)) for a, b in stmt["input_box"]]
-    require(len(box) == spec.n_in, "errorbound box and property have different input counts")
-    for k, r in enumerate(spec.regions):
-        require(all(a <= lo and hi <= b for (a, b), lo, hi in zip(box, r.lo, r.hi)),
-                f"errorbound box does not cover input region {k}")
+    _covering(stmt["input_box"], spec, "errorbound box")
     v_eb = EPS_KINDS[eb["kind"]](eb)  # replays the bounds (and the statement digest)
     require(v_eb.ok, f"errorbound part rejected: {v_eb.reason}")
     eps = epsilons(eb)
@@ -138,10 +140,4 @@ def _leaf(cert: dict[str, Any], fmt: Any, net: BoundGraph, spec: Spec, model: st
                           f"{float(max(eps, default=0)):.3g}); {v.reason}")
 
 
-def _needs_statement(cert: dict[str, Any]) -> Verdict:
-    raise Rejected(f"a {KIND} certificate is checked against its network and property: use "
-                   "check_vnn_float(cert, net, spec) or `python -m torchlean.verify check`")
-
-
-if KIND not in CHECKERS:
-    CHECKERS[KIND] = _needs_statement
+needs_statement((KIND,), "check_vnn_float(cert, net, spec)")

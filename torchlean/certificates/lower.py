@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import math
 import struct
 from collections.abc import Callable
 from fractions import Fraction
@@ -45,12 +46,12 @@ from .bound_graph import (
     Node,
     Tensor,
     Unsupported,
-    _decode,
     _size,
     _strides,
     _sum,
     add,
     as_aff,
+    exact_floats,
     fingerprint,
     neg,
     scale,
@@ -73,9 +74,11 @@ def _binary(fn: Callable[[Lowerer, list[Elem], list[Elem]], list[Elem]]) -> Row:
     return row
 
 
-def _unary_fn(name: str, **fixed: Any) -> Row:
+def _unary_fn(name: str, attrs: bool = True) -> Row:
+    """The row of ``name`` on every element (with the node's attrs unless ``attrs`` is False: the
+    gelu and silu rows take none)."""
     def row(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
-        return Tensor(ins[0].shape, L.fn(name, ins[0].v, **fixed, **at))
+        return Tensor(ins[0].shape, L.fn(name, ins[0].v, **(at if attrs else {})))
     return row
 
 
@@ -97,9 +100,7 @@ def _pow(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
         n = int(e)
         out = _ipow(L, x, abs(n))
         return Tensor(ins[0].shape, _recip(L, out) if n < 0 else out)
-    from .functions import FUNCTIONS
-
-    if e == 0.5 and "sqrt" in FUNCTIONS:
+    if e == 0.5:
         return Tensor(ins[0].shape, L.fn("sqrt", x))
     c = Q(e)  # x^c = exp(c log x) for x > 0 (the spec's domain for non-integer c)
     return Tensor(ins[0].shape, L.fn("exp", [scale(v, c) for v in L.fn("log", x)]))
@@ -296,27 +297,6 @@ def _batch_norm(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     return Tensor(x.shape, [add(v, b.v[ch]) for v, ch in zip(prods, chans)])
 
 
-def _gelu(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
-    from .functions import FUNCTIONS
-
-    x = ins[0].v
-    if "gelu" in FUNCTIONS:
-        return Tensor(ins[0].shape, L.fn("gelu", x))
-    gc, ga = Q(0.7978845608028654), Q(0.044715)  # spec/constants.py, read exactly
-    inner = [scale(add(v, scale(c3, ga)), gc) for v, c3 in zip(x, _ipow(L, x, 3))]
-    half = [add(scale(t, Q(1, 2)), Q(1, 2)) for t in L.fn("tanh", inner)]
-    return Tensor(ins[0].shape, L.mul(x, half))
-
-
-def _silu(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
-    from .functions import FUNCTIONS
-
-    x = ins[0].v
-    if "silu" in FUNCTIONS:
-        return Tensor(ins[0].shape, L.fn("silu", x))
-    return Tensor(ins[0].shape, L.mul(x, L.fn("sigmoid", x)))
-
-
 def _mul_row(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     a, b = ins
     if a is b:  # x * x of one IR value is a square (tight), not a McCormick product
@@ -361,8 +341,8 @@ ROWS: dict[str, Row] = {
     "erf": _unary_fn("erf"),
     "sigmoid": _unary_fn("sigmoid"),
     "softplus": _unary_fn("softplus"),
-    "gelu": _gelu,
-    "silu": _silu,
+    "gelu": _unary_fn("gelu", attrs=False),
+    "silu": _unary_fn("silu", attrs=False),
     "softmax": _softmax(False),
     "log_softmax": _softmax(True),
     "conv2d": _conv2d,
@@ -379,23 +359,30 @@ ROWS: dict[str, Row] = {
 NO_ROW: dict[str, str] = {}
 
 
+#: struct code and width of each numeric constant dtype (bool masks: one byte each)
+_FMT = {"float32": ("f", 4), "float64": ("d", 8), "float16": ("e", 2), "int64": ("q", 8), "bool": ("B", 1)}
+
+
 def _decode_const(a: dict[str, Any]) -> tuple[tuple[int, ...], list[Any]]:
-    """An IR constant as (shape, exact values), its -inf entries as ``NEG_INF`` (a NaN or +inf
-    is refused)."""
-    try:
-        return _decode(a)
-    except Unsupported:
-        if a.get("dtype") not in ("float32", "float64"):
-            raise
-    code, width = {"float32": ("f", 4), "float64": ("d", 8)}[a["dtype"]]
+    """An IR constant (little-endian bytes) as (shape, row-major exact values): bool masks as 0/1
+    (``where``), integers and floats exactly, a float's -inf entries as ``NEG_INF`` (a mask value;
+    a NaN or +inf is refused)."""
+    if a.get("dtype") not in _FMT:
+        raise Unsupported(f"constant dtype {a.get('dtype')!r}")
+    code, width = _FMT[a["dtype"]]
     raw = base64.b64decode(a["data"])
     shape = tuple(int(d) for d in a["shape"])
-    if len(raw) != _size(shape) * width:
+    n = _size(shape)
+    if len(raw) != n * width:
         raise ValueError("constant byte length does not match its shape")
-    vals = struct.unpack(f"<{_size(shape)}{code}", raw)
-    if any(v != v or v == float("inf") for v in vals):
+    vals = struct.unpack(f"<{n}{code}", raw)
+    if code in "qB":
+        return shape, [Q(int(v != 0)) if code == "B" else Q(v) for v in vals]
+    if all(-math.inf < v < math.inf for v in vals):
+        return shape, exact_floats(vals)
+    if any(v != v or v == math.inf for v in vals):
         raise Unsupported("non-finite weight (NaN or +inf; only -inf, a mask value, is taken)")
-    return shape, [NEG_INF if v == float("-inf") else Q(v) for v in vals]
+    return shape, [NEG_INF if v == -math.inf else Q(v) for v in vals]
 
 
 def lower(ir: dict[str, Any], values: dict[str, Tensor] | None = None, wide: bool = False) -> BoundGraph:

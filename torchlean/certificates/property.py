@@ -180,20 +180,16 @@ def _formula(f: Any, decl: dict[str, int]) -> list[list[tuple[dict[str, Fraction
             if len(out) > MAX_TERMS:
                 raise PropertyError(f"line {line}: the property has more than {MAX_TERMS} cases")
         return out
-    if op in ("<=", ">=", "<", ">") and len(e) == 3:
+    if op in ("<=", ">=", "<", ">", "=") and len(e) == 3:
         lhs, rhs = _term(e[1], decl), _term(e[2], decl)
         if op in (">=", ">"):
             lhs, rhs = rhs, lhs
         expr = dict(lhs)
         for k, v in rhs.items():
             expr[k] = expr.get(k, Fraction(0)) - v
+        if op == "=":  # two non-strict atoms: lhs - rhs <= 0 and rhs - lhs <= 0
+            return [[(expr, False, line), ({k: -v for k, v in expr.items()}, False, line)]]
         return [[(expr, op in ("<", ">"), line)]]
-    if op == "=" and len(e) == 3:  # two non-strict atoms: lhs - rhs <= 0 and rhs - lhs <= 0
-        lhs, rhs = _term(e[1], decl), _term(e[2], decl)
-        expr = dict(lhs)
-        for k, v in rhs.items():
-            expr[k] = expr.get(k, Fraction(0)) - v
-        return [[(expr, False, line), ({k: -v for k, v in expr.items()}, False, line)]]
     raise PropertyError(f"line {line}: unsupported formula {op!r}")
 
 

@@ -244,7 +244,12 @@ def _diff(t: SExpr, norm: Normaliser) -> RatFun:
 
 # -- the steps --------------------------------------------------------------------------------
 
-STRICT = {">": True, ">=": False}
+def _fact(leaf: Leaf, i: Any, rels: tuple[str, ...], what: str) -> Any:
+    """The leaf's fact ``i`` as (rel, poly or rational function); rejected unless ``rel`` is in ``rels``."""
+    require(isinstance(i, int) and 0 <= i < len(leaf.facts), f"no fact {i!r}")
+    rel, p = leaf.facts[i]
+    require(rel in rels, f"fact {i} ({rel}) {what}")
+    return rel, p
 
 
 def _combination(leaf: Leaf, coeffs: list[Any]) -> tuple[Poly, bool]:
@@ -263,9 +268,7 @@ def _combination(leaf: Leaf, coeffs: list[Any]) -> tuple[Poly, bool]:
         require(isinstance(refs, list) and 1 <= len(refs) <= 2, "a term multiplies one or two facts")
         rels, polys = [], []
         for i in refs:
-            require(isinstance(i, int) and 0 <= i < len(leaf.facts), f"no fact {i!r}")
-            rel, p = leaf.facts[i]
-            require(rel in (">", ">=", "="), f"fact {i} ({rel}) cannot be combined")
+            rel, p = _fact(leaf, i, (">", ">=", "="), "cannot be combined")
             rels.append(rel)
             polys.append(p)
         prod = polys[0] if len(polys) == 1 else mul(polys[0], polys[1])
@@ -290,10 +293,7 @@ def _nonzero(leaf: Leaf, d: Poly, j: Any) -> None:
         require(isinstance(refs, list) and refs, "ne must list fact indices")
         prod: Poly = {(): Fraction(1)}
         for i in refs:
-            require(isinstance(i, int) and 0 <= i < len(leaf.facts), f"no fact {i!r}")
-            rel, r = leaf.facts[i]
-            require(rel == "!=", f"fact {i} is not a disequality")
-            prod = mul(prod, r.poly("disequality fact"))
+            prod = mul(prod, _fact(leaf, i, ("!=",), "is not a disequality")[1].poly("disequality fact"))
         require(
             bool(prod) and lit_key("=", prod) == lit_key("=", d),
             f"factor {key(d)} is not the product of facts {refs}",
@@ -329,23 +329,16 @@ def reduce_by(num: Poly, p: Poly, a: str) -> Poly:
 
 
 def _zero(leaf: Leaf, node: dict[str, Any]) -> None:
-    i = node["fact"]
-    require(isinstance(i, int) and 0 <= i < len(leaf.facts), f"no fact {i!r}")
-    rel, r = leaf.facts[i]
-    require(rel == "!=", f"fact {i} is not a disequality")
+    r = _fact(leaf, node["fact"], ("!=",), "is not a disequality")[1]
     num = r.num
     for j, text in node.get("reduce", []):
-        require(isinstance(j, int) and 0 <= j < len(leaf.facts), f"no fact {j!r}")
-        relj, pj = leaf.facts[j]
-        require(relj == "=", f"reducing fact {j} is not an equality")
+        pj = _fact(leaf, j, ("=",), "is not an equality (reducing)")[1]
         at = leaf.norm.term(parse_one(text)).poly("reduced atom")
         require(len(at) == 1 and list(at.values()) == [1] and len(min(at)) == 1 and min(at)[0][1] == 1,
                 f"{text[:80]} is not an atom")
         num = reduce_by(num, pj, min(at)[0][0])
     for j, text in node.get("ideal", []):
-        require(isinstance(j, int) and 0 <= j < len(leaf.facts), f"no fact {j!r}")
-        relj, pj = leaf.facts[j]
-        require(relj == "=", f"ideal generator {j} is not an equality")
+        pj = _fact(leaf, j, ("=",), "is not an equality (ideal generator)")[1]
         c = leaf.norm.term(parse_one(text)).poly("ideal multiplier")
         num = add(num, mul(c, pj), Fraction(-1))
     require(not num, f"numerator is not in the ideal: remainder {key(num)[:200]}")

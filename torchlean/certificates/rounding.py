@@ -27,14 +27,6 @@ from typing import Any, NamedTuple
 from .core import Rejected, Verdict, checker, digest, rational, require
 
 MODES = ("rne", "rtz", "rup", "rdn", "rna", "rto")
-MODE_NAMES = {
-    "rne": "round to nearest, ties to even",
-    "rtz": "round toward zero",
-    "rup": "round toward +infinity",
-    "rdn": "round toward -infinity",
-    "rna": "round to nearest, ties away from zero",
-    "rto": "round to odd (truncate, then set the last bit if inexact)",
-}
 
 
 @dataclass(frozen=True)
@@ -267,35 +259,6 @@ def round_sqrt(q: Fraction | int, fmt: Format | str, mode: str = "rne") -> Float
 # -- bit patterns ---------------------------------------------------------------------------------
 
 
-def encode(v: FloatValue, fmt: Format | str) -> int:
-    """The bit pattern of a value representable in ``fmt`` (NaN: the canonical quiet NaN)."""
-    fmt = get_format(fmt)
-    s = v.sign << (fmt.ebits + fmt.mbits)
-    top = (1 << fmt.ebits) - 1
-    if v.kind == "nan":
-        m = (1 << fmt.mbits) - 1 if fmt.style == "fn" else 1 << (fmt.mbits - 1)
-        return s | (top << fmt.mbits) | m
-    if v.kind == "inf":
-        if not fmt.has_inf:
-            raise ValueError(f"{fmt.name} has no infinities")
-        return s | (top << fmt.mbits)
-    a = v.mag
-    if a == 0:
-        return s
-    if a > fmt.max_finite or a < fmt.min_positive:
-        raise ValueError(f"{a} is out of range of {fmt.name}")
-    e = floor_log2(a)
-    if e < fmt.emin:
-        m = a / _pow2(fmt.emin - fmt.mbits)
-        if m.denominator != 1 or not fmt.subnormals:
-            raise ValueError(f"{a} is not representable in {fmt.name}")
-        return s | int(m)
-    m = a / _pow2(e - fmt.mbits)
-    if m.denominator != 1:
-        raise ValueError(f"{a} is not representable in {fmt.name}")
-    return s | ((e + fmt.bias) << fmt.mbits) | (int(m) - (1 << fmt.mbits))
-
-
 def decode(bits: int, fmt: Format | str) -> FloatValue:
     """The value of a bit pattern. Without subnormals, a zero exponent field reads as zero."""
     fmt = get_format(fmt)
@@ -389,17 +352,6 @@ def enumerate_lemma(fmt: Format, mode: str, op: str, u: Fraction, eta: Fraction)
             if abs(r.value - z) > u * abs(z) + eta:
                 return cases, f"{x} {op} {y} = {z} rounds to {r.value}"
     return cases, None
-
-
-def make_lemma_certificate(fmt: Format | str, mode: str, op: str) -> dict[str, Any]:
-    """A certificate for the rounding lemma of ``op`` in an 8-bit (or smaller) format."""
-    fmt = get_format(fmt)
-    u, eta = fmt.unit_roundoff(mode), fmt.underflow_eta(mode)
-    stmt = lemma_statement(fmt, mode, op, u, eta)
-    cases, counterexample = enumerate_lemma(fmt, mode, op, u, eta)
-    if counterexample is not None:
-        raise ValueError(f"the {fmt.name} {op} lemma is false: {counterexample}")
-    return {"kind": "rounding-lemma-exhaustive", "statement": stmt, "digest": digest(stmt), "cases": cases}
 
 
 @checker("rounding-lemma-exhaustive")

@@ -28,14 +28,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .core import Rejected, Verdict, checker
+from .core import Rejected, Verdict, checker, require
 
 SEED = (-1, 0)
 
 
 def _atoms(x: Any, where: str, nodes: list[dict[str, Any]]) -> Counter[tuple[int, int]]:
-    if not isinstance(x, list):
-        raise Rejected(f"{where}: a sum must be a list of atoms")
+    require(isinstance(x, list), f"{where}: a sum must be a list of atoms")
     out: Counter[tuple[int, int]] = Counter()
     for a in x:
         if not (isinstance(a, list) and len(a) == 2 and all(type(i) is int for i in a)):
@@ -68,8 +67,7 @@ def _well_formed(graph: dict[str, Any]) -> tuple[list[dict[str, Any]], int, list
             raise Rejected(f"graph: node {k} defines value {out!r} twice or out of range")
         defined[out] = True
     producer = {node["output"]: k for k, node in enumerate(nodes)}
-    if root not in producer:
-        raise Rejected("graph: the root is not the output of a node")
+    require(root in producer, "graph: the root is not the output of a node")
     return nodes, root, leaves, len(nodes)
 
 
@@ -85,15 +83,13 @@ def check_composition(cert: dict[str, Any]) -> Verdict:
             live.update(v for v in nodes[k]["inputs"] if v is not None)
     calls: dict[int, Counter[tuple[int, int]]] = {}
     raw_calls = trace["calls"]
-    if not isinstance(raw_calls, list):
-        raise Rejected("trace: calls must be a list")
+    require(isinstance(raw_calls, list), "trace: calls must be a list")
     for entry in raw_calls:
         if not (isinstance(entry, list) and len(entry) == 2 and type(entry[0]) is int
                 and 0 <= entry[0] < len(nodes)):
             raise Rejected(f"trace: malformed call {entry!r}")
         k = entry[0]
-        if k in calls:
-            raise Rejected(f"trace: the VJP of node {k} ({nodes[k]['prim']}) ran twice")
+        require(k not in calls, f"trace: the VJP of node {k} ({nodes[k]['prim']}) ran twice")
         calls[k] = _atoms(entry[1], f"call of node {k}", nodes)
     uses: dict[int, Counter[tuple[int, int]]] = {}
     for k, node in enumerate(nodes):
@@ -117,8 +113,7 @@ def check_composition(cert: dict[str, Any]) -> Verdict:
                            f"the sum over the uses of its output {sorted(want.elements())}")
         steps += 1
     grads = trace["grads"]
-    if not isinstance(grads, dict):
-        raise Rejected("trace: grads must be a mapping")
+    require(isinstance(grads, dict), "trace: grads must be a mapping")
     for key in grads:
         if not (isinstance(key, str) and key.isdigit() and int(key) in leaves):
             raise Rejected(f"trace: gradient for {key!r}, which is not a leaf")

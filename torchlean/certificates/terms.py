@@ -81,7 +81,7 @@ def _mul(p: Poly, q: Poly) -> Poly:
             if v:
                 out[m] = v
             else:
-                out.pop(m)
+                out.pop(m, None)
     return out
 
 
@@ -270,6 +270,15 @@ def check_terms(cert: dict[str, Any]) -> Verdict:
     return Verdict(True, checked=len(pairs))
 
 
+def _terms(nf: Normal, v: Any, k: int, what: str, may: set[str]) -> list[int]:
+    """``v``: a list of ``k`` node ids whose terms read only leaves of the families ``may``."""
+    require(isinstance(v, list) and len(v) == k, f"{what}: {k} terms")
+    for t in v:
+        tick()
+        require(nf.leaves(nf.ref(t)) <= may, f"{what}: term {t} reads a leaf outside {sorted(may)}")
+    return v
+
+
 @checker("channels")
 def check_channels(cert: dict[str, Any]) -> Verdict:
     """Replay a ``channels`` statement (see the module)."""
@@ -282,9 +291,7 @@ def check_channels(cert: dict[str, Any]) -> Verdict:
     one = (0,) * len(shape)
     require(isinstance(win.get("vjp"), list) and len(win["vjp"]) == params + 1
             and isinstance(plane.get("vjp"), list) and len(plane["vjp"]) == params + 1, "vjp: one per input")
-    for t in [win["spec"], *win["vjp"]]:  # the element's terms read only the element's leaves
-        for fam in nf.leaves(nf.ref(t)):
-            require(fam in {*names, "g"}, f"element term {t}: reads {fam!r}")
+    _terms(nf, [win["spec"], *win["vjp"]], params + 2, "element", {*names, "g"})
     positions = list(product(*(range(n) for n in shape)))
     # the element's leaves are exactly in0[0...], g[0...], in<k>[0]; anything else is refused
     element = {("in0", *one), ("g", *one), *((f"in{k}", 0) for k in range(1, params + 1))}
@@ -295,16 +302,8 @@ def check_channels(cert: dict[str, Any]) -> Verdict:
             return (leaf[0], *p) if leaf[0] in ("in0", "g") else (leaf[0], p[1])
         return sub
 
-    def flat(v: Any, n: int, what: str) -> list:
-        require(isinstance(v, list) and len(v) == n, f"{what}: {n} terms")
-        return v
-
-    spec = flat(plane["spec"], len(positions), "plane spec")
-    vx = flat(plane["vjp"][0], len(positions), "plane vjp for in0")
-    for fam_terms in (spec, vx, *plane["vjp"][1:]):
-        for t in fam_terms:
-            tick()
-            require(nf.leaves(nf.ref(t)) <= {*names, "g"}, f"plane term {t}: a foreign leaf")
+    spec = _terms(nf, plane["spec"], len(positions), "plane spec", {*names, "g"})
+    vx = _terms(nf, plane["vjp"][0], len(positions), "plane vjp for in0", {*names, "g"})
     wants: list[list[Poly]] = [[{} for _ in range(shape[1])] for _ in range(params)]
     for q, p in enumerate(positions):
         sub = sigma(p)
@@ -315,7 +314,7 @@ def check_channels(cert: dict[str, Any]) -> Verdict:
         for k in range(params):
             _acc(wants[k][p[1]], nf.form(nf.ref(win["vjp"][k + 1]), sub, p))
     for k in range(params):
-        got = flat(plane["vjp"][k + 1], shape[1], f"plane vjp for in{k + 1}")
+        got = _terms(nf, plane["vjp"][k + 1], shape[1], f"plane vjp for in{k + 1}", {*names, "g"})
         for c in range(shape[1]):
             require(nf.form(nf.ref(got[c])) == wants[k][c], f"vjp for in{k + 1} at channel {c} is not the "
                                                             "sum of its elements' VJPs")
@@ -337,20 +336,13 @@ def check_rows(cert: dict[str, Any]) -> Verdict:
                      node[0] != "c" and any(local[a] for a in node[1:]))
     nf.local = local
 
-    def terms(v: Any, k: int, what: str, may: set[str]) -> list[int]:
-        require(isinstance(v, list) and len(v) == k, f"{what}: {k} terms")
-        for t in v:
-            tick()
-            require(nf.leaves(nf.ref(t)) <= may, f"{what}: term {t} reads a leaf outside {sorted(may)}")
-        return v
-
-    spec = terms([el["spec"]], 1, "element spec", {*fams, "s"})[0]
-    phi = terms(el["stats"], stats, "stats", fams)
-    vjp, vjp_s = terms(el["vjp"], params + 1, "element vjp", {*fams, "g", "s", "T"}), \
-        terms(el["vjp_stats"], stats, "element stat vjp", {*fams, "g", "s"})
-    rspec = terms(row["spec"], n, "row spec", fams)
+    spec = _terms(nf, [el["spec"]], 1, "element spec", {*fams, "s"})[0]
+    phi = _terms(nf, el["stats"], stats, "stats", fams)
+    vjp, vjp_s = _terms(nf, el["vjp"], params + 1, "element vjp", {*fams, "g", "s", "T"}), \
+        _terms(nf, el["vjp_stats"], stats, "element stat vjp", {*fams, "g", "s"})
+    rspec = _terms(nf, row["spec"], n, "row spec", fams)
     require(isinstance(row["vjp"], list) and len(row["vjp"]) == params + 1, "row vjp: one list per input")
-    rvjp = [terms(v, n, f"row vjp for in{k}", {*fams, "g"}) for k, v in enumerate(row["vjp"])]
+    rvjp = [_terms(nf, v, n, f"row vjp for in{k}", {*fams, "g"}) for k, v in enumerate(row["vjp"])]
     big_s: list[Poly] = []  # the row's statistics, sums of their summands at every position
     big_t: list[Poly] = []  # the adjoint sums: the stats' VJPs summed over the row
     atom: list[Poly] = []  # per stat, an atom keyed by its sum (stats with equal sums share one)
@@ -382,7 +374,7 @@ def check_rows(cert: dict[str, Any]) -> Verdict:
         atom.append(nf.atom((1, tuple(sorted(big_s[k].items())))))
     cut: dict[int, Poly] = {}
     for k, us in enumerate(row["cut"]):
-        for u in terms(us, len(us), f"cut {k}", fams):
+        for u in _terms(nf, us, len(us), f"cut {k}", fams):
             require(nf.form(u) == big_s[k], f"cut node {u} is not stat {k}")
             cut[u] = atom[k]
     nf.mode("row", cut=cut, inner="in")  # the row's terms: cut nodes are their stats' atoms

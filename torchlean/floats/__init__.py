@@ -11,12 +11,12 @@ from ..certificates.rounding import (
     FloatValue,
     Format,
     decode,
-    encode,
     finite_values,
     get_format,
     round_fraction,
     round_sqrt,
 )
+from .bits import encode
 from .emulate import emulate
 from .errorbound import (
     bound_certificate,

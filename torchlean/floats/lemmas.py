@@ -58,8 +58,10 @@ from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
-from ..certificates.rounding import Format, encode, get_format, make_lemma_certificate, round_fraction
+from ..certificates.core import digest
+from ..certificates.rounding import Format, enumerate_lemma, get_format, lemma_statement, round_fraction
 from ..proofs.obligation import Obligation
+from .bits import encode
 
 FORMATS = ("binary16", "bfloat16", "binary32")
 OPS = ("add", "sub", "mul", "div", "sqrt")
@@ -70,6 +72,18 @@ PARTS = {"add": ("far-x", "far-y", "close-exact", "round"), "sub": ("far-x", "fa
 SHARED = ("round", "interval", "interval-normal")
 #: wide sort (exponent bits, significand bits) of the div and sqrt statements: r*y and r*r are exact
 WIDE_MUL = {"binary16": (8, 24), "bfloat16": (11, 17), "binary32": (11, 49)}
+
+
+def make_lemma_certificate(fmt: Format | str, mode: str, op: str) -> dict[str, Any]:
+    """A ``rounding-lemma-exhaustive`` certificate for the rounding lemma of ``op`` in an 8-bit (or
+    smaller) format (built here, replayed by the checker: ``certificates.rounding.check_lemma``)."""
+    fmt = get_format(fmt)
+    u, eta = fmt.unit_roundoff(mode), fmt.underflow_eta(mode)
+    stmt = lemma_statement(fmt, mode, op, u, eta)
+    cases, counterexample = enumerate_lemma(fmt, mode, op, u, eta)
+    if counterexample is not None:
+        raise ValueError(f"the {fmt.name} {op} lemma is false: {counterexample}")
+    return {"kind": "rounding-lemma-exhaustive", "statement": stmt, "digest": digest(stmt), "cases": cases}
 
 
 def wide(fmt: Format) -> tuple[int, int]:
