@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .core import tick
+from .engine import EXACT_AT_STABLE
 from .fast_forms import TINY, U, _charge, _Forms, _View, gamma
 from .fast_functions import FAST, relu_lines
 from .slopes import GREEDY, POLICIES
@@ -38,7 +39,8 @@ def _relaxation(st: _State, k: int, slopes: Any = None, policy: str = POLICIES[0
         return st.relax[k][policy]
     node, (al, au) = st.fg.bg.nodes[k], st.arg[k]
     m = node.size
-    if node.kind == "fn" and node.fn == "relu" and slopes is None and np.isfinite(al).all() \
+    sh = st.shared.get(k)
+    if node.kind == "fn" and node.fn == "relu" and slopes is None and sh is None and np.isfinite(al).all() \
             and np.isfinite(au).all() and (al <= au).all():
         out = ("fn", *relu_lines(al, au))
     elif node.kind == "fn":
@@ -46,6 +48,9 @@ def _relaxation(st: _State, k: int, slopes: Any = None, policy: str = POLICIES[0
         ok, fl, fu = _usable(row, al, au, node.attrs)
         sl, su = row.policy_slopes(policy, fl, fu, **node.attrs)
         sl, su = (np.where(np.isfinite(s), s, 0.0) * np.ones_like(al) for s in (sl, su))
+        if sh is not None:  # (shared slopes, as engine._lines: a kinked row's only where unstable)
+            use = (al < 0) & (au > 0) if node.fn in EXACT_AT_STABLE else True
+            sl, su = (np.where(use & ~np.isnan(t), t, s) for s, t in ((sl, sh[0]), (su, sh[1])))
         if slopes is not None:
             sl = sl if slopes[0] is None else np.where(np.isnan(slopes[0]), sl, slopes[0])
             su = su if slopes[1] is None else np.where(np.isnan(slopes[1]), su, slopes[1])
