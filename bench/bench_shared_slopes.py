@@ -36,6 +36,7 @@ def main() -> None:
     ap.add_argument("--benchmark", default="oval21", choices=sorted(DIRS))
     ap.add_argument("--rows", default="", help="1-based data rows of expected.csv (default: all unsat)")
     ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=0.2)
     a = ap.parse_args()
     d = Path(a.data) / DIRS[a.benchmark]
     rows = list(csv.DictReader(open(d / "expected.csv")))
@@ -55,7 +56,8 @@ def main() -> None:
         if not opens:
             print(f"{n} {r['vnnlib']}: root CROWN closes every disjunct ({t1 - t0:.1f} s)", flush=True)
             continue
-        sh, st2 = alpha.shared_slopes(bg, fg, box, st, opens, djs, lambda f: f(), lambda: False, a.rounds)
+        sh, st2 = alpha.shared_slopes(bg, fg, box, st, opens, djs, lambda f: f(), lambda: False,
+                                      a.rounds, a.lr)
         m1 = np.array([fe.bound_forms(st2, dj.F)[0].max() for dj in djs])
         t2 = time.perf_counter()
         used = sum(int((~np.isnan(s)).sum()) for s, _ in sh.values())

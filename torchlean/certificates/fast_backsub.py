@@ -40,9 +40,12 @@ def _relaxation(st: _State, k: int, slopes: Any = None, policy: str = POLICIES[0
     node, (al, au) = st.fg.bg.nodes[k], st.arg[k]
     m = node.size
     sh = st.shared.get(k)
-    if node.kind == "fn" and node.fn == "relu" and slopes is None and sh is None and np.isfinite(al).all() \
+    if node.kind == "fn" and node.fn == "relu" and slopes is None and np.isfinite(al).all() \
             and np.isfinite(au).all() and (al <= au).all():
         out = ("fn", *relu_lines(al, au))
+        if sh is not None:  # (shared lower slope s in [0, 1] where l < 0 < u: relu(z) >= s·z + 0, the
+            use = (al < 0) & (au > 0) & ~np.isnan(sh[0])  # intercept relu_lines gives there)
+            out = ("fn", np.where(use, np.clip(sh[0], 0.0, 1.0), out[1]), *out[2:])
     elif node.kind == "fn":
         row = FAST[node.fn]
         ok, fl, fu = _usable(row, al, au, node.attrs)

@@ -341,18 +341,14 @@ def slopes_for_row(best: dict[int, tuple[np.ndarray, np.ndarray]], r: int) -> di
     return {k: [(q(a), q(b)) for a, b in zip(aL[0, r], aU[0, r])] for k, (aL, aU) in best.items()}
 
 
-#: ``shared_slopes``: intermediate argument rows back-substituted per round (the largest weights)
-MAX_SHARED_ROWS = 256
-
-
 def shared_slopes(bg: Any, fg: Any, box: Any, st: Any, djs: list[Any], alls: list[Any], until: Any, stop: Any,
-                  rounds: int = 8, lr: float = 0.3) -> tuple[dict[int, Any], Any]:
+                  rounds: int = 8, lr: float = 0.2, max_rows: int = 256) -> tuple[dict[int, Any], Any]:
     """Shared relu lower slopes (one per unstable element, in [0, 1]) for every back-substitution
     of a region (a certificate's ``arg_slopes``; ``fast_engine.forward(slopes=)``), chosen to raise
     the worst of the disjuncts ``djs``' root bounds: projected sign-gradient steps, each from one
     forward pass (``until``: ``graph_relu._until``-style runner, None past the deadline) and one
-    float back-substitution (``Backsub``) of every unstable argument row at those bounds (``stop()``:
-    whether to stop before the next round). The
+    float back-substitution (``Backsub``) of the ``max_rows`` unstable argument rows of most weight
+    at those bounds (``stop()``: whether to stop before the next round). The
     objective's gradient is first order: the final rows' own gradient in the slopes plus each
     unstable element's bounds' gradients weighted by what the final rows pay for its upper line
     (|λ⁻|·u²/(u - l)² for its lower bound, |λ⁻|·l²/(u - l)² for its upper one, the derivatives of
@@ -392,9 +388,9 @@ def shared_slopes(bg: Any, fg: Any, box: Any, st: Any, djs: list[Any], alls: lis
             rows += [A, -A]
             wts += [-lam[k][un] * u[un] ** 2 / d2, -lam[k][un] * l[un] ** 2 / d2]
             where.append(k)
-        if rows:
+        if rows and max_rows:
             Ar, w = np.concatenate(rows), np.concatenate(wts)
-            keep = w >= max(np.sort(w)[-MAX_SHARED_ROWS:][0], 1e-300)  # (the rows that weigh most)
+            keep = w >= max(np.sort(w)[-max_rows:][0], 1e-300)  # (the rows that weigh most)
             if keep.any():
                 Ar, w = Ar[keep], w[keep]
                 sl2 = bs.default_slopes(Ar.shape[0])

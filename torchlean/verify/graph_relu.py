@@ -337,7 +337,8 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
     if use_shared(bg) and any(fe.bound_forms(st, d.F)[0].max() <= EPS for d in djs):
         # α on the intermediate bounds: shared slopes for every back-substitution of the region,
         # carried in the certificate (``"arg_slopes"``); at most SHARED_SHARE of what is left
-        stop_at = time.perf_counter() + SHARED_SHARE * (deadline - time.perf_counter())
+        share = SHARED_SHARE if alpha.dense_size(bg) <= alpha.MAX_DENSE else SHARED_SHARE_NO_AB
+        stop_at = time.perf_counter() + share * (deadline - time.perf_counter())
         opens = [d for d in djs if fe.bound_forms(st, d.F)[0].max() <= EPS]
         shared, st = alpha.shared_slopes(bg, fe.compiled(bg), box, st, opens, djs,
                                          lambda f: _until(min(deadline, stop_at), f),
@@ -376,14 +377,18 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
         {"per_disjunct": trees}
 
 
-#: share of the search's remaining time the root's shared slopes may take (``alpha.shared_slopes``)
+#: share of the search's remaining time the root's shared slopes may take (``alpha.shared_slopes``);
+#: more on graphs whose batches get no α/β (above ``alpha.MAX_DENSE``: a ResNet's ReLU splits are
+#: CROWN passes of seconds each, so the root's α is most of what the search can do there)
 SHARED_SHARE = 0.15
+SHARED_SHARE_NO_AB = 0.5
 
 
 def use_shared(bg: Any) -> bool:
-    """Whether the root's shared slopes are optimised: relu-only graphs small enough for the
-    dense float back-substitution (``alpha.MAX_DENSE``), as the batches' α/β."""
-    return relu_only(bg) and alpha.dense_size(bg) <= alpha.MAX_DENSE
+    """Whether the root's shared slopes are optimised: relu-only graphs within twice the dense
+    float back-substitution's budget (``alpha.MAX_DENSE``; its rows here are few: the open
+    disjuncts' and at most ``max_rows`` argument rows)."""
+    return relu_only(bg) and alpha.dense_size(bg) <= 2 * alpha.MAX_DENSE
 
 
 def root_corners(bg: Any, st: Any, djs: list[Disjunct], box: Any) -> np.ndarray | None:
