@@ -340,10 +340,17 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
         share = SHARED_SHARE if alpha.dense_size(bg) <= alpha.MAX_DENSE else SHARED_SHARE_NO_AB
         stop_at = time.perf_counter() + share * (deadline - time.perf_counter())
         opens = [d for d in djs if fe.bound_forms(st, d.F)[0].max() <= EPS]
-        shared, st = alpha.shared_slopes(bg, fe.compiled(bg), box, st, opens, djs,
-                                         lambda f: _until(min(deadline, stop_at), f),
-                                         lambda: time.perf_counter() > stop_at)
-        stats["shared_slopes"] = sum(int((~np.isnan(a)).sum()) for a, _ in shared.values())
+        shared, st2 = alpha.shared_slopes(bg, fe.compiled(bg), box, st, opens, djs,
+                                          lambda f: _until(min(deadline, stop_at), f),
+                                          lambda: time.perf_counter() > stop_at)
+        # kept only where they close a disjunct at the root: fixed at the root's optimum, they
+        # are no better than the default (adaptive) slopes in the ReLU splits' subproblems, and
+        # made oval21's img5303 search slower (bench/README.md, "α on intermediate bounds")
+        if shared and sum(fe.bound_forms(st2, d.F)[0].max() <= EPS for d in djs) < len(opens):
+            st = st2
+            stats["shared_slopes"] = sum(int((~np.isnan(a)).sum()) for a, _ in shared.values())
+        else:
+            shared = {}
     trees: list[Any] = []
     root = []
     for dj in djs:
@@ -380,7 +387,7 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
 #: share of the search's remaining time the root's shared slopes may take (``alpha.shared_slopes``);
 #: more on graphs whose batches get no α/β (above ``alpha.MAX_DENSE``: a ResNet's ReLU splits are
 #: CROWN passes of seconds each, so the root's α is most of what the search can do there)
-SHARED_SHARE = 0.15
+SHARED_SHARE = 0.1
 SHARED_SHARE_NO_AB = 0.5
 
 
