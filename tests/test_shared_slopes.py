@@ -157,3 +157,19 @@ def test_certificate_with_shared_slopes_replays_and_mutations_fail(case, mode):
     assert not check_vnn(c, t.bg, spec, mode=mode).ok
     results = [mutated(f) for f in bad]
     assert not any(r.ok for r in results), [r.reason for r in results]
+
+
+def test_search_emits_shared_slopes_that_close_a_root_disjunct(case):
+    """``graph_relu.bab_region`` on the property above: root CROWN leaves a disjunct open, the
+    search's own shared slopes close it at the root, and its certificate replays."""
+    import time
+
+    t, spec, _ = _cert(case)
+    stats = {}
+    entry = gr.bab_region(t.bg, spec.regions[0], time.perf_counter() + 60, stats)
+    assert isinstance(entry, dict) and entry.get("arg_slopes"), (entry, stats)
+    assert stats["shared_slopes"] > 0
+    cert = {"kind": "vnn-unsat", "version": 1, "network": network_id(t), "property": spec.digest(),
+            "method": "crown", "regions": [entry]}
+    v = check_vnn(cert, t.bg, spec, mode="fast")
+    assert v.ok, v.reason
