@@ -337,8 +337,7 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
     if use_shared(bg) and any(fe.bound_forms(st, d.F)[0].max() <= EPS for d in djs):
         # α on the intermediate bounds: shared slopes for every back-substitution of the region,
         # carried in the certificate (``"arg_slopes"``); at most SHARED_SHARE of what is left
-        share = SHARED_SHARE if alpha.dense_size(bg) <= alpha.MAX_DENSE else SHARED_SHARE_NO_AB
-        stop_at = time.perf_counter() + share * (deadline - time.perf_counter())
+        stop_at = time.perf_counter() + SHARED_SHARE * (deadline - time.perf_counter())
         opens = [d for d in djs if fe.bound_forms(st, d.F)[0].max() <= EPS]
         shared, st2 = alpha.shared_slopes(bg, fe.compiled(bg), box, st, opens, djs,
                                           lambda f: _until(min(deadline, stop_at), f),
@@ -384,18 +383,16 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
         {"per_disjunct": trees}
 
 
-#: share of the search's remaining time the root's shared slopes may take (``alpha.shared_slopes``);
-#: more on graphs whose batches get no α/β (above ``alpha.MAX_DENSE``: a ResNet's ReLU splits are
-#: CROWN passes of seconds each, so the root's α is most of what the search can do there)
+#: share of the search's remaining time the root's shared slopes may take (``alpha.shared_slopes``)
 SHARED_SHARE = 0.1
-SHARED_SHARE_NO_AB = 0.5
 
 
 def use_shared(bg: Any) -> bool:
-    """Whether the root's shared slopes are optimised: relu-only graphs within twice the dense
-    float back-substitution's budget (``alpha.MAX_DENSE``; its rows here are few: the open
-    disjuncts' and at most ``max_rows`` argument rows)."""
-    return relu_only(bg) and alpha.dense_size(bg) <= 2 * alpha.MAX_DENSE
+    """Whether the root's shared slopes are optimised: relu-only graphs within the dense float
+    back-substitution's budget (``alpha.MAX_DENSE``), as the batches' α/β. (The ResNet of
+    sri_resnet_a, 1.5x over it, gains at the root, but a round of the optimiser costs 10-60 s
+    there: with half the time it delayed a proof the ReLU splits find in 20 s, bench/README.md.)"""
+    return relu_only(bg) and alpha.dense_size(bg) <= alpha.MAX_DENSE
 
 
 def root_corners(bg: Any, st: Any, djs: list[Disjunct], box: Any) -> np.ndarray | None:
