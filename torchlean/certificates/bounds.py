@@ -184,10 +184,12 @@ def check_leaf_proofs(
 def region_parts(region: Region, entry: Any) -> list[tuple[Region, Any]]:
     """A region's certificate entry: one tree whose leaves refute every disjunct, or
     ``{"per_disjunct": [tree, ...]}``, one tree per disjunct refuting it over the whole box (the
-    unsafe set is the union of the disjuncts, so refuting each one separately suffices)."""
+    unsafe set is the union of the disjuncts, so refuting each one separately suffices), and
+    optionally the region's shared slopes ``"arg_slopes"`` (``graph_vnn.read_shared``)."""
     if not isinstance(entry, dict):
         return [(region, entry)]
-    require(set(entry) == {"per_disjunct"}, "malformed region entry")
+    ok = "per_disjunct" in entry and set(entry) <= {"per_disjunct", "arg_slopes"}
+    require(ok, "malformed region entry")
     trees = entry["per_disjunct"]
     require(isinstance(trees, list) and len(trees) == len(region.disjuncts), "needs one tree per disjunct")
     ls, hs = region.lo_strict, region.hi_strict

@@ -76,6 +76,7 @@ class _State:
         self.lines: dict[tuple[int, int, str], Any] = {}  # default relaxations per policy, built once
         self.kind = [n.kind for n in bg.nodes for _ in range(n.size)]  # per variable
         self.split = split_nodes(bg)
+        self.shared: dict[int, list[Any]] = {}  # ``forward``'s shared slopes (node -> per element)
         # variable -> (first variable of its run, R) for mul nodes with a "ball" fact
         self.ball: dict[int, tuple[int, Fraction]] = {}
         for n in bg.nodes:
@@ -129,7 +130,7 @@ def _needs(node: Node, lo: Fraction, hi: Fraction) -> bool:
 
 def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], method: str = "ibp",
             phases: dict[tuple[int, int], int] | None = None, tight: dict[int, Any] | None = None,
-            prior: tuple[_State, int] | None = None) -> _State:
+            prior: tuple[_State, int] | None = None, slopes: dict[int, list[Any]] | None = None) -> _State:
     """Bounds of every variable (IBP, with CROWN argument bounds when ``method == "crown"``).
     ``phases`` {(fn node, i): 1 or 0} restricts to the region where that element's argument is
     >= 0 (1) or <= 0 (0): its argument bounds are clamped at 0, valid on the region (on an empty
@@ -139,10 +140,14 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
     intersected with this method's: both hold, so their intersection does. ``prior`` (P, start):
     P the state of a region containing this one (the parent's before a ReLU split on node
     start): nodes before start keep P's bounds, and every other argument bound is intersected
-    with P's before it decides on CROWN (P's bounds hold on the larger region, so on this one)."""
+    with P's before it decides on CROWN (P's bounds hold on the larger region, so on this one).
+    ``slopes`` {fn node: per element (lower, upper) or None}: shared slopes that replace the
+    default ones in every back-substitution through the node, intermediate and final (a
+    certificate's ``arg_slopes``; on relu-like rows only where the element is unstable)."""
     if method not in ("ibp", "crown"):
         raise ValueError(f"unknown method {method!r}")
     st = _State(bg, lo, hi)
+    st.shared = slopes or {}
     P, start = prior if prior is not None else (None, 0)
     rows: dict[int, Any] = {}  # P's argument rows per node, in ``tight``'s layout
 
@@ -303,6 +308,10 @@ def _lines(st: _State, k: int, i: int, slopes: Any, policy: str = POLICIES[0]
         row, (l, u), f = FUNCTIONS[node.fn], b, node.args[i]
         al, au = row.policy_slopes(policy, l, u, **node.attrs)
         al, au = _short(al), _short(au)
+        sh = st.shared.get(k)
+        sh = sh[i] if sh else None  # (any slope gives a valid line; a kinked row's stable one is exact)
+        if sh is not None and not (node.fn in EXACT_AT_STABLE and (l >= 0 or u <= 0)):
+            al, au = (a if t is None else Q(t) for a, t in ((al, sh[0]), (au, sh[1])))
         if slopes is not None:
             sl, su = slopes
             al = al if sl is None else Q(sl)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .core import tick
+from .engine import EXACT_AT_STABLE
 from .fast_forms import TINY, U, _charge, _Forms, _View, gamma
 from .fast_functions import FAST, relu_lines
 from .slopes import GREEDY, POLICIES
@@ -38,14 +39,21 @@ def _relaxation(st: _State, k: int, slopes: Any = None, policy: str = POLICIES[0
         return st.relax[k][policy]
     node, (al, au) = st.fg.bg.nodes[k], st.arg[k]
     m = node.size
+    sh = st.shared.get(k)
     if node.kind == "fn" and node.fn == "relu" and slopes is None and np.isfinite(al).all() \
             and np.isfinite(au).all() and (al <= au).all():
         out = ("fn", *relu_lines(al, au))
+        if sh is not None:  # (shared lower slope s in [0, 1] where l < 0 < u: relu(z) >= s·z + 0, the
+            use = (al < 0) & (au > 0) & ~np.isnan(sh[0])  # intercept relu_lines gives there)
+            out = ("fn", np.where(use, np.clip(sh[0], 0.0, 1.0), out[1]), *out[2:])
     elif node.kind == "fn":
         row = FAST[node.fn]
         ok, fl, fu = _usable(row, al, au, node.attrs)
         sl, su = row.policy_slopes(policy, fl, fu, **node.attrs)
         sl, su = (np.where(np.isfinite(s), s, 0.0) * np.ones_like(al) for s in (sl, su))
+        if sh is not None:  # (shared slopes, as engine._lines: a kinked row's only where unstable)
+            use = (al < 0) & (au > 0) if node.fn in EXACT_AT_STABLE else True
+            sl, su = (np.where(use & ~np.isnan(t), t, s) for s, t in ((sl, sh[0]), (su, sh[1])))
         if slopes is not None:
             sl = sl if slopes[0] is None else np.where(np.isnan(slopes[0]), sl, slopes[0])
             su = su if slopes[1] is None else np.where(np.isnan(slopes[1]), su, slopes[1])

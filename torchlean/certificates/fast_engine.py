@@ -92,6 +92,7 @@ class _State:
         self.arg: list[Any] = [None]  # per node: (B, R) lower and upper bounds of its argument forms
         self.relax: list[Any] = [{}]  # per node: default relaxations by policy
         self.memo: dict[Any, Any] = {}  # views, charge weights and sub-matrices of this state (below)
+        self.shared: dict[int, Any] = {}  # ``forward``'s shared slopes: node -> ((1, size) lower, upper)
 
     def push(self, L: np.ndarray, Uu: np.ndarray) -> None:
         bad = ~(np.isfinite(L) & np.isfinite(Uu))
@@ -110,7 +111,7 @@ def gather(rows: list[tuple[_State, int]]) -> _State:
     """The state whose box j is box b of state s for (s, b) = rows[j]: their certified bounds
     (relaxations are rebuilt from them); e.g. each subproblem's parent, as ``forward``'s prior."""
     one = object.__new__(_State)
-    one.fg, one.B, one.memo = rows[0][0].fg, len(rows), {}
+    one.fg, one.B, one.memo, one.shared = rows[0][0].fg, len(rows), {}, rows[0][0].shared
 
     def cat(pick: Any) -> list[Any]:
         ls = [(pick(s), b) for s, b in rows]
@@ -134,8 +135,9 @@ def _mul_iv(lx, ux, lw, uw):
 def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             phases: dict[int, np.ndarray] | None = None,
             clip: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
-            prior: tuple[_State, np.ndarray] | None = None) -> _State:
-    """Certified bounds of every variable over each box (B, n_in), as ``engine.forward``;
+            prior: tuple[_State, np.ndarray] | None = None, slopes: dict[int, Any] | None = None) -> _State:
+    """Certified bounds of every variable over each box (B, n_in), as ``engine.forward``
+    (``slopes`` its shared slopes, as arrays (1, size) each, NaN = default);
     ``phases`` {fn node: (B, size) int array, 1 / 0 / -1 (no split)} as there; ``clip`` {node:
     (lo, hi) arrays (B, rows)}: other valid bounds of the node's argument rows (e.g. the exact
     engine's IBP with its layer-norm facts), intersected with these before the node is used.
@@ -146,6 +148,7 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
     if method not in ("ibp", "crown"):
         raise ValueError(f"unknown method {method!r}")
     st = _State(fg, lo, hi)
+    st.shared = slopes or {}
     P = None if prior is None else prior[0]
     first = 0 if prior is None else int(prior[1].min())
     for k, node in enumerate(fg.bg.nodes[1:], start=1):

@@ -85,7 +85,7 @@ def extras_lower(bg: BoundGraph, F: Any, st: Any, reqs: list[tuple[int, int, Any
 
 def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list[Aff], index: Any,
                       method: str, read: Any, where: str, states: dict[Any, Any] | None = None,
-                      cache: dict[Any, Any] | None = None) -> None:
+                      cache: dict[Any, Any] | None = None, shared: dict[int, Any] | None = None) -> None:
     """Replay every leaf of one tree (``items``: ``bounds.walk``'s nodes); raises ``Rejected`` on
     failure. Nodes are bounded in chunks, level by level: a ReLU split's children start from their
     parent's state (``fast_engine.forward``'s prior, as ``engine.forward``'s), one level below it,
@@ -94,8 +94,10 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
     without a prior by (method, boxes, phases), so the trees of one region's disjuncts
     (``per_disjunct``) that bound the same boxes share one forward pass (a state is a function of
     those alone; a ResNet's costs seconds); ``cache``: the caller's ``fast_forms.corners`` cache
-    (the trees of one region share its corners)."""
+    (the trees of one region share its corners); ``shared``: the region's shared slopes
+    (``graph_vnn.read_shared``), used by every forward pass."""
     fg = fe.compiled(bg)
+    sh = (_float_slopes(bg, [shared]) if shared else None) or {}
     F = fe.forms_of(fg, forms)
     cache = {} if cache is None else cache
     needed = {it[2][1] for it in items if it[2][3] is not None}  # parents of ReLU splits' children
@@ -117,7 +119,7 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
             prior = None
             if has_prior:
                 prior = (fe.gather([kept[it[2][1]] for it in part]), np.array([it[2][3][0] for it in part]))
-            st = _forward(fg, lo, hi, method, ph, prior, states)
+            st = _forward(fg, lo, hi, method, ph, prior, states, sh)
             for b, i in enumerate(todo[start:start + CHUNK]):
                 if i in needed:
                     kept[i] = (st, b)
@@ -134,16 +136,17 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
 
 
 def _forward(fg: Any, lo: np.ndarray, hi: np.ndarray, method: str, ph: Any, prior: Any,
-             states: dict[Any, Any] | None) -> Any:
+             states: dict[Any, Any] | None, sh: dict[int, Any]) -> Any:
     """``fast_engine.forward``, from ``states`` where a chunk without a prior was bounded before."""
     if prior is not None or states is None:
-        return fe.forward(fg, lo, hi, method, ph, prior=prior)
+        return fe.forward(fg, lo, hi, method, ph, prior=prior, slopes=sh)
     key = (method, lo.tobytes(), hi.tobytes(), lo.shape,
+           tuple((k, a.tobytes(), b.tobytes()) for k, (a, b) in sh.items()),
            None if ph is None else tuple((k, v.tobytes()) for k, v in sorted(ph.items())))
     if key not in states:
         if len(states) >= 4:  # (the same boxes come in a row: keep a few)
             states.pop(next(iter(states)))
-        states[key] = fe.forward(fg, lo, hi, method, ph)
+        states[key] = fe.forward(fg, lo, hi, method, ph, slopes=sh)
     return states[key]
 
 

@@ -22,6 +22,8 @@ The format (bounds.py docstring) in short:
   argument form and sgn = +1 on the active side, -1 on the inactive one, so f >= f - q·sgn·z; the
   final back-substitution of both engines bounds that form instead of f (β-CROWN's split
   multipliers; exactly composed here, ``engine.mult_form``; ``fast_vnn.extras_lower`` in fast mode);
+- a ``per_disjunct`` region entry may carry ``"arg_slopes"``: shared fn slopes for every
+  back-substitution of the region's replay, argument bounds included (``read_shared``);
 - ``method``: "crown" (CROWN bounds for every nonlinear node's arguments) or "forward"/"ibp"
   (IBP argument bounds, then one CROWN back-substitution from the objective);
 - ``vnn-sat``: the output *enclosure* at the point (exact interval evaluation: exact for rational
@@ -71,6 +73,50 @@ def objective_forms(
 Extras = tuple[Slopes, dict[tuple[int, int], Fraction]]  # (slopes, split multipliers)
 
 
+def _slope_entries(bg: BoundGraph, entries: Any, where: str, kinds: tuple[str, ...]) -> Slopes:
+    """[[node, i, lower, upper], ...] as {node: per element choice} (the module docstring's
+    ``slopes``), each element at most once, nodes of the given kinds only."""
+    require(isinstance(entries, list), f"{where}: malformed slopes")
+    out: Slopes = {}
+    for e in entries:
+        require(isinstance(e, list) and len(e) == 4, f"{where}: malformed slope entry")
+        k, i = e[0], e[1]
+        require(
+            isinstance(k, int) and 0 < k < len(bg.nodes) and bg.nodes[k].kind in kinds
+            and isinstance(i, int) and 0 <= i < bg.nodes[k].size,
+            f"{where}: no relaxed element {e[:2]!r}",
+        )
+        if bg.nodes[k].kind == "max":
+            ok = e[2] is None or (type(e[2]) is int and 0 <= e[2] < len(bg.nodes[k].args[i]))
+            require(e[3] is None and ok, f"{where}: bad max choice")
+            val = (e[2], None)
+        else:
+            val = tuple(None if v is None else rational(v) for v in e[2:])
+            if bg.nodes[k].kind == "mul":
+                ok = all(v is None or 0 <= v <= 1 for v in val)
+                require(ok, f"{where}: McCormick weight outside [0, 1]")
+        row = out.setdefault(k, [None] * bg.nodes[k].size)
+        require(row[i] is None, f"{where}: element {e[:2]!r} given twice")
+        row[i] = val
+    return out
+
+
+def read_shared(bg: BoundGraph, entry: Any, where: str) -> Slopes:
+    """A region entry's shared slopes ``"arg_slopes": [[node, i, lower, upper], ...]`` (none: {}):
+    the slopes of fn elements that replace the default ones in every back-substitution of the
+    region's replay, intermediate (argument bounds) and final (the engines' ``forward(slopes=)``;
+    a proof's own ``slopes`` still override them in its final one). Any slope gives a valid line
+    (the intercept is recomputed from it); a relu's is its lower slope, required in [0, 1] with
+    no upper one (used only where the element is unstable, where its intercept is 0)."""
+    es = entry.get("arg_slopes", []) if isinstance(entry, dict) else []
+    out = _slope_entries(bg, es, where, ("fn",))
+    for k, row in out.items():
+        if bg.nodes[k].fn == "relu":
+            ok = all(v is None or (v[1] is None and v[0] is not None and 0 <= v[0] <= 1) for v in row)
+            require(ok, f"{where}: relu slope outside [0, 1] at node {k}")
+    return out
+
+
 def read_slopes(bg: BoundGraph) -> Any:
     """The reader of a proof's third element for this graph (see the module docstring):
     ``read(proof, where, phases)`` -> (slopes, mult), ``phases`` the leaf's split path."""
@@ -80,27 +126,7 @@ def read_slopes(bg: BoundGraph) -> Any:
         ex = p[2]
         ok = isinstance(ex, dict) and ex and set(ex) <= {"slopes", "mult"}
         require(ok, f"{where}: malformed proof extras")
-        out: Slopes = {}
-        for e in ex.get("slopes", []):
-            require(isinstance(e, list) and len(e) == 4, f"{where}: malformed slope entry")
-            k, i = e[0], e[1]
-            require(
-                isinstance(k, int) and 0 < k < len(bg.nodes) and bg.nodes[k].kind in ("fn", "mul", "max")
-                and isinstance(i, int) and 0 <= i < bg.nodes[k].size,
-                f"{where}: no relaxed element {e[:2]!r}",
-            )
-            if bg.nodes[k].kind == "max":
-                ok = e[2] is None or (type(e[2]) is int and 0 <= e[2] < len(bg.nodes[k].args[i]))
-                require(e[3] is None and ok, f"{where}: bad max choice")
-                val = (e[2], None)
-            else:
-                val = tuple(None if v is None else rational(v) for v in e[2:])
-                if bg.nodes[k].kind == "mul":
-                    ok = all(v is None or 0 <= v <= 1 for v in val)
-                    require(ok, f"{where}: McCormick weight outside [0, 1]")
-            row = out.setdefault(k, [None] * bg.nodes[k].size)
-            require(row[i] is None, f"{where}: element {e[:2]!r} given twice")
-            row[i] = val
+        out = _slope_entries(bg, ex.get("slopes", []), where, ("fn", "mul", "max"))
         mult: dict[tuple[int, int], Fraction] = {}
         for e in ex.get("mult", []):
             require(isinstance(e, list) and len(e) == 3, f"{where}: malformed mult entry")
@@ -151,6 +177,7 @@ def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str 
     states: dict[Any, Any] = {}  # (fast mode: forward states and corners the disjuncts' trees share)
     corners: dict[Any, Any] = {}
     for r, (whole, entry) in enumerate(zip(spec.regions, trees)):
+        shared = read_shared(bg, entry, f"region {r}")
         for region, tree in region_parts(whole, entry):
             items = list(walk(tree, list(region.lo), list(region.hi), split_widths(bg)))
             proof_lists = [it[2][0] for it in items if it[2][0] is not None]
@@ -161,7 +188,7 @@ def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str 
                 from .fast_vnn import check_leaves_fast  # numpy: only for the fast mode
 
                 check_leaves_fast(bg, region, items, forms, index, method, read, f"region {r}", states,
-                                  corners)
+                                  corners, shared)
                 continue
             needed = {it[2][1] for it in items if it[2][3] is not None}  # parents of ReLU splits' children
             kept: dict[int, Any] = {}
@@ -171,7 +198,7 @@ def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str 
                     continue
                 # a ReLU split's child starts from its parent's state (engine.forward's prior)
                 st = engine.forward(bg, [Fraction(v) for v in lo], [Fraction(v) for v in hi], method, phases,
-                                    prior=None if key is None else (kept[parent], key[0]))
+                                    prior=None if key is None else (kept[parent], key[0]), slopes=shared)
                 if t in needed:
                     kept[t] = st
                 if proofs is None:
@@ -220,4 +247,4 @@ def _check_sat(cert: dict[str, Any], bg: BoundGraph, spec: Spec) -> Verdict:
     raise Rejected("the point is not a counterexample (exact output enclosure)")
 
 
-__all__ = ["check_vnn_graph", "objective_forms", "read_network", "read_slopes"]
+__all__ = ["check_vnn_graph", "objective_forms", "read_network", "read_shared", "read_slopes"]

@@ -339,3 +339,88 @@ def slopes_for_row(best: dict[int, tuple[np.ndarray, np.ndarray]], r: int) -> di
         return Fraction(float(np.float32(v)))  # 24-bit slopes keep the exact engine's numbers short
 
     return {k: [(q(a), q(b)) for a, b in zip(aL[0, r], aU[0, r])] for k, (aL, aU) in best.items()}
+
+
+def shared_slopes(bg: Any, fg: Any, box: Any, st: Any, djs: list[Any], alls: list[Any], until: Any, stop: Any,
+                  rounds: int = 8, lr: float = 0.2, max_rows: int = 256) -> tuple[dict[int, Any], Any]:
+    """Shared relu lower slopes (one per unstable element, in [0, 1]) for every back-substitution
+    of a region (a certificate's ``arg_slopes``; ``fast_engine.forward(slopes=)``), chosen to raise
+    the worst of the disjuncts ``djs``' root bounds: projected sign-gradient steps, each from one
+    forward pass (``until``: ``graph_relu._until``-style runner, None past the deadline) and one
+    float back-substitution (``Backsub``) of the ``max_rows`` unstable argument rows of most weight
+    at those bounds (``stop()``: whether to stop before the next round). The
+    objective's gradient is first order: the final rows' own gradient in the slopes plus each
+    unstable element's bounds' gradients weighted by what the final rows pay for its upper line
+    (|λ⁻|·u²/(u - l)² for its lower bound, |λ⁻|·l²/(u - l)² for its upper one, the derivatives of
+    the triangle's intercept -l·u/(u - l)). Untrusted: the engine recomputes every bound with the
+    slopes chosen, which are kept only when the worst root bound improved. Returns ({} and ``st``
+    when nothing improved) the slopes as ``forward``'s arrays (float32 values) and their state."""
+    from ..certificates import fast_engine as fe
+    from ..certificates.fast_functions import FAST
+
+    relus = [k for k, n in enumerate(bg.nodes) if n.kind == "fn" and n.fn == "relu"]
+    lam0 = np.concatenate([d.lam0 for d in djs])
+    c0 = np.concatenate([d.c0 for d in djs])
+
+    def worst(s: Any) -> float:  # (the disjuncts' total shortfall below 0: closed ones must stay closed)
+        return sum(min(float(fe.bound_forms(s, d.F)[0].max()), 0.0) for d in alls)
+
+    best_v, best, best_st = worst(st), {}, st
+    cur: dict[int, np.ndarray] = {}
+    for t in range(rounds):
+        if stop():
+            break
+        bs = Backsub.from_fast(bg, fg, st, FAST)
+        sl = bs.default_slopes(lam0.shape[0])
+        for k, s in cur.items():
+            sl[k][0][:] = np.where(np.isnan(s), sl[k][0], s)
+        _, g = bs.bound(lam0, c0, sl, want_grad=True)
+        grad = {k: g[k][0].sum((0, 1)) for k in relus}
+        lam = {k: np.minimum(bs.lk[k], 0).sum((0, 1)) for k in relus}  # (what the rows pay)
+        rows, wts, where = [], [], []
+        for k in relus[1:]:  # (the first relu node's bounds do not depend on any slope)
+            l, u = st.arg[k][0][0], st.arg[k][1][0]
+            un = np.nonzero((l < 0) & (u > 0))[0]
+            if not un.size:
+                continue
+            A = _node_mats(bg, k, "fn")[0].take(un)  # (dense rows)
+            d2 = (u[un] - l[un]) ** 2
+            rows += [A, -A]
+            wts += [-lam[k][un] * u[un] ** 2 / d2, -lam[k][un] * l[un] ** 2 / d2]
+            where.append(k)
+        if rows and max_rows:
+            Ar, w = np.concatenate(rows), np.concatenate(wts)
+            keep = w >= max(np.sort(w)[-max_rows:][0], 1e-300)  # (the rows that weigh most)
+            if keep.any():
+                Ar, w = Ar[keep], w[keep]
+                sl2 = bs.default_slopes(Ar.shape[0])
+                for k, s in cur.items():
+                    sl2[k][0][:] = np.where(np.isnan(s), sl2[k][0], s)
+                _, g2 = bs.bound(Ar, np.zeros(Ar.shape[0]), sl2, want_grad=True)
+                for k in relus:
+                    grad[k] = grad[k] + (g2[k][0][0] * w[:, None]).sum(0)
+        step = lr * 0.8 ** t
+        nxt = {}
+        for k in relus:
+            l, u = st.arg[k][0][0], st.arg[k][1][0]
+            un = (l < 0) & (u > 0)
+            base = cur.get(k, np.where(u > -l, 1.0, 0.0))
+            base = np.where(np.isnan(base), np.where(u > -l, 1.0, 0.0), base)
+            s = np.clip(base + step * np.sign(grad[k]), 0.0, 1.0).astype(np.float32).astype(float)
+            nxt[k] = np.where(un, s, np.nan)
+        cur = nxt
+        arrays = {k: (s[None], np.full((1, s.size), np.nan)) for k, s in cur.items()}
+        got = until(lambda arrays=arrays: fe.forward(fg, *box, "crown", slopes=arrays))
+        if got is None:
+            break
+        st = got
+        v = worst(st)
+        if v > best_v:
+            best_v, best, best_st = v, arrays, st
+    return best, best_st
+
+
+def shared_entries(shared: dict[int, Any]) -> list[list[Any]]:
+    """``shared_slopes``'s arrays as a region's ``"arg_slopes"`` entries (exact float32 values)."""
+    return [[k, int(i), str(Fraction(float(a[0, i]))), None]
+            for k, (a, _) in sorted(shared.items()) for i in np.nonzero(~np.isnan(a[0]))[0]]

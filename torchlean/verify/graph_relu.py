@@ -181,7 +181,7 @@ Attack = Callable[..., "list[Fraction] | None"]
 
 def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[str, Any],
                  batch: int = 16, steps: int = STEPS, box: Any = None, attack: Attack | None = None,
-                 root: Any = None) -> list[Any] | None:
+                 root: Any = None, shared: dict[int, Any] | None = None) -> list[Any] | None:
     """A preorder ReLU-split tree whose leaves each prove some combination of disjunct j's atoms
     violated on their region, a counterexample ``attack`` found and confirmed between batches (a
     list of Fractions), or None (deadline, or a subproblem with every unstable element split that
@@ -222,7 +222,8 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
         if root is not None and B == 1 and not paths[0]:
             st = root
         else:
-            st = _forward(fg, blo, bhi, phase_arrays(bg, paths), deadline, prior_of([p for *_, p in part]))
+            st = _forward(fg, blo, bhi, phase_arrays(bg, paths), deadline, prior_of([p for *_, p in part]),
+                          shared)
             if st is None:
                 return None
         lb = _until(deadline, lambda st=st: fe.bound_forms(st, dj.F))
@@ -285,12 +286,12 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
 
 
 def _forward(fg: Any, lo: np.ndarray, hi: np.ndarray, phases: Any, deadline: float,
-             prior: Any = None) -> Any:
+             prior: Any = None, shared: dict[int, Any] | None = None) -> Any:
     """``fast_engine.forward`` (CROWN, from ``prior``) stopped at ``deadline`` (a
     ``time.perf_counter`` time), or None past it: one batch of a ResNet's subproblems can take
     minutes on a loaded machine, and the previous batch's time (the estimate the loop checks) can
     be far shorter."""
-    return _until(deadline, lambda: fe.forward(fg, lo, hi, "crown", phases, prior=prior))
+    return _until(deadline, lambda: fe.forward(fg, lo, hi, "crown", phases, prior=prior, slopes=shared))
 
 
 def _until(deadline: float, f: Callable[[], Any]) -> Any:
@@ -331,10 +332,27 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
     st = _forward(fe.compiled(bg), *box, None, deadline)
     if st is None:
         return None
+    djs = [Disjunct(bg, region, j) for j in range(len(region.disjuncts))]
+    shared: dict[int, Any] = {}
+    if use_shared(bg) and any(fe.bound_forms(st, d.F)[0].max() <= EPS for d in djs):
+        # α on the intermediate bounds: shared slopes for every back-substitution of the region,
+        # carried in the certificate (``"arg_slopes"``); at most SHARED_SHARE of what is left
+        stop_at = time.perf_counter() + SHARED_SHARE * (deadline - time.perf_counter())
+        opens = [d for d in djs if fe.bound_forms(st, d.F)[0].max() <= EPS]
+        shared, st2 = alpha.shared_slopes(bg, fe.compiled(bg), box, st, opens, djs,
+                                          lambda f: _until(min(deadline, stop_at), f),
+                                          lambda: time.perf_counter() > stop_at)
+        # kept only where they close a disjunct at the root: fixed at the root's optimum, they
+        # are no better than the default (adaptive) slopes in the ReLU splits' subproblems, and
+        # made oval21's img5303 search slower (bench/README.md, "α on intermediate bounds")
+        if shared and sum(fe.bound_forms(st2, d.F)[0].max() <= EPS for d in djs) < len(opens):
+            st = st2
+            stats["shared_slopes"] = sum(int((~np.isnan(a)).sum()) for a, _ in shared.values())
+        else:
+            shared = {}
     trees: list[Any] = []
     root = []
-    for j in range(len(region.disjuncts)):
-        dj = Disjunct(bg, region, j)
+    for dj in djs:
         lb = fe.bound_forms(st, dj.F)[0]
         r = int(lb.argmax())
         root.append(float(lb[r]))
@@ -357,10 +375,24 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
             if x is not None:
                 return x
     for j in open_:
-        trees[j] = bab_disjunct(bg, region, j, deadline, stats, box=box, attack=attack, root=st)
+        trees[j] = bab_disjunct(bg, region, j, deadline, stats, box=box, attack=attack, root=st,
+                                shared=shared)
         if trees[j] is None or (trees[j] and isinstance(trees[j][0], Fraction)):
             return trees[j]
-    return {"per_disjunct": trees}
+    return {"per_disjunct": trees, "arg_slopes": alpha.shared_entries(shared)} if shared else \
+        {"per_disjunct": trees}
+
+
+#: share of the search's remaining time the root's shared slopes may take (``alpha.shared_slopes``)
+SHARED_SHARE = 0.1
+
+
+def use_shared(bg: Any) -> bool:
+    """Whether the root's shared slopes are optimised: relu-only graphs within the dense float
+    back-substitution's budget (``alpha.MAX_DENSE``), as the batches' α/β. (The ResNet of
+    sri_resnet_a, 1.5x over it, gains at the root, but a round of the optimiser costs 10-60 s
+    there: with half the time it delayed a proof the ReLU splits find in 20 s, bench/README.md.)"""
+    return relu_only(bg) and alpha.dense_size(bg) <= alpha.MAX_DENSE
 
 
 def root_corners(bg: Any, st: Any, djs: list[Disjunct], box: Any) -> np.ndarray | None:

@@ -1,0 +1,70 @@
+"""Root bounds with and without the shared slopes on the intermediate bounds (``arg_slopes``), same run.
+
+    OPENBLAS_NUM_THREADS=1 python bench/bench_shared_slopes.py --data /work/shared/data \\
+        --benchmark oval21 [--rows 2,3,5] [--rounds 8]
+
+Per instance of ``expected.csv`` (rows: 1-based data rows): the root box's default CROWN forward
+pass (``fast_engine.forward``), every disjunct's best row bound (``bound_forms``), then
+``alpha.shared_slopes`` on the disjuncts it leaves open (gates of ``graph_relu.use_shared``
+ignored, no time cap) and the same bounds from its forward state. Prints the worst disjunct bound,
+the open count and the seconds of each; every bound is the checker's fast engine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from torchlean.certificates import fast_engine as fe  # noqa: E402
+from torchlean.verify import alpha  # noqa: E402
+from torchlean.verify import graph_relu as gr  # noqa: E402
+from torchlean.verify.table import load_instance  # noqa: E402
+
+DIRS = {"oval21": "vnncomp2021/oval21", "sri_resnet_a": "vnncomp2022/sri_resnet_a"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="/work/shared/data")
+    ap.add_argument("--benchmark", default="oval21", choices=sorted(DIRS))
+    ap.add_argument("--rows", default="", help="1-based data rows of expected.csv (default: all unsat)")
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=0.2)
+    a = ap.parse_args()
+    d = Path(a.data) / DIRS[a.benchmark]
+    rows = list(csv.DictReader(open(d / "expected.csv")))
+    pick = [int(r) for r in a.rows.split(",")] if a.rows else [i + 1 for i, r in enumerate(rows)
+                                                               if r["expected"] == "unsat"]
+    for n in pick:
+        r = rows[n - 1]
+        t, spec = load_instance(d / r["onnx"], d / r["vnnlib"])
+        bg, region = t.bg, spec.regions[0]
+        fg, box = fe.compiled(bg), fe.boxes([region.lo], [region.hi])
+        t0 = time.perf_counter()
+        st = fe.forward(fg, *box, "crown")
+        djs = [gr.Disjunct(bg, region, j) for j in range(len(region.disjuncts))]
+        m0 = np.array([fe.bound_forms(st, dj.F)[0].max() for dj in djs])
+        t1 = time.perf_counter()
+        opens = [dj for dj, m in zip(djs, m0) if m <= gr.EPS]
+        if not opens:
+            print(f"{n} {r['vnnlib']}: root CROWN closes every disjunct ({t1 - t0:.1f} s)", flush=True)
+            continue
+        sh, st2 = alpha.shared_slopes(bg, fg, box, st, opens, djs, lambda f: f(), lambda: False,
+                                      a.rounds, a.lr)
+        m1 = np.array([fe.bound_forms(st2, dj.F)[0].max() for dj in djs])
+        t2 = time.perf_counter()
+        used = sum(int((~np.isnan(s)).sum()) for s, _ in sh.values())
+        print(f"{n} {r['vnnlib']}: default worst {m0.min():.4f} open {(m0 <= 0).sum()} ({t1 - t0:.1f} s) | "
+              f"shared worst {m1.min():.4f} open {(m1 <= 0).sum()} ({t2 - t1:.1f} s, {used} slopes) | "
+              f"shortfall {np.minimum(m0, 0).sum():.4f} -> {np.minimum(m1, 0).sum():.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
