@@ -114,10 +114,15 @@ def test_cached_node_matrices_give_the_same_bounds():
     assert np.array_equal(fresh[1], bs1.ops[0]["c"])
 
 
-def test_relu_search_attacks_only_the_open_disjuncts():
+@pytest.mark.parametrize("shared", [False, True])
+def test_relu_search_attacks_only_the_open_disjuncts(monkeypatch, shared):
     """prop_0_0.03 of mnistfc 256x2: root CROWN refutes some of the nine "another class wins"
     disjuncts, not all; the attack calls see only the others, the root-corner call gets one
-    start per row of each of them, and they are searched loosest root bound first."""
+    start per row of each of them, and they are searched loosest root bound first. With the
+    root's shared slopes (α on the intermediate bounds) on, they close some of the open ones at
+    the root: the search then sees a proper, non-empty sub-list of them, in the same order."""
+    if not shared:
+        monkeypatch.setattr(graph_relu, "use_shared", lambda bg: False)
     bg = load_target(MNIST).bg
     spec = load_spec(DATA / "mnistfc" / "prop_0_0.03.vnnlib")
     region = spec.regions[0]
@@ -146,8 +151,12 @@ def test_relu_search_attacks_only_the_open_disjuncts():
         out = graph_relu.bab_region(bg, region, time.perf_counter() + 60, stats, attack)
     finally:
         graph_relu.bab_disjunct = real
-    assert searched == open_  # loosest root bound first
     assert isinstance(out, dict) and len(out["per_disjunct"]) == len(region.disjuncts)
+    if shared:  # the shared slopes closed some open disjuncts at the root (and are carried)
+        assert "arg_slopes" in out and 0 < len(searched) < len(open_)
+        assert searched == [j for j in open_ if j in searched]
+        open_ = searched
+    assert searched == open_  # loosest root bound first
     pre = [c for c in calls if c[2]]
     assert len(pre) == 1 and pre[0][0] is None
     want = tuple(region.disjuncts[j] for j in open_)
