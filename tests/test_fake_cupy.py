@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 import torchlean as tl
+from tests.device_parity import assert_same_run, mlp_steps, trainer_run
 from torchlean import nn
 from torchlean.optim import SGD, Adam
 from torchlean.runtime import backends
-from torchlean.zoo import auto_mpg
 
 FAKE = Path(__file__).parent / "fake_cupy"
 
@@ -75,49 +75,16 @@ def test_host_array_into_device_op_fails(fake_cupy):
         np.asarray(t.data)  # the device array never passes for a host one
 
 
-def _mlp_step(device: str, opt_cls):
-    tl.manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)).to(dtype="float64")
-    model = model.to(device)
-    opt = opt_cls(model.parameters(), lr=0.05)
-    rng = np.random.default_rng(1)
-    x = tl.tensor(rng.normal(size=(5, 3)), dtype="float64", device=device)
-    y = tl.tensor(rng.normal(size=(5, 2)), dtype="float64", device=device)
-    losses = []
-    for _ in range(3):
-        opt.zero_grad()
-        loss = ((model(x) - y) ** 2).mean()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    assert model[0].weight.device == device
-    return losses, model.state_dict()
-
-
 @pytest.mark.parametrize("opt_cls", [SGD, Adam])
 def test_mlp_forward_backward_step_matches_cpu(fake_cupy, opt_cls):
-    cpu = _mlp_step("cpu", opt_cls)
-    cuda = _mlp_step("cuda", opt_cls)
-    np.testing.assert_allclose(cpu[0], cuda[0], rtol=1e-12)
-    for k, v in cpu[1].items():
-        assert isinstance(cuda[1][k], np.ndarray)  # state_dict comes back to the host
-        np.testing.assert_allclose(v, cuda[1][k], rtol=1e-12, atol=1e-15)
+    run = [mlp_steps(device, opt_cls, (3, 8, 2), batch=5, steps=3) for device in ("cpu", "cuda")]
+    assert_same_run(*run, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("backend", ["eager", "compiled"])
 def test_trainer_on_cuda_matches_cpu(fake_cupy, backend):
-    data = auto_mpg.load()
-    results = []
-    for device in ("cpu", "cuda"):
-        tl.manual_seed(0)
-        trainer = tl.Trainer(auto_mpg.mlp(), optimizer="adam", lr=0.01, dtype="float64", device=device,
-                             backend=backend)
-        trained = trainer.train(data.train(), steps=10, batch_size=32, progress=False)
-        assert trained.model[0].weight.device == device
-        results.append((trained.eval(data.test())["loss"], trained.model.state_dict()))
-    assert results[0][0] == pytest.approx(results[1][0], rel=1e-9)
-    for k, v in results[0][1].items():
-        np.testing.assert_allclose(v, results[1][1][k], rtol=1e-9, atol=1e-12)
+    assert_same_run(*(trainer_run(device, backend, steps=10) for device in ("cpu", "cuda")),
+                    rtol=1e-9, atol=1e-12)
 
 
 def test_traced_graph_runs_on_cuda(fake_cupy):

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 import torchlean as tl
+from tests.device_parity import assert_same_run, mlp, mlp_steps, trainer_run
 from torchlean import nn
 from torchlean.optim import SGD, Adam
 from torchlean.runtime.backends import cuda_available
@@ -38,22 +39,11 @@ def cp():
     return cupy
 
 
-def _mlp_step(device: str, opt_cls) -> tuple[float, dict]:
-    tl.manual_seed(0)
-    model = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
-    model = model.to(dtype="float64").to(device)
-    opt = opt_cls(model.parameters(), lr=0.05)
-    rng = np.random.default_rng(1)
-    x = tl.tensor(rng.normal(size=(32, 5)), dtype="float64", device=device)
-    y = tl.tensor(rng.normal(size=(32, 2)), dtype="float64", device=device)
-    losses = []
-    for _ in range(5):
-        opt.zero_grad()
-        loss = ((model(x) - y) ** 2).mean()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return losses, model.state_dict()
+def _mlp_step(device: str, opt_cls) -> tuple[list, dict]:
+    return mlp_steps(device, opt_cls, WIDTHS, batch=32, steps=5)
+
+
+WIDTHS = (5, 16, 8, 2)
 
 
 def test_arrays_live_on_the_gpu(cp):
@@ -66,29 +56,13 @@ def test_arrays_live_on_the_gpu(cp):
 
 @pytest.mark.parametrize("opt_cls", [SGD, Adam])
 def test_mlp_training_steps_match_cpu(opt_cls):
-    cpu, cuda = _mlp_step("cpu", opt_cls), _mlp_step("cuda", opt_cls)
-    np.testing.assert_allclose(cpu[0], cuda[0], rtol=RTOL64)
-    for k, v in cpu[1].items():
-        assert isinstance(cuda[1][k], np.ndarray)  # state_dict comes back to the host
-        np.testing.assert_allclose(v, cuda[1][k], rtol=RTOL64, atol=ATOL64)
+    assert_same_run(_mlp_step("cpu", opt_cls), _mlp_step("cuda", opt_cls), rtol=RTOL64, atol=ATOL64)
 
 
 @pytest.mark.parametrize("backend", ["eager", "compiled"])
 def test_trainer_backends_on_gpu_match_cpu(backend):
-    from torchlean.zoo import auto_mpg
-
-    data = auto_mpg.load()
-    results = []
-    for device in ("cpu", "cuda"):
-        tl.manual_seed(0)
-        trainer = tl.Trainer(auto_mpg.mlp(), optimizer="adam", lr=0.01, dtype="float64", device=device,
-                             backend=backend)
-        trained = trainer.train(data.train(), steps=30, batch_size=32, progress=False)
-        assert trained.model[0].weight.device == device
-        results.append((trained.eval(data.test())["loss"], trained.model.state_dict()))
-    assert results[0][0] == pytest.approx(results[1][0], rel=1e-9)
-    for k, v in results[0][1].items():
-        np.testing.assert_allclose(v, results[1][1][k], rtol=1e-9, atol=1e-12)
+    assert_same_run(*(trainer_run(device, backend, steps=30) for device in ("cpu", "cuda")),
+                    rtol=1e-9, atol=1e-12)
 
 
 def test_conv_pool_attention_and_norm_gradients_match_cpu():
@@ -182,13 +156,10 @@ def test_checkpoint_saved_on_gpu_resumes_on_cpu(tmp_path):
     from torchlean.runtime.checkpoint import load_checkpoint, save_checkpoint
 
     losses, state = _mlp_step("cuda", Adam)
-    tl.manual_seed(0)
-    model = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
-    model = model.to(dtype="float64").to("cuda")
+    model = mlp(WIDTHS, "cuda")
     model.load_state_dict(state)
     save_checkpoint(tmp_path / "c.npz", model, Adam(model.parameters(), lr=0.05))
-    cpu_model = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
-    cpu_model = cpu_model.to(dtype="float64")
+    cpu_model = mlp(WIDTHS, "cpu")
     load_checkpoint(tmp_path / "c.npz", cpu_model, Adam(cpu_model.parameters(), lr=0.05))
     for k, v in cpu_model.state_dict().items():
         np.testing.assert_array_equal(v, state[k])
