@@ -26,9 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from bench_training import torchlean_runner  # noqa: E402  (this folder: the one timed step)
+
 import torchlean as tl  # noqa: E402
 from torchlean.runtime import functional as F  # noqa: E402
-from torchlean.runtime.compiled import CompiledStep  # noqa: E402
 
 
 def models(quick: bool) -> list[tuple[str, Any, tuple[int, ...], tuple[int, ...]]]:
@@ -78,30 +79,18 @@ def time_model(torch, args: argparse.Namespace, name: str, make, xs, ys) -> str:
     data = [(rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ys).astype(np.float32))
             for _ in range(4)]
 
-    def ours(compiled: bool):
+    def build():
         tl.manual_seed(0)
-        layer = make(tl.nn).to("cuda")
-        opt = tl.optim.SGD(layer.parameters(), lr=0.01)
-        step = CompiledStep(layer, F.mse_loss) if compiled else None
-        batches = [(tl.tensor(x, device="cuda"), tl.tensor(y, device="cuda")) for x, y in data]
+        return make(tl.nn)
 
-        def run(i: int) -> float:
-            x, y = batches[i % len(batches)]
-            if step is not None:
-                loss = step(x, y)
-            else:
-                layer.zero_grad()
-                loss = F.mse_loss(layer(x), y)
-                loss.backward()
-            opt.step()
-            return float(loss.detach().item())
+    def ours(compiled: bool):  # .item() each step: the GPU's queue drains inside the timed block
+        run, _, state = torchlean_runner(build, data, F.mse_loss, compiled, "cuda")
+        return (lambda i: float(run(i).item())), state
 
-        return run, layer
-
-    eager, layer = ours(False)
+    eager, state = ours(False)
     comp, _ = ours(True)
     tm = make(torch.nn)  # the same architecture with torchlean's initial weights
-    tm.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in layer.state_dict().items()})
+    tm.load_state_dict({k: torch.tensor(v) for k, v in state.items()})
     tm = tm.cuda()
     topt = torch.optim.SGD(tm.parameters(), lr=0.01)
     tdata = [(torch.tensor(x).cuda(), torch.tensor(y).cuda()) for x, y in data]

@@ -79,6 +79,9 @@ def make_case(case: str, device: str):
 
 
 def torchlean_runner(build, data, loss_fn, compiled: bool, device: str, fortran: bool = False):
+    """One SGD training step of ``build()`` on ``device``, eager or compiled, as ``run(i)`` (batch
+    ``i`` mod len(data); returns the step's detached loss, also appended to ``losses``), with the
+    model's initial state (host arrays). bench_gpu.py and transformer_vs_torch.py time the same step."""
     model = build()
     if fortran:  # experiment: Linear weights stored column-major (same values; see bench/README.md)
         for p in model.parameters():
@@ -92,7 +95,7 @@ def torchlean_runner(build, data, loss_fn, compiled: bool, device: str, fortran:
     step = CompiledStep(model, loss_fn) if compiled else None
     losses: list[float] = []
 
-    def run(i: int) -> None:
+    def run(i: int):
         x, y = batches[i % len(batches)]
         if step is not None:
             loss = step(x, y)
@@ -102,6 +105,7 @@ def torchlean_runner(build, data, loss_fn, compiled: bool, device: str, fortran:
             loss.backward()
         opt.step()
         losses.append(loss.detach())  # not the Tensor itself: its tape would keep every step alive
+        return losses[-1]
 
     return run, losses, state
 

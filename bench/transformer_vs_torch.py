@@ -20,9 +20,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from bench_training import torchlean_runner  # noqa: E402  (this folder: the one timed step)
+
 import torchlean as tl  # noqa: E402
 from torchlean.runtime import functional as F  # noqa: E402
-from torchlean.runtime.compiled import CompiledStep  # noqa: E402
 
 D, HEADS, FF, BATCH, LENGTH = 64, 4, 128, 32, 16
 
@@ -39,30 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     data = [(rng.standard_normal((BATCH, LENGTH, D)).astype(np.float32),
              rng.standard_normal((BATCH, LENGTH, D)).astype(np.float32)) for _ in range(4)]
 
-    def ours(compiled: bool):
+    def build():
         tl.manual_seed(0)
-        layer = tl.nn.TransformerEncoderLayer(D, HEADS, FF, dropout=0.0, batch_first=True)
-        opt = tl.optim.SGD(layer.parameters(), lr=0.01)
-        step = CompiledStep(layer, F.mse_loss) if compiled else None
-        batches = [(tl.tensor(x), tl.tensor(y)) for x, y in data]
+        return tl.nn.TransformerEncoderLayer(D, HEADS, FF, dropout=0.0, batch_first=True)
 
-        def run(i: int) -> float:
-            x, y = batches[i % len(batches)]
-            if step is not None:
-                loss = step(x, y)
-            else:
-                layer.zero_grad()
-                loss = F.mse_loss(layer(x), y)
-                loss.backward()
-            opt.step()
-            return float(loss.detach())
+    def ours(compiled: bool):
+        run, _, state = torchlean_runner(build, data, F.mse_loss, compiled, "cpu")
+        return (lambda i: float(run(i))), state
 
-        return run, layer
-
-    eager, layer = ours(False)
+    eager, state = ours(False)
     comp, _ = ours(True)
     tm = torch.nn.TransformerEncoderLayer(D, HEADS, FF, dropout=0.0, batch_first=True)
-    tm.load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in layer.state_dict().items()})
+    tm.load_state_dict({k: torch.tensor(v) for k, v in state.items()})
     topt = torch.optim.SGD(tm.parameters(), lr=0.01)
     tdata = [(torch.tensor(x), torch.tensor(y)) for x, y in data]
 
