@@ -12,18 +12,15 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from tests.test_graph_relu_bab import _spec, cnn_instance
+from tests.test_graph_relu_bab import proved_instance
 from torchlean.certificates import fast_vnn
 from torchlean.certificates.bounds import check_vnn
-from torchlean.verify import general
 
 
 @pytest.fixture(scope="module")
 def proved():
     """test_graph_relu_bab's CNN and property, proved by ReLU splitting with α and β."""
-    _, t, x0, lab = cnn_instance()
-    spec = _spec(x0, lab, 0.09)
-    res = general.verify_target(t, spec, timeout=60)
+    t, spec, res = proved_instance()
     assert res.verdict == "unsat"
     return t, spec, res
 

@@ -7,6 +7,7 @@ inputs for), so the only way to a verdict past root CROWN/α-CROWN is splitting 
 from __future__ import annotations
 
 import copy
+import functools
 from fractions import Fraction
 
 import numpy as np
@@ -50,12 +51,19 @@ def _spec(x0, lab, eps):
     return Spec(N * N, 2, (Region(lo, hi, ((Atom(tuple(a), Fraction(0), False),),)),))
 
 
-@pytest.fixture(scope="module")
-def proved(net):
-    _, t, x0, lab = net
+@functools.cache
+def proved_instance():
+    """(target, spec, result): ``cnn_instance`` at radius 0.09 verified by ReLU splitting, once per
+    process (test_split_prior and test_fast_leaf_batch read the same certificate; tests copy it
+    before mutating it)."""
+    _, t, x0, lab = cnn_instance()
     spec = _spec(x0, lab, 0.09)
-    res = general.verify_target(t, spec, timeout=60)
-    return t, spec, res
+    return t, spec, general.verify_target(t, spec, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def proved():
+    return proved_instance()
 
 
 def test_root_crown_fails_and_relu_splits_prove_it(net, proved):

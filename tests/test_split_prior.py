@@ -18,7 +18,7 @@ from torchlean import nn
 from torchlean.certificates import engine
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.bounds import check_vnn, walk
-from torchlean.verify import general, table
+from torchlean.verify import table
 
 N = 9  # 81 inputs: the general search splits ReLUs, not inputs
 
@@ -167,11 +167,9 @@ def test_walk_names_parents_and_splits():
 @pytest.fixture(scope="module")
 def proved():
     """tests/test_graph_relu_bab.py's instance: root CROWN fails, ReLU splits prove it."""
-    from tests.test_graph_relu_bab import _spec, cnn_instance
+    from tests.test_graph_relu_bab import proved_instance
 
-    _, t, x0, lab = cnn_instance()
-    spec = _spec(x0, lab, 0.09)
-    res = general.verify_target(t, spec, timeout=60)
+    t, spec, res = proved_instance()
     assert res.verdict == "unsat"
     return t, spec, res
 
