@@ -151,17 +151,23 @@ def test_wrong_format_is_rejected_with_forms(cert):
 def test_certificate_from_undercounting_forms_is_rejected(monkeypatch):
     """A producer whose magnitude forms claim |v| <= g/1000 states smaller steps and epsilons;
     the honest checker recomputes the forms and rejects them."""
-    g = mlp([4, 8, 8, 2], "relu", seed=3)
-    good = epsilons(bound_certificate(g, BOX))
     real = ef.magnitude
 
     def shrunk(lo, hi, L, U):
         m = real(lo, hi, L, U)
         return None if m is None else [a / 1000 for a in m]
 
-    monkeypatch.setattr(ef, "magnitude", shrunk)
+    _undercounting_producer_is_rejected(monkeypatch, "magnitude", shrunk)
+
+
+def _undercounting_producer_is_rejected(monkeypatch, name, fake):
+    """``errorforms.<name>`` replaced by ``fake`` while a certificate is made: its epsilons are
+    smaller than the honest ones, and the checker (with the real rule) rejects it."""
+    g = mlp([4, 8, 8, 2], "relu", seed=3)
+    good = epsilons(bound_certificate(g, BOX))
+    monkeypatch.setattr(ef, name, fake)
     bad = bound_certificate(g, BOX)
-    monkeypatch.setattr(ef, "magnitude", real)
+    monkeypatch.undo()
     assert any(b < a for a, b in zip(good, epsilons(bad)))
     v = check(bad)
     assert not v.ok and "claimed error" in v.reason
@@ -250,16 +256,9 @@ def test_node_rule_covers_every_tree_and_beats_the_sign_split():
 def test_certificate_from_an_undercounting_node_rule_is_rejected(monkeypatch):
     """A producer whose node rule drops the largest node (n - 1 node roundings, no final one)
     states smaller epsilons; the checker recomputes the rule and rejects them."""
-    g = mlp([4, 8, 8, 2], "relu", seed=3)
-    good = epsilons(bound_certificate(g, BOX))
     real = ef.dot_error
 
     def fewer(ctx, terms, c, S, n):
         return real(ctx, terms, c, S, n - 1) if n > 2 else real(ctx, terms, c, S, n)
 
-    monkeypatch.setattr(ef, "dot_error", fewer)
-    bad = bound_certificate(g, BOX)
-    monkeypatch.setattr(ef, "dot_error", real)
-    assert any(b < a for a, b in zip(good, epsilons(bad)))
-    v = check(bad)
-    assert not v.ok and "claimed error" in v.reason
+    _undercounting_producer_is_rejected(monkeypatch, "dot_error", fewer)
