@@ -366,18 +366,22 @@ def shared_slopes(bg: Any, fg: Any, box: Any, st: Any, djs: list[Any], alls: lis
         return sum(min(float(fe.bound_forms(s, d.F)[0].max()), 0.0) for d in alls)
 
     best_v, best, best_st = worst(st), {}, st
-    cur: dict[int, np.ndarray] = {}
+    cur: dict[int, np.ndarray] = {}  # the slopes so far (nan: the element's default)
+
+    def slopes(bs: Any, n: int) -> Any:  # ``n`` rows' default slopes, the current ones written in
+        sl = bs.default_slopes(n)
+        for k, s in cur.items():
+            sl[k][0][:] = np.where(np.isnan(s), sl[k][0], s)
+        return sl
+
     for t in range(rounds):
         if stop():
             break
         bs = Backsub.from_fast(bg, fg, st, FAST)
-        sl = bs.default_slopes(lam0.shape[0])
-        for k, s in cur.items():
-            sl[k][0][:] = np.where(np.isnan(s), sl[k][0], s)
-        _, g = bs.bound(lam0, c0, sl, want_grad=True)
+        _, g = bs.bound(lam0, c0, slopes(bs, lam0.shape[0]), want_grad=True)
         grad = {k: g[k][0].sum((0, 1)) for k in relus}
         lam = {k: np.minimum(bs.lk[k], 0).sum((0, 1)) for k in relus}  # (what the rows pay)
-        rows, wts, where = [], [], []
+        rows, wts = [], []
         for k in relus[1:]:  # (the first relu node's bounds do not depend on any slope)
             l, u = st.arg[k][0][0], st.arg[k][1][0]
             un = np.nonzero((l < 0) & (u > 0))[0]
@@ -387,16 +391,12 @@ def shared_slopes(bg: Any, fg: Any, box: Any, st: Any, djs: list[Any], alls: lis
             d2 = (u[un] - l[un]) ** 2
             rows += [A, -A]
             wts += [-lam[k][un] * u[un] ** 2 / d2, -lam[k][un] * l[un] ** 2 / d2]
-            where.append(k)
         if rows and max_rows:
             Ar, w = np.concatenate(rows), np.concatenate(wts)
             keep = w >= max(np.sort(w)[-max_rows:][0], 1e-300)  # (the rows that weigh most)
             if keep.any():
                 Ar, w = Ar[keep], w[keep]
-                sl2 = bs.default_slopes(Ar.shape[0])
-                for k, s in cur.items():
-                    sl2[k][0][:] = np.where(np.isnan(s), sl2[k][0], s)
-                _, g2 = bs.bound(Ar, np.zeros(Ar.shape[0]), sl2, want_grad=True)
+                _, g2 = bs.bound(Ar, np.zeros(Ar.shape[0]), slopes(bs, Ar.shape[0]), want_grad=True)
                 for k in relus:
                     grad[k] = grad[k] + (g2[k][0][0] * w[:, None]).sum(0)
         step = lr * 0.8 ** t
@@ -404,8 +404,8 @@ def shared_slopes(bg: Any, fg: Any, box: Any, st: Any, djs: list[Any], alls: lis
         for k in relus:
             l, u = st.arg[k][0][0], st.arg[k][1][0]
             un = (l < 0) & (u > 0)
-            base = cur.get(k, np.where(u > -l, 1.0, 0.0))
-            base = np.where(np.isnan(base), np.where(u > -l, 1.0, 0.0), base)
+            default = np.where(u > -l, 1.0, 0.0)  # (CROWN's adaptive lower slope)
+            base = np.where(np.isnan(cur[k]), default, cur[k]) if k in cur else default
             s = np.clip(base + step * np.sign(grad[k]), 0.0, 1.0).astype(np.float32).astype(float)
             nxt[k] = np.where(un, s, np.nan)
         cur = nxt
