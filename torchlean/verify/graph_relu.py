@@ -333,27 +333,28 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
     if st is None:
         return None
     djs = [Disjunct(bg, region, j) for j in range(len(region.disjuncts))]
+    lbs = [fe.bound_forms(st, d.F)[0] for d in djs]  # (the root's lower bounds, per disjunct row)
+    opens = [d for d, lb in zip(djs, lbs) if lb.max() <= EPS]
     shared: dict[int, Any] = {}
-    if use_shared(bg) and any(fe.bound_forms(st, d.F)[0].max() <= EPS for d in djs):
+    if use_shared(bg) and opens:
         # α on the intermediate bounds: shared slopes for every back-substitution of the region,
         # carried in the certificate (``"arg_slopes"``); at most SHARED_SHARE of what is left
         stop_at = time.perf_counter() + SHARED_SHARE * (deadline - time.perf_counter())
-        opens = [d for d in djs if fe.bound_forms(st, d.F)[0].max() <= EPS]
         shared, st2 = alpha.shared_slopes(bg, fe.compiled(bg), box, st, opens, djs,
                                           lambda f: _until(min(deadline, stop_at), f),
                                           lambda: time.perf_counter() > stop_at)
+        lbs2 = [fe.bound_forms(st2, d.F)[0] for d in djs] if shared else []
         # kept only where they close a disjunct at the root: fixed at the root's optimum, they
         # are no better than the default (adaptive) slopes in the ReLU splits' subproblems, and
         # made oval21's img5303 search slower (bench/README.md, "α on intermediate bounds")
-        if shared and sum(fe.bound_forms(st2, d.F)[0].max() <= EPS for d in djs) < len(opens):
-            st = st2
+        if shared and sum(lb.max() <= EPS for lb in lbs2) < len(opens):
+            st, lbs = st2, lbs2
             stats["shared_slopes"] = sum(int((~np.isnan(a)).sum()) for a, _ in shared.values())
         else:
             shared = {}
     trees: list[Any] = []
     root = []
-    for dj in djs:
-        lb = fe.bound_forms(st, dj.F)[0]
+    for dj, lb in zip(djs, lbs):
         r = int(lb.argmax())
         root.append(float(lb[r]))
         trees.append([["leaf", [[choice(dj.names[r]), threshold(lb[r])]]]] if lb[r] > EPS else None)
