@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .functions import EXP_MAX, FUNCTIONS, GELU_A, GELU_C, DomainError
+from .functions import FUNCTIONS, GELU_A, GELU_C, DomainError
 from .slopes import POLICIES
 
 R = 2.0**-36
@@ -147,17 +147,6 @@ _F: dict[str, tuple[Callable[..., Pair], Callable[..., Pair]]] = {
     "pow": (_pow, _pow_d),
 }
 
-_DOMAIN: dict[str, Callable[..., Arr]] = {
-    "log": lambda l, u: l > 0,
-    "rsqrt": lambda l, u: l > 0,
-    "sqrt": lambda l, u: l >= 0,
-    "reciprocal": lambda l, u: (l > 0) | (u < 0),
-    "exp": lambda l, u: u <= EXP_MAX,
-    "pow": lambda l, u, exponent=2: (
-        (float(exponent) >= 0) | (l > 0) | (u < 0) if float(exponent).is_integer() else l > 0),
-}
-
-
 # f and f' computed exactly in binary64 (max(x, 0), |x|, 0 and +-1): no charge, so a dead ReLU's
 # range is exactly [0, 0] as in the exact row (the engines' max-dominance test and ties need it)
 _EXACT_F = {"relu", "abs"}
@@ -180,8 +169,7 @@ class FastRow:
     def _check(self, l: Arr, u: Arr, attrs: dict[str, Any]) -> None:
         if (l > u).any():
             raise DomainError(f"{self.name}: empty interval")
-        dom = _DOMAIN.get(self.name)
-        if dom is not None and not np.all(dom(l, u, **attrs)):
+        if not np.all(FUNCTIONS[self.name].domain(l, u, **attrs)):
             raise DomainError(f"{self.name}: interval outside the domain")
 
     def usable(self, l: Any, u: Any, **attrs: Any) -> Arr:
@@ -190,9 +178,8 @@ class FastRow:
         (every row accepts [1, 1] as a stand-in)."""
         l, u = np.broadcast_arrays(np.asarray(l, dtype=np.float64), np.asarray(u, dtype=np.float64))
         ok = np.isfinite(l) & np.isfinite(u) & (l <= u)
-        dom = _DOMAIN.get(self.name)
         with np.errstate(invalid="ignore"):
-            return ok & dom(l, u, **attrs) if dom is not None else ok
+            return ok & FUNCTIONS[self.name].domain(l, u, **attrs)
 
     def _f(self, x: Arr, attrs: dict[str, Any], up: bool, d: bool = False) -> Arr:
         """a lower (upper) bound of f(x) (or f'(x) when d)."""

@@ -64,7 +64,7 @@ from typing import Any
 
 from . import intervals, slopes
 from .core import Rejected
-from .enclosures import (  # noqa: F401  (EXP_MAX, DomainError: re-exported for the fast rows)
+from .enclosures import (  # noqa: F401  (DomainError: re-exported for the fast rows)
     EXP_MAX,
     ONE,
     ZERO,
@@ -116,6 +116,8 @@ class Row:
     pieces: Callable[..., list[Piece]]
     monotone: int | Callable[..., int] = 0  # +1 increasing, -1 decreasing, 0 neither (or f(**attrs))
     lip: Q = ZERO  # bound of |f'| on the "unknown" pieces
+    #: [l, u] inside the domain; written with | and comparisons only, so that the fast rows apply
+    #: the same rule to numpy arrays elementwise
     domain: Callable[..., bool] = field(default=lambda l, u, **_: True)
     ival: Callable[..., Enc] | None = None  # intervals.py rule (piecewise-linear rows, square)
     ff: Callable[..., float] | None = None  # float f, only to choose slopes (never trusted)
@@ -405,9 +407,7 @@ def _pow_pieces(**attrs: Any) -> list[Piece]:
 
 def _pow_domain(l: Q, u: Q, **attrs: Any) -> bool:
     c = _pow_c(attrs)
-    if c.denominator != 1:
-        return l > 0
-    return c >= 0 or l > 0 or u < 0
+    return l > 0 if c.denominator != 1 else (c >= 0) | (l > 0) | (u < 0)
 
 
 def _pow_mono(**attrs: Any) -> int:
@@ -433,7 +433,7 @@ FUNCTIONS: dict[str, Row] = {r.name: r for r in [
     Row("square", _exact(lambda x: x * x), _exact(lambda x: 2 * x), lambda x: 2 * x, _ALL,
         ival=lambda l, u: intervals.interval_square((l, u))),
     Row("reciprocal", _exact(lambda x: 1 / x), _recip_d, lambda x: -1 / (x * x) if x else -math.inf,
-        _pieces("concave", ZERO, "convex"), -1, domain=lambda l, u, **_: l > 0 or u < 0),
+        _pieces("concave", ZERO, "convex"), -1, domain=lambda l, u, **_: (l > 0) | (u < 0)),
     Row("exp", lambda x, **_: exp_enc(x), lambda x, **_: exp_enc(x), _fexp, _ALL, 1,
         domain=lambda l, u, **_: u <= EXP_MAX),
     Row("log", lambda x, **_: log_enc(x), _exact(lambda x: 1 / x), lambda x: 1 / x if x > 0 else math.inf,
