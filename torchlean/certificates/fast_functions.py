@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .functions import FUNCTIONS, GELU_A, GELU_C, DomainError
-from .slopes import POLICIES
+from .slopes import POLICIES, s_curve
 
 R = 2.0**-36
 TINY = 2.0**-1000
@@ -262,32 +262,8 @@ class FastRow:
             if sel.any():
                 c = np.full(int(sel.sum()), ps[j][1])
                 with np.errstate(all="ignore"):
-                    lo[sel], up[sel] = _s_curve(f, df, l[sel], c, u[sel], chord[sel], ps[j][2] == "convex")
-
-
-def _through(f: Callable[[Arr], Arr], df: Callable[[Arr], Arr], p: Arr, q: Arr, x0: Arr) -> Arr:
-    """``slopes.tangent_through``, elementwise (60 bisection steps)."""
-    fx0 = f(x0)
-    h = lambda t: f(t) + df(t) * (x0 - t) - fx0  # noqa: E731
-    hp = h(p)
-    sign, p0 = hp > 0, p
-    for _ in range(60):
-        mid = p + (q - p) / 2
-        same = (h(mid) > 0) == sign
-        p, q = np.where(same, mid, p), np.where(same, q, mid)
-    return np.where((hp == 0) | ~np.isfinite(hp), p0, q)
-
-
-def _s_curve(f: Callable[[Arr], Arr], df: Callable[[Arr], Arr], l: Arr, c: Arr, u: Arr, chord: Arr,
-             convex_left: bool) -> Pair:
-    """``slopes.s_curve``, elementwise."""
-    if not convex_left:
-        lo, up = _s_curve(lambda x: f(-x), lambda x: -df(-x), -u, -c, -l, -chord, True)
-        return -lo, -up
-    m = l + (u - l) / 2
-    lower = np.where(df(l) >= chord, chord, df(np.minimum(_through(f, df, l, c, u), m)))
-    upper = np.where(df(u) >= chord, chord, df(np.maximum(_through(f, df, c, u, l), m)))
-    return lower, upper
+                    lo[sel], up[sel] = s_curve(f, df, l[sel], c, u[sel], chord[sel], ps[j][2] == "convex",
+                                               np.where)
 
 
 def _pieces(name: str, attrs: dict[str, Any]) -> list[tuple[float, float, str]]:
