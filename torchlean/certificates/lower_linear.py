@@ -100,37 +100,24 @@ def _conv2d(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     rows = [_window(i, s[0], p[0], kh, d[0], h) for i in range(ho)]
     cols = [_window(j, s[1], p[1], kw, d[1], wd) for j in range(wo)]
     pv = plain_vars(x.v)
-    if pv is not None:  # distinct variables read directly: each output's form is its nonzero weights
-        wz = [q if q else None for q in w.v]
-        for b in range(n):
-            for oc in range(o):
-                gi = oc // og
-                for i in range(ho):
-                    for j in range(wo):
-                        t = {}
-                        for ci in range(cg):
-                            xc = ((b * c + gi * cg + ci) * h) * wd
-                            wc = ((oc * cg + ci) * kh) * kw
-                            for ta, r in rows[i]:
-                                for tb, q in cols[j]:
-                                    a = wz[wc + ta * kw + tb]
-                                    if a is not None:
-                                        t[pv[xc + r * wd + q]] = a
-                        out.append(Aff(t) if t else Q(0))
-        return Tensor((n, o, ho, wo), out)
+    wz = [q if q else None for q in w.v]  # (the zero test once per weight)
     for b in range(n):
         for oc in range(o):
             gi = oc // og
             for i in range(ho):
                 for j in range(wo):
-                    terms = []
+                    terms = []  # (weight index, input index) of the window's nonzero weights
                     for ci in range(cg):
                         xc = ((b * c + gi * cg + ci) * h) * wd
                         wc = ((oc * cg + ci) * kh) * kw
                         for ta, r in rows[i]:
                             for tb, q in cols[j]:
-                                terms.append((w.v[wc + ta * kw + tb], x.v[xc + r * wd + q]))
-                    out.append(_lin(terms))
+                                if wz[wc + ta * kw + tb] is not None:
+                                    terms.append((wc + ta * kw + tb, xc + r * wd + q))
+                    if pv is not None:  # distinct variables read directly: the form is the weights
+                        out.append(Aff({pv[xi]: wz[wi] for wi, xi in terms}) if terms else Q(0))
+                    else:
+                        out.append(_lin([(wz[wi], x.v[xi]) for wi, xi in terms]))
     return Tensor((n, o, ho, wo), out)
 
 
