@@ -49,8 +49,7 @@ def _relaxation(st: _State, k: int, slopes: Any = None, policy: str = POLICIES[0
     elif node.kind == "fn":
         row = FAST[node.fn]
         ok, fl, fu = _usable(row, al, au, node.attrs)
-        sl, su = row.policy_slopes(policy, fl, fu, **node.attrs)
-        sl, su = (np.where(np.isfinite(s), s, 0.0) * np.ones_like(al) for s in (sl, su))
+        sl, su = row.policy_slopes(policy, fl, fu, **node.attrs)  # (finite, (B, m))
         if sh is not None:  # (shared slopes, as engine._lines: a kinked row's only where unstable)
             use = (al < 0) & (au > 0) if node.fn in EXACT_AT_STABLE else True
             sl, su = (np.where(use & ~np.isnan(t), t, s) for s, t in ((sl, sh[0]), (su, sh[1])))

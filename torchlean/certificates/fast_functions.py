@@ -233,13 +233,12 @@ class FastRow:
             m = l + (u - l) / 2
             tangent = _F[self.name][1](m, **attrs)[0]
             chord = np.where(u > l, (fu - fl) / (u - l), tangent)
-        lo, up = chord.copy(), chord.copy()
         kinds = np.full(l.shape, 0)  # bit 1: meets a convex piece, 2: concave, 4: other
         for p, q, kind in _pieces(self.name, attrs):
             meets = (p < u) & (q > l)
             kinds |= meets * {"convex": 1, "concave": 2}.get(kind, 4)
-        lo = np.where(kinds == 1, tangent, lo)
-        up = np.where(kinds == 2, tangent, up)
+        lo = np.where(kinds == 1, tangent, chord)
+        up = np.where(kinds == 2, tangent, chord)
         if self.name in ("relu", "leaky_relu"):
             alt = attrs.get("slope", 0.01) if self.name == "leaky_relu" else 0.0
             lo = np.where((l < 0) & (0 < u), np.where(u >= -l, 1.0, alt), lo)
