@@ -106,18 +106,20 @@ def _conv2d(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
             gi = oc // og
             for i in range(ho):
                 for j in range(wo):
-                    terms = []  # (weight index, input index) of the window's nonzero weights
+                    t, terms = {}, []  # the form's terms (plain variables), else (weight, element)
                     for ci in range(cg):
                         xc = ((b * c + gi * cg + ci) * h) * wd
                         wc = ((oc * cg + ci) * kh) * kw
                         for ta, r in rows[i]:
                             for tb, q in cols[j]:
-                                if wz[wc + ta * kw + tb] is not None:
-                                    terms.append((wc + ta * kw + tb, xc + r * wd + q))
-                    if pv is not None:  # distinct variables read directly: the form is the weights
-                        out.append(Aff({pv[xi]: wz[wi] for wi, xi in terms}) if terms else Q(0))
-                    else:
-                        out.append(_lin([(wz[wi], x.v[xi]) for wi, xi in terms]))
+                                a = wz[wc + ta * kw + tb]
+                                if a is None:
+                                    continue
+                                if pv is not None:  # distinct variables read directly: the weights
+                                    t[pv[xc + r * wd + q]] = a
+                                else:
+                                    terms.append((a, x.v[xc + r * wd + q]))
+                    out.append((Aff(t) if t else Q(0)) if pv is not None else _lin(terms))
     return Tensor((n, o, ho, wo), out)
 
 
