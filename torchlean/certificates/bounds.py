@@ -60,15 +60,22 @@ def proof_combo(p: Any, disj: tuple[Any, ...], where: str) -> Combo:
 def combos_used(region: Region, proof_lists: list[Any]) -> list[list[Combo]]:
     """Every combination the leaves use, per disjunct (validated), in a fixed order."""
     used: list[set[Combo]] = [set() for _ in region.disjuncts]
-    for i, proofs in enumerate(proof_lists):  # (once per leaf: conditions raise directly)
-        if not (isinstance(proofs, list) and len(proofs) == len(region.disjuncts)):
-            raise Rejected(f"leaf {i}: needs one proof per disjunct ({len(region.disjuncts)})")
-        where = f"leaf {i}"
-        for j, p in enumerate(proofs):
-            if not (isinstance(p, list) and len(p) in (2, 3)):
-                raise Rejected(f"{where}: proof {j} malformed")
-            used[j].add(proof_combo(p[0], region.disjuncts[j], where))
+    for i, proofs in enumerate(proof_lists):
+        for j, _, combo in leaf_proofs(proofs, region, f"leaf {i}"):
+            used[j].add(combo)
     return [sorted(u) for u in used]
+
+
+def leaf_proofs(proofs: Any, region: Region, where: str) -> Iterator[tuple[int, list[Any], Combo]]:
+    """(j, proof, its atom combination) for each disjunct j of the region: ``proofs`` must hold
+    one ``[k or [k, ...], beta(, extras)]`` per disjunct. (Runs once per leaf, so its conditions
+    raise directly: a ``require`` message would be formatted for every leaf that passes.)"""
+    if not (isinstance(proofs, list) and len(proofs) == len(region.disjuncts)):
+        raise Rejected(f"{where}: needs one proof per disjunct ({len(region.disjuncts)})")
+    for j, p in enumerate(proofs):
+        if not (isinstance(p, list) and len(p) in (2, 3)):
+            raise Rejected(f"{where}: proof {j} malformed")
+        yield j, p, proof_combo(p[0], region.disjuncts[j], where)
 
 
 Corners = list[Fraction | float]  # exact values (floats stand for themselves)
@@ -158,17 +165,9 @@ def check_leaf_proofs(
     """Each disjunct j: proofs[j] = [k or [k, ...], beta(, extras)] with lower(row of that
     combination, extras) >= beta > 0 (``lower`` gives an exact value, or a float that is one).
     ``read_extras(proof, where)`` reads a proof's third element (``graph_vnn.read_slopes``; a
-    proof without one passes None).
-
-    Runs once per leaf, so its conditions raise directly: a ``require`` message would be
-    formatted for every leaf that passes."""
-    disjuncts = region.disjuncts
-    if not (isinstance(proofs, list) and len(proofs) == len(disjuncts)):
-        raise Rejected(f"{where}: needs one proof per disjunct ({len(disjuncts)})")
-    for j, p in enumerate(proofs):
-        if not (isinstance(p, list) and len(p) in (2, 3)):
-            raise Rejected(f"{where}: proof {j} malformed")
-        combo, beta = proof_combo(p[0], disjuncts[j], where), ratio(p[1])
+    proof without one passes None). Its conditions raise directly, as ``leaf_proofs``'s."""
+    for j, p, combo in leaf_proofs(proofs, region, where):
+        beta = ratio(p[1])
         extras = read_extras(p, f"{where}: disjunct {j}") if len(p) == 3 else None
         if beta[0] <= 0:
             raise Rejected(f"{where}: disjunct {j}: claimed bound {Fraction(*beta)} is not positive")

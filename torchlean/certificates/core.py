@@ -187,16 +187,22 @@ def at_least(x: Fraction | float, q: Fraction | tuple[int, int]) -> bool:
     return a * d >= n * b
 
 
+def float_below(q: Fraction) -> float:
+    """The largest float <= q (float(q) rounds to nearest); OverflowError past binary64. The one
+    outward rounding of exact numbers to floats (``float_down``, ``fast_forms.outward``)."""
+    f = float(q)
+    if f.as_integer_ratio() == (q.numerator, q.denominator):  # (exact: the common case)
+        return f
+    return math.nextafter(f, -math.inf) if Fraction(f) > q else f
+
+
 def float_down(q: Fraction) -> Fraction:
     """A float-valued rational <= q (short numbers for the exact replay); q itself when no float
     is that large (still a valid bound: only the shortening is skipped)."""
     try:
-        f = float(q)
+        return Fraction(float_below(q))
     except OverflowError:
         return q
-    if Fraction(f) > q:
-        f = math.nextafter(f, -math.inf)
-    return Fraction(f)
 
 
 def float_up(q: Fraction) -> Fraction:

@@ -49,8 +49,7 @@ def _relaxation(st: _State, k: int, slopes: Any = None, policy: str = POLICIES[0
     elif node.kind == "fn":
         row = FAST[node.fn]
         ok, fl, fu = _usable(row, al, au, node.attrs)
-        sl, su = row.policy_slopes(policy, fl, fu, **node.attrs)
-        sl, su = (np.where(np.isfinite(s), s, 0.0) * np.ones_like(al) for s in (sl, su))
+        sl, su = row.policy_slopes(policy, fl, fu, **node.attrs)  # (finite, (B, m))
         if sh is not None:  # (shared slopes, as engine._lines: a kinked row's only where unstable)
             use = (al < 0) & (au > 0) if node.fn in EXACT_AT_STABLE else True
             sl, su = (np.where(use & ~np.isnan(t), t, s) for s, t in ((sl, sh[0]), (su, sh[1])))
@@ -62,9 +61,8 @@ def _relaxation(st: _State, k: int, slopes: Any = None, policy: str = POLICIES[0
                np.where(ok, row.upper_intercept(fl, fu, su, **node.attrs), np.inf))
     elif node.kind == "mul":
         lx, ux, lw, uw = al[:, :m], au[:, :m], al[:, m:], au[:, m:]
-        tl, tu = (np.zeros_like(lx), np.zeros_like(lx)) if slopes is None else (
-            np.nan_to_num(np.clip(slopes[0], 0, 1)) if slopes[0] is not None else np.zeros_like(lx),
-            np.nan_to_num(np.clip(slopes[1], 0, 1)) if slopes[1] is not None else np.zeros_like(lx))
+        tl, tu = (np.zeros_like(lx) if t is None else np.nan_to_num(np.clip(t, 0, 1))
+                  for t in (slopes or (None, None)))  # (McCormick weights; NaN: the default 0)
         aL, bL = (1 - tl) * lw + tl * uw, (1 - tl) * lx + tl * ux
         aU, bU = (1 - tu) * uw + tu * lw, (1 - tu) * lx + tu * ux
         cL = _corners(lx, ux, lw, uw, aL, bL, -1)

@@ -5,13 +5,13 @@ numpy."""
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 from itertools import chain
 from typing import Any
 
 import numpy as np
 
+from .core import float_below
 from .lower import Aff
 
 U = 2.0**-53
@@ -23,15 +23,8 @@ def gamma(n: int) -> float:
 
 
 def outward(lo: list[Fraction], hi: list[Fraction]) -> tuple[list[float], list[float]]:
-    """Floats lo_f <= lo and hi_f >= hi."""
-
-    def down(q: Fraction) -> float:
-        f = float(q)
-        if f.as_integer_ratio() == (q.numerator, q.denominator):  # (exact: the common case)
-            return f
-        return math.nextafter(f, -math.inf) if Fraction(f) > q else f
-
-    return [down(q) for q in lo], [-down(-q) for q in hi]
+    """Floats lo_f <= lo and hi_f >= hi (``core.float_below``)."""
+    return [float_below(q) for q in lo], [-float_below(-q) for q in hi]
 
 
 def corners(boxes: list[list[Fraction | float]], cache: dict[Any, Any], side: int) -> np.ndarray:

@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from .functions import EXP_MAX, FUNCTIONS, GELU_A, GELU_C, DomainError
-from .slopes import POLICIES
+from .functions import FUNCTIONS, GELU_A, GELU_C, DomainError
+from .slopes import POLICIES, s_curve
 
 R = 2.0**-36
 TINY = 2.0**-1000
@@ -147,17 +147,6 @@ _F: dict[str, tuple[Callable[..., Pair], Callable[..., Pair]]] = {
     "pow": (_pow, _pow_d),
 }
 
-_DOMAIN: dict[str, Callable[..., Arr]] = {
-    "log": lambda l, u: l > 0,
-    "rsqrt": lambda l, u: l > 0,
-    "sqrt": lambda l, u: l >= 0,
-    "reciprocal": lambda l, u: (l > 0) | (u < 0),
-    "exp": lambda l, u: u <= EXP_MAX,
-    "pow": lambda l, u, exponent=2: (
-        (float(exponent) >= 0) | (l > 0) | (u < 0) if float(exponent).is_integer() else l > 0),
-}
-
-
 # f and f' computed exactly in binary64 (max(x, 0), |x|, 0 and +-1): no charge, so a dead ReLU's
 # range is exactly [0, 0] as in the exact row (the engines' max-dominance test and ties need it)
 _EXACT_F = {"relu", "abs"}
@@ -180,8 +169,7 @@ class FastRow:
     def _check(self, l: Arr, u: Arr, attrs: dict[str, Any]) -> None:
         if (l > u).any():
             raise DomainError(f"{self.name}: empty interval")
-        dom = _DOMAIN.get(self.name)
-        if dom is not None and not np.all(dom(l, u, **attrs)):
+        if not np.all(FUNCTIONS[self.name].domain(l, u, **attrs)):
             raise DomainError(f"{self.name}: interval outside the domain")
 
     def usable(self, l: Any, u: Any, **attrs: Any) -> Arr:
@@ -190,9 +178,8 @@ class FastRow:
         (every row accepts [1, 1] as a stand-in)."""
         l, u = np.broadcast_arrays(np.asarray(l, dtype=np.float64), np.asarray(u, dtype=np.float64))
         ok = np.isfinite(l) & np.isfinite(u) & (l <= u)
-        dom = _DOMAIN.get(self.name)
         with np.errstate(invalid="ignore"):
-            return ok & dom(l, u, **attrs) if dom is not None else ok
+            return ok & FUNCTIONS[self.name].domain(l, u, **attrs)
 
     def _f(self, x: Arr, attrs: dict[str, Any], up: bool, d: bool = False) -> Arr:
         """a lower (upper) bound of f(x) (or f'(x) when d)."""
@@ -246,13 +233,12 @@ class FastRow:
             m = l + (u - l) / 2
             tangent = _F[self.name][1](m, **attrs)[0]
             chord = np.where(u > l, (fu - fl) / (u - l), tangent)
-        lo, up = chord.copy(), chord.copy()
         kinds = np.full(l.shape, 0)  # bit 1: meets a convex piece, 2: concave, 4: other
         for p, q, kind in _pieces(self.name, attrs):
             meets = (p < u) & (q > l)
             kinds |= meets * {"convex": 1, "concave": 2}.get(kind, 4)
-        lo = np.where(kinds == 1, tangent, lo)
-        up = np.where(kinds == 2, tangent, up)
+        lo = np.where(kinds == 1, tangent, chord)
+        up = np.where(kinds == 2, tangent, chord)
         if self.name in ("relu", "leaky_relu"):
             alt = attrs.get("slope", 0.01) if self.name == "leaky_relu" else 0.0
             lo = np.where((l < 0) & (0 < u), np.where(u >= -l, 1.0, alt), lo)
@@ -275,32 +261,8 @@ class FastRow:
             if sel.any():
                 c = np.full(int(sel.sum()), ps[j][1])
                 with np.errstate(all="ignore"):
-                    lo[sel], up[sel] = _s_curve(f, df, l[sel], c, u[sel], chord[sel], ps[j][2] == "convex")
-
-
-def _through(f: Callable[[Arr], Arr], df: Callable[[Arr], Arr], p: Arr, q: Arr, x0: Arr) -> Arr:
-    """``slopes.tangent_through``, elementwise (60 bisection steps)."""
-    fx0 = f(x0)
-    h = lambda t: f(t) + df(t) * (x0 - t) - fx0  # noqa: E731
-    hp = h(p)
-    sign, p0 = hp > 0, p
-    for _ in range(60):
-        mid = p + (q - p) / 2
-        same = (h(mid) > 0) == sign
-        p, q = np.where(same, mid, p), np.where(same, q, mid)
-    return np.where((hp == 0) | ~np.isfinite(hp), p0, q)
-
-
-def _s_curve(f: Callable[[Arr], Arr], df: Callable[[Arr], Arr], l: Arr, c: Arr, u: Arr, chord: Arr,
-             convex_left: bool) -> Pair:
-    """``slopes.s_curve``, elementwise."""
-    if not convex_left:
-        lo, up = _s_curve(lambda x: f(-x), lambda x: -df(-x), -u, -c, -l, -chord, True)
-        return -lo, -up
-    m = l + (u - l) / 2
-    lower = np.where(df(l) >= chord, chord, df(np.minimum(_through(f, df, l, c, u), m)))
-    upper = np.where(df(u) >= chord, chord, df(np.maximum(_through(f, df, c, u, l), m)))
-    return lower, upper
+                    lo[sel], up[sel] = s_curve(f, df, l[sel], c, u[sel], chord[sel], ps[j][2] == "convex",
+                                               np.where)
 
 
 def _pieces(name: str, attrs: dict[str, Any]) -> list[tuple[float, float, str]]:

@@ -128,7 +128,7 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
             lb = fe.bound_forms(st, F)
             got = _batch(bg, F, st, part, region, index, read)
             for b, (_, _, (proofs, _, path, _)) in enumerate(part):
-                check_leaf_proofs(proofs, region, index, _leaf_lower(bg, F, st, lb, got, b, path),
+                check_leaf_proofs(proofs, region, index, _leaf_lower(lb, got, b),
                                   f"{where} leaf {leaf_no[todo[start + b]]}",
                                   lambda p, w, path=path, got=got: got.get(id(p)) or read(p, w, path))
         for i in [i for i in kept if depth[i] < d - 1]:  # (this level's parents are at d - 1)
@@ -167,16 +167,14 @@ def _extras(bg: BoundGraph, F: Any, st: Any, reqs: list[tuple[int, int, Any, Any
     return extras_lower(bg, F, st, [(b, row, ex[1], path) for b, row, ex, path in reqs], slopes)
 
 
-def _leaf_lower(bg: BoundGraph, F: Any, st: Any, lb: np.ndarray, got: dict[Any, Any], b: int,
-                path: dict[tuple[int, int], int]) -> Any:
-    """lower(row, (slopes, mult)) for leaf b of the chunk's state ``st``: the chunk's bound
-    ``lb``, or with extras the larger of it and the extras' bound (``_batch``'s, else alone)."""
+def _leaf_lower(lb: np.ndarray, got: dict[Any, Any], b: int) -> Any:
+    """lower(row, (slopes, mult)) for leaf b of the chunk: the chunk's bound ``lb``, or with
+    extras the larger of it and the extras' bound from ``_batch`` (which bounded every proof
+    that ``check_leaf_proofs`` can reach with extras: the same proof objects, read once)."""
 
     def lower(row: int, ex: Any) -> float:
         if not ex or not (ex[0] or ex[1]):
             return float(lb[b, row])
-        if (b, row, id(ex)) not in got:  # (not met in ``_batch``'s pass)
-            got[b, row, id(ex)] = _extras(bg, F, st, [(b, row, ex, path)])[0]
         return float(max(lb[b, row], got[b, row, id(ex)]))
 
     return lower

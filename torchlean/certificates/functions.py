@@ -64,7 +64,7 @@ from typing import Any
 
 from . import intervals, slopes
 from .core import Rejected
-from .enclosures import (  # noqa: F401  (EXP_MAX, DomainError: re-exported for the fast rows)
+from .enclosures import (  # noqa: F401  (DomainError: re-exported for the fast rows)
     EXP_MAX,
     ONE,
     ZERO,
@@ -116,6 +116,8 @@ class Row:
     pieces: Callable[..., list[Piece]]
     monotone: int | Callable[..., int] = 0  # +1 increasing, -1 decreasing, 0 neither (or f(**attrs))
     lip: Q = ZERO  # bound of |f'| on the "unknown" pieces
+    #: [l, u] inside the domain; written with | and comparisons only, so that the fast rows apply
+    #: the same rule to numpy arrays elementwise
     domain: Callable[..., bool] = field(default=lambda l, u, **_: True)
     ival: Callable[..., Enc] | None = None  # intervals.py rule (piecewise-linear rows, square)
     ff: Callable[..., float] | None = None  # float f, only to choose slopes (never trusted)
@@ -330,11 +332,6 @@ def _gelu_df(x: Q, **_: Any) -> Enc:
     return _sum(sigmoid_enc(v), _smul(x * dv, dsigmoid_enc(v)))
 
 
-def _recip_d(x: Q, **_: Any) -> Enc:
-    y = -1 / (x * x)
-    return y, y
-
-
 def _rsqrt(x: Q, **_: Any) -> Enc:
     lo, hi = sqrt_enc(x)
     return _out(1 / hi, 1 / lo)
@@ -348,10 +345,6 @@ def _rsqrt_d(x: Q, **_: Any) -> Enc:
 def _sqrt_d(x: Q, **_: Any) -> Enc:
     lo, hi = sqrt_enc(x)
     return 1 / (2 * hi), 1 / (2 * lo)
-
-
-def _fexp(x: float) -> float:
-    return math.exp(min(x, 700.0))
 
 
 def _pow_c(attrs: dict[str, Any]) -> Q:
@@ -373,19 +366,16 @@ def _pow_df(x: Q, **attrs: Any) -> Enc:
     return _smul(c, _pow(x, exponent=c - 1))
 
 
-def _fpow_d(x: float, **attrs: Any) -> float:
-    c = float(_pow_c(attrs))
-    try:
-        return c * x ** (c - 1)
-    except (OverflowError, ZeroDivisionError):
-        return math.inf  # only guides the hint point
-
-
 def _fpow(x: float, **attrs: Any) -> float:
     try:
         return x ** float(_pow_c(attrs))
     except (OverflowError, ZeroDivisionError):
-        return math.inf  # only guides the slope choice
+        return math.inf  # only guides the slope choice and the hint point
+
+
+def _fpow_d(x: float, **attrs: Any) -> float:
+    c = float(_pow_c(attrs))
+    return c * _fpow(x, exponent=c - 1)
 
 
 def _pow_pieces(**attrs: Any) -> list[Piece]:
@@ -405,9 +395,7 @@ def _pow_pieces(**attrs: Any) -> list[Piece]:
 
 def _pow_domain(l: Q, u: Q, **attrs: Any) -> bool:
     c = _pow_c(attrs)
-    if c.denominator != 1:
-        return l > 0
-    return c >= 0 or l > 0 or u < 0
+    return l > 0 if c.denominator != 1 else (c >= 0) | (l > 0) | (u < 0)
 
 
 def _pow_mono(**attrs: Any) -> int:
@@ -432,10 +420,11 @@ FUNCTIONS: dict[str, Row] = {r.name: r for r in [
         _LIN, ival=lambda l, u: intervals.interval_abs((l, u))),
     Row("square", _exact(lambda x: x * x), _exact(lambda x: 2 * x), lambda x: 2 * x, _ALL,
         ival=lambda l, u: intervals.interval_square((l, u))),
-    Row("reciprocal", _exact(lambda x: 1 / x), _recip_d, lambda x: -1 / (x * x) if x else -math.inf,
-        _pieces("concave", ZERO, "convex"), -1, domain=lambda l, u, **_: l > 0 or u < 0),
-    Row("exp", lambda x, **_: exp_enc(x), lambda x, **_: exp_enc(x), _fexp, _ALL, 1,
-        domain=lambda l, u, **_: u <= EXP_MAX),
+    Row("reciprocal", _exact(lambda x: 1 / x), _exact(lambda x: -1 / (x * x)),
+        lambda x: -1 / (x * x) if x else -math.inf, _pieces("concave", ZERO, "convex"), -1,
+        domain=lambda l, u, **_: (l > 0) | (u < 0)),
+    Row("exp", lambda x, **_: exp_enc(x), lambda x, **_: exp_enc(x), lambda x: math.exp(min(x, 700.0)),
+        _ALL, 1, domain=lambda l, u, **_: u <= EXP_MAX),
     Row("log", lambda x, **_: log_enc(x), _exact(lambda x: 1 / x), lambda x: 1 / x if x > 0 else math.inf,
         _pieces("concave"), 1, domain=_pos),
     Row("sqrt", lambda x, **_: sqrt_enc(x), _sqrt_d, lambda x: 0.5 / math.sqrt(x) if x > 0 else math.inf,

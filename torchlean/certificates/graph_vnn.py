@@ -151,12 +151,6 @@ def split_widths(bg: BoundGraph) -> tuple[int, ...]:
     return tuple(n.size if n.kind == "fn" and n.fn in SPLITTABLE else 0 for n in bg.nodes)
 
 
-def _method(cert: dict[str, Any]) -> str:
-    m = cert.get("method", "crown")
-    require(m in ("forward", "ibp", "crown"), f"unknown bound method {m!r}")
-    return "crown" if m == "crown" else "ibp"
-
-
 def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str | None = None) -> Verdict:
     """``check_vnn`` for a bound graph (the caller catches malformed-input exceptions)."""
     require(cert.get("network") == fingerprint(bg), "certificate is for a different network "
@@ -168,7 +162,9 @@ def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str 
     require(cert.get("kind") == "vnn-unsat", f"unknown certificate kind {cert.get('kind')!r}")
     mode = mode or "exact"  # (the caller's choice, never the certificate's: bounds.replay_mode)
     require(mode in ("exact", "fast"), f"unknown replay mode {mode!r}")
-    method = _method(cert)
+    method = cert.get("method", "crown")
+    require(method in ("forward", "ibp", "crown"), f"unknown bound method {method!r}")
+    method = "crown" if method == "crown" else "ibp"
     trees = cert["regions"]
     require(isinstance(trees, list) and len(trees) == len(spec.regions),
             "needs one split tree per input region of the property")

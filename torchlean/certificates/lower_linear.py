@@ -100,37 +100,26 @@ def _conv2d(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     rows = [_window(i, s[0], p[0], kh, d[0], h) for i in range(ho)]
     cols = [_window(j, s[1], p[1], kw, d[1], wd) for j in range(wo)]
     pv = plain_vars(x.v)
-    if pv is not None:  # distinct variables read directly: each output's form is its nonzero weights
-        wz = [q if q else None for q in w.v]
-        for b in range(n):
-            for oc in range(o):
-                gi = oc // og
-                for i in range(ho):
-                    for j in range(wo):
-                        t = {}
-                        for ci in range(cg):
-                            xc = ((b * c + gi * cg + ci) * h) * wd
-                            wc = ((oc * cg + ci) * kh) * kw
-                            for ta, r in rows[i]:
-                                for tb, q in cols[j]:
-                                    a = wz[wc + ta * kw + tb]
-                                    if a is not None:
-                                        t[pv[xc + r * wd + q]] = a
-                        out.append(Aff(t) if t else Q(0))
-        return Tensor((n, o, ho, wo), out)
+    wz = [q if q else None for q in w.v]  # (the zero test once per weight)
     for b in range(n):
         for oc in range(o):
             gi = oc // og
             for i in range(ho):
                 for j in range(wo):
-                    terms = []
+                    t, terms = {}, []  # the form's terms (plain variables), else (weight, element)
                     for ci in range(cg):
                         xc = ((b * c + gi * cg + ci) * h) * wd
                         wc = ((oc * cg + ci) * kh) * kw
                         for ta, r in rows[i]:
                             for tb, q in cols[j]:
-                                terms.append((w.v[wc + ta * kw + tb], x.v[xc + r * wd + q]))
-                    out.append(_lin(terms))
+                                a = wz[wc + ta * kw + tb]
+                                if a is None:
+                                    continue
+                                if pv is not None:  # distinct variables read directly: the weights
+                                    t[pv[xc + r * wd + q]] = a
+                                else:
+                                    terms.append((a, x.v[xc + r * wd + q]))
+                    out.append((Aff(t) if t else Q(0)) if pv is not None else _lin(terms))
     return Tensor((n, o, ho, wo), out)
 
 

@@ -244,16 +244,13 @@ def parse_property(text: str) -> Spec:
             if xs:
                 ((name, coef),) = xs.items()
                 i, bound = int(name[2:]), const / coef
-                # the tightest bound wins; on a tie the strict one (x < b and x <= b is x < b)
-                if coef > 0:
-                    if hi[i] is None or bound < hi[i]:
-                        hi[i], hs[i] = bound, strict
-                    elif bound == hi[i]:
-                        hs[i] = hs[i] or strict
-                elif lo[i] is None or bound > lo[i]:
-                    lo[i], ls[i] = bound, strict
-                elif bound == lo[i]:
-                    ls[i] = ls[i] or strict
+                # the tightest bound wins (the least upper, the greatest lower: sgn = -1 compares
+                # lower bounds as upper ones); on a tie the strict one (x < b and x <= b is x < b)
+                side, flags, sgn = (hi, hs, 1) if coef > 0 else (lo, ls, -1)
+                if side[i] is None or sgn * bound < sgn * side[i]:
+                    side[i], flags[i] = bound, strict
+                elif bound == side[i]:
+                    flags[i] = flags[i] or strict
             elif yv:
                 a = [Fraction(0)] * n_out
                 for k, v in yv.items():

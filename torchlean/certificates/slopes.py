@@ -78,38 +78,42 @@ def choose(row: Any, l: Q, u: Q, chord: Q, attrs: dict[str, Any], policy: str = 
     return (tangent if kinds == {"convex"} else chord, tangent if kinds == {"concave"} else chord)
 
 
-def tangent_through(f: Fn, df: Fn, p: float, q: float, x0: float, steps: int = 60) -> float:
+def _pick(c: Any, a: Any, b: Any) -> Any:
+    """``numpy.where`` for one element: ``tangent_through`` and ``s_curve`` run on floats (the
+    exact rows) or, given ``where=numpy.where``, elementwise on arrays (``fast_functions.py``)."""
+    return a if c else b
+
+
+def tangent_through(f: Fn, df: Fn, p: Any, q: Any, x0: Any, where: Callable[..., Any] = _pick,
+                    steps: int = 60) -> Any:
     """A point t of [p, q] where the tangent of f at t passes through (x0, f(x0)) (h changes sign
-    once on [p, q]); the end of [p, q] nearer to a root when h does not change sign."""
+    once on [p, q]), by bisection; the end of [p, q] nearer to a root when h does not change sign,
+    p where h(p) is 0 or not finite. (Once p and q are adjacent floats the steps change nothing.)"""
     fx0 = f(x0)
 
-    def h(t: float) -> float:
+    def h(t: Any) -> Any:
         return f(t) + df(t) * (x0 - t) - fx0
 
     hp = h(p)
-    if hp == 0 or not math.isfinite(hp):
-        return p
+    p0, sign = p, hp > 0
     for _ in range(steps):
         mid = p + (q - p) / 2
-        if not p < mid < q:
-            break
-        if (h(mid) > 0) == (hp > 0):
-            p = mid
-        else:
-            q = mid
-    return q
+        same = (h(mid) > 0) == sign
+        p, q = where(same, mid, p), where(same, q, mid)
+    return where((hp != 0) & (abs(hp) < math.inf), q, p0)
 
 
-def s_curve(f: Fn, df: Fn, l: float, c: float, u: float, chord: float,
-            convex_left: bool) -> tuple[float, float]:
+def s_curve(f: Fn, df: Fn, l: Any, c: Any, u: Any, chord: Any, convex_left: bool,
+            where: Callable[..., Any] = _pick) -> tuple[Any, Any]:
     """(lower slope, upper slope) on [l, u] with l < c < u, f convex on [l, c] and concave on
-    [c, u] (``convex_left``) or the reverse."""
+    [c, u] (``convex_left``) or the reverse; floats, or arrays with ``where=numpy.where``."""
     if not convex_left:  # g(x) = f(-x) is convex-then-concave on [-u, -l]; slopes change sign
-        lo, up = s_curve(lambda x: f(-x), lambda x: -df(-x), -u, -c, -l, -chord, True)
+        lo, up = s_curve(lambda x: f(-x), lambda x: -df(-x), -u, -c, -l, -chord, True, where)
         return -lo, -up
     m = l + (u - l) / 2
-    lower = chord if df(l) >= chord else df(min(tangent_through(f, df, l, c, u), m))
-    upper = chord if df(u) >= chord else df(max(tangent_through(f, df, c, u, l), m))
+    d, e = tangent_through(f, df, l, c, u, where), tangent_through(f, df, c, u, l, where)
+    lower = where(df(l) >= chord, chord, df(where(d < m, d, m)))
+    upper = where(df(u) >= chord, chord, df(where(e > m, e, m)))
     return lower, upper
 
 
