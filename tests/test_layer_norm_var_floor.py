@@ -190,3 +190,39 @@ def test_the_error_column_uses_the_floor(monkeypatch):
     assert max(map(F, new["steps"][ln])) < max(map(F, old["steps"][ln]))
     eps = np.array([float(F(e)) for e in new["statement"]["epsilon"]])
     assert np.all(observed(g, box, "binary32", n=100) <= eps)
+
+
+def test_vnn_certificate_needing_a_forged_floor_is_rejected_in_both_modes(monkeypatch):
+    """A one-leaf unsat certificate for "y_j <= t" with t the bound only a raised floor gives:
+    the exact replay (the true floor) and the fast replay (no floor: looser) both refuse it; with
+    t at the true exact bound the exact replay accepts."""
+    from torchlean.certificates.bounds import check_vnn
+    from torchlean.certificates.lower import fingerprint
+    from torchlean.certificates.property import Atom, Region, Spec
+
+    rng = np.random.default_rng(100)
+    g, _ = _graph(rng, 8, p=16, spread=0.3)
+    bg = lw.lower(g.to_dict())
+    x0 = rng.uniform(-1, 1, 4)
+    lo, hi = [F(v) for v in x0 - 0.3], [F(v) for v in x0 + 0.3]
+    true_hi = engine.crown(bg, lo, hi)[1]
+    _forge(monkeypatch)
+    forged_hi = engine.crown(bg, lo, hi)[1]
+    monkeypatch.undo()
+    j = max(range(8), key=lambda i: true_hi[i] - forged_hi[i])
+    assert forged_hi[j] < true_hi[j]
+
+    def cert_for(t):
+        a = tuple(F(-1) if i == j else F(0) for i in range(8))
+        spec = Spec(4, 8, (Region(tuple(lo), tuple(hi), ((Atom(a, -t, False),),)),))  # unsafe: y_j >= t
+        beta = F(1, 10 ** 9)
+        cert = {"kind": "vnn-unsat", "version": 1, "network": fingerprint(bg), "property": spec.digest(),
+                "method": "crown", "regions": [[["leaf", [[0, str(beta)]]]]]}
+        return cert, spec
+
+    cert, spec = cert_for((forged_hi[j] + true_hi[j]) / 2)
+    for mode in ("exact", "fast"):
+        v = check_vnn(cert, bg, spec, mode)
+        assert not v.ok, (mode, v.reason)
+    cert, spec = cert_for(true_hi[j] + F(1, 10 ** 6))
+    assert check_vnn(cert, bg, spec, "exact").ok
