@@ -154,6 +154,8 @@ class BoundGraph:
 class Tensor:
     shape: tuple[int, ...]
     v: list[Elem]
+    #: layer_norm's output: each row's var + eps form (the error column's variance floor reads it)
+    var: list[Elem] | None = field(default=None, compare=False)
 
     def const(self) -> bool:
         return all(isinstance(e, Fraction) for e in self.v)

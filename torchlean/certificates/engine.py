@@ -8,6 +8,10 @@ the rules ``proofs/ibp.py`` proves (``ibp.mul``, ``ibp.max``, ``ibp.affine``), t
 A mul node with layer norm's facts (``bound_graph.Lowerer.mul``) has its interval intersected with
 [-c, c] ("within"), and a form's terms over one of its rows with [-R·||a||_2, R·||a||_2] ("ball",
 ``_State.bounds``): both hold for every real input (TRUST_BOUNDARIES.md, bound table, layer_norm).
+A form's positive terms over the elements of one ``square`` node (layer norm's variance) are at
+least q_min·(c·d)²/||c||² for any vector c (Cauchy-Schwarz: (c·d)² <= ||c||²·sum d_i², d the
+squared arguments), c the centred midpoints of the d_i's intervals, c·d bounded by IBP
+(``_State.squares``).
 
 CROWN: a linear objective (a form over variables) is bounded below by back-substitution: the
 variables of the latest nonlinear node are replaced by a relaxation line in terms of that node's
@@ -84,12 +88,18 @@ class _State:
                 m, R = n.attrs["ball"]
                 for i in range(n.size):
                     self.ball[n.offset + i] = (n.offset + i - i % m, R)
+        # variable -> (node, element) of ``square`` nodes; (node, elements) -> sum d_i² floor
+        self.sq = {n.offset + i: (k, i) for k, n in enumerate(bg.nodes) if n.fn == "square"
+                   for i in range(n.size)}
+        self.floors: dict[tuple[int, tuple[int, ...]], Fraction] = {}
 
     def bounds(self, f: Aff) -> tuple[Fraction, Fraction]:
         """IBP bounds of the form f, where f reads two or more products of one "ball" run (layer
         norm's normalised row y, ||y||_2 <= R) each such group's sum sum_i a_i y_i intersected
         with [-R·||a||_2, R·||a||_2] (Cauchy-Schwarz): a valid bound per group, so of the sum."""
         lo, hi = form_bounds(f, self.L, self.U)
+        if self.sq:
+            lo = self.squares(f, lo)
         if not self.ball:
             return lo, hi
         groups: dict[tuple[int, Fraction], list[tuple[int, Fraction]]] = {}
@@ -105,6 +115,32 @@ class _State:
             lo += max(gl, -b) - gl
             hi += min(gh, b) - gh
         return lo, hi
+
+    def squares(self, f: Aff, lo: Fraction) -> Fraction:
+        """``lo`` (f's IBP lower bound) raised where f has two or more positive terms q_i·d_i² over
+        one square node: that group's part q_i·L(d_i²) of lo becomes at least min q_i·F, F =
+        (c·d)²/||c||² <= sum d_i² (Cauchy-Schwarz, any c != 0) where IBP bounds c·d away from 0."""
+        groups: dict[int, list[tuple[int, Fraction]]] = {}
+        for v, q in f.t.items():
+            s = self.sq.get(v)
+            if s is not None and q > 0 and s[0] in self.arg:
+                groups.setdefault(s[0], []).append((s[1], q))
+        for k, terms in groups.items():
+            idx = tuple(i for i, _ in terms)
+            if len(idx) < 2:
+                continue
+            if (k, idx) not in self.floors:
+                node = self.bg.nodes[k]
+                c = [_short((self.arg[k][i][0] + self.arg[k][i][1]) / 2) for i in idx]
+                m = sum(c) / len(c)  # (centred: a layer norm row's mean cancels in c·d)
+                c = [x - m for x in c]
+                cd = as_aff(_lin([(x, node.args[i]) for x, i in zip(c, idx)]))
+                a, b = self.bounds(cd)
+                n2 = sum((x * x for x in c), ZERO)
+                self.floors[k, idx] = ZERO if a <= 0 <= b else min(a * a, b * b) / n2
+            gl = sum((q * self.L[self.bg.nodes[k].offset + i] for i, q in terms), ZERO)
+            lo += max(gl, min(q for _, q in terms) * self.floors[k, idx]) - gl
+        return lo
 
     def arg_bounds(self, k: int, f: Aff, crown: bool) -> tuple[Fraction, Fraction]:
         lo, hi = self.bounds(f)

@@ -212,7 +212,9 @@ def _layer_norm(ctx: Ctx, ins: list[list[V]], shapes: list[tuple[int, ...]], at:
         mu = ctx.div(ctx.lin([(ONE, v) for v in xs], ZERO, "dot"), nc)
         xc = [ctx.add(v, mu, -1) for v in xs]
         # the normalisation as one step (``errornorm``: its claim and proof), where it applies
-        ys = normalise(ctx, xc, var_floor([(v.lo, v.hi) for v in xs]), Q(at.get("eps", 1e-5)))
+        lo = var_floor([(v.lo, v.hi) for v in xs])  # (and the bound table's, where it is higher)
+        lo = max(lo, at["var+eps"][r] - Q(at.get("eps", 1e-5))) if "var+eps" in at else lo
+        ys = normalise(ctx, xc, lo, Q(at.get("eps", 1e-5)))
         if ys is not None:
             out += [ctx.add(ctx.mul(y, w[i]), b[i], 1, rng[r * n + i]) for i, y in enumerate(ys)]
             continue
@@ -375,7 +377,10 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         ins = [vals[n] for n in node["inputs"]]
         shapes = [env[n].shape for n in node["inputs"]]
         out = env[node["output"]]
-        vs = apply(ctx, op, ins, shapes, dict(node.get("attrs") or {}), ranges(out),
+        at = dict(node.get("attrs") or {})
+        if op == "layer_norm" and out.var:  # (each row's var + eps lower bound, the engine's)
+            at["var+eps"] = [r[0] for r in ranges(Tensor((len(out.var),), out.var))]
+        vs = apply(ctx, op, ins, shapes, at, ranges(out),
                    [exact[n] for n in node["inputs"]])
         require(len(vs) == len(out.v), f"{op}: {len(vs)} elements for {len(out.v)}")
         vals[node["output"]] = vs

@@ -14,7 +14,8 @@ same eta terms) (the range rule: both y~_i and y_i are bounded, whatever the err
 *Propagation* (v against c, in the reals). H is C^1 (eps > 0) with Jacobian J(z) = (I - h h^T)/s,
 s = sqrt(mean(z^2) + eps), h = z / (sqrt(n) s), ||h||_2 < 1; so ||J(z)||_2 = 1/s and, on the
 segment z = c + t (v - c), ||z||_2 >= ||c||_2 - dl >= sqrt(n var_lo) - dl with var_lo <= var(x)
-(``var_floor``): s >= sqrt(max(0, sqrt(var_lo) - dl/sqrt(n))^2 + eps) = 1/L. Mean value theorem on
+(``var_floor``, or the bound table's floor, ``engine._State.squares``, where higher): s >=
+sqrt(max(0, sqrt(var_lo) - dl/sqrt(n))^2 + eps) = 1/L. Mean value theorem on
 t -> H(c + t(v - c))_i: H(v)_i - H(c)_i = e_i^T J(z) (v - c) = ((v - c)_i - h_i h.(v - c)) / s for
 some z of the segment, so |.| <= L (E_i + |h_i| dl), |h_i| = |H(z)_i| / sqrt(n) <= min(1, (ymax_i
 + L dl)/sqrt(n)) (|H(z)_i - H(c)_i| <= ||H(z) - H(c)|| <= L dl, |H(c)_i| = |y_i| <= ymax_i), and

@@ -282,7 +282,7 @@ def _layer_norm(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     if any(isinstance(v, Fraction) for v in xc) or any(isinstance(v, Fraction) for v in inv):
         facts = None  # (a constant row: no product node, or a partial one; no fact needed)
     y = L.mul(L.mul(xc, [inv[i // n] for i in range(len(xc))], facts), w.v * m)
-    return Tensor(x.shape, [add(v, b.v[i % n]) for i, v in enumerate(y)])
+    return Tensor(x.shape, [add(v, b.v[i % n]) for i, v in enumerate(y)], var)
 
 
 def _batch_norm(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
