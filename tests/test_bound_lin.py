@@ -54,7 +54,7 @@ def test_dyadic_fast_path_equals_exact_arithmetic():
 
 
 def test_form_lincomb_fast_path_equals_exact_arithmetic():
-    """``errorforms.lincomb`` (integers at one scale for dyadic numbers) against Fraction sums."""
+    """``errorforms.lincomb`` (``ExactOps.dot`` per coefficient) against Fraction sums."""
     from torchlean.certificates.errorforms import ZERO, add_to, lincomb
 
     rnd = random.Random(3)

@@ -132,42 +132,15 @@ def aff_forms(forms: list[Any], a: Aff, n: int) -> tuple[Form, Form]:
     return lincomb(Q(a.c), lo, n), lincomb(Q(a.c), hi, n)
 
 
-def _bits(d: int) -> int:
-    """log2(d) + 1 for a power of two d, else -1 (not dyadic)."""
-    return d.bit_length() if not d & (d - 1) else -1
-
-
 def lincomb(c: Fraction, pairs: list[tuple[Fraction, Form]], n: int) -> Form:
-    """c + sum q * f over the (q, f) pairs, exact. When every number is dyadic (float weights,
-    float-rounded forms: the common case) the sum runs in integers at one scale 2^S (q * a =
-    qn * an / 2^(bits(dq) + bits(da) - 2), shifted up to 2^-S exactly), one Fraction per
-    coefficient at the end; else in Fractions."""
-    bc, bq, ba = _bits(c.denominator), 0, 0
-    dyadic = bc >= 0
-    for q, f in pairs:
-        b = _bits(q.denominator)
-        bq = max(bq, b)
-        dyadic = dyadic and b >= 0
-        for a in f:
-            if a:
-                b = _bits(a.denominator)
-                ba = max(ba, b)
-                dyadic = dyadic and b >= 0
-        if not dyadic:
-            break
-    if not dyadic:
-        acc = [c] + [ZERO] * n
-        for q, f in pairs:
-            add_to(acc, f, q)
-        return acc
-    S = bq + ba + bc
-    acc = [c.numerator << (S - bc + 1)] + [0] * n
-    for q, f in pairs:
-        qn, qs = q.numerator, S - _bits(q.denominator) + 2
-        for i, a in enumerate(f):
-            if a:
-                acc[i] += (qn * a.numerator) << (qs - a.denominator.bit_length())
-    return [Fraction(x, 1 << S) for x in acc]
+    """c + sum q * f over the (q, f) pairs, exact: each coefficient one ``ExactOps.dot`` over the
+    pairs whose f has it nonzero (integer numerators over a running common denominator: no gcd
+    while the denominators divide one another, as float weights and float-rounded forms do)."""
+    out = []
+    for i in range(n + 1):
+        qa = [(q, f[i]) for q, f in pairs if f[i]]
+        out.append(EXACT.dot(c if i == 0 else ZERO, [q for q, _ in qa], [a for _, a in qa]))
+    return out
 
 
 def magnitude(lo: Form, hi: Form, L: Fraction, U: Fraction) -> Form | None:
