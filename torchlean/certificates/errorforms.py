@@ -29,7 +29,6 @@ from typing import Any
 from .bound_graph import Aff, BoundGraph
 from .core import float_down as _down
 from .core import float_up as _up
-from .core import require
 from .intervals import EXACT
 
 Q = Fraction
@@ -183,7 +182,7 @@ def dot_error(ctx: Any, terms: list[tuple[Fraction, Any]], c: Fraction, S: Fract
     B <= (u T + u ((1+u) K + n^2 eta) + 2n eta) / (1 - n u); (a) + 4n eta (underflow). Where the
     inputs have magnitude forms, S (>= T) is one form over the inputs (|x~_i| <= g_i(t) + E_i)."""
     k = max(n, 1)
-    g = ctx.gamma(k)
+    g = ctx.gamma(k)  # (requires k u < 1, so every 1 - k u below is positive)
     ctx.rnd(S * (1 + g))
     # P += max(0, w(lo - E), w(hi + E)), N += max(0, -w(lo - E), -w(hi + E)) per term: with a =
     # max(0, hi + E), b = max(0, E - lo), that is |w| a and |w| b (w > 0), |w| b and |w| a (w < 0)
@@ -192,7 +191,6 @@ def dot_error(ctx: Any, terms: list[tuple[Fraction, Any]], c: Fraction, S: Fract
     P = EXACT.dot(max(Q(c), ZERO), aw, [a if w > 0 else b for (w, _), (a, b) in zip(terms, ab)])
     N = EXACT.dot(max(-Q(c), ZERO), aw, [b if w > 0 else a for (w, _), (a, b) in zip(terms, ab)])
     M = max(P, N)
-    require(k * ctx.u < 1, f"gamma_{k} undefined: n*u >= 1")
     # the j-th largest node is at most s_j = S - (the j - 1 smallest leaf bounds), j = 1..n-1
     # (the recursive sum, largest terms first); the n-th rounding (a wider accumulator's) <= S
     # (key (float, exact): float order is exact order where the floats differ)
