@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 from .core import Rejected, decimal, require, tick
 from .sexpr import SExpr, show
@@ -31,15 +32,25 @@ def atom(name: str) -> Poly:
     return {((name, 1),): Fraction(1)}
 
 
-def add(p: Poly, q: Poly, scale: Fraction = Fraction(1)) -> Poly:
-    """p + scale * q"""
-    out = dict(p)
+# The arithmetic below serves every polynomial of the proof checker: this module's (monomials as
+# (atom, exponent) pairs, Fraction coefficients), and ``terms.py``'s and ``adjoint.py``'s (monomials
+# as sorted tuples of atoms, a power repeating its atom; int coefficients where integral).
+
+def acc(p: Poly, q: Poly, scale: Any = 1) -> None:
+    """p += scale * q, in place (zero coefficients dropped)."""
     for m, c in q.items():
-        v = out.get(m, Fraction(0)) + scale * c
+        tick()
+        v = p.get(m, 0) + scale * c
         if v:
-            out[m] = v
+            p[m] = v
         else:
-            out.pop(m, None)
+            p.pop(m, None)
+
+
+def add(p: Poly, q: Poly, scale: Any = 1) -> Poly:
+    """p + scale * q, a new polynomial."""
+    out = dict(p)
+    acc(out, q, scale)
     return out
 
 
@@ -50,13 +61,14 @@ def _mono_mul(a: Monomial, b: Monomial) -> Monomial:
     return tuple(sorted(exps.items()))
 
 
-def mul(p: Poly, q: Poly) -> Poly:
+def mul(p: Poly, q: Poly, mono: Callable[[Any, Any], Any] = _mono_mul) -> Poly:
+    """p * q, ``mono`` the product of two monomials (``terms.py``'s: ``tuple(sorted(a + b))``)."""
     out: Poly = {}
     for m1, c1 in p.items():
-        tick()  # (products of big polynomials are where a replay can take long)
         for m2, c2 in q.items():
-            m = _mono_mul(m1, m2)
-            v = out.get(m, Fraction(0)) + c1 * c2
+            tick()  # (products of big polynomials are where a replay can take long)
+            m = mono(m1, m2)
+            v = out.get(m, 0) + c1 * c2
             if v:
                 out[m] = v
             else:

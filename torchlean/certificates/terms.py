@@ -49,6 +49,8 @@ from itertools import product
 from typing import Any
 
 from .core import Verdict, checker, rational, require, tick
+from .poly import acc as _acc
+from .poly import mul
 
 LINEAR = {"add", "sub", "neg"}
 SAME, PLAIN = object(), None  # ``Normal.mode``'s inner mode: the mode itself; the plain one (no renaming)
@@ -60,29 +62,8 @@ def _small(c: Fraction) -> Any:
     return c.numerator if c.denominator == 1 else c
 
 
-def _acc(p: Poly, q: Poly, sign: int = 1) -> None:
-    """p += sign * q, in place."""
-    for m, c in q.items():
-        tick()
-        v = p.get(m, 0) + sign * c
-        if v:
-            p[m] = v
-        else:
-            p.pop(m, None)
-
-
 def _mul(p: Poly, q: Poly) -> Poly:
-    out: Poly = {}
-    for m1, c1 in p.items():
-        for m2, c2 in q.items():
-            tick()
-            m = tuple(sorted(m1 + m2))
-            v = out.get(m, 0) + c1 * c2
-            if v:
-                out[m] = v
-            else:
-                out.pop(m, None)
-    return out
+    return mul(p, q, lambda a, b: tuple(sorted(a + b)))
 
 
 class Normal:
