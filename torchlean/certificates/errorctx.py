@@ -148,7 +148,8 @@ class Ctx:
         # later steps combine it with signed coefficients, so it can cancel like any rounding
         require(local >= 0, "negative local error")
         local += rem
-        if lf is not None:
+        if lf is not None or local:
+            lf = lf or [ZERO]  # (a constant bound: the form a_0 alone)
             lf[0] += local
             L = self._store(lf)
             mx = L if isinstance(L, int) else L[0] + sum(map(abs, L[1:]))
@@ -156,10 +157,6 @@ class Ctx:
                 self.loc.append(L)
                 self.locmax.append(mx)
                 c[len(self.loc) - 1] = 1 << F
-        elif local:
-            self.loc.append(-((-local.numerator << G) // local.denominator))
-            self.locmax.append(self.loc[-1])
-            c[len(self.loc) - 1] = 1 << F
         return V(lo, hi, c, ZERO, self.bound(c, ZERO), g)
 
     def const(self, q: Fraction, rem: Fraction = ZERO) -> V:

@@ -303,13 +303,10 @@ def scaled_keys(p: Poly) -> tuple[str, str]:
 
 def negate(rel: str, p: Poly) -> tuple[str, Poly]:
     """not (p > 0) is -p >= 0; not (p >= 0) is -p > 0; not (p = 0) is p != 0."""
-    if rel == ">":
-        return ">=", mul(p, const(-1))
-    if rel == ">=":
-        return ">", mul(p, const(-1))
     if rel == "=":
         return "!=", p
-    raise Rejected(f"cannot negate relation {rel!r}")
+    require(rel in (">", ">="), f"cannot negate relation {rel!r}")
+    return (">=" if rel == ">" else ">"), mul(p, const(-1))
 
 
 def const_truth(rel: str, c: Fraction) -> bool:
