@@ -165,6 +165,10 @@ def r_div(a: RatFun, b: RatFun) -> RatFun:
 
 # -- terms -> normal forms --------------------------------------------------------------------
 
+#: the field operations, each folded left to right over its arguments ((- a) alone: negation)
+FOLDS: dict[str, Callable[[RatFun, RatFun], RatFun]] = {
+    "+": r_add, "-": lambda a, b: r_add(a, b, Fraction(-1)), "*": r_mul, "/": r_div}
+
 #: how ``ite`` conditions are decided: returns True/False, or None when undecided
 Decide = Callable[[SExpr], "bool | None"]
 
@@ -233,29 +237,14 @@ class Normaliser:
             keys = [key(self.term(a).poly(f"argument of {head}")) for a in args]
             return RatFun(atom(f"({head} {' '.join(keys)})"))
         vals = [self.term(a) for a in args]
-        if head == "+":
-            acc = vals[0]
-            for v in vals[1:]:
-                acc = r_add(acc, v)
-            return acc
-        if head == "-":
-            if len(vals) == 1:
-                return RatFun(mul(vals[0].num, const(-1)), dict(vals[0].den))
-            acc = vals[0]
-            for v in vals[1:]:
-                acc = r_add(acc, v, Fraction(-1))
-            return acc
-        if head == "*":
-            acc = vals[0]
-            for v in vals[1:]:
-                acc = r_mul(acc, v)
-            return acc
-        if head == "/":
-            acc = vals[0]
-            for v in vals[1:]:
-                acc = r_div(acc, v)
-            return acc
-        raise Rejected(f"operator {head!r} is outside the supported fragment")
+        if head not in FOLDS:
+            raise Rejected(f"operator {head!r} is outside the supported fragment")
+        if head == "-" and len(vals) == 1:
+            return RatFun(mul(vals[0].num, const(-1)), dict(vals[0].den))
+        acc = vals[0]
+        for v in vals[1:]:
+            acc = FOLDS[head](acc, v)
+        return acc
 
 
 # -- literals: p > 0, p >= 0, p = 0 ------------------------------------------------------------
