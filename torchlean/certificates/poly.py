@@ -194,12 +194,8 @@ class Normaliser:
     that way hold for every value of the ite, which is what axiom-schema checks need.
     """
 
-    def __init__(
-        self,
-        constants: dict[str, str],
-        functions: dict[str, tuple[tuple[str, ...], str]],
-        decide: Decide | None = None,
-    ):
+    def __init__(self, constants: dict[str, str], functions: dict[str, tuple[tuple[str, ...], str]],
+                 decide: Decide | None = None):
         self.constants = constants
         self.functions = functions
         self.decide = decide

@@ -131,15 +131,11 @@ def read_script(text: str) -> Script:
         elif head == "assert":
             require(len(cmd) == 2, f"bad assert {show(cmd)}")
             body = cmd[1]
-            require(
-                isinstance(body, tuple) and len(body) == 4 and body[0] == "!" and body[2] == ":named",
-                "every assert must be (! TERM :named NAME)",
-            )
+            require(isinstance(body, tuple) and len(body) == 4 and body[0] == "!" and body[2] == ":named",
+                    "every assert must be (! TERM :named NAME)")
             name = body[3]
-            require(
-                isinstance(name, str) and name not in {n for n, _ in s.asserts},
-                f"assert name {name!r} missing or repeated",
-            )
+            require(isinstance(name, str) and name not in {n for n, _ in s.asserts},
+                    f"assert name {name!r} missing or repeated")
             s.asserts.append((name, body[1]))  # type: ignore[arg-type]
         else:
             raise Rejected(f"command {head!r} is outside the supported fragment")
@@ -149,23 +145,16 @@ def read_script(text: str) -> Script:
 
 def _plain(name: object) -> bool:
     """Declared names are plain identifiers (so no name can pose as a numeral or an opaque atom)."""
-    return (
-        isinstance(name, str)
-        and bool(name)
-        and (name[0].isalpha() or name[0] == "_")
-        and all(c.isalnum() or c in "_." for c in name)
-        and name not in RESERVED
-    )
+    return (isinstance(name, str) and bool(name) and (name[0].isalpha() or name[0] == "_")
+            and all(c.isalnum() or c in "_." for c in name) and name not in RESERVED)
 
 
 RESERVED = {"true", "false", "ite", "and", "or", "not", "let", "distinct", "xor", "forall", "exists"}
 
 
 def _declare(s: Script, name: object, args: tuple[str, ...], sort: object) -> None:
-    require(
-        _plain(name) and name not in s.constants and name not in s.functions,
-        f"symbol {name!r} declared twice or malformed",
-    )
+    require(_plain(name) and name not in s.constants and name not in s.functions,
+            f"symbol {name!r} declared twice or malformed")
     if args:
         s.functions[name] = (args, sort)  # type: ignore[index,assignment]
     else:
