@@ -26,7 +26,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from .bound_graph import Aff, BoundGraph
+from .bound_graph import Aff, BoundGraph, arg_rows
 from .core import float_down as _down
 from .core import float_up as _up
 from .intervals import EXACT
@@ -51,9 +51,7 @@ def enabled(bg: BoundGraph) -> int:
     work = 0
     for node in bg.nodes:
         if node.kind in ("fn", "mul", "max", "lin"):
-            for a in node.args:
-                for f in (a,) if node.kind in ("fn", "lin") else a:
-                    work += len(f.t) if isinstance(f, Aff) else 0
+            work += sum(len(f.t) for f in arg_rows(node, node.args) if isinstance(f, Aff))
             if 4 * work * (n + 1) > FORM_WORK:  # (two lines, each reading lower and upper forms)
                 return 0
     return n
