@@ -130,14 +130,18 @@ def aff_forms(forms: list[Any], a: Aff, n: int) -> tuple[Form, Form]:
 
 
 def lincomb(c: Fraction, pairs: list[tuple[Fraction, Form]], n: int) -> Form:
-    """c + sum q * f over the (q, f) pairs, exact: each coefficient one ``ExactOps.dot`` over the
-    pairs whose f has it nonzero (integer numerators over a running common denominator: no gcd
-    while the denominators divide one another, as float weights and float-rounded forms do)."""
-    out = []
-    for i in range(n + 1):
-        qa = [(q, f[i]) for q, f in pairs if f[i]]
-        out.append(EXACT.dot(c if i == 0 else ZERO, [q for q, _ in qa], [a for _, a in qa]))
-    return out
+    """c + sum q * f over the (q, f) pairs, exact: the nonzero entries gathered per coefficient in
+    one pass, then each coefficient one ``ExactOps.dot`` (integer numerators over a running common
+    denominator: no gcd while the denominators divide one another, as float weights and
+    float-rounded forms do)."""
+    qs: list[list[Fraction]] = [[] for _ in range(n + 1)]
+    xs: list[list[Fraction]] = [[] for _ in range(n + 1)]
+    for q, f in pairs:
+        for i, a in enumerate(f):
+            if a:
+                qs[i].append(q)
+                xs[i].append(a)
+    return [EXACT.dot(c if i == 0 else ZERO, qs[i], xs[i]) for i in range(n + 1)]
 
 
 def magnitude(lo: Form, hi: Form, L: Fraction, U: Fraction) -> Form | None:
