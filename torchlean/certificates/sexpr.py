@@ -10,6 +10,7 @@ against the fixed schema list.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .core import Rejected, require
@@ -20,28 +21,18 @@ SExpr = str | tuple["SExpr", ...]
 MAX_DEPTH = 400
 
 
+#: a comment (``;`` to the end of the line), a parenthesis, or an atom (up to white space, a
+#: parenthesis or a comment); white space (space, tab, CR, LF) separates them and is dropped
+TOKEN = re.compile(r";[^\n]*|[()]|[^ \t\r\n();]+")
+
+
 def tokenize(text: str) -> list[str]:
     """Split SMT-LIB text into parentheses and atoms; comments (``;`` to end of line) dropped."""
     tokens: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c in " \t\r\n":
-            i += 1
-        elif c == ";":
-            while i < n and text[i] != "\n":
-                i += 1
-        elif c in "()":
-            tokens.append(c)
-            i += 1
-        elif c == "|" or c == '"':
-            raise Rejected("quoted symbols and strings are outside the supported fragment")
-        else:
-            j = i
-            while j < n and text[j] not in " \t\r\n();":
-                j += 1
-            tokens.append(text[i:j])
-            i = j
+    for tok in TOKEN.findall(text):
+        require(tok[0] not in '|"', "quoted symbols and strings are outside the supported fragment")
+        if tok[0] != ";":
+            tokens.append(tok)
     return tokens
 
 
