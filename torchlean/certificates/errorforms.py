@@ -62,13 +62,6 @@ def fmax(f: Form) -> Fraction:
     return f[0] + sum(abs(a) for a in f[1:])
 
 
-def add_to(acc: Form, f: Form, q: Fraction) -> None:
-    """acc += q * f, in place."""
-    for i, a in enumerate(f):
-        if a:
-            acc[i] += q * a
-
-
 def _round(f: Form, lower: bool) -> Form:
     """Short (float-valued) coefficients; the shift |a - a'| <= |a - a'| |t_i| moved into a_0
     outward, so the form stays a lower (upper) bound."""
@@ -207,13 +200,8 @@ def dot_error(ctx: Any, terms: list[tuple[Fraction, Any]], c: Fraction, S: Fract
     Sf: list[Fraction] = [S]
     if ctx.nf and any(v.g is not None for _, v in terms):
         # S as one form over the inputs, |x~_i| <= g_i(t) + E_i
-        Sf = [abs(c)] + [ZERO] * ctx.nf
-        for w, v in terms:
-            if v.g is None:
-                Sf[0] += abs(w) * ctx.mag(v)
-            else:
-                Sf[0] += abs(w) * v.E
-                add_to(Sf, v.g, abs(w))
+        c0 = abs(c) + sum((abs(w) * (ctx.mag(v) if v.g is None else v.E) for w, v in terms), ZERO)
+        Sf = lincomb(Q(c0), [(abs(Q(w)), v.g) for w, v in terms if v.g is not None], ctx.nf)
     mS = fmax(Sf)
     if a * mS + b < g * mS + 4 * n * ctx.eta:
         out = [a * x for x in Sf]
