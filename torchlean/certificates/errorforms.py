@@ -106,20 +106,19 @@ def linear_bounds(bg: BoundGraph, st: Any, box: list[tuple[Fraction, Fraction]],
 
 def _side(forms: list[Any], terms: list[tuple[Aff, Fraction]], c: Fraction, n: int, lower: bool) -> Form:
     """c + sum coef * arg over the line's terms, each argument by its lower or upper form."""
-    pairs = []
-    for a, coef in terms:
-        if coef:
-            lo, hi = aff_forms(forms, a, n)
-            pairs.append((Q(coef), lo if (coef > 0) == lower else hi))
+    pairs = [(Q(coef), aff_side(forms, a, n, (coef > 0) == lower)) for a, coef in terms if coef]
     return lincomb(Q(c), pairs, n)
 
 
+def aff_side(forms: list[Any], a: Aff, n: int, lower: bool) -> Form:
+    """The lower (``lower``) or upper form of an affine form over variables: each variable's
+    lower or upper form by the sign of its coefficient."""
+    return lincomb(Q(a.c), [(q, forms[v][0 if (q > 0) == lower else 1]) for v, q in a.t.items()], n)
+
+
 def aff_forms(forms: list[Any], a: Aff, n: int) -> tuple[Form, Form]:
-    """(lower, upper) form of an affine form over variables: each variable's lower or upper form
-    by the sign of its coefficient."""
-    lo = [(q, forms[v][0 if q > 0 else 1]) for v, q in a.t.items()]
-    hi = [(q, forms[v][1 if q > 0 else 0]) for v, q in a.t.items()]
-    return lincomb(Q(a.c), lo, n), lincomb(Q(a.c), hi, n)
+    """(lower, upper) form of an affine form over variables (``aff_side``)."""
+    return aff_side(forms, a, n, True), aff_side(forms, a, n, False)
 
 
 def lincomb(c: Fraction, pairs: list[tuple[Fraction, Form]], n: int) -> Form:
