@@ -23,7 +23,8 @@ from fractions import Fraction
 from typing import Any
 
 from .core import Verdict, checker, rational, require, tick
-from .terms import _acc, _mul  # (the same arithmetic: monomials as sorted tuples of names or atoms)
+from .poly import add as _add
+from .terms import _mul  # (monomials as sorted tuples of names, a power repeating its name)
 
 Poly = dict  # a monomial (sorted tuple of names; () the constant) -> a nonzero int coefficient
 ONE = {(): 1}
@@ -36,13 +37,6 @@ def _poly(e: Any) -> Poly:
     terms = [(() if k == "1" else tuple(sorted(str(k).split("*"))), c) for k, c in e.items()]
     require(all(n.isidentifier() for m, _ in terms for n in m), f"bad expression {e!r}")
     return _add({}, dict(terms))
-
-
-def _add(p: Poly, q: Poly, k: int = 1) -> Poly:
-    """p + k·q, a new polynomial (``terms._acc``, in place on a copy)."""
-    r = dict(p)
-    _acc(r, q, k)
-    return r
 
 
 def _coef(p: Poly, v: str) -> tuple[Poly, Poly]:

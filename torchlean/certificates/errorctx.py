@@ -16,7 +16,7 @@ from .core import rational, require
 from .enclosures import DomainError
 from .errorforms import facts
 from .functions import FUNCTIONS
-from .intervals import EXACT
+from .intervals import EXACT, interval_mul, interval_square
 from .rounding import MODES, Format, round_fraction
 from .slopes import flt
 
@@ -148,7 +148,8 @@ class Ctx:
         # later steps combine it with signed coefficients, so it can cancel like any rounding
         require(local >= 0, "negative local error")
         local += rem
-        if lf is not None:
+        if lf is not None or local:
+            lf = lf or [ZERO]  # (a constant bound: the form a_0 alone)
             lf[0] += local
             L = self._store(lf)
             mx = L if isinstance(L, int) else L[0] + sum(map(abs, L[1:]))
@@ -156,10 +157,6 @@ class Ctx:
                 self.loc.append(L)
                 self.locmax.append(mx)
                 c[len(self.loc) - 1] = 1 << F
-        elif local:
-            self.loc.append(-((-local.numerator << G) // local.denominator))
-            self.locmax.append(self.loc[-1])
-            c[len(self.loc) - 1] = 1 << F
         return V(lo, hi, c, ZERO, self.bound(c, ZERO), g)
 
     def const(self, q: Fraction, rem: Fraction = ZERO) -> V:
@@ -242,9 +239,7 @@ class Ctx:
 
     def mul(self, a: V, b: V, rng: Any = None) -> V:
         """fl(a~ b~) - ab = b~ e_a + a e_b + d (a square when a is b: (a~ + a) e_a + d)."""
-        ps = [a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi]
-        lo, hi = (min(ps), max(ps)) if a is not b else (
-            ZERO if a.lo <= 0 <= a.hi else min(ps[0], ps[3]), max(ps[0], ps[3]))
+        lo, hi = interval_square((a.lo, a.hi)) if a is b else interval_mul((a.lo, a.hi), (b.lo, b.hi))
         if rng is not None:
             lo, hi = max(lo, rng[0]), min(hi, rng[1])
         if a is b:
@@ -261,10 +256,10 @@ class Ctx:
             bl, rl = max(bl, floor), max(rl, floor)
         require(bl > 0 or bh < 0, "division by a value whose float range contains 0")
         ib, ir = (1 / bh, 1 / bl), (1 / rh, 1 / rl)
-        ibb = _imul(ir, ib)
-        q = _imul((a.lo, a.hi), ir)
+        ibb = interval_mul(ir, ib)
+        q = interval_mul((a.lo, a.hi), ir)
         lo, hi = (max(q[0], rng[0]), min(q[1], rng[1])) if rng is not None else q
-        t = _imul((-a.hi, -a.lo), ibb)
+        t = interval_mul((-a.hi, -a.lo), ibb)
         out = self.mag(a) * max(abs(ib[0]), abs(ib[1]))
         return self.make(lo, hi, [_iv(*ib, a), _iv(*t, b)], ZERO, self.rnd(out), _g(rng))
 
@@ -307,11 +302,6 @@ class Ctx:
 def _iv(a: Fraction, b: Fraction, v: V) -> tuple[Fraction, Fraction, V]:
     """A term s*e_v with s in [a, b]: midpoint and radius."""
     return (a + b) / 2, (b - a) / 2, v
-
-
-def _imul(x: tuple[Fraction, Fraction], y: tuple[Fraction, Fraction]) -> tuple[Fraction, Fraction]:
-    ps = [x[0] * y[0], x[0] * y[1], x[1] * y[0], x[1] * y[1]]
-    return min(ps), max(ps)
 
 
 def slope_range(row: Any, p: Fraction, q: Fraction, attrs: dict[str, Any]) -> tuple[Fraction, Fraction]:

@@ -26,10 +26,9 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from .bound_graph import Aff, BoundGraph
+from .bound_graph import Aff, BoundGraph, arg_rows
 from .core import float_down as _down
 from .core import float_up as _up
-from .core import require
 from .intervals import EXACT
 
 Q = Fraction
@@ -52,9 +51,7 @@ def enabled(bg: BoundGraph) -> int:
     work = 0
     for node in bg.nodes:
         if node.kind in ("fn", "mul", "max", "lin"):
-            for a in node.args:
-                for f in (a,) if node.kind in ("fn", "lin") else a:
-                    work += len(f.t) if isinstance(f, Aff) else 0
+            work += sum(len(f.t) for f in arg_rows(node, node.args) if isinstance(f, Aff))
             if 4 * work * (n + 1) > FORM_WORK:  # (two lines, each reading lower and upper forms)
                 return 0
     return n
@@ -63,13 +60,6 @@ def enabled(bg: BoundGraph) -> int:
 def fmax(f: Form) -> Fraction:
     """max over t in [-1, 1]^n of the form."""
     return f[0] + sum(abs(a) for a in f[1:])
-
-
-def add_to(acc: Form, f: Form, q: Fraction) -> None:
-    """acc += q * f, in place."""
-    for i, a in enumerate(f):
-        if a:
-            acc[i] += q * a
 
 
 def _round(f: Form, lower: bool) -> Form:
@@ -116,58 +106,34 @@ def linear_bounds(bg: BoundGraph, st: Any, box: list[tuple[Fraction, Fraction]],
 
 def _side(forms: list[Any], terms: list[tuple[Aff, Fraction]], c: Fraction, n: int, lower: bool) -> Form:
     """c + sum coef * arg over the line's terms, each argument by its lower or upper form."""
-    pairs = []
-    for a, coef in terms:
-        if coef:
-            lo, hi = aff_forms(forms, a, n)
-            pairs.append((Q(coef), lo if (coef > 0) == lower else hi))
+    pairs = [(Q(coef), aff_side(forms, a, n, (coef > 0) == lower)) for a, coef in terms if coef]
     return lincomb(Q(c), pairs, n)
 
 
+def aff_side(forms: list[Any], a: Aff, n: int, lower: bool) -> Form:
+    """The lower (``lower``) or upper form of an affine form over variables: each variable's
+    lower or upper form by the sign of its coefficient."""
+    return lincomb(Q(a.c), [(q, forms[v][0 if (q > 0) == lower else 1]) for v, q in a.t.items()], n)
+
+
 def aff_forms(forms: list[Any], a: Aff, n: int) -> tuple[Form, Form]:
-    """(lower, upper) form of an affine form over variables: each variable's lower or upper form
-    by the sign of its coefficient."""
-    lo = [(q, forms[v][0 if q > 0 else 1]) for v, q in a.t.items()]
-    hi = [(q, forms[v][1 if q > 0 else 0]) for v, q in a.t.items()]
-    return lincomb(Q(a.c), lo, n), lincomb(Q(a.c), hi, n)
-
-
-def _bits(d: int) -> int:
-    """log2(d) + 1 for a power of two d, else -1 (not dyadic)."""
-    return d.bit_length() if not d & (d - 1) else -1
+    """(lower, upper) form of an affine form over variables (``aff_side``)."""
+    return aff_side(forms, a, n, True), aff_side(forms, a, n, False)
 
 
 def lincomb(c: Fraction, pairs: list[tuple[Fraction, Form]], n: int) -> Form:
-    """c + sum q * f over the (q, f) pairs, exact. When every number is dyadic (float weights,
-    float-rounded forms: the common case) the sum runs in integers at one scale 2^S (q * a =
-    qn * an / 2^(bits(dq) + bits(da) - 2), shifted up to 2^-S exactly), one Fraction per
-    coefficient at the end; else in Fractions."""
-    bc, bq, ba = _bits(c.denominator), 0, 0
-    dyadic = bc >= 0
+    """c + sum q * f over the (q, f) pairs, exact: the nonzero entries gathered per coefficient in
+    one pass, then each coefficient one ``ExactOps.dot`` (integer numerators over a running common
+    denominator: no gcd while the denominators divide one another, as float weights and
+    float-rounded forms do)."""
+    qs: list[list[Fraction]] = [[] for _ in range(n + 1)]
+    xs: list[list[Fraction]] = [[] for _ in range(n + 1)]
     for q, f in pairs:
-        b = _bits(q.denominator)
-        bq = max(bq, b)
-        dyadic = dyadic and b >= 0
-        for a in f:
-            if a:
-                b = _bits(a.denominator)
-                ba = max(ba, b)
-                dyadic = dyadic and b >= 0
-        if not dyadic:
-            break
-    if not dyadic:
-        acc = [c] + [ZERO] * n
-        for q, f in pairs:
-            add_to(acc, f, q)
-        return acc
-    S = bq + ba + bc
-    acc = [c.numerator << (S - bc + 1)] + [0] * n
-    for q, f in pairs:
-        qn, qs = q.numerator, S - _bits(q.denominator) + 2
         for i, a in enumerate(f):
             if a:
-                acc[i] += (qn * a.numerator) << (qs - a.denominator.bit_length())
-    return [Fraction(x, 1 << S) for x in acc]
+                qs[i].append(q)
+                xs[i].append(a)
+    return [EXACT.dot(c if i == 0 else ZERO, qs[i], xs[i]) for i in range(n + 1)]
 
 
 def magnitude(lo: Form, hi: Form, L: Fraction, U: Fraction) -> Form | None:
@@ -210,7 +176,7 @@ def dot_error(ctx: Any, terms: list[tuple[Fraction, Any]], c: Fraction, S: Fract
     B <= (u T + u ((1+u) K + n^2 eta) + 2n eta) / (1 - n u); (a) + 4n eta (underflow). Where the
     inputs have magnitude forms, S (>= T) is one form over the inputs (|x~_i| <= g_i(t) + E_i)."""
     k = max(n, 1)
-    g = ctx.gamma(k)
+    g = ctx.gamma(k)  # (requires k u < 1, so every 1 - k u below is positive)
     ctx.rnd(S * (1 + g))
     # P += max(0, w(lo - E), w(hi + E)), N += max(0, -w(lo - E), -w(hi + E)) per term: with a =
     # max(0, hi + E), b = max(0, E - lo), that is |w| a and |w| b (w > 0), |w| b and |w| a (w < 0)
@@ -219,7 +185,6 @@ def dot_error(ctx: Any, terms: list[tuple[Fraction, Any]], c: Fraction, S: Fract
     P = EXACT.dot(max(Q(c), ZERO), aw, [a if w > 0 else b for (w, _), (a, b) in zip(terms, ab)])
     N = EXACT.dot(max(-Q(c), ZERO), aw, [b if w > 0 else a for (w, _), (a, b) in zip(terms, ab)])
     M = max(P, N)
-    require(k * ctx.u < 1, f"gamma_{k} undefined: n*u >= 1")
     # the j-th largest node is at most s_j = S - (the j - 1 smallest leaf bounds), j = 1..n-1
     # (the recursive sum, largest terms first); the n-th rounding (a wider accumulator's) <= S
     # (key (float, exact): float order is exact order where the floats differ)
@@ -234,13 +199,8 @@ def dot_error(ctx: Any, terms: list[tuple[Fraction, Any]], c: Fraction, S: Fract
     Sf: list[Fraction] = [S]
     if ctx.nf and any(v.g is not None for _, v in terms):
         # S as one form over the inputs, |x~_i| <= g_i(t) + E_i
-        Sf = [abs(c)] + [ZERO] * ctx.nf
-        for w, v in terms:
-            if v.g is None:
-                Sf[0] += abs(w) * ctx.mag(v)
-            else:
-                Sf[0] += abs(w) * v.E
-                add_to(Sf, v.g, abs(w))
+        c0 = abs(c) + sum((abs(w) * (ctx.mag(v) if v.g is None else v.E) for w, v in terms), ZERO)
+        Sf = lincomb(Q(c0), [(abs(Q(w)), v.g) for w, v in terms if v.g is not None], ctx.nf)
     mS = fmax(Sf)
     if a * mS + b < g * mS + 4 * n * ctx.eta:
         out = [a * x for x in Sf]

@@ -20,15 +20,11 @@ from typing import Any
 
 
 class ExactOps:
-    """Exact rational arithmetic (the checker's default)."""
+    """Exact rational arithmetic (the checker's default); ``max``/``min`` Python's own (of two
+    equal values they return the first)."""
 
-    @staticmethod
-    def max(a: Any, b: Any) -> Any:
-        return a if a >= b else b
-
-    @staticmethod
-    def min(a: Any, b: Any) -> Any:
-        return a if a <= b else b
+    max = staticmethod(max)
+    min = staticmethod(min)
 
     @staticmethod
     def ge(a: Any, b: Any) -> Any:

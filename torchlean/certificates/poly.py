@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 from .core import Rejected, decimal, require, tick
 from .sexpr import SExpr, show
@@ -31,15 +32,25 @@ def atom(name: str) -> Poly:
     return {((name, 1),): Fraction(1)}
 
 
-def add(p: Poly, q: Poly, scale: Fraction = Fraction(1)) -> Poly:
-    """p + scale * q"""
-    out = dict(p)
+# The arithmetic below serves every polynomial of the proof checker: this module's (monomials as
+# (atom, exponent) pairs, Fraction coefficients), and ``terms.py``'s and ``adjoint.py``'s (monomials
+# as sorted tuples of atoms, a power repeating its atom; int coefficients where integral).
+
+def acc(p: Poly, q: Poly, scale: Any = 1) -> None:
+    """p += scale * q, in place (zero coefficients dropped)."""
     for m, c in q.items():
-        v = out.get(m, Fraction(0)) + scale * c
+        tick()
+        v = p.get(m, 0) + scale * c
         if v:
-            out[m] = v
+            p[m] = v
         else:
-            out.pop(m, None)
+            p.pop(m, None)
+
+
+def add(p: Poly, q: Poly, scale: Any = 1) -> Poly:
+    """p + scale * q, a new polynomial."""
+    out = dict(p)
+    acc(out, q, scale)
     return out
 
 
@@ -50,13 +61,14 @@ def _mono_mul(a: Monomial, b: Monomial) -> Monomial:
     return tuple(sorted(exps.items()))
 
 
-def mul(p: Poly, q: Poly) -> Poly:
+def mul(p: Poly, q: Poly, mono: Callable[[Any, Any], Any] = _mono_mul) -> Poly:
+    """p * q, ``mono`` the product of two monomials (``terms.py``'s: ``tuple(sorted(a + b))``)."""
     out: Poly = {}
     for m1, c1 in p.items():
-        tick()  # (products of big polynomials are where a replay can take long)
         for m2, c2 in q.items():
-            m = _mono_mul(m1, m2)
-            v = out.get(m, Fraction(0)) + c1 * c2
+            tick()  # (products of big polynomials are where a replay can take long)
+            m = mono(m1, m2)
+            v = out.get(m, 0) + c1 * c2
             if v:
                 out[m] = v
             else:
@@ -153,6 +165,10 @@ def r_div(a: RatFun, b: RatFun) -> RatFun:
 
 # -- terms -> normal forms --------------------------------------------------------------------
 
+#: the field operations, each folded left to right over its arguments ((- a) alone: negation)
+FOLDS: dict[str, Callable[[RatFun, RatFun], RatFun]] = {
+    "+": r_add, "-": lambda a, b: r_add(a, b, Fraction(-1)), "*": r_mul, "/": r_div}
+
 #: how ``ite`` conditions are decided: returns True/False, or None when undecided
 Decide = Callable[[SExpr], "bool | None"]
 
@@ -178,12 +194,8 @@ class Normaliser:
     that way hold for every value of the ite, which is what axiom-schema checks need.
     """
 
-    def __init__(
-        self,
-        constants: dict[str, str],
-        functions: dict[str, tuple[tuple[str, ...], str]],
-        decide: Decide | None = None,
-    ):
+    def __init__(self, constants: dict[str, str], functions: dict[str, tuple[tuple[str, ...], str]],
+                 decide: Decide | None = None):
         self.constants = constants
         self.functions = functions
         self.decide = decide
@@ -221,29 +233,14 @@ class Normaliser:
             keys = [key(self.term(a).poly(f"argument of {head}")) for a in args]
             return RatFun(atom(f"({head} {' '.join(keys)})"))
         vals = [self.term(a) for a in args]
-        if head == "+":
-            acc = vals[0]
-            for v in vals[1:]:
-                acc = r_add(acc, v)
-            return acc
-        if head == "-":
-            if len(vals) == 1:
-                return RatFun(mul(vals[0].num, const(-1)), dict(vals[0].den))
-            acc = vals[0]
-            for v in vals[1:]:
-                acc = r_add(acc, v, Fraction(-1))
-            return acc
-        if head == "*":
-            acc = vals[0]
-            for v in vals[1:]:
-                acc = r_mul(acc, v)
-            return acc
-        if head == "/":
-            acc = vals[0]
-            for v in vals[1:]:
-                acc = r_div(acc, v)
-            return acc
-        raise Rejected(f"operator {head!r} is outside the supported fragment")
+        if head not in FOLDS:
+            raise Rejected(f"operator {head!r} is outside the supported fragment")
+        if head == "-" and len(vals) == 1:
+            return RatFun(mul(vals[0].num, const(-1)), dict(vals[0].den))
+        acc = vals[0]
+        for v in vals[1:]:
+            acc = FOLDS[head](acc, v)
+        return acc
 
 
 # -- literals: p > 0, p >= 0, p = 0 ------------------------------------------------------------
@@ -291,13 +288,10 @@ def scaled_keys(p: Poly) -> tuple[str, str]:
 
 def negate(rel: str, p: Poly) -> tuple[str, Poly]:
     """not (p > 0) is -p >= 0; not (p >= 0) is -p > 0; not (p = 0) is p != 0."""
-    if rel == ">":
-        return ">=", mul(p, const(-1))
-    if rel == ">=":
-        return ">", mul(p, const(-1))
     if rel == "=":
         return "!=", p
-    raise Rejected(f"cannot negate relation {rel!r}")
+    require(rel in (">", ">="), f"cannot negate relation {rel!r}")
+    return (">=" if rel == ">" else ">"), mul(p, const(-1))
 
 
 def const_truth(rel: str, c: Fraction) -> bool:

@@ -294,10 +294,8 @@ def _nonzero(leaf: Leaf, d: Poly, j: Any) -> None:
         prod: Poly = {(): Fraction(1)}
         for i in refs:
             prod = mul(prod, _fact(leaf, i, ("!=",), "is not a disequality")[1].poly("disequality fact"))
-        require(
-            bool(prod) and lit_key("=", prod) == lit_key("=", d),
-            f"factor {key(d)} is not the product of facts {refs}",
-        )
+        require(bool(prod) and lit_key("=", prod) == lit_key("=", d),
+                f"factor {key(d)} is not the product of facts {refs}")
         return
     s = j["sign"]
     require(s in (1, -1), "sign must be 1 or -1")
@@ -344,10 +342,8 @@ def _zero(leaf: Leaf, node: dict[str, Any]) -> None:
     require(not num, f"numerator is not in the ideal: remainder {key(num)[:200]}")
     factors = r.factors()
     just = node["nonzero"]
-    require(
-        isinstance(just, list) and len(just) == len(factors),
-        f"{len(factors)} denominator factor(s) need a nonzero justification each",
-    )
+    require(isinstance(just, list) and len(just) == len(factors),
+            f"{len(factors)} denominator factor(s) need a nonzero justification each")
     for (_, d), j in zip(factors, just):
         _nonzero(leaf, d, j)
 

@@ -20,7 +20,8 @@ A rounded value is a ``FloatValue``: a sign bit (signed zeros are kept), a kind 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import operator
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from typing import Any, NamedTuple
 
@@ -91,13 +92,7 @@ class Format:
         return gap / 2 if mode in ("rne", "rna") else gap
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "ebits": self.ebits,
-            "mbits": self.mbits,
-            "subnormals": self.subnormals,
-            "style": self.style,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Format:
@@ -172,6 +167,11 @@ def floor_log2(a: Fraction) -> int:
 _EXACT, _BELOW, _HALF, _ABOVE = 0, 1, 2, 3
 
 
+def _side(x: Fraction, mid: Fraction) -> int:
+    """Where x lies in its gap against the gap's midpoint ``mid``."""
+    return _BELOW if x < mid else _HALF if x == mid else _ABOVE
+
+
 def _choose(m: int, rem: int, sign: int, mode: str) -> int:
     """The integer significand (in units of the quantum Q) that ``mode`` picks."""
     if rem == _EXACT:
@@ -197,6 +197,12 @@ def _finish(sign: int, mag: Fraction, fmt: Format, mode: str) -> FloatValue:
     return FloatValue(sign, "inf" if fmt.has_inf else "nan", Fraction(0))
 
 
+def _below_normal(sign: int, rem: int, fmt: Format, mode: str) -> FloatValue:
+    """A magnitude below 2^emin without subnormals: its neighbours are 0 and 2^emin; ``rem`` its side
+    of 2^(emin-1). 0 counts as the even significand, so round-to-odd goes to 2^emin."""
+    return _finish(sign, _pow2(fmt.emin) if _choose(0, rem, sign, mode) else Fraction(0), fmt, mode)
+
+
 def _quantum_exponent(e: int, fmt: Format) -> int | None:
     """Exponent of the quantum for a magnitude with floor(log2) = e; None below a no-subnormal
     format's normal range (there the gap is (0, 2^emin))."""
@@ -217,17 +223,12 @@ def round_fraction(q: Fraction | int, fmt: Format | str, mode: str = "rne", zero
     sign, a = (1, -q) if q < 0 else (0, q)
     e = floor_log2(a)
     qe = _quantum_exponent(e, fmt)
-    if qe is None:  # below 2^emin without subnormals: the neighbours are 0 and 2^emin
-        half = _pow2(fmt.emin - 1)
-        rem = _HALF if a == half else (_BELOW if a < half else _ABOVE)
-        # treat 0 as the even significand; round-to-odd goes to 2^emin (the nonzero neighbour)
-        m = _choose(0, rem, sign, mode)
-        return _finish(sign, _pow2(fmt.emin) if m else Fraction(0), fmt, mode)
+    if qe is None:
+        return _below_normal(sign, _side(a, _pow2(fmt.emin - 1)), fmt, mode)
     scaled = a / _pow2(qe)
     m = scaled.numerator // scaled.denominator
     frac = scaled - m
-    half = Fraction(1, 2)
-    rem = _EXACT if frac == 0 else (_BELOW if frac < half else _HALF if frac == half else _ABOVE)
+    rem = _EXACT if frac == 0 else _side(frac, Fraction(1, 2))
     return _finish(sign, _choose(m, rem, sign, mode) * _pow2(qe), fmt, mode)
 
 
@@ -241,18 +242,11 @@ def round_sqrt(q: Fraction | int, fmt: Format | str, mode: str = "rne") -> Float
         return FloatValue(0, "finite", Fraction(0))
     e = floor_log2(q) // 2  # floor(log2 sqrt(q))
     qe = _quantum_exponent(e, fmt)
-    if qe is None:
-        half = _pow2(fmt.emin - 1)
-        rem = _HALF if q == half * half else (_BELOW if q < half * half else _ABOVE)
-        m = _choose(0, rem, 0, mode)
-        return _finish(0, _pow2(fmt.emin) if m else Fraction(0), fmt, mode)
+    if qe is None:  # (sqrt(q) against 2^(emin-1), both sides squared)
+        return _below_normal(0, _side(q, _pow2(2 * fmt.emin - 2)), fmt, mode)
     t = q / _pow2(2 * qe)  # sqrt(q)/Q = sqrt(t)
     m = math.isqrt(t.numerator // t.denominator)
-    if t == m * m:
-        rem = _EXACT
-    else:
-        mid = Fraction(2 * m + 1, 2) ** 2
-        rem = _BELOW if t < mid else (_HALF if t == mid else _ABOVE)
+    rem = _EXACT if t == m * m else _side(t, Fraction(2 * m + 1, 2) ** 2)  # (squared, as above)
     return _finish(0, _choose(m, rem, 0, mode) * _pow2(qe), fmt, mode)
 
 
@@ -289,19 +283,10 @@ def finite_values(fmt: Format | str) -> list[Fraction]:
 
 # -- the exhaustive rounding-lemma certificate -------------------------------------------------------
 
-OPS = ("add", "sub", "mul", "div", "sqrt")
-
-
-def _exact(op: str, x: Fraction, y: Fraction) -> Fraction | None:
-    if op == "add":
-        return x + y
-    if op == "sub":
-        return x - y
-    if op == "mul":
-        return x * y
-    if op == "div":
-        return None if y == 0 else x / y
-    raise ValueError(op)
+#: the binary operations a lemma may be about, each's exact value (None where undefined); and sqrt
+BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
+          "div": lambda x, y: x / y if y else None}
+OPS = (*BINARY, "sqrt")
 
 
 def _sqrt_within(r: Fraction, x: Fraction, u: Fraction, eta: Fraction) -> bool:
@@ -342,7 +327,7 @@ def enumerate_lemma(fmt: Format, mode: str, op: str, u: Fraction, eta: Fraction)
         return cases, None
     for x in vals:
         for y in vals:
-            z = _exact(op, x, y)
+            z = BINARY[op](x, y)
             if z is None:
                 continue
             r = round_fraction(z, fmt, mode)

@@ -10,6 +10,7 @@ against the fixed schema list.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .core import Rejected, require
@@ -20,28 +21,18 @@ SExpr = str | tuple["SExpr", ...]
 MAX_DEPTH = 400
 
 
+#: a comment (``;`` to the end of the line), a parenthesis, or an atom (up to white space, a
+#: parenthesis or a comment); white space (space, tab, CR, LF) separates them and is dropped
+TOKEN = re.compile(r";[^\n]*|[()]|[^ \t\r\n();]+")
+
+
 def tokenize(text: str) -> list[str]:
     """Split SMT-LIB text into parentheses and atoms; comments (``;`` to end of line) dropped."""
     tokens: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c in " \t\r\n":
-            i += 1
-        elif c == ";":
-            while i < n and text[i] != "\n":
-                i += 1
-        elif c in "()":
-            tokens.append(c)
-            i += 1
-        elif c == "|" or c == '"':
-            raise Rejected("quoted symbols and strings are outside the supported fragment")
-        else:
-            j = i
-            while j < n and text[j] not in " \t\r\n();":
-                j += 1
-            tokens.append(text[i:j])
-            i = j
+    for tok in TOKEN.findall(text):
+        require(tok[0] not in '|"', "quoted symbols and strings are outside the supported fragment")
+        if tok[0] != ";":
+            tokens.append(tok)
     return tokens
 
 
@@ -131,15 +122,11 @@ def read_script(text: str) -> Script:
         elif head == "assert":
             require(len(cmd) == 2, f"bad assert {show(cmd)}")
             body = cmd[1]
-            require(
-                isinstance(body, tuple) and len(body) == 4 and body[0] == "!" and body[2] == ":named",
-                "every assert must be (! TERM :named NAME)",
-            )
+            require(isinstance(body, tuple) and len(body) == 4 and body[0] == "!" and body[2] == ":named",
+                    "every assert must be (! TERM :named NAME)")
             name = body[3]
-            require(
-                isinstance(name, str) and name not in {n for n, _ in s.asserts},
-                f"assert name {name!r} missing or repeated",
-            )
+            require(isinstance(name, str) and name not in {n for n, _ in s.asserts},
+                    f"assert name {name!r} missing or repeated")
             s.asserts.append((name, body[1]))  # type: ignore[arg-type]
         else:
             raise Rejected(f"command {head!r} is outside the supported fragment")
@@ -149,23 +136,16 @@ def read_script(text: str) -> Script:
 
 def _plain(name: object) -> bool:
     """Declared names are plain identifiers (so no name can pose as a numeral or an opaque atom)."""
-    return (
-        isinstance(name, str)
-        and bool(name)
-        and (name[0].isalpha() or name[0] == "_")
-        and all(c.isalnum() or c in "_." for c in name)
-        and name not in RESERVED
-    )
+    return (isinstance(name, str) and bool(name) and (name[0].isalpha() or name[0] == "_")
+            and all(c.isalnum() or c in "_." for c in name) and name not in RESERVED)
 
 
 RESERVED = {"true", "false", "ite", "and", "or", "not", "let", "distinct", "xor", "forall", "exists"}
 
 
 def _declare(s: Script, name: object, args: tuple[str, ...], sort: object) -> None:
-    require(
-        _plain(name) and name not in s.constants and name not in s.functions,
-        f"symbol {name!r} declared twice or malformed",
-    )
+    require(_plain(name) and name not in s.constants and name not in s.functions,
+            f"symbol {name!r} declared twice or malformed")
     if args:
         s.functions[name] = (args, sort)  # type: ignore[index,assignment]
     else:

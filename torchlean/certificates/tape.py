@@ -37,45 +37,42 @@ def _atoms(x: Any, where: str, nodes: list[dict[str, Any]]) -> Counter[tuple[int
     require(isinstance(x, list), f"{where}: a sum must be a list of atoms")
     out: Counter[tuple[int, int]] = Counter()
     for a in x:
-        if not (isinstance(a, list) and len(a) == 2 and all(type(i) is int for i in a)):
-            raise Rejected(f"{where}: malformed atom {a!r}")
+        require(isinstance(a, list) and len(a) == 2 and all(type(i) is int for i in a),
+                f"{where}: malformed atom {a!r}")
         k, j = a
-        if (k, j) != SEED and not (0 <= k < len(nodes) and 0 <= j < len(nodes[k]["inputs"])):
-            raise Rejected(f"{where}: atom {a!r} names no node input")
+        require((k, j) == SEED or (0 <= k < len(nodes) and 0 <= j < len(nodes[k]["inputs"])),
+                f"{where}: atom {a!r} names no node input")
         out[(k, j)] += 1
     return out
 
 
-def _well_formed(graph: dict[str, Any]) -> tuple[list[dict[str, Any]], int, list[int], int]:
+def _well_formed(graph: dict[str, Any]) -> tuple[list[dict[str, Any]], int, list[int]]:
     n, nodes, leaves, root = graph["values"], graph["nodes"], graph["leaves"], graph["root"]
-    if type(n) is not int or type(root) is not int or not isinstance(nodes, list) \
-            or not isinstance(leaves, list):
-        raise Rejected("graph: values, nodes, leaves, root of the wrong type")
+    require(type(n) is int and type(root) is int and isinstance(nodes, list) and isinstance(leaves, list),
+            "graph: values, nodes, leaves, root of the wrong type")
     defined = [False] * n
     for v in leaves:
-        if type(v) is not int or not 0 <= v < n or defined[v]:
-            raise Rejected(f"graph: bad or repeated leaf {v!r}")
+        require(type(v) is int and 0 <= v < n and not defined[v], f"graph: bad or repeated leaf {v!r}")
         defined[v] = True
     for k, node in enumerate(nodes):
-        if not isinstance(node.get("prim"), str) or not isinstance(node.get("key"), str):
-            raise Rejected(f"graph: node {k} has no primitive or obligation key")
+        require(isinstance(node.get("prim"), str) and isinstance(node.get("key"), str),
+                f"graph: node {k} has no primitive or obligation key")
         for v in node["inputs"]:
-            if v is not None and (type(v) is not int or not 0 <= v < n or not defined[v]):
-                raise Rejected(f"graph: node {k} ({node['prim']}) uses value {v!r} before it is defined")
+            require(v is None or (type(v) is int and 0 <= v < n and defined[v]),
+                    f"graph: node {k} ({node['prim']}) uses value {v!r} before it is defined")
         out = node["output"]
-        if type(out) is not int or not 0 <= out < n or defined[out]:
-            raise Rejected(f"graph: node {k} defines value {out!r} twice or out of range")
+        require(type(out) is int and 0 <= out < n and not defined[out],
+                f"graph: node {k} defines value {out!r} twice or out of range")
         defined[out] = True
-    producer = {node["output"]: k for k, node in enumerate(nodes)}
-    require(root in producer, "graph: the root is not the output of a node")
-    return nodes, root, leaves, len(nodes)
+    require(root in {node["output"] for node in nodes}, "graph: the root is not the output of a node")
+    return nodes, root, leaves
 
 
 @checker("composition")
 def check_composition(cert: dict[str, Any]) -> Verdict:
     """Replay a ``composition`` certificate: ``{"kind", "graph", "trace"}`` (see the module)."""
     graph, trace = cert["graph"], cert["trace"]
-    nodes, root, leaves, _ = _well_formed(graph)
+    nodes, root, leaves = _well_formed(graph)
     # on a path to the root: walk back from the root over gradient-carrying inputs
     live: set[int] = {root}
     for k in range(len(nodes) - 1, -1, -1):
@@ -85,9 +82,8 @@ def check_composition(cert: dict[str, Any]) -> Verdict:
     raw_calls = trace["calls"]
     require(isinstance(raw_calls, list), "trace: calls must be a list")
     for entry in raw_calls:
-        if not (isinstance(entry, list) and len(entry) == 2 and type(entry[0]) is int
-                and 0 <= entry[0] < len(nodes)):
-            raise Rejected(f"trace: malformed call {entry!r}")
+        require(isinstance(entry, list) and len(entry) == 2 and type(entry[0]) is int
+                and 0 <= entry[0] < len(nodes), f"trace: malformed call {entry!r}")
         k = entry[0]
         require(k not in calls, f"trace: the VJP of node {k} ({nodes[k]['prim']}) ran twice")
         calls[k] = _atoms(entry[1], f"call of node {k}", nodes)
@@ -115,8 +111,8 @@ def check_composition(cert: dict[str, Any]) -> Verdict:
     grads = trace["grads"]
     require(isinstance(grads, dict), "trace: grads must be a mapping")
     for key in grads:
-        if not (isinstance(key, str) and key.isdigit() and int(key) in leaves):
-            raise Rejected(f"trace: gradient for {key!r}, which is not a leaf")
+        require(isinstance(key, str) and key.isdigit() and int(key) in leaves,
+                f"trace: gradient for {key!r}, which is not a leaf")
     for v in leaves:
         got = _atoms(grads[str(v)], f"gradient of leaf {v}", nodes) if str(v) in grads else Counter()
         want = uses.get(v, Counter())

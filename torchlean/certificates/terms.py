@@ -49,6 +49,8 @@ from itertools import product
 from typing import Any
 
 from .core import Verdict, checker, rational, require, tick
+from .poly import acc as _acc
+from .poly import mul
 
 LINEAR = {"add", "sub", "neg"}
 SAME, PLAIN = object(), None  # ``Normal.mode``'s inner mode: the mode itself; the plain one (no renaming)
@@ -60,29 +62,8 @@ def _small(c: Fraction) -> Any:
     return c.numerator if c.denominator == 1 else c
 
 
-def _acc(p: Poly, q: Poly, sign: int = 1) -> None:
-    """p += sign * q, in place."""
-    for m, c in q.items():
-        tick()
-        v = p.get(m, 0) + sign * c
-        if v:
-            p[m] = v
-        else:
-            p.pop(m, None)
-
-
 def _mul(p: Poly, q: Poly) -> Poly:
-    out: Poly = {}
-    for m1, c1 in p.items():
-        for m2, c2 in q.items():
-            tick()
-            m = tuple(sorted(m1 + m2))
-            v = out.get(m, 0) + c1 * c2
-            if v:
-                out[m] = v
-            else:
-                out.pop(m, None)
-    return out
+    return mul(p, q, lambda a, b: tuple(sorted(a + b)))
 
 
 class Normal:
@@ -131,6 +112,7 @@ class Normal:
         self.memo: dict[tuple[int, Any], Poly] = {}
         self.modes: dict[Any, tuple[Any, dict[int, Poly], Any]] = {None: (None, {}, None)}
         self.local: list[bool] | None = None  # ``rows``: which nodes read a per-position leaf
+        self._fams: list[frozenset[str]] | None = None
 
     def atom(self, key: tuple[Any, ...]) -> Poly:
         i = self.atoms.setdefault(key, len(self.atoms))
@@ -140,21 +122,21 @@ class Normal:
         require(type(t) is int and 0 <= t < len(self.nodes), f"term {t!r}: no such node")
         return t
 
-    def leaves(self, t: int) -> set[str]:
-        """The leaf families term ``t`` reads."""
-        out: set[str] = set()
-        stack, seen = [t], set()
-        while stack:
-            u = stack.pop()
-            if u in seen:
-                continue
-            seen.add(u)
-            n = self.nodes[u]
-            if n[0] == "leaf":
-                out.add(n[1])
-            elif n[0] != "c":
-                stack.extend(n[1:])
-        return out
+    def families(self) -> list[frozenset[str]]:
+        """Per node, the leaf families its term reads: one pass over the nodes, when first asked
+        (``channels``, ``rows``); the few distinct sets are shared."""
+        if self._fams is None:
+            sets: dict[frozenset[str], frozenset[str]] = {}
+            self._fams = []
+            for n in self.nodes:
+                if n[0] == "leaf":
+                    f = frozenset((n[1],))
+                elif n[0] == "c":
+                    f = frozenset()
+                else:
+                    f = frozenset().union(*(self._fams[a] for a in n[1:]))
+                self._fams.append(sets.setdefault(f, f))
+        return self._fams
 
     def mode(self, tag: Any, sub: Any = None, cut: Any = None, inner: Any = SAME) -> None:
         """Register the substitution ``tag``: leaves renamed by ``sub`` (a leaf's key to another
@@ -275,7 +257,7 @@ def _terms(nf: Normal, v: Any, k: int, what: str, may: set[str]) -> list[int]:
     require(isinstance(v, list) and len(v) == k, f"{what}: {k} terms")
     for t in v:
         tick()
-        require(nf.leaves(nf.ref(t)) <= may, f"{what}: term {t} reads a leaf outside {sorted(may)}")
+        require(nf.families()[nf.ref(t)] <= may, f"{what}: term {t} reads a leaf outside {sorted(may)}")
     return v
 
 
@@ -330,11 +312,7 @@ def check_rows(cert: dict[str, Any]) -> Verdict:
     nf = Normal(cert["nodes"])
     el, row = cert["element"], cert["row"]
     fams = {f"in{k}" for k in range(params + 1)}
-    local = []  # per node: reads a per-position leaf (in<k>, g)
-    for node in nf.nodes:
-        local.append(node[1] in (*fams, "g") if node[0] == "leaf" else
-                     node[0] != "c" and any(local[a] for a in node[1:]))
-    nf.local = local
+    nf.local = [not f.isdisjoint({*fams, "g"}) for f in nf.families()]  # reads a per-position leaf
 
     spec = _terms(nf, [el["spec"]], 1, "element spec", {*fams, "s"})[0]
     phi = _terms(nf, el["stats"], stats, "stats", fams)
