@@ -8,7 +8,8 @@ initialisation (seed 0) or after a short training, with generate / replay / obse
     python bench/bench_zoo_epsilon.py transformer [L]    # 'sums' model after its lookup, context L
     python bench/bench_zoo_epsilon.py resnet [STEPS]     # cnn / resnet: trained STEPS (default 0), [0, 1]^64
 
-``--ranges=ibp|crown|fast`` (last argument) picks the statement's ranges (default: fast).
+``--ranges=ibp|crown|fast`` (last argument) picks the statement's ranges (default: fast);
+``--ball=R``: the box ±R around the model's own input (lstm/gru: test window 0) instead.
 Prints one line: epsilon, observed (500 samples against the binary64 run), the seconds of each
 part, or the one-line reason no certificate was made (bench/README.md, "The zoo's epsilons").
 """
@@ -77,6 +78,10 @@ def main() -> None:
     arg = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else None
     ranges = next((a.split("=", 1)[1] for a in sys.argv[2:] if a.startswith("--ranges=")), None)
     net, x, box = build(kind, arg)
+    ball = next((Fraction(a.split("=", 1)[1]) for a in sys.argv[2:] if a.startswith("--ball=")), None)
+    if ball is not None:
+        centre = np.asarray(x, np.float32).ravel()
+        box = [(Fraction(float(v)) - ball, Fraction(float(v)) + ball) for v in centre]
     net.eval()
     g = trace(net, tensor(np.asarray(x, dtype=np.float32)))
     t0 = time.perf_counter()

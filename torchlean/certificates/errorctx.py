@@ -24,7 +24,8 @@ Q = Fraction
 ZERO, ONE = Q(0), Q(1)
 F = 64  # fixed-point scale of form coefficients
 G = 192  # fixed-point scale of source bounds (rounded up)
-MAX_TERMS = 2048  # a longer form is collapsed into its bound
+MAX_TERMS = 2048  # a longer form keeps its KEEP_TERMS largest terms; the rest join one new source
+KEEP_TERMS = 1024
 MAX_WORK = 60_000  # form terms read to build one element; above, the inputs' bounds are used
 MIN_KERNEL_ULPS = Q(1, 2)  # correct rounding: the least a certificate may assume
 
@@ -142,8 +143,11 @@ class Ctx:
         if acc:
             slack += (sum(self.locmax[s] for s in acc) >> F) + 1
         rem += Q(slack, 1 << G)  # (slack in units of 2^-G)
-        if len(c) > MAX_TERMS:
-            c, rem = {}, self.bound(c, rem)
+        if len(c) > MAX_TERMS:  # keep the largest terms (signs, so they cancel later): the rest's
+            big = sorted(c, key=lambda s: abs(c[s]) * self.locmax[s], reverse=True)[:KEEP_TERMS]
+            keep = set(big)
+            drop = {s: x for s, x in c.items() if s not in keep}  # bound joins the new source
+            c, rem = {s: c[s] for s in big}, self.bound(drop, rem)
         # the new unknowns (this step's rounding, slope radii, charges) become one new source:
         # later steps combine it with signed coefficients, so it can cancel like any rounding
         require(local >= 0, "negative local error")
