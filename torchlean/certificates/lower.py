@@ -83,15 +83,10 @@ def _unary_fn(name: str, attrs: bool = True) -> Row:
 
 
 def _recip(L: Lowerer, xs: list[Elem]) -> list[Elem]:
-    for x in xs:
-        if isinstance(x, Fraction) and not x:
-            raise Unsupported("division by a zero constant")
-    return [1 / x if isinstance(x, Fraction) else None for x in xs] if all(
-        isinstance(x, Fraction) for x in xs) else L.fn("reciprocal", xs)
-
-
-def _div(L: Lowerer, a: list[Elem], b: list[Elem]) -> list[Elem]:
-    return L.mul(a, _recip(L, b))
+    """1/x per element (a constant folds exactly in ``Lowerer.fn``: the row's value is 1/x)."""
+    if any(isinstance(x, Fraction) and not x for x in xs):
+        raise Unsupported("division by a zero constant")
+    return L.fn("reciprocal", xs)
 
 
 def _pow(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
@@ -113,10 +108,6 @@ def _ipow(L: Lowerer, x: list[Elem], n: int) -> list[Elem]:
         return list(x)
     half = L.fn("square", _ipow(L, x, n // 2))
     return L.mul(half, x) if n % 2 else half
-
-
-def _minimum(L: Lowerer, a: list[Elem], b: list[Elem]) -> list[Elem]:
-    return [neg(v) for v in L.max([[neg(p), neg(q)] for p, q in zip(a, b)])]
 
 
 def _reduce(kind: str) -> Row:
@@ -315,7 +306,7 @@ ROWS: dict[str, Row] = {
     "add": _binary(lambda L, a, b: [add(p, q) for p, q in zip(a, b)]),
     "sub": _binary(lambda L, a, b: [add(p, neg(q)) for p, q in zip(a, b)]),
     "mul": _mul_row,
-    "div": _binary(_div),
+    "div": _binary(lambda L, a, b: L.mul(a, _recip(L, b))),
     "neg": lambda L, ins, at: Tensor(ins[0].shape, [neg(v) for v in ins[0].v]),
     "pow": _pow,
     "matmul": _matmul,
@@ -329,20 +320,12 @@ ROWS: dict[str, Row] = {
     "concat": _concat,
     "slice": _slice,
     "gather": _gather,
-    "relu": _unary_fn("relu"),
-    "leaky_relu": _unary_fn("leaky_relu"),
-    "abs": _unary_fn("abs"),
+    **{name: _unary_fn(name) for name in ("relu", "leaky_relu", "abs", "exp", "log", "sqrt", "tanh",
+                                          "erf", "sigmoid", "softplus")},
+    **{name: _unary_fn(name, attrs=False) for name in ("gelu", "silu")},
     "maximum": _binary(lambda L, a, b: L.max([[p, q] for p, q in zip(a, b)])),
-    "minimum": _binary(_minimum),
-    "exp": _unary_fn("exp"),
-    "log": _unary_fn("log"),
-    "sqrt": _unary_fn("sqrt"),
-    "tanh": _unary_fn("tanh"),
-    "erf": _unary_fn("erf"),
-    "sigmoid": _unary_fn("sigmoid"),
-    "softplus": _unary_fn("softplus"),
-    "gelu": _unary_fn("gelu", attrs=False),
-    "silu": _unary_fn("silu", attrs=False),
+    # min(p, q) = -max(-p, -q)
+    "minimum": _binary(lambda L, a, b: [neg(v) for v in L.max([[neg(p), neg(q)] for p, q in zip(a, b)])]),
     "softmax": _softmax(False),
     "log_softmax": _softmax(True),
     "conv2d": _conv2d,
