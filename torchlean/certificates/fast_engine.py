@@ -29,7 +29,7 @@ import numpy as np
 from . import engine as exact
 from .bound_graph import Unsupported, arg_rows, refine_skips
 from .core import tick
-from .engine import EXACT_AT_STABLE, policies, split_nodes
+from .engine import EXACT_AT_STABLE, _regroup, policies, split_nodes
 from .fast_backsub import _backsub, _best_backsub, _max_sel, _through, _usable, _weights
 from .fast_forms import TINY, U, _charge, _Forms, _safe, outward
 from .fast_functions import FAST
@@ -49,21 +49,19 @@ class FastGraph:
         for n in bg.nodes:
             if n.kind == "lin":  # (``lower(wide=True)``'s, for the exact engine only)
                 raise Unsupported("the fast engine takes no lin nodes")
-            fl = arg_rows(n, n.args) if n.kind in ("fn", "mul", "max") else None
-            if n.kind == "max":
-                G = max(len(g) for g in n.args)
-                idx = np.full((n.size, G), -1)
-                pos = 0
-                for i, g in enumerate(n.args):
-                    idx[i, : len(g)] = np.arange(pos, pos + len(g))
-                    pos += len(g)
-                self.groups.append(idx)
-            else:
-                self.groups.append(None)
-            self.forms.append(_Forms(fl, self.starts, self.sizes) if fl is not None else None)
+            self.groups.append(None)
             if n.kind == "const":
                 lo, hi = outward([a for a, _ in n.args], [b for _, b in n.args])
-                self.forms[-1] = (np.array(lo), np.array(hi))  # type: ignore[assignment]
+                self.forms.append((np.array(lo), np.array(hi)))  # type: ignore[arg-type]
+                continue
+            rows = None if n.kind == "input" else arg_rows(n, n.args)
+            self.forms.append(None if rows is None else _Forms(rows, self.starts, self.sizes))
+            if n.kind == "max":  # (per element: its members' argument rows, -1 past the group's end)
+                runs = _regroup(n, list(range(sum(len(g) for g in n.args))))
+                idx = np.full((n.size, max(len(r) for r in runs)), -1)
+                for i, r in enumerate(runs):
+                    idx[i, : len(r)] = r
+                self.groups[-1] = idx
         self.out = _Forms(list(bg.outputs), self.starts, self.sizes)
         self.best = [np.array(b, dtype=bool) for b in refine_skips(bg)]
         self.split = split_nodes(bg)
@@ -94,7 +92,10 @@ class _State:
         self.memo: dict[Any, Any] = {}  # views, charge weights and sub-matrices of this state (below)
         self.shared: dict[int, Any] = {}  # ``forward``'s shared slopes: node -> ((1, size) lower, upper)
 
-    def push(self, L: np.ndarray, Uu: np.ndarray) -> None:
+    def push(self, arg: Any, L: np.ndarray, Uu: np.ndarray) -> None:
+        """The next node's argument bounds and certified bounds (non-finite: vacuous)."""
+        self.arg.append(arg)
+        self.relax.append({})
         bad = ~(np.isfinite(L) & np.isfinite(Uu))
         L, Uu = np.where(bad, -np.inf, L), np.where(bad, np.inf, Uu)
         self.L.append(L)
@@ -153,15 +154,11 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
     first = 0 if prior is None else int(prior[1].min())
     for k, node in enumerate(fg.bg.nodes[1:], start=1):
         if k < first:  # (every box keeps its parent's bounds here)
-            st.arg.append(P.arg[k])
-            st.relax.append({})
-            st.push(P.L[k], P.U[k])
+            st.push(P.arg[k], P.L[k], P.U[k])
             continue
         if node.kind == "const":
             clo, chi = fg.forms[k]
-            st.arg.append(None)
-            st.relax.append({})
-            st.push(*(np.broadcast_to(v, (st.B, node.size)).copy() for v in (clo, chi)))
+            st.push(None, *(np.broadcast_to(v, (st.B, node.size)).copy() for v in (clo, chi)))
             continue
         F = fg.forms[k]
         al, au = F.bounds(st.L, st.U, st.vmax)
@@ -207,7 +204,6 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             al = np.where(ph == 1, np.maximum(al, 0.0), al)
             au = np.where(ph == 1, np.maximum(au, al), np.where(ph == 0, np.minimum(au, 0.0), au))
             al = np.where(ph == 0, np.minimum(al, au), al)
-        st.arg.append((al, au))
         m = node.size
         if node.kind == "fn" and node.fn == "relu":  # (monotone, exact in floats; NaN: push's)
             L, Uu = np.maximum(al, 0.0), np.maximum(au, 0.0)
@@ -226,8 +222,7 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             idx = fg.groups[k]
             L = np.where(idx >= 0, al[:, idx], -np.inf).max(2)
             Uu = np.where(idx >= 0, au[:, idx], -np.inf).max(2)
-        st.relax.append({})
-        st.push(L, Uu)
+        st.push((al, au), L, Uu)
     return st
 
 
@@ -269,13 +264,6 @@ def boxes(lo: Any, hi: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.array(los, dtype=float), np.array(his, dtype=float)
 
 
-def _objective(fg: FastGraph, st: _State, C: Any):
-    """Starting multipliers over the output rows: identity or C (K, n_out) floats (taken as exact)."""
-    n = fg.bg.n_out
-    Cm = np.eye(n) if C is None else np.asarray(C, dtype=float)
-    return np.broadcast_to(Cm[None], (st.B, *Cm.shape))
-
-
 @np.errstate(invalid="ignore", over="ignore")  # non-finite entries are handled (vacuous bounds)
 def ibp(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = None):
     """Certified IBP bounds (B, K) of C·y over each box [lo_b, hi_b] ((B, n_in) floats)."""
@@ -303,9 +291,9 @@ def crown(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = N
     fg = compiled(bg)
     st = forward(fg, lo, hi, method)
     il, iu = _ibp_out(fg, st, C)
-    Cm = _objective(fg, st, C)
-    K = Cm.shape[1]
-    lin = np.concatenate([Cm, -Cm], axis=1)
+    Cm = np.eye(fg.bg.n_out) if C is None else np.asarray(C, dtype=float)  # (floats taken as exact)
+    K = Cm.shape[0]
+    lin = np.repeat(np.concatenate([Cm, -Cm])[None], st.B, axis=0)
     const, err = np.zeros((st.B, 2 * K)), np.zeros((st.B, 2 * K))
     lam: dict[int, np.ndarray] = {}
     const, err = _through(st, lam, lin, const, err, fg.out, W=_weights(st, fg.out, None))
