@@ -470,25 +470,18 @@ def refine_skips(bg: BoundGraph) -> list[list[bool]]:
       McCormick planes are within (uw - lw)·(ux - lx) of the product whatever the bounds, and the
       rows that read the product are refined themselves.
     """
-    owner: list[int] = []
-    for k, n in enumerate(bg.nodes):
-        owner.extend([k] * n.size)
-    exact = [False] * len(bg.nodes)
+    owner = [k for k, n in enumerate(bg.nodes) for _ in range(n.size)]  # variable -> its node
+    leaf = [n.kind in ("input", "const") for n in bg.nodes]
+    exact = list(leaf)
     out: list[list[bool]] = []
     for k, n in enumerate(bg.nodes):
-        if n.kind in ("input", "const"):
-            exact[k] = True
+        if leaf[k]:
             out.append([])
             continue
         rows = arg_rows(n, n.args)
-
-        def shallow(f: Aff) -> bool:
-            return all(bg.nodes[owner[v]].kind in ("input", "const") for v in f.t)
-
-        def ok(f: Aff) -> bool:
-            return shallow(f) or (len(f.t) == 1 and exact[owner[next(iter(f.t))]])
-
-        best = [ok(f) for f in rows]
+        # a form over leaf variables only, or a·v + c with v of a node exact on ranges
+        best = [all(leaf[owner[v]] for v in f.t) or (len(f.t) == 1 and exact[owner[next(iter(f.t))]])
+                for f in rows]
         skip = list(best)
         if n.kind == "lin":  # y = f exactly: IBP of y is f's range
             exact[k] = all(best)
@@ -499,8 +492,7 @@ def refine_skips(bg: BoundGraph) -> list[list[bool]]:
             const_only = [all(bg.nodes[owner[v]].kind == "const" for v in f.t) for f in rows]
             exact[k] = all((const_only[i] and best[m + i]) or (const_only[m + i] and best[i])
                            for i in range(m))
-            for i in range(m):
-                skip[i] = skip[i] or const_only[m + i]
-                skip[m + i] = skip[m + i] or const_only[i]
+            # (each operand's row also skipped where the other operand is const-only)
+            skip = [s or c for s, c in zip(best, const_only[m:] + const_only[:m])]
         out.append(skip)
     return out

@@ -240,11 +240,8 @@ def _softmax(log: bool) -> Row:
             for i in fin:  # (a -inf entry's own output is exactly 0: out's default)
                 where.append(i)
                 diffs.append([add(x.v[j], neg(x.v[i])) if j != i else Q(0) for j in fin])
-        flat = L.fn("exp", [e for row_ in diffs for e in row_])
-        sums, pos = [], 0
-        for row_ in diffs:
-            sums.append(_sum(flat[pos:pos + len(row_)]))
-            pos += len(row_)
+        exps = iter(L.fn("exp", [e for row_ in diffs for e in row_]))
+        sums = [_sum([next(exps) for _ in row_]) for row_ in diffs]
         vals = [neg(v) for v in L.fn("log", sums)] if log else L.fn("reciprocal", sums)
         out: list[Elem] = [Q(0)] * len(x.v)
         for i, v in zip(where, vals):
