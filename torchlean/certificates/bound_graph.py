@@ -57,11 +57,8 @@ _size = math.prod  # the number of elements of a shape
 
 
 def _strides(shape: tuple[int, ...]) -> list[int]:
-    s, out = 1, []
-    for d in reversed(shape):
-        out.append(s)
-        s *= d
-    return out[::-1]
+    """Row-major strides, in elements."""
+    return [math.prod(shape[i + 1:]) for i in range(len(shape))]
 
 
 class Aff:
@@ -396,11 +393,10 @@ def _q(x: Fraction) -> str:
     return f"{x.numerator}/{x.denominator}"
 
 
-def _aff_text(a: Aff, memo: dict[Any, Any] | None = None) -> str:
+def _aff_text(a: Aff, memo: dict[Any, Any]) -> str:
     """"v:n/d,...;n/d". ``memo``: each coefficient's ":n/d" by object id, for one ``fingerprint``
     call (a conv weight is one Fraction object shared by every output position: its text is
     built once; ``memo["keep"]`` keeps the object alive so its id is not reused meanwhile)."""
-    memo = {} if memo is None else memo
     get, keep = memo.get, memo.setdefault("keep", [])
     parts = []
     for v, q in sorted(a.t.items()):

@@ -81,13 +81,9 @@ class _State:
         self.kind = [n.kind for n in bg.nodes for _ in range(n.size)]  # per variable
         self.split = split_nodes(bg)
         self.shared: dict[int, list[Any]] = {}  # ``forward``'s shared slopes (node -> per element)
-        # variable -> (first variable of its run, R) for mul nodes with a "ball" fact
-        self.ball: dict[int, tuple[int, Fraction]] = {}
-        for n in bg.nodes:
-            if n.kind == "mul" and "ball" in n.attrs:
-                m, R = n.attrs["ball"]
-                for i in range(n.size):
-                    self.ball[n.offset + i] = (n.offset + i - i % m, R)
+        # variable -> (first variable of its run of m, R) for mul nodes with a "ball" fact (m, R)
+        self.ball = {n.offset + i: (n.offset + i - i % n.attrs["ball"][0], n.attrs["ball"][1])
+                     for n in bg.nodes if n.kind == "mul" and "ball" in n.attrs for i in range(n.size)}
         # variable -> (node, element) of ``square`` nodes; (node, elements) -> sum d_i² floor
         self.sq = {n.offset + i: (k, i) for k, n in enumerate(bg.nodes) if n.fn == "square"
                    for i in range(n.size)}
