@@ -356,8 +356,7 @@ def backsub(st: _State, f: Aff, limit: int | None = None, slopes: dict[int, Any]
     (fn: (a_lower, a_upper); mul: (t_lower, t_upper); max: (member, None); None entries: default
     under ``policy``: one of ``slopes.POLICIES`` or GREEDY)."""
     bg = st.bg
-    lam = dict(f.t)
-    const = f.c
+    lam, const = dict(f.t), f.c
     stop = len(bg.nodes) if limit is None else limit
     for k in range(stop - 1, 0, -1):
         node = bg.nodes[k]

@@ -126,12 +126,6 @@ def gather(rows: list[tuple[_State, int]]) -> _State:
     return one
 
 
-def _mul_iv(lx, ux, lw, uw):
-    ps = np.stack([lx * lw, lx * uw, ux * lw, ux * uw])
-    m = np.abs(ps).max(0) * 4 * U + TINY
-    return ps.min(0) - m, ps.max(0) + m
-
-
 @np.errstate(invalid="ignore", over="ignore")  # non-finite entries are handled (vacuous bounds)
 def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             phases: dict[int, np.ndarray] | None = None,
@@ -213,7 +207,10 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             L, Uu = row.interval(fl, fu, **node.attrs)
             L, Uu = np.where(ok, L, -np.inf), np.where(ok, Uu, np.inf)
         elif node.kind == "mul":
-            L, Uu = _mul_iv(al[:, :m], au[:, :m], al[:, m:], au[:, m:])
+            lx, ux, lw, uw = al[:, :m], au[:, :m], al[:, m:], au[:, m:]
+            ps = np.stack([lx * lw, lx * uw, ux * lw, ux * uw])  # (the corners' products, then outward)
+            e = np.abs(ps).max(0) * 4 * U + TINY
+            L, Uu = ps.min(0) - e, ps.max(0) + e
             if "within" in node.attrs:  # (layer norm's |y_i| <= sqrt(n - 1), as engine.forward)
                 c = outward([-node.attrs["within"]], [node.attrs["within"]])[1][0]
                 L = np.minimum(np.maximum(L, -c), c)
@@ -268,8 +265,7 @@ def boxes(lo: Any, hi: Any) -> tuple[np.ndarray, np.ndarray]:
 def ibp(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = None):
     """Certified IBP bounds (B, K) of C·y over each box [lo_b, hi_b] ((B, n_in) floats)."""
     fg = compiled(bg)
-    st = forward(fg, lo, hi, "ibp")
-    return _ibp_out(fg, st, C)
+    return _ibp_out(fg, forward(fg, lo, hi, "ibp"), C)
 
 
 def _ibp_out(fg: FastGraph, st: _State, C: Any):

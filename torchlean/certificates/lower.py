@@ -291,11 +291,7 @@ def _mul_row(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
         return Tensor(a.shape, L.fn("square", a.v))
     if a.const() != b.const():  # a scaling; broadcasting may read each data element many times
         n = _size(bcast_shape(a.shape, b.shape))
-        if b.const():
-            a = wide_operand(L, a, n // len(a.v), n, 1)
-        else:
-            b = wide_operand(L, b, n // len(b.v), n, 1)
-        ins = [a, b]
+        ins = [t if t.const() else wide_operand(L, t, n // len(t.v), n, 1) for t in ins]
     return _binary(lambda L_, p, q: L_.mul(p, q))(L, ins, at)
 
 
