@@ -82,8 +82,7 @@ def compiled(bg: BoundGraph | FastGraph) -> FastGraph:
 
 class _State:
     def __init__(self, fg: FastGraph, lo: np.ndarray, hi: np.ndarray):
-        B = lo.shape[0]
-        self.fg, self.B = fg, B
+        self.fg, self.B = fg, lo.shape[0]
         self.L: list[np.ndarray] = [lo]
         self.U: list[np.ndarray] = [hi]
         self.vmax: list[np.ndarray] = [np.maximum(np.abs(lo), np.abs(hi))]
@@ -225,15 +224,11 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
 
 def _refine_rows(node, idx, al, au) -> np.ndarray:
     """Argument rows whose relaxation tighter bounds could change (in some box)."""
-    if node.kind == "fn":
-        if node.fn in EXACT_AT_STABLE:
-            return np.nonzero(((al < 0) & (au > 0)).any(0))[0]
+    if node.kind == "fn" and node.fn in EXACT_AT_STABLE:  # (a stable element's line is exact)
+        return np.nonzero(((al < 0) & (au > 0)).any(0))[0]
+    if node.kind != "max":
         return np.arange(al.shape[1])
-    if node.kind == "mul":
-        return np.arange(al.shape[1])
-    dom = _max_sel(idx, al, au)[1]
-    need = ~dom.all(0)  # (size,)
-    rows = idx[need]
+    rows = idx[~_max_sel(idx, al, au)[1].all(0)]  # (groups with no dominating member in some box)
     return np.unique(rows[rows >= 0])
 
 
@@ -306,13 +301,12 @@ def tight_args(bg: BoundGraph, box: list[tuple[Fraction, Fraction]]) -> dict[int
     ex = exact.forward(bg, [a for a, _ in box], [b for _, b in box], "ibp")
     big = Fraction(2) ** 1000  # (past float64: no clip)
     clip = {}
-    for k, node in enumerate(bg.nodes):
-        if node.kind in ("fn", "mul", "max"):
-            rows = arg_rows(node, ex.arg[k])
-            far = [abs(a) > big or abs(b) > big for a, b in rows]
-            cl, ch = outward([0 * a if f else a for (a, _), f in zip(rows, far)],
-                             [0 * b if f else b for (_, b), f in zip(rows, far)])
-            clip[k] = (np.where(far, -np.inf, [cl]), np.where(far, np.inf, [ch]))
+    for k, bs in ex.arg.items():  # (the fn, mul and max nodes)
+        rows = arg_rows(bg.nodes[k], bs)
+        far = [abs(a) > big or abs(b) > big for a, b in rows]
+        cl, ch = outward([0 * a if f else a for (a, _), f in zip(rows, far)],
+                         [0 * b if f else b for (_, b), f in zip(rows, far)])
+        clip[k] = (np.where(far, -np.inf, [cl]), np.where(far, np.inf, [ch]))
     st = forward(compiled(bg), *boxes([[a for a, _ in box]], [[b for _, b in box]]), "crown", clip=clip)
 
     def side(v: np.ndarray) -> list[Fraction | None]:
