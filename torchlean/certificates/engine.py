@@ -72,10 +72,8 @@ class _State:
         if len(lo) != bg.n_in or len(hi) != bg.n_in:
             raise ValueError(f"box has {len(lo)} coordinates, the graph {bg.n_in} inputs")
         self.bg = bg
-        self.L: list[Fraction] = [ZERO] * bg.n_vars
-        self.U: list[Fraction] = [ZERO] * bg.n_vars
-        self.L[: bg.n_in] = [Q(v) for v in lo]
-        self.U[: bg.n_in] = [Q(v) for v in hi]
+        self.L: list[Fraction] = [Q(v) for v in lo] + [ZERO] * (bg.n_vars - bg.n_in)
+        self.U: list[Fraction] = [Q(v) for v in hi] + [ZERO] * (bg.n_vars - bg.n_in)
         self.arg: dict[int, list[Any]] = {}  # node index -> per element argument bounds
         self.lines: dict[tuple[int, int, str], Any] = {}  # default relaxations per policy, built once
         self.kind = [n.kind for n in bg.nodes for _ in range(n.size)]  # per variable
@@ -172,17 +170,15 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
     st = _State(bg, lo, hi)
     st.shared = slopes or {}
     P, start = prior if prior is not None else (None, 0)
-    rows: dict[int, Any] = {}  # P's argument rows per node, in ``tight``'s layout
 
-    def meet(k: int, r: int, b: tuple[Fraction, Fraction]) -> tuple[Fraction, Fraction]:
-        if P is not None and k not in rows:
-            rows[k] = list(zip(*arg_rows(bg.nodes[k], P.arg[k])))
-        a, c = b
-        for t in (tight.get(k) if tight else None, rows.get(k)):
-            if t is not None:
-                a = a if t[0][r] is None else max(a, t[0][r])
-                c = c if t[1][r] is None else min(c, t[1][r])
-        return min(a, c), c  # (crossed: an empty region, kept non-empty as ``arg_bounds``)
+    def meet(k: int, bs: list[tuple[Fraction, Fraction]]) -> list[tuple[Fraction, Fraction]]:
+        """Bounds of node k's argument rows intersected with ``tight``'s and P's (in the same
+        layout; None: no bound), kept non-empty where they cross (an empty region, as ``arg_bounds``)."""
+        for t in (tight.get(k) if tight else None, P and list(zip(*arg_rows(bg.nodes[k], P.arg[k])))):
+            if t:
+                bs = [(a if lo is None else max(a, lo), c if hi is None else min(c, hi))
+                      for (a, c), lo, hi in zip(bs, *t)]
+        return [(min(a, c), c) for a, c in bs]
 
     if P is not None:  # (nodes before ``start``: the parent's bounds and lines)
         e = bg.nodes[start].offset
@@ -197,10 +193,10 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
             bs = node.args
         else:  # per argument row (``arg_rows``' layout): IBP, then CROWN where ``_refine`` says
             forms = arg_rows(node, node.args)
-            bs = [meet(k, r, st.arg_bounds(k, f, False)) for r, f in enumerate(forms)]
+            bs = meet(k, [st.arg_bounds(k, f, False) for f in forms])
             if best is not None and not all(best[k]):  # (else no row is refined: refine_skips)
-                bs = [meet(k, r, st.arg_bounds(k, forms[r], True)) if redo else b
-                      for r, (b, redo) in enumerate(zip(bs, _refine(node, bs, best[k])))]
+                redo = _refine(node, bs, best[k])  # (meet again: a met bound is unchanged by it)
+                bs = meet(k, [st.arg_bounds(k, f, True) if r else b for f, b, r in zip(forms, bs, redo)])
             if phases:
                 bs = [clamp(*b, phases[k, r]) if (k, r) in phases else b for r, b in enumerate(bs)]
             bs = st.arg[k] = _regroup(node, bs)

@@ -156,8 +156,7 @@ def _broadcast_to(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
 
 
 def _concat(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
-    nd = len(ins[0].shape)
-    ax = int(at.get("axis", 0)) % nd
+    ax = int(at.get("axis", 0)) % len(ins[0].shape)
     outer = _size(ins[0].shape[:ax])
     out: list[Elem] = []
     for o in range(outer):
@@ -194,8 +193,7 @@ def _in_range(k: int, n: int, what: str) -> int:
 def _gather(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     x, idx = ins
     ix = _int_consts(idx, "gather indices")
-    nd = len(x.shape)
-    ax = int(at.get("axis", -1)) % nd
+    ax = int(at.get("axis", -1)) % len(x.shape)
     st = _strides(x.shape)
     out = []
     for p, k in zip(_positions(idx.shape), ix):
