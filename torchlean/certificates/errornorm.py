@@ -113,9 +113,8 @@ def normalise(ctx: Ctx, xc: list[V], var_lo: Fraction, eps: Fraction) -> list[V]
     if Ts >= 1 or Te >= 1:
         return None
     ctx.rnd(1 / (s_lo * (1 - Ts)))  # (r~ is finite)
-    h = R2 / 2
-    U_hi = (1 + Te) * (1 + u) ** 2 / ((1 - R2) * (1 + h) * (1 - Ts))
-    U_lo = (1 - Te) * (1 - u) ** 2 / ((1 + h) * (1 + Ts))
+    U_hi = (1 + Te) * (1 + u) ** 2 / ((1 - R2) * (1 + R2 / 2) * (1 - Ts))
+    U_lo = (1 - Te) * (1 - u) ** 2 / ((1 + R2 / 2) * (1 + Ts))
     T = max(U_hi - 1, 1 - U_lo)
     # propagation: dl >= ||v - c||_2, L >= 1/s on the segment
     dl = sqrt_up(sum((v.E * v.E for v in xc), ZERO))
