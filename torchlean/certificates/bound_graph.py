@@ -57,11 +57,8 @@ _size = math.prod  # the number of elements of a shape
 
 
 def _strides(shape: tuple[int, ...]) -> list[int]:
-    s, out = 1, []
-    for d in reversed(shape):
-        out.append(s)
-        s *= d
-    return out[::-1]
+    """Row-major strides, in elements."""
+    return [math.prod(shape[i + 1:]) for i in range(len(shape))]
 
 
 class Aff:
@@ -171,21 +168,22 @@ class Lowerer:
         self.wide = wide
         self._lin: dict[int, tuple[Aff, Aff]] = {}
 
-    def _node(
-        self, kind: str, args: list[Any], fn: str = "", attrs: dict[str, Any] | None = None
-    ) -> list[Aff]:
-        node = Node(kind, self.n, len(args), fn, dict(attrs or {}), args)
-        self.nodes.append(node)
-        self.n += len(args)
-        return [Aff({node.offset + i: ONE}) for i in range(len(args))]
+    def _node(self, out: list[Elem], kind: str, args: list[Any], fn: str = "",
+              attrs: dict[str, Any] | None = None) -> list[Elem]:
+        """``out`` with its ``None`` entries, in order, replaced by the variables of one new node
+        whose element arguments are ``args`` (no node when there are none)."""
+        if args:
+            node = Node(kind, self.n, len(args), fn, dict(attrs or {}), args)
+            self.nodes.append(node)
+            self.n += len(args)
+            holes = iter(range(node.offset, self.n))
+            out = [Aff({next(holes): ONE}) if e is None else e for e in out]
+        return out
 
     def const(self, ivs: list[tuple[Fraction, Fraction]]) -> list[Elem]:
         """Elements for exact values or rational intervals (an interval becomes a const node)."""
-        out: list[Elem] = [lo if lo == hi else None for lo, hi in ivs]
-        idx = [i for i, e in enumerate(out) if e is None]
-        for i, a in zip(idx, self._node("const", [ivs[i] for i in idx]) if idx else []):
-            out[i] = a
-        return out
+        return self._node([lo if lo == hi else None for lo, hi in ivs], "const",
+                          [(lo, hi) for lo, hi in ivs if lo != hi])
 
     def lin(self, xs: list[Elem]) -> list[Elem]:
         """Each element that is not a constant or a variable read directly becomes a variable of
@@ -195,27 +193,23 @@ class Lowerer:
         idx = [i for i, e in enumerate(out) if type(e) is Aff and (
             e.c or len(e.t) != 1 or next(iter(e.t.values())) is not ONE)]
         uniq = list({id(out[i]): out[i] for i in idx}.values())
-        made = dict(zip(map(id, uniq), self._node("lin", uniq) if uniq else []))
+        made = dict(zip(map(id, uniq), self._node([None] * len(uniq), "lin", uniq)))
         for e in uniq:
             memo[id(e)] = (e, made[id(e)])  # (e kept alive: its id is not reused)
         return [made.get(id(e), e) for e in out]
 
     def fn(self, name: str, xs: list[Elem], **attrs: Any) -> list[Elem]:
+        """f(x) per element: a constant folds to its exact value or a tight rational enclosure
+        (integer square roots to 2^-80 relative), data elements are one ``fn`` node."""
         from .functions import FUNCTIONS
 
         if name not in FUNCTIONS:
             raise Unsupported(f"no function row {name!r}")
         row = FUNCTIONS[name]
-        out: list[Elem] = list(xs)
-        consts = [i for i, e in enumerate(xs) if isinstance(e, Fraction)]
-        if consts:
-            folded = self.const([_fold_fn(row, name, xs[i], attrs) for i in consts])
-            for i, e in zip(consts, folded):
-                out[i] = e
-        data = [i for i, e in enumerate(xs) if isinstance(e, Aff)]
-        for i, a in zip(data, self._node("fn", [xs[i] for i in data], name, attrs) if data else []):
-            out[i] = a
-        return out
+        folds = iter(self.const([sqrt_bounds(x, 80) if name == "sqrt" and x >= 0 else row.value(x, **attrs)
+                                 for x in xs if isinstance(x, Fraction)]))
+        out = [next(folds) if isinstance(x, Fraction) else None for x in xs]
+        return self._node(out, "fn", [x for x in xs if isinstance(x, Aff)], name, attrs)
 
     def mul(self, xs: list[Elem], ws: list[Elem], attrs: dict[str, Any] | None = None) -> list[Elem]:
         """Products x_i·w_i (a scaling where one side is constant, else one ``mul`` node).
@@ -224,7 +218,7 @@ class Lowerer:
         node's bounds with [-c, c]; {"ball": (n, R)}: each run of n consecutive products has
         Euclidean norm <= R, ``engine`` bounds a form's terms over one run by R·||a||_2."""
         out: list[Elem] = []
-        pairs, where = [], []
+        pairs = []
         for x, w in zip(xs, ws):
             if isinstance(w, Fraction):
                 out.append(scale(x, w))
@@ -233,16 +227,13 @@ class Lowerer:
             else:
                 out.append(None)
                 pairs.append((x, w))
-                where.append(len(out) - 1)
         if pairs and attrs and "ball" in attrs and len(pairs) != len(xs):
             raise ValueError("a ball fact needs every product to be data (runs are node elements)")
-        for i, a in zip(where, self._node("mul", pairs, attrs=attrs) if pairs else []):
-            out[i] = a
-        return out
+        return self._node(out, "mul", pairs, attrs=attrs)
 
     def max(self, groups: list[list[Elem]]) -> list[Elem]:
         out: list[Elem] = []
-        todo, where = [], []
+        todo = []
         for g in groups:
             if all(isinstance(e, Fraction) for e in g):
                 out.append(max(g))
@@ -251,17 +242,7 @@ class Lowerer:
             else:
                 out.append(None)
                 todo.append([as_aff(e) for e in g])
-                where.append(len(out) - 1)
-        for i, a in zip(where, self._node("max", todo) if todo else []):
-            out[i] = a
-        return out
-
-
-def _fold_fn(row: Any, name: str, x: Fraction, attrs: dict[str, Any]) -> tuple[Fraction, Fraction]:
-    """A function of a constant: exact where rational, else a tight rational enclosure."""
-    if name == "sqrt" and x >= 0:  # integer square roots: 2^-80 relative
-        return sqrt_bounds(x, 80)
-    return row.value(x, **attrs)
+        return self._node(out, "max", todo)
 
 
 def sqrt_bounds(q: Fraction | int, k: int = 52) -> tuple[Fraction, Fraction]:
@@ -412,11 +393,10 @@ def _q(x: Fraction) -> str:
     return f"{x.numerator}/{x.denominator}"
 
 
-def _aff_text(a: Aff, memo: dict[Any, Any] | None = None) -> str:
+def _aff_text(a: Aff, memo: dict[Any, Any]) -> str:
     """"v:n/d,...;n/d". ``memo``: each coefficient's ":n/d" by object id, for one ``fingerprint``
     call (a conv weight is one Fraction object shared by every output position: its text is
     built once; ``memo["keep"]`` keeps the object alive so its id is not reused meanwhile)."""
-    memo = {} if memo is None else memo
     get, keep = memo.get, memo.setdefault("keep", [])
     parts = []
     for v, q in sorted(a.t.items()):
@@ -486,25 +466,18 @@ def refine_skips(bg: BoundGraph) -> list[list[bool]]:
       McCormick planes are within (uw - lw)·(ux - lx) of the product whatever the bounds, and the
       rows that read the product are refined themselves.
     """
-    owner: list[int] = []
-    for k, n in enumerate(bg.nodes):
-        owner.extend([k] * n.size)
-    exact = [False] * len(bg.nodes)
+    owner = [k for k, n in enumerate(bg.nodes) for _ in range(n.size)]  # variable -> its node
+    leaf = [n.kind in ("input", "const") for n in bg.nodes]
+    exact = list(leaf)
     out: list[list[bool]] = []
     for k, n in enumerate(bg.nodes):
-        if n.kind in ("input", "const"):
-            exact[k] = True
+        if leaf[k]:
             out.append([])
             continue
         rows = arg_rows(n, n.args)
-
-        def shallow(f: Aff) -> bool:
-            return all(bg.nodes[owner[v]].kind in ("input", "const") for v in f.t)
-
-        def ok(f: Aff) -> bool:
-            return shallow(f) or (len(f.t) == 1 and exact[owner[next(iter(f.t))]])
-
-        best = [ok(f) for f in rows]
+        # a form over leaf variables only, or a·v + c with v of a node exact on ranges
+        best = [all(leaf[owner[v]] for v in f.t) or (len(f.t) == 1 and exact[owner[next(iter(f.t))]])
+                for f in rows]
         skip = list(best)
         if n.kind == "lin":  # y = f exactly: IBP of y is f's range
             exact[k] = all(best)
@@ -515,8 +488,7 @@ def refine_skips(bg: BoundGraph) -> list[list[bool]]:
             const_only = [all(bg.nodes[owner[v]].kind == "const" for v in f.t) for f in rows]
             exact[k] = all((const_only[i] and best[m + i]) or (const_only[m + i] and best[i])
                            for i in range(m))
-            for i in range(m):
-                skip[i] = skip[i] or const_only[m + i]
-                skip[m + i] = skip[m + i] or const_only[i]
+            # (each operand's row also skipped where the other operand is const-only)
+            skip = [s or c for s, c in zip(best, const_only[m:] + const_only[:m])]
         out.append(skip)
     return out

@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
-from .bound_graph import _lin, arg_rows, as_aff, refine_skips, sqrt_up, within
+from .bound_graph import _lin, arg_rows, as_aff, neg, refine_skips, sqrt_up, within
 from .core import Rejected, tick
 from .core import float_down as _down
 from .core import float_up as _up
@@ -72,22 +72,16 @@ class _State:
         if len(lo) != bg.n_in or len(hi) != bg.n_in:
             raise ValueError(f"box has {len(lo)} coordinates, the graph {bg.n_in} inputs")
         self.bg = bg
-        self.L: list[Fraction] = [ZERO] * bg.n_vars
-        self.U: list[Fraction] = [ZERO] * bg.n_vars
-        self.L[: bg.n_in] = [Q(v) for v in lo]
-        self.U[: bg.n_in] = [Q(v) for v in hi]
+        self.L: list[Fraction] = [Q(v) for v in lo] + [ZERO] * (bg.n_vars - bg.n_in)
+        self.U: list[Fraction] = [Q(v) for v in hi] + [ZERO] * (bg.n_vars - bg.n_in)
         self.arg: dict[int, list[Any]] = {}  # node index -> per element argument bounds
         self.lines: dict[tuple[int, int, str], Any] = {}  # default relaxations per policy, built once
         self.kind = [n.kind for n in bg.nodes for _ in range(n.size)]  # per variable
         self.split = split_nodes(bg)
         self.shared: dict[int, list[Any]] = {}  # ``forward``'s shared slopes (node -> per element)
-        # variable -> (first variable of its run, R) for mul nodes with a "ball" fact
-        self.ball: dict[int, tuple[int, Fraction]] = {}
-        for n in bg.nodes:
-            if n.kind == "mul" and "ball" in n.attrs:
-                m, R = n.attrs["ball"]
-                for i in range(n.size):
-                    self.ball[n.offset + i] = (n.offset + i - i % m, R)
+        # variable -> (first variable of its run of m, R) for mul nodes with a "ball" fact (m, R)
+        self.ball = {n.offset + i: (n.offset + i - i % n.attrs["ball"][0], n.attrs["ball"][1])
+                     for n in bg.nodes if n.kind == "mul" and "ball" in n.attrs for i in range(n.size)}
         # variable -> (node, element) of ``square`` nodes; (node, elements) -> sum d_i² floor
         self.sq = {n.offset + i: (k, i) for k, n in enumerate(bg.nodes) if n.fn == "square"
                    for i in range(n.size)}
@@ -148,20 +142,11 @@ class _State:
             # (a form over input and const variables only: its IBP bound is already exact)
             pol = GREEDY if any(self.split) else POLICIES[0]
             lo = max(lo, backsub(self, f, k, None, pol))
-            hi = min(hi, -backsub(self, _negf(f), k, None, pol))
+            hi = min(hi, -backsub(self, neg(f), k, None, pol))
             # lo > hi: two valid bounds cross, so the region (box and split constraints) is empty
             # and any bounds hold on it; kept non-empty, as ``clamp``, so every row accepts them
             lo = min(lo, hi)
         return _down(lo), _up(hi)
-
-
-def _negf(f: Aff) -> Aff:
-    return Aff({v: -q for v, q in f.t.items()}, -f.c)
-
-
-def _needs(node: Node, lo: Fraction, hi: Fraction) -> bool:
-    """Whether tighter argument bounds could change the node's relaxation."""
-    return not (node.fn in EXACT_AT_STABLE and (lo >= 0 or hi <= 0))
 
 
 def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], method: str = "ibp",
@@ -185,17 +170,15 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
     st = _State(bg, lo, hi)
     st.shared = slopes or {}
     P, start = prior if prior is not None else (None, 0)
-    rows: dict[int, Any] = {}  # P's argument rows per node, in ``tight``'s layout
 
-    def meet(k: int, r: int, b: tuple[Fraction, Fraction]) -> tuple[Fraction, Fraction]:
-        if P is not None and k not in rows:
-            rows[k] = list(zip(*arg_rows(bg.nodes[k], P.arg[k])))
-        a, c = b
-        for t in (tight.get(k) if tight else None, rows.get(k)):
-            if t is not None:
-                a = a if t[0][r] is None else max(a, t[0][r])
-                c = c if t[1][r] is None else min(c, t[1][r])
-        return min(a, c), c  # (crossed: an empty region, kept non-empty as ``arg_bounds``)
+    def meet(k: int, bs: list[tuple[Fraction, Fraction]]) -> list[tuple[Fraction, Fraction]]:
+        """Bounds of node k's argument rows intersected with ``tight``'s and P's (in the same
+        layout; None: no bound), kept non-empty where they cross (an empty region, as ``arg_bounds``)."""
+        for t in (tight.get(k) if tight else None, P and list(zip(*arg_rows(bg.nodes[k], P.arg[k])))):
+            if t:
+                bs = [(a if lo is None else max(a, lo), c if hi is None else min(c, hi))
+                      for (a, c), lo, hi in zip(bs, *t)]
+        return [(min(a, c), c) for a, c in bs]
 
     if P is not None:  # (nodes before ``start``: the parent's bounds and lines)
         e = bg.nodes[start].offset
@@ -204,55 +187,57 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
         st.lines.update((key, v) for key, v in P.lines.items() if key[0] < start)
     best = refine_skips(bg) if method == "crown" else None
     for k, node in enumerate(bg.nodes):
-        o = node.offset
-        if k < start:
+        if k < start or node.kind == "input":
             continue
-        if best is not None and node.kind in ("fn", "mul", "max", "lin") and all(best[k]):
-            method_k = "ibp"  # (no argument row of this node is refined: bound_graph.refine_skips)
-        else:
-            method_k = method
         if node.kind == "const":
-            for i, (a, b) in enumerate(node.args):
-                st.L[o + i], st.U[o + i] = a, b
-        elif node.kind == "fn":
-            row, bnds = FUNCTIONS[node.fn], []
-            for i, f in enumerate(node.args):
-                a, b = meet(k, i, st.arg_bounds(k, f, False))
-                if method_k == "crown" and not best[k][i] and _needs(node, a, b):
-                    a, b = meet(k, i, st.arg_bounds(k, f, True))
-                if phases and (k, i) in phases:
-                    a, b = clamp(a, b, phases[k, i])
-                bnds.append((a, b))
-                st.L[o + i], st.U[o + i] = row.interval(a, b, **node.attrs)
-            st.arg[k] = bnds
-        elif node.kind == "lin":  # y_i = f_i exactly: f_i's bounds
-            bnds = [meet(k, i, st.arg_bounds(k, f, method_k == "crown" and not best[k][i]))
-                    for i, f in enumerate(node.args)]
-            for i, (a, b) in enumerate(bnds):
-                st.L[o + i], st.U[o + i] = a, b
-            st.arg[k] = bnds
-        elif node.kind == "mul":
-            bnds, c = [], node.attrs.get("within")
-            for i, (x, w) in enumerate(node.args):
-                bx = st.arg_bounds(k, x, method_k == "crown" and not best[k][i])
-                bw = st.arg_bounds(k, w, method_k == "crown" and not best[k][node.size + i])
-                bx, bw = meet(k, i, bx), meet(k, node.size + i, bw)
-                bnds.append((bx, bw))
-                st.L[o + i], st.U[o + i] = interval_mul(bx, bw)
-                if c is not None:  # (layer norm's |y_i| <= sqrt(n - 1): bound_graph.Lowerer.mul)
-                    st.L[o + i], st.U[o + i] = within(st.L[o + i], st.U[o + i], c)
-            st.arg[k] = bnds
-        elif node.kind == "max":
-            bnds, r = [], 0
-            for i, g in enumerate(node.args):
-                bs = [meet(k, r + j, st.arg_bounds(k, f, False)) for j, f in enumerate(g)]
-                if method_k == "crown" and _max_choice(bs)[1] is None:
-                    bs = [meet(k, r + j, st.arg_bounds(k, f, True)) for j, f in enumerate(g)]
-                r += len(g)
-                bnds.append(bs)
-                st.L[o + i], st.U[o + i] = interval_max(bs)
-            st.arg[k] = bnds
+            bs = node.args
+        else:  # per argument row (``arg_rows``' layout): IBP, then CROWN where ``_refine`` says
+            forms = arg_rows(node, node.args)
+            bs = meet(k, [st.arg_bounds(k, f, False) for f in forms])
+            if best is not None and not all(best[k]):  # (else no row is refined: refine_skips)
+                redo = _refine(node, bs, best[k])  # (meet again: a met bound is unchanged by it)
+                bs = meet(k, [st.arg_bounds(k, f, True) if r else b for f, b, r in zip(forms, bs, redo)])
+            if phases:
+                bs = [clamp(*b, phases[k, r]) if (k, r) in phases else b for r, b in enumerate(bs)]
+            bs = st.arg[k] = _regroup(node, bs)
+        for i, b in enumerate(bs):
+            st.L[node.offset + i], st.U[node.offset + i] = _image(node, b)
     return st
+
+
+def _regroup(node: Node, rows: list[Any]) -> list[Any]:
+    """Per-row values (``arg_rows``' layout) laid out like ``node.args``: mul (x, w) pairs, max
+    one list per group, fn, lin and const one per element (``arg_rows``' inverse)."""
+    if node.kind == "mul":
+        return list(zip(rows[: node.size], rows[node.size:]))
+    if node.kind == "max":
+        it = iter(rows)
+        return [[next(it) for _ in g] for g in node.args]
+    return rows
+
+
+def _refine(node: Node, bs: list[tuple[Fraction, Fraction]], skip: list[bool]) -> list[bool]:
+    """Per argument row with IBP bounds ``bs``: whether CROWN refines it. Not where tighter bounds
+    cannot change the node's relaxation (a kinked row's stable element, a max group with a
+    dominating member: both exact), nor ``refine_skips`` rows (fn, mul, lin; a max group's
+    members are refined together)."""
+    if node.kind == "max":
+        return [_max_choice(g)[1] is None for g in _regroup(node, bs) for _ in g]
+    stable = node.fn in EXACT_AT_STABLE
+    return [not s and not (stable and (lo >= 0 or hi <= 0)) for (lo, hi), s in zip(bs, skip)]
+
+
+def _image(node: Node, b: Any) -> tuple[Fraction, Fraction]:
+    """Bounds of one element of ``node`` from bounds ``b`` of its arguments (laid out like the
+    element's ``node.args`` entry): the row's interval (fn), the product's (mul, intersected with
+    layer norm's "within" fact: ``bound_graph.Lowerer.mul``), the max's, the form's own (lin),
+    the interval itself (const)."""
+    if node.kind == "fn":
+        return FUNCTIONS[node.fn].interval(*b, **node.attrs)
+    if node.kind == "mul":
+        lo, hi = interval_mul(*b)
+        return within(lo, hi, node.attrs["within"]) if "within" in node.attrs else (lo, hi)
+    return interval_max(b) if node.kind == "max" else b
 
 
 def point(bg: BoundGraph, x: Sequence[Fraction]) -> tuple[list[Fraction], list[Fraction]]:
@@ -274,23 +259,14 @@ def point(bg: BoundGraph, x: Sequence[Fraction]) -> tuple[list[Fraction], list[F
         return form_bounds(f, L, U)
 
     for node in bg.nodes[1:]:
-        o = node.offset
-        for i, a in enumerate(node.args):
-            if node.kind == "const":
-                lo, hi = a
-            elif node.kind == "fn":
-                lo, hi = value(a)
-                row = FUNCTIONS[node.fn]
-                lo, hi = row.value(lo, **node.attrs) if lo == hi else row.interval(lo, hi, **node.attrs)
-            elif node.kind == "lin":
-                lo, hi = value(a)
-            elif node.kind == "mul":
-                lo, hi = interval_mul(value(a[0]), value(a[1]))
-                if "within" in node.attrs:
-                    lo, hi = within(lo, hi, node.attrs["within"])
+        bs = node.args if node.kind == "const" else [value(f) for f in arg_rows(node, node.args)]
+        bs = _regroup(node, bs)
+        for i, b in enumerate(bs):
+            if node.kind == "fn" and b[0] == b[1]:  # (an exact argument: the row's value)
+                lo, hi = FUNCTIONS[node.fn].value(b[0], **node.attrs)
             else:
-                lo, hi = interval_max([value(f) for f in a])
-            L[o + i], U[o + i], exact[o + i] = lo, hi, lo == hi
+                lo, hi = _image(node, b)
+            L[node.offset + i], U[node.offset + i], exact[node.offset + i] = lo, hi, lo == hi
     return L, U
 
 
@@ -346,12 +322,9 @@ def _lines(st: _State, k: int, i: int, slopes: Any, policy: str = POLICIES[0]
         al, au = _short(al), _short(au)
         sh = st.shared.get(k)
         sh = sh[i] if sh else None  # (any slope gives a valid line; a kinked row's stable one is exact)
-        if sh is not None and not (node.fn in EXACT_AT_STABLE and (l >= 0 or u <= 0)):
-            al, au = (a if t is None else Q(t) for a, t in ((al, sh[0]), (au, sh[1])))
-        if slopes is not None:
-            sl, su = slopes
-            al = al if sl is None else Q(sl)
-            au = au if su is None else Q(su)
+        for t in (sh if not (node.fn in EXACT_AT_STABLE and (l >= 0 or u <= 0)) else None, slopes):
+            if t is not None:  # (supplied slopes override shared ones, which override defaults)
+                al, au = (a if q is None else Q(q) for a, q in ((al, t[0]), (au, t[1])))
         return ([(f, al)], row.lower_intercept(l, u, al, **node.attrs),
                 [(f, au)], row.upper_intercept(l, u, au, **node.attrs))
     if node.kind == "mul":
@@ -379,8 +352,7 @@ def backsub(st: _State, f: Aff, limit: int | None = None, slopes: dict[int, Any]
     (fn: (a_lower, a_upper); mul: (t_lower, t_upper); max: (member, None); None entries: default
     under ``policy``: one of ``slopes.POLICIES`` or GREEDY)."""
     bg = st.bg
-    lam = dict(f.t)
-    const = f.c
+    lam, const = dict(f.t), f.c
     stop = len(bg.nodes) if limit is None else limit
     for k in range(stop - 1, 0, -1):
         node = bg.nodes[k]
@@ -492,5 +464,5 @@ def crown(
         lows.append(max(a, best_backsub(st, f, slopes)))
         # the upper bound is -lower(-f): the same supplied lines, roles unchanged (a positive
         # coefficient of -f still takes the lower line), so the slopes are passed as they are
-        ups.append(min(b, -best_backsub(st, _negf(f), slopes)))
+        ups.append(min(b, -best_backsub(st, neg(f), slopes)))
     return lows, ups

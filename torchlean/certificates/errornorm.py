@@ -65,30 +65,27 @@ def var_floor(ranges: list[tuple[Fraction, Fraction]]) -> Fraction:
     value is right whichever of the tied ends was crossed first: their terms are 0 there)."""
     n = len(ranges)
     a, b, c = n, sum((lo for lo, _ in ranges), ZERO), sum((lo * lo for lo, _ in ranges), ZERO)
-    best: Fraction | None = None
+    mins: list[Fraction] = []
     left: Fraction | None = None
     for t, up in sorted([(lo, 0) for lo, _ in ranges] + [(hi, 1) for _, hi in ranges]):
-        best = _least(a, b, c, left, t, best)
+        mins.append(_least(a, b, c, left, t))
         if up:  # m passes u_i: interval i is now below m
             a, b, c = a + 1, b + t, c + t * t
         else:  # m passes l_i: interval i is no longer above m
             a, b, c = a - 1, b - t, c - t * t
         left = t
-    best = _least(a, b, c, left, None, best)
-    return max(ZERO, best or ZERO) / n
+    mins.append(_least(a, b, c, left, None))
+    return max(ZERO, min(mins)) / n
 
 
-def _least(a: int, b: Fraction, c: Fraction, lo: Fraction | None, hi: Fraction | None,
-           best: Fraction | None) -> Fraction:
-    """min(best, min over m in [lo, hi] of a m^2 - 2 b m + c) (None: unbounded)."""
+def _least(a: int, b: Fraction, c: Fraction, lo: Fraction | None, hi: Fraction | None) -> Fraction:
+    """min over m in [lo, hi] of a m^2 - 2 b m + c, a >= 0 (None: unbounded)."""
     if a == 0:
-        val = c
-    else:
-        m = b / a
-        m = max(m, lo) if lo is not None else m
-        m = min(m, hi) if hi is not None else m
-        val = (a * m - 2 * b) * m + c
-    return val if best is None or val < best else best
+        return c
+    m = b / a
+    m = max(m, lo) if lo is not None else m
+    m = min(m, hi) if hi is not None else m
+    return (a * m - 2 * b) * m + c
 
 
 def normalise(ctx: Ctx, xc: list[V], var_lo: Fraction, eps: Fraction) -> list[V] | None:
@@ -116,9 +113,8 @@ def normalise(ctx: Ctx, xc: list[V], var_lo: Fraction, eps: Fraction) -> list[V]
     if Ts >= 1 or Te >= 1:
         return None
     ctx.rnd(1 / (s_lo * (1 - Ts)))  # (r~ is finite)
-    h = R2 / 2
-    U_hi = (1 + Te) * (1 + u) ** 2 / ((1 - R2) * (1 + h) * (1 - Ts))
-    U_lo = (1 - Te) * (1 - u) ** 2 / ((1 + h) * (1 + Ts))
+    U_hi = (1 + Te) * (1 + u) ** 2 / ((1 - R2) * (1 + R2 / 2) * (1 - Ts))
+    U_lo = (1 - Te) * (1 - u) ** 2 / ((1 + R2 / 2) * (1 + Ts))
     T = max(U_hi - 1, 1 - U_lo)
     # propagation: dl >= ||v - c||_2, L >= 1/s on the segment
     dl = sqrt_up(sum((v.E * v.E for v in xc), ZERO))

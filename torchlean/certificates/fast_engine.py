@@ -29,7 +29,7 @@ import numpy as np
 from . import engine as exact
 from .bound_graph import Unsupported, arg_rows, refine_skips
 from .core import tick
-from .engine import EXACT_AT_STABLE, policies, split_nodes
+from .engine import EXACT_AT_STABLE, _regroup, policies, split_nodes
 from .fast_backsub import _backsub, _best_backsub, _max_sel, _through, _usable, _weights
 from .fast_forms import TINY, U, _charge, _Forms, _safe, outward
 from .fast_functions import FAST
@@ -49,21 +49,19 @@ class FastGraph:
         for n in bg.nodes:
             if n.kind == "lin":  # (``lower(wide=True)``'s, for the exact engine only)
                 raise Unsupported("the fast engine takes no lin nodes")
-            fl = arg_rows(n, n.args) if n.kind in ("fn", "mul", "max") else None
-            if n.kind == "max":
-                G = max(len(g) for g in n.args)
-                idx = np.full((n.size, G), -1)
-                pos = 0
-                for i, g in enumerate(n.args):
-                    idx[i, : len(g)] = np.arange(pos, pos + len(g))
-                    pos += len(g)
-                self.groups.append(idx)
-            else:
-                self.groups.append(None)
-            self.forms.append(_Forms(fl, self.starts, self.sizes) if fl is not None else None)
+            self.groups.append(None)
             if n.kind == "const":
                 lo, hi = outward([a for a, _ in n.args], [b for _, b in n.args])
-                self.forms[-1] = (np.array(lo), np.array(hi))  # type: ignore[assignment]
+                self.forms.append((np.array(lo), np.array(hi)))  # type: ignore[arg-type]
+                continue
+            rows = None if n.kind == "input" else arg_rows(n, n.args)
+            self.forms.append(None if rows is None else _Forms(rows, self.starts, self.sizes))
+            if n.kind == "max":  # (per element: its members' argument rows, -1 past the group's end)
+                runs = _regroup(n, list(range(sum(len(g) for g in n.args))))
+                idx = np.full((n.size, max(len(r) for r in runs)), -1)
+                for i, r in enumerate(runs):
+                    idx[i, : len(r)] = r
+                self.groups[-1] = idx
         self.out = _Forms(list(bg.outputs), self.starts, self.sizes)
         self.best = [np.array(b, dtype=bool) for b in refine_skips(bg)]
         self.split = split_nodes(bg)
@@ -84,8 +82,7 @@ def compiled(bg: BoundGraph | FastGraph) -> FastGraph:
 
 class _State:
     def __init__(self, fg: FastGraph, lo: np.ndarray, hi: np.ndarray):
-        B = lo.shape[0]
-        self.fg, self.B = fg, B
+        self.fg, self.B = fg, lo.shape[0]
         self.L: list[np.ndarray] = [lo]
         self.U: list[np.ndarray] = [hi]
         self.vmax: list[np.ndarray] = [np.maximum(np.abs(lo), np.abs(hi))]
@@ -94,7 +91,10 @@ class _State:
         self.memo: dict[Any, Any] = {}  # views, charge weights and sub-matrices of this state (below)
         self.shared: dict[int, Any] = {}  # ``forward``'s shared slopes: node -> ((1, size) lower, upper)
 
-    def push(self, L: np.ndarray, Uu: np.ndarray) -> None:
+    def push(self, arg: Any, L: np.ndarray, Uu: np.ndarray) -> None:
+        """The next node's argument bounds and certified bounds (non-finite: vacuous)."""
+        self.arg.append(arg)
+        self.relax.append({})
         bad = ~(np.isfinite(L) & np.isfinite(Uu))
         L, Uu = np.where(bad, -np.inf, L), np.where(bad, np.inf, Uu)
         self.L.append(L)
@@ -125,12 +125,6 @@ def gather(rows: list[tuple[_State, int]]) -> _State:
     return one
 
 
-def _mul_iv(lx, ux, lw, uw):
-    ps = np.stack([lx * lw, lx * uw, ux * lw, ux * uw])
-    m = np.abs(ps).max(0) * 4 * U + TINY
-    return ps.min(0) - m, ps.max(0) + m
-
-
 @np.errstate(invalid="ignore", over="ignore")  # non-finite entries are handled (vacuous bounds)
 def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             phases: dict[int, np.ndarray] | None = None,
@@ -153,15 +147,11 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
     first = 0 if prior is None else int(prior[1].min())
     for k, node in enumerate(fg.bg.nodes[1:], start=1):
         if k < first:  # (every box keeps its parent's bounds here)
-            st.arg.append(P.arg[k])
-            st.relax.append({})
-            st.push(P.L[k], P.U[k])
+            st.push(P.arg[k], P.L[k], P.U[k])
             continue
         if node.kind == "const":
             clo, chi = fg.forms[k]
-            st.arg.append(None)
-            st.relax.append({})
-            st.push(*(np.broadcast_to(v, (st.B, node.size)).copy() for v in (clo, chi)))
+            st.push(None, *(np.broadcast_to(v, (st.B, node.size)).copy() for v in (clo, chi)))
             continue
         F = fg.forms[k]
         al, au = F.bounds(st.L, st.U, st.vmax)
@@ -207,7 +197,6 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             al = np.where(ph == 1, np.maximum(al, 0.0), al)
             au = np.where(ph == 1, np.maximum(au, al), np.where(ph == 0, np.minimum(au, 0.0), au))
             al = np.where(ph == 0, np.minimum(al, au), al)
-        st.arg.append((al, au))
         m = node.size
         if node.kind == "fn" and node.fn == "relu":  # (monotone, exact in floats; NaN: push's)
             L, Uu = np.maximum(al, 0.0), np.maximum(au, 0.0)
@@ -217,7 +206,10 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             L, Uu = row.interval(fl, fu, **node.attrs)
             L, Uu = np.where(ok, L, -np.inf), np.where(ok, Uu, np.inf)
         elif node.kind == "mul":
-            L, Uu = _mul_iv(al[:, :m], au[:, :m], al[:, m:], au[:, m:])
+            lx, ux, lw, uw = al[:, :m], au[:, :m], al[:, m:], au[:, m:]
+            ps = np.stack([lx * lw, lx * uw, ux * lw, ux * uw])  # (the corners' products, then outward)
+            e = np.abs(ps).max(0) * 4 * U + TINY
+            L, Uu = ps.min(0) - e, ps.max(0) + e
             if "within" in node.attrs:  # (layer norm's |y_i| <= sqrt(n - 1), as engine.forward)
                 c = outward([-node.attrs["within"]], [node.attrs["within"]])[1][0]
                 L = np.minimum(np.maximum(L, -c), c)
@@ -226,22 +218,17 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             idx = fg.groups[k]
             L = np.where(idx >= 0, al[:, idx], -np.inf).max(2)
             Uu = np.where(idx >= 0, au[:, idx], -np.inf).max(2)
-        st.relax.append({})
-        st.push(L, Uu)
+        st.push((al, au), L, Uu)
     return st
 
 
 def _refine_rows(node, idx, al, au) -> np.ndarray:
     """Argument rows whose relaxation tighter bounds could change (in some box)."""
-    if node.kind == "fn":
-        if node.fn in EXACT_AT_STABLE:
-            return np.nonzero(((al < 0) & (au > 0)).any(0))[0]
+    if node.kind == "fn" and node.fn in EXACT_AT_STABLE:  # (a stable element's line is exact)
+        return np.nonzero(((al < 0) & (au > 0)).any(0))[0]
+    if node.kind != "max":
         return np.arange(al.shape[1])
-    if node.kind == "mul":
-        return np.arange(al.shape[1])
-    dom = _max_sel(idx, al, au)[1]
-    need = ~dom.all(0)  # (size,)
-    rows = idx[need]
+    rows = idx[~_max_sel(idx, al, au)[1].all(0)]  # (groups with no dominating member in some box)
     return np.unique(rows[rows >= 0])
 
 
@@ -269,19 +256,11 @@ def boxes(lo: Any, hi: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.array(los, dtype=float), np.array(his, dtype=float)
 
 
-def _objective(fg: FastGraph, st: _State, C: Any):
-    """Starting multipliers over the output rows: identity or C (K, n_out) floats (taken as exact)."""
-    n = fg.bg.n_out
-    Cm = np.eye(n) if C is None else np.asarray(C, dtype=float)
-    return np.broadcast_to(Cm[None], (st.B, *Cm.shape))
-
-
 @np.errstate(invalid="ignore", over="ignore")  # non-finite entries are handled (vacuous bounds)
 def ibp(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = None):
     """Certified IBP bounds (B, K) of C·y over each box [lo_b, hi_b] ((B, n_in) floats)."""
     fg = compiled(bg)
-    st = forward(fg, lo, hi, "ibp")
-    return _ibp_out(fg, st, C)
+    return _ibp_out(fg, forward(fg, lo, hi, "ibp"), C)
 
 
 def _ibp_out(fg: FastGraph, st: _State, C: Any):
@@ -303,9 +282,9 @@ def crown(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = N
     fg = compiled(bg)
     st = forward(fg, lo, hi, method)
     il, iu = _ibp_out(fg, st, C)
-    Cm = _objective(fg, st, C)
-    K = Cm.shape[1]
-    lin = np.concatenate([Cm, -Cm], axis=1)
+    Cm = np.eye(fg.bg.n_out) if C is None else np.asarray(C, dtype=float)  # (floats taken as exact)
+    K = Cm.shape[0]
+    lin = np.repeat(np.concatenate([Cm, -Cm])[None], st.B, axis=0)
     const, err = np.zeros((st.B, 2 * K)), np.zeros((st.B, 2 * K))
     lam: dict[int, np.ndarray] = {}
     const, err = _through(st, lam, lin, const, err, fg.out, W=_weights(st, fg.out, None))
@@ -322,13 +301,12 @@ def tight_args(bg: BoundGraph, box: list[tuple[Fraction, Fraction]]) -> dict[int
     ex = exact.forward(bg, [a for a, _ in box], [b for _, b in box], "ibp")
     big = Fraction(2) ** 1000  # (past float64: no clip)
     clip = {}
-    for k, node in enumerate(bg.nodes):
-        if node.kind in ("fn", "mul", "max"):
-            rows = arg_rows(node, ex.arg[k])
-            far = [abs(a) > big or abs(b) > big for a, b in rows]
-            cl, ch = outward([0 * a if f else a for (a, _), f in zip(rows, far)],
-                             [0 * b if f else b for (_, b), f in zip(rows, far)])
-            clip[k] = (np.where(far, -np.inf, [cl]), np.where(far, np.inf, [ch]))
+    for k, bs in ex.arg.items():  # (the fn, mul and max nodes)
+        rows = arg_rows(bg.nodes[k], bs)
+        far = [abs(a) > big or abs(b) > big for a, b in rows]
+        cl, ch = outward([0 * a if f else a for (a, _), f in zip(rows, far)],
+                         [0 * b if f else b for (_, b), f in zip(rows, far)])
+        clip[k] = (np.where(far, -np.inf, [cl]), np.where(far, np.inf, [ch]))
     st = forward(compiled(bg), *boxes([[a for a, _ in box]], [[b for _, b in box]]), "crown", clip=clip)
 
     def side(v: np.ndarray) -> list[Fraction | None]:

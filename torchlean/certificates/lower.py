@@ -83,15 +83,10 @@ def _unary_fn(name: str, attrs: bool = True) -> Row:
 
 
 def _recip(L: Lowerer, xs: list[Elem]) -> list[Elem]:
-    for x in xs:
-        if isinstance(x, Fraction) and not x:
-            raise Unsupported("division by a zero constant")
-    return [1 / x if isinstance(x, Fraction) else None for x in xs] if all(
-        isinstance(x, Fraction) for x in xs) else L.fn("reciprocal", xs)
-
-
-def _div(L: Lowerer, a: list[Elem], b: list[Elem]) -> list[Elem]:
-    return L.mul(a, _recip(L, b))
+    """1/x per element (a constant folds exactly in ``Lowerer.fn``: the row's value is 1/x)."""
+    if any(isinstance(x, Fraction) and not x for x in xs):
+        raise Unsupported("division by a zero constant")
+    return L.fn("reciprocal", xs)
 
 
 def _pow(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
@@ -113,10 +108,6 @@ def _ipow(L: Lowerer, x: list[Elem], n: int) -> list[Elem]:
         return list(x)
     half = L.fn("square", _ipow(L, x, n // 2))
     return L.mul(half, x) if n % 2 else half
-
-
-def _minimum(L: Lowerer, a: list[Elem], b: list[Elem]) -> list[Elem]:
-    return [neg(v) for v in L.max([[neg(p), neg(q)] for p, q in zip(a, b)])]
 
 
 def _reduce(kind: str) -> Row:
@@ -165,8 +156,7 @@ def _broadcast_to(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
 
 
 def _concat(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
-    nd = len(ins[0].shape)
-    ax = int(at.get("axis", 0)) % nd
+    ax = int(at.get("axis", 0)) % len(ins[0].shape)
     outer = _size(ins[0].shape[:ax])
     out: list[Elem] = []
     for o in range(outer):
@@ -203,8 +193,7 @@ def _in_range(k: int, n: int, what: str) -> int:
 def _gather(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     x, idx = ins
     ix = _int_consts(idx, "gather indices")
-    nd = len(x.shape)
-    ax = int(at.get("axis", -1)) % nd
+    ax = int(at.get("axis", -1)) % len(x.shape)
     st = _strides(x.shape)
     out = []
     for p, k in zip(_positions(idx.shape), ix):
@@ -249,11 +238,8 @@ def _softmax(log: bool) -> Row:
             for i in fin:  # (a -inf entry's own output is exactly 0: out's default)
                 where.append(i)
                 diffs.append([add(x.v[j], neg(x.v[i])) if j != i else Q(0) for j in fin])
-        flat = L.fn("exp", [e for row_ in diffs for e in row_])
-        sums, pos = [], 0
-        for row_ in diffs:
-            sums.append(_sum(flat[pos:pos + len(row_)]))
-            pos += len(row_)
+        exps = iter(L.fn("exp", [e for row_ in diffs for e in row_]))
+        sums = [_sum([next(exps) for _ in row_]) for row_ in diffs]
         vals = [neg(v) for v in L.fn("log", sums)] if log else L.fn("reciprocal", sums)
         out: list[Elem] = [Q(0)] * len(x.v)
         for i, v in zip(where, vals):
@@ -303,11 +289,7 @@ def _mul_row(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
         return Tensor(a.shape, L.fn("square", a.v))
     if a.const() != b.const():  # a scaling; broadcasting may read each data element many times
         n = _size(bcast_shape(a.shape, b.shape))
-        if b.const():
-            a = wide_operand(L, a, n // len(a.v), n, 1)
-        else:
-            b = wide_operand(L, b, n // len(b.v), n, 1)
-        ins = [a, b]
+        ins = [t if t.const() else wide_operand(L, t, n // len(t.v), n, 1) for t in ins]
     return _binary(lambda L_, p, q: L_.mul(p, q))(L, ins, at)
 
 
@@ -315,7 +297,7 @@ ROWS: dict[str, Row] = {
     "add": _binary(lambda L, a, b: [add(p, q) for p, q in zip(a, b)]),
     "sub": _binary(lambda L, a, b: [add(p, neg(q)) for p, q in zip(a, b)]),
     "mul": _mul_row,
-    "div": _binary(_div),
+    "div": _binary(lambda L, a, b: L.mul(a, _recip(L, b))),
     "neg": lambda L, ins, at: Tensor(ins[0].shape, [neg(v) for v in ins[0].v]),
     "pow": _pow,
     "matmul": _matmul,
@@ -329,20 +311,12 @@ ROWS: dict[str, Row] = {
     "concat": _concat,
     "slice": _slice,
     "gather": _gather,
-    "relu": _unary_fn("relu"),
-    "leaky_relu": _unary_fn("leaky_relu"),
-    "abs": _unary_fn("abs"),
+    **{name: _unary_fn(name) for name in ("relu", "leaky_relu", "abs", "exp", "log", "sqrt", "tanh",
+                                          "erf", "sigmoid", "softplus")},
+    **{name: _unary_fn(name, attrs=False) for name in ("gelu", "silu")},
     "maximum": _binary(lambda L, a, b: L.max([[p, q] for p, q in zip(a, b)])),
-    "minimum": _binary(_minimum),
-    "exp": _unary_fn("exp"),
-    "log": _unary_fn("log"),
-    "sqrt": _unary_fn("sqrt"),
-    "tanh": _unary_fn("tanh"),
-    "erf": _unary_fn("erf"),
-    "sigmoid": _unary_fn("sigmoid"),
-    "softplus": _unary_fn("softplus"),
-    "gelu": _unary_fn("gelu", attrs=False),
-    "silu": _unary_fn("silu", attrs=False),
+    # min(p, q) = -max(-p, -q)
+    "minimum": _binary(lambda L, a, b: [neg(v) for v in L.max([[neg(p), neg(q)] for p, q in zip(a, b)])]),
     "softmax": _softmax(False),
     "log_softmax": _softmax(True),
     "conv2d": _conv2d,
