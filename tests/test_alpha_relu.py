@@ -35,10 +35,12 @@ def test_relu_intercepts_match_the_fast_row():
     assert (bL <= row.lower_intercept(l, u, aL) + 1e-9).all()  # never above the sound one (+ charge)
 
 
-def test_relu_intercept_slopes_match_a_difference_quotient():
+def test_relu_intercept_slopes_match_a_forward_difference():
     rng = np.random.default_rng(1)
     l, u = _intervals(rng)
     aL, aU = rng.uniform(-0.3, 1.3, (3, 4, 60)), rng.uniform(-0.3, 1.6, (3, 4, 60))
+    aL[:, 0], aL[:, 1] = 0.0, 1.0  # the adaptive defaults, where pieces tie: the right derivative
+    aU[:, 0], aU[:, 1] = 0.0, 1.0
     dL, dU = alpha._relu_intercept_grads(l, u, aL, aU)
     h = 1e-7
     bL, bU = alpha._relu_intercepts(l, u, aL, aU)

@@ -316,13 +316,19 @@ def _relu_intercepts(l: np.ndarray, u: np.ndarray, aL: np.ndarray, aU: np.ndarra
 
 def _relu_intercept_grads(l: np.ndarray, u: np.ndarray, aL: np.ndarray, aU: np.ndarray
                           ) -> tuple[np.ndarray, np.ndarray]:
-    """d intercept / d slope of ``_relu_intercepts``: minus the point where the min (max) is
-    reached (0 at the kink)."""
+    """d intercept / d slope of ``_relu_intercepts`` from the right (as the generic rows' forward
+    difference): the smallest (lower line's min) or largest (upper line's max) derivative, -x, of
+    the pieces x in {l, u, kink 0} reaching the extremum; inside [0, 1] an unstable element's lower
+    intercept is the kink's 0, flat."""
     gl, gu = np.maximum(l, 0.0), np.maximum(u, 0.0)
     vl, vu = gl - aL * l, gu - aL * u
-    kink = (l < 0) & (u > 0) & (np.minimum(vl, vu) > 0)
-    dL = np.where(kink, 0.0, np.where(vl <= vu, -l, -u))
-    dU = np.where(gl - aU * l >= gu - aU * u, -l, -u)
+    kink = (l < 0) & (u > 0)
+    m = np.minimum(np.minimum(vl, vu), np.where(kink, 0.0, np.inf))
+    dL = np.minimum(np.minimum(np.where(vl == m, -l, np.inf), np.where(vu == m, -u, np.inf)),
+                    np.where(kink & (m == 0), 0.0, np.inf))
+    wl, wu = gl - aU * l, gu - aU * u
+    M = np.maximum(wl, wu)
+    dU = np.maximum(np.where(wl == M, -l, -np.inf), np.where(wu == M, -u, -np.inf))
     return np.broadcast_to(dL, aL.shape), np.broadcast_to(dU, aU.shape)
 
 
