@@ -68,7 +68,33 @@ def _sparse(forms: list[Any], n: int) -> tuple[Any, np.ndarray]:
     cols = np.array([v for f in forms for v in f.t], dtype=np.int64)
     vals = np.array([float(q) for f in forms for q in f.t.values()])
     order = np.lexsort((cols, rows))
-    return _Mat(len(forms), n, rows[order], cols[order], vals[order]), np.array([float(f.c) for f in forms])
+    m = _Mat(len(forms), n, rows[order], cols[order], vals[order])
+    return (m if m.sparse else _Band(m.D)), np.array([float(f.c) for f in forms])
+
+
+class _Band:
+    """A dense (R, n) matrix stored as its nonzero columns' span only: a layer's forms read the
+    previous layer's variables, a few hundred of the graph's n (an MLP of six 256-wide layers: 256
+    of 2,320), and the dense products of every α/β step then cost that span, not n (``_Mat``'s
+    ``lmul``/``rmul``/``take`` interface)."""
+
+    def __init__(self, D: np.ndarray):
+        nz = np.nonzero(np.abs(D).sum(0))[0]
+        a, b = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 0)
+        self.shape, self.cols, self.D = D.shape, slice(a, b), np.ascontiguousarray(D[:, a:b])
+
+    def lmul(self, Y: np.ndarray) -> np.ndarray:
+        out = np.zeros((Y.shape[0], self.shape[1]))
+        out[:, self.cols] = Y @ self.D
+        return out
+
+    def rmul(self, X: np.ndarray) -> np.ndarray:
+        return X[:, self.cols] @ self.D.T
+
+    def take(self, rows: np.ndarray | None = None) -> np.ndarray:
+        out = np.zeros((self.shape[0] if rows is None else len(rows), self.shape[1]))
+        out[:, self.cols] = self.D if rows is None else self.D[rows]
+        return out
 
 
 #: per bound graph (kept alive with its entry, as ``fast_engine.compiled``): node k's argument
@@ -217,8 +243,11 @@ class Backsub:
             if op["kind"] == "fn":
                 aL, aU = slopes[op["k"]]
                 row, at = op["row"], op["attrs"]
-                bL = row.lower_intercept(op["l"], op["u"], aL, **at)
-                bU = row.upper_intercept(op["l"], op["u"], aU, **at)
+                if row.name == "relu":  # (closed form: the generic rows' piecewise search was a
+                    bL, bU = _relu_intercepts(op["l"], op["u"], aL, aU)  # third of a ReLU net's α/β time)
+                else:
+                    bL = row.lower_intercept(op["l"], op["u"], aL, **at)
+                    bU = row.upper_intercept(op["l"], op["u"], aU, **at)
                 coef = np.where(pos, aL, aU)
                 m = lk * coef
                 const += (lk * np.where(pos, bL, bU)).sum(-1) + m @ op["c"]
@@ -254,8 +283,11 @@ class Backsub:
                 g_lk = g_m * coef + np.where(pos, bL, bU)
                 g_coef = g_m * lk
                 aL, aU = slopes[op["k"]]
-                dbL = _slope_diff(op, "lower_intercept", aL, bL)
-                dbU = _slope_diff(op, "upper_intercept", aU, bU)
+                if op["row"].name == "relu":
+                    dbL, dbU = _relu_intercept_grads(op["l"], op["u"], aL, aU)
+                else:
+                    dbL = _slope_diff(op, "lower_intercept", aL, bL)
+                    dbU = _slope_diff(op, "upper_intercept", aU, bU)
                 grads[op["k"]] = (np.where(pos, g_coef + lk * dbL, 0.0),
                                   np.where(pos, 0.0, g_coef + lk * dbU))
             elif op["kind"] == "mul":
@@ -269,6 +301,35 @@ class Backsub:
         for k in mult or {}:  # (g_lam now holds d out / d lam at the start, every variable)
             grads["mult", k] = -(_rmul(ops[k]["A"], g_lam) + ops[k]["c"])
         return out, grads
+
+
+def _relu_intercepts(l: np.ndarray, u: np.ndarray, aL: np.ndarray, aU: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """relu's intercepts in floats (a guide: the engine recomputes every bound with its own row):
+    min (lower line) and max (upper line) over [l, u] of relu(x) - a·x, piecewise linear, so
+    reached at l, u or the kink 0 (the max, of a convex function, at l or u)."""
+    gl, gu = np.maximum(l, 0.0), np.maximum(u, 0.0)
+    kink = np.where((l < 0) & (u > 0), 0.0, np.inf)
+    return (np.minimum(np.minimum(gl - aL * l, gu - aL * u), kink),
+            np.maximum(gl - aU * l, gu - aU * u))
+
+
+def _relu_intercept_grads(l: np.ndarray, u: np.ndarray, aL: np.ndarray, aU: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """d intercept / d slope of ``_relu_intercepts`` from the right (as the generic rows' forward
+    difference): the smallest (lower line's min) or largest (upper line's max) derivative, -x, of
+    the pieces x in {l, u, kink 0} reaching the extremum; inside [0, 1] an unstable element's lower
+    intercept is the kink's 0, flat."""
+    gl, gu = np.maximum(l, 0.0), np.maximum(u, 0.0)
+    vl, vu = gl - aL * l, gu - aL * u
+    kink = (l < 0) & (u > 0)
+    m = np.minimum(np.minimum(vl, vu), np.where(kink, 0.0, np.inf))
+    dL = np.minimum(np.minimum(np.where(vl == m, -l, np.inf), np.where(vu == m, -u, np.inf)),
+                    np.where(kink & (m == 0), 0.0, np.inf))
+    wl, wu = gl - aU * l, gu - aU * u
+    M = np.maximum(wl, wu)
+    dU = np.maximum(np.where(wl == M, -l, -np.inf), np.where(wu == M, -u, -np.inf))
+    return np.broadcast_to(dL, aL.shape), np.broadcast_to(dU, aU.shape)
 
 
 def _slope_diff(op: dict[str, Any], which: str, a: np.ndarray, b0: np.ndarray, h: float = 1e-6) -> np.ndarray:
