@@ -168,6 +168,36 @@ def test_errorbound_certificate_under_a_forged_floor_is_rejected(monkeypatch, ra
     assert not v.ok and ("replayed" in v.reason or "bound" in v.reason), v.reason
 
 
+def test_a_var_floor_attribute_in_the_statement_is_not_read(monkeypatch):
+    """The floor reaches the error column's layer norm entry as the attribute "var+eps", set by the
+    checker from its own engine. A forger writes a raised floor into the statement's IR under that
+    name (fingerprint and digest recomputed) and makes the steps with the rule reading it: the
+    checker replays with its own floor and refuses the smaller steps."""
+    from torchlean.certificates import errorbound as eb
+    from torchlean.certificates.core import digest
+    from torchlean.floats.errorbound import claims
+
+    rng = np.random.default_rng(12)
+    g, _ = _graph(rng, 8, p=16, spread=0.3, dtype="float32")
+    x0 = np.round(rng.uniform(-1, 1, 4) * 16) / 16
+    box = [(F(v) - F(1, 8), F(v) + F(1, 8)) for v in x0]
+    good = bound_certificate(g, box, "binary32", ranges="ibp")
+    stmt = good["statement"]
+    ln = next(nd for nd in stmt["graph"]["nodes"] if nd["op"] == "layer_norm")
+    ln["attrs"]["var+eps"] = [1]  # (an integer reads exactly; the engine's floor here is ~0.064)
+    stmt["model"] = eb.model_id(stmt["graph"])
+    apply = eb.apply  # the forger's rule: the statement's attribute wins over the engine's floor
+    monkeypatch.setattr(eb, "apply", lambda ctx, op, ins, shapes, at, *a: apply(
+        ctx, op, ins, shapes, {**at, "var+eps": [F(1)]} if op == "layer_norm" else at, *a))
+    steps, stmt["epsilon"] = claims(eb.propagate(stmt))
+    monkeypatch.undo()
+    bad = {**good, "steps": steps, "digest": digest(stmt)}
+    k = [nd["op"] for nd in stmt["graph"]["nodes"]].index("layer_norm")
+    assert max(map(F, steps[k])) < max(map(F, good["steps"][k]))  # (the forged floor binds)
+    v = check(bad)
+    assert not v.ok and "replayed" in v.reason, v.reason
+
+
 def test_the_error_column_uses_the_floor(monkeypatch):
     """On the same kind of graph the layer norm step's error bound is smaller with the floor than
     with the interval floor alone (``errornorm.var_floor`` of the input ranges), and it covers the

@@ -212,8 +212,8 @@ def _layer_norm(ctx: Ctx, ins: list[list[V]], shapes: list[tuple[int, ...]], at:
         mu = ctx.div(ctx.lin([(ONE, v) for v in xs], ZERO, "dot"), nc)
         xc = [ctx.add(v, mu, -1) for v in xs]
         # the normalisation as one step (``errornorm``: its claim and proof), where it applies
-        lo = var_floor([(v.lo, v.hi) for v in xs])  # (and the bound table's, where it is higher)
-        lo = max(lo, at["var+eps"][r] - Q(at.get("eps", 1e-5))) if "var+eps" in at else lo
+        # the variance's lower bound: the input ranges' (``var_floor``) or the bound table's
+        lo = max(var_floor([(v.lo, v.hi) for v in xs]), at["var+eps"][r] - Q(at.get("eps", 1e-5)))
         ys = normalise(ctx, xc, lo, Q(at.get("eps", 1e-5)))
         if ys is not None:
             out += [ctx.add(ctx.mul(y, w[i]), b[i], 1, rng[r * n + i]) for i, y in enumerate(ys)]
@@ -378,7 +378,8 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         shapes = [env[n].shape for n in node["inputs"]]
         out = env[node["output"]]
         at = dict(node.get("attrs") or {})
-        if op == "layer_norm" and out.var:  # (each row's var + eps lower bound, the engine's)
+        if op == "layer_norm":  # each row's var + eps lower bound, the engine's: always set here,
+            # so a "var+eps" attribute in the statement's own IR is never what the rule reads
             at["var+eps"] = [r[0] for r in ranges(Tensor((len(out.var),), out.var))]
         vs = apply(ctx, op, ins, shapes, at, ranges(out),
                    [exact[n] for n in node["inputs"]])
