@@ -144,10 +144,9 @@ class Ctx:
             slack += (sum(self.locmax[s] for s in acc) >> F) + 1
         rem += Q(slack, 1 << G)  # (slack in units of 2^-G)
         if len(c) > MAX_TERMS:  # keep the largest terms (signs, so they cancel later): the rest's
-            big = sorted(c, key=lambda s: abs(c[s]) * self.locmax[s], reverse=True)[:KEEP_TERMS]
-            keep = set(big)
-            drop = {s: x for s, x in c.items() if s not in keep}  # bound joins the new source
-            c, rem = {s: c[s] for s in big}, self.bound(drop, rem)
+            order = sorted(c, key=lambda s: abs(c[s]) * self.locmax[s], reverse=True)
+            drop = {s: c[s] for s in order[KEEP_TERMS:]}  # (its bound joins the new source)
+            c, rem = {s: c[s] for s in order[:KEEP_TERMS]}, self.bound(drop, rem)
         # the new unknowns (this step's rounding, slope radii, charges) become one new source:
         # later steps combine it with signed coefficients, so it can cancel like any rounding
         require(local >= 0, "negative local error")
