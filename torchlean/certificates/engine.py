@@ -164,7 +164,9 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
     with P's before it decides on CROWN (P's bounds hold on the larger region, so on this one).
     ``slopes`` {fn node: per element (lower, upper) or None}: shared slopes that replace the
     default ones in every back-substitution through the node, intermediate and final (a
-    certificate's ``arg_slopes``; on relu-like rows only where the element is unstable)."""
+    certificate's ``arg_slopes``; on relu-like rows only where the element is unstable); a key
+    (t, node) holds per-target slopes, laid over the shared ones in the back-substitutions of
+    node t's argument bounds alone (``_aim``)."""
     if method not in ("ibp", "crown"):
         raise ValueError(f"unknown method {method!r}")
     st = _State(bg, lo, hi)
@@ -196,13 +198,29 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
             bs = meet(k, [st.arg_bounds(k, f, False) for f in forms])
             if best is not None and not all(best[k]):  # (else no row is refined: refine_skips)
                 redo = _refine(node, bs, best[k])  # (meet again: a met bound is unchanged by it)
+                saved = _aim(st, st.shared, k)
                 bs = meet(k, [st.arg_bounds(k, f, True) if r else b for f, b, r in zip(forms, bs, redo)])
+                st.shared, st.lines = saved or (st.shared, st.lines)
             if phases:
                 bs = [clamp(*b, phases[k, r]) if (k, r) in phases else b for r, b in enumerate(bs)]
             bs = st.arg[k] = _regroup(node, bs)
         for i, b in enumerate(bs):
             st.L[node.offset + i], st.U[node.offset + i] = _image(node, b)
     return st
+
+
+def _aim(st: _State, base: dict[Any, Any], k: int) -> tuple[dict[Any, Any], dict[Any, Any]] | None:
+    """Lay node k's per-target slopes (keys (k, j) of ``base``) over the shared ones, per element,
+    for the back-substitutions of k's argument bounds; the cached lines of those nodes j are set
+    aside. Returns the (shared, lines) to restore after them, or None where k has none."""
+    mine = {key[1]: row for key, row in base.items() if type(key) is tuple and key[0] == k}
+    if not mine:
+        return None
+    saved = st.shared, st.lines
+    st.shared = {**base, **{j: [s if t is None else t for t, s in zip(row, base.get(j) or [None] * len(row))]
+                            for j, row in mine.items()}}
+    st.lines = {key: v for key, v in saved[1].items() if key[0] not in mine}
+    return saved
 
 
 def _regroup(node: Node, rows: list[Any]) -> list[Any]:

@@ -131,7 +131,8 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             clip: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
             prior: tuple[_State, np.ndarray] | None = None, slopes: dict[int, Any] | None = None) -> _State:
     """Certified bounds of every variable over each box (B, n_in), as ``engine.forward``
-    (``slopes`` its shared slopes, as arrays (1, size) each, NaN = default);
+    (``slopes`` its shared slopes, as arrays (1, size) each, NaN = default; per-target ones
+    under keys (target, node), as there: ``_aim``);
     ``phases`` {fn node: (B, size) int array, 1 / 0 / -1 (no split)} as there; ``clip`` {node:
     (lo, hi) arrays (B, rows)}: other valid bounds of the node's argument rows (e.g. the exact
     engine's IBP with its layer-norm facts), intersected with these before the node is used.
@@ -158,6 +159,7 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
         if P is not None:
             al, au = np.fmax(al, P.arg[k][0]), np.fmin(au, P.arg[k][1])
             al = np.minimum(al, au)  # (crossed: an empty region, kept non-empty as below)
+        saved = _aim(st, st.shared, k) if method == "crown" else None
         if method == "crown" and any(fg.bg.nodes[p].kind not in ("input", "const") for p, *_ in F.parents):
             # (forms over input and const variables only: their IBP bound is already exact)
             rows = _refine_rows(node, fg.groups[k], al, au)
@@ -185,7 +187,7 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             # (crossed bounds: an empty region, where any bounds hold; kept non-empty as
             # ``engine.arg_bounds``, so every row accepts them)
             al = np.minimum(al, au)
-
+        st.shared, st.relax, st.memo = saved or (st.shared, st.relax, st.memo)
         if clip is not None and k in clip:  # (both valid, so is the intersection; kept non-empty)
             al, au = np.fmax(al, clip[k][0]), np.fmin(au, clip[k][1])
             al = np.minimum(al, au)
@@ -220,6 +222,21 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             Uu = np.where(idx >= 0, au[:, idx], -np.inf).max(2)
         st.push((al, au), L, Uu)
     return st
+
+
+def _aim(st: _State, base: dict[Any, Any], k: int) -> Any:
+    """``engine._aim``: node k's per-target slopes over the shared ones (NaN: the shared one) for
+    its argument bounds, with fresh caches of the slope-dependent lines, views and charges (the
+    weights and sub-matrices kept); returns what to restore, or None."""
+    mine = {key[1]: row for key, row in base.items() if type(key) is tuple and key[0] == k}
+    if not mine:
+        return None
+    saved = st.shared, st.relax, st.memo
+    st.shared = {**base, **{j: tuple(a if j not in base else np.where(np.isnan(a), s, a)
+                                     for a, s in zip(row, base.get(j, row))) for j, row in mine.items()}}
+    st.relax = [{} if j in mine else r for j, r in enumerate(st.relax)]
+    st.memo = {key: v for key, v in st.memo.items() if key[0] in ("w", "sub", "W")}
+    return saved
 
 
 def _refine_rows(node, idx, al, au) -> np.ndarray:

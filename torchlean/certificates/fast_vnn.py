@@ -95,9 +95,12 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
     (``per_disjunct``) that bound the same boxes share one forward pass (a state is a function of
     those alone; a ResNet's costs seconds); ``cache``: the caller's ``fast_forms.corners`` cache
     (the trees of one region share its corners); ``shared``: the region's shared slopes
-    (``graph_vnn.read_shared``), used by every forward pass."""
+    (``graph_vnn.read_shared``, per-target ones included), used by every forward pass."""
     fg = fe.compiled(bg)
-    sh = (_float_slopes(bg, [shared]) if shared else None) or {}
+    sh = {}
+    for key, row in (shared or {}).items():  # (per-target ones under (target, node) keys)
+        j = key if type(key) is int else key[1]
+        sh[key] = _float_slopes(bg, [{j: row}])[j]
     F = fe.forms_of(fg, forms)
     cache = {} if cache is None else cache
     needed = {it[2][1] for it in items if it[2][3] is not None}  # parents of ReLU splits' children

@@ -23,7 +23,9 @@ The format (bounds.py docstring) in short:
   final back-substitution of both engines bounds that form instead of f (β-CROWN's split
   multipliers; exactly composed here, ``engine.mult_form``; ``fast_vnn.extras_lower`` in fast mode);
 - a ``per_disjunct`` region entry may carry ``"arg_slopes"``: shared fn slopes for every
-  back-substitution of the region's replay, argument bounds included (``read_shared``);
+  back-substitution of the region's replay, argument bounds included, and per-target ones
+  (``[node, i, lower, upper, target]``: only for ``target``'s argument bounds, overriding the
+  shared ones there; ``read_shared``);
 - ``method``: "crown" (CROWN bounds for every nonlinear node's arguments) or "forward"/"ibp"
   (IBP argument bounds, then one CROWN back-substitution from the objective);
 - ``vnn-sat``: the output *enclosure* at the point (exact interval evaluation: exact for rational
@@ -46,7 +48,7 @@ from .core import Rejected, Verdict, rational, require
 from .lower import Aff, BoundGraph, fingerprint, lower
 from .property import Region, Spec
 
-Slopes = dict[int, list[Any]]
+Slopes = dict[Any, list[Any]]  # node (or (target, node): per-target slopes) -> per element
 
 
 def read_network(ir: dict[str, Any]) -> BoundGraph:
@@ -105,15 +107,31 @@ def read_shared(bg: BoundGraph, entry: Any, where: str) -> Slopes:
     """A region entry's shared slopes ``"arg_slopes": [[node, i, lower, upper], ...]`` (none: {}):
     the slopes of fn elements that replace the default ones in every back-substitution of the
     region's replay, intermediate (argument bounds) and final (the engines' ``forward(slopes=)``;
-    a proof's own ``slopes`` still override them in its final one). Any slope gives a valid line
-    (the intercept is recomputed from it); a relu's is its lower slope, required in [0, 1] with
-    no upper one (used only where the element is unstable, where its intercept is 0)."""
+    a proof's own ``slopes`` still override them in its final one). An entry with a fifth element
+    ``target`` (a fn / mul / max node after ``node``), ``[node, i, lower, upper, target]``, is a
+    per-target slope: used instead of the shared one (per element; kept under the key
+    ``(target, node)``) only in the back-substitutions of ``target``'s argument bounds (α-CROWN's
+    slopes per (relu, start node)). Any slope gives a valid line (the intercept is recomputed from
+    it), so a per-target slope rests on the same row contract as a shared one; a relu's is its
+    lower slope, required in [0, 1] with no upper one (used only where the element is unstable,
+    where its intercept is 0)."""
     es = entry.get("arg_slopes", []) if isinstance(entry, dict) else []
-    out = _slope_entries(bg, es, where, ("fn",))
-    for k, row in out.items():
-        if bg.nodes[k].fn == "relu":
-            ok = all(v is None or (v[1] is None and v[0] is not None and 0 <= v[0] <= 1) for v in row)
-            require(ok, f"{where}: relu slope outside [0, 1] at node {k}")
+    require(isinstance(es, list), f"{where}: malformed slopes")
+    groups: dict[Any, list[Any]] = {}
+    for e in es:
+        t = e[4] if isinstance(e, list) and len(e) == 5 else None
+        ok = t is None or (type(t) is int and 0 < t < len(bg.nodes)
+                           and bg.nodes[t].kind in ("fn", "mul", "max"))
+        require(ok, f"{where}: unknown target node {t!r}")
+        groups.setdefault(t, []).append(e if t is None else e[:4])
+    out: Slopes = {}
+    for t, group in groups.items():
+        for k, row in _slope_entries(bg, group, where, ("fn",)).items():
+            require(t is None or k < t, f"{where}: slope at node {k} for target {t}, not before it")
+            if bg.nodes[k].fn == "relu":
+                ok = all(v is None or (v[1] is None and v[0] is not None and 0 <= v[0] <= 1) for v in row)
+                require(ok, f"{where}: relu slope outside [0, 1] at node {k}")
+            out[k if t is None else (t, k)] = row
     return out
 
 
