@@ -482,6 +482,98 @@ def shared_slopes(bg: Any, fg: Any, box: Any, st: Any, djs: list[Any], alls: lis
 
 
 def shared_entries(shared: dict[int, Any]) -> list[list[Any]]:
-    """``shared_slopes``'s arrays as a region's ``"arg_slopes"`` entries (exact float32 values)."""
-    return [[k, int(i), str(Fraction(float(a[0, i]))), None]
-            for k, (a, _) in sorted(shared.items()) for i in np.nonzero(~np.isnan(a[0]))[0]]
+    """``shared_slopes``'s (and ``target_slopes``') arrays as a region's ``"arg_slopes"`` entries
+    (exact float32 values; a (target, node) key's with the target as a fifth element)."""
+    def order(e: Any) -> tuple[int, ...]:  # (shared ones first, then by target and node)
+        return (0, e[0], 0) if type(e[0]) is int else (1, *e[0])
+
+    return [[k, int(i), str(Fraction(float(a[0, i]))), None] if type(k) is int else
+            [k[1], int(i), str(Fraction(float(a[0, i]))), None, k[0]]
+            for k, (a, _) in sorted(shared.items(), key=order)
+            for i in np.nonzero(~np.isnan(a[0]))[0]]
+
+
+def target_slopes(bg: Any, fg: Any, box: Any, st: Any, base: dict[Any, Any], until: Any, stop: Any,
+                  steps: int = 20, lr: float = 0.1) -> tuple[dict[Any, Any], Any]:
+    """Per-target relu lower slopes (a certificate's ``[node, i, lower, upper, target]`` entries;
+    ``fast_engine.forward``'s (target, node) keys) for the root box, layer by layer: for each relu
+    node t after the first, the slopes of every earlier relu node's unstable elements that
+    (heuristically) tighten t's unstable elements, by Adam on the float back-substitution
+    (``Backsub``) of t's argument rows at the current bounds, the objective the sum of those rows'
+    bounds weighted by the derivatives of each element's triangle height -l·u/(u - l)
+    (u²/(u - l)² for l, l²/(u - l)² for -u). The engine then recomputes the forward pass with
+    them (``until``: a runner, None past the deadline; ``stop()``: whether to stop before the
+    next target), and they are kept only where t's total triangle height went down. ``base``:
+    the shared slopes already chosen (the starting point; kept). Untrusted: the checker
+    recomputes every bound. Returns the slopes (``base``'s included) and their state."""
+    from ..certificates import fast_engine as fe
+    from ..certificates.fast_functions import FAST
+
+    relus = [k for k, n in enumerate(bg.nodes) if n.kind == "fn" and n.fn == "relu"]
+    out = dict(base)
+
+    def height(s: Any, t: int) -> float:  # t's total triangle height (its relaxation's looseness)
+        l, u = s.arg[t][0][0], s.arg[t][1][0]
+        return float((np.maximum(-l, 0) * np.maximum(u, 0) / np.maximum(u - l, 1e-30)).sum())
+
+    for t in relus[1:]:
+        if stop():
+            break
+        l, u = st.arg[t][0][0], st.arg[t][1][0]
+        un = np.nonzero((l < 0) & (u > 0))[0]
+        if not un.size:
+            continue
+        A, c = _node_mats(bg, t, "fn")
+        Ar = A.take(un)
+        lam0, c0 = np.concatenate([Ar, -Ar]), np.concatenate([c[un], -c[un]])
+        d2 = (u[un] - l[un]) ** 2
+        w = np.concatenate([u[un] ** 2 / d2, l[un] ** 2 / d2])
+        bs = Backsub.from_fast(bg, fg, st, FAST)
+        sl = bs.default_slopes(lam0.shape[0])
+        free = {}  # relu node before t -> (its unstable elements, current slope vector)
+        for j in relus:
+            if j >= t:
+                break
+            lj, uj = st.arg[j][0][0], st.arg[j][1][0]
+            unj = (lj < 0) & (uj > 0)
+            if not unj.any():
+                continue
+            s0 = sl[j][0][0, 0].copy()
+            if j in base:
+                s0 = np.where(np.isnan(base[j][0][0]), s0, base[j][0][0])
+            free[j] = (unj, s0)
+        if not free:
+            continue
+        cur = {j: s.copy() for j, (_, s) in free.items()}
+        best_v, best = -np.inf, {j: s.copy() for j, s in cur.items()}
+        moments: dict[int, list[Any]] = {}
+        for it in range(steps + 1):
+            for j, s in cur.items():
+                sl[j][0][:] = s
+            v, g = bs.bound(lam0, c0, sl, want_grad=True)
+            val = float((v[0] * w).sum())
+            if val > best_v:
+                best_v, best = val, {j: s.copy() for j, s in cur.items()}
+            if it == steps:
+                break
+            for j, (unj, _) in free.items():
+                gj = (g[j][0][0] * w[:, None]).sum(0)
+                m, q = moments.setdefault(j, [0.0, 0.0])
+                m, q = 0.9 * m + 0.1 * gj, 0.999 * q + 0.001 * gj * gj
+                moments[j] = [m, q]
+                a = cur[j] + lr * (m / (1 - 0.9 ** (it + 1))) / (np.sqrt(q / (1 - 0.999 ** (it + 1))) + 1e-12)
+                cur[j] = np.where(unj, np.clip(a, 0.0, 1.0), cur[j])
+        mine = {}
+        for j, s in best.items():
+            s = np.where(free[j][0], s, np.nan).astype(np.float32).astype(float)  # (float32: short rationals)
+            if (~np.isnan(s)).any():
+                mine[t, j] = (s[None], np.full((1, s.size), np.nan))
+        if not mine:
+            continue
+        got = until(lambda mine=mine: fe.forward(fg, *box, "crown", slopes={**out, **mine}))
+        if got is None:
+            break
+        if height(got, t) < height(st, t):
+            out.update(mine)
+            st = got
+    return out, st

@@ -352,6 +352,8 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
             stats["shared_slopes"] = sum(int((~np.isnan(a)).sum()) for a, _ in shared.values())
         else:
             shared = {}
+    if PER_TARGET and use_shared(bg) and any(lb.max() <= EPS for lb in lbs) and len(relu_nodes(bg)) > 1:
+        st, lbs, shared = _per_target(bg, box, st, djs, lbs, shared, deadline, stats)
     trees: list[Any] = []
     root = []
     for dj, lb in zip(djs, lbs):
@@ -386,6 +388,30 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
 
 #: share of the search's remaining time the root's shared slopes may take (``alpha.shared_slopes``)
 SHARED_SHARE = 0.1
+#: and the per-target ones (``alpha.target_slopes``)
+TARGET_SHARE = 0.15
+PER_TARGET = True  # (False: no per-target slopes; bench/bench_target_slopes.py --search compares the two)
+
+
+def _per_target(bg: Any, box: Any, st: Any, djs: list[Disjunct], lbs: list[Any], shared: dict[Any, Any],
+                deadline: float, stats: dict[str, Any]) -> tuple[Any, list[Any], dict[Any, Any]]:
+    """α per (relu node, target node) on the root's intermediate bounds (``alpha.target_slopes``,
+    at most TARGET_SHARE of what is left), added to ``shared`` (the certificate's ``arg_slopes``
+    with a target) where the disjuncts' total shortfall below 0 at the root went down; the
+    subproblems' forward passes reuse them (valid anywhere; a child's bounds are also intersected
+    with its parent's). Returns the root state, its bounds and the slopes kept."""
+    stop_at = time.perf_counter() + TARGET_SHARE * (deadline - time.perf_counter())
+    got, st2 = alpha.target_slopes(bg, fe.compiled(bg), box, st, shared,
+                                   lambda f: _until(min(deadline, stop_at), f),
+                                   lambda: time.perf_counter() > stop_at)
+    if len(got) == len(shared):
+        return st, lbs, shared
+    lbs2 = [fe.bound_forms(st2, d.F)[0] for d in djs]
+    if sum(min(lb.max(), 0.0) for lb in lbs2) <= sum(min(lb.max(), 0.0) for lb in lbs):
+        return st, lbs, shared
+    stats["target_slopes"] = sum(int((~np.isnan(a)).sum()) for key, (a, _) in got.items()
+                                 if type(key) is tuple)
+    return st2, lbs2, got
 
 
 def use_shared(bg: Any) -> bool:

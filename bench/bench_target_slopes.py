@@ -1,0 +1,72 @@
+"""Root bounds with and without per-target slopes on the intermediate bounds, same run.
+
+    OPENBLAS_NUM_THREADS=1 python bench/bench_target_slopes.py --data /work/shared/data \\
+        --benchmark mnistfc --rows 14,20,21,28 [--steps 20]
+
+Per instance of ``expected.csv`` (rows: 1-based data rows): the root box's default CROWN forward
+pass (``fast_engine.forward``) and every disjunct's best row bound (``bound_forms``), then
+``alpha.target_slopes`` (slopes per (relu node, target node), no time cap) and the same bounds from
+its forward state. Prints the worst disjunct bound, the open disjuncts, the unstable elements per
+relu node and the seconds of each; every bound is the checker's fast engine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from torchlean.certificates import fast_engine as fe  # noqa: E402
+from torchlean.verify import alpha  # noqa: E402
+from torchlean.verify import graph_relu as gr  # noqa: E402
+from torchlean.verify.table import load_instance  # noqa: E402
+
+DIRS = {"mnistfc": "vnncomp2021/mnistfc", "oval21": "vnncomp2021/oval21",
+        "sri_resnet_a": "vnncomp2022/sri_resnet_a"}
+
+
+def unstable(bg, st) -> list[int]:
+    """Unstable elements per relu node (argument bounds straddling 0)."""
+    return [int(((st.arg[k][0][0] < 0) & (st.arg[k][1][0] > 0)).sum()) for k in gr.relu_nodes(bg)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="/work/shared/data")
+    ap.add_argument("--benchmark", default="mnistfc", choices=sorted(DIRS))
+    ap.add_argument("--rows", default="", help="1-based data rows of expected.csv (default: all unsat)")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--lr", type=float, default=0.1)
+    a = ap.parse_args()
+    d = Path(a.data) / DIRS[a.benchmark]
+    rows = list(csv.DictReader(open(d / "expected.csv")))
+    pick = [int(r) for r in a.rows.split(",")] if a.rows else [i + 1 for i, r in enumerate(rows)
+                                                               if r["expected"] == "unsat"]
+    for n in pick:
+        r = rows[n - 1]
+        t, spec = load_instance(d / r["onnx"], d / r["vnnlib"])
+        bg, region = t.bg, spec.regions[0]
+        fg, box = fe.compiled(bg), fe.boxes([region.lo], [region.hi])
+        t0 = time.perf_counter()
+        st = fe.forward(fg, *box, "crown")
+        djs = [gr.Disjunct(bg, region, j) for j in range(len(region.disjuncts))]
+        m0 = np.array([fe.bound_forms(st, dj.F)[0].max() for dj in djs])
+        t1 = time.perf_counter()
+        sl, st2 = alpha.target_slopes(bg, fg, box, st, {}, lambda f: f(), lambda: False, a.steps, a.lr)
+        m1 = np.array([fe.bound_forms(st2, dj.F)[0].max() for dj in djs])
+        t2 = time.perf_counter()
+        used = sum(int((~np.isnan(s)).sum()) for s, _ in sl.values())
+        print(f"{n} {r['onnx']} {r['vnnlib']}: default worst {m0.min():.3f} open {(m0 <= 0).sum()} "
+              f"unstable {unstable(bg, st)} ({t1 - t0:.1f} s) | per-target worst {m1.min():.3f} "
+              f"open {(m1 <= 0).sum()} unstable {unstable(bg, st2)} ({t2 - t1:.1f} s, {used} slopes, "
+              f"{len(sl)} pairs)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
