@@ -8,12 +8,18 @@ pass (``fast_engine.forward``) and every disjunct's best row bound (``bound_form
 ``alpha.target_slopes`` (slopes per (relu node, target node), no time cap) and the same bounds from
 its forward state. Prints the worst disjunct bound, the open disjuncts, the unstable elements per
 relu node and the seconds of each; every bound is the checker's fast engine's.
+
+With ``--search T``: per instance, ``python -m torchlean.verify NET PROP --timeout T`` twice, in
+separate processes, with and without the per-target slopes (``graph_relu.PER_TARGET``), the order
+alternating from instance to instance; prints each verdict (printed by the CLI only after its
+checker accepted the certificate), its wall time, and WRONG for a verdict against the published one.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,11 +49,14 @@ def main() -> None:
     ap.add_argument("--rows", default="", help="1-based data rows of expected.csv (default: all unsat)")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--lr", type=float, default=0.1)
+    ap.add_argument("--search", type=float, default=0.0, help="run the CLI with this timeout instead")
     a = ap.parse_args()
     d = Path(a.data) / DIRS[a.benchmark]
     rows = list(csv.DictReader(open(d / "expected.csv")))
     pick = [int(r) for r in a.rows.split(",")] if a.rows else [i + 1 for i, r in enumerate(rows)
                                                                if r["expected"] == "unsat"]
+    if a.search:
+        return search(d, rows, pick, a.search)
     for n in pick:
         r = rows[n - 1]
         t, spec = load_instance(d / r["onnx"], d / r["vnnlib"])
@@ -66,6 +75,29 @@ def main() -> None:
               f"unstable {unstable(bg, st)} ({t1 - t0:.1f} s) | per-target worst {m1.min():.3f} "
               f"open {(m1 <= 0).sum()} unstable {unstable(bg, st2)} ({t2 - t1:.1f} s, {used} slopes, "
               f"{len(sl)} pairs)", flush=True)
+
+
+RUN = ("import runpy, sys; import torchlean.verify.graph_relu as g; g.PER_TARGET = {on}; "
+       "sys.argv = ['torchlean.verify'] + sys.argv[1:]; "
+       "runpy.run_module('torchlean.verify', run_name='__main__')")
+
+
+def search(d: Path, rows: list[dict[str, str]], pick: list[int], timeout: float) -> None:
+    """The CLI on each instance with and without per-target slopes (order alternating), same run."""
+    root = Path(__file__).resolve().parents[1]
+    for m, n in enumerate(pick):
+        r = rows[n - 1]
+        got = {}
+        for on in ((True, False) if m % 2 == 0 else (False, True)):
+            t0 = time.perf_counter()
+            cmd = [sys.executable, "-c", RUN.format(on=on), str(d / r["onnx"]), str(d / r["vnnlib"]),
+                   "--timeout", str(timeout)]
+            p = subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=timeout + 60)
+            verdict = (p.stdout.split() or ["?"])[0]
+            wrong = verdict in ("sat", "unsat") and verdict != r["expected"]
+            got[on] = f"{verdict}{' WRONG' if wrong else ''} {time.perf_counter() - t0:.1f} s"
+        print(f"{n} {r['onnx']} {r['vnnlib']} ({r['expected']}): per-target {got[True]} | "
+              f"without {got[False]}", flush=True)
 
 
 if __name__ == "__main__":
