@@ -352,7 +352,7 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
             stats["shared_slopes"] = sum(int((~np.isnan(a)).sum()) for a, _ in shared.values())
         else:
             shared = {}
-    if PER_TARGET and use_shared(bg) and any(lb.max() <= EPS for lb in lbs) and len(relu_nodes(bg)) > 1:
+    if PER_TARGET and use_shared(bg) and any(lb.max() <= EPS for lb in lbs) and fully_connected(bg):
         st, lbs, shared = _per_target(bg, box, st, djs, lbs, shared, deadline, stats)
     trees: list[Any] = []
     root = []
@@ -420,6 +420,19 @@ def use_shared(bg: Any) -> bool:
     sri_resnet_a, 1.5x over it, gains at the root, but a round of the optimiser costs 10-60 s
     there: with half the time it delayed a proof the ReLU splits find in 20 s, bench/README.md.)"""
     return relu_only(bg) and alpha.dense_size(bg) <= alpha.MAX_DENSE
+
+
+def fully_connected(bg: Any) -> bool:
+    """Whether there are two or more relu nodes and each one's argument forms read at least half
+    of the variables in their span (fully connected layers, as mnistfc's): where CROWN's
+    intermediate bounds blow up with depth and the per-target slopes paid; on conv nets (oval21)
+    they cost 3-100 s for a few per cent of the root bound (bench/README.md)."""
+    relus = relu_nodes(bg)
+    for k in relus:
+        vs = [v for f in bg.nodes[k].args for v in f.t]
+        if vs and len(vs) < 0.5 * bg.nodes[k].size * (max(vs) - min(vs) + 1):
+            return False
+    return len(relus) > 1
 
 
 def root_corners(bg: Any, st: Any, djs: list[Disjunct], box: Any) -> np.ndarray | None:
