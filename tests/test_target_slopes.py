@@ -130,10 +130,13 @@ def test_certificate_with_target_slopes_replays_and_mutations_fail(case, mode):
     def flipped(r):  # every slope s -> 1 - s: a worse relaxation, the claims no longer hold
         r["arg_slopes"] = [[k, i, str(1 - Fraction(s)), u, tg] for k, i, s, u, tg in r["arg_slopes"]]
 
+    def as_shared(r):  # each element's last per-target slope as its shared one, for every target
+        r["arg_slopes"] = list({(e[0], e[1]): e[:4] for e in entries}.values())
+
+    # changed slopes, well-formed: the claimed bounds no longer hold
+    for f in (lambda r: r.pop("arg_slopes"), as_shared, flipped):
+        assert "recomputed bound" in mutated(f).reason
     bad = [
-        lambda r: r.pop("arg_slopes"),  # without them the default CROWN bound is too low
-        lambda r: r.__setitem__("arg_slopes", [e[:4] for e in entries]),  # as shared slopes: too low
-        flipped,
         lambda r: r.__setitem__("arg_slopes", [[k0, i0, "3/2", None, t0]] + entries[1:]),  # slope > 1
         lambda r: r.__setitem__("arg_slopes", [[k0, i0, "-1/8", None, t0]] + entries[1:]),  # slope < 0
         lambda r: r.__setitem__("arg_slopes", [[k0, i0, "1/2", "1/2", t0]] + entries[1:]),  # an upper slope
