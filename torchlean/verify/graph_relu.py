@@ -352,14 +352,8 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
             stats["shared_slopes"] = sum(int((~np.isnan(a)).sum()) for a, _ in shared.values())
         else:
             shared = {}
-    if PER_TARGET and use_shared(bg) and any(lb.max() <= EPS for lb in lbs) and fully_connected(bg):
-        st, lbs, shared = _per_target(bg, box, st, djs, lbs, shared, deadline, stats)
-    trees: list[Any] = []
-    root = []
-    for dj, lb in zip(djs, lbs):
-        r = int(lb.argmax())
-        root.append(float(lb[r]))
-        trees.append([["leaf", [[choice(dj.names[r]), threshold(lb[r])]]]] if lb[r] > EPS else None)
+    trees: list[Any] = [_root_leaf(dj, lb) for dj, lb in zip(djs, lbs)]
+    root = [float(lb.max()) for lb in lbs]
     # the open disjuncts, loosest root bound first: an unsat region needs every one proved (the
     # order changes only when the time is spent), while a counterexample is likelier where the
     # bound is furthest below 0, and a search that proves the others first may never get there
@@ -377,6 +371,10 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
             x = attack(min(deadline, time.perf_counter() + 1.0), starts, sub)
             if x is not None:
                 return x
+    if PER_TARGET and open_ and use_shared(bg) and fully_connected(bg):  # (after the attacks: a
+        st, lbs, shared = _per_target(bg, box, st, djs, lbs, shared, deadline, stats)  # sat needs none)
+        trees = [tr or _root_leaf(dj, lb) for tr, dj, lb in zip(trees, djs, lbs)]
+        open_ = [j for j in open_ if trees[j] is None]
     for j in open_:
         trees[j] = bab_disjunct(bg, region, j, deadline, stats, box=box, attack=attack, root=st,
                                 shared=shared)
@@ -384,6 +382,12 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
             return trees[j]
     return {"per_disjunct": trees, "arg_slopes": alpha.shared_entries(shared)} if shared else \
         {"per_disjunct": trees}
+
+
+def _root_leaf(dj: Disjunct, lb: np.ndarray) -> list[Any] | None:
+    """A one-leaf tree proving the disjunct by its best root row's bound ``lb``, or None (open)."""
+    r = int(lb.argmax())
+    return [["leaf", [[choice(dj.names[r]), threshold(lb[r])]]]] if lb[r] > EPS else None
 
 
 #: share of the search's remaining time the root's shared slopes may take (``alpha.shared_slopes``)
