@@ -191,3 +191,24 @@ def test_search_emits_target_slopes(case, monkeypatch):
     for mode in ("fast", "exact"):
         v = check_vnn(cert, t.bg, spec, mode=mode)
         assert v.ok, v.reason
+
+
+def test_search_splits_with_target_slopes_and_replays(case, monkeypatch):
+    """Thresholds just above the per-target root bounds: the search splits a relu, its children
+    start from the root state with the per-target slopes, and both replays accept the tree
+    (the exact engine's ``prior`` and ``_aim`` together)."""
+    import time
+
+    net, t, x0, lo, hi, label, others, sl, st, st2, base, got = case
+    monkeypatch.setattr(gr, "SHARED_SHARE", 0.0)
+    reg = _region(lo, hi, label, others, [Fraction(float(g + 0.02)) for g in got])
+    spec = Spec(N_IN, 3, (reg,))
+    stats = {}
+    entry = gr.bab_region(t.bg, reg, time.perf_counter() + 60, stats)
+    assert isinstance(entry, dict) and stats.get("splits", 0) > 0 and stats["target_slopes"] > 0, stats
+    assert any(len(e) == 5 for e in entry["arg_slopes"])
+    cert = {"kind": "vnn-unsat", "version": 1, "network": network_id(t), "property": spec.digest(),
+            "method": "crown", "regions": [entry]}
+    for mode in ("fast", "exact"):
+        v = check_vnn(cert, t.bg, spec, mode=mode)
+        assert v.ok, v.reason
