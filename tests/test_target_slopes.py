@@ -16,6 +16,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from torchlean.certificates import engine
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.bounds import check_vnn
 from torchlean.certificates.graph_vnn import read_shared
@@ -90,6 +91,14 @@ def test_target_slopes_tighten_and_hold_at_samples(case):
             pre.append(h.detach().numpy())
     for k, z in zip(relus, pre):
         assert (st2.arg[k][0][0] <= z.min(0) + 1e-9).all() and (z.max(0) <= st2.arg[k][1][0] + 1e-9).all()
+    # the exact engine with the same slopes as the certificate states them: bounds as tight as the
+    # fast engine's (up to its outward charges) and holding at the samples too
+    ex = engine.forward(t.bg, list(lo), list(hi), "crown",
+                        slopes=read_shared(t.bg, {"arg_slopes": alpha.shared_entries(sl)}, "r"))
+    for k, z in zip(relus, pre):
+        el, eu = (np.array([float(b[i]) for b in ex.arg[k]]) for i in (0, 1))
+        assert (el <= z.min(0) + 1e-9).all() and (z.max(0) <= eu + 1e-9).all()
+        assert (el >= st2.arg[k][0][0] - 1e-6).all() and (eu <= st2.arg[k][1][0] + 1e-6).all()
     y = pre[-1]
     margins = np.array([(y[:, label] - y[:, j]).min() for j in others])
     assert (got <= margins + 1e-9).all(), (got, margins)
