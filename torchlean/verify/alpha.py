@@ -529,6 +529,7 @@ def target_slopes(bg: Any, fg: Any, box: Any, st: Any, base: dict[Any, Any], unt
         d2 = (u[un] - l[un]) ** 2
         w = np.concatenate([u[un] ** 2 / d2, l[un] ** 2 / d2])
         bs = Backsub.from_fast(bg, fg, st, FAST)
+        bs.ops = [op for op in bs.ops if op["k"] < t]  # (t's rows read no later node)
         sl = bs.default_slopes(lam0.shape[0])
         free = {}  # relu node before t -> (its unstable elements, current slope vector)
         for j in relus:
