@@ -13,9 +13,23 @@
 The scores are recomputed from a bound-table forward pass's ReLU argument bounds
 (``table_relaxation_scores``); the chain engine's trace they were first read from, and the
 "single" and "smart" heuristics that used it, went with that engine (issue 14).
+
+ReLU splits (``graph_relu``'s search over general graphs) choose an element by ``RELU_CHOICE``:
+
+- "babsr": the unstable, unsplit element with the largest intercept score |λ⁻|·(-l·u/(u - l))
+  of the box's best row (what that row pays for the element's upper line);
+- "fsb" (filtered smart branching, as alpha-beta-CROWN's): the ``FSB_K`` elements of largest
+  intercept score are candidates, and each is scored by the worse of its two children's bounds
+  estimated by one float back-substitution each (``fsb_estimates``: the parent's argument bounds,
+  α and β, with the candidate's relaxation replaced by the exact side: identity or zero); the
+  candidate with the best worse child is split. All candidates of all boxes of a batch go through
+  one batched back-substitution.
 """
 
 from __future__ import annotations
+
+import copy
+from typing import Any
 
 import numpy as np
 
@@ -128,3 +142,142 @@ def table_relaxation_scores(
         share = np.divide(spread, total, out=np.zeros_like(spread), where=total > 0)
         score += np.einsum("bn,bnd->bd", loss[k], share)
     return score.astype(float), (coef if signed else np.abs(coef)).astype(float)
+
+
+#: the ReLU-split search's branching choice (``graph_relu``): "fsb" or "babsr" (module docstring)
+RELU_CHOICE = "fsb"
+#: candidates per box of "fsb" (by the intercept score)
+FSB_K = 4
+FSB_AGG = "min"
+#: the new split's multiplier magnitudes tried by the estimate, in units of |λ| at the element
+FSB_Q = (0.0,)
+#: per fn node kind, the per-box arrays of an ``alpha.Backsub`` op (leading axis: the box)
+_PER_BOX = {"fn": ("l", "u", "dl", "du"), "mul": ("lx", "ux", "lw", "uw"),
+            "max": ("Alo", "clo", "Aup", "cup")}
+
+
+def relu_candidates(score: dict[int, np.ndarray], paths: list[dict], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per box, the ``k`` unsplit elements of largest positive score (``score[node]``: (B, size)):
+    (node, element) index arrays (B, k), node -1 where a box has fewer such elements. Ties go to
+    the earlier node and element (as ``graph_relu``'s "babsr" argmax)."""
+    nodes = list(score)
+    sizes = [score[n].shape[1] for n in nodes]
+    offs = np.concatenate([[0], np.cumsum(sizes)])
+    flat = np.concatenate([score[n] for n in nodes], 1).astype(float)
+    where = {n: j for j, n in enumerate(nodes)}
+    for b, path in enumerate(paths):
+        for (n, i) in path:
+            if n in where:
+                flat[b, offs[where[n]] + i] = -1.0
+    k = min(k, flat.shape[1])
+    top = np.argsort(-flat, axis=1, kind="stable")[:, :k]
+    ok = np.take_along_axis(flat, top, 1) > 0
+    which = np.searchsorted(offs, top, side="right") - 1
+    node = np.where(ok, np.array(nodes)[which], -1)
+    return node, np.where(ok, top - offs[which], 0)
+
+
+def _gather(bs: Any, idx: np.ndarray) -> Any:
+    """A copy of the back-substitution ``bs`` over the boxes ``idx`` (their per-box arrays copied;
+    the argument forms shared)."""
+    out = copy.copy(bs)
+    out.B, out.L, out.U = len(idx), bs.L[idx], bs.U[idx]
+    out.ops = []
+    for op in bs.ops:
+        o = dict(op)
+        for key in _PER_BOX[op["kind"]]:
+            o[key] = np.array(op[key][idx])
+        out.ops.append(o)
+    return out
+
+
+def fsb_estimates(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, np.ndarray],
+                  mult: dict[int, np.ndarray], boxes: np.ndarray, node: np.ndarray, elem: np.ndarray,
+                  qs: np.ndarray, max_dense: int) -> np.ndarray:
+    """The float lower bounds (n, 2, Q, R) of the rows lam0·v + c0 in the two children of each
+    candidate split (box ``boxes[c]``, relu node ``node[c]``, element ``elem[c]``; child 0 the
+    inactive side, 1 the active one), each by ``bs.bound`` with the parent's argument bounds, lower
+    slopes ``alphas`` ((B, R, size) per relu node) and split multipliers ``mult`` ((B, R, size),
+    signed), except the candidate's relaxation: argument bounds (l, 0) and slopes 0 (inactive),
+    (0, u) and slopes 1 (active), and the new split's multiplier magnitude ``qs[c, q]`` (R,) per
+    row (β >= 0 of its constraint; any value gives a bound). A heuristic's estimate (the child's
+    own forward pass also tightens the later nodes' bounds). In chunks of at most ``max_dense``
+    multiplier entries."""
+    R = lam0.shape[-2]
+    n, Q = qs.shape[:2]
+    out = np.empty((n, 2 * Q, R))
+    ops = {op["k"]: op for op in bs.ops}
+    step = max(1, max_dense // (2 * Q * R * bs.n))
+    side = np.repeat([0.0, 1.0], Q)
+    for s in range(0, n, step):
+        c = np.arange(s, min(n, s + step))
+        idx = np.repeat(boxes[c], 2 * Q)
+        sd = np.tile(side, len(c))
+        q = np.concatenate([qs[c], qs[c]], 1).reshape(-1, R) * (2 * sd - 1)[:, None]  # signed
+        sub = _gather(bs, idx)
+        sops = {op["k"]: op for op in sub.ops}
+        rows = np.arange(len(idx))
+        slopes = {}
+        for k, a in alphas.items():
+            aU = np.broadcast_to(ops[k]["du"][idx], (len(idx), R, a.shape[-1])).copy()
+            slopes[k] = (np.array(a[idx]), aU)
+        mu = {k: m[idx] for k, m in mult.items()}
+        for k in np.unique(node[c]):
+            k = int(k)
+            j = rows[np.repeat(node[c] == k, 2 * Q)]
+            i = np.repeat(elem[c], 2 * Q)[j]
+            o = sops[k]
+            o["l"][j, 0, i] = np.where(sd[j] > 0, 0.0, o["l"][j, 0, i])
+            o["u"][j, 0, i] = np.where(sd[j] > 0, o["u"][j, 0, i], 0.0)
+            for a in slopes[k]:
+                a[j, :, i] = sd[j][:, None]
+            if k not in mu:
+                mu[k] = np.zeros((len(idx), R, o["l"].shape[-1]))
+            mu[k][j, :, i] = q[j]
+        v, _ = sub.bound(lam0, c0, slopes, mult=mu)
+        out[c] = v.reshape(len(c), 2 * Q, R)
+    return out.reshape(n, 2, Q, R)
+
+
+def fsb_picks(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, np.ndarray],
+              beta: dict[int, np.ndarray], score: dict[int, np.ndarray], paths: list[dict],
+              boxes: np.ndarray, max_dense: int, lams: dict[int, np.ndarray], k: int | None = None
+              ) -> dict[int, tuple[int, int]]:
+    """"fsb"'s split per box of ``boxes`` (module docstring): of its ``k`` candidates by ``score``
+    (``relu_candidates``), the one whose worse child (``fsb_estimates``, the best row of each
+    child) has the largest bound; the first candidate on ties. ``beta``: the split multipliers
+    (>= 0, (B, R, size) per node), signed here by each box's ``paths``. Boxes without a
+    candidate are left out."""
+    k = FSB_K if k is None else k
+    node, elem = relu_candidates({n: v[boxes] for n, v in score.items()}, [paths[b] for b in boxes], k)
+    has = node >= 0
+    if not has.any():
+        return {}
+    mult = {}
+    for kk, bt in beta.items():
+        sgn = np.zeros((bt.shape[0], 1, bt.shape[2]))
+        for b, path in enumerate(paths):
+            for (n, i), v in path.items():
+                if n == kk:
+                    sgn[b, 0, i] = 1.0 if v else -1.0
+        mult[kk] = bt * sgn
+    cb, cj = np.nonzero(has)
+    lam = np.stack([np.abs(lams[int(n)][boxes[r], :, e]) if n >= 0 else np.zeros(lam0.shape[0])
+                    for r, jj in zip(cb, cj) for n, e in [(node[r, jj], elem[r, jj])]])  # (n, R)
+    qs = lam[:, None, :] * np.asarray(FSB_Q)[None, :, None]
+    est = fsb_estimates(bs, lam0, c0, alphas, mult, boxes[cb], node[cb, cj], elem[cb, cj], qs,
+                        max_dense).max(2)
+    worse = np.full(node.shape, -np.inf)
+    ch = est.max(2)
+    if FSB_AGG.startswith("c"):
+        du = {op["k"]: op["du"] for op in bs.ops if op["kind"] == "fn"}
+        sl = {kk: (a, np.broadcast_to(du[kk], a.shape)) for kk, a in alphas.items()}
+        par, _ = bs.bound(lam0, c0, sl, mult=mult)
+        ch = np.maximum(ch, par.max(1)[boxes[cb]][:, None])
+    if FSB_AGG.endswith("min"):
+        worse[cb, cj] = ch.min(1) + 1e-3 * ch.max(1)
+    else:
+        worse[cb, cj] = ch.sum(1)
+    best = worse.argmax(1)
+    return {int(boxes[r]): (int(node[r, best[r]]), int(elem[r, best[r]]))
+            for r in range(len(boxes)) if has[r, best[r]]}
