@@ -274,6 +274,8 @@ def fsb_picks(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, np.nd
         sl = {kk: (a, np.broadcast_to(du[kk], a.shape)) for kk, a in alphas.items()}
         par, _ = bs.bound(lam0, c0, sl, mult=mult)
         ch = np.maximum(ch, par.max(1)[boxes[cb]][:, None])
+    if FSB_AGG.endswith("0"):  # (a child proved is proved: no credit beyond 0)
+        ch = np.minimum(ch, 0.0)
     if FSB_AGG.endswith("min"):
         worse[cb, cj] = ch.min(1) + 1e-3 * ch.max(1)
     else:
