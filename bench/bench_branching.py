@@ -3,6 +3,8 @@
     OPENBLAS_NUM_THREADS=1 python bench/bench_branching.py NET.onnx:PROP.vnnlib ... --timeout 120
         [--choices babsr,fsb] [--csv EXPECTED.csv --only unsat] [--limit N]
 
+(a choice "fsb:K" or "fsb:K:Q1/Q2/..." sets ``FSB_K`` and ``FSB_Q``)
+
 Each instance runs every choice (``verify.branching.RELU_CHOICE``) one after the other, each in a
 fresh process (``bab.solve`` with the timeout, then the checker's replay of its certificate,
 ``check_vnn``: a verdict counts only if accepted), the order of the choices alternating from
@@ -28,8 +30,7 @@ from torchlean.verify import branching
 ch = sys.argv[3].split(":")
 branching.RELU_CHOICE = ch[0]
 if len(ch) > 1: branching.FSB_K = int(ch[1])
-if len(ch) > 2: branching.FSB_AGG = ch[2]
-if len(ch) > 3: branching.FSB_Q = tuple(float(x) for x in ch[3].split('/'))
+if len(ch) > 2: branching.FSB_Q = tuple(float(x) for x in ch[2].split('/'))
 from torchlean.verify.table import load_instance
 from torchlean.verify.bab import solve
 from torchlean.certificates.bounds import check_vnn, replay_mode

@@ -18,12 +18,14 @@ ReLU splits (``graph_relu``'s search over general graphs) choose an element by `
 
 - "babsr": the unstable, unsplit element with the largest intercept score |λ⁻|·(-l·u/(u - l))
   of the box's best row (what that row pays for the element's upper line);
-- "fsb" (filtered smart branching, as alpha-beta-CROWN's): the ``FSB_K`` elements of largest
-  intercept score are candidates, and each is scored by the worse of its two children's bounds
-  estimated by one float back-substitution each (``fsb_estimates``: the parent's argument bounds,
-  α and β, with the candidate's relaxation replaced by the exact side: identity or zero); the
-  candidate with the best worse child is split. All candidates of all boxes of a batch go through
-  one batched back-substitution.
+- "fsb" (filtered smart branching, after alpha-beta-CROWN's): the ``FSB_K`` elements of largest
+  intercept score are candidates, and each is scored by its two children's bounds estimated by
+  float back-substitutions (``fsb_estimates``: the parent's argument bounds, α and β, with the
+  candidate's relaxation replaced by the exact side, identity or zero, and a few multipliers of
+  the new split's constraint); the candidate with the largest sum of its children's estimates
+  (each at least the parent's bound and at most 0) is split (``fsb_picks``). All candidates of
+  all boxes of a batch go through one batched back-substitution. The worse child's estimate
+  (alpha-beta-CROWN's criterion) made larger trees here (bench/README.md, "FSB branching").
 """
 
 from __future__ import annotations
@@ -148,9 +150,8 @@ def table_relaxation_scores(
 RELU_CHOICE = "fsb"
 #: candidates per box of "fsb" (by the intercept score)
 FSB_K = 4
-FSB_AGG = "min"
 #: the new split's multiplier magnitudes tried by the estimate, in units of |λ| at the element
-FSB_Q = (0.0,)
+FSB_Q = (0.0, 0.5, 1.0)
 #: per fn node kind, the per-box arrays of an ``alpha.Backsub`` op (leading axis: the box)
 _PER_BOX = {"fn": ("l", "u", "dl", "du"), "mul": ("lx", "ux", "lw", "uw"),
             "max": ("Alo", "clo", "Aup", "cup")}
@@ -244,10 +245,13 @@ def fsb_picks(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, np.nd
               boxes: np.ndarray, max_dense: int, lams: dict[int, np.ndarray], k: int | None = None
               ) -> dict[int, tuple[int, int]]:
     """"fsb"'s split per box of ``boxes`` (module docstring): of its ``k`` candidates by ``score``
-    (``relu_candidates``), the one whose worse child (``fsb_estimates``, the best row of each
-    child) has the largest bound; the first candidate on ties. ``beta``: the split multipliers
-    (>= 0, (B, R, size) per node), signed here by each box's ``paths``. Boxes without a
-    candidate are left out."""
+    (``relu_candidates``; default ``FSB_K``), the one whose two children have the largest sum of
+    estimated bounds (``fsb_estimates`` with the new split's multiplier at ``FSB_Q`` times |λ| of
+    the element, ``lams`` (B, R, size) per node; the best multiplier and the best row of each
+    child), each estimate taken at least the parent's bound (the child's own β search can always
+    fall back to it) and at most 0 (a child proved is proved); the first candidate on ties.
+    ``alphas``: the parent's lower slopes, ``beta``: its split multipliers (>= 0, (B, R, size) per
+    node), signed here by each box's ``paths``. Boxes without a candidate are left out."""
     k = FSB_K if k is None else k
     node, elem = relu_candidates({n: v[boxes] for n, v in score.items()}, [paths[b] for b in boxes], k)
     has = node >= 0
@@ -267,19 +271,12 @@ def fsb_picks(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, np.nd
     qs = lam[:, None, :] * np.asarray(FSB_Q)[None, :, None]
     est = fsb_estimates(bs, lam0, c0, alphas, mult, boxes[cb], node[cb, cj], elem[cb, cj], qs,
                         max_dense).max(2)
+    du = {op["k"]: op["du"] for op in bs.ops if op["kind"] == "fn"}
+    par, _ = bs.bound(lam0, c0, {kk: (a, np.broadcast_to(du[kk], a.shape)) for kk, a in alphas.items()},
+                      mult=mult)
+    ch = np.clip(est.max(2), par.max(1)[boxes[cb]][:, None], None)
     worse = np.full(node.shape, -np.inf)
-    ch = est.max(2)
-    if FSB_AGG.startswith("c"):
-        du = {op["k"]: op["du"] for op in bs.ops if op["kind"] == "fn"}
-        sl = {kk: (a, np.broadcast_to(du[kk], a.shape)) for kk, a in alphas.items()}
-        par, _ = bs.bound(lam0, c0, sl, mult=mult)
-        ch = np.maximum(ch, par.max(1)[boxes[cb]][:, None])
-    if FSB_AGG.endswith("0"):  # (a child proved is proved: no credit beyond 0)
-        ch = np.minimum(ch, 0.0)
-    if FSB_AGG.endswith("min"):
-        worse[cb, cj] = ch.min(1) + 1e-3 * ch.max(1)
-    else:
-        worse[cb, cj] = ch.sum(1)
+    worse[cb, cj] = np.minimum(ch, 0.0).sum(1)
     best = worse.argmax(1)
     return {int(boxes[r]): (int(node[r, best[r]]), int(elem[r, best[r]]))
             for r in range(len(boxes)) if has[r, best[r]]}
