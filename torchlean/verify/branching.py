@@ -151,7 +151,7 @@ RELU_CHOICE = "fsb"
 #: candidates per box of "fsb" (by the intercept score)
 FSB_K = 4
 #: the new split's multiplier magnitudes tried by the estimate, in units of |λ| at the element
-FSB_Q = (0.0, 0.5, 1.0)
+FSB_Q = (0.0, 1.0)
 #: per fn node kind, the per-box arrays of an ``alpha.Backsub`` op (leading axis: the box)
 _PER_BOX = {"fn": ("l", "u", "dl", "du"), "mul": ("lx", "ux", "lw", "uw"),
             "max": ("Alo", "clo", "Aup", "cup")}
