@@ -28,6 +28,9 @@ CHILD = r"""
 import json, sys, time
 from torchlean.verify import branching
 ch = sys.argv[3].split(":")
+if ch[0] == 'fsblin':
+    branching.FSB_LINEAR = True
+    ch[0] = 'fsb'
 branching.RELU_CHOICE = ch[0]
 if len(ch) > 1: branching.FSB_K = int(ch[1])
 if len(ch) > 2: branching.FSB_Q = tuple(float(x) for x in ch[2].split('/'))

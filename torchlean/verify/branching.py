@@ -152,6 +152,8 @@ RELU_CHOICE = "fsb"
 FSB_K = 4
 #: the new split's multiplier magnitudes tried by the estimate, in units of |λ| at the element
 FSB_Q = (0.0, 1.0)
+#: first-order estimates (``fsb_linear``) instead of recomputed ones
+FSB_LINEAR = False
 #: per fn node kind, the per-box arrays of an ``alpha.Backsub`` op (leading axis: the box)
 _PER_BOX = {"fn": ("l", "u", "dl", "du"), "mul": ("lx", "ux", "lw", "uw"),
             "max": ("Alo", "clo", "Aup", "cup")}
@@ -240,6 +242,41 @@ def fsb_estimates(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, n
     return out.reshape(n, 2, Q, R)
 
 
+def fsb_linear(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, np.ndarray],
+               mult: dict[int, np.ndarray], boxes: np.ndarray, node: np.ndarray, elem: np.ndarray,
+               qs: np.ndarray) -> np.ndarray:
+    """``fsb_estimates``' children bounds (n, 2, Q, R) to first order: the parent's bound plus the
+    change of the candidate's term (its multiplier λ on the element's output times the line, and
+    the new split's multiplier on its argument) times the bound's derivative in the multipliers
+    of the element's argument, all from one back-substitution of the parent with its gradient.
+    Exact while no other element's line changes side; the bound is concave in those multipliers,
+    so otherwise it is above the recomputed value."""
+    R = lam0.shape[-2]
+    du = {op["k"]: op["du"] for op in bs.ops if op["kind"] == "fn"}
+    slopes = {k: (a, np.broadcast_to(du[k], a.shape)) for k, a in alphas.items()}
+    full = {k: mult.get(k, np.zeros(a.shape)) for k, a in alphas.items()}
+    par, g = bs.bound(lam0, c0, slopes, want_grad=True, mult=full)
+    ops = {op["k"]: op for op in bs.ops}
+    out = np.empty((len(boxes), 2, qs.shape[1], R))
+    for k in np.unique(node):
+        k = int(k)
+        c = np.nonzero(node == k)[0]
+        b, i = boxes[c], elem[c]
+        lk = bs.lk[k][b, :, i]  # (m, R)
+        gm = -g["mult", k][b, :, i]  # d bound / d (multiplier of the element's argument)
+        op = ops[k]
+        l, u = op["l"][b, 0, i][:, None], op["u"][b, 0, i][:, None]
+        aL, aU = slopes[k][0][b, :, i], slopes[k][1][b, :, i]
+        from .alpha import _relu_intercepts
+        bL, bU = _relu_intercepts(l, u, aL, aU)
+        coef, icpt = np.where(lk > 0, aL, aU), np.where(lk > 0, bL, bU)
+        p = par[b][:, None, :]
+        q = qs[c]  # (m, Q, R)
+        out[c, 0] = p + (-lk * coef * gm - lk * icpt)[:, None, :] + gm[:, None, :] * q
+        out[c, 1] = p + (lk * (1 - coef) * gm - lk * icpt)[:, None, :] - gm[:, None, :] * q
+    return out
+
+
 def fsb_picks(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, np.ndarray],
               beta: dict[int, np.ndarray], score: dict[int, np.ndarray], paths: list[dict],
               boxes: np.ndarray, max_dense: int, lams: dict[int, np.ndarray], k: int | None = None
@@ -269,8 +306,11 @@ def fsb_picks(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, np.nd
     lam = np.stack([np.abs(lams[int(n)][boxes[r], :, e]) if n >= 0 else np.zeros(lam0.shape[0])
                     for r, jj in zip(cb, cj) for n, e in [(node[r, jj], elem[r, jj])]])  # (n, R)
     qs = lam[:, None, :] * np.asarray(FSB_Q)[None, :, None]
-    est = fsb_estimates(bs, lam0, c0, alphas, mult, boxes[cb], node[cb, cj], elem[cb, cj], qs,
-                        max_dense).max(2)
+    if FSB_LINEAR:
+        est = fsb_linear(bs, lam0, c0, alphas, mult, boxes[cb], node[cb, cj], elem[cb, cj], qs).max(2)
+    else:
+        est = fsb_estimates(bs, lam0, c0, alphas, mult, boxes[cb], node[cb, cj], elem[cb, cj], qs,
+                            max_dense).max(2)
     du = {op["k"]: op["du"] for op in bs.ops if op["kind"] == "fn"}
     par, _ = bs.bound(lam0, c0, {kk: (a, np.broadcast_to(du[kk], a.shape)) for kk, a in alphas.items()},
                       mult=mult)
