@@ -3,7 +3,8 @@
     OPENBLAS_NUM_THREADS=1 python bench/bench_branching.py NET.onnx:PROP.vnnlib ... --timeout 120
         [--choices babsr,fsb] [--csv EXPECTED.csv --only unsat] [--limit N]
 
-(a choice "fsb:K" or "fsb:K:Q1/Q2/..." sets ``FSB_K`` and ``FSB_Q``)
+(a choice "fsb:K" or "fsb:K:Q1/Q2/..." sets ``FSB_K`` and ``FSB_Q``; "fsbexact" / "fsblin" the
+recomputed / first-order estimates, ``FSB_LINEAR``)
 
 Each instance runs every choice (``verify.branching.RELU_CHOICE``) one after the other, each in a
 fresh process (``bab.solve`` with the timeout, then the checker's replay of its certificate,
@@ -28,8 +29,8 @@ CHILD = r"""
 import json, sys, time
 from torchlean.verify import branching
 ch = sys.argv[3].split(":")
-if ch[0] == 'fsblin':
-    branching.FSB_LINEAR = True
+if ch[0] in ('fsblin', 'fsbexact'):
+    branching.FSB_LINEAR = ch[0] == 'fsblin'
     ch[0] = 'fsb'
 branching.RELU_CHOICE = ch[0]
 if len(ch) > 1: branching.FSB_K = int(ch[1])

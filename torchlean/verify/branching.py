@@ -153,7 +153,7 @@ FSB_K = 4
 #: the new split's multiplier magnitudes tried by the estimate, in units of |λ| at the element
 FSB_Q = (0.0, 1.0)
 #: first-order estimates (``fsb_linear``) instead of recomputed ones
-FSB_LINEAR = False
+FSB_LINEAR = True
 #: per fn node kind, the per-box arrays of an ``alpha.Backsub`` op (leading axis: the box)
 _PER_BOX = {"fn": ("l", "u", "dl", "du"), "mul": ("lx", "ux", "lw", "uw"),
             "max": ("Alo", "clo", "Aup", "cup")}
