@@ -116,10 +116,11 @@ def test_picks_are_unstable_unsplit_elements(parent):
         assert (k, i) in set(zip(node[0].tolist(), elem[0].tolist()))  # one of the box's candidates
 
 
-@pytest.mark.parametrize("choice", ["fsb", "babsr"])
-def test_trees_replay(choice, monkeypatch):
+@pytest.mark.parametrize("choice,linear", [("fsb", True), ("fsb", False), ("babsr", True)])
+def test_trees_replay(choice, linear, monkeypatch):
     """Each choice's tree proves the CNN's region and the checker accepts its certificate."""
     monkeypatch.setattr(branching, "RELU_CHOICE", choice)
+    monkeypatch.setattr(branching, "FSB_LINEAR", linear)
     _, t, x0, lab = cnn_instance()
     spec = _spec(x0, lab, 0.09)
     res = general.verify_target(t, spec, timeout=60)

@@ -23,9 +23,12 @@ ReLU splits (``graph_relu``'s search over general graphs) choose an element by `
   float back-substitutions (``fsb_estimates``: the parent's argument bounds, α and β, with the
   candidate's relaxation replaced by the exact side, identity or zero, and a few multipliers of
   the new split's constraint); the candidate with the largest sum of its children's estimates
-  (each at least the parent's bound and at most 0) is split (``fsb_picks``). All candidates of
-  all boxes of a batch go through one batched back-substitution. The worse child's estimate
-  (alpha-beta-CROWN's criterion) made larger trees here (bench/README.md, "FSB branching").
+  (each at least the parent's bound and at most 0) is split (``fsb_picks``). By default
+  (``FSB_LINEAR``) the estimates are first order (``fsb_linear``: one gradient pass of the
+  parent's back-substitution for every candidate of a batch, against 2·Q·``FSB_K`` passes per box
+  recomputed, which made each subproblem ~1.35x dearer on mnistfc for about the same trees). The
+  worse child's estimate (alpha-beta-CROWN's criterion) made larger trees here (bench/README.md,
+  "FSB branching").
 """
 
 from __future__ import annotations
