@@ -197,6 +197,13 @@ def _gather(bs: Any, idx: np.ndarray) -> Any:
     return out
 
 
+def _slopes(bs: Any, alphas: dict[int, np.ndarray], R: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Every fn node's (lower, upper) slopes (B, R, size) for ``bs.bound``: ``alphas`` the relu
+    nodes' lower ones (copied), the defaults elsewhere (other functions' nodes too)."""
+    base = bs.default_slopes(R)
+    return {k: (np.array(alphas[k]) if k in alphas else lo, up) for k, (lo, up) in base.items()}
+
+
 def fsb_estimates(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, np.ndarray],
                   mult: dict[int, np.ndarray], boxes: np.ndarray, node: np.ndarray, elem: np.ndarray,
                   qs: np.ndarray, max_dense: int) -> np.ndarray:
@@ -212,7 +219,6 @@ def fsb_estimates(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, n
     R = lam0.shape[-2]
     n, Q = qs.shape[:2]
     out = np.empty((n, 2 * Q, R))
-    ops = {op["k"]: op for op in bs.ops}
     step = max(1, max_dense // (2 * Q * R * bs.n))
     side = np.repeat([0.0, 1.0], Q)
     for s in range(0, n, step):
@@ -223,10 +229,7 @@ def fsb_estimates(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, n
         sub = _gather(bs, idx)
         sops = {op["k"]: op for op in sub.ops}
         rows = np.arange(len(idx))
-        slopes = {}
-        for k, a in alphas.items():
-            aU = np.broadcast_to(ops[k]["du"][idx], (len(idx), R, a.shape[-1])).copy()
-            slopes[k] = (np.array(a[idx]), aU)
+        slopes = _slopes(sub, {k: a[idx] for k, a in alphas.items()}, R)
         mu = {k: m[idx] for k, m in mult.items()}
         for k in np.unique(node[c]):
             k = int(k)
@@ -255,8 +258,7 @@ def fsb_linear(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, np.n
     Exact while no other element's line changes side; the bound is concave in those multipliers,
     so otherwise it is above the recomputed value."""
     R = lam0.shape[-2]
-    du = {op["k"]: op["du"] for op in bs.ops if op["kind"] == "fn"}
-    slopes = {k: (a, np.broadcast_to(du[k], a.shape)) for k, a in alphas.items()}
+    slopes = _slopes(bs, alphas, R)
     full = {k: mult.get(k, np.zeros(a.shape)) for k, a in alphas.items()}
     par, g = bs.bound(lam0, c0, slopes, want_grad=True, mult=full)
     ops = {op["k"]: op for op in bs.ops}
@@ -314,9 +316,7 @@ def fsb_picks(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, np.nd
     else:
         est = fsb_estimates(bs, lam0, c0, alphas, mult, boxes[cb], node[cb, cj], elem[cb, cj], qs,
                             max_dense).max(2)
-    du = {op["k"]: op["du"] for op in bs.ops if op["kind"] == "fn"}
-    par, _ = bs.bound(lam0, c0, {kk: (a, np.broadcast_to(du[kk], a.shape)) for kk, a in alphas.items()},
-                      mult=mult)
+    par, _ = bs.bound(lam0, c0, _slopes(bs, alphas, lam0.shape[-2]), mult=mult)
     ch = np.clip(est.max(2), par.max(1)[boxes[cb]][:, None], None)
     worse = np.full(node.shape, -np.inf)
     worse[cb, cj] = np.minimum(ch, 0.0).sum(1)
