@@ -142,6 +142,6 @@ def test_linear_estimates_are_first_order(parent):
     lin = branching.fsb_linear(bs, dj.lam0, dj.c0, alphas, {}, boxes, node, elem, qs)
     same = np.isclose(lin[:, :, 0], exact[:, :, 0], rtol=1e-7, atol=1e-9)  # (no new multiplier)
     assert same.mean() >= 0.3  # (half of them here)
-    # where they differ the first-order value is the larger one (the bound is concave in the
-    # element's term)
+    # where they differ, the first-order value is the larger one here (what the linear
+    # estimate misses is the lines and input corners that change side)
     assert (lin >= exact - 1e-9).all()

@@ -255,8 +255,8 @@ def fsb_linear(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, np.n
     change of the candidate's term (its multiplier λ on the element's output times the line, and
     the new split's multiplier on its argument) times the bound's derivative in the multipliers
     of the element's argument, all from one back-substitution of the parent with its gradient.
-    Exact while no other element's line changes side; the bound is concave in those multipliers,
-    so otherwise it is above the recomputed value."""
+    Exact while no other element's line and no input coefficient changes side; otherwise an
+    approximation (above the recomputed value in every case of tests/test_fsb_branching.py)."""
     R = lam0.shape[-2]
     slopes = _slopes(bs, alphas, R)
     full = {k: mult.get(k, np.zeros(a.shape)) for k, a in alphas.items()}
