@@ -16,9 +16,10 @@ parameters are chosen here by projected gradient ascent (Adam) on the float back
 
 and the bound with those values is then recomputed by the checker's fast replay's own function
 (``fast_vnn.extras_lower``: the same multipliers, the same slopes), so a leaf claims half of a bound the
-engine computed. Branching: the unstable, unsplit element with the largest BaBSR intercept score
-|λ⁻|·(-l·u/(u - l)) of the best row (λ the multiplier the back-substitution meets at the element's
-output), or by filtered smart branching among the best few by that score (``branching.RELU_CHOICE``).
+engine computed. Branching (``branching.RELU_CHOICE``): by default filtered smart branching
+(``branching.fsb_picks``) among the few unstable, unsplit elements with the largest BaBSR intercept
+score |λ⁻|·(-l·u/(u - l)) of the best row (λ the multiplier the back-substitution meets at the
+element's output); where α/β did not run (a graph over the dense budget), that score's best.
 Each disjunct of a region gets its own tree (``{"per_disjunct": [...]}``).
 """
 
