@@ -16,9 +16,11 @@ parameters are chosen here by projected gradient ascent (Adam) on the float back
 
 and the bound with those values is then recomputed by the checker's fast replay's own function
 (``fast_vnn.extras_lower``: the same multipliers, the same slopes), so a leaf claims half of a bound the
-engine computed. Branching: the unstable, unsplit element with the largest BaBSR intercept score
-|λ⁻|·(-l·u/(u - l)) of the best row (λ the multiplier the back-substitution meets at the element's
-output). Each disjunct of a region gets its own tree (``{"per_disjunct": [...]}``).
+engine computed. Branching (``branching.RELU_CHOICE``): by default filtered smart branching
+(``branching.fsb_picks``) among the few unstable, unsplit elements with the largest BaBSR intercept
+score |λ⁻|·(-l·u/(u - l)) of the best row (λ the multiplier the back-substitution meets at the
+element's output); where α/β did not run (a graph over the dense budget), that score's best.
+Each disjunct of a region gets its own tree (``{"per_disjunct": [...]}``).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from ..certificates.fast_functions import FAST
 from ..certificates.fast_vnn import extras_lower, phase_arrays
 from ..certificates.graph_vnn import objective_forms
 from ..certificates.property import Region
-from . import alpha
+from . import alpha, branching
 from .attack import leaf_minimisers
 from .tree import SplitTree, choice, combos, proof_extras, threshold
 
@@ -234,6 +236,7 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
         score = {k: np.maximum(-st.arg[k][0], 0) * np.maximum(st.arg[k][1], 0)
                  / np.maximum(st.arg[k][1] - st.arg[k][0], 1e-30) for k in relus}  # triangle heights
         proofs: dict[int, list[Any]] = {}
+        fsb: dict[int, tuple[int, int]] = {}  # the "fsb" branching's picks (``branching``)
         for b in np.nonzero(done)[0]:
             r = int(lb[b].argmax())
             proofs[b] = [choice(dj.names[r]), threshold(lb[b, r])]
@@ -258,13 +261,17 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
                         proof = [choice(dj.names[r]), threshold(g)]
                         proofs[b] = proof + [ex] if ex else proof
                         stats["beta_leaves"] = stats.get("beta_leaves", 0) + 1
+            open_b = np.array([b for b in range(B) if b not in proofs], dtype=int)
+            if branching.RELU_CHOICE == "fsb" and open_b.size:
+                fsb = branching.fsb_picks(bs, dj.lam0, dj.c0, a, beta, score, paths, open_b, alpha.MAX_DENSE,
+                                          lam)
         for b, (node, path, _) in enumerate(part):
             if b in proofs:
                 tree.nodes[node] = ("leaf", [proofs[b]])
                 stats["leaves"] = stats.get("leaves", 0) + 1
                 continue
-            best, pick = 0.0, None
-            for k in relus:
+            best, pick = 0.0, fsb.get(b)
+            for k in relus if pick is None else ():
                 s = score[k][b].copy()
                 s[[i for (kk, i) in path if kk == k]] = -1.0
                 i = int(s.argmax())
