@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import engine as exact
-from .bound_graph import Unsupported, arg_rows, refine_skips
+from .bound_graph import arg_rows, refine_skips
 from .core import tick
 from .engine import EXACT_AT_STABLE, _regroup, policies, split_nodes
 from .fast_backsub import _backsub, _best_backsub, _max_sel, _through, _usable, _weights
@@ -47,8 +47,6 @@ class FastGraph:
         self.forms: list[_Forms | None] = []
         self.groups: list[Any] = []
         for n in bg.nodes:
-            if n.kind == "lin":  # (``lower(wide=True)``'s, for the exact engine only)
-                raise Unsupported("the fast engine takes no lin nodes")
             self.groups.append(None)
             if n.kind == "const":
                 lo, hi = outward([a for a, _ in n.args], [b for _, b in n.args])
@@ -200,6 +198,8 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
         m = node.size
         if node.kind == "fn" and node.fn == "relu":  # (monotone, exact in floats; NaN: push's)
             L, Uu = np.maximum(al, 0.0), np.maximum(au, 0.0)
+        elif node.kind == "lin":  # (y = f exactly: y's bounds are its row's)
+            L, Uu = al, au
         elif node.kind == "fn":
             row = FAST[node.fn]
             ok, fl, fu = _usable(row, al, au, node.attrs)
