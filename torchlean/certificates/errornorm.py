@@ -34,6 +34,12 @@ H(v)_i f + v_i e4 (1 + d5) + e5 with f = (1 + te)(1 + d4)(1 + d5) / (sqrt(1 + r2
 [U_lo, U_hi], U_hi = (1 + Te)(1 + u)^2 / ((1 - R2)(1 + R2/2)(1 - Ts)) (sqrt(1 - R) >= (1 - R)(1 + R/2)
 on [0, 1]), U_lo = (1 - Te)(1 - u)^2 / ((1 + R2/2)(1 + Ts)) (sqrt(1 + R) <= 1 + R/2), T = max(U_hi
 - 1, 1 - U_lo); |H(v)_i| < sqrt(n) (||H(v)||_2^2 = n a/(a + eps) < n) and |H(v)_i| <= |y_i| + L dl.
+*Relational form* (h-trans): f = F (1 + d5_i) with F = (1 + te)(1 + d4)/(sqrt(1 + r2)(1 + ts)) the
+same for every element of the row (one variance, one sqrt, one r~ per row), F in [F_lo, F_hi] =
+[U_lo/(1 - u), U_hi/(1 + u)]; so y~_i - y_i = (H(v)_i - y_i) + H(v)_i (F - 1) + H(v)_i F d5_i + (the
+eta terms): the second is ONE source per row (|F - 1| <= max(F_hi - 1, 1 - F_lo)) times H(v)_i in
+[lo_i - P_i, hi_i + P_i] ∩ [-sqrt(n), sqrt(n)] (midpoint kept, radius charged), the rest, P_i +
+max|H(v)_i| F_hi u + the eta terms, the element's own source; the range rule's cap where smaller.
 
 Every quantity is an exact rational; square roots are rounded the safe way (``sqrt_up`` above,
 ``sqrt_down`` below). Preconditions (else ``normalise`` returns None and the column composes the
@@ -115,7 +121,6 @@ def normalise(ctx: Ctx, xc: list[V], var_lo: Fraction, eps: Fraction) -> list[V]
     ctx.rnd(1 / (s_lo * (1 - Ts)))  # (r~ is finite)
     U_hi = (1 + Te) * (1 + u) ** 2 / ((1 - R2) * (1 + R2 / 2) * (1 - Ts))
     U_lo = (1 - Te) * (1 - u) ** 2 / ((1 + R2 / 2) * (1 + Ts))
-    T = max(U_hi - 1, 1 - U_lo)
     # propagation: dl >= ||v - c||_2, L >= 1/s on the segment
     dl = sqrt_up(sum((v.E * v.E for v in xc), ZERO))
     rn, rinv = sqrt_up(n), sqrt_up(Q(1, n))  # >= sqrt(n), >= 1/sqrt(n)
@@ -125,15 +130,21 @@ def normalise(ctx: Ctx, xc: list[V], var_lo: Fraction, eps: Fraction) -> list[V]
     var_hi = sum((max(v.lo * v.lo, v.hi * v.hi) for v in xc), ZERO) / n
     r_lo, r_hi = 1 / sqrt_up(var_hi + eps), 1 / sqrt_down(var_lo + eps)
     cmax = sqrt_up(n - 1)
+    # the row's common factor F - 1 as ONE source (relational: a later sum of the H(v)_i (F - 1)
+    # cancels by sign, e.g. W H(v) (F - 1) in the next matmul), F = f / (1 + d5) in [F_lo, F_hi]
+    F_hi, F_lo = U_hi / (1 + u), U_lo / (1 - u)
+    d = ctx.make(ZERO, ZERO, [], ZERO, max(F_hi - 1, 1 - F_lo))
     out = []
     for v in xc:
         lo, hi = within(v.lo * (r_hi if v.lo < 0 else r_lo), v.hi * (r_hi if v.hi > 0 else r_lo), cmax)
         ymax = max(-lo, hi)
         tail = ctx.mag(v) * eta * (1 + u) + eta
         P = min(L * dl, L * (v.E + min(ONE, (ymax + L * dl) * rinv) * dl))
-        D = P + min(rn, ymax + L * dl) * T + tail
+        # H(v)_i in [lo - P, hi + P] (|H(v)_i - y_i| <= P) and in (-sqrt(n), sqrt(n)): midpoint kept
+        hl, hh = max(lo - P, -rn), min(hi + P, rn)
+        y = ctx.make(lo, hi, [((hl + hh) / 2, (hh - hl) / 2, d)], ZERO, P + max(-hl, hh) * F_hi * u + tail)
         cap = rn * U_hi + ymax + tail  # |y~_i| <= sqrt(n) U_hi + tail, |y_i| <= ymax
-        out.append(ctx.make(lo, hi, [], ZERO, min(D, cap)))
+        out.append(y if y.E <= cap else ctx.make(lo, hi, [], ZERO, cap))
     return out
 
 
