@@ -51,7 +51,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from .bound_graph import sqrt_up, within
-from .errorctx import ONE, ZERO, Ctx, V
+from .errorctx import MAX_WORK, ONE, ZERO, Ctx, V
 from .functions import FUNCTIONS
 
 Q = Fraction
@@ -134,16 +134,32 @@ def normalise(ctx: Ctx, xc: list[V], var_lo: Fraction, eps: Fraction) -> list[V]
     # cancels by sign, e.g. W H(v) (F - 1) in the next matmul), F = f / (1 + d5) in [F_lo, F_hi]
     F_hi, F_lo = U_hi / (1 + u), U_lo / (1 - u)
     d = ctx.make(ZERO, ZERO, [], ZERO, max(F_hi - 1, 1 - F_lo))
-    out = []
+    rows = []
     for v in xc:
         lo, hi = within(v.lo * (r_hi if v.lo < 0 else r_lo), v.hi * (r_hi if v.hi > 0 else r_lo), cmax)
-        ymax = max(-lo, hi)
+        P = min(L * dl, L * (v.E + min(ONE, (max(-lo, hi) + L * dl) * rinv) * dl))
+        # H(z)_i for z on the segment (H(v)_i too) lies in [lo - P, hi + P] and in (-sqrt(n), sqrt(n))
+        rows.append((lo, hi, P, max(lo - P, -rn), min(hi + P, rn)))
+    # the propagation as a form (relational, module docstring): 1/s on the segment in [a - ra, a + ra]
+    a_lo = 1 / sqrt_up((sqrt_up(n * var_hi) + dl) ** 2 / n + eps)
+    a, ra = (a_lo + L) / 2, (L - a_lo) / 2
+    G = [(hl + hh) / 2 for _, _, _, hl, hh in rows]
+    Hm, R = [max(-hl, hh) for *_, hl, hh in rows], [(hh - hl) / 2 for *_, hl, hh in rows]
+    sHE = sum((h * v.E for h, v in zip(Hm, xc)), ZERO)
+    sRE = sum((r * v.E for r, v in zip(R, xc)), ZERO)
+    S = ctx.make(ZERO, ZERO, [(g, ZERO, v) for g, v in zip(G, xc)], ZERO, ZERO)  # sum_j G_j e_j, ONE source
+    out = []
+    for v, (lo, hi, P, hl, hh), g, hm, r in zip(xc, rows, G, Hm, R):
         tail = ctx.mag(v) * eta * (1 + u) + eta
-        P = min(L * dl, L * (v.E + min(ONE, (ymax + L * dl) * rinv) * dl))
-        # H(v)_i in [lo - P, hi + P] (|H(v)_i - y_i| <= P) and in (-sqrt(n), sqrt(n)): midpoint kept
-        hl, hh = max(lo - P, -rn), min(hi + P, rn)
-        y = ctx.make(lo, hi, [((hl + hh) / 2, (hh - hl) / 2, d)], ZERO, P + max(-hl, hh) * F_hi * u + tail)
-        cap = rn * U_hi + ymax + tail  # |y~_i| <= sqrt(n) U_hi + tail, |y_i| <= ymax
+        own = hm * F_hi * u + tail
+        common = ((hl + hh) / 2, (hh - hl) / 2, d)  # H(v)_i (F - 1): midpoint kept, radius charged
+        y = ctx.make(lo, hi, [common], ZERO, P + own)
+        rho = ra * v.E + (hm * ra + a * r) * sHE / n + a * abs(g) * sRE / n
+        # (a form the next n-wide sum would collapse, MAX_WORK, is charged here instead: a·|e_i|)
+        ax = (a, ZERO, v) if len(v.c) * n <= MAX_WORK else (ZERO, a, v)
+        y2 = ctx.make(lo, hi, [ax, (-a * g / n, ZERO, S), common], ZERO, rho + own)
+        cap = rn * U_hi + max(-lo, hi) + tail  # |y~_i| <= sqrt(n) U_hi + tail, |y_i| <= max(-lo, hi)
+        y = min(y, y2, key=lambda w: w.E)
         out.append(y if y.E <= cap else ctx.make(lo, hi, [], ZERO, cap))
     return out
 
