@@ -40,6 +40,14 @@ same for every element of the row (one variance, one sqrt, one r~ per row), F in
 eta terms): the second is ONE source per row (|F - 1| <= max(F_hi - 1, 1 - F_lo)) times H(v)_i in
 [lo_i - P_i, hi_i + P_i] ∩ [-sqrt(n), sqrt(n)] (midpoint kept, radius charged), the rest, P_i +
 max|H(v)_i| F_hi u + the eta terms, the element's own source; the range rule's cap where smaller.
+The propagation too, where that is smaller than P_i: the mean value theorem per element gives
+H(v)_i - H(c)_i = sum_j M_ij e_j, e = v - c (the centred elements' error forms), M_ij = (delta_ij -
+H_i H_j / n)/s at some z of the segment, where 1/s lies in [a - ra, a + ra] (1/s <= L; s^2 <=
+(sqrt(n var_hi) + dl)^2/n + eps, ||z|| <= ||c|| + dl) and H(z)_j in [G_j - R_j, G_j + R_j] (the
+range of H(v)_j above: the same bound holds at every z of the segment); so with S = sum_j G_j e_j
+(ONE source per row), H(v)_i - H(c)_i = a e_i - (a G_i / n) S + sum_j rho_ij e_j, |rho_ij| <=
+delta_ij ra + (Hm_i Hm_j ra + a (R_i Hm_j + |G_i| R_j))/n (Hm >= |H|), charged as sum_j |rho_ij| E_j.
+e_i stays a form (cancelling later) unless the next n-wide sum would collapse it (MAX_WORK).
 
 Every quantity is an exact rational; square roots are rounded the safe way (``sqrt_up`` above,
 ``sqrt_down`` below). Preconditions (else ``normalise`` returns None and the column composes the
