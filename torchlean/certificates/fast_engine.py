@@ -223,7 +223,10 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
 
 
 def _refine_rows(node, idx, al, au) -> np.ndarray:
-    """Argument rows whose relaxation tighter bounds could change (in some box)."""
+    """Argument rows whose relaxation tighter bounds could change (in some box); none of a lin
+    node (y = f exactly: back-substitution passes through it, so no CROWN row reads y's bounds)."""
+    if node.kind == "lin":
+        return np.arange(0)
     if node.kind == "fn" and node.fn in EXACT_AT_STABLE:  # (a stable element's line is exact)
         return np.nonzero(((al < 0) & (au > 0)).any(0))[0]
     if node.kind != "max":
