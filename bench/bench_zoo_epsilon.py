@@ -9,7 +9,8 @@ initialisation (seed 0) or after a short training, with generate / replay / obse
     python bench/bench_zoo_epsilon.py resnet [STEPS]     # cnn / resnet: trained STEPS (default 0), [0, 1]^64
 
 ``--ranges=ibp|crown|fast`` (last argument) picks the statement's ranges (default: fast);
-``--ball=R``: the box ±R around the model's own input (lstm/gru: test window 0) instead.
+``--ball=R``: the box ±R around the model's own input (lstm/gru: test window 0) instead;
+transformer ``--width=W [--layers=N]``: an untrained narrower 'sums' model (2 heads, N blocks, default 2).
 Prints one line: epsilon, observed (500 samples against the binary64 run), the seconds of each
 part, or the one-line reason no certificate was made (bench/README.md, "The zoo's epsilons").
 """
@@ -64,9 +65,11 @@ def build(kind: str, arg: int | None) -> tuple[object, np.ndarray, list[tuple[Fr
             net = tr.train(data.train(), steps=arg, batch_size=64).model
         return net, data.x_test[:1], [(Fraction(0), Fraction(1))] * 64
     if kind == "transformer":
-        from torchlean.zoo.transformer import AfterLookup, lookup_box, model
+        from torchlean.zoo.transformer import AfterLookup, CharGPT, lookup_box, model
 
-        gpt = model("sums")
+        width = next((int(a.split("=", 1)[1]) for a in sys.argv[2:] if a.startswith("--width=")), None)
+        gpt = model("sums") if width is None else CharGPT(width=width, heads=2, layers=next(
+            (int(a.split("=", 1)[1]) for a in sys.argv[2:] if a.startswith("--layers=")), 2))
         n = arg or gpt.block
         x = gpt.tok(tl.tensor(np.arange(n)[None] % gpt.head.out_features)).numpy()
         return AfterLookup(gpt), x, [(Fraction(a), Fraction(b)) for a, b in lookup_box(gpt, n)]

@@ -124,6 +124,32 @@ def test_the_layer_norm_entry_is_used_and_tighter(monkeypatch):
     assert max(map(Fraction, cert["steps"][ln])) * 10 < max(map(Fraction, old_cert["steps"][ln]))
 
 
+def test_the_layer_norm_rows_common_factor_is_one_source(monkeypatch):
+    """The normalised row's common factor F - 1 (the variance's, sqrt's and 1/s~'s roundings, one
+    per row) is ONE source shared by the row's outputs, with coefficient the midpoint of H(v)_i: a
+    later matmul sums it by sign. Against the same bound with that term collapsed per element
+    (each output's own constant, as before h-trans): never looser, tighter here, and both cover the
+    observed float32 error; a narrow wide row (n = 32) on a small box, where the factor dominates."""
+    rng = np.random.default_rng(11)
+    g = _ln_graph(rng, n=32)
+    box = box_of(rng, (1, 4), Fraction(1, 256))
+    cert, new = _certify(g, box, "binary32")
+    ln = [n["op"] for n in cert["statement"]["graph"]["nodes"]].index("layer_norm")
+    honest = errornorm.normalise
+
+    def collapsed(ctx, *a):
+        ys = honest(ctx, *a)
+        return None if ys is None else [ctx.make(y.lo, y.hi, [], Fraction(0), y.E) for y in ys]
+
+    monkeypatch.setattr(errorbound, "normalise", collapsed)
+    old_cert, old = _certify(g, box, "binary32")
+    monkeypatch.setattr(errorbound, "normalise", honest)
+    same = [float(Fraction(a) / Fraction(b)) for a, b in zip(cert["steps"][ln], old_cert["steps"][ln])]
+    assert np.allclose(same, 1, rtol=1e-9)  # (the same per-element bounds, up to their last bit)
+    assert np.all(new <= old) and new.max() * 1.2 < old.max(), (new, old)
+    assert np.all(observed(g, box, "binary32", n=120) <= new)
+
+
 def test_the_softmax_ratio_rule_is_used_and_tighter(monkeypatch):
     """Wide scores (error ~ u * 100s): x - max's error carries the max's error in the composed
     entry; in ratios it cancels."""
@@ -259,3 +285,45 @@ def test_zoo_transformer_trained_briefly_is_certified_and_covered(monkeypatch):
     except Rejected:  # (values that may overflow binary32: no epsilon at all)
         return
     assert eps.max() < old.max()
+
+
+def test_narrow_transformer_on_a_ball_is_informative_and_covered(monkeypatch):
+    """h-trans: the zoo's char GPT, narrow (width 16, two blocks, 2 heads, untrained), after its
+    token lookup at context 3 on the box ±0.01 around three token rows, fast ranges (CROWN through
+    the attention's ``lin`` nodes where lowered wide): the certificate replays, its epsilon covers
+    the float32 error against the binary64 run on sampled points, it is informative (far below the
+    logits' size ~1: before h-trans 2.5e-3), layer norm's relational entries are what make it so
+    (collapsed per element: looser), and a shrunk epsilon is rejected."""
+    import torchlean as tl
+    from torchlean.floats import observed_error
+    from torchlean.runtime.tensor import tensor
+    from torchlean.runtime.trace import trace
+    from torchlean.zoo import transformer
+
+    tl.manual_seed(0)
+    gpt = transformer.CharGPT(width=16, layers=2, heads=2)
+    gpt.eval()
+    body = transformer.AfterLookup(gpt)
+    x = gpt.tok(tl.tensor(np.arange(3)[None])).numpy().astype(np.float32)
+    g = trace(body, tensor(x))
+    box = [(Fraction(float(v)) - Fraction(1, 100), Fraction(float(v)) + Fraction(1, 100)) for v in x.ravel()]
+    cert = bound_certificate(g, box, "binary32", ranges="fast")
+    v = check(cert)
+    assert v.ok, v.reason
+    eps = np.array([float(e) for e in epsilons(cert)])
+    assert np.all(observed_error(g, box, n=150, reference=False).max_error <= eps)
+    assert eps.max() < 1e-3, eps.max()
+    c = copy.deepcopy(cert)
+    c["statement"]["epsilon"][0] = str(Fraction(c["statement"]["epsilon"][0]) * Fraction(99, 100))
+    c["digest"] = digest(c["statement"])
+    bad = check(c)
+    assert not bad.ok and "epsilon" in bad.reason
+    honest = errornorm.normalise
+
+    def collapsed(ctx, *a):
+        ys = honest(ctx, *a)
+        return None if ys is None else [ctx.make(y.lo, y.hi, [], Fraction(0), y.E) for y in ys]
+
+    monkeypatch.setattr(errorbound, "normalise", collapsed)
+    old = np.array([float(e) for e in epsilons(bound_certificate(g, box, "binary32", ranges="fast"))])
+    assert eps.max() * 2 < old.max(), (eps.max(), old.max())

@@ -18,7 +18,6 @@ import pytest
 import torchlean as tl
 from torchlean import nn
 from torchlean.certificates import check, engine, lower, lower_linear
-from torchlean.certificates.bound_graph import Unsupported
 from torchlean.certificates.core import digest
 from torchlean.floats import bound_certificate, epsilons
 from torchlean.zoo.fno import SpectralConv1d
@@ -93,11 +92,79 @@ def test_crown_through_lin_nodes_contains_the_values(graph, always_wide):
             assert a <= y1 and y0 <= b
 
 
-def test_fast_engine_refuses_lin_nodes(graph, always_wide):
-    from torchlean.certificates.fast_engine import FastGraph
+def test_fast_engine_through_lin_nodes_agrees_with_the_exact_engine(graph, always_wide):
+    """The fast engine passes back-substitution through y = f exactly (h-trans): on the wide
+    lowering its CROWN bounds contain the exact engine's (outward rounding only), differ from them
+    by rounding alone, equal its own bounds on the composed lowering, and contain sampled values."""
+    from torchlean.certificates import fast_engine
 
-    with pytest.raises(Unsupported):
-        FastGraph(lower.lower(graph.to_dict(), wide=True))
+    ir = graph.to_dict()
+    wide, plain = lower.lower(ir, wide=True), lower.lower(ir)
+    assert any(n.kind == "lin" for n in wide.nodes)
+    box = box_of(np.random.default_rng(2), (1, GRID, WIDTH), Fraction(1, 8))
+    lo, hi = fast_engine.boxes([[a for a, _ in box]], [[b for _, b in box]])
+    fl, fh = fast_engine.crown(wide, lo, hi)
+    pl, ph = fast_engine.crown(plain, lo, hi)
+    el, eh = engine.crown(wide, [a for a, _ in box], [b for _, b in box])
+    el, eh = np.array([float(a) for a in el]), np.array([float(b) for b in eh])
+    scale = np.maximum(np.abs(el), np.abs(eh)) + 1
+    assert np.all(fl[0] <= el) and np.all(fh[0] >= eh)  # fast contains exact
+    assert np.all(el - fl[0] <= 1e-9 * scale) and np.all(fh[0] - eh <= 1e-9 * scale)
+    assert np.allclose(fl, pl, rtol=0, atol=1e-9) and np.allclose(fh, ph, rtol=0, atol=1e-9)
+    ib = fast_engine.ibp(wide, lo, hi)
+    assert np.all(fh - fl < ib[1] - ib[0])  # (and CROWN is used: tighter than IBP)
+    rng = np.random.default_rng(6)
+    for _ in range(5):
+        x = [a + (b - a) * Fraction(int(rng.integers(0, 9)), 8) for a, b in box]
+        L, U = engine.point(wide, x)
+        for f, a, b in zip(wide.outputs, fl[0], fh[0]):
+            y0, y1 = engine.form_bounds(f, L, U)
+            assert a <= y1 and y0 <= b
+
+
+def test_fast_ranges_of_lin_variables_contain_sampled_values(graph, always_wide):
+    """Every lin variable's range in the checker's state (exact IBP met with the fast engine's
+    CROWN rows, ``errorbound.fast_ranges``) contains its value at sampled points, and the GELU
+    arguments after them are tighter than IBP alone somewhere (CROWN passes through y = f)."""
+    from torchlean.certificates.errorbound import fast_ranges
+
+    bg = lower.lower(graph.to_dict(), wide=True)
+    box = box_of(np.random.default_rng(3), (1, GRID, WIDTH), Fraction(1, 4))
+    lo, hi = [a for a, _ in box], [b for _, b in box]
+    st = engine.forward(bg, lo, hi, "ibp", tight=fast_ranges(bg, box))
+    ib = engine.forward(bg, lo, hi, "ibp")
+    lins = [(n.offset + i) for n in bg.nodes if n.kind == "lin" for i in range(n.size)]
+    gelu = [k for k, n in enumerate(bg.nodes) if n.kind == "fn"]  # (CROWN through the lin nodes)
+    assert any(b[1] - b[0] < c[1] - c[0] for k in gelu for b, c in zip(st.arg[k], ib.arg[k]))
+    rng = np.random.default_rng(7)
+    for _ in range(10):
+        x = [a + (b - a) * Fraction(int(rng.integers(0, 17)), 16) for a, b in box]
+        L, U = engine.point(bg, x)
+        assert all(st.L[v] <= L[v] and U[v] <= st.U[v] for v in lins)
+
+
+def test_narrowed_fast_range_is_rejected(graph, always_wide, monkeypatch):
+    """A certificate made from ranges narrower than the fast engine's (one lin node's rows cut to
+    their midpoints) claims less than the checker recomputes: rejected."""
+    from torchlean.certificates import errorbound
+
+    box = box_of(np.random.default_rng(3), (1, GRID, WIDTH), Fraction(1, 4))
+    good = bound_certificate(graph, box, "binary32", ranges="fast")
+    assert check(good).ok
+    honest = errorbound.fast_ranges
+
+    def narrowed(bg, b):
+        t = honest(bg, b)
+        k = max(k for k, n in enumerate(bg.nodes) if n.kind == "fn")  # (the GELU's arguments)
+        mid = [(a + c) / 2 for a, c in zip(*t[k])]
+        return {**t, k: (mid, mid)}
+
+    monkeypatch.setattr(errorbound, "fast_ranges", narrowed)
+    bad = bound_certificate(graph, box, "binary32", ranges="fast")
+    monkeypatch.setattr(errorbound, "fast_ranges", honest)
+    assert bad["steps"] != good["steps"]
+    v = check(bad)
+    assert not v.ok and "claimed error" in v.reason
 
 
 @pytest.mark.parametrize("ranges", ["ibp", "crown", "fast"])

@@ -310,9 +310,7 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
     require(len(box) == bg.n_in, f"box has {len(box)} intervals for {bg.n_in} inputs")
     method = stmt.get("ranges", "crown")
     require(method in RANGES, f"unknown ranges {method!r}")
-    # (the fast engine takes no ``lin`` nodes (wide lowerings, e.g. spectral layers): there "fast"
-    # ranges are the exact IBP bounds alone, in the generator and the checker alike)
-    fast = method == "fast" and not any(n.kind == "lin" for n in bg.nodes)
+    fast = method == "fast"  # (``lin`` nodes too: the fast engine passes through y = f exactly)
     if fast and trusted is not None:
         from .graph_vnn import LIBM, LIBM_ROWS
 

@@ -34,6 +34,20 @@ H(v)_i f + v_i e4 (1 + d5) + e5 with f = (1 + te)(1 + d4)(1 + d5) / (sqrt(1 + r2
 [U_lo, U_hi], U_hi = (1 + Te)(1 + u)^2 / ((1 - R2)(1 + R2/2)(1 - Ts)) (sqrt(1 - R) >= (1 - R)(1 + R/2)
 on [0, 1]), U_lo = (1 - Te)(1 - u)^2 / ((1 + R2/2)(1 + Ts)) (sqrt(1 + R) <= 1 + R/2), T = max(U_hi
 - 1, 1 - U_lo); |H(v)_i| < sqrt(n) (||H(v)||_2^2 = n a/(a + eps) < n) and |H(v)_i| <= |y_i| + L dl.
+*Relational form* (h-trans): f = F (1 + d5_i) with F = (1 + te)(1 + d4)/(sqrt(1 + r2)(1 + ts)) the
+same for every element of the row (one variance, one sqrt, one r~ per row), F in [F_lo, F_hi] =
+[U_lo/(1 - u), U_hi/(1 + u)]; so y~_i - y_i = (H(v)_i - y_i) + H(v)_i (F - 1) + H(v)_i F d5_i + (the
+eta terms): the second is ONE source per row (|F - 1| <= max(F_hi - 1, 1 - F_lo)) times H(v)_i in
+[lo_i - P_i, hi_i + P_i] ∩ [-sqrt(n), sqrt(n)] (midpoint kept, radius charged), the rest, P_i +
+max|H(v)_i| F_hi u + the eta terms, the element's own source; the range rule's cap where smaller.
+The propagation too, where that is smaller than P_i: the mean value theorem per element gives
+H(v)_i - H(c)_i = sum_j M_ij e_j, e = v - c (the centred elements' error forms), M_ij = (delta_ij -
+H_i H_j / n)/s at some z of the segment, where 1/s lies in [a - ra, a + ra] (1/s <= L; s^2 <=
+(sqrt(n var_hi) + dl)^2/n + eps, ||z|| <= ||c|| + dl) and H(z)_j in [G_j - R_j, G_j + R_j] (the
+range of H(v)_j above: the same bound holds at every z of the segment); so with S = sum_j G_j e_j
+(ONE source per row), H(v)_i - H(c)_i = a e_i - (a G_i / n) S + sum_j rho_ij e_j, |rho_ij| <=
+delta_ij ra + (Hm_i Hm_j ra + a (R_i Hm_j + |G_i| R_j))/n (Hm >= |H|), charged as sum_j |rho_ij| E_j.
+e_i stays a form (cancelling later) unless the next n-wide sum would collapse it (MAX_WORK).
 
 Every quantity is an exact rational; square roots are rounded the safe way (``sqrt_up`` above,
 ``sqrt_down`` below). Preconditions (else ``normalise`` returns None and the column composes the
@@ -45,7 +59,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from .bound_graph import sqrt_up, within
-from .errorctx import ONE, ZERO, Ctx, V
+from .errorctx import MAX_WORK, ONE, ZERO, Ctx, V
 from .functions import FUNCTIONS
 
 Q = Fraction
@@ -115,7 +129,6 @@ def normalise(ctx: Ctx, xc: list[V], var_lo: Fraction, eps: Fraction) -> list[V]
     ctx.rnd(1 / (s_lo * (1 - Ts)))  # (r~ is finite)
     U_hi = (1 + Te) * (1 + u) ** 2 / ((1 - R2) * (1 + R2 / 2) * (1 - Ts))
     U_lo = (1 - Te) * (1 - u) ** 2 / ((1 + R2 / 2) * (1 + Ts))
-    T = max(U_hi - 1, 1 - U_lo)
     # propagation: dl >= ||v - c||_2, L >= 1/s on the segment
     dl = sqrt_up(sum((v.E * v.E for v in xc), ZERO))
     rn, rinv = sqrt_up(n), sqrt_up(Q(1, n))  # >= sqrt(n), >= 1/sqrt(n)
@@ -125,15 +138,37 @@ def normalise(ctx: Ctx, xc: list[V], var_lo: Fraction, eps: Fraction) -> list[V]
     var_hi = sum((max(v.lo * v.lo, v.hi * v.hi) for v in xc), ZERO) / n
     r_lo, r_hi = 1 / sqrt_up(var_hi + eps), 1 / sqrt_down(var_lo + eps)
     cmax = sqrt_up(n - 1)
-    out = []
+    # the row's common factor F - 1 as ONE source (relational: a later sum of the H(v)_i (F - 1)
+    # cancels by sign, e.g. W H(v) (F - 1) in the next matmul), F = f / (1 + d5) in [F_lo, F_hi]
+    F_hi, F_lo = U_hi / (1 + u), U_lo / (1 - u)
+    d = ctx.make(ZERO, ZERO, [], ZERO, max(F_hi - 1, 1 - F_lo))
+    rows = []
     for v in xc:
         lo, hi = within(v.lo * (r_hi if v.lo < 0 else r_lo), v.hi * (r_hi if v.hi > 0 else r_lo), cmax)
-        ymax = max(-lo, hi)
+        P = min(L * dl, L * (v.E + min(ONE, (max(-lo, hi) + L * dl) * rinv) * dl))
+        # H(z)_i for z on the segment (H(v)_i too) lies in [lo - P, hi + P] and in (-sqrt(n), sqrt(n))
+        rows.append((lo, hi, P, max(lo - P, -rn), min(hi + P, rn)))
+    # the propagation as a form (relational, module docstring): 1/s on the segment in [a - ra, a + ra]
+    a_lo = 1 / sqrt_up((sqrt_up(n * var_hi) + dl) ** 2 / n + eps)
+    a, ra = (a_lo + L) / 2, (L - a_lo) / 2
+    G = [(hl + hh) / 2 for _, _, _, hl, hh in rows]
+    Hm, R = [max(-hl, hh) for *_, hl, hh in rows], [(hh - hl) / 2 for *_, hl, hh in rows]
+    sHE = sum((h * v.E for h, v in zip(Hm, xc)), ZERO)
+    sRE = sum((r * v.E for r, v in zip(R, xc)), ZERO)
+    S = ctx.make(ZERO, ZERO, [(g, ZERO, v) for g, v in zip(G, xc)], ZERO, ZERO)  # sum_j G_j e_j, ONE source
+    out = []
+    for v, (lo, hi, P, hl, hh), g, hm, r in zip(xc, rows, G, Hm, R):
         tail = ctx.mag(v) * eta * (1 + u) + eta
-        P = min(L * dl, L * (v.E + min(ONE, (ymax + L * dl) * rinv) * dl))
-        D = P + min(rn, ymax + L * dl) * T + tail
-        cap = rn * U_hi + ymax + tail  # |y~_i| <= sqrt(n) U_hi + tail, |y_i| <= ymax
-        out.append(ctx.make(lo, hi, [], ZERO, min(D, cap)))
+        own = hm * F_hi * u + tail
+        common = ((hl + hh) / 2, (hh - hl) / 2, d)  # H(v)_i (F - 1): midpoint kept, radius charged
+        y = ctx.make(lo, hi, [common], ZERO, P + own)
+        rho = ra * v.E + (hm * ra + a * r) * sHE / n + a * abs(g) * sRE / n
+        # (a form the next n-wide sum would collapse, MAX_WORK, is charged here instead: a·|e_i|)
+        ax = (a, ZERO, v) if len(v.c) * n <= MAX_WORK else (ZERO, a, v)
+        y2 = ctx.make(lo, hi, [ax, (-a * g / n, ZERO, S), common], ZERO, rho + own)
+        cap = rn * U_hi + max(-lo, hi) + tail  # |y~_i| <= sqrt(n) U_hi + tail, |y_i| <= max(-lo, hi)
+        y = min(y, y2, key=lambda w: w.E)
+        out.append(y if y.E <= cap else ctx.make(lo, hi, [], ZERO, cap))
     return out
 
 

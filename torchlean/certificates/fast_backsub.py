@@ -201,8 +201,9 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
     (``_charges``), not step by step."""
     fg = st.fg
     memo: dict = {}
+    # (a lin node has no view: composite charges follow view-to-view paths only, so it turns them off)
     views = {k: _view(st, k, None if slopes is None else slopes.get(k), policy, memo)
-             for k in range(1, limit) if fg.bg.nodes[k].kind in ("fn", "mul", "max")}
+             for k in range(1, limit) if fg.bg.nodes[k].kind in ("fn", "mul", "max", "lin")}
     composite = COMPOSITE and all(v is not None for v in views.values())
 
     cols = {p: v.order for p, v in views.items() if v is not None}
@@ -251,6 +252,10 @@ def _backsub(st: _State, lam: dict[int, np.ndarray], const: np.ndarray, err: np.
                 lin[:, :, v.nm :] = lk[:, :, v.nm :]
             pre = cabs + np.abs(const) + np.abs(cs)  # (charged with _through's, at the larger γ)
             const, err = _through(st, lam, lin, const + cs, err, fg.forms[k], v.order, cols, None, pre, m)
+            continue
+        if node.kind == "lin":  # y = f exactly (``lower(wide=True)``): the multipliers pass to f's rows
+            W = _weights(st, fg.forms[k], None)
+            const, err = _through(st, lam, lk, const, err, fg.forms[k], None, cols, W)
             continue
         al, au = st.arg[k]
         pos = lk > 0

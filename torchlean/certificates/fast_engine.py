@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import engine as exact
-from .bound_graph import Unsupported, arg_rows, refine_skips
+from .bound_graph import arg_rows, refine_skips
 from .core import tick
 from .engine import EXACT_AT_STABLE, _regroup, policies, split_nodes
 from .fast_backsub import _backsub, _best_backsub, _max_sel, _through, _usable, _weights
@@ -47,8 +47,6 @@ class FastGraph:
         self.forms: list[_Forms | None] = []
         self.groups: list[Any] = []
         for n in bg.nodes:
-            if n.kind == "lin":  # (``lower(wide=True)``'s, for the exact engine only)
-                raise Unsupported("the fast engine takes no lin nodes")
             self.groups.append(None)
             if n.kind == "const":
                 lo, hi = outward([a for a, _ in n.args], [b for _, b in n.args])
@@ -202,6 +200,8 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
         m = node.size
         if node.kind == "fn" and node.fn == "relu":  # (monotone, exact in floats; NaN: push's)
             L, Uu = np.maximum(al, 0.0), np.maximum(au, 0.0)
+        elif node.kind == "lin":  # (y = f exactly: y's bounds are its row's)
+            L, Uu = al, au
         elif node.kind == "fn":
             row = FAST[node.fn]
             ok, fl, fu = _usable(row, al, au, node.attrs)
@@ -240,7 +240,10 @@ def _aim(st: _State, base: dict[Any, Any], k: int) -> Any:
 
 
 def _refine_rows(node, idx, al, au) -> np.ndarray:
-    """Argument rows whose relaxation tighter bounds could change (in some box)."""
+    """Argument rows whose relaxation tighter bounds could change (in some box); none of a lin
+    node (y = f exactly: back-substitution passes through it, so no CROWN row reads y's bounds)."""
+    if node.kind == "lin":
+        return np.arange(0)
     if node.kind == "fn" and node.fn in EXACT_AT_STABLE:  # (a stable element's line is exact)
         return np.nonzero(((al < 0) & (au > 0)).any(0))[0]
     if node.kind != "max":
