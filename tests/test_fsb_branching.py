@@ -105,7 +105,8 @@ def test_picks_are_unstable_unsplit_elements(parent):
     top = (int(node[0, 0]), int(elem[0, 0]))
     paths = [{}, {top: 0}]
     alphas_b = {k: np.repeat(a, B, 0) for k, a in alphas.items()}
-    picks = branching.fsb_picks(bsb, dj.lam0, dj.c0, alphas_b, {}, score, paths, np.arange(B),
+    par, _ = bsb.bound(dj.lam0, dj.c0, branching._slopes(bsb, alphas_b, R))  # (the parent's bound)
+    picks = branching.fsb_picks(bsb, dj.lam0, dj.c0, alphas_b, {}, par, score, paths, np.arange(B),
                                 alpha.MAX_DENSE, lam, k=4)
     assert set(picks) == {0, 1}
     for b, (k, i) in picks.items():

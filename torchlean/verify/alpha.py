@@ -547,7 +547,7 @@ def target_slopes(bg: Any, fg: Any, box: Any, st: Any, base: dict[Any, Any], unt
             continue
         cur = {j: s.copy() for j, (_, s) in free.items()}
         best_v, best = -np.inf, {j: s.copy() for j, s in cur.items()}
-        moments: dict[int, list[Any]] = {}
+        moments: dict[Any, list[Any]] = {}
         for it in range(steps + 1):
             for j, s in cur.items():
                 sl[j][0][:] = s
@@ -558,11 +558,7 @@ def target_slopes(bg: Any, fg: Any, box: Any, st: Any, base: dict[Any, Any], unt
             if it == steps:
                 break
             for j, (unj, _) in free.items():
-                gj = (g[j][0][0] * w[:, None]).sum(0)
-                m, q = moments.setdefault(j, [0.0, 0.0])
-                m, q = 0.9 * m + 0.1 * gj, 0.999 * q + 0.001 * gj * gj
-                moments[j] = [m, q]
-                a = cur[j] + lr * (m / (1 - 0.9 ** (it + 1))) / (np.sqrt(q / (1 - 0.999 ** (it + 1))) + 1e-12)
+                a = adam_step(moments, j, cur[j], (g[j][0][0] * w[:, None]).sum(0), lr, it + 1)
                 cur[j] = np.where(unj, np.clip(a, 0.0, 1.0), cur[j])
         mine = {}
         for j, s in best.items():
@@ -578,3 +574,24 @@ def target_slopes(bg: Any, fg: Any, box: Any, st: Any, base: dict[Any, Any], unt
             out.update(mine)
             st = got
     return out, st
+
+
+def adam_step(moments: dict[Any, list[Any]], key: Any, x: np.ndarray, g: np.ndarray, lr: float,
+              it: int) -> np.ndarray:
+    """One Adam ascent step of ``x`` along the gradient ``g`` (betas 0.9 / 0.999, bias-corrected;
+    ``it`` counts from 1); ``moments`` keeps each ``key``'s running moments between steps."""
+    m, v = moments.setdefault(key, [0.0, 0.0])
+    m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+    moments[key] = [m, v]
+    return x + lr * (m / (1 - 0.9 ** it)) / (np.sqrt(v / (1 - 0.999 ** it)) + 1e-12)
+
+
+def split_signs(paths: list[dict[tuple[int, int], Any]], sizes: dict[int, int]) -> dict[int, np.ndarray]:
+    """Per node of ``sizes`` (node -> element count), each box's split signs (B, 1, size): +1 where
+    ``paths[b]`` fixes the element active, -1 inactive, 0 unsplit (β's sign in the multipliers)."""
+    sgn = {k: np.zeros((len(paths), 1, n)) for k, n in sizes.items()}
+    for b, path in enumerate(paths):
+        for (k, i), v in path.items():
+            if k in sgn:
+                sgn[k][b, 0, i] = 1.0 if v else -1.0
+    return sgn

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from .alpha import _relu_intercepts, split_signs
+
 
 def _per_box(rows: np.ndarray, box: np.ndarray, M: np.ndarray) -> np.ndarray:
     """out[p] = M[box[p]] @ rows[p]: one product per box over its rows, instead of gathering a
@@ -272,7 +274,6 @@ def fsb_linear(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, np.n
         op = ops[k]
         l, u = op["l"][b, 0, i][:, None], op["u"][b, 0, i][:, None]
         aL, aU = slopes[k][0][b, :, i], slopes[k][1][b, :, i]
-        from .alpha import _relu_intercepts
         bL, bU = _relu_intercepts(l, u, aL, aU)
         coef, icpt = np.where(lk > 0, aL, aU), np.where(lk > 0, bL, bU)
         p = par[b][:, None, :]
@@ -283,7 +284,7 @@ def fsb_linear(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, np.n
 
 
 def fsb_picks(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, np.ndarray],
-              beta: dict[int, np.ndarray], score: dict[int, np.ndarray], paths: list[dict],
+              beta: dict[int, np.ndarray], par: np.ndarray, score: dict[int, np.ndarray], paths: list[dict],
               boxes: np.ndarray, max_dense: int, lams: dict[int, np.ndarray], k: int | None = None
               ) -> dict[int, tuple[int, int]]:
     """"fsb"'s split per box of ``boxes`` (module docstring): of its ``k`` candidates by ``score``
@@ -293,20 +294,15 @@ def fsb_picks(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, np.nd
     child), each estimate taken at least the parent's bound (the child's own β search can always
     fall back to it) and at most 0 (a child proved is proved); the first candidate on ties.
     ``alphas``: the parent's lower slopes, ``beta``: its split multipliers (>= 0, (B, R, size) per
-    node), signed here by each box's ``paths``. Boxes without a candidate are left out."""
+    node), signed here by each box's ``paths``, ``par``: the parent's float bound (B, R) with
+    them (``graph_relu._optimise``'s best). Boxes without a candidate are left out."""
     k = FSB_K if k is None else k
     node, elem = relu_candidates({n: v[boxes] for n, v in score.items()}, [paths[b] for b in boxes], k)
     has = node >= 0
     if not has.any():
         return {}
-    mult = {}
-    for kk, bt in beta.items():
-        sgn = np.zeros((bt.shape[0], 1, bt.shape[2]))
-        for b, path in enumerate(paths):
-            for (n, i), v in path.items():
-                if n == kk:
-                    sgn[b, 0, i] = 1.0 if v else -1.0
-        mult[kk] = bt * sgn
+    sgn = split_signs(paths, {kk: bt.shape[2] for kk, bt in beta.items()})
+    mult = {kk: bt * sgn[kk] for kk, bt in beta.items()}
     cb, cj = np.nonzero(has)
     lam = np.stack([np.abs(lams[int(n)][boxes[r], :, e]) if n >= 0 else np.zeros(lam0.shape[0])
                     for r, jj in zip(cb, cj) for n, e in [(node[r, jj], elem[r, jj])]])  # (n, R)
@@ -316,7 +312,6 @@ def fsb_picks(bs: Any, lam0: np.ndarray, c0: np.ndarray, alphas: dict[int, np.nd
     else:
         est = fsb_estimates(bs, lam0, c0, alphas, mult, boxes[cb], node[cb, cj], elem[cb, cj], qs,
                             max_dense).max(2)
-    par, _ = bs.bound(lam0, c0, _slopes(bs, alphas, lam0.shape[-2]), mult=mult)
     ch = np.clip(est.max(2), par.max(1)[boxes[cb]][:, None], None)
     worse = np.full(node.shape, -np.inf)
     worse[cb, cj] = np.minimum(ch, 0.0).sum(1)

@@ -80,14 +80,7 @@ def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths:
     multipliers λ (B, R, size) met at each relu node's output under the default slopes."""
     B, R = bs.B, dj.lam0.shape[0]
     slopes = bs.default_slopes(R)
-    sgn = {}
-    for k in relus:
-        s = np.zeros((B, 1, _size(bs, k)))
-        for b, path in enumerate(paths):
-            for (kk, i), v in path.items():
-                if kk == k:
-                    s[b, 0, i] = 1.0 if v else -1.0
-        sgn[k] = s
+    sgn = alpha.split_signs(paths, {k: _size(bs, k) for k in relus})
     split = [k for k in relus if (sgn[k] != 0).any()]
     unstable = {k: (st.arg[k][0] < 0)[:, None, :] & (st.arg[k][1] > 0)[:, None, :] for k in relus}
     beta = {k: np.zeros((B, R, _size(bs, k))) for k in split}
@@ -96,12 +89,6 @@ def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths:
     best_b = {k: v.copy() for k, v in beta.items()}
     moments: dict[Any, list[Any]] = {}
     lam: dict[int, np.ndarray] = {}
-
-    def adam(key: Any, x: np.ndarray, g: np.ndarray, lr: float, it: int) -> np.ndarray:
-        m, v = moments.setdefault(key, [0.0, 0.0])
-        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
-        moments[key] = [m, v]
-        return x + lr * (m / (1 - 0.9 ** it)) / (np.sqrt(v / (1 - 0.999 ** it)) + 1e-12)
 
     for it in range(steps + 1):
         mult = {k: beta[k] * sgn[k] for k in split}
@@ -118,11 +105,12 @@ def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths:
             break
         for k in relus:
             if k in g:
-                a = adam(("a", k), slopes[k][0], g[k][0], 0.1, it + 1)
+                a = alpha.adam_step(moments, ("a", k), slopes[k][0], g[k][0], 0.1, it + 1)
                 slopes[k] = (np.where(unstable[k], np.clip(a, 0.0, 1.0), slopes[k][0]), slopes[k][1])
         for k in split:
             gb = g["mult", k] * sgn[k]
-            beta[k] = np.where(sgn[k] != 0, np.maximum(adam(("b", k), beta[k], gb, 0.05, it + 1), 0.0), 0.0)
+            b = alpha.adam_step(moments, ("b", k), beta[k], gb, 0.05, it + 1)
+            beta[k] = np.where(sgn[k] != 0, np.maximum(b, 0.0), 0.0)
     return best_v, best_a, best_b, lam
 
 
@@ -263,8 +251,8 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
                         stats["beta_leaves"] = stats.get("beta_leaves", 0) + 1
             open_b = np.array([b for b in range(B) if b not in proofs], dtype=int)
             if branching.RELU_CHOICE == "fsb" and open_b.size:
-                fsb = branching.fsb_picks(bs, dj.lam0, dj.c0, a, beta, score, paths, open_b, alpha.MAX_DENSE,
-                                          lam)
+                fsb = branching.fsb_picks(bs, dj.lam0, dj.c0, a, beta, val, score, paths, open_b,
+                                          alpha.MAX_DENSE, lam)
         for b, (node, path, _) in enumerate(part):
             if b in proofs:
                 tree.nodes[node] = ("leaf", [proofs[b]])
