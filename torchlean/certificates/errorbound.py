@@ -34,7 +34,7 @@ from .bound_graph import Aff, Lowerer, Tensor, Unsupported, _size, arg_rows, sqr
 from .core import Verdict, box_leaves, checker, digest, rational, require, tick
 from .enclosures import DomainError
 from .errorctx import ONE, ZERO, Ctx, V, _g, _up, slope_range
-from .errornorm import normalise, softmax_ratio, var_floor
+from .errornorm import normalise, softmax_ratio, softmax_relational, var_floor
 from .functions import FUNCTIONS
 from .lower import NEG_INF, ROWS, bcast_shape, broadcast, lower, reduce_groups
 
@@ -191,8 +191,11 @@ def _softmax(ctx: Ctx, x: list[V], shape: tuple[int, ...], at: dict[str, Any], r
             # the whole softmax as ratios (``errornorm.softmax_ratio``), and the range rule: y~ and
             # y lie in [0, 1] (e~_i <= S~, a term of the sum), so |y~ - y| <= max(1 - lo, hi)
             alt = softmax_ratio(ctx, [x[i] for i in g], s, m, his)
-            ys = [y if y.E <= min(a, max(1 - y.lo, y.hi)) else
-                  ctx.make(y.lo, y.hi, [], ZERO, min(a, max(1 - y.lo, y.hi)), y.g) for y, a in zip(ys, alt)]
+            # and relational (``errornorm.softmax_relational``): the inputs' errors kept as forms
+            rel = softmax_relational(ctx, [x[i] for i in g], s, m, ys) or ys
+            ys = [min(y if y.E <= min(a, max(1 - y.lo, y.hi)) else ctx.make(
+                y.lo, y.hi, [], ZERO, min(a, max(1 - y.lo, y.hi)), y.g), r, key=lambda w: w.E)
+                for y, a, r in zip(ys, alt, rel)]
         for i, y in zip(g, ys):
             out[i] = y
     return out

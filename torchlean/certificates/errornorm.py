@@ -209,3 +209,65 @@ def softmax_ratio(ctx: Ctx, xs: list[V], s: list[V], m: V, his: list[Fraction]) 
         Flo = (1 - K) / ((1 + K) * up * (1 + c0)) * (1 - u) / (1 + gn + b0)
         out.append(max(Fhi - 1, 1 - Flo) * hi + G)
     return out
+
+
+def softmax_relational(ctx: Ctx, xs: list[V], s: list[V], m: V, ys: list[V]) -> list[V] | None:
+    """softmax's outputs over one group (masked entries dropped) as relational elements, from the
+    inputs ``xs`` (error forms e_j), the shifted elements ``s`` and max ``m`` (for |x~_i - m~|) and
+    the composed outputs ``ys`` (their real ranges [lo_i, hi_i] in [0, 1]); None where a
+    precondition fails (TRUST_BOUNDARIES.md, "Floats", softmax, relational). Write p = softmax.
+
+    *Propagation* (p(x~) against p(x), in the reals): the mean value theorem on t -> p(x + t e)_i,
+    e = x~ - x, gives p(x~)_i - p(x)_i = sum_j J_ij(z) e_j at a point z of the segment, J_ij =
+    p_i (delta_ij - p_j) (its columns sum to 0: sum_i p_i = 1). On the segment p(z)_j =
+    p(x)_j e^(e'_j) / sum_k p(x)_k e^(e'_k) with |e'_k| <= E_k, so p(z)_j lies in [lo_j e^-(E_j +
+    Em), hi_j e^(E_j + Em)] ∩ [0, 1] = [G_j - R_j, G_j + R_j] (Em = max E_k). Hence p(x~)_i - p(x)_i
+    = G_i e_i - G_i S + sum_j rho_ij e_j, S = sum_j G_j e_j ONE source per row, |rho_ij| <= delta_ij
+    R_i + R_i Pm_j + G_i R_j (Pm = G + R: p_i p_j - G_i G_j = (p_i - G_i) p_j + G_i (p_j - G_j)),
+    charged with the E_j.
+
+    *Rounding* (y~ against p(x~)): as ``softmax_ratio`` with the inputs' errors left out, e~_i =
+    q~_i r_i + a_i, q~_i = exp(x~_i - m~), r_i in [e^-t_i (1 - K), e^t_i (1 + K)], t_i = u A_i +
+    eta (A_i >= |x~_i - m~|), |a_i| <= a0; S~ = (sum e~_j)(1 + sigma) + beta; y~_i = (e~_i / S~)(1 +
+    d_i) + eta_i. So y~_i = p(x~)_i C r_i (1 + d_i) + G', C = 1 / (rbar (1 + abar / sum q~ r)(1 +
+    sigma + beta / sum e~)) the row's own factor (rbar a weighted mean of the r_j, |abar / sum q~ r|
+    <= c0, |beta / sum e~| <= b0): y~_i - p(x~)_i = p(x~)_i (C - 1) [ONE source per row, coefficient
+    the midpoint of p(x~)_i's range, radius charged] + p(x~)_i C (r_i (1 + d_i) - 1) + G' [the
+    element's own], |G'| <= (a0 / f0)(1 + u) / (1 - gamma_n - b0) + eta."""
+    n = len(xs)
+    u, eta = ctx.u, ctx.eta
+    f0 = 1 - ctx.kern(ONE)
+    a0, K, gn = ctx.k * ctx.fmt.min_positive, 2 * ctx.k * ctx.un, ctx.gamma(n)
+    b0 = 4 * n * eta / f0
+    c0 = n * a0 / (f0 - n * a0) if f0 > n * a0 else ONE
+    Em = max(x.E for x in xs)
+    if c0 >= 1 or gn + b0 >= 1 or K >= 1 or 2 * Em > 32:
+        return None
+    exp_hi = FUNCTIONS["exp"].value
+    tau = [u * (max(-v.lo, v.hi) + x.E + m.E) + eta for x, v in zip(xs, s)]
+    if max(tau) > 32:
+        return None
+    G, R = [], []
+    for x, y in zip(xs, ys):
+        up = exp_hi(x.E + Em)[1]  # >= e^(E_j + Em); its inverse <= e^-(E_j + Em)
+        lo, hi = max(ZERO, y.lo / up), min(ONE, y.hi * up)
+        G.append((lo + hi) / 2)
+        R.append((hi - lo) / 2)
+    Pm = [g + r for g, r in zip(G, R)]
+    sPE = sum((p * x.E for p, x in zip(Pm, xs)), ZERO)
+    sRE = sum((r * x.E for r, x in zip(R, xs)), ZERO)
+    eT = exp_hi(max(tau))[1]
+    # C = 1 / (rbar D), rbar in [e^-tmax (1 - K), e^tmax (1 + K)], D in [(1 - c0)(1 - gn - b0), (1 + c0)(1 + gn + b0)]
+    C_lo = 1 / (eT * (1 + K) * (1 + c0) * (1 + gn + b0))
+    C_hi = eT / ((1 - K) * (1 - c0) * (1 - gn - b0))
+    d = ctx.make(ZERO, ZERO, [], ZERO, max(C_hi - 1, 1 - C_lo))  # the row's C - 1, ONE source
+    S = ctx.make(ZERO, ZERO, [(g, ZERO, x) for g, x in zip(G, xs)], ZERO, ZERO)  # sum_j G_j e_j
+    Gr = (a0 / f0) * (1 + u) / (1 - gn - b0) + eta
+    out = []
+    for x, y, g, r, pm, t in zip(xs, ys, G, R, Pm, tau):
+        et = exp_hi(t)[1]
+        dr = max(et * (1 + K) * (1 + u) - 1, 1 - (1 - K) * (1 - u) / et)
+        own = r * x.E + r * sPE + g * sRE + pm * C_hi * dr + Gr
+        ax = (g, ZERO, x) if len(x.c) * n <= MAX_WORK else (ZERO, g, x)
+        out.append(ctx.make(y.lo, y.hi, [ax, (-g, ZERO, S), (g, r, d)], ZERO, own, y.g))
+    return out
