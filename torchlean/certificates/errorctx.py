@@ -108,11 +108,19 @@ class Ctx:
         local = ZERO if lf is not None else local
         acc: dict[int, int] = {}
         slack = 0  # charges for rounding coefficients, scale 2^(F+G)
-        work = sum(len(v.c) for m, _, v in terms if m)
-        for m, r, v in terms:
+        work = full = sum(len(v.c) for m, _, v in terms if m)
+        drop: set[int] = set()  # terms charged |m| |e_v| instead of kept (the least |m| E_v first)
+        if work > MAX_WORK:  # until the rest's forms fit in MAX_WORK (any term may be charged)
+            for j in sorted((j for j, (m, _, v) in enumerate(terms) if m and v.c),
+                            key=lambda j: abs(terms[j][0]) * terms[j][2].E):
+                if work <= MAX_WORK:
+                    break
+                drop.add(j)
+                work -= len(terms[j][2].c)
+        for j, (m, r, v) in enumerate(terms):
             if v.rem:
                 rem += abs(m) * v.rem
-            if r and self.nf and v.c and work <= MAX_WORK:  # r|e_v| <= r(sum |c_s| loc_s(t) + rem_v)
+            if r and self.nf and v.c and full <= MAX_WORK:  # r|e_v| <= r(sum |c_s| loc_s(t) + rem_v)
                 k0, vec = self._acc(v.c)
                 lf = lf or [ZERO] * (self.nf + 1)
                 sc = r / (1 << (F + G))
@@ -125,7 +133,7 @@ class Ctx:
                 rem += r * v.E
             if not m or not v.c:
                 continue
-            if work > MAX_WORK:
+            if j in drop:
                 rem += abs(m) * (v.E - v.rem)
                 continue
             # W = round(m 2^F) (half to even, as round() of a Fraction), in integers
