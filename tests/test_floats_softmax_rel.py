@@ -6,7 +6,6 @@ rejected by the honest checker with exact (IBP) and fast ranges."""
 
 from __future__ import annotations
 
-import copy
 import sys
 from fractions import Fraction
 from pathlib import Path

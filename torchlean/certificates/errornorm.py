@@ -257,7 +257,8 @@ def softmax_relational(ctx: Ctx, xs: list[V], s: list[V], m: V, ys: list[V]) -> 
     sPE = sum((p * x.E for p, x in zip(Pm, xs)), ZERO)
     sRE = sum((r * x.E for r, x in zip(R, xs)), ZERO)
     eT = exp_hi(max(tau))[1]
-    # C = 1 / (rbar D), rbar in [e^-tmax (1 - K), e^tmax (1 + K)], D in [(1 - c0)(1 - gn - b0), (1 + c0)(1 + gn + b0)]
+    # C = 1 / (rbar D): rbar in [e^-tmax (1 - K), e^tmax (1 + K)], D in [(1 - c0)(1 - gn - b0),
+    # (1 + c0)(1 + gn + b0)]
     C_lo = 1 / (eT * (1 + K) * (1 + c0) * (1 + gn + b0))
     C_hi = eT / ((1 - K) * (1 - c0) * (1 - gn - b0))
     d = ctx.make(ZERO, ZERO, [], ZERO, max(C_hi - 1, 1 - C_lo))  # the row's C - 1, ONE source
