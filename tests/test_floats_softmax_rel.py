@@ -6,6 +6,7 @@ rejected by the honest checker with exact (IBP) and fast ranges."""
 
 from __future__ import annotations
 
+import copy
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -161,3 +162,23 @@ def test_partial_collapse_above_max_work_is_sound(ranges, monkeypatch):
     assert np.all(observed(g, box, "binary32", n=120) <= part)
     assert np.all(full <= part * (1 + 1e-12)) and np.all(part <= none * (1 + 1e-12))
     assert part.max() < none.max()
+
+
+@pytest.mark.parametrize("ranges", ["ibp", "fast"])
+def test_shrunk_epsilon_and_softmax_steps_are_rejected(ranges):
+    """With the relational entry active: an epsilon shrunk by 1% and the softmax node's steps
+    shrunk by 1% are each rejected, exact and fast ranges alike."""
+    from torchlean.certificates.core import digest
+
+    rng = np.random.default_rng(11)
+    g = _attention_graph(rng, n=5, scale=2.0, shift=True)
+    cert, _ = _eps(g, box_of(rng, (1, 4), Fraction(1, 16)), ranges=ranges)
+    bad = copy.deepcopy(cert)
+    bad["statement"]["epsilon"] = [str(Fraction(e) * 99 / 100) for e in bad["statement"]["epsilon"]]
+    bad["digest"] = digest(bad["statement"])
+    assert not check(bad).ok
+    k = [n["op"] for n in cert["statement"]["graph"]["nodes"]].index("softmax")
+    bad = copy.deepcopy(cert)
+    bad["steps"][k] = [str(Fraction(e) * 99 / 100) for e in bad["steps"][k]]
+    v = check(bad)
+    assert not v.ok and "replayed" in v.reason
