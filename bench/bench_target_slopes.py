@@ -3,11 +3,17 @@
     OPENBLAS_NUM_THREADS=1 python bench/bench_target_slopes.py --data /work/shared/data \\
         --benchmark mnistfc --rows 14,20,21,28 [--steps 20]
 
+    OPENBLAS_NUM_THREADS=1 python bench/bench_target_slopes.py --data /work/shared/data \\
+        --benchmark sri_resnet_a [--steps 10 --max-rows 96]
+
 Per instance of ``expected.csv`` (rows: 1-based data rows): the root box's default CROWN forward
 pass (``fast_engine.forward``) and every disjunct's best row bound (``bound_forms``), then
-``alpha.target_slopes`` (slopes per (relu node, target node), no time cap) and the same bounds from
-its forward state. Prints the worst disjunct bound, the open disjuncts, the unstable elements per
-relu node and the seconds of each; every bound is the checker's fast engine's.
+``alpha_targets.target_slopes`` (slopes per (relu node, target node), no time cap; on a graph
+``graph_relu.fully_connected`` rejects, ``conv_target_slopes`` with ``--steps`` and
+``--max-rows``, as the search calls it) and the same bounds from its forward state. Prints the
+worst disjunct bound, the open disjuncts, the total shortfall below 0 and its ratio after/before
+(the search keeps the slopes when it falls), the unstable elements per relu node and the seconds
+of each; every bound is the checker's fast engine's.
 
 With ``--search T``: per instance, ``python -m torchlean.verify NET PROP --timeout T`` twice, in
 separate processes, with and without the per-target slopes (``graph_relu.PER_TARGET``), the order
@@ -29,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from torchlean.certificates import fast_engine as fe  # noqa: E402
-from torchlean.verify import alpha  # noqa: E402
+from torchlean.verify import alpha_targets  # noqa: E402
 from torchlean.verify import graph_relu as gr  # noqa: E402
 from torchlean.verify.table import load_instance  # noqa: E402
 
@@ -47,7 +53,8 @@ def main() -> None:
     ap.add_argument("--data", default="/work/shared/data")
     ap.add_argument("--benchmark", default="mnistfc", choices=sorted(DIRS))
     ap.add_argument("--rows", default="", help="1-based data rows of expected.csv (default: all unsat)")
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=0, help="Adam steps per target (default: the search's)")
+    ap.add_argument("--max-rows", type=int, default=alpha_targets.CONV_ROWS, help="rows per target (conv)")
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--search", type=float, default=0.0, help="run the CLI with this timeout instead")
     a = ap.parse_args()
@@ -67,14 +74,20 @@ def main() -> None:
         djs = [gr.Disjunct(bg, region, j) for j in range(len(region.disjuncts))]
         m0 = np.array([fe.bound_forms(st, dj.F)[0].max() for dj in djs])
         t1 = time.perf_counter()
-        sl, st2 = alpha.target_slopes(bg, fg, box, st, {}, lambda f: f(), lambda: False, a.steps, a.lr)
+        if gr.fully_connected(bg):
+            sl, st2 = alpha_targets.target_slopes(bg, fg, box, st, {}, lambda f: f(), lambda: False,
+                                                  a.steps or 20, a.lr)
+        else:
+            sl, st2 = alpha_targets.conv_target_slopes(bg, fg, box, st, {}, lambda f: f(), lambda: False,
+                                                       a.steps or alpha_targets.CONV_STEPS, a.lr, a.max_rows)
         m1 = np.array([fe.bound_forms(st2, dj.F)[0].max() for dj in djs])
         t2 = time.perf_counter()
         used = sum(int((~np.isnan(s)).sum()) for s, _ in sl.values())
+        s0, s1 = -np.minimum(m0, 0).sum(), -np.minimum(m1, 0).sum()
         print(f"{n} {r['onnx']} {r['vnnlib']}: default worst {m0.min():.3f} open {(m0 <= 0).sum()} "
-              f"unstable {unstable(bg, st)} ({t1 - t0:.1f} s) | per-target worst {m1.min():.3f} "
-              f"open {(m1 <= 0).sum()} unstable {unstable(bg, st2)} ({t2 - t1:.1f} s, {used} slopes, "
-              f"{len(sl)} pairs)", flush=True)
+              f"shortfall {s0:.3f} unstable {unstable(bg, st)} ({t1 - t0:.1f} s) | per-target worst "
+              f"{m1.min():.3f} open {(m1 <= 0).sum()} shortfall {s1:.3f} (ratio {s1 / max(s0, 1e-300):.3f}) "
+              f"unstable {unstable(bg, st2)} ({t2 - t1:.1f} s, {used} slopes, {len(sl)} pairs)", flush=True)
 
 
 RUN = ("import runpy, sys; import torchlean.verify.graph_relu as g; g.PER_TARGET = {on}; "
