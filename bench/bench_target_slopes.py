@@ -15,6 +15,9 @@ worst disjunct bound, the open disjuncts, the total shortfall below 0 and its ra
 (the search keeps the slopes when it falls), the unstable elements per relu node and the seconds
 of each; every bound is the checker's fast engine's.
 
+With ``--backsub``: per relu target, one bound with gradients of its unstable rows by the dense
+``alpha.Backsub`` and by the node-wise ``alpha_targets.NodeBacksub``, seconds and differences.
+
 With ``--search T``: per instance, ``python -m torchlean.verify NET PROP --timeout T`` twice, in
 separate processes, with and without the per-target slopes (``graph_relu.PER_TARGET``), the order
 alternating from instance to instance; prints each verdict (printed by the CLI only after its
@@ -35,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from torchlean.certificates import fast_engine as fe  # noqa: E402
-from torchlean.verify import alpha_targets  # noqa: E402
+from torchlean.verify import alpha, alpha_targets  # noqa: E402
 from torchlean.verify import graph_relu as gr  # noqa: E402
 from torchlean.verify.table import load_instance  # noqa: E402
 
@@ -57,6 +60,7 @@ def main() -> None:
     ap.add_argument("--max-rows", type=int, default=alpha_targets.CONV_ROWS, help="rows per target (conv)")
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--search", type=float, default=0.0, help="run the CLI with this timeout instead")
+    ap.add_argument("--backsub", action="store_true", help="time the two float back-substitutions instead")
     a = ap.parse_args()
     d = Path(a.data) / DIRS[a.benchmark]
     rows = list(csv.DictReader(open(d / "expected.csv")))
@@ -74,6 +78,9 @@ def main() -> None:
         djs = [gr.Disjunct(bg, region, j) for j in range(len(region.disjuncts))]
         m0 = np.array([fe.bound_forms(st, dj.F)[0].max() for dj in djs])
         t1 = time.perf_counter()
+        if a.backsub:
+            backsubs(bg, fg, st, n)
+            continue
         if gr.fully_connected(bg):
             sl, st2 = alpha_targets.target_slopes(bg, fg, box, st, {}, lambda f: f(), lambda: False,
                                                   a.steps or 20, a.lr)
@@ -88,6 +95,35 @@ def main() -> None:
               f"shortfall {s0:.3f} unstable {unstable(bg, st)} ({t1 - t0:.1f} s) | per-target worst "
               f"{m1.min():.3f} open {(m1 <= 0).sum()} shortfall {s1:.3f} (ratio {s1 / max(s0, 1e-300):.3f}) "
               f"unstable {unstable(bg, st2)} ({t2 - t1:.1f} s, {used} slopes, {len(sl)} pairs)", flush=True)
+
+
+def backsubs(bg, fg, st, n: int) -> None:
+    """Per relu target t after the first: one bound with gradients of t's unstable argument rows
+    (lower and upper) at the default slopes by ``alpha.Backsub`` (dense over the graph's variables)
+    and by ``alpha_targets.NodeBacksub`` (per node, the fast engine's sparse forms): seconds each
+    and the largest difference of the bounds and of the gradients."""
+    from torchlean.certificates.fast_functions import FAST
+
+    for t in gr.relu_nodes(bg)[1:]:
+        l, u = st.arg[t][0][0], st.arg[t][1][0]
+        un = np.nonzero((l < 0) & (u > 0))[0]
+        if not un.size:
+            continue
+        t0 = time.perf_counter()
+        nb = alpha_targets.NodeBacksub(fg, st, t)
+        lam0, c0 = nb.rows(t, un)
+        v1, g1 = nb.bound(lam0, c0, nb.default_slopes(len(c0)), want_grad=True)
+        t1 = time.perf_counter()
+        A, c = alpha._node_mats(bg, t, "fn")
+        db = alpha.Backsub.from_fast(bg, fg, st, FAST)
+        db.ops = [op for op in db.ops if op["k"] < t]
+        v2, g2 = db.bound(np.concatenate([A.take(un), -A.take(un)]), np.concatenate([c[un], -c[un]]),
+                          db.default_slopes(len(c0)), want_grad=True)
+        t2 = time.perf_counter()
+        dg = max(float(np.abs(x - y).max()) for k in g1 for x, y in zip(g1[k], g2[k]))
+        print(f"{n} target {t}: {len(c0)} rows, dense {t2 - t1:.2f} s, node-wise {t1 - t0:.2f} s "
+              f"(ratio {(t1 - t0) / (t2 - t1):.3f}); max |bound diff| {np.abs(v1 - v2).max():.2e}, "
+              f"|grad diff| {dg:.2e}", flush=True)
 
 
 RUN = ("import runpy, sys; import torchlean.verify.graph_relu as g; g.PER_TARGET = {on}; "
