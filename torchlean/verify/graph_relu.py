@@ -392,8 +392,10 @@ def _root_leaf(dj: Disjunct, lb: np.ndarray) -> list[Any] | None:
 SHARED_SHARE = 0.1
 #: and the per-target ones (``alpha_targets.target_slopes``)
 TARGET_SHARE = 0.15
-#: and on convolutional graphs (``alpha_targets.conv_target_slopes``; 0: none there)
-CONV_TARGET_SHARE = 0.1
+#: and on convolutional graphs (``alpha_targets.conv_target_slopes``; 0: none there). Off: at 0.1
+#: oval21's root shortfall fell 2-6%, closing no disjunct, and the subproblems that inherit the
+#: slopes were slower (img5303 unsat in 59.9 s against 47.9 s without, same run; bench/README.md)
+CONV_TARGET_SHARE = 0.0
 PER_TARGET = True  # (False: no per-target slopes; bench/bench_target_slopes.py --search compares the two)
 
 
