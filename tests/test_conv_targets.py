@@ -140,10 +140,16 @@ def test_node_backsub_equals_dense_backsub(case, sparse):
         for k, (a, b) in slopes.items():
             a[:] = rng.uniform(0, 1, a.shape)
             b[:] = np.where(rng.random(b.shape) < 0.5, b, rng.uniform(0, 1.5, b.shape))
-        v1, g1 = nb.bound(lam0, c0, slopes, want_grad=True)
-        v2, g2 = db.bound(dl0, dc0, {k: (a.copy(), b.copy()) for k, (a, b) in slopes.items()}, want_grad=True)
+        # signed split multipliers (β·sgn) on half the elements of every node the rows read
+        mult = {k: rng.normal(size=a.shape) * (rng.random(a.shape) < 0.5) for k, (a, _) in slopes.items()}
+        v1, g1 = nb.bound(lam0, c0, slopes, want_grad=True, mult=mult)
+        v2, g2 = db.bound(dl0, dc0, {k: (a.copy(), b.copy()) for k, (a, b) in slopes.items()}, want_grad=True,
+                          mult=mult)
         assert np.allclose(v1, v2, rtol=1e-10, atol=1e-10), np.abs(v1 - v2).max()
-        assert set(g1) == {k for k in relus if tg is None or k < tg} == {k for k in g2 if type(k) is int}
+        assert set(g1) == set(g2)
+        assert {k for k in g1 if type(k) is int} == {k for k in relus if tg is None or k < tg}
+        if tg is None:  # (dense rows as Backsub takes them: the same bound)
+            assert np.allclose(nb.bound(dl0, dc0, slopes, mult=mult)[0], v1, rtol=1e-12, atol=1e-12)
         for k in g1:
             for x, y in zip(g1[k], g2[k]):
                 assert np.allclose(x, y, rtol=1e-9, atol=1e-9), (k, np.abs(x - y).max())
@@ -156,9 +162,9 @@ def test_node_backsub_equals_dense_backsub(case, sparse):
         i, h = int(unst[0]), 1e-6
         pert = {k: (a.copy(), b.copy()) for k, (a, b) in slopes.items()}
         pert[k0][0][..., i] += h
-        up = nb.bound(lam0, c0, pert)[0].sum()
+        up = nb.bound(lam0, c0, pert, mult=mult)[0].sum()
         pert[k0][0][..., i] -= 2 * h
-        down = nb.bound(lam0, c0, pert)[0].sum()
+        down = nb.bound(lam0, c0, pert, mult=mult)[0].sum()
         gi = g1[k0][0][..., i].sum()
         assert abs((up - down) / (2 * h) - gi) < 1e-4 * (1 + abs(gi))
 
@@ -260,6 +266,35 @@ def test_search_emits_conv_target_slopes(case, monkeypatch):
     entry = gr.bab_region(t.bg, spec.regions[0], time.perf_counter() + 60, stats)
     assert isinstance(entry, dict) and any(len(e) == 5 for e in entry.get("arg_slopes", [])), (entry, stats)
     assert stats["target_slopes"] > 0
+    cert = {"kind": "vnn-unsat", "version": 1, "network": network_id(t), "property": spec.digest(),
+            "method": "crown", "regions": [entry]}
+    for mode in ("fast", "exact"):
+        v = check_vnn(cert, t.bg, spec, mode=mode)
+        assert v.ok, v.reason
+
+
+def test_search_splits_with_nodewise_alpha_beta_and_replays(case, monkeypatch):
+    """Thresholds above the root bounds: the ReLU-split search runs its subproblems' α/β on
+    ``NodeBacksub`` (this graph is conv, relu-only), proves leaves with the slopes it chose
+    (α leaves: the engine's bound with them), and both replays accept the tree."""
+    import time
+
+    net, t, lo, hi, label, others, sl, st, st2, base, got = case
+    monkeypatch.setattr(gr, "SHARED_SHARE", 0.0)
+    seen = []
+    real = alpha_targets.NodeBacksub.bound
+
+    def spy(self, *a, **k):
+        seen.append(k.get("mult") is not None)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(alpha_targets.NodeBacksub, "bound", spy)
+    reg = _region(lo, hi, label, others, [Fraction(float(b + 0.3 * (g - b))) for b, g in zip(base, got)])
+    spec = Spec(len(lo), 3, (reg,))
+    stats = {}
+    entry = gr.bab_region(t.bg, reg, time.perf_counter() + 120, stats)
+    assert isinstance(entry, dict) and stats.get("beta_leaves", 0) > 0, (entry, stats)
+    assert any(seen), "the subproblems' α/β did not run node-wise"
     cert = {"kind": "vnn-unsat", "version": 1, "network": network_id(t), "property": spec.digest(),
             "method": "crown", "regions": [entry]}
     for mode in ("fast", "exact"):

@@ -39,7 +39,7 @@ class NodeBacksub:
         from ..certificates.fast_functions import FAST
 
         bg = fg.bg
-        self.fg, self.B = fg, st.B
+        self.fg, self.bg, self.B = fg, bg, st.B
         self.L, self.U = st.L, st.U
         self.ops: list[dict[str, Any]] = []  # latest node first
         for k in range(len(bg.nodes) - 1 if upto is None else upto - 1, 0, -1):
@@ -65,15 +65,29 @@ class NodeBacksub:
         return {op["k"]: tuple(np.broadcast_to(v, (self.B, R, v.shape[-1])).copy()
                                for v in (op["dl"], op["du"])) for op in self.ops}
 
-    def bound(self, lam0: dict[int, np.ndarray], c0: np.ndarray,
-              slopes: dict[int, tuple[np.ndarray, np.ndarray]], want_grad: bool = False
-              ) -> tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]:
-        """Lower bounds (B, R) of the rows Σ_p lam0[p]·v_p + c0 in every box and, if asked, their
-        gradients in the slopes (by node, (B, R, size) each); ``self.lk`` then holds each relu
-        node's multipliers met, ``self.coef`` the input node's."""
-        B, R = self.B, len(c0)
+    def bound(self, lam0: Any, c0: np.ndarray, slopes: dict[int, tuple[np.ndarray, np.ndarray]],
+              want_grad: bool = False, mult: dict[int, np.ndarray] | None = None
+              ) -> tuple[np.ndarray, dict[Any, Any]]:
+        """Lower bounds (B, R) of the rows Σ_p lam0[p]·v_p + c0 (``lam0`` per node, or dense rows
+        (R, n_vars) as ``Backsub``'s) minus Σ_k mult[k]·z_k (z_k: relu node k's argument forms,
+        mult[k] (B, R, size_k): signed split multipliers) in every box and, if asked, their
+        gradients in the slopes (by node, (B, R, size) each) and in the multipliers (key
+        ("mult", k)); ``self.lk`` then holds each relu node's multipliers met, ``self.coef`` the
+        input node's."""
+        c0 = np.asarray(c0, float)
+        R = c0.shape[-1]
+        B = self.B
+        if isinstance(lam0, np.ndarray):  # (dense rows: their nonzero blocks per node)
+            lam0 = {k: lam0[..., n.offset:n.offset + n.size] for k, n in enumerate(self.bg.nodes)
+                    if lam0[..., n.offset:n.offset + n.size].any()}
         lam = {p: np.broadcast_to(v, (B, R, v.shape[-1])).copy() for p, v in lam0.items()}
-        const = np.broadcast_to(np.asarray(c0, float), (B, R)).copy()
+        const = np.broadcast_to(c0, (B, R)).copy()
+        forms = {op["k"]: op["F"] for op in self.ops}
+        for k, s in (mult or {}).items():
+            const -= s @ forms[k].c
+            for p, A, _, _ in forms[k].parents:
+                prod = A.lmul(s.reshape(B * R, -1)).reshape(B, R, -1)
+                lam[p] = lam[p] - prod if p in lam else -prod
         tape = []
         for op in self.ops:
             k = op["k"]
@@ -112,6 +126,11 @@ class NodeBacksub:
             aL, aU = slopes[k]
             dbL, dbU = alpha._relu_intercept_grads(op["l"], op["u"], aL, aU)
             grads[k] = (np.where(pos, g_coef + lk * dbL, 0.0), np.where(pos, 0.0, g_coef + lk * dbU))
+        for k in mult or {}:  # (g_lam now holds d out / d lam at the start, per node)
+            g = np.broadcast_to(forms[k].c, (B, R, forms[k].c.shape[0])).copy()
+            for p, A, _, _ in forms[k].parents:
+                g += _rmul(A, g_lam[p].reshape(B * R, -1)).reshape(g.shape)
+            grads["mult", k] = -g
         return out, grads
 
 

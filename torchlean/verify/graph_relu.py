@@ -184,6 +184,8 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
     lo, hi = box if box is not None else fe.boxes([region.lo], [region.hi])
     use_alpha = alpha.dense_size(bg) <= alpha.MAX_DENSE and all(
         n.kind != "fn" or n.fn in FAST for n in bg.nodes)
+    # (relu-only conv graphs: the same float back-substitution per node, 2.5-8.5x faster there)
+    nodewise = NODEWISE and use_alpha and relu_only(bg) and not fully_connected(bg)
     tree = SplitTree()
     # (tree node, split path, parent: (its batch's state, row, the split node) or None for the root)
     queue: list[tuple[int, Phases, Any]] = [(0, {}, None)]
@@ -229,7 +231,7 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
             r = int(lb[b].argmax())
             proofs[b] = [choice(dj.names[r]), threshold(lb[b, r])]
         if use_alpha and not done.all() and B * len(dj.forms) * bg.n_vars <= alpha.MAX_DENSE:
-            bs = alpha.Backsub.from_fast(bg, fg, st, FAST)
+            bs = alpha_targets.NodeBacksub(fg, st) if nodewise else alpha.Backsub.from_fast(bg, fg, st, FAST)
             val, a, beta, lam = _optimise(bs, dj, relus, st, paths, steps, deadline)
             best_r = val.argmax(1)
             if attack is not None and (~done).any():  # (bs.coef: the last bound's input coefficients)
@@ -388,6 +390,9 @@ def _root_leaf(dj: Disjunct, lb: np.ndarray) -> list[Any] | None:
     return [["leaf", [[choice(dj.names[r]), threshold(lb[r])]]]] if lb[r] > EPS else None
 
 
+#: the subproblems' α/β on relu-only conv graphs by ``alpha_targets.NodeBacksub`` (False:
+#: ``alpha.Backsub``, as on every other graph)
+NODEWISE = True
 #: share of the search's remaining time the root's shared slopes may take (``alpha.shared_slopes``)
 SHARED_SHARE = 0.1
 #: and the per-target ones (``alpha_targets.target_slopes``)
