@@ -19,7 +19,8 @@ With ``--backsub``: per relu target, one bound with gradients of its unstable ro
 ``alpha.Backsub`` and by the node-wise ``alpha_targets.NodeBacksub``, seconds and differences.
 
 With ``--search T``: per instance, ``python -m torchlean.verify NET PROP --timeout T`` twice, in
-separate processes, with and without the per-target slopes (``graph_relu.PER_TARGET``), the order
+separate processes, with and without the per-target slopes (``graph_relu.PER_TARGET``; ``--flag
+NODEWISE``: the subproblems' α/β by ``NodeBacksub`` or ``Backsub``), the order
 alternating from instance to instance; prints each verdict (printed by the CLI only after its
 checker accepted the certificate), its wall time, and WRONG for a verdict against the published one.
 """
@@ -60,6 +61,7 @@ def main() -> None:
     ap.add_argument("--max-rows", type=int, default=alpha_targets.CONV_ROWS, help="rows per target (conv)")
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--search", type=float, default=0.0, help="run the CLI with this timeout instead")
+    ap.add_argument("--flag", default="PER_TARGET", help="--search: the graph_relu flag set on / off")
     ap.add_argument("--backsub", action="store_true", help="time the two float back-substitutions instead")
     a = ap.parse_args()
     d = Path(a.data) / DIRS[a.benchmark]
@@ -67,7 +69,7 @@ def main() -> None:
     pick = [int(r) for r in a.rows.split(",")] if a.rows else [i + 1 for i, r in enumerate(rows)
                                                                if r["expected"] == "unsat"]
     if a.search:
-        return search(d, rows, pick, a.search)
+        return search(d, rows, pick, a.search, a.flag)
     for n in pick:
         r = rows[n - 1]
         t, spec = load_instance(d / r["onnx"], d / r["vnnlib"])
@@ -126,12 +128,13 @@ def backsubs(bg, fg, st, n: int) -> None:
               f"|grad diff| {dg:.2e}", flush=True)
 
 
-RUN = ("import runpy, sys; import torchlean.verify.graph_relu as g; g.PER_TARGET = {on}; "
+RUN = ("import runpy, sys; import torchlean.verify.graph_relu as g; g.{flag} = {on}; "
        "sys.argv = ['torchlean.verify'] + sys.argv[1:]; "
        "runpy.run_module('torchlean.verify', run_name='__main__')")
 
 
-def search(d: Path, rows: list[dict[str, str]], pick: list[int], timeout: float) -> None:
+def search(d: Path, rows: list[dict[str, str]], pick: list[int], timeout: float,
+           flag: str = "PER_TARGET") -> None:
     """The CLI on each instance with and without per-target slopes (order alternating), same run."""
     root = Path(__file__).resolve().parents[1]
     for m, n in enumerate(pick):
@@ -139,14 +142,14 @@ def search(d: Path, rows: list[dict[str, str]], pick: list[int], timeout: float)
         got = {}
         for on in ((True, False) if m % 2 == 0 else (False, True)):
             t0 = time.perf_counter()
-            cmd = [sys.executable, "-c", RUN.format(on=on), str(d / r["onnx"]), str(d / r["vnnlib"]),
-                   "--timeout", str(timeout)]
+            cmd = [sys.executable, "-c", RUN.format(flag=flag, on=on), str(d / r["onnx"]),
+                   str(d / r["vnnlib"]), "--timeout", str(timeout)]
             p = subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=timeout + 60)
             verdict = (p.stdout.split() or ["?"])[0]
             wrong = verdict in ("sat", "unsat") and verdict != r["expected"]
             got[on] = f"{verdict}{' WRONG' if wrong else ''} {time.perf_counter() - t0:.1f} s"
-        print(f"{n} {r['onnx']} {r['vnnlib']} ({r['expected']}): per-target {got[True]} | "
-              f"without {got[False]}", flush=True)
+        print(f"{n} {r['onnx']} {r['vnnlib']} ({r['expected']}): {flag} on {got[True]} | "
+              f"off {got[False]}", flush=True)
 
 
 if __name__ == "__main__":
