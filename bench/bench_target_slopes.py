@@ -18,6 +18,9 @@ of each; every bound is the checker's fast engine's.
 With ``--backsub``: per relu target, one bound with gradients of its unstable rows by the dense
 ``alpha.Backsub`` and by the node-wise ``alpha_targets.NodeBacksub``, seconds and differences.
 
+With ``--bab T``: ``graph_relu.bab_region`` (no attack) for T seconds with ``--flag`` on and off
+(order alternating), in this process: verdict, subproblems bounded, leaves.
+
 With ``--search T``: per instance, ``python -m torchlean.verify NET PROP --timeout T`` twice, in
 separate processes, with and without the per-target slopes (``graph_relu.PER_TARGET``; ``--flag
 NODEWISE``: the subproblems' α/β by ``NodeBacksub`` or ``Backsub``), the order
@@ -44,6 +47,7 @@ from torchlean.verify import graph_relu as gr  # noqa: E402
 from torchlean.verify.table import load_instance  # noqa: E402
 
 DIRS = {"mnistfc": "vnncomp2021/mnistfc", "oval21": "vnncomp2021/oval21",
+        "collins_rul_cnn": "vnncomp2022/collins_rul_cnn",
         "sri_resnet_a": "vnncomp2022/sri_resnet_a"}
 
 
@@ -62,6 +66,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--search", type=float, default=0.0, help="run the CLI with this timeout instead")
     ap.add_argument("--flag", default="PER_TARGET", help="--search: the graph_relu flag set on / off")
+    ap.add_argument("--bab", type=float, default=0.0,
+                    help="graph_relu.bab_region for this many seconds, --flag on / off, in-process")
     ap.add_argument("--backsub", action="store_true", help="time the two float back-substitutions instead")
     a = ap.parse_args()
     d = Path(a.data) / DIRS[a.benchmark]
@@ -80,6 +86,17 @@ def main() -> None:
         djs = [gr.Disjunct(bg, region, j) for j in range(len(region.disjuncts))]
         m0 = np.array([fe.bound_forms(st, dj.F)[0].max() for dj in djs])
         t1 = time.perf_counter()
+        if a.bab:
+            for on in (True, False) if n % 2 else (False, True):
+                setattr(gr, a.flag, on)
+                stats: dict = {}
+                t2 = time.perf_counter()
+                out = gr.bab_region(bg, region, t2 + a.bab, stats)
+                verdict = "proved" if isinstance(out, dict) else "open" if out is None else "cex"
+                print(f"{n} {r['vnnlib']}: {a.flag} {on}: {verdict} {time.perf_counter() - t2:.1f} s, "
+                      f"{stats.get('subproblems', 0)} subproblems, {stats.get('leaves', 0)} leaves",
+                      flush=True)
+            continue
         if a.backsub:
             backsubs(bg, fg, st, n)
             continue
