@@ -8,7 +8,8 @@ batches by the checker's fast engine (``fast_engine.forward`` with the split pha
 element's argument bounds are clamped at 0, so its relaxation is exact, and every later node's
 CROWN bounds see it). Where that default CROWN bound does not prove the disjunct, two sets of free
 parameters are chosen here by projected gradient ascent (Adam) on the float back-substitution of
-``alpha.Backsub``:
+``alpha.Backsub`` (on relu-only conv graphs ``alpha_targets.NodeBacksub``, the same one per node,
+``NODEWISE``):
 
 - the lower slopes α in [0, 1] of the unstable ReLU elements (α-CROWN), and
 - multipliers β >= 0 of the split constraints (β-CROWN: f >= f - β·sgn·z on the subproblem's
