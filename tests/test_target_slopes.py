@@ -1,7 +1,7 @@
 """Slopes per (relu node, target node) on the intermediate bounds (issues 14 and 15): a region's
 ``"arg_slopes"`` entries with a fifth element ``target`` (``graph_vnn.read_shared``), used by both
 engines' forward passes for that target's argument bounds only, chosen by
-``verify.alpha.target_slopes``.
+``verify.alpha_targets.target_slopes``.
 
 References: PyTorch's float64 evaluation of a deep MLP at sampled points of the box (every
 intermediate bound with the per-target slopes must contain the pre-activations there, every
@@ -21,7 +21,7 @@ from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.bounds import check_vnn
 from torchlean.certificates.graph_vnn import read_shared
 from torchlean.certificates.property import Atom, Region, Spec
-from torchlean.verify import alpha
+from torchlean.verify import alpha, alpha_targets
 from torchlean.verify import graph_relu as gr
 from torchlean.verify.table import load_target, network_id
 
@@ -55,7 +55,7 @@ def case(tmp_path_factory):
     st = fe.forward(fg, *box, "crown")
     reg0 = _region(lo, hi, label, others, [Fraction(0)] * 2)
     djs = [gr.Disjunct(t.bg, reg0, j) for j in range(2)]
-    sl, st2 = alpha.target_slopes(t.bg, fg, box, st, {}, lambda f: f(), lambda: False)
+    sl, st2 = alpha_targets.target_slopes(t.bg, fg, box, st, {}, lambda f: f(), lambda: False)
     base = np.array([fe.bound_forms(st, dj.F)[0, 0] for dj in djs])
     got = np.array([fe.bound_forms(st2, dj.F)[0, 0] for dj in djs])
     return net.double(), t, x0, lo, hi, label, others, sl, st, st2, base, got

@@ -8,7 +8,8 @@ batches by the checker's fast engine (``fast_engine.forward`` with the split pha
 element's argument bounds are clamped at 0, so its relaxation is exact, and every later node's
 CROWN bounds see it). Where that default CROWN bound does not prove the disjunct, two sets of free
 parameters are chosen here by projected gradient ascent (Adam) on the float back-substitution of
-``alpha.Backsub``:
+``alpha.Backsub`` (on relu-only conv graphs ``alpha_targets.NodeBacksub``, the same one per node,
+``NODEWISE``):
 
 - the lower slopes α in [0, 1] of the unstable ReLU elements (α-CROWN), and
 - multipliers β >= 0 of the split constraints (β-CROWN: f >= f - β·sgn·z on the subproblem's
@@ -38,7 +39,7 @@ from ..certificates.fast_functions import FAST
 from ..certificates.fast_vnn import extras_lower, phase_arrays
 from ..certificates.graph_vnn import objective_forms
 from ..certificates.property import Region
-from . import alpha, branching
+from . import alpha, alpha_targets, branching
 from .attack import leaf_minimisers
 from .tree import SplitTree, choice, combos, proof_extras, threshold
 
@@ -184,6 +185,10 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
     lo, hi = box if box is not None else fe.boxes([region.lo], [region.hi])
     use_alpha = alpha.dense_size(bg) <= alpha.MAX_DENSE and all(
         n.kind != "fn" or n.fn in FAST for n in bg.nodes)
+    # (relu-only conv graphs: the same float back-substitution per node, 2.5-12x faster there;
+    # not under "fsb" with recomputed estimates, whose ``branching._gather`` copies a Backsub)
+    nodewise = NODEWISE and use_alpha and relu_only(bg) and not fully_connected(bg) and (
+        branching.FSB_LINEAR or branching.RELU_CHOICE != "fsb")
     tree = SplitTree()
     # (tree node, split path, parent: (its batch's state, row, the split node) or None for the root)
     queue: list[tuple[int, Phases, Any]] = [(0, {}, None)]
@@ -229,7 +234,7 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
             r = int(lb[b].argmax())
             proofs[b] = [choice(dj.names[r]), threshold(lb[b, r])]
         if use_alpha and not done.all() and B * len(dj.forms) * bg.n_vars <= alpha.MAX_DENSE:
-            bs = alpha.Backsub.from_fast(bg, fg, st, FAST)
+            bs = alpha_targets.NodeBacksub(fg, st) if nodewise else alpha.Backsub.from_fast(bg, fg, st, FAST)
             val, a, beta, lam = _optimise(bs, dj, relus, st, paths, steps, deadline)
             best_r = val.argmax(1)
             if attack is not None and (~done).any():  # (bs.coef: the last bound's input coefficients)
@@ -324,9 +329,11 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
     if any(not d for d in region.disjuncts):
         return None
     box = fe.boxes([region.lo], [region.hi])
+    t0 = time.perf_counter()
     st = _forward(fe.compiled(bg), *box, None, deadline)
     if st is None:
         return None
+    stats["root_s"] = time.perf_counter() - t0
     djs = [Disjunct(bg, region, j) for j in range(len(region.disjuncts))]
     lbs = [fe.bound_forms(st, d.F)[0] for d in djs]  # (the root's lower bounds, per disjunct row)
     opens = [d for d, lb in zip(djs, lbs) if lb.max() <= EPS]
@@ -366,8 +373,9 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
             x = attack(min(deadline, time.perf_counter() + 1.0), starts, sub)
             if x is not None:
                 return x
-    if PER_TARGET and open_ and use_shared(bg) and fully_connected(bg):  # (after the attacks: a
-        st, lbs, shared = _per_target(bg, box, st, djs, lbs, shared, deadline, stats)  # sat needs none)
+    fc = fully_connected(bg)
+    if PER_TARGET and open_ and (use_shared(bg) and fc or conv_targets(bg, fc)):  # (after the
+        st, lbs, shared = _per_target(bg, box, st, djs, lbs, shared, deadline, stats, not fc)  # attacks)
         trees = [tr or _root_leaf(dj, lb) for tr, dj, lb in zip(trees, djs, lbs)]
         open_ = [j for j in open_ if trees[j] is None]
     for j in open_:
@@ -385,24 +393,46 @@ def _root_leaf(dj: Disjunct, lb: np.ndarray) -> list[Any] | None:
     return [["leaf", [[choice(dj.names[r]), threshold(lb[r])]]]] if lb[r] > EPS else None
 
 
+#: the subproblems' α/β on relu-only conv graphs by ``alpha_targets.NodeBacksub`` (False:
+#: ``alpha.Backsub``, as on every other graph)
+NODEWISE = True
 #: share of the search's remaining time the root's shared slopes may take (``alpha.shared_slopes``)
 SHARED_SHARE = 0.1
-#: and the per-target ones (``alpha.target_slopes``)
+#: and the per-target ones (``alpha_targets.target_slopes``)
 TARGET_SHARE = 0.15
+#: and on convolutional graphs (``alpha_targets.conv_target_slopes``; 0: none there). Off: at 0.1
+#: oval21's root shortfall fell 2-6%, closing no disjunct, and the subproblems that inherit the
+#: slopes were slower (img5303 unsat in 59.9 s against 47.9 s without, same run; bench/README.md)
+CONV_TARGET_SHARE = 0.0
 PER_TARGET = True  # (False: no per-target slopes; bench/bench_target_slopes.py --search compares the two)
 
 
 def _per_target(bg: Any, box: Any, st: Any, djs: list[Disjunct], lbs: list[Any], shared: dict[Any, Any],
-                deadline: float, stats: dict[str, Any]) -> tuple[Any, list[Any], dict[Any, Any]]:
-    """α per (relu node, target node) on the root's intermediate bounds (``alpha.target_slopes``,
-    at most TARGET_SHARE of what is left), added to ``shared`` (the certificate's ``arg_slopes``
-    with a target) where the disjuncts' total shortfall below 0 at the root went down; the
-    subproblems' forward passes reuse them (valid anywhere; a child's bounds are also intersected
-    with its parent's). Returns the root state, its bounds and the slopes kept."""
-    stop_at = time.perf_counter() + TARGET_SHARE * (deadline - time.perf_counter())
-    got, st2 = alpha.target_slopes(bg, fe.compiled(bg), box, st, shared,
-                                   lambda f: _until(min(deadline, stop_at), f),
-                                   lambda: time.perf_counter() > stop_at)
+                deadline: float, stats: dict[str, Any], conv: bool = False
+                ) -> tuple[Any, list[Any], dict[Any, Any]]:
+    """α per (relu node, target node) on the root's intermediate bounds (``alpha_targets``'s
+    ``target_slopes``, at most TARGET_SHARE of what is left; ``conv``: ``conv_target_slopes``, at
+    most CONV_TARGET_SHARE, its optimiser stopping in time for its one forward pass, which costs
+    about what the root's did: ``stats["root_s"]``), added to ``shared`` (the certificate's
+    ``arg_slopes`` with a target) where the disjuncts' total shortfall below 0 at the root went
+    down; the subproblems' forward passes reuse them (valid anywhere; a child's bounds are also
+    intersected with its parent's). Returns the root state, its bounds and the slopes kept."""
+    now = time.perf_counter()
+    stop_at = now + (CONV_TARGET_SHARE if conv else TARGET_SHARE) * (deadline - now)
+    fg = fe.compiled(bg)
+
+    def run(f: Callable[[], Any]) -> Any:
+        return _until(min(deadline, stop_at), f)
+
+    if conv:
+        opt_stop = stop_at - 1.5 * stats.get("root_s", 0.0)
+        if opt_stop <= now:
+            return st, lbs, shared
+        got, st2 = alpha_targets.conv_target_slopes(bg, fg, box, st, shared, run,
+                                                    lambda: time.perf_counter() > opt_stop)
+    else:
+        got, st2 = alpha_targets.target_slopes(bg, fg, box, st, shared, run,
+                                               lambda: time.perf_counter() > stop_at)
     if len(got) == len(shared):
         return st, lbs, shared
     lbs2 = [fe.bound_forms(st2, d.F)[0] for d in djs]
@@ -419,6 +449,14 @@ def use_shared(bg: Any) -> bool:
     sri_resnet_a, 1.5x over it, gains at the root, but a round of the optimiser costs 10-60 s
     there: with half the time it delayed a proof the ReLU splits find in 20 s, bench/README.md.)"""
     return relu_only(bg) and alpha.dense_size(bg) <= alpha.MAX_DENSE
+
+
+def conv_targets(bg: Any, fc: bool) -> bool:
+    """Whether the root's per-target slopes are optimised node-wise (``alpha_targets``'s
+    ``NodeBacksub``): relu-only graphs with two or more relu nodes that are not fully connected
+    (``fc``), when CONV_TARGET_SHARE gives them time, within ``use_shared``'s budget. (The ResNet of
+    sri_resnet_a, over it: 1-2% of the root shortfall for 50-350 s, bench/README.md.)"""
+    return CONV_TARGET_SHARE > 0 and not fc and use_shared(bg) and len(relu_nodes(bg)) > 1
 
 
 def fully_connected(bg: Any) -> bool:

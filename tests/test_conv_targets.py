@@ -1,0 +1,302 @@
+"""Per-target α on convolutional graphs (issue 14): ``verify.alpha_targets.NodeBacksub`` (the
+float back-substitution with multipliers per node, moved through the fast engine's sparse conv
+forms) and ``conv_target_slopes`` (the per-target slopes it chooses).
+
+References: the dense ``alpha.Backsub`` on a net small enough for both (same bounds, same
+gradients), finite differences of the bound in a slope, PyTorch's float64 evaluation of a small
+residual conv net at sampled points (every intermediate bound with the per-target slopes must
+contain the pre-activations there, every disjunct's bound the output margins), and tampered
+certificates (each mutation rejected in both replay modes).
+"""
+
+import json
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from torchlean.certificates import engine
+from torchlean.certificates import fast_engine as fe
+from torchlean.certificates.bounds import check_vnn
+from torchlean.certificates.fast_functions import FAST
+from torchlean.certificates.graph_vnn import read_shared
+from torchlean.certificates.property import Atom, Region, Spec
+from torchlean.verify import alpha, alpha_targets
+from torchlean.verify import graph_relu as gr
+from torchlean.verify.table import load_target, network_id
+
+EPS, SHAPE = 0.15, (1, 2, 5, 5)
+
+
+def _net(torch):
+    nn = torch.nn
+
+    class Res(nn.Module):
+        """conv -> relu -> conv + skip -> relu -> strided conv -> relu -> linear."""
+
+        def __init__(self):
+            super().__init__()
+            self.c1 = nn.Conv2d(2, 4, 3, padding=1)
+            self.c2 = nn.Conv2d(4, 4, 3, padding=1)
+            self.c3 = nn.Conv2d(4, 4, 3, stride=2)
+            self.fc = nn.Linear(16, 3)
+
+        def pre(self, x):  # (every relu node's argument, then the outputs)
+            z1 = self.c1(x)
+            h1 = torch.relu(z1)
+            z2 = self.c2(h1) + h1
+            z3 = self.c3(torch.relu(z2))
+            return [z1, z2, z3, self.fc(torch.relu(z3).flatten(1))]
+
+        def forward(self, x):
+            return self.pre(x)[-1]
+
+    return Res()
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """The net (exported to ONNX), a box around x0, the label, the root state, the per-target
+    slopes ``conv_target_slopes`` chooses with their state, and both disjuncts' root bounds."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(3)
+    net = _net(torch).eval()
+    path = tmp_path_factory.mktemp("convt") / "net.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, torch.zeros(SHAPE), str(path), dynamo=False, input_names=["X"],
+                          output_names=["Y"])
+    t = load_target(path)
+    n_in = int(np.prod(SHAPE))
+    x0 = np.random.default_rng(3).uniform(-1, 1, n_in)
+    lo = tuple(Fraction(v - EPS).limit_denominator(10**6) for v in x0)
+    hi = tuple(Fraction(v + EPS).limit_denominator(10**6) for v in x0)
+    label = int(net(torch.tensor(x0.reshape(SHAPE), dtype=torch.float32))[0].argmax())
+    others = [j for j in range(3) if j != label]
+    fg, box = fe.compiled(t.bg), fe.boxes([lo], [hi])
+    st = fe.forward(fg, *box, "crown")
+    djs = [gr.Disjunct(t.bg, _region(lo, hi, label, others, [Fraction(0)] * 2), j) for j in range(2)]
+    sl, st2 = alpha_targets.conv_target_slopes(t.bg, fg, box, st, {}, lambda f: f(), lambda: False,
+                                               steps=20, max_rows=1000)
+    base = np.array([fe.bound_forms(st, dj.F)[0, 0] for dj in djs])
+    got = np.array([fe.bound_forms(st2, dj.F)[0, 0] for dj in djs])
+    return net.double(), t, lo, hi, label, others, sl, st, st2, base, got
+
+
+def _region(lo, hi, label, others, ts):
+    a = [tuple(Fraction(int(i == label) - int(i == j)) for i in range(3)) for j in others]
+    return Region(lo, hi, tuple((Atom(aj, tj, False),) for aj, tj in zip(a, ts)))
+
+
+def test_graph_is_conv_and_gated(case):
+    net, t, *_ = case
+    assert gr.relu_only(t.bg) and not gr.fully_connected(t.bg) and len(gr.relu_nodes(t.bg)) == 3
+    assert gr.conv_targets(t.bg, False) == (gr.CONV_TARGET_SHARE > 0)
+
+
+def _sparse_graph(bg):
+    """The fast engine's float forms with every matrix sparse (this net's convolutions are denser
+    than ``fast_forms.SPARSE_BELOW``; a ResNet's are not): the node-wise products then take the
+    sparse ``_Mat`` paths."""
+    from torchlean.certificates import fast_forms
+
+    old = fast_forms.SPARSE_BELOW
+    fast_forms.SPARSE_BELOW = 1.01
+    try:
+        fg = fe.FastGraph(bg)
+    finally:
+        fast_forms.SPARSE_BELOW = old
+    assert all(A.sparse for k in gr.relu_nodes(bg) for _, A, _, _ in fg.forms[k].parents)
+    return fg
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_node_backsub_equals_dense_backsub(case, sparse):
+    """Bounds and gradients in the slopes of every relu node's rows and of the outputs, at random
+    slopes, equal the dense ``alpha.Backsub``'s (the node-wise one through dense and through
+    sparse conv matrices); a central difference of the bound agrees."""
+    net, t, lo, hi, label, others, sl, st, *_ = case
+    bg = t.bg
+    fg = _sparse_graph(bg) if sparse else fe.compiled(bg)
+    rng = np.random.default_rng(5)
+    relus = gr.relu_nodes(bg)
+    for tg in relus[1:] + [None]:
+        nb = alpha_targets.NodeBacksub(fg, st, tg)
+        db = alpha.Backsub.from_fast(bg, fe.compiled(bg), st, FAST)
+        if tg is None:  # (the outputs' rows: C·y as forms over the graph's variables)
+            F = fg.out
+            lam0 = {p: A.take() for p, A, _, _ in F.parents}
+            c0 = F.c.copy()
+            dl0, dc0 = alpha.objective_rows(bg, np.eye(3))
+        else:
+            un = np.arange(bg.nodes[tg].size)
+            lam0, c0 = nb.rows(tg, un)
+            A, c = alpha._node_mats(bg, tg, "fn")
+            dl0, dc0 = np.concatenate([A.take(un), -A.take(un)]), np.concatenate([c[un], -c[un]])
+            db.ops = [op for op in db.ops if op["k"] < tg]
+        R = len(c0)
+        slopes = nb.default_slopes(R)
+        for k, (a, b) in slopes.items():
+            a[:] = rng.uniform(0, 1, a.shape)
+            b[:] = np.where(rng.random(b.shape) < 0.5, b, rng.uniform(0, 1.5, b.shape))
+        # signed split multipliers (β·sgn) on half the elements of every node the rows read
+        mult = {k: rng.normal(size=a.shape) * (rng.random(a.shape) < 0.5) for k, (a, _) in slopes.items()}
+        v1, g1 = nb.bound(lam0, c0, slopes, want_grad=True, mult=mult)
+        v2, g2 = db.bound(dl0, dc0, {k: (a.copy(), b.copy()) for k, (a, b) in slopes.items()}, want_grad=True,
+                          mult=mult)
+        assert np.allclose(v1, v2, rtol=1e-10, atol=1e-10), np.abs(v1 - v2).max()
+        assert set(g1) == set(g2)
+        assert {k for k in g1 if type(k) is int} == {k for k in relus if tg is None or k < tg}
+        if tg is None:  # (dense rows as Backsub takes them: the same bound)
+            assert np.allclose(nb.bound(dl0, dc0, slopes, mult=mult)[0], v1, rtol=1e-12, atol=1e-12)
+        for k in g1:
+            for x, y in zip(g1[k], g2[k]):
+                assert np.allclose(x, y, rtol=1e-9, atol=1e-9), (k, np.abs(x - y).max())
+        assert np.allclose(nb.coef, db.coef[..., :nb.coef.shape[-1]])
+        # a central difference in one unstable lower slope of the first relu node, summed over rows
+        k0 = relus[0]
+        unst = np.nonzero((st.arg[k0][0][0] < 0) & (st.arg[k0][1][0] > 0))[0]
+        if tg is None or not unst.size:
+            continue
+        i, h = int(unst[0]), 1e-6
+        pert = {k: (a.copy(), b.copy()) for k, (a, b) in slopes.items()}
+        pert[k0][0][..., i] += h
+        up = nb.bound(lam0, c0, pert, mult=mult)[0].sum()
+        pert[k0][0][..., i] -= 2 * h
+        down = nb.bound(lam0, c0, pert, mult=mult)[0].sum()
+        gi = g1[k0][0][..., i].sum()
+        assert abs((up - down) / (2 * h) - gi) < 1e-4 * (1 + abs(gi))
+
+
+def test_sparse_transpose_product(case):
+    """``alpha_targets._rmul`` (the cached transpose's ``lmul``) equals ``_Mat.rmul``."""
+    net, t, *_ = case
+    fg = _sparse_graph(t.bg)
+    rng = np.random.default_rng(7)
+    for k in gr.relu_nodes(t.bg):
+        for _, A, _, _ in fg.forms[k].parents:
+            X = rng.normal(size=(7, A.shape[1]))
+            assert np.allclose(alpha_targets._rmul(A, X), A.rmul(X), rtol=1e-12, atol=1e-12)
+
+
+def test_conv_target_slopes_tighten_and_hold_at_samples(case):
+    torch = pytest.importorskip("torch")
+    net, t, lo, hi, label, others, sl, st, st2, base, got = case
+    relus = gr.relu_nodes(t.bg)
+    assert sl and all(type(key) is tuple for key in sl), sl.keys()
+    for (tg, k), (a, u) in sl.items():
+        assert tg in relus and k in relus and k < tg and np.isnan(u).all()
+        s = a[0][~np.isnan(a[0])]
+        assert s.size and ((s >= 0) & (s <= 1)).all()
+    assert (got > base + 1e-3).all(), (base, got)
+    rng = np.random.default_rng(2)
+    n_in = len(lo)
+    lo_f, hi_f = np.array(lo, float), np.array(hi, float)
+    xs = np.concatenate([rng.uniform(lo_f, hi_f, (2000, n_in)),
+                         np.where(rng.random((200, n_in)) < 0.5, lo_f, hi_f)])
+    with torch.no_grad():
+        pre = [z.reshape(len(xs), -1).numpy() for z in net.pre(torch.tensor(xs.reshape(-1, *SHAPE[1:])))]
+    ex = engine.forward(t.bg, list(lo), list(hi), "crown",
+                        slopes=read_shared(t.bg, {"arg_slopes": alpha.shared_entries(sl)}, "r"))
+    for k, z in zip(relus, pre):
+        assert (st2.arg[k][0][0] <= z.min(0) + 1e-9).all() and (z.max(0) <= st2.arg[k][1][0] + 1e-9).all()
+        el, eu = (np.array([float(b[i]) for b in ex.arg[k]]) for i in (0, 1))
+        assert (el <= z.min(0) + 1e-9).all() and (z.max(0) <= eu + 1e-9).all()
+    y = pre[-1]
+    margins = np.array([(y[:, label] - y[:, j]).min() for j in others])
+    assert (got <= margins + 1e-9).all(), (got, margins)
+
+
+def _cert(case):
+    """Root leaves for both disjuncts at thresholds between the default and the per-target bounds:
+    provable with the per-target slopes only."""
+    net, t, lo, hi, label, others, sl, st, st2, base, got = case
+    reg = _region(lo, hi, label, others, [Fraction(float((b + g) / 2)) for b, g in zip(base, got)])
+    spec = Spec(len(lo), 3, (reg,))
+    trees = []
+    for j in range(2):
+        lb = fe.bound_forms(st2, gr.Disjunct(t.bg, reg, j).F)[0, 0]
+        assert lb > 0
+        trees.append([["leaf", [[[0], str(Fraction(float(lb / 2)))]]]])
+    entry = {"per_disjunct": trees, "arg_slopes": alpha.shared_entries(sl)}
+    cert = {"kind": "vnn-unsat", "version": 1, "network": network_id(t), "property": spec.digest(),
+            "method": "crown", "regions": [entry]}
+    return t, spec, cert
+
+
+@pytest.mark.parametrize("mode", ["fast", "exact"])
+def test_conv_certificate_replays_and_mutations_fail(case, mode):
+    t, spec, cert = _cert(case)
+    v = check_vnn(cert, t.bg, spec, mode=mode)
+    assert v.ok, v.reason
+    entries = cert["regions"][0]["arg_slopes"]
+    assert entries and all(len(e) == 5 for e in entries)
+    k0, i0, _, _, t0 = entries[0]
+
+    def mutated(f):
+        c = json.loads(json.dumps(cert))
+        f(c["regions"][0])
+        return check_vnn(c, t.bg, spec, mode=mode)
+
+    def flipped(r):  # every slope s -> 1 - s on its target: a worse relaxation
+        r["arg_slopes"] = [[k, i, str(1 - Fraction(s)), u, tg] for k, i, s, u, tg in r["arg_slopes"]]
+
+    for f in (lambda r: r.pop("arg_slopes"), flipped):
+        assert "recomputed bound" in mutated(f).reason
+    bad = [
+        lambda r: r.__setitem__("arg_slopes", [[k0, i0, "3/2", None, t0]] + entries[1:]),  # slope > 1
+        lambda r: r.__setitem__("arg_slopes", [[k0, i0, "-1/8", None, t0]] + entries[1:]),  # slope < 0
+        lambda r: r.__setitem__("arg_slopes", [[k0, 10**6, "1/2", None, t0]] + entries[1:]),  # no element
+        lambda r: r.__setitem__("arg_slopes", [[k0, i0, "1/2", None, k0]]),  # a target not after the node
+    ]
+    results = [mutated(f) for f in bad]
+    assert not any(r.ok for r in results), [r.reason for r in results]
+
+
+def test_search_emits_conv_target_slopes(case, monkeypatch):
+    """``graph_relu.bab_region`` with a share for the conv per-target slopes: its certificate
+    carries them and replays in both modes."""
+    import time
+
+    monkeypatch.setattr(gr, "CONV_TARGET_SHARE", 0.5)
+    monkeypatch.setattr(gr, "SHARED_SHARE", 0.0)
+    t, spec, _ = _cert(case)
+    stats = {}
+    entry = gr.bab_region(t.bg, spec.regions[0], time.perf_counter() + 60, stats)
+    assert isinstance(entry, dict) and any(len(e) == 5 for e in entry.get("arg_slopes", [])), (entry, stats)
+    assert stats["target_slopes"] > 0
+    cert = {"kind": "vnn-unsat", "version": 1, "network": network_id(t), "property": spec.digest(),
+            "method": "crown", "regions": [entry]}
+    for mode in ("fast", "exact"):
+        v = check_vnn(cert, t.bg, spec, mode=mode)
+        assert v.ok, v.reason
+
+
+def test_search_splits_with_nodewise_alpha_beta_and_replays(case, monkeypatch):
+    """Thresholds above the root bounds: the ReLU-split search runs its subproblems' α/β on
+    ``NodeBacksub`` (this graph is conv, relu-only), proves leaves with the slopes it chose
+    (α leaves: the engine's bound with them), and both replays accept the tree."""
+    import time
+
+    net, t, lo, hi, label, others, sl, st, st2, base, got = case
+    monkeypatch.setattr(gr, "SHARED_SHARE", 0.0)
+    seen = []
+    real = alpha_targets.NodeBacksub.bound
+
+    def spy(self, *a, **k):
+        seen.append(k.get("mult") is not None)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(alpha_targets.NodeBacksub, "bound", spy)
+    reg = _region(lo, hi, label, others, [Fraction(float(b + 0.3 * (g - b))) for b, g in zip(base, got)])
+    spec = Spec(len(lo), 3, (reg,))
+    stats = {}
+    entry = gr.bab_region(t.bg, reg, time.perf_counter() + 120, stats)
+    assert isinstance(entry, dict) and stats.get("beta_leaves", 0) > 0, (entry, stats)
+    assert any(seen), "the subproblems' α/β did not run node-wise"
+    cert = {"kind": "vnn-unsat", "version": 1, "network": network_id(t), "property": spec.digest(),
+            "method": "crown", "regions": [entry]}
+    for mode in ("fast", "exact"):
+        v = check_vnn(cert, t.bg, spec, mode=mode)
+        assert v.ok, v.reason
