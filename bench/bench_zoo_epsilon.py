@@ -3,6 +3,8 @@
 initialisation (seed 0) or after a short training, with generate / replay / observe seconds.
 
     python bench/bench_zoo_epsilon.py lstm [STEPS]       # lstm / gru: trained STEPS (default 300)
+    python bench/bench_zoo_epsilon.py demo               # ``python -m torchlean demo``'s ε (its model, box)
+    python bench/bench_zoo_epsilon.py pinn               # pinn / ppo: untrained (seed 0), their --certify box
     python bench/bench_zoo_epsilon.py autoencoder        # untrained, the box [0, 1]^64
     python bench/bench_zoo_epsilon.py fno                # untrained, the training inputs' range
     python bench/bench_zoo_epsilon.py transformer [L]    # 'sums' model after its lookup, context L
@@ -45,6 +47,26 @@ def build(kind: str, arg: int | None) -> tuple[object, np.ndarray, list[tuple[Fr
         lo, hi = series.min(0), series.max(0)
         return net, data.x_test[:1], [(Fraction(float(lo[j])), Fraction(float(hi[j])))
                                       for _ in range(WINDOW) for j in range(2)]
+    if kind == "demo":  # ``python -m torchlean demo``'s model and box (its ε; 300 Adam steps, seed 0)
+        from torchlean import nn
+        from torchlean.zoo import auto_mpg
+
+        data = auto_mpg.load()
+        net = nn.Sequential(nn.Linear(7, 8), nn.Tanh(), nn.Linear(8, 1))
+        tr = tl.Trainer(net, task="regression", optimizer="adam", lr=0.02, seed=0)
+        net = tr.train(data.train(), steps=arg or 300, batch_size=32, progress=False).model
+        x = data.x_test.astype(np.float32)
+        return net, x[:1], [(Fraction(float(a)), Fraction(float(b))) for a, b in zip(x.min(0), x.max(0))]
+    if kind == "pinn":  # untrained, x in [0, 1]
+        from torchlean.zoo.pinn import model as pinn_model
+
+        return pinn_model(), np.array([[0.5]], np.float32), [(Fraction(0), Fraction(1))]
+    if kind == "ppo":  # the untrained policy on the safety boxes' hull
+        from torchlean.zoo.ppo import SAFETY_BOXES, policy_net
+
+        lows, highs = zip(*((lo, hi) for lo, hi, _ in SAFETY_BOXES.values()))
+        return policy_net(), np.zeros((1, 4), np.float32), [
+            (Fraction(float(a)), Fraction(float(b))) for a, b in zip(np.min(lows, 0), np.max(highs, 0))]
     if kind == "autoencoder":
         from torchlean.zoo.generative import autoencoder
 

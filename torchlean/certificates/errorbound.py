@@ -382,6 +382,7 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         if op == "layer_norm":  # each row's var + eps lower bound, the engine's: always set here,
             # so a "var+eps" attribute in the statement's own IR is never what the rule reads
             at["var+eps"] = [r[0] for r in ranges(Tensor((len(out.var),), out.var))]
+        ctx.budget(len(out.v))
         vs = apply(ctx, op, ins, shapes, at, ranges(out),
                    [exact[n] for n in node["inputs"]])
         require(len(vs) == len(out.v), f"{op}: {len(vs)} elements for {len(out.v)}")

@@ -26,7 +26,8 @@ F = 64  # fixed-point scale of form coefficients
 G = 192  # fixed-point scale of source bounds (rounded up)
 MAX_TERMS = 2048  # a longer form keeps its KEEP_TERMS largest terms; the rest join one new source
 KEEP_TERMS = 1024
-MAX_WORK = 60_000  # form terms read to build one element; above, the inputs' bounds are used
+MAX_WORK = 60_000  # form terms read to build one element; above, each input is its one source
+NODE_WORK = 10_000_000  # ... or this many over a whole node (``Ctx.work``: a narrow node reads more)
 MIN_KERNEL_ULPS = Q(1, 2)  # correct rounding: the least a certificate may assume
 
 
@@ -34,12 +35,13 @@ class V:
     """One element: real range [lo, hi] and error sum_s c[s]/2^F d_s + r, |r| <= rem; ``g``: a
     form over the inputs with |value(x)| <= g(t(x)) on the box, or None (``errorforms``)."""
 
-    __slots__ = ("lo", "hi", "c", "rem", "E", "g", "_k")
+    __slots__ = ("lo", "hi", "c", "rem", "E", "g", "_k", "_r")
 
     def __init__(self, lo: Fraction, hi: Fraction, c: dict[int, int], rem: Fraction, E: Fraction,
                  g: Any = None):
         self.lo, self.hi, self.c, self.rem, self.E, self.g = lo, hi, c, rem, E, g
         self._k: Any = None  # (``errorforms.facts``, computed once: an element is read by many sums)
+        self._r: Any = None  # (``Ctx.alias``, made once: every reader shares the one source)
 
 
 def _g(rng: Any) -> Any:
@@ -64,6 +66,11 @@ class Ctx:
         self.loc: list[Any] = []
         self.locmax: list[int] = []  # each source's maximum over the box
         self.nf = 0  # form dimensions (``errorforms.enabled``; 0: constants only)
+        self.work = MAX_WORK  # form terms one element may read (``budget``, per node)
+
+    def budget(self, n: int) -> None:
+        """The form terms one element of an n-element node may read (a policy: any is sound)."""
+        self.work = max(MAX_WORK, NODE_WORK // max(1, n))
 
     # -- forms -------------------------------------------------------------------------------
     def _acc(self, c: dict[int, int]) -> tuple[int, list[int]]:
@@ -108,19 +115,20 @@ class Ctx:
         local = ZERO if lf is not None else local
         acc: dict[int, int] = {}
         slack = 0  # charges for rounding coefficients, scale 2^(F+G)
-        work = full = sum(len(v.c) for m, _, v in terms if m)
-        drop: set[int] = set()  # terms charged |m| |e_v| instead of kept (the least |m| E_v first)
-        if work > MAX_WORK:  # until the rest's forms fit in MAX_WORK (any term may be charged)
-            for j in sorted((j for j, (m, _, v) in enumerate(terms) if m and v.c),
+        work = sum(len(v.c) for m, _, v in terms if m)
+        if work > self.work:  # the inputs of least |m| E_v become their one shared source
+            terms = list(terms)  # (``alias``: signs kept) until the rest's forms fit the budget
+            for j in sorted((j for j, (m, _, v) in enumerate(terms) if m and len(v.c) > 1),
                             key=lambda j: abs(terms[j][0]) * terms[j][2].E):
-                if work <= MAX_WORK:
+                if work <= self.work:
                     break
-                drop.add(j)
-                work -= len(terms[j][2].c)
-        for j, (m, r, v) in enumerate(terms):
+                m, r, v = terms[j]
+                work -= len(v.c) - 1
+                terms[j] = (m, r, self.alias(v))
+        for m, r, v in terms:
             if v.rem:
                 rem += abs(m) * v.rem
-            if r and self.nf and v.c and full <= MAX_WORK:  # r|e_v| <= r(sum |c_s| loc_s(t) + rem_v)
+            if r and self.nf and v.c:  # r|e_v| <= r(sum |c_s| loc_s(t) + rem_v)
                 k0, vec = self._acc(v.c)
                 lf = lf or [ZERO] * (self.nf + 1)
                 sc = r / (1 << (F + G))
@@ -133,7 +141,7 @@ class Ctx:
                 rem += r * v.E
             if not m or not v.c:
                 continue
-            if j in drop:
+            if work > self.work:  # (more inputs than that, each one source: their bounds)
                 rem += abs(m) * (v.E - v.rem)
                 continue
             # W = round(m 2^F) (half to even, as round() of a Fraction), in integers
@@ -169,6 +177,19 @@ class Ctx:
                 self.locmax.append(mx)
                 c[len(self.loc) - 1] = 1 << F
         return V(lo, hi, c, ZERO, self.bound(c, ZERO), g)
+
+    def alias(self, v: V) -> V:
+        """v with its error as ONE source d_v = e_v, |d_v| <= sum_s |c_s| loc_s(t) + rem_v (a form
+        where forms are on), made once per element: e_v = d_v exactly, and a bound holds whatever
+        the sources' dependence, so readers that combine d_v with signed weights still cancel."""
+        if v._r is None:
+            k0, vec = self._acc(v.c)
+            sc = 1 << (F + G)
+            L = self._store([Q(k0, sc) + v.rem] + [Q(a, sc) for a in vec])
+            self.loc.append(L)
+            self.locmax.append(L if isinstance(L, int) else L[0] + sum(map(abs, L[1:])))
+            v._r = V(v.lo, v.hi, {len(self.loc) - 1: 1 << F}, ZERO, v.E, v.g)
+        return v._r
 
     def const(self, q: Fraction, rem: Fraction = ZERO) -> V:
         return V(q, q, {}, rem, rem)
