@@ -123,8 +123,8 @@ class Ctx:
                 if work <= self.work:
                     break
                 m, r, v = terms[j]
-                work -= len(v.c) - 1
                 terms[j] = (m, r, self.alias(v))
+                work += len(terms[j][2].c) - len(v.c)
         for m, r, v in terms:
             if v.rem:
                 rem += abs(m) * v.rem
