@@ -145,19 +145,22 @@ def test_narrow_transformer_with_the_relational_softmax(monkeypatch):
 
 @pytest.mark.parametrize("ranges", ["ibp", "fast"])
 def test_partial_collapse_above_max_work_is_sound(ranges, monkeypatch):
-    """``Ctx.make`` above ``MAX_WORK`` charges the inputs of least |m|·E as constants until the rest
-    fit (h-tfeps; before, every input): with a tiny budget (most sums partly collapsed) the
-    certificate replays, covers the observed error, and lies between the full budget's epsilon
-    and the one with every form collapsed (a budget of 0)."""
+    """``Ctx.make`` above its budget makes the inputs of least |m|·E their one shared source
+    (``Ctx.alias``) until the rest fit (h-tfeps's partial collapse, aliased since the merge with
+    h-zooeps; before, every input charged as a constant): with a tiny budget (most sums partly
+    aliased) the certificate replays, covers the observed error, and lies between the full budget's
+    epsilon and the former rule's, every over-budget form collapsed (a budget of 0, no aliases)."""
     from torchlean.certificates import errorctx
 
     rng = np.random.default_rng(21)
     g = _attention_graph(rng, n=6, scale=2.0, shift=True)
     box = box_of(rng, (1, 4), Fraction(1, 16))
     _, full = _eps(g, box, ranges=ranges)
+    monkeypatch.setattr(errorctx, "NODE_WORK", 0)  # the per-element budget alone
     monkeypatch.setattr(errorctx, "MAX_WORK", 12)
     _, part = _eps(g, box, ranges=ranges)
     monkeypatch.setattr(errorctx, "MAX_WORK", 0)
+    monkeypatch.setattr(errorctx.Ctx, "alias", lambda self, v: v)  # the former collapse
     _, none = _eps(g, box, ranges=ranges)
     assert np.all(observed(g, box, "binary32", n=120) <= part)
     assert np.all(full <= part * (1 + 1e-12)) and np.all(part <= none * (1 + 1e-12))
