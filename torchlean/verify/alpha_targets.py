@@ -152,6 +152,49 @@ def _rmul(A: Any, X: np.ndarray) -> np.ndarray:
     return _TRANSPOSED[id(A)][1].lmul(X)
 
 
+def _optimise(bs: Any, lam0: Any, c0: Any, w: Any, sl: Any, relus: list[int], t: int, arg: Any,
+              base: dict[Any, Any], steps: int, lr: float, stop: Any) -> tuple[dict[Any, Any], Any] | None:
+    """Adam on the lower slopes of every relu node before t (their unstable elements by ``arg``,
+    starting from ``base``'s where it has one) to raise the w-weighted sum of the bounds ``bs``
+    gives t's rows (``lam0``, ``c0``) with the slopes ``sl`` (written in place); ``stop()`` is
+    checked after each step. Returns the best slopes as (t, j) entries (unstable elements only, in
+    float32: short rationals) and the rows' bounds there, or None when no earlier relu node has an
+    unstable element."""
+    free = {}  # relu node before t -> (its unstable elements, starting slope vector)
+    for j in relus:
+        if j >= t:
+            break
+        unj = (arg[j][0][0] < 0) & (arg[j][1][0] > 0)
+        if unj.any():
+            s0 = sl[j][0][0, 0].copy()
+            if j in base:
+                s0 = np.where(np.isnan(base[j][0][0]), s0, base[j][0][0])
+            free[j] = (unj, s0)
+    if not free:
+        return None
+    cur = {j: s.copy() for j, (_, s) in free.items()}
+    best_val, best, best_v = -np.inf, {j: s.copy() for j, s in cur.items()}, None
+    moments: dict[Any, list[Any]] = {}
+    for it in range(steps + 1):
+        for j, s in cur.items():
+            sl[j][0][:] = s
+        v, g = bs.bound(lam0, c0, sl, want_grad=True)
+        val = float((v[0] * w).sum())
+        if val > best_val:
+            best_val, best, best_v = val, {j: s.copy() for j, s in cur.items()}, v[0]
+        if it == steps or stop():
+            break
+        for j, (unj, _) in free.items():
+            a = alpha.adam_step(moments, j, cur[j], (g[j][0][0] * w[:, None]).sum(0), lr, it + 1)
+            cur[j] = np.where(unj, np.clip(a, 0.0, 1.0), cur[j])
+    mine = {}
+    for j, s in best.items():
+        s = np.where(free[j][0], s, np.nan).astype(np.float32).astype(float)
+        if (~np.isnan(s)).any():
+            mine[t, j] = (s[None], np.full((1, s.size), np.nan))
+    return mine, best_v
+
+
 #: the node-wise optimiser's defaults (``conv_target_slopes``): Adam steps per target node, and
 #: the target's argument rows of most weight it back-substitutes (a step costs ~0.01 s per row on
 #: a ResNet: bench/README.md)
@@ -190,35 +233,10 @@ def conv_target_slopes(bg: Any, fg: Any, box: Any, st: Any, base: dict[Any, Any]
         lam0, c0 = bs.rows(t, un)
         lam0, c0, w = {p: v[keep] for p, v in lam0.items()}, c0[keep], w[keep]
         sl = bs.default_slopes(1)  # (one slope per element for every row: broadcast)
-        free = {}
-        for j in relus:
-            if j >= t:
-                break
-            unj = (arg[j][0][0] < 0) & (arg[j][1][0] > 0)
-            if unj.any():
-                s0 = sl[j][0][0, 0].copy()
-                if j in base:
-                    s0 = np.where(np.isnan(base[j][0][0]), s0, base[j][0][0])
-                free[j] = (unj, s0)
-        if not free:
+        got = _optimise(bs, lam0, c0, w, sl, relus, t, arg, base, steps, lr, stop)
+        if got is None or got[1] is None:
             continue
-        cur = {j: s.copy() for j, (_, s) in free.items()}
-        best_val, best, best_v = -np.inf, dict(cur), None
-        moments: dict[Any, list[Any]] = {}
-        for it in range(steps + 1):
-            for j, s in cur.items():
-                sl[j][0][:] = s
-            v, g = bs.bound(lam0, c0, sl, want_grad=True)
-            val = float((v[0] * w).sum())
-            if val > best_val:
-                best_val, best, best_v = val, {j: s.copy() for j, s in cur.items()}, v[0]
-            if it == steps or stop():
-                break
-            for j, (unj, _) in free.items():
-                a = alpha.adam_step(moments, j, cur[j], (g[j][0][0] * w[:, None]).sum(0), lr, it + 1)
-                cur[j] = np.where(unj, np.clip(a, 0.0, 1.0), cur[j])
-        if best_v is None or best_val <= -np.inf:
-            continue
+        mine, best_v = got
         n = un.size  # the float bounds the slopes give t's rows, for the later targets
         lo_r, up_r = keep[keep < n], keep[keep >= n]
         lo_v, up_v = best_v[: lo_r.size], best_v[lo_r.size:]
@@ -226,10 +244,7 @@ def conv_target_slopes(bg: Any, fg: Any, box: Any, st: Any, base: dict[Any, Any]
         l[un[lo_r]] = np.maximum(l[un[lo_r]], lo_v)
         u[un[up_r - n]] = np.minimum(u[un[up_r - n]], -up_v)
         arg[t] = (l[None], np.maximum(u, l)[None])
-        for j, s in best.items():
-            s = np.where(free[j][0], s, np.nan).astype(np.float32).astype(float)
-            if (~np.isnan(s)).any():
-                found[t, j] = (s[None], np.full((1, s.size), np.nan))
+        found.update(mine)
     if not found:
         return dict(base), st
     got = until(lambda: fe.forward(fg, *box, "crown", slopes={**base, **found}))
@@ -279,40 +294,9 @@ def target_slopes(bg: Any, fg: Any, box: Any, st: Any, base: dict[Any, Any], unt
         d2 = (u[un] - l[un]) ** 2
         w = np.concatenate([u[un] ** 2 / d2, l[un] ** 2 / d2])
         sl = bs.default_slopes(len(c0))
-        free = {}  # relu node before t -> (its unstable elements, current slope vector)
-        for j in relus:
-            if j >= t:
-                break
-            lj, uj = st.arg[j][0][0], st.arg[j][1][0]
-            unj = (lj < 0) & (uj > 0)
-            if not unj.any():
-                continue
-            s0 = sl[j][0][0, 0].copy()
-            if j in base:
-                s0 = np.where(np.isnan(base[j][0][0]), s0, base[j][0][0])
-            free[j] = (unj, s0)
-        if not free:
-            continue
-        cur = {j: s.copy() for j, (_, s) in free.items()}
-        best_v, best = -np.inf, {j: s.copy() for j, s in cur.items()}
-        moments: dict[Any, list[Any]] = {}
-        for it in range(steps + 1):
-            for j, s in cur.items():
-                sl[j][0][:] = s
-            v, g = bs.bound(lam0, c0, sl, want_grad=True)
-            val = float((v[0] * w).sum())
-            if val > best_v:
-                best_v, best = val, {j: s.copy() for j, s in cur.items()}
-            if it == steps or (nodewise and stop()):
-                break
-            for j, (unj, _) in free.items():
-                a = alpha.adam_step(moments, j, cur[j], (g[j][0][0] * w[:, None]).sum(0), lr, it + 1)
-                cur[j] = np.where(unj, np.clip(a, 0.0, 1.0), cur[j])
-        mine = {}
-        for j, s in best.items():
-            s = np.where(free[j][0], s, np.nan).astype(np.float32).astype(float)  # (float32: short rationals)
-            if (~np.isnan(s)).any():
-                mine[t, j] = (s[None], np.full((1, s.size), np.nan))
+        got = _optimise(bs, lam0, c0, w, sl, relus, t, st.arg, base, steps, lr,
+                        stop if nodewise else (lambda: False))
+        mine = got[0] if got else {}
         if not mine:
             continue
         got = until(lambda mine=mine: fe.forward(fg, *box, "crown", slopes={**out, **mine}))
