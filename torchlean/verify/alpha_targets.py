@@ -22,6 +22,7 @@ What is sound is not computed here: the engine recomputes every bound with the s
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -134,22 +135,23 @@ class NodeBacksub:
         return out, grads
 
 
-#: per sparse ``_Mat`` (by identity; the matrix kept alive with its entry): its transpose, as a
-#: ``_Mat`` whose ``lmul`` is the original's ``rmul``: ``_Mat.rmul`` gathers an (M, nnz) array
-#: and reduces it, 85% of a ResNet target's gradient pass at 878 rows (bench/README.md)
-_TRANSPOSED: dict[int, tuple[Any, Any]] = {}
+#: per sparse ``_Mat`` (held weakly: an entry goes with its matrix): its transpose, as a ``_Mat``
+#: whose ``lmul`` is the original's ``rmul``: ``_Mat.rmul`` gathers an (M, nnz) array and reduces
+#: it, 85% of a ResNet target's gradient pass at 878 rows (bench/README.md)
+_TRANSPOSED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def _rmul(A: Any, X: np.ndarray) -> np.ndarray:
     """X @ A.T for X (M, n) (``_Mat.rmul``), by the cached transpose's ``lmul`` where A is sparse."""
     if not A.sparse:
         return A.rmul(X)
-    if id(A) not in _TRANSPOSED or _TRANSPOSED[id(A)][0] is not A:
+    T = _TRANSPOSED.get(A)
+    if T is None:
         from ..certificates.fast_forms import _Mat
 
         order = np.lexsort((A.rows, A.cols))
-        _TRANSPOSED[id(A)] = (A, _Mat(A.shape[1], A.shape[0], A.cols[order], A.rows[order], A.vals[order]))
-    return _TRANSPOSED[id(A)][1].lmul(X)
+        T = _TRANSPOSED[A] = _Mat(A.shape[1], A.shape[0], A.cols[order], A.rows[order], A.vals[order])
+    return T.lmul(X)
 
 
 def _optimise(bs: Any, lam0: Any, c0: Any, w: Any, sl: Any, relus: list[int], t: int, arg: Any,
