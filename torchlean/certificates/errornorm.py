@@ -47,7 +47,7 @@ H_i H_j / n)/s at some z of the segment, where 1/s lies in [a - ra, a + ra] (1/s
 range of H(v)_j above: the same bound holds at every z of the segment); so with S = sum_j G_j e_j
 (ONE source per row), H(v)_i - H(c)_i = a e_i - (a G_i / n) S + sum_j rho_ij e_j, |rho_ij| <=
 delta_ij ra + (Hm_i Hm_j ra + a (R_i Hm_j + |G_i| R_j))/n (Hm >= |H|), charged as sum_j |rho_ij| E_j.
-e_i stays a form (cancelling later) unless the next n-wide sum would collapse it (MAX_WORK).
+e_i stays a form (cancelling later; a sum over the budget aliases it, ``Ctx.make``).
 
 Every quantity is an exact rational; square roots are rounded the safe way (``sqrt_up`` above,
 ``sqrt_down`` below). Preconditions (else ``normalise`` returns None and the column composes the
@@ -59,7 +59,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from .bound_graph import sqrt_up, within
-from .errorctx import MAX_WORK, ONE, ZERO, Ctx, V
+from .errorctx import ONE, ZERO, Ctx, V
 from .functions import FUNCTIONS
 
 Q = Fraction
@@ -163,9 +163,7 @@ def normalise(ctx: Ctx, xc: list[V], var_lo: Fraction, eps: Fraction) -> list[V]
         common = ((hl + hh) / 2, (hh - hl) / 2, d)  # H(v)_i (F - 1): midpoint kept, radius charged
         y = ctx.make(lo, hi, [common], ZERO, P + own)
         rho = ra * v.E + (hm * ra + a * r) * sHE / n + a * abs(g) * sRE / n
-        # (a form the next n-wide sum would collapse, MAX_WORK, is charged here instead: a·|e_i|)
-        ax = (a, ZERO, v) if len(v.c) * n <= MAX_WORK else (ZERO, a, v)
-        y2 = ctx.make(lo, hi, [ax, (-a * g / n, ZERO, S), common], ZERO, rho + own)
+        y2 = ctx.make(lo, hi, [(a, ZERO, v), (-a * g / n, ZERO, S), common], ZERO, rho + own)
         cap = rn * U_hi + max(-lo, hi) + tail  # |y~_i| <= sqrt(n) U_hi + tail, |y_i| <= max(-lo, hi)
         y = min(y, y2, key=lambda w: w.E)
         out.append(y if y.E <= cap else ctx.make(lo, hi, [], ZERO, cap))
@@ -269,6 +267,5 @@ def softmax_relational(ctx: Ctx, xs: list[V], s: list[V], m: V, ys: list[V]) -> 
         et = exp_hi(t)[1]
         dr = max(et * (1 + K) * (1 + u) - 1, 1 - (1 - K) * (1 - u) / et)
         own = r * x.E + r * sPE + g * sRE + pm * C_hi * dr + Gr
-        ax = (g, ZERO, x) if len(x.c) * n <= MAX_WORK else (ZERO, g, x)
-        out.append(ctx.make(y.lo, y.hi, [ax, (-g, ZERO, S), (g, r, d)], ZERO, own, y.g))
+        out.append(ctx.make(y.lo, y.hi, [(g, ZERO, x), (-g, ZERO, S), (g, r, d)], ZERO, own, y.g))
     return out
