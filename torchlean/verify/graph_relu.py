@@ -452,7 +452,7 @@ def _per_target(bg: Any, box: Any, st: Any, djs: list[Disjunct], lbs: list[Any],
 
 def use_shared(bg: Any) -> bool:
     """Whether the root's shared slopes are optimised: relu-only graphs within the dense float
-    back-substitution's budget (``alpha.MAX_DENSE``), as the batches' α/β. (The ResNet of
+    back-substitution's budget (``alpha.MAX_DENSE``: ``shared_slopes`` runs ``Backsub``). (The ResNet of
     sri_resnet_a, 1.5x over it, gains at the root, but a round of the optimiser costs 10-60 s
     there: with half the time it delayed a proof the ReLU splits find in 20 s, bench/README.md.)"""
     return relu_only(bg) and alpha.dense_size(bg) <= alpha.MAX_DENSE
