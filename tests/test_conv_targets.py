@@ -300,3 +300,61 @@ def test_search_splits_with_nodewise_alpha_beta_and_replays(case, monkeypatch):
     for mode in ("fast", "exact"):
         v = check_vnn(cert, t.bg, spec, mode=mode)
         assert v.ok, v.reason
+
+
+def test_nodewise_size_counts_the_forms_terms(case):
+    """``alpha_targets.nodewise_size``: per row, every relu node's argument forms' terms (as the
+    exact graph's forms list them, where every fast matrix is sparse) plus one per variable."""
+    t = case[1]
+    fg = _sparse_graph(t.bg)
+    terms = sum(len(f.t) for k in gr.relu_nodes(t.bg) for f in t.bg.nodes[k].args)
+    assert alpha_targets.nodewise_size(fg) == t.bg.n_vars + terms
+
+
+def test_nodewise_alpha_beta_over_the_dense_budget_and_replays(case, monkeypatch):
+    """A graph over the dense back-substitution's budget (``alpha.MAX_DENSE`` set below its
+    ``dense_size``, as sri_resnet_a's ResNet is): its subproblems still get α/β, node-wise, within
+    ``alpha_targets.MAX_NODEWISE``; every bound the engine recomputes with the chosen slopes and
+    multipliers is at least plain CROWN's on the same subproblem and row; the certificate replays
+    in both modes. Below the node-wise budget too (or with the dense path), the batches get no α/β."""
+    import time
+
+    net, t, lo, hi, label, others, sl, st, st2, base, got = case
+    monkeypatch.setattr(gr, "SHARED_SHARE", 0.0)
+    monkeypatch.setattr(alpha, "MAX_DENSE", alpha.dense_size(t.bg) - 1)
+    reg = _region(lo, hi, label, others, [Fraction(float(b + 0.3 * (g - b))) for b, g in zip(base, got)])
+    spec = Spec(len(lo), 3, (reg,))
+    seen, pairs = [], []
+    real_bound, real_engine = alpha_targets.NodeBacksub.bound, gr._engine_bounds
+
+    def spy_bound(self, *a, **k):
+        seen.append(k.get("mult") is not None)
+        return real_bound(self, *a, **k)
+
+    def spy_engine(bg, st, dj, cands):
+        out = real_engine(bg, st, dj, cands)
+        crown = fe.bound_forms(st, dj.F)
+        pairs.extend((g, float(crown[b, r])) for (b, r, *_), g in zip(cands, out))
+        return out
+
+    monkeypatch.setattr(alpha_targets.NodeBacksub, "bound", spy_bound)
+    monkeypatch.setattr(gr, "_engine_bounds", spy_engine)
+    stats = {}
+    entry = gr.bab_region(t.bg, reg, time.perf_counter() + 120, stats)
+    assert isinstance(entry, dict) and stats.get("beta_leaves", 0) > 0, (entry, stats)
+    assert any(seen), "the subproblems' α/β did not run node-wise"
+    assert pairs and all(g >= c - 1e-9 for g, c in pairs), pairs
+    assert any(g > 0 >= c for g, c in pairs), "no subproblem proved by α/β that CROWN left open"
+    cert = {"kind": "vnn-unsat", "version": 1, "network": network_id(t), "property": spec.digest(),
+            "method": "crown", "regions": [entry]}
+    for mode in ("fast", "exact"):
+        v = check_vnn(cert, t.bg, spec, mode=mode)
+        assert v.ok, v.reason
+    for setting in (("MAX_NODEWISE", 0), ("NODEWISE", False)):  # no budget left: CROWN-only batches
+        mod = alpha_targets if setting[0] == "MAX_NODEWISE" else gr
+        with monkeypatch.context() as m:
+            m.setattr(mod, *setting)
+            seen.clear()
+            stats = {}
+            entry = gr.bab_region(t.bg, reg, time.perf_counter() + 120, stats)
+            assert not stats.get("beta_leaves") and not any(seen), (setting, stats)

@@ -135,6 +135,26 @@ class NodeBacksub:
         return out, grads
 
 
+#: multiply-adds one ``NodeBacksub.bound`` may cost over all its rows (``nodewise_size`` per row):
+#: its own budget, in place of ``alpha.MAX_DENSE`` (which bounds the dense multipliers' entries,
+#: which this one never builds). About 2 s a pass with its gradients on one core: a ResNet's (the
+#: 9.1M of sri_resnet_a) 16 rows cost 0.17 s with the gradients (bench/README.md)
+MAX_NODEWISE = 2_000_000_000
+
+
+def nodewise_size(fg: Any) -> int:
+    """Multiply-adds per row of ``NodeBacksub.bound`` on the compiled graph ``fg``: every relu
+    node's argument forms through its parents (a sparse ``_Mat``'s nonzeros, a dense one's
+    entries: ``lmul``'s work, and the gradient's transposed products the same again), plus the
+    multipliers' own entries (one per variable)."""
+    n = fg.bg.n_vars
+    for k, node in enumerate(fg.bg.nodes):
+        if node.kind == "fn":
+            n += sum(len(A.vals) if A.sparse else A.shape[0] * A.shape[1]
+                     for _, A, _, _ in fg.forms[k].parents)
+    return n
+
+
 #: per sparse ``_Mat`` (held weakly: an entry goes with its matrix): its transpose, as a ``_Mat``
 #: whose ``lmul`` is the original's ``rmul``: ``_Mat.rmul`` gathers an (M, nnz) array and reduces
 #: it, 85% of a ResNet target's gradient pass at 878 rows (bench/README.md)

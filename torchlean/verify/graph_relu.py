@@ -20,7 +20,9 @@ and the bound with those values is then recomputed by the checker's fast replay'
 engine computed. Branching (``branching.RELU_CHOICE``): by default filtered smart branching
 (``branching.fsb_picks``) among the few unstable, unsplit elements with the largest BaBSR intercept
 score |λ⁻|·(-l·u/(u - l)) of the best row (λ the multiplier the back-substitution meets at the
-element's output); where α/β did not run (a graph over the dense budget), that score's best.
+element's output); where α/β did not run (a batch over its back-substitution's budget: the dense
+one's ``alpha.MAX_DENSE`` entries, or ``alpha_targets.MAX_NODEWISE`` multiply-adds node-wise, which
+is what sri_resnet_a's ResNet, 1.5x over the dense budget, takes), that score's best.
 Each disjunct of a region gets its own tree (``{"per_disjunct": [...]}``).
 """
 
@@ -183,12 +185,17 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
     dj = Disjunct(bg, region, j)
     relus = relu_nodes(bg)
     lo, hi = box if box is not None else fe.boxes([region.lo], [region.hi])
-    use_alpha = alpha.dense_size(bg) <= alpha.MAX_DENSE and all(
-        n.kind != "fn" or n.fn in FAST for n in bg.nodes)
-    # (relu-only conv graphs: the same float back-substitution per node, 2.5-12x faster there;
+    # (relu-only conv graphs: the same float back-substitution per node, 2.5-12x faster there,
+    # under its own budget: it builds no dense matrix, so ``alpha.MAX_DENSE`` does not gate it;
     # not under "fsb" with recomputed estimates, whose ``branching._gather`` copies a Backsub)
-    nodewise = NODEWISE and use_alpha and relu_only(bg) and not fully_connected(bg) and (
+    nodewise = NODEWISE and relu_only(bg) and not fully_connected(bg) and (
         branching.FSB_LINEAR or branching.RELU_CHOICE != "fsb")
+    use_alpha = (nodewise or alpha.dense_size(bg) <= alpha.MAX_DENSE) and all(
+        n.kind != "fn" or n.fn in FAST for n in bg.nodes)
+    # a batch's α/β runs within its back-substitution's budget: entries of the dense multipliers,
+    # or multiply-adds of a node-wise pass
+    per_row, cap = (alpha_targets.nodewise_size(fg), alpha_targets.MAX_NODEWISE) if nodewise else \
+        (bg.n_vars, alpha.MAX_DENSE)
     tree = SplitTree()
     # (tree node, split path, parent: (its batch's state, row, the split node) or None for the root)
     queue: list[tuple[int, Phases, Any]] = [(0, {}, None)]
@@ -233,7 +240,7 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
         for b in np.nonzero(done)[0]:
             r = int(lb[b].argmax())
             proofs[b] = [choice(dj.names[r]), threshold(lb[b, r])]
-        if use_alpha and not done.all() and B * len(dj.forms) * bg.n_vars <= alpha.MAX_DENSE:
+        if use_alpha and not done.all() and B * len(dj.forms) * per_row <= cap:
             bs = alpha_targets.NodeBacksub(fg, st) if nodewise else alpha.Backsub.from_fast(bg, fg, st, FAST)
             val, a, beta, lam = _optimise(bs, dj, relus, st, paths, steps, deadline)
             best_r = val.argmax(1)
@@ -445,7 +452,7 @@ def _per_target(bg: Any, box: Any, st: Any, djs: list[Disjunct], lbs: list[Any],
 
 def use_shared(bg: Any) -> bool:
     """Whether the root's shared slopes are optimised: relu-only graphs within the dense float
-    back-substitution's budget (``alpha.MAX_DENSE``), as the batches' α/β. (The ResNet of
+    back-substitution's budget (``alpha.MAX_DENSE``: ``shared_slopes`` runs ``Backsub``). (The ResNet of
     sri_resnet_a, 1.5x over it, gains at the root, but a round of the optimiser costs 10-60 s
     there: with half the time it delayed a proof the ReLU splits find in 20 s, bench/README.md.)"""
     return relu_only(bg) and alpha.dense_size(bg) <= alpha.MAX_DENSE
