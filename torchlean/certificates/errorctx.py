@@ -199,7 +199,14 @@ class Ctx:
         return self.const(q, self.cast_err(q))
 
     def cast_err(self, q: Fraction) -> Fraction:
-        """|fl(q) - q| for a constant cast to the format (numpy casts to nearest; the mode too)."""
+        """|fl(q) - q| for a constant cast to the format (numpy casts to nearest; the mode too):
+        0 at once for a value of the format (odd part of its numerator at most p bits over a power
+        of two, a multiple of the least positive value, at most the largest finite one), which
+        every rounding returns unchanged (a stored weight: most of a network's constants)."""
+        n, d, f = abs(q.numerator), q.denominator, self.fmt
+        if (not d & (d - 1) and (n >> ((n & -n).bit_length() - 1) if n else 0).bit_length() <= f.precision
+                and (q / f.min_positive).denominator == 1 and abs(q) <= f.max_finite):
+            return ZERO
         fls = [round_fraction(q, self.fmt, m) for m in sorted({"rne", self.mode})]
         require(all(f.finite for f in fls), f"constant {float(q):.6g} overflows {self.fmt.name}")
         return max(abs(f.value - q) for f in fls)
