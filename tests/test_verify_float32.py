@@ -270,7 +270,8 @@ def _shared(g, net, spec, eb):
     """A partitioned certificate (split x_0 at 0) whose two leaves carry the same errorbound."""
     from torchlean.certificates.float_vnn import restrict
 
-    leaves, halves = {}, (("lo", [(Fraction(-1), Fraction(0))] + BOX[1:]), ("hi", [(Fraction(0), Fraction(1))] + BOX[1:]))
+    zero, one = Fraction(0), Fraction(1)
+    leaves, halves = {}, (("lo", [(-one, zero)] + BOX[1:]), ("hi", [(zero, one)] + BOX[1:]))
     for side, box in halves:
         res = verify(net, grow(restrict(spec, box), epsilons(eb)), timeout=30)
         assert res.verdict == "unsat"
