@@ -94,7 +94,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--limit", type=int, default=4)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--splits", type=int, default=16, help="partition splits (the CLI's --float32-splits)")
+    ap.add_argument("--splits", type=int, default=64, help="partition splits (the CLI's --float32-splits)")
     ap.add_argument("--only", default=None, help="comma-separated network:property filters")
     ap.add_argument("--data", default=None, help="the data root (default ../shared/data)")
     ap.add_argument("-j", "--jobs", type=int, default=1, help="instances run at once, one process each")

@@ -89,6 +89,10 @@ class _Found(Exception):
         self.found = found
 
 
+#: the CLI's default ``--float32-splits``: most bisections are cheap (a half proved with its
+#: ancestor's epsilon costs one real search), so the timeout, not this, is what usually ends it
+SPLITS = 64
+
 #: a box k bisections below its nearest walked ancestor gets its own walk only if the property
 #: grown by SHRINK^k times that ancestor's epsilon is not refuted (an optimistic guess at what
 #: its own epsilon will be: on ACAS Xu a bisection takes epsilon to ~0.6-0.7 of its parent's);
