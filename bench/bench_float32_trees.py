@@ -50,7 +50,8 @@ def main() -> None:
             and (not a.only or any(f"{r['onnx']}:{r['vnnlib']}".find(o) >= 0 for o in a.only.split(",")))]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     workers = [subprocess.Popen([sys.executable, "-c", WORKER], text=True, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, env={**env, "PYTHONPATH": str(Path(t).resolve())})
+                                stdout=subprocess.PIPE, env={**env, "PYTHONPATH": str(Path(t).resolve())},
+                                cwd=str(Path(t).resolve()))  # (``-c`` puts the cwd first on sys.path)
                for t in (a.a, a.b)]
     total = [[0, 0.0], [0, 0.0]]
     print("| network | property | A | A s (check s) | A walks/leaves (inherited) "
