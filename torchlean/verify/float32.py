@@ -19,6 +19,7 @@ property, then of the original one), rounded to binary32. Otherwise: unknown / t
 
 from __future__ import annotations
 
+import math
 import time
 from fractions import Fraction
 from typing import Any
@@ -94,10 +95,11 @@ class _Found(Exception):
 SPLITS = 64
 
 #: a box k bisections below its nearest walked ancestor gets its own walk only if the property
-#: grown by SHRINK^k times that ancestor's epsilon is not refuted (an optimistic guess at what
-#: its own epsilon will be: on ACAS Xu a bisection takes epsilon to ~0.6-0.7 of its parent's);
-#: a policy, any value is sound
-SHRINK = Fraction(1, 2)
+#: grown by r^k times that ancestor's epsilon is not refuted, r a guess at what one bisection
+#: does to epsilon: SHRINK until this run has walked a box below another, then the geometric mean
+#: of what the bisections did (on ACAS Xu anything from ~0.6 per bisection, prop 1, to 1/100 over
+#: two, prop 2, where ReLUs turn stable); a policy, any value is sound
+SHRINK = 1 / 8
 
 
 def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress: bool = False,
@@ -156,10 +158,13 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
                 raise _Found(found)
         return None, res.verdict
 
+    shrunk = [0.0, 0]  # sum of log(eps / ancestor's eps) and of the bisections between them
+
     def worth_walking(part: Spec, eb: dict[str, Any], k: int) -> bool:
-        """False when even SHRINK^k times the ancestor's epsilon is refuted on this part (a
-        quarter of the time left at most; a timeout or unknown says walk)."""
-        return real(grow(part, [SHRINK ** k * e for e in cert_epsilons(eb)]), 0.25).verdict != "sat"
+        """False when even r^k times the ancestor's epsilon (``SHRINK``) is refuted on this part
+        (a quarter of the time left at most; a timeout or unknown says walk)."""
+        r = Fraction(math.exp(shrunk[0] / shrunk[1]) if shrunk[1] else SHRINK)
+        return real(grow(part, [r ** k * e for e in cert_epsilons(eb)]), 0.25).verdict != "sat"
 
     def prove(box: list[tuple[Fraction, Fraction]], above: dict[str, Any] | None,
               k: int = 0) -> dict[str, Any] | None:
@@ -175,9 +180,12 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
             if verdict != "sat":
                 return None
         if above is None or worth_walking(part, above, k):
-            eb, k = walk(box), 0
+            eb, up = walk(box), k
             if eb is None:
                 return None
+            k, top, own = 0, max(cert_epsilons(above or eb)), max(cert_epsilons(eb))
+            if above is not None and top > 0 and own > 0:
+                shrunk[0], shrunk[1] = shrunk[0] + math.log(own / top), shrunk[1] + up
             # (no tighter anywhere than the ancestor's, already refuted here: split on)
             if above is None or any(e < a for a, e in zip(cert_epsilons(above), cert_epsilons(eb))):
                 leaf, verdict = attempt(part, eb)
