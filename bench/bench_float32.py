@@ -10,7 +10,9 @@ them); ``-j N`` runs N instances at once, each in its own process (on a machine 
 Per instance: the real verdict and time (``bab.solve``, the checker
 replaying the certificate), then the float-sound verdict and time (``verify.float32``: errorbound
 certificate over the hull of the input boxes, the real search on the grown property, the combined
-certificate replayed by ``check_vnn_float``), and the largest epsilon. Reads ../shared/data.
+certificate replayed by ``check_vnn_float``), the largest epsilon, the seconds in error-bound walks,
+the reason, and the certificate's leaves (those proved with an ancestor's epsilon). Reads
+../shared/data.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ SETS = {
 }
 for _name in ("mnistfc", "eran", "verivital", "oval21", "test"):
     SETS[_name] = (f"vnncomp2021/{_name}", None)
+#: every ACAS Xu instance whose published verdict is unsat (expected.csv's order: --limit 54)
+SETS["acasxu_unsat"] = ("vnncomp2021/acasxu", None)
 for _name in ("collins_rul_cnn", "sri_resnet_a"):
     SETS[_name] = (f"vnncomp2022/{_name}", None)
 
@@ -72,12 +76,15 @@ def run_one(s: str, net_p: Path, prop_p: Path, timeout: float, splits: int) -> t
         fr = verify_float32(graph, t, spec, timeout, splits=splits)
         fv, eps = fr.verdict, max(fr.stats.get("epsilon") or [float("nan")])
         chk, parts = fr.stats.get("check_s"), str(fr.stats.get("parts", ""))
+        why, eps_s = str(fr.stats.get("why", "")), fr.stats.get("epsilon_s")
+        leaves = f"{fr.stats.get('leaves', '')} ({fr.stats.get('inherited', '')})"
     except Exception as e:  # (a row that cannot be bounded: reported, not fatal)
         fv, eps, chk = f"error: {str(e).splitlines()[0][:60]}", float("nan"), None
-        parts = ""
+        parts, why, eps_s, leaves = "", "", None, ""
     f_s = time.monotonic() - t0
     took = f"{f_s:.1f}" + (f" ({chk:.1f})" if chk is not None else "")
-    return (s, net_p.name, prop_p.name, res.verdict, f"{real_s:.1f}", fv, took, parts, f"{eps:.3g}")
+    return (s, net_p.name, prop_p.name, res.verdict, f"{real_s:.1f}", fv, took, parts, f"{eps:.3g}",
+            "" if eps_s is None else f"{eps_s:.1f}", why, leaves)
 
 
 def main() -> int:
@@ -87,7 +94,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--limit", type=int, default=4)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--splits", type=int, default=16, help="partition splits (the CLI's --float32-splits)")
+    ap.add_argument("--splits", type=int, default=64, help="partition splits (the CLI's --float32-splits)")
     ap.add_argument("--only", default=None, help="comma-separated network:property filters")
     ap.add_argument("--data", default=None, help="the data root (default ../shared/data)")
     ap.add_argument("-j", "--jobs", type=int, default=1, help="instances run at once, one process each")
@@ -97,8 +104,9 @@ def main() -> int:
     todo = [(s, n, p) for s in a.sets.split(",") for n, p in instances(s, a.limit)
             if not a.only or any(f"{n.name}:{p.name}".find(o) >= 0 for o in a.only.split(","))]
     rows = []
-    print("| set | network | property | real | real s | float32 | float32 s (check s) | parts | max eps |")
-    print("|---|---|---|---|---:|---|---:|---:|---:|")
+    print("| set | network | property | real | real s | float32 | float32 s (check s) | parts | max eps "
+          "| eps s | why | leaves (inherited) |")
+    print("|---|---|---|---|---:|---|---:|---:|---:|---:|---|---:|")
     if a.jobs > 1:
         from concurrent.futures import ProcessPoolExecutor, as_completed
 

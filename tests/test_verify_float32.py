@@ -255,6 +255,8 @@ def test_partitioning_proves_what_one_box_cannot():
     if many.verdict == "unsat":  # (reported only after the checker accepted it)
         assert "parts" in many.cert and check_vnn_float(many.cert, net, spec).ok
     assert many.stats["parts"] > 1
+    if many.verdict == "unsat":  # the half away from the maximum keeps the root's epsilon
+        assert many.stats["inherited"] >= 1 and many.stats["leaves"] > many.stats["inherited"]
 
 
 def test_plain_check_points_to_the_statement(accepted):
@@ -262,3 +264,72 @@ def test_plain_check_points_to_the_statement(accepted):
 
     v = check(accepted[3])
     assert not v.ok and "check_vnn_float" in v.reason
+
+
+def _shared(g, net, spec, eb):
+    """A partitioned certificate (split x_0 at 0) whose two leaves carry the same errorbound."""
+    from torchlean.certificates.float_vnn import restrict
+
+    zero, one = Fraction(0), Fraction(1)
+    leaves, halves = {}, (("lo", [(-one, zero)] + BOX[1:]), ("hi", [(zero, one)] + BOX[1:]))
+    for side, box in halves:
+        res = verify(net, grow(restrict(spec, box), epsilons(eb)), timeout=30)
+        assert res.verdict == "unsat"
+        leaves[side] = {"errorbound": copy.deepcopy(eb), "real": res.cert}
+    return {"kind": "vnn-unsat-float", "version": 1, "format": "binary32",
+            "box": [["-1", "1"]] * 4, "parts": {"split": [0, "0"], **leaves}}
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_shared_errorbound_replayed_once_and_mutations(accepted, mode, monkeypatch):
+    """Leaves carrying an ancestor's errorbound (``verify_float32``'s inherited epsilon): each
+    distinct errorbound is replayed once, by content; a leaf whose copy differs (shrunk epsilon,
+    another box, another format) is replayed on its own and rejected."""
+    import torchlean.certificates.float_vnn as fv
+
+    g, net, spec, cert = accepted
+    eb = cert["errorbound"]
+    shared = _shared(g, net, spec, eb)
+    calls = []
+    check_eb = fv.EPS_KINDS["errorbound"]
+    monkeypatch.setitem(fv.EPS_KINDS, "errorbound", lambda c: calls.append(1) or check_eb(c))
+    v = check_vnn_float(shared, net, spec, model=model_id(g.to_dict()), mode=mode)
+    assert v.ok and "2 parts" in v.reason, v.reason
+    assert len(calls) == 1  # the two leaves' copies are equal: one replay
+    json_copy = json.loads(json.dumps(shared))  # (as read from a file: distinct but equal objects)
+    assert check_vnn_float(json_copy, net, spec, model=model_id(g.to_dict()), mode=mode).ok
+    assert len(calls) == 2
+
+    bad = copy.deepcopy(shared)  # shrunk epsilon in one leaf's copy, digest recomputed
+    st = bad["parts"]["hi"]["errorbound"]["statement"]
+    st["epsilon"] = [str(Fraction(st["epsilon"][0]) / 4)]
+    bad["parts"]["hi"]["errorbound"]["digest"] = digest(st)
+    v = check_vnn_float(bad, net, spec, model=model_id(g.to_dict()), mode=mode)
+    assert not v.ok and "epsilon" in v.reason, v.reason
+    bad = copy.deepcopy(shared)  # the hi leaf's errorbound is the lo half's: wrong node
+    lo_box = [(Fraction(-1), Fraction(0))] + BOX[1:]
+    bad["parts"]["hi"]["errorbound"] = bound_certificate(g, lo_box, "binary32")
+    v = check_vnn_float(bad, net, spec, model=model_id(g.to_dict()), mode=mode)
+    assert not v.ok and "does not cover" in v.reason, v.reason
+    bad = copy.deepcopy(shared)  # one copy about binary64
+    bad["parts"]["lo"]["errorbound"] = bound_certificate(g, BOX, "binary64")
+    v = check_vnn_float(bad, net, spec, model=model_id(g.to_dict()), mode=mode)
+    assert not v.ok and "binary32" in v.reason, v.reason
+    bad = copy.deepcopy(shared)  # one copy of another network's errorbound
+    bad["parts"]["lo"]["errorbound"] = bound_certificate(mlp([4, 1], "relu", seed=1), BOX, "binary32")
+    v = check_vnn_float(bad, net, spec, mode=mode)
+    assert not v.ok and "different network" in v.reason, v.reason
+
+
+def test_far_candidates_not_emulated(monkeypatch):
+    """``float_counterexample`` emulates only candidates whose runtime binary32 run is near the
+    unsafe set; a far one is refused without the emulator, a near one still goes through it."""
+    import torchlean.verify.float32 as f32
+
+    g, net, spec, eps = linear_instance(Fraction(2))
+    calls, emulate = [], f32.emulate
+    monkeypatch.setattr(f32, "emulate", lambda *a: calls.append(1) or emulate(*a))
+    assert f32.float_counterexample(g, spec, [Fraction(0)] * 4) is None and not calls
+    W = g.constants["W0"].astype(np.float64)[:, 0]
+    corner = [Fraction(1) if w > 0 else Fraction(-1) for w in W]  # the real maximum, eps/2 short
+    assert f32.float_counterexample(g, spec, corner) is None and calls

@@ -71,7 +71,7 @@ def _verify(args: argparse.Namespace, clock: Budget, out_of_time: Any) -> int:
 
     with loading():
         target, spec = load_instance(args.net, args.prop)
-    if args.float32_splits < 0:
+    if args.float32_splits is not None and args.float32_splits < 0:
         raise InputError("--float32-splits must be >= 0")
     left = clock.search_time()
     if left <= 0:  # loading used the whole budget: still a VNN-COMP answer, in --result too
@@ -124,11 +124,12 @@ def _verify(args: argparse.Namespace, clock: Budget, out_of_time: Any) -> int:
 
 def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: Budget) -> int:
     """``--float32``: the verdict for the network run in binary32 (``verify.float32``)."""
-    from .float32 import verify_float32
+    from .float32 import SPLITS, verify_float32
 
     try:
         res = verify_float32(target.graph, target, spec, left, progress=_cli.progress_of(args),
-                             method=args.method, splits=args.float32_splits)
+                             method=args.method,
+                             splits=SPLITS if args.float32_splits is None else args.float32_splits)
     except (ArithmeticError, ValueError, Rejected) as e:  # e.g. a value that may overflow binary32
         raise InputError(f"no float32 error bound for this network on this box: {e}") from None
     text = vnncomp_text(res)
@@ -272,8 +273,9 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
                             "IBP with one back-substitution (forward)")
         p.add_argument("--float32", action="store_true",
                        help="verify the network as run in binary32 (float-sound verdict)")
-        p.add_argument("--float32-splits", type=int, default=16, metavar="N",
-                       help="with --float32: bisect the box up to N times, one epsilon per part")
+        p.add_argument("--float32-splits", type=int, default=None, metavar="N",
+                       help="with --float32: bisect the box up to N times (default 64: float32.SPLITS), "
+                            "each part proved with its nearest ancestor's epsilon or its own")
         p.add_argument("-q", "--quiet", action="store_true", help="print only the verdict (no progress)")
         _cli.add_progress(p)
         fn = cmd_verify

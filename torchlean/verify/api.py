@@ -155,9 +155,9 @@ def robustness(model: Any, x: Any, eps: Any, label: int, timeout: float = 30.0,
 
 
 def _decide_float32(t: table.Target, spec: Spec, timeout: float, shape: tuple[int, ...]) -> RobustnessResult:
-    from .float32 import verify_float32
+    from .float32 import SPLITS, verify_float32
 
-    res = verify_float32(t.graph, t, spec, timeout, splits=16)
+    res = verify_float32(t.graph, t, spec, timeout, splits=SPLITS)
     why = str(res.stats.get("why", f"no verdict within {timeout} s"))
     if res.verdict == "unsat":  # (verify_float32 reports unsat only after check_vnn_float accepted it)
         return RobustnessResult("verified", why, res.cert, spec=spec, stats=res.stats)
