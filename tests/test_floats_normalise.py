@@ -329,3 +329,52 @@ def test_narrow_transformer_on_a_ball_is_informative_and_covered(monkeypatch):
     monkeypatch.setattr(errorbound, "normalise", collapsed)
     old = np.array([float(e) for e in epsilons(bound_certificate(g, box, "binary32", ranges="fast"))])
     assert eps.max() * 2 < old.max(), (eps.max(), old.max())
+
+
+# -- the segment's fixed point (``errornorm.seg_max``, h-zoo2) -------------------------------------
+
+@pytest.mark.parametrize("seed", range(8))
+def test_seg_max_bounds_the_normalised_row_on_the_segment(seed):
+    """``seg_max`` against brute force (float64, a fine grid of t): for a centred row c and an
+    error e with |e_i| <= E_i as large as ~0.2-0.9 of the row's spread, max_t |H(c + t e)_i| <=
+    seg_max, and |H(c + e)_i - H(c)_i| <= L (E_i + seg_max dl / sqrt(n)) (the entry's P_i); the
+    fixed point is below the former ym + L dl for some element where L dl < sqrt(n) / 2."""
+    rng = np.random.default_rng(900 + seed)
+    n, eps = int(rng.integers(3, 12)), 1e-5
+    c = rng.normal(0, 1, n) * rng.uniform(0.2, 3, n)
+    c -= c.mean()
+    H = lambda z: z / np.sqrt(np.mean(z * z, -1, keepdims=True) + eps)  # noqa: E731
+    sd = np.sqrt(np.mean(c * c))
+    E = sd * rng.uniform(0.02, [0.2, 0.5, 0.9][seed % 3], n)
+    dl = np.sqrt(np.sum(E * E))
+    L = 1 / np.sqrt(max(0.0, sd - dl / np.sqrt(n)) ** 2 + eps)
+    y = H(c)
+    fired = False
+    for e in [E * rng.choice([-1, 1], n) for _ in range(20)] + [E * rng.uniform(-1, 1, n) for _ in range(20)]:
+        seg = H(c + np.linspace(0, 1, 2001)[:, None] * e)
+        for i in range(n):
+            m = errornorm.seg_max(abs(y[i]), L * E[i], L * dl, 1 / np.sqrt(n))
+            fired |= m < abs(y[i]) + L * dl - 1e-9
+            assert np.abs(seg[:, i]).max() <= m * (1 + 1e-9) + 1e-12
+            assert abs(seg[-1, i] - y[i]) <= L * (E[i] + min(1, m / np.sqrt(n)) * dl) * (1 + 1e-9) + 1e-12
+    assert fired or L * dl >= np.sqrt(n) / 2
+
+
+def test_layer_norm_with_a_large_input_error_is_covered_tighter_and_checked(monkeypatch):
+    """A row whose input rounding is large against its spread (x W + 1e5 in binary32): epsilon
+    covers the observed error with ``seg_max``; its layer norm bounds are <= the former rule's
+    (|h_i| <= (ym + L dl)/sqrt(n) alone) at every element and < at some; tampered certificates
+    (the node's steps halved, swapped, reversed; a shrunk epsilon; the graph's eps) are rejected."""
+    rng = np.random.default_rng(500)
+    g = _ln_graph(rng, n=8, mean_shift=1e5)
+    box = box_of(rng, (1, 4), Fraction(1, 64))
+    cert, eps = _certify(g, box, "binary32")
+    assert np.all(observed(g, box, "binary32", n=200) <= eps)
+    k = [n["op"] for n in cert["statement"]["graph"]["nodes"]].index("layer_norm")
+    new = np.array([Fraction(e) for e in cert["steps"][k]])
+    monkeypatch.setattr(errornorm, "seg_max", lambda ym, LE, Ldl, rinv: ym + Ldl)
+    old = np.array([Fraction(e) for e in _certify(g, box, "binary32")[0]["steps"][k]])
+    assert np.all(new <= old) and np.any(new < old)
+    monkeypatch.undo()
+    assert sum(1 for bad in _mutants(cert, "layer_norm") if not check(bad).ok) >= 4
+    assert all(not check(bad).ok for bad in _mutants(cert, "layer_norm"))

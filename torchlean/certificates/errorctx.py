@@ -26,7 +26,7 @@ F = 64  # fixed-point scale of form coefficients
 G = 192  # fixed-point scale of source bounds (rounded up)
 MAX_TERMS = 2048  # a longer form keeps its KEEP_TERMS largest terms; the rest join one new source
 KEEP_TERMS = 1024
-MAX_WORK = 60_000  # form terms read to build one element; above, each input is its one source
+MAX_WORK = 250_000  # form terms read to build one element; above, inputs become shared aliases
 NODE_WORK = 10_000_000  # ... or this many over a whole node (``Ctx.work``: a narrow node reads more)
 MIN_KERNEL_ULPS = Q(1, 2)  # correct rounding: the least a certificate may assume
 

@@ -18,8 +18,10 @@ segment z = c + t (v - c), ||z||_2 >= ||c||_2 - dl >= sqrt(n var_lo) - dl with v
 sqrt(max(0, sqrt(var_lo) - dl/sqrt(n))^2 + eps) = 1/L. Mean value theorem on
 t -> H(c + t(v - c))_i: H(v)_i - H(c)_i = e_i^T J(z) (v - c) = ((v - c)_i - h_i h.(v - c)) / s for
 some z of the segment, so |.| <= L (E_i + |h_i| dl), |h_i| = |H(z)_i| / sqrt(n) <= min(1, (ymax_i
-+ L dl)/sqrt(n)) (|H(z)_i - H(c)_i| <= ||H(z) - H(c)|| <= L dl, |H(c)_i| = |y_i| <= ymax_i), and
-also |.| <= ||H(v) - H(c)||_2 <= L dl. P_i is the smaller of the two.
++ L dl)/sqrt(n)) (|H(z)_i - H(c)_i| <= ||H(z) - H(c)|| <= L dl, |H(c)_i| = |y_i| <= ymax_i) and,
+where L dl < sqrt(n), <= (ymax_i + L E_i)/(sqrt(n) - L dl) (``seg_max``: the same bound at every
+point of the segment, applied at its maximum of |H(z)_i|), and also |.| <= ||H(v) - H(c)||_2 <= L
+dl. P_i is the smaller of the two.
 
 *Rounding* (y~ against H(v)). With a = mean(v^2): each fl(v_i^2) = v_i^2 (1 + d) + e, the sum in
 any order within gamma_n of its terms' magnitudes plus 4n eta, one division by n (exact n): fl(sum
@@ -102,6 +104,15 @@ def _least(a: int, b: Fraction, c: Fraction, lo: Fraction | None, hi: Fraction |
     return (a * m - 2 * b) * m + c
 
 
+def seg_max(ym: Fraction, LE: Fraction, Ldl: Fraction, rinv: Fraction) -> Fraction:
+    """An upper bound of |H(z)_i| on the segment from c to v (module docstring, *Propagation*):
+    ym + L dl, and, where L dl rinv < 1, the fixed point (ym + L E_i) / (1 - L dl rinv) (rinv >=
+    1/sqrt(n)): M = max |H(z_t)_i| is attained at some t, and |H(z_t)_i| <= |H(c)_i| + L (E_i + (M /
+    sqrt(n)) dl) there, so M (1 - L dl / sqrt(n)) <= ym + L E_i. Smaller where ym is small."""
+    k = Ldl * rinv
+    return min(ym + Ldl, (ym + LE) / (1 - k)) if k < 1 else ym + Ldl
+
+
 def normalise(ctx: Ctx, xc: list[V], var_lo: Fraction, eps: Fraction) -> list[V] | None:
     """The normalised row y~_i = fl(v_i r~) as elements with one error source each (module
     docstring: the claim and its proof), from the centred elements ``xc`` (range of x_i - mu,
@@ -145,7 +156,7 @@ def normalise(ctx: Ctx, xc: list[V], var_lo: Fraction, eps: Fraction) -> list[V]
     rows = []
     for v in xc:
         lo, hi = within(v.lo * (r_hi if v.lo < 0 else r_lo), v.hi * (r_hi if v.hi > 0 else r_lo), cmax)
-        P = min(L * dl, L * (v.E + min(ONE, (max(-lo, hi) + L * dl) * rinv) * dl))
+        P = min(L * dl, L * (v.E + min(ONE, seg_max(max(-lo, hi), L * v.E, L * dl, rinv) * rinv) * dl))
         # H(z)_i for z on the segment (H(v)_i too) lies in [lo - P, hi + P] and in (-sqrt(n), sqrt(n))
         rows.append((lo, hi, P, max(lo - P, -rn), min(hi + P, rn)))
     # the propagation as a form (relational, module docstring): 1/s on the segment in [a - ra, a + ra]
