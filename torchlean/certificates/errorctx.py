@@ -59,7 +59,6 @@ class Ctx:
         self.u = self.fmt.unit_roundoff(self.mode)
         self.eta = self.fmt.underflow_eta(self.mode)
         self.un = self.fmt.unit_roundoff("rne")  # half an ulp, relative: the unit of "k ulp" claims
-        self._held = (self.fmt.precision, self.fmt.min_positive, self.fmt.max_finite)  # (``cast_err``)
         self.k = rational(stmt["kernel_ulps"])
         require(self.k >= MIN_KERNEL_ULPS, f"kernel_ulps below {MIN_KERNEL_ULPS}")
         # source bounds, scale 2^G, rounded up: a constant, or a form [a_0, a_1..a_n] over the
@@ -200,15 +199,7 @@ class Ctx:
         return self.const(q, self.cast_err(q))
 
     def cast_err(self, q: Fraction) -> Fraction:
-        """|fl(q) - q| for a constant cast to the format (numpy casts to nearest; the mode too):
-        0 at once for a value of the format (odd part of its numerator at most p bits over a power
-        of two, a multiple of the least positive value, at most the largest finite one), which
-        every rounding returns unchanged (a stored weight: most of a network's constants)."""
-        n, d = abs(q.numerator), q.denominator
-        p, tiny, top = self._held
-        if not d & (d - 1) and (n >> ((n & -n).bit_length() - 1) if n else 0).bit_length() <= p \
-                and (q / tiny).denominator == 1 and abs(q) <= top:
-            return ZERO
+        """|fl(q) - q| for a constant cast to the format (numpy casts to nearest; the mode too)."""
         fls = [round_fraction(q, self.fmt, m) for m in sorted({"rne", self.mode})]
         require(all(f.finite for f in fls), f"constant {float(q):.6g} overflows {self.fmt.name}")
         return max(abs(f.value - q) for f in fls)

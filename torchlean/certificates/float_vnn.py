@@ -106,7 +106,7 @@ def _check(cert: Any, net: BoundGraph, spec: Spec, model: str | None, mode: str 
     require(isinstance(cert, dict) and cert.get("kind") == KIND, f"not a {KIND} certificate")
     fmt = get_format(str(cert["format"]))
     if "parts" not in cert:
-        return _leaf(cert, fmt, net, spec, model, mode, deadline)
+        return _leaf(cert, fmt, net, spec, model, mode, deadline, {})
     box = _covering(cert["box"], spec, "box")
     checked, trusted, leaves, worst, seen = 0, {}, 0, Fraction(0), {}
     for node, b in box_leaves(cert["parts"], box):  # the parts' boxes cover the root box
@@ -120,7 +120,7 @@ def _check(cert: Any, net: BoundGraph, spec: Spec, model: str | None, mode: str 
 
 
 def _leaf(cert: dict[str, Any], fmt: Any, net: BoundGraph, spec: Spec, model: str | None,
-          mode: str | None, deadline: float | None, seen: dict[str, Verdict] | None = None) -> Verdict:
+          mode: str | None, deadline: float | None, seen: dict[str, Verdict]) -> Verdict:
     """One errorbound certificate and one real proof of ``spec`` grown by its epsilon; ``seen``:
     the errorbound replays of this check, by the certificate's canonical JSON."""
     eb, real = cert["errorbound"], cert["real"]
@@ -131,7 +131,6 @@ def _leaf(cert: dict[str, Any], fmt: Any, net: BoundGraph, spec: Spec, model: st
     if model is not None:
         require(stmt["model"] == model, "errorbound certificate is for a different model (IR)")
     _covering(stmt["input_box"], spec, "errorbound box")
-    seen = {} if seen is None else seen
     key = json.dumps(eb, sort_keys=True, separators=(",", ":"))  # (the content itself is the key)
     if key not in seen:
         _same_network(stmt["graph"], net)
