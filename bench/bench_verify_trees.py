@@ -61,6 +61,9 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="comma-separated network:property filters")
     a = ap.parse_args()
     trees = [str(Path(a.a).resolve()), str(Path(a.b).resolve())]
+    if trees[0] == trees[1]:  # (results are keyed by tree: one tree twice would merge both columns)
+        sys.exit("bench_verify_trees: A and B are the same tree; compare against a copy "
+                 "(git worktree add --detach DIR COMMIT)")
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     # (``-c`` puts the cwd first on sys.path: each worker imports its own tree)
     code = FLOAT32_WORKER if a.float32 else WORKER
