@@ -181,8 +181,6 @@ class Search:
         return None
 
     def nonzero(self, leaf: Leaf, d: Poly) -> dict[str, Any] | None:
-        from ..certificates.poly import lit_key
-
         nes = [(i, r.num) for i, (rel, r) in enumerate(leaf.facts) if rel == "!=" and not r.den and r.num]
         for size in (1, 2, 3):
             for combo in itertools.combinations_with_replacement(nes, size):
