@@ -117,6 +117,24 @@ def _mutations(cert, rng):
             _at(m["tree"], path)["nonzero"] = []
             if node["nonzero"]:
                 out.append(("dropped nonzero", m))
+        if node.get("leaf") == "cong":  # another fact; another argument; a step doubled or dropped
+            m = copy.deepcopy(cert)
+            _at(m["tree"], path)["fact"] += 1
+            out.append(("cong fact", m))
+            m = copy.deepcopy(cert)
+            apps = _at(m["tree"], path)["apps"]
+            apps[1] = apps[1].replace(" ", " (+ 1 ", 1) + ")"  # (f a) -> (f (+ 1 a))
+            out.append(("cong argument", m))
+            for step in ("reduce", "ideal"):
+                for k in range(len(node.get(step, []))):
+                    m = copy.deepcopy(cert)
+                    del _at(m["tree"], path)[step][k]
+                    out.append(("cong step", m))
+                    if step == "ideal":
+                        m = copy.deepcopy(cert)
+                        item = _at(m["tree"], path)["ideal"][k]
+                        item[1] = f"(* 2 {item[1]})"
+                        out.append(("cong step", m))
         if "leaf" in node and node["leaf"] != "false":
             m = copy.deepcopy(cert)
             _at(m["tree"], path).clear()

@@ -21,6 +21,12 @@ Tree nodes (JSON):
   ``{"ne": [j, ...]}`` (d is a constant multiple of a product of facts p_j != 0) or
   ``{"sign": s, "coeffs": ...}`` (s*d minus a nonnegative combination of facts is a constant, so
   s*d > 0).
+- ``{"leaf": "cong", "fact": i, "apps": ["(f a)", "(f b)"], "reduce": ..., "ideal": ...}``: fact
+  ``i`` says c * (f(a) - f(b)) != 0 for one declared unary function f, and a - b is in the ideal
+  of the equality facts (``reduce`` and ``ideal`` as in ``zero``): so a = b in this case and, f
+  being a function, f(a) = f(b) (congruence, a logical truth, no axiom). Normal forms already
+  identify f(a) and f(b) where a - b is 0 as a polynomial; this is the case where it is 0 only
+  by the facts (log(exp(m) * (1 + exp(-m))) against log(exp(m) + 1), with exp(m) * exp(-m) = 1).
 
 ``{"conjuncts": [NODE, ...]}`` splits a goal ``(not (and c1 ... ck))`` into k refutations on the
 same case (path), the i-th of the script with goal ``(not ci)``: in that case each ci then holds,
@@ -182,6 +188,8 @@ class Leaf:
                 return zero
             if pos is True or neg is True or nonneg is False or nonpos is False:
                 return False
+            if (nonneg is True or neg is False) and (nonpos is True or pos is False):
+                return True  # p >= 0 and p <= 0
         return None
 
     def assume(self, t: SExpr, positive: bool = True) -> None:
@@ -326,9 +334,9 @@ def reduce_by(num: Poly, p: Poly, a: str) -> Poly:
             num = add(num, mul({rest: c}, tail))
 
 
-def _zero(leaf: Leaf, node: dict[str, Any]) -> None:
-    r = _fact(leaf, node["fact"], ("!=",), "is not a disequality")[1]
-    num = r.num
+def _remainder(leaf: Leaf, num: Poly, node: dict[str, Any]) -> Poly:
+    """``num`` less the multiples of equality facts named by the node's ``reduce`` and ``ideal``
+    steps (0 exactly when they show ``num`` is in the ideal the facts generate)."""
     for j, text in node.get("reduce", []):
         pj = _fact(leaf, j, ("=",), "is not an equality (reducing)")[1]
         at = leaf.norm.term(parse_one(text)).poly("reduced atom")
@@ -339,6 +347,12 @@ def _zero(leaf: Leaf, node: dict[str, Any]) -> None:
         pj = _fact(leaf, j, ("=",), "is not an equality (ideal generator)")[1]
         c = leaf.norm.term(parse_one(text)).poly("ideal multiplier")
         num = add(num, mul(c, pj), Fraction(-1))
+    return num
+
+
+def _zero(leaf: Leaf, node: dict[str, Any]) -> None:
+    r = _fact(leaf, node["fact"], ("!=",), "is not a disequality")[1]
+    num = _remainder(leaf, r.num, node)
     require(not num, f"numerator is not in the ideal: remainder {key(num)[:200]}")
     factors = r.factors()
     just = node["nonzero"]
@@ -346,6 +360,22 @@ def _zero(leaf: Leaf, node: dict[str, Any]) -> None:
             f"{len(factors)} denominator factor(s) need a nonzero justification each")
     for (_, d), j in zip(factors, just):
         _nonzero(leaf, d, j)
+
+
+def _cong(leaf: Leaf, node: dict[str, Any]) -> None:
+    """Congruence: fact ``i`` says c * (f(a) - f(b)) != 0, but a - b is in the ideal of the
+    equality facts (``reduce``/``ideal`` as in ``_zero``), so a = b here and f(a) = f(b)."""
+    apps = [parse_one(t) for t in node["apps"]] if isinstance(node.get("apps"), list) else []
+    require(len(apps) == 2 and all(isinstance(t, tuple) and len(t) == 2 and t[0] == apps[0][0]
+                                   and t[0] in leaf.script.functions for t in apps),
+            "cong: apps must be two applications of one unary function")
+    fa, fb = (leaf.norm.term(t).poly("application") for t in apps)
+    r = _fact(leaf, node["fact"], ("!=",), "is not a disequality")[1]
+    require(lit_key("=", r.poly("congruence fact")) == lit_key("=", add(fa, fb, Fraction(-1))),
+            f"fact {node['fact']} is not c * ({node['apps'][0][:60]} - {node['apps'][1][:60]}) != 0")
+    diff = add(*(leaf.norm.term(t[1]).poly("argument") for t in apps), Fraction(-1))
+    num = _remainder(leaf, diff, node)
+    require(not num, f"the arguments are not shown equal: remainder {key(num)[:200]}")
 
 
 def _replay(script: Script, node: Any, path: list[Decision], count: list[int]) -> None:
@@ -380,6 +410,8 @@ def _replay(script: Script, node: Any, path: list[Decision], count: list[int]) -
         _farkas(leaf, node)
     elif kind == "zero":
         _zero(leaf, node)
+    elif kind == "cong":
+        _cong(leaf, node)
     else:
         raise Rejected(f"unknown leaf {kind!r}")
 

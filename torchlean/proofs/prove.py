@@ -18,7 +18,7 @@ import sympy
 import z3
 
 from ..certificates.core import Rejected
-from ..certificates.poly import Division, Poly, Undecided, literal, mul
+from ..certificates.poly import Division, Poly, Undecided, add, lit_key, literal, mul
 from ..certificates.refute import Decision, Leaf, reduce_by
 from ..certificates.sexpr import Script, SExpr, read_script, show
 
@@ -181,8 +181,6 @@ class Search:
         return None
 
     def nonzero(self, leaf: Leaf, d: Poly) -> dict[str, Any] | None:
-        from ..certificates.poly import lit_key
-
         nes = [(i, r.num) for i, (rel, r) in enumerate(leaf.facts) if rel == "!=" and not r.den and r.num]
         for size in (1, 2, 3):
             for combo in itertools.combinations_with_replacement(nes, size):
@@ -217,16 +215,22 @@ class Search:
             if j is None:
                 return None
             just.append(j)
-        ideal: list[list[Any]] = []
-        reduce = self._reduce(leaf, r.num) if r.num else None
+        steps = self.in_ideal(leaf, r.num)
+        return None if steps is None else {"leaf": "zero", "fact": i, **steps, "nonzero": just}
+
+    def in_ideal(self, leaf: Leaf, num: Poly) -> dict[str, Any] | None:
+        """``reduce`` or ``ideal`` steps (``refute._remainder``) showing ``num`` is in the ideal
+        of the leaf's equality facts, or None."""
+        reduce = self._reduce(leaf, num) if num else None
         if reduce is not None:
-            return {"leaf": "zero", "fact": i, "reduce": reduce, "nonzero": just}
-        if r.num:
+            return {"reduce": reduce}
+        ideal: list[list[Any]] = []
+        if num:
             eqs = [(j, p) for j, (rel, p) in enumerate(leaf.facts) if rel == "=" and p]
             if not eqs:
                 return None
             syms: dict[str, sympy.Symbol] = {}
-            f = self._to_sympy(r.num, syms)
+            f = self._to_sympy(num, syms)
             gens = [self._to_sympy(p, syms) for _, p in eqs]
             order = list(syms.values())
             texts = self._atom_text(leaf)
@@ -247,7 +251,37 @@ class Search:
             for (j, _), q in zip(eqs, found):
                 if sympy.expand(q) != 0:
                     ideal.append([j, self._smt_of(q, names)])  # type: ignore[arg-type]
-        return {"leaf": "zero", "fact": i, "ideal": ideal, "nonzero": just}
+        return {"ideal": ideal}
+
+    def congruence(self, leaf: Leaf, path: list[Decision]) -> dict[str, Any] | None:
+        """A split on ``(= f(a) f(b))``, two applications in the leaf's facts (distinct atoms)
+        whose arguments the equality facts show equal: where it is false a ``cong`` leaf closes
+        the case, where true it is one more fact (log(P) = log(Q) with P - Q in the ideal)."""
+        in_facts = {a for _, p in leaf.facts for m in (p if isinstance(p, dict) else p.num) for a, _ in m}
+        apps: dict[str, tuple[SExpr, Poly]] = {}
+        for sub, _ in self._apps:
+            if len(sub) != 2:  # unary functions only (as the cong leaf)
+                continue
+            try:
+                r, arg = leaf.norm.term(sub).num, leaf.norm.term(sub[1]).poly("argument")
+            except (Undecided, Division):
+                continue
+            name = next(iter(r))[0][0] if len(r) == 1 and len(next(iter(r))) == 1 else None
+            if name in in_facts:
+                apps.setdefault(name, (sub, arg))
+        for (sa, pa), (sb, pb) in itertools.combinations(apps.values(), 2):
+            eq: SExpr = ("=", sa, sb)
+            if sa[0] != sb[0] or leaf.decide(eq) is not None or self.in_ideal(leaf, add(pa, pb, -1)) is None:
+                continue
+            lit = literal(eq, leaf.norm)
+            other = Leaf(self.script, [*path, (eq, lit, False)])  # its facts are numbered anew
+            steps = self.in_ideal(other, add(*(other.norm.term(t[1]).poly("argument") for t in (sa, sb)), -1))
+            fact = next((i for i, (rel, r) in enumerate(other.facts) if rel == "!=" and not r.den
+                         and lit_key("=", r.num) == lit_key("=", lit[1])), None)  # type: ignore[index]
+            if steps is not None and fact is not None:
+                return {"split": show(eq), "then": self.build([*path, (eq, lit, True)]),
+                        "else": {"leaf": "cong", "fact": fact, "apps": [show(sa), show(sb)], **steps}}
+        return None
 
     def _reduce(self, leaf: Leaf, num: Poly) -> list[list[Any]] | None:
         """``reduce`` steps (see ``refute.py``) taking ``num`` to 0: division by the equalities
@@ -428,6 +462,9 @@ class Search:
             cand = self.split_candidate(leaf)
         if cand is None:
             node = self.farkas(leaf)
+            if node is not None:
+                return node
+            node = self.congruence(leaf, path)
             if node is not None:
                 return node
             cand = self.denominator_split(leaf) or self.sign_split(leaf, path)
