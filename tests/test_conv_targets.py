@@ -15,13 +15,14 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from slopes_util import margin_region, root_cert
 
 from torchlean.certificates import engine
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.bounds import check_vnn
 from torchlean.certificates.fast_functions import FAST
 from torchlean.certificates.graph_vnn import read_shared
-from torchlean.certificates.property import Atom, Region, Spec
+from torchlean.certificates.property import Spec
 from torchlean.verify import alpha, alpha_targets
 from torchlean.verify import graph_relu as gr
 from torchlean.verify.table import load_target, network_id
@@ -85,8 +86,7 @@ def case(tmp_path_factory):
 
 
 def _region(lo, hi, label, others, ts):
-    a = [tuple(Fraction(int(i == label) - int(i == j)) for i in range(3)) for j in others]
-    return Region(lo, hi, tuple((Atom(aj, tj, False),) for aj, tj in zip(a, ts)))
+    return margin_region(lo, hi, label, others, ts, 3)
 
 
 def test_graph_is_conv_and_gated(case):
@@ -213,16 +213,7 @@ def _cert(case):
     provable with the per-target slopes only."""
     net, t, lo, hi, label, others, sl, st, st2, base, got = case
     reg = _region(lo, hi, label, others, [Fraction(float((b + g) / 2)) for b, g in zip(base, got)])
-    spec = Spec(len(lo), 3, (reg,))
-    trees = []
-    for j in range(2):
-        lb = fe.bound_forms(st2, gr.Disjunct(t.bg, reg, j).F)[0, 0]
-        assert lb > 0
-        trees.append([["leaf", [[[0], str(Fraction(float(lb / 2)))]]]])
-    entry = {"per_disjunct": trees, "arg_slopes": alpha.shared_entries(sl)}
-    cert = {"kind": "vnn-unsat", "version": 1, "network": network_id(t), "property": spec.digest(),
-            "method": "crown", "regions": [entry]}
-    return t, spec, cert
+    return (t, *root_cert(t, reg, len(lo), 3, st2, sl))
 
 
 @pytest.mark.parametrize("mode", ["fast", "exact"])

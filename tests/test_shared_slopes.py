@@ -14,10 +14,10 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from slopes_util import margin_region, root_cert
 
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.bounds import check_vnn
-from torchlean.certificates.property import Atom, Region, Spec
 from torchlean.verify import alpha
 from torchlean.verify import graph_relu as gr
 from torchlean.verify.table import load_target, network_id
@@ -72,8 +72,7 @@ def case(tmp_path_factory):
     others = [j for j in range(10) if j != label]
 
     def region(ts):
-        a = [tuple(Fraction(int(i == label) - int(i == j)) for i in range(10)) for j in others]
-        return Region(lo, hi, tuple((Atom(aj, tj, False),) for aj, tj in zip(a, ts)))
+        return margin_region(lo, hi, label, others, ts, 10)
 
     reg0 = region([Fraction(0)] * 9)
     fg = fe.compiled(t.bg)
@@ -113,17 +112,7 @@ def _cert(case):
     (where the shared one is higher): provable with the region's shared slopes only."""
     d, sess, t, x0, label, others, region, shared, st, st2, base, got = case
     ts = [Fraction(float((b + g) / 2)) if g > b + 1e-6 else Fraction(float(b - 1)) for b, g in zip(base, got)]
-    reg = region(ts)
-    spec = Spec(192, 10, (reg,))
-    trees = []
-    for j in range(9):
-        lb = fe.bound_forms(st2, gr.Disjunct(t.bg, reg, j).F)[0, 0]
-        assert lb > 0
-        trees.append([["leaf", [[[0], str(Fraction(float(lb / 2)))]]]])
-    entry = {"per_disjunct": trees, "arg_slopes": alpha.shared_entries(shared)}
-    cert = {"kind": "vnn-unsat", "version": 1, "network": network_id(t), "property": spec.digest(),
-            "method": "crown", "regions": [entry]}
-    return t, spec, cert
+    return (t, *root_cert(t, region(ts), 192, 10, st2, shared))
 
 
 @pytest.mark.parametrize("mode", ["fast", "exact"])
