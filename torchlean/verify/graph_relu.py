@@ -110,7 +110,7 @@ def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths:
             best_a[k] = np.where(better[..., None], slopes[k][0], best_a[k])
         for k in split:
             best_b[k] = np.where(better[..., None], beta[k], best_b[k])
-        if coef is not None:
+        if coef is not None and sub.coef is not None:
             coef[act] = sub.coef
         if it == steps or (best_v > EPS).any(1).all() or time.perf_counter() > deadline:
             break
@@ -128,7 +128,7 @@ def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths:
             act = act[keep]
             sub = bs.take(act)
             moments = {key: [m if np.ndim(m) == 0 else m[keep] for m in mv] for key, mv in moments.items()}
-            if coef is None:
+            if coef is None and bs.coef is not None:
                 coef = bs.coef.copy()
     if coef is not None:
         bs.coef = coef
