@@ -31,7 +31,7 @@ def instances(csv_path: Path) -> list[tuple[Path, Path, str]]:
     """(network, property, expected) per row: a published expected.csv, or a generated list
     (instances.csv format; expected from its meta.csv, "?" where unknown)."""
     rows = list(csv.reader(open(csv_path)))
-    d = csv_path.parent
+    d = csv_path.resolve().parent
     if rows and rows[0][:3] == ["onnx", "vnnlib", "expected"]:
         return [(d / r[0], d / r[1], r[2]) for r in rows[1:]]
     meta = {}
