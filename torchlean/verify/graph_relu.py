@@ -325,9 +325,9 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
 #: float margin any attack reached (``stats["attack_margin"]``, kept by the caller's attack) by
 #: ``IMPROVE`` of the box centre's margin, unless that best margin is within ``NEAR`` of the centre's
 #: (``attack.InSearch``'s "near"). PGD from the open subproblems' bound minimisers then keeps ending
-#: in the minima it found before (mnistfc: every unsolved instance's best margin is reached in the
-#: pre-search and never lowered after; h-phase, h-mnist3: thousands of restarts end in the same few
-#: minima), and the time goes to the proof search; an improvement restores ``ATTACK_SHARE``.
+#: in the minima it found before (mnistfc: every unsolved instance's best margin is nearly reached
+#: in the pre-search and hardly lowered after; h-phase, h-mnist3: thousands of restarts end in the
+#: same few minima), and the time goes to the proof search; an improvement restores ``ATTACK_SHARE``.
 ATTACK_SHARE_STALLED = 0.1
 STALL = 8
 IMPROVE = 0.01
