@@ -18,6 +18,7 @@ fast row). Its numbers are a guide only: an error there costs tightness, never s
 
 from __future__ import annotations
 
+import copy
 from fractions import Fraction
 from typing import Any
 
@@ -131,6 +132,10 @@ def _rmul(A: Any, X: np.ndarray) -> np.ndarray:
     return A.rmul(X.reshape(-1, X.shape[-1])).reshape(*X.shape[:-1], A.shape[0])
 
 
+#: ``Backsub`` op fields indexed by box first (``take`` slices them)
+_PER_BOX = frozenset(("l", "u", "dl", "du", "lx", "ux", "lw", "uw", "Alo", "clo", "Aup", "cup"))
+
+
 class Backsub:
     """The float back-substitution of a bound graph over B boxes at fixed argument bounds.
 
@@ -212,6 +217,14 @@ class Backsub:
         args = {k: st.arg[k] for k, n in enumerate(bg.nodes) if n.kind in ("fn", "mul", "max")}
         groups = {k: fg.groups[k] for k, n in enumerate(bg.nodes) if n.kind == "max"}
         return cls(bg, L, U, args, groups, fast_rows)
+
+    def take(self, idx: np.ndarray) -> Backsub:
+        """The same back-substitution over the boxes ``idx`` only (a shallow copy: the arrays of
+        every box-indexed field sliced, the matrices shared)."""
+        out = copy.copy(self)
+        out.B, out.L, out.U = len(idx), self.L[idx], self.U[idx]
+        out.ops = [{key: v[idx] if key in _PER_BOX else v for key, v in op.items()} for op in self.ops]
+        return out
 
     def default_slopes(self, R: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """The rows' defaults, (B, R, size) each."""

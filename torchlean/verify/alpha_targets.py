@@ -22,6 +22,7 @@ What is sound is not computed here: the engine recomputes every bound with the s
 
 from __future__ import annotations
 
+import copy
 import weakref
 from typing import Any
 
@@ -60,6 +61,15 @@ class NodeBacksub:
         F = self.fg.forms[t]
         lam = {p: np.concatenate([A.take(idx), -A.take(idx)]) for p, A, _, _ in F.parents}
         return lam, np.concatenate([F.c[idx], -F.c[idx]])
+
+    def take(self, idx: np.ndarray) -> NodeBacksub:
+        """The same back-substitution over the boxes ``idx`` only (``alpha.Backsub.take``'s)."""
+        out = copy.copy(self)
+        out.B = len(idx)
+        out.L, out.U = ([None if v is None else v[idx] for v in vs] for vs in (self.L, self.U))
+        out.ops = [{key: v[idx] if key in ("l", "u", "dl", "du") else v for key, v in op.items()}
+                   for op in self.ops]
+        return out
 
     def default_slopes(self, R: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """The relu rows' defaults, (B, R, size) each."""

@@ -292,11 +292,14 @@ def search(
     deadline: float | None = None,
     decay: float = 0.88,
     leaky_starts: int | None = 16,
+    record: dict[str, float] | None = None,
 ) -> list[Fraction] | None:
     """Random sampling, then PGD with restarts per region and disjunct; returns the first candidate
     ``confirm`` accepts (float32 values in the region's box, as exact Fractions), else None.
     ``leaky_starts``: random starts of each round's ``leaky`` run (more than ``HIGH_DIM`` inputs;
-    0: from the extra starts only; None: no ``leaky`` run)."""
+    0: from the extra starts only; None: no ``leaky`` run). ``record``: where to keep the float
+    margins seen (``note``: "centre", the box centre's, and "best", the smallest any point reached),
+    across calls: how near the attack came, for a caller that shares its time with a proof search."""
     rng = np.random.default_rng(seed)
     for region in spec.regions:
         lo = np.array([float(v) for v in region.lo])
@@ -307,6 +310,7 @@ def search(
         x = rng.uniform(lo, hi, (k, lo.size))
         x = np.concatenate([((lo + hi) / 2)[None], x])
         m = margins(region, ex.forward(x))
+        note(record, m.min(1), centre=True)
         found = try_candidates(region, x, m.min(1), confirm)
         if found is not None:
             return found
@@ -326,12 +330,13 @@ def search(
                 if lo.size > HIGH_DIM and starts:
                     picks.append(odi(ex, urng.uniform(lo, hi, (starts, lo.size)), lo, hi, urng))
                 z, v = pgd(ex, A, b, np.concatenate(picks), lo, hi, steps=steps, decay=decay)
+                note(record, v)
                 found = try_candidates(region, z, v, confirm)
                 if found is not None:
                     return found
                 found = None if leaky_starts is None else _leaky_round(
                     ex, region, confirm, lo, hi, min(starts, leaky_starts), (seed, r, 2),
-                    extra_starts if r == 0 else None)
+                    extra_starts if r == 0 else None, record)
                 if found is not None:
                     return found
             for j, disj in enumerate(region.disjuncts):
@@ -351,20 +356,21 @@ def search(
                     orng = np.random.default_rng((seed, r, 1))
                     picks.append(odi(ex, orng.uniform(lo, hi, (starts, lo.size)), lo, hi, orng))
                 z, v = pgd(ex, A, b, np.concatenate(picks), lo, hi, steps=steps, decay=decay)
+                note(record, v)
                 found = try_candidates(region, z, v, confirm)
                 if found is not None:
                     return found
             if len(region.disjuncts) == 1 and leaky_starts is not None:  # (several: ran above)
                 found = _leaky_round(ex, region, confirm, lo, hi, min(starts, leaky_starts), (seed, r, 2),
-                                     extra_starts if r == 0 else None)
+                                     extra_starts if r == 0 else None, record)
                 if found is not None:
                     return found
     return None
 
 
 def _leaky_round(ex: Executor, region: Region, confirm: Confirm, lo: np.ndarray, hi: np.ndarray,
-                 starts: int, seed: tuple[int, ...], extra: np.ndarray | None = None
-                 ) -> list[Fraction] | None:
+                 starts: int, seed: tuple[int, ...], extra: np.ndarray | None = None,
+                 record: dict[str, float] | None = None) -> list[Fraction] | None:
     """On many inputs (``HIGH_DIM``), ``leaky`` on the whole unsafe set at once from
     min(``starts``, ``LEAKY_STARTS``) uniform random points and the first ``LEAKY_STARTS`` of
     ``extra`` (e.g. bound minimisers: box corners where every ReLU may be dead, which plain PGD
@@ -380,7 +386,20 @@ def _leaky_round(ex: Executor, region: Region, confirm: Confirm, lo: np.ndarray,
         return None
     atoms = [_atoms(d) for d in region.disjuncts]
     z, v = leaky(ex, [a for a, _ in atoms], [c for _, c in atoms], z0, lo, hi)
+    note(record, v)
     return try_candidates(region, z, v, confirm)
+
+
+def note(record: dict[str, float] | None, v: np.ndarray, centre: bool = False) -> None:
+    """Keep in ``record`` (if any) the smallest finite float margin of ``v`` as "best" and, with
+    ``centre``, ``v[0]`` (the box centre's margin) as "centre" where none is kept yet."""
+    if record is None:
+        return
+    fin = v[np.isfinite(v)]
+    if fin.size:
+        record["best"] = min(record.get("best", np.inf), float(fin.min()))
+    if centre and np.isfinite(v[0]) and "centre" not in record:
+        record["centre"] = float(v[0])
 
 
 def inward(ex: Executor, spec: Spec, confirm: Confirm, x: list[Fraction]) -> list[Fraction]:

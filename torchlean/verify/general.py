@@ -250,9 +250,14 @@ def solve(
             # hidden-neuron splits (graph_relu), leaving a share of the time to the attack
             left = deadline - time.perf_counter()
             seeds = iter(range(seed + 2, seed + 10**4))
+            # the attacks' float margins (``attack.search``'s record): a stalled attack leaves
+            # its time to the proof search (``graph_relu.stalled``), up to the end held back here
+            record: dict[str, float] = {}
+            stats.update(attack_margin=record, attack_stall=0, attack_end=deadline)
 
             def hunt(until: float, starts: np.ndarray | None = None, sub: Region | None = None,
-                     pre: bool = False, seeds: Any = seeds) -> list[Fraction] | None:
+                     pre: bool = False, seeds: Any = seeds, record: dict[str, float] = record
+                     ) -> list[Fraction] | None:
                 """The attack until ``until`` on the sub-region ``sub`` (the disjuncts the root
                 bounds leave open: a disjunct they refute has no counterexample) if given. With
                 ``starts``: PGD from those points only (the root bound's minimisers), a short
@@ -265,7 +270,8 @@ def solve(
                         return None
                     # (after an early attack from ``seed``: other random starts)
                     return attack.search(ex, where, confirm, seed=seed + 10**5 if early else seed,
-                                         extra_starts=extra_starts, rounds=1, deadline=max(until, t0 + pre_s))
+                                         extra_starts=extra_starts, rounds=1, deadline=max(until, t0 + pre_s),
+                                         record=record)
                 # (the restarts between ReLU-search batches, each at most 1 s: plain PGD only; a
                 # ``leaky`` run costs ~4x a PGD run per start, and there its time came out of these
                 # restarts: generated mnistfc 022 found at 28.5-28.8 s against main's 17-29 s,
@@ -273,13 +279,14 @@ def solve(
                 if starts is not None:
                     return attack.search(ex, where, confirm, seed=next(seeds), rounds=1, deadline=until,
                                          samples=0, starts=0, corners=0, extra_starts=starts,
-                                         leaky_starts=None)
+                                         leaky_starts=None, record=record)
                 return attack.search(ex, where, confirm, seed=next(seeds), rounds=1, deadline=until,
-                                     leaky_starts=None)
+                                     leaky_starts=None, record=record)
 
             out = relu_split(region, time.perf_counter() + (1 - RELU_ATTACK_SHARE) * left, stats, hunt)
         if out is None:
-            if max_splits == 0 and ex.n_in > INPUT_SPLIT_MAX:  # spend the rest on the attack
+            # spend the rest on the attack (none is left where a stalled one gave it to the search)
+            if max_splits == 0 and ex.n_in > INPUT_SPLIT_MAX and time.perf_counter() < deadline:
                 x = attack.search(ex, spec, confirm, seed=seed + 1, rounds=50, deadline=deadline)
                 if x is not None:
                     stats["time"] = time.perf_counter() - t0
