@@ -23,6 +23,7 @@ smaller of Higham's gamma_n bound and a sign-split first-order bound (its docstr
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import Any
 
@@ -152,11 +153,12 @@ def magnitude(lo: Form, hi: Form, L: Fraction, U: Fraction) -> Form | None:
     return g if fmax(g) < M else None
 
 
-def facts(v: Any) -> tuple[Fraction, Fraction, Fraction]:
-    """(max(|lo|, |hi|), max(0, hi + E), max(0, E - lo)) of an ``errorctx.V``, computed once per
-    element (an element is read by many sums; a V is never changed after it is made)."""
+def facts(v: Any) -> tuple[Fraction, Fraction, Fraction, Fraction]:
+    """(max(|lo|, |hi|), max(0, hi + E), max(0, E - lo), max(|lo|, |hi|) + E) of an ``errorctx.V``,
+    computed once per element (an element is read by many sums; a V is never changed once made)."""
     if v._k is None:
-        v._k = (max(abs(v.lo), abs(v.hi)), max(ZERO, v.hi + v.E), max(ZERO, v.E - v.lo))
+        a = max(abs(v.lo), abs(v.hi))
+        v._k = (a, max(ZERO, v.hi + v.E), max(ZERO, v.E - v.lo), a + v.E)
     return v._k
 
 
@@ -181,19 +183,23 @@ def dot_error(ctx: Any, terms: list[tuple[Fraction, Any]], c: Fraction, S: Fract
     # P += max(0, w(lo - E), w(hi + E)), N += max(0, -w(lo - E), -w(hi + E)) per term: with a =
     # max(0, hi + E), b = max(0, E - lo), that is |w| a and |w| b (w > 0), |w| b and |w| a (w < 0)
     aw = [abs(Q(w)) for w, _ in terms]
-    ab = [facts(v)[1:] for _, v in terms]
+    ab = [facts(v)[1:3] for _, v in terms]
     P = EXACT.dot(max(Q(c), ZERO), aw, [a if w > 0 else b for (w, _), (a, b) in zip(terms, ab)])
     N = EXACT.dot(max(-Q(c), ZERO), aw, [b if w > 0 else a for (w, _), (a, b) in zip(terms, ab)])
     M = max(P, N)
     # the j-th largest node is at most s_j = S - (the j - 1 smallest leaf bounds), j = 1..n-1
     # (the recursive sum, largest terms first); the n-th rounding (a wider accumulator's) <= S
     # (key (float, exact): float order is exact order where the floats differ)
-    small = sorted([abs(Q(w)) * (facts(v)[0] + v.E) for w, v in terms] + [abs(Q(c))] * (c != 0),
-                   key=lambda q: (float(q), q))
-    nodes, drop = min(M, S), ZERO
-    for q in small[:k - 1]:
-        nodes += min(M, S - drop)
-        drop += q
+    small = sorted([a * facts(v)[3] for a, (_, v) in zip(aw, terms)] + [abs(Q(c))] * (c != 0),
+                   key=lambda q: (float(q), q))[:k - 1]
+    # nodes = min(M, S) + sum_j min(M, S - drop_j), in integers over one denominator D
+    D = math.lcm(M.denominator, S.denominator, *(q.denominator for q in small))
+    m, s = M.numerator * (D // M.denominator), S.numerator * (D // S.denominator)
+    acc = min(m, s)
+    for q in small:
+        acc += min(m, s)
+        s -= q.numerator * (D // q.denominator)
+    nodes = Q(acc, D)
     a = ctx.u / (1 - k * ctx.u)
     b = (ctx.u * ((1 + ctx.u) * nodes + k * k * ctx.eta) + 2 * k * ctx.eta) / (1 - k * ctx.u)
     Sf: list[Fraction] = [S]

@@ -23,6 +23,7 @@ import math
 import operator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from .core import Rejected, Verdict, checker, digest, rational, require
@@ -64,7 +65,7 @@ class Format:
     def has_inf(self) -> bool:
         return self.style == "ieee"
 
-    @property
+    @cached_property  # (read by every rounding's overflow test)
     def max_finite(self) -> Fraction:
         # fn: the all-ones mantissa at the top exponent is NaN, so the largest mantissa is one less
         m = (1 << (self.mbits + 1)) - (2 if self.style == "fn" else 1)
@@ -225,10 +226,9 @@ def round_fraction(q: Fraction | int, fmt: Format | str, mode: str = "rne", zero
     qe = _quantum_exponent(e, fmt)
     if qe is None:
         return _below_normal(sign, _side(a, _pow2(fmt.emin - 1)), fmt, mode)
-    scaled = a / _pow2(qe)
-    m = scaled.numerator // scaled.denominator
-    frac = scaled - m
-    rem = _EXACT if frac == 0 else _side(frac, Fraction(1, 2))
+    num, den = (a.numerator, a.denominator << qe) if qe >= 0 else (a.numerator << -qe, a.denominator)
+    m, r = divmod(num, den)  # a / 2^qe = m + r/den, in integers (no gcd)
+    rem = _EXACT if r == 0 else _BELOW if 2 * r < den else _HALF if 2 * r == den else _ABOVE
     return _finish(sign, _choose(m, rem, sign, mode) * _pow2(qe), fmt, mode)
 
 
