@@ -258,23 +258,25 @@ class Search:
         whose arguments the equality facts show equal: where it is false a ``cong`` leaf closes
         the case, where true it is one more fact (log(P) = log(Q) with P - Q in the ideal)."""
         in_facts = {a for _, p in leaf.facts for m in (p if isinstance(p, dict) else p.num) for a, _ in m}
-        apps: dict[str, tuple[SExpr, Poly]] = {}
+        apps: dict[str, SExpr] = {}
         for sub, _ in self._apps:
             if len(sub) != 2:  # unary functions only (as the cong leaf)
                 continue
-            try:
-                r, arg = leaf.norm.term(sub).num, leaf.norm.term(sub[1]).poly("argument")
+            try:  # (an argument with a denominator is no polynomial for the ideal steps)
+                r = leaf.norm.term(sub).num
+                leaf.norm.term(sub[1]).poly("argument")
             except (Undecided, Division):
                 continue
             name = next(iter(r))[0][0] if len(r) == 1 and len(next(iter(r))) == 1 else None
             if name in in_facts:
-                apps.setdefault(name, (sub, arg))
-        for (sa, pa), (sb, pb) in itertools.combinations(apps.values(), 2):
+                apps.setdefault(name, sub)
+        for sa, sb in itertools.combinations(apps.values(), 2):
             eq: SExpr = ("=", sa, sb)
-            if sa[0] != sb[0] or leaf.decide(eq) is not None or self.in_ideal(leaf, add(pa, pb, -1)) is None:
+            if sa[0] != sb[0] or leaf.decide(eq) is not None:
                 continue
             lit = literal(eq, leaf.norm)
-            other = Leaf(self.script, [*path, (eq, lit, False)])  # its facts are numbered anew
+            # (the steps on the else-case's leaf: the same equality facts, numbered anew there)
+            other = Leaf(self.script, [*path, (eq, lit, False)])
             steps = self.in_ideal(other, add(*(other.norm.term(t[1]).poly("argument") for t in (sa, sb)), -1))
             fact = next((i for i, (rel, r) in enumerate(other.facts) if rel == "!=" and not r.den
                          and lit_key("=", r.num) == lit_key("=", lit[1])), None)  # type: ignore[index]

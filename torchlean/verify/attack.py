@@ -427,6 +427,12 @@ def leaf_minimisers(lo: np.ndarray, hi: np.ndarray, coef: np.ndarray) -> np.ndar
     return np.where(coef > 0, lo, hi)
 
 
+#: a best float margin at most this fraction of its unit (the margins' typical size) looks near a
+#: counterexample: ``InSearch`` then gives PGD its ``HIGH`` share, and ``graph_relu`` never counts
+#: such an attack as stalled
+NEAR = 0.02
+
+
 class InSearch:
     """Falsification alongside a branch-and-bound search over one region (untrusted; ``confirm``
     decides). ``step`` is called once per batch with the batch's open boxes; it returns a confirmed
@@ -472,7 +478,7 @@ class InSearch:
         i.e. the best float margin is small against the first batch's typical margin (``scale``),
         or, more mildly, the open boxes' lower bounds are near 0 against the root's (``lb0``)."""
         near = self.best / (self.scale or 1.0)
-        if near <= 0.02:
+        if near <= NEAR:
             return self.HIGH
         close = lb.size and np.isfinite(lb).all() and self.lb0 and -float(lb.max()) <= 0.02 * self.lb0
         return self.MID if near <= 0.2 or (close and near <= 0.5) else self.LOW

@@ -42,7 +42,7 @@ from ..certificates.fast_vnn import extras_lower, phase_arrays
 from ..certificates.graph_vnn import objective_forms
 from ..certificates.property import Region
 from . import alpha, alpha_targets, branching
-from .attack import leaf_minimisers
+from .attack import NEAR, leaf_minimisers
 from .tree import SplitTree, choice, combos, proof_extras, threshold
 
 EPS = 1e-300  # any positive bound proves a leaf (general.EPS)
@@ -323,15 +323,14 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
 
 #: the attack's share once it has stalled: ``STALL`` calls in a row that did not lower the best
 #: float margin any attack reached (``stats["attack_margin"]``, kept by the caller's attack) by
-#: ``IMPROVE`` of the box centre's margin, unless that best margin is within ``NEAR`` of the centre's
-#: (``attack.InSearch``'s "near"). PGD from the open subproblems' bound minimisers then keeps ending
+#: ``IMPROVE`` of the box centre's margin, unless that best margin is within ``attack.NEAR`` of the
+#: centre's. PGD from the open subproblems' bound minimisers then keeps ending
 #: in the minima it found before (mnistfc: every unsolved instance's best margin is nearly reached
 #: in the pre-search and hardly lowered after; h-phase, h-mnist3: thousands of restarts end in the
 #: same few minima), and the time goes to the proof search; an improvement restores ``ATTACK_SHARE``.
 ATTACK_SHARE_STALLED = 0.1
 STALL = 8
 IMPROVE = 0.01
-NEAR = 0.02
 
 
 def stalled(stats: dict[str, Any]) -> bool:
