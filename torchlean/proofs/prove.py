@@ -23,6 +23,9 @@ from ..certificates.refute import Decision, Leaf, reduce_by
 from ..certificates.sexpr import Script, SExpr, read_script, show
 
 MAX_DEPTH = 40
+#: z3's options for the Farkas LPs: the seed fixed (z3's default today, written down so that a
+#: changed default cannot change the trees), 10 s per LP
+Z3_OPTIONS = {"random_seed": 0, "timeout": 10000}
 
 
 class NoProof(Exception):
@@ -141,22 +144,28 @@ class Search:
             cands.append((["sq", text], ">=", mul(t, t)))  # type: ignore[list-item]
         if not cands or len(cands) > 3000:
             return None
-        lam = [z3.Real(f"l{k}") for k in range(len(cands))]
-        sol = z3.Solver()
-        sol.set("timeout", 10000)
+        # a context of its own and fixed seeds: in z3's global context the model (which of many
+        # Farkas combinations comes back) depended on every query run before in the process, so
+        # the same obligation got other trees after other obligations (one worker searching
+        # several, a test after another); now the coefficients depend on this leaf alone
+        ctx = z3.Context()
+        lam = [z3.Real(f"l{k}", ctx) for k in range(len(cands))]
+        sol = z3.Solver(ctx=ctx)
+        for opt, v in Z3_OPTIONS.items():
+            sol.set(opt, v)
         monos: dict[Any, Any] = {}
         for k, (_, rel, p) in enumerate(cands):
             if rel != "=":
                 sol.add(lam[k] >= 0)
             for m, c in p.items():
-                monos[m] = monos.get(m, 0) + lam[k] * z3.Q(c.numerator, c.denominator)
+                monos[m] = monos.get(m, 0) + lam[k] * z3.Q(c.numerator, c.denominator, ctx)
         if target is not None:
             for m, c in target.items():
-                monos[m] = monos.get(m, 0) - z3.Q(c.numerator, c.denominator)
-        const = monos.pop((), z3.RealVal(0))
+                monos[m] = monos.get(m, 0) - z3.Q(c.numerator, c.denominator, ctx)
+        const = monos.pop((), z3.RealVal(0, ctx))
         for e in monos.values():
             sol.add(e == 0)
-        strict = z3.Sum([lam[k] for k, (_, rel, _) in enumerate(cands) if rel == ">"] or [z3.RealVal(0)])
+        strict = z3.Sum([lam[k] for k, (_, rel, _) in enumerate(cands) if rel == ">"] or [z3.RealVal(0, ctx)])
         if target is None:  # sum = const; need const < 0, or const = 0 with a strict part
             sol.add(z3.Or(const < 0, z3.And(const <= 0, strict > 0)))
         else:  # target - sum = -const  =>  need -const > 0, or >= 0 with a strict part
@@ -409,7 +418,32 @@ class Search:
                 lit = None
             return {"split": show(t), "then": self.build([*path, (t, lit, True)]),
                     "else": self.build([*path, (t, lit, False)])}
-        return {"conjuncts": [s.build(path) for s in subs]}
+        return {"conjuncts": [s.with_lemmas(path, [c for c in claim[1:] if c is not part])
+                              for s, part in zip(subs, claim[1:])]}
+
+    def with_lemmas(self, path: list[Decision], lemmas: list[SExpr]) -> dict[str, Any]:
+        """``build(path)``, and where that finds no tree, the other conjuncts of the claim used as
+        lemmas: a split on the first one still open, which is a fact in the then-case and, in the
+        else-case, refuted from the domain as its own conjunct is (McCormick's plane at t, below
+        x*w because the planes at t = 0 and 1 are: each of those needs a product of two domain
+        facts, the plane at t would need products of three, which Farkas leaves do not take)."""
+        try:
+            return self.build(path)
+        except NoProof:
+            if time.monotonic() > self.deadline or not lemmas:
+                raise
+            leaf = Leaf(self.script, path)
+            for k, lemma in enumerate(lemmas):
+                if leaf.decide(lemma) is not None:
+                    continue
+                try:
+                    lit = literal(lemma, leaf.norm)
+                except (Undecided, Division):
+                    lit = None
+                rest = lemmas[k + 1:]
+                return {"split": show(lemma), "then": self.with_lemmas([*path, (lemma, lit, True)], rest),
+                        "else": self.with_lemmas([*path, (lemma, lit, False)], rest)}
+            raise
 
     def _separable(self) -> bool:
         """A conjunction whose first conjunct has fewer branch conditions than the whole claim
