@@ -50,7 +50,7 @@ def _cvc5(text: str, timeout: float, proofs: bool) -> SolverRun:
 
     s = cvc5.Solver()
     options = {"produce-proofs": "true" if proofs else "false", "produce-models": "true",
-               "tlimit-per": str(int(timeout * 1000))}
+               "tlimit-per": str(int(timeout * 1000)), "seed": "0"}  # (the seed: reproducible runs)
     for k, v in options.items():
         s.setOption(k, v)
     version = s.getVersion() if hasattr(s, "getVersion") else "cvc5"
@@ -104,8 +104,9 @@ def _z3(text: str, timeout: float, proofs: bool) -> SolverRun:
     # a context of its own: proof production must be on when the context is created
     ctx = z3.Context(proof=proofs)
     s = z3.Solver(ctx=ctx)
-    options = {"proof": str(proofs).lower(), "timeout": str(int(timeout * 1000))}
+    options = {"proof": str(proofs).lower(), "timeout": str(int(timeout * 1000)), "random_seed": "0"}
     s.set("timeout", int(timeout * 1000))
+    s.set("random_seed", 0)  # (z3's default, fixed: reproducible runs)
     s.from_string(text)
     t0 = time.perf_counter()
     res = s.check()
