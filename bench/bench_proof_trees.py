@@ -2,6 +2,7 @@
 
     python bench/bench_proof_trees.py [--timeout 42] [--out RUN.json] [--against OTHER.json]
                                       [--in-process] [--reverse] [NAME ...]
+    python bench/bench_proof_trees.py --compare DIR [DIR2]
 
 For each obligation of torchlean's own library whose committed artifact holds a refutation
 tree, runs the certificate search (``proofs.prove.certificate_tree``, in a forked child killed
@@ -11,6 +12,8 @@ with ``--against``, with the trees of an earlier run saved by ``--out``: two run
 processes, so that a search depending on process state, hash seeds or solver history shows up).
 ``--in-process`` searches them one after another in this process instead (``--reverse``: in the
 other order), so that a search whose answer depends on what ran before in the process shows up.
+``--compare``: the trees of the artifacts in DIR (``proofs discharge --include-library --force
+--dir DIR``, the whole regeneration with the solver runs) against DIR2's or the committed ones.
 ``--timeout`` defaults to the search's share of ``discharge``'s default 60 s.
 """
 
@@ -73,6 +76,33 @@ def canon(tree: Any) -> str:
     return json.dumps(tree, sort_keys=True, separators=(",", ":"))
 
 
+def _trees(directory: Path) -> dict[str, str | None]:
+    """Artifact name -> its refutation tree as canonical JSON (None: no tree), for the artifacts
+    that can hold one (not the checker-decided kinds)."""
+    from torchlean.proofs.obligation import DECIDED
+
+    out = {}
+    for f in sorted(directory.glob("*.json")):
+        art = json.loads(f.read_text())
+        if art.get("obligation", {}).get("kind") in DECIDED:
+            continue
+        tree = (art.get("certificate") or {}).get("tree")
+        out[f.name[:-5]] = None if tree is None else canon(tree)
+    return out
+
+
+def compare(dirs: list[str]) -> int:
+    a = _trees(Path(dirs[0]))
+    b = _trees(Path(dirs[1]) if len(dirs) > 1 else LIBRARY_DIR)
+    differ = sorted(n for n in set(a) | set(b) if a.get(n) != b.get(n))
+    for n in differ:
+        have = ["no tree" if t.get(n) is None else "tree" for t in (a, b)]
+        print(f"  {n}: {have[0]} / {have[1]}")
+    with_tree = [sum(v is not None for v in t.values()) for t in (a, b)]
+    print(f"trees: {with_tree[0]} / {with_tree[1]}; differ: {len(differ)}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--timeout", type=float, default=42.0)
@@ -82,8 +112,11 @@ def main() -> int:
                     help="search every obligation in this one process, one after another (a search that "
                          "depends on what ran before in the process shows up against a forked run)")
     ap.add_argument("--reverse", action="store_true", help="the obligations in reverse order")
+    ap.add_argument("--compare", nargs="+", metavar="DIR", help="compare artifact directories' trees")
     ap.add_argument("names", nargs="*", help="only obligations whose name starts with one of these")
     args = ap.parse_args()
+    if args.compare:
+        return compare(args.compare)
     obs = collect(None, args.names or None, library=True)
     if args.reverse:
         obs = obs[::-1]

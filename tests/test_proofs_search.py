@@ -158,3 +158,29 @@ def test_regenerating_reproduces_every_committed_tree():
         if committed is not None and _canon(certificate_tree(ob.smtlib, timeout=60)) != _canon(committed):
             differ.append(ob.name)
     assert differ == []
+
+
+
+def test_a_conjunct_no_lemma_helps_fails_after_one_attempt_per_lemma(monkeypatch):
+    """A false conjunct among six true ones that could be lemmas: no tree, and the search gives up
+    after one attempt per lemma (a failed case ends the search), not one per subset of them."""
+    from torchlean.proofs import prove
+
+    others = " ".join(f"(<= 0 (* {a} {b}))" for a, b in
+                      (("x", "y"), ("x", "z"), ("y", "z"), ("t", "x"), ("t", "y"), ("t", "z")))
+    statement = _THREE.replace("(declare-fun y () Real)", "(declare-fun y () Real)(declare-fun z () Real)") \
+        .replace("(<= 0 y))", "(<= 0 y) (<= 0 z))") \
+        .replace("(and (<= 0 (* x y)) (<= 0 (* t x y)))", f"(and {others} (<= 1 (* t x y z)))")
+    calls = []
+    real = prove.Search.with_lemmas
+
+    def counted(self, path, lemmas):
+        calls.append(len(lemmas))
+        return real(self, path, lemmas)
+
+    monkeypatch.setattr(prove.Search, "with_lemmas", counted)
+    with pytest.raises(NoProof):
+        certificate_tree(statement, timeout=60)
+    # the six true conjuncts: one call each; the false one: its first call and one per lemma
+    assert len(calls) <= 6 + 1 + 6
+    assert calls[-1] < 6  # lemmas were tried (the last call had fewer left than the first)

@@ -426,7 +426,9 @@ class Search:
         lemmas: a split on the first one still open, which is a fact in the then-case and, in the
         else-case, refuted from the domain as its own conjunct is (McCormick's plane at t, below
         x*w because the planes at t = 0 and 1 are: each of those needs a product of two domain
-        facts, the plane at t would need products of three, which Farkas leaves do not take)."""
+        facts, the plane at t would need products of three, which Farkas leaves do not take).
+        A case that fails with every lemma decided fails the whole search at once, so a conjunct
+        no lemma helps costs one attempt per lemma, not one per subset of the conjuncts."""
         try:
             return self.build(path)
         except NoProof:
@@ -441,7 +443,8 @@ class Search:
                 except (Undecided, Division):
                     lit = None
                 rest = lemmas[k + 1:]
-                return {"split": show(lemma), "then": self.with_lemmas([*path, (lemma, lit, True)], rest),
+                return {"split": show(lemma),
+                        "then": self.with_lemmas([*path, (lemma, lit, True)], rest),
                         "else": self.with_lemmas([*path, (lemma, lit, False)], rest)}
             raise
 
