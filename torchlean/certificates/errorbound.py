@@ -282,6 +282,9 @@ COLUMN = sorted({*UNARY, *LINEAR, "div", "softmax", "log_softmax", "layer_norm",
 #: or "fast": exact IBP met per element with the fast engine's CROWN argument bounds (float64,
 #: outward; trusts the IEEE binary64 standard model, recorded in the verdict)
 RANGES = ("crown", "ibp", "fast")
+#: the statement's "column": "exact" (absent: this module's, in rationals) or "fast" (its float64
+#: sibling ``fast_errors.py``, outward rounded, no tighter; the verdict names the float64 model)
+COLUMNS = ("exact", "fast")
 FAST_TRUST = "float64:ieee754-standard-model"
 
 
@@ -308,6 +311,12 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
     require(stmt.get("model") == model_id(ir), "model fingerprint does not match the graph")
     box = [(rational(lo), rational(hi)) for lo, hi in stmt["input_box"]]
     require(all(lo <= hi for lo, hi in box), "empty input box")
+    column = stmt.get("column", "exact")
+    require(column in COLUMNS, f"unknown column {column!r}")
+    if column == "fast":  # (numpy: imported only for a fast statement)
+        from .fast_errors import propagate as fast_column
+
+        return fast_column(stmt, trusted)
     env: dict[str, Tensor] = {}
     bg = lower(ir, env, wide=True)
     require(len(box) == bg.n_in, f"box has {len(box)} intervals for {bg.n_in} inputs")
