@@ -296,8 +296,9 @@ def _matmul(w: _Walk, ins: list[_V], shapes: list[tuple[int, ...]], lo, hi, cw: 
         require(xs[-1] == n, "matmul: shapes do not match")
 
         def f(M: np.ndarray, A: np.ndarray) -> np.ndarray:
-            X = A.reshape(-1, n, *A.shape[1:])
-            return np.moveaxis(np.tensordot(X, M, axes=([1], [0])), -1, 1).reshape(-1, *A.shape[1:])
+            X = A.reshape(A.shape[0] // n, n, *A.shape[1:])
+            Y = np.moveaxis(np.tensordot(X, M, axes=([1], [0])), -1, 1)
+            return Y.reshape(Y.shape[0] * Y.shape[1], *A.shape[1:])
 
         def lf(m: np.ndarray) -> np.ndarray:  # (n, outputs): output (r, j)'s leaves |W_ij| m_ri
             return (np.abs(W)[None] * m.reshape(-1, n)[:, :, None]).transpose(1, 0, 2).reshape(n, -1)
@@ -306,8 +307,9 @@ def _matmul(w: _Walk, ins: list[_V], shapes: list[tuple[int, ...]], lo, hi, cw: 
         require(xs[0] == n and len(xs) <= 2, "matmul: shapes do not match")
 
         def f(M: np.ndarray, A: np.ndarray) -> np.ndarray:
-            X = A.reshape(n, -1, *A.shape[1:])
-            return np.tensordot(M, X, axes=([1], [0])).reshape(-1, *A.shape[1:])
+            X = A.reshape(n, A.shape[0] // n, *A.shape[1:])
+            Y = np.tensordot(M, X, axes=([1], [0]))
+            return Y.reshape(Y.shape[0] * Y.shape[1], *A.shape[1:])
 
         def lf(m: np.ndarray) -> np.ndarray:  # output (r, j)'s leaves |W_ri| m_ij
             return (np.abs(W).T[:, :, None] * m.reshape(n, 1, -1)).reshape(n, -1)

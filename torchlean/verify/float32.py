@@ -103,7 +103,7 @@ SHRINK = 1 / 8
 
 
 def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress: bool = False,
-                   method: str = "crown", splits: int = 0) -> Result:
+                   method: str = "crown", splits: int = 0, column: str | None = None) -> Result:
     """The float-sound verdict (module docstring) within ``timeout`` seconds; ``target``: the
     bound-table target (``table.load_instance``), whose real parts ``bab.solve`` searches and
     certifies. ``splits`` > 0:
@@ -112,7 +112,9 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
     with its own (the partitioned certificate form; a leaf carries the errorbound certificate it
     was proved with). An unsat result's certificate has been accepted by ``check_vnn_float``; its
     reason is in stats["why"]. stats: "parts" error-bound walks, "leaves" the certificate's
-    parts, "inherited" those proved with an ancestor's epsilon, "searches" real searches."""
+    parts, "inherited" those proved with an ancestor's epsilon, "searches" real searches.
+    ``column``: the error column of every part (``floats.errorbound.statement``; by default the
+    fast one where every node has a fast row)."""
     from .bab import solve
 
     t0 = time.monotonic()
@@ -133,7 +135,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         te = time.monotonic()
         try:
             with time_limit(t0 + timeout):
-                eb = bound_certificate(graph, box, FORMAT, ranges="fast")
+                eb = bound_certificate(graph, box, FORMAT, ranges="fast", column=column)
         except OutOfTime:
             stats["timed_out"] = True
             return None
