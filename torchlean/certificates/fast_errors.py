@@ -183,12 +183,13 @@ class _Walk:
         """``Ctx.fn``: f(x~) - f(x) = s e_x, s in f''s range over the float hull [lo - E, hi + E]
         (mid +- rad), plus the kernel's own error; then the range rule's cap. relu: where its real
         argument is <= 0, the output's error is max(0, hi + E) (``errorbound.apply``)."""
+        # (each end: two roundings, each <= U (|lo| + |hi| + E + ext), well within ext)
         ext = _charge(np.abs(v.lo) + np.abs(v.hi) + v.E, 1)
-        p, q = v.lo - v.E - ext, v.hi + v.E + ext  # (each end one rounding: outward by the charge)
+        p, q = v.lo - v.E - ext, v.hi + v.E + ext
         row = FAST[name]
         fl, fh = row.interval(p, q, **attrs)
         Fm = np.maximum(np.abs(fl), np.abs(fh))
-        self.fits(_up(Fm * self.two_u), name)
+        self.fits(_up(Fm * (1 + self.kern[0]), 2), name)  # (Ctx.fn: |f|(1 + 2k un) fits)
         if name == "relu":
             kern = np.zeros_like(p)
             a = (p > 0) * 1.0  # slope 1 on [p, q] when p > 0, else in [0, 1]
@@ -205,6 +206,8 @@ class _Walk:
         rad = _up(np.maximum(b - mid, mid - a), 1) + _charge(np.abs(a) + np.abs(b), 2)
         C = mid[:, None] * v.C  # (one rounding per coefficient: charged as U |mid| E)
         local = _up(kern + rad * v.E + np.abs(mid) * v.rem + _charge(np.abs(mid) * v.E, 1), 4)
+        if name == "relu":  # (slope 1: C copied exactly, rem carried; no new unknown)
+            local = np.where(a == 1, v.rem, local)
         # the range rule: f~(x~) in [fl - kern, fh + kern] and f(x) in [lo, hi] (``Ctx.fn``): where
         # that caps the error below the form's bound, one fresh source of bound cap instead
         cap = np.maximum(fh + kern - lo + _charge(np.abs(fh) + kern + np.abs(lo), 2),
@@ -389,8 +392,10 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         m = int(np.prod(forms[i["name"]][2]))
         lo, hi = blo[0, k:k + m], bhi[0, k:k + m]
         k += m
-        local = np.zeros(m) if stmt["input_exact"] else _up(
-            w.u * np.maximum(np.abs(lo), np.abs(hi)) + w.eta, 2)
+        mag = np.maximum(np.abs(lo), np.abs(hi))
+        if not stmt["input_exact"]:
+            w.fits(mag, "an input")
+        local = np.zeros(m) if stmt["input_exact"] else _up(w.u * mag + w.eta, 2)
         vals[i["name"]] = w.make(lo, hi, np.zeros((m, 0)), local)
     for name, c in consts.items():
         e = w.cast_err(c.ravel())
