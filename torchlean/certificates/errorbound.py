@@ -311,6 +311,8 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
     require(stmt.get("model") == model_id(ir), "model fingerprint does not match the graph")
     box = [(rational(lo), rational(hi)) for lo, hi in stmt["input_box"]]
     require(all(lo <= hi for lo, hi in box), "empty input box")
+    method = stmt.get("ranges", "crown")
+    require(method in RANGES, f"unknown ranges {method!r}")
     column = stmt.get("column", "exact")
     require(column in COLUMNS, f"unknown column {column!r}")
     if column == "fast":  # (numpy: imported only for a fast statement)
@@ -320,8 +322,6 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
     env: dict[str, Tensor] = {}
     bg = lower(ir, env, wide=True)
     require(len(box) == bg.n_in, f"box has {len(box)} intervals for {bg.n_in} inputs")
-    method = stmt.get("ranges", "crown")
-    require(method in RANGES, f"unknown ranges {method!r}")
     fast = method == "fast"  # (``lin`` nodes too: the fast engine passes through y = f exactly)
     if fast and trusted is not None:
         from .graph_vnn import LIBM, LIBM_ROWS

@@ -71,10 +71,10 @@ def supported(ir: dict[str, Any]) -> str | None:
 class _V:
     """One IR value's elements: ranges, the form C (its sources: the first C.shape[1]), rem, E."""
 
-    __slots__ = ("lo", "hi", "C", "rem", "E", "const")
+    __slots__ = ("lo", "hi", "C", "rem", "E")
 
-    def __init__(self, lo, hi, C, rem, E, const=False):
-        self.lo, self.hi, self.C, self.rem, self.E, self.const = lo, hi, C, rem, E, const
+    def __init__(self, lo, hi, C, rem, E):
+        self.lo, self.hi, self.C, self.rem, self.E = lo, hi, C, rem, E
 
 
 _CACHE: dict[str, Any] = {}  # (the last graph: its lowering, per-value forms and constants)
@@ -236,10 +236,10 @@ class _Walk:
         return lo, hi
 
 
-def _bcast(shapes: list[tuple[int, ...]]) -> tuple[tuple[int, ...], list[np.ndarray]]:
-    """The broadcast shape and, per operand, the index of the element each output reads."""
+def _bcast(shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+    """Per operand, the index of the element each output of the broadcast reads (row-major)."""
     out = np.broadcast_shapes(*shapes)
-    return out, [np.broadcast_to(np.arange(int(np.prod(s))).reshape(s), out).ravel() for s in shapes]
+    return [np.broadcast_to(np.arange(int(np.prod(s))).reshape(s), out).ravel() for s in shapes]
 
 
 def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, hi, cw: list[Any]) -> _V:
@@ -255,7 +255,7 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
     if op == "matmul":
         return _matmul(w, ins, shapes, lo, hi, cw)
     require(len(ins) == 2, f"{op}: two operands expected")
-    out, (ia, ib) = _bcast(shapes)
+    ia, ib = _bcast(shapes)
     a, b = ins
     if op in ("add", "sub"):  # "one": fl(a~ +- b~), data + data or data + constant
         sg = 1.0 if op == "add" else -1.0
@@ -399,7 +399,7 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         vals[i["name"]] = w.make(lo, hi, np.zeros((m, 0)), local)
     for name, c in consts.items():
         e = w.cast_err(c.ravel())
-        vals[name] = _V(c.ravel(), c.ravel(), np.zeros((c.size, 0)), e, e, const=True)
+        vals[name] = _V(c.ravel(), c.ravel(), np.zeros((c.size, 0)), e, e)
     steps = []
     for t, node in enumerate(ir["nodes"]):
         tick()

@@ -39,11 +39,11 @@ _AFFINE = {"add", "sub", "neg", "matmul", "conv2d", "sum", "mean", "avg_pool2d",
            "transpose", "concat", "slice", "gather", "embedding", "where", "broadcast_to"}
 
 
-def default_column(graph: Graph, ranges: str) -> str:
+def default_column(ir: dict[str, Any], ranges: str) -> str:
     """"fast" (the float64 sibling of the error column, ``certificates.fast_errors``: milliseconds
     per walk instead of seconds, no tighter) where the ranges are the fast engine's (the statement
-    already rests on the float64 model) and every node has a fast row; else "exact"."""
-    return "fast" if ranges == "fast" and supported(graph.to_dict()) is None else "exact"
+    already rests on the float64 model) and every node of the IR has a fast row; else "exact"."""
+    return "fast" if ranges == "fast" and supported(ir) is None else "exact"
 
 
 def default_ranges(graph: Graph) -> str:
@@ -73,7 +73,7 @@ def statement(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str 
     f = get_format(fmt)
     ir = graph.to_dict()
     ranges = ranges or ("fast" if column == "fast" else default_ranges(graph))
-    column = column or default_column(graph, ranges)
+    column = column or default_column(ir, ranges)
     if column not in ("exact", "fast"):
         raise ValueError(f"unknown column {column!r}")
     if column == "fast":
