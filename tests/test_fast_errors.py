@@ -243,3 +243,21 @@ def test_float_sound_verdict_with_fast_column_and_mutation():
     bad["errorbound"]["digest"] = digest(st)
     v = check_vnn_float(bad, net, spec, model=model_id(g.to_dict()))
     assert not v.ok and "epsilon" in v.reason
+
+
+def test_cli_float32_column_flag(tmp_path, capsys):
+    import json
+
+    from torchlean.verify.__main__ import main
+
+    test = DATA / "test"
+    net, prop = test / "test_small.onnx", test / "test_small.vnnlib"
+    for col in ("exact", "fast"):
+        out = tmp_path / f"{col}.json"
+        args = [str(net), str(prop), "--float32", "-q", "--float32-column", col, "--cert", str(out)]
+        assert main(args) == 0
+        assert capsys.readouterr().out.strip() == "unsat (float32-sound, checked)"
+        st = json.loads(out.read_text())["errorbound"]["statement"]
+        assert st.get("column", "exact") == col
+        assert main(["check", str(out), str(net), str(prop)]) == 0
+        assert "binary32-sound" in capsys.readouterr().out
