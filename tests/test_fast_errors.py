@@ -261,3 +261,17 @@ def test_cli_float32_column_flag(tmp_path, capsys):
         assert st.get("column", "exact") == col
         assert main(["check", str(out), str(net), str(prop)]) == 0
         assert "binary32-sound" in capsys.readouterr().out
+
+
+def test_cli_floats_bound_column(tmp_path, capsys):
+    import json
+
+    from torchlean.floats.__main__ import main
+
+    net, prop = DATA / "acasxu" / "ACASXU_run2a_1_1_batch_2000.onnx", DATA / "acasxu" / "prop_3.vnnlib"
+    out = tmp_path / "c.json"
+    assert main(["bound", str(net), "--vnnlib", str(prop), "--column", "fast", "--samples", "200",
+                 "--cert", str(out)]) == 0
+    assert "replayed by the checker" in capsys.readouterr().out
+    st = json.loads(out.read_text())["statement"]
+    assert st["column"] == "fast" and st["ranges"] == "fast"

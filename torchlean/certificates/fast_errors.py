@@ -116,6 +116,7 @@ class _Walk:
     def __init__(self, stmt: dict[str, Any]):
         fmt = Format.from_dict(stmt["format"])
         self.fmt = fmt
+        require(fmt.emax <= 1023 and fmt.precision <= 53, "the fast column covers formats within binary64")
         mode = stmt["mode"]
         require(mode in MODES, f"unknown rounding mode {mode!r}")
         u, un = fmt.unit_roundoff(mode), fmt.unit_roundoff("rne")
