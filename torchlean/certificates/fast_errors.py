@@ -336,8 +336,7 @@ def _split(w: _Walk, W: np.ndarray, f: Any, lf: Any, x: _V, mag: np.ndarray, S: 
     min(M, S) + sum_j min(M, s_j), M = max(P, N), s_j = S - (the j - 1 smallest leaf bounds |w_i|
     mag_i), j = 1..n-1 (its argument there): every sum rounded up, the leaves' lower bounds and their
     cumulative sums (what s_j subtracts) rounded down."""
-    k = n
-    require(k * w.uq < 1, f"gamma_{k} undefined: n*u >= 1")
+    k = n  # (``w.gamma(n)`` has required n u < 1)
     pa = _up(np.maximum(0.0, x.hi + x.E + _charge(np.abs(x.hi) + x.E, 1)), 1)  # max(0, hi + E)
     pb = _up(np.maximum(0.0, x.E - x.lo + _charge(np.abs(x.lo) + x.E, 1)), 1)  # max(0, E - lo)
     Wp, Wn = np.maximum(W, 0.0), -np.minimum(W, 0.0)
