@@ -18,9 +18,10 @@ nonnegative expression with at most n roundings on its path, pushed up by ``_up(
 of its terms' magnitudes. A computed product C' = M C of forms differs from M C by <= gamma_n |M||C|
 (+ n 2^-1074 per coefficient): the sources' share, gamma_n |M| E + TINY, joins the new source, as
 ``Ctx.make`` charges its fixed-point rounding ("slack"). TRUST_BOUNDARIES.md, "Floats", has each
-row's argument. Omitted refinements of the exact column (looser, still sound): magnitude forms over
-the inputs (``errorforms``), ``dot_error``'s sign-split bound (gamma_n S + 4 n eta only), the exact
-interval meet of each linear node's range, and the alias/term limits (every term is kept).
+row's argument. Omitted refinements of the exact column (looser, still sound): the magnitude forms
+over the inputs (``errorforms``) and the exact interval meet of each linear node's range. Tighter
+(both sound): every form term is kept (no alias/term limits), and a slope range holds only f''s
+values (``errorctx.slope_range`` also holds 0 on every row).
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ class _Walk:
         mid = (a + b) / 2
         rad = _up(np.maximum(b - mid, mid - a), 1) + _charge(np.abs(a) + np.abs(b), 2)
         C = mid[:, None] * v.C  # (one rounding per coefficient: charged as U |mid| E)
-        local = _up(kern + rad * v.E + np.abs(mid) * v.rem + _charge(np.abs(mid) * v.E, 1), 4)
+        local = _up(kern + rad * v.E + np.abs(mid) * v.rem + _charge(np.abs(mid) * v.E, 1), 4)  # (<= 4 each)
         if name == "relu":  # (slope 1: C copied exactly, rem carried; no new unknown)
             local = np.where(a == 1, v.rem, local)
         # the range rule: f~(x~) in [fl - kern, fh + kern] and f(x) in [lo, hi] (``Ctx.fn``): where
@@ -282,7 +283,7 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
     out = _up((mx + a.E[ia]) * inv, 2)
     w.fits(out, "a quotient")
     dinv = _up(dc * inv / ac, 2)  # >= |1/fl(c) - 1/c|: a~/fl(c) - a/c = e_a/c + (e_a + a)(1/fl(c) - 1/c)
-    local = _up(w.u * out + w.eta + dinv * (a.E[ia] + mx) + _charge(a.E[ia] / ac, 1), 4)
+    local = _up(w.u * out + w.eta + dinv * (a.E[ia] + mx) + _charge(a.E[ia] / ac, 1), 5)
     return w.make(lo, hi, a.C[ia] / c[:, None], local, _up(a.rem[ia] * inv, 1))
 
 
