@@ -16,7 +16,8 @@ input_exact, ranges, graph, model, epsilon}; every step and epsilon must be >= t
 ``ranges`` "fast" (the generator's default above 1,000 nonlinear elements): exact IBP met per
 element with the fast engine's CROWN (``fast_engine.tight_args``, numpy, imported only then),
 recomputed here, never read from the certificate; the verdict names the float64 model (and libm)
-those ranges rest on.
+those ranges rest on. ``column`` "fast" (absent: this exact column): the walk in float64 with
+outward rounding (``fast_errors.py``, numpy, imported only then), same steps, same verdict marks.
 ``errorbound-split``: a tree {"split": [d, "v"], "lo", "hi"} | {"box", "steps"} of bisections (lo_d
 < v < hi_d, so the halves cover the parent); each leaf is replayed on its box with S's epsilon.
 """
