@@ -16,7 +16,8 @@ input_exact, ranges, graph, model, epsilon}; every step and epsilon must be >= t
 ``ranges`` "fast" (the generator's default above 1,000 nonlinear elements): exact IBP met per
 element with the fast engine's CROWN (``fast_engine.tight_args``, numpy, imported only then),
 recomputed here, never read from the certificate; the verdict names the float64 model (and libm)
-those ranges rest on.
+those ranges rest on. ``column`` "fast" (absent: this exact column): the walk in float64 with
+outward rounding (``fast_errors.py``, numpy, imported only then), same steps, same verdict marks.
 ``errorbound-split``: a tree {"split": [d, "v"], "lo", "hi"} | {"box", "steps"} of bisections (lo_d
 < v < hi_d, so the halves cover the parent); each leaf is replayed on its box with S's epsilon.
 """
@@ -282,6 +283,9 @@ COLUMN = sorted({*UNARY, *LINEAR, "div", "softmax", "log_softmax", "layer_norm",
 #: or "fast": exact IBP met per element with the fast engine's CROWN argument bounds (float64,
 #: outward; trusts the IEEE binary64 standard model, recorded in the verdict)
 RANGES = ("crown", "ibp", "fast")
+#: the statement's "column": "exact" (absent: this module's, in rationals) or "fast" (its float64
+#: sibling ``fast_errors.py``, outward rounded, no tighter; the verdict names the float64 model)
+COLUMNS = ("exact", "fast")
 FAST_TRUST = "float64:ieee754-standard-model"
 
 
@@ -308,11 +312,17 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
     require(stmt.get("model") == model_id(ir), "model fingerprint does not match the graph")
     box = [(rational(lo), rational(hi)) for lo, hi in stmt["input_box"]]
     require(all(lo <= hi for lo, hi in box), "empty input box")
+    method = stmt.get("ranges", "crown")
+    require(method in RANGES, f"unknown ranges {method!r}")
+    column = stmt.get("column", "exact")
+    require(column in COLUMNS, f"unknown column {column!r}")
+    if column == "fast":  # (numpy: imported only for a fast statement)
+        from .fast_errors import propagate as fast_column
+
+        return fast_column(stmt, trusted)
     env: dict[str, Tensor] = {}
     bg = lower(ir, env, wide=True)
     require(len(box) == bg.n_in, f"box has {len(box)} intervals for {bg.n_in} inputs")
-    method = stmt.get("ranges", "crown")
-    require(method in RANGES, f"unknown ranges {method!r}")
     fast = method == "fast"  # (``lin`` nodes too: the fast engine passes through y = f exactly)
     if fast and trusted is not None:
         from .graph_vnn import LIBM, LIBM_ROWS

@@ -110,7 +110,7 @@ def cmd_bound(a: argparse.Namespace) -> int:
     box = vnnlib_box(a.vnnlib) if a.vnnlib else parse_box(a.box or "", n) if a.box else None
     if box is None:
         raise CliError("give --box or --vnnlib")
-    cert = bound_certificate(g, box, a.format, a.mode, splits=a.splits, ranges=a.ranges)
+    cert = bound_certificate(g, box, a.format, a.mode, splits=a.splits, ranges=a.ranges, column=a.column)
     v = check(cert)
     if not v.ok:
         raise CliError(f"certificate did not replay: {v.reason}")
@@ -264,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="real ranges: the exact engine's CROWN (default up to 1,000 nonlinear elements: "
                         "nothing assumed), fast (IBP met with the fast engine's CROWN; the default above "
                         "that, replay assumes IEEE float64 and libm), or IBP")
+    b.add_argument("--column", choices=("fast", "exact"), default=None,
+                   help="the rounding-error column: fast (float64, outward rounded: milliseconds per "
+                        "walk; default with fast ranges where every node has a fast row) or exact")
     f = sub.add_parser("fpcore")
     f.add_argument("file")
     f.add_argument("--samples", type=_cli.samples, default=2000)

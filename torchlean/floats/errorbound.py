@@ -23,6 +23,7 @@ from ..certificates import check
 from ..certificates.core import digest
 from ..certificates.errorbound import _up as up
 from ..certificates.errorbound import model_id, propagate
+from ..certificates.fast_errors import supported
 from ..certificates.rounding import Format, get_format
 from ..spec.graph import Graph
 from .network import run_float
@@ -36,6 +37,13 @@ from .network import run_float
 CROWN_LIMIT = 1_000
 _AFFINE = {"add", "sub", "neg", "matmul", "conv2d", "sum", "mean", "avg_pool2d", "reshape", "flatten",
            "transpose", "concat", "slice", "gather", "embedding", "where", "broadcast_to"}
+
+
+def default_column(ir: dict[str, Any], ranges: str) -> str:
+    """"fast" (the float64 sibling of the error column, ``certificates.fast_errors``: milliseconds
+    per walk instead of seconds, no tighter) where the ranges are the fast engine's (the statement
+    already rests on the float64 model) and every node of the IR has a fast row; else "exact"."""
+    return "fast" if ranges == "fast" and supported(ir) is None else "exact"
 
 
 def default_ranges(graph: Graph) -> str:
@@ -56,17 +64,27 @@ def _q(x: Any) -> Fraction:
 
 def statement(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str = "rne",
               kernel_ulps: Fraction = DEFAULT_KERNEL_ULPS, input_exact: bool = True,
-              ranges: str | None = None) -> dict[str, Any]:
+              ranges: str | None = None, column: str | None = None) -> dict[str, Any]:
     """The claim before its epsilons. ``ranges``: "crown" (the exact engine's CROWN argument
     bounds), "fast" (exact IBP met with the fast engine's CROWN argument bounds) or "ibp"; by
-    default ``default_ranges(graph)``."""
+    default ``default_ranges(graph)`` ("fast" when ``column`` is "fast"). ``column``: "exact" or
+    "fast" (``certificates.fast_errors``, which takes "fast" ranges); by default
+    ``default_column``. An exact statement carries no "column" field (as before it existed)."""
     f = get_format(fmt)
     ir = graph.to_dict()
-    return {
+    ranges = ranges or ("fast" if column == "fast" else default_ranges(graph))
+    column = column or default_column(ir, ranges)
+    if column not in ("exact", "fast"):
+        raise ValueError(f"unknown column {column!r}")
+    if column == "fast":
+        why = supported(ir)
+        if why is not None or ranges != "fast":
+            raise ValueError(f"the fast column needs fast ranges and a fast row per node: {why or ranges}")
+    return {**({"column": "fast"} if column == "fast" else {}),
         "format": f.to_dict(), "mode": mode, "kernel_ulps": str(kernel_ulps),
         "input_box": [[str(_q(lo)), str(_q(hi))] for lo, hi in box],
         "input_exact": bool(input_exact),
-        "ranges": ranges or default_ranges(graph),
+        "ranges": ranges,
         "graph": ir,
         "model": model_id(ir),
         "epsilon": [],
@@ -81,16 +99,17 @@ def claims(steps: list[list[Fraction]]) -> tuple[list[list[str]], list[str]]:
 def bound_certificate(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str = "rne",
                       kernel_ulps: Fraction = DEFAULT_KERNEL_ULPS, input_exact: bool = True,
                       ranges: str | None = None, splits: int = 0,
-                      progress: Callable[[int, list[Fraction]], None] | None = None
-                      ) -> dict[str, Any]:
+                      progress: Callable[[int, list[Fraction]], None] | None = None,
+                      column: str | None = None) -> dict[str, Any]:
     """An ``errorbound`` certificate: epsilon per output with |f_fmt(x) - f_real(x)| <= epsilon on
     the box. ``input_exact``: the points are already values of ``fmt`` (else they are rounded).
     ``splits`` > 0: an ``errorbound-split`` certificate instead, the box bisected adaptively at
     most ``splits`` times (``splitbound.py``; tighter on large boxes, cost ~ 2 * splits + 1 leaf
-    bounds to generate and the leaves to replay); ``progress(leaves, epsilon)`` after each split."""
+    bounds to generate and the leaves to replay); ``progress(leaves, epsilon)`` after each split.
+    ``ranges``/``column``: as ``statement``."""
     if splits < 0:
         raise ValueError("splits must be >= 0")
-    stmt = statement(graph, box, fmt, mode, kernel_ulps, input_exact, ranges)
+    stmt = statement(graph, box, fmt, mode, kernel_ulps, input_exact, ranges, column)
     n_in = sum(int(np.prod(v.shape)) for v in graph.inputs)
     if len(stmt["input_box"]) != n_in:
         raise ValueError(f"box has {len(stmt['input_box'])} intervals for {n_in} inputs")

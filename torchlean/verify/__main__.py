@@ -129,7 +129,8 @@ def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: 
     try:
         res = verify_float32(target.graph, target, spec, left, progress=_cli.progress_of(args),
                              method=args.method,
-                             splits=SPLITS if args.float32_splits is None else args.float32_splits)
+                             splits=SPLITS if args.float32_splits is None else args.float32_splits,
+                             column=getattr(args, "float32_column", None))
     except (ArithmeticError, ValueError, Rejected) as e:  # e.g. a value that may overflow binary32
         raise InputError(f"no float32 error bound for this network on this box: {e}") from None
     text = vnncomp_text(res)
@@ -274,8 +275,11 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
         p.add_argument("--float32", action="store_true",
                        help="verify the network as run in binary32 (float-sound verdict)")
         p.add_argument("--float32-splits", type=int, default=None, metavar="N",
-                       help="with --float32: bisect the box up to N times (default 64: float32.SPLITS), "
+                       help="with --float32: bisect the box up to N times (default 1024: float32.SPLITS), "
                             "each part proved with its nearest ancestor's epsilon or its own")
+        p.add_argument("--float32-column", choices=("fast", "exact"), default=None,
+                       help="with --float32: the rounding-error column of each part (default fast "
+                            "where every node has a fast row: float64, outward rounded)")
         p.add_argument("-q", "--quiet", action="store_true", help="print only the verdict (no progress)")
         _cli.add_progress(p)
         fn = cmd_verify
