@@ -1,0 +1,41 @@
+"""An independent audit of the fast rounding-error column (``certificates.fast_errors``): its
+bounds against bit-exact float runs (``floats.emulate``, every format and rounding mode the column
+accepts; ml_dtypes/numpy for the runtime's own sigmoid formula), at the edges of each format
+(overflow, subnormals, constants that are not values of the format, dead and exactly-zero ReLUs,
+sigmoid's overflow tail, long dot products), against the exact column on the same statements, and
+the checker's rejection of mutated fast certificates."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import ml_dtypes
+import numpy as np
+
+from torchlean.certificates.core import Rejected
+from torchlean.certificates.errorbound import propagate
+from torchlean.floats.errorbound import statement
+from torchlean.spec.graph import Graph, Node, Value
+
+Q = Fraction
+
+
+def _sigmoid_graph() -> Graph:
+    one = np.ones((1, 1), np.float32)
+    return Graph([Value("x", (1, 1), "float32")], {"one": one},
+                 [Node("matmul", ["x", "one"], "m"), Node("sigmoid", ["m"], "y")], ["y"]).check()
+
+
+def test_sigmoid_overflow_in_a_format_without_infinities_is_refused():
+    """float8_e4m3fn has no infinity: the runtime's 1/(1 + exp(-x)) gets exp(7) -> NaN (round to
+    nearest overflows to NaN there), so no finite epsilon may be certified where exp(-x~) can
+    overflow; the tail rule (the kernel may return 0) only holds where exp overflows to +inf."""
+    f8 = ml_dtypes.float8_e4m3fn
+    x = np.array([-8.0, -7.0], f8)
+    assert np.isnan(np.asarray(1 / (1 + np.exp(-x)), np.float64)).all()  # (the float run: NaN)
+    st = statement(_sigmoid_graph(), [(Q(-8), Q(-7))], "float8_e4m3fn", column="fast", kernel_ulps=Q(1, 2))
+    try:
+        eps = propagate(st)[-1]
+    except Rejected:
+        return
+    raise AssertionError(f"a finite epsilon {[float(e) for e in eps]} for a NaN float run")
