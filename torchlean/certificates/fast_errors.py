@@ -198,6 +198,9 @@ class _Walk:
         else:
             if name == "sigmoid":  # (``errorbound._sigmoid_like``; exp(-x) may overflow past -T)
                 T = self.T  # (where p > T, the interval [T, T] is a stand-in, unused)
+                # (the tail's "returns 0" needs exp to overflow to +inf: without infinities it is NaN)
+                require(self.fmt.has_inf or bool((p > T).all()), f"sigmoid: exp(-x) may overflow "
+                        f"{self.fmt.name}, which has no infinity (NaN in the float run)")
                 tail = np.where(p <= T, row.interval(np.minimum(p, T), np.minimum(q, T))[1], 0.0)
                 kern = _up(self.sig * Fm + self.eta + tail, 3)
             else:  # (the kernel within k ulp)
