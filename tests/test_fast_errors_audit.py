@@ -39,3 +39,16 @@ def test_sigmoid_overflow_in_a_format_without_infinities_is_refused():
     except Rejected:
         return
     raise AssertionError(f"a finite epsilon {[float(e) for e in eps]} for a NaN float run")
+
+
+def test_exact_column_sigmoid_and_silu_overflow_without_infinities_refused():
+    """The same gap in the exact column's ``_sigmoid_like`` (sigmoid and silu share it)."""
+    for op in ("sigmoid", "silu"):
+        g = Graph([Value("x", (1,), "float32")], {}, [Node(op, ["x"], "y")], ["y"]).check()
+        st = statement(g, [(Q(-8), Q(-7))], "float8_e4m3fn", column="exact", ranges="ibp",
+                       kernel_ulps=Q(1, 2))
+        try:
+            eps = propagate(st)[-1]
+        except Rejected:
+            continue
+        raise AssertionError(f"{op}: a finite epsilon {[float(e) for e in eps]} for a NaN float run")
