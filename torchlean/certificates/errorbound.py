@@ -50,6 +50,8 @@ def _sigmoid_like(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, op: str = ""
     a = ctx.k * (2 * ctx.un + ctx.fmt.min_positive)
     require(a < 1, "kernel error too large")
     T = -Q(2 * ctx.fmt.emax, 3)
+    # (the tail's "returns 0" needs exp to overflow to +inf: without infinities it is NaN)
+    require(ctx.fmt.has_inf or p > T, f"{op}: exp(-x) may overflow {ctx.fmt.name}, which has no infinity")
     tail = max(map(abs, FUNCTIONS[op].interval(p, min(q, T)))) if p <= T else ZERO
     return ((1 + ctx.u) / ((1 - a) * (1 - ctx.u)) - 1) * Fm + ctx.eta + tail
 
