@@ -52,3 +52,24 @@ def test_exact_column_sigmoid_and_silu_overflow_without_infinities_refused():
         except Rejected:
             continue
         raise AssertionError(f"{op}: a finite epsilon {[float(e) for e in eps]} for a NaN float run")
+
+
+def _dot_graph(W: np.ndarray) -> Graph:
+    return Graph([Value("x", (1, W.shape[0]), "float32")], {"W": W},
+                 [Node("matmul", ["x", "W"], "y")], ["y"]).check()
+
+
+def test_dot_with_cast_weights_covers_the_float_weights_rule():
+    """The float run multiplies by fl(W), not W: its dot product errs by the sum rule on |fl(W)|
+    (<= |W| + dW), plus (fl(W) - W) x~. The column adds 2 sum dW max|x~| to the rule on |W|, which
+    covers the rule's growth only while its factor (gamma_n, or the sign-split bound's
+    (u + n u (1 + u))/(1 - n u)) is <= 1; in float8_e4m3fn (u = 1/16) that is n <= 7. Here n = 15:
+    the bound with W = 1.09375 (fl(W) = 1.125) must be at least the bound with the float weights
+    themselves (the same float run; its real value differs by the cast term only)."""
+    n = 15
+    box = [(Q(1, 2), Q(1))] * n
+    W = np.full((n, 1), 1.09375, np.float32)  # (between 1 and 1.125 in e4m3: rounds to 1.125)
+    Wf = np.full((n, 1), 1.125, np.float32)
+    e = [propagate(statement(_dot_graph(w), box, "float8_e4m3fn", column="fast", kernel_ulps=Q(1, 2)))[-1][0]
+         for w in (W, Wf)]
+    assert e[0] >= e[1], (float(e[0]), float(e[1]))
