@@ -326,10 +326,15 @@ def _matmul(w: _Walk, ins: list[_V], shapes: list[tuple[int, ...]], lo, hi, cw: 
     mag = _up(np.maximum(np.abs(x.lo), np.abs(x.hi)) + x.E, 1)
     S = _up(f(aW, mag), n)
     g = w.gamma(n)
-    w.fits(_up(S * (1 + g), 2), "a dot product")
+    # the float run's weights fl(W), |fl(W)| <= |W| + dW, raise S, M and each s_j by <= D = sum dW
+    # mag: gamma_n S by gamma_n D, ``_split`` by (u + n u (1 + u))/(1 - n u) D (c1 D + c2 n D); D
+    # once more for (fl(W) - W) x~. (Both factors exceed 1 where n u > 1/2: fp8 from n = 8.)
+    D = _up(f(dW, mag), n) if dW.any() else np.zeros_like(S)
+    w.fits(_up((S + D) * (1 + g), 3), "a dot product")
     local = np.minimum(_up(g * S + 4 * n * w.eta, 3), _split(w, W, f, lf, x, mag, S, n))
     if dW.any():
-        local = _up(local + 2 * _up(f(dW, mag), n), 2)
+        u = w.uq
+        local = _up(local + _hi(1 + max(1, (u + n * u * (1 + u)) / (1 - n * u))) * D, 2)
     return w.make(lo, hi, C, _up(local + charge, 1), rem)
 
 
