@@ -152,8 +152,12 @@ def _linear(ctx: Ctx, op: str, ins: list[list[V]], shapes: list[tuple[int, ...]]
         else:
             v = ctx.lin([(q, var[s]) for s, q in e.t.items()], e.c, kind, r)
         if extra[j]:
-            # (the weight's delta times x~, itself summed with rounding: gamma_k <= 1)
-            v = ctx.make(v.lo, v.hi, [(ONE, ZERO, v)], 2 * extra[j], ZERO, v.g)
+            # the weight's delta times x~, and its share of the sum's rounding: |fl(w)| <= |w| +
+            # |delta| raises S and each of dot_error's k node bounds by <= extra, so its bounds by
+            # <= gamma_k extra, (u + k u (1 + u))/(1 - k u) extra (> 1 where k u > 1/2: fp8)
+            k = len(e.t) + (e.c != 0) if kind == "dot" and isinstance(e, Aff) else 1
+            fac = 1 + max(ONE, (ctx.u + k * ctx.u * (1 + ctx.u)) / (1 - k * ctx.u))
+            v = ctx.make(v.lo, v.hi, [(ONE, ZERO, v)], fac * extra[j], ZERO, v.g)
         out.append(v)
     return out
 
