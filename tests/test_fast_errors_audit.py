@@ -7,15 +7,23 @@ the checker's rejection of mutated fast certificates."""
 
 from __future__ import annotations
 
+import sys
 from fractions import Fraction
+from pathlib import Path
 
 import ml_dtypes
 import numpy as np
+import pytest
 
+from torchlean.certificates import errorctx
 from torchlean.certificates.core import Rejected
 from torchlean.certificates.errorbound import propagate
+from torchlean.floats.emulate import Emulator, emulate
 from torchlean.floats.errorbound import statement
 from torchlean.spec.graph import Graph, Node, Value
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_fast_errors import _fixed_slope_range, _ratio_ok  # noqa: E402
 
 Q = Fraction
 
@@ -74,3 +82,143 @@ def test_dot_with_cast_weights_covers_the_float_weights_rule():
         e = [propagate(statement(_dot_graph(w), box, "float8_e4m3fn", column=col, ranges=rg,
                                  kernel_ulps=Q(1, 2)))[-1][0] for w in (W, Wf)]
         assert e[0] >= e[1], (col, float(e[0]), float(e[1]))
+
+
+# -- bit-exact float runs against the certified bounds ---------------------------------------------
+
+#: every format the fast column covers (within binary64): the named ones, one without subnormals
+FMTS = ["binary32", "binary16", "bfloat16", "float8_e4m3fn", "float8_e5m2", "e4m3-nosub", "e5m10-nosub"]
+DIRECTED = ["rtz", "rup", "rdn", "rto"]
+REF = "e20m200"  # the real reference: 201-bit rounding, sigmoid/tanh in mpmath at 643 bits
+
+
+def _k(mode: str) -> Fraction:
+    """The emulator's transcendental kernels are correctly rounded in the mode: half an ulp when
+    nearest, one ulp when directed (the least kernel_ulps the statement may then claim)."""
+    return Q(1, 2) if mode in ("rne", "rna") else Q(1)
+
+
+def rgraph(seed: int, rows: int = 1, width: int = 3, depth: int = 2) -> Graph:
+    """A random graph over every fast row: (x - mean)/std (std a constant near the formats'
+    resolution or not a value of them), layers of matmul (a batch dimension when rows = 2), + bias,
+    an activation, neg, * constant, a data +- data sum; a constant matmul on the left at the end."""
+    rng = np.random.default_rng(seed)
+    f32, n0 = np.float32, 3
+    c: dict[str, np.ndarray] = {
+        "mean": rng.uniform(-0.3, 0.3, (n0,)).astype(f32),
+        "std": np.array([rng.choice([0.7, 3.0001, 1 + 2.0**-9, 0.1])], f32),
+    }
+    nodes = [Node("sub", ["x", "mean"], "s"), Node("div", ["s", "std"], "d")]
+    cur, n = "d", n0
+    if rows == 2:
+        nodes.append(Node("reshape", ["d"], "d3", {"shape": (1, 2, n0)}))
+        cur = "d3"
+    for i in range(depth):
+        act = ["relu", "sigmoid", "tanh"][(seed + i) % 3]
+        c[f"W{i}"] = (rng.standard_normal((n, width)) / np.sqrt(n)).astype(f32)
+        c[f"b{i}"] = (rng.standard_normal(width) * 0.2).astype(f32)
+        c[f"k{i}"] = rng.uniform(-1.5, 1.5, width).astype(f32)
+        nodes += [Node("matmul", [cur, f"W{i}"], f"m{i}"), Node("add", [f"m{i}", f"b{i}"], f"z{i}"),
+                  Node(act, [f"z{i}"], f"a{i}"), Node("neg", [f"a{i}"], f"n{i}"),
+                  Node("mul", [f"n{i}", f"k{i}"], f"p{i}"),
+                  Node("add" if (seed + i) % 2 else "sub", [f"p{i}", f"z{i}"], f"h{i}")]
+        cur, n = f"h{i}", width
+    c["V"] = (rng.standard_normal((2, width)) / np.sqrt(width)).astype(f32)
+    nodes += [Node("reshape", [cur], "col", {"shape": (width, rows)}), Node("matmul", ["V", "col"], "y")]
+    if rows == 1:
+        nodes.append(Node("flatten", ["y"], "yf"))
+    return Graph([Value("x", (rows, n0), "float32")], c, nodes, ["yf" if rows == 1 else "y"]).check()
+
+
+def rbox(seed: int, m: int) -> list[tuple[Fraction, Fraction]]:
+    """Intervals in [-1, 1] with ends multiples of 1/4 (values of every format tested)."""
+    rng = np.random.default_rng(seed + 100)
+    ends = np.sort(rng.integers(-4, 5, (m, 2)), axis=1)
+    return [(Q(int(a), 4), Q(int(b), 4)) for a, b in ends]
+
+
+def points(box, fmt: str, n: int, seed: int, exact: bool) -> np.ndarray:
+    """The box's corners (up to 16) and uniform points; rounded to ``fmt`` when ``exact`` (the
+    ends are values of the format, so rounding to nearest keeps a point inside)."""
+    rng = np.random.default_rng(seed)
+    lo = np.array([float(a) for a, _ in box])
+    hi = np.array([float(b) for _, b in box])
+    pts = rng.uniform(lo, hi, (n, len(box)))
+    for j in range(min(n, 16, 2 ** len(box))):  # (corner j: bit i of j picks input i's end)
+        pts[j] = np.where((j >> np.arange(len(box))) & 1, hi, lo)
+    if exact:
+        em = Emulator(fmt, "rne")
+        pts = np.vectorize(lambda v: em.round(Q(v)), otypes=[np.float64])(pts)
+    return pts
+
+
+def observed(g: Graph, pts: np.ndarray, fmt: str, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """(max |run in fmt/mode - real| per output, max |real| per output) over the points."""
+    shape = g.inputs[0].shape
+    errs, mags = [], []
+    for p in pts:
+        x = {"x": p.reshape(shape)}
+        a = emulate(g, x, fmt, mode)[0].ravel()
+        r = emulate(g, x, REF)[0].ravel()
+        errs.append(np.abs(a - r))
+        mags.append(np.abs(r))
+    return np.max(errs, axis=0), np.max(mags, axis=0)
+
+
+def sound(g: Graph, box, fmt: str, mode: str, exact: bool, n: int, seed: int = 0, k: Fraction | None = None,
+          ranges: str = "fast") -> tuple[np.ndarray, np.ndarray] | None:
+    """Assert the fast epsilon >= the observed error at the points; (eps, observed), or None where
+    the column refuses the statement (an overflow it cannot rule out, n u >= 1, ...)."""
+    st = statement(g, box, fmt, mode, kernel_ulps=_k(mode) if k is None else k, input_exact=exact,
+                   column="fast")
+    try:
+        eps = np.array([float(e) for e in propagate(st)[-1]])
+    except Rejected:
+        return None
+    obs, mag = observed(g, points(box, fmt, n, seed, exact), fmt, mode)
+    slack = 2.0**-50 * mag  # (the reference's own rounding to binary64)
+    assert np.all(obs <= eps + slack), (fmt, mode, exact, obs, eps)
+    return eps, obs
+
+
+@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize("fmt", FMTS)
+def test_random_graphs_every_format(fmt, exact):
+    """Every fast row, batch dimensions and both matmul sides, nearest and one directed mode."""
+    done = 0
+    for i, mode in enumerate(["rne", DIRECTED[FMTS.index(fmt) % 4]]):
+        for rows in (1, 2):
+            seed = 7 * i + rows + FMTS.index(fmt)
+            done += sound(rgraph(seed, rows), rbox(seed, 3 * rows), fmt, mode, exact, 12, seed) is not None
+    assert done >= 2  # (fp8's sigmoid hulls may reach exp's overflow: those graphs are refused)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["rne", "rna", *DIRECTED])
+@pytest.mark.parametrize("fmt", FMTS)
+def test_random_graphs_every_format_and_mode_sweep(fmt, mode):
+    for seed in range(4):
+        for rows in (1, 2):
+            for exact in (True, False):
+                sound(rgraph(seed, rows), rbox(seed, 3 * rows), fmt, mode, exact, 40, seed)
+
+
+@pytest.mark.parametrize("fmt", FMTS)
+def test_fast_no_tighter_than_exact_every_format(fmt, monkeypatch):
+    """The same statement in both columns (the exact one's slope ranges as its rule states, as
+    tests/test_fast_errors.py compares them): every fast step >= the exact one."""
+    monkeypatch.setattr(errorctx, "slope_range", _fixed_slope_range)
+    done = 0
+    for i, mode in enumerate(["rne", DIRECTED[FMTS.index(fmt) % 4]]):
+        for rows in (1, 2):
+            seed = 7 * i + rows + FMTS.index(fmt)
+            st = statement(rgraph(seed, rows), rbox(seed, 3 * rows), fmt, mode, kernel_ulps=_k(mode),
+                           input_exact=bool(rows % 2), column="fast")
+            try:
+                fast = propagate(st)
+            except Rejected:
+                continue
+            exact = propagate({k: v for k, v in st.items() if k != "column"})
+            _ratio_ok(fast, exact)
+            done += 1
+    assert done >= 2
