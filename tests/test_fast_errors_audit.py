@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -222,3 +223,85 @@ def test_fast_no_tighter_than_exact_every_format(fmt, monkeypatch):
             _ratio_ok(fast, exact)
             done += 1
     assert done >= 2
+
+
+# -- the edges of each format --------------------------------------------------------------------
+
+def _graph(ops: list[tuple[str, Any]], n: int, consts: dict[str, np.ndarray] | None = None) -> Graph:
+    """x (1, n) through ``ops``: (op, constant or None) in turn (a constant: the second operand)."""
+    c, nodes, cur = dict(consts or {}), [], "x"
+    for i, (op, k) in enumerate(ops):
+        ins = [cur]
+        if k is not None:
+            c[f"c{i}"] = np.asarray(k)
+            ins.append(f"c{i}")
+        nodes.append(Node(op, ins, f"v{i}"))
+        cur = f"v{i}"
+    return Graph([Value("x", (1, n), "float32")], c, nodes, [cur]).check()
+
+
+def test_near_overflow_accepted_below_and_refused_where_the_run_overflows():
+    f32 = np.float32
+    g = _graph([("matmul", np.ones((2, 1), f32)), ("mul", np.array([2.0], f32))], 2)
+    # (bfloat16 and binary32 near their overflow: the fast column refuses bounds above ~2^70,
+    # "error bounds too large", before its overflow rule is reached; 2^60 is accepted)
+    edges = [("binary16", 15000, 16380), ("float8_e4m3fn", 40, 120), ("bfloat16", 2.0**60, 2.0**126)]
+    for fmt, ok, bad in edges:
+        r = sound(g, [(Q(ok) / 2, Q(ok))] * 2, fmt, "rne", True, 8)
+        assert r is not None and np.all(r[1] > 0), fmt
+        top = emulate(g, {"x": np.full((1, 2), float(bad))}, fmt)[0]
+        assert not np.isfinite(top).all(), (fmt, top)  # (inf, or NaN in e4m3fn)
+        with pytest.raises(Rejected, match="overflow|too large"):
+            propagate(statement(g, [(Q(bad) / 2, Q(bad))] * 2, fmt, column="fast"))
+
+
+@pytest.mark.parametrize("fmt,lo,hi", [("binary16", -22, -18), ("float8_e5m2", -15, -12),
+                                       ("binary32", -140, -130), ("e5m10-nosub", -14, -12),
+                                       ("bfloat16", -130, -126)])
+def test_tiny_values_in_the_subnormal_range(fmt, lo, hi):
+    """Products and quotients that underflow (subnormal or flushed), sums that cancel there."""
+    f32 = np.float32
+    W = np.array([[0.3, -0.7], [0.45, 0.6]], f32)
+    g = Graph([Value("x", (1, 2), "float32")], {"W": W, "k": np.array([0.1], f32), "c": np.array([3.0], f32)},
+              [Node("matmul", ["x", "W"], "m"), Node("mul", ["m", "k"], "p"), Node("div", ["p", "c"], "q"),
+               Node("sub", ["q", "m"], "s"), Node("relu", ["s"], "r"), Node("add", ["r", "q"], "y")],
+              ["y"]).check()
+    box = [(Q(2) ** lo, Q(2) ** hi), (Q(2) ** lo, Q(3, 2) * Q(2) ** lo)]
+    for mode in ("rne", "rtz"):
+        for exact in (True, False):
+            r = sound(g, box, fmt, mode, exact, 24)
+            assert r is not None and np.all(r[1] > 0), (fmt, mode)
+
+
+@pytest.mark.parametrize("fmt", ["bfloat16", "binary16", "float8_e4m3fn", "binary32"])
+def test_constants_not_in_the_format_and_division_near_its_resolution(fmt):
+    """Divisors 1 + 2^-9 (bf16, fp8: fl(c) = 1), 3.0001, 0.1 and 1.5 2^-24 (half-way between two
+    binary16 subnormals), float64 constants that no format here holds; a divisor that rounds to 0
+    is refused (the float run divides by 0)."""
+    f64 = np.float64
+    for c in (1 + 2.0**-9, 3.0001, 0.1, 1.5 * 2.0**-24, 1 / 3):
+        if fmt == "float8_e4m3fn" and c < 2.0**-9:
+            continue
+        g = _graph([("mul", np.array([0.1, -1 / 3], f64)), ("div", np.array([c], f64)),
+                    ("add", np.array([1e-5, 2.0**-7], f64)), ("sub", np.array([[1 / 7, 0.2]], f64))], 2)
+        hi = Q(1, 4) if c > 1e-3 else Q(1, 2**14)
+        for mode in ("rne", "rup"):
+            r = sound(g, [(-hi, hi), (hi / 2, hi)], fmt, mode, False, 16)
+            assert r is not None, (fmt, c)
+    g = _graph([("div", np.array([2.0**-30], f64))], 1)
+    with pytest.raises(Rejected, match="contains 0"):
+        propagate(statement(g, [(Q(0), Q(1, 2**40))], "binary16", column="fast"))
+
+
+@pytest.mark.parametrize("fmt", ["binary32", "binary16", "bfloat16", "float8_e5m2"])
+def test_relu_exactly_at_zero_dead_and_live(fmt):
+    """relu(x - c) with x = c exactly (0 in the reals; the float run's 0 or fl(x) - fl(c) where c
+    is not a value of the format), inputs on [-1, 0] (dead: hi = 0) and [0, 1] (lo = 0)."""
+    c = np.array([[0.1, 0.75, 0.0, 0.0]], np.float32)
+    g = _graph([("sub", c), ("relu", None), ("matmul", np.array([[1.0], [-1.0], [0.5], [0.25]], np.float32)),
+                ("relu", None)], 4)
+    box = [(Q(float(c[0, 0])),) * 2, (Q(3, 4), Q(3, 4)), (Q(-1), Q(0)), (Q(0), Q(1))]
+    for exact in (True, False):
+        for mode in ("rne", "rna" if fmt == "float8_e5m2" else "rdn"):  # (e5m2 directed: 4 u = 1)
+            b = box if not exact else [(Q(1, 8), Q(1, 8))] + box[1:]
+            assert sound(g, b, fmt, mode, exact, 16) is not None
