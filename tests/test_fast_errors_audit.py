@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import ml_dtypes
+import mpmath
 import numpy as np
 import pytest
 
@@ -305,3 +306,35 @@ def test_relu_exactly_at_zero_dead_and_live(fmt):
         for mode in ("rne", "rna" if fmt == "float8_e5m2" else "rdn"):  # (e5m2 directed: 4 u = 1)
             b = box if not exact else [(Q(1, 8), Q(1, 8))] + box[1:]
             assert sound(g, b, fmt, mode, exact, 16) is not None
+
+
+def _values(dt: Any, lo: float, hi: float) -> np.ndarray:
+    """Every finite value of a 8- or 16-bit float type in [lo, hi] (as that type)."""
+    bits = {1: np.uint8, 2: np.uint16}[np.dtype(dt).itemsize]
+    v = np.arange(2 ** (8 * np.dtype(dt).itemsize), dtype=np.int64).astype(bits).view(dt)
+    f = v.astype(np.float64)
+    return v[np.isfinite(f) & (f >= lo) & (f <= hi)]
+
+
+@pytest.mark.parametrize("fmt,dt,lo,hi,k", [("binary16", np.float16, -14, -9, 4),
+                                            ("float8_e5m2", ml_dtypes.float8_e5m2, -14, -9, 1),
+                                            ("bfloat16", ml_dtypes.bfloat16, -100, -80, 4),
+                                            ("binary32", np.float32, -110, -80, 4)])
+def test_sigmoid_overflow_tail_with_the_runtime_formula(fmt, dt, lo, hi, k):
+    """The runtime's own kernel 1/(1 + exp(-x)) in the format (numpy / ml_dtypes: exp overflows
+    to inf below about -emax ln 2, the result is 0) on every value of the box (binary32: a sample),
+    against mpmath's sigmoid: within the fast epsilon, and the tail is reached (zeros)."""
+    from torchlean.runtime.rules import RULES
+
+    g = Graph([Value("x", (1, 1), "float32")], {}, [Node("sigmoid", ["x"], "y")], ["y"]).check()
+    eps = float(propagate(statement(g, [(Q(lo), Q(hi))], fmt, kernel_ulps=Q(k), column="fast"))[-1][0])
+    if dt is np.float32:
+        x = np.concatenate([np.float32([lo, hi]), np.random.default_rng(0).uniform(lo, hi, 3000).astype(dt)])
+    else:
+        x = _values(dt, lo, hi)
+    with np.errstate(over="ignore"):
+        y = np.asarray(RULES["sigmoid"].forward(np, x), np.float64)
+    with mpmath.workdps(60):
+        ref = np.array([float(1 / (1 + mpmath.exp(-mpmath.mpf(float(v))))) for v in x.astype(np.float64)])
+    assert (y == 0).any() and np.all(np.isfinite(y))
+    assert np.max(np.abs(y - ref)) <= eps, (np.max(np.abs(y - ref)), eps)
