@@ -312,7 +312,8 @@ def _values(dt: Any, lo: float, hi: float) -> np.ndarray:
     """Every finite value of a 8- or 16-bit float type in [lo, hi] (as that type)."""
     bits = {1: np.uint8, 2: np.uint16}[np.dtype(dt).itemsize]
     v = np.arange(2 ** (8 * np.dtype(dt).itemsize), dtype=np.int64).astype(bits).view(dt)
-    f = v.astype(np.float64)
+    with np.errstate(invalid="ignore"):  # (NaN patterns)
+        f = v.astype(np.float64)
     return v[np.isfinite(f) & (f >= lo) & (f <= hi)]
 
 
@@ -338,3 +339,24 @@ def test_sigmoid_overflow_tail_with_the_runtime_formula(fmt, dt, lo, hi, k):
         ref = np.array([float(1 / (1 + mpmath.exp(-mpmath.mpf(float(v))))) for v in x.astype(np.float64)])
     assert (y == 0).any() and np.all(np.isfinite(y))
     assert np.max(np.abs(y - ref)) <= eps, (np.max(np.abs(y - ref)), eps)
+
+
+@pytest.mark.parametrize("fmt,n", [("binary16", 2000), ("bfloat16", 200), ("binary32", 1000),
+                                   ("float8_e4m3fn", 14),
+                                   pytest.param("binary32", 4000, marks=pytest.mark.slow)])
+def test_long_dot_products(fmt, n):
+    """x (1, n) @ W (n, 2): one column positive (no cancellation: the accumulator stagnates where
+    its ulp passes the terms), one of mixed signs; W float32 (not values of the format); the
+    emulator's sequential sum and, in binary16/32, numpy's own matmul (another order)."""
+    rng = np.random.default_rng(n)
+    W = np.stack([rng.uniform(0.5, 1, n), rng.uniform(-1, 1, n)], axis=1).astype(np.float32)
+    g = _dot_graph(W)
+    box = [(Q(7, 8), Q(1))] * n
+    eps, obs = sound(g, box, fmt, "rne", True, 3, k=Q(1, 2))
+    assert np.all(obs > 0)
+    dt = {"binary16": np.float16, "binary32": np.float32}.get(fmt)
+    if dt is not None:
+        x = points(box, fmt, 3, 0, True)
+        got = x.astype(dt) @ W.astype(dt)
+        ref = np.stack([emulate(g, {"x": p[None]}, REF)[0].ravel() for p in x])
+        assert np.all(np.abs(got.astype(np.float64) - ref) <= eps)
