@@ -7,6 +7,7 @@ the checker's rejection of mutated fast certificates."""
 
 from __future__ import annotations
 
+import copy
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -17,11 +18,11 @@ import mpmath
 import numpy as np
 import pytest
 
-from torchlean.certificates import errorctx
-from torchlean.certificates.core import Rejected
-from torchlean.certificates.errorbound import propagate
+from torchlean.certificates import check, errorctx
+from torchlean.certificates.core import Rejected, digest
+from torchlean.certificates.errorbound import FAST_TRUST, model_id, propagate
 from torchlean.floats.emulate import Emulator, emulate
-from torchlean.floats.errorbound import statement
+from torchlean.floats.errorbound import bound_certificate, statement
 from torchlean.spec.graph import Graph, Node, Value
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -360,3 +361,111 @@ def test_long_dot_products(fmt, n):
         got = x.astype(dt) @ W.astype(dt)
         ref = np.stack([emulate(g, {"x": p[None]}, REF)[0].ravel() for p in x])
         assert np.all(np.abs(got.astype(np.float64) - ref) <= eps)
+
+
+# -- the checker rejects mutated fast certificates ---------------------------------------------------
+
+def _forge(cert: dict[str, Any], edit: Any) -> dict[str, Any]:
+    """A copy with ``edit`` applied to it and the statement's digest recomputed (a forger's)."""
+    c = copy.deepcopy(cert)
+    edit(c)
+    c["digest"] = digest(c["statement"])
+    return c
+
+
+def _rejected(c: dict[str, Any], word: str = "") -> None:
+    v = check(c)
+    assert not v.ok and word in v.reason, v.reason
+
+
+@pytest.fixture(scope="module")
+def fp16_cert():
+    """A binary16 certificate over every row, rounded inputs, tight kernels (half an ulp)."""
+    return bound_certificate(rgraph(5, 2), rbox(5, 6), "binary16", kernel_ulps=Q(1, 2), input_exact=False,
+                             column="fast")
+
+
+def test_fp16_certificate_replays_and_its_claim_holds(fp16_cert):
+    v = check(fp16_cert)
+    assert v.ok and FAST_TRUST in v.trusted, v.reason
+    eps = np.array([float(Q(e)) for e in fp16_cert["statement"]["epsilon"]])
+    obs, _ = observed(rgraph(5, 2), points(rbox(5, 6), "binary16", 24, 1, False), "binary16", "rne")
+    assert np.all(obs <= eps)
+
+
+def test_weaker_assumptions_rejected(fp16_cert):
+    """Each statement field that makes errors larger, re-signed: the claimed steps no longer hold."""
+    st = fp16_cert["statement"]
+    for edit in (
+        lambda c: c["statement"].update(mode="rtz"),  # (u doubles)
+        lambda c: c["statement"].update(kernel_ulps="8"),
+        lambda c: c["statement"].update(format={**st["format"], "mbits": 7, "ebits": 8, "name": "bfloat16"}),
+        lambda c: c["statement"].update(format={**st["format"], "mbits": 3, "ebits": 4, "name": "e4m3"}),
+        lambda c: c["statement"].update(input_box=[[str(Q(a) - 1), str(Q(b) + 1)]
+                                                   for a, b in st["input_box"]]),
+    ):
+        _rejected(_forge(fp16_cert, edit))
+
+
+def test_exact_inputs_claim_rejected_as_rounded_inputs():
+    g, box = rgraph(6, 1), rbox(6, 3)
+    cert = bound_certificate(g, box, "binary16", kernel_ulps=Q(1, 2), input_exact=True, column="fast")
+    assert check(cert).ok
+    _rejected(_forge(cert, lambda c: c["statement"].update(input_exact=False)), "claimed error")
+    tiny = [(Q(2) ** -22, Q(2) ** -18)] * 3  # (subnormal inputs: a format without them errs more)
+    cert = bound_certificate(g, tiny, "binary16", kernel_ulps=Q(1, 2), input_exact=False, column="fast")
+    _rejected(_forge(cert, lambda c: c["statement"]["format"].update(subnormals=False)), "claimed error")
+
+
+def test_shrunk_steps_truncated_steps_and_epsilon_rejected(fp16_cert):
+    for i in (0, 3, len(fp16_cert["steps"]) - 1):
+        c = copy.deepcopy(fp16_cert)
+        c["steps"][i][0] = str(Q(c["steps"][i][0]) * Q(999, 1000))
+        _rejected(c, "claimed error")
+    c = copy.deepcopy(fp16_cert)
+    c["steps"].pop()
+    _rejected(c, "one step per graph node")
+    c = copy.deepcopy(fp16_cert)
+    c["steps"][2].pop()
+    _rejected(c, "claimed terms")
+    _rejected(_forge(fp16_cert, lambda c: c["statement"]["epsilon"].__setitem__(1, "0")), "epsilon")
+
+
+def test_swapped_graph_rejected(fp16_cert):
+    """A weight scaled (the model re-fingerprinted), an activation swapped, another graph."""
+    g = rgraph(5, 2)
+    for edit in (lambda g: g.constants.__setitem__("W1", g.constants["W1"] * 4),
+                 lambda g: setattr(g.nodes[5], "op", "relu" if g.nodes[5].op != "relu" else "tanh")):
+        h = copy.deepcopy(g)
+        edit(h)
+        ir = h.to_dict()
+        c = _forge(fp16_cert, lambda c, ir=ir: c["statement"].update(graph=ir, model=model_id(ir)))
+        _rejected(c)
+        _rejected(_forge(fp16_cert, lambda c, ir=ir: c["statement"].update(graph=ir)), "fingerprint")
+
+
+def test_column_field_mutations(fp16_cert):
+    c = copy.deepcopy(fp16_cert)
+    del c["statement"]["column"]
+    _rejected(c, "digest")
+    _rejected(_forge(fp16_cert, lambda c: c["statement"].update(column="FAST")), "unknown column")
+    _rejected(_forge(fp16_cert, lambda c: c["statement"].update(ranges="crown")), "ranges")
+    _rejected(_forge(fp16_cert, lambda c: c["statement"].update(ranges="ibp")), "ranges")
+    # the exact column on the same re-signed statement: a replay of its own (no tighter claims
+    # pass where its bounds exceed the fast ones; where they do not, the claim still holds)
+    c = _forge(fp16_cert, lambda c: c["statement"].pop("column"))
+    v = check(c)
+    assert v.ok or "claimed error" in v.reason, v.reason
+
+
+def test_split_certificate_leaf_mutation():
+    g = rgraph(8, 1)
+    cert = bound_certificate(g, rbox(8, 3), "bfloat16", kernel_ulps=Q(1, 2), column="fast", splits=2)
+    assert cert["kind"] == "errorbound-split" and check(cert).ok
+
+    def leaves(t):
+        return [t] if "steps" in t else leaves(t["lo"]) + leaves(t["hi"])
+    c = copy.deepcopy(cert)
+    leaf = leaves(c["tree"])[-1]
+    leaf["steps"][-1] = [str(Q(x) / 2) for x in leaf["steps"][-1]]
+    _rejected(c, "claimed error")
