@@ -469,3 +469,17 @@ def test_split_certificate_leaf_mutation():
     leaf = leaves(c["tree"])[-1]
     leaf["steps"][-1] = [str(Q(x) / 2) for x in leaf["steps"][-1]]
     _rejected(c, "claimed error")
+
+
+@pytest.mark.parametrize("fmt", ["binary16", "bfloat16", "float8_e4m3fn"])
+def test_two_way_broadcast_and_weights_that_cast_to_zero(fmt):
+    """a (2, 1) + b (1, 3) of data (``_bcast`` both ways), a constant of shape (3,) times it, and a
+    float64 weight matrix with entries that round to 0 (1e-200) or to subnormals in the format."""
+    f64 = np.float64
+    W = np.array([[0.7, -1e-200, 0.3], [2.0**-20, 0.5, -0.25]], f64)
+    g = Graph([Value("x", (1, 2), "float32")], {"W": W, "k": np.array([0.3, -1.7, 1.1], f64)},
+              [Node("reshape", ["x"], "a", {"shape": (2, 1)}), Node("matmul", ["x", "W"], "b"),
+               Node("add", ["a", "b"], "s"), Node("mul", ["s", "k"], "p"), Node("sub", ["b", "p"], "y")],
+              ["y"]).check()
+    for exact in (True, False):
+        assert sound(g, [(Q(-1), Q(1, 2)), (Q(1, 4), Q(3, 4))], fmt, "rne", exact, 16) is not None
