@@ -483,3 +483,31 @@ def test_two_way_broadcast_and_weights_that_cast_to_zero(fmt):
               ["y"]).check()
     for exact in (True, False):
         assert sound(g, [(Q(-1), Q(1, 2)), (Q(1, 4), Q(3, 4))], fmt, "rne", exact, 16) is not None
+
+
+def _grid(lo: Fraction, hi: Fraction, fmt: str, cap: int) -> np.ndarray:
+    """The values of ``fmt`` a fine grid of [lo, hi] rounds to (every value where the format's
+    spacing exceeds the grid's), at most ``cap`` of them (evenly picked)."""
+    em = Emulator(fmt, "rne")
+    v = np.unique([em.round(Q(x)) for x in np.linspace(float(lo), float(hi), 2000)])
+    v = v[(v >= float(lo)) & (v <= float(hi))]
+    return v[np.linspace(0, len(v) - 1, min(cap, len(v))).round().astype(int)]
+
+
+@pytest.mark.parametrize("fmt,cap", [("float8_e4m3fn", 4), ("float8_e5m2", 4),
+                                     *(pytest.param(f, 9, marks=pytest.mark.slow)
+                                       for f in ("float8_e4m3fn", "float8_e5m2", "e4m3-nosub"))])
+def test_fp8_exhaustive_over_input_values(fmt, cap):
+    """In 8-bit formats the box's float inputs are few: every combination (up to cap^3 of them)
+    is run, so the observed error is the true worst case over those inputs, not a sample."""
+    for seed in (1, 2, 3):
+        g, box = rgraph(seed), rbox(seed, 3)
+        st = statement(g, box, fmt, kernel_ulps=Q(1, 2), column="fast")
+        try:
+            eps = np.array([float(e) for e in propagate(st)[-1]])
+        except Rejected:
+            continue
+        axes = [_grid(a, b, fmt, cap) for a, b in box]
+        pts = np.array(np.meshgrid(*axes)).reshape(3, -1).T
+        obs, mag = observed(g, pts, fmt, "rne")
+        assert np.all(obs <= eps + 2.0**-50 * mag), (seed, obs, eps)
