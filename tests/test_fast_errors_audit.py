@@ -511,3 +511,42 @@ def test_fp8_exhaustive_over_input_values(fmt, cap):
         pts = np.array(np.meshgrid(*axes)).reshape(3, -1).T
         obs, mag = observed(g, pts, fmt, "rne")
         assert np.all(obs <= eps + 2.0**-50 * mag), (seed, obs, eps)
+
+
+ONE_OP = {
+    "mul": [("mul", np.array([0.3]))], "div": [("div", np.array([0.3]))],
+    "div near 1": [("div", np.array([1 + 2.0**-9]))], "add": [("add", np.array([0.3]))],
+    "sub relu": [("sub", np.array([0.3])), ("relu", None)], "tanh": [("tanh", None)],
+    "sigmoid": [("sigmoid", None)], "dot": [("matmul", np.array([[0.3], [-0.7]]))],
+}
+
+
+def _one_op_sweep(fmt: str, mode: str, n: int) -> None:
+    """Each row alone on positive, negative and near-0 boxes, over the box's format values."""
+    for name, ops in ONE_OP.items():
+        m = 2 if name == "dot" else 1
+        g = _graph(ops, m)
+        for lo, hi in [(Q(1, 4), Q(4)), (Q(-4), Q(-1, 4)), (Q(-1, 64), Q(1, 64))]:
+            for exact in (True, False):
+                st = statement(g, [(lo, hi)] * m, fmt, mode, kernel_ulps=_k(mode), input_exact=exact,
+                               column="fast")
+                try:
+                    eps = float(propagate(st)[-1][0])
+                except Rejected:
+                    continue
+                v = _grid(lo, hi, fmt, n) if exact else np.linspace(float(lo), float(hi), n)
+                pts = np.stack([v, v[::-1]], axis=1)[:, :m]
+                obs, mag = observed(g, pts, fmt, mode)
+                assert obs[0] <= eps + 2.0**-50 * mag[0], (name, float(lo), exact, obs[0], eps)
+
+
+@pytest.mark.parametrize("fmt,mode", [("float8_e4m3fn", "rne"), ("e4m3-nosub", "rup")])
+def test_one_row_at_a_time(fmt, mode):
+    _one_op_sweep(fmt, mode, 16)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", FMTS)
+@pytest.mark.parametrize("mode", ["rne", "rna", *DIRECTED])
+def test_one_row_at_a_time_sweep(fmt, mode):
+    _one_op_sweep(fmt, mode, 80)
