@@ -550,3 +550,35 @@ def test_one_row_at_a_time(fmt, mode):
 @pytest.mark.parametrize("mode", ["rne", "rna", *DIRECTED])
 def test_one_row_at_a_time_sweep(fmt, mode):
     _one_op_sweep(fmt, mode, 80)
+
+
+def _formula_run(op: str, x: float, fmt: str, mode: str) -> float:
+    """The runtime's sigmoid 1/(1 + exp(-x)) or silu x/(1 + exp(-x)), each operation rounded in
+    the mode (exp correctly rounded; on overflow IEEE rounding gives inf, or max_finite in the
+    modes toward zero / down)."""
+    em = Emulator(fmt, mode)
+    den = em.binary("add", 1.0, em.transcendental("exp", -x, {}))
+    return em.binary("div", 1.0 if op == "sigmoid" else x, den)
+
+
+@pytest.mark.parametrize("fmt,lo,hi", [("binary16", -14, -13), ("bfloat16", -100, -95),
+                                       ("binary32", -110, -100)])
+@pytest.mark.parametrize("mode", ["rtz", "rdn", "rup", "rne"])
+def test_sigmoid_tail_when_exp_saturates_at_max_finite(fmt, lo, hi, mode):
+    """Round toward zero (or down), exp's overflow is max_finite, not inf: the kernel returns
+    about 1/max_finite (x/max_finite for silu), far above sigmoid on a hull below -2 emax/3 (the
+    tail rule's bound there). binary16 rtz on [-14, -13]: the run errs by 1.4e-5."""
+    for op in ("sigmoid", "silu"):
+        g = Graph([Value("x", (1, 1), "float32")], {}, [Node(op, ["x"], "y")], ["y"]).check()
+        em = Emulator(fmt, "rne")
+        xs = [em.round(Q(v)) for v in np.linspace(lo, hi, 9)]
+        with mpmath.workdps(60):
+            ref = [float((1 if op == "sigmoid" else mpmath.mpf(x)) / (1 + mpmath.exp(-mpmath.mpf(x))))
+                   for x in xs]
+        err = max(abs(_formula_run(op, x, fmt, mode) - r) for x, r in zip(xs, ref))
+        for col, rg in (("fast", "fast"), ("exact", "ibp")):
+            if col == "fast" and op == "silu":
+                continue  # (no fast row)
+            st = statement(g, [(Q(lo), Q(hi))], fmt, mode, kernel_ulps=Q(1), column=col, ranges=rg)
+            eps = float(propagate(st)[-1][0])
+            assert err <= eps, (op, col, err, eps)
