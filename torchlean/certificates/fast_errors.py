@@ -130,6 +130,9 @@ class _Walk:
         require(a < 1, "kernel error too large")
         self.sig = _hi((1 + u) / ((1 - a) * (1 - u)) - 1)  # (``errorbound._sigmoid_like``)
         self.T = _hi(-Q(2 * fmt.emax, 3))
+        # (where exp(-x) overflows toward zero, rtz/rdn/rto, it is max_finite, not inf: sigmoid's
+        # kernel then returns fl(1/fl(1 + max_finite)) <= (1 + u)/max_finite + eta, not 0)
+        self.sat = _hi(2 / fmt.max_finite) if mode in ("rtz", "rdn", "rto") else 0.0
         self.maxf = -_hi(-fmt.max_finite)  # (rounded down)
         self.two_u = _hi(1 + 2 * u)  # >= 1 + 2u
         self.L = np.zeros(0)  # every source's bound, in order
@@ -201,7 +204,7 @@ class _Walk:
                 # (the tail's "returns 0" needs exp to overflow to +inf: without infinities it is NaN)
                 require(self.fmt.has_inf or bool((p > T).all()), f"sigmoid: exp(-x) may overflow "
                         f"{self.fmt.name}, which has no infinity (NaN in the float run)")
-                tail = np.where(p <= T, row.interval(np.minimum(p, T), np.minimum(q, T))[1], 0.0)
+                tail = np.where(p <= T, row.interval(np.minimum(p, T), np.minimum(q, T))[1] + self.sat, 0.0)
                 kern = _up(self.sig * Fm + self.eta + tail, 3)
             else:  # (the kernel within k ulp)
                 kern = _up(self.kern[0] * Fm + self.kern[1], 2)
