@@ -53,6 +53,8 @@ def _sigmoid_like(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, op: str = ""
     # (the tail's "returns 0" needs exp to overflow to +inf: without infinities it is NaN)
     require(ctx.fmt.has_inf or p > T, f"{op}: exp(-x) may overflow {ctx.fmt.name}, which has no infinity")
     tail = max(map(abs, FUNCTIONS[op].interval(p, min(q, T)))) if p <= T else ZERO
+    if p <= T and ctx.mode in ("rtz", "rdn", "rto"):  # exp's overflow is max_finite there, not inf:
+        tail += (1 if op == "sigmoid" else abs(p)) * 2 / ctx.fmt.max_finite  # y~ <= 2|num|/max_finite
     return ((1 + ctx.u) / ((1 - a) * (1 - ctx.u)) - 1) * Fm + ctx.eta + tail
 
 
