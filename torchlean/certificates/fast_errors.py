@@ -59,9 +59,15 @@ def _hi(q: Fraction) -> float:
 def supported(ir: dict[str, Any]) -> str | None:
     """None when every node of the IR has a fast row and every constant is a float tensor; else
     why not (one line)."""
+    consts = ir["constants"]
     for node in ir["nodes"]:
-        if node["op"] not in ROWS:
-            return f"primitive {node['op']!r} has no fast rounding-error row"
+        op, ins = node["op"], node["inputs"]
+        if op not in ROWS:
+            return f"primitive {op!r} has no fast rounding-error row"
+        if op in ("mul", "div") and not (ins[1] in consts and ins[0] not in consts):
+            return f"{op}: only data {op} a constant has a fast row"
+        if op == "matmul" and [len(consts[n]["shape"]) for n in ins if n in consts] != [2]:
+            return "matmul: one data operand and one 2-D constant required"
     for name, a in ir["constants"].items():
         if str(a["dtype"]) not in FLOAT_DTYPES:
             return f"constant {name!r} of dtype {a['dtype']} has no fast rounding-error row"
