@@ -301,7 +301,8 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
 def _matmul(w: _Walk, ins: list[_V], shapes: list[tuple[int, ...]], lo, hi, cw: list[Any]) -> _V:
     """"dot": a data operand times a constant matrix (either side): per output, the sum of n
     products in any order errs by <= gamma_n S + 4 n eta, S = sum |w| (max|x| + E) (``dot_error``'s
-    first bound), plus the constant's cast error twice (``_linear``'s extra)."""
+    first bound) or the sign-split one (``_split``), plus the constant's cast error times 1 +
+    max(1, the rule's factor) (``_linear``'s extra)."""
     require((cw[0] is None) != (cw[1] is None), "matmul: one data operand and one constant required")
     right = cw[1] is not None
     x, W = (ins[0], cw[1]) if right else (ins[1], cw[0])
