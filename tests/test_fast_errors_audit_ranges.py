@@ -44,3 +44,28 @@ def test_fast_ranges_contain_every_real_value(seed, monkeypatch):
             v = v.ravel()
             slack = 2.0**-50 * np.abs(v)  # (the reference rounded to binary64)
             assert np.all(lo <= v + slack) and np.all(v - slack <= hi), (name, lo, v, hi)
+
+
+def test_two_graph_inputs_take_their_own_intervals():
+    """Two inputs of different sizes and scales: each element's interval is its own (the box is
+    read in the IR's input order); a swapped reading would miss the observed error."""
+    from fractions import Fraction as Q
+
+    from torchlean.spec.graph import Node, Value
+
+    W = np.array([[0.3, -0.2], [0.7, 0.1], [-0.4, 0.9]], np.float32)
+    g = Graph([Value("x", (1, 3), "float32"), Value("z", (1, 2), "float32")],
+              {"W": W, "k": np.array([0.37], np.float32)},
+              [Node("matmul", ["x", "W"], "m"), Node("mul", ["z", "k"], "p"), Node("sub", ["m", "p"], "y")],
+              ["y"]).check()
+    box = [(Q(0), Q(1, 64))] * 3 + [(Q(1000), Q(2000))] * 2
+    st = statement(g, box, "binary16", input_exact=False, column="fast")
+    eps = np.array([float(e) for e in propagate(st)[-1]])
+    rng = np.random.default_rng(0)
+    worst = np.zeros(2)
+    for _ in range(40):
+        x, z = rng.uniform(0, 1 / 64, (1, 3)), rng.uniform(1000, 2000, (1, 2))
+        a = emulate(g, {"x": x, "z": z}, "binary16")[0].ravel()
+        r = emulate(g, {"x": x, "z": z}, REF)[0].ravel()
+        worst = np.maximum(worst, np.abs(a - r))
+    assert np.all(worst <= eps) and np.all(worst > 0.01), (worst, eps)
