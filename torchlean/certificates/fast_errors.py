@@ -133,8 +133,8 @@ class _Walk:
         require(k >= MIN_KERNEL_ULPS, f"kernel_ulps below {MIN_KERNEL_ULPS}")
         self.kern = (_hi(2 * k * un), _hi(k * fmt.min_positive))  # k ulp of |f|: a|f| + b
         a = k * (2 * un + fmt.min_positive)
-        require(a < 1, "kernel error too large")
-        self.sig = _hi((1 + u) / ((1 - a) * (1 - u)) - 1)  # (``errorbound._sigmoid_like``)
+        # (``errorbound._sigmoid_like``; None where a >= 1: sigmoid is refused, as there)
+        self.sig = _hi((1 + u) / ((1 - a) * (1 - u)) - 1) if a < 1 else None
         self.T = _hi(-Q(2 * fmt.emax, 3))
         # (where exp(-x) overflows toward zero, rtz/rdn/rto, it is max_finite, not inf: sigmoid's
         # kernel then returns fl(1/fl(1 + max_finite)) <= (1 + u)/max_finite + eta, not 0)
@@ -207,6 +207,7 @@ class _Walk:
         else:
             if name == "sigmoid":  # (``errorbound._sigmoid_like``; exp(-x) may overflow past -T)
                 T = self.T  # (where p > T, the interval [T, T] is a stand-in, unused)
+                require(self.sig is not None, "kernel error too large")
                 # (the tail's "returns 0" needs exp to overflow to +inf: without infinities it is NaN)
                 require(self.fmt.has_inf or bool((p > T).all()), f"sigmoid: exp(-x) may overflow "
                         f"{self.fmt.name}, which has no infinity (NaN in the float run)")
