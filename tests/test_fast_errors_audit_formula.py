@@ -12,10 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from torchlean.certificates.core import Rejected
+from torchlean.certificates.errorbound import propagate
 from torchlean.floats.emulate import Emulator
+from torchlean.floats.errorbound import statement
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_fast_errors_audit import REF, _graph, rgraph, sound  # noqa: E402
+from test_fast_errors_audit import REF, _graph, rbox, rgraph, sound  # noqa: E402
 
 Q = Fraction
 _PLAIN = Emulator.transcendental
@@ -56,3 +59,15 @@ def test_sigmoid_layer_wholly_in_exps_overflow(fmt, scale, mode, monkeypatch):
     k = Q(1, 2) if mode == "rne" else Q(1)
     eps, obs = sound(g, box, fmt, mode, True, 12, k=k)
     assert np.all(obs > 0)
+
+
+def test_e5m2_with_four_ulp_kernels_refuses_only_sigmoid():
+    """a = k(2 u_n + minpos) >= 1 in float8_e5m2 with k = 4: only a sigmoid's bound needs a < 1."""
+    for seed in (2, 5, 1):  # (tanh and relu only; then one with a sigmoid)
+        g = rgraph(seed)
+        st = statement(g, rbox(seed, 3), "float8_e5m2", kernel_ulps=Q(4), column="fast")
+        if any(n.op == "sigmoid" for n in g.nodes):
+            with pytest.raises(Rejected, match="kernel error too large"):
+                propagate(st)
+        else:
+            assert sound(g, rbox(seed, 3), "float8_e5m2", "rne", True, 12, seed, k=Q(4)) is not None
