@@ -51,7 +51,11 @@ def _sigmoid_like(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, op: str = ""
     a = ctx.k * (2 * ctx.un + ctx.fmt.min_positive)
     require(a < 1, "kernel error too large")
     T = -Q(2 * ctx.fmt.emax, 3)
+    # (the tail's "returns 0" needs exp to overflow to +inf: without infinities it is NaN)
+    require(ctx.fmt.has_inf or p > T, f"{op}: exp(-x) may overflow {ctx.fmt.name}, which has no infinity")
     tail = max(map(abs, FUNCTIONS[op].interval(p, min(q, T)))) if p <= T else ZERO
+    if p <= T and ctx.mode in ("rtz", "rdn", "rto"):  # exp's overflow is max_finite there, not inf:
+        tail += (1 if op == "sigmoid" else abs(p)) * 2 / ctx.fmt.max_finite  # y~ <= 2|num|/max_finite
     return ((1 + ctx.u) / ((1 - a) * (1 - ctx.u)) - 1) * Fm + ctx.eta + tail
 
 
@@ -151,8 +155,12 @@ def _linear(ctx: Ctx, op: str, ins: list[list[V]], shapes: list[tuple[int, ...]]
         else:
             v = ctx.lin([(q, var[s]) for s, q in e.t.items()], e.c, kind, r)
         if extra[j]:
-            # (the weight's delta times x~, itself summed with rounding: gamma_k <= 1)
-            v = ctx.make(v.lo, v.hi, [(ONE, ZERO, v)], 2 * extra[j], ZERO, v.g)
+            # the weight's delta times x~, and its share of the sum's rounding: |fl(w)| <= |w| +
+            # |delta| raises S and each of dot_error's k node bounds by <= extra, so its bounds by
+            # <= gamma_k extra, (u + k u (1 + u))/(1 - k u) extra (> 1 where k u > 1/2: fp8)
+            k = len(e.t) + (e.c != 0) if kind == "dot" and isinstance(e, Aff) else 1
+            fac = 1 + max(ONE, (ctx.u + k * ctx.u * (1 + ctx.u)) / (1 - k * ctx.u))
+            v = ctx.make(v.lo, v.hi, [(ONE, ZERO, v)], fac * extra[j], ZERO, v.g)
         out.append(v)
     return out
 

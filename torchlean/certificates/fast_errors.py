@@ -60,9 +60,15 @@ def _hi(q: Fraction) -> float:
 def supported(ir: dict[str, Any]) -> str | None:
     """None when every node of the IR has a fast row and every constant is a float tensor; else
     why not (one line)."""
+    consts = ir["constants"]
     for node in ir["nodes"]:
-        if node["op"] not in ROWS:
-            return f"primitive {node['op']!r} has no fast rounding-error row"
+        op, ins = node["op"], node["inputs"]
+        if op not in ROWS:
+            return f"primitive {op!r} has no fast rounding-error row"
+        if op in ("mul", "div") and not (ins[1] in consts and ins[0] not in consts):
+            return f"{op}: only data {op} a constant has a fast row"
+        if op == "matmul" and [len(consts[n]["shape"]) for n in ins if n in consts] != [2]:
+            return "matmul: one data operand and one 2-D constant required"
     for name, a in ir["constants"].items():
         if str(a["dtype"]) not in FLOAT_DTYPES:
             return f"constant {name!r} of dtype {a['dtype']} has no fast rounding-error row"
@@ -128,9 +134,12 @@ class _Walk:
         require(k >= MIN_KERNEL_ULPS, f"kernel_ulps below {MIN_KERNEL_ULPS}")
         self.kern = (_hi(2 * k * un), _hi(k * fmt.min_positive))  # k ulp of |f|: a|f| + b
         a = k * (2 * un + fmt.min_positive)
-        require(a < 1, "kernel error too large")
-        self.sig = _hi((1 + u) / ((1 - a) * (1 - u)) - 1)  # (``errorbound._sigmoid_like``)
+        # (``errorbound._sigmoid_like``; None where a >= 1: sigmoid is refused, as there)
+        self.sig = _hi((1 + u) / ((1 - a) * (1 - u)) - 1) if a < 1 else None
         self.T = _hi(-Q(2 * fmt.emax, 3))
+        # (where exp(-x) overflows toward zero, rtz/rdn/rto, it is max_finite, not inf: sigmoid's
+        # kernel then returns fl(1/fl(1 + max_finite)) <= (1 + u)/max_finite + eta, not 0)
+        self.sat = _hi(2 / fmt.max_finite) if mode in ("rtz", "rdn", "rto") else 0.0
         self.maxf = -_hi(-fmt.max_finite)  # (rounded down)
         self.two_u = _hi(1 + 2 * u)  # >= 1 + 2u
         self.L = np.zeros(0)  # every source's bound, in order
@@ -199,7 +208,11 @@ class _Walk:
         else:
             if name == "sigmoid":  # (``errorbound._sigmoid_like``; exp(-x) may overflow past -T)
                 T = self.T  # (where p > T, the interval [T, T] is a stand-in, unused)
-                tail = np.where(p <= T, row.interval(np.minimum(p, T), np.minimum(q, T))[1], 0.0)
+                require(self.sig is not None, "kernel error too large")
+                # (the tail's "returns 0" needs exp to overflow to +inf: without infinities it is NaN)
+                require(self.fmt.has_inf or bool((p > T).all()), f"sigmoid: exp(-x) may overflow "
+                        f"{self.fmt.name}, which has no infinity (NaN in the float run)")
+                tail = np.where(p <= T, row.interval(np.minimum(p, T), np.minimum(q, T))[1] + self.sat, 0.0)
                 kern = _up(self.sig * Fm + self.eta + tail, 3)
             else:  # (the kernel within k ulp)
                 kern = _up(self.kern[0] * Fm + self.kern[1], 2)
@@ -290,7 +303,8 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
 def _matmul(w: _Walk, ins: list[_V], shapes: list[tuple[int, ...]], lo, hi, cw: list[Any]) -> _V:
     """"dot": a data operand times a constant matrix (either side): per output, the sum of n
     products in any order errs by <= gamma_n S + 4 n eta, S = sum |w| (max|x| + E) (``dot_error``'s
-    first bound), plus the constant's cast error twice (``_linear``'s extra)."""
+    first bound) or the sign-split one (``_split``), plus the constant's cast error times 1 +
+    max(1, the rule's factor) (``_linear``'s extra)."""
     require((cw[0] is None) != (cw[1] is None), "matmul: one data operand and one constant required")
     right = cw[1] is not None
     x, W = (ins[0], cw[1]) if right else (ins[1], cw[0])
@@ -324,10 +338,15 @@ def _matmul(w: _Walk, ins: list[_V], shapes: list[tuple[int, ...]], lo, hi, cw: 
     mag = _up(np.maximum(np.abs(x.lo), np.abs(x.hi)) + x.E, 1)
     S = _up(f(aW, mag), n)
     g = w.gamma(n)
-    w.fits(_up(S * (1 + g), 2), "a dot product")
+    # the float run's weights fl(W), |fl(W)| <= |W| + dW, raise S, M and each s_j by <= D = sum dW
+    # mag: gamma_n S by gamma_n D, ``_split`` by (u + n u (1 + u))/(1 - n u) D (c1 D + c2 n D); D
+    # once more for (fl(W) - W) x~. (Both factors exceed 1 where n u > 1/2: fp8 from n = 8.)
+    D = _up(f(dW, mag), n) if dW.any() else np.zeros_like(S)
+    w.fits(_up((S + D) * (1 + g), 3), "a dot product")
     local = np.minimum(_up(g * S + 4 * n * w.eta, 3), _split(w, W, f, lf, x, mag, S, n))
     if dW.any():
-        local = _up(local + 2 * _up(f(dW, mag), n), 2)
+        u = w.uq
+        local = _up(local + _hi(1 + max(1, (u + n * u * (1 + u)) / (1 - n * u))) * D, 2)
     return w.make(lo, hi, C, _up(local + charge, 1), rem)
 
 
