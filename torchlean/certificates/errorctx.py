@@ -28,7 +28,13 @@ MAX_TERMS = 2048  # a longer form keeps its KEEP_TERMS largest terms; the rest j
 KEEP_TERMS = 1024
 MAX_WORK = 250_000  # form terms read to build one element; above, inputs become shared aliases
 NODE_WORK = 10_000_000  # ... or this many over a whole node (``Ctx.work``: a narrow node reads more)
-MIN_KERNEL_ULPS = Q(1, 2)  # correct rounding: the least a certificate may assume
+MIN_KERNEL_ULPS = Q(1, 2)  # correct rounding to nearest: the least a certificate may assume
+
+
+def min_kernel_ulps(mode: str) -> Fraction:
+    """The least kernel accuracy a statement may assume: a correctly rounded result is within 1/2
+    ulp to nearest (rne, rna), but only within 1 ulp in a directed mode (rtz, rup, rdn, rto)."""
+    return MIN_KERNEL_ULPS if mode in ("rne", "rna") else ONE
 
 
 class V:
@@ -60,7 +66,8 @@ class Ctx:
         self.eta = self.fmt.underflow_eta(self.mode)
         self.un = self.fmt.unit_roundoff("rne")  # half an ulp, relative: the unit of "k ulp" claims
         self.k = rational(stmt["kernel_ulps"])
-        require(self.k >= MIN_KERNEL_ULPS, f"kernel_ulps below {MIN_KERNEL_ULPS}")
+        least = min_kernel_ulps(self.mode)
+        require(self.k >= least, f"kernel_ulps below {least} in {self.mode}")
         # source bounds, scale 2^G, rounded up: a constant, or a form [a_0, a_1..a_n] over the
         # inputs (a_0 + sum a_i t_i >= |d_s| at every point of the box, ``errorforms``)
         self.loc: list[Any] = []
@@ -340,7 +347,7 @@ def slope_range(row: Any, p: Fraction, q: Fraction, attrs: dict[str, Any]) -> tu
     """[min f', max f'] over [p, q]: f' is monotone on each convexity piece of the row, so its
     extremes are at p, q and the piece ends between; |f'| <= lip on an "unknown" bracket."""
     pts = [p, q]
-    lip = ZERO
+    lip = None
     for a, b, kind in row.pieces(**attrs):
         if (a is None or a < q) and (b is None or b > p):
             pts += [x for x in (a, b) if x is not None and p < x < q]
@@ -351,4 +358,5 @@ def slope_range(row: Any, p: Fraction, q: Fraction, attrs: dict[str, Any]) -> tu
     except ZeroDivisionError:  # (sqrt, log, reciprocal at 0: no finite slope, so no bound)
         raise DomainError(f"{row.name}: no finite slope on the float range [{float(p):.6g}, {float(q):.6g}]"
                           ) from None
-    return min([e[0] for e in encs] + [-lip]), max([e[1] for e in encs] + [lip])
+    lo, hi = min(e[0] for e in encs), max(e[1] for e in encs)
+    return (lo, hi) if lip is None else (min(lo, -lip), max(hi, lip))

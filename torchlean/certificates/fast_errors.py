@@ -34,6 +34,7 @@ import numpy as np
 from . import fast_engine
 from .bound_graph import Aff, arg_rows, as_aff
 from .core import rational, require, tick
+from .errorctx import min_kernel_ulps
 from .fast_forms import _charge, _Forms, outward
 from .fast_functions import FAST
 from .functions import FUNCTIONS
@@ -41,7 +42,6 @@ from .lower import _decode_const, lower
 from .rounding import MODES, Format
 
 Q = Fraction
-MIN_KERNEL_ULPS = Q(1, 2)  # (errorctx's: correct rounding, the least a certificate may assume)
 #: the IR nodes with a fast row (``_node``); "dot" and "one" as ``errorbound.LINEAR``
 ROWS = ("matmul", "add", "sub", "mul", "div", "neg", "flatten", "reshape", "relu", "sigmoid", "tanh")
 FLOAT_DTYPES = ("float16", "float32", "float64")
@@ -131,7 +131,7 @@ class _Walk:
         self.u, self.eta = _hi(u), _hi(fmt.underflow_eta(mode))
         self.eta_sum = 0.0 if fmt.subnormals else self.eta  # (an exact sum never underflows)
         k = rational(stmt["kernel_ulps"])
-        require(k >= MIN_KERNEL_ULPS, f"kernel_ulps below {MIN_KERNEL_ULPS}")
+        require(k >= min_kernel_ulps(mode), f"kernel_ulps below {min_kernel_ulps(mode)} in {mode}")
         self.kern = (_hi(2 * k * un), _hi(k * fmt.min_positive))  # k ulp of |f|: a|f| + b
         a = k * (2 * un + fmt.min_positive)
         # (``errorbound._sigmoid_like``; None where a >= 1: sigmoid is refused, as there)

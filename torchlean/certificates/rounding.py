@@ -97,7 +97,8 @@ class Format:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Format:
-        return cls(str(d["name"]), int(d["ebits"]), int(d["mbits"]), bool(d["subnormals"]), str(d["style"]))
+        require(isinstance(d["subnormals"], bool), "format: subnormals must be true or false")
+        return cls(str(d["name"]), int(d["ebits"]), int(d["mbits"]), d["subnormals"], str(d["style"]))
 
 
 FORMATS: dict[str, Format] = {
