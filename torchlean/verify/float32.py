@@ -104,6 +104,20 @@ SPLITS = 1024
 SHRINK = 1 / 8
 
 
+def unshare(tree: dict[str, Any]) -> dict[str, Any]:
+    """``tree`` (a partitioned certificate's parts) with "graph" left out of every errorbound
+    statement, in place: the certificate carries it once. The statements' digests and "model"
+    stay those of the completed statements, which the checker rebuilds."""
+    todo = [tree]
+    while todo:  # (not recursive: a tree may be deeper than Python's recursion limit)
+        node = todo.pop()
+        if "split" in node:
+            todo += [node["lo"], node["hi"]]
+        else:
+            node["errorbound"]["statement"].pop("graph", None)
+    return tree
+
+
 def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress: bool = False,
                    method: str = "crown", splits: int = 0, column: str | None = None) -> Result:
     """The float-sound verdict (module docstring) within ``timeout`` seconds; ``target``: the
@@ -217,8 +231,8 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
     stats["epsilon"] = worst
     if part is not None:
         cert = {"kind": KIND, "version": 1, "format": FORMAT}
-        if "split" in part:
-            cert.update(box=[[str(a), str(b)] for a, b in root], parts=part)
+        if "split" in part:  # the IR once, not once per leaf (``float_vnn``'s shared IR)
+            cert.update(box=[[str(a), str(b)] for a, b in root], graph=graph.to_dict(), parts=unshare(part))
         else:
             cert.update(part)
         # the replay gets its own ``timeout`` (as the CLI's real verdicts: one it cannot confirm
