@@ -126,8 +126,8 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
     where the grown property is not provable, bisect the box (widest input first, at most
     ``splits`` times in all); each half is tried with its nearest ancestor's epsilon first, then
     with its own (the partitioned certificate form; a leaf carries the errorbound certificate it
-    was proved with, less its IR: the certificate carries that once, ``unshare``). An unsat result's certificate has been accepted by ``check_vnn_float``; its
-    reason is in stats["why"]. stats: "parts" error-bound walks, "leaves" the certificate's
+    was proved with, less its IR: the certificate carries that once, ``unshare``). An unsat
+    result's certificate has been accepted by ``check_vnn_float``; its reason is in stats["why"]. stats: "parts" error-bound walks, "leaves" the certificate's
     parts, "inherited" those proved with an ancestor's epsilon, "searches" real searches.
     ``column``: the error column of every part (``floats.errorbound.statement``; by default the
     fast one where every node has a fast row)."""
