@@ -127,8 +127,9 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
     ``splits`` times in all); each half is tried with its nearest ancestor's epsilon first, then
     with its own (the partitioned certificate form; a leaf carries the errorbound certificate it
     was proved with, less its IR: the certificate carries that once, ``unshare``). An unsat
-    result's certificate has been accepted by ``check_vnn_float``; its reason is in stats["why"]. stats: "parts" error-bound walks, "leaves" the certificate's
-    parts, "inherited" those proved with an ancestor's epsilon, "searches" real searches.
+    result's certificate has been accepted by ``check_vnn_float``; its reason is in stats["why"].
+    stats: "parts" error-bound walks, "leaves" the certificate's parts, "inherited" those proved
+    with an ancestor's epsilon, "searches" real searches.
     ``column``: the error column of every part (``floats.errorbound.statement``; by default the
     fast one where every node has a fast row)."""
     from .bab import solve
