@@ -333,3 +333,99 @@ def test_far_candidates_not_emulated(monkeypatch):
     W = g.constants["W0"].astype(np.float64)[:, 0]
     corner = [Fraction(1) if w > 0 else Fraction(-1) for w in W]  # the real maximum, eps/2 short
     assert f32.float_counterexample(g, spec, corner) is None and calls
+
+
+@pytest.fixture(scope="module")
+def partitioned():
+    """A partitioned float-sound certificate from ``verify_float32``: a ReLU network whose
+    whole-box epsilon is above the margin (eps/2 over a fine grid's maximum), so it bisects."""
+    g = mlp([2, 16, 16, 1], "relu", seed=3)
+    box = [(Fraction(-4), Fraction(4))] * 2
+    eps = epsilons(bound_certificate(g, box, "binary32"))[0]
+    C = {k: v.astype(np.float64) for k, v in g.constants.items()}
+
+    def f(x):  # the real network in float64 (mlp: matmul + bias, relu between)
+        h = np.maximum(np.maximum(x @ C["W0"] + C["b0"], 0) @ C["W1"] + C["b1"], 0)
+        return (h @ C["W2"] + C["b2"])[:, 0]
+
+    c, r = np.zeros(2), 4.0
+    for _ in range(4):  # zoom in on the maximum
+        grid = np.clip(c + np.stack(np.meshgrid(*[np.linspace(-r, r, 401)] * 2), -1).reshape(-1, 2), -4, 4)
+        c, r = grid[np.argmax(f(grid))], r / 100
+    atom = Atom((Fraction(-1),), -(Fraction(float(f(c[None])[0])) + eps / 2), False)
+    spec = Spec(2, 1, (Region(tuple(a for a, _ in box), tuple(b for _, b in box), ((atom,),)),))
+    res = verify_float32(g, table.target(g), spec, timeout=120, splits=16)
+    if res.verdict != "unsat" or "parts" not in res.cert:
+        pytest.skip(f"no partitioned verdict on this machine: {res.verdict} {res.stats}")
+    return g, lower(g.to_dict()), spec, res.cert
+
+
+def _leaves(tree):
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        if "split" in node:
+            todo += [node["lo"], node["hi"]]
+        else:
+            yield node
+
+
+def test_partitioned_certificate_carries_the_ir_once(partitioned):
+    """The IR is at the top, no errorbound statement carries one; the older form (every leaf's
+    statement with its own IR) is accepted too, and is larger by a copy per leaf."""
+    g, net, spec, cert = partitioned
+    model = model_id(g.to_dict())
+    assert cert["graph"] == g.to_dict()
+    leaves = list(_leaves(cert["parts"]))
+    assert len(leaves) >= 2
+    assert all("graph" not in leaf["errorbound"]["statement"] for leaf in leaves)
+    assert all(leaf["errorbound"]["statement"]["model"] == model for leaf in leaves)
+    assert check_vnn_float(cert, net, spec, model=model).ok
+    old = copy.deepcopy(cert)
+    for leaf in _leaves(old["parts"]):
+        leaf["errorbound"]["statement"]["graph"] = old["graph"]
+    del old["graph"]
+    v = check_vnn_float(old, net, spec, model=model)
+    assert v.ok, v.reason
+    size, old_size, ir = (len(json.dumps(c)) for c in (cert, old, cert["graph"]))
+    assert old_size - size >= (len(leaves) - 1) * ir
+
+
+def test_partitioned_shared_ir_mutations(partitioned):
+    g, net, spec, cert = partitioned
+    model = model_id(g.to_dict())
+    other = mlp([2, 16, 16, 1], "relu", seed=4).to_dict()  # same shapes, other weights
+
+    def reason(c, **kw):
+        v = check_vnn_float(c, net, spec, **kw)
+        assert not v.ok
+        return v.reason
+
+    bad = copy.deepcopy(cert)  # the shared IR swapped for another network's
+    bad["graph"] = other
+    assert "different network" in reason(bad, model=model)
+    assert "different network" in reason(bad)
+    bad = copy.deepcopy(cert)  # the shared IR removed: the leaves have none
+    del bad["graph"]
+    assert "graph" in reason(bad, model=model)
+    bad = copy.deepcopy(cert)  # a leaf carrying its own, different, IR
+    next(_leaves(bad["parts"]))["errorbound"]["statement"]["graph"] = other
+    assert "beside the shared one" in reason(bad, model=model)
+    bad = copy.deepcopy(cert)  # ... even the same one (one IR per certificate)
+    next(_leaves(bad["parts"]))["errorbound"]["statement"]["graph"] = cert["graph"]
+    assert "beside the shared one" in reason(bad)
+    bad = copy.deepcopy(cert)  # a leaf's "model" changed to the other network's
+    eb = next(_leaves(bad["parts"]))["errorbound"]
+    eb["statement"]["model"] = model_id(other)
+    assert "different model" in reason(bad, model=model)
+    assert "digest" in reason(bad)  # its digest is the completed statement's
+    eb["digest"] = digest({**eb["statement"], "graph": cert["graph"]})  # a consistent forgery
+    assert "model fingerprint" in reason(bad)
+    eb["digest"] = digest(eb["statement"])  # a digest of the stored form is not the statement's
+    assert "digest" in reason(bad)
+    bad = copy.deepcopy(cert)  # a leaf of another network's certificate, its IR left out
+    other_eb = bound_certificate(mlp([2, 16, 16, 1], "relu", seed=4), [(-4, 4)] * 2, "binary32")
+    other_eb["statement"].pop("graph")
+    next(_leaves(bad["parts"]))["errorbound"] = other_eb
+    assert "different model" in reason(bad, model=model)
+    assert "digest" in reason(bad)  # its digest is of its statement with its own IR

@@ -29,6 +29,14 @@ box and in that leaf's restricted region, where its leaf excludes it. Leaves may
 errorbound certificate (an ancestor's, whose box covers them): each distinct one (by its whole
 canonical JSON, not a claimed digest) is replayed once per check; the per-leaf requirements
 (format, model, its box covering the leaf's regions) are checked for every leaf.
+
+Shared IR: a certificate (either form) may carry the IR once, as a top-level "graph"; then no
+errorbound statement may carry its own, and each is completed with it ({**statement, "graph": IR})
+before anything reads it, so the errorbound checker runs unchanged on the completed statement:
+its digest (computed by the generator on the completed statement) and its "model" fingerprint are
+checked against the shared IR, which is checked once to be the network checked. A leaf therefore
+cannot be replayed against any graph but the one the verdict names. Without "graph", each
+statement carries its own IR, checked as above (the older form, still accepted).
 """
 
 from __future__ import annotations
@@ -105,12 +113,15 @@ def _check(cert: Any, net: BoundGraph, spec: Spec, model: str | None, mode: str 
            deadline: float | None) -> Verdict:
     require(isinstance(cert, dict) and cert.get("kind") == KIND, f"not a {KIND} certificate")
     fmt = get_format(str(cert["format"]))
+    ir = cert.get("graph")  # the shared IR (then every errorbound statement omits its own)
+    if ir is not None:
+        _same_network(ir, net)
     if "parts" not in cert:
-        return _leaf(cert, fmt, net, spec, model, mode, deadline, {})
+        return _leaf(cert, fmt, net, spec, model, mode, deadline, {}, ir)
     box = _covering(cert["box"], spec, "box")
     checked, trusted, leaves, worst, seen = 0, {}, 0, Fraction(0), {}
     for node, b in box_leaves(cert["parts"], box):  # the parts' boxes cover the root box
-        v = _leaf({**node, "kind": KIND}, fmt, net, restrict(spec, b), model, mode, deadline, seen)
+        v = _leaf({**node, "kind": KIND}, fmt, net, restrict(spec, b), model, mode, deadline, seen, ir)
         checked, leaves = checked + v.checked, leaves + 1
         trusted.update(v.trusted)
         worst = max(worst, max(epsilons(node["errorbound"]), default=Fraction(0)))
@@ -120,21 +131,27 @@ def _check(cert: Any, net: BoundGraph, spec: Spec, model: str | None, mode: str 
 
 
 def _leaf(cert: dict[str, Any], fmt: Any, net: BoundGraph, spec: Spec, model: str | None,
-          mode: str | None, deadline: float | None, seen: dict[str, Verdict]) -> Verdict:
+          mode: str | None, deadline: float | None, seen: dict[str, Verdict],
+          ir: dict[str, Any] | None) -> Verdict:
     """One errorbound certificate and one real proof of ``spec`` grown by its epsilon; ``seen``:
-    the errorbound replays of this check, by the certificate's canonical JSON."""
+    the errorbound replays of this check, by the certificate's canonical JSON as stored; ``ir``:
+    the shared IR (already checked to be ``net``), put into the statement before anything reads it."""
     eb, real = cert["errorbound"], cert["real"]
     require(isinstance(eb, dict) and eb.get("kind") in EPS_KINDS, "the errorbound part has an unknown kind")
+    key = json.dumps(eb, sort_keys=True, separators=(",", ":"))  # (the content itself; ``ir`` is fixed)
+    if ir is not None:
+        require("graph" not in eb["statement"], "an errorbound carries a graph beside the shared one")
+        eb = {**eb, "statement": {**eb["statement"], "graph": ir}}
     stmt = eb["statement"]
     require(stmt["format"] == fmt.to_dict(), f"errorbound certificate is not about {fmt.name}")
     require(stmt["mode"] == "rne", "errorbound certificate is not about round-to-nearest-even")
     if model is not None:
         require(stmt["model"] == model, "errorbound certificate is for a different model (IR)")
     _covering(stmt["input_box"], spec, "errorbound box")
-    key = json.dumps(eb, sort_keys=True, separators=(",", ":"))  # (the content itself is the key)
     if key not in seen:
-        _same_network(stmt["graph"], net)
-        seen[key] = EPS_KINDS[eb["kind"]](eb)  # replays the bounds (and the statement digest)
+        if ir is None:
+            _same_network(stmt["graph"], net)
+        seen[key] = EPS_KINDS[eb["kind"]](eb)  # replays the bounds (and the completed statement's digest)
     v_eb = seen[key]
     require(v_eb.ok, f"errorbound part rejected: {v_eb.reason}")
     eps = epsilons(eb)

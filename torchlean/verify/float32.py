@@ -104,6 +104,20 @@ SPLITS = 1024
 SHRINK = 1 / 8
 
 
+def unshare(tree: dict[str, Any]) -> dict[str, Any]:
+    """``tree`` (a partitioned certificate's parts) with "graph" left out of every errorbound
+    statement, in place: the certificate carries it once. The statements' digests and "model"
+    stay those of the completed statements, which the checker rebuilds."""
+    todo = [tree]
+    while todo:  # (not recursive: a tree may be deeper than Python's recursion limit)
+        node = todo.pop()
+        if "split" in node:
+            todo += [node["lo"], node["hi"]]
+        else:
+            node["errorbound"]["statement"].pop("graph", None)
+    return tree
+
+
 def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress: bool = False,
                    method: str = "crown", splits: int = 0, column: str | None = None) -> Result:
     """The float-sound verdict (module docstring) within ``timeout`` seconds; ``target``: the
@@ -112,9 +126,10 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
     where the grown property is not provable, bisect the box (widest input first, at most
     ``splits`` times in all); each half is tried with its nearest ancestor's epsilon first, then
     with its own (the partitioned certificate form; a leaf carries the errorbound certificate it
-    was proved with). An unsat result's certificate has been accepted by ``check_vnn_float``; its
-    reason is in stats["why"]. stats: "parts" error-bound walks, "leaves" the certificate's
-    parts, "inherited" those proved with an ancestor's epsilon, "searches" real searches.
+    was proved with, less its IR: the certificate carries that once, ``unshare``). An unsat
+    result's certificate has been accepted by ``check_vnn_float``; its reason is in stats["why"].
+    stats: "parts" error-bound walks, "leaves" the certificate's parts, "inherited" those proved
+    with an ancestor's epsilon, "searches" real searches.
     ``column``: the error column of every part (``floats.errorbound.statement``; by default the
     fast one where every node has a fast row)."""
     from .bab import solve
@@ -217,8 +232,8 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
     stats["epsilon"] = worst
     if part is not None:
         cert = {"kind": KIND, "version": 1, "format": FORMAT}
-        if "split" in part:
-            cert.update(box=[[str(a), str(b)] for a, b in root], parts=part)
+        if "split" in part:  # the IR once, not once per leaf (``float_vnn``'s shared IR)
+            cert.update(box=[[str(a), str(b)] for a, b in root], graph=graph.to_dict(), parts=unshare(part))
         else:
             cert.update(part)
         # the replay gets its own ``timeout`` (as the CLI's real verdicts: one it cannot confirm
