@@ -209,3 +209,20 @@ def test_unsupported_graph_is_a_clear_error():
               [Node("where", ["x", "x", "i"], "y")], ["y"]).check()
     with pytest.raises(LoweringError, match="where"):
         bound_certificate(g, [(0, 1)] * 6)
+
+
+def test_step_claims_are_short_and_rounded_up():
+    """``short_up``: the least 4-significant-digit decimal >= q, read back exactly by the checker's
+    ``rational`` (the per-node steps of a certificate; epsilon keeps a float's precision)."""
+    import random
+
+    from torchlean.certificates.core import rational
+    from torchlean.floats.errorbound import short_up
+
+    rnd = random.Random(0)
+    for _ in range(20_000):
+        q = Fraction(rnd.randint(1, 10**12), rnd.randint(1, 10**12)) * Fraction(10) ** rnd.randint(-60, 60)
+        s = short_up(q)
+        r = rational(s)
+        assert q <= r <= q * (1 + Fraction(1, 999)) and len(s) <= 12, (q, s)
+    assert short_up(Fraction(0)) == "0" and rational(short_up(Fraction(1, 3))) == Fraction(3334, 10**4)

@@ -91,9 +91,28 @@ def statement(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str 
     }
 
 
+#: significant digits of a per-node step claim (the checker only requires claim >= its recomputed
+#: bound; the outputs' epsilon keeps a float's precision, since the verdicts are grown by it)
+STEP_DIGITS = 4
+
+
+def short_up(q: Fraction, digits: int = STEP_DIGITS) -> str:
+    """A decimal >= q >= 0 with ``digits`` (or one more) significant digits, "m" or "me-k": a step of
+    a fast walk is a float's exact value, ~35 characters as p/q; hundreds of leaves each carry a
+    thousand of them (a 227-leaf ACAS Xu certificate: 22 MB)."""
+    if q <= 0:
+        return "0"
+    e = len(str(q.numerator // q.denominator)) - 1 if q >= 1 else -len(str(int(1 / q)))  # ~log10 q
+    k = digits - 1 - e
+    n, d = (q.numerator * 10**k, q.denominator) if k >= 0 else (q.numerator, q.denominator * 10**-k)
+    m = -(-n // d)  # (ceiling)
+    return f"{m}e{-k}" if k else str(m)
+
+
 def claims(steps: list[list[Fraction]]) -> tuple[list[list[str]], list[str]]:
-    """(per-node steps, epsilon) as short strings, each rounded up from the computed bound."""
-    return [[str(up(e)) for e in s] for s in steps[:-1]], [str(up(e)) for e in steps[-1]]
+    """(per-node steps, epsilon) as short strings, each rounded up from the computed bound (steps
+    to ``STEP_DIGITS`` significant digits, epsilon to a float)."""
+    return [[short_up(e) for e in s] for s in steps[:-1]], [str(up(e)) for e in steps[-1]]
 
 
 def bound_certificate(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str = "rne",
