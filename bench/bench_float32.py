@@ -94,7 +94,9 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--limit", type=int, default=4)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--splits", type=int, default=64, help="partition splits (the CLI's --float32-splits)")
+    from torchlean.verify.float32 import SPLITS
+
+    ap.add_argument("--splits", type=int, default=SPLITS, help="partition splits (default: the CLI's)")
     ap.add_argument("--only", default=None, help="comma-separated network:property filters")
     ap.add_argument("--data", default=None, help="the data root (default ../shared/data)")
     ap.add_argument("-j", "--jobs", type=int, default=1, help="instances run at once, one process each")
