@@ -20,8 +20,7 @@ of its terms' magnitudes. A computed product C' = M C of forms differs from M C 
 ``Ctx.make`` charges its fixed-point rounding ("slack"). TRUST_BOUNDARIES.md, "Floats", has each
 row's argument. Omitted refinements of the exact column (looser, still sound): the magnitude forms
 over the inputs (``errorforms``) and the exact interval meet of each linear node's range. Tighter
-(both sound): every form term is kept (no alias/term limits), and a slope range holds only f''s
-values (``errorctx.slope_range`` also holds 0 on every row).
+(sound): every form term is kept (no alias/term limits).
 """
 
 from __future__ import annotations
@@ -333,7 +332,9 @@ def _matmul(w: _Walk, ins: list[_V], shapes: list[tuple[int, ...]], lo, hi, cw: 
         def lf(m: np.ndarray) -> np.ndarray:  # output (r, j)'s leaves |W_ri| m_ij
             return (np.abs(W).T[:, :, None] * m.reshape(n, 1, -1)).reshape(n, -1)
     aW, dW = np.abs(W), w.cast_err(W)
-    # the computed W C is within gamma_n |W||C| of the exact one: its sources' share gamma_n |W| E
+    # the computed W C is within gamma_n |W||C| of the exact one: its sources' share gamma_n |W| E;
+    # plus <= n 2^-1074 per coefficient on underflow, so <= n 2^-1074 sum L per element: < TINY
+    require(n * float(w.L.sum()) < 2.0 ** 70, "error bounds too large")
     C, charge, rem = f(W, x.C), _charge(f(aW, x.E), n), _up(f(aW, x.rem), n)
     mag = _up(np.maximum(np.abs(x.lo), np.abs(x.hi)) + x.E, 1)
     S = _up(f(aW, mag), n)
