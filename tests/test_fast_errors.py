@@ -25,6 +25,25 @@ from floats_models import cnn, mlp  # noqa: E402
 DATA = Path(__file__).parent / "data" / "vnncomp2021"
 
 
+def layers(rng: np.random.Generator, c: dict[str, np.ndarray], nodes: list[Node], cur: str, n: int,
+           depth: int, width: int, seed: int, alt: int) -> str:
+    """Append ``depth`` layers to ``nodes`` (weights to ``c``): matmul, + bias, an activation
+    (relu/sigmoid/tanh by seed + i), neg, * constant, then that +- the pre-activation (sub where
+    alt + i is even); returns the last value's name."""
+    f32 = np.float32
+    for i in range(depth):
+        act = ["relu", "sigmoid", "tanh"][(seed + i) % 3]
+        c[f"W{i}"] = (rng.standard_normal((n, width)) / np.sqrt(n)).astype(f32)
+        c[f"b{i}"] = (rng.standard_normal(width) * 0.2).astype(f32)
+        c[f"k{i}"] = rng.uniform(-1.5, 1.5, width).astype(f32)
+        nodes += [Node("matmul", [cur, f"W{i}"], f"m{i}"), Node("add", [f"m{i}", f"b{i}"], f"z{i}"),
+                  Node(act, [f"z{i}"], f"a{i}"), Node("neg", [f"a{i}"], f"n{i}"),
+                  Node("mul", [f"n{i}", f"k{i}"], f"p{i}"),
+                  Node("add" if (alt + i) % 2 else "sub", [f"p{i}", f"z{i}"], f"h{i + 1}")]
+        cur, n = f"h{i + 1}", width
+    return cur
+
+
 def chain(seed: int, width: int = 6, depth: int = 3) -> Graph:
     """A random graph over every row of the fast table: sub/div of the input by constants,
     flatten/reshape, then layers of matmul (either side), + bias, an activation, neg, * constant
@@ -37,17 +56,7 @@ def chain(seed: int, width: int = 6, depth: int = 3) -> Graph:
     }
     nodes = [Node("sub", ["x", "mean"], "s"), Node("div", ["s", "std"], "d"),
              Node("reshape", ["d"], "r", {"shape": (1, 1, 4)}), Node("flatten", ["r"], "h0")]
-    cur, n = "h0", 4
-    for i in range(depth):
-        act = ["relu", "sigmoid", "tanh"][(seed + i) % 3]
-        c[f"W{i}"] = (rng.standard_normal((n, width)) / np.sqrt(n)).astype(f32)
-        c[f"b{i}"] = (rng.standard_normal(width) * 0.2).astype(f32)
-        c[f"k{i}"] = rng.uniform(-1.5, 1.5, width).astype(f32)
-        nodes += [Node("matmul", [cur, f"W{i}"], f"m{i}"), Node("add", [f"m{i}", f"b{i}"], f"z{i}"),
-                  Node(act, [f"z{i}"], f"a{i}"), Node("neg", [f"a{i}"], f"n{i}"),
-                  Node("mul", [f"n{i}", f"k{i}"], f"p{i}"),
-                  Node("add" if i % 2 else "sub", [f"p{i}", f"z{i}"], f"h{i + 1}")]
-        cur, n = f"h{i + 1}", width
+    cur = layers(rng, c, nodes, "h0", 4, depth, width, seed, 0)
     c["V"] = (rng.standard_normal((2, width)) / np.sqrt(width)).astype(f32)  # (constant on the left)
     nodes += [Node("reshape", [cur], "col", {"shape": (width, 1)}), Node("matmul", ["V", "col"], "y")]
     return Graph([Value("x", (1, 4), "float32")], c, nodes, ["y"]).check()

@@ -26,7 +26,7 @@ from torchlean.floats.errorbound import bound_certificate, statement
 from torchlean.spec.graph import Graph, Node, Value
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_fast_errors import _ratio_ok  # noqa: E402
+from test_fast_errors import _ratio_ok, layers  # noqa: E402
 
 Q = Fraction
 
@@ -112,20 +112,11 @@ def rgraph(seed: int, rows: int = 1, width: int = 3, depth: int = 2) -> Graph:
         "std": np.array([rng.choice([0.7, 3.0001, 1 + 2.0**-9, 0.1])], f32),
     }
     nodes = [Node("sub", ["x", "mean"], "s"), Node("div", ["s", "std"], "d")]
-    cur, n = "d", n0
+    cur = "d"
     if rows == 2:
         nodes.append(Node("reshape", ["d"], "d3", {"shape": (1, 2, n0)}))
         cur = "d3"
-    for i in range(depth):
-        act = ["relu", "sigmoid", "tanh"][(seed + i) % 3]
-        c[f"W{i}"] = (rng.standard_normal((n, width)) / np.sqrt(n)).astype(f32)
-        c[f"b{i}"] = (rng.standard_normal(width) * 0.2).astype(f32)
-        c[f"k{i}"] = rng.uniform(-1.5, 1.5, width).astype(f32)
-        nodes += [Node("matmul", [cur, f"W{i}"], f"m{i}"), Node("add", [f"m{i}", f"b{i}"], f"z{i}"),
-                  Node(act, [f"z{i}"], f"a{i}"), Node("neg", [f"a{i}"], f"n{i}"),
-                  Node("mul", [f"n{i}", f"k{i}"], f"p{i}"),
-                  Node("add" if (seed + i) % 2 else "sub", [f"p{i}", f"z{i}"], f"h{i}")]
-        cur, n = f"h{i}", width
+    cur = layers(rng, c, nodes, cur, n0, depth, width, seed, seed)
     c["V"] = (rng.standard_normal((2, width)) / np.sqrt(width)).astype(f32)
     nodes += [Node("reshape", [cur], "col", {"shape": (width, rows)}), Node("matmul", ["V", "col"], "y")]
     if rows == 1:
