@@ -32,13 +32,12 @@ import numpy as np
 
 from . import fast_engine
 from .bound_graph import Aff, arg_rows, as_aff
-from .core import rational, require, tick
-from .errorctx import min_kernel_ulps
-from .fast_forms import _charge, _Forms, outward
+from .core import float_below, rational, require, tick
+from .errorctx import Ctx
+from .fast_forms import _charge, _Forms
 from .fast_functions import FAST
 from .functions import FUNCTIONS
 from .lower import _decode_const, lower
-from .rounding import MODES, Format
 
 Q = Fraction
 #: the IR nodes with a fast row (``_node``); "dot" and "one" as ``errorbound.LINEAR``
@@ -52,8 +51,8 @@ def _up(x: Any, n: int = 2) -> Any:
 
 
 def _hi(q: Fraction) -> float:
-    """A float >= the rational q (``fast_forms.outward``)."""
-    return outward([q], [q])[1][0]
+    """A float >= the rational q (``fast_forms.outward``'s upper end)."""
+    return -float_below(-q)
 
 
 def supported(ir: dict[str, Any]) -> str | None:
@@ -88,7 +87,8 @@ _CACHE: dict[str, Any] = {}  # (the last graph: its lowering, per-value forms an
 
 def _compiled(ir: dict[str, Any], model: str) -> Any:
     """(bound graph, fast graph, {value: (forms, crown node rows)}, {constant: floats}) of the IR,
-    cached by ``model`` (the caller has checked it is the SHA-256 of this very IR)."""
+    cached by ``model`` (the caller has checked it is the SHA-256 of this very IR, and
+    ``supported``: every constant a float tensor)."""
     if model in _CACHE:
         return _CACHE[model]
     env: dict[str, Any] = {}
@@ -107,7 +107,6 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
     consts = {}
     for name, a in ir["constants"].items():
         shape, vals = _decode_const(a)
-        require(str(a["dtype"]) in FLOAT_DTYPES, f"constant {name!r}: not a float tensor")
         w = np.array([float(q) for q in vals]).reshape(shape)  # (float16/32/64 bytes: exact)
         require(bool(np.isfinite(w).all()), f"constant {name!r}: a non-finite entry")
         consts[name] = w
@@ -120,17 +119,14 @@ class _Walk:
     """The format's constants (floats, outward), the sources' bounds, and the rows' operations."""
 
     def __init__(self, stmt: dict[str, Any]):
-        fmt = Format.from_dict(stmt["format"])
+        # the exact constants, and the checks of format, mode and kernel accuracy, are the exact
+        # column's (``errorctx.Ctx``): one reading of the statement for both columns
+        self.q = q = Ctx(stmt)
+        fmt, mode, u, un, k = q.fmt, q.mode, q.u, q.un, q.k
         self.fmt = fmt
         require(fmt.emax <= 1023 and fmt.precision <= 53, "the fast column covers formats within binary64")
-        mode = stmt["mode"]
-        require(mode in MODES, f"unknown rounding mode {mode!r}")
-        u, un = fmt.unit_roundoff(mode), fmt.unit_roundoff("rne")
-        self.uq, self.mode = u, mode
-        self.u, self.eta = _hi(u), _hi(fmt.underflow_eta(mode))
+        self.u, self.eta = _hi(u), _hi(q.eta)
         self.eta_sum = 0.0 if fmt.subnormals else self.eta  # (an exact sum never underflows)
-        k = rational(stmt["kernel_ulps"])
-        require(k >= min_kernel_ulps(mode), f"kernel_ulps below {min_kernel_ulps(mode)} in {mode}")
         self.kern = (_hi(2 * k * un), _hi(k * fmt.min_positive))  # k ulp of |f|: a|f| + b
         a = k * (2 * un + fmt.min_positive)
         # (``errorbound._sigmoid_like``; None where a >= 1: sigmoid is refused, as there)
@@ -144,8 +140,7 @@ class _Walk:
         self.L = np.zeros(0)  # every source's bound, in order
 
     def gamma(self, n: int) -> float:
-        require(n * self.uq < 1, f"gamma_{n} undefined: n*u >= 1")
-        return _hi(n * self.uq / (1 - n * self.uq))
+        return _hi(self.q.gamma(n))  # (``Ctx.gamma`` requires n u < 1)
 
     def fits(self, m: np.ndarray, what: str) -> None:
         """``Ctx.rnd``'s overflow rule, m(1 + u) < max_finite, for every m: fl(m(1 + 2u)) >=
@@ -257,7 +252,8 @@ def _bcast(shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
 
 
 def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, hi, cw: list[Any]) -> _V:
-    """One IR node's row; ``cw``: per input, its constant's floats (None for data)."""
+    """One IR node's row; ``cw``: per input, its constant's floats (None for data). ``propagate``
+    has required ``supported``: mul/div read data then a constant, matmul one 2-D constant."""
     if op in ("flatten", "reshape"):  # (row-major order kept: the same elements, exactly)
         v = ins[0]
         return _V(lo, hi, v.C, v.rem, v.E)
@@ -278,7 +274,6 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
         Cb = np.pad(b.C, ((0, 0), (0, S - b.C.shape[1])))[ib]
         Ein = a.E[ia] + b.E[ib]
         return w.one(lo, hi, Ca + sg * Cb, _charge(Ein, 2), _up(a.rem[ia] + b.rem[ib], 1), Ein, False)
-    require(cw[1] is not None and cw[0] is None, f"{op}: only data {op} a constant has a fast row")
     c = cw[1].ravel()[ib]
     dc = w.cast_err(c)
     if op == "mul":  # "one", plus the constant's own cast error twice (``_linear``'s extra)
@@ -304,11 +299,10 @@ def _matmul(w: _Walk, ins: list[_V], shapes: list[tuple[int, ...]], lo, hi, cw: 
     products in any order errs by <= gamma_n S + 4 n eta, S = sum |w| (max|x| + E) (``dot_error``'s
     first bound) or the sign-split one (``_split``), plus the constant's cast error times 1 +
     max(1, the rule's factor) (``_linear``'s extra)."""
-    require((cw[0] is None) != (cw[1] is None), "matmul: one data operand and one constant required")
     right = cw[1] is not None
     x, W = (ins[0], cw[1]) if right else (ins[1], cw[0])
     xs = shapes[0] if right else shapes[1]
-    require(W.ndim == 2 and len(xs) >= 1, "matmul: a 2-D constant required")
+    require(len(xs) >= 1, "matmul: a scalar operand")
     if right:  # x (..., n) @ W (n, m): rows r of x
         n = W.shape[0]
         require(xs[-1] == n, "matmul: shapes do not match")
@@ -346,7 +340,7 @@ def _matmul(w: _Walk, ins: list[_V], shapes: list[tuple[int, ...]], lo, hi, cw: 
     w.fits(_up((S + D) * (1 + g), 3), "a dot product")
     local = np.minimum(_up(g * S + 4 * n * w.eta, 3), _split(w, W, f, lf, x, mag, S, n))
     if dW.any():
-        u = w.uq
+        u = w.q.u
         local = _up(local + _hi(1 + max(1, (u + n * u * (1 + u)) / (1 - n * u))) * D, 2)
     return w.make(lo, hi, C, _up(local + charge, 1), rem)
 
@@ -368,7 +362,7 @@ def _split(w: _Walk, W: np.ndarray, f: Any, lf: Any, x: _V, mag: np.ndarray, S: 
     cs = np.concatenate([np.zeros((min(1, n - 1), cs.shape[1])), np.maximum(0.0, cs - _charge(cs, n + 1))])
     D = S - cs + _charge(S, 1)  # >= s_j = S - (the j - 1 smallest leaves), j = 1..n-1
     K = _up(np.minimum(M, S) + np.minimum(M, D).sum(axis=0), n + 1)
-    u, eta = w.uq, Q(w.fmt.underflow_eta(w.mode))
+    u, eta = w.q.u, w.q.eta
     c1, c2 = _hi(u / (1 - k * u)), _hi(u * (1 + u) / (1 - k * u))
     c3 = _hi((u * k * k * eta + 2 * k * eta) / (1 - k * u))
     return _up(c1 * S + c2 * K + c3, 4)
