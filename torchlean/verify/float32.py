@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..certificates.core import OutOfTime, time_limit
+from ..certificates.core import OutOfTime, box_leaves, time_limit
 from ..certificates.errorbound import model_id
 from ..certificates.float_vnn import KIND, check_vnn_float, grow, restrict
 from ..certificates.float_vnn import epsilons as cert_epsilons
@@ -104,20 +104,6 @@ SPLITS = 1024
 SHRINK = 1 / 8
 
 
-def unshare(tree: dict[str, Any]) -> dict[str, Any]:
-    """``tree`` (a partitioned certificate's parts) with "graph" left out of every errorbound
-    statement, in place: the certificate carries it once. The statements' digests and "model"
-    stay those of the completed statements, which the checker rebuilds."""
-    todo = [tree]
-    while todo:  # (not recursive: a tree may be deeper than Python's recursion limit)
-        node = todo.pop()
-        if "split" in node:
-            todo += [node["lo"], node["hi"]]
-        else:
-            node["errorbound"]["statement"].pop("graph", None)
-    return tree
-
-
 def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress: bool = False,
                    method: str = "crown", splits: int = 0, column: str | None = None) -> Result:
     """The float-sound verdict (module docstring) within ``timeout`` seconds; ``target``: the
@@ -126,7 +112,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
     where the grown property is not provable, bisect the box (widest input first, at most
     ``splits`` times in all); each half is tried with its nearest ancestor's epsilon first, then
     with its own (the partitioned certificate form; a leaf carries the errorbound certificate it
-    was proved with, less its IR: the certificate carries that once, ``unshare``). An unsat
+    was proved with, less its IR: the certificate carries that once). An unsat
     result's certificate has been accepted by ``check_vnn_float``; its reason is in stats["why"].
     stats: "parts" error-bound walks, "leaves" the certificate's parts, "inherited" those proved
     with an ancestor's epsilon, "searches" real searches.
@@ -232,8 +218,10 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
     stats["epsilon"] = worst
     if part is not None:
         cert = {"kind": KIND, "version": 1, "format": FORMAT}
-        if "split" in part:  # the IR once, not once per leaf (``float_vnn``'s shared IR)
-            cert.update(box=[[str(a), str(b)] for a, b in root], graph=graph.to_dict(), parts=unshare(part))
+        if "split" in part:  # the IR once, not once per leaf (``float_vnn``'s shared IR); the
+            for leaf, _ in box_leaves(part, root):  # statements keep the completed ones' digests
+                leaf["errorbound"]["statement"].pop("graph", None)
+            cert.update(box=[[str(a), str(b)] for a, b in root], graph=graph.to_dict(), parts=part)
         else:
             cert.update(part)
         # the replay gets its own ``timeout`` (as the CLI's real verdicts: one it cannot confirm
