@@ -412,12 +412,7 @@ class Search:
             subs.append(sub)
         t = subs[0].first_split(path) if shared_first else None
         if t is not None:
-            try:
-                lit = literal(t, leaf.norm)
-            except (Undecided, Division):
-                lit = None
-            return {"split": show(t), "then": self.build([*path, (t, lit, True)]),
-                    "else": self.build([*path, (t, lit, False)])}
+            return case_split(t, leaf, path, self.build)
         return {"conjuncts": [s.with_lemmas(path, [c for c in claim[1:] if c is not part])
                               for s, part in zip(subs, claim[1:])]}
 
@@ -438,14 +433,7 @@ class Search:
             for k, lemma in enumerate(lemmas):
                 if leaf.decide(lemma) is not None:
                     continue
-                try:
-                    lit = literal(lemma, leaf.norm)
-                except (Undecided, Division):
-                    lit = None
-                rest = lemmas[k + 1:]
-                return {"split": show(lemma),
-                        "then": self.with_lemmas([*path, (lemma, lit, True)], rest),
-                        "else": self.with_lemmas([*path, (lemma, lit, False)], rest)}
+                return case_split(lemma, leaf, path, lambda p, rest=lemmas[k + 1:]: self.with_lemmas(p, rest))
             raise
 
     def _separable(self) -> bool:
@@ -510,13 +498,17 @@ class Search:
         if cand is None:
             raise NoProof("no leaf step closes the case " + " & ".join(
                 f"{show(t)}={'T' if v else 'F'}" for t, _, v in path)[:300])
-        try:
-            lit = literal(cand, leaf.norm)
-        except (Undecided, Division):
-            lit = None
-        then = self.build([*path, (cand, lit, True)])
-        else_ = self.build([*path, (cand, lit, False)])
-        return {"split": show(cand), "then": then, "else": else_}
+        return case_split(cand, leaf, path, self.build)
+
+
+def case_split(t: SExpr, leaf: Leaf, path: list[Decision], build: Any) -> dict[str, Any]:
+    """A split node on t: t's literal where it has one (else None, the checker decides t itself),
+    the then-case built before the else-case by ``build(path)``."""
+    try:
+        lit = literal(t, leaf.norm)
+    except (Undecided, Division):
+        lit = None
+    return {"split": show(t), "then": build([*path, (t, lit, True)]), "else": build([*path, (t, lit, False)])}
 
 
 def certificate_tree(statement: str, timeout: float = 60.0) -> dict[str, Any]:
