@@ -18,7 +18,7 @@ from torchlean.certificates import engine, fast_backsub, fast_forms
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.bound_graph import Unsupported
 from torchlean.certificates.enclosures import DomainError
-from torchlean.certificates.lower import NO_ROW, ROWS, fingerprint, lower
+from torchlean.certificates.lower import ARITY, NO_ROW, ROWS, fingerprint, lower
 from torchlean.spec import PRIMITIVES, Graph, Node, Value
 from torchlean.spec.exact import evaluate
 
@@ -203,6 +203,20 @@ def test_every_primitive_has_a_row_or_a_reason():
     assert set(PRIMITIVES) <= set(ROWS) | set(NO_ROW)
     covered = {n[0] for spec in builders(np.random.default_rng(0)).values() for n in spec[0]}
     assert set(ROWS) <= covered  # and each row is exercised above
+
+
+def test_a_node_with_the_wrong_number_of_inputs_is_refused():
+    # the rows read their first inputs only: the checker's arity is the spec's, and a document
+    # whose relu has two inputs (which the runtime refuses) is not lowered as relu of the first
+    assert ARITY == {n: PRIMITIVES[n].arity for n in ROWS}
+    doc = G([("matmul", ["x", "W"], "h"), ("relu", ["h"], "y")], {"W": np.eye(4)}).to_dict()
+    lower(doc)
+    doc["nodes"][1]["inputs"] = ["h", "x"]
+    with pytest.raises(Unsupported, match="'relu' takes 1 inputs, not 2"):
+        lower(doc)
+    doc["nodes"][0]["inputs"] = ["x"]
+    with pytest.raises(Unsupported, match="'matmul' takes 2 inputs, not 1"):
+        lower(doc)
 
 
 def test_crown_tighter_than_ibp_on_deep_nets():

@@ -328,6 +328,12 @@ ROWS: dict[str, Row] = {
     "embedding": _embedding,
 }
 
+#: each row's number of inputs (the spec's arity; concat any): a row reads its first inputs only,
+#: so a node with more or fewer would mean something the runtime refuses to run
+ARITY: dict[str, int | None] = {**dict.fromkeys(ROWS, 1), "concat": None, "layer_norm": 3, "where": 3,
+                                "batch_norm": 5, **dict.fromkeys(("add", "sub", "mul", "div", "matmul",
+                                "gather", "maximum", "minimum", "conv2d", "embedding"), 2)}
+
 #: primitives with no row at all, and why (every spec primitive has a row today; partial uses,
 #: e.g. ``where`` on a data-dependent mask, raise ``Unsupported`` in their row)
 NO_ROW: dict[str, str] = {}
@@ -383,6 +389,8 @@ def lower(ir: dict[str, Any], values: dict[str, Tensor] | None = None, wide: boo
         op = node["op"]
         if op not in ROWS:
             raise Unsupported(f"primitive {op!r} has no bound row: {NO_ROW.get(op, 'unknown primitive')}")
+        if ARITY[op] not in (None, len(node["inputs"])):
+            raise Unsupported(f"{op!r} takes {ARITY[op]} inputs, not {len(node['inputs'])}")
         args = [env[n] for n in node["inputs"]]
         if op not in TAKES_NEG_INF and any(e is NEG_INF for t in args for e in t.v):
             raise Unsupported(f"-inf reaches {op!r} (only where may select it and softmax read it)")
