@@ -130,8 +130,9 @@ def input_sensitivity(graph: Any, box: list[tuple[Fraction, Fraction]], points: 
     points = len(X)
     Xs = np.repeat(X[None], len(box), axis=0)  # (inputs, points, inputs)
     Xs[np.arange(len(box)), :, np.arange(len(box))] += h[:, None]
-    y0 = run_float(graph, X, np.float64)
-    ys = run_float(graph, Xs.reshape(-1, len(box)), np.float64).reshape(len(box), points, -1)
+    with np.errstate(over="ignore", invalid="ignore"):  # (a saturated sigmoid: its exp overflows)
+        y0 = run_float(graph, X, np.float64)
+        ys = run_float(graph, Xs.reshape(-1, len(box)), np.float64).reshape(len(box), points, -1)
     d = np.abs(ys - y0[None]).sum(axis=2).mean(axis=1) / h
     return np.where(np.isfinite(d), d, 0.0)
 
