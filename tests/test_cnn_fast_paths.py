@@ -132,3 +132,19 @@ def test_float_conversion_once_per_object_matches_per_term():
         n, d = q.as_integer_ratio()
         assert v == n / d and e == (F(v) != q or d.bit_length() > 1000)
     assert inexact.sum() > 0 and (~inexact).sum() > 0
+
+
+def test_conversion_error_in_integers_equals_the_fraction_one():
+    """``fast_forms._conv_err`` (|q - f| in integers, no gcd) is the correctly rounded float of the
+    exact |q - f| (computed here with Fractions), on decimals, thirds, huge and subnormal-range
+    values; and it is not 0 where f != q (a zero would drop a conversion's charge)."""
+    rng = np.random.default_rng(5)
+    qs = [F(1, 3), F(-2, 7), F(3, 10) ** 5, F(2**60 + 1, 2), F(-5, 2**1100), F(1, 3 * 2**1070), F(7)]
+    qs += [F(int(a), int(b)) * F(2) ** int(e) for a, b, e in zip(rng.integers(-10**15, 10**15, 300),
+                                                               rng.integers(1, 10**15, 300),
+                                                               rng.integers(-1080, 1000, 300))]
+    for q in qs:
+        f = float(q)
+        got = fast_forms._conv_err(q, f)
+        assert got == float(abs(q - F(f)))
+        assert (got > 0) == (F(f) != q) or abs(q - F(f)) < F(2) ** -1075  # (below the least subnormal)

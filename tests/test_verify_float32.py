@@ -429,3 +429,63 @@ def test_partitioned_shared_ir_mutations(partitioned):
     next(_leaves(bad["parts"]))["errorbound"] = other_eb
     assert "different model" in reason(bad, model=model)
     assert "digest" in reason(bad)  # its digest is of its statement with its own IR
+
+
+def test_input_sensitivity_is_the_jacobian_and_split_dim_follows_it():
+    """``float32.input_sensitivity`` (above ``SCORED_INPUTS`` inputs) is sum_j |dy_j/dx_i|: on a
+    linear 80-input network, |W| summed over the outputs (independent: the weights); ``split_dim``
+    halves the largest width x sensitivity, and the widest input where there is no score (few
+    inputs: ACAS Xu's rule, unchanged)."""
+    from torchlean.verify.float32 import SCORED_INPUTS, input_sensitivity, split_dim
+
+    g = mlp([80, 3], "relu", seed=4)
+    W = g.constants["W0"].astype(np.float64)
+    box = [(Fraction(-1), Fraction(1))] * 80
+    s = input_sensitivity(g, box)
+    np.testing.assert_allclose(s, np.abs(W).sum(axis=1), rtol=1e-4)
+    assert split_dim(box, s) == int(np.argmax(np.abs(W).sum(axis=1)))
+    narrow = list(box)
+    top = int(np.argmax(s))
+    narrow[top] = (Fraction(0), Fraction(1, 1000))  # (now barely worth splitting)
+    assert split_dim(narrow, s) != top
+    small = mlp([SCORED_INPUTS, 2], "relu", seed=4)
+    assert input_sensitivity(small, [(Fraction(-1), Fraction(1))] * SCORED_INPUTS) is None
+    assert split_dim([(Fraction(0), Fraction(1)), (Fraction(0), Fraction(3))], None) == 1
+
+
+def test_partitioned_certificate_with_scored_splits_replays():
+    """The partitioned proof with the scored split (80 inputs, two of them free, the others fixed
+    at 0, so the bisection is the sensitivity's choice among the two): the whole box's epsilon is
+    above the margin (eps/2 over a fine grid's maximum), the partitioned verdict is unsat and its
+    certificate replays, and the split inputs are the free ones."""
+    from torchlean.verify.float32 import input_sensitivity
+
+    g = mlp([80, 16, 16, 1], "relu", seed=3)
+    box = [(Fraction(-4), Fraction(4))] * 2 + [(Fraction(0), Fraction(0))] * 78
+    assert input_sensitivity(g, box) is not None
+    eps = epsilons(bound_certificate(g, box, "binary32"))[0]
+    C = {k: v.astype(np.float64) for k, v in g.constants.items()}
+
+    def f(x2):  # the real network in float64 on (x0, x1, 0, ..., 0)
+        x = np.concatenate([x2, np.zeros((len(x2), 78))], axis=1)
+        h = np.maximum(np.maximum(x @ C["W0"] + C["b0"], 0) @ C["W1"] + C["b1"], 0)
+        return (h @ C["W2"] + C["b2"])[:, 0]
+
+    c, r = np.zeros(2), 4.0
+    for _ in range(4):  # zoom in on the maximum
+        grid = np.clip(c + np.stack(np.meshgrid(*[np.linspace(-r, r, 401)] * 2), -1).reshape(-1, 2), -4, 4)
+        c, r = grid[np.argmax(f(grid))], r / 100
+    atom = Atom((Fraction(-1),), -(Fraction(float(f(c[None])[0])) + eps / 2), False)
+    spec = Spec(80, 1, (Region(tuple(a for a, _ in box), tuple(b for _, b in box), ((atom,),)),))
+    res = verify_float32(g, table.target(g), spec, timeout=120, splits=16)
+    assert res.verdict == "unsat", res.stats
+    assert "parts" in res.cert and check_vnn_float(res.cert, lower(g.to_dict()), spec).ok
+    dims = {n["split"][0] for n in _leaves_and_nodes(res.cert["parts"])}
+    assert dims and dims <= {0, 1}
+
+
+def _leaves_and_nodes(tree):
+    """The split nodes of a partitioned certificate's tree."""
+    if "split" not in tree:
+        return []
+    return [tree] + _leaves_and_nodes(tree["lo"]) + _leaves_and_nodes(tree["hi"])

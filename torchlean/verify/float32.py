@@ -3,7 +3,8 @@
 unsat: an ``errorbound`` certificate over the hull of the property's input boxes gives eps_j per
 output; the real search then proves the property grown by eps (``certificates.float_vnn.grow``) and
 the two parts are packed as a ``vnn-unsat-float`` certificate, replayed by ``check_vnn_float``
-before anything is reported. Where the grown property is not provable, the box is bisected (widest
+before anything is reported. Where the grown property is not provable, the box is bisected
+(``split_dim``: widest
 input first, up to ``splits`` times) and each half gets its own proof (the partitioned form of the
 certificate): first against its nearest ancestor's epsilon, which holds on the half too (its box
 covers it), so a half away from the trouble costs one real search and no error-bound walk; only
@@ -104,12 +105,52 @@ SPLITS = 1024
 SHRINK = 1 / 8
 
 
+#: above this many inputs a bisection halves the input that matters most (``split_dim``); at or
+#: below it the widest (ACAS Xu's 5 inputs: unchanged). On eran's 784-input boxes widest-first is
+#: the pixels in index order (every interior pixel equally wide), most of them ones the outputs
+#: barely read: halving the 10 inputs of largest width x sensitivity takes mnist_relu_9_200 idx
+#: 6453's whole-box epsilon 24.4 -> 11.1, the first 10 widest -> 19.9 (bench/README, h-eranf32)
+SCORED_INPUTS = 64
+
+
+def input_sensitivity(graph: Any, box: list[tuple[Fraction, Fraction]], points: int = 0,
+                      seed: int = 0) -> np.ndarray | None:
+    """Per input i, sum_j |dy_j/dx_i| at the box's centre (``points`` > 0: the mean over that many
+    random points of the box instead), by forward differences on the float64 run, step 1e-3 of
+    the input's width (the runtime runs one point per call: ~1 s at the centre of a 784-input
+    6x200 net); None at or below ``SCORED_INPUTS`` inputs or for a graph with several inputs.
+    A policy for ``split_dim``, never part of a claim."""
+    if len(box) <= SCORED_INPUTS or len(graph.inputs) != 1:
+        return None
+    lo = np.array([float(a) for a, _ in box])
+    w = np.array([float(b) for _, b in box]) - lo
+    t = np.random.default_rng(seed).random((points, len(box))) if points else np.full((1, len(box)), 0.5)
+    X = lo + t * w
+    h = np.where(w > 0, w * 1e-3, 1.0)
+    points = len(X)
+    Xs = np.repeat(X[None], len(box), axis=0)  # (inputs, points, inputs)
+    Xs[np.arange(len(box)), :, np.arange(len(box))] += h[:, None]
+    with np.errstate(over="ignore", invalid="ignore"):  # (a saturated sigmoid: its exp overflows)
+        y0 = run_float(graph, X, np.float64)
+        ys = run_float(graph, Xs.reshape(-1, len(box)), np.float64).reshape(len(box), points, -1)
+    d = np.abs(ys - y0[None]).sum(axis=2).mean(axis=1) / h
+    return np.where(np.isfinite(d), d, 0.0)
+
+
+def split_dim(box: list[tuple[Fraction, Fraction]], sens: np.ndarray | None) -> int:
+    """The input a bisection halves: the widest (``sens`` None), else the largest width x
+    ``sens`` (``input_sensitivity``); ties to the lowest index."""
+    if sens is None:
+        return max(range(len(box)), key=lambda i: box[i][1] - box[i][0])
+    return int(np.argmax([float(b - a) * s for (a, b), s in zip(box, sens)]))
+
+
 def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress: bool = False,
                    method: str = "crown", splits: int = 0, column: str | None = None) -> Result:
     """The float-sound verdict (module docstring) within ``timeout`` seconds; ``target``: the
     bound-table target (``table.load_instance``), whose real parts ``bab.solve`` searches and
     certifies. ``splits`` > 0:
-    where the grown property is not provable, bisect the box (widest input first, at most
+    where the grown property is not provable, bisect the box (``split_dim``: widest input first, at most
     ``splits`` times in all); each half is tried with its nearest ancestor's epsilon first, then
     with its own (the partitioned certificate form; a leaf carries the errorbound certificate it
     was proved with, less its IR: the certificate carries that once). An unsat
@@ -201,7 +242,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         if budget[0] <= 0:
             return None
         budget[0] -= 1
-        d = max(range(len(box)), key=lambda i: box[i][1] - box[i][0])
+        d = split_dim(box, sens)
         lo, hi = box[d]
         v = (lo + hi) / 2
         left = prove(box[:d] + [(lo, v)] + box[d + 1:], eb, k + 1)
@@ -209,6 +250,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         return None if right is None else {"split": [d, str(v)], "lo": left, "hi": right}
 
     root = hull(spec)
+    sens = input_sensitivity(graph, root) if splits else None
     try:
         part = prove(root, None)
     except _Found as f:
