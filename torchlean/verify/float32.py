@@ -3,12 +3,15 @@
 unsat: an ``errorbound`` certificate over the hull of the property's input boxes gives eps_j per
 output; the real search then proves the property grown by eps (``certificates.float_vnn.grow``) and
 the two parts are packed as a ``vnn-unsat-float`` certificate, replayed by ``check_vnn_float``
-before anything is reported. Where the grown property is not provable, the box is bisected (widest
-input first, up to ``splits`` times) and each half gets its own proof (the partitioned form of the
+before anything is reported. Where the grown property is not provable, the box is bisected (up to
+``splits`` times) and each half gets its own proof (the partitioned form of the
 certificate): first against its nearest ancestor's epsilon, which holds on the half too (its box
 covers it), so a half away from the trouble costs one real search and no error-bound walk; only
 where that fails does the half get its own, smaller, epsilon, and only when the real search says
-a smaller one could help (``_worth_walking``).
+a smaller one could help (``_worth_walking``). Policies of this loop, none of which a verdict rests
+on: its real searches skip the chain search's up-front PGD (``_quick_search``), one that runs out
+of its share of the time bisects instead of ending the proof (``ATTEMPT_SHARE``), and the bisected
+input is the widest weighted by how strongly the first layer reads it (``_split_dim``).
 
 sat: a point x of binary32 values in the region whose binary32 run, emulated bit-exactly
 (``floats.emulate``: correctly rounded elementwise operations, dot products summed left to right,
@@ -166,7 +169,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
     """The float-sound verdict (module docstring) within ``timeout`` seconds; ``target``: the
     bound-table target (``table.load_instance``), whose real parts ``bab.solve`` searches and
     certifies. ``splits`` > 0:
-    where the grown property is not provable, bisect the box (widest input first, at most
+    where the grown property is not provable, bisect the box (``_split_dim``, at most
     ``splits`` times in all); each half is tried with its nearest ancestor's epsilon first, then
     with its own (the partitioned certificate form; a leaf carries the errorbound certificate it
     was proved with, less its IR: the certificate carries that once). An unsat
