@@ -99,6 +99,9 @@ def table_relaxation_scores(
         loss[k] = np.abs(lam) * t[k]
         lam = (np.maximum(lam, 0.0) * a[k] + np.minimum(lam, 0.0) * s[k]) @ weights[k]
     coef = lam
+    if not pre:  # no ReLU (an affine chain): nothing is relaxed, every score 0 (the caller splits the
+        # widest input); reached by a search without the up-front attack (``verify.float32``)
+        return np.zeros(width.shape), (coef if signed else np.abs(coef)).astype(float)
     top = np.max([lk.max(1) for lk in loss], axis=0)[:, None]  # (B, 1)
     B, d = width.shape
     cols = [np.nonzero((sk > 0).any(0) | (ak > 0).any(0))[0] for sk, ak in zip(s, a)]

@@ -4,12 +4,14 @@ unsat: an ``errorbound`` certificate over the hull of the property's input boxes
 output; the real search then proves the property grown by eps (``certificates.float_vnn.grow``) and
 the two parts are packed as a ``vnn-unsat-float`` certificate, replayed by ``check_vnn_float``
 before anything is reported. Where the grown property is not provable, the box is bisected
-(``split_dim``: widest
-input first, up to ``splits`` times) and each half gets its own proof (the partitioned form of the
+(``split_dim``, up to ``splits`` times) and each half gets its own proof (the partitioned form of the
 certificate): first against its nearest ancestor's epsilon, which holds on the half too (its box
 covers it), so a half away from the trouble costs one real search and no error-bound walk; only
 where that fails does the half get its own, smaller, epsilon, and only when the real search says
-a smaller one could help (``_worth_walking``).
+a smaller one could help (``_worth_walking``). Policies of this loop, none of which a verdict rests
+on: its real searches skip the chain search's up-front PGD (``_quick_search``), one that runs out
+of its share of the time bisects instead of ending the proof (``ATTEMPT_SHARE``), and the bisected
+input is the widest weighted by how strongly the outputs depend on it (``split_dim``).
 
 sat: a point x of binary32 values in the region whose binary32 run, emulated bit-exactly
 (``floats.emulate``: correctly rounded elementwise operations, dot products summed left to right,
@@ -84,6 +86,39 @@ def float_counterexample(graph: Any, spec: Spec, x: Any) -> tuple[list[Fraction]
     return None
 
 
+def _input_weights(target: Any, n_in: int) -> list[float]:
+    """Per input, how strongly the first layer reads it (the L1 norm of its column of weights) on a
+    chain (``target.fnet``'s first layer), else 1 each: ``split_weights`` at or below
+    ``SCORED_INPUTS`` inputs. (The rounding-error bound falls where the ReLUs turn stable, which the
+    inputs the first layer weighs most decide: on ACAS Xu the plain widest, X_3 and X_4 of width 1,
+    are the least read; ACAS 1_1's column norms 25.7, 21.3, 14.4, 9.1, 11.0.)"""
+    layers = getattr(getattr(target, "fnet", None), "layers", None)
+    if getattr(target, "chain", False) and layers:
+        W = np.asarray(layers[0][0], dtype=np.float64)
+        if W.ndim == 2 and W.shape[1] == n_in:
+            w = np.abs(W).sum(axis=0)
+            if np.all(np.isfinite(w)) and np.all(w > 0):
+                return [float(v) for v in w]
+    return [1.0] * n_in
+
+
+def _quick_search(target: Any, s: Spec, timeout: float, progress: bool, method: str) -> Result:
+    """``bab.solve``'s verdict on ``s``; on input-split chains with the cheaper attack of
+    ``QUICK_ATTACK`` before the branch and bound (its own falsification still runs alongside)."""
+    from . import attack, bab, table
+
+    if not (target.chain and target.bg.n_in <= bab.INPUT_SPLIT_MAX):
+        return bab.solve(target, s, timeout=timeout, progress=progress, method=method)
+    t0 = time.perf_counter()
+    x = attack.search(target.fnet, s, table.confirmer(target, s), seed=0, **QUICK_ATTACK)
+    if x is not None:
+        return Result("sat", x=x)
+    left = timeout - (time.perf_counter() - t0)
+    if left <= 0:
+        return Result("timeout")
+    return bab.verify(target, s, timeout=left, progress=progress, method=method, attack_first=False)
+
+
 class _Found(Exception):
     """A binary32 counterexample, found while partitioning."""
 
@@ -96,6 +131,24 @@ class _Found(Exception):
 #: ACAS Xu), so the timeout, not this, is what usually ends it (64 before the fast column: ACAS
 #: Xu 1_1 prop 2 then ended "unknown" after 64 splits in 14 s; with 1,024 it is unsat in ~42 s)
 SPLITS = 1024
+
+#: the float loop's real searches on input-split chains sample the box before their branch and
+#: bound (``_quick_search``) but skip the chain search's up-front PGD (``bab.CHAIN_ATTACK``): most of
+#: them are leaves that end unsat, where that PGD was ~2/3 of the search (ACAS Xu 1_1 prop 6:
+#: 18.9 of 32 s); a counterexample the samples miss is still met by the search's own falsification
+#: (``attack.InSearch``). A policy: only a confirmed point is "sat", only a certificate "unsat".
+QUICK_ATTACK: dict[str, Any] = {**{"samples": 2000, "starts": 64, "corners": 0, "decay": 0.85}, "rounds": 0}
+
+#: a real search of the float loop that may be bisected instead (budget left) gets at most this share
+#: of the time left: near the real margin the grown property is hard (ACAS Xu 1_1 prop 5: one leaf's
+#: search timed out after 46 s), and the halves' own, smaller, epsilons make theirs easier
+ATTEMPT_SHARE = 0.125
+
+#: the walk gate (``worth_walking``: a real search of the property grown by a guessed epsilon) gets
+#: at most the time of this many walks (their mean so far) besides its quarter of the time left: a
+#: fast-column walk on ACAS Xu takes ~0.1 s, and a gate search that cannot decide near the margin
+#: took up to a quarter of what was left (1_1 prop 5: 50 of its 120 s); out of time, it says walk
+GATE_WALKS = 4
 
 #: a box k bisections below its nearest walked ancestor gets its own walk only if the property
 #: grown by r^k times that ancestor's epsilon is not refuted, r a guess at what one bisection
@@ -137,12 +190,20 @@ def input_sensitivity(graph: Any, box: list[tuple[Fraction, Fraction]], points: 
     return np.where(np.isfinite(d), d, 0.0)
 
 
-def split_dim(box: list[tuple[Fraction, Fraction]], sens: np.ndarray | None) -> int:
-    """The input a bisection halves: the widest (``sens`` None), else the largest width x
-    ``sens`` (``input_sensitivity``); ties to the lowest index."""
-    if sens is None:
-        return max(range(len(box)), key=lambda i: box[i][1] - box[i][0])
-    return int(np.argmax([float(b - a) * s for (a, b), s in zip(box, sens)]))
+def split_weights(graph: Any, target: Any, box: list[tuple[Fraction, Fraction]]) -> Any:
+    """Per input, how much the outputs depend on it, for ``split_dim``: above ``SCORED_INPUTS``
+    inputs the sampled Jacobian (``input_sensitivity``: eran's 784 pixels are all equally wide, so
+    plain widest would halve them in index order), else the first layer's column norms
+    (``_input_weights``: one matrix read, where a few inputs each matter)."""
+    sens = input_sensitivity(graph, box)
+    return sens if sens is not None else _input_weights(target, len(box))
+
+
+def split_dim(box: list[tuple[Fraction, Fraction]], weight: Any = None) -> int:
+    """The input a bisection halves: the largest width x ``weight`` (``split_weights``; None: the
+    widest), ties to the lowest index. A policy: any choice is sound (the halves cover the box)."""
+    w = [1.0] * len(box) if weight is None else weight
+    return int(np.argmax([float(b - a) * float(s) for (a, b), s in zip(box, w)]))
 
 
 def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress: bool = False,
@@ -150,7 +211,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
     """The float-sound verdict (module docstring) within ``timeout`` seconds; ``target``: the
     bound-table target (``table.load_instance``), whose real parts ``bab.solve`` searches and
     certifies. ``splits`` > 0:
-    where the grown property is not provable, bisect the box (``split_dim``: widest input first, at most
+    where the grown property is not provable, bisect the box (``split_dim``, at most
     ``splits`` times in all); each half is tried with its nearest ancestor's epsilon first, then
     with its own (the partitioned certificate form; a leaf carries the errorbound certificate it
     was proved with, less its IR: the certificate carries that once). An unsat
@@ -159,7 +220,6 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
     with an ancestor's epsilon, "searches" real searches.
     ``column``: the error column of every part (``floats.errorbound.statement``; by default the
     fast one where every node has a fast row)."""
-    from .bab import solve
 
     t0 = time.monotonic()
     stats: dict[str, Any] = {"parts": 0, "leaves": 0, "inherited": 0, "searches": 0}
@@ -172,7 +232,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         if left <= 0:
             return Result("timeout")
         stats["searches"] += 1
-        return solve(target, s, timeout=left * share, progress=progress, method=method)
+        return _quick_search(target, s, left * share, progress, method)
 
     def walk(box: list[tuple[Fraction, Fraction]]) -> dict[str, Any] | None:
         """The box's own errorbound certificate, or None out of time."""
@@ -191,9 +251,14 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
 
     def attempt(part: Spec, eb: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
         """A leaf proving ``part`` grown by eb's epsilon (or None) and the real search's verdict;
-        a real counterexample that is a binary32 one ends the search (``_Found``)."""
-        res = real(grow(part, cert_epsilons(eb)))
+        a real counterexample that is a binary32 one ends the search (``_Found``). While the box
+        may still be bisected, a search that runs out of its share (``ATTEMPT_SHARE``) answers
+        "split" (the halves are tried instead)."""
+        splittable = budget[0] > 0
+        res = real(grow(part, cert_epsilons(eb)), ATTEMPT_SHARE if splittable else 1.0)
         if res.verdict == "timeout":
+            if splittable and time.monotonic() - t0 < timeout:
+                return None, "split"
             stats["timed_out"] = True
         if res.verdict == "unsat":
             stats["leaves"] += 1
@@ -210,7 +275,10 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         """False when even r^k times the ancestor's epsilon (``SHRINK``) is refuted on this part
         (a quarter of the time left at most; a timeout or unknown says walk)."""
         r = Fraction(math.exp(shrunk[0] / shrunk[1]) if shrunk[1] else SHRINK)
-        return real(grow(part, [r ** k * e for e in cert_epsilons(eb)]), 0.25).verdict != "sat"
+        left = timeout - (time.monotonic() - t0)
+        cap = GATE_WALKS * stats.get("epsilon_s", 0.0) / max(1, stats["parts"])
+        share = 0.25 if left <= 0 else min(0.25, cap / left)
+        return real(grow(part, [r ** k * e for e in cert_epsilons(eb)]), share).verdict != "sat"
 
     def prove(box: list[tuple[Fraction, Fraction]], above: dict[str, Any] | None,
               k: int = 0) -> dict[str, Any] | None:
@@ -223,7 +291,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
             if leaf is not None:
                 stats["inherited"] += 1
                 return leaf
-            if verdict != "sat":
+            if verdict not in ("sat", "split"):
                 return None
         if above is None or worth_walking(part, above, k):
             eb, up = walk(box), k
@@ -237,12 +305,12 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
                 leaf, verdict = attempt(part, eb)
                 if leaf is not None:
                     return leaf
-                if verdict != "sat":
+                if verdict not in ("sat", "split"):
                     return None
         if budget[0] <= 0:
             return None
         budget[0] -= 1
-        d = split_dim(box, sens)
+        d = split_dim(box, weight)
         lo, hi = box[d]
         v = (lo + hi) / 2
         left = prove(box[:d] + [(lo, v)] + box[d + 1:], eb, k + 1)
@@ -250,7 +318,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         return None if right is None else {"split": [d, str(v)], "lo": left, "hi": right}
 
     root = hull(spec)
-    sens = input_sensitivity(graph, root) if splits else None
+    weight = split_weights(graph, target, root) if splits else None
     try:
         part = prove(root, None)
     except _Found as f:
