@@ -4,11 +4,14 @@ IR nodes all have a row in ``ROWS``. A statement asks for it with "column": "fas
 "fast"); ``errorbound.propagate``, the checker's entry, dispatches here.
 
 Per IR value: its elements' real ranges [lo, hi] (floats, outward: the fast engine's IBP of the
-value's forms met with its CROWN argument bounds, ``fast_engine.forward``) and their errors as one
-dense matrix C (elements x error sources) and rem >= 0 (an error outside the form: a constant's
-cast, a dead ReLU): e_j = sum_s C_js d_s + r_j, |d_s| <= loc_s, |r_j| <= rem_j, and E_j >= sum_s
-|C_js| loc_s + rem_j. Each node's new unknowns (its rounding, slope radii, every charge) become one
-new source per element, as ``Ctx.make``, so later signed weights cancel them.
+value's forms met with its CROWN argument bounds, ``fast_engine.forward``) and their errors as a
+form C (elements x error sources) and rem >= 0 (an error outside the form: a constant's cast, a
+dead ReLU): e_j = sum_s C_js d_s + r_j, |d_s| <= loc_s, |r_j| <= rem_j, and E_j >= sum_s |C_js|
+loc_s + rem_j. Each node's new unknowns (its rounding, slope radii, every charge) become one new
+source per element, as ``Ctx.make``, so later signed weights cancel them. C is kept as one block
+per node that made sources (``_blk``: dense, or sparse under ``SPARSE_BELOW`` full), and a linear
+node (matmul, conv2d, avg_pool2d) applies its exact map, a ``fast_forms._Mat``, to each block: a
+conv net's forms cost their entries, not elements x sources.
 
 Float assumption (as ``fast_engine``): numpy float64 is IEEE-754 binary64, round to nearest, so one
 operation's result is within U = 2^-53 relative (+ 2^-1074 on underflow) and a sum of n products in
@@ -586,13 +589,14 @@ def _avg(w: _Walk, x: _V, P: _Mat, div: np.ndarray, lo, hi) -> _V:
     (gamma_n Smag + 4 n eta off, Smag = sum (max|x| + E)), fl(div) >= fn = div - dn > 0 (dn its
     cast error), so |y~ - y| <= es/fn + Smag dn/(fn div) + u (Smag + es)/fn + eta besides the
     form. The form (P C)/div: a sum of <= n coefficients, then a quotient: (n + 1) roundings."""
-    n = int(_terms(P).max())
+    nr = _terms(P)  # (each window's members)
+    n = int(nr.max())
     require(bool((div <= 2.0 ** w.fmt.precision).all()), f"a divisor not exact in {w.fmt.name}")
     dn = w.cast_err(div)
     fn = np.nextafter(div - dn, 0.0)
     require(bool((fn > 0).all()), "the divisor rounds to 0")
     Sm = _up(_vec(P, _up(np.maximum(np.abs(x.lo), np.abs(x.hi)) + x.E, 1)), n)
-    es = _up(w.gamma(n) * Sm + 4 * n * w.eta, 2)
+    es = _up(w.per(nr, w.q.gamma) * Sm + 4 * nr * w.eta, 2)
     out = _up((Sm + es) / fn, 2)
     w.fits(out, "an average")
     local = _up(es / fn + Sm * dn / (fn * div) + w.u * out + w.eta, 6)
