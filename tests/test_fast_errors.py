@@ -21,6 +21,7 @@ from torchlean.spec.graph import Graph, Node, Value
 
 sys.path.insert(0, str(Path(__file__).parent))
 from floats_models import cnn, mlp  # noqa: E402
+from test_fast_errors_conv import POOLS, conv_chain  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "vnncomp2021"
 
@@ -79,7 +80,7 @@ def _ratio_ok(fast, exact):
 
 def test_every_row_is_exercised():
     ops = {n.op for s in range(3) for n in chain(s).nodes}
-    assert ops == set(ROWS)
+    assert ops | {n.op for s in range(len(POOLS)) for n in conv_chain(s).nodes} == set(ROWS)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -150,7 +151,8 @@ def test_default_column_and_untampered(cert):
     g = chain(1)
     assert statement(g, BOX, ranges="fast")["column"] == "fast"  # (the default with fast ranges)
     assert "column" not in statement(g, BOX)  # (exact CROWN ranges: the exact column, as before)
-    assert "column" not in statement(cnn(), [(0, 1)] * 64, ranges="fast")  # (conv2d: no fast row)
+    assert statement(cnn(), [(0, 1)] * 64, ranges="fast")["column"] == "fast"  # (conv2d, max_pool2d)
+    assert "column" not in statement(mlp([4, 3, 2], "exp"), BOX, ranges="fast")  # (exp: no fast row)
     with pytest.raises(ValueError):
         statement(g, BOX, ranges="crown", column="fast")
 
@@ -196,8 +198,8 @@ def test_column_flipped_or_removed_rejected(cert):
 
 
 def test_unsupported_node_and_wrong_format_rejected(cert):
-    g = cnn()
-    st = statement(g, [(0, 1)] * 64, ranges="fast", column="exact")
+    g = mlp([4, 3, 2], "exp")
+    st = statement(g, BOX, ranges="fast", column="exact")
     st["column"] = "fast"
     c = {"kind": "errorbound", "statement": st, "digest": digest(st), "steps": []}
     _rejected(c, "no fast rounding-error row")

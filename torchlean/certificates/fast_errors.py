@@ -4,11 +4,14 @@ IR nodes all have a row in ``ROWS``. A statement asks for it with "column": "fas
 "fast"); ``errorbound.propagate``, the checker's entry, dispatches here.
 
 Per IR value: its elements' real ranges [lo, hi] (floats, outward: the fast engine's IBP of the
-value's forms met with its CROWN argument bounds, ``fast_engine.forward``) and their errors as one
-dense matrix C (elements x error sources) and rem >= 0 (an error outside the form: a constant's
-cast, a dead ReLU): e_j = sum_s C_js d_s + r_j, |d_s| <= loc_s, |r_j| <= rem_j, and E_j >= sum_s
-|C_js| loc_s + rem_j. Each node's new unknowns (its rounding, slope radii, every charge) become one
-new source per element, as ``Ctx.make``, so later signed weights cancel them.
+value's forms met with its CROWN argument bounds, ``fast_engine.forward``) and their errors as a
+form C (elements x error sources) and rem >= 0 (an error outside the form: a constant's cast, a
+dead ReLU): e_j = sum_s C_js d_s + r_j, |d_s| <= loc_s, |r_j| <= rem_j, and E_j >= sum_s |C_js|
+loc_s + rem_j. Each node's new unknowns (its rounding, slope radii, every charge) become one new
+source per element, as ``Ctx.make``, so later signed weights cancel them. C is kept as one block
+per node that made sources (``_blk``: dense, or sparse under ``SPARSE_BELOW`` full), and a linear
+node (matmul, conv2d, avg_pool2d) applies its exact map, a ``fast_forms._Mat``, to each block: a
+conv net's forms cost their entries, not elements x sources.
 
 Float assumption (as ``fast_engine``): numpy float64 is IEEE-754 binary64, round to nearest, so one
 operation's result is within U = 2^-53 relative (+ 2^-1074 on underflow) and a sum of n products in
@@ -31,17 +34,19 @@ from typing import Any
 import numpy as np
 
 from . import fast_engine
-from .bound_graph import Aff, arg_rows, as_aff
+from .bound_graph import ONE, Aff, Lowerer, Tensor, arg_rows, as_aff
 from .core import float_below, rational, require, tick
 from .errorctx import Ctx
-from .fast_forms import _charge, _Forms
+from .fast_forms import SPARSE_BELOW, _charge, _dense, _Forms, _Mat
 from .fast_functions import FAST
 from .functions import FUNCTIONS
+from .lower import ROWS as LOWER
 from .lower import _decode_const, lower
 
 Q = Fraction
 #: the IR nodes with a fast row (``_node``); "dot" and "one" as ``errorbound.LINEAR``
-ROWS = ("matmul", "add", "sub", "mul", "div", "neg", "flatten", "reshape", "relu", "sigmoid", "tanh")
+ROWS = ("matmul", "add", "sub", "mul", "div", "neg", "flatten", "reshape", "relu", "sigmoid", "tanh",
+        "conv2d", "avg_pool2d", "max_pool2d")
 FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
@@ -67,14 +72,164 @@ def supported(ir: dict[str, Any]) -> str | None:
             return f"{op}: only data {op} a constant has a fast row"
         if op == "matmul" and [len(consts[n]["shape"]) for n in ins if n in consts] != [2]:
             return "matmul: one data operand and one 2-D constant required"
+        if op in ("conv2d", "avg_pool2d", "max_pool2d") and (ins[0] in consts or not all(
+                n in consts for n in ins[1:])):
+            return f"{op}: a data input (and a constant kernel) required"
     for name, a in ir["constants"].items():
         if str(a["dtype"]) not in FLOAT_DTYPES:
             return f"constant {name!r} of dtype {a['dtype']} has no fast rounding-error row"
     return None
 
 
+# -- the form's layout -------------------------------------------------------------------------
+# A form C is {first source: block}, one block per ``make`` that gave this value's sources: an
+# (elements x that make's sources) matrix, a dense array or a sparse ``_Sp`` (``_blk``: under
+# ``SPARSE_BELOW`` full). A convolution's or pooling's form reads few sources per element, so a
+# conv net's forms cost their entries, not elements x sources (verivital's conv: 23,328 elements
+# over 70,000 sources). Every operation below does, per coefficient, the roundings the dense one
+# did (a product, a sum of <= k products, one sum of two), so the rows' charges are unchanged.
+
+class _Sp:
+    """A sparse block: entries (r, c, v) sorted by row then column, no two alike, shape (m, w)."""
+
+    __slots__ = ("r", "c", "v", "shape")
+
+    def __init__(self, r, c, v, shape):
+        self.r, self.c, self.v, self.shape = r, c, v, shape
+
+
+def _merge(key: np.ndarray, v: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The entries of equal key (< size) summed (each a sum in some order), keys ascending."""
+    if size <= 8 * len(key) + 4096:  # (a dense accumulator no larger than the entries' arrays)
+        acc = np.bincount(key, v, minlength=size)
+        key = np.flatnonzero(acc)
+        return key, acc[key]
+    if not len(key):
+        return key, v
+    o = np.argsort(key, kind="stable")
+    key, start = np.unique(key[o], return_index=True)
+    return key, np.add.reduceat(v[o], start)
+
+
+def _blk(m: int, w: int, r, c, v, merge: bool = True) -> Any:
+    """The block of entries (r, c, v) (repeated places summed when ``merge``), dense when at least
+    ``SPARSE_BELOW`` full."""
+    if merge and len(v):
+        key, v = _merge(r * w + c, v, m * w)
+        r, c = key // w, key % w
+    if len(v) >= SPARSE_BELOW * m * w:
+        D = np.zeros((m, w))
+        D[r, c] = v
+        return D
+    return _Sp(r, c, v, (m, w))
+
+
+def _expand(start: np.ndarray, cnt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each i, the indices start[i] .. start[i] + cnt[i] - 1, concatenated, and each one's i."""
+    i = np.repeat(np.arange(len(cnt)), cnt)
+    return i, start[i] + np.arange(len(i)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+
+
+def _ptr(X: _Sp) -> np.ndarray:
+    return np.searchsorted(X.r, np.arange(X.shape[0] + 1))
+
+
+def _rows(C: dict, idx: np.ndarray) -> dict:
+    """The form of the elements idx (a broadcast's reads; exact)."""
+    out = {}
+    for s, X in C.items():
+        if len(idx) == X.shape[0] and (idx == np.arange(len(idx))).all():
+            out[s] = X  # (no broadcast: the same rows)
+        elif isinstance(X, np.ndarray):
+            out[s] = X[idx]
+        else:
+            p = _ptr(X)
+            i, e = _expand(p[idx], p[idx + 1] - p[idx])
+            out[s] = _Sp(i, X.c[e], X.v[e], (len(idx), X.shape[1]))
+    return out
+
+
+def _scale(C: dict, s: np.ndarray, op: Any = np.multiply) -> dict:
+    """Each element's row op(row, s_j) (one rounding per coefficient; by 0 or 1: exact)."""
+    out = {}
+    for k, X in C.items():
+        if isinstance(X, np.ndarray):
+            out[k] = op(X, s[:, None])
+        else:  # (the zeros a relu or a cap leaves are dropped)
+            v = op(X.v, s[X.r])
+            nz = v != 0
+            out[k] = _Sp(X.r[nz], X.c[nz], v[nz], X.shape)
+    return out
+
+
+def _plus(A: dict, B: dict, sg: float) -> dict:
+    """A + sg B (one rounding per coefficient that both have)."""
+    out = dict(A)
+    for k, Y in B.items():
+        X = out.get(k)
+        if X is None:
+            out[k] = _scale({0: Y}, np.full(Y.shape[0], sg))[0]
+        elif isinstance(X, np.ndarray) and isinstance(Y, np.ndarray):
+            out[k] = X + sg * Y
+        else:
+            r, c, v = zip(*[(Z.r, Z.c, Z.v * f) if isinstance(Z, _Sp) else (*np.nonzero(Z), Z[Z != 0] * f)
+                            for Z, f in ((X, 1.0), (Y, sg))])
+            out[k] = _blk(*X.shape, np.concatenate(r), np.concatenate(c), np.concatenate(v))
+    return out
+
+
+def _absdot(C: dict, L: np.ndarray, m: int) -> np.ndarray:
+    """sum_s |C_js| L_s per element (a sum of products, any order)."""
+    out = np.zeros(m)
+    for s, X in C.items():
+        w = X.shape[1]
+        out += (np.abs(X) @ L[s:s + w] if isinstance(X, np.ndarray)
+                else np.bincount(X.r, np.abs(X.v) * L[s + X.c], minlength=m))
+    return out
+
+
+def _apply(M: _Mat, C: dict) -> dict:
+    """M C for a linear node's map M (``_Mat``, (outputs x inputs)): each coefficient a sum of
+    <= ``_terms(M)`` products, in some order."""
+    out = {}
+    for s, X in C.items():
+        if isinstance(X, np.ndarray):
+            out[s] = M.D @ X if not M.sparse else M.rmul(np.ascontiguousarray(X.T)).T
+        elif not M.sparse:  # (Y @ X with X sparse: ``_Mat.lmul``; a dense result)
+            out[s] = _Mat(*X.shape, X.r, X.c, X.v).lmul(M.D)
+        else:
+            out[s] = _join(M, X)
+    return out
+
+
+def _join(M: _Mat, X: _Sp, chunk: int = 2**21) -> Any:
+    """Sparse M times sparse X: each entry of M meets its column's row of X; the products summed
+    per place (``_merge``), M's rows in runs of about ``chunk`` products (bounded memory)."""
+    p, w = _ptr(X), X.shape[1]
+    cnt = p[M.cols + 1] - p[M.cols]
+    cum = np.cumsum(np.bincount(M.rows, cnt, minlength=M.shape[0]))
+    cuts = np.unique(np.concatenate([[0], np.searchsorted(cum, np.arange(chunk, cum[-1], chunk)) + 1,
+                                     [M.shape[0]]])) if len(cum) else np.array([0])
+    parts = []
+    for r0, r1 in zip(cuts[:-1], cuts[1:]):
+        a, b = np.searchsorted(M.rows, [r0, r1])
+        i, e = _expand(p[M.cols[a:b]], cnt[a:b])
+        key, v = _merge((M.rows[a:b][i] - r0) * w + X.c[e], M.vals[a:b][i] * X.v[e], int(r1 - r0) * w)
+        parts.append((key // w + r0, key % w, v))
+    r, c, v = (np.concatenate(x) for x in zip(*parts)) if parts else (np.zeros(0, int),) * 2 + (np.zeros(0),)
+    return _blk(M.shape[0], w, r, c, v, merge=False)
+
+
+def _terms(M: _Mat) -> np.ndarray:
+    """The products each output of M sums that are not exactly 0 (an exact 0 product added is
+    exact: the sum is one of the others alone, in some order), at least 1."""
+    if not M.sparse:
+        return np.maximum(np.count_nonzero(M.D, axis=1), 1)
+    return np.maximum(np.bincount(M.rows[M.vals != 0], minlength=M.shape[0]), 1)
+
+
 class _V:
-    """One IR value's elements: ranges, the form C (its sources: the first C.shape[1]), rem, E."""
+    """One IR value's elements: ranges, the form C ({first source: block}), rem, E."""
 
     __slots__ = ("lo", "hi", "C", "rem", "E")
 
@@ -82,13 +237,49 @@ class _V:
         self.lo, self.hi, self.C, self.rem, self.E = lo, hi, C, rem, E
 
 
-_CACHE: dict[str, Any] = {}  # (the last graph: its lowering, per-value forms and constants)
+_CACHE: dict[str, Any] = {}  # (the last graph: its lowering, per-value forms, constants, maps)
+
+
+def _map(op: str, x: Tensor, ks: list[Tensor], attrs: dict[str, Any]) -> Any:
+    """A linear node's exact map over its data input's elements (outputs x inputs), from the
+    bound table's own row run on index variables (as ``errorbound._linear``): conv2d a ``_Mat`` of
+    its float weights (exact in binary64); avg_pool2d (0/1 pattern, divisor per output); max_pool2d
+    (outputs x members) input indices, -1 past a window's end."""
+    n = len(x.v)
+    L = Lowerer(n)
+    res = LOWER[op](L, [Tensor(x.shape, [Aff({j: ONE}) for j in range(n)])] + ks, attrs)
+    if op == "max_pool2d":  # (one max node: its groups; a one-member window is that member)
+        require(len(L.nodes) <= 2, "max_pool2d: more than one max node")
+        groups = []
+        for e in map(as_aff, res.v):
+            require(not e.c and len(e.t) == 1 and next(iter(e.t.values())) == 1, "max_pool2d: not a maximum")
+            v = next(iter(e.t))
+            groups.append([e] if v < n else [as_aff(a) for a in L.nodes[1].args[v - L.nodes[1].offset]])
+        idx = np.full((len(groups), max(map(len, groups))), -1)
+        for i, g in enumerate(groups):
+            require(all(not a.c and len(a.t) == 1 and next(iter(a.t.values())) == 1 for a in g),
+                    "max_pool2d: a member that is not one input element")
+            idx[i, :len(g)] = [next(iter(a.t)) for a in g]
+        return idx
+    require(len(L.nodes) == 1, f"{op}: a row with nonlinear nodes")
+    forms = [as_aff(e) for e in res.v]
+    require(all(not f.c for f in forms), f"{op}: a constant term")
+    F = _Forms(forms, [0], [n])
+    if op == "conv2d":
+        require(all(E is None for *_, E in F.parents), "conv2d: a weight not exact in binary64")
+        return F.parents[0][1] if F.parents else _dense(np.zeros((len(forms), n)))
+    require(all(f.t for f in forms), "avg_pool2d: an empty window")
+    div = [1 / next(iter(f.t.values())) for f in forms]
+    require(all(d.denominator == 1 and set(f.t.values()) == {1 / d} for d, f in zip(div, forms)),
+            "avg_pool2d: a row that is not a mean")
+    P = F.parents[0][1].map(lambda v: (v != 0) * 1.0)
+    return P, np.array([float(d) for d in div])
 
 
 def _compiled(ir: dict[str, Any], model: str) -> Any:
-    """(bound graph, fast graph, {value: (forms, crown node rows)}, {constant: floats}) of the IR,
-    cached by ``model`` (the caller has checked it is the SHA-256 of this very IR, and
-    ``supported``: every constant a float tensor)."""
+    """(bound graph, fast graph, {value: (forms, crown node rows)}, {constant: floats}, {node
+    index: ``_map``}) of the IR, cached by ``model`` (the caller has checked it is the SHA-256 of
+    this very IR, and ``supported``: every constant a float tensor)."""
     if model in _CACHE:
         return _CACHE[model]
     env: dict[str, Any] = {}
@@ -110,9 +301,37 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
         w = np.array([float(q) for q in vals]).reshape(shape)  # (float16/32/64 bytes: exact)
         require(bool(np.isfinite(w).all()), f"constant {name!r}: a non-finite entry")
         consts[name] = w
+    maps: dict[int, Any] = {}
+    for t, node in enumerate(ir["nodes"]):
+        ins = node["inputs"]
+        if node["op"] == "matmul":
+            right = ins[1] in consts
+            maps[t] = _matmul_map(consts[ins[right]], env[ins[not right]].shape, right)
+        elif node["op"] in ("conv2d", "avg_pool2d", "max_pool2d"):
+            maps[t] = _map(node["op"], env[ins[0]], [env[n] for n in ins[1:]], dict(node.get("attrs") or {}))
     _CACHE.clear()
-    _CACHE[model] = (bg, fg, forms, consts)
+    _CACHE[model] = (bg, fg, forms, consts, maps)
     return _CACHE[model]
+
+
+def _matmul_map(W: np.ndarray, xs: tuple[int, ...], right: bool) -> _Mat:
+    """The map of x @ W (``right``) or W @ x on x's elements, row-major (outputs x inputs)."""
+    require(len(xs) >= 1 and (right or len(xs) <= 2), "matmul: a scalar operand")
+    if right:  # x (r, n) @ W (n, m): output (a, j) reads x (a, i) with weight W_ij
+        n, m = W.shape
+        r = int(np.prod(xs[:-1]))
+        require(xs[-1] == n, "matmul: shapes do not match")
+        if r == 1:
+            return _dense(np.ascontiguousarray(W.T))
+        a, j, i = np.meshgrid(np.arange(r), np.arange(m), np.arange(n), indexing="ij")
+        return _Mat(r * m, r * n, (a * m + j).ravel(), (a * n + i).ravel(), W[i, j].ravel())
+    p, n = W.shape  # W (p, n) @ x (n, q): output (a, j) reads x (i, j) with weight W_ai
+    q = int(np.prod(xs[1:]))
+    require(xs[0] == n, "matmul: shapes do not match")
+    if q == 1:
+        return _dense(W)
+    a, j, i = np.meshgrid(np.arange(p), np.arange(q), np.arange(n), indexing="ij")
+    return _Mat(p * q, n * q, (a * q + j).ravel(), (i * q + j).ravel(), W[a, i].ravel())
 
 
 class _Walk:
@@ -142,6 +361,11 @@ class _Walk:
     def gamma(self, n: int) -> float:
         return _hi(self.q.gamma(n))  # (``Ctx.gamma`` requires n u < 1)
 
+    def per(self, ks: np.ndarray, f: Any) -> np.ndarray:
+        """``_hi(f(k))`` for each entry k of ks (once per distinct k)."""
+        u, inv = np.unique(ks, return_inverse=True)
+        return np.array([_hi(f(int(k))) for k in u])[inv.ravel()]
+
     def fits(self, m: np.ndarray, what: str) -> None:
         """``Ctx.rnd``'s overflow rule, m(1 + u) < max_finite, for every m: fl(m(1 + 2u)) >=
         m(1 + u) (u >= 2^-53), so a computed product below max_finite proves it."""
@@ -158,21 +382,21 @@ class _Walk:
         ok = (s == np.round(s)) & (fmt.subnormals | (w == 0) | (np.abs(w) >= 2.0 ** fmt.emin))
         return np.where(ok, 0.0, _up(self.u * np.abs(w) + self.eta))
 
-    def make(self, lo, hi, C: np.ndarray, local: np.ndarray, rem: Any = None) -> _V:
-        """The value with form C (on the first C.shape[1] sources) plus one new source of bound
+    def make(self, lo, hi, C: dict, local: np.ndarray, rem: Any = None) -> _V:
+        """The value with form C (blocks over the sources so far) plus one new source of bound
         ``local`` per element where it is > 0 (``Ctx.make``); ``rem``: kept outside the form."""
         require(bool(np.isfinite(local).all() and (local >= 0).all()), "a non-finite error bound")
         require(bool(np.isfinite(lo).all() and np.isfinite(hi).all()), "an unbounded real range")
         m, S0 = len(local), len(self.L)
         new = np.nonzero(local > 0)[0]
-        D = np.zeros((m, S0 + len(new)))
-        D[:, :C.shape[1]] = C
-        D[new, S0 + np.arange(len(new))] = 1.0
+        D = dict(C)
+        if len(new):  # (the new sources: one block, the identity on the elements that have one)
+            D[S0] = _blk(m, len(new), new, np.arange(len(new)), np.ones(len(new)), merge=False)
         self.L = np.concatenate([self.L, local[new]])
         # (underflow in the computed products: <= S 2^-1074 each, within TINY while S sum L < 2^70)
         require(float(self.L.sum()) * (1 + len(self.L)) < 2.0 ** 70, "error bounds too large")
         rem = np.zeros(m) if rem is None else rem
-        E = _up(np.abs(D) @ self.L + rem, len(self.L) + 1)
+        E = _up(_absdot(D, self.L, m) + rem, len(self.L) + 1)
         return _V(lo, hi, D, rem, E)
 
     # -- the rows ----------------------------------------------------------------------------
@@ -213,7 +437,6 @@ class _Walk:
             a, b = self.slopes(name, p, q)
         mid = (a + b) / 2
         rad = _up(np.maximum(b - mid, mid - a), 1) + _charge(np.abs(a) + np.abs(b), 2)
-        C = mid[:, None] * v.C  # (one rounding per coefficient: charged as U |mid| E)
         local = _up(kern + rad * v.E + np.abs(mid) * v.rem + _charge(np.abs(mid) * v.E, 1), 4)  # (<= 4 each)
         if name == "relu":  # (slope 1: C copied exactly, rem carried; no new unknown)
             local = np.where(a == 1, v.rem, local)
@@ -221,16 +444,16 @@ class _Walk:
         # that caps the error below the form's bound, one fresh source of bound cap instead
         cap = np.maximum(fh + kern - lo + _charge(np.abs(fh) + kern + np.abs(lo), 2),
                          hi - fl + kern + _charge(np.abs(hi) + np.abs(fl) + kern, 2))
-        S = C.shape[1]
-        capped = cap < _up(np.abs(C) @ self.L[:S] + local, S + 1)
-        rem = None
+        capped = cap < _up(np.abs(mid) * _absdot(v.C, self.L, len(p)) + local, len(self.L) + 2)
+        rem, off = None, capped
         if name == "relu":  # a neuron off in the reals: relu(x~) - 0 in [0, max(0, hi + E)]
             dead = v.hi <= 0
             capped &= ~dead
             rem = np.where(dead, _up(np.maximum(0.0, v.hi + v.E), 1), 0.0)
-            C[dead], local = 0.0, np.where(dead, 0.0, local)
-        C[capped], local = 0.0, np.where(capped, cap, local)
-        return self.make(lo, hi, C, local, rem)
+            off, local = capped | dead, np.where(dead, 0.0, local)
+        local = np.where(capped, cap, local)
+        # the form mid C (one rounding per coefficient: charged as U |mid| E), 0 where capped or dead
+        return self.make(lo, hi, _scale(v.C, np.where(off, 0.0, mid)), local, rem)
 
     def slopes(self, name: str, p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """[min f', max f'] over [p, q], outward (``errorctx.slope_range``): f' is monotone on each
@@ -251,36 +474,40 @@ def _bcast(shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
     return [np.broadcast_to(np.arange(int(np.prod(s))).reshape(s), out).ravel() for s in shapes]
 
 
-def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, hi, cw: list[Any]) -> _V:
-    """One IR node's row; ``cw``: per input, its constant's floats (None for data). ``propagate``
-    has required ``supported``: mul/div read data then a constant, matmul one 2-D constant."""
+def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, hi, cw: list[Any],
+          mp: Any = None) -> _V:
+    """One IR node's row; ``cw``: per input, its constant's floats (None for data); ``mp``: a
+    linear node's map (``_map``, ``_matmul_map``). ``propagate`` has required ``supported``:
+    mul/div read data then a constant, matmul one 2-D constant, conv2d/pooling a data input."""
     if op in ("flatten", "reshape"):  # (row-major order kept: the same elements, exactly)
         v = ins[0]
         return _V(lo, hi, v.C, v.rem, v.E)
     if op == "neg":  # (exact)
         v = ins[0]
-        return _V(lo, hi, -v.C, v.rem, v.E)
+        return _V(lo, hi, _scale(v.C, np.full(len(lo), -1.0)), v.rem, v.E)
     if op in ("relu", "sigmoid", "tanh"):
         return w.fn(op, ins[0], lo, hi, {})
-    if op == "matmul":
-        return _matmul(w, ins, shapes, lo, hi, cw)
+    if op in ("matmul", "conv2d"):
+        return _dot(w, ins[cw[0] is not None], mp, lo, hi)
+    if op == "avg_pool2d":
+        return _avg(w, ins[0], *mp, lo, hi)
+    if op == "max_pool2d":
+        return _max(ins[0], mp, lo, hi)
     require(len(ins) == 2, f"{op}: two operands expected")
     ia, ib = _bcast(shapes)
     a, b = ins
     if op in ("add", "sub"):  # "one": fl(a~ +- b~), data + data or data + constant
         sg = 1.0 if op == "add" else -1.0
-        S = max(a.C.shape[1], b.C.shape[1])
-        Ca = np.pad(a.C, ((0, 0), (0, S - a.C.shape[1])))[ia]
-        Cb = np.pad(b.C, ((0, 0), (0, S - b.C.shape[1])))[ib]
         Ein = a.E[ia] + b.E[ib]
-        return w.one(lo, hi, Ca + sg * Cb, _charge(Ein, 2), _up(a.rem[ia] + b.rem[ib], 1), Ein, False)
+        return w.one(lo, hi, _plus(_rows(a.C, ia), _rows(b.C, ib), sg), _charge(Ein, 2),
+                     _up(a.rem[ia] + b.rem[ib], 1), Ein, False)
     c = cw[1].ravel()[ib]
     dc = w.cast_err(c)
     if op == "mul":  # "one", plus the constant's own cast error twice (``_linear``'s extra)
         ac = np.abs(c)
         mag = _up(np.maximum(np.abs(a.lo), np.abs(a.hi))[ia] + a.E[ia], 1)
         extra = _up(2 * dc * mag, 1)
-        return w.one(lo, hi, c[:, None] * a.C[ia], _up(_charge(ac * a.E[ia], 1) + extra, 1),
+        return w.one(lo, hi, _scale(_rows(a.C, ia), c), _up(_charge(ac * a.E[ia], 1) + extra, 1),
                      _up(ac * a.rem[ia], 1), _up(ac * a.E[ia], 1), ac != 1)
     # div by a constant c (``Ctx.div``): coefficient 1/c; fl(c) within dc of c, 1/fl(c) within
     # dc/(|c|(|c| - dc)) of 1/c; the quotient rounds once, of magnitude mag(a)/(|c| - dc)
@@ -291,81 +518,111 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
     w.fits(out, "a quotient")
     dinv = _up(dc * inv / ac, 2)  # >= |1/fl(c) - 1/c|: a~/fl(c) - a/c = e_a/c + (e_a + a)(1/fl(c) - 1/c)
     local = _up(w.u * out + w.eta + dinv * (a.E[ia] + mx) + _charge(a.E[ia] / ac, 1), 5)
-    return w.make(lo, hi, a.C[ia] / c[:, None], local, _up(a.rem[ia] * inv, 1))
+    return w.make(lo, hi, _scale(_rows(a.C, ia), c, np.divide), local, _up(a.rem[ia] * inv, 1))
 
 
-def _matmul(w: _Walk, ins: list[_V], shapes: list[tuple[int, ...]], lo, hi, cw: list[Any]) -> _V:
-    """"dot": a data operand times a constant matrix (either side): per output, the sum of n
-    products in any order errs by <= gamma_n S + 4 n eta, S = sum |w| (max|x| + E) (``dot_error``'s
-    first bound) or the sign-split one (``_split``), plus the constant's cast error times 1 +
-    max(1, the rule's factor) (``_linear``'s extra)."""
-    right = cw[1] is not None
-    x, W = (ins[0], cw[1]) if right else (ins[1], cw[0])
-    xs = shapes[0] if right else shapes[1]
-    require(len(xs) >= 1, "matmul: a scalar operand")
-    if right:  # x (..., n) @ W (n, m): rows r of x
-        n = W.shape[0]
-        require(xs[-1] == n, "matmul: shapes do not match")
+def _vec(M: _Mat, v: np.ndarray) -> np.ndarray:
+    """M v (a sum of <= ``_terms(M)`` products per output)."""
+    return M.rmul(v[None])[0]
 
-        def f(M: np.ndarray, A: np.ndarray) -> np.ndarray:
-            X = A.reshape(A.shape[0] // n, n, *A.shape[1:])
-            Y = np.moveaxis(np.tensordot(X, M, axes=([1], [0])), -1, 1)
-            return Y.reshape(Y.shape[0] * Y.shape[1], *A.shape[1:])
 
-        def lf(m: np.ndarray) -> np.ndarray:  # (n, outputs): output (r, j)'s leaves |W_ij| m_ri
-            return (np.abs(W)[None] * m.reshape(-1, n)[:, :, None]).transpose(1, 0, 2).reshape(n, -1)
-    else:  # W (r, n) @ x (n,) or (n, m)
-        n = W.shape[1]
-        require(xs[0] == n and len(xs) <= 2, "matmul: shapes do not match")
-
-        def f(M: np.ndarray, A: np.ndarray) -> np.ndarray:
-            X = A.reshape(n, A.shape[0] // n, *A.shape[1:])
-            Y = np.tensordot(M, X, axes=([1], [0]))
-            return Y.reshape(Y.shape[0] * Y.shape[1], *A.shape[1:])
-
-        def lf(m: np.ndarray) -> np.ndarray:  # output (r, j)'s leaves |W_ri| m_ij
-            return (np.abs(W).T[:, :, None] * m.reshape(n, 1, -1)).reshape(n, -1)
-    aW, dW = np.abs(W), w.cast_err(W)
-    # the computed W C is within gamma_n |W||C| of the exact one: its sources' share gamma_n |W| E;
+def _dot(w: _Walk, x: _V, M: _Mat, lo, hi) -> _V:
+    """"dot" (matmul, conv2d): output j = sum_i M_ji x_i, M the node's exact map over x's elements
+    (the constant's floats), summed in any order: errs by <= gamma_n S + 4 n eta, n the most terms
+    of an output, S = sum |M_ji| (max|x_i| + E_i) (``dot_error``'s first bound) or the sign-split
+    one (``_split``), plus the constant's cast error times 1 + max(1, the rule's factor)
+    (``_linear``'s extra)."""
+    nr = _terms(M)
+    n = int(nr.max(initial=1))
+    aM, dM = M.map(np.abs), M.map(w.cast_err)
+    # the computed M C is within gamma_n |M||C| of the exact one: its sources' share gamma_n |M| E;
     # plus <= n 2^-1074 per coefficient on underflow, so <= n 2^-1074 sum L per element: < TINY
     require(n * float(w.L.sum()) < 2.0 ** 70, "error bounds too large")
-    C, charge, rem = f(W, x.C), _charge(f(aW, x.E), n), _up(f(aW, x.rem), n)
+    C, charge, rem = _apply(M, x.C), _charge(_vec(aM, x.E), n), _up(_vec(aM, x.rem), n)
     mag = _up(np.maximum(np.abs(x.lo), np.abs(x.hi)) + x.E, 1)
-    S = _up(f(aW, mag), n)
-    g = w.gamma(n)
+    S = _up(_vec(aM, mag), n)
+    g = w.per(nr, w.q.gamma)  # (each output's own n, as the exact column's; n u < 1 required)
     # the float run's weights fl(W), |fl(W)| <= |W| + dW, raise S, M and each s_j by <= D = sum dW
     # mag: gamma_n S by gamma_n D, ``_split`` by (u + n u (1 + u))/(1 - n u) D (c1 D + c2 n D); D
     # once more for (fl(W) - W) x~. (Both factors exceed 1 where n u > 1/2: fp8 from n = 8.)
-    D = _up(f(dW, mag), n) if dW.any() else np.zeros_like(S)
+    has = bool(np.any(dM.vals if dM.sparse else dM.D))
+    D = _up(_vec(dM, mag), n) if has else np.zeros_like(S)
     w.fits(_up((S + D) * (1 + g), 3), "a dot product")
-    local = np.minimum(_up(g * S + 4 * n * w.eta, 3), _split(w, W, f, lf, x, mag, S, n))
-    if dW.any():
+    local = np.minimum(_up(g * S + 4 * nr * w.eta, 3), _split(w, M, x, mag, S, nr))
+    if has:
         u = w.q.u
-        local = _up(local + _hi(1 + max(1, (u + n * u * (1 + u)) / (1 - n * u))) * D, 2)
+        local = _up(local + w.per(nr, lambda k: 1 + max(1, (u + k * u * (1 + u)) / (1 - k * u))) * D, 2)
     return w.make(lo, hi, C, _up(local + charge, 1), rem)
 
 
-def _split(w: _Walk, W: np.ndarray, f: Any, lf: Any, x: _V, mag: np.ndarray, S: np.ndarray, n: int
-           ) -> np.ndarray:
-    """``dot_error``'s second bound, (u S + u (1 + u) K + u n^2 eta + 2 n eta) / (1 - n u), K =
-    min(M, S) + sum_j min(M, s_j), M = max(P, N), s_j = S - (the j - 1 smallest leaf bounds |w_i|
-    mag_i), j = 1..n-1 (its argument there): every sum rounded up, the leaves' lower bounds and their
-    cumulative sums (what s_j subtracts) rounded down."""
-    k = n  # (``w.gamma(n)`` has required n u < 1)
+def _split(w: _Walk, M: _Mat, x: _V, mag: np.ndarray, S: np.ndarray, nr: np.ndarray) -> np.ndarray:
+    """``dot_error``'s second bound, (u S + u (1 + u) K + u k^2 eta + 2 k eta) / (1 - k u), k = nr
+    (each output's terms), K = min(M, S) + sum_j min(M, s_j), M = max(P, N), s_j = S - (the j - 1
+    smallest leaf bounds |w_i| mag_i), j = 1..k-1 (its argument there): every sum rounded up, the
+    leaves' lower bounds and their cumulative sums (what s_j subtracts) rounded down."""
+    n = int(nr.max())
     pa = _up(np.maximum(0.0, x.hi + x.E + _charge(np.abs(x.hi) + x.E, 1)), 1)  # max(0, hi + E)
     pb = _up(np.maximum(0.0, x.E - x.lo + _charge(np.abs(x.lo) + x.E, 1)), 1)  # max(0, E - lo)
-    Wp, Wn = np.maximum(W, 0.0), -np.minimum(W, 0.0)
-    M = np.maximum(_up(f(Wp, pa) + f(Wn, pb), n + 1), _up(f(Wp, pb) + f(Wn, pa), n + 1))
-    # the leaves per output (n, outputs): lower bounds of |w| mag, ascending, cumulative, down
-    leaf = np.nextafter(lf(mag), 0.0)
-    cs = np.cumsum(np.sort(leaf, axis=0), axis=0)[:n - 2]
-    cs = np.concatenate([np.zeros((min(1, n - 1), cs.shape[1])), np.maximum(0.0, cs - _charge(cs, n + 1))])
-    D = S - cs + _charge(S, 1)  # >= s_j = S - (the j - 1 smallest leaves), j = 1..n-1
-    K = _up(np.minimum(M, S) + np.minimum(M, D).sum(axis=0), n + 1)
+    Wp, Wn = M.map(lambda v: np.maximum(v, 0.0)), M.map(lambda v: -np.minimum(v, 0.0))
+    MM = np.maximum(_up(_vec(Wp, pa) + _vec(Wn, pb), n + 1), _up(_vec(Wp, pb) + _vec(Wn, pa), n + 1))
+    # the leaves per output (n, outputs): lower bounds of |w| mag of its nonzero weights, ascending
+    # (inf past an output's own: sorted last, then unused), cumulative, rounded down
+    if M.sparse:
+        lf = np.full((n, M.shape[0]), np.inf)
+        on = M.vals != 0
+        r, c = M.rows[on], M.cols[on]
+        lf[np.arange(len(r)) - np.searchsorted(r, r), r] = np.nextafter(np.abs(M.vals[on]) * mag[c], 0.0)
+    else:
+        lf = np.where(M.D != 0, np.nextafter(np.abs(M.D) * mag, 0.0), np.inf).T
+    lf = np.sort(lf, axis=0)[:max(n - 2, 0)]
+    cs = np.cumsum(np.where(np.isinf(lf), 0.0, lf), axis=0)
+    cs = np.concatenate([np.zeros((min(1, n - 1), len(S))), np.maximum(0.0, cs - _charge(cs, n + 1))])
+    D = S - cs + _charge(S, 1)  # >= s_j = S - (the j - 1 smallest leaves), j = 1..k-1
+    use = np.arange(len(D))[:, None] < nr - 1
+    K = _up(np.minimum(MM, S) + np.where(use, np.minimum(MM, D), 0.0).sum(axis=0), n + 1)
     u, eta = w.q.u, w.q.eta
-    c1, c2 = _hi(u / (1 - k * u)), _hi(u * (1 + u) / (1 - k * u))
-    c3 = _hi((u * k * k * eta + 2 * k * eta) / (1 - k * u))
+    c1, c2 = w.per(nr, lambda k: u / (1 - k * u)), w.per(nr, lambda k: u * (1 + u) / (1 - k * u))
+    c3 = w.per(nr, lambda k: (u * k * k * eta + 2 * k * eta) / (1 - k * u))
     return _up(c1 * S + c2 * K + c3, 4)
+
+
+def _avg(w: _Walk, x: _V, P: _Mat, div: np.ndarray, lo, hi) -> _V:
+    """"avg" (``Ctx.lin``): y~ = fl(S~ / fl(div)), S~ the float sum of the window's <= n terms
+    (gamma_n Smag + 4 n eta off, Smag = sum (max|x| + E)), fl(div) >= fn = div - dn > 0 (dn its
+    cast error), so |y~ - y| <= es/fn + Smag dn/(fn div) + u (Smag + es)/fn + eta besides the
+    form. The form (P C)/div: a sum of <= n coefficients, then a quotient: (n + 1) roundings."""
+    nr = _terms(P)  # (each window's members)
+    n = int(nr.max())
+    require(bool((div <= 2.0 ** w.fmt.precision).all()), f"a divisor not exact in {w.fmt.name}")
+    dn = w.cast_err(div)
+    fn = np.nextafter(div - dn, 0.0)
+    require(bool((fn > 0).all()), "the divisor rounds to 0")
+    Sm = _up(_vec(P, _up(np.maximum(np.abs(x.lo), np.abs(x.hi)) + x.E, 1)), n)
+    es = _up(w.per(nr, w.q.gamma) * Sm + 4 * nr * w.eta, 2)
+    out = _up((Sm + es) / fn, 2)
+    w.fits(out, "an average")
+    local = _up(es / fn + Sm * dn / (fn * div) + w.u * out + w.eta, 6)
+    charge = _charge(_vec(P, x.E) / div, n + 1)
+    return w.make(lo, hi, _scale(_apply(P, x.C), div, np.divide), _up(local + charge, 1),
+                  _up(_vec(P, x.rem) / div, n + 1))
+
+
+def _max(x: _V, idx: np.ndarray, lo, hi) -> _V:
+    """``Ctx.maxlike`` per window (members idx, -1 past its end): max is exact in floats and
+    |max(x~) - max(x)| <= max |e_j| (no new source: kept as rem); where one member a stays the
+    largest whatever the errors (lo_a - E_a >= hi_b + E_b for every other b: then it is the largest
+    of x~ and of x), the error is exactly e_a: a's form."""
+    on = idx >= 0
+    j = np.where(on, idx, 0)
+    dn = np.where(on, x.lo[j] - x.E[j] - _charge(np.abs(x.lo[j]) + x.E[j], 1), -np.inf)
+    up = np.where(on, x.hi[j] + x.E[j] + _charge(np.abs(x.hi[j]) + x.E[j], 1), -np.inf)
+    a = np.argmax(dn, axis=1)
+    r = np.arange(len(a))
+    up[r, a] = -np.inf
+    dom = dn[r, a] >= up.max(axis=1)
+    sel, top = j[r, a], np.where(on, x.E[j], 0.0).max(axis=1)
+    return _V(lo, hi, _scale(_rows(x.C, sel), dom * 1.0), np.where(dom, x.rem[sel], top),
+              np.where(dom, x.E[sel], top))
 
 
 def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> list[list[Fraction]]:
@@ -375,7 +632,7 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
     why = supported(ir)
     require(why is None, f"fast column: {why}")
     require(stmt.get("ranges") == "fast", "the fast column takes the fast engine's ranges (\"fast\")")
-    bg, fg, forms, consts = _compiled(ir, stmt["model"])
+    bg, fg, forms, consts, maps = _compiled(ir, stmt["model"])
     box = [(rational(a), rational(b)) for a, b in stmt["input_box"]]
     require(len(box) == bg.n_in, f"box has {len(box)} intervals for {bg.n_in} inputs")
     blo, bhi = fast_engine.boxes([[a for a, _ in box]], [[b for _, b in box]])
@@ -411,10 +668,10 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         if not stmt["input_exact"]:
             w.fits(mag, "an input")
         local = np.zeros(m) if stmt["input_exact"] else _up(w.u * mag + w.eta, 2)
-        vals[i["name"]] = w.make(lo, hi, np.zeros((m, 0)), local)
+        vals[i["name"]] = w.make(lo, hi, {}, local)
     for name, c in consts.items():
         e = w.cast_err(c.ravel())
-        vals[name] = _V(c.ravel(), c.ravel(), np.zeros((c.size, 0)), e, e)
+        vals[name] = _V(c.ravel(), c.ravel(), {}, e, e)
     steps = []
     for t, node in enumerate(ir["nodes"]):
         tick()
@@ -422,7 +679,7 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         shapes = [tuple(forms[n][2]) if n in forms else consts[n].shape for n in node["inputs"]]
         lo, hi = ranges(node["output"])
         v = _node(w, node["op"], ins, shapes, lo, hi, [consts[n] if n in consts else None
-                                                       for n in node["inputs"]])
+                                                       for n in node["inputs"]], maps.get(t))
         require(len(v.E) == len(lo), f"{node['op']}: {len(v.E)} elements for {len(lo)}")
         require(bool(np.isfinite(v.E).all()), f"{node['op']}: a non-finite error bound")
         vals[node["output"]] = v
