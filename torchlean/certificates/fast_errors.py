@@ -597,6 +597,9 @@ def _avg(w: _Walk, x: _V, P: _Mat, div: np.ndarray, lo, hi) -> _V:
     require(bool((fn > 0).all()), "the divisor rounds to 0")
     Sm = _up(_vec(P, _up(np.maximum(np.abs(x.lo), np.abs(x.hi)) + x.E, 1)), n)
     es = _up(w.per(nr, w.q.gamma) * Sm + 4 * nr * w.eta, 2)
+    # the window's float sum must fit too (its partial sums are <= Sm + es), not only the
+    # quotient: fp16 avg_pool 3x3 of 30000s sums to inf, and inf / 9 = inf (``Ctx.lin`` likewise)
+    w.fits(_up(Sm + es, 1), "a window's sum")
     out = _up((Sm + es) / fn, 2)
     w.fits(out, "an average")
     local = _up(es / fn + Sm * dn / (fn * div) + w.u * out + w.eta, 6)
