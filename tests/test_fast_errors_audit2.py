@@ -136,3 +136,147 @@ def test_pool_maps_equal_the_runtime_pools(case):
         xf = np.concatenate([x.ravel(), [-np.inf]])
         got = xf[mp].max(axis=1)
     assert got.shape == want.shape and np.allclose(got, want, rtol=1e-13, atol=1e-13)
+
+
+# -- 3. adversarial graphs: residuals, a value read twice, grouped/dilated/strided convs, odd pools --
+
+def _c(rng, *shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(F32)
+
+
+def graph_residual(seed: int = 0) -> Graph:
+    """x (98 elements) -> conv 3x3 pad 1, + x (x read twice: conv input and residual), relu, a grouped
+    strided dilated padded conv, + itself (one value twice), max_pool 3x3 s2 p1, flatten, matmul."""
+    rng = np.random.default_rng(seed)
+    c = {"k1": _c(rng, 2, 2, 3, 3, scale=0.3), "k2": _c(rng, 4, 1, 3, 3, scale=0.4),
+         "W": _c(rng, 16, 3, scale=0.3)}
+    nodes = [Node("conv2d", ["x", "k1"], "c1", {"padding": (1, 1)}), Node("add", ["c1", "x"], "r"),
+             Node("relu", ["r"], "h"),
+             Node("conv2d", ["h", "k2"], "c2", {"stride": (2, 2), "padding": (2, 2), "dilation": (2, 2),
+                                                "groups": 2}),
+             Node("add", ["c2", "c2"], "d"),
+             Node("max_pool2d", ["d"], "m", {"kernel_size": (3, 3), "stride": (2, 2), "padding": (1, 1)}),
+             Node("flatten", ["m"], "f"), Node("matmul", ["f", "W"], "y")]
+    return Graph([Value("x", (1, 2, 7, 7), "float32")], c, nodes, ["y"]).check()
+
+
+def graph_pools(seed: int = 0) -> Graph:
+    """x (75) -> 1x1 conv, two avg_pools of one value (count_include_pad both ways: divisors 9 and
+    4/6/9), their sum, a 2x3 max_pool stride (1, 2), a subtraction of the conv's own mean-like
+    value (cancellation), tanh, flatten, matmul."""
+    rng = np.random.default_rng(seed)
+    c = {"k": _c(rng, 3, 3, 1, 1, scale=0.5), "W": _c(rng, 6, 2, scale=0.5),
+         "b": _c(rng, 1, 3, 1, 1, scale=0.1)}
+    avg = {"kernel_size": (3, 3), "stride": (2, 2), "padding": (1, 1)}
+    nodes = [Node("conv2d", ["x", "k"], "c"), Node("avg_pool2d", ["c"], "a1", {**avg, "count_include_pad": True}),
+             Node("avg_pool2d", ["c"], "a2", {**avg, "count_include_pad": False}),
+             Node("add", ["a1", "a2"], "s"), Node("sub", ["s", "a1"], "t"), Node("add", ["t", "b"], "u"),
+             Node("max_pool2d", ["u"], "m", {"kernel_size": (2, 3), "stride": (1, 2)}),
+             Node("tanh", ["m"], "th"), Node("flatten", ["th"], "f"), Node("matmul", ["f", "W"], "y")]
+    return Graph([Value("x", (1, 3, 5, 5), "float32")], c, nodes, ["y"]).check()
+
+
+def graph_ties(seed: int = 0) -> Graph:
+    """x (72) scaled elementwise by constants near 1/10 (not float values), max_pool 2x2 (windows
+    whose members' ranges overlap: no member dominates, the max switches), minus a constant."""
+    rng = np.random.default_rng(seed)
+    c = {"s": (0.1 + 0.01 * rng.random((1, 2, 6, 6))).astype(F32), "b": np.full((1,), 0.0625, F32)}
+    nodes = [Node("mul", ["x", "s"], "z"), Node("max_pool2d", ["z"], "m", {"kernel_size": (2, 2), "stride": (2, 2)}),
+             Node("sub", ["m", "b"], "y")]
+    return Graph([Value("x", (1, 2, 6, 6), "float32")], c, nodes, ["y"]).check()
+
+
+GRAPHS = {"residual": graph_residual, "pools": graph_pools, "ties": graph_ties}
+BOXES = {"residual": [(Q(-1), Q(1))] * 49 + [(Q(0), Q(1, 2))] * 49,
+         "pools": [(Q(-1), Q(1))] * 75, "ties": [(Q(1, 2), Q(1))] * 72}
+
+
+def _points(name: str, g: Graph, box, dtype, n: int, seed: int) -> np.ndarray:
+    """Corners (all low, all high, alternating), uniform points, and for "ties" points where two or
+    all members of a max window are equal in the reals (x_b = s_a x_a / s_b) or one ulp apart."""
+    rng = np.random.default_rng(seed)
+    lo = np.array([float(a) for a, _ in box])
+    hi = np.array([float(b) for _, b in box])
+    pts = [lo, hi, np.where(np.arange(len(lo)) % 2 == 0, lo, hi), np.where(np.arange(len(lo)) % 2, lo, hi)]
+    pts += list(rng.uniform(lo, hi, (n, len(lo))))
+    if name == "ties":
+        s = g.constants["s"].astype(np.float64).ravel()
+        base = rng.uniform(lo, hi, (n, len(lo)))
+        for x in base:
+            for w in range(18):  # each 2x2 window of the 2 x 6 x 6 input: members in row-major order
+                ch, i, j = w // 9, (w % 9) // 3, w % 3
+                mem = [ch * 36 + (2 * i + a) * 6 + 2 * j + b for a in (0, 1) for b in (0, 1)]
+                for m in mem[1:]:  # every member's real value equal to the first's
+                    x[m] = np.clip(s[mem[0]] * x[mem[0]] / s[m], lo[m], hi[m])
+            pts.append(x)
+            y = x.astype(dtype)
+            y[1::2] = np.nextafter(y[1::2], np.array(np.inf, dtype))  # (one ulp apart)
+            pts.append(np.clip(y.astype(np.float64), lo, hi))
+    x = np.array(pts).astype(dtype)
+    return np.clip(x, lo.astype(dtype), hi.astype(dtype))
+
+
+def _reference(g: Graph, box) -> np.ndarray:
+    """The binary64 run's own certified distance to the real network (exact column, IBP ranges)."""
+    cert = bound_certificate(g, box, "binary64", ranges="ibp", column="exact")
+    assert check(cert).ok
+    return np.array([float(e) for e in epsilons(cert)])
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+@pytest.mark.parametrize("fmt,dtype", [("binary32", np.float32), ("binary16", np.float16)])
+def test_fast_epsilon_holds_at_adversarial_float_runs(name, fmt, dtype):
+    """The runtime (numpy float32/float16) at corners, uniform points and max-window ties never errs
+    by more than the replayed fast epsilon (plus the float64 reference's own certified error)."""
+    g, box = GRAPHS[name](), BOXES[name]
+    cert = bound_certificate(g, box, fmt, column="fast")
+    v = check(cert)
+    assert v.ok, v.reason
+    eps = np.array([float(e) for e in epsilons(cert)])
+    x = _points(name, g, box, dtype, 150, 1)
+    with np.errstate(over="raise", invalid="raise"):
+        err = np.abs(run_float(g, x, dtype).astype(np.float64) - run_float(g, x.astype(np.float64), np.float64))
+    assert np.all(err.max(axis=0) + _reference(g, box) <= eps), (err.max(axis=0), eps)
+    assert np.all(err.max(axis=0) > 0)
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+@pytest.mark.parametrize("fmt,cast", [("binary32", False), ("binary16", True), ("binary16", False)])
+def test_fast_agrees_with_exact_on_adversarial_graphs(name, fmt, cast):
+    """Same statement, both columns, every step: fast >= exact (float noise aside) and, over > 64
+    inputs (no magnitude forms in the exact column), within 1% of it where the constants are values
+    of the format (``cast``: rounded to float16 first); with float32 constants in binary16 the fast
+    column's cast error u|w| + eta exceeds the exact |fl(w) - w| (1.5x to 3x here): >= only."""
+    g, box = GRAPHS[name](), BOXES[name]
+    if cast:
+        g = Graph(g.inputs, {k: v.astype(np.float16).astype(F32) for k, v in g.constants.items()},
+                  g.nodes, g.outputs).check()
+    st = statement(g, box, fmt, ranges="fast", column="exact")
+    exact = propagate(st)
+    fast = propagate({**st, "column": "fast"})
+    worst = 1.0
+    for sf, se in zip(fast, exact):
+        assert len(sf) == len(se)
+        for a, b in zip(sf, se):
+            assert a >= b * (1 - Q(1, 10**9)), (float(a), float(b))
+            worst = max(worst, float(a / b)) if b else worst
+    if fmt == "binary32" or cast:  # (else the cast errors' ratio, unbounded: 3x in "ties")
+        assert worst < 1.01, worst
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_bounds_do_not_depend_on_the_block_layout(name, monkeypatch):
+    """Every block and map dense (SPARSE_BELOW 0) or every one sparse (above 1): ``_join``,
+    ``_merge``, ``_rows``, ``_plus``, ``_scale``, ``_absdot`` and ``_Mat.lmul``/``rmul`` give the
+    dense products' bounds (to float noise): no term dropped, misplaced or counted twice."""
+    st = statement(GRAPHS[name](), BOXES[name], "binary16", column="fast")
+    got = []
+    for level in (0.0, 1.5):
+        monkeypatch.setattr(fe, "SPARSE_BELOW", level)
+        monkeypatch.setattr(fast_forms, "SPARSE_BELOW", level)
+        fe._CACHE.clear()
+        got.append(propagate(st))
+    fe._CACHE.clear()
+    for a, b in zip(*got):
+        a, b = np.array([float(q) for q in a]), np.array([float(q) for q in b])
+        assert np.allclose(a, b, rtol=1e-9, atol=0), np.max(np.abs(a / b - 1))

@@ -685,7 +685,8 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         require(bool(np.isfinite(v.E).all()), f"{node['op']}: a non-finite error bound")
         vals[node["output"]] = v
         steps.append([Q(x) for x in v.E.tolist()])
-        for n in node["inputs"]:  # (a value no later node reads: its form is freed)
+        for n in set(node["inputs"]):  # (a value no later node reads: its form is freed; once,
+            # though a node read it twice: add(x, x) raised KeyError, a valid statement refused)
             if last.get(n) == t and n not in ir["outputs"] and n not in consts:
                 del vals[n]
     steps.append([Q(x) for o in ir["outputs"] for x in vals[o].E.tolist()])
