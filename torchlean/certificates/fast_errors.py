@@ -104,6 +104,8 @@ def _merge(key: np.ndarray, v: np.ndarray, size: int) -> tuple[np.ndarray, np.nd
         acc = np.bincount(key, v, minlength=size)
         key = np.flatnonzero(acc)
         return key, acc[key]
+    if not len(key):
+        return key, v
     o = np.argsort(key, kind="stable")
     key, start = np.unique(key[o], return_index=True)
     return key, np.add.reduceat(v[o], start)
