@@ -141,9 +141,11 @@ def test_pool_maps_equal_the_runtime_pools(case):
         full = at.get("count_include_pad") is not False
         assert np.array_equal(div, np.full(len(div), kh * kw) if full else inside)
     else:
-        assert np.array_equal((mp >= 0).sum(axis=1), inside)
+        idx, padded = mp
+        assert padded == any(at.get("padding", (0, 0)))
+        assert np.array_equal((idx >= 0).sum(axis=1), inside)
         xf = np.concatenate([x.ravel(), [-np.inf]])
-        got = xf[mp].max(axis=1)
+        got = xf[idx].max(axis=1)
     assert got.shape == want.shape and np.allclose(got, want, rtol=1e-13, atol=1e-13)
 
 
@@ -420,3 +422,53 @@ def test_fast_epsilon_holds_at_emulated_runs(name, fmt, mode, scale):
     err = np.abs(got - run_float(g, x, np.float64)).max(axis=0)
     assert np.all(np.isfinite(err)) and np.all(err > 0)
     assert np.all(err + _reference(g, box) <= eps), (err / eps)
+
+
+# -- 5. a padded max window in a format without infinities (the second gap this audit fixed) ------
+
+def test_padded_max_pool_without_infinities_is_refused():
+    """The runtime pads max_pool2d with -inf; float8_e4m3fn has no infinity (ml_dtypes casts -inf
+    to NaN) and max(NaN, x) is NaN, so the float run is NaN everywhere: both columns certified ~0.
+    Without padding (no -inf read) the same format is still certified, above the float run."""
+    import ml_dtypes
+
+    f8 = ml_dtypes.float8_e4m3fn
+    box = [(Q(1), Q(2))] * 4
+    for pad, ok in (((1, 1), False), ((0, 0), True)):
+        at = {"kernel_size": (2, 2), "stride": (2, 2), "padding": pad}
+        g = Graph([Value("x", (1, 1, 2, 2), "float32")], {}, [Node("max_pool2d", ["x"], "y", at)],
+                  ["y"]).check()
+        x = np.array([[1, 1.5, 2, 1.25]], f8)
+        assert np.isnan(run_float(g, x, f8).astype(np.float64)).any() == (not ok)
+        for column in ("fast", "exact"):
+            st = statement(g, box, "float8_e4m3fn", column=column, ranges="fast", kernel_ulps=Q(1, 2))
+            if ok:
+                assert all(e < 1e-290 for e in propagate(st)[-1])  # (max is exact: ~0, TINY aside)
+            else:
+                with pytest.raises(Rejected, match="-inf has no value"):
+                    propagate(st)
+
+
+@pytest.mark.parametrize("column", ["fast", "exact"])
+def test_forged_certificates_over_the_gaps_are_rejected(column):
+    """A certificate made where the claim holds, its box (or format) then moved to where the float
+    run is inf/NaN with the epsilon kept (re-digested): the checker rejects both."""
+    from torchlean.certificates.core import digest
+
+    rng = "fast" if column == "fast" else "ibp"
+    cert = bound_certificate(_pool_graph(), [(Q(2000), Q(7000))] * 9, "binary16", column=column, ranges=rng)
+    assert check(cert).ok
+    cert["statement"]["input_box"] = [["20000", "30000"]] * 9
+    cert["statement"]["epsilon"] = ["1000"]
+    cert["digest"] = digest(cert["statement"])
+    v = check(cert)
+    assert not v.ok and "overflow" in v.reason, v.reason
+    at = {"kernel_size": (2, 2), "stride": (2, 2), "padding": (1, 1)}
+    g = Graph([Value("x", (1, 1, 2, 2), "float32")], {}, [Node("max_pool2d", ["x"], "y", at)], ["y"]).check()
+    cert = bound_certificate(g, [(Q(1), Q(2))] * 4, "bfloat16", column=column, ranges="fast")
+    assert check(cert).ok
+    cert["statement"]["format"] = statement(g, [(Q(1), Q(2))] * 4, "float8_e4m3fn")["format"]
+    cert["statement"]["kernel_ulps"] = "1/2"
+    cert["digest"] = digest(cert["statement"])
+    v = check(cert)
+    assert not v.ok and "-inf has no value" in v.reason, v.reason
