@@ -213,9 +213,10 @@ class _Forms:
                 E = _Mat(R, sizes[p], rows[m], cols[m] - starts[p], err[m])
             self.parents.append((int(p), A, A.map(np.abs), E))
         cs = [f.c for f in forms]
-        self.c = np.array([float(q) for q in cs]) if R else np.zeros(0)
-        self.Ec = np.array([float(abs(q - Fraction(float(q)))) * (1 + 2**-50) + 5e-324 for q in cs]
-                           ) if R else self.c
+        self.c, inexact = _floats(cs)  # (the exact ones' error 0: only 5e-324, no Fraction made)
+        self.Ec = np.full(R, 5e-324)
+        for t in np.nonzero(inexact)[0]:
+            self.Ec[t] = float(abs(cs[t] - Fraction(float(self.c[t])))) * (1 + 2**-50) + 5e-324
         self.R = R
         # rows that are one variable with coefficient +-1 and no constant are computed exactly (no
         # charge): keeps e.g. a dead ReLU's 0 exact for the max node's dominance test
