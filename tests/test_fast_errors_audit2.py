@@ -472,3 +472,19 @@ def test_forged_certificates_over_the_gaps_are_rejected(column):
     cert["digest"] = digest(cert["statement"])
     v = check(cert)
     assert not v.ok and "-inf has no value" in v.reason, v.reason
+
+
+@pytest.mark.parametrize("right,xs", [(True, (5,)), (True, (3, 5)), (True, (2, 3, 5)), (False, (5,)),
+                                      (False, (5, 4))])
+def test_matmul_map_equals_numpy(right, xs):
+    """``_matmul_map`` (x @ W or W @ x, batch dims, 1-D x) on x's row-major elements is numpy's
+    product, and each output's term count is its column's (row's) nonzero weights."""
+    rng = np.random.default_rng(len(xs) + 10 * right)
+    W = rng.standard_normal((5, 3) if right else (3, 5))
+    W[1, 2] = 0.0
+    x = rng.standard_normal(xs)
+    M = fe._matmul_map(W, xs, right)
+    want = (x @ W) if right else (W @ x)
+    assert np.allclose(fe._vec(M, x.ravel()), want.ravel(), rtol=1e-13, atol=1e-13)
+    nz = (np.ones(xs) @ (W != 0)) if right else ((W != 0) @ np.ones(xs))
+    assert np.array_equal(fe._terms(M), np.rint(nz).astype(int).ravel())
