@@ -323,14 +323,17 @@ def test_dominated_max_window_keeps_its_member_form():
 
 def _emulate(g: Graph, x: np.ndarray, em: Emulator, rng) -> np.ndarray:
     """The graph run with every product, sum and quotient rounded by ``em`` (bfloat16, fp8, directed
-    modes), each dot product and window sum in a random order (any order is a float run the claim
-    covers); conv2d, pooling and matmul from their definitions, not the column's maps."""
+    modes), each dot product and window sum in a random order or positives first (any order is a
+    float run the claim covers); conv2d, pooling and matmul from their definitions, not the column's maps."""
     rnd = np.vectorize(em.from_float, otypes=[np.float64])
     env = {k: rnd(v.astype(np.float64)) for k, v in g.constants.items()}
     env[g.inputs[0].name] = rnd(x.reshape(g.inputs[0].shape).astype(np.float64))
 
     def dot(pairs):
-        pairs = [pairs[i] for i in rng.permutation(len(pairs))]
+        if rng.random() < 0.5:  # a random order, or the positive products first, largest first:
+            pairs = [pairs[i] for i in rng.permutation(len(pairs))]  # (the largest partial sums,
+        else:  # what the sign-split bound's node sums M = max(P, N) cover)
+            pairs = sorted(pairs, key=lambda ab: -float(ab[0]) * float(ab[1]))
         acc = None
         for a, b in pairs:
             p = em.binary("mul", float(a), float(b))
