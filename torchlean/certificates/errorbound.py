@@ -38,6 +38,7 @@ from .errorctx import ONE, ZERO, Ctx, V, _g, _up, slope_range
 from .errornorm import normalise, softmax_ratio, softmax_relational, var_floor
 from .functions import FUNCTIONS
 from .lower import NEG_INF, ROWS, bcast_shape, broadcast, lower, reduce_groups
+from .lower_linear import _pair
 
 Q = Fraction
 __all__ = ["COLUMN", "LINEAR", "NO_ENTRY", "Ctx", "V", "_up", "apply", "model_id", "propagate", "slope_range"]
@@ -268,6 +269,9 @@ def apply(ctx: Ctx, op: str, ins: list[list[V]], shapes: list[tuple[int, ...]], 
     if op in UNARY:
         return [ctx.fn(op, v, lambda c, p, q, m: UNARY[op](c, p, q, m, op=op, **at), r, **at)
                 for v, r in zip(ins[0], rng)]
+    if op == "max_pool2d":  # the runtime pads with -inf: NaN without infinities (max(NaN, x) = NaN)
+        require(ctx.fmt.has_inf or not any(_pair(at.get("padding", 0))),
+                f"max_pool2d with padding: -inf has no value in {ctx.fmt.name}")
     if op in LINEAR:
         return _linear(ctx, op, ins, shapes, at, rng, exact_in)
     if op == "div":

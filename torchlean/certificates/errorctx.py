@@ -270,6 +270,9 @@ class Ctx:
             require(fn > 0, "the divisor rounds to 0")
             Smag = S * div  # the sum of the terms' magnitudes
             es = self.gamma(max(n, 1)) * Smag + 4 * n * self.eta
+            # the window's float sum itself must not overflow (its partial sums are <= Smag + es):
+            # the quotient's check alone missed fp16 avg_pool 3x3 of 30000s (inf / 9 = inf)
+            self.rnd(Smag + es)
             local = es / fn + Smag * dn / (fn * div) + self.rnd((Smag + es) / fn)
         return self.make(lo, hi, [(w, ZERO, v) for w, v in terms], ZERO, local, gy)
 

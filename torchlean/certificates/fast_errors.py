@@ -42,6 +42,7 @@ from .fast_functions import FAST
 from .functions import FUNCTIONS
 from .lower import ROWS as LOWER
 from .lower import _decode_const, lower
+from .lower_linear import _pair
 
 Q = Fraction
 #: the IR nodes with a fast row (``_node``); "dot" and "one" as ``errorbound.LINEAR``
@@ -244,7 +245,7 @@ def _map(op: str, x: Tensor, ks: list[Tensor], attrs: dict[str, Any]) -> Any:
     """A linear node's exact map over its data input's elements (outputs x inputs), from the
     bound table's own row run on index variables (as ``errorbound._linear``): conv2d a ``_Mat`` of
     its float weights (exact in binary64); avg_pool2d (0/1 pattern, divisor per output); max_pool2d
-    (outputs x members) input indices, -1 past a window's end."""
+    (outputs x members) input indices, -1 past a window's end, and whether it is padded."""
     n = len(x.v)
     L = Lowerer(n)
     res = LOWER[op](L, [Tensor(x.shape, [Aff({j: ONE}) for j in range(n)])] + ks, attrs)
@@ -260,7 +261,8 @@ def _map(op: str, x: Tensor, ks: list[Tensor], attrs: dict[str, Any]) -> Any:
             require(all(not a.c and len(a.t) == 1 and next(iter(a.t.values())) == 1 for a in g),
                     "max_pool2d: a member that is not one input element")
             idx[i, :len(g)] = [next(iter(a.t)) for a in g]
-        return idx
+        # (whether the runtime pads with -inf: with any padding the first window reads it)
+        return idx, any(_pair(attrs.get("padding", 0)))
     require(len(L.nodes) == 1, f"{op}: a row with nonlinear nodes")
     forms = [as_aff(e) for e in res.v]
     require(all(not f.c for f in forms), f"{op}: a constant term")
@@ -492,7 +494,10 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
     if op == "avg_pool2d":
         return _avg(w, ins[0], *mp, lo, hi)
     if op == "max_pool2d":
-        return _max(ins[0], mp, lo, hi)
+        # the runtime pads with -inf: NaN in a format without infinities (float8_e4m3fn), and
+        # max(NaN, x) is NaN, so no finite error there (both columns certified ~0 before)
+        require(w.fmt.has_inf or not mp[1], f"max_pool2d with padding: -inf has no value in {w.fmt.name}")
+        return _max(ins[0], mp[0], lo, hi)
     require(len(ins) == 2, f"{op}: two operands expected")
     ia, ib = _bcast(shapes)
     a, b = ins
@@ -599,6 +604,9 @@ def _avg(w: _Walk, x: _V, P: _Mat, div: np.ndarray, lo, hi) -> _V:
     require(bool((fn > 0).all()), "the divisor rounds to 0")
     Sm = _up(_vec(P, _up(np.maximum(np.abs(x.lo), np.abs(x.hi)) + x.E, 1)), n)
     es = _up(w.per(nr, w.q.gamma) * Sm + 4 * nr * w.eta, 2)
+    # the window's float sum must fit too (its partial sums are <= Sm + es), not only the
+    # quotient: fp16 avg_pool 3x3 of 30000s sums to inf, and inf / 9 = inf (``Ctx.lin`` likewise)
+    w.fits(_up(Sm + es, 1), "a window's sum")
     out = _up((Sm + es) / fn, 2)
     w.fits(out, "an average")
     local = _up(es / fn + Sm * dn / (fn * div) + w.u * out + w.eta, 6)
@@ -684,7 +692,8 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         require(bool(np.isfinite(v.E).all()), f"{node['op']}: a non-finite error bound")
         vals[node["output"]] = v
         steps.append([Q(x) for x in v.E.tolist()])
-        for n in node["inputs"]:  # (a value no later node reads: its form is freed)
+        for n in set(node["inputs"]):  # (a value no later node reads: its form is freed; once,
+            # though a node read it twice: add(x, x) raised KeyError, a valid statement refused)
             if last.get(n) == t and n not in ir["outputs"] and n not in consts:
                 del vals[n]
     steps.append([Q(x) for o in ir["outputs"] for x in vals[o].E.tolist()])
