@@ -9,6 +9,7 @@ initialisation (seed 0) or after a short training, with generate / replay / obse
     python bench/bench_zoo_epsilon.py fno                # untrained, the training inputs' range
     python bench/bench_zoo_epsilon.py transformer [L]    # 'sums' model after its lookup, context L
     python bench/bench_zoo_epsilon.py resnet [STEPS]     # cnn / resnet: trained STEPS (default 0), [0, 1]^64
+    python bench/bench_zoo_epsilon.py mlp --act=GELU     # untrained 8-64-64-1 (GELU, SiLU, ...), [-1, 1]^8
 
 ``--ranges=ibp|crown|fast`` (last argument) picks the statement's ranges (default: fast);
 ``--ball=R``: the box ±R around the model's own input (lstm/gru: test window 0) instead;
@@ -57,6 +58,12 @@ def build(kind: str, arg: int | None) -> tuple[object, np.ndarray, list[tuple[Fr
         net = tr.train(data.train(), steps=arg or 300, batch_size=32, progress=False).model
         x = data.x_test.astype(np.float32)
         return net, x[:1], [(Fraction(float(a)), Fraction(float(b))) for a, b in zip(x.min(0), x.max(0))]
+    if kind == "mlp":  # untrained 8-64-64-1, ``--act=`` one of the runtime's activations
+        from torchlean.runtime import nn
+
+        act = getattr(nn, next((a.split("=", 1)[1] for a in sys.argv[2:] if a.startswith("--act=")), "GELU"))
+        net = nn.Sequential(nn.Linear(8, 64), act(), nn.Linear(64, 64), act(), nn.Linear(64, 1))
+        return net, np.zeros((1, 8), np.float32), [(Fraction(-1), Fraction(1))] * 8
     if kind == "pinn":  # untrained, x in [0, 1]
         from torchlean.zoo.pinn import model as pinn_model
 

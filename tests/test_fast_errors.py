@@ -22,6 +22,7 @@ from torchlean.spec.graph import Graph, Node, Value
 sys.path.insert(0, str(Path(__file__).parent))
 from floats_models import cnn, mlp  # noqa: E402
 from test_fast_errors_conv import POOLS, conv_chain  # noqa: E402
+from test_fast_errors_fns import CASES, _graph  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "vnncomp2021"
 
@@ -80,6 +81,7 @@ def _ratio_ok(fast, exact):
 
 def test_every_row_is_exercised():
     ops = {n.op for s in range(3) for n in chain(s).nodes}
+    ops |= {n.op for fn in CASES for n in _graph(fn)[0].nodes}  # (the function rows, h-fastfns)
     assert ops | {n.op for s in range(len(POOLS)) for n in conv_chain(s).nodes} == set(ROWS)
 
 
@@ -152,7 +154,8 @@ def test_default_column_and_untampered(cert):
     assert statement(g, BOX, ranges="fast")["column"] == "fast"  # (the default with fast ranges)
     assert "column" not in statement(g, BOX)  # (exact CROWN ranges: the exact column, as before)
     assert statement(cnn(), [(0, 1)] * 64, ranges="fast")["column"] == "fast"  # (conv2d, max_pool2d)
-    assert "column" not in statement(mlp([4, 3, 2], "exp"), BOX, ranges="fast")  # (exp: no fast row)
+    assert "column" not in statement(mlp([4, 3, 2], "softmax"), BOX, ranges="fast")  # (no fast row)
+    assert statement(mlp([4, 3, 2], "exp"), BOX, ranges="fast")["column"] == "fast"  # (h-fastfns)
     with pytest.raises(ValueError):
         statement(g, BOX, ranges="crown", column="fast")
 
@@ -198,7 +201,7 @@ def test_column_flipped_or_removed_rejected(cert):
 
 
 def test_unsupported_node_and_wrong_format_rejected(cert):
-    g = mlp([4, 3, 2], "exp")
+    g = mlp([4, 3, 2], "softmax")
     st = statement(g, BOX, ranges="fast", column="exact")
     st["column"] = "fast"
     c = {"kind": "errorbound", "statement": st, "digest": digest(st), "steps": []}
