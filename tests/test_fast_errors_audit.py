@@ -53,10 +53,11 @@ def test_sigmoid_overflow_in_a_format_without_infinities_is_refused():
 
 
 def test_exact_column_sigmoid_and_silu_overflow_without_infinities_refused():
-    """The same gap in the exact column's ``_sigmoid_like`` (sigmoid and silu share it)."""
-    for op in ("sigmoid", "silu"):
+    """The same gap in the exact column's ``_sigmoid_like`` (sigmoid and silu share it; and the
+    fast column's silu row, h-fastfns)."""
+    for op, col, rg in (("sigmoid", "exact", "ibp"), ("silu", "exact", "ibp"), ("silu", "fast", "fast")):
         g = Graph([Value("x", (1,), "float32")], {}, [Node(op, ["x"], "y")], ["y"]).check()
-        st = statement(g, [(Q(-8), Q(-7))], "float8_e4m3fn", column="exact", ranges="ibp",
+        st = statement(g, [(Q(-8), Q(-7))], "float8_e4m3fn", column=col, ranges=rg,
                        kernel_ulps=Q(1, 2))
         try:
             eps = propagate(st)[-1]
@@ -566,8 +567,6 @@ def test_sigmoid_tail_when_exp_saturates_at_max_finite(fmt, lo, hi, mode):
                    for x in xs]
         err = max(abs(_formula_run(op, x, fmt, mode) - r) for x, r in zip(xs, ref))
         for col, rg in (("fast", "fast"), ("exact", "ibp")):
-            if col == "fast" and op == "silu":
-                continue  # (no fast row)
             st = statement(g, [(Q(lo), Q(hi))], fmt, mode, kernel_ulps=Q(1), column=col, ranges=rg)
             eps = float(propagate(st)[-1][0])
             assert err <= eps, (op, col, err, eps)
