@@ -162,3 +162,26 @@ def test_shrunk_step_or_epsilon_is_rejected_in_fast_mode(fn):
     bad = {**cert, "statement": st, "digest": digest(st)}
     v = check(bad)
     assert not v.ok, v.reason
+
+
+@pytest.mark.parametrize("fn", sorted(set(CASES) - {"relu"}))
+def test_slope_ranges_enclose_the_exact_ones(fn):
+    """``_Walk.slopes`` over random hulls (and hulls across silu/gelu's "unknown" brackets, where
+    +-lip joins) encloses ``errorctx.slope_range``'s exact [min f', max f'] on the same hull."""
+    from torchlean.certificates.errorctx import slope_range
+    from torchlean.certificates.functions import FUNCTIONS
+
+    lo, hi, _, at = CASES[fn]
+    rng = np.random.default_rng(11)
+    p = np.sort(rng.uniform(lo - 1 if lo > 0 else 2 * lo, 2 * hi, (40, 2)), axis=1)
+    if lo > 0:  # (log, sqrt: inside the domain)
+        p = np.abs(p) + 0.01
+    if lo <= 0:  # (hulls across silu's and gelu's brackets, near -+2.4 and -+1.42)
+        p = np.concatenate([p, [[-2.5, -2.3], [-1.5, -1.3], [1.3, 1.5], [2.3, 2.5], [-3.0, 3.0]]])
+    ps = p
+    ps = np.sort(ps, axis=1)
+    w = fe._Walk(statement(_graph(fn)[0], [(Q(-1), Q(1))] * 4, "binary32", column="fast", ranges="fast"))
+    a, b = w.slopes(fn, ps[:, 0].copy(), ps[:, 1].copy(), at)
+    for (x, y), sa, sb in zip(ps, a, b):
+        ea, eb = slope_range(FUNCTIONS[fn], Q(float(x)), Q(float(y)), at)
+        assert Q(float(sa)) <= ea and Q(float(sb)) >= eb, (fn, x, y, sa, float(ea), sb, float(eb))
