@@ -1,6 +1,7 @@
 """The fast rounding-error column's generic linear path (h-fastlin, ``fast_errors._lin``): the
-selections transpose / slice / concat / broadcast_to (exact), sum ("dot") and mean ("avg"), and a
-selection of constants folded into a constant (the zoo CNN's transposed weight). Each graph is
+selections transpose / slice / concat / broadcast_to (exact), sum ("dot") and mean ("avg"), a
+selection of constants folded into a constant (the zoo CNN's transposed weight), and eval
+batch_norm (``fast_errors._batch_norm``: the exact column's three steps). Each graph is
 certified in fast mode; the epsilon must lie above the error of numpy float32 runs at sampled points
 and box corners, each fast step must be within a factor 2 of the exact column's (the same rules),
 and a shrunk step or epsilon of a fast certificate is rejected."""
@@ -43,6 +44,11 @@ GRAPHS = {
                             Node("broadcast_to", ["r"], "y", {"shape": (3, 6)})], "y"),
     "sum": _graph([Node("sum", ["h"], "y", {"axes": (1,), "keepdims": False})], "y"),
     "mean": _graph([Node("mean", ["h"], "y", {"axes": None, "keepdims": False})], "y"),
+    # eval batch norm over 2 channels (statistics far from 0 and 1: the scale and shift matter)
+    "batch_norm": _graph([Node("reshape", ["h"], "r", {"shape": (1, 2, 3)}),
+                          Node("batch_norm", ["r", "M", "V", "G", "Bb"], "y", {"eps": 1e-5})], "y",
+                         {"M": np.array([0.3, -0.2], np.float32), "V": np.array([0.05, 2.5], np.float32),
+                          "G": np.array([1.7, -0.6], np.float32), "Bb": np.array([0.25, 3.0], np.float32)}),
     # a transposed constant (folded) read by a matmul, then a sum of everything: every new row
     "folded": _graph([Node("transpose", ["W"], "WT", {"axes": (1, 0)}),
                       Node("reshape", ["h"], "r", {"shape": (1, 6)}),
@@ -59,7 +65,7 @@ def _corners_and_samples(n: int = 400) -> np.ndarray:
 
 
 def test_every_linear_row_is_exercised():
-    assert {n.op for g in GRAPHS.values() for n in g.nodes} >= set(fe.LIN)
+    assert {n.op for g in GRAPHS.values() for n in g.nodes} >= set(fe.LIN) | {"batch_norm"}
 
 
 @pytest.mark.parametrize("name", sorted(GRAPHS))
@@ -95,7 +101,7 @@ def _rejected(c, why):
     assert not v.ok and why in v.reason, v.reason
 
 
-@pytest.mark.parametrize("name", ["concat", "mean", "folded"])
+@pytest.mark.parametrize("name", ["concat", "mean", "batch_norm", "folded"])
 def test_shrunk_fast_step_or_epsilon_rejected(name):
     cert = bound_certificate(GRAPHS[name], BOX, "binary32", ranges="fast", column="fast")
     last = len(cert["steps"]) - 2  # (the node of the new row: the last IR node)

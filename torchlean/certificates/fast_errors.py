@@ -36,7 +36,7 @@ import numpy as np
 from . import fast_engine
 from .bound_graph import ONE, Aff, Lowerer, Tensor, arg_rows, as_aff
 from .core import float_below, rational, require, tick
-from .errorbound import LINEAR
+from .errorbound import LINEAR, bn_scale
 from .errorctx import Ctx
 from .fast_forms import SPARSE_BELOW, _charge, _dense, _Forms, _Mat
 from .fast_functions import FAST
@@ -50,7 +50,7 @@ Q = Fraction
 ROWS = ("matmul", "add", "sub", "mul", "div", "neg", "flatten", "reshape", "relu", "sigmoid", "tanh",
         "conv2d", "avg_pool2d", "max_pool2d")
 #: h-fastlin: linear nodes by their exact-column kind (``errorbound.LINEAR``), one generic path (``_lin``)
-ROWS += ("transpose", "slice", "concat", "broadcast_to", "sum", "mean")
+ROWS += ("transpose", "slice", "concat", "broadcast_to", "sum", "mean", "batch_norm")
 #: the nodes read through ``_map``'s generic path: selections ("exact"), sums ("dot"), means ("avg")
 LIN = ("transpose", "slice", "concat", "broadcast_to", "sum", "mean")
 FLOAT_DTYPES = ("float16", "float32", "float64")
@@ -85,6 +85,8 @@ def supported(ir: dict[str, Any]) -> str | None:
             return "matmul: one data operand and one 2-D constant required"
         if op in ("sum", "mean") and ins[0] in consts:
             return f"{op}: a data input required"
+        if op == "batch_norm" and (ins[0] in consts or not all(n in consts for n in ins[1:])):
+            return "batch_norm: a data input and constant statistics required"
         if op in ("conv2d", "avg_pool2d", "max_pool2d") and (ins[0] in consts or not all(
                 n in consts for n in ins[1:])):
             return f"{op}: a data input (and a constant kernel) required"
@@ -345,6 +347,8 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
             vs = env[node["output"]].v
             require(all(isinstance(q, Fraction) for q in vs), f"{node['op']}: a constant with no value")
             consts[node["output"]] = np.array([float(q) for q in vs]).reshape(env[node["output"]].shape)
+        elif node["op"] == "batch_norm":
+            maps[t] = dict(node.get("attrs") or {})
         elif node["op"] in LIN:
             at = dict(node.get("attrs") or {})
             maps[t] = (_select(node["op"], [env[n] for n in ins], at) if LINEAR[node["op"]] == "exact"
@@ -534,6 +538,8 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
         return w.fn(op, ins[0], lo, hi, {})
     if op in LIN:
         return _lin(w, op, ins, mp, lo, hi)
+    if op == "batch_norm":
+        return _batch_norm(w, ins[0], cw[1:], shapes[0], lo, hi, mp)  # (mp: its attributes)
     if op in ("matmul", "conv2d"):
         return _dot(w, ins[cw[0] is not None], mp, lo, hi)
     if op == "avg_pool2d":
@@ -599,6 +605,50 @@ def _lin(w: _Walk, op: str, ins: list[_V], mp: Any, lo, hi) -> _V:
                 part[s] = _Sp(sel[X.r], X.c, X.v, (m, X.shape[1]))
         C = _plus(C, part, 1.0) if C else part  # (disjoint rows: each sum is x + 0, exact)
     return _V(lo, hi, C, rem, E)
+
+
+def _batch_norm(w: _Walk, x: _V, cw: list[np.ndarray], shape: tuple[int, ...], lo, hi,
+                attrs: dict[str, Any]) -> _V:
+    """``errorbound._batch_norm``'s rule: per element of channel ch, fl(fl(fl(x~ - mean) s~) + b),
+    s~ the channel's scale (``bn_scale``: the exact column's own Ctx steps, once per channel, its
+    range [sl, sh] and error Es read outward). Three steps, as there: "one" (sub a constant), the
+    product d~ s~ - d s = s~ e_d + d e_s + delta (``Ctx.mul``: s~'s hull mid +- rad times e_d, d's
+    magnitude times Es, u |d~||s~| + eta), "one" (add a constant, on the node's range)."""
+    mean, var, wt, b = (c.ravel() for c in cw)
+    q = w.q
+    cst = [[q.const(Q(float(t)), q.cast_err(Q(float(t)))) for t in c] for c in (var, wt)]
+    sv = bn_scale(q, *cst, attrs)
+    sl = np.array([float_below(v.lo) for v in sv])
+    sh, Es = np.array([_hi(v.hi) for v in sv]), np.array([_hi(v.E) for v in sv])
+    require(len(shape) >= 2, "batch_norm: no channel axis")
+    m, inner = len(lo), int(np.prod(shape[2:]))
+    ch = (np.arange(m) // inner) % shape[1]
+    # d = x - mean: a real range outward (one rounding each end), then the "sub" row
+    mu, dmu = mean[ch], w.cast_err(mean)[ch]
+    dl, dh = x.lo - mu, x.hi - mu
+    dl, dh = dl - _charge(np.abs(dl), 1), dh + _charge(np.abs(dh), 1)
+    Ein = x.E + dmu
+    d = w.one(dl, dh, x.C, _charge(Ein, 2), _up(x.rem + dmu, 1), Ein, False)
+    # p = d s: the product's real range (four outward products), then ``Ctx.mul``'s terms
+    s0, s1, es = sl[ch], sh[ch], Es[ch]
+    pr = [a * b_ for a in (d.lo, d.hi) for b_ in (s0, s1)]
+    pl = np.min(pr, axis=0) - _charge(np.max(np.abs(pr), axis=0), 1)
+    ph = np.max(pr, axis=0) + _charge(np.max(np.abs(pr), axis=0), 1)
+    ext = _charge(np.abs(s0) + np.abs(s1) + es, 1)
+    bl, bh = s0 - es - ext, s1 + es + ext  # (s~'s hull, outward)
+    mid = (bl + bh) / 2
+    rad = _up(np.maximum(bh - mid, mid - bl), 1) + _charge(np.abs(bl) + np.abs(bh), 2)
+    magd = _up(np.maximum(np.abs(d.lo), np.abs(d.hi)) + d.E, 1)
+    mags = _up(np.maximum(np.abs(s0), np.abs(s1)) + es, 1)
+    prod = _up(magd * mags, 1)
+    w.fits(prod, "a product")
+    local = _up(rad * d.E + np.abs(mid) * d.rem + _charge(np.abs(mid) * d.E, 1)
+                + np.maximum(np.abs(d.lo), np.abs(d.hi)) * es + w.u * prod + w.eta, 7)
+    p = w.make(pl, ph, _scale(d.C, mid), local)
+    # y = p + b on the node's own range: the "add" row
+    db = w.cast_err(b)[ch]
+    Ein = p.E + db
+    return w.one(lo, hi, p.C, _charge(Ein, 2), _up(p.rem + db, 1), Ein, False)
 
 
 def _vec(M: _Mat, v: np.ndarray) -> np.ndarray:
