@@ -246,12 +246,18 @@ def _layer_norm(ctx: Ctx, ins: list[list[V]], shapes: list[tuple[int, ...]], at:
     return out
 
 
+def bn_scale(ctx: Ctx, var: list[V], w: list[V], at: dict[str, Any]) -> list[V]:
+    """batch_norm's per-channel scale fl(fl(1 / sqrt~(fl(var + fl(eps)))) * w), as the kernel
+    computes it (both columns: the fast one runs it here, once per channel)."""
+    eps = ctx.fl_const(Q(at.get("eps", 1e-5)))
+    return [ctx.mul(ctx.div(ctx.const(ONE), ctx.fn("sqrt", ctx.add(v, eps), _KERNEL)), wc)
+            for v, wc in zip(var, w)]
+
+
 def _batch_norm(ctx: Ctx, ins: list[list[V]], shapes: list[tuple[int, ...]], at: dict[str, Any],
                 rng: list[Any]) -> list[V]:
     x, mean, var, w, b = ins
-    eps = ctx.fl_const(Q(at.get("eps", 1e-5)))
-    scale = [ctx.mul(ctx.div(ctx.const(ONE), ctx.fn("sqrt", ctx.add(v, eps), _KERNEL)), wc)
-             for v, wc in zip(var, w)]
+    scale = bn_scale(ctx, var, w, at)
     c, inner = shapes[0][1], _size(shapes[0][2:])
     out = []
     for j, v in enumerate(x):

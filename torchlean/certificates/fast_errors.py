@@ -36,6 +36,7 @@ import numpy as np
 from . import fast_engine
 from .bound_graph import ONE, Aff, Lowerer, Tensor, arg_rows, as_aff
 from .core import float_below, rational, require, tick
+from .errorbound import LINEAR, bn_scale
 from .errorctx import Ctx
 from .fast_forms import SPARSE_BELOW, _charge, _dense, _Forms, _Mat
 from .fast_functions import FAST
@@ -49,8 +50,11 @@ Q = Fraction
 FNS = ("relu", "sigmoid", "tanh", "exp", "log", "sqrt", "erf", "abs", "leaky_relu", "softplus", "silu",
        "gelu")
 #: the IR nodes with a fast row (``_node``); "dot" and "one" as ``errorbound.LINEAR``
-ROWS = ("matmul", "add", "sub", "mul", "div", "neg", "flatten", "reshape",
-        "conv2d", "avg_pool2d", "max_pool2d") + FNS
+#: the nodes read through ``_map``'s generic path by their exact-column kind (``errorbound.LINEAR``,
+#: ``_lin``): selections ("exact"), sums ("dot"), means ("avg")
+LIN = ("transpose", "slice", "concat", "broadcast_to", "sum", "mean")
+ROWS = ("matmul", "add", "sub", "mul", "div", "neg", "flatten", "reshape", "conv2d", "avg_pool2d",
+        "max_pool2d", "batch_norm") + FNS + LIN
 FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
@@ -68,14 +72,23 @@ def supported(ir: dict[str, Any]) -> str | None:
     """None when every node of the IR has a fast row and every constant is a float tensor; else
     why not (one line)."""
     consts = ir["constants"]
+    folded = set()  # (a selection of constants only is a constant: ``_compiled`` folds it)
     for node in ir["nodes"]:
         op, ins = node["op"], node["inputs"]
         if op not in ROWS:
             return f"primitive {op!r} has no fast rounding-error row"
+        if LINEAR.get(op) == "exact" and all(n in consts or n in folded for n in ins):
+            folded.add(node["output"])
+            continue
         if op in ("mul", "div") and not (ins[1] in consts and ins[0] not in consts):
             return f"{op}: only data {op} a constant has a fast row"
-        if op == "matmul" and [len(consts[n]["shape"]) for n in ins if n in consts] != [2]:
+        if op == "matmul" and ([len(consts[n]["shape"]) for n in ins if n in consts]
+                               + [2 for n in ins if n in folded]) != [2]:
             return "matmul: one data operand and one 2-D constant required"
+        if op in ("sum", "mean") and ins[0] in consts:
+            return f"{op}: a data input required"
+        if op == "batch_norm" and (ins[0] in consts or not all(n in consts for n in ins[1:])):
+            return "batch_norm: a data input and constant statistics required"
         if op in ("conv2d", "avg_pool2d", "max_pool2d") and (ins[0] in consts or not all(
                 n in consts for n in ins[1:])):
             return f"{op}: a data input (and a constant kernel) required"
@@ -252,6 +265,8 @@ def _map(op: str, x: Tensor, ks: list[Tensor], attrs: dict[str, Any]) -> Any:
     n = len(x.v)
     L = Lowerer(n)
     res = LOWER[op](L, [Tensor(x.shape, [Aff({j: ONE}) for j in range(n)])] + ks, attrs)
+    if op in ("sum", "mean"):  # ("dot" with unit weights as conv2d; "avg" as avg_pool2d)
+        op = "conv2d" if LINEAR[op] == "dot" else "avg_pool2d"
     if op == "max_pool2d":  # (one max node: its groups; a one-member window is that member)
         require(len(L.nodes) <= 2, "max_pool2d: more than one max node")
         groups = []
@@ -279,6 +294,26 @@ def _map(op: str, x: Tensor, ks: list[Tensor], attrs: dict[str, Any]) -> Any:
             "avg_pool2d: a row that is not a mean")
     P = F.parents[0][1].map(lambda v: (v != 0) * 1.0)
     return P, np.array([float(d) for d in div])
+
+
+def _select(op: str, xs: list[Tensor], attrs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """An "exact" node's map (``errorbound.LINEAR``: transpose, slice, concat, broadcast_to): the
+    bound table's row run on index variables over all its inputs' elements (constants too: their
+    cast error is carried as data's), each output required to be one variable with coefficient 1,
+    so the float kernel copies that element: per output, (which input, which element)."""
+    base = np.cumsum([0] + [len(x.v) for x in xs])
+    L = Lowerer(int(base[-1]))
+    res = LOWER[op](L, [Tensor(x.shape, [Aff({int(b) + j: ONE}) for j in range(len(x.v))])
+                        for x, b in zip(xs, base)], attrs)
+    require(len(L.nodes) == 1, f"{op}: a row with nonlinear nodes")
+    src = []
+    for e in res.v:
+        e = as_aff(e)
+        require(not e.c and len(e.t) == 1 and next(iter(e.t.values())) == 1, f"{op}: not a selection")
+        src.append(next(iter(e.t)))
+    src = np.array(src, dtype=np.int64)
+    inp = np.searchsorted(base, src, side="right") - 1
+    return inp, src - base[inp]
 
 
 def _compiled(ir: dict[str, Any], model: str) -> Any:
@@ -309,7 +344,18 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
     maps: dict[int, Any] = {}
     for t, node in enumerate(ir["nodes"]):
         ins = node["inputs"]
-        if node["op"] == "matmul":
+        if LINEAR.get(node["op"]) == "exact" and all(n in consts for n in ins):
+            # a selection of constants: the constant it selects (each entry a copy: exact)
+            vs = env[node["output"]].v
+            require(all(isinstance(q, Fraction) for q in vs), f"{node['op']}: a constant with no value")
+            consts[node["output"]] = np.array([float(q) for q in vs]).reshape(env[node["output"]].shape)
+        elif node["op"] == "batch_norm":
+            maps[t] = dict(node.get("attrs") or {})
+        elif node["op"] in LIN:
+            at = dict(node.get("attrs") or {})
+            maps[t] = (_select(node["op"], [env[n] for n in ins], at) if LINEAR[node["op"]] == "exact"
+                       else _map(node["op"], env[ins[0]], [], at))
+        elif node["op"] == "matmul":
             right = ins[1] in consts
             maps[t] = _matmul_map(consts[ins[right]], env[ins[not right]].shape, right)
         elif node["op"] in ("conv2d", "avg_pool2d", "max_pool2d"):
@@ -323,7 +369,7 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
 
 def _matmul_map(W: np.ndarray, xs: tuple[int, ...], right: bool) -> _Mat:
     """The map of x @ W (``right``) or W @ x on x's elements, row-major (outputs x inputs)."""
-    require(len(xs) >= 1 and (right or len(xs) <= 2), "matmul: a scalar operand")
+    require(len(xs) >= 1 and (right or len(xs) <= 2) and W.ndim == 2, "matmul: a scalar operand")
     if right:  # x (r, n) @ W (n, m): output (a, j) reads x (a, i) with weight W_ij
         n, m = W.shape
         r = int(np.prod(xs[:-1]))
@@ -561,6 +607,10 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
         return _V(lo, hi, _scale(v.C, np.full(len(lo), -1.0)), v.rem, v.E)
     if op in FNS:  # (``mp``: the node's attrs, as the bound table's row reads them)
         return w.fn(op, ins[0], lo, hi, mp)
+    if op in LIN:
+        return _lin(w, op, ins, mp, lo, hi)
+    if op == "batch_norm":
+        return _batch_norm(w, ins[0], cw[1:], shapes[0], lo, hi, mp)  # (mp: its attributes)
     if op in ("matmul", "conv2d"):
         return _dot(w, ins[cw[0] is not None], mp, lo, hi)
     if op == "avg_pool2d":
@@ -596,6 +646,80 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
     dinv = _up(dc * inv / ac, 2)  # >= |1/fl(c) - 1/c|: a~/fl(c) - a/c = e_a/c + (e_a + a)(1/fl(c) - 1/c)
     local = _up(w.u * out + w.eta + dinv * (a.E[ia] + mx) + _charge(a.E[ia] / ac, 1), 5)
     return w.make(lo, hi, _scale(_rows(a.C, ia), c, np.divide), local, _up(a.rem[ia] * inv, 1))
+
+
+def _lin(w: _Walk, op: str, ins: list[_V], mp: Any, lo, hi) -> _V:
+    """A linear node by its exact-column kind (``Ctx.lin``): "exact" copies each output's one
+    element (its form's rows, rem and E, moved: no rounding, no new source); "dot" (sum: unit
+    weights, exact in every format) is ``_dot``; "avg" (mean) is ``_avg``."""
+    kind = LINEAR[op]
+    if kind == "dot":
+        return _dot(w, ins[0], mp, lo, hi)
+    if kind == "avg":
+        return _avg(w, ins[0], *mp, lo, hi)
+    inp, elt = mp
+    m = len(inp)
+    C: dict = {}
+    rem, E = np.zeros(m), np.zeros(m)
+    for i, v in enumerate(ins):
+        sel = np.flatnonzero(inp == i)
+        if not len(sel):
+            continue
+        rem[sel], E[sel] = v.rem[elt[sel]], v.E[elt[sel]]
+        part = {}
+        for s, X in _rows(v.C, elt[sel]).items():  # (its rows placed at the outputs sel: exact)
+            if isinstance(X, np.ndarray):
+                Z = np.zeros((m, X.shape[1]))
+                Z[sel] = X
+                part[s] = Z
+            else:  # (sel ascending: the rows stay sorted)
+                part[s] = _Sp(sel[X.r], X.c, X.v, (m, X.shape[1]))
+        C = _plus(C, part, 1.0) if C else part  # (disjoint rows: each sum is x + 0, exact)
+    return _V(lo, hi, C, rem, E)
+
+
+def _batch_norm(w: _Walk, x: _V, cw: list[np.ndarray], shape: tuple[int, ...], lo, hi,
+                attrs: dict[str, Any]) -> _V:
+    """``errorbound._batch_norm``'s rule: per element of channel ch, fl(fl(fl(x~ - mean) s~) + b),
+    s~ the channel's scale (``bn_scale``: the exact column's own Ctx steps, once per channel, its
+    range [sl, sh] and error Es read outward). Three steps, as there: "one" (sub a constant), the
+    product d~ s~ - d s = s~ e_d + d e_s + delta (``Ctx.mul``: s~'s hull mid +- rad times e_d, d's
+    magnitude times Es, u |d~||s~| + eta), "one" (add a constant, on the node's range)."""
+    mean, var, wt, b = (c.ravel() for c in cw)
+    q = w.q
+    cst = [[q.const(Q(float(t)), q.cast_err(Q(float(t)))) for t in c] for c in (var, wt)]
+    sv = bn_scale(q, *cst, attrs)
+    sl = np.array([float_below(v.lo) for v in sv])
+    sh, Es = np.array([_hi(v.hi) for v in sv]), np.array([_hi(v.E) for v in sv])
+    require(len(shape) >= 2, "batch_norm: no channel axis")
+    m, inner = len(lo), int(np.prod(shape[2:]))
+    ch = (np.arange(m) // inner) % shape[1]
+    # d = x - mean: a real range outward (one rounding each end), then the "sub" row
+    mu, dmu = mean[ch], w.cast_err(mean)[ch]
+    dl, dh = x.lo - mu, x.hi - mu
+    dl, dh = dl - _charge(np.abs(dl), 1), dh + _charge(np.abs(dh), 1)
+    Ein = x.E + dmu
+    d = w.one(dl, dh, x.C, _charge(Ein, 2), _up(x.rem + dmu, 1), Ein, False)
+    # p = d s: the product's real range (four outward products), then ``Ctx.mul``'s terms
+    s0, s1, es = sl[ch], sh[ch], Es[ch]
+    pr = [a * b_ for a in (d.lo, d.hi) for b_ in (s0, s1)]
+    pl = np.min(pr, axis=0) - _charge(np.max(np.abs(pr), axis=0), 1)
+    ph = np.max(pr, axis=0) + _charge(np.max(np.abs(pr), axis=0), 1)
+    ext = _charge(np.abs(s0) + np.abs(s1) + es, 1)
+    bl, bh = s0 - es - ext, s1 + es + ext  # (s~'s hull, outward)
+    mid = (bl + bh) / 2
+    rad = _up(np.maximum(bh - mid, mid - bl), 1) + _charge(np.abs(bl) + np.abs(bh), 2)
+    magd = _up(np.maximum(np.abs(d.lo), np.abs(d.hi)) + d.E, 1)
+    mags = _up(np.maximum(np.abs(s0), np.abs(s1)) + es, 1)
+    prod = _up(magd * mags, 1)
+    w.fits(prod, "a product")
+    local = _up(rad * d.E + np.abs(mid) * d.rem + _charge(np.abs(mid) * d.E, 1)
+                + np.maximum(np.abs(d.lo), np.abs(d.hi)) * es + w.u * prod + w.eta, 7)
+    p = w.make(pl, ph, _scale(d.C, mid), local)
+    # y = p + b on the node's own range: the "add" row
+    db = w.cast_err(b)[ch]
+    Ein = p.E + db
+    return w.one(lo, hi, p.C, _charge(Ein, 2), _up(p.rem + db, 1), Ein, False)
 
 
 def _vec(M: _Mat, v: np.ndarray) -> np.ndarray:
@@ -757,6 +881,9 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         tick()
         ins = [vals[n] for n in node["inputs"]]
         shapes = [tuple(forms[n][2]) if n in forms else consts[n].shape for n in node["inputs"]]
+        if node["output"] in consts:  # (a selection of constants, folded by ``_compiled``)
+            steps.append([Q(x) for x in vals[node["output"]].E.tolist()])
+            continue
         lo, hi = ranges(node["output"])
         v = _node(w, node["op"], ins, shapes, lo, hi, [consts[n] if n in consts else None
                                                        for n in node["inputs"]], maps.get(t))
