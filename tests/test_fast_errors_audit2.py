@@ -16,7 +16,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from torchlean.certificates import check, fast_forms
+from torchlean.certificates import check, fast_blocks, fast_forms
 from torchlean.certificates import fast_errors as fe
 from torchlean.certificates.core import Rejected
 from torchlean.certificates.errorbound import propagate
@@ -285,7 +285,7 @@ def test_bounds_do_not_depend_on_the_block_layout(name, monkeypatch):
     st = statement(GRAPHS[name](), BOXES[name], "binary16", column="fast")
     got = []
     for level in (0.0, 1.5):
-        monkeypatch.setattr(fe, "SPARSE_BELOW", level)
+        monkeypatch.setattr(fast_blocks, "SPARSE_BELOW", level)
         monkeypatch.setattr(fast_forms, "SPARSE_BELOW", level)
         fe._CACHE.clear()
         got.append(propagate(st))
