@@ -478,7 +478,7 @@ def test_forged_certificates_over_the_gaps_are_rejected(column):
 
 
 @pytest.mark.parametrize("right,xs", [(True, (5,)), (True, (3, 5)), (True, (2, 3, 5)), (False, (5,)),
-                                      (False, (5, 4))])
+                                      (False, (5, 4)), (False, (2, 5, 4)), (False, (2, 3, 5, 1))])
 def test_matmul_map_equals_numpy(right, xs):
     """``_matmul_map`` (x @ W or W @ x, batch dims, 1-D x) on x's row-major elements is numpy's
     product, and each output's term count is its column's (row's) nonzero weights."""

@@ -222,8 +222,9 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
 
 
 def _matmul_map(W: np.ndarray, xs: tuple[int, ...], right: bool) -> _Mat:
-    """The map of x @ W (``right``) or W @ x on x's elements, row-major (outputs x inputs)."""
-    require(len(xs) >= 1 and (right or len(xs) <= 2) and W.ndim == 2, "matmul: a scalar operand")
+    """The map of x @ W (``right``) or W @ x on x's elements, row-major (outputs x inputs), as
+    numpy's matmul: x's leading axes are a batch (W @ x with x (..., n, q) is (..., p, q))."""
+    require(len(xs) >= 1 and W.ndim == 2, "matmul: a scalar operand")
     if right:  # x (r, n) @ W (n, m): output (a, j) reads x (a, i) with weight W_ij
         n, m = W.shape
         r = int(np.prod(xs[:-1]))
@@ -232,13 +233,14 @@ def _matmul_map(W: np.ndarray, xs: tuple[int, ...], right: bool) -> _Mat:
             return _dense(np.ascontiguousarray(W.T))
         a, j, i = np.meshgrid(np.arange(r), np.arange(m), np.arange(n), indexing="ij")
         return _Mat(r * m, r * n, (a * m + j).ravel(), (a * n + i).ravel(), W[i, j].ravel())
-    p, n = W.shape  # W (p, n) @ x (n, q): output (a, j) reads x (i, j) with weight W_ai
-    q = int(np.prod(xs[1:]))
-    require(xs[0] == n, "matmul: shapes do not match")
-    if q == 1:
+    p, n = W.shape  # W (p, n) @ x (b, n, q): output (c, a, j) reads x (c, i, j) with weight W_ai
+    b, q = (1, 1) if len(xs) == 1 else (int(np.prod(xs[:-2])), xs[-1])
+    require(xs[-1 if len(xs) == 1 else -2] == n, "matmul: shapes do not match")
+    if b * q == 1:
         return _dense(W)
-    a, j, i = np.meshgrid(np.arange(p), np.arange(q), np.arange(n), indexing="ij")
-    return _Mat(p * q, n * q, (a * q + j).ravel(), (i * q + j).ravel(), W[a, i].ravel())
+    c, a, j, i = np.meshgrid(np.arange(b), np.arange(p), np.arange(q), np.arange(n), indexing="ij")
+    return _Mat(b * p * q, b * n * q, ((c * p + a) * q + j).ravel(), ((c * n + i) * q + j).ravel(),
+                W[a, i].ravel())
 
 
 class _Walk:
