@@ -335,25 +335,37 @@ def test_far_candidates_not_emulated(monkeypatch):
     assert f32.float_counterexample(g, spec, corner) is None and calls
 
 
+def _half_eps_above_max(g, box):
+    """The property "output <= its maximum over the box + eps/2" (eps: the whole box's certified
+    binary32 epsilon), the maximum found by zooming a fine grid over the box's first two inputs
+    (the others fixed at their box value, which must be a point): true in the reals and in
+    float32, but the whole box's epsilon is above its margin, so a proof bisects."""
+    eps = epsilons(bound_certificate(g, box, "binary32"))[0]
+    C = {k: v.astype(np.float64) for k, v in g.constants.items()}
+    rest = np.array([float(a) for a, _ in box[2:]])
+    assert all(a == b for a, b in box[2:])
+
+    def f(x2):  # the real network in float64 (mlp: matmul + bias, relu between) on (x0, x1, rest)
+        x = np.concatenate([x2, np.broadcast_to(rest, (len(x2), len(rest)))], axis=1)
+        h = np.maximum(np.maximum(x @ C["W0"] + C["b0"], 0) @ C["W1"] + C["b1"], 0)
+        return (h @ C["W2"] + C["b2"])[:, 0]
+
+    (lo, hi), c = (float(box[0][0]), float(box[0][1])), np.zeros(2)
+    r = hi
+    for _ in range(4):  # zoom in on the maximum
+        grid = np.clip(c + np.stack(np.meshgrid(*[np.linspace(-r, r, 401)] * 2), -1).reshape(-1, 2), lo, hi)
+        c, r = grid[np.argmax(f(grid))], r / 100
+    atom = Atom((Fraction(-1),), -(Fraction(float(f(c[None])[0])) + eps / 2), False)
+    return Spec(len(box), 1, (Region(tuple(a for a, _ in box), tuple(b for _, b in box), ((atom,),)),))
+
+
 @pytest.fixture(scope="module")
 def partitioned():
     """A partitioned float-sound certificate from ``verify_float32``: a ReLU network whose
     whole-box epsilon is above the margin (eps/2 over a fine grid's maximum), so it bisects."""
     g = mlp([2, 16, 16, 1], "relu", seed=3)
     box = [(Fraction(-4), Fraction(4))] * 2
-    eps = epsilons(bound_certificate(g, box, "binary32"))[0]
-    C = {k: v.astype(np.float64) for k, v in g.constants.items()}
-
-    def f(x):  # the real network in float64 (mlp: matmul + bias, relu between)
-        h = np.maximum(np.maximum(x @ C["W0"] + C["b0"], 0) @ C["W1"] + C["b1"], 0)
-        return (h @ C["W2"] + C["b2"])[:, 0]
-
-    c, r = np.zeros(2), 4.0
-    for _ in range(4):  # zoom in on the maximum
-        grid = np.clip(c + np.stack(np.meshgrid(*[np.linspace(-r, r, 401)] * 2), -1).reshape(-1, 2), -4, 4)
-        c, r = grid[np.argmax(f(grid))], r / 100
-    atom = Atom((Fraction(-1),), -(Fraction(float(f(c[None])[0])) + eps / 2), False)
-    spec = Spec(2, 1, (Region(tuple(a for a, _ in box), tuple(b for _, b in box), ((atom,),)),))
+    spec = _half_eps_above_max(g, box)
     res = verify_float32(g, table.target(g), spec, timeout=120, splits=16)
     if res.verdict != "unsat" or "parts" not in res.cert:
         pytest.skip(f"no partitioned verdict on this machine: {res.verdict} {res.stats}")
@@ -463,20 +475,7 @@ def test_partitioned_certificate_with_scored_splits_replays():
     g = mlp([80, 16, 16, 1], "relu", seed=3)
     box = [(Fraction(-4), Fraction(4))] * 2 + [(Fraction(0), Fraction(0))] * 78
     assert input_sensitivity(g, box) is not None
-    eps = epsilons(bound_certificate(g, box, "binary32"))[0]
-    C = {k: v.astype(np.float64) for k, v in g.constants.items()}
-
-    def f(x2):  # the real network in float64 on (x0, x1, 0, ..., 0)
-        x = np.concatenate([x2, np.zeros((len(x2), 78))], axis=1)
-        h = np.maximum(np.maximum(x @ C["W0"] + C["b0"], 0) @ C["W1"] + C["b1"], 0)
-        return (h @ C["W2"] + C["b2"])[:, 0]
-
-    c, r = np.zeros(2), 4.0
-    for _ in range(4):  # zoom in on the maximum
-        grid = np.clip(c + np.stack(np.meshgrid(*[np.linspace(-r, r, 401)] * 2), -1).reshape(-1, 2), -4, 4)
-        c, r = grid[np.argmax(f(grid))], r / 100
-    atom = Atom((Fraction(-1),), -(Fraction(float(f(c[None])[0])) + eps / 2), False)
-    spec = Spec(80, 1, (Region(tuple(a for a, _ in box), tuple(b for _, b in box), ((atom,),)),))
+    spec = _half_eps_above_max(g, box)
     res = verify_float32(g, table.target(g), spec, timeout=120, splits=16)
     assert res.verdict == "unsat", res.stats
     assert "parts" in res.cert and check_vnn_float(res.cert, lower(g.to_dict()), spec).ok
