@@ -1,8 +1,9 @@
 """The rounding-error certificate of an 8-64-64-1 MLP with one activation (an IR graph built
-directly: x @ W + b, no transpose node, so that every node has a fast row where the activation
-has one), random float32 weights (seed 0), box [-1, 1]^8, binary32, "fast" ranges: which column
-the statement takes (``default_column``), epsilon, the observed float32 error (500 samples) and
-the seconds to generate and replay (bench/README.md, "h-fastfns").
+directly, x @ W + b, so that any elementwise primitive can be the activation, erf and exp too,
+not only the runtime's activation modules: ``bench_zoo_epsilon.py mlp --act=`` takes those),
+random float32 weights (seed 0), box [-1, 1]^8, binary32, "fast" ranges: which column the
+statement takes (``default_column``), epsilon, the observed float32 error (500 samples) and the
+seconds to generate and replay (bench/README.md, "h-fastfns").
 
     python bench/bench_fastfns.py gelu          # or silu, softplus, erf, exp, tanh, sigmoid, ...
 """

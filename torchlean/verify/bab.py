@@ -48,12 +48,14 @@ __all__ = ["INPUT_SPLIT_MAX", "Result", "solve", "verify"]
 
 
 def solve(t: table.Target, spec: Spec, timeout: float = 116.0, progress: bool | None = False,
-          method: str = "crown", seed: int = 0) -> Result:
+          method: str = "crown", seed: int = 0, first_attack: dict[str, Any] | None = None) -> Result:
     """The search's claim for any target: ReLU chains with at most ``INPUT_SPLIT_MAX`` inputs by
-    input splitting (``verify``), everything else by the general search (``general.verify_target``;
-    chains with more inputs split ReLUs at once). Check ``result.cert`` against ``t.bg``."""
+    input splitting (``verify``; ``first_attack``: its up-front attack's settings), everything else
+    by the general search (``general.verify_target``; chains with more inputs split ReLUs at once).
+    Check ``result.cert`` against ``t.bg``."""
     if t.chain and t.bg.n_in <= INPUT_SPLIT_MAX:
-        return verify(t, spec, timeout=timeout, progress=progress, method=method, seed=seed)
+        return verify(t, spec, timeout=timeout, progress=progress, method=method, seed=seed,
+                      first_attack=first_attack)
     return general.verify_target(t, spec, timeout=timeout, seed=seed, progress=progress,
                                  relu_above=INPUT_SPLIT_MAX if t.chain else None)
 
@@ -67,6 +69,7 @@ def verify(
     attack_first: bool = True,
     seed: int = 0,
     method: str = "crown",
+    first_attack: dict[str, Any] | None = None,
 ) -> Result:
     """Decide the property on a ReLU chain (``model``: a ``table.Target`` or the chain's bound
     graph) by input splitting: unsat (with a graph certificate for the bound graph), sat (with a
@@ -77,7 +80,8 @@ def verify(
     ``timeout`` (seconds, finite and > 0) bounds the whole search: every long loop, the bound
     computations inside it included, stops at the deadline (``certificates.core.tick``).
     ``method``: "crown" (CROWN argument bounds) or "forward" (IBP ones, one back-substitution from
-    the objective; the certificate's method)."""
+    the objective; the certificate's method). ``first_attack``: the settings of the up-front attack
+    (``attack.search``'s; None: ``CHAIN_ATTACK``), run unless ``attack_first`` is False."""
     if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
         raise ValueError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
     if method not in METHODS:
@@ -91,23 +95,24 @@ def verify(
     stats: dict[str, Any] = {"boxes": 0, "leaves": 0}
     try:
         with time_limit(time.monotonic() + timeout):
-            return _verify(t, spec, timeout, batch, progress, attack_first, seed, method, t0, stats)
+            first = (first_attack or CHAIN_ATTACK) if attack_first else None
+            return _verify(t, spec, timeout, batch, progress, first, seed, method, t0, stats)
     except OutOfTime:
         stats["time"] = time.perf_counter() - t0
         return Result("timeout", stats=stats)
 
 
-def _verify(t, spec, timeout, batch, progress, attack_first, seed, method, t0, stats) -> Result:
-    """``verify``'s body, under its deadline."""
+def _verify(t, spec, timeout, batch, progress, first, seed, method, t0, stats) -> Result:
+    """``verify``'s body, under its deadline; ``first``: the up-front attack's settings (or None)."""
     fnet = t.fnet
-    if attack_first:  # (the chain search's settings of old: ACAS Xu and MNIST were tuned on them)
+    if first:  # (``CHAIN_ATTACK`` by default: the chain search's settings, ACAS Xu and MNIST tuned on them)
         confirm = table.confirmer(t, spec)
-        x = attack.search(fnet, spec, confirm, seed=seed, **CHAIN_ATTACK)
+        x = attack.search(fnet, spec, confirm, seed=seed, **first)
         if x is not None:
             return _sat(t, spec, x, stats, t0)
         shut = attack.closure(spec)
         x = None if shut is None else attack.search(fnet, shut, table.confirmer(t, shut), seed=seed,
-                                                    **CHAIN_ATTACK)
+                                                    **first)
         if x is not None:  # a point of the closure; it, or a point moved inward from it, may be one
             x = attack.inward(fnet, spec, confirm, x)
             if confirm(x):

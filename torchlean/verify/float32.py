@@ -103,20 +103,11 @@ def _input_weights(target: Any, n_in: int) -> list[float]:
 
 
 def _quick_search(target: Any, s: Spec, timeout: float, progress: bool, method: str) -> Result:
-    """``bab.solve``'s verdict on ``s``; on input-split chains with the cheaper attack of
-    ``QUICK_ATTACK`` before the branch and bound (its own falsification still runs alongside)."""
-    from . import attack, bab, table
+    """``bab.solve``'s verdict on ``s``, input-split chains with the cheaper up-front attack of
+    ``QUICK_ATTACK`` (their own falsification still runs alongside)."""
+    from .bab import solve
 
-    if not (target.chain and target.bg.n_in <= bab.INPUT_SPLIT_MAX):
-        return bab.solve(target, s, timeout=timeout, progress=progress, method=method)
-    t0 = time.perf_counter()
-    x = attack.search(target.fnet, s, table.confirmer(target, s), seed=0, **QUICK_ATTACK)
-    if x is not None:
-        return Result("sat", x=x)
-    left = timeout - (time.perf_counter() - t0)
-    if left <= 0:
-        return Result("timeout")
-    return bab.verify(target, s, timeout=left, progress=progress, method=method, attack_first=False)
+    return solve(target, s, timeout=timeout, progress=progress, method=method, first_attack=QUICK_ATTACK)
 
 
 class _Found(Exception):
