@@ -197,25 +197,22 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
         consts[name] = w
     maps: dict[int, Any] = {}
     for t, node in enumerate(ir["nodes"]):
-        ins = node["inputs"]
-        if LINEAR.get(node["op"]) == "exact" and all(n in consts for n in ins):
+        op, ins, at = node["op"], node["inputs"], dict(node.get("attrs") or {})
+        if LINEAR.get(op) == "exact" and all(n in consts for n in ins):
             # a selection of constants: the constant it selects (each entry a copy: exact)
             vs = env[node["output"]].v
-            require(all(isinstance(q, Fraction) for q in vs), f"{node['op']}: a constant with no value")
+            require(all(isinstance(q, Fraction) for q in vs), f"{op}: a constant with no value")
             consts[node["output"]] = np.array([float(q) for q in vs]).reshape(env[node["output"]].shape)
-        elif node["op"] == "batch_norm":
-            maps[t] = dict(node.get("attrs") or {})
-        elif node["op"] in LIN:
-            at = dict(node.get("attrs") or {})
-            maps[t] = (_select(node["op"], [env[n] for n in ins], at) if LINEAR[node["op"]] == "exact"
-                       else _map(node["op"], env[ins[0]], [], at))
-        elif node["op"] == "matmul":
+        elif op in LIN:
+            maps[t] = (_select(op, [env[n] for n in ins], at) if LINEAR[op] == "exact"
+                       else _map(op, env[ins[0]], [], at))
+        elif op == "matmul":
             right = ins[1] in consts
             maps[t] = _matmul_map(consts[ins[right]], env[ins[not right]].shape, right)
-        elif node["op"] in ("conv2d", "avg_pool2d", "max_pool2d"):
-            maps[t] = _map(node["op"], env[ins[0]], [env[n] for n in ins[1:]], dict(node.get("attrs") or {}))
-        elif node["op"] in FNS:  # (gelu and silu rows take no attrs: ``lower._unary_fn``)
-            maps[t] = {} if node["op"] in ("gelu", "silu") else dict(node.get("attrs") or {})
+        elif op in ("conv2d", "avg_pool2d", "max_pool2d"):
+            maps[t] = _map(op, env[ins[0]], [env[n] for n in ins[1:]], at)
+        elif op == "batch_norm" or op in FNS:  # (attrs; the gelu and silu rows take none: ``lower``)
+            maps[t] = {} if op in ("gelu", "silu") else at
     _CACHE.clear()
     _CACHE[model] = (bg, fg, forms, consts, maps)
     return _CACHE[model]
