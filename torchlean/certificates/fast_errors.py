@@ -73,18 +73,24 @@ def supported(ir: dict[str, Any]) -> str | None:
     """None when every node of the IR has a fast row and every constant is a float tensor; else
     why not (one line)."""
     consts = ir["constants"]
-    folded = set()  # (a selection of constants only is a constant: ``_compiled`` folds it)
+    # a selection of constants only is a constant (``_compiled`` folds it), with its rank where
+    # the attrs say it (None: unknown): a matmul reading a 3-D fold was accepted here, then
+    # refused by ``_matmul_map`` ("a scalar operand"), so the generator never fell back to exact
+    folded: dict[str, int | None] = {}
+    rank = lambda n: len(consts[n]["shape"]) if n in consts else folded[n]  # noqa: E731
     for node in ir["nodes"]:
-        op, ins = node["op"], node["inputs"]
+        op, ins, at = node["op"], node["inputs"], node.get("attrs") or {}
         if op not in ROWS:
             return f"primitive {op!r} has no fast rounding-error row"
         if LINEAR.get(op) == "exact" and all(n in consts or n in folded for n in ins):
-            folded.add(node["output"])
+            shape, axes = at.get("shape", ()), at.get("axes")
+            folded[node["output"]] = (len(shape) if op in ("reshape", "broadcast_to") else len(axes)
+                                      if op == "transpose" and axes is not None else rank(ins[0])
+                                      if ins and op in ("neg", "transpose", "slice", "concat") else None)
             continue
         if op in ("mul", "div") and not (ins[1] in consts and ins[0] not in consts):
             return f"{op}: only data {op} a constant has a fast row"
-        if op == "matmul" and ([len(consts[n]["shape"]) for n in ins if n in consts]
-                               + [2 for n in ins if n in folded]) != [2]:
+        if op == "matmul" and [rank(n) for n in ins if n in consts or n in folded] != [2]:
             return "matmul: one data operand and one 2-D constant required"
         if op in ("sum", "mean") and ins[0] in consts:
             return f"{op}: a data input required"

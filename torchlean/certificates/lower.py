@@ -375,6 +375,12 @@ def lower(ir: dict[str, Any], values: dict[str, Tensor] | None = None, wide: boo
     ins = [i for i in ir["inputs"] if not str(i["dtype"]).startswith("float")]
     if ins:
         raise Unsupported(f"non-float graph input {ins[0]['name']!r}")
+    # each value named once (as ``Graph.check``): ``values`` keeps a name's last value only, and
+    # the error columns read a node's ranges by its output's name (a node rewriting "h" got the
+    # later value's ranges: a fast-column epsilon 100x below the run's error was accepted)
+    names = [i["name"] for i in ir["inputs"]] + list(ir["constants"]) + [n["output"] for n in ir["nodes"]]
+    if len(set(names)) != len(names):
+        raise Unsupported("a value name defined twice (an IR names each value once)")
     shapes = [tuple(int(d) for d in i["shape"]) for i in ir["inputs"]]
     n_in = sum(_size(s) for s in shapes)
     L = Lowerer(n_in, wide)
