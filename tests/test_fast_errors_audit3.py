@@ -45,22 +45,39 @@ def _renamed(column: str, output: str) -> dict:
     return {"kind": "errorbound", "statement": st, "digest": digest(st), "steps": [["1e-7"], ["2e-7"]]}
 
 
+def _max_error(g: Graph, real) -> Fraction:
+    """The largest |run - real| of the runtime (float32) over x in 999.5 + k/256 (k < 256): the
+    runtime runs an IR that names a value twice by overwriting, as ``lower`` did."""
+    xs = np.float32(999.5) + np.arange(0, 0.5, 1 / 256, dtype=np.float32)
+    run = [Q(float(run_graph(g, {"x": np.array([[x]])}, dtype=np.float32)[0][0, 0])) for x in xs]
+    return max(abs(y - real(Q(float(x)))) for x, y in zip(xs, run))
+
+
 def test_an_ir_rewriting_a_name_had_an_epsilon_below_its_run():
-    """The hole: ``lower`` kept only a name's last value, and both columns read a node's ranges
-    by its output's name, so "h = x + 0.3; h = h - 1000.3" charged the first add's rounding on
-    the second value's range [0, 1] (u, not u 1001). The fast column (no meet with the node's
-    own computed range) accepted epsilon 2e-7; the runtime, which runs such an IR by the same
-    overwriting (``run_graph``), errs by ~1.2e-5 on it. Now refused in both columns."""
+    """The hole (both columns): ``lower`` kept a name's last value only, and both columns read a
+    node's ranges by its output's name. Fast: "h = x + 0.3; h = h - 1000.3" charged the first
+    add's rounding on the second value's range [0, 1] (u, not u 1001) and accepted epsilon 2e-7;
+    the run errs ~1.2e-5. Exact (its meet with the node's own range kept the first IR empty, so
+    refused): "h = x + 0.3; t = h - 999; g = relu(t); h = x * 0.001" met the first h with
+    [-1, 1], so t looked dead and g's epsilon 0 was accepted; the run errs ~1.2e-5 there too."""
     bad = Graph(SSA.inputs, SSA.constants, [Node("add", ["x", "K"], "h"), Node("sub", ["h", "K2"], "h")],
                 ["h"])  # (no .check(): it refuses this IR)
-    xs = np.float32(1000) + np.arange(0, 1, 1 / 64, dtype=np.float32)
-    real = [Q(float(x)) + Q(float(K[0, 0])) - Q(float(K2[0, 0])) for x in xs]
-    err = max(abs(Q(float(run_graph(bad, {"x": np.array([[x]])}, dtype=np.float32)[0][0, 0])) - r)
-              for x, r in zip(xs, real))
-    assert err > 50 * Q("2e-7")  # (so accepting epsilon 2e-7 would certify a false claim)
-    for column in ("fast", "exact"):
-        v = check(_renamed(column, "h"))
-        assert not v.ok and "defined twice" in v.reason, (column, v.reason)
+    assert _max_error(bad, lambda x: x + Q(float(K[0, 0])) - Q(float(K2[0, 0]))) > 50 * Q("2e-7")
+    v = check(_renamed("fast", "h"))
+    assert not v.ok and "defined twice" in v.reason, v.reason
+    consts = {"K": K, "K3": np.array([[999.0]], np.float32), "S": np.array([[0.001]], np.float32)}
+    nodes = [Node("add", ["x", "K"], "h"), Node("sub", ["h", "K3"], "t"), Node("relu", ["t"], "g"),
+             Node("mul", ["x", "S"], "h")]
+    bad = Graph(SSA.inputs, consts, nodes, ["g"])
+    assert _max_error(bad, lambda x: max(Q(0), x + Q(float(K[0, 0])) - 999)) > Q(1, 10**5)
+    st = statement(Graph(SSA.inputs, consts, nodes[:3] + [Node("mul", ["x", "S"], "h2")], ["g"]).check(),
+                   [(Q(-1000), Q(1000))], "binary32", ranges="fast", column="exact")
+    st["graph"]["nodes"][3]["output"] = "h"
+    st["model"], st["epsilon"] = model_id(st["graph"]), ["0"]
+    cert = {"kind": "errorbound", "statement": st, "digest": digest(st),
+            "steps": [["6e-8"], ["6e-5"], ["0"], ["6e-8"]]}  # (main's own steps, rounded up)
+    v = check(cert)
+    assert not v.ok and "defined twice" in v.reason, v.reason
 
 
 @pytest.mark.parametrize("column", ["fast", "exact"])
