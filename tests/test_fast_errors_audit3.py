@@ -1,8 +1,8 @@
 """Audit 3 of the fast rounding-error column (h-audit3): the function rows, the generic linear path,
 eval batch_norm, the constant folding and the lowering's well-formedness checks, attacked
-independently of the sessions that wrote them. Each test names the hole it closes; every one
-failed on main before its fix. What was tried against the rows that held is in the branch's
-report (TRUST_BOUNDARIES.md, "The fast column")."""
+independently of the sessions that wrote them. Each test names the hole it closes and failed on
+main before its fix, except the last, a guard that the fix keeps the zoo CNN's 2-D fold fast.
+What was tried against the rows that held is listed in the branch's report."""
 
 from __future__ import annotations
 
@@ -120,8 +120,8 @@ def test_matmul_on_a_rank3_fold_falls_back_to_the_exact_column(name):
 
 
 def test_a_rank2_fold_still_takes_the_fast_column():
-    """The zoo CNN's case (a transposed 2-D weight) keeps its fast row after the fix, and a shrunk
-    epsilon of its certificate is still rejected."""
+    """A guard (passes on main too): the zoo CNN's case (a transposed 2-D weight) keeps its fast
+    row after the fix, and a shrunk epsilon of its certificate is still rejected."""
     g = Graph([Value("x", (3, 1), "float32")], {"W": W},
               [Node("transpose", ["W"], "w", {"axes": (1, 0)}), Node("matmul", ["w", "x"], "y")],
               ["y"]).check()
