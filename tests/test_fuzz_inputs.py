@@ -121,18 +121,27 @@ def test_vnnlib_mutations_large(tmp_path):
     _fuzz_vnnlib(tmp_path, N_SLOW, 101)
 
 
-def test_vnnlib_size_limit_and_speed(tmp_path):
-    """A file of many asserts is read fast (no quadratic DNF) or refused above the size limit."""
+def test_vnnlib_size_limit_and_linear_reading(tmp_path):
+    """A file of many asserts is read in time linear in its size (no quadratic DNF), or refused above
+    the size limit. Judged by the ratio of two sizes read on the same machine in the same test (not a
+    wall-clock limit, which fails on a loaded machine): 10x the asserts must cost well under the ~100x
+    a quadratic reader takes (it did: 200k asserts took minutes)."""
     import time
 
     from torchlean._files import MAX_VNNLIB_BYTES
 
-    body = "".join(f"(assert (<= Y_0 {i}.5))\n" for i in range(5_000))
-    p = tmp_path / "many.vnnlib"
-    p.write_text(HEAD + BOX + body)
-    t = time.monotonic()
-    assert _read_vnnlib(p, None) == "read"
-    assert time.monotonic() - t < 5.0  # (was quadratic: 200k asserts took minutes)
+    def best_time(n: int) -> float:
+        body = "".join(f"(assert (<= Y_0 {i}.5))\n" for i in range(n))
+        p = tmp_path / f"many{n}.vnnlib"
+        p.write_text(HEAD + BOX + body)
+        times = []
+        for _ in range(2):
+            t = time.perf_counter()
+            assert _read_vnnlib(p, None) == "read"
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    assert best_time(1_500) < 30 * best_time(150)
     big = tmp_path / "big.vnnlib"
     big.write_text(HEAD + BOX + "; " + "x" * MAX_VNNLIB_BYTES + "\n")
     with pytest.raises(InputError, match="size limit"):
