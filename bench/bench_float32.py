@@ -3,6 +3,15 @@
     OPENBLAS_NUM_THREADS=1 python bench/bench_float32.py [--timeout 60] [--limit 4] [--out rows.csv]
         [--sets acasxu,mnistfc,...] [--data ../shared/data] [-j N]
 
+    OPENBLAS_NUM_THREADS=1 python bench/bench_float32.py --balls 0.001,0.01 [--sets ...] [--points 200]
+
+``--balls R,...``: instead of verdicts, per instance and radius r (and the property's own box,
+"box") the certified epsilon of a fast-column walk on the ball centre ± r around the centre of
+the property's box, the largest float32 error observed on ``--points`` sampled points of that box
+(float32 run against float64: a lower bound on the worst case), and the real margin at the centre
+against the growth sum_j |a_j| eps_j of the atoms: where the growth reaches the margin the grown
+property is false at the centre itself, so no search can prove it.
+
 ``--sets`` names any benchmark folder of the data root (acasxu's eleven instances are a fixed list;
 every other set takes its expected.csv's unsat rows round robin over its networks, ``--limit`` of
 them); ``-j N`` runs N instances at once, each in its own process (on a machine with N free cores).
@@ -19,9 +28,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 SETS = {
@@ -87,6 +101,43 @@ def run_one(s: str, net_p: Path, prop_p: Path, timeout: float, splits: int) -> t
             "" if eps_s is None else f"{eps_s:.1f}", why, leaves)
 
 
+def margin(spec: Any, y: np.ndarray, eps: np.ndarray) -> tuple[float, float]:
+    """(the property's margin at outputs y: min over disjuncts of the largest a·y - b of its atoms,
+    > 0 where y is safe; the largest growth sum_j |a_j| eps_j over the atoms), in float64."""
+    m, g = math.inf, 0.0
+    for r in spec.regions:
+        for d in r.disjuncts:
+            m = min(m, max(float(np.dot([float(a) for a in t.a], y)) - float(t.b) for t in d))
+            g = max([g] + [float(np.abs([float(a) for a in t.a]) @ eps) for t in d])
+    return m, g
+
+
+def ball_rows(s: str, net_p: Path, prop_p: Path, radii: list[str], points: int) -> list[tuple[str, ...]]:
+    """Per radius (and "box": the property's hull), the certified epsilon (fast-column walk) vs
+    the observed float32 error and the centre's margin (module docstring)."""
+    from torchlean.floats.errorbound import bound_certificate, epsilons, observed_error
+    from torchlean.floats.network import run_float
+    from torchlean.verify.float32 import hull
+    from torchlean.verify.table import load_instance
+
+    t, spec = load_instance(net_p, prop_p)
+    g, root = t.graph, hull(spec)
+    c = [(a + b) / 2 for a, b in root]
+    y = run_float(g, np.array([[float(v) for v in c]]), np.float64)[0]
+    rows = []
+    for r in radii:
+        box = root if r == "box" else [(v - Fraction(r), v + Fraction(r)) for v in c]
+        t0 = time.monotonic()
+        eb = bound_certificate(g, box, "binary32", ranges="fast")
+        walk_s = time.monotonic() - t0
+        eps = np.array([float(e) for e in epsilons(eb)])
+        obs = observed_error(g, box, points, reference=False).max_error
+        m, grow = margin(spec, y, eps)
+        rows.append((s, net_p.name, prop_p.name, r, f"{eps.max():.3g}", f"{obs.max():.3g}",
+                     f"{eps.max() / obs.max():.3g}", f"{m:.3g}", f"{grow:.3g}", f"{walk_s:.1f}"))
+    return rows
+
+
 def main() -> int:
     global ROOT
     ap = argparse.ArgumentParser()
@@ -99,6 +150,8 @@ def main() -> int:
     ap.add_argument("--splits", type=int, default=SPLITS, help="partition splits (default: the CLI's)")
     ap.add_argument("--only", default=None, help="comma-separated network:property filters")
     ap.add_argument("--data", default=None, help="the data root (default ../shared/data)")
+    ap.add_argument("--balls", default=None, help="comma-separated radii (and 'box'): epsilon vs observed")
+    ap.add_argument("--points", type=int, default=200, help="sampled points per ball (--balls)")
     ap.add_argument("-j", "--jobs", type=int, default=1, help="instances run at once, one process each")
     a = ap.parse_args()
     if a.data:
@@ -106,6 +159,18 @@ def main() -> int:
     todo = [(s, n, p) for s in a.sets.split(",") for n, p in instances(s, a.limit)
             if not a.only or any(f"{n.name}:{p.name}".find(o) >= 0 for o in a.only.split(","))]
     rows = []
+    if a.balls:
+        print("| set | network | property | radius | max eps | max observed | eps/observed | centre margin "
+              "| growth | walk s |")
+        print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
+        for s, n, p in todo:
+            for row in ball_rows(s, n, p, a.balls.split(","), a.points):
+                rows.append(row)
+                print("| " + " | ".join(row) + " |", flush=True)
+        if a.out:
+            with open(a.out, "w", newline="") as f:
+                csv.writer(f).writerows(rows)
+        return 0
     print("| set | network | property | real | real s | float32 | float32 s (check s) | parts | max eps "
           "| eps s | why | leaves (inherited) |")
     print("|---|---|---|---|---:|---|---:|---:|---:|---:|---|---:|")

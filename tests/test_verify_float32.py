@@ -465,22 +465,58 @@ def test_input_sensitivity_is_the_jacobian_and_split_dim_follows_it():
     assert split_dim([(Fraction(0), Fraction(1)), (Fraction(0), Fraction(3))], None) == 1
 
 
-def test_partitioned_certificate_with_scored_splits_replays():
+def _counting_sensitivity(monkeypatch) -> list[int]:
+    """``float32.input_sensitivity`` wrapped to count its calls (the list's length)."""
+    from torchlean.verify import float32
+
+    calls, real = [], float32.input_sensitivity
+
+    def counted(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(float32, "input_sensitivity", counted)
+    return calls
+
+
+def test_partitioned_certificate_with_scored_splits_replays(monkeypatch):
     """The partitioned proof with the scored split (80 inputs, two of them free, the others fixed
     at 0, so the bisection is the sensitivity's choice among the two): the whole box's epsilon is
     above the margin (eps/2 over a fine grid's maximum), the partitioned verdict is unsat and its
-    certificate replays, and the split inputs are the free ones."""
+    certificate replays, the split inputs are the free ones, and the scores were computed once
+    (the root's, reused by every bisection)."""
     from torchlean.verify.float32 import input_sensitivity
 
     g = mlp([80, 16, 16, 1], "relu", seed=3)
     box = [(Fraction(-4), Fraction(4))] * 2 + [(Fraction(0), Fraction(0))] * 78
     assert input_sensitivity(g, box) is not None
     spec = _half_eps_above_max(g, box)
+    calls = _counting_sensitivity(monkeypatch)
     res = verify_float32(g, table.target(g), spec, timeout=120, splits=16)
     assert res.verdict == "unsat", res.stats
     assert "parts" in res.cert and check_vnn_float(res.cert, lower(g.to_dict()), spec).ok
     dims = {n["split"][0] for n in _leaves_and_nodes(res.cert["parts"])}
     assert dims and dims <= {0, 1}
+    assert len(calls) == 1 and res.stats["weights_s"] >= 0
+
+
+def test_no_bisection_no_input_scores(monkeypatch):
+    """A property proved on the whole box (80 inputs, a margin of twice the certified epsilon
+    above the real maximum sum |W| + b of a linear network) never reads the bisection's input
+    scores: ``input_sensitivity`` (one network run per input: 36 s on sri_resnet_a's 3,072 inputs)
+    is not called, though splits are allowed (it was, up front, before any walk)."""
+    g = mlp([80, 1], "relu", seed=5)
+    W, b = g.constants["W0"].astype(np.float64), g.constants["b0"].astype(np.float64)
+    box = [(Fraction(-1), Fraction(1))] * 80
+    m = sum(abs(Fraction(float(w))) for w in W[:, 0]) + Fraction(float(b[0]))
+    eps = epsilons(bound_certificate(g, box, "binary32", ranges="fast"))[0]
+    atom = Atom((Fraction(-1),), -(m + 2 * eps), False)  # -y <= -(m + 2 eps): unsafe y >= m + 2 eps
+    spec = Spec(80, 1, (Region(tuple(a for a, _ in box), tuple(c for _, c in box), ((atom,),)),))
+    calls = _counting_sensitivity(monkeypatch)
+    res = verify_float32(g, table.target(g), spec, timeout=60, splits=16)
+    assert res.verdict == "unsat", res.stats
+    assert "parts" not in res.cert and check_vnn_float(res.cert, lower(g.to_dict()), spec).ok
+    assert calls == [] and "weights_s" not in res.stats
 
 
 def _leaves_and_nodes(tree):

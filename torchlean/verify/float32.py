@@ -209,7 +209,8 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
     was proved with, less its IR: the certificate carries that once). An unsat
     result's certificate has been accepted by ``check_vnn_float``; its reason is in stats["why"].
     stats: "parts" error-bound walks, "leaves" the certificate's parts, "inherited" those proved
-    with an ancestor's epsilon, "searches" real searches.
+    with an ancestor's epsilon, "searches" real searches, "weights_s" the seconds of
+    ``split_weights`` (at the first bisection; absent when none).
     ``column``: the error column of every part (``floats.errorbound.statement``; by default the
     fast one where every node has a fast row)."""
 
@@ -305,7 +306,11 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         if budget[0] <= 0:
             return None
         budget[0] -= 1
-        d = split_dim(box, weight)
+        if not weights:  # (the first bisection: the root's scores, then reused by every box)
+            tw = time.monotonic()
+            weights.append(split_weights(graph, target, root))
+            stats["weights_s"] = time.monotonic() - tw
+        d = split_dim(box, weights[0])
         lo, hi = box[d]
         v = (lo + hi) / 2
         left = prove(box[:d] + [(lo, v)] + box[d + 1:], eb, k + 1)
@@ -313,7 +318,10 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         return None if right is None else {"split": [d, str(v)], "lo": left, "hi": right}
 
     root = hull(spec)
-    weight = split_weights(graph, target, root) if splits else None
+    # ``split_weights`` only once a box is bisected: above ``SCORED_INPUTS`` inputs it runs the
+    # network once per input (sri_resnet_a's 3,072: 36 s, oval21's: 6-10 s at load ~4), which a
+    # proof of the whole box in one part never reads (oval21 img4549: 6 of its 23 s)
+    weights: list[Any] = []
     try:
         part = prove(root, None)
     except _Found as f:
