@@ -41,6 +41,7 @@ from .errorctx import Ctx
 from .fast_blocks import _absdot, _apply, _blk, _plus, _rows, _scale, _Sp, _terms
 from .fast_fns import FNS, _Fns
 from .fast_forms import _charge, _dense, _Forms, _hi, _Mat, _up
+from .fast_prods import matmul_pairs, prod, prod_range, sum_map
 from .lower import ROWS as LOWER
 from .lower import _decode_const, lower
 from .lower_linear import _pair
@@ -68,11 +69,8 @@ def supported(ir: dict[str, Any]) -> str | None:
         if LINEAR.get(op) == "exact" and all(n in consts or n in folded for n in ins):
             folded.add(node["output"])
             continue
-        if op in ("mul", "div") and not (ins[1] in consts and ins[0] not in consts):
-            return f"{op}: only data {op} a constant has a fast row"
-        if op == "matmul" and ([len(consts[n]["shape"]) for n in ins if n in consts]
-                               + [2 for n in ins if n in folded]) != [2]:
-            return "matmul: one data operand and one 2-D constant required"
+        if op == "div" and not (ins[1] in consts and ins[0] not in consts):
+            return "div: only data div a constant has a fast row"
         if op in ("sum", "mean") and ins[0] in consts:
             return f"{op}: a data input required"
         if op == "batch_norm" and (ins[0] in consts or not all(n in consts for n in ins[1:])):
@@ -193,7 +191,7 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
         elif op in LIN:
             maps[t] = (_select(op, [env[n] for n in ins], at) if LINEAR[op] == "exact"
                        else _map(op, env[ins[0]], [], at))
-        elif op == "matmul":
+        elif op == "matmul" and _one_weight(ins, consts):
             right = ins[1] in consts
             maps[t] = _matmul_map(consts[ins[right]], env[ins[not right]].shape, right)
         elif op in ("conv2d", "avg_pool2d", "max_pool2d"):
@@ -203,6 +201,12 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
     _CACHE.clear()
     _CACHE[model] = (bg, fg, forms, consts, maps)
     return _CACHE[model]
+
+
+def _one_weight(ins: list[str], consts: dict[str, np.ndarray]) -> bool:
+    """A matmul of data by one 2-D constant (``_dot`` on its map); else two data operands
+    (``fast_prods``: products, then their sums)."""
+    return [consts[n].ndim for n in ins if n in consts] == [2]
 
 
 def _matmul_map(W: np.ndarray, xs: tuple[int, ...], right: bool) -> _Mat:
@@ -313,7 +317,7 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
           mp: Any = None) -> _V:
     """One IR node's row; ``cw``: per input, its constant's floats (None for data); ``mp``: a
     linear node's map (``_map``, ``_matmul_map``). ``propagate`` has required ``supported``:
-    mul/div read data then a constant, matmul one 2-D constant, conv2d/pooling a data input."""
+    div reads data then a constant, conv2d/pooling a data input (mul and matmul: any operands)."""
     if op in ("flatten", "reshape"):  # (row-major order kept: the same elements, exactly)
         v = ins[0]
         return _V(lo, hi, v.C, v.rem, v.E)
@@ -326,6 +330,10 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
         return _lin(w, op, ins, mp, lo, hi)
     if op == "batch_norm":
         return _batch_norm(w, ins[0], cw[1:], shapes[0], lo, hi, mp)  # (mp: its attributes)
+    if op == "matmul" and mp is None:  # two data operands: ``Ctx.mul`` per product, then "dot"
+        ia, ib, n = matmul_pairs(*shapes)
+        P = prod(w, *ins, ia, ib, *prod_range(*ins, ia, ib))
+        return _dot(w, P, sum_map(len(lo), n), lo, hi)
     if op in ("matmul", "conv2d"):
         return _dot(w, ins[cw[0] is not None], mp, lo, hi)
     if op == "avg_pool2d":
@@ -343,6 +351,8 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
         Ein = a.E[ia] + b.E[ib]
         return w.one(lo, hi, _plus(_rows(a.C, ia), _rows(b.C, ib), sg), _charge(Ein, 2),
                      _up(a.rem[ia] + b.rem[ib], 1), Ein, False)
+    if op == "mul" and (cw[1] is None or cw[0] is not None):  # data x data (``Ctx.mul``)
+        return prod(w, a, b, ia, ib, lo, hi)
     c = cw[1].ravel()[ib]
     dc = w.cast_err(c)
     if op == "mul":  # "one", plus the constant's own cast error twice (``_linear``'s extra)
