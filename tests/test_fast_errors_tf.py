@@ -33,7 +33,8 @@ def _graph(tail: list[Node], out: str, extra: dict | None = None) -> Graph:
 GRAPHS = {
     # an LSTM cell's c = f c + i g: gate times gate, a square, and a constant times data (left)
     "mul": _graph([Node("mul", ["t", "s"], "p", {}), Node("mul", ["p", "p"], "q", {}),
-                   Node("mul", ["K", "q"], "y", {})], "y", {"K": RNG.normal(0, 2, (1, 8)).astype(np.float32)}),
+                   Node("mul", ["K", "q"], "y", {})], "y",
+                  {"K": RNG.normal(0, 2, (1, 8)).astype(np.float32)}),
     # attention's scores q k^T: (2, 4) @ (4, 2), both operands from the input
     "matmul": _graph([Node("reshape", ["t"], "r", {"shape": (2, 4)}),
                       Node("reshape", ["s"], "u", {"shape": (2, 4)}),
