@@ -51,6 +51,32 @@ GRAPHS = {
     "const": _graph([Node("matmul", ["H", "V"], "c", {}), Node("add", ["c", "t"], "y", {})], "y",
                     {"H": RNG.normal(0, 1, (1, 3)).astype(np.float32),
                      "V": RNG.normal(0, 1, (3, 8)).astype(np.float32)}),
+    # the selections by a constant key: a causal-style mask (bool, broadcast), gather and an
+    # embedding lookup of a data table (int64 indices, repeated)
+    "where": _graph([Node("reshape", ["t"], "r", {"shape": (2, 4)}),
+                     Node("where", ["M", "r", "F"], "c", {}), Node("add", ["c", "r"], "y", {})], "y",
+                    {"M": np.array([[True, False, True, True], [False, False, True, False]]),
+                     "F": np.array(-0.3, np.float32)}),
+    "gather": _graph([Node("reshape", ["t"], "r", {"shape": (2, 4)}),
+                      Node("gather", ["r", "I"], "g", {"axis": 1}),
+                      Node("reshape", ["s"], "u", {"shape": (4, 2)}),
+                      Node("embedding", ["u", "J"], "e", {}),
+                      Node("reshape", ["e"], "y", {"shape": (2, 3)}),
+                      Node("concat", ["g", "y"], "z", {"axis": 1})], "z",
+                     {"I": np.array([[3, 0, 0], [1, 2, 3]]), "J": np.array([[2, 0, 2]])}),
+    # maximum / minimum, one operand broadcast (the exact column's row takes data operands only)
+    "maximum": _graph([Node("maximum", ["t", "s"], "m", {}),
+                       Node("reshape", ["s"], "r", {"shape": (2, 4)}),
+                       Node("slice", ["t"], "h", {"index": [(0, 1, 1), (2, 6, 1)]}),
+                       Node("minimum", ["r", "h"], "k", {}),
+                       Node("reshape", ["k"], "kk", {"shape": (1, 8)}),
+                       Node("add", ["m", "kk"], "y", {})], "y"),
+    # pow with integer exponents (a square, a cube), a negative one and 1/2 on a positive range
+    "pow": _graph([Node("pow", ["t"], "p", {"exponent": 2}), Node("pow", ["t"], "q", {"exponent": 3}),
+                   Node("add", ["s", "One"], "s1", {}), Node("pow", ["s1"], "r", {"exponent": -1}),
+                   Node("pow", ["s1"], "h", {"exponent": 0.5}), Node("add", ["p", "q"], "pq", {}),
+                   Node("add", ["pq", "r"], "pqr", {}), Node("add", ["pqr", "h"], "y", {})], "y",
+                  {"One": np.array(1.5, np.float32)}),
 }
 BOX = [(Q(-1), Q(1))] * 6
 FLOATS = [("binary32", np.float32), ("binary16", np.float16), ("bfloat16", ml_dtypes.bfloat16)]
@@ -59,6 +85,17 @@ FLOATS = [("binary32", np.float32), ("binary16", np.float16), ("bfloat16", ml_dt
 def test_supported():
     for g in GRAPHS.values():
         assert fe.supported(g.to_dict()) is None
+    new = {"mul", "matmul", "where", "gather", "embedding", "maximum", "minimum", "pow"}
+    assert new <= {n.op for g in GRAPHS.values() for n in g.nodes} and new <= set(fe.ROWS)
+
+
+def test_refused():
+    """A data condition or index, and an integer constant read as data, stay refused."""
+    g = _graph([Node("reshape", ["t"], "r", {"shape": (2, 4)}),
+                Node("where", ["r", "r", "F"], "y", {})], "y", {"F": np.array(0.0, np.float32)})
+    assert "where: a constant condition" in fe.supported(g.to_dict())
+    g = _graph([Node("add", ["t", "I"], "y", {})], "y", {"I": np.arange(8)})
+    assert "dtype" in fe.supported(g.to_dict())
 
 
 @pytest.mark.parametrize("name", sorted(GRAPHS))

@@ -50,9 +50,11 @@ Q = Fraction
 #: the IR nodes with a fast row (``_node``); "dot" and "one" as ``errorbound.LINEAR``
 #: the nodes read through ``_map``'s generic path by their exact-column kind (``errorbound.LINEAR``,
 #: ``_lin``): selections ("exact"), sums ("dot"), means ("avg")
-LIN = ("transpose", "slice", "concat", "broadcast_to", "sum", "mean")
+LIN = ("transpose", "slice", "concat", "broadcast_to", "sum", "mean", "where", "gather", "embedding")
+#: the selections whose input at this position is read by value: a constant condition or indices
+KEY = {"where": 0, "gather": 1, "embedding": 1}
 ROWS = ("matmul", "add", "sub", "mul", "div", "neg", "flatten", "reshape", "conv2d", "avg_pool2d",
-        "max_pool2d", "batch_norm") + FNS + LIN
+        "max_pool2d", "batch_norm", "maximum", "minimum") + FNS + LIN
 FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
@@ -69,6 +71,8 @@ def supported(ir: dict[str, Any]) -> str | None:
         if LINEAR.get(op) == "exact" and all(n in consts or n in folded for n in ins):
             folded.add(node["output"])
             continue
+        if op in KEY and ins[KEY[op]] not in consts and ins[KEY[op]] not in folded:
+            return f"{op}: a constant {'condition' if op == 'where' else 'index'} required"
         if op == "div" and not (ins[1] in consts and ins[0] not in consts):
             return "div: only data div a constant has a fast row"
         if op in ("sum", "mean") and ins[0] in consts:
@@ -78,8 +82,10 @@ def supported(ir: dict[str, Any]) -> str | None:
         if op in ("conv2d", "avg_pool2d", "max_pool2d") and (ins[0] in consts or not all(
                 n in consts for n in ins[1:])):
             return f"{op}: a data input (and a constant kernel) required"
+    # (a constant of another dtype only as a condition or indices, ``KEY``: read by value)
+    read = {n for node in ir["nodes"] for i, n in enumerate(node["inputs"]) if KEY.get(node["op"]) != i}
     for name, a in ir["constants"].items():
-        if str(a["dtype"]) not in FLOAT_DTYPES:
+        if str(a["dtype"]) not in FLOAT_DTYPES and name in read:
             return f"constant {name!r} of dtype {a['dtype']} has no fast rounding-error row"
     return None
 
@@ -136,14 +142,17 @@ def _map(op: str, x: Tensor, ks: list[Tensor], attrs: dict[str, Any]) -> Any:
 
 
 def _select(op: str, xs: list[Tensor], attrs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """An "exact" node's map (``errorbound.LINEAR``: transpose, slice, concat, broadcast_to): the
-    bound table's row run on index variables over all its inputs' elements (constants too: their
-    cast error is carried as data's), each output required to be one variable with coefficient 1,
-    so the float kernel copies that element: per output, (which input, which element)."""
+    """An "exact" node's map (``errorbound.LINEAR``: transpose, slice, concat, broadcast_to, where,
+    gather, embedding): the bound table's row run on index variables over all its inputs' elements
+    (constants too: their cast error is carried as data's; a where's condition and the indices,
+    ``KEY``, by their constant values, as the exact column's row reads them), each output required
+    to be one variable with coefficient 1, so the float kernel copies that element: per output,
+    (which input, which element)."""
     base = np.cumsum([0] + [len(x.v) for x in xs])
     L = Lowerer(int(base[-1]))
-    res = LOWER[op](L, [Tensor(x.shape, [Aff({int(b) + j: ONE}) for j in range(len(x.v))])
-                        for x, b in zip(xs, base)], attrs)
+    res = LOWER[op](L, [x if KEY.get(op) == i else Tensor(x.shape, [Aff({int(b) + j: ONE})
+                                                                     for j in range(len(x.v))])
+                        for i, (x, b) in enumerate(zip(xs, base))], attrs)
     require(len(L.nodes) == 1, f"{op}: a row with nonlinear nodes")
     src = []
     for e in res.v:
@@ -189,6 +198,10 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
             require(all(isinstance(q, Fraction) for q in vs), f"{op}: a constant with no value")
             consts[node["output"]] = np.array([float(q) for q in vs]).reshape(env[node["output"]].shape)
         elif op in LIN:
+            # (a float condition is cast to the format in the float run: only 0 and 1 stay what
+            # the exact row reads)
+            require(op != "where" or bool(np.isin(consts[ins[0]], (0.0, 1.0)).all()),
+                    "where: a condition entry other than 0 or 1")
             maps[t] = (_select(op, [env[n] for n in ins], at) if LINEAR[op] == "exact"
                        else _map(op, env[ins[0]], [], at))
         elif op == "matmul" and _one_weight(ins, consts):
@@ -346,6 +359,17 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
     require(len(ins) == 2, f"{op}: two operands expected")
     ia, ib = _bcast(shapes)
     a, b = ins
+    if op in ("maximum", "minimum"):  # ``Ctx.maxlike`` per pair (minimum: -max(-a, -b), exact)
+        sg = 1.0 if op == "maximum" else -1.0
+        pair = [_V(*((v.lo, v.hi) if sg > 0 else (-v.hi, -v.lo)), _scale(v.C, np.full(len(v.E), sg)),
+                   v.rem, v.E) for v in (a, b)]
+        m = len(lo)
+        both = _lin(w, "maximum", pair, (np.repeat([0, 1], m), np.concatenate([ia, ib])),
+                    np.concatenate([pair[0].lo[ia], pair[1].lo[ib]]),
+                    np.concatenate([pair[0].hi[ia], pair[1].hi[ib]]))
+        y = _max(both, np.stack([np.arange(m), m + np.arange(m)], axis=1),
+                 *((lo, hi) if sg > 0 else (-hi, -lo)))
+        return _V(lo, hi, _scale(y.C, np.full(m, sg)), y.rem, y.E)
     if op in ("add", "sub"):  # "one": fl(a~ +- b~), data + data or data + constant
         sg = 1.0 if op == "add" else -1.0
         Ein = a.E[ia] + b.E[ib]

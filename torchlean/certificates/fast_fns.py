@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 #: the elementwise functions with a fast row (``_Walk.fn``: the exact column's ``UNARY`` rule)
 FNS = ("relu", "sigmoid", "tanh", "exp", "log", "sqrt", "erf", "abs", "leaky_relu", "softplus", "silu",
-       "gelu")
+       "gelu", "pow")
 
 
 class _Fns:
@@ -98,7 +98,7 @@ class _Fns:
             return _up(err + u * _up(Fm + err, 1) + self.eta_sum, 3)
         if name == "gelu":
             return self._gelu(np.maximum(np.abs(p), np.abs(q)))
-        require(name in ("exp", "log", "sqrt", "tanh", "erf"), f"{name}: no fast kernel row")
+        require(name in ("exp", "log", "sqrt", "tanh", "erf", "pow"), f"{name}: no fast kernel row")
         return _up(self.kern[0] * Fm + self.kern[1], 2)  # (the libm kernel within k ulp)
 
     def _gelu(self, M: np.ndarray) -> np.ndarray:
