@@ -60,8 +60,8 @@ FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
 def supported(ir: dict[str, Any]) -> str | None:
-    """None when every node of the IR has a fast row and every constant is a float tensor; else
-    why not (one line)."""
+    """None when every node of the IR has a fast row and every constant is a float tensor (or
+    only a where condition or indices, ``KEY``); else why not (one line)."""
     consts = ir["constants"]
     folded = set()  # (a selection of constants only is a constant: ``_compiled`` folds it)
     for node in ir["nodes"]:
