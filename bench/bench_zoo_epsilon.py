@@ -14,8 +14,9 @@ initialisation (seed 0) or after a short training, with generate / replay / obse
 ``--ranges=ibp|crown|fast`` (last argument) picks the statement's ranges (default: fast);
 ``--ball=R``: the box ±R around the model's own input (lstm/gru: test window 0) instead;
 transformer ``--width=W [--layers=N]``: an untrained narrower 'sums' model (2 heads, N blocks, default 2).
-Prints one line: epsilon, observed (500 samples against the binary64 run), the seconds of each
-part, or the one-line reason no certificate was made (bench/README.md, "The zoo's epsilons").
+Prints one line: epsilon (and the error column that made it), observed (500 samples against the
+binary64 run), the seconds of each part, or the one-line reason no certificate was made
+(bench/README.md, "The zoo's epsilons").
 """
 
 from __future__ import annotations
@@ -129,7 +130,9 @@ def main() -> None:
     t3 = time.perf_counter()
     eps = float(max(epsilons(cert)))
     ratio = eps / obs if obs else float("inf")
-    print(f"{kind}: eps {eps:.3g} ({'replayed' if v.ok else 'REJECTED ' + v.reason}), observed {obs:.3g}, "
+    col = cert["statement"].get("column", "exact")
+    print(f"{kind}: eps {eps:.3g} ({'replayed' if v.ok else 'REJECTED ' + v.reason}; {col} column), "
+          f"observed {obs:.3g}, "
           f"ratio {ratio:.3g}; generate {t1 - t0:.1f} s, replay {t2 - t1:.1f} s, observe {t3 - t2:.1f} s")
 
 

@@ -84,7 +84,8 @@ def test_every_row_is_exercised():
     ops = {n.op for s in range(3) for n in chain(s).nodes}
     ops |= {n.op for fn in CASES for n in _graph(fn)[0].nodes}  # (the function rows, h-fastfns)
     # (the generic linear path's nodes, ``fast_errors.LIN``, and batch_norm: test_fast_errors_lin.py)
-    new = set(LIN) | {"batch_norm"}
+    # (and h-fasttf's maximum/minimum/pow and keyed selections: test_fast_errors_tf.py)
+    new = set(LIN) | {"batch_norm", "maximum", "minimum", "pow"}
     assert ops | {n.op for s in range(len(POOLS)) for n in conv_chain(s).nodes} == set(ROWS) - new
 
 

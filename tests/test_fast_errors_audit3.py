@@ -108,15 +108,17 @@ FOLDS = {
 
 
 @pytest.mark.parametrize("name", sorted(FOLDS))
-def test_matmul_on_a_rank3_fold_falls_back_to_the_exact_column(name):
+def test_matmul_on_a_rank3_fold_gets_a_certificate(name):
     """The hole: ``supported`` took every folded constant a matmul reads for 2-D, so the generator
     chose the fast column, whose ``_matmul_map`` then refused ("matmul: a scalar operand"): no
     certificate for a graph the exact column certifies (as it does the same matmul on an IR
-    constant of rank 3). Now ``supported`` knows the fold's rank and says why."""
+    constant of rank 3). Now a matmul whose constant operand is not one 2-D weight takes the fast
+    column's product row (``fast_prods``), and its certificate is accepted; a shrunk one is not."""
     g = FOLDS[name]
-    assert "2-D constant" in fe.supported(g.to_dict())
+    assert fe.supported(g.to_dict()) is None
     cert = bound_certificate(g, [(Q(-1), Q(1))] * 3, "binary32", ranges="fast")
-    assert "column" not in cert["statement"] and check(cert).ok
+    assert cert["statement"]["column"] == "fast" and check(cert).ok
+    rejected(shrunk_epsilon(cert, Q(1, 2)))
 
 
 def test_a_rank2_fold_still_takes_the_fast_column():

@@ -64,7 +64,8 @@ def _corners_and_samples(n: int = 400) -> np.ndarray:
 
 
 def test_every_linear_row_is_exercised():
-    assert {n.op for g in GRAPHS.values() for n in g.nodes} >= set(fe.LIN) | {"batch_norm"}
+    keyed = {"where", "gather", "embedding"}  # (h-fasttf's keyed selections: test_fast_errors_tf.py)
+    assert {n.op for g in GRAPHS.values() for n in g.nodes} >= set(fe.LIN) - keyed | {"batch_norm"}
 
 
 @pytest.mark.parametrize("name", sorted(GRAPHS))

@@ -39,59 +39,42 @@ from .core import float_below, rational, require, tick
 from .errorbound import LINEAR, bn_scale
 from .errorctx import Ctx
 from .fast_blocks import _absdot, _apply, _blk, _plus, _rows, _scale, _Sp, _terms
-from .fast_forms import _charge, _dense, _Forms, _Mat
-from .fast_functions import FAST
-from .functions import FUNCTIONS, GELU_A, GELU_C
+from .fast_fns import FNS, _Fns
+from .fast_forms import _charge, _dense, _Forms, _hi, _Mat, _up
+from .fast_prods import matmul_pairs, prod, prod_range, sum_map
 from .lower import ROWS as LOWER
 from .lower import _decode_const, lower
 from .lower_linear import _pair
 
 Q = Fraction
-#: the elementwise functions with a fast row (``_Walk.fn``: the exact column's ``UNARY`` rule)
-FNS = ("relu", "sigmoid", "tanh", "exp", "log", "sqrt", "erf", "abs", "leaky_relu", "softplus", "silu",
-       "gelu")
 #: the IR nodes with a fast row (``_node``); "dot" and "one" as ``errorbound.LINEAR``
 #: the nodes read through ``_map``'s generic path by their exact-column kind (``errorbound.LINEAR``,
 #: ``_lin``): selections ("exact"), sums ("dot"), means ("avg")
-LIN = ("transpose", "slice", "concat", "broadcast_to", "sum", "mean")
+LIN = ("transpose", "slice", "concat", "broadcast_to", "sum", "mean", "where", "gather", "embedding")
+#: the selections whose input at this position is read by value: a constant condition or indices
+KEY = {"where": 0, "gather": 1, "embedding": 1}
 ROWS = ("matmul", "add", "sub", "mul", "div", "neg", "flatten", "reshape", "conv2d", "avg_pool2d",
-        "max_pool2d", "batch_norm") + FNS + LIN
+        "max_pool2d", "batch_norm", "maximum", "minimum") + FNS + LIN
 FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
-def _up(x: Any, n: int = 2) -> Any:
-    """>= the exact value of a nonnegative expression computed as x with <= n roundings."""
-    return x + _charge(x, n)
-
-
-def _hi(q: Fraction) -> float:
-    """A float >= the rational q (``fast_forms.outward``'s upper end)."""
-    return -float_below(-q)
-
 
 def supported(ir: dict[str, Any]) -> str | None:
-    """None when every node of the IR has a fast row and every constant is a float tensor; else
-    why not (one line)."""
+    """None when every node of the IR has a fast row and every constant is a float tensor (or
+    only a where condition or indices, ``KEY``); else why not (one line)."""
     consts = ir["constants"]
-    # a selection of constants only is a constant (``_compiled`` folds it), with its rank where
-    # the attrs say it (None: unknown): a matmul reading a 3-D fold was accepted here, then
-    # refused by ``_matmul_map`` ("a scalar operand"), so the generator never fell back to exact
-    folded: dict[str, int | None] = {}
-    rank = lambda n: len(consts[n]["shape"]) if n in consts else folded[n]  # noqa: E731
+    folded = set()  # (a selection of constants only is a constant: ``_compiled`` folds it)
     for node in ir["nodes"]:
-        op, ins, at = node["op"], node["inputs"], node.get("attrs") or {}
+        op, ins = node["op"], node["inputs"]
         if op not in ROWS:
             return f"primitive {op!r} has no fast rounding-error row"
         if LINEAR.get(op) == "exact" and all(n in consts or n in folded for n in ins):
-            shape, axes = at.get("shape", ()), at.get("axes")
-            folded[node["output"]] = (len(shape) if op in ("reshape", "broadcast_to") else len(axes)
-                                      if op == "transpose" and axes is not None else rank(ins[0])
-                                      if ins and op in ("neg", "transpose", "slice", "concat") else None)
+            folded.add(node["output"])
             continue
-        if op in ("mul", "div") and not (ins[1] in consts and ins[0] not in consts):
-            return f"{op}: only data {op} a constant has a fast row"
-        if op == "matmul" and [rank(n) for n in ins if n in consts or n in folded] != [2]:
-            return "matmul: one data operand and one 2-D constant required"
+        if op in KEY and ins[KEY[op]] not in consts and ins[KEY[op]] not in folded:
+            return f"{op}: a constant {'condition' if op == 'where' else 'index'} required"
+        if op == "div" and not (ins[1] in consts and ins[0] not in consts):
+            return "div: only data div a constant has a fast row"
         if op in ("sum", "mean") and ins[0] in consts:
             return f"{op}: a data input required"
         if op == "batch_norm" and (ins[0] in consts or not all(n in consts for n in ins[1:])):
@@ -99,8 +82,10 @@ def supported(ir: dict[str, Any]) -> str | None:
         if op in ("conv2d", "avg_pool2d", "max_pool2d") and (ins[0] in consts or not all(
                 n in consts for n in ins[1:])):
             return f"{op}: a data input (and a constant kernel) required"
+    # (a constant of another dtype only as a condition or indices, ``KEY``: read by value)
+    read = {n for node in ir["nodes"] for i, n in enumerate(node["inputs"]) if KEY.get(node["op"]) != i}
     for name, a in ir["constants"].items():
-        if str(a["dtype"]) not in FLOAT_DTYPES:
+        if str(a["dtype"]) not in FLOAT_DTYPES and name in read:
             return f"constant {name!r} of dtype {a['dtype']} has no fast rounding-error row"
     return None
 
@@ -157,14 +142,17 @@ def _map(op: str, x: Tensor, ks: list[Tensor], attrs: dict[str, Any]) -> Any:
 
 
 def _select(op: str, xs: list[Tensor], attrs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """An "exact" node's map (``errorbound.LINEAR``: transpose, slice, concat, broadcast_to): the
-    bound table's row run on index variables over all its inputs' elements (constants too: their
-    cast error is carried as data's), each output required to be one variable with coefficient 1,
-    so the float kernel copies that element: per output, (which input, which element)."""
+    """An "exact" node's map (``errorbound.LINEAR``: transpose, slice, concat, broadcast_to, where,
+    gather, embedding): the bound table's row run on index variables over all its inputs' elements
+    (constants too: their cast error is carried as data's; a where's condition and the indices,
+    ``KEY``, by their constant values, as the exact column's row reads them), each output required
+    to be one variable with coefficient 1, so the float kernel copies that element: per output,
+    (which input, which element)."""
     base = np.cumsum([0] + [len(x.v) for x in xs])
     L = Lowerer(int(base[-1]))
-    res = LOWER[op](L, [Tensor(x.shape, [Aff({int(b) + j: ONE}) for j in range(len(x.v))])
-                        for x, b in zip(xs, base)], attrs)
+    res = LOWER[op](L, [x if KEY.get(op) == i else Tensor(x.shape, [Aff({int(b) + j: ONE})
+                                                                     for j in range(len(x.v))])
+                        for i, (x, b) in enumerate(zip(xs, base))], attrs)
     require(len(L.nodes) == 1, f"{op}: a row with nonlinear nodes")
     src = []
     for e in res.v:
@@ -210,9 +198,13 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
             require(all(isinstance(q, Fraction) for q in vs), f"{op}: a constant with no value")
             consts[node["output"]] = np.array([float(q) for q in vs]).reshape(env[node["output"]].shape)
         elif op in LIN:
+            # (a float condition is cast to the format in the float run: only 0 and 1 stay what
+            # the exact row reads)
+            require(op != "where" or bool(np.isin(consts[ins[0]], (0.0, 1.0)).all()),
+                    "where: a condition entry other than 0 or 1")
             maps[t] = (_select(op, [env[n] for n in ins], at) if LINEAR[op] == "exact"
                        else _map(op, env[ins[0]], [], at))
-        elif op == "matmul":
+        elif op == "matmul" and _one_weight(ins, consts):
             right = ins[1] in consts
             maps[t] = _matmul_map(consts[ins[right]], env[ins[not right]].shape, right)
         elif op in ("conv2d", "avg_pool2d", "max_pool2d"):
@@ -222,6 +214,12 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
     _CACHE.clear()
     _CACHE[model] = (bg, fg, forms, consts, maps)
     return _CACHE[model]
+
+
+def _one_weight(ins: list[str], consts: dict[str, np.ndarray]) -> bool:
+    """A matmul of data by one 2-D constant (``_dot`` on its map); else two data operands
+    (``fast_prods``: products, then their sums)."""
+    return [consts[n].ndim for n in ins if n in consts] == [2]
 
 
 def _matmul_map(W: np.ndarray, xs: tuple[int, ...], right: bool) -> _Mat:
@@ -246,8 +244,9 @@ def _matmul_map(W: np.ndarray, xs: tuple[int, ...], right: bool) -> _Mat:
                 W[a, i].ravel())
 
 
-class _Walk:
-    """The format's constants (floats, outward), the sources' bounds, and the rows' operations."""
+class _Walk(_Fns):
+    """The format's constants (floats, outward), the sources' bounds, and the rows' operations
+    (the elementwise functions' ``fn``: ``fast_fns._Fns``)."""
 
     def __init__(self, stmt: dict[str, Any]):
         # the exact constants, and the checks of format, mode and kernel accuracy, are the exact
@@ -320,132 +319,6 @@ class _Walk:
         local = _up(self.u * out + np.where(under, self.eta, self.eta_sum), 2)
         return self.make(lo, hi, C, _up(local + charge, 1), rem)
 
-    def fn(self, name: str, v: _V, lo, hi, attrs: dict[str, Any]) -> _V:
-        """``Ctx.fn``: f(x~) - f(x) = s e_x, s in f''s range over the float hull [lo - E, hi + E]
-        (mid +- rad), plus the kernel's own error; then the range rule's cap. relu: where its real
-        argument is <= 0, the output's error is max(0, hi + E) (``errorbound.apply``)."""
-        # (each end: two roundings, each <= U (|lo| + |hi| + E + ext), well within ext)
-        ext = _charge(np.abs(v.lo) + np.abs(v.hi) + v.E, 1)
-        p, q = v.lo - v.E - ext, v.hi + v.E + ext
-        row = FAST[name]
-        fl, fh = row.interval(p, q, **attrs)  # (the domain: log, sqrt refuse as ``Ctx.fn``'s _check)
-        Fm = np.maximum(np.abs(fl), np.abs(fh))
-        self.fits(_up(Fm * (1 + self.kern[0]), 2), name)  # (Ctx.fn: |f|(1 + 2k un) fits)
-        if name == "relu":
-            kern = np.zeros_like(p)
-            a = (p > 0) * 1.0  # slope 1 on [p, q] when p > 0, else in [0, 1]
-            b = np.ones_like(p)
-        else:
-            kern = self.kernel(name, p, q, Fm, attrs)
-            a, b = self.slopes(name, p, q, attrs)
-        mid = (a + b) / 2
-        rad = _up(np.maximum(b - mid, mid - a), 1) + _charge(np.abs(a) + np.abs(b), 2)
-        local = _up(kern + rad * v.E + np.abs(mid) * v.rem + _charge(np.abs(mid) * v.E, 1), 4)  # (<= 4 each)
-        if name == "relu":  # (slope 1: C copied exactly, rem carried; no new unknown)
-            local = np.where(a == 1, v.rem, local)
-        # the range rule: f~(x~) in [fl - kern, fh + kern] and f(x) in [lo, hi] (``Ctx.fn``): where
-        # that caps the error below the form's bound, one fresh source of bound cap instead
-        cap = np.maximum(fh + kern - lo + _charge(np.abs(fh) + kern + np.abs(lo), 2),
-                         hi - fl + kern + _charge(np.abs(hi) + np.abs(fl) + kern, 2))
-        capped = cap < _up(np.abs(mid) * _absdot(v.C, self.L, len(p)) + local, len(self.L) + 2)
-        rem, off = None, capped
-        if name == "relu":  # a neuron off in the reals: relu(x~) - 0 in [0, max(0, hi + E)]
-            dead = v.hi <= 0
-            capped &= ~dead
-            rem = np.where(dead, _up(np.maximum(0.0, v.hi + v.E), 1), 0.0)
-            off, local = capped | dead, np.where(dead, 0.0, local)
-        local = np.where(capped, cap, local)
-        # the form mid C (one rounding per coefficient: charged as U |mid| E), 0 where capped or dead
-        return self.make(lo, hi, _scale(v.C, np.where(off, 0.0, mid)), local, rem)
-
-    def kernel(self, name: str, p: np.ndarray, q: np.ndarray, Fm: np.ndarray,
-               attrs: dict[str, Any]) -> np.ndarray:
-        """>= the kernel's own error at a float input in [p, q], |f| <= Fm there: the exact
-        column's ``errorbound.UNARY`` entry of ``name``, in floats rounded up."""
-        u, eta = self.u, self.eta
-        if name == "abs":  # (exact in floats)
-            return np.zeros_like(p)
-        if name == "leaky_relu":  # ``_leaky``: fl(fl(s) x) for x <= 0: |x| ds + u |x| (|s| + ds) + eta
-            s = float(attrs.get("slope", 0.01))
-            ds = float(self.cast_err(np.array([s]))[0])
-            mx = np.maximum(0.0, -p)  # (x in [min(p, 0), min(q, 0)]: |x| <= max(0, -p))
-            m = _up(mx * (abs(s) + ds), 2)
-            self.fits(m, name)
-            return np.where(p < 0, _up(mx * ds + u * m + eta, 3), 0.0)
-        if name in ("sigmoid", "silu"):  # ``errorbound._sigmoid_like``; exp(-x) may overflow past -T
-            T = self.T  # (where p > T, the interval [T, T] is a stand-in, unused)
-            require(self.sig is not None, "kernel error too large")
-            # (the tail's "returns 0" needs exp to overflow to +inf: without infinities it is NaN)
-            require(self.fmt.has_inf or bool((p > T).all()), f"{name}: exp(-x) may overflow "
-                    f"{self.fmt.name}, which has no infinity (NaN in the float run)")
-            tl, th = FAST[name].interval(np.minimum(p, T), np.minimum(q, T))
-            sat = self.sat * (1.0 if name == "sigmoid" else np.abs(p))  # (silu: y~ <= 2|x|/max_finite)
-            tail = np.where(p <= T, _up(np.maximum(np.abs(tl), np.abs(th)) + _up(sat, 1), 1), 0.0)
-            return _up(self.sig * Fm + eta + tail, 3)
-        if name == "softplus":  # ``_softplus``: two kernels at arguments <= 1 (A each), one sum
-            A = _up(self.kern[0] + self.kern[1], 1)
-            err = _up(A * (1 + self.kern[0]) + A, 3)
-            self.fits(_up(Fm + err, 1), name)
-            return _up(err + u * _up(Fm + err, 1) + self.eta_sum, 3)
-        if name == "gelu":
-            return self._gelu(np.maximum(np.abs(p), np.abs(q)))
-        require(name in ("exp", "log", "sqrt", "tanh", "erf"), f"{name}: no fast kernel row")
-        return _up(self.kern[0] * Fm + self.kern[1], 2)  # (the libm kernel within k ulp)
-
-    def _gelu(self, M: np.ndarray) -> np.ndarray:
-        """``errorbound._gelu``'s replay of 0.5 x (1 + tanh(C (x + A x^3))) for |x| <= M, each
-        ``Ctx`` operation's error in floats rounded up: a product's fl(ab) - ab = b~ e_a + a e_b +
-        u mag(a) mag(b) + eta, a sum's u (max|s| + E) (+ eta without subnormals), tanh's slope
-        <= 1 and kernel k ulp of |tanh| <= 1, the constants' cast errors dC, dA."""
-        u, eta, es = self.u, self.eta, self.eta_sum
-        cs = np.array([float(GELU_C), float(GELU_A)])  # (binary64 numbers: read exactly)
-        (cC, cA), (dC, dA) = cs, self.cast_err(cs)
-        m2 = _up(M * M, 1)
-        E2 = _up(u * m2 + eta, 2)  # x * x
-        mg2 = _up(m2 + E2, 1)
-        self.fits(mg2, "gelu")
-        m3 = _up(M * m2, 1)
-        self.fits(_up(mg2 * M, 1), "gelu")  # (x^3 itself: fp16 at |x| > 40 overflows)
-        E3 = _up(M * E2 + u * _up(mg2 * M, 1) + eta, 3)  # (x x) x
-        mg3 = _up(m3 + E3, 1)
-        self.fits(_up(mg3 * (cA + dA), 2), "gelu")
-        E4 = _up(mg3 * dA + cA * E3 + u * _up(mg3 * (cA + dA), 2) + eta, 4)  # fl(A) x^3
-        ms = _up(M + cA * m3, 2)  # >= |x + A x^3|
-        self.fits(_up(ms + E4, 1), "gelu")
-        Es = _up(E4 + u * _up(ms + E4, 1) + es, 3)  # x + A x^3
-        mgs = _up(ms + Es, 1)
-        self.fits(_up(mgs * (cC + dC), 2), "gelu")
-        Ev = _up(mgs * dC + cC * Es + u * _up(mgs * (cC + dC), 2) + eta, 4)  # fl(C) (x + A x^3)
-        Et = _up(Ev + self.kern[0] + self.kern[1], 2)  # tanh: |slope| <= 1, |tanh| <= 1
-        E1 = _up(Et + u * _up(2 + Et, 1) + es, 3)  # 1 + tanh, in [0, 2]
-        Eh = _up(u * M / 2 + eta, 2)  # 0.5 x
-        mh, m1 = _up(M / 2 + Eh, 1), _up(2 + E1, 1)
-        self.fits(_up(mh * m1, 1), "gelu")
-        return _up(m1 * Eh + M / 2 * E1 + u * _up(mh * m1, 1) + eta, 5)  # (0.5 x)(1 + tanh)
-
-    def slopes(self, name: str, p: np.ndarray, q: np.ndarray, attrs: dict[str, Any]
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """[min f', max f'] over [p, q], outward (``errorctx.slope_range``): f' is monotone on each
-        convexity piece, so its extremes are at p, q and the piece ends between (clipped into
-        [p, q]: a point of [p, q] never widens the true extremes); where [p, q] meets an "unknown"
-        bracket (silu, gelu: a tiny one where f' turns), [-lip, lip] joins, as there."""
-        row, ex = FAST[name], FUNCTIONS[name]
-        pcs = ex.pieces(**attrs)
-        pts = [p, q] + [np.clip(float(e), p, q) for a, b, _ in pcs for e in (a, b) if e is not None]
-        lo = np.min([row._f(x, attrs, False, True) for x in pts], axis=0)
-        hi = np.max([row._f(x, attrs, True, True) for x in pts], axis=0)
-        require(bool(np.isfinite(lo).all() and np.isfinite(hi).all()), f"{name}: no finite slope")
-        for a, b, kind in pcs:
-            if kind == "unknown":  # (the bracket's ends are binary64 numbers: compared exactly)
-                meets = np.ones(p.shape, bool)
-                if a is not None:
-                    meets &= float(a) < q
-                if b is not None:
-                    meets &= float(b) > p
-                lip = _hi(Q(ex.lip))
-                lo, hi = np.where(meets, np.minimum(lo, -lip), lo), np.where(meets, np.maximum(hi, lip), hi)
-        return lo, hi
-
 
 def _bcast(shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
     """Per operand, the index of the element each output of the broadcast reads (row-major)."""
@@ -457,7 +330,7 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
           mp: Any = None) -> _V:
     """One IR node's row; ``cw``: per input, its constant's floats (None for data); ``mp``: a
     linear node's map (``_map``, ``_matmul_map``). ``propagate`` has required ``supported``:
-    mul/div read data then a constant, matmul one 2-D constant, conv2d/pooling a data input."""
+    div reads data then a constant, conv2d/pooling a data input (mul and matmul: any operands)."""
     if op in ("flatten", "reshape"):  # (row-major order kept: the same elements, exactly)
         v = ins[0]
         return _V(lo, hi, v.C, v.rem, v.E)
@@ -470,6 +343,10 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
         return _lin(w, op, ins, mp, lo, hi)
     if op == "batch_norm":
         return _batch_norm(w, ins[0], cw[1:], shapes[0], lo, hi, mp)  # (mp: its attributes)
+    if op == "matmul" and mp is None:  # two data operands: ``Ctx.mul`` per product, then "dot"
+        ia, ib, n = matmul_pairs(*shapes)
+        P = prod(w, *ins, ia, ib, *prod_range(*ins, ia, ib))
+        return _dot(w, P, sum_map(len(lo), n), lo, hi)
     if op in ("matmul", "conv2d"):
         return _dot(w, ins[cw[0] is not None], mp, lo, hi)
     if op == "avg_pool2d":
@@ -482,11 +359,24 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
     require(len(ins) == 2, f"{op}: two operands expected")
     ia, ib = _bcast(shapes)
     a, b = ins
+    if op in ("maximum", "minimum"):  # ``Ctx.maxlike`` per pair (minimum: -max(-a, -b), exact)
+        sg = 1.0 if op == "maximum" else -1.0
+        pair = [_V(*((v.lo, v.hi) if sg > 0 else (-v.hi, -v.lo)), _scale(v.C, np.full(len(v.E), sg)),
+                   v.rem, v.E) for v in (a, b)]
+        m = len(lo)
+        both = _lin(w, "maximum", pair, (np.repeat([0, 1], m), np.concatenate([ia, ib])),
+                    np.concatenate([pair[0].lo[ia], pair[1].lo[ib]]),
+                    np.concatenate([pair[0].hi[ia], pair[1].hi[ib]]))
+        y = _max(both, np.stack([np.arange(m), m + np.arange(m)], axis=1),
+                 *((lo, hi) if sg > 0 else (-hi, -lo)))
+        return _V(lo, hi, _scale(y.C, np.full(m, sg)), y.rem, y.E)
     if op in ("add", "sub"):  # "one": fl(a~ +- b~), data + data or data + constant
         sg = 1.0 if op == "add" else -1.0
         Ein = a.E[ia] + b.E[ib]
         return w.one(lo, hi, _plus(_rows(a.C, ia), _rows(b.C, ib), sg), _charge(Ein, 2),
                      _up(a.rem[ia] + b.rem[ib], 1), Ein, False)
+    if op == "mul" and (cw[1] is None or cw[0] is not None):  # data x data (``Ctx.mul``)
+        return prod(w, a, b, ia, ib, lo, hi)
     c = cw[1].ravel()[ib]
     dc = w.cast_err(c)
     if op == "mul":  # "one", plus the constant's own cast error twice (``_linear``'s extra)

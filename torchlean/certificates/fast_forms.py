@@ -56,6 +56,16 @@ def _charge(x: np.ndarray, n: int) -> np.ndarray:
     return 4 * gamma(n + 2) * x + TINY
 
 
+def _up(x: Any, n: int = 2) -> Any:
+    """>= the exact value of a nonnegative expression computed as x with <= n roundings."""
+    return x + _charge(x, n)
+
+
+def _hi(q: Fraction) -> float:
+    """A float >= the rational q (``fast_forms.outward``'s upper end)."""
+    return -float_below(-q)
+
+
 def _safe(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """NaN (from inf - inf on unbounded values) becomes the vacuous bound, never a pass."""
     return np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), np.inf, hi)

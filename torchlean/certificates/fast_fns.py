@@ -1,0 +1,156 @@
+"""The fast error column's elementwise function rows (``fast_errors.py``, read it first): a mixin
+of its walk (``fast_errors._Walk``: the format's constants, ``make``, ``fits``, ``cast_err``)
+with ``fn``, the exact column's ``Ctx.fn`` rule in float64 rounded up, the kernels' own errors
+(``errorbound.UNARY``'s entries) and the slope ranges (``errorctx.slope_range``). Moved out of
+``fast_errors.py`` unchanged (its size); TRUST_BOUNDARIES.md, "Floats", has each row's argument.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction as Q
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .core import require
+from .fast_blocks import _absdot, _scale
+from .fast_forms import _charge, _hi, _up
+from .fast_functions import FAST
+from .functions import FUNCTIONS, GELU_A, GELU_C
+
+if TYPE_CHECKING:
+    from .fast_errors import _V
+
+#: the elementwise functions with a fast row (``_Walk.fn``: the exact column's ``UNARY`` rule)
+FNS = ("relu", "sigmoid", "tanh", "exp", "log", "sqrt", "erf", "abs", "leaky_relu", "softplus", "silu",
+       "gelu", "pow")
+
+
+class _Fns:
+    """The elementwise function rows of ``fast_errors._Walk`` (whose attributes they read)."""
+
+    def fn(self, name: str, v: _V, lo, hi, attrs: dict[str, Any]) -> _V:
+        """``Ctx.fn``: f(x~) - f(x) = s e_x, s in f''s range over the float hull [lo - E, hi + E]
+        (mid +- rad), plus the kernel's own error; then the range rule's cap. relu: where its real
+        argument is <= 0, the output's error is max(0, hi + E) (``errorbound.apply``)."""
+        # (each end: two roundings, each <= U (|lo| + |hi| + E + ext), well within ext)
+        ext = _charge(np.abs(v.lo) + np.abs(v.hi) + v.E, 1)
+        p, q = v.lo - v.E - ext, v.hi + v.E + ext
+        row = FAST[name]
+        fl, fh = row.interval(p, q, **attrs)  # (the domain: log, sqrt refuse as ``Ctx.fn``'s _check)
+        Fm = np.maximum(np.abs(fl), np.abs(fh))
+        self.fits(_up(Fm * (1 + self.kern[0]), 2), name)  # (Ctx.fn: |f|(1 + 2k un) fits)
+        if name == "relu":
+            kern = np.zeros_like(p)
+            a = (p > 0) * 1.0  # slope 1 on [p, q] when p > 0, else in [0, 1]
+            b = np.ones_like(p)
+        else:
+            kern = self.kernel(name, p, q, Fm, attrs)
+            a, b = self.slopes(name, p, q, attrs)
+        mid = (a + b) / 2
+        rad = _up(np.maximum(b - mid, mid - a), 1) + _charge(np.abs(a) + np.abs(b), 2)
+        local = _up(kern + rad * v.E + np.abs(mid) * v.rem + _charge(np.abs(mid) * v.E, 1), 4)  # (<= 4 each)
+        if name == "relu":  # (slope 1: C copied exactly, rem carried; no new unknown)
+            local = np.where(a == 1, v.rem, local)
+        # the range rule: f~(x~) in [fl - kern, fh + kern] and f(x) in [lo, hi] (``Ctx.fn``): where
+        # that caps the error below the form's bound, one fresh source of bound cap instead
+        cap = np.maximum(fh + kern - lo + _charge(np.abs(fh) + kern + np.abs(lo), 2),
+                         hi - fl + kern + _charge(np.abs(hi) + np.abs(fl) + kern, 2))
+        capped = cap < _up(np.abs(mid) * _absdot(v.C, self.L, len(p)) + local, len(self.L) + 2)
+        rem, off = None, capped
+        if name == "relu":  # a neuron off in the reals: relu(x~) - 0 in [0, max(0, hi + E)]
+            dead = v.hi <= 0
+            capped &= ~dead
+            rem = np.where(dead, _up(np.maximum(0.0, v.hi + v.E), 1), 0.0)
+            off, local = capped | dead, np.where(dead, 0.0, local)
+        local = np.where(capped, cap, local)
+        # the form mid C (one rounding per coefficient: charged as U |mid| E), 0 where capped or dead
+        return self.make(lo, hi, _scale(v.C, np.where(off, 0.0, mid)), local, rem)
+
+    def kernel(self, name: str, p: np.ndarray, q: np.ndarray, Fm: np.ndarray,
+               attrs: dict[str, Any]) -> np.ndarray:
+        """>= the kernel's own error at a float input in [p, q], |f| <= Fm there: the exact
+        column's ``errorbound.UNARY`` entry of ``name``, in floats rounded up."""
+        u, eta = self.u, self.eta
+        if name == "abs":  # (exact in floats)
+            return np.zeros_like(p)
+        if name == "leaky_relu":  # ``_leaky``: fl(fl(s) x) for x <= 0: |x| ds + u |x| (|s| + ds) + eta
+            s = float(attrs.get("slope", 0.01))
+            ds = float(self.cast_err(np.array([s]))[0])
+            mx = np.maximum(0.0, -p)  # (x in [min(p, 0), min(q, 0)]: |x| <= max(0, -p))
+            m = _up(mx * (abs(s) + ds), 2)
+            self.fits(m, name)
+            return np.where(p < 0, _up(mx * ds + u * m + eta, 3), 0.0)
+        if name in ("sigmoid", "silu"):  # ``errorbound._sigmoid_like``; exp(-x) may overflow past -T
+            T = self.T  # (where p > T, the interval [T, T] is a stand-in, unused)
+            require(self.sig is not None, "kernel error too large")
+            # (the tail's "returns 0" needs exp to overflow to +inf: without infinities it is NaN)
+            require(self.fmt.has_inf or bool((p > T).all()), f"{name}: exp(-x) may overflow "
+                    f"{self.fmt.name}, which has no infinity (NaN in the float run)")
+            tl, th = FAST[name].interval(np.minimum(p, T), np.minimum(q, T))
+            sat = self.sat * (1.0 if name == "sigmoid" else np.abs(p))  # (silu: y~ <= 2|x|/max_finite)
+            tail = np.where(p <= T, _up(np.maximum(np.abs(tl), np.abs(th)) + _up(sat, 1), 1), 0.0)
+            return _up(self.sig * Fm + eta + tail, 3)
+        if name == "softplus":  # ``_softplus``: two kernels at arguments <= 1 (A each), one sum
+            A = _up(self.kern[0] + self.kern[1], 1)
+            err = _up(A * (1 + self.kern[0]) + A, 3)
+            self.fits(_up(Fm + err, 1), name)
+            return _up(err + u * _up(Fm + err, 1) + self.eta_sum, 3)
+        if name == "gelu":
+            return self._gelu(np.maximum(np.abs(p), np.abs(q)))
+        require(name in ("exp", "log", "sqrt", "tanh", "erf", "pow"), f"{name}: no fast kernel row")
+        return _up(self.kern[0] * Fm + self.kern[1], 2)  # (the libm kernel within k ulp)
+
+    def _gelu(self, M: np.ndarray) -> np.ndarray:
+        """``errorbound._gelu``'s replay of 0.5 x (1 + tanh(C (x + A x^3))) for |x| <= M, each
+        ``Ctx`` operation's error in floats rounded up: a product's fl(ab) - ab = b~ e_a + a e_b +
+        u mag(a) mag(b) + eta, a sum's u (max|s| + E) (+ eta without subnormals), tanh's slope
+        <= 1 and kernel k ulp of |tanh| <= 1, the constants' cast errors dC, dA."""
+        u, eta, es = self.u, self.eta, self.eta_sum
+        cs = np.array([float(GELU_C), float(GELU_A)])  # (binary64 numbers: read exactly)
+        (cC, cA), (dC, dA) = cs, self.cast_err(cs)
+        m2 = _up(M * M, 1)
+        E2 = _up(u * m2 + eta, 2)  # x * x
+        mg2 = _up(m2 + E2, 1)
+        self.fits(mg2, "gelu")
+        m3 = _up(M * m2, 1)
+        self.fits(_up(mg2 * M, 1), "gelu")  # (x^3 itself: fp16 at |x| > 40 overflows)
+        E3 = _up(M * E2 + u * _up(mg2 * M, 1) + eta, 3)  # (x x) x
+        mg3 = _up(m3 + E3, 1)
+        self.fits(_up(mg3 * (cA + dA), 2), "gelu")
+        E4 = _up(mg3 * dA + cA * E3 + u * _up(mg3 * (cA + dA), 2) + eta, 4)  # fl(A) x^3
+        ms = _up(M + cA * m3, 2)  # >= |x + A x^3|
+        self.fits(_up(ms + E4, 1), "gelu")
+        Es = _up(E4 + u * _up(ms + E4, 1) + es, 3)  # x + A x^3
+        mgs = _up(ms + Es, 1)
+        self.fits(_up(mgs * (cC + dC), 2), "gelu")
+        Ev = _up(mgs * dC + cC * Es + u * _up(mgs * (cC + dC), 2) + eta, 4)  # fl(C) (x + A x^3)
+        Et = _up(Ev + self.kern[0] + self.kern[1], 2)  # tanh: |slope| <= 1, |tanh| <= 1
+        E1 = _up(Et + u * _up(2 + Et, 1) + es, 3)  # 1 + tanh, in [0, 2]
+        Eh = _up(u * M / 2 + eta, 2)  # 0.5 x
+        mh, m1 = _up(M / 2 + Eh, 1), _up(2 + E1, 1)
+        self.fits(_up(mh * m1, 1), "gelu")
+        return _up(m1 * Eh + M / 2 * E1 + u * _up(mh * m1, 1) + eta, 5)  # (0.5 x)(1 + tanh)
+
+    def slopes(self, name: str, p: np.ndarray, q: np.ndarray, attrs: dict[str, Any]
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """[min f', max f'] over [p, q], outward (``errorctx.slope_range``): f' is monotone on each
+        convexity piece, so its extremes are at p, q and the piece ends between (clipped into
+        [p, q]: a point of [p, q] never widens the true extremes); where [p, q] meets an "unknown"
+        bracket (silu, gelu: a tiny one where f' turns), [-lip, lip] joins, as there."""
+        row, ex = FAST[name], FUNCTIONS[name]
+        pcs = ex.pieces(**attrs)
+        pts = [p, q] + [np.clip(float(e), p, q) for a, b, _ in pcs for e in (a, b) if e is not None]
+        lo = np.min([row._f(x, attrs, False, True) for x in pts], axis=0)
+        hi = np.max([row._f(x, attrs, True, True) for x in pts], axis=0)
+        require(bool(np.isfinite(lo).all() and np.isfinite(hi).all()), f"{name}: no finite slope")
+        for a, b, kind in pcs:
+            if kind == "unknown":  # (the bracket's ends are binary64 numbers: compared exactly)
+                meets = np.ones(p.shape, bool)
+                if a is not None:
+                    meets &= float(a) < q
+                if b is not None:
+                    meets &= float(b) > p
+                lip = _hi(Q(ex.lip))
+                lo, hi = np.where(meets, np.minimum(lo, -lip), lo), np.where(meets, np.maximum(hi, lip), hi)
+        return lo, hi

@@ -1,0 +1,72 @@
+"""The fast error column's products of two data operands (``fast_errors.py``, read it first):
+elementwise mul and matmul where both inputs carry errors (attention's Q K^T, an LSTM's gates),
+the exact column's ``Ctx.mul`` rule in float64 rounded up. A constant operand is read as data
+(range its value, error its cast error), so these rows also cover constant-only products.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .core import require
+from .fast_blocks import _plus, _rows, _scale
+from .fast_forms import _charge, _Mat, _up
+
+if TYPE_CHECKING:
+    from .fast_errors import _V, _Walk
+
+
+def _midrad(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A float mid and a float rad with [lo, hi] inside [mid - rad, mid + rad] (``fast_errors.
+    _batch_norm``'s hull: any computed mid, the radius to the farther end rounded up)."""
+    mid = (lo + hi) / 2
+    return mid, _up(np.maximum(hi - mid, mid - lo), 1) + _charge(np.abs(lo) + np.abs(hi), 2)
+
+
+def prod_range(a: _V, b: _V, ia: np.ndarray, ib: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The real range of a_ia b_ib outward: the four end products, each rounded once."""
+    pr = [x * y for x in (a.lo[ia], a.hi[ia]) for y in (b.lo[ib], b.hi[ib])]
+    big = _charge(np.max(np.abs(pr), axis=0), 1)
+    return np.min(pr, axis=0) - big, np.max(pr, axis=0) + big
+
+
+def prod(w: _Walk, a: _V, b: _V, ia: np.ndarray, ib: np.ndarray, lo, hi) -> _V:
+    """``Ctx.mul`` per element: fl(x~ y~) - xy = y~ e_x + x e_y + d, y~ in b's float hull [lo - E,
+    hi + E] (mid +- rad), x in a's real range (mid +- rad), |d| <= u mag(a) mag(b) + eta. The
+    form mid_b C_a + mid_a C_b (two products and a sum per coefficient: charged 4 gamma_4 of
+    |mid_b| E_a + |mid_a| E_b); rad_b E_a + rad_a E_b and the rems times the mids join the new
+    source. x = y (a square) is this identity too (looser than ``Ctx.mul``'s (x~ + x) e_x)."""
+    ext = _charge(np.abs(b.lo) + np.abs(b.hi) + b.E, 1)
+    mb, rb = _midrad(b.lo - b.E - ext, b.hi + b.E + ext)
+    ma, ra = _midrad(a.lo, a.hi)
+    mb, rb, ma, ra = mb[ib], rb[ib], ma[ia], ra[ia]
+    Ea, Eb = a.E[ia], b.E[ib]
+    mag_a = _up(np.maximum(np.abs(a.lo), np.abs(a.hi))[ia] + Ea, 1)
+    mag_b = _up(np.maximum(np.abs(b.lo), np.abs(b.hi))[ib] + Eb, 1)
+    out = _up(mag_a * mag_b, 1)
+    w.fits(out, "a product")
+    local = _up(w.u * out + w.eta + rb * Ea + ra * Eb + np.abs(mb) * a.rem[ia] + np.abs(ma) * b.rem[ib]
+                + _charge(np.abs(mb) * Ea + np.abs(ma) * Eb, 2), 8)
+    C = _plus(_scale(_rows(a.C, ia), mb), _scale(_rows(b.C, ib), ma), 1.0)
+    return w.make(lo, hi, C, local)
+
+
+def matmul_pairs(sa: tuple[int, ...], sb: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int]:
+    """numpy's matmul of a (..., p, n) by b (..., n, q), batch axes broadcast: per output (row-major)
+    its n products' element indices (ia, ib), consecutive, and n."""
+    require(len(sa) >= 2 and len(sb) >= 2, "matmul of two data operands: a 1-D operand")
+    require(sa[-1] == sb[-2], "matmul: shapes do not match")
+    bt = np.broadcast_shapes(sa[:-2], sb[:-2])
+    A = np.broadcast_to(np.arange(int(np.prod(sa))).reshape(sa), bt + sa[-2:])
+    B = np.broadcast_to(np.arange(int(np.prod(sb))).reshape(sb), bt + sb[-2:])
+    shp = bt + (sa[-2], sb[-1], sa[-1])  # (batch, p, q, n)
+    ia = np.broadcast_to(A[..., :, None, :], shp).ravel()
+    ib = np.broadcast_to(np.swapaxes(B, -1, -2)[..., None, :, :], shp).ravel()
+    return ia, ib, sa[-1]
+
+
+def sum_map(m: int, n: int) -> _Mat:
+    """The 0/1 map summing each output's n consecutive products (unit weights: exact)."""
+    return _Mat(m, m * n, np.repeat(np.arange(m), n), np.arange(m * n), np.ones(m * n))
