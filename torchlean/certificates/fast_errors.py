@@ -610,6 +610,16 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         return lo, np.maximum(lo, hi)
 
     w = _Walk(stmt)
+    # a key read by value (``KEY``, folded selections too) must be what the float run reads: it
+    # casts a float constant to the format first (fp8 rounds index 17 to 16, fp16 2049 to 2048;
+    # fp16 a condition 1e-30 to 0), so a float key's entries must be values of the format (a
+    # folded key reads float constants only: ``supported``); integer and bool constants are not
+    # cast. (The exact column reads such a key as data, which its row refuses.)
+    ints = {n for n, a in ir["constants"].items() if str(a["dtype"]) not in FLOAT_DTYPES}
+    for node in ir["nodes"]:
+        if node["op"] in KEY and (key := node["inputs"][KEY[node["op"]]]) not in ints:
+            require(not w.cast_err(consts[key].ravel()).any(),
+                    f"{node['op']}: a float key {key!r} that is not exact in {w.fmt.name}")
     vals: dict[str, _V] = {}
     last = {n: i for i, node in enumerate(ir["nodes"]) for n in node["inputs"]}
     k = 0
