@@ -10,6 +10,8 @@ certificate claimed ~1e-301. A folded where (all constants) with a float conditi
 fp16: the float run selects the other branch (error 1, ε 5e-4 certified). The exact column reads a
 key with a cast error as data and refuses; the fast column now requires a float key's entries
 to be values of the format (``fast_errors.propagate``).
+
+Hole 2: ``test_empty_matmul_of_two_data_operands``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from fast_column import rejected
+from fast_column import both_columns, rejected
 
 from torchlean.certificates import check
 from torchlean.certificates.core import Rejected, digest
@@ -88,3 +90,16 @@ def test_folded_where_float_condition_refused():
     out = propagate(st32)[-1]
     run = emulate(g, {"x": np.zeros((1, 2))}, "binary32", "rne")[0].ravel()
     assert all(abs(Q(float(r)) - 1) <= e for r, e in zip(run, out))
+
+
+def test_empty_matmul_of_two_data_operands():
+    """Hole 2 (a crash, not a refusal): a data x data matmul with inner size 0, (1, 0) @ (0, 1),
+    has no products; ``_Walk.fits`` put np.max of its empty magnitudes in its message, and
+    raised ValueError before the fix. Its output is 0 exactly in floats and reals: both columns
+    accept, the fast steps >= the exact ones."""
+    g = Graph([Value("x", (1, 4), "float32")], {},
+              [Node("slice", ["x"], "a", {"index": [(0, 1, 1), (0, 0, 1)]}),
+               Node("reshape", ["x"], "r", {"shape": (4, 1)}),
+               Node("slice", ["r"], "b", {"index": [(0, 0, 1), (0, 1, 1)]}),
+               Node("matmul", ["a", "b"], "m", {}), Node("add", ["m", "x"], "y", {})], ["y"]).check()
+    both_columns(g, [(Q(-1), Q(1))] * 4, "binary16")

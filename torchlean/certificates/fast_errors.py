@@ -281,7 +281,8 @@ class _Walk(_Fns):
         """``Ctx.rnd``'s overflow rule, m(1 + u) < max_finite, for every m: fl(m(1 + 2u)) >=
         m(1 + u) (u >= 2^-53), so a computed product below max_finite proves it."""
         require(bool((m * self.two_u < self.maxf).all()), f"{what}: values up to "
-                f"{float(np.max(m)):.3g} may overflow {self.fmt.name}")
+                f"{float(np.max(m, initial=0.0)):.3g} may overflow {self.fmt.name}")  # (an empty
+        # matmul, inner size 0, has no products: its empty m passes; np.max alone raised)
 
     def cast_err(self, w: np.ndarray) -> np.ndarray:
         """>= |fl(w) - w| for each float64 constant rounded to the format (rne or the mode):
