@@ -281,7 +281,8 @@ class _Walk(_Fns):
         """``Ctx.rnd``'s overflow rule, m(1 + u) < max_finite, for every m: fl(m(1 + 2u)) >=
         m(1 + u) (u >= 2^-53), so a computed product below max_finite proves it."""
         require(bool((m * self.two_u < self.maxf).all()), f"{what}: values up to "
-                f"{float(np.max(m)):.3g} may overflow {self.fmt.name}")
+                f"{float(np.max(m, initial=0.0)):.3g} may overflow {self.fmt.name}")  # (an empty
+        # matmul, inner size 0, has no products: its empty m passes; np.max alone raised)
 
     def cast_err(self, w: np.ndarray) -> np.ndarray:
         """>= |fl(w) - w| for each float64 constant rounded to the format (rne or the mode):
@@ -610,6 +611,16 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         return lo, np.maximum(lo, hi)
 
     w = _Walk(stmt)
+    # a key read by value (``KEY``, folded selections too) must be what the float run reads: it
+    # casts a float constant to the format first (fp8 rounds index 17 to 16, fp16 2049 to 2048;
+    # fp16 a condition 1e-30 to 0), so a float key's entries must be values of the format (a
+    # folded key reads float constants only: ``supported``); integer and bool constants are not
+    # cast. (The exact column reads such a key as data, which its row refuses.)
+    ints = {n for n, a in ir["constants"].items() if str(a["dtype"]) not in FLOAT_DTYPES}
+    for node in ir["nodes"]:
+        if node["op"] in KEY and (key := node["inputs"][KEY[node["op"]]]) not in ints:
+            require(not w.cast_err(consts[key].ravel()).any(),
+                    f"{node['op']}: a float key {key!r} that is not exact in {w.fmt.name}")
     vals: dict[str, _V] = {}
     last = {n: i for i, node in enumerate(ir["nodes"]) for n in node["inputs"]}
     k = 0
