@@ -40,7 +40,7 @@ from .errorbound import LINEAR, bn_scale
 from .errorctx import Ctx
 from .fast_blocks import _absdot, _apply, _blk, _plus, _rows, _scale, _Sp, _terms
 from .fast_fns import FNS, _Fns
-from .fast_forms import _charge, _dense, _Forms, _hi, _Mat, _up
+from .fast_forms import _charge, _dense, _float_hull, _Forms, _hi, _Mat, _midrad, _up
 from .fast_prods import matmul_pairs, prod, prod_range, sum_map
 from .lower import ROWS as LOWER
 from .lower import _decode_const, lower
@@ -346,7 +346,8 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
         return _batch_norm(w, ins[0], cw[1:], shapes[0], lo, hi, mp)  # (mp: its attributes)
     if op == "matmul" and mp is None:  # two data operands: ``Ctx.mul`` per product, then "dot"
         ia, ib, n = matmul_pairs(*shapes)
-        P = prod(w, *ins, ia, ib, *prod_range(*ins, ia, ib))
+        a, b = ins
+        P = prod(w, a, b, ia, ib, *prod_range(a.lo[ia], a.hi[ia], b.lo[ib], b.hi[ib]))
         return _dot(w, P, sum_map(len(lo), n), lo, hi)
     if op in ("matmul", "conv2d"):
         return _dot(w, ins[cw[0] is not None], mp, lo, hi)
@@ -452,13 +453,8 @@ def _batch_norm(w: _Walk, x: _V, cw: list[np.ndarray], shape: tuple[int, ...], l
     d = w.one(dl, dh, x.C, _charge(Ein, 2), _up(x.rem + dmu, 1), Ein, False)
     # p = d s: the product's real range (four outward products), then ``Ctx.mul``'s terms
     s0, s1, es = sl[ch], sh[ch], Es[ch]
-    pr = [a * b_ for a in (d.lo, d.hi) for b_ in (s0, s1)]
-    pl = np.min(pr, axis=0) - _charge(np.max(np.abs(pr), axis=0), 1)
-    ph = np.max(pr, axis=0) + _charge(np.max(np.abs(pr), axis=0), 1)
-    ext = _charge(np.abs(s0) + np.abs(s1) + es, 1)
-    bl, bh = s0 - es - ext, s1 + es + ext  # (s~'s hull, outward)
-    mid = (bl + bh) / 2
-    rad = _up(np.maximum(bh - mid, mid - bl), 1) + _charge(np.abs(bl) + np.abs(bh), 2)
+    pl, ph = prod_range(d.lo, d.hi, s0, s1)
+    mid, rad = _midrad(*_float_hull(s0, s1, es))  # (s~'s hull, outward)
     magd = _up(np.maximum(np.abs(d.lo), np.abs(d.hi)) + d.E, 1)
     mags = _up(np.maximum(np.abs(s0), np.abs(s1)) + es, 1)
     prod = _up(magd * mags, 1)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .core import require
 from .fast_blocks import _absdot, _scale
-from .fast_forms import _charge, _hi, _up
+from .fast_forms import _charge, _float_hull, _hi, _midrad, _up
 from .fast_functions import FAST
 from .functions import FUNCTIONS, GELU_A, GELU_C
 
@@ -33,9 +33,7 @@ class _Fns:
         """``Ctx.fn``: f(x~) - f(x) = s e_x, s in f''s range over the float hull [lo - E, hi + E]
         (mid +- rad), plus the kernel's own error; then the range rule's cap. relu: where its real
         argument is <= 0, the output's error is max(0, hi + E) (``errorbound.apply``)."""
-        # (each end: two roundings, each <= U (|lo| + |hi| + E + ext), well within ext)
-        ext = _charge(np.abs(v.lo) + np.abs(v.hi) + v.E, 1)
-        p, q = v.lo - v.E - ext, v.hi + v.E + ext
+        p, q = _float_hull(v.lo, v.hi, v.E)
         row = FAST[name]
         fl, fh = row.interval(p, q, **attrs)  # (the domain: log, sqrt refuse as ``Ctx.fn``'s _check)
         Fm = np.maximum(np.abs(fl), np.abs(fh))
@@ -47,8 +45,7 @@ class _Fns:
         else:
             kern = self.kernel(name, p, q, Fm, attrs)
             a, b = self.slopes(name, p, q, attrs)
-        mid = (a + b) / 2
-        rad = _up(np.maximum(b - mid, mid - a), 1) + _charge(np.abs(a) + np.abs(b), 2)
+        mid, rad = _midrad(a, b)
         local = _up(kern + rad * v.E + np.abs(mid) * v.rem + _charge(np.abs(mid) * v.E, 1), 4)  # (<= 4 each)
         if name == "relu":  # (slope 1: C copied exactly, rem carried; no new unknown)
             local = np.where(a == 1, v.rem, local)

@@ -61,6 +61,20 @@ def _up(x: Any, n: int = 2) -> Any:
     return x + _charge(x, n)
 
 
+def _float_hull(lo: np.ndarray, hi: np.ndarray, E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[lo - E, hi + E] outward: every float value x~ of a real x in [lo, hi] with |x~ - x| <= E
+    (each end two roundings, each <= U (|lo| + |hi| + E + ext): well within ext)."""
+    ext = _charge(np.abs(lo) + np.abs(hi) + E, 1)
+    return lo - E - ext, hi + E + ext
+
+
+def _midrad(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A float mid and a float rad with [lo, hi] inside [mid - rad, mid + rad] (any computed mid,
+    the radius to the farther end rounded up)."""
+    mid = (lo + hi) / 2
+    return mid, _up(np.maximum(hi - mid, mid - lo), 1) + _charge(np.abs(lo) + np.abs(hi), 2)
+
+
 def _hi(q: Fraction) -> float:
     """A float >= the rational q (``fast_forms.outward``'s upper end)."""
     return -float_below(-q)

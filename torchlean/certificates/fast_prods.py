@@ -12,22 +12,17 @@ import numpy as np
 
 from .core import require
 from .fast_blocks import _plus, _rows, _scale
-from .fast_forms import _charge, _Mat, _up
+from .fast_forms import _charge, _float_hull, _Mat, _midrad, _up
 
 if TYPE_CHECKING:
     from .fast_errors import _V, _Walk
 
 
-def _midrad(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A float mid and a float rad with [lo, hi] inside [mid - rad, mid + rad] (``fast_errors.
-    _batch_norm``'s hull: any computed mid, the radius to the farther end rounded up)."""
-    mid = (lo + hi) / 2
-    return mid, _up(np.maximum(hi - mid, mid - lo), 1) + _charge(np.abs(lo) + np.abs(hi), 2)
-
-
-def prod_range(a: _V, b: _V, ia: np.ndarray, ib: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The real range of a_ia b_ib outward: the four end products, each rounded once."""
-    pr = [x * y for x in (a.lo[ia], a.hi[ia]) for y in (b.lo[ib], b.hi[ib])]
+def prod_range(al: np.ndarray, ah: np.ndarray, bl: np.ndarray, bh: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The real range of x y, x in [al, ah], y in [bl, bh], outward: the four end products, each
+    rounded once."""
+    pr = [x * y for x in (al, ah) for y in (bl, bh)]
     big = _charge(np.max(np.abs(pr), axis=0), 1)
     return np.min(pr, axis=0) - big, np.max(pr, axis=0) + big
 
@@ -38,8 +33,7 @@ def prod(w: _Walk, a: _V, b: _V, ia: np.ndarray, ib: np.ndarray, lo, hi) -> _V:
     form mid_b C_a + mid_a C_b (two products and a sum per coefficient: charged 4 gamma_4 of
     |mid_b| E_a + |mid_a| E_b); rad_b E_a + rad_a E_b and the rems times the mids join the new
     source. x = y (a square) is this identity too (looser than ``Ctx.mul``'s (x~ + x) e_x)."""
-    ext = _charge(np.abs(b.lo) + np.abs(b.hi) + b.E, 1)
-    mb, rb = _midrad(b.lo - b.E - ext, b.hi + b.E + ext)
+    mb, rb = _midrad(*_float_hull(b.lo, b.hi, b.E))
     ma, ra = _midrad(a.lo, a.hi)
     mb, rb, ma, ra = mb[ib], rb[ib], ma[ia], ra[ia]
     Ea, Eb = a.E[ia], b.E[ib]
