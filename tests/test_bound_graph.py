@@ -315,11 +315,10 @@ def test_unsupported_uses_are_refused():
     assert np.isneginf(lo).all() and np.isposinf(hi).all()  # never a finite bound outside the domain
 
 
-def test_oval21_cifar_net_bounds_in_seconds_and_contain_onnxruntime():
+def test_oval21_cifar_net_bounds_contain_onnxruntime():
     """The oval21 CIFAR base net (conv, conv, fc, fc): lowered, CROWN-bounded in fast mode over an
-    eps = 2/255 box in seconds, every sampled point's onnxruntime output inside (float32 runtime:
-    1e-4 slack), and far tighter than IBP."""
-    import time
+    eps = 2/255 box (its speed is bench/'s business, not asserted here), every sampled point's
+    onnxruntime output inside (float32 runtime: 1e-4 slack), and far tighter than IBP."""
     from pathlib import Path
 
     import onnxruntime as ort
@@ -327,14 +326,12 @@ def test_oval21_cifar_net_bounds_in_seconds_and_contain_onnxruntime():
     from torchlean.bridge import load_onnx
 
     path = Path(__file__).parent / "data" / "vnncomp2021" / "oval21" / "cifar_base_kw.onnx"
-    t = time.time()
     bg = lower(load_onnx(path).to_dict())
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (1, 3072))
     eps = 2 / 255
     cl, cu = fe.crown(bg, x - eps, x + eps)
     il, iu = fe.ibp(bg, x - eps, x + eps)
-    assert time.time() - t < 60
     assert ((cu - cl) < (iu - il) / 5).all()
     sess = ort.InferenceSession(str(path))
     name = sess.get_inputs()[0].name
