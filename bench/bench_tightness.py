@@ -2,8 +2,8 @@
 
 For the shared VNN-COMP networks (ONNX) and for models built and trained with torchlean, on boxes
 from the VNN-LIB properties and on small L-inf balls, this bounds every output with torchlean's
-bound table (fast engine ``certificates.fast_engine.crown``; the exact Fraction engine
-``certificates.engine.crown`` too where the network is small) and with auto_LiRPA's
+bound table (fast engine ``verify.engines.fast_crown``; the exact Fraction engine
+``verify.engines.exact_crown`` too where the network is small) and with auto_LiRPA's
 ``compute_bounds(method="CROWN")`` (float64, CPU), and prints per network the mean and worst ratio
 of output bound widths torchlean / auto_LiRPA (<= 1: torchlean at least as tight) and the times.
 
@@ -45,9 +45,9 @@ from torchlean import nn  # noqa: E402
 from torchlean.bridge import load_onnx  # noqa: E402
 from torchlean.bridge.torch_io import to_torch_state_dict  # noqa: E402
 from torchlean.bridge.vnnlib import parse_vnnlib  # noqa: E402
-from torchlean.certificates import engine  # noqa: E402
 from torchlean.certificates import fast_engine as fe  # noqa: E402
 from torchlean.certificates.lower import lower  # noqa: E402
+from torchlean.verify import engines  # noqa: E402
 
 # (name, onnx relative to data, expected.csv relative to data, L-inf ball radius)
 _A, _E, _R = "vnncomp2021/acasxu/", "vnncomp2021/eran/", "vnncomp2022/"
@@ -151,7 +151,7 @@ def run_one(name, bg, model, shape, boxes, exact: bool):
     hi = np.stack([b[2] for b in boxes])
     t0 = time.perf_counter()
     try:
-        fl, fu = fe.crown(fe.compiled(bg), lo, hi)
+        fl, fu = engines.fast_crown(fe.compiled(bg), lo, hi)
     except MemoryError as e:
         print(f"{name}: torchlean fast CROWN out of memory ({str(e)[:90]})", flush=True)
         return None
@@ -168,7 +168,7 @@ def run_one(name, bg, model, shape, boxes, exact: bool):
            "t_fast": t_fast, "t_alirpa": t_al, "exact_mean": None, "exact_worst": None, "t_exact": None}
     if exact:
         t0 = time.perf_counter()
-        el, eu = engine.crown(bg, boxes[0][1].tolist(), boxes[0][2].tolist())
+        el, eu = engines.exact_crown(bg, boxes[0][1].tolist(), boxes[0][2].tolist())
         row["t_exact"] = time.perf_counter() - t0
         re = _ratios((np.array([float(v) for v in el]), np.array([float(v) for v in eu])), al[0])
         row["exact_mean"], row["exact_worst"] = re.mean(), re.max()

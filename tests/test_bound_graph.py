@@ -14,13 +14,14 @@ import pytest
 
 import torchlean as tl
 from torchlean import nn
-from torchlean.certificates import engine, fast_backsub, fast_forms
+from torchlean.certificates import fast_backsub, fast_forms
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.bound_graph import Unsupported
 from torchlean.certificates.enclosures import DomainError
 from torchlean.certificates.lower import ARITY, NO_ROW, ROWS, fingerprint, lower
 from torchlean.spec import PRIMITIVES, Graph, Node, Value
 from torchlean.spec.exact import evaluate
+from torchlean.verify import engines
 
 F = Fraction
 
@@ -128,12 +129,12 @@ def _check(g, lo, hi, rng, n=6, tol=1e-7):
     bg = lower(g.to_dict())
     ball = any("ball" in nd.attrs for nd in bg.nodes)
     flo, fhi = lo.ravel().tolist(), hi.ravel().tolist()
-    il, iu = engine.ibp(bg, flo, fhi)
-    cl, cu = engine.crown(bg, flo, fhi)
-    bl, bu = engine.crown(bg, flo, fhi, method="ibp")
+    il, iu = engines.exact_ibp(bg, flo, fhi)
+    cl, cu = engines.exact_crown(bg, flo, fhi)
+    bl, bu = engines.exact_crown(bg, flo, fhi, method="ibp")
     L, H = lo.reshape(1, -1), hi.reshape(1, -1)
-    gl, gu = fe.ibp(bg, L, H)
-    dl, du = fe.crown(bg, L, H)
+    gl, gu = engines.fast_ibp(bg, L, H)
+    dl, du = engines.fast_crown(bg, L, H)
     for a, b in ((il, iu), (cl, cu), (bl, bu)):
         assert all(x <= y for x, y in zip(a, b))
     assert all(c >= i for c, i in zip(cl, il)) and all(c <= i for c, i in zip(cu, iu))
@@ -180,9 +181,9 @@ def test_softmax_with_scores_past_binary64_exp(op):
     g = G([("matmul", ["x", "W"], "h"), (op, ["h"], "y", {"axis": -1})], {"W": WIDE_SCORES})
     bg = lower(g.to_dict())
     lo, hi = -np.ones((1, 4)), np.ones((1, 4))
-    il, iu = engine.ibp(bg, lo.ravel().tolist(), hi.ravel().tolist())
-    cl, cu = engine.crown(bg, lo.ravel().tolist(), hi.ravel().tolist())
-    fl, fu = fe.crown(bg, lo, hi)
+    il, iu = engines.exact_ibp(bg, lo.ravel().tolist(), hi.ravel().tolist())
+    cl, cu = engines.exact_crown(bg, lo.ravel().tolist(), hi.ravel().tolist())
+    fl, fu = engines.fast_crown(bg, lo, hi)
     if op == "log_softmax":  # -log(1 + sum_j e^(x_j - x_i)) >= -(3,050 + log 4)
         assert all(-3052 <= v < 0 for v in il)
     else:
@@ -196,7 +197,7 @@ def test_softmax_with_scores_past_binary64_exp(op):
             assert fl[0, j] <= float(v) + 1e-12 and float(v) - 1e-12 <= fu[0, j]
     wide = G([("matmul", ["x", "W"], "h"), (op, ["h"], "y", {"axis": -1})], {"W": WIDE_SCORES * 30})
     with pytest.raises(DomainError, match="exp"):  # (x_j - x_i up to 91,500 > 2^16)
-        engine.ibp(lower(wide.to_dict()), lo.ravel().tolist(), hi.ravel().tolist())
+        engines.exact_ibp(lower(wide.to_dict()), lo.ravel().tolist(), hi.ravel().tolist())
 
 
 def test_every_primitive_has_a_row_or_a_reason():
@@ -259,9 +260,9 @@ def test_batched_fast_boxes_match_single_boxes():
     bg = lower(G(*spec).to_dict())
     lo = rng.uniform(-1, 1, (5, 32))
     hi = lo + rng.uniform(0, 0.5, (5, 32))
-    bl, bu = fe.crown(bg, lo, hi)
+    bl, bu = engines.fast_crown(bg, lo, hi)
     for b in range(5):
-        sl, su = fe.crown(bg, lo[b:b + 1], hi[b:b + 1])
+        sl, su = engines.fast_crown(bg, lo[b:b + 1], hi[b:b + 1])
         np.testing.assert_allclose(sl[0], bl[b], rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(su[0], bu[b], rtol=1e-9, atol=1e-9)
 
@@ -279,16 +280,16 @@ def test_supplied_slopes_stay_sound():
         if n.kind in ("fn", "mul"):
             vals = rng.uniform(-1, 2, (n.size, 2)) if n.kind == "fn" else rng.uniform(0, 1, (n.size, 2))
             slopes[k] = [tuple(F(float(v)) for v in row) for row in vals]
-    el, eu = engine.crown(bg, flo, fhi, slopes=slopes)
+    el, eu = engines.exact_crown(bg, flo, fhi, slopes=slopes)
     fs = {k: tuple(np.array([[float(r[j]) for r in v]]) for j in (0, 1)) for k, v in slopes.items()}
-    fl, fu = fe.crown(bg, lo, hi, slopes=fs)
+    fl, fu = engines.fast_crown(bg, lo, hi, slopes=fs)
     for p in _samples(rng, lo, hi, 10):
         for j, (v, t) in enumerate(_exact_outputs(g, p)):
             assert el[j] - t <= v <= eu[j] + t
             assert F(fl[0, j]) - t <= v <= F(fu[0, j]) + t
     with pytest.raises(Exception, match="McCormick"):
         k = next(k for k, n in enumerate(bg.nodes) if n.kind == "mul")
-        engine.crown(bg, flo, fhi, slopes={k: [(F(2), None)] * bg.nodes[k].size})
+        engines.exact_crown(bg, flo, fhi, slopes={k: [(F(2), None)] * bg.nodes[k].size})
 
 
 def test_fingerprint_binds_the_weights():
@@ -310,8 +311,8 @@ def test_unsupported_uses_are_refused():
     g = G([("matmul", ["x", "W"], "h"), ("log", ["h"], "y")], {"W": W})
     bg = lower(g.to_dict())
     with pytest.raises(Exception, match="domain"):
-        engine.ibp(bg, [-1] * 4, [1] * 4)
-    lo, hi = fe.ibp(bg, -np.ones((1, 4)), np.ones((1, 4)))
+        engines.exact_ibp(bg, [-1] * 4, [1] * 4)
+    lo, hi = engines.fast_ibp(bg, -np.ones((1, 4)), np.ones((1, 4)))
     assert np.isneginf(lo).all() and np.isposinf(hi).all()  # never a finite bound outside the domain
 
 
@@ -330,8 +331,8 @@ def test_oval21_cifar_net_bounds_contain_onnxruntime():
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (1, 3072))
     eps = 2 / 255
-    cl, cu = fe.crown(bg, x - eps, x + eps)
-    il, iu = fe.ibp(bg, x - eps, x + eps)
+    cl, cu = engines.fast_crown(bg, x - eps, x + eps)
+    il, iu = engines.fast_ibp(bg, x - eps, x + eps)
     assert ((cu - cl) < (iu - il) / 5).all()
     sess = ort.InferenceSession(str(path))
     name = sess.get_inputs()[0].name
@@ -352,15 +353,15 @@ def _cancelling_violations():
         bg = lower(g.to_dict())
         lo = rng.uniform(-1, 1, 8) * 1e8
         hi = lo + rng.uniform(0, 1, 8)
-        el, eu = engine.ibp(bg, lo.tolist(), hi.tolist())  # exact: the true extremes of an affine map
-        for fl, fu in (fe.crown(bg, lo[None], hi[None]), fe.ibp(bg, lo[None], hi[None])):
+        el, eu = engines.exact_ibp(bg, lo.tolist(), hi.tolist())  # exact: the true extremes of an affine map
+        for fl, fu in (engines.fast_crown(bg, lo[None], hi[None]), engines.fast_ibp(bg, lo[None], hi[None])):
             bad += sum(F(a) > b for a, b in zip(fl[0], el)) + sum(F(a) < b for a, b in zip(fu[0], eu))
     return bad
 
 
 def test_fast_rounding_charges_are_needed_and_sufficient(monkeypatch):
     assert _cancelling_violations() == 0
-    for mod in (fe, fast_forms):
+    for mod in (engines, fast_forms):  # (engines: the C·y and CROWN output charges)
         monkeypatch.setattr(mod, "_charge", lambda x, n: 0 * x)
     assert _cancelling_violations() > 0  # the test has the power to see a missing charge
 
@@ -381,9 +382,9 @@ def test_skipped_refinements_lose_nothing():
     assert sum(map(sum, skips)) > 0
     lo, hi = (x0 - 0.1).reshape(1, -1), (x0 + 0.1).reshape(1, -1)
     fg = fe.FastGraph(bg)
-    sl, su = fe.crown(fg, lo, hi)
+    sl, su = engines.fast_crown(fg, lo, hi)
     fg.best = [np.zeros_like(b) for b in fg.best]  # refine every row
-    al, au = fe.crown(fg, lo, hi)
+    al, au = engines.fast_crown(fg, lo, hi)
     np.testing.assert_allclose(sl, al, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(su, au, rtol=1e-9, atol=1e-9)
 
@@ -400,9 +401,9 @@ def _relu_chain_violations(monkeypatch=None, zero=()):
     (``_charges``, composite over both hidden layers) and the others keep them sound."""
     if zero:  # every charge of the fast engine
         monkeypatch.setattr(fast_backsub, "_charges", lambda st, k, views, c, d: np.zeros_like(views[k].zmax))
-        for mod in (fe, fast_backsub):  # (the compact weights: fast_backsub's, and bound_forms' in fe)
+        for mod in (engines, fast_backsub):  # (the compact weights: fast_backsub's, and fast_crown's)
             monkeypatch.setattr(mod, "_weights", _no_weights)
-        for mod in (fe, fast_backsub, fast_forms):
+        for mod in (engines, fast_backsub, fast_forms):
             monkeypatch.setattr(mod, "_charge", lambda x, n: 0 * x)
     bad = 0
     for seed in range(12):
@@ -415,8 +416,8 @@ def _relu_chain_violations(monkeypatch=None, zero=()):
         bg = lower(g.to_dict())
         lo = 1e8 + rng.uniform(0, 1e6, 3)
         hi = lo + rng.uniform(0, 1, 3)
-        el, eu = engine.crown(bg, lo.tolist(), hi.tolist())  # all neurons stable: the exact range
-        fl, fu = fe.crown(bg, lo[None], hi[None])
+        el, eu = engines.exact_crown(bg, lo.tolist(), hi.tolist())  # all neurons stable: the exact range
+        fl, fu = engines.fast_crown(bg, lo[None], hi[None])
         bad += sum(F(a) > b for a, b in zip(fl[0], el)) + sum(F(a) < b for a, b in zip(fu[0], eu))
     return bad
 
@@ -445,9 +446,9 @@ def test_composite_charges_cover_the_step_by_step_ones(monkeypatch):
         bg = lower(G(nodes, c).to_dict())
         lo = rng.uniform(-1, 1, (8, 4))
         hi = lo + rng.uniform(0.05, 0.5, (8, 4))
-        comp = fe.crown(bg, lo, hi)
+        comp = engines.fast_crown(bg, lo, hi)
         monkeypatch.setattr(fast_backsub, "COMPOSITE", False)
-        step = fe.crown(bg, lo, hi)
+        step = engines.fast_crown(bg, lo, hi)
         monkeypatch.setattr(fast_backsub, "COMPOSITE", True)
         assert (comp[0] <= step[0]).all() and (comp[1] >= step[1]).all()
         assert (comp[0] < step[0]).any()  # (they differ: the test compares two computations)
@@ -465,9 +466,9 @@ def test_relu_chain_bounds_hold_on_sampled_points_with_unstable_neurons():
         bg = lower(g.to_dict())
         lo = rng.uniform(-1, 0, (6, 3))
         hi = lo + rng.uniform(0.1, 1, (6, 3))
-        fl, fu = fe.crown(bg, lo, hi)
+        fl, fu = engines.fast_crown(bg, lo, hi)
         for b in range(6):
-            one = fe.crown(bg, lo[b:b + 1], hi[b:b + 1])
+            one = engines.fast_crown(bg, lo[b:b + 1], hi[b:b + 1])
             pts = [lo[b] + (hi[b] - lo[b]) * t for t in rng.uniform(0, 1, (20, 3))]
             pts += [np.where(np.array(c) == 1, hi[b], lo[b]) for c in np.ndindex(2, 2, 2)]
             for x in pts:

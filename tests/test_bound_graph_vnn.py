@@ -14,10 +14,11 @@ from torchlean.certificates import engine
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.bounds import check_vnn
 from torchlean.certificates.functions import FUNCTIONS
-from torchlean.certificates.graph_vnn import LIBM, LIBM_ROWS, objective_forms, read_network
+from torchlean.certificates.graph_vnn import LIBM, LIBM_ROWS, objective_forms
 from torchlean.certificates.lower import BoundGraph, fingerprint, lower
 from torchlean.certificates.property import Atom, Region, Spec
 from torchlean.spec import Graph, Node, Value
+from torchlean.verify import engines
 
 F = Fraction
 MODES = ("exact", "fast")
@@ -39,7 +40,7 @@ def cnn_net(rng):
 
 def robustness(bg: BoundGraph, x0, eps):
     """The unsafe set 'the other output wins' around x0 (whichever output is larger at x0)."""
-    y = [float(v) for v in engine.ibp(bg, x0, x0)[0]]
+    y = [float(v) for v in engines.exact_ibp(bg, x0, x0)[0]]
     a = (F(1), F(-1)) if y[0] > y[1] else (F(-1), F(1))  # unsafe: a·y <= 0 (the loser wins)
     lo = tuple(F(v) - F(eps) for v in x0)
     hi = tuple(F(v) + F(eps) for v in x0)
@@ -98,9 +99,8 @@ def test_every_network_is_read_as_its_bound_graph():
     c = {"W": rng.normal(size=(3, 4)).astype(np.float32), "V": rng.normal(size=(4, 2)).astype(np.float32)}
     nodes = [Node("matmul", ["x", "W"], "h"), Node("relu", ["h"], "r"), Node("matmul", ["r", "V"], "y")]
     g = Graph([Value("x", (1, 3), "float32")], c, nodes, ["y"]).check()
-    assert isinstance(read_network(g.to_dict()), BoundGraph)  # a ReLU chain too (issue 14)
-    assert isinstance(read_network(cnn_net(rng).to_dict()), BoundGraph)
-    assert fingerprint(read_network(g.to_dict())) == fingerprint(lower(g.to_dict()))
+    assert isinstance(lower(g.to_dict()), BoundGraph)  # a ReLU chain too (issue 14)
+    assert isinstance(lower(cnn_net(rng).to_dict()), BoundGraph)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -180,7 +180,7 @@ def test_sat_checked_on_the_exact_output_enclosure():
         x0 = [F(float(v)) for v in rng.uniform(-1, 1, bg.n_in)]
         L, U = engine.point(bg, x0)  # the point's enclosure, inside the (rounded) IBP one
         lo, hi = zip(*(engine.form_bounds(f, L, U) for f in bg.outputs))
-        ilo, ihi = engine.ibp(bg, x0, x0)
+        ilo, ihi = engines.exact_ibp(bg, x0, x0)
         assert all(a <= b <= c <= d for a, b, c, d in zip(ilo, lo, hi, ihi))
         if all(n.kind != "fn" or n.fn == "relu" for n in bg.nodes):
             assert lo == hi  # rational operations only: the exact value

@@ -27,6 +27,7 @@ from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.fast_functions import FAST
 from torchlean.certificates.functions import FUNCTIONS
 from torchlean.certificates.lower import ROWS, lower
+from torchlean.verify import engines
 
 UNARY = ["relu", "abs", "exp", "tanh", "erf", "sigmoid", "softplus", "gelu", "silu", "neg"]
 
@@ -203,8 +204,8 @@ def test_exact_and_fast_crown_agree_on_wide_tanh_boxes():
                   "W2": rng.normal(0, 1, (6, 2))})
     bg = lower(g.to_dict())
     lo, hi = -np.ones((1, 4)), np.ones((1, 4))
-    el, eu = engine.crown(bg, lo[0].tolist(), hi[0].tolist())
-    fl, fu = fe.crown(bg, lo, hi)
+    el, eu = engines.exact_crown(bg, lo[0].tolist(), hi[0].tolist())
+    fl, fu = engines.fast_crown(bg, lo, hi)
     for j in range(2):
         assert fl[0, j] <= float(el[j]) <= fl[0, j] + 1e-9 * (1 + abs(fl[0, j]))
         assert fu[0, j] - 1e-9 * (1 + abs(fu[0, j])) <= float(eu[j]) <= fu[0, j]
@@ -218,13 +219,13 @@ def test_fast_rows_batched_with_out_of_domain_boxes():
     bg = lower(g.to_dict())
     lo = np.array([[0.2, 0.1, -0.45, 0.0], [-1.0, 0.1, 0.2, 0.3]])
     hi = lo + 0.05
-    for f in (fe.ibp, fe.crown):
+    for f in (engines.fast_ibp, engines.fast_crown):
         bl, bu = f(bg, lo, hi)
         sl, su = f(bg, lo[:1], hi[:1])
         assert np.array_equal(bl[0], sl[0]) and np.array_equal(bu[0], su[0])
         assert np.isfinite(bl[0]).all() and np.isneginf(bl[1]).any() and np.isposinf(bu[1]).any()
     assert FAST["relu"].interval(np.array([-2.0]), np.array([-1.0])) == (0.0, 0.0)
-    el, eu = engine.ibp(bg, lo[0].tolist(), hi[0].tolist())
+    el, eu = engines.exact_ibp(bg, lo[0].tolist(), hi[0].tolist())
     assert el[2] == eu[2] == 0 and bl[0, 2] == bu[0, 2] == 0  # log(x + 0.5) < 0 there: a dead ReLU
 
 
@@ -273,7 +274,7 @@ def test_two_slope_policies_never_looser_than_either():
                 single_fast[p] = fe.bound_forms(fst, F)[0]
             finally:
                 fg.policies = (*POLICIES, GREEDY)
-        cl, _ = engine.crown(bg, lo[0].tolist(), hi[0].tolist())
+        cl, _ = engines.exact_crown(bg, lo[0].tolist(), hi[0].tolist())
         for j, f in enumerate(forms):
             best = engine.best_backsub(st, f)
             each = {p: engine.backsub(st, f, None, None, p) for p in (*POLICIES, GREEDY)}
@@ -308,5 +309,5 @@ def test_bounds_beyond_the_float_range_stay_exact():
     bg = lower(g.to_dict())
     lo = [Fraction(float(v)) for v in (x0 - eps).ravel()]
     hi = [Fraction(float(v)) for v in (x0 + eps).ravel()]
-    (il, iu), (cl, cu) = engine.ibp(bg, lo, hi), engine.crown(bg, lo, hi)
+    (il, iu), (cl, cu) = engines.exact_ibp(bg, lo, hi), engines.exact_crown(bg, lo, hi)
     assert all(a >= b for a, b in zip(cl, il)) and all(a <= b for a, b in zip(cu, iu))

@@ -15,11 +15,10 @@ import numpy as np
 import pytest
 
 from torchlean.certificates import engine
-from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.fast_forms import corners, outward
 from torchlean.certificates.lower import lower
 from torchlean.spec import Graph, Node, Value
-from torchlean.verify import load_graph
+from torchlean.verify import engines, load_graph
 from torchlean.verify.bounds import bounds
 from torchlean.verify.network import float_chain
 
@@ -119,10 +118,10 @@ def test_fast_table_agrees_with_exact_and_contains_samples(seed):
     bg = lower(g.to_dict())
     lo, hi = sample_boxes(rng, 3, 3, 0.8)
     for method in ("ibp", "crown"):
-        f_lo, f_hi = (fe.ibp if method == "ibp" else fe.crown)(bg, lo, hi)
+        f_lo, f_hi = (engines.fast_ibp if method == "ibp" else engines.fast_crown)(bg, lo, hi)
         for b in range(len(lo)):
             qlo, qhi = [Fraction(v) for v in lo[b]], [Fraction(v) for v in hi[b]]
-            e_lo, e_hi = (engine.ibp if method == "ibp" else engine.crown)(bg, qlo, qhi)
+            e_lo, e_hi = (engines.exact_ibp if method == "ibp" else engines.exact_crown)(bg, qlo, qhi)
             e_lo, e_hi = np.array([float(v) for v in e_lo]), np.array([float(v) for v in e_hi])
             assert np.allclose(f_lo[b], e_lo, rtol=1e-9, atol=1e-9)
             assert np.allclose(f_hi[b], e_hi, rtol=1e-9, atol=1e-9)

@@ -20,6 +20,7 @@ from torchlean import nn
 from torchlean.certificates import check, engine, lower, lower_linear
 from torchlean.certificates.core import digest
 from torchlean.floats import bound_certificate, epsilons
+from torchlean.verify import engines
 from torchlean.zoo.fno import SpectralConv1d
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -80,8 +81,8 @@ def test_lin_nodes_keep_the_exact_function(graph, always_wide):
 def test_crown_through_lin_nodes_contains_the_values(graph, always_wide):
     bg = lower.lower(graph.to_dict(), wide=True)
     box = box_of(np.random.default_rng(2), (1, GRID, WIDTH), Fraction(1, 8))
-    lo, hi = engine.crown(bg, [a for a, _ in box], [b for _, b in box])
-    ilo, ihi = engine.ibp(bg, [a for a, _ in box], [b for _, b in box])
+    lo, hi = engines.exact_crown(bg, [a for a, _ in box], [b for _, b in box])
+    ilo, ihi = engines.exact_ibp(bg, [a for a, _ in box], [b for _, b in box])
     assert all(a >= c and b <= d for a, b, c, d in zip(lo, hi, ilo, ihi))
     rng = np.random.default_rng(5)
     for _ in range(5):
@@ -103,15 +104,15 @@ def test_fast_engine_through_lin_nodes_agrees_with_the_exact_engine(graph, alway
     assert any(n.kind == "lin" for n in wide.nodes)
     box = box_of(np.random.default_rng(2), (1, GRID, WIDTH), Fraction(1, 8))
     lo, hi = fast_engine.boxes([[a for a, _ in box]], [[b for _, b in box]])
-    fl, fh = fast_engine.crown(wide, lo, hi)
-    pl, ph = fast_engine.crown(plain, lo, hi)
-    el, eh = engine.crown(wide, [a for a, _ in box], [b for _, b in box])
+    fl, fh = engines.fast_crown(wide, lo, hi)
+    pl, ph = engines.fast_crown(plain, lo, hi)
+    el, eh = engines.exact_crown(wide, [a for a, _ in box], [b for _, b in box])
     el, eh = np.array([float(a) for a in el]), np.array([float(b) for b in eh])
     scale = np.maximum(np.abs(el), np.abs(eh)) + 1
     assert np.all(fl[0] <= el) and np.all(fh[0] >= eh)  # fast contains exact
     assert np.all(el - fl[0] <= 1e-9 * scale) and np.all(fh[0] - eh <= 1e-9 * scale)
     assert np.allclose(fl, pl, rtol=0, atol=1e-9) and np.allclose(fh, ph, rtol=0, atol=1e-9)
-    ib = fast_engine.ibp(wide, lo, hi)
+    ib = engines.fast_ibp(wide, lo, hi)
     assert np.all(fh - fl < ib[1] - ib[0])  # (and CROWN is used: tighter than IBP)
     rng = np.random.default_rng(6)
     for _ in range(5):

@@ -20,7 +20,7 @@ from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.bounds import check_vnn, walk
 from torchlean.certificates.graph_vnn import objective_forms, split_widths
 from torchlean.certificates.property import Atom, Region, Spec
-from torchlean.verify import alpha, general, graph_relu, table
+from torchlean.verify import alpha, engines, general, graph_relu, table
 
 N = 9  # input side: 81 inputs
 
@@ -74,8 +74,8 @@ def test_root_crown_fails_and_relu_splits_prove_it(net, proved):
     C = np.zeros((1, 2))
     C[0, lab], C[0, 1 - lab] = 1, -1
     lo, hi = fe.boxes([r.lo], [r.hi])
-    assert fe.crown(fe.compiled(t.bg), lo, hi, C=C)[0][0, 0] < 0  # the root bound does not prove it
-    exact_root = engine.crown(t.bg, r.lo, r.hi, C=[[Fraction(int(v)) for v in C[0]]])[0][0]
+    assert engines.fast_crown(fe.compiled(t.bg), lo, hi, C=C)[0][0, 0] < 0  # the root bound does not prove it
+    exact_root = engines.exact_crown(t.bg, r.lo, r.hi, C=[[Fraction(int(v)) for v in C[0]]])[0][0]
     assert exact_root < 0
     assert res.verdict == "unsat" and res.stats["splits"] > 0
     tree = res.cert["regions"][0]["per_disjunct"][0]
@@ -220,7 +220,7 @@ def test_select_keeps_a_boxs_own_bounds(net):
     F = fe.forms_of(t.bg, forms)
     st = fe.forward(fg, blo, bhi, "crown")
     for b in range(B):
-        one = fe.bound_forms(fe.select(st, b), F)[0, 0]
+        one = fe.bound_forms(engines.select(st, b), F)[0, 0]
         alone = fe.bound_forms(fe.forward(fg, blo[b:b + 1], bhi[b:b + 1], "crown"), F)[0, 0]
         assert abs(one - alone) <= 1e-9 * (1 + abs(alone))
         pts = rng.uniform(blo[b], bhi[b], size=(20, blo.shape[1]))

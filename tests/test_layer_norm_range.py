@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from torchlean.certificates import check, engine, errorbound
-from torchlean.certificates import fast_engine as fe
 from torchlean.certificates import lower as lw
 from torchlean.certificates.bound_graph import sqrt_up
 from torchlean.floats import bound_certificate
 from torchlean.spec import Graph, Node, Value
+from torchlean.verify import engines
 
 F = Fraction
 
@@ -73,10 +73,10 @@ def test_clamp_binds_and_contains_torch(n, eps):
         a, z = engine.interval_mul(bx, bw)
         assert z - a > 2 * c
         assert (st.L[o + i], st.U[o + i]) == (-c, c)
-    il, iu = engine.ibp(bg, lo, hi)
-    cl, cu = engine.crown(bg, lo, hi)
+    il, iu = engines.exact_ibp(bg, lo, hi)
+    cl, cu = engines.exact_crown(bg, lo, hi)
     assert all(u - a <= 2 * c for a, u in zip(il, iu))
-    gl, gu = fe.ibp(bg, np.array([lo]), np.array([hi]))
+    gl, gu = engines.fast_ibp(bg, np.array([lo]), np.array([hi]))
     assert (gu[0] - gl[0] <= 2 * float(c) * (1 + 1e-12)).all()
     # torch's layer_norm at sampled points (corners included) lies inside every bound
     pts = [np.array([lo]), np.array([hi])] + [x0 + rng.uniform(-2, 2, (1, n)) for _ in range(200)]
@@ -98,7 +98,7 @@ def test_affine_layer_norm_bounds_contain_torch(n, eps):
     bg = lw.lower(g.to_dict())
     x0 = rng.uniform(-1, 1, (1, n))
     lo, hi = (x0 - 3).ravel().tolist(), (x0 + 3).ravel().tolist()
-    il, iu = engine.ibp(bg, lo, hi)
+    il, iu = engines.exact_ibp(bg, lo, hi)
     c = float(sqrt_up(n - 1))
     for j in range(n):  # gamma·[-c, c] + beta, no wider
         assert float(iu[j] - il[j]) <= 2 * c * abs(w[j]) * (1 + 1e-12)
@@ -152,8 +152,8 @@ def test_ball_rule_binds_and_contains_torch(n, eps):
     assert sqrt_up(q) ** 2 >= q and (sqrt_up(q) - F(1, 3 << 52)) ** 2 < q
     x0 = rng.uniform(-1, 1, (1, n))
     lo, hi = (x0 - 2).ravel().tolist(), (x0 + 2).ravel().tolist()
-    il, iu = engine.ibp(bg, lo, hi)
-    cl, cu = engine.crown(bg, lo, hi)
+    il, iu = engines.exact_ibp(bg, lo, hi)
+    cl, cu = engines.exact_crown(bg, lo, hi)
     for j in range(3):
         col = V[:, j]
         assert float(iu[j]) <= math.sqrt(n) * np.linalg.norm(col) * (1 + 1e-12)

@@ -18,7 +18,7 @@ from torchlean import nn
 from torchlean.certificates import engine
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.bounds import check_vnn, walk
-from torchlean.verify import table
+from torchlean.verify import engines, table
 
 N = 9  # 81 inputs: the general search splits ReLUs, not inputs
 
@@ -111,7 +111,7 @@ def test_prior_bounds_batched_parents(net):
     par = fe.forward(fg, np.concatenate([lo0, lo1]), np.concatenate([hi0, hi1]), "crown")
     kids = []
     for b, (lo, hi) in enumerate(((lo0, hi0), (lo1, hi1))):
-        one = fe.select(par, b)
+        one = engines.select(par, b)
         kids += [(b, lo, hi, k, i, p) for k, i in _cases(bg, one)[::2] for p in (0, 1)]
     relus = _relus(bg)
     ph = {k: np.full((len(kids), bg.nodes[k].size), -1, dtype=np.int8) for k in relus}

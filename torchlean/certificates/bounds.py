@@ -46,12 +46,8 @@ def proof_combo(p: Any, disj: tuple[Any, ...], where: str) -> Combo:
     if type(p) is int and 0 <= p < len(disj):  # (the common case, decided without the general path)
         return (p,)
     ks = [p] if isinstance(p, int) else p
-    require(
-        isinstance(ks, list)
-        and ks
-        and all(isinstance(k, int) and not isinstance(k, bool) and 0 <= k < len(disj) for k in ks),
-        f"{where}: bad atom choice {p!r}",
-    )
+    ok = isinstance(ks, list) and ks and all(_index(k, len(disj)) for k in ks)
+    require(ok, f"{where}: bad atom choice {p!r}")
     combo = tuple(sorted(set(ks)))
     require(len(combo) == len(ks), f"{where}: repeated atom in {p!r}")
     return combo
@@ -233,7 +229,7 @@ def check_vnn(
     cert: Any, net: Any, spec: Spec, mode: str | None = None, deadline: float | None = None
 ) -> Verdict:
     """Check a ``vnn-sat`` / ``vnn-unsat`` certificate against the re-derived network (its
-    ``lower.BoundGraph``: ``graph_vnn.read_network``) and property, on the bound-table engines
+    ``lower.BoundGraph``: ``lower.lower`` of the IR) and property, on the bound-table engines
     (``graph_vnn``). ``mode`` ("exact" or "fast") is the caller's; None chooses by size
     (``replay_mode``). A certificate's own "mode" field is ignored. ``deadline`` (a
     ``time.monotonic()`` value): past it the replay stops and the certificate is not accepted

@@ -457,30 +457,3 @@ def objective(bg: BoundGraph, C: Sequence[Sequence[Any]] | None) -> list[Aff]:
     if any(len(row) != bg.n_out for row in C):
         raise ValueError(f"an objective row has not {bg.n_out} entries, one per output of the graph")
     return [as_aff(_lin([(Q(q), a) for q, a in zip(row, bg.outputs)])) for row in C]
-
-
-def ibp(bg: BoundGraph, lo: Sequence[Any], hi: Sequence[Any],
-        C: Sequence[Sequence[Any]] | None = None) -> tuple[list[Fraction], list[Fraction]]:
-    """Exact IBP bounds of C·y (y the outputs; C = identity when None) over the box [lo, hi]."""
-    st = forward(bg, [Q(v) for v in lo], [Q(v) for v in hi], "ibp")
-    bs = [st.bounds(f) for f in objective(bg, C)]
-    return [b[0] for b in bs], [b[1] for b in bs]
-
-
-def crown(
-    bg: BoundGraph, lo: Sequence[Any], hi: Sequence[Any], C: Sequence[Sequence[Any]] | None = None,
-    slopes: dict[int, Any] | None = None, method: str = "crown",
-) -> tuple[list[Fraction], list[Fraction]]:
-    """Exact CROWN bounds (lower, upper) of C·y over the box: intermediate bounds by ``method``
-    ("crown" or "ibp"), optional ``slopes`` for the final back-substitution (any value gives a
-    valid bound; see ``backsub``), and per row the tightest of IBP and the final back-substitution
-    under each slope policy (``best_backsub``)."""
-    st = forward(bg, [Q(v) for v in lo], [Q(v) for v in hi], method)
-    lows, ups = [], []
-    for f in objective(bg, C):
-        a, b = st.bounds(f)
-        lows.append(max(a, best_backsub(st, f, slopes)))
-        # the upper bound is -lower(-f): the same supplied lines, roles unchanged (a positive
-        # coefficient of -f still takes the lower line), so the slopes are passed as they are
-        ups.append(min(b, -best_backsub(st, neg(f), slopes)))
-    return lows, ups

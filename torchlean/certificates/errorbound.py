@@ -22,11 +22,8 @@ outward rounding (``fast_errors.py``, numpy, imported only then), same steps, sa
 < v < hi_d, so the halves cover the parent); each leaf is replayed on its box with S's epsilon.
 """
 
-
 from __future__ import annotations
 
-import hashlib
-import json
 from fractions import Fraction
 from typing import Any
 
@@ -317,8 +314,8 @@ def fast_ranges(bg: Any, box: list[tuple[Fraction, Fraction]]) -> dict[int, Any]
 
 
 def model_id(ir: dict[str, Any]) -> str:
-    """SHA-256 of the graph's canonical JSON (``Graph.fingerprint``)."""
-    return hashlib.sha256(json.dumps(ir, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    """SHA-256 of the graph's canonical JSON (``Graph.fingerprint``): ``core.digest``."""
+    return digest(ir)
 
 
 def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> list[list[Fraction]]:

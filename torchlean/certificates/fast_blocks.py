@@ -20,6 +20,15 @@ from .fast_forms import SPARSE_BELOW, _Mat
 # over 70,000 sources). Every operation below does, per coefficient, the roundings the dense one
 # did (a product, a sum of <= k products, one sum of two), so the rows' charges are unchanged.
 
+class _V:
+    """One IR value's elements: ranges, the form C ({first source: block}), rem, E."""
+
+    __slots__ = ("lo", "hi", "C", "rem", "E")
+
+    def __init__(self, lo, hi, C, rem, E):
+        self.lo, self.hi, self.C, self.rem, self.E = lo, hi, C, rem, E
+
+
 class _Sp:
     """A sparse block: entries (r, c, v) sorted by row then column, no two alike, shape (m, w)."""
 

@@ -30,8 +30,8 @@ from . import engine as exact
 from .bound_graph import arg_rows, refine_skips
 from .core import tick
 from .engine import EXACT_AT_STABLE, _regroup, policies, split_nodes
-from .fast_backsub import _backsub, _best_backsub, _max_sel, _through, _usable, _weights
-from .fast_forms import TINY, U, _charge, _Forms, _safe, outward
+from .fast_backsub import _backsub, _best_backsub, _max_sel, _usable
+from .fast_forms import TINY, U, _Forms, outward
 from .fast_functions import FAST
 from .lower import Aff, BoundGraph
 from .slopes import GREEDY, POLICIES
@@ -98,11 +98,6 @@ class _State:
         self.L.append(L)
         self.U.append(Uu)
         self.vmax.append(np.maximum(np.abs(L), np.abs(Uu)))
-
-
-def select(st: _State, b: int) -> _State:
-    """Box b of a forward state alone (its certified bounds; relaxations are rebuilt from them)."""
-    return gather([(st, b)])
 
 
 def gather(rows: list[tuple[_State, int]]) -> _State:
@@ -276,42 +271,6 @@ def boxes(lo: Any, hi: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.array(los, dtype=float), np.array(his, dtype=float)
 
 
-@np.errstate(invalid="ignore", over="ignore")  # non-finite entries are handled (vacuous bounds)
-def ibp(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = None):
-    """Certified IBP bounds (B, K) of C·y over each box [lo_b, hi_b] ((B, n_in) floats)."""
-    fg = compiled(bg)
-    return _ibp_out(fg, forward(fg, lo, hi, "ibp"), C)
-
-
-def _ibp_out(fg: FastGraph, st: _State, C: Any):
-    yl, yu = fg.out.bounds(st.L, st.U, st.vmax)
-    if C is None:
-        return yl, yu
-    Cm = np.asarray(C, dtype=float)
-    Cp, Cn = np.maximum(Cm, 0), np.minimum(Cm, 0)
-    lo, hi = yl @ Cp.T + yu @ Cn.T, yu @ Cp.T + yl @ Cn.T
-    ch = _charge(np.maximum(np.abs(yl), np.abs(yu)) @ np.abs(Cm).T, Cm.shape[1])
-    return _safe(lo - ch, hi + ch)
-
-
-@np.errstate(invalid="ignore", over="ignore")  # non-finite entries are handled (vacuous bounds)
-def crown(bg: BoundGraph | FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = None,
-          slopes: dict[int, Any] | None = None, method: str = "crown"):
-    """Certified CROWN bounds (B, K) of C·y over each box, as ``engine.crown`` (slopes per node:
-    arrays (B, size), NaN = default; max: member index arrays), the tighter of CROWN and IBP."""
-    fg = compiled(bg)
-    st = forward(fg, lo, hi, method)
-    il, iu = _ibp_out(fg, st, C)
-    Cm = np.eye(fg.bg.n_out) if C is None else np.asarray(C, dtype=float)  # (floats taken as exact)
-    K = Cm.shape[0]
-    lin = np.repeat(np.concatenate([Cm, -Cm])[None], st.B, axis=0)
-    const, err = np.zeros((st.B, 2 * K)), np.zeros((st.B, 2 * K))
-    lam: dict[int, np.ndarray] = {}
-    const, err = _through(st, lam, lin, const, err, fg.out, W=_weights(st, fg.out, None))
-    low = _best_backsub(st, lam, const, err, slopes)
-    return np.maximum(il, low[:, :K]), np.minimum(iu, -low[:, K:])
-
-
 def tight_args(bg: BoundGraph, box: list[tuple[Fraction, Fraction]]) -> dict[int, Any]:
     """{node: (lows, highs)} of every fn/mul/max node's argument rows (mul: the x rows, then the w
     rows; max: the members in order) over one box, as Fractions (a non-finite end: None): this
@@ -343,8 +302,8 @@ def forms_of(bg: BoundGraph | FastGraph, forms: list[Aff]) -> _Forms:
 
 def bound_forms(st: _State, F: _Forms, slopes: dict[int, Any] | None = None) -> np.ndarray:
     """Certified lower bounds (B, K) of the forms F over each box of the forward state ``st``:
-    the best of IBP and the final CROWN back-substitution under each slope policy (``slopes`` as
-    in ``crown``)."""
+    the best of IBP and the final CROWN back-substitution under each slope policy (``slopes``
+    per node: arrays (B, size), NaN = default; max: member index arrays)."""
     il, _ = F.bounds(st.L, st.U, st.vmax)
     lam: dict[int, np.ndarray] = {}
     err = np.zeros((st.B, F.R))

@@ -38,10 +38,11 @@ from .bound_graph import ONE, Aff, Lowerer, Tensor, arg_rows, as_aff
 from .core import float_below, rational, require, tick
 from .errorbound import LINEAR, bn_scale
 from .errorctx import Ctx
-from .fast_blocks import _absdot, _apply, _blk, _plus, _rows, _scale, _Sp, _terms
+from .fast_blocks import _V, _absdot, _apply, _blk, _plus, _rows, _scale, _terms
 from .fast_fns import FNS, _Fns
 from .fast_forms import _charge, _dense, _float_hull, _Forms, _hi, _Mat, _midrad, _up
 from .fast_prods import matmul_pairs, prod, prod_range, sum_map
+from .fast_select import KEY, _select, copy, maxima, maxlike
 from .lower import ROWS as LOWER
 from .lower import _decode_const, lower
 from .lower_linear import _pair
@@ -51,8 +52,6 @@ Q = Fraction
 #: the nodes read through ``_map``'s generic path by their exact-column kind (``errorbound.LINEAR``,
 #: ``_lin``): selections ("exact"), sums ("dot"), means ("avg")
 LIN = ("transpose", "slice", "concat", "broadcast_to", "sum", "mean", "where", "gather", "embedding")
-#: the selections whose input at this position is read by value: a constant condition or indices
-KEY = {"where": 0, "gather": 1, "embedding": 1}
 ROWS = ("matmul", "add", "sub", "mul", "div", "neg", "flatten", "reshape", "conv2d", "avg_pool2d",
         "max_pool2d", "batch_norm", "maximum", "minimum") + FNS + LIN
 FLOAT_DTYPES = ("float16", "float32", "float64")
@@ -88,15 +87,6 @@ def supported(ir: dict[str, Any]) -> str | None:
         if str(a["dtype"]) not in FLOAT_DTYPES and name in read:
             return f"constant {name!r} of dtype {a['dtype']} has no fast rounding-error row"
     return None
-
-
-class _V:
-    """One IR value's elements: ranges, the form C ({first source: block}), rem, E."""
-
-    __slots__ = ("lo", "hi", "C", "rem", "E")
-
-    def __init__(self, lo, hi, C, rem, E):
-        self.lo, self.hi, self.C, self.rem, self.E = lo, hi, C, rem, E
 
 
 _CACHE: dict[str, Any] = {}  # (the last graph: its lowering, per-value forms, constants, maps)
@@ -139,29 +129,6 @@ def _map(op: str, x: Tensor, ks: list[Tensor], attrs: dict[str, Any]) -> Any:
             "avg_pool2d: a row that is not a mean")
     P = F.parents[0][1].map(lambda v: (v != 0) * 1.0)
     return P, np.array([float(d) for d in div])
-
-
-def _select(op: str, xs: list[Tensor], attrs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """An "exact" node's map (``errorbound.LINEAR``: transpose, slice, concat, broadcast_to, where,
-    gather, embedding): the bound table's row run on index variables over all its inputs' elements
-    (constants too: their cast error is carried as data's; a where's condition and the indices,
-    ``KEY``, by their constant values, as the exact column's row reads them), each output required
-    to be one variable with coefficient 1, so the float kernel copies that element: per output,
-    (which input, which element)."""
-    base = np.cumsum([0] + [len(x.v) for x in xs])
-    L = Lowerer(int(base[-1]))
-    res = LOWER[op](L, [x if KEY.get(op) == i else Tensor(x.shape, [Aff({int(b) + j: ONE})
-                                                                     for j in range(len(x.v))])
-                        for i, (x, b) in enumerate(zip(xs, base))], attrs)
-    require(len(L.nodes) == 1, f"{op}: a row with nonlinear nodes")
-    src = []
-    for e in res.v:
-        e = as_aff(e)
-        require(not e.c and len(e.t) == 1 and next(iter(e.t.values())) == 1, f"{op}: not a selection")
-        src.append(next(iter(e.t)))
-    src = np.array(src, dtype=np.int64)
-    inp = np.searchsorted(base, src, side="right") - 1
-    return inp, src - base[inp]
 
 
 def _compiled(ir: dict[str, Any], model: str) -> Any:
@@ -357,21 +324,12 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
         # the runtime pads with -inf: NaN in a format without infinities (float8_e4m3fn), and
         # max(NaN, x) is NaN, so no finite error there (both columns certified ~0 before)
         require(w.fmt.has_inf or not mp[1], f"max_pool2d with padding: -inf has no value in {w.fmt.name}")
-        return _max(ins[0], mp[0], lo, hi)
+        return maxima(ins[0], mp[0], lo, hi)
     require(len(ins) == 2, f"{op}: two operands expected")
     ia, ib = _bcast(shapes)
     a, b = ins
-    if op in ("maximum", "minimum"):  # ``Ctx.maxlike`` per pair (minimum: -max(-a, -b), exact)
-        sg = 1.0 if op == "maximum" else -1.0
-        pair = [_V(*((v.lo, v.hi) if sg > 0 else (-v.hi, -v.lo)), _scale(v.C, np.full(len(v.E), sg)),
-                   v.rem, v.E) for v in (a, b)]
-        m = len(lo)
-        both = _lin(w, "maximum", pair, (np.repeat([0, 1], m), np.concatenate([ia, ib])),
-                    np.concatenate([pair[0].lo[ia], pair[1].lo[ib]]),
-                    np.concatenate([pair[0].hi[ia], pair[1].hi[ib]]))
-        y = _max(both, np.stack([np.arange(m), m + np.arange(m)], axis=1),
-                 *((lo, hi) if sg > 0 else (-hi, -lo)))
-        return _V(lo, hi, _scale(y.C, np.full(m, sg)), y.rem, y.E)
+    if op in ("maximum", "minimum"):
+        return maxlike(op, a, b, ia, ib, lo, hi)
     if op in ("add", "sub"):  # "one": fl(a~ +- b~), data + data or data + constant
         sg = 1.0 if op == "add" else -1.0
         Ein = a.E[ia] + b.E[ib]
@@ -401,32 +359,14 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
 
 def _lin(w: _Walk, op: str, ins: list[_V], mp: Any, lo, hi) -> _V:
     """A linear node by its exact-column kind (``Ctx.lin``): "exact" copies each output's one
-    element (its form's rows, rem and E, moved: no rounding, no new source); "dot" (sum: unit
-    weights, exact in every format) is ``_dot``; "avg" (mean) is ``_avg``."""
+    element (``fast_select.copy``); "dot" (sum: unit weights, exact in every format) is ``_dot``;
+    "avg" (mean) is ``_avg``."""
     kind = LINEAR[op]
     if kind == "dot":
         return _dot(w, ins[0], mp, lo, hi)
     if kind == "avg":
         return _avg(w, ins[0], *mp, lo, hi)
-    inp, elt = mp
-    m = len(inp)
-    C: dict = {}
-    rem, E = np.zeros(m), np.zeros(m)
-    for i, v in enumerate(ins):
-        sel = np.flatnonzero(inp == i)
-        if not len(sel):
-            continue
-        rem[sel], E[sel] = v.rem[elt[sel]], v.E[elt[sel]]
-        part = {}
-        for s, X in _rows(v.C, elt[sel]).items():  # (its rows placed at the outputs sel: exact)
-            if isinstance(X, np.ndarray):
-                Z = np.zeros((m, X.shape[1]))
-                Z[sel] = X
-                part[s] = Z
-            else:  # (sel ascending: the rows stay sorted)
-                part[s] = _Sp(sel[X.r], X.c, X.v, (m, X.shape[1]))
-        C = _plus(C, part, 1.0) if C else part  # (disjoint rows: each sum is x + 0, exact)
-    return _V(lo, hi, C, rem, E)
+    return copy(ins, mp, lo, hi)
 
 
 def _batch_norm(w: _Walk, x: _V, cw: list[np.ndarray], shape: tuple[int, ...], lo, hi,
@@ -555,24 +495,6 @@ def _avg(w: _Walk, x: _V, P: _Mat, div: np.ndarray, lo, hi) -> _V:
     charge = _charge(_vec(P, x.E) / div, n + 1)
     return w.make(lo, hi, _scale(_apply(P, x.C), div, np.divide), _up(local + charge, 1),
                   _up(_vec(P, x.rem) / div, n + 1))
-
-
-def _max(x: _V, idx: np.ndarray, lo, hi) -> _V:
-    """``Ctx.maxlike`` per window (members idx, -1 past its end): max is exact in floats and
-    |max(x~) - max(x)| <= max |e_j| (no new source: kept as rem); where one member a stays the
-    largest whatever the errors (lo_a - E_a >= hi_b + E_b for every other b: then it is the largest
-    of x~ and of x), the error is exactly e_a: a's form."""
-    on = idx >= 0
-    j = np.where(on, idx, 0)
-    dn = np.where(on, x.lo[j] - x.E[j] - _charge(np.abs(x.lo[j]) + x.E[j], 1), -np.inf)
-    up = np.where(on, x.hi[j] + x.E[j] + _charge(np.abs(x.hi[j]) + x.E[j], 1), -np.inf)
-    a = np.argmax(dn, axis=1)
-    r = np.arange(len(a))
-    up[r, a] = -np.inf
-    dom = dn[r, a] >= up.max(axis=1)
-    sel, top = j[r, a], np.where(on, x.E[j], 0.0).max(axis=1)
-    return _V(lo, hi, _scale(_rows(x.C, sel), dom * 1.0), np.where(dom, x.rem[sel], top),
-              np.where(dom, x.E[sel], top))
 
 
 def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> list[list[Fraction]]:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .functions import FUNCTIONS, GELU_A, GELU_C, DomainError
+from .functions import _FLIP, FUNCTIONS, GELU_A, GELU_C, DomainError
 from .slopes import POLICIES, s_curve
 
 R = 2.0**-36
@@ -268,9 +268,6 @@ class FastRow:
 def _pieces(name: str, attrs: dict[str, Any]) -> list[tuple[float, float, str]]:
     return [(-np.inf if p is None else float(p), np.inf if q is None else float(q), k)
             for p, q, k in FUNCTIONS[name].pieces(**attrs)]
-
-
-_FLIP = {"convex": "concave", "concave": "convex", "linear": "linear", "unknown": "unknown"}
 
 
 def _min_g(row: FastRow, l: Arr, u: Arr, a: Arr, s: int, attrs: dict[str, Any]) -> Arr:

@@ -21,6 +21,7 @@ import numpy as np
 from . import fast_engine as fe
 from .bounds import check_leaf_proofs, proof_combo
 from .core import Rejected
+from .fast_backsub import _best_backsub, _through, _weights
 from .fast_forms import corners
 from .lower import Aff, BoundGraph
 
@@ -78,9 +79,9 @@ def extras_lower(bg: BoundGraph, F: Any, st: Any, reqs: list[tuple[int, int, Any
             lin = lins.setdefault(k, np.zeros((len(reqs), 1, bg.nodes[k].size)))
             lin[b, 0, i] = -_mult(q) if path[k, i] else _mult(q)
     for k, lin in sorted(lins.items(), reverse=True):
-        W = fe._weights(one, fg.forms[k], None)
-        const, err = fe._through(one, lam, lin, const, err, fg.forms[k], W=W)
-    return fe._best_backsub(one, lam, const, err, slopes)[:, 0]
+        W = _weights(one, fg.forms[k], None)
+        const, err = _through(one, lam, lin, const, err, fg.forms[k], W=W)
+    return _best_backsub(one, lam, const, err, slopes)[:, 0]
 
 
 def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list[Aff], index: Any,

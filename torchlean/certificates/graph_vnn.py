@@ -45,15 +45,10 @@ from . import engine
 from .bound_graph import _sum, as_aff
 from .bounds import MAX_LEAVES, Combo, check_leaf_proofs, combos_used, region_parts, walk
 from .core import Rejected, Verdict, rational, require
-from .lower import Aff, BoundGraph, fingerprint, lower
+from .lower import Aff, BoundGraph, fingerprint
 from .property import Region, Spec
 
 Slopes = dict[Any, list[Any]]  # node (or (target, node): per-target slopes) -> per element
-
-
-def read_network(ir: dict[str, Any]) -> BoundGraph:
-    """The network a certificate is checked against: the bound graph of the IR (``lower``)."""
-    return lower(ir)
 
 
 def objective_forms(
@@ -261,4 +256,4 @@ def _check_sat(cert: dict[str, Any], bg: BoundGraph, spec: Spec) -> Verdict:
     raise Rejected("the point is not a counterexample (exact output enclosure)")
 
 
-__all__ = ["check_vnn_graph", "objective_forms", "read_network", "read_shared", "read_slopes"]
+__all__ = ["check_vnn_graph", "objective_forms", "read_shared", "read_slopes"]

@@ -23,6 +23,7 @@ import numpy as np
 from ..certificates import fast_engine as fe
 from ..certificates import lower
 from ..certificates.core import time_limit
+from . import engines
 
 METHODS = ("ibp", "crown", "alpha-crown")
 
@@ -85,9 +86,9 @@ def _bounds(bg: Any, box: Any, method: str, C: Any) -> tuple[Any, Any]:
     fg = fe.compiled(bg)
     Cm = None if C is None else np.asarray(C, dtype=np.float64)
     if method == "ibp":
-        low, up = fe.ibp(fg, lo, hi, C=Cm)
+        low, up = engines.fast_ibp(fg, lo, hi, C=Cm)
     else:
-        low, up = fe.crown(fg, lo, hi, C=Cm)
+        low, up = engines.fast_crown(fg, lo, hi, C=Cm)
         if method == "alpha-crown":
             low, up = _alpha(bg, lo, hi, Cm, low, up)
     if single:

@@ -39,6 +39,7 @@ import numpy as np
 from ..certificates import engine
 from ..certificates import fast_engine as fe
 from ..certificates.fast_vnn import phase_arrays
+from . import engines
 from . import lp as _lp
 from .graph_relu import prior_of, slim
 from .tree import SplitTree, choice, proof_extras, threshold
@@ -304,7 +305,7 @@ def _replay(bg: Any, st: Any, b: int, form: Any, fsl: dict[int, Any], mult: dict
     from ..certificates.fast_functions import FAST
     from .alpha import Backsub, _dense
 
-    one = fe.select(st, b)
+    one = engines.select(st, b)
     f = engine.mult_form(bg, form, mult, path) if mult else form
     fast = float(fe.bound_forms(one, fe.forms_of(bg, [f]), fsl or None)[0, 0])
     bs = Backsub.from_fast(bg, fe.compiled(bg), one, FAST)

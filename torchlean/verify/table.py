@@ -25,6 +25,7 @@ from ..certificates.bounds import check_vnn
 from ..certificates.core import Verdict
 from ..certificates.fast_forms import outward
 from ..certificates.property import Region, Spec
+from . import engines
 from .network import FloatNet, float_chain
 
 
@@ -114,7 +115,7 @@ def bounder(t: Target) -> Callable[[Region, np.ndarray, np.ndarray], Callable[..
         # C and d are sums of the property's decimals: the search may round them (its bounds are
         # only a guide); the checker recomputes each leaf from the exact property
         fg = fe.compiled(t.bg)
-        return lambda lo, hi: fe.crown(fg, lo, hi, C=C)[0] - d
+        return lambda lo, hi: engines.fast_crown(fg, lo, hi, C=C)[0] - d
 
     return make_table
 
@@ -125,11 +126,11 @@ def output_bounds_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, .
     checker's engine: the table's fast engine (``exact=False``, float64 with outward charges) or
     exact engine (rationals, then rounded outward)."""
     if exact:
-        low, up = engine.ibp(t.bg, lo, hi) if method == "ibp" else engine.crown(t.bg, lo, hi)
+        low, up = engines.exact_ibp(t.bg, lo, hi) if method == "ibp" else engines.exact_crown(t.bg, lo, hi)
         flow, fup = outward(low, up)
         return np.array(flow), np.array(fup)
     flo, fhi = fe.boxes([lo], [hi])
-    low, up = (fe.ibp if method == "ibp" else fe.crown)(fe.compiled(t.bg), flo, fhi)
+    low, up = (engines.fast_ibp if method == "ibp" else engines.fast_crown)(fe.compiled(t.bg), flo, fhi)
     return low[0], up[0]
 
 
@@ -159,12 +160,13 @@ def alpha_bounds_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, ..
     best = alpha.optimise(bs, lam0, c0, steps=steps)
     if not exact:
         R = C.shape[0]
-        res = fe.crown(fg, np.repeat(flo, R, 0), np.repeat(fhi, R, 0), C=C,
+        res = engines.fast_crown(fg, np.repeat(flo, R, 0), np.repeat(fhi, R, 0), C=C,
                        slopes={k: (a[0], b[0]) for k, (a, b) in best.items()})[0]
         vals = np.diag(res)
     else:
         rows = [[Fraction(int(v)) for v in r] for r in C]
-        exact_vals = [engine.crown(t.bg, lo, hi, C=[rows[r]], slopes=alpha.slopes_for_row(best, r))[0][0]
+        exact_vals = [engines.exact_crown(t.bg, lo, hi, C=[rows[r]],
+                                          slopes=alpha.slopes_for_row(best, r))[0][0]
                       for r in range(C.shape[0])]
         vals = np.array(outward(exact_vals, exact_vals)[0])
     return np.maximum(low, vals[:n]), np.minimum(up, -vals[n:])
@@ -196,7 +198,7 @@ def alpha_leaf(t: Target, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, d: np.n
             a, b = best[k]
             q[k] = tuple(np.where(v == dv, np.nan, np.float32(v).astype(float)).reshape(B * R, -1)
                          for v, dv in ((a, op["dl"]), (b, op["du"])))
-    res = fe.crown(fg, np.repeat(lo, R, 0), np.repeat(hi, R, 0), C=C, slopes=q)[0].reshape(B, R, R)
+    res = engines.fast_crown(fg, np.repeat(lo, R, 0), np.repeat(hi, R, 0), C=C, slopes=q)[0].reshape(B, R, R)
     lb = np.einsum("brr->br", res) - d
     return lb, lambda b, r: alpha.slope_entries(bs, best, r, b)
 

@@ -169,13 +169,12 @@ def exact_residuals(graph: Any, points: list[Fraction]) -> list[tuple[Fraction, 
     """Rational enclosures [lo, hi] of r at each point: the graph evaluated in exact arithmetic
     (rational operations exact, tanh and exp enclosed), by the bound table's exact engine on a
     point box."""
-    from ..certificates import engine
-    from ..verify import table
+    from ..verify import engines, table
 
     bg = table.target(graph).bg
     out = []
     for p in points:
-        low, up = engine.ibp(bg, (Fraction(p),), (Fraction(p),))
+        low, up = engines.exact_ibp(bg, (Fraction(p),), (Fraction(p),))
         out.append((Fraction(low[0]), Fraction(up[0])))
     return out
 
