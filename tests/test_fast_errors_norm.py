@@ -185,3 +185,21 @@ def test_transformer_end_to_end():
     eps = np.array([float(e) for e in epsilons(cert)])
     assert eps.max() < 1e-3, eps.max()  # informative: the logits are O(1)
     rejected(shrunk_epsilon(cert, Q(99, 100)), "epsilon")
+
+
+def test_default_falls_back_to_exact_where_fast_refuses():
+    """Softmax scores whose differences pass binary64's exp on the box: the fast engine's ranges
+    are unbounded there (the exact IBP's are not), so an explicit fast column is refused and the
+    default one falls back to the exact column, whose certificate replays."""
+    from torchlean.certificates.core import Rejected
+
+    W = np.array([[800.0, -800.0, 0.0, 400.0]] * 4, np.float32)
+    g = Graph([Value("x", (1, 4), "float32")], {"W": W, "V": np.ones((4, 2), np.float32)},
+              [Node("matmul", ["x", "W"], "h", {}), Node("softmax", ["h"], "p", {"axis": -1}),
+               Node("matmul", ["p", "V"], "y", {})], ["y"]).check()
+    box = [(Q(-1), Q(1))] * 4
+    with pytest.raises(Rejected):
+        bound_certificate(g, box, "binary32", ranges="fast", column="fast")
+    cert = bound_certificate(g, box, "binary32", ranges="fast")
+    assert "column" not in cert["statement"] and cert["statement"]["ranges"] == "fast"
+    assert check(cert).ok
