@@ -133,7 +133,7 @@ def main() -> None:
     eps = float(max(epsilons(cert)))
     ratio = eps / obs if obs else float("inf")
     col = cert["statement"].get("column", "exact")
-    print(f"{kind}: eps {eps:.3g} ({'replayed' if v.ok else 'REJECTED ' + v.reason}; {col} column), "
+    print(f"{kind}: eps {eps:.6g} ({'replayed' if v.ok else 'REJECTED ' + v.reason}; {col} column), "
           f"observed {obs:.3g}, "
           f"ratio {ratio:.3g}; generate {t1 - t0:.1f} s, replay {t2 - t1:.1f} s, observe {t3 - t2:.1f} s")
 
