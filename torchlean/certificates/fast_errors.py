@@ -23,7 +23,10 @@ of its terms' magnitudes. A computed product C' = M C of forms differs from M C 
 ``Ctx.make`` charges its fixed-point rounding ("slack"). TRUST_BOUNDARIES.md, "Floats", has each
 row's argument. Omitted refinements of the exact column (looser, still sound): the magnitude forms
 over the inputs (``errorforms``) and the exact interval meet of each linear node's range. Tighter
-(sound): every form term is kept (no alias/term limits).
+(sound): every form term is kept (no alias/term limits). layer_norm, softmax and log_softmax are
+the exact column's own entries, read back (``fast_norms``); on a graph with one, the fast engine's
+argument bounds are first clipped to the exact IBP's (``fast_engine.ibp_clip``), as the exact
+column's fast ranges are; -inf mask constants are placeholders 0 of error 0 (``ninf``).
 """
 
 from __future__ import annotations
