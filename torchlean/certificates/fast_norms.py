@@ -36,8 +36,8 @@ import numpy as np
 from .core import float_below, require
 from .errorbound import apply
 from .errorctx import ZERO, Ctx, F, G, V
-from .fast_blocks import _apply, _blk, _rows, _terms
-from .fast_forms import U, _charge, _hi, _Mat, _up
+from .fast_blocks import _blk
+from .fast_forms import U, _hi, _up
 from .lower import NEG_INF
 
 if TYPE_CHECKING:
@@ -48,27 +48,58 @@ Q = Fraction
 NORMS = ("layer_norm", "softmax", "log_softmax")
 
 
-def _exact_inputs(ctx: Ctx, v: _V, mask: np.ndarray | None) -> tuple[list[V], list[int]]:
-    """The exact elements of one fast input: range [lo, hi] (floats, read exactly), error ONE new
-    source of bound >= E (``Ctx._store`` rounds up), none where E is 0 (the error is 0 then: E
-    bounds it); a masked element is the exact column's -inf constant. Also each element's source
-    (-1: none)."""
-    out, src = [], []
-    for j, (lo, hi, E) in enumerate(zip(v.lo.tolist(), v.hi.tolist(), v.E.tolist())):
-        if mask is not None and mask[j]:
-            out.append(ctx.const(NEG_INF))  # (error 0: the float run's -inf is exact, ``lower``)
-            src.append(-1)
-        elif E == 0:
-            out.append(ctx.point(Q(lo), Q(hi)))
-            src.append(-1)
-        else:
-            L = ctx._store([Q(E)])  # (a constant: an int at scale 2^G, >= E)
-            ctx.loc.append(L)
-            ctx.locmax.append(L)
-            s = len(ctx.loc) - 1
-            out.append(V(Q(lo), Q(hi), {s: 1 << F}, ZERO, ctx.bound({s: 1 << F}, ZERO)))
-            src.append(s)
-    return out, src
+def _forms(w: _Walk, ctx: Ctx, ins: list[_V], consts: list[np.ndarray | None],
+           masks: list[np.ndarray | None]) -> tuple[list[list[V]], np.ndarray, dict[int, int]]:
+    """The exact elements of the node's inputs, on the fast forms themselves: one exact source per
+    fast source the data inputs read (bound L_s rounded up, ``Ctx._store``), each element's
+    coefficients c rounded to integers at scale 2^F (|c - W/2^F| <= 2^-(F+1): that times L_s joins
+    the element's rem, with its fast rem), its real range [lo, hi] read exactly; a constant is the
+    exact column's (value, cast error as rem); a masked element the exact column's -inf constant.
+    Also the fast sources read (ascending: exact source i is fast source ref[i]) and each form
+    block's width by its first source (``fast_errors``' layout)."""
+    width: dict[int, int] = {}
+    coo: list[Any] = []
+    for v, c in zip(ins, consts):
+        if c is not None and not v.C:
+            coo.append(None)
+            continue
+        parts = []
+        for key, X in v.C.items():
+            width[key] = X.shape[1]
+            r, cc, k = _coo(X, np.arange(X.shape[0]))
+            parts.append((r, cc + key, k))
+        coo.append(tuple(np.concatenate(a) for a in zip(*parts)) if parts else
+                   (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)))
+    ref = np.unique(np.concatenate([x[1] for x in coo if x is not None] + [np.zeros(0, np.int64)]))
+    for L in w.L[ref].tolist():
+        ctx.loc.append(ctx._store([Q(L)]))  # (an int at scale 2^G, >= L_s)
+        ctx.locmax.append(ctx.loc[-1])
+    xs = []
+    for v, c, m, part in zip(ins, consts, masks, coo):
+        if part is None:  # a constant: as ``errorbound.propagate`` reads it
+            xs.append([ctx.const(NEG_INF) if m is not None and m[j] else ctx.const(Q(q), ctx.cast_err(Q(q)))
+                       for j, q in enumerate(c.ravel().tolist())])
+            continue
+        r, g, k = part
+        o = np.argsort(r, kind="stable")
+        r, g, k = r[o], np.searchsorted(ref, g[o]), k[o]
+        W = np.rint(k * 2.0 ** F)  # (k 2^F exact, a power-of-two scaling; rint to the nearest integer)
+        require(bool(np.isfinite(W).all()), "a form coefficient past 2^960")
+        cut = np.searchsorted(r, np.arange(len(v.E) + 1))
+        nmax = int(np.diff(cut).max(initial=0))
+        # (the rounding of c to W / 2^F: <= 2^-(F+1) L_s per term, summed rounded up, plus rem)
+        extra = _up(np.bincount(r, w.L[ref[g]], minlength=len(v.E)) * 2.0 ** -(F + 1) + v.rem, nmax + 2)
+        row = []
+        for j, (lo, hi) in enumerate(zip(v.lo.tolist(), v.hi.tolist())):
+            if m is not None and m[j]:
+                row.append(ctx.const(NEG_INF))  # (error 0: the float run's -inf is exact, ``lower``)
+                continue
+            a, b = cut[j], cut[j + 1]
+            cj = {int(s): int(x) for s, x in zip(g[a:b].tolist(), W[a:b].tolist()) if x}
+            rem = Q(float(extra[j])) if a < b or v.rem[j] else ZERO
+            row.append(V(Q(lo), Q(hi), cj, rem, ctx.bound(cj, rem)))
+        xs.append(row)
+    return xs, ref, width
 
 
 def exact_row(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], at: dict[str, Any],
@@ -79,77 +110,46 @@ def exact_row(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], a
     exact column's constants: value exact, cast error as rem), ``masks`` their -inf elements,
     [lo, hi] the node's fast ranges (the entry's ``rng``), ``at`` the node's attributes (layer_norm:
     "var+eps", lower bounds of each row's variance plus eps from the fast ranges)."""
-    ctx = copy.copy(w.q)  # (the statement's format constants; its own sources, from 0)
+    ctx = copy.copy(w.q)  # (the statement's format constants; its own sources)
     ctx.loc, ctx.locmax, ctx.nf = [], [], 0
     ctx.budget(len(lo))
-    xs, srcs, data = [], [], []
-    for v, c, m in zip(ins, consts, masks):
-        if c is not None and not v.C:  # a constant: as ``errorbound.propagate`` reads it
-            c = c.ravel()
-            require(m is None or not m.any() or op == "softmax", f"{op}: a -inf constant")
-            xs.append([ctx.const(NEG_INF) if m is not None and m[j] else ctx.const(Q(q), ctx.cast_err(Q(q)))
-                       for j, q in enumerate(c.tolist())])
-            srcs.append([-1] * len(c))
-        else:
-            e, s = _exact_inputs(ctx, v, m)
-            xs.append(e)
-            srcs.append(s)
-            data.append((v, s))
-    n_in = len(ctx.loc)
+    xs, ref, width = _forms(w, ctx, ins, consts, masks)
+    N = len(ref)
     rng = [(Q(a), Q(b)) for a, b in zip(lo.tolist(), hi.tolist())]
     ys = apply(ctx, op, xs, shapes, at, rng, [False] * len(xs))
     require(len(ys) == len(lo), f"{op}: {len(ys)} elements for {len(lo)}")
     m = len(ys)
-    # the exact forms: K over the input sources (s < n_in), N over the entry's own (s >= n_in)
-    kr, kc, kv, nr, nc, nv = [], [], [], [], [], []
+    # the output forms: over the fast sources read (s < N: fast source ref[s]) and the entry's own
+    # new ones (s >= N: its rounding, a row's shared factor, aliases), each coefficient W / 2^F
+    # read as a float (one rounding: within U |k|, charged below as 2U |k| L)
+    ri, si, ki = [], [], []
     rem = np.zeros(m)
     for i, y in enumerate(ys):
-        for s, c in sorted(y.c.items()):
-            k = float(Q(c, 1 << F))  # (rounded to nearest: within U |k|, charged below)
-            r_, c_, v_ = (kr, kc, kv) if s < n_in else (nr, nc, nv)
-            r_.append(i)
-            c_.append(s if s < n_in else s - n_in)
-            v_.append(k)
+        ri += [i] * len(y.c)
+        si += list(y.c)
+        ki += [float(c) for c in y.c.values()]
         rem[i] = _hi(y.rem) if y.rem else 0.0
-    # each input source's fast form: its element's rows, stacked in the exact sources' order
-    # (sources are made input by input, element by element: ``_exact_inputs``), with E and rem
-    Cin: dict = {}
-    Ein, remin = np.zeros(n_in), np.zeros(n_in)
-    at0 = 0
-    for v, s in data:
-        idx = np.array([j for j, t in enumerate(s) if t >= 0], dtype=np.int64)
-        require(bool((np.array(s)[idx] == np.arange(at0, at0 + len(idx))).all()),
-                f"{op}: sources out of order")
-        sh = np.arange(at0, at0 + len(idx))
-        for key, X in _rows(v.C, idx).items():  # (rows sh of an n_in-row block: exact copies)
-            r_, c_, v_ = _coo(X, sh)
-            if key in Cin:
-                r0, c0, v0 = _coo(Cin[key], np.arange(n_in))
-                r_, c_, v_ = np.concatenate([r0, r_]), np.concatenate([c0, c_]), np.concatenate([v0, v_])
-            Cin[key] = _blk(n_in, X.shape[1], r_, c_, v_)
-        Ein[sh], remin[sh] = v.E[idx], v.rem[idx]
-        at0 += len(idx)
-    M = _Mat(m, n_in, np.array(kr, dtype=np.int64), np.array(kc, dtype=np.int64), np.array(kv))
-    n = int(_terms(M).max(initial=1))
-    aM = M.map(np.abs)
-    # K C in float64: within gamma_n |K||C| of the exact product (its sources' share gamma_n |K| E,
-    # ``_dot``'s charge); each float k_j within U |k_j| of c_j / 2^F: U |K| E, one charge more
-    KE = aM.rmul(Ein[None])[0]
-    C = _apply(M, Cin) if kv else {}
-    local = _charge(KE, n) + _charge(KE, 1)
-    # (sum |k_j| rem_j <= (1 + U) sum |k_f| rem_j: the sum's n roundings and U, within n + 3)
-    rem = _up(rem + aM.rmul(remin[None])[0], n + 3)
-    if nv:  # the entry's own sources: bounds rounded up, float coefficients within U |k_t|
-        Ls = np.array([_hi(Q(L, 1 << G)) for L in ctx.loc[n_in:]])
-        r_, c_, v_ = np.array(nr, dtype=np.int64), np.array(nc, dtype=np.int64), np.array(nv)
-        local = local + _up(np.bincount(r_, 2 * U * np.abs(v_) * Ls[c_], minlength=m), 3)
+    ri, si, ki = np.array(ri, dtype=np.int64), np.array(si, dtype=np.int64), np.array(ki) * 2.0 ** -F
+    Ls = np.array([_hi(Q(L, 1 << G)) for L in ctx.loc[N:]])  # (the new sources' bounds, rounded up)
+    old = si < N
+    gl = ref[si[old]]
+    Lk = np.concatenate([w.L[gl], Ls[si[~old] - N]])
+    rk = np.concatenate([ri[old], ri[~old]])
+    local = _up(np.bincount(rk, 2 * U * np.abs(np.concatenate([ki[old], ki[~old]])) * Lk, minlength=m), 3)
+    C: dict = {}
+    keys = np.array(sorted(width), dtype=np.int64)
+    kk = keys[np.searchsorted(keys, gl, side="right") - 1] if len(gl) else gl
+    for key in np.unique(kk).tolist():  # (the fast layout: one block per make, at its width)
+        on = kk == key
+        C[key] = _blk(m, width[key], ri[old][on], gl[on] - key, ki[old][on])
+    if len(Ls):
         S0 = len(w.L)
         w.L = np.concatenate([w.L, Ls])
-        C[S0] = _blk(m, len(Ls), r_, c_, v_)
+        C[S0] = _blk(m, len(Ls), ri[~old], si[~old] - N, ki[~old])
     # the entry's ranges lie within [lo, hi] (its ``rng``): read outward, the tighter kept
     ylo = np.maximum(lo, np.array([float_below(y.lo) for y in ys]))
     yhi = np.minimum(hi, np.array([_hi(y.hi) for y in ys]))
-    return w.make(ylo, np.maximum(ylo, yhi), C, _up(local, 2), rem)
+    return w.make(ylo, np.maximum(ylo, yhi), C, local, rem)
 
 
 def _coo(X: Any, sh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
