@@ -1,22 +1,20 @@
 """The fast error column's rows for the normalising primitives, layer_norm, softmax and log_softmax
 (``fast_errors.py``, read it first): each node is the exact column's own entry
 (``errorbound.apply``: ``_layer_norm`` with ``errornorm.normalise``, ``_softmax`` with
-``errornorm.softmax_ratio`` / ``softmax_relational``), run in exact rationals on the node's inputs
-with each input element's error collapsed into ONE source of bound E_j (as ``Ctx.alias``), and its
-output forms read back into the fast layout. One implementation of each rule: the fast column makes
-the same claim, with the same proof, as the exact one.
+``errornorm.softmax_ratio`` / ``softmax_relational``), run in exact rationals on the fast inputs'
+own error forms, and its output forms read back into the fast layout. One implementation of each
+rule: the fast column makes the same claim, with the same proof, as the exact one.
 
-Why the read-back is sound. Source j of the exact run is d_j = e_j, the input element's true error,
-and |e_j| <= E_j (the fast column's bound of that element), so every exact step holds with it. An
-output's exact error form is e_y = sum_j k_j d_j + sum_t k_t d_t + r (|d_t| <= loc_t: the entry's
-own new sources, shared where the rule shares them, e.g. layer norm's row factor F - 1; |r| <= the
-V's rem). Substituting the fast forms d_j = e_j = C_j . delta + r_j gives e_y = (K C) . delta +
-sum_j k_j r_j + sum_t k_t d_t + r: the form K C (computed in float64: gamma_n |K| E charged, plus
-U |K| E for the coefficients k_j = c_j / 2^F rounded to floats), rem sum |k_j| rem_j, the entry's
-sources appended with their bounds rounded up (their float coefficients' rounding charged, U |k_t|
-loc_t), and r into rem. Everything charged joins one new source per element (``_Walk.make``).
-Per node the cost is the exact entry's on ONE source per input element (n + a few per row), not on
-the forms: layer norm's rows of n, softmax's groups.
+Why it is sound. The fast inputs' errors are e_j = sum_s C_js d_s + r_j, |d_s| <= L_s, |r_j| <=
+rem_j. The exact run gets one source per fast source read, bound >= L_s (``Ctx._store`` rounds
+up), and element j's form with each coefficient rounded to W / 2^F (|C_js - W / 2^F| <= 2^-(F+1)),
+that rounding's share sum_s 2^-(F+1) L_s added to its rem with rem_j (rounded up): so e_j is one of
+the values the exact element admits, and every exact step holds. Its outputs are e_y = sum_s k_s d_s
++ sum_t k_t d'_t + r, over the same fast sources and the entry's new ones (its roundings, a row's
+shared factor F - 1, aliases: each a value bounded by its loc), |r| <= the V's rem. Read back: the
+k as floats (int / 2^F, one rounding: 2U |k| L charged per term), the new sources appended with
+their bounds rounded up, r in rem; everything charged joins one new source per element
+(``_Walk.make``). The cost is the exact column's on these nodes (its aliases and budgets included).
 
 -inf (an attention mask, ``lower_index.NEG_INF``): ``lower`` lets it reach only ``where`` (a copy)
 and softmax. The fast column carries such an element as a placeholder 0 with error 0 (``mask``),
