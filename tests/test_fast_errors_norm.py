@@ -87,8 +87,13 @@ def test_fast_no_tighter_than_exact(op, seed, fmt):
     """The same entry in both columns: fast >= exact on every step (the fast inputs' errors and
     ranges are the exact ones' or wider), and not much looser."""
     g, box = _case(op, seed)
-    worst = worst_ratio(*both_columns(g, box, fmt))
-    assert worst < 4, worst
+    fast, exact = both_columns(g, box, fmt)
+    assert worst_ratio(fast, exact) < 4
+    if fmt == "binary32":  # (where the rows before it agree: the same entry, the same bound; in
+        # binary16/bfloat16 the first matmul's fast "dot" row, without the magnitude forms, is
+        # up to ~1.4x looser, and the normalising node follows its input)
+        k = [n.op for n in g.nodes].index(op)
+        assert worst_ratio([fast[k]], [exact[k]]) < 1.05
 
 
 @pytest.mark.parametrize("op,seed", CASES)
@@ -178,7 +183,7 @@ def test_transformer_end_to_end():
     g, box = _narrow_transformer()
     assert fe.supported(g.to_dict()) is None
     fast, exact = both_columns(g, box, "binary32")
-    assert worst_ratio(fast, exact) < 4
+    assert worst_ratio(fast, exact) < 1.25  # (1.12: the data x data matmuls' fast row)
     covers_float_runs(g, box, "binary32", np.float32, n=150, seed=0)
     cert = bound_certificate(g, box, "binary32", ranges="fast")
     assert cert["statement"]["column"] == "fast"
