@@ -208,3 +208,18 @@ def test_default_falls_back_to_exact_where_fast_refuses():
     cert = bound_certificate(g, box, "binary32", ranges="fast")
     assert "column" not in cert["statement"] and cert["statement"]["ranges"] == "fast"
     assert check(cert).ok
+
+
+def test_a_value_named_like_the_variance_key():
+    """Layer norm's per-row var + eps ranges are keyed apart from every IR name: a value named
+    "z#var" (a string key the first version used for them) keeps its own range and bound."""
+    rng = np.random.default_rng(5)
+    c = {"W": rng.normal(0, 1, (4, 6)).astype(np.float32), "lw": np.ones(6, np.float32),
+         "lb": np.zeros(6, np.float32), "K": np.full((1, 6), 1000.0, np.float32)}
+    g = Graph([Value("x", (1, 4), "float32")], c,
+              [Node("matmul", ["x", "W"], "h", {}), Node("layer_norm", ["h", "lw", "lb"], "z", {"eps": 1e-5}),
+               Node("add", ["z", "K"], "z#var", {}), Node("sub", ["z#var", "K"], "y", {})], ["y"]).check()
+    box = _box(rng, Q(1, 8))
+    fast, exact = both_columns(g, box, "binary32")
+    assert worst_ratio(fast, exact) < 1.05
+    covers_float_runs(g, box, "binary32", np.float32, n=200, seed=0)

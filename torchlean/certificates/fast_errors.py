@@ -184,15 +184,16 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
     # -inf elements (a mask's fill: ``lower`` lets where select them and softmax read them, and
     # nothing else): a placeholder 0 with error 0 here, their places in ``ninf`` (``fast_norms``)
     ninf = {n: m for n, t in env.items() if (m := np.array([e is NEG_INF for e in t.v], bool)).any()}
-    forms = {}
+    forms: dict[Any, Any] = {}
     names = [i["name"] for i in ir["inputs"]] + [n["output"] for n in ir["nodes"]]
-    for name, vs in [(n, env[n].v) for n in names] + [(n + "#var", env[n].var) for n in names
+    # (layer_norm: each row's var + eps too, keyed (name, "var"): no IR name, a string, can be it)
+    for name, vs in [(n, env[n].v) for n in names] + [((n, "var"), env[n].var) for n in names
                                                      if getattr(env[n], "var", None)]:
-        vs = [Fraction(0) if e is NEG_INF else e for e in vs]  # (layer_norm: each row's var + eps too)
+        vs = [Fraction(0) if e is NEG_INF else e for e in vs]
         require(all(isinstance(e, (Aff, Fraction)) for e in vs), f"{name}: an element with no range")
         at = np.array([rows.get(id(e), (-1, -1)) for e in vs]).reshape(-1, 2)
         forms[name] = (_Forms([as_aff(e) for e in vs], fg.starts, fg.sizes), at,
-                       env[name].shape if name in env else (len(vs),))
+                       env[name].shape if isinstance(name, str) else (len(vs),))
     consts = {}
     for name, a in ir["constants"].items():
         shape, vals = _decode_const(a)
@@ -610,7 +611,7 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         if any(n["op"] in LIBM_ROWS for n in ir["nodes"]):
             trusted[LIBM] = 1
 
-    def ranges(name: str) -> tuple[np.ndarray, np.ndarray]:  # IBP of the forms met with CROWN's rows
+    def ranges(name: Any) -> tuple[np.ndarray, np.ndarray]:  # IBP of the forms met with CROWN's rows
         F, at, _ = forms[name]
         lo, hi = (x[0] for x in F.bounds(st.L, st.U, st.vmax))
         for k in {int(k) for k in at[:, 0] if k >= 0}:
@@ -662,7 +663,7 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         if node["op"] in NORMS:  # (the exact column's entry, read back: ``fast_norms``)
             at = dict(maps[t])
             if node["op"] == "layer_norm":  # each row's var + eps lower bound (``errorbound``'s)
-                at["var+eps"] = [Q(x) for x in ranges(node["output"] + "#var")[0].tolist()]
+                at["var+eps"] = [Q(x) for x in ranges((node["output"], "var"))[0].tolist()]
             v = exact_row(w, node["op"], ins, shapes, at, lo, hi, [consts.get(n) for n in node["inputs"]],
                           [ninf.get(n) for n in node["inputs"]])
         else:
