@@ -12,6 +12,7 @@ initialisation (seed 0) or after a short training, with generate / replay / obse
     python bench/bench_zoo_epsilon.py mlp --act=GELU     # untrained 8-64-64-1 (GELU, SiLU, ...), [-1, 1]^8
 
 ``--ranges=ibp|crown|fast`` (last argument) picks the statement's ranges (default: fast);
+``--column=exact|fast``: the rounding-error column (default: ``floats.errorbound.default_column``);
 ``--ball=R``: the box ±R around the model's own input (lstm/gru: test window 0) instead;
 transformer ``--width=W [--layers=N]``: an untrained narrower 'sums' model (2 heads, N blocks, default 2).
 Prints one line: epsilon (and the error column that made it), observed (500 samples against the
@@ -110,6 +111,7 @@ def main() -> None:
     kind = sys.argv[1] if len(sys.argv) > 1 else "autoencoder"
     arg = int(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2].isdigit() else None
     ranges = next((a.split("=", 1)[1] for a in sys.argv[2:] if a.startswith("--ranges=")), None)
+    column = next((a.split("=", 1)[1] for a in sys.argv[2:] if a.startswith("--column=")), None)
     net, x, box = build(kind, arg)
     ball = next((Fraction(a.split("=", 1)[1]) for a in sys.argv[2:] if a.startswith("--ball=")), None)
     if ball is not None:
@@ -119,7 +121,7 @@ def main() -> None:
     g = trace(net, tensor(np.asarray(x, dtype=np.float32)))
     t0 = time.perf_counter()
     try:
-        cert = bound_certificate(g, box, "binary32", ranges=ranges)
+        cert = bound_certificate(g, box, "binary32", ranges=ranges, column=column)
     except Exception as e:  # noqa: BLE001 - the reason is the result
         print(f"{kind}: NOT certified ({type(e).__name__}: {e}) after {time.perf_counter() - t0:.1f} s")
         return
@@ -131,7 +133,7 @@ def main() -> None:
     eps = float(max(epsilons(cert)))
     ratio = eps / obs if obs else float("inf")
     col = cert["statement"].get("column", "exact")
-    print(f"{kind}: eps {eps:.3g} ({'replayed' if v.ok else 'REJECTED ' + v.reason}; {col} column), "
+    print(f"{kind}: eps {eps:.6g} ({'replayed' if v.ok else 'REJECTED ' + v.reason}; {col} column), "
           f"observed {obs:.3g}, "
           f"ratio {ratio:.3g}; generate {t1 - t0:.1f} s, replay {t2 - t1:.1f} s, observe {t3 - t2:.1f} s")
 

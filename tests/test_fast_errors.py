@@ -84,8 +84,9 @@ def test_every_row_is_exercised():
     ops = {n.op for s in range(3) for n in chain(s).nodes}
     ops |= {n.op for fn in CASES for n in _graph(fn)[0].nodes}  # (the function rows, h-fastfns)
     # (the generic linear path's nodes, ``fast_errors.LIN``, and batch_norm: test_fast_errors_lin.py)
-    # (and h-fasttf's maximum/minimum/pow and keyed selections: test_fast_errors_tf.py)
-    new = set(LIN) | {"batch_norm", "maximum", "minimum", "pow"}
+    # (and h-fasttf's maximum/minimum/pow and keyed selections: test_fast_errors_tf.py; h-fastln's
+    # layer_norm/softmax/log_softmax: test_fast_errors_norm.py)
+    new = set(LIN) | {"batch_norm", "maximum", "minimum", "pow", "layer_norm", "softmax", "log_softmax"}
     assert ops | {n.op for s in range(len(POOLS)) for n in conv_chain(s).nodes} == set(ROWS) - new
 
 
@@ -150,7 +151,7 @@ def test_default_column_and_untampered(cert):
     assert statement(g, BOX, ranges="fast")["column"] == "fast"  # (the default with fast ranges)
     assert "column" not in statement(g, BOX)  # (exact CROWN ranges: the exact column, as before)
     assert statement(cnn(), [(0, 1)] * 64, ranges="fast")["column"] == "fast"  # (conv2d, max_pool2d)
-    assert "column" not in statement(mlp([4, 3, 2], "softmax"), BOX, ranges="fast")  # (no fast row)
+    assert statement(mlp([4, 3, 2], "softmax"), BOX, ranges="fast")["column"] == "fast"  # (h-fastln)
     assert statement(mlp([4, 3, 2], "exp"), BOX, ranges="fast")["column"] == "fast"  # (h-fastfns)
     with pytest.raises(ValueError):
         statement(g, BOX, ranges="crown", column="fast")
@@ -197,11 +198,15 @@ def test_column_flipped_or_removed_rejected(cert):
 
 
 def test_unsupported_node_and_wrong_format_rejected(cert):
-    g = mlp([4, 3, 2], "softmax")
+    # (a quotient of two data values: the exact column's row, no fast one; softmax has one since
+    # h-fastln)
+    g = Graph([Value("x", (1, 4), "float32")], {"W": np.eye(4, dtype=np.float32)},
+              [Node("matmul", ["x", "W"], "h"), Node("exp", ["h"], "e"), Node("div", ["h", "e"], "y")],
+              ["y"]).check()
     st = statement(g, BOX, ranges="fast", column="exact")
     st["column"] = "fast"
     c = {"kind": "errorbound", "statement": st, "digest": digest(st), "steps": []}
-    _rejected(c, "no fast rounding-error row")
+    _rejected(c, "fast column: div")
     c = _forge(cert, lambda c: c["statement"].update(
         format={**c["statement"]["format"], "mbits": 52, "ebits": 11, "name": "binary64"}))
     assert check(c).ok  # (binary64: smaller errors, the claims still hold) ...

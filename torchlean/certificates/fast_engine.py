@@ -277,6 +277,20 @@ def tight_args(bg: BoundGraph, box: list[tuple[Fraction, Fraction]]) -> dict[int
     engine's CROWN forward pass, each node's rows clipped to the exact engine's IBP bounds
     (rounded outward; they carry layer norm's "ball" fact, which this engine lacks), so its CROWN
     starts from them. For ``engine.forward``'s ``tight`` (the float error column's ranges)."""
+    st = forward(compiled(bg), *boxes([[a for a, _ in box]], [[b for _, b in box]]), "crown",
+                 clip=ibp_clip(bg, box))
+
+    def side(v: np.ndarray) -> list[Fraction | None]:
+        return [Fraction(x) if np.isfinite(x) else None for x in v[0].tolist()]
+
+    return {k: (side(a[0]), side(a[1])) for k, a in enumerate(st.arg) if a is not None}
+
+
+def ibp_clip(bg: BoundGraph, box: list[tuple[Fraction, Fraction]]) -> dict[int, Any]:
+    """``forward``'s ``clip`` from the exact engine's IBP over one box: every fn, mul and max
+    node's argument rows, rounded outward (an end past 2^1000: none). Valid bounds, so the
+    intersection with this engine's is too; they carry layer norm's facts ("within", "ball") and
+    softmax's exact sums (1 + sum of exps >= 1), which float64 loses next to a huge term."""
     ex = exact.forward(bg, [a for a, _ in box], [b for _, b in box], "ibp")
     big = Fraction(2) ** 1000  # (past float64: no clip)
     clip = {}
@@ -286,12 +300,7 @@ def tight_args(bg: BoundGraph, box: list[tuple[Fraction, Fraction]]) -> dict[int
         cl, ch = outward([0 * a if f else a for (a, _), f in zip(rows, far)],
                          [0 * b if f else b for (_, b), f in zip(rows, far)])
         clip[k] = (np.where(far, -np.inf, [cl]), np.where(far, np.inf, [ch]))
-    st = forward(compiled(bg), *boxes([[a for a, _ in box]], [[b for _, b in box]]), "crown", clip=clip)
-
-    def side(v: np.ndarray) -> list[Fraction | None]:
-        return [Fraction(x) if np.isfinite(x) else None for x in v[0].tolist()]
-
-    return {k: (side(a[0]), side(a[1])) for k, a in enumerate(st.arg) if a is not None}
+    return clip
 
 
 def forms_of(bg: BoundGraph | FastGraph, forms: list[Aff]) -> _Forms:

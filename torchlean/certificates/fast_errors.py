@@ -23,7 +23,10 @@ of its terms' magnitudes. A computed product C' = M C of forms differs from M C 
 ``Ctx.make`` charges its fixed-point rounding ("slack"). TRUST_BOUNDARIES.md, "Floats", has each
 row's argument. Omitted refinements of the exact column (looser, still sound): the magnitude forms
 over the inputs (``errorforms``) and the exact interval meet of each linear node's range. Tighter
-(sound): every form term is kept (no alias/term limits).
+(sound): every form term is kept (no alias/term limits). layer_norm, softmax and log_softmax are
+the exact column's own entries, read back (``fast_norms``); on a graph with one, the fast engine's
+argument bounds are first clipped to the exact IBP's (``fast_engine.ibp_clip``), as the exact
+column's fast ranges are; -inf mask constants are placeholders 0 of error 0 (``ninf``).
 """
 
 from __future__ import annotations
@@ -41,10 +44,11 @@ from .errorctx import Ctx
 from .fast_blocks import _V, _absdot, _apply, _blk, _plus, _rows, _scale, _terms
 from .fast_fns import FNS, _Fns
 from .fast_forms import _charge, _dense, _float_hull, _Forms, _hi, _Mat, _midrad, _up
+from .fast_norms import NORMS, exact_row
 from .fast_prods import matmul_pairs, prod, prod_range, sum_map
 from .fast_select import KEY, _select, copy, maxima, maxlike
+from .lower import NEG_INF, _decode_const, lower
 from .lower import ROWS as LOWER
-from .lower import _decode_const, lower
 from .lower_linear import _pair
 
 Q = Fraction
@@ -53,7 +57,7 @@ Q = Fraction
 #: ``_lin``): selections ("exact"), sums ("dot"), means ("avg")
 LIN = ("transpose", "slice", "concat", "broadcast_to", "sum", "mean", "where", "gather", "embedding")
 ROWS = ("matmul", "add", "sub", "mul", "div", "neg", "flatten", "reshape", "conv2d", "avg_pool2d",
-        "max_pool2d", "batch_norm", "maximum", "minimum") + FNS + LIN
+        "max_pool2d", "batch_norm", "maximum", "minimum") + FNS + LIN + NORMS
 FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
@@ -144,16 +148,23 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
     for k, node in enumerate(bg.nodes):
         if node.kind == "fn":
             rows.update((id(a), (k, i)) for i, a in enumerate(arg_rows(node, node.args)))
-    forms = {}
-    for name in [i["name"] for i in ir["inputs"]] + [n["output"] for n in ir["nodes"]]:
-        vs = env[name].v
+    # -inf elements (a mask's fill: ``lower`` lets where select them and softmax read them, and
+    # nothing else): a placeholder 0 with error 0 here, their places in ``ninf`` (``fast_norms``)
+    ninf = {n: m for n, t in env.items() if (m := np.array([e is NEG_INF for e in t.v], bool)).any()}
+    forms: dict[Any, Any] = {}
+    names = [i["name"] for i in ir["inputs"]] + [n["output"] for n in ir["nodes"]]
+    # (layer_norm: each row's var + eps too, keyed (name, "var"): no IR name, a string, can be it)
+    for name, vs in [(n, env[n].v) for n in names] + [((n, "var"), env[n].var) for n in names
+                                                     if getattr(env[n], "var", None)]:
+        vs = [Fraction(0) if e is NEG_INF else e for e in vs]
         require(all(isinstance(e, (Aff, Fraction)) for e in vs), f"{name}: an element with no range")
         at = np.array([rows.get(id(e), (-1, -1)) for e in vs]).reshape(-1, 2)
-        forms[name] = (_Forms([as_aff(e) for e in vs], fg.starts, fg.sizes), at, env[name].shape)
+        forms[name] = (_Forms([as_aff(e) for e in vs], fg.starts, fg.sizes), at,
+                       env[name].shape if isinstance(name, str) else (len(vs),))
     consts = {}
     for name, a in ir["constants"].items():
         shape, vals = _decode_const(a)
-        w = np.array([float(q) for q in vals]).reshape(shape)  # (float16/32/64 bytes: exact)
+        w = np.array([0.0 if q is NEG_INF else float(q) for q in vals]).reshape(shape)  # (exact)
         require(bool(np.isfinite(w).all()), f"constant {name!r}: a non-finite entry")
         consts[name] = w
     maps: dict[int, Any] = {}
@@ -162,8 +173,10 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
         if LINEAR.get(op) == "exact" and all(n in consts for n in ins):
             # a selection of constants: the constant it selects (each entry a copy: exact)
             vs = env[node["output"]].v
-            require(all(isinstance(q, Fraction) for q in vs), f"{op}: a constant with no value")
-            consts[node["output"]] = np.array([float(q) for q in vs]).reshape(env[node["output"]].shape)
+            require(all(isinstance(q, Fraction) or q is NEG_INF for q in vs),
+                    f"{op}: a constant with no value")
+            consts[node["output"]] = np.array([0.0 if q is NEG_INF else float(q) for q in vs]
+                                              ).reshape(env[node["output"]].shape)
         elif op in LIN:
             # (a float condition is cast to the format in the float run: only 0 and 1 stay what
             # the exact row reads)
@@ -176,10 +189,10 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
             maps[t] = _matmul_map(consts[ins[right]], env[ins[not right]].shape, right)
         elif op in ("conv2d", "avg_pool2d", "max_pool2d"):
             maps[t] = _map(op, env[ins[0]], [env[n] for n in ins[1:]], at)
-        elif op == "batch_norm" or op in FNS:  # (attrs; the gelu and silu rows take none: ``lower``)
+        elif op == "batch_norm" or op in FNS or op in NORMS:  # (attrs; gelu and silu take none: ``lower``)
             maps[t] = {} if op in ("gelu", "silu") else at
     _CACHE.clear()
-    _CACHE[model] = (bg, fg, forms, consts, maps)
+    _CACHE[model] = (bg, fg, forms, consts, maps, ninf)
     return _CACHE[model]
 
 
@@ -504,11 +517,14 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
     why = supported(ir)
     require(why is None, f"fast column: {why}")
     require(stmt.get("ranges") == "fast", "the fast column takes the fast engine's ranges (\"fast\")")
-    bg, fg, forms, consts, maps = _compiled(ir, stmt["model"])
+    bg, fg, forms, consts, maps, ninf = _compiled(ir, stmt["model"])
     box = [(rational(a), rational(b)) for a, b in stmt["input_box"]]
     require(len(box) == bg.n_in, f"box has {len(box)} intervals for {bg.n_in} inputs")
     blo, bhi = fast_engine.boxes([[a for a, _ in box]], [[b for _, b in box]])
-    st = fast_engine.forward(fg, blo, bhi, "crown")
+    # (a graph with a normalising node: the exact IBP's argument bounds clip this engine's, as the
+    # exact column's fast ranges (``tight_args``): layer norm's facts, softmax's sums >= 1)
+    clip = fast_engine.ibp_clip(bg, box) if any(n["op"] in NORMS for n in ir["nodes"]) else None
+    st = fast_engine.forward(fg, blo, bhi, "crown", clip=clip)
     if trusted is not None:
         from .errorbound import FAST_TRUST
         from .graph_vnn import LIBM, LIBM_ROWS
@@ -517,7 +533,7 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         if any(n["op"] in LIBM_ROWS for n in ir["nodes"]):
             trusted[LIBM] = 1
 
-    def ranges(name: str) -> tuple[np.ndarray, np.ndarray]:  # IBP of the forms met with CROWN's rows
+    def ranges(name: Any) -> tuple[np.ndarray, np.ndarray]:  # IBP of the forms met with CROWN's rows
         F, at, _ = forms[name]
         lo, hi = (x[0] for x in F.bounds(st.L, st.U, st.vmax))
         for k in {int(k) for k in at[:, 0] if k >= 0}:
@@ -529,6 +545,9 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         return lo, np.maximum(lo, hi)
 
     w = _Walk(stmt)
+    # (-inf is exact in a format with infinities; without, no value: as the exact column)
+    require(w.fmt.has_inf or not any(n in ninf for n in ir["constants"]),
+            f"-inf has no value in {w.fmt.name}")
     # a key read by value (``KEY``, folded selections too) must be what the float run reads: it
     # casts a float constant to the format first (fp8 rounds index 17 to 16, fp16 2049 to 2048;
     # fp16 a condition 1e-30 to 0), so a float key's entries must be values of the format (a
@@ -563,7 +582,14 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
             steps.append([Q(x) for x in vals[node["output"]].E.tolist()])
             continue
         lo, hi = ranges(node["output"])
-        v = _node(w, node["op"], ins, shapes, lo, hi, [consts[n] if n in consts else None
+        if node["op"] in NORMS:  # (the exact column's entry, read back: ``fast_norms``)
+            at = dict(maps[t])
+            if node["op"] == "layer_norm":  # each row's var + eps lower bound (``errorbound``'s)
+                at["var+eps"] = [Q(x) for x in ranges((node["output"], "var"))[0].tolist()]
+            v = exact_row(w, node["op"], ins, shapes, at, lo, hi, [consts.get(n) for n in node["inputs"]],
+                          [ninf.get(n) for n in node["inputs"]])
+        else:
+            v = _node(w, node["op"], ins, shapes, lo, hi, [consts[n] if n in consts else None
                                                        for n in node["inputs"]], maps.get(t))
         require(len(v.E) == len(lo), f"{node['op']}: {len(v.E)} elements for {len(lo)}")
         require(bool(np.isfinite(v.E).all()), f"{node['op']}: a non-finite error bound")

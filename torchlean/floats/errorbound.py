@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..certificates import check
-from ..certificates.core import digest
+from ..certificates.core import Rejected, digest
 from ..certificates.errorbound import _up as up
 from ..certificates.errorbound import model_id, propagate
 from ..certificates.fast_errors import supported
@@ -42,7 +42,8 @@ _AFFINE = {"add", "sub", "neg", "matmul", "conv2d", "sum", "mean", "avg_pool2d",
 def default_column(ir: dict[str, Any], ranges: str) -> str:
     """"fast" (the float64 sibling of the error column, ``certificates.fast_errors``: milliseconds
     per walk instead of seconds, no tighter) where the ranges are the fast engine's (the statement
-    already rests on the float64 model) and every node of the IR has a fast row; else "exact"."""
+    already rests on the float64 model) and every node of the IR has a fast row; else "exact".
+    (``bound_certificate`` falls back to "exact" where the default fast column refuses a box.)"""
     return "fast" if ranges == "fast" and supported(ir) is None else "exact"
 
 
@@ -139,7 +140,15 @@ def bound_certificate(graph: Graph, box: Box, fmt: Format | str = "binary32", mo
         from .splitbound import split_certificate
 
         return split_certificate(stmt, splits, progress)
-    steps, stmt["epsilon"] = claims(propagate(stmt))
+    try:
+        steps, stmt["epsilon"] = claims(propagate(stmt))
+    except Rejected:
+        if column is not None or stmt.get("column") != "fast":
+            raise
+        # the default fast column refused this box where the exact one may not: the fast engine's
+        # ranges can be unbounded where exact IBP's are not (softmax scores past binary64's exp)
+        stmt = statement(graph, box, fmt, mode, kernel_ulps, input_exact, stmt["ranges"], "exact")
+        steps, stmt["epsilon"] = claims(propagate(stmt))
     return {"kind": "errorbound", "statement": stmt, "digest": digest(stmt), "steps": steps}
 
 
