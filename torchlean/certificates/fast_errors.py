@@ -186,8 +186,11 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
     ninf = {n: m for n, t in env.items() if (m := np.array([e is NEG_INF for e in t.v], bool)).any()}
     forms = {}
     names = [i["name"] for i in ir["inputs"]] + [n["output"] for n in ir["nodes"]]
-    for name, vs in [(n, env[n].v) for n in names] + [(n + "#var", env[n].var) for n in names
-                                                     if getattr(env[n], "var", None)]:
+    # (each layer_norm row's var + eps under the key (name, "var"): a tuple is no IR name, where
+    # name + "#var" was; a node named "z#var" got layer_norm z's variance ranges, its epsilon 250x
+    # under a float32 run's error)
+    for name, vs in [(n, env[n].v) for n in names] + [((n, "var"), env[n].var) for n in names
+                                                      if getattr(env[n], "var", None)]:
         vs = [Fraction(0) if e is NEG_INF else e for e in vs]  # (layer_norm: each row's var + eps too)
         require(all(isinstance(e, (Aff, Fraction)) for e in vs), f"{name}: an element with no range")
         at = np.array([rows.get(id(e), (-1, -1)) for e in vs]).reshape(-1, 2)
@@ -662,7 +665,7 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         if node["op"] in NORMS:  # (the exact column's entry, read back: ``fast_norms``)
             at = dict(maps[t])
             if node["op"] == "layer_norm":  # each row's var + eps lower bound (``errorbound``'s)
-                at["var+eps"] = [Q(x) for x in ranges(node["output"] + "#var")[0].tolist()]
+                at["var+eps"] = [Q(x) for x in ranges((node["output"], "var"))[0].tolist()]
             v = exact_row(w, node["op"], ins, shapes, at, lo, hi, [consts.get(n) for n in node["inputs"]],
                           [ninf.get(n) for n in node["inputs"]])
         else:
