@@ -23,7 +23,7 @@ from fast_column import both_columns, covers_float_runs, rejected, shrunk_epsilo
 
 from torchlean.certificates import check
 from torchlean.certificates.core import Rejected, digest
-from torchlean.certificates.errorbound import propagate
+from torchlean.certificates.errorbound import model_id, propagate
 from torchlean.floats.errorbound import bound_certificate, epsilons, observed_error, run_float, searched_error, statement
 from torchlean.spec.graph import Graph, Node, Value
 
@@ -59,3 +59,44 @@ def test_value_named_like_a_variance():
     err = abs(Q(float(run_float(g, x, np.float32).ravel()[0])) - (Q(1000) + Q(2) ** -20))
     eps = _covers(g, box, "binary32", np.float32, n=200)
     assert err <= Q(eps[0]) and err == Q(2) ** -20
+
+
+def _ln_run(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    """The runtime's layer_norm kernel (``rules_nn.layer_norm``) in x's dtype, over the last axis."""
+    from torchlean.runtime.rules_nn import _ln_stats
+
+    _, _, xc, rstd = _ln_stats(np, x, 1, eps)
+    return xc * rstd * w + b
+
+
+@pytest.mark.parametrize("column", ["fast", "exact"])
+def test_layer_norm_weight_not_of_the_normalised_shape(column):
+    """Hole 2 (both columns, the shared entry): a forged IR whose layer_norm weight is (2, n) on x
+    (2, n): ``lower`` read it per row (w[r, i], as the runtime broadcasts it) but ``_layer_norm``
+    as w[i] for every row, so row 1 (weight 1000) was certified with row 0's 1e-3: ε 2.7e-7,
+    a float32 run errs by 6e-4. ``lower`` now requires the spec's shapes (both columns refuse)."""
+    import base64
+
+    n = 4
+    g = Graph([Value("x", (2, n), "float32")], {"lw": np.ones(n, np.float32), "lb": np.zeros(n, np.float32)},
+              [Node("layer_norm", ["x", "lw", "lb"], "y", {"normalized_ndim": 1, "eps": 1e-5})],
+              ["y"]).check()
+    st = statement(g, [(Q(-1), Q(1))] * (2 * n), "binary32", ranges="fast", column=column)
+    W = np.array([[1e-3] * n, [1000.0] * n], np.float32)
+    st["graph"]["constants"]["lw"] = {"dtype": "float32", "shape": [2, n],
+                                      "data": base64.b64encode(W.astype("<f4").tobytes()).decode()}
+    st["model"] = model_id(st["graph"])
+    rng = np.random.default_rng(0)
+    xs = rng.uniform(-1, 1, (500, 2, n)).astype(np.float32)
+    b = np.zeros(n, np.float32)
+    err = max(np.abs(_ln_run(x, W, b, 1e-5).astype(np.float64) - _ln_run(x.astype(np.float64), W, b, 1e-5)).max()
+              for x in xs)
+    assert err > 1e-4  # (the float64 run's own error: ~1e-12 here)
+    try:
+        eps = propagate(st)[-1]
+    except Rejected:  # (``Unsupported`` is a ValueError: a malformed statement, refused by check)
+        return
+    except ValueError as e:
+        assert "normalized shape" in str(e)
+        return
+    assert min(eps) >= err, (float(min(eps)), err)
