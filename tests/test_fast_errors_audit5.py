@@ -13,14 +13,16 @@ accepted where a float32 run errs by 3.05e-5. The key is now the tuple (name, "v
 
 from __future__ import annotations
 
+import copy
 from fractions import Fraction
 
 import ml_dtypes
 import numpy as np
 import pytest
+from fast_column import rejected
 
 from torchlean.certificates import check
-from torchlean.certificates.core import Rejected
+from torchlean.certificates.core import Rejected, digest
 from torchlean.certificates.errorbound import model_id, propagate
 from torchlean.floats.errorbound import (
     bound_certificate,
@@ -94,8 +96,8 @@ def test_layer_norm_weight_not_of_the_normalised_shape(column):
     rng = np.random.default_rng(0)
     xs = rng.uniform(-1, 1, (500, 2, n)).astype(np.float32)
     b = np.zeros(n, np.float32)
-    err = max(np.abs(_ln_run(x, W, b, 1e-5).astype(np.float64) - _ln_run(x.astype(np.float64), W, b, 1e-5)).max()
-              for x in xs)
+    err = max(np.abs(_ln_run(x, W, b, 1e-5).astype(np.float64)
+                     - _ln_run(x.astype(np.float64), W, b, 1e-5)).max() for x in xs)
     assert err > 1e-4  # (the float64 run's own error: ~1e-12 here)
     try:
         eps = propagate(st)[-1]
@@ -190,10 +192,11 @@ def test_minus_inf_refused_where_lower_refuses(variant):
         g = _masked(M1, np.zeros_like(M1))
         ir = g.to_dict()
         if variant == "reshape":
-            ir["nodes"].insert(5, {"op": "reshape", "inputs": ["w2"], "output": "w3", "attrs": {"shape": [2, 3]}})
+            ir["nodes"].insert(5, {"op": "reshape", "inputs": ["w2"], "output": "w3",
+                                   "attrs": {"shape": [2, 3]}})
             ir["nodes"][6]["inputs"] = ["w3"]
         elif variant == "layer_norm":
-            ir["constants"]["one"] = ir["constants"]["ninf"] | {"shape": [3], "data": ir["constants"]["W"]["data"][:16]}
+            ir["constants"]["one"] = {"dtype": "float32", "shape": [3], "data": base64_f32([1, 1, 1])}
             ir["nodes"][5] = {"op": "layer_norm", "inputs": ["w2", "one", "one"], "output": "s",
                               "attrs": {"normalized_ndim": 1, "eps": 1e-5}}
         else:
@@ -226,3 +229,85 @@ def base64_f32(vals: list[float]) -> str:
     import base64
 
     return base64.b64encode(np.array(vals, "<f4").tobytes()).decode()
+
+
+def _cert(g: Graph, box: list, fmt: str = "binary32") -> dict:
+    cert = bound_certificate(g, box, fmt, column="fast")
+    assert cert["statement"]["column"] == "fast" and check(cert).ok
+    return cert
+
+
+def test_forged_certificates_rejected():
+    """Fast mode, a masked softmax and a layer_norm: one output's ε shrunk by 1%, two outputs'
+    ε swapped, the softmax node's steps replaced by another node's, and one step of the
+    normalising node's largest element shrunk by 1%: each rejected."""
+    ln = Graph([Value("x", (4,), "float32")], {"lw": np.array([3.0, -1, 0.5, 2], np.float32),
+                                                 "lb": np.zeros(4, np.float32)},
+               [Node("layer_norm", ["x", "lw", "lb"], "y", {"normalized_ndim": 1, "eps": 1e-5})],
+               ["y"]).check()
+    for g, box in ((_masked(M1, M2), BOX), (ln, BOX)):
+        cert = _cert(g, box)
+        eps = epsilons(cert)
+        j = int(np.argmax([float(e) for e in eps]))
+        c = copy.deepcopy(cert)
+        c["statement"]["epsilon"][j] = str(eps[j] * Q(99, 100))
+        c["digest"] = digest(c["statement"])
+        rejected(c, "epsilon")
+        i = int(np.argmin([float(e) for e in eps]))
+        c = copy.deepcopy(cert)
+        c["statement"]["epsilon"][i], c["statement"]["epsilon"][j] = str(eps[j]), str(eps[i])
+        c["digest"] = digest(c["statement"])
+        rejected(c)
+        k = len(cert["steps"]) - 1  # (the normalising node: the last)
+        c = copy.deepcopy(cert)
+        big = max(range(len(c["steps"][k])), key=lambda t: Q(c["steps"][k][t]))
+        c["steps"][k][big] = str(Q(c["steps"][k][big]) * Q(99, 100))
+        rejected(c)
+        if k:
+            c = copy.deepcopy(cert)
+            c["steps"][k] = [c["steps"][k - 1][0]] * len(c["steps"][k])
+            rejected(c)
+
+
+def test_forged_var_eps_attribute_is_not_read():
+    """A "var+eps" attribute forged into the IR's layer_norm (a huge variance floor: the rule
+    would then take the row as far from 0) changes nothing: the fast column sets it from its own
+    ranges, as the exact column does."""
+    g = Graph([Value("x", (4,), "float32")], {"lw": np.ones(4, np.float32), "lb": np.zeros(4, np.float32)},
+              [Node("layer_norm", ["x", "lw", "lb"], "y", {"normalized_ndim": 1, "eps": 1e-5})],
+              ["y"]).check()
+    box = [(Q(-1, 64), Q(1, 64))] * 4
+    st = statement(g, box, "binary32", ranges="fast", column="fast")
+    honest = propagate(st)
+    ir = copy.deepcopy(st["graph"])
+    ir["nodes"][0]["attrs"]["var+eps"] = [1000000]
+    forged = propagate({**st, "graph": ir, "model": model_id(ir)})
+    assert forged == honest
+
+
+def test_ibp_clip_is_outward():
+    """``fast_engine.ibp_clip``: every clipped argument row contains the exact IBP interval
+    (rounded outward), an end past 2^1000 unclipped; a layer_norm and a softmax graph."""
+    from torchlean.certificates import engine as exact
+    from torchlean.certificates import fast_engine
+    from torchlean.certificates.bound_graph import arg_rows
+    from torchlean.certificates.lower import lower
+
+    W = np.array([[1e300, 0.5], [-1e300, 2.0]])  # (float64: squares past 2^1000)
+    g1 = Graph([Value("x", (1, 2), "float64")], {"W": W, "lw": np.ones(2), "lb": np.zeros(2)},
+               [Node("matmul", ["x", "W"], "h", {}),
+                Node("layer_norm", ["h", "lw", "lb"], "y", {"normalized_ndim": 1, "eps": 1e-5})], ["y"]).check()
+    for g, box in ((_masked(M1, M2), BOX), (g1, [(Q(1, 2), Q(1)), (Q(-1), Q(1, 3))])):
+        bg = lower(g.to_dict(), {}, wide=True)
+        clip = fast_engine.ibp_clip(bg, box)
+        ex = exact.forward(bg, [a for a, _ in box], [b for _, b in box], "ibp")
+        far = 0
+        for k, bs in ex.arg.items():
+            for j, (a, b) in enumerate(arg_rows(bg.nodes[k], bs)):
+                lo, hi = clip[k][0][0, j], clip[k][1][0, j]
+                if max(abs(a), abs(b)) > Q(2) ** 1000:
+                    far += 1
+                    assert lo == -np.inf and hi == np.inf
+                else:
+                    assert Q(lo) <= a and b <= Q(hi)
+        assert (far > 0) == (g is g1)
