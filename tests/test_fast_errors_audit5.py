@@ -296,7 +296,8 @@ def test_ibp_clip_is_outward():
     W = np.array([[1e300, 0.5], [-1e300, 2.0]])  # (float64: squares past 2^1000)
     g1 = Graph([Value("x", (1, 2), "float64")], {"W": W, "lw": np.ones(2), "lb": np.zeros(2)},
                [Node("matmul", ["x", "W"], "h", {}),
-                Node("layer_norm", ["h", "lw", "lb"], "y", {"normalized_ndim": 1, "eps": 1e-5})], ["y"]).check()
+                Node("layer_norm", ["h", "lw", "lb"], "y", {"normalized_ndim": 1, "eps": 1e-5})],
+               ["y"]).check()
     for g, box in ((_masked(M1, M2), BOX), (g1, [(Q(1, 2), Q(1)), (Q(-1), Q(1, 3))])):
         bg = lower(g.to_dict(), {}, wide=True)
         clip = fast_engine.ibp_clip(bg, box)
