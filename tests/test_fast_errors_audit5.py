@@ -312,3 +312,91 @@ def test_ibp_clip_is_outward():
                 else:
                     assert Q(lo) <= a and b <= Q(hi)
         assert (far > 0) == (g is g1)
+
+
+def _emulated(op: str, x: list, w: list, b: list, fmt: str, mode: str) -> list:
+    """The runtime's layer_norm / softmax kernel (``rules_nn.layer_norm``, ``rules_tensor.softmax``:
+    sums left to right, as numpy's for 4 terms) bit-exactly in ``fmt`` and ``mode``: every
+    operation the exact result rounded, sqrt and exp correctly rounded in the mode (mpmath at 300
+    bits, then rounded), eps cast to nearest as numpy casts a Python float."""
+    import mpmath
+
+    from torchlean.certificates.rounding import round_fraction
+
+    def fl(q):
+        v = round_fraction(Q(q), fmt, mode)
+        assert v.kind == "finite"
+        return v.value
+
+    def fn(f, q):
+        with mpmath.workprec(300):
+            m, e = mpmath.frexp(f(mpmath.mpf(q.numerator) / q.denominator))
+            return fl(Q(int(mpmath.ldexp(m, 280))) * Q(2) ** (int(e) - 280))
+
+    def total(vs):
+        s = vs[0]
+        for v in vs[1:]:
+            s = fl(s + v)
+        return s
+
+    if op == "softmax":
+        m = max(x)
+        e = [fn(mpmath.exp, fl(v - m)) for v in x]
+        s = total(e)
+        return [fl(v / s) for v in e]
+    n = len(x)
+    mu = fl(total(x) / n)
+    xc = [fl(v - mu) for v in x]
+    var = fl(total([fl(v * v) for v in xc]) / n)
+    r = fl(1 / fn(mpmath.sqrt, fl(var + round_fraction(Q(1e-5), fmt, "rne").value)))
+    return [fl(fl(fl(v * r) * wi) + bi) for v, wi, bi in zip(xc, w, b)]
+
+
+def _real(op: str, x: list, w: list, b: list) -> list:
+    import mpmath
+
+    with mpmath.workprec(300):
+        xs = [mpmath.mpf(v.numerator) / v.denominator for v in x]
+        if op == "softmax":
+            e = [mpmath.exp(v - max(xs)) for v in xs]
+            return [v / sum(e) for v in e]
+        mu = sum(xs) / len(xs)
+        var = sum((v - mu) ** 2 for v in xs) / len(xs)
+        return [(v - mu) / mpmath.sqrt(var + mpmath.mpf(1e-5)) * float(wi) + float(bi)
+                for v, wi, bi in zip(xs, w, b)]
+
+
+@pytest.mark.parametrize("mode", ["rne", "rup", "rdn", "rtz"])
+@pytest.mark.parametrize("op", ["layer_norm", "softmax"])
+def test_directed_modes_against_emulated_runs(op, mode):
+    """binary16 in every rounding mode: the fast ε above 150 bit-exact emulated runs (the
+    runtime's order) against the real value at 300 bits; rne's emulation equals numpy's float16
+    runtime (the emulator's own check)."""
+    import mpmath
+
+    w, b = [1.5, -0.75, 0.5, 2.0], [0.25, 0.0, -0.5, 1.0]
+    if op == "layer_norm":
+        g = Graph([Value("x", (4,), "float32")], {"w": np.array(w, np.float32), "b": np.array(b, np.float32)},
+                  [Node("layer_norm", ["x", "w", "b"], "y", {"normalized_ndim": 1, "eps": 1e-5})], ["y"])
+    else:
+        g = Graph([Value("x", (4,), "float32")], {}, [Node("softmax", ["x"], "y", {"axis": -1})], ["y"])
+    g = g.check()
+    box = [(Q(-1), Q(-1, 2)), (Q(0), Q(1, 2)), (Q(3, 4), Q(2)), (Q(-2), Q(1))]
+    cert = bound_certificate(g, box, "binary16", mode=mode, column="fast")
+    assert check(cert).ok
+    eps = epsilons(cert)
+    rng = np.random.default_rng(5)
+    worst = [Q(0)] * 4
+    for _ in range(150):
+        x16 = np.array([rng.uniform(float(a), float(c)) for a, c in box], np.float16)
+        x = [Q(float(v)) for v in x16]
+        y = _emulated(op, x, [Q(v) for v in w], [Q(v) for v in b], "binary16", mode)
+        if mode == "rne":  # (numpy's float16 sums and exp go through float32, rounded once: a few
+            # ulps from the emulator's per-step roundings, both orders the column covers)
+            rt = [Q(float(v)) for v in run_float(g, x16[None], np.float16).ravel()]
+            assert all(abs(p - q) <= Q(1, 128) * max(1, abs(q)) for p, q in zip(y, rt))
+        for j, (a, r) in enumerate(zip(y, _real(op, x, w, b))):
+            with mpmath.workprec(300):
+                man, ex = abs(mpmath.mpf(a.numerator) / a.denominator - r).man_exp  # (exact: 300 bits)
+            worst[j] = max(worst[j], Q(man) * Q(2) ** ex + Q(1, 2**250))  # (+ the real value's error)
+    assert all(e >= m for e, m in zip(eps, worst)) and max(worst) > 0, ([float(v) for v in worst], eps)
