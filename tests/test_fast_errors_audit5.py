@@ -180,10 +180,13 @@ def test_where_of_where(fmt):
     _searched(g, BOX, fmt)
 
 
-@pytest.mark.parametrize("variant", ["reshape", "log_softmax", "layer_norm", "all_masked", "add"])
+@pytest.mark.parametrize("variant", ["reshape", "log_softmax", "layer_norm", "all_masked", "add",
+                                     "const_transpose", "const_slice"])
 def test_minus_inf_refused_where_lower_refuses(variant):
     """-inf reaches only where (a copy) and softmax: read through a reshape, by log_softmax, by
-    layer_norm or an add, or filling a whole softmax group, the fast column refuses as ``lower``."""
+    layer_norm or an add, filling a whole softmax group, or the -inf constant itself transposed
+    or sliced (a selection of constants the fast column would fold), both columns refuse as
+    ``lower``."""
     if variant == "all_masked":
         g = _masked(M1, ~M1)
     elif variant == "log_softmax":
@@ -199,6 +202,11 @@ def test_minus_inf_refused_where_lower_refuses(variant):
             ir["constants"]["one"] = {"dtype": "float32", "shape": [3], "data": base64_f32([1, 1, 1])}
             ir["nodes"][5] = {"op": "layer_norm", "inputs": ["w2", "one", "one"], "output": "s",
                               "attrs": {"normalized_ndim": 1, "eps": 1e-5}}
+        elif variant.startswith("const_"):
+            op, at = (("transpose", {"axes": [0]}) if variant == "const_transpose"
+                      else ("slice", {"index": [[0, 1, 1]]}))
+            ir["nodes"].insert(0, {"op": op, "inputs": ["ninf"], "output": "nf", "attrs": at})
+            ir["nodes"][5]["inputs"] = ["M2", "nf", "w1"]
         else:
             ir["nodes"][5] = {"op": "add", "inputs": ["w2", "w2"], "output": "s", "attrs": {}}
         g = Graph.from_dict(ir)
