@@ -19,7 +19,7 @@ from fractions import Fraction
 import ml_dtypes
 import numpy as np
 import pytest
-from fast_column import rejected
+from fast_column import both_columns, rejected
 
 from torchlean.certificates import check
 from torchlean.certificates.core import Rejected, digest
@@ -408,3 +408,21 @@ def test_directed_modes_against_emulated_runs(op, mode):
                 man, ex = abs(mpmath.mpf(a.numerator) / a.denominator - r).man_exp  # (exact: 300 bits)
             worst[j] = max(worst[j], Q(man) * Q(2) ** ex + Q(1, 2**250))  # (+ the real value's error)
     assert all(e >= m for e, m in zip(eps, worst)) and max(worst) > 0, ([float(v) for v in worst], eps)
+
+
+def test_layer_norm_spec_shapes_still_accepted():
+    """Hole 2's fix refuses only what the spec refuses: normalized_ndim 2 with (2, 3) weight and
+    bias is accepted in both columns (fast >= exact), its ε above searched binary16 runs; a
+    normalized_ndim past the rank is refused."""
+    w = np.array([[1, 2, -1], [3, -4, 0.5]], np.float32)
+    g = Graph([Value("x", (2, 2, 3), "float32")], {"w": w, "b": w[::-1].copy()},
+              [Node("layer_norm", ["x", "w", "b"], "y", {"normalized_ndim": 2, "eps": 1e-5})], ["y"]).check()
+    box = [(Q(k % 5, 4) - Q(1, 2), Q(k % 5, 4) + Q(1, 3)) for k in range(12)]
+    both_columns(g, box, "binary16")
+    _searched(g, box, "binary16")
+    st = statement(g, box, "binary16", ranges="fast", column="fast")
+    ir = copy.deepcopy(st["graph"])
+    ir["nodes"][0]["attrs"]["normalized_ndim"] = 4
+    for column in ("fast", "exact"):
+        with pytest.raises(ValueError, match="normalized shape"):
+            propagate({**st, "graph": ir, "model": model_id(ir), "column": column})
