@@ -251,6 +251,13 @@ def _softmax(log: bool) -> Row:
 def _layer_norm(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     x, w, b = ins
     k = int(at.get("normalized_ndim", 1))
+    # the spec's shape rule (``nnops._layer_norm_rule``): 1 <= k <= ndim, weight and bias of the
+    # normalised shape. Without it a weight (2, n) on x (2, n) was read here per row (as the
+    # runtime broadcasts it) but by both error columns as w[i] for every row: a row scaled by
+    # 1000 certified with its neighbour's 1e-3 (eps 2.7e-7, a float32 run off by 6.3e-4)
+    if not 1 <= k <= len(x.shape) or w.shape != x.shape[len(x.shape) - k:] or b.shape != w.shape:
+        raise Unsupported(f"layer_norm: weight {w.shape} and bias {b.shape} must have the normalized "
+                          f"shape of input {x.shape} (normalized_ndim {k})")
     n = _size(x.shape[len(x.shape) - k:])
     eps = Q(at.get("eps", 1e-5))
     m = len(x.v) // n
