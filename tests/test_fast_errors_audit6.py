@@ -104,8 +104,28 @@ def residual_attention() -> tuple[Graph, list]:
     return g, [(Q(v) - Q(1, 32), Q(v) + Q(1, 32)) for v in x0]
 
 
+def pooled_max() -> tuple[Graph, list]:
+    """conv2d -> max_pool2d (windows with no dominant member: their error kept as rem, outside
+    the form) and maximum(x, tanh x) concatenated -> log_softmax and layer_norm of the same
+    value: inputs whose rem and forms the read-back both carry."""
+    rng = np.random.default_rng(5)
+    c = _f32(K=rng.normal(0, 0.7, (1, 1, 3, 3)), lw=rng.normal(1, 0.2, 8), lb=rng.normal(0, 0.2, 8))
+    nodes = [Node("conv2d", ["x", "K"], "h", {"padding": (1, 1)}),
+             Node("max_pool2d", ["h"], "p", {"kernel_size": (2, 2), "stride": (2, 2)}),
+             Node("reshape", ["p"], "q", {"shape": (1, 4)}), Node("reshape", ["x"], "xr", {"shape": (4, 4)}),
+             Node("slice", ["xr"], "x4", {"index": [(0, 1, 1), (0, 4, 1)]}), Node("tanh", ["x4"], "t", {}),
+             Node("maximum", ["x4", "t"], "mx", {}), Node("concat", ["q", "mx"], "k", {"axis": 1}),
+             Node("log_softmax", ["k"], "ls", {"axis": -1}),
+             Node("layer_norm", ["k", "lw", "lb"], "z", {"normalized_ndim": 1, "eps": 1e-5}),
+             Node("add", ["ls", "z"], "y", {})]
+    g = Graph([Value("x", (1, 1, 4, 4), "float32")], c, nodes, ["y"]).check()
+    rng = np.random.default_rng(6)
+    x0 = np.round(rng.uniform(-1, 1, 16) * 8) / 8
+    return g, [(Q(v), Q(v) + Q(1, 4)) for v in x0]
+
+
 GRAPHS = {"concat": concat_branches, "conv": conv_softmax, "select": selections,
-          "residual": residual_attention}
+          "residual": residual_attention, "maxpool": pooled_max}
 
 
 def _layout(monkeypatch) -> list:
@@ -166,6 +186,18 @@ def test_readback_blocks_are_whole_runs(name, monkeypatch):
     fe._CACHE.clear()
     propagate(statement(g, box, "binary32", ranges="fast", column="fast"))
     assert seen
+
+
+def test_layout_check_can_fail(monkeypatch):
+    """The layout check catches a read-back that writes a block one column wider than its run
+    (``width[key] + 1``): the check is not vacuous."""
+    g, box = concat_branches()
+    blk = fn._blk
+    monkeypatch.setattr(fn, "_blk", lambda m, w, *a: blk(m, w + 1, *a))
+    _layout(monkeypatch)
+    fe._CACHE.clear()
+    with pytest.raises(AssertionError):
+        propagate(statement(g, box, "binary32", ranges="fast", column="fast"))
 
 
 def _readback(monkeypatch) -> list:
