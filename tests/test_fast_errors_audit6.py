@@ -20,7 +20,7 @@ from fractions import Fraction
 import ml_dtypes
 import numpy as np
 import pytest
-from fast_column import both_columns
+from fast_column import NOISE, both_columns
 
 from torchlean.certificates import check, errorctx
 from torchlean.certificates import fast_errors as fe
@@ -300,3 +300,28 @@ def test_huge_coefficient_refused_not_accepted():
     st = statement(g, box, "binary64", input_exact=False, ranges="fast", column="fast")
     with pytest.raises(Rejected, match="2\\^960"):
         propagate(st)
+
+
+@pytest.mark.parametrize("mode", ["rup", "rdn", "rtz"])
+@pytest.mark.parametrize("name", ["conv", "residual", "maxpool"])
+def test_directed_modes_fast_at_least_exact(name, mode):
+    """In a directed rounding mode (u = 2^-p, the kernels' own ulps) the read-back still makes
+    every fast step at least the exact column's on the same statement."""
+    g, box = GRAPHS[name]()
+    st = statement(g, box, "binary16", mode=mode, ranges="fast", column="exact")
+    exact = propagate(st)
+    fast = propagate({**st, "column": "fast"})
+    for sf, se in zip(fast, exact):
+        assert all(a >= b * (1 - NOISE) for a, b in zip(sf, se))
+
+
+def test_softmax_row_all_masked_refused():
+    """A softmax row every entry of which is -inf (the float run's 0/0 = NaN) is refused by both
+    columns, not read back."""
+    c = {"M": np.array([[True, True, True], [False, True, False]]), "ninf": np.array([-np.inf], np.float32)}
+    g = Graph([Value("x", (2, 3), "float32")], c,
+              [Node("where", ["M", "ninf", "x"], "w", {}), Node("softmax", ["w"], "y", {"axis": -1})],
+              ["y"]).check()
+    for column in ("fast", "exact"):
+        with pytest.raises(ValueError, match="every entry -inf"):
+            propagate(statement(g, [(Q(-1), Q(1))] * 6, "binary32", ranges="fast", column=column))
