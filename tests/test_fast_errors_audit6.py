@@ -128,6 +128,22 @@ GRAPHS = {"concat": concat_branches, "conv": conv_softmax, "select": selections,
           "residual": residual_attention, "maxpool": pooled_max}
 
 
+def wide(n: int = 2200) -> tuple[Graph, list]:
+    """softmax of tanh(x) W over n = 2200 inputs: each element's form reads n + 1 sources, past
+    the entry's MAX_TERMS (2048), so its sums keep their KEEP_TERMS largest terms and the rest
+    join a new source (the read-back then carries a subset of the old ones and that source)."""
+    rng = np.random.default_rng(7)
+    c = _f32(W=rng.normal(0, 1 / np.sqrt(n), (n, 4)), V=rng.normal(0, 1, (4, 2)))
+    nodes = [Node("tanh", ["x"], "tx", {}), Node("matmul", ["tx", "W"], "h", {}),
+             Node("softmax", ["h"], "s", {"axis": -1}), Node("matmul", ["s", "V"], "y", {})]
+    g = Graph([Value("x", (1, n), "float32")], c, nodes, ["y"]).check()
+    x0 = np.round(rng.uniform(-1, 1, n) * 16) / 16
+    return g, [(Q(v), Q(v) + Q(1, 8)) for v in x0]
+
+
+READ = {**GRAPHS, "wide": wide}
+
+
 def _layout(monkeypatch) -> list:
     """Record every make's run of sources [S0, S0 + width) (a read-back's own new sources: the
     run at the S0 it appends) and assert every block any row passes to ``make`` or reads into
@@ -176,12 +192,12 @@ def _layout(monkeypatch) -> list:
     return seen
 
 
-@pytest.mark.parametrize("name", sorted(GRAPHS))
+@pytest.mark.parametrize("name", sorted(READ))
 def test_readback_blocks_are_whole_runs(name, monkeypatch):
     """Every block of every form (the read-back's inputs and outputs, and every later row's) is
     one make's whole run of sources: ``searchsorted`` on the inputs' keys finds each source's own
     block, ``width[key]`` is that run's width whichever input carried it."""
-    g, box = GRAPHS[name]()
+    g, box = READ[name]()
     seen = _layout(monkeypatch)
     fe._CACHE.clear()
     propagate(statement(g, box, "binary32", ranges="fast", column="fast"))
@@ -239,12 +255,12 @@ def _dense(C: dict, m: int, n: int) -> np.ndarray:
     return D
 
 
-@pytest.mark.parametrize("name", sorted(GRAPHS))
+@pytest.mark.parametrize("name", sorted(READ))
 def test_readback_coefficients_are_the_entrys(name, monkeypatch):
     """The read-back form, over the fast sources, is the exact entry's: coefficient c / 2^F of
     exact source s at fast source ref[s] (s < N) or S0 + s - N (its new ones), within 2^-52 |c|
     (the float reading, charged 2U|k|L), and nothing else but the make's identity block."""
-    g, box = GRAPHS[name]()
+    g, box = READ[name]()
     got = _readback(monkeypatch)
     fe._CACHE.clear()
     propagate(statement(g, box, "binary32", ranges="fast", column="fast"))
