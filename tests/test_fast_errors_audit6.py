@@ -141,7 +141,21 @@ def wide(n: int = 2200) -> tuple[Graph, list]:
     return g, [(Q(v), Q(v) + Q(1, 8)) for v in x0]
 
 
-READ = {**GRAPHS, "wide": wide}
+def sparse_conv() -> tuple[Graph, list]:
+    """conv2d on 12 x 12 -> relu -> avg_pool2d -> reshape (2, 36) -> softmax: the inputs' forms
+    are sparse blocks (``_Sp``: each element reads 9 x 4 of 288 relu sources), not dense."""
+    rng = np.random.default_rng(8)
+    c = _f32(K=rng.normal(0, 0.5, (2, 1, 3, 3)), V=rng.normal(0, 1, (36, 2)))
+    avg = {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0)}
+    nodes = [Node("conv2d", ["x", "K"], "h", {"padding": (1, 1)}), Node("relu", ["h"], "r", {}),
+             Node("avg_pool2d", ["r"], "p", avg), Node("reshape", ["p"], "q", {"shape": (2, 36)}),
+             Node("softmax", ["q"], "s", {"axis": -1}), Node("matmul", ["s", "V"], "y", {})]
+    g = Graph([Value("x", (1, 1, 12, 12), "float32")], c, nodes, ["y"]).check()
+    x0 = np.round(rng.uniform(-1, 1, 144) * 8) / 8
+    return g, [(Q(v), Q(v) + Q(1, 16)) for v in x0]
+
+
+READ = {**GRAPHS, "wide": wide, "sparse": sparse_conv}
 
 
 def _layout(monkeypatch) -> list:
@@ -278,11 +292,11 @@ def test_readback_coefficients_are_the_entrys(name, monkeypatch):
         assert set(np.unique(rest)) <= {0.0, 1.0}
 
 
-@pytest.mark.parametrize("name", sorted(GRAPHS))
+@pytest.mark.parametrize("name", sorted(GRAPHS) + ["sparse"])
 def test_fast_at_least_exact_node_by_node(name):
     """Both columns on one statement: every fast step at least the exact one (``both_columns``),
     and not absurdly above it (the read-back loses only its charges)."""
-    g, box = GRAPHS[name]()
+    g, box = READ[name]()
     fast, exact = both_columns(g, box, "binary32")
     ratios = [float(a / b) for sf, se in zip(fast, exact) for a, b in zip(sf, se) if b]
     assert max(ratios) < 1e3
@@ -290,11 +304,11 @@ def test_fast_at_least_exact_node_by_node(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", sorted(DT))
-@pytest.mark.parametrize("name", sorted(GRAPHS))
+@pytest.mark.parametrize("name", sorted(GRAPHS) + ["sparse"])
 def test_epsilon_above_searched_runs(name, fmt):
     """The fast certificate is accepted and its ε is above an error-maximising search's float
     runs plus the float64 reference's certified error (its binary64 fast certificate)."""
-    g, box = GRAPHS[name]()
+    g, box = READ[name]()
     cert = bound_certificate(g, box, fmt, column="fast")
     assert cert["statement"]["column"] == "fast" and check(cert).ok
     eps = np.array([float(e) for e in epsilons(cert)])
