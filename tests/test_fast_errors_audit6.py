@@ -124,7 +124,20 @@ def pooled_max() -> tuple[Graph, list]:
     return g, [(Q(v), Q(v) + Q(1, 4)) for v in x0]
 
 
-GRAPHS = {"concat": concat_branches, "conv": conv_softmax, "select": selections,
+def mixed_constants() -> tuple[Graph, list]:
+    """softmax of concat(tanh x, C) (C float64, not values of the formats: cast errors as rem, no
+    form) and layer_norm of x with weight C: an input part data, part constant."""
+    c = {"C": np.array([[0.3, -1.7, 2.1]]), "w": np.array([0.3, -1.7, 2.1]), "b": np.zeros(3),
+         "V": np.arange(18.0).reshape(9, 2) / 7}
+    nodes = [Node("tanh", ["x"], "t", {}), Node("concat", ["t", "C"], "k", {"axis": 1}),
+             Node("softmax", ["k"], "s", {"axis": -1}),
+             Node("layer_norm", ["x", "w", "b"], "z", {"normalized_ndim": 1, "eps": 1e-5}),
+             Node("concat", ["s", "z"], "sz", {"axis": 1}), Node("matmul", ["sz", "V"], "y", {})]
+    g = Graph([Value("x", (1, 3), "float32")], c, nodes, ["y"]).check()
+    return g, [(Q(-1), Q(-3, 4)), (Q(1, 4), Q(1, 2)), (Q(1), Q(5, 4))]
+
+
+GRAPHS = {"concat": concat_branches, "mixed": mixed_constants, "conv": conv_softmax, "select": selections,
           "residual": residual_attention, "maxpool": pooled_max}
 
 
