@@ -4,12 +4,14 @@ one source per input element as audit5 read). Each attack a test asserting the r
 
 - the layout: every block the read-back writes (old keys at ``width[key]``, its new sources at
   S0) is one ``_Walk.make``'s whole run of sources, whatever mix of makes the inputs carry (two
-  branches concatenated, a conv + avg_pool, a gather / where selection, a residual add, the same
-  value twice), checked on the walk itself (``_layout``);
+  branches concatenated, data next to a float64 constant, a conv + avg_pool (dense and sparse
+  blocks), max_pool / maximum (inputs with rem), a gather / where selection, a residual add, the
+  same value twice, an entry whose sums pass MAX_TERMS), checked on the walk itself (``_layout``);
 - the coefficients read back are the exact entry's, to the charged 2U|k| (``_readback``);
 - the fast ε at least the exact column's, node by node, and above an error-maximising search's
   binary16 / bfloat16 / binary32 runs plus the float64 reference's certified error;
-- coefficients past 2^960 (W = k 2^F not finite) refused, never accepted.
+- directed modes: fast >= exact per node; coefficients past 2^960 (W = k 2^F not finite) and an
+  all -inf softmax row refused, never accepted.
 
 No hole found: see TRUST_BOUNDARIES.md (h-audit6)."""
 
