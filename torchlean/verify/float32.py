@@ -37,6 +37,7 @@ from ..certificates.property import Spec
 from ..floats.emulate import emulate
 from ..floats.errorbound import bound_certificate
 from ..floats.network import run_float
+from .float_bab import float_bab
 from .tree import Result
 
 FORMAT = "binary32"
@@ -198,6 +199,23 @@ def split_dim(box: list[tuple[Fraction, Fraction]], weight: Any = None) -> int:
     return int(np.argmax([float(b - a) * float(s) for (a, b), s in zip(box, w)]))
 
 
+def _separating(part: Spec) -> tuple[int, Fraction] | None:
+    """(d, v): an input d along which the part's regions fall on both sides of v (apart, v the
+    middle of the widest gap between them), or None (one region, or regions that no single input
+    separates)."""
+    if len(part.regions) < 2:
+        return None
+    best: tuple[Fraction, int, Fraction] | None = None
+    for d in range(part.n_in):
+        iv = sorted((r.lo[d], r.hi[d]) for r in part.regions)
+        reach = iv[0][1]
+        for lo, hi in iv[1:]:
+            if lo > reach and (best is None or lo - reach > best[0]):
+                best = (lo - reach, d, (lo + reach) / 2)
+            reach = max(reach, hi)
+    return None if best is None else (best[1], best[2])
+
+
 def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress: bool = False,
                    method: str = "crown", splits: int = 0, column: str | None = None) -> Result:
     """The float-sound verdict (module docstring) within ``timeout`` seconds; ``target``: the
@@ -282,6 +300,15 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         ``above``: the nearest walked ancestor's errorbound certificate (its box covers this one),
         ``k`` bisections up."""
         part, eb = restrict(spec, box), above
+        if budget[0] > 0 and len(part.regions) == 1:  # (one search, its boxes' own epsilons)
+            return by_bab(box, part, above)
+        cut = _separating(part) if budget[0] > 0 else None
+        if cut is not None:  # (several regions, apart along some input: cut between, no search)
+            budget[0] -= 1
+            d, v = cut
+            left = prove(box[:d] + [(box[d][0], v)] + box[d + 1:], above, k)
+            right = prove(box[:d] + [(v, box[d][1])] + box[d + 1:], above, k) if left is not None else None
+            return None if right is None else {"split": [d, str(v)], "lo": left, "hi": right}
         if above is not None:
             leaf, verdict = attempt(part, above)
             if leaf is not None:
@@ -317,6 +344,31 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         right = prove(box[:d] + [(v, hi)] + box[d + 1:], eb, k + 1) if left is not None else None
         return None if right is None else {"split": [d, str(v)], "lo": left, "hi": right}
 
+    def by_bab(box: list[tuple[Fraction, Fraction]], part: Spec, above: dict[str, Any] | None
+               ) -> dict[str, Any] | None:
+        """``float_bab`` on the box (one region of the property meets it), from the nearest walked
+        ancestor's errorbound, else the region's own; its walks count against ``splits``."""
+        r = part.regions[0]
+        eb = above if above is not None else walk(list(zip(r.lo, r.hi)))
+        if eb is None:
+            return None
+
+        def sub(b: list[tuple[Fraction, Fraction]]) -> dict[str, Any] | None:
+            if budget[0] <= 0:
+                return None
+            budget[0] -= 1
+            return walk(b)
+
+        out = float_bab(target, spec, box, eb, sub, t0 + timeout, method)
+        stats["boxes"] = stats.get("boxes", 0) + out.stats.get("boxes", 0)
+        if out.verdict == "sat" and out.x:
+            found = float_counterexample(graph, spec, out.x)
+            if found is not None:
+                raise _Found(found)
+        if out.verdict == "timeout":
+            stats["timed_out"] = True
+        return out.part
+
     root = hull(spec)
     # ``split_weights`` only once a box is bisected: above ``SCORED_INPUTS`` inputs it runs the
     # network once per input (sri_resnet_a's 3,072: 36 s, oval21's: 6-10 s at load ~4), which a
@@ -329,6 +381,8 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
                      why="counterexample checked on the emulated binary32 run (exact atoms)")
         return Result("sat", x=f.found[0], y=f.found[1], stats=stats)
     stats["epsilon"] = worst
+    if part is not None and "split" in part:
+        stats["leaves"] = sum(1 for _ in box_leaves(part, root))
     if part is not None:
         cert = {"kind": KIND, "version": 1, "format": FORMAT}
         if "split" in part:  # the IR once, not once per leaf (``float_vnn``'s shared IR); the
