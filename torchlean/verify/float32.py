@@ -37,6 +37,7 @@ from ..certificates.property import Spec
 from ..floats.emulate import emulate
 from ..floats.errorbound import bound_certificate
 from ..floats.network import run_float
+from .bab import INPUT_SPLIT_MAX
 from .float_bab import float_bab
 from .tree import Result
 
@@ -300,9 +301,9 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         ``above``: the nearest walked ancestor's errorbound certificate (its box covers this one),
         ``k`` bisections up."""
         part, eb = restrict(spec, box), above
-        if budget[0] > 0 and len(part.regions) == 1:  # (one search, its boxes' own epsilons)
+        if by_boxes and budget[0] > 0 and len(part.regions) == 1:  # (one search, its boxes' own epsilons)
             return by_bab(box, part, above)
-        cut = _separating(part) if budget[0] > 0 else None
+        cut = _separating(part) if by_boxes and budget[0] > 0 else None
         if cut is not None:  # (several regions, apart along some input: cut between, no search)
             budget[0] -= 1
             d, v = cut
@@ -349,7 +350,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         """``float_bab`` on the box (one region of the property meets it), from the nearest walked
         ancestor's errorbound, else the region's own; its walks count against ``splits``."""
         r = part.regions[0]
-        eb = above if above is not None else walk(list(zip(r.lo, r.hi)))
+        eb = above if above is not None else walk(list(zip(r.lo, r.hi)))  # (the region's own)
         if eb is None:
             return None
 
@@ -359,8 +360,9 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
             budget[0] -= 1
             return walk(b)
 
-        out = float_bab(target, spec, box, eb, sub, t0 + timeout, method)
-        stats["boxes"] = stats.get("boxes", 0) + out.stats.get("boxes", 0)
+        out = float_bab(target, spec, box, eb, sub, t0 + timeout, method, made_here=above is None)
+        for key in ("boxes", "leaves", "inherited"):
+            stats[key] = stats.get(key, 0) + out.stats.get(key, 0)
         if out.verdict == "sat" and out.x:
             found = float_counterexample(graph, spec, out.x)
             if found is not None:
@@ -369,6 +371,8 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
             stats["timed_out"] = True
         return out.part
 
+    # input-split chains (``bab.solve``'s own input splitting): the float search is ``float_bab``
+    by_boxes = bool(getattr(target, "chain", False)) and target.bg.n_in <= INPUT_SPLIT_MAX
     root = hull(spec)
     # ``split_weights`` only once a box is bisected: above ``SCORED_INPUTS`` inputs it runs the
     # network once per input (sri_resnet_a's 3,072: 36 s, oval21's: 6-10 s at load ~4), which a
@@ -381,8 +385,6 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
                      why="counterexample checked on the emulated binary32 run (exact atoms)")
         return Result("sat", x=f.found[0], y=f.found[1], stats=stats)
     stats["epsilon"] = worst
-    if part is not None and "split" in part:
-        stats["leaves"] = sum(1 for _ in box_leaves(part, root))
     if part is not None:
         cert = {"kind": KIND, "version": 1, "format": FORMAT}
         if "split" in part:  # the IR once, not once per leaf (``float_vnn``'s shared IR); the

@@ -27,9 +27,10 @@ the search's (``tree.threshold``), and the caller replays the whole certificate.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,6 @@ from .bab import METHODS, _TableBoxes
 from .tree import SplitTree, choice, combos, threshold
 
 Box = list[tuple[Fraction, Fraction]]
-_DEBUG = bool(__import__('os').environ.get('FBAB_DEBUG'))
 
 #: a box whose epsilon (not its real bound) blocks the proof gets its own walk only this many
 #: bisections below its owner's walk (doubled under an owner whose own walk shrank epsilon by
@@ -77,14 +77,17 @@ class _Owner:
     eps: np.ndarray  # per output, float64 rounded up
     growth: np.ndarray  # per row: sum over its atoms of sum_j |a_j| eps_j (float, a little high)
     gap: int  # the bisections below this walk before a box of it may walk again
+    node: int  # the search node it was made for (-1: an ancestor's, given)
 
 
 def float_bab(t: table.Target, spec: Spec, box: Box, eb: dict[str, Any],
               walk: Callable[[Box], dict[str, Any] | None], deadline: float, method: str = "crown",
-              batch: int = 64, seed: int = 0) -> Outcome:
+              batch: int = 64, seed: int = 0, made_here: bool = False) -> Outcome:
     """Prove ``spec`` (the whole property) on ``box`` (``restrict(spec, box)`` has one region) for
     the binary32 run, starting from ``eb`` (an errorbound certificate whose box covers the region);
-    ``walk(box)``: a new errorbound certificate for a sub-box (None: out of time or budget)."""
+    ``walk(box)``: a new errorbound certificate for a sub-box (None: out of time or budget);
+    ``made_here``: ``eb`` was made for this box's region (else an ancestor's: stats "inherited"
+    counts the leaves proved with an ancestor's certificate)."""
     part = restrict(spec, box)
     assert len(part.regions) == 1, "float_bab takes a box meeting one input region"
     region = part.regions[0]
@@ -102,12 +105,12 @@ def float_bab(t: table.Target, spec: Spec, box: Box, eb: dict[str, Any],
                      for dj, c_s in zip(region.disjuncts, cs) for c in c_s], dtype=np.float64)
     owners: list[_Owner] = []
 
-    def own(e: dict[str, Any], gap: int) -> int:
+    def own(e: dict[str, Any], gap: int, node: int) -> int:
         eps = np.array([float(x) for x in epsilons(e)]) * (1 + 1e-12)
-        owners.append(_Owner(e, eps, G @ eps * (1 + 1e-12), gap))
+        owners.append(_Owner(e, eps, G @ eps * (1 + 1e-12), gap, node))
         return len(owners) - 1
 
-    own(eb, WALK_GAP)
+    own(eb, WALK_GAP, 0 if made_here else -1)
     lo0, hi0 = (np.array(v) for v in outward(list(region.lo), list(region.hi)))
     tree = SplitTree()
     leaf_owner: dict[int, int] = {}
@@ -132,16 +135,13 @@ def float_bab(t: table.Target, spec: Spec, box: Box, eb: dict[str, Any],
                 mid = t.fnet.forward((lo + hi) / 2) @ boxes.C.T - bsum
                 for i in range(k):  # epsilon is the larger obstacle: walk this box if far enough down
                     o = owners[ows[i]]
-                    if gaps[i] >= o.gap and _blocked(lb[i], mid[i], o.growth, groups, WALK_RATIO * o.gap / gaps[i]):
+                    ratio = WALK_RATIO * o.gap / max(gaps[i], 1)  # (further below its walk: readier)
+                    if gaps[i] >= o.gap and _blocked(lb[i], mid[i], o.growth, groups, ratio):
                         e = walk([(Fraction(float(a)), Fraction(float(b))) for a, b in zip(lo[i], hi[i])])
                         if e is not None:
                             stats["walks"] += 1
-                            new = own(e, WALK_GAP)
+                            new = own(e, WALK_GAP, ids[i])
                             helped = owners[new].eps.max() <= USEFUL * o.eps.max()
-                            if _DEBUG:
-                                dep = float(np.log2((hi0 - lo0)[hi0 > lo0] / (hi[i] - lo[i])[hi0 > lo0]).sum())
-                                print(f"WALK depth {dep:.0f} gap {gaps[i]} eps {o.eps.max():.3g} -> "
-                                      f"{owners[new].eps.max():.3g} boxes {stats['boxes']}", flush=True)
                             if not helped:  # (near the bottom under o: its other boxes wait deeper)
                                 o.gap = owners[new].gap = PENALTY * o.gap
                             ows[i], gaps[i] = new, 0
@@ -191,7 +191,7 @@ def float_bab(t: table.Target, spec: Spec, box: Box, eb: dict[str, Any],
     except OutOfTime:
         return Outcome("timeout", stats=stats)
     stats["owners"] = len(owners)
-    return Outcome("unsat", part=_parts(t, spec, box, tree, leaf_owner, owners, method), stats=stats)
+    return Outcome("unsat", part=_parts(t, spec, box, tree, leaf_owner, owners, method, stats), stats=stats)
 
 
 def _blocked(lb: np.ndarray, mid: np.ndarray, growth: np.ndarray, groups: list[tuple[int, int]],
@@ -223,10 +223,11 @@ def _proved(lb: np.ndarray, growth: np.ndarray, groups: list[tuple[int, int]]
 
 
 def _parts(t: table.Target, spec: Spec, box: Box, tree: SplitTree, leaf_owner: dict[int, int],
-           owners: list[_Owner], method: str) -> dict[str, Any]:
+           owners: list[_Owner], method: str, stats: dict[str, Any]) -> dict[str, Any]:
     """The partitioned-form tree over ``box``: one leaf per maximal subtree whose leaves share an
     owner (its real proof: the subtree, against the property restricted to its box and grown by
-    the owner's epsilon, as ``check_vnn_float`` rebuilds it), splits above."""
+    the owner's epsilon, as ``check_vnn_float`` rebuilds it), splits above; counts them in
+    ``stats`` ("leaves", and "inherited": those whose certificate was made for a larger box)."""
     same: dict[int, int | None] = {}  # node -> its leaves' common owner (None: several)
     order, stack = [], [0]
     while stack:
@@ -246,6 +247,8 @@ def _parts(t: table.Target, spec: Spec, box: Box, tree: SplitTree, leaf_owner: d
         node = tree.nodes[n]
         if same[n] is not None:
             o = owners[same[n]]
+            stats["leaves"] = stats.get("leaves", 0) + 1
+            stats["inherited"] = stats.get("inherited", 0) + (o.node != n)
             gspec = grow(restrict(spec, b), epsilons(o.eb))
             cert = table.unsat_cert(t, gspec, [_preorder(tree, n)])
             cert["method"] = method
