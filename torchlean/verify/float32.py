@@ -3,7 +3,11 @@
 unsat: an ``errorbound`` certificate over the hull of the property's input boxes gives eps_j per
 output; the real search then proves the property grown by eps (``certificates.float_vnn.grow``) and
 the two parts are packed as a ``vnn-unsat-float`` certificate, replayed by ``check_vnn_float``
-before anything is reported. Where the grown property is not provable, the box is bisected
+before anything is reported. On input-split chains (``bab``'s own search: ACAS Xu and the like)
+the parts are the boxes of one search, ``float_bab``: each box is proved with the epsilon of its
+nearest walked ancestor and walks only where epsilon, not the relaxation, keeps it open (several
+input regions apart along an input are first cut between them, ``_separating``). On every other
+network, where the grown property is not provable, the box is bisected
 (``split_dim``, up to ``splits`` times) and each half gets its own proof (the partitioned form of the
 certificate): first against its nearest ancestor's epsilon, which holds on the half too (its box
 covers it), so a half away from the trouble costs one real search and no error-bound walk; only
@@ -221,15 +225,16 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
                    method: str = "crown", splits: int = 0, column: str | None = None) -> Result:
     """The float-sound verdict (module docstring) within ``timeout`` seconds; ``target``: the
     bound-table target (``table.load_instance``), whose real parts ``bab.solve`` searches and
-    certifies. ``splits`` > 0:
+    certifies. ``splits`` > 0: on input-split chains ``float_bab`` (module docstring; ``splits``
+    bounds its walks below the region's own), else
     where the grown property is not provable, bisect the box (``split_dim``, at most
     ``splits`` times in all); each half is tried with its nearest ancestor's epsilon first, then
     with its own (the partitioned certificate form; a leaf carries the errorbound certificate it
     was proved with, less its IR: the certificate carries that once). An unsat
     result's certificate has been accepted by ``check_vnn_float``; its reason is in stats["why"].
     stats: "parts" error-bound walks, "leaves" the certificate's parts, "inherited" those proved
-    with an ancestor's epsilon, "searches" real searches, "weights_s" the seconds of
-    ``split_weights`` (at the first bisection; absent when none).
+    with an ancestor's epsilon, "searches" real searches, "boxes" the boxes ``float_bab`` bounded,
+    "weights_s" the seconds of ``split_weights`` (at the first bisection; absent when none).
     ``column``: the error column of every part (``floats.errorbound.statement``; by default the
     fast one where every node has a fast row)."""
 

@@ -44,11 +44,14 @@ from .tree import SplitTree, choice, combos, threshold
 
 Box = list[tuple[Fraction, Fraction]]
 
-#: a box whose epsilon (not its real bound) blocks the proof gets its own walk only this many
-#: bisections below its owner's walk (doubled under an owner whose own walk shrank epsilon by
-#: less than ``USEFUL``): a walk is ~45 ms on ACAS Xu against ~0.5 ms per box bounded in a batch
-WALK_GAP = 2
-#: a box walks when its growth exceeds this many times its real bound's distance from 0 (``_blocked``)
+#: a box whose epsilon blocks the proof gets its own walk only this many bisections below its
+#: owner's walk (``PENALTY`` times more under an owner below which a walk did not help): a walk is
+#: ~45-70 ms on ACAS Xu against ~1 ms per box bounded in a batch. 3 against 2 and 4 (1_1 prop 5 /
+#: 1_1 prop 2 / 1_7 prop 2, no replay, load ~2): 17.6 / 11.1 / 17.4 s against 22.5 / 28 / timeout
+#: (at load 4) and 19.5 / 16.6 / 27.2 s
+WALK_GAP = 3
+#: a box walks when its growth takes more than this share of its best row's value at its centre,
+#: divided by how many of its owner's gaps it lies below it (``_blocked``: deeper, readier)
 WALK_RATIO = 0.5
 #: a walk that leaves the largest epsilon above this fraction of its owner's did not help
 USEFUL = 0.7
