@@ -3,7 +3,11 @@
 unsat: an ``errorbound`` certificate over the hull of the property's input boxes gives eps_j per
 output; the real search then proves the property grown by eps (``certificates.float_vnn.grow``) and
 the two parts are packed as a ``vnn-unsat-float`` certificate, replayed by ``check_vnn_float``
-before anything is reported. Where the grown property is not provable, the box is bisected
+before anything is reported. On input-split chains (``bab``'s own search: ACAS Xu and the like)
+the parts are the boxes of one search, ``float_bab``: each box is proved with the epsilon of its
+nearest walked ancestor and walks only where epsilon, not the relaxation, keeps it open (several
+input regions apart along an input are first cut between them, ``_separating``). On every other
+network, where the grown property is not provable, the box is bisected
 (``split_dim``, up to ``splits`` times) and each half gets its own proof (the partitioned form of the
 certificate): first against its nearest ancestor's epsilon, which holds on the half too (its box
 covers it), so a half away from the trouble costs one real search and no error-bound walk; only
@@ -37,6 +41,8 @@ from ..certificates.property import Spec
 from ..floats.emulate import emulate
 from ..floats.errorbound import bound_certificate
 from ..floats.network import run_float
+from .bab import INPUT_SPLIT_MAX
+from .float_bab import float_bab
 from .tree import Result
 
 FORMAT = "binary32"
@@ -198,19 +204,37 @@ def split_dim(box: list[tuple[Fraction, Fraction]], weight: Any = None) -> int:
     return int(np.argmax([float(b - a) * float(s) for (a, b), s in zip(box, w)]))
 
 
+def _separating(part: Spec) -> tuple[int, Fraction] | None:
+    """(d, v): an input d along which the part's regions fall on both sides of v (apart, v the
+    middle of the widest gap between them), or None (one region, or regions that no single input
+    separates)."""
+    if len(part.regions) < 2:
+        return None
+    best: tuple[Fraction, int, Fraction] | None = None
+    for d in range(part.n_in):
+        iv = sorted((r.lo[d], r.hi[d]) for r in part.regions)
+        reach = iv[0][1]
+        for lo, hi in iv[1:]:
+            if lo > reach and (best is None or lo - reach > best[0]):
+                best = (lo - reach, d, (lo + reach) / 2)
+            reach = max(reach, hi)
+    return None if best is None else (best[1], best[2])
+
+
 def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress: bool = False,
                    method: str = "crown", splits: int = 0, column: str | None = None) -> Result:
     """The float-sound verdict (module docstring) within ``timeout`` seconds; ``target``: the
     bound-table target (``table.load_instance``), whose real parts ``bab.solve`` searches and
-    certifies. ``splits`` > 0:
+    certifies. ``splits`` > 0: on input-split chains ``float_bab`` (module docstring; ``splits``
+    bounds its walks below the region's own), else
     where the grown property is not provable, bisect the box (``split_dim``, at most
     ``splits`` times in all); each half is tried with its nearest ancestor's epsilon first, then
     with its own (the partitioned certificate form; a leaf carries the errorbound certificate it
     was proved with, less its IR: the certificate carries that once). An unsat
     result's certificate has been accepted by ``check_vnn_float``; its reason is in stats["why"].
     stats: "parts" error-bound walks, "leaves" the certificate's parts, "inherited" those proved
-    with an ancestor's epsilon, "searches" real searches, "weights_s" the seconds of
-    ``split_weights`` (at the first bisection; absent when none).
+    with an ancestor's epsilon, "searches" real searches, "boxes" the boxes ``float_bab`` bounded,
+    "weights_s" the seconds of ``split_weights`` (at the first bisection; absent when none).
     ``column``: the error column of every part (``floats.errorbound.statement``; by default the
     fast one where every node has a fast row)."""
 
@@ -282,6 +306,15 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         ``above``: the nearest walked ancestor's errorbound certificate (its box covers this one),
         ``k`` bisections up."""
         part, eb = restrict(spec, box), above
+        if by_boxes and budget[0] > 0 and len(part.regions) == 1:  # (one search, its boxes' own epsilons)
+            return by_bab(box, part, above)
+        cut = _separating(part) if by_boxes and budget[0] > 0 else None
+        if cut is not None:  # (several regions, apart along some input: cut between, no search)
+            budget[0] -= 1
+            d, v = cut
+            left = prove(box[:d] + [(box[d][0], v)] + box[d + 1:], above, k)
+            right = prove(box[:d] + [(v, box[d][1])] + box[d + 1:], above, k) if left is not None else None
+            return None if right is None else {"split": [d, str(v)], "lo": left, "hi": right}
         if above is not None:
             leaf, verdict = attempt(part, above)
             if leaf is not None:
@@ -317,6 +350,34 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         right = prove(box[:d] + [(v, hi)] + box[d + 1:], eb, k + 1) if left is not None else None
         return None if right is None else {"split": [d, str(v)], "lo": left, "hi": right}
 
+    def by_bab(box: list[tuple[Fraction, Fraction]], part: Spec, above: dict[str, Any] | None
+               ) -> dict[str, Any] | None:
+        """``float_bab`` on the box (one region of the property meets it), from the nearest walked
+        ancestor's errorbound, else the region's own; its walks count against ``splits``."""
+        r = part.regions[0]
+        eb = above if above is not None else walk(list(zip(r.lo, r.hi)))  # (the region's own)
+        if eb is None:
+            return None
+
+        def sub(b: list[tuple[Fraction, Fraction]]) -> dict[str, Any] | None:
+            if budget[0] <= 0:
+                return None
+            budget[0] -= 1
+            return walk(b)
+
+        out = float_bab(target, spec, box, eb, sub, t0 + timeout, method, made_here=above is None)
+        for key in ("boxes", "leaves", "inherited"):
+            stats[key] = stats.get(key, 0) + out.stats.get(key, 0)
+        if out.verdict == "sat" and out.x:
+            found = float_counterexample(graph, spec, out.x)
+            if found is not None:
+                raise _Found(found)
+        if out.verdict == "timeout":
+            stats["timed_out"] = True
+        return out.part
+
+    # input-split chains (``bab.solve``'s own input splitting): the float search is ``float_bab``
+    by_boxes = bool(getattr(target, "chain", False)) and target.bg.n_in <= INPUT_SPLIT_MAX
     root = hull(spec)
     # ``split_weights`` only once a box is bisected: above ``SCORED_INPUTS`` inputs it runs the
     # network once per input (sri_resnet_a's 3,072: 36 s, oval21's: 6-10 s at load ~4), which a
