@@ -214,11 +214,7 @@ def _bab_region(t: table.Target, spec: Spec, region: Region, deadline: float, ba
                 if w[dim] <= 0:
                     return None  # a point box that cannot be bounded: give up (timeout)
                 v = float(min(max(lo[i, dim] + w[dim] * 0.5, lo[i, dim]), hi[i, dim]))
-                a, b = tree.split(ids[i], dim, v)
-                up_lo = lo[i].copy()
-                up_lo[dim] = v
-                lw_hi = hi[i].copy()
-                lw_hi[dim] = v
+                (a, _, lw_hi), (b, up_lo, _) = tree.bisect(ids[i], lo[i], hi[i], dim, v)
                 stack_lo += [up_lo, lo[i]]
                 stack_hi += [hi[i], lw_hi]
                 stack_id += [b, a]

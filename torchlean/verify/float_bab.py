@@ -183,9 +183,7 @@ def float_bab(t: table.Target, spec: Spec, box: Box, eb: dict[str, Any],
                     v = float(min(max(lo[i, dim] + w[dim] * 0.5, lo[i, dim]), hi[i, dim]))
                     if not lo[i, dim] < v < hi[i, dim]:
                         return Outcome("timeout", stats=stats)  # no float strictly inside: give up
-                    a, b = tree.split(ids[i], dim, v)
-                    up_lo, lw_hi = lo[i].copy(), hi[i].copy()
-                    up_lo[dim], lw_hi[dim] = v, v
+                    (a, _, lw_hi), (b, up_lo, _) = tree.bisect(ids[i], lo[i], hi[i], dim, v)
                     st_lo += [up_lo, lo[i]]
                     st_hi += [hi[i], lw_hi]
                     st_id += [b, a]

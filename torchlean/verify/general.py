@@ -164,9 +164,7 @@ def bab_region(
             v = float(lo[i, dim] + w[n_i, dim] * 0.5)
             if not lo[i, dim] < v < hi[i, dim]:
                 return None  # the box is as narrow as floats allow
-            a, b = tree.split(ids[i], dim, v)
-            up_lo, lw_hi = lo[i].copy(), hi[i].copy()
-            up_lo[dim], lw_hi[dim] = v, v
+            (a, _, lw_hi), (b, up_lo, _) = tree.bisect(ids[i], lo[i], hi[i], dim, v)
             stack_lo += [up_lo, lo[i]]
             stack_hi += [hi[i], lw_hi]
             stack_id += [b, a]

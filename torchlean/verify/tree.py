@@ -46,6 +46,14 @@ class SplitTree:
         """Halve the input box at x_dim = v: (lower, upper) child ids."""
         return self._branch(node, ("split", dim, v))
 
+    def bisect(self, node: int, lo: Any, hi: Any, dim: int, v: float) -> tuple[tuple[int, Any, Any], ...]:
+        """``split`` of the box [lo, hi] (float arrays): ((lower id, lo, its hi), (upper id, its lo,
+        hi)), the changed corners copies."""
+        a, b = self.split(node, dim, v)
+        lw_hi, up_lo = hi.copy(), lo.copy()
+        lw_hi[dim] = up_lo[dim] = v
+        return (a, lo, lw_hi), (b, up_lo, hi)
+
     def split_relu(self, node: int, layer: int, i: int) -> tuple[int, int]:
         """Fix hidden neuron i of ReLU layer ``layer``: (inactive, active) child ids."""
         return self._branch(node, ("relu", layer, i))
