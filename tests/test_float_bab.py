@@ -26,20 +26,9 @@ from torchlean.verify import table
 from torchlean.verify.float_bab import float_bab
 
 sys.path.insert(0, str(Path(__file__).parent))
-from floats_models import mlp  # noqa: E402
-
-BOX2 = [(Fraction(-4), Fraction(4))] * 2
-
-
-def _net():
-    g = mlp([2, 16, 16, 1], "relu", seed=3)
-    C = {k: v.astype(np.float64) for k, v in g.constants.items()}
-
-    def f(x):  # the real network in float64 (mlp: matmul + bias, relu between)
-        h = np.maximum(np.maximum(x @ C["W0"] + C["b0"], 0) @ C["W1"] + C["b1"], 0)
-        return (h @ C["W2"] + C["b2"])[:, 0]
-
-    return g, f
+# (the 2-16-16-1 ReLU net, its float64 run and its box)
+from test_float32_search import BOX2  # noqa: E402
+from test_float32_search import _relu_net as _net  # noqa: E402
 
 
 def _argmax(f):
