@@ -12,7 +12,7 @@ import numpy as np
 from torchlean.certificates import check
 from torchlean.certificates.core import digest
 from torchlean.certificates.errorbound import FAST_TRUST, propagate
-from torchlean.floats.errorbound import bound_certificate, epsilons, observed_error, statement
+from torchlean.floats.errorbound import bound_certificate, epsilons, observed_error, searched_error, statement
 
 NOISE = Fraction(1, 10**9)  # (float noise of the fast column's outward sums against exact steps)
 
@@ -47,6 +47,21 @@ def covers_float_runs(g: Any, box: list, fmt: str, dtype: Any, n: int, seed: int
     obs = observed_error(g, box, n=n, dtype=dtype, seed=seed)
     assert np.all(obs.max_error + obs.reference_error <= eps), (obs.max_error, eps)
     assert np.all(obs.max_error > 0)
+
+
+def covers_searched_runs(g: Any, box: list, fmt: str, dtype: Any, n: int, rounds: int) -> None:
+    """A fast-column certificate of ``g`` on ``box`` is accepted and its ε is above an
+    error-maximising search's ``dtype`` runs (``searched_error``) plus the float64 reference's
+    certified error (its own binary64 fast certificate: the exact column refuses some of these
+    graphs, e.g. a where of a -inf element)."""
+    cert = bound_certificate(g, box, fmt, column="fast")
+    assert cert["statement"]["column"] == "fast" and check(cert).ok
+    eps = np.array([float(e) for e in epsilons(cert)])
+    found = searched_error(g, box, n=n, dtype=dtype, rounds=rounds)
+    c64 = bound_certificate(g, box, "binary64", column="fast")
+    assert check(c64).ok
+    ref = np.array([float(e) for e in epsilons(c64)])
+    assert np.all(found + ref <= eps) and found.max() > 0, (found, eps)
 
 
 def rejected(cert: dict[str, Any], word: str = "") -> None:
