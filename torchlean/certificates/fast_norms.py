@@ -64,7 +64,7 @@ def _forms(w: _Walk, ctx: Ctx, ins: list[_V], consts: list[np.ndarray | None],
         parts = []
         for key, X in v.C.items():
             width[key] = X.shape[1]
-            r, cc, k = _coo(X, np.arange(X.shape[0]))
+            r, cc, k = _coo(X)
             parts.append((r, cc + key, k))
         coo.append(tuple(np.concatenate(a) for a in zip(*parts)) if parts else
                    (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)))
@@ -150,10 +150,9 @@ def exact_row(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], a
     return w.make(ylo, np.maximum(ylo, yhi), C, local, rem)
 
 
-def _coo(X: Any, sh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A block's entries (rows moved to ``sh``), as coordinates."""
+def _coo(X: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A block's entries as coordinates (rows, columns, values)."""
     if isinstance(X, np.ndarray):
         r, c = np.nonzero(X)
-        return sh[r], c, X[r, c]
-    return sh[X.r], X.c, X.v
-
+        return r, c, X[r, c]
+    return X.r, X.c, X.v
