@@ -181,6 +181,34 @@ def test_reciprocal_on_one_to_inf_in_the_engine():
         assert (1 <= st.U[k]).all() and (st.U[k] <= 1 + 1e-10).all()  # (R = 2^-36 outward)
 
 
+def test_masked_attention_past_exp():
+    """Causal attention softmax(mask(x Wq (x Wk)^T)) (x Wv) on a +-1/2 box, Wq, Wk ~ 40 N(0, 1):
+    scores past binary64's exp, the softmax output read by a data x data matmul (mul nodes), the
+    regime session 25's [0, 1] meet of a softmax's range was for (without it main refused here:
+    "p: an unbounded range"). With the meet removed, the per-end clip and the reciprocal's
+    infinite end bound it: the fast epsilon is the exact column's (within 1e-9 relative), covers
+    float32 runs, and a shrunk one is rejected."""
+    rng = np.random.default_rng(0)
+    c = {"Wq": (rng.normal(0, 1, (4, 4)) * 40).astype(np.float32),
+         "Wk": (rng.normal(0, 1, (4, 4)) * 40).astype(np.float32),
+         "Wv": rng.normal(0, 1, (4, 4)).astype(np.float32),
+         "M": np.triu(np.ones((3, 3), bool), 1), "ninf": np.array([-np.inf], np.float32)}
+    nodes = [Node("matmul", ["x", "Wq"], "q", {}), Node("matmul", ["x", "Wk"], "k", {}),
+             Node("transpose", ["k"], "kt", {"axes": (1, 0)}), Node("matmul", ["q", "kt"], "s", {}),
+             Node("where", ["M", "ninf", "s"], "sm", {}), Node("softmax", ["sm"], "p", {"axis": -1}),
+             Node("matmul", ["x", "Wv"], "v", {}), Node("matmul", ["p", "v"], "y", {})]
+    g = Graph([Value("x", (3, 4), "float32")], c, nodes, ["y"]).check()
+    x0 = np.round(rng.uniform(-1, 1, 12) * 8) / 8
+    box = [(Q(v) - Q(1, 2), Q(v) + Q(1, 2)) for v in x0]
+    fast = bound_certificate(g, box, "binary32", ranges="fast", column="fast")
+    exact = bound_certificate(g, box, "binary32", ranges="fast", column="exact")
+    assert check(fast).ok and check(exact).ok
+    ef, ee = (np.array([float(e) for e in epsilons(c)]) for c in (fast, exact))
+    assert (ef >= ee * (1 - 1e-12)).all() and (ef <= ee * (1 + 1e-9)).all(), (ef, ee)
+    covers_float_runs(g, box, "binary32", np.float32, n=200, seed=4)
+    rejected(shrunk_epsilon(fast, Q(99, 100)), "epsilon")
+
+
 MASK = np.array([[True, False, False, True, False, True], [False, False, True, False, False, False]])
 MASK2 = np.array([[True, True, False, False, False, True], [False, False, True, True, False, False]])
 
