@@ -21,7 +21,8 @@ TINY = 2^-1000: at least 2^9 times the rounding errors it covers, including thos
 operations that compute it (except where nothing is rounded: relu and abs, whose f is exact, at
 slopes 0 and +-1, so a stable ReLU's lines are exact). A result that is not finite becomes -inf
 for a lower bound and +inf for an upper bound (sound, useless), e.g. where exp overflows binary64
-(709.8 < x <= EXP_MAX).
+(709.8 < x <= EXP_MAX). ``interval`` of a monotone row also takes an interval with an infinite end
+(``usable_interval``): that end's bound is f's limit there (``LIMITS``) or vacuous; the lines refuse.
 Domain violations raise ``DomainError`` if any element violates.
 """
 
@@ -230,10 +231,10 @@ class FastRow:
     def _end(self, x: Arr, attrs: dict[str, Any], up: bool) -> Arr:
         """A lower (upper when ``up``) bound of a monotone f over an interval at its end x, read
         at x = -inf or +inf as f's limit there. Sound: f monotone, so on an interval whose end is
-        infinite its infimum (supremum) on that side is the limit at that end; ``LIMITS`` holds the
-        finite ones, exact (0 or +-1, standard limits); any other limit is infinite, or the row is
-        not in the table, and the bound is then the vacuous -inf (+inf). f itself is never
-        evaluated at an infinite x (no libm behaviour at infinities is assumed)."""
+        infinite its infimum (supremum) on that side is the limit at that end; ``LIMITS`` holds
+        finite ones, exact (0 or +-1, standard limits); a row or end not in the table gets the
+        vacuous -inf (+inf), sound whatever the limit. f itself is never evaluated at an infinite
+        x (no libm behaviour at infinities is assumed)."""
         fin = np.isfinite(x)
         if fin.all():
             return self._f(x, attrs, up)
