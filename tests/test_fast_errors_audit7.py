@@ -370,3 +370,29 @@ def test_division_by_an_overflowing_exp(neg):
         e = mpmath.exp(800 * mpf(t))
         y = 3 / (-e if neg else 3 * e)
         assert lo <= y <= hi, (t, lo, mpmath.nstr(y, 10), hi)
+
+
+@pytest.mark.parametrize("fmt,dtype", [("binary64", np.float64), ("binary32", np.float32),
+                                       ("binary16", np.float16)])
+def test_past_exp_against_mpmath(fmt, dtype):
+    """The softmax past exp (``_past_exp``) against real arithmetic directly (``spec.exact``,
+    mpmath at 50 digits; binary64 included, which sampled runs cannot check against a float64
+    reference): at the box's corners, its centre and random points of the format, the float run's
+    distance to the real output is within the fast column's certified epsilon."""
+    from torchlean.spec.exact import evaluate
+    g, box = _past_exp()
+    cert = bound_certificate(g, box, fmt, ranges="fast", column="fast")
+    assert cert["statement"]["column"] == "fast" and check(cert).ok
+    eps = np.array([float(e) for e in epsilons(cert)])
+    rng = np.random.default_rng(11)
+    pts = [np.full(4, s) for s in (-1.0, 1.0, 0.0)]
+    pts += [np.where(rng.random(4) < 0.5, -1.0, 1.0) for _ in range(4)]
+    pts += [rng.uniform(-1, 1, 4) for _ in range(12)]
+    worst = np.zeros_like(eps)
+    for p in pts:
+        x = p.astype(dtype).reshape(1, 4)
+        real = np.array([mpf(v) for v in np.asarray(evaluate(g, {"x": x.astype(np.float64)})[0]).ravel()])
+        run = run_float(g, x, dtype).astype(np.float64).ravel()
+        err = np.array([float(abs(mpf(float(a)) - b)) for a, b in zip(run, real)])
+        worst = np.maximum(worst, err)
+    assert (worst <= eps).all() and worst.max() > 0, (worst, eps)
