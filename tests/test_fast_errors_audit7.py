@@ -179,19 +179,40 @@ def _scores(W: np.ndarray, S: np.ndarray, V: np.ndarray) -> Graph:
                  ["y"]).check()
 
 
-def test_binary16_scores_past_the_format_refused():
-    """Scores up to 7e4 (binary16's top is 65,504; their differences, < 2,000, are within the real
-    exp's range): the float16 run is NaN (x W overflows, inf - inf in softmax), and both columns
-    refuse ("may overflow"); no epsilon is certified where the float run is not finite."""
+@pytest.mark.parametrize("fmt,scale", [("binary16", 1.0), ("float8_e5m2", 1.0), ("float8_e4m3fn", 0.01)])
+def test_scores_past_the_format_refused(fmt, scale):
+    """Scores up to 7e4 (7e2 for e4m3fn), past the format's top (binary16 65,504, e5m2 57,344,
+    e4m3fn 448; their differences, < 2,000, within the real exp's range): both columns refuse
+    ("may overflow"): no epsilon is certified where the float run may overflow. (binary16: the
+    numpy float16 run is indeed NaN there, x W overflowing and inf - inf in softmax.)"""
     rng = np.random.default_rng(3)
-    g = _scores(np.array([[700.0, 680.0, 690.0, 600.0]] * 4), np.zeros((1, 4)), rng.normal(0, 1, (4, 2)))
-    with np.errstate(all="ignore"):
-        y = run_float(g, np.full((1, 4), 25.0, np.float16), np.float16)
-    assert not np.isfinite(y.astype(np.float64)).all()
+    W = np.array([[700.0, 680.0, 690.0, 600.0]] * 4) * scale
+    g = _scores(W, np.zeros((1, 4)), rng.normal(0, 1, (4, 2)))
+    if fmt == "binary16":
+        with np.errstate(all="ignore"):
+            y = run_float(g, np.full((1, 4), 25.0, np.float16), np.float16)
+        assert not np.isfinite(y.astype(np.float64)).all()
     box = [(Q(20), Q(25))] * 4
     for col in ("fast", "exact"):
         with pytest.raises(Rejected, match="overflow"):
-            propagate(statement(g, box, "binary16", ranges="fast", column=col))
+            propagate(statement(g, box, fmt, ranges="fast", column=col))
+
+
+def test_where_with_a_data_condition_refused():
+    """A where whose condition is data (not a constant key: the selection is not continuous) is
+    refused by both columns, so no -inf element can depend on the data."""
+    rng = np.random.default_rng(1)
+    c = {"W": rng.normal(0, 1, (4, 6)).astype(np.float32), "V": rng.normal(0, 1, (3, 2)).astype(np.float32),
+         "fill": np.array([-np.inf], np.float32)}
+    nodes = [Node("matmul", ["x", "W"], "h", {}), Node("reshape", ["h"], "r", {"shape": (2, 3)}),
+             Node("relu", ["r"], "cond", {}), Node("where", ["cond", "fill", "r"], "w", {}),
+             Node("softmax", ["w"], "s", {"axis": -1}), Node("matmul", ["s", "V"], "y", {})]
+    g = Graph([Value("x", (1, 4), "float32")], c, nodes, ["y"]).check()
+    st = statement(g, BOX4, "binary32", ranges="fast", column="exact")
+    with pytest.raises(Unsupported, match="data-dependent condition"):
+        propagate(st)
+    with pytest.raises(Rejected, match="constant condition"):  # (the producer would not even state it)
+        propagate({**st, "column": "fast"})
 
 
 def _past_exp() -> tuple[Graph, list]:
