@@ -417,3 +417,33 @@ def test_past_exp_against_mpmath(fmt, dtype):
         err = np.array([float(abs(mpf(float(a)) - b)) for a, b in zip(run, real)])
         worst = np.maximum(worst, err)
     assert (worst <= eps).all() and worst.max() > 0, (worst, eps)
+
+
+@pytest.mark.parametrize("bounds_too", [False, True])
+def test_nan_ends_in_the_fast_columns_ranges(monkeypatch, bounds_too):
+    """``fast_errors.propagate``'s ranges meet IBP of the forms with CROWN's argument rows by
+    fmax/fmin: with every argument row NaN (the engine never makes one; forced here), the steps
+    are those of IBP alone, each at least the unforced step (NaN never read as a bound); with
+    the node bounds NaN as well (no information on either side: IBP of NaN bounds is +-inf,
+    ``_safe``, and CROWN's NaN), the column refuses ("unbounded"), never a NaN-derived number."""
+    from torchlean.certificates import fast_engine
+    g, box = _past_exp()
+    st = statement(g, box, "binary32", ranges="fast", column="fast")
+    base = propagate(st)
+    real = fast_engine.forward
+
+    def nan_state(*a, **k):
+        s = real(*a, **k)
+        nan = [None if x is None else tuple(np.full_like(v, np.nan) for v in x) for x in s.arg]
+        s.arg = nan
+        if bounds_too:
+            s.L, s.U = ([np.full_like(v, np.nan) for v in vs] for vs in (s.L, s.U))
+        return s
+
+    monkeypatch.setattr(fast_engine, "forward", nan_state)
+    if bounds_too:
+        with pytest.raises(Rejected, match="unbounded"):
+            propagate(st)
+        return
+    got = propagate(st)
+    assert all(a >= b for sa, sb in zip(got, base) for a, b in zip(sa, sb))
