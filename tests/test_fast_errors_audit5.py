@@ -284,7 +284,8 @@ def test_forged_var_eps_attribute_is_not_read():
 
 def test_ibp_clip_is_outward():
     """``fast_engine.ibp_clip``: every clipped argument row contains the exact IBP interval
-    (rounded outward), an end past 2^1000 unclipped; a layer_norm and a softmax graph."""
+    (rounded outward), each end on its own (h-overflow): an end past 2^1000 on the outer side
+    unclipped, on the inner side 2^1000; a layer_norm and a softmax graph."""
     from torchlean.certificates import engine as exact
     from torchlean.certificates import fast_engine
     from torchlean.certificates.bound_graph import arg_rows
@@ -303,11 +304,12 @@ def test_ibp_clip_is_outward():
         for k, bs in ex.arg.items():
             for j, (a, b) in enumerate(arg_rows(bg.nodes[k], bs)):
                 lo, hi = clip[k][0][0, j], clip[k][1][0, j]
-                if max(abs(a), abs(b)) > Q(2) ** 1000:
-                    far += 1
-                    assert lo == -np.inf and hi == np.inf
-                else:
-                    assert Q(lo) <= a and b <= Q(hi)
+                big = Q(2) ** 1000
+                far += max(abs(a), abs(b)) > big
+                assert lo == (-np.inf if a < -big else 2.0**1000 if a > big else lo)
+                assert hi == (np.inf if b > big else -(2.0**1000) if b < -big else hi)
+                assert Q(lo) <= min(a, big) if lo > -np.inf else a < -big
+                assert Q(hi) >= max(b, -big) if hi < np.inf else b > big
         assert (far > 0) == (g is g1)
 
 

@@ -193,14 +193,16 @@ def test_transformer_end_to_end():
 
 
 def test_default_falls_back_to_exact_where_fast_refuses():
-    """Softmax scores whose differences pass binary64's exp on the box: the fast engine's ranges
-    are unbounded there (the exact IBP's are not), so an explicit fast column is refused and the
-    default one falls back to the exact column, whose certificate replays."""
+    """Log-softmax scores whose differences pass binary64's exp on the box: log(1 + sum of exps)
+    has no finite upper end in float64 (the exact IBP's is past 2^1000 too), so the fast
+    engine's range of its output is unbounded below, an explicit fast column is refused and the
+    default one falls back to the exact column, whose certificate replays. (A softmax there has
+    a fast epsilon now: 1/x on [1, inf] is in [0, 1], ``test_fast_overflow.py``.)"""
     from torchlean.certificates.core import Rejected
 
     W = np.array([[800.0, -800.0, 0.0, 400.0]] * 4, np.float32)
     g = Graph([Value("x", (1, 4), "float32")], {"W": W, "V": np.ones((4, 2), np.float32)},
-              [Node("matmul", ["x", "W"], "h", {}), Node("softmax", ["h"], "p", {"axis": -1}),
+              [Node("matmul", ["x", "W"], "h", {}), Node("log_softmax", ["h"], "p", {"axis": -1}),
                Node("matmul", ["p", "V"], "y", {})], ["y"]).check()
     box = [(Q(-1), Q(1))] * 4
     with pytest.raises(Rejected):
@@ -226,12 +228,13 @@ def test_a_value_named_like_the_variance_key():
 
 
 def test_softmax_ranges_met_with_the_unit_interval():
-    """Softmax scores whose differences pass binary64's exp (here up to 1,600): the fast engine's
-    CROWN bound of the softmax value is NaN there (exp overflows), and a real softmax lies in
-    [0, 1] whatever its inputs, so the fast column meets its range with [0, 1] (a NaN end: no
-    information) instead of refusing; its epsilon is then the exact column's (within 1e-9
-    relative), covers float32 runs and a shrunk one is rejected. (The trained char GPT's
-    attention reaches such scores: its fast certificate is 3x cheaper than the fallback.)"""
+    """Softmax scores whose differences pass binary64's exp (here up to 1,600): exp overflows
+    float64, but each 1 + sum of exps keeps its exact lower end >= 1 (``ibp_clip``, each end on
+    its own) and 1/x on [1, inf] is in [0, 1] (``FastRow._end``), so the fast column does not
+    refuse (session 25 met the value's range with [0, 1] instead; h-overflow removed that, this
+    test unchanged); its epsilon is then the exact column's (within 1e-9 relative), covers
+    float32 runs and a shrunk one is rejected. (The trained char GPT's attention reaches such
+    scores: its fast certificate is 3x cheaper than the fallback.)"""
     rng = np.random.default_rng(0)
     W = np.array([[100.0, -100.0, 0.0, 50.0]] * 4, np.float32)
     g = Graph([Value("x", (1, 4), "float32")], {"W": W, "W2": rng.normal(0, 1, (4, 4)).astype(np.float32)},

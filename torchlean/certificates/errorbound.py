@@ -113,8 +113,12 @@ def _linear(ctx: Ctx, op: str, ins: list[list[V]], shapes: list[tuple[int, ...]]
     flat: list[V] = []
 
     def tensors(vals: Any) -> list[Tensor]:
-        return [Tensor(s, [Aff({base[i] + j: ONE}) for j in range(len(vs))] if data[i] else
-                       [vals(v) for v in vs]) for i, (vs, s) in enumerate(zip(ins, shapes))]
+        # (a data element that is -inf, a mask's fill an earlier where selected: ``ctx.const``'s
+        # NEG_INF, exact with error 0, enters as that constant, so the row copies it as the first
+        # where did; as a variable it reached ``ctx.lin``'s arithmetic, an AttributeError. Only
+        # where takes it here: ``lower`` lets -inf reach where and softmax only)
+        return [Tensor(s, [NEG_INF if v.lo is NEG_INF else Aff({base[i] + j: ONE}) for j, v in enumerate(vs)]
+                       if data[i] else [vals(v) for v in vs]) for i, (vs, s) in enumerate(zip(ins, shapes))]
 
     base, n = [], 0
     for i, vs in enumerate(ins):

@@ -82,10 +82,12 @@ def _relaxation(st: _State, k: int, slopes: Any = None, policy: str = POLICIES[0
     return out
 
 
-def _usable(row, al, au, attrs):
+def _usable(row, al, au, attrs, ends: bool = False):
     """The rows raise on any unbounded or out-of-domain element: those get the stand-in [1, 1]
-    and, by the caller, vacuous results (ok False)."""
-    ok = row.usable(al, au, **attrs)
+    and, by the caller, vacuous results (ok False). ``ends``: for ``interval``, which takes an
+    infinite end on a monotone row (``FastRow.usable_interval``); the lines never do (their
+    intercepts and charges multiply the argument's ends and max|z|: inf there, no bound)."""
+    ok = (row.usable_interval if ends else row.usable)(al, au, **attrs)
     if ok.all():
         return ok, al, au
     return ok, np.where(ok, al, 1.0), np.where(ok, au, 1.0)

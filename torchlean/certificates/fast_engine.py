@@ -181,7 +181,8 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             # ``engine.arg_bounds``, so every row accepts them)
             al = np.minimum(al, au)
         st.shared, st.relax, st.memo = saved or (st.shared, st.relax, st.memo)
-        if clip is not None and k in clip:  # (both valid, so is the intersection; kept non-empty)
+        if clip is not None and k in clip:  # (both valid, so is the intersection; kept non-empty;
+            # fmax / fmin: a NaN end on either side is no information, never read as a bound)
             al, au = np.fmax(al, clip[k][0]), np.fmin(au, clip[k][1])
             al = np.minimum(al, au)
         if P is not None:
@@ -199,7 +200,7 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             L, Uu = al, au
         elif node.kind == "fn":
             row = FAST[node.fn]
-            ok, fl, fu = _usable(row, al, au, node.attrs)
+            ok, fl, fu = _usable(row, al, au, node.attrs, ends=True)  # (an infinite end: the limit)
             L, Uu = row.interval(fl, fu, **node.attrs)
             L, Uu = np.where(ok, L, -np.inf), np.where(ok, Uu, np.inf)
         elif node.kind == "mul":
@@ -288,18 +289,22 @@ def tight_args(bg: BoundGraph, box: list[tuple[Fraction, Fraction]]) -> dict[int
 
 def ibp_clip(bg: BoundGraph, box: list[tuple[Fraction, Fraction]]) -> dict[int, Any]:
     """``forward``'s ``clip`` from the exact engine's IBP over one box: every fn, mul and max
-    node's argument rows, rounded outward (an end past 2^1000: none). Valid bounds, so the
+    node's argument rows, rounded outward, each end on its own. Valid bounds, so the
     intersection with this engine's is too; they carry layer norm's facts ("within", "ball") and
-    softmax's exact sums (1 + sum of exps >= 1), which float64 loses next to a huge term."""
+    softmax's exact sums (1 + sum of exps >= 1), which float64 loses next to a huge term. An end
+    past 2^1000 (near float64's top): a lower end l < -2^1000 is none (-inf), l > 2^1000 becomes
+    2^1000 (x >= l > 2^1000), the mirror for an upper end; an end within is kept whatever the
+    other end is (l <= x holds alone), so a sum of exps whose upper end passes float64 keeps its
+    lower end (>= 1 for softmax's, 1/x then in [0, 1])."""
     ex = exact.forward(bg, [a for a, _ in box], [b for _, b in box], "ibp")
-    big = Fraction(2) ** 1000  # (past float64: no clip)
+    big = Fraction(2) ** 1000
     clip = {}
     for k, bs in ex.arg.items():  # (the fn, mul and max nodes)
         rows = arg_rows(bg.nodes[k], bs)
-        far = [abs(a) > big or abs(b) > big for a, b in rows]
-        cl, ch = outward([0 * a if f else a for (a, _), f in zip(rows, far)],
-                         [0 * b if f else b for (_, b), f in zip(rows, far)])
-        clip[k] = (np.where(far, -np.inf, [cl]), np.where(far, np.inf, [ch]))
+        lfar, hfar = [a < -big for a, _ in rows], [b > big for _, b in rows]
+        cl, ch = outward([0 * a if f else min(a, big) for (a, _), f in zip(rows, lfar)],
+                         [0 * b if f else max(b, -big) for (_, b), f in zip(rows, hfar)])
+        clip[k] = (np.where(lfar, -np.inf, [cl]), np.where(hfar, np.inf, [ch]))
     return clip
 
 

@@ -533,19 +533,17 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         if any(n["op"] in LIBM_ROWS for n in ir["nodes"]):
             trusted[LIBM] = 1
 
-    probs = {n["output"] for n in ir["nodes"] if n["op"] == "softmax"}
-
     def ranges(name: Any) -> tuple[np.ndarray, np.ndarray]:  # IBP of the forms met with CROWN's rows
         F, at, _ = forms[name]
         lo, hi = (x[0] for x in F.bounds(st.L, st.U, st.vmax))
         for k in {int(k) for k in at[:, 0] if k >= 0}:
             sel = at[:, 0] == k
             al, au = st.arg[k]
-            lo[sel] = np.maximum(lo[sel], al[0, at[sel, 1]])
-            hi[sel] = np.minimum(hi[sel], au[0, at[sel, 1]])
-        if name in probs:  # a real softmax is in [0, 1] whatever its inputs (a masked entry: 0): met
-            # with it, a NaN end (CROWN through a float64 exp overflow) taken as no information
-            lo, hi = np.fmax(lo, 0.0), np.fmin(hi, 1.0)
+            # (fmax / fmin: a NaN end is no information, -inf / +inf, never a bound: each side is
+            # a valid bound or NaN, so the meet of the valid ones holds; the engine's own ends are
+            # never NaN (``_safe``, ``_State.push``), this keeps it so should one ever be)
+            lo[sel] = np.fmax(lo[sel], al[0, at[sel, 1]])
+            hi[sel] = np.fmin(hi[sel], au[0, at[sel, 1]])
         require(bool(np.isfinite(lo).all() and np.isfinite(hi).all()), f"{name}: an unbounded range")
         return lo, np.maximum(lo, hi)
 

@@ -34,6 +34,9 @@ class _Fns:
         (mid +- rad), plus the kernel's own error; then the range rule's cap. relu: where its real
         argument is <= 0, the output's error is max(0, hi + E) (``errorbound.apply``)."""
         p, q = _float_hull(v.lo, v.hi, v.E)
+        # (a hull past float64: refused, as before monotone rows took an infinite end; ``slopes``
+        # below reads f' at the hull's ends)
+        require(bool(np.isfinite(p).all() and np.isfinite(q).all()), f"{name}: an unbounded argument")
         row = FAST[name]
         fl, fh = row.interval(p, q, **attrs)  # (the domain: log, sqrt refuse as ``Ctx.fn``'s _check)
         Fm = np.maximum(np.abs(fl), np.abs(fh))

@@ -21,7 +21,8 @@ TINY = 2^-1000: at least 2^9 times the rounding errors it covers, including thos
 operations that compute it (except where nothing is rounded: relu and abs, whose f is exact, at
 slopes 0 and +-1, so a stable ReLU's lines are exact). A result that is not finite becomes -inf
 for a lower bound and +inf for an upper bound (sound, useless), e.g. where exp overflows binary64
-(709.8 < x <= EXP_MAX).
+(709.8 < x <= EXP_MAX). ``interval`` of a monotone row also takes an interval with an infinite end
+(``usable_interval``): that end's bound is f's limit there (``LIMITS``) or vacuous; the lines refuse.
 Domain violations raise ``DomainError`` if any element violates.
 """
 
@@ -160,11 +161,19 @@ def _finite_or(x: Arr, inf: float) -> Arr:
 class FastRow:
     name: str
 
-    def _args(self, *xs: Any) -> list[Arr]:
+    def _args(self, *xs: Any, ends: bool = False) -> list[Arr]:
+        """The inputs as arrays of one shape; non-finite ones refused (``ends``: only NaN, for
+        ``interval`` of a monotone row, which takes an infinite end: ``_end``)."""
         arrs = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in xs))
-        if not all(np.isfinite(x).all() for x in arrs):
+        if not all((~np.isnan(x) if ends else np.isfinite(x)).all() for x in arrs):
             raise DomainError(f"{self.name}: non-finite input")
         return [np.array(x) for x in arrs]
+
+    def _mono(self, attrs: dict[str, Any]) -> int:
+        """+1 increasing, -1 decreasing, 0 neither (leaky_relu with a slope >= 0: increasing)."""
+        if self.name == "leaky_relu" and attrs.get("slope", 0.01) >= 0:
+            return 1
+        return FUNCTIONS[self.name].mono(**attrs)
 
     def _check(self, l: Arr, u: Arr, attrs: dict[str, Any]) -> None:
         if (l > u).any():
@@ -178,6 +187,18 @@ class FastRow:
         (every row accepts [1, 1] as a stand-in)."""
         l, u = np.broadcast_arrays(np.asarray(l, dtype=np.float64), np.asarray(u, dtype=np.float64))
         ok = np.isfinite(l) & np.isfinite(u) & (l <= u)
+        with np.errstate(invalid="ignore"):
+            return ok & FUNCTIONS[self.name].domain(l, u, **attrs)
+
+    def usable_interval(self, l: Any, u: Any, **attrs: Any) -> Arr:
+        """Elementwise: ``interval`` takes [l, u]: ``usable``, or, on a monotone row, l <= u with
+        an infinite end (l = -inf or u = +inf; NaN never) and the domain rule true (it is written
+        with comparisons, which read an infinite end as the extended reals do: reciprocal's
+        l > 0 holds on [1, inf], exp's u <= EXP_MAX fails on [0, inf])."""
+        l, u = np.broadcast_arrays(np.asarray(l, dtype=np.float64), np.asarray(u, dtype=np.float64))
+        if not self._mono(attrs):
+            return self.usable(l, u, **attrs)
+        ok = (l <= u) & (l < np.inf) & (u > -np.inf)  # (False on NaN)
         with np.errstate(invalid="ignore"):
             return ok & FUNCTIONS[self.name].domain(l, u, **attrs)
 
@@ -195,18 +216,32 @@ class FastRow:
         return _finite_or(self._f(x, attrs, False), -np.inf), _finite_or(self._f(x, attrs, True), np.inf)
 
     def interval(self, l: Any, u: Any, **attrs: Any) -> Pair:
-        l, u = self._args(l, u)
+        """Encloses f over [l, u]; a monotone row takes an infinite end (``usable_interval``)."""
+        mono = self._mono(attrs)
+        l, u = self._args(l, u, ends=bool(mono))
         self._check(l, u, attrs)
-        mono = FUNCTIONS[self.name].mono(**attrs)
-        if self.name == "leaky_relu" and attrs.get("slope", 0.01) >= 0:
-            mono = 1
         if mono:
             a, b = (l, u) if mono > 0 else (u, l)
-            lo, hi = self._f(a, attrs, False), self._f(b, attrs, True)
+            lo, hi = self._end(a, attrs, False), self._end(b, attrs, True)
         else:
             zero = np.zeros_like(l)
             lo, hi = _min_g(self, l, u, zero, 1, attrs), -_min_g(self, l, u, zero, -1, attrs)
         return _finite_or(lo, -np.inf), _finite_or(hi, np.inf)
+
+    def _end(self, x: Arr, attrs: dict[str, Any], up: bool) -> Arr:
+        """A lower (upper when ``up``) bound of a monotone f over an interval at its end x, read
+        at x = -inf or +inf as f's limit there. Sound: f monotone, so on an interval whose end is
+        infinite its infimum (supremum) on that side is the limit at that end; ``LIMITS`` holds
+        finite ones, exact (0 or +-1, standard limits); a row or end not in the table gets the
+        vacuous -inf (+inf), sound whatever the limit. f itself is never evaluated at an infinite
+        x (no libm behaviour at infinities is assumed)."""
+        fin = np.isfinite(x)
+        if fin.all():
+            return self._f(x, attrs, up)
+        v = self._f(np.where(fin, x, 1.0), attrs, up)  # (1.0: a stand-in, replaced below)
+        neg, pos = LIMITS.get(self.name, (None, None))
+        at = [(np.inf if up else -np.inf) if e is None else e for e in (neg, pos)]
+        return np.where(fin, v, np.where(x < 0, at[0], at[1]))
 
     def lower_intercept(self, l: Any, u: Any, a: Any, **attrs: Any) -> Arr:
         l, u, a = self._args(l, u, a)
@@ -318,6 +353,13 @@ def _hint(row: FastRow, p: Arr, q: Arr, a: Arr, s: int, attrs: dict[str, Any]) -
 
 
 FAST: dict[str, FastRow] = {name: FastRow(name) for name in FUNCTIONS}
+
+#: monotone rows' finite limits (f at -inf, f at +inf; None: infinite or outside the domain), for
+#: ``FastRow._end``: 1/x -> 0 at either infinity, x^(-1/2) -> 0, e^x -> 0 at -inf, tanh and erf ->
+#: -+1, sigmoid -> 0 and 1, softplus log(1 + e^x) -> 0 at -inf, relu -> 0 at -inf
+LIMITS: dict[str, tuple[float | None, float | None]] = {
+    "reciprocal": (0.0, 0.0), "rsqrt": (None, 0.0), "exp": (0.0, None), "tanh": (-1.0, 1.0),
+    "erf": (-1.0, 1.0), "sigmoid": (0.0, 1.0), "softplus": (0.0, None), "relu": (0.0, None)}
 
 
 def relu_lines(l: Arr, u: Arr) -> tuple[Arr, Arr, Arr, Arr]:
