@@ -315,7 +315,12 @@ def _devices(datas: list[Any]) -> set[str]:
 def apply(name: str, *args: Tensor, **attrs: Any) -> Tensor:
     """Run primitive ``name`` on tensors: kernel, tape node, tracer record."""
     datas = [a.data for a in args]
-    xp = namespace_of(datas[0])
+    try:
+        xp = namespace_of(datas[0])
+    except TypeError:  # e.g. a numpy array or a torch tensor given to a layer: name the fix
+        got = ", ".join(f"{type(a).__module__}.{type(a).__name__}" for a in args if not isinstance(a, Tensor))
+        raise TypeError(f"{name}: expected torchlean Tensors, got {got or type(datas[0]).__name__}; "
+                        "wrap inputs with tl.tensor(x)") from None
     try:
         out = RULES[name].forward(xp, *datas, **attrs)
     except (ValueError, IndexError) as e:

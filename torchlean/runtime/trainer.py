@@ -51,6 +51,18 @@ def _choice(what: str, value: str, allowed: Any) -> str:
     return value
 
 
+def _class_indices(y: np.ndarray) -> np.ndarray:
+    """Classification targets as int64 class indices: whole numbers >= 0 (float ones too, as a CSV
+    gives them); 1.5 or -1 is an error, never truncated or wrapped to another class."""
+    if y.dtype.kind not in "iub":
+        if y.dtype.kind != "f" or not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise ValueError("Trainer: classification targets must be whole class indices, got "
+                             f"{y.dtype} values such as {y.ravel()[:3].tolist()}")
+    if y.size and y.min() < 0:
+        raise ValueError(f"Trainer: classification targets must be class indices >= 0, got {y.min()}")
+    return y.astype(np.int64)
+
+
 class Trainer:
     """Train and evaluate ``model`` on a task.
 
@@ -74,6 +86,11 @@ class Trainer:
             raise ValueError("Trainer: device 'symbolic' cannot train; use 'cpu' or 'cuda'")
         namespace(device)  # raises DeviceError for 'cuda' without cupy or a GPU
         self.device = device
+        if not isinstance(model, Module):
+            from .trace import require_traceable
+
+            require_traceable(model, "Trainer")  # a PyTorch module: the message names from_torch
+            raise TypeError(f"Trainer: model must be a torchlean nn.Module, got {type(model).__name__}")
         self.model = model.to(dtype=self.dtype, device=device)
         if isinstance(optimizer, str):
             optimizer = make_optimizer(optimizer, self.model.parameters(), lr=lr)
@@ -116,7 +133,7 @@ class Trainer:
         x, y = (to_numpy(t.data) if isinstance(t, Tensor) else np.asarray(t) for t in tensors)
         x = self._inputs(x)
         if self.task == "classification":
-            y = y.astype(np.int64)
+            y = _class_indices(y)
         else:
             y = y.astype(self.dtype)
             if y.ndim == 1:
