@@ -56,7 +56,7 @@ SCHEDULES = ("none", "cosine", "onecycle", "warmup")
 #: command -> the example command lines its ``--help`` ends with (tests/test_cli_errors.py parses each)
 EXAMPLES = {
     "torchlean": ["python -m torchlean demo", "python -m torchlean mlp --steps 300 --log adam.json",
-                  "python -m torchlean cnn --help"],
+                  "python -m torchlean quickstart tensors"],
     "mlp": ["python -m torchlean mlp --steps 300 --log adam.json",
             "python -m torchlean mlp --optimizer sgd --lr 0.05 --scheduler cosine --log sgd-cosine.json"],
     "cnn": ["python -m torchlean cnn --steps 400 --certify 0.01 --certify-n 20"],
