@@ -99,6 +99,16 @@ def test_plot_and_demo_outputs_are_checked_first(tmp_path, capsys):
     assert "not a directory" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["vae", "--samples", "s.txt"], ["cnn", "--certify", "0.1", "--plot", "c"],
+                                  ["plot", "log.json", "-o", "curve.xyz"]])
+def test_an_image_name_matplotlib_cannot_write_is_refused_first(argv, tmp_path, monkeypatch, capsys):
+    """matplotlib refused '.txt' only after the training: the run was lost."""
+    monkeypatch.chdir(tmp_path)
+    assert top.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "not an image name" in err
+
+
 def test_a_diverging_run_ends_in_one_line_not_numpy_warnings():
     r = subprocess.run([sys.executable, "-m", "torchlean", "mlp", "--lr", "1e9", "--steps", "20",
                         "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=120,

@@ -327,13 +327,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cli.guard(_raiser(e), prog="torchlean")
 
 
+#: image file suffixes matplotlib writes (``--plot``, ``--samples``, ``plot -o``)
+IMAGE_FORMATS = {"png", "svg", "svgz", "pdf", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp", "gif", "pgf",
+                 "raw", "rgba", "avif"}
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
     """Refuse (CliError, exit 2) an output path that cannot be written before any training is
     done: a run must not end by losing its result to a typo in --save."""
     for flag in ("log", "save", "plot", "samples"):
         _cli.check_writable(getattr(args, flag, None), f"--{flag}")
+    images = [(f"--{f}", getattr(args, f, None)) for f in ("plot", "samples")]
     if args.command == "plot":
         _cli.check_writable(args.out, "-o")
+        images.append(("-o", args.out))
+    for flag, path in images:  # (matplotlib would refuse the suffix only after the training)
+        suffix = os.path.splitext(path or "")[1].lower().lstrip(".")
+        if path and suffix not in IMAGE_FORMATS:
+            raise _cli.CliError(f"{flag} {path}: not an image name (end it in .png, .svg, .pdf, ...)")
     if args.command == "demo" and args.out:
         out = os.path.abspath(args.out)
         if os.path.exists(out) and not os.path.isdir(out):
