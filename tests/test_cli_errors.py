@@ -146,6 +146,18 @@ def test_negative_float32_splits_is_a_usage_error(capsys):
     assert "--float32-splits" in err and "no such file" not in err
 
 
+def test_an_empty_input_box_is_pointed_out(tmp_path, capsys):
+    """Swapped bounds on X_0 gave a bare 'unsat': true (nothing is in the box), but vacuous."""
+    prop = tmp_path / "swapped.vnnlib"
+    prop.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (<= X_0 0))\n"
+                    "(assert (>= X_0 1))\n(assert (>= Y_0 1))\n")
+    assert verify_main([str(TEST / "test_nano.onnx"), str(prop), "--timeout", "30"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "unsat" and "unsat holds vacuously" in err
+    assert verify_main([str(TEST / "test_nano.onnx"), str(TEST / "test_nano.vnnlib"), "--timeout", "30"]) == 0
+    assert "vacuously" not in capsys.readouterr().err
+
+
 # -- floats ---------------------------------------------------------------------------------------
 
 

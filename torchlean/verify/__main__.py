@@ -71,8 +71,8 @@ def _verify(args: argparse.Namespace, clock: Budget, out_of_time: Any) -> int:
 
     with loading():
         target, spec = load_instance(args.net, args.prop)
-    if args.float32_splits is not None and args.float32_splits < 0:
-        raise InputError("--float32-splits must be >= 0")
+    if not args.quiet:
+        _warn_empty_boxes(spec, args.prop)
     left = clock.search_time()
     if left <= 0:  # loading used the whole budget: still a VNN-COMP answer, in --result too
         clock.answer(out_of_time)
@@ -120,6 +120,14 @@ def _verify(args: argparse.Namespace, clock: Budget, out_of_time: Any) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _warn_empty_boxes(spec: Any, prop: str) -> None:
+    """A note on stderr when the property has no input point at all (every case's box is empty, e.g.
+    an X_i's bounds swapped by a typo; the reader drops such cases): "unsat" is then true but vacuous."""
+    if not spec.regions:
+        print(f"note: {prop}: no input satisfies the property's input constraints (an X_i with lower "
+              "bound > upper bound?): unsat holds vacuously", file=sys.stderr)
 
 
 def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: Budget) -> int:
