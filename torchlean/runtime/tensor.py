@@ -325,7 +325,8 @@ def apply(name: str, *args: Tensor, **attrs: Any) -> Tensor:
         out = RULES[name].forward(xp, *datas, **attrs)
     except (ValueError, IndexError) as e:
         shapes = " and ".join(str(tuple(d.shape)) for d in datas)
-        raise ShapeError(f"{name}: {e} (input shapes {shapes})") from None
+        text = str(e).removeprefix(f"{name}: ")  # (numpy's own messages may name the op already)
+        raise ShapeError(f"{name}: {text} (input shapes {shapes})") from None
     except TypeError:
         # cupy refuses host arrays (and numpy device arrays); say which devices met, as torch does.
         # Checked only on this error path so the hot path pays nothing.
