@@ -133,6 +133,22 @@ def test_a_torch_model_is_refused_with_the_way_to_convert_it():
         bridge.to_torch(tm)
 
 
+def test_a_model_left_in_training_mode_is_refused():
+    """With Dropout in training mode the trace kept one random mask as a constant: 'sound' bounds of
+    a random sub-network that did not contain the eval model's own output at x."""
+    tl.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4, 3))
+    x = np.array([[0.5, -1.0]])
+    for call in (lambda: tl.verify.bounds(model, x, 0.01),
+                 lambda: tl.verify.robustness(model, x, 0.01, label=0, timeout=5)):
+        with pytest.raises(ValueError, match=r"training mode and Dropout.*model.eval\(\)"):
+            call()
+    model.eval()
+    assert tl.verify.bounds(model, x, 0.01).contains(model(tl.tensor(x)).numpy())
+    plain = nn.Sequential(nn.Linear(2, 3), nn.Dropout(0.0))  # nothing differs in training: allowed
+    assert tl.verify.bounds(plain, x, 0.01).contains(plain(tl.tensor(x)).numpy())
+
+
 def test_robustness_refuses_a_label_it_would_have_to_guess():
     """int(1.5) was 1: a fractional label got a verdict about class 1. A batch of two inputs made
     ``label`` index all six scores together; one output made numpy's reduction fail."""
