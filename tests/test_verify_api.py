@@ -112,6 +112,9 @@ def test_bounds_rejects_bad_input():
         tl.verify.bounds(model, np.zeros((1, 2)), 0.1, clip=(1.0, 0.0))
     with pytest.raises(TypeError, match="torchlean model"):
         tl.verify.bounds("net.onnx", np.zeros((1, 2)), 0.1)
+    graph = tl.trace(model, tl.zeros(1, 2))  # (numpy's gufunc message, deep in the engine)
+    with pytest.raises(ValueError, match=r"x has shape \(1, 3\), the graph's input\(s\) \(1, 2\)"):
+        tl.verify.bounds(graph, np.zeros((1, 3)), 0.1)
 
 
 @pytest.mark.torch

@@ -34,7 +34,12 @@ from . import general, table
 
 def _graph(model_or_graph: Any, x: np.ndarray) -> Graph:
     if isinstance(model_or_graph, Graph):
-        return model_or_graph if model_or_graph.values else model_or_graph.check()
+        g = model_or_graph if model_or_graph.values else model_or_graph.check()
+        shapes = [tuple(v.shape) for v in g.inputs]
+        if len(shapes) != 1 or int(np.prod(shapes[0])) != x.size:
+            raise ValueError(f"x has shape {x.shape}, the graph's input(s) {', '.join(map(str, shapes))}: "
+                             "give one point of the graph's one input")
+        return g
     from ..runtime.tensor import tensor
     from ..runtime.trace import require_traceable, trace
 
