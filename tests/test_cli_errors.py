@@ -63,7 +63,7 @@ def test_every_help_ends_with_real_examples(module, sub, capsys):
             flag = w.split("=")[0]
             if flag.startswith("-") and not flag[1:2].isdigit():
                 assert flag in own, f"{ex}: {flag} is not a flag of {module} {sub}"
-            elif w.startswith("tests/"):
+            elif w.startswith(("tests/", "torchlean/")):
                 assert (ROOT / w).is_file(), f"{ex}: {w} is not in the repository"
         if module == "torchlean":  # parse it as the command would
             top.build_parser().parse_args(words[3:])

@@ -291,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("fpcore", help="binary64 round-off bounds of FPCore benchmarks",
                        description="Binary64 round-off bound of each FPCore benchmark in FILE, next to "
                                    "the error observed on sampled points.",
-                       examples=["python -m torchlean.floats fpcore bench.fpcore --samples 10000"])
+                       examples=["python -m torchlean.floats fpcore torchlean/floats/data/rosa.fpcore "
+                                 "--samples 10000"])
     f.add_argument("file", help="FPCore benchmarks (.fpcore)")
     f.add_argument("--samples", type=_cli.samples, default=2000,
                    help="points sampled for the observed error (default 2000)")
