@@ -14,6 +14,7 @@ def save_graph(graph: Graph, path: str | os.PathLike[str], indent: int | None = 
 
     Example::
 
+        model, x = tl.nn.Sequential(tl.nn.Linear(2, 3), tl.nn.ReLU()), tl.zeros(1, 2)
         save_graph(tl.trace(model, x), "net.json")   # a model is traced first: its graph is what is saved
         load_graph("net.json").fingerprint()         # the same graph, bit for bit
     """

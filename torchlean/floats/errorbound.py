@@ -329,6 +329,7 @@ def float_sound_bounds(graph: Graph, box: Box, real_lower: Any, real_upper: Any,
 
     Example::
 
+        model, x = tl.nn.Sequential(tl.nn.Linear(2, 3), tl.nn.Tanh()), np.array([[0.5, -1.0]])
         b = tl.verify.bounds(model, x, eps=0.1)               # real bounds over the box around x
         box = [(v - 0.1, v + 0.1) for v in np.ravel(x)]
         lo, hi, cert = float_sound_bounds(tl.trace(model, tl.tensor(x)), box, b.lower, b.upper)

@@ -72,6 +72,13 @@ class Trainer:
     ``scheduler``: an LRScheduler, or a function ``optimizer -> LRScheduler``; stepped once per
     training step. ``clip``: a maximum gradient norm. ``device="cuda"`` without cupy or a GPU
     raises ``DeviceError``; it never falls back to the CPU.
+
+    Example::
+
+        model = tl.nn.Sequential(tl.nn.Linear(2, 8), tl.nn.ReLU(), tl.nn.Linear(8, 3))
+        x, y = np.random.default_rng(0).normal(size=(64, 2)), np.arange(64) % 3   # class indices
+        trained = tl.Trainer(model, task="classification", lr=0.01).train((x, y), steps=20, progress=False)
+        trained.eval((x, y))["accuracy"]
     """
 
     def __init__(self, model: Module, task: str = "regression", optimizer: Optimizer | str = "adam",
