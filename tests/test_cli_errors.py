@@ -139,6 +139,24 @@ def test_a_file_is_named_once_in_its_error(tmp_path, capsys):
     assert err.count("none.json") == 1 and "no such file" in err
 
 
+def test_an_input_file_is_never_the_output(tmp_path, capsys):
+    """``--cert prop.vnnlib`` (a slip of the shell's completion) replaced the property with the
+    certificate after a successful run; the list of ``verify run`` likewise."""
+    net, prop = tmp_path / "n.onnx", tmp_path / "p.vnnlib"
+    net.write_bytes((TEST / "test_nano.onnx").read_bytes())
+    prop.write_bytes((TEST / "test_nano.vnnlib").read_bytes())
+    for flag, victim in (("--cert", prop), ("--result", net)):
+        before = victim.read_bytes()
+        assert verify_main([str(net), str(prop), flag, str(victim), "-q"]) == 2
+        assert "is an input of this command" in capsys.readouterr().err and victim.read_bytes() == before
+    assert floats_main(["bound", str(net), "--box", "-1:1", "--cert", str(net)]) == 2
+    assert "is an input" in capsys.readouterr().err
+    lst = tmp_path / "list.csv"
+    lst.write_text("n.onnx,p.vnnlib,10\n")
+    assert verify_main(["run", str(lst), "--out", str(lst), "--force"]) == 2
+    assert lst.read_text() == "n.onnx,p.vnnlib,10\n"
+
+
 def test_negative_float32_splits_is_a_usage_error(capsys):
     """It was refused only after the network was loaded, as an input error."""
     assert verify_main(["missing.onnx", "missing.vnnlib", "--float32", "--float32-splits", "-1"]) == 2

@@ -140,6 +140,16 @@ def check_writable(path: str | None, flag: str) -> None:
         raise CliError(f"{flag} {path}: cannot write in {folder}")
 
 
+def check_not_input(path: str | None, flag: str, *inputs: str | None) -> None:
+    """Refuse (CliError) an output path that is one of the command's input files: ``--cert
+    prop.vnnlib`` would replace the property with the certificate."""
+    if path is None or not os.path.exists(path):
+        return
+    for src in inputs:
+        if src is not None and os.path.exists(src) and os.path.samefile(path, src):
+            raise CliError(f"{flag} {path}: is an input of this command; it would be overwritten")
+
+
 def guard(run: Callable[[], int], errors: tuple[type[BaseException], ...] = (), prog: str = "") -> int:
     """Run ``run()`` and return its exit status; every failure becomes one line on stderr.
 

@@ -98,6 +98,7 @@ def cmd_bound(a: argparse.Namespace) -> int:
     from .errorbound import bound_certificate, epsilons, observed_error
 
     _cli.check_writable(a.cert, "--cert")
+    _cli.check_not_input(a.cert, "--cert", a.model, a.vnnlib)
     g = load_model(a.model)
     n = _inputs(g)
     if not getattr(g, "nodes", None):

@@ -44,6 +44,8 @@ def vnncomp_text(result) -> str:
 def cmd_verify(args: argparse.Namespace) -> int:
     _cli.check_writable(args.cert, "--cert")
     _cli.check_writable(args.result, "--result")
+    _cli.check_not_input(args.cert, "--cert", args.net, args.prop)
+    _cli.check_not_input(args.result, "--result", args.net, args.prop)
     # --timeout is the whole command's wall clock from the process's start: loading, search and
     # the checker's replay (``budget``); a watchdog answers "timeout" should a step overrun it. Called
     # in a process of its own only: ``main(argv)`` in a program counts from the call, no watchdog
@@ -246,6 +248,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_csv
 
     _cli.check_writable(args.out, "--out")
+    _cli.check_not_input(args.out, "--out", args.csv)
     run_csv(args.csv, out=args.out, timeout=args.timeout, method=args.method, progress=_cli.progress_of(args),
             jobs=args.jobs, force=args.force, ray=args.ray)
     return 0
