@@ -155,6 +155,9 @@ def test_an_input_file_is_never_the_output(tmp_path, capsys):
     lst.write_text("n.onnx,p.vnnlib,10\n")
     assert verify_main(["run", str(lst), "--out", str(lst), "--force"]) == 2
     assert lst.read_text() == "n.onnx,p.vnnlib,10\n"
+    log = tmp_path / "log.png"  # a training log given an image's name, then drawn onto itself
+    log.write_text("{}")
+    assert top.main(["plot", str(log), "-o", str(log)]) == 2 and log.read_text() == "{}"
 
 
 def test_negative_float32_splits_is_a_usage_error(capsys):

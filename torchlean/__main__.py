@@ -340,6 +340,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
     images = [(f"--{f}", getattr(args, f, None)) for f in ("plot", "samples")]
     if args.command == "plot":
         _cli.check_writable(args.out, "-o")
+        _cli.check_not_input(args.out, "-o", *args.logs)
         images.append(("-o", args.out))
     for flag, path in images:  # (matplotlib would refuse the suffix only after the training)
         suffix = os.path.splitext(path or "")[1].lower().lstrip(".")
