@@ -312,6 +312,24 @@ def test_trainer_rejects_bad_configuration():
         tl.Trainer(model, clip=-1.0)
 
 
+def test_eval_and_predict_leave_the_model_in_the_mode_they_found():
+    """Trainer.eval / predict ended in model.train() whatever the mode before: a model put in eval()
+    for verification was silently back in training mode (examples/verify_api.py then bounded the
+    batch-statistics BatchNorm graph, a different function from the model's)."""
+    x, y = np.random.default_rng(0).uniform(size=(16, 1, 4, 4)), np.arange(16) % 2
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
+    trained = tl.Trainer(model, task="classification").train((x, y), steps=3, progress=False)
+    assert model.training  # (training leaves it in training mode, as a torch loop does)
+    model.eval()
+    before = model(tl.tensor(x[:1])).numpy()
+    trained.eval((x, y))
+    trained.predict(x[:1])
+    assert not model.training and (model(tl.tensor(x[:1])).numpy() == before).all()
+    model.train()
+    trained.eval((x, y))
+    assert model.training
+
+
 def test_trainer_refuses_labels_that_are_no_class_index():
     """Classification targets were cast with astype(int64): 1.5 trained as class 1 without a word.
     Whole float labels (a CSV's) still train, as their integer classes."""

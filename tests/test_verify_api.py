@@ -296,3 +296,15 @@ def test_alpha_root_leaf_verifies_where_crown_alone_does_not():
     for proof in bad["regions"][0][0][1]:
         proof[2]["slopes"] = [[k, i, "0", "0"] for k, i, _, _ in proof[2]["slopes"]]
     assert not check_vnn(bad, bg, r.spec).ok
+
+
+def test_the_example_script_runs(capsys):
+    """examples/verify_api.py (named by the README and docs/verify-api.md) runs as written, on its
+    model in eval mode (it once verified the training-mode BatchNorm graph: Trainer.eval had put
+    the model back into training mode)."""
+    import runpy
+    from pathlib import Path
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" / "verify_api.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "eps=0.001: verified" in out and "computed by: certificates." in out

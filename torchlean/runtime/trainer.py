@@ -243,6 +243,7 @@ class Trainer:
         """Loss (and accuracy for classification tasks) over all of ``data``, in eval mode."""
         ds = self.dataset(data)
         x, y = ds.tensors
+        was_training = self.model.training  # restored after: a model the user put in eval() stays there
         self.model.eval()
         try:
             with no_grad():
@@ -252,7 +253,7 @@ class Trainer:
                 out = Tensor(xp.concatenate(outs, axis=0))
                 metrics = {"loss": float(self.loss_fn(out, y).item())}
         finally:
-            self.model.train()
+            self.model.train(was_training)
         if self.task == "classification":
             metrics["accuracy"] = float((to_numpy(out.data).argmax(axis=1) == to_numpy(y.data)).mean())
         elif self.task == "binary":
@@ -262,12 +263,13 @@ class Trainer:
     def predict(self, x: Any) -> np.ndarray:
         """The model's outputs on ``x`` as a numpy array (eval mode, no tape)."""
         arr = to_numpy(x.data) if isinstance(x, Tensor) else np.asarray(x)
+        was_training = self.model.training
         self.model.eval()
         try:
             with no_grad():
                 out = self.model(Tensor(namespace(self.device).asarray(self._inputs(arr))))
         finally:
-            self.model.train()
+            self.model.train(was_training)
         return to_numpy(out.data)
 
     def config(self, **more: Any) -> dict[str, Any]:
