@@ -305,6 +305,7 @@ def test_the_example_script_runs(capsys):
     import runpy
     from pathlib import Path
 
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" / "verify_api.py"), run_name="__main__")
+    script = Path(__file__).resolve().parents[1] / "examples" / "verify_api.py"
+    runpy.run_path(str(script), run_name="__main__")
     out = capsys.readouterr().out
     assert "eps=0.001: verified" in out and "computed by: certificates." in out
