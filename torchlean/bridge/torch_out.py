@@ -90,8 +90,9 @@ def _graph_of(model_or_graph: Any, example: Any) -> tuple[Graph, set[str]]:
         raise TorchInteropError(f"to_torch({type(model_or_graph).__name__}): pass an example input "
                                 "(to_torch(model, example=x)) to trace it, or a Graph")
     from ..runtime.tensor import tensor
-    from ..runtime.trace import trace
+    from ..runtime.trace import require_eval, trace
 
+    require_eval(model_or_graph, "to_torch")
     g = trace(model_or_graph, tensor(_to_numpy(example)))
     names = {k for k, _ in model_or_graph.named_parameters()} if hasattr(model_or_graph,
                                                                         "named_parameters") else set()

@@ -204,6 +204,25 @@ def require_traceable(obj: Any, where: str) -> None:
                         f"got {type(obj).__name__}")
 
 
+def _train_dependent(m: Any) -> bool:
+    """Whether a layer computes something else in training mode: dropout with p > 0 (Dropout, or a
+    layer's ``dropout`` rate: attention, recurrent, transformer layers) and batch norm."""
+    name = type(m).__name__
+    rate = getattr(m, "p", 0) if "Dropout" in name else getattr(m, "dropout", 0)
+    return name.startswith("BatchNorm") or (isinstance(rate, (int, float)) and rate > 0)
+
+
+def require_eval(model: Any, where: str) -> None:
+    """ValueError for a model in training mode whose layers behave differently there, where its
+    graph is meant as the model's function (bounds, verdicts, export): traced in training mode, a
+    dropout mask drawn once becomes a constant and batch norm uses the batch's own statistics."""
+    if getattr(model, "training", False) and hasattr(model, "modules"):
+        moving = sorted({type(m).__name__ for m in model.modules() if _train_dependent(m)})
+        if moving:
+            raise ValueError(f"{where}: the model is in training mode and {', '.join(moving)} "
+                             "behave(s) differently there: call model.eval() first")
+
+
 def trace(model_or_fn: Callable[..., Any], *example_inputs: Any) -> Graph:
     """Run ``model_or_fn(*example_inputs)`` once and return its checked graph IR.
 

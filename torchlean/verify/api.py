@@ -41,26 +41,12 @@ def _graph(model_or_graph: Any, x: np.ndarray) -> Graph:
                              "give one point of the graph's one input")
         return g
     from ..runtime.tensor import tensor
-    from ..runtime.trace import require_traceable, trace
+    from ..runtime.trace import require_eval, require_traceable, trace
 
     require_traceable(model_or_graph, "tl.verify")  # a PyTorch module: the message names from_torch
-    if getattr(model_or_graph, "training", False) and hasattr(model_or_graph, "modules"):
-        # traced in training mode, a dropout mask drawn once became a constant (bounds of a random
-        # sub-network, not of the model) and batch norm used the batch's statistics
-        moving = sorted({type(m).__name__ for m in model_or_graph.modules() if _train_dependent(m)})
-        if moving:
-            raise ValueError(f"tl.verify: the model is in training mode and {', '.join(moving)} "
-                             "behave(s) differently there: call model.eval() first")
+    require_eval(model_or_graph, "tl.verify")  # (a dropout mask traced in training mode is a constant)
 
     return trace(model_or_graph, tensor(x))
-
-
-def _train_dependent(m: Any) -> bool:
-    """Whether a layer computes something else in training mode: dropout with p > 0 (Dropout, or a
-    layer's ``dropout`` rate: attention, recurrent, transformer layers) and batch norm."""
-    name = type(m).__name__
-    rate = getattr(m, "p", 0) if "Dropout" in name else getattr(m, "dropout", 0)
-    return name.startswith("BatchNorm") or (isinstance(rate, (int, float)) and rate > 0)
 
 
 def _array(x: Any) -> np.ndarray:
