@@ -197,6 +197,24 @@ def test_floats_model_errors_say_what_is_wrong(tmp_path, capsys):
         assert "\n" not in err and message in err, (argv, err)
 
 
+def test_floats_vnnlib_box_is_the_exact_one(tmp_path, capsys):
+    """The box was read through float64: the lower end 0.1 became 0.1000000000000000055..., so the
+    certified box missed the property's own corner. Several boxes: their hull (all covered)."""
+    import json
+    from fractions import Fraction
+
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
+                    "(assert (or (and (>= X_0 0.1) (<= X_0 0.3)) (and (>= X_0 0.5) (<= X_0 0.7))))\n"
+                    "(assert (>= Y_0 100))\n")
+    cert = tmp_path / "eps.json"
+    argv = ["bound", str(TEST / "test_small.onnx"), "--vnnlib", str(prop), "--samples", "0",
+            "--cert", str(cert)]
+    assert floats_main(argv) == 0, capsys.readouterr().err
+    box = json.loads(cert.read_text())["statement"]["input_box"]
+    assert [[Fraction(a), Fraction(b)] for a, b in box] == [[Fraction(1, 10), Fraction(7, 10)]]
+
+
 # -- proofs ---------------------------------------------------------------------------------------
 
 

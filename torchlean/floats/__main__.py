@@ -87,10 +87,17 @@ def parse_box(text: str, n: int) -> list[tuple[Fraction, Fraction]]:
 
 
 def vnnlib_box(path: str) -> list[tuple[Fraction, Fraction]]:
+    """The property's input box with its exact decimal ends (the float64 nearest to 0.1 lies above
+    it: a lower bound of 0.1 read as a float left the point 0.1 itself outside the certified box);
+    for a property with several boxes, their hull, so that the bound covers every one."""
     from ..bridge.vnnlib import parse_vnnlib
 
-    prop = parse_vnnlib(path)
-    return [(Fraction(float(a)), Fraction(float(b))) for a, b in zip(prop.lower, prop.upper)]
+    regions = parse_vnnlib(path).regions
+    if not regions:
+        raise CliError(f"{path}: no input satisfies the property's input constraints")
+    n = len(regions[0].lower_exact)
+    return [(min(r.lower_exact[i] for r in regions), max(r.upper_exact[i] for r in regions))
+            for i in range(n)]
 
 
 def cmd_bound(a: argparse.Namespace) -> int:
