@@ -94,6 +94,17 @@ def test_a_graph_that_does_not_check_is_refused(tmp_path):
         load_graph(tmp_path / "g.json")
 
 
+def test_saving_a_model_instead_of_its_graph_is_a_clear_error(tmp_path):
+    """It was AttributeError: 'Sequential' object has no attribute 'check'."""
+    model = nn.Sequential(nn.Linear(2, 3))
+    with pytest.raises(TypeError, match=r"tl.trace\(model, x\)"):
+        save_graph(model, tmp_path / "m.json")
+    assert not (tmp_path / "m.json").exists()
+    graph = torchlean.trace(model, torchlean.zeros(1, 2))
+    save_graph(graph, tmp_path / "m.json")
+    assert load_graph(tmp_path / "m.json").fingerprint() == graph.fingerprint()
+
+
 # -- torch -------------------------------------------------------------------------------------
 
 def test_missing_torch_gives_a_clear_error(monkeypatch):

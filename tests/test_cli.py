@@ -81,7 +81,7 @@ def test_cuda_without_gpu_is_a_one_line_error():
 def test_unwritable_log_path_is_a_one_line_error(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert main(["mlp", "--steps", "1", "--no-progress", "--log", str(blocker / "log.json")]) == 1
+    assert main(["mlp", "--steps", "1", "--no-progress", "--log", str(blocker / "log.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("torchlean: error:")
 

@@ -202,6 +202,30 @@ def test_widen_and_float_sound_bounds():
     assert check(cert).ok and np.all(flo < -10) and np.all(fhi > 10)
 
 
+def test_float_sound_bounds_refuses_real_bounds_that_cannot_be_right():
+    """Swapped real bounds came back widened but still swapped (lower > upper), and bounds of the
+    wrong size were broadcast or cut: silently wrong output bounds."""
+    g = mlp([4, 8, 2], "relu", seed=1)
+    with pytest.raises(ValueError, match="swapped"):
+        float_sound_bounds(g, BOX4, [10, 10], [-10, -10])
+    with pytest.raises(ValueError, match="one value per output"):
+        float_sound_bounds(g, BOX4, [-10, -10], [10, 10, 10])
+    with pytest.raises(ValueError, match="one value per output"):
+        float_sound_bounds(g, BOX4, [-10], [10])
+
+
+def test_bound_certificate_refuses_a_model_or_a_bad_box():
+    import torchlean as tl
+
+    g = mlp([4, 8, 2], "relu", seed=1)
+    with pytest.raises(TypeError, match="tl.trace"):
+        bound_certificate(tl.nn.Sequential(tl.nn.Linear(4, 2)), BOX4)
+    for bad in ([(float("nan"), 1)] + BOX4[1:], [(float("-inf"), 1)] + BOX4[1:], [(1, 0)] + BOX4[1:],
+                [(0, 1, 2)] + BOX4[1:]):
+        with pytest.raises(ValueError, match=r"box\[0\]"):
+            bound_certificate(g, bad)
+
+
 def test_unsupported_graph_is_a_clear_error():
     from torchlean.spec.graph import Graph, Node, Value
 

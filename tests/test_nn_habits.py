@@ -189,6 +189,20 @@ def test_batchnorm1d_defaults_and_shape_errors():
     nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3), nn.ReLU())  # builds
 
 
+@pytest.mark.parametrize(("layer", "args"), [("Linear", (2.5, 3)), ("Linear", (-1, 3)),
+                                             ("Conv2d", (1.5, 2, 3)), ("Conv1d", (2, -4, 3)),
+                                             ("Conv2d", (2, 4, 3, 1, 0, 1, 0))])
+def test_bad_layer_sizes_are_refused_like_torch(layer, args):
+    """int(2.5) built a smaller layer than asked without a word; a negative size read 'math domain
+    error'; groups=0 divided by zero. torch refuses each of them."""
+    with pytest.raises((TypeError, ValueError, RuntimeError, ZeroDivisionError)):
+        getattr(torch.nn, layer)(*args)
+    with pytest.raises((TypeError, ValueError), match=rf"{layer}: "):
+        getattr(nn, layer)(*args)
+    # 0 and numpy ints pass, as in torch
+    assert nn.Linear(np.int64(2), 0).weight.shape == tuple(torch.nn.Linear(2, 0).weight.shape)
+
+
 # -- Conv1d ----------------------------------------------------------------------------------------------
 
 

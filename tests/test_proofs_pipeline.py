@@ -132,6 +132,25 @@ def test_verified_model_backward_pass(tmp_path):
     assert check_one(tmp_path, ob).status == "checked"
 
 
+def test_verified_model_misuse_is_refused_where_it_is_written():
+    """A bad input_shape or a PyTorch module failed only at discharge, deep in the tracer."""
+    from torchlean import nn
+    from torchlean.proofs.obligation import SOURCES
+    from torchlean.proofs.verified import verified
+
+    def build():
+        return nn.Sequential(nn.Linear(2, 1))
+
+    before = set(SOURCES)
+    for shape in (2, (1, 0), (1, 2.5)):
+        with pytest.raises(TypeError, match="input_shape must be a tuple of positive sizes"):
+            verified(build, name="misuse", input_shape=shape)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="from_torch"):
+        verified(torch.nn.Linear(2, 1), name="misuse", input_shape=(1, 2))
+    assert set(SOURCES) == before  # nothing half-registered
+
+
 def test_verified_primitive_registers_obligations():
     from torchlean.proofs.obligation import SOURCES
     from torchlean.proofs.verified import verified

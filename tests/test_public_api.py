@@ -120,3 +120,49 @@ def test_apidoc_writes_every_public_name_with_its_docstring(tmp_path):
             assert f"## `{sig}`" in page
             assert "Index of the first maximum" in page
     assert "torchlean.nn.init" in (tmp_path / "api" / "index.md").read_text()
+
+
+def _example(obj) -> str:
+    """The ``Example::`` block of ``obj``'s docstring, dedented."""
+    import textwrap
+
+    doc = inspect.getdoc(obj) or ""
+    assert "Example::" in doc, f"{obj.__qualname__} has no example"
+    block = doc.split("Example::", 1)[1].split("\n\n", 2)[1]
+    return textwrap.dedent(block)
+
+
+def _examples():
+    from torchlean import bridge, floats
+
+    return [tl.trace, tl.verify.bounds, tl.verify.robustness, tl.Trainer, floats.bound_certificate,
+            floats.float_sound_bounds, bridge.load_onnx, bridge.save_graph, bridge.from_torch,
+            bridge.to_torch]
+
+
+@pytest.mark.parametrize("obj", _examples(), ids=lambda o: o.__qualname__)
+def test_docstring_examples_run(obj, tmp_path, monkeypatch):
+    """The examples a user copies from help() run as written (in the repository's root, where
+    their paths point; a file they write lands in a temporary folder)."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from torchlean.bridge import from_torch, load_graph, load_onnx, save_graph, to_torch
+    from torchlean.certificates import check
+    from torchlean.floats import bound_certificate, epsilons, float_sound_bounds
+
+    code = _example(obj)
+    if "torch." in code:
+        pytest.importorskip("torch")
+    root = Path(__file__).resolve().parents[1]
+    code = code.replace('"tests/', f'"{root}/tests/')
+    monkeypatch.chdir(tmp_path)
+    ns = {"tl": tl, "np": np, "check": check, "epsilons": epsilons, "bound_certificate": bound_certificate,
+          "float_sound_bounds": float_sound_bounds, "load_onnx": load_onnx, "save_graph": save_graph,
+          "load_graph": load_graph, "from_torch": from_torch, "to_torch": to_torch}
+    if "torch." in code:
+        import torch
+
+        ns["torch"] = torch
+    exec(compile(code, f"{obj.__qualname__} example", "exec"), ns)  # noqa: S102 - our own docstrings

@@ -16,6 +16,22 @@ def test_tour_snippet_runs(tmp_path, monkeypatch):
     assert namespace["trained"].eval(namespace["data"])["loss"] < 0.1
 
 
+def test_bounds_and_rounding_snippets_run_after_the_tour(tmp_path, monkeypatch):
+    """A reader runs the README top to bottom: the 'Bounds and verdicts' and 'Rounding error'
+    snippets continue the tour's session (they used an undefined ``box`` and ``real_lo``, and asked
+    for label 3 of a one-output model)."""
+    monkeypatch.chdir(tmp_path)
+    sections = ("A tour", "Bounds and verdicts for any network", "Rounding error of any network")
+    blocks = [re.search(rf"## {title}\n.*?```python\n(.*?)```", README, re.S).group(1) for title in sections]
+    ns: dict = {}
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"README.md (block {i})", "exec"), ns)  # noqa: S102 - our own README
+    assert ns["r"].verdict in ("verified", "falsified") and ns["check"](ns["cert"]).ok
+    assert (ns["lo"] <= ns["b"].lower).all() and (ns["hi"] >= ns["b"].upper).all()
+    y = ns["model"](ns["tl"].tensor([[0.49, -1.01]])).numpy()  # a corner of the box: inside
+    assert (ns["lo"] <= y).all() and (y <= ns["hi"]).all()
+
+
 def test_first_two_commands_match_ci():
     blocks = re.search(r"```bash\n(.*?)```", README, re.S).group(1)
     commands = [line for line in blocks.splitlines() if line and not line.startswith("#")]

@@ -225,6 +225,17 @@ def test_to_torch_of_a_torchlean_model_and_of_a_graph():
     np.testing.assert_allclose(to_torch(g)(torch.from_numpy(x)).detach().numpy(), ref, rtol=1e-5, atol=1e-6)
 
 
+def test_to_torch_refuses_a_model_in_training_mode_with_dropout():
+    """Traced in training mode, one drawn dropout mask became a constant of the torch module."""
+    model = tl.nn.Sequential(tl.nn.Linear(4, 5), tl.nn.Dropout(0.5), tl.nn.Linear(5, 2))
+    x = np.ones((1, 4), np.float32)
+    with pytest.raises(ValueError, match=r"training mode and Dropout.*eval\(\)"):
+        to_torch(model, example=x)
+    tmod = to_torch(model.eval(), example=x)
+    ref = model(tl.tensor(x)).numpy()
+    np.testing.assert_allclose(tmod(torch.from_numpy(x)).detach().numpy(), ref, rtol=1e-6)
+
+
 def test_gelu_none_is_torchs_default_composition():
     x = np.random.default_rng(2).standard_normal(2000).astype(np.float32) * 4
     ours = tl.nn.functional.gelu(tl.tensor(x), approximate="none").numpy()

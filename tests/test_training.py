@@ -55,6 +55,23 @@ def test_loss_rejects_bad_reduction():
         nn.MSELoss(reduction="avg")
 
 
+@pytest.mark.torch
+@pytest.mark.parametrize("bad", [[0, -1], [0, 4], [0.0, 1.5]])
+def test_cross_entropy_refuses_what_torch_refuses(bad):
+    """A class index outside [0, C) (or a fraction) is an error in torch; here gather would wrap -1
+    round to the last class and truncate 1.5 to class 1: a silently wrong loss."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).standard_normal((2, 4))
+    with pytest.raises((IndexError, RuntimeError)):
+        torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(bad))
+    with pytest.raises(IndexError, match="class index"):
+        nn.CrossEntropyLoss()(Tensor(x), Tensor(np.array(bad)))
+    good = np.array([0, 3])  # the edges of the range pass, with torch's value
+    ref = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(good))
+    ours = nn.CrossEntropyLoss()(Tensor(x), Tensor(good))
+    np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-12)
+
+
 # -- data ------------------------------------------------------------------------------------------
 
 
@@ -293,6 +310,46 @@ def test_trainer_rejects_bad_configuration():
         tl.Trainer(model, dtype="float16")
     with pytest.raises(ValueError, match="clip"):
         tl.Trainer(model, clip=-1.0)
+
+
+def test_eval_and_predict_leave_the_model_in_the_mode_they_found():
+    """Trainer.eval / predict ended in model.train() whatever the mode before: a model put in eval()
+    for verification was silently back in training mode (examples/verify_api.py then bounded the
+    batch-statistics BatchNorm graph, a different function from the model's)."""
+    x, y = np.random.default_rng(0).uniform(size=(16, 1, 4, 4)), np.arange(16) % 2
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(8, 2))
+    trained = tl.Trainer(model, task="classification").train((x, y), steps=3, progress=False)
+    assert model.training  # (training leaves it in training mode, as a torch loop does)
+    model.eval()
+    before = model(tl.tensor(x[:1])).numpy()
+    trained.eval((x, y))
+    trained.predict(x[:1])
+    assert not model.training and (model(tl.tensor(x[:1])).numpy() == before).all()
+    model.train()
+    trained.eval((x, y))
+    assert model.training
+
+
+def test_trainer_refuses_labels_that_are_no_class_index():
+    """Classification targets were cast with astype(int64): 1.5 trained as class 1 without a word.
+    Whole float labels (a CSV's) still train, as their integer classes."""
+    x = np.random.default_rng(0).standard_normal((8, 2))
+    model = nn.Sequential(nn.Linear(2, 3))
+    trainer = tl.Trainer(model, task="classification")
+    for bad in (np.full(8, 1.5), np.full(8, np.nan), np.full(8, -1)):
+        with pytest.raises(ValueError, match="class ind"):
+            trainer.dataset((x, bad))
+    ys = trainer.dataset((x, np.arange(8.0) % 3)).tensors[1].numpy()
+    assert ys.dtype == np.int64 and ys.tolist() == [0, 1, 2, 0, 1, 2, 0, 1]
+
+
+@pytest.mark.torch
+def test_trainer_names_from_torch_for_a_torch_model():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="from_torch"):
+        tl.Trainer(torch.nn.Sequential(torch.nn.Linear(2, 1)))
+    with pytest.raises(TypeError, match="torchlean nn.Module"):
+        tl.Trainer(lambda x: x)
 
 
 @pytest.mark.skipif(cuda_available(), reason="this machine has a usable GPU")

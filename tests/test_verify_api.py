@@ -106,6 +106,70 @@ def test_bounds_rejects_bad_input():
         tl.verify.bounds(model, np.zeros((1, 2)), -1.0)
     with pytest.raises(ValueError):
         tl.verify.bounds(model, np.zeros((1, 2)), 0.1, method="nope")
+    with pytest.raises(ValueError, match="broadcast"):  # (was numpy's remapped-shapes message)
+        tl.verify.bounds(model, np.zeros((1, 2)), np.full(3, 0.1))
+    with pytest.raises(ValueError, match="clip"):
+        tl.verify.bounds(model, np.zeros((1, 2)), 0.1, clip=(1.0, 0.0))
+    with pytest.raises(TypeError, match="torchlean model"):
+        tl.verify.bounds("net.onnx", np.zeros((1, 2)), 0.1)
+    graph = tl.trace(model, tl.zeros(1, 2))  # (numpy's gufunc message, deep in the engine)
+    with pytest.raises(ValueError, match=r"x has shape \(1, 3\), the graph's input\(s\) \(1, 2\)"):
+        tl.verify.bounds(graph, np.zeros((1, 3)), 0.1)
+
+
+@pytest.mark.torch
+def test_a_torch_model_is_refused_with_the_way_to_convert_it():
+    """A torch module met torchlean tensors deep inside: 'must be Tensor, not Tensor'."""
+    torch = pytest.importorskip("torch")
+    tm = torch.nn.Sequential(torch.nn.Linear(2, 3))
+    for call in (lambda: tl.verify.bounds(tm, np.zeros((1, 2)), 0.1),
+                 lambda: tl.verify.robustness(tm, np.zeros((1, 2)), 0.1, label=0),
+                 lambda: tl.trace(tm, tl.zeros(1, 2))):
+        with pytest.raises(TypeError, match="from_torch"):
+            call()
+    converted = bridge.from_torch(tm)
+    b = tl.verify.bounds(converted, np.zeros((1, 2)), 0.1)
+    assert b.contains(tm(torch.zeros(1, 2)).detach().numpy())
+    with pytest.raises(ValueError, match="already a torchlean model"):
+        bridge.from_torch(converted)
+    with pytest.raises(ValueError, match="already a PyTorch module"):
+        bridge.to_torch(tm)
+
+
+def test_a_model_left_in_training_mode_is_refused():
+    """With Dropout in training mode the trace kept one random mask as a constant: 'sound' bounds of
+    a random sub-network that did not contain the eval model's own output at x."""
+    tl.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4, 3))
+    x = np.array([[0.5, -1.0]])
+    for call in (lambda: tl.verify.bounds(model, x, 0.01),
+                 lambda: tl.verify.robustness(model, x, 0.01, label=0, timeout=5)):
+        with pytest.raises(ValueError, match=r"training mode and Dropout.*model.eval\(\)"):
+            call()
+    model.eval()
+    assert tl.verify.bounds(model, x, 0.01).contains(model(tl.tensor(x)).numpy())
+    plain = nn.Sequential(nn.Linear(2, 3), nn.Dropout(0.0))  # nothing differs in training: allowed
+    assert tl.verify.bounds(plain, x, 0.01).contains(plain(tl.tensor(x)).numpy())
+
+
+def test_robustness_refuses_a_label_it_would_have_to_guess():
+    """int(1.5) was 1: a fractional label got a verdict about class 1. A batch of two inputs made
+    ``label`` index all six scores together; one output made numpy's reduction fail."""
+    model, x = _relu_mlp(), np.array([[0.5, -1.0]])
+    label = int(model(tl.tensor(x)).numpy().argmax())
+    ref = tl.verify.robustness(model, x, eps=0.001, label=label, timeout=10)
+    for same in (np.int64(label), float(label), tl.tensor(label)):
+        assert tl.verify.robustness(model, x, eps=0.001, label=same, timeout=10).verdict == ref.verdict
+    for bad in (label + 0.5, float("nan"), "1", [label, label]):
+        with pytest.raises(TypeError, match="whole class index"):
+            tl.verify.robustness(model, x, eps=0.001, label=bad, timeout=10)
+    with pytest.raises(ValueError, match="one vector of class scores"):
+        tl.verify.robustness(model, np.zeros((2, 2)), eps=0.001, label=0, timeout=10)
+    with pytest.raises(ValueError, match="at least 2 class scores"):
+        tl.verify.robustness(nn.Sequential(nn.Linear(2, 1)), x, eps=0.001, label=0, timeout=10)
+    for t in (0, -1.0, float("inf"), "10"):
+        with pytest.raises(ValueError, match="timeout"):
+            tl.verify.robustness(model, x, eps=0.001, label=label, timeout=t)
 
 
 def _relu_mlp():
@@ -232,3 +296,16 @@ def test_alpha_root_leaf_verifies_where_crown_alone_does_not():
     for proof in bad["regions"][0][0][1]:
         proof[2]["slopes"] = [[k, i, "0", "0"] for k, i, _, _ in proof[2]["slopes"]]
     assert not check_vnn(bad, bg, r.spec).ok
+
+
+def test_the_example_script_runs(capsys):
+    """examples/verify_api.py (named by the README and docs/verify-api.md) runs as written, on its
+    model in eval mode (it once verified the training-mode BatchNorm graph: Trainer.eval had put
+    the model back into training mode)."""
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "verify_api.py"
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "eps=0.001: verified" in out and "computed by: certificates." in out

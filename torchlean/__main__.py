@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -51,6 +52,28 @@ def _schedule(name: str, steps: int, lr: float) -> Any:
 
 
 SCHEDULES = ("none", "cosine", "onecycle", "warmup")
+
+#: command -> the example command lines its ``--help`` ends with (tests/test_cli_errors.py parses each)
+EXAMPLES = {
+    "torchlean": ["python -m torchlean demo", "python -m torchlean mlp --steps 300 --log adam.json",
+                  "python -m torchlean quickstart tensors"],
+    "mlp": ["python -m torchlean mlp --steps 300 --log adam.json",
+            "python -m torchlean mlp --optimizer sgd --lr 0.05 --scheduler cosine --log sgd-cosine.json"],
+    "cnn": ["python -m torchlean cnn --steps 400 --certify 0.01 --certify-n 20"],
+    "resnet": ["python -m torchlean resnet --certify 0.01 --plot certified.png"],
+    "lstm": ["python -m torchlean lstm --steps 300 --certify"],
+    "gru": ["python -m torchlean gru --hidden 16 --log gru.json"],
+    "ppo": ["python -m torchlean ppo --updates 150 --certify"],
+    "pinn": ["python -m torchlean pinn --certify --plot residual.png"],
+    "autoencoder": ["python -m torchlean autoencoder --steps 1500 --certify"],
+    "vae": ["python -m torchlean vae --samples samples.png"],
+    "transformer": ["python -m torchlean transformer --corpus sums --steps 1500",
+                    "python -m torchlean transformer --steps 200 --certify"],
+    "fno": ["python -m torchlean fno --steps 800 --log fno.json"],
+    "quickstart": ["python -m torchlean quickstart autograd"],
+    "plot": ["python -m torchlean plot adam.json sgd-cosine.json -o curves.png"],
+    "demo": ["python -m torchlean demo --out demo-artifacts"],
+}
 
 
 def _run_flags(p: argparse.ArgumentParser, steps: int, what: str = "optimisation steps",
@@ -95,8 +118,10 @@ def _claims_flag(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="torchlean",
-                     description="torchlean: write, run, inspect and verify neural networks.")
+    parser = _Parser(prog="torchlean", examples=EXAMPLES["torchlean"],
+                     description="torchlean: write, run, inspect and verify neural networks. Also: "
+                                 "python -m torchlean.verify (ONNX + VNN-LIB), torchlean.floats "
+                                 "(rounding error), torchlean.proofs (proof artifacts).")
     parser.add_argument("--version", action="version", version="torchlean 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -129,11 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "3EPS/4 and EPS into this image (needs matplotlib)")
 
     for kind in ("lstm", "gru"):
-        name = kind.upper()
-        seq = sub.add_parser(kind, help=f"train an {name} forecaster on a generated predator-prey series",
-                             description=f"Train an {name} (hidden --hidden) to forecast the next sample "
-                                         "of a noisy Lotka-Volterra series from 16 past ones; test MSE "
-                                         "against the persistence baseline (test windows later in time).")
+        name, article = kind.upper(), "an" if kind == "lstm" else "a"
+        seq = sub.add_parser(kind, help=f"train {article} {name} forecaster on a generated predator-prey "
+                                        "series",
+                             description=f"Train {article} {name} (hidden --hidden) to forecast the next "
+                                         "sample of a noisy Lotka-Volterra series from 16 past ones; test "
+                                         "MSE against the persistence baseline (test windows later in time).")
         _run_flags(seq, 300)
         _trainer_flags(seq, 32)
         seq.add_argument("--hidden", type=_positive_int, default=32, help="hidden size (default 32)")
@@ -221,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=_non_negative_int, default=300, help="training steps (default 300)")
     demo.add_argument("--solver", choices=["cvc5", "z3"], default="cvc5")
     demo.add_argument("--seed", type=_non_negative_int, default=0)
+    for name, command in sub.choices.items():
+        command.examples = EXAMPLES[name]
     return parser
 
 
@@ -282,29 +310,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torchlean.runtime.checkpoint import CheckpointError
 
     try:
-        if args.command == "mlp":
-            return run_mlp(args)
-        if args.command in ZOO:  # each zoo command's ``run(args)``, imported only when asked for
-            import importlib
-
-            return importlib.import_module(f"torchlean.zoo.{ZOO[args.command]}").run(args)
-        if args.command == "plot":
-            from torchlean.plot import plot_logs
-
-            print(f"wrote {plot_logs(args.logs, args.out, args.metrics, args.title)}")
-            return 0
-        if args.command == "demo":
-            from pathlib import Path
-
-            from torchlean.zoo import demo
-
-            # never litter the current folder: without --out the artifacts go to a fresh temporary one
-            out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="torchlean-demo-"))
-            return demo.run(out, steps=args.steps, solver=args.solver, seed=args.seed)
-        from torchlean.zoo.quickstart import run
-
-        run(args.example)
-        return 0
+        with warnings.catch_warnings():
+            # numpy's overflow warnings of a diverging run would bury the one-line error it ends in
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return _run(args)
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -314,8 +323,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("torchlean: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # a bug: one line all the same (the shared error path's status 3)
+    except Exception as e:  # a bug, or a CliError (bad input, status 2): one line all the same
         return _cli.guard(_raiser(e), prog="torchlean")
+
+
+#: image file suffixes matplotlib writes (``--plot``, ``--samples``, ``plot -o``)
+IMAGE_FORMATS = {"png", "svg", "svgz", "pdf", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp", "gif", "pgf",
+                 "raw", "rgba", "avif"}
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse (CliError, exit 2) an output path that cannot be written before any training is
+    done: a run must not end by losing its result to a typo in --save."""
+    for flag in ("log", "save", "plot", "samples"):
+        _cli.check_writable(getattr(args, flag, None), f"--{flag}")
+    images = [(f"--{f}", getattr(args, f, None)) for f in ("plot", "samples")]
+    if args.command == "plot":
+        _cli.check_writable(args.out, "-o")
+        _cli.check_not_input(args.out, "-o", *args.logs)
+        images.append(("-o", args.out))
+    for flag, path in images:  # (matplotlib would refuse the suffix only after the training)
+        suffix = os.path.splitext(path or "")[1].lower().lstrip(".")
+        if path and suffix not in IMAGE_FORMATS:
+            raise _cli.CliError(f"{flag} {path}: not an image name (end it in .png, .svg, .pdf, ...)")
+    if args.command == "demo" and args.out:
+        out = os.path.abspath(args.out)
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise _cli.CliError(f"--out {args.out}: not a directory")
+        _cli.check_writable(os.path.join(out, "x"), "--out")
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The parsed command, carried out."""
+    _check_outputs(args)
+    if args.command == "mlp":
+        return run_mlp(args)
+    if args.command in ZOO:  # each zoo command's ``run(args)``, imported only when asked for
+        import importlib
+
+        return importlib.import_module(f"torchlean.zoo.{ZOO[args.command]}").run(args)
+    if args.command == "plot":
+        from torchlean.plot import plot_logs
+
+        print(f"wrote {plot_logs(args.logs, args.out, args.metrics, args.title)}")
+        return 0
+    if args.command == "demo":
+        from pathlib import Path
+
+        from torchlean.zoo import demo
+
+        # never litter the current folder: without --out the artifacts go to a fresh temporary one
+        out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="torchlean-demo-"))
+        return demo.run(out, steps=args.steps, solver=args.solver, seed=args.seed)
+    from torchlean.zoo.quickstart import run
+
+    run(args.example)
+    return 0
 
 
 def _raiser(e: BaseException) -> Any:

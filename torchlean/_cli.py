@@ -17,7 +17,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 #: the longest ``--timeout`` any command accepts (seconds): a week
@@ -43,17 +43,32 @@ def one_line(message: object) -> str:
     return line if len(line) <= MAX_MESSAGE else line[: MAX_MESSAGE - 3] + "..."
 
 
+def about(path: object, error: BaseException) -> str:
+    """``path: message`` in one line, naming the file once: many loaders' messages already start
+    with the path (``bad.onnx: bad.onnx: not a readable ONNX model`` read twice)."""
+    text = one_line(error) or type(error).__name__
+    return text if text.startswith(f"{path}:") else f"{path}: {text}"
+
+
 # a value starting with "-" that is a number (or a box such as -1:1, or -inf): never a flag
 _NEGATIVE = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
 
 
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (``CliError``, exit 2 in ``guard``) and negative numbers,
-    ``-1:1`` and ``-inf`` read as values, not flags. Subparsers are of this class too."""
+    ``-1:1`` and ``-inf`` read as values, not flags. Subparsers are of this class too.
+    ``examples``: command lines shown, as written, at the end of ``--help``."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, examples: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = _NEGATIVE
+        self.examples = list(examples)
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        if self.examples:
+            text += "\nexamples:\n" + "".join(f"  {e}\n" for e in self.examples)
+        return text
 
     def add_subparsers(self, **kwargs: Any) -> Any:
         kwargs.setdefault("parser_class", Parser)
@@ -123,6 +138,16 @@ def check_writable(path: str | None, flag: str) -> None:
         folder = os.path.dirname(folder)
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
         raise CliError(f"{flag} {path}: cannot write in {folder}")
+
+
+def check_not_input(path: str | None, flag: str, *inputs: str | None) -> None:
+    """Refuse (CliError) an output path that is one of the command's input files: ``--cert
+    prop.vnnlib`` would replace the property with the certificate."""
+    if path is None or not os.path.exists(path):
+        return
+    for src in inputs:
+        if src is not None and os.path.exists(src) and os.path.samefile(path, src):
+            raise CliError(f"{flag} {path}: is an input of this command; it would be overwritten")
 
 
 def guard(run: Callable[[], int], errors: tuple[type[BaseException], ...] = (), prog: str = "") -> int:

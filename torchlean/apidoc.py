@@ -7,7 +7,6 @@ Standard library only (``inspect``), so it needs no documentation tool installed
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import inspect
 import sys
@@ -64,10 +63,14 @@ def module_page(modname: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the reference pages into ``-o DIR`` (created if missing); print where."""
-    parser = argparse.ArgumentParser(prog="python -m torchlean.apidoc",
-                                     description="Write the API reference (Markdown) from the docstrings.")
+    from . import _cli
+
+    parser = _cli.Parser(prog="python -m torchlean.apidoc", examples=["python -m torchlean.apidoc -o api/"],
+                         description="Write the API reference (Markdown) from the docstrings.")
     parser.add_argument("-o", "--out", required=True, metavar="DIR", help="folder for the pages")
-    args = parser.parse_args(argv)
+    args = _cli.parse_args(parser, None if argv is None else list(argv))
+    if isinstance(args, int):  # (--help printed, or a one-line usage error)
+        return args
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)

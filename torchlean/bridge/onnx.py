@@ -330,6 +330,11 @@ def load_onnx(path: str | os.PathLike[str] | Any, batch_size: int = 1,
     Symbolic dimensions are resolved by ``dims`` (name -> size), and on axis 0 otherwise by
     ``batch_size``. Graph inputs and outputs keep their ONNX names (initializers listed as inputs,
     as IR-3 models do, are not inputs).
+
+    Example::
+
+        g = load_onnx("tests/data/vnncomp2021/acasxu/ACASXU_run2a_1_1_batch_2000.onnx")
+        [v.shape for v in g.inputs]          # [(1, 5)]: bound it with tl.verify.bounds(g, x, eps)
     """
     onnx = _onnx()
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:

@@ -158,10 +158,25 @@ def from_torch(module: Any, example: Any = None) -> Any:
     as a ``nn.GraphModule`` whose float weights are Parameters under torch's ``state_dict`` names
     (``bridge.torch_export``).
     Errors (``TorchInteropError``, one line): no ``example`` when one is needed; unsupported layers
-    or aten ops, all named at once.
+    or aten ops, all named at once; something that is not a torch module (a torchlean model
+    included: it needs no conversion).
+
+    Example::
+
+        tm = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+        model = from_torch(tm)                          # a torchlean nn.Sequential, same weight bits
+        model(tl.tensor([[0.5, -1.0]]))                 # runs; tl.verify.bounds(model, x, eps) bounds it
+        # any other nn.Module (its own forward): from_torch(module.eval(), example=torch.zeros(1, 2))
     """
-    _torch()
+    torch = _torch()
     from .. import nn
+    from ..runtime.nn.module import Module
+
+    if isinstance(module, Module):
+        raise TorchInteropError(f"from_torch: {type(module).__name__} is already a torchlean model "
+                                "(no conversion needed)")
+    if not isinstance(module, torch.nn.Module):
+        raise TorchInteropError(f"from_torch: expected a torch.nn.Module, got {type(module).__name__}")
 
     table = _layer_builders()
     bad = _sequential_bad(module, table)

@@ -82,12 +82,17 @@ def _graph_of(model_or_graph: Any, example: Any) -> tuple[Graph, set[str]]:
         return g, {k for k, a in g.constants.items() if a.dtype.kind == "f"}
     if isinstance(model_or_graph, GraphModule):
         return model_or_graph.to_graph(), {k for k, _ in model_or_graph.named_parameters()}
+    from ..runtime.trace import is_torch_module
+
+    if is_torch_module(model_or_graph):
+        raise TorchInteropError(f"to_torch: {type(model_or_graph).__name__} is already a PyTorch module")
     if example is None:
         raise TorchInteropError(f"to_torch({type(model_or_graph).__name__}): pass an example input "
                                 "(to_torch(model, example=x)) to trace it, or a Graph")
     from ..runtime.tensor import tensor
-    from ..runtime.trace import trace
+    from ..runtime.trace import require_eval, trace
 
+    require_eval(model_or_graph, "to_torch")
     g = trace(model_or_graph, tensor(_to_numpy(example)))
     names = {k for k, _ in model_or_graph.named_parameters()} if hasattr(model_or_graph,
                                                                         "named_parameters") else set()
@@ -96,7 +101,15 @@ def _graph_of(model_or_graph: Any, example: Any) -> tuple[Graph, set[str]]:
 
 def to_torch(model_or_graph: Any, example: Any = None) -> Any:
     """A ``torch.nn.Module`` computing ``model_or_graph`` (see the module docstring); unsupported
-    uses (a negative slice step) are refused in one line (``TorchInteropError``)."""
+    uses (a negative slice step) are refused in one line (``TorchInteropError``).
+
+    Example::
+
+        model, x = tl.nn.Sequential(tl.nn.Linear(2, 3), tl.nn.Tanh()), tl.zeros(1, 2)
+        tm = to_torch(model, example=x)                # a torchlean model: traced at x's shape
+        tm = to_torch(tl.trace(model, x))              # or its Graph: no example needed
+        tm(torch.from_numpy(x.numpy()))                # the same outputs, computed by torch
+    """
     torch = _torch()
     graph, trained = _graph_of(model_or_graph, example)
     ops = _ops()

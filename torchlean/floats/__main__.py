@@ -3,8 +3,9 @@
   bound MODEL --box LO:HI[,LO:HI...] | --vnnlib FILE  [--format float32] [--samples N] [--cert OUT]
         [--splits N] [--ranges fast|crown|ibp]
       certified |float - real| bound per output (errorbound certificate, replayed here) and the
-      observed max error over sampled points (float32, float16, bfloat16). MODEL: graph JSON, ONNX
-      file or zoo name; any graph the runtime or the ONNX importer builds (one entry per primitive).
+      observed max error over sampled points (float32, float16, bfloat16). MODEL: a graph JSON file
+      (bridge.save_graph(tl.trace(model, x), "net.json")) or an ONNX file; any graph the runtime or
+      the ONNX importer builds (one entry per primitive).
       --splits N: bisect the box adaptively up to N times (errorbound-split certificate: one
       bound per sub-box, epsilon = their max; much tighter on large boxes; costs about 2N + 1
       unsplit bounds to generate and N + 1 to replay).
@@ -43,36 +44,30 @@ def _inputs(g: Any) -> int:
 
 
 def load_model(spec: str) -> Any:
+    """The graph of ``spec``: a graph JSON file (``.json``, docs/ir-json.md) or an ONNX file
+    (``.onnx``); CliError (one line) for anything else."""
     from ..spec.graph import Graph, GraphError
 
     p = Path(spec)
-    if p.suffix in (".json", ".onnx") and p.exists() and not p.is_file():
+    if p.suffix not in (".json", ".onnx"):
+        raise CliError(f"{spec}: expected a graph JSON (.json) or an ONNX (.onnx) file")
+    if not p.exists():
+        raise CliError(f"{spec}: no such file")
+    if not p.is_file():
         raise CliError(f"{spec}: not a regular file")
-    if p.suffix == ".json" and p.exists():
+    if p.suffix == ".json":
         try:
             return Graph.from_json(read_input(p, what="graph JSON file"))
         except (GraphError, InputFileError) as e:
-            raise CliError(f"{spec}: {e}") from None
-    if p.suffix == ".onnx" and p.exists():
-        try:
-            from ..bridge.onnx import load_onnx
-        except ImportError as e:
-            raise CliError(f"ONNX import unavailable: {e}") from None
-        try:
-            return load_onnx(p)
-        except Exception as e:  # the loader's own errors, shown in one line
-            raise CliError(f"{spec}: {e}") from None
+            raise CliError(_cli.about(spec, e)) from None
     try:
-        from .. import zoo
-    except ImportError:
-        zoo = None
-    get = getattr(zoo, "get_graph", None) or getattr(zoo, "graph", None)
-    if get is not None:
-        try:
-            return get(spec)
-        except (KeyError, ValueError) as e:
-            raise CliError(f"{spec}: {e}") from None
-    raise CliError(f"{spec}: not a graph JSON file, an ONNX file or a known zoo model")
+        from ..bridge.onnx import load_onnx
+    except ImportError as e:
+        raise CliError(f"ONNX import unavailable: {e}") from None
+    try:
+        return load_onnx(p)
+    except Exception as e:  # the loader's own errors, shown in one line
+        raise CliError(_cli.about(spec, e)) from None
 
 
 def parse_box(text: str, n: int) -> list[tuple[Fraction, Fraction]]:
@@ -92,10 +87,17 @@ def parse_box(text: str, n: int) -> list[tuple[Fraction, Fraction]]:
 
 
 def vnnlib_box(path: str) -> list[tuple[Fraction, Fraction]]:
+    """The property's input box with its exact decimal ends (the float64 nearest to 0.1 lies above
+    it: a lower bound of 0.1 read as a float left the point 0.1 itself outside the certified box);
+    for a property with several boxes, their hull, so that the bound covers every one."""
     from ..bridge.vnnlib import parse_vnnlib
 
-    prop = parse_vnnlib(path)
-    return [(Fraction(float(a)), Fraction(float(b))) for a, b in zip(prop.lower, prop.upper)]
+    regions = parse_vnnlib(path).regions
+    if not regions:
+        raise CliError(f"{path}: no input satisfies the property's input constraints")
+    n = len(regions[0].lower_exact)
+    return [(min(r.lower_exact[i] for r in regions), max(r.upper_exact[i] for r in regions))
+            for i in range(n)]
 
 
 def cmd_bound(a: argparse.Namespace) -> int:
@@ -103,20 +105,32 @@ def cmd_bound(a: argparse.Namespace) -> int:
     from .errorbound import bound_certificate, epsilons, observed_error
 
     _cli.check_writable(a.cert, "--cert")
+    _cli.check_not_input(a.cert, "--cert", a.model, a.vnnlib)
     g = load_model(a.model)
     n = _inputs(g)
     if not getattr(g, "nodes", None):
         raise CliError("the model has no operations (an empty graph): nothing to bound")
+    if a.box and a.vnnlib:
+        raise CliError("give --box or --vnnlib, not both")
     box = vnnlib_box(a.vnnlib) if a.vnnlib else parse_box(a.box or "", n) if a.box else None
     if box is None:
         raise CliError("give --box or --vnnlib")
-    cert = bound_certificate(g, box, a.format, a.mode, splits=a.splits, ranges=a.ranges, column=a.column)
-    v = check(cert)
-    if not v.ok:
-        raise CliError(f"certificate did not replay: {v.reason}")
-    eps = epsilons(cert)
-    dtype = _dtype(a.format)
-    obs = observed_error(g, box, a.samples, dtype=dtype) if a.samples and dtype is not None else None
+    if len(box) != n:
+        raise CliError(f"--vnnlib {a.vnnlib} has {len(box)} inputs, the model has {n}")
+    from ..progress import watch
+
+    stage = {"stage": "error bound"}  # long work (minutes on a large box) shows where it is
+    with watch(lambda: dict(stage), "floats bound", enabled=_cli.progress_of(a)):
+        cert = bound_certificate(g, box, a.format, a.mode, splits=a.splits, ranges=a.ranges, column=a.column)
+        stage["stage"] = "checker replay"
+        v = check(cert)
+        if not v.ok:
+            raise CliError(f"certificate did not replay: {v.reason}")
+        eps = epsilons(cert)
+        dtype = _dtype(a.format)
+        stage["stage"] = f"sampling {a.samples} points"
+        obs = observed_error(g, box, a.samples, dtype=dtype) if a.samples and dtype is not None else None
+        stage["stage"] = "done"
     split = ""
     if cert["kind"] == "errorbound-split":
         from .splitbound import leaves
@@ -227,7 +241,7 @@ def cmd_check(a: argparse.Namespace) -> int:
     except InputFileError as e:
         raise CliError(str(e)) from None
     except ValueError as e:
-        raise CliError(f"{a.cert}: {e}") from None
+        raise CliError(_cli.about(a.cert, e)) from None
     import time
 
     from ..certificates.core import time_limit
@@ -244,20 +258,35 @@ def cmd_check(a: argparse.Namespace) -> int:
     return 0 if v.ok else 1
 
 
+_NET = "tests/data/vnncomp2021/test/test_small.onnx"  # (seconds; ACAS Xu's prop_1 box: minutes)
+_PROP = "tests/data/vnncomp2021/test/test_small.vnnlib"
+
+
 def main(argv: list[str] | None = None) -> int:
     from ..certificates.rounding import MODES
 
     ap = _cli.Parser(prog="python -m torchlean.floats", description=__doc__,
+                     examples=[f"python -m torchlean.floats bound {_NET} --vnnlib {_PROP}",
+                               "python -m torchlean.floats check eps.json"],
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("bound")
-    b.add_argument("model")
-    b.add_argument("--box")
-    b.add_argument("--vnnlib")
-    b.add_argument("--format", default="binary32")
-    b.add_argument("--mode", default="rne", choices=MODES)
-    b.add_argument("--samples", type=_cli.samples, default=10_000)
-    b.add_argument("--cert")
+    fmt_help = ("binary32 (default), binary16, bfloat16, float8_e4m3fn, float8_e5m2, binary64 (or "
+                "float32, float16, ...) or eXmY")
+    b = sub.add_parser("bound", help="certified |float - real| bound per output over a box",
+                       description="Certified |float - real| bound per output over an input box (an "
+                                   "errorbound certificate, replayed here by the checker) and the error "
+                                   "observed on sampled points.",
+                       examples=[f"python -m torchlean.floats bound {_NET} --vnnlib {_PROP} --cert eps.json",
+                                 "python -m torchlean.floats bound net.json --box -1:1 --format bfloat16"])
+    b.add_argument("model", help="a graph JSON (.json) or ONNX (.onnx) file")
+    b.add_argument("--box", help="LO:HI for every input, or one LO:HI per input, comma-separated")
+    b.add_argument("--vnnlib", metavar="FILE", help="take the input box from this VNN-LIB property")
+    b.add_argument("--format", default="binary32", help=fmt_help)
+    b.add_argument("--mode", default="rne", choices=MODES, help="rounding mode (default rne)")
+    b.add_argument("--samples", type=_cli.samples, default=10_000,
+                   help="points sampled for the observed error (default 10000; 0: none)")
+    b.add_argument("--cert", metavar="OUT", help="write the certificate (JSON) here")
+    _cli.add_progress(b)
     b.add_argument("--splits", type=_cli.splits, default=0, metavar="N",
                    help="bisect the box adaptively up to N times (errorbound-split certificate; default 0)")
     b.add_argument("--ranges", choices=("fast", "crown", "ibp"), default=None,
@@ -267,22 +296,36 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--column", choices=("fast", "exact"), default=None,
                    help="the rounding-error column: fast (float64, outward rounded: milliseconds per "
                         "walk; default with fast ranges where every node has a fast row) or exact")
-    f = sub.add_parser("fpcore")
-    f.add_argument("file")
-    f.add_argument("--samples", type=_cli.samples, default=2000)
-    f.add_argument("--round-inputs", action="store_true")
-    r = sub.add_parser("run")
-    r.add_argument("model")
-    r.add_argument("--input", required=True)
-    r.add_argument("--format", default="binary32")
-    r.add_argument("--mode", default="rne", choices=MODES)
-    lm = sub.add_parser("lemmas")
+    f = sub.add_parser("fpcore", help="binary64 round-off bounds of FPCore benchmarks",
+                       description="Binary64 round-off bound of each FPCore benchmark in FILE, next to "
+                                   "the error observed on sampled points.",
+                       examples=["python -m torchlean.floats fpcore torchlean/floats/data/rosa.fpcore "
+                                 "--samples 10000"])
+    f.add_argument("file", help="FPCore benchmarks (.fpcore)")
+    f.add_argument("--samples", type=_cli.samples, default=2000,
+                   help="points sampled for the observed error (default 2000)")
+    f.add_argument("--round-inputs", action="store_true", help="the inputs are rounded to binary64 too")
+    r = sub.add_parser("run", help="bit-exact emulated execution in a format",
+                       description="Run MODEL at one input, every operation rounded as FORMAT would "
+                                   "(bit-exact emulation); prints each output.",
+                       examples=[f"python -m torchlean.floats run {_NET} --input 0.5 --format bfloat16"])
+    r.add_argument("model", help="a graph JSON (.json) or ONNX (.onnx) file")
+    r.add_argument("--input", required=True, help="the input's values, comma-separated (row-major)")
+    r.add_argument("--format", default="binary32", help=fmt_help)
+    r.add_argument("--mode", default="rne", choices=MODES, help="rounding mode (default rne)")
+    lm = sub.add_parser("lemmas", help="the rounding lemmas and their status",
+                        description="The rounding lemmas |fl(x op y) - x op y| <= u|x op y| + eta: the 8-bit "
+                                    "formats checked exhaustively, the others' SMT parts with cvc5 and z3.",
+                        examples=["python -m torchlean.floats lemmas --timeout 60"])
     lm.add_argument("--timeout", type=_cli.number(float, 0.0, _cli.MAX_TIMEOUT_S, low_open=False,
                                                   what="number of seconds"),
                     default=0.0, help="SMT seconds per solver (0: skip SMT)")
     lm.add_argument("--direct", action="store_true", help="also the undivided div and sqrt statements")
-    c = sub.add_parser("check")
-    c.add_argument("cert")
+    c = sub.add_parser("check", help="replay a certificate with the trusted checker",
+                       description="Replay a floats certificate (errorbound, errorbound-split, ...) "
+                                   "with the trusted checker; exit 1 when it is rejected.",
+                       examples=[f"python -m torchlean.floats check eps.json --model {_NET}"])
+    c.add_argument("cert", help="the certificate (JSON)")
     c.add_argument("--timeout", type=_cli.timeout_s, default=600.0, help="replay deadline (s)")
     c.add_argument("--model", help="also require the certificate to be about this model (errorbound)")
     a = _cli.parse_args(ap, argv)

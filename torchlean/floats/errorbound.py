@@ -129,9 +129,20 @@ def bound_certificate(graph: Graph, box: Box, fmt: Format | str = "binary32", mo
     ``splits`` > 0: an ``errorbound-split`` certificate instead, the box bisected adaptively at
     most ``splits`` times (``splitbound.py``; tighter on large boxes, cost ~ 2 * splits + 1 leaf
     bounds to generate and the leaves to replay); ``progress(leaves, epsilon)`` after each split.
-    ``ranges``/``column``: as ``statement``."""
+    ``ranges``/``column``: as ``statement``.
+
+    ``box``: one (lo, hi) pair per input element, flattened in row-major order (finite, lo <= hi).
+
+    Example::
+
+        model = tl.nn.Sequential(tl.nn.Linear(2, 8), tl.nn.Tanh(), tl.nn.Linear(8, 1))
+        graph = tl.trace(model, tl.zeros(1, 2))             # or bridge.load_onnx("net.onnx")
+        cert = bound_certificate(graph, [(-1, 1), (0, 0.5)], "bfloat16")
+        check(cert).ok, epsilons(cert)                       # True, [Fraction(...)]: one per output
+    """
     if splits < 0:
         raise ValueError("splits must be >= 0")
+    _check_box(graph, box)
     stmt = statement(graph, box, fmt, mode, kernel_ulps, input_exact, ranges, column)
     n_in = sum(int(np.prod(v.shape)) for v in graph.inputs)
     if len(stmt["input_box"]) != n_in:
@@ -150,6 +161,21 @@ def bound_certificate(graph: Graph, box: Box, fmt: Format | str = "binary32", mo
         stmt = statement(graph, box, fmt, mode, kernel_ulps, input_exact, stmt["ranges"], "exact")
         steps, stmt["epsilon"] = claims(propagate(stmt))
     return {"kind": "errorbound", "statement": stmt, "digest": digest(stmt), "steps": steps}
+
+
+def _check_box(graph: Any, box: Any) -> None:
+    """TypeError / ValueError, in one line, for a model where a Graph is wanted or a box that is not
+    finite (lo, hi) pairs with lo <= hi."""
+    if not isinstance(graph, Graph):
+        raise TypeError(f"expected a Graph (tl.trace(model, x) or bridge.load_onnx(path)), got "
+                        f"{type(graph).__name__}")
+    for i, item in enumerate(box):
+        try:
+            lo, hi = (_q(v) for v in item)  # (a NaN or an infinity has no Fraction)
+        except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+            raise ValueError(f"box[{i}] is not a (lo, hi) pair of finite numbers: {item!r}") from None
+        if lo > hi:
+            raise ValueError(f"box[{i}] = ({float(lo)}, {float(hi)}): lo > hi")
 
 
 def epsilons(cert: dict[str, Any]) -> list[Fraction]:
@@ -298,7 +324,24 @@ def float_sound_bounds(graph: Graph, box: Box, real_lower: Any, real_upper: Any,
     """Bounds on the *float* network's outputs over the box: the verifier's real bounds widened by
     the certified epsilon (over ``splits`` bisections of the box, see ``bound_certificate``).
     Returns (lower, upper, certificate); replay the certificate with
-    ``torchlean.certificates.check`` to rely on the widening."""
+    ``torchlean.certificates.check`` to rely on the widening. ``real_lower`` / ``real_upper``: one
+    value per output (e.g. ``tl.verify.bounds``' ``lower`` / ``upper`` over the same box), lower <= upper.
+
+    Example::
+
+        model, x = tl.nn.Sequential(tl.nn.Linear(2, 3), tl.nn.Tanh()), np.array([[0.5, -1.0]])
+        b = tl.verify.bounds(model, x, eps=0.1)               # real bounds over the box around x
+        box = [(v - 0.1, v + 0.1) for v in np.ravel(x)]
+        lo, hi, cert = float_sound_bounds(tl.trace(model, tl.tensor(x)), box, b.lower, b.upper)
+    """
+    rl, ru = np.asarray(real_lower, dtype=np.float64), np.asarray(real_upper, dtype=np.float64)
+    n_out = sum(int(np.prod(graph.values[o].shape)) for o in graph.outputs) if isinstance(graph, Graph) \
+        and graph.values else None
+    if rl.shape != ru.shape or (n_out is not None and rl.size != n_out):
+        raise ValueError(f"real_lower {rl.shape} and real_upper {ru.shape} must have one value per "
+                         f"output ({n_out})")
+    if not (rl <= ru).all():
+        raise ValueError("real_lower must be <= real_upper (are the two swapped?)")
     cert = bound_certificate(graph, box, fmt, mode, splits=splits)
     lo, hi = widen(real_lower, real_upper, epsilons(cert))
     return lo, hi, cert

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from .. import _cli
 from ..pool import PoolError
-from .artifacts import LIBRARY_DIR, ConfigError, check_one, config, proofs_dir, up_to_date
+from .artifacts import LIBRARY_DIR, ConfigError, check_one, config, find_pyproject, proofs_dir, up_to_date
 from .obligation import DECIDED, LIBRARY, SOURCES, Obligation
 
 UsageError = _cli.CliError  # bad input: printed as one line, exit status 2
@@ -100,8 +101,15 @@ def patched_rules() -> list[str]:
 def _setup(args: argparse.Namespace) -> list[tuple[Obligation, Path]]:
     cfg = config()
     include = bool(getattr(args, "include_library", False)) or cfg["include_library"]
-    return plan(cfg, list(args.module or []), args.only or None, include_library=include,
-                directory=Path(args.dir) if getattr(args, "dir", None) else None)
+    planned = plan(cfg, list(args.module or []), args.only or None, include_library=include,
+                   directory=Path(args.dir) if getattr(args, "dir", None) else None)
+    if not planned:  # "0 obligations, 0 failed" alone reads as a pass: say where none came from
+        pp = find_pyproject()
+        where = f"{pp}: [tool.torchlean] modules = {cfg['modules']}" if pp else "no pyproject.toml found"
+        print(f"note: no obligations ({where}; --module {args.module or 'not given'}): name the modules "
+              "holding @verified models there or with --module; torchlean's own: --include-library",
+              file=sys.stderr)
+    return planned
 
 
 def cmd_emit(args: argparse.Namespace) -> int:
@@ -186,7 +194,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = _cli.Parser(prog="python -m torchlean.proofs", description=__doc__)
+    p = _cli.Parser(prog="python -m torchlean.proofs", description=__doc__,
+                    examples=["python -m torchlean.proofs discharge -j 2",
+                              "python -m torchlean.proofs check",
+                              "python -m torchlean.proofs show --coverage"])
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp: argparse.ArgumentParser) -> None:
@@ -198,12 +209,15 @@ def parser() -> argparse.ArgumentParser:
                              "on by default where [tool.torchlean] include-library = true")
         sp.add_argument("only", nargs="*", help="only obligations whose name starts with one of these")
 
-    e = sub.add_parser("emit", help="write each obligation as an .smt2 file")
-    e.add_argument("-o", "--output", default="smt2")
+    e = sub.add_parser("emit", help="write each obligation as an .smt2 file",
+                       examples=["python -m torchlean.proofs emit -o smt2 --module mypkg.models"])
+    e.add_argument("-o", "--output", default="smt2", help="folder for the .smt2 files (default smt2)")
     common(e)
-    d = sub.add_parser("discharge", help="prove obligations and write artifacts")
-    d.add_argument("--solver", choices=("cvc5", "z3"), default="cvc5")
-    d.add_argument("-j", "--jobs", type=_cli.jobs, default=1)
+    d = sub.add_parser("discharge", help="prove obligations and write artifacts",
+                       examples=["python -m torchlean.proofs discharge -j 2",
+                                 "python -m torchlean.proofs discharge --include-library --force matmul"])
+    d.add_argument("--solver", choices=("cvc5", "z3"), default="cvc5", help="SMT solver (default cvc5)")
+    d.add_argument("-j", "--jobs", type=_cli.jobs, default=1, help="obligations at a time (default 1)")
     d.add_argument("--ray", metavar="ADDRESS", default=None,
                    help="run the obligations as tasks on a Ray cluster: 'local' starts one here, "
                         "'auto' or HOST:PORT joins one (pip install 'torchlean[ray]')")
@@ -212,15 +226,19 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="redo obligations whose artifact is up to date")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress")
     _cli.add_progress(d)
-    d.add_argument("-v", "--verbose", action="store_true")
+    d.add_argument("-v", "--verbose", action="store_true", help="a line per obligation, proved ones too")
     common(d)
-    c = sub.add_parser("check", help="replay every artifact through the trusted checker")
+    c = sub.add_parser("check", help="replay every artifact through the trusted checker",
+                       examples=["python -m torchlean.proofs check",
+                                 "python -m torchlean.proofs check --include-library --strict"])
     c.add_argument("--strict", action="store_true", help="solver-trusted obligations fail too")
     c.add_argument("--timeout", type=_cli.timeout_s, default=60.0,
                    help="seconds per artifact replay; past it the artifact fails (default 60)")
-    c.add_argument("-v", "--verbose", action="store_true")
+    c.add_argument("-v", "--verbose", action="store_true", help="name the solver-trusted obligations too")
     common(c)
-    s = sub.add_parser("show", help="list obligations and their status")
+    s = sub.add_parser("show", help="list obligations and their status",
+                       examples=["python -m torchlean.proofs show --include-library matmul",
+                                 "python -m torchlean.proofs show --coverage"])
     s.add_argument("--coverage", action="store_true", help="the primitive x table matrix")
     common(s)
     return p

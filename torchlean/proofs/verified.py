@@ -112,7 +112,17 @@ def verified(obj: Any = None, *, name: str | None = None, meaning: Callable[...,
 
     For a model, ``proof="compositional"`` (default) proves each distinct node case once and
     checks the chain-rule composition (``proofs.compose``); ``proof="monolithic"`` states the
-    whole backward pass as one obligation (symbolic weights), within reach for small models only."""
+    whole backward pass as one obligation (symbolic weights), within reach for small models only.
+
+    Example (in a module named in ``[tool.torchlean] modules`` or given with ``--module``)::
+
+        @tl.verified(input_shape=(1, 2))     # a factory, or a Module class or instance
+        def small_mlp():
+            return tl.nn.Sequential(tl.nn.Linear(2, 4), tl.nn.Tanh(), tl.nn.Linear(4, 1))
+
+        # then: python -m torchlean.proofs discharge --module mypkg.models   (writes proofs/)
+        #       python -m torchlean.proofs check --module mypkg.models       (replays them)
+    """
     if proof not in ("compositional", "monolithic"):
         raise ValueError(f"@verified: proof must be 'compositional' or 'monolithic', got {proof!r}")
     def register(target: Any) -> Any:
@@ -125,6 +135,16 @@ def verified(obj: Any = None, *, name: str | None = None, meaning: Callable[...,
             return target
         if input_shape is None:
             raise TypeError("@verified model: give input_shape=(...)")
+        from ..runtime.trace import is_torch_module
+
+        if is_torch_module(target):  # (it would fail only at discharge time, deep in the tracer)
+            raise TypeError(f"@verified: {type(target).__name__} is a PyTorch module; convert it with "
+                            "torchlean.bridge.from_torch first")
+        sizes_ok = isinstance(input_shape, (tuple, list)) and all(
+            isinstance(d, (int, np.integer)) and d > 0 for d in input_shape)
+        if not sizes_ok:
+            raise TypeError(f"@verified model: input_shape must be a tuple of positive sizes, "
+                            f"got {input_shape!r}")
         # work on a copy: the obligation swaps in symbolic weights, the user's model stays as it is
         # (a Module class is a factory too: its instances have parameters, the class is called)
         factory = isinstance(target, type) or (callable(target) and not hasattr(target, "parameters"))

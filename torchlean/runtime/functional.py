@@ -427,12 +427,30 @@ def huber_loss(input: Tensor, target: Tensor, delta: float = 1.0,  # noqa: A002
     return _reduce(where(Tensor(namespace_of(a.data).less_equal(a.data, delta)), quad, lin), reduction)
 
 
+def _check_classes(target: Tensor, n_classes: int) -> None:
+    """IndexError for a target that is no class index in [0, n_classes) (as torch raises): gather
+    would wrap -1 round to the last class and truncate 1.5 to class 1, a silently wrong loss. Only
+    numeric targets are looked at (a symbolic backend's are formulas)."""
+    from .backends import to_numpy
+
+    if getattr(getattr(target.data, "dtype", None), "kind", "O") not in "iuf":
+        return
+    t = to_numpy(target.data)
+    bad = (t < 0) | (t >= n_classes)
+    if t.dtype.kind == "f":
+        bad |= t != np.floor(t)
+    if t.size and bad.any():
+        raise IndexError(f"cross_entropy: target {t.ravel()[bad.ravel()][0]} is not a class index in "
+                         f"[0, {n_classes})")
+
+
 def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
     """Logits (N, C) against class indices (N,)."""
     if input.ndim != 2 or target.shape != (input.shape[0],):
         raise ShapeError(
             f"cross_entropy: expects logits (N, C) and targets (N,), got {input.shape} and {target.shape}"
         )
+    _check_classes(target, input.shape[1])
     logp = log_softmax(input, dim=1)
     picked = gather(logp, 1, reshape(target, (target.shape[0], 1)))
     return _reduce(-reshape(picked, (input.shape[0],)), reduction)

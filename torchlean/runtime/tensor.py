@@ -315,12 +315,18 @@ def _devices(datas: list[Any]) -> set[str]:
 def apply(name: str, *args: Tensor, **attrs: Any) -> Tensor:
     """Run primitive ``name`` on tensors: kernel, tape node, tracer record."""
     datas = [a.data for a in args]
-    xp = namespace_of(datas[0])
+    try:
+        xp = namespace_of(datas[0])
+    except TypeError:  # e.g. a numpy array or a torch tensor given to a layer: name the fix
+        got = ", ".join(f"{type(a).__module__}.{type(a).__name__}" for a in args if not isinstance(a, Tensor))
+        raise TypeError(f"{name}: expected torchlean Tensors, got {got or type(datas[0]).__name__}; "
+                        "wrap inputs with tl.tensor(x)") from None
     try:
         out = RULES[name].forward(xp, *datas, **attrs)
     except (ValueError, IndexError) as e:
         shapes = " and ".join(str(tuple(d.shape)) for d in datas)
-        raise ShapeError(f"{name}: {e} (input shapes {shapes})") from None
+        text = str(e).removeprefix(f"{name}: ")  # (numpy's own messages may name the op already)
+        raise ShapeError(f"{name}: {text} (input shapes {shapes})") from None
     except TypeError:
         # cupy refuses host arrays (and numpy device arrays); say which devices met, as torch does.
         # Checked only on this error path so the hot path pays nothing.

@@ -186,6 +186,43 @@ def flatten_outputs(out: Any) -> list[Tensor]:
     return outs
 
 
+def is_torch_module(obj: Any) -> bool:
+    """Whether ``obj`` is a PyTorch ``torch.nn.Module`` (told by its classes, without importing torch)."""
+    return any(c.__name__ == "Module" and c.__module__.startswith("torch.nn")
+               for c in type(obj).__mro__)
+
+
+def require_traceable(obj: Any, where: str) -> None:
+    """TypeError, in one line, for what ``trace`` cannot run: a PyTorch module (whose layers would
+    fail deep inside on torchlean tensors) or something that is not callable at all."""
+    if is_torch_module(obj):
+        raise TypeError(f"{where}: got a PyTorch module ({type(obj).__name__}); convert it first with "
+                        "torchlean.bridge.from_torch(model) (from_torch(model, example=x) for one "
+                        "with its own forward)")
+    if not callable(obj):
+        raise TypeError(f"{where}: expected a torchlean model (tl.nn.Module) or a function of tensors, "
+                        f"got {type(obj).__name__}")
+
+
+def _train_dependent(m: Any) -> bool:
+    """Whether a layer computes something else in training mode: dropout with p > 0 (Dropout, or a
+    layer's ``dropout`` rate: attention, recurrent, transformer layers) and batch norm."""
+    name = type(m).__name__
+    rate = getattr(m, "p", 0) if "Dropout" in name else getattr(m, "dropout", 0)
+    return name.startswith("BatchNorm") or (isinstance(rate, (int, float)) and rate > 0)
+
+
+def require_eval(model: Any, where: str) -> None:
+    """ValueError for a model in training mode whose layers behave differently there, where its
+    graph is meant as the model's function (bounds, verdicts, export): traced in training mode, a
+    dropout mask drawn once becomes a constant and batch norm uses the batch's own statistics."""
+    if getattr(model, "training", False) and hasattr(model, "modules"):
+        moving = sorted({type(m).__name__ for m in model.modules() if _train_dependent(m)})
+        if moving:
+            raise ValueError(f"{where}: the model is in training mode and {', '.join(moving)} "
+                             "behave(s) differently there: call model.eval() first")
+
+
 def trace(model_or_fn: Callable[..., Any], *example_inputs: Any) -> Graph:
     """Run ``model_or_fn(*example_inputs)`` once and return its checked graph IR.
 
@@ -193,8 +230,17 @@ def trace(model_or_fn: Callable[..., Any], *example_inputs: Any) -> Graph:
     constants under their ``state_dict`` names. Evaluating the graph with
     ``runtime.execute.run_graph`` reproduces the eager outputs bit for bit. Trace
     models in eval mode: a dropout mask drawn during the trace is kept as a constant here (the
-    compiled backend, by contrast, draws it again on every run).
+    compiled backend, by contrast, draws it again on every run). A PyTorch module is refused
+    with a TypeError: convert it with ``torchlean.bridge.from_torch`` first.
+
+    Example::
+
+        model = tl.nn.Sequential(tl.nn.Linear(2, 3), tl.nn.ReLU()).eval()
+        graph = tl.trace(model, tl.zeros(1, 2))
+        print(graph.summary())               # typed SSA nodes: transpose, matmul, add, relu
+        graph.values[graph.outputs[0]].shape  # (1, 3)
     """
+    require_traceable(model_or_fn, "trace")
     xs = [x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in example_inputs]
     tracer = Tracer(module_names(model_or_fn))
     for i, x in enumerate(xs):

@@ -51,6 +51,18 @@ def _choice(what: str, value: str, allowed: Any) -> str:
     return value
 
 
+def _class_indices(y: np.ndarray) -> np.ndarray:
+    """Classification targets as int64 class indices: whole numbers >= 0 (float ones too, as a CSV
+    gives them); 1.5 or -1 is an error, never truncated or wrapped to another class."""
+    if y.dtype.kind not in "iub":
+        if y.dtype.kind != "f" or not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise ValueError("Trainer: classification targets must be whole class indices, got "
+                             f"{y.dtype} values such as {y.ravel()[:3].tolist()}")
+    if y.size and y.min() < 0:
+        raise ValueError(f"Trainer: classification targets must be class indices >= 0, got {y.min()}")
+    return y.astype(np.int64)
+
+
 class Trainer:
     """Train and evaluate ``model`` on a task.
 
@@ -60,6 +72,13 @@ class Trainer:
     ``scheduler``: an LRScheduler, or a function ``optimizer -> LRScheduler``; stepped once per
     training step. ``clip``: a maximum gradient norm. ``device="cuda"`` without cupy or a GPU
     raises ``DeviceError``; it never falls back to the CPU.
+
+    Example::
+
+        model = tl.nn.Sequential(tl.nn.Linear(2, 8), tl.nn.ReLU(), tl.nn.Linear(8, 3))
+        x, y = np.random.default_rng(0).normal(size=(64, 2)), np.arange(64) % 3   # class indices
+        trained = tl.Trainer(model, task="classification", lr=0.01).train((x, y), steps=20, progress=False)
+        trained.eval((x, y))["accuracy"]
     """
 
     def __init__(self, model: Module, task: str = "regression", optimizer: Optimizer | str = "adam",
@@ -74,6 +93,11 @@ class Trainer:
             raise ValueError("Trainer: device 'symbolic' cannot train; use 'cpu' or 'cuda'")
         namespace(device)  # raises DeviceError for 'cuda' without cupy or a GPU
         self.device = device
+        if not isinstance(model, Module):
+            from .trace import require_traceable
+
+            require_traceable(model, "Trainer")  # a PyTorch module: the message names from_torch
+            raise TypeError(f"Trainer: model must be a torchlean nn.Module, got {type(model).__name__}")
         self.model = model.to(dtype=self.dtype, device=device)
         if isinstance(optimizer, str):
             optimizer = make_optimizer(optimizer, self.model.parameters(), lr=lr)
@@ -116,7 +140,7 @@ class Trainer:
         x, y = (to_numpy(t.data) if isinstance(t, Tensor) else np.asarray(t) for t in tensors)
         x = self._inputs(x)
         if self.task == "classification":
-            y = y.astype(np.int64)
+            y = _class_indices(y)
         else:
             y = y.astype(self.dtype)
             if y.ndim == 1:
@@ -219,6 +243,7 @@ class Trainer:
         """Loss (and accuracy for classification tasks) over all of ``data``, in eval mode."""
         ds = self.dataset(data)
         x, y = ds.tensors
+        was_training = self.model.training  # restored after: a model the user put in eval() stays there
         self.model.eval()
         try:
             with no_grad():
@@ -228,7 +253,7 @@ class Trainer:
                 out = Tensor(xp.concatenate(outs, axis=0))
                 metrics = {"loss": float(self.loss_fn(out, y).item())}
         finally:
-            self.model.train()
+            self.model.train(was_training)
         if self.task == "classification":
             metrics["accuracy"] = float((to_numpy(out.data).argmax(axis=1) == to_numpy(y.data)).mean())
         elif self.task == "binary":
@@ -238,12 +263,13 @@ class Trainer:
     def predict(self, x: Any) -> np.ndarray:
         """The model's outputs on ``x`` as a numpy array (eval mode, no tape)."""
         arr = to_numpy(x.data) if isinstance(x, Tensor) else np.asarray(x)
+        was_training = self.model.training
         self.model.eval()
         try:
             with no_grad():
                 out = self.model(Tensor(namespace(self.device).asarray(self._inputs(arr))))
         finally:
-            self.model.train()
+            self.model.train(was_training)
         return to_numpy(out.data)
 
     def config(self, **more: Any) -> dict[str, Any]:

@@ -44,6 +44,8 @@ def vnncomp_text(result) -> str:
 def cmd_verify(args: argparse.Namespace) -> int:
     _cli.check_writable(args.cert, "--cert")
     _cli.check_writable(args.result, "--result")
+    _cli.check_not_input(args.cert, "--cert", args.net, args.prop)
+    _cli.check_not_input(args.result, "--result", args.net, args.prop)
     # --timeout is the whole command's wall clock from the process's start: loading, search and
     # the checker's replay (``budget``); a watchdog answers "timeout" should a step overrun it. Called
     # in a process of its own only: ``main(argv)`` in a program counts from the call, no watchdog
@@ -71,8 +73,8 @@ def _verify(args: argparse.Namespace, clock: Budget, out_of_time: Any) -> int:
 
     with loading():
         target, spec = load_instance(args.net, args.prop)
-    if args.float32_splits is not None and args.float32_splits < 0:
-        raise InputError("--float32-splits must be >= 0")
+    if not args.quiet:
+        _warn_empty_boxes(spec, args.prop)
     left = clock.search_time()
     if left <= 0:  # loading used the whole budget: still a VNN-COMP answer, in --result too
         clock.answer(out_of_time)
@@ -122,6 +124,14 @@ def _verify(args: argparse.Namespace, clock: Budget, out_of_time: Any) -> int:
     return 0
 
 
+def _warn_empty_boxes(spec: Any, prop: str) -> None:
+    """A note on stderr when the property has no input point at all (every case's box is empty, e.g.
+    an X_i's bounds swapped by a typo; the reader drops such cases): "unsat" is then true but vacuous."""
+    if not spec.regions:
+        print(f"note: {prop}: no input satisfies the property's input constraints (an X_i with lower "
+              "bound > upper bound?): unsat holds vacuously", file=sys.stderr)
+
+
 def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: Budget) -> int:
     """``--float32``: the verdict for the network run in binary32 (``verify.float32``)."""
     from .float32 import SPLITS, verify_float32
@@ -161,7 +171,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         cert = parse_json(read_input(args.cert, what="certificate"))
     except ValueError as e:
-        raise InputError(f"{args.cert}: {e}") from None
+        raise InputError(_cli.about(args.cert, e)) from None
     with loading():
         target, spec = load_instance(args.net, args.prop)
     net = target.bg  # (a certificate for another network, or of the removed ReLU-chain format, is
@@ -238,12 +248,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run_csv
 
     _cli.check_writable(args.out, "--out")
+    _cli.check_not_input(args.out, "--out", args.csv)
     run_csv(args.csv, out=args.out, timeout=args.timeout, method=args.method, progress=_cli.progress_of(args),
             jobs=args.jobs, force=args.force, ray=args.ray)
     return 0
 
 
 START = [time.monotonic()]
+
+#: the subcommands' --help descriptions (verify's own is the module docstring)
+DESCRIPTIONS = {
+    "check": "Replay a certificate (from --cert) with the trusted checker against the network and the "
+             "property; prints accepted or rejected (exit 1).",
+    "bounds": "Sound bounds of every output over each input box of the property, computed by the "
+              "checker's own engine (checked by construction).",
+    "run": "Run a benchmark list, one result row per instance in --out (rewritten after every "
+           "instance; a rerun skips the instances already there).",
+}
+
+#: command -> the example command lines its --help ends with
+_NET = "tests/data/vnncomp2021/acasxu/ACASXU_run2a_1_1_batch_2000.onnx"
+_PROP = "tests/data/vnncomp2021/acasxu/prop_1.vnnlib"
+EXAMPLES = {
+    "verify": [f"python -m torchlean.verify {_NET} {_PROP} --timeout 60 --cert cert.json",
+               f"python -m torchlean.verify {_NET} {_PROP} --float32"],
+    "check": [f"python -m torchlean.verify check cert.json {_NET} {_PROP}"],
+    "bounds": [f"python -m torchlean.verify bounds {_NET} {_PROP} --method alpha-crown --plot bounds.png"],
+    "run": ["python -m torchlean.verify run tests/data/vnncomp2021/acasxu/expected.csv --out res.csv -j 2"],
+}
 
 
 def main(argv: list[str] | None = None, command: bool = False) -> int:
@@ -253,15 +285,19 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
     call, and nothing ends the caller's process."""
     START[0] = time.monotonic()
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = _cli.Parser(prog="python -m torchlean.verify", description=__doc__.split("\n")[0])
     sub = {"check", "bounds", "run"}
     if argv and argv[0] in sub:
         cmd = argv.pop(0)
     else:
         cmd = "verify"
+    # verify's own --help shows the module docstring: the four command forms, not only its own
+    p = _cli.Parser(prog="python -m torchlean.verify" + ("" if cmd == "verify" else f" {cmd}"),
+                    description=__doc__ if cmd == "verify" else DESCRIPTIONS[cmd],
+                    formatter_class=argparse.RawDescriptionHelpFormatter if cmd == "verify"
+                    else argparse.HelpFormatter, examples=EXAMPLES[cmd])
     if cmd == "verify":
-        p.add_argument("net")
-        p.add_argument("prop")
+        p.add_argument("net", help="the network (ONNX)")
+        p.add_argument("prop", help="the property (VNN-LIB)")
         p.add_argument("--timeout", type=_cli.timeout_s, default=116.0, metavar="T",
                        help="wall clock of the whole command in seconds, from its process start: "
                             "loading, search and the checker's replay (the search runs to T - 0.25 s, "
@@ -274,7 +310,7 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
                             "IBP with one back-substitution (forward)")
         p.add_argument("--float32", action="store_true",
                        help="verify the network as run in binary32 (float-sound verdict)")
-        p.add_argument("--float32-splits", type=int, default=None, metavar="N",
+        p.add_argument("--float32-splits", type=_cli.splits, default=None, metavar="N",
                        help="with --float32: bisect the box up to N times (default 1024: float32.SPLITS), "
                             "each part proved with its nearest ancestor's epsilon or its own")
         p.add_argument("--float32-column", choices=("fast", "exact"), default=None,
@@ -284,9 +320,9 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
         _cli.add_progress(p)
         fn = cmd_verify
     elif cmd == "check":
-        p.add_argument("cert")
-        p.add_argument("net")
-        p.add_argument("prop")
+        p.add_argument("cert", help="the certificate (JSON, from --cert)")
+        p.add_argument("net", help="the network (ONNX) it is about")
+        p.add_argument("prop", help="the property (VNN-LIB) it is about")
         p.add_argument("--mode", choices=("exact", "fast"), default=None,
                        help="replay mode (default: exact for small trees, fast for large ones)")
         p.add_argument("--timeout", type=_cli.timeout_s, default=600.0, help="replay deadline (s)")
@@ -294,15 +330,18 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
                        help="accept only a float-sound (vnn-unsat-float) certificate")
         fn = cmd_check
     elif cmd == "bounds":
-        p.add_argument("net")
-        p.add_argument("prop")
+        p.add_argument("net", help="the network (ONNX)")
+        p.add_argument("prop", help="the property (VNN-LIB): its input box(es)")
         p.add_argument("--plot", metavar="PNG", help="draw region 0's IBP and --method bounds with sampled "
                        "outputs into this image (needs matplotlib: pip install 'torchlean[plot]')")
-        p.add_argument("--method", choices=("ibp", "crown", "alpha-crown"), default="crown")
-        p.add_argument("--timeout", type=_cli.timeout_s, default=600.0)
+        p.add_argument("--method", choices=("ibp", "crown", "alpha-crown"), default="crown",
+                       help="bounding method (default crown)")
+        p.add_argument("--timeout", type=_cli.timeout_s, default=600.0,
+                       help="seconds per region (default 600)")
         fn = cmd_bounds
     else:
-        p.add_argument("csv")
+        p.add_argument("csv", help="instances: VNN-COMP onnx,vnnlib,timeout rows or an expected.csv "
+                       "(paths relative to the list's folder)")
         p.add_argument("--out", default=None,
                        help="results CSV; a rerun skips the instances already in it")
         p.add_argument("--ray", metavar="ADDRESS", default=None,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -33,9 +34,17 @@ from . import general, table
 
 def _graph(model_or_graph: Any, x: np.ndarray) -> Graph:
     if isinstance(model_or_graph, Graph):
-        return model_or_graph if model_or_graph.values else model_or_graph.check()
+        g = model_or_graph if model_or_graph.values else model_or_graph.check()
+        shapes = [tuple(v.shape) for v in g.inputs]
+        if len(shapes) != 1 or int(np.prod(shapes[0])) != x.size:
+            raise ValueError(f"x has shape {x.shape}, the graph's input(s) {', '.join(map(str, shapes))}: "
+                             "give one point of the graph's one input")
+        return g
     from ..runtime.tensor import tensor
-    from ..runtime.trace import trace
+    from ..runtime.trace import require_eval, require_traceable, trace
+
+    require_traceable(model_or_graph, "tl.verify")  # a PyTorch module: the message names from_torch
+    require_eval(model_or_graph, "tl.verify")  # (a dropout mask traced in training mode is a constant)
 
     return trace(model_or_graph, tensor(x))
 
@@ -49,12 +58,19 @@ def input_box(x: Any, eps: Any, clip: tuple[float, float] | None = None
               ) -> tuple[tuple[Fraction, ...], tuple[Fraction, ...]]:
     """The exact box [x - eps, x + eps] (∩ clip), flattened, from the floats of x and eps."""
     xs = _array(x).ravel()
-    es = np.broadcast_to(_array(eps), _array(x).shape).ravel()
+    ea = _array(eps)
+    try:
+        es = np.broadcast_to(ea, _array(x).shape).ravel()
+    except ValueError:
+        raise ValueError(f"eps has shape {ea.shape}, which does not broadcast to x's {_array(x).shape}: "
+                         "give one number or an array of x's shape") from None
     if (es < 0).any() or not np.isfinite(es).all() or not np.isfinite(xs).all():
         raise ValueError("x and eps must be finite and eps >= 0")
     lo = [Fraction(float(v)) - Fraction(float(e)) for v, e in zip(xs, es)]
     hi = [Fraction(float(v)) + Fraction(float(e)) for v, e in zip(xs, es)]
     if clip is not None:
+        if len(clip) != 2 or not all(np.isfinite(float(c)) for c in clip) or clip[0] > clip[1]:
+            raise ValueError(f"clip must be (lo, hi) with finite lo <= hi, got {clip!r}")
         c0, c1 = Fraction(float(clip[0])), Fraction(float(clip[1]))
         lo, hi = [max(v, c0) for v in lo], [min(v, c1) for v in hi]
         if any(a > b for a, b in zip(lo, hi)):
@@ -89,7 +105,15 @@ def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
     (CROWN with slopes optimised by ``verify.alpha``, the bound still computed by the engine) or "ibp".
     exact: use the table's exact rational engine instead of its float64 one (both sound; the exact
     one is slightly tighter and much slower on large models).
-    Raises ``certificates.bound_graph.Unsupported`` (one line) for a network the checker cannot bound."""
+    Raises ``certificates.bound_graph.Unsupported`` (one line) for a network the checker cannot bound.
+
+    Example::
+
+        model = tl.nn.Sequential(tl.nn.Linear(2, 8), tl.nn.Tanh(), tl.nn.Linear(8, 3)).eval()
+        x = np.array([[0.5, -1.0]])
+        b = tl.verify.bounds(model, x, eps=0.01)        # b.lower, b.upper: arrays of shape (1, 3)
+        b.contains(model(tl.tensor(x)).numpy())        # True: the centre's outputs lie within
+    """
     if method not in ("crown", "alpha-crown", "ibp"):
         raise ValueError(f"unknown method {method!r}: 'crown', 'alpha-crown' or 'ibp'")
     xa = _array(x)
@@ -143,15 +167,53 @@ def robustness(model: Any, x: Any, eps: Any, label: int, timeout: float = 30.0,
     Returns a checked verdict (see ``RobustnessResult``); a tie counts as not robust.
     ``float32``: about the model *run in binary32* instead (``verify.float32``): "verified" carries
     a ``vnn-unsat-float`` certificate, "falsified" a binary32 input whose emulated run is not robust
-    (no certificate: the emulation's word)."""
+    (no certificate: the emulation's word). ``x`` is one input (a batch of one): the output must be
+    one vector of scores, ``label`` a whole number indexing it; ``timeout`` in seconds, > 0.
+
+    Example::
+
+        model = tl.nn.Sequential(tl.nn.Linear(2, 8), tl.nn.ReLU(), tl.nn.Linear(8, 3)).eval()
+        x = np.array([[0.5, -1.0]])
+        label = int(model(tl.tensor(x)).argmax())
+        r = tl.verify.robustness(model, x, eps=0.001, label=label, timeout=10)
+        r.verdict, r.reason                            # ("verified", "unsat: ... replayed ...")
+    """
+    label = _label(label)
+    if not (isinstance(timeout, Real) and 0 < timeout < float("inf")):
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     xa = _array(x)
     g = _graph(model, xa)
     t = table.target(g)
     lo, hi = input_box(xa, eps, clip)
-    spec = robustness_spec(lo, hi, t.bg.n_out, int(label))
+    _one_score_vector(g, t.bg.n_out)
+    spec = robustness_spec(lo, hi, t.bg.n_out, label)
     if float32:
         return _decide_float32(t, spec, timeout, xa.shape)
     return decide(t, spec, timeout, seed, shape=xa.shape)
+
+
+def _label(label: Any) -> int:
+    """``label`` as an int: a Python or numpy integer, or a one-element integer tensor/array; a
+    float such as 1.5 is refused (int() would truncate it to another class)."""
+    data = getattr(label, "numpy", None)
+    arr = np.asarray(data() if callable(data) else label)
+    whole_float = arr.dtype.kind == "f" and arr.size == 1 and bool(np.isfinite(arr).all()) \
+        and float(arr.reshape(())) == int(arr.reshape(()))
+    if arr.size != 1 or (arr.dtype.kind not in "iu" and not whole_float):
+        raise TypeError(f"label must be a whole class index, got {label!r}")
+    return int(arr.reshape(()))
+
+
+def _one_score_vector(g: Graph, n_out: int) -> None:
+    """ValueError unless the graph's output is one vector of class scores (at most one axis longer
+    than 1) with two classes or more: for a batch of several inputs, ``label`` would index all their
+    scores together and the verdict would be about the wrong question."""
+    shapes = [g.values[o].shape for o in g.outputs]
+    if len(shapes) != 1 or sum(d > 1 for d in shapes[0]) > 1:
+        raise ValueError(f"robustness needs one vector of class scores, the model's output has shape(s) "
+                         f"{', '.join(str(tuple(s)) for s in shapes)}: give x as a batch of one input")
+    if n_out < 2:
+        raise ValueError(f"robustness needs at least 2 class scores, the model has {n_out} output")
 
 
 def _decide_float32(t: table.Target, spec: Spec, timeout: float, shape: tuple[int, ...]) -> RobustnessResult:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _cli
 from .._files import MAX_VNNLIB_BYTES, read_input
 from ..certificates.property import Spec, parse_property
 
@@ -109,7 +110,7 @@ def load_graph(path: str | Path) -> Any:
     try:
         return load_onnx(str(p))
     except Exception as e:  # the importer's errors are one line; keep them so
-        raise InputError(f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise InputError(_cli.about(path, e)) from None
 
 
 def load_spec(path: str | Path, cross_check: bool = True) -> Spec:

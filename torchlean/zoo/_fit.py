@@ -68,3 +68,13 @@ def report_log(args: Any, history: list[dict[str, Any]]) -> None:
 
         write_log(args.log, history)
         print(f"training log: {args.log}")
+
+
+def versus(error: float, baseline: float, what: str) -> str:
+    """``error`` against a baseline's, in words that stay true either way: "3.2x better than the
+    baseline" or, for a model still worse (a short run), "2.4x worse than the baseline"."""
+    if not (np.isfinite(error) and error > 0):
+        return f"baseline {what} {baseline:.4g}"
+    if error <= baseline:
+        return f"{baseline / error:.1f}x better than {what}"
+    return f"{error / baseline:.1f}x worse than {what}"

@@ -141,7 +141,7 @@ def run(args: Any) -> int:
     base = float(np.mean((data.x_train.reshape(-1, 64).mean(0) - xt) ** 2))
     print(f"{args.command} on the 8x8 digits ({args.dtype} on {args.device}, {args.backend} backend): "
           f"{args.steps} Adam steps in {seconds:.1f} s; test reconstruction MSE {mse:.4f} (mean-image "
-          f"baseline {base:.4f}, {base / mse:.1f}x better)")
+          f"baseline {base:.4f}, {_fit.versus(mse, base, 'the baseline')})")
     if args.command == "vae":
         elbo = test_elbo(net, xt, args.seed + 1)
         print(f"test negative ELBO (one sample per image): {elbo:.2f} nats per image")

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..runtime.data import SplitData
 from ..runtime.nn import GRU, LSTM, Linear, Module
+from ._fit import versus
 
 __all__ = ["Forecaster", "Series", "load", "lotka_volterra"]
 
@@ -104,7 +105,7 @@ def run(args: Any) -> int:
     after = trained.eval(data.test())["loss"]
     note = " (interrupted)" if trained.interrupted else ""
     print(f"test MSE (standardised) after {trained.steps} steps{note}: {after:.4f} "
-          f"({data.persistence_mse() / after:.1f}x better than persistence; {trained.time_s:.1f} s)")
+          f"({versus(after, data.persistence_mse(), 'persistence')}; {trained.time_s:.1f} s)")
     if not np.isfinite(after):
         raise ValueError("training diverged (non-finite loss); try a smaller --lr")
     if args.log:

@@ -12,7 +12,7 @@ from .. import functional_nn as FN
 from ..tensor import Tensor, as_dtype, get_default_dtype
 from . import init
 from .layers import _fmt, _param
-from .module import Module, PartialShape
+from .module import Module, PartialShape, size_arg
 
 
 def _spatial_out(shape: PartialShape, k: tuple[int, int], s: tuple[int, int],
@@ -40,10 +40,13 @@ class _ConvNd(Module):
 
     def _init_params(self, name: str, in_channels: int, out_channels: int, groups: int,
                      kernel: tuple[int, ...], bias: bool, dtype: Any, device: str) -> None:
-        if in_channels % groups or out_channels % groups:
+        in_channels, out_channels, groups = (
+            size_arg(name, n, v)
+            for n, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)))
+        if groups == 0 or in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: in_channels={in_channels} and out_channels={out_channels} "
                              f"must be divisible by groups={groups}")
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         dt = as_dtype(dtype or get_default_dtype())
         fan_in = in_channels // groups * math.prod(kernel)
         # torch: kaiming_uniform(a=sqrt(5)) weight and U(+-1/sqrt(fan_in)) bias

@@ -12,7 +12,7 @@ from ..backends import namespace
 from ..random import random_mask
 from ..tensor import Tensor, as_dtype, get_default_dtype
 from . import init
-from .module import Module, Parameter, PartialShape
+from .module import Module, Parameter, PartialShape, size_arg
 
 
 def _fmt(shape: PartialShape | None) -> str:
@@ -31,7 +31,8 @@ class Linear(Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  dtype: Any = None, device: str = "cpu"):
         super().__init__()
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = in_features = size_arg("Linear", "in_features", in_features)
+        self.out_features = out_features = size_arg("Linear", "out_features", out_features)
         dt = as_dtype(dtype or get_default_dtype())
         self.weight = _param(init.kaiming_uniform((out_features, in_features), in_features, dt), device)
         self.bias = (

@@ -16,6 +16,20 @@ from ..tensor import Tensor
 PartialShape = tuple[int | None, ...]
 
 
+def size_arg(layer: str, name: str, value: Any) -> int:
+    """A layer's size argument as an int >= 0: TypeError for 2.5 (int() would truncate it to a
+    smaller layer), ValueError for a negative one (it surfaced as 'math domain error')."""
+    import operator
+
+    try:
+        n = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{layer}: {name} must be a whole number, got {value!r}") from None
+    if n < 0:
+        raise ValueError(f"{layer}: {name} must be >= 0, got {n}")
+    return n
+
+
 class Parameter(Tensor):
     """A tensor that a Module owns and an optimizer updates."""
 

@@ -1,0 +1,235 @@
+"""A new user's command lines: every ``--help`` ends with examples that are real (their flags exist,
+their files are in the repository, torchlean's parse), and the mistakes a user makes first (a
+missing or misnamed file, an unwritable output, a property for another network, a project without
+obligations) are one clear line on stderr with a non-zero status, found before any long work."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from torchlean import __main__ as top
+from torchlean.apidoc import main as apidoc_main
+from torchlean.floats.__main__ import main as floats_main
+from torchlean.proofs.cli import main as proofs_main
+from torchlean.verify.__main__ import main as verify_main
+from torchlean.zoo._fit import versus
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST = ROOT / "tests" / "data" / "vnncomp2021" / "test"
+ACAS = ROOT / "tests" / "data" / "vnncomp2021" / "acasxu"
+
+#: module -> (its main, the subcommands whose --help is checked)
+CLIS = {
+    "torchlean": (top.main, ["", *top.EXAMPLES.keys() - {"torchlean"}]),
+    "torchlean.verify": (verify_main, ["", "check", "bounds", "run"]),
+    "torchlean.floats": (floats_main, ["", "bound", "fpcore", "run", "lemmas", "check"]),
+    "torchlean.proofs": (proofs_main, ["", "emit", "discharge", "check", "show"]),
+    "torchlean.apidoc": (apidoc_main, [""]),
+}
+CASES = [(m, s) for m, (_, subs) in CLIS.items() for s in subs]
+
+
+def _help(module: str, sub: str, capsys) -> str:
+    main = CLIS[module][0]
+    argv = ([sub] if sub else []) + ["--help"]
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # (argparse's own exit, for a parser that does not catch it)
+        rc = e.code
+    assert rc == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("module", "sub"), CASES, ids=[f"{m} {s}".strip() for m, s in CASES])
+def test_every_help_ends_with_real_examples(module, sub, capsys):
+    text = _help(module, sub, capsys)
+    assert "\nexamples:\n" in text, f"{module} {sub} --help has no examples"
+    examples = [ln.strip() for ln in text.split("\nexamples:\n", 1)[1].splitlines() if ln.strip()]
+    assert examples
+    for ex in examples:
+        words = shlex.split(ex)
+        assert words[:3] == ["python", "-m", module], ex
+        if sub:
+            assert words[3] == sub, ex
+        named = sub or next((w for w in words[3:4] if w in CLIS[module][1]), "")
+        own = _help(module, named, capsys)  # the flags of the (sub)command the example runs
+        for w in words[3:]:
+            flag = w.split("=")[0]
+            if flag.startswith("-") and not flag[1:2].isdigit():
+                assert flag in own, f"{ex}: {flag} is not a flag of {module} {sub}"
+            elif w.startswith(("tests/", "torchlean/")):
+                assert (ROOT / w).is_file(), f"{ex}: {w} is not in the repository"
+        if module == "torchlean":  # parse it as the command would
+            top.build_parser().parse_args(words[3:])
+
+
+def test_help_names_every_verify_command(capsys):
+    """``verify --help`` showed only NET PROP: check, bounds and run were nowhere to be found."""
+    text = _help("torchlean.verify", "", capsys)
+    for sub in ("check", "bounds", "run"):
+        assert f"python -m torchlean.verify {sub} " in text
+    assert "the network (ONNX)" in text  # the positionals say what they are
+
+
+# -- output paths: refused before the work, not after ----------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["--save", "--log"])
+def test_unwritable_output_is_refused_before_training(flag, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert top.main(["mlp", "--steps", "50", "--no-progress", flag, str(blocker / "out")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "", "training ran before the output path was checked"
+    assert err.strip().count("\n") == 0 and f"torchlean: error: {flag}" in err
+
+
+def test_plot_and_demo_outputs_are_checked_first(tmp_path, capsys):
+    (tmp_path / "d").mkdir()
+    assert top.main(["plot", str(tmp_path / "missing.json"), "-o", str(tmp_path / "d")]) == 2
+    assert "-o" in capsys.readouterr().err
+    (tmp_path / "f").write_text("")
+    assert top.main(["demo", "--out", str(tmp_path / "f")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["vae", "--samples", "s.txt"], ["cnn", "--certify", "0.1", "--plot", "c"],
+                                  ["plot", "log.json", "-o", "curve.xyz"]])
+def test_an_image_name_matplotlib_cannot_write_is_refused_first(argv, tmp_path, monkeypatch, capsys):
+    """matplotlib refused '.txt' only after the training: the run was lost."""
+    monkeypatch.chdir(tmp_path)
+    assert top.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "not an image name" in err
+
+
+def test_a_diverging_run_ends_in_one_line_not_numpy_warnings():
+    r = subprocess.run([sys.executable, "-m", "torchlean", "mlp", "--lr", "1e9", "--steps", "20",
+                        "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == ["torchlean: error: training diverged (non-finite loss); "
+                                             "try a smaller --lr"], r.stderr
+
+
+def test_baseline_comparison_says_worse_when_it_is():
+    """'0.0x better than persistence' for a model 100 times worse."""
+    assert versus(0.7071, 0.0068, "persistence") == "104.0x worse than persistence"
+    assert versus(0.00037, 0.0068, "persistence") == "18.4x better than persistence"
+
+
+# -- verify ---------------------------------------------------------------------------------------
+
+
+def test_a_file_is_named_once_in_its_error(tmp_path, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"garbage")
+    assert verify_main([str(bad), str(TEST / "test_nano.vnnlib"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count(str(bad)) == 1 and "not a readable ONNX model" in err
+    assert verify_main(["check", str(tmp_path / "none.json"), str(TEST / "test_nano.onnx"),
+                        str(TEST / "test_nano.vnnlib")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("none.json") == 1 and "no such file" in err
+
+
+def test_an_input_file_is_never_the_output(tmp_path, capsys):
+    """``--cert prop.vnnlib`` (a slip of the shell's completion) replaced the property with the
+    certificate after a successful run; the list of ``verify run`` likewise."""
+    net, prop = tmp_path / "n.onnx", tmp_path / "p.vnnlib"
+    net.write_bytes((TEST / "test_nano.onnx").read_bytes())
+    prop.write_bytes((TEST / "test_nano.vnnlib").read_bytes())
+    for flag, victim in (("--cert", prop), ("--result", net)):
+        before = victim.read_bytes()
+        assert verify_main([str(net), str(prop), flag, str(victim), "-q"]) == 2
+        assert "is an input of this command" in capsys.readouterr().err and victim.read_bytes() == before
+    assert floats_main(["bound", str(net), "--box", "-1:1", "--cert", str(net)]) == 2
+    assert "is an input" in capsys.readouterr().err
+    lst = tmp_path / "list.csv"
+    lst.write_text("n.onnx,p.vnnlib,10\n")
+    assert verify_main(["run", str(lst), "--out", str(lst), "--force"]) == 2
+    assert lst.read_text() == "n.onnx,p.vnnlib,10\n"
+    log = tmp_path / "log.png"  # a training log given an image's name, then drawn onto itself
+    log.write_text("{}")
+    assert top.main(["plot", str(log), "-o", str(log)]) == 2 and log.read_text() == "{}"
+
+
+def test_negative_float32_splits_is_a_usage_error(capsys):
+    """It was refused only after the network was loaded, as an input error."""
+    assert verify_main(["missing.onnx", "missing.vnnlib", "--float32", "--float32-splits", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--float32-splits" in err and "no such file" not in err
+
+
+def test_an_empty_input_box_is_pointed_out(tmp_path, capsys):
+    """Swapped bounds on X_0 gave a bare 'unsat': true (nothing is in the box), but vacuous."""
+    prop = tmp_path / "swapped.vnnlib"
+    prop.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (<= X_0 0))\n"
+                    "(assert (>= X_0 1))\n(assert (>= Y_0 1))\n")
+    assert verify_main([str(TEST / "test_nano.onnx"), str(prop), "--timeout", "30"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "unsat" and "unsat holds vacuously" in err
+    assert verify_main([str(TEST / "test_nano.onnx"), str(TEST / "test_nano.vnnlib"), "--timeout", "30"]) == 0
+    assert "vacuously" not in capsys.readouterr().err
+
+
+# -- floats ---------------------------------------------------------------------------------------
+
+
+def test_floats_model_errors_say_what_is_wrong(tmp_path, capsys):
+    """A missing .onnx read 'not a graph JSON file, an ONNX file or a known zoo model' (there are
+    no zoo names); --box with --vnnlib silently took the property's box."""
+    net, prop = str(TEST / "test_small.onnx"), str(TEST / "test_small.vnnlib")
+    cases = [(["bound", str(tmp_path / "none.onnx"), "--box", "0:1"], "no such file"),
+             (["bound", "mlp", "--box", "0:1"], "expected a graph JSON (.json) or an ONNX (.onnx) file"),
+             (["bound", net, "--vnnlib", str(ACAS / "prop_1.vnnlib")], "has 5 inputs, the model has 1"),
+             (["bound", net, "--box", "0:1", "--vnnlib", prop], "not both"),
+             (["run", str(tmp_path / "none.json"), "--input", "1"], "no such file")]
+    for argv, message in cases:
+        assert floats_main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and message in err, (argv, err)
+
+
+def test_floats_vnnlib_box_is_the_exact_one(tmp_path, capsys):
+    """The box was read through float64: the lower end 0.1 became 0.1000000000000000055..., so the
+    certified box missed the property's own corner. Several boxes: their hull (all covered)."""
+    import json
+    from fractions import Fraction
+
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
+                    "(assert (or (and (>= X_0 0.1) (<= X_0 0.3)) (and (>= X_0 0.5) (<= X_0 0.7))))\n"
+                    "(assert (>= Y_0 100))\n")
+    cert = tmp_path / "eps.json"
+    argv = ["bound", str(TEST / "test_small.onnx"), "--vnnlib", str(prop), "--samples", "0",
+            "--cert", str(cert)]
+    assert floats_main(argv) == 0, capsys.readouterr().err
+    box = json.loads(cert.read_text())["statement"]["input_box"]
+    assert [[Fraction(a), Fraction(b)] for a, b in box] == [[Fraction(1, 10), Fraction(7, 10)]]
+
+
+# -- proofs ---------------------------------------------------------------------------------------
+
+
+def test_proofs_without_obligations_says_why(tmp_path, monkeypatch, capsys):
+    """Outside a project ``check`` printed '0 obligations, ..., 0 failed' (exit 0) and ``show``
+    printed nothing: a CI gate pointed at the wrong folder passes without a word."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.torchlean]\nmodules = []\n')
+    for cmd in ("check", "show"):
+        assert proofs_main([cmd]) == 0
+        err = capsys.readouterr().err
+        assert "no obligations" in err and "modules = []" in err and "--include-library" in err
+
+
+def test_apidoc_usage_error_is_one_line(capsys):
+    assert apidoc_main([]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "-o/--out" in err
