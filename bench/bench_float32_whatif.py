@@ -16,7 +16,14 @@ property's whole box with the ranges of
   whose epsilon a per-leaf errorbound of a ReLU-split tree would certify), and (c') with (b)'s slopes;
 - (d) every relu element fixed to its phase at the box centre (one polytope around the centre:
   the least a ReLU-split leaf can reach, not a partition of the box);
-- (e) the last L relu layers fixed so.
+- (e) the last L relu layers fixed so;
+- (g) the sampled hull (``--sampled N``): every node's ranges met with the min / max of its values at
+  N random points of the box and its centre, an *unsound* stand-in for exact ranges (narrower than
+  them): the least any tightening of the ranges alone can bring, the error rules unchanged;
+- (f) per atom instead of per output: the error of a·y~ bounded as one form, sum_s |a·C_s| L_s +
+  |a|·rem over the output's sources (C its coefficients, L their bounds, rem what is kept outside
+  the form), against the growth sum_j |a_j| eps_j the certificate charges the atom today (the
+  outputs share their sources: y_t - y_j's cancel where they have the same sign).
 
 ``--dead-rule``: the fast relu row charges an element that is off in the reals (hi <= 0) its float
 hull's top max(0, hi + E) as a fresh absolute source, even where that hull crosses 0 (a split-off
@@ -79,9 +86,20 @@ def dead_rule_on_float_hull() -> None:
     fast_fns._Fns.fn = ns["fn"]
 
 
-def run(net: Path, prop: Path, need: float) -> None:
+def atom_error(walk: Any, v: Any, a: np.ndarray) -> float:
+    """sum_s |a·C_s| L_s + |a|·rem: the error bound of a·y~ from the output's form (float64, not
+    rounded outward: a what-if)."""
+    out = float(np.abs(a) @ v.rem)
+    for s, X in v.C.items():
+        w = X.shape[1]
+        row = a @ X if isinstance(X, np.ndarray) else np.bincount(X.c, a[X.r] * X.v, minlength=w)
+        out += float(np.abs(row) @ walk.L[s:s + w])
+    return out
+
+
+def run(net: Path, prop: Path, need: float, sampled: int = 0) -> None:
     """Print the instance's what-if epsilons (module docstring)."""
-    from torchlean.certificates import fast_engine
+    from torchlean.certificates import fast_engine, fast_errors
     from torchlean.certificates.fast_vnn import _float_slopes, phase_arrays
     from torchlean.certificates.float_vnn import grow
     from torchlean.certificates.graph_vnn import read_shared
@@ -102,8 +120,23 @@ def run(net: Path, prop: Path, need: float) -> None:
     orig = fast_engine.forward
 
     def eps_with(path: dict[tuple[int, int], int] | None = None, slopes: bool = False,
-                 phases: dict[int, np.ndarray] | None = None) -> tuple[list[Fraction], float]:
+                 phases: dict[int, np.ndarray] | None = None, sampled: int = 0
+                 ) -> tuple[list[Fraction], float]:
         def forward(fg: Any, lo: Any, hi: Any, method: str = "ibp", **kw: Any) -> Any:
+            if sampled:
+                st = orig(fg, lo, hi, method, **kw)
+                r = np.random.default_rng(0).random((sampled, lo.shape[1]))
+                X = np.concatenate([(lo + hi) / 2, lo + r * (hi - lo)])
+                pt = orig(fg, X, X, "ibp")
+                for k in range(1, len(st.L)):
+                    st.L[k] = np.maximum(st.L[k], pt.L[k].min(0, keepdims=True))
+                    st.U[k] = np.maximum(st.L[k], np.minimum(st.U[k], pt.U[k].max(0, keepdims=True)))
+                    st.vmax[k] = np.maximum(np.abs(st.L[k]), np.abs(st.U[k]))
+                    if st.arg[k] is not None:
+                        a = np.maximum(st.arg[k][0], pt.arg[k][0].min(0, keepdims=True))
+                        b = np.minimum(st.arg[k][1], pt.arg[k][1].max(0, keepdims=True))
+                        st.arg[k] = (a, np.maximum(a, b))
+                return st
             assert len(fg.bg.nodes) == len(t.bg.nodes)  # (the same lowering: node numbers agree)
             if path:
                 kw["phases"] = phase_arrays(fg.bg, [path])
@@ -125,8 +158,30 @@ def run(net: Path, prop: Path, need: float) -> None:
     def show(what: str, got: tuple[list[Fraction], float]) -> None:
         print(f"  {what}: max eps {float(max(got[0])):.4g} ({got[1]:.1f} s)", flush=True)
 
-    eps, w = eps_with()
+    made: list[Any] = []  # (the walk, the value it made last: the output's, on these graphs)
+    make = fast_errors._Walk.make
+
+    def keep(self: Any, *a: Any, **kw: Any) -> Any:
+        v = make(self, *a, **kw)
+        made[:] = [self, v]
+        return v
+
+    fast_errors._Walk.make = keep
+    try:
+        eps, w = eps_with()
+    finally:
+        fast_errors._Walk.make = make
     show("(a) whole box", (eps, w))
+    walk, out = made
+    if len(out.E) == len(eps) and np.allclose(out.E, [float(e) for e in eps], rtol=1e-9):
+        for r in spec.regions:
+            for j, d in enumerate(r.disjuncts):
+                for t_ in d:
+                    a = np.array([float(c) for c in t_.a])
+                    print(f"  (f) disjunct {j}: atom growth {float(np.abs(a) @ out.E):.4g}"
+                          f" -> as one form {atom_error(walk, out, a):.4g}", flush=True)
+    if sampled:
+        show(f"(g) ranges met with the sampled hull of {sampled} points", eps_with(sampled=sampled))
     if shared:
         show(f"(b) + the proof's {len(entry.get('arg_slopes', []))} shared slopes", eps_with(slopes=True))
     for j, path, bound in sorted(leaves, key=lambda x: -len(x[1]))[:2]:
@@ -168,6 +223,7 @@ def main() -> int:
     ap.add_argument("instances", nargs="+", help="network.onnx:property.vnnlib (eran's file names)")
     ap.add_argument("--data", default=None, help="the eran folder (default ../shared/data/vnncomp2021/eran)")
     ap.add_argument("--dead-rule", action="store_true", help="the dead rule only on float-dead elements")
+    ap.add_argument("--sampled", type=int, default=0, help="(g): points of the sampled hull")
     ap.add_argument("--need", type=float, default=0.0, help="seconds per real search of the need search")
     a = ap.parse_args()
     d = Path(a.data) if a.data else ROOT
@@ -175,7 +231,7 @@ def main() -> int:
         dead_rule_on_float_hull()
     for item in a.instances:
         n, p = item.split(":")
-        run(d / "nets" / n, d / "specs" / "mnist" / p, a.need)
+        run(d / "nets" / n, d / "specs" / "mnist" / p, a.need, a.sampled)
     return 0
 
 
