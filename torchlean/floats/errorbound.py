@@ -144,8 +144,8 @@ def bound_certificate(graph: Graph, box: Box, fmt: Format | str = "binary32", mo
         steps, stmt["epsilon"] = claims(propagate(stmt))
     except Rejected as e:
         # (a deadline is no refusal: OutOfTime is a Rejected, and the exact column's walk after
-        # it ran its whole engine pass before its first tick, eran's 6x200 nets ~30 s past a
-        # verify --float32 deadline: bench/README.md, "h-f32eran")
+        # it ran its whole engine pass before its first tick: ~30 s past a
+        # verify --float32 deadline on eran's 784-input nets: bench/README.md, "h-f32eran")
         if column is not None or stmt.get("column") != "fast" or isinstance(e, OutOfTime):
             raise
         # the default fast column refused this box where the exact one may not: the fast engine's
