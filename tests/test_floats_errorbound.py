@@ -250,3 +250,33 @@ def test_step_claims_are_short_and_rounded_up():
         r = rational(s)
         assert q <= r <= q * (1 + Fraction(1, 999)) and len(s) <= 12, (q, s)
     assert short_up(Fraction(0)) == "0" and rational(short_up(Fraction(1, 3))) == Fraction(3334, 10**4)
+
+
+def test_a_deadline_in_the_fast_column_is_not_retried_on_the_exact_one(monkeypatch):
+    """The generator's fallback (a box the fast column refuses gets an exact-column walk) is for
+    refusals, not for ``OutOfTime`` (a ``Rejected``): past the caller's deadline it raises at once
+    instead of starting the exact walk (whose engine pass ran ~30 s past ``verify --float32``'s
+    deadline on eran's 784-input nets). A genuine refusal still falls back."""
+    import time
+
+    import torchlean.floats.errorbound as gen
+    from torchlean.certificates.core import OutOfTime, Rejected, time_limit
+
+    real, calls = gen.propagate, []
+
+    def spy(stmt, *a, refuse=False):
+        calls.append(stmt.get("column", "exact"))
+        if refuse and stmt.get("column") == "fast":
+            raise Rejected("refused by the fast column")
+        return real(stmt, *a)
+
+    g = mlp([4, 16, 16, 2], "relu")
+    monkeypatch.setattr(gen, "propagate", spy)
+    with time_limit(time.monotonic() - 1), pytest.raises(OutOfTime):
+        bound_certificate(g, BOX4, "binary32", ranges="fast")
+    assert calls == ["fast"]
+    calls.clear()
+    monkeypatch.setattr(gen, "propagate", lambda stmt, *a: spy(stmt, *a, refuse=True))
+    cert = bound_certificate(g, BOX4, "binary32", ranges="fast")
+    assert calls == ["fast", "exact"] and "column" not in cert["statement"]
+    assert check(cert).ok
