@@ -3,7 +3,7 @@
 ``check_vnn`` (bounds.py) sends every network here: its ``BoundGraph`` (``lower``), ReLU chains
 included (the ReLU-chain engine and its certificate format were removed, issue 14; a certificate
 of that format names the chain's fingerprint, which no bound graph has, so it is refused with
-"certificate is for a different network (ReLU-chain certificates are no longer read ...)").
+"certificate is for a different network (or made in the removed ReLU-chain format ...)").
 The format (bounds.py docstring) in short:
 
 - split trees split the input (``["split", dim, v]``) or an element of a relu / leaky_relu / abs
@@ -167,7 +167,7 @@ def split_widths(bg: BoundGraph) -> tuple[int, ...]:
 def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str | None = None) -> Verdict:
     """``check_vnn`` for a bound graph (the caller catches malformed-input exceptions)."""
     require(cert.get("network") == fingerprint(bg), "certificate is for a different network "
-            "(ReLU-chain certificates are no longer read: verify again)")
+            "(or made in the removed ReLU-chain format: verify again)")
     require(cert.get("property") == spec.digest(), "certificate is for a different property")
     require(spec.n_in == bg.n_in and spec.n_out == bg.n_out, "property and network sizes differ")
     if cert.get("kind") == "vnn-sat":
