@@ -240,7 +240,8 @@ def test_cli_bad_input_one_line(tmp_path):
     old = Path(__file__).parent / "data" / "chain_cert" / "test_small.chain.json"  # the removed format
     r = _cli("check", old, TEST / "test_small.onnx", TEST / "test_small.vnnlib")
     assert r.returncode == 1 and r.stdout.count("\n") == 1 and "Traceback" not in r.stdout + r.stderr
-    assert r.stdout.startswith("rejected: certificate is for a different network (or made in the removed ReLU-chain")
+    assert r.stdout.startswith("rejected: certificate is for a different network (or made in the removed "
+                               "ReLU-chain")
     junk = tmp_path / "junk.json"
     junk.write_text("{")
     r = _cli("check", junk, TEST / "test_nano.onnx", TEST / "test_nano.vnnlib")
