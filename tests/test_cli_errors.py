@@ -5,6 +5,7 @@ obligations) are one clear line on stderr with a non-zero status, found before a
 
 from __future__ import annotations
 
+import csv
 import os
 import shlex
 import subprocess
@@ -233,3 +234,31 @@ def test_apidoc_usage_error_is_one_line(capsys):
     assert apidoc_main([]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "-o/--out" in err
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_run_reports_a_missing_file_and_runs_the_rest_of_the_list(jobs, tmp_path, capsys):
+    """One missing network stopped ``verify run`` at that instance: the rest of the list was never
+    run. Now it is one error line naming the file, the others run (their verdicts are VNN-COMP's),
+    the results file keeps every row, the status is 2 (bad input), and a rerun tries it again."""
+    for name in ("test_sat.onnx", "test_unsat.onnx", "test_prop.vnnlib"):
+        (tmp_path / name).write_bytes((TEST / name).read_bytes())
+    lst, out = tmp_path / "list.csv", tmp_path / "res.csv"
+    lst.write_text("onnx,vnnlib,expected\ntest_unsat.onnx,test_prop.vnnlib,unsat\n"
+                   "gone.onnx,test_prop.vnnlib,\ntest_sat.onnx,test_prop.vnnlib,sat\n")
+    assert verify_main(["run", str(lst), "--out", str(out), "-j", jobs, "--timeout", "60"]) == 2
+    res = capsys.readouterr()
+    errors = [line for line in res.out.splitlines() if "error" in line]
+    assert len(errors) == 1 and "gone.onnx: no such file" in errors[0], res.out
+    assert len(res.out.splitlines()) == 3
+    err = res.err.strip().splitlines()
+    assert len(err) == 1 and "1 of 3 instances" in err[0] and "gone.onnx" in err[0], res.err
+    rows = {r["onnx"]: r for r in csv.DictReader(out.open())}
+    assert [rows[n]["result"] for n in ("test_unsat.onnx", "gone.onnx", "test_sat.onnx")] == \
+        ["unsat", "error", "sat"]
+    assert rows["test_sat.onnx"]["agree"] == rows["test_unsat.onnx"]["agree"] == "yes"
+    (tmp_path / "gone.onnx").write_bytes((TEST / "test_sat.onnx").read_bytes())
+    assert verify_main(["run", str(lst), "--out", str(out), "-j", jobs, "--timeout", "60"]) == 0
+    res = capsys.readouterr()
+    assert len(res.out.splitlines()) == 1 and "gone.onnx" in res.out and "skipped 2 of 3" in res.err
+    assert [r["result"] for r in csv.DictReader(out.open())] == ["unsat", "sat", "sat"]
