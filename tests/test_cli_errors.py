@@ -110,6 +110,27 @@ def test_an_image_name_matplotlib_cannot_write_is_refused_first(argv, tmp_path, 
     assert out == "" and "not an image name" in err
 
 
+@pytest.mark.parametrize("case", ["plot-log", "demo-out", "cnn-plot", "pinn-plot"])
+def test_top_level_bad_input_is_status_2_like_the_other_commands(case, tmp_path, monkeypatch, capsys):
+    """``python -m torchlean`` answered a missing ``plot`` log, a demo folder it could not write
+    and ``--plot`` without ``--certify`` with status 1, where verify/floats/proofs answer bad input
+    with 2 (README: 2 bad input and usage, 1 a run that cannot be carried out)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "proofs").write_text("")  # the demo's artifact folder, taken by a file
+    argv, named = {"plot-log": (["plot", "none.json", "-o", "c.png"], "none.json: no such file"),
+                   "demo-out": (["demo", "--out", "out", "--steps", "1"], "proofs"),
+                   "cnn-plot": (["cnn", "--steps", "1", "--plot", "c.png"], "--plot needs --certify EPS"),
+                   "pinn-plot": (["pinn", "--steps", "1", "--plot", "c.png"], "--plot needs --certify")}[case]
+    assert top.main(argv) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("torchlean: error:") and named in lines[0], err
+    assert not (tmp_path / "c.png").exists()
+    if case != "demo-out":  # refused before any work
+        assert out == ""
+
+
 def test_a_diverging_run_ends_in_one_line_not_numpy_warnings():
     r = subprocess.run([sys.executable, "-m", "torchlean", "mlp", "--lr", "1e9", "--steps", "20",
                         "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=120,

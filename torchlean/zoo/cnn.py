@@ -126,8 +126,7 @@ def run(args: Any) -> int:
     from . import digits
 
     data = digits.load()
-    if args.plot and not args.certify:
-        raise ValueError("--plot needs --certify EPS")
+    # (--plot without --certify: refused as usage, exit 2, by ``torchlean.__main__._check_outputs``)
     tl.manual_seed(args.seed)
     net = model(args.command)
     trainer = tl.Trainer(net, task="classification", optimizer=args.optimizer, lr=args.lr,

@@ -183,8 +183,7 @@ def run(args: Any) -> int:
     """``python -m torchlean pinn`` (flags in ``torchlean.__main__``)."""
     import torchlean as tl
 
-    if args.plot and not args.certify:
-        raise ValueError("--plot needs --certify")
+    # (--plot without --certify: refused as usage, exit 2, by ``torchlean.__main__._check_outputs``)
     from . import _fit
 
     flags = {k: getattr(args, k) for k in _fit.DEVICE_DEFAULTS}
