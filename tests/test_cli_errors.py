@@ -5,6 +5,7 @@ obligations) are one clear line on stderr with a non-zero status, found before a
 
 from __future__ import annotations
 
+import csv
 import os
 import shlex
 import subprocess
@@ -107,6 +108,33 @@ def test_an_image_name_matplotlib_cannot_write_is_refused_first(argv, tmp_path, 
     assert top.main(argv) == 2
     out, err = capsys.readouterr()
     assert out == "" and "not an image name" in err
+
+
+@pytest.mark.parametrize("case", ["plot-log", "demo-out", "cnn-plot", "pinn-plot"])
+def test_top_level_bad_input_is_status_2_like_the_other_commands(case, tmp_path, monkeypatch, capsys):
+    """``python -m torchlean`` answered a missing ``plot`` log, a demo folder it could not write
+    and ``--plot`` without ``--certify`` with status 1, where verify/floats/proofs answer bad input
+    with 2 (README: 2 bad input and usage, 1 a run that cannot be carried out)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "proofs").write_text("")  # the demo's artifact folder, taken by a file
+    argv, named = {"plot-log": (["plot", "none.json", "-o", "c.png"], "none.json: no such file"),
+                   "demo-out": (["demo", "--out", "out", "--steps", "1"], "proofs"),
+                   "cnn-plot": (["cnn", "--steps", "1", "--plot", "c.png"], "--plot needs --certify EPS"),
+                   "pinn-plot": (["pinn", "--steps", "1", "--plot", "c.png"], "--plot needs --certify")}[case]
+    if case == "demo-out":  # (in a child: the demo's @verified model would join this process's registry)
+        r = subprocess.run([sys.executable, "-m", "torchlean", *argv], capture_output=True, text=True,
+                           timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        status, out, err = r.returncode, r.stdout, r.stderr
+    else:
+        status = top.main(argv)
+        out, err = capsys.readouterr()
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("torchlean: error:") and named in lines[0], err
+    assert not (tmp_path / "c.png").exists()
+    if case != "demo-out":  # refused before any work
+        assert out == ""
 
 
 def test_a_diverging_run_ends_in_one_line_not_numpy_warnings():
@@ -233,3 +261,31 @@ def test_apidoc_usage_error_is_one_line(capsys):
     assert apidoc_main([]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "-o/--out" in err
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_run_reports_a_missing_file_and_runs_the_rest_of_the_list(jobs, tmp_path, capsys):
+    """One missing network stopped ``verify run`` at that instance: the rest of the list was never
+    run. Now it is one error line naming the file, the others run (their verdicts are VNN-COMP's),
+    the results file keeps every row, the status is 2 (bad input), and a rerun tries it again."""
+    for name in ("test_sat.onnx", "test_unsat.onnx", "test_prop.vnnlib"):
+        (tmp_path / name).write_bytes((TEST / name).read_bytes())
+    lst, out = tmp_path / "list.csv", tmp_path / "res.csv"
+    lst.write_text("onnx,vnnlib,expected\ntest_unsat.onnx,test_prop.vnnlib,unsat\n"
+                   "gone.onnx,test_prop.vnnlib,\ntest_sat.onnx,test_prop.vnnlib,sat\n")
+    assert verify_main(["run", str(lst), "--out", str(out), "-j", jobs, "--timeout", "60"]) == 2
+    res = capsys.readouterr()
+    errors = [line for line in res.out.splitlines() if "error" in line]
+    assert len(errors) == 1 and "gone.onnx: no such file" in errors[0], res.out
+    assert len(res.out.splitlines()) == 3
+    err = res.err.strip().splitlines()
+    assert len(err) == 1 and "1 of 3 instances" in err[0] and "gone.onnx" in err[0], res.err
+    rows = {r["onnx"]: r for r in csv.DictReader(out.open())}
+    assert [rows[n]["result"] for n in ("test_unsat.onnx", "gone.onnx", "test_sat.onnx")] == \
+        ["unsat", "error", "sat"]
+    assert rows["test_sat.onnx"]["agree"] == rows["test_unsat.onnx"]["agree"] == "yes"
+    (tmp_path / "gone.onnx").write_bytes((TEST / "test_sat.onnx").read_bytes())
+    assert verify_main(["run", str(lst), "--out", str(out), "-j", jobs, "--timeout", "60"]) == 0
+    res = capsys.readouterr()
+    assert len(res.out.splitlines()) == 1 and "gone.onnx" in res.out and "skipped 2 of 3" in res.err
+    assert [r["result"] for r in csv.DictReader(out.open())] == ["unsat", "sat", "sat"]

@@ -126,3 +126,48 @@ def test_cli_run_and_bound(tmp_path, capsys):
     assert main(["bound", str(p), "--box", "1:0"]) == 2
     assert main(["bound", "missing.onnx", "--box", "0:1"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["float8_e4m3fn", "e5m2", "bfloat16"])
+def test_cli_bound_prints_the_observed_error_of_fp8_formats(fmt, tmp_path, capsys):
+    """``bound --format float8_e4m3fn`` printed the certified epsilon alone: the observed-error
+    sample knew only bfloat16, binary32 and binary16. The runtime runs the graph in the format
+    (``run_graph(dtype=...)``), so the sample now runs in ml_dtypes' fp8 types: within epsilon, and
+    of the format's size (fp8's unit roundoff is 2^-4 or 2^-3; a binary32 run's error is ~1e-7)."""
+    import re
+
+    from torchlean.floats.__main__ import main
+
+    p = tmp_path / "m.json"
+    p.write_text(mlp([3, 5, 2], "tanh", seed=4).to_json())
+    assert main(["bound", str(p), "--box=-1:1", "--samples", "500", "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    rows = [m.groups() for m in re.finditer(r"^\s+(\d+)\s+(\S+)\s+(\S+) \(\+-", out, re.M)]
+    assert [int(j) for j, _, _ in rows] == [0, 1], out
+    eps, obs = (np.array([float(r[k]) for r in rows]) for k in (1, 2))
+    assert np.all(obs <= eps), out
+    assert obs.max() > (2.0 ** -8 if "8" in fmt else 2.0 ** -12), out
+    assert "observed over 500 sampled points" in out
+
+
+def test_observed_error_types_have_the_checker_formats_values():
+    """The numpy/ml_dtypes type each format is sampled in holds exactly the checker's format (same
+    exponent and fraction bits, range, subnormals; float8_e4m3fn without infinities), and a type
+    that differs is refused rather than printed next to another format's bound."""
+    import ml_dtypes
+
+    from torchlean.certificates.rounding import FORMATS, get_format
+    from torchlean.floats.__main__ import NUMPY_TYPES, _dtype, same_values
+
+    for name in NUMPY_TYPES:
+        dt, f = _dtype(name), FORMATS[name]
+        assert dt is not None and np.dtype(dt).itemsize * 8 == f.bits, name
+        assert same_values(dt, f)
+        assert float(np.array(float(f.max_finite)).astype(dt)) == f.max_finite
+    assert _dtype("e4m3") is ml_dtypes.float8_e4m3fn and _dtype("float32") is np.float32
+    assert _dtype("binary64") is None and _dtype("e4m3m") is None and _dtype("e6m9") is None
+    assert not same_values(ml_dtypes.float8_e4m3fn, get_format("float8_e5m2"))
+    assert not same_values(ml_dtypes.float8_e5m2, get_format("float8_e4m3fn"))
+    if hasattr(ml_dtypes, "float8_e4m3"):  # IEEE-style e4m3: infinities, max 240, not e4m3fn
+        assert not same_values(ml_dtypes.float8_e4m3, get_format("float8_e4m3fn"))
+    assert not same_values(ml_dtypes.float8_e4m3fnuz, get_format("float8_e4m3fn"))

@@ -61,7 +61,7 @@ def test_metric_selection_and_errors(tmp_path):
 
 
 def test_cli_trains_logs_and_plots(tmp_path):
-    """The documented journey: mlp --log, then plot; a bad log is one line and exit 1."""
+    """The documented journey: mlp --log, then plot; a bad log is one line and exit 2 (bad input)."""
     log = tmp_path / "run.json"
     r = subprocess.run([sys.executable, "-m", "torchlean", "mlp", "--steps", "20", "--log", str(log),
                         "--no-progress"], capture_output=True, text=True, timeout=300)
@@ -73,7 +73,7 @@ def test_cli_trains_logs_and_plots(tmp_path):
     assert _colours(out)[0].std() > 0.05
     r = subprocess.run([sys.executable, "-m", "torchlean", "plot", str(tmp_path / "nope.json")],
                        capture_output=True, text=True, timeout=300)
-    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "no such file" in r.stderr
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "no such file" in r.stderr
 
 
 def test_verify_bounds_plot_on_acas(tmp_path):

@@ -116,3 +116,38 @@ def test_graph_search_reports_progress_when_asked(capsys: pytest.CaptureFixture[
     assert res.verdict == "unsat" and isinstance(lo[0], Fraction)
     err = capsys.readouterr().err.strip().splitlines()
     assert err and err[-1].startswith("search: ") and "boxes=" in err[-1] and "leaves=" in err[-1]
+
+
+def test_stage_is_one_line_off_a_terminal_unless_disabled(capsys: pytest.CaptureFixture[str]) -> None:
+    from torchlean.progress import stage
+
+    for enabled in (None, True):  # (stderr is captured here: not a terminal)
+        stage("cnn: certifying", enabled)
+        assert capsys.readouterr().err == "cnn: certifying\n"
+    stage("cnn: certifying", False)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("flag", [None, "--no-progress"])
+def test_cnn_certify_names_each_long_step_before_it_starts(flag: str | None, tmp_path: Path) -> None:
+    """``cnn --certify`` piped into a file said nothing for ~50 s (its bars show on a terminal
+    only): now a line on stderr names each long step as it starts, before that step's result line
+    (one stream, unbuffered, gives the order), and ``--no-progress`` silences them."""
+    env = {**_env(), "PYTHONUNBUFFERED": "1", "TORCHLEAN_PROOF_BUDGET": "0.5",
+           "TORCHLEAN_PROOF_CACHE": str(tmp_path / "proofs")}
+    cmd = [sys.executable, "-m", "torchlean", "cnn", "--steps", "1", "--certify", "0.01", "--certify-n", "2",
+           "--certify-timeout", "1"] + ([flag] if flag else [])
+    out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout
+    lines = out.stdout.splitlines()
+    steps = [("cnn: certifying 2 test images at eps 0.01 (up to 1 s each)", "certified accuracy at eps 0.01"),
+             ("cnn: bounding the float32 rounding error (budget 0.5 s)", "float32 rounding error of the cnn"),
+             ("cnn: proving the @verified gradient of cnn (budget 0.5 s)", "@verified gradient proof of cnn")]
+    results = [next(i for i, line in enumerate(lines) if line.startswith(done)) for _, done in steps]
+    if flag:
+        assert not any(line.startswith("cnn: ") for line in lines), out.stdout
+        return
+    starts = [lines.index(say) for say, _ in steps]
+    assert starts[0] < results[0] < starts[1] < results[1] < starts[2] < results[2], out.stdout
+    assert starts[0] > next(i for i, line in enumerate(lines) if line.startswith("test accuracy after"))

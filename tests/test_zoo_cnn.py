@@ -133,7 +133,7 @@ def test_cnn_command_certifies_and_draws(tmp_path: Path) -> None:
     assert img.shape[0] > 200 and img.shape[1] > 300 and img[..., :3].std() > 0.05
     bad = subprocess.run([sys.executable, "-m", "torchlean", "cnn", "--steps", "1", "--plot", str(png)],
                          capture_output=True, text=True, env=env, timeout=120)
-    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "--certify" in bad.stderr
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--certify" in bad.stderr
 
 
 def test_float32_epsilon_covers_the_float32_runs(trained) -> None:

@@ -1,7 +1,8 @@
 """``python -m torchlean``: train the Auto MPG MLP, or run a quickstart example.
 
-Errors are one line on stderr: exit 2 for usage errors (unknown command, bad flag), exit 1 for a
-run that cannot proceed (e.g. ``--device cuda`` on a machine without cupy or a GPU).
+Errors are one line on stderr: exit 2 for bad input and usage (unknown command, bad flag, a log
+``plot`` cannot read, an output folder that cannot be written), exit 1 for a run that cannot be
+carried out (e.g. ``--device cuda`` on a machine without cupy or a GPU, a diverging run).
 """
 
 from __future__ import annotations
@@ -306,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SystemExit as e:  # --help / --version print and "exit"; report it as a return code
         return e.code if isinstance(e.code, int) else 0
+    from torchlean.plot import PlotError
     from torchlean.runtime.backends import DeviceError
     from torchlean.runtime.checkpoint import CheckpointError
 
@@ -317,8 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (DeviceError, CheckpointError, OSError, ValueError, RuntimeError) as e:
-        print(f"torchlean: error: {e}", file=sys.stderr)
+    except (PlotError, CheckpointError, OSError) as e:  # bad input (a log or checkpoint that cannot
+        # be read, a folder that cannot be written): status 2, as every torchlean command answers it
+        return _cli.guard(_raiser(e), (PlotError, CheckpointError), prog="torchlean")
+    except (DeviceError, ValueError, RuntimeError) as e:  # the run could not be carried out
+        print(f"torchlean: error: {_cli.one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("torchlean: interrupted", file=sys.stderr)
@@ -337,6 +342,8 @@ def _check_outputs(args: argparse.Namespace) -> None:
     done: a run must not end by losing its result to a typo in --save."""
     for flag in ("log", "save", "plot", "samples"):
         _cli.check_writable(getattr(args, flag, None), f"--{flag}")
+    if getattr(args, "plot", None) and not getattr(args, "certify", True):  # (cnn, resnet, pinn)
+        raise _cli.CliError(f"--plot needs --certify{' EPS' if args.command in ('cnn', 'resnet') else ''}")
     images = [(f"--{f}", getattr(args, f, None)) for f in ("plot", "samples")]
     if args.command == "plot":
         _cli.check_writable(args.out, "-o")

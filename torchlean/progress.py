@@ -11,6 +11,8 @@
 - ``False``: nothing.
 
 The command-line tools expose it as ``--progress`` / ``--no-progress`` (default: terminal only).
+``stage(text, enabled)`` names a long step as it starts, in one line on the same logger, on a
+terminal or not (only ``enabled=False`` silences it): the zoo commands' ``--certify`` steps.
 
 Example::
 
@@ -31,7 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["Progress", "bar", "watch", "stdout_handler", "LOGGER"]
+__all__ = ["Progress", "bar", "watch", "stage", "stdout_handler", "LOGGER"]
 
 #: the logger of the plain progress lines (off a terminal)
 LOGGER = logging.getLogger("torchlean.progress")
@@ -163,6 +165,15 @@ def bar(total: float | None = None, desc: str = "", unit: str = "it", enabled: b
     else:
         mode = "log" if enabled else "off"
     return Progress(total, desc, unit, mode, interval, bar_format)
+
+
+def stage(text: str, enabled: bool | None = None) -> None:
+    """One line naming a long step as it starts (``cnn: certifying 10 test images at eps 0.1``),
+    logged on ``LOGGER`` (stderr) on a terminal or not, unless ``enabled`` is False
+    (``--no-progress``, ``--quiet``): a step's bar shows only on a terminal by default, and a
+    command silent for a minute in a CI log or a pipe looks hung. Lines, not a count: no interval."""
+    if enabled is not False:
+        LOGGER.info(text)
 
 
 @contextmanager

@@ -154,15 +154,43 @@ def cmd_bound(a: argparse.Namespace) -> int:
     return 0
 
 
+#: the numpy (or ml_dtypes) type the runtime runs each named format of the checker's table in
+NUMPY_TYPES = {"binary32": "float32", "binary16": "float16", "bfloat16": "bfloat16",
+               "float8_e4m3fn": "float8_e4m3fn", "float8_e5m2": "float8_e5m2"}
+
+
 def _dtype(fmt: str) -> Any:
-    """The numpy dtype the runtime runs a format in (None: not sampled)."""
-    if fmt == "bfloat16":
-        try:
-            import ml_dtypes
-        except ImportError:
-            return None
-        return ml_dtypes.bfloat16
-    return {"binary32": np.float32, "binary16": np.float16}.get(fmt)
+    """The numpy dtype the runtime runs format ``fmt`` (a name or alias of the checker's table:
+    ``float32``, ``e4m3``, ...) in, for the observed error; None (not sampled) for binary64, an
+    eXmY format, or a type without ml_dtypes or whose values are not exactly the format's."""
+    from ..certificates.rounding import get_format
+
+    try:
+        f = get_format(fmt)
+    except ValueError:
+        return None
+    name = NUMPY_TYPES.get(f.name)
+    if name is None:
+        return None
+    try:
+        import ml_dtypes
+    except ImportError:
+        return getattr(np, name, None) if name in ("float32", "float16") else None
+    dt = getattr(np, name, None) or getattr(ml_dtypes, name)
+    return dt if same_values(dt, f) else None
+
+
+def same_values(dt: Any, f: Any) -> bool:
+    """Whether numpy type ``dt`` has exactly the values of checker format ``f``: exponent and
+    fraction bits, largest finite and smallest positive value, and infinities or none (OCP
+    float8_e4m3fn has none: its top exponent holds normal numbers). An observed error sampled in
+    another type would be printed next to a bound it does not belong to."""
+    import ml_dtypes
+
+    fi = ml_dtypes.finfo(dt)
+    has_inf = bool(np.isinf(np.array(np.inf, np.float32).astype(dt)))
+    return ((fi.nexp, fi.nmant) == (f.ebits, f.mbits) and float(fi.max) == f.max_finite
+            and float(fi.smallest_subnormal) == f.min_positive and f.subnormals and has_inf == f.has_inf)
 
 
 def cmd_fpcore(a: argparse.Namespace) -> int:

@@ -245,12 +245,18 @@ def _plot_bounds(args: argparse.Namespace, target: Any, region: Any, main: tuple
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import run_csv
+    from .runner import ERROR, run_csv
 
     _cli.check_writable(args.out, "--out")
     _cli.check_not_input(args.out, "--out", args.csv)
-    run_csv(args.csv, out=args.out, timeout=args.timeout, method=args.method, progress=_cli.progress_of(args),
-            jobs=args.jobs, force=args.force, ray=args.ray)
+    rows = run_csv(args.csv, out=args.out, timeout=args.timeout, method=args.method,
+                   progress=_cli.progress_of(args), jobs=args.jobs, force=args.force, ray=args.ray)
+    failed = [r for r in rows if r["result"] == ERROR]
+    if failed:  # the others ran and are kept; bad input is status 2, as for the single command
+        why = failed[0]["check"].removeprefix("error: ")
+        more = f" (first: {why})" if len(failed) > 1 else f": {why}"
+        print(f"error: {len(failed)} of {len(rows)} instances could not be run{more}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -263,7 +269,8 @@ DESCRIPTIONS = {
     "bounds": "Sound bounds of every output over each input box of the property, computed by the "
               "checker's own engine (checked by construction).",
     "run": "Run a benchmark list, one result row per instance in --out (rewritten after every "
-           "instance; a rerun skips the instances already there).",
+           "instance; a rerun skips the instances already there). An instance whose files cannot be "
+           "read is an error row and line, the others run, and the exit status is 2.",
 }
 
 #: command -> the example command lines its --help ends with

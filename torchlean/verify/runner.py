@@ -8,7 +8,12 @@ clock, loading and replay included (``run_instance``).
 the rows come out in the instance list's order either way. The results file is rewritten atomically
 after every finished instance, so an interrupted run keeps what it finished, and a rerun with the
 same ``out`` skips the instances already there (keyed by onnx, vnnlib and timeout; ``force``
-reruns them). A last row cut short (a file not written by this module) is ignored."""
+reruns them). A last row cut short (a file not written by this module) is ignored.
+
+An instance whose files cannot be read or are not a network and property torchlean takes (a
+missing file, a malformed model) does not stop the list: its row's ``result`` is ``error`` with the
+one-line reason in ``check`` (``run_one``), the other instances run, and a rerun tries it again
+(``error`` is not a verdict)."""
 
 from __future__ import annotations
 
@@ -21,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from .._cli import CliError, check_timeout
-from .._files import atomic_write_text, read_input
+from .._files import InputFileError, atomic_write_text, read_input
+from ..certificates.bound_graph import Unsupported
 from ..certificates.bounds import check_vnn, replay_mode
+from ..certificates.property import PropertyError
 from ..pool import Pool
 from ..progress import LOGGER as PROGRESS
 from ..progress import stdout_handler
@@ -55,6 +62,11 @@ FIELDS = [
 
 #: the verdicts a finished row's ``result`` holds (a row with another is run again)
 VERDICTS = ("sat", "unsat", "unknown", "timeout")
+#: an instance's bad input (the errors ``verify``'s single command answers with exit 2, and files
+#: that cannot be read): its row is an ``error``, the list goes on (``run_one``)
+BAD_INPUT = (InputError, InputFileError, PropertyError, Unsupported, OSError, UnicodeError)
+#: the ``result`` of an instance that could not be run (bad input: ``run_one``); not a verdict
+ERROR = "error"
 #: the verdicts an ``expected`` column may hold (empty: not known)
 EXPECTED = ("", "sat", "unsat", "unknown", "timeout")
 #: the largest instance list read (bytes)
@@ -157,6 +169,24 @@ def run_instance(
     return out
 
 
+def run_one(
+    net_path: Path, prop_path: Path, timeout: float, method: str = "crown", progress: bool = False,
+) -> dict[str, Any]:
+    """``run_instance``, with bad input (``BAD_INPUT``: a missing or unreadable file, a model or
+    property torchlean does not take) returned as an ``error`` row naming the file instead of
+    raised, so that one instance does not stop a list. A bug still raises."""
+    from .._cli import one_line
+
+    try:
+        return run_instance(net_path, prop_path, timeout, method, progress)
+    except BAD_INPUT as e:
+        reason = one_line(e) or type(e).__name__
+        if isinstance(e, OSError) and e.filename and str(e.filename) not in reason:
+            reason = f"{e.filename}: {e.strerror or reason}"
+        return {"result": ERROR, "solve_s": "", "check_s": "", "wall_s": "", "check": f"error: {reason}",
+                "mode": "", "boxes": "", "leaves": ""}
+
+
 def run_csv(
     path: str | Path,
     out: str | None = None,
@@ -169,6 +199,7 @@ def run_csv(
 ) -> list[dict[str, Any]]:
     """Run every instance of the list ``path`` (``read_instances``) and return the result rows in
     its order; with ``out``, keep them there (see the module docstring for ``jobs`` and resuming).
+    An instance with bad input is a row whose ``result`` is ``ERROR`` (``run_one``), not an exception.
     ``timeout`` overrides the list's timeouts (default 116 s)."""
     base = Path(path).parent
     rows = read_instances(path)
@@ -194,7 +225,9 @@ def run_csv(
         r["agree"] = _agree(exp, r["result"])
         r.update({k: row.get(k, "") for k in extra})
         done[i] = r
-        if progress is not False:  # one line per instance, on a terminal or not
+        if progress is not False and r["result"] == ERROR:  # (the reason names the file)
+            RESULTS.info(f"[{len(done)}/{len(rows)}] {row['onnx']} {row['vnnlib']}: {r['check']}")
+        elif progress is not False:  # one line per instance, on a terminal or not
             RESULTS.info(
                 f"[{len(done)}/{len(rows)}] {row['onnx']} {row['vnnlib']}: {r['result']} "
                 f"({r['solve_s']} s, check {r['check_s'] or '-'} s, wall {r.get('wall_s') or '-'} s)"
@@ -206,11 +239,11 @@ def run_csv(
     paths = [((base / r["onnx"]).resolve(), (base / r["vnnlib"]).resolve()) for r in rows]
     if ray is None and (jobs <= 1 or len(todo) <= 1):
         for i in todo:
-            finish(i, run_instance(*paths[i], limits[i], method))
+            finish(i, run_one(*paths[i], limits[i], method))
     else:  # local worker processes, or Ray tasks (absolute paths: a remote node sees the same files)
         with Pool(min(jobs, len(todo)) if ray is None else jobs, ray=ray) as pool:
             calls = [(*paths[i], limits[i], method, False) for i in todo]
-            for k, r in pool.map_unordered(run_instance, calls):
+            for k, r in pool.map_unordered(run_one, calls):
                 finish(todo[k], r)
     return [done[i] for i in sorted(done)]
 

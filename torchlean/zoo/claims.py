@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ProofStatus", "cache_dir", "epsilon_line", "float32_epsilon", "gradient_proof", "print_claims",
-           "proof_budget"]
+__all__ = ["ProofStatus", "announce", "cache_dir", "epsilon_line", "float32_epsilon", "gradient_proof",
+           "print_claims", "proof_budget"]
 
 
 def cache_dir() -> Path:
@@ -203,6 +203,14 @@ def _budgeted(fn: Callable[..., Any], args: tuple[Any, ...], budget: float) -> t
     return got, seconds
 
 
+def announce(args: Any, what: str) -> None:
+    """``progress.stage`` for a zoo command: ``<command>: <what>`` on stderr before a long step
+    (``--no-progress`` silences it), so that a ``--certify`` run in a pipe is not a silent minute."""
+    from ..progress import stage
+
+    stage(f"{getattr(args, 'command', 'torchlean')}: {what}", getattr(args, "progress", None))
+
+
 def gradient_proof(name: str, build: Callable[[], Any], input_shape: Sequence[int],
                    directory: Path | None = None, *, solver: str = "cvc5", timeout: float = 180.0,
                    budget: float = 300.0) -> ProofStatus:
@@ -291,7 +299,9 @@ def print_claims(args: Any, net: Any, x: np.ndarray, box: Sequence[tuple[Any, An
         net = net.to(dtype="float32", device="cpu")
     if hasattr(net, "eval"):
         net.eval()
+    announce(args, f"bounding the float32 rounding error (budget {proof_budget(args):g} s)")
     print(epsilon_line(net, x, box, what, samples, proof_budget(args)))
     if note:
         print(note)
+    announce(args, f"proving the @verified gradient of {name} (budget {proof_budget(args):g} s)")
     print(gradient_proof(name, build, input_shape, budget=proof_budget(args)).summary())

@@ -126,8 +126,7 @@ def run(args: Any) -> int:
     from . import digits
 
     data = digits.load()
-    if args.plot and not args.certify:
-        raise ValueError("--plot needs --certify EPS")
+    # (--plot without --certify: refused as usage, exit 2, by ``torchlean.__main__._check_outputs``)
     tl.manual_seed(args.seed)
     net = model(args.command)
     trainer = tl.Trainer(net, task="classification", optimizer=args.optimizer, lr=args.lr,
@@ -156,17 +155,23 @@ def run(args: Any) -> int:
     net.eval()
     x, y = data.x_test[:args.certify_n], data.y_test[:args.certify_n]
     radii = [args.certify * k / 4 for k in (1, 2, 3, 4)] if args.plot else [args.certify]
-    reports = [certify(net, x, y, r, timeout=args.certify_timeout, progress=args.progress) for r in radii]
+    from .claims import announce, epsilon_line, gradient_proof, proof_budget
+
+    reports = []
+    for r in radii:
+        each = f"up to {args.certify_timeout:g} s each"
+        announce(args, f"certifying {len(y)} test image{'s' * (len(y) != 1)} at eps {r:g} ({each})")
+        reports.append(certify(net, x, y, r, timeout=args.certify_timeout, progress=args.progress))
     for rep in reports:
         print(rep.summary())
     print("every 'verified' is a vnn-unsat certificate and every 'falsified' a counterexample, "
           "each accepted by the trusted checker (torchlean.certificates) before it was counted")
-    from .claims import epsilon_line, gradient_proof, proof_budget
-
     kind = args.command
+    announce(args, f"bounding the float32 rounding error (budget {proof_budget(args):g} s)")
     # (under the same budget as the proof: the ResNet's ε alone took 6 minutes unbudgeted)
     print(epsilon_line(net, data.x_test[:1], None, f"the {kind} on the whole data box [0, 1]^64",
                        budget=proof_budget(args)))
+    announce(args, f"proving the @verified gradient of {kind} (budget {proof_budget(args):g} s)")
     print(gradient_proof(kind, lambda: model(kind), (1, 1, 8, 8),
                          budget=proof_budget(args)).summary())
     if args.plot:

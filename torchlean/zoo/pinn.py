@@ -183,8 +183,7 @@ def run(args: Any) -> int:
     """``python -m torchlean pinn`` (flags in ``torchlean.__main__``)."""
     import torchlean as tl
 
-    if args.plot and not args.certify:
-        raise ValueError("--plot needs --certify")
+    # (--plot without --certify: refused as usage, exit 2, by ``torchlean.__main__._check_outputs``)
     from . import _fit
 
     flags = {k: getattr(args, k) for k in _fit.DEVICE_DEFAULTS}
@@ -201,17 +200,20 @@ def run(args: Any) -> int:
     _fit.report_log(args, history)
     if not args.certify:
         return 0
+    from .claims import announce, float32_epsilon, gradient_proof, proof_budget
+
+    announce(args, f"certifying the residual bound on [0, 1] (up to {args.certify_timeout:g} s)")
     rb = certify_residual(net, pieces=args.pieces, timeout=args.certify_timeout)
     if rb.verdict == "verified":
         print(f"certified: |u''(x) - f(x)| <= {rb.bound:.4g} for every x in [0, 1] (vnn-unsat certificate "
               f"replayed by the trusted checker; {rb.reason}; {rb.seconds:.1f} s)")
     else:
         print(f"not certified: |residual| <= {rb.bound:.4g} was not proved ({rb.verdict}: {rb.reason})")
-    from .claims import float32_epsilon, gradient_proof, proof_budget
-
+    announce(args, "bounding the float32 rounding error")
     eps, observed = float32_epsilon(net, np.array([[0.5]]), [(0, 1)])
     print(f"float32 rounding error of u on the domain [0, 1]: |float32 - real| <= {eps:.3g} (errorbound "
           f"certificate replayed by the checker; observed {observed:.3g} on 500 samples)")
+    announce(args, f"proving the @verified gradient of pinn_residual (budget {proof_budget(args):g} s)")
     print(gradient_proof("pinn_residual", lambda: Residual(model()), (1, 1),
                          budget=proof_budget(args)).summary())
     if args.plot:

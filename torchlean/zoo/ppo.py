@@ -261,6 +261,9 @@ def run(args: Any) -> int:
     if not args.certify:
         return 0
     res.policy.eval()
+    from .claims import announce, float32_epsilon, gradient_proof, proof_budget
+
+    announce(args, f"deciding the safety properties (up to {args.certify_timeout:g} s each)")
     for name, r in certify(res.policy, timeout=args.certify_timeout):
         where = ""
         if r.verdict == "falsified":
@@ -268,14 +271,14 @@ def run(args: Any) -> int:
         print(f"safety '{name}' on its whole box: {r.verdict}{where} ({r.reason})")
     print("'verified' = a vnn-unsat certificate replayed by the trusted checker; 'falsified' = a state "
           "of the box where exact evaluation shows the other action winning")
-    from .claims import float32_epsilon, gradient_proof, proof_budget
-
     lows, highs = zip(*((lo, hi) for lo, hi, _ in SAFETY_BOXES.values()))
     hull = list(zip(np.min(lows, 0).tolist(), np.max(highs, 0).tolist()))
+    announce(args, "bounding the float32 rounding error")
     eps, observed = float32_epsilon(res.policy, np.zeros((1, 4)), hull)
     print(f"float32 rounding error of the policy's logits on the safety boxes' hull: |float32 - real| "
           f"<= {eps:.3g} (errorbound certificate replayed by the checker; observed {observed:.3g} on 500 "
           "samples)")
     budget = proof_budget(args)
+    announce(args, f"proving the @verified gradient of ppo_policy (budget {budget:g} s)")
     print(gradient_proof("ppo_policy", policy_net, (1, 4), budget=budget).summary())
     return 0
