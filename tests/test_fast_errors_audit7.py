@@ -14,6 +14,7 @@ import mpmath
 import numpy as np
 import pytest
 from fast_column import both_columns, covers_float_runs, rejected, shrunk_epsilon, worst_ratio
+from test_fast_overflow import _scores
 
 from torchlean.certificates import check
 from torchlean.certificates import engine as exact_engine
@@ -168,15 +169,6 @@ def test_nan_clip_is_no_information():
     assert np.array_equal(base.L[-1], nan.L[-1]) and np.array_equal(base.U[-1], nan.U[-1])
     lo, hi = float(base.L[-1][0, 0]), float(base.U[-1][0, 0])
     assert lo <= float(mpmath.tanh(-3)) and float(mpmath.tanh(6)) <= hi
-
-
-def _scores(W: np.ndarray, S: np.ndarray, V: np.ndarray) -> Graph:
-    """x (1, 4) -> x W + S -> softmax -> matmul V (as ``test_fast_overflow``)."""
-    c = {"W": W.astype(np.float32), "S": S.astype(np.float32), "V": V.astype(np.float32)}
-    return Graph([Value("x", (1, 4), "float32")], c,
-                 [Node("matmul", ["x", "W"], "h0", {}), Node("add", ["h0", "S"], "h", {}),
-                  Node("softmax", ["h"], "p", {"axis": -1}), Node("matmul", ["p", "V"], "y", {})],
-                 ["y"]).check()
 
 
 @pytest.mark.parametrize("fmt,scale", [("binary16", 1.0), ("float8_e5m2", 1.0), ("float8_e4m3fn", 0.01)])
