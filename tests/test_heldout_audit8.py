@@ -372,3 +372,18 @@ def test_a_sat_that_onnxruntime_refutes_is_reported_unknown(tmp_path, monkeypatc
     res = Result("sat", x=x, y=[-1.0])
     _runtime_guard(t, res)
     assert res.verdict == "sat"
+
+
+def test_float32_on_a_network_the_emulator_lacks_answers_unknown_not_an_internal_error(tmp_path, capsys):
+    from torchlean.verify.__main__ import main
+
+    # y = relu(conv 2x2 of ones) = x0 + x1 + x2 + x3 on [0, 1]^4: "Y_0 >= 3.5" is sat (at the
+    # corner 1, 1, 1, 1); the bit-exact binary32 emulator has no conv2d, so --float32 cannot
+    # confirm the point: unknown (it was "internal error: NotImplementedError", exit 1)
+    m = _model([N("Conv", ["x", "w"], ["c"]), N("Relu", ["c"], ["r"]), N("Flatten", ["r"], ["y"])],
+               [("x", [1, 1, 2, 2])], [("w", np.ones((1, 1, 2, 2), np.float32))])
+    net, prop = _write_instance(tmp_path, m, box=((0, 1),) * 4, atoms="(assert (>= Y_0 3.5))")
+    assert main([str(net), str(prop), "--timeout", "60"]) == 0
+    assert capsys.readouterr().out.split()[0] == "sat"
+    assert main([str(net), str(prop), "--timeout", "60", "--float32"]) == 0
+    assert capsys.readouterr().out.split()[0] == "unknown"
