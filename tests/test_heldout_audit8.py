@@ -387,3 +387,25 @@ def test_float32_on_a_network_the_emulator_lacks_answers_unknown_not_an_internal
     assert capsys.readouterr().out.split()[0] == "sat"
     assert main([str(net), str(prop), "--timeout", "60", "--float32"]) == 0
     assert capsys.readouterr().out.split()[0] == "unknown"
+
+
+@pytest.mark.parametrize("alpha", [2.0, -2.0])
+def test_leaky_relu_slopes_outside_0_1_give_the_brute_force_verdicts(alpha, tmp_path, capsys):
+    """LeakyRelu's alpha is imported as stored, whatever its value: a slope above 1 or below 0
+    makes the function concave or non-monotone, where a relaxation written for [0, 1] would be
+    unsound. Reference: the network on a grid of [-1, 1]^3 (step 0.1) and a Lipschitz constant."""
+    from torchlean.verify.__main__ import main
+
+    rng = np.random.default_rng(7)
+    w1, w2 = rng.standard_normal((6, 3)).astype(np.float32), rng.standard_normal((1, 6)).astype(np.float32)
+    m = _model([N("Gemm", ["x", "w1"], ["h"], transB=1), N("LeakyRelu", ["h"], ["a"], alpha=alpha),
+                N("Gemm", ["a", "w2"], ["y"], transB=1)], [("x", [1, 3])], [("w1", w1), ("w2", w2)])
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 21)] * 3), -1).reshape(-1, 3)
+    h = grid @ w1.astype(np.float64).T
+    ys = np.where(h > 0, h, alpha * h) @ w2.astype(np.float64).T
+    lip = np.linalg.norm(w2, 2) * max(1, abs(alpha)) * np.linalg.norm(w1, 2)
+    top = float(ys.max() + lip * 0.05 * np.sqrt(3)) + 1e-6  # above the true maximum
+    for thr, allowed in ((float(ys.max()) - 1e-3, {"sat"}), (top, {"unsat", "timeout"})):
+        net, prop = _write_instance(tmp_path, m, box=((-1, 1),) * 3, atoms=f"(assert (>= Y_0 {thr!r}))")
+        assert main([str(net), str(prop), "--timeout", "60"]) == 0
+        assert capsys.readouterr().out.split()[0] in allowed, (alpha, thr)
