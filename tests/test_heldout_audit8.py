@@ -358,16 +358,18 @@ def test_a_sat_that_onnxruntime_refutes_is_reported_unknown(tmp_path, monkeypatc
     net, _ = _write_instance(tmp_path, _affine())
     _misread_sub(monkeypatch)
     t = table.target(load_onnx(str(net)))
-    t.path = net
+    t.path, t.runtime_checked = net, True  # (as load_instance leaves a target it checked)
     x = [Fraction(0), Fraction(0)]
     # misread: y = (x + m) @ w = 1 at 0, the file's y = -1: "Y_0 >= 0.5" holds only for the misreading
     assert "differ" in table.runtime_refutes(t, x)
     res = Result("sat", x=x, y=[1.0])
     _runtime_guard(t, res)
     assert res.verdict == "unknown" and "not one for onnxruntime" in capsys.readouterr().err
+    t.runtime_checked = False  # (not checked at load: nothing to check against at the end)
+    assert table.runtime_refutes(t, x) is None
     monkeypatch.undo()
     t = table.target(load_onnx(str(net)))
-    t.path = net
+    t.path, t.runtime_checked = net, True
     assert table.runtime_refutes(t, x) is None
     res = Result("sat", x=x, y=[-1.0])
     _runtime_guard(t, res)

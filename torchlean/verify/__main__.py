@@ -29,7 +29,7 @@ from ..certificates.property import PropertyError
 from ..pool import PoolError
 from .budget import Budget
 from .network import InputError
-from .table import load_instance, runtime_refutes
+from .table import RUNTIME_CHECK_S, load_instance, runtime_refutes
 
 
 def vnncomp_text(result) -> str:
@@ -72,7 +72,7 @@ def _verify(args: argparse.Namespace, clock: Budget, out_of_time: Any) -> int:
     from .bab import solve
 
     with loading():
-        target, spec = load_instance(args.net, args.prop)
+        target, spec = load_instance(args.net, args.prop, runtime_check=clock.left() > RUNTIME_CHECK_S)
     if not args.quiet:
         _warn_empty_boxes(spec, args.prop)
     left = clock.search_time()

@@ -8,6 +8,7 @@ nothing it computes is a bound; the checker recomputes every claim from the grap
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,32 @@ RUNTIME_TOL = 1e-3
 RUNTIME_SLACK = 100.0
 
 
+_SESSIONS: dict[Any, Any] = {}  # (file, size, mtime) -> its onnxruntime session, None if it has none
+
+
+def _session(path: str | Path) -> Any:
+    """onnxruntime's session of the file (made once per unchanged file: ``verify run`` checks each
+    instance of a network, and a sat's check then costs the run only), or None."""
+    import onnxruntime as ort
+
+    try:
+        st = os.stat(path)
+        key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    except OSError:
+        return None
+    if key not in _SESSIONS:
+        try:
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3  # (errors only: IR-3 files warn about initializers as inputs)
+            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception:  # (an ONNX file this runtime cannot run: no reference to compare with)
+            sess = None
+        if len(_SESSIONS) >= 8:
+            _SESSIONS.clear()
+        _SESSIONS[key] = sess
+    return _SESSIONS[key]
+
+
 def runtime_mismatch(path: str | Path, graph: Any, points: list[list[Any]]) -> str | None:
     """Where the imported graph and onnxruntime disagree on the file at ``points`` (flat inputs,
     the graph inputs concatenated; each rounded to the input's dtype first), or None (they agree, or
@@ -129,18 +156,15 @@ def runtime_mismatch(path: str | Path, graph: Any, points: list[list[Any]]) -> s
     cross-check of the trusted importer that can only refuse (a wrong operator reading would
     otherwise turn into a wrong verdict, with a checker-accepted certificate, on a new network)."""
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
     except ImportError:
         return None
     from ..runtime.execute import run_graph
 
-    try:
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3  # (errors only: IR-3 files warn about initializers as inputs)
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        names = [i.name for i in sess.get_inputs()]
-    except Exception:  # (an ONNX file this runtime cannot run: no reference to compare with)
+    sess = _session(path)
+    if sess is None:
         return None
+    names = [i.name for i in sess.get_inputs()]
     dtypes = {"tensor(double)": np.float64, "tensor(float16)": np.float16}
     kinds = {i.name: dtypes.get(i.type, np.float32) for i in sess.get_inputs()}
     if sorted(names) != sorted(v.name for v in graph.inputs):

@@ -138,10 +138,10 @@ def run_instance(
     confirm within it, or any answer later than it, is "timeout" (``wall_s``: the wall time)."""
     from .bab import solve
     from .budget import Budget
-    from .table import load_instance, runtime_refutes
+    from .table import RUNTIME_CHECK_S, load_instance, runtime_refutes
 
     clock = Budget(timeout, start=time.monotonic())
-    target, spec = load_instance(net_path, prop_path)
+    target, spec = load_instance(net_path, prop_path, runtime_check=clock.left() > RUNTIME_CHECK_S)
     res = clock.search(solve, target, spec, method=method, progress=progress)
     out: dict[str, Any] = {
         "result": res.verdict,
