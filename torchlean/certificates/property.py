@@ -204,6 +204,10 @@ def parse_property(text: str) -> Spec:
         if head == "declare-const":
             if len(e) != 3 or not isinstance(e[1][0], str) or not _VAR.match(e[1][0]):
                 raise PropertyError(f"line {line}: declare X_i or Y_j constants only")
+            # Real only: an Int (or Bool) input is a smaller set than the real box this module
+            # reads, so a non-integer counterexample would be accepted as "sat" for it
+            if e[2][0] != "Real":
+                raise PropertyError(f"line {line}: {e[1][0]} must be declared Real")
             decl[e[1][0]] = line
         elif head == "assert" and len(e) == 2:
             asserts.append(e[1])

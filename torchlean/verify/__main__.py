@@ -29,7 +29,7 @@ from ..certificates.property import PropertyError
 from ..pool import PoolError
 from .budget import Budget
 from .network import InputError
-from .table import load_instance
+from .table import RUNTIME_CHECK_S, load_instance, runtime_refutes
 
 
 def vnncomp_text(result) -> str:
@@ -72,7 +72,7 @@ def _verify(args: argparse.Namespace, clock: Budget, out_of_time: Any) -> int:
     from .bab import solve
 
     with loading():
-        target, spec = load_instance(args.net, args.prop)
+        target, spec = load_instance(args.net, args.prop, runtime_check=clock.left() > RUNTIME_CHECK_S)
     if not args.quiet:
         _warn_empty_boxes(spec, args.prop)
     left = clock.search_time()
@@ -101,6 +101,7 @@ def _verify(args: argparse.Namespace, clock: Budget, out_of_time: Any) -> int:
                 res.verdict = "unknown"
         elif not args.quiet:
             print(f"checked: {v.reason} in {check_s:.2f} s", file=sys.stderr)
+    _runtime_guard(target, res)
     text = vnncomp_text(res)
 
     def say() -> None:
@@ -124,6 +125,16 @@ def _verify(args: argparse.Namespace, clock: Budget, out_of_time: Any) -> int:
     return 0
 
 
+def _runtime_guard(target: Any, res: Any) -> None:
+    """A sat whose counterexample onnxruntime's run of the file refutes becomes unknown: the
+    checker judged it on the import's reading of the network, which is then not the file's."""
+    why = runtime_refutes(target, res.x) if res.verdict == "sat" and res.x is not None else None
+    if why is not None:
+        print(f"error: the counterexample is not one for onnxruntime ({why}); reporting unknown",
+              file=sys.stderr)
+        res.verdict = "unknown"
+
+
 def _warn_empty_boxes(spec: Any, prop: str) -> None:
     """A note on stderr when the property has no input point at all (every case's box is empty, e.g.
     an X_i's bounds swapped by a typo; the reader drops such cases): "unsat" is then true but vacuous."""
@@ -143,6 +154,7 @@ def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: 
                              column=getattr(args, "float32_column", None))
     except (ArithmeticError, ValueError, Rejected) as e:  # e.g. a value that may overflow binary32
         raise InputError(f"no float32 error bound for this network on this box: {e}") from None
+    _runtime_guard(target, res)
     text = vnncomp_text(res)
     label = {"unsat": "unsat (float32-sound, checked)", "sat": "sat (float32, emulated)"}
 

@@ -8,6 +8,7 @@ nothing it computes is a bound; the checker recomputes every claim from the grap
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,88 @@ def load_graph(path: str | Path) -> Any:
         return load_onnx(str(p))
     except Exception as e:  # the importer's errors are one line; keep them so
         raise InputError(_cli.about(path, e)) from None
+
+
+#: how far the import's float64 run may be from onnxruntime's before the network is refused:
+#: RUNTIME_TOL · (1 + the largest output) plus RUNTIME_SLACK times the import's own float32 run's
+#: distance from its float64 one (rounding, which cancellation can make large). On the 39 shared
+#: VNN-COMP networks onnxruntime is within 1.1e-4 of the float64 run (relative: within 1e-5); a
+#: misread operator (a lost bias, padding, scale) is off by far more
+RUNTIME_TOL = 1e-3
+RUNTIME_SLACK = 100.0
+
+
+_SESSIONS: dict[Any, Any] = {}  # (file, size, mtime) -> its onnxruntime session, None if it has none
+
+
+def _session(path: str | Path) -> Any:
+    """onnxruntime's session of the file (made once per unchanged file: ``verify run`` checks each
+    instance of a network, and a sat's check then costs the run only), or None."""
+    import onnxruntime as ort
+
+    try:
+        st = os.stat(path)
+        key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    except OSError:
+        return None
+    if key not in _SESSIONS:
+        try:
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3  # (errors only: IR-3 files warn about initializers as inputs)
+            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception:  # (an ONNX file this runtime cannot run: no reference to compare with)
+            sess = None
+        if len(_SESSIONS) >= 8:
+            _SESSIONS.clear()
+        _SESSIONS[key] = sess
+    return _SESSIONS[key]
+
+
+def runtime_mismatch(path: str | Path, graph: Any, points: list[list[Any]]) -> str | None:
+    """Where the imported graph and onnxruntime disagree on the file at ``points`` (flat inputs,
+    the graph inputs concatenated; each rounded to the input's dtype first), or None (they agree, or
+    onnxruntime is not installed or cannot run the file: then nothing is checked). Untrusted: a
+    cross-check of the trusted importer that can only refuse (a wrong operator reading would
+    otherwise turn into a wrong verdict, with a checker-accepted certificate, on a new network)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None
+    from ..runtime.execute import run_graph
+
+    sess = _session(path)
+    if sess is None:
+        return None
+    names = [i.name for i in sess.get_inputs()]
+    dtypes = {"tensor(double)": np.float64, "tensor(float16)": np.float16}
+    kinds = {i.name: dtypes.get(i.type, np.float32) for i in sess.get_inputs()}
+    if sorted(names) != sorted(v.name for v in graph.inputs):
+        return "its graph inputs differ from onnxruntime's"
+    for x in points:
+        feeds, at = {}, 0
+        flat = np.array([float(v) for v in x], dtype=np.float64)
+        for v in graph.inputs:
+            n = int(np.prod(v.shape))
+            feeds[v.name] = flat[at : at + n].reshape(v.shape).astype(kinds[v.name])
+            at += n
+        try:
+            ref = sess.run(None, feeds)
+        except Exception:
+            return None
+        with np.errstate(all="ignore"):
+            runs = [run_graph(graph, feeds, dtype=t) for t in (np.float64, np.float32)]
+        a, a32 = (np.concatenate([np.ravel(o).astype(np.float64) for o in run]) for run in runs)
+        b = np.concatenate([np.ravel(r).astype(np.float64) for r in ref])
+        if a.shape != b.shape:
+            return f"{a.size} outputs here, {b.size} in onnxruntime"
+        if not all(np.all(np.isfinite(v)) for v in (a, a32, b)):
+            continue  # (no real-number reference to compare with)
+        gap = float(np.max(np.abs(a - b), initial=0.0))
+        slack = RUNTIME_SLACK * float(np.max(np.abs(a - a32), initial=0.0))
+        if gap > RUNTIME_TOL * (1 + float(np.max(np.abs(b), initial=0.0))) + slack:
+            at = ", ".join(f"{float(v):.6g}" for v in flat[:4]) + (", ..." if flat.size > 4 else "")
+            return f"its outputs differ by {gap:.3g} from onnxruntime's at ({at})"
+    return None
 
 
 def load_spec(path: str | Path, cross_check: bool = True) -> Spec:

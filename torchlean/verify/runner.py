@@ -138,10 +138,10 @@ def run_instance(
     confirm within it, or any answer later than it, is "timeout" (``wall_s``: the wall time)."""
     from .bab import solve
     from .budget import Budget
-    from .table import load_instance
+    from .table import RUNTIME_CHECK_S, load_instance, runtime_refutes
 
     clock = Budget(timeout, start=time.monotonic())
-    target, spec = load_instance(net_path, prop_path)
+    target, spec = load_instance(net_path, prop_path, runtime_check=clock.left() > RUNTIME_CHECK_S)
     res = clock.search(solve, target, spec, method=method, progress=progress)
     out: dict[str, Any] = {
         "result": res.verdict,
@@ -163,6 +163,9 @@ def run_instance(
             out["result"] = "timeout" if clock.left() <= 0 else "unknown"
             if clock.left() <= 0:
                 out["check"] = f"not finished: {v.reason}"
+    why = runtime_refutes(target, res.x) if out["result"] == "sat" and res.x is not None else None
+    if why is not None:  # (judged on the import's reading of the network, which is not the file's)
+        out["result"], out["check"] = "unknown", f"REFUTED by onnxruntime: {why}"
     if clock.left() < 0:  # (an answer past the timeout is no answer)
         out["result"] = "timeout"
     out["wall_s"] = f"{timeout - clock.left():.3f}"

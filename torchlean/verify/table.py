@@ -39,6 +39,8 @@ class Target:
     ex: Any
     bg: Any
     fnet: FloatNet | None = None
+    path: Any = None  # the ONNX file it was read from (``runtime_mismatch`` runs it there)
+    runtime_checked: bool = False  # whether ``load_instance`` compared it with onnxruntime
 
     @property
     def chain(self) -> bool:
@@ -89,6 +91,7 @@ def load_target(path: Any) -> Target:
         t = target(graph)
     except (Unsupported, ValueError) as e:
         raise InputError(f"{path}: not supported by the bound table: {e}") from None
+    t.path = path
     if key is not None and t.bg.n_vars <= CACHE_VARS:
         if len(_CACHE) >= 8:
             _CACHE.clear()
@@ -96,17 +99,48 @@ def load_target(path: Any) -> Target:
     return t
 
 
-def load_instance(net_path: Any, prop_path: Any) -> tuple[Target, Spec]:
-    """The network's target and the property; InputError (one line) when either is refused or the
-    sizes of network and property disagree."""
-    from .network import InputError, load_spec
+#: the onnxruntime cross-check runs only with at least this many seconds left: importing
+#: onnxruntime holds the interpreter for up to a second, when the watchdog that answers "timeout"
+#: at the deadline cannot run (measured: ``--timeout 1`` answered at 3 s instead of 1.9 s)
+RUNTIME_CHECK_S = 5.0
+
+
+def load_instance(net_path: Any, prop_path: Any, runtime_check: bool = True) -> tuple[Target, Spec]:
+    """The network's target and the property; InputError (one line) when either is refused, the
+    sizes of network and property disagree, or (``runtime_check``) onnxruntime runs the network
+    file differently from its import (``network.runtime_mismatch``)."""
+    from .network import InputError, load_spec, runtime_mismatch
 
     spec = load_spec(prop_path)
     t = load_target(net_path)
     if spec.n_in != t.bg.n_in or spec.n_out != t.bg.n_out:
         raise InputError(f"{prop_path}: property has {spec.n_in} inputs/{spec.n_out} outputs, "
                          f"network {t.bg.n_in}/{t.bg.n_out}")
+    if not runtime_check:
+        return t, spec
+    # the importer is trusted: a network it reads differently from onnxruntime is refused, not
+    # verified (centre and two random points of each of the first regions' boxes)
+    rng = np.random.default_rng(0)
+    points = []
+    for r in spec.regions[:2]:
+        lo, hi = np.array([float(v) for v in r.lo]), np.array([float(v) for v in r.hi])
+        points += [(lo + hi) / 2, *(lo + rng.uniform(size=lo.size) * (hi - lo) for _ in range(2))]
+    why = runtime_mismatch(net_path, t.graph, points)
+    if why is not None:
+        raise InputError(f"{net_path}: torchlean's import disagrees with onnxruntime ({why}); refusing it")
+    t.runtime_checked = True
     return t, spec
+
+
+def runtime_refutes(t: Target, x: Any) -> str | None:
+    """Why onnxruntime's run of the target's file at the counterexample ``x`` refutes the import's
+    (``network.runtime_mismatch``), or None: a sat is reported only when the two agree there.
+    Only for a target ``load_instance`` checked (its session is made: this costs the run only)."""
+    from .network import runtime_mismatch
+
+    if t.path is None or t.graph is None or not t.runtime_checked:
+        return None
+    return runtime_mismatch(t.path, t.graph, [x])
 
 
 def bounder(t: Target) -> Callable[[Region, np.ndarray, np.ndarray], Callable[..., np.ndarray]]:
