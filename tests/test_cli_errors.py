@@ -243,6 +243,20 @@ def test_floats_vnnlib_box_is_the_exact_one(tmp_path, capsys):
     assert [[Fraction(a), Fraction(b)] for a, b in box] == [[Fraction(1, 10), Fraction(7, 10)]]
 
 
+def test_floats_bound_samples_only_the_mode_the_runtime_runs(capsys):
+    """``--mode rtz`` printed an 'observed' column sampled from numpy's float32 runs, which round
+    to nearest: another program's error next to this one's epsilon. Now said not sampled; rne
+    still samples."""
+    net = str(TEST / "test_small.onnx")
+    assert floats_main(["bound", net, "--box", "-1:1", "--mode", "rtz", "--samples", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "observed: not sampled" in out and "round to nearest, not rtz" in out
+    assert "sampled points" not in out
+    assert floats_main(["bound", net, "--box", "-1:1", "--samples", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "observed over 50 sampled points" in out and "not sampled" not in out
+
+
 # -- proofs ---------------------------------------------------------------------------------------
 
 

@@ -129,7 +129,10 @@ def cmd_bound(a: argparse.Namespace) -> int:
         eps = epsilons(cert)
         dtype = _dtype(a.format)
         stage["stage"] = f"sampling {a.samples} points"
-        obs = observed_error(g, box, a.samples, dtype=dtype) if a.samples and dtype is not None else None
+        # numpy's and ml_dtypes' kernels round to nearest: a sample in another mode would be a run
+        # of a different program, printed as if it were this one's (``floats run --mode`` emulates)
+        sampled = a.samples and dtype is not None and a.mode == "rne"
+        obs = observed_error(g, box, a.samples, dtype=dtype) if sampled else None
         stage["stage"] = "done"
     split = ""
     if cert["kind"] == "errorbound-split":
@@ -148,6 +151,9 @@ def cmd_bound(a: argparse.Namespace) -> int:
     if obs is not None:
         print(f"observed over {obs.points} sampled points; reference: binary64 runtime with its own "
               "certified bound (+-)")
+    elif a.samples and dtype is not None:
+        print(f"observed: not sampled (the runtime's {a.format} kernels round to nearest, not {a.mode}; "
+              f"`python -m torchlean.floats run MODEL --input ... --mode {a.mode}` emulates one point)")
     if a.cert:
         atomic_write_text(a.cert, json.dumps(cert))
         print(f"certificate written to {a.cert}")

@@ -200,7 +200,7 @@ def run(args: Any) -> int:
     _fit.report_log(args, history)
     if not args.certify:
         return 0
-    from .claims import announce, float32_epsilon, gradient_proof, proof_budget
+    from .claims import announce, epsilon_line, gradient_proof, proof_budget
 
     announce(args, f"certifying the residual bound on [0, 1] (up to {args.certify_timeout:g} s)")
     rb = certify_residual(net, pieces=args.pieces, timeout=args.certify_timeout)
@@ -209,10 +209,8 @@ def run(args: Any) -> int:
               f"replayed by the trusted checker; {rb.reason}; {rb.seconds:.1f} s)")
     else:
         print(f"not certified: |residual| <= {rb.bound:.4g} was not proved ({rb.verdict}: {rb.reason})")
-    announce(args, "bounding the float32 rounding error")
-    eps, observed = float32_epsilon(net, np.array([[0.5]]), [(0, 1)])
-    print(f"float32 rounding error of u on the domain [0, 1]: |float32 - real| <= {eps:.3g} (errorbound "
-          f"certificate replayed by the checker; observed {observed:.3g} on 500 samples)")
+    announce(args, f"bounding the float32 rounding error (budget {proof_budget(args):g} s)")
+    print(epsilon_line(net, np.array([[0.5]]), [(0, 1)], "u on the domain [0, 1]", 500, proof_budget(args)))
     announce(args, f"proving the @verified gradient of pinn_residual (budget {proof_budget(args):g} s)")
     print(gradient_proof("pinn_residual", lambda: Residual(model()), (1, 1),
                          budget=proof_budget(args)).summary())
