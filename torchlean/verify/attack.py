@@ -428,15 +428,19 @@ def leaf_minimisers(lo: np.ndarray, hi: np.ndarray, coef: np.ndarray) -> np.ndar
 
 
 #: The in-search attack's work units (``Counted``, ``InSearch``): one input point's forward and
-#: backward pass is 1. Measured on ACAS Xu 1_9 (bench/README.md, "h-pgd"; CPU seconds, one thread):
-#: ``value_and_grad`` of n points ~120 us + 5.6 us * n, ``forward`` ~50 us + 2.9 us * n, one box of
-#: the input-split search's batches of 64 bounded (CROWN pass, objective bounds, branching scores)
-#: ~1-2 ms. So: a call costs ``CALL_WORK`` points on top of its points, a forward pass half a point
-#: per point, a bounded box ``BOX_WORK`` points. Only ratios matter (the share of the work PGD
-#: gets), and only roughly: a constant in place of a clock keeps the schedule (which batches get a
-#: PGD round, hence every later round's random starts) the same from run to run and under load.
+#: backward pass is 1. Measured on ACAS Xu (bench/README.md, "h-pgd"; CPU seconds, one thread): a
+#: ``pgd`` step on n points ~220 us + 5.6 us * n (the executor's call ~120 us of it, the objective
+#: and projection the rest), a forward pass ~50 us + 2.9 us * n; so a call costs ``CALL_WORK``
+#: units on top of its points (a forward pass a quarter of that, and half a unit a point), and a
+#: ``pgd`` run then costs 6.2-7.0 us per unit from 1 to 256 starts. One box of the input-split
+#: search (its share of a batch's CROWN pass, objective bounds, branching scores and the rest of
+#: the loop) cost 0.45 ms (1_1 prop_5) to 1.3 ms (1_9 prop_7), 69 to 190 units: ``BOX_WORK`` is
+#: near the cheapest, so that PGD never takes much more than its nominal share of the CPU (1_1
+#: prop_5, the longest unsat search: 12 % at the 10 % share). Only ratios matter, and only roughly:
+#: constants in place of a clock keep the schedule (which batches get a PGD round, hence every later
+#: round's random starts) the same from run to run, on any machine and under any load.
 CALL_WORK = 40.0
-BOX_WORK = 200.0
+BOX_WORK = 75.0
 
 
 class Counted:
@@ -483,9 +487,10 @@ class InSearch:
     seconds, ACAS Xu 1_9 prop_7 took 5,183 to 17,791 boxes from run to run on a shared machine)."""
 
     LOW, MID, HIGH = 0.02, 0.1, 0.25
-    #: work of PGD allowed before any share applies (the first rounds are the most useful): about
-    #: 0.02 s of gradient points on ACAS Xu, the CPU-second schedule's grace
-    GRACE = 3000.0
+    #: work of PGD allowed before any share applies (the first rounds are the most useful, before
+    #: the boxes shrink): about 0.13 s on ACAS Xu, at most a round a batch; on 1_9 prop_7 the rounds
+    #: of the first 44 batches (each stops early: zero gradients where every ReLU is off)
+    GRACE = 20000.0
 
     def __init__(self, ex: Executor, region: Region, confirm: Confirm, seed: int = 0,
                  tries: int = 2, tol: float = 1e-6, boxes: int = 8, steps: int = 15,

@@ -10,7 +10,7 @@ every disjunct of the unsafe set, some combination c of its atoms has lower boun
 ``certificates/bounds.py`` (``tree.SplitTree``). Open boxes are split at the midpoint of the input
 with the largest |gradient of the worst row at the box centre| x width (the runtime's own gradient,
 ``executor.GraphExec``); every batch the falsification of ``attack.InSearch`` runs alongside (the
-open boxes' corners by that gradient's sign, PGD on an adaptive share of the time); a point is
+open boxes' corners by that gradient's sign, PGD on an adaptive share of the work); a point is
 reported only when ``confirm`` (the checker's exact test) accepts it.
 """
 
