@@ -488,8 +488,8 @@ class InSearch:
 
     LOW, MID, HIGH = 0.02, 0.1, 0.25
     #: work of PGD allowed before any share applies (the first rounds are the most useful, before
-    #: the boxes shrink): about 0.13 s on ACAS Xu, at most a round a batch; on 1_9 prop_7 the rounds
-    #: of the first 44 batches (each stops early: zero gradients where every ReLU is off)
+    #: the boxes shrink): about 0.13 s on ACAS Xu, at most a round a batch; its cost on ACAS Xu's
+    #: unsat searches, +2.6 % and +5.4 % of their solve time in two runs (bench/README.md, "h-pgd")
     GRACE = 20000.0
 
     def __init__(self, ex: Executor, region: Region, confirm: Confirm, seed: int = 0,
