@@ -8,6 +8,7 @@ back, with VNN-LIB properties written here."""
 from __future__ import annotations
 
 import importlib.util
+import time
 from fractions import Fraction
 
 import numpy as np
@@ -202,3 +203,50 @@ def test_in_search_falsification_on_the_graph_search(tmp_path):
     verdict, x, stats = general.solve(table.bounder(tgt), tgt.ex, spec, conf, timeout=30)
     assert verdict == "sat" and stats["boxes"] > 0
     assert table.check(table.sat_cert(tgt, spec, x), tgt, spec).ok
+
+
+def _burn(seconds: float) -> None:
+    """Spend CPU time (a slower machine or a loaded core, as this process's clock sees it)."""
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def _in_search_schedule(net, region, per_call: float, per_batch: float) -> list:
+    """``InSearch`` over 40 batches of random sub-boxes of the region (as branch and bound hands
+    them over, 16 bounded per batch), ``confirm`` refusing every point: per batch, the PGD rounds
+    so far and the best float margin seen, and every point handed to ``confirm``. ``per_call``,
+    ``per_batch``: CPU seconds burnt in each executor call, in each batch's (stand-in) bounding."""
+    ex = float_chain(net)
+    if per_call:
+        fwd, vg = ex.forward, ex.value_and_grad
+        ex.forward = lambda x: _burn(per_call) or fwd(x)
+        ex.value_and_grad = lambda *a, **k: _burn(per_call) or vg(*a, **k)
+    log: list = []
+    fals = attack.InSearch(ex, region, lambda q: log.append(tuple(q)) or False, seed=3)
+    lo, hi = np.array([float(v) for v in region.lo]), np.array([float(v) for v in region.hi])
+    rng = np.random.default_rng(7)
+    for i in range(40):
+        _burn(per_batch)
+        a, b = rng.uniform(lo, hi, (2, 8, lo.size))
+        coef = rng.standard_normal((8, lo.size))
+        assert fals.step(np.minimum(a, b), np.maximum(a, b), -rng.random(8), coef, 16 * (i + 1)) is None
+        log.append((fals.stats["pgd_rounds"], fals.best))
+    return log
+
+
+def test_in_search_schedule_is_the_same_on_a_slow_or_loaded_machine(tmp_path):
+    """The PGD rounds' schedule counts work, not time: a run whose executor calls are slow and one
+    whose bounding is slow give PGD rounds at the same batches, from the same random starts (the
+    same best margins), and hand ``confirm`` the same points (under the CPU-second schedule, the
+    first run got 5 rounds where the second got 15 and an undisturbed one 9)."""
+    tm, path = _relu_mlp(tmp_path)
+    lo, hi = [-1.0, -0.5, 0.0], [1.0, 0.5, 0.25]
+    t = _min_diff(tm, lo, hi) - 0.02  # float margins small, > 0: the share gate decides each round
+    spec = load_spec(_prop(tmp_path / "p.vnnlib", lo, hi, 2, [f"(<= (- Y_0 Y_1) {t!r})"]))
+    net = load_target(path).bg
+    a = _in_search_schedule(net, spec.regions[0], per_call=0.0005, per_batch=0.0)
+    b = _in_search_schedule(net, spec.regions[0], per_call=0.0, per_batch=0.02)
+    rounds = [v[0] for v in a if isinstance(v[0], int)]
+    assert 0 < rounds[-1] < 40, "the share gate must both grant and refuse rounds here"
+    assert a == b

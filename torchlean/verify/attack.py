@@ -13,8 +13,8 @@ float margin max_k (a_k·y - b_k) (<= 0: every atom of the disjunct holds):
   ReLUs, then the true one), which reaches counterexamples behind dead neurons;
 - ``InSearch``: alongside branch and bound, every batch: the minimiser of each open box's linear
   lower bound (a box corner, by the sign of the bound's input coefficients) evaluated in float, and
-  on an adaptive share of the search's CPU time PGD from those corners and from random and corner
-  points of the most violated open boxes and of the whole region.
+  on an adaptive share of the search's work (counted, not timed: ``Counted``) PGD from those
+  corners and from random and corner points of the most violated open boxes and of the whole region.
 
 Candidates are rounded to float32 inside the box (``box_point``) and handed, most violating first,
 to a ``confirm`` callback (``table.confirmer``: the checker's vnn-sat replay, after a sound float
@@ -427,6 +427,39 @@ def leaf_minimisers(lo: np.ndarray, hi: np.ndarray, coef: np.ndarray) -> np.ndar
     return np.where(coef > 0, lo, hi)
 
 
+#: The in-search attack's work units (``Counted``, ``InSearch``): one input point's forward and
+#: backward pass is 1. Measured on ACAS Xu (bench/README.md, "h-pgd"; CPU seconds, one thread): a
+#: ``pgd`` step on n points ~220 us + 5.6 us * n (the executor's call ~120 us of it, the objective
+#: and projection the rest), a forward pass ~50 us + 2.9 us * n; so a call costs ``CALL_WORK``
+#: units on top of its points (a forward pass a quarter of that, and half a unit a point), and a
+#: ``pgd`` run then costs 6.2-7.0 us per unit from 1 to 256 starts. One box of the input-split
+#: search (its share of a batch's CROWN pass, objective bounds, branching scores and the rest of
+#: the loop) cost 0.45 ms (1_1 prop_5) to 1.3 ms (1_9 prop_7), 69 to 190 units: ``BOX_WORK`` is
+#: near the cheapest, so that PGD never takes much more than its nominal share of the CPU (1_1
+#: prop_5, the longest unsat search: 12 % at the 10 % share). Only ratios matter, and only roughly:
+#: constants in place of a clock keep the schedule (which batches get a PGD round, hence every later
+#: round's random starts) the same from run to run, on any machine and under any load.
+CALL_WORK = 40.0
+BOX_WORK = 75.0
+
+
+class Counted:
+    """An executor that counts its work (``work``, in gradient points: ``CALL_WORK`` per call plus
+    one per point of a gradient pass, half of that per point of a forward pass)."""
+
+    def __init__(self, ex: Executor):
+        self.ex, self.work = ex, 0.0
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.work += CALL_WORK / 4 + x.shape[0] / 2
+        return self.ex.forward(x)
+
+    def value_and_grad(self, x: np.ndarray, g_y: Callable[[np.ndarray], np.ndarray], **kw: Any
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        self.work += CALL_WORK + x.shape[0]
+        return self.ex.value_and_grad(x, g_y, **kw)
+
+
 #: a best float margin at most this fraction of its unit (the margins' typical size) looks near a
 #: counterexample: ``InSearch`` then gives PGD its ``HIGH`` share, and ``graph_relu`` never counts
 #: such an attack as stalled
@@ -442,30 +475,37 @@ class InSearch:
     for points whose float margin is <= ``tol``, at most ``tries`` per batch, never the same point
     twice); every ``local[0]``-th batch a short PGD runs from each open box's centre (what both
     searches did before, kept: as boxes shrink their centres cover the region). The longer PGD
-    restarts run while their time stays under a share of the search's elapsed time, both counted
-    in this process's CPU seconds (the adaptive schedule, ``share``): ``LOW`` while the best float
-    margin seen is large, ``MID`` when it is smallish or the open boxes' bounds near 0, ``HIGH``
-    when it is near 0; proof-heavy instances, whose float margins stay large, pay little for them."""
+    restarts run while their work stays under a share of the search's work so far (the adaptive
+    schedule, ``share``): ``LOW`` while the best float margin seen is large, ``MID`` when it is
+    smallish or the open boxes' bounds near 0, ``HIGH`` when it is near 0; proof-heavy instances,
+    whose float margins stay large, pay little for them.
+
+    The work is counted, never timed: the search's boxes bounded (``BOX_WORK`` each, the caller's
+    count) and every executor call made here (``Counted``). So which batches get a round, and every
+    round's random starts, depend only on the instance, the seed and the search's own steps: the
+    same verdict and the same boxes from run to run, on any machine and under any load (with CPU
+    seconds, ACAS Xu 1_9 prop_7 took 5,183 to 17,791 boxes from run to run on a shared machine)."""
 
     LOW, MID, HIGH = 0.02, 0.1, 0.25
-    #: seconds of PGD allowed before any share applies (the first rounds are the most useful)
-    GRACE = 0.02
+    #: work of PGD allowed before any share applies (the first rounds are the most useful, before
+    #: the boxes shrink): about 0.13 s on ACAS Xu, at most a round a batch; its cost on ACAS Xu's
+    #: unsat searches, +2.6 % and +5.4 % of their solve time in two runs (bench/README.md, "h-pgd")
+    GRACE = 20000.0
 
     def __init__(self, ex: Executor, region: Region, confirm: Confirm, seed: int = 0,
                  tries: int = 2, tol: float = 1e-6, boxes: int = 8, steps: int = 15,
                  local: tuple[int, int, float] = (1, 8, 0.7)):
-        self.ex, self.region, self.confirm = ex, region, confirm
+        self.ex, self.region, self.confirm = Counted(ex), region, confirm
         self.rng = np.random.default_rng(seed + 7919)
         self.lo = np.array([float(v) for v in region.lo])
         self.hi = np.array([float(v) for v in region.hi])
         self.disjuncts = [_atoms(d) for d in region.disjuncts if d]  # (``root``: none is empty)
-        self.tries, self.tol, self.boxes, self.steps = tries, tol, boxes, steps
+        self.tries, self.tol, self.picks, self.steps = tries, tol, boxes, steps
         self.local = local  # (every k-th batch, steps, decay) of the short PGD in every open box
-        # the schedule counts this process's CPU seconds, not wall-clock ones: other processes'
-        # load then hardly moves which batches get a PGD round (with wall-clock time, one ACAS Xu
-        # instance's search took 746 to 8,527 leaves from run to run on a shared machine)
-        self.t0 = time.process_time()
-        self.spent = 0.0  # CPU seconds of PGD so far
+        # the schedule counts work, not seconds (wall-clock ones, then CPU ones, both moved with
+        # the machine's load which batches got a PGD round: ``Counted``)
+        self.boxes = 0  # boxes the caller's search has bounded (``step``'s ``bounded``)
+        self.spent = 0.0  # work of PGD rounds so far
         self.scale: float | None = None  # the first batch's median |float margin|: margins' unit
         self.lb0: float | None = None  # |the first batch's worst lower bound|: the bounds' unit
         self.best = np.inf  # the smallest float margin seen
@@ -473,8 +513,12 @@ class InSearch:
         self.anchors: np.ndarray | None = None  # ``root``'s corners
         self.stats = {"batches": 0, "pgd_rounds": 0, "confirms": 0}
 
+    def elapsed(self) -> float:
+        """The search's work so far: its bounded boxes and every executor call made here."""
+        return BOX_WORK * self.boxes + self.ex.work
+
     def share(self, lb: np.ndarray) -> float:
-        """The fraction of the elapsed time PGD may use: more when a counterexample looks near,
+        """The fraction of the search's work PGD may use: more when a counterexample looks near,
         i.e. the best float margin is small against the first batch's typical margin (``scale``),
         or, more mildly, the open boxes' lower bounds are near 0 against the root's (``lb0``)."""
         near = self.best / (self.scale or 1.0)
@@ -501,11 +545,14 @@ class InSearch:
         return None
 
     @np.errstate(invalid="ignore", over="ignore")
-    def step(self, lo: np.ndarray, hi: np.ndarray, lb: np.ndarray, coef: np.ndarray | None
-             ) -> list[Fraction] | None:
+    def step(self, lo: np.ndarray, hi: np.ndarray, lb: np.ndarray, coef: np.ndarray | None,
+             bounded: int | None = None) -> list[Fraction] | None:
         """One batch's open boxes lo, hi (B, d), each one's worst lower bound lb (B,) and that
-        bound's input coefficients coef (B, d) (None: the box centres stand in for the corners)."""
+        bound's input coefficients coef (B, d) (None: the box centres stand in for the corners);
+        ``bounded``: the boxes the caller's search has bounded so far, all batches together (None:
+        the open boxes handed over count instead)."""
         self.stats["batches"] += 1
+        self.boxes = bounded if bounded is not None else self.boxes + lo.shape[0]
         if not lo.shape[0] or not self.disjuncts:
             return None
         # (a) the leaf minimisers, evaluated in float; the best few confirmed exactly
@@ -540,14 +587,14 @@ class InSearch:
             found = self._check(z, v)
             if found is not None:
                 return found
-        # (b) PGD on the adaptive share of the elapsed time (c)
-        if self.spent > self.GRACE + self.share(lb) * (time.process_time() - self.t0):
+        # (b) PGD on the adaptive share of the search's work
+        if self.spent > self.GRACE + self.share(lb) * self.elapsed():
             return None
-        t = time.process_time()
+        w = self.ex.work
         try:
             return self._pgd(lo, hi, pts, m)
         finally:
-            self.spent += time.process_time() - t
+            self.spent += self.ex.work - w
 
     @np.errstate(invalid="ignore", over="ignore")
     def root(self, lb: np.ndarray, coef: np.ndarray, owner: np.ndarray, steps: int = 20
@@ -568,7 +615,7 @@ class InSearch:
         self.best = min(self.best, float(m.min()))
         self.anchors = pts
         found = self._check(pts, m)
-        t = time.process_time()
+        w = self.ex.work
         try:
             best2 = np.argsort(m)[:2]
             for j, (A, b) in enumerate(self.disjuncts if found is None else ()):
@@ -580,7 +627,7 @@ class InSearch:
                 if found is not None:
                     break
         finally:
-            self.spent += time.process_time() - t
+            self.spent += self.ex.work - w
         return found
 
     def _pgd(self, lo: np.ndarray, hi: np.ndarray, pts: np.ndarray, m: np.ndarray) -> list[Fraction] | None:
@@ -588,7 +635,7 @@ class InSearch:
         from the minimiser, the centre, a random point and a random corner of each, and from
         random points and corners of the whole region (fresh restarts of the first attack)."""
         self.stats["pgd_rounds"] += 1
-        pick = np.argsort(m)[: self.boxes]
+        pick = np.argsort(m)[: self.picks]
         blo, bhi = lo[pick], hi[pick]
         n, d = blo.shape
         starts = np.concatenate([pts[pick], (blo + bhi) / 2, blo + self.rng.random((n, d)) * (bhi - blo),

@@ -123,7 +123,8 @@ def _verify(t, spec, timeout, batch, progress, first, seed, method, t0, stats) -
             return Result("unknown", stats=stats)
     trees = []
     for r, region in enumerate(spec.regions):
-        out = _bab_region(t, spec, region, t0 + timeout, batch, progress, stats, f"region {r}", method)
+        out = _bab_region(t, spec, region, t0 + timeout, batch, progress, stats, f"region {r}", method,
+                          seed)
         if out is None:
             stats["time"] = time.perf_counter() - t0
             return Result("timeout", stats=stats)
@@ -144,7 +145,7 @@ def _sat(t: table.Target, spec: Spec, x: list, stats: dict[str, Any], t0: float)
 
 
 def _bab_region(t: table.Target, spec: Spec, region: Region, deadline: float, batch: int,
-                progress: bool | None, stats: dict[str, Any], label: str, method: str
+                progress: bool | None, stats: dict[str, Any], label: str, method: str, seed: int = 0
                 ) -> SplitTree | list | None:
     """The region's split tree, a confirmed counterexample (a list of Fractions), or None (deadline,
     or a disjunct no bound can refute)."""
@@ -159,7 +160,8 @@ def _bab_region(t: table.Target, spec: Spec, region: Region, deadline: float, ba
     live = width0 > 0
     tree = SplitTree()
     confirm = table.confirmer(t, spec)
-    falsify = attack.InSearch(t.fnet, region, confirm)
+    falsify = attack.InSearch(t.fnet, region, confirm, seed=seed)
+    boxes0 = stats["boxes"]  # (earlier regions': not this search's work)
     stack_lo, stack_hi, stack_id = [lo0], [hi0], [0]
     depth = {0: 0}  # input splits above each open node (the stall trigger, ``star.Stall``)
     stall = star.Stall(t.bg, region, cs, confirm, stats) if star.STALL_DEPTH is not None else None
@@ -195,7 +197,8 @@ def _bab_region(t: table.Target, spec: Spec, region: Region, deadline: float, ba
                 score, grad = boxes.scores(open_, rows, w_open)
                 score += 1e-3 * grad * w_open  # the bound's gradient breaks ties
                 # falsification alongside: the bound's minimisers, PGD (attack.InSearch)
-                found = falsify.step(lo[open_], hi[open_], best[open_].min(1), boxes.coef)
+                found = falsify.step(lo[open_], hi[open_], best[open_].min(1), boxes.coef,
+                                     stats["boxes"] - boxes0)
                 if found is not None:
                     return found
             for n_i, i in enumerate(open_):

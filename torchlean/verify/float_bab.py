@@ -170,7 +170,8 @@ def float_bab(t: table.Target, spec: Spec, box: Box, eb: dict[str, Any],
                 score += 1e-3 * grad * w_open
                 bad = ~real_ok[oi]  # the real bound fails too: falsify the original property there
                 if bad.any():
-                    found = falsify.step(lo[oi][bad], hi[oi][bad], real[oi][bad].min(1), boxes.coef[bad])
+                    found = falsify.step(lo[oi][bad], hi[oi][bad], real[oi][bad].min(1), boxes.coef[bad],
+                                          stats["boxes"])
                     if found is not None:
                         return Outcome("sat", x=found, stats=stats)
                 for n_i, i in enumerate(open_):

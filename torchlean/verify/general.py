@@ -10,7 +10,7 @@ every disjunct of the unsafe set, some combination c of its atoms has lower boun
 ``certificates/bounds.py`` (``tree.SplitTree``). Open boxes are split at the midpoint of the input
 with the largest |gradient of the worst row at the box centre| x width (the runtime's own gradient,
 ``executor.GraphExec``); every batch the falsification of ``attack.InSearch`` runs alongside (the
-open boxes' corners by that gradient's sign, PGD on an adaptive share of the time); a point is
+open boxes' corners by that gradient's sign, PGD on an adaptive share of the work); a point is
 reported only when ``confirm`` (the checker's exact test) accepts it.
 """
 
@@ -115,6 +115,7 @@ def bab_region(
     lo0, hi0 = np.nextafter(lo0, -np.inf), np.nextafter(hi0, np.inf)
     tree = SplitTree()
     falsify = attack.InSearch(ex, region, confirm, local=(4, 10, 0.75))
+    boxes0 = stats.get("boxes", 0)  # (earlier regions': not this search's work)
     stack_lo, stack_hi, stack_id = [lo0], [hi0], [0]
     splits, last_dt = 0, 0.0
     while stack_id:
@@ -151,7 +152,7 @@ def bab_region(
         _, g = ex.value_and_grad(centre, lambda y, G=G: G)
         # falsification alongside; the worst row's gradient at the centre stands in for its bound's
         # input coefficients (the table's doorway returns bounds only)
-        found = falsify.step(olo, ohi, best[open_].min(1), g)
+        found = falsify.step(olo, ohi, best[open_].min(1), g, stats["boxes"] - boxes0)
         if found is not None:
             return found
         w = ohi - olo
