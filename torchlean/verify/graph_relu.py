@@ -477,7 +477,7 @@ def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
     lbs = [fe.bound_forms(st, d.F)[0] for d in djs]  # (the root's lower bounds, per disjunct row)
     opens = [d for d, lb in zip(djs, lbs) if lb.max() <= EPS]
     shared: dict[int, Any] = {}
-    if use_shared(bg) and opens and (fully_connected(bg) or not CONV_SHARED_OFF):
+    if use_shared(bg) and opens:
         # α on the intermediate bounds: shared slopes for every back-substitution of the region,
         # carried in the certificate (``"arg_slopes"``); at most SHARED_SHARE of what is left
         stop_at = time.perf_counter() + SHARED_SHARE * (deadline - time.perf_counter())
@@ -537,10 +537,6 @@ def _root_leaf(dj: Disjunct, lb: np.ndarray) -> list[Any] | None:
 NODEWISE = True
 #: share of the search's remaining time the root's shared slopes may take (``alpha.shared_slopes``)
 SHARED_SHARE = 0.1
-#: and none on graphs that are not ``fully_connected`` (conv nets): kept only where they close a
-#: disjunct at the root, they closed none of oval21's 8 instances' (h-alpha) and cost 10% of the
-#: time there (4-5 s of a 60 s budget; bench/README.md "h-conv")
-CONV_SHARED_OFF = True
 #: and the per-target ones (``alpha_targets.target_slopes``)
 TARGET_SHARE = 0.15
 #: and on convolutional graphs (``alpha_targets.conv_target_slopes``; 0: none there). Off: at 0.1
