@@ -256,7 +256,8 @@ def test_children_one_pass_per_split_node_from_the_node_after_it(net):
 
         got = gr.children(fg, los, his, ph, pars, forward)
         starts = sorted({k for *_, k in pars})
-        assert [(int(s[0]), len(s)) for s, _ in calls] == [(k + 1, sum(k == kk for *_, kk in pars)) for k in starts]
+        want = [(k + 1, sum(k == kk for *_, kk in pars)) for k in starts]
+        assert [(int(s[0]), len(s)) for s, _ in calls] == want
         ref = fe.forward(fg, los, his, "crown", ph, prior=gr.prior_of(pars))
         for j in range(1, len(bg.nodes)):
             for x, y in ((got.L[j], ref.L[j]), (got.U[j], ref.U[j])) + (
@@ -271,7 +272,8 @@ def test_children_one_pass_per_split_node_from_the_node_after_it(net):
                     if all(_side(vals, path, kq, iq) for kq, iq in path):
                         seen += 1
                         for j, vs in vals.items():
-                            assert all(got.arg[j][0][r, e] <= v <= got.arg[j][1][r, e] for e, v in enumerate(vs))
+                            a, b = got.arg[j][0][r], got.arg[j][1][r]
+                            assert all(a[e] <= v <= b[e] for e, v in enumerate(vs))
     assert seen > 40
 
 

@@ -253,8 +253,10 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
         if root is not None and B == 1 and not paths[0]:
             st = root
         else:
-            st = children(fg, blo, bhi, phase_arrays(bg, paths), [p for *_, p in part],
-                          lambda f, lo, hi, ph, prior: _forward(f, lo, hi, ph, deadline, prior, shared))
+            def fwd(f: Any, lo: Any, hi: Any, ph: Any, prior: Any, dl: float = deadline) -> Any:
+                return _forward(f, lo, hi, ph, dl, prior, shared)
+
+            st = children(fg, blo, bhi, phase_arrays(bg, paths), [p for *_, p in part], fwd)
             if st is None:
                 return None
         lb = _until(deadline, lambda st=st: fe.bound_forms(st, dj.F))
