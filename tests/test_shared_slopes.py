@@ -162,3 +162,31 @@ def test_search_emits_shared_slopes_that_close_a_root_disjunct(case):
             "method": "crown", "regions": [entry]}
     v = check_vnn(cert, t.bg, spec, mode="fast")
     assert v.ok, v.reason
+
+
+def test_shared_slopes_stop_once_no_open_disjunct_can_close(case):
+    """``alpha.shared_slopes``' hopeless rounds: with every disjunct 100 below 0 (no pace can close
+    one in the rounds left) the rounds stop after the second (one forward pass each, counted at
+    ``until``); with the rule off, all of them run; with the thresholds between the default and the
+    shared bounds (closable: ``_cert``'s), more than two run and a disjunct closes at the root."""
+    d, sess, t, x0, label, others, region, shared, st, st2, base, got = case
+    fg = fe.compiled(t.bg)
+
+    def rounds_run(ts, **kw):
+        reg = region(ts)
+        djs = [gr.Disjunct(t.bg, reg, j) for j in range(9)]
+        calls = []
+
+        def until(f):
+            calls.append(1)
+            return f()
+
+        sh, s2 = alpha.shared_slopes(t.bg, fg, fe.boxes([reg.lo], [reg.hi]), st, djs, djs, until,
+                                     lambda: False, rounds=6, **kw)
+        return len(calls), max(float(fe.bound_forms(s2, dj.F)[0].max()) for dj in djs)
+
+    assert rounds_run([Fraction(100)] * 9)[0] == 2
+    assert rounds_run([Fraction(100)] * 9, hopeless_after=7)[0] == 6
+    ts = [Fraction(float((b + g) / 2)) if g > b + 1e-6 else Fraction(float(b - 1)) for b, g in zip(base, got)]
+    n, best = rounds_run(ts)
+    assert n > 2 and best > 0
