@@ -74,7 +74,8 @@ def test_pinn_command(tmp_path: Path) -> None:
                          timeout=600)
     assert out.returncode == 0, out.stderr
     assert "certified: |u''(x) - f(x)| <=" in out.stdout
-    assert "float32 rounding error of u on the domain [0, 1]: |float32 - real| <=" in out.stdout  # certified, not "NOT certified"
+    # certified, not "NOT certified"
+    assert "float32 rounding error of u on the domain [0, 1]: |float32 - real| <=" in out.stdout
     # the residual's own backward (third derivatives of u) proved compositionally, every step checked
     assert "gradient proof of pinn_residual at input [1, 1] (compositional): checked by the trusted checker" \
         in out.stdout and " 0 solver-trusted, 0 not proved" in out.stdout
