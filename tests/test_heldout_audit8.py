@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.test_onnx_exact import _model as onnx_model
 from torchlean.bridge import OnnxImportError, _onnx_ops, load_onnx
 from torchlean.certificates import engine
 from torchlean.certificates.lower import lower
@@ -41,12 +42,7 @@ N = helper.make_node
 
 
 def _model(nodes, inputs, inits, opset=13, outputs=("y",), et=F):
-    g = helper.make_graph(nodes, "f", [helper.make_tensor_value_info(n, et, s) for n, s in inputs],
-                          [helper.make_tensor_value_info(n, et, None) for n in outputs],
-                          [numpy_helper.from_array(np.asarray(a), k) for k, a in inits])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 8
-    return m
+    return onnx_model(nodes, inputs, outputs, inits, opset, et)
 
 
 def _w(seed, *shape, dt=np.float32):

@@ -27,9 +27,10 @@ THIRD = np.float32(1 / 3)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _model(nodes, inputs, outputs, inits=(), opset=13):
-    g = helper.make_graph(nodes, "t", [helper.make_tensor_value_info(n, F, s) for n, s in inputs],
-                          [helper.make_tensor_value_info(n, F, None) for n in outputs],
+def _model(nodes, inputs, outputs, inits=(), opset=13, et=F):
+    """A one-graph ONNX model (IR 8) of ``nodes``, inputs and outputs of element type ``et``."""
+    g = helper.make_graph(nodes, "t", [helper.make_tensor_value_info(n, et, s) for n, s in inputs],
+                          [helper.make_tensor_value_info(n, et, None) for n in outputs],
                           [numpy_helper.from_array(np.asarray(a), k) for k, a in inits])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
     m.ir_version = 8
