@@ -214,9 +214,9 @@ def test_split_certificates_replay_and_mutations_fail(proved, mode):
 
 def test_children_one_pass_per_split_node_from_the_node_after_it(net):
     """``graph_relu.children`` (the search's batch state): one ``forward`` per split node, each
-    starting after its split node (``prior_of`` with phases); the split node's bounds are the
-    parent's clamped, and every node's bounds equal, to float noise, the engine's single pass
-    from the parents (what the checker's replay computes: it recomputes the split node's rows),
+    starting at its split node, whose argument bounds are the parent's with the split element's
+    clamped at 0 (not recomputed), and every node's bounds equal, to float noise, the engine's
+    single pass from the parents in one mixed batch (what the checker's replay computes),
     for children of a root and grandchildren split at other nodes in the same batch; each box's
     bounds contain its region's exactly evaluated points."""
     from torchlean.certificates.fast_vnn import phase_arrays
@@ -256,7 +256,7 @@ def test_children_one_pass_per_split_node_from_the_node_after_it(net):
 
         got = gr.children(fg, los, his, ph, pars, forward)
         starts = sorted({k for *_, k in pars})
-        want = [(k + 1, sum(k == kk for *_, kk in pars)) for k in starts]
+        want = [(k, sum(k == kk for *_, kk in pars)) for k in starts]
         assert [(int(s[0]), len(s)) for s, _ in calls] == want
         ref = fe.forward(fg, los, his, "crown", ph, prior=gr.prior_of(pars))
         for j in range(1, len(bg.nodes)):
@@ -264,7 +264,14 @@ def test_children_one_pass_per_split_node_from_the_node_after_it(net):
                     () if ref.arg[j] is None else tuple(zip(got.arg[j], ref.arg[j]))):
                 assert np.allclose(x, y, rtol=1e-12, atol=1e-12), j
         for r, ((s, b, k), path) in enumerate(zip(pars, ps)):
-            al, au, _, _ = gr.clamped(s.arg[k][0][b], s.arg[k][1][b], ph[k][r])
+            al, au = s.arg[k][0][b].copy(), s.arg[k][1][b].copy()  # (the parent's, clamped by hand)
+            for i in [i for kq, i in path if kq == k]:  # (an element the parent split: already clamped)
+                if path[k, i]:
+                    al[i] = max(al[i], 0.0)
+                    au[i] = max(au[i], al[i])
+                else:
+                    au[i] = min(au[i], 0.0)
+                    al[i] = min(al[i], au[i])
             assert (got.arg[k][0][r] == al).all() and (got.arg[k][1][r] == au).all()
             if r % 3 == 0:  # (points of the box on the first split's side, kept on every split's)
                 (k0, i0), p0 = next(iter(path.items()))
@@ -281,3 +288,174 @@ def _side(vals, path, k, i):
     """Whether exactly evaluated argument values lie on the split's side for element i of node k."""
     z = vals[k][i]
     return z >= 0 if path[k, i] else z <= 0
+
+
+def _end(tree, pos):
+    """One past the last entry of the preorder subtree that starts at ``pos``."""
+    need = 1
+    while need:
+        need += 1 if tree[pos][0] in ("split", "relu") else -1
+        pos += 1
+    return pos
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_split_sign_and_split_node_mutations_fail(proved, mode):
+    """The replay keeps the parent's argument bounds at the split node, clamped by the split
+    (h-replay): swapping the two subtrees of every ReLU split (each claim now stands on the other
+    side of its split) is rejected in both modes, and so is every split of the deepest split node
+    moved to the same element of another relu node (the children's reused bounds are those of
+    the node they name, not of the one the search split)."""
+    t, spec, res = proved
+    tree = res.cert["regions"][0]["per_disjunct"][0]
+    bad = copy.deepcopy(res.cert)
+    t2 = bad["regions"][0]["per_disjunct"][0]
+    for pos in range(len(t2)):  # (preorder: swapping at pos keeps the later positions' subtrees whole)
+        if t2[pos][0] == "relu":
+            a = _end(t2, pos + 1)
+            b = _end(t2, a)
+            t2[pos + 1:b] = t2[a:b] + t2[pos + 1:a]
+    assert t2 != tree
+    assert not check_vnn(bad, t.bg, spec, mode=mode).ok
+    relus = _relus(t.bg)
+    deep = max(n[1] for n in tree if n[0] == "relu")
+    other = next(k for k in relus if k != deep and t.bg.nodes[k].size >= t.bg.nodes[deep].size)
+    bad = copy.deepcopy(res.cert)
+    t3 = bad["regions"][0]["per_disjunct"][0]
+    for n in t3:
+        if n[0] == "relu" and n[1] == deep:
+            n[1] = other
+        for p in n[1] if n[0] == "leaf" else []:  # (the split multipliers move with their splits)
+            for m in p[2].get("mult", []) if len(p) == 3 else []:
+                m[0] = other if m[0] == deep else m[0]
+    v = check_vnn(bad, t.bg, spec, mode=mode)
+    assert not v.ok and "recomputed bound" in v.reason
+    bad = copy.deepcopy(res.cert)
+    del bad["regions"][0]["per_disjunct"][0][pos]
+    assert not check_vnn(bad, t.bg, spec, mode=mode).ok
+    # every ReLU split moved to an element no search split: the leaves' regions change
+    bad = copy.deepcopy(res.cert)
+    nodes = bad["regions"][0]["per_disjunct"][0]
+    used = {(n[1], n[2]) for n in nodes if n[0] == "relu"}
+    for n in nodes:
+        if n[0] == "relu":
+            n[2] = next(i for i in range(t.bg.nodes[n[1]].size) if (n[1], i) not in used)
+    assert not check_vnn(bad, t.bg, spec, mode=mode).ok
+
+
+def test_children_one_pass_per_split_node_from_the_node_after_it(net):
+    """``graph_relu.children`` (the search's batch state): one ``forward`` per split node, each
+    starting at its split node, whose argument bounds are the parent's with the split element's
+    clamped at 0 (not recomputed), and every node's bounds equal, to float noise, the engine's
+    single pass from the parents in one mixed batch (what the checker's replay computes),
+    for children of a root and grandchildren split at other nodes in the same batch; each box's
+    bounds contain its region's exactly evaluated points."""
+    from torchlean.certificates.fast_vnn import phase_arrays
+    from torchlean.verify import graph_relu as gr
+
+    t, x0 = net
+    bg, fg = t.bg, fe.compiled(t.bg)
+    lo, hi = _box(x0, 0.08)
+    par = fe.forward(fg, lo, hi, "crown")
+    cases = _cases(bg, par)
+    paths = [{(k, i): p} for k, i in cases for p in (0, 1)]
+    parents = [(par, 0, k) for k, _ in cases for _ in (0, 1)]
+    B = len(paths)
+    kids = gr.children(fg, np.repeat(lo, B, 0), np.repeat(hi, B, 0), phase_arrays(bg, paths), parents)
+    # grandchildren: a second split on a node other than the first one's, in one mixed batch
+    relus = _relus(bg)
+    paths2, parents2 = [], []
+    for b, (path, (_, _, k)) in enumerate(zip(paths, parents)):
+        k2 = relus[(relus.index(k) + 1 + b % 2) % len(relus)]
+        al, au = kids.arg[k2][0][b], kids.arg[k2][1][b]
+        unst = [int(i) for i in np.nonzero((al < 0) & (au > 0))[0] if (k2, int(i)) not in path]
+        if unst:
+            for p in (0, 1):
+                paths2.append({**path, (k2, unst[0]): p})
+                parents2.append((kids, b, k2))
+    assert len({k for *_, k in parents2}) >= 2
+    seen = 0
+    for ps, pars in ((paths, parents), (paths2, parents2)):
+        n = len(ps)
+        ph = phase_arrays(bg, ps)
+        los, his = np.repeat(lo, n, 0), np.repeat(hi, n, 0)
+        calls = []
+
+        def forward(f, a, b, phases, prior, calls=calls):
+            calls.append((prior[1].copy(), len(a)))
+            return fe.forward(f, a, b, "crown", phases, prior=prior)
+
+        got = gr.children(fg, los, his, ph, pars, forward)
+        starts = sorted({k for *_, k in pars})
+        want = [(k, sum(k == kk for *_, kk in pars)) for k in starts]
+        assert [(int(s[0]), len(s)) for s, _ in calls] == want
+        ref = fe.forward(fg, los, his, "crown", ph, prior=gr.prior_of(pars))
+        for j in range(1, len(bg.nodes)):
+            for x, y in ((got.L[j], ref.L[j]), (got.U[j], ref.U[j])) + (
+                    () if ref.arg[j] is None else tuple(zip(got.arg[j], ref.arg[j]))):
+                assert np.allclose(x, y, rtol=1e-12, atol=1e-12), j
+        for r, ((s, b, k), path) in enumerate(zip(pars, ps)):
+            al, au = s.arg[k][0][b].copy(), s.arg[k][1][b].copy()  # (the parent's, clamped by hand)
+            for i in [i for kq, i in path if kq == k]:  # (an element the parent split: already clamped)
+                if path[k, i]:
+                    al[i] = max(al[i], 0.0)
+                    au[i] = max(au[i], al[i])
+                else:
+                    au[i] = min(au[i], 0.0)
+                    al[i] = min(al[i], au[i])
+            assert (got.arg[k][0][r] == al).all() and (got.arg[k][1][r] == au).all()
+            if r % 3 == 0:  # (points of the box on the first split's side, kept on every split's)
+                (k0, i0), p0 = next(iter(path.items()))
+                for vals in _samples(bg, lo, hi, k0, i0, p0, n=30, seed=r):
+                    if all(_side(vals, path, kq, iq) for kq, iq in path):
+                        seen += 1
+                        for j, vs in vals.items():
+                            a, b = got.arg[j][0][r], got.arg[j][1][r]
+                            assert all(a[e] <= v <= b[e] for e, v in enumerate(vs))
+    assert seen > 40
+
+
+def _side(vals, path, k, i):
+    """Whether exactly evaluated argument values lie on the split's side for element i of node k."""
+    z = vals[k][i]
+    return z >= 0 if path[k, i] else z <= 0
+
+
+def _end(tree, pos):
+    """One past the last entry of the preorder subtree that starts at ``pos``."""
+    need = 1
+    while need:
+        need += 1 if tree[pos][0] in ("split", "relu") else -1
+        pos += 1
+    return pos
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_split_sign_and_split_node_mutations_fail(proved, mode):
+    """The replay keeps the parent's argument bounds at the split node, clamped by the split
+    (h-replay): swapping the two subtrees of every ReLU split (each claim now stands on the other
+    side of its split) is rejected in both modes, and so is every split of the deepest split node
+    moved to the same element of another relu node (the children's reused bounds are those of
+    the node they name, not of the one the search split)."""
+    t, spec, res = proved
+    tree = res.cert["regions"][0]["per_disjunct"][0]
+    bad = copy.deepcopy(res.cert)
+    t2 = bad["regions"][0]["per_disjunct"][0]
+    for pos in range(len(t2)):  # (preorder: swapping at pos keeps the later positions' subtrees whole)
+        if t2[pos][0] == "relu":
+            a = _end(t2, pos + 1)
+            b = _end(t2, a)
+            t2[pos + 1:b] = t2[a:b] + t2[pos + 1:a]
+    assert t2 != tree
+    assert not check_vnn(bad, t.bg, spec, mode=mode).ok
+    relus = _relus(t.bg)
+    deep = max(n[1] for n in tree if n[0] == "relu")
+    other = next(k for k in relus if k != deep and t.bg.nodes[k].size >= t.bg.nodes[deep].size)
+    bad = copy.deepcopy(res.cert)
+    t3 = bad["regions"][0]["per_disjunct"][0]
+    for n in t3:  # (the split multipliers move with their splits)
+        for e in ([n] if n[0] == "relu" else []) + [m for p in (n[1] if n[0] == "leaf" else [])
+                                                   for m in (p[2].get("mult", []) if len(p) == 3 else [])]:
+            e[-2 if e is n else 0] = other if e[-2 if e is n else 0] == deep else e[-2 if e is n else 0]
+    v = check_vnn(bad, t.bg, spec, mode=mode)
+    assert not v.ok and "recomputed bound" in v.reason, v.reason
