@@ -160,10 +160,9 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
     members in order; None: no bound) from another sound method (the fast engine's CROWN),
     intersected with this method's: both hold, so their intersection does. ``prior`` (P, start):
     P the state of a region containing this one (the parent's before a ReLU split on node
-    start): nodes before start keep P's bounds, start keeps P's argument bounds (then clamped by
-    ``phases``: recomputing them would read only the earlier nodes, P's, so give P's back), and
-    every later argument bound is intersected with P's before it decides on CROWN (P's bounds
-    hold on the larger region, so on this one).
+    start): nodes before start keep P's bounds, start P's argument bounds (clamped by ``phases``;
+    they read only earlier nodes, P's), and every later argument bound is intersected with P's
+    before it decides on CROWN (P's bounds hold on the larger region, so on this one).
     ``slopes`` {fn node: per element (lower, upper) or None}: shared slopes that replace the
     default ones in every back-substitution through the node, intermediate and final (a
     certificate's ``arg_slopes``; on relu-like rows only where the element is unstable); a key

@@ -131,10 +131,9 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
     engine's IBP with its layer-norm facts), intersected with these before the node is used.
     ``prior`` (P, start): P a state (``gather``) whose box b's region contains this box b's (its
     parent's before a ReLU split), start (B,) node indices, as ``engine.forward``'s: box b keeps
-    P's bounds at nodes before start[b] and P's argument bounds at start[b] (its split node:
-    clamped by ``phases``; recomputing them would read only the earlier nodes, P's, so give P's
-    back), and every later argument bound is intersected with P's (valid on the larger region,
-    so on this one) before it picks the rows CROWN refines."""
+    P's bounds at nodes before start[b], P's argument bounds at start[b] (clamped by ``phases``),
+    and every later argument bound is intersected with P's (valid on the larger region, so on
+    this one) before it picks the rows CROWN refines."""
     if method not in ("ibp", "crown"):
         raise ValueError(f"unknown method {method!r}")
     st = _State(fg, lo, hi)

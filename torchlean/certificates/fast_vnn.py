@@ -88,12 +88,10 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
                       method: str, read: Any, where: str, states: dict[Any, Any] | None = None,
                       cache: dict[Any, Any] | None = None, shared: dict[int, Any] | None = None) -> None:
     """Replay every leaf of one tree (``items``: ``bounds.walk``'s nodes); raises ``Rejected`` on
-    failure. Nodes are bounded in chunks, level by level and split node by split node: a ReLU
-    split's children start from their parent's state (``fast_engine.forward``'s prior, as
-    ``engine.forward``'s), one level below it, so the splits whose children are ReLU splits are
-    bounded too (a chunk's children share their split node: forward's rows are the chunk's union,
-    from its first split node on); every other node is on level 0
-    (leaves in tree order, as before priors). ``states``: the caller's memo of forward states
+    failure. Nodes are bounded in chunks, per level and split node: a ReLU split's children start
+    from their parent's state (``fast_engine.forward``'s prior, as ``engine.forward``'s), one level
+    below it, so the splits whose children are ReLU splits are bounded too; every other node is
+    on level 0 (leaves in tree order, as before priors). ``states``: the caller's memo of forward states
     without a prior by (method, boxes, phases), so the trees of one region's disjuncts
     (``per_disjunct``) that bound the same boxes share one forward pass (a state is a function of
     those alone; a ResNet's costs seconds); ``cache``: the caller's ``fast_forms.corners`` cache
@@ -116,7 +114,7 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
         if proofs is not None or i in needed:
             levels.setdefault((depth[i], proofs is not None, -1 if key is None else key[0]), []).append(i)
     kept: dict[int, Any] = {}  # needed node -> (its chunk's state, row)
-    for d, leaf, node in sorted(levels):  # (one split node per chunk: forward's rows are per chunk)
+    for d, leaf, node in sorted(levels):  # (one split node a chunk: forward's rows are its union)
         todo = levels[d, leaf, node]
         for start in range(0, len(todo), CHUNK):
             part = [items[i] for i in todo[start:start + CHUNK]]
