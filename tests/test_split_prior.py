@@ -70,8 +70,9 @@ def _cases(bg, st):
 
 def test_prior_bounds_fast_engine(net):
     """Fast engine: a child's bounds with the parent's prior contain every exactly evaluated
-    point of the child's region; they equal the bounds without it before the split node (the
-    parent's, recomputed) and are no looser at it and than the parent's anywhere."""
+    point of the child's region; they equal the bounds without it up to the split node included
+    (a root's child: the parent's reused there equal the ones a from-scratch pass recomputes, then
+    clamps) and are no looser than the parent's anywhere."""
     t, x0 = net
     bg, fg = t.bg, fe.compiled(t.bg)
     lo, hi = _box(x0, 0.08)
@@ -87,10 +88,8 @@ def test_prior_bounds_fast_engine(net):
             wo = fe.forward(fg, lo, hi, "crown", ph)
             for j in _relus(bg):
                 (a1, b1), (a0, b0), (ap, bp) = w.arg[j], wo.arg[j], par.arg[j]
-                if j < k:
-                    assert (a1 == a0).all() and (b1 == b0).all()
                 if j <= k:
-                    assert (a1 >= a0).all() and (b1 <= b0).all()
+                    assert (a1 == a0).all() and (b1 == b0).all()
                 assert (a1 >= ap).all() and (b1 <= bp).all()
             for vals in _samples(bg, lo, hi, k, i, phase, n=60, seed=k * 100 + i):
                 seen += 1
@@ -129,7 +128,8 @@ def test_prior_bounds_batched_parents(net):
 
 
 def test_prior_bounds_exact_engine(net):
-    """Exact engine: the same properties with ``engine.forward``'s prior."""
+    """Exact engine: the same properties with ``engine.forward``'s prior (equal bounds up to the
+    split node included, exactly)."""
     t, x0 = net
     bg = t.bg
     lo, hi = _box(x0, 0.08)
@@ -143,7 +143,7 @@ def test_prior_bounds_exact_engine(net):
             for j in _relus(bg):
                 for r, ((a1, b1), (a0, b0), (ap, bp)) in enumerate(zip(w.arg[j], wo.arg[j], par.arg[j])):
                     if j <= k:
-                        assert a1 >= a0 and b1 <= b0
+                        assert a1 == a0 and b1 == b0
                     if (j, r) != (k, i):
                         assert a1 >= ap and b1 <= bp
             for vals in _samples(bg, lo, hi, k, i, phase, n=40, seed=k + i):
@@ -212,11 +212,11 @@ def test_split_certificates_replay_and_mutations_fail(proved, mode):
     assert not check_vnn(bad, t.bg, spec, mode=mode).ok
 
 
-def test_children_one_pass_per_split_node_from_the_node_after_it(net):
+def test_children_one_pass_per_split_node_from_the_split_node(net):
     """``graph_relu.children`` (the search's batch state): one ``forward`` per split node, each
-    starting after its split node (``prior_of`` with phases); the split node's bounds are the
-    parent's clamped, and every node's bounds equal, to float noise, the engine's single pass
-    from the parents (what the checker's replay computes: it recomputes the split node's rows),
+    starting at its split node, whose argument bounds are the parent's with the split element's
+    clamped at 0 (not recomputed), and every node's bounds equal, to float noise, the engine's
+    single pass from the parents in one mixed batch (what the checker's replay computes),
     for children of a root and grandchildren split at other nodes in the same batch; each box's
     bounds contain its region's exactly evaluated points."""
     from torchlean.certificates.fast_vnn import phase_arrays
@@ -256,7 +256,7 @@ def test_children_one_pass_per_split_node_from_the_node_after_it(net):
 
         got = gr.children(fg, los, his, ph, pars, forward)
         starts = sorted({k for *_, k in pars})
-        want = [(k + 1, sum(k == kk for *_, kk in pars)) for k in starts]
+        want = [(k, sum(k == kk for *_, kk in pars)) for k in starts]
         assert [(int(s[0]), len(s)) for s, _ in calls] == want
         ref = fe.forward(fg, los, his, "crown", ph, prior=gr.prior_of(pars))
         for j in range(1, len(bg.nodes)):
@@ -264,7 +264,14 @@ def test_children_one_pass_per_split_node_from_the_node_after_it(net):
                     () if ref.arg[j] is None else tuple(zip(got.arg[j], ref.arg[j]))):
                 assert np.allclose(x, y, rtol=1e-12, atol=1e-12), j
         for r, ((s, b, k), path) in enumerate(zip(pars, ps)):
-            al, au, _, _ = gr.clamped(s.arg[k][0][b], s.arg[k][1][b], ph[k][r])
+            al, au = s.arg[k][0][b].copy(), s.arg[k][1][b].copy()  # (the parent's, clamped by hand)
+            for i in [i for kq, i in path if kq == k]:  # (an element the parent split: already clamped)
+                if path[k, i]:
+                    al[i] = max(al[i], 0.0)
+                    au[i] = max(au[i], al[i])
+                else:
+                    au[i] = min(au[i], 0.0)
+                    al[i] = min(al[i], au[i])
             assert (got.arg[k][0][r] == al).all() and (got.arg[k][1][r] == au).all()
             if r % 3 == 0:  # (points of the box on the first split's side, kept on every split's)
                 (k0, i0), p0 = next(iter(path.items()))
@@ -281,3 +288,45 @@ def _side(vals, path, k, i):
     """Whether exactly evaluated argument values lie on the split's side for element i of node k."""
     z = vals[k][i]
     return z >= 0 if path[k, i] else z <= 0
+
+
+def _end(tree, pos):
+    """One past the last entry of the preorder subtree that starts at ``pos``."""
+    need = 1
+    while need:
+        need += 1 if tree[pos][0] in ("split", "relu") else -1
+        pos += 1
+    return pos
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_split_sign_and_split_node_mutations_fail(proved, mode):
+    """The replay keeps the parent's argument bounds at the split node, clamped by the split
+    (h-replay): swapping the two subtrees of every ReLU split (each claim now stands on the other
+    side of its split) is rejected in both modes, and so is every split of the deepest split node
+    moved to the same element of another relu node (the children's reused bounds are those of
+    the node they name, not of the one the search split)."""
+    t, spec, res = proved
+    tree = res.cert["regions"][0]["per_disjunct"][0]
+    bad = copy.deepcopy(res.cert)
+    t2 = bad["regions"][0]["per_disjunct"][0]
+    for pos in range(len(t2)):  # (preorder: swapping at pos keeps the later positions' subtrees whole)
+        if t2[pos][0] == "relu":
+            a = _end(t2, pos + 1)
+            b = _end(t2, a)
+            t2[pos + 1:b] = t2[a:b] + t2[pos + 1:a]
+    assert t2 != tree
+    assert not check_vnn(bad, t.bg, spec, mode=mode).ok
+    relus = _relus(t.bg)
+    deep = max(n[1] for n in tree if n[0] == "relu")
+    other = next(k for k in relus if k != deep and t.bg.nodes[k].size >= t.bg.nodes[deep].size)
+    bad = copy.deepcopy(res.cert)
+    t3 = bad["regions"][0]["per_disjunct"][0]
+    for n in t3:
+        if n[0] == "relu" and n[1] == deep:
+            n[1] = other
+        for p in n[1] if n[0] == "leaf" else []:  # (the split multipliers move with their splits)
+            for m in p[2].get("mult", []) if len(p) == 3 else []:
+                m[0] = other if m[0] == deep else m[0]
+    v = check_vnn(bad, t.bg, spec, mode=mode)
+    assert not v.ok and "recomputed bound" in v.reason, v.reason

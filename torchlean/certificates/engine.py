@@ -160,8 +160,9 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
     members in order; None: no bound) from another sound method (the fast engine's CROWN),
     intersected with this method's: both hold, so their intersection does. ``prior`` (P, start):
     P the state of a region containing this one (the parent's before a ReLU split on node
-    start): nodes before start keep P's bounds, and every other argument bound is intersected
-    with P's before it decides on CROWN (P's bounds hold on the larger region, so on this one).
+    start): nodes before start keep P's bounds, start P's argument bounds (clamped by ``phases``;
+    they read only earlier nodes, P's), and every later argument bound is intersected with P's
+    before it decides on CROWN (P's bounds hold on the larger region, so on this one).
     ``slopes`` {fn node: per element (lower, upper) or None}: shared slopes that replace the
     default ones in every back-substitution through the node, intermediate and final (a
     certificate's ``arg_slopes``; on relu-like rows only where the element is unstable); a key
@@ -195,8 +196,8 @@ def forward(bg: BoundGraph, lo: Sequence[Fraction], hi: Sequence[Fraction], meth
             bs = node.args
         else:  # per argument row (``arg_rows``' layout): IBP, then CROWN where ``_refine`` says
             forms = arg_rows(node, node.args)
-            bs = meet(k, [st.arg_bounds(k, f, False) for f in forms])
-            if best is not None and not all(best[k]):  # (else no row is refined: refine_skips)
+            bs = list(P.arg[k]) if k == start else meet(k, [st.arg_bounds(k, f, False) for f in forms])
+            if best is not None and not all(best[k]) and k != start:  # (else none refined: refine_skips)
                 redo = _refine(node, bs, best[k])  # (meet again: a met bound is unchanged by it)
                 saved = _aim(st, st.shared, k)
                 bs = meet(k, [st.arg_bounds(k, f, True) if r else b for f, b, r in zip(forms, bs, redo)])

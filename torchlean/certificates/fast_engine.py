@@ -131,8 +131,9 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
     engine's IBP with its layer-norm facts), intersected with these before the node is used.
     ``prior`` (P, start): P a state (``gather``) whose box b's region contains this box b's (its
     parent's before a ReLU split), start (B,) node indices, as ``engine.forward``'s: box b keeps
-    P's bounds at nodes before start[b], and every other argument bound is intersected with P's
-    (valid on the larger region, so on this one) before it picks the rows CROWN refines."""
+    P's bounds at nodes before start[b], P's argument bounds at start[b] (clamped by ``phases``),
+    and every later argument bound is intersected with P's (valid on the larger region, so on
+    this one) before it picks the rows CROWN refines."""
     if method not in ("ibp", "crown"):
         raise ValueError(f"unknown method {method!r}")
     st = _State(fg, lo, hi)
@@ -149,11 +150,13 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             continue
         F = fg.forms[k]
         al, au = F.bounds(st.L, st.U, st.vmax)
+        held = np.zeros((st.B, 1), bool) if P is None else (k <= prior[1])[:, None]  # (P's at start[b])
         if P is not None:
             al, au = np.fmax(al, P.arg[k][0]), np.fmin(au, P.arg[k][1])
             al = np.minimum(al, au)  # (crossed: an empty region, kept non-empty as below)
         saved = _aim(st, st.shared, k) if method == "crown" else None
-        if method == "crown" and any(fg.bg.nodes[p].kind not in ("input", "const") for p, *_ in F.parents):
+        if method == "crown" and any(fg.bg.nodes[p].kind not in ("input", "const") for p, *_ in F.parents) \
+                and not held.all():  # (every box keeping P's: no row to refine)
             # (forms over input and const variables only: their IBP bound is already exact)
             rows = _refine_rows(node, fg.groups[k], al, au)
             rows = rows[~fg.best[k][rows]]  # (bound_graph.refine_skips)
@@ -186,8 +189,7 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             al, au = np.fmax(al, clip[k][0]), np.fmin(au, clip[k][1])
             al = np.minimum(al, au)
         if P is not None:
-            keep = (k < prior[1])[:, None]
-            al, au = np.where(keep, P.arg[k][0], al), np.where(keep, P.arg[k][1], au)
+            al, au = np.where(held, P.arg[k][0], al), np.where(held, P.arg[k][1], au)
         if phases is not None and k in phases:
             ph = phases[k]
             al = np.where(ph == 1, np.maximum(al, 0.0), al)

@@ -88,10 +88,10 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
                       method: str, read: Any, where: str, states: dict[Any, Any] | None = None,
                       cache: dict[Any, Any] | None = None, shared: dict[int, Any] | None = None) -> None:
     """Replay every leaf of one tree (``items``: ``bounds.walk``'s nodes); raises ``Rejected`` on
-    failure. Nodes are bounded in chunks, level by level: a ReLU split's children start from their
-    parent's state (``fast_engine.forward``'s prior, as ``engine.forward``'s), one level below it,
-    so the splits whose children are ReLU splits are bounded too; every other node is on level 0
-    (leaves in tree order, as before priors). ``states``: the caller's memo of forward states
+    failure. Nodes are bounded in chunks, per level and split node: a ReLU split's children start
+    from their parent's state (``fast_engine.forward``'s prior, as ``engine.forward``'s), one level
+    below it, so the splits whose children are ReLU splits are bounded too; every other node is
+    on level 0 (leaves in tree order, as before priors). ``states``: the caller's memo of forward states
     without a prior by (method, boxes, phases), so the trees of one region's disjuncts
     (``per_disjunct``) that bound the same boxes share one forward pass (a state is a function of
     those alone; a ResNet's costs seconds); ``cache``: the caller's ``fast_forms.corners`` cache
@@ -112,16 +112,16 @@ def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list
         if proofs is not None:
             leaf_no[i] = len(leaf_no)
         if proofs is not None or i in needed:
-            levels.setdefault((depth[i], proofs is not None, key is not None), []).append(i)
+            levels.setdefault((depth[i], proofs is not None, -1 if key is None else key[0]), []).append(i)
     kept: dict[int, Any] = {}  # needed node -> (its chunk's state, row)
-    for d, leaf, has_prior in sorted(levels):
-        todo = levels[d, leaf, has_prior]
+    for d, leaf, node in sorted(levels):  # (one split node a chunk: forward's rows are its union)
+        todo = levels[d, leaf, node]
         for start in range(0, len(todo), CHUNK):
             part = [items[i] for i in todo[start:start + CHUNK]]
             lo, hi = (corners([it[side] for it in part], cache, side) for side in (0, 1))
             ph = phase_arrays(bg, [it[2][2] for it in part])
             prior = None
-            if has_prior:
+            if node >= 0:
                 prior = (fe.gather([kept[it[2][1]] for it in part]), np.array([it[2][3][0] for it in part]))
             st = _forward(fg, lo, hi, method, ph, prior, states, sh)
             for b, i in enumerate(todo[start:start + CHUNK]):

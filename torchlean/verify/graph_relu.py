@@ -385,41 +385,27 @@ def _until(deadline: float, f: Callable[[], Any]) -> Any:
         return None
 
 
-def prior_of(parents: list[Any], phases: dict[int, np.ndarray] | None = None) -> Any:
+def prior_of(parents: list[Any]) -> Any:
     """``fast_engine.forward``'s prior for subproblems made by ReLU splits, from their parents
     ((state, row, split node) each; None: a root, bounded from scratch). The checker's replay
     starts each such child from its parent's state the same way (``fast_vnn``, ``graph_vnn``):
-    nodes before the split node keep the parent's bounds, later ones are intersected with them.
-
-    With the children's ``phases`` (``phase_arrays`` of their paths): the same state, one node
-    cheaper. A node's argument bounds read only earlier nodes, which a child keeps from its parent,
-    so the engine's CROWN pass over the split node's own argument rows recomputes the parent's
-    bounds and the intersection gives them back (on oval21 that pass was 3.3 s of a 3.7 s batch of
-    16 children split in the second conv layer). Here the split node's parent bounds are clamped
-    as ``forward`` clamps a split element's (``clamped``), and the children start after it."""
+    nodes before the split node keep the parent's bounds, the split node its parent's argument
+    bounds (clamped by the split: recomputing them would give the parent's back, 3.3 s of a 3.7 s
+    batch of 16 oval21 children split in the second conv layer), later ones are intersected."""
     if parents[0] is None:
         return None
-    P, start = fe.gather([(s, b) for s, b, _ in parents]), np.array([k for *_, k in parents])
-    if phases is None:
-        return P, start
-    for k in np.unique(start):
-        rows = start == k
-        al, au, L, Uu = clamped(P.arg[k][0][rows], P.arg[k][1][rows], phases[k][rows])
-        for arr, v in ((P.arg[k][0], al), (P.arg[k][1], au), (P.L[k], L), (P.U[k], Uu)):
-            arr[rows] = v
-        P.vmax[k][rows] = np.maximum(np.abs(L), np.abs(Uu))
-    return P, start + 1
+    return fe.gather([(s, b) for s, b, _ in parents]), np.array([k for *_, k in parents])
 
 
 def children(fg: Any, lo: np.ndarray, hi: np.ndarray, phases: Any, parents: list[Any],
              forward: Callable[..., Any] | None = None) -> Any:
     """The forward state of a batch of subproblems (``parents`` as ``prior_of``'s; all None: root
     boxes): one ``forward(fg, lo, hi, phases, prior)`` (default: ``fast_engine.forward``'s CROWN)
-    per split node, its boxes from
-    the node after it (``prior_of`` with phases), gathered back in the batch's order (None if a
-    call returned None). One call for a batch whose children were split at different nodes would
-    recompute every node from the earliest split node on for every box (the engine's rows are the
-    union over its boxes) and then drop what a box keeps from its parent; a box's bounds do not
+    per split node, its boxes from that node on (``prior_of``), gathered back in the batch's
+    order (None if a call returned None). One call for a batch whose children were split at
+    different nodes would recompute every node from the earliest split node on for every box (the
+    engine's rows are the union over its boxes) and then drop what a box keeps from its parent
+    (the checker's replay groups its chunks by split node the same way); a box's bounds do not
     depend on the other boxes of its call (``fast_engine.forward``), so the groups' states are the
     batch's."""
     if forward is None:
@@ -430,29 +416,16 @@ def children(fg: Any, lo: np.ndarray, hi: np.ndarray, phases: Any, parents: list
     start = np.array([k for *_, k in parents])
     groups = [np.nonzero(start == k)[0] for k in np.unique(start)]
     if len(groups) == 1:
-        return forward(fg, lo, hi, phases, prior_of(parents, phases))
+        return forward(fg, lo, hi, phases, prior_of(parents))
     where: list[tuple[Any, int]] = [(None, 0)] * len(parents)
     for g in groups:
         ph = None if phases is None else {k: a[g] for k, a in phases.items()}
-        st = forward(fg, lo[g], hi[g], ph, prior_of([parents[b] for b in g], ph))
+        st = forward(fg, lo[g], hi[g], ph, prior_of([parents[b] for b in g]))
         if st is None:
             return None
         for j, b in enumerate(g):
             where[b] = (st, j)
     return fe.gather(where)
-
-
-def clamped(al: np.ndarray, au: np.ndarray, ph: np.ndarray) -> tuple[np.ndarray, ...]:
-    """A relu node's argument bounds with its split elements clamped at 0 (``ph``: 1 active, 0
-    inactive, -1 not split), and its output bounds: ``fast_engine.forward``'s steps for a relu
-    node with phases, in the same order (clamping bounds that already are is a no-op, so the
-    engine's state is reproduced to the bit)."""
-    al = np.where(ph == 1, np.maximum(al, 0.0), al)
-    au = np.where(ph == 1, np.maximum(au, al), np.where(ph == 0, np.minimum(au, 0.0), au))
-    al = np.where(ph == 0, np.minimum(al, au), al)
-    L, Uu = np.maximum(al, 0.0), np.maximum(au, 0.0)
-    bad = ~(np.isfinite(L) & np.isfinite(Uu))  # (``_State.push``)
-    return al, au, np.where(bad, -np.inf, L), np.where(bad, np.inf, Uu)
 
 
 def slim(st: Any) -> None:
