@@ -14,6 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import torchlean.verify.float32 as f32
 from torchlean.certificates.core import box_leaves
@@ -135,3 +136,34 @@ def test_separating_cuts_between_regions_apart():
     touching = Spec(2, 1, (region(0, 3), region(-3, 0)))  # the face x_1 = 0 in both: no cut
     assert f32._separating(touching) is None
     assert f32._separating(Spec(2, 1, (region(0, 1),))) is None
+
+
+def test_the_walk_budget_gates_the_proof():
+    """``splits`` bounds the walks below the region's own: the by-parts proof above needs its
+    walks (P - 1 of them), so with one fewer in the budget it is not proved and no more walks are
+    made than the budget allows; the default budget (``SPLITS``, 4,096: ACAS Xu 1_1 prop 6 needs
+    ~1,800, bench/README "h-f32miss") is far above what this one needs."""
+    g, _, spec, _, res = _proved_by_parts()
+    walks = res.stats["parts"] - 1
+    assert res.verdict == "unsat" and 1 <= walks < f32.SPLITS
+    short = f32.verify_float32(g, table.target(g), spec, timeout=30, splits=walks - 1)
+    assert short.verdict != "unsat" and short.stats["parts"] - 1 <= walks - 1
+
+
+def test_walk_depths_of_the_bench():
+    """``bench/bench_float32_walks.py``'s depth of a box: the number of halvings of the root that
+    give its widths (any order of inputs), and its per-depth summary."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
+    from bench_float32_walks import bisections, by_depth
+
+    root = [(Fraction(-1), Fraction(3)), (Fraction(0), Fraction(1)), (Fraction(2), Fraction(2))]
+    box = list(root)
+    rng = np.random.default_rng(0)
+    for k in range(1, 25):
+        d = int(rng.integers(2))
+        a, b = box[d]
+        m = (a + b) / 2
+        box[d] = (a, m) if rng.integers(2) else (m, b)
+        assert bisections(box, root) == k
+    walks = [(3, 0.1, 1e-3), (3, 0.3, 4e-3), (9, 0.2, 1e-6), (3, 0.2, 2e-3)]
+    assert by_depth(walks) == [(3, 3, pytest.approx(0.2), 1e-3, 2e-3, 4e-3), (9, 1, 0.2, 1e-6, 1e-6, 1e-6)]

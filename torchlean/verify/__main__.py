@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
         p.add_argument("--float32", action="store_true",
                        help="verify the network as run in binary32 (float-sound verdict)")
         p.add_argument("--float32-splits", type=_cli.splits, default=None, metavar="N",
-                       help="with --float32: bisect the box up to N times (default 1024: float32.SPLITS), "
+                       help="with --float32: bisect the box up to N times (default 4096: float32.SPLITS), "
                             "each part proved with its nearest ancestor's epsilon or its own")
         p.add_argument("--float32-column", choices=("fast", "exact"), default=None,
                        help="with --float32: the rounding-error column of each part (default fast "
