@@ -62,7 +62,9 @@ def net(request):
         ys = [engine.form_bounds(f, L, U)[0] for f in bg.outputs]
         assert all(engine.form_bounds(f, L, U)[0] == engine.form_bounds(f, L, U)[1] for f in bg.outputs)
         out.append((x, args, ys))
-    return t, out
+    S = {"x": pts, "y": [ys for *_, ys in out], "d": np.array([float(ys[0] - ys[1]) for *_, ys in out]),
+         "z": {k: np.array([[float(v) for v in a[k]] for _, a, _ in out]) for k in out[0][1]}}
+    return t, S
 
 
 A = (Fraction(1), Fraction(-1))  # objective y0 - y1 - b (unsafe: y0 - y1 <= b)
@@ -148,31 +150,43 @@ def _regions(tree, bg):
             if p is not None]
 
 
-def _inside(s, lo, hi, ph) -> bool:
-    x, args, _ = s
-    return all(lo[d] <= Fraction(float(x[d])) <= hi[d] for d in range(2)) and all(
-        (args[k][i] >= 0) if p else (args[k][i] <= 0) for (k, i), p in ph.items())
+def _inside(S, lo, hi, ph) -> np.ndarray:
+    """Which samples lie in the region (box ``lo``/``hi``, split phases ``ph``): exact, as the
+    box corners here are dyadic (floats) and a Fraction's float has its sign."""
+    x = S["x"]
+    m = np.ones(len(x), bool)
+    for d in range(2):
+        m &= (float(lo[d]) <= x[:, d]) & (x[:, d] <= float(hi[d]))
+    for (k, i), p in ph.items():
+        z = S["z"][k][:, i]
+        m &= (z >= 0) if p else (z <= 0)
+    return m
 
 
-def _assert_sound(bounds, trees, bg, samples) -> int:
-    """Every recorded leaf bound <= the objective at every sample of its leaf's region; returns how
-    many (leaf, sample) pairs were compared."""
+def _assert_sound(bounds, trees, bg, S) -> int:
+    """Every recorded leaf bound <= the objective at every sample of its leaf's region (exactly,
+    at the samples whose float objective is within 1e-9 of the region's least); returns how many
+    (leaf, sample) pairs were compared."""
     regs = [r for t in trees for r in _regions(t, bg)]
     per = len(bounds) // len(regs)
+    assert per * len(regs) == len(bounds)
     seen = 0
     for n, (lo, hi, ph) in enumerate(regs):
+        m = np.nonzero(_inside(S, lo, hi, ph))[0]
+        seen += len(m) * per
         for atom, lb in bounds[n * per:(n + 1) * per]:
-            for s in samples:
-                if _inside(s, lo, hi, ph):
-                    seen += 1
-                    assert lb <= _obj(atom, s[2]), (n, ph, float(lb), float(_obj(atom, s[2])))
+            if not len(m):
+                continue
+            f = S["d"][m] * float(atom.a[0]) - float(atom.b)  # (a = ±(1, -1))
+            for s in m[f <= f.min() + 1e-9]:
+                assert lb <= _obj(atom, S["y"][s]), (n, ph, float(lb), float(_obj(atom, S["y"][s])))
     return seen
 
 
 def _tight_b(samples) -> Fraction:
     """The sampled minimum of y0 - y1, less 1/100: a property that holds on the samples and
     that tight leaf bounds nearly prove."""
-    return min(_obj(Atom(A, Fraction(0), False), s[2]) for s in samples) - Fraction(1, 100)
+    return min(y[0] - y[1] for y in samples["y"]) - Fraction(1, 100)
 
 
 HAND = {  # hand-made shapes (node indices of ``_target``: 1 relu, 2 leaky_relu, 3 relu)
@@ -222,16 +236,17 @@ def test_chunks_and_disjuncts_share_no_wrong_parent(net, mode, monkeypatch):
     bg = t.bg
     spec = _spec(_tight_b(samples), n_disj=2)
     rng = np.random.default_rng(2)
-    trees = []  # 2^7 input boxes, then ReLU splits: > CHUNK leaves at (depth 1, node 2)
+    trees = []  # 2^6 input boxes, then ReLU splits: > CHUNK leaves at (depth 1, node 2)
     for seed in (3, 4):
         r = np.random.default_rng(seed)
         tr: list = []
 
         def grid(lo, hi, d, t=tr, r=r):
             if d == 0:
-                i = int(r.integers(0, 6))  # (an inactive leaf, then a random subtree)
+                i = int(r.integers(0, 6))  # (an inactive leaf, then a leaf or a random subtree)
                 t.extend([["relu", 2, i], ["leaf", [[0, "1/1000000"]]],
-                          *_tree(r, bg, 3, 0.3, 0.2, 1, box=(lo, hi), path=((2, i),))])
+                          *_tree(r, bg, 3 * int(r.random() < 0.5), 0.3, 0.2, 1, box=(lo, hi),
+                                 path=((2, i),))])
                 return
             dim = d % 2
             v = (lo[dim] + hi[dim]) / 2
@@ -239,10 +254,12 @@ def test_chunks_and_disjuncts_share_no_wrong_parent(net, mode, monkeypatch):
             grid(lo, hi[:dim] + (v,) + hi[dim + 1:], d - 1)
             grid(lo[:dim] + (v,) + lo[dim + 1:], hi, d - 1)
 
-        grid(LO, HI, 7)
+        grid(LO, HI, 6)
         trees.append(tr)
-    leaves = sum(n[0] == "leaf" for n in trees[0])
-    assert leaves > 2 * fast_vnn.CHUNK
+    for tr in trees:  # (leaves right below a split of node 2 under 6 input splits: depth 1)
+        at = [i for i, (_, _, (p, _, ph, key)) in enumerate(walk(tr, list(LO), list(HI), split_widths(bg)))
+              if p is not None and key == (2, next(iter(ph))[1]) and len(ph) == 1]
+        assert len(at) > fast_vnn.CHUNK
     slopes = [[1, i, f"{int(rng.integers(0, 5))}/4", None] for i in range(6)]
     entry = {"per_disjunct": trees, "arg_slopes": slopes}
     bounds = _leaf_bounds(monkeypatch, _cert(bg, spec, entry), bg, spec, mode)
@@ -279,7 +296,14 @@ def test_claims_raised_above_a_leaf_sample_rejected(net, mode, monkeypatch):
     bg = t.bg
     b = _tight_b(samples) - 1  # (every leaf bound positive: a true property the tree proves)
     spec = _spec(b)
-    tree = _hand(HAND["zigzag"], 1)
+    tried = 0
+    for tree in [_hand(t, 1) for t in HAND.values()]:
+        tried += _raise_each(monkeypatch, tree, bg, spec, samples, mode)
+    assert tried >= 8
+
+
+def _raise_each(monkeypatch, tree, bg, spec, samples, mode) -> int:
+    """``test_claims_raised_above_a_leaf_sample_rejected`` on one tree; returns how many leaves."""
     with monkeypatch.context() as m:
         bounds = _leaf_bounds(m, _cert(bg, spec, tree), bg, spec, mode)
     assert all(lb > 0 for _, lb in bounds)
@@ -290,7 +314,8 @@ def test_claims_raised_above_a_leaf_sample_rejected(net, mode, monkeypatch):
     assert check_vnn(_cert(bg, spec, honest), bg, spec, mode=mode).ok
     tried = 0
     for p, (lo, hi, ph) in zip(pos, _regions(tree, bg)):
-        vals = [_obj(spec.regions[0].disjuncts[0][0], s[2]) for s in samples if _inside(s, lo, hi, ph)]
+        m = np.nonzero(_inside(samples, lo, hi, ph))[0]
+        vals = [_obj(spec.regions[0].disjuncts[0][0], samples["y"][s]) for s in m]
         if not vals:
             continue
         tried += 1
@@ -298,7 +323,7 @@ def test_claims_raised_above_a_leaf_sample_rejected(net, mode, monkeypatch):
         bad[p][1][0][1] = str(min(vals) + Fraction(1, 10 ** 9))
         v = check_vnn(_cert(bg, spec, bad), bg, spec, mode=mode)
         assert not v.ok and "recomputed bound" in v.reason, v.reason
-    assert tried >= 4
+    return tried
 
 
 @pytest.mark.parametrize("mode", MODES)
