@@ -266,6 +266,30 @@ def test_chunks_and_disjuncts_share_no_wrong_parent(net, mode, monkeypatch):
     assert _assert_sound(bounds, trees, bg, samples) > 1000
 
 
+def _same_boxes(k: int, i: int) -> list:
+    """A ReLU split, then the same input split under both children: leaves bounded from scratch
+    (no prior) whose boxes do not say which side of the split they are on."""
+    leaf = ["leaf", [[0, "1/1000000"]]]
+    return [["relu", k, i], ["split", 0, "0"], leaf, leaf, ["split", 1, "1/2"], leaf, ["split", 0, "0"],
+            leaf, leaf]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_disjuncts_with_the_same_boxes_and_other_phases(net, mode, monkeypatch):
+    """Two ``per_disjunct`` trees whose unsplit-state chunks have the same boxes but different
+    phases (a split on another element above the same input splits): the fast replay's
+    ``states`` memo must not hand one tree's states to the other; every leaf bound is sound."""
+    t, samples = net
+    bg = t.bg
+    spec = _spec(_tight_b(samples), n_disj=2)
+    seen = 0
+    for (k, i), (k2, i2) in (((1, 0), (1, 3)), ((2, 1), (3, 0)), ((3, 2), (1, 5))):
+        trees = [_same_boxes(k, i), _same_boxes(k2, i2)]
+        bounds = _leaf_bounds(monkeypatch, _cert(bg, spec, {"per_disjunct": trees}), bg, spec, mode)
+        seen += _assert_sound(bounds, trees, bg, samples)
+    assert seen > 1000
+
+
 def _false_spec(samples) -> Spec:
     """Unsafe y0 - y1 <= b with b 1/1000 above the sampled minimum: a sampled point is unsafe."""
     return _spec(_tight_b(samples) + Fraction(1, 100) + Fraction(1, 1000))
