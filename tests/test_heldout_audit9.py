@@ -278,12 +278,15 @@ def _same_boxes(k: int, i: int) -> list:
 def test_disjuncts_with_the_same_boxes_and_other_phases(net, mode, monkeypatch):
     """Two ``per_disjunct`` trees whose unsplit-state chunks have the same boxes but different
     phases (a split on another element above the same input splits): the fast replay's
-    ``states`` memo must not hand one tree's states to the other; every leaf bound is sound."""
+    ``states`` memo must not hand one tree's states to the other (a memo keyed without the phases
+    fails here); every leaf bound is sound."""
     t, samples = net
     bg = t.bg
     spec = _spec(_tight_b(samples), n_disj=2)
     seen = 0
-    for (k, i), (k2, i2) in (((1, 0), (1, 3)), ((2, 1), (3, 0)), ((3, 2), (1, 5))):
+    # (3, 1) and (3, 4) are stably active on both nets' boxes: their inactive children's regions
+    # are empty, where the clamp pins the element at 0 (the other tree's same boxes are not empty)
+    for (k, i), (k2, i2) in (((3, 1), (1, 0)), ((3, 4), (2, 2)), ((1, 0), (1, 3)), ((2, 1), (3, 0))):
         trees = [_same_boxes(k, i), _same_boxes(k2, i2)]
         bounds = _leaf_bounds(monkeypatch, _cert(bg, spec, {"per_disjunct": trees}), bg, spec, mode)
         seen += _assert_sound(bounds, trees, bg, samples)
