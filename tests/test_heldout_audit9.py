@@ -70,9 +70,11 @@ def net(request):
 A = (Fraction(1), Fraction(-1))  # objective y0 - y1 - b (unsafe: y0 - y1 <= b)
 
 
-def _spec(b: Fraction, n_disj: int = 1) -> Spec:
-    """Unsafe: y0 - y1 <= b (and, for more disjuncts, y1 - y0 <= -b - 1/2^k, k = 1, 2, ...)."""
-    ds = [(Atom(A, b, False),)] + [(Atom((A[1], A[0]), -b - Fraction(1, 2 ** k), False),)
+def _spec(b: Fraction, n_disj: int = 1, flip: bool = True) -> Spec:
+    """Unsafe: y0 - y1 <= b (and, for more disjuncts, y1 - y0 <= -b - 1/2^k, k = 1, 2, ..., or
+    where not ``flip`` y0 - y1 <= b - 1/2^k)."""
+    s = -1 if flip else 1
+    ds = [(Atom(A, b, False),)] + [(Atom((s * A[0], s * A[1]), s * b - Fraction(1, 2 ** k), False),)
                                     for k in range(1, n_disj)]
     return Spec(2, 2, (Region(LO, HI, tuple(ds)),))
 
@@ -282,14 +284,15 @@ def test_disjuncts_with_the_same_boxes_and_other_phases(net, mode, monkeypatch):
     fails here); every leaf bound is sound."""
     t, samples = net
     bg = t.bg
-    spec = _spec(_tight_b(samples), n_disj=2)
     seen = 0
     # (3, 1) and (3, 4) are stably active on both nets' boxes: their inactive children's regions
     # are empty, where the clamp pins the element at 0 (the other tree's same boxes are not empty)
     for (k, i), (k2, i2) in (((3, 1), (1, 0)), ((3, 4), (2, 2)), ((1, 0), (1, 3)), ((2, 1), (3, 0))):
-        trees = [_same_boxes(k, i), _same_boxes(k2, i2)]
-        bounds = _leaf_bounds(monkeypatch, _cert(bg, spec, {"per_disjunct": trees}), bg, spec, mode)
-        seen += _assert_sound(bounds, trees, bg, samples)
+        for trees in ([_same_boxes(k, i), _same_boxes(k2, i2)], [_same_boxes(k2, i2), _same_boxes(k, i)]):
+            for flip in (False, True):
+                spec = _spec(_tight_b(samples), n_disj=2, flip=flip)
+                bounds = _leaf_bounds(monkeypatch, _cert(bg, spec, {"per_disjunct": trees}), bg, spec, mode)
+                seen += _assert_sound(bounds, trees, bg, samples)
     assert seen > 1000
 
 
