@@ -367,3 +367,38 @@ def test_search_certificates_accepted(net, mode):
     res = general.verify_target(t, spec, timeout=60)
     assert res.verdict == "unsat"
     assert check_vnn(res.cert, bg, spec, mode=mode).ok
+
+
+@pytest.fixture(scope="module")
+def cnn_cert():
+    """``tests/test_graph_relu_bab``'s CNN at radius 0.1: the search's ReLU-split certificate
+    (children bounded from their parents), and the radius-0.105 property, which the search
+    refutes with a counterexample (so it is false)."""
+    from tests.test_graph_relu_bab import _spec as cnn_spec
+    from tests.test_graph_relu_bab import cnn_instance
+
+    _, t, x0, lab = cnn_instance()
+    spec = cnn_spec(x0, lab, 0.1)
+    res = general.verify_target(t, spec, timeout=60)
+    assert res.verdict == "unsat"
+    false = cnn_spec(x0, lab, 0.105)
+    sat = general.verify_target(t, false, timeout=60)
+    assert sat.verdict == "sat" and check_vnn(sat.cert, t.bg, false).ok  # (the checker's own point test)
+    return t, spec, res.cert, false
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_search_relu_split_certificate_accepted_and_transplant_rejected(cnn_cert, mode):
+    """The search's certificate with ReLU splits (several levels) replays in both modes; its trees
+    and claims moved onto the false radius-0.105 property (the same ReLU splits, a larger box) are
+    rejected: the children's parent states are those of the larger box."""
+    t, spec, cert, false = cnn_cert
+    trees = cert["regions"][0]["per_disjunct"]
+    assert sum(n[0] == "relu" for tr in trees for n in tr) >= 10
+    depth = max(len(ph) for tr in trees for _, _, (p, _, ph, _) in walk(tr, list(spec.regions[0].lo),
+                list(spec.regions[0].hi), split_widths(t.bg)) if p is not None)
+    assert depth >= 3
+    assert check_vnn(cert, t.bg, spec, mode=mode).ok
+    bad = {**copy.deepcopy(cert), "property": false.digest()}
+    v = check_vnn(bad, t.bg, false, mode=mode)
+    assert not v.ok and "recomputed bound" in v.reason, v.reason
