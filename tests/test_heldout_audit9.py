@@ -205,6 +205,13 @@ HAND = {  # hand-made shapes (node indices of ``_target``: 1 relu, 2 leaky_relu,
 }
 
 
+def _last_first(last: int) -> list:
+    """Splits of the last relu node (the network's output on the relu-output net) above splits of
+    the first, and an input split between."""
+    return [["relu", last, 0], ["relu", 1, 0], ["leaf", 0], ["split", 1, "0"], ["leaf", 0], ["leaf", 0],
+            ["relu", last, 1], ["relu", 1, 4], ["leaf", 0], ["leaf", 0], ["leaf", 0]]
+
+
 def _hand(tree, n_proofs):
     return [["leaf", [[0, "1/1000000"]] * n_proofs] if n == ["leaf", 0] else n for n in tree]
 
@@ -218,8 +225,10 @@ def test_leaf_bounds_sound_on_adversarial_trees(net, mode, monkeypatch):
     bg = t.bg
     spec = _spec(_tight_b(samples))
     rng = np.random.default_rng(1)
-    trees = [_hand(t, 1) for t in HAND.values()]
+    trees = [_hand(t, 1) for t in HAND.values()] + [_hand(_last_first(len(bg.nodes) - 1), 1)]
     trees += [_tree(rng, bg, 6, p, 0.25, 1) for p in (0.1, 0.4, 0.7)]
+    if bg.nodes[-1].size == 2:  # (the relu output net: its output node is split somewhere)
+        assert any(n[:2] == ["relu", 4] for tr in trees for n in tr)
     seen = 0
     for method in ("crown", "ibp"):
         for tree in trees:
@@ -402,3 +411,24 @@ def test_search_relu_split_certificate_accepted_and_transplant_rejected(cnn_cert
     bad = {**copy.deepcopy(cert), "property": false.digest()}
     v = check_vnn(bad, t.bg, false, mode=mode)
     assert not v.ok and "recomputed bound" in v.reason, v.reason
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_malformed_split_bookkeeping_refused(net, mode):
+    """Splits the walker must refuse whatever the claims: one element twice on a path (its
+    parent's state would already be clamped the other way), a node that is not splittable (the
+    input, a node index past the graph), an element past the node, a leaf with children."""
+    t, samples = net
+    bg = t.bg
+    spec = _spec(_tight_b(samples) - 1)  # (a true property: only the tree's form is at fault)
+    leaf = ["leaf", [[0, "1/1000000"]]]
+    good = [["relu", 2, 1], leaf, leaf]
+    assert check_vnn(_cert(bg, spec, good), bg, spec, mode=mode).ok
+    bads = [[["relu", 2, 1], ["relu", 2, 1], leaf, leaf, leaf],
+            [["relu", 2, 1], leaf, ["split", 0, "0"], ["relu", 2, 1], leaf, leaf, leaf],
+            [["relu", 0, 0], leaf, leaf], [["relu", len(bg.nodes), 0], leaf, leaf],
+            [["relu", 2, bg.nodes[2].size], leaf, leaf], [["relu", 2, 1], leaf, leaf, leaf],
+            [["relu", 2, 1], leaf]]
+    for bad in bads:
+        v = check_vnn(_cert(bg, spec, bad), bg, spec, mode=mode)
+        assert not v.ok, bad
