@@ -48,7 +48,9 @@ def _target(seed: int, tail_relu: bool = False):
 
 @pytest.fixture(scope="module", params=[(5, False), (11, True)], ids=["mixed", "relu_output"])
 def net(request):
-    """(target, samples): samples (x, {node: exact argument values}, exact outputs) in the box."""
+    """(target, samples): 1141 points of the box (random and a grid), with {"x": points, "y": exact
+    outputs, "d": y0 - y1 as floats, "z": {fn node: argument values as floats (B, size)}}; the
+    floats have the exact values' signs, which is all the region tests read from them."""
     t = _target(*request.param)
     bg = t.bg
     rng = np.random.default_rng(request.param[0])
