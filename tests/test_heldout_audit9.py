@@ -236,6 +236,11 @@ def test_leaf_bounds_sound_on_adversarial_trees(net, mode, monkeypatch):
         for tree in trees:
             bounds = _leaf_bounds(monkeypatch, _cert(bg, spec, tree, method), bg, spec, mode)
             seen += _assert_sound(bounds, [tree], bg, samples)
+        # two disjuncts' trees with different boxes and splits (one ``states`` memo)
+        spec2 = _spec(_tight_b(samples), n_disj=2)
+        pair = trees[-2:]
+        bounds = _leaf_bounds(monkeypatch, _cert(bg, spec2, {"per_disjunct": pair}, method), bg, spec2, mode)
+        seen += _assert_sound(bounds, pair, bg, samples)
     assert seen > 5000
 
 
