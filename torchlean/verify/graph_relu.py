@@ -620,11 +620,17 @@ def root_corners(bg: Any, st: Any, djs: list[Disjunct], box: Any) -> np.ndarray 
     says a counterexample is likeliest. Such a corner can sit where the float gradient is 0
     (every ReLU dead around the box centre), which PGD cannot leave. None when the graph is too
     large for the back-substitution's matrices (one box and a few rows: ten times the batched
-    optimisers' cap) or a row has no fast sibling."""
-    if alpha.dense_size(bg) > 10 * alpha.MAX_DENSE or any(
+    optimisers' cap) or a row has no fast sibling. On relu-only conv graphs the back-substitution
+    is ``alpha_targets.NodeBacksub`` (``bab_disjunct``'s, the same coefficients): the dense one
+    builds (R, n_vars) multipliers per node, 2.8-4.6 s on the sri_resnet_a ResNet's root against
+    ~0.2 s node-wise (bench/README.md, "h-sri")."""
+    if NODEWISE and relu_only(bg) and not fully_connected(bg):
+        bs = alpha_targets.NodeBacksub(fe.compiled(bg), st)
+    elif alpha.dense_size(bg) > 10 * alpha.MAX_DENSE or any(
             n.kind == "fn" and n.fn not in FAST for n in bg.nodes):
         return None
-    bs = alpha.Backsub.from_fast(bg, fe.compiled(bg), st, FAST)
+    else:
+        bs = alpha.Backsub.from_fast(bg, fe.compiled(bg), st, FAST)
     lo, hi = box
     out = []
     for d in djs:
