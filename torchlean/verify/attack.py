@@ -159,8 +159,9 @@ def pgd(ex: Executor, A: Any, b: Any, z: np.ndarray, lo: np.ndarray, hi: np.ndar
 
     ``leak`` > 0: the steps follow the gradient with that share of the cotangent let through
     inactive ReLUs (``leaky``); the objective is still the exact one. ``until``: a
-    ``time.perf_counter`` time after which no further step is taken (``past``): the best points
-    evaluated so far are returned."""
+    ``time.perf_counter`` time after which no further gradient pass is made (``past``; the first
+    always is): the points the last step reached are evaluated (a forward pass) and the best
+    points seen are returned."""
     n = z.shape[0]
     lo, hi = np.broadcast_to(lo, z.shape), np.broadcast_to(hi, z.shape)
     step = (hi - lo) / 4
@@ -191,7 +192,7 @@ def pgd(ex: Executor, A: Any, b: Any, z: np.ndarray, lo: np.ndarray, hi: np.ndar
     for i in range(steps):
         tick()  # (the caller's deadline: a deep network makes each step slow)
         if i and past(until):
-            return best_z, best_v
+            break
         y, g = ex.value_and_grad(z, active, leak=leak) if leak else ex.value_and_grad(z, active)
         v = objective(y)[0]
         better = v < best_v[run]
@@ -206,8 +207,6 @@ def pgd(ex: Executor, A: Any, b: Any, z: np.ndarray, lo: np.ndarray, hi: np.ndar
         step = step * decay
         if not run.size:
             return best_z, best_v
-    if past(until):
-        return best_z, best_v
     v = objective(ex.forward(z))[0]
     better = v < best_v[run]
     best_z[run[better]], best_v[run[better]] = z[better], v[better]
@@ -269,12 +268,14 @@ def leaky(ex: Executor, A: Any, b: Any, z: np.ndarray, lo: np.ndarray, hi: np.nd
         return np.where(np.isnan(vs[n, j]), np.inf, vs[n, j]), ks[n, j]
 
     best_z, best_v = z.copy(), np.full(z.shape[0], np.inf)
+    stop = False
     for leak in leaks:
         step = (hi - lo) / 4
         for i in range(steps):
             tick()
-            if (i or leak != leaks[0]) and past(until):
-                return best_z, best_v
+            stop = (i > 0 or leak != leaks[0]) and past(until)
+            if stop:
+                break
             y, g = ex.value_and_grad(z, lambda y: A[objective(y)[1]], leak=leak)
             v = objective(y)[0]
             better = v < best_v
@@ -283,8 +284,8 @@ def leaky(ex: Executor, A: Any, b: Any, z: np.ndarray, lo: np.ndarray, hi: np.nd
                 return best_z, best_v
             z = np.clip(z - step * np.sign(g), lo, hi)
             step = step * decay
-    if past(until):
-        return best_z, best_v
+        if stop:
+            break
     v = objective(ex.forward(z))[0]
     better = v < best_v
     best_z[better], best_v[better] = z[better], v[better]
