@@ -102,3 +102,85 @@ def test_leaky_finds_the_published_mnistfc_counterexample_pgd_misses():
     y = np.asarray(sess.run(None, {sess.get_inputs()[0].name: xin})[0]).ravel()
     label = int(t.ex.forward(((lo + hi) / 2)[None])[0].argmax())
     assert np.delete(y, label).max() >= y[label]
+
+
+class _Counting:
+    """An executor that counts its gradient passes and can be made slow (``delay`` s a pass)."""
+
+    def __init__(self, net: FloatNet, delay: float = 0.0):
+        self.net, self.delay, self.grads = net, delay, 0
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return self.net.forward(x)
+
+    def value_and_grad(self, x, g_y, **kw):
+        import time
+
+        self.grads += 1
+        time.sleep(self.delay)
+        return self.net.value_and_grad(x, g_y, **kw)
+
+
+def test_gradient_runs_stop_stepping_at_their_deadline():
+    """``until`` in the past (h-sri): ``pgd`` and ``leaky`` make one gradient pass, then evaluate
+    where its step went: the best of the starts and the stepped points, the same as the first step
+    of an unlimited run gives (checked against the network's own forward pass); ``odi`` takes no
+    step; an unlimited run makes more passes and never ends worse. Stopping early only drops
+    steps."""
+    import time
+
+    net, spec = _pocket(), _spec()
+    lo, hi = np.zeros(D), np.ones(D)
+    A, b = attack._atoms(spec.regions[0].disjuncts[0])
+    z0 = np.random.default_rng(0).uniform(lo, hi, (8, D))
+    y0 = net.forward(z0)[:, 0]  # the starts' objective: y (the atom is y <= 0)
+    for run, leak in ((lambda ex, **k: attack.pgd(ex, A, b, z0, lo, hi, steps=30, **k), 0.0),
+                      (lambda ex, **k: attack.leaky(ex, [A], [b], z0, lo, hi, steps=10, **k), 1.0)):
+        ex = _Counting(net)
+        z, v = run(ex, until=time.perf_counter() - 1.0)
+        assert ex.grads == 1
+        _, g = net.value_and_grad(z0, lambda y: np.ones_like(y), leak=leak) if leak else \
+            net.value_and_grad(z0, lambda y: np.ones_like(y))
+        z1 = np.clip(z0 - (hi - lo) / 4 * np.sign(g), lo, hi)  # the one step's points
+        y1 = net.forward(z1)[:, 0]
+        np.testing.assert_allclose(v, np.minimum(y0, y1), rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(z, np.where((y1 < y0)[:, None], z1, z0))
+        free = _Counting(net)
+        _, vf = run(free)
+        assert free.grads > 1 and (vf <= v + 1e-12).all()  # (more steps: never a worse best)
+    ex = _Counting(net)
+    zo = attack.odi(ex, z0, lo, hi, np.random.default_rng(1), until=time.perf_counter() - 1.0)
+    assert ex.grads == 0 and np.array_equal(zo, z0)
+
+
+def test_search_keeps_its_deadline_and_still_confirms_what_it_found():
+    """``search`` with a deadline on a slow executor (0.05 s a gradient pass; a first round's
+    ODI, PGD and leaky runs take ~200 of them) returns within a few passes of it; without a
+    deadline the same search finds the pocket's counterexample (``leaky``), which the exact
+    reference confirms; a property whose first PGD step already reaches the unsafe set is
+    still answered with a confirmed point when the deadline passes during that step."""
+    import time
+
+    net, spec = _pocket(), _spec()
+
+    def confirm(x: list[Fraction]) -> bool:
+        return spec.regions[0].contains(x) and _exact_y(net, x) <= 0
+
+    ex = _Counting(net, delay=0.05)
+    t = time.perf_counter()
+    assert attack.search(ex, spec, confirm, rounds=1, deadline=t + 0.3) is None
+    assert time.perf_counter() - t < 0.3 + 4 * 0.05 + 0.5 and ex.grads <= 8
+    x = attack.search(_Counting(net), spec, confirm, rounds=1)
+    assert x is not None and _exact_y(net, x) <= 0
+    # y <= 0.95: the box centre's y (1 - 0.2·0) = 1 fails it; one sign step from any start
+    # lowers s or raises it into the first ReLU's slope: found by the first PGD step or the samples
+    easy = Spec(D, 1, (Region(spec.regions[0].lo, spec.regions[0].hi,
+                              ((Atom((Fraction(1),), Fraction(95, 100), False),),)),))
+
+    def confirm_easy(x: list[Fraction]) -> bool:
+        return easy.regions[0].contains(x) and _exact_y(net, x) <= Fraction(95, 100)
+
+    slow = _Counting(net, delay=0.05)
+    x = attack.search(slow, easy, confirm_easy, rounds=1, deadline=time.perf_counter() + 0.01)
+    assert x is not None and _exact_y(net, x) <= Fraction(95, 100)
+    assert slow.grads <= 2  # (at most ODI's first pass and PGD's, both started before the deadline)

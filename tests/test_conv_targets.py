@@ -349,3 +349,35 @@ def test_nodewise_alpha_beta_over_the_dense_budget_and_replays(case, monkeypatch
             stats = {}
             entry = gr.bab_region(t.bg, reg, time.perf_counter() + 120, stats)
             assert not stats.get("beta_leaves") and not any(seen), (setting, stats)
+
+
+def test_root_corners_nodewise_equal_dense(case, monkeypatch):
+    """``graph_relu.root_corners`` on a relu-only conv graph takes the node-wise back-substitution
+    (h-sri: the dense one cost seconds on the ResNet); its corners are the dense one's, and each is
+    a corner of the box that minimises its row's CROWN bound's linear part (the sign of the row's
+    input coefficients, recomputed here from the dense ``Backsub``)."""
+    net, t, lo, hi, label, others, sl, st, *_ = case
+    bg = t.bg
+    box = fe.boxes([lo], [hi])
+    djs = [gr.Disjunct(bg, _region(lo, hi, label, others, [Fraction(0)] * 2), j) for j in range(2)]
+    calls = []
+    real = alpha_targets.NodeBacksub.__init__
+
+    def spy(self, *a, **k):
+        calls.append(1)
+        real(self, *a, **k)
+
+    monkeypatch.setattr(alpha_targets.NodeBacksub, "__init__", spy)
+    node = gr.root_corners(bg, st, djs, box)
+    assert calls  # (the node-wise path ran)
+    monkeypatch.setattr(gr, "NODEWISE", False)
+    dense = gr.root_corners(bg, st, djs, box)
+    assert len(calls) == 1 and node is not None and dense is not None
+    assert node.shape == dense.shape == (sum(d.lam0.shape[0] for d in djs), bg.n_in)
+    np.testing.assert_array_equal(node, dense)
+    bs = alpha.Backsub.from_fast(bg, fe.compiled(bg), st, FAST)
+    coef = np.concatenate([(bs.bound(d.lam0, d.c0, bs.default_slopes(d.lam0.shape[0])),
+                            bs.coef[0][:, :bg.n_in])[1] for d in djs])
+    blo, bhi = box
+    want = np.where(coef > 0, blo, np.where(coef < 0, bhi, node))  # (a zero coefficient: any side)
+    np.testing.assert_array_equal(node, want)

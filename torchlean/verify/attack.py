@@ -65,6 +65,11 @@ def closure(spec: Spec) -> Spec | None:
         for r in spec.regions))
 
 
+def past(until: float | None) -> bool:
+    """Whether the ``time.perf_counter`` time ``until`` (None: never) has passed."""
+    return until is not None and time.perf_counter() > until
+
+
 # ---------------------------------------------------------------- float margins and box points
 
 def _atoms(disj: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +143,8 @@ def try_candidates(region: Region, z: np.ndarray, v: np.ndarray, confirm: Confir
 
 @np.errstate(invalid="ignore", over="ignore")  # outside a row's domain the runtime gives nan: no candidate
 def pgd(ex: Executor, A: Any, b: Any, z: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-        steps: int = 40, decay: float = 0.88, leak: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        steps: int = 40, decay: float = 0.88, leak: float = 0.0, until: float | None = None
+        ) -> tuple[np.ndarray, np.ndarray]:
     """Sign-gradient descent of max_k (A_k·y - b_k) from each row of z, projected on [lo, hi]
     (per-point boxes allowed); returns the best point seen per start and its objective. With
     lists A, b (one (A_j, b_j) per disjunct), of min_j max_k (A_jk·y - b_jk): each step follows
@@ -152,7 +158,10 @@ def pgd(ex: Executor, A: Any, b: Any, z: np.ndarray, lo: np.ndarray, hi: np.ndar
     network's gradient often keeps its sign.
 
     ``leak`` > 0: the steps follow the gradient with that share of the cotangent let through
-    inactive ReLUs (``leaky``); the objective is still the exact one."""
+    inactive ReLUs (``leaky``); the objective is still the exact one. ``until``: a
+    ``time.perf_counter`` time after which no further gradient pass is made (``past``; the first
+    always is): the points the last step reached are evaluated (a forward pass) and the best
+    points seen are returned."""
     n = z.shape[0]
     lo, hi = np.broadcast_to(lo, z.shape), np.broadcast_to(hi, z.shape)
     step = (hi - lo) / 4
@@ -180,8 +189,10 @@ def pgd(ex: Executor, A: Any, b: Any, z: np.ndarray, lo: np.ndarray, hi: np.ndar
     def active(y: np.ndarray) -> np.ndarray:
         return A[objective(y)[1]]
 
-    for _ in range(steps):
+    for i in range(steps):
         tick()  # (the caller's deadline: a deep network makes each step slow)
+        if i and past(until):
+            break
         y, g = ex.value_and_grad(z, active, leak=leak) if leak else ex.value_and_grad(z, active)
         v = objective(y)[0]
         better = v < best_v[run]
@@ -204,16 +215,19 @@ def pgd(ex: Executor, A: Any, b: Any, z: np.ndarray, lo: np.ndarray, hi: np.ndar
 
 @np.errstate(invalid="ignore", over="ignore")
 def odi(ex: Executor, z: np.ndarray, lo: np.ndarray, hi: np.ndarray, rng: np.random.Generator,
-        steps: int = ODI_STEPS) -> np.ndarray:
+        steps: int = ODI_STEPS, until: float | None = None) -> np.ndarray:
     """Output-diversified starts (ODI, Tashiro et al., NeurIPS 2020): from each row of z, ``steps``
     sign-gradient ascent steps of w·f(x), of half the box's width (the paper's ε on an ε-ball),
     for a random direction w in [-1, 1]^n_out per row. On many inputs, uniform random points of a small box
     all give nearly the same output, and PGD from any of them falls into the same local minimum
     of the margin (mnistfc 256x6 prop_3_0.05: 0.73 from every uniform or corner start); starts
-    spread out in *output* space reach other minima (there, a counterexample in the first round)."""
+    spread out in *output* space reach other minima (there, a counterexample in the first round).
+    ``until``: no step after that ``time.perf_counter`` time (the points as they are then)."""
     w = rng.uniform(-1.0, 1.0, (z.shape[0], ex.forward(z[:1]).shape[1]))
     for _ in range(steps):
         tick()
+        if past(until):
+            break
         _, g = ex.value_and_grad(z, lambda y: -w)  # (of -w·y: ascend w·y)
         z = np.clip(z - (hi - lo) / 2 * np.sign(g), lo, hi)
     return z
@@ -228,8 +242,8 @@ LEAKS = (1.0, 0.5, 0.2, 0.05, 0.0)
 
 @np.errstate(invalid="ignore", over="ignore")
 def leaky(ex: Executor, A: Any, b: Any, z: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-          steps: int = 30, decay: float = 0.9, leaks: Sequence[float] = LEAKS
-          ) -> tuple[np.ndarray, np.ndarray]:
+          steps: int = 30, decay: float = 0.9, leaks: Sequence[float] = LEAKS,
+          until: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sign-gradient descent of ``pgd``'s objective (one (A, b) or lists of them per disjunct) along
     a homotopy of the backward pass: stage by stage the step size restarts and the gradient lets
     the share ``leak`` of the cotangent through the ReLUs inactive at the point, down to the
@@ -238,7 +252,7 @@ def leaky(ex: Executor, A: Any, b: Any, z: np.ndarray, lo: np.ndarray, hi: np.nd
     A dead ReLU has no gradient, so plain PGD never turns on a neuron that is off along its
     path; on MNIST nets counterexamples sit behind such neurons (bench/README.md, "Leaky
     homotopy": mnistfc 256x2 prop_0_0.05, where PGD and ODI stop at a margin of 0.96 from any
-    of thousands of starts)."""
+    of thousands of starts). ``until``: as ``pgd``'s (the best points evaluated by then)."""
     if not isinstance(A, list):
         A, b = [A], [b]
     ends = np.cumsum([len(a) for a in A])
@@ -254,10 +268,14 @@ def leaky(ex: Executor, A: Any, b: Any, z: np.ndarray, lo: np.ndarray, hi: np.nd
         return np.where(np.isnan(vs[n, j]), np.inf, vs[n, j]), ks[n, j]
 
     best_z, best_v = z.copy(), np.full(z.shape[0], np.inf)
+    stop = False
     for leak in leaks:
         step = (hi - lo) / 4
-        for _ in range(steps):
+        for i in range(steps):
             tick()
+            stop = (i > 0 or leak != leaks[0]) and past(until)
+            if stop:
+                break
             y, g = ex.value_and_grad(z, lambda y: A[objective(y)[1]], leak=leak)
             v = objective(y)[0]
             better = v < best_v
@@ -266,6 +284,8 @@ def leaky(ex: Executor, A: Any, b: Any, z: np.ndarray, lo: np.ndarray, hi: np.nd
                 return best_z, best_v
             z = np.clip(z - step * np.sign(g), lo, hi)
             step = step * decay
+        if stop:
+            break
     v = objective(ex.forward(z))[0]
     better = v < best_v
     best_z[better], best_v[better] = z[better], v[better]
@@ -299,7 +319,12 @@ def search(
     ``leaky_starts``: random starts of each round's ``leaky`` run (more than ``HIGH_DIM`` inputs;
     0: from the extra starts only; None: no ``leaky`` run). ``record``: where to keep the float
     margins seen (``note``: "centre", the box centre's, and "best", the smallest any point reached),
-    across calls: how near the attack came, for a caller that shares its time with a proof search."""
+    across calls: how near the attack came, for a caller that shares its time with a proof search.
+    ``deadline`` (a ``time.perf_counter`` time): every gradient run (``odi``, ``pgd``, ``leaky``)
+    stops stepping there and its best points so far still go to ``confirm``; no new run starts
+    after it. Checked per step, not per run: on the sri_resnet_a ResNet one run of the 80 starts'
+    40 PGD steps takes ~10 s and the leaky one ~7 s, and a 1-s attack took 18 s when only the
+    per-disjunct loop looked at the clock (bench/README.md, "h-sri")."""
     rng = np.random.default_rng(seed)
     for region in spec.regions:
         lo = np.array([float(v) for v in region.lo])
@@ -328,15 +353,17 @@ def search(
                 if r == 0 and extra_starts is not None:
                     picks.append(np.clip(extra_starts, lo, hi))
                 if lo.size > HIGH_DIM and starts:
-                    picks.append(odi(ex, urng.uniform(lo, hi, (starts, lo.size)), lo, hi, urng))
-                z, v = pgd(ex, A, b, np.concatenate(picks), lo, hi, steps=steps, decay=decay)
+                    picks.append(odi(ex, urng.uniform(lo, hi, (starts, lo.size)), lo, hi, urng,
+                                     until=deadline))
+                z, v = pgd(ex, A, b, np.concatenate(picks), lo, hi, steps=steps, decay=decay,
+                           until=deadline)
                 note(record, v)
                 found = try_candidates(region, z, v, confirm)
                 if found is not None:
                     return found
-                found = None if leaky_starts is None else _leaky_round(
+                found = None if leaky_starts is None or past(deadline) else _leaky_round(
                     ex, region, confirm, lo, hi, min(starts, leaky_starts), (seed, r, 2),
-                    extra_starts if r == 0 else None, record)
+                    extra_starts if r == 0 else None, record, deadline)
                 if found is not None:
                     return found
             for j, disj in enumerate(region.disjuncts):
@@ -354,15 +381,18 @@ def search(
                 if lo.size > HIGH_DIM and starts and len(region.disjuncts) == 1:
                     # (several disjuncts: the run over all of them above had its diversified starts)
                     orng = np.random.default_rng((seed, r, 1))
-                    picks.append(odi(ex, orng.uniform(lo, hi, (starts, lo.size)), lo, hi, orng))
-                z, v = pgd(ex, A, b, np.concatenate(picks), lo, hi, steps=steps, decay=decay)
+                    picks.append(odi(ex, orng.uniform(lo, hi, (starts, lo.size)), lo, hi, orng,
+                                     until=deadline))
+                z, v = pgd(ex, A, b, np.concatenate(picks), lo, hi, steps=steps, decay=decay,
+                           until=deadline)
                 note(record, v)
                 found = try_candidates(region, z, v, confirm)
                 if found is not None:
                     return found
-            if len(region.disjuncts) == 1 and leaky_starts is not None:  # (several: ran above)
+            if len(region.disjuncts) == 1 and leaky_starts is not None and not past(deadline):
+                # (several disjuncts: ran above)
                 found = _leaky_round(ex, region, confirm, lo, hi, min(starts, leaky_starts), (seed, r, 2),
-                                     extra_starts if r == 0 else None, record)
+                                     extra_starts if r == 0 else None, record, deadline)
                 if found is not None:
                     return found
     return None
@@ -370,11 +400,12 @@ def search(
 
 def _leaky_round(ex: Executor, region: Region, confirm: Confirm, lo: np.ndarray, hi: np.ndarray,
                  starts: int, seed: tuple[int, ...], extra: np.ndarray | None = None,
-                 record: dict[str, float] | None = None) -> list[Fraction] | None:
+                 record: dict[str, float] | None = None, until: float | None = None
+                 ) -> list[Fraction] | None:
     """On many inputs (``HIGH_DIM``), ``leaky`` on the whole unsafe set at once from
     min(``starts``, ``LEAKY_STARTS``) uniform random points and the first ``LEAKY_STARTS`` of
     ``extra`` (e.g. bound minimisers: box corners where every ReLU may be dead, which plain PGD
-    cannot leave); a confirmed candidate or None."""
+    cannot leave); a confirmed candidate or None. ``until``: ``leaky``'s."""
     if lo.size <= HIGH_DIM or not all(region.disjuncts):
         return None
     rng = np.random.default_rng(seed)
@@ -385,7 +416,7 @@ def _leaky_round(ex: Executor, region: Region, confirm: Confirm, lo: np.ndarray,
     if not z0.shape[0]:
         return None
     atoms = [_atoms(d) for d in region.disjuncts]
-    z, v = leaky(ex, [a for a, _ in atoms], [c for _, c in atoms], z0, lo, hi)
+    z, v = leaky(ex, [a for a, _ in atoms], [c for _, c in atoms], z0, lo, hi, until=until)
     note(record, v)
     return try_candidates(region, z, v, confirm)
 
