@@ -342,10 +342,11 @@ def root_check(t: Target, spec: Spec, deadline: float) -> tuple[list[Any], Any, 
         return None
     entries = [{"per_disjunct": [[["leaf", [[0, ROOT_CLAIM]]]] for _ in spec.regions[0].disjuncts]}]
     cert = unsat_cert(t, spec, entries)
+    text = cert_text(cert)  # (what the checker is handed, taken before it runs)
     keep: dict[str, Any] = {}
     v = check_vnn(cert, t.bg, spec, mode=replay_mode(cert, t.bg),
                   deadline=time.monotonic() + (deadline - time.perf_counter()), keep=keep)
-    return entries, (cert_text(cert), v), list(keep.get("states", {}).values())
+    return entries, (text, v), list(keep.get("states", {}).values())
 
 
 def root_state(states: list[Any], lo: np.ndarray, hi: np.ndarray) -> Any:
