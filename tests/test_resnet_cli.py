@@ -319,3 +319,44 @@ def test_root_check_rejected_search_goes_on_from_the_checkers_root_state(resnet,
                                                       "flush": lambda self: None})())
     assert cli.main([str(net), str(prop), "--timeout", "60", "--cert", str(out)]) == 0
     assert replayed.count(out.read_text()) == 1 and len(replayed) == 2  # (root check, then the replay)
+
+
+def test_root_check_plumbing_takes_nothing_in(resnet, monkeypatch):
+    """``check_vnn``'s ``keep`` is out-only: a caller's states put there are neither read nor kept
+    (the replay hands back a dict of its own, holding its root state); ``checked_by_search`` takes
+    only an accepted verdict on the very text; ``verify run`` (``runner.run_instance``) also
+    replays the root check's accepted certificate no second time."""
+    from torchlean.certificates.bounds import check_vnn
+    from torchlean.verify import general, runner, table
+    from torchlean.verify.table import load_instance
+    from torchlean.verify.tree import Result
+
+    d, net, sess, x0 = resnet
+    label = int(_run(sess, x0)[0].argmax())
+    prop = _prop(d, x0, label, 0.01)
+    t, spec = load_instance(net, prop)
+    res = general.verify_target(t, spec, timeout=60)
+    text, v = res.checked
+    assert v.ok and text == table.cert_text(res.cert)
+
+    class Poison(dict):
+        def __contains__(self, key):
+            raise AssertionError("the replay read the caller's states")
+
+        __getitem__ = get = __contains__
+
+    poison = Poison()
+    keep = {"states": poison}
+    assert check_vnn(res.cert, t.bg, spec, mode="fast", keep=keep).ok
+    assert keep["states"] is not poison and len(keep["states"]) == 1
+    from torchlean.certificates.core import Verdict
+
+    refused = Result("unsat", cert=res.cert, checked=(text, Verdict(False, reason="x")))
+    assert table.checked_by_search(refused) is None
+    assert table.checked_by_search(Result("unsat", cert=res.cert, checked=(text, v))) is v
+
+    calls: list[str] = []
+    monkeypatch.setattr(runner, "check_vnn", lambda *a, **k: calls.append("replay") or check_vnn(*a, **k))
+    row = runner.run_instance(net, prop, 60)
+    assert row["result"] == "unsat" and row["check"] == "accepted" and calls == [], row
+    assert row["mode"] == table.replay_mode(res.cert, t.bg) and float(row["check_s"]) > 0
