@@ -337,7 +337,7 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0, pro
         def relu_split(region: Region, deadline: float, stats: dict[str, Any], attack: Any) -> Any:
             if relu_above is None or t.bg.n_in > INPUT_SPLIT_MAX:
                 return graph_relu.bab_region(t.bg, region, deadline, stats, attack,
-                                             root_check=root_check if first and not checked else None)
+                                             root_check=root_check if relu_first and not checked else None)
             # ReLU chains of 17-64 inputs: ReLU splits with LP duals as α and β first (faster on
             # every instance measured, and they close the phase-fixed subproblems where gradient
             # β stops: bench/README.md, "ReLU chains of 17-64 inputs"), gradient β when they stop
@@ -353,7 +353,7 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0, pro
                 out = graph_relu.bab_region(t.bg, region, deadline, stats, attack)
             return out
 
-    first = ROOT_CHECK and relu_split is not None and graph_relu.relu_only(t.bg) and (
+    relu_first = ROOT_CHECK and relu_split is not None and graph_relu.relu_only(t.bg) and (
         t.bg.n_in > (INPUT_SPLIT_MAX if relu_above is None else relu_above))  # (``solve``'s relu_first)
     stats: dict[str, Any] = {}
     with watch(lambda: {k: stats[k] for k in ("boxes", "leaves") if k in stats}, "search", progress):
