@@ -96,7 +96,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=300, cwd=ROOT, env=ENV)
 
 
-def test_small_box_unsat_with_checked_per_disjunct_certificate(resnet):
+def test_small_box_unsat_with_checked_per_disjunct_certificate(resnet, monkeypatch):
     d, net, sess, x0 = resnet
     label = int(_run(sess, x0)[0].argmax())
     prop = _prop(d, x0, label, 0.002)
@@ -114,20 +114,24 @@ def test_small_box_unsat_with_checked_per_disjunct_certificate(resnet):
         assert ok.returncode == 0, (mode, ok.stdout, ok.stderr)
     # mutations: each disjunct's tree is replayed on its own (the forward state the fast mode shares
     # between them must not let one disjunct's proof stand for another's): a claim of 3x the
-    # threshold (the search claims half its bound) fails on the first and on the last disjunct
+    # threshold the search without the root check writes (half its bound) fails on the first and
+    # on the last disjunct (the CLI's certificate, from the root check, claims ``ROOT_CLAIM``)
     from fractions import Fraction
 
     from torchlean.certificates.bounds import check_vnn
+    from torchlean.verify import general
     from torchlean.verify.table import load_instance
 
     t, spec = load_instance(net, prop)
     for mode in ("fast", "exact"):
         assert check_vnn(c, t.bg, spec, mode=mode).ok
+    monkeypatch.setattr(general, "ROOT_CHECK", False)
+    ref = general.verify_target(t, spec, timeout=60).cert["regions"][0]["per_disjunct"]
     for j in (0, len(trees) - 1):
         assert trees[j][0][0] == "leaf"  # (root CROWN refutes every disjunct of this small box)
         bad = json.loads(json.dumps(c))
         proof = bad["regions"][0]["per_disjunct"][j][0][1][0]
-        proof[1] = str(3 * Fraction(proof[1]))
+        proof[1] = str(3 * Fraction(ref[j][0][1][0][1]))
         for mode in ("fast", "exact"):
             v = check_vnn(bad, t.bg, spec, mode=mode)
             assert not v.ok, (j, mode, v.reason)
@@ -208,3 +212,151 @@ def test_early_attack_only_above_the_root_work_gate(resnet, monkeypatch):
     assert table.check(res.cert, t, spec).ok
     y = _run(sess, np.array([float(v) for v in res.x]))[0]
     assert np.delete(y, label).max() >= y[label] - 1e-5
+
+
+def _claims_out(cert: dict) -> dict:
+    """The certificate with every leaf proof's claimed bound blanked (the root check's root leaves
+    claim ``table.ROOT_CLAIM``, the search's own half their bound)."""
+    c = json.loads(json.dumps(cert))
+    for tree in c["regions"][0]["per_disjunct"]:
+        for node in tree:
+            if node[0] == "leaf":
+                for proof in node[1]:
+                    proof[1] = None
+    return c
+
+
+def test_root_check_accepted_is_the_searchs_certificate_checked_once(resnet, monkeypatch):
+    """Where root CROWN proves every disjunct, the search's root check (``general.ROOT_CHECK``) has
+    the checker replay the root-only certificate, and that is the answer: the same verdict and the
+    same trees (leaf by leaf the same row) as the search without it, claims aside; the claim is
+    below each bound (a claim of 3x the search's half-bound is rejected above); the checker
+    accepts it in both modes; and the CLI replays the certificate it writes exactly once."""
+    from torchlean.certificates.bounds import check_vnn
+    from torchlean.verify import __main__ as cli
+    from torchlean.verify import general, table
+    from torchlean.verify.table import load_instance
+
+    d, net, sess, x0 = resnet
+    label = int(_run(sess, x0)[0].argmax())
+    prop = _prop(d, x0, label, 0.01)
+    t, spec = load_instance(net, prop)
+    on = general.verify_target(t, spec, timeout=60)
+    monkeypatch.setattr(general, "ROOT_CHECK", False)
+    off = general.verify_target(t, spec, timeout=60)
+    monkeypatch.setattr(general, "ROOT_CHECK", True)
+    assert on.verdict == off.verdict == "unsat"
+    assert table.checked_by_search(on) is not None and table.checked_by_search(off) is None
+    assert "root_s" not in on.stats and "root_s" in off.stats  # (the search's own pass: not run)
+    assert _claims_out(on.cert) == _claims_out(off.cert)
+    for tree in on.cert["regions"][0]["per_disjunct"]:
+        assert tree == [["leaf", [[0, table.ROOT_CLAIM]]]]
+    for mode in ("fast", "exact"):
+        assert check_vnn(on.cert, t.bg, spec, mode=mode).ok and check_vnn(off.cert, t.bg, spec, mode=mode).ok
+    # a certificate that differs from the one the search replayed is not taken as checked
+    other = json.loads(json.dumps(on.cert))
+    other["regions"][0]["per_disjunct"][0][0][1][0][1] = "1/2"
+    assert table.checked_by_search(type(on)("unsat", cert=other, checked=on.checked)) is None
+
+    replayed: list[str] = []
+
+    def counting(cert, *a, **k):
+        replayed.append(table.cert_text(cert))
+        return check_vnn(cert, *a, **k)
+
+    monkeypatch.setattr(table, "check_vnn", counting)
+    monkeypatch.setattr(cli, "check_vnn", counting)
+    out = d / "root_cert.json"
+    err = []
+    monkeypatch.setattr(sys, "stderr", type("E", (), {"write": lambda self, s: err.append(s),
+                                                      "flush": lambda self: None})())
+    assert cli.main([str(net), str(prop), "--timeout", "60", "--cert", str(out)]) == 0
+    written = out.read_text()
+    assert json.loads(written) == json.loads(table.cert_text(on.cert))
+    assert replayed.count(written) == 1 and len(replayed) == 1
+    assert any(s.startswith("checked: unsat: 9 leaves replayed") for s in "".join(err).splitlines())
+
+
+def test_root_check_rejected_search_goes_on_from_the_checkers_root_state(resnet, monkeypatch):
+    """Where root CROWN leaves a disjunct open, the root check is rejected, the search runs from
+    the replay's own root state (bit for bit the state its own pass computes), splits ReLUs, and
+    ends with the same verdict and certificate as without the root check; the CLI then replays
+    that certificate (once: the root check replayed another one)."""
+    from torchlean.certificates import fast_engine as fe
+    from torchlean.certificates.bounds import check_vnn
+    from torchlean.verify import __main__ as cli
+    from torchlean.verify import general, table
+    from torchlean.verify.table import load_instance
+
+    d, net, sess, x0 = resnet
+    label = int(_run(sess, x0)[0].argmax())
+    prop = _prop(d, x0, label, 0.025)
+    t, spec = load_instance(net, prop)
+    box = fe.boxes([spec.regions[0].lo], [spec.regions[0].hi])
+    got = table.root_check(t, spec, __import__("time").perf_counter() + 60)
+    assert got is not None and not got[1][1].ok
+    st, ref = table.root_state(got[2], *box), fe.forward(fe.compiled(t.bg), *box, "crown")
+    for a, b in zip(st.L + st.U, ref.L + ref.U):
+        np.testing.assert_array_equal(a, b)
+    on = general.verify_target(t, spec, timeout=60)
+    monkeypatch.setattr(general, "ROOT_CHECK", False)
+    off = general.verify_target(t, spec, timeout=60)
+    monkeypatch.setattr(general, "ROOT_CHECK", True)
+    assert on.verdict == off.verdict == "unsat" and on.stats["root_from_check"]
+    assert on.stats["subproblems"] == off.stats["subproblems"] > 0
+    assert on.cert == off.cert and table.checked_by_search(on) is None
+
+    replayed: list[str] = []
+
+    def counting(cert, *a, **k):
+        replayed.append(table.cert_text(cert))
+        return check_vnn(cert, *a, **k)
+
+    monkeypatch.setattr(table, "check_vnn", counting)
+    monkeypatch.setattr(cli, "check_vnn", counting)
+    out = d / "split_cert.json"
+    monkeypatch.setattr(sys, "stderr", type("E", (), {"write": lambda self, s: None,
+                                                      "flush": lambda self: None})())
+    assert cli.main([str(net), str(prop), "--timeout", "60", "--cert", str(out)]) == 0
+    assert replayed.count(out.read_text()) == 1 and len(replayed) == 2  # (root check, then the replay)
+
+
+def test_root_check_plumbing_takes_nothing_in(resnet, monkeypatch):
+    """``check_vnn``'s ``keep`` is out-only: a caller's states put there are neither read nor kept
+    (the replay hands back a dict of its own, holding its root state); ``checked_by_search`` takes
+    only an accepted verdict on the very text; ``verify run`` (``runner.run_instance``) also
+    replays the root check's accepted certificate no second time."""
+    from torchlean.certificates.bounds import check_vnn
+    from torchlean.verify import general, runner, table
+    from torchlean.verify.table import load_instance
+    from torchlean.verify.tree import Result
+
+    d, net, sess, x0 = resnet
+    label = int(_run(sess, x0)[0].argmax())
+    prop = _prop(d, x0, label, 0.01)
+    t, spec = load_instance(net, prop)
+    res = general.verify_target(t, spec, timeout=60)
+    text, v = res.checked
+    assert v.ok and text == table.cert_text(res.cert)
+
+    class Poison(dict):
+        def __contains__(self, key):
+            raise AssertionError("the replay read the caller's states")
+
+        __getitem__ = get = __contains__
+
+    poison = Poison()
+    keep = {"states": poison}
+    assert check_vnn(res.cert, t.bg, spec, mode="fast", keep=keep).ok
+    assert keep["states"] is not poison and len(keep["states"]) == 1
+    from torchlean.certificates.core import Verdict
+
+    refused = Result("unsat", cert=res.cert, checked=(text, Verdict(False, reason="x")))
+    assert table.checked_by_search(refused) is None
+    assert table.checked_by_search(Result("unsat", cert=res.cert, checked=(text, v))) is v
+
+    calls: list[str] = []
+    monkeypatch.setattr(runner, "check_vnn", lambda *a, **k: calls.append("replay") or check_vnn(*a, **k))
+    row = runner.run_instance(net, prop, 60)
+    assert row["result"] == "unsat" and row["check"] == "accepted" and calls == [], row
+    assert row["mode"] == table.replay_mode(res.cert, t.bg) and float(row["check_s"]) > 0

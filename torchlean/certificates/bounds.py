@@ -226,23 +226,27 @@ def _form_entries(bg: Any) -> int:
 
 
 def check_vnn(
-    cert: Any, net: Any, spec: Spec, mode: str | None = None, deadline: float | None = None
+    cert: Any, net: Any, spec: Spec, mode: str | None = None, deadline: float | None = None,
+    keep: dict[str, Any] | None = None,
 ) -> Verdict:
     """Check a ``vnn-sat`` / ``vnn-unsat`` certificate against the re-derived network (its
     ``lower.BoundGraph``: ``lower.lower`` of the IR) and property, on the bound-table engines
     (``graph_vnn``). ``mode`` ("exact" or "fast") is the caller's; None chooses by size
     (``replay_mode``). A certificate's own "mode" field is ignored. ``deadline`` (a
     ``time.monotonic()`` value): past it the replay stops and the certificate is not accepted
-    ("deadline exceeded")."""
-    return replay(_check_vnn, cert, net, spec, mode, deadline=deadline)
+    ("deadline exceeded"). ``keep``: a dict that receives, under "states", the fast replay's own
+    memo of forward states (``graph_vnn.check_vnn_graph``), for the caller to read once the call
+    returns; the replay writes it and never reads anything from it."""
+    return replay(_check_vnn, cert, net, spec, mode, keep, deadline=deadline)
 
 
-def _check_vnn(cert: Any, net: Any, spec: Spec, mode: str | None) -> Verdict:
+def _check_vnn(cert: Any, net: Any, spec: Spec, mode: str | None,
+               keep: dict[str, Any] | None = None) -> Verdict:
     require(isinstance(cert, dict), "certificate must be a JSON object")
     require(hasattr(net, "nodes") and hasattr(net, "outputs"), "the network must be a bound graph (lower)")
     from .graph_vnn import check_vnn_graph
 
-    return check_vnn_graph(cert, net, spec, mode or replay_mode(cert, net))
+    return check_vnn_graph(cert, net, spec, mode or replay_mode(cert, net), keep)
 
 
 needs_statement(("vnn-sat", "vnn-unsat"), "check_vnn(cert, net, spec)")

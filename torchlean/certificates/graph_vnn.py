@@ -164,8 +164,10 @@ def split_widths(bg: BoundGraph) -> tuple[int, ...]:
     return tuple(n.size if n.kind == "fn" and n.fn in SPLITTABLE else 0 for n in bg.nodes)
 
 
-def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str | None = None) -> Verdict:
-    """``check_vnn`` for a bound graph (the caller catches malformed-input exceptions)."""
+def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str | None = None,
+                    keep: dict[str, Any] | None = None) -> Verdict:
+    """``check_vnn`` for a bound graph (the caller catches malformed-input exceptions). ``keep``:
+    receives the fast mode's memo of forward states under "states" (``check_vnn``'s)."""
     require(cert.get("network") == fingerprint(bg), "certificate is for a different network "
             "(or made in the removed ReLU-chain format: verify again)")
     require(cert.get("property") == spec.digest(), "certificate is for a different property")
@@ -184,6 +186,8 @@ def check_vnn_graph(cert: dict[str, Any], bg: BoundGraph, spec: Spec, mode: str 
     n = 0
     read = read_slopes(bg)
     states: dict[Any, Any] = {}  # (fast mode: forward states and corners the disjuncts' trees share)
+    if keep is not None:  # (out only: this replay's own memo, made here; nothing is read from keep)
+        keep["states"] = states
     corners: dict[Any, Any] = {}
     for r, (whole, entry) in enumerate(zip(spec.regions, trees)):
         shared = read_shared(bg, entry, f"region {r}")

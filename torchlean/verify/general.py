@@ -304,19 +304,40 @@ def solve(
     return "unsat", trees, stats
 
 
+#: whether a relu-first search (``verify_target``) starts with the checker's replay of the
+#: root-only certificate (``table.root_check``), where the property has one region of one-atom
+#: disjuncts: accepted, the search is done and its caller need not replay the certificate again
+#: (``table.checked_by_search``); rejected, the replay's root state is the search's root bounds.
+#: The root pass is then paid once instead of twice (bench/README.md, "h-rootcheck")
+ROOT_CHECK = True
+
+
 def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0, progress: bool | None = False,
                   relu_above: int | None = None) -> Result:
     """``tree.Result`` for a ``table.Target``: the search's claim with its certificate (the caller
-    runs ``table.check`` on it before reporting, as the CLI does). ``progress``: report the boxes
-    and leaves so far (``torchlean.progress.watch``); ``relu_above``: as ``solve``'s."""
+    runs ``table.check`` on it before reporting, as the CLI does, unless ``table.checked_by_search``
+    gives the checker's accepted replay of that very certificate: ``ROOT_CHECK``). ``progress``:
+    report the boxes and leaves so far (``torchlean.progress.watch``); ``relu_above``: as
+    ``solve``'s."""
     from ..progress import watch
     from . import graph_relu, table
 
     relu_split = None
+    checked: list[Any] = []  # (the root check's (certificate text, Verdict))
+
+    def root_check(deadline: float) -> Any:
+        got = table.root_check(t, spec, deadline)
+        if got is None:
+            return None
+        entries, verdict, states = got
+        checked.append(verdict)
+        return entries[0], verdict[1].ok, states
+
     if t.bg is not None and graph_relu.relu_nodes(t.bg):
         def relu_split(region: Region, deadline: float, stats: dict[str, Any], attack: Any) -> Any:
             if relu_above is None or t.bg.n_in > INPUT_SPLIT_MAX:
-                return graph_relu.bab_region(t.bg, region, deadline, stats, attack)
+                return graph_relu.bab_region(t.bg, region, deadline, stats, attack,
+                                             root_check=root_check if relu_first and not checked else None)
             # ReLU chains of 17-64 inputs: ReLU splits with LP duals as α and β first (faster on
             # every instance measured, and they close the phase-fixed subproblems where gradient
             # β stops: bench/README.md, "ReLU chains of 17-64 inputs"), gradient β when they stop
@@ -332,6 +353,8 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0, pro
                 out = graph_relu.bab_region(t.bg, region, deadline, stats, attack)
             return out
 
+    relu_first = ROOT_CHECK and relu_split is not None and graph_relu.relu_only(t.bg) and (
+        t.bg.n_in > (INPUT_SPLIT_MAX if relu_above is None else relu_above))  # (``solve``'s relu_first)
     stats: dict[str, Any] = {}
     with watch(lambda: {k: stats[k] for k in ("boxes", "leaves") if k in stats}, "search", progress):
         verdict, out, stats = solve(table.bounder(t), t.ex, spec, table.confirmer(t, spec), timeout, seed,
@@ -343,5 +366,6 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0, pro
         y = t.ex.forward(np.array([[float(v) for v in out]]))[0].tolist()
         return Result("sat", cert=table.sat_cert(t, spec, out), x=out, y=y, stats=stats)
     if verdict == "unsat":
-        return Result("unsat", cert=table.unsat_cert(t, spec, out), stats=stats)
+        return Result("unsat", cert=table.unsat_cert(t, spec, out), stats=stats,
+                      checked=checked[0] if checked else None)
     return Result("timeout", stats=stats)

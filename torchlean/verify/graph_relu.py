@@ -465,16 +465,36 @@ def slim(st: Any) -> None:
     st.relax = [{} for _ in st.relax]
 
 
+#: (deadline) -> None, or (the region's root-only entry, whether the checker accepted it, the
+#: forward states its replay computed): ``general.verify_target``'s ``table.root_check``
+RootCheck = Callable[[float], Any]
+
+
 def bab_region(bg: Any, region: Region, deadline: float, stats: dict[str, Any],
-               attack: Attack | None = None) -> Any:
+               attack: Attack | None = None, root_check: RootCheck | None = None) -> Any:
     """The region's certificate entry ``{"per_disjunct": [tree, ...]}``, a confirmed counterexample
     (a list of Fractions, from ``attack``), or None. The root box is bounded once for every
-    disjunct; only the disjuncts it leaves open are searched."""
+    disjunct; only the disjuncts it leaves open are searched. ``root_check``: first let the
+    checker replay the root-only certificate; accepted, its entry is the answer (the caller holds
+    the checker's verdict), rejected, the replay's own root state is this search's root bounds
+    (where it ran in fast mode: one root pass instead of two, bench/README.md "h-rootcheck")."""
     if any(not d for d in region.disjuncts):
         return None
     box = fe.boxes([region.lo], [region.hi])
     t0 = time.perf_counter()
-    st = _forward(fe.compiled(bg), *box, None, deadline)
+    st = None
+    got = root_check(deadline) if root_check is not None else None
+    if got is not None:
+        entry, ok, states = got
+        stats["root_check_s"] = time.perf_counter() - t0
+        if ok:  # (the root leaves are not counted in stats["leaves"], as below)
+            return entry
+        from .table import root_state
+
+        st = root_state(states, *box)
+        stats["root_from_check"] = st is not None
+    if st is None:
+        st = _forward(fe.compiled(bg), *box, None, deadline)
     if st is None:
         return None
     stats["root_s"] = time.perf_counter() - t0

@@ -11,7 +11,9 @@ Nothing here computes a bound itself: the search adds heuristics on top of these
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -21,7 +23,7 @@ import numpy as np
 
 from ..certificates import engine, lower
 from ..certificates import fast_engine as fe
-from ..certificates.bounds import check_vnn
+from ..certificates.bounds import check_vnn, replay_mode
 from ..certificates.core import Verdict
 from ..certificates.fast_forms import outward
 from ..certificates.property import Region, Spec
@@ -314,3 +316,53 @@ def unsat_cert(t: Target, spec: Spec, trees: list[Any]) -> dict[str, Any]:
     """(No "mode": the replay mode is the checker's caller's choice, ``bounds.replay_mode``.)"""
     return {"kind": "vnn-unsat", "version": 1, "network": network_id(t), "property": spec.digest(),
             "method": "crown", "regions": trees}
+
+
+#: the claim of each root leaf in ``root_check``'s certificate: any root bound the search counts as
+#: a proof (> ``general.EPS`` = 1e-300) is at least this, so the checker accepts the certificate
+#: exactly when the search would have closed every disjunct at the root (the search's own root
+#: leaves claim half the bound instead: ``tree.threshold``)
+ROOT_CLAIM = "1/" + "1" + "0" * 301
+
+
+def cert_text(cert: dict[str, Any]) -> str:
+    """A certificate as the CLI writes it (``--cert``): the text a checked replay is keyed by."""
+    return json.dumps(cert, separators=(",", ":"))
+
+
+def root_check(t: Target, spec: Spec, deadline: float) -> tuple[list[Any], Any, list[Any]] | None:
+    """The root-only certificate of ``spec`` (one region; every disjunct one atom): per disjunct
+    a tree of one leaf claiming ``ROOT_CLAIM``, no splits, default slopes, replayed by the
+    checker as the CLI would (mode by ``bounds.replay_mode``, stopped at ``deadline``, a
+    ``time.perf_counter`` time). Returns (the region entries, (``cert_text``, Verdict), the forward
+    states the replay computed: its own memo, which the search may read afterwards as hints),
+    or None for another property. The checker reads nothing the search computed: it gets only
+    the certificate, and its memo is created inside the replay (``check_vnn``'s ``keep``)."""
+    if len(spec.regions) != 1 or any(len(d) != 1 for d in spec.regions[0].disjuncts):
+        return None
+    entries = [{"per_disjunct": [[["leaf", [[0, ROOT_CLAIM]]]] for _ in spec.regions[0].disjuncts]}]
+    cert = unsat_cert(t, spec, entries)
+    text = cert_text(cert)  # (what the checker is handed, taken before it runs)
+    keep: dict[str, Any] = {}
+    v = check_vnn(cert, t.bg, spec, mode=replay_mode(cert, t.bg),
+                  deadline=time.monotonic() + (deadline - time.perf_counter()), keep=keep)
+    return entries, (text, v), list(keep.get("states", {}).values())
+
+
+def root_state(states: list[Any], lo: np.ndarray, hi: np.ndarray) -> Any:
+    """Of a replay's forward states (``root_check``'s), the one of the box (lo, hi) (1, n) alone,
+    without phases or slopes (a root-only certificate has neither), or None."""
+    for st in states:
+        if st.B == 1 and not st.shared and np.array_equal(st.L[0], lo) and np.array_equal(st.U[0], hi):
+            return st
+    return None
+
+
+def checked_by_search(res: Any) -> Any:
+    """The checker's Verdict on ``res.cert`` if the search already replayed exactly that
+    certificate and the checker accepted it (``tree.Result.checked``), else None: the caller
+    then replays it itself."""
+    if res.cert is None or res.checked is None:
+        return None
+    text, v = res.checked
+    return v if v.ok and text == cert_text(res.cert) else None

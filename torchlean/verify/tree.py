@@ -19,6 +19,10 @@ class Result:
     x: list[Fraction] | None = None
     y: list[float] | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    #: (the certificate's JSON text, the checker's Verdict) when the search itself replayed this
+    #: certificate with the checker (``general.verify_target``'s root check): the caller may take
+    #: that accepted replay instead of its own if the text is ``cert``'s (``table.checked_by_search``)
+    checked: tuple[str, Any] | None = None
 
 
 def combos(n: int) -> list[tuple[int, ...]]:
