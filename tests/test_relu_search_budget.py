@@ -74,13 +74,11 @@ def test_take_is_the_rows_of_its_boxes(nodewise):
     np.testing.assert_array_equal(v2, v)
 
 
-def test_optimise_stops_stepping_proved_boxes_and_keeps_the_others(monkeypatch):
+def test_optimise_stops_stepping_proved_boxes_and_keeps_the_others():
     """Small boxes about the centre are proved in the first steps, the full box is not: the
     full box's optimised bound is the one it gets optimised alone, the proved boxes' bounds are
     positive and at least their default-slope bounds, and the bound's coefficients are kept for
-    every box (the attack's minimisers read them). (Boxes that cannot close are not dropped here:
-    ``HOPE_SLACK`` infinite; the next test is about them.)"""
-    monkeypatch.setattr(graph_relu, "HOPE_SLACK", float("inf"))
+    every box (the attack's minimisers read them)."""
     t, spec = _mlp_instance()
     bg, fg = t.bg, fe.compiled(t.bg)
     region = spec.regions[0]
@@ -179,58 +177,3 @@ def test_stalled_attack_leaves_its_time_to_the_proof(monkeypatch):
     assert res.stats["attack_margin"]["best"] > graph_relu.NEAR * res.stats["attack_margin"]["centre"]
     v = check_vnn(res.cert, t.bg, spec, mode="fast")
     assert v.ok, v.reason
-
-
-def test_optimise_stops_stepping_boxes_that_cannot_close(monkeypatch):
-    """``graph_relu.hopeless`` (h-sri): boxes whose bound cannot reach 0 in the steps left at twice
-    their recent pace stop being stepped. On five boxes of the MLP (two that stay open, three that
-    close), the same boxes are proved as with every box stepped to the end, each proved box's
-    bound is the same, the open ones stay below 0 with every step too (the rule dropped no box
-    that would have closed), and the back-substitution bounds a third of the box-steps."""
-    t, spec = _mlp_instance()
-    bg, fg = t.bg, fe.compiled(t.bg)
-    region = spec.regions[0]
-    dj = graph_relu.Disjunct(bg, region, 0)
-    relus = graph_relu.relu_nodes(bg)
-    lo, hi = _boxes(region, [2.0, 1.0, 0.6, 0.3, 0.05])
-    st = fe.forward(fg, lo, hi, "crown")
-    real = alpha.Backsub.bound
-    runs = {}
-    for slack in (float("inf"), graph_relu.HOPE_SLACK):
-        count = [0]
-
-        def spy(self, *a, count=count, **k):
-            count[0] += self.B
-            return real(self, *a, **k)
-
-        monkeypatch.setattr(alpha.Backsub, "bound", spy)
-        monkeypatch.setattr(graph_relu, "HOPE_SLACK", slack)
-        bs = alpha.Backsub.from_fast(bg, fg, st, FAST)
-        val, _, _, _ = graph_relu._optimise(bs, dj, relus, st, [{}] * 5, 20)
-        runs[slack] = val[:, 0], count[0]
-    (full, n_full), (cut, n_cut) = runs.values()
-    proved = full > graph_relu.EPS
-    assert list(proved) == [False, False, True, True, True]
-    np.testing.assert_array_equal(cut > graph_relu.EPS, proved)
-    np.testing.assert_array_equal(cut[proved], full[proved])
-    assert (full[~proved] <= graph_relu.EPS).all() and (cut[~proved] <= full[~proved]).all()
-    assert n_cut < n_full / 2
-
-
-def test_hopeless_reads_the_pace_of_the_best_bounds():
-    """A row far below 0 that gains little is hopeless; one that gains fast enough, a non-finite
-    one, and any before ``HOPE_AFTER`` steps are not; a box is hopeless only when all its rows
-    are; the pace is the current bound's (a bound climbing back after a dip counts)."""
-    n = graph_relu.HOPE_AFTER + 2
-    hist = [np.array([[-1.0, -2.0], [-1.0, -0.0001], [-1.0, -np.inf]]) + 0.001 * i for i in range(n)]
-    best = hist[-1]
-    # box 0: both rows gain 0.001 a step (need ~1 in 13 steps): hopeless; box 1: its second row
-    # is within reach; box 2: a -inf row is never judged
-    assert list(graph_relu.hopeless(best, hist, 13)) == [True, False, False]
-    assert list(graph_relu.hopeless(best, hist[:graph_relu.HOPE_AFTER], 13)) == [False] * 3
-    fast = [np.array([[-1.0 + 0.1 * i, -2.0]]) for i in range(n)]  # 0.1 a step: 1 in 13 steps
-    assert not graph_relu.hopeless(fast[-1], fast, 13)[0]
-    assert graph_relu.hopeless(fast[-1], fast, 1)[0]  # (one step left: it cannot)
-    # a dip: the best is still the first step's, the current bound climbs 0.1 a step
-    dip = [np.array([[-0.5 - 0.1 * i]]) for i in range(4)] + [np.array([[-0.8 + 0.1 * i]]) for i in range(4)]
-    assert not graph_relu.hopeless(np.array([[-0.5]]), dip, 13)[0]

@@ -50,15 +50,6 @@ EPS = 1e-300  # any positive bound proves a leaf (general.EPS)
 #: bounds cannot prove may be false; the attack is the caller's, ``general.solve``)
 ATTACK_SHARE = 0.3
 STEPS = 20  # gradient steps per batch
-#: ``_optimise`` stops stepping a box once none of its rows can reach a positive bound in the steps
-#: left: its best bound plus ``HOPE_SLACK`` times its current bound's gain per step over the last
-#: ``HOPE_WINDOW`` steps (judged from step ``HOPE_AFTER`` on; the current bound's, not the best's:
-#: Adam's first steps often lower the bound before it climbs back) is still <= 0. Such a box is
-#: split whatever its last steps give, and its best slopes so far are kept for the branching.
-#: Adam's gains shrink step by step, so a recent pace carried forward overestimates what is left
-#: (and the slack doubles it). Which boxes close decides no verdict: every leaf's bound is
-#: recomputed by the engine and replayed by the checker (bench/README.md, "h-sri").
-HOPE_AFTER, HOPE_WINDOW, HOPE_SLACK = 5, 3, 2.0
 DIGITS = 5  # significant digits of a recorded β (any value >= 0 is sound)
 
 Phases = dict[tuple[int, int], int]
@@ -103,10 +94,8 @@ def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths:
     lam: dict[int, np.ndarray] = {}
     # the boxes still stepped: one proved (some row's bound > EPS) keeps its best α and β, and
     # the steps go on over the others only (a third of a batch's box-steps on mnistfc were
-    # spent on boxes already proved); so does one that cannot close (``hopeless``); ``bs.coef``
-    # gets the last bound's rows of every box
+    # spent on boxes already proved); ``bs.coef`` gets the last bound's rows of every box
     act, sub, coef = np.arange(B), bs, None
-    history: list[np.ndarray] = []  # each step's bounds (B, R) (NaN: a box no longer stepped)
 
     for it in range(steps + 1):
         mult = {k: (beta[k] * sgn[k])[act] for k in split}
@@ -123,9 +112,6 @@ def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths:
             best_b[k] = np.where(better[..., None], beta[k], best_b[k])
         if coef is not None and sub.coef is not None:
             coef[act] = sub.coef
-        cur = np.full((B, R), np.nan)
-        cur[act] = v
-        history.append(cur)
         if it == steps or (best_v > EPS).any(1).all() or time.perf_counter() > deadline:
             break
         for k in relus:
@@ -137,9 +123,7 @@ def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths:
             gb = g["mult", k] * sgn[k][act]
             b = alpha.adam_step(moments, ("b", k), beta[k][act], gb, 0.05, it + 1)
             beta[k] = _put(beta[k], act, np.where(sgn[k][act] != 0, np.maximum(b, 0.0), 0.0))
-        keep = ~(best_v[act] > EPS).any(1) & ~hopeless(best_v[act], [h[act] for h in history], steps - it)
-        if not keep.any():
-            break
+        keep = ~(best_v[act] > EPS).any(1)
         if not keep.all():
             act = act[keep]
             sub = bs.take(act)
@@ -149,20 +133,6 @@ def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths:
     if coef is not None:
         bs.coef = coef
     return best_v, best_a, best_b, lam
-
-
-def hopeless(best: np.ndarray, history: list[np.ndarray], left: int) -> np.ndarray:
-    """Per box (row of ``best``, its best bounds (B, R)): whether none of its rows reaches a bound
-    > EPS within ``left`` steps: its best bound plus ``HOPE_SLACK`` times the gain per step of its
-    bound over the last ``HOPE_WINDOW`` steps (``history``: each step's bounds (B, R) so far) is
-    still <= EPS. Judged only from step ``HOPE_AFTER`` on; a row with a non-finite value is never
-    hopeless."""
-    if len(history) <= max(HOPE_AFTER, HOPE_WINDOW):
-        return np.zeros(best.shape[0], bool)
-    with np.errstate(invalid="ignore"):
-        pace = np.maximum(history[-1] - history[-1 - HOPE_WINDOW], 0.0) / HOPE_WINDOW
-        reach = best + HOPE_SLACK * pace * left
-        return (np.isfinite(reach) & (reach <= EPS)).all(1)
 
 
 def _put(x: np.ndarray, idx: np.ndarray, v: np.ndarray) -> np.ndarray:
