@@ -226,6 +226,29 @@ def _claims_out(cert: dict) -> dict:
     return c
 
 
+def _cli_replays(monkeypatch, net: Path, prop: Path, out: Path) -> tuple[list[str], list[str]]:
+    """Run the CLI in-process (``--timeout 60 --cert out``, exit 0 asserted), counting every
+    ``check_vnn`` call of the search (``table``) and of the CLI: (the texts of the certificates
+    replayed, in order; what it wrote on stderr)."""
+    from torchlean.certificates.bounds import check_vnn
+    from torchlean.verify import __main__ as cli
+    from torchlean.verify import table
+
+    replayed: list[str] = []
+    err: list[str] = []
+
+    def counting(cert, *a, **k):
+        replayed.append(table.cert_text(cert))
+        return check_vnn(cert, *a, **k)
+
+    monkeypatch.setattr(table, "check_vnn", counting)
+    monkeypatch.setattr(cli, "check_vnn", counting)
+    monkeypatch.setattr(sys, "stderr", type("E", (), {"write": lambda self, s: err.append(s),
+                                                      "flush": lambda self: None})())
+    assert cli.main([str(net), str(prop), "--timeout", "60", "--cert", str(out)]) == 0
+    return replayed, err
+
+
 def test_root_check_accepted_is_the_searchs_certificate_checked_once(resnet, monkeypatch):
     """Where root CROWN proves every disjunct, the search's root check (``general.ROOT_CHECK``) has
     the checker replay the root-only certificate, and that is the answer: the same verdict and the
@@ -233,7 +256,6 @@ def test_root_check_accepted_is_the_searchs_certificate_checked_once(resnet, mon
     below each bound (a claim of 3x the search's half-bound is rejected above); the checker
     accepts it in both modes; and the CLI replays the certificate it writes exactly once."""
     from torchlean.certificates.bounds import check_vnn
-    from torchlean.verify import __main__ as cli
     from torchlean.verify import general, table
     from torchlean.verify.table import load_instance
 
@@ -258,19 +280,8 @@ def test_root_check_accepted_is_the_searchs_certificate_checked_once(resnet, mon
     other["regions"][0]["per_disjunct"][0][0][1][0][1] = "1/2"
     assert table.checked_by_search(type(on)("unsat", cert=other, checked=on.checked)) is None
 
-    replayed: list[str] = []
-
-    def counting(cert, *a, **k):
-        replayed.append(table.cert_text(cert))
-        return check_vnn(cert, *a, **k)
-
-    monkeypatch.setattr(table, "check_vnn", counting)
-    monkeypatch.setattr(cli, "check_vnn", counting)
     out = d / "root_cert.json"
-    err = []
-    monkeypatch.setattr(sys, "stderr", type("E", (), {"write": lambda self, s: err.append(s),
-                                                      "flush": lambda self: None})())
-    assert cli.main([str(net), str(prop), "--timeout", "60", "--cert", str(out)]) == 0
+    replayed, err = _cli_replays(monkeypatch, net, prop, out)
     written = out.read_text()
     assert json.loads(written) == json.loads(table.cert_text(on.cert))
     assert replayed.count(written) == 1 and len(replayed) == 1
@@ -283,8 +294,6 @@ def test_root_check_rejected_search_goes_on_from_the_checkers_root_state(resnet,
     ends with the same verdict and certificate as without the root check; the CLI then replays
     that certificate (once: the root check replayed another one)."""
     from torchlean.certificates import fast_engine as fe
-    from torchlean.certificates.bounds import check_vnn
-    from torchlean.verify import __main__ as cli
     from torchlean.verify import general, table
     from torchlean.verify.table import load_instance
 
@@ -306,18 +315,8 @@ def test_root_check_rejected_search_goes_on_from_the_checkers_root_state(resnet,
     assert on.stats["subproblems"] == off.stats["subproblems"] > 0
     assert on.cert == off.cert and table.checked_by_search(on) is None
 
-    replayed: list[str] = []
-
-    def counting(cert, *a, **k):
-        replayed.append(table.cert_text(cert))
-        return check_vnn(cert, *a, **k)
-
-    monkeypatch.setattr(table, "check_vnn", counting)
-    monkeypatch.setattr(cli, "check_vnn", counting)
     out = d / "split_cert.json"
-    monkeypatch.setattr(sys, "stderr", type("E", (), {"write": lambda self, s: None,
-                                                      "flush": lambda self: None})())
-    assert cli.main([str(net), str(prop), "--timeout", "60", "--cert", str(out)]) == 0
+    replayed, _ = _cli_replays(monkeypatch, net, prop, out)
     assert replayed.count(out.read_text()) == 1 and len(replayed) == 2  # (root check, then the replay)
 
 
