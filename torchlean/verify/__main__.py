@@ -29,7 +29,7 @@ from ..certificates.property import PropertyError
 from ..pool import PoolError
 from .budget import Budget
 from .network import InputError
-from .table import RUNTIME_CHECK_S, checked_by_search, load_instance, runtime_refutes
+from .table import RUNTIME_CHECK_S, load_instance, replay_result, runtime_refutes
 
 
 def vnncomp_text(result) -> str:
@@ -87,16 +87,9 @@ def _verify(args: argparse.Namespace, clock: Budget, out_of_time: Any) -> int:
         raise InputError(f"the bound table cannot bound this network on this box: {e}") from None
     check_s = 0.0
     if res.cert is not None:
-        t = time.perf_counter()
         # the replay gets what the search left (a verdict it cannot confirm in time is "timeout");
         # none when the search's root check already had the checker accept this very certificate
-        v = checked_by_search(res)
-        if v is None:
-            mode = replay_mode(res.cert, target.bg)
-            v = check_vnn(res.cert, target.bg, spec, mode=mode, deadline=clock.end)
-            check_s = time.perf_counter() - t
-        else:
-            check_s = res.stats.get("root_check_s", 0.0)
+        v, check_s = replay_result(res, target, spec, replay_mode(res.cert, target.bg), clock.end)
         if not v.ok:  # never report a verdict the checker does not accept
             if clock.left() <= 0:
                 res.verdict = "timeout"

@@ -358,6 +358,18 @@ def root_state(states: list[Any], lo: np.ndarray, hi: np.ndarray) -> Any:
     return None
 
 
+def replay_result(res: Any, t: Target, spec: Spec, mode: str, deadline: float) -> tuple[Verdict, float]:
+    """The checker's Verdict on ``res.cert`` and the seconds it took: the search's own accepted
+    replay of that very certificate (``checked_by_search``: its root check's time), else a replay
+    now in ``mode``, stopped at ``deadline`` (``time.monotonic``), as the CLI and ``verify run``
+    report it."""
+    v = checked_by_search(res)
+    if v is not None:
+        return v, res.stats.get("root_check_s", 0.0)
+    t0 = time.perf_counter()
+    return check_vnn(res.cert, t.bg, spec, mode=mode, deadline=deadline), time.perf_counter() - t0
+
+
 def checked_by_search(res: Any) -> Any:
     """The checker's Verdict on ``res.cert`` if the search already replayed exactly that
     certificate and the checker accepted it (``tree.Result.checked``), else None: the caller
