@@ -132,6 +132,9 @@ class BoundGraph:
     #: ``fingerprint``'s value, kept by it on first use (a graph is never changed once lowered):
     #: the search's certificate and the checker's replay of it then hash the weights once
     fp: str | None = field(default=None, init=False, repr=False, compare=False)
+    #: convolution geometries met while lowering (``lower_linear._conv2d``): hints only, never
+    #: trusted; ``fast_forms.conv_kernel`` checks a matrix against one before using it
+    conv_hints: tuple[tuple[int, ...], ...] = field(default=(), compare=False)
 
     @property
     def n_in(self) -> int:
@@ -167,6 +170,7 @@ class Lowerer:
         self.n = n_in
         self.wide = wide
         self._lin: dict[int, tuple[Aff, Aff]] = {}
+        self.conv_hints: set[tuple[int, ...]] = set()  # (``BoundGraph.conv_hints``)
 
     def _node(self, out: list[Elem], kind: str, args: list[Any], fn: str = "",
               attrs: dict[str, Any] | None = None) -> list[Elem]:

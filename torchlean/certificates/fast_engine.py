@@ -53,7 +53,7 @@ class FastGraph:
                 self.forms.append((np.array(lo), np.array(hi)))  # type: ignore[arg-type]
                 continue
             rows = None if n.kind == "input" else arg_rows(n, n.args)
-            self.forms.append(None if rows is None else _Forms(rows, self.starts, self.sizes))
+            self.forms.append(None if rows is None else _Forms(rows, self.starts, self.sizes, bg.conv_hints))
             if n.kind == "max":  # (per element: its members' argument rows, -1 past the group's end)
                 runs = _regroup(n, list(range(sum(len(g) for g in n.args))))
                 idx = np.full((n.size, max(len(r) for r in runs)), -1)

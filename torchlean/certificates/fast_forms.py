@@ -94,15 +94,114 @@ def _safe(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 SPARSE_BELOW = 0.05
 
 
+def _out_size(h: int, k: int, s: int, p: int, d: int) -> int:
+    return (h + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def conv_kernel(R: int, n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray,
+                geom: tuple[int, ...]) -> np.ndarray | None:
+    """The kernel K (O, C/g, kh, kw) when the (R, n) matrix of the entries (rows, cols, vals) is
+    exactly the matrix of the convolution by K under ``geom`` = (C, H, W, O, kh, kw, sh, sw, ph,
+    pw, dh, dw, g) (row (o, i, j) of the output, column (c, h, w) of the input, both row-major,
+    batch 1), else None. ``geom`` is an untrusted hint; the test is exact: (1) no two entries share
+    a position; (2) every entry lies on the pattern: its input position is i·s - p + t·d for a
+    kernel offset t in range, in o's channel group; (3) entries of one kernel element (o, c, ta,
+    tb) hold the identical float; (4) an element with K != 0 has as many entries as pattern
+    positions (so by (1), (2) every one of them: a missing position holds K = 0). Then A = conv(K)
+    entry by entry."""
+    C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, g = geom
+    Ho, Wo = _out_size(H, kh, sh, ph, dh), _out_size(W, kw, sw, pw, dw)
+    if min(geom) < 0 or min(*geom[:6], Ho, Wo, g, sh, sw, dh, dw) < 1 or O % g or C % g \
+            or (R, n) != (O * Ho * Wo, C * H * W):
+        return None
+    og, cg = O // g, C // g
+    o, i, j = rows // (Ho * Wo), rows // Wo % Ho, rows % Wo
+    c, h, w = cols // (H * W), cols // W % H, cols % W
+    ta, ra = np.divmod(h - i * sh + ph, dh)
+    tb, rb = np.divmod(w - j * sw + pw, dw)
+    ci = c - o // og * cg
+    if not ((ra == 0) & (rb == 0) & (ta >= 0) & (ta < kh) & (tb >= 0) & (tb < kw) & (ci >= 0)
+            & (ci < cg)).all() or len(np.unique(rows * n + cols)) != len(rows):
+        return None
+    kap = ((o * cg + ci) * kh + ta) * kw + tb
+    K = np.zeros(O * cg * kh * kw)
+    K[kap] = vals
+    if not (K[kap] == vals).all():  # (NaN: unequal)
+        return None
+    # pattern positions per kernel offset: output positions whose tap lands inside the input
+    nh = [sum(0 <= x * sh - ph + t * dh < H for x in range(Ho)) for t in range(kh)]
+    nw = [sum(0 <= x * sw - pw + t * dw < W for x in range(Wo)) for t in range(kw)]
+    need = np.tile(np.outer(nh, nw).ravel(), O * cg)
+    if ((K != 0) & (np.bincount(kap, minlength=K.size) != need)).any():
+        return None
+    return K.reshape(O, cg, kh, kw)
+
+
+class _Conv:
+    """A matrix checked by ``conv_kernel``: its products as dense BLAS products per kernel offset.
+    Each output is then a sum, in some order, of the products the sparse layout sums plus exact
+    zeros (kernel elements 0, padding): at most R terms (``lmul``, one per row: an offset fixes the
+    output position) or n (``rmul``), as the dense layout's, so the γ_n charges hold unchanged."""
+
+    def __init__(self, geom: tuple[int, ...], K: np.ndarray):
+        self.geom, self.K = geom, K
+        C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, g = geom
+        self.Ho, self.Wo = _out_size(H, kh, sh, ph, dh), _out_size(W, kw, sw, pw, dw)
+        self.og, self.cg = O // g, C // g
+
+    def _taps(self):  # (offset index, the strided window of the padded input it reads)
+        C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, g = self.geom
+        for ta in range(kh):
+            for tb in range(kw):
+                yield ta * kw + tb, (slice(ta * dh, ta * dh + (self.Ho - 1) * sh + 1, sh),
+                                     slice(tb * dw, tb * dw + (self.Wo - 1) * sw + 1, sw))
+
+    def lmul(self, Y: np.ndarray) -> np.ndarray:
+        """Y @ A (the transposed convolution), in chunks of Y's rows (~2^22 floats each)."""
+        C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, g = self.geom
+        M, og, cg, nk = Y.shape[0], self.og, self.cg, kh * kw
+        out = np.empty((M, C * H * W))
+        step = max(1, 2**22 // max(self.Ho * self.Wo * nk * cg, (H + 2 * ph) * (W + 2 * pw) * C))
+        for a in range(0, M, step):
+            m = min(step, M - a)
+            Yt = Y[a:a + m].reshape(m, O, self.Ho * self.Wo).transpose(0, 2, 1)
+            Z = np.zeros((m, H + 2 * ph, W + 2 * pw, C))
+            for gi in range(g):
+                Kg = self.K[gi * og:(gi + 1) * og].transpose(0, 2, 3, 1).reshape(og, nk * cg)
+                P = (Yt[:, :, gi * og:(gi + 1) * og].reshape(-1, og) @ Kg)
+                P = P.reshape(m, self.Ho, self.Wo, nk, cg)
+                for t, (hs, ws) in self._taps():
+                    Z[:, hs, ws, gi * cg:(gi + 1) * cg] += P[:, :, :, t]
+            out[a:a + m] = Z[:, ph:ph + H, pw:pw + W].transpose(0, 3, 1, 2).reshape(m, -1)
+        return out
+
+    def rmul(self, X: np.ndarray) -> np.ndarray:
+        """X @ A.T (the convolution)."""
+        C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, g = self.geom
+        B, og, cg = X.shape[0], self.og, self.cg
+        Xp = np.zeros((B, H + 2 * ph, W + 2 * pw, C))
+        Xp[:, ph:ph + H, pw:pw + W] = X.reshape(B, C, H, W).transpose(0, 2, 3, 1)
+        out = np.empty((B, self.Ho, self.Wo, O))
+        for gi in range(g):
+            cs = slice(gi * cg, (gi + 1) * cg)
+            patches = np.stack([Xp[:, hs, ws, cs] for _, (hs, ws) in self._taps()], axis=3)
+            Kg = self.K[gi * og:(gi + 1) * og].transpose(2, 3, 1, 0).reshape(-1, og)
+            out[..., gi * og:(gi + 1) * og] = (patches.reshape(B * self.Ho * self.Wo, -1) @ Kg
+                                                ).reshape(B, self.Ho, self.Wo, og)
+        return out.transpose(0, 3, 1, 2).reshape(B, -1)
+
+
 class _Mat:
     """An (R, n) float matrix, dense, or sparse when under ``SPARSE_BELOW`` full (coordinates
     sorted by row, and a column-sorted view): pooling and convolution forms have few entries per
     row, and the products below then cost their entries, not R·n. Sums of products are the same
     sums (any order), so the engine's γ_n error bounds hold for both layouts."""
 
-    def __init__(self, R: int, n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray):
+    def __init__(self, R: int, n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray,
+                 hints: tuple[tuple[int, ...], ...] = ()):
         self.shape = (R, n)
         self.sparse = len(vals) < SPARSE_BELOW * R * n
+        self.conv: _Conv | None = None  # (set below when a hint's convolution is this matrix)
         if not self.sparse:
             self.D = np.zeros((R, n))
             self.D[rows, cols] = vals
@@ -124,21 +223,30 @@ class _Mat:
         self.eperm = byc[by_slot]
         self.slots = np.searchsorted(slot[by_slot], np.arange(int(cnt.max(initial=0)) + 1))
         self.ccols = order[: int((cnt > 0).sum())]
+        for geom in hints:
+            K = conv_kernel(R, n, rows, cols, vals, geom)
+            if K is not None:
+                self.conv = _Conv(geom, K)
+                break
 
-    def _like(self, vals: np.ndarray) -> _Mat:
+    def _like(self, f: Any) -> _Mat:
         m = object.__new__(_Mat)
         m.__dict__.update(self.__dict__)
-        m.vals = vals
+        m.vals = f(self.vals)
+        if self.conv is not None:  # (f(0) = 0: f(conv(K)) = conv(f(K)), entry by entry)
+            m.conv = _Conv(self.conv.geom, f(self.conv.K))
         return m
 
     def map(self, f: Any) -> _Mat:
         """The matrix with f applied to every entry (f(0) = 0: abs, positive/negative part)."""
-        return self._like(f(self.vals)) if self.sparse else _dense(f(self.D))
+        return self._like(f) if self.sparse else _dense(f(self.D))
 
     def rmul(self, X: np.ndarray) -> np.ndarray:
         """X @ A.T for X (B, n): (B, R)."""
         if not self.sparse:
             return X @ self.D.T
+        if self.conv is not None:
+            return self.conv.rmul(X)
         out = np.zeros((X.shape[0], self.shape[0]))
         out[:, self.urows] = np.add.reduceat(X[:, self.cols] * self.vals, self.rstart, axis=1)
         return out
@@ -147,6 +255,8 @@ class _Mat:
         """Y @ A for Y (M, R): (M, n)."""
         if not self.sparse:
             return Y @ self.D
+        if self.conv is not None:
+            return self.conv.lmul(Y)
         # out[:, j] = Σ_s v[s, j]·Y[:, r[s, j]], one slot s at a time over all columns at once:
         # Y transposed, each term a gather of whole rows (contiguous) and one vector multiply-add
         # (a sum in some order, as any dot product); 2-10x the speed of one gather of every entry
@@ -225,9 +335,11 @@ def _floats(qs: list[Fraction]) -> tuple[np.ndarray, np.ndarray]:
 
 class _Forms:
     """A list of R exact forms as float matrices per parent node: (node index, A, |A|, E or None)
-    as ``_Mat``s, constants c and their rounding error Ec."""
+    as ``_Mat``s, constants c and their rounding error Ec. ``hints``: convolution geometries
+    (``BoundGraph.conv_hints``) each matrix is checked against (``conv_kernel``)."""
 
-    def __init__(self, forms: list[Aff], starts: list[int], sizes: list[int]):
+    def __init__(self, forms: list[Aff], starts: list[int], sizes: list[int],
+                 hints: tuple[tuple[int, ...], ...] = ()):
         R = len(forms)
         rows = np.repeat(np.arange(R, dtype=np.int64), [len(f.t) for f in forms])
         cols = np.fromiter(chain.from_iterable(f.t for f in forms), dtype=np.int64, count=len(rows))
@@ -238,13 +350,13 @@ class _Forms:
         self.pn: dict[int, tuple[_Mat, _Mat]] = {}
         for p in np.unique(par):
             m = par == p
-            A = _Mat(R, sizes[p], rows[m], cols[m] - starts[p], vals[m])
+            A = _Mat(R, sizes[p], rows[m], cols[m] - starts[p], vals[m], hints)
             E = None
             if (m & inexact).any():
                 err = np.zeros(len(vals))
                 for t in np.nonzero(m & inexact)[0]:
                     err[t] = _conv_err(qs[t], float(vals[t])) * (1 + 2**-50) + 5e-324
-                E = _Mat(R, sizes[p], rows[m], cols[m] - starts[p], err[m])
+                E = _Mat(R, sizes[p], rows[m], cols[m] - starts[p], err[m], hints)
             self.parents.append((int(p), A, A.map(np.abs), E))
         cs = [f.c for f in forms]
         self.c, inexact = _floats(cs)  # (the exact ones' error 0: only 5e-324, no Fraction made)

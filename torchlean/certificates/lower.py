@@ -414,4 +414,5 @@ def lower(ir: dict[str, Any], values: dict[str, Tensor] | None = None, wide: boo
         raise Unsupported("-inf in a graph output")
     out_shape = outs[0].shape if len(outs) == 1 else (sum(len(t.v) for t in outs),)
     in_shape = shapes[0] if len(shapes) == 1 else (n_in,)
-    return BoundGraph(L.nodes, [as_aff(e) for t in outs for e in t.v], in_shape, out_shape)
+    return BoundGraph(L.nodes, [as_aff(e) for t in outs for e in t.v], in_shape, out_shape,
+                      tuple(sorted(L.conv_hints)))

@@ -101,6 +101,8 @@ def _conv2d(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     cols = [_window(j, s[1], p[1], kw, d[1], wd) for j in range(wo)]
     pv = plain_vars(x.v)
     wz = [q if q else None for q in w.v]  # (the zero test once per weight)
+    if n == 1:  # (a hint for the fast engine's products, checked there: ``fast_forms.conv_kernel``)
+        L.conv_hints.add((c, h, wd, o, kh, kw, *s, *p, *d, g))
     for b in range(n):
         for oc in range(o):
             gi = oc // og
