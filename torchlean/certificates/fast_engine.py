@@ -60,7 +60,7 @@ class FastGraph:
                 for i, r in enumerate(runs):
                     idx[i, : len(r)] = r
                 self.groups[-1] = idx
-        self.out = _Forms(list(bg.outputs), self.starts, self.sizes)
+        self.out = _Forms(list(bg.outputs), self.starts, self.sizes, bg.conv_hints)
         self.best = [np.array(b, dtype=bool) for b in refine_skips(bg)]
         self.split = split_nodes(bg)
         self.policies = policies(self.split)

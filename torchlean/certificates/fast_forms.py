@@ -94,6 +94,10 @@ def _safe(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 SPARSE_BELOW = 0.05
 
 
+#: ``_Conv.lmul`` works on chunks of Y's rows of about this many floats per buffer
+CONV_CHUNK = 2**22
+
+
 def _out_size(h: int, k: int, s: int, p: int, d: int) -> int:
     return (h + 2 * p - d * (k - 1) - 1) // s + 1
 
@@ -110,9 +114,10 @@ def conv_kernel(R: int, n: int, rows: np.ndarray, cols: np.ndarray, vals: np.nda
     positions (so by (1), (2) every one of them: a missing position holds K = 0). Then A = conv(K)
     entry by entry."""
     C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, g = geom
+    if min(geom) < 0 or min(*geom[:8], *geom[10:]) < 1 or O % g or C % g:
+        return None
     Ho, Wo = _out_size(H, kh, sh, ph, dh), _out_size(W, kw, sw, pw, dw)
-    if min(geom) < 0 or min(*geom[:6], Ho, Wo, g, sh, sw, dh, dw) < 1 or O % g or C % g \
-            or (R, n) != (O * Ho * Wo, C * H * W):
+    if min(Ho, Wo) < 1 or (R, n) != (O * Ho * Wo, C * H * W):
         return None
     og, cg = O // g, C // g
     o, i, j = rows // (Ho * Wo), rows // Wo % Ho, rows % Wo
@@ -157,11 +162,11 @@ class _Conv:
                                      slice(tb * dw, tb * dw + (self.Wo - 1) * sw + 1, sw))
 
     def lmul(self, Y: np.ndarray) -> np.ndarray:
-        """Y @ A (the transposed convolution), in chunks of Y's rows (~2^22 floats each)."""
+        """Y @ A (the transposed convolution), in chunks of Y's rows (``CONV_CHUNK``)."""
         C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, g = self.geom
         M, og, cg, nk = Y.shape[0], self.og, self.cg, kh * kw
         out = np.empty((M, C * H * W))
-        step = max(1, 2**22 // max(self.Ho * self.Wo * nk * cg, (H + 2 * ph) * (W + 2 * pw) * C))
+        step = max(1, CONV_CHUNK // max(self.Ho * self.Wo * nk * cg, (H + 2 * ph) * (W + 2 * pw) * C))
         for a in range(0, M, step):
             m = min(step, M - a)
             Yt = Y[a:a + m].reshape(m, O, self.Ho * self.Wo).transpose(0, 2, 1)
