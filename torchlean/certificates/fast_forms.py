@@ -94,8 +94,9 @@ def _safe(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 SPARSE_BELOW = 0.05
 
 
-#: ``_Conv.lmul`` works on chunks of Y's rows of about this many floats per buffer
-CONV_CHUNK = 2**22
+#: ``_Conv.lmul`` works on chunks of Y's rows of about this many floats per buffer (cache-sized:
+#: 2^18 took 1/3-2/3 of 2^22's time on sri_resnet_a's convolutions, bench/README.md h-convbsub)
+CONV_CHUNK = 2**18
 
 
 def _out_size(h: int, k: int, s: int, p: int, d: int) -> int:
@@ -162,38 +163,39 @@ class _Conv:
                                      slice(tb * dw, tb * dw + (self.Wo - 1) * sw + 1, sw))
 
     def lmul(self, Y: np.ndarray) -> np.ndarray:
-        """Y @ A (the transposed convolution), in chunks of Y's rows (``CONV_CHUNK``)."""
+        """Y @ A (the transposed convolution), in chunks of Y's rows (``CONV_CHUNK``): per group
+        one batched product K_g^T (cg·kh·kw, og) @ Y (og, Ho·Wo), each offset's slice added into
+        the padded input's strided window (channels first: no transposed copy of Y)."""
         C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, g = self.geom
-        M, og, cg, nk = Y.shape[0], self.og, self.cg, kh * kw
-        out = np.empty((M, C * H * W))
-        step = max(1, CONV_CHUNK // max(self.Ho * self.Wo * nk * cg, (H + 2 * ph) * (W + 2 * pw) * C))
+        M, og, cg, nk, Ho, Wo = Y.shape[0], self.og, self.cg, kh * kw, self.Ho, self.Wo
+        out = np.empty((M, C, H, W))
+        step = max(1, CONV_CHUNK // max(Ho * Wo * nk * cg, (H + 2 * ph) * (W + 2 * pw) * cg))
         for a in range(0, M, step):
             m = min(step, M - a)
-            Yt = Y[a:a + m].reshape(m, O, self.Ho * self.Wo).transpose(0, 2, 1)
-            Z = np.zeros((m, H + 2 * ph, W + 2 * pw, C))
+            Y4 = Y[a:a + m].reshape(m, g, og, Ho * Wo)
             for gi in range(g):
-                Kg = self.K[gi * og:(gi + 1) * og].transpose(0, 2, 3, 1).reshape(og, nk * cg)
-                P = (Yt[:, :, gi * og:(gi + 1) * og].reshape(-1, og) @ Kg)
-                P = P.reshape(m, self.Ho, self.Wo, nk, cg)
+                Z = np.zeros((m, cg, H + 2 * ph, W + 2 * pw))
+                Kt = self.K[gi * og:(gi + 1) * og].transpose(1, 2, 3, 0).reshape(cg * nk, og)
+                P = np.matmul(Kt, Y4[:, gi]).reshape(m, cg, nk, Ho, Wo)
                 for t, (hs, ws) in self._taps():
-                    Z[:, hs, ws, gi * cg:(gi + 1) * cg] += P[:, :, :, t]
-            out[a:a + m] = Z[:, ph:ph + H, pw:pw + W].transpose(0, 3, 1, 2).reshape(m, -1)
-        return out
+                    Z[:, :, hs, ws] += P[:, :, t]
+                out[a:a + m, gi * cg:(gi + 1) * cg] = Z[:, :, ph:ph + H, pw:pw + W]
+        return out.reshape(M, -1)
 
     def rmul(self, X: np.ndarray) -> np.ndarray:
-        """X @ A.T (the convolution)."""
+        """X @ A.T (the convolution): per group the patches (cg·kh·kw, Ho·Wo) of each row of X,
+        K_g (og, cg·kh·kw) @ them."""
         C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, g = self.geom
         B, og, cg = X.shape[0], self.og, self.cg
-        Xp = np.zeros((B, H + 2 * ph, W + 2 * pw, C))
-        Xp[:, ph:ph + H, pw:pw + W] = X.reshape(B, C, H, W).transpose(0, 2, 3, 1)
-        out = np.empty((B, self.Ho, self.Wo, O))
+        Xp = np.zeros((B, C, H + 2 * ph, W + 2 * pw))
+        Xp[:, :, ph:ph + H, pw:pw + W] = X.reshape(B, C, H, W)
+        out = np.empty((B, O, self.Ho * self.Wo))
         for gi in range(g):
-            cs = slice(gi * cg, (gi + 1) * cg)
-            patches = np.stack([Xp[:, hs, ws, cs] for _, (hs, ws) in self._taps()], axis=3)
-            Kg = self.K[gi * og:(gi + 1) * og].transpose(2, 3, 1, 0).reshape(-1, og)
-            out[..., gi * og:(gi + 1) * og] = (patches.reshape(B * self.Ho * self.Wo, -1) @ Kg
-                                                ).reshape(B, self.Ho, self.Wo, og)
-        return out.transpose(0, 3, 1, 2).reshape(B, -1)
+            Xg = Xp[:, gi * cg:(gi + 1) * cg]
+            patches = np.stack([Xg[:, :, hs, ws] for _, (hs, ws) in self._taps()], axis=2)
+            Kg = self.K[gi * og:(gi + 1) * og].reshape(og, cg * kh * kw)
+            out[:, gi * og:(gi + 1) * og] = np.matmul(Kg, patches.reshape(B, cg * kh * kw, -1))
+        return out.reshape(B, -1)
 
 
 class _Mat:
