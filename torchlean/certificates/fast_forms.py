@@ -184,17 +184,20 @@ class _Conv:
 
     def rmul(self, X: np.ndarray) -> np.ndarray:
         """X @ A.T (the convolution): per group the patches (cg·kh·kw, Ho·Wo) of each row of X,
-        K_g (og, cg·kh·kw) @ them."""
+        K_g (og, cg·kh·kw) @ them; in chunks of X's rows, as ``lmul``."""
         C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, g = self.geom
-        B, og, cg = X.shape[0], self.og, self.cg
-        Xp = np.zeros((B, C, H + 2 * ph, W + 2 * pw))
-        Xp[:, :, ph:ph + H, pw:pw + W] = X.reshape(B, C, H, W)
-        out = np.empty((B, O, self.Ho * self.Wo))
-        for gi in range(g):
-            Xg = Xp[:, gi * cg:(gi + 1) * cg]
-            patches = np.stack([Xg[:, :, hs, ws] for _, (hs, ws) in self._taps()], axis=2)
-            Kg = self.K[gi * og:(gi + 1) * og].reshape(og, cg * kh * kw)
-            out[:, gi * og:(gi + 1) * og] = np.matmul(Kg, patches.reshape(B, cg * kh * kw, -1))
+        B, og, cg, nk, Ho, Wo = X.shape[0], self.og, self.cg, kh * kw, self.Ho, self.Wo
+        out = np.empty((B, O, Ho * Wo))
+        step = max(1, CONV_CHUNK // max(Ho * Wo * nk * cg, (H + 2 * ph) * (W + 2 * pw) * C))
+        for a in range(0, B, step):
+            m = min(step, B - a)
+            Xp = np.zeros((m, C, H + 2 * ph, W + 2 * pw))
+            Xp[:, :, ph:ph + H, pw:pw + W] = X[a:a + m].reshape(m, C, H, W)
+            for gi in range(g):
+                Xg = Xp[:, gi * cg:(gi + 1) * cg]
+                patches = np.stack([Xg[:, :, hs, ws] for _, (hs, ws) in self._taps()], axis=2)
+                Kg = self.K[gi * og:(gi + 1) * og].reshape(og, cg * nk)
+                out[a:a + m, gi * og:(gi + 1) * og] = np.matmul(Kg, patches.reshape(m, cg * nk, -1))
         return out.reshape(B, -1)
 
 

@@ -172,8 +172,9 @@ _TRANSPOSED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def _rmul(A: Any, X: np.ndarray) -> np.ndarray:
-    """X @ A.T for X (M, n) (``_Mat.rmul``), by the cached transpose's ``lmul`` where A is sparse."""
-    if not A.sparse:
+    """X @ A.T for X (M, n) (``_Mat.rmul``), by the cached transpose's ``lmul`` where A is sparse
+    (and not a checked convolution, whose ``rmul`` is dense products: ``fast_forms._Conv``)."""
+    if not A.sparse or A.conv is not None:
         return A.rmul(X)
     T = _TRANSPOSED.get(A)
     if T is None:
