@@ -54,6 +54,7 @@ def _conv_matrix(rng, geom):
 @pytest.fixture
 def all_sparse(monkeypatch):
     monkeypatch.setattr(fast_forms, "SPARSE_BELOW", 1.01)  # (small matrices: sparse, as real convs)
+    monkeypatch.setattr(fast_forms, "CONV_BELOW", 1.01)
 
 
 @pytest.mark.parametrize("seed", range(16))
