@@ -31,6 +31,10 @@ MAX_TERMS = 100_000
 MAX_DEPTH = 200
 
 
+#: commands the reader skips, as the search's lark grammar (bridge/vnnlib.lark) does
+_NEUTRAL = ("check-sat", "exit", "set-logic", "set-info")
+
+
 class PropertyError(ValueError):
     """Malformed or unsupported VNN-LIB; the message names the line."""
 
@@ -201,16 +205,21 @@ def parse_property(text: str) -> Spec:
         if isinstance(e, str) or not e:
             raise PropertyError(f"line {line}: expected a command")
         head = e[0][0]
+        if head == "declare-fun" and len(e) == 4 and e[2][0] == []:
+            e = [e[0], e[1], e[3]]  # (X_i () Real) is a constant: as declare-const
+            head = "declare-const"
         if head == "declare-const":
             if len(e) != 3 or not isinstance(e[1][0], str) or not _VAR.match(e[1][0]):
                 raise PropertyError(f"line {line}: declare X_i or Y_j constants only")
             # Real only: an Int (or Bool) input is a smaller set than the real box this module
             # reads, so a non-integer counterexample would be accepted as "sat" for it
-            if e[2][0] != "Real":
+            if not isinstance(e[2][0], str) or e[2][0] != "Real":
                 raise PropertyError(f"line {line}: {e[1][0]} must be declared Real")
             decl[e[1][0]] = line
         elif head == "assert" and len(e) == 2:
             asserts.append(e[1])
+        elif head in _NEUTRAL and all(isinstance(a[0], str) for a in e):
+            continue  # (commands that assert nothing: the asserted set is the same without them)
         else:
             raise PropertyError(f"line {line}: unsupported command {head!r}")
     n_in = _count(decl, "X")
