@@ -31,8 +31,8 @@ MAX_TERMS = 100_000
 MAX_DEPTH = 200
 
 
-#: commands the reader skips, as the search's lark grammar (bridge/vnnlib.lark) does
-_NEUTRAL = ("check-sat", "exit", "set-logic", "set-info")
+#: commands the reader skips, as the search's lark grammar (bridge/vnnlib.lark) does: their length
+_NEUTRAL = {"check-sat": 1, "exit": 1, "set-logic": 2, "set-info": 3}
 
 
 class PropertyError(ValueError):
@@ -218,7 +218,7 @@ def parse_property(text: str) -> Spec:
             decl[e[1][0]] = line
         elif head == "assert" and len(e) == 2:
             asserts.append(e[1])
-        elif head in _NEUTRAL and all(isinstance(a[0], str) for a in e):
+        elif _NEUTRAL.get(head) == len(e) and all(isinstance(a[0], str) for a in e):
             continue  # (commands that assert nothing: the asserted set is the same without them)
         else:
             raise PropertyError(f"line {line}: unsupported command {head!r}")
