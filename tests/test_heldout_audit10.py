@@ -30,7 +30,8 @@ Planted bugs this file catches (each made by hand, the file run, the change reve
   replay stands for this one (``test_a_result_of_another_network...``).
 - ``property._parse_sexprs`` without its token test or its carriage-return test: the string and
   comment variants are read (``test_smtlib_lexing_variants...``, the CLI test answers ``sat``).
-- ``parse_property`` without the ``ended`` test: asserts after ``(exit)`` are read.
+- ``parse_property`` without the ``ended`` test: asserts and a declaration after ``(check-sat)`` or
+  ``(exit)`` are read (``test_smtlib_lexing_variants...[assert_after_*, declare_after_exit]``).
 """
 
 from __future__ import annotations
@@ -378,7 +379,7 @@ VARIANTS = {
     # SMT-LIB's check-sat answers for the asserts before it; nothing after exit is read
     "assert_after_check_sat": (HEAD + BODY + "(check-sat)\n(assert (<= Y_0 -100))\n", {(5, False)}),
     "assert_after_exit": (HEAD + BODY + "(exit)\n(assert (<= Y_0 -100))\n", {(5, False)}),
-    "declare_after_exit": (HEAD + BODY + "(exit)\n(declare-const X_1 Real)\n", {(5, False)}),
+    "declare_after_exit": (HEAD + BODY + "(exit)\n(declare-const Y_1 Real)\n", {(5, False)}),
 }
 
 
@@ -401,6 +402,8 @@ def test_smtlib_lexing_variants_are_refused_by_the_trusted_reader(name):
         assert got == smtlib
     elif name == "cr_in_comment":
         assert got == {(5, False)} != smtlib  # (lark drops it too: only the trusted refusal stops it)
+    elif name == "declare_after_exit":
+        assert got == smtlib and other[1] == 2  # (a second output declared after the script's end)
     else:
         assert got > smtlib  # (the assert after check-sat/exit read too)
 
