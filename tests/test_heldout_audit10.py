@@ -454,3 +454,44 @@ def test_a_carriage_return_in_a_comment_gives_no_verdict(tmp_path, capsys):
     cert.write_text(json.dumps({"kind": "vnn-sat", "version": 1, "network": "x", "property": "y",
                                 "x": ["0"]}))
     assert _cli(capsys, "check", cert, net, prop)[0] == 2
+
+
+# -- 3. the obligation reader (certificates/sexpr.py), the same lexing ---------------------------------
+
+SCRIPT = "(declare-const x Real)\n(assert (! (< x 0) :named goal))\n{}(check-sat)\n"
+
+
+def test_obligation_reader_refuses_a_string_opened_inside_an_atom():
+    """``certificates/sexpr.py`` (a refutation certificate's statement) refused atoms starting with
+    '"' or '|' only: in ``(set-info :x (a"`` SMT-LIB ends the symbol ``a`` and opens a string
+    whose text, over the next line, it reads as a string; the reader read it as structure, and
+    the assert ``dom_hidden: x > 0`` inside it was part of the statement (refuting the goal x < 0
+    then needs nothing: a claim x >= 0 "proved" for every x). Now refused; a quote or bar in a
+    comment, and the proof library's statements, still read."""
+    from torchlean.certificates.core import Rejected
+    from torchlean.certificates.sexpr import read_script
+
+    hidden = ('(set-info :x (a"\n)) (assert (! (> x 0) :named dom_hidden)) (set-info :y (b"\n))\n')
+    with pytest.raises(Rejected, match="strings"):
+        read_script(SCRIPT.format(hidden))
+    for bad in ('(set-info :x a|b)\n', '(set-info :x "s")\n', "(set-info :x |s|)\n"):
+        with pytest.raises(Rejected, match="strings"):
+            read_script(SCRIPT.format(bad))
+    s = read_script(SCRIPT.format('; a "comment" with |bars|\n(set-info :x (a b))\n'))
+    assert [n for n, _ in s.asserts] == ["goal"]
+    import glob
+
+    texts = []
+    for p in glob.glob(str(Path(__file__).resolve().parents[1] / "torchlean/proofs/library/*.json")):
+        stack = [json.loads(Path(p).read_text())]
+        while stack:
+            o = stack.pop()
+            if isinstance(o, dict):
+                stack += o.values()
+            elif isinstance(o, list):
+                stack += o
+            elif isinstance(o, str) and "(check-sat)" in o and "(assert (!" in o:
+                texts.append(o)
+    assert len(texts) > 50
+    for text in texts:
+        assert read_script(text).goal is not None
