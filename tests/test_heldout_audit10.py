@@ -20,6 +20,9 @@ skipped commands (2ff06ed), attacked.
    return inside a comment ended it for SMT-LIB but for neither reader (both dropped the next
    assert: the CLI answered a checked false ``sat``, ``test_a_carriage_return_in_a_comment...``),
    and both readers read asserts after ``(check-sat)``/``(exit)``. Each variant is now refused.
+3. The obligation reader (``certificates/sexpr.py``, a refutation certificate's statement) refused
+   atoms starting with '"' or '|' but not ``a"``, which opens an SMT-LIB string: an assert inside
+   the string was part of the statement it checked. Fixed: refused anywhere in an atom.
 
 Planted bugs this file catches (each made by hand, the file run, the change reverted):
 - ``table.checked_by_search`` without its text comparison: the altered certificates are reported
@@ -30,6 +33,8 @@ Planted bugs this file catches (each made by hand, the file run, the change reve
   replay stands for this one (``test_a_result_of_another_network...``).
 - ``property._parse_sexprs`` without its token test or its carriage-return test: the string and
   comment variants are read (``test_smtlib_lexing_variants...``, the CLI test answers ``sat``).
+- ``sexpr.tokenize`` testing only an atom's first character (as before): the string opened by
+  ``a"`` is read as structure (``test_obligation_reader_refuses...``).
 - ``parse_property`` without the ``ended`` test: asserts and a declaration after ``(check-sat)`` or
   ``(exit)`` are read (``test_smtlib_lexing_variants...[assert_after_*, declare_after_exit]``).
 """
