@@ -183,8 +183,9 @@ def test_a_certificate_altered_after_the_accepted_replay_is_replayed(mlp):
 def test_the_cli_replays_entries_the_search_changed_after_its_root_check(mlp, monkeypatch, capsys):
     """The root check's entries are the search's answer; entries changed after the checker accepted
     them (a wrapper raising a claim past the bound) reach the CLI as a certificate of another
-    text: the CLI replays it, the checker rejects it, and the answer is unknown, no certificate
-    written. The unchanged run: unsat, one replay in all (the root check's)."""
+    text: the CLI (and ``verify run``) replays it, the checker rejects it, and the answer is
+    unknown, no certificate written. The unchanged run: unsat, one replay in all (the root
+    check's)."""
     d, net, _, props = mlp
     calls = _count_replays(monkeypatch)
     out = d / "cert_ok.json"
@@ -206,6 +207,10 @@ def test_the_cli_replays_entries_the_search_changed_after_its_root_check(mlp, mo
     assert code == 0 and stdout.split()[0] == "unknown", (stdout, err)
     assert "own certificate rejected" in err and not bad.exists()
     assert [ok for _, ok in calls] == [True, False]
+    from torchlean.verify import runner  # (``verify run``: the same replay, the same answer)
+
+    row = runner.run_instance(net, props[EPS_ROOT], 60)
+    assert row["result"] == "unknown" and row["check"].startswith("REJECTED"), row
 
 
 def test_a_result_of_another_network_property_or_mode_is_not_taken(mlp):
