@@ -418,6 +418,10 @@ def test_commands_that_assert_nothing_are_read_alike_by_both_readers(extra):
     body = HEAD + BOX + "(assert (or (<= Y_0 0) (>= Y_1 2)))\n"
     bare = _both(body)
     for text in (extra + body, body + extra):
+        if "check-sat" in extra and text.startswith(extra):  # (h-audit10: declarations and
+            with pytest.raises(PropertyError, match="after"):  # asserts after (check-sat) or
+                parse_property(text)  # (exit) are no part of SMT-LIB's query: refused)
+            continue
         assert _both(text) == bare
 
 

@@ -119,6 +119,16 @@ def _parse_sexprs(text: str) -> list[Any]:
             break
         line += text.count("\n", pos, m.end())
         pos = m.end()
+        # (h-audit10) where this reader and SMT-LIB could split the text differently, refuse:
+        # a carriage return inside a comment ends it in SMT-LIB 2.6, not here; a token with '"'
+        # or '|' opens a string literal or quoted symbol, and ';' inside a token a comment,
+        # whose extent (';', parentheses and line breaks within) this reader does not track.
+        # Either once hid an assert from it or made one of a string's text (false sat/unsat).
+        if m.group(1) and "\r" in m.group(1)[:-1]:
+            raise PropertyError(f"line {line}: a carriage return inside a comment")
+        if m.group(4) and ('"' in m.group(4) or "|" in m.group(4) or ";" in m.group(4)):
+            raise PropertyError(f"line {line}: string literals, quoted symbols and ';' inside "
+                                f"a token are not read: {m.group(4)[:20]!r}")
         if m.group(2):
             if len(stack) > MAX_DEPTH:
                 raise PropertyError(f"line {line}: nested deeper than the limit of {MAX_DEPTH}")
@@ -201,10 +211,16 @@ def parse_property(text: str) -> Spec:
     """Read VNN-LIB text into a ``Spec``; PropertyError (one line) on anything outside the subset."""
     decl: dict[str, int] = {}
     asserts = []
+    ended = False  # (after (check-sat) or (exit): SMT-LIB's query, or script, is over)
     for e, line in _parse_sexprs(text):
         if isinstance(e, str) or not e:
             raise PropertyError(f"line {line}: expected a command")
         head = e[0][0]
+        if ended and head in ("declare-const", "declare-fun", "assert"):
+            # (h-audit10) SMT-LIB reads nothing after (exit), and (check-sat) answers for the
+            # asserts before it: a later assert is no part of that answer, so no reading is sure
+            raise PropertyError(f"line {line}: {head} after (check-sat) or (exit)")
+        ended = ended or head in ("check-sat", "exit")
         if head == "declare-fun" and len(e) == 4 and e[2][0] == []:
             e = [e[0], e[1], e[3]]  # (X_i () Real) is a constant: as declare-const
             head = "declare-const"
