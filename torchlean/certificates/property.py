@@ -236,6 +236,8 @@ def parse_property(text: str) -> Spec:
     # 9x on a CIFAR property), and its reading depends on the atom alone, so the memo changes
     # no result (``dnf`` keeps the atoms alive: their ids are not reused meanwhile)
     read: dict[int, tuple[Any, ...]] = {}
+    last: Any = None  # (the last case's region key, and its list of disjuncts)
+    box: list[tuple[Atom, ...]] = []
     for conj in dnf:
         lo: list[Fraction | None] = [None] * n_in
         hi: list[Fraction | None] = [None] * n_in
@@ -269,7 +271,7 @@ def parse_property(text: str) -> Spec:
         key = (tuple(lo), tuple(hi), *flags)
         # (the last case's box again, as in most files: compared, not hashed, as hashing a box of
         # Fractions costs a modular inverse per bound; equal keys are the same dict entry)
-        if not regions or key != last:
+        if key != last:
             last, box = key, regions.setdefault(key, [])
         box.append(tuple(ys))
     return Spec(n_in, n_out, tuple(Region(lo, hi, tuple(d), a, b) for (lo, hi, a, b), d in regions.items()))
