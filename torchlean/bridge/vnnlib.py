@@ -302,6 +302,8 @@ class _Reader:
         base = _Term(n_in, n_out)
         self.apply(base, common)  # once: MNIST has 1568 box atoms shared by 9 disjuncts
         regions: dict[tuple[tuple[Any, ...], ...], list[tuple[Constraint, ...]]] = {}
+        last: Any = None  # (the last case's box and its conjunctions)
+        conjs: list[tuple[Constraint, ...]] = []
         for combo in itertools.product(*split):
             term = base.copy()
             self.apply(term, [a for t in combo for a in t])
@@ -309,7 +311,8 @@ class _Reader:
             if case is None:
                 continue
             box, conj = case
-            conjs = regions.setdefault(box, [])
+            if box != last:  # (the last box again, as in most files: compared, not hashed: a
+                last, conjs = box, regions.setdefault(box, [])  # Fraction's hash is a modular inverse)
             if conj not in conjs:
                 conjs.append(conj)
         out = tuple(Region(lo, hi, tuple(c), n_out, ls, us) for (lo, hi, ls, us), c in regions.items())
