@@ -110,3 +110,16 @@ def test_quick_search_one_stalling_run_and_still_finds_a_sat():
 
     x = attack.search(net, spec, confirm, rounds=1, stall=general.EARLY_STALL)
     assert x is not None and confirm(x)
+
+
+def test_quick_search_one_disjunct_stops_after_its_first_run():
+    """One disjunct (y0 <= 0, no counterexample) and two rounds: the full search runs both rounds'
+    ODI, PGD and leaky runs; the quick look only the first round's ODI and one stalling PGD run."""
+    net = Counting(_vee(0.3))
+    spec = Spec(D, 2, (_region(((Atom((Fraction(1), Fraction(0)), Fraction(0), False),),)),))
+    assert attack.search(net, spec, lambda x: False, rounds=2) is None
+    full, full_leaky = net.calls, net.leaky
+    net.calls = net.leaky = 0
+    assert attack.search(net, spec, lambda x: False, rounds=2, stall=general.EARLY_STALL) is None
+    assert full_leaky > 0 and net.leaky == 0
+    assert full > 2 * (attack.ODI_STEPS + 15) and net.calls <= attack.ODI_STEPS + 15

@@ -339,11 +339,11 @@ def search(
     40 PGD steps takes ~10 s and the leaky one ~7 s, and a 1-s attack took 18 s when only the
     per-disjunct loop looked at the clock (bench/README.md, "h-sri").
 
-    ``stall`` (a quick look: ``general``'s early attack before an expensive root pass): each PGD
-    run stops once it stalls (``pgd``'s ``stall``), no ``leaky`` run, and per region only the first
-    PGD run (all disjuncts at once where there are several). On sri_resnet_a the sat instances'
-    runs fall below 0 within 7 steps, each step gaining 30-100% of the margin; the unsat ones'
-    level off at 1.1-3.3 after 4-8 steps, and ran on to the time cap (bench/README.md, "h-fixed")."""
+    ``stall`` (a quick look: ``general``'s early attack before an expensive root pass): per region
+    only the first round's first PGD run (all disjuncts at once where there are several), stopped
+    once it stalls (``pgd``'s ``stall``); no ``leaky`` run. On sri_resnet_a the sat instances' runs
+    fall below 0 within 7 steps, each step gaining 30-100% of the margin; the unsat ones' level off
+    at 1.1-3.3 after 4-8 steps, and ran on to the time cap (bench/README.md, "h-fixed")."""
     rng = np.random.default_rng(seed)
     quick = stall is not None
     for region in spec.regions:
@@ -413,7 +413,9 @@ def search(
                     return found
                 if quick:
                     break
-            if len(region.disjuncts) == 1 and leaky_starts is not None and not past(deadline) and not quick:
+            if quick:
+                break  # (no leaky run, no further round)
+            if len(region.disjuncts) == 1 and leaky_starts is not None and not past(deadline):
                 # (several disjuncts: ran above)
                 found = _leaky_round(ex, region, confirm, lo, hi, min(starts, leaky_starts), (seed, r, 2),
                                      extra_starts if r == 0 else None, record, deadline)
