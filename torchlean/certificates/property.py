@@ -256,36 +256,34 @@ def parse_property(text: str) -> Spec:
         pending = []
     dnf = [[atom for seg in c + [pending] for atom in seg] for c in cases]
     regions: dict[tuple[Any, ...], list[tuple[Atom, ...]]] = {}
+    # each atom is read once (``_reading``), not once per case: an atom is one tuple object in
+    # every case it occurs in (the box's bounds, most of a file, recur in each output disjunct:
+    # 9x on a CIFAR property), and its reading depends on the atom alone, so the memo changes
+    # no result (``dnf`` keeps the atoms alive: their ids are not reused meanwhile)
+    read: dict[int, tuple[Any, ...]] = {}
+    last: Any = None  # (the last case's region key, and its list of disjuncts)
+    box: list[tuple[Atom, ...]] = []
     for conj in dnf:
         lo: list[Fraction | None] = [None] * n_in
         hi: list[Fraction | None] = [None] * n_in
         ls, hs = [False] * n_in, [False] * n_in  # strict flags of the bounds kept
         ys: list[Atom] = []
-        for expr, strict, line in conj:
-            # the atom's dict is shared by every DNF case it occurs in: read it, never mutate it
-            const = -expr.get("", Fraction(0))  # (expr without its constant) <= const
-            xs = {k: v for k, v in expr.items() if v and k.startswith("X")}
-            yv = {k: v for k, v in expr.items() if v and k.startswith("Y")}
-            if xs and yv:
-                raise PropertyError(f"line {line}: constraints mixing inputs and outputs are not supported")
-            if len(xs) > 1:
-                raise PropertyError(f"line {line}: only bounds on single inputs are supported")
-            if xs:
-                ((name, coef),) = xs.items()
-                i, bound = int(name[2:]), const / coef
+        for atom in conj:
+            got = read.get(id(atom))
+            if got is None:
+                got = read[id(atom)] = _reading(atom, n_out)
+            if got[0] == "x":
+                _, i, bound, upper, strict = got
                 # the tightest bound wins (the least upper, the greatest lower: sgn = -1 compares
                 # lower bounds as upper ones); on a tie the strict one (x < b and x <= b is x < b)
-                side, flags, sgn = (hi, hs, 1) if coef > 0 else (lo, ls, -1)
+                side, flags, sgn = (hi, hs, 1) if upper else (lo, ls, -1)
                 if side[i] is None or sgn * bound < sgn * side[i]:
                     side[i], flags[i] = bound, strict
                 elif bound == side[i]:
                     flags[i] = flags[i] or strict
-            elif yv:
-                a = [Fraction(0)] * n_out
-                for k, v in yv.items():
-                    a[int(k[2:])] = v
-                ys.append(Atom(tuple(a), const, strict))
-            elif not (const > 0 or (const == 0 and not strict)):
+            elif got[0] == "y":
+                ys.append(got[1])
+            elif not got[1]:
                 ys = None  # a false constant atom: this case is empty
                 break
         if ys is None:
@@ -295,8 +293,36 @@ def parse_property(text: str) -> Spec:
         if any(a > b or (a == b and (sa or sb)) for a, b, sa, sb in zip(lo, hi, ls, hs)):
             continue  # empty box (lo < x <= lo is empty too)
         flags = (tuple(ls), tuple(hs)) if any(ls) or any(hs) else ((), ())
-        regions.setdefault((tuple(lo), tuple(hi), *flags), []).append(tuple(ys))
+        key = (tuple(lo), tuple(hi), *flags)
+        # (the last case's box again, as in most files: compared, not hashed, as hashing a box of
+        # Fractions costs a modular inverse per bound; equal keys are the same dict entry)
+        if key != last:
+            last, box = key, regions.setdefault(key, [])
+        box.append(tuple(ys))
     return Spec(n_in, n_out, tuple(Region(lo, hi, tuple(d), a, b) for (lo, hi, a, b), d in regions.items()))
+
+
+def _reading(atom: tuple[dict[str, Fraction], bool, int], n_out: int) -> tuple[Any, ...]:
+    """An atom (expr <= 0, or < 0 when strict; line) read: ("x", i, bound, upper, strict) for
+    x_i <= bound (upper) or x_i >= bound, ("y", Atom), or ("c", whether the constant atom holds)."""
+    expr, strict, line = atom
+    # the atom's dict is shared by every DNF case it occurs in: read it, never mutate it
+    const = -expr.get("", Fraction(0))  # (expr without its constant) <= const
+    xs = {k: v for k, v in expr.items() if v and k.startswith("X")}
+    yv = {k: v for k, v in expr.items() if v and k.startswith("Y")}
+    if xs and yv:
+        raise PropertyError(f"line {line}: constraints mixing inputs and outputs are not supported")
+    if len(xs) > 1:
+        raise PropertyError(f"line {line}: only bounds on single inputs are supported")
+    if xs:
+        ((name, coef),) = xs.items()
+        return ("x", int(name[2:]), const / coef, coef > 0, strict)
+    if yv:
+        a = [Fraction(0)] * n_out
+        for k, v in yv.items():
+            a[int(k[2:])] = v
+        return ("y", Atom(tuple(a), const, strict))
+    return ("c", const > 0 or (const == 0 and not strict))
 
 
 def _count(decl: dict[str, int], letter: str) -> int:
