@@ -407,3 +407,27 @@ def test_leaky_relu_slopes_outside_0_1_give_the_brute_force_verdicts(alpha, tmp_
         net, prop = _write_instance(tmp_path, m, box=((-1, 1),) * 3, atoms=f"(assert (>= Y_0 {thr!r}))")
         assert main([str(net), str(prop), "--timeout", "60"]) == 0
         assert capsys.readouterr().out.split()[0] in allowed, (alpha, thr)
+
+
+@pytest.mark.parametrize("extra", [
+    "(set-logic QF_LRA)\n", "(set-info :status unsat)\n", "(check-sat)\n(exit)\n",
+])
+def test_commands_that_assert_nothing_are_read_alike_by_both_readers(extra):
+    """A file with SMT-LIB's bookkeeping commands (which VNN-LIB files may carry) means the same
+    set as without them: both readers give the same reading as of the bare file."""
+    body = HEAD + BOX + "(assert (or (<= Y_0 0) (>= Y_1 2)))\n"
+    bare = _both(body)
+    for text in (extra + body, body + extra):
+        if "check-sat" in extra and text.startswith(extra):  # (h-audit10: declarations and
+            with pytest.raises(PropertyError, match="after"):  # asserts after (check-sat) or
+                parse_property(text)  # (exit) are no part of SMT-LIB's query: refused)
+            continue
+        assert _both(text) == bare
+
+
+def test_declare_fun_of_no_arguments_is_a_constant_for_both_readers():
+    body = BOX + "(assert (<= Y_0 0))\n"
+    funs = HEAD.replace("declare-const X_0 Real", "declare-fun X_0 () Real")
+    assert _both(funs + body) == _both(HEAD + body)
+    with pytest.raises(PropertyError):  # (a function of one argument is not an input)
+        parse_property(HEAD.replace("declare-const X_0 Real", "declare-fun X_0 (Real) Real") + body)

@@ -16,7 +16,9 @@ TEST = Path(__file__).parent / "data" / "vnncomp2021" / "test"
 ACAS = Path(__file__).parent / "data" / "vnncomp2021" / "acasxu"
 ENV = {"PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1", "PATH": "", "PYTHONDONTWRITEBYTECODE": "1"}
 #: what the answer may come after the timeout: the watchdog's grace and the interpreter's exit
-SLACK_S = 1.5
+#: (1.5 s was exceeded at load 3 on main: 2.7 s for --timeout 1, bench/README "h-fixed"; a search
+#: deaf to its deadline takes far longer, and answers other than "timeout")
+SLACK_S = 2.5
 
 #: the CLI with ``bab.solve`` replaced (``SOLVE``: ``tick``-ing forever, or deaf to deadlines)
 PATCHED = """

@@ -31,6 +31,10 @@ MAX_TERMS = 100_000
 MAX_DEPTH = 200
 
 
+#: commands the reader skips, as the search's lark grammar (bridge/vnnlib.lark) does: their length
+_NEUTRAL = {"check-sat": 1, "exit": 1, "set-logic": 2, "set-info": 3}
+
+
 class PropertyError(ValueError):
     """Malformed or unsupported VNN-LIB; the message names the line."""
 
@@ -115,6 +119,16 @@ def _parse_sexprs(text: str) -> list[Any]:
             break
         line += text.count("\n", pos, m.end())
         pos = m.end()
+        # (h-audit10) where this reader and SMT-LIB could split the text differently, refuse:
+        # a carriage return inside a comment ends it in SMT-LIB 2.6, not here; a token with '"'
+        # or '|' opens a string literal or quoted symbol, and ';' inside a token a comment,
+        # whose extent (';', parentheses and line breaks within) this reader does not track.
+        # Either once hid an assert from it or made one of a string's text (false sat/unsat).
+        if m.group(1) and "\r" in m.group(1)[:-1]:
+            raise PropertyError(f"line {line}: a carriage return inside a comment")
+        if m.group(4) and ('"' in m.group(4) or "|" in m.group(4) or ";" in m.group(4)):
+            raise PropertyError(f"line {line}: string literals, quoted symbols and ';' inside "
+                                f"a token are not read: {m.group(4)[:20]!r}")
         if m.group(2):
             if len(stack) > MAX_DEPTH:
                 raise PropertyError(f"line {line}: nested deeper than the limit of {MAX_DEPTH}")
@@ -197,20 +211,31 @@ def parse_property(text: str) -> Spec:
     """Read VNN-LIB text into a ``Spec``; PropertyError (one line) on anything outside the subset."""
     decl: dict[str, int] = {}
     asserts = []
+    ended = False  # (after (check-sat) or (exit): SMT-LIB's query, or script, is over)
     for e, line in _parse_sexprs(text):
         if isinstance(e, str) or not e:
             raise PropertyError(f"line {line}: expected a command")
         head = e[0][0]
+        if ended and head in ("declare-const", "declare-fun", "assert"):
+            # (h-audit10) SMT-LIB reads nothing after (exit), and (check-sat) answers for the
+            # asserts before it: a later assert is no part of that answer, so no reading is sure
+            raise PropertyError(f"line {line}: {head} after (check-sat) or (exit)")
+        ended = ended or head in ("check-sat", "exit")
+        if head == "declare-fun" and len(e) == 4 and e[2][0] == []:
+            e = [e[0], e[1], e[3]]  # (X_i () Real) is a constant: as declare-const
+            head = "declare-const"
         if head == "declare-const":
             if len(e) != 3 or not isinstance(e[1][0], str) or not _VAR.match(e[1][0]):
                 raise PropertyError(f"line {line}: declare X_i or Y_j constants only")
             # Real only: an Int (or Bool) input is a smaller set than the real box this module
             # reads, so a non-integer counterexample would be accepted as "sat" for it
-            if e[2][0] != "Real":
+            if not isinstance(e[2][0], str) or e[2][0] != "Real":
                 raise PropertyError(f"line {line}: {e[1][0]} must be declared Real")
             decl[e[1][0]] = line
         elif head == "assert" and len(e) == 2:
             asserts.append(e[1])
+        elif _NEUTRAL.get(head) == len(e) and all(isinstance(a[0], str) for a in e):
+            continue  # (commands that assert nothing: the asserted set is the same without them)
         else:
             raise PropertyError(f"line {line}: unsupported command {head!r}")
     n_in = _count(decl, "X")
@@ -231,36 +256,34 @@ def parse_property(text: str) -> Spec:
         pending = []
     dnf = [[atom for seg in c + [pending] for atom in seg] for c in cases]
     regions: dict[tuple[Any, ...], list[tuple[Atom, ...]]] = {}
+    # each atom is read once (``_reading``), not once per case: an atom is one tuple object in
+    # every case it occurs in (the box's bounds, most of a file, recur in each output disjunct:
+    # 9x on a CIFAR property), and its reading depends on the atom alone, so the memo changes
+    # no result (``dnf`` keeps the atoms alive: their ids are not reused meanwhile)
+    read: dict[int, tuple[Any, ...]] = {}
+    last: Any = None  # (the last case's region key, and its list of disjuncts)
+    box: list[tuple[Atom, ...]] = []
     for conj in dnf:
         lo: list[Fraction | None] = [None] * n_in
         hi: list[Fraction | None] = [None] * n_in
         ls, hs = [False] * n_in, [False] * n_in  # strict flags of the bounds kept
         ys: list[Atom] = []
-        for expr, strict, line in conj:
-            # the atom's dict is shared by every DNF case it occurs in: read it, never mutate it
-            const = -expr.get("", Fraction(0))  # (expr without its constant) <= const
-            xs = {k: v for k, v in expr.items() if v and k.startswith("X")}
-            yv = {k: v for k, v in expr.items() if v and k.startswith("Y")}
-            if xs and yv:
-                raise PropertyError(f"line {line}: constraints mixing inputs and outputs are not supported")
-            if len(xs) > 1:
-                raise PropertyError(f"line {line}: only bounds on single inputs are supported")
-            if xs:
-                ((name, coef),) = xs.items()
-                i, bound = int(name[2:]), const / coef
+        for atom in conj:
+            got = read.get(id(atom))
+            if got is None:
+                got = read[id(atom)] = _reading(atom, n_out)
+            if got[0] == "x":
+                _, i, bound, upper, strict = got
                 # the tightest bound wins (the least upper, the greatest lower: sgn = -1 compares
                 # lower bounds as upper ones); on a tie the strict one (x < b and x <= b is x < b)
-                side, flags, sgn = (hi, hs, 1) if coef > 0 else (lo, ls, -1)
+                side, flags, sgn = (hi, hs, 1) if upper else (lo, ls, -1)
                 if side[i] is None or sgn * bound < sgn * side[i]:
                     side[i], flags[i] = bound, strict
                 elif bound == side[i]:
                     flags[i] = flags[i] or strict
-            elif yv:
-                a = [Fraction(0)] * n_out
-                for k, v in yv.items():
-                    a[int(k[2:])] = v
-                ys.append(Atom(tuple(a), const, strict))
-            elif not (const > 0 or (const == 0 and not strict)):
+            elif got[0] == "y":
+                ys.append(got[1])
+            elif not got[1]:
                 ys = None  # a false constant atom: this case is empty
                 break
         if ys is None:
@@ -270,8 +293,36 @@ def parse_property(text: str) -> Spec:
         if any(a > b or (a == b and (sa or sb)) for a, b, sa, sb in zip(lo, hi, ls, hs)):
             continue  # empty box (lo < x <= lo is empty too)
         flags = (tuple(ls), tuple(hs)) if any(ls) or any(hs) else ((), ())
-        regions.setdefault((tuple(lo), tuple(hi), *flags), []).append(tuple(ys))
+        key = (tuple(lo), tuple(hi), *flags)
+        # (the last case's box again, as in most files: compared, not hashed, as hashing a box of
+        # Fractions costs a modular inverse per bound; equal keys are the same dict entry)
+        if key != last:
+            last, box = key, regions.setdefault(key, [])
+        box.append(tuple(ys))
     return Spec(n_in, n_out, tuple(Region(lo, hi, tuple(d), a, b) for (lo, hi, a, b), d in regions.items()))
+
+
+def _reading(atom: tuple[dict[str, Fraction], bool, int], n_out: int) -> tuple[Any, ...]:
+    """An atom (expr <= 0, or < 0 when strict; line) read: ("x", i, bound, upper, strict) for
+    x_i <= bound (upper) or x_i >= bound, ("y", Atom), or ("c", whether the constant atom holds)."""
+    expr, strict, line = atom
+    # the atom's dict is shared by every DNF case it occurs in: read it, never mutate it
+    const = -expr.get("", Fraction(0))  # (expr without its constant) <= const
+    xs = {k: v for k, v in expr.items() if v and k.startswith("X")}
+    yv = {k: v for k, v in expr.items() if v and k.startswith("Y")}
+    if xs and yv:
+        raise PropertyError(f"line {line}: constraints mixing inputs and outputs are not supported")
+    if len(xs) > 1:
+        raise PropertyError(f"line {line}: only bounds on single inputs are supported")
+    if xs:
+        ((name, coef),) = xs.items()
+        return ("x", int(name[2:]), const / coef, coef > 0, strict)
+    if yv:
+        a = [Fraction(0)] * n_out
+        for k, v in yv.items():
+            a[int(k[2:])] = v
+        return ("y", Atom(tuple(a), const, strict))
+    return ("c", const > 0 or (const == 0 and not strict))
 
 
 def _count(decl: dict[str, int], letter: str) -> int:

@@ -30,8 +30,12 @@ def tokenize(text: str) -> list[str]:
     """Split SMT-LIB text into parentheses and atoms; comments (``;`` to end of line) dropped."""
     tokens: list[str] = []
     for tok in TOKEN.findall(text):
-        require(tok[0] not in '|"', "quoted symbols and strings are outside the supported fragment")
         if tok[0] != ";":
+            # anywhere in an atom, not only first (h-audit10): SMT-LIB ends the symbol ``a`` of
+            # ``a"`` and opens a string whose ';', parentheses and line breaks this reader would
+            # take as a comment and structure (an assert made of a string's text was read)
+            require('"' not in tok and "|" not in tok,
+                    "quoted symbols and strings are outside the supported fragment")
             tokens.append(tok)
     return tokens
 

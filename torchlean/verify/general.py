@@ -47,6 +47,12 @@ EARLY_ATTACK_WORK = 1e10
 #: Its sat instances' counterexamples come after 1-7 PGD steps, 1.2-2.7 s of attack at load 3
 #: (bench/README.md, "h-sri"): 0.02 (1.2 s) cut half of them off, to be found after the root pass
 EARLY_ATTACK_SHARE = 0.1
+#: the early attack is a quick look (``attack.search``'s ``stall``): one PGD run per region that
+#: stops once its best margin is over this many times what its recent rate would still gain. On
+#: sri_resnet_a the unsat instances' runs level off within 4-8 steps and ran on to the cap (4-5 s
+#: of the 60 at load 1, paid on every unsat instance); the sat ones gain 30-100% a step and still
+#: reach 0 (bench/README.md, "h-fixed"). What it misses, the attack after the root bounds runs on
+EARLY_STALL = 4.0
 
 #: share of the time left after the root bounds that the ReLU-split search leaves to the attack
 #: at its end (it also runs the attack between batches: ``graph_relu.ATTACK_SHARE``)
@@ -235,7 +241,7 @@ def solve(
     if not relu_first or early:  # (else the ReLU-split search runs it once the root bounds are known)
         cap = min(pre_s, max(1.0, EARLY_ATTACK_SHARE * timeout)) if early else pre_s
         x = attack.search(ex, spec, confirm, seed=seed, extra_starts=extra_starts, rounds=1,
-                          deadline=t0 + cap)
+                          deadline=t0 + cap, stall=EARLY_STALL if early else None)
         if early:
             stats["early_attack_s"] = round(time.perf_counter() - t0, 3)
         if x is not None:

@@ -362,9 +362,12 @@ def replay_result(res: Any, t: Target, spec: Spec, mode: str, deadline: float) -
     """The checker's Verdict on ``res.cert`` and the seconds it took: the search's own accepted
     replay of that very certificate (``checked_by_search``: its root check's time), else a replay
     now in ``mode``, stopped at ``deadline`` (``time.monotonic``), as the CLI and ``verify run``
-    report it."""
+    report it. (The search's replay is taken only for a certificate naming ``t``'s network and
+    ``spec``'s property, asked for in the mode the root check replayed it in, ``replay_mode``:
+    a caller handing in another target's result or another mode gets a replay of its own.)"""
     v = checked_by_search(res)
-    if v is not None:
+    if v is not None and res.cert.get("network") == network_id(t) and \
+            res.cert.get("property") == spec.digest() and mode == replay_mode(res.cert, t.bg):
         return v, res.stats.get("root_check_s", 0.0)
     t0 = time.perf_counter()
     return check_vnn(res.cert, t.bg, spec, mode=mode, deadline=deadline), time.perf_counter() - t0
