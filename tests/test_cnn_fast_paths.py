@@ -79,10 +79,12 @@ def test_plain_vars_refuses_what_is_not_a_distinct_variable():
     assert plain_vars([Aff({0: ONE, 1: ONE})]) is None
 
 
-def _layouts(monkeypatch, bg, lo, hi, share):
+def _layouts(monkeypatch, bg, lo, hi, share, conv=0.0):
     monkeypatch.setattr(fast_forms, "SPARSE_BELOW", share)
+    monkeypatch.setattr(fast_forms, "CONV_BELOW", conv)  # (0: no conv path, ``test_conv_matrix``'s)
     fg = fe.FastGraph(bg)
-    kinds = {A.sparse for f in fg.forms if isinstance(f, fast_forms._Forms) for _, A, _, _ in f.parents}
+    kinds = {(A.sparse, A.conv is not None) for f in fg.forms if isinstance(f, fast_forms._Forms)
+             for _, A, _, _ in f.parents}
     return kinds, engines.fast_crown(fg, lo, hi), engines.fast_ibp(fg, lo, hi)
 
 
@@ -94,8 +96,9 @@ def test_sparse_and_dense_layouts_give_the_same_sound_bounds(monkeypatch):
     lo, hi = x0 - 0.2, x0 + 0.2
     kd, (dl, du), (il, iu) = _layouts(monkeypatch, bg, lo, hi, 0.0)  # every matrix dense
     ks, (sl, su), (jl, ju) = _layouts(monkeypatch, bg, lo, hi, 2.0)  # every matrix sparse
-    assert kd == {False} and ks == {True}
-    for a, b in ((dl, sl), (du, su), (il, jl), (iu, ju)):
+    kc, (cl, cu), (kl, ku) = _layouts(monkeypatch, bg, lo, hi, 0.0, 2.0)  # every conv on the conv path
+    assert kd == {(False, False)} and ks == {(True, False)} and kc == {(True, True)}
+    for a, b in ((dl, sl), (du, su), (il, jl), (iu, ju), (dl, cl), (du, cu), (il, kl), (iu, ku)):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     assert ((du - dl) < (iu - il)).any()
     for b in range(3):  # both contain the exact CROWN bounds and the spec's outputs at samples

@@ -54,6 +54,7 @@ def _conv_matrix(rng, geom):
 @pytest.fixture
 def all_sparse(monkeypatch):
     monkeypatch.setattr(fast_forms, "SPARSE_BELOW", 1.01)  # (small matrices: sparse, as real convs)
+    monkeypatch.setattr(fast_forms, "CONV_BELOW", 1.01)
 
 
 @pytest.mark.parametrize("seed", range(16))
@@ -182,3 +183,25 @@ def test_bound_pass_with_and_without_conv_path_contains_exact_values(all_sparse)
             y = np.asarray(evaluate(g, {"x": p.reshape(1, 2, 6, 5)})[0], dtype=object).ravel()
             for i, v in enumerate(y):  # (mpmath numbers compare exactly with floats)
                 assert cl[0, i] <= v <= cu[0, i] and pl[0, i] <= v <= pu[0, i]
+
+
+def test_conversion_errors_share_the_conv_path(all_sparse):
+    """Forms whose exact coefficients are not floats (a conv kernel divided by 3): A, |A| and the
+    conversion errors E all pass the structure check (one Fraction per kernel element: one float
+    and one error), and E's products equal the sparse ones."""
+    from fractions import Fraction
+
+    from torchlean.certificates.lower import Aff
+
+    rng = np.random.default_rng(21)
+    geom = (2, 5, 4, 3, 3, 2, 1, 2, 1, 0, 1, 1, 1)
+    D, rows, cols, vals = _conv_matrix(rng, geom)
+    R, n = D.shape
+    forms = [Aff({int(c): Fraction(float(D[r, c])) / 3 for c in np.nonzero(D[r])[0]}) for r in range(R)]
+    (_, A, absA, E), = fast_forms._Forms(forms, [0], [n], (geom,)).parents
+    (_, S, _, Es), = fast_forms._Forms(forms, [0], [n]).parents
+    assert A.conv is not None and absA.conv is not None and E is not None and E.conv is not None
+    assert Es.conv is None and (Es.vals > 0).any()
+    X = rng.uniform(0, 2, (3, n))
+    np.testing.assert_allclose(E.rmul(X), Es.rmul(X), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(A.rmul(X), S.rmul(X), rtol=1e-12, atol=1e-300)

@@ -95,30 +95,32 @@ def test_graph_is_conv_and_gated(case):
     assert gr.conv_targets(t.bg, False) == (gr.CONV_TARGET_SHARE > 0)
 
 
-def _sparse_graph(bg):
-    """The fast engine's float forms with every matrix sparse (this net's convolutions are denser
-    than ``fast_forms.SPARSE_BELOW``; a ResNet's are not): the node-wise products then take the
-    sparse ``_Mat`` paths."""
+def _sparse_graph(bg, layout="sparse"):
+    """The fast engine's float forms with every relu node's matrix sparse (the slot products: this
+    net's convolutions are denser than ``fast_forms.SPARSE_BELOW``; a ResNet's are not), dense, or
+    its convolutions on the checked conv path (``fast_forms._Conv``)."""
     from torchlean.certificates import fast_forms
 
-    old = fast_forms.SPARSE_BELOW
-    fast_forms.SPARSE_BELOW = 1.01
+    share, conv = {"sparse": (1.01, 0.0), "dense": (0.0, 0.0), "conv": (0.0, 1.01)}[layout]
+    old = fast_forms.SPARSE_BELOW, fast_forms.CONV_BELOW
+    fast_forms.SPARSE_BELOW, fast_forms.CONV_BELOW = share, conv
     try:
         fg = fe.FastGraph(bg)
     finally:
-        fast_forms.SPARSE_BELOW = old
-    assert all(A.sparse for k in gr.relu_nodes(bg) for _, A, _, _ in fg.forms[k].parents)
+        fast_forms.SPARSE_BELOW, fast_forms.CONV_BELOW = old
+    kinds = [(A.sparse, A.conv is not None) for k in gr.relu_nodes(bg) for _, A, _, _ in fg.forms[k].parents]
+    assert set(kinds) == {{"sparse": (True, False), "dense": (False, False)}.get(layout, (True, True))}
     return fg
 
 
-@pytest.mark.parametrize("sparse", [False, True])
-def test_node_backsub_equals_dense_backsub(case, sparse):
+@pytest.mark.parametrize("layout", ["dense", "sparse", "conv"])
+def test_node_backsub_equals_dense_backsub(case, layout):
     """Bounds and gradients in the slopes of every relu node's rows and of the outputs, at random
     slopes, equal the dense ``alpha.Backsub``'s (the node-wise one through dense and through
-    sparse conv matrices); a central difference of the bound agrees."""
+    sparse conv matrices, and the checked conv path); a central difference of the bound agrees."""
     net, t, lo, hi, label, others, sl, st, *_ = case
     bg = t.bg
-    fg = _sparse_graph(bg) if sparse else fe.compiled(bg)
+    fg = _sparse_graph(bg, layout)
     rng = np.random.default_rng(5)
     relus = gr.relu_nodes(bg)
     for tg in relus[1:] + [None]:

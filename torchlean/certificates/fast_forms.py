@@ -97,6 +97,9 @@ SPARSE_BELOW = 0.05
 #: ``_Conv.lmul`` works on chunks of Y's rows of about this many floats per buffer (cache-sized:
 #: 2^18 took 1/3-2/3 of 2^22's time on sri_resnet_a's convolutions, bench/README.md h-convbsub)
 CONV_CHUNK = 2**18
+#: a matrix under this share of nonzeros that is a hinted convolution's is multiplied as one
+#: (``_Conv``), dense or not; above, dense BLAS products over all R·n entries cost less
+CONV_BELOW = 0.25
 
 
 def _out_size(h: int, k: int, s: int, p: int, d: int) -> int:
@@ -210,13 +213,20 @@ class _Mat:
     def __init__(self, R: int, n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray,
                  hints: tuple[tuple[int, ...], ...] = ()):
         self.shape = (R, n)
-        self.sparse = len(vals) < SPARSE_BELOW * R * n
-        self.conv: _Conv | None = None  # (set below when a hint's convolution is this matrix)
+        self.conv: _Conv | None = None  # (a hint's convolution that is this matrix: ``conv_kernel``)
+        for geom in hints if len(vals) < CONV_BELOW * R * n else ():
+            K = conv_kernel(R, n, rows, cols, vals, geom)
+            if K is not None:
+                self.conv = _Conv(geom, K)
+                break
+        self.sparse = self.conv is not None or len(vals) < SPARSE_BELOW * R * n
         if not self.sparse:
             self.D = np.zeros((R, n))
             self.D[rows, cols] = vals
             return
         self.rows, self.cols, self.vals = rows, cols, vals
+        if self.conv is not None:  # (its products are ``_Conv``'s; ``take`` reads the entries)
+            return
         self.urows, self.rstart = np.unique(rows, return_index=True)
         # ``lmul``'s layout: columns by decreasing number of entries (``ccols``: the nonempty
         # ones), every entry sorted by its slot (rank within its column), then by that order:
@@ -233,11 +243,6 @@ class _Mat:
         self.eperm = byc[by_slot]
         self.slots = np.searchsorted(slot[by_slot], np.arange(int(cnt.max(initial=0)) + 1))
         self.ccols = order[: int((cnt > 0).sum())]
-        for geom in hints:
-            K = conv_kernel(R, n, rows, cols, vals, geom)
-            if K is not None:
-                self.conv = _Conv(geom, K)
-                break
 
     def _like(self, f: Any) -> _Mat:
         m = object.__new__(_Mat)
