@@ -16,12 +16,12 @@ engine's bounds and verdicts (``mode="exact"``).
 Planted bugs (each made by hand in torchlean/certificates/fast_forms.py, this file run, reverted;
 the tests that then failed):
   P1 the duplicate-position test dropped from ``conv_kernel`` (``len(np.unique(...))``):
-     ``test_duplicate_plus_missing_keeps_the_count`` and the 4 fuzz cases (a duplicated entry
+     ``test_duplicate_plus_missing_keeps_the_count`` and the fuzz cases (a duplicated entry
      and a missing one of one kernel element keep its count).
   P2 the count test (4) dropped: ``test_missing_entry_of_a_nonzero_element`` and the fuzz.
   P3 the equal-values test (3) dropped: ``test_two_values_of_one_kernel_element`` and the fuzz.
-  P4 ``_Conv.lmul`` overwrites instead of accumulating the offsets (``Z[..] = P[..]``): 6 edge
-     geometries, the 3 cancellation nets and the replay comparison.
+  P4 ``_Conv.lmul`` overwrites instead of accumulating the offsets (``Z[..] = P[..]``): the
+     edge geometries, the 3 cancellation nets and the replay comparison.
   P5 ``_like`` keeps the old kernel (no ``f(K)``): ``test_abs_and_parts_follow_the_kernel``, the
      E-matrix test and the 3 cancellation nets.
   P6 ``_Conv.rmul`` with a float32 kernel: ``test_products_error_within_gamma_of_the_terms_counted``
@@ -676,3 +676,39 @@ def test_replay_fast_leaf_bounds_never_above_exact(all_sparse, monkeypatch):
             if not ok:
                 assert "recomputed bound" in vf.reason
     assert compared >= 10
+
+
+def test_channels_of_a_concat_take_the_conv_path_per_parent(all_sparse):
+    """Two single-channel convs of x, each relu'd, concatenated on channels, then a 2-channel conv:
+    the last conv's forms have one parent per relu, each slice the matrix of a 1-channel conv with
+    the first convs' geometry (their hint). The slices take the conv path; the bounds equal the
+    sparse path's up to rounding and contain the exact outputs at sampled points."""
+    import dataclasses
+
+    rng = np.random.default_rng(16)
+    c = {"Ka": rng.normal(0, 0.6, (1, 1, 3, 3)), "Kb": rng.normal(0, 0.6, (1, 1, 3, 3)),
+         "Kc": rng.normal(0, 0.6, (1, 2, 3, 3)), "Wl": rng.normal(0, 0.5, (25, 2))}
+    nodes = [Node("conv2d", ["x", "Ka"], "a", {"padding": 1}), Node("relu", ["a"], "ra"),
+             Node("conv2d", ["x", "Kb"], "b", {"padding": 1}), Node("relu", ["b"], "rb"),
+             Node("concat", ["ra", "rb"], "cat", {"axis": 1}),
+             Node("conv2d", ["cat", "Kc"], "e", {"padding": 1}), Node("relu", ["e"], "r"),
+             Node("flatten", ["r"], "f"), Node("matmul", ["f", "Wl"], "y")]
+    g = Graph([Value("x", (1, 1, 5, 5), "float64")], c, nodes, ["y"]).check()
+    bg = lower(g.to_dict())
+    fg, fp = fe.FastGraph(bg), fe.FastGraph(dataclasses.replace(bg, conv_hints=()))
+    per = [(len(F.parents), sum(A.conv is not None for _, A, _, _ in F.parents)) for F in fg.forms
+           if isinstance(F, _Forms)]
+    assert (2, 2) in per  # (the last conv: both parents' slices on the conv path)
+    x0 = rng.uniform(-1, 1, (1, 25))
+    for eps in (0.02, 0.2):
+        lo, hi = x0 - eps, x0 + eps
+        for run in (engines.fast_ibp, engines.fast_crown):
+            cl, cu = run(fg, lo, hi)
+            pl, pu = run(fp, lo, hi)
+            w = np.abs(cu - cl).max()
+            assert np.abs(cl - pl).max() <= 1e-9 * (1 + w) and np.abs(cu - pu).max() <= 1e-9 * (1 + w)
+            for _ in range(8):
+                p = lo + (hi - lo) * rng.choice([0.0, 1.0, rng.uniform()], lo.shape)
+                y = np.asarray(evaluate(g, {"x": p.reshape(1, 1, 5, 5)})[0], dtype=object).ravel()
+                for i, v in enumerate(y):
+                    assert cl[0, i] <= v <= cu[0, i]
