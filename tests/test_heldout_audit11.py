@@ -434,14 +434,15 @@ def _frac_products(D, X):
              for row in D] for x in X]
 
 
-def test_products_error_within_gamma_of_the_terms_counted(all_sparse):
+@pytest.mark.parametrize("name", ["cancel", *sorted(EDGE)])
+def test_products_error_within_gamma_of_the_terms_counted(name, all_sparse):
     """Cancellation-heavy kernels and inputs: each output of the conv path's lmul and rmul is
     within γ_T·Σ|terms| of the exact (Fraction) sum, T the number of nonzero terms of that output
-    (the charges use γ of the row or column count, T's upper bound)."""
-    rng = np.random.default_rng(11)
-    geom = (2, 3, 3, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1)
-    C, H, W, O, kh, kw, *_ = geom
-    K = rng.choice([1e16, -1e16, 1.0, 3.0, -7.0, 0.1], (O, C, kh, kw))
+    (the charges use γ of the row or column count, T's upper bound), on every edge geometry."""
+    rng = np.random.default_rng(11 + len(name))
+    geom = EDGE.get(name, (2, 3, 3, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1))
+    C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, g = geom
+    K = rng.choice([1e16, -1e16, 1.0, 3.0, -7.0, 0.1], (O, C // g, kh, kw))
     D = _torch_conv(K, geom)
     R, n = D.shape
     A = _mat(R, n, *_entries(D), (geom,))
