@@ -510,6 +510,22 @@ def test_obligation_reader_refuses_a_string_opened_inside_an_atom():
         assert read_script(text).goal is not None
 
 
+def test_obligation_reader_shares_the_property_readers_lexing():
+    """One lexical layer (``sexpr.lex``) serves both trusted readers, so the property reader's
+    refusals hold for obligations too: a carriage return ending a comment in SMT-LIB (the hidden
+    ``dom_hidden`` would be read by a solver and not by the checker, whose statement would then
+    differ from the solver's) and ';' inside an atom are refused; a CRLF script still reads."""
+    from torchlean.certificates.core import Rejected
+    from torchlean.certificates.sexpr import read_script
+
+    with pytest.raises(Rejected, match="carriage return"):
+        read_script(SCRIPT.format("; c\r(assert (! (> x 0) :named dom_hidden))\n"))
+    with pytest.raises(Rejected, match="strings"):
+        read_script(SCRIPT.format("(set-info :x a;b)\n"))
+    crlf = read_script(SCRIPT.format("; a comment\n").replace("\n", "\r\n"))
+    assert [n for n, _ in crlf.asserts] == ["goal"]
+
+
 # -- 4. random files against an independent SMT-LIB 2.6 lexer ----------------------------------------
 
 def _smtlib_commands(text: str) -> list:

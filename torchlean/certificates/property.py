@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from .core import decimal, digest
+from .core import Rejected, decimal, digest
+from .sexpr import lex
 
 MAX_TERMS = 100_000
 #: how deeply s-expressions may nest (VNN-COMP files nest 4 or 5 deep)
@@ -107,39 +108,26 @@ def _region_dict(r: Region) -> dict[str, Any]:
     return out
 
 
-_TOKEN = re.compile(r"\s*(?:(;[^\n]*)|(\()|(\))|([^\s()]+))")
-
-
 def _parse_sexprs(text: str) -> list[Any]:
+    """The top-level s-expressions of ``text``, each atom and list as (value, line), over the
+    obligation reader's lexical layer (``sexpr.lex``: one reading of SMT-LIB's tokens)."""
+    try:
+        tokens = lex(text)
+    except Rejected as e:
+        raise PropertyError(str(e)) from None
     stack: list[list[Any]] = [[]]
-    pos, line = 0, 1
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None or m.end() == pos:
-            break
-        line += text.count("\n", pos, m.end())
-        pos = m.end()
-        # (h-audit10) where this reader and SMT-LIB could split the text differently, refuse:
-        # a carriage return inside a comment ends it in SMT-LIB 2.6, not here; a token with '"'
-        # or '|' opens a string literal or quoted symbol, and ';' inside a token a comment,
-        # whose extent (';', parentheses and line breaks within) this reader does not track.
-        # Either once hid an assert from it or made one of a string's text (false sat/unsat).
-        if m.group(1) and "\r" in m.group(1)[:-1]:
-            raise PropertyError(f"line {line}: a carriage return inside a comment")
-        if m.group(4) and ('"' in m.group(4) or "|" in m.group(4) or ";" in m.group(4)):
-            raise PropertyError(f"line {line}: string literals, quoted symbols and ';' inside "
-                                f"a token are not read: {m.group(4)[:20]!r}")
-        if m.group(2):
+    for tok, line in tokens:
+        if tok == "(":
             if len(stack) > MAX_DEPTH:
                 raise PropertyError(f"line {line}: nested deeper than the limit of {MAX_DEPTH}")
             stack.append([])
-        elif m.group(3):
+        elif tok == ")":
             if len(stack) == 1:
                 raise PropertyError(f"line {line}: unbalanced ')'")
             done = stack.pop()
             stack[-1].append((done, line))
-        elif m.group(4):
-            stack[-1].append((m.group(4), line))
+        else:
+            stack[-1].append((tok, line))
     if len(stack) != 1:
         raise PropertyError("unexpected end of file: unbalanced '('")
     return stack[0]

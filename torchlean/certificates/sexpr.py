@@ -21,23 +21,38 @@ SExpr = str | tuple["SExpr", ...]
 MAX_DEPTH = 400
 
 
-#: a comment (``;`` to the end of the line), a parenthesis, or an atom (up to white space, a
-#: parenthesis or a comment); white space (space, tab, CR, LF) separates them and is dropped
-TOKEN = re.compile(r";[^\n]*|[()]|[^ \t\r\n();]+")
+#: SMT-LIB's lexical layer as both trusted readers take it (this module's obligations and
+#: ``property.py``'s VNN-LIB): white space (space, tab, CR, LF), a comment (``;`` to the end of the
+#: line), a parenthesis, or an atom (up to white space or a parenthesis)
+TOKEN = re.compile(r"([ \t\r\n]+)|(;[^\n]*)|([()])|([^ \t\r\n()]+)")
+
+
+def lex(text: str) -> list[tuple[str, int]]:
+    """Every parenthesis and atom of ``text`` with its line, comments dropped; ``Rejected`` where
+    SMT-LIB could split it otherwise (h-audit10: each once hid an assert or made one of a string):
+    a CR inside a comment (it ends there), an atom holding '"' or '|' (a string or quoted symbol
+    there) or ';' (a comment)."""
+    out: list[tuple[str, int]] = []
+    line = 1
+    for m in TOKEN.finditer(text):
+        space, comment, paren, atom = m.groups()
+        if space:
+            line += space.count("\n")
+        elif comment is not None:
+            if "\r" in comment[:-1]:
+                raise Rejected(f"line {line}: a carriage return inside a comment")
+        else:
+            tok = paren or atom
+            if '"' in tok or "|" in tok or ";" in tok:
+                raise Rejected(f"line {line}: quoted symbols, strings and ';' inside an atom are "
+                               f"outside the supported fragment: {tok[:20]!r}")
+            out.append((tok, line))
+    return out
 
 
 def tokenize(text: str) -> list[str]:
-    """Split SMT-LIB text into parentheses and atoms; comments (``;`` to end of line) dropped."""
-    tokens: list[str] = []
-    for tok in TOKEN.findall(text):
-        if tok[0] != ";":
-            # anywhere in an atom, not only first (h-audit10): SMT-LIB ends the symbol ``a`` of
-            # ``a"`` and opens a string whose ';', parentheses and line breaks this reader would
-            # take as a comment and structure (an assert made of a string's text was read)
-            require('"' not in tok and "|" not in tok,
-                    "quoted symbols and strings are outside the supported fragment")
-            tokens.append(tok)
-    return tokens
+    """Split SMT-LIB text into parentheses and atoms (``lex``, without the lines)."""
+    return [tok for tok, _ in lex(text)]
 
 
 def parse_all(text: str) -> list[SExpr]:
