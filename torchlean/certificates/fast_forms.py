@@ -13,6 +13,7 @@ import numpy as np
 
 from .core import float_below
 from .lower import Aff
+from .lower_linear import out_size
 
 U = 2.0**-53
 TINY = 2.0**-1000  # far above any accumulated underflow error (ops * 2^-1074)
@@ -102,10 +103,6 @@ CONV_CHUNK = 2**18
 CONV_BELOW = 0.25
 
 
-def _out_size(h: int, k: int, s: int, p: int, d: int) -> int:
-    return (h + 2 * p - d * (k - 1) - 1) // s + 1
-
-
 def conv_kernel(R: int, n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray,
                 geom: tuple[int, ...]) -> np.ndarray | None:
     """The kernel K (O, C/g, kh, kw) when the (R, n) matrix of the entries (rows, cols, vals) is
@@ -120,7 +117,7 @@ def conv_kernel(R: int, n: int, rows: np.ndarray, cols: np.ndarray, vals: np.nda
     C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, g = geom
     if min(geom) < 0 or min(*geom[:8], *geom[10:]) < 1 or O % g or C % g:
         return None
-    Ho, Wo = _out_size(H, kh, sh, ph, dh), _out_size(W, kw, sw, pw, dw)
+    Ho, Wo = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
     if min(Ho, Wo) < 1 or (R, n) != (O * Ho * Wo, C * H * W):
         return None
     og, cg = O // g, C // g
@@ -155,7 +152,7 @@ class _Conv:
     def __init__(self, geom: tuple[int, ...], K: np.ndarray):
         self.geom, self.K = geom, K
         C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, g = geom
-        self.Ho, self.Wo = _out_size(H, kh, sh, ph, dh), _out_size(W, kw, sw, pw, dw)
+        self.Ho, self.Wo = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
         self.og, self.cg = O // g, C // g
 
     def _taps(self):  # (offset index, the strided window of the padded input it reads)

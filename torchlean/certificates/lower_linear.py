@@ -79,6 +79,11 @@ def _pair(v: Any) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
+def out_size(h: int, k: int, s: int, p: int, d: int) -> int:
+    """A convolution's (or pooling's) output length along an axis of length h."""
+    return (h + 2 * p - d * (k - 1) - 1) // s + 1
+
+
 def _window(i: int, s: int, p: int, k: int, d: int, size: int) -> list[tuple[int, int]]:
     """(kernel offset, input position) of output position i's window that exist (spec's _window)."""
     start = i * s - p
@@ -94,8 +99,7 @@ def _conv2d(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     og = o // g
-    ho = (h + 2 * p[0] - d[0] * (kh - 1) - 1) // s[0] + 1
-    wo = (wd + 2 * p[1] - d[1] * (kw - 1) - 1) // s[1] + 1
+    ho, wo = out_size(h, kh, s[0], p[0], d[0]), out_size(wd, kw, s[1], p[1], d[1])
     out = []
     rows = [_window(i, s[0], p[0], kh, d[0], h) for i in range(ho)]
     cols = [_window(j, s[1], p[1], kw, d[1], wd) for j in range(wo)]
