@@ -29,15 +29,19 @@ def _pocket() -> FloatNet:
     return FloatNet([(W1, b1), (np.array([[-0.2, -10.0]]), np.array([1.0]))])
 
 
-def _exact_y(net: FloatNet, x: list[Fraction]) -> Fraction:
-    """The network's output at x in exact rationals (the weights' float64 values, exactly)."""
+def exact_outputs(net: FloatNet, x: list[Fraction]) -> list[Fraction]:
+    """The ReLU network's outputs at x in exact rationals (the weights' float64 values, exactly)."""
     h = x
     for i, (W, b) in enumerate(net.layers):
         h = [sum((Fraction(float(w)) * v for w, v in zip(row, h)), Fraction(float(c)))
              for row, c in zip(W, b)]
         if i + 1 < len(net.layers):
             h = [max(v, Fraction(0)) for v in h]
-    return h[0]
+    return h
+
+
+def _exact_y(net: FloatNet, x: list[Fraction]) -> Fraction:
+    return exact_outputs(net, x)[0]
 
 
 def _spec() -> Spec:

@@ -9,6 +9,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from tests.test_attack_leaky import exact_outputs
 from torchlean.certificates.property import Atom, Region, Spec
 from torchlean.verify import attack, general
 from torchlean.verify.network import FloatNet
@@ -43,16 +44,6 @@ def _vee(c: float) -> FloatNet:
 
 def _region(disjuncts) -> Region:
     return Region(tuple([Fraction(0)] * D), tuple([Fraction(1)] * D), disjuncts)
-
-
-def _exact(net: FloatNet, x: list[Fraction]) -> list[Fraction]:
-    h = x
-    for i, (W, b) in enumerate(net.layers):
-        h = [sum((Fraction(float(w)) * v for w, v in zip(row, h)), Fraction(float(c)))
-             for row, c in zip(W, b)]
-        if i + 1 < len(net.layers):
-            h = [max(v, Fraction(0)) for v in h]
-    return h
 
 
 def test_pgd_stall_stops_a_levelled_run_within_its_promise():
@@ -106,7 +97,7 @@ def test_quick_search_one_stalling_run_and_still_finds_a_sat():
     spec = Spec(D, 2, (sat,))
 
     def confirm(x: list[Fraction]) -> bool:
-        return sat.contains(x) and _exact(net.net, x)[1] <= Fraction(1, 20)
+        return sat.contains(x) and exact_outputs(net.net, x)[1] <= Fraction(1, 20)
 
     x = attack.search(net, spec, confirm, rounds=1, stall=general.EARLY_STALL)
     assert x is not None and confirm(x)

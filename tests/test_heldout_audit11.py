@@ -39,12 +39,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.test_heldout_audit9 import _tree
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates import fast_forms, fast_vnn, graph_vnn
 from torchlean.certificates.bound_graph import Aff
 from torchlean.certificates.bounds import check_vnn, leaf_proofs
 from torchlean.certificates.fast_forms import _Forms, _Mat, conv_kernel, gamma
-from torchlean.certificates.graph_vnn import split_widths
 from torchlean.certificates.lower import fingerprint, lower
 from torchlean.certificates.property import Atom, Region, Spec
 from torchlean.spec import Graph, Node, Value
@@ -592,34 +592,6 @@ def test_fast_bounds_below_exact_engine_bounds(all_sparse):
                 assert fl[0, i] <= v <= fu[0, i]
 
 
-def _split_tree(rng, bg, lo, hi, depth, p_input):
-    """A random preorder tree over the box: input splits at midpoints of random dimensions, ReLU
-    splits on any splittable element not yet on the path, leaves with a placeholder claim."""
-    widths = split_widths(bg)
-    nodes = [k for k, w in enumerate(widths) if w]
-    out: list = []
-
-    def go(lo, hi, path, d):
-        if d == 0 or rng.random() < 0.2:
-            out.append(["leaf", [[0, "1/1000000"]]])
-            return
-        if rng.random() < p_input:
-            dim = int(rng.integers(0, len(lo)))
-            v = (lo[dim] + hi[dim]) / 2
-            out.append(["split", dim, f"{v.numerator}/{v.denominator}"])
-            go(lo, hi[:dim] + (v,) + hi[dim + 1:], path, d - 1)
-            go(lo[:dim] + (v,) + lo[dim + 1:], hi, path, d - 1)
-            return
-        free = [(k, i) for k in nodes for i in range(widths[k]) if (k, i) not in path]
-        k, i = free[int(rng.integers(0, len(free)))]
-        out.append(["relu", k, i])
-        go(lo, hi, path + [(k, i)], d - 1)
-        go(lo, hi, path + [(k, i)], d - 1)
-
-    go(lo, hi, [], depth)
-    return out
-
-
 def _leaf_bounds(monkeypatch, bg, spec, tree, mode, method):
     """The replay's bound per leaf (by leaf number), recorded instead of judged."""
     got: dict = {}
@@ -657,7 +629,7 @@ def test_replay_fast_leaf_bounds_never_above_exact(all_sparse, monkeypatch):
 
     compared = 0
     for depth, p_input, method in ((0, 0.0, "crown"), (3, 0.0, "crown"), (4, 0.5, "crown"), (3, 0.5, "ibp")):
-        tree = _split_tree(rng, bg, lo, hi, depth, p_input)
+        tree = _tree(rng, bg, depth, p_input, 0.2, 1, mult=False, box=(lo, hi))
         ex = _leaf_bounds(monkeypatch, bg, spec(Fraction(0)), tree, "exact", method)
         fa = _leaf_bounds(monkeypatch, bg, spec(Fraction(0)), tree, "fast", method)
         assert ex.keys() == fa.keys()

@@ -106,7 +106,7 @@ def _tree(rng, bg, depth: int, p_input: float, p_leaf: float, n_proofs: int, mul
             out.append(["leaf", proofs])
             return
         if rng.random() < p_input:
-            dim = int(rng.integers(0, 2))
+            dim = int(rng.integers(0, len(lo)))
             v = Fraction(int(rng.integers(1, 16)), 16) * (hi[dim] - lo[dim]) + lo[dim]
             out.append(["split", dim, f"{v.numerator}/{v.denominator}"])
             go(lo, hi[:dim] + (v,) + hi[dim + 1:], path, d - 1)
