@@ -224,7 +224,7 @@ def parse_vnnlib_string(text: str, path: str = "<string>") -> Property:
 def _depth(text: str) -> int:
     """The deepest parenthesis nesting outside comments (a linear scan)."""
     if ";" in text:
-        text = re.sub(r";[^\n]*", "", text)
+        text = re.sub(r";[^\r\n]*", "", text)  # (SMT-LIB's comments, as the grammar's)
     depth = best = 0
     for m in re.finditer(r"[()]", text):
         if m.group() == "(":

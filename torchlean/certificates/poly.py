@@ -13,6 +13,7 @@ division in every claim the checker accepts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
@@ -177,10 +178,15 @@ class Undecided(Rejected):
     """An ite condition the current path does not decide (the certificate must split on it)."""
 
 
+_SMT_NUMERAL = re.compile(r"[0-9]+(\.[0-9]+)?", re.ASCII)
+
+
 def numeral(tok: str) -> Fraction | None:
-    """An SMT-LIB numeral (ASCII digits, within ``core.decimal``'s limits), or None."""
+    """An SMT-LIB numeral or decimal (ASCII digits, within ``core.decimal``'s limits), or None."""
     if tok and tok[0].isascii() and tok[0].isdigit():
-        try:
+        try:  # (audit12: SMT-LIB's syntax only; ``decimal`` alone read 1e5, 1/2, 1_000, errors there)
+            if not _SMT_NUMERAL.fullmatch(tok):
+                raise ValueError
             return decimal(tok)
         except ValueError:
             raise Rejected(f"bad numeral {tok[:40]!r}") from None

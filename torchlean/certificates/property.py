@@ -134,15 +134,20 @@ def _parse_sexprs(text: str) -> list[Any]:
 
 
 _VAR = re.compile(r"^([XY])_([0-9]+)$", re.ASCII)
+#: (audit12) VNN-LIB's numerals, the lark grammar's NUMBER: ``decimal`` alone also reads 1/2 and
+#: 1_000, errors in SMT-LIB (z3 drops the assert) that this reader took as numbers
+_NUMERAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
 
 
-def _term(t: Any, decl: dict[str, int]) -> dict[str, Fraction]:
-    """A linear term as {var: coefficient, '': constant}."""
+def _term(t: Any, decl: dict[str, int], at: int) -> dict[str, Fraction]:
+    """A linear term as {var: coefficient, '': constant}, in the assert that is command ``at``."""
     e, line = t
     if isinstance(e, str):
         if e in decl:
+            if decl[e] > at:  # (audit12) an error in SMT-LIB (z3 drops the assert): no sure reading
+                raise PropertyError(f"line {line}: {e} is used before its declaration")
             return {e: Fraction(1)}
-        if e[:1].isascii() and (e[:1].isdigit() or e[:1] in "+-."):
+        if _NUMERAL.fullmatch(e):
             try:  # ASCII numerals only, within the digit and exponent limits
                 return {"": decimal(e)}
             except ValueError as err:
@@ -150,8 +155,8 @@ def _term(t: Any, decl: dict[str, int]) -> dict[str, Fraction]:
         raise PropertyError(f"line {line}: unknown symbol {e!r}")
     if not e or not isinstance(e[0][0], str):
         raise PropertyError(f"line {line}: malformed term")
-    op, args = e[0][0], [_term(a, decl) for a in e[1:]]
-    if op == "+" or (op == "-" and len(args) > 1):
+    op, args = e[0][0], [_term(a, decl, at) for a in e[1:]]
+    if (op == "+" and args) or (op == "-" and len(args) > 1):
         out = dict(args[0])
         for a in args[1:]:
             for k, v in a.items():
@@ -166,14 +171,14 @@ def _term(t: Any, decl: dict[str, int]) -> dict[str, Fraction]:
     raise PropertyError(f"line {line}: unsupported term operator {op!r} (linear terms only)")
 
 
-def _formula(f: Any, decl: dict[str, int]) -> list[list[tuple[dict[str, Fraction], bool, int]]]:
+def _formula(f: Any, decl: dict[str, int], at: int) -> list[list[tuple[dict[str, Fraction], bool, int]]]:
     """DNF: a list of conjunctions of atoms (expr <= 0, strict, line)."""
     e, line = f
     if isinstance(e, str) or not e or not isinstance(e[0][0], str):
         raise PropertyError(f"line {line}: expected a formula")
     op = e[0][0]
-    if op in ("and", "or"):
-        parts = [_formula(a, decl) for a in e[1:]]
+    if op in ("and", "or") and len(e) > 1:  # ((and) and (or): errors in SMT-LIB, audit12)
+        parts = [_formula(a, decl, at) for a in e[1:]]
         if op == "or":
             return [c for p in parts for c in p]
         out: list[list[Any]] = [[]]
@@ -183,7 +188,7 @@ def _formula(f: Any, decl: dict[str, int]) -> list[list[tuple[dict[str, Fraction
                 raise PropertyError(f"line {line}: the property has more than {MAX_TERMS} cases")
         return out
     if op in ("<=", ">=", "<", ">", "=") and len(e) == 3:
-        lhs, rhs = _term(e[1], decl), _term(e[2], decl)
+        lhs, rhs = _term(e[1], decl, at), _term(e[2], decl, at)
         if op in (">=", ">"):
             lhs, rhs = rhs, lhs
         expr = dict(lhs)
@@ -200,8 +205,8 @@ def parse_property(text: str) -> Spec:
     decl: dict[str, int] = {}
     asserts = []
     ended = False  # (after (check-sat) or (exit): SMT-LIB's query, or script, is over)
-    for e, line in _parse_sexprs(text):
-        if isinstance(e, str) or not e:
+    for at, (e, line) in enumerate(_parse_sexprs(text)):
+        if isinstance(e, str) or not e or not isinstance(e[0][0], str):
             raise PropertyError(f"line {line}: expected a command")
         head = e[0][0]
         if ended and head in ("declare-const", "declare-fun", "assert"):
@@ -219,9 +224,11 @@ def parse_property(text: str) -> Spec:
             # reads, so a non-integer counterexample would be accepted as "sat" for it
             if not isinstance(e[2][0], str) or e[2][0] != "Real":
                 raise PropertyError(f"line {line}: {e[1][0]} must be declared Real")
-            decl[e[1][0]] = line
+            if e[1][0] in decl:  # (an error in SMT-LIB, as in the lark reader)
+                raise PropertyError(f"line {line}: {e[1][0]} is declared twice")
+            decl[e[1][0]] = at
         elif head == "assert" and len(e) == 2:
-            asserts.append(e[1])
+            asserts.append((e[1], at))
         elif _NEUTRAL.get(head) == len(e) and all(isinstance(a[0], str) for a in e):
             continue  # (commands that assert nothing: the asserted set is the same without them)
         else:
@@ -233,8 +240,8 @@ def parse_property(text: str) -> Spec:
     # it per assert, quadratic in the file. The atoms keep the order of the file.
     pending: list[Any] = []
     cases: list[list[list[Any]]] = [[]]
-    for a in asserts:
-        parts = _formula(a, decl)
+    for a, at in asserts:
+        parts = _formula(a, decl, at)
         if len(parts) == 1:
             pending.extend(parts[0])
             continue

@@ -31,7 +31,7 @@ def lex(text: str) -> list[tuple[str, int]]:
     """Every parenthesis and atom of ``text`` with its line, comments dropped; ``Rejected`` where
     SMT-LIB could split it otherwise (h-audit10: each once hid an assert or made one of a string):
     a CR inside a comment (it ends there), an atom holding '"' or '|' (a string or quoted symbol
-    there) or ';' (a comment)."""
+    there) or ';' (a comment), or a character other than printable ASCII (an error there)."""
     out: list[tuple[str, int]] = []
     line = 1
     for m in TOKEN.finditer(text):
@@ -46,6 +46,12 @@ def lex(text: str) -> list[tuple[str, int]]:
             if '"' in tok or "|" in tok or ";" in tok:
                 raise Rejected(f"line {line}: quoted symbols, strings and ';' inside an atom are "
                                f"outside the supported fragment: {tok[:20]!r}")
+            # (audit12) SMT-LIB's symbols, numerals and keywords are printable ASCII: any other
+            # character (form feed, NBSP, a control) is an error there (z3 drops the command), while
+            # ``decimal``'s strip() read "5\f" as 5
+            if not (tok.isascii() and tok.isprintable()):
+                raise Rejected(f"line {line}: a character outside SMT-LIB's printable ASCII in an "
+                               f"atom: {tok[:20]!r}")
             out.append((tok, line))
     return out
 
