@@ -100,6 +100,12 @@ def test_structure_check_refuses_mutations_and_wrong_hints(seed):
     assert conv_kernel(R, n, np.delete(rows, i), np.delete(cols, i), np.delete(vals, i), geom) is None
     dup = (np.append(rows, rows[i]), np.append(cols, cols[i]), np.append(vals, vals[i]))
     assert conv_kernel(R, n, *dup, geom) is None  # (the same position twice: counted twice)
+    same = np.nonzero((vals == vals[i]) & (np.arange(len(vals)) != i))[0]  # (one kernel element)
+    if len(same):  # a position of it moved onto another of its positions: every count and value
+        j = int(same[0])  # holds, only the repeat (and the hole at i) tells
+        moved = rows.copy(), cols.copy()
+        moved[0][i], moved[1][i] = rows[j], cols[j]
+        assert conv_kernel(R, n, *moved, vals, geom) is None
     zeros = np.argwhere(D == 0)  # one extra entry: off the pattern, or on it where K is 0
     if len(zeros):
         r, c = zeros[rng.integers(len(zeros))]

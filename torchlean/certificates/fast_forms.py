@@ -127,7 +127,10 @@ def conv_kernel(R: int, n: int, rows: np.ndarray, cols: np.ndarray, vals: np.nda
     tb, rb = np.divmod(w - j * sw + pw, dw)
     ci = c - o // og * cg
     if not ((ra == 0) & (rb == 0) & (ta >= 0) & (ta < kh) & (tb >= 0) & (tb < kw) & (ci >= 0)
-            & (ci < cg)).all() or len(np.unique(rows * n + cols)) != len(rows):
+            & (ci < cg)).all():
+        return None
+    pos = np.sort(rows * n + cols)  # (1): sorted, a repeat is two equal neighbours (np.unique's
+    if (pos[1:] == pos[:-1]).any():  # hash table took 0.44 of 0.77 s compiling sri_resnet_a)
         return None
     kap = ((o * cg + ci) * kh + ta) * kw + tb
     K = np.zeros(O * cg * kh * kw)

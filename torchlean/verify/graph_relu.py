@@ -50,6 +50,16 @@ EPS = 1e-300  # any positive bound proves a leaf (general.EPS)
 #: bounds cannot prove may be false; the attack is the caller's, ``general.solve``)
 ATTACK_SHARE = 0.3
 STEPS = 20  # gradient steps per batch
+#: a box's α/β steps stop early once its bound cannot reach 0 in the steps left: from step
+#: ``HOPELESS_FROM`` on, when its best bound (over rows) plus ``HOPE`` times its mean gain per step
+#: over the last ``HOPELESS_FROM`` steps, carried over every step left, is still <= 0 (Adam's gains
+#: shrink step by step, so that is optimistic). Such a box is split anyway and its steps went to
+#: nothing. Only on the node-wise (conv) path, where it was measured: oval21 img6638 at equal CPU
+#: 727 subproblems against 679, img5303 the same tree (bench/README.md, "conv30"); from step 5 with
+#: HOPE 2 it cut boxes β would have closed (img5303: 287 subproblems, open, against 90, proved).
+#: None: every box steps on
+HOPELESS_FROM: int | None = 10
+HOPE = 4.0
 DIGITS = 5  # significant digits of a recorded β (any value >= 0 is sound)
 
 Phases = dict[tuple[int, int], int]
@@ -77,10 +87,13 @@ Arrays = dict[int, np.ndarray]
 
 
 def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths: list[Phases],
-              steps: int, deadline: float = float("inf")) -> tuple[np.ndarray, Arrays, Arrays, Arrays]:
+              steps: int, deadline: float = float("inf"), hopeless: int | None = None,
+              stats: dict[str, Any] | None = None) -> tuple[np.ndarray, Arrays, Arrays, Arrays]:
     """α (lower slopes) and β (split multipliers) per box and row by Adam on the float bound.
     Returns the best float bound (B, R), the best α and β per relu node (B, R, size), and the
-    multipliers λ (B, R, size) met at each relu node's output under the default slopes."""
+    multipliers λ (B, R, size) met at each relu node's output under the default slopes.
+    ``hopeless``: from that step on, a box whose bound cannot reach 0 at its pace (``HOPE``) stops
+    stepping (``HOPELESS_FROM``); ``stats["hopeless"]`` counts them."""
     B, R = bs.B, dj.lam0.shape[0]
     slopes = bs.default_slopes(R)
     sgn = alpha.split_signs(paths, {k: _size(bs, k) for k in relus})
@@ -96,6 +109,7 @@ def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths:
     # the steps go on over the others only (a third of a batch's box-steps on mnistfc were
     # spent on boxes already proved); ``bs.coef`` gets the last bound's rows of every box
     act, sub, coef = np.arange(B), bs, None
+    trail = []  # per step, every box's best bound over its rows (the pace of ``hopeless``)
 
     for it in range(steps + 1):
         mult = {k: (beta[k] * sgn[k])[act] for k in split}
@@ -124,6 +138,15 @@ def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths:
             b = alpha.adam_step(moments, ("b", k), beta[k][act], gb, 0.05, it + 1)
             beta[k] = _put(beta[k], act, np.where(sgn[k][act] != 0, np.maximum(b, 0.0), 0.0))
         keep = ~(best_v[act] > EPS).any(1)
+        trail.append(best_v.max(1))
+        if hopeless is not None and it >= hopeless:
+            gain = (trail[-1] - trail[-1 - hopeless]) / hopeless
+            cut = (trail[-1] + HOPE * np.maximum(gain, 0.0) * (steps - it) <= EPS)[act] & keep
+            keep &= ~cut
+            if stats is not None:
+                stats["hopeless"] = stats.get("hopeless", 0) + int(cut.sum())
+        if not keep.any():
+            break
         if not keep.all():
             act = act[keep]
             sub = bs.take(act)
@@ -273,7 +296,8 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
             proofs[b] = [choice(dj.names[r]), threshold(lb[b, r])]
         if use_alpha and not done.all() and B * len(dj.forms) * per_row <= cap:
             bs = alpha_targets.NodeBacksub(fg, st) if nodewise else alpha.Backsub.from_fast(bg, fg, st, FAST)
-            val, a, beta, lam = _optimise(bs, dj, relus, st, paths, steps, deadline)
+            val, a, beta, lam = _optimise(bs, dj, relus, st, paths, steps, deadline,
+                                          HOPELESS_FROM if nodewise else None, stats)
             best_r = val.argmax(1)
             if attack is not None and (~done).any():  # (bs.coef: the last bound's input coefficients)
                 coef = bs.coef[np.arange(B), best_r, :bg.n_in][~done]
