@@ -114,8 +114,11 @@ def test_forged_tree_for_a_wrong_vjp_is_not_checked(tmp_path):
                                      "(=> false)"])
 def test_connectives_outside_their_arity_are_refused(formula):
     """SMT-LIB's => is right-associative (=> a b c) = a => (b => c); the checker read two
-    arguments. Any reading is sound for a split only if both branches share it, so fix arities."""
-    text = script(goal("(> x 0)"))
+    arguments. Any reading is sound for a split only if both branches share it, so the arities
+    are fixed: refused even where every leaf closes (the claim true, z3: unsat)."""
+    assert not replays(script(goal("(> x 0)")), {"split": formula, "then": FALSE, "else": FALSE})
+    text = script(goal("true"))
+    assert z3_says(text) == "unsat" and replays(text, FALSE)
     assert not replays(text, {"split": formula, "then": FALSE, "else": FALSE})
 
 
@@ -144,13 +147,22 @@ def test_plain_divisions_still_need_their_factor_shown_nonzero():
 
 
 def test_divided_inequality_needs_the_sign_and_the_right_sign():
-    # 1/x > 0 is false for x < 0; a Farkas leaf without a split, or with the sign read as +, fails
-    text = script(goal("(> (/ 1 x) 0)"))
+    # 1/x > 0 for x != 0 is false for x < 0 (z3: sat)
+    text = script("(! (not (= x 0)) :named dom_x)", goal("(> (/ 1 x) 0)"))
     assert z3_says(text) == "sat"
-    assert not replays(text, {"leaf": "farkas", "coeffs": [[[0], "1"]]})
-    tree = {"split": "(> x 0)", "then": {"leaf": "farkas", "coeffs": [[[0], "1"], [[1], "1"]]},
-            "else": {"leaf": "farkas", "coeffs": [[[1], "1"]]}}
-    assert not replays(text, tree)
+    assert not replays(text, {"leaf": "farkas", "coeffs": [[[1], "1"]]})  # no sign decided
+    # x > 0: 1/x > 0 reads 1 > 0, the goal is false (closes); x < 0: it reads -1 > 0, the goal
+    # true (does not close); x = 0: dom is false (closes)
+    assert not replays(text, {"split": "(> x 0)", "then": FALSE,
+                              "else": {"split": "(< x 0)", "then": FALSE, "else": FALSE}})
+    assert not replays(text, {"split": "(> x 0)", "then": FALSE,
+                              "else": {"split": "(< x 0)", "then": {"leaf": "farkas", "coeffs": [[[3], "1"]]},
+                                       "else": FALSE}})
+    # under x > 0 (z3: unsat) the sign split decides the goal false outright; without it, nothing
+    good = script("(! (> x 0) :named dom_x)", goal("(> (/ 1 x) 0)"))
+    assert z3_says(good) == "unsat"
+    assert replays(good, {"split": "(> x 0)", "then": FALSE, "else": FALSE})
+    assert not replays(good, FALSE)
 
 
 # -- probes that found no hole -------------------------------------------------------------------
@@ -198,6 +210,11 @@ def test_splits_on_odd_formulas_close_only_what_their_reading_closes(formula):
 
 
 def test_negative_multipliers_products_and_squares():
+    # x >= 1 does not give x >= 2 (z3: sat); -1 * (x - 1) - 1 * (2 - x) = -1 would "close" it
+    two = script("(! (>= x 1) :named dom_x)", goal("(>= x 2)"))
+    assert z3_says(two) == "sat"
+    assert not replays(two, {"leaf": "farkas", "coeffs": [[[0], "-1"], [[1], "-1"]]})
+    assert not replays(two, {"leaf": "farkas", "coeffs": [[[0, 1], "-1"]]})
     text = script(goal("(> x 0)"))  # fact 0: -x >= 0
     assert not replays(text, {"leaf": "farkas", "coeffs": [[[0], "-1"]]})
     assert not replays(text, {"leaf": "farkas", "coeffs": [[[0, 0], "-1"]]})
