@@ -150,10 +150,11 @@ def r_mul(a: RatFun, b: RatFun) -> RatFun:
 
 
 def r_div(a: RatFun, b: RatFun) -> RatFun:
-    """a / b: b's denominators move up; b's numerator becomes a factor (unless a constant)."""
+    """a / b: b's numerator becomes a factor (unless a constant); b itself may not divide."""
+    # (audit13) a / (n / d) = a * d / n only where d != 0, and moving d up left no factor to show
+    # nonzero: (/ 1 (/ 1 x)) read as x, a checked x = 1/(1/x) that z3 refutes at x = 0
+    require(not b.den, "division by a term that itself divides")
     num = a.num
-    for f, n in b.den.values():
-        num = mul(num, power(f, n))
     if is_const(b.num):
         c = const_value(b.num)
         require(c != 0, "division by the constant 0")

@@ -75,6 +75,8 @@ Fact = tuple[str, Any]  # (rel, Poly) for >, >=, =; (rel, RatFun) for !=
 Decision = tuple[SExpr, "tuple[str, Poly] | None", bool]
 
 MAX_NODES = 20000
+#: the connectives whose arity SMT-LIB fixes (n-ary => is right-associative; the writers emit two)
+ARITY = {"not": 1, "=>": 2, "ite": 3}
 
 
 class Leaf:
@@ -112,6 +114,10 @@ class Leaf:
         return v
 
     def _decide(self, t: SExpr) -> bool | None:
+        # (audit13) the connectives at SMT-LIB's arity only: a split's two branches are sound
+        # only if both read the formula one way, and (not a b), (=> a b c) had readings of their own
+        if isinstance(t, tuple) and t and t[0] in ARITY:
+            require(len(t) - 1 == ARITY[t[0]], f"{t[0]} with {len(t) - 1} arguments: {show(t)[:80]}")
         if t == "true":
             return True
         if t == "false":
@@ -206,14 +212,14 @@ class Leaf:
             head, args = t[0], t[1:]
             if head == "not":
                 self.assume(args[0], not positive)
+            elif head == "=>" and positive:
+                self._one_of([("not", args[0]), args[1]])
+            elif head == "=>":  # not (p => q): p and not q (audit13: this case was unreachable
+                self.assume(args[0], True)  # behind the next one, which assumed not p, not q)
+                self.assume(args[1], False)
             elif (head == "and") == positive:  # a conjunction: every part holds
                 for a in args:
                     self.assume(a, positive)
-            elif head == "=>" and positive:
-                self._one_of([("not", args[0]), args[1]])
-            elif head == "=>":  # not (p => q): p and not q
-                self.assume(args[0], True)
-                self.assume(args[1], False)
             else:  # a disjunction (or, or a negated and)
                 self._one_of([a if positive else ("not", a) for a in args])
             return

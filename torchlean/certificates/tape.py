@@ -111,8 +111,9 @@ def check_composition(cert: dict[str, Any]) -> Verdict:
     grads = trace["grads"]
     require(isinstance(grads, dict), "trace: grads must be a mapping")
     for key in grads:
-        require(isinstance(key, str) and key.isdigit() and int(key) in leaves,
-                f"trace: gradient for {key!r}, which is not a leaf")
+        # (audit13) the key is a leaf's own text: "03" (or "３") passed isdigit/int, and its atoms were
+        # never compared with the uses of leaf 3
+        require(key in {str(v) for v in leaves}, f"trace: gradient for {key!r}, which is not a leaf")
     for v in leaves:
         got = _atoms(grads[str(v)], f"gradient of leaf {v}", nodes) if str(v) in grads else Counter()
         want = uses.get(v, Counter())
