@@ -10,14 +10,14 @@ term exactly as the code built it. Statement: ``{"size": [H, W], "kernel": [kh, 
 ``["x", r, c]``, ``["g", i, j]``, ``["v", a, b]``, ``["gv"]``, ``["c", "p/q"]`` or ``[op, id...]``
 with ids of earlier nodes (ops are opaque function symbols: nothing is assumed about them).
 
-Accepted when the window's terms use only window leaves, the plane's only plane leaves, and with
-sigma_ij (v a b -> x[sh*i + a, sw*j + b], gv -> g[i, j]): plane forward[i][j] = sigma_ij(window
-forward), the same for spec, and for every (r, c) the summands of plane vjp[r][c] (``add`` nodes
-flattened, the constant 0 dropped) are, as a multiset, those of sigma_ij(window vjp[a][b]) over
-the windows and taps with (sh*i + a, sw*j + b) = (r, c). So the plane's values are the one window's
-functions applied to each window's entries and its VJP the sum over windows of the one window's
-VJP scattered to the window's positions: with the window claims (forward = spec, VJP = derivative,
-proved separately), the chain rule gives the plane's claim (TRUST_BOUNDARIES.md, "windows").
+Accepted when the window's terms use only window leaves, the plane's only plane leaves (each within its
+window, plane or output grid), and with sigma_ij (v a b -> x[sh*i + a, sw*j + b], gv -> g[i, j]): plane
+forward[i][j] = sigma_ij(window forward), the same for spec, and for every (r, c) the summands of plane
+vjp[r][c] (``add`` nodes flattened, the constant 0 dropped) are, as a multiset, those of sigma_ij(window
+vjp[a][b]) over the windows and taps with (sh*i + a, sw*j + b) = (r, c). So the plane's values are the
+one window's functions applied to each window's entries and its VJP the sum over windows of the one
+window's VJP scattered to the window's positions: with the window claims (forward = spec, VJP =
+derivative, proved separately), the chain rule gives the plane's claim (TRUST_BOUNDARIES.md, "windows").
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ def check_windows(cert: dict[str, Any]) -> Verdict:
     require(all(type(n) is int and n >= 1 for n in (h, w, kh, kw, sh, sw)) and kh <= h and kw <= w,
             "sizes, kernel and stride: integers >= 1, the kernel within the plane")
     ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
+    # a leaf's subscripts within its array: a window leaf outside the window would map to entries of
+    # other windows (or none) that the one window's VJP claim does not differentiate in
+    axes = {"x": (h, w), "g": (ho, wo), "v": (kh, kw), "gv": ()}
     nodes = cert["nodes"]
     require(isinstance(nodes, list), "nodes: a list")
     table: dict[tuple[Any, ...], int] = {}  # interned terms: equal terms get equal ids
@@ -54,7 +57,9 @@ def check_windows(cert: dict[str, Any]) -> Verdict:
         require(isinstance(n, list) and n and isinstance(n[0], str), f"node {k}: [op, args...]")
         op, args = n[0], n[1:]
         if op in LEAVES:
-            require(len(args) == LEAVES[op] and all(type(a) is int for a in args), f"node {k}: bad leaf")
+            require(len(args) == LEAVES[op]
+                    and all(type(a) is int and 0 <= a < m for a, m in zip(args, axes[op])),
+                    f"node {k}: bad leaf, or one outside its plane or window")
             kind.append({op})
         elif op == "c":
             require(len(args) == 1, f"node {k}: bad constant")
