@@ -393,3 +393,30 @@ def test_a_leaf_proving_less_than_its_half_is_refused(partitioned):
     c["parts"]["hi"] = _forged(target, restrict(spec, [(Q(11, 20), Q(1))]))
     v = check_vnn_float(c, target.bg, spec, model=model_id(target.graph.to_dict()))
     assert not v.ok, v.reason
+
+
+def test_float_sound_is_about_the_runtimes_kernels_not_onnxruntimes(tmp_path, capsys):
+    """Scope, measured: y = sigmoid(x) at the binary32 x0 = -9.750331, unsafe Y_0 >= onnxruntime's
+    float32 output there. ``--float32`` answers unsat (float32-sound, checked), right for the
+    runtime's kernels (numpy: 1/(1 + exp(-x)) in binary32, the statement's 4-ulp exp) and for the
+    real network (exact reference: mpmath), but onnxruntime's Sigmoid (an approximation, ~1e-7
+    absolute: 30,448 ulp here) reaches the unsafe set: the verdict is not about onnxruntime's run."""
+    from onnx import TensorProto, helper
+
+    from tests.test_onnx_exact import _model
+
+    net = tmp_path / "s.onnx"
+    m = _model([helper.make_node("Sigmoid", ["x"], ["y"])], [("x", [1, 1])], ("y",), [], 13,
+               TensorProto.FLOAT)
+    net.write_bytes(m.SerializeToString())
+    x0 = np.array([-9.750331], np.float32)
+    y_ort = _ort(net, x0)[0]
+    y_np = (np.float32(1) / (np.float32(1) + np.exp(-x0)))[0]
+    with mpmath.workprec(200):
+        s = 1 / (1 + mpmath.exp(-mpmath.mpf(float(x0[0]))))
+        t = Q(int(s.man)) * Q(2) ** int(s.exp)
+    assert Q(float(y_np)) < Q(float(y_ort)) and t < Q(float(y_ort))  # numpy, real: safe
+    assert abs(Q(float(y_np)) - t) < 4 * Q(float(np.spacing(y_np)))
+    prop = _prop(tmp_path / "p.vnnlib", _dec(x0[0]), _dec(x0[0]), f"(>= Y_0 {_dec(y_ort)})")
+    code, stdout = _cli(capsys, net, prop, "--float32", "--timeout", "30")
+    assert code == 0 and stdout.splitlines()[0] == "unsat (float32-sound, checked)", stdout
