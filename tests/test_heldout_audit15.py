@@ -17,15 +17,22 @@ runs of the network give a counterexample (``test_cli_refuses_*``):
   errorbound) was accepted by ``check --float32`` ("unsat (binary64-sound)"). Now the caller names
   the format (``check_vnn_float(..., fmt="binary32")``) and the certificate's must be it.
 
+Fixed (untrusted, ``verify/float32.py``): a point box was bisected into itself until the recursion
+limit. Measured (scope, not a hole): onnxruntime's Sigmoid/Tanh break the runtime's 4-ulp kernel
+assumption, so a float-sound unsat can be false for onnxruntime's run (pinned below).
+
 Tried, no hole: the grown property against brute force over every sign pattern of the error
-(strict and non-strict atoms, disjunctions, conjunctions); a partitioned certificate whose split
+(strict and non-strict atoms, disjunctions, conjunctions); two output tensors' epsilons in order; a partitioned certificate whose split
 leaves a gap or lies outside its interval, or whose dimension is out of range; a property whose
 input constraint is not a box (refused by the reader); box bounds that are not binary32 values
 (the verdict agrees with brute force over every binary32 input of the region, numpy and
 onnxruntime alike); a real-mode certificate under ``--float32`` and a float one without it.
 
-Planted bugs this file catches (each made in a scratch copy, the file run): see the audit15 report
-in TRUST_BOUNDARIES.md.
+Planted bugs this file catches (each made in a scratch copy, the file run; tests failing): ``grow``
+with a_j eps_j for |a_j| eps_j (3), every grown atom strict (1), the statement's format check
+removed (1), the covering test on lower bounds only (1), ``KERNEL_ULPS`` 1/2 (2), the caller's
+format ignored (1), the epsilons in reverse output order (2), ``box_leaves``' upper half starting
+past v (the fixture: 11 errors), the point-box guard in ``verify/float32.py`` removed (1).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
 import random
 from decimal import Decimal
 from fractions import Fraction as Q
@@ -282,15 +290,25 @@ def test_partitions_that_do_not_cover_are_refused(partitioned, how):
 
 
 def test_input_constraints_that_are_not_a_box_are_refused(tmp_path, capsys):
-    """X_0 + Y_0-free input constraint X_0 + X_0 <= 1 written as a sum: not a box; refused, never a
-    float-sound verdict about a region the file does not state."""
-    net = _linear_onnx(tmp_path / "l.onnx", 3.0)
+    """y = x_0 + x_1 on [0, 1]^2 with X_0 + X_1 <= 1 (not a box), unsafe Y_0 >= 3/2: SMT-LIB's
+    answer is unsat (y <= 1), the box's alone sat (y = 2 at (1, 1)); the file is refused (exit 2),
+    never read as its box, and the box-only file answers sat with a point in the box."""
+    from onnx import TensorProto, helper
+
+    from tests.test_onnx_exact import _model
+
+    m = _model([helper.make_node("MatMul", ["x", "w"], ["y"])], [("x", [1, 2])], ("y",),
+               [("w", np.ones((2, 1), np.float32))], 13, TensorProto.FLOAT)
+    net = tmp_path / "two.onnx"
+    net.write_bytes(m.SerializeToString())
+    head = "(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n" + "".join(
+        f"(assert (>= X_{i} 0))\n(assert (<= X_{i} 1))\n" for i in range(2))
     prop = tmp_path / "p.vnnlib"
-    prop.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
-                    "(assert (>= X_0 0))\n(assert (<= X_0 1))\n(assert (<= (+ X_0 X_1) 1))\n"
-                    "(assert (>= Y_0 5))\n")
+    prop.write_text(head + "(assert (<= (+ X_0 X_1) 1))\n(assert (>= Y_0 1.5))\n")
+    assert _cli(capsys, net, prop, "--float32", "--timeout", "20") == (2, "")
+    prop.write_text(head + "(assert (>= Y_0 1.5))\n")
     code, stdout = _cli(capsys, net, prop, "--float32", "--timeout", "20")
-    assert code != 0 or stdout.strip() not in ("unsat", "sat"), stdout
+    assert code == 0 and stdout.startswith("sat"), stdout
 
 
 @pytest.mark.parametrize("slack", [0, 1])
@@ -420,3 +438,46 @@ def test_float_sound_is_about_the_runtimes_kernels_not_onnxruntimes(tmp_path, ca
     prop = _prop(tmp_path / "p.vnnlib", _dec(x0[0]), _dec(x0[0]), f"(>= Y_0 {_dec(y_ort)})")
     code, stdout = _cli(capsys, net, prop, "--float32", "--timeout", "30")
     assert code == 0 and stdout.splitlines()[0] == "unsat (float32-sound, checked)", stdout
+
+
+def test_two_output_tensors_each_get_their_own_epsilon(tmp_path, capsys):
+    """An ONNX file with two outputs, b = x·Wb (small weights) listed before a = x·Wa (large): the
+    property's Y_0 is b (onnxruntime's order). Each output's epsilon covers numpy's and
+    onnxruntime's float32 error against the exact real value (Fractions) at every corner and 200
+    points, and a margin of 10 of b's own epsilon (far below a's) is a float-sound unsat: b's
+    epsilon, not a's, grew Y_0's atom."""
+    from onnx import TensorProto, helper
+
+    from tests.test_onnx_exact import _model
+
+    rng = np.random.default_rng(3)
+    Wa = (rng.standard_normal((3, 2)) * 1000).astype(np.float32)
+    Wb = (rng.standard_normal((3, 1)) * 0.01).astype(np.float32)
+    m = _model([helper.make_node("MatMul", ["x", "wa"], ["a"]),
+                helper.make_node("MatMul", ["x", "wb"], ["b"])], [("x", [1, 3])], ("b", "a"),
+               [("wa", Wa), ("wb", Wb)], 13, TensorProto.FLOAT)
+    net = tmp_path / "mo.onnx"
+    net.write_bytes(m.SerializeToString())
+    top = sum(abs(Q(float(w))) for w in Wb[:, 0])  # max of b over [-1, 1]^3, exactly
+    head = "".join(f"(declare-const X_{i} Real)\n" for i in range(3)) + "".join(
+        f"(declare-const Y_{i} Real)\n" for i in range(3)) + "".join(
+        f"(assert (>= X_{i} -1))\n(assert (<= X_{i} 1))\n" for i in range(3))
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text(head + "(assert (>= Y_0 0))\n")
+    target, spec = table.load_instance(str(net), str(prop))
+    eps = epsilons(bound_certificate(target.graph, [(Q(-1), Q(1))] * 3, "binary32"))
+    assert eps[0] * 1000 < min(eps[1:])
+    pts = np.concatenate([np.array(list(itertools.product((-1, 1), repeat=3)), np.float32),
+                          rng.uniform(-1, 1, (200, 3)).astype(np.float32)])
+    s = ort.InferenceSession(str(net), providers=["CPUExecutionProvider"])
+    for x in pts:
+        real = [sum(Q(float(v)) * Q(float(w)) for v, w in zip(x, col))
+                for col in (Wb[:, 0], Wa[:, 0], Wa[:, 1])]
+        xb = x.reshape(1, 3)
+        for run in ((xb @ Wb).reshape(-1).tolist() + (xb @ Wa).reshape(-1).tolist(),
+                    [v for o in s.run(None, {"x": xb}) for v in o.reshape(-1).tolist()]):
+            assert all(abs(Q(y) - r) <= e for y, r, e in zip(run, real, eps))
+    bound = math.nextafter(float(top + 10 * eps[0]), math.inf)  # (a binary64 above it: its decimal exactly)
+    prop.write_text(head + f"(assert (>= Y_0 {_dec(bound)}))\n")
+    code, stdout = _cli(capsys, net, prop, "--float32", "--timeout", "30")
+    assert code == 0 and stdout.startswith("unsat"), stdout
