@@ -22,8 +22,9 @@ limit. Measured (scope, not a hole): onnxruntime's Sigmoid/Tanh break the runtim
 assumption, so a float-sound unsat can be false for onnxruntime's run (pinned below).
 
 Tried, no hole: the grown property against brute force over every sign pattern of the error
-(strict and non-strict atoms, disjunctions, conjunctions); two output tensors' epsilons in order; a partitioned certificate whose split
-leaves a gap or lies outside its interval, or whose dimension is out of range; a property whose
+(strict and non-strict atoms, disjunctions, conjunctions); two output tensors' epsilons in order;
+a partitioned certificate whose split leaves a gap or lies outside its interval, or whose
+dimension is out of range; an errorbound box short of the region; a property whose
 input constraint is not a box (refused by the reader); box bounds that are not binary32 values
 (the verdict agrees with brute force over every binary32 input of the region, numpy and
 onnxruntime alike); a real-mode certificate under ``--float32`` and a float one without it.
