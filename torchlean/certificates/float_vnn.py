@@ -17,7 +17,8 @@ by ``check_vnn`` against the grown property rebuilt here from the replayed epsil
 rationals), proves there is none. The errorbound statement must be about this network (its IR read
 by the same reader gives the same fingerprint as the network checked; with ``model``, the very IR of
 the network file), its box must contain every region's box, and its format and mode must be the
-certificate's format with round-to-nearest-even.
+certificate's format with round-to-nearest-even. The format is the caller's (``fmt``), and each
+statement assumes kernels within at least ``KERNEL_ULPS`` ulp, the runtime's assumption (audit15).
 
 Partitioned form: {"kind", "version", "format", "box": [[lo, hi], ...], "parts": T}, T =
 {"split": [d, "v"], "lo": T, "hi": T} | {"errorbound": ..., "real": ...}. The root box must contain
