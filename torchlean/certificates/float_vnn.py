@@ -17,7 +17,8 @@ by ``check_vnn`` against the grown property rebuilt here from the replayed epsil
 rationals), proves there is none. The errorbound statement must be about this network (its IR read
 by the same reader gives the same fingerprint as the network checked; with ``model``, the very IR of
 the network file), its box must contain every region's box, and its format and mode must be the
-certificate's format with round-to-nearest-even.
+certificate's format with round-to-nearest-even. The format is the caller's (``fmt``), and each
+statement assumes kernels within at least ``KERNEL_ULPS`` ulp, the runtime's assumption (audit15).
 
 Partitioned form: {"kind", "version", "format", "box": [[lo, hi], ...], "parts": T}, T =
 {"split": [d, "v"], "lo": T, "hi": T} | {"errorbound": ..., "real": ...}. The root box must contain
@@ -55,6 +56,9 @@ from .rounding import get_format
 KIND = "vnn-unsat-float"
 #: the errorbound kinds a float-sound certificate may carry (their checkers, by kind)
 EPS_KINDS = {"errorbound": errorbound.check_errorbound, "errorbound-split": errorbound.check_errorbound_split}
+#: the kernel accuracy the runtime's float program is assumed to have (TRUST_BOUNDARIES.md, "Runtime":
+#: library kernels within 4 ulp); a statement assuming a more accurate library claims another program
+KERNEL_ULPS = Fraction(4)
 
 
 def grow(spec: Spec, eps: list[Fraction]) -> Spec:
@@ -80,12 +84,14 @@ def _same_network(ir: dict[str, Any], net: BoundGraph) -> None:
 
 
 def check_vnn_float(cert: Any, net: BoundGraph, spec: Spec, model: str | None = None,
-                    mode: str | None = None, deadline: float | None = None) -> Verdict:
+                    mode: str | None = None, deadline: float | None = None,
+                    fmt: str = "binary32") -> Verdict:
     """Check a ``vnn-unsat-float`` certificate (module docstring) for ``net`` (its bound graph,
     as ``check_vnn`` takes) and ``spec``. ``model``: when given, the errorbound's IR
     must have this ``errorbound.model_id`` (the IR the importer reads from the network file, so the
-    float program is that file's). ``mode``/``deadline``: as ``check_vnn``, for both parts."""
-    return replay(_check, cert, net, spec, model, mode, deadline, deadline=deadline)
+    float program is that file's). ``mode``/``deadline``: as ``check_vnn``, for both parts.
+    ``fmt``: the format the caller asks about (the certificate's must be it, never its own pick)."""
+    return replay(_check, cert, net, spec, model, mode, deadline, fmt, deadline=deadline)
 
 
 def restrict(spec: Spec, box: list[tuple[Fraction, Fraction]]) -> Spec:
@@ -110,9 +116,10 @@ def _covering(box: Any, spec: Spec, what: str) -> list[tuple[Fraction, Fraction]
 
 
 def _check(cert: Any, net: BoundGraph, spec: Spec, model: str | None, mode: str | None,
-           deadline: float | None) -> Verdict:
+           deadline: float | None, asked: str) -> Verdict:
     require(isinstance(cert, dict) and cert.get("kind") == KIND, f"not a {KIND} certificate")
     fmt = get_format(str(cert["format"]))
+    require(fmt.to_dict() == get_format(asked).to_dict(), f"certificate is about {fmt.name}, not {asked}")
     ir = cert.get("graph")  # the shared IR (then every errorbound statement omits its own)
     if ir is not None:
         _same_network(ir, net)
@@ -145,6 +152,8 @@ def _leaf(cert: dict[str, Any], fmt: Any, net: BoundGraph, spec: Spec, model: st
     stmt = eb["statement"]
     require(stmt["format"] == fmt.to_dict(), f"errorbound certificate is not about {fmt.name}")
     require(stmt["mode"] == "rne", "errorbound certificate is not about round-to-nearest-even")
+    require(rational(stmt["kernel_ulps"]) >= KERNEL_ULPS,
+            f"errorbound certificate assumes kernels within {stmt['kernel_ulps']} ulp, not {KERNEL_ULPS}")
     if model is not None:
         require(stmt["model"] == model, "errorbound certificate is for a different model (IR)")
     _covering(stmt["input_box"], spec, "errorbound box")

@@ -351,7 +351,11 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
             weights.append(split_weights(graph, target, root))
             stats["weights_s"] = time.monotonic() - tw
         d = split_dim(box, weights[0])
+        if not box[d][0] < box[d][1]:  # (the weights are 0 on every side of positive width)
+            d = split_dim(box)
         lo, hi = box[d]
+        if not lo < hi:  # a point: its halves would be itself (unbounded recursion; audit15)
+            return None
         v = (lo + hi) / 2
         left = prove(box[:d] + [(lo, v)] + box[d + 1:], eb, k + 1)
         right = prove(box[:d] + [(v, hi)] + box[d + 1:], eb, k + 1) if left is not None else None
