@@ -135,3 +135,29 @@ def test_interval_affine_exact_matches_brute_force():
         for q, (a, b) in terms:
             vals = [v + q * e for v in vals for e in (a, b)]
         assert I.interval_affine(c, terms) == (min(vals), max(vals))
+
+
+@pytest.mark.parametrize("patch", [
+    "FUNCTIONS['exp'] = dataclasses.replace(FUNCTIONS['exp'], monotone=-1)",
+    "FUNCTIONS['relu'] = dataclasses.replace(FUNCTIONS['relu'], ival=lambda l, u, **_: (l, u))",
+    "intervals.interval_relu = lambda a, ops=None: (a[0], a[0])",
+])
+def test_a_project_replacing_an_interval_rule_gets_the_library_checked(tmp_path, patch):
+    """``proofs check`` in a project (torchlean's own artifacts not asked for) whose module replaces
+    a row or rule of the bound table: the shipped ``ibp.*`` claims are then checked and fail, as for
+    a replaced runtime rule (main: "0 obligations", exit 0, though the rows now run an unproved rule)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "pyproject.toml").write_text('[tool.torchlean]\nmodules = ["swap_rule"]\n')
+    (tmp_path / "swap_rule.py").write_text(
+        "import dataclasses\nfrom torchlean.certificates import intervals\n"
+        f"from torchlean.certificates.functions import FUNCTIONS\n{patch}\n")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), str(tmp_path)]))
+    r = subprocess.run([sys.executable, "-m", "torchlean.proofs", "check"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "ibp." in r.stdout + r.stderr or "internal error" in r.stderr, r.stdout[-2000:] + r.stderr[-2000:]
