@@ -83,7 +83,7 @@ def test_wrong_interval_rule_is_refused_with_a_counterexample(tmp_path, monkeypa
 @pytest.mark.solver
 def test_reciprocal_across_zero_is_refused(tmp_path):
     """The reciprocal rule without its domain (l > 0 or u < 0): l < 0 < u gives a counterexample."""
-    ob = ibp._monotone("reciprocal", lambda v: 1 / v, lambda a, b: [], decreasing=True,
+    ob = ibp._monotone("reciprocal", lambda v: 1 / v, lambda a, b: [],
                        value=1 / sympy.Symbol("x", real=True))
     assert "(or (> l 0) (< u 0))" not in ob.smtlib and "(or (> l 0) (< u 0))" in _obligation(
         "ibp.reciprocal").smtlib

@@ -241,6 +241,14 @@ def _leaky_df(x: Q, **attrs: Any) -> Enc:
     return d, d
 
 
+def _rule(name: str) -> Callable[..., Enc]:
+    """A row's interval that is exactly the ``intervals.py`` rule ``name`` on exact values (looked up
+    there when run); ``.rule`` names it, so ``proofs/ibp.py`` states the rule the row runs."""
+    ival: Any = lambda l, u, **_: getattr(intervals, name)((l, u))  # noqa: E731
+    ival.rule = name
+    return ival
+
+
 def _leaky_ival(l: Q, u: Q, **attrs: Any) -> Enc | None:
     s = _slope(attrs)
     return intervals.interval_leaky_relu((l, u), s) if 0 <= s <= 1 else None
@@ -413,13 +421,13 @@ _S_INV = _pieces("concave", ZERO, "convex")
 
 FUNCTIONS: dict[str, Row] = {r.name: r for r in [
     Row("relu", _exact(lambda x: max(x, ZERO)), _exact(lambda x: ONE if x > 0 else ZERO),
-        lambda x: float(x > 0), _LIN, 1, ival=lambda l, u: intervals.interval_relu((l, u))),
+        lambda x: float(x > 0), _LIN, 1, ival=_rule("interval_relu")),
     Row("leaky_relu", _leaky, _leaky_df, lambda x, **k: 1.0 if x > 0 else float(k.get("slope", 0.01)),
         _LIN, 0, ival=_leaky_ival),
     Row("abs", _exact(abs), _exact(lambda x: ONE if x > 0 else -ONE), lambda x: 1.0 if x > 0 else -1.0,
-        _LIN, ival=lambda l, u: intervals.interval_abs((l, u))),
+        _LIN, ival=_rule("interval_abs")),
     Row("square", _exact(lambda x: x * x), _exact(lambda x: 2 * x), lambda x: 2 * x, _ALL,
-        ival=lambda l, u: intervals.interval_square((l, u))),
+        ival=_rule("interval_square")),
     Row("reciprocal", _exact(lambda x: 1 / x), _exact(lambda x: -1 / (x * x)),
         lambda x: -1 / (x * x) if x else -math.inf, _pieces("concave", ZERO, "convex"), -1,
         domain=lambda l, u, **_: (l > 0) | (u < 0)),

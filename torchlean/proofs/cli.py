@@ -89,13 +89,32 @@ def plan(cfg: dict[str, Any], modules: list[str], only: list[str] | None, *, inc
     return [(ob, lib if is_lib else user) for ob, is_lib in pairs]
 
 
+def _interval_rules() -> dict[str, Any]:
+    """The bound table's interval rules (``intervals.py``'s functions) and function rows, by name:
+    what the shipped ``ibp.*`` artifacts are about."""
+    from ..certificates import intervals
+    from ..certificates.functions import FUNCTIONS
+
+    out = {f"intervals.{n}": getattr(intervals, n) for n in dir(intervals)
+           if n.startswith("interval_") or n == "mccormick"}
+    return out | {f"functions.{n}": r for n, r in FUNCTIONS.items()}
+
+
+#: as torchlean defines them, before any project module is imported (``plan`` imports those later)
+_SHIPPED_RULES = _interval_rules()
+
+
 def patched_rules() -> list[str]:
-    """Runtime rules whose forward or VJP was replaced by code outside torchlean."""
+    """Runtime rules whose forward or VJP was replaced by code outside torchlean, and interval rules
+    or function rows replaced since torchlean was imported (a row's ``monotone`` flipped by
+    ``dataclasses.replace`` is a new object: audit17)."""
     from ..runtime.rules import RULES
 
-    return sorted(n for n, r in RULES.items()
-                  if any(not str(getattr(f, "__module__", "") or "").startswith("torchlean")
-                         for f in (r.forward, r.vjp)))
+    now = _interval_rules()
+    return sorted([n for n, r in RULES.items()
+                   if any(not str(getattr(f, "__module__", "") or "").startswith("torchlean")
+                          for f in (r.forward, r.vjp))]
+                  + [n for n in {*now, *_SHIPPED_RULES} if now.get(n) is not _SHIPPED_RULES.get(n)])
 
 
 def _setup(args: argparse.Namespace) -> list[tuple[Obligation, Path]]:

@@ -6,6 +6,10 @@ with l <= x <= u, T(l, u).lo <= f(x) <= T(l, u).hi. The rule is run on symbols t
 call (``intervals.py`` is their only copy). ``relax.mul.*``: McCormick's planes (``mccormick``)
 bound x*w on the box for every weight t in [0, 1] (the engine's CROWN lines for a mul node).
 
+Which rule a row runs is read from the row, never restated here: relu/abs/square's ``ival`` is
+``functions._rule(rule)`` (its ``.rule`` is stated), a monotone row's direction is its ``mono()``
+sign (audit17: a row switched to another rule makes its artifact stale).
+
 Monotone rows: the rule is [f(l), f(u)] (``interval_increasing``) or [f(u), f(l)]
 (``interval_decreasing``), and the obligation proves that it contains f(x), from ground instances
 of the checked axiom schemas (``mono_exp``, ``mono_log``, ``mono_sqrt``, ``mono_tanh``, ``mono_erf``,
@@ -30,6 +34,7 @@ import numpy as np
 import sympy
 
 from ..certificates import intervals as iv
+from ..certificates.functions import FUNCTIONS
 from ..spec.primitives import PRIMITIVES
 from ..spec.scalar import SympyMath
 from . import smt
@@ -95,9 +100,27 @@ def _xlu() -> tuple[Any, Any, Any]:
     return R("x", real=True), R("l", real=True), R("u", real=True)
 
 
-def _unary(name: str, rule: Callable[..., Any], **attrs: Any) -> Obligation:
+def _row_rule(name: str) -> Callable[..., Any]:
+    """The ``intervals.py`` rule the bound table's row ``name`` runs (``functions._rule``): the
+    obligation states that one, so a row switched to another rule makes its artifact stale."""
+    rule = getattr(FUNCTIONS[name].ival, "rule", None)
+    if not isinstance(rule, str) or not callable(getattr(iv, rule, None)):
+        raise RuntimeError(f"the {name} row's interval is not an intervals.py rule (functions._rule)")
+    return getattr(iv, rule)
+
+
+def _row_decreasing(name: str) -> bool:
+    """Whether the row ``name`` runs ``interval_decreasing`` (else ``_increasing``), read from the
+    row itself (``Row.interval`` picks the rule by ``mono()``'s sign), never restated here."""
+    mono = FUNCTIONS[name].mono()
+    if FUNCTIONS[name].ival is not None or not mono:
+        raise RuntimeError(f"the {name} row runs no monotone intervals.py rule")
+    return mono < 0
+
+
+def _unary(name: str, **attrs: Any) -> Obligation:
     x, l, u = _xlu()
-    return _ob(name, [(x, l, u)], _spec(name, x, **attrs), rule((l, u), ops=OPS))
+    return _ob(name, [(x, l, u)], _spec(name, x, **attrs), _row_rule(name)((l, u), ops=OPS))
 
 
 def _binary(name: str, rule: Callable[..., Any]) -> Obligation:
@@ -114,11 +137,11 @@ def _mono(fn: str, a: Any, b: Any) -> tuple[str, str]:
 
 
 def _monotone(name: str, f: Callable[[Any], Any], axioms: Callable[[Any, Any], list[tuple[str, str]]],
-              domain: list[Any] = (), decreasing: bool = False, value: Any = None) -> Obligation:
+              domain: list[Any] = (), value: Any = None) -> Obligation:
     """[f(l), f(u)] (or [f(u), f(l)]) contains f(x) for l <= x <= u, from the axiom instances
     ``axioms(a, b)`` at (l, x) and (x, u) (each meaning: a <= b gives f(a) <= f(b), or >=)."""
     x, l, u = _xlu()
-    rule = iv.interval_decreasing if decreasing else iv.interval_increasing
+    rule = iv.interval_decreasing if _row_decreasing(name) else iv.interval_increasing
     ax = list(dict.fromkeys([*axioms(l, x), *axioms(x, u)]))  # each instance once
     return _ob(name, [(x, l, u)], f(x) if value is None else value, rule(f, (l, u), ops=OPS),
                list(domain), ax)
@@ -203,14 +226,14 @@ def interval_obligations() -> Iterator[Obligation]:
     yield _mccormick("upper")
     yield _binary("maximum", iv.interval_maximum)
     yield _max_group()
-    yield _unary("relu", iv.interval_relu)
+    yield _unary("relu")
     s = R("s", real=True)  # every slope in [0, 1] the row applies the rule to (the spec's 0.01 too)
     xs, ls, us = _xlu()
     leaky = PRIMITIVES["leaky_relu"].meaning(_SymbolicAttrs(), np.array([xs], dtype=object), slope=s)[0]
     yield _ob("leaky_relu", [(xs, ls, us), (s, 0, 1)], leaky, iv.interval_leaky_relu((ls, us), s, ops=OPS))
-    yield _unary("abs", iv.interval_abs)
-    yield _ob("square", [(xs, ls, us)], _spec("pow", xs, exponent=2), iv.interval_square((ls, us), ops=OPS))
-    yield _monotone("reciprocal", lambda v: 1 / v, lambda a, b: [], decreasing=True,
+    yield _unary("abs")
+    yield _ob("square", [(xs, ls, us)], _spec("pow", xs, exponent=2), _row_rule("square")((ls, us), ops=OPS))
+    yield _monotone("reciprocal", lambda v: 1 / v, lambda a, b: [],
                     value=_spec("pow", x, exponent=-1),
                     domain=[sympy.Or(sympy.StrictGreaterThan(R("l", real=True), 0),
                                      sympy.StrictLessThan(R("u", real=True), 0))])
@@ -221,8 +244,7 @@ def interval_obligations() -> Iterator[Obligation]:
     yield _monotone("log", sympy.log, lambda a, b: [_mono("log", a, b)], pos)
     # sqrt's value is printed through tl_sqrt by smt.smt, the others by their function names
     yield _monotone("sqrt", sympy.sqrt, lambda a, b: [_mono("sqrt", a, b)], pos)
-    yield _monotone("rsqrt", _rsqrt, lambda a, b: [_mono("sqrt", a, b), *_sqrt_pos(a, b)], pos,
-                    decreasing=True)
+    yield _monotone("rsqrt", _rsqrt, lambda a, b: [_mono("sqrt", a, b), *_sqrt_pos(a, b)], pos)
     # sigmoid(a) <= sigmoid(b) from exp(-b) <= exp(-a) and exp > 0: derived, not assumed
     yield _monotone("sigmoid", _sigmoid, lambda a, b: [_mono("exp", -b, -a), *_exp_pos(-a, -b)])
     # softplus: exp(a) <= exp(b), then log(1 + exp(a)) <= log(1 + exp(b)) (1 + exp(a) > 0)
