@@ -87,8 +87,9 @@ def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths:
     split = [k for k in relus if (sgn[k] != 0).any()]
     unstable = {k: (st.arg[k][0] < 0)[:, None, :] & (st.arg[k][1] > 0)[:, None, :] for k in relus}
     beta = {k: np.zeros((B, R, _size(bs, k))) for k in split}
-    # the columns Adam steps: a one-layer conv net's 23,328 relu elements have a few hundred
-    # unstable ones, and full-width steps were a fifth of its α/β time (bench/README.md, "eran30")
+    # the columns Adam steps: of verivital's one-layer conv net's 23,328 relu elements 4,489 are
+    # unstable at the root (fewer below), and full-width steps were a fifth of its α/β time
+    # (bench/README.md, "eran30"); the other columns' slopes and β never move
     ucols = {k: np.nonzero(unstable[k].any((0, 1)))[0] for k in relus}
     scols = {k: np.nonzero((sgn[k] != 0).any((0, 1)))[0] for k in split}
     best_v = np.full((B, R), -np.inf)
@@ -140,13 +141,6 @@ def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths:
     if coef is not None:
         bs.coef = coef
     return best_v, best_a, best_b, lam
-
-
-def _put(x: np.ndarray, idx: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """A copy of x with rows ``idx`` set to v (x itself may be a broadcast view)."""
-    out = np.array(x)
-    out[idx] = v
-    return out
 
 
 def _put_cols(x: np.ndarray, idx: np.ndarray, cols: np.ndarray, v: np.ndarray) -> np.ndarray:
