@@ -91,3 +91,35 @@ def test_backsub_bound_is_unchanged_by_the_closed_forms():
     assert np.allclose(v, v2, atol=1e-8)
     for k in g:
         assert np.allclose(g[k][0], g2[k][0], atol=1e-3)
+
+
+def test_wide_layers_intercepts_on_live_columns_equal_every_column():
+    """On a wide layer whose elements are mostly stable at their side's slope (1 active, 0
+    inactive: both intercepts 0), the intercepts and derivatives computed on the live columns only
+    (``alpha._live``) are those of the formula on every column, bit for bit, and agree with the
+    table's fast row; a stable element given another slope is live."""
+    rng = np.random.default_rng(4)
+    B, R, n = 3, 4, 500
+    l = rng.normal(size=(B, 1, n)) * 2.0
+    u = l + np.abs(rng.normal(size=l.shape)) * np.where(rng.uniform(size=l.shape) < 0.1, 3.0, 0.05)
+    l[0, 0, :4], u[0, 0, :4] = 0.0, np.array([0.0, 1.0, 2.0, 0.5])  # split at the kink, points
+    u[1, 0, 4:8] = 0.0
+    l[1, 0, 4:8] = -np.abs(l[1, 0, 4:8])
+    side = np.where(l >= 0, 1.0, 0.0)
+    unstable = (l < 0) & (u > 0)
+    aL = np.where(unstable, rng.uniform(0, 1, (B, R, n)), side)
+    aU = np.where(unstable, rng.uniform(0, 1.5, (B, R, n)), side)
+    aL[2, 1, 300], aU[0, 3, 301] = 0.4, 0.7  # off-side slopes of (maybe) stable elements
+    cols = alpha._live(l, u, aL, aU)
+    assert cols is not None and {300, 301} <= set(cols.tolist()) and cols.size < n // 2
+    assert set(np.nonzero(unstable.any((0, 1)))[0].tolist()) <= set(cols.tolist())
+    bL, bU = alpha._relu_intercepts(l, u, aL, aU)
+    rL, rU = alpha._intercepts(l, u, aL, aU)
+    assert np.array_equal(bL, rL) and np.array_equal(bU, rU)
+    dL, dU = alpha._relu_intercept_grads(l, u, aL, aU)
+    eL, eU = alpha._intercept_grads(l, u, aL, aU)
+    assert np.array_equal(dL, np.broadcast_to(eL, dL.shape))
+    assert np.array_equal(dU, np.broadcast_to(eU, dU.shape))
+    row = FAST["relu"]
+    assert np.allclose(bL, row.lower_intercept(l, u, aL), atol=1e-9)
+    assert np.allclose(bU, row.upper_intercept(l, u, aU), atol=1e-9)

@@ -257,15 +257,17 @@ class Backsub:
                 aL, aU = slopes[op["k"]]
                 row, at = op["row"], op["attrs"]
                 if row.name == "relu":  # (closed form: the generic rows' piecewise search was a
-                    bL, bU = _relu_intercepts(op["l"], op["u"], aL, aU)  # third of a ReLU net's α/β time)
+                    cols = _live(op["l"], op["u"], aL, aU)  # third of a ReLU net's α/β time)
+                    bL, bU = _relu_intercepts(op["l"], op["u"], aL, aU, cols)
                 else:
+                    cols = None
                     bL = row.lower_intercept(op["l"], op["u"], aL, **at)
                     bU = row.upper_intercept(op["l"], op["u"], aU, **at)
                 coef = np.where(pos, aL, aU)
                 m = lk * coef
                 const += (lk * np.where(pos, bL, bU)).sum(-1) + m @ op["c"]
                 lam += _lmul(op["A"], m)
-                tape.append((op, lk, pos, coef, (bL, bU)))
+                tape.append((op, lk, pos, coef, (bL, bU, cols)))
             elif op["kind"] == "mul":  # default McCormick planes (t = 0)
                 cx = np.where(pos, op["lw"], op["uw"])
                 cw = np.broadcast_to(op["lx"], lk.shape)
@@ -292,12 +294,12 @@ class Backsub:
         for op, lk, pos, coef, bsel in reversed(tape):
             if op["kind"] == "fn":
                 g_m = _rmul(op["A"], g_lam) + op["c"]
-                bL, bU = bsel
+                bL, bU, cols = bsel
                 g_lk = g_m * coef + np.where(pos, bL, bU)
                 g_coef = g_m * lk
                 aL, aU = slopes[op["k"]]
                 if op["row"].name == "relu":
-                    dbL, dbU = _relu_intercept_grads(op["l"], op["u"], aL, aU)
+                    dbL, dbU = _relu_intercept_grads(op["l"], op["u"], aL, aU, cols)
                 else:
                     dbL = _slope_diff(op, "lower_intercept", aL, bL)
                     dbU = _slope_diff(op, "upper_intercept", aU, bU)
@@ -316,23 +318,63 @@ class Backsub:
         return out, grads
 
 
-def _relu_intercepts(l: np.ndarray, u: np.ndarray, aL: np.ndarray, aU: np.ndarray
+def _live(l: np.ndarray, u: np.ndarray, aL: np.ndarray, aU: np.ndarray) -> np.ndarray | None:
+    """The columns (last axis) where relu's intercepts need the general formula: some box has
+    the element unstable, or a slope other than its side's own (1 where l >= 0, else 0), with
+    which both intercepts are 0 and their derivatives -u (lower) and -l (upper). None: all
+    columns (no saving worth the gathers). A one-layer conv net (verivital's avgpool, 23,328
+    relu elements, 4,489 unstable at the root) spent 15 of its 27 s of α/β passes on the
+    intercepts, mostly the stable columns' (bench/README.md, "eran30")."""
+    if aL.ndim < 3 or aL.shape[-1] < 64:
+        return None
+    side = np.where(l >= 0, 1.0, 0.0)
+    hot = ((l < 0) & (u > 0)).any(tuple(range(l.ndim - 1)))
+    hot |= ((aL != side) | (aU != side)).any(tuple(range(aL.ndim - 1)))
+    cols = np.nonzero(hot)[0]
+    return cols if cols.size * 2 < hot.size else None
+
+
+def _relu_intercepts(l: np.ndarray, u: np.ndarray, aL: np.ndarray, aU: np.ndarray, cols: Any = False
                      ) -> tuple[np.ndarray, np.ndarray]:
     """relu's intercepts in floats (a guide: the engine recomputes every bound with its own row):
     min (lower line) and max (upper line) over [l, u] of relu(x) - a·x, piecewise linear, so
-    reached at l, u or the kink 0 (the max, of a convex function, at l or u)."""
+    reached at l, u or the kink 0 (the max, of a convex function, at l or u); computed on the
+    ``_live`` columns only (0 elsewhere; ``cols``: ``_live``'s answer, if known)."""
+    cols = _live(l, u, aL, aU) if cols is False else cols
+    if cols is None:
+        return _intercepts(l, u, aL, aU)
+    shape = np.broadcast_shapes(l.shape, aL.shape)
+    bL, bU = np.zeros(shape), np.zeros(shape)
+    bL[..., cols], bU[..., cols] = _intercepts(l[..., cols], u[..., cols], aL[..., cols], aU[..., cols])
+    return bL, bU
+
+
+def _intercepts(l: np.ndarray, u: np.ndarray, aL: np.ndarray, aU: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
     gl, gu = np.maximum(l, 0.0), np.maximum(u, 0.0)
     kink = np.where((l < 0) & (u > 0), 0.0, np.inf)
     return (np.minimum(np.minimum(gl - aL * l, gu - aL * u), kink),
             np.maximum(gl - aU * l, gu - aU * u))
 
 
-def _relu_intercept_grads(l: np.ndarray, u: np.ndarray, aL: np.ndarray, aU: np.ndarray
+def _relu_intercept_grads(l: np.ndarray, u: np.ndarray, aL: np.ndarray, aU: np.ndarray, cols: Any = False
                           ) -> tuple[np.ndarray, np.ndarray]:
     """d intercept / d slope of ``_relu_intercepts`` from the right (as the generic rows' forward
     difference): the smallest (lower line's min) or largest (upper line's max) derivative, -x, of
     the pieces x in {l, u, kink 0} reaching the extremum; inside [0, 1] an unstable element's lower
-    intercept is the kink's 0, flat."""
+    intercept is the kink's 0, flat. Off the ``_live`` columns -u and -l (``cols`` as there)."""
+    cols = _live(l, u, aL, aU) if cols is False else cols
+    if cols is None:
+        dL, dU = _intercept_grads(l, u, aL, aU)
+        return np.broadcast_to(dL, aL.shape), np.broadcast_to(dU, aU.shape)
+    shape = np.broadcast_shapes(l.shape, aL.shape)
+    dL, dU = np.broadcast_to(-u, shape).copy(), np.broadcast_to(-l, shape).copy()
+    dL[..., cols], dU[..., cols] = _intercept_grads(l[..., cols], u[..., cols], aL[..., cols], aU[..., cols])
+    return dL, dU
+
+
+def _intercept_grads(l: np.ndarray, u: np.ndarray, aL: np.ndarray, aU: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
     gl, gu = np.maximum(l, 0.0), np.maximum(u, 0.0)
     vl, vu = gl - aL * l, gu - aL * u
     kink = (l < 0) & (u > 0)
@@ -342,7 +384,7 @@ def _relu_intercept_grads(l: np.ndarray, u: np.ndarray, aL: np.ndarray, aU: np.n
     wl, wu = gl - aU * l, gu - aU * u
     M = np.maximum(wl, wu)
     dU = np.maximum(np.where(wl == M, -l, -np.inf), np.where(wu == M, -u, -np.inf))
-    return np.broadcast_to(dL, aL.shape), np.broadcast_to(dU, aU.shape)
+    return dL, dU
 
 
 def _slope_diff(op: dict[str, Any], which: str, a: np.ndarray, b0: np.ndarray, h: float = 1e-6) -> np.ndarray:

@@ -106,7 +106,8 @@ class NodeBacksub:
             if lk is None:  # (no row reads this node)
                 continue
             aL, aU = slopes[k]
-            bL, bU = alpha._relu_intercepts(op["l"], op["u"], aL, aU)
+            cols = alpha._live(op["l"], op["u"], aL, aU)  # (once for the bound and its gradient)
+            bL, bU = alpha._relu_intercepts(op["l"], op["u"], aL, aU, cols)
             pos = lk > 0
             coef = np.where(pos, aL, aU)
             m = lk * coef
@@ -116,7 +117,7 @@ class NodeBacksub:
             for p, A, _, _ in F.parents:  # (fast_backsub._through's products, sparse for a conv)
                 prod = A.lmul(flat).reshape(B, R, -1)
                 lam[p] = lam[p] + prod if p in lam else prod
-            tape.append((op, lk, pos, coef, bL, bU))
+            tape.append((op, lk, pos, coef, bL, bU, cols))
         g_lam = {}
         out = const
         for p, lp in lam.items():  # (what is left reads input and const nodes only)
@@ -127,7 +128,8 @@ class NodeBacksub:
         if not want_grad:
             return out, {}
         grads: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for op, lk, pos, coef, bL, bU in reversed(tape):  # (earliest node first: its parents' are known)
+        # (earliest node first: its parents' are known)
+        for op, lk, pos, coef, bL, bU, cols in reversed(tape):
             k, F = op["k"], op["F"]
             g_m = np.broadcast_to(F.c, lk.shape).copy()
             for p, A, _, _ in F.parents:
@@ -135,7 +137,7 @@ class NodeBacksub:
             g_lam[k] = g_m * coef + np.where(pos, bL, bU)
             g_coef = g_m * lk
             aL, aU = slopes[k]
-            dbL, dbU = alpha._relu_intercept_grads(op["l"], op["u"], aL, aU)
+            dbL, dbU = alpha._relu_intercept_grads(op["l"], op["u"], aL, aU, cols)
             grads[k] = (np.where(pos, g_coef + lk * dbL, 0.0), np.where(pos, 0.0, g_coef + lk * dbU))
         for k in mult or {}:  # (g_lam now holds d out / d lam at the start, per node)
             g = np.broadcast_to(forms[k].c, (B, R, forms[k].c.shape[0])).copy()

@@ -78,11 +78,13 @@ def _ibp_out(fg: fe.FastGraph, st: Any, C: Any):
 
 @np.errstate(invalid="ignore", over="ignore")  # non-finite entries are handled (vacuous bounds)
 def fast_crown(bg: BoundGraph | fe.FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = None,
-               slopes: dict[int, Any] | None = None, method: str = "crown"):
+               slopes: dict[int, Any] | None = None, method: str = "crown",
+               shared: dict[Any, Any] | None = None):
     """Certified CROWN bounds (B, K) of C·y over each box, as ``exact_crown`` (slopes per node:
-    arrays (B, size), NaN = default; max: member index arrays), the tighter of CROWN and IBP."""
+    arrays (B, size), NaN = default; max: member index arrays), the tighter of CROWN and IBP.
+    ``shared``: ``fast_engine.forward``'s shared / per-target slopes (a region's ``arg_slopes``)."""
     fg = fe.compiled(bg)
-    st = fe.forward(fg, lo, hi, method)
+    st = fe.forward(fg, lo, hi, method, slopes=shared)
     il, iu = _ibp_out(fg, st, C)
     Cm = np.eye(fg.bg.n_out) if C is None else np.asarray(C, dtype=float)  # (floats taken as exact)
     K = Cm.shape[0]

@@ -221,6 +221,7 @@ def solve(
     stats: dict[str, Any] | None = None,
     relu_above: int | None = None,
     early: bool = False,
+    fn_root: Callable[[Region, float], Any] | None = None,
 ) -> tuple[str, Any, dict[str, Any]]:
     """("sat", x), ("unsat", [tree per region]) or ("timeout", None), with search statistics.
     Neither verdict is final until the caller's checker accepted the certificate built from it.
@@ -229,7 +230,11 @@ def solve(
     search starts with root CROWN and α itself): the region's entry from ReLU-split branch and
     bound, or None. ``stats``: the dict the statistics go into (a caller may watch it for progress).
     ``early``: the root pass is expensive (``root_work``): a relu-first search runs a short attack
-    (``EARLY_ATTACK_SHARE`` of the budget) before it, where it would otherwise run only after it."""
+    (``EARLY_ATTACK_SHARE`` of the budget) before it, where it would otherwise run only after it.
+    ``fn_root`` (region, deadline) -> the region's entry or None: where the root box's CROWN and
+    α leave a region of a wide graph open and no relu split applies, a second root bound
+    (``fn_targets.root_entry``: α on the intermediate bounds too), given ``fn_targets.SHARE``
+    of the time left."""
     t0 = time.perf_counter()
     deadline = t0 + timeout
     stats = {} if stats is None else stats
@@ -293,6 +298,12 @@ def solve(
                                      leaky_starts=None, record=record)
 
             out = relu_split(region, time.perf_counter() + (1 - RELU_ATTACK_SHARE) * left, stats, hunt)
+        if out is None and fn_root is not None and max_splits == 0 and relu_split is None:
+            from .fn_targets import SHARE
+
+            now = time.perf_counter()
+            out = fn_root(region, now + SHARE * (deadline - now))
+            stats["fn_root"] = stats.get("fn_root", 0) + (out is not None)
         if out is None:
             # spend the rest on the attack (none is left where a stalled one gave it to the search)
             if max_splits == 0 and ex.n_in > INPUT_SPLIT_MAX and time.perf_counter() < deadline:
@@ -326,7 +337,7 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0, pro
     report the boxes and leaves so far (``torchlean.progress.watch``); ``relu_above``: as
     ``solve``'s."""
     from ..progress import watch
-    from . import graph_relu, table
+    from . import fn_targets, graph_relu, table
 
     relu_split = None
     checked: list[Any] = []  # (the root check's (certificate text, Verdict))
@@ -359,6 +370,11 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0, pro
                 out = graph_relu.bab_region(t.bg, region, deadline, stats, attack)
             return out
 
+    fn_root = None
+    if t.bg is not None and relu_split is None and fn_targets.applies(t.bg):
+        def fn_root(region: Region, deadline: float) -> Any:
+            return fn_targets.root_entry(t, region, deadline)
+
     relu_first = ROOT_CHECK and relu_split is not None and graph_relu.relu_only(t.bg) and (
         t.bg.n_in > (INPUT_SPLIT_MAX if relu_above is None else relu_above))  # (``solve``'s relu_first)
     stats: dict[str, Any] = {}
@@ -367,7 +383,8 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0, pro
                                     alpha_leaf=table.alpha_leaf_fn(t), relu_split=relu_split,
                                     relu_only=relu_split is not None and graph_relu.relu_only(t.bg),
                                     stats=stats, relu_above=relu_above,
-                                    early=t.bg is not None and root_work(t.bg) > EARLY_ATTACK_WORK)
+                                    early=t.bg is not None and root_work(t.bg) > EARLY_ATTACK_WORK,
+                                    fn_root=fn_root)
     if verdict == "sat":
         y = t.ex.forward(np.array([[float(v) for v in out]]))[0].tolist()
         return Result("sat", cert=table.sat_cert(t, spec, out), x=out, y=y, stats=stats)

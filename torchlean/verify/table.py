@@ -209,10 +209,13 @@ def alpha_bounds_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, ..
 
 
 def alpha_leaf(t: Target, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, d: np.ndarray,
-               steps: int = 30) -> tuple[np.ndarray, Callable[[int, int], list[list[Any]]]] | None:
+               steps: int = 30, shared: dict[Any, Any] | None = None
+               ) -> tuple[np.ndarray, Callable[[int, int], list[list[Any]]]] | None:
     """α-CROWN on B float boxes (B, n) for the objective rows C·y - d: per box and row the fast
     engine's bound with that row's optimised slopes (B, R), and a function (b, r) -> the slopes
-    as leaf-proof entries; None when the graph is too large for the dense float back-substitution."""
+    as leaf-proof entries; None when the graph is too large for the dense float back-substitution.
+    ``shared``: the region's shared / per-target slopes for every forward pass (``arg_slopes``,
+    ``fast_engine.forward``'s ``slopes``)."""
     from ..certificates.fast_functions import FAST
     from . import alpha
 
@@ -222,7 +225,7 @@ def alpha_leaf(t: Target, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, d: np.n
     if B * R * t.bg.n_vars > alpha.MAX_DENSE or any(n.kind == "fn" and n.fn not in FAST for n in t.bg.nodes):
         return None
     fg = fe.compiled(t.bg)
-    bs = alpha.Backsub.from_fast(t.bg, fg, fe.forward(fg, lo, hi, "crown"), FAST)
+    bs = alpha.Backsub.from_fast(t.bg, fg, fe.forward(fg, lo, hi, "crown", slopes=shared), FAST)
     lam0, c0 = alpha.objective_rows(t.bg, C)
     best = alpha.optimise(bs, lam0, c0 - d, steps=steps)
     # the slopes as the checker will read them (float32 values; NaN where the default is kept),
@@ -234,7 +237,8 @@ def alpha_leaf(t: Target, lo: np.ndarray, hi: np.ndarray, C: np.ndarray, d: np.n
             a, b = best[k]
             q[k] = tuple(np.where(v == dv, np.nan, np.float32(v).astype(float)).reshape(B * R, -1)
                          for v, dv in ((a, op["dl"]), (b, op["du"])))
-    res = engines.fast_crown(fg, np.repeat(lo, R, 0), np.repeat(hi, R, 0), C=C, slopes=q)[0].reshape(B, R, R)
+    res = engines.fast_crown(fg, np.repeat(lo, R, 0), np.repeat(hi, R, 0), C=C, slopes=q,
+                             shared=shared)[0].reshape(B, R, R)
     lb = np.einsum("brr->br", res) - d
     return lb, lambda b, r: alpha.slope_entries(bs, best, r, b)
 
