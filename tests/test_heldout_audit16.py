@@ -21,7 +21,7 @@ term eta dropped from ``Ctx.rnd`` (23), its overflow ``require`` removed (6), ``
 input_exact false's input rounding dropped (3), the kernel's k*minpos term dropped (1), directed
 modes given u = 2^-p (2), the no-subnormal exact-sum exemption (2), ``Ctx.mode`` fixed to rne (17),
 ``Ctx.fmt`` fixed to binary16 (81), ``rounding._choose``'s rto picking the even
-neighbour (5), its rne tie picking the odd one (4).
+neighbour (5), its rne tie picking the odd one (4), layer norm's variance ``require`` removed (1).
 """
 
 from __future__ import annotations
@@ -339,3 +339,13 @@ def test_trusted_rounding_agrees_with_enumeration_in_every_mode(fmt):
         for mode in ("rne", "rtz", "rup", "rdn", "rna", "rto"):
             r = round_fraction(x, f, mode)
             assert (r.value if r.finite else None) == rnd(x, fmt, mode), (x, mode, r)
+
+
+def test_layer_norm_whose_float_variance_underflows_is_refused():
+    """x = (0, 2^-6, 0, 2^-6): the real variance is 2^-14 > 0, but in e4m3fn each (x_i - mu)^2 =
+    2^-14 rounds to 0 (below half of 2^-9) and eps 1e-5 rounds to 0: the run computes 1/sqrt(0)."""
+    assert rnd(Q(2) ** -14, "float8_e4m3fn") == 0 and rnd(Q(1e-5), "float8_e4m3fn") == 0
+    g = Graph([Value("x", (1, 4), "float32")], {"lw": np.ones(4), "lb": np.zeros(4)},
+              [Node("layer_norm", ["x", "lw", "lb"], "y", {"eps": 1e-5})], ["y"]).check()
+    with pytest.raises(Rejected, match="1/sqrt"):
+        _cert(g, [(0, 0), (2**-6, 2**-6)] * 2, "float8_e4m3fn")
