@@ -352,3 +352,17 @@ def test_layer_norm_whose_float_variance_underflows_is_refused():
               [Node("layer_norm", ["x", "lw", "lb"], "y", {"eps": 1e-5})], ["y"]).check()
     with pytest.raises(Rejected, match="1/sqrt"):
         _cert(g, [(0, 0), (2**-6, 2**-6)] * 2, "float8_e4m3fn")
+
+
+def test_split_certificate_covers_and_refuses_moved_leaves():
+    """``errorbound-split`` in e4m3fn: the epsilon covers every format point of the box; a leaf box
+    moved off its split path (a gap), or a split moved alone, is refused."""
+    fmt = "float8_e4m3fn"
+    cert = bound_certificate(SQ, [(-1.5, 1.7)], fmt, ranges="ibp", column="exact", splits=4)
+    assert cert["kind"] == "errorbound-split"
+    assert 0.3 < _worst(SQ, cert, fmt, _box_values(-1.5, 1.7, fmt)) <= 1
+    for move in (lambda t: t["lo"].__setitem__("box", [["-3/2", "0"]]),
+                 lambda t: t.__setitem__("split", [0, "0"])):
+        c = copy.deepcopy(cert)
+        move(c["tree"])
+        assert not check(c).ok
