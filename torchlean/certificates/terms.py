@@ -37,9 +37,11 @@ input, reading in/g) and ``cut`` (per stat, row nodes equal to it). With sigma_j
 node of stat k to have normal form S_k; then at the top level stat k is an atom A_k keyed by S_k
 (cut nodes read as it), inside opaque arguments it is S_k (or A_k when it has cut nodes), and
 T_k = sum_j sigma_j(vjp_stats[k]); accepted when row spec[j] = sigma_j(F) and row vjp[k][j] =
-sigma_j(vjp[k]) with T substituted, for every j and k. With the element claim (vjp = the VJP of
-(F, phi) at cotangent (g, T), stats free; proved separately) the chain rule through the sums gives
-the row's (TRUST_BOUNDARIES.md, "layer_norm and softmax VJPs row by row").
+sigma_j(vjp[k]) with T substituted, for every j and k, and every term of ``element.positive`` (the
+element claim's domain: each > 0) is, at every j, the normal form of a non-constant sqrt argument
+or divisor of the row spec (audit19). With the element claim (vjp = the VJP of (F, phi) at
+cotangent (g, T), stats free, on that domain; proved separately) the chain rule through the sums
+gives the row's (TRUST_BOUNDARIES.md, "layer_norm and softmax VJPs row by row").
 """
 
 from __future__ import annotations
@@ -367,4 +369,28 @@ def check_rows(cert: dict[str, Any]) -> Verdict:
         for k in range(params + 1):
             require(nf.form(rvjp[k][j], tag="row") == nf.form(vjp[k], tag=("t", j)),
                     f"vjp for in{k} at {j} is not the element's VJP with the row's adjoint sums")
+    # the element claim's domain (its ``positive`` terms > 0) must hold wherever the row's spec is
+    # defined: each positive term, at every position with the row's stats, is a sqrt argument or a
+    # divisor of the spec's own terms (not a constant), so no listed domain can be empty or narrower
+    # than the spec's (audit19: a domain that is never true made any element VJP "proved")
+    dom, seen, todo = set(), set(), list(rspec)
+    while todo:
+        u = todo.pop()
+        if u in seen:
+            continue
+        seen.add(u)
+        tick()
+        node = nf.nodes[u]
+        if node[0] in ("leaf", "c"):
+            continue
+        if node[0] == "div" or (node[0] == "sqrt" and len(node) == 2):
+            f = nf.form(node[-1], tag="in")
+            if any(f):  # a monomial other than the constant one
+                dom.add(tuple(sorted(f.items())))
+        todo.extend(node[1:])
+    pos = _terms(nf, el["positive"], len(el["positive"]), "positive", {*fams, "s"})
+    for j in range(n):
+        for p in pos:
+            require(tuple(sorted(nf.form(p, tag=("i", j)).items())) in dom,
+                    f"positive term {p} at {j} is not a sqrt argument or divisor of the row's spec")
     return Verdict(True, checked=n * (params + 2) + stats)
