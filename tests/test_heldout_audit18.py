@@ -23,11 +23,16 @@ BIG = "1" + "0" * 400  # past float64
 X0 = (Fraction(1, 7), Fraction(-2, 9), Fraction(3, 11))
 
 
+ACTS = {"sigmoid-tanh": (nn.Sigmoid, nn.Tanh), "silu-gelu": (nn.SiLU, nn.GELU),
+        "softplus-leaky": (nn.Softplus, nn.LeakyReLU)}
+
+
 @functools.cache
-def target():
-    """3-6 sigmoid-6 tanh-2 (nodes: 0 input, 1 sigmoid, 2 tanh)."""
+def target(acts: str = "sigmoid-tanh"):
+    """3-6 f-6 g-2 (nodes: 0 input, 1 f, 2 g)."""
     tl.manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 6), nn.Sigmoid(), nn.Linear(6, 6), nn.Tanh(), nn.Linear(6, 2))
+    f, g = ACTS[acts]
+    model = nn.Sequential(nn.Linear(3, 6), f(), nn.Linear(6, 6), g(), nn.Linear(6, 2))
     rng = np.random.default_rng(3)
     for layer in model:
         if hasattr(layer, "weight"):
@@ -35,7 +40,6 @@ def target():
             layer.bias.data[...] = rng.normal(size=layer.bias.data.shape) * 0.5
     t = table.target(tl.trace(model, tl.zeros(1, 3)))
     assert [n.kind for n in t.bg.nodes] == ["input", "fn", "fn"]
-    assert [n.fn for n in t.bg.nodes[1:]] == ["sigmoid", "tanh"]
     return t
 
 
@@ -45,10 +49,10 @@ def spec(eps: Fraction, b: Fraction) -> Spec:
     return Spec(3, 2, (Region(lo, hi, ((Atom((Fraction(1), Fraction(-1)), b, False),),)),))
 
 
-def sat_instance(eps: Fraction) -> tuple[Spec, list[Fraction]]:
+def sat_instance(eps: Fraction, acts: str = "sigmoid-tanh") -> tuple[Spec, list[Fraction]]:
     """A false (sat) property on the box of radius eps: b just above the smallest sampled margin,
     with the minimiser confirmed as a counterexample by the checker's exact sat replay."""
-    t = target()
+    t = target(acts)
     rng = np.random.default_rng(1)
     u = rng.uniform(-1, 1, (3000, 3))
     u = np.concatenate([u, np.array(np.meshgrid(*[[-1.0, 1.0]] * 3)).reshape(3, -1).T])
@@ -60,13 +64,13 @@ def sat_instance(eps: Fraction) -> tuple[Spec, list[Fraction]]:
     return s, xs[j]
 
 
-def unsat(s: Spec, arg_slopes, claim: str = "1/" + "1" + "0" * 301, pd=None) -> dict:
-    return table.unsat_cert(target(), s, [{"per_disjunct": pd or [[["leaf", [[0, claim]]]]],
+def unsat(s: Spec, arg_slopes, claim: str = "1/" + "1" + "0" * 301, pd=None, acts="sigmoid-tanh") -> dict:
+    return table.unsat_cert(target(acts), s, [{"per_disjunct": pd or [[["leaf", [[0, claim]]]]],
                                           "arg_slopes": arg_slopes}])
 
 
-def verdicts(cert, s):
-    return [check_vnn(cert, target().bg, s, mode=m) for m in MODES]
+def verdicts(cert, s, acts: str = "sigmoid-tanh"):
+    return [check_vnn(cert, target(acts).bg, s, mode=m) for m in MODES]
 
 
 ELEMS = [(k, i) for k in (1, 2) for i in range(6)]
@@ -85,11 +89,12 @@ EXTREME = {  # valid entries (rationals, in range): any slope gives a valid line
 }
 
 
+@pytest.mark.parametrize("acts", sorted(ACTS))
 @pytest.mark.parametrize("eps", [Fraction(1, 20), Fraction(1, 10**12)], ids=["wide", "1e-12"])
 @pytest.mark.parametrize("name", sorted(EXTREME))
-def test_no_slope_makes_a_false_property_pass(name, eps):
-    s, _ = sat_instance(eps)
-    for v in verdicts(unsat(s, EXTREME[name]), s):
+def test_no_slope_makes_a_false_property_pass(name, eps, acts):
+    s, _ = sat_instance(eps, acts)
+    for v in verdicts(unsat(s, EXTREME[name], acts=acts), s, acts):
         assert not v.ok, (name, v.reason)
 
 
@@ -174,28 +179,30 @@ def test_relu_slopes_outside_0_1_or_with_an_upper_slope_are_refused():
         assert ok(half[1:] + bad) == [False, False], bad
 
 
-def _accepted_bound(s: Spec, sl, mode: str, lo: Fraction, hi: Fraction, steps: int = 60) -> Fraction:
+def _accepted_bound(s: Spec, sl, mode: str, lo: Fraction, hi: Fraction, acts: str, steps: int = 60
+                    ) -> Fraction:
     """The checker's recomputed bound to within (hi - lo) / 2^steps, by bisection on the claim."""
     for _ in range(steps):
         mid = (lo + hi) / 2
-        c = unsat(s, sl, claim=f"{mid.numerator}/{mid.denominator}")
-        lo, hi = (mid, hi) if check_vnn(c, target().bg, s, mode=mode).ok else (lo, mid)
+        c = unsat(s, sl, claim=f"{mid.numerator}/{mid.denominator}", acts=acts)
+        lo, hi = (mid, hi) if check_vnn(c, target(acts).bg, s, mode=mode).ok else (lo, mid)
     return lo
 
 
+@pytest.mark.parametrize("acts", sorted(ACTS))
 @pytest.mark.parametrize("name", ["none", "per-target", "1e3"])
-def test_the_replayed_bound_is_below_the_exact_counterexample_margin_on_a_tiny_box(name):
+def test_the_replayed_bound_is_below_the_exact_counterexample_margin_on_a_tiny_box(name, acts):
     """Box radius 1e-12, where the exact engine is within ~1e-14 of the sampled minimum: the bound
     either mode accepts is at most the margin at the sampled minimiser (its exact sat replay for
     b just below the bound is refused) and not vacuous (within 1e-8 of it)."""
     sl = {"none": [], "per-target": [[1, i, "3", "-3", 2] for i in range(6)],
           "1e3": [[k, i, "1000", "-1000"] for k, i in ELEMS]}[name]
     eps = Fraction(1, 10**12)
-    s0, x = sat_instance(eps)
+    s0, x = sat_instance(eps, acts)
     b0 = s0.regions[0].disjuncts[0][0].b  # (sampled min + eps/1000)
-    s = spec(eps, Fraction(0))
+    s, t = spec(eps, Fraction(0)), target(acts)
     for mode in MODES:
-        got = _accepted_bound(s, sl, mode, b0 - 1, b0 + 1)
+        got = _accepted_bound(s, sl, mode, b0 - 1, b0 + 1, acts)
         assert got > b0 - Fraction(1, 10**8), mode
         below = spec(eps, got - Fraction(1, 10**30))
-        assert not table.check(table.sat_cert(target(), below, x), target(), below).ok, mode
+        assert not table.check(table.sat_cert(t, below, x), t, below).ok, mode
