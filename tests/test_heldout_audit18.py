@@ -206,3 +206,58 @@ def test_the_replayed_bound_is_below_the_exact_counterexample_margin_on_a_tiny_b
         assert got > b0 - Fraction(1, 10**8), mode
         below = spec(eps, got - Fraction(1, 10**30))
         assert not table.check(table.sat_cert(t, below, x), t, below).ok, mode
+
+
+def test_cli_refuses_mutated_slope_certificates_for_a_false_onnx_property(tmp_path, capsys):
+    """End to end: an ONNX 3-6 sigmoid-6 tanh-2 net (float32) whose output bias puts the smallest
+    sampled margin y0 - y1 at -0.01 on the box, and the unsafe set Y_0 <= Y_1: sat (onnxruntime
+    confirms the counterexample, the CLI's search answers sat). Unsat certificates carrying every
+    extreme slope set are rejected by ``check``, in exact and in the default mode."""
+    import json
+
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from tests.test_heldout_audit10 import _cli
+    from tests.test_onnx_exact import _model
+
+    rng = np.random.default_rng(7)
+    shapes = ((3, 6), (6,), (6, 6), (6,), (6, 2))
+    w1, b1, w2, b2, w3 = (rng.normal(size=sh).astype(np.float32) * 2 for sh in shapes)
+
+    def fwd(x, b3):
+        return np.tanh(1 / (1 + np.exp(-(x @ w1 + b1))) @ w2 + b2) @ w3 + b3
+
+    lo, hi = np.array([0.1, -0.2, 0.3]), np.array([0.2, -0.1, 0.4])
+    xs = rng.uniform(lo, hi, (4000, 3))
+    m = fwd(xs, 0).astype(np.float64) @ np.array([1.0, -1.0])
+    b3 = np.array([-m.min() - 0.01, 0], np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h1"]), helper.make_node("Add", ["h1", "b1"], ["a1"]),
+             helper.make_node("Sigmoid", ["a1"], ["s1"]), helper.make_node("MatMul", ["s1", "w2"], ["h2"]),
+             helper.make_node("Add", ["h2", "b2"], ["a2"]), helper.make_node("Tanh", ["a2"], ["s2"]),
+             helper.make_node("MatMul", ["s2", "w3"], ["h3"]), helper.make_node("Add", ["h3", "b3"], ["y"])]
+    inits = [("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2), ("w3", w3), ("b3", b3)]
+    model = _model(nodes, [("x", [1, 3])], ("y",), inits, 13, TensorProto.FLOAT)
+    net, prop = tmp_path / "n.onnx", tmp_path / "p.vnnlib"
+    net.write_bytes(model.SerializeToString())
+    text = "".join(f"(declare-const X_{i} Real)\n" for i in range(3))
+    text += "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+    num = lambda v: f"(- {-float(v)!r})" if v < 0 else repr(float(v))  # noqa: E731 (SMT-LIB)
+    text += "".join(f"(assert (>= X_{i} {num(lo[i])}))\n(assert (<= X_{i} {num(hi[i])}))\n" for i in range(3))
+    prop.write_text(text + "(assert (<= Y_0 Y_1))\n")
+    x = xs[int(np.argmin(m))].astype(np.float32)[None]
+    y = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0][0]
+    assert y[0] - y[1] < -0.005  # (a real counterexample, far beyond float32's error)
+    code, out, err = _cli(capsys, net, prop, "--timeout", "60")
+    assert code == 0 and out.split()[0] == "sat", (code, out, err)
+
+    t, s = table.load_instance(net, prop)
+    assert [n.kind for n in t.bg.nodes] == ["input", "fn", "fn"]
+    claim = "1/" + "1" + "0" * 301
+    for name, sl in EXTREME.items():
+        c = table.unsat_cert(t, s, [{"per_disjunct": [[["leaf", [[0, claim]]]]], "arg_slopes": sl}])
+        path = tmp_path / "c.json"
+        path.write_text(json.dumps(c))
+        for mode in (["--mode", "exact"], []):
+            code, out, _ = _cli(capsys, "check", path, net, prop, *mode)
+            assert code == 1 and "recomputed bound" in out, (name, mode, out)  # (judged, not mismatched)
