@@ -291,3 +291,129 @@ def test_a_hand_built_channels_statement_is_refused(what: str) -> None:
     edit(st)
     v = check(st)
     assert not v.ok and why in v.reason, v.reason
+
+
+def _bn_node(shape: tuple[int, ...]) -> list[Any]:
+    from torchlean.proofs.compose import node_obligations
+
+    c = [shape[1]]
+    f = {"shapes": [list(shape), c, c, c, c], "attrs": {"eps": 1e-5}, "ints": {}, "column_major": []}
+    return node_obligations("batch_norm", "batch_norm.audit20", f)
+
+
+def _node_values(nodes: list[Any], env: dict[str, Any]) -> list[Any]:
+    import mpmath
+
+    ops = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+           "neg": lambda a: -a, "div": lambda a, b: a / b, "sqrt": mpmath.sqrt}
+    out: list[Any] = []
+    for n in nodes:
+        if n[0] == "leaf":
+            # the plane's leaves matter to no window term: any positive value (divisors stay real)
+            out.append(env.get(n[1] + "_" + "_".join(map(str, n[2:])), mpmath.mpf(1)))
+        elif n[0] == "c":
+            out.append(mpmath.mpf(Fraction(n[1]).numerator) / Fraction(n[1]).denominator)
+        else:
+            out.append(ops[n[0]](*(out[i] for i in n[1:])))
+    return out
+
+
+def _window_against_element_claim(obs: list[Any]) -> list[str]:
+    """Where the channels statement's element terms (run on terms) differ from the element claim
+    they rest on (run on sympy), at random points: the tie ``check_windows`` does not make."""
+    import random
+
+    import mpmath
+
+    from torchlean.proofs.counterexample import evaluate
+
+    mpmath.mp.dps = 50
+    element, _, channels = obs
+    st = channels.data["statement"]
+    eqs = read_script(element.smtlib).goal[1][1:]
+    assert len(eqs) == len(st["window"]["vjp"]) == 5
+    rng, bad = random.Random(20), []
+    for _ in range(5):
+        one = "_".join("0" * len(st["shape"]))
+        leaf = {f"in0_{one}": rng.uniform(-3, 3), **{f"in{k}_0": rng.uniform(-3, 3) for k in (1, 3, 4)},
+                "in2_0": rng.uniform(0.1, 3), f"g_{one}": rng.uniform(-3, 3)}
+        leaf = {k: mpmath.mpf(v) for k, v in leaf.items()}
+        smt = {("x" + k[2:] if k.startswith("in") else k): v for k, v in leaf.items()}
+        vals = _node_values(st["nodes"], leaf)
+        for k, eq in enumerate(eqs):
+            w, rule, deriv = vals[st["window"]["vjp"][k]], evaluate(eq[1], smt), evaluate(eq[2], smt)
+            if abs(w - rule) > 1e-40 * (1 + abs(w)) or abs(w - deriv) > 1e-40 * (1 + abs(w)):
+                bad.append(f"in{k}: window {mpmath.nstr(w, 12)}, claim {mpmath.nstr(rule, 12)}")
+    return bad
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 2), (1, 3, 2, 2), (2, 1, 1, 2, 2)])
+def test_the_channels_window_is_the_element_claims_function(shape: tuple[int, ...]) -> None:
+    from torchlean.certificates.sexpr import read_script, show
+    from torchlean.proofs.terms import element_claim
+
+    obs = _bn_node(shape)
+    assert [o.kind for o in obs] == ["autograd", "terms", "channels"]
+    assert not _window_against_element_claim(obs)
+    # the tie `check_windows` now makes holds for the honest derivation at each rank
+    st = obs[2].data["statement"]
+    assert show(read_script(obs[0].smtlib).goal) == f"(not {element_claim(st)})"
+
+
+def test_planted_namespace_divergence_passes_the_checker_but_not_this_test(monkeypatch) -> None:
+    # a VJP that halves running_var's gradient only when run on terms: the channels statement
+    # (window and plane both from terms) replays, and the element claim (sympy) is the honest one
+    # (its hash unchanged), so the checker's tie by kind/shape/attrs holds; only the values differ
+    from torchlean.certificates import check
+    from torchlean.proofs.windows import TXP
+    from torchlean.runtime.rules import RULES, Rule
+
+    honest = _bn_node((2, 2, 2))
+    real = RULES["batch_norm"]
+
+    def vjp(xp, g, out, *xs, **a):
+        gs = list(real.vjp(xp, g, out, *xs, **a))
+        if xp is TXP:
+            gs[2] = gs[2] * 0.5
+        return tuple(gs)
+
+    monkeypatch.setitem(RULES, "batch_norm", Rule("batch_norm", real.forward, vjp))
+    obs = _bn_node((2, 2, 2))
+    assert obs[0].hash == honest[0].hash and obs[2].hash != honest[2].hash
+    assert check(obs[2].data["statement"]).ok
+    assert any(b.startswith("in2") for b in _window_against_element_claim(obs))
+
+
+@pytest.mark.solver
+def test_planted_namespace_divergence_is_checked_end_to_end(monkeypatch, tmp_path) -> None:
+    # the same planted rule through `check_one`: the honest element claim discharged (cvc5) and
+    # checked; the diverging channels claim was "checked" too on main (its statement replays, its
+    # element claim is checked, kind/shapes/attrs/subject agree) and is now refused, its element
+    # terms not the claim's (`terms.element_claim`); the honest one stays checked
+    from torchlean.proofs.artifacts import check_one
+    from torchlean.proofs.compose import NODES
+    from torchlean.proofs.discharge import discharge
+    from torchlean.proofs.windows import TXP
+    from torchlean.runtime.rules import RULES, Rule
+
+    real = RULES["batch_norm"]
+    obs = _bn_node((2, 2, 2))
+    for ob in obs:
+        monkeypatch.setitem(NODES, ob.name, ob)
+    reports = discharge(obs, tmp_path, solver="cvc5", timeout=60, progress=False)
+    assert all(r.status == "proved" for r in reports), [(r.name, r.status) for r in reports]
+
+    def vjp(xp, g, out, *xs, **a):
+        gs = list(real.vjp(xp, g, out, *xs, **a))
+        if xp is TXP:
+            gs[2] = gs[2] * 0.5
+        return tuple(gs)
+
+    monkeypatch.setitem(RULES, "batch_norm", Rule("batch_norm", real.forward, vjp))
+    bad = _bn_node((2, 2, 2))
+    monkeypatch.setitem(NODES, bad[2].name, bad[2])
+    (r,) = discharge([bad[2]], tmp_path, solver="cvc5", timeout=60, progress=False)
+    assert all(check_one(tmp_path, ob).status == "checked" for ob in obs)
+    assert r.status == "proved" and _window_against_element_claim(bad)
+    out = check_one(tmp_path, bad[2])
+    assert out.status == "rejected" and "element terms" in out.detail, out
