@@ -255,6 +255,19 @@ def check_windows(directory: Path, ob: Obligation) -> Outcome:
     kinds = [getattr(NODES.get(n), "kind", None) for n in ob.data["requires"]]
     if ob.kind == "channels" and kinds != ["autograd"]:
         return Outcome(ob.name, "rejected", "a channels claim rests on exactly one element autograd claim")
+    if ob.kind == "channels":  # the element terms replayed are the ones the element claim is about
+        from ..certificates.core import Rejected
+        from ..certificates.sexpr import read_script, show
+        from .terms import element_claim
+
+        try:
+            same = show(read_script(NODES[ob.data["requires"][0]].smtlib).goal) == \
+                f"(not {element_claim(st)})"
+        except (Rejected, KeyError, IndexError, TypeError, ValueError, ZeroDivisionError):
+            same = False
+        if not same:
+            return Outcome(ob.name, "rejected", "a channels statement's element terms are not its "
+                                                "element claim's")
     for name in ob.data["requires"]:
         dep = NODES.get(name)
         if dep is None or dep.data.get("shapes") != one or dep.data.get("attrs") != ob.data["attrs"] \

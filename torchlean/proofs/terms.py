@@ -96,6 +96,36 @@ def channels_statement(prim: str, fields: dict[str, Any]) -> dict[str, Any]:
             "nodes": nodes, "window": window, "plane": plane}
 
 
+def element_claim(st: dict[str, Any]) -> str:
+    """The claim a ``channels`` statement's element terms make, as the element's fixed-shape autograd
+    claim states it: ``(and (= V_k d(g*S)/d in_k) ...)``, V_k and S the statement's ``window`` terms
+    read as sympy (leaves named as ``autograd._inputs`` names them). ``artifacts.check_windows``
+    requires it to be the required claim's own, so the element terms the checker replays are those
+    the solver proved (audit20; a rule computing differently on terms and on sympy was accepted)."""
+    import sympy
+
+    from . import smt
+
+    ops = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+           "neg": lambda a: -a, "div": lambda a, b: a / b, "sqrt": sympy.sqrt}
+    vals: list[Any] = []
+    for n in st["nodes"]:
+        if n[0] == "leaf":
+            name = "x" + n[1][2:] if n[1].startswith("in") else n[1]
+            vals.append(sympy.Symbol("_".join([name, *map(str, n[2:])]), real=True))
+        elif n[0] == "c":
+            vals.append(sympy.Rational(n[1]))
+        else:
+            vals.append(ops[n[0]](*(vals[i] for i in n[1:])))
+    one = "_".join(["0"] * len(st["shape"]))
+    g = sympy.Symbol(f"g_{one}", real=True)
+    ins = [sympy.Symbol(f"x0_{one}", real=True)] + [sympy.Symbol(f"x{k}_0", real=True)
+                                                    for k in range(1, st["params"] + 1)]
+    loss = g * vals[st["window"]["spec"]]
+    return smt.conj([f"(= {smt.smt(vals[v])} {smt.smt(loss.diff(x))})"
+                     for v, x in zip(st["window"]["vjp"], ins, strict=True)])
+
+
 def _obligation(kind: str, prim: str, part: str, st: dict[str, Any], fields: dict[str, Any],
                 requires: list[str], what: str, domain: tuple[str, ...]) -> Obligation:
     digest = hashlib.sha256(json.dumps(st, sort_keys=True).encode()).hexdigest()
