@@ -473,9 +473,9 @@ def test_const_folds_enclose_the_real_value(op):
 # --- the planes and split multipliers themselves, where a wrong one would decide ------------------
 
 
-def _tiny(tmp: str, name: str, body: list, lo: list, hi: list, b: float):
-    """x (1, 2) -> a = x0, w = x1 (MatMul by unit columns) -> ``body`` (ONNX nodes from a, w to t
-    (1, 1)) -> y = t·[1, 0] (1, 2); the property: unsafe y0 - y1 <= b on [lo, hi]."""
+def _tiny(tmp: str, name: str, body: list, lo: list, hi: list, b: float, inits: tuple = ()):
+    """x (1, 2) -> a = x0, w = x1 (MatMul by unit columns) -> ``body`` (ONNX nodes from a, w and
+    ``inits`` to t (1, 1)) -> y = t·[1, 0] (1, 2); the property: unsafe y0 - y1 <= b on [lo, hi]."""
     from pathlib import Path
 
     from onnx import TensorProto, helper
@@ -486,7 +486,7 @@ def _tiny(tmp: str, name: str, body: list, lo: list, hi: list, b: float):
     nodes = [mk("MatMul", ["x", "e0"], ["a"]), mk("MatMul", ["x", "e1"], ["w"]), *body,
              mk("MatMul", ["t", "out"], ["y"])]
     inits = [("e0", np.array([[1], [0]], np.float32)), ("e1", np.array([[0], [1]], np.float32)),
-             ("out", np.array([[1, 0]], np.float32))]
+             ("out", np.array([[1, 0]], np.float32)), *inits]
     m = _model(nodes, [("x", [1, 2])], ("y",), inits, 13, TensorProto.FLOAT)
     num = lambda v: f"(- {-float(v)!r})" if v < 0 else repr(float(v))  # noqa: E731 (SMT-LIB)
     text = "".join(f"(declare-const X_{i} Real)\n" for i in range(2))
@@ -552,3 +552,98 @@ def helper_node(op: str, ins: list, outs: list):
     from onnx import helper
 
     return helper.make_node(op, ins, outs)
+
+
+def test_max_pool_windows_of_different_sizes(tmp):
+    """MaxPool 2x2 stride 2 with pads 1 on a 3x3 input: windows of 4, 2, 2 and 1 existing
+    positions (one max node with groups of 4, 2 and 2: a window of one is no max). On a false
+    property (sat at the sampled minimiser, onnxruntime and exact replay) no member choice
+    passes, in either mode; a member
+    index past an element's own window is refused where the honest claim passes."""
+    from onnx import TensorProto, helper
+
+    from tests.test_onnx_exact import _model
+
+    w = np.random.default_rng(9).normal(size=(4, 2)).astype(np.float32)
+    mk = helper.make_node
+    nodes = [mk("MaxPool", ["x"], ["p"], kernel_shape=[2, 2], strides=[2, 2], pads=[1, 1, 1, 1]),
+             mk("Flatten", ["p"], ["f"]), mk("MatMul", ["f", "w"], ["y"])]
+    m = _model(nodes, [("x", [1, 1, 3, 3])], ("y",), [("w", w)], 13, TensorProto.FLOAT)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(m.SerializeToString())
+    xs = np.random.default_rng(4).uniform(-1, 1, (3000, 9)).astype(np.float32)
+    y = np.concatenate([sess.run(None, {"x": x.reshape(1, 1, 3, 3)})[0] for x in xs]).astype(float)
+    d = y[:, 0] - y[:, 1]
+    j = int(np.argmin(d))
+    num = lambda v: f"(- {-float(v)!r})" if v < 0 else repr(float(v))  # noqa: E731 (SMT-LIB)
+    out = {}
+    for kind, b in (("false", d[j] + 0.01), ("true", d[j] - 20)):
+        text = "".join(f"(declare-const X_{i} Real)\n" for i in range(9))
+        text += "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+        text += "".join(f"(assert (>= X_{i} -1.0))\n(assert (<= X_{i} 1.0))\n" for i in range(9))
+        text += f"(assert (<= (- Y_0 Y_1) {num(b)}))\n"
+        net, prop = Path(tmp) / "mp.onnx", Path(tmp) / f"mp-{kind}.vnnlib"
+        net.write_bytes(m.SerializeToString())
+        prop.write_text(text)
+        out[kind] = table.load_instance(net, prop)
+    t, s = out["false"]
+    (node,) = [n for n in t.bg.nodes if n.kind == "max"]
+    assert sorted(len(g) for g in node.args) == [2, 2, 4]  # (a window of one is its element)
+    assert table.check(table.sat_cert(t, s, [Fraction(float(v)) for v in xs[j]]), t, s).ok
+    sizes = [len(g) for g in node.args]
+    for c in range(4):
+        sl = [[node_k(t), i, min(c, n - 1), None] for i, n in enumerate(sizes)]
+        for v in verdicts(t, s, [leaf(TINY, {"slopes": sl})]):
+            assert not v.ok, (c, v.reason)
+    t, s = out["true"]
+    assert all(v.ok for v in verdicts(t, s, [leaf("1/1000")]))
+    for i, n in enumerate(sizes):
+        for v in verdicts(t, s, [leaf("1/1000", {"slopes": [[node_k(t), i, n, None]]})]):
+            assert not v.ok, (i, n)
+
+
+def node_k(t) -> int:
+    """The index of the graph's max node."""
+    return [n.kind for n in t.bg.nodes].index("max")
+
+
+def test_max_upper_line_is_the_largest_member_bound(tmp):
+    """y0 = -max(x0, x1) on [0, 1] x [0, 2], unsafe y0 <= -3/2: sat at (1, 2). The upper line of
+    a max with no dominating member is the constant max_j U_j = 2 (y0 >= -2); a member as upper
+    line (x0: y0 >= -1) or the smallest U_j (1) would pass the false property. No member choice
+    does, in either mode; on the true property b = -2.01 each choice passes."""
+    body = [helper_node("Max", ["a", "w"], ["mx"]), helper_node("Neg", ["mx"], ["t"])]
+    m, _, t, s = _tiny(tmp, "mx", body, [0, 0], [1, 2], -1.5)
+    assert [n.kind for n in t.bg.nodes] == ["input", "max"]
+    _confirm_sat(m, t, s, [1.0, 2.0])
+    _, _, t2, s2 = _tiny(tmp, "mx-true", body, [0, 0], [1, 2], -2.01)
+    for c in (0, 1, None):
+        for v in verdicts(t, s, [leaf(TINY, {"slopes": [[1, 0, c, None]]})]):
+            assert not v.ok and "recomputed bound" in v.reason, (c, v.reason)
+        assert all(v.ok for v in verdicts(t2, s2, [leaf("1/200", {"slopes": [[1, 0, c, None]]})])), c
+
+
+@pytest.mark.parametrize("shift", [0.0, 800.0], ids=["signed", "positive"])
+def test_products_past_float64_are_refused(tmp, shift):
+    """t = (x0 + shift)·exp(800·x1) on [-1, 1]^2: exp(800) is past float64 (the fast engine's +inf),
+    below the exact engine's EXP_MAX. Unsafe t <= 0 (signed: sat at (-1, 1), t = -e^800) and
+    t <= 1e-300 (positive: sat at (0, -1), t = 800·e^-800 < 1e-300): no weight passes either
+    in either mode. (Exact mode refuses the signed case as "malformed certificate: OverflowError":
+    the rejection message formats the recomputed bound, about -e^800, as a float; a wart only.)"""
+    k = ("k", np.array([800.0], np.float32))
+    body = [helper_node("Mul", ["w", "k"], ["wk"]), helper_node("Exp", ["wk"], ["e"]),
+            helper_node("Add" if shift else "Sub", ["a", "k"] if shift else ["a", "z"], ["a2"]),
+            helper_node("Mul", ["a2", "e"], ["t"])]
+    inits = (k,) if shift else (k, ("z", np.array([0.0], np.float32)))
+    b, x = (1e-300, [0.0, -1.0]) if shift else (0.0, [-1.0, 1.0])
+    _, _, t, s = _tiny(tmp, f"big{int(shift)}", body, [-1, -1], [1, 1], b, inits)
+    assert [n.fn or n.kind for n in t.bg.nodes] == ["input", "exp", "mul"]
+    # (float32 has neither e^800 nor e^-800, nor does onnxruntime's y1 = t·0: the exact replay
+    # alone confirms the counterexample)
+    assert table.check(table.sat_cert(t, s, [Fraction(v) for v in x]), t, s).ok
+    for w in (None, "0", "1", "1/2"):
+        ex = None if w is None else {"slopes": [[2, 0, w, w]]}
+        for claim in (TINY, "1"):
+            for v in verdicts(t, s, [leaf(claim, ex)]):
+                assert not v.ok, (w, claim, v.reason)
