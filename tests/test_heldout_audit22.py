@@ -122,6 +122,19 @@ EXACT = [
                                 N("Add", ["x", "c"], ["y"])], X2, [("s", _i64(2, 4))]),
     C("cast_float16_constant", [N("Cast", ["c"], ["c2"], to=TensorProto.FLOAT), N("Add", ["x", "c2"], ["y"])],
       X2, [("c", _w(0, 4).astype(np.float16))]),
+    C("shape_gather_reshape", [N("Shape", ["x"], ["s"]), N("Gather", ["s", "z"], ["n"], axis=0),
+                               N("Unsqueeze", ["n", "ax"], ["nu"]), N("Concat", ["nu", "m1"], ["ns"], axis=0),
+                               N("Reshape", ["x", "ns"], ["y"])], X4,
+      [("z", np.array(0, np.int64)), ("ax", _i64(0)), ("m1", _i64(-1))]),
+    C("softmax_op11_rank4_default", [N("Softmax", ["x"], ["y"])], X4, opset=11),
+    C("conv_big_asymmetric_pad_dilated", [N("Conv", ["x", "w"], ["y"], pads=[3, 0, 0, 3], strides=[4, 2],
+                                            dilations=[1, 2])], X4, [("w", _w(0, 2, 3, 2, 2))]),
+    C("gemm_op9_C_1x1", [N("Gemm", ["x", "w", "c"], ["y"])], [("x", [3, 4])], [("w", _w(0, 4, 2)),
+                                                                                ("c", _w(1, 1, 1))], opset=9),
+    C("reducemean_no_keepdims", [N("ReduceMean", ["x"], ["y"], axes=[1], keepdims=0)], X2),
+    C("reducesum_axes_input", [N("ReduceSum", ["x", "a"], ["y"])], X2, [("a", _i64(-1))]),
+    C("constant_value_floats", [N("Constant", [], ["c"], value_floats=[0.3, -1, 2, 4]),
+                                N("Add", ["x", "c"], ["y"])], X2),
 ]
 
 
