@@ -318,6 +318,14 @@ def _check_signature(n: Any, schema: Any, where: str) -> None:
     if unknown:
         raise OnnxImportError(f"{where}: attribute(s) {', '.join(unknown)} not defined by "
                               f"{n.op_type}-{schema.since_version}")
+    # an attribute of another type than the schema's (LeakyRelu's alpha written as an INT) is an
+    # invalid model that onnxruntime refuses to load, so its cross-check cannot run: refuse it too
+    for a in n.attribute:
+        want = int(schema.attributes[a.name].type.value)
+        if want and a.type != want:
+            kind = _onnx().AttributeProto.AttributeType.Name
+            raise OnnxImportError(f"{where}: attribute {a.name} is {kind(a.type)}, "
+                                  f"{n.op_type}-{schema.since_version} defines it as {kind(want)}")
     missing = sorted(k for k, a in schema.attributes.items() if a.required and k not in names)
     if missing:
         raise OnnxImportError(f"{where}: required attribute(s) {', '.join(missing)} missing")
