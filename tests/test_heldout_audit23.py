@@ -341,3 +341,26 @@ def test_libm_within_the_assumed_4_ulp() -> None:
             r = ref(mpmath.mpf(x))
             unit = math.ulp(float(r)) if abs(r) >= sys.float_info.min else SUB
             assert abs(mpmath.mpf(y) - r) <= 4 * unit, (name, x, y)
+
+
+@pytest.mark.parametrize("c", [1.5, -1.0, 3.0, 0.5, -2.5, 2.0, 7.0, -3.0, 0.1, 33.3])
+def test_fast_pow_encloses_mpmath(c: float) -> None:
+    """pow's two formulas (repeated squaring for integer c, exp(c log x) otherwise) at the edges."""
+    row = FAST["pow"]
+    for x in _EDGE:
+        if row.usable(np.array([x]), np.array([x]), exponent=c)[0]:
+            lo, hi = row.value(np.array([x]), exponent=c)
+            _assert_encloses("pow", x, float(lo[0]), float(hi[0]), mpmath.mpf(x) ** mpmath.mpf(c))
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu", "square"])
+@pytest.mark.parametrize(("l", "u"), [(-5.0, 0.1), (-1e-300, 1e-300), (-800.0, -700.0), (-2.0, -0.5),
+                                      (-0.76, -0.74), (-1e300, 1e300)])
+def test_fast_nonmonotone_interval_encloses_samples(name: str, l: float, u: float) -> None:
+    """The non-monotone rows' interval (``_min_g`` over the convexity pieces) holds at the ends
+    and 100 seeded samples (at the extreme box, at 0, +-1 and gelu/silu's minimiser)."""
+    lo, hi = (float(v[0]) for v in FAST[name].interval(np.array([l]), np.array([u])))
+    rng = np.random.default_rng(7)
+    xs = [l, u, *rng.uniform(l, u, 100).tolist()] if u - l < 1e10 else [l, u, 0.0, -0.75179, 1.0, -1e10]
+    for x in xs:
+        _assert_encloses(name, x, lo, hi, _mp_f(name, x))
