@@ -364,3 +364,25 @@ def test_fast_nonmonotone_interval_encloses_samples(name: str, l: float, u: floa
     xs = [l, u, *rng.uniform(l, u, 100).tolist()] if u - l < 1e10 else [l, u, 0.0, -0.75179, 1.0, -1e10]
     for x in xs:
         _assert_encloses(name, x, lo, hi, _mp_f(name, x))
+
+
+@pytest.mark.parametrize(("name", "box"), [("exp", (-5.0, 11.0)), ("sigmoid", (-30.0, 0.0)),
+                                           ("tanh", (-20.0, 0.0)), ("softplus", (-30.0, 30.0))])
+def test_fast_lower_intercept_below_true_minimum(name: str, box: tuple[float, float]) -> None:
+    """lower_intercept(l, u, a) <= min over [l, u] of f(x) - a x (mpmath: the ends and the root of
+    f' = a), for seeded boxes and slopes up to twice the chord's (far tails included)."""
+    rng = np.random.default_rng(17)
+    for _ in range(30):
+        l, u = sorted(rng.uniform(*box, 2).tolist())
+        fl, fu = _mp_f(name, l), _mp_f(name, u)
+        a = float(rng.uniform(0, 2) * (fu - fl) / (u - l))
+        b = float(FAST[name].lower_intercept(np.array([l]), np.array([u]), np.array([a]))[0])
+        cands = [mpmath.mpf(l), mpmath.mpf(u)]
+        try:
+            r = mpmath.findroot(lambda t: _mp_df(name, t) - a, (l + u) / 2)
+            if l <= r <= u:
+                cands.append(r)
+        except (ValueError, ZeroDivisionError):
+            pass
+        true_min = min(_mp_f(name, x) - a * x for x in cands)
+        assert b == -math.inf or mpmath.mpf(b) <= true_min, (name, l, u, a, b, true_min)
