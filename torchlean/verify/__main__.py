@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from .._files import InputFileError, atomic_write_text, read_input
 from .._malloc import keep_freed_memory, loading
 from ..certificates.bound_graph import Unsupported
 from ..certificates.bounds import check_vnn, replay_mode
-from ..certificates.core import OutOfTime, Rejected, parse_json
+from ..certificates.core import OutOfTime, Rejected, decimal, parse_json
 from ..certificates.property import PropertyError
 from ..pool import PoolError
 from .budget import Budget
@@ -36,9 +38,29 @@ def vnncomp_text(result) -> str:
     """The VNN-COMP result format: the verdict, and for sat the assignment of X_i and Y_j."""
     if result.verdict != "sat":
         return result.verdict
-    xs = "\n".join(f"(X_{i} {float(v)!r})" for i, v in enumerate(result.x))
+    xs = "\n".join(f"(X_{i} {exact_text(v)})" for i, v in enumerate(result.x))
     ys = "\n".join(f"(Y_{j} {v!r})" for j, v in enumerate(result.y))
     return f"sat\n({xs}\n{ys})"
+
+
+def exact_text(v: Any) -> str:
+    """A numeral whose exact decimal value is ``v`` (audit24): float64's shortest repr where that
+    reads back as v exactly, else all of v's digits (a point of a box narrower than a float's
+    spacing, or on a strict bound, must not be printed moved out of the box), else SMT-LIB (/ p q)."""
+    q = Fraction(v)
+    s = repr(float(q))
+    if math.isfinite(float(q)) and decimal(s) == q:
+        return s
+    d, k = q.denominator, 0
+    while d % 10 == 0 or d % 2 == 0 or d % 5 == 0:  # (10^k / d must be an integer)
+        d //= 10 if d % 10 == 0 else 2 if d % 2 == 0 else 5
+        k += 1
+    if d != 1:
+        return f"(/ {q.numerator} {q.denominator})"
+    if k == 0:
+        return str(q.numerator)
+    digits = str(abs(q.numerator) * 10**k // q.denominator).rjust(k + 1, "0")
+    return ("-" if q < 0 else "") + digits[:len(digits) - k] + "." + digits[len(digits) - k:]
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
