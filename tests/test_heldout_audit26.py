@@ -200,3 +200,32 @@ def test_tiny_coefficients_exact(inst):
     prop = "(assert (<= Y_0 (- 1e-400)))"
     assert unsat(inst, "relu", prop, [[0, "1e-400"]], "exact")
     assert not unsat(inst, "relu", prop, [[0, "1.0000000001e-400"]], "exact")
+
+
+def test_multi_dim_output_flattened_row_major(tmp_path):
+    """y = relu(transpose(x)) on x of shape (1, 2, 2): Y = (x0, x2, x1, x3) row-major, as
+    onnxruntime's output raveled. Boxes x_i in [i + 0.9, i + 1.1]: Y_1 = x2 >= 2.9, so Y_1 <= 2.5 is
+    unsat with margin exactly 0.4; Y_2 = x1 <= 2.1 makes Y_2 <= 2.5 sat."""
+    import onnxruntime as rt
+    from onnx import TensorProto, helper
+
+    from tests.test_onnx_exact import _model
+
+    mk = helper.make_node
+    m = _model([mk("Transpose", ["x"], ["t"], perm=[0, 2, 1]), mk("Relu", ["t"], ["y"])], [("x", [1, 2, 2])],
+               ("y",), [], 13, TensorProto.FLOAT)
+    (tmp_path / "n.onnx").write_bytes(m.SerializeToString())
+    x = [F(1), F(2), F(3), F(4)]
+    feed = {"x": np.array([[[1, 2], [3, 4]]], np.float32)}
+    y = rt.InferenceSession(m.SerializeToString()).run(None, feed)[0]
+    assert [float(v) for v in np.ravel(y)] == [float(v) for v in (x[0], x[2], x[1], x[3])]
+    decl = "".join(f"(declare-const X_{i} Real)(declare-const Y_{i} Real)" for i in range(4))
+    box = "".join(f"(assert (>= X_{i} {i + 0.9}))(assert (<= X_{i} {i + 1.1}))" for i in range(4))
+
+    def ok(atom: str, beta: str) -> bool:
+        (tmp_path / "p.vnnlib").write_text(decl + box + atom)
+        t, s = table.load_instance(tmp_path / "n.onnx", tmp_path / "p.vnnlib")
+        return check_vnn(table.unsat_cert(t, s, [[["leaf", [[0, beta]]]]]), t.bg, s, "exact").ok
+
+    assert ok("(assert (<= Y_1 2.5))", "0.4") and not ok("(assert (<= Y_1 2.5))", "0.40000000001")
+    assert x[1] + F(1, 10) <= F(5, 2) and not ok("(assert (<= Y_2 2.5))", "1e-300")  # x1 = 2.1: sat
