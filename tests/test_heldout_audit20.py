@@ -55,7 +55,9 @@ def _parts(text: str) -> tuple[list[str], list[str], list[str], SExpr]:
 
 
 def _sat(decls: list[str], asserts: list[str]) -> tuple[Any, Any]:
-    s = z3.Solver()
+    # a fresh context: z3's default one keeps what earlier tests declared (test_floats_lemmas
+    # declares FloatingPoint constants of the same names), and its model then mixed the sorts
+    s = z3.Solver(ctx=z3.Context())
     s.set("timeout", 20000)
     s.from_string("\n".join(decls + [f"(assert {a})" for a in asserts]))
     r = s.check()
