@@ -232,9 +232,8 @@ def solve(
     ``early``: the root pass is expensive (``root_work``): a relu-first search runs a short attack
     (``EARLY_ATTACK_SHARE`` of the budget) before it, where it would otherwise run only after it.
     ``fn_root`` (region, deadline) -> the region's entry or None: where the root box's CROWN and
-    α leave a region of a wide graph open and no relu split applies, a second root bound
-    (``fn_targets.root_entry``: α on the intermediate bounds too), given ``fn_targets.SHARE``
-    of the time left."""
+    α leave a region of a wide graph open, a second root bound (``fn_targets.root_entry``: α on
+    the intermediate bounds too; the caller takes its share of the time left to ``deadline``)."""
     t0 = time.perf_counter()
     deadline = t0 + timeout
     stats = {} if stats is None else stats
@@ -298,11 +297,8 @@ def solve(
                                      leaky_starts=None, record=record)
 
             out = relu_split(region, time.perf_counter() + (1 - RELU_ATTACK_SHARE) * left, stats, hunt)
-        if out is None and fn_root is not None and max_splits == 0 and relu_split is None:
-            from .fn_targets import SHARE
-
-            now = time.perf_counter()
-            out = fn_root(region, now + SHARE * (deadline - now))
+        if out is None and fn_root is not None and max_splits == 0:
+            out = fn_root(region, deadline)
             stats["fn_root"] = stats.get("fn_root", 0) + (out is not None)
         if out is None:
             # spend the rest on the attack (none is left where a stalled one gave it to the search)
@@ -373,7 +369,8 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0, pro
     fn_root = None
     if t.bg is not None and relu_split is None and fn_targets.applies(t.bg):
         def fn_root(region: Region, deadline: float) -> Any:
-            return fn_targets.root_entry(t, region, deadline)
+            now = time.perf_counter()
+            return fn_targets.root_entry(t, region, now + fn_targets.SHARE * (deadline - now))
 
     relu_first = ROOT_CHECK and relu_split is not None and graph_relu.relu_only(t.bg) and (
         t.bg.n_in > (INPUT_SPLIT_MAX if relu_above is None else relu_above))  # (``solve``'s relu_first)
