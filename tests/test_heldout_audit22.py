@@ -14,6 +14,8 @@ onnxruntime cross-check (``verify.network.runtime_mismatch``: no session, nothin
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -192,19 +194,25 @@ def test_refused_in_one_line(tmp_path, nodes, inputs, inits, opset, outputs, spa
     assert "\n" not in str(e.value)
 
 
+def _leaky_file(tmp_path: Any, **attrs: Any) -> Any:
+    """y = leaky_relu(x w), w = [[1]], x of shape (1, 1), written to tmp_path/n.onnx (opset 13)."""
+    w = numpy_helper.from_array(np.array([[1.0]], np.float32), "w")
+    g = helper.make_graph([N("MatMul", ["x", "w"], ["h"]), N("LeakyRelu", ["h"], ["y"], **attrs)], "t",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    net = tmp_path / "n.onnx"
+    net.write_bytes(m.SerializeToString())
+    return net
+
+
 def test_int_alpha_has_no_checked_verdict(tmp_path, capsys):
     """The file onnxruntime refuses (alpha as INT) got "checked: unsat" on main (the cross-check had
     no session to compare with); now the CLI refuses it."""
     from torchlean.verify.__main__ import main
 
-    w = numpy_helper.from_array(np.array([[1.0]], np.float32), "w")
-    g = helper.make_graph([N("MatMul", ["x", "w"], ["h"]), N("LeakyRelu", ["h"], ["y"], alpha=2)], "t",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])], [w])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    net, prop = tmp_path / "n.onnx", tmp_path / "p.vnnlib"
-    net.write_bytes(m.SerializeToString())
+    net, prop = _leaky_file(tmp_path, alpha=2), tmp_path / "p.vnnlib"
     prop.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
                     "(assert (>= X_0 -1))\n(assert (<= X_0 1))\n(assert (<= Y_0 -2.5))\n")
     with pytest.raises(Exception):
@@ -228,14 +236,7 @@ def test_cross_check_sees_every_region(tmp_path, capsys, monkeypatch):
     real = _onnx_ops.CONVERTERS["LeakyRelu"]
     monkeypatch.setitem(_onnx_ops.CONVERTERS, "LeakyRelu",
                         lambda b, ins, attrs, hint: real(b, ins, {**attrs, "alpha": 1e-4}, hint))
-    w = numpy_helper.from_array(np.array([[1.0]], np.float32), "w")
-    g = helper.make_graph([N("MatMul", ["x", "w"], ["h"]), N("LeakyRelu", ["h"], ["y"])], "t",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])], [w])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    net, prop = tmp_path / "n.onnx", tmp_path / "p.vnnlib"
-    net.write_bytes(m.SerializeToString())
+    net, prop = _leaky_file(tmp_path), tmp_path / "p.vnnlib"
     box = "(and (>= X_0 {}) (<= X_0 {}) (<= Y_0 -0.005))"
     prop.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (or "
                     + " ".join(box.format(a, b) for a, b in ((1, 2), (2, 3), (-1, 0))) + "))\n")
