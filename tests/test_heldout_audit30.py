@@ -86,8 +86,9 @@ def _overflowing_clip(tmp_path: Path, opset: int = 13, et: int = TensorProto.FLO
     clip = N("Clip", ["z"], ["Y"], min=0.0) if opset < 11 else N("Clip", ["z", "lo"], ["Y"])
     if opset >= 11:
         inits.append(("lo", np.array(0, dt)))
-    return _save(tmp_path / f"clip{opset}_{et}.onnx", [N("Mul", ["X", "a"], ["z1"]), N("Mul", ["z1", "b"], ["z"]), clip],
-                 [_vi("X", et, [1, 1])], [_vi("Y", et, [1, 1])], inits, opset=opset)
+    nodes = [N("Mul", ["X", "a"], ["z1"]), N("Mul", ["z1", "b"], ["z"]), clip]
+    return _save(tmp_path / f"clip{opset}_{et}.onnx", nodes, [_vi("X", et, [1, 1])], [_vi("Y", et, [1, 1])],
+                 inits, opset=opset)
 
 
 def test_clip_default_max_end_to_end(tmp_path, capsys):
@@ -166,22 +167,32 @@ def _w(seed, *shape):
 
 
 F = TensorProto.FLOAT
+
+
+def M(nodes, inputs, outputs, inits=(), opset=13, ir=8):
+    return nodes, inputs, outputs, list(inits), opset, ir
+
+
 MAPPING = {
-    "nchw_conv": ([N("Conv", ["X", "w"], ["c"], pads=[1, 0, 0, 1]), N("Relu", ["c"], ["r"]),
-                   N("Flatten", ["r"], ["f"]), N("Gemm", ["f", "g"], ["Y"], transB=1)],
-                  [_vi("X", F, [1, 2, 3, 3])], [_vi("Y", F, [1, 3])], [("w", _w(1, 2, 2, 2, 2)), ("g", _w(2, 3, 18))], 13, 8),
-    "batch2": ([N("MatMul", ["X", "w"], ["Y"])], [_vi("X", F, [2, 3])], [_vi("Y", F, [2, 2])], [("w", _w(3, 3, 2))], 13, 8),
-    "symbolic_batch_rank3": ([N("Reshape", ["X", "s"], ["r"]), N("Transpose", ["r"], ["Y"], perm=[0, 2, 1])],
-                             [_vi("X", F, ["N", 6])], [_vi("Y", F, ["N", 3, 2])], [("s", _i64(-1, 2, 3))], 13, 8),
-    "initializer_as_input": ([N("MatMul", ["X", "w"], ["Y"])], [_vi("w", F, [3, 2]), _vi("X", F, [1, 3])],
-                             [_vi("Y", F, [1, 2])], [("w", _w(4, 3, 2))], 13, 3),
-    "pad7_crop": ([N("Pad", ["X"], ["Y"], pads=[0, 0, 1, 0, -1, 1], value=0.5)], [_vi("X", F, [1, 2, 2])],
-                  [_vi("Y", F, [1, 1, 4])], [], 7, 8),
-    "pad18_axes": ([N("Pad", ["X", "p", "v", "ax"], ["Y"])], [_vi("X", F, [1, 2, 2])], [_vi("Y", F, [1, 2, 5])],
-                   [("p", _i64(1, 2)), ("v", np.array(0.25, np.float32)), ("ax", _i64(-1))], 18, 8),
-    "unused_and_passthrough": ([N("Exp", ["X"], ["unused"]), N("Neg", ["X"], ["n"])], [_vi("X", F, [1, 2])],
-                               [_vi("n", F, [1, 2]), _vi("X", F, [1, 2])], [], 13, 8),
-    "softmax11_axis1": ([N("Softmax", ["X"], ["Y"], axis=1)], [_vi("X", F, [1, 2, 3])], [_vi("Y", F, [1, 2, 3])], [], 11, 8),
+    "nchw_conv": M([N("Conv", ["X", "w"], ["c"], pads=[1, 0, 0, 1]), N("Relu", ["c"], ["r"]),
+                    N("Flatten", ["r"], ["f"]), N("Gemm", ["f", "g"], ["Y"], transB=1)],
+                   [_vi("X", F, [1, 2, 3, 3])], [_vi("Y", F, [1, 3])],
+                   [("w", _w(1, 2, 2, 2, 2)), ("g", _w(2, 3, 18))]),
+    "batch2": M([N("MatMul", ["X", "w"], ["Y"])], [_vi("X", F, [2, 3])], [_vi("Y", F, [2, 2])],
+                [("w", _w(3, 3, 2))]),
+    "symbolic_batch_rank3": M([N("Reshape", ["X", "s"], ["r"]), N("Transpose", ["r"], ["Y"], perm=[0, 2, 1])],
+                              [_vi("X", F, ["N", 6])], [_vi("Y", F, ["N", 3, 2])], [("s", _i64(-1, 2, 3))]),
+    "initializer_as_input": M([N("MatMul", ["X", "w"], ["Y"])], [_vi("w", F, [3, 2]), _vi("X", F, [1, 3])],
+                              [_vi("Y", F, [1, 2])], [("w", _w(4, 3, 2))], ir=3),
+    "pad7_crop": M([N("Pad", ["X"], ["Y"], pads=[0, 0, 1, 0, -1, 1], value=0.5)], [_vi("X", F, [1, 2, 2])],
+                   [_vi("Y", F, [1, 1, 4])], opset=7),
+    "pad18_axes": M([N("Pad", ["X", "p", "v", "ax"], ["Y"])], [_vi("X", F, [1, 2, 2])],
+                    [_vi("Y", F, [1, 2, 5])],
+                    [("p", _i64(1, 2)), ("v", np.array(0.25, np.float32)), ("ax", _i64(-1))], opset=18),
+    "unused_and_passthrough": M([N("Exp", ["X"], ["unused"]), N("Neg", ["X"], ["n"])], [_vi("X", F, [1, 2])],
+                                [_vi("n", F, [1, 2]), _vi("X", F, [1, 2])]),
+    "softmax11_axis1": M([N("Softmax", ["X"], ["Y"], axis=1)], [_vi("X", F, [1, 2, 3])],
+                         [_vi("Y", F, [1, 2, 3])], opset=11),
 }
 
 
@@ -261,7 +272,8 @@ def test_missing_onnxruntime_is_said_by_verify_run(tmp_path, capsys, no_onnxrunt
 
     row = next(csvmod.DictReader(out.open()))
     assert row["result"] == "unsat"
-    assert row["check"] == "accepted; the import was not cross-checked against onnxruntime (onnxruntime is not installed)"
+    assert row["check"] == ("accepted; the import was not cross-checked against onnxruntime "
+                            "(onnxruntime is not installed)")
 
 
 def test_missing_onnxruntime_in_a_real_process(tmp_path):
@@ -272,8 +284,8 @@ def test_missing_onnxruntime_in_a_real_process(tmp_path):
     block.mkdir()
     (block / "onnxruntime.py").write_text("raise ImportError('blocked for the test')\n")
     env = {**os.environ, "PYTHONPATH": f"{block}{os.pathsep}{ROOT}", "OPENBLAS_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torchlean.verify", str(net), str(prop), "--timeout", "60", "-q"],
-                       capture_output=True, text=True, env=env, timeout=120)
+    cmd = [sys.executable, "-m", "torchlean.verify", str(net), str(prop), "--timeout", "60", "-q"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and r.stdout == "unsat\n"
     assert r.stderr.strip() == f"{NOTE} (onnxruntime is not installed)"
 
