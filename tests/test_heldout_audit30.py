@@ -193,6 +193,30 @@ MAPPING = {
                                 [_vi("n", F, [1, 2]), _vi("X", F, [1, 2])]),
     "softmax11_axis1": M([N("Softmax", ["X"], ["Y"], axis=1)], [_vi("X", F, [1, 2, 3])],
                          [_vi("Y", F, [1, 2, 3])], opset=11),
+    "softmax13_axis1": M([N("Softmax", ["X"], ["Y"], axis=1)], [_vi("X", F, [1, 2, 3])],
+                         [_vi("Y", F, [1, 2, 3])]),
+    "constant_node_squeeze13": M([N("Constant", [], ["c"], value=numpy_helper.from_array(
+                                      np.array([[0.5, -2.0, 3.0]], np.float32))),
+                                  N("Mul", ["X", "c"], ["m"]), N("Unsqueeze", ["m", "ax"], ["u"]),
+                                  N("Squeeze", ["u", "ax"], ["Y"])],
+                                 [_vi("X", F, [1, 3])], [_vi("Y", F, [1, 3])], [("ax", _i64(0))]),
+    "squeeze11_negative": M([N("Unsqueeze", ["X"], ["u"], axes=[-1]), N("Squeeze", ["u"], ["s"], axes=[2]),
+                             N("Neg", ["s"], ["Y"])], [_vi("X", F, [1, 3])], [_vi("Y", F, [1, 3])], opset=11),
+    "pad11_value": M([N("Pad", ["X", "p", "v"], ["Y"])], [_vi("X", F, [1, 2, 2])], [_vi("Y", F, [1, 3, 4])],
+                     [("p", _i64(0, 1, 0, 0, 0, 2)), ("v", np.array(0.25, np.float32))], opset=11),
+    "flatten_reshape0": M([N("Flatten", ["X"], ["f"], axis=2), N("Reshape", ["f", "s"], ["r"]),
+                           N("Flatten", ["r"], ["Y"], axis=0)],
+                          [_vi("X", F, [1, 2, 3])], [_vi("Y", F, [1, 6])], [("s", _i64(0, 3, -1))]),
+    "slice_step2_clip": M([N("Slice", ["X", "st", "en", "ax", "sp"], ["s"]),
+                           N("Clip", ["s", "lo", "hi"], ["Y"])],
+                          [_vi("X", F, [1, 2, 5])], [_vi("Y", F, [1, 2, 2])],
+                          [("st", _i64(1)), ("en", _i64(100)), ("ax", _i64(-1)), ("sp", _i64(2)),
+                           ("lo", np.array(-0.3, np.float32)), ("hi", np.array(0.4, np.float32))]),
+    "expand_reduce": M([N("Expand", ["X", "s"], ["e"]), N("ReduceSum", ["e", "ax"], ["Y"], keepdims=0)],
+                       [_vi("X", F, [1, 3])], [_vi("Y", F, [3])], [("s", _i64(2, 1, 3)), ("ax", _i64(0, 1))]),
+    "gemm_transA_batch": M([N("Gemm", ["X", "w", "c"], ["Y"], transA=1, alpha=0.5, beta=2.0)],
+                           [_vi("X", F, [3, 2])], [_vi("Y", F, [2, 4])],
+                           [("w", _w(6, 3, 4)), ("c", _w(7, 4))]),
 }
 
 
@@ -288,6 +312,25 @@ def test_missing_onnxruntime_in_a_real_process(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and r.stdout == "unsat\n"
     assert r.stderr.strip() == f"{NOTE} (onnxruntime is not installed)"
+
+
+def test_a_run_onnxruntime_refuses_is_no_agreement(tmp_path, monkeypatch):
+    """A session whose run raises (a feed it does not take): compared nothing, and said so."""
+    from torchlean.verify import network
+
+    net, _ = _small(tmp_path)
+    real = network._session(net)
+
+    class Refusing:
+        def get_inputs(self):
+            return real.get_inputs()
+
+        def run(self, *a, **k):
+            raise RuntimeError("refused")
+
+    monkeypatch.setattr(network, "_session", lambda path: Refusing())
+    g = load_onnx(str(net))
+    assert network.runtime_compare(net, g, [[0.5, 0.5]]) == (None, "onnxruntime could not run the file")
 
 
 def test_other_ways_the_cross_check_compares_nothing_are_said(tmp_path, capsys):
