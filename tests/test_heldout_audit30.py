@@ -43,6 +43,7 @@ from torchlean.verify.__main__ import main
 
 ort = pytest.importorskip("onnxruntime")
 N = helper.make_node
+F = TensorProto.FLOAT
 ROOT = Path(__file__).resolve().parents[1]
 NOTE = "note: the import was not cross-checked against onnxruntime"
 FLT_MAX = float(np.finfo(np.float32).max)
@@ -156,6 +157,29 @@ def test_clip_with_bounds_left_out_matches_onnxruntime_on_large_values(tmp_path,
         np.testing.assert_allclose(got, ref, rtol=1e-6)
 
 
+def test_squeeze_with_an_empty_axes_list_is_refused(tmp_path, capsys):
+    """Squeeze-13 with axes = [] then Softmax(axis=-2), X (1, 2, 1, 2) in [-1, 1]^4, "Y_0 <= 0.99":
+    onnx's reference evaluator and shape inference squeeze nothing (the softmax runs over a unit
+    axis: Y = 1, and main printed a checked unsat when the cross-check was skipped, --timeout 4);
+    onnxruntime squeezes every unit axis (Y_0 = 0.5 at X = 0, inside the box). Now refused."""
+    from onnx.reference import ReferenceEvaluator
+
+    from torchlean.bridge import OnnxImportError
+
+    net = _save(tmp_path / "sq.onnx", [N("Squeeze", ["X", "ax"], ["s"]), N("Softmax", ["s"], ["Y"], axis=-2)],
+                [_vi("X", F, [1, 2, 1, 2])], [_vi("Y", F, None)], [("ax", np.zeros(0, np.int64))])
+    x = np.zeros((1, 2, 1, 2), np.float32)
+    ours = ort.InferenceSession(str(net), providers=["CPUExecutionProvider"]).run(None, {"X": x})[0]
+    theirs = ReferenceEvaluator(str(net)).run(None, {"X": x})[0]
+    assert ours.shape == (2, 2) and float(ours.ravel()[0]) == 0.5 and theirs.shape == (1, 2, 1, 2)
+    with pytest.raises(OnnxImportError, match="empty axes") as e:
+        load_onnx(str(net))
+    assert "\n" not in str(e.value)
+    prop = _prop(tmp_path / "p.vnnlib", [-1.0] * 4, [1.0] * 4, "(<= Y_0 0.99)", 4)
+    rc, out, err = _cli(capsys, net, prop, "--timeout", "4")
+    assert rc == 2 and "unsat" not in out.split() and "empty axes" in err
+
+
 # -- the mapping between X_i / Y_j and the file (held) ---------------------------------------------
 
 def _i64(*v):
@@ -164,9 +188,6 @@ def _i64(*v):
 
 def _w(seed, *shape):
     return np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
-
-
-F = TensorProto.FLOAT
 
 
 def M(nodes, inputs, outputs, inits=(), opset=13, ir=8):
