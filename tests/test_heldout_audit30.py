@@ -297,6 +297,13 @@ def test_missing_onnxruntime_is_said_by_verify_cert_and_check(tmp_path, capsys, 
     assert rc == 0 and out.startswith("accepted") and f"{NOTE} (onnxruntime is not installed)" in err
     rc, out, err = _cli(capsys, net, prop, "--timeout", "30", "-q")  # (said with -q too)
     assert out.strip() == "unsat" and NOTE in err
+    fcert = tmp_path / "f.json"  # --float32: the same line, the same key in its certificate
+    rc, out, err = _cli(capsys, net, prop, "--timeout", "30", "--float32", "--cert", fcert)
+    assert out.startswith("unsat (float32-sound, checked)")
+    assert f"{NOTE} (onnxruntime is not installed)" in err
+    assert "not installed" in json.loads(fcert.read_text())["unchecked_import"]
+    rc, out, err = _cli(capsys, "check", fcert, net, prop, "--float32")
+    assert rc == 0 and out.startswith("accepted") and NOTE in err
 
 
 def test_with_onnxruntime_nothing_is_noted(tmp_path, capsys):
