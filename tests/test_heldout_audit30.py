@@ -180,6 +180,31 @@ def test_squeeze_with_an_empty_axes_list_is_refused(tmp_path, capsys):
     assert rc == 2 and "unsat" not in out.split() and "empty axes" in err
 
 
+def test_a_cancelling_output_does_not_widen_the_others_tolerance(tmp_path, capsys, monkeypatch):
+    """A planted misread (LeakyRelu's default slope read as 1e-4: Y_0 off by ~7e-3 at the box's
+    centre, over the 1.7e-3 allowed) beside an output Z = (x + 1e8) - 1e8, whose float32 run
+    is off by ~0.7 there: the slack was 100 times the largest float32 error over all outputs, so
+    main accepted the network and printed a checked unsat that onnxruntime contradicts (Y_0 =
+    -0.017 <= -0.005 at X_0 = -1.7). Now each element gets the slack of its own error."""
+    from torchlean.bridge import _onnx_ops
+
+    real = _onnx_ops.CONVERTERS["LeakyRelu"]
+    monkeypatch.setitem(_onnx_ops.CONVERTERS, "LeakyRelu",
+                        lambda b, ins, attrs, hint: real(b, ins, {**attrs, "alpha": 1e-4}, hint))
+    table._CACHE.clear()
+    net = _save(tmp_path / "z.onnx", [N("LeakyRelu", ["X"], ["Y"]), N("Gemm", ["X", "one", "big"], ["a"]),
+                                      N("Sub", ["a", "big2"], ["Z"])],
+                [_vi("X", F, [1, 1])], [_vi("Y", F, [1, 1]), _vi("Z", F, [1, 1])],
+                [("one", np.ones((1, 1), np.float32)), ("big", np.array([1e8], np.float32)),
+                 ("big2", np.array([[1e8]], np.float32))])
+    y = ort.InferenceSession(str(net), providers=["CPUExecutionProvider"]).run(
+        None, {"X": np.array([[-1.7]], np.float32)})[0]
+    assert float(y[0, 0]) <= -0.005  # (the unsafe set is reached in the box)
+    prop = _prop(tmp_path / "p.vnnlib", [-1.7], [0.3], "(<= Y_0 -0.005)", 2)
+    rc, out, err = _cli(capsys, net, prop, "--timeout", "30")
+    assert "unsat" not in out.split() and "disagrees with onnxruntime" in err
+
+
 # -- the mapping between X_i / Y_j and the file (held) ---------------------------------------------
 
 def _i64(*v):

@@ -114,11 +114,11 @@ def load_graph(path: str | Path) -> Any:
         raise InputError(_cli.about(path, e)) from None
 
 
-#: how far the import's float64 run may be from onnxruntime's before the network is refused:
-#: RUNTIME_TOL · (1 + the largest output) plus RUNTIME_SLACK times the import's own float32 run's
-#: distance from its float64 one (rounding, which cancellation can make large). On the 39 shared
-#: VNN-COMP networks onnxruntime is within 1.1e-4 of the float64 run (relative: within 1e-5); a
-#: misread operator (a lost bias, padding, scale) is off by far more
+#: how far the import's float64 run may be from onnxruntime's before the network is refused, per
+#: output element: RUNTIME_TOL · (1 + the largest output) plus RUNTIME_SLACK times that element's
+#: float32 run's distance from its float64 one (rounding, which cancellation can make large). On
+#: the 39 shared VNN-COMP networks onnxruntime is within 1.1e-4 of the float64 run (relative:
+#: within 1e-5); a misread operator (a lost bias, padding, scale) is off by far more
 RUNTIME_TOL = 1e-3
 RUNTIME_SLACK = 100.0
 
@@ -199,9 +199,14 @@ def runtime_compare(path: str | Path, graph: Any, points: list[list[Any]]) -> tu
         if not all(np.all(np.isfinite(v)) for v in (a, a32, b)):
             continue  # (no real-number reference to compare with)
         compared += 1
-        gap = float(np.max(np.abs(a - b), initial=0.0))
-        slack = RUNTIME_SLACK * float(np.max(np.abs(a - a32), initial=0.0))
-        if gap > RUNTIME_TOL * (1 + float(np.max(np.abs(b), initial=0.0))) + slack:
+        # each output element gets the slack of its own rounding: a maximum over all of them let
+        # one cancelling output (x + 1e8) - 1e8 (float32 error ~1, slack ~100) hide a misread of
+        # every other one (audit30; on the 39 shared networks both rules leave gaps below 6.1e-4
+        # of what is allowed)
+        allowed = RUNTIME_TOL * (1 + float(np.max(np.abs(b), initial=0.0))) + RUNTIME_SLACK * np.abs(a - a32)
+        over = np.abs(a - b) > allowed
+        if np.any(over):
+            gap = float(np.max(np.abs(a - b)[over]))
             at = ", ".join(f"{float(v):.6g}" for v in flat[:4]) + (", ..." if flat.size > 4 else "")
             return f"its outputs differ by {gap:.3g} from onnxruntime's at ({at})", None
     if points and not compared:
