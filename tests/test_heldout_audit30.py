@@ -15,6 +15,16 @@ nothing and nothing said so. Now one ``note:`` line on stderr next to a sat/unsa
 ``-q``; stdout keeps the VNN-COMP text), an ``unchecked_import`` key in the ``--cert`` JSON, a note in
 ``verify run``'s ``check`` column, and the same line after ``check``'s ``accepted``.
 
+Found (3): Squeeze-13 with an empty axes tensor squeezes nothing for onnx's reference evaluator and
+shape inference (the import's reading) and every unit axis for onnxruntime; a Softmax after it then
+normalises over another axis. A checked unsat onnxruntime contradicts (with ``--timeout 4``, or past
+the cross-check with (4)). Now refused in one line (``bridge._onnx_ops._squeeze``).
+
+Found (4): the cross-check's float32 slack was 100 times the largest float32-vs-float64 gap over all
+outputs, so a cancelling output ``(x + 1e8) - 1e8`` let a misread of every other output through
+(a planted LeakyRelu slope: a checked unsat onnxruntime contradicts). Now per output element
+(``verify.network.runtime_compare``).
+
 Held (checked by ``test_mapping_matches_onnxruntime``): X_i as the row-major flatten of an NCHW
 input, a static batch of 2 in and out, a symbolic batch with a rank-3 output, an initializer
 listed as a graph input (read as the constant onnxruntime uses when nothing is fed), a Constant
