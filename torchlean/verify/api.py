@@ -32,7 +32,11 @@ from ..spec.graph import Graph
 from . import general, table
 
 
-def _graph(model_or_graph: Any, x: np.ndarray) -> Graph:
+def _graph(model_or_graph: Any, x: np.ndarray, other: np.ndarray | None = None) -> Graph:
+    """The graph of a model traced faithfully at ``x`` (or a Graph as it is). ``other``: a second
+    point of the box, traced again and compared (nodes, attributes, constants): a model that reads
+    its input's raw ``.data`` or draws from numpy's generator can escape the faithful tracer's
+    hooks, and its two traces then differ, so it is refused instead of answered."""
     if isinstance(model_or_graph, Graph):
         g = model_or_graph if model_or_graph.values else model_or_graph.check()
         shapes = [tuple(v.shape) for v in g.inputs]
@@ -41,12 +45,43 @@ def _graph(model_or_graph: Any, x: np.ndarray) -> Graph:
                              "give one point of the graph's one input")
         return g
     from ..runtime.tensor import tensor
-    from ..runtime.trace import require_eval, require_traceable, trace
+    from ..runtime.trace import TraceError, require_eval, require_traceable, trace
 
     require_traceable(model_or_graph, "tl.verify")  # a PyTorch module: the message names from_torch
     require_eval(model_or_graph, "tl.verify")  # (a dropout mask traced in training mode is a constant)
+    try:
+        g = trace(model_or_graph, tensor(x), faithful=True)
+        if other is not None and not _same_graph(g, trace(model_or_graph, tensor(other), faithful=True)):
+            raise TraceError("the model's trace at another point of the box differs from the trace at x "
+                             "(a value read from the input's raw .data, numpy randomness, or state changed "
+                             "by forward): the graph would not be the model's function")
+    except TraceError as e:
+        raise TraceError(f"tl.verify: {e}; refused") from None
+    return g
 
-    return trace(model_or_graph, tensor(x))
+
+def _same_graph(a: Graph, b: Graph) -> bool:
+    """Whether two traces record the same computation: nodes, attributes and constants' bits."""
+    if (a.outputs != b.outputs or [v.name for v in a.inputs] != [v.name for v in b.inputs]
+            or len(a.nodes) != len(b.nodes) or a.constants.keys() != b.constants.keys()):
+        return False
+    for m, n in zip(a.nodes, b.nodes):
+        if (m.op, m.inputs, m.output) != (n.op, n.inputs, n.output) or repr(m.attrs) != repr(n.attrs):
+            return False
+    for k, v in a.constants.items():
+        w = b.constants[k]
+        if v.shape != w.shape or v.dtype != w.dtype or v.tobytes() != w.tobytes():
+            return False
+    return True
+
+
+def _other_point(x: np.ndarray, lo: tuple[Fraction, ...], hi: tuple[Fraction, ...]) -> np.ndarray:
+    """A second point of the box, away from x (seeded, so a run repeats): each coordinate drawn in
+    [lo, hi] as float64."""
+    rng = np.random.default_rng(12345)
+    lo_f = np.array([float(v) for v in lo])
+    hi_f = np.array([float(v) for v in hi])
+    return np.clip(lo_f + rng.uniform(0.0, 1.0, lo_f.size) * (hi_f - lo_f), lo_f, hi_f).reshape(x.shape)
 
 
 def _array(x: Any) -> np.ndarray:
@@ -117,9 +152,9 @@ def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
     if method not in ("crown", "alpha-crown", "ibp"):
         raise ValueError(f"unknown method {method!r}: 'crown', 'alpha-crown' or 'ibp'")
     xa = _array(x)
-    g = _graph(model_or_graph, xa)
-    t = table.target(g)
     lo, hi = input_box(xa, eps, clip)
+    g = _graph(model_or_graph, xa, _other_point(xa, lo, hi))
+    t = table.target(g)
     if method == "alpha-crown":
         low, up = table.alpha_bounds_box(t, lo, hi, exact=exact)
     else:
@@ -182,9 +217,9 @@ def robustness(model: Any, x: Any, eps: Any, label: int, timeout: float = 30.0,
     if not (isinstance(timeout, Real) and 0 < timeout < float("inf")):
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     xa = _array(x)
-    g = _graph(model, xa)
-    t = table.target(g)
     lo, hi = input_box(xa, eps, clip)
+    g = _graph(model, xa, _other_point(xa, lo, hi))
+    t = table.target(g)
     _one_score_vector(g, t.bg.n_out)
     spec = robustness_spec(lo, hi, t.bg.n_out, label)
     if float32:

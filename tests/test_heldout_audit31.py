@@ -1,0 +1,197 @@
+"""Audit audit31: is what `tl.verify.bounds` / `tl.verify.robustness` answer true of the MODEL the
+user passes (not of one traced path)?
+
+Before the fix, `tl.trace` froze every value a model read from its input in Python: `if x.sum() >
+0:` kept one branch, `x * (x > 0)` kept the mask of the traced point (comparisons are made outside
+the primitives), `x.detach()` / `x.float()` / `tl.tensor(x)` became constants, `tl.randn` noise and
+`F.dropout(training=True)` kept one draw. `tl.verify` then returned checked bounds, and even a
+checked "verified", that the model itself contradicts. The references here are the model run
+eagerly (and the same model in PyTorch) at points of the box; the fix (a faithful trace,
+`trace(..., faithful=True)`) must refuse such a model with one `TraceError` line.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import torchlean as tl
+from torchlean import nn
+from torchlean.runtime.execute import run_graph
+from torchlean.runtime.tensor import Tensor
+from torchlean.runtime.trace import TraceError
+
+F = tl.nn.functional
+
+
+def _linear(w, b) -> nn.Linear:
+    lin = nn.Linear(len(w[0]), len(w))
+    lin.weight.data = np.asarray(w, dtype=np.float32)
+    lin.bias.data = np.asarray(b, dtype=np.float32)
+    return lin
+
+
+class Flip(nn.Module):
+    """Class 0 wins where x0 + x1 > 0, class 1 elsewhere (Python control flow on the input)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = _linear([[1.0, 1.0], [0.0, 0.0]], [1.0, 0.0])
+
+    def forward(self, x):
+        y = self.lin(x)
+        if x.sum() > 0:
+            return y
+        return -y
+
+
+class Wrapped(nn.Module):
+    """``self.lin(body(x))``: one way of reading the input per test."""
+
+    def __init__(self, body):
+        super().__init__()
+        self.lin = _linear([[1.0, 2.0], [-1.0, 0.5]], [0.1, -0.2])
+        self.body = body
+
+    def forward(self, x):
+        return self.lin(self.body(x))
+
+
+X = np.array([[0.05, 0.0]])
+EPS = 0.1
+P = np.array([[-0.05, -0.1]])  # a point of the box where x0 + x1 < 0 and both inputs are negative
+
+
+def _run(model, p):
+    with tl.no_grad():
+        return model(tl.tensor(p)).numpy().astype(np.float64)
+
+
+def _plain_trace_misses(model, x, p) -> bool:
+    """The independent demonstration that the case is real: the one-path trace at x, evaluated at
+    p, differs from the model run at p (so any bound of that graph is about something else)."""
+    g = tl.trace(model, tl.tensor(x))
+    (y,) = run_graph(g, {"input0": np.asarray(p, dtype=np.float32)})
+    return not np.allclose(np.asarray(y, dtype=np.float64), _run(model, p), atol=1e-6)
+
+
+def test_control_flow_robustness_is_refused_not_verified():
+    m = Flip().eval()
+    assert int(np.argmax(_run(m, X))) == 0 and int(np.argmax(_run(m, P))) == 1  # not robust at P
+    assert _plain_trace_misses(m, X, P)
+    with pytest.raises(TraceError, match="reads the value of an input-dependent tensor"):
+        tl.verify.robustness(m, X, EPS, label=0, timeout=10)  # (the old code said "verified")
+
+
+def test_control_flow_matches_torch_and_bounds_are_refused():
+    torch = pytest.importorskip("torch")
+
+    class TorchFlip(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2)
+            with torch.no_grad():
+                self.lin.weight.copy_(torch.tensor([[1.0, 1.0], [0.0, 0.0]]))
+                self.lin.bias.copy_(torch.tensor([1.0, 0.0]))
+
+        def forward(self, x):
+            y = self.lin(x)
+            return y if x.sum() > 0 else -y
+
+    m = Flip().eval()
+    with torch.no_grad():
+        ref = TorchFlip()(torch.tensor(P, dtype=torch.float32)).numpy()
+    assert np.allclose(ref, _run(m, P), atol=1e-6)  # torchlean's model is torch's model
+    g = tl.trace(m, tl.tensor(X))  # the old answer: bounds of this graph over the box
+    lo = run_graph(g, {"input0": X.astype(np.float32)})[0] - 2.5 * EPS  # (|W|_1 eps = 0.2 for output 0)
+    assert (ref[0, 0] < lo[0, 0])  # torch's output at P lies below anything that graph allows
+    with pytest.raises(TraceError):
+        tl.verify.bounds(m, X, EPS)
+
+
+@pytest.mark.parametrize("body, why", [
+    (lambda x: x * (x > 0), "comparison"),                       # a hand-written ReLU
+    (lambda x: x + x.detach(), "detach"),
+    (lambda x: x + x.float(), r"\.to\(\)"),
+    (lambda x: x + tl.tensor(x), "tl.tensor"),
+    (lambda x: x * float(x[0, 0] > 0), r"float\(\)"),
+    (lambda x: x * (2.0 if x.numpy().sum() > 0 else 1.0), r"\.numpy\(\)"),
+    (lambda x: x * x.abs().max().item(), r"\.item\(\)"),
+    (lambda x: F.gather(x, 1, (x * tl.tensor([[1.0, -1.0]])).argmax(dim=1, keepdim=True)) + x, "argmax"),
+])
+def test_values_read_or_copied_from_the_input_are_refused(body, why):
+    m = Wrapped(body).eval()
+    assert _plain_trace_misses(m, X, P)
+    with pytest.raises(TraceError, match=why):
+        tl.verify.bounds(m, X, EPS)
+
+
+@pytest.mark.parametrize("body", [
+    lambda x: x + 0.5 * tl.randn(*x.shape),
+    lambda x: F.dropout(x, 0.5, training=True),  # dropout by hand in a model put in eval()
+])
+def test_random_draws_in_forward_are_refused(body):
+    tl.manual_seed(3)
+    m = Wrapped(body).eval()
+    a, b = _run(m, X), _run(m, X)
+    assert not np.allclose(a, b)  # the model itself is not one function: two runs differ
+    with pytest.raises(TraceError, match="draws random numbers"):
+        tl.verify.bounds(m, X, EPS)
+
+
+def test_a_submodule_left_in_training_mode_is_refused():
+    m = nn.Sequential(nn.Linear(2, 4), nn.Dropout(0.5), nn.Linear(4, 3)).eval()
+    m[1].train()
+    with pytest.raises(ValueError, match="Dropout"):
+        tl.verify.bounds(m, X, EPS)
+
+
+def test_raw_data_read_is_caught_by_the_second_trace():
+    # x.data escapes every hook; the trace at a second point of the box differs, so it is refused
+    m = Wrapped(lambda x: x * Tensor((x.data > 0).astype(x.data.dtype))).eval()
+    assert _plain_trace_misses(m, X, P)
+    with pytest.raises(TraceError, match="another point of the box"):
+        tl.verify.bounds(m, X, EPS)
+
+
+def test_state_changed_by_forward_is_refused():
+    class Counter(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin, self.calls = nn.Linear(2, 2), 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.lin(x) + float(self.calls)
+
+    m = Counter().eval()
+    assert not np.allclose(_run(m, X), _run(m, X))
+    with pytest.raises(TraceError):
+        tl.verify.bounds(m, X, EPS)
+
+
+def test_faithful_models_are_still_answered_and_sound():
+    """Reading shapes, a parameter's value, Python numbers, constants made in forward: all
+    input-independent, so answered; the bounds contain the model's outputs (and torch's)."""
+
+    class Fine(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(2, 6), nn.Linear(6, 3)
+
+        def forward(self, x):
+            scale = float(self.a.weight.abs().max().item())  # a parameter: not the input
+            h = F.relu(self.a(x)) * (1.0 / scale) + tl.zeros(1, 6)
+            if x.shape[0] == 1 and h.shape[1] > 2:  # shapes are static: fine
+                h = h - 0.5
+            return self.b(h)
+
+    tl.manual_seed(0)
+    m = Fine().eval()
+    b = tl.verify.bounds(m, X, EPS)
+    rng = np.random.default_rng(0)
+    pts = X + rng.uniform(-EPS, EPS, (200, 2))
+    ys = np.stack([_run(m, p[None])[0] for p in pts])
+    assert b.contains(ys)
+    r = tl.verify.robustness(m, X, 1e-4, label=int(np.argmax(_run(m, X))), timeout=10)
+    assert r.verdict == "verified"
