@@ -195,3 +195,15 @@ def test_faithful_models_are_still_answered_and_sound():
     assert b.contains(ys)
     r = tl.verify.robustness(m, X, 1e-4, label=int(np.argmax(_run(m, X))), timeout=10)
     assert r.verdict == "verified"
+
+
+def test_raw_data_write_is_caught_by_running_the_graph():
+    # writing x.data in place: the graph never sees the +1, and both traces agree with each other;
+    # the graph run at the second point differs from the model run there, so it is refused
+    def bump(x):
+        x.data = x.data + 1.0
+        return x
+
+    m = Wrapped(bump).eval()
+    with pytest.raises(TraceError, match="model run there"):
+        tl.verify.bounds(m, X, EPS)

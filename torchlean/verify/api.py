@@ -51,13 +51,31 @@ def _graph(model_or_graph: Any, x: np.ndarray, other: np.ndarray | None = None) 
     require_eval(model_or_graph, "tl.verify")  # (a dropout mask traced in training mode is a constant)
     try:
         g = trace(model_or_graph, tensor(x), faithful=True)
-        if other is not None and not _same_graph(g, trace(model_or_graph, tensor(other), faithful=True)):
-            raise TraceError("the model's trace at another point of the box differs from the trace at x "
-                             "(a value read from the input's raw .data, numpy randomness, or state changed "
-                             "by forward): the graph would not be the model's function")
+        if other is not None and not (_same_graph(g, trace(model_or_graph, tensor(other), faithful=True))
+                                      and _graph_runs_model(g, model_or_graph, other)):
+            raise TraceError("the model's trace at another point of the box differs from the trace at x, "
+                             "or from the model run there (a value read from or written to the input's "
+                             "raw .data, numpy randomness, or state changed by forward): the graph would "
+                             "not be the model's function")
     except TraceError as e:
         raise TraceError(f"tl.verify: {e}; refused") from None
     return g
+
+
+def _graph_runs_model(g: Graph, model: Any, x: np.ndarray) -> bool:
+    """Whether the graph traced at another point, evaluated at ``x``, gives what the model run
+    eagerly at ``x`` gives (the tracer promises bit-equal results; a small tolerance keeps a BLAS
+    that rounds differently from refusing a faithful model). Each side gets its own copy of x (a
+    model may write its input's .data)."""
+    from ..runtime.execute import run_graph
+    from ..runtime.tensor import no_grad, tensor
+    from ..runtime.trace import flatten_outputs
+
+    with no_grad():
+        want = [np.asarray(o.numpy(), dtype=np.float64) for o in flatten_outputs(model(tensor(x)))]
+    got = [np.asarray(v, dtype=np.float64) for v in run_graph(g, {g.inputs[0].name: tensor(x).data})]
+    return len(got) == len(want) and all(
+        a.shape == b.shape and np.allclose(a, b, rtol=1e-6, atol=1e-9) for a, b in zip(got, want))
 
 
 def _same_graph(a: Graph, b: Graph) -> bool:
