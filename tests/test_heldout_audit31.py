@@ -207,3 +207,30 @@ def test_raw_data_write_is_caught_by_running_the_graph():
     m = Wrapped(bump).eval()
     with pytest.raises(TraceError, match="model run there"):
         tl.verify.bounds(m, X, EPS)
+
+
+class _Head(nn.Module):
+    def __init__(self, layer, n):
+        super().__init__()
+        self.layer, self.head = layer, nn.Linear(n, 2)
+
+    def forward(self, x):
+        y = self.layer(x)
+        y = y[0] if isinstance(y, tuple) else y
+        return self.head(y.reshape(1, -1))
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: _Head(nn.LSTM(3, 4, batch_first=True), 8), (1, 2, 3)),
+    (lambda: _Head(nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0, batch_first=True), 12), (1, 3, 4)),
+])
+def test_library_layers_are_not_refused_by_the_faithful_trace(make, shape):
+    # the library's own layers read no input value in Python (a causal or padding mask is a
+    # constant of the shapes); a false refusal here would make tl.verify useless on them
+    tl.manual_seed(1)
+    m = make().eval()
+    x = np.random.default_rng(1).uniform(-1, 1, shape)
+    b = tl.verify.bounds(m, x, 0.01)
+    rng = np.random.default_rng(2)
+    ys = np.stack([_run(m, x + rng.uniform(-0.01, 0.01, shape))[0] for _ in range(50)])
+    assert b.contains(ys)
