@@ -234,3 +234,62 @@ def test_library_layers_are_not_refused_by_the_faithful_trace(make, shape):
     rng = np.random.default_rng(2)
     ys = np.stack([_run(m, x + rng.uniform(-0.01, 0.01, shape))[0] for _ in range(50)])
     assert b.contains(ys)
+
+
+def _exact_mlp(m, x):
+    """The real-number meaning of Linear-ReLU-Linear at x, in exact rationals (independent of
+    every engine): the parameters' float32 values, x's float64 values."""
+    from fractions import Fraction as Q
+
+    def lin(layer, v):
+        w, b = layer.weight.numpy().astype(np.float64), layer.bias.numpy().astype(np.float64)
+        return [sum((Q(float(w[i, k])) * v[k] for k in range(len(v))), Q(float(b[i]))) for i in range(len(b))]
+
+    h = [max(q, Q(0)) for q in lin(m[0], [Q(float(c)) for c in np.ravel(x)])]
+    return lin(m[2], h)
+
+
+def test_real_bounds_hold_exactly_and_float32_bounds_hold_for_the_run():
+    """The documented claim of `bounds` is the real-number meaning: at eps = 0 it is the exact
+    value (not the float32 run, which leaves it by its rounding). `float32=True` bounds the run
+    itself (inputs rounded to binary32 as tl.tensor does): torchlean's and torch's float32 outputs
+    lie within, and the widening stays small."""
+    from fractions import Fraction as Q
+
+    torch = pytest.importorskip("torch")
+    tl.manual_seed(0)
+    m = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3)).eval()
+    tm = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    with torch.no_grad():
+        for i in (0, 2):
+            tm[i].weight.copy_(torch.tensor(m[i].weight.numpy()))
+            tm[i].bias.copy_(torch.tensor(m[i].bias.numpy()))
+    rng = np.random.default_rng(0)
+    run_missed = 0
+    for _ in range(10):
+        x = rng.uniform(-1, 1, (1, 2))
+        exact = _exact_mlp(m, x)
+        b = tl.verify.bounds(m, x, 0.0)
+        lows, highs = b.lower.ravel(), b.upper.ravel()
+        assert all(Q(float(lo)) <= q <= Q(float(hi)) for lo, q, hi in zip(lows, exact, highs))
+        ours = _run(m, x)
+        run_missed += not b.contains(ours)
+        for eps in (0.0, 1e-9):
+            bf = tl.verify.bounds(m, x, eps, float32=True)
+            with torch.no_grad():
+                theirs = tm(torch.tensor(x, dtype=torch.float32)).numpy()
+            assert bf.contains(ours) and bf.contains(theirs)
+            assert (bf.upper - bf.lower).max() < 1e-4
+            assert (bf.lower <= b.lower).all() and (bf.upper >= b.upper).all()
+    assert run_missed > 0  # the reason float32=True exists: the real bounds are not the run's
+
+
+def test_float32_bounds_cover_the_rounding_of_the_input_itself():
+    # ReLU of positive inputs computes nothing inexact: all the run's error is tl.tensor rounding
+    # x (float64) to binary32, which the bounds must cover (0.1 and 0.3 are not binary32 values)
+    m = nn.Sequential(nn.ReLU()).eval()
+    x = np.array([[0.1, 0.3, 1e-3]])
+    y = _run(m, x)
+    assert (y != x).all()  # the run's outputs are the rounded inputs, not x
+    assert not tl.verify.bounds(m, x, 0.0).contains(y)
+    assert tl.verify.bounds(m, x, 0.0, float32=True).contains(y)

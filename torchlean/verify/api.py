@@ -151,13 +151,19 @@ class BoundsResult:
 
 
 def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
-           clip: tuple[float, float] | None = None, exact: bool = False) -> BoundsResult:
+           clip: tuple[float, float] | None = None, exact: bool = False,
+           float32: bool = False) -> BoundsResult:
     """Sound bounds of every output of ``model_or_graph`` over the box |x' - x|_inf <= eps.
 
     method: "crown" (back-substitution; per output the tighter of CROWN and IBP), "alpha-crown"
     (CROWN with slopes optimised by ``verify.alpha``, the bound still computed by the engine) or "ibp".
     exact: use the table's exact rational engine instead of its float64 one (both sound; the exact
     one is slightly tighter and much slower on large models).
+    float32: bound the model *run in binary32* on ``tl.tensor(x')`` (x' rounded to binary32, as the
+    runtime does) instead of its real-number meaning: each output's bounds are widened by the
+    rounding-error bound of a checked ``errorbound`` certificate (``floats.errorbound``; any
+    summation order, FMA allowed). Without it, a float32 run can leave the bounds by its rounding
+    error (visible when eps is 0 or tiny).
     Raises ``certificates.bound_graph.Unsupported`` (one line) for a network the checker cannot bound.
 
     Example::
@@ -165,7 +171,8 @@ def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
         model = tl.nn.Sequential(tl.nn.Linear(2, 8), tl.nn.Tanh(), tl.nn.Linear(8, 3)).eval()
         x = np.array([[0.5, -1.0]])
         b = tl.verify.bounds(model, x, eps=0.01)        # b.lower, b.upper: arrays of shape (1, 3)
-        b.contains(model(tl.tensor(x)).numpy())        # True: the centre's outputs lie within
+        b32 = tl.verify.bounds(model, x, eps=0.01, float32=True)
+        b32.contains(model(tl.tensor(x)).numpy())      # True: the float32 run lies within
     """
     if method not in ("crown", "alpha-crown", "ibp"):
         raise ValueError(f"unknown method {method!r}: 'crown', 'alpha-crown' or 'ibp'")
@@ -178,8 +185,43 @@ def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
     else:
         low, up = table.output_bounds_box(t, lo, hi, method, exact)
     shape = g.values[g.outputs[0]].shape if len(g.outputs) == 1 else (t.bg.n_out,)
-    return BoundsResult(low.reshape(shape), up.reshape(shape), method, table.engine_name(t, exact),
-                        table.network_id(t))
+    engine = table.engine_name(t, exact)
+    if float32:
+        low, up = _widen_by_float32_error(g, lo, hi, np.asarray(low, float).ravel(),
+                                          np.asarray(up, float).ravel())
+        engine += " + certificates.errorbound (binary32 run, inputs rounded to binary32)"
+    return BoundsResult(low.reshape(shape), up.reshape(shape), method, engine, table.network_id(t))
+
+
+def _widen_by_float32_error(g: Graph, lo: tuple[Fraction, ...], hi: tuple[Fraction, ...],
+                            low: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """low - e_j and up + e_j, rounded outward, where e_j bounds |f_binary32(rd(x')) - f(x')|_j over
+    the box: from an ``errorbound`` certificate the trusted checker accepted (``input_exact=False``:
+    the run starts from x' rounded to binary32, as ``tl.tensor`` does)."""
+    import math
+
+    from ..certificates import check
+    from ..certificates.float_vnn import epsilons
+    from ..floats.errorbound import bound_certificate
+
+    cert = bound_certificate(g, list(zip(lo, hi)), "binary32", input_exact=False)
+    v = check(cert)
+    if not v.ok:
+        raise ValueError(f"the checker refused the binary32 error bound: {v.reason}")
+    errs = epsilons(cert)
+    if len(errs) != low.size:
+        raise ValueError(f"the error bound has {len(errs)} outputs, the bounds {low.size}")
+
+    def down(q: Fraction) -> float:
+        f = float(q)
+        return math.nextafter(f, -math.inf) if Fraction(f) > q else f
+
+    def upward(q: Fraction) -> float:
+        f = float(q)
+        return math.nextafter(f, math.inf) if Fraction(f) < q else f
+
+    return (np.array([down(Fraction(float(a)) - e) for a, e in zip(low, errs)]),
+            np.array([upward(Fraction(float(b)) + e) for b, e in zip(up, errs)]))
 
 
 @dataclass
