@@ -293,3 +293,38 @@ def test_float32_bounds_cover_the_rounding_of_the_input_itself():
     assert (y != x).all()  # the run's outputs are the rounded inputs, not x
     assert not tl.verify.bounds(m, x, 0.0).contains(y)
     assert tl.verify.bounds(m, x, 0.0, float32=True).contains(y)
+
+
+class Constant(nn.Module):
+    """An output that does not depend on the input (the box is irrelevant)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = _linear([[0.5, -1.0], [2.0, 0.25]], [0.125, -3.0])
+
+    def forward(self, x):
+        return self.lin(tl.ones(1, 2))
+
+
+def test_an_output_that_does_not_depend_on_the_input_is_bounded_by_its_value():
+    """Found by audit31: the fast back-substitution's charge weights of a node with no parent
+    forms came out (R,) instead of (B, R) and numpy's einsum raised; now the bounds are the
+    value itself, up to the fast engine's outward rounding."""
+    b = tl.verify.bounds(Constant().eval(), np.zeros((1, 2)), 0.1)
+    want = np.array([[0.5 - 1.0 + 0.125, 2.0 + 0.25 - 3.0]])
+    assert (b.lower <= want).all() and (want <= b.upper).all(), (b.lower, b.upper)
+    assert (b.upper - b.lower).max() < 1e-12
+
+
+def test_the_bound_engines_caches_stay_bounded_over_many_models():
+    """Found by audit31: ``fast_engine.compiled`` kept every lowered graph alive (30 calls, 30
+    entries); a loop over models or data must not grow without end."""
+    from torchlean.certificates import fast_engine
+    from torchlean.verify import alpha
+
+    for i in range(3 * fast_engine.CACHE_SIZE):
+        lin = _linear([[1.0, float(i)], [0.0, 1.0]], [0.0, 0.0])
+        b = tl.verify.bounds(lin.eval(), np.array([[0.5, -0.5]]), 0.25)
+        assert b.lower[0, 0] <= 0.5 - 0.5 * i <= b.upper[0, 0]
+    assert len(fast_engine._CACHE) <= fast_engine.CACHE_SIZE
+    assert len(alpha._NODE_CACHE) <= alpha.NODE_CACHE_SIZE
