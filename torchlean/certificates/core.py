@@ -216,6 +216,12 @@ def require(cond: bool, message: str) -> None:
         raise Rejected(message)
 
 
+def is_index(i: Any, n: int) -> bool:
+    """``i`` is an index into a sequence of length ``n``: an int, not a bool (JSON ``true`` would
+    otherwise read as 1), in range."""
+    return isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n
+
+
 def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 

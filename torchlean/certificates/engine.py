@@ -48,7 +48,7 @@ from fractions import Fraction
 from typing import Any
 
 from .bound_graph import _lin, arg_rows, as_aff, neg, refine_skips, sqrt_up, within
-from .core import Rejected, tick
+from .core import Rejected, is_index, tick
 from .core import float_down as _down
 from .core import float_up as _up
 from .functions import FUNCTIONS
@@ -357,7 +357,7 @@ def _lines(st: _State, k: int, i: int, slopes: Any, policy: str = POLICIES[0]
     j, dom = _max_choice(bs)
     if slopes is not None and slopes[0] is not None:
         j = slopes[0]
-        if not (isinstance(j, int) and 0 <= j < len(g)):
+        if not is_index(j, len(g)):
             raise Rejected(f"bad max member {j!r} at node {k} element {i}")
     if dom is not None:
         return [(g[dom], Q(1))], ZERO, [(g[dom], Q(1))], ZERO
