@@ -7,6 +7,7 @@ be, with D, Q, K read in normal form (non-constant, so never a false constant at
 
     (not (= a b))            a - b = ±D,  D a divisor (``(/ n D)``) of a spec term
     (or (> a b) (< a b))     a - b = ±K,  K = c - d of a comparison ``(op c d)`` in a spec term
+                             (D and K polynomials in the declared reals: ``_plain``)
     (> a b)                  a - b = Q,   Q a ``tl_sqrt`` or ``tl_log`` argument of a spec term
     (>= a b)                 a - b = Q,   Q a ``tl_sqrt`` argument of a spec term
 
@@ -33,19 +34,26 @@ def _facts(t: SExpr, norm: Normaliser, out: set[str]) -> None:
     head, args = t[0], t[1:]
     try:
         if head == "/" and len(args) == 2:
-            out.add(_ne(norm.term(args[1]).num if not norm.term(args[1]).den else None))
+            d = norm.term(args[1])
+            out.add(_ne(d.num if not d.den and _plain(d.num, norm) else None))
         elif head in ("tl_sqrt", "tl_log") and len(args) == 1:
             p = norm.term(args[0]).poly("argument")
             if not is_const(p):  # sqrt is defined at 0 too, log is not
                 out.update([lit_key(">", p)] + ([lit_key(">=", p)] if head == "tl_sqrt" else []))
         elif head in COMPARISONS:  # a comparison the spec branches on (in an ite's condition)
             lit = literal(t, norm)
-            if lit is not None:
+            if lit is not None and _plain(lit[1], norm):
                 out.add(_ne(lit[1]))
     except Rejected:  # a subterm outside the polynomial fragment gives no fact (so no atom matches it)
         pass
     for a in args:
         _facts(a, norm, out)
+
+
+def _plain(p: Poly, norm: Normaliser) -> bool:
+    """Whether ``p`` is a polynomial in declared reals only (no function or ``ite`` atom): then,
+    non-constant, it vanishes on a closed null set, so ``p != 0`` never empties a domain."""
+    return all(norm.constants.get(a) == "Real" for m in p for a, _ in m)
 
 
 def _ne(p: Poly | None) -> str:

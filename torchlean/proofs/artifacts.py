@@ -322,13 +322,13 @@ def reproduce(ob: Obligation, solver: Any, timeout: float = RERUN_TIMEOUT) -> Ou
                                             "(pip install cvc5 z3-solver: both are torchlean dependencies)")
     solver = installed[0]
     if ob.kind in CLAIMS:  # the domain rule first: a solver's unsat under a domain not the spec's is no claim
-        from ..certificates import Rejected
+        from ..certificates.core import Verdict
+        from ..certificates.core import replay as guarded
         from ..certificates.domains import check_domain
 
-        try:
-            check_domain(ob.smtlib)
-        except Rejected as e:
-            return Outcome(ob.name, "rejected", f"domain: {e}")
+        verdict = guarded(lambda text: Verdict(True, check_domain(text)), ob.smtlib, what="statement")
+        if not verdict.ok:
+            return Outcome(ob.name, "rejected", f"domain: {verdict.reason}")
     limit = timeout + min(5.0, timeout)
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
