@@ -48,8 +48,8 @@ CheckFn = Callable[[dict[str, Any]], Verdict]
 
 #: the modules whose import registers a checker (``checker``), loaded on the first ``check`` of a
 #: kind not yet registered
-CHECKER_MODULES = ("adjoint", "errorbound", "refute", "rounding", "tape", "terms", "windows", "bounds",
-                   "float_vnn")
+CHECKER_MODULES = ("adjoint", "domains", "errorbound", "refute", "rounding", "tape", "terms", "windows",
+                   "bounds", "float_vnn")
 
 
 def load_checkers() -> None:
