@@ -19,7 +19,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from .core import Rejected, Verdict, checker, require
+from .core import OutOfTime, Rejected, Verdict, checker, require
 from .poly import Normaliser, Poly, const, is_const, key, lit_key, literal, mul
 from .refute import replay
 from .sexpr import SExpr, read_script, show
@@ -44,6 +44,8 @@ def _facts(t: SExpr, norm: Normaliser, out: set[str]) -> None:
             lit = literal(t, norm)
             if lit is not None and _plain(lit[1], norm):
                 out.add(_ne(lit[1]))
+    except OutOfTime:
+        raise
     except Rejected:  # a subterm outside the polynomial fragment gives no fact (so no atom matches it)
         pass
     for a in args:
@@ -101,6 +103,8 @@ def check_domain(statement: str) -> int:
         if name.startswith("dom_"):
             try:
                 k = _atom(t, norm)
+            except OutOfTime:
+                raise
             except Rejected:
                 k = ""
             require(k in facts, f"{name}: {show(t)[:200]} is not a divisor, sqrt/log argument or kink "
