@@ -269,9 +269,11 @@ def _layer_norm(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     var = [add(scale(_sum(sq[r * n:(r + 1) * n]), Q(1, n)), eps) for r in range(m)]
     inv = L.fn("reciprocal", L.fn("sqrt", var))
     # |xc_i|/sqrt(var + eps) <= sqrt(n - 1) for every real x (Cauchy-Schwarz on sum_j xc_j = 0:
-    # xc_i^2 <= (n - 1)/n sum_j xc_j^2 = (n - 1) var; eps >= 0 only shrinks it): the node says so
+    # xc_i^2 <= (n - 1)/n sum_j xc_j^2 = (n - 1) var; eps > 0 only shrinks it): the node says so
     # and each row's norm: sum_i y_i^2 = n var/(var + eps) <= n (the engine's "ball" rule)
-    facts = {"within": sqrt_up(n - 1), "ball": (n, sqrt_up(n))} if eps >= 0 else None
+    # (eps = 0: the facts would bound y where var = 0 too, where every run's 0/0 is NaN: audit33's
+    # bounds of a box around a constant row were finite; without them the reciprocal row decides)
+    facts = {"within": sqrt_up(n - 1), "ball": (n, sqrt_up(n))} if eps > 0 else None
     if any(isinstance(v, Fraction) for v in xc) or any(isinstance(v, Fraction) for v in inv):
         facts = None  # (a constant row: no product node, or a partial one; no fact needed)
     y = L.mul(L.mul(xc, [inv[i // n] for i in range(len(xc))], facts), w.v * m)

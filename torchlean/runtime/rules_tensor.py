@@ -163,9 +163,18 @@ def _(xp, g, out, x, index=()):
     return (scatter(xp, xp.zeros_like(x), [(slices(index), g)], add=False),)
 
 
+def gather_extent(x, idx_shape, axis):
+    """``x`` cut to the index's extent off ``axis``: torch.gather reads x at idx's positions only
+    (the shape rule allows idx smaller than x there). ``take_along_axis`` alone broadcasts a size-1
+    index axis over x's instead: audit33's gather of x (2, 3) by idx (1, 2) ran as (2, 2), summing a
+    row that the bound table (reading torch's meaning) never saw."""
+    ax = norm_axis(axis, x.ndim, "gather")
+    return x[tuple(slice(None) if i == ax else slice(0, d) for i, d in enumerate(idx_shape))]
+
+
 @rule("gather")
 def gather(xp, x, idx, axis=-1):
-    return xp.take_along_axis(x, idx, axis=axis)
+    return xp.take_along_axis(gather_extent(x, idx.shape, axis), idx, axis=axis)
 
 
 @gather.vjp

@@ -190,7 +190,9 @@ def _gather_rule(x: Shape, idx: Shape, axis: int = -1) -> Shape:
 @primitive("gather", "structural", 2, _gather_rule, integer_inputs=(1,), attrs={"axis": -1})
 def gather(m, x, idx, axis):
     """out[..i..] = x[..idx[..i..]..] along ``axis`` (torch.gather)"""
-    return np.take_along_axis(x, idx.astype(np.int64), axis=axis)
+    ax = norm_axis(axis, x.ndim, "gather")  # x at idx's positions only (not broadcast over x's)
+    x = x[tuple(slice(None) if i == ax else slice(0, d) for i, d in enumerate(idx.shape))]
+    return np.take_along_axis(x, idx.astype(np.int64), axis=ax)
 
 
 def _softmax_rule(x: Shape, axis: int = -1) -> Shape:

@@ -23,6 +23,7 @@ import numpy as np
 from ..certificates import fast_engine as fe
 from ..certificates import lower
 from ..certificates.core import time_limit
+from ..spec.graph import Graph
 from . import engines
 
 METHODS = ("ibp", "crown", "alpha-crown")
@@ -39,10 +40,15 @@ def _device(a: Any) -> Any:
 
 
 def _bound_graph(model: Any) -> Any:
-    """The bound graph of a spec Graph, an IR document (dict) or a bound graph."""
+    """The bound graph of a spec Graph, an IR document (dict) or a bound graph. A document or graph
+    is checked first (``Graph.check``: the shape rules and attributes the runtime runs it by): the
+    lowering reads a checked graph only, and an unchecked one could mean something else to it
+    (audit33: a ``max_pool2d`` with ``ceil_mode``, an attribute the runtime refuses, was bounded
+    as floor mode)."""
     if hasattr(model, "nodes") and hasattr(model, "outputs") and hasattr(model, "in_shape"):
         return model
-    return lower.lower(model if isinstance(model, dict) else model.to_dict())
+    g = Graph.from_dict(model) if isinstance(model, dict) else model if model.values else model.check()
+    return lower.lower(g.to_dict())
 
 
 def ibp(model: Any, lo: Any, hi: Any, C: Any = None) -> tuple[Any, Any]:
