@@ -186,7 +186,8 @@ def _conv_cases():
     for (kh, kw), s, p, dil, g in itertools.product([(3, 2), (1, 1)], [1, (2, 1), (3, 2)],
                                                    [0, (1, 0), (0, 2)], [1, (2, 1)], [1, 2]):
         yield _ir([("x", (1, 2, 5, 6))], {"w": _w(4, 2 // g, kh, kw)},
-                  [("conv2d", ["x", "w"], "y", {"stride": s, "padding": p, "dilation": dil, "groups": g})], ["y"])
+                  [("conv2d", ["x", "w"], "y", {"stride": s, "padding": p, "dilation": dil, "groups": g})],
+                  ["y"])
 
 
 def _pool_cases():
@@ -232,7 +233,8 @@ def _misc_cases():
               np.array([0.5, -0.0, 0.0, 2.0]), np.array([[1], [0]], dtype=np.int64)]:
         yield _ir([("x", (2, 4))], {"m": m, "b": _w(2, 4)}, [("where", ["m", "x", "b"], "y", {})], ["y"])
     for ix in [[0, 2, -1], [[1, 0], [2, -2]]]:
-        yield _ir([("w", (3, 2))], {"i": np.array(ix, dtype=np.int64)}, [("embedding", ["w", "i"], "y", {})], ["y"])
+        yield _ir([("w", (3, 2))], {"i": np.array(ix, dtype=np.int64)},
+                  [("embedding", ["w", "i"], "y", {})], ["y"])
     for a, b in [((2, 1, 3, 4), (5, 4, 2)), ((4, 3), (2, 3, 5))]:
         yield _ir([("x", a)], {"w": _w(*b)}, [("matmul", ["x", "w"], "y", {})], ["y"])
     for s in [0.01, 2.0, -0.5]:
@@ -246,7 +248,8 @@ def _misc_cases():
               [("layer_norm", ["x", "w", "b"], "y", {"normalized_ndim": 2, "eps": 1e-3})], ["y"])
 
 
-@pytest.mark.parametrize("d", [*_conv_cases(), *_pool_cases()], ids=lambda d: json.dumps(d["nodes"][0]["attrs"]))
+@pytest.mark.parametrize("d", [*_conv_cases(), *_pool_cases()],
+                         ids=lambda d: json.dumps(d["nodes"][0]["attrs"]))
 def test_windowed_primitives_run_within_their_bounds(d):
     assert _worst(d, n=3) <= 1e-9
 
