@@ -13,6 +13,11 @@ Findings (TRUST_BOUNDARIES.md, "Audit audit33"):
 2. ``layer_norm`` with eps 0: the lowering attached its "within"/"ball" facts (|y_i| <= sqrt(n-1))
    although at a constant row every run is 0/0 = NaN, so the fast engine gave finite bounds on a
    box around such a row. The facts now need eps > 0 (trusted: one condition).
+4. Arithmetic on integer constants alone: numpy computes it in int64 (or bool) and wraps (2^62 +
+   2^62 = -2^63) or saturates (True + True = True) where the lowering folds exactly; a sum of two
+   int64 2^62 scaling data put bounds at +2^63·x while every run was -2^63·x. The lowering now
+   refuses any primitive but the selecting ones (``lower.INT_ROWS``) on integer constants alone
+   (trusted).
 3. ``verify.bounds`` lowered an IR document without ``Graph.check``: attributes the runtime refuses
    (``ceil_mode``) were ignored (bounded as floor mode), and a conv2d with an empty output was
    "bounded". It now checks the document first (untrusted).
@@ -263,3 +268,42 @@ def test_structural_and_other_primitives_run_within_their_bounds(d):
 @pytest.mark.parametrize("e", [0, 3, -1, -2, 0.5, 1.5, -2.5, 1 / 3])
 def test_pow_exponents_run_within_their_bounds(e):
     assert _worst(_ir([("x", (1, 4))], {}, [("pow", ["x"], "y", {"exponent": e})], ["y"]), 0.5, 2.0) <= 1e-9
+
+
+# -- finding 4: arithmetic on integer constants alone ------------------------------------------------
+
+_INT_CASES = {
+    "sum wraps": ({"c": np.array([2**62, 2**62], dtype=np.int64)}, [("sum", ["c"], "s", {})], 2**63),
+    "sum after a reshape wraps": ({"c": np.array([2**62, 2**62], dtype=np.int64)},
+                                  [("reshape", ["c"], "r", {"shape": [2, 1]}), ("sum", ["r"], "s", {})], 2**63),
+    "neg of int64 min": ({"c": np.array([-2**63], dtype=np.int64)}, [("neg", ["c"], "s", {})], 2**63),
+    "product wraps": ({"c": np.array([2**40], dtype=np.int64)}, [("mul", ["c", "c"], "s", {})], 2**80),
+    "pow wraps": ({"c": np.array([2**40], dtype=np.int64)}, [("pow", ["c"], "s", {"exponent": 2})], 2**80),
+    "bool add saturates": ({"c": np.array([True])}, [("add", ["c", "c"], "s", {})], 2),
+    "bool matmul is or-of-ands": ({"c": np.ones((2, 2), bool)},
+                                  [("matmul", ["c", "c"], "m", {}), ("sum", ["m"], "s", {})], 8),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_INT_CASES))
+def test_arithmetic_on_integer_constants_alone_is_refused(name):
+    from torchlean.certificates.bound_graph import Unsupported
+
+    consts, nodes, exact = _INT_CASES[name]
+    d = _ir([("x", (1, 2))], consts, [*nodes, ("mul", ["x", "s"], "y", {})], ["y"])
+    with np.errstate(all="ignore"):
+        (y,) = run_graph(Graph.from_dict(d), {"x": np.ones((1, 2))})
+    assert float(y.ravel()[0]) != float(exact)  # the run is not the exact integer arithmetic
+    with pytest.raises(Unsupported, match="integer constants"):
+        vb.bounds(d, (np.ones(2), 2 * np.ones(2)), "ibp")
+
+
+def test_integer_constants_that_only_select_still_lower():
+    consts = {"i": np.array([[2, 0, 1], [1, 1, 0]], dtype=np.int64), "m": np.array([True, False, True]),
+              "b": _w(2, 3)}
+    nodes = [("slice", ["i"], "j", {"index": [[0, 1, 1], [0, 2, 1]]}), ("gather", ["x", "j"], "g", {}),
+             ("reshape", ["m"], "m2", {"shape": [1, 3]}), ("broadcast_to", ["m2"], "m3", {"shape": [2, 3]}),
+             ("where", ["m3", "x", "b"], "w", {}), ("concat", ["i", "i"], "ii", {"axis": 0}),
+             ("max", ["ii"], "k", {}), ("mul", ["w", "k"], "y", {})]
+    d = _ir([("x", (2, 3))], consts, nodes, ["g", "y"])
+    assert _worst(d) <= 1e-9

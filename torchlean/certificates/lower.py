@@ -343,6 +343,14 @@ ARITY: dict[str, int | None] = {**dict.fromkeys(ROWS, 1), "concat": None, "layer
                                 "batch_norm": 5, **dict.fromkeys(("add", "sub", "mul", "div", "matmul",
                                 "gather", "maximum", "minimum", "conv2d", "embedding"), 2)}
 
+#: the primitives that may take integer constants (int64, bool) only: they select or move elements
+#: and never add or multiply them. Any other primitive of integer constants alone is refused: numpy
+#: computes it in int64 (or bool), which wraps (2^62 + 2^62 = -2^63) or saturates (True + True =
+#: True), while a row folds it exactly (audit33: a sum of two int64 2^62 scaled data by 2^63, the
+#: run by -2^63). With one float input numpy computes in float64, whose rounding every claim allows.
+INT_ROWS = frozenset({"reshape", "flatten", "transpose", "broadcast_to", "concat", "slice", "gather",
+                      "embedding", "where", "max", "maximum", "minimum"})
+
 #: primitives with no row at all, and why (every spec primitive has a row today; partial uses,
 #: e.g. ``where`` on a data-dependent mask, raise ``Unsupported`` in their row)
 NO_ROW: dict[str, str] = {}
@@ -398,10 +406,17 @@ def lower(ir: dict[str, Any], values: dict[str, Tensor] | None = None, wide: boo
     for i, s in zip(ir["inputs"], shapes):
         env[i["name"]] = Tensor(s, [Aff({off + j: ONE}) for j in range(_size(s))])
         off += _size(s)
+    ints = set()  # the IR values numpy holds as int64 or bool: integer constants and INT_ROWS of them
     for k, a in ir["constants"].items():
         env[k] = Tensor(*_decode_const(a))
+        if a["dtype"] in ("int64", "bool"):
+            ints.add(k)
     for node in ir["nodes"]:
         op = node["op"]
+        if node["inputs"] and all(n in ints for n in node["inputs"]):
+            if op not in INT_ROWS:
+                raise Unsupported(f"{op!r} of integer constants only (numpy's int64 wraps; the row is exact)")
+            ints.add(node["output"])
         if op not in ROWS:
             raise Unsupported(f"primitive {op!r} has no bound row: {NO_ROW.get(op, 'unknown primitive')}")
         if ARITY[op] not in (None, len(node["inputs"])):
