@@ -275,7 +275,8 @@ def test_pow_exponents_run_within_their_bounds(e):
 _INT_CASES = {
     "sum wraps": ({"c": np.array([2**62, 2**62], dtype=np.int64)}, [("sum", ["c"], "s", {})], 2**63),
     "sum after a reshape wraps": ({"c": np.array([2**62, 2**62], dtype=np.int64)},
-                                  [("reshape", ["c"], "r", {"shape": [2, 1]}), ("sum", ["r"], "s", {})], 2**63),
+                                  [("reshape", ["c"], "r", {"shape": [2, 1]}), ("sum", ["r"], "s", {})],
+                                  2**63),
     "neg of int64 min": ({"c": np.array([-2**63], dtype=np.int64)}, [("neg", ["c"], "s", {})], 2**63),
     "product wraps": ({"c": np.array([2**40], dtype=np.int64)}, [("mul", ["c", "c"], "s", {})], 2**80),
     "pow wraps": ({"c": np.array([2**40], dtype=np.int64)}, [("pow", ["c"], "s", {"exponent": 2})], 2**80),
