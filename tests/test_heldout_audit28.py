@@ -11,6 +11,13 @@ No hole found in the checker: no checked ``unsat (float32-sound)`` whose box hol
 the runtime's float32 run puts in the unsafe set (``test_a_point_the_runtime_violates_is_never_unsat``
 and, for the epsilon every such verdict rests on, ``test_epsilon_covers_the_runtimes_error``).
 
+Found and fixed (untrusted, ``floats/emulate.py``): a false ``sat (float32, emulated)``. y =
+softplus(x) on [-88, -80], unsafe ``Y_0 <= 0``: printed sat at X_0 = -84 with Y_0 = 0.0, where every
+binary32 output is positive (the runtime's, onnxruntime's and the correctly rounded one); the
+emulator evaluated log(1 + e^x) at 3p + 40 bits, where 1 + e^-84 is 1
+(``test_no_float32_sat_where_every_binary32_softplus_is_positive``,
+``test_emulated_softplus_is_correctly_rounded_where_it_is_tiny``).
+
 Found and fixed (untrusted, ``verify/``, ``floats/network.py``): three ways ``--float32`` lost a
 binary32 counterexample that exists, or crashed, where the tie between the float output and the
 bound is the whole point of a float-sound verdict (each test fails on the old code):
@@ -301,3 +308,56 @@ def test_one_kernel_epsilon_at_binary32_points(tmp_path, op):
             y32, y64 = (float(np.asarray(run_graph(g, {"x": np.full((1, 1), x, t)}, dtype=t)[0]).ravel()[0])
                         for t in (F32, np.float64))
             assert abs(Q(y32) - Q(y64)) <= Q(e) + Q(1e-15) * (abs(Q(y64)) + 1), (op, column, float(x))
+
+
+def _cr32(r) -> float:
+    """The binary32 value nearest to the mpmath number r (ties: the even significand)."""
+    import mpmath
+
+    c = F32(float(r))
+    cands = sorted({c, np.nextafter(c, F32(-np.inf)), np.nextafter(c, F32(np.inf))}, key=float)
+    best = min(abs(mpmath.mpf(float(v)) - r) for v in cands)
+    near = [v for v in cands if abs(mpmath.mpf(float(v)) - r) == best]
+    return float(near[0] if len(near) == 1 else [v for v in near if not v.view(np.int32) & 1][0])
+
+
+def test_emulated_softplus_is_correctly_rounded_where_it_is_tiny():
+    """The emulator's softplus at x in [-104, -60] against log1p(e^x) at 400 bits (mpmath's log1p:
+    no cancellation), rounded to binary32 here: equal bit for bit. Its spec formula log(1 + e^x) at
+    3p + 40 = 112 bits read 1 + e^-87.5 as 1, so the emulated binary32 softplus(-87.5) was 0 where
+    the value is 9.98e-39 (numpy's and onnxruntime's float32 runs agree with the latter)."""
+    import mpmath
+
+    from torchlean.floats.emulate import Emulator
+
+    em = Emulator("binary32")
+    rng = np.random.default_rng(2)
+    xs = [F32(-87.5), F32(-84), F32(-100), F32(-103.9)] + list(rng.uniform(-104, -60, 60).astype(F32))
+    with mpmath.workprec(400):
+        for x in xs:
+            want = _cr32(mpmath.log1p(mpmath.exp(mpmath.mpf(float(x)))))
+            assert em.transcendental("softplus", float(x), {}) == want, float(x)
+    assert _cr32(mpmath.mpf("9.982350930569248e-39")) > 0
+
+
+def test_no_float32_sat_where_every_binary32_softplus_is_positive(tmp_path, capsys):
+    """y = softplus(x) on [-88, -80] with unsafe ``Y_0 <= 0``: every binary32 output there is
+    positive (numpy's float32 run at every 1,000th binary32 of the box and its ends; the correctly
+    rounded value is at least softplus(-88) > 2^-149), yet ``--float32`` printed
+    ``sat (float32, emulated)`` at X_0 = -84 with Y_0 = 0.0 (the emulator's cancellation). With the
+    bound at the float32 value of softplus(-87.5) itself, sat at that point."""
+    from onnx import helper
+
+    net = _write(tmp_path / "sp.onnx", [helper.make_node("Softplus", ["x"], ["y"])], [1, 1], ("y",), [])
+    g = load_graph(net)
+    lo, hi = np.array([-88, -80], F32).view(np.int32)
+    xs = np.concatenate([np.arange(hi, lo, 1000, dtype=np.int32), [lo]]).view(F32)
+    ys = np.array([run_graph(g, {"x": np.full((1, 1), x)}, dtype=F32)[0].ravel()[0] for x in xs])
+    assert ys.min() > 0
+    prop = _prop(tmp_path / "p.vnnlib", 1, 1, [[("-88", "-80")]], "(<= Y_0 0)")
+    code, stdout = _cli(capsys, net, prop, "--float32", "--timeout", "20")
+    assert code == 0 and not stdout.startswith("sat"), stdout
+    y = float(run_graph(g, {"x": np.full((1, 1), F32(-87.5))}, dtype=F32)[0].ravel()[0])
+    prop = _prop(tmp_path / "p.vnnlib", 1, 1, [[("-87.5", "-87.5")]], f"(<= Y_0 {_dec(y)})")
+    code, stdout = _cli(capsys, net, prop, "--float32", "--timeout", "20")
+    assert code == 0 and stdout.startswith("sat (float32"), stdout
