@@ -361,3 +361,34 @@ def test_no_float32_sat_where_every_binary32_softplus_is_positive(tmp_path, caps
     prop = _prop(tmp_path / "p.vnnlib", 1, 1, [[("-87.5", "-87.5")]], f"(<= Y_0 {_dec(y)})")
     code, stdout = _cli(capsys, net, prop, "--float32", "--timeout", "20")
     assert code == 0 and stdout.startswith("sat (float32"), stdout
+
+
+def test_a_region_with_no_binary32_input_is_noted(tmp_path):
+    """audit28 noticed: the float-sound claim is about binary32 inputs, so a point region such as
+    ``X_0 = 0.1`` (no binary32 value) makes a float32 ``unsat`` vacuous while the real network
+    has a counterexample there. The CLI now says so on stderr, naming the region and input."""
+    import subprocess
+    import sys
+
+    from torchlean.certificates.property import parse_property
+    from torchlean.verify.float32 import binary32_empty
+
+    net = _third(tmp_path)
+    prop = _prop(tmp_path / "p.vnnlib", 1, 1, [[("0.1", "0.1")]], "(>= Y_0 0.01)")
+    assert binary32_empty(parse_property(prop.read_text())) == [(0, 0)]
+    wide = _prop(tmp_path / "w.vnnlib", 1, 1, [[("0.1", "0.2")]], "(>= Y_0 0.01)")
+    assert binary32_empty(parse_property(wide.read_text())) == []
+    # a float32 value as a point box holds itself; the interval strictly between two neighbours, none
+    one = _prop(tmp_path / "o.vnnlib", 1, 1, [[(_dec(F32(0.1)), _dec(F32(0.1)))]], "(>= Y_0 0.01)")
+    assert binary32_empty(parse_property(one.read_text())) == []
+    real = subprocess.run([sys.executable, "-m", "torchlean.verify", str(net), str(prop), "--timeout", "20"],
+                          capture_output=True, text=True)
+    assert real.stdout.startswith("sat"), real.stdout  # the real network meets Y_0 >= 0.01 at 0.1
+    # an unsat on that region (true in the reals too, y = 0.0333 there) carries the note; one on
+    # a region with binary32 inputs does not
+    for box, noted in ((("0.1", "0.1"), True), (("0.1", "0.2"), False)):
+        safe = _prop(tmp_path / "s.vnnlib", 1, 1, [[box]], "(>= Y_0 1)")
+        f32 = subprocess.run([sys.executable, "-m", "torchlean.verify", str(net), str(safe), "--float32",
+                              "--timeout", "20"], capture_output=True, text=True)
+        assert f32.stdout.startswith("unsat"), f32.stdout
+        assert ("region 0's X_0 interval holds no binary32 value" in f32.stderr) == noted, f32.stderr

@@ -54,6 +54,34 @@ def hull(spec: Spec) -> list[tuple[Fraction, Fraction]]:
             for i in range(spec.n_in)]
 
 
+def _binary32_in(lo: Fraction, hi: Fraction, strict_lo: bool, strict_hi: bool) -> bool:
+    """Whether the interval (its ends open where strict) holds a finite binary32 value."""
+    def ok_lo(q: Fraction) -> bool:
+        return q > lo if strict_lo else q >= lo
+    f = np.float32(np.clip(float(lo), -3.4e38, 3.4e38))  # (near lo; stepped onto the first one)
+    while np.isfinite(f) and not ok_lo(Fraction(float(f))):
+        f = np.nextafter(f, np.float32(np.inf))
+    while np.isfinite(g := np.nextafter(f, np.float32(-np.inf))) and ok_lo(Fraction(float(g))):
+        f = g
+    if not np.isfinite(f):
+        return False
+    q = Fraction(float(f))
+    return q < hi if strict_hi else q <= hi
+
+
+def binary32_empty(spec: Spec) -> list[tuple[int, int]]:
+    """(region, input) pairs whose interval holds no binary32 value (e.g. ``X_0 = 0.1``): a
+    float-sound verdict is about the network run on binary32 inputs, so such a region has none and
+    its part of an ``unsat`` holds vacuously."""
+    out = []
+    for k, r in enumerate(spec.regions):
+        for i, (lo, hi, sl, sh) in enumerate(zip(r.lo, r.hi, *r.strictness())):
+            if not _binary32_in(lo, hi, sl, sh):
+                out.append((k, i))
+                break
+    return out
+
+
 #: a candidate is emulated only if the runtime's own binary32 run comes this close (relative to
 #: sum |a_j| (|y_j| + 1)) to meeting a disjunct: the emulator (exact rationals, seconds on ACAS Xu)
 #: and the runtime differ only in summation order. A filter on what is *tried*, never on what is
