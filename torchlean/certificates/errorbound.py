@@ -77,13 +77,29 @@ def _leaky(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, slope: Any = 0.01, 
     return ctx.mul(ctx.point(min(p, ZERO), min(q, ZERO)), ctx.fl_const(Q(slope))).E if p < 0 else ZERO
 
 
+def _pow_kernel(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, exponent: Any = 2, **_: Any) -> Fraction:
+    """x~ ** c runs as x~ ** fl(c) (numpy casts a Python float exponent to the array's format;
+    audit27): the kernel's k ulp of x~^fl(c) <= M, plus |x~^fl(c) - x~^c| = |fl(c) - c| x~^s |ln x~|
+    (mean value theorem in the exponent, s between c and fl(c); x^s is monotone in s, so <= M, the
+    larger of x^(c -+ d) over the hull [p, q]; |ln x| is largest at p or q; p > 0: the row's domain
+    for a non-integer c). An integer c not in the format is refused (x~^fl(c) may change sign)."""
+    c = Q(exponent)
+    d = ctx.cast_err(c)
+    if not d:
+        return ctx.kern(Fm)
+    require(c.denominator != 1, f"pow: the exponent {c} is not a value of {ctx.fmt.name}")
+    M = max(FUNCTIONS["pow"].interval(p, q, exponent=c + s)[1] for s in (-d, d))
+    ctx.rnd(M * (1 + 2 * ctx.k * ctx.un))  # (x~^fl(c) does not overflow)
+    return ctx.kern(max(Fm, M)) + d * M * max(map(abs, FUNCTIONS["log"].interval(p, q)))
+
+
 GELU_CONSTS = (Q(0.7978845608028654), Q(0.044715))  # spec/constants.py, read exactly
 _KERNEL = lambda c, p, q, m, **_: c.kern(m)  # noqa: E731
 _EXACT = lambda c, p, q, m, **_: ZERO  # noqa: E731
 #: elementwise primitives: (bound-table row, the kernel's own error at a float input)
 UNARY: dict[str, Any] = {
     "relu": _EXACT, "abs": _EXACT, "leaky_relu": _leaky, "exp": _KERNEL, "log": _KERNEL,
-    "sqrt": _KERNEL, "tanh": _KERNEL, "erf": _KERNEL, "pow": _KERNEL, "sigmoid": _sigmoid_like,
+    "sqrt": _KERNEL, "tanh": _KERNEL, "erf": _KERNEL, "pow": _pow_kernel, "sigmoid": _sigmoid_like,
     "silu": _sigmoid_like, "softplus": _softplus, "gelu": _gelu,
 }
 #: linear primitives, by how the kernel rounds their outputs (structure from the bound table's row)

@@ -1,0 +1,122 @@
+"""Held-out audit 27 (issue 16's rounding-error column): holes found by an adversarial audit of the
+errorbound checker, each rebuilt end to end against independent references (mpmath at 200 bits
+for the real network, the runtime's own float32/bfloat16 run for the float side).
+
+1. pow's exponent: the runtime computes ``x ** c`` with a Python float c, which numpy (NEP 50) and
+   ml_dtypes cast to the array's format, so the float run is x~^fl(c); both columns charged only
+   the kernel's k ulp of x~^c, reading c exactly. pow(x, 2.5000001) on [2^19, 2^20] in binary32:
+   error 7.5e8 against a certified 5.4e8 (both columns).
+2. A statement's format is read from its parameters, but its name was never compared with them: a
+   binary64 claim relabelled "binary32" (digest recomputed) was accepted by ``floats check``.
+"""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import ml_dtypes
+import mpmath
+import numpy as np
+import pytest
+
+from torchlean.certificates import check
+from torchlean.certificates.core import digest
+from torchlean.floats import bound_certificate, epsilons
+from torchlean.floats.__main__ import main as floats_main
+from torchlean.runtime.execute import run_graph
+from torchlean.spec import Graph, Node, Value
+
+F = Fraction
+DT = {"binary32": np.float32, "bfloat16": ml_dtypes.bfloat16}
+
+
+def _pow_graph(c: float) -> Graph:
+    return Graph([Value("x", (1,), "float32")], {}, [Node("pow", ["x"], "y", {"exponent": c})], ["y"]).check()
+
+
+def _worst(g: Graph, c: float, box, fmt: str, n: int = 64) -> float:
+    """max |runtime(fmt) - x^c| (mpmath, 200 bits) over n values of the format in the box."""
+    dt = DT[fmt]
+    lo, hi = float(box[0][0]), float(box[0][1])
+    xs = np.unique(np.linspace(lo, hi, n).astype(dt).astype(np.float64))
+    worst = mpmath.mpf(0)
+    with mpmath.workprec(200):
+        for x in xs[(xs >= lo) & (xs <= hi)]:
+            y = float(np.asarray(run_graph(g, {"x": np.array([x]).astype(dt)}, dtype=dt)[0],
+                                 dtype=np.float64).ravel()[0])
+            worst = max(worst, abs(mpmath.mpf(y) - mpmath.mpf(x) ** mpmath.mpf(c)))
+    return float(worst)
+
+
+POW_CASES = [  # (exponent, box, format): exponents that are not values of the format
+    (2.5000001, [(F(2**19), F(2**20))], "binary32"),
+    (0.3, [(F(2**66), F(2**67))], "binary32"),
+    (0.3, [(F(2**90), F(2**91))], "bfloat16"),
+]
+
+
+@pytest.mark.parametrize("column", ["exact", "fast"])
+@pytest.mark.parametrize("c,box,fmt", POW_CASES)
+def test_pow_charges_the_exponent_cast(c, box, fmt, column):
+    g = _pow_graph(c)
+    cert = bound_certificate(g, box, fmt, column=column, ranges="fast" if column == "fast" else "ibp")
+    v = check(cert)
+    assert v.ok, v.reason
+    eps = float(epsilons(cert)[0])
+    assert _worst(g, c, box, fmt) <= eps
+
+
+@pytest.mark.parametrize("column", ["exact", "fast"])
+def test_pow_exact_exponent_unchanged_and_sound(column):
+    """An exponent that is a value of the format (1.5) has no cast: the bound is the kernel's alone
+    (4 ulp, 2un = 2^-23, of |x^1.5| <= 2^30 on [2^19, 2^20]) and still covers the run."""
+    g, box = _pow_graph(1.5), [(F(2**19), F(2**20))]
+    cert = bound_certificate(g, box, "binary32", column=column, ranges="fast" if column == "fast" else "ibp")
+    assert check(cert).ok
+    eps = float(epsilons(cert)[0])
+    assert _worst(g, 1.5, box, "binary32") <= eps <= 4 * 2.0**-23 * 2.0**30 * 1.01
+
+
+@pytest.mark.parametrize("column", ["exact", "fast"])
+def test_pow_integer_exponent_not_in_format_refused(column):
+    """17 is not a value of float8_e4m3fn (it casts to 16): x~^16 is not x^17 within any ulp."""
+    g = _pow_graph(17.0)
+    with pytest.raises(Exception, match="not a value of"):
+        bound_certificate(g, [(F(1), F(5, 4))], "float8_e4m3fn", column=column,
+                          ranges="fast" if column == "fast" else "ibp")
+
+
+def _relabelled(tmp_path):
+    g = Graph([Value("x", (1,), "float32")], {}, [Node("mul", ["x", "x"], "y")], ["y"]).check()
+    cert = bound_certificate(g, [(F(1), F(2))], "binary64", ranges="ibp")
+    assert check(cert).ok
+    st = dict(cert["statement"], format=dict(cert["statement"]["format"], name="binary32"))
+    bad = dict(cert, statement=st, digest=digest(st))
+    p = tmp_path / "relabel.json"
+    p.write_text(json.dumps(bad))
+    return bad, p, float(epsilons(cert)[0])
+
+
+def test_format_name_must_match_its_parameters(tmp_path, capsys):
+    bad, p, eps = _relabelled(tmp_path)
+    # the claim is false for binary32: 1.0000001^2 in float32 errs by ~1.4e-14, eps ~4.4e-16
+    x = np.float32(1.0000001)
+    with mpmath.workprec(200):
+        err = abs(mpmath.mpf(float(x * x)) - mpmath.mpf(float(x)) ** 2)
+    assert err > eps
+    v = check(bad)
+    assert not v.ok and "not these parameters" in v.reason
+    assert floats_main(["check", str(p)]) == 1
+    assert "REJECTED" in capsys.readouterr().out
+
+
+def test_format_aliases_and_custom_names_still_accepted():
+    """An alias names the same parameters (float32 = binary32); an unknown name claims none."""
+    g = Graph([Value("x", (1,), "float32")], {}, [Node("mul", ["x", "x"], "y")], ["y"]).check()
+    cert = bound_certificate(g, [(F(1), F(2))], "binary32", ranges="ibp")
+    for name in ("float32", "my-own-format"):
+        st = dict(cert["statement"], format=dict(cert["statement"]["format"], name=name))
+        assert check(dict(cert, statement=st, digest=digest(st))).ok
+    st = dict(cert["statement"], format=dict(cert["statement"]["format"], name="bfloat16"))
+    assert not check(dict(cert, statement=st, digest=digest(st))).ok
