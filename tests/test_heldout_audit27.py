@@ -79,12 +79,18 @@ def test_pow_exact_exponent_unchanged_and_sound(column):
 
 
 @pytest.mark.parametrize("column", ["exact", "fast"])
-def test_pow_integer_exponent_not_in_format_refused(column):
-    """17 is not a value of float8_e4m3fn (it casts to 16): x~^16 is not x^17 within any ulp."""
-    g = _pow_graph(17.0)
+@pytest.mark.parametrize("c,box,fmt", [(2049.0, [(F(-1), F(-1))], "binary16"),
+                                       (17.0, [(F(-5, 4), F(-1))], "float8_e4m3fn")])
+def test_pow_integer_exponent_not_in_format_refused(c, box, fmt, column):
+    """2049 is not a value of binary16 (it casts to 2048), 17 not of float8_e4m3fn (16): the run
+    is x~^(c - 1), of the other sign on negative x (before: at the point x = -1 the binary16 run
+    gives +1, the real -1, against a certified 0.0039)."""
+    g = _pow_graph(c)
+    dt = {"binary16": np.float16, "float8_e4m3fn": ml_dtypes.float8_e4m3fn}[fmt]
+    y = np.asarray(run_graph(g, {"x": np.array([-1.0]).astype(dt)}, dtype=dt)[0], dtype=np.float64)
+    assert y.ravel()[0] == 1.0  # (the float run's sign; (-1)^c = -1)
     with pytest.raises(Exception, match="not a value of"):
-        bound_certificate(g, [(F(1), F(5, 4))], "float8_e4m3fn", column=column,
-                          ranges="fast" if column == "fast" else "ibp")
+        bound_certificate(g, box, fmt, column=column, ranges="fast" if column == "fast" else "ibp")
 
 
 def _relabelled(tmp_path):
@@ -120,3 +126,16 @@ def test_format_aliases_and_custom_names_still_accepted():
         assert check(dict(cert, statement=st, digest=digest(st))).ok
     st = dict(cert["statement"], format=dict(cert["statement"]["format"], name="bfloat16"))
     assert not check(dict(cert, statement=st, digest=digest(st))).ok
+
+
+def test_format_name_with_another_exponent_range_rejected():
+    """binary32's precision with binary64's exponent range (no underflow to charge) is not binary32."""
+    g = Graph([Value("x", (1,), "float32")], {}, [Node("mul", ["x", "x"], "y")], ["y"]).check()
+    cert = bound_certificate(g, [(F(2**-76), F(2**-76))], "e11m23", ranges="ibp")
+    assert check(cert).ok
+    st = dict(cert["statement"], format=dict(cert["statement"]["format"], name="binary32"))
+    v = check(dict(cert, statement=st, digest=digest(st)))
+    assert not v.ok and "not these parameters" in v.reason
+    # the relabelled claim is false for binary32: (2^-76)^2 = 2^-152 underflows to 0 there
+    x = np.float32(2.0**-76)
+    assert float(x * x) == 0.0 and float(epsilons(cert)[0]) < 2.0**-152
