@@ -6,6 +6,9 @@ for the real network, the runtime's own float32/bfloat16 run for the float side)
    ml_dtypes cast to the array's format, so the float run is x~^fl(c); both columns charged only
    the kernel's k ulp of x~^c, reading c exactly. pow(x, 2.5000001) on [2^19, 2^20] in binary32:
    error 7.5e8 against a certified 5.4e8 (both columns).
+3. Integer constants were read as exact, but an int64 array meets a float array as binary64
+   (numpy's promotion), which rounds an integer past 2^53: x * (3·2^52 + 1) in binary64 at
+   x = 1.3333333333333328 errs by 2.33 against a certified 2.0.
 2. A statement's format is read from its parameters, but its name was never compared with them: a
    binary64 claim relabelled "binary32" (digest recomputed) was accepted by ``floats check``.
 """
@@ -139,3 +142,31 @@ def test_format_name_with_another_exponent_range_rejected():
     # the relabelled claim is false for binary32: (2^-76)^2 = 2^-152 underflows to 0 there
     x = np.float32(2.0**-76)
     assert float(x * x) == 0.0 and float(epsilons(cert)[0]) < 2.0**-152
+
+
+@pytest.mark.parametrize("op", ["mul", "add"])
+def test_integer_constant_past_2_53_charged(op):
+    """The int64 constant 3·2^52 + 1 is 3·2^52 in binary64 (the run's promotion): a binary64 claim
+    at the point x = 1.3333333333333328 must cover |run - real| (mpmath, 200 bits)."""
+    c = 3 * 2**52 + 1
+    x = 1.3333333333333328
+    g = Graph([Value("x", (1, 1), "float64")], {"c": np.array([[c]], dtype=np.int64)},
+              [Node(op, ["x", "c"], "y")], ["y"]).check()
+    cert = bound_certificate(g, [(F(x), F(x))], "binary64", ranges="ibp")
+    assert check(cert).ok
+    y = float(np.asarray(run_graph(g, {"x": np.array([[x]])}, dtype=np.float64)[0]).ravel()[0])
+    with mpmath.workprec(200):
+        real = mpmath.mpf(x) * c if op == "mul" else mpmath.mpf(x) + c
+        err = float(abs(mpmath.mpf(y) - real))
+    assert err > 0 and err <= float(epsilons(cert)[0])
+
+
+def test_small_integer_constants_stay_exact():
+    """Integers within 2^53 are exact in binary64: no charge (the bound of the same float value,
+    a value of the format); one past 2^53 (binary64 rounds 2^53 + 1) is charged."""
+    def eps(c):
+        g = Graph([Value("x", (1, 1), "float32")], {"c": c}, [Node("mul", ["x", "c"], "y")], ["y"]).check()
+        return epsilons(bound_certificate(g, [(F(1), F(2))], "binary32", ranges="ibp"))[0]
+    assert eps(np.array([[12345]], dtype=np.int64)) == eps(np.array([[12345.0]]))
+    assert eps(np.array([[2**53]], dtype=np.int64)) == eps(np.array([[float(2**53)]]))
+    assert eps(np.array([[2**53 + 1]], dtype=np.int64)) > eps(np.array([[2**53]], dtype=np.int64))

@@ -36,6 +36,7 @@ from .errornorm import normalise, softmax_ratio, softmax_relational, var_floor
 from .functions import FUNCTIONS
 from .lower import NEG_INF, ROWS, bcast_shape, broadcast, lower, reduce_groups
 from .lower_linear import _pair
+from .rounding import FORMATS, round_fraction
 
 Q = Fraction
 __all__ = ["COLUMN", "LINEAR", "NO_ENTRY", "Ctx", "V", "_up", "apply", "model_id", "propagate", "slope_range"]
@@ -93,6 +94,7 @@ def _pow_kernel(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, exponent: Any 
     return ctx.kern(max(Fm, M)) + d * M * max(map(abs, FUNCTIONS["log"].interval(p, q)))
 
 
+B64 = FORMATS["binary64"]
 GELU_CONSTS = (Q(0.7978845608028654), Q(0.044715))  # spec/constants.py, read exactly
 _KERNEL = lambda c, p, q, m, **_: c.kern(m)  # noqa: E731
 _EXACT = lambda c, p, q, m, **_: ZERO  # noqa: E731
@@ -413,9 +415,12 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         for q in env[name].v if is_float else ():
             if q is not NEG_INF and q not in cast:
                 cast[q] = ctx.cast_err(q)
-        vals[name] = [ctx.const(q, cast[q] if is_float and q is not NEG_INF else ZERO)
-                      for q in env[name].v]
-        exact[name] = not is_float
+        # an integer constant meets a float array as binary64 (numpy's promotion of an int64 array
+        # with any float one), which rounds it past 2^53: that error, as a cast's (audit27)
+        err = [cast[q] if is_float and q is not NEG_INF else ZERO if is_float or abs(q) <= 1 << 53
+               else abs(round_fraction(q, B64, "rne").value - q) for q in env[name].v]
+        vals[name] = [ctx.const(q, e) for q, e in zip(env[name].v, err)]
+        exact[name] = not is_float and not any(err)
     steps = []
     for node in ir["nodes"]:
         tick()
