@@ -170,3 +170,21 @@ def test_small_integer_constants_stay_exact():
     assert eps(np.array([[12345]], dtype=np.int64)) == eps(np.array([[12345.0]]))
     assert eps(np.array([[2**53]], dtype=np.int64)) == eps(np.array([[float(2**53)]]))
     assert eps(np.array([[2**53 + 1]], dtype=np.int64)) > eps(np.array([[2**53]], dtype=np.int64))
+
+
+@pytest.mark.parametrize("column", ["exact", "fast"])
+def test_input_exact_must_be_a_bool(column):
+    """"input_exact": "false" (a string, truthy) was read as exact inputs: eps 0 for -x at the point
+    0.1, where the run on fl(0.1) errs by 1.5e-9; the honest false claim charges the rounding."""
+    g = Graph([Value("x", (1,), "float32")], {}, [Node("neg", ["x"], "y")], ["y"]).check()
+    kw = {"column": column, "ranges": "fast" if column == "fast" else "ibp"}
+    box = [(F(1, 10), F(1, 10))]
+    cert = bound_certificate(g, box, "binary32", input_exact=True, **kw)
+    for bad in ("false", 0, None):
+        st = dict(cert["statement"], input_exact=bad)
+        v = check(dict(cert, statement=st, digest=digest(st)))
+        assert not v.ok and "input_exact" in v.reason
+    honest = bound_certificate(g, box, "binary32", input_exact=False, **kw)
+    assert check(honest).ok
+    err = abs(F(float(-np.float32(0.1))) - F(-1, 10))
+    assert 0 < err <= epsilons(honest)[0]

@@ -349,6 +349,8 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
     require(stmt.get("model") == model_id(ir), "model fingerprint does not match the graph")
     box = [(rational(lo), rational(hi)) for lo, hi in stmt["input_box"]]
     require(all(lo <= hi for lo, hi in box), "empty input box")
+    # (a JSON bool: the string "false" is truthy, and was read as exact inputs; audit27)
+    require(isinstance(stmt["input_exact"], bool), "input_exact must be true or false")
     method = stmt.get("ranges", "crown")
     require(method in RANGES, f"unknown ranges {method!r}")
     column = stmt.get("column", "exact")
