@@ -6,9 +6,11 @@ for the real network, the runtime's own float32/bfloat16 run for the float side)
    ml_dtypes cast to the array's format, so the float run is x~^fl(c); both columns charged only
    the kernel's k ulp of x~^c, reading c exactly. pow(x, 2.5000001) on [2^19, 2^20] in binary32:
    error 7.5e8 against a certified 5.4e8 (both columns).
-3. Integer constants were read as exact, but an int64 array meets a float array as binary64
-   (numpy's promotion), which rounds an integer past 2^53: x * (3·2^52 + 1) in binary64 at
-   x = 1.3333333333333328 errs by 2.33 against a certified 2.0.
+3. Integer constants read as data were exact to the column, but an int64 array meets a float array
+   as binary64 (numpy's promotion) and the node's result is rounded to the format: where(m, 2^24 + 1,
+   x) in binary32 certified eps 0 where the run gives 2^24 (error 1); x * (3·2^52 + 1) in binary64
+   at x = 1.3333333333333328 errs by 2.33 against a certified 2.0. Such constants must now be values
+   of the format (keys read by value unchanged).
 2. A statement's format is read from its parameters, but its name was never compared with them: a
    binary64 claim relabelled "binary32" (digest recomputed) was accepted by ``floats check``.
 """
@@ -144,32 +146,51 @@ def test_format_name_with_another_exponent_range_rejected():
     assert float(x * x) == 0.0 and float(epsilons(cert)[0]) < 2.0**-152
 
 
-@pytest.mark.parametrize("op", ["mul", "add"])
-def test_integer_constant_past_2_53_charged(op):
-    """The int64 constant 3·2^52 + 1 is 3·2^52 in binary64 (the run's promotion): a binary64 claim
-    at the point x = 1.3333333333333328 must cover |run - real| (mpmath, 200 bits)."""
-    c = 3 * 2**52 + 1
-    x = 1.3333333333333328
-    g = Graph([Value("x", (1, 1), "float64")], {"c": np.array([[c]], dtype=np.int64)},
-              [Node(op, ["x", "c"], "y")], ["y"]).check()
-    cert = bound_certificate(g, [(F(x), F(x))], "binary64", ranges="ibp")
-    assert check(cert).ok
-    y = float(np.asarray(run_graph(g, {"x": np.array([[x]])}, dtype=np.float64)[0]).ravel()[0])
+INT_CASES = [  # (nodes, format, constant, box point): the run rounds the integer, the column did not
+    ([("where", ["m", "c", "x"], "y")], "binary32", 2**24 + 1, 0.5),
+    ([("maximum", ["x", "c"], "y")], "binary32", 2**24 + 1, 0.5),
+    ([("concat", ["x", "c"], "y", {"axis": 1})], "binary16", 2**11 + 1, 0.5),
+    ([("mul", ["x", "c"], "y")], "binary64", 3 * 2**52 + 1, 1.3333333333333328),
+]
+
+
+def _int_graph(nodes, c, dtype="float32"):
+    return Graph([Value("x", (1, 1), dtype)], {"c": np.array([[c]], dtype=np.int64), "m": np.array([[True]])},
+                 [Node(*n) for n in nodes], ["y"]).check()
+
+
+@pytest.mark.parametrize("nodes,fmt,c,x", INT_CASES)
+def test_integer_constant_not_in_format_refused(nodes, fmt, c, x):
+    """An int64 constant read as data meets the float array as binary64 and the node's result is
+    rounded to the format: where/maximum/concat output fl(c), not c (before: eps 0, error 1 in
+    binary32 and binary16), and binary64's x·(3·2^52 + 1) erred by 2.33 against a certified 2.0."""
+    g = _int_graph(nodes, c, "float64" if fmt == "binary64" else "float32")
+    dt = {"binary32": np.float32, "binary16": np.float16, "binary64": np.float64}[fmt]
+    y = np.asarray(run_graph(g, {"x": np.array([[x]]).astype(dt)}, dtype=dt)[0], dtype=np.float64).ravel()
     with mpmath.workprec(200):
-        real = mpmath.mpf(x) * c if op == "mul" else mpmath.mpf(x) + c
-        err = float(abs(mpmath.mpf(y) - real))
-    assert err > 0 and err <= float(epsilons(cert)[0])
+        real = [mpmath.mpf(x) * c] if nodes[0][0] == "mul" else [mpmath.mpf(c)] if nodes[0][0] != "concat" \
+            else [mpmath.mpf(x), mpmath.mpf(c)]
+        assert max(abs(mpmath.mpf(float(a)) - b) for a, b in zip(y, real)) >= 1  # (the run's error)
+    with pytest.raises(Exception, match="not one of"):
+        bound_certificate(g, [(F(x), F(x))], fmt, ranges="ibp")
 
 
-def test_small_integer_constants_stay_exact():
-    """Integers within 2^53 are exact in binary64: no charge (the bound of the same float value,
-    a value of the format); one past 2^53 (binary64 rounds 2^53 + 1) is charged."""
-    def eps(c):
+def test_integer_constants_of_the_format_and_keys_unchanged():
+    """Integers that are values of the format are exact (the bound of the same float constant); a
+    gather index read by value is never cast (index 257 in bfloat16, which has no 257)."""
+    def eps(c, fmt="binary32"):
         g = Graph([Value("x", (1, 1), "float32")], {"c": c}, [Node("mul", ["x", "c"], "y")], ["y"]).check()
-        return epsilons(bound_certificate(g, [(F(1), F(2))], "binary32", ranges="ibp"))[0]
+        return epsilons(bound_certificate(g, [(F(1), F(2))], fmt, ranges="ibp"))[0]
     assert eps(np.array([[12345]], dtype=np.int64)) == eps(np.array([[12345.0]]))
-    assert eps(np.array([[2**53]], dtype=np.int64)) == eps(np.array([[float(2**53)]]))
-    assert eps(np.array([[2**53 + 1]], dtype=np.int64)) > eps(np.array([[2**53]], dtype=np.int64))
+    assert eps(np.array([[2**40]], dtype=np.int64)) == eps(np.array([[2.0**40]]))
+    g = _int_graph([("where", ["m", "c", "x"], "y")], 2**24)
+    cert = bound_certificate(g, [(F(1, 2), F(1, 2))], "binary32", ranges="ibp")
+    assert check(cert).ok and epsilons(cert)[0] == 0
+    ix = np.arange(300, dtype=np.int64).reshape(1, 300) % 260
+    g = Graph([Value("x", (1, 260), "float32")], {"ix": ix}, [Node("gather", ["x", "ix"], "y", {"axis": 1})],
+              ["y"]).check()
+    cert = bound_certificate(g, [(F(1), F(2))] * 260, "bfloat16", ranges="ibp")
+    assert check(cert).ok and max(epsilons(cert)) == 0
 
 
 @pytest.mark.parametrize("column", ["exact", "fast"])

@@ -36,7 +36,6 @@ from .errornorm import normalise, softmax_ratio, softmax_relational, var_floor
 from .functions import FUNCTIONS
 from .lower import NEG_INF, ROWS, bcast_shape, broadcast, lower, reduce_groups
 from .lower_linear import _pair
-from .rounding import FORMATS, round_fraction
 
 Q = Fraction
 __all__ = ["COLUMN", "LINEAR", "NO_ENTRY", "Ctx", "V", "_up", "apply", "model_id", "propagate", "slope_range"]
@@ -94,7 +93,9 @@ def _pow_kernel(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, exponent: Any 
     return ctx.kern(max(Fm, M)) + d * M * max(map(abs, FUNCTIONS["log"].interval(p, q)))
 
 
-B64 = FORMATS["binary64"]
+#: the selections whose input at this position is read by value (a condition, indices), never
+#: as data (``fast_select.KEY``)
+KEY = {"where": 0, "gather": 1, "embedding": 1}
 GELU_CONSTS = (Q(0.7978845608028654), Q(0.044715))  # spec/constants.py, read exactly
 _KERNEL = lambda c, p, q, m, **_: c.kern(m)  # noqa: E731
 _EXACT = lambda c, p, q, m, **_: ZERO  # noqa: E731
@@ -410,6 +411,7 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         exact[i["name"]] = False
         k += n
     cast: dict[Fraction, Fraction] = {}  # (a DFT matrix repeats a few values many times)
+    data = {n for nd in ir["nodes"] for j, n in enumerate(nd["inputs"]) if KEY.get(nd["op"]) != j}
     for name, a in ir["constants"].items():
         is_float = str(a["dtype"]).startswith("float")
         require(all(q is not NEG_INF for q in env[name].v) or ctx.fmt.has_inf,
@@ -417,12 +419,15 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         for q in env[name].v if is_float else ():
             if q is not NEG_INF and q not in cast:
                 cast[q] = ctx.cast_err(q)
-        # an integer constant meets a float array as binary64 (numpy's promotion of an int64 array
-        # with any float one), which rounds it past 2^53: that error, as a cast's (audit27)
-        err = [cast[q] if is_float and q is not NEG_INF else ZERO if is_float or abs(q) <= 1 << 53
-               else abs(round_fraction(q, B64, "rne").value - q) for q in env[name].v]
-        vals[name] = [ctx.const(q, e) for q, e in zip(env[name].v, err)]
-        exact[name] = not is_float and not any(err)
+        # an integer constant read as data meets a float array as binary64 (numpy's promotion),
+        # and the node's result is rounded to the format: a selection's output is fl(fl64(q)), not
+        # q (audit27). Required values of the format (so of binary64): then every operation with
+        # them rounds p-bit operands twice, innocuously (53 >= 2p + 2), and a selection is exact
+        require(is_float or name not in data or all(not ctx.cast_err(q) for q in env[name].v),
+                f"integer constant {name!r} holds a value that is not one of {ctx.fmt.name}")
+        vals[name] = [ctx.const(q, cast[q] if is_float and q is not NEG_INF else ZERO)
+                      for q in env[name].v]
+        exact[name] = not is_float
     steps = []
     for node in ir["nodes"]:
         tick()
