@@ -109,6 +109,8 @@ MALFORMED = {
     "target-bool": [[1, 0, "1", None, True]], "target-str": [[1, 0, "1", None, "2"]],
     "target-null": [[1, 0, "1", None, None]], "short": [[1, 0, "1"]], "long": [[1, 0, "1", None, 2, 2]],
     "not-list": {"a": 1}, "entry-dict": [{"0": 1}],
+    # JSON true/false are ints to Python: a node or element index must not read them as 1 / 0
+    "node-bool": [[True, 0, "1", None]], "i-bool": [[1, False, "1", None]],
 }
 
 

@@ -221,15 +221,18 @@ def test_mutated_trees_are_refused(name, tmp):
         assert not v.ok, name
 
 
-def test_a_bool_node_reads_as_node_1_in_exact_mode(tmp):
-    """(A wart, not a hole: ``isinstance(True, int)``.) ``[true, 0, ...]`` is node 1's element 0
-    in both modes, whose McCormick weights any value in [0, 1] makes valid. A false property stays
-    refused."""
-    for kind, want in (("true", [True, True]), ("false", [False, False])):
+def test_a_bool_node_is_refused(tmp):
+    """``isinstance(True, int)``: ``[true, 0, ...]`` once read as node 1's element 0 (a wart, not a
+    hole: any McCormick weight in [0, 1] is valid there). Now a bool index is refused in both
+    modes, on the true property as on the false one (``core.is_index``)."""
+    for kind in ("true", "false"):
         t, s, _, _ = instance(kind, tmp)
         claim = "1/1000" if kind == "true" else TINY
         got = [v.ok for v in verdicts(t, s, [leaf(claim, {"slopes": [[True, 0, "1", "0"]]})])]
-        assert got == want, kind
+        assert got == [False, False], kind
+        # the same entry with the int index passes on the true property: the refusal is the bool's
+        if kind == "true":
+            assert all(v.ok for v in verdicts(t, s, [leaf(claim, {"slopes": [[1, 0, "1", "0"]]})]))
 
 
 @pytest.mark.parametrize("v", ["1/10", "3/10", "1/5"], ids=["at-lo", "at-hi", "inside"])

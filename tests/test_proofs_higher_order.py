@@ -152,8 +152,10 @@ def test_max_pool_windows_are_refuted_one_conjunct_at_a_time(monkeypatch):
         "shapes": [[1, 1, 2, 4]], "attrs": {"kernel_size": (2, 2), "stride": (2, 2), "padding": (0, 0)},
         "ints": {}, "column_major": []})
     for ob in obs:
-        assert ob.smtlib.count(":named dom_") == 12  # 2 windows x 6 pairs, not 8 * 7 / 2 = 28
+        # 2 windows x 6 pairs, not 8 * 7 / 2 = 28; the autograd claim's only (domains31: kernel and
+        # spec agree at ties, so the forward claim excludes none)
+        assert ob.smtlib.count(":named dom_") == (12 if ob.kind == "autograd" else 0)
         tree, why, _ = _search(ob, 90.0)
         assert tree is not None, (ob.name, why)
-        assert check({"kind": "refutation", "statement": ob.smtlib, "tree": tree}).ok
+        assert check({"kind": "claim", "statement": ob.smtlib, "tree": tree}).ok
         assert "conjuncts" in str(tree)

@@ -80,21 +80,24 @@ def _pad(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[s
 @converter("Clip")
 def _clip(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
     """min(max(x, lo), hi), bounds holding the stored values (attributes before opset 11, optional
-    inputs since); a missing bound is no bound. lo > hi gives hi everywhere, as ONNX says."""
+    inputs since). A missing bound is ONNX's default, not "no bound" (audit30): Clip-6's attribute
+    defaults are -+float32's largest finite value whatever x's type, Clip-11's omitted inputs are the
+    lowest and largest finite values of x's type; x beyond them (a real number over 3.4e38 in a
+    float32 model) is clipped. lo > hi gives hi everywhere, as ONNX says."""
     x = ins[0]
     if b.opset < 11:
-        lo = b.scalar(f32(attrs["min"]), "clip_min", like=x) if "min" in attrs else ""
-        hi = b.scalar(f32(attrs["max"]), "clip_max", like=x) if "max" in attrs else ""
+        big = float(np.finfo(np.float32).max)
+        lo = b.scalar(f32(attrs.get("min", -big)), "clip_min", like=x)
+        hi = b.scalar(f32(attrs.get("max", big)), "clip_max", like=x)
     else:
-        lo, hi = (ins[1] if len(ins) > 1 else ""), (ins[2] if len(ins) > 2 else "")
+        big = float(np.finfo(b.dtypes[x]).max)
+        lo = ins[1] if len(ins) > 1 and ins[1] else b.scalar(-big, "clip_min", like=x)
+        hi = ins[2] if len(ins) > 2 and ins[2] else b.scalar(big, "clip_max", like=x)
     for bound in (lo, hi):
-        if bound and b.shape(bound) not in ((), (1,)):
+        if b.shape(bound) not in ((), (1,)):
             raise ShapeError(f"Clip: bounds must be scalars, got shape {b.shape(bound)}")
-    if lo:
-        x = b.emit("maximum", [x, b.reshape(lo, (), hint)], hint=hint)
-    if hi:
-        x = b.emit("minimum", [x, b.reshape(hi, (), hint)], hint=hint)
-    return [x]
+    x = b.emit("maximum", [x, b.reshape(lo, (), hint)], hint=hint)
+    return [b.emit("minimum", [x, b.reshape(hi, (), hint)], hint=hint)]
 
 
 # -- convolution and pooling ------------------------------------------------------------------------

@@ -276,6 +276,12 @@ def _distinct(axes: tuple[int, ...], rank: int, what: str) -> tuple[int, ...]:
 def _squeeze(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
     shape = b.shape(ins[0])
     axes = axes_arg(b, ins, attrs, "Squeeze")
+    if axes == ():
+        # (audit30) an empty axes list has two readings: onnx's reference and shape inference
+        # squeeze nothing, onnxruntime squeezes every unit axis (as when axes is left out); a
+        # Softmax after it then normalises over another axis. Refused rather than guessed
+        raise ShapeError("Squeeze: an empty axes list is read two ways (onnxruntime squeezes every "
+                         "unit axis, onnx's reference none); leave axes out or list them")
     if axes is None:
         axes = tuple(i for i, d in enumerate(shape) if d == 1)
     axes = _distinct(axes, len(shape), "Squeeze")

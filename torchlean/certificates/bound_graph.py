@@ -132,6 +132,11 @@ class BoundGraph:
     #: ``fingerprint``'s value, kept by it on first use (a graph is never changed once lowered):
     #: the search's certificate and the checker's replay of it then hash the weights once
     fp: str | None = field(default=None, init=False, repr=False, compare=False)
+    #: ``engine.objective``'s form per exact coefficient row, kept by it on first use (like ``fp``:
+    #: a pure function of ``outputs``, which never change): a property's atoms are composed once
+    #: for the search's bounds, the root check and the replay
+    objectives: dict[tuple[Fraction, ...], Aff] = field(default_factory=dict, init=False,
+                                                        repr=False, compare=False)
     #: convolution geometries met while lowering (``lower_linear._conv2d``): hints only, never
     #: trusted; ``fast_forms.conv_kernel`` checks a matrix against one before using it
     conv_hints: tuple[tuple[int, ...], ...] = field(default=(), compare=False)

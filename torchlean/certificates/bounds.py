@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
-from .core import Rejected, Verdict, at_least, needs_statement, ratio, replay, require
+from .core import Rejected, Verdict, at_least, is_index, needs_statement, ratio, replay, require
 from .property import Region, Spec
 
 MAX_LEAVES = 5_000_000
@@ -46,7 +46,7 @@ def proof_combo(p: Any, disj: tuple[Any, ...], where: str) -> Combo:
     if type(p) is int and 0 <= p < len(disj):  # (the common case, decided without the general path)
         return (p,)
     ks = [p] if isinstance(p, int) else p
-    ok = isinstance(ks, list) and ks and all(_index(k, len(disj)) for k in ks)
+    ok = isinstance(ks, list) and ks and all(is_index(k, len(disj)) for k in ks)
     require(ok, f"{where}: bad atom choice {p!r}")
     combo = tuple(sorted(set(ks)))
     require(len(combo) == len(ks), f"{where}: repeated atom in {p!r}")
@@ -108,7 +108,7 @@ def walk(
             if len(node) != 3:
                 raise Rejected(f"tree entry {me}: split needs a dimension and a value")
             dim, v = node[1], split_value(node[2])
-            if not _index(dim, len(lo)):
+            if not is_index(dim, len(lo)):
                 raise Rejected(f"tree entry {me}: bad split dimension {dim!r}")
             if not llo[dim] <= v <= lhi[dim]:
                 raise Rejected(f"tree entry {me}: split value outside its box")
@@ -118,7 +118,7 @@ def walk(
             require(len(node) == 3, f"tree entry {me}: relu split needs a layer and a neuron")
             key = (node[1], node[2])
             require(
-                _index(key[0], len(widths)) and _index(key[1], widths[key[0]]),
+                is_index(key[0], len(widths)) and is_index(key[1], widths[key[0]]),
                 f"tree entry {me}: no hidden neuron {list(key)}",
             )
             require(key not in phases, f"tree entry {me}: neuron {list(key)} split twice on a path")
@@ -144,10 +144,6 @@ def split_value(x: Any) -> float | Fraction:
     if q & (q - 1) == 0 and q.bit_length() <= 970 and -(2**53) <= p <= 2**53:
         return math.ldexp(float(p), 1 - q.bit_length())
     return Fraction(p, q)
-
-
-def _index(i: Any, n: int) -> bool:
-    return isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n
 
 
 def check_leaf_proofs(

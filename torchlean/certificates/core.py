@@ -48,8 +48,8 @@ CheckFn = Callable[[dict[str, Any]], Verdict]
 
 #: the modules whose import registers a checker (``checker``), loaded on the first ``check`` of a
 #: kind not yet registered
-CHECKER_MODULES = ("adjoint", "errorbound", "refute", "rounding", "tape", "terms", "windows", "bounds",
-                   "float_vnn")
+CHECKER_MODULES = ("adjoint", "domains", "errorbound", "refute", "rounding", "tape", "terms", "windows",
+                   "bounds", "float_vnn")
 
 
 def load_checkers() -> None:
@@ -214,6 +214,12 @@ def require(cond: bool, message: str) -> None:
     """Reject unless ``cond``; the one way checkers state a condition."""
     if not cond:
         raise Rejected(message)
+
+
+def is_index(i: Any, n: int) -> bool:
+    """``i`` is an index into a sequence of length ``n``: an int, not a bool (JSON ``true`` would
+    otherwise read as 1), in range."""
+    return isinstance(i, int) and not isinstance(i, bool) and 0 <= i < n
 
 
 def canonical(obj: Any) -> str:

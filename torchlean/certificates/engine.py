@@ -47,8 +47,8 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
-from .bound_graph import _lin, arg_rows, as_aff, neg, refine_skips, sqrt_up, within
-from .core import Rejected, tick
+from .bound_graph import _dyadic_lin, _lin, arg_rows, as_aff, neg, refine_skips, sqrt_up, within
+from .core import Rejected, is_index, tick
 from .core import float_down as _down
 from .core import float_up as _up
 from .functions import FUNCTIONS
@@ -357,7 +357,7 @@ def _lines(st: _State, k: int, i: int, slopes: Any, policy: str = POLICIES[0]
     j, dom = _max_choice(bs)
     if slopes is not None and slopes[0] is not None:
         j = slopes[0]
-        if not (isinstance(j, int) and 0 <= j < len(g)):
+        if not is_index(j, len(g)):
             raise Rejected(f"bad max member {j!r} at node {k} element {i}")
     if dom is not None:
         return [(g[dom], Q(1))], ZERO, [(g[dom], Q(1))], ZERO
@@ -457,4 +457,28 @@ def objective(bg: BoundGraph, C: Sequence[Sequence[Any]] | None) -> list[Aff]:
         return list(bg.outputs)
     if any(len(row) != bg.n_out for row in C):
         raise ValueError(f"an objective row has not {bg.n_out} entries, one per output of the graph")
-    return [as_aff(_lin([(Q(q), a) for q, a in zip(row, bg.outputs)])) for row in C]
+    return [_row_form(bg, tuple(Q(q) for q in row)) for row in C]
+
+
+#: rows ``objective`` keeps per graph (``BoundGraph.objectives``); more are composed, not kept
+OBJECTIVE_MEMO = 256
+
+
+def _row_form(bg: BoundGraph, row: tuple[Fraction, ...]) -> Aff:
+    """The exact form of row·y. Only the outputs with a nonzero coefficient enter (a zero term
+    adds nothing: a property's atom names 1-2 of the outputs, each a form over up to a whole
+    layer), a lone unit coefficient is the output's own form (forms are read-only), and dyadic
+    sums are merged in integers (``_dyadic_lin``) whatever their count. Kept per graph and row
+    (``bg.objectives``): the search's bounds, the root check and the replay compose it once."""
+    f = bg.objectives.get(row)
+    if f is not None:
+        return f
+    terms = [(q, a) for q, a in zip(row, bg.outputs) if q]
+    if len(terms) == 1 and terms[0][0] == 1 and all(as_aff(terms[0][1]).t.values()):
+        f = as_aff(terms[0][1])  # (no zero coefficient to drop, as a composition drops them)
+    else:
+        got = _dyadic_lin(terms) if terms else None
+        f = as_aff(_lin(terms) if got is None else got)
+    if len(bg.objectives) < OBJECTIVE_MEMO:
+        bg.objectives[row] = f
+    return f

@@ -131,7 +131,8 @@ def _weights(st: _State, F: _Forms, rows: np.ndarray | None) -> np.ndarray:
     key = ("w", id(F), id(rows))
     if key not in st.memo:
         g = 4 * gamma(F.R + 3)
-        w = g * np.abs(F.c) + 4 * F.Ec
+        # (B, R) even for forms with no parents (an output that does not depend on the input)
+        w = np.broadcast_to(g * np.abs(F.c) + 4 * F.Ec, (st.B, F.c.shape[-1]))
         for p, _, absA, E in F.parents:
             w = w + g * absA.rmul(st.vmax[p])
             if E is not None:

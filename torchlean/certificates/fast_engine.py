@@ -67,15 +67,21 @@ class FastGraph:
 
 
 _CACHE: dict[int, tuple[BoundGraph, FastGraph]] = {}
+#: graphs kept converted, most recently used last: a search reuses a few; a loop of
+#: ``tl.verify.bounds`` over many models must not keep every one alive
+CACHE_SIZE = 16
 
 
 def compiled(bg: BoundGraph | FastGraph) -> FastGraph:
-    """The float conversion of ``bg``, cached by identity (the graph is kept alive with it)."""
+    """The float conversion of ``bg``, cached by identity (the graph is kept alive with it while
+    cached, so an id in the cache is never another graph's)."""
     if isinstance(bg, FastGraph):
         return bg
-    if id(bg) not in _CACHE:
-        _CACHE[id(bg)] = (bg, FastGraph(bg))
-    return _CACHE[id(bg)][1]
+    hit = _CACHE.pop(id(bg), None) or (bg, FastGraph(bg))
+    _CACHE[id(bg)] = hit
+    while len(_CACHE) > CACHE_SIZE:
+        del _CACHE[next(iter(_CACHE))]
+    return hit[1]
 
 
 class _State:

@@ -44,7 +44,7 @@ from typing import Any
 from . import engine
 from .bound_graph import _sum, as_aff
 from .bounds import MAX_LEAVES, Combo, check_leaf_proofs, combos_used, region_parts, walk
-from .core import Rejected, Verdict, rational, require
+from .core import Rejected, Verdict, is_index, rational, require
 from .lower import Aff, BoundGraph, fingerprint
 from .property import Region, Spec
 
@@ -79,8 +79,8 @@ def _slope_entries(bg: BoundGraph, entries: Any, where: str, kinds: tuple[str, .
         require(isinstance(e, list) and len(e) == 4, f"{where}: malformed slope entry")
         k, i = e[0], e[1]
         require(
-            isinstance(k, int) and 0 < k < len(bg.nodes) and bg.nodes[k].kind in kinds
-            and isinstance(i, int) and 0 <= i < bg.nodes[k].size,
+            is_index(k, len(bg.nodes)) and k > 0 and bg.nodes[k].kind in kinds
+            and is_index(i, bg.nodes[k].size),
             f"{where}: no relaxed element {e[:2]!r}",
         )
         if bg.nodes[k].kind == "max":

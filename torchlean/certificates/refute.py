@@ -46,7 +46,7 @@ from fractions import Fraction
 from typing import Any
 
 from .axioms import check_hypotheses
-from .core import Rejected, Verdict, checker, rational, require, tick
+from .core import Rejected, Verdict, checker, is_index, rational, require, tick
 from .poly import (
     RELS,
     Division,
@@ -260,7 +260,7 @@ def _diff(t: SExpr, norm: Normaliser) -> RatFun:
 
 def _fact(leaf: Leaf, i: Any, rels: tuple[str, ...], what: str) -> Any:
     """The leaf's fact ``i`` as (rel, poly or rational function); rejected unless ``rel`` is in ``rels``."""
-    require(isinstance(i, int) and 0 <= i < len(leaf.facts), f"no fact {i!r}")
+    require(is_index(i, len(leaf.facts)), f"no fact {i!r}")
     rel, p = leaf.facts[i]
     require(rel in rels, f"fact {i} ({rel}) {what}")
     return rel, p

@@ -22,7 +22,7 @@ from typing import Any
 from .._files import atomic_write_json, read_input
 from ..certificates import check as replay
 from ..certificates.core import parse_json
-from .obligation import DECIDED, Obligation
+from .obligation import CLAIMS, DECIDED, Obligation, refutation_kind
 
 try:
     import tomllib
@@ -179,7 +179,7 @@ def _check_one(directory: Path, ob: Obligation) -> Outcome:
         return reproduce(ob, solver)
     # the statement replayed is the one derived from the code now, never the stored copy; the kind
     # is the one obligations have, never the file's (another kind's checker would ignore it)
-    verdict = replay({"kind": "refutation", "statement": ob.smtlib, "tree": tree})
+    verdict = replay({"kind": refutation_kind(ob.kind), "statement": ob.smtlib, "tree": tree})
     if not verdict.ok:
         return Outcome(ob.name, "rejected", verdict.reason)
     return Outcome(ob.name, "checked", f"{verdict.checked} steps replayed")
@@ -291,7 +291,7 @@ def up_to_date(directory: Path, ob: Obligation) -> bool:
         return False
     if ob.kind in DECIDED:
         return True  # decided at check time from the code; the hash is all the artifact holds
-    return tree is None or replay({"kind": "refutation", "statement": ob.smtlib, "tree": tree}).ok
+    return tree is None or replay({"kind": refutation_kind(ob.kind), "statement": ob.smtlib, "tree": tree}).ok
 
 
 def _rerun(conn: Any, text: str, solver: str, timeout: float) -> None:
@@ -321,6 +321,14 @@ def reproduce(ob: Obligation, solver: Any, timeout: float = RERUN_TIMEOUT) -> Ou
         return Outcome(ob.name, "rejected", "no certificate tree and no SMT solver installed to re-run it "
                                             "(pip install cvc5 z3-solver: both are torchlean dependencies)")
     solver = installed[0]
+    if ob.kind in CLAIMS:  # the domain rule first: a solver's unsat under a domain not the spec's is no claim
+        from ..certificates.core import Verdict
+        from ..certificates.core import replay as guarded
+        from ..certificates.domains import check_domain
+
+        verdict = guarded(lambda text: Verdict(True, check_domain(text)), ob.smtlib, what="statement")
+        if not verdict.ok:
+            return Outcome(ob.name, "rejected", f"domain: {verdict.reason}")
     limit = timeout + min(5.0, timeout)
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)

@@ -72,6 +72,10 @@ class Case:
     #: the forward claim is proved with every ``xp.max`` the kernel calls returning fresh symbols
     #: (any value, not only the maximum; see ``OpaqueMax``)
     opaque_max: bool = False
+    #: the autograd claim's own domain where the derivative is defined on more than the spec is
+    #: (log: 1/x needs x != 0 only); None: the case's ``domain``. The trusted ``claim`` kind
+    #: accepts only atoms drawn from the claim's spec side (``certificates/domains.py``)
+    grad_domain: tuple[Domain, tuple[str, ...]] | None = None
 
 
 class OpaqueMax:
@@ -150,9 +154,22 @@ def _nonzero(which: int) -> tuple[Domain, tuple[str, ...]]:
     return (lambda xs: [sympy.Ne(v, 0) for v in _flat(xs[which])]), ("divisor nonzero",)
 
 
-def _case(shapes, attrs=None, ints=None, dom=None, hints=None, column_major=()) -> Case:
+def _case(shapes, attrs=None, ints=None, dom=None, hints=None, column_major=(), grad_dom=None) -> Case:
     d, w = dom if dom else (None, ())
-    return Case(tuple(shapes), dict(attrs or {}), dict(ints or {}), d, w, hints, tuple(column_major))
+    return Case(tuple(shapes), dict(attrs or {}), dict(ints or {}), d, w, hints, tuple(column_major),
+                grad_domain=grad_dom)
+
+
+def _var_eps(xs: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    """batch_norm's domain: running_var + eps > 0, the argument of the spec's sqrt (eps the case's
+    attribute or the primitive's default, exact as the spec reads it)."""
+    from ..spec.primitives import PRIMITIVES
+
+    eps = _exact_float(float(attrs.get("eps", PRIMITIVES["batch_norm"].attrs["eps"])))
+    return [v + eps > 0 for v in _flat(xs[2])]
+
+
+_var_eps.with_attrs = True  # type: ignore[attr-defined]
 
 
 U, B = [(1,)], [(2,), (1,)]
@@ -160,19 +177,23 @@ U, B = [(1,)], [(2,), (1,)]
 CASES: dict[str, list[Case]] = {
     **{n: [_case(B)] for n in ("add", "sub", "mul")},
     "div": [_case(B, dom=_nonzero(1))],
-    "maximum": [_case(B, dom=_ties2)], "minimum": [_case(B, dom=_ties2)],
+    "maximum": [_case(B, grad_dom=_ties2)], "minimum": [_case(B, grad_dom=_ties2)],
     **{n: [_case(U)] for n in ("neg", "exp", "tanh", "erf", "sigmoid", "gelu", "silu")},
     "softplus": [_case(U, hints=lambda xs: _softplus_hints(xs))],
-    "log": [_case(U, dom=_positive("x > 0"))], "sqrt": [_case(U, dom=_positive("x > 0"))],
-    "relu": [_case(U, dom=_kink)], "abs": [_case(U, dom=_kink)],
-    "leaky_relu": [_case(U, {"slope": 0.01}, dom=_kink)],
+    # log's derivative 1/x is defined at every x != 0: the autograd claim is made there
+    "log": [_case(U, dom=_positive("x > 0"), grad_dom=(_nonzero(0)[0], ("x != 0",)))],
+    "sqrt": [_case(U, dom=((lambda xs: [v >= 0 for v in _flat(xs[0])]), ("x >= 0",)),
+                   grad_dom=_positive("x > 0"))],
+    # a kink is excluded from the autograd claim only: kernel and spec agree there (forward claim)
+    "relu": [_case(U, grad_dom=_kink)], "abs": [_case(U, grad_dom=_kink)],
+    "leaky_relu": [_case(U, {"slope": 0.01}, grad_dom=_kink)],
     "pow": [_case(U, {"exponent": 2}), _case(U, {"exponent": 3})],
     "where": [_case([None, (2,), (1,)], ints={0: np.array([True, False])})],
     # the second case is nn.Linear's layout: b = Wᵀ, a column-major view (a branch of the rule)
     "matmul": [_case([(2, 1, 2), (2, 2)]), _case([(2, 2), (2, 3)], column_major=(1,))],
     "sum": [_case([(2, 2)], {"axes": 1}), _case([(2,)], {"axes": None, "keepdims": True})],
     "mean": [_case([(2, 2)], {"axes": 0})],
-    "max": [_case([(3,)], dom=_distinct)],
+    "max": [_case([(3,)], grad_dom=_distinct)],
     "reshape": [_case([(2, 3)], {"shape": (3, 2)})],
     "flatten": [_case([(1, 2, 2)])],
     "transpose": [_case([(2, 3)]), _case([(1, 2, 2)], {"axes": (1, 0, 2)})],
@@ -186,9 +207,8 @@ CASES: dict[str, list[Case]] = {
     "log_softmax": [_case([(3,)], hints=lambda xs: _log_softmax_hints(xs))],
     "conv2d": [_case([(1, 1, 3, 3), (1, 1, 2, 2)])],
     "avg_pool2d": [_case([(1, 1, 2, 2)])],
-    "max_pool2d": [_case([(1, 1, 2, 2)], dom=_window_distinct)],
-    "batch_norm": [_case([(1, 2), (2,), (2,), (2,), (2,)],
-                         dom=((lambda xs: [v >= 0 for v in _flat(xs[2])]), ("running var >= 0",)))],
+    "max_pool2d": [_case([(1, 1, 2, 2)], grad_dom=_window_distinct)],
+    "batch_norm": [_case([(1, 2), (2,), (2,), (2,), (2,)], dom=(_var_eps, ("running var + eps > 0",)))],
     "layer_norm": [_case([(1, 2), (2,), (2,)])],
 }
 
@@ -280,8 +300,7 @@ def rule_obligations(
 def _rule_obligations(name, forward, vjp, meaning, case, subject, tag) -> Iterator[Obligation]:
     xs = _inputs(case)
     spec_out = np.asarray(meaning(*xs, **case.attrs), dtype=object)
-    domain = [] if not case.domain else case.domain(xs, case.attrs) if getattr(
-        case.domain, "with_attrs", False) else case.domain(xs)
+    domain = _domain(case.domain, xs, case.attrs)
     data = {"shapes": [list(s) if s else None for s in case.shapes],
             "attrs": {k: repr(v) for k, v in sorted(case.attrs.items())}}
     if case.column_major:
@@ -312,10 +331,17 @@ def _rule_obligations(name, forward, vjp, meaning, case, subject, tag) -> Iterat
             raise ValueError(f"{name}: VJP for input {k} has shape {gk.shape}, input is {x.shape}")
         for idx in np.ndindex(x.shape):
             pairs.append((gk[idx], sympy.Add(*(t.diff(x[idx]) for t in reads.get(x[idx], ())))))
+    words = case.words
+    if case.grad_domain is not None:
+        domain, words = _domain(case.grad_domain[0], xs, case.attrs), case.grad_domain[1]
     yield _obligation(
         "autograd", subject, f"autograd.{name}{tag}", pairs, domain,
         f"the VJP rule of {name} equals the derivative of its spec at shapes {data['shapes']}",
-        case.words, data)
+        words, data)
+
+
+def _domain(dom: Domain | None, xs: list[Any], attrs: dict[str, Any]) -> list[Any]:
+    return [] if not dom else dom(xs, attrs) if getattr(dom, "with_attrs", False) else dom(xs)
 
 
 def primitive_obligations(name: str) -> Iterator[Obligation]:

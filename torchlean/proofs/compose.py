@@ -163,7 +163,7 @@ def node_obligations(prim: str, key: str, fields: dict[str, Any]) -> list[Obliga
     base = (CASES.get(prim) or [Case(())])[0]
     case = Case(tuple(tuple(s) if s is not None else None for s in fields["shapes"]), dict(fields["attrs"]),
                 {i: np.asarray(v) for i, v in fields["ints"].items()}, base.domain, base.words, base.hints,
-                tuple(fields["column_major"]), base.opaque_max)
+                tuple(fields["column_major"]), base.opaque_max, base.grad_domain)
     rule = RULES[prim]
     # the VJP proved at every size of the node's class, where the node's case is in one
     # (integer inputs by their shape: the class's claim holds for all their values)

@@ -18,7 +18,7 @@ from typing import Any
 from .._files import ignore_temps, sweep_temps
 from ..certificates import check as replay
 from .artifacts import FORMAT, decide, path_for, write_atomic
-from .obligation import DECIDED, Obligation
+from .obligation import DECIDED, Obligation, refutation_kind
 from .solve import SolverRun, solve
 
 
@@ -42,7 +42,8 @@ def _search(ob: Obligation, timeout: float) -> tuple[dict[str, Any] | None, str,
         why = str(e)
     except Exception as e:  # noqa: BLE001 - the search is untrusted; failing it only costs a check
         why = f"{type(e).__name__}: {e}"
-    if tree is not None and not replay({"kind": "refutation", "tree": tree, "statement": ob.smtlib}).ok:
+    if tree is not None and not replay({"kind": refutation_kind(ob.kind), "tree": tree,
+                                        "statement": ob.smtlib}).ok:
         tree, why = None, "self-check rejected the certificate found"
     return tree, why[:500], round(time.perf_counter() - t0, 6)
 

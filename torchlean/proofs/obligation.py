@@ -18,6 +18,15 @@ from typing import Any
 
 #: kinds the trusted checker decides from a statement derived from the code (no solver, no tree)
 DECIDED = ("composition", "adjoint", "windows", "terms", "channels", "rows")
+#: kinds whose claim is ``(= RUNTIME SPEC)`` equations: replayed by the trusted ``claim`` checker,
+#: which also requires every ``dom_*`` atom to be drawn from the spec side (``certificates/domains``);
+#: the others (``ibp``, ``relax``: a rule's hypotheses l <= x <= u) by plain ``refutation``
+CLAIMS = ("forward", "autograd")
+
+
+def refutation_kind(kind: str) -> str:
+    """The checker kind that replays a refutation tree for an obligation of ``kind``."""
+    return "claim" if kind in CLAIMS else "refutation"
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,14 @@ def element_obligation(prim: str, st: dict[str, Any]) -> Obligation:
     pairs = [(ex[e], g * sympy.diff(f, v) + sum((tk * sympy.diff(p, v) for tk, p in zip(t, phi)),
                                                  sympy.Integer(0))) for e, v in zip(el["vjp"], ins)]
     pairs += [(ex[e], g * sympy.diff(f, v)) for e, v in zip(el["vjp_stats"], s)]
-    domain = [ex[p] > 0 for p in el["positive"]]
+    # a positive term the element's derivative takes the square root of is assumed > 0, one it only
+    # divides by != 0: each the definedness of a spec-side subterm, as the trusted ``claim`` kind
+    # requires (``certificates/domains.py``); check_rows' argument needs only that the domain holds
+    # where the row's sqrt arguments and divisors are > 0, which both do
+    roots = {a.base for _, b in pairs for a in sympy.sympify(b).atoms(sympy.Pow) if a.exp.q == 2}
+    domain = [ex[p] > 0 if any(sympy.expand(ex[p] - r) == 0 for r in roots) else sympy.Ne(ex[p], 0)
+              for p in el["positive"]]
+    domain = [d for d in domain if d is not sympy.true]  # (a term sympy shows is never 0: no assumption)
     key = hashlib.sha256(repr((prim, pairs, domain)).encode()).hexdigest()[:10]
     return _obligation("autograd", f"node:{prim}", f"autograd.{prim}.el{key}", pairs, domain,
                        f"the element VJP of {prim}'s row decomposition equals the derivative of its element "

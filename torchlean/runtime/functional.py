@@ -20,7 +20,7 @@ from .functional_nn import (  # noqa: F401  (re-exported: the nn section of the 
     layer_norm,
     max_pool2d,
 )
-from .tensor import Tensor, _scalar, apply
+from .tensor import Tensor, _scalar, apply, note_derived
 
 # -- elementwise ------------------------------------------------------------------------
 
@@ -184,9 +184,10 @@ def _arg_extreme(x: Tensor, dim: int | None, keepdim: bool, fn: str) -> Tensor:
         out = getattr(xp, fn)(x.data.reshape(-1))
         if keepdim:  # torch: every axis kept with size 1
             out = out.reshape((1,) * x.ndim)
-        return Tensor(xp.asarray(out, dtype=np.int64))
+        return note_derived(Tensor(xp.asarray(out, dtype=np.int64)), [x], fn)
     d = norm_axis(dim, x.ndim, fn)
-    return Tensor(xp.asarray(getattr(xp, fn)(x.data, axis=d, keepdims=keepdim), dtype=np.int64))
+    return note_derived(Tensor(xp.asarray(getattr(xp, fn)(x.data, axis=d, keepdims=keepdim), dtype=np.int64)),
+                        [x], fn)
 
 
 def argmax(x: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
@@ -424,7 +425,7 @@ def huber_loss(input: Tensor, target: Tensor, delta: float = 1.0,  # noqa: A002
     a = abs(d)
     quad = d * d * 0.5
     lin = (a - 0.5 * delta) * delta
-    return _reduce(where(Tensor(namespace_of(a.data).less_equal(a.data, delta)), quad, lin), reduction)
+    return _reduce(where(a <= delta, quad, lin), reduction)
 
 
 def _check_classes(target: Tensor, n_classes: int) -> None:

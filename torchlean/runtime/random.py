@@ -15,6 +15,11 @@ def manual_seed(seed: int) -> None:
 
 
 def generator() -> np.random.Generator:
+    """The global generator; a faithful trace (``tl.verify``) refuses a draw (``randn``, ``rand``,
+    an initialiser run in ``forward``), which the graph would keep as one constant."""
+    from .tensor import note_random
+
+    note_random("torchlean's random generator: randn, rand, an initialiser, ...")
     return _GEN[0]
 
 

@@ -122,19 +122,22 @@ class Tensor(TensorMethods):
     # -- conversion ----------------------------------------------------------------------
     def numpy(self) -> np.ndarray:
         """The values as a numpy array (copied from a GPU; the same array on the CPU)."""
+        note_read(self, ".numpy()")
         return to_numpy(self.data)
 
     def item(self) -> Any:
         """The value of a one-element tensor as a Python number (``float``, ``int`` or ``bool``)."""
         if self.numel() != 1:
             raise ValueError(f"a Tensor with {self.numel()} elements cannot be converted to Scalar")
-        return self.numpy().item()
+        note_read(self, ".item()")
+        return to_numpy(self.data).item()
 
     def _scalar_value(self, kind: str) -> Any:
         if self.numel() != 1:
             raise ValueError(f"only one element tensors can be converted to Python scalars "
                              f"(shape {self.shape} to {kind})")
-        return self.numpy().item()
+        note_read(self, f"{kind}()")
+        return to_numpy(self.data).item()
 
     def __float__(self) -> float:
         """``float(loss)`` on a one-element tensor."""
@@ -155,15 +158,17 @@ class Tensor(TensorMethods):
         if self.numel() != 1:
             raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous "
                                f"(shape {self.shape})")
-        return bool(self.numpy().item())
+        note_read(self, "bool(), as in `if t:`")
+        return bool(to_numpy(self.data).item())
 
     def tolist(self) -> Any:
         """The values as nested Python lists (a number for a 0-d tensor)."""
-        return self.numpy().tolist()
+        note_read(self, ".tolist()")
+        return to_numpy(self.data).tolist()
 
     def detach(self) -> Tensor:
         """The same values, cut from the tape (no gradient flows back through it)."""
-        return Tensor(self.data)
+        return note_derived(Tensor(self.data), [self], ".detach()")
 
     def clone(self) -> Tensor:
         """A copy that stays on the tape (gradients flow back to ``self``)."""
@@ -186,7 +191,8 @@ class Tensor(TensorMethods):
         if dtype is not None:
             data = data.astype(as_dtype(dtype))
         # only floating tensors carry gradients (torch refuses requires_grad on integer tensors)
-        return Tensor(data, self.requires_grad and self.is_leaf and data.dtype.kind not in "iub")
+        grad = self.requires_grad and self.is_leaf and data.dtype.kind not in "iub"
+        return note_derived(Tensor(data, grad), [self], ".to() / .float() / .double() / ... (a copy)")
 
     def cpu(self) -> Tensor:
         """This tensor on the CPU (itself when already there)."""
@@ -265,7 +271,7 @@ class Tensor(TensorMethods):
     def _cmp(self, o: Any, fn: str) -> Tensor:
         xp = namespace_of(self.data)
         other = o.data if isinstance(o, Tensor) else o
-        return Tensor(getattr(xp, fn)(self.data, other))
+        return note_derived(Tensor(getattr(xp, fn)(self.data, other)), [self, o], f"a comparison ({fn})")
 
     def __gt__(self, o: Any) -> Tensor:
         return self._cmp(o, "greater")
@@ -349,6 +355,28 @@ def apply(name: str, *args: Tensor, **attrs: Any) -> Tensor:
     return t
 
 
+def note_read(t: Any, what: str) -> None:
+    """Tell the active tracer that Python reads ``t``'s values (``Tensor.__bool__``, ``item``, ...)."""
+    tracer = STATE.tracer
+    if tracer is not None and hasattr(tracer, "read_value"):
+        tracer.read_value(t, what)
+
+
+def note_derived(out: Tensor, sources: Sequence[Any], what: str) -> Tensor:
+    """Tell the active tracer that ``out`` was made from ``sources``' values outside ``apply``."""
+    tracer = STATE.tracer
+    if tracer is not None and hasattr(tracer, "derived"):
+        tracer.derived(out, sources, what)
+    return out
+
+
+def note_random(what: str) -> None:
+    """Tell the active tracer that the traced function draws random numbers."""
+    tracer = STATE.tracer
+    if tracer is not None and hasattr(tracer, "random_draw"):
+        tracer.random_draw(what)
+
+
 @contextmanager
 def no_grad() -> Iterator[None]:
     """Operations inside record no tape."""
@@ -399,16 +427,18 @@ def tensor(data: Any, dtype: Any = None, device: str | None = None, requires_gra
     >>> tl.tensor([[1.0, 2.0]]).shape, tl.tensor([1, 2]).dtype
     ((1, 2), dtype('int64'))
     """
+    source = data
     if isinstance(data, Tensor):
         data = to_numpy(data.data)
     device = device or "cpu"
     xp = namespace(device)
     if device == "symbolic":
-        return Tensor(xp.asarray(data), requires_grad)
+        return note_derived(Tensor(xp.asarray(data), requires_grad), [source], "tl.tensor(t), a copy")
     arr = np.asarray(data)
     if dtype is None:
         dtype = arr.dtype if arr.dtype.kind in "iub" else get_default_dtype()
-    return Tensor(xp.array(arr, dtype=as_dtype(dtype)), requires_grad)
+    out = Tensor(xp.array(arr, dtype=as_dtype(dtype)), requires_grad)
+    return note_derived(out, [source], "tl.tensor(t), a copy")
 
 
 def _size(shape: tuple[Any, ...]) -> tuple[int, ...]:

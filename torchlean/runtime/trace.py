@@ -23,7 +23,7 @@ import numpy as np
 
 from ..spec.graph import Graph, Node, Value
 from .backends import to_numpy
-from .tensor import STATE, Tensor, no_grad
+from .tensor import STATE, Tensor, no_grad, note_derived, note_random, note_read  # noqa: F401 (re-exported)
 
 
 class TraceError(RuntimeError):
@@ -34,7 +34,7 @@ class Tracer:
     """Receives ``record`` calls from ``tensor.apply`` and builds the graph's pieces."""
 
     def __init__(self, named: dict[int, str] | None = None, *, params_as_inputs: bool = False,
-                 strict: bool = False):
+                 strict: bool = False, faithful: bool = False):
         #: id(tensor) -> value name; the tensors are kept alive in ``tensors`` so ids stay unique
         self.names: dict[int, str] = {}
         self.tensors: dict[str, Tensor] = {}
@@ -51,6 +51,13 @@ class Tracer:
         #: (buffer, its new value) per ``assign`` during the trace, in order (a plan returns the
         #: values and its caller stores them: BatchNorm's running statistics)
         self.updates: list[tuple[Tensor, Tensor]] = []
+        #: faithful: the graph must be the function's meaning at *every* input of the example's
+        #: shape (tl.verify's claims are about the model, not about one traced path), so whatever
+        #: would freeze a value that depends on an input is refused (TraceError) instead of kept
+        self._faithful = faithful
+        self._dependent: set[str] = set()  # names of the values that depend on an input
+        #: input-dependent tensors made outside ``apply`` (a comparison's mask, ``detach``, ``to``)
+        self._opaque: dict[int, tuple[Tensor, str]] = {}
 
     # -- naming --------------------------------------------------------------------------
     def add_input(self, t: Tensor, name: str) -> str:
@@ -58,6 +65,7 @@ class Tracer:
             return self.names[id(t)]
         self._bind(t, name)
         self.inputs.append(Value(name, t.shape, str(t.dtype)))
+        self._dependent.add(name)
         return name
 
     def _bind(self, t: Tensor, name: str) -> None:
@@ -68,6 +76,10 @@ class Tracer:
         name = self.names.get(id(t))
         if name is not None:
             return name
+        if id(t) in self._opaque:
+            raise TraceError(f"an input-dependent tensor of shape {t.shape} made outside torchlean's "
+                             f"primitives ({self._opaque[id(t)][1]}) is used: the graph would keep its "
+                             "value at the traced point as a constant")
         named = self._named.get(id(t))
         if named is not None:
             if self._params_as_inputs:
@@ -101,9 +113,38 @@ class Tracer:
     def declare_constant(self, t: Tensor) -> None:
         self._declared[id(t)] = t  # kept alive, so the id stays this tensor's
 
+    # -- faithful tracing: values read or copied outside the primitives --------------------
+    def depends_on_input(self, t: Any) -> bool:
+        """Whether tensor ``t`` (met during this trace) depends on an input's values."""
+        name = self.names.get(id(t))
+        return (name is not None and name in self._dependent) or id(t) in self._opaque
+
+    def derived(self, out: Tensor, sources: Sequence[Any], what: str) -> None:
+        """Told by a method that makes ``out`` from ``sources``' values outside ``apply``
+        (comparisons, ``detach``, ``to``, ``argmax``): faithfully, an input-dependent one may not
+        be used later (``name_of`` refuses it), since the graph would freeze its traced value."""
+        if self._faithful and any(self.depends_on_input(s) for s in sources):
+            self._opaque[id(out)] = (out, what)  # (kept alive, so the id stays this tensor's)
+
+    def read_value(self, t: Any, what: str) -> None:
+        """Told when Python reads ``t``'s values (``bool``, ``item``, ``float``, ``numpy``, ...):
+        faithfully, refused for an input-dependent tensor (control flow on it is one path)."""
+        if self._faithful and self.depends_on_input(t):
+            raise TraceError(f"the model reads the value of an input-dependent tensor ({what}), e.g. for "
+                             "Python control flow: the trace would record one path, not the model's "
+                             "function; write it with tensor operations")
+
+    def random_draw(self, what: str) -> None:
+        """Told when the traced function draws random numbers; faithfully refused (the graph
+        would keep one draw as a constant)."""
+        if self._faithful:
+            raise TraceError(f"the model draws random numbers ({what}): the trace would keep one draw "
+                             "as a constant (call model.eval(), or remove the random op)")
+
     def random_source(self, t: Tensor, draw: Callable[[], Any]) -> None:
         """Called by ``random.random_mask``: ``t`` holds one draw of ``draw()``. A plan makes it
         an input and draws again on every run; ``trace()`` keeps the one draw as a constant."""
+        self.random_draw("a dropout mask")
         if self._params_as_inputs:
             name = f"random{len(self.random)}"
             while name in self.tensors:
@@ -116,6 +157,8 @@ class Tracer:
         out_name = f"v{self._count}"
         self._count += 1
         self._bind(out, out_name)
+        if any(i in self._dependent for i in ins):
+            self._dependent.add(out_name)
         self.nodes.append(Node(name, ins, out_name, dict(attrs)))
 
     def graph(self, outputs: Sequence[Tensor]) -> Graph:
@@ -216,14 +259,15 @@ def require_eval(model: Any, where: str) -> None:
     """ValueError for a model in training mode whose layers behave differently there, where its
     graph is meant as the model's function (bounds, verdicts, export): traced in training mode, a
     dropout mask drawn once becomes a constant and batch norm uses the batch's own statistics."""
-    if getattr(model, "training", False) and hasattr(model, "modules"):
-        moving = sorted({type(m).__name__ for m in model.modules() if _train_dependent(m)})
+    if hasattr(model, "modules"):  # (each layer's own flag: model.eval() then model[1].train())
+        moving = sorted({type(m).__name__ for m in model.modules()
+                         if getattr(m, "training", False) and _train_dependent(m)})
         if moving:
             raise ValueError(f"{where}: the model is in training mode and {', '.join(moving)} "
                              "behave(s) differently there: call model.eval() first")
 
 
-def trace(model_or_fn: Callable[..., Any], *example_inputs: Any) -> Graph:
+def trace(model_or_fn: Callable[..., Any], *example_inputs: Any, faithful: bool = False) -> Graph:
     """Run ``model_or_fn(*example_inputs)`` once and return its checked graph IR.
 
     Inputs are named ``input0``, ``input1``, ...; a Module's parameters and buffers become
@@ -232,6 +276,11 @@ def trace(model_or_fn: Callable[..., Any], *example_inputs: Any) -> Graph:
     models in eval mode: a dropout mask drawn during the trace is kept as a constant here (the
     compiled backend, by contrast, draws it again on every run). A PyTorch module is refused
     with a TypeError: convert it with ``torchlean.bridge.from_torch`` first.
+
+    ``faithful=True`` (``tl.verify``) asks for the function itself, not one traced path: reading an
+    input-dependent value in Python (``if x.sum() > 0``, ``.item()``, ``float()``, ``.numpy()``),
+    using an input-dependent tensor made outside the primitives (``x * (x > 0)``, ``x.detach()``,
+    ``x.to(...)``, ``argmax``) and drawing random numbers raise ``TraceError`` instead.
 
     Example::
 
@@ -242,7 +291,7 @@ def trace(model_or_fn: Callable[..., Any], *example_inputs: Any) -> Graph:
     """
     require_traceable(model_or_fn, "trace")
     xs = [x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in example_inputs]
-    tracer = Tracer(module_names(model_or_fn))
+    tracer = Tracer(module_names(model_or_fn), faithful=faithful)
     for i, x in enumerate(xs):
         tracer.add_input(x, f"input{i}")
     with tracing(tracer), no_grad():

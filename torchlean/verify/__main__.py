@@ -31,7 +31,7 @@ from ..certificates.property import PropertyError
 from ..pool import PoolError
 from .budget import Budget
 from .network import InputError
-from .table import RUNTIME_CHECK_S, load_instance, replay_result, runtime_refutes
+from .table import RUNTIME_CHECK_S, load_instance, replay_result, runtime_refutes, runtime_unchecked
 
 
 def vnncomp_text(result) -> str:
@@ -132,10 +132,11 @@ def _verify(args: argparse.Namespace, clock: Budget, out_of_time: Any) -> int:
 
     if not clock.answer(say):
         return 0
+    _note_unchecked(target, res.verdict)
     if res.stats.get("why") and not args.quiet:
         print(f"{res.verdict}: {res.stats['why']}", file=sys.stderr)
     if args.cert and res.cert is not None and res.verdict in ("sat", "unsat"):
-        atomic_write_text(args.cert, json.dumps(res.cert, separators=(",", ":")))
+        atomic_write_text(args.cert, json.dumps(_with_note(res.cert, target), separators=(",", ":")))
     if not args.quiet:
         print(
             f"time: {res.stats.get('time', 0):.2f} s solve, {check_s:.2f} s check, "
@@ -144,6 +145,23 @@ def _verify(args: argparse.Namespace, clock: Budget, out_of_time: Any) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _note_unchecked(target: Any, verdict: str) -> None:
+    """One line on stderr, even with --quiet, when a verdict (sat or unsat) stands on an import that
+    was not compared with onnxruntime (``table.runtime_unchecked``: not installed, a file it cannot
+    run, too little time): the verdict is then about torchlean's reading of the file alone."""
+    line = runtime_unchecked(target) if verdict in ("sat", "unsat") else None
+    if line is not None:
+        print(f"note: {line}", file=sys.stderr, flush=True)
+
+
+def _with_note(cert: dict[str, Any], target: Any) -> dict[str, Any]:
+    """The certificate as written by --cert: with ``"unchecked_import"`` (the reason) when the
+    run's import was not cross-checked against onnxruntime. The checker ignores the key: it is the
+    run's record for whoever reads the file, not part of what is checked."""
+    line = runtime_unchecked(target)
+    return cert if line is None else {**cert, "unchecked_import": line}
 
 
 def _runtime_guard(target: Any, res: Any) -> None:
@@ -186,6 +204,7 @@ def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: 
 
     if not clock.answer(say):
         return 0
+    _note_unchecked(target, res.verdict)
     if not args.quiet:
         if res.stats.get("epsilon") is not None:
             print("epsilon: " + " ".join(f"{e:.3g}" for e in res.stats["epsilon"])
@@ -194,7 +213,7 @@ def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: 
             print(f"{res.verdict}: {res.stats['why']}", file=sys.stderr)
         print(f"time: {res.stats.get('time', 0):.2f} s", file=sys.stderr)
     if args.cert and res.cert is not None and res.verdict == "unsat":
-        atomic_write_text(args.cert, json.dumps(res.cert, separators=(",", ":")))
+        atomic_write_text(args.cert, json.dumps(_with_note(res.cert, target), separators=(",", ":")))
     return 0
 
 
@@ -228,6 +247,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if v.ok:
         extra = f"; assumes {', '.join(v.trusted)}" if v.trusted else ""
         print(f"accepted: {v.reason} ({dt:.2f} s){extra}")
+        _note_unchecked(target, "unsat")  # (the same caveat: the network checked is the import's)
         return 0
     print(f"rejected: {v.reason}")
     return 1
@@ -239,6 +259,7 @@ def cmd_bounds(args: argparse.Namespace) -> int:
 
     _cli.check_writable(args.plot, "--plot")
     target, spec = load_instance(args.net, args.prop)
+    _note_unchecked(target, "sat")  # (bounds of the import's network)
     for r, region in enumerate(spec.regions):
         try:
             with time_limit(time.monotonic() + args.timeout):

@@ -102,12 +102,15 @@ class _Band:
 #: matrices, converted from exact forms once; a search builds a ``Backsub`` every batch, and the
 #: conversion of a 784x256 layer's Fractions cost 0.1-0.2 s each time (mnistfc)
 _NODE_CACHE: dict[int, tuple[Any, dict[Any, Any]]] = {}
+NODE_CACHE_SIZE = 16  # graphs kept (a loop of ``tl.verify`` calls over many models keeps no more)
 
 
 def _node_mats(bg: Any, k: int, what: str) -> Any:
     """Node k's argument forms as float matrices (``what``: "fn" sparse, "mul" the x and w
     forms dense, "max" every member dense), cached per graph object; read-only."""
     if id(bg) not in _NODE_CACHE or _NODE_CACHE[id(bg)][0] is not bg:
+        while len(_NODE_CACHE) >= NODE_CACHE_SIZE:  # (the oldest graph goes first)
+            del _NODE_CACHE[next(iter(_NODE_CACHE))]
         _NODE_CACHE[id(bg)] = (bg, {})
     memo = _NODE_CACHE[id(bg)][1]
     if (k, what) not in memo:

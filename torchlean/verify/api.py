@@ -32,7 +32,11 @@ from ..spec.graph import Graph
 from . import general, table
 
 
-def _graph(model_or_graph: Any, x: np.ndarray) -> Graph:
+def _graph(model_or_graph: Any, x: np.ndarray, other: np.ndarray | None = None) -> Graph:
+    """The graph of a model traced faithfully at ``x`` (or a Graph as it is). ``other``: a second
+    point of the box, traced again and compared (nodes, attributes, constants): a model that reads
+    its input's raw ``.data`` or draws from numpy's generator can escape the faithful tracer's
+    hooks, and its two traces then differ, so it is refused instead of answered."""
     if isinstance(model_or_graph, Graph):
         g = model_or_graph if model_or_graph.values else model_or_graph.check()
         shapes = [tuple(v.shape) for v in g.inputs]
@@ -41,12 +45,61 @@ def _graph(model_or_graph: Any, x: np.ndarray) -> Graph:
                              "give one point of the graph's one input")
         return g
     from ..runtime.tensor import tensor
-    from ..runtime.trace import require_eval, require_traceable, trace
+    from ..runtime.trace import TraceError, require_eval, require_traceable, trace
 
     require_traceable(model_or_graph, "tl.verify")  # a PyTorch module: the message names from_torch
     require_eval(model_or_graph, "tl.verify")  # (a dropout mask traced in training mode is a constant)
+    try:
+        g = trace(model_or_graph, tensor(x), faithful=True)
+        if other is not None and not (_same_graph(g, trace(model_or_graph, tensor(other), faithful=True))
+                                      and _graph_runs_model(g, model_or_graph, other)):
+            raise TraceError("the model's trace at another point of the box differs from the trace at x, "
+                             "or from the model run there (a value read from or written to the input's "
+                             "raw .data, numpy randomness, or state changed by forward): the graph would "
+                             "not be the model's function")
+    except TraceError as e:
+        raise TraceError(f"tl.verify: {e}; refused") from None
+    return g
 
-    return trace(model_or_graph, tensor(x))
+
+def _graph_runs_model(g: Graph, model: Any, x: np.ndarray) -> bool:
+    """Whether the graph traced at another point, evaluated at ``x``, gives what the model run
+    eagerly at ``x`` gives (the tracer promises bit-equal results; a small tolerance keeps a BLAS
+    that rounds differently from refusing a faithful model). Each side gets its own copy of x (a
+    model may write its input's .data)."""
+    from ..runtime.execute import run_graph
+    from ..runtime.tensor import no_grad, tensor
+    from ..runtime.trace import flatten_outputs
+
+    with no_grad():
+        want = [np.asarray(o.numpy(), dtype=np.float64) for o in flatten_outputs(model(tensor(x)))]
+    got = [np.asarray(v, dtype=np.float64) for v in run_graph(g, {g.inputs[0].name: tensor(x).data})]
+    return len(got) == len(want) and all(
+        a.shape == b.shape and np.allclose(a, b, rtol=1e-6, atol=1e-9) for a, b in zip(got, want))
+
+
+def _same_graph(a: Graph, b: Graph) -> bool:
+    """Whether two traces record the same computation: nodes, attributes and constants' bits."""
+    if (a.outputs != b.outputs or [v.name for v in a.inputs] != [v.name for v in b.inputs]
+            or len(a.nodes) != len(b.nodes) or a.constants.keys() != b.constants.keys()):
+        return False
+    for m, n in zip(a.nodes, b.nodes):
+        if (m.op, m.inputs, m.output) != (n.op, n.inputs, n.output) or repr(m.attrs) != repr(n.attrs):
+            return False
+    for k, v in a.constants.items():
+        w = b.constants[k]
+        if v.shape != w.shape or v.dtype != w.dtype or v.tobytes() != w.tobytes():
+            return False
+    return True
+
+
+def _other_point(x: np.ndarray, lo: tuple[Fraction, ...], hi: tuple[Fraction, ...]) -> np.ndarray:
+    """A second point of the box, away from x (seeded, so a run repeats): each coordinate drawn in
+    [lo, hi] as float64."""
+    rng = np.random.default_rng(12345)
+    lo_f = np.array([float(v) for v in lo])
+    hi_f = np.array([float(v) for v in hi])
+    return np.clip(lo_f + rng.uniform(0.0, 1.0, lo_f.size) * (hi_f - lo_f), lo_f, hi_f).reshape(x.shape)
 
 
 def _array(x: Any) -> np.ndarray:
@@ -98,13 +151,19 @@ class BoundsResult:
 
 
 def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
-           clip: tuple[float, float] | None = None, exact: bool = False) -> BoundsResult:
+           clip: tuple[float, float] | None = None, exact: bool = False,
+           float32: bool = False) -> BoundsResult:
     """Sound bounds of every output of ``model_or_graph`` over the box |x' - x|_inf <= eps.
 
     method: "crown" (back-substitution; per output the tighter of CROWN and IBP), "alpha-crown"
     (CROWN with slopes optimised by ``verify.alpha``, the bound still computed by the engine) or "ibp".
     exact: use the table's exact rational engine instead of its float64 one (both sound; the exact
     one is slightly tighter and much slower on large models).
+    float32: bound the model *run in binary32* on ``tl.tensor(x')`` (x' rounded to binary32, as the
+    runtime does) instead of its real-number meaning: each output's bounds are widened by the
+    rounding-error bound of a checked ``errorbound`` certificate (``floats.errorbound``; any
+    summation order, FMA allowed). Without it, a float32 run can leave the bounds by its rounding
+    error (visible when eps is 0 or tiny).
     Raises ``certificates.bound_graph.Unsupported`` (one line) for a network the checker cannot bound.
 
     Example::
@@ -112,21 +171,57 @@ def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
         model = tl.nn.Sequential(tl.nn.Linear(2, 8), tl.nn.Tanh(), tl.nn.Linear(8, 3)).eval()
         x = np.array([[0.5, -1.0]])
         b = tl.verify.bounds(model, x, eps=0.01)        # b.lower, b.upper: arrays of shape (1, 3)
-        b.contains(model(tl.tensor(x)).numpy())        # True: the centre's outputs lie within
+        b32 = tl.verify.bounds(model, x, eps=0.01, float32=True)
+        b32.contains(model(tl.tensor(x)).numpy())      # True: the float32 run lies within
     """
     if method not in ("crown", "alpha-crown", "ibp"):
         raise ValueError(f"unknown method {method!r}: 'crown', 'alpha-crown' or 'ibp'")
     xa = _array(x)
-    g = _graph(model_or_graph, xa)
-    t = table.target(g)
     lo, hi = input_box(xa, eps, clip)
+    g = _graph(model_or_graph, xa, _other_point(xa, lo, hi))
+    t = table.target(g)
     if method == "alpha-crown":
         low, up = table.alpha_bounds_box(t, lo, hi, exact=exact)
     else:
         low, up = table.output_bounds_box(t, lo, hi, method, exact)
     shape = g.values[g.outputs[0]].shape if len(g.outputs) == 1 else (t.bg.n_out,)
-    return BoundsResult(low.reshape(shape), up.reshape(shape), method, table.engine_name(t, exact),
-                        table.network_id(t))
+    engine = table.engine_name(t, exact)
+    if float32:
+        low, up = _widen_by_float32_error(g, lo, hi, np.asarray(low, float).ravel(),
+                                          np.asarray(up, float).ravel())
+        engine += " + certificates.errorbound (binary32 run, inputs rounded to binary32)"
+    return BoundsResult(low.reshape(shape), up.reshape(shape), method, engine, table.network_id(t))
+
+
+def _widen_by_float32_error(g: Graph, lo: tuple[Fraction, ...], hi: tuple[Fraction, ...],
+                            low: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """low - e_j and up + e_j, rounded outward, where e_j bounds |f_binary32(rd(x')) - f(x')|_j over
+    the box: from an ``errorbound`` certificate the trusted checker accepted (``input_exact=False``:
+    the run starts from x' rounded to binary32, as ``tl.tensor`` does)."""
+    import math
+
+    from ..certificates import check
+    from ..certificates.float_vnn import epsilons
+    from ..floats.errorbound import bound_certificate
+
+    cert = bound_certificate(g, list(zip(lo, hi)), "binary32", input_exact=False)
+    v = check(cert)
+    if not v.ok:
+        raise ValueError(f"the checker refused the binary32 error bound: {v.reason}")
+    errs = epsilons(cert)
+    if len(errs) != low.size:
+        raise ValueError(f"the error bound has {len(errs)} outputs, the bounds {low.size}")
+
+    def down(q: Fraction) -> float:
+        f = float(q)
+        return math.nextafter(f, -math.inf) if Fraction(f) > q else f
+
+    def upward(q: Fraction) -> float:
+        f = float(q)
+        return math.nextafter(f, math.inf) if Fraction(f) < q else f
+
+    return (np.array([down(Fraction(float(a)) - e) for a, e in zip(low, errs)]),
+            np.array([upward(Fraction(float(b)) + e) for b, e in zip(up, errs)]))
 
 
 @dataclass
@@ -182,9 +277,9 @@ def robustness(model: Any, x: Any, eps: Any, label: int, timeout: float = 30.0,
     if not (isinstance(timeout, Real) and 0 < timeout < float("inf")):
         raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
     xa = _array(x)
-    g = _graph(model, xa)
-    t = table.target(g)
     lo, hi = input_box(xa, eps, clip)
+    g = _graph(model, xa, _other_point(xa, lo, hi))
+    t = table.target(g)
     _one_score_vector(g, t.bg.n_out)
     spec = robustness_spec(lo, hi, t.bg.n_out, label)
     if float32:

@@ -244,8 +244,13 @@ def solve(
     early = early and relu_first
     if not relu_first or early:  # (else the ReLU-split search runs it once the root bounds are known)
         cap = min(pre_s, max(1.0, EARLY_ATTACK_SHARE * timeout)) if early else pre_s
+        # a quick look too on any wide graph that is not searched relu-first (max pooling,
+        # sigmoid): the ReLU-split search's attacks (between batches, at its end) or the root-only
+        # search's final one still run after the root bounds, while a full look cost every unsat
+        # instance the whole cap (verivital maxpool: 5.7 s of 9; bench/README.md, "fixed31")
+        quick = early or wide and not relu_first
         x = attack.search(ex, spec, confirm, seed=seed, extra_starts=extra_starts, rounds=1,
-                          deadline=t0 + cap, stall=EARLY_STALL if early else None)
+                          deadline=t0 + cap, stall=EARLY_STALL if quick else None)
         if early:
             stats["early_attack_s"] = round(time.perf_counter() - t0, 3)
         if x is not None:

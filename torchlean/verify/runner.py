@@ -138,7 +138,7 @@ def run_instance(
     confirm within it, or any answer later than it, is "timeout" (``wall_s``: the wall time)."""
     from .bab import solve
     from .budget import Budget
-    from .table import RUNTIME_CHECK_S, load_instance, replay_result, runtime_refutes
+    from .table import RUNTIME_CHECK_S, load_instance, replay_result, runtime_refutes, runtime_unchecked
 
     clock = Budget(timeout, start=time.monotonic())
     target, spec = load_instance(net_path, prop_path, runtime_check=clock.left() > RUNTIME_CHECK_S)
@@ -167,6 +167,9 @@ def run_instance(
         out["result"], out["check"] = "unknown", f"REFUTED by onnxruntime: {why}"
     if clock.left() < 0:  # (an answer past the timeout is no answer)
         out["result"] = "timeout"
+    note = runtime_unchecked(target) if out["result"] in ("sat", "unsat") else None
+    if note is not None:  # (audit30: said where the verdict is, as the CLI says it)
+        out["check"] = f"{out['check']}; {note}" if out["check"] else note
     out["wall_s"] = f"{timeout - clock.left():.3f}"
     return out
 

@@ -43,6 +43,9 @@ class Target:
     fnet: FloatNet | None = None
     path: Any = None  # the ONNX file it was read from (``runtime_mismatch`` runs it there)
     runtime_checked: bool = False  # whether ``load_instance`` compared it with onnxruntime
+    #: why the last ``load_instance`` compared nothing with onnxruntime (``RUNTIME_UNCHECKED``
+    #: names the consequence), or None when it did: the CLI reports it next to the verdict
+    runtime_note: str | None = None
 
     @property
     def chain(self) -> bool:
@@ -110,11 +113,23 @@ RUNTIME_CHECK_S = 5.0
 RUNTIME_CENTRES = 32
 
 
+#: the words the CLI, ``verify run`` and ``--cert`` put before ``Target.runtime_note`` (audit30)
+RUNTIME_UNCHECKED = "the import was not cross-checked against onnxruntime"
+
+
+def runtime_unchecked(t: Target) -> str | None:
+    """One line saying that (and why) the target's import was not compared with onnxruntime by
+    the last ``load_instance``, or None when it was."""
+    return None if t.runtime_note is None else f"{RUNTIME_UNCHECKED} ({t.runtime_note})"
+
+
 def load_instance(net_path: Any, prop_path: Any, runtime_check: bool = True) -> tuple[Target, Spec]:
     """The network's target and the property; InputError (one line) when either is refused, the
     sizes of network and property disagree, or (``runtime_check``) onnxruntime runs the network
-    file differently from its import (``network.runtime_mismatch``)."""
-    from .network import InputError, load_spec, runtime_mismatch
+    file differently from its import (``network.runtime_compare``). ``Target.runtime_note`` says
+    why nothing was compared, if so (no onnxruntime, a file it cannot run, no finite point, or
+    ``runtime_check`` False)."""
+    from .network import InputError, load_spec, runtime_compare
 
     spec = load_spec(prop_path)
     t = load_target(net_path)
@@ -122,6 +137,7 @@ def load_instance(net_path: Any, prop_path: Any, runtime_check: bool = True) -> 
         raise InputError(f"{prop_path}: property has {spec.n_in} inputs/{spec.n_out} outputs, "
                          f"network {t.bg.n_in}/{t.bg.n_out}")
     if not runtime_check:
+        t.runtime_note = f"skipped: less than {RUNTIME_CHECK_S:g} s of the time limit left"
         return t, spec
     # the importer is trusted: a network it reads differently from onnxruntime is refused, not
     # verified (two random points of each of the first regions' boxes, and the centre of every
@@ -136,10 +152,11 @@ def load_instance(net_path: Any, prop_path: Any, runtime_check: bool = True) -> 
         points.append((lo + hi) / 2)
         if k < 2:
             points += [lo + rng.uniform(size=lo.size) * (hi - lo) for _ in range(2)]
-    why = runtime_mismatch(net_path, t.graph, points)
+    why, skipped = runtime_compare(net_path, t.graph, points)
     if why is not None:
         raise InputError(f"{net_path}: torchlean's import disagrees with onnxruntime ({why}); refusing it")
-    t.runtime_checked = True
+    t.runtime_note = skipped
+    t.runtime_checked = True  # (the session is made: a sat's point is run there too)
     return t, spec
 
 
