@@ -116,7 +116,7 @@ def test_a_missing_solver_is_replaced_by_the_other_or_rejected(tmp_path, monkeyp
 def test_a_synthetic_false_claim_and_a_timeout_are_rejected(tmp_path, monkeypatch):
     false = Obligation("autograd", "test:false", "test.false",
                        "(set-logic QF_NRA)\n(declare-const x Real)\n"
-                       "(assert (not (> (* x x) 0)))\n(check-sat)\n")
+                       "(assert (! (not (= (* x x) (* 2 x))) :named goal))\n(check-sat)\n")
     _forge(tmp_path, false, "z3")
     o = check_one(tmp_path, false)
     assert o.status == "rejected" and "says sat" in o.detail
