@@ -379,3 +379,71 @@ def test_held_a_size_branch_in_a_vjp_is_a_recorded_decision(monkeypatch):
     assert small is not None and ["8", ">=", "n0*n1", True] in small.data["decisions"]
     assert check(small.data["statement"]).ok
     assert node_obligation("mul", [[3, 4], [3, 4]], {}, []) is None  # the other branch: no class
+
+
+@pytest.fixture
+def own_sources():
+    """The @verified registrations of a test leave the global registry as they found it."""
+    from torchlean.proofs.obligation import SOURCES
+
+    saved = dict(SOURCES)
+    yield
+    SOURCES.clear()
+    SOURCES.update(saved)
+
+
+class Net(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.Linear(2, 2), nn.Tanh(), nn.Linear(2, 1))
+
+
+def test_a_second_verified_under_one_name_is_refused(own_sources):
+    """``verified(input_shape=(2, 2))(Net)`` then ``(1, 2)``: the second replaced the first's source,
+    so the claim at the training batch was never made (and ``proofs check`` passed)."""
+    from torchlean.proofs.obligation import SOURCES
+    from torchlean.proofs.verified import NameClash, verified
+
+    verified(input_shape=(2, 2))(Net)
+    verified(input_shape=(2, 2))(Net)  # the same decoration again (a module imported twice): fine
+    with pytest.raises(NameClash, match="two claims named 'Net'"):
+        verified(input_shape=(1, 2))(Net)
+    assert "verified.model.Net" in SOURCES
+
+    def build():
+        return _sq()
+
+    def build_elsewhere():
+        return nn.Sequential(nn.Linear(2, 1))
+
+    # two factories called build, in two modules: the label is the function's name
+    build_elsewhere.__name__ = build_elsewhere.__qualname__ = "build"
+    build_elsewhere.__module__ = "elsewhere"
+    verified(build, input_shape=(1, 2))
+    with pytest.raises(NameClash, match="elsewhere.build"):
+        verified(build_elsewhere, input_shape=(1, 2))
+    verified(build_elsewhere, name="build_b", input_shape=(1, 2))  # named apart: both kept
+    assert {"verified.model.build", "verified.model.build_b"} <= set(SOURCES)
+
+
+CLASH = """\
+from torchlean import nn
+from torchlean.proofs import verified
+
+
+class Net(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.Linear(2, 2), nn.Tanh(), nn.Linear(2, 1))
+
+
+verified(input_shape=(2, 2))(Net)   # the batch the app trains with
+verified(input_shape=(1, 2))(Net)   # and single samples
+"""
+
+
+def test_proofs_check_refuses_two_claims_under_one_name(tmp_path):
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "pyproject.toml").write_text('[tool.torchlean]\nproofs = "proofs"\nmodules = ["mymodels"]\n')
+    (proj / "mymodels.py").write_text(CLASH)
+    r = _run(proj, "check")
+    assert r.returncode == 2 and "two claims named 'Net'" in r.stderr, r.stdout + r.stderr

@@ -63,12 +63,15 @@ def import_modules(modules: list[str] | None) -> None:
     import torchlean  # noqa: F401  (registers primitives and rules)
 
     from . import adjoint, autograd, ibp  # noqa: F401  (register the sources)
+    from .verified import NameClash
 
     for mod in modules or []:
         try:
             importlib.import_module(mod)
         except ImportError as e:
             raise UsageError(f"cannot import module {mod!r}: {e}") from None
+        except NameClash as e:  # (audit29) one of two claims would have gone unchecked
+            raise UsageError(f"module {mod!r}: {e}") from None
 
 
 def plan(cfg: dict[str, Any], modules: list[str], only: list[str] | None, *, include_library: bool,
