@@ -404,7 +404,9 @@ def test_exact_inputs_claim_rejected_as_rounded_inputs():
     _rejected(_forge(cert, lambda c: c["statement"].update(input_exact=False)), "claimed error")
     tiny = [(Q(2) ** -22, Q(2) ** -18)] * 3  # (subnormal inputs: a format without them errs more)
     cert = bound_certificate(g, tiny, "binary16", kernel_ulps=Q(1, 2), input_exact=False, column="fast")
-    _rejected(_forge(cert, lambda c: c["statement"]["format"].update(subnormals=False)), "claimed error")
+    # (named for what it is: a known name must name its parameters, audit27)
+    _rejected(_forge(cert, lambda c: c["statement"]["format"].update(subnormals=False, name="e5m10-nosub")),
+              "claimed error")
 
 
 def test_shrunk_steps_truncated_steps_and_epsilon_rejected(fp16_cert):

@@ -77,13 +77,32 @@ def _leaky(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, slope: Any = 0.01, 
     return ctx.mul(ctx.point(min(p, ZERO), min(q, ZERO)), ctx.fl_const(Q(slope))).E if p < 0 else ZERO
 
 
+def _pow_kernel(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, exponent: Any = 2, **_: Any) -> Fraction:
+    """x~ ** c runs as x~ ** fl(c) (numpy casts a Python float exponent to the array's format;
+    audit27): the kernel's k ulp of x~^fl(c) <= M, plus |x~^fl(c) - x~^c| = |fl(c) - c| x~^s |ln x~|
+    (mean value theorem in the exponent, s between c and fl(c); x^s is monotone in s, so <= M, the
+    larger of x^(c -+ d) over the hull [p, q]; |ln x| is largest at p or q; p > 0: the row's domain
+    for a non-integer c). An integer c not in the format is refused (x~^fl(c) may change sign)."""
+    c = Q(exponent)
+    d = ctx.cast_err(c)
+    if not d:
+        return ctx.kern(Fm)
+    require(c.denominator != 1, f"pow: the exponent {c} is not a value of {ctx.fmt.name}")
+    M = max(FUNCTIONS["pow"].interval(p, q, exponent=c + s)[1] for s in (-d, d))
+    ctx.rnd(M * (1 + 2 * ctx.k * ctx.un))  # (x~^fl(c) does not overflow)
+    return ctx.kern(max(Fm, M)) + d * M * max(map(abs, FUNCTIONS["log"].interval(p, q)))
+
+
+#: the selections whose input at this position is read by value (a condition, indices), never
+#: as data (``fast_select.KEY``)
+KEY = {"where": 0, "gather": 1, "embedding": 1}
 GELU_CONSTS = (Q(0.7978845608028654), Q(0.044715))  # spec/constants.py, read exactly
 _KERNEL = lambda c, p, q, m, **_: c.kern(m)  # noqa: E731
 _EXACT = lambda c, p, q, m, **_: ZERO  # noqa: E731
 #: elementwise primitives: (bound-table row, the kernel's own error at a float input)
 UNARY: dict[str, Any] = {
     "relu": _EXACT, "abs": _EXACT, "leaky_relu": _leaky, "exp": _KERNEL, "log": _KERNEL,
-    "sqrt": _KERNEL, "tanh": _KERNEL, "erf": _KERNEL, "pow": _KERNEL, "sigmoid": _sigmoid_like,
+    "sqrt": _KERNEL, "tanh": _KERNEL, "erf": _KERNEL, "pow": _pow_kernel, "sigmoid": _sigmoid_like,
     "silu": _sigmoid_like, "softplus": _softplus, "gelu": _gelu,
 }
 #: linear primitives, by how the kernel rounds their outputs (structure from the bound table's row)
@@ -331,6 +350,8 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
     require(stmt.get("model") == model_id(ir), "model fingerprint does not match the graph")
     box = [(rational(lo), rational(hi)) for lo, hi in stmt["input_box"]]
     require(all(lo <= hi for lo, hi in box), "empty input box")
+    # (a JSON bool: the string "false" is truthy, and was read as exact inputs; audit27)
+    require(isinstance(stmt["input_exact"], bool), "input_exact must be true or false")
     method = stmt.get("ranges", "crown")
     require(method in RANGES, f"unknown ranges {method!r}")
     column = stmt.get("column", "exact")
@@ -390,6 +411,7 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         exact[i["name"]] = False
         k += n
     cast: dict[Fraction, Fraction] = {}  # (a DFT matrix repeats a few values many times)
+    data = {n for nd in ir["nodes"] for j, n in enumerate(nd["inputs"]) if KEY.get(nd["op"]) != j}
     for name, a in ir["constants"].items():
         is_float = str(a["dtype"]).startswith("float")
         require(all(q is not NEG_INF for q in env[name].v) or ctx.fmt.has_inf,
@@ -397,6 +419,12 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         for q in env[name].v if is_float else ():
             if q is not NEG_INF and q not in cast:
                 cast[q] = ctx.cast_err(q)
+        # an integer constant read as data meets a float array as binary64 (numpy's promotion),
+        # and the node's result is rounded to the format: a selection's output is fl(fl64(q)), not
+        # q (audit27). Required values of the format (so of binary64): then every operation with
+        # them rounds p-bit operands twice, innocuously (53 >= 2p + 2), and a selection is exact
+        require(is_float or name not in data or all(not ctx.cast_err(q) for q in env[name].v),
+                f"integer constant {name!r} holds a value that is not one of {ctx.fmt.name}")
         vals[name] = [ctx.const(q, cast[q] if is_float and q is not NEG_INF else ZERO)
                       for q in env[name].v]
         exact[name] = not is_float

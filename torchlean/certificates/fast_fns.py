@@ -99,6 +99,18 @@ class _Fns:
         if name == "gelu":
             return self._gelu(np.maximum(np.abs(p), np.abs(q)))
         require(name in ("exp", "log", "sqrt", "tanh", "erf", "pow"), f"{name}: no fast kernel row")
+        if name == "pow":  # ``errorbound._pow_kernel``: the run's exponent is fl(c) (audit27)
+            c = float(attrs.get("exponent", 2))
+            d = float(self.cast_err(np.array([c]))[0])
+            if d:
+                require(not c.is_integer(), f"pow: the exponent {c} is not a value of {self.fmt.name}")
+                # (s in [c - d, c + d] widened outward: x^s <= the larger end's enclosure)
+                M = np.maximum(*(FAST["pow"].interval(p, q, exponent=e)[1] for e in
+                                 (np.nextafter(c - d, -np.inf), np.nextafter(c + d, np.inf))))
+                lg = FAST["log"].interval(p, q)
+                L = np.maximum(np.abs(lg[0]), np.abs(lg[1]))
+                self.fits(_up(M * (1 + self.kern[0]), 2), name)
+                return _up(self.kern[0] * np.maximum(Fm, M) + self.kern[1] + _up(d * M * L, 2), 2)
         return _up(self.kern[0] * Fm + self.kern[1], 2)  # (the libm kernel within k ulp)
 
     def _gelu(self, M: np.ndarray) -> np.ndarray:

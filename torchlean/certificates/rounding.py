@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import operator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from fractions import Fraction
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -98,7 +98,13 @@ class Format:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Format:
         require(isinstance(d["subnormals"], bool), "format: subnormals must be true or false")
-        return cls(str(d["name"]), int(d["ebits"]), int(d["mbits"]), d["subnormals"], str(d["style"]))
+        f = cls(str(d["name"]), int(d["ebits"]), int(d["mbits"]), d["subnormals"], str(d["style"]))
+        try:  # a name the table knows names its parameters (audit27: "binary32" with binary64's
+            named = get_format(f.name)  # bits was accepted as a binary32 claim)
+        except ValueError:
+            return f  # (any other name claims no format by name)
+        require(astuple(named)[1:] == astuple(f)[1:], f"format: {f.name!r} is not these parameters")
+        return f
 
 
 FORMATS: dict[str, Format] = {

@@ -5,9 +5,10 @@ precision embeds in binary64, infinities, NaN and signed zeros included). Each p
 is computed exactly and rounded once with ``round_fraction``:
 
 - + - * / and sqrt: exact rationals, one rounding (IEEE-754 correct rounding);
-- exp, log, tanh, erf, sigmoid, softplus, gelu, silu: the spec's meaning in mpmath at 3p + 40 bits,
-  then one rounding (correctly rounded unless the real value lies within 2^-(3p+40) relative of a
-  rounding boundary, which we do not detect);
+- exp, log, tanh, erf, sigmoid, softplus, gelu, silu: the spec's meaning in mpmath at 3p + 40 bits
+  plus the format's subnormal and exponent range (``Emulator.prec``: the formulas cancel where the
+  result is tiny), then one rounding (correctly rounded unless the real value lies within
+  2^-(3p+40) relative of a rounding boundary, which we do not detect);
 - matmul, sum, mean: a fixed order, sequential left to right over the reduced axis, every product
   and every addition rounded (mean: the rounded sum, then one rounded division by n);
 - relu, maximum, minimum, abs, neg and the structural primitives are exact.
@@ -48,6 +49,8 @@ class Emulator:
     def __init__(self, fmt: Format | str, mode: str = "rne"):
         self.fmt = get_format(fmt)
         self.mode = mode
+        tiny = self.fmt.min_positive  # (2^-k: k bits below 1)
+        self.prec = 3 * self.fmt.precision + 40 + tiny.denominator.bit_length() + self.fmt.emax
 
     # -- scalars ------------------------------------------------------------------------------
     def round(self, q: Fraction, zero_sign: int = 0) -> float:
@@ -90,7 +93,13 @@ class Emulator:
     def transcendental(self, op: str, a: float, attrs: dict[str, Any]) -> float:
         if not np.isfinite(a):
             return self.from_float(float(_float_semantics(op, a)))
-        with mpmath.workprec(3 * self.fmt.precision + 40):
+        # the working precision is absolute as well as relative: the spec's formulas cancel where
+        # the result is tiny (softplus log(1 + e^x) and gelu's 1 + tanh(...) for x << 0), and
+        # 3p + 40 bits alone resolved 1 + e^-87.5 to 1, so softplus(-87.5) "rounded" to 0 where
+        # the binary32 value is 9.98e-39 (audit28: a false `--float32` sat, "Y_0 <= 0" on
+        # [-88, -80]); 2^-(bits) far below the format's least subnormal (and its largest
+        # exponent, a factor x up to max_finite) keeps every result's 3p + 40 relative bits
+        with mpmath.workprec(self.prec):
             r = PRIMITIVES[op].meaning(MPMATH, obj(np.array([mpmath.mpf(a)], dtype=object)), **attrs)[0]
             if not mpmath.isfinite(r):
                 return self.from_float(float(r))

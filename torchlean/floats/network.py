@@ -42,8 +42,16 @@ LoweringError = Unsupported
 
 
 def run_float(graph: Graph, x: np.ndarray, dtype: Any) -> np.ndarray:
-    """The runtime's own result on a batch of points (one graph call per point: batch size 1)."""
+    """The runtime's own result on a batch of points (one graph call per point: batch size 1), a
+    row per point holding every output of the graph flattened in order (the property's Y_j, as the
+    bound graph and the error bound number them; audit28: only the first output was returned, so
+    ``--float32``'s candidate filter on a two-output network multiplied mismatched shapes and the
+    CLI answered "no float32 error bound", exit 2, where a binary32 counterexample exists)."""
     name = graph.inputs[0].name
     shape = graph.inputs[0].shape
-    return np.stack([np.asarray(run_graph(graph, {name: xi.reshape(shape)}, dtype=dtype)[0]).reshape(-1)
-                     for xi in x])
+
+    def row(xi: np.ndarray) -> np.ndarray:
+        outs = run_graph(graph, {name: xi.reshape(shape)}, dtype=dtype)
+        return np.concatenate([np.asarray(o).reshape(-1) for o in outs])
+
+    return np.stack([row(xi) for xi in x])

@@ -63,12 +63,15 @@ def import_modules(modules: list[str] | None) -> None:
     import torchlean  # noqa: F401  (registers primitives and rules)
 
     from . import adjoint, autograd, ibp  # noqa: F401  (register the sources)
+    from .verified import NameClash
 
     for mod in modules or []:
         try:
             importlib.import_module(mod)
         except ImportError as e:
             raise UsageError(f"cannot import module {mod!r}: {e}") from None
+        except NameClash as e:  # (audit29) one of two claims would have gone unchecked
+            raise UsageError(f"module {mod!r}: {e}") from None
 
 
 def plan(cfg: dict[str, Any], modules: list[str], only: list[str] | None, *, include_library: bool,
@@ -105,15 +108,16 @@ _SHIPPED_RULES = _interval_rules()
 
 
 def patched_rules() -> list[str]:
-    """Runtime rules whose forward or VJP was replaced by code outside torchlean, and interval rules
+    """Runtime rules whose forward or VJP is not the one torchlean registered, and interval rules
     or function rows replaced since torchlean was imported (a row's ``monotone`` flipped by
     ``dataclasses.replace`` is a new object: audit17)."""
-    from ..runtime.rules import RULES
+    from ..runtime.rules import RULES, shipped
 
     now = _interval_rules()
-    return sorted([n for n, r in RULES.items()
-                   if any(not str(getattr(f, "__module__", "") or "").startswith("torchlean")
-                          for f in (r.forward, r.vjp))]
+    # by identity with the functions torchlean registered (``rules.SHIPPED``), never by the
+    # defining module's name: a project's ``torchlean_contrib`` module passed
+    # ``startswith("torchlean")`` (audit29)
+    return sorted([n for n in RULES if not shipped(n)]
                   + [n for n in {*now, *_SHIPPED_RULES} if now.get(n) is not _SHIPPED_RULES.get(n)])
 
 

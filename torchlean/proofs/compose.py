@@ -90,11 +90,16 @@ def _case_of(node: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
             shapes.append(list(d.shape))
             if d.ndim >= 2 and d.flags.f_contiguous and not d.flags.c_contiguous:
                 column_major.append(i)
-    if prim in ELEMENTWISE:
+    from ..runtime.rules import shipped
+
+    # the reductions below rest on what torchlean's own rules are (entrywise, per plane, per row);
+    # a replaced rule is keyed, and proved, at the node's real shapes (audit29)
+    own = shipped(prim, node.rule)
+    if own and prim in ELEMENTWISE:
         shapes, column_major = [[1]], []
-    elif prim in PER_CHANNEL and shapes[0] is not None and len(shapes[0]) == 4:
+    elif own and prim in PER_CHANNEL and shapes[0] is not None and len(shapes[0]) == 4:
         shapes = [[1, 1, *shapes[0][2:]]]
-    elif _row_wise(prim, node.attrs, shapes):
+    elif own and _row_wise(prim, node.attrs, shapes):
         k = int(node.attrs.get("normalized_ndim", 1))
         shapes = [[*([1] * (len(shapes[0]) - k)), *shapes[0][-k:]], *shapes[1:]]
     attrs = {k: node.attrs[k] for k in sorted(node.attrs)}
@@ -113,8 +118,13 @@ def _key(prim: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any], dict[s
 
 def shapes_covered(ob: Obligation) -> tuple[bool, str]:
     """(shape-generic?, for which shapes the claim of a primitive or node obligation holds)."""
+    from ..runtime.rules import shipped
+
     prim = ob.subject.split(":", 1)[1] if ob.subject.startswith(("primitive:", "node:")) else ""
     shapes = ob.data.get("shapes")
+    if prim and ob.kind in ("forward", "autograd", "windows", "channels", "rows") and not shipped(prim):
+        # a replaced rule: what its claim says for other shapes is not known (audit29)
+        return False, f"shapes {shapes} only" if shapes is not None else ""
     if ob.kind == "adjoint" and prim:
         conds = [decision_text(d) for d in ob.data["decisions"] if len(d) == 4 or d[0] != d[1]]
         return True, f"every size of the class {ob.data['class']}" + (
@@ -138,12 +148,17 @@ def shapes_covered(ob: Obligation) -> tuple[bool, str]:
 
 def node_obligations(prim: str, key: str, fields: dict[str, Any]) -> list[Obligation]:
     """The forward and autograd obligations of one node case (domain and hints as the library's)."""
-    from ..runtime.rules import RULES
+    from ..runtime.rules import RULES, shipped
     from ..spec.primitives import PRIMITIVES
     from . import rows, terms, windows
     from .autograd import CASES, Case, rule_obligations
 
-    if windows.applies(prim, fields["shapes"], fields["attrs"]):
+    # a ``windows`` statement is about one (1, 1, H, W) plane: it stands for every batch and channel
+    # count only for torchlean's own rule (per plane by its code); a replaced rule, at N = C = 1 only
+    # (``channels`` and ``rows`` statements are derived at the node's own shapes)
+    plane = shipped(prim) or (bool(fields["shapes"]) and fields["shapes"][0] is not None
+                              and list(fields["shapes"][0][:2]) == [1, 1])
+    if plane and windows.applies(prim, fields["shapes"], fields["attrs"]):
         # a pooling plane: one window's fixed-shape claims, and the checker's window-by-window
         # statement that the plane is that window at every position (cost independent of H, W
         # for the solver; linear for the checker)
@@ -186,7 +201,7 @@ def trace(build: Callable[[], Any], input_shape: tuple[int, ...],
           ) -> tuple[dict[str, Any], dict[str, Any], list[tuple[str, dict[str, Any], dict[str, Any]]]]:
     """(graph, formal trace, node cases) of the model ``build()`` at ``input_shape``."""
     from ..runtime import autograd as ag
-    from ..runtime.rules import Rule
+    from ..runtime.rules import RULES, Rule
     from ..runtime.tensor import Tensor
 
     model = build()
@@ -223,6 +238,10 @@ def trace(build: Callable[[], Any], input_shape: tuple[int, ...],
             stack.append((t, True))
             stack.extend((i, False) for i in reversed(t._node.inputs) if i.requires_grad and id(i) not in vid)
             continue
+        if t._node.rule is not RULES.get(t._node.name):
+            # the node obligations are derived from the table's rule: it must be the one that ran
+            raise ValueError(f"@verified model: node {t._node.name} ran a rule that is not "
+                             f"RULES[{t._node.name!r}] now (the table changed after the forward)")
         key, fields, _ = _case_of(t._node)
         vid[id(t)] = len(vid)
         nodes.append({"prim": t._node.name, "key": key, "output": vid[id(t)],

@@ -31,8 +31,41 @@ if TYPE_CHECKING:  # (sympy and the autograd obligations are imported where used
     from .autograd import Case
 
 
+#: source name -> what was decorated under it (defining module, qualified name, input shape,
+#: proof; a module instance's repr): a second, different decoration under the same name replaced
+#: the first's source, so one claim silently went unchecked (audit29)
+_DECORATED: dict[str, tuple[Any, ...]] = {}
+
+
+class NameClash(ValueError):
+    """Two different ``@verified`` decorations under one name (``proofs`` reports it as a usage error)."""
+
+
+def _claim(key: str, target: Any, *what: Any) -> None:
+    """Record ``target`` as the decoration behind source ``key``; a ValueError when another target
+    (or the same one at another input shape) holds the name. The same decoration again (a module
+    imported twice, ``importlib.reload``) replaces its own entry."""
+    kind = target if callable(target) and hasattr(target, "__qualname__") else type(target)
+    ident = (getattr(kind, "__module__", None), getattr(kind, "__qualname__", None),
+             None if kind is target else repr(target), *map(repr, what))
+    from .obligation import SOURCES
+
+    old = _DECORATED.get(key) if key in SOURCES else None  # (a registry reset forgets the name)
+    if old is not None and old != ident:
+        def describe(d: tuple[Any, ...]) -> str:
+            at = f" at {', '.join(d[3:])}" if d[3:] else ""
+            return f"{d[0]}.{d[1]}" + (f" {d[2]}" if d[2] else "") + at
+
+        raise NameClash(f"@verified: two claims named {key.split('.', 2)[2]!r} ({describe(old)}; "
+                         f"{describe(ident)}): the second would replace the first, which would go "
+                         "unchecked; give each its own name=...")
+    _DECORATED[key] = ident
+
+
 def _primitive(fn: Any, name: str, meaning: Callable[..., Any], cases: list[Case],
                vjp: Callable[..., Any] | None) -> None:
+    _claim(f"verified.primitive.{name}", fn)
+
     @source(f"verified.primitive.{name}")
     def _obs() -> Iterator[Obligation]:
         from .autograd import rule_obligations
@@ -149,6 +182,8 @@ def verified(obj: Any = None, *, name: str | None = None, meaning: Callable[...,
         # (a Module class is a factory too: its instances have parameters, the class is called)
         factory = isinstance(target, type) or (callable(target) and not hasattr(target, "parameters"))
         build = target if factory else (lambda: copy.deepcopy(target))
+
+        _claim(f"verified.model.{label}", target, tuple(input_shape), proof)
 
         @source(f"verified.model.{label}")
         def _obs() -> Iterator[Obligation]:

@@ -24,6 +24,21 @@ class Rule:
 
 RULES: dict[str, Rule] = {}
 
+#: name -> (forward, vjp) of the rules torchlean itself registers, recorded once ``runtime`` has
+#: imported its rule modules (before any project module can replace one). The proofs layer proves
+#: some claims of these functions in a reduced form it knows their code admits (an entrywise rule
+#: at one entry, pooling on one plane, a row-wise rule on one row); a replacement has no such
+#: guarantee (audit29: a tanh VJP reading ``(1 - out**2).T`` is right at shape (1,) only).
+SHIPPED: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {}
+
+
+def shipped(name: str, rule: Rule | None = None) -> bool:
+    """Whether ``rule`` (default: the table's rule for ``name``) is torchlean's own for ``name``:
+    the very forward and VJP functions its rule modules registered, not a replacement."""
+    r = RULES.get(name) if rule is None else rule
+    own = SHIPPED.get(name)
+    return r is not None and own is not None and r.forward is own[0] and r.vjp is own[1]
+
 #: rules whose VJP also takes ``want`` (one bool per input; default all True) and returns None for
 #: the inputs not wanted without computing them: a caller that differentiates with respect to the
 #: data only (the counterexample search's ``verify.executor``: constant weights) skips the weight

@@ -184,7 +184,7 @@ def _warn_empty_boxes(spec: Any, prop: str) -> None:
 
 def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: Budget) -> int:
     """``--float32``: the verdict for the network run in binary32 (``verify.float32``)."""
-    from .float32 import SPLITS, verify_float32
+    from .float32 import SPLITS, binary32_empty, verify_float32
 
     try:
         res = verify_float32(target.graph, target, spec, left, progress=_cli.progress_of(args),
@@ -205,6 +205,10 @@ def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: 
     if not clock.answer(say):
         return 0
     _note_unchecked(target, res.verdict)
+    if res.verdict == "unsat":
+        for k, i in binary32_empty(spec):
+            print(f"note: region {k}'s X_{i} interval holds no binary32 value: the float32 verdict "
+                  "is about binary32 inputs, so it holds there vacuously", file=sys.stderr, flush=True)
     if not args.quiet:
         if res.stats.get("epsilon") is not None:
             print("epsilon: " + " ".join(f"{e:.3g}" for e in res.stats["epsilon"])

@@ -54,6 +54,34 @@ def hull(spec: Spec) -> list[tuple[Fraction, Fraction]]:
             for i in range(spec.n_in)]
 
 
+def _binary32_in(lo: Fraction, hi: Fraction, strict_lo: bool, strict_hi: bool) -> bool:
+    """Whether the interval (its ends open where strict) holds a finite binary32 value."""
+    def ok_lo(q: Fraction) -> bool:
+        return q > lo if strict_lo else q >= lo
+    f = np.float32(np.clip(float(lo), -3.4e38, 3.4e38))  # (near lo; stepped onto the first one)
+    while np.isfinite(f) and not ok_lo(Fraction(float(f))):
+        f = np.nextafter(f, np.float32(np.inf))
+    while np.isfinite(g := np.nextafter(f, np.float32(-np.inf))) and ok_lo(Fraction(float(g))):
+        f = g
+    if not np.isfinite(f):
+        return False
+    q = Fraction(float(f))
+    return q < hi if strict_hi else q <= hi
+
+
+def binary32_empty(spec: Spec) -> list[tuple[int, int]]:
+    """(region, input) pairs whose interval holds no binary32 value (e.g. ``X_0 = 0.1``): a
+    float-sound verdict is about the network run on binary32 inputs, so such a region has none and
+    its part of an ``unsat`` holds vacuously."""
+    out = []
+    for k, r in enumerate(spec.regions):
+        for i, (lo, hi, sl, sh) in enumerate(zip(r.lo, r.hi, *r.strictness())):
+            if not _binary32_in(lo, hi, sl, sh):
+                out.append((k, i))
+                break
+    return out
+
+
 #: a candidate is emulated only if the runtime's own binary32 run comes this close (relative to
 #: sum |a_j| (|y_j| + 1)) to meeting a disjunct: the emulator (exact rationals, seconds on ACAS Xu)
 #: and the runtime differ only in summation order. A filter on what is *tried*, never on what is
@@ -161,6 +189,11 @@ GATE_WALKS = 4
 #: of what the bisections did (on ACAS Xu anything from ~0.6 per bisection, prop 1, to 1/100 over
 #: two, prop 2, where ReLUs turn stable); a policy, any value is sound
 SHRINK = 1 / 8
+
+
+#: bisections on one path of the float loop's partition at most (a policy: deeper parts are not
+#: proved); each is a frame of ``prove``'s recursion, so it stays well under Python's limit (1,000)
+MAX_DEPTH = 400
 
 
 #: above this many inputs a bisection halves the input that matters most (``split_dim``); at or
@@ -308,19 +341,26 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         return real(grow(part, [r ** k * e for e in cert_epsilons(eb)]), share).verdict != "sat"
 
     def prove(box: list[tuple[Fraction, Fraction]], above: dict[str, Any] | None,
-              k: int = 0) -> dict[str, Any] | None:
+              k: int = 0, depth: int = 0) -> dict[str, Any] | None:
         """A part (leaf or split tree) proving the box's share of the property, or None;
         ``above``: the nearest walked ancestor's errorbound certificate (its box covers this one),
         ``k`` bisections up."""
         part, eb = restrict(spec, box), above
+        # the part's own hull: the box itself where one region fills it (every box of a
+        # single-region property); where the regions are smaller (several regions, e.g. two points
+        # far apart) the walk and the bisection are about the hull (audit28: the box was halved
+        # around a point region forever, never reaching it, until Python's recursion limit; the
+        # checker asks only that an errorbound box cover the leaf's regions)
+        ph = hull(part) if part.regions else box
         if by_boxes and budget[0] > 0 and len(part.regions) == 1:  # (one search, its boxes' own epsilons)
             return by_bab(box, part, above)
         cut = _separating(part) if by_boxes and budget[0] > 0 else None
         if cut is not None:  # (several regions, apart along some input: cut between, no search)
             budget[0] -= 1
             d, v = cut
-            left = prove(box[:d] + [(box[d][0], v)] + box[d + 1:], above, k)
-            right = prove(box[:d] + [(v, box[d][1])] + box[d + 1:], above, k) if left is not None else None
+            left = prove(box[:d] + [(box[d][0], v)] + box[d + 1:], above, k, depth + 1)
+            right = (prove(box[:d] + [(v, box[d][1])] + box[d + 1:], above, k, depth + 1)
+                     if left is not None else None)
             return None if right is None else {"split": [d, str(v)], "lo": left, "hi": right}
         if above is not None:
             leaf, verdict = attempt(part, above)
@@ -330,7 +370,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
             if verdict not in ("sat", "split"):
                 return None
         if above is None or worth_walking(part, above, k):
-            eb, up = walk(box), k
+            eb, up = walk(ph), k
             if eb is None:
                 return None
             k, top, own = 0, max(cert_epsilons(above or eb)), max(cert_epsilons(eb))
@@ -350,15 +390,17 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
             tw = time.monotonic()
             weights.append(split_weights(graph, target, root))
             stats["weights_s"] = time.monotonic() - tw
-        d = split_dim(box, weights[0])
-        if not box[d][0] < box[d][1]:  # (the weights are 0 on every side of positive width)
-            d = split_dim(box)
-        lo, hi = box[d]
-        if not lo < hi:  # a point: its halves would be itself (unbounded recursion; audit15)
+        # the bisection halves the part's hull (a point: its halves would be itself; audit15)
+        if depth >= MAX_DEPTH or all(a == b for a, b in ph):  # (a point: halves are itself)
             return None
-        v = (lo + hi) / 2
-        left = prove(box[:d] + [(lo, v)] + box[d + 1:], eb, k + 1)
-        right = prove(box[:d] + [(v, hi)] + box[d + 1:], eb, k + 1) if left is not None else None
+        d = split_dim(box, weights[0])
+        if not ph[d][0] < ph[d][1]:  # (the weights are 0 on every side of positive width)
+            d = split_dim(ph)
+        lo, hi = ph[d]
+        v = (lo + hi) / 2  # (box[d][0] <= lo < v < hi <= box[d][1]: strictly inside the box's side)
+        lo, hi = box[d]
+        left = prove(box[:d] + [(lo, v)] + box[d + 1:], eb, k + 1, depth + 1)
+        right = prove(box[:d] + [(v, hi)] + box[d + 1:], eb, k + 1, depth + 1) if left is not None else None
         return None if right is None else {"split": [d, str(v)], "lo": left, "hi": right}
 
     def by_bab(box: list[tuple[Fraction, Fraction]], part: Spec, above: dict[str, Any] | None
@@ -376,7 +418,8 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
             budget[0] -= 1
             return walk(b)
 
-        out = float_bab(target, spec, box, eb, sub, t0 + timeout, method, made_here=above is None)
+        out = float_bab(target, spec, box, eb, sub, t0 + timeout, method, made_here=above is None,
+                        try_point=lambda x: float_counterexample(graph, spec, x))
         for key in ("boxes", "leaves", "inherited"):
             stats[key] = stats.get(key, 0) + out.stats.get(key, 0)
         if out.verdict == "sat" and out.x:

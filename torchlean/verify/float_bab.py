@@ -65,13 +65,28 @@ GUARD = 1e-9
 @dataclass
 class Outcome:
     """``float_bab``'s answer: "unsat" with ``part`` (a partitioned-form tree over the box it was
-    given), "sat" with ``x`` (a real counterexample of the original property: not yet a binary32
-    one), or "timeout"."""
+    given), "sat" with ``x`` (a real counterexample of the original property, or a binary32
+    point ``try_point`` accepted: not yet a checked binary32 one), "give-up" (a box that no
+    bisection can split is not proved), or "timeout"."""
 
     verdict: str
     part: dict[str, Any] | None = None
     x: list[Fraction] | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+
+
+def _binary32_point(lo: np.ndarray, hi: np.ndarray) -> list[Fraction] | None:
+    """The one binary32 point of the float64 box [lo, hi] when it holds exactly one (along every
+    input at most one binary32 value, and one), else None."""
+    f32, out = np.float32, []
+    for a, b in zip(lo, hi):
+        f = f32(a)
+        if float(f) < a:
+            f = np.nextafter(f, f32(np.inf))
+        if float(f) > b or float(np.nextafter(f, f32(np.inf))) <= b:
+            return None
+        out.append(Fraction(float(f)))
+    return out
 
 
 @dataclass
@@ -85,12 +100,14 @@ class _Owner:
 
 def float_bab(t: table.Target, spec: Spec, box: Box, eb: dict[str, Any],
               walk: Callable[[Box], dict[str, Any] | None], deadline: float, method: str = "crown",
-              batch: int = 64, seed: int = 0, made_here: bool = False) -> Outcome:
+              batch: int = 64, seed: int = 0, made_here: bool = False,
+              try_point: Callable[[list[Fraction]], Any] | None = None) -> Outcome:
     """Prove ``spec`` (the whole property) on ``box`` (``restrict(spec, box)`` has one region) for
     the binary32 run, starting from ``eb`` (an errorbound certificate whose box covers the region);
     ``walk(box)``: a new errorbound certificate for a sub-box (None: out of time or budget);
     ``made_here``: ``eb`` was made for this box's region (else an ancestor's: stats "inherited"
-    counts the leaves proved with an ancestor's certificate)."""
+    counts the leaves proved with an ancestor's certificate); ``try_point(x)``: not None when the
+    binary32 point x is a counterexample of the binary32 run (tried on open boxes holding one)."""
     part = restrict(spec, box)
     assert len(part.regions) == 1, "float_bab takes a box meeting one input region"
     region = part.regions[0]
@@ -119,6 +136,7 @@ def float_bab(t: table.Target, spec: Spec, box: Box, eb: dict[str, Any],
     leaf_owner: dict[int, int] = {}
     confirm = table.confirmer(t, spec)
     falsify = attack.InSearch(t.fnet, region, confirm, seed=seed)
+    tried: set[tuple[Fraction, ...]] = set()  # (binary32 points given to ``try_point``)
     st_lo, st_hi, st_id, st_own, st_gap = [lo0], [hi0], [0], [0], [0]
     try:
         with time_limit(deadline):
@@ -179,11 +197,21 @@ def float_bab(t: table.Target, spec: Spec, box: Box, eb: dict[str, Any],
                     dim = int(score[n_i].argmax()) if score[n_i].max() > 0 else int(w.argmax())
                     if w[dim] <= 0 or not np.isfinite(score[n_i]).all():
                         dim = int(w.argmax())
+                    x32 = _binary32_point(lo[i], hi[i])
+                    if x32 is not None and try_point is not None and tuple(x32) not in tried:
+                        # a box holding one binary32 point, still open: that point is tried
+                        # (audit28: where the original property holds in the reals but not in
+                        # binary32, e.g. a float output landing on the bound, no real
+                        # counterexample is falsified; the box was bisected to float64 width and
+                        # the search ended "timeout" at once, the float counterexample never tried)
+                        tried.add(tuple(x32))
+                        if try_point(x32) is not None:
+                            return Outcome("sat", x=x32, stats=stats)
                     if w[dim] <= 0:
-                        return Outcome("timeout", stats=stats)  # a point box the bounds cannot prove
+                        return Outcome("give-up", stats=stats)  # a point box the bounds cannot prove
                     v = float(min(max(lo[i, dim] + w[dim] * 0.5, lo[i, dim]), hi[i, dim]))
                     if not lo[i, dim] < v < hi[i, dim]:
-                        return Outcome("timeout", stats=stats)  # no float strictly inside: give up
+                        return Outcome("give-up", stats=stats)  # no float strictly inside: give up
                     (a, _, lw_hi), (b, up_lo, _) = tree.bisect(ids[i], lo[i], hi[i], dim, v)
                     st_lo += [up_lo, lo[i]]
                     st_hi += [hi[i], lw_hi]

@@ -248,19 +248,25 @@ def float32_epsilon(net: Any, x: np.ndarray, box: Sequence[tuple[Any, Any]] | No
     ``floats.default_ranges``: the exact engine's CROWN up to 1,000 nonlinear elements, else IBP
     met with the fast engine's CROWN), and the largest error seen on ``samples`` random points of
     the box (against the binary64 run, whose own certificate is not made here:
-    ``observed_error(reference=False)``). ``x``: one input of the network's shape (traced to fix
-    the graph). Raises if the checker rejects the certificate (no bound is ever printed without it)."""
+    ``observed_error(reference=False)``). ``x``: one input of the network's shape (traced
+    faithfully, as ``tl.verify`` does: a model that reads its input in Python or has a layer in
+    training mode raises ``TraceError`` / ``ValueError``, never gets one path's ε). Raises if the
+    checker rejects the certificate (no bound is ever printed without it)."""
     from ..certificates import check
     from ..floats import bound_certificate, epsilons, observed_error
-    from ..runtime.tensor import tensor
-    from ..runtime.trace import trace
+    from ..verify.api import _graph, _other_point
 
     n = int(np.prod(np.shape(x)))
     box = [(Fraction(0), Fraction(1))] * n if box is None else [
         (_exact(lo), _exact(hi)) for lo, hi in box]
     if len(box) != n:
         raise ValueError(f"float32_epsilon: box has {len(box)} intervals for an input of {n} entries")
-    graph = trace(net, tensor(np.asarray(x, dtype=np.float32)))
+    # the model's function, not one traced path: a faithful trace (``tl.verify``'s), compared with
+    # the trace at a second point of the box and with the model run there; a model that reads its
+    # input in Python (``if float(x.sum()) > 1``) is refused, never given the traced branch's ε
+    # (audit32: a branch taken elsewhere in the box erred 30x the certified bound)
+    xa = np.asarray(np.asarray(x, dtype=np.float32), dtype=np.float64)
+    graph = _graph(net, xa, _other_point(xa, tuple(lo for lo, _ in box), tuple(hi for _, hi in box)))
     cert = bound_certificate(graph, box, "binary32")
     verdict = check(cert)
     if not verdict.ok:  # never print a bound the checker did not accept
