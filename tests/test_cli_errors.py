@@ -303,3 +303,23 @@ def test_run_reports_a_missing_file_and_runs_the_rest_of_the_list(jobs, tmp_path
     res = capsys.readouterr()
     assert len(res.out.splitlines()) == 1 and "gone.onnx" in res.out and "skipped 2 of 3" in res.err
     assert [r["result"] for r in csv.DictReader(out.open())] == ["unsat", "sat", "sat"]
+
+
+def test_floats_bound_fails_loudly_when_sampling_contradicts_epsilon(tmp_path, capsys, monkeypatch):
+    """audit33 noticed: `floats bound` printed an observed error above the certified ε as a plain
+    row. Such a row contradicts a replayed certificate (a torchlean bug): now an `error:` line on
+    stderr, exit 1, no certificate file. Planted here by shrinking the ε the CLI reads."""
+    from fractions import Fraction
+
+    import torchlean.floats.errorbound as eb
+
+    net, cert = tmp_path / "n.onnx", tmp_path / "c.json"
+    net.write_bytes((TEST / "test_small.onnx").read_bytes())
+    assert floats_main(["bound", str(net), "--box", "-1:1", "--samples", "200", "--cert", str(cert)]) == 0
+    assert cert.exists() and "error:" not in capsys.readouterr().err
+    cert.unlink()
+    real = eb.epsilons
+    monkeypatch.setattr(eb, "epsilons", lambda c: [Fraction(0) * e for e in real(c)])
+    assert floats_main(["bound", str(net), "--box", "-1:1", "--samples", "200", "--cert", str(cert)]) == 1
+    err = capsys.readouterr().err
+    assert "exceeds the certified epsilon" in err and not cert.exists()

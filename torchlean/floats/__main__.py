@@ -154,6 +154,17 @@ def cmd_bound(a: argparse.Namespace) -> int:
     elif a.samples and dtype is not None:
         print(f"observed: not sampled (the runtime's {a.format} kernels round to nearest, not {a.mode}; "
               f"`python -m torchlean.floats run MODEL --input ... --mode {a.mode}` emulates one point)")
+    # a sampled error above ε (beyond the binary64 reference's own certified error) contradicts a
+    # replayed certificate: a bug in the checker or in what it was told the run computes. Said
+    # loudly, exit 1, and no certificate file written.
+    over = [] if obs is None else [j for j, e in enumerate(eps)
+                                   if obs.max_error[j] - obs.reference_error[j] > float(e)]
+    for j in over:
+        print(f"error: output {j}: the observed error {obs.max_error[j]:.6e} exceeds the certified epsilon "
+              f"{float(eps[j]):.6e}: the claim is contradicted (a torchlean bug: please report it)",
+              file=sys.stderr)
+    if over:
+        return 1
     if a.cert:
         atomic_write_text(a.cert, json.dumps(cert))
         print(f"certificate written to {a.cert}")
