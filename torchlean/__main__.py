@@ -302,8 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except UsageError as e:
-        print(f"torchlean: error: {_cli.one_line(e)}", file=sys.stderr)
+    except UsageError as e:  # (the top parser's own prog is the line's head already: said once)
+        msg = _cli.one_line(e)
+        print(f"torchlean: error: {msg.removeprefix('torchlean: ')}", file=sys.stderr)
         return 2
     except SystemExit as e:  # --help / --version print and "exit"; report it as a return code
         return e.code if isinstance(e.code, int) else 0
@@ -332,9 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cli.guard(_raiser(e), prog="torchlean")
 
 
-#: image file suffixes matplotlib writes (``--plot``, ``--samples``, ``plot -o``)
-IMAGE_FORMATS = {"png", "svg", "svgz", "pdf", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp", "gif", "pgf",
-                 "raw", "rgba", "avif"}
+IMAGE_FORMATS = _cli.IMAGE_FORMATS  # (kept importable from here)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -350,9 +349,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
         _cli.check_not_input(args.out, "-o", *args.logs)
         images.append(("-o", args.out))
     for flag, path in images:  # (matplotlib would refuse the suffix only after the training)
-        suffix = os.path.splitext(path or "")[1].lower().lstrip(".")
-        if path and suffix not in IMAGE_FORMATS:
-            raise _cli.CliError(f"{flag} {path}: not an image name (end it in .png, .svg, .pdf, ...)")
+        _cli.check_image(path, flag)
     if args.command == "demo" and args.out:
         out = os.path.abspath(args.out)
         if os.path.exists(out) and not os.path.isdir(out):

@@ -140,6 +140,19 @@ def check_writable(path: str | None, flag: str) -> None:
         raise CliError(f"{flag} {path}: cannot write in {folder}")
 
 
+#: image file suffixes matplotlib writes (``--plot``, ``--samples``, ``plot -o``)
+IMAGE_FORMATS = {"png", "svg", "svgz", "pdf", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp", "gif", "pgf",
+                 "raw", "rgba", "avif"}
+
+
+def check_image(path: str | None, flag: str) -> None:
+    """Refuse (CliError, before any work) an image path whose suffix matplotlib cannot write: it
+    would refuse it only after the work (training, bounding) was done. None passes."""
+    suffix = os.path.splitext(path or "")[1].lower().lstrip(".")
+    if path and suffix not in IMAGE_FORMATS:
+        raise CliError(f"{flag} {path}: not an image name (end it in .png, .svg, .pdf, ...)")
+
+
 def check_not_input(path: str | None, flag: str, *inputs: str | None) -> None:
     """Refuse (CliError) an output path that is one of the command's input files: ``--cert
     prop.vnnlib`` would replace the property with the certificate."""

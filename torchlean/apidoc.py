@@ -72,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(args, int):  # (--help printed, or a one-line usage error)
         return args
     out = Path(args.out)
+    if out.exists() and not out.is_dir():  # (a usage error, status 2 like every command's)
+        print(f"torchlean.apidoc: error: -o {args.out}: not a directory", file=sys.stderr)
+        return 2
     try:
         out.mkdir(parents=True, exist_ok=True)
         index = ["# torchlean API reference", "",

@@ -56,11 +56,13 @@ def _save(plt: Any, fig: Any, out: str | Path, rect: tuple[float, ...] | None = 
 
 def load_log(path: str | Path) -> dict[str, Any]:
     """Read and validate one training log; raises ``PlotError`` with a one-line reason."""
+    from ._files import InputFileError, read_input_bytes
+
     p = Path(path)
-    if not p.is_file():
-        raise PlotError(f"{p}: no such file")
-    try:
-        log = json.loads(p.read_text())
+    try:  # (a regular file within the size limit: a directory is named as one, not "no such file")
+        log = json.loads(read_input_bytes(p, what="training log"))
+    except InputFileError as e:
+        raise PlotError(str(e)) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PlotError(f"{p}: not JSON ({e.__class__.__name__})") from None
     if not isinstance(log, dict) or log.get("format") != LOG_FORMAT:

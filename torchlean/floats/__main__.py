@@ -221,6 +221,8 @@ def cmd_fpcore(a: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     except FPCoreError as e:
         raise CliError(f"{a.file}: {e}") from None
+    if not benches:  # (an empty or comment-only file: a header and status 0 would read as "all fine")
+        raise CliError(f"{a.file}: no FPCore benchmarks in the file")
     print(f"{'benchmark':20s} {'bound (binary64)':>18s} {'observed':>12s} {'points':>7s}")
     for b in benches:
         if b.unsupported:
@@ -258,10 +260,12 @@ def cmd_lemmas(a: argparse.Namespace) -> int:
     from ..certificates import check
     from . import lemmas as L
 
+    failed = 0  # (a rejected, refuted or unproved lemma: exit 1, like proofs check; it was 0)
     for cert in L.exhaustive_certificates():
         st = cert["statement"]
         v = check(cert)
         state = f"checked ({v.checked} cases)" if v.ok else f"REJECTED: {v.reason}"
+        failed += not v.ok
         print(f"{st['format']['name']:15s} {st['op']:5s} exhaustive: {state}")
     if a.timeout > 0:
         records = {}
@@ -273,7 +277,13 @@ def cmd_lemmas(a: argparse.Namespace) -> int:
                   f"cvc5: {rec['cvc5']['result']} ({rec['cvc5']['time_s']} s)  -> {rec['status']}")
         for f in L.FORMATS:
             for op in L.OPS:
-                print(f"lemma {f:9s} {op:5s}: {L.lemma_status(f, op, records)}")
+                status = L.lemma_status(f, op, records)
+                failed += not status.startswith("solver-trusted")
+                print(f"lemma {f:9s} {op:5s}: {status}")
+    if failed:
+        print(f"error: {failed} lemma(s) rejected, refuted or not proved by both solvers "
+              "(see the lines above)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -360,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--mode", default="rne", choices=MODES, help="rounding mode (default rne)")
     lm = sub.add_parser("lemmas", help="the rounding lemmas and their status",
                         description="The rounding lemmas |fl(x op y) - x op y| <= u|x op y| + eta: the 8-bit "
-                                    "formats checked exhaustively, the others' SMT parts with cvc5 and z3.",
+                                    "formats checked exhaustively, the others' SMT parts with cvc5 and z3. "
+                                    "Exit 1 unless every lemma is checked or proved by both solvers.",
                         examples=["python -m torchlean.floats lemmas --timeout 60"])
     lm.add_argument("--timeout", type=_cli.number(float, 0.0, _cli.MAX_TIMEOUT_S, low_open=False,
                                                   what="number of seconds"),

@@ -138,10 +138,10 @@ def _setup(args: argparse.Namespace) -> list[tuple[Obligation, Path]]:
 def cmd_emit(args: argparse.Namespace) -> int:
     from .._files import atomic_write_text
 
-    obs = [ob for ob, _ in _setup(args)]
     out = Path(args.output)
-    if out.exists() and not out.is_dir():
+    if out.exists() and not out.is_dir():  # (before _setup: its notes would precede the error)
         raise UsageError(f"-o {out}: not a directory")
+    obs = [ob for ob, _ in _setup(args)]
     out.mkdir(parents=True, exist_ok=True)
     obs = [ob for ob in obs if ob.kind not in DECIDED]  # decided by the checker
     for ob in obs:

@@ -4,7 +4,8 @@
         (--timeout: the whole command's wall clock from process start, replay included)
     python -m torchlean.verify check CERT.json NET.onnx PROP.vnnlib [--mode exact|fast]
     python -m torchlean.verify bounds NET.onnx PROP.vnnlib [--method ibp|crown|alpha-crown]
-    python -m torchlean.verify run instances.csv [--out results.csv] [--timeout S] [-j N] [--force]
+    python -m torchlean.verify run instances.csv [--out results.csv] [--timeout S] [-j N]
+        [--ray ADDRESS] [--force]
 
 Exit status: 0 on success (a verdict, an accepted certificate), 1 when a certificate is rejected,
 2 on bad input (one line on stderr, never a traceback).
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from fractions import Fraction
@@ -64,6 +66,9 @@ def exact_text(v: Any) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    for flag in ("float32_splits", "float32_column"):  # (silently ignored without it, before)
+        if getattr(args, flag, None) is not None and not args.float32:
+            raise _cli.CliError(f"--{flag.replace('_', '-')} needs --float32")
     _cli.check_writable(args.cert, "--cert")
     _cli.check_writable(args.result, "--result")
     _cli.check_not_input(args.cert, "--cert", args.net, args.prop)
@@ -77,6 +82,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print("timeout", flush=True)
         if args.result:
             atomic_write_text(args.result, "timeout\n")
+        _drop_stale_cert(args)
 
     if not args.command:
         return _verify(args, clock, out_of_time)
@@ -95,6 +101,7 @@ def _verify(args: argparse.Namespace, clock: Budget, out_of_time: Any) -> int:
 
     with loading():
         target, spec = load_instance(args.net, args.prop, runtime_check=clock.left() > RUNTIME_CHECK_S)
+    _drop_stale_cert(args)
     if not args.quiet:
         _warn_empty_boxes(spec, args.prop)
     left = clock.search_time()
@@ -162,6 +169,13 @@ def _with_note(cert: dict[str, Any], target: Any) -> dict[str, Any]:
     run's record for whoever reads the file, not part of what is checked."""
     line = runtime_unchecked(target)
     return cert if line is None else {**cert, "unchecked_import": line}
+
+def _drop_stale_cert(args: argparse.Namespace) -> None:
+    """``--cert FILE`` holds this run's certificate or nothing: a file left there by an earlier run
+    is removed once the inputs have loaded, so that a run ending in timeout / unknown does not leave
+    an old certificate beside its verdict (``--result`` is likewise rewritten on every answer)."""
+    if args.cert and os.path.isfile(args.cert):
+        os.unlink(args.cert)
 
 
 def _runtime_guard(target: Any, res: Any) -> None:
@@ -262,6 +276,7 @@ def cmd_bounds(args: argparse.Namespace) -> int:
     from . import table
 
     _cli.check_writable(args.plot, "--plot")
+    _cli.check_image(args.plot, "--plot")
     target, spec = load_instance(args.net, args.prop)
     _note_unchecked(target, "sat")  # (bounds of the import's network)
     for r, region in enumerate(spec.regions):
@@ -368,7 +383,8 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
                             "loading, search and the checker's replay (the search runs to T - 0.25 s, "
                             "the replay gets what is left); a verdict not checked by T is 'timeout' "
                             "(default 116)")
-        p.add_argument("--cert", help="write the certificate (JSON) here")
+        p.add_argument("--cert", help="write the verdict's certificate (JSON) here; an answer without "
+                       "one removes a file left there by an earlier run")
         p.add_argument("--result", help="also write the VNN-COMP result text here")
         p.add_argument("--method", choices=("crown", "forward"), default="crown",
                        help="argument bounds of the input-split search on ReLU chains: CROWN, or "
