@@ -114,6 +114,11 @@ def test_a_proof_case_about_another_function_is_refused(tmp_path):
     assert r.returncode == 2 and "is not the forward registered" in r.stderr, (r.returncode, r.stderr)
 
 
+def test_a_proof_case_under_another_name_says_which_name(tmp_path):
+    r = _run(_project(tmp_path, PROVED.replace('name="cube", ', '')), "-m", "torchlean.proofs", "check")
+    assert r.returncode == 2 and "pass name='cube'" in r.stderr, (r.returncode, r.stderr)
+
+
 @pytest.mark.solver
 def test_verified_kernel_is_discharged_into_the_project_and_checked(tmp_path):
     project = _project(tmp_path, PROVED)

@@ -371,6 +371,10 @@ def _project_primitive(name: str) -> bool:
            "prove it at")
     kernel = VERIFIED_PRIMITIVES.get(name)
     if kernel is None:
+        other = [n for n, k in VERIFIED_PRIMITIVES.items() if k is RULES[name].forward]
+        if other:  # marked, under its function's name: the claim must name the primitive
+            raise NoProofCase(f"custom primitive {name!r}: its kernel is @verified as {other[0]!r}; "
+                              f"pass name={name!r} to @tl.verified")
         raise NoProofCase(f"custom primitive {name!r} has no proof case: {how}")
     if kernel is not RULES[name].forward:  # a claim about another function proves nothing of the rule
         raise NoProofCase(f"custom primitive {name!r}: the @verified kernel is not the forward "
