@@ -281,17 +281,23 @@ def check_windows(directory: Path, ob: Obligation) -> Outcome:
 def up_to_date(directory: Path, ob: Obligation) -> bool:
     """Whether ``discharge`` may skip ``ob``: its artifact exists for the obligation as derived now
     (same hash), records unsat, and its certificate tree (if any) replays. A tree-less artifact
-    is left alone too: ``check`` re-runs its solver, and discharging again would only redo that."""
+    is left alone too: ``check`` re-runs its solver, and discharging again would only redo that;
+    unless it names no solver ``check`` can re-run (cvc5, z3): ``check`` would reject it forever."""
+    from .solve import SOLVERS
+
     try:
         art = parse_json(read_input(path_for(directory, ob), what="artifact"))
         if art["obligation"]["hash"] != ob.hash or art.get("result") != "unsat":
             return False
         tree = art["certificate"].get("tree")
+        solver = art["solver"].get("name") if isinstance(art.get("solver"), dict) else None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
     if ob.kind in DECIDED:
         return True  # decided at check time from the code; the hash is all the artifact holds
-    return tree is None or replay({"kind": refutation_kind(ob.kind), "statement": ob.smtlib, "tree": tree}).ok
+    if tree is None:
+        return solver in SOLVERS
+    return replay({"kind": refutation_kind(ob.kind), "statement": ob.smtlib, "tree": tree}).ok
 
 
 def _rerun(conn: Any, text: str, solver: str, timeout: float) -> None:
@@ -313,7 +319,8 @@ def reproduce(ob: Obligation, solver: Any, timeout: float = RERUN_TIMEOUT) -> Ou
 
     if solver not in SOLVERS:
         return Outcome(ob.name, "rejected", f"no certificate tree and no solver to re-run "
-                                            f"(artifact names {solver!r}; expected cvc5 or z3)")
+                                            f"(artifact names {solver!r}; expected cvc5 or z3): re-prove it "
+                                            f"with `python -m torchlean.proofs discharge {ob.name}`")
     # any solver's unsat on the obligation derived now reproduces the claim: when the one the
     # artifact names is not installed, the other one re-runs it
     installed = [s for s in (solver, *SOLVERS) if find_spec(s) is not None]

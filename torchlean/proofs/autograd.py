@@ -29,7 +29,7 @@ from ..runtime.rules import RULES
 from ..runtime.symbolic import SYMBOLIC, symbols
 from ..spec.primitives import PRIMITIVES
 from . import smt
-from .obligation import Obligation, source
+from .obligation import NoProofCase, Obligation, source
 
 Domain = Callable[[list[Any]], list[Any]]
 
@@ -355,7 +355,35 @@ def primitive_obligations(name: str) -> Iterator[Obligation]:
             tag="" if len(cases) == 1 else f".{n}")
 
 
+def _project_primitive(name: str) -> bool:
+    """Whether ``name``'s rule is a project's own primitive with its proof case given by
+    ``@verified(meaning=..., vjp=...)`` on the registered kernel (its claims are that source's,
+    checked against the project's artifacts); a NoProofCase when it has none. A name in ``CASES``
+    or one torchlean registers is torchlean's (a replaced rule stays here: its shipped artifact
+    goes stale)."""
+    from ..runtime.rules import SHIPPED
+    from .verified import VERIFIED_PRIMITIVES
+
+    if name in CASES or name in SHIPPED:
+        return False
+    how = ("mark its kernel @tl.verified(meaning=..., vjp=..., shapes=[...]) (the function registered "
+           "with runtime.rules.rule; meaning takes sympy object arrays) so that proofs has a case to "
+           "prove it at")
+    kernel = VERIFIED_PRIMITIVES.get(name)
+    if kernel is None:
+        other = [n for n, k in VERIFIED_PRIMITIVES.items() if k is RULES[name].forward]
+        if other:  # marked, under its function's name: the claim must name the primitive
+            raise NoProofCase(f"custom primitive {name!r}: its kernel is @verified as {other[0]!r}; "
+                              f"pass name={name!r} to @tl.verified")
+        raise NoProofCase(f"custom primitive {name!r} has no proof case: {how}")
+    if kernel is not RULES[name].forward:  # a claim about another function proves nothing of the rule
+        raise NoProofCase(f"custom primitive {name!r}: the @verified kernel is not the forward "
+                          f"registered with runtime.rules.rule({name!r}): {how}")
+    return True
+
+
 @source("primitives.autograd", library=True)
 def primitives() -> Iterator[Obligation]:
     for name in sorted(RULES):
-        yield from primitive_obligations(name)
+        if not _project_primitive(name):
+            yield from primitive_obligations(name)

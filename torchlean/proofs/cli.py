@@ -20,7 +20,7 @@ from typing import Any
 from .. import _cli
 from ..pool import PoolError
 from .artifacts import LIBRARY_DIR, ConfigError, check_one, config, find_pyproject, proofs_dir, up_to_date
-from .obligation import DECIDED, LIBRARY, SOURCES, Obligation
+from .obligation import DECIDED, LIBRARY, SOURCES, NoProofCase, Obligation
 
 UsageError = _cli.CliError  # bad input: printed as one line, exit status 2
 
@@ -272,4 +272,4 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(args, int):
         return args
     fn = {"emit": cmd_emit, "discharge": cmd_discharge, "check": cmd_check, "show": cmd_show}[args.command]
-    return _cli.guard(lambda: fn(args), (ConfigError, PoolError))
+    return _cli.guard(lambda: fn(args), (ConfigError, PoolError, NoProofCase))

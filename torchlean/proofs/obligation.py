@@ -57,6 +57,12 @@ class Obligation:
 
 
 Source = Callable[[], Iterable[Obligation]]
+class NoProofCase(ValueError):
+    """A runtime rule (``runtime.rules.rule``) of a project's own primitive with no proof case:
+    nothing states what its kernel and VJP are proved against (``proofs`` reports it as bad input,
+    exit 2, never as a pass)."""
+
+
 SOURCES: dict[str, Source] = {}
 #: names of the sources that are torchlean's own claims: their artifacts ship inside the package
 #: (``torchlean/proofs/library/``) and a user's project checks them only when asked

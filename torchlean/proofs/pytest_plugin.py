@@ -48,14 +48,20 @@ class ProofItem(pytest.Item):
 
 class ProofCollector(pytest.Collector):
     def collect(self) -> list[ProofItem]:
+        from .._cli import CliError
         from .artifacts import config
         from .cli import plan
+        from .obligation import NoProofCase
 
         cfg = config(self.config.rootpath)
         include = self.config.getoption("--torchlean-include-library") or cfg["include_library"]
         strict = self.config.getoption("--torchlean-strict")
+        try:
+            planned = plan(cfg, [], None, include_library=include)
+        except (NoProofCase, CliError) as e:  # bad input: one line (as ``proofs check``), not a traceback
+            raise pytest.UsageError(f"torchlean proofs: {e}") from None
         return [ProofItem.from_parent(self, name=ob.name, obligation=ob, directory=d, strict=strict)
-                for ob, d in plan(cfg, [], None, include_library=include)]
+                for ob, d in planned]
 
 
 def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -> None:

@@ -62,9 +62,15 @@ def _claim(key: str, target: Any, *what: Any) -> None:
     _DECORATED[key] = ident
 
 
+#: primitive name -> its ``@verified`` kernel: a runtime rule of that name is the project's own,
+#: proved by this source (``autograd.primitives`` requires the kernel to be the rule's forward)
+VERIFIED_PRIMITIVES: dict[str, Any] = {}
+
+
 def _primitive(fn: Any, name: str, meaning: Callable[..., Any], cases: list[Case],
                vjp: Callable[..., Any] | None) -> None:
     _claim(f"verified.primitive.{name}", fn)
+    VERIFIED_PRIMITIVES[name] = fn
 
     @source(f"verified.primitive.{name}")
     def _obs() -> Iterator[Obligation]:
