@@ -213,7 +213,12 @@ def trace(build: Callable[[], Any], input_shape: tuple[int, ...],
     dtype = params[0].data.dtype if params else np.float64
     rng = np.random.default_rng(0)
     x = Tensor(rng.standard_normal(input_shape).astype(dtype), requires_grad=True)
-    out = model(x)
+    # the claim is about the model's tape at every input and weight value, so it is traced
+    # faithfully with both as values nothing may branch on: Python control flow on them (``if
+    # x.sum() > 0``, ``float(w)``), a dependent mask or copy made outside the primitives, or a
+    # random draw would make the tape one path's, whose nodes alone get proved (audit35)
+    out, path = _faithful_forward(model, x)
+    _same_path_elsewhere(model, params, x, path)
     if out._node is None:
         raise ValueError("@verified model: the output does not depend on the input or the weights")
     # the graph, by our own walk over the tape (post-order: inputs before the nodes using them)
@@ -270,6 +275,53 @@ def trace(build: Callable[[], Any], input_shape: tuple[int, ...],
     grads = {str(v): [list(a) for a in _unwrap(cot[id(by_vid[v])]).atoms]
              for v in leaves if v in by_vid and id(by_vid[v]) in cot}
     return graph, {"calls": calls, "grads": grads}, cases
+
+
+def _faithful_forward(model: Any, x: Any) -> tuple[Any, list[Any]]:
+    """(output, the path's structure: nodes and integer constants) of ``model(x)`` under the
+    gradient claim's faithful tracer; a NoProofCase (bad input) where the model reads or copies an
+    input- or weight-dependent value outside the primitives, or draws random numbers."""
+    from ..runtime.trace import TraceError, gradient_tracer, tracing
+    from .obligation import NoProofCase
+
+    tracer = gradient_tracer(model)
+    tracer.add_input(x, "input0")
+    try:
+        with tracing(tracer):
+            out = model(x)
+    except TraceError as e:  # bad input (exit 2, pytest's usage error), never one path's pass
+        raise NoProofCase(f"@verified model {type(model).__name__}: its gradient claim holds for "
+                          f"every input and weight value, but {e}") from None
+    path = [(n.op, n.inputs, n.output, repr(n.attrs)) for n in tracer.nodes]
+    path += [(k, v.shape, v.dtype.str, v.tobytes()) for k, v in sorted(tracer.constants.items())
+             if v.dtype.kind in "iub"]  # (masks and indices are part of a node's case)
+    return out, path
+
+
+def _same_path_elsewhere(model: Any, params: list[Any], x: Any, path: list[Any]) -> None:
+    """The model run again at a second seeded input and second weights must record the same path:
+    Python reading an input's or a weight's raw ``.data`` (which no tracer sees) to choose its
+    primitives is caught where the two points take different branches. The weights are restored."""
+    from ..runtime.tensor import Tensor
+    from .obligation import NoProofCase
+
+    rng = np.random.default_rng(1)
+    x2 = Tensor(rng.standard_normal(x.shape).astype(x.data.dtype), requires_grad=True)
+    saved = [p.data for p in params]
+    try:
+        for p in params:  # each weight scaled and moved by its own draw (zeros moved too)
+            noise = rng.uniform(0.5, 1.5, p.shape) * p.data + 0.1 * rng.standard_normal(p.shape)
+            p.data = np.asarray(noise, dtype=p.data.dtype)
+        with np.errstate(all="ignore"):
+            _, other = _faithful_forward(model, x2)
+    finally:
+        for p, d in zip(params, saved):
+            p.data, p.grad = d, None
+    if other != path:
+        raise NoProofCase(f"@verified model {type(model).__name__}: its gradient claim holds for every "
+                          "input and weight value, but the model takes another path at a second input "
+                          "and weights (Python control flow on raw .data values?): write it with "
+                          "tensor operations")
 
 
 def model_obligations(name: str, build: Callable[[], Any], input_shape: tuple[int, ...], *,

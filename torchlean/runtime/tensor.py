@@ -168,7 +168,7 @@ class Tensor(TensorMethods):
 
     def detach(self) -> Tensor:
         """The same values, cut from the tape (no gradient flows back through it)."""
-        return note_derived(Tensor(self.data), [self], ".detach()")
+        return note_derived(Tensor(self.data), [self], DETACH)
 
     def clone(self) -> Tensor:
         """A copy that stays on the tape (gradients flow back to ``self``)."""
@@ -353,6 +353,10 @@ def apply(name: str, *args: Tensor, **attrs: Any) -> Tensor:
     if STATE.tracer is not None:
         STATE.tracer.record(name, args, attrs, t)
     return t
+
+
+#: what ``detach`` tells ``note_derived`` (a gradient claim's tracer allows it: a stop-gradient)
+DETACH = ".detach()"
 
 
 def note_read(t: Any, what: str) -> None:

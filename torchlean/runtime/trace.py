@@ -23,7 +23,7 @@ import numpy as np
 
 from ..spec.graph import Graph, Node, Value
 from .backends import to_numpy
-from .tensor import STATE, Tensor, no_grad, note_derived, note_random, note_read  # noqa: F401 (re-exported)
+from .tensor import DETACH, STATE, Tensor, no_grad, note_derived, note_random, note_read  # noqa: F401
 
 
 class TraceError(RuntimeError):
@@ -34,7 +34,7 @@ class Tracer:
     """Receives ``record`` calls from ``tensor.apply`` and builds the graph's pieces."""
 
     def __init__(self, named: dict[int, str] | None = None, *, params_as_inputs: bool = False,
-                 strict: bool = False, faithful: bool = False):
+                 strict: bool = False, faithful: bool = False, gradient: bool = False):
         #: id(tensor) -> value name; the tensors are kept alive in ``tensors`` so ids stay unique
         self.names: dict[int, str] = {}
         self.tensors: dict[str, Tensor] = {}
@@ -58,6 +58,12 @@ class Tracer:
         self._dependent: set[str] = set()  # names of the values that depend on an input
         #: input-dependent tensors made outside ``apply`` (a comparison's mask, ``detach``, ``to``)
         self._opaque: dict[int, tuple[Tensor, str]] = {}
+        #: gradient (with faithful): the trace behind a gradient claim (``proofs.compose``), which
+        #: is made for symbolic weights, so the parameters and buffers are values nothing may
+        #: branch on too; ``detach()`` is a stop-gradient there (the tape holds it as a constant
+        #: leaf whatever its value), so it may be used, but its value stays one nothing may read
+        self._gradient = gradient
+        self._stopped: dict[int, Tensor] = {}  # input-dependent detach() results (kept alive)
 
     # -- naming --------------------------------------------------------------------------
     def add_input(self, t: Tensor, name: str) -> str:
@@ -77,18 +83,27 @@ class Tracer:
         if name is not None:
             return name
         if id(t) in self._opaque:
-            raise TraceError(f"an input-dependent tensor of shape {t.shape} made outside torchlean's "
-                             f"primitives ({self._opaque[id(t)][1]}) is used: the graph would keep its "
-                             "value at the traced point as a constant")
+            raise TraceError(f"an {self._depends}-dependent tensor of shape {t.shape} made outside "
+                             f"torchlean's primitives ({self._opaque[id(t)][1]}) is used: the graph would "
+                             "keep its value at the traced point as a constant")
+        if id(t) in self._stopped:  # a detach() of a dependent value: a constant, still dependent
+            name = self._constant(t)
+            self._dependent.add(name)
+            return name
         named = self._named.get(id(t))
         if named is not None:
             if self._params_as_inputs:
                 return self.add_input(t, named)
             self._bind(t, named)
             self.constants[named] = _snapshot(t)
+            if self._gradient:  # symbolic weights: a parameter's value is not one value
+                self._dependent.add(named)
             return named
         if self._strict and id(t) not in self._declared:
             self._refuse(t)
+        return self._constant(t)
+
+    def _constant(self, t: Tensor) -> str:
         name = f"c{len(self.constants)}"
         while name in self.tensors:
             name = "_" + name
@@ -114,25 +129,35 @@ class Tracer:
         self._declared[id(t)] = t  # kept alive, so the id stays this tensor's
 
     # -- faithful tracing: values read or copied outside the primitives --------------------
+    @property
+    def _depends(self) -> str:
+        return "input- or weight" if self._gradient else "input"
+
     def depends_on_input(self, t: Any) -> bool:
         """Whether tensor ``t`` (met during this trace) depends on an input's values."""
         name = self.names.get(id(t))
-        return (name is not None and name in self._dependent) or id(t) in self._opaque
+        return ((name is not None and name in self._dependent) or id(t) in self._opaque
+                or id(t) in self._stopped or (self._gradient and id(t) in self._named))
 
     def derived(self, out: Tensor, sources: Sequence[Any], what: str) -> None:
         """Told by a method that makes ``out`` from ``sources``' values outside ``apply``
         (comparisons, ``detach``, ``to``, ``argmax``): faithfully, an input-dependent one may not
         be used later (``name_of`` refuses it), since the graph would freeze its traced value."""
         if self._faithful and any(self.depends_on_input(s) for s in sources):
-            self._opaque[id(out)] = (out, what)  # (kept alive, so the id stays this tensor's)
+            stop = (self._gradient and what == DETACH and out.data.dtype.kind not in "iub"
+                    and not any(id(s) in self._opaque for s in sources))
+            if stop:  # a stop-gradient: usable as a constant leaf, never read
+                self._stopped[id(out)] = out
+            else:
+                self._opaque[id(out)] = (out, what)  # (kept alive, so the id stays this tensor's)
 
     def read_value(self, t: Any, what: str) -> None:
         """Told when Python reads ``t``'s values (``bool``, ``item``, ``float``, ``numpy``, ...):
         faithfully, refused for an input-dependent tensor (control flow on it is one path)."""
         if self._faithful and self.depends_on_input(t):
-            raise TraceError(f"the model reads the value of an input-dependent tensor ({what}), e.g. for "
-                             "Python control flow: the trace would record one path, not the model's "
-                             "function; write it with tensor operations")
+            raise TraceError(f"the model reads the value of an {self._depends}-dependent tensor ({what}), "
+                             "e.g. for Python control flow: the trace would record one path, not the "
+                             "model's function; write it with tensor operations")
 
     def random_draw(self, what: str) -> None:
         """Told when the traced function draws random numbers; faithfully refused (the graph
@@ -265,6 +290,16 @@ def require_eval(model: Any, where: str) -> None:
         if moving:
             raise ValueError(f"{where}: the model is in training mode and {', '.join(moving)} "
                              "behave(s) differently there: call model.eval() first")
+
+
+def gradient_tracer(model: Any) -> Tracer:
+    """The faithful tracer behind a gradient claim (``proofs.compose.trace``): Python reads of the
+    input's *or the weights'* values, input- or weight-dependent copies made outside the primitives
+    (comparison masks, ``.to()``, ``tl.tensor(t)``, ``argmax``) and random draws raise
+    ``TraceError``, since the claim is about the model's tape at every input and weight value, not
+    about the path taken at one; ``detach()`` (a stop-gradient) is allowed. Add the input with
+    ``add_input`` and run the model under ``tracing``."""
+    return Tracer(module_names(model), faithful=True, gradient=True)
 
 
 def trace(model_or_fn: Callable[..., Any], *example_inputs: Any, faithful: bool = False) -> Graph:
