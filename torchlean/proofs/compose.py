@@ -278,7 +278,7 @@ def trace(build: Callable[[], Any], input_shape: tuple[int, ...],
 
 
 def _faithful_forward(model: Any, x: Any) -> tuple[Any, list[Any]]:
-    """(output, the path's structure: nodes and integer constants) of ``model(x)`` under the
+    """(output, the path's structure: nodes and integer constants' shapes) of ``model(x)`` under the
     gradient claim's faithful tracer; a NoProofCase (bad input) where the model reads or copies an
     input- or weight-dependent value outside the primitives, or draws random numbers."""
     from ..runtime.trace import TraceError, gradient_tracer, tracing
@@ -293,13 +293,15 @@ def _faithful_forward(model: Any, x: Any) -> tuple[Any, list[Any]]:
         raise NoProofCase(f"@verified model {type(model).__name__}: its gradient claim holds for "
                           f"every input and weight value, but {e}") from None
     path = [(n.op, n.inputs, n.output, repr(n.attrs)) for n in tracer.nodes]
-    path += [(k, v.shape, v.dtype.str, v.tobytes()) for k, v in sorted(tracer.constants.items())
-             if v.dtype.kind in "iub"]  # (masks and indices are part of a node's case)
+    # integer constants by shape, not value: a recorded VJP's selection mask (max_pool2d's, relu's,
+    # in a model holding a gradient: tl.autograd.grad(create_graph=True)) is made by the
+    # runtime's own rules from the point's values, and differs from point to point
+    path += [(k, v.shape, v.dtype.str) for k, v in sorted(tracer.constants.items()) if v.dtype.kind in "iub"]
     return out, path
 
 
 def _same_path_elsewhere(model: Any, params: list[Any], x: Any, path: list[Any]) -> None:
-    """The model run again at a second seeded input and second weights must record the same path:
+    """The model run again at a second seeded input and second weights must record the same nodes:
     Python reading an input's or a weight's raw ``.data`` (which no tracer sees) to choose its
     primitives is caught where the two points take different branches. The weights are restored."""
     from ..runtime.tensor import Tensor
