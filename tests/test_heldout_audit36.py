@@ -15,6 +15,10 @@ limit, a duplicated key (json keeps the last; the checker checks the value it re
 the text), a 3000-deep split tree of 4000-digit rationals in exact mode (stopped at the deadline),
 and ``run``'s ``check`` column carrying the "not compared with onnxruntime" note.
 
+Added: ``check --expect unsat|sat``. ``check`` exits 0 for any accepted certificate, a sat one (a
+counterexample) included, so a CI step gating on "the property holds" passed for a certificate file
+swapped for the other verdict's; ``--expect`` makes that exit 1.
+
 References: the published VNN-COMP 2021 verdicts of ``test_sat``/``test_unsat`` on
 ``test_prop`` (tests/data/vnncomp2021/test/expected.csv, see its SOURCE.md), hashlib's sha256 of
 the files, and a fresh run of each instance.
@@ -209,6 +213,21 @@ def test_check_accepts_own_and_refuses_same_shape_network(cert) -> None:
     assert check(d / "u.json").stdout.startswith("accepted")
     p = check(d / "u.json", "test_sat.onnx")  # (the same 5-in 5-out shape; published sat)
     assert p.returncode == 1 and "different network" in p.stdout
+
+
+@pytest.mark.parametrize("net", ["test_sat.onnx", "test_unsat.onnx"])
+def test_check_expect_gates_on_the_published_verdict(tmp_path: Path, net: str) -> None:
+    """A CI gate ``check --expect unsat``: a swapped-in, valid certificate of the other verdict (a
+    counterexample) used to exit 0 like a proof; now exit 1 unless it proves the expected one."""
+    c = tmp_path / "c.json"
+    p = cli(str(DATA / net), str(DATA / "test_prop.vnnlib"), "--cert", str(c), "-q")
+    verdict = published()[net]
+    assert p.stdout.split()[0] == verdict
+    assert check(c, net).returncode == 0  # (without --expect: either verdict accepted)
+    for expect in ("sat", "unsat"):
+        p = check(c, net, "--expect", expect)
+        assert p.returncode == (0 if expect == verdict else 1), p.stdout
+        assert p.stdout.startswith("accepted" if expect == verdict else "rejected")
 
 
 def claim(c: dict) -> list:
