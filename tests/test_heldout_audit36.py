@@ -130,6 +130,17 @@ def test_listed_twice_and_absolute_spelling(tmp_path: Path) -> None:
         assert [r["result"] for r in results(out)] == ["sat", "unsat", "sat", "unsat"]
 
 
+@pytest.mark.parametrize("name", ["prop.vnnlib", "net.onnx"])
+def test_out_naming_a_listed_file_is_refused(tmp_path: Path, name: str) -> None:
+    """``--out one/prop.vnnlib --force`` wrote the results table over the property (the next list
+    entries then read a CSV); now refused in one line, the file's bytes unchanged."""
+    one = folder(tmp_path, "one", "test_unsat.onnx")
+    before = hashlib.sha256((one / name).read_bytes()).hexdigest()
+    p = cli("run", str(one / "list.csv"), "--out", str(one / name), "--force", "-q")
+    assert p.returncode == 2 and "is an input of this command" in p.stderr, p.stderr
+    assert hashlib.sha256((one / name).read_bytes()).hexdigest() == before
+
+
 def edit(out: Path, **cells: str) -> None:
     rows = results(out)
     head = list(rows[0])

@@ -327,6 +327,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _cli.check_writable(args.out, "--out")
     _cli.check_not_input(args.out, "--out", args.csv)
+    if args.out and os.path.exists(args.out):  # (--force would write the table over a listed file)
+        from .runner import read_instances
+
+        base = Path(args.csv).parent
+        listed = {str(base / r[k]) for r in read_instances(args.csv) for k in ("onnx", "vnnlib")}
+        _cli.check_not_input(args.out, "--out", *sorted(listed))
     rows = run_csv(args.csv, out=args.out, timeout=args.timeout, method=args.method,
                    progress=_cli.progress_of(args), jobs=args.jobs, force=args.force, ray=args.ray)
     failed = [r for r in rows if r["result"] == ERROR]
