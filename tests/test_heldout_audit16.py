@@ -42,6 +42,15 @@ from torchlean.spec.graph import Graph, Node, Value
 mpmath = pytest.importorskip("mpmath")
 mpmath.mp.prec = 200
 
+
+@pytest.fixture(autouse=True)
+def _own_precision():
+    """Every test here at this file's precision, whatever another file set mpmath.mp to (the
+    module-level line only sets it at import: test_fast_overflow's mp.dps = 40, run between,
+    left tanh'(37)'s 1 - tanh^2 reference 8 digits short)."""
+    with mpmath.workprec(200):
+        yield
+
 #: (exponent bits, stored mantissa bits, finite-only "fn" style); "-nosub": no subnormals
 FMTS = {"float8_e4m3fn": (4, 3, True), "float8_e5m2": (5, 2, False), "binary16": (5, 10, False),
         "e4m3-nosub": (4, 3, False), "e3m2": (3, 2, False), "bfloat16": (8, 7, False)}

@@ -247,3 +247,24 @@ def test_cross_check_sees_every_region(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr()
     assert "unsat" not in out.out.split()
     assert "disagrees with onnxruntime" in out.out + out.err
+
+
+def test_cross_check_runs_the_box_corners(tmp_path, capsys, monkeypatch):
+    """A misread visible only near one end of a box (the planted LeakyRelu slope, seen only for
+    x < 0, on X_0 in [-1, 100]: the centre and the two random points are positive, with
+    probability ~0.98 for any seed) passed the cross-check; its lowest and highest corners are now run too."""
+    from torchlean.bridge import _onnx_ops
+    from torchlean.verify.__main__ import main
+
+    real = _onnx_ops.CONVERTERS["LeakyRelu"]
+    monkeypatch.setitem(_onnx_ops.CONVERTERS, "LeakyRelu",
+                        lambda b, ins, attrs, hint: real(b, ins, {**attrs, "alpha": 1e-4}, hint))
+    net, prop = _leaky_file(tmp_path), tmp_path / "p.vnnlib"
+    prop.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
+                    "(assert (>= X_0 -1))\n(assert (<= X_0 100))\n(assert (<= Y_0 -0.05))\n")
+    try:
+        main([str(net), str(prop), "--timeout", "20"])
+    except SystemExit:
+        pass
+    out = capsys.readouterr()
+    assert "disagrees with onnxruntime" in out.out + out.err, out

@@ -24,6 +24,15 @@ from torchlean.certificates.fast_functions import FAST
 from torchlean.certificates.functions import GELU_A, GELU_C
 
 mpmath.mp.dps = 120
+
+
+@pytest.fixture(autouse=True)
+def _own_precision():
+    """Every test here at this file's precision, whatever another file set mpmath.mp to (the
+    module-level line only sets it at import: test_fast_overflow's mp.dps = 40, run between,
+    left tanh'(37)'s 1 - tanh^2 reference 8 digits short)."""
+    with mpmath.workdps(120):
+        yield
 MAXF = sys.float_info.max
 SUB = 5e-324
 

@@ -209,3 +209,33 @@ def test_input_exact_must_be_a_bool(column):
     assert check(honest).ok
     err = abs(F(float(-np.float32(0.1))) - F(-1, 10))
     assert 0 < err <= epsilons(honest)[0]
+
+
+def test_a_huge_integer_exponent_is_refused_within_its_deadline():
+    """audit27 noticed: pow with exponent 2^53 + 1 (a value of binary64) on a box near -1 made the
+    exact column square (3/2) 53 times in exact rationals, past any deadline (a big-integer product
+    holds the interpreter: no watchdog runs). The lowering now refuses |n| > ``MAX_IPOW`` and
+    ``functions._pow`` (the pow row itself) a power past ``POW_BITS`` bits, each in one line; at
+    the points -1, 0, 1 the row still computes, and ordinary exponents are unchanged."""
+    import time
+
+    from torchlean.certificates.functions import FUNCTIONS, POW_BITS
+
+    c = float(2**53 + 1)
+    g = _pow_graph(c)
+    t = time.monotonic()
+    for column in ("exact", "fast"):
+        with pytest.raises(Exception, match="beyond 4096"):
+            bound_certificate(g, [(F(-3, 2), F(-1))], "binary64", column=column,
+                              ranges="ibp" if column == "exact" else "fast")
+    with pytest.raises(Exception, match="too large to compute exactly"):
+        FUNCTIONS["pow"].interval(F(-3, 2), F(-1), exponent=2**53 + 1)
+    assert time.monotonic() - t < 30
+    assert FUNCTIONS["pow"].interval(F(-1), F(-1), exponent=2**53 + 1) == (F(-1), F(-1))
+    assert FUNCTIONS["pow"].interval(F(-3, 2), F(-1), exponent=3) == (F(-27, 8), F(-1))
+    big = POW_BITS // 64  # (3/2)^n well under the limit: computed
+    lo, hi = FUNCTIONS["pow"].interval(F(3, 2), F(3, 2), exponent=big)
+    assert lo <= F(3, 2) ** big <= hi
+    g = _pow_graph(4096.0)  # the largest lowered exponent: bounded, and sound at the box's ends
+    cert = bound_certificate(g, [(F(-10001, 10000), F(-1))], "binary64", column="exact", ranges="ibp")
+    assert check(cert).ok

@@ -355,6 +355,10 @@ def _sqrt_d(x: Q, **_: Any) -> Enc:
     return 1 / (2 * hi), 1 / (2 * lo)
 
 
+#: the largest exact power ``_pow`` computes, in bits of numerator or denominator (~1 MB)
+POW_BITS = 1 << 23
+
+
 def _pow_c(attrs: dict[str, Any]) -> Q:
     return Q(attrs.get("exponent", 2))  # the spec's default; a float exponent is read exactly
 
@@ -363,7 +367,13 @@ def _pow(x: Q, **attrs: Any) -> Enc:
     """x^c: exact for integer c; x^c = exp(c log x) for x > 0 otherwise (exp monotone)."""
     c = _pow_c(attrs)
     if c.denominator == 1:
-        y = x ** int(c)
+        # (a result past POW_BITS bits is refused, not computed: exponent 2^53 + 1 near -1 made the
+        # exact column run for ever, past any deadline, audit27)
+        n = int(c)
+        bits = abs(n) * max(x.numerator.bit_length(), x.denominator.bit_length())
+        if bits > POW_BITS and x not in (-1, 0, 1):
+            raise Rejected(f"pow: x^{n} at x = {float(x):.6g} is too large to compute exactly")
+        y = x ** n
         return y, y
     lo, hi = _smul(c, log_enc(x))
     return exp_enc(lo)[0], exp_enc(hi)[1]

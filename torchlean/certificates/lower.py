@@ -89,10 +89,17 @@ def _recip(L: Lowerer, xs: list[Elem]) -> list[Elem]:
     return L.fn("reciprocal", xs)
 
 
+#: the largest |integer exponent| ``_pow`` lowers (exact powers of 53-bit bounds: ~217K bits)
+MAX_IPOW = 1 << 12
+
+
 def _pow(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     x, e = ins[0].v, float(at.get("exponent", 2))
     if e.is_integer():
         n = int(e)
+        # (a chain of log2|n| exact squarings: 2^53 + 1 made numbers of 2^53 bits, past any deadline)
+        if abs(n) > MAX_IPOW:
+            raise Unsupported(f"pow: integer exponent {n} beyond {MAX_IPOW} (exact powers too large)")
         out = _ipow(L, x, abs(n))
         return Tensor(ins[0].shape, _recip(L, out) if n < 0 else out)
     if e == 0.5:

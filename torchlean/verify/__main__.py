@@ -3,6 +3,7 @@
     python -m torchlean.verify NET.onnx PROP.vnnlib [--timeout 116] [--cert OUT.json] [--float32]
         (--timeout: the whole command's wall clock from process start, replay included)
     python -m torchlean.verify check CERT.json NET.onnx PROP.vnnlib [--mode exact|fast]
+        [--expect unsat|sat]
     python -m torchlean.verify bounds NET.onnx PROP.vnnlib [--method ibp|crown|alpha-crown]
     python -m torchlean.verify run instances.csv [--out results.csv] [--timeout S] [-j N]
         [--ray ADDRESS] [--force]
@@ -262,6 +263,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         mode = args.mode or replay_mode(cert, net)
         v = check_vnn(cert, net, spec, mode=mode, deadline=time.monotonic() + args.timeout)
     dt = time.perf_counter() - t
+    proves = "sat" if isinstance(cert, dict) and cert.get("kind") == "vnn-sat" else "unsat"
+    if v.ok and args.expect is not None and proves != args.expect:  # (a CI gate on the verdict)
+        print(f"rejected: --expect {args.expect}, but the certificate proves {proves} ({v.reason})")
+        return 1
     if v.ok:
         extra = f"; assumes {', '.join(v.trusted)}" if v.trusted else ""
         print(f"accepted: {v.reason} ({dt:.2f} s){extra}")
@@ -322,6 +327,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _cli.check_writable(args.out, "--out")
     _cli.check_not_input(args.out, "--out", args.csv)
+    if args.out and os.path.exists(args.out):  # (--force would write the table over a listed file)
+        from .runner import read_instances
+
+        base = Path(args.csv).parent
+        listed = {str(base / r[k]) for r in read_instances(args.csv) for k in ("onnx", "vnnlib")}
+        _cli.check_not_input(args.out, "--out", *sorted(listed))
     rows = run_csv(args.csv, out=args.out, timeout=args.timeout, method=args.method,
                    progress=_cli.progress_of(args), jobs=args.jobs, force=args.force, ray=args.ray)
     failed = [r for r in rows if r["result"] == ERROR]
@@ -352,7 +363,7 @@ _PROP = "tests/data/vnncomp2021/acasxu/prop_1.vnnlib"
 EXAMPLES = {
     "verify": [f"python -m torchlean.verify {_NET} {_PROP} --timeout 60 --cert cert.json",
                f"python -m torchlean.verify {_NET} {_PROP} --float32"],
-    "check": [f"python -m torchlean.verify check cert.json {_NET} {_PROP}"],
+    "check": [f"python -m torchlean.verify check cert.json {_NET} {_PROP} --expect unsat"],
     "bounds": [f"python -m torchlean.verify bounds {_NET} {_PROP} --method alpha-crown --plot bounds.png"],
     "run": ["python -m torchlean.verify run tests/data/vnncomp2021/acasxu/expected.csv --out res.csv -j 2"],
 }
@@ -409,6 +420,9 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
         p.add_argument("--timeout", type=_cli.timeout_s, default=600.0, help="replay deadline (s)")
         p.add_argument("--float32", action="store_true",
                        help="accept only a float-sound (vnn-unsat-float) certificate")
+        p.add_argument("--expect", choices=("sat", "unsat"), default=None,
+                       help="exit 1 unless the certificate proves this verdict (an accepted sat "
+                            "certificate, a counterexample, otherwise exits 0 like an unsat one)")
         fn = cmd_check
     elif cmd == "bounds":
         p.add_argument("net", help="the network (ONNX)")

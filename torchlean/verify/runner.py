@@ -10,6 +10,14 @@ after every finished instance, so an interrupted run keeps what it finished, and
 same ``out`` skips the instances already there (keyed by onnx, vnnlib and timeout; ``force``
 reruns them). A last row cut short (a file not written by this module) is ignored.
 
+A row is reused only for the very files and code that made it (audit36): each row records the
+sha256 of the network's and the property's bytes as read (``onnx_sha256``, ``vnnlib_sha256``: the
+same before and after the run, else the row is an ``error``) and a digest of torchlean's own
+sources (``torchlean``); a rerun reruns a row whose files now hash otherwise (a file replaced, the
+same names listed from another folder), one made by other code (a fix to the importer or the
+checker), and a sat/unsat row whose ``check`` is not the checker's "accepted" (a row this module
+never writes: an edited file). A results file is the run's record, not a certificate.
+
 An instance whose files cannot be read or are not a network and property torchlean takes (a
 missing file, a malformed model) does not stop the list: its row's ``result`` is ``error`` with the
 one-line reason in ``check`` (``run_one``), the other instances run, and a rerun tries it again
@@ -18,9 +26,12 @@ one-line reason in ``check`` (``run_one``), the other instances run, and a rerun
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 import io
 import logging
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -57,7 +68,12 @@ FIELDS = [
     "boxes",
     "leaves",
     "agree",
+    "onnx_sha256",
+    "vnnlib_sha256",
+    "torchlean",
 ]
+#: the columns that bind a row to the bytes and the code that made it (``_current``)
+BINDING = ("onnx_sha256", "vnnlib_sha256", "torchlean")
 
 
 #: the verdicts a finished row's ``result`` holds (a row with another is run again)
@@ -162,6 +178,8 @@ def run_instance(
             out["result"] = "timeout" if clock.left() <= 0 else "unknown"
             if clock.left() <= 0:
                 out["check"] = f"not finished: {v.reason}"
+    if res.cert is None and out["result"] in ("sat", "unsat"):  # (never a verdict nothing checked)
+        out["result"], out["check"] = "unknown", "no certificate to check"
     why = runtime_refutes(target, res.x) if out["result"] == "sat" and res.x is not None else None
     if why is not None:  # (judged on the import's reading of the network, which is not the file's)
         out["result"], out["check"] = "unknown", f"REFUTED by onnxruntime: {why}"
@@ -182,14 +200,61 @@ def run_one(
     raised, so that one instance does not stop a list. A bug still raises."""
     from .._cli import one_line
 
+    before = (file_digest(net_path), file_digest(prop_path))
     try:
-        return run_instance(net_path, prop_path, timeout, method, progress)
+        r = run_instance(net_path, prop_path, timeout, method, progress)
     except BAD_INPUT as e:
         reason = one_line(e) or type(e).__name__
         if isinstance(e, OSError) and e.filename and str(e.filename) not in reason:
             reason = f"{e.filename}: {e.strerror or reason}"
         return {"result": ERROR, "solve_s": "", "check_s": "", "wall_s": "", "check": f"error: {reason}",
                 "mode": "", "boxes": "", "leaves": ""}
+    after = (file_digest(net_path), file_digest(prop_path))
+    if None in before or before != after:  # (the verdict is about bytes no longer there)
+        moved = [str(p) for p, a, b in zip((net_path, prop_path), before, after) if a is None or a != b]
+        return {**r, "result": ERROR, "check": f"error: {', '.join(moved)} changed during the run",
+                "mode": "", "agree": ""}
+    return {**r, "onnx_sha256": after[0], "vnnlib_sha256": after[1], "torchlean": source_digest()}
+
+
+def file_digest(path: str | Path) -> str | None:
+    """The sha256 (hex) of a regular file's bytes; None for anything else or an unreadable file
+    (opened without blocking: a FIFO named in a list must not hang the run)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        h = hashlib.sha256()
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+        return h.hexdigest()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+@functools.lru_cache(maxsize=1)
+def source_digest() -> str:
+    """A digest of torchlean's own Python sources (the importer, the search, the checker): a row
+    made by other code is run again (16 hex digits of a sha256 over each file's path and bytes)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def _current(row: dict[str, str], paths: tuple[Path, Path]) -> bool:
+    """Whether a results row still stands for the files at ``paths`` as they are now and for this
+    code: its digests are theirs, and a sat/unsat in it was accepted by the checker."""
+    if row.get("result") in ("sat", "unsat") and not row.get("check", "").startswith("accepted"):
+        return False
+    now = (file_digest(paths[0]), file_digest(paths[1]), source_digest())
+    return None not in now and tuple(row.get(k, "") for k in BINDING) == now
 
 
 def run_csv(
@@ -211,16 +276,23 @@ def run_csv(
     extra = [k for k in (rows[0] if rows else {}) if k not in FIELDS]
     limits = [timeout or check_timeout(row.get("timeout") or 116) for row in rows]
     done: dict[int, dict[str, Any]] = {}
+    paths = [((base / r["onnx"]).resolve(), (base / r["vnnlib"]).resolve()) for r in rows]
     if out and not force:
         old = read_results(out)
+        stale = 0
         for i, row in enumerate(rows):
             r = old.get((row["onnx"], row["vnnlib"], f"{limits[i]:g}"))
-            if r is not None:
+            if r is not None and not _current(r, paths[i]):
+                stale += 1
+            elif r is not None:
                 done[i] = {**r, **{k: row.get(k, "") for k in ["expected", *extra]}}
                 done[i]["agree"] = _agree(done[i]["expected"], done[i]["result"])
         if done:
             PROGRESS.info(f"skipped {len(done)} of {len(rows)} instances already in {out} "
                           "(--force reruns them)")
+        if stale:
+            PROGRESS.info(f"rerunning {stale} rows of {out} made from other file contents or other "
+                          "torchlean code")
     todo = [i for i in range(len(rows)) if i not in done]
 
     def finish(i: int, r: dict[str, Any]) -> None:
@@ -241,7 +313,6 @@ def run_csv(
         if out:
             _write(out, [done[k] for k in sorted(done)], FIELDS + extra)
 
-    paths = [((base / r["onnx"]).resolve(), (base / r["vnnlib"]).resolve()) for r in rows]
     if ray is None and (jobs <= 1 or len(todo) <= 1):
         for i in todo:
             finish(i, run_one(*paths[i], limits[i], method))

@@ -140,8 +140,9 @@ def load_instance(net_path: Any, prop_path: Any, runtime_check: bool = True) -> 
         t.runtime_note = f"skipped: less than {RUNTIME_CHECK_S:g} s of the time limit left"
         return t, spec
     # the importer is trusted: a network it reads differently from onnxruntime is refused, not
-    # verified (two random points of each of the first regions' boxes, and the centre of every
-    # region up to RUNTIME_CENTRES, spread: audit22 planted a misread seen only in a third region)
+    # verified (two random points and the lowest and highest corners of each of the first regions'
+    # boxes, and the centre of every region up to RUNTIME_CENTRES, spread: audit22 planted a
+    # misread seen only in a third region)
     rng = np.random.default_rng(0)
     points = []
     regions = spec.regions
@@ -150,8 +151,8 @@ def load_instance(net_path: Any, prop_path: Any, runtime_check: bool = True) -> 
     for k, r in enumerate(regions):
         lo, hi = np.array([float(v) for v in r.lo]), np.array([float(v) for v in r.hi])
         points.append((lo + hi) / 2)
-        if k < 2:
-            points += [lo + rng.uniform(size=lo.size) * (hi - lo) for _ in range(2)]
+        if k < 2:  # (the two extreme corners too: a misread saturation or threshold shows at an end)
+            points += [lo + rng.uniform(size=lo.size) * (hi - lo) for _ in range(2)] + [lo, hi]
     why, skipped = runtime_compare(net_path, t.graph, points)
     if why is not None:
         raise InputError(f"{net_path}: torchlean's import disagrees with onnxruntime ({why}); refusing it")
