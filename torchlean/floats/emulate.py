@@ -50,7 +50,8 @@ class Emulator:
         self.fmt = get_format(fmt)
         self.mode = mode
         tiny = self.fmt.min_positive  # (2^-k: k bits below 1)
-        self.prec = 3 * self.fmt.precision + 40 + tiny.denominator.bit_length() + self.fmt.emax
+        self.base = 3 * self.fmt.precision + 40
+        self.prec = self.base + tiny.denominator.bit_length() + self.fmt.emax
 
     # -- scalars ------------------------------------------------------------------------------
     def round(self, q: Fraction, zero_sign: int = 0) -> float:
@@ -99,8 +100,20 @@ class Emulator:
         # the binary32 value is 9.98e-39 (audit28: a false `--float32` sat, "Y_0 <= 0" on
         # [-88, -80]); 2^-(bits) far below the format's least subnormal (and its largest
         # exponent, a factor x up to max_finite) keeps every result's 3p + 40 relative bits
+        # That precision is slow (2,296 bits for binary64), so it is taken only where needed: at
+        # 3p + 40 bits a cancellation in the formulas loses at most p + 20 bits while the result
+        # stays above 2^-(p + 20) of its intermediates' scale max(1, |a|), leaving 2p + 20
+        # correct bits; a smaller result (or 0) is computed again at ``self.prec``.
+        def at(bits: int) -> Any:
+            with mpmath.workprec(bits):
+                x = obj(np.array([mpmath.mpf(a)], dtype=object))
+                return PRIMITIVES[op].meaning(MPMATH, x, **attrs)[0]
+
+        r = at(self.base)
+        small = mpmath.ldexp(max(1.0, abs(a)), -(self.fmt.precision + 20))
+        if mpmath.isfinite(r) and abs(r) < small:
+            r = at(self.prec)
         with mpmath.workprec(self.prec):
-            r = PRIMITIVES[op].meaning(MPMATH, obj(np.array([mpmath.mpf(a)], dtype=object)), **attrs)[0]
             if not mpmath.isfinite(r):
                 return self.from_float(float(r))
             neg = r < 0
