@@ -405,6 +405,27 @@ class _Forms:
         return _safe(lo - ch, hi + ch)
 
 
+    def floor(self, L: list[np.ndarray], vmax: list[np.ndarray]) -> np.ndarray:
+        """(B, R) lower bounds of the rows with no negative float coefficient (-inf elsewhere), e.g.
+        layer norm's variance + eps: as IBP, but charged only for the terms' negative parts
+        (q >= 0, v >= L: q·v >= q·min(L, 0)), the coefficients' conversion error (4·E·max|v|)
+        and the rounding of these sums, never for the terms' full size: float IBP's charge puts
+        var + 1e-12 below 0 on a wide row, where the exact engine's bound is >= 1e-12 and the
+        domain rules (``fast_engine._off_domain``) need it."""
+        B, n = L[0].shape[0], 1
+        neg, dip, err = np.zeros((1, self.R)), np.zeros((B, self.R)), np.broadcast_to(self.Ec, (B, self.R))
+        for p, A, _, E in self.parents:
+            Ap, An = self.pn.get(p) or (A.map(lambda v: np.maximum(v, 0)), A.map(lambda v: np.minimum(v, 0)))
+            neg = neg + An.rmul(np.ones((1, A.shape[1])))  # (< 0 where a row has a negative one)
+            dip = dip + Ap.rmul(np.maximum(-L[p], 0.0))  # (NaN where L is: no bound)
+            err = err + (0 if E is None else 4 * E.rmul(vmax[p]))
+            n += A.shape[1]
+        dip = dip + _charge(dip, n)
+        v = self.c - err - dip
+        v = v - (np.abs(self.c) + err + dip) * 4 * U - TINY
+        return np.where((neg == 0) & ~np.isnan(v), v, -np.inf)
+
+
 class _View:
     """A fn node's lines (one relaxation: slopes aL, aU and intercepts bL, bU, (B, m) each) laid
     out for the back-substitution. The node's multipliers λ are kept in the order ``order``:
