@@ -209,7 +209,7 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
         m = node.size
         off = None
         if node.kind == "fn" and node.fn != "relu":  # (a sum of terms >= 0: at least its constant)
-            al = np.minimum(np.maximum(al, F.floor(st.L, st.vmax)), au)
+            al = np.minimum(np.maximum(al, F.floor(st.L)), au)
             off = _off_domain(node, al, au)
         if node.kind == "fn" and node.fn == "relu":  # (monotone, exact in floats; NaN: push's)
             L, Uu = np.maximum(al, 0.0), np.maximum(au, 0.0)

@@ -361,6 +361,8 @@ class _Forms:
         qs = list(chain.from_iterable(f.t.values() for f in forms))
         vals, inexact = _floats(qs)
         par = np.searchsorted(np.array(starts), cols, side="right") - 1 if len(cols) else cols
+        # (rows with an exact coefficient < 0, or one whose float is 0: its sign unknown; ``floor``)
+        self.neg = np.bincount(rows[vals <= 0], minlength=R) > 0
         self.parents = []
         self.pn: dict[int, tuple[_Mat, _Mat]] = {}
         for p in np.unique(par):
@@ -405,25 +407,21 @@ class _Forms:
         return _safe(lo - ch, hi + ch)
 
 
-    def floor(self, L: list[np.ndarray], vmax: list[np.ndarray]) -> np.ndarray:
-        """(B, R) lower bounds of the rows with no negative float coefficient (-inf elsewhere), e.g.
-        layer norm's variance + eps: as IBP, but charged only for the terms' negative parts
-        (q >= 0, v >= L: q·v >= q·min(L, 0)), the coefficients' conversion error (4·E·max|v|)
-        and the rounding of these sums, never for the terms' full size: float IBP's charge puts
-        var + 1e-12 below 0 on a wide row, where the exact engine's bound is >= 1e-12 and the
-        domain rules (``fast_engine._off_domain``) need it."""
-        B, n = L[0].shape[0], 1
-        neg, dip, err = np.zeros((1, self.R)), np.zeros((B, self.R)), np.broadcast_to(self.Ec, (B, self.R))
-        for p, A, _, E in self.parents:
-            Ap, An = self.pn.get(p) or (A.map(lambda v: np.maximum(v, 0)), A.map(lambda v: np.minimum(v, 0)))
-            neg = neg + An.rmul(np.ones((1, A.shape[1])))  # (< 0 where a row has a negative one)
-            dip = dip + Ap.rmul(np.maximum(-L[p], 0.0))  # (NaN where L is: no bound)
-            err = err + (0 if E is None else 4 * E.rmul(vmax[p]))
-            n += A.shape[1]
+    def floor(self, L: list[np.ndarray]) -> np.ndarray:
+        """(B, R) lower bounds of the rows whose exact coefficients are all > 0 (-inf elsewhere),
+        e.g. layer norm's variance + eps: q > 0 and v >= L give q·v >= -q·max(-L, 0), so the row
+        is at least c - Ec - Σ (|q̃| + E)·max(-L, 0), rounded down: charged for the terms' negative
+        parts only, never for their size as float IBP is (which put var + 1e-12 below 0 on a wide
+        row, where the exact engine's bound is >= 1e-12 and the domain rules need it)."""
+        dip, n = np.zeros((L[0].shape[0], self.R)), 1
+        for p, _, absA, E in self.parents:
+            d = np.maximum(-L[p], 0.0)  # (NaN where L is: no bound)
+            dip = dip + absA.rmul(d) + (0 if E is None else E.rmul(d))
+            n += 2 * absA.shape[1]
         dip = dip + _charge(dip, n)
-        v = self.c - err - dip
-        v = v - (np.abs(self.c) + err + dip) * 4 * U - TINY
-        return np.where((neg == 0) & ~np.isnan(v), v, -np.inf)
+        v = self.c - self.Ec - dip
+        v = v - (np.abs(self.c) + self.Ec + dip) * 4 * U - TINY
+        return np.where(self.neg | np.isnan(v), -np.inf, v)
 
 
 class _View:
