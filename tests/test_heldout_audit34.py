@@ -179,3 +179,30 @@ def test_floats_bound_cli_refuses_both_columns(tmp_path):
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert r.returncode != 0 and "certified" not in r.stdout
         assert "domain" in r.stderr or "unbounded" in r.stderr
+
+
+@pytest.mark.parametrize("op,attrs", [("pow", {"exponent": e}) for e in (0.5, -1.0, 2.0, -2.0, 1.5)]
+                         + [("log", {}), ("sqrt", {}), ("exp", {})])
+def test_the_two_engines_refuse_the_same_boxes(op, attrs):
+    """Agreement sweep: for each box, the fast bounds are refused exactly where the exact engine
+    raises ``DomainError`` (and where they are not, they contain the run at the box's ends)."""
+    d = _ir([("x", (2,))], {}, [(op, ["x"], "y", attrs)], ["y"])
+    bg = vb._bound_graph(d)
+    g = Graph.from_dict(json.loads(json.dumps(d)))
+    for lo, hi in ((0.5, 1.0), (-1.0, 1.0), (-2.0, -1.0), (0.0, 1.0), (1.0, 7e4)):
+        try:
+            engine.forward(bg, [Fraction(lo)] * 2, [Fraction(hi)] * 2, "crown")
+            exact_ok = True
+        except DomainError:
+            exact_ok = False
+        try:
+            low, up = vb.bounds(d, (np.full(2, lo), np.full(2, hi)), "crown")
+            fast_ok = True
+        except DomainError:
+            fast_ok = False
+        assert fast_ok == exact_ok, (lo, hi)
+        if fast_ok:
+            for v in (lo, hi):
+                with np.errstate(all="ignore"):
+                    (y,) = run_graph(g, {"x": np.full(2, v)})
+                assert np.all(low <= y) and np.all(y <= up)
