@@ -406,7 +406,6 @@ class _Forms:
         ch = np.where(self.plain, 0.0, _charge(mag, n) + 4 * exact_err)
         return _safe(lo - ch, hi + ch)
 
-
     def floor(self, L: list[np.ndarray]) -> np.ndarray:
         """(B, R) lower bounds of the rows whose exact coefficients are all > 0 (-inf elsewhere),
         e.g. layer norm's variance + eps: q > 0 and v >= L give q·v >= -q·max(-L, 0), so the row
