@@ -33,6 +33,7 @@ from .engine import EXACT_AT_STABLE, _regroup, policies, split_nodes
 from .fast_backsub import _backsub, _best_backsub, _max_sel, _usable
 from .fast_forms import TINY, U, _Forms, outward
 from .fast_functions import FAST
+from .functions import FUNCTIONS
 from .lower import Aff, BoundGraph
 from .slopes import GREEDY, POLICIES
 
@@ -94,9 +95,12 @@ class _State:
         self.relax: list[Any] = [{}]  # per node: default relaxations by policy
         self.memo: dict[Any, Any] = {}  # views, charge weights and sub-matrices of this state (below)
         self.shared: dict[int, Any] = {}  # ``forward``'s shared slopes: node -> ((1, size) lower, upper)
+        self.off: list[Any] = [None]  # per fn node: (B,) bool, argument bounds not inside its domain
 
-    def push(self, arg: Any, L: np.ndarray, Uu: np.ndarray) -> None:
-        """The next node's argument bounds and certified bounds (non-finite: vacuous)."""
+    def push(self, arg: Any, L: np.ndarray, Uu: np.ndarray, off: Any = None) -> None:
+        """The next node's argument bounds and certified bounds (non-finite: vacuous); ``off``
+        (fn nodes): per box, whether some element's argument bounds leave the row's domain."""
+        self.off.append(off)
         self.arg.append(arg)
         self.relax.append({})
         bad = ~(np.isfinite(L) & np.isfinite(Uu))
@@ -118,6 +122,7 @@ def gather(rows: list[tuple[_State, int]]) -> _State:
                 for k, a in enumerate(ls[0][0])]
 
     one.L, one.U, one.vmax = cat(lambda s: s.L), cat(lambda s: s.U), cat(lambda s: s.vmax)
+    one.off = cat(lambda s: s.off)
     lo, hi = (cat(lambda s, i=i: [None if a is None else a[i] for a in s.arg]) for i in (0, 1))
     one.arg = [None if a is None else (a, h) for a, h in zip(lo, hi)]
     one.relax = [{} for _ in one.L]
@@ -148,7 +153,7 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
     first = 0 if prior is None else int(prior[1].min())
     for k, node in enumerate(fg.bg.nodes[1:], start=1):
         if k < first:  # (every box keeps its parent's bounds here)
-            st.push(P.arg[k], P.L[k], P.U[k])
+            st.push(P.arg[k], P.L[k], P.U[k], P.off[k])
             continue
         if node.kind == "const":
             clo, chi = fg.forms[k]
@@ -202,6 +207,10 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             au = np.where(ph == 1, np.maximum(au, al), np.where(ph == 0, np.minimum(au, 0.0), au))
             al = np.where(ph == 0, np.minimum(al, au), al)
         m = node.size
+        off = None
+        if node.kind == "fn" and node.fn != "relu":  # (a sum of terms >= 0: at least its constant)
+            al = np.minimum(np.maximum(al, F.floor(st.L)), au)
+            off = _off_domain(node, al, au)
         if node.kind == "fn" and node.fn == "relu":  # (monotone, exact in floats; NaN: push's)
             L, Uu = np.maximum(al, 0.0), np.maximum(au, 0.0)
         elif node.kind == "lin":  # (y = f exactly: y's bounds are its row's)
@@ -224,8 +233,31 @@ def forward(fg: FastGraph, lo: np.ndarray, hi: np.ndarray, method: str = "ibp",
             idx = fg.groups[k]
             L = np.where(idx >= 0, al[:, idx], -np.inf).max(2)
             Uu = np.where(idx >= 0, au[:, idx], -np.inf).max(2)
-        st.push((al, au), L, Uu)
+        st.push((al, au), L, Uu, off)
     return st
+
+
+def _off_domain(node: Any, al: np.ndarray, au: np.ndarray) -> np.ndarray:
+    """(B,) per box: some element's argument bounds are not inside the fn row's domain (a NaN end
+    read as unbounded), where ``engine.forward`` raises ``DomainError``: the run may be NaN there."""
+    lo, hi = np.where(np.isnan(al), -np.inf, al), np.where(np.isnan(au), np.inf, au)
+    return ~np.broadcast_to(FUNCTIONS[node.fn].domain(lo, hi, **node.attrs), lo.shape).all(1)
+
+
+def undefined(st: _State) -> tuple[np.ndarray, str | None]:
+    """(B,) per box: some fn node's argument bounds leave its domain (the exact engine refuses such
+    a box: the run may be NaN or infinite at a point of it, and an exact 0 factor or a dead node
+    would hide the vacuous bounds there); and the first such node's reason, or None."""
+    bad, why = np.zeros(st.B, bool), None
+    for k, off in enumerate(st.off):
+        if off is not None and off.any():
+            bad |= off
+            n = st.fg.bg.nodes[k]
+            b = int(np.argmax(off))
+            al, au = st.arg[k][0][b], st.arg[k][1][b]
+            i = int(np.argmax(_off_domain(n, al[:, None], au[:, None])))
+            why = why or f"{n.fn}: interval [{al[i]:.6g}, {au[i]:.6g}] outside the domain (node {k}, box {b})"
+    return bad, why
 
 
 def _aim(st: _State, base: dict[Any, Any], k: int) -> Any:
@@ -336,4 +368,4 @@ def bound_forms(st: _State, F: _Forms, slopes: dict[int, Any] | None = None) -> 
     const = np.broadcast_to(F.c, (st.B, F.R)).copy()
     err += F.Ec[None]
     low = _best_backsub(st, lam, const, err, slopes)
-    return np.maximum(il, low)
+    return np.where(undefined(st)[0][:, None], -np.inf, np.maximum(il, low))  # (engine.forward refuses)

@@ -525,6 +525,8 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
     # exact column's fast ranges (``tight_args``): layer norm's facts, softmax's sums >= 1)
     clip = fast_engine.ibp_clip(bg, box) if any(n["op"] in NORMS for n in ir["nodes"]) else None
     st = fast_engine.forward(fg, blo, bhi, "crown", clip=clip)
+    why = fast_engine.undefined(st)[1]
+    require(why is None, f"the real network is not defined everywhere on the box: {why}")
     if trusted is not None:
         from .errorbound import FAST_TRUST
         from .graph_vnn import LIBM, LIBM_ROWS

@@ -361,6 +361,8 @@ class _Forms:
         qs = list(chain.from_iterable(f.t.values() for f in forms))
         vals, inexact = _floats(qs)
         par = np.searchsorted(np.array(starts), cols, side="right") - 1 if len(cols) else cols
+        # (rows with an exact coefficient < 0, or one whose float is 0: its sign unknown; ``floor``)
+        self.neg = np.bincount(rows[vals <= 0], minlength=R) > 0
         self.parents = []
         self.pn: dict[int, tuple[_Mat, _Mat]] = {}
         for p in np.unique(par):
@@ -403,6 +405,22 @@ class _Forms:
             n += A.shape[1]
         ch = np.where(self.plain, 0.0, _charge(mag, n) + 4 * exact_err)
         return _safe(lo - ch, hi + ch)
+
+    def floor(self, L: list[np.ndarray]) -> np.ndarray:
+        """(B, R) lower bounds of the rows whose exact coefficients are all > 0 (-inf elsewhere),
+        e.g. layer norm's variance + eps: q > 0 and v >= L give q·v >= -q·max(-L, 0), so the row
+        is at least c - Ec - Σ (|q̃| + E)·max(-L, 0), rounded down: charged for the terms' negative
+        parts only, never for their size as float IBP is (which put var + 1e-12 below 0 on a wide
+        row, where the exact engine's bound is >= 1e-12 and the domain rules need it)."""
+        dip, n = np.zeros((L[0].shape[0], self.R)), 1
+        for p, _, absA, E in self.parents:
+            d = np.maximum(-L[p], 0.0)  # (NaN where L is: no bound)
+            dip = dip + absA.rmul(d) + (0 if E is None else E.rmul(d))
+            n += 2 * absA.shape[1]
+        dip = dip + _charge(dip, n)
+        v = self.c - self.Ec - dip
+        v = v - (np.abs(self.c) + self.Ec + dip) * 4 * U - TINY
+        return np.where(self.neg | np.isnan(v), -np.inf, v)
 
 
 class _View:

@@ -81,7 +81,8 @@ def extras_lower(bg: BoundGraph, F: Any, st: Any, reqs: list[tuple[int, int, Any
     for k, lin in sorted(lins.items(), reverse=True):
         W = _weights(one, fg.forms[k], None)
         const, err = _through(one, lam, lin, const, err, fg.forms[k], W=W)
-    return _best_backsub(one, lam, const, err, slopes)[:, 0]
+    low = _best_backsub(one, lam, const, err, slopes)[:, 0]
+    return np.where(fe.undefined(one)[0], -np.inf, low)  # (engine.forward refuses such a box)
 
 
 def check_leaves_fast(bg: BoundGraph, region: Any, items: list[Any], forms: list[Aff], index: Any,

@@ -92,9 +92,9 @@ def _bounds(bg: Any, box: Any, method: str, C: Any) -> tuple[Any, Any]:
     fg = fe.compiled(bg)
     Cm = None if C is None else np.asarray(C, dtype=np.float64)
     if method == "ibp":
-        low, up = engines.fast_ibp(fg, lo, hi, C=Cm)
+        low, up = engines.fast_ibp(fg, lo, hi, C=Cm, refuse=True)  # (a claim: undefined boxes refused)
     else:
-        low, up = engines.fast_crown(fg, lo, hi, C=Cm)
+        low, up = engines.fast_crown(fg, lo, hi, C=Cm, refuse=True)  # (a claim: undefined boxes refused)
         if method == "alpha-crown":
             low, up = _alpha(bg, lo, hi, Cm, low, up)
     if single:

@@ -19,6 +19,7 @@ import numpy as np
 from ..certificates import engine as exact
 from ..certificates import fast_engine as fe
 from ..certificates.bound_graph import neg
+from ..certificates.enclosures import DomainError
 from ..certificates.fast_backsub import _best_backsub, _through, _weights
 from ..certificates.fast_forms import _charge, _safe
 from ..certificates.lower import BoundGraph
@@ -59,14 +60,28 @@ def select(st: Any, b: int) -> Any:
 
 
 @np.errstate(invalid="ignore", over="ignore")  # non-finite entries are handled (vacuous bounds)
-def fast_ibp(bg: BoundGraph | fe.FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = None):
-    """Certified IBP bounds (B, K) of C·y over each box [lo_b, hi_b] ((B, n_in) floats)."""
+def fast_ibp(bg: BoundGraph | fe.FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = None,
+             refuse: bool = False):
+    """Certified IBP bounds (B, K) of C·y over each box [lo_b, hi_b] ((B, n_in) floats); on a box
+    where some node's argument bounds leave its domain (``fast_engine.undefined``: the exact engine
+    refuses it) the vacuous ones, or ``DomainError`` when ``refuse`` (a caller that states the
+    bounds as a claim about the run, which may be NaN there)."""
     fg = fe.compiled(bg)
-    return _ibp_out(fg, fe.forward(fg, lo, hi, "ibp"), C)
+    return _ibp_out(fg, _defined(fe.forward(fg, lo, hi, "ibp"), refuse), C)
+
+
+def _defined(st: Any, refuse: bool) -> Any:
+    """``st``, with ``st.bad`` (B,) the boxes ``fast_engine.undefined`` finds (raises on one when
+    ``refuse``)."""
+    st.bad, why = fe.undefined(st)
+    if refuse and why is not None:
+        raise DomainError(f"the network is not defined everywhere on the box: {why}")
+    return st
 
 
 def _ibp_out(fg: fe.FastGraph, st: Any, C: Any):
     yl, yu = fg.out.bounds(st.L, st.U, st.vmax)
+    yl, yu = np.where(st.bad[:, None], -np.inf, yl), np.where(st.bad[:, None], np.inf, yu)
     if C is None:
         return yl, yu
     Cm = np.asarray(C, dtype=float)
@@ -79,12 +94,13 @@ def _ibp_out(fg: fe.FastGraph, st: Any, C: Any):
 @np.errstate(invalid="ignore", over="ignore")  # non-finite entries are handled (vacuous bounds)
 def fast_crown(bg: BoundGraph | fe.FastGraph, lo: np.ndarray, hi: np.ndarray, C: Any = None,
                slopes: dict[int, Any] | None = None, method: str = "crown",
-               shared: dict[Any, Any] | None = None):
+               shared: dict[Any, Any] | None = None, refuse: bool = False):
     """Certified CROWN bounds (B, K) of C·y over each box, as ``exact_crown`` (slopes per node:
     arrays (B, size), NaN = default; max: member index arrays), the tighter of CROWN and IBP.
-    ``shared``: ``fast_engine.forward``'s shared / per-target slopes (a region's ``arg_slopes``)."""
+    ``shared``: ``fast_engine.forward``'s shared / per-target slopes (a region's ``arg_slopes``);
+    an undefined box and ``refuse``: as ``fast_ibp``."""
     fg = fe.compiled(bg)
-    st = fe.forward(fg, lo, hi, method, slopes=shared)
+    st = _defined(fe.forward(fg, lo, hi, method, slopes=shared), refuse)
     il, iu = _ibp_out(fg, st, C)
     Cm = np.eye(fg.bg.n_out) if C is None else np.asarray(C, dtype=float)  # (floats taken as exact)
     K = Cm.shape[0]
@@ -93,4 +109,5 @@ def fast_crown(bg: BoundGraph | fe.FastGraph, lo: np.ndarray, hi: np.ndarray, C:
     lam: dict[int, np.ndarray] = {}
     const, err = _through(st, lam, lin, const, err, fg.out, W=_weights(st, fg.out, None))
     low = _best_backsub(st, lam, const, err, slopes)
+    low = np.where(st.bad[:, None], -np.inf, low)  # (the vacuous bounds: as ``_ibp_out``'s)
     return np.maximum(il, low[:, :K]), np.minimum(iu, -low[:, K:])

@@ -193,7 +193,8 @@ def output_bounds_box(t: Target, lo: tuple[Fraction, ...], hi: tuple[Fraction, .
         flow, fup = outward(low, up)
         return np.array(flow), np.array(fup)
     flo, fhi = fe.boxes([lo], [hi])
-    low, up = (engines.fast_ibp if method == "ibp" else engines.fast_crown)(fe.compiled(t.bg), flo, fhi)
+    low, up = (engines.fast_ibp if method == "ibp" else engines.fast_crown)(fe.compiled(t.bg), flo, fhi,
+                                                                            refuse=True)
     return low[0], up[0]
 
 
