@@ -100,26 +100,33 @@ class Emulator:
         # the binary32 value is 9.98e-39 (audit28: a false `--float32` sat, "Y_0 <= 0" on
         # [-88, -80]); 2^-(bits) far below the format's least subnormal (and its largest
         # exponent, a factor x up to max_finite) keeps every result's 3p + 40 relative bits
-        # That precision is slow (2,296 bits for binary64), so it is taken only where needed: at
-        # 3p + 40 bits a cancellation in the formulas loses at most p + 20 bits while the result
-        # stays above 2^-(p + 20) of its intermediates' scale max(1, |a|), leaving 2p + 20
-        # correct bits; a smaller result (or 0) is computed again at ``self.prec``.
+        # That precision is slow (2,296 bits for binary64: minutes on a wide box), so it is taken
+        # only where needed (Ziv's strategy): the result at 3p + 40 and at 3p + 104 bits, each
+        # rounded to the format; when neither is exactly 0 and they agree, the second is kept (a
+        # cancellation that ate the first's bits leaves noise of ~2^-(3p+40), which rounds to
+        # another value than the second's ~2^-(3p+104) noise: no format's least subnormal is that
+        # small relative to 1); an exact 0 (1 + e^x resolved to 1) or a disagreement is computed
+        # again at ``self.prec``.
         def at(bits: int) -> Any:
             with mpmath.workprec(bits):
                 x = obj(np.array([mpmath.mpf(a)], dtype=object))
                 return PRIMITIVES[op].meaning(MPMATH, x, **attrs)[0]
 
-        r = at(self.base)
-        small = mpmath.ldexp(max(1.0, abs(a)), -(self.fmt.precision + 20))
-        if mpmath.isfinite(r) and abs(r) < small:
-            r = at(self.prec)
-        with mpmath.workprec(self.prec):
+        def rounded(r: Any) -> float:
             if not mpmath.isfinite(r):
                 return self.from_float(float(r))
             neg = r < 0
             man, exp = abs(mpmath.mpf(r)).man_exp if r != 0 else (0, 0)
-        q = Fraction(int(man)) * (Fraction(2) ** int(exp)) if r != 0 else Fraction(0)
-        return self.round(-q if neg else q, int(neg))
+            q = Fraction(int(man)) * (Fraction(2) ** int(exp)) if r != 0 else Fraction(0)
+            return self.round(-q if neg else q, int(neg))
+
+        r0 = at(self.base)
+        if mpmath.isfinite(r0) and r0 != 0:
+            r1 = at(self.base + 64)
+            y = rounded(r1)
+            if r1 != 0 and rounded(r0) == y:
+                return y
+        return rounded(at(self.prec))
 
     # -- tensors ------------------------------------------------------------------------------
     def dot(self, xs: np.ndarray, ys: np.ndarray) -> float:
