@@ -5,9 +5,10 @@ precision embeds in binary64, infinities, NaN and signed zeros included). Each p
 is computed exactly and rounded once with ``round_fraction``:
 
 - + - * / and sqrt: exact rationals, one rounding (IEEE-754 correct rounding);
-- exp, log, tanh, erf, sigmoid, softplus, gelu, silu: the spec's meaning in mpmath at 3p + 40 bits
-  plus the format's subnormal and exponent range (``Emulator.prec``: the formulas cancel where the
-  result is tiny), then one rounding (correctly rounded unless the real value lies within
+- exp, log, tanh, erf, sigmoid, softplus, gelu, silu: the spec's meaning in mpmath at 3p + 40 and
+  3p + 104 bits, kept when both round to the same value and neither is exactly 0, else at 3p + 40
+  bits plus the format's subnormal and exponent range (``Emulator.prec``: the formulas cancel where
+  the result is tiny), then one rounding (correctly rounded unless the real value lies within
   2^-(3p+40) relative of a rounding boundary, which we do not detect);
 - matmul, sum, mean: a fixed order, sequential left to right over the reduced axis, every product
   and every addition rounded (mean: the rounded sum, then one rounded division by n);
