@@ -38,6 +38,7 @@ from ..certificates.errorbound import model_id
 from ..certificates.float_vnn import KIND, check_vnn_float, grow, restrict
 from ..certificates.float_vnn import epsilons as cert_epsilons
 from ..certificates.property import Spec
+from ..certificates.rounding import round_fraction
 from ..floats.emulate import emulate
 from ..floats.errorbound import bound_certificate
 from ..floats.network import run_float
@@ -55,17 +56,18 @@ def hull(spec: Spec) -> list[tuple[Fraction, Fraction]]:
 
 
 def _binary32_in(lo: Fraction, hi: Fraction, strict_lo: bool, strict_hi: bool) -> bool:
-    """Whether the interval (its ends open where strict) holds a finite binary32 value."""
-    def ok_lo(q: Fraction) -> bool:
-        return q > lo if strict_lo else q >= lo
-    f = np.float32(np.clip(float(lo), -3.4e38, 3.4e38))  # (near lo; stepped onto the first one)
-    while np.isfinite(f) and not ok_lo(Fraction(float(f))):
-        f = np.nextafter(f, np.float32(np.inf))
-    while np.isfinite(g := np.nextafter(f, np.float32(-np.inf))) and ok_lo(Fraction(float(g))):
-        f = g
-    if not np.isfinite(f):
+    """Whether the interval (its ends open where strict) holds a finite binary32 value: the
+    least binary32 at or above lo (``round_fraction`` toward +inf; one float32 step further when
+    lo is open and itself a binary32) against hi."""
+    up = round_fraction(lo, FORMAT, "rup")
+    if not up.finite:
         return False
-    q = Fraction(float(f))
+    q = up.value
+    if strict_lo and q == lo:
+        f = np.nextafter(np.float32(q), np.float32(np.inf))
+        if not np.isfinite(f):
+            return False
+        q = Fraction(float(f))
     return q < hi if strict_hi else q <= hi
 
 
