@@ -37,20 +37,13 @@ import json
 
 import numpy as np
 import pytest
+from ir_util import ir_doc as _ir
 
 from torchlean.runtime.execute import run_graph
-from torchlean.spec.graph import Graph, GraphError, encode_array
+from torchlean.spec.graph import Graph, GraphError
 
 vb = importlib.import_module("torchlean.verify.bounds")
 torch = pytest.importorskip("torch")
-
-
-def _ir(inputs, consts, nodes, outputs):
-    return {"format": "torchlean-ir", "version": 1,
-            "inputs": [{"name": n, "shape": list(s), "dtype": "float64"} for n, s in inputs],
-            "constants": {k: encode_array(np.asarray(v)) for k, v in consts.items()},
-            "nodes": [{"op": op, "inputs": list(i), "output": o, "attrs": a} for op, i, o, a in nodes],
-            "outputs": outputs}
 
 
 def _points(lo, hi, n, seed=0):

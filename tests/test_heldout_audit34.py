@@ -23,6 +23,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from ir_util import ir_doc as _ir
 
 import torchlean as tl
 from torchlean import nn
@@ -31,17 +32,9 @@ from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.enclosures import DomainError
 from torchlean.certificates.fast_vnn import extras_lower
 from torchlean.runtime.execute import run_graph
-from torchlean.spec.graph import Graph, encode_array
+from torchlean.spec.graph import Graph
 
 vb = importlib.import_module("torchlean.verify.bounds")
-
-
-def _ir(inputs, consts, nodes, outputs):
-    return {"format": "torchlean-ir", "version": 1,
-            "inputs": [{"name": n, "shape": list(s), "dtype": "float64"} for n, s in inputs],
-            "constants": {k: encode_array(np.asarray(v)) for k, v in consts.items()},
-            "nodes": [{"op": op, "inputs": list(i), "output": o, "attrs": a} for op, i, o, a in nodes],
-            "outputs": outputs}
 
 
 Z = {"z": np.zeros(2)}
