@@ -51,7 +51,9 @@ def _graph(model_or_graph: Any, x: np.ndarray, other: np.ndarray | None = None) 
     require_eval(model_or_graph, "tl.verify")  # (a dropout mask traced in training mode is a constant)
     try:
         g = trace(model_or_graph, tensor(x), faithful=True)
-        if other is not None and not (_same_graph(g, trace(model_or_graph, tensor(other), faithful=True))
+        # (the same computation: ``Graph.fingerprint`` covers nodes, attributes, constants' bits)
+        again = None if other is None else trace(model_or_graph, tensor(other), faithful=True)
+        if again is not None and not (g.fingerprint() == again.fingerprint()
                                       and _graph_runs_model(g, model_or_graph, other)):
             raise TraceError("the model's trace at another point of the box differs from the trace at x, "
                              "or from the model run there (a value read from or written to the input's "
@@ -76,21 +78,6 @@ def _graph_runs_model(g: Graph, model: Any, x: np.ndarray) -> bool:
     got = [np.asarray(v, dtype=np.float64) for v in run_graph(g, {g.inputs[0].name: tensor(x).data})]
     return len(got) == len(want) and all(
         a.shape == b.shape and np.allclose(a, b, rtol=1e-6, atol=1e-9) for a, b in zip(got, want))
-
-
-def _same_graph(a: Graph, b: Graph) -> bool:
-    """Whether two traces record the same computation: nodes, attributes and constants' bits."""
-    if (a.outputs != b.outputs or [v.name for v in a.inputs] != [v.name for v in b.inputs]
-            or len(a.nodes) != len(b.nodes) or a.constants.keys() != b.constants.keys()):
-        return False
-    for m, n in zip(a.nodes, b.nodes):
-        if (m.op, m.inputs, m.output) != (n.op, n.inputs, n.output) or repr(m.attrs) != repr(n.attrs):
-            return False
-    for k, v in a.constants.items():
-        w = b.constants[k]
-        if v.shape != w.shape or v.dtype != w.dtype or v.tobytes() != w.tobytes():
-            return False
-    return True
 
 
 def _other_point(x: np.ndarray, lo: tuple[Fraction, ...], hi: tuple[Fraction, ...]) -> np.ndarray:
