@@ -14,7 +14,9 @@ No hole found in the checker: no epsilon below any of those executors' error
 (``test_epsilon_covers_every_summation_order``), no checked ``unsat`` at a binary32 point the
 runtime's float32 run puts in the unsafe set (``test_a_point_the_runtime_violates_is_never_unsat``),
 and a partitioned certificate's leaves stay bound to their boxes, their network and their format
-(``test_partitioned_conv_certificate_mutations``).
+(``test_partitioned_conv_certificate_mutations``). Two sharp points (``test_epsilon_at_sharp_points``:
+a tie chain in a conv's sum, 0.984 of epsilon; a batch norm's worst binary32 scale) catch a column
+that drops a term.
 
 Scope, measured (documented in TRUST_BOUNDARIES.md, "Audit audit39": not a checker hole, the
 claim is about torchlean's runtime): onnxruntime's float32 program differs from the runtime's in
@@ -23,6 +25,9 @@ checked ``unsat (float32-sound)`` whose unsafe set onnxruntime's run of the same
 (``test_scope_*``): BatchNormalization folded into x*s + (B - mean*s) (error ~u |mean s| instead of
 ~u |(x - mean) s|), and Gemm with a bias C and more than 256 inner terms, whose bias is the
 accumulator the K-blocks are added to (each block's sum rounded against the bias).
+Changed (untrusted, ``verify/float32.py``: ``runtime_meets``): after such an unsat the CLI runs
+onnxruntime at binary32 points of each region and prints a ``note:`` when its outputs meet the
+unsafe set; the ``test_scope_*`` tests fail on the old code (no note).
 """
 
 from __future__ import annotations
@@ -264,11 +269,12 @@ def _point_prop(path: Path, x: np.ndarray, n_out: int, atom: str) -> Path:
     return path
 
 
-def _cli(capsys, *args) -> tuple[int, str]:
+def _cli(capsys, *args) -> tuple[int, str, str]:
     from torchlean.verify.__main__ import main
 
     code = main([str(a) for a in args])
-    return code, capsys.readouterr().out
+    got = capsys.readouterr()
+    return code, got.out, got.err
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -288,14 +294,15 @@ def test_a_point_the_runtime_violates_is_never_unsat(tmp_path, capsys, name):
     assert d[j] != 0
     rel = ">=" if d[j] > 0 else "<="
     prop = _point_prop(tmp_path / "p.vnnlib", x, y32.size, f"({rel} Y_{j} {_dec(y32[j])})")
-    code, out = _cli(capsys, path, prop, "--float32", "--timeout", "30")
+    code, out, err = _cli(capsys, path, prop, "--float32", "--timeout", "30")
     assert code == 0 and not out.startswith("unsat"), (name, out)
     box = [(Q(float(v)), Q(float(v))) for v in x.ravel()]
     e = float(epsilons(bound_certificate(g, box, "binary32", ranges="fast"))[j])
     b = y64[j] + (2 * e if d[j] > 0 else -2 * e) + np.sign(d[j]) * 1e-12 * abs(y64[j])
     prop = _point_prop(tmp_path / "p.vnnlib", x, y32.size, f"({rel} Y_{j} {_dec(b)})")
-    code, out = _cli(capsys, path, prop, "--float32", "--timeout", "30")
+    code, out, err = _cli(capsys, path, prop, "--float32", "--timeout", "30")
     assert code == 0 and out.startswith("unsat (float32-sound, checked)"), (name, out)
+    assert "onnxruntime's float32 run" not in err  # (onnxruntime's run agrees: no note)
     for o in ORDERS:  # (and no float32 run here meets that unsafe set: the verdict is true for each)
         y = execute(path, x, F32, o)[j]
         assert (y < b) if rel == ">=" else (y > b)
@@ -342,16 +349,17 @@ def test_partitioned_conv_certificate_mutations(tmp_path, capsys):
     same network stored as float64: each refused."""
     from torchlean.certificates.core import box_leaves
     from torchlean.certificates.errorbound import model_id
-    from torchlean.certificates.float_vnn import check_vnn_float
+    from torchlean.certificates.float_vnn import check_vnn_float, grow, restrict
     from torchlean.certificates.lower import lower
+    from torchlean.verify.bab import verify
 
     path, prop, g, spec, eps = _conv_partitioned(tmp_path)
     cert_path = tmp_path / "c.json"
-    code, out = _cli(capsys, path, prop, "--float32", "--timeout", "60", "--cert", cert_path)
+    code, out, err = _cli(capsys, path, prop, "--float32", "--timeout", "60", "--cert", cert_path)
     assert out.startswith("unsat (float32-sound, checked)"), out
     cert = json.loads(cert_path.read_text())
     assert "parts" in cert and "graph" in cert
-    code, out = _cli(capsys, "check", cert_path, path, prop, "--float32")
+    code, out, err = _cli(capsys, "check", cert_path, path, prop, "--float32")
     assert code == 0 and out.startswith("accepted: unsat (binary32-sound)"), out
     net, mid = lower(g.to_dict()), model_id(g.to_dict())
 
@@ -367,11 +375,17 @@ def test_partitioned_conv_certificate_mutations(tmp_path, capsys):
     small = min(ebs.values(), key=lambda eb: sum(b - a for a, b in ebox(eb)))
     big = max(ebs.values(), key=lambda eb: sum(b - a for a, b in ebox(eb)))
     assert max(epsilons(small)) < max(epsilons(big)) == eps
+    # a leaf given the errorbound of a box that misses it, with a real proof redone for the
+    # leaf's property grown by that (smaller) epsilon: only the box test stands in the way
     bad = copy.deepcopy(cert)
-    leaf = next(lf for lf, b in box_leaves(bad["parts"], root)
-                if not all(A <= a and c <= C for (a, c), (A, C) in zip(b, ebox(small))))
+    leaf, lbox = next((lf, b) for lf, b in box_leaves(bad["parts"], root)
+                      if not all(A <= a and c <= C for (a, c), (A, C) in zip(b, ebox(small))))
     leaf["errorbound"] = copy.deepcopy(small)
-    assert not ok(bad)
+    res = verify(net, grow(restrict(spec, lbox), epsilons(small)), timeout=30)
+    assert res.verdict == "unsat"
+    leaf["real"] = res.cert
+    v = check_vnn_float(bad, net, spec, model=mid)
+    assert not v.ok and "does not cover" in v.reason, v.reason
     bad = copy.deepcopy(cert)
     for leaf, _ in box_leaves(bad["parts"], root):
         if leaf["errorbound"] == small:
@@ -399,7 +413,7 @@ def test_partitioned_conv_certificate_mutations(tmp_path, capsys):
         v.type.tensor_type.elem_type = TensorProto.DOUBLE
     onnx.save(m, tmp_path / "f64.onnx")
     for other in ("ulp.onnx", "f64.onnx"):
-        code, out = _cli(capsys, "check", cert_path, tmp_path / other, prop, "--float32")
+        code, out, err = _cli(capsys, "check", cert_path, tmp_path / other, prop, "--float32")
         assert code == 1 and out.startswith("rejected"), (other, out)
 
 
@@ -414,8 +428,10 @@ def _scope(tmp_path, capsys, path: Path, x: np.ndarray, atom: str, bound: float,
     """The CLI's checked unsat at the point x, right for the runtime's float32 run and the reals,
     while onnxruntime's run of the same file meets the unsafe set (``above``: Y_0 >= bound)."""
     prop = _point_prop(tmp_path / "s.vnnlib", x, 1, atom)
-    code, out = _cli(capsys, path, prop, "--float32", "--timeout", "30")
+    code, out, err = _cli(capsys, path, prop, "--float32", "--timeout", "30")
     assert code == 0 and out.startswith("unsat (float32-sound, checked)"), out
+    # the CLI says so (``float32.runtime_meets``: onnxruntime run at the region's binary32 points)
+    assert "note: onnxruntime's float32 run of the file meets the unsafe set" in err, err
     g = load_graph(path)
     y32 = float(np.asarray(run_graph(g, {"x": x}, dtype=F32)[0]).reshape(-1)[0])
     y64 = float(execute(path, x.astype(np.float64), np.float64)[0])
@@ -451,3 +467,66 @@ def test_scope_onnxruntime_accumulates_gemm_blocks_into_the_bias(tmp_path, capsy
     x = np.ones((1, 2048), F32)
     y64, yo = _scope(tmp_path, capsys, path, x, f"(<= Y_0 {2**24 + 4})", 2**24 + 4, above=False)
     assert y64 == 2**24 + 8 and yo == 2**24
+
+
+def test_runtime_meets_points_are_binary32_points_of_the_region():
+    """``runtime_meets`` runs onnxruntime only at binary32 points inside the region (exactly, strict
+    ends strictly): none for X_0 = 0.1 (no binary32 value), the centre and both ends of a region
+    whose ends are binary32, the ends rounded inward where they are not; no session, no note."""
+    from torchlean.certificates.property import Region
+    from torchlean.verify.float32 import _binary32_points, runtime_meets
+
+    tenth = Q("0.1")
+    assert _binary32_points(Region((tenth,), (tenth,), ())) == []
+    pts = _binary32_points(Region((Q(1),), (Q(3),), ()))
+    assert [float(p[0]) for p in pts] == [2.0, 1.0, 3.0]
+    r = Region((tenth,), (Q("0.3"),), ())
+    for p in _binary32_points(r):
+        assert p.dtype == F32 and tenth <= Q(float(p[0])) <= Q("0.3")
+    assert len(_binary32_points(r)) == 3
+    open_r = Region((Q(1),), (Q(3),), (), (True,), (True,))
+    assert [float(p[0]) for p in _binary32_points(open_r)] == [2.0]
+
+    class Unchecked:  # (a target no ``load_instance`` cross-checked: no session, nothing run)
+        path, runtime_checked = "x.onnx", False
+
+    assert runtime_meets(Unchecked(), None) is None
+
+
+def _point_eps(g, x: np.ndarray, column: str) -> np.ndarray:
+    box = [(Q(float(v)), Q(float(v))) for v in x.ravel()]
+    return np.array([float(e) for e in epsilons(bound_certificate(g, box, "binary32", column=column,
+                                                                  ranges="fast"))])
+
+
+def test_epsilon_at_sharp_points(tmp_path):
+    """Points where the float32 error nears its worst case, so a column that dropped a term would
+    be caught: (1) a 1x1 conv summing 1 and 63 terms 2^-24 (each partial sum a tie that rounds back
+    to 1 in the forward order: 63 u off, gamma_64 S allows ~64 u); (2) a one-channel batch norm at
+    the (var, scale) among 20,000 whose binary32 scale 1/sqrt(var + eps) * w strays furthest (2.4 u)
+    and the x in [1, 2) whose product's rounding adds to it (3.3 u in all)."""
+    n = 64
+    conv = _save(tmp_path / "tie.onnx", [N("Conv", ["x", "w"], ["y"])], [1, n, 1, 1],
+                 [("w", np.ones((1, n, 1, 1), F32))])
+    xt = np.full((1, n, 1, 1), 2.0**-24, F32)
+    xt[0, 0] = 1
+    rng = np.random.default_rng(0)
+    var, w = rng.uniform(0.5, 4, 20000).astype(F32), rng.uniform(0.5, 2, 20000).astype(F32)
+    s32 = (F32(1) / np.sqrt((var + F32(1e-5)).astype(F32))).astype(F32) * w
+    s64 = w.astype(np.float64) / np.sqrt(var.astype(np.float64) + float(F32(1e-5)))
+    i = int(np.argmax(np.abs(s32 - s64) / s64))
+    xs = (F32(1) + np.arange(1, 2**20).astype(F32) * F32(2**-23)).astype(F32)
+    rel = ((xs * s32[i]).astype(np.float64) - xs * s64[i]) / (xs * s64[i])
+    xb = np.full((1, 1, 1, 1), xs[int(np.argmax(rel * np.sign(s32[i] - s64[i])))], F32)
+    bn = _save(tmp_path / "bn1.onnx", [N("BatchNormalization", ["x", "g", "be", "mu", "var"], ["y"])],
+               [1, 1, 1, 1], [("g", w[i:i + 1]), ("be", np.zeros(1, F32)), ("mu", np.zeros(1, F32)),
+                              ("var", var[i:i + 1])])
+    for path, x, least in ((conv, xt, 60 * 2.0**-24), (bn, xb, 3.2 * 2.0**-24)):
+        g = load_graph(path)
+        y64 = execute(path, x.astype(np.float64), np.float64)
+        runs = [execute(path, x, F32, o) for o in ORDERS]
+        runs.append(np.asarray(run_graph(g, {"x": x}, dtype=F32)[0], np.float64).reshape(-1))
+        err = max(float(np.max(np.abs(y - y64))) for y in runs)
+        assert err >= least * float(np.abs(y64).max())  # (the point is as sharp as claimed)
+        for column in ("fast", "exact"):
+            assert np.all(err <= _point_eps(g, x, column)), (path.name, column)
