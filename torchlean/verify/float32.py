@@ -124,6 +124,10 @@ def runtime_meets(target: Any, spec: Spec) -> tuple[int, list[float]] | None:
 
     if getattr(target, "path", None) is None or not getattr(target, "runtime_checked", False):
         return None
+    try:
+        import onnxruntime  # noqa: F401  (``_session`` imports it: not installed, no note)
+    except ImportError:
+        return None
     sess = _session(target.path)
     if sess is None or len(target.graph.inputs) != 1:
         return None
