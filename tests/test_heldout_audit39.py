@@ -530,3 +530,31 @@ def test_epsilon_at_sharp_points(tmp_path):
         assert err >= least * float(np.abs(y64).max())  # (the point is as sharp as claimed)
         for column in ("fast", "exact"):
             assert np.all(err <= _point_eps(g, x, column)), (path.name, column)
+
+
+def test_two_point_regions_on_a_conv_chain_are_never_unsat(tmp_path, capsys):
+    """The partitioned test's conv net (4 inputs: the input-split chain path, ``float_bab``, the
+    regions first cut apart by ``_separating``): two point regions 3 apart, the bound at the
+    runtime's float32 output at the first on the side the real one misses (met there, with
+    equality): never unsat, at the points and on 1e-30 boxes around them."""
+    path, _, g, _, _ = _conv_partitioned(tmp_path)
+    rng = np.random.default_rng(3)
+    head = "".join(f"(declare-const X_{i} Real)\n" for i in range(4)) + "(declare-const Y_0 Real)\n"
+    done = 0
+    while done < 2:
+        x = rng.uniform(-4, 1, (1, 1, 2, 2)).astype(F32)
+        y32 = float(np.asarray(run_graph(g, {"x": x}, dtype=F32)[0]).ravel()[0])
+        y64 = float(execute(path, x.astype(np.float64), np.float64)[0])
+        if y32 == y64:
+            continue
+        done += 1
+        rel = ">=" if y32 > y64 else "<="
+        for w in (Decimal(0), Decimal("1e-30")):
+            def box(z):
+                return " ".join(f"(>= X_{i} {Decimal(_dec(v)) - w}) (<= X_{i} {Decimal(_dec(v)) + w})"
+                                for i, v in enumerate(z.ravel()))
+            out = f"({rel} Y_0 {_dec(y32)})"
+            prop = tmp_path / "two.vnnlib"
+            prop.write_text(head + f"(assert (or (and {box(x)} {out}) (and {box(x + F32(3))} {out})))\n")
+            code, stdout, _ = _cli(capsys, path, prop, "--float32", "--timeout", "20")
+            assert code == 0 and not stdout.startswith("unsat"), stdout
