@@ -199,7 +199,7 @@ def _warn_empty_boxes(spec: Any, prop: str) -> None:
 
 def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: Budget) -> int:
     """``--float32``: the verdict for the network run in binary32 (``verify.float32``)."""
-    from .float32 import SPLITS, binary32_empty, verify_float32
+    from .float32 import SPLITS, binary32_empty, runtime_meets, verify_float32
 
     try:
         res = verify_float32(target.graph, target, spec, left, progress=_cli.progress_of(args),
@@ -224,6 +224,15 @@ def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: 
         for k, i in binary32_empty(spec):
             print(f"note: region {k}'s X_{i} interval holds no binary32 value: the float32 verdict "
                   "is about binary32 inputs, so it holds there vacuously", file=sys.stderr, flush=True)
+        try:
+            met = runtime_meets(target, spec)
+        except Exception:  # (a note only: never lose the answer's certificate to it)
+            met = None
+        if met is not None:  # (audit39: onnxruntime's float32 program is not the runtime's)
+            print(f"note: onnxruntime's float32 run of the file meets the unsafe set at a point of "
+                  f"region {met[0]} ({', '.join(f'{v:.9g}' for v in met[1][:4])}"
+                  f"{', ...' if len(met[1]) > 4 else ''}): the float32 verdict is about torchlean's "
+                  "runtime (numpy kernels), not onnxruntime's", file=sys.stderr, flush=True)
     if not args.quiet:
         if res.stats.get("epsilon") is not None:
             print("epsilon: " + " ".join(f"{e:.3g}" for e in res.stats["epsilon"])

@@ -84,6 +84,74 @@ def binary32_empty(spec: Spec) -> list[tuple[int, int]]:
     return out
 
 
+
+#: at most this many regions' points are run by ``runtime_meets`` (three each: the centre and the
+#: two extreme corners, rounded into the region), for at most ``MEETS_S`` seconds (after the answer
+#: is printed: a large network's onnxruntime run takes ~1 s)
+MEETS_REGIONS = 32
+MEETS_S = 5.0
+
+
+def _binary32_points(r: Any) -> list[np.ndarray]:
+    """Up to three binary32 points of the region, those inside it (exactly, strict ends strictly):
+    its low and high corners rounded inward (toward +inf / -inf) and its centre rounded to nearest,
+    then into [low corner, high corner]."""
+    def inward(q: Fraction, mode: str) -> float:
+        f = round_fraction(q, FORMAT, mode)
+        return float(f.value) if f.finite else math.nan
+
+    low = np.array([inward(q, "rup") for q in r.lo], dtype=np.float32)
+    high = np.array([inward(q, "rdn") for q in r.hi], dtype=np.float32)
+    centre = np.array([inward((a + b) / 2, "rne") for a, b in zip(r.lo, r.hi)], dtype=np.float32)
+    out = []
+    for x in (np.minimum(np.maximum(centre, low), high), low, high):
+        if np.all(np.isfinite(x)) and r.contains([Fraction(float(v)) for v in x]):
+            out.append(x)
+    return out
+
+
+def runtime_meets(target: Any, spec: Spec) -> tuple[int, list[float]] | None:
+    """(region, x): a binary32 point of a region (``_binary32_points``; the first ``MEETS_REGIONS``
+    regions, ``MEETS_S`` seconds at most) where onnxruntime's float32 run of the target's file
+    puts the outputs in that region's unsafe set (atoms checked exactly on its outputs), or None
+    (none found, or no onnxruntime session: a target ``table.load_instance`` did not cross-check,
+    a file whose input is not one float32 tensor). Untrusted and never a verdict: a ``--float32``
+    unsat is about torchlean's runtime (numpy kernels, batch norm unfolded, a bias added after its
+    dot product), and onnxruntime's program differs (audit39: its folded batch norm and its Gemm
+    bias accumulated per K-block are 600x and 8x a point's epsilon off, within the import
+    cross-check's tolerance), so the CLI says so when the two part ways on the very property."""
+    from .network import _session
+
+    if getattr(target, "path", None) is None or not getattr(target, "runtime_checked", False):
+        return None
+    try:
+        import onnxruntime  # noqa: F401  (``_session`` imports it: not installed, no note)
+    except ImportError:
+        return None
+    sess = _session(target.path)
+    if sess is None or len(target.graph.inputs) != 1:
+        return None
+    (v,) = target.graph.inputs  # (onnxruntime lists initializers an IR-3 file names as inputs too)
+    if [i.type for i in sess.get_inputs() if i.name == v.name] != ["tensor(float)"]:
+        return None
+    name, shape = v.name, tuple(v.shape)
+    stop = time.monotonic() + MEETS_S
+    for k, r in enumerate(spec.regions[:MEETS_REGIONS]):
+        for x in _binary32_points(r):
+            if time.monotonic() > stop:
+                return None
+            try:
+                ys = sess.run(None, {name: x.reshape(shape)})
+            except Exception:
+                return None
+            y = np.concatenate([np.ravel(o).astype(np.float64) for o in ys])
+            if y.size != spec.n_out or not np.all(np.isfinite(y)):
+                continue
+            yq = [Fraction(float(v)) for v in y]
+            if any(all(t.holds(yq) for t in d) for d in r.disjuncts):
+                return k, [float(v) for v in x]
+    return None
+
 #: a candidate is emulated only if the runtime's own binary32 run comes this close (relative to
 #: sum |a_j| (|y_j| + 1)) to meeting a disjunct: the emulator (exact rationals, seconds on ACAS Xu)
 #: and the runtime differ only in summation order. A filter on what is *tried*, never on what is
