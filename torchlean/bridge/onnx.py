@@ -36,10 +36,15 @@ from . import _onnx_ops as ops
 from ._onnx_exact import EXACT_FOLDS, exact_array, exact_product
 
 #: the oldest default-domain opset read (older ones broadcast with explicit axes, etc.); the newest
-#: is the installed onnx package's: the operators imported here changed only their type lists
-#: after opset 21 (checked by comparing their schemas' attributes and inputs), and Cast's new
-#: ``round_mode`` matters only for float8 targets, which are refused
+#: is the installed onnx package's, up to ``MAX_OPSET``: the operators imported here changed only
+#: their type lists after opset 21 (checked by comparing their schemas' attributes and inputs, and
+#: by tests/test_heldout_audit40.py), and Cast's new ``round_mode`` matters only for float8
+#: targets, which are refused
 MIN_OPSET = 7
+#: the newest opset whose operator versions were read against their schemas (onnx 1.23): a later
+#: onnx may bring a new version of an operator here with the same signature and a new meaning
+#: (as Softmax-13 did), which the converters would read the old way (audit40)
+MAX_OPSET = 28
 
 _FLOATS = ("float16", "float32", "float64")
 
@@ -246,7 +251,7 @@ def _dtype_name(elem_type: int) -> str:
 def _opset(model: Any) -> int:
     """The default-domain opset, checked against the supported range; other domains refused."""
     onnx = _onnx()
-    newest = onnx.defs.onnx_opset_version()
+    newest = min(onnx.defs.onnx_opset_version(), MAX_OPSET)
     versions = {}
     for o in model.opset_import:
         domain = o.domain or "ai.onnx"
@@ -314,6 +319,8 @@ def _check_signature(n: Any, schema: Any, where: str) -> None:
     if len(n.output) > schema.max_output:
         raise OnnxImportError(f"{where} has {len(n.output)} outputs; at most {schema.max_output}")
     names = {a.name for a in n.attribute}
+    if len(names) != len(n.attribute):  # (audit40) onnx's checker and onnxruntime refuse it; we kept the last
+        raise OnnxImportError(f"{where}: an attribute is given twice")
     unknown = sorted(names - set(schema.attributes))
     if unknown:
         raise OnnxImportError(f"{where}: attribute(s) {', '.join(unknown)} not defined by "
@@ -329,6 +336,12 @@ def _check_signature(n: Any, schema: Any, where: str) -> None:
     missing = sorted(k for k, a in schema.attributes.items() if a.required and k not in names)
     if missing:
         raise OnnxImportError(f"{where}: required attribute(s) {', '.join(missing)} missing")
+    # (audit40) before BatchNormalization-14 the outputs choose the mode: five (even unnamed) is
+    # training, normalising by the batch's own statistics (onnxruntime does; onnx's reference
+    # blends them by momentum), not by the stored mean and var the import reads
+    if n.op_type == "BatchNormalization" and schema.since_version < 14 and len(n.output) > 1:
+        raise OnnxImportError(f"{where}: BatchNormalization-{schema.since_version} with {len(n.output)} "
+                              "outputs is in training mode (batch statistics), which is not supported")
 
 
 def load_onnx(path: str | os.PathLike[str] | Any, batch_size: int = 1,
