@@ -38,8 +38,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from torchlean.bridge import OnnxImportError, load_onnx, supported_operators
 import torchlean.bridge.onnx as tlo
+from torchlean.bridge import OnnxImportError, load_onnx, supported_operators
 from torchlean.runtime.execute import run_graph
 
 ort = pytest.importorskip("onnxruntime")
@@ -57,9 +57,13 @@ def _w(seed, *shape):
 
 
 def _model(nodes, inputs, inits=(), opset=13, outputs=("y",), out_shapes=None):
-    g = helper.make_graph(nodes, "a40", [helper.make_tensor_value_info(n, F, s) for n, s in inputs],
-                          [helper.make_tensor_value_info(o, F, (out_shapes or {}).get(o)) for o in outputs],
-                          [numpy_helper.from_array(np.asarray(a), k) for k, a in inits])
+    g = helper.make_graph(
+        nodes,
+        "a40",
+        [helper.make_tensor_value_info(n, F, s) for n, s in inputs],
+        [helper.make_tensor_value_info(o, F, (out_shapes or {}).get(o)) for o in outputs],
+        [numpy_helper.from_array(np.asarray(a), k) for k, a in inits],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
     m.ir_version = 8 if opset <= 18 else 10
     return m
@@ -74,30 +78,53 @@ def _session(m, optimise=True):
 
 
 def _cli(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "torchlean.verify", *argv], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300, env={"PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1",
-                                                      "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-m", "torchlean.verify", *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={"PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
 
 
 # -- (1) BatchNormalization before 14: five outputs is training mode --------------------------------
+
 
 def _bn_train(opset=9, outputs=("y", "rm", "rv", "sm", "sv")):
     """Y = (clip(bn(z)[0], -0.5, 1.5), x) for z = (x, -x) on one channel (1, 1, 2), g=1, b=0.5, mean 0,
     var 1e-6, eps 1e-4. Inference (stored stats): 0.5 + x/sqrt(1.01e-4), so 1.5 for x >= 0.02.
     Training (batch stats: mean 0, var x^2): 0.5 + x/sqrt(x^2 + 1e-4), 1.4487 at x = 0.03."""
-    inits = [("g", np.array([1.0], np.float32)), ("b", np.array([0.5], np.float32)),
-             ("m", np.array([0.0], np.float32)), ("v", np.array([1e-6], np.float32)),
-             ("s3", _i64(1, 1, 2)), ("s2", _i64(1, 2))]
-    slice_ = (N("Slice", ["yf"], ["ya"], starts=[0], ends=[1], axes=[1]) if opset < 10 else
-              N("Slice", ["yf", "st", "en", "ax"], ["ya"]))
+    inits = [
+        ("g", np.array([1.0], np.float32)),
+        ("b", np.array([0.5], np.float32)),
+        ("m", np.array([0.0], np.float32)),
+        ("v", np.array([1e-6], np.float32)),
+        ("s3", _i64(1, 1, 2)),
+        ("s2", _i64(1, 2)),
+    ]
+    slice_ = (
+        N("Slice", ["yf"], ["ya"], starts=[0], ends=[1], axes=[1])
+        if opset < 10
+        else N("Slice", ["yf", "st", "en", "ax"], ["ya"])
+    )
     if opset >= 10:
         inits += [("st", _i64(0)), ("en", _i64(1)), ("ax", _i64(1))]
-    clip = (N("Clip", ["ya"], ["yc"], min=-0.5, max=1.5) if opset < 11 else N("Clip", ["ya", "lo", "hi"], ["yc"]))
+    clip = (
+        N("Clip", ["ya"], ["yc"], min=-0.5, max=1.5) if opset < 11 else N("Clip", ["ya", "lo", "hi"], ["yc"])
+    )
     if opset >= 11:
         inits += [("lo", np.float32(-0.5)), ("hi", np.float32(1.5))]
-    nodes = [N("Neg", ["x"], ["nx"]), N("Concat", ["x", "nx"], ["z"], axis=1), N("Reshape", ["z", "s3"], ["z3"]),
-             N("BatchNormalization", ["z3", "g", "b", "m", "v"], list(outputs), epsilon=1e-4),
-             N("Reshape", ["y", "s2"], ["yf"]), slice_, clip, N("Concat", ["yc", "x"], ["out"], axis=1)]
+    nodes = [
+        N("Neg", ["x"], ["nx"]),
+        N("Concat", ["x", "nx"], ["z"], axis=1),
+        N("Reshape", ["z", "s3"], ["z3"]),
+        N("BatchNormalization", ["z3", "g", "b", "m", "v"], list(outputs), epsilon=1e-4),
+        N("Reshape", ["y", "s2"], ["yf"]),
+        slice_,
+        clip,
+        N("Concat", ["yc", "x"], ["out"], axis=1),
+    ]
     return _model(nodes, [("x", [1, 1])], inits, opset, outputs=("out",), out_shapes={"out": [1, 2]})
 
 
@@ -123,7 +150,7 @@ def test_bn_training_mode_file_is_not_verified(tmp_path):
     for opt in (True, False):
         y = _session(m, opt).run(None, {"x": x})[0].ravel()
         assert y[1] >= 0.02 and y[0] <= 1.45, y
-        assert abs(float(y[0]) - (0.5 + 0.03 / np.sqrt(0.03 ** 2 + 1e-4))) < 1e-5
+        assert abs(float(y[0]) - (0.5 + 0.03 / np.sqrt(0.03**2 + 1e-4))) < 1e-5
     r = _cli(str(net), str(prop), "--timeout", "60")
     assert "unsat" not in r.stdout, r.stdout + r.stderr  # main printed "unsat" / "checked: unsat"
     assert "training mode" in r.stderr
@@ -143,11 +170,13 @@ def test_bn_with_one_output_matches_onnxruntime(opset):
     g, sess = load_onnx(m), _session(m)
     for v in (-10.0, -0.3, -0.005, 0.0, 0.004, 0.03, 7.0):
         x = np.array([[v]], np.float32)
-        np.testing.assert_allclose(run_graph(g, {"x": x}, dtype=np.float64)[0], sess.run(None, {"x": x})[0],
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            run_graph(g, {"x": x}, dtype=np.float64)[0], sess.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5
+        )
 
 
 # -- (2) files onnxruntime refuses ---------------------------------------------------------------------
+
 
 def test_an_attribute_given_twice_is_refused(tmp_path):
     node = N("LeakyRelu", ["x"], ["y"], alpha=0.1)
@@ -163,9 +192,11 @@ def test_an_attribute_given_twice_is_refused(tmp_path):
     # (with the first, 0.1, it is sat); now refused
     net, prop = tmp_path / "d.onnx", tmp_path / "d.vnnlib"
     onnx.save(m, str(net))
-    prop.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
-                    "(declare-const Y_1 Real)\n(assert (<= X_0 -1.0))\n(assert (>= X_0 -2.0))\n"
-                    "(assert (<= X_1 1.0))\n(assert (>= X_1 0.0))\n(assert (>= Y_0 -0.3))\n")
+    prop.write_text(
+        "(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
+        "(declare-const Y_1 Real)\n(assert (<= X_0 -1.0))\n(assert (>= X_0 -2.0))\n"
+        "(assert (<= X_1 1.0))\n(assert (>= X_1 0.0))\n(assert (>= Y_0 -0.3))\n"
+    )
     r = _cli(str(net), str(prop), "--timeout", "30")
     assert "unsat" not in r.stdout and "twice" in r.stderr, r.stdout + r.stderr
 
@@ -179,17 +210,27 @@ def test_max6_does_not_broadcast(op):
         load_onnx(m)
     same = _model([N(op, ["x", "c", "x"], ["y"])], [("x", [2, 3])], [("c", _w(0, 2, 3))], opset=7)
     x = _w(1, 2, 3)
-    np.testing.assert_allclose(run_graph(load_onnx(same), {"x": x}, dtype=np.float64)[0],
-                               _session(same).run(None, {"x": x})[0], rtol=0, atol=0)
+    np.testing.assert_allclose(
+        run_graph(load_onnx(same), {"x": x}, dtype=np.float64)[0],
+        _session(same).run(None, {"x": x})[0],
+        rtol=0,
+        atol=0,
+    )
     at8 = _model([N(op, ["x", "c"], ["y"])], [("x", [2, 3])], [("c", _w(0, 2, 1))], opset=8)
-    np.testing.assert_allclose(run_graph(load_onnx(at8), {"x": x}, dtype=np.float64)[0],
-                               _session(at8).run(None, {"x": x})[0], rtol=0, atol=0)
+    np.testing.assert_allclose(
+        run_graph(load_onnx(at8), {"x": x}, dtype=np.float64)[0],
+        _session(at8).run(None, {"x": x})[0],
+        rtol=0,
+        atol=0,
+    )
 
 
 X3 = [("x", [2, 3, 4])]
 NOT_1D = {
-    "slice_starts_2d": ([N("Slice", ["x", "s", "e"], ["y"])], [("s", np.array([[1]], np.int64)),
-                                                               ("e", np.array([[3]], np.int64))]),
+    "slice_starts_2d": (
+        [N("Slice", ["x", "s", "e"], ["y"])],
+        [("s", np.array([[1]], np.int64)), ("e", np.array([[3]], np.int64))],
+    ),
     "reshape_shape_2d": ([N("Reshape", ["x", "s"], ["y"])], [("s", np.array([[6, 4]], np.int64))]),
     "reducesum_axes_0d": ([N("ReduceSum", ["x", "a"], ["y"])], [("a", np.array(1, np.int64))]),
 }
@@ -205,11 +246,16 @@ def test_shape_tensors_must_be_1d(name):
         load_onnx(m)
     flat = _model(nodes, X3, [(k, np.asarray(v).reshape(-1)) for k, v in inits], opset=13)
     x = _w(1, 2, 3, 4)
-    np.testing.assert_allclose(run_graph(load_onnx(flat), {"x": x}, dtype=np.float64)[0],
-                               _session(flat).run(None, {"x": x})[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        run_graph(load_onnx(flat), {"x": x}, dtype=np.float64)[0],
+        _session(flat).run(None, {"x": x})[0],
+        rtol=1e-6,
+        atol=1e-6,
+    )
 
 
 # -- (3) the opset range and domains -------------------------------------------------------------------
+
 
 def test_operator_signatures_after_21():
     """The MAX_OPSET claim: from opset 21 to MAX_OPSET (as far as the installed onnx goes) no
@@ -221,7 +267,9 @@ def test_operator_signatures_after_21():
         s = onnx.defs.get_schema(op, v, "")
         return sorted(set(s.attributes) - {"round_mode"}), [(i.name, str(i.option)) for i in s.inputs]
 
-    changed = [(op, v) for op in supported_operators() for v in range(22, top + 1) if sig(op, v) != sig(op, 21)]
+    changed = [
+        (op, v) for op in supported_operators() for v in range(22, top + 1) if sig(op, v) != sig(op, 21)
+    ]
     assert changed == []
 
 
@@ -243,8 +291,12 @@ def test_domains():
     x = np.arange(12, dtype=np.float32).reshape(2, 3, 2) / 3
 
     def soft(imports, domain=""):
-        g = helper.make_graph([N("Softmax", ["x"], ["y"], domain=domain)], "g",
-                              [helper.make_tensor_value_info("x", F, [2, 3, 2])], [helper.make_tensor_value_info("y", F, None)])
+        g = helper.make_graph(
+            [N("Softmax", ["x"], ["y"], domain=domain)],
+            "g",
+            [helper.make_tensor_value_info("x", F, [2, 3, 2])],
+            [helper.make_tensor_value_info("y", F, None)],
+        )
         m = helper.make_model(g, opset_imports=[helper.make_opsetid(d, v) for d, v in imports])
         m.ir_version = 8
         return m
@@ -256,8 +308,11 @@ def test_domains():
     # "ai.onnx" alone, or an ai.onnx.ml import with no ml node: read at that version, as onnxruntime
     for imports in ([("ai.onnx", 11)], [("", 11), ("ai.onnx.ml", 3)]):
         m = soft(imports)
-        np.testing.assert_allclose(run_graph(load_onnx(m), {"x": x}, dtype=np.float64)[0],
-                                   _session(m).run(None, {"x": x})[0], rtol=1e-6)
+        np.testing.assert_allclose(
+            run_graph(load_onnx(m), {"x": x}, dtype=np.float64)[0],
+            _session(m).run(None, {"x": x})[0],
+            rtol=1e-6,
+        )
     with pytest.raises(OnnxImportError, match="com.microsoft"):
         load_onnx(soft([("", 11), ("com.microsoft", 1)]))
     with pytest.raises(OnnxImportError, match="domain"):
@@ -268,6 +323,7 @@ def test_domains():
 
 # -- held: versioned forms against onnxruntime ----------------------------------------------------------
 
+
 def _versioned(op):
     """(name, model, inputs) for the forms whose reading depends on the opset, at opset ``op``."""
     X4, X2 = [("x", [1, 2, 4, 5])], [("x", [2, 3])]
@@ -275,29 +331,70 @@ def _versioned(op):
     for sm in ("Softmax", "LogSoftmax"):
         for ax in (None, 0, 1, -2):
             if not (ax is not None and ax < 0 and op < 11):
-                out.append((f"{sm}_ax{ax}", _model([N(sm, ["x"], ["y"], **({} if ax is None else {"axis": ax}))],
-                                                     X3, [], op), X3))
+                out.append(
+                    (
+                        f"{sm}_ax{ax}",
+                        _model([N(sm, ["x"], ["y"], **({} if ax is None else {"axis": ax}))], X3, [], op),
+                        X3,
+                    )
+                )
     if op < 11:
-        out += [("pad", _model([N("Pad", ["x"], ["y"], pads=[0, 1, -1, 0, 2, 0], value=0.5)], X3, [], op), X3),
-                ("clip", _model([N("Clip", ["x"], ["y"], min=-0.5)], X3, [], op), X3)]
+        out += [
+            ("pad", _model([N("Pad", ["x"], ["y"], pads=[0, 1, -1, 0, 2, 0], value=0.5)], X3, [], op), X3),
+            ("clip", _model([N("Clip", ["x"], ["y"], min=-0.5)], X3, [], op), X3),
+        ]
     else:
-        out += [("pad", _model([N("Pad", ["x", "p", "v"], ["y"])], X3, [("p", _i64(0, 1, -1, 0, 2, 0)),
-                                                                        ("v", np.float32(0.5))], op), X3),
-                ("clip", _model([N("Clip", ["x", "", "hi"], ["y"])], X3, [("hi", np.float32(0.5))], op), X3)]
+        out += [
+            (
+                "pad",
+                _model(
+                    [N("Pad", ["x", "p", "v"], ["y"])],
+                    X3,
+                    [("p", _i64(0, 1, -1, 0, 2, 0)), ("v", np.float32(0.5))],
+                    op,
+                ),
+                X3,
+            ),
+            ("clip", _model([N("Clip", ["x", "", "hi"], ["y"])], X3, [("hi", np.float32(0.5))], op), X3),
+        ]
     if op < 10:
-        out.append(("slice", _model([N("Slice", ["x"], ["y"], starts=[1, -3], ends=[100, -1], axes=[2, 1])],
-                                    X3, [], op), X3))
+        out.append(
+            (
+                "slice",
+                _model([N("Slice", ["x"], ["y"], starts=[1, -3], ends=[100, -1], axes=[2, 1])], X3, [], op),
+                X3,
+            )
+        )
     else:
-        out.append(("slice", _model([N("Slice", ["x", "s", "e", "a", "t"], ["y"])], X3,
-                                    [("s", _i64(1, -3)), ("e", _i64(100, -1)), ("a", _i64(2, 1)), ("t", _i64(2, 1))],
-                                    op), X3))
+        out.append(
+            (
+                "slice",
+                _model(
+                    [N("Slice", ["x", "s", "e", "a", "t"], ["y"])],
+                    X3,
+                    [("s", _i64(1, -3)), ("e", _i64(100, -1)), ("a", _i64(2, 1)), ("t", _i64(2, 1))],
+                    op,
+                ),
+                X3,
+            )
+        )
     if op >= 18:
-        out.append(("pad_axes", _model([N("Pad", ["x", "p", "", "a"], ["y"])], X3,
-                                       [("p", _i64(1, -1, 0, 2)), ("a", _i64(-1, 1))], op), X3))
+        out.append(
+            (
+                "pad_axes",
+                _model(
+                    [N("Pad", ["x", "p", "", "a"], ["y"])],
+                    X3,
+                    [("p", _i64(1, -1, 0, 2)), ("a", _i64(-1, 1))],
+                    op,
+                ),
+                X3,
+            )
+        )
     for red in ("ReduceMean", "ReduceMax", "ReduceSum"):
         new = op >= (13 if red == "ReduceSum" else 18)
         for axes in (None, (1,), (-1, 0), ()):
-            for noop in ((0, 1) if new else (None,)):
+            for noop in (0, 1) if new else (None,):
                 kw = {"keepdims": 0} if axes == (1,) else {}
                 if noop is not None:
                     kw["noop_with_empty_axes"] = noop
@@ -312,39 +409,135 @@ def _versioned(op):
                         continue
                 out.append((f"{red}_{axes}_{noop}", _model([N(red, ins, ["y"], **kw)], X3, inits, op), X3))
     if op < 13:
-        out.append(("squeeze", _model([N("Unsqueeze", ["x"], ["u"], axes=[0, 3] if op < 11 else [0, -1]),
-                                       N("Squeeze", ["u"], ["y"], axes=[3])], X2, [], op), X2))
+        out.append(
+            (
+                "squeeze",
+                _model(
+                    [
+                        N("Unsqueeze", ["x"], ["u"], axes=[0, 3] if op < 11 else [0, -1]),
+                        N("Squeeze", ["u"], ["y"], axes=[3]),
+                    ],
+                    X2,
+                    [],
+                    op,
+                ),
+                X2,
+            )
+        )
     else:
-        out.append(("squeeze", _model([N("Unsqueeze", ["x", "a"], ["u"]), N("Squeeze", ["u", "b"], ["y"])], X2,
-                                      [("a", _i64(0, -1)), ("b", _i64(3))], op), X2))
+        out.append(
+            (
+                "squeeze",
+                _model(
+                    [N("Unsqueeze", ["x", "a"], ["u"]), N("Squeeze", ["u", "b"], ["y"])],
+                    X2,
+                    [("a", _i64(0, -1)), ("b", _i64(3))],
+                    op,
+                ),
+                X2,
+            )
+        )
     if op >= 14:
-        out.append(("reshape_allowzero", _model([N("Reshape", ["x", "s"], ["y"], allowzero=1)], X3,
-                                                [("s", _i64(4, 3, 2))], op), X3))
+        out.append(
+            (
+                "reshape_allowzero",
+                _model([N("Reshape", ["x", "s"], ["y"], allowzero=1)], X3, [("s", _i64(4, 3, 2))], op),
+                X3,
+            )
+        )
     if op >= 15:
-        out.append(("shape_start_end", _model([N("Shape", ["x"], ["s"], start=-2, end=10),
-                                               N("Reshape", ["x", "s2"], ["y"])], X3, [("s2", _i64(6, 4))], op), X3))
+        out.append(
+            (
+                "shape_start_end",
+                _model(
+                    [N("Shape", ["x"], ["s"], start=-2, end=10), N("Reshape", ["x", "s2"], ["y"])],
+                    X3,
+                    [("s2", _i64(6, 4))],
+                    op,
+                ),
+                X3,
+            )
+        )
     out += [
         ("flatten", _model([N("Flatten", ["x"], ["y"], axis=2)], X3, [], op), X3),
-        ("gemm", _model([N("Gemm", ["x", "w", "c"], ["y"], alpha=-0.5, beta=2.0, transB=1)], X2,
-                        [("w", _w(0, 4, 3)), ("c", _w(1, 4))], op), X2),
-        ("gemm_col_c", _model([N("Gemm", ["x", "w", "c"], ["y"], transA=1)], [("x", [3, 2])],
-                              [("w", _w(0, 3, 4)), ("c", _w(1, 2, 1))], op), [("x", [3, 2])]),
-        ("bn", _model([N("BatchNormalization", ["x", "g", "b", "m", "v"], ["y"], epsilon=0.3)], X4,
-                      [("g", _w(0, 2)), ("b", _w(1, 2)), ("m", _w(2, 2)), ("v", np.abs(_w(3, 2)) + 0.1)], op), X4),
-        ("avgpool", _model([N("AveragePool", ["x"], ["y"], kernel_shape=[2, 3], pads=[1, 1, 1, 1], strides=[2, 1])],
-                           X4, [], op), X4),
-        ("maxpool", _model([N("MaxPool", ["x"], ["y"], kernel_shape=[2, 3], pads=[1, 1, 1, 1], strides=[2, 1])],
-                           X4, [], op), X4),
-        ("conv_same", _model([N("Conv", ["x", "w"], ["y"], auto_pad="SAME_LOWER", strides=[2, 2])], X4,
-                             [("w", _w(0, 3, 2, 2, 3))], op), X4),
+        (
+            "gemm",
+            _model(
+                [N("Gemm", ["x", "w", "c"], ["y"], alpha=-0.5, beta=2.0, transB=1)],
+                X2,
+                [("w", _w(0, 4, 3)), ("c", _w(1, 4))],
+                op,
+            ),
+            X2,
+        ),
+        (
+            "gemm_col_c",
+            _model(
+                [N("Gemm", ["x", "w", "c"], ["y"], transA=1)],
+                [("x", [3, 2])],
+                [("w", _w(0, 3, 4)), ("c", _w(1, 2, 1))],
+                op,
+            ),
+            [("x", [3, 2])],
+        ),
+        (
+            "bn",
+            _model(
+                [N("BatchNormalization", ["x", "g", "b", "m", "v"], ["y"], epsilon=0.3)],
+                X4,
+                [("g", _w(0, 2)), ("b", _w(1, 2)), ("m", _w(2, 2)), ("v", np.abs(_w(3, 2)) + 0.1)],
+                op,
+            ),
+            X4,
+        ),
+        (
+            "avgpool",
+            _model(
+                [N("AveragePool", ["x"], ["y"], kernel_shape=[2, 3], pads=[1, 1, 1, 1], strides=[2, 1])],
+                X4,
+                [],
+                op,
+            ),
+            X4,
+        ),
+        (
+            "maxpool",
+            _model(
+                [N("MaxPool", ["x"], ["y"], kernel_shape=[2, 3], pads=[1, 1, 1, 1], strides=[2, 1])],
+                X4,
+                [],
+                op,
+            ),
+            X4,
+        ),
+        (
+            "conv_same",
+            _model(
+                [N("Conv", ["x", "w"], ["y"], auto_pad="SAME_LOWER", strides=[2, 2])],
+                X4,
+                [("w", _w(0, 3, 2, 2, 3))],
+                op,
+            ),
+            X4,
+        ),
         ("leaky", _model([N("LeakyRelu", ["x"], ["y"])], X3, [], op), X3),
         ("dropout", _model([N("Dropout", ["x"], ["y", "mask"])], X3, [], op), X3),
     ]
     if op >= 8:
         out.append(("max_broadcast", _model([N("Max", ["x", "c"], ["y"])], X3, [("c", _w(0, 3, 1))], op), X3))
     if op >= 17:
-        out.append(("layernorm", _model([N("LayerNormalization", ["x", "g", "b"], ["y"], axis=1, epsilon=0.2)], X3,
-                                        [("g", _w(0, 4)), ("b", _w(1, 3, 1))], op), X3))
+        out.append(
+            (
+                "layernorm",
+                _model(
+                    [N("LayerNormalization", ["x", "g", "b"], ["y"], axis=1, epsilon=0.2)],
+                    X3,
+                    [("g", _w(0, 4)), ("b", _w(1, 3, 1))],
+                    op,
+                ),
+                X3,
+            )
+        )
     return out
 
 
@@ -355,8 +548,14 @@ def test_versioned_forms_match_onnxruntime(opset):
         g, sess = load_onnx(m), _session(m)
         for k in range(12):
             # corners and zeros, uniform draws, and negatives only (a misread on one sign)
-            feeds = {n: (rng.choice([-3.0, 3.0, 0.0], s) if k % 3 == 0 else rng.uniform(-3, 3 if k % 3 == 1 else 0, s)
-                         ).astype(np.float32) for n, s in inputs}
+            feeds = {
+                n: (
+                    rng.choice([-3.0, 3.0, 0.0], s)
+                    if k % 3 == 0
+                    else rng.uniform(-3, 3 if k % 3 == 1 else 0, s)
+                ).astype(np.float32)
+                for n, s in inputs
+            }
             ref = sess.run(None, feeds)
             got = run_graph(g, feeds, dtype=np.float64)
             for r, o in zip(ref, got):
