@@ -11,7 +11,8 @@ the file; the refusal comes before the cross-check's session.
 
 Found (2), files onnxruntime refuses, read by the import (the audit22 class: the cross-check then has
 no session, and the verdict carries only audit30's note): an attribute given twice (the import read
-the last; onnx's checker and onnxruntime refuse the file), Max/Min before opset 8 on inputs of
+the last; onnx's checker and onnxruntime refuse the file) or holding another type's data field (now
+``onnx.checker.check_node`` on every node), Max/Min before opset 8 on inputs of
 different shapes (Max-6 does not broadcast; onnxruntime stops at run time), a 0-D or 2-D shape,
 axes, starts or pads tensor (ONNX says 1-D; the import flattened it, onnxruntime stops at run time).
 Each now refused in one line.
@@ -186,7 +187,7 @@ def test_an_attribute_given_twice_is_refused(tmp_path):
         onnx.checker.check_model(m)
     with pytest.raises(Exception, match="multiple times"):
         _session(m)
-    with pytest.raises(OnnxImportError, match="twice"):
+    with pytest.raises(OnnxImportError, match="multiple times"):
         load_onnx(m)
     # end to end: read with the last alpha (0.5), Y_0 >= -0.3 was a checked unsat on X_0 in [-2, -1]
     # (with the first, 0.1, it is sat); now refused
@@ -198,7 +199,27 @@ def test_an_attribute_given_twice_is_refused(tmp_path):
         "(assert (<= X_1 1.0))\n(assert (>= X_1 0.0))\n(assert (>= Y_0 -0.3))\n"
     )
     r = _cli(str(net), str(prop), "--timeout", "30")
-    assert "unsat" not in r.stdout and "twice" in r.stderr, r.stdout + r.stderr
+    assert "unsat" not in r.stdout and "multiple times" in r.stderr, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("field", ["i", "floats"])
+def test_an_attribute_with_another_types_data_is_refused(field):
+    """alpha typed FLOAT holding 0.5 and also i = 3, or only floats = [0.3]: onnx's checker and
+    onnxruntime refuse ("type field and data field mismatch"); the import read f (0.5, or 0)."""
+    node = N("LeakyRelu", ["x"], ["y"])
+    a = node.attribute.add()
+    a.name, a.type = "alpha", onnx.AttributeProto.FLOAT
+    if field == "i":
+        a.f, a.i = 0.5, 3
+    else:
+        a.floats.extend([0.3])
+    m = _model([node], [("x", [1, 2])], out_shapes={"y": [1, 2]})
+    with pytest.raises(onnx.checker.ValidationError, match="mismatch"):
+        onnx.checker.check_model(m)
+    with pytest.raises(Exception, match="mismatch"):
+        _session(m)
+    with pytest.raises(OnnxImportError, match="mismatch"):
+        load_onnx(m)
 
 
 @pytest.mark.parametrize("op", ["Max", "Min"])
