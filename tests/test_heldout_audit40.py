@@ -338,8 +338,12 @@ def test_domains():
         with pytest.raises(OnnxImportError, match="imported twice"):
             load_onnx(soft(imports))
     # "ai.onnx" alone, or an ai.onnx.ml import with no ml node: read at that version, as onnxruntime
-    for imports in ([("ai.onnx", 11)], [("", 11), ("ai.onnx.ml", 3)]):
-        m = soft(imports)
+    for imports, domain in (
+        ([("ai.onnx", 11)], ""),
+        ([("ai.onnx", 11)], "ai.onnx"),
+        ([("", 11), ("ai.onnx.ml", 3)], ""),
+    ):
+        m = soft(imports, domain)
         np.testing.assert_allclose(
             run_graph(load_onnx(m), {"x": x}, dtype=np.float64)[0],
             _session(m).run(None, {"x": x})[0],

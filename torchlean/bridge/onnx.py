@@ -304,7 +304,12 @@ def _check_graph(g: Any, opset: int) -> None:
             raise OnnxImportError(f"{where}: {n.op_type} does not exist in opset {opset}") from None
         _check_signature(n, schema, where)
         try:  # (audit40) and onnx's own node check: a repeated attribute, a data field of another type
-            onnx.checker.check_node(n, ctx)  # than the attribute's (onnxruntime refuses both files)
+            probe = n  # than the attribute's (onnxruntime refuses both files); "ai.onnx" is "" there
+            if n.domain:
+                probe = onnx.NodeProto()
+                probe.CopyFrom(n)
+                probe.domain = ""
+            onnx.checker.check_node(probe, ctx)
         except Exception as e:  # ValidationError
             raise OnnxImportError(f"{where}: {' '.join(str(e).split('==>')[0].split())[:200]}") from None
     if unsupported:
