@@ -14,7 +14,7 @@ import numpy as np
 
 from ..spec.shapes import ShapeError, size
 from ._onnx_exact import exact_array
-from ._onnx_ops import axes_arg, axis_in, const_input, converter, f32, ints
+from ._onnx_ops import axes_arg, axis_in, const_input, converter, f32, ints, vector
 
 if TYPE_CHECKING:
     from .onnx import Builder
@@ -60,7 +60,7 @@ def _pad(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[s
     if b.opset < 11:
         pads, value = ints(attrs.get("pads", ())), f32(attrs.get("value", 0.0))
     else:
-        pads = ints(const_input(b, ins[1], "Pad's pads"))
+        pads = vector(b, ins[1], "Pad's pads")
         value = 0.0
         if len(ins) > 2 and ins[2]:
             v = const_input(b, ins[2], "Pad's constant_value")

@@ -56,6 +56,15 @@ def const_input(b: Builder, name: str, what: str) -> np.ndarray:
     return c
 
 
+def vector(b: Builder, name: str, what: str) -> tuple[int, ...]:
+    """A constant 1-D integer input (a shape, axes, starts, pads): ONNX says 1-D, and onnxruntime
+    stops at run time on a 0-D or 2-D one the import would flatten (audit40)."""
+    c = const_input(b, name, what)
+    if c.ndim != 1:
+        raise ShapeError(f"{what} must be a 1-D tensor, got shape {c.shape}")
+    return ints(c)
+
+
 def ints(a: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in np.asarray(a).reshape(-1))
 
@@ -101,6 +110,9 @@ def _binary(prim: str) -> Converter:
     def convert(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
         if attrs.get("broadcast") and "axis" in attrs:  # opset < 7 explicit-axis broadcasting
             raise ShapeError("legacy broadcast with an axis attribute is not supported")
+        if prim in ("maximum", "minimum") and b.opset < 8 and len({b.shape(i) for i in ins}) > 1:
+            # (audit40) Max-6/Min-6 do not broadcast: onnxruntime stops on such a file at run time
+            raise ShapeError("Max/Min before opset 8 take inputs of one shape (no broadcasting)")
         if len(ins) != 2:  # variadic Max/Min
             out = ins[0]
             for other in ins[1:]:
@@ -253,7 +265,7 @@ def _reshape_target(shape: tuple[int, ...], spec: tuple[int, ...], allowzero: bo
 
 @converter("Reshape")
 def _reshape(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
-    spec = ints(const_input(b, ins[1], "Reshape's shape")) if len(ins) > 1 else ints(attrs["shape"])
+    spec = vector(b, ins[1], "Reshape's shape") if len(ins) > 1 else ints(attrs["shape"])
     target = _reshape_target(b.shape(ins[0]), spec, bool(attrs.get("allowzero", 0)))
     return [b.reshape(ins[0], target, hint)]
 
@@ -261,7 +273,7 @@ def _reshape(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> li
 def axes_arg(b: Builder, ins: list[str], attrs: dict[str, Any], what: str) -> tuple[int, ...] | None:
     """Axes as an attribute (older opsets) or as a constant second input (newer ones)."""
     if len(ins) > 1 and ins[1]:
-        return ints(const_input(b, ins[1], f"{what}'s axes"))
+        return vector(b, ins[1], f"{what}'s axes")
     return ints(attrs["axes"]) if "axes" in attrs else None
 
 
@@ -381,7 +393,7 @@ def _shape(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list
 
 @converter("ConstantOfShape")
 def _constant_of_shape(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
-    shape = ints(const_input(b, ins[0], "ConstantOfShape's shape"))
+    shape = vector(b, ins[0], "ConstantOfShape's shape")
     if any(d < 0 for d in shape) or size(shape) > 1 << 26:
         raise ShapeError(f"ConstantOfShape: invalid shape {shape}")
     value = np.asarray(attrs.get("value", np.zeros(1, dtype=np.float32)))
@@ -411,7 +423,7 @@ def _gather(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> lis
 def _expand(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[str]:
     """Broadcast to the shape given (ONNX's Expand broadcasts both ways: the result is the
     broadcast of the input's shape and that shape)."""
-    target = ints(const_input(b, ins[1], "Expand's shape"))
+    target = vector(b, ins[1], "Expand's shape")
     try:
         shape = tuple(int(d) for d in np.broadcast_shapes(b.shape(ins[0]), target))
     except ValueError:
@@ -431,10 +443,10 @@ def _slice(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list
         axes = ints(attrs["axes"]) if "axes" in attrs else tuple(range(len(starts)))
         steps = (1,) * len(starts)
     else:
-        starts, ends = (ints(const_input(b, ins[k], f"Slice's {w}")) for k, w in ((1, "starts"), (2, "ends")))
-        axes = ints(const_input(b, ins[3], "Slice's axes")) if len(ins) > 3 and ins[3] else \
+        starts, ends = (vector(b, ins[k], f"Slice's {w}") for k, w in ((1, "starts"), (2, "ends")))
+        axes = vector(b, ins[3], "Slice's axes") if len(ins) > 3 and ins[3] else \
             tuple(range(len(starts)))
-        steps = ints(const_input(b, ins[4], "Slice's steps")) if len(ins) > 4 and ins[4] else \
+        steps = vector(b, ins[4], "Slice's steps") if len(ins) > 4 and ins[4] else \
             (1,) * len(starts)
     if not len(starts) == len(ends) == len(axes) == len(steps):
         raise ShapeError("Slice: starts, ends, axes and steps differ in length")

@@ -36,10 +36,15 @@ from . import _onnx_ops as ops
 from ._onnx_exact import EXACT_FOLDS, exact_array, exact_product
 
 #: the oldest default-domain opset read (older ones broadcast with explicit axes, etc.); the newest
-#: is the installed onnx package's: the operators imported here changed only their type lists
-#: after opset 21 (checked by comparing their schemas' attributes and inputs), and Cast's new
-#: ``round_mode`` matters only for float8 targets, which are refused
+#: is the installed onnx package's, up to ``MAX_OPSET``: the operators imported here changed only
+#: their type lists after opset 21 (checked by comparing their schemas' attributes and inputs, and
+#: by tests/test_heldout_audit40.py), and Cast's new ``round_mode`` matters only for float8
+#: targets, which are refused
 MIN_OPSET = 7
+#: the newest opset whose operator versions were read against their schemas (onnx 1.23): a later
+#: onnx may bring a new version of an operator here with the same signature and a new meaning
+#: (as Softmax-13 did), which the converters would read the old way (audit40)
+MAX_OPSET = 28
 
 _FLOATS = ("float16", "float32", "float64")
 
@@ -246,7 +251,7 @@ def _dtype_name(elem_type: int) -> str:
 def _opset(model: Any) -> int:
     """The default-domain opset, checked against the supported range; other domains refused."""
     onnx = _onnx()
-    newest = onnx.defs.onnx_opset_version()
+    newest = min(onnx.defs.onnx_opset_version(), MAX_OPSET)
     versions = {}
     for o in model.opset_import:
         domain = o.domain or "ai.onnx"
@@ -278,6 +283,8 @@ def _check_graph(g: Any, opset: int) -> None:
         defined.add(name)
     supported = set(supported_operators())
     unsupported = set()
+    ctx = onnx.checker.C.CheckerContext()
+    ctx.ir_version, ctx.opset_imports = onnx.IR_VERSION, {"": opset}
     for n in g.node:
         where = f"{n.op_type} node {n.name or (n.output[0] if n.output else '?')!r}"
         if not n.output or not n.output[0]:
@@ -296,6 +303,15 @@ def _check_graph(g: Any, opset: int) -> None:
         except Exception:  # onnx raises SchemaError
             raise OnnxImportError(f"{where}: {n.op_type} does not exist in opset {opset}") from None
         _check_signature(n, schema, where)
+        try:  # (audit40) and onnx's own node check: a repeated attribute, a data field of another type
+            probe = n  # than the attribute's (onnxruntime refuses both files); "ai.onnx" is "" there
+            if n.domain:
+                probe = onnx.NodeProto()
+                probe.CopyFrom(n)
+                probe.domain = ""
+            onnx.checker.check_node(probe, ctx)
+        except Exception as e:  # ValidationError
+            raise OnnxImportError(f"{where}: {' '.join(str(e).split('==>')[0].split())[:200]}") from None
     if unsupported:
         raise OnnxImportError("unsupported ONNX operator(s): " + ", ".join(sorted(unsupported)))
 
@@ -329,6 +345,12 @@ def _check_signature(n: Any, schema: Any, where: str) -> None:
     missing = sorted(k for k, a in schema.attributes.items() if a.required and k not in names)
     if missing:
         raise OnnxImportError(f"{where}: required attribute(s) {', '.join(missing)} missing")
+    # (audit40) before BatchNormalization-14 the outputs choose the mode: five (even unnamed) is
+    # training, normalising by the batch's own statistics (onnxruntime does; onnx's reference
+    # blends them by momentum), not by the stored mean and var the import reads
+    if n.op_type == "BatchNormalization" and schema.since_version < 14 and len(n.output) > 1:
+        raise OnnxImportError(f"{where}: BatchNormalization-{schema.since_version} with {len(n.output)} "
+                              "outputs is in training mode (batch statistics), which is not supported")
 
 
 def load_onnx(path: str | os.PathLike[str] | Any, batch_size: int = 1,
