@@ -131,6 +131,16 @@ class BoundsResult:
     checked_by: str
     network: str  # the checker's fingerprint of the lowered network
 
+    def __str__(self) -> str:
+        """Each output's interval with 6 significant digits, rounded outward (lower ends down, upper
+        ends up: ``_outward``), so that what is printed still holds; ``repr`` and numpy's printing of
+        the arrays round to nearest and may not (audit41)."""
+        from .. import _outward
+
+        rows = ", ".join(f"[{_outward.down(a)}, {_outward.up(b)}]"
+                         for a, b in zip(self.lower.ravel(), self.upper.ravel()))
+        return f"{self.method} bounds per output (outward): {rows}"
+
     def contains(self, y: Any) -> bool:
         """Whether outputs y (the output's shape, or a batch of them) lie within the bounds."""
         y = _array(y).reshape(-1, self.lower.size)
