@@ -66,7 +66,8 @@ def _numbers(seed: int, count: int) -> list:
     rng = random.Random(seed)
     out: list = [F(0), F(1), F(-1), F(1, 3), F(-2, 3), F(123456789, 10**9), F(10**20), 0.1, 0.3, -0.3,
                  2.0**-1074, 1.7976931348623157e308, -5e-324, np.float32(0.1), np.float64(1 / 3), 7, -12,
-                 F(2**-1100), F(3) * F(2) ** 1100, F(1234567896, 10**10), F(7654321004, 10**10)]
+                 F(2**-1100), F(3) * F(2) ** 1100, F(1234567896, 10**10), F(7654321004, 10**10),
+                 np.int64(2**60 + 1)]
     for _ in range(count):
         kind = rng.randrange(4)
         if kind == 0:  # wide rationals, far outside binary64 too
@@ -88,7 +89,7 @@ def _numbers(seed: int, count: int) -> list:
 def test_outward_text_is_the_nearest_outward_decimal(seed):
     rng = random.Random(seed)
     for q in _numbers(seed, 400):
-        exact = F(float(q)) if not isinstance(q, (F, int)) else F(q)
+        exact = F(int(q)) if isinstance(q, (int, np.integer)) else F(q) if isinstance(q, F) else F(float(q))
         for direction in ("down", "up"):
             digits, style = rng.randrange(1, 18), rng.choice("ge")
             got = _outward.text(q, direction, digits, style)
@@ -119,7 +120,7 @@ def test_float_out_and_its_json_text_stay_outward():
     f = _outward.float_out(q, "down")
     assert F(f) <= q and val(json.dumps(f)) <= q and f < 0.3
     for q in _numbers(7, 600):
-        q = F(q) if isinstance(q, (F, int)) else F(float(q))
+        q = F(int(q)) if isinstance(q, (int, np.integer)) else F(q) if isinstance(q, F) else F(float(q))
         if abs(q) > F(1.7976931348623157e308):
             continue
         for direction, side in (("down", -1), ("up", 1)):

@@ -13,6 +13,7 @@ digit here misprints a checked claim, it never changes what the checker accepts.
 from __future__ import annotations
 
 import math
+import numbers
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 from fractions import Fraction
 from typing import Any
@@ -24,10 +25,8 @@ __all__ = ["down", "up", "text", "float_out"]
 
 def _exact(q: Any) -> Fraction | float:
     """q as a Fraction (a float exactly), or the float itself when it is inf or nan."""
-    if isinstance(q, Fraction):
-        return q
-    if isinstance(q, int):
-        return Fraction(q)
+    if isinstance(q, numbers.Rational):  # (Fraction, int, numpy's integers)
+        return Fraction(int(q.numerator), int(q.denominator))
     f = float(q)  # (numpy scalars; a float is returned unchanged by float())
     return Fraction(f) if math.isfinite(f) else f
 
