@@ -25,7 +25,7 @@ def main() -> None:
     label = int(model(tl.tensor(x0)).numpy().argmax())
     for method in ("ibp", "crown", "alpha-crown"):
         b = tl.verify.bounds(model, x0, eps=0.01, method=method)
-        print(f"{method:12s} y in [{b.lower.ravel().round(4)}, {b.upper.ravel().round(4)}]")
+        print(b)  # each output's [lower, upper], printed rounded outward
     print("computed by:", b.checked_by)
 
     for eps in (0.001, 0.5):

@@ -22,6 +22,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from . import _outward
+
 __all__ = ["PlotError", "load_log", "plot_bounds", "plot_certified", "plot_images", "plot_logs",
            "plot_residual"]
 
@@ -223,7 +225,7 @@ def plot_residual(pieces: Any, xs: Any, residual: Any, bound: float, out: str | 
     ax.plot(xs, residual, color="#d94801", linewidth=1.2, label="residual at sampled points")
     for s in (1, -1):
         ax.axhline(s * bound, color="#08519c", linestyle="--", linewidth=1,
-                   label=f"certified |residual| <= {bound:.3g}" if s == 1 else None)
+                   label=f"certified |residual| <= {_outward.up(bound, 3)}" if s == 1 else None)
     ax.set_xlabel("x")
     ax.set_ylabel("u''(x) - f(x)")
     ax.grid(True, alpha=0.3)

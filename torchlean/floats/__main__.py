@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _cli
+from .. import _cli, _outward
 from .._cli import CliError
 from .._files import InputFileError, atomic_write_text, read_input
 
@@ -143,11 +143,12 @@ def cmd_bound(a: argparse.Namespace) -> int:
     print(f"output  epsilon (certified)   observed max ({a.format} vs real)   epsilon/observed")
     for j, e in enumerate(eps):
         if obs is None:
-            print(f"{j:6d}  {float(e):.6e}")
+            print(f"{j:6d}  {_outward.up(e, 7, 'e')}")
         else:
             o = obs.max_error[j]
             ratio = f"{float(e) / o:.3g}" if o > 0 else "inf"
-            print(f"{j:6d}  {float(e):.6e}          {o:.6e} (+-{obs.reference_error[j]:.1e})       {ratio}")
+            print(f"{j:6d}  {_outward.up(e, 7, 'e')}          {o:.6e} (+-{obs.reference_error[j]:.1e})"
+                  f"       {ratio}")
     if obs is not None:
         print(f"observed over {obs.points} sampled points; reference: binary64 runtime with its own "
               "certified bound (+-)")
@@ -161,7 +162,7 @@ def cmd_bound(a: argparse.Namespace) -> int:
                                    if obs.max_error[j] - obs.reference_error[j] > float(e)]
     for j in over:
         print(f"error: output {j}: the observed error {obs.max_error[j]:.6e} exceeds the certified epsilon "
-              f"{float(eps[j]):.6e}: the claim is contradicted (a torchlean bug: please report it)",
+              f"{_outward.up(eps[j], 7, 'e')}: the claim is contradicted (a torchlean bug: please report it)",
               file=sys.stderr)
     if over:
         return 1
@@ -232,7 +233,7 @@ def cmd_fpcore(a: argparse.Namespace) -> int:
             print(f"{b.name:20s} unsupported: precision {b.precision}")
             continue
         r = analyse(b, round_inputs=a.round_inputs)
-        bound = "none in budget" if r.bound == float("inf") else f"{r.bound:.4e}"
+        bound = "none in budget" if r.bound == float("inf") else _outward.up(r.bound, 5, "e")
         obs, pts = observed(b, a.samples) if a.samples and r.bound != float("inf") else (float("nan"), 0)
         flag = "  UNSOUND" if obs > r.bound else ""
         print(f"{b.name:20s} {bound:>18s} {obs:12.4e} {pts:7d}{flag}")

@@ -24,7 +24,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from .. import _cli
+from .. import _cli, _outward
 from .._files import InputFileError, atomic_write_text, read_input
 from .._malloc import keep_freed_memory, loading
 from ..certificates.bound_graph import Unsupported
@@ -235,7 +235,8 @@ def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: 
                   "runtime (numpy kernels), not onnxruntime's", file=sys.stderr, flush=True)
     if not args.quiet:
         if res.stats.get("epsilon") is not None:
-            print("epsilon: " + " ".join(f"{e:.3g}" for e in res.stats["epsilon"])
+            which = "" if res.stats.get("epsilon_checked") else " (largest made by the search, not checked)"
+            print(f"epsilon{which}: " + " ".join(_outward.up(e, 3) for e in res.stats["epsilon"])
                   + f" ({res.stats.get('epsilon_s', 0):.2f} s)", file=sys.stderr)
         if res.stats.get("why"):
             print(f"{res.verdict}: {res.stats['why']}", file=sys.stderr)
@@ -278,6 +279,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     if v.ok:
         extra = f"; assumes {', '.join(v.trusted)}" if v.trusted else ""
+        if isinstance(cert, dict) and cert.get("kind") == KIND:  # its epsilon, never printed below itself
+            from .float32 import max_epsilons
+
+            extra = f"; max epsilon <= {_outward.up(max(max_epsilons(cert), default=0), 3)}" + extra
         print(f"accepted: {v.reason} ({dt:.2f} s){extra}")
         _note_unchecked(target, "unsat")  # (the same caveat: the network checked is the import's)
         return 0
@@ -304,8 +309,8 @@ def cmd_bounds(args: argparse.Namespace) -> int:
             print(f"error: bounds not computed within --timeout {args.timeout:g} s", file=sys.stderr)
             return 1
         print(f"region {r} ({args.method}):")
-        for j, (a, b) in enumerate(zip(low, up)):
-            print(f"  Y_{j} in [{a:.9g}, {b:.9g}]")
+        for j, (a, b) in enumerate(zip(low, up)):  # (printed outward: audit41)
+            print(f"  Y_{j} in [{_outward.down(a, 9)}, {_outward.up(b, 9)}]")
         if args.plot and r == 0:
             _plot_bounds(args, target, region, (low, up))
     return 0

@@ -131,6 +131,16 @@ class BoundsResult:
     checked_by: str
     network: str  # the checker's fingerprint of the lowered network
 
+    def __str__(self) -> str:
+        """Each output's interval with 6 significant digits, rounded outward (lower ends down, upper
+        ends up: ``_outward``), so that what is printed still holds; ``repr`` and numpy's printing of
+        the arrays round to nearest and may not (audit41)."""
+        from .. import _outward
+
+        rows = ", ".join(f"[{_outward.down(a)}, {_outward.up(b)}]"
+                         for a, b in zip(self.lower.ravel(), self.upper.ravel()))
+        return f"{self.method} bounds per output (outward): {rows}"
+
     def contains(self, y: Any) -> bool:
         """Whether outputs y (the output's shape, or a batch of them) lie within the bounds."""
         y = _array(y).reshape(-1, self.lower.size)
@@ -185,8 +195,7 @@ def _widen_by_float32_error(g: Graph, lo: tuple[Fraction, ...], hi: tuple[Fracti
     """low - e_j and up + e_j, rounded outward, where e_j bounds |f_binary32(rd(x')) - f(x')|_j over
     the box: from an ``errorbound`` certificate the trusted checker accepted (``input_exact=False``:
     the run starts from x' rounded to binary32, as ``tl.tensor`` does)."""
-    import math
-
+    from .. import _outward
     from ..certificates import check
     from ..certificates.float_vnn import epsilons
     from ..floats.errorbound import bound_certificate
@@ -198,17 +207,8 @@ def _widen_by_float32_error(g: Graph, lo: tuple[Fraction, ...], hi: tuple[Fracti
     errs = epsilons(cert)
     if len(errs) != low.size:
         raise ValueError(f"the error bound has {len(errs)} outputs, the bounds {low.size}")
-
-    def down(q: Fraction) -> float:
-        f = float(q)
-        return math.nextafter(f, -math.inf) if Fraction(f) > q else f
-
-    def upward(q: Fraction) -> float:
-        f = float(q)
-        return math.nextafter(f, math.inf) if Fraction(f) < q else f
-
-    return (np.array([down(Fraction(float(a)) - e) for a, e in zip(low, errs)]),
-            np.array([upward(Fraction(float(b)) + e) for b, e in zip(up, errs)]))
+    return (np.array([_outward.float_out(Fraction(float(a)) - e, "down") for a, e in zip(low, errs)]),
+            np.array([_outward.float_out(Fraction(float(b)) + e, "up") for b, e in zip(up, errs)]))
 
 
 @dataclass

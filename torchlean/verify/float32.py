@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _outward
 from ..certificates.core import OutOfTime, box_leaves, time_limit
 from ..certificates.errorbound import model_id
 from ..certificates.float_vnn import KIND, check_vnn_float, grow, restrict
@@ -331,6 +332,17 @@ def _separating(part: Spec) -> tuple[int, Fraction] | None:
     return None if best is None else (best[1], best[2])
 
 
+def max_epsilons(cert: dict[str, Any]) -> list[Fraction]:
+    """Per output, the largest epsilon of a ``vnn-unsat-float`` certificate's errorbound parts (one
+    part, or the leaves of its ``parts`` tree): what ``|float32 run - real| <=`` it proves, each
+    exact. For printing a certificate the checker accepted (read without checking here)."""
+    if "parts" not in cert:
+        return cert_epsilons(cert["errorbound"])
+    box = [(Fraction(a), Fraction(b)) for a, b in cert["box"]]
+    eps = [cert_epsilons(node["errorbound"]) for node, _ in box_leaves(cert["parts"], box)]
+    return [max(col) for col in zip(*eps)]
+
+
 def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress: bool = False,
                    method: str = "crown", splits: int = 0, column: str | None = None) -> Result:
     """The float-sound verdict (module docstring) within ``timeout`` seconds; ``target``: the
@@ -344,7 +356,9 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
     result's certificate has been accepted by ``check_vnn_float``; its reason is in stats["why"].
     stats: "parts" error-bound walks, "leaves" the certificate's parts, "inherited" those proved
     with an ancestor's epsilon, "searches" real searches, "boxes" the boxes ``float_bab`` bounded,
-    "weights_s" the seconds of ``split_weights`` (at the first bisection; absent when none).
+    "weights_s" the seconds of ``split_weights`` (at the first bisection; absent when none),
+    "epsilon" per output a float >= the largest epsilon: of the accepted certificate's parts on
+    unsat ("epsilon_checked" True), else of the error bounds the search made (not checked).
     ``column``: the error column of every part (``floats.errorbound.statement``; by default the
     fast one where every node has a fast row)."""
 
@@ -373,7 +387,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         stats["epsilon_s"] = stats.get("epsilon_s", 0.0) + time.monotonic() - te
         stats["parts"] += 1
         for j, e in enumerate(cert_epsilons(eb)):
-            worst[j] = max(worst[j], float(e))
+            worst[j] = max(worst[j], _outward.float_out(e, "up"))  # (never below e: audit41)
         return eb
 
     def attempt(part: Spec, eb: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
@@ -533,6 +547,8 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
             return Result("timeout" if "deadline" in v.reason else "unknown", stats=stats)
         stats["why"] = v.reason
         stats["trusted"] = v.trusted
+        stats["epsilon"] = [_outward.float_out(e, "up") for e in max_epsilons(cert)]  # (the checked ones)
+        stats["epsilon_checked"] = True
         return Result("unsat", cert=cert, stats=stats)
     late = time.monotonic() - t0 >= timeout
     # no proof and no binary32 counterexample among the grown property's: try the original's own

@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import _outward
+
 __all__ = ["ProofStatus", "announce", "cache_dir", "epsilon_line", "float32_epsilon", "gradient_proof",
            "print_claims", "proof_budget"]
 
@@ -272,7 +274,8 @@ def float32_epsilon(net: Any, x: np.ndarray, box: Sequence[tuple[Any, Any]] | No
     if not verdict.ok:  # never print a bound the checker did not accept
         raise RuntimeError(f"the float32 error certificate was rejected: {verdict.reason}")
     observed = observed_error(graph, box, n=samples, reference=False).max_error.max()
-    return float(max(epsilons(cert))), float(observed)
+    # ε as a float >= the checked one (float() rounds to nearest, possibly below: audit41)
+    return _outward.float_out(max(epsilons(cert)), "up"), float(observed)
 
 
 def epsilon_line(net: Any, x: np.ndarray, box: Sequence[tuple[Any, Any]] | None, what: str,
@@ -290,7 +293,8 @@ def epsilon_line(net: Any, x: np.ndarray, box: Sequence[tuple[Any, Any]] | None,
     if isinstance(got, dict):  # an unsupported primitive, an overflow, a rejection: said, not counted
         return f"{head}: NOT certified ({one_line(got['error'])})"
     eps, observed = got
-    return (f"{head}: |float32 - real| <= {eps:.3g} per output (errorbound certificate replayed by the "
+    return (f"{head}: |float32 - real| <= {_outward.up(eps, 3)} per output (errorbound certificate "
+            "replayed by the "
             f"checker; observed {observed:.3g} on {samples} samples; {seconds:.1f} s)")
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _outward
 from ..runtime.nn import (
     AvgPool2d,
     BatchNorm2d,
@@ -87,7 +88,9 @@ class CertifyReport:
     def summary(self) -> str:
         """``certified accuracy at eps 0.03: 17/20 (85.0%); falsified 1, unknown 1, misclassified 1``."""
         n, c = len(self.verdicts), Counter(self.verdicts)
-        return (f"certified accuracy at eps {self.eps:g}: {c['verified']}/{n} ({self.certified:.1%}); "
+        # the radius rounded down: a larger printed radius would claim boxes never checked (audit41)
+        return (f"certified accuracy at eps {_outward.down(self.eps)}: {c['verified']}/{n} "
+                f"({self.certified:.1%}); "
                 f"falsified {c['falsified']}, unknown {c['unknown']}, misclassified {c['misclassified']} "
                 f"({self.seconds:.1f} s)")
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import _outward
 from .._files import atomic_write_text
 
 MODEL_NAME = "auto_mpg_tanh"
@@ -72,13 +73,13 @@ def run(out: Path, steps: int = 300, solver: str = "cvc5", seed: int = 0) -> int
     cert = bound_certificate(graph, box, "binary32")
     write_atomic(out / "errorbound.json", cert)
     verdict = check(cert)
-    eps = float(epsilons(cert)[0])
+    eps = _outward.float_out(epsilons(cert)[0], "up")  # (>= the checked ε, and so is its JSON text)
     observed = float(observed_error(graph, box, 10_000).max_error[0])
     status = "checked" if verdict.ok else f"REJECTED ({verdict.reason})"
-    print(f"[3/3] rounding: |float32 − real| ≤ ε = {eps:.3e} on the held-out data box; "
+    print(f"[3/3] rounding: |float32 − real| ≤ ε = {_outward.up(eps, 4, 'e')} on the held-out data box; "
           f"trusted checker: {status}; observed max over 10,000 points {observed:.3e} "
           f"(ε/observed = {eps / observed:.1f})" if observed > 0 else
-          f"[3/3] rounding: ε = {eps:.3e}; trusted checker: {status}; observed error 0")
+          f"[3/3] rounding: ε = {_outward.up(eps, 4, 'e')}; trusted checker: {status}; observed error 0")
     failures += not verdict.ok
 
     summary = {"test_mse_before": before, "test_mse_after": after, "autograd": [r.status for r in reports],

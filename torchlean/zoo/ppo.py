@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _outward
 from ..runtime.nn import Linear, Module, Sequential, Tanh
 
 __all__ = ["ActorCritic", "CartPole", "SAFETY_BOXES", "policy_net", "ppo_loss", "train", "value_net"]
@@ -276,7 +277,8 @@ def run(args: Any) -> int:
     announce(args, "bounding the float32 rounding error")
     eps, observed = float32_epsilon(res.policy, np.zeros((1, 4)), hull)
     print(f"float32 rounding error of the policy's logits on the safety boxes' hull: |float32 - real| "
-          f"<= {eps:.3g} (errorbound certificate replayed by the checker; observed {observed:.3g} on 500 "
+          f"<= {_outward.up(eps, 3)} (errorbound certificate replayed by the checker; observed "
+          f"{observed:.3g} on 500 "
           "samples)")
     budget = proof_budget(args)
     announce(args, f"proving the @verified gradient of ppo_policy (budget {budget:g} s)")

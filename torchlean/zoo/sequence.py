@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _outward
 from ..runtime.data import SplitData
 from ..runtime.nn import GRU, LSTM, Linear, Module
 from ._fit import versus
@@ -122,7 +123,8 @@ def run(args: Any) -> int:
         kind, hidden = args.command, args.hidden
         print_claims(args, trained.model, data.x_test[:1], box,
                      f"the {kind.upper()} forecaster on the series' range box over its {WINDOW}-step window "
-                     f"([{lo[0]:.2f}, {hi[0]:.2f}] x [{lo[1]:.2f}, {hi[1]:.2f}] per step)",
+                     f"([{_outward.up(lo[0], 3)}, {_outward.down(hi[0], 3)}] x "  # (inward: audit41)
+                     f"[{_outward.up(lo[1], 3)}, {_outward.down(hi[1], 3)}] per step)",
                      kind, lambda: Forecaster(kind, hidden), (1, WINDOW, 2),
                      note=f"(loose by design of the analysis, not of the network: its IBP ranges wrap "
                           f"through the {WINDOW} recurrent steps, so the gates' errors are capped by their "
