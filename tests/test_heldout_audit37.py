@@ -386,3 +386,46 @@ def test_trainer_compiled_respects_a_layer_frozen_mid_training():
         assert bits(net[0].bias.numpy()) == bits(frozen[1])
         finals[backend] = [bits(p.numpy()) for p in net.parameters()]
     assert finals["compiled"] == finals["eager"]
+
+
+def test_compile_keeps_the_models_output_container():
+    class One(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, x: Tensor):
+            return (self.fc(x),)  # `(out,) = model(x)` must unpack the tensor, not its rows
+
+    class Two(One):
+        def forward(self, x: Tensor):
+            y = self.fc(x)
+            return [y, y * 2]
+
+    tl.manual_seed(0)
+    for cls in (One, Two):
+        model = cls()
+        want = model(Tensor(X[:1]))
+        got = compile(model)(X[:1])
+        assert type(got) is type(want) and len(got) == len(want)
+        assert [bits(g.data) for g in got] == [bits(w.data) for w in want]
+
+
+def test_cross_entropy_class_range_checked_on_every_batch():
+    """``cross_entropy`` refuses a target outside [0, C) (numpy's gather would wrap -1 round to the
+    last class); the check read the values in Python, so the old plan ran it once, at the trace."""
+    torch = pytest.importorskip("torch")
+    tl.manual_seed(0)
+    model = nn.Linear(3, 4)
+    loss_fn = nn.CrossEntropyLoss()
+    step = CompiledStep(model, loss_fn)
+    good, bad = np.array([0, 3, 1, 2, 0]), np.array([0, 3, 1, -1, 0])
+    assert compiled(step, model, X, good) == eager(model, loss_fn, X, good)
+    with pytest.raises(IndexError):
+        torch.nn.functional.cross_entropy(torch.tensor(X[:, :3] @ np.ones((3, 4), np.float32)),
+                                          torch.tensor(bad))
+    with pytest.raises(IndexError, match="class index"):
+        step(X, bad)
+    with pytest.raises(IndexError, match="class index"):
+        eager(model, loss_fn, X, bad)
+    assert compiled(step, model, X, good) == eager(model, loss_fn, X, good)

@@ -263,6 +263,9 @@ class _Traced:
         em = Emitter(prog, self.graph, var, numpy=prog.env["xp"] is np, observed=observed,
                      inplace_backward=inplace_backward)
         em.forward()
+        for name, check in self.tracer.checks:  # (trace.validate: after the forward, in eager's
+            v = em.var[name]                     # order; nothing is stored before the plan returns)
+            prog.emit(f"{prog.const(check, 'Q')}({v})", (v,))
         return prog, em
 
     def state_arrays(self) -> list[Any]:
@@ -369,18 +372,29 @@ class CompiledModel:
         self._fn: Callable[..., tuple[Any, ...]] | None = None
         self._tr: _Traced | None = None
         self._single = True
+        self._container: Any = tuple
         self._n_out = 1
         self._draws: list[Any] | None = None
         self.source = ""
         self.traces = 0
 
     def _build(self, data: list[Any]) -> None:
-        tr = _Traced(self.model, data, lambda ins: self.model(*ins), grad=False)
+        kind: list[Any] = [None]
+
+        def run(ins: list[Tensor]) -> Any:
+            out = self.model(*ins)
+            kind[0] = type(out) if isinstance(out, (tuple, list)) else None
+            return out
+
+        tr = _Traced(self.model, data, run, grad=False)
         prog, em = tr.program()
         self._fn, self.source = prog.build([em.var[o] for o in tr.graph.outputs], "forward")
         self._tr = tr
         self._draws = tr.first_draws()
-        self._single = len(tr.outputs) == 1
+        # the model's own container: a one-element tuple stays a tuple (unpacking a bare tensor
+        # would iterate its rows), a list stays a list
+        self._single = kind[0] is None
+        self._container = kind[0] or tuple
         self._n_out = len(tr.outputs)
         self.traces += 1
         _note_retrace(self)
@@ -401,7 +415,7 @@ class CompiledModel:
         for (b, _), a in zip(tr.updates, outs[self._n_out:], strict=True):
             b.data = a  # the forward's assign()s (a model in training mode)
         tensors = [Tensor(o) for o in outs[:self._n_out]]
-        return tensors[0] if self._single else tuple(tensors)
+        return tensors[0] if self._single else self._container(tensors)
 
 
 def compile(model: Any) -> CompiledModel:  # noqa: A001 - mirrors torch.compile

@@ -15,11 +15,6 @@ from typing import Any
 from ..spec.primitives import PRIMITIVES
 
 
-class IndexOutOfRange(IndexError):
-    """A kernel's data-dependent check failed (an embedding index out of range); ``apply`` lets it
-    through as it is (it is not a shape error)."""
-
-
 @dataclass(frozen=True)
 class Rule:
     name: str

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..spec.shapes import ShapeError
 from .backends import DeviceError, device_of, namespace, namespace_of, to_numpy
-from .rules import RULES, IndexOutOfRange
+from .rules import RULES
 from .tensor_methods import TensorMethods
 
 float32 = np.dtype("float32")
@@ -329,8 +329,6 @@ def apply(name: str, *args: Tensor, **attrs: Any) -> Tensor:
                         "wrap inputs with tl.tensor(x)") from None
     try:
         out = RULES[name].forward(xp, *datas, **attrs)
-    except IndexOutOfRange:
-        raise
     except (ValueError, IndexError) as e:
         shapes = " and ".join(str(tuple(d.shape)) for d in datas)
         text = str(e).removeprefix(f"{name}: ")  # (numpy's own messages may name the op already)

@@ -68,6 +68,9 @@ class Tracer:
         #: a plan (params_as_inputs) redraws dropout's masks (``random_source``) but no other
         #: draw: draws told by the generator and not yet claimed by ``random_source``
         self._unclaimed_draws = 0
+        #: (value name, check) per ``validate`` during a plan's trace, in eager's order: the plan
+        #: calls each check on that value on every run (an index range check raises there too)
+        self.checks: list[tuple[str, Callable[[Any], None]]] = []
 
     # -- naming --------------------------------------------------------------------------
     def add_input(self, t: Tensor, name: str) -> str:
@@ -185,6 +188,14 @@ class Tracer:
                 name = "_" + name
             self.random.append((self.add_input(t, name), draw))
 
+    def add_check(self, t: Tensor, check: Callable[[Any], None]) -> None:
+        """Told by ``validate``: a plan repeats ``check`` on ``t``'s value on every run; a graph
+        (``trace()``) has no checks, so faithfully one on an input-dependent value is a read."""
+        if self._params_as_inputs:
+            self.checks.append((self.name_of(t), check))
+        else:
+            self.read_value(t, "a check of its values")
+
     # -- the hook ``tensor.apply`` calls -------------------------------------------------
     def record(self, name: str, args: Sequence[Tensor], attrs: dict[str, Any], out: Tensor) -> None:
         ins = [self.name_of(a) for a in args]
@@ -215,6 +226,17 @@ def assign(buffer: Tensor, value: Tensor) -> None:
         tracer.name_of(value)  # (a value from outside the primitives is refused here, strictly)
         tracer.updates.append((buffer, value))
     buffer.data = value.data
+
+
+def validate(t: Tensor, check: Callable[[Any], None]) -> None:
+    """Run ``check(t.data)``, which raises on values the operation refuses (an embedding index or
+    a class index out of range: numpy would wrap ``-1`` round, torch raises) and returns nothing
+    otherwise; an active compiled-plan tracer records it so that the plan runs it on every call
+    (a Python check reading the values would be traced once and then skipped)."""
+    check(t.data)
+    tracer = STATE.tracer
+    if tracer is not None and hasattr(tracer, "add_check"):
+        tracer.add_check(t, check)
 
 
 def refuse_in_plan(what: str) -> None:
