@@ -429,3 +429,26 @@ def test_cross_entropy_class_range_checked_on_every_batch():
     with pytest.raises(IndexError, match="class index"):
         eager(model, loss_fn, X, bad)
     assert compiled(step, model, X, good) == eager(model, loss_fn, X, good)
+
+
+def test_a_refused_step_leaves_the_generator_as_it_was():
+    """Falling back to eager after a TraceError must draw eager's masks: the refused trace's
+    dropout draws are rewound."""
+
+    class DropThenRead(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.drop = nn.Linear(3, 4), nn.Dropout(0.5)
+
+        def forward(self, x: Tensor) -> Tensor:
+            h = self.drop(self.fc(x))
+            return h * 2 if h.sum() > 0 else h  # refused after the mask was drawn
+
+    tl.manual_seed(0)
+    model = DropThenRead()
+    tl.manual_seed(4)
+    with pytest.raises(TraceError):
+        CompiledStep(model, lambda o, y: o.mean())(X, Y)
+    after = tl.rand(5).numpy()
+    tl.manual_seed(4)
+    assert bits(after) == bits(tl.rand(5).numpy())

@@ -145,7 +145,11 @@ def _build_stable(build: Callable[[], None], guards: Callable[[], Any]) -> Any:
     state = gen.bit_generator.state
     for _ in range(2):
         before = guards()
-        build()
+        try:
+            build()
+        except BaseException:  # a refused step leaves the generator as eager would find it
+            gen.bit_generator.state = state
+            raise
         if guards() == before:
             return before
         gen.bit_generator.state = state
