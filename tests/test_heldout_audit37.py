@@ -452,3 +452,27 @@ def test_a_refused_step_leaves_the_generator_as_it_was():
     after = tl.rand(5).numpy()
     tl.manual_seed(4)
     assert bits(after) == bits(tl.rand(5).numpy())
+
+
+def test_bound_method_and_partial_losses_changed_between_calls():
+    from functools import partial
+
+    class Weighted:
+        def __init__(self) -> None:
+            self.w = 1.0
+
+        def loss(self, o: Tensor, y: Tensor) -> Tensor:
+            return mse(o, y) * self.w
+
+    def scaled(o: Tensor, y: Tensor, opts: dict) -> Tensor:
+        return mse(o, y) * opts["scale"]
+
+    cfg = Weighted()
+    opts = {"scale": 1.0}
+    for loss_fn, change in ((cfg.loss, lambda: setattr(cfg, "w", 4.0)),
+                            (partial(scaled, opts=opts), lambda: opts.update(scale=0.5))):
+        model = mlp()
+        step = CompiledStep(model, loss_fn)
+        compiled(step, model, X, Y)
+        change()
+        assert compiled(step, model, X, Y) == eager(model, loss_fn, X, Y)

@@ -101,8 +101,9 @@ def _guards(*objs: Any) -> tuple[Any, ...]:
     afresh on every call (not cached: layers, parameters and attributes can be replaced between
     steps): every module reached from ``objs`` with each of its attributes (training flags,
     dropout rates, momentum, which Parameter, buffer and layer objects sit where, the parameters'
-    and buffers' ``requires_grad``; their values are plan inputs), and a plain function's closure
-    cells (a ``loss_fn`` lambda's captured weight)."""
+    and buffers' ``requires_grad``; their values are plan inputs), a plain function's closure
+    cells (a ``loss_fn`` lambda's captured weight), a bound method's object and a
+    ``functools.partial``'s bound arguments."""
     out: list[Any] = []
     add = out.append
     for o in objs:
@@ -126,6 +127,13 @@ def _guards(*objs: Any) -> tuple[Any, ...]:
                     add((k, t, v))
                 else:
                     add((k, _value_key(v)))
+            kind = type(m).__name__
+            if kind == "method":  # a bound method: its object's state (a loss with settings)
+                add(_value_key(m.__self__))
+                m = m.__func__
+            elif kind == "partial":  # functools.partial: the arguments it binds
+                add((_value_key(m.args), _value_key(m.keywords)))
+                m = m.func
             if type(m).__name__ == "function":
                 for cell in m.__closure__ or ():
                     try:
