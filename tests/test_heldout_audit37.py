@@ -476,3 +476,36 @@ def test_bound_method_and_partial_losses_changed_between_calls():
         compiled(step, model, X, Y)
         change()
         assert compiled(step, model, X, Y) == eager(model, loss_fn, X, Y)
+
+
+class _RebindInput(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x.data = x.data * 2  # outside the primitives: the plan read input0 as given
+        return self.fc(x)
+
+
+class _ScaleInputInPlace(_RebindInput):
+    def forward(self, x: Tensor) -> Tensor:
+        x.data *= 2  # the caller's array, in place: eager doubles it on every call
+        return self.fc(x)
+
+
+class _NormaliseWeightInPlace(_RebindInput):
+    def forward(self, x: Tensor) -> Tensor:
+        self.fc.weight.data *= 0.5  # a raw in-place update of a parameter, every call
+        return self.fc(x)
+
+
+@pytest.mark.parametrize("cls", [_RebindInput, _ScaleInputInPlace, _NormaliseWeightInPlace])
+def test_forward_writing_an_input_or_parameter_array_is_refused(cls):
+    tl.manual_seed(0)
+    model = cls()
+    step = CompiledStep(model, mse)
+    with pytest.raises(TraceError, match="changed an input's"):
+        compiled(step, model, X.copy(), Y)
+        got, x2 = compiled(step, model, X.copy(), Y), X.copy()
+        assert got == eager(model, mse, x2, Y)  # (the old plan: even the first step differed)

@@ -247,17 +247,20 @@ class _Traced:
             b.data = arrays[id(b)]
         if self._state() != before or len(self.updates) != len(self.tracer.updates):
             raise TraceError(
-                "compiled backend: the forward pass changed a parameter's or buffer's array other "
-                "than through torchlean.runtime.trace.assign (e.g. an in-place update); the plan "
-                "cannot repeat that side effect. Use the eager backend, or call model.eval()"
+                "compiled backend: the forward pass changed an input's, a parameter's or a buffer's "
+                "array other than through torchlean.runtime.trace.assign (x.data = ..., an in-place "
+                "update); the plan cannot repeat that side effect. Use the eager backend, or call "
+                "model.eval()"
             )
         self.graph = self.tracer.graph([*self.outputs, *(v for _, v in self.updates)])
 
     def _state(self) -> list[Any]:
-        # identity of every array, and the bytes of the buffers (an in-place update is a side
-        # effect too); only at trace time, so the copy does not matter
-        return [*(id(t.data) for t in (*self.params, *self.buffers)),
-                *(to_numpy(b.data).tobytes() for b in self.buffers)]
+        # identity and bytes of every array the plan takes (an in-place update is a side effect
+        # too, and a data input rebound or written in forward would be read unchanged by the
+        # plan: audit37); only at trace time, so the copies do not matter
+        data = [self.tracer.tensors[n] for n in self.data_names]
+        arrays = [t.data for t in (*self.params, *self.buffers, *data)]
+        return [*(id(a) for a in arrays), *(to_numpy(a).tobytes() for a in arrays)]
 
     def program(self, inplace_backward: bool = False) -> tuple[Program, Emitter]:
         args = {name: f"p{i}" for i, name in enumerate(v.name for v in self.graph.inputs)}
