@@ -22,13 +22,15 @@ read of, a value that depends on the step's inputs (data, parameters, buffers, m
 x.sum() > 0``, ``float(t)``, ``.item()``, a 0-d comparison used as a factor: the tracer is
 faithful, as ``tl.verify``'s), any other random draw (``tl.randn``, a coin flip), a forward pass
 that changes a module's Python state on every call (a first-call cache is traced again once),
-buffers changed as a side effect of the forward pass other than through ``trace.assign`` (which
+an input's or parameter's array written by the forward pass (``x.data *= 2``), buffers changed as
+a side effect of the forward pass other than through ``trace.assign`` (which
 BatchNorm's running statistics use: the plan returns the new values and the step stores them, as
 eager execution does), a tensor created from data outside torchlean's primitives during the step
 (a mask computed with numpy, e.g. today's ``huber_loss``), a tensor that requires grad but is not
-a parameter, an input that requires grad. Not seen: Python reads of raw arrays (``x.data``,
-numpy), module-level globals, and objects changed inside beyond two levels or 16 entries (see
-TRUST_BOUNDARIES "Audit audit37").
+a parameter, an input that requires grad. Checks that only raise on bad values (an embedding or
+class index out of range) go through ``trace.validate`` and the plan runs them too. Not seen:
+Python reads of raw arrays (``x.data``, numpy), module-level globals, and objects changed inside
+beyond two levels or 16 entries (see TRUST_BOUNDARIES "Audit audit37").
 """
 
 from __future__ import annotations
