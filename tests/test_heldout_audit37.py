@@ -6,7 +6,8 @@ two calls (the input's values, a layer, a parameter object, ``requires_grad``, a
 momentum, a closure) or uses something the plan cannot repeat (Python control flow on a value, a
 stray random draw, a side effect on Python state), and asserts that the compiled step either
 matches eager bit for bit (and PyTorch to rounding) or refuses with ``TraceError``. On the code
-before audit37 every one of them returned a silently different loss or gradient.
+before audit37 all but one (the first-call cache, a guard against over-refusing) fail: a silently
+different loss, gradient, output or missing error (TRUST_BOUNDARIES "Audit audit37").
 """
 
 from __future__ import annotations
