@@ -5,46 +5,189 @@ leaves in every parameter's ``.grad`` exactly the arrays that
 ``model.zero_grad(); loss_fn(model(x), y).backward()`` would (parameters the loss does not reach
 get ``None``). ``compile(model)`` is the inference-only counterpart.
 
-On the first call, and whenever the shapes or dtypes of the inputs or parameters change, the step
-is traced once eagerly (``runtime.trace``); the trace and its tape become a straight-line Python
-function (``runtime.plan`` + ``runtime.codegen``) taking the parameters as *arguments* (they change
-every step). Later calls run that function on the raw arrays: no Tensor objects, no tape, no
-name lookups. Works on numpy and cupy alike (``xp`` is taken from the arrays).
+On the first call, and whenever what the plan was made for changes, the step is traced once
+eagerly (``runtime.trace``); the trace and its tape become a straight-line Python function
+(``runtime.plan`` + ``runtime.codegen``) taking the parameters as *arguments* (they change every
+step). Later calls run that function on the raw arrays: no Tensor objects, no tape, no name
+lookups. Works on numpy and cupy alike (``xp`` is taken from the arrays). "What the plan was made
+for" is checked on every call (``_guards``, audit37): the inputs' and parameters' shapes, dtypes
+and array types, and the Python state read afresh from the model and the loss: every module and
+its attributes (training flags, dropout rates, momentum, ...), which Parameter, buffer and layer
+objects sit where and their ``requires_grad``, and a loss function's closure cells.
 
 Dropout masks (drawn through ``random.random_mask``) are plan inputs drawn again on every run, in
 the order eager execution draws them, so training with dropout stays bit-identical too. What
-cannot be planned is refused, never frozen: buffers changed as a side effect of the forward pass
-other than through ``trace.assign`` (which BatchNorm's running statistics use: the plan returns
-the new values and the step stores them, as eager execution does), a tensor created from data
-outside torchlean's primitives during the step (a mask computed with numpy, e.g. today's
-``huber_loss``), a tensor that requires grad but is not a parameter. Like any tracer, Python
-control flow on tensor values is recorded for the traced inputs only.
+cannot be planned is refused (``TraceError``), never frozen: Python control flow on, or any Python
+read of, a value that depends on the step's inputs (data, parameters, buffers, masks: ``if
+x.sum() > 0``, ``float(t)``, ``.item()``, a 0-d comparison used as a factor: the tracer is
+faithful, as ``tl.verify``'s), any other random draw (``tl.randn``, a coin flip), a forward pass
+that changes a module's Python state on every call (a first-call cache is traced again once),
+an input's or parameter's array written by the forward pass (``x.data *= 2``), buffers changed as
+a side effect of the forward pass other than through ``trace.assign`` (which
+BatchNorm's running statistics use: the plan returns the new values and the step stores them, as
+eager execution does), a tensor created from data outside torchlean's primitives during the step
+(a mask computed with numpy, e.g. today's ``huber_loss``), a tensor that requires grad but is not
+a parameter, an input that requires grad. Checks that only raise on bad values (an embedding or
+class index out of range) go through ``trace.validate`` and the plan runs them too. Not seen:
+Python reads of raw arrays (``x.data``, numpy), module-level globals, and objects changed inside
+beyond two levels or 16 entries (see TRUST_BOUNDARIES "Audit audit37").
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from . import random
 from .autograd import _propagate, tape_order
 from .backends import namespace_of, to_numpy
 from .codegen import Program
 from .plan import Emitter, emit_inputs
-from .tensor import Tensor, enable_grad, no_grad
+from .tensor import Tensor, enable_grad, no_grad, tensor
 from .trace import TraceError, Tracer, flatten_outputs, module_names, tracing
 
 __all__ = ["CompiledModel", "CompiledStep", "TraceError", "compile"]
 
 
-def _modes(modules: list[Any]) -> tuple[bool, ...]:
-    """Every module's training flag: ``m[2].eval()`` alone changes what the forward does."""
-    return tuple(m.training for m in modules)
+_PLAIN = (bool, int, str, bytes, type(None))
+_TABLES = ("_parameters", "_modules", "_buffers")
 
 
-def _all_modules(*objs: Any) -> list[Any]:
-    return [m for o in objs if hasattr(o, "modules") for m in o.modules()]
+def _value_key(v: Any, depth: int = 0) -> Any:
+    """What of a Python attribute the plan may have frozen, as a comparable key: plain values by
+    value (a float by its bits: ``-0.0`` and ``0.0`` compare equal but multiply differently),
+    small tuples/lists/dicts and small objects' attributes element-wise (two levels deep), a
+    tensor by identity, its array's identity and ``requires_grad`` (and a small one's bytes: a 0-d
+    tensor attribute becomes a plan constant), anything else by identity (replaced is seen,
+    mutated inside is not)."""
+    if isinstance(v, _PLAIN):
+        return type(v), v
+    if isinstance(v, float):
+        return float, v.hex()
+    if isinstance(v, Tensor):
+        d = v.data
+        small = to_numpy(d).tobytes() if getattr(d, "size", 0) <= 16 else None
+        return Tensor, id(v), id(d), v.requires_grad, small
+    if isinstance(v, (np.generic, np.ndarray)) and v.size <= 16:
+        return np.ndarray, v.dtype.str, v.shape, v.tobytes()
+    if isinstance(v, (tuple, list)) and depth < 2 and len(v) <= 16:
+        return type(v), tuple(_value_key(e, depth + 1) for e in v)
+    if isinstance(v, dict) and depth < 2 and len(v) <= 16:
+        return dict, id(v), tuple((_value_key(k, 2), _value_key(e, depth + 1)) for k, e in v.items())
+    d = getattr(v, "__dict__", None)
+    if isinstance(d, dict) and depth < 2 and len(d) <= 16 and not hasattr(v, "_parameters"):
+        # a small config object (``self.cfg.temperature``); a Module kept outside the registry is
+        # not looked into (its tensors are refused by the strict trace anyway)
+        return object, id(v), tuple((k, _value_key(e, depth + 1)) for k, e in d.items())
+    return object, id(v)
+
+
+def _walk(o: Any) -> list[Any]:
+    """``o`` and every module below it (``Module.modules()`` without its generators: this runs on
+    every step)."""
+    out, todo = [], [o]
+    while todo:
+        m = todo.pop()
+        out.append(m)
+        sub = getattr(m, "__dict__", {}).get("_modules")
+        if sub:
+            todo.extend(reversed(sub.values()))
+    return out
+
+
+def _guards(*objs: Any) -> tuple[Any, ...]:
+    """The Python state a traced plan depends on besides the arrays' shapes and dtypes, read
+    afresh on every call (not cached: layers, parameters and attributes can be replaced between
+    steps): every module reached from ``objs`` with each of its attributes (training flags,
+    dropout rates, momentum, which Parameter, buffer and layer objects sit where, the parameters'
+    and buffers' ``requires_grad``; their values are plan inputs), a plain function's closure
+    cells (a ``loss_fn`` lambda's captured weight), a bound method's object and a
+    ``functools.partial``'s bound arguments."""
+    out: list[Any] = []
+    add = out.append
+    for o in objs:
+        for m in _walk(o):
+            d = getattr(m, "__dict__", None) or {}
+            add(id(m))
+            params, mods, bufs = d.get("_parameters") or {}, d.get("_modules") or {}, d.get("_buffers") or {}
+            for t in (params, mods, bufs):  # (registration order decides the plan's argument order)
+                add(len(t))  # (flat, so each entry's place is fixed by the counts before it)
+                for n, v in t.items():
+                    add(n)
+                    add(id(v))
+                    add(getattr(v, "requires_grad", None))
+            for k, v in d.items():
+                if k in params or k in mods or k in bufs or k in _TABLES:
+                    continue
+                t = type(v)
+                if t is float:  # by its bits: -0.0 == 0.0 but multiplies differently
+                    add((k, v.hex()))
+                elif t in _PLAIN:
+                    add((k, t, v))
+                else:
+                    add((k, _value_key(v)))
+            kind = type(m).__name__
+            if kind == "method":  # a bound method: its object's state (a loss with settings)
+                add(_value_key(m.__self__))
+                m = m.__func__
+            elif kind == "partial":  # functools.partial: the arguments it binds
+                add((_value_key(m.args), _value_key(m.keywords)))
+                m = m.func
+            if type(m).__name__ == "function":
+                for cell in m.__closure__ or ():
+                    try:
+                        add(_value_key(cell.cell_contents))
+                    except ValueError:  # an empty cell
+                        add(None)
+    return tuple(out)
+
+
+def _build_stable(build: Callable[[], None], guards: Callable[[], Any]) -> Any:
+    """Run ``build`` (a trace: one eager forward) and return the guards it was made under. A
+    trace that changes them (a cache or a layer made on the first call) is done once more from the
+    new state, with the generator rewound so that the kept trace's draws are eager's; a forward
+    that changes them on every call (a counter, an attribute it sets from the data) is refused,
+    since the plan would not repeat that side effect."""
+    gen = random._GEN[0]
+    state = gen.bit_generator.state
+    for _ in range(2):
+        before = guards()
+        try:
+            build()
+        except BaseException:  # a refused step leaves the generator as eager would find it
+            gen.bit_generator.state = state
+            raise
+        if guards() == before:
+            return before
+        gen.bit_generator.state = state
+    raise TraceError("compiled backend: the forward pass changes a module's Python state on every "
+                     "call (an attribute, a layer, a parameter, requires_grad); the plan cannot "
+                     "repeat that side effect. Use the eager backend")
+
+
+def _note_retrace(obj: Any) -> None:
+    """A warning when a step keeps being traced again: correct (each plan is checked against the
+    state it was made for) but as slow as eager or slower; the guards name what is compared."""
+    if obj.traces == _RETRACE_WARN:
+        warnings.warn(f"{type(obj).__name__}: traced {obj.traces} times; something the plan depends "
+                      "on (an input's shape or dtype, a module attribute, a parameter object, "
+                      "requires_grad, a loss closure's value) changes between calls", stacklevel=3)
+
+
+_RETRACE_WARN = 8
+
+
+def _check_inputs(*xs: Any) -> None:
+    """A data input with a tape of its own (``requires_grad``): eager backward would fill its
+    ``.grad`` (or a teacher's parameters' grads through it); the plan takes raw arrays and would not."""
+    for x in xs:
+        if isinstance(x, Tensor) and x.requires_grad:
+            raise TraceError("compiled step: an input requires grad (or was computed with grad enabled); "
+                             "eager backward would reach it and the plan does not: pass x.detach() "
+                             "or use the eager backend")
 
 
 def _cotangents_match(loss: Tensor, tensors: dict[str, Tensor]) -> bool:
@@ -59,7 +202,11 @@ def _cotangents_match(loss: Tensor, tensors: dict[str, Tensor]) -> bool:
 
 
 def _array(x: Any) -> Any:
-    return x.data if isinstance(x, Tensor) else np.asarray(x)
+    if isinstance(x, Tensor):
+        return x.data
+    if hasattr(x, "shape") and hasattr(x, "dtype"):  # an array (numpy or cupy): kept as it is
+        return x
+    return tensor(x).data  # lists, numbers: torchlean's own conversion (floats in the default dtype)
 
 
 def _signature(arrays: list[Any]) -> tuple[Any, ...]:
@@ -73,7 +220,9 @@ class _Traced:
         names = module_names(model)
         self.params = [p for _, p in model.named_parameters()] if hasattr(model, "named_parameters") else []
         self.buffers = [b for _, b in model.named_buffers()] if hasattr(model, "named_buffers") else []
-        self.tracer = Tracer(names, params_as_inputs=True, strict=True)
+        # faithful: a Python read of a value that depends on the step's inputs (data, parameters,
+        # buffers, masks: all change between runs) is refused, not frozen into the plan
+        self.tracer = Tracer(names, params_as_inputs=True, strict=True, faithful=True)
         for t in (*self.params, *self.buffers):
             self.tracer.add_input(t, names[id(t)])
         taken = set(self.tracer.tensors)
@@ -100,17 +249,20 @@ class _Traced:
             b.data = arrays[id(b)]
         if self._state() != before or len(self.updates) != len(self.tracer.updates):
             raise TraceError(
-                "compiled backend: the forward pass changed a parameter's or buffer's array other "
-                "than through torchlean.runtime.trace.assign (e.g. an in-place update); the plan "
-                "cannot repeat that side effect. Use the eager backend, or call model.eval()"
+                "compiled backend: the forward pass changed an input's, a parameter's or a buffer's "
+                "array other than through torchlean.runtime.trace.assign (x.data = ..., an in-place "
+                "update); the plan cannot repeat that side effect. Use the eager backend, or call "
+                "model.eval()"
             )
         self.graph = self.tracer.graph([*self.outputs, *(v for _, v in self.updates)])
 
     def _state(self) -> list[Any]:
-        # identity of every array, and the bytes of the buffers (an in-place update is a side
-        # effect too); only at trace time, so the copy does not matter
-        return [*(id(t.data) for t in (*self.params, *self.buffers)),
-                *(to_numpy(b.data).tobytes() for b in self.buffers)]
+        # identity and bytes of every array the plan takes (an in-place update is a side effect
+        # too, and a data input rebound or written in forward would be read unchanged by the
+        # plan: audit37); only at trace time, so the copies do not matter
+        data = [self.tracer.tensors[n] for n in self.data_names]
+        arrays = [t.data for t in (*self.params, *self.buffers, *data)]
+        return [*(id(a) for a in arrays), *(to_numpy(a).tobytes() for a in arrays)]
 
     def program(self, inplace_backward: bool = False) -> tuple[Program, Emitter]:
         args = {name: f"p{i}" for i, name in enumerate(v.name for v in self.graph.inputs)}
@@ -128,6 +280,9 @@ class _Traced:
         em = Emitter(prog, self.graph, var, numpy=prog.env["xp"] is np, observed=observed,
                      inplace_backward=inplace_backward)
         em.forward()
+        for name, check in self.tracer.checks:  # (trace.validate: after the forward, in eager's
+            v = em.var[name]                     # order; nothing is stored before the plan returns)
+            prog.emit(f"{prog.const(check, 'Q')}({v})", (v,))
         return prog, em
 
     def state_arrays(self) -> list[Any]:
@@ -160,13 +315,15 @@ class CompiledStep:
         self._extra: list[Tensor] = []  # buffers, passed after the parameters
         self._tr: _Traced | None = None
         self._draws: list[Any] | None = None  # masks of the traced run, for the first plan run
-        self._modules = _all_modules(model, loss_fn)
         self.source = ""  #: the generated plan, for inspection
         self.traces = 0  #: how many times the step was (re)traced
 
+    def _state_key(self) -> tuple[Any, ...]:
+        return _guards(self.model, self.loss_fn)
+
     def _key_of(self, x: Any, y: Any) -> tuple[Any, ...]:
         return (_signature([x, y, *(p.data for p in self._params), *(b.data for b in self._extra)]),
-                _modes(self._modules))
+                self._state_key())
 
     def _build(self, x: Any, y: Any) -> None:
 
@@ -198,13 +355,16 @@ class CompiledStep:
         self._fn, self.source = prog.build(result, "train_step")
         self._params, self._extra, self._tr = tr.params, tr.buffers, tr
         self._draws = tr.first_draws() or None
-        self._key = self._key_of(x, y)
         self.traces += 1
+        _note_retrace(self)
 
     def __call__(self, x: Any, y: Any) -> Tensor:
+        _check_inputs(x, y)
         xa, ya = _array(x), _array(y)
         if self._fn is None or self._key_of(xa, ya) != self._key:
-            self._build(xa, ya)
+            guards = _build_stable(lambda: self._build(xa, ya), self._state_key)
+            self._key = (_signature([xa, ya, *(p.data for p in self._params),
+                                     *(b.data for b in self._extra)]), guards)
         params = self._params
         if self._tr.tracer.random:  # type: ignore[union-attr]
             args = self._tr.input_arrays([xa, ya], self._draws)  # type: ignore[union-attr]
@@ -229,31 +389,42 @@ class CompiledModel:
         self._fn: Callable[..., tuple[Any, ...]] | None = None
         self._tr: _Traced | None = None
         self._single = True
+        self._container: Any = tuple
         self._n_out = 1
         self._draws: list[Any] | None = None
-        self._modules = _all_modules(model)
         self.source = ""
         self.traces = 0
 
     def _build(self, data: list[Any]) -> None:
-        tr = _Traced(self.model, data, lambda ins: self.model(*ins), grad=False)
+        kind: list[Any] = [None]
+
+        def run(ins: list[Tensor]) -> Any:
+            out = self.model(*ins)
+            kind[0] = type(out) if isinstance(out, (tuple, list)) else None
+            return out
+
+        tr = _Traced(self.model, data, run, grad=False)
         prog, em = tr.program()
         self._fn, self.source = prog.build([em.var[o] for o in tr.graph.outputs], "forward")
         self._tr = tr
         self._draws = tr.first_draws()
-        self._single = len(tr.outputs) == 1
+        # the model's own container: a one-element tuple stays a tuple (unpacking a bare tensor
+        # would iterate its rows), a list stays a list
+        self._single = kind[0] is None
+        self._container = kind[0] or tuple
         self._n_out = len(tr.outputs)
         self.traces += 1
+        _note_retrace(self)
 
     def _key_of(self, data: list[Any]) -> Any:
         params = [] if self._tr is None else self._tr.state_arrays()
-        return _signature([*data, *params]), _modes(self._modules)
+        return _signature([*data, *params]), _guards(self.model)
 
     def __call__(self, *inputs: Any) -> Any:
         data = [_array(x) for x in inputs]
         if self._tr is None or self._key_of(data) != self._key:
-            self._build(data)
-            self._key = self._key_of(data)
+            guards = _build_stable(lambda: self._build(data), lambda: _guards(self.model))
+            self._key = _signature([*data, *self._tr.state_arrays()]), guards  # type: ignore[union-attr]
         tr = self._tr
         assert tr is not None
         draws, self._draws = self._draws, None
@@ -261,7 +432,7 @@ class CompiledModel:
         for (b, _), a in zip(tr.updates, outs[self._n_out:], strict=True):
             b.data = a  # the forward's assign()s (a model in training mode)
         tensors = [Tensor(o) for o in outs[:self._n_out]]
-        return tensors[0] if self._single else tuple(tensors)
+        return tensors[0] if self._single else self._container(tensors)
 
 
 def compile(model: Any) -> CompiledModel:  # noqa: A001 - mirrors torch.compile

@@ -432,17 +432,30 @@ def _check_classes(target: Tensor, n_classes: int) -> None:
     """IndexError for a target that is no class index in [0, n_classes) (as torch raises): gather
     would wrap -1 round to the last class and truncate 1.5 to class 1, a silently wrong loss. Only
     numeric targets are looked at (a symbolic backend's are formulas)."""
-    from .backends import to_numpy
+    from .trace import validate
 
     if getattr(getattr(target.data, "dtype", None), "kind", "O") not in "iuf":
         return
-    t = to_numpy(target.data)
-    bad = (t < 0) | (t >= n_classes)
-    if t.dtype.kind == "f":
-        bad |= t != np.floor(t)
-    if t.size and bad.any():
-        raise IndexError(f"cross_entropy: target {t.ravel()[bad.ravel()][0]} is not a class index in "
-                         f"[0, {n_classes})")
+    # through validate: a compiled plan repeats the check on every batch (it reads the values)
+    validate(target, _ClassRange(n_classes))
+
+
+class _ClassRange:
+    """The check of ``_check_classes`` for ``n`` classes (an object, so a plan can hold it)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __call__(self, data: Any) -> None:
+        from .backends import to_numpy
+
+        t = to_numpy(data)
+        bad = (t < 0) | (t >= self.n)
+        if t.dtype.kind == "f":
+            bad |= t != np.floor(t)
+        if t.size and bad.any():
+            raise IndexError(f"cross_entropy: target {t.ravel()[bad.ravel()][0]} is not a class index in "
+                             f"[0, {self.n})")
 
 
 def cross_entropy(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002

@@ -7,10 +7,11 @@ the way (a Python number lifted by ``_scalar``, a tensor built outside ``apply``
 auto-named constant. Like every tracer (``torch.jit.trace``, ``jax.make_jaxpr`` on concrete
 values) it records one path: Python control flow on tensor *values* is frozen into the graph.
 
-``CompiledStep`` (``runtime.compiled``) uses the same tracer with ``params_as_inputs=True`` and
-``strict=True``: parameters are then plan inputs (they change every step), and a tensor the tracer
-cannot place (a mask computed from data outside ``apply``, a tensor with its own tape) is refused
-instead of silently frozen.
+``CompiledStep`` (``runtime.compiled``) uses the same tracer with ``params_as_inputs=True``,
+``strict=True`` and ``faithful=True``: parameters are then plan inputs (they change every step), a
+tensor the tracer cannot place (a mask computed from data outside ``apply``, a tensor with its own
+tape) is refused instead of silently frozen, and so is a Python read of a value that depends on
+the step's inputs or a random draw other than dropout's masks (which the plan draws again).
 """
 
 from __future__ import annotations
@@ -64,6 +65,12 @@ class Tracer:
         #: leaf whatever its value), so it may be used, but its value stays one nothing may read
         self._gradient = gradient
         self._stopped: dict[int, Tensor] = {}  # input-dependent detach() results (kept alive)
+        #: a plan (params_as_inputs) redraws dropout's masks (``random_source``) but no other
+        #: draw: draws told by the generator and not yet claimed by ``random_source``
+        self._unclaimed_draws = 0
+        #: (value name, check) per ``validate`` during a plan's trace, in eager's order: the plan
+        #: calls each check on that value on every run (an index range check raises there too)
+        self.checks: list[tuple[str, Callable[[Any], None]]] = []
 
     # -- naming --------------------------------------------------------------------------
     def add_input(self, t: Tensor, name: str) -> str:
@@ -162,6 +169,9 @@ class Tracer:
     def random_draw(self, what: str) -> None:
         """Told when the traced function draws random numbers; faithfully refused (the graph
         would keep one draw as a constant)."""
+        if self._params_as_inputs:  # a plan: allowed only if random_source claims it (below)
+            self._unclaimed_draws += 1
+            return
         if self._faithful:
             raise TraceError(f"the model draws random numbers ({what}): the trace would keep one draw "
                              "as a constant (call model.eval(), or remove the random op)")
@@ -169,12 +179,22 @@ class Tracer:
     def random_source(self, t: Tensor, draw: Callable[[], Any]) -> None:
         """Called by ``random.random_mask``: ``t`` holds one draw of ``draw()``. A plan makes it
         an input and draws again on every run; ``trace()`` keeps the one draw as a constant."""
-        self.random_draw("a dropout mask")
-        if self._params_as_inputs:
+        if not self._params_as_inputs:
+            self.random_draw("a dropout mask")
+        else:  # the generator told random_draw of this mask's draw just before: the plan repeats it
+            self._unclaimed_draws = max(0, self._unclaimed_draws - 1)
             name = f"random{len(self.random)}"
             while name in self.tensors:
                 name = "_" + name
             self.random.append((self.add_input(t, name), draw))
+
+    def add_check(self, t: Tensor, check: Callable[[Any], None]) -> None:
+        """Told by ``validate``: a plan repeats ``check`` on ``t``'s value on every run; a graph
+        (``trace()``) has no checks, so faithfully one on an input-dependent value is a read."""
+        if self._params_as_inputs:
+            self.checks.append((self.name_of(t), check))
+        else:
+            self.read_value(t, "a check of its values")
 
     # -- the hook ``tensor.apply`` calls -------------------------------------------------
     def record(self, name: str, args: Sequence[Tensor], attrs: dict[str, Any], out: Tensor) -> None:
@@ -187,6 +207,11 @@ class Tracer:
         self.nodes.append(Node(name, ins, out_name, dict(attrs)))
 
     def graph(self, outputs: Sequence[Tensor]) -> Graph:
+        if self._unclaimed_draws:  # (a plan: a draw it would not repeat, so later masks shift too)
+            raise TraceError(
+                f"compiled backend: the step drew random numbers {self._unclaimed_draws} time(s) outside "
+                "dropout's masks (randn, rand, an initialiser, a Python-level coin flip): the plan would "
+                "keep one draw and no longer advance the generator; use the eager backend")
         outs = [self.name_of(o) for o in outputs]
         return Graph(list(self.inputs), dict(self.constants), list(self.nodes), outs).check()
 
@@ -201,6 +226,17 @@ def assign(buffer: Tensor, value: Tensor) -> None:
         tracer.name_of(value)  # (a value from outside the primitives is refused here, strictly)
         tracer.updates.append((buffer, value))
     buffer.data = value.data
+
+
+def validate(t: Tensor, check: Callable[[Any], None]) -> None:
+    """Run ``check(t.data)``, which raises on values the operation refuses (an embedding index or
+    a class index out of range: numpy would wrap ``-1`` round, torch raises) and returns nothing
+    otherwise; an active compiled-plan tracer records it so that the plan runs it on every call
+    (a Python check reading the values would be traced once and then skipped)."""
+    check(t.data)
+    tracer = STATE.tracer
+    if tracer is not None and hasattr(tracer, "add_check"):
+        tracer.add_check(t, check)
 
 
 def refuse_in_plan(what: str) -> None:

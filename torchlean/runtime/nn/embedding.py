@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from .. import functional_nn as FN
+from ..backends import to_numpy
 from ..tensor import Tensor, as_dtype, get_default_dtype
+from ..trace import validate
 from . import init
 from .layers import _param
 from .module import Module, PartialShape
@@ -24,11 +26,17 @@ class Embedding(Module):
     def forward(self, idx: Any) -> Tensor:
         t = FN._as_index_tensor(idx, self.weight)
         if t.numel() and t.device != "symbolic":
-            lo, hi = int(t.numpy().min()), int(t.numpy().max())
-            if lo < 0 or hi >= self.num_embeddings:
-                raise IndexError(f"Embedding({self.extra_repr()}): index {lo if lo < 0 else hi} out of "
-                                 f"range [0, {self.num_embeddings})")
+            # torch's range (the primitive itself wraps negative indices round, as numpy and the
+            # spec do); through validate, so that a compiled plan checks every batch too
+            validate(t, self._check_range)
         return FN.embedding(t, self.weight)
+
+    def _check_range(self, data: Any) -> None:
+        t = to_numpy(data)
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0 or hi >= self.num_embeddings:
+            raise IndexError(f"Embedding({self.extra_repr()}): index {lo if lo < 0 else hi} out of "
+                             f"range [0, {self.num_embeddings})")
 
     def input_shape(self) -> PartialShape:
         # indices may have any shape; for build-time checks assume (batch, sequence) token ids
