@@ -262,12 +262,13 @@ def test_worker_processes_with_other_code_give_errors(tmp_path: Path, monkeypatc
 
 @pytest.mark.parametrize("sig", ["INT", "TERM"])
 def test_interrupted_verify_leaves_no_certificate(tmp_path: Path, sig: str) -> None:
-    """A signal during the search of an instance that takes seconds (ACAS Xu 1_1 prop_1, unsat):
-    no verdict on stdout, no certificate, the stale one removed (the inputs loaded first)."""
+    """A signal during the search of an instance that takes seconds (ACAS Xu 1_1 prop_6, unsat,
+    ~5000 boxes): no verdict on stdout, no certificate, the stale one removed (the inputs loaded
+    first), no temporary file left."""
     cert = tmp_path / "c.json"
     cert.write_text('{"kind": "vnn-unsat"}')
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
-    net, prop = ACAS / "ACASXU_run2a_1_1_batch_2000.onnx", ACAS / "prop_1.vnnlib"
+    net, prop = ACAS / "ACASXU_run2a_1_1_batch_2000.onnx", ACAS / "prop_6.vnnlib"
     p = subprocess.Popen([sys.executable, "-m", "torchlean.verify", str(net), str(prop), "--timeout", "100",
                           "--cert", str(cert), "--progress"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
