@@ -391,7 +391,7 @@ def test_a_run_onnxruntime_refuses_is_no_agreement(tmp_path, monkeypatch):
         def run(self, *a, **k):
             raise RuntimeError("refused")
 
-    monkeypatch.setattr(network, "_session", lambda path: Refusing())
+    monkeypatch.setattr(network, "_session", lambda path, sha256=None: Refusing())
     g = load_onnx(str(net))
     assert network.runtime_compare(net, g, [[0.5, 0.5]]) == (None, "onnxruntime could not run the file")
 

@@ -8,6 +8,7 @@ nothing it computes is a bound; the checker recomputes every claim from the grap
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .. import _cli
-from .._files import MAX_VNNLIB_BYTES, read_input
+from .._files import MAX_VNNLIB_BYTES, InputFileError, read_input, read_input_bytes
 from ..certificates.property import Spec, parse_property
 
 
@@ -101,15 +102,53 @@ def float_chain(bg: Any) -> FloatNet | None:
     return FloatNet(layers)
 
 
-def load_graph(path: str | Path) -> Any:
-    """An ONNX file as a spec graph; errors are one-line ``InputError``s naming the file."""
-    from ..bridge.onnx import load_onnx
+#: the largest network file read (bytes): protobuf's own limit on a serialized model
+MAX_ONNX_BYTES = 2**31 - 1
 
+
+def network_bytes(path: str | Path) -> tuple[bytes, str]:
+    """The network file's bytes, read once, and their sha256 (hex): what the import, the cache of
+    imports (``table.load_target``) and onnxruntime's session (``_session``) are all made from, so
+    that none of them can be of other bytes than the others (audit43). One-line ``InputError``s."""
     p = Path(path)
     if not p.is_file():  # (a FIFO or a directory is refused, never opened)
         raise InputError(f"{path}: {'not a regular file' if p.exists() else 'no such file'}")
     try:
-        return load_onnx(str(p))
+        data = read_input_bytes(p, MAX_ONNX_BYTES, what="network")
+    except InputFileError as e:
+        raise InputError(str(e)) from None
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def load_graph(path: str | Path, data: bytes | None = None) -> Any:
+    """An ONNX file as a spec graph; errors are one-line ``InputError``s naming the file. ``data``:
+    the file's bytes as ``network_bytes`` read them (the graph is then of those very bytes).
+
+    A model whose tensors keep their data in external files is refused (audit43): the verdict, the
+    results table's digest of the network (``runner``) and the cache of imports would be about the
+    .onnx file alone, while its weights live in another file that can change under them."""
+    from ..bridge.onnx import _onnx, load_onnx
+
+    if data is None:
+        data, _ = network_bytes(path)
+    try:
+        onnx = _onnx()
+        from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+        # (the serialization onnx.load(path) picks by the file's extension; protobuf by default)
+        fmt = onnx.serialization.registry.get_format_from_file_extension(os.path.splitext(str(path))[1])
+        try:
+            model = onnx.load_model_from_string(data, format=fmt or "protobuf")
+        except Exception as e:  # onnx raises DecodeError and friends (``load_onnx``'s wording)
+            raise InputError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+        outside = [t.name for t in _get_all_tensors(model) if uses_external_data(t)]
+        if outside:
+            raise InputError(f"{path}: tensor {outside[0]!r} keeps its data in an external file, which "
+                             "is not read (save the model with its weights inside: onnx.save_model(m, "
+                             "path, save_as_external_data=False))")
+        return load_onnx(model)
+    except InputError:
+        raise
     except Exception as e:  # the importer's errors are one line; keep them so
         raise InputError(_cli.about(path, e)) from None
 
@@ -123,24 +162,28 @@ RUNTIME_TOL = 1e-3
 RUNTIME_SLACK = 100.0
 
 
-_SESSIONS: dict[Any, Any] = {}  # (file, size, mtime) -> its onnxruntime session, None if it has none
+_SESSIONS: dict[Any, Any] = {}  # (file, sha256 of its bytes) -> its onnxruntime session, or None
 
 
-def _session(path: str | Path) -> Any:
-    """onnxruntime's session of the file (made once per unchanged file: ``verify run`` checks each
-    instance of a network, and a sat's check then costs the run only), or None."""
+def _session(path: str | Path, sha256: str | None = None) -> Any:
+    """onnxruntime's session of the file (made once per file and contents: ``verify run`` checks
+    each instance of a network, and a sat's check then costs the run only), or None; made from the
+    bytes read here, which must hash to ``sha256`` (the import's: ``Target.sha256``) when given,
+    else ``FileChanged`` (audit43: a session of other bytes is no reference for the import)."""
     import onnxruntime as ort
 
     try:
-        st = os.stat(path)
-        key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
-    except OSError:
+        data, digest = network_bytes(path)
+    except InputError:
         return None
+    if sha256 is not None and digest != sha256:
+        raise FileChanged(f"{path} changed since it was imported (its bytes hash otherwise)")
+    key = (os.path.realpath(path), digest)
     if key not in _SESSIONS:
         try:
             opts = ort.SessionOptions()
             opts.log_severity_level = 3  # (errors only: IR-3 files warn about initializers as inputs)
-            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
         except Exception:  # (an ONNX file this runtime cannot run: no reference to compare with)
             sess = None
         if len(_SESSIONS) >= 8:
@@ -149,13 +192,19 @@ def _session(path: str | Path) -> Any:
     return _SESSIONS[key]
 
 
-def runtime_mismatch(path: str | Path, graph: Any, points: list[list[Any]]) -> str | None:
+class FileChanged(Exception):
+    """The network file's bytes are not the ones imported (``_session``)."""
+
+
+def runtime_mismatch(path: str | Path, graph: Any, points: list[list[Any]], sha256: str | None = None
+                     ) -> str | None:
     """Where the imported graph and onnxruntime disagree on the file at ``points``, or None (they
     agree, or nothing could be compared: ``runtime_compare`` says which)."""
-    return runtime_compare(path, graph, points)[0]
+    return runtime_compare(path, graph, points, sha256)[0]
 
 
-def runtime_compare(path: str | Path, graph: Any, points: list[list[Any]]) -> tuple[str | None, str | None]:
+def runtime_compare(path: str | Path, graph: Any, points: list[list[Any]], sha256: str | None = None
+                    ) -> tuple[str | None, str | None]:
     """(where the imported graph and onnxruntime disagree on the file at ``points``, why nothing
     was compared): at most one of the two is not None. ``points`` are flat inputs, the graph inputs
     concatenated, each rounded to the input's dtype first. Nothing is compared when onnxruntime is
@@ -163,14 +212,18 @@ def runtime_compare(path: str | Path, graph: Any, points: list[list[Any]]) -> tu
     second element then says which, in a few words, for the caller to report (audit30: a missing
     onnxruntime used to leave a verdict that looked cross-checked). Untrusted: a cross-check of the
     trusted importer that can only refuse (a wrong operator reading would otherwise turn into a
-    wrong verdict, with a checker-accepted certificate, on a new network)."""
+    wrong verdict, with a checker-accepted certificate, on a new network). ``sha256``: the
+    imported bytes' digest (``Target.sha256``): a file that no longer hashes so is a disagreement."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         return None, "onnxruntime is not installed"
     from ..runtime.execute import run_graph
 
-    sess = _session(path)
+    try:
+        sess = _session(path, sha256)  # (of the imported bytes, or none: a refusal)
+    except FileChanged as e:
+        return str(e), None
     if sess is None:
         return None, "onnxruntime cannot load the file"
     names = [i.name for i in sess.get_inputs()]

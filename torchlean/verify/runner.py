@@ -5,7 +5,9 @@ expected verdict. Paths are relative to the CSV's folder. Each instance's timeou
 clock, loading and replay included (``run_instance``).
 
 ``jobs`` > 1 runs instances in that many worker processes (each instance keeps its own deadline);
-the rows come out in the instance list's order either way. The results file is rewritten atomically
+the rows come out in the instance list's order either way. A worker's row (a process here, or a
+Ray node) is kept only when the digests it records are this machine's files' and code's
+(``_as_here``, audit43); otherwise it is an ``error``. The results file is rewritten atomically
 after every finished instance, so an interrupted run keeps what it finished, and a rerun with the
 same ``out`` skips the instances already there (keyed by onnx, vnnlib and timeout; ``force``
 reruns them). A last row cut short (a file not written by this module) is ignored.
@@ -320,8 +322,26 @@ def run_csv(
         with Pool(min(jobs, len(todo)) if ray is None else jobs, ray=ray) as pool:
             calls = [(*paths[i], limits[i], method, False) for i in todo]
             for k, r in pool.map_unordered(run_one, calls):
-                finish(todo[k], r)
+                finish(todo[k], _as_here(r, paths[todo[k]]))
     return [done[i] for i in sorted(done)]
+
+
+def _as_here(row: dict[str, Any], paths: tuple[Path, Path]) -> dict[str, Any]:
+    """A worker's row (another process, or another Ray node) as this process keeps it: an ``error``
+    unless the files' digests and the code digest it records are this machine's now (audit43: the
+    row's verdict was checked by the worker's checker on the bytes the worker read; a node with
+    other files at the same paths, or another torchlean, made a verdict about something else).
+    This binds the row to this machine's files and code as ``_current`` does on a rerun; it does
+    not authenticate a worker (one that lies about its digests is trusted as any worker is)."""
+    if row.get("result") == ERROR:
+        return row
+    here = (file_digest(paths[0]), file_digest(paths[1]), source_digest())
+    if tuple(row.get(k, "") for k in BINDING) == here:
+        return row
+    what = [w for w, k, h in zip(("network", "property", "torchlean code"), BINDING, here) if row.get(k) != h]
+    return {**row, "result": ERROR, "mode": "", "agree": "",
+            "check": f"error: the worker's {' and '.join(what)} do not match this machine's (its row: "
+                     f"{row.get('result')}, {row.get('check') or '-'})"}
 
 
 def _agree(exp: str, result: str) -> str:

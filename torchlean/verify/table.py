@@ -46,6 +46,9 @@ class Target:
     #: why the last ``load_instance`` compared nothing with onnxruntime (``RUNTIME_UNCHECKED``
     #: names the consequence), or None when it did: the CLI reports it next to the verdict
     runtime_note: str | None = None
+    #: the sha256 of the file's bytes it was imported from (``network.network_bytes``): the key of
+    #: ``load_target``'s cache, and what onnxruntime's session must be made from (audit43)
+    sha256: str | None = None
 
     @property
     def chain(self) -> bool:
@@ -73,31 +76,30 @@ def graph_target(bg: Any) -> Target:
 #: networks up to this many bound-graph variables are kept lowered between calls (the properties
 #: of one network then share its float conversion, ``fast_engine.compiled``, cached per graph)
 CACHE_VARS = 100_000
-_CACHE: dict[tuple[str, int, int], Target] = {}
+_CACHE: dict[tuple[str, str], Target] = {}
 
 
 def load_target(path: Any) -> Target:
     """A network file as a target; InputError (one line) when the runtime or the bound table
-    refuses it. The same object for the same unchanged file (path, size and modification time)
-    when the network is small (``CACHE_VARS``)."""
+    refuses it. The same object for the same file and bytes (its real path and the sha256 of its
+    contents, read once: audit43, a key of path, size and modification time gave the import of a
+    file replaced by another of the same size and time) when the network is small
+    (``CACHE_VARS``)."""
     from ..certificates.bound_graph import Unsupported
-    from .network import InputError, load_graph
+    from .network import InputError, load_graph, network_bytes
 
-    real = os.path.realpath(str(path))
-    try:
-        st = os.stat(real)
-        key = (real, st.st_size, st.st_mtime_ns)
-    except OSError:
-        key = None
-    if key is not None and key in _CACHE:
+    data, digest = network_bytes(path)
+    key = (os.path.realpath(str(path)), digest)
+    if key in _CACHE:
         return _CACHE[key]
-    graph = load_graph(path)
+    graph = load_graph(path, data)
+    del data
     try:
         t = target(graph)
     except (Unsupported, ValueError) as e:
         raise InputError(f"{path}: not supported by the bound table: {e}") from None
-    t.path = path
-    if key is not None and t.bg.n_vars <= CACHE_VARS:
+    t.path, t.sha256 = path, digest
+    if t.bg.n_vars <= CACHE_VARS:
         if len(_CACHE) >= 8:
             _CACHE.clear()
         _CACHE[key] = t
@@ -153,7 +155,7 @@ def load_instance(net_path: Any, prop_path: Any, runtime_check: bool = True) -> 
         points.append((lo + hi) / 2)
         if k < 2:  # (the two extreme corners too: a misread saturation or threshold shows at an end)
             points += [lo + rng.uniform(size=lo.size) * (hi - lo) for _ in range(2)] + [lo, hi]
-    why, skipped = runtime_compare(net_path, t.graph, points)
+    why, skipped = runtime_compare(net_path, t.graph, points, t.sha256)
     if why is not None:
         raise InputError(f"{net_path}: torchlean's import disagrees with onnxruntime ({why}); refusing it")
     t.runtime_note = skipped
@@ -169,7 +171,7 @@ def runtime_refutes(t: Target, x: Any) -> str | None:
 
     if t.path is None or t.graph is None or not t.runtime_checked:
         return None
-    return runtime_mismatch(t.path, t.graph, [x])
+    return runtime_mismatch(t.path, t.graph, [x], t.sha256)
 
 
 def bounder(t: Target) -> Callable[[Region, np.ndarray, np.ndarray], Callable[..., np.ndarray]]:
