@@ -14,7 +14,9 @@ case by value the same way. Fixed (untrusted only): torchlean's ``where`` with m
 one shape is proved at two entries holding both mask values (entrywise: every shape, every mask);
 a recorded backward's mask reaching any other case is refused; the second point compares every
 node's case key. Ties and kinks (max_pool2d, amax, maximum, relu/abs at 0) are outside the claims:
-their domains exclude them (asserted below, with torch's choices at ties).
+their domains exclude them (asserted below, with torch's choices at ties). Found on the way (it
+failed closed): a model node whose obligation is a library one was looked for in the project's
+``proofs/`` only; it is replayed from the package's library now.
 """
 
 from __future__ import annotations
