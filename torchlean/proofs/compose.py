@@ -12,7 +12,10 @@ returns opaque atoms, so the trace records which atoms the runtime summed into e
 Node obligations are keyed by (primitive, shapes, attributes, integer inputs, layout), so models
 sharing a layer shape share its proof (deduplicated across models by name and hash). Unary
 elementwise primitives are keyed at one entry, shape (1,): their kernel and VJP apply one scalar
-function entrywise (``ELEMENTWISE``), so the scalar identity covers every shape.
+function entrywise (``ELEMENTWISE``), so the scalar identity covers every shape; ``where`` with a
+mask of its branches' shape at two entries holding both mask values (``SELECT``), so its claim
+covers every mask, as a recorded backward's masks need (audit44). Any other integer input is held
+by value and must be the same at every point (the second point compares every node's key).
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ from .obligation import Obligation
 #: scalar attributes): the claim at a single entry is the claim at every shape
 ELEMENTWISE = frozenset({"neg", "exp", "log", "sqrt", "tanh", "erf", "sigmoid", "gelu", "silu", "softplus",
                          "relu", "abs", "leaky_relu", "pow"})
+
+#: primitives whose kernel and VJP select entry by entry by a boolean mask (``where``: out_i = a_i if
+#: c_i else b_i, the cotangent g_i sent to a or b by c_i, ``sum_to`` the identity at equal shapes):
+#: where the mask and both branches have one shape, the claim at two entries holding both mask
+#: values is the claim at every shape and every mask. A mask a recorded backward makes (relu's
+#: ``x > 0`` under ``create_graph=True``) differs from point to point, so its node must have such a
+#: claim (audit44)
+SELECT = frozenset({"where"})
 
 #: pooling acts on each (batch, channel) plane alone with the same window arithmetic: the claim
 #: on one plane (N = C = 1) is the claim for every N and C
@@ -97,6 +108,8 @@ def _case_of(node: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
     own = shipped(prim, node.rule)
     if own and prim in ELEMENTWISE:
         shapes, column_major = [[1]], []
+    elif own and _select_entrywise(prim, node.inputs, shapes):
+        shapes, ints, column_major = [None, [2], [2]], {0: [True, False]}, []
     elif own and prim in PER_CHANNEL and shapes[0] is not None and len(shapes[0]) == 4:
         shapes = [[1, 1, *shapes[0][2:]]]
     elif own and _row_wise(prim, node.attrs, shapes):
@@ -105,6 +118,14 @@ def _case_of(node: Any) -> tuple[str, dict[str, Any], dict[str, Any]]:
     attrs = {k: node.attrs[k] for k in sorted(node.attrs)}
     fields = {"shapes": shapes, "attrs": attrs, "ints": ints, "column_major": column_major}
     return (*_key(prim, fields),)
+
+
+def _select_entrywise(prim: str, inputs: Any, shapes: list[Any]) -> bool:
+    """A ``SELECT`` node whose mask and two float branches have one shape. (An integer mask too:
+    the kernel, its VJP and the spec's meaning read each entry by its truth value only.)"""
+    if prim not in SELECT or len(inputs) != 3 or shapes[0] is not None or None in shapes[1:]:
+        return False
+    return list(np.shape(inputs[0].data)) == shapes[1] == shapes[2]
 
 
 def _key(prim: str, fields: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -139,6 +160,8 @@ def shapes_covered(ob: Obligation) -> tuple[bool, str]:
         return False, ""
     if prim in ELEMENTWISE and shapes == [[1]]:
         return True, "every shape (entrywise: one scalar identity)"
+    if ob.subject.startswith("node:") and prim in SELECT and shapes == [None, [2], [2]]:
+        return True, "every shape and every mask (entrywise selection: both mask values)"
     if prim in PER_CHANNEL:
         return False, f"every batch and channel count at {shapes[0][2:]} planes, these attributes"
     if ob.subject.startswith("node:") and _row_wise(prim, {}, shapes) and shapes[0][0] == 1:
@@ -247,6 +270,14 @@ def trace(build: Callable[[], Any], input_shape: tuple[int, ...],
             # the node obligations are derived from the table's rule: it must be the one that ran
             raise ValueError(f"@verified model: node {t._node.name} ran a rule that is not "
                              f"RULES[{t._node.name!r}] now (the table changed after the forward)")
+        if _mask_by_value(t._node):
+            from .obligation import NoProofCase
+
+            raise NoProofCase(
+                f"@verified model {type(model).__name__}: its gradient claim holds for every input and "
+                f"weight value, but a recorded backward's mask (made from the traced point's values) "
+                f"reaches a {t._node.name} node whose claim is about that mask's values only (a "
+                f"replaced rule, or operands of different shapes)")
         key, fields, _ = _case_of(t._node)
         vid[id(t)] = len(vid)
         nodes.append({"prim": t._node.name, "key": key, "output": vid[id(t)],
@@ -277,6 +308,34 @@ def trace(build: Callable[[], Any], input_shape: tuple[int, ...],
     return graph, {"calls": calls, "grads": grads}, cases
 
 
+def _mask_by_value(node: Any) -> bool:
+    """Whether ``node`` reads a mask that a recorded backward computed from the point's values
+    (``tape_ns.recorded_mask``) while its case holds integer inputs by value: its claim would be
+    the traced point's mask only (audit44). torchlean's ``where`` at one shape is keyed for every
+    mask (``SELECT``)."""
+    from ..runtime.rules import shipped
+    from ..runtime.tape_ns import recorded_mask
+
+    if not any(recorded_mask(i) for i in node.inputs):
+        return False
+    shapes = [None if np.asarray(i.data).dtype.kind in "iub" else list(np.shape(i.data)) for i in node.inputs]
+    return not (shipped(node.name, node.rule) and _select_entrywise(node.name, node.inputs, shapes))
+
+
+def _case_keys(out: Any) -> list[str]:
+    """The node case keys of ``out``'s tape, in tape order (a node that ran another rule than the
+    table's now is refused here too, before a key built on that rule is compared)."""
+    from ..runtime.autograd import tape_order
+    from ..runtime.rules import RULES
+
+    nodes = [t._node for t in tape_order([out]) if t._node is not None]
+    for node in nodes:
+        if node.rule is not RULES.get(node.name):
+            raise ValueError(f"@verified model: node {node.name} ran a rule that is not "
+                             f"RULES[{node.name!r}] now (the table changed after the forward)")
+    return [_case_of(node)[0] for node in nodes]
+
+
 def _faithful_forward(model: Any, x: Any) -> tuple[Any, list[Any]]:
     """(output, the path's structure: nodes and integer constants' shapes) of ``model(x)`` under the
     gradient claim's faithful tracer; a NoProofCase (bad input) where the model reads or copies an
@@ -297,6 +356,10 @@ def _faithful_forward(model: Any, x: Any) -> tuple[Any, list[Any]]:
     # in a model holding a gradient: tl.autograd.grad(create_graph=True)) is made by the
     # runtime's own rules from the point's values, and differs from point to point
     path += [(k, v.shape, v.dtype.str) for k, v in sorted(tracer.constants.items()) if v.dtype.kind in "iub"]
+    # and each node's case by key: an index or mask Python made from raw ``.data`` values (no hook
+    # sees the read) is held by value in its node's case, which then differs at the second point;
+    # a recorded backward's masks are keyed for every value where their claim covers it (audit44)
+    path += _case_keys(out)
     return out, path
 
 
@@ -319,6 +382,14 @@ def _same_path_elsewhere(model: Any, params: list[Any], x: Any, path: list[Any])
     finally:
         for p, d in zip(params, saved):
             p.data, p.grad = d, None
+    def shapes_only(p: list[Any]) -> list[Any]:
+        return [e for e in p if not isinstance(e, str)]
+
+    if other != path and shapes_only(other) == shapes_only(path):
+        raise NoProofCase(f"@verified model {type(model).__name__}: its gradient claim holds for every "
+                          "input and weight value, but a node's integer input (an index or a mask) has other "
+                          "values at a second input and weights (made in Python from raw .data values?), "
+                          "and its claim is about the traced values: make it a constant of the model")
     if other != path:
         raise NoProofCase(f"@verified model {type(model).__name__}: its gradient claim holds for every "
                           "input and weight value, but the model takes another path at a second input "

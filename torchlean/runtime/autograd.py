@@ -52,15 +52,22 @@ def _propagate(roots: Sequence[Tensor], seeds: Sequence[Any], create_graph: bool
     for r, s in zip(roots, seeds, strict=True):
         _accumulate(cot, id(r), (s if isinstance(s, Tensor) else Tensor(s)) if create_graph else s)
     if create_graph:
-        from .tape_ns import TAPE
+        from .tape_ns import TAPE, note_recorded
+        from .tensor import STATE
 
+        order = tape_order(roots)
+        # under a trace (a gradient claim's), the integer inputs of the nodes each VJP records are
+        # marked as the point's: a claim must cover every value there (audit44)
+        seen = {id(t) for t in order} if STATE.tracer is not None else None
         with enable_grad():
-            for t in tape_order(roots):
+            for t in order:
                 node = t._node
                 g = cot.get(id(t))
                 if node is None or g is None:
                     continue
                 grads = node.rule.vjp(TAPE, g, t, *node.inputs, **node.attrs)
+                if seen is not None:
+                    note_recorded(grads, seen)
                 for inp, gi in zip(node.inputs, grads, strict=True):
                     if gi is not None and inp.requires_grad:
                         _accumulate(cot, id(inp), gi if isinstance(gi, Tensor) else Tensor(np.asarray(gi)))

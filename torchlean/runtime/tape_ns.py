@@ -20,6 +20,7 @@ operation with no recorded form raises one line instead of returning a wrong der
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,38 @@ import numpy as np
 from . import functional as F
 from .tensor import Tensor
 
-__all__ = ["TAPE", "HigherOrderUnsupported", "TapeNamespace"]
+__all__ = ["TAPE", "HigherOrderUnsupported", "TapeNamespace", "recorded_mask"]
+
+#: id -> the boolean mask Tensors a recorded backward made from the point's values (relu's
+#: ``x > 0``, maximum's ``a >= b``): a node reading one has a case that differs from point to point,
+#: so a gradient claim must hold for every mask there (``proofs.compose``, audit44). Weak: a mask
+#: dies with its tape.
+_MASKS: weakref.WeakValueDictionary[int, Tensor] = weakref.WeakValueDictionary()
+
+
+def recorded_mask(t: Any) -> bool:
+    """Whether ``t`` is a mask a recorded backward (``create_graph=True``) computed from values."""
+    return _MASKS.get(id(t)) is t
+
+
+def note_recorded(results: Any, seen: set[int]) -> None:
+    """Mark as recorded masks the integer inputs of every node a recorded VJP just made: those
+    reached from its ``results`` without entering ``seen`` (the forward tape's tensors and the nodes
+    walked before, to which this walk adds). A rule may make a mask or an index itself (raw numpy,
+    then ``F.where``/``F.gather``) instead of through this namespace; it is the point's as well. Run
+    while a trace is active only (a gradient claim's, ``proofs.compose``): a cost of one walk over
+    the recorded nodes."""
+    stack = [r for r in results if isinstance(r, Tensor)]
+    while stack:
+        t = stack.pop()
+        if id(t) in seen or t._node is None:
+            continue
+        seen.add(id(t))
+        for i in t._node.inputs:
+            if getattr(getattr(i, "data", None), "dtype", np.dtype(float)).kind in "iub":
+                _MASKS[id(i)] = i
+            else:
+                stack.append(i)
 
 
 class HigherOrderUnsupported(AttributeError):
@@ -84,6 +116,7 @@ class TapeNamespace:
         mask = Tensor(np.asarray(_raw(c), dtype=bool))
         if not isinstance(a, Tensor) and not isinstance(b, Tensor):
             return Tensor(np.where(mask.data, a, b))
+        _MASKS[id(mask)] = mask
         return F.where(mask, a, b)
 
     def sum(self, x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
