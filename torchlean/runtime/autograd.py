@@ -102,15 +102,50 @@ def _seed(t: Tensor, g: Any) -> Any:
     return g
 
 
+def _owner(a: Any) -> Any:
+    """The array that owns ``a``'s memory (numpy and cupy point a view's ``base`` at it)."""
+    base = getattr(a, "base", None)
+    return a if base is None else base
+
+
+def own_grad(g: Any, dtype: Any, taken: set[int]) -> Any:
+    """``g`` as an array a leaf may keep as its ``.grad``: of the leaf's ``dtype`` (torch casts a
+    gradient to its tensor's dtype), and sharing memory with nothing else, so an in-place edit of
+    one ``.grad`` changes no other (audit47: add's VJP passes its cotangent through to both inputs,
+    reshape/transpose VJPs return views of it, and a ``backward(gradient)`` seed is the caller's
+    array). ``taken`` holds the ids of the arrays that own memory someone else may hold (the seeds,
+    the tensors on the tape, the grads already handed out); ``g`` is kept, view or not, when the
+    array owning its memory is a writable array not in ``taken`` (it came out of a VJP and nothing
+    else reaches it once the cotangent table is dropped), and copied otherwise; ``taken`` then
+    records its owner, so a second view of the same cotangent is copied. Arrays of other backends
+    (the symbolic one) are kept as they are."""
+    flags = getattr(g, "flags", None)
+    if flags is None:
+        return g
+    if dtype.kind not in "fc":  # an integer leaf (which torch refuses to differentiate): as it is
+        dtype = g.dtype
+    owner = _owner(g)
+    keep = (g.dtype == dtype and getattr(flags, "writeable", True) and type(owner) is type(g)
+            and owner.base is None and owner.flags.owndata and id(owner) not in taken)
+    if not keep:
+        g = owner = g.astype(dtype, copy=True)
+    taken.add(id(owner))
+    return g
+
+
 def backward(t: Tensor, grad: Any = None) -> None:
     """Accumulate d(t)/d(leaf) (times ``grad``) into ``leaf.grad`` for every leaf."""
     if not t.requires_grad:
         raise RuntimeError("backward: tensor does not require grad and has no tape")
-    cot = _propagate([t], [_seed(t, grad)])
+    seed = _seed(t, grad)
+    cot = _propagate([t], [seed])
+    order = tape_order([t])
+    datas = [s.data for s in order] + [i.data for s in order if s._node is not None for i in s._node.inputs]
+    taken = {id(_owner(seed))} | {id(_owner(d)) for d in datas}
     with no_grad():
-        for s in tape_order([t]):
+        for s in order:
             if s._node is None and id(s) in cot:
-                g = cot[id(s)]
+                g = own_grad(cot[id(s)], s.data.dtype, taken)
                 s.grad = Tensor(g) if s.grad is None else Tensor(s.grad.data + g)
 
 
@@ -148,7 +183,10 @@ def grad(
     result: list[Tensor | None] = []
     for i in ins:
         if id(i) in cot:
-            result.append(cot[id(i)] if create_graph else Tensor(cot[id(i)]))
+            g = cot[id(i)]
+            if not create_graph and getattr(g, "dtype", None) != i.data.dtype and i.dtype.kind in "fc":
+                g = g.astype(i.data.dtype)  # of the input's dtype, as torch's (audit47)
+            result.append(g if create_graph else Tensor(g))
         elif allow_unused:
             result.append(None)
         else:

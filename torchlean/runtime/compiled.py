@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from . import random
-from .autograd import _propagate, tape_order
+from .autograd import _owner, _propagate, own_grad, tape_order
 from .backends import namespace_of, to_numpy
 from .codegen import Program
 from .plan import Emitter, emit_inputs
@@ -372,8 +372,12 @@ class CompiledStep:
             res = self._fn(*args)  # type: ignore[misc]
         else:  # the common case, without the list building
             res = self._fn(*[p.data for p in params], *[b.data for b in self._extra], xa, ya)  # type: ignore[misc]
+        # the plan may hand one array (or views of it) to several parameters, as eager's tape does:
+        # each .grad gets memory of its own, as in eager backward (audit47)
+        held = (xa, ya, res[0], *(p.data for p in params), *(b.data for b in self._extra))
+        taken = {id(_owner(a)) for a in held}
         for p, j in zip(params, self._grad_of, strict=True):
-            p.grad = Tensor(res[j]) if j >= 0 else None
+            p.grad = Tensor(own_grad(res[j], p.data.dtype, taken)) if j >= 0 else None
         start, bufs = self._updated
         for k, b in enumerate(bufs):  # the forward's side effects, as eager execution leaves them
             b.data = res[start + k]

@@ -172,10 +172,14 @@ class Tensor(TensorMethods):
 
     def clone(self) -> Tensor:
         """A copy that stays on the tape (gradients flow back to ``self``)."""
-        return apply("mul", self, _scalar(1, self))
+        # a one of self's own dtype (`_scalar(1, b)` of a bool tensor is an int64 now, as in torch)
+        one = Tensor(namespace_of(self.data).asarray(1, dtype=self.data.dtype))
+        return apply("mul", self, one)
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
         """Mark this (leaf) tensor as wanting a gradient, in place; returns ``self``."""
+        if flag:
+            _check_differentiable(self.data.dtype)
         self.requires_grad = flag
         return self
 
@@ -304,7 +308,15 @@ def _scalar(value: Any, like: Tensor) -> Tensor:
     if isinstance(value, Tensor):
         return value
     xp = namespace_of(like.data)
-    return Tensor(xp.asarray(value, dtype=like.data.dtype))
+    dtype = like.data.dtype
+    # torch's promotion for a Python number: a float with an integer or bool tensor is a float
+    # (`int_t * 2.5` was `int_t * 2`), an int with a bool tensor an int64 (`b * 2` was `b * True`)
+    # (audit47); otherwise the tensor's dtype
+    if dtype.kind in "iub" and isinstance(value, float):
+        dtype = get_default_dtype()
+    elif dtype.kind == "b" and isinstance(value, int) and not isinstance(value, bool):
+        dtype = int64
+    return Tensor(xp.asarray(value, dtype=dtype))
 
 
 def _devices(datas: list[Any]) -> set[str]:
@@ -441,8 +453,17 @@ def tensor(data: Any, dtype: Any = None, device: str | None = None, requires_gra
     arr = np.asarray(data)
     if dtype is None:
         dtype = arr.dtype if arr.dtype.kind in "iub" else get_default_dtype()
+    if requires_grad:
+        _check_differentiable(as_dtype(dtype))
     out = Tensor(xp.array(arr, dtype=as_dtype(dtype)), requires_grad)
     return note_derived(out, [source], "tl.tensor(t), a copy")
+
+
+def _check_differentiable(dtype: np.dtype) -> None:
+    """Refuse a gradient on an integer or bool tensor, as torch does (audit47: its float gradient
+    would have been kept, or cast to the integer dtype)."""
+    if dtype.kind in "iub":
+        raise RuntimeError(f"only tensors of floating point dtype can require gradients, got {dtype}")
 
 
 def _size(shape: tuple[Any, ...]) -> tuple[int, ...]:
