@@ -4,8 +4,9 @@ Updates run on ``p.data`` in place with array operations of the parameter's own 
 cupy), outside the tape. The formulas follow ``torch.optim``'s single-tensor (non-foreach)
 implementations line by line, so that float64 trajectories agree with PyTorch to rounding.
 
-Gradients are never written in place: ``backward`` may hand the same cotangent array to several
-leaves, so an in-place edit of one ``p.grad`` could change another.
+Gradients are never written in place (torch writes neither): since audit47 ``backward`` gives
+each leaf a ``.grad`` array of its own (``autograd.own_grad``), but a user may still assign one
+array to two parameters' ``.grad``.
 """
 
 from __future__ import annotations
