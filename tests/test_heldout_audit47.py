@@ -285,3 +285,17 @@ def test_autograd_grad_dtype_is_the_inputs():
     (tga,) = torch.autograd.grad((ta * tb).sum(), [ta])
     assert ga.dtype == np.float32 and tga.dtype == torch.float32
     np.testing.assert_array_equal(ga.data, tga.numpy())
+
+
+def test_pow_zero_exponent_gradient_at_zero():
+    """``x**0`` is constant: torch's gradient is 0 everywhere, also at x = 0 (the general formula
+    ``0 * 0**-1`` is nan there), e.g. in a polynomial ``sum(c[k] * x**k)``."""
+    vals = np.array([0.0, 2.0, -1.5])
+    x, tx = _pair(vals, np.float64)
+    c = [0.5, -1.0, 2.0]
+    sum((x ** k) * c[k] for k in range(3)).sum().backward()
+    sum((tx ** k) * c[k] for k in range(3)).sum().backward()
+    assert np.isfinite(x.grad.data).all()
+    np.testing.assert_allclose(x.grad.data, tx.grad.numpy(), rtol=1e-12)
+    (g,) = tl.autograd.grad((x ** 0).sum(), [x], create_graph=True)
+    np.testing.assert_array_equal(g.data, np.zeros(3))
