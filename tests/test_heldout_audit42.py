@@ -152,6 +152,43 @@ def test_erf_numpy_constant_is_part_of_the_claim(monkeypatch):
             list(primitive_obligations("erf"))
 
 
+def _halving_backward(t, grad=None):
+    """A project's "gradient scaling" folded into the engine: the leaf write halves every gradient."""
+    from torchlean.runtime import autograd as ag
+
+    cot = ag._propagate([t], [ag._seed(t, grad)])
+    with tl.no_grad():
+        for s in ag.tape_order([t]):
+            if s._node is None and id(s) in cot:
+                g = 0.5 * cot[id(s)]
+                s.grad = Tensor(g) if s.grad is None else Tensor(s.grad.data + g)
+
+
+def test_a_rebound_backward_engine_is_refused(monkeypatch):
+    """The composition claim reads ``_propagate``'s cotangents; ``backward`` writes the leaves."""
+    from torchlean.proofs.compose import trace
+    from torchlean.runtime import autograd as ag
+
+    build = lambda: tl.nn.Sequential(tl.nn.Linear(2, 2), tl.nn.Tanh(), tl.nn.Linear(2, 1))  # noqa: E731
+    assert rules.engine_shipped()
+    trace(build, (1, 2))
+    x = np.array([[0.3, -0.7]])
+    ref = _erf_grad(x)[0]  # (any shipped path: the unpatched engine's gradient)
+    monkeypatch.setattr(ag, "backward", _halving_backward)
+    ours = _erf_grad(x)[0]
+    np.testing.assert_allclose(ours, 0.5 * ref, rtol=1e-15)  # the reference fact
+    assert not rules.engine_shipped()
+    with pytest.raises(NoProofCase, match="backward engine"):
+        trace(build, (1, 2))
+    monkeypatch.undo()
+    assert rules.engine_shipped()
+    monkeypatch.setattr(ag, "_accumulate", lambda table, key, g: table.__setitem__(key, g))
+    assert not rules.engine_shipped()
+    monkeypatch.undo()
+    monkeypatch.setattr(Tensor, "backward", lambda self, grad=None: None)
+    assert not rules.engine_shipped()
+
+
 # -- end to end: scratch projects as the README describes -----------------------------------------
 
 MODELS = '''\
@@ -287,6 +324,33 @@ def test_rebound_erf_constant_fails_check_and_pytest(shipped_project, tmp_path):
     assert r.returncode == 2 and "2/sqrt(pi)" in r.stderr, (r.stdout[-2000:], r.stderr[-2000:])
     r = _pytest(p)
     assert r.returncode == pytest.ExitCode.USAGE_ERROR and "2/sqrt(pi)" in r.stdout + r.stderr
+
+
+REBIND_BACKWARD = '''\
+import torchlean.runtime.autograd as _ag
+from torchlean.runtime.tensor import Tensor, no_grad
+
+
+def backward(t, grad=None):
+    cot = _ag._propagate([t], [_ag._seed(t, grad)])
+    with no_grad():
+        for s in _ag.tape_order([t]):
+            if s._node is None and id(s) in cot:
+                g = 0.5 * cot[id(s)]
+                s.grad = Tensor(g) if s.grad is None else Tensor(s.grad.data + g)
+
+
+_ag.backward = backward
+'''
+
+
+def test_rebound_backward_engine_fails_check_and_pytest(shipped_project, tmp_path):
+    p = _copy(shipped_project, tmp_path)
+    (p / "pkg42" / "__init__.py").write_text(REBIND_BACKWARD)
+    r = _check(p)
+    assert r.returncode == 2 and "backward engine" in r.stderr, (r.stdout[-2000:], r.stderr[-2000:])
+    r = _pytest(p)
+    assert r.returncode == pytest.ExitCode.USAGE_ERROR and "backward engine" in r.stdout + r.stderr
 
 
 def test_held_a_layer_added_or_a_node_artifact_removed(shipped_project, tmp_path):

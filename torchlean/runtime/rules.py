@@ -102,6 +102,25 @@ def record_shipped() -> None:
     READS.update({n: reads(r.forward, r.vjp) for n, r in RULES.items()})
 
 
+#: (holder, key, object) that the backward engine reads, recorded like ``READS`` (audit42): a
+#: composition claim reads ``autograd._propagate``'s cotangents (run on formal VJPs), while a training
+#: step's gradients are what ``Tensor.backward`` / ``autograd.backward`` / ``autograd.grad`` write;
+#: those are torchlean's reviewed code only as long as nothing they read was rebound
+ENGINE: list[tuple[Any, Any, Any]] = []
+
+
+def record_engine(autograd: Any, tensor: type) -> None:
+    """Record the backward engine as torchlean ships it (``runtime`` calls it at import)."""
+    fns = (autograd.backward, autograd.grad, tensor.backward)
+    ENGINE[:] = [(autograd, "backward", fns[0]), (autograd, "grad", fns[1]), (tensor, "backward", fns[2]),
+                 *reads(*fns)]
+
+
+def engine_shipped() -> bool:
+    """Whether the backward engine and everything it reads by name are the objects recorded."""
+    return bool(ENGINE) and _unchanged(tuple(ENGINE))
+
+
 def _unchanged(triples: tuple[tuple[Any, Any, Any], ...]) -> bool:
     for holder, key, obj in triples:
         now = holder.get(key, _MISSING) if isinstance(holder, dict) else getattr(holder, key, _MISSING)
