@@ -11,6 +11,8 @@ Holes found (each test below fails on the code before the audit):
 - a custom primitive's claim was about the ``vjp=`` and ``meaning=`` given to ``@tl.verified``, not the
   VJP registered with ``runtime.rules.rule`` nor its registered spec;
 - a committed ``model.*`` artifact whose ``@verified`` is no longer derived was not mentioned.
+- a rebound backward engine (``autograd.backward``, which writes ``.grad`` after ``_propagate``, the
+  part a composition claim reads) was not seen.
 
 References: torch.autograd (float64) on the same weights and inputs, mpmath for 2/sqrt(pi).
 """
