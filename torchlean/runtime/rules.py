@@ -59,12 +59,14 @@ def _torchlean_function(v: Any) -> bool:
         v.__module__ == "torchlean" or str(v.__module__).startswith("torchlean."))
 
 
-def reads(*fns: Callable[..., Any]) -> tuple[tuple[Any, Any, Any], ...]:
+def reads(*fns: Callable[..., Any], skip: tuple[Any, ...] = ()) -> tuple[tuple[Any, Any, Any], ...]:
     """Every (holder, key, object) that ``fns`` read by name: each function's code, defaults and
     closure cells, the globals their code (nested code too) names, a global module's attributes
-    of those names, and the same for every torchlean function reached that way."""
+    of those names, and the same for every torchlean function reached that way; the objects in
+    ``skip`` are neither recorded nor followed."""
     out: list[tuple[Any, Any, Any]] = []
-    seen: set[int] = set()
+    skipped = {id(v) for v in skip}
+    seen: set[int] = set(skipped)
     todo = list(fns)
     while todo:
         f = todo.pop()
@@ -85,7 +87,7 @@ def reads(*fns: Callable[..., Any]) -> tuple[tuple[Any, Any, Any], ...]:
         glob = f.__globals__
         for n in names:
             v = glob.get(n, _MISSING)
-            if v is _MISSING or v is None or not isinstance(v, _RECORDED):
+            if v is _MISSING or v is None or not isinstance(v, _RECORDED) or id(v) in skipped:
                 continue
             out.append((glob, n, v))
             if _torchlean_function(v):
@@ -112,8 +114,9 @@ ENGINE: list[tuple[Any, Any, Any]] = []
 def record_engine(autograd: Any, tensor: type) -> None:
     """Record the backward engine as torchlean ships it (``runtime`` calls it at import)."""
     fns = (autograd.backward, autograd.grad, tensor.backward)
+    # ``_propagate`` (and what only it reads) is left out: the composition trace runs it as it is now
     ENGINE[:] = [(autograd, "backward", fns[0]), (autograd, "grad", fns[1]), (tensor, "backward", fns[2]),
-                 *reads(*fns)]
+                 *reads(*fns, skip=(autograd._propagate,))]
 
 
 def engine_shipped() -> bool:
