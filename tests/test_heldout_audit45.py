@@ -12,7 +12,9 @@ own outputs contradict (end to end, on the old code):
 - ``Softplus(beta, threshold)`` became ``Softplus()``; ``AvgPool2d(divisor_override=d)`` a mean;
 - ``Softmax()`` / ``LogSoftmax()`` (dim=None, torch's implicit rank-dependent dim: 1 on 4-D,
   0 on 3-D input) became dim=-1;
-- a float64 BatchNorm was built in float32, rounding its running statistics (5e-8 off torch).
+- a float64 BatchNorm was built in float32, rounding its running statistics (5e-8 off torch);
+- the rebuild walked ``children()`` (a shared ReLU used last was dropped) and renamed the layers
+  0, 1, ... (a Sequential keyed "1", "0" swapped its layers' weights).
 
 Fixed in ``bridge/torch_io.py`` (classes matched by identity; hooked modules and subclasses go
 through ``torch.export``, which runs them as called; the attributes refused in one line or kept).
@@ -180,3 +182,20 @@ def test_supported_layers_are_torchs_function(make):
     tm = make()
     cin = tm[0].in_channels if isinstance(tm[0], N.Conv2d) else 2
     assert _refused_or_bounded(tm, _x(cin, 4, 4), 0.05) == "bounded"
+
+
+def test_sequential_runs_its_modules_in_order_with_repeats_and_names():
+    """forward runs ``_modules`` in insertion order, a repeated instance each time; ``children()``
+    skips repeats (a shared ReLU at the end was dropped) and the rebuild renamed layers 0, 1, ...
+    (keys "1", "0" in that order loaded each layer's weights into the other)."""
+    from collections import OrderedDict
+
+    torch.manual_seed(0)
+    act = N.ReLU()
+    for tm in (N.Sequential(N.Linear(3, 4), act, N.Linear(4, 2), act),
+               N.Sequential(OrderedDict([("1", N.Linear(3, 3)), ("0", N.Linear(3, 2))])),
+               N.Sequential(OrderedDict([("fc1", N.Linear(3, 3)), ("act", N.Tanh()),
+                                         ("fc2", N.Linear(3, 2))]))):
+        assert _refused_or_bounded(tm, _x(3) * 2, 0.5) == "bounded"
+    lin = N.Linear(3, 3)
+    assert _refused_or_bounded(N.Sequential(lin, N.Tanh(), lin), _x(3), 0.5) == "bounded"

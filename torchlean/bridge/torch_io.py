@@ -7,6 +7,7 @@ lazily: it is an optional dependency (the ``[torch]`` extra).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -176,7 +177,7 @@ def _sequential_bad(module: Any, table: dict[str, Any]) -> set[str]:
     if type(module) is not torch.nn.Sequential or _hooked(module):
         return {type(module).__name__}
     bad: set[str] = set()
-    for c in module.children():
+    for c in module._modules.values():  # what forward runs: children() skips a repeated instance
         name = type(c).__name__
         if type(c) is torch.nn.Sequential:
             bad |= _sequential_bad(c, table)
@@ -188,8 +189,9 @@ def _sequential_bad(module: Any, table: dict[str, Any]) -> set[str]:
 def from_torch(module: Any, example: Any = None) -> Any:
     """A torchlean copy of a torch ``nn.Module``, weights with their exact bits.
 
-    An ``nn.Sequential`` (nested ones too) of supported layers is rebuilt layer by layer, keeping
-    its structure. Any other module (a subclass with its own ``forward``, residual connections,
+    An ``nn.Sequential`` (nested ones too) of torch's own supported layers, without forward hooks,
+    is rebuilt layer by layer, keeping its structure and names (a layer used twice becomes two
+    copies). Any other module (a subclass with its own ``forward``, residual connections,
     functional calls) goes through ``torch.export`` on ``example`` (an input tensor or array, or a
     tuple of them for several inputs; its shape, batch included, fixes the graph's) and comes back
     as a ``nn.GraphModule`` whose float weights are Parameters under torch's ``state_dict`` names
@@ -221,7 +223,8 @@ def from_torch(module: Any, example: Any = None) -> Any:
         def build(m: Any) -> Any:
             if type(m).__name__ in table:
                 return table[type(m).__name__](m)
-            return nn.Sequential(*(build(c) for c in m.children()))
+            # forward's order and torch's names (state-dict keys), a repeated instance each time
+            return nn.Sequential(OrderedDict((k, build(c)) for k, c in m._modules.items()))
 
         out = build(module)
         from_torch_state_dict(out, module.state_dict())
