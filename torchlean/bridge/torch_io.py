@@ -7,6 +7,7 @@ lazily: it is an optional dependency (the ``[torch]`` extra).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -81,6 +82,9 @@ def _layer_builders() -> dict[str, Callable[[Any], Any]]:
         def build(m: Any) -> Any:
             if getattr(m, "ceil_mode", False) or getattr(m, "dilation", 1) not in (1, (1, 1)):
                 raise TorchInteropError(f"{type(m).__name__} with ceil_mode or dilation is not supported")
+            if getattr(m, "divisor_override", None) is not None:  # a sum over the window / d, not a mean
+                raise TorchInteropError(f"{type(m).__name__}(divisor_override={m.divisor_override}) "
+                                        "is not supported")
             kw = {"count_include_pad": m.count_include_pad} if hasattr(m, "count_include_pad") else {}
             return cls(m.kernel_size, m.stride, m.padding, **kw)
         return build
@@ -89,7 +93,7 @@ def _layer_builders() -> dict[str, Callable[[Any], Any]]:
         def build(m: Any) -> Any:
             if not m.track_running_stats:
                 raise TorchInteropError(f"{type(m).__name__}(track_running_stats=False) is not supported")
-            return cls(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine)
+            return cls(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine, dtype=_dtype(m))
         return build
 
     table: dict[str, Callable[[Any], Any]] = {
@@ -99,13 +103,13 @@ def _layer_builders() -> dict[str, Callable[[Any], Any]]:
         "Tanh": lambda m: nn.Tanh(),
         "Sigmoid": lambda m: nn.Sigmoid(),
         "SiLU": lambda m: nn.SiLU(),
-        "Softplus": lambda m: nn.Softplus(),
+        "Softplus": lambda m: _softplus(m),
         "LeakyReLU": lambda m: nn.LeakyReLU(m.negative_slope),
         "Identity": lambda m: nn.Identity(),
         "Dropout": lambda m: nn.Dropout(m.p),
         "Flatten": lambda m: _flatten(m),
-        "Softmax": lambda m: nn.Softmax(m.dim if m.dim is not None else -1),
-        "LogSoftmax": lambda m: nn.LogSoftmax(m.dim if m.dim is not None else -1),
+        "Softmax": lambda m: nn.Softmax(_softmax_dim(m)),
+        "LogSoftmax": lambda m: nn.LogSoftmax(_softmax_dim(m)),
         "GELU": lambda m: nn.GELU(m.approximate),
     }
     for name in ("Conv1d", "Conv2d"):
@@ -128,31 +132,66 @@ def _flatten(m: Any) -> Any:
     return nn.Flatten(m.start_dim)
 
 
+def _softplus(m: Any) -> Any:
+    from .. import nn
+
+    # torchlean's Softplus is log(1 + e^x); torch's is log(1 + e^(beta x)) / beta, and x itself
+    # where beta x > threshold (the default 20 differs from log(1 + e^x) by < e^-20, documented)
+    if m.beta != 1 or m.threshold != 20:
+        raise TorchInteropError(f"Softplus(beta={m.beta}, threshold={m.threshold}) is not supported "
+                                "(only beta=1, threshold=20)")
+    return nn.Softplus()
+
+
+def _softmax_dim(m: Any) -> int:
+    # dim=None is torch's legacy implicit dim, which depends on the input's rank (0 for ranks 0, 1
+    # and 3, else 1), unknown when the layer is built: -1 would be another function on 3-D/4-D input
+    if m.dim is None:
+        raise TorchInteropError(f"{type(m).__name__}(dim=None) (torch's implicit, rank-dependent dim) "
+                                "is not supported: give dim")
+    return int(m.dim)
+
+
 def _dtype(m: Any) -> str:
-    p = next(iter(m.parameters()), None)
-    return str(p.dtype).replace("torch.", "") if p is not None else "float32"
+    """The layer's float dtype: its first parameter's, else its first float buffer's (a float64
+    BatchNorm without affine), else float32 (loading would otherwise round the weights to it)."""
+    ts = [*m.parameters(), *(b for b in m.buffers() if b.is_floating_point())]
+    return str(ts[0].dtype).replace("torch.", "") if ts else "float32"
+
+
+def _hooked(m: Any) -> bool:
+    """Whether ``m`` has forward hooks (its own or global ones): they change what calling it
+    computes, and rebuilding it layer by layer would drop them."""
+    from torch.nn.modules import module as tm
+
+    return bool(m._forward_hooks or m._forward_pre_hooks or tm._global_forward_hooks
+                or tm._global_forward_pre_hooks)
 
 
 def _sequential_bad(module: Any, table: dict[str, Any]) -> set[str]:
     """Layer types of a (nested) nn.Sequential that ``table`` has no builder for; {"<class>"} when
-    ``module`` is not a Sequential at all."""
+    ``module`` is not a Sequential at all. Classes are matched by identity, not by name: a subclass
+    (of Sequential too) or another class called "Linear" may have its own forward; a module with
+    forward hooks is not the plain layer either. Those go through torch.export."""
     torch = _torch()
-    if not isinstance(module, torch.nn.Sequential):
+    if type(module) is not torch.nn.Sequential or _hooked(module):
         return {type(module).__name__}
     bad: set[str] = set()
-    for c in module.children():
-        if isinstance(c, torch.nn.Sequential):
+    for c in module._modules.values():  # what forward runs: children() skips a repeated instance
+        name = type(c).__name__
+        if type(c) is torch.nn.Sequential:
             bad |= _sequential_bad(c, table)
-        elif type(c).__name__ not in table:
-            bad.add(type(c).__name__)
+        elif name not in table or type(c) is not getattr(torch.nn, name, None) or _hooked(c):
+            bad.add(name)
     return bad
 
 
 def from_torch(module: Any, example: Any = None) -> Any:
     """A torchlean copy of a torch ``nn.Module``, weights with their exact bits.
 
-    An ``nn.Sequential`` (nested ones too) of supported layers is rebuilt layer by layer, keeping
-    its structure. Any other module (a subclass with its own ``forward``, residual connections,
+    An ``nn.Sequential`` (nested ones too) of torch's own supported layers, without forward hooks,
+    is rebuilt layer by layer, keeping its structure and names (a layer used twice becomes two
+    copies). Any other module (a subclass with its own ``forward``, residual connections,
     functional calls) goes through ``torch.export`` on ``example`` (an input tensor or array, or a
     tuple of them for several inputs; its shape, batch included, fixes the graph's) and comes back
     as a ``nn.GraphModule`` whose float weights are Parameters under torch's ``state_dict`` names
@@ -184,7 +223,8 @@ def from_torch(module: Any, example: Any = None) -> Any:
         def build(m: Any) -> Any:
             if type(m).__name__ in table:
                 return table[type(m).__name__](m)
-            return nn.Sequential(*(build(c) for c in m.children()))
+            # forward's order and torch's names (state-dict keys), a repeated instance each time
+            return nn.Sequential(OrderedDict((k, build(c)) for k, c in m._modules.items()))
 
         out = build(module)
         from_torch_state_dict(out, module.state_dict())

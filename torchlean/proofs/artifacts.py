@@ -284,6 +284,18 @@ def check_windows(directory: Path, ob: Obligation) -> Outcome:
     return _resting_on(directory, ob, "one-window claim", what)
 
 
+def orphaned_models(directory: Path, obligations: list[Obligation]) -> list[str]:
+    """The ``model.*`` artifacts in ``directory`` that no obligation derived now names: a model claim
+    that was committed and is no longer made (its ``@verified`` deleted, renamed, or in a module no
+    longer imported), so nothing of it is checked (audit42). Sorted names."""
+    names = {ob.name for ob in obligations}
+    try:
+        files = sorted(p.stem for p in directory.glob("model.*.json"))
+    except OSError:
+        return []
+    return [n for n in files if n not in names]
+
+
 def up_to_date(directory: Path, ob: Obligation) -> bool:
     """Whether ``discharge`` may skip ``ob``: its artifact exists for the obligation as derived now
     (same hash), records unsat, and its certificate tree (if any) replays. A tree-less artifact

@@ -297,7 +297,29 @@ def rule_obligations(
     yield from obligations
 
 
+def _numpy_constants(name: str, vjp: Callable[..., Any]) -> None:
+    """The constants a rule reads on numpy only, checked (audit42): erf's VJP takes 2/sqrt(pi) from
+    the namespace (``xp.m_2_sqrtpi``, exact on the symbolic backend, so the claim compares the exact
+    derivative) and falls back to a module constant on numpy and cupy, which the symbolic run never
+    reads. The runtime's derivative factor is what that VJP returns on numpy at x = 0, g = 1; the
+    rule is what the claim says only if it is 2/sqrt(pi) rounded to binary64 (one rounding, as
+    stated in TRUST_BOUNDARIES). A NoProofCase otherwise (bad input: never a pass)."""
+    if name != "erf":  # (the only rule reading ``getattr(xp, ..., default)`` for a value)
+        return
+    import mpmath
+
+    with mpmath.workprec(200):
+        want = float(2 / mpmath.sqrt(mpmath.pi))  # (mpmath's float() rounds to nearest)
+    with np.errstate(all="ignore"):
+        got = np.asarray(vjp(np, np.ones(1), np.zeros(1), np.zeros(1))[0], dtype=np.float64)
+    if got.shape != (1,) or got[0] != want:
+        raise NoProofCase(f"{name}: its VJP on numpy scales by {got.ravel()[:1]} at x = 0, not 2/sqrt(pi) "
+                          f"rounded to binary64 ({want!r}); the proof, run on the symbolic backend, "
+                          "reads the exact constant and would not see it")
+
+
 def _rule_obligations(name, forward, vjp, meaning, case, subject, tag) -> Iterator[Obligation]:
+    _numpy_constants(name, vjp)
     xs = _inputs(case)
     spec_out = np.asarray(meaning(*xs, **case.attrs), dtype=object)
     domain = _domain(case.domain, xs, case.attrs)

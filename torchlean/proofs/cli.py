@@ -19,7 +19,16 @@ from typing import Any
 
 from .. import _cli
 from ..pool import PoolError
-from .artifacts import LIBRARY_DIR, ConfigError, check_one, config, find_pyproject, proofs_dir, up_to_date
+from .artifacts import (
+    LIBRARY_DIR,
+    ConfigError,
+    check_one,
+    config,
+    find_pyproject,
+    orphaned_models,
+    proofs_dir,
+    up_to_date,
+)
 from .obligation import DECIDED, LIBRARY, SOURCES, NoProofCase, Obligation
 
 UsageError = _cli.CliError  # bad input: printed as one line, exit status 2
@@ -193,9 +202,17 @@ def cmd_check(args: argparse.Namespace) -> int:
         else:
             counts["failed"] += 1
             print(f"{o.status} {o.name}: {o.detail}")
-    failed = counts["failed"] + (counts["trusted"] if args.strict else 0)
+    orphans = [] if args.only or getattr(args, "dir", None) else \
+        orphaned_models(proofs_dir(config()), [ob for ob, _ in obs])
+    for name in orphans:  # a committed model claim no longer derived: nothing of it was checked
+        print(f"{'orphaned' if args.strict else 'note: orphaned'} {name}: no @verified model of that name "
+              f"is derived now (deleted, renamed, or its module no longer imported?): not checked; "
+              f"delete {name}.json if the claim was dropped on purpose",
+              file=None if args.strict else sys.stderr)
+    failed = counts["failed"] + ((counts["trusted"] + len(orphans)) if args.strict else 0)
     print(f"{len(obs)} obligations, {counts['checked']} checked, {counts['trusted']} solver-trusted, "
-          f"{counts['failed']} failed ({generic} shape-generic)")
+          f"{counts['failed']} failed ({generic} shape-generic)"
+          + (f"; {len(orphans)} orphaned model artifacts" if orphans else ""))
     return 1 if failed else 0
 
 
@@ -254,7 +271,8 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="replay every artifact through the trusted checker",
                        examples=["python -m torchlean.proofs check",
                                  "python -m torchlean.proofs check --include-library --strict"])
-    c.add_argument("--strict", action="store_true", help="solver-trusted obligations fail too")
+    c.add_argument("--strict", action="store_true",
+                   help="solver-trusted obligations and orphaned model artifacts fail too")
     c.add_argument("--timeout", type=_cli.timeout_s, default=60.0,
                    help="seconds per artifact replay; past it the artifact fails (default 60)")
     c.add_argument("-v", "--verbose", action="store_true", help="name the solver-trusted obligations too")

@@ -224,9 +224,13 @@ def trace(build: Callable[[], Any], input_shape: tuple[int, ...],
           ) -> tuple[dict[str, Any], dict[str, Any], list[tuple[str, dict[str, Any], dict[str, Any]]]]:
     """(graph, formal trace, node cases) of the model ``build()`` at ``input_shape``."""
     from ..runtime import autograd as ag
-    from ..runtime.rules import RULES, Rule
+    from ..runtime.rules import RULES, Rule, engine_shipped
     from ..runtime.tensor import Tensor
+    from .obligation import NoProofCase
 
+    if not engine_shipped():  # (audit42) the claim reads _propagate; the leaf write is reviewed code
+        raise NoProofCase("the runtime's backward engine (autograd.backward / grad, Tensor.backward, or "
+                          "something they read) is not torchlean's: a gradient claim covers the shipped one")
     model = build()
     if hasattr(model, "eval"):
         model.eval()  # dropout off: the claim is about the deterministic forward

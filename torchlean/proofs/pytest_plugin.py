@@ -46,6 +46,33 @@ class ProofItem(pytest.Item):
         return self.path, 0, f"torchlean proof {self.obligation.name}"
 
 
+class OrphanItem(pytest.Item):
+    """A committed ``model.*`` artifact no obligation derived now names (audit42): with
+    ``--torchlean-strict`` a failure, else a warning."""
+
+    def __init__(self, *, artifact: str, strict: bool, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.artifact, self.strict = artifact, strict
+
+    def runtest(self) -> None:
+        msg = (f"orphaned {self.artifact}: no @verified model of that name is derived now (deleted, renamed, "
+               f"or its module no longer imported?): not checked; delete {self.artifact}.json if the claim "
+               "was dropped on purpose")
+        if self.strict:
+            raise AssertionError(msg)
+        import warnings
+
+        warnings.warn(msg, stacklevel=1)
+
+    def repr_failure(self, excinfo: Any, style: Any = None) -> str:
+        if isinstance(excinfo.value, AssertionError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Any, int, str]:
+        return self.path, 0, f"torchlean orphaned artifact {self.artifact}"
+
+
 class ProofCollector(pytest.Collector):
     def collect(self) -> list[ProofItem]:
         from .._cli import CliError
@@ -60,8 +87,12 @@ class ProofCollector(pytest.Collector):
             planned = plan(cfg, [], None, include_library=include)
         except (NoProofCase, CliError) as e:  # bad input: one line (as ``proofs check``), not a traceback
             raise pytest.UsageError(f"torchlean proofs: {e}") from None
+        from .artifacts import orphaned_models, proofs_dir
+
+        orphans = orphaned_models(proofs_dir(cfg), [ob for ob, _ in planned])
         return [ProofItem.from_parent(self, name=ob.name, obligation=ob, directory=d, strict=strict)
-                for ob, d in planned]
+                for ob, d in planned] + [OrphanItem.from_parent(self, name=f"orphaned:{n}", artifact=n,
+                                                                  strict=strict) for n in orphans]
 
 
 def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -> None:

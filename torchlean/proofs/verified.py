@@ -79,9 +79,52 @@ def _primitive(fn: Any, name: str, meaning: Callable[..., Any], cases: list[Case
         rule = vjp or getattr(fn, "vjp_rule", None) or getattr(fn, "vjp", None)
         if not callable(rule):
             raise TypeError(f"@verified primitive {name!r}: pass vjp=... (vjp(xp, g, out, *inputs))")
+        spec = _registered(name, fn, rule)
         for n, case in enumerate(cases):
-            yield from rule_obligations(name, fn, rule, meaning, case,
+            claimed = meaning
+            if spec is not None:  # the claim is about the spec the runtime and the verifier use
+                claimed = spec.sympy
+                _same_meaning(name, meaning, spec, case)
+            yield from rule_obligations(name, fn, rule, claimed, case,
                                         subject=f"primitive:{name}", tag="" if len(cases) == 1 else f".{n}")
+
+
+def _registered(name: str, fn: Any, vjp: Any) -> Any:
+    """The registered spec of primitive ``name`` (None if there is none), once its runtime rule, if
+    registered, is checked to be the decorated kernel and the VJP given (audit42: a rule registered
+    with another VJP, ``rule(name)(kernel).vjp(other)``, ran while the claim was about ``vjp=``)."""
+    from ..runtime.rules import RULES
+    from ..spec.primitives import PRIMITIVES
+    from .obligation import NoProofCase
+
+    r = RULES.get(name)
+    if r is not None and (r.forward is not fn or r.vjp is not vjp):
+        which = "kernel" if r.forward is not fn else "VJP"
+        raise NoProofCase(f"custom primitive {name!r}: the runtime rule's {which} is not the one given to "
+                          f"@tl.verified (the claim would be about another function than the one that runs); "
+                          f"register rule({name!r})(kernel).vjp(vjp) with the functions @verified names")
+    return PRIMITIVES.get(name)
+
+
+def _same_meaning(name: str, meaning: Callable[..., Any], spec: Any, case: Case) -> None:
+    """``meaning`` (given to @verified) and the registered spec equal at the case's inputs (sympy
+    expands their difference to 0, or simplifies it to 0); a NoProofCase otherwise (audit42: the
+    claim was about ``meaning`` while the verifier and every model used the registered spec)."""
+    import sympy
+
+    from .autograd import _inputs, exact_floats
+    from .obligation import NoProofCase
+
+    with exact_floats():
+        xs = _inputs(case)
+        a = np.asarray(meaning(*xs, **case.attrs), dtype=object)
+        b = np.asarray(spec.sympy(*xs, **case.attrs), dtype=object)
+        same = a.shape == b.shape and all(
+            sympy.expand(u - v) == 0 or sympy.simplify(u - v) == 0 for u, v in zip(a.flat, b.flat))
+    if not same:
+        raise NoProofCase(f"custom primitive {name!r}: the meaning given to @tl.verified differs from its "
+                          f"registered spec (spec.primitives.primitive({name!r}, ...)) at shapes "
+                          f"{list(case.shapes)}: make them the same function")
 
 
 def _model_obligations(name: str, build: Callable[[], Any],

@@ -8,9 +8,12 @@ can run them symbolically: proofs talk about this code, not a copy of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from ..spec.primitives import PRIMITIVES
 
@@ -32,12 +35,112 @@ RULES: dict[str, Rule] = {}
 SHIPPED: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
 
+#: name -> what torchlean's own forward and VJP of ``name`` read when they were recorded: (holder,
+#: key, object) triples, each read again by ``shipped`` (audit42: a project rebinding a helper such
+#: rules call, ``rules_nn._ln_stats = ...``, or a constant, ``rules_elementwise.M_2_SQRTPI = ...``,
+#: or a function's ``__code__`` left the function objects, hence ``shipped``, unchanged)
+READS: dict[str, tuple[tuple[Any, Any, Any], ...]] = {}
+_MISSING = object()
+#: what a rule's globals may hold and still be recorded: values rebinding would change (a global
+#: that is None when recorded, a lazily loaded backend, is read where it is used, not recorded)
+_RECORDED = (int, float, complex, str, bytes, bool, tuple, frozenset, type, types.FunctionType,
+             types.BuiltinFunctionType, types.ModuleType, np.ufunc)
+
+
+def _codes(code: types.CodeType) -> Iterator[types.CodeType]:
+    yield code
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            yield from _codes(c)
+
+
+def _torchlean_function(v: Any) -> bool:
+    return isinstance(v, types.FunctionType) and (
+        v.__module__ == "torchlean" or str(v.__module__).startswith("torchlean."))
+
+
+def reads(*fns: Callable[..., Any], skip: tuple[Any, ...] = ()) -> tuple[tuple[Any, Any, Any], ...]:
+    """Every (holder, key, object) that ``fns`` read by name: each function's code, defaults and
+    closure cells, the globals their code (nested code too) names, a global module's attributes
+    of those names, and the same for every torchlean function reached that way; the objects in
+    ``skip`` are neither recorded nor followed."""
+    out: list[tuple[Any, Any, Any]] = []
+    skipped = {id(v) for v in skip}
+    seen: set[int] = set(skipped)
+    todo = list(fns)
+    while todo:
+        f = todo.pop()
+        if id(f) in seen or not isinstance(f, types.FunctionType):
+            continue
+        seen.add(id(f))
+        out += [(f, "__code__", f.__code__), (f, "__defaults__", f.__defaults__),
+                (f, "__kwdefaults__", f.__kwdefaults__)]
+        for cell in f.__closure__ or ():
+            try:
+                v = cell.cell_contents
+            except ValueError:  # (an empty cell)
+                continue
+            out.append((cell, "cell_contents", v))
+            if _torchlean_function(v):
+                todo.append(v)
+        names = sorted({n for c in _codes(f.__code__) for n in c.co_names})
+        glob = f.__globals__
+        for n in names:
+            v = glob.get(n, _MISSING)
+            if v is _MISSING or v is None or not isinstance(v, _RECORDED) or id(v) in skipped:
+                continue
+            out.append((glob, n, v))
+            if _torchlean_function(v):
+                todo.append(v)
+            elif isinstance(v, types.ModuleType):
+                out += [(v, a, getattr(v, a)) for a in names if a in vars(v)]
+    return tuple(out)
+
+
+def record_shipped() -> None:
+    """Record the table's rules as torchlean's own (``SHIPPED``) and what they read (``READS``);
+    ``runtime`` calls it once its rule modules are loaded, before any project module."""
+    SHIPPED.update({n: (r.forward, r.vjp) for n, r in RULES.items()})
+    READS.update({n: reads(r.forward, r.vjp) for n, r in RULES.items()})
+
+
+#: (holder, key, object) that the backward engine reads, recorded like ``READS`` (audit42): a
+#: composition claim reads ``autograd._propagate``'s cotangents (run on formal VJPs), while a training
+#: step's gradients are what ``Tensor.backward`` / ``autograd.backward`` / ``autograd.grad`` write;
+#: those are torchlean's reviewed code only as long as nothing they read was rebound
+ENGINE: list[tuple[Any, Any, Any]] = []
+
+
+def record_engine(autograd: Any, tensor: type) -> None:
+    """Record the backward engine as torchlean ships it (``runtime`` calls it at import)."""
+    fns = (autograd.backward, autograd.grad, tensor.backward)
+    # ``_propagate`` (and what only it reads) is left out: the composition trace runs it as it is now
+    ENGINE[:] = [(autograd, "backward", fns[0]), (autograd, "grad", fns[1]), (tensor, "backward", fns[2]),
+                 *reads(*fns, skip=(autograd._propagate,))]
+
+
+def engine_shipped() -> bool:
+    """Whether the backward engine and everything it reads by name are the objects recorded."""
+    return bool(ENGINE) and _unchanged(tuple(ENGINE))
+
+
+def _unchanged(triples: tuple[tuple[Any, Any, Any], ...]) -> bool:
+    for holder, key, obj in triples:
+        now = holder.get(key, _MISSING) if isinstance(holder, dict) else getattr(holder, key, _MISSING)
+        if now is not obj:
+            return False
+    return True
+
+
 def shipped(name: str, rule: Rule | None = None) -> bool:
     """Whether ``rule`` (default: the table's rule for ``name``) is torchlean's own for ``name``:
-    the very forward and VJP functions its rule modules registered, not a replacement."""
+    the very forward and VJP functions its rule modules registered, not a replacement, and every
+    code object, default, helper, constant and module attribute they read by name still the one
+    they read when recorded (``READS``)."""
     r = RULES.get(name) if rule is None else rule
     own = SHIPPED.get(name)
-    return r is not None and own is not None and r.forward is own[0] and r.vjp is own[1]
+    return r is not None and own is not None and r.forward is own[0] and r.vjp is own[1] \
+        and _unchanged(READS.get(name, ()))
 
 #: rules whose VJP also takes ``want`` (one bool per input; default all True) and returns None for
 #: the inputs not wanted without computing them: a caller that differentiates with respect to the

@@ -215,7 +215,9 @@ def _widen_by_float32_error(g: Graph, lo: tuple[Fraction, ...], hi: tuple[Fracti
 class RobustnessResult:
     """verdict: "verified" (the checker accepted ``certificate``, a vnn-unsat split tree),
     "falsified" (the checker's exact evaluation accepted ``counterexample``, also in
-    ``certificate`` as a vnn-sat one) or "unknown" (``reason`` says why)."""
+    ``certificate`` as a vnn-sat one) or "unknown" (``reason`` says why). ``counterexample`` is
+    that checked point exactly: float64 (a float32 value where the box holds one), or an object
+    array of Fractions when no float64 point of the box next to it is a counterexample."""
 
     verdict: str
     reason: str
@@ -267,7 +269,7 @@ def robustness(model: Any, x: Any, eps: Any, label: int, timeout: float = 30.0,
     lo, hi = input_box(xa, eps, clip)
     g = _graph(model, xa, _other_point(xa, lo, hi))
     t = table.target(g)
-    _one_score_vector(g, t.bg.n_out)
+    _one_score_vector(g, t.bg.n_out, xa.shape)
     spec = robustness_spec(lo, hi, t.bg.n_out, label)
     if float32:
         return _decide_float32(t, spec, timeout, xa.shape)
@@ -286,12 +288,16 @@ def _label(label: Any) -> int:
     return int(arr.reshape(()))
 
 
-def _one_score_vector(g: Graph, n_out: int) -> None:
+def _one_score_vector(g: Graph, n_out: int, x_shape: tuple[int, ...] = ()) -> None:
     """ValueError unless the graph's output is one vector of class scores (at most one axis longer
     than 1) with two classes or more: for a batch of several inputs, ``label`` would index all their
-    scores together and the verdict would be about the wrong question."""
+    scores together and the verdict would be about the wrong question. That includes n inputs
+    giving one score each, shape (n, 1), which the axis count alone lets through (audit46): an
+    output whose first axis is x's first axis, longer than 1, is a batch."""
     shapes = [g.values[o].shape for o in g.outputs]
-    if len(shapes) != 1 or sum(d > 1 for d in shapes[0]) > 1:
+    batch = len(x_shape) >= 2 and x_shape[0] > 1 and len(shapes) == 1 and len(shapes[0]) >= 2 \
+        and shapes[0][0] == x_shape[0]
+    if len(shapes) != 1 or sum(d > 1 for d in shapes[0]) > 1 or batch:
         raise ValueError(f"robustness needs one vector of class scores, the model's output has shape(s) "
                          f"{', '.join(str(tuple(s)) for s in shapes)}: give x as a batch of one input")
     if n_out < 2:
@@ -311,6 +317,25 @@ def _decide_float32(t: table.Target, spec: Spec, timeout: float, shape: tuple[in
     return RobustnessResult("unknown", why, spec=spec, stats=res.stats)
 
 
+def _float64_point(t: table.Target, spec: Spec, x: list[Fraction], cert: dict[str, Any]
+                   ) -> tuple[list[Fraction], dict[str, Any]]:
+    """The checked counterexample x, or a float64 point of the box next to it that the checker also
+    accepts (with its certificate): when no float32 point lies in a box narrower than float32's
+    spacing, the search's point may be an exact box end that is no float64 number, and rounding it
+    to nearest can leave the box and stop being a counterexample (audit46)."""
+    if len(spec.regions) != 1 or all(Fraction(float(q)) == q for q in x):
+        return x, cert
+    lo, hi = spec.regions[0].lo, spec.regions[0].hi
+    near = []
+    for q, a, b in zip(x, lo, hi):
+        f = float(q)  # nearest; one step inward when that leaves the box (a float64 x lies inside it)
+        f = float(np.nextafter(f, np.inf)) if Fraction(f) < a else float(np.nextafter(f, -np.inf)) \
+            if Fraction(f) > b else f
+        near.append(Fraction(f))
+    other = table.sat_cert(t, spec, near)
+    return (near, other) if table.check(other, t, spec).ok else (x, cert)
+
+
 def decide(t: table.Target, spec: Spec, timeout: float, seed: int = 0,
            shape: tuple[int, ...] | None = None) -> RobustnessResult:
     """Search, build the certificate, and report only what the checker accepts."""
@@ -327,6 +352,8 @@ def decide(t: table.Target, spec: Spec, timeout: float, seed: int = 0,
         return RobustnessResult("unknown", f"the checker rejected the search's certificate: {v.reason}",
                                 spec=spec, stats=stats)
     if verdict == "sat":
-        xs = np.array([float(q) for q in out])
+        out, cert = _float64_point(t, spec, out, cert)
+        exact = all(Fraction(float(q)) == q for q in out)
+        xs = np.array([float(q) if exact else q for q in out], dtype=np.float64 if exact else object)
         return RobustnessResult("falsified", v.reason, cert, xs.reshape(shape) if shape else xs, spec, stats)
     return RobustnessResult("verified", v.reason, cert, spec=spec, stats=stats)
