@@ -151,7 +151,7 @@ def test_pool_without_stride_uses_the_ir_default(op, tmp_path):
 
 def test_every_attribute_default_matches_the_primitive_table():
     """Each exportable primitive with attrs left out exports as with the table's defaults spelled out."""
-    cases = {"leaky_relu": ((3, 4),), "softmax": ((3, 4),), "log_softmax": ((3, 4),), "pow": ((3, 4),),
+    cases = {"leaky_relu": ((3, 4),), "softmax": ((2, 3, 4),), "log_softmax": ((2, 3, 4),), "pow": ((3, 4),),
              "sum": ((3, 4),), "mean": ((3, 4),), "max": ((3, 4),), "transpose": ((3, 4),),
              "flatten": ((2, 3, 4),), "concat": ((3, 4), (2, 4)), "max_pool2d": ((1, 2, 7, 7),),
              "avg_pool2d": ((1, 2, 7, 7),)}
