@@ -5,7 +5,8 @@ torchlean's own import reads differently (then ``verify`` on the file answers fo
 function). Found: a reduction over no axes (``x.sum(dim=())``, the IR's identity) was written as
 ONNX's empty ``axes``, which reduces over all of them (end to end: a checked unsat on the exported
 file that the torchlean model contradicts); a pool without a ``stride`` attribute (the IR's default
-(2, 2)) was written with stride = kernel; ``to_torch`` read ``dim=()`` as torch does (all axes).
+(2, 2)) was written with stride = kernel; gelu of a value named like one of its export steps ("p")
+read that step; ``to_torch`` read ``dim=()`` as torch does (all axes).
 """
 
 from __future__ import annotations
@@ -163,6 +164,29 @@ def test_every_attribute_default_matches_the_primitive_table():
         full = Graph(ins, {}, [spelled], ["y"]).check()
         np.testing.assert_array_equal(_ort(export_onnx(bare), feeds)[0], _ort(export_onnx(full), feeds)[0])
         np.testing.assert_allclose(_ort(export_onnx(bare), feeds)[0], run_graph(bare, feeds)[0], rtol=1e-5)
+
+
+# -- found: helper names taken from the graph's own ----------------------------------------------
+
+@pytest.mark.parametrize("name", ["x2", "x3", "ax3", "in", "arg", "th", "p", "hx"])
+def test_gelu_of_a_value_named_like_an_export_step(name):
+    """gelu is written as nine nodes whose inputs were named by strings: a graph value called "p"
+    (an imported ONNX name, an IR JSON graph) was read as the step "p" (the file computed another
+    function, and torchlean's import read that one)."""
+    x = np.linspace(-3, 3, 12, dtype=np.float32).reshape(2, 6)
+    _same_three_ways(Graph([_v(name, (2, 6))], {}, [Node("gelu", [name], "y")], ["y"]), {name: x})
+
+
+def test_helper_names_do_not_collide_with_graph_values():
+    x = _r(2, 3)
+    five = np.full((2, 3), 5, np.float32)
+    silu = [Node("silu", ["x"], "y"), Node("add", ["y", "y.s"], "z")]
+    _same_three_ways(Graph([_v("x", (2, 3))], {"y.s": five}, silu, ["z"]), {"x": x})
+    gelu = [Node("gelu", ["x"], "y"), Node("add", ["y", "y.x2"], "z")]
+    _same_three_ways(Graph([_v("x", (2, 3)), _v("y.x2", (2, 3))], {}, gelu, ["z"]), {"x": x, "y.x2": five})
+    g = Graph([_v("x", (2, 3))], {"m": five, "y.mask": np.zeros((2, 3), np.float32)},
+              [Node("where", ["m", "x", "y.mask"], "y"), Node("add", ["y", "y.mask"], "z")], ["z"]).check()
+    np.testing.assert_allclose(_ort(export_onnx(g), {"x": x})[0], run_graph(g, {"x": x})[0])
 
 
 # -- loud before, fixed or refused in one line -------------------------------------------------

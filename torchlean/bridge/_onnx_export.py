@@ -66,13 +66,17 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset:
     nodes: list[Any] = []
     taken = set(graph.values)
 
-    def extra(array: np.ndarray, hint: str) -> str:
+    def fresh(hint: str) -> str:  # a name no graph value or earlier helper has
         name = hint
         k = 0
         while name in taken:
             k += 1
             name = f"{hint}.{k}"
         taken.add(name)
+        return name
+
+    def extra(array: np.ndarray, hint: str) -> str:
+        name = fresh(hint)
         inits.append(numpy_helper.from_array(array, name))
         return name
 
@@ -138,11 +142,11 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset:
             e = np.asarray(a.get("exponent", 2), dtype=graph.values[x[0]].dtype)
             nodes.append(helper.make_node("Pow", [x[0], extra(e, n.output + ".exponent")], [n.output]))
         elif n.op == "where":  # the mask as bool (the IR takes any nonzero as true)
-            mask = n.output + ".mask"
+            mask = fresh(n.output + ".mask")
             nodes.append(helper.make_node("Cast", [x[0]], [mask], to=onnx.TensorProto.BOOL))
             nodes.append(helper.make_node("Where", [mask, x[1], x[2]], [n.output]))
         elif n.op == "gather":
-            idx = n.output + ".idx"
+            idx = fresh(n.output + ".idx")
             nodes.append(helper.make_node("Cast", [x[1]], [idx], to=onnx.TensorProto.INT64))
             nodes.append(helper.make_node("GatherElements", [x[0], idx], [n.output],
                                           axis=int(a.get("axis", -1))))
@@ -158,20 +162,22 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset:
             dt = graph.values[x[0]].dtype
             t = n.output
             if n.op == "silu":
-                nodes.append(helper.make_node("Sigmoid", x, [t + ".s"]))
-                nodes.append(helper.make_node("Mul", [x[0], t + ".s"], [t]))
+                sig = fresh(t + ".s")
+                nodes.append(helper.make_node("Sigmoid", x, [sig]))
+                nodes.append(helper.make_node("Mul", [x[0], sig], [t]))
             else:
                 c = {k: extra(np.asarray(v, dtype=dt), f"{t}.{k}") for k, v in
                      (("A", GELU_A), ("C", GELU_C), ("one", 1.0), ("half", 0.5))}
-                # the runtime's order: 0.5 * x * (1 + tanh(C * (x + A * (x * x * x))))
-                steps = [("Mul", [x[0], x[0]], "x2"), ("Mul", ["x2", x[0]], "x3"),
-                         ("Mul", [c["A"], "x3"], "ax3"), ("Add", [x[0], "ax3"], "in"),
-                         ("Mul", [c["C"], "in"], "arg"), ("Tanh", ["arg"], "th"),
-                         ("Add", [c["one"], "th"], "p"), ("Mul", [c["half"], x[0]], "hx"),
-                         ("Mul", ["hx", "p"], "")]
-                for op, ins, out in steps:
-                    ins = [i if i in (x[0], *c.values()) else f"{t}.{i}" for i in ins]
-                    nodes.append(helper.make_node(op, ins, [f"{t}.{out}" if out else t]))
+                # the runtime's order: 0.5 * x * (1 + tanh(C * (x + A * (x * x * x)))); an int names
+                # an earlier step's output (a fresh name: a graph value may be called "y.p" or "p")
+                xi = x[0]
+                steps = [("Mul", [xi, xi], "x2"), ("Mul", [0, xi], "x3"), ("Mul", [c["A"], 1], "ax3"),
+                         ("Add", [xi, 2], "in"), ("Mul", [c["C"], 3], "arg"), ("Tanh", [4], "th"),
+                         ("Add", [c["one"], 5], "p"), ("Mul", [c["half"], xi], "hx"), ("Mul", [7, 6], "")]
+                outs = [fresh(f"{t}.{hint}") if hint else t for _, _, hint in steps]
+                for k, (op, ins, _) in enumerate(steps):
+                    ins = [outs[i] if isinstance(i, int) else i for i in ins]
+                    nodes.append(helper.make_node(op, ins, [outs[k]]))
         elif n.op == "broadcast_to":
             shape = np.asarray(graph.values[n.output].shape, dtype=np.int64)
             nodes.append(helper.make_node("Expand", [x[0], extra(shape, n.output + ".shape")], [n.output]))
