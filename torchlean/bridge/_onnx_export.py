@@ -13,6 +13,8 @@ import numpy as np
 
 from ..spec import Graph
 from ..spec.constants import GELU_A, GELU_C
+from ..spec.primitives import PRIMITIVES
+from ..spec.shapes import norm_axes
 
 _SIMPLE = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "matmul": "MatMul",
            "relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "erf": "Erf", "exp": "Exp", "log": "Log",
@@ -36,6 +38,8 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset:
 
     gelu and silu are written as their spec formulas (gelu's binary64 constants cast to the input's
     dtype), so a float32 file computes gelu with float32(C) and float32(A).
+    A pow exponent is written in the input's dtype (a float32 file holds float32(1/3)); div, mean
+    and a fractional or negative pow on integers are refused (ONNX's integer results are rounded).
     ONNX float attributes are float32: a leaky_relu slope or a batch_norm/layer_norm eps that float32 does not
     hold (a binary64 1e-5) is written rounded, so the file's meaning can differ from the graph's by
     that rounding. Import (``load_onnx``) is the direction that keeps meanings exactly."""
@@ -46,6 +50,12 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset:
     bad = sorted({n.op for n in graph.nodes if n.op not in _EXPORTABLE})
     if bad:
         raise OnnxExportError("no ONNX export for primitive(s): " + ", ".join(bad))
+    for n in graph.nodes:  # on integers ONNX's Div, ReduceMean and Pow give integers, the IR's do not
+        e = float(n.attrs.get("exponent", 2)) if n.op == "pow" else 0.0
+        if (n.op in ("div", "mean") or not (e.is_integer() and e >= 0)) and \
+                np.dtype(graph.values[n.inputs[0]].dtype).kind in "iub":
+            raise OnnxExportError(f"{n.op} node {n.output!r} on integers has no ONNX export "
+                                  "(ONNX rounds the result to an integer)")
     need = max([13] + [_MIN_OPSET.get(n.op, 13) for n in graph.nodes])
     if opset is None:
         opset = need
@@ -56,27 +66,35 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset:
     nodes: list[Any] = []
     taken = set(graph.values)
 
-    def extra(array: np.ndarray, hint: str) -> str:
+    def fresh(hint: str) -> str:  # a name no graph value or earlier helper has
         name = hint
         k = 0
         while name in taken:
             k += 1
             name = f"{hint}.{k}"
         taken.add(name)
+        return name
+
+    def extra(array: np.ndarray, hint: str) -> str:
+        name = fresh(hint)
         inits.append(numpy_helper.from_array(array, name))
         return name
 
     for n in graph.nodes:
-        a = n.attrs
+        a = PRIMITIVES[n.op].check_attrs(n.attrs)  # the IR's defaults (a pool's stride is (2, 2))
         x = n.inputs
-        if n.op in _SIMPLE:
+        if n.op in ("sum", "mean", "max") and not norm_axes(a["axes"], len(graph.values[x[0]].shape), n.op):
+            # over no axes: x itself (ONNX reads empty axes as all of them)
+            nodes.append(helper.make_node("Identity", x, [n.output]))
+        elif n.op in _SIMPLE:
             nodes.append(helper.make_node(_SIMPLE[n.op], x, [n.output]))
         elif n.op in ("reshape", "flatten"):
             shape = np.asarray(graph.values[n.output].shape, dtype=np.int64)
             nodes.append(helper.make_node("Reshape", [x[0], extra(shape, n.output + ".shape")], [n.output]))
         elif n.op == "transpose":
-            perm = a.get("axes") or tuple(reversed(range(len(graph.values[x[0]].shape))))
-            nodes.append(helper.make_node("Transpose", x, [n.output], perm=list(perm)))
+            rank = len(graph.values[x[0]].shape)
+            perm = a.get("axes") or tuple(reversed(range(rank)))
+            nodes.append(helper.make_node("Transpose", x, [n.output], perm=[int(p) % rank for p in perm]))
         elif n.op == "concat":
             nodes.append(helper.make_node("Concat", x, [n.output], axis=int(a.get("axis", 0))))
         elif n.op in ("softmax", "log_softmax"):
@@ -85,12 +103,10 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset:
         elif n.op == "leaky_relu":
             nodes.append(helper.make_node("LeakyRelu", x, [n.output], alpha=float(a.get("slope", 0.01))))
         elif n.op in ("sum", "mean"):
-            rank = len(graph.values[x[0]].shape)
-            axes = a.get("axes")
-            axes = list(range(rank)) if axes is None else ([axes] if isinstance(axes, int) else list(axes))
+            axes = list(norm_axes(a["axes"], len(graph.values[x[0]].shape), n.op))  # once each, >= 0
             op = "ReduceSum" if n.op == "sum" else "ReduceMean"
             keep = int(bool(a.get("keepdims", False)))
-            if op == "ReduceSum":  # opset 13: axes is an input
+            if op == "ReduceSum" or opset >= 18:  # axes an input: ReduceSum from 13, ReduceMean from 18
                 ax = extra(np.asarray(axes, dtype=np.int64), n.output + ".axes")
                 nodes.append(helper.make_node(op, [x[0], ax], [n.output], keepdims=keep))
             else:
@@ -126,18 +142,16 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset:
             e = np.asarray(a.get("exponent", 2), dtype=graph.values[x[0]].dtype)
             nodes.append(helper.make_node("Pow", [x[0], extra(e, n.output + ".exponent")], [n.output]))
         elif n.op == "where":  # the mask as bool (the IR takes any nonzero as true)
-            mask = n.output + ".mask"
+            mask = fresh(n.output + ".mask")
             nodes.append(helper.make_node("Cast", [x[0]], [mask], to=onnx.TensorProto.BOOL))
             nodes.append(helper.make_node("Where", [mask, x[1], x[2]], [n.output]))
         elif n.op == "gather":
-            idx = n.output + ".idx"
+            idx = fresh(n.output + ".idx")
             nodes.append(helper.make_node("Cast", [x[1]], [idx], to=onnx.TensorProto.INT64))
             nodes.append(helper.make_node("GatherElements", [x[0], idx], [n.output],
                                           axis=int(a.get("axis", -1))))
         elif n.op == "max":  # ReduceMax takes axes as an attribute up to opset 17
-            rank = len(graph.values[x[0]].shape)
-            axes = a.get("axes")
-            axes = list(range(rank)) if axes is None else ([axes] if isinstance(axes, int) else list(axes))
+            axes = list(norm_axes(a["axes"], len(graph.values[x[0]].shape), n.op))  # once each, >= 0
             keep = int(bool(a.get("keepdims", False)))
             if opset >= 18:
                 ax = extra(np.asarray(axes, dtype=np.int64), n.output + ".axes")
@@ -148,20 +162,22 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset:
             dt = graph.values[x[0]].dtype
             t = n.output
             if n.op == "silu":
-                nodes.append(helper.make_node("Sigmoid", x, [t + ".s"]))
-                nodes.append(helper.make_node("Mul", [x[0], t + ".s"], [t]))
+                sig = fresh(t + ".s")
+                nodes.append(helper.make_node("Sigmoid", x, [sig]))
+                nodes.append(helper.make_node("Mul", [x[0], sig], [t]))
             else:
                 c = {k: extra(np.asarray(v, dtype=dt), f"{t}.{k}") for k, v in
                      (("A", GELU_A), ("C", GELU_C), ("one", 1.0), ("half", 0.5))}
-                # the runtime's order: 0.5 * x * (1 + tanh(C * (x + A * (x * x * x))))
-                steps = [("Mul", [x[0], x[0]], "x2"), ("Mul", ["x2", x[0]], "x3"),
-                         ("Mul", [c["A"], "x3"], "ax3"), ("Add", [x[0], "ax3"], "in"),
-                         ("Mul", [c["C"], "in"], "arg"), ("Tanh", ["arg"], "th"),
-                         ("Add", [c["one"], "th"], "p"), ("Mul", [c["half"], x[0]], "hx"),
-                         ("Mul", ["hx", "p"], "")]
-                for op, ins, out in steps:
-                    ins = [i if i in (x[0], *c.values()) else f"{t}.{i}" for i in ins]
-                    nodes.append(helper.make_node(op, ins, [f"{t}.{out}" if out else t]))
+                # the runtime's order: 0.5 * x * (1 + tanh(C * (x + A * (x * x * x)))); an int names
+                # an earlier step's output (a fresh name: a graph value may be called "y.p" or "p")
+                xi = x[0]
+                steps = [("Mul", [xi, xi], "x2"), ("Mul", [0, xi], "x3"), ("Mul", [c["A"], 1], "ax3"),
+                         ("Add", [xi, 2], "in"), ("Mul", [c["C"], 3], "arg"), ("Tanh", [4], "th"),
+                         ("Add", [c["one"], 5], "p"), ("Mul", [c["half"], xi], "hx"), ("Mul", [7, 6], "")]
+                outs = [fresh(f"{t}.{hint}") if hint else t for _, _, hint in steps]
+                for k, (op, ins, _) in enumerate(steps):
+                    ins = [outs[i] if isinstance(i, int) else i for i in ins]
+                    nodes.append(helper.make_node(op, ins, [outs[k]]))
         elif n.op == "broadcast_to":
             shape = np.asarray(graph.values[n.output].shape, dtype=np.int64)
             nodes.append(helper.make_node("Expand", [x[0], extra(shape, n.output + ".shape")], [n.output]))

@@ -20,15 +20,15 @@ from typing import Any
 import numpy as np
 
 from ..spec.graph import Graph
+from ..spec.nnops import pair
 from ..spec.primitives import PRIMITIVES
+from ..spec.shapes import norm_axes
 from ..spec.tensorops import slices
 from .torch_io import TorchInteropError, _to_numpy, _torch
 
 
 def _axes(x: Any, axes: Any) -> tuple[int, ...]:
-    if axes is None:
-        return tuple(range(x.dim()))
-    return (axes,) if isinstance(axes, int) else tuple(axes)
+    return norm_axes(axes, x.dim(), "reduce")  # each once; () stays () (torch reads dim=() as all)
 
 
 def _ops() -> dict[str, Callable[..., Any]]:
@@ -37,7 +37,7 @@ def _ops() -> dict[str, Callable[..., Any]]:
     F = torch.nn.functional
 
     def reduce(fn: Callable[..., Any]) -> Callable[..., Any]:
-        return lambda x, axes, keepdims: fn(x, dim=_axes(x, axes), keepdim=keepdims)
+        return lambda x, axes, keepdims: fn(x, dim=_axes(x, axes), keepdim=keepdims) if _axes(x, axes) else x
 
     return {
         "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div, "neg": torch.neg,
@@ -49,14 +49,15 @@ def _ops() -> dict[str, Callable[..., Any]]:
         "gelu": lambda x: F.gelu(x, approximate="tanh"), "silu": F.silu,
         "where": lambda c, a, b: torch.where(c.bool(), a, b),
         "conv2d": lambda x, w, stride, padding, dilation, groups: F.conv2d(
-            x, w, None, tuple(stride), tuple(padding), tuple(dilation), groups),
+            x, w, None, pair(stride), pair(padding), pair(dilation), groups),
         "max_pool2d": lambda x, kernel_size, stride, padding: F.max_pool2d(
-            x, tuple(kernel_size), tuple(stride), tuple(padding)),
+            x, pair(kernel_size), pair(stride), pair(padding)),
         "avg_pool2d": lambda x, kernel_size, stride, padding, count_include_pad: F.avg_pool2d(
-            x, tuple(kernel_size), tuple(stride), tuple(padding), count_include_pad=count_include_pad),
+            x, pair(kernel_size), pair(stride), pair(padding), count_include_pad=count_include_pad),
         "layer_norm": lambda x, w, b, normalized_ndim, eps: F.layer_norm(
             x, tuple(x.shape[x.dim() - normalized_ndim:]), w, b, eps),
-        "batch_norm": lambda x, mean, var, w, b, eps: F.batch_norm(x, mean, var, w, b, False, 0.0, eps),
+        "batch_norm": lambda x, mean, var, w, b, eps: F.batch_norm(  # running stats take no gradient
+            x, mean.detach(), var.detach(), w, b, False, 0.0, eps),
         "embedding": lambda w, idx: F.embedding(idx.long(), w),
         "matmul": torch.matmul,
         "sum": reduce(torch.sum), "mean": reduce(torch.mean), "max": reduce(torch.amax),
