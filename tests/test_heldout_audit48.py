@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from torchlean.floats.fpbound import analyse
-from torchlean.floats.fpcore import to_benchmarks
+from torchlean.floats.fpcore import FPCoreError, to_benchmarks
 
 C_HEX = "0x1.00000000000007ffp0"  # 1 + 0x7ff * 2^-64: between 1 and 1 + 2^-53, rounds to 1
 
@@ -63,6 +63,22 @@ def test_hex_numerals_are_exact():
     for text, want in cases.items():
         b = _one(f"(FPCore (x) :pre (<= 0 x 1) (+ x {text}))")
         assert b.body.args[1].value == want, text
+
+
+@pytest.mark.parametrize("text", ["0x1.fffffffffffff7ffp1023", "0x1.fffffffffffff8p1023", "0x1p1024",
+                                  "-0x1p5000", "0x1.fffffffffffffp1023", "0x1p-1074"])
+def test_hex_range_refusal_matches_binary64_overflow(text):
+    try:  # binary64 RNE overflows exactly when the value reaches 2^1024 - 2^970
+        float.fromhex(text)
+        overflows = False
+    except OverflowError:
+        overflows = True
+    src = f"(FPCore (x) :pre (<= 0 x 1) (+ x {text}))"
+    if overflows:
+        with pytest.raises(FPCoreError):
+            to_benchmarks(src)
+    else:
+        assert float(_one(src).body.args[1].value) == float.fromhex(text)  # (exact, then RNE)
 
 
 def test_cli_prints_a_sound_bound_for_a_hex_constant(tmp_path):

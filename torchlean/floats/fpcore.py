@@ -107,6 +107,8 @@ def _hexnumeral(text: str) -> Fraction:
         raise FPCoreError(f"hex numeral beyond the limits on digits or exponent: {text[:40]!r}")
     e = int(exp) - 4 * len(frac)
     q = Fraction(int(whole + frac, 16)) * (Fraction(2) ** e)
+    if q >= 2**1024 - 2**970:  # rounds to inf in binary64: refused as float.fromhex did
+        raise FPCoreError(f"hex numeral beyond binary64's range: {text[:40]!r}")
     return -q if sign == "-" else q
 
 
