@@ -195,3 +195,22 @@ def test_precision_given_twice_is_refused():
     for props in (":precision binary32 :precision binary64", ":precision binary64 :precision binary32"):
         b = _one(f"(FPCore (x) {props} :pre (<= 1 x 2) (* x 0.1))")
         assert b.unsupported or b.precision != "binary64"
+
+
+@pytest.mark.parametrize("bad", ["(* x 2x)", "(+ x 1.5.2)", "(+ x 1-2)", "(* x 0x1p3x)", "(+ x 1/3/4)"])
+def test_malformed_numerals_are_refused_not_split(bad):
+    # not FPCore numerals (FPBench's tools refuse them); before, "2x" was read as the two items
+    # 2 x (so (* x 2x) became x*2*x) and "1.5.2" as 1.5 .2
+    with pytest.raises(FPCoreError):
+        to_benchmarks(f"(FPCore (x) :pre (<= 1 x 2) {bad})")
+    with pytest.raises(FPCoreError):  # also in :pre, where 1.5.2 made the box empty (bound 0)
+        to_benchmarks(f"(FPCore (x) :pre (<= 1 x {bad[5:-1]}) (+ x 1))")
+
+
+@pytest.mark.parametrize("good,value", [("1.5", Fraction(3, 2)), ("-.5e-3", Fraction(-1, 2000)),
+                                        ("+7/4", Fraction(7, 4)), ("0x1.8p1", Fraction(3)),
+                                        ("1e5", Fraction(10**5)), ("5.", Fraction(5))])
+def test_well_formed_numerals_still_read(good, value):
+    for text in (f"(FPCore (x) :pre (<= 1 x 2) (+ x {good}))", f"(FPCore (x) :pre (<= 1 x 2) [+ x {good}])",
+                 f"(FPCore (x) :pre (<= 1 x 2) (+ x {good}); c\n)"):
+        assert _one(text).body.args[1].value == value

@@ -34,12 +34,13 @@ list: "(" item* ")" | "[" item* "]"
      | DECNUM -> decnum
      | STRING -> string
      | SYMBOL -> symbol
-RATIONAL.3: /[+-]?[0-9]+\/[0-9]*[1-9][0-9]*/
-HEXNUM.3: /[+-]?0x[0-9a-f]+(\.[0-9a-f]*)?(p[+-]?[0-9]+)?/i
-DECNUM.2: /[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?/i
+RATIONAL.3: /[+-]?[0-9]+\/[0-9]*[1-9][0-9]*(?![^\s()\[\];"])/
+HEXNUM.3: /[+-]?0x[0-9a-f]+(\.[0-9a-f]*)?(p[+-]?[0-9]+)?(?![^\s()\[\];"])/i
+DECNUM.2: /[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?(?![^\s()\[\];"])/i
 STRING: /"([^"\\]|\\.)*"/
 SYMBOL: /[a-zA-Z~!@$%^&*_\-+=<>.?\/:][a-zA-Z0-9~!@$%^&*_\-+=<>.?\/:]*/
 COMMENT: /;[^\n]*/
+// (a numeral ends at a delimiter: "2x", "1.5.2" and "1-2" are errors, not 2 x / 1.5 .2 / 1 -2)
 %import common.WS
 %ignore WS
 %ignore COMMENT
