@@ -4,7 +4,9 @@ The grammar reads FPCore's s-expressions (numbers: decimals, rationals, hex; sym
 ``;`` comments; ``[ ]`` as brackets); ``to_benchmarks`` interprets them: ``(FPCore name? (args)
 :prop value ... body)``, with +, -, *, /, sqrt, neg, let/let* (bound values are shared nodes: one
 rounding each), ``:pre`` (box bounds ``(<= a x b)``/``(< a x b)`` and other comparisons kept as
-constraints) and ``:precision``. Anything else (if, while, sin, pow, ...) makes the benchmark
+constraints) and ``:precision``. Numerals are exact (hex ones too: the program's rounding of a
+constant is charged by the bounds). Anything else (if, while, sin, pow, ..., a ``:round`` other
+than nearestEven, ``:pre``/``:precision``/``:round`` given twice) makes the benchmark
 ``unsupported`` with the reason.
 """
 
@@ -20,6 +22,8 @@ from ..certificates.core import decimal
 
 #: how deeply FPCore expressions may nest
 MAX_DEPTH = 200
+#: limits on hex numerals (so ``0x1p99999999`` is refused, not built)
+MAX_HEX_DIGITS, MAX_HEX_EXPONENT = 1000, 20000
 
 GRAMMAR = r"""
 start: item*
@@ -30,12 +34,13 @@ list: "(" item* ")" | "[" item* "]"
      | DECNUM -> decnum
      | STRING -> string
      | SYMBOL -> symbol
-RATIONAL.3: /[+-]?[0-9]+\/[0-9]*[1-9][0-9]*/
-HEXNUM.3: /[+-]?0x[0-9a-f]+(\.[0-9a-f]*)?(p[+-]?[0-9]+)?/i
-DECNUM.2: /[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?/i
+RATIONAL.3: /[+-]?[0-9]+\/[0-9]*[1-9][0-9]*(?![^\s()\[\];"])/
+HEXNUM.3: /[+-]?0x[0-9a-f]+(\.[0-9a-f]*)?(p[+-]?[0-9]+)?(?![^\s()\[\];"])/i
+DECNUM.2: /[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?(?![^\s()\[\];"])/i
 STRING: /"([^"\\]|\\.)*"/
 SYMBOL: /[a-zA-Z~!@$%^&*_\-+=<>.?\/:][a-zA-Z0-9~!@$%^&*_\-+=<>.?\/:]*/
 COMMENT: /;[^\n]*/
+// (a numeral ends at a delimiter: "2x", "1.5.2" and "1-2" are errors, not 2 x / 1.5 .2 / 1 -2)
 %import common.WS
 %ignore WS
 %ignore COMMENT
@@ -72,8 +77,7 @@ class _ToPy(Transformer):
         return Num(_numeral(str(items[0])))
 
     def hexnum(self, items: list[Token]):
-        t = items[0]
-        return Num(Fraction(float.fromhex(str(t))))
+        return Num(_hexnumeral(str(items[0])))
 
     def string(self, items: list[Token]):
         t = items[0]
@@ -89,6 +93,24 @@ def _numeral(text: str) -> Fraction:
         return decimal(text)  # (limits on digits and exponent: 1e999999999 is refused, not built)
     except ValueError as e:
         raise FPCoreError(str(e)) from None
+
+
+def _hexnumeral(text: str) -> Fraction:
+    """The exact value of a hex numeral (``0x1.8p-3``). Not float.fromhex: that rounds to binary64,
+    and the program's rounding of the constant would then go uncounted (audit48)."""
+    import re
+
+    m = re.fullmatch(r"([+-]?)0x([0-9a-f]+)(?:\.([0-9a-f]*))?(?:p([+-]?[0-9]+))?", text, re.I | re.A)
+    if m is None:
+        raise FPCoreError(f"not a hex numeral: {text[:40]!r}")
+    sign, whole, frac, exp = m.group(1), m.group(2), m.group(3) or "", m.group(4) or "0"
+    if len(whole) + len(frac) > MAX_HEX_DIGITS or len(exp) > 8 or abs(int(exp)) > MAX_HEX_EXPONENT:
+        raise FPCoreError(f"hex numeral beyond the limits on digits or exponent: {text[:40]!r}")
+    e = int(exp) - 4 * len(frac)
+    q = Fraction(int(whole + frac, 16)) * (Fraction(2) ** e)
+    if q >= 2**1024 - 2**970:  # rounds to inf in binary64: refused as float.fromhex did
+        raise FPCoreError(f"hex numeral beyond binary64's range: {text[:40]!r}")
+    return -q if sign == "-" else q
 
 
 def _depth(text: str) -> int:
@@ -235,8 +257,12 @@ def to_benchmarks(text: str) -> list[Benchmark]:
         args = [a.name if isinstance(a, Sym) else "?" for a in rest[0]]
         rest = rest[1:]
         props: dict[str, Any] = {}
+        twice: list[str] = []  # a semantic property given twice: which one holds is not defined
         while len(rest) >= 2 and isinstance(rest[0], Sym) and rest[0].name.startswith(":"):
-            props[rest[0].name[1:]] = rest[1]
+            key = rest[0].name[1:]
+            if key in props and key in ("pre", "precision", "round"):
+                twice.append(key)
+            props[key] = rest[1]
             rest = rest[2:]
         if len(rest) != 1:
             raise FPCoreError(f"{name}: expected one body expression")
@@ -248,6 +274,11 @@ def to_benchmarks(text: str) -> list[Benchmark]:
         try:
             if "?" in args:
                 raise Unsupported("annotated arguments")
+            if twice:
+                raise Unsupported(f":{twice[0]} given twice")
+            rnd = props.get("round", Sym("nearestEven"))
+            if rnd != Sym("nearestEven"):  # the bounds model round-to-nearest-even only (audit48)
+                raise Unsupported(f":round {rnd.name if isinstance(rnd, Sym) else '?'}")
             dup = sorted({a for a in args if args.count(a) > 1})
             if dup:
                 raise Unsupported(f"argument {dup[0]!r} named twice")
