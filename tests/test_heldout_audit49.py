@@ -203,8 +203,25 @@ def test_pinn_proved_bound_covers_the_true_residual(pinn_trained) -> None:
         assert inside and all(low - 1e-12 <= t <= up + 1e-12 for t in inside), (lo, hi, low, up)
 
 
-def test_pinn_bound_below_the_true_maximum_is_not_proved(pinn_trained, monkeypatch) -> None:
-    net = pinn_trained
+def _negative_side_net(net):
+    """A copy of ``net`` (its output layer scaled) whose residual's largest |r| is on the negative
+    side: a bound it breaks only through "r <= -B"."""
+    import copy
+
+    xs = np.linspace(0, 1, 101).tolist()
+    for k in (4.0, -4.0, 16.0, -16.0, 64.0, -64.0):
+        other = copy.deepcopy(net)
+        head = [m for m in other if type(m).__name__ == "Linear"][-1]
+        head.weight.data = (head.weight.data * np.float32(k)).astype(np.float32)
+        r = [float(v) for v in _true_residual(other, xs, dps=20)]
+        if -min(r) > 1.5 * max(max(r), 0.0):
+            return other
+    raise AssertionError("no negative-side variant")
+
+
+@pytest.mark.parametrize("side", ["as trained", "negative side"])
+def test_pinn_bound_below_the_true_maximum_is_not_proved(pinn_trained, side) -> None:
+    net = pinn_trained if side == "as trained" else _negative_side_net(pinn_trained)
     xs = np.linspace(0, 1, 401).tolist()
     true_max = max(abs(float(v)) for v in _true_residual(net, xs, dps=20))
     # certify_residual chooses B = worst CROWN bound * slack: a slack that puts B under the true max
