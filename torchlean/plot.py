@@ -207,11 +207,13 @@ def plot_certified(radii: Any, certified: Any, not_falsified: Any, clean: float,
 
 
 def plot_residual(pieces: Any, xs: Any, residual: Any, bound: float, out: str | Path,
-                  title: str | None = None) -> Path:
+                  title: str | None = None, certified: bool = True) -> Path:
     """A PDE residual over a 1-D domain: per interval of ``pieces`` ((lo, hi, lower, upper) from the
     bound table) a shaded band that holds the residual everywhere on that interval, the residual at
-    the sample points ``xs`` drawn through it, and the proved bound ±``bound`` over the whole domain.
-    Returns the image path."""
+    the sample points ``xs`` drawn through it, and the bound ±``bound`` over the whole domain,
+    labelled "certified" only when ``certified`` (the checker accepted its proof; else "NOT
+    certified": audit49, the plot said "certified" next to a "not certified" line). Returns the
+    image path."""
     import numpy as np
 
     xs, residual = np.asarray(xs, dtype=float), np.asarray(residual, dtype=float)
@@ -225,7 +227,8 @@ def plot_residual(pieces: Any, xs: Any, residual: Any, bound: float, out: str | 
     ax.plot(xs, residual, color="#d94801", linewidth=1.2, label="residual at sampled points")
     for s in (1, -1):
         ax.axhline(s * bound, color="#08519c", linestyle="--", linewidth=1,
-                   label=f"certified |residual| <= {_outward.up(bound, 3)}" if s == 1 else None)
+                   label=(f"{'certified' if certified else 'NOT certified (not proved):'} |residual| <= "
+                          f"{_outward.up(bound, 3)}") if s == 1 else None)
     ax.set_xlabel("x")
     ax.set_ylabel("u''(x) - f(x)")
     ax.grid(True, alpha=0.3)

@@ -224,5 +224,7 @@ def run(args: Any) -> int:
     if args.plot:
         from ..plot import plot_residual
 
-        print(f"wrote {plot_residual(rb.pieces, xs.ravel(), r.ravel(), rb.bound, args.plot)}")
+        path = plot_residual(rb.pieces, xs.ravel(), r.ravel(), rb.bound, args.plot,
+                             certified=rb.verdict == "verified")
+        print(f"wrote {path}")
     return 0 if rb.verdict == "verified" else 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -216,10 +217,23 @@ def certify(policy: Any, timeout: float = 30.0) -> list[tuple[str, Any]]:
 
     out = []
     for name, (lo, hi, action) in SAFETY_BOXES.items():
-        lo_a, hi_a = np.array(lo), np.array(hi)
-        centre, radius = (lo_a + hi_a) / 2, (hi_a - lo_a) / 2
+        centre, radius = _covering_ball(lo, hi)
         out.append((name, robustness(policy, centre[None], radius[None], action, timeout=timeout)))
     return out
+
+
+def _covering_ball(lo: tuple[float, ...], hi: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(centre, radius) floats whose exact box [centre - radius, centre + radius] (what ``robustness``
+    checks) contains the box [lo, hi], read as its floats and as their decimal texts alike. The
+    plain (hi - lo) / 2 rounds: for theta in [0.05, 0.15] it gave [0.05 + 1 ulp, 0.15], so "verified
+    on its whole box" was printed for a box whose face theta = 0.05 was never checked (audit49)."""
+    centre = (np.array(lo, dtype=np.float64) + np.array(hi, dtype=np.float64)) / 2
+    radius = []
+    for c, a, b in zip(centre, lo, hi):
+        low = min(Fraction(float(a)), Fraction(repr(float(a))))
+        high = max(Fraction(float(b)), Fraction(repr(float(b))))
+        radius.append(_outward.float_out(max(Fraction(float(c)) - low, high - Fraction(float(c))), "up"))
+    return centre, np.array(radius, dtype=np.float64)
 
 
 def evaluate(policy: Any, episodes: int = 10, seed: int = 123, act: Any = None) -> float:
