@@ -11,7 +11,9 @@ Found: no hole (TRUST_BOUNDARIES.md, "Audit audit51"). Planted in a scratch copy
 e4m3fn sigmoid/silu no-infinity ``require`` removed (exact column: 2 failing; fast: 2), the exact
 column's overflow ``require`` in ``Ctx.rnd`` (7) and the fast column's ``fits`` (5) removed, the
 sigmoid/silu overflow tail (error |f| where exp(-x) is inf) dropped in the exact column (1) and
-in the fast column (2, one a false ``unsat (binary32-sound)`` from ``verify --float32``). Every box on which the run overflows, gives
+in the fast column (2, one a false ``unsat (binary32-sound)`` from ``verify --float32``).
+
+Every box on which the run overflows, gives
 NaN (e4m3fn has no infinity: exp(-x) inside sigmoid/silu, a sum past 448, a square inside layer
 norm's variance, batch norm's 1/sqrt of a variance that rounds to 0) or gives -inf (log of an
 underflowed softmax/exp/sigmoid) is refused by both columns, and each such refusal is pinned here
