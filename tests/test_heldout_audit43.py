@@ -271,7 +271,11 @@ def test_interrupted_verify_leaves_no_certificate(tmp_path: Path, sig: str) -> N
     net, prop = ACAS / "ACASXU_run2a_1_1_batch_2000.onnx", ACAS / "prop_6.vnnlib"
     p = subprocess.Popen([sys.executable, "-m", "torchlean.verify", str(net), str(prop), "--timeout", "100",
                           "--cert", str(cert), "--progress"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         # (a job started in the background by a non-interactive shell, as a CI
+                         # runner may start pytest, inherits SIGINT ignored, and Python then keeps
+                         # it ignored: the child is given the default a terminal's Ctrl-C meets)
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     t0 = time.monotonic()
     while cert.exists() and time.monotonic() - t0 < 60:  # (dropped once the inputs have loaded)
         time.sleep(0.02)
