@@ -197,7 +197,7 @@ def _spec_forward(prim: Any, calls: list[Any], kernel: Callable[..., Any] | None
             from .obligation import NoProofCase
 
             # (copies: a kernel that wrote into its inputs would change what the spec and VJPs read)
-            ran = SYMBOLIC.asarray(kernel(SYMBOLIC, *(np.array(i, dtype=object) if isinstance(i, np.ndarray)
+            ran = SYMBOLIC.asarray(kernel(SYMBOLIC, *(i.copy() if isinstance(i, np.ndarray)
                                                       else i for i in inputs), **attrs))
             if ran.shape != spec.shape:
                 raise NoProofCase(f"{prim.name}: the runtime kernel's output shape {ran.shape} is not the "
