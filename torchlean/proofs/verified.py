@@ -150,11 +150,16 @@ def _model_obligations(name: str, build: Callable[[], Any],
         from ..runtime import rules as _rules
 
         spec_calls: list[Any] = []
+        # (kernel entry, spec entry) at every node, at the real shapes: the tape's VJPs read the
+        # forward's values, and the runtime computes them with its kernels, not the spec (audit53:
+        # a kernel right at its @verified shapes, wrong at the model's, was proved consistent)
+        kernel_pairs: list[tuple[Any, Any]] = []
         saved = {n: r for n, r in _rules.RULES.items()}
         try:
             for n, r in saved.items():
                 prim = PRIMITIVES[n]
-                _rules.RULES[n] = _rules.Rule(n, _spec_forward(prim, spec_calls), r.vjp)
+                fwd = _spec_forward(prim, spec_calls, r.forward, kernel_pairs)
+                _rules.RULES[n] = _rules.Rule(n, fwd, r.vjp)
             out = model(x)
         finally:
             _rules.RULES.clear()
@@ -162,7 +167,7 @@ def _model_obligations(name: str, build: Callable[[], Any],
         g = symbols("g", tuple(out.shape))
         out.backward(Tensor(g))
         loss = sum((g[i] * out.data[i] for i in np.ndindex(out.shape)), sympy.Integer(0))
-        pairs = []
+        pairs = list(kernel_pairs)
         leaves = [x] + params
         for t in leaves:
             grad = np.asarray(t.grad.data, dtype=object)
@@ -178,11 +183,27 @@ def _model_obligations(name: str, build: Callable[[], Any],
                      "of its spec forward (symbolic weights)", {"input_shape": list(input_shape)})
 
 
-def _spec_forward(prim: Any, calls: list[Any]) -> Callable[..., Any]:
-    """A forward that computes the spec meaning (so the model's output formula is the spec's)."""
+def _spec_forward(prim: Any, calls: list[Any], kernel: Callable[..., Any] | None = None,
+                  pairs: list[tuple[Any, Any]] | None = None) -> Callable[..., Any]:
+    """A forward that computes the spec meaning (so the model's output formula is the spec's);
+    with ``kernel`` and ``pairs``, it also runs the runtime's kernel on the symbolic backend at the
+    same inputs and records each (kernel entry, spec entry) that is not the same expression, for
+    the claim to state equal (a NoProofCase when the shapes differ)."""
     def fwd(xp: Any, *inputs: Any, **attrs: Any) -> Any:
         calls.append(prim.name)
-        return np.asarray(prim.sympy(*inputs, **attrs), dtype=object)
+        spec = np.asarray(prim.sympy(*inputs, **attrs), dtype=object)
+        if kernel is not None and pairs is not None:
+            from ..runtime.symbolic import SYMBOLIC
+            from .obligation import NoProofCase
+
+            # (copies: a kernel that wrote into its inputs would change what the spec and VJPs read)
+            ran = SYMBOLIC.asarray(kernel(SYMBOLIC, *(i.copy() if isinstance(i, np.ndarray)
+                                                      else i for i in inputs), **attrs))
+            if ran.shape != spec.shape:
+                raise NoProofCase(f"{prim.name}: the runtime kernel's output shape {ran.shape} is not the "
+                                  f"spec's {spec.shape}")
+            pairs.extend((a, b) for a, b in zip(ran.flat, SYMBOLIC.asarray(spec).flat) if a != b)
+        return spec
     return fwd
 
 
