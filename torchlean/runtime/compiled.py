@@ -120,14 +120,7 @@ def _guards(*objs: Any) -> tuple[Any, ...]:
                     add(id(v))
                     add(getattr(v, "requires_grad", None))
             for k, v in d.items():
-                if k in params or k in mods or k in bufs or k in _TABLES:
-                    continue
-                t = type(v)
-                if t is float:  # by its bits: -0.0 == 0.0 but multiplies differently
-                    add((k, v.hex()))
-                elif t in _PLAIN:
-                    add((k, t, v))
-                else:
+                if not (k in params or k in mods or k in bufs or k in _TABLES):
                     add((k, _value_key(v)))
             kind = type(m).__name__
             if kind == "method":  # a bound method: its object's state (a loss with settings)
@@ -145,8 +138,8 @@ def _guards(*objs: Any) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _build_stable(build: Callable[[], None], guards: Callable[[], Any]) -> Any:
-    """Run ``build`` (a trace: one eager forward) and return the guards it was made under. A
+def _build_stable(build: Callable[[], None], guards: Callable[[], Any]) -> None:
+    """Run ``build`` (a trace: one eager forward) until the guards it leaves are those it found. A
     trace that changes them (a cache or a layer made on the first call) is done once more from the
     new state, with the generator rewound so that the kept trace's draws are eager's; a forward
     that changes them on every call (a counter, an attribute it sets from the data) is refused,
@@ -161,7 +154,7 @@ def _build_stable(build: Callable[[], None], guards: Callable[[], Any]) -> Any:
             gen.bit_generator.state = state
             raise
         if guards() == before:
-            return before
+            return
         gen.bit_generator.state = state
     raise TraceError("compiled backend: the forward pass changes a module's Python state on every "
                      "call (an attribute, a layer, a parameter, requires_grad); the plan cannot "
@@ -362,9 +355,8 @@ class CompiledStep:
         _check_inputs(x, y)
         xa, ya = _array(x), _array(y)
         if self._fn is None or self._key_of(xa, ya) != self._key:
-            guards = _build_stable(lambda: self._build(xa, ya), self._state_key)
-            self._key = (_signature([xa, ya, *(p.data for p in self._params),
-                                     *(b.data for b in self._extra)]), guards)
+            _build_stable(lambda: self._build(xa, ya), self._state_key)
+            self._key = self._key_of(xa, ya)
         params = self._params
         if self._tr.tracer.random:  # type: ignore[union-attr]
             args = self._tr.input_arrays([xa, ya], self._draws)  # type: ignore[union-attr]
@@ -427,8 +419,8 @@ class CompiledModel:
     def __call__(self, *inputs: Any) -> Any:
         data = [_array(x) for x in inputs]
         if self._tr is None or self._key_of(data) != self._key:
-            guards = _build_stable(lambda: self._build(data), lambda: _guards(self.model))
-            self._key = _signature([*data, *self._tr.state_arrays()]), guards  # type: ignore[union-attr]
+            _build_stable(lambda: self._build(data), lambda: _guards(self.model))
+            self._key = self._key_of(data)
         tr = self._tr
         assert tr is not None
         draws, self._draws = self._draws, None
