@@ -34,11 +34,9 @@ import torchlean as tl  # noqa: E402
 import torchlean.runtime.functional as F  # noqa: E402
 from torchlean import nn  # noqa: E402
 from torchlean.proofs.autograd import exact_floats  # noqa: E402
-from torchlean.proofs.verified import _spec_forward  # noqa: E402
-from torchlean.runtime import rules as _rules  # noqa: E402
+from torchlean.proofs.verified import spec_rules  # noqa: E402
 from torchlean.runtime.symbolic import symbols  # noqa: E402
 from torchlean.runtime.tensor import Tensor  # noqa: E402
-from torchlean.spec.primitives import PRIMITIVES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TF = torch.nn.functional
@@ -192,14 +190,8 @@ def _symbolic(f, shapes, xshape):
             p.data, p.requires_grad, p.grad = symbols(f"w{k}", tuple(p.shape)), True, None
         x = Tensor(symbols("x", xshape), requires_grad=True)
         pairs: list = []  # (kernel entry, spec entry), as the monolithic claim states them
-        saved = dict(_rules.RULES)
-        try:
-            for n, r in saved.items():
-                _rules.RULES[n] = _rules.Rule(n, _spec_forward(PRIMITIVES[n], [], r.forward, pairs), r.vjp)
+        with spec_rules(pairs):
             out = model(x)
-        finally:
-            _rules.RULES.clear()
-            _rules.RULES.update(saved)
         g = symbols("g", tuple(out.shape))
         out.backward(Tensor(g))
         loss = sum((g[i] * out.data[i] for i in np.ndindex(out.shape)), sympy.Integer(0))

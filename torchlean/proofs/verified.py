@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -133,7 +134,6 @@ def _model_obligations(name: str, build: Callable[[], Any],
 
     from ..runtime.symbolic import symbols
     from ..runtime.tensor import Tensor
-    from ..spec.primitives import PRIMITIVES
     from . import smt
     from .autograd import exact_floats
 
@@ -147,27 +147,13 @@ def _model_obligations(name: str, build: Callable[[], Any],
             weights.append(w)
         x = Tensor(symbols("x", input_shape), requires_grad=True)
         # the runtime's forward (records the tape) and the spec's forward (same primitives, meanings)
-        from ..runtime import rules as _rules
-
-        spec_calls: list[Any] = []
-        # (kernel entry, spec entry) at every node, at the real shapes: the tape's VJPs read the
-        # forward's values, and the runtime computes them with its kernels, not the spec (audit53:
-        # a kernel right at its @verified shapes, wrong at the model's, was proved consistent)
-        kernel_pairs: list[tuple[Any, Any]] = []
-        saved = {n: r for n, r in _rules.RULES.items()}
-        try:
-            for n, r in saved.items():
-                prim = PRIMITIVES[n]
-                fwd = _spec_forward(prim, spec_calls, r.forward, kernel_pairs)
-                _rules.RULES[n] = _rules.Rule(n, fwd, r.vjp)
+        # pairs: each (a, b) the claim states equal: the kernels' entries against the spec's first
+        pairs: list[tuple[Any, Any]] = []
+        with spec_rules(pairs):
             out = model(x)
-        finally:
-            _rules.RULES.clear()
-            _rules.RULES.update(saved)
         g = symbols("g", tuple(out.shape))
         out.backward(Tensor(g))
         loss = sum((g[i] * out.data[i] for i in np.ndindex(out.shape)), sympy.Integer(0))
-        pairs = list(kernel_pairs)
         leaves = [x] + params
         for t in leaves:
             grad = np.asarray(t.grad.data, dtype=object)
@@ -183,26 +169,41 @@ def _model_obligations(name: str, build: Callable[[], Any],
                      "of its spec forward (symbolic weights)", {"input_shape": list(input_shape)})
 
 
-def _spec_forward(prim: Any, calls: list[Any], kernel: Callable[..., Any] | None = None,
-                  pairs: list[tuple[Any, Any]] | None = None) -> Callable[..., Any]:
-    """A forward that computes the spec meaning (so the model's output formula is the spec's);
-    with ``kernel`` and ``pairs``, it also runs the runtime's kernel on the symbolic backend at the
-    same inputs and records each (kernel entry, spec entry) that is not the same expression, for
-    the claim to state equal (a NoProofCase when the shapes differ)."""
-    def fwd(xp: Any, *inputs: Any, **attrs: Any) -> Any:
-        calls.append(prim.name)
-        spec = np.asarray(prim.sympy(*inputs, **attrs), dtype=object)
-        if kernel is not None and pairs is not None:
-            from ..runtime.symbolic import SYMBOLIC
-            from .obligation import NoProofCase
+@contextmanager
+def spec_rules(pairs: list[tuple[Any, Any]]) -> Iterator[None]:
+    """Inside the block every runtime rule's forward computes its spec meaning (so a model's output
+    formula is the spec's) and also runs the rule's own kernel on the symbolic backend at the same
+    inputs, appending to ``pairs`` each (kernel entry, spec entry) that is not the same expression,
+    for the monolithic claim to state equal: the tape's VJPs read the forward's values, and the
+    runtime computes them with its kernels (audit53: a kernel right at its @verified shapes, wrong
+    at the model's, was proved consistent). A NoProofCase when a kernel's shape is not the spec's."""
+    from ..runtime import rules as _rules
+    from ..spec.primitives import PRIMITIVES
 
-            # (copies: a kernel that wrote into its inputs would change what the spec and VJPs read)
-            ran = SYMBOLIC.asarray(kernel(SYMBOLIC, *(i.copy() if isinstance(i, np.ndarray)
-                                                      else i for i in inputs), **attrs))
-            if ran.shape != spec.shape:
-                raise NoProofCase(f"{prim.name}: the runtime kernel's output shape {ran.shape} is not the "
-                                  f"spec's {spec.shape}")
-            pairs.extend((a, b) for a, b in zip(ran.flat, SYMBOLIC.asarray(spec).flat) if a != b)
+    saved = dict(_rules.RULES)
+    try:
+        for n, r in saved.items():
+            _rules.RULES[n] = _rules.Rule(n, _spec_forward(PRIMITIVES[n], r.forward, pairs), r.vjp)
+        yield
+    finally:
+        _rules.RULES.clear()
+        _rules.RULES.update(saved)
+
+
+def _spec_forward(prim: Any, kernel: Callable[..., Any], pairs: list[tuple[Any, Any]]) -> Callable[..., Any]:
+    """``spec_rules``' forward for primitive ``prim`` whose runtime kernel is ``kernel``."""
+    def fwd(xp: Any, *inputs: Any, **attrs: Any) -> Any:
+        from ..runtime.symbolic import SYMBOLIC
+        from .obligation import NoProofCase
+
+        spec = np.asarray(prim.sympy(*inputs, **attrs), dtype=object)
+        # (copies: a kernel that wrote into its inputs would change what the spec and VJPs read)
+        ran = SYMBOLIC.asarray(kernel(SYMBOLIC, *(i.copy() if isinstance(i, np.ndarray) else i
+                                                  for i in inputs), **attrs))
+        if ran.shape != spec.shape:
+            raise NoProofCase(f"{prim.name}: the runtime kernel's output shape {ran.shape} is not the "
+                              f"spec's {spec.shape}")
+        pairs.extend((a, b) for a, b in zip(ran.flat, SYMBOLIC.asarray(spec).flat) if a != b)
         return spec
     return fwd
 
