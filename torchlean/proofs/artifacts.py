@@ -296,6 +296,13 @@ def orphaned_models(directory: Path, obligations: list[Obligation]) -> list[str]
     return [n for n in files if n not in names]
 
 
+def orphan_note(name: str) -> str:
+    """What ``proofs check`` and the pytest plugin say of an orphaned model artifact ``name``."""
+    return (f"orphaned {name}: no @verified model of that name is derived now (deleted, renamed, or its "
+            f"module no longer imported?): not checked; delete {name}.json if the claim was dropped on "
+            "purpose")
+
+
 def up_to_date(directory: Path, ob: Obligation) -> bool:
     """Whether ``discharge`` may skip ``ob``: its artifact exists for the obligation as derived now
     (same hash), records unsat, and its certificate tree (if any) replays. A tree-less artifact

@@ -25,6 +25,7 @@ from .artifacts import (
     check_one,
     config,
     find_pyproject,
+    orphan_note,
     orphaned_models,
     proofs_dir,
     up_to_date,
@@ -205,9 +206,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     orphans = [] if args.only or getattr(args, "dir", None) else \
         orphaned_models(proofs_dir(config()), [ob for ob, _ in obs])
     for name in orphans:  # a committed model claim no longer derived: nothing of it was checked
-        print(f"{'orphaned' if args.strict else 'note: orphaned'} {name}: no @verified model of that name "
-              f"is derived now (deleted, renamed, or its module no longer imported?): not checked; "
-              f"delete {name}.json if the claim was dropped on purpose",
+        print(orphan_note(name) if args.strict else f"note: {orphan_note(name)}",
               file=None if args.strict else sys.stderr)
     failed = counts["failed"] + ((counts["trusted"] + len(orphans)) if args.strict else 0)
     print(f"{len(obs)} obligations, {counts['checked']} checked, {counts['trusted']} solver-trusted, "

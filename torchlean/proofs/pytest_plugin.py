@@ -55,9 +55,9 @@ class OrphanItem(pytest.Item):
         self.artifact, self.strict = artifact, strict
 
     def runtest(self) -> None:
-        msg = (f"orphaned {self.artifact}: no @verified model of that name is derived now (deleted, renamed, "
-               f"or its module no longer imported?): not checked; delete {self.artifact}.json if the claim "
-               "was dropped on purpose")
+        from .artifacts import orphan_note
+
+        msg = orphan_note(self.artifact)
         if self.strict:
             raise AssertionError(msg)
         import warnings

@@ -129,7 +129,7 @@ def runtime_meets(target: Any, spec: Spec) -> tuple[int, list[float]] | None:
         import onnxruntime  # noqa: F401  (``_session`` imports it: not installed, no note)
     except ImportError:
         return None
-    sess = _session(target.path)
+    sess = _session(target.path, getattr(target, "sha256", None))  # (of the imported bytes: audit43)
     if sess is None or len(target.graph.inputs) != 1:
         return None
     (v,) = target.graph.inputs  # (onnxruntime lists initializers an IR-3 file names as inputs too)
