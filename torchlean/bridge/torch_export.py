@@ -162,11 +162,19 @@ def _gelu(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
     return b.emit("mul", [half, b.emit("add", [_const_like(b, 1, x), e], hint=h)], hint=h)
 
 
-def _clamp_to(b: Builder, x: str, lo: Any, hi: Any, hint: str) -> str:
+def _clamp_to(b: Builder, x: str, lo: Any, hi: Any, hint: str, bound_first: bool = False) -> str:
+    """maximum/minimum with the bounds: the same values either way, but the runtime's VJP sends a
+    tie's cotangent to the first operand, so the operand order is torch's convention at a bound:
+    clamp passes the gradient there (x first), hardtanh does not (``bound_first``: torch's
+    hardtanh_backward masks x <= min_val and x >= max_val; audit57)."""
+    def order(v: str, bound: Any) -> list[str]:
+        c = _operand(b, bound, v)
+        return [c, v] if bound_first else [v, c]
+
     if lo is not None:
-        x = b.emit("maximum", [x, _operand(b, lo, x)], hint=hint)
+        x = b.emit("maximum", order(x, lo), hint=hint)
     if hi is not None:
-        x = b.emit("minimum", [x, _operand(b, hi, x)], hint=hint)
+        x = b.emit("minimum", order(x, hi), hint=hint)
     return x
 
 
@@ -191,7 +199,7 @@ def _clamp_max(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> st
 def _hardtanh(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
     lo = args[1] if len(args) > 1 else -1.0
     hi = args[2] if len(args) > 2 else 1.0
-    return _clamp_to(b, args[0], lo, hi, node.name)
+    return _clamp_to(b, args[0], lo, hi, node.name, bound_first=True)
 
 
 @converter("aten.where.self")
