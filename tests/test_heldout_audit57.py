@@ -555,3 +555,46 @@ def test_tl_nn_gelu_default_is_the_documented_deviation() -> None:
     np.testing.assert_allclose(y, tanh, rtol=1e-14, atol=1e-14)  # (1 + tanh cancels for x < 0)
     assert 1e-4 < np.abs(y - exact).max() < 1e-3
     assert "tanh" in (tl.nn.GELU.__doc__ or "")
+
+
+def test_negative_indices_are_refused_like_torch() -> None:
+    """torch.gather and F.embedding raise on an index outside [0, n); the primitives wrap -1 round
+    (numpy's take), so tl.gather / F.embedding check the range first (old code: the last row)."""
+    import torchlean as tl
+    import torchlean.runtime.functional as TF
+
+    w = tl.tensor(np.arange(6.0).reshape(3, 2), dtype="float64")
+    tw = torch.arange(6.0, dtype=torch.float64).reshape(3, 2)
+    for i in ([[-1, 0]], [[0, 2]]):
+        with pytest.raises(RuntimeError):
+            torch.gather(tw, 1, torch.tensor(i))
+        with pytest.raises(IndexError):
+            TF.gather(w, 1, tl.tensor(np.array(i)))
+    for i in ([-1, 0], [3]):
+        with pytest.raises(IndexError):
+            F.embedding(torch.tensor(i), tw)
+        with pytest.raises(IndexError):
+            TF.embedding(tl.tensor(np.array(i)), w)
+    ok = tl.tensor(np.array([[1, 0]]))
+    np.testing.assert_array_equal(np.asarray(TF.gather(w, 1, ok).data), [[1.0, 0.0]])
+
+
+@pytest.mark.parametrize("kw", [{"padding_idx": 0}, {"padding_idx": 4}, {"scale_grad_by_freq": True}])
+def test_embedding_whose_torch_gradient_is_no_derivative_is_refused(kw: dict[str, Any]) -> None:
+    """torch's Embedding(padding_idx=p) sends no gradient to row p and scale_grad_by_freq divides
+    by index counts: not the derivative of the forward, which the primitive's VJP (and every
+    gradient claim) is. Old code imported both silently: the weight gradient of the imported model
+    differed from torch's on those rows. Now refused; a plain Embedding's gradient is torch's."""
+    import torchlean as tl
+    from torchlean.bridge import from_torch
+    from torchlean.bridge.torch_io import TorchInteropError
+
+    idx = torch.tensor([[0, 1, 1, 4]])
+    with pytest.raises(TorchInteropError, match="padding_idx|scale_grad_by_freq"):
+        from_torch(torch.nn.Sequential(torch.nn.Embedding(5, 3, **kw)).double(), example=idx)
+    tm = torch.nn.Sequential(torch.nn.Embedding(5, 3)).double()
+    model = from_torch(tm, example=idx)
+    model(tl.tensor(idx.numpy())).sum().backward()
+    tm(idx).sum().backward()
+    (w,) = list(model.parameters())
+    np.testing.assert_allclose(np.asarray(w.grad.data), tm[0].weight.grad.numpy(), rtol=0, atol=0)

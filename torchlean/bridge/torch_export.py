@@ -339,6 +339,16 @@ def _select(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
 
 @converter("aten.embedding.default")
 def _embedding(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
+    """aten.embedding(weight, indices, padding_idx=-1, scale_grad_by_freq=False, sparse=False).
+    padding_idx and scale_grad_by_freq change only torch's backward (no gradient to the padding
+    row; gradients divided by index counts), which is then not the derivative of the forward: the
+    primitive's VJP, and every gradient claim about it, is that derivative, so they are refused
+    (audit57: the imported model's weight gradient differed from torch's on those rows)."""
+    pad = kw.get("padding_idx", args[2] if len(args) > 2 else -1)
+    freq = kw.get("scale_grad_by_freq", args[3] if len(args) > 3 else False)
+    if (pad is not None and pad != -1) or freq:
+        raise ShapeError(f"embedding with padding_idx={pad} or scale_grad_by_freq={freq} is not "
+                         "supported (torch's gradient there is not the forward's derivative)")
     return b.emit("embedding", [args[0], args[1]], hint=node.name)
 
 

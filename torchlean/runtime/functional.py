@@ -334,8 +334,35 @@ def stack(xs: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 
 def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
-    """Values of ``x`` picked along ``dim`` by the integer tensor ``index`` (torch.gather)."""
+    """Values of ``x`` picked along ``dim`` by the integer tensor ``index`` (torch.gather); an
+    index outside [0, size) is an IndexError, as torch raises (the primitive, like numpy and the
+    spec, would wrap -1 round to the last position: audit57)."""
+    check_index_range(index, x.shape[norm_axis(dim, x.ndim, "gather")], "gather")
     return apply("gather", x, index, axis=dim)
+
+
+class IndexRange:
+    """A check (``trace.validate``) that integer indices lie in [0, n), as torch's gather and
+    embedding require; an object so that a compiled plan can hold it and rerun it every batch."""
+
+    def __init__(self, n: int, op: str):
+        self.n, self.op = int(n), op
+
+    def __call__(self, data: Any) -> None:
+        from .backends import to_numpy
+
+        t = to_numpy(data)
+        if t.size and (int(t.min()) < 0 or int(t.max()) >= self.n):
+            bad = int(t.min()) if int(t.min()) < 0 else int(t.max())
+            raise IndexError(f"{self.op}: index {bad} out of range [0, {self.n})")
+
+
+def check_index_range(index: Any, n: int, op: str) -> None:
+    """Refuse indices outside [0, n) (numeric tensors only: a symbolic backend's are formulas)."""
+    from .trace import validate
+
+    if isinstance(index, Tensor) and getattr(getattr(index.data, "dtype", None), "kind", "O") in "iu":
+        validate(index, IndexRange(n, op))
 
 
 def index(x: Tensor, key: Any) -> Tensor:
