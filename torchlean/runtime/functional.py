@@ -334,16 +334,15 @@ def stack(xs: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 
 def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
-    """Values of ``x`` picked along ``dim`` by the integer tensor ``index`` (torch.gather); an
-    index outside [0, size) is an IndexError, as torch raises (the primitive, like numpy and the
-    spec, would wrap -1 round to the last position: audit57)."""
-    check_index_range(index, x.shape[norm_axis(dim, x.ndim, "gather")], "gather")
+    """Values of ``x`` picked along ``dim`` by the integer tensor ``index`` (torch.gather). A
+    negative index in [-size, 0) counts from the end (numpy's and ONNX GatherElements' reading,
+    kept since audit33; torch raises there); one outside [-size, size) is an error."""
     return apply("gather", x, index, axis=dim)
 
 
 class IndexRange:
-    """A check (``trace.validate``) that integer indices lie in [0, n), as torch's gather and
-    embedding require; an object so that a compiled plan can hold it and rerun it every batch."""
+    """A check (``trace.validate``) that integer indices lie in [0, n), as torch's embedding
+    requires; an object so that a compiled plan can hold it and rerun it every batch."""
 
     def __init__(self, n: int, op: str):
         self.n, self.op = int(n), op
