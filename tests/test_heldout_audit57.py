@@ -598,3 +598,19 @@ def test_embedding_whose_torch_gradient_is_no_derivative_is_refused(kw: dict[str
     tm(idx).sum().backward()
     (w,) = list(model.parameters())
     np.testing.assert_allclose(np.asarray(w.grad.data), tm[0].weight.grad.numpy(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("op", ["sum", "mean", "amax", "amin", "var", "std"])
+@pytest.mark.parametrize("dim", [(), []])
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_an_empty_dim_reduces_every_axis_as_torch(op: str, dim: Any, keepdim: bool) -> None:
+    """torch reads ``dim=()`` / ``dim=[]`` as every axis; torchlean passed it to the primitives as
+    ``axes=()`` (no axis): sum/mean/amax returned x itself and var/std zeros (old code)."""
+    import torchlean as tl
+    import torchlean.runtime.functional as TF
+
+    x = r(2, 3)
+    ours = getattr(TF, op)(tl.tensor(x, dtype="float64", requires_grad=True), dim, keepdim=keepdim)
+    theirs = getattr(torch, op)(torch.from_numpy(x), dim, keepdim=keepdim)
+    assert tuple(ours.shape) == tuple(theirs.shape)
+    np.testing.assert_allclose(np.asarray(ours.data), theirs.numpy(), rtol=1e-13, atol=0)

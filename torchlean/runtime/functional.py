@@ -152,9 +152,15 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 def _dims(dim: int | Sequence[int] | None) -> tuple[int, ...] | None:
+    """A reduction's ``dim`` as axes; an empty sequence is every axis, as torch reads it
+    (``x.sum(dim=())``, ``torch.var(x, [])``): the primitives' ``axes=()`` reduces none, so the old
+    reading returned x itself from sum/mean/amax and zeros from var/std (audit57)."""
     if dim is None:
         return None
-    return (dim,) if isinstance(dim, int) else tuple(dim)
+    if isinstance(dim, int):
+        return (dim,)
+    dims = tuple(dim)
+    return dims or None
 
 
 def sum(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:  # noqa: A001
