@@ -254,6 +254,7 @@ def _cases() -> dict[str, list[Case]]:
     c["flatten"].append(Case("flatten", [r(2, 3, 4)], {}, torch.nn.Flatten(), "defaults (nn.Flatten's)"))
     c["concat"].append(Case("concat", [r(1, 3), r(2, 3)], {}, lambda *ts: torch.cat(ts), "defaults"))
     c["sum"].append(Case("sum", [r(2, 3)], {}, torch.sum, "defaults", ulps=32))
+    c["mean"].append(Case("mean", [r(2, 3)], {}, torch.mean, "defaults", ulps=32))
     c["max"].append(Case("max", [r(2, 3)], {}, torch.amax, "defaults"))
     c["transpose"].append(Case("transpose", [r(2, 3, 4)], {}, lambda t: t.permute(2, 1, 0), "defaults"))
     c["pow"].append(Case("pow", [ADV.copy()], {}, torch.square, "defaults"))
