@@ -216,3 +216,35 @@ def test_floats_cli_refuses_an_unknown_primitive_in_one_line(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "cube_a55" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "epsilon" not in r.stdout and "replayed" not in r.stdout
+
+
+def test_to_torch_of_a_model_with_a_project_kernel_refused(monkeypatch):
+    torch = pytest.importorskip("torch")
+    from torchlean.bridge import to_torch
+    from torchlean.bridge.torch_io import TorchInteropError
+
+    m = _net()
+    x32 = X.astype(np.float32)
+    tm = to_torch(m, example=tl.tensor(x32))  # torchlean's relu: torch's module is the model
+    assert np.allclose(tm(torch.from_numpy(x32)).detach().numpy(), _run(m, x32))
+    monkeypatch.setitem(RULES, "relu", Rule("relu", _leaky, _leaky_vjp))
+    # main: a torch module computing (0, -0.01) for a model that runs (-0.5, -0.01)
+    with pytest.raises(TorchInteropError, match="relu"):
+        to_torch(m, example=tl.tensor(X))
+
+
+def test_export_writes_the_graphs_meaning(monkeypatch):
+    """export_onnx takes a Graph and writes its meaning (torchlean's relu) whatever kernel ran at
+    trace time: onnxruntime gives the spec's value; the model with a project kernel does not, which
+    is why tl.verify refuses that model rather than the export (documented in export_onnx)."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from torchlean.bridge.onnx import export_onnx
+
+    monkeypatch.setitem(RULES, "relu", Rule("relu", _leaky, _leaky_vjp))
+    m = _net()
+    g = tl.trace(m, tl.tensor(X))
+    proto = export_onnx(g)
+    s = ort.InferenceSession(proto.SerializeToString())
+    got = s.run(None, {s.get_inputs()[0].name: X.astype(np.float32)})[0]
+    assert np.allclose(got, [[0.0, -0.01]]) and np.allclose(_run(m, X), [[-0.5, -0.01]])
