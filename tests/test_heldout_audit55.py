@@ -214,7 +214,7 @@ def test_floats_cli_refuses_an_unknown_primitive_in_one_line(tmp_path):
     p.write_text(json.dumps(d))
     r = subprocess.run([sys.executable, "-m", "torchlean.floats", "bound", str(p), "--box", "0:1"],
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0 and "cube_a55" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.returncode == 2 and "cube_a55" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "epsilon" not in r.stdout and "replayed" not in r.stdout
 
 
