@@ -43,7 +43,7 @@ def _graph(model_or_graph: Any, x: np.ndarray, other: np.ndarray | None = None) 
         if len(shapes) != 1 or int(np.prod(shapes[0])) != x.size:
             raise ValueError(f"x has shape {x.shape}, the graph's input(s) {', '.join(map(str, shapes))}: "
                              "give one point of the graph's one input")
-        return g
+        return _torchlean_primitives(g, kernels=False)
     from ..runtime.tensor import tensor
     from ..runtime.trace import TraceError, require_eval, require_traceable, trace
 
@@ -61,6 +61,27 @@ def _graph(model_or_graph: Any, x: np.ndarray, other: np.ndarray | None = None) 
                              "not be the model's function")
     except TraceError as e:
         raise TraceError(f"tl.verify: {e}; refused") from None
+    return _torchlean_primitives(g, kernels=True)
+
+
+def _torchlean_primitives(g: Graph, kernels: bool) -> Graph:
+    """``g``, once every node is a primitive torchlean ships and, for a traced model
+    (``kernels``), was run by torchlean's own kernel; ``Unsupported`` (one line) otherwise.
+    The trusted checker bounds torchlean's meaning of each primitive with its own row: a project's
+    primitive has none but what the project wrote into the checker's tables, and a project's kernel
+    for a shipped primitive (``RULES["relu"] = ...``) need not compute that meaning (audit55: a
+    leaky kernel under ``relu`` was "verified" while the model as run misclassified at x)."""
+    from ..certificates.bound_graph import Unsupported
+    from ..runtime.rules import SHIPPED, foreign
+
+    bad = foreign({n.op for n in g.nodes}, kernels)
+    if bad:
+        own = [op for op in bad if op in SHIPPED]
+        raise Unsupported(
+            f"tl.verify: {', '.join(own)}: the model ran a kernel other than torchlean's own, and the "
+            "checker bounds torchlean's meaning; refused (restore torchlean's rule)" if own else
+            f"tl.verify: {', '.join(bad)}: not torchlean's primitive(s) (a project's), so the trusted "
+            "checker has no row of its own to bound them; refused")
     return g
 
 
