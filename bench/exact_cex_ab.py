@@ -42,7 +42,8 @@ def one(tree: str, meta: dict, prop: Path, timeout: float, lay: list) -> dict:
         s = time.perf_counter() - t
         first = (p.stdout.strip().splitlines() or ["error"])[0].strip()
         v = first if first in ("sat", "unsat", "timeout") else first[:30]
-        out = {"v": v, "s": round(s, 2), "exact": "", "ort": "", "note": int("exact rational point" in p.stderr)}
+        noted = int("exact rational point" in p.stderr)
+        out = {"v": v, "s": round(s, 2), "exact": "", "ort": "", "note": noted}
         if v == "sat":
             x = [Fraction(q) for q in json.loads(cert.read_text())["x"]]
             inb, vio = exact_check(meta, x, lay)

@@ -322,6 +322,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             extra = f"; max epsilon <= {_outward.up(max(max_epsilons(cert), default=0), 3)}" + extra
         print(f"accepted: {v.reason} ({dt:.2f} s){extra}")
         _note_unchecked(target, "unsat")  # (the same caveat: the network checked is the import's)
+        line = exact_note(cert.get("x")) if proves == "sat" else None  # (accepted: x is a list of numerals)
+        if line is not None:
+            print(f"note: {line}", file=sys.stderr, flush=True)
         return 0
     print(f"rejected: {v.reason}")
     return 1
