@@ -168,3 +168,19 @@ def test_acas_segment_tie_is_sat(case, tmp_path, capsys):
     assert all(u <= q <= w for q, u, w in zip(x, lo, hi))
     assert violates(tie, forward(lay, x))
     assert checked(cert, net, pf, capsys)
+
+
+def test_wide_chain_corner_tie_is_sat(tmp_path, capsys):
+    """20 inputs: the ReLU-split search (``general``), not input splitting. Σ relu(x_i) on
+    [0.1, 0.7]^20 reaches 2.0 only at the corner (0.1, ..., 0.1), no float32 point; the net is
+    affine on the box, so no bound can separate the tie and only the exact corner answers it."""
+    n = 20
+    w = ([[float(i == j) for j in range(n)] for i in range(n)], [0.0] * n, [[1.0] * n], [0.0])
+    net = chain(tmp_path / "n.onnx", *w)
+    corner = [Fraction(1, 10)] * n
+    assert exact_forward(*w, corner) == [2]
+    text = prop(["0.1"] * n, ["0.7"] * n, 1, ["(<= Y_0 2.0)"])
+    v, out, err, cert, p = run(tmp_path, net, text, "wide", capsys)
+    assert v == "sat"
+    assert [Fraction(q) for q in json.loads(cert.read_text())["x"]] == corner
+    assert checked(cert, net, p, capsys)

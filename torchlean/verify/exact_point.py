@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,9 @@ Confirm = Callable[[list[Fraction]], bool]
 
 #: refused points kept (the best by float margin are tried first), and tried per ``propose``
 KEEP, TRIES = 32, 3
+#: more inputs than this: ``snap`` candidates only (the exact composition of a wide chain's pieces,
+#: n_in columns of big integers per neuron, would cost seconds)
+VERTEX_MAX_IN = 64
 
 
 def snap(x: np.ndarray, region: Region) -> list[Fraction] | None:
@@ -203,14 +207,28 @@ def _solve(eqs: list[tuple[list[Fraction], Fraction]], n: int) -> list[Fraction]
 class Probe:
     """The search's ``confirm`` with a memory: ``confirm`` keeps the points it refused, ``propose``
     tries exact candidates (``snap``, then ``vertex`` on a chain) built from the best of them.
-    ``layers``: the chain's float64 (W, b) (None: no vertex candidates)."""
+    ``layers``: the chain's float64 (W, b), or a function giving them on first use (None: no vertex
+    candidates; none either above ``VERTEX_MAX_IN`` inputs)."""
 
     def __init__(self, spec: Spec, confirm: Confirm, forward: Callable[[np.ndarray], np.ndarray],
-                 layers: list[tuple[np.ndarray, np.ndarray]] | None = None):
-        self.spec, self.inner, self.forward, self.layers = spec, confirm, forward, layers
+                 layers: Any = None):
+        self.spec, self.inner, self.forward = spec, confirm, forward
+        self._layers = layers if spec.n_in <= VERTEX_MAX_IN else None
         self.refused: dict[tuple[float, ...], np.ndarray] = {}
         self.tried: set[tuple[float, ...]] = set()
         self.stats = {"exact_tries": 0, "exact_found": 0}
+        self.calls = 0
+
+    @property
+    def layers(self) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        if callable(self._layers):
+            self._layers = self._layers()
+        return self._layers
+
+    def scheduled(self) -> list[Fraction] | None:
+        """``propose`` on the 1st, 2nd, 4th, 8th, ... call (a caller's loop pays log2 of its rounds)."""
+        self.calls += 1
+        return self.propose() if self.calls & (self.calls - 1) == 0 else None
 
     def confirm(self, q: list[Fraction]) -> bool:
         if self.inner(q):
