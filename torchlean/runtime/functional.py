@@ -152,9 +152,12 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 def _dims(dim: int | Sequence[int] | None) -> tuple[int, ...] | None:
+    """torch's ``dim``: None or an empty list/tuple both mean every axis (``x.sum(dim=())`` is the
+    total in torch; the IR's ``axes=()``, numpy's reading, reduces nothing and is never made here)."""
     if dim is None:
         return None
-    return (dim,) if isinstance(dim, int) else tuple(dim)
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    return dims or None
 
 
 def sum(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:  # noqa: A001
