@@ -324,7 +324,7 @@ ROWS: dict[str, Row] = {
     "reshape": _reshape,
     "flatten": _flatten,
     # a cast's meaning over the reals is the identity (its rounding: the error column's entry)
-    "cast": lambda L, ins, at: ins[0],
+    "cast": lambda L, ins, at: Tensor(ins[0].shape, ins[0].v),
     "transpose": _transpose,
     "concat": _concat,
     "slice": _slice,
