@@ -279,6 +279,18 @@ def test_library_artifacts_for_cast_are_checked():
     assert all(check_one(LIBRARY_DIR, ob).status == "checked" for ob in obs)
 
 
+@pytest.mark.solver
+def test_gradient_proof_of_a_mixed_precision_model(tmp_path):
+    """A model with .double()/.float() in its forward: the compositional gradient claim traces the
+    casts as nodes (a .to() copy was refused) and every node obligation and the chain rule check."""
+    pytest.importorskip("cvc5")
+    from torchlean.zoo.claims import gradient_proof
+
+    st = gradient_proof("castmodel", _Mixed, (1, 3), tmp_path, budget=300)
+    assert st.claim == "checked", st.detail
+    assert st.obligations == st.checked > 0 and st.trusted == 0
+
+
 def test_faithful_bounds_through_a_cast_hold_at_sampled_points():
     """x + x.double() was refused (a copy outside the tape); now the cast is a node and the
     bounds of tl.verify hold for the model run eagerly."""

@@ -66,13 +66,13 @@ def _shape(node: Any) -> tuple[int, ...]:
 
 def _const_like(b: Builder, value: Any, like: str, node: Any = None) -> str:
     """A Python number as a scalar constant of ``like``'s dtype: what torch's kernel computes with.
-    An integer tensor that torch promotes to float by a float number (i * 0.5) is refused: the IR
-    has no cast, and casting 0.5 to int64 would make it 0."""
+    An integer tensor that torch promotes to float by a float number (i * 0.5) is refused: the IR's
+    cast is float to float only, and casting 0.5 to int64 would make it 0."""
     dtype = b.dtypes[like]
     out = str(node.meta["val"].dtype).replace("torch.", "") if node is not None else dtype
     if np.dtype(dtype).kind != "f" and (np.dtype(out).kind == "f" or not float(value).is_integer()):
         raise ShapeError(f"an integer tensor promoted to {out} by the number {value!r} is not supported "
-                         "(the IR has no dtype cast)")
+                         "(the IR's cast is float to float only)")
     return b.const(np.asarray(value, dtype=dtype), "scalar")
 
 
