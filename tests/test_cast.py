@@ -420,3 +420,18 @@ def test_empty_dim_in_an_exported_model_is_the_total_for_onnxruntime_and_torch()
     np.testing.assert_allclose(got, y, rtol=1e-6)
     np.testing.assert_allclose(run_graph(load_onnx(model), {g.inputs[0].name: x})[0], y, rtol=1e-6)
     np.testing.assert_allclose(_np(to_torch(g)(torch.tensor(x))), y, rtol=1e-6)
+
+
+def test_ir_json_round_trip_and_malformed_casts_refused(tmp_path):
+    from torchlean.bridge.ir_json import load_graph, save_graph
+    from torchlean.spec.graph import GraphError
+
+    m, x, g = _traced()
+    save_graph(g, tmp_path / "g.json")
+    back = load_graph(tmp_path / "g.json")
+    assert back.fingerprint() == g.fingerprint()
+    assert _bits(run_graph(back, {g.inputs[0].name: x.numpy()})[0]) == _bits(m(x).numpy())
+    with pytest.raises(GraphError, match="float inputs only"):  # a cast is float to float
+        Graph([Value("i", (2,), "int64")], {}, [Node("cast", ["i"], "y", {"dtype": "float32"})], ["y"]).check()
+    with pytest.raises(GraphError, match="not one of"):
+        Graph([Value("x", (2,), "float32")], {}, [Node("cast", ["x"], "y", {"dtype": "int8"})], ["y"]).check()
