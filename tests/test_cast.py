@@ -432,6 +432,7 @@ def test_ir_json_round_trip_and_malformed_casts_refused(tmp_path):
     assert back.fingerprint() == g.fingerprint()
     assert _bits(run_graph(back, {g.inputs[0].name: x.numpy()})[0]) == _bits(m(x).numpy())
     with pytest.raises(GraphError, match="float inputs only"):  # a cast is float to float
-        Graph([Value("i", (2,), "int64")], {}, [Node("cast", ["i"], "y", {"dtype": "float32"})], ["y"]).check()
+        Graph([Value("i", (2,), "int64")], {}, [Node("cast", ["i"], "y", {"dtype": "float32"})],
+              ["y"]).check()
     with pytest.raises(GraphError, match="not one of"):
         Graph([Value("x", (2,), "float32")], {}, [Node("cast", ["x"], "y", {"dtype": "int8"})], ["y"]).check()
