@@ -43,7 +43,11 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset:
     and a fractional or negative pow on integers are refused (ONNX's integer results are rounded).
     ONNX float attributes are float32: a leaky_relu slope or a batch_norm/layer_norm eps that float32 does not
     hold (a binary64 1e-5) is written rounded, so the file's meaning can differ from the graph's by
-    that rounding. Import (``load_onnx``) is the direction that keeps meanings exactly."""
+    that rounding. Import (``load_onnx``) is the direction that keeps meanings exactly.
+    The file holds the graph's meaning (torchlean's primitives), not whatever kernels ran when it was
+    traced: a model that runs a project's kernel under a shipped name (``RULES["relu"] = ...``)
+    traces to a graph whose meaning is torchlean's relu, and that is what is written (audit55;
+    ``tl.verify`` and ``to_torch(model)`` refuse such a model)."""
     import onnx
     from onnx import helper, numpy_helper
 

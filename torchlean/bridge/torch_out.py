@@ -96,6 +96,12 @@ def _graph_of(model_or_graph: Any, example: Any) -> tuple[Graph, set[str]]:
 
     require_eval(model_or_graph, "to_torch")
     g = trace(model_or_graph, tensor(_to_numpy(example)))
+    from ..runtime.rules import SHIPPED, foreign
+
+    own = [op for op in foreign({n.op for n in g.nodes}) if op in SHIPPED]
+    if own:  # (audit55) torch's function would be torchlean's meaning, not the kernel the model ran
+        raise TorchInteropError(f"to_torch: the model runs a project's kernel for {', '.join(own)}, not "
+                                "torchlean's; the torch module would compute torchlean's meaning instead")
     names = {k for k, _ in model_or_graph.named_parameters()} if hasattr(model_or_graph,
                                                                         "named_parameters") else set()
     return g, names

@@ -1,7 +1,9 @@
 """Bit-exact emulated execution of a graph in any format and rounding mode.
 
-Every value is a format value held exactly in a float64 array (every supported format of <= 53-bit
-precision embeds in binary64, infinities, NaN and signed zeros included). Each primitive's result
+Every value is a format value held exactly in a float64 array (a format of <= 53-bit precision
+whose exponents stay within binary64's embeds in binary64, infinities, NaN and signed zeros
+included; ``Emulator`` refuses any other format: audit54, e8m60 and e12m3 were run and printed
+wrong values). Each primitive's result
 is computed exactly and rounded once with ``round_fraction``:
 
 - + - * / and sqrt: exact rationals, one rounding (IEEE-754 correct rounding);
@@ -52,6 +54,13 @@ class Emulator:
     def __init__(self, fmt: Format | str, mode: str = "rne"):
         self.fmt = get_format(fmt)
         self.mode = mode
+        f = self.fmt
+        # every value is held in a float64: a format with more precision or a wider exponent range
+        # than binary64 was emulated wrongly and silently (audit54: e11m60's 1 + 2^-60 printed as
+        # 1.0, a double rounding; e12m3's 2^-2000 as 0.0, its 2^2000 an OverflowError)
+        if not (f.precision <= 53 and f.emax <= 1023 and f.emin - f.mbits >= -1074):
+            raise ValueError(f"{f.name}: emulation holds values in binary64; this format's values "
+                             "do not all fit (precision <= 53 bits, exponents within binary64's)")
         tiny = self.fmt.min_positive  # (2^-k: k bits below 1)
         self.base = 3 * self.fmt.precision + 40
         self.prec = self.base + tiny.denominator.bit_length() + self.fmt.emax

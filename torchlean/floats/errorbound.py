@@ -71,6 +71,15 @@ def statement(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str 
     default ``default_ranges(graph)`` ("fast" when ``column`` is "fast"). ``column``: "exact" or
     "fast" (``certificates.fast_errors``, which takes "fast" ranges); by default
     ``default_column``. An exact statement carries no "column" field (as before it existed)."""
+    from ..certificates.bound_graph import Unsupported
+    from ..runtime.rules import foreign
+
+    # (audit55) the claim is about a run of the runtime's kernels, bounded by the checker's own rows:
+    # a project's primitive has no row of its own there, a project's kernel need not be the row's
+    bad = foreign({n.op for n in graph.nodes})
+    if bad:
+        raise Unsupported(f"{', '.join(bad)}: not torchlean's own primitive or runtime kernel (a "
+                          "project's), so no rounding-error bound of the run is certified; refused")
     f = get_format(fmt)
     ir = graph.to_dict()
     ranges = ranges or ("fast" if column == "fast" else default_ranges(graph))

@@ -31,6 +31,7 @@ from .artifacts import (
     up_to_date,
 )
 from .obligation import DECIDED, LIBRARY, SOURCES, NoProofCase, Obligation
+from .shipped import SHIPPED_INTERVALS, interval_rules
 
 UsageError = _cli.CliError  # bad input: printed as one line, exit status 2
 
@@ -102,19 +103,9 @@ def plan(cfg: dict[str, Any], modules: list[str], only: list[str] | None, *, inc
     return [(ob, lib if is_lib else user) for ob, is_lib in pairs]
 
 
-def _interval_rules() -> dict[str, Any]:
-    """The bound table's interval rules (``intervals.py``'s functions) and function rows, by name:
-    what the shipped ``ibp.*`` artifacts are about."""
-    from ..certificates import intervals
-    from ..certificates.functions import FUNCTIONS
-
-    out = {f"intervals.{n}": getattr(intervals, n) for n in dir(intervals)
-           if n.startswith("interval_") or n == "mccormick"}
-    return out | {f"functions.{n}": r for n, r in FUNCTIONS.items()}
-
-
-#: as torchlean defines them, before any project module is imported (``plan`` imports those later)
-_SHIPPED_RULES = _interval_rules()
+#: as torchlean defines them, recorded at ``import torchlean`` (``proofs/shipped.py``): before any
+#: project module runs, also under pytest, which imports this module after the test modules (audit56)
+_interval_rules, _SHIPPED_RULES = interval_rules, SHIPPED_INTERVALS
 
 
 def patched_rules() -> list[str]:

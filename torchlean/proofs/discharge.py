@@ -125,6 +125,31 @@ def _child(conn: Any, ob: Obligation, solver: str, timeout: float, search: bool)
     conn.close()
 
 
+def received(ob: Obligation, art: Any) -> dict[str, Any]:
+    """A Ray task's artifact, as this process accepts it: made on another interpreter, perhaps one
+    running another torchlean (a worker started before an edit, another node's install), so it
+    must be about ``ob`` as derived here (its hash) and a certificate in it must replay through
+    this process's checker on ``ob.smtlib``; else an error, never written nor reported proved
+    (audit56: ``discharge --ray`` printed "proved with a certificate" for a worker's tree this
+    checker rejects). A tree-less ``unsat`` stays solver-trusted (``check`` re-runs the solver)."""
+    if not isinstance(art, dict) or art.get("result") != "unsat":
+        return art if isinstance(art, dict) else {"result": "error", "message": "worker sent no artifact"}
+    try:
+        stated, tree = art["obligation"]["hash"], art["certificate"]["tree"]
+        ok_shape = isinstance(art["solver"], dict)
+    except (KeyError, TypeError):
+        stated, tree, ok_shape = None, None, False
+    if stated != ob.hash or not ok_shape:
+        return {"result": "error", "message": "the worker's artifact is not about this obligation as derived "
+                                              "here (does the worker run another torchlean or other code?)"}
+    if tree is not None:
+        v = replay({"kind": refutation_kind(ob.kind), "tree": tree, "statement": ob.smtlib})
+        if not v.ok:
+            why = f"{v.reason[:200]} (does the worker run another torchlean?)"
+            return {"result": "error", "message": f"the worker's certificate does not replay here: {why}"}
+    return art
+
+
 def _report(ob: Obligation, art: dict[str, Any]) -> Report:
     res = art.get("result", "error")
     solver = art.get("solver", {})
@@ -277,7 +302,7 @@ def discharge(
             with Pool(jobs, ray=ray) as pool:
                 calls = [(ob, solver, timeout, search) for ob in pending]
                 for i, art in pool.map_unordered(discharge_one, calls):
-                    finish(pending[i], art)
+                    finish(pending[i], received(pending[i], art))
         else:
             _local(pending, solver, jobs, timeout, search, finish, work)
         while settle():

@@ -32,7 +32,14 @@ class ProofItem(pytest.Item):
         from .artifacts import check_one
 
         o = check_one(self.directory, self.obligation)
-        if o.status == "checked" or (o.status == "trusted" and not self.strict):
+        if o.status == "checked":
+            return
+        if o.status == "trusted" and not self.strict:
+            # a pass, shown as solver-trusted in the summary (``proofs check`` counts them apart):
+            # a plain PASSED read as checked (audit56)
+            import warnings
+
+            warnings.warn(f"solver-trusted {o.name} (not replayed by the checker): {o.detail}", stacklevel=1)
             return
         raise AssertionError(f"{o.status}: {o.detail}")
 

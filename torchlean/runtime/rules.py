@@ -40,6 +40,9 @@ SHIPPED: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {}
 #: rules call, ``rules_nn._ln_stats = ...``, or a constant, ``rules_elementwise.M_2_SQRTPI = ...``,
 #: or a function's ``__code__`` left the function objects, hence ``shipped``, unchanged)
 READS: dict[str, tuple[tuple[Any, Any, Any], ...]] = {}
+#: the same for torchlean's own forward kernel alone (``shipped_forward``: the bounds and error
+#: bounds are about what the kernels compute; a project's VJP, a straight-through estimator, is not)
+FORWARD_READS: dict[str, tuple[tuple[Any, Any, Any], ...]] = {}
 _MISSING = object()
 #: what a rule's globals may hold and still be recorded: values rebinding would change (a global
 #: that is None when recorded, a lazily loaded backend, is read where it is used, not recorded)
@@ -102,6 +105,7 @@ def record_shipped() -> None:
     ``runtime`` calls it once its rule modules are loaded, before any project module."""
     SHIPPED.update({n: (r.forward, r.vjp) for n, r in RULES.items()})
     READS.update({n: reads(r.forward, r.vjp) for n, r in RULES.items()})
+    FORWARD_READS.update({n: reads(r.forward) for n, r in RULES.items()})
 
 
 #: (holder, key, object) that the backward engine reads, recorded like ``READS`` (audit42): a
@@ -141,6 +145,23 @@ def shipped(name: str, rule: Rule | None = None) -> bool:
     own = SHIPPED.get(name)
     return r is not None and own is not None and r.forward is own[0] and r.vjp is own[1] \
         and _unchanged(READS.get(name, ()))
+
+def shipped_forward(name: str) -> bool:
+    """Whether the table's forward kernel of ``name`` is torchlean's own (``shipped`` for the
+    kernel alone: the VJP may be the project's)."""
+    r = RULES.get(name)
+    own = SHIPPED.get(name)
+    return r is not None and own is not None and r.forward is own[0] \
+        and _unchanged(FORWARD_READS.get(name, ()))
+
+
+def foreign(ops: Any, kernels: bool = True) -> list[str]:
+    """The names among ``ops`` that are not torchlean's own primitives (a project's ``primitive``:
+    the trusted checker has no row of its own for it, audit55), or, with ``kernels``, whose runtime
+    kernel is not torchlean's own (``shipped_forward``: a replaced kernel need not compute the
+    spec meaning the checker's rows bound, audit55)."""
+    return sorted({op for op in ops if op not in SHIPPED or (kernels and not shipped_forward(op))})
+
 
 #: rules whose VJP also takes ``want`` (one bool per input; default all True) and returns None for
 #: the inputs not wanted without computing them: a caller that differentiates with respect to the

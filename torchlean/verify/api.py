@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from ..certificates.bounds import _form_entries
+from ..certificates.enclosures import DomainError
 from ..certificates.property import Atom, Region, Spec
 from ..spec.graph import Graph
 from . import general, table
@@ -43,7 +45,7 @@ def _graph(model_or_graph: Any, x: np.ndarray, other: np.ndarray | None = None) 
         if len(shapes) != 1 or int(np.prod(shapes[0])) != x.size:
             raise ValueError(f"x has shape {x.shape}, the graph's input(s) {', '.join(map(str, shapes))}: "
                              "give one point of the graph's one input")
-        return g
+        return _torchlean_primitives(g, kernels=False)
     from ..runtime.tensor import tensor
     from ..runtime.trace import TraceError, require_eval, require_traceable, trace
 
@@ -61,6 +63,27 @@ def _graph(model_or_graph: Any, x: np.ndarray, other: np.ndarray | None = None) 
                              "not be the model's function")
     except TraceError as e:
         raise TraceError(f"tl.verify: {e}; refused") from None
+    return _torchlean_primitives(g, kernels=True)
+
+
+def _torchlean_primitives(g: Graph, kernels: bool) -> Graph:
+    """``g``, once every node is a primitive torchlean ships and, for a traced model
+    (``kernels``), was run by torchlean's own kernel; ``Unsupported`` (one line) otherwise.
+    The trusted checker bounds torchlean's meaning of each primitive with its own row: a project's
+    primitive has none but what the project wrote into the checker's tables, and a project's kernel
+    for a shipped primitive (``RULES["relu"] = ...``) need not compute that meaning (audit55: a
+    leaky kernel under ``relu`` was "verified" while the model as run misclassified at x)."""
+    from ..certificates.bound_graph import Unsupported
+    from ..runtime.rules import SHIPPED, foreign
+
+    bad = foreign({n.op for n in g.nodes}, kernels)
+    if bad:
+        own = [op for op in bad if op in SHIPPED]
+        raise Unsupported(
+            f"tl.verify: {', '.join(own)}: the model ran a kernel other than torchlean's own, and the "
+            "checker bounds torchlean's meaning; refused (restore torchlean's rule)" if own else
+            f"tl.verify: {', '.join(bad)}: not torchlean's primitive(s) (a project's), so the trusted "
+            "checker has no row of its own to bound them; refused")
     return g
 
 
@@ -177,10 +200,19 @@ def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
     lo, hi = input_box(xa, eps, clip)
     g = _graph(model_or_graph, xa, _other_point(xa, lo, hi))
     t = table.target(g)
-    if method == "alpha-crown":
-        low, up = table.alpha_bounds_box(t, lo, hi, exact=exact)
-    else:
-        low, up = table.output_bounds_box(t, lo, hi, method, exact)
+    try:
+        low, up = _bounds_box(t, lo, hi, method, exact)
+    except DomainError as e:
+        # The fast engine's outward charges can leave a function's domain by a hair where the real
+        # bound stays inside it (a variance's lower end -7e-301 under sqrt, for a real 0): the exact
+        # engine decides a small graph; a large one keeps the refusal, which names exact=True.
+        if exact:
+            raise
+        if _form_entries(t.bg) > EXACT_FALLBACK:
+            raise DomainError(f"{e} (by the float64 engine; exact=True bounds it in rationals, "
+                              "slowly on a graph this size)") from None
+        exact = True
+        low, up = _bounds_box(t, lo, hi, method, exact)
     shape = g.values[g.outputs[0]].shape if len(g.outputs) == 1 else (t.bg.n_out,)
     engine = table.engine_name(t, exact)
     if float32:
@@ -188,6 +220,20 @@ def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
                                           np.asarray(up, float).ravel())
         engine += " + certificates.errorbound (binary32 run, inputs rounded to binary32)"
     return BoundsResult(low.reshape(shape), up.reshape(shape), method, engine, table.network_id(t))
+
+
+#: the largest bound graph (coefficients of its affine forms, ``bounds._form_entries``) whose fast
+#: domain refusal ``bounds`` retries with the exact engine: a few seconds at most (measured
+#: 2026-12-07 at load ~10 on x -> Linear(8, w) -> std * itself -> Linear(w, 4): 704 entries 0.56 s,
+#: 1,408 entries 1.95 s, growing faster than linearly)
+EXACT_FALLBACK = 2_000
+
+
+def _bounds_box(t: Any, lo: tuple[Fraction, ...], hi: tuple[Fraction, ...], method: str,
+                exact: bool) -> tuple[np.ndarray, np.ndarray]:
+    if method == "alpha-crown":
+        return table.alpha_bounds_box(t, lo, hi, exact=exact)
+    return table.output_bounds_box(t, lo, hi, method, exact)
 
 
 def _widen_by_float32_error(g: Graph, lo: tuple[Fraction, ...], hi: tuple[Fraction, ...],

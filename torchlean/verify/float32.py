@@ -45,6 +45,7 @@ from ..floats.errorbound import bound_certificate
 from ..floats.network import run_float
 from .bab import INPUT_SPLIT_MAX
 from .float_bab import float_bab
+from .table import atom_holds
 from .tree import Result
 
 FORMAT = "binary32"
@@ -149,7 +150,7 @@ def runtime_meets(target: Any, spec: Spec) -> tuple[int, list[float]] | None:
             if y.size != spec.n_out or not np.all(np.isfinite(y)):
                 continue
             yq = [Fraction(float(v)) for v in y]
-            if any(all(t.holds(yq) for t in d) for d in r.disjuncts):
+            if any(all(atom_holds(t, yq) for t in d) for d in r.disjuncts):
                 return k, [float(v) for v in x]
     return None
 
@@ -189,7 +190,7 @@ def float_counterexample(graph: Any, spec: Spec, x: Any) -> tuple[list[Fraction]
         return None
     yq = [Fraction(float(v)) for v in y]
     for r in spec.regions:
-        if r.contains(xq) and any(all(t.holds(yq) for t in d) for d in r.disjuncts):
+        if r.contains(xq) and any(all(atom_holds(t, yq) for t in d) for d in r.disjuncts):
             return xq, [float(v) for v in y]
     return None
 
