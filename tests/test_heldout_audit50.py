@@ -267,6 +267,8 @@ def _cases():
         tied[0, 0] = 1.0
         add(op, [_v("x", (2, 3, 4))], {"x": tied}, attrs={"axes": (-1, 0), "keepdims": False})
         add(op, [_v("x", (2, 3, 4))], {"x": tied}, attrs={"axes": 1, "keepdims": True}, tag="keep")
+    for dt in ("float64", "float16"):  # (session 33's cast primitive: ONNX Cast, float to float)
+        add("cast", [_v("x", (3, 4))], {"x": 3 * x34}, attrs={"dtype": dt}, tag=dt)
     add("matmul", [_v("x", (2, 1, 3, 4)), _v("z", (5, 4, 2))], {"x": _r(2, 1, 3, 4), "z": _r(5, 4, 2)})
     add("reshape", [_v("x", (2, 3, 4))], {"x": x234}, attrs={"shape": (4, -1)})
     add("flatten", [_v("x", (2, 3, 4))], {"x": x234}, attrs={"start_dim": -2})

@@ -29,6 +29,7 @@ import numpy as np
 from ..spec.constants import SQRT1_2
 from ..spec.graph import Graph
 from ..spec.shapes import ShapeError
+from ..spec.tensorops import CAST_DTYPES
 from .onnx import Builder, OnnxImportError
 from .torch_io import TorchInteropError, _to_numpy, _torch
 
@@ -65,13 +66,13 @@ def _shape(node: Any) -> tuple[int, ...]:
 
 def _const_like(b: Builder, value: Any, like: str, node: Any = None) -> str:
     """A Python number as a scalar constant of ``like``'s dtype: what torch's kernel computes with.
-    An integer tensor that torch promotes to float by a float number (i * 0.5) is refused: the IR
-    has no cast, and casting 0.5 to int64 would make it 0."""
+    An integer tensor that torch promotes to float by a float number (i * 0.5) is refused: the IR's
+    cast is float to float only, and casting 0.5 to int64 would make it 0."""
     dtype = b.dtypes[like]
     out = str(node.meta["val"].dtype).replace("torch.", "") if node is not None else dtype
     if np.dtype(dtype).kind != "f" and (np.dtype(out).kind == "f" or not float(value).is_integer()):
         raise ShapeError(f"an integer tensor promoted to {out} by the number {value!r} is not supported "
-                         "(the IR has no dtype cast)")
+                         "(the IR's cast is float to float only)")
     return b.const(np.asarray(value, dtype=dtype), "scalar")
 
 
@@ -268,9 +269,16 @@ def _assertion(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> No
 @converter("aten._to_copy.default")
 def _to_copy(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
     want = str(node.meta["val"].dtype).replace("torch.", "")
-    if want != b.dtypes[args[0]]:
-        raise ShapeError(f"a dtype conversion ({b.dtypes[args[0]]} to {want}) is not supported")
-    return args[0]
+    have = b.dtypes[args[0]]
+    if want == have:
+        return args[0]
+    c = b.constant_of(args[0])
+    if want in CAST_DTYPES and have in CAST_DTYPES and c is None:
+        return b.emit("cast", [args[0]], {"dtype": want}, hint=node.name)  # float to float
+    if c is not None and want in ("float16", "float32", "float64") and have in CAST_DTYPES:
+        with np.errstate(over="ignore"):  # (numpy's astype rounds to nearest even, as torch)
+            return b.const(c.astype(want), node.name)
+    raise ShapeError(f"a dtype conversion ({have} to {want}) is not supported")
 
 
 @converter("aten.expand.default")

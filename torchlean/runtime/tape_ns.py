@@ -129,6 +129,14 @@ class TapeNamespace:
     def max(self, x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
         return apply("max", x, axes=_axes(axis), keepdims=keepdims)
 
+    def asarray(self, x: Any, dtype: Any = None) -> Any:
+        """numpy's asarray; a recorded ``cast`` for a tensor whose dtype changes (cast's VJP)."""
+        if not isinstance(x, Tensor):
+            return np.asarray(x, dtype=dtype)
+        if dtype is None or x.dtype == np.dtype(dtype):
+            return x
+        return apply("cast", x, dtype=str(np.dtype(dtype)))
+
     def zeros_like(self, x: Any) -> Tensor:
         return Tensor(np.zeros_like(_raw(x)))
 
