@@ -150,7 +150,7 @@ def test_float32_counterexample_agrees_with_onnxruntime(capsys):
     net, prop = TEST / "test_sat.onnx", TEST / "test_prop.vnnlib"
     assert main([str(net), str(prop), "--float32", "-q", "--timeout", "100"]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("sat (float32, emulated)")
+    assert text.startswith("sat (float32, runtime and emulated)")
     vals = dict(line.strip("()").split() for line in text.splitlines()[1:])
     x = np.array([float(vals[f"X_{i}"]) for i in range(5)], dtype=np.float32)
     y_emu = np.array([float(vals[f"Y_{j}"]) for j in range(5)])
