@@ -33,7 +33,7 @@ from .core import Verdict, box_leaves, checker, digest, rational, require, tick
 from .enclosures import DomainError
 from .errorctx import ONE, ZERO, Ctx, V, _g, _up, slope_range
 from .errornorm import normalise, softmax_ratio, softmax_relational, var_floor
-from .functions import FUNCTIONS
+from .functions import FUNCTIONS, GELU_A, GELU_C  # (spec/constants.py's, read exactly)
 from .lower import NEG_INF, ROWS, bcast_shape, broadcast, lower, reduce_groups
 from .lower_linear import _pair
 
@@ -68,7 +68,7 @@ def _gelu(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, **_: Any) -> Fractio
     """0.5 * x * (1 + tanh(C * (x + A * (x * x * x)))) replayed on the float input's hull."""
     x = ctx.point(p, q)
     x3 = ctx.mul(ctx.mul(x, x), x)
-    v = ctx.mul(ctx.fl_const(GELU_CONSTS[0]), ctx.add(x, ctx.mul(ctx.fl_const(GELU_CONSTS[1]), x3)))
+    v = ctx.mul(ctx.fl_const(GELU_C), ctx.add(x, ctx.mul(ctx.fl_const(GELU_A), x3)))
     t = ctx.fn("tanh", v, _KERNEL)
     return ctx.mul(ctx.mul(ctx.const(Q(1, 2)), x), ctx.add(ctx.const(ONE), t)).E
 
@@ -96,7 +96,6 @@ def _pow_kernel(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, exponent: Any 
 #: the selections whose input at this position is read by value (a condition, indices), never
 #: as data (``fast_select.KEY``)
 KEY = {"where": 0, "gather": 1, "embedding": 1}
-GELU_CONSTS = (Q(0.7978845608028654), Q(0.044715))  # spec/constants.py, read exactly
 _KERNEL = lambda c, p, q, m, **_: c.kern(m)  # noqa: E731
 _EXACT = lambda c, p, q, m, **_: ZERO  # noqa: E731
 #: elementwise primitives: (bound-table row, the kernel's own error at a float input)
@@ -336,9 +335,7 @@ def fast_ranges(bg: Any, box: list[tuple[Fraction, Fraction]]) -> dict[int, Any]
     return tight_args(bg, box)
 
 
-def model_id(ir: dict[str, Any]) -> str:
-    """SHA-256 of the graph's canonical JSON (``Graph.fingerprint``): ``core.digest``."""
-    return digest(ir)
+model_id = digest  # (a graph's id: SHA-256 of its canonical JSON, ``Graph.fingerprint``)
 
 
 def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> list[list[Fraction]]:

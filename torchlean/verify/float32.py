@@ -47,6 +47,7 @@ from ..floats.errorbound import bound_certificate
 from ..floats.network import run_float
 from .bab import INPUT_SPLIT_MAX
 from .float_bab import float_bab
+from .table import atom_holds
 from .tree import Result
 
 FORMAT = "binary32"
@@ -156,16 +157,17 @@ def runtime_meets(target: Any, spec: Spec) -> tuple[int, list[float]] | None:
             if y.size != spec.n_out or not np.all(np.isfinite(y)):
                 continue
             yq = [Fraction(float(v)) for v in y]
-            if any(all(t.holds(yq) for t in d) for d in r.disjuncts):
+            if any(all(atom_holds(t, yq) for t in d) for d in r.disjuncts):
                 return k, [float(v) for v in x]
     return None
+
 
 def _meets(spec: Spec, xq: list[Fraction], y: np.ndarray) -> list[tuple[int, int]]:
     """The (region, disjunct) pairs met exactly (strict atoms strictly) by outputs y at xq: the
     regions containing xq, their disjuncts whose every atom y satisfies."""
     yq = [Fraction(float(v)) for v in y]
     return [(k, i) for k, r in enumerate(spec.regions) if r.contains(xq)
-            for i, d in enumerate(r.disjuncts) if all(t.holds(yq) for t in d)]
+            for i, d in enumerate(r.disjuncts) if all(atom_holds(t, yq) for t in d)]
 
 
 def float_counterexample(graph: Any, spec: Spec, x: Any) -> tuple[list[Fraction], list[float]] | None:
