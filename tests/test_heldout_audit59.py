@@ -82,8 +82,8 @@ def _sum_net(path: Path, k: int = 4) -> Path:
 
     w1 = np.ones((1, k), np.float32)
     w1[0, 0] = BIG
-    m = _model([helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["y"])],
-               [("x", [1, 1])], ("y",), [("w1", w1), ("w2", np.ones((k, 1), np.float32))], 13,
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["y"])]
+    m = _model(nodes, [("x", [1, 1])], ("y",), [("w1", w1), ("w2", np.ones((k, 1), np.float32))], 13,
                TensorProto.FLOAT)
     path.write_bytes(m.SerializeToString())
     return path

@@ -424,10 +424,11 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
                        help="argument bounds of the input-split search on ReLU chains: CROWN, or "
                             "IBP with one back-substitution (forward)")
         p.add_argument("--float32", action="store_true",
-                       help="verify the network as run in binary32: unsat (checked) holds for torchlean's float32 "
-                            "runtime, kernels within 4 ulp, any summation order; sat is a binary32 point "
-                            "where the runtime's run (this machine) and the bit-exact emulation "
-                            "(correctly rounded, sums left to right) both meet the unsafe set")
+                       help="verify the network as run in binary32: unsat (checked) holds for "
+                            "torchlean's float32 runtime, kernels within 4 ulp, any summation order; "
+                            "sat is a binary32 point where the runtime's run (this machine) and the "
+                            "bit-exact emulation (correctly rounded, sums left to right) both meet "
+                            "the unsafe set")
         p.add_argument("--float32-splits", type=_cli.splits, default=None, metavar="N",
                        help="with --float32: bisect the box up to N times (default 4096: float32.SPLITS), "
                             "each part proved with its nearest ancestor's epsilon or its own")

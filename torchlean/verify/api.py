@@ -299,8 +299,9 @@ def robustness(model: Any, x: Any, eps: Any, label: int, timeout: float = 30.0,
     a ``vnn-unsat-float`` certificate, "falsified" a binary32 input where the runtime's own float32
     run of the traced graph (numpy kernels and BLAS, a batch of one, this machine) and the bit-exact
     emulation (correctly rounded, sums left to right) are both not robust (no certificate: their
-    word; audit59: the emulation alone could disagree with the runtime). ``x`` is one input (a batch of one): the output must be
-    one vector of scores, ``label`` a whole number indexing it; ``timeout`` in seconds, > 0.
+    word; audit59: the emulation alone could disagree with the runtime). ``x`` is one input (a
+    batch of one): the output must be one vector of scores, ``label`` a whole number indexing it;
+    ``timeout`` in seconds, > 0.
 
     Example::
 

@@ -22,8 +22,9 @@ the unsafe set, checked exactly on their outputs: torchlean's runtime (numpy's f
 BLAS, the point alone, on this machine: the program an unsat is about) and the bit-exact emulation
 (``floats.emulate``: correctly rounded elementwise operations, dot products summed left to right,
 every product and sum rounded; reproducible anywhere). Not onnxruntime's run (the CLI notes when
-that misses the unsafe set); a point only one of the two runs meets is no sat (audit59). The candidates are the real counterexamples the search finds (of the grown
-property, then of the original one), rounded to binary32. Otherwise: unknown / timeout.
+that misses the unsafe set); a point only one of the two runs meets is no sat (audit59). The
+candidates are the real counterexamples the search finds (of the grown property, then of the
+original one), rounded to binary32. Otherwise: unknown / timeout.
 """
 
 from __future__ import annotations
@@ -223,7 +224,8 @@ def onnxruntime_meets_at(target: Any, spec: Spec, x: list[Fraction]) -> bool | N
     if [i.type for i in sess.get_inputs() if i.name == v.name] != ["tensor(float)"]:
         return None
     try:
-        ys = sess.run(None, {v.name: np.array([float(q) for q in x], dtype=np.float32).reshape(tuple(v.shape))})
+        x32 = np.array([float(q) for q in x], dtype=np.float32).reshape(tuple(v.shape))
+        ys = sess.run(None, {v.name: x32})
     except Exception:
         return None
     y = np.concatenate([np.ravel(o).astype(np.float64) for o in ys])
