@@ -18,7 +18,7 @@ onnxruntime runs. End to end, each printed ``sat (float32, emulated)`` with a po
 - ``tl.verify.robustness(model, x, 0, label=0, float32=True)`` on two Linear layers (8 hidden,
   the same sum against a constant score 2^25) answered "falsified" at x where the model's own
   float32 run scores label 0 strictly highest (2^25 + 4 against 2^25).
-Now a sat needs torchlean's runtime run *and* the emulation to meet one disjunct exactly; the CLI
+Now a sat needs torchlean's runtime run *and* the emulation each to meet the unsafe set exactly; the CLI
 says so ("sat (float32, runtime and emulated)", the reason on stderr) and notes when onnxruntime's
 run misses the unsafe set at the point.
 
@@ -27,8 +27,8 @@ the printed point is the binary32 input exactly and the printed outputs read bac
 binary32 values.
 
 Planted bugs this file catches (each made in a scratch copy, the file run; TRUST_BOUNDARIES.md
-"Audit audit59"): the runtime requirement dropped (the old code, 3 failures); the runtime and the
-emulation allowed to meet different disjuncts (1); the onnxruntime note inverted (1).
+"Audit audit59"): the runtime requirement dropped (the old code's check), the runtime run in
+float64 instead of float32, the onnxruntime note inverted.
 """
 
 from __future__ import annotations
@@ -174,6 +174,27 @@ def test_cli_sat_only_where_the_runtime_meets(tmp_path, capsys, k):
     assert code == 0
     assert (out.split()[0] == "sat") == runtime_meets, (out, _numpy_sum(k))
     assert out.split()[0] in ("sat", "unknown", "timeout"), out  # (never unsat: 2^25 is a binary32 run)
+
+
+def test_cli_sat_where_every_float32_order_meets(tmp_path, capsys):
+    """y = 2^25 + 1 (one addition, x = 1): 2^25 in binary32 in any order (a tie to even), while the
+    real (and the float64) value 2^25 + 1 is safe for Y_0 <= 2^25: a true float32 counterexample,
+    still sat (not lost to the fix; lost if the runtime's run were taken in float64)."""
+    net = _sum_net(tmp_path / "s.onnx", 2)
+    assert _numpy_sum(2) == np.float32(BIG) == _left_to_right(2)
+    prop = _prop(tmp_path / "p.vnnlib", 1.0, f"(<= Y_0 {int(BIG)})")
+    code, out, _ = _cli(capsys, net, prop, "--float32", "--timeout", 30)
+    assert code == 0 and out.startswith("sat (float32, runtime and emulated)"), out
+
+
+def test_cli_sat_where_the_runs_meet_different_disjuncts(tmp_path, capsys):
+    """Unsafe Y_0 >= 2^25 + 4 or Y_0 <= 2^25 (real value 2^25 + 3: safe): every float32 order gives
+    2^25 or 2^25 + 4, so every binary32 run is unsafe, whichever disjunct it meets: sat."""
+    net = _sum_net(tmp_path / "s.onnx", 4)
+    assert float(_numpy_sum(4)) in (BIG, BIG + 4)
+    prop = _prop(tmp_path / "p.vnnlib", 1.0, f"(or (>= Y_0 {int(BIG) + 4}) (<= Y_0 {int(BIG)}))")
+    code, out, _ = _cli(capsys, net, prop, "--float32", "--timeout", 30)
+    assert code == 0 and out.startswith("sat (float32, runtime and emulated)"), out
 
 
 def test_cli_sat_where_both_meet_prints_the_binary32_point(tmp_path, capsys):

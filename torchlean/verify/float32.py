@@ -17,8 +17,8 @@ on: its real searches skip the chain search's up-front PGD (``_quick_search``), 
 of its share of the time bisects instead of ending the proof (``ATTEMPT_SHARE``), and the bisected
 input is the widest weighted by how strongly the outputs depend on it (``split_dim``).
 
-sat: a point x of binary32 values in the region where two binary32 runs satisfy one disjunct of
-the unsafe set, checked exactly on their outputs: torchlean's runtime (numpy's float32 kernels and
+sat: a point x of binary32 values in the region where two binary32 runs each satisfy a disjunct
+of the unsafe set, checked exactly on their outputs: torchlean's runtime (numpy's float32 kernels and
 BLAS, the point alone, on this machine: the program an unsat is about) and the bit-exact emulation
 (``floats.emulate``: correctly rounded elementwise operations, dot products summed left to right,
 every product and sum rounded; reproducible anywhere). Not onnxruntime's run (the CLI notes when
@@ -172,8 +172,8 @@ def _meets(spec: Spec, xq: list[Fraction], y: np.ndarray) -> list[tuple[int, int
 
 
 def float_counterexample(graph: Any, spec: Spec, x: Any) -> tuple[list[Fraction], list[float]] | None:
-    """(x32, y~) when x rounded to binary32 lies in a region and *two* binary32 runs there meet one
-    and the same disjunct of it exactly (strict atoms strictly): torchlean's runtime (``run_float``:
+    """(x32, y~) when x rounded to binary32 lies in a region and *two* binary32 runs there each meet
+    a disjunct of a region containing it exactly (strict atoms strictly): torchlean's runtime (``run_float``:
     numpy's float32 kernels and BLAS, the point alone, on this machine; what a ``--float32`` unsat
     is about) and the bit-exact emulation (``floats.emulate``: correctly rounded elementwise
     operations, dot products and sums left to right, every operation rounded; reproducible
@@ -190,15 +190,14 @@ def float_counterexample(graph: Any, spec: Spec, x: Any) -> tuple[list[Fraction]
     y32 = run_float(graph, x32[None], np.float32)[0].astype(np.float64)
     if not np.all(np.isfinite(y32)):
         return None
-    met = _meets(spec, xq, y32)
-    if not met:  # (the runtime's run is not a counterexample: nothing to emulate)
+    if not _meets(spec, xq, y32):  # (the runtime's run is no counterexample: nothing to emulate)
         return None
     try:
         outs = emulate(graph, {inp.name: x32.reshape(inp.shape)}, FORMAT)
     except NotImplementedError:  # (conv2d, pools, batch_norm, softmax: no bit-exact run, no sat)
         return None
     y = np.concatenate([np.asarray(o, dtype=np.float64).reshape(-1) for o in outs])
-    if not np.all(np.isfinite(y)) or not set(met) & set(_meets(spec, xq, y)):
+    if not np.all(np.isfinite(y)) or not _meets(spec, xq, y):
         return None
     return xq, [float(v) for v in y]
 
