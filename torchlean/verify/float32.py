@@ -186,6 +186,9 @@ def float_counterexample(graph: Any, spec: Spec, x: Any) -> tuple[list[Fraction]
         return None
     x32 = np.asarray([float(v) for v in x], dtype=np.float64).astype(np.float32)
     xq = [Fraction(float(v)) for v in x32]
+    # the runs are of the point as reported (its rationals): a -0.0 candidate is run as +0 (1/x
+    # tells them apart: exp(1/x) is 0 at -0, +inf at the +0 that "(X_0 0.0)" reads back as)
+    x32 = np.array([float(q) for q in xq], dtype=np.float32)
     inp = graph.inputs[0]
     y32 = run_float(graph, x32[None], np.float32)[0].astype(np.float64)
     if not np.all(np.isfinite(y32)):
