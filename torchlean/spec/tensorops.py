@@ -72,7 +72,8 @@ def mean(m, x, axes, keepdims):
 
 @primitive("max", "reduction", 1, _reduce_rule("max"), attrs={"axes": None, "keepdims": False})
 def max_(m, x, axes, keepdims):
-    """maximum over ``axes``; the runtime splits the gradient evenly between tied maxima"""
+    """maximum over ``axes``; the runtime splits the gradient evenly between tied maxima, as
+    torch.amax (torch's max(dim).values sends it to the one index it returns)"""
 
     def biggest(vals):
         best = vals[0]

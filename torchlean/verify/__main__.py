@@ -141,6 +141,7 @@ def _verify(args: argparse.Namespace, clock: Budget, out_of_time: Any) -> int:
     if not clock.answer(say):
         return 0
     _note_unchecked(target, res.verdict)
+    _note_exact_point(res)
     if res.stats.get("why") and not args.quiet:
         print(f"{res.verdict}: {res.stats['why']}", file=sys.stderr)
     if args.cert and res.cert is not None and res.verdict in ("sat", "unsat"):
@@ -160,6 +161,42 @@ def _note_unchecked(target: Any, verdict: str) -> None:
     was not compared with onnxruntime (``table.runtime_unchecked``: not installed, a file it cannot
     run, too little time): the verdict is then about torchlean's reading of the file alone."""
     line = runtime_unchecked(target) if verdict in ("sat", "unsat") else None
+    if line is not None:
+        print(f"note: {line}", file=sys.stderr, flush=True)
+
+
+def exact_note(x: Any) -> str | None:
+    """The caveat for a counterexample that is no float32 point (``verify.exact_point``: an exact box
+    end or ReLU-kink vertex), or None: the X_i printed are that exact point, which is what the
+    checker evaluated (exactly); the Y_j are float64 values near its outputs, and a float32 run
+    (onnxruntime) can only be fed the point rounded to float32, where the property may hold."""
+    if x is None:
+        return None
+    off = [i for i, v in enumerate(x) if not _is_float32(Fraction(v))]
+    if not off:
+        return None
+    which = ", ".join(f"X_{i}" for i in off[:4]) + (", ..." if len(off) > 4 else "")
+    return (f"the counterexample is an exact rational point ({which} no float32 number): the checker "
+            "evaluated the network exactly at the X_i printed; the Y_j are float64 values near its exact "
+            "outputs, and a float32 run (onnxruntime) of the point rounded to float32 need not violate "
+            "the property")
+
+
+def _is_float32(q: Fraction) -> bool:
+    """Whether q is a (finite) float32 number."""
+    import numpy as np
+
+    try:
+        f = np.float32(float(q))
+    except OverflowError:
+        return False
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(f)) and Fraction(float(f)) == q
+
+
+def _note_exact_point(res: Any) -> None:
+    """``exact_note``'s line on stderr (even with --quiet) for a sat whose point is no float32 one."""
+    line = exact_note(res.x) if res.verdict == "sat" else None
     if line is not None:
         print(f"note: {line}", file=sys.stderr, flush=True)
 
@@ -294,6 +331,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             extra = f"; max epsilon <= {_outward.up(max(max_epsilons(cert), default=0), 3)}" + extra
         print(f"accepted: {v.reason} ({dt:.2f} s){extra}")
         _note_unchecked(target, "unsat")  # (the same caveat: the network checked is the import's)
+        line = exact_note(cert.get("x")) if proves == "sat" else None  # (accepted: x is a list of numerals)
+        if line is not None:
+            print(f"note: {line}", file=sys.stderr, flush=True)
         return 0
     print(f"rejected: {v.reason}")
     return 1
