@@ -236,7 +236,7 @@ def _warn_empty_boxes(spec: Any, prop: str) -> None:
 
 def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: Budget) -> int:
     """``--float32``: the verdict for the network run in binary32 (``verify.float32``)."""
-    from .float32 import SPLITS, binary32_empty, runtime_meets, verify_float32
+    from .float32 import SPLITS, binary32_empty, onnxruntime_meets_at, runtime_meets, verify_float32
 
     try:
         res = verify_float32(target.graph, target, spec, left, progress=_cli.progress_of(args),
@@ -247,7 +247,7 @@ def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: 
         raise InputError(f"no float32 error bound for this network on this box: {e}") from None
     _runtime_guard(target, res)
     text = vnncomp_text(res)
-    label = {"unsat": "unsat (float32-sound, checked)", "sat": "sat (float32, emulated)"}
+    label = {"unsat": "unsat (float32-sound, checked)", "sat": "sat (float32, runtime and emulated)"}
 
     def say() -> None:
         print(label.get(res.verdict, res.verdict) + text[len(res.verdict):], flush=True)
@@ -257,6 +257,15 @@ def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: 
     if not clock.answer(say):
         return 0
     _note_unchecked(target, res.verdict)
+    if res.verdict == "sat":
+        try:
+            ort_met = onnxruntime_meets_at(target, spec, res.x)
+        except Exception:  # (a note only)
+            ort_met = None
+        if ort_met is False:  # (audit59: onnxruntime's float32 program is neither of the two runs)
+            print("note: onnxruntime's float32 run of the file does not meet the unsafe set at this "
+                  "point: the float32 sat is about torchlean's runtime and the emulation, not "
+                  "onnxruntime's", file=sys.stderr, flush=True)
     if res.verdict == "unsat":
         for k, i in binary32_empty(spec):
             print(f"note: region {k}'s X_{i} interval holds no binary32 value: the float32 verdict "
@@ -455,7 +464,11 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
                        help="argument bounds of the input-split search on ReLU chains: CROWN, or "
                             "IBP with one back-substitution (forward)")
         p.add_argument("--float32", action="store_true",
-                       help="verify the network as run in binary32 (float-sound verdict)")
+                       help="verify the network as run in binary32: unsat (checked) holds for "
+                            "torchlean's float32 runtime, kernels within 4 ulp, any summation order; "
+                            "sat is a binary32 point where the runtime's run (this machine) and the "
+                            "bit-exact emulation (correctly rounded, sums left to right) both meet "
+                            "the unsafe set")
         p.add_argument("--float32-splits", type=_cli.splits, default=None, metavar="N",
                        help="with --float32: bisect the box up to N times (default 4096: float32.SPLITS), "
                             "each part proved with its nearest ancestor's epsilon or its own")

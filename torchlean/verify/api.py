@@ -15,7 +15,9 @@ so they are checked by construction (``BoundsResult.checked_by`` names the engin
 searches (``verify.general``: PGD on the runtime, input-split branch and bound on the table's
 bounds) and reports "verified" only when the checker accepted the split-tree certificate, and
 "falsified" only when the checker's exact evaluation accepted the counterexample; anything else is
-"unknown", with the reason.
+"unknown", with the reason. With ``float32=True`` "falsified" has no certificate: the point is a
+binary32 input where the runtime's own float32 run and the bit-exact emulation both fail the
+property, each checked exactly (``verify.float32.float_counterexample``).
 """
 
 from __future__ import annotations
@@ -261,9 +263,10 @@ def _widen_by_float32_error(g: Graph, lo: tuple[Fraction, ...], hi: tuple[Fracti
 class RobustnessResult:
     """verdict: "verified" (the checker accepted ``certificate``, a vnn-unsat split tree),
     "falsified" (the checker's exact evaluation accepted ``counterexample``, also in
-    ``certificate`` as a vnn-sat one) or "unknown" (``reason`` says why). ``counterexample`` is
-    that checked point exactly: float64 (a float32 value where the box holds one), or an object
-    array of Fractions when no float64 point of the box next to it is a counterexample."""
+    ``certificate`` as a vnn-sat one; with ``float32=True`` no certificate: see ``robustness``)
+    or "unknown" (``reason`` says why). ``counterexample`` is that checked point exactly: float64
+    (a float32 value where the box holds one), or an object array of Fractions when no float64
+    point of the box next to it is a counterexample."""
 
     verdict: str
     reason: str
@@ -296,9 +299,12 @@ def robustness(model: Any, x: Any, eps: Any, label: int, timeout: float = 30.0,
 
     Returns a checked verdict (see ``RobustnessResult``); a tie counts as not robust.
     ``float32``: about the model *run in binary32* instead (``verify.float32``): "verified" carries
-    a ``vnn-unsat-float`` certificate, "falsified" a binary32 input whose emulated run is not robust
-    (no certificate: the emulation's word). ``x`` is one input (a batch of one): the output must be
-    one vector of scores, ``label`` a whole number indexing it; ``timeout`` in seconds, > 0.
+    a ``vnn-unsat-float`` certificate, "falsified" a binary32 input where the runtime's own float32
+    run of the traced graph (numpy kernels and BLAS, a batch of one, this machine) and the bit-exact
+    emulation (correctly rounded, sums left to right) are both not robust (no certificate: their
+    word; audit59: the emulation alone could disagree with the runtime). ``x`` is one input (a
+    batch of one): the output must be one vector of scores, ``label`` a whole number indexing it;
+    ``timeout`` in seconds, > 0.
 
     Example::
 
