@@ -61,7 +61,11 @@ STEPS = 20  # gradient steps per batch
 HOPELESS_FROM: int | None = 10
 HOPE = 4.0
 #: a subproblem's α/β start from its parent's best α and β (β-CROWN's warm start: the children of a
-#: box share most of its unstable elements and splits), not from the default slopes and β = 0
+#: box share most of its unstable elements and splits), not from the default slopes and β = 0.
+#: Only on the node-wise (conv) path, where it was measured better (oval21 img6638: 415 leaves
+#: against 662; sri_resnet_a idx 5594 unsat in 57.5 s against 82.3 s); on mnistfc's fully
+#: connected 256x4 prop_0_0.03 (dense ``Backsub``) it made 2,978 subproblems in 60 s, open, against
+#: 547 and proved cold (bench/README.md, "impoval")
 WARM = True
 DIGITS = 5  # significant digits of a recorded β (any value >= 0 is sound)
 
@@ -325,7 +329,7 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
             bs = alpha_targets.NodeBacksub(fg, st) if nodewise else alpha.Backsub.from_fast(bg, fg, st, FAST)
             val, a, beta, lam = _optimise(bs, dj, relus, st, paths, steps, deadline,
                                           HOPELESS_FROM if nodewise else None, stats,
-                                          [warm.pop(node, None) for node, _, _ in part])
+                                          [warm.pop(node, None) for node, _, _ in part] if nodewise else None)
             best_r = val.argmax(1)
             if attack is not None and (~done).any():  # (bs.coef: the last bound's input coefficients)
                 coef = bs.coef[np.arange(B), best_r, :bg.n_in][~done]
@@ -368,7 +372,7 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
                     return None
                 pick = unst[0]
             ia, ib = tree.split_relu(node, *pick)
-            if WARM and a is not None:  # (both children start from the box's best α and β)
+            if WARM and nodewise and a is not None:  # (both children start from the box's best α, β)
                 warm[ia] = warm[ib] = ({k: v[b] for k, v in a.items()}, {k: v[b] for k, v in beta.items()})
             queue += [(ia, {**path, pick: 0}, (st, b, pick[0])), (ib, {**path, pick: 1}, (st, b, pick[0]))]
             stats["splits"] = stats.get("splits", 0) + 1
