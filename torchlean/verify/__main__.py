@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -29,41 +28,13 @@ from .._files import InputFileError, atomic_write_text, read_input
 from .._malloc import keep_freed_memory, loading
 from ..certificates.bound_graph import Unsupported
 from ..certificates.bounds import check_vnn, replay_mode
-from ..certificates.core import OutOfTime, Rejected, decimal, parse_json
+from ..certificates.core import OutOfTime, Rejected, parse_json
 from ..certificates.property import PropertyError
 from ..pool import PoolError
 from .budget import Budget
 from .network import InputError
+from .result_text import exact_text, vnncomp_text, x_numerals  # noqa: F401 (exact_text: audit24's)
 from .table import RUNTIME_CHECK_S, load_instance, replay_result, runtime_refutes, runtime_unchecked
-
-
-def vnncomp_text(result) -> str:
-    """The VNN-COMP result format: the verdict, and for sat the assignment of X_i and Y_j."""
-    if result.verdict != "sat":
-        return result.verdict
-    xs = "\n".join(f"(X_{i} {exact_text(v)})" for i, v in enumerate(result.x))
-    ys = "\n".join(f"(Y_{j} {v!r})" for j, v in enumerate(result.y))
-    return f"sat\n({xs}\n{ys})"
-
-
-def exact_text(v: Any) -> str:
-    """A numeral whose exact decimal value is ``v`` (audit24): float64's shortest repr where that
-    reads back as v exactly, else all of v's digits (a point of a box narrower than a float's
-    spacing, or on a strict bound, must not be printed moved out of the box), else SMT-LIB (/ p q)."""
-    q = Fraction(v)
-    s = repr(float(q))
-    if math.isfinite(float(q)) and decimal(s) == q:
-        return s
-    d, k = q.denominator, 0
-    while d % 10 == 0 or d % 2 == 0 or d % 5 == 0:  # (10^k / d must be an integer)
-        d //= 10 if d % 10 == 0 else 2 if d % 2 == 0 else 5
-        k += 1
-    if d != 1:
-        return f"(/ {q.numerator} {q.denominator})"
-    if k == 0:
-        return str(q.numerator)
-    digits = str(abs(q.numerator) * 10**k // q.denominator).rjust(k + 1, "0")
-    return ("-" if q < 0 else "") + digits[:len(digits) - k] + "." + digits[len(digits) - k:]
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -131,7 +102,7 @@ def _verify(args: argparse.Namespace, clock: Budget, out_of_time: Any) -> int:
         elif not args.quiet:
             print(f"checked: {v.reason} in {check_s:.2f} s", file=sys.stderr)
     _runtime_guard(target, res)
-    text = vnncomp_text(res)
+    text = vnncomp_text(res, spec)
 
     def say() -> None:
         print(text, flush=True)
@@ -141,7 +112,7 @@ def _verify(args: argparse.Namespace, clock: Budget, out_of_time: Any) -> int:
     if not clock.answer(say):
         return 0
     _note_unchecked(target, res.verdict)
-    _note_exact_point(res)
+    _note_exact_point(res, spec, args.cert)
     if res.stats.get("why") and not args.quiet:
         print(f"{res.verdict}: {res.stats['why']}", file=sys.stderr)
     if args.cert and res.cert is not None and res.verdict in ("sat", "unsat"):
@@ -167,9 +138,10 @@ def _note_unchecked(target: Any, verdict: str) -> None:
 
 def exact_note(x: Any) -> str | None:
     """The caveat for a counterexample that is no float32 point (``verify.exact_point``: an exact box
-    end or ReLU-kink vertex), or None: the X_i printed are that exact point, which is what the
-    checker evaluated (exactly); the Y_j are float64 values near its outputs, and a float32 run
-    (onnxruntime) can only be fed the point rounded to float32, where the property may hold."""
+    end or ReLU-kink vertex), or None: the X_i printed are that exact point (those with a
+    terminating decimal; ``approx_note`` for the others), which the checker evaluated exactly; the
+    Y_j are float64 values near its outputs, and a float32 run (onnxruntime) can only be fed the
+    point rounded to float32, where the property may hold."""
     if x is None:
         return None
     off = [i for i, v in enumerate(x) if not _is_float32(Fraction(v))]
@@ -177,9 +149,9 @@ def exact_note(x: Any) -> str | None:
         return None
     which = ", ".join(f"X_{i}" for i in off[:4]) + (", ..." if len(off) > 4 else "")
     return (f"the counterexample is an exact rational point ({which} no float32 number): the checker "
-            "evaluated the network exactly at the X_i printed; the Y_j are float64 values near its exact "
-            "outputs, and a float32 run (onnxruntime) of the point rounded to float32 need not violate "
-            "the property")
+            "evaluated the network exactly at that point (the certificate's x); the Y_j are float64 "
+            "values near its exact outputs, and a float32 run (onnxruntime) of the point rounded to "
+            "float32 need not violate the property")
 
 
 def _is_float32(q: Fraction) -> bool:
@@ -194,11 +166,31 @@ def _is_float32(q: Fraction) -> bool:
         return bool(np.isfinite(f)) and Fraction(float(f)) == q
 
 
-def _note_exact_point(res: Any) -> None:
-    """``exact_note``'s line on stderr (even with --quiet) for a sat whose point is no float32 one."""
-    line = exact_note(res.x) if res.verdict == "sat" else None
-    if line is not None:
-        print(f"note: {line}", file=sys.stderr, flush=True)
+def approx_note(x: Any, spec: Any, cert: str | None) -> str | None:
+    """The caveat for a counterexample printed approximately (``result_text.x_numerals``: an X_i
+    with no terminating decimal, e.g. a ReLU kink at 1/3), or None: the result holds decimals (the
+    VNN-COMP format's numbers), the exact point the checker accepted is the certificate's."""
+    if x is None:
+        return None
+    _, off = x_numerals(x, spec)
+    if not off:
+        return None
+    which = ", ".join(f"X_{i}" for i in off[:4]) + (", ..." if len(off) > 4 else "")
+    where = f"in the certificate {cert}" if cert else "in the certificate that --cert FILE writes"
+    return (f"{which} of the counterexample {'has' if len(off) == 1 else 'have'} no terminating "
+            f"decimal: printed rounded (at least 20 significant digits, inside the input box); the "
+            f"exact point the checker accepted is {where}; the decimal point printed need not "
+            "violate the property")
+
+
+def _note_exact_point(res: Any, spec: Any = None, cert: str | None = None) -> None:
+    """``exact_note``'s line on stderr (even with --quiet) for a sat whose point is no float32 one,
+    and ``approx_note``'s where an X_i is printed rounded."""
+    if res.verdict != "sat":
+        return
+    for line in (exact_note(res.x), approx_note(res.x, spec, cert)):
+        if line is not None:
+            print(f"note: {line}", file=sys.stderr, flush=True)
 
 
 def _with_note(cert: dict[str, Any], target: Any) -> dict[str, Any]:
@@ -246,7 +238,7 @@ def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: 
     except (ArithmeticError, ValueError, Rejected) as e:  # e.g. a value that may overflow binary32
         raise InputError(f"no float32 error bound for this network on this box: {e}") from None
     _runtime_guard(target, res)
-    text = vnncomp_text(res)
+    text = vnncomp_text(res, spec)  # (binary32 X_i: exact decimals)
     label = {"unsat": "unsat (float32-sound, checked)", "sat": "sat (float32, runtime and emulated)"}
 
     def say() -> None:
