@@ -240,7 +240,7 @@ def witness(model: Model, text: str, x: np.ndarray) -> list[float] | None:
     onnxruntime and in torchlean's exact evaluation (a sat the generator can claim), else None."""
     from torchlean.certificates.property import parse_property
     from torchlean.verify.attack import to_float32_in_box
-    from torchlean.verify.table import confirm
+    from torchlean.verify.table import atom_holds, confirm
 
     spec = parse_property(text)
     for r in spec.regions:
@@ -248,7 +248,7 @@ def witness(model: Model, text: str, x: np.ndarray) -> list[float] | None:
         if xq is None or not confirm(model.net, spec, xq):
             continue
         y = [Fraction(float(v)) for v in model.ort(np.array([float(v) for v in xq]))]  # float32 outputs
-        if any(all(t.holds(y) for t in d) for d in r.disjuncts):
+        if any(all(atom_holds(t, y) for t in d) for d in r.disjuncts):
             return [float(v) for v in xq]
     return None
 

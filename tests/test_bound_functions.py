@@ -15,6 +15,7 @@ from torchlean.certificates import functions as fn
 from torchlean.certificates.core import Rejected
 from torchlean.certificates.fast_functions import FAST
 from torchlean.certificates.functions import FUNCTIONS, DomainError
+from torchlean.certificates.slopes import POLICIES
 from torchlean.spec import primitives as P
 from torchlean.spec.scalar import MPMATH, obj
 
@@ -123,7 +124,7 @@ def intervals(name: str, rng: random.Random, n: int):
 
 
 def slopes(row, l: Q, u: Q, rng: random.Random):
-    a_lo, a_up = row.default_slopes(l, u)
+    a_lo, a_up = row.policy_slopes(POLICIES[0], l, u)
     return [a_lo, a_up, Q(0), Q(rng.uniform(-2, 2)), Q(rng.uniform(-1e-3, 1e-3))]
 
 
@@ -288,7 +289,7 @@ def test_wide_intervals_stay_small_and_sound():
     for name in ("sigmoid", "tanh", "erf", "softplus", "silu", "gelu", "relu", "abs", "square", "leaky_relu"):
         row = FUNCTIONS[name]
         for l, u in [(Q(-10**6), Q(10**6)), (Q(-10**6), Q(-999_000)), (Q(5 * 10**5), Q(10**6))]:
-            a_lo, a_up = row.default_slopes(l, u)
+            a_lo, a_up = row.policy_slopes(POLICIES[0], l, u)
             b_lo, b_up = row.lower_intercept(l, u, a_lo), row.upper_intercept(l, u, a_up)
             for b in (b_lo, b_up):
                 assert b.denominator.bit_length() < 2000 and b.numerator.bit_length() < 2000
@@ -307,7 +308,7 @@ def test_fast_is_sound_and_close_to_exact(name):
     l = np.array([iv[0] for iv in ivs])
     u = np.array([max(iv) for iv in ivs])
     a = np.array([rng.uniform(-2, 2) for _ in ivs])
-    a_lo, a_up = fast.default_slopes(l, u)
+    a_lo, a_up = fast.policy_slopes(POLICIES[0], l, u)
     f_lo, f_up = fast.lower_intercept(l, u, a_lo), fast.upper_intercept(l, u, a_up)
     r_lo, r_up = fast.lower_intercept(l, u, a), fast.upper_intercept(l, u, a)
     i_lo, i_hi = fast.interval(l, u)
@@ -365,7 +366,8 @@ def test_pow_rows(c):
     if float(c).is_integer():
         ivs += [(Q(-2.5), Q(-0.3)), (Q(-40), Q(-35))] + ([(Q(-1.5), Q(2))] if c >= 0 else [])
     for l, u in ivs:
-        for a in slopes(row, l, u, rng) if c == 2 else [*row.default_slopes(l, u, exponent=c), Q(0.7)]:
+        policy = [] if c == 2 else [*row.policy_slopes(POLICIES[0], l, u, exponent=c), Q(0.7)]
+        for a in slopes(row, l, u, rng) if c == 2 else policy:
             b_lo = row.lower_intercept(l, u, a, exponent=c)
             b_up = row.upper_intercept(l, u, a, exponent=c)
             lo_true, _ = true_min(key, l, u, a, 1)
@@ -451,7 +453,7 @@ def test_relu_lines_closed_form_is_valid_and_matches_the_generic_row():
     l, u = l[ok], u[ok]
     sl, bl, su, bu = relu_lines(l, u)
     row = FAST["relu"]
-    gl, gu = row.default_slopes(l, u)
+    gl, gu = row.policy_slopes(POLICIES[0], l, u)
     assert (sl == gl).all() and (su == gu).all()
     assert (bl == row.lower_intercept(l, u, sl)).all()
     for t in (0.0, 0.25, 0.5, 1.0):

@@ -200,3 +200,18 @@ def test_zoo_commands_on_cuda_match_cpu(fake_cupy, capsys, tmp_path, command, ba
         records = json.loads(log.read_text())["records"]
         runs[device] = [{k: v for k, v in r.items() if k != "time"} for r in records]
     assert runs["cuda"] == runs["cpu"] and runs["cpu"]
+
+
+def test_cast_on_cuda_keeps_the_gradient_and_the_device(fake_cupy):
+    """Session 33's cast on the device: .double()/.half() stay on cuda, the gradient comes back to
+    the leaf's dtype and device, equal to the CPU run."""
+    vals = [[0.3, -1.7], [2.5, 1e-3]]
+    out = {}
+    for dev in ("cpu", "cuda"):
+        t = tl.tensor(vals, device=dev, requires_grad=True)
+        d = t.double()
+        assert d.device == dev and d.dtype == np.float64
+        ((d * d).half().float() * 3).sum().backward()
+        assert t.grad.device == dev and t.grad.dtype == np.float32
+        out[dev] = t.grad.numpy()
+    np.testing.assert_array_equal(out["cuda"], out["cpu"])

@@ -60,7 +60,7 @@ REFUSED = {
     "a comparison mask": lambda m, h: h * (h > 0),
     "a weight-dependent mask": lambda m, h: h * (m.lin.bias > 0),
     "a tl.tensor copy": lambda m, h: h * tl.tensor(h),
-    "a .to() copy": lambda m, h: h * h.to("float64"),
+    "a .to() copy": lambda m, h: h * h.long(),  # (a float .to() is the cast primitive: traced)
     "argmax indices": lambda m, h: h * h.argmax(dim=1, keepdim=True),
     "a random draw": lambda m, h: h + tl.randn(1, 2),
     "a branch on a detached value": lambda m, h: h.tanh() if float(h.detach().sum()) > 0 else h,

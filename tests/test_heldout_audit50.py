@@ -22,6 +22,7 @@ from torchlean.bridge import export_onnx, load_onnx
 from torchlean.bridge._onnx_export import _EXPORTABLE, OnnxExportError
 from torchlean.bridge.ir_json import load_graph, save_graph
 from torchlean.runtime.execute import run_graph
+from torchlean.runtime.tensor import apply
 from torchlean.spec import Graph, Node, Value
 from torchlean.spec.primitives import PRIMITIVES
 
@@ -81,7 +82,9 @@ def _sum_over_no_axes_model():
 
         def forward(self, x):
             h = self.fc(x).relu()
-            return h + h.sum(dim=())  # torchlean: 2h
+            # the IR's sum over no axes (the identity: 2h); written through ``apply`` since audit57
+            # made ``h.sum(dim=())`` torch's reading (every axis)
+            return h + apply("sum", h, axes=(), keepdims=False)
 
     m = M()
     m.load_state_dict({"fc.weight": np.eye(2, dtype=np.float32), "fc.bias": np.zeros(2, np.float32)})
@@ -264,6 +267,8 @@ def _cases():
         tied[0, 0] = 1.0
         add(op, [_v("x", (2, 3, 4))], {"x": tied}, attrs={"axes": (-1, 0), "keepdims": False})
         add(op, [_v("x", (2, 3, 4))], {"x": tied}, attrs={"axes": 1, "keepdims": True}, tag="keep")
+    for dt in ("float64", "float16"):  # (session 33's cast primitive: ONNX Cast, float to float)
+        add("cast", [_v("x", (3, 4))], {"x": 3 * x34}, attrs={"dtype": dt}, tag=dt)
     add("matmul", [_v("x", (2, 1, 3, 4)), _v("z", (5, 4, 2))], {"x": _r(2, 1, 3, 4), "z": _r(5, 4, 2)})
     add("reshape", [_v("x", (2, 3, 4))], {"x": x234}, attrs={"shape": (4, -1)})
     add("flatten", [_v("x", (2, 3, 4))], {"x": x234}, attrs={"start_dim": -2})

@@ -410,7 +410,8 @@ def test_search_relu_split_certificate_accepted_and_transplant_rejected(cnn_cert
     rejected: the children's parent states are those of the larger box."""
     t, spec, cert, false = cnn_cert
     trees = cert["regions"][0]["per_disjunct"]
-    assert sum(n[0] == "relu" for tr in trees for n in tr) >= 10
+    # (22 splits when written; 7 since the children's α/β start from their parents', impoval)
+    assert sum(n[0] == "relu" for tr in trees for n in tr) >= 5
     depth = max(len(ph) for tr in trees for _, _, (p, _, ph, _) in walk(tr, list(spec.regions[0].lo),
                 list(spec.regions[0].hi), split_widths(t.bg)) if p is not None)
     assert depth >= 3

@@ -124,6 +124,8 @@ CASES: list[Case] = [
     Case("max", normal(3, 4), lambda t, x: x.amax(dim=1), {"axes": 1}, "axis"),
     Case("max", normal(2, 3), lambda t, x: x.amax(dim=0), {"axes": 0}, "tiny"),
     # -- structure --------------------------------------------------------------------------------
+    Case("cast", normal(3, 4), lambda t, x: x.to(t.float64), {"dtype": "float64"}),
+    # (float64 runs here: narrowing casts, each pair of formats, are tests/test_cast.py's, against torch)
     Case("reshape", normal(3, 4), lambda t, x: x.reshape(2, 6), {"shape": (2, 6)}),
     Case("reshape", normal(2, 3, 2), lambda t, x: x.reshape(-1, 3), {"shape": (-1, 3)}, "infer"),
     Case("flatten", normal(2, 3, 4), lambda t, x: t.flatten(x, 1), {"start_dim": 1}),
@@ -259,7 +261,8 @@ def test_float32_within_tolerance_of_float64(case: Case) -> None:
     g = _cotangent(case, arrays)
     out64, grads64 = _run(case, arrays, "float64", g)
     out32, grads32 = _run(case, [a.astype(np.float32) if _is_float(a) else a for a in arrays], "float32", g)
-    assert out32.dtype == np.float32, f"{case.id}: float32 inputs gave {out32.dtype}"
+    want = np.dtype(case.attrs["dtype"]) if case.name == "cast" else np.float32  # (a cast's: its format)
+    assert out32.dtype == want, f"{case.id}: float32 inputs gave {out32.dtype}"
     np.testing.assert_allclose(out32.numpy(), out64.numpy(), rtol=F32_RTOL, atol=F32_ATOL)
     for g32, g64 in zip(grads32, grads64):
         if g64 is not None:

@@ -43,7 +43,8 @@ def _refused(text: str) -> str:
 def test_every_shipped_claim_domain_is_drawn_from_its_spec(library: dict[str, Any]) -> None:
     claims = [o for o in library.values() if o.kind in ("forward", "autograd")]
     counted = {o.name: check_domain(o.smtlib) for o in claims}
-    assert len(claims) == 88 and sum(counted.values()) > 0
+    # (96: session 33's cast added one forward and one autograd claim per float format)
+    assert len(claims) == 96 and sum(counted.values()) > 0
     with_domain = sorted(n for n, k in counted.items() if k)
     assert with_domain == sorted(
         [f"forward.{p}" for p in ("batch_norm", "div", "log", "sqrt")]

@@ -17,6 +17,7 @@ from torchlean import nn
 from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.bounds import check_vnn
 from torchlean.certificates.fast_functions import FAST
+from torchlean.certificates.fast_vnn import phase_arrays
 from torchlean.certificates.property import Atom, Region, Spec
 from torchlean.verify import alpha, alpha_targets, attack, general, graph_relu, table
 from torchlean.verify.table import load_instance
@@ -177,3 +178,44 @@ def test_stalled_attack_leaves_its_time_to_the_proof(monkeypatch):
     assert res.stats["attack_margin"]["best"] > graph_relu.NEAR * res.stats["attack_margin"]["centre"]
     v = check_vnn(res.cert, t.bg, spec, mode="fast")
     assert v.ok, v.reason
+
+
+@pytest.mark.parametrize("nodewise", [False, True])
+def test_optimise_starts_from_the_warm_slopes_and_multipliers(nodewise):
+    """``warm`` (``graph_relu.WARM``: a child's α/β start from its parent's best) is where the
+    steps start: with 0 steps the bound is ``bound`` at the warm α (on the box's unstable
+    elements; the others keep their default) and warm β (on its split elements), computed here
+    directly, not the default-slope bound; a box without a warm start keeps its default bound."""
+    t, spec = _mlp_instance()
+    bg, fg = t.bg, fe.compiled(t.bg)
+    region = spec.regions[0]
+    dj = graph_relu.Disjunct(bg, region, 0)
+    relus = graph_relu.relu_nodes(bg)
+    lo, hi = _boxes(region, [1.0, 1.0])
+    st0 = fe.forward(fg, lo, hi, "crown")
+    k0 = relus[0]
+    i = int(np.nonzero((st0.arg[k0][0][0] < 0) & (st0.arg[k0][1][0] > 0))[0][0])  # an unstable element, split
+    paths = [{(k0, i): 1}, {(k0, i): 1}]
+    st = fe.forward(fg, lo, hi, "crown", phase_arrays(bg, paths))
+    make = (lambda s: alpha_targets.NodeBacksub(fg, s)) if nodewise else \
+        (lambda s: alpha.Backsub.from_fast(bg, fg, s, FAST))
+    bs = make(st)
+    R = dj.lam0.shape[0]
+    rng = np.random.default_rng(1)
+    dflt = bs.default_slopes(R)
+    wa = {k: rng.uniform(0, 1, dflt[k][0].shape[1:]) for k in relus}
+    wb = {k0: np.full((R, bg.nodes[k0].size), 0.7)}
+    val, _, _, _ = graph_relu._optimise(bs, dj, relus, st, paths, 0, warm=[(wa, wb), None])
+    slopes = {}
+    for k, (a, u) in dflt.items():
+        unst = (st.arg[k][0] < 0)[:, None, :] & (st.arg[k][1] > 0)[:, None, :]
+        a = a.copy()
+        a[0] = np.where(unst[0], wa[k], a[0])
+        slopes[k] = (a, u)
+    sgn = alpha.split_signs(paths, {k0: bg.nodes[k0].size})[k0]
+    mult = {k0: np.concatenate([(wb[k0] * sgn[0])[None], np.zeros((1, R, bg.nodes[k0].size))])}
+    want, _ = make(st).bound(dj.lam0, dj.c0, slopes, mult=mult)
+    cold, _ = make(st).bound(dj.lam0, dj.c0, dflt)
+    np.testing.assert_allclose(val, want, rtol=1e-9, atol=1e-12)
+    assert abs(val[0, 0] - cold[0, 0]) > 1e-6  # (the warm values moved the bound)
+    np.testing.assert_allclose(val[1], cold[1], rtol=1e-9, atol=1e-12)

@@ -21,7 +21,7 @@ from torchlean.certificates.lower import fingerprint
 from torchlean.certificates.property import parse_property
 from torchlean.verify import load_spec, verify
 from torchlean.verify.attack import to_float32_in_box
-from torchlean.verify.table import confirm, load_target
+from torchlean.verify.table import atom_holds, confirm, load_target
 
 TINY = Path(__file__).parent / "data" / "vnncomp2021" / "test" / "test_tiny.onnx"
 HEAD = "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
@@ -101,7 +101,7 @@ def test_strict_output_atoms_and_constant_atoms(tmp_path):
     text = HEAD + "(assert (>= X_0 0))\n(assert (<= X_0 1))\n(assert (< Y_0 0.5))\n(assert (< 0 1))\n"
     spec = load_spec(_write(tmp_path, text))
     ((atom,),) = spec.regions[0].disjuncts
-    assert atom.strict and atom.holds([Fraction(1, 4)]) and not atom.holds([Fraction(1, 2)])
+    assert atom.strict and atom_holds(atom, [Fraction(1, 4)]) and not atom_holds(atom, [Fraction(1, 2)])
     (c,) = parse_vnnlib_string(text).regions[0].disjuncts[0]
     assert c.strict and not c.holds([Fraction(1, 2)])
     false = text.replace("(< 0 1)", "(< 0 0)")  # a false constant atom: no region left

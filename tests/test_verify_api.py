@@ -309,3 +309,32 @@ def test_the_example_script_runs(capsys):
     runpy.run_path(str(script), run_name="__main__")
     out = capsys.readouterr().out
     assert "eps=0.001: verified" in out and "computed by: certificates." in out
+
+
+class _Std(nn.Module):
+    def forward(self, x):
+        return tl.nn.functional.std(x, dim=1)
+
+
+def test_fast_domain_refusal_retried_exactly_on_a_small_graph():
+    """A box where the variance's real lower end is 0: the float64 engine's outward charge puts it
+    at about -7e-301 under sqrt (a refusal), the exact engine bounds it; torch's std of sampled and
+    corner points lies inside, and the result names the exact engine."""
+    torch = pytest.importorskip("torch")
+    x = np.full((1, 3), 0.1)
+    b = tl.verify.bounds(_Std(), x, 0.1)
+    assert "exact" in b.checked_by
+    assert b.lower[0] <= 0.0
+    rng = np.random.default_rng(1)
+    pts = np.concatenate([x + rng.uniform(-0.1, 0.1, (500, 3)),
+                          x + 0.1 * rng.choice([-1.0, 1.0], (64, 3))])
+    ref = torch.std(torch.tensor(pts), dim=1).numpy()
+    assert (ref >= b.lower[0]).all() and (ref <= b.upper[0]).all()
+    assert ref.max() > 0.5 * b.upper[0]  # not vacuous: the corners reach 0.115 of 0.163
+
+
+def test_fast_domain_refusal_on_a_large_graph_names_exact():
+    from torchlean.certificates.enclosures import DomainError
+
+    with pytest.raises(DomainError, match="exact=True"):
+        tl.verify.bounds(_Std(), np.full((1, 200), 0.1), 0.1)

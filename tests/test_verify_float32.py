@@ -150,7 +150,7 @@ def test_float32_counterexample_agrees_with_onnxruntime(capsys):
     net, prop = TEST / "test_sat.onnx", TEST / "test_prop.vnnlib"
     assert main([str(net), str(prop), "--float32", "-q", "--timeout", "100"]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("sat (float32, emulated)")
+    assert text.startswith("sat (float32, runtime and emulated)")
     vals = dict(line.strip("()").split() for line in text.splitlines()[1:])
     x = np.array([float(vals[f"X_{i}"]) for i in range(5)], dtype=np.float32)
     y_emu = np.array([float(vals[f"Y_{j}"]) for j in range(5)])
@@ -321,9 +321,11 @@ def test_shared_errorbound_replayed_once_and_mutations(accepted, mode, monkeypat
     assert not v.ok and "different network" in v.reason, v.reason
 
 
-def test_far_candidates_not_emulated(monkeypatch):
-    """``float_counterexample`` emulates only candidates whose runtime binary32 run is near the
-    unsafe set; a far one is refused without the emulator, a near one still goes through it."""
+def test_candidates_emulated_only_where_the_runtime_meets(monkeypatch):
+    """``float_counterexample`` emulates only candidates whose runtime binary32 run meets the unsafe
+    set (audit59: a sat needs both runs; was: near it): a far one and one eps/2 short (the real
+    maximum) are refused without the emulator; with the bound at the runtime's own output there,
+    the emulator is run and decides (sat where its output meets it too)."""
     import torchlean.verify.float32 as f32
 
     g, net, spec, eps = linear_instance(Fraction(2))
@@ -332,7 +334,16 @@ def test_far_candidates_not_emulated(monkeypatch):
     assert f32.float_counterexample(g, spec, [Fraction(0)] * 4) is None and not calls
     W = g.constants["W0"].astype(np.float64)[:, 0]
     corner = [Fraction(1) if w > 0 else Fraction(-1) for w in W]  # the real maximum, eps/2 short
-    assert f32.float_counterexample(g, spec, corner) is None and calls
+    assert f32.float_counterexample(g, spec, corner) is None and not calls
+    y = float(f32.run_float(g, np.array([[float(c) for c in corner]], np.float32), np.float32)[0, 0])
+    (r,) = spec.regions
+    at = Spec(4, 1, (Region(r.lo, r.hi, ((Atom((Fraction(-1),), -Fraction(y), False),),)),))
+    found = f32.float_counterexample(g, at, corner)
+    assert calls
+    ye = float(emulate(g, {g.inputs[0].name: np.array([[float(c) for c in corner]])})[0][0, 0])
+    assert (found is not None) == (ye >= y)
+    if found is not None:
+        assert found[1] == [ye]
 
 
 def _half_eps_above_max(g, box):

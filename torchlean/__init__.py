@@ -22,6 +22,7 @@ from .runtime.tensor import (
     Tensor,
     bool_,
     enable_grad,
+    float16,
     float32,
     float64,
     get_default_dtype,
@@ -40,6 +41,7 @@ from .runtime.trainer import TrainedModel, Trainer
 # torch's dtype aliases (torch.float, torch.double, torch.long, torch.int, torch.bool)
 float = float32  # noqa: A001
 double = float64
+half = float16
 long = int64
 int = int32  # noqa: A001
 bool = bool_  # noqa: A001
@@ -47,7 +49,7 @@ bool = bool_  # noqa: A001
 __version__ = "0.1.0"
 
 __all__ = [
-    "DeviceError", "Tensor", "autograd", "cuda_available", "enable_grad", "float32", "float64",
+    "DeviceError", "Tensor", "autograd", "cuda_available", "enable_grad", "float16", "float32", "float64",
     "get_default_dtype", "int64", "manual_seed", "nn", "no_grad", "ones", "set_default_dtype",
     "tensor", "zeros",
 ]

@@ -22,7 +22,8 @@ _SIMPLE = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "matmul": "Ma
            "softplus": "Softplus"}
 _EXPORTABLE = {*_SIMPLE, "reshape", "flatten", "transpose", "concat", "softmax", "log_softmax",
                "leaky_relu", "conv2d", "max_pool2d", "avg_pool2d", "batch_norm", "slice", "mean", "sum",
-               "embedding", "layer_norm", "broadcast_to", "pow", "where", "gather", "max", "silu", "gelu"}
+               "embedding", "layer_norm", "broadcast_to", "pow", "where", "gather", "max", "silu", "gelu",
+               "cast"}
 #: the opset a primitive needs at least (LayerNormalization exists from opset 17)
 _MIN_OPSET = {"layer_norm": 17}
 
@@ -66,6 +67,9 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset:
     elif opset < need:
         raise OnnxExportError(f"opset {opset} is too old for this graph: it needs opset {need} "
                               "(LayerNormalization)")
+    elem = {str(np.dtype(t)): helper.np_dtype_to_tensor_dtype(np.dtype(t))
+            for t in ("float16", "float32", "float64", "int64", "bool")}
+    elem["bfloat16"] = onnx.TensorProto.BFLOAT16
     inits = [numpy_helper.from_array(np.asarray(a), k) for k, a in graph.constants.items()]
     nodes: list[Any] = []
     taken = set(graph.values)
@@ -182,6 +186,8 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset:
                 for k, (op, ins, _) in enumerate(steps):
                     ins = [outs[i] if isinstance(i, int) else i for i in ins]
                     nodes.append(helper.make_node(op, ins, [outs[k]]))
+        elif n.op == "cast":  # ONNX Cast of a float to a float type: round to nearest even
+            nodes.append(helper.make_node("Cast", x, [n.output], to=elem[a["dtype"]]))
         elif n.op == "broadcast_to":
             shape = np.asarray(graph.values[n.output].shape, dtype=np.int64)
             nodes.append(helper.make_node("Expand", [x[0], extra(shape, n.output + ".shape")], [n.output]))
@@ -195,8 +201,6 @@ def export_onnx(graph: Graph, path: str | os.PathLike[str] | None = None, opset:
             xin, mean, var, w, bias = x
             nodes.append(helper.make_node("BatchNormalization", [xin, w, bias, mean, var], [n.output],
                                           epsilon=float(a.get("eps", 1e-5))))
-    elem = {str(np.dtype(t)): helper.np_dtype_to_tensor_dtype(np.dtype(t))
-            for t in ("float16", "float32", "float64", "int64", "bool")}
     inputs = [helper.make_tensor_value_info(v.name, elem[v.dtype], list(v.shape)) for v in graph.inputs]
     outputs = [helper.make_tensor_value_info(o, elem[graph.values[o].dtype], list(graph.values[o].shape))
                for o in graph.outputs]

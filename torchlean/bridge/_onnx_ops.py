@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..spec.shapes import ShapeError, size
+from ..spec.tensorops import CAST_DTYPES
 from ._onnx_exact import exact_product
 
 if TYPE_CHECKING:
@@ -472,9 +473,15 @@ def _cast(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(int(attrs["to"])))
     except (KeyError, TypeError, ValueError):
         raise ShapeError(f"Cast to element type {attrs.get('to')} is not supported") from None
+    c = b.constant_of(ins[0])
+    if c is None and str(dtype) in CAST_DTYPES and b.dtypes[ins[0]] in CAST_DTYPES:
+        if str(dtype) == b.dtypes[ins[0]]:
+            return [ins[0]]  # a cast to the value's own float type is a no-op
+        # a float value to another float format: the ``cast`` primitive (real meaning the
+        # identity; its rounding is the error column's, as onnxruntime's round to nearest even)
+        return [b.emit("cast", [ins[0]], {"dtype": str(dtype)}, hint=hint)]
     if str(dtype) not in _CAST_TARGETS:
         raise ShapeError(f"Cast to {dtype} is not supported")
-    c = b.constant_of(ins[0])
     if c is not None:
         # ONNX Cast rounds to nearest even (float targets) and truncates toward zero (integer
         # targets), as numpy's astype does; out-of-range values are undefined in ONNX: refused
@@ -484,8 +491,6 @@ def _cast(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> list[
                 raise ShapeError(f"Cast of {c.dtype} values outside the range of {dtype}")
         with np.errstate(over="ignore", invalid="ignore"):
             return [b.const(c.astype(dtype), hint)]
-    if dtype.kind == "f" and str(dtype) == b.dtypes[ins[0]]:
-        return [ins[0]]  # a cast to the value's own float type is a no-op
     raise ShapeError(f"Cast of a runtime {b.dtypes[ins[0]]} value to {dtype} is not supported")
 
 

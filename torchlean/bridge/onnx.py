@@ -174,7 +174,7 @@ class Builder:
         self.graph.nodes.append(Node(op, list(inputs), out, attrs))
         self.shapes[out] = tuple(shape)
         floats = [self.dtypes[i] for j, i in enumerate(inputs) if j not in prim.integer_inputs]
-        self.dtypes[out] = _result_dtype(floats, op)
+        self.dtypes[out] = str(attrs["dtype"]) if op == "cast" else _result_dtype(floats, op)
         return out
 
     def reshape(self, x: str, shape: tuple[int, ...], hint: str = "t") -> str:

@@ -29,6 +29,7 @@ import numpy as np
 from ..spec.constants import SQRT1_2
 from ..spec.graph import Graph
 from ..spec.shapes import ShapeError
+from ..spec.tensorops import CAST_DTYPES
 from .onnx import Builder, OnnxImportError
 from .torch_io import TorchInteropError, _to_numpy, _torch
 
@@ -65,13 +66,13 @@ def _shape(node: Any) -> tuple[int, ...]:
 
 def _const_like(b: Builder, value: Any, like: str, node: Any = None) -> str:
     """A Python number as a scalar constant of ``like``'s dtype: what torch's kernel computes with.
-    An integer tensor that torch promotes to float by a float number (i * 0.5) is refused: the IR
-    has no cast, and casting 0.5 to int64 would make it 0."""
+    An integer tensor that torch promotes to float by a float number (i * 0.5) is refused: the IR's
+    cast is float to float only, and casting 0.5 to int64 would make it 0."""
     dtype = b.dtypes[like]
     out = str(node.meta["val"].dtype).replace("torch.", "") if node is not None else dtype
     if np.dtype(dtype).kind != "f" and (np.dtype(out).kind == "f" or not float(value).is_integer()):
         raise ShapeError(f"an integer tensor promoted to {out} by the number {value!r} is not supported "
-                         "(the IR has no dtype cast)")
+                         "(the IR's cast is float to float only)")
     return b.const(np.asarray(value, dtype=dtype), "scalar")
 
 
@@ -162,11 +163,19 @@ def _gelu(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
     return b.emit("mul", [half, b.emit("add", [_const_like(b, 1, x), e], hint=h)], hint=h)
 
 
-def _clamp_to(b: Builder, x: str, lo: Any, hi: Any, hint: str) -> str:
+def _clamp_to(b: Builder, x: str, lo: Any, hi: Any, hint: str, bound_first: bool = False) -> str:
+    """maximum/minimum with the bounds: the same values either way, but the runtime's VJP sends a
+    tie's cotangent to the first operand, so the operand order is torch's convention at a bound:
+    clamp passes the gradient there (x first), hardtanh does not (``bound_first``: torch's
+    hardtanh_backward masks x <= min_val and x >= max_val; audit57)."""
+    def order(v: str, bound: Any) -> list[str]:
+        c = _operand(b, bound, v)
+        return [c, v] if bound_first else [v, c]
+
     if lo is not None:
-        x = b.emit("maximum", [x, _operand(b, lo, x)], hint=hint)
+        x = b.emit("maximum", order(x, lo), hint=hint)
     if hi is not None:
-        x = b.emit("minimum", [x, _operand(b, hi, x)], hint=hint)
+        x = b.emit("minimum", order(x, hi), hint=hint)
     return x
 
 
@@ -191,7 +200,7 @@ def _clamp_max(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> st
 def _hardtanh(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
     lo = args[1] if len(args) > 1 else -1.0
     hi = args[2] if len(args) > 2 else 1.0
-    return _clamp_to(b, args[0], lo, hi, node.name)
+    return _clamp_to(b, args[0], lo, hi, node.name, bound_first=True)
 
 
 @converter("aten.where.self")
@@ -260,9 +269,16 @@ def _assertion(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> No
 @converter("aten._to_copy.default")
 def _to_copy(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
     want = str(node.meta["val"].dtype).replace("torch.", "")
-    if want != b.dtypes[args[0]]:
-        raise ShapeError(f"a dtype conversion ({b.dtypes[args[0]]} to {want}) is not supported")
-    return args[0]
+    have = b.dtypes[args[0]]
+    if want == have:
+        return args[0]
+    c = b.constant_of(args[0])
+    if want in CAST_DTYPES and have in CAST_DTYPES and c is None:
+        return b.emit("cast", [args[0]], {"dtype": want}, hint=node.name)  # float to float
+    if c is not None and want in ("float16", "float32", "float64") and have in CAST_DTYPES:
+        with np.errstate(over="ignore"):  # (numpy's astype rounds to nearest even, as torch)
+            return b.const(c.astype(want), node.name)
+    raise ShapeError(f"a dtype conversion ({have} to {want}) is not supported")
 
 
 @converter("aten.expand.default")
@@ -331,6 +347,16 @@ def _select(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
 
 @converter("aten.embedding.default")
 def _embedding(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
+    """aten.embedding(weight, indices, padding_idx=-1, scale_grad_by_freq=False, sparse=False).
+    padding_idx and scale_grad_by_freq change only torch's backward (no gradient to the padding
+    row; gradients divided by index counts), which is then not the derivative of the forward: the
+    primitive's VJP, and every gradient claim about it, is that derivative, so they are refused
+    (audit57: the imported model's weight gradient differed from torch's on those rows)."""
+    pad = kw.get("padding_idx", args[2] if len(args) > 2 else -1)
+    freq = kw.get("scale_grad_by_freq", args[3] if len(args) > 3 else False)
+    if (pad is not None and pad != -1) or freq:
+        raise ShapeError(f"embedding with padding_idx={pad} or scale_grad_by_freq={freq} is not "
+                         "supported (torch's gradient there is not the forward's derivative)")
     return b.emit("embedding", [args[0], args[1]], hint=node.name)
 
 

@@ -70,6 +70,7 @@ def _ops() -> dict[str, Callable[..., Any]]:
         "gather": lambda x, idx, axis: torch.gather(x, axis, idx.long()),
         "softmax": lambda x, axis: torch.softmax(x, axis),
         "log_softmax": lambda x, axis: torch.log_softmax(x, axis),
+        "cast": lambda x, dtype: x.to(getattr(torch, dtype)),
     }
 
 

@@ -18,7 +18,7 @@ variables of the latest nonlinear node are replaced by a relaxation line in term
 argument forms (a positive coefficient takes the lower line, a negative one the upper line), down to
 input and const variables, whose remaining form is minimised over their box exactly. Lines:
 
-- fn: a·z + b with any slope a (the row's ``default_slopes``, or one supplied) and b from the row's
+- fn: a·z + b with any slope a (the row's ``policy_slopes``, or one supplied) and b from the row's
   ``lower_intercept`` / ``upper_intercept``: valid on [l, u] for every slope by the row's contract;
 - mul x·w with x in [lx, ux], w in [lw, uw] (McCormick): (x - lx)(w - lw) >= 0 and
   (ux - x)(uw - w) >= 0 give the two lower planes, (x - lx)(uw - w) >= 0 and (ux - x)(w - lw) >= 0

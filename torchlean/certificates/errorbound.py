@@ -33,9 +33,10 @@ from .core import Verdict, box_leaves, checker, digest, rational, require, tick
 from .enclosures import DomainError
 from .errorctx import ONE, ZERO, Ctx, V, _g, _up, slope_range
 from .errornorm import normalise, softmax_ratio, softmax_relational, var_floor
-from .functions import FUNCTIONS
+from .functions import FUNCTIONS, GELU_A, GELU_C  # (spec/constants.py's, read exactly)
 from .lower import NEG_INF, ROWS, bcast_shape, broadcast, lower, reduce_groups
 from .lower_linear import _pair
+from .rounding import Format, get_format
 
 Q = Fraction
 __all__ = ["COLUMN", "LINEAR", "NO_ENTRY", "Ctx", "V", "_up", "apply", "model_id", "propagate", "slope_range"]
@@ -68,7 +69,7 @@ def _gelu(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, **_: Any) -> Fractio
     """0.5 * x * (1 + tanh(C * (x + A * (x * x * x)))) replayed on the float input's hull."""
     x = ctx.point(p, q)
     x3 = ctx.mul(ctx.mul(x, x), x)
-    v = ctx.mul(ctx.fl_const(GELU_CONSTS[0]), ctx.add(x, ctx.mul(ctx.fl_const(GELU_CONSTS[1]), x3)))
+    v = ctx.mul(ctx.fl_const(GELU_C), ctx.add(x, ctx.mul(ctx.fl_const(GELU_A), x3)))
     t = ctx.fn("tanh", v, _KERNEL)
     return ctx.mul(ctx.mul(ctx.const(Q(1, 2)), x), ctx.add(ctx.const(ONE), t)).E
 
@@ -96,7 +97,6 @@ def _pow_kernel(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, exponent: Any 
 #: the selections whose input at this position is read by value (a condition, indices), never
 #: as data (``fast_select.KEY``)
 KEY = {"where": 0, "gather": 1, "embedding": 1}
-GELU_CONSTS = (Q(0.7978845608028654), Q(0.044715))  # spec/constants.py, read exactly
 _KERNEL = lambda c, p, q, m, **_: c.kern(m)  # noqa: E731
 _EXACT = lambda c, p, q, m, **_: ZERO  # noqa: E731
 #: elementwise primitives: (bound-table row, the kernel's own error at a float input)
@@ -286,6 +286,33 @@ def _batch_norm(ctx: Ctx, ins: list[list[V]], shapes: list[tuple[int, ...]], at:
     return out
 
 
+def holds(t: Format, f: Format) -> bool:
+    """Every value of ``f`` is a value of ``t``: at least its precision, no coarser least
+    positive value, no smaller largest finite, infinities where ``f`` has them."""
+    return (t.precision >= f.precision and t.min_positive <= f.min_positive
+            and t.max_finite >= f.max_finite and (t.has_inf or not f.has_inf))
+
+
+def _cast(ctx: Ctx, vs: list[V], dtype: Any) -> list[V]:
+    """fl(fl_T(x~)) (the run casts to T, then holds the value in its format, as ``run_graph``
+    with a dtype and ``emulate``): exact where T holds every value of the format (x~ is one);
+    else one rounding to T, in the run's mode or to nearest (numpy's astype), and a second one to
+    the format unless it holds every value of T. The real value: the identity (``lower``)."""
+    to = get_format(str(dtype))
+    if holds(to, ctx.fmt):
+        return list(vs)
+    u, eta = to.unit_roundoff(ctx.mode), to.underflow_eta(ctx.mode)  # (>= the rne ones)
+    back = not holds(ctx.fmt, to)
+    out = []
+    for v in vs:
+        m = ctx.mag(v)
+        require(m * (1 + u) < to.max_finite, f"cast: values up to {float(m):.3g} may overflow {to.name}")
+        local = u * m + eta
+        local += ctx.rnd(m + local) if back else ZERO
+        out.append(ctx.make(v.lo, v.hi, [(ONE, ZERO, v)], ZERO, local, v.g))
+    return out
+
+
 def apply(ctx: Ctx, op: str, ins: list[list[V]], shapes: list[tuple[int, ...]], at: dict[str, Any],
           rng: list[Any], exact_in: list[bool]) -> list[V]:
     """The column's entry for ``op``: output elements from input elements."""
@@ -298,6 +325,8 @@ def apply(ctx: Ctx, op: str, ins: list[list[V]], shapes: list[tuple[int, ...]], 
     if op == "max_pool2d":  # the runtime pads with -inf: NaN without infinities (max(NaN, x) = NaN)
         require(ctx.fmt.has_inf or not any(_pair(at.get("padding", 0))),
                 f"max_pool2d with padding: -inf has no value in {ctx.fmt.name}")
+    if op == "cast":
+        return _cast(ctx, ins[0], at.get("dtype", "float32"))
     if op in LINEAR:
         return _linear(ctx, op, ins, shapes, at, rng, exact_in)
     if op == "div":
@@ -312,7 +341,7 @@ def apply(ctx: Ctx, op: str, ins: list[list[V]], shapes: list[tuple[int, ...]], 
     raise Unsupported(f"primitive {op!r} has no rounding-error entry: {NO_ENTRY.get(op, 'unknown')}")
 
 
-COLUMN = sorted({*UNARY, *LINEAR, "div", "softmax", "log_softmax", "layer_norm", "batch_norm"})
+COLUMN = sorted({*UNARY, *LINEAR, "cast", "div", "softmax", "log_softmax", "layer_norm", "batch_norm"})
 
 
 # -- the walk over the graph ----------------------------------------------------------------------
@@ -336,9 +365,7 @@ def fast_ranges(bg: Any, box: list[tuple[Fraction, Fraction]]) -> dict[int, Any]
     return tight_args(bg, box)
 
 
-def model_id(ir: dict[str, Any]) -> str:
-    """SHA-256 of the graph's canonical JSON (``Graph.fingerprint``): ``core.digest``."""
-    return digest(ir)
+model_id = digest  # (a graph's id: SHA-256 of its canonical JSON, ``Graph.fingerprint``)
 
 
 def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> list[list[Fraction]]:

@@ -249,9 +249,6 @@ class _Walk(_Fns):
         self.two_u = _hi(1 + 2 * u)  # >= 1 + 2u
         self.L = np.zeros(0)  # every source's bound, in order
 
-    def gamma(self, n: int) -> float:
-        return _hi(self.q.gamma(n))  # (``Ctx.gamma`` requires n u < 1)
-
     def per(self, ks: np.ndarray, f: Any) -> np.ndarray:
         """``_hi(f(k))`` for each entry k of ks (once per distinct k)."""
         u, inv = np.unique(ks, return_inverse=True)

@@ -1,7 +1,7 @@
 """Float64 sibling of ``functions.py``: the same rows and the same generic algorithm, vectorised.
 
 ``FAST[name]`` has the methods of ``functions.FUNCTIONS[name]`` (value, interval, lower_intercept,
-upper_intercept, default_slopes), taking numpy float64 arrays (any broadcastable shapes; attrs as
+upper_intercept, policy_slopes), taking numpy float64 arrays (any broadcastable shapes; attrs as
 keyword arguments) and returning float64 arrays. Inputs are read as the float64 values they are:
 a caller with other numbers rounds l down and u up first (numpy would round to nearest). The
 convexity pieces, brackets, Lipschitz bounds, EXP_MAX and the domain rules are read from the exact
@@ -253,14 +253,9 @@ class FastRow:
         self._check(l, u, attrs)
         return -_min_g(self, l, u, -a, -1, attrs)
 
-    def default_slopes(self, l: Any, u: Any, **attrs: Any) -> Pair:
-        """The exact row's policy in floats (chord; tangent at the midpoint on the convex side
-        (lower) or concave side (upper) when [l, u] lies in one such piece; relu-like: adaptive;
-        the S-curve rule where [l, u] meets one convex and one concave piece)."""
-        return self.policy_slopes(POLICIES[0], l, u, **attrs)
-
     def policy_slopes(self, policy: str, l: Any, u: Any, **attrs: Any) -> Pair:
-        """``default_slopes`` under one of ``slopes.POLICIES``, as ``Row.policy_slopes``."""
+        """The exact row's ``policy_slopes`` in floats (the default: chord, midpoint tangents, adaptive
+        relu-like, the S-curve rule where [l, u] meets one convex and one concave piece)."""
         l, u = self._args(l, u)
         self._check(l, u, attrs)
         with np.errstate(all="ignore"):

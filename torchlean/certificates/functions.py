@@ -16,7 +16,7 @@ API (all methods take ``**attrs``, e.g. ``slope`` for leaky_relu):
   silu, gelu and non-monotone pow take slope 0 in the algorithm below (``ibp.NOT_PROVED``).
 - ``lower_intercept(l, u, a) -> b`` with a*x + b <= f(x) on [l, u] for ANY rational a;
   ``upper_intercept`` the mirror (f(x) <= a*x + b).
-- ``default_slopes(l, u) -> (a_lower, a_upper)``: the checker's deterministic choice.
+- ``policy_slopes(policy, l, u) -> (a_lower, a_upper)``: the checker's deterministic choice.
 - Domain violations (l > u, log/rsqrt with l <= 0, sqrt with l < 0, reciprocal over 0, exp above
   EXP_MAX) raise ``DomainError``.
 
@@ -155,13 +155,9 @@ class Row:
         l, u = self._check(l, u, attrs)
         return -_min_g(self, l, u, -Q(a), -1, attrs)
 
-    def default_slopes(self, l: Any, u: Any, **attrs: Any) -> tuple[Q, Q]:
-        """The deterministic choice of ``slopes.choose`` (chord, midpoint tangents, adaptive ReLU,
-        auto_LiRPA's S-curve lines); the tangent at l when l == u."""
-        return self.policy_slopes(slopes.POLICIES[0], l, u, **attrs)
-
     def policy_slopes(self, policy: str, l: Any, u: Any, **attrs: Any) -> tuple[Q, Q]:
-        """``default_slopes`` under one of ``slopes.POLICIES`` (the first is the default)."""
+        """``slopes.choose`` under one of ``slopes.POLICIES`` (the first the default: chord, midpoint
+        tangents, adaptive ReLU, auto_LiRPA's S-curve lines); the tangent at l when l == u."""
         l, u = self._check(l, u, attrs)
         if l == u:
             d = _qf(self.fdf(_flt(l), **attrs))

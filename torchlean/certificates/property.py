@@ -46,11 +46,6 @@ class Atom:
     b: Fraction  # a·y <= b (or < b when strict)
     strict: bool
 
-    def holds(self, y: list[Fraction]) -> bool:
-        """Exactly, a strict atom strictly: does the output ``y`` satisfy the atom?"""
-        val = sum((a * v for a, v in zip(self.a, y) if a), Fraction(0))
-        return val < self.b if self.strict else val <= self.b
-
 
 @dataclass(frozen=True)
 class Region:

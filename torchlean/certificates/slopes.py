@@ -1,4 +1,4 @@
-"""Default slopes of the function rows (``Row.default_slopes``): the checker's deterministic choice.
+"""Default slopes of the function rows (``Row.policy_slopes``): the checker's deterministic choice.
 
 Any slope gives a valid line (the row's intercept is computed by the generic sound algorithm), so
 this module only *chooses*; it is float arithmetic and nothing here is trusted. Standard library;

@@ -35,7 +35,7 @@ from .network import run_float
 #: binary64 model and libm it rests on). Callers that want speed over the assumption-free replay
 #: (``verify --float32``, which already replays large VNN certificates in fast mode) pass "fast".
 CROWN_LIMIT = 1_000
-_AFFINE = {"add", "sub", "neg", "matmul", "conv2d", "sum", "mean", "avg_pool2d", "reshape", "flatten",
+_AFFINE = {"add", "sub", "neg", "matmul", "conv2d", "sum", "mean", "avg_pool2d", "reshape", "flatten", "cast",
            "transpose", "concat", "slice", "gather", "embedding", "where", "broadcast_to"}
 
 

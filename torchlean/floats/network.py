@@ -35,6 +35,8 @@ ROUNDING_RULES: dict[str, str] = {
     "layer_norm": f"mean, centre, mean of squares (sums in any order), 1/sqrt(var+eps), scale, shift; sqrt "
                   f"{_LIB}; the normalisation bounded as one step (errornorm)",
     "batch_norm": f"(x-mean)*(1/sqrt(var+eps)*w)+b; sqrt {_LIB}",
+    "cast": "exact where the target holds the format's values; else one rounding to the target "
+            "(and one back to the format unless it holds the target's)",
 }
 
 #: A graph use the error analysis does not cover (the checker's ``Unsupported``; one line).

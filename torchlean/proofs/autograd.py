@@ -195,6 +195,9 @@ CASES: dict[str, list[Case]] = {
     "mean": [_case([(2, 2)], {"axes": 0})],
     "max": [_case([(3,)], grad_dom=_distinct)],
     "reshape": [_case([(2, 3)], {"shape": (3, 2)})],
+    # over the reals a cast is the identity and its VJP the identity (the cotangent cast back):
+    # one case per format, so a model's cast node (keyed by its attributes) finds its claim
+    "cast": [_case(U, {"dtype": d}) for d in ("float16", "bfloat16", "float32", "float64")],
     "flatten": [_case([(1, 2, 2)])],
     "transpose": [_case([(2, 3)]), _case([(1, 2, 2)], {"axes": (1, 0, 2)})],
     "broadcast_to": [_case([(1, 2)], {"shape": (2, 2)})],

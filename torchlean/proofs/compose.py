@@ -34,7 +34,7 @@ from .obligation import Obligation
 #: unary primitives whose kernel and VJP act entry by entry with one scalar function (and only
 #: scalar attributes): the claim at a single entry is the claim at every shape
 ELEMENTWISE = frozenset({"neg", "exp", "log", "sqrt", "tanh", "erf", "sigmoid", "gelu", "silu", "softplus",
-                         "relu", "abs", "leaky_relu", "pow"})
+                         "relu", "abs", "leaky_relu", "pow", "cast"})
 
 #: primitives whose kernel and VJP select entry by entry by a boolean mask (``where``: out_i = a_i if
 #: c_i else b_i, the cotangent g_i sent to a or b by c_i, ``sum_to`` the identity at equal shapes):

@@ -152,9 +152,15 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 def _dims(dim: int | Sequence[int] | None) -> tuple[int, ...] | None:
+    """A reduction's ``dim`` as axes; an empty sequence is every axis, as torch reads it
+    (``x.sum(dim=())``, ``torch.var(x, [])``): the primitives' ``axes=()`` reduces none, so the old
+    reading returned x itself from sum/mean/amax and zeros from var/std (audit57)."""
     if dim is None:
         return None
-    return (dim,) if isinstance(dim, int) else tuple(dim)
+    if isinstance(dim, int):
+        return (dim,)
+    dims = tuple(dim)
+    return dims or None
 
 
 def sum(x: Tensor, dim: int | Sequence[int] | None = None, keepdim: bool = False) -> Tensor:  # noqa: A001
@@ -334,8 +340,34 @@ def stack(xs: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 
 def gather(x: Tensor, dim: int, index: Tensor) -> Tensor:
-    """Values of ``x`` picked along ``dim`` by the integer tensor ``index`` (torch.gather)."""
+    """Values of ``x`` picked along ``dim`` by the integer tensor ``index`` (torch.gather). A
+    negative index in [-size, 0) counts from the end (numpy's and ONNX GatherElements' reading,
+    kept since audit33; torch raises there); one outside [-size, size) is an error."""
     return apply("gather", x, index, axis=dim)
+
+
+class IndexRange:
+    """A check (``trace.validate``) that integer indices lie in [0, n), as torch's embedding
+    requires; an object so that a compiled plan can hold it and rerun it every batch."""
+
+    def __init__(self, n: int, op: str):
+        self.n, self.op = int(n), op
+
+    def __call__(self, data: Any) -> None:
+        from .backends import to_numpy
+
+        t = to_numpy(data)
+        if t.size and (int(t.min()) < 0 or int(t.max()) >= self.n):
+            bad = int(t.min()) if int(t.min()) < 0 else int(t.max())
+            raise IndexError(f"{self.op}: index {bad} out of range [0, {self.n})")
+
+
+def check_index_range(index: Any, n: int, op: str) -> None:
+    """Refuse indices outside [0, n) (numeric tensors only: a symbolic backend's are formulas)."""
+    from .trace import validate
+
+    if isinstance(index, Tensor) and getattr(getattr(index.data, "dtype", None), "kind", "O") in "iu":
+        validate(index, IndexRange(n, op))
 
 
 def index(x: Tensor, key: Any) -> Tensor:

@@ -169,8 +169,13 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
 
 
 def embedding(input: Any, weight: Tensor) -> Tensor:  # noqa: A002 - torch's name
-    """Rows of ``weight`` (V, D) picked by the integer tensor ``input`` (any shape)."""
-    return apply("embedding", weight, _as_index_tensor(input, weight))
+    """Rows of ``weight`` (V, D) picked by the integer tensor ``input`` (any shape); an index
+    outside [0, V) is an IndexError, as torch raises (the primitive would wrap -1 round: audit57)."""
+    from .functional import check_index_range
+
+    idx = _as_index_tensor(input, weight)
+    check_index_range(idx, weight.shape[0], "embedding")
+    return apply("embedding", weight, idx)
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:

@@ -207,3 +207,26 @@ def log_softmax(xp, x, axis=-1):
 @log_softmax.vjp
 def _(xp, g, out, x, axis=-1):
     return (g - xp.exp(out) * xp.sum(g, axis=axis, keepdims=True),)
+
+
+def float_dtype(name):
+    """The numpy dtype of a ``cast`` format name (bfloat16: ml_dtypes', imported only then)."""
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return ml_dtypes.bfloat16
+    return name
+
+
+@rule("cast")
+def cast(xp, x, dtype="float32"):
+    # (always a new array, as astype gives: an output sharing the input's memory would let the
+    # compiled plan's in-place kernels write into it; on the symbolic backend the identity)
+    symbolic = getattr(x, "dtype", None) == object  # noqa: E721  (numpy's object dtype, not a type)
+    return xp.asarray(x) if symbolic else x.astype(float_dtype(dtype))
+
+
+@cast.vjp
+def _(xp, g, out, x, dtype="float32"):
+    # torch's: the cotangent cast back to the input's format (ToCopyBackward)
+    return (xp.asarray(g, dtype=x.dtype),)

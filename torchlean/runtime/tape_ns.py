@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import functional as F
-from .tensor import Tensor
+from .tensor import Tensor, apply
 
 __all__ = ["TAPE", "HigherOrderUnsupported", "TapeNamespace", "recorded_mask"]
 
@@ -72,6 +72,8 @@ def _raw(x: Any) -> Any:
 
 
 def _axes(axis: Any) -> Any:
+    if isinstance(axis, (int, np.integer)):
+        return (int(axis),)
     return tuple(axis) if isinstance(axis, (tuple, list)) else axis
 
 
@@ -119,11 +121,21 @@ class TapeNamespace:
         _MASKS[id(mask)] = mask
         return F.where(mask, a, b)
 
+    # numpy's reading of ``axis``: () reduces no axis (the primitive's ``axes=()``), not torch's
+    # every axis, which ``F.sum``/``F.amax`` give an empty ``dim`` since audit57
     def sum(self, x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return F.sum(x, _axes(axis), keepdims)
+        return apply("sum", x, axes=_axes(axis), keepdims=keepdims)
 
     def max(self, x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return F.amax(x, _axes(axis), keepdims)
+        return apply("max", x, axes=_axes(axis), keepdims=keepdims)
+
+    def asarray(self, x: Any, dtype: Any = None) -> Any:
+        """numpy's asarray; a recorded ``cast`` for a tensor whose dtype changes (cast's VJP)."""
+        if not isinstance(x, Tensor):
+            return np.asarray(x, dtype=dtype)
+        if dtype is None or x.dtype == np.dtype(dtype):
+            return x
+        return apply("cast", x, dtype=str(np.dtype(dtype)))
 
     def zeros_like(self, x: Any) -> Tensor:
         return Tensor(np.zeros_like(_raw(x)))

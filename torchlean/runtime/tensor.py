@@ -22,10 +22,19 @@ from .tensor_methods import TensorMethods
 
 float32 = np.dtype("float32")
 float64 = np.dtype("float64")
+float16 = np.dtype("float16")
 int64 = np.dtype("int64")
 int32 = np.dtype("int32")
 bool_ = np.dtype("bool")
-DTYPES = {"float32": float32, "float64": float64, "int64": int64, "int32": int32, "bool": bool_}
+DTYPES = {"float16": float16, "float32": float32, "float64": float64, "int64": int64, "int32": int32,
+          "bool": bool_}
+
+
+def _cast_name(dtype: np.dtype) -> str | None:
+    """The ``cast`` primitive's name for a float dtype (float16/32/64, ml_dtypes' bfloat16), else None."""
+    if dtype.kind == "f" and dtype.name in ("float16", "float32", "float64"):
+        return dtype.name
+    return "bfloat16" if dtype.name == "bfloat16" else None
 
 
 class _State(threading.local):
@@ -37,6 +46,10 @@ STATE = _State()
 
 
 def as_dtype(dtype: Any) -> np.dtype:
+    if isinstance(dtype, str) and dtype == "bfloat16":
+        import ml_dtypes  # (an optional dependency: only a bfloat16 tensor needs it)
+
+        return np.dtype(ml_dtypes.bfloat16)
     if isinstance(dtype, str):
         if dtype not in DTYPES:
             raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
@@ -184,19 +197,30 @@ class Tensor(TensorMethods):
         return self
 
     def to(self, arg: Any = None, *, dtype: Any = None, device: str | None = None) -> Tensor:
-        """Copy to a dtype and/or device (``t.to("float64")``, ``t.to(device="cuda")``)."""
+        """Convert to a dtype and/or device (``t.to("float64")``, ``t.to(device="cuda")``), like
+        torch: ``self`` when nothing changes; a float-to-float conversion is the ``cast`` primitive,
+        so the gradient flows back (cast to this tensor's dtype); a conversion to or from an
+        integer or bool dtype, or across devices, is a copy outside the tape (torch: no gradient
+        through integers)."""
         if isinstance(arg, str) and arg in ("cpu", "cuda", "symbolic"):
             device = arg
         elif arg is not None:
             dtype = arg
+        target = None if dtype is None else as_dtype(dtype)
+        if device is None or device == self.device:
+            if target is None or target == self.data.dtype:
+                return self
+            name = _cast_name(self.data.dtype), _cast_name(target)
+            if None not in name:
+                return apply("cast", self, dtype=name[1])
         data = self.data
         if device is not None and device != self.device:
             data = namespace(device).asarray(to_numpy(data))
-        if dtype is not None:
-            data = data.astype(as_dtype(dtype))
+        if target is not None:
+            data = data.astype(target)
         # only floating tensors carry gradients (torch refuses requires_grad on integer tensors)
         grad = self.requires_grad and self.is_leaf and data.dtype.kind not in "iub"
-        return note_derived(Tensor(data, grad), [self], ".to() / .float() / .double() / ... (a copy)")
+        return note_derived(Tensor(data, grad), [self], ".to() to an integer dtype or a device (a copy)")
 
     def cpu(self) -> Tensor:
         """This tensor on the CPU (itself when already there)."""
@@ -211,8 +235,12 @@ class Tensor(TensorMethods):
         return self.to(float32)
 
     def double(self) -> Tensor:
-        """A float64 copy."""
+        """A float64 copy (``t.to(torchlean.float64)``)."""
         return self.to(float64)
+
+    def half(self) -> Tensor:
+        """A float16 copy (``t.to(torchlean.float16)``)."""
+        return self.to(float16)
 
     def long(self) -> Tensor:
         """An int64 copy (floats truncated toward zero, like torch)."""

@@ -61,13 +61,15 @@ def pow_(m, x, exponent):
 
 @primitive("maximum", "piecewise", 2, _binary("maximum"))
 def maximum(m, a, b):
-    """max(a, b); the runtime sends the gradient to a where a >= b"""
+    """max(a, b); the runtime sends the gradient to a where a >= b (torch.maximum splits a tie's
+    in halves; outside every claim, whose domain is a != b)"""
     return emap(lambda p, q: m.select(m.ge(p, q), p, q), a, b)
 
 
 @primitive("minimum", "piecewise", 2, _binary("minimum"))
 def minimum(m, a, b):
-    """min(a, b); the runtime sends the gradient to a where a <= b"""
+    """min(a, b); the runtime sends the gradient to a where a <= b (torch.minimum splits a tie's
+    in halves; outside every claim, whose domain is a != b)"""
     return emap(lambda p, q: m.select(m.ge(q, p), p, q), a, b)
 
 
@@ -128,7 +130,8 @@ def sigmoid(m, x):
 
 @primitive("softplus", "elementwise", 1, _same)
 def softplus(m, x):
-    """log(1 + e ** x)"""
+    """log(1 + e ** x) for every x; torch's Softplus returns x itself where x > 20 (its threshold),
+    less than this by under e^-20 there, with gradient 1 where this has sigmoid(x) (audit57)"""
     return emap(lambda v: m.log(1 + m.exp(v)), x)
 
 

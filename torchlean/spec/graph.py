@@ -78,6 +78,10 @@ class Graph:
                 raise GraphError(f"{where}: {e} (inputs {shapes})") from None
             floats = [v.dtype for j, v in enumerate(ins) if j not in prim.integer_inputs]
             dtype = _result_dtype(floats, where)
+            if node.op == "cast":  # (its format is its attribute; a float input only, as the runtime's)
+                if dtype not in ("float16", "bfloat16", "float32", "float64"):
+                    raise GraphError(f"{where}: cast of a {dtype} value (float inputs only)")
+                dtype = str(node.attrs.get("dtype", "float32"))
             _fresh(values, node.output, where)
             values[node.output] = Value(node.output, shape, dtype)
         for name in self.outputs:
@@ -165,7 +169,7 @@ def _result_dtype(dtypes: list[str], where: str) -> str:
     if not dtypes:
         return "float32"
     kinds = set(dtypes)
-    for d in ("float64", "float32", "float16", "int64", "bool"):
+    for d in ("float64", "float32", "float16", "bfloat16", "int64", "bool"):
         if d in kinds:
             return d
     raise GraphError(f"{where}: unsupported dtypes {sorted(kinds)}")

@@ -72,7 +72,8 @@ def mean(m, x, axes, keepdims):
 
 @primitive("max", "reduction", 1, _reduce_rule("max"), attrs={"axes": None, "keepdims": False})
 def max_(m, x, axes, keepdims):
-    """maximum over ``axes``; the runtime splits the gradient evenly between tied maxima"""
+    """maximum over ``axes``; the runtime splits the gradient evenly between tied maxima, as
+    torch.amax (torch's max(dim).values sends it to the one index it returns)"""
 
     def biggest(vals):
         best = vals[0]
@@ -212,3 +213,23 @@ def log_softmax(m, x, axis):
     """x_i - log sum_j exp(x_j) along ``axis``"""
     lse = emap(m.log, _reduce(emap(m.exp, x), axis, True, _sum))
     return x - lse
+
+
+#: the float formats a ``cast`` node may name (the Tensor API's float dtypes; bfloat16 through
+#: ml_dtypes). Integer and bool conversions are not this primitive: they carry no gradient (as in
+#: torch) and stay copies outside the tape.
+CAST_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def _cast_rule(x: Shape, dtype: str = "float32") -> Shape:
+    if dtype not in CAST_DTYPES:
+        raise ShapeError(f"cast: dtype {dtype!r} is not one of {', '.join(CAST_DTYPES)}")
+    return x
+
+
+@primitive("cast", "structural", 1, _cast_rule, attrs={"dtype": "float32"})
+def cast(m, x, dtype):
+    """x converted to the float format ``dtype``: over the reals the identity (the rounding to a
+    narrower format is the floats layer's, as every kernel's rounding is)"""
+    _cast_rule(x.shape, dtype)
+    return x.copy()

@@ -141,6 +141,7 @@ def _verify(args: argparse.Namespace, clock: Budget, out_of_time: Any) -> int:
     if not clock.answer(say):
         return 0
     _note_unchecked(target, res.verdict)
+    _note_exact_point(res)
     if res.stats.get("why") and not args.quiet:
         print(f"{res.verdict}: {res.stats['why']}", file=sys.stderr)
     if args.cert and res.cert is not None and res.verdict in ("sat", "unsat"):
@@ -160,6 +161,42 @@ def _note_unchecked(target: Any, verdict: str) -> None:
     was not compared with onnxruntime (``table.runtime_unchecked``: not installed, a file it cannot
     run, too little time): the verdict is then about torchlean's reading of the file alone."""
     line = runtime_unchecked(target) if verdict in ("sat", "unsat") else None
+    if line is not None:
+        print(f"note: {line}", file=sys.stderr, flush=True)
+
+
+def exact_note(x: Any) -> str | None:
+    """The caveat for a counterexample that is no float32 point (``verify.exact_point``: an exact box
+    end or ReLU-kink vertex), or None: the X_i printed are that exact point, which is what the
+    checker evaluated (exactly); the Y_j are float64 values near its outputs, and a float32 run
+    (onnxruntime) can only be fed the point rounded to float32, where the property may hold."""
+    if x is None:
+        return None
+    off = [i for i, v in enumerate(x) if not _is_float32(Fraction(v))]
+    if not off:
+        return None
+    which = ", ".join(f"X_{i}" for i in off[:4]) + (", ..." if len(off) > 4 else "")
+    return (f"the counterexample is an exact rational point ({which} no float32 number): the checker "
+            "evaluated the network exactly at the X_i printed; the Y_j are float64 values near its exact "
+            "outputs, and a float32 run (onnxruntime) of the point rounded to float32 need not violate "
+            "the property")
+
+
+def _is_float32(q: Fraction) -> bool:
+    """Whether q is a (finite) float32 number."""
+    import numpy as np
+
+    try:
+        f = np.float32(float(q))
+    except OverflowError:
+        return False
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(f)) and Fraction(float(f)) == q
+
+
+def _note_exact_point(res: Any) -> None:
+    """``exact_note``'s line on stderr (even with --quiet) for a sat whose point is no float32 one."""
+    line = exact_note(res.x) if res.verdict == "sat" else None
     if line is not None:
         print(f"note: {line}", file=sys.stderr, flush=True)
 
@@ -199,7 +236,7 @@ def _warn_empty_boxes(spec: Any, prop: str) -> None:
 
 def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: Budget) -> int:
     """``--float32``: the verdict for the network run in binary32 (``verify.float32``)."""
-    from .float32 import SPLITS, binary32_empty, runtime_meets, verify_float32
+    from .float32 import SPLITS, binary32_empty, onnxruntime_meets_at, runtime_meets, verify_float32
 
     try:
         res = verify_float32(target.graph, target, spec, left, progress=_cli.progress_of(args),
@@ -210,7 +247,7 @@ def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: 
         raise InputError(f"no float32 error bound for this network on this box: {e}") from None
     _runtime_guard(target, res)
     text = vnncomp_text(res)
-    label = {"unsat": "unsat (float32-sound, checked)", "sat": "sat (float32, emulated)"}
+    label = {"unsat": "unsat (float32-sound, checked)", "sat": "sat (float32, runtime and emulated)"}
 
     def say() -> None:
         print(label.get(res.verdict, res.verdict) + text[len(res.verdict):], flush=True)
@@ -220,6 +257,15 @@ def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: 
     if not clock.answer(say):
         return 0
     _note_unchecked(target, res.verdict)
+    if res.verdict == "sat":
+        try:
+            ort_met = onnxruntime_meets_at(target, spec, res.x)
+        except Exception:  # (a note only)
+            ort_met = None
+        if ort_met is False:  # (audit59: onnxruntime's float32 program is neither of the two runs)
+            print("note: onnxruntime's float32 run of the file does not meet the unsafe set at this "
+                  "point: the float32 sat is about torchlean's runtime and the emulation, not "
+                  "onnxruntime's", file=sys.stderr, flush=True)
     if res.verdict == "unsat":
         for k, i in binary32_empty(spec):
             print(f"note: region {k}'s X_{i} interval holds no binary32 value: the float32 verdict "
@@ -285,6 +331,9 @@ def cmd_check(args: argparse.Namespace) -> int:
             extra = f"; max epsilon <= {_outward.up(max(max_epsilons(cert), default=0), 3)}" + extra
         print(f"accepted: {v.reason} ({dt:.2f} s){extra}")
         _note_unchecked(target, "unsat")  # (the same caveat: the network checked is the import's)
+        line = exact_note(cert.get("x")) if proves == "sat" else None  # (accepted: x is a list of numerals)
+        if line is not None:
+            print(f"note: {line}", file=sys.stderr, flush=True)
         return 0
     print(f"rejected: {v.reason}")
     return 1
@@ -415,7 +464,11 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
                        help="argument bounds of the input-split search on ReLU chains: CROWN, or "
                             "IBP with one back-substitution (forward)")
         p.add_argument("--float32", action="store_true",
-                       help="verify the network as run in binary32 (float-sound verdict)")
+                       help="verify the network as run in binary32: unsat (checked) holds for "
+                            "torchlean's float32 runtime, kernels within 4 ulp, any summation order; "
+                            "sat is a binary32 point where the runtime's run (this machine) and the "
+                            "bit-exact emulation (correctly rounded, sums left to right) both meet "
+                            "the unsafe set")
         p.add_argument("--float32-splits", type=_cli.splits, default=None, metavar="N",
                        help="with --float32: bisect the box up to N times (default 4096: float32.SPLITS), "
                             "each part proved with its nearest ancestor's epsilon or its own")

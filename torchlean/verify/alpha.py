@@ -149,6 +149,8 @@ class Backsub:
 
     def __init__(self, bg: Any, L: np.ndarray, U: np.ndarray, args: dict[int, Any],
                  groups: dict[int, np.ndarray], fast_rows: dict[str, Any]):
+        from ..certificates.slopes import POLICIES  # (the rows' default policy: POLICIES[0])
+
         self.bg, self.n = bg, bg.n_vars
         self.B = L.shape[0]
         self.L, self.U = L[:, None, :], U[:, None, :]
@@ -166,7 +168,7 @@ class Backsub:
                 op["A"], op["c"] = _node_mats(bg, k, "fn")
                 op["l"], op["u"] = al, au
                 op["row"], op["attrs"] = fast_rows[node.fn], dict(node.attrs)
-                dl, du = op["row"].default_slopes(al, au, **op["attrs"])
+                dl, du = op["row"].policy_slopes(POLICIES[0], al, au, **op["attrs"])
                 op["dl"], op["du"] = (np.broadcast_to(np.asarray(v, float), al.shape) for v in (dl, du))
             elif node.kind == "mul":
                 m = node.size

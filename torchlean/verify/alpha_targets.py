@@ -39,6 +39,7 @@ class NodeBacksub:
 
     def __init__(self, fg: Any, st: Any, upto: int | None = None):
         from ..certificates.fast_functions import FAST
+        from ..certificates.slopes import POLICIES
 
         bg = fg.bg
         self.fg, self.bg, self.B = fg, bg, st.B
@@ -51,7 +52,7 @@ class NodeBacksub:
             if node.kind != "fn" or node.fn != "relu":
                 raise ValueError(f"NodeBacksub: node {k} is {node.kind} {getattr(node, 'fn', '')}")
             al, au = (np.asarray(v, float)[:, None, :] for v in st.arg[k])  # (B, 1, size)
-            dl, du = FAST["relu"].default_slopes(al, au)
+            dl, du = FAST["relu"].policy_slopes(POLICIES[0], al, au)
             self.ops.append({"k": k, "kind": "fn", "F": fg.forms[k], "l": al, "u": au,
                              "dl": np.broadcast_to(dl, al.shape), "du": np.broadcast_to(du, al.shape)})
 

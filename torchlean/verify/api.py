@@ -15,7 +15,9 @@ so they are checked by construction (``BoundsResult.checked_by`` names the engin
 searches (``verify.general``: PGD on the runtime, input-split branch and bound on the table's
 bounds) and reports "verified" only when the checker accepted the split-tree certificate, and
 "falsified" only when the checker's exact evaluation accepted the counterexample; anything else is
-"unknown", with the reason.
+"unknown", with the reason. With ``float32=True`` "falsified" has no certificate: the point is a
+binary32 input where the runtime's own float32 run and the bit-exact emulation both fail the
+property, each checked exactly (``verify.float32.float_counterexample``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from ..certificates.bounds import _form_entries
+from ..certificates.enclosures import DomainError
 from ..certificates.property import Atom, Region, Spec
 from ..spec.graph import Graph
 from . import general, table
@@ -198,10 +202,19 @@ def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
     lo, hi = input_box(xa, eps, clip)
     g = _graph(model_or_graph, xa, _other_point(xa, lo, hi))
     t = table.target(g)
-    if method == "alpha-crown":
-        low, up = table.alpha_bounds_box(t, lo, hi, exact=exact)
-    else:
-        low, up = table.output_bounds_box(t, lo, hi, method, exact)
+    try:
+        low, up = _bounds_box(t, lo, hi, method, exact)
+    except DomainError as e:
+        # The fast engine's outward charges can leave a function's domain by a hair where the real
+        # bound stays inside it (a variance's lower end -7e-301 under sqrt, for a real 0): the exact
+        # engine decides a small graph; a large one keeps the refusal, which names exact=True.
+        if exact:
+            raise
+        if _form_entries(t.bg) > EXACT_FALLBACK:
+            raise DomainError(f"{e} (by the float64 engine; exact=True bounds it in rationals, "
+                              "slowly on a graph this size)") from None
+        exact = True
+        low, up = _bounds_box(t, lo, hi, method, exact)
     shape = g.values[g.outputs[0]].shape if len(g.outputs) == 1 else (t.bg.n_out,)
     engine = table.engine_name(t, exact)
     if float32:
@@ -209,6 +222,20 @@ def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
                                           np.asarray(up, float).ravel())
         engine += " + certificates.errorbound (binary32 run, inputs rounded to binary32)"
     return BoundsResult(low.reshape(shape), up.reshape(shape), method, engine, table.network_id(t))
+
+
+#: the largest bound graph (coefficients of its affine forms, ``bounds._form_entries``) whose fast
+#: domain refusal ``bounds`` retries with the exact engine: a few seconds at most (measured
+#: 2026-12-07 at load ~10 on x -> Linear(8, w) -> std * itself -> Linear(w, 4): 704 entries 0.56 s,
+#: 1,408 entries 1.95 s, growing faster than linearly)
+EXACT_FALLBACK = 2_000
+
+
+def _bounds_box(t: Any, lo: tuple[Fraction, ...], hi: tuple[Fraction, ...], method: str,
+                exact: bool) -> tuple[np.ndarray, np.ndarray]:
+    if method == "alpha-crown":
+        return table.alpha_bounds_box(t, lo, hi, exact=exact)
+    return table.output_bounds_box(t, lo, hi, method, exact)
 
 
 def _widen_by_float32_error(g: Graph, lo: tuple[Fraction, ...], hi: tuple[Fraction, ...],
@@ -236,9 +263,10 @@ def _widen_by_float32_error(g: Graph, lo: tuple[Fraction, ...], hi: tuple[Fracti
 class RobustnessResult:
     """verdict: "verified" (the checker accepted ``certificate``, a vnn-unsat split tree),
     "falsified" (the checker's exact evaluation accepted ``counterexample``, also in
-    ``certificate`` as a vnn-sat one) or "unknown" (``reason`` says why). ``counterexample`` is
-    that checked point exactly: float64 (a float32 value where the box holds one), or an object
-    array of Fractions when no float64 point of the box next to it is a counterexample."""
+    ``certificate`` as a vnn-sat one; with ``float32=True`` no certificate: see ``robustness``)
+    or "unknown" (``reason`` says why). ``counterexample`` is that checked point exactly: float64
+    (a float32 value where the box holds one), or an object array of Fractions when no float64
+    point of the box next to it is a counterexample."""
 
     verdict: str
     reason: str
@@ -271,9 +299,12 @@ def robustness(model: Any, x: Any, eps: Any, label: int, timeout: float = 30.0,
 
     Returns a checked verdict (see ``RobustnessResult``); a tie counts as not robust.
     ``float32``: about the model *run in binary32* instead (``verify.float32``): "verified" carries
-    a ``vnn-unsat-float`` certificate, "falsified" a binary32 input whose emulated run is not robust
-    (no certificate: the emulation's word). ``x`` is one input (a batch of one): the output must be
-    one vector of scores, ``label`` a whole number indexing it; ``timeout`` in seconds, > 0.
+    a ``vnn-unsat-float`` certificate, "falsified" a binary32 input where the runtime's own float32
+    run of the traced graph (numpy kernels and BLAS, a batch of one, this machine) and the bit-exact
+    emulation (correctly rounded, sums left to right) are both not robust (no certificate: their
+    word; audit59: the emulation alone could disagree with the runtime). ``x`` is one input (a
+    batch of one): the output must be one vector of scores, ``label`` a whole number indexing it;
+    ``timeout`` in seconds, > 0.
 
     Example::
 

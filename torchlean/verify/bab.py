@@ -33,7 +33,7 @@ from ..certificates.core import OutOfTime, time_limit
 from ..certificates.fast_forms import outward
 from ..certificates.graph_vnn import objective_forms
 from ..certificates.property import Region, Spec
-from . import attack, general, star, table
+from . import attack, exact_point, general, star, table
 from .branching import table_relaxation_scores
 from .tree import Result, SplitTree, choice, combos, graft, threshold
 
@@ -105,9 +105,14 @@ def verify(
 def _verify(t, spec, timeout, batch, progress, first, seed, method, t0, stats) -> Result:
     """``verify``'s body, under its deadline; ``first``: the up-front attack's settings (or None)."""
     fnet = t.fnet
+    # the float search's refused candidates, from which exact (non-float32) ones are built
+    probe = exact_point.Probe(spec, table.confirmer(t, spec), fnet.forward, fnet.layers)
+    stats["exact"] = probe.stats
     if first:  # (``CHAIN_ATTACK`` by default: the chain search's settings, ACAS Xu and MNIST tuned on them)
-        confirm = table.confirmer(t, spec)
-        x = attack.search(fnet, spec, confirm, seed=seed, **first)
+        confirm = probe.inner
+        x = attack.search(fnet, spec, probe.confirm, seed=seed, **first)
+        if x is None:
+            x = probe.propose()
         if x is not None:
             return _sat(t, spec, x, stats, t0)
         shut = attack.closure(spec)
@@ -124,7 +129,7 @@ def _verify(t, spec, timeout, batch, progress, first, seed, method, t0, stats) -
     trees = []
     for r, region in enumerate(spec.regions):
         out = _bab_region(t, spec, region, t0 + timeout, batch, progress, stats, f"region {r}", method,
-                          seed)
+                          seed, probe)
         if out is None:
             stats["time"] = time.perf_counter() - t0
             return Result("timeout", stats=stats)
@@ -145,10 +150,11 @@ def _sat(t: table.Target, spec: Spec, x: list, stats: dict[str, Any], t0: float)
 
 
 def _bab_region(t: table.Target, spec: Spec, region: Region, deadline: float, batch: int,
-                progress: bool | None, stats: dict[str, Any], label: str, method: str, seed: int = 0
-                ) -> SplitTree | list | None:
+                progress: bool | None, stats: dict[str, Any], label: str, method: str, seed: int = 0,
+                probe: exact_point.Probe | None = None) -> SplitTree | list | None:
     """The region's split tree, a confirmed counterexample (a list of Fractions), or None (deadline,
-    or a disjunct no bound can refute)."""
+    or a disjunct no bound can refute). ``probe``: where refused candidates are kept and exact ones
+    tried (after the 1st, 2nd, 4th, 8th, ... batch, and at a box shrunk to a point)."""
     if any(not d for d in region.disjuncts):
         return None  # an empty conjunction: no bound can exclude it (the attack finds the point)
     cs = [combos(len(d)) for d in region.disjuncts]
@@ -159,8 +165,11 @@ def _bab_region(t: table.Target, spec: Spec, region: Region, deadline: float, ba
     width0 = hi0 - lo0
     live = width0 > 0
     tree = SplitTree()
-    confirm = table.confirmer(t, spec)
-    falsify = attack.InSearch(t.fnet, region, confirm, seed=seed)
+    if probe is None:
+        probe = exact_point.Probe(spec, table.confirmer(t, spec), t.fnet.forward, t.fnet.layers)
+    confirm = probe.inner
+    falsify = attack.InSearch(t.fnet, region, probe.confirm, seed=seed)
+    n_batches = 0
     boxes0 = stats["boxes"]  # (earlier regions': not this search's work)
     stack_lo, stack_hi, stack_id = [lo0], [hi0], [0]
     depth = {0: 0}  # input splits above each open node (the stall trigger, ``star.Stall``)
@@ -201,6 +210,12 @@ def _bab_region(t: table.Target, spec: Spec, region: Region, deadline: float, ba
                                      stats["boxes"] - boxes0)
                 if found is not None:
                     return found
+                n_batches += 1
+                # (a doubling schedule: a search with no near miss pays nothing, one stuck at a tie
+                # whose witness is no float32 point gets exact candidates within log2 of its batches)
+                found = probe.propose() if n_batches & (n_batches - 1) == 0 else None
+                if found is not None:
+                    return found
             for n_i, i in enumerate(open_):
                 out = stall.close(depth[ids[i]], lo[i], hi[i], deadline) if stall is not None else None
                 if isinstance(out, list):  # deep in the input splits: LP multipliers (star)
@@ -214,8 +229,9 @@ def _bab_region(t: table.Target, spec: Spec, region: Region, deadline: float, ba
                 dim = int(score[n_i].argmax()) if score[n_i].max() > 0 else int(w.argmax())
                 if w[dim] <= 0 or not np.isfinite(score[n_i]).all():
                     dim = int(w.argmax())
-                if w[dim] <= 0:
-                    return None  # a point box that cannot be bounded: give up (timeout)
+                if w[dim] <= 0:  # a point box that cannot be bounded: exact points near it, else give up
+                    probe.refused[tuple(float(v) for v in lo[i])] = lo[i].copy()
+                    return probe.propose(tries=len(probe.refused))
                 v = float(min(max(lo[i, dim] + w[dim] * 0.5, lo[i, dim]), hi[i, dim]))
                 (a, _, lw_hi), (b, up_lo, _) = tree.bisect(ids[i], lo[i], hi[i], dim, v)
                 stack_lo += [up_lo, lo[i]]

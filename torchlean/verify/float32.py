@@ -17,11 +17,14 @@ on: its real searches skip the chain search's up-front PGD (``_quick_search``), 
 of its share of the time bisects instead of ending the proof (``ATTEMPT_SHARE``), and the bisected
 input is the widest weighted by how strongly the outputs depend on it (``split_dim``).
 
-sat: a point x of binary32 values in the region whose binary32 run, emulated bit-exactly
+sat: a point x of binary32 values in the region where two binary32 runs each satisfy a disjunct
+of the unsafe set, checked exactly on their outputs: torchlean's runtime (numpy's float32 kernels and
+BLAS, the point alone, on this machine: the program an unsat is about) and the bit-exact emulation
 (``floats.emulate``: correctly rounded elementwise operations, dot products summed left to right,
-every product and sum rounded), satisfies a disjunct of the unsafe set, checked exactly on the
-emulated outputs. The candidates are the real counterexamples the search finds (of the grown
-property, then of the original one), rounded to binary32. Otherwise: unknown / timeout.
+every product and sum rounded; reproducible anywhere). Not onnxruntime's run (the CLI notes when
+that misses the unsafe set); a point only one of the two runs meets is no sat (audit59). The
+candidates are the real counterexamples the search finds (of the grown property, then of the
+original one), rounded to binary32. Otherwise: unknown / timeout.
 """
 
 from __future__ import annotations
@@ -45,9 +48,15 @@ from ..floats.errorbound import bound_certificate
 from ..floats.network import run_float
 from .bab import INPUT_SPLIT_MAX
 from .float_bab import float_bab
+from .table import atom_holds
 from .tree import Result
 
 FORMAT = "binary32"
+
+#: what a ``--float32`` sat was checked on (``float_counterexample``)
+SAT_WHY = ("counterexample checked (exact atoms) on two binary32 runs: torchlean's runtime (numpy "
+           "float32 kernels and BLAS, this machine) and the bit-exact emulation (correctly rounded "
+           "elementwise operations, sums left to right); the outputs printed are the emulation's")
 
 
 def hull(spec: Spec) -> list[tuple[Fraction, Fraction]]:
@@ -149,49 +158,82 @@ def runtime_meets(target: Any, spec: Spec) -> tuple[int, list[float]] | None:
             if y.size != spec.n_out or not np.all(np.isfinite(y)):
                 continue
             yq = [Fraction(float(v)) for v in y]
-            if any(all(t.holds(yq) for t in d) for d in r.disjuncts):
+            if any(all(atom_holds(t, yq) for t in d) for d in r.disjuncts):
                 return k, [float(v) for v in x]
     return None
 
-#: a candidate is emulated only if the runtime's own binary32 run comes this close (relative to
-#: sum |a_j| (|y_j| + 1)) to meeting a disjunct: the emulator (exact rationals, seconds on ACAS Xu)
-#: and the runtime differ only in summation order. A filter on what is *tried*, never on what is
-#: reported: a sat still needs the emulated run to satisfy the atoms exactly.
-NEAR = 1e-4
 
-
-def _near(spec: Spec, xq: list[Fraction], y: np.ndarray) -> bool:
-    """Whether the float outputs y at xq nearly satisfy a disjunct of a region containing xq."""
-    def close(t: Any) -> bool:
-        a = np.array([float(c) for c in t.a])
-        return float(a @ y) - float(t.b) <= NEAR * float(np.abs(a) @ (np.abs(y) + 1))
-    return any(r.contains(xq) and any(all(close(t) for t in d) for d in r.disjuncts) for r in spec.regions)
+def _meets(spec: Spec, xq: list[Fraction], y: np.ndarray) -> list[tuple[int, int]]:
+    """The (region, disjunct) pairs met exactly (strict atoms strictly) by outputs y at xq: the
+    regions containing xq, their disjuncts whose every atom y satisfies."""
+    yq = [Fraction(float(v)) for v in y]
+    return [(k, i) for k, r in enumerate(spec.regions) if r.contains(xq)
+            for i, d in enumerate(r.disjuncts) if all(atom_holds(t, yq) for t in d)]
 
 
 def float_counterexample(graph: Any, spec: Spec, x: Any) -> tuple[list[Fraction], list[float]] | None:
-    """(x32, y~) when x rounded to binary32 lies in a region and its emulated binary32 run satisfies
-    one of that region's disjuncts exactly (strict atoms strictly); else None. Candidates whose
-    runtime binary32 run is not even near the unsafe set (``NEAR``) are not emulated."""
+    """(x32, y~) when x rounded to binary32 lies in a region and *two* binary32 runs there each meet
+    a disjunct of a region containing it exactly (strict atoms strictly): torchlean's runtime (``run_float``:
+    numpy's float32 kernels and BLAS, the point alone, on this machine; what a ``--float32`` unsat
+    is about) and the bit-exact emulation (``floats.emulate``: correctly rounded elementwise
+    operations, dot products and sums left to right, every operation rounded; reproducible
+    anywhere). y~ is the emulated outputs. Else None. Either run alone is not enough (audit59): the
+    two differ in their transcendental kernels (numpy's float32 tanh is 1 ulp above the correctly
+    rounded one at x = 4.0785785, onnxruntime's too) and in summation order (BLAS sums
+    2^25 + 1 + 1 + 1 to 2^25 + 4, left to right it is 2^25), so an emulated-only "sat" was a
+    counterexample that neither the runtime nor onnxruntime executes."""
     if len(graph.inputs) != 1:
         return None
     x32 = np.asarray([float(v) for v in x], dtype=np.float64).astype(np.float32)
     xq = [Fraction(float(v)) for v in x32]
+    # the runs are of the point as reported (its rationals): a -0.0 candidate is run as +0 (1/x
+    # tells them apart: exp(1/x) is 0 at -0, +inf at the +0 that "(X_0 0.0)" reads back as)
+    x32 = np.array([float(q) for q in xq], dtype=np.float32)
     inp = graph.inputs[0]
     y32 = run_float(graph, x32[None], np.float32)[0].astype(np.float64)
-    if not np.all(np.isfinite(y32)) or not _near(spec, xq, y32):
+    if not np.all(np.isfinite(y32)):
+        return None
+    if not _meets(spec, xq, y32):  # (the runtime's run is no counterexample: nothing to emulate)
         return None
     try:
         outs = emulate(graph, {inp.name: x32.reshape(inp.shape)}, FORMAT)
     except NotImplementedError:  # (conv2d, pools, batch_norm, softmax: no bit-exact run, no sat)
         return None
     y = np.concatenate([np.asarray(o, dtype=np.float64).reshape(-1) for o in outs])
-    if not np.all(np.isfinite(y)):
+    if not np.all(np.isfinite(y)) or not _meets(spec, xq, y):
         return None
-    yq = [Fraction(float(v)) for v in y]
-    for r in spec.regions:
-        if r.contains(xq) and any(all(t.holds(yq) for t in d) for d in r.disjuncts):
-            return xq, [float(v) for v in y]
-    return None
+    return xq, [float(v) for v in y]
+
+
+def onnxruntime_meets_at(target: Any, spec: Spec, x: list[Fraction]) -> bool | None:
+    """Whether onnxruntime's float32 run of the target's file at the binary32 point x meets the
+    unsafe set of a region containing x (atoms exactly), or None (no onnxruntime session, as in
+    ``runtime_meets``). Untrusted, for a note after a ``--float32`` sat: onnxruntime's program is
+    neither the runtime's nor the emulation's (its kernels, its summation order, a Gemm bias in the
+    accumulation, batch norm folded: audit39)."""
+    from .network import _session
+
+    if getattr(target, "path", None) is None or not getattr(target, "runtime_checked", False):
+        return None
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None
+    sess = _session(target.path, getattr(target, "sha256", None))
+    if sess is None or len(target.graph.inputs) != 1:
+        return None
+    (v,) = target.graph.inputs
+    if [i.type for i in sess.get_inputs() if i.name == v.name] != ["tensor(float)"]:
+        return None
+    try:
+        x32 = np.array([float(q) for q in x], dtype=np.float32).reshape(tuple(v.shape))
+        ys = sess.run(None, {v.name: x32})
+    except Exception:
+        return None
+    y = np.concatenate([np.ravel(o).astype(np.float64) for o in ys])
+    if y.size != spec.n_out or not np.all(np.isfinite(y)):
+        return False
+    return bool(_meets(spec, list(x), y))
 
 
 def _input_weights(target: Any, n_in: int) -> list[float]:
@@ -525,7 +567,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         part = prove(root, None)
     except _Found as f:
         stats.update(time=time.monotonic() - t0, epsilon=worst,
-                     why="counterexample checked on the emulated binary32 run (exact atoms)")
+                     why=SAT_WHY)
         return Result("sat", x=f.found[0], y=f.found[1], stats=stats)
     stats["epsilon"] = worst
     if part is not None:
@@ -556,7 +598,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
     found = float_counterexample(graph, spec, r2.x) if r2.verdict == "sat" and r2.x else None
     if found is not None:
         stats["time"] = time.monotonic() - t0
-        stats["why"] = "counterexample checked on the emulated binary32 run (exact atoms)"
+        stats["why"] = SAT_WHY
         return Result("sat", x=found[0], y=found[1], stats=stats)
     stats["time"] = time.monotonic() - t0
     late = late or stats.get("timed_out") or time.monotonic() - t0 >= timeout

@@ -112,9 +112,12 @@ def bab_region(
     batch: int = 64,
     max_splits: int | None = None,
     alpha_leaf: AlphaLeaf | None = None,
+    exact: Any = None,
 ) -> list[Any] | list[Fraction] | None:
     """The region's split tree in preorder, a confirmed counterexample (list of Fractions), or None
-    (deadline, a disjunct no bound can refute, or ``max_splits`` reached)."""
+    (deadline, a disjunct no bound can refute, or ``max_splits`` reached). ``exact``: an
+    ``exact_point.Probe`` whose ``confirm`` is ``confirm``, asked for exact candidates on its
+    doubling schedule, once per batch with open boxes."""
     if any(not d for d in region.disjuncts):
         return None
     C, d, groups, names = objective(region)
@@ -163,6 +166,8 @@ def bab_region(
         # falsification alongside; the worst row's gradient at the centre stands in for its bound's
         # input coefficients (the table's doorway returns bounds only)
         found = falsify.step(olo, ohi, best[open_].min(1), g, stats["boxes"] - boxes0)
+        if found is None and exact is not None:
+            found = exact.scheduled()
         if found is not None:
             return found
         w = ohi - olo
@@ -222,6 +227,7 @@ def solve(
     relu_above: int | None = None,
     early: bool = False,
     fn_root: Callable[[Region, float], Any] | None = None,
+    exact: Any = None,
 ) -> tuple[str, Any, dict[str, Any]]:
     """("sat", x), ("unsat", [tree per region]) or ("timeout", None), with search statistics.
     Neither verdict is final until the caller's checker accepted the certificate built from it.
@@ -233,7 +239,10 @@ def solve(
     (``EARLY_ATTACK_SHARE`` of the budget) before it, where it would otherwise run only after it.
     ``fn_root`` (region, deadline) -> the region's entry or None: where the root box's CROWN and
     α leave a region of a wide graph open, a second root bound (``fn_targets.root_entry``: α on
-    the intermediate bounds too; the caller takes its share of the time left to ``deadline``)."""
+    the intermediate bounds too; the caller takes its share of the time left to ``deadline``).
+    ``exact``: an ``exact_point.Probe`` whose ``confirm`` is ``confirm``: exact (non-float32)
+    candidates from the refused ones after the first attack, between ReLU-search batches (its
+    doubling schedule) and before a timeout."""
     t0 = time.perf_counter()
     deadline = t0 + timeout
     stats = {} if stats is None else stats
@@ -251,6 +260,8 @@ def solve(
         quick = early or wide and not relu_first
         x = attack.search(ex, spec, confirm, seed=seed, extra_starts=extra_starts, rounds=1,
                           deadline=t0 + cap, stall=EARLY_STALL if quick else None)
+        if x is None and exact is not None:
+            x = exact.propose()
         if early:
             stats["early_attack_s"] = round(time.perf_counter() - t0, 3)
         if x is not None:
@@ -263,7 +274,7 @@ def solve(
         alpha_leaf = None
     for region in spec.regions:
         out = None if relu_first else bab_region(bounder, ex, region, confirm, deadline, stats,
-                                                 max_splits=max_splits, alpha_leaf=alpha_leaf)
+                                                 max_splits=max_splits, alpha_leaf=alpha_leaf, exact=exact)
         if out is None and relu_split is not None and wide:
             # hidden-neuron splits (graph_relu), leaving a share of the time to the attack
             left = deadline - time.perf_counter()
@@ -295,11 +306,13 @@ def solve(
                 # restarts: generated mnistfc 022 found at 28.5-28.8 s against main's 17-29 s,
                 # bench/README.md "Leaky homotopy"; the pre-search above runs it once)
                 if starts is not None:
-                    return attack.search(ex, where, confirm, seed=next(seeds), rounds=1, deadline=until,
-                                         samples=0, starts=0, corners=0, extra_starts=starts,
-                                         leaky_starts=None, record=record)
-                return attack.search(ex, where, confirm, seed=next(seeds), rounds=1, deadline=until,
-                                     leaky_starts=None, record=record)
+                    x = attack.search(ex, where, confirm, seed=next(seeds), rounds=1, deadline=until,
+                                      samples=0, starts=0, corners=0, extra_starts=starts,
+                                      leaky_starts=None, record=record)
+                else:
+                    x = attack.search(ex, where, confirm, seed=next(seeds), rounds=1, deadline=until,
+                                      leaky_starts=None, record=record)
+                return x if x is not None or exact is None else exact.scheduled()
 
             out = relu_split(region, time.perf_counter() + (1 - RELU_ATTACK_SHARE) * left, stats, hunt)
         if out is None and fn_root is not None and max_splits == 0:
@@ -312,6 +325,10 @@ def solve(
                 if x is not None:
                     stats["time"] = time.perf_counter() - t0
                     return "sat", x, stats
+            x = None if exact is None else exact.propose(tries=8)
+            if x is not None:  # (a tie whose witness is no float32 point: no bound can close it)
+                stats["time"] = time.perf_counter() - t0
+                return "sat", x, stats
             stats["time"] = time.perf_counter() - t0
             return "timeout", None, stats
         if isinstance(out, list) and out and isinstance(out[0], Fraction):
@@ -338,7 +355,12 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0, pro
     report the boxes and leaves so far (``torchlean.progress.watch``); ``relu_above``: as
     ``solve``'s."""
     from ..progress import watch
-    from . import fn_targets, graph_relu, table
+    from . import exact_point, fn_targets, graph_relu, table
+
+    # the float search's refused candidates, from which exact (non-float32) ones are built; the
+    # chain's dense layers only when a vertex is built (``exact_point.VERTEX_MAX_IN``)
+    probe = exact_point.Probe(spec, table.confirmer(t, spec), t.ex.forward,
+                              (lambda: t.fnet.layers) if t.chain else None)
 
     relu_split = None
     checked: list[Any] = []  # (the root check's (certificate text, Verdict))
@@ -371,7 +393,7 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0, pro
             if x is not None:
                 return x
             stats["star_region"] = stats.get("star_region", 0) + 1
-            out = star.close_region(t.bg, region, cs, table.confirmer(t, spec), deadline, stats)
+            out = star.close_region(t.bg, region, cs, probe.confirm, deadline, stats)
             if isinstance(out, list) and out and not isinstance(out[0], Fraction):
                 stats["leaves"] = stats.get("leaves", 0) + sum(1 for n in out if n[0] == "leaf")
             if out is None and time.perf_counter() < deadline:
@@ -388,12 +410,13 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0, pro
         t.bg.n_in > (INPUT_SPLIT_MAX if relu_above is None else relu_above))  # (``solve``'s relu_first)
     stats: dict[str, Any] = {}
     with watch(lambda: {k: stats[k] for k in ("boxes", "leaves") if k in stats}, "search", progress):
-        verdict, out, stats = solve(table.bounder(t), t.ex, spec, table.confirmer(t, spec), timeout, seed,
+        verdict, out, stats = solve(table.bounder(t), t.ex, spec, probe.confirm, timeout, seed,
                                     alpha_leaf=table.alpha_leaf_fn(t), relu_split=relu_split,
                                     relu_only=relu_split is not None and graph_relu.relu_only(t.bg),
                                     stats=stats, relu_above=relu_above,
                                     early=t.bg is not None and root_work(t.bg) > EARLY_ATTACK_WORK,
-                                    fn_root=fn_root)
+                                    fn_root=fn_root, exact=probe)
+    stats["exact"] = probe.stats
     if verdict == "sat":
         y = t.ex.forward(np.array([[float(v) for v in out]]))[0].tolist()
         return Result("sat", cert=table.sat_cert(t, spec, out), x=out, y=y, stats=stats)

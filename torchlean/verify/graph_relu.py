@@ -60,6 +60,13 @@ STEPS = 20  # gradient steps per batch
 #: None: every box steps on
 HOPELESS_FROM: int | None = 10
 HOPE = 4.0
+#: a subproblem's α/β start from its parent's best α and β (β-CROWN's warm start: the children of a
+#: box share most of its unstable elements and splits), not from the default slopes and β = 0.
+#: Only on the node-wise (conv) path, where it was measured better (oval21 img6638: 415 leaves
+#: against 662; sri_resnet_a idx 5594 unsat in 57.5 s against 82.3 s); on mnistfc's fully
+#: connected 256x4 prop_0_0.03 (dense ``Backsub``) it made 2,978 subproblems in 60 s, open, against
+#: 547 and proved cold (bench/README.md, "impoval")
+WARM = True
 DIGITS = 5  # significant digits of a recorded β (any value >= 0 is sound)
 
 Phases = dict[tuple[int, int], int]
@@ -88,18 +95,32 @@ Arrays = dict[int, np.ndarray]
 
 def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths: list[Phases],
               steps: int, deadline: float = float("inf"), hopeless: int | None = None,
-              stats: dict[str, Any] | None = None) -> tuple[np.ndarray, Arrays, Arrays, Arrays]:
+              stats: dict[str, Any] | None = None, warm: list[Any] | None = None
+              ) -> tuple[np.ndarray, Arrays, Arrays, Arrays]:
     """α (lower slopes) and β (split multipliers) per box and row by Adam on the float bound.
     Returns the best float bound (B, R), the best α and β per relu node (B, R, size), and the
-    multipliers λ (B, R, size) met at each relu node's output under the default slopes.
+    multipliers λ (B, R, size) met at each relu node's output under the starting slopes.
     ``hopeless``: from that step on, a box whose bound cannot reach 0 at its pace (``HOPE``) stops
-    stepping (``HOPELESS_FROM``); ``stats["hopeless"]`` counts them."""
+    stepping (``HOPELESS_FROM``); ``stats["hopeless"]`` counts them. ``warm``: per box, None or
+    its parent's best (α, β) (``WARM``: the start of its α on the elements unstable in the box,
+    and of its β on the parent's split elements; any α in [0, 1] and β >= 0 is valid, and the
+    bound claimed is recomputed by the checker's function anyway)."""
     B, R = bs.B, dj.lam0.shape[0]
     slopes = bs.default_slopes(R)
     sgn = alpha.split_signs(paths, {k: _size(bs, k) for k in relus})
     split = [k for k in relus if (sgn[k] != 0).any()]
     unstable = {k: (st.arg[k][0] < 0)[:, None, :] & (st.arg[k][1] > 0)[:, None, :] for k in relus}
     beta = {k: np.zeros((B, R, _size(bs, k))) for k in split}
+    for b, w in enumerate(warm or ()):
+        if w is None:
+            continue
+        wa, wb = w
+        for k in relus:
+            if k in wa:
+                slopes[k][0][b] = np.where(unstable[k][b], np.clip(wa[k], 0.0, 1.0), slopes[k][0][b])
+        for k in split:
+            if k in wb:
+                beta[k][b] = np.where(sgn[k][b] != 0, np.maximum(wb[k], 0.0), 0.0)
     # the columns Adam steps: of verivital's one-layer conv net's 23,328 relu elements 4,489 are
     # unstable at the root (fewer below), and full-width steps were a fifth of its α/β time
     # (bench/README.md, "eran30"); the other columns' slopes and β never move
@@ -255,6 +276,7 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
     tree = SplitTree()
     # (tree node, split path, parent: (its batch's state, row, the split node) or None for the root)
     queue: list[tuple[int, Phases, Any]] = [(0, {}, None)]
+    warm: dict[int, Any] = {}  # tree node -> its parent's best (α, β) of the box's row (``WARM``)
     last_dt, began = 0.0, time.perf_counter()
     minimisers: np.ndarray | None = None  # the last batch's open subproblems' bound minimisers
     base = deadline
@@ -298,6 +320,7 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
         score = {k: np.maximum(-st.arg[k][0], 0) * np.maximum(st.arg[k][1], 0)
                  / np.maximum(st.arg[k][1] - st.arg[k][0], 1e-30) for k in relus}  # triangle heights
         proofs: dict[int, list[Any]] = {}
+        a: Arrays | None = None  # (the batch's best α and β, where α/β ran)
         fsb: dict[int, tuple[int, int]] = {}  # the "fsb" branching's picks (``branching``)
         for b in np.nonzero(done)[0]:
             r = int(lb[b].argmax())
@@ -305,7 +328,8 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
         if use_alpha and not done.all() and B * len(dj.forms) * per_row <= cap:
             bs = alpha_targets.NodeBacksub(fg, st) if nodewise else alpha.Backsub.from_fast(bg, fg, st, FAST)
             val, a, beta, lam = _optimise(bs, dj, relus, st, paths, steps, deadline,
-                                          HOPELESS_FROM if nodewise else None, stats)
+                                          HOPELESS_FROM if nodewise else None, stats,
+                                          [warm.pop(node, None) for node, _, _ in part] if nodewise else None)
             best_r = val.argmax(1)
             if attack is not None and (~done).any():  # (bs.coef: the last bound's input coefficients)
                 coef = bs.coef[np.arange(B), best_r, :bg.n_in][~done]
@@ -348,6 +372,8 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
                     return None
                 pick = unst[0]
             ia, ib = tree.split_relu(node, *pick)
+            if WARM and nodewise and a is not None:  # (both children start from the box's best α, β)
+                warm[ia] = warm[ib] = ({k: v[b] for k, v in a.items()}, {k: v[b] for k, v in beta.items()})
             queue += [(ia, {**path, pick: 0}, (st, b, pick[0])), (ib, {**path, pick: 1}, (st, b, pick[0]))]
             stats["splits"] = stats.get("splits", 0) + 1
         slim(st)

@@ -26,7 +26,7 @@ from ..certificates import fast_engine as fe
 from ..certificates.bounds import check_vnn, replay_mode
 from ..certificates.core import Verdict
 from ..certificates.fast_forms import outward
-from ..certificates.property import Region, Spec
+from ..certificates.property import Atom, Region, Spec
 from . import engines
 from .network import FloatNet, float_chain
 
@@ -312,6 +312,13 @@ def confirm(bg: Any, spec: Spec, x: list[Fraction]) -> bool:
     """The checker's exact test of x as a counterexample of ``spec`` on the bound graph ``bg`` (a
     vnn-sat certificate it accepts: strict atoms and strict input bounds strictly)."""
     return check(sat_cert(Target(None, None, bg), spec, x), Target(None, None, bg), spec).ok
+
+
+def atom_holds(atom: Atom, y: list[Fraction]) -> bool:
+    """Exactly, a strict atom strictly: does the output ``y`` satisfy the atom? (The search's own
+    test, e.g. of an emulated float32 run; the checker's sat replay decides a vnn-sat verdict.)"""
+    val = sum((a * v for a, v in zip(atom.a, y) if a), Fraction(0))
+    return val < atom.b if atom.strict else val <= atom.b
 
 
 def float_sat(spec: Spec, x: list[Fraction], low: np.ndarray, up: np.ndarray) -> bool | None:
