@@ -28,7 +28,7 @@ from torchlean.certificates.bound_graph import Unsupported
 from torchlean.certificates.core import Rejected, digest
 from torchlean.certificates.errorbound import holds, model_id
 from torchlean.certificates.rounding import get_format
-from torchlean.floats import bound_certificate, emulate
+from torchlean.floats import bound_certificate, emulate, epsilons
 from torchlean.floats.errorbound import statement
 from torchlean.runtime.execute import run_graph
 from torchlean.spec import Graph, Node, Value
@@ -147,6 +147,31 @@ def test_a_widening_cast_then_computing_in_the_wider_format_is_bounded(fmt, src,
         xs = [mpmath.mpf(float(v)) for v in x.astype(np.float64).flat]
         real = mpmath.fsum(mpmath.tanh(v * v + cv) for v in xs) - mpmath.fsum(mpmath.exp(v) for v in xs)
         assert abs(got - float(real)) <= eps
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_graphs_after_a_widening_cast_stay_within_epsilon(seed):
+    """test_floats_column's random DAGs behind a widening cast (binary16 run -> float32, binary32
+    run -> float64), constants in the run's format, run natively (the ops in the wider format);
+    reference: the same graph in binary64 with its own certified bound."""
+    from test_floats_column import _random_graph
+
+    rng = np.random.default_rng(610 + seed)
+    nodes, c = _random_graph(rng)
+    for fmt, dt, wide in (("binary16", np.float16, "float32"), ("binary32", np.float32, "float64")):
+        cc = {k: (v.astype(dt) if v.dtype.kind == "f" else v) for k, v in c.items()}
+        rest = [Node(n[0], n[1], n[2], n[3] if len(n) > 3 else {}) for n in nodes]
+        g, g64 = (Graph([Value("x0", (1, 4), np.dtype(dt).name)], cc,
+                        [Node("cast", ["x0"], "x", {"dtype": w})] + rest, ["y"]).check()
+                  for w in (wide, "float64"))
+        box = [(-1, 1)] * 4
+        eps = np.array([float(e) for e in epsilons(bound_certificate(g, box, fmt))])
+        e64 = np.array([float(e) for e in epsilons(bound_certificate(g64, box, "binary64"))])
+        for _ in range(30):
+            x = rng.uniform(-1, 1, (1, 4)).astype(dt)
+            nat = np.asarray(run_graph(g, {"x0": x})[0], np.float64).ravel()
+            ref = np.asarray(run_graph(g64, {"x0": x.astype(np.float64)}, dtype=np.float64)[0]).ravel()
+            assert np.all(np.abs(nat - ref) - e64 <= eps)
 
 
 def test_holds_agrees_with_every_value_of_binary16_and_bfloat16():
