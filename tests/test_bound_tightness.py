@@ -27,6 +27,7 @@ from torchlean.certificates import fast_engine as fe
 from torchlean.certificates.fast_functions import FAST
 from torchlean.certificates.functions import FUNCTIONS
 from torchlean.certificates.lower import ROWS, lower
+from torchlean.certificates.slopes import POLICIES
 from torchlean.verify import engines
 
 UNARY = ["relu", "abs", "exp", "tanh", "erf", "sigmoid", "softplus", "gelu", "silu", "neg"]
@@ -40,8 +41,11 @@ def _block(rng, k, cur, prev):
     nodes = [("matmul", [cur, f"{n}W"], f"{n}h")]
     h = f"{n}h"
     kind = rng.choice(["unary", "leaky", "positive", "residual", "mul", "div", "maxmin", "square",
-                       "reduce", "softmax", "layer_norm", "matmul", "transpose", "concat"])
-    if kind == "unary":
+                       "reduce", "softmax", "layer_norm", "matmul", "transpose", "concat", "cast"])
+    if kind == "cast":  # (its real meaning is the identity; the rounding is the error column's)
+        nodes += [("cast", [h], f"{n}c", {"dtype": str(rng.choice(["float32", "float16"]))}),
+                  ("tanh", [f"{n}c"], f"{n}y")]
+    elif kind == "unary":
         nodes.append((str(rng.choice(UNARY)), [h], f"{n}y"))
     elif kind == "leaky":
         nodes.append(("leaky_relu", [h], f"{n}y", {"slope": float(rng.uniform(0, 0.5))}))
@@ -129,9 +133,9 @@ def test_default_slopes_exact_and_fast_same_choice(name):
         lo = np.abs(lo) + 1e-2
         hi = lo + rng.exponential(1.5, 60)
     hi[:5] = lo[:5]  # degenerate intervals
-    fl, fu = FAST[name].default_slopes(lo, hi, **kw)
+    fl, fu = FAST[name].policy_slopes(POLICIES[0], lo, hi, **kw)
     for i in range(len(lo)):
-        a, b = FUNCTIONS[name].default_slopes(lo[i], hi[i], **kw)
+        a, b = FUNCTIONS[name].policy_slopes(POLICIES[0], lo[i], hi[i], **kw)
         assert float(a) == pytest.approx(fl[i], rel=1e-9, abs=1e-12), (lo[i], hi[i])
         assert float(b) == pytest.approx(fu[i], rel=1e-9, abs=1e-12), (lo[i], hi[i])
 
@@ -146,7 +150,7 @@ def test_s_curve_lower_line_is_tangent_through_the_upper_endpoint(name):
     f = mpmath.tanh if name == "tanh" else (lambda x: 1 / (1 + mpmath.exp(-x)))
     row, checked = FUNCTIONS[name], 0
     for l, u in ((-2.0, 1.0), (-3.0, 0.5), (-1.0, 3.0), (-0.5, 4.0), (-4.0, 4.5), (-6.0, 6.0), (-8.0, 3.0)):
-        a, b = row.default_slopes(l, u)
+        a, b = row.policy_slopes(POLICIES[0], l, u)
         bl, bu = row.lower_intercept(l, u, a), row.upper_intercept(l, u, b)
         chord = (f(u) - f(l)) / (u - l)
         m = (l + u) / 2
@@ -180,7 +184,7 @@ def test_s_curve_lines_tighter_than_chord_lines_on_mixed_intervals():
         row = FUNCTIONS[name]
         for _ in range(20):
             l, u = -float(rng.exponential(2)) - 0.05, float(rng.exponential(2)) + 0.05
-            a, b = row.default_slopes(l, u)
+            a, b = row.policy_slopes(POLICIES[0], l, u)
             ch = (sum(row.value(u)) - sum(row.value(l))) / 2 / (Fraction(u) - Fraction(l))
 
             def area(sa, sb):

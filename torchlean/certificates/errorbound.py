@@ -383,6 +383,15 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
     require(method in RANGES, f"unknown ranges {method!r}")
     column = stmt.get("column", "exact")
     require(column in COLUMNS, f"unknown column {column!r}")
+    # a value cast to a format T is computed on in T by the runtime (numpy, torch), not in the
+    # run's format: only a T that holds the format is bounded by its charges (audit61); another
+    # cast's output may only be cast again or be a graph output
+    to = {nd["output"]: get_format(str((nd.get("attrs") or {}).get("dtype", "float32")))
+          for nd in ir["nodes"] if nd["op"] == "cast"}
+    for nd in ir["nodes"]:
+        if nd["op"] != "cast" and not all(holds(to[n], ctx.fmt) for n in nd["inputs"] if n in to):
+            raise Unsupported(f"{nd['op']} reads a value cast to a format that does not hold {ctx.fmt.name}: "
+                              "the runtime computes on it in that format (cast it back first)")
     if column == "fast":  # (numpy: imported only for a fast statement)
         from .fast_errors import propagate as fast_column
 

@@ -385,6 +385,13 @@ def verify_target(t: Any, spec: Spec, timeout: float = 116.0, seed: int = 0, pro
             from .tree import combos
 
             cs = [combos(len(d)) for d in region.disjuncts]
+            # the attack first: star finds a counterexample only as an LP minimiser, which on a
+            # wide box with many disjuncts comes late or never (audit60: a 64-input chain's
+            # 9-disjunct robustness property, violated by 1 in 50 random points, timed out), and a
+            # relu-first search ran no attack before this (``solve``'s pre-attack is left to it)
+            x = attack(min(deadline, time.perf_counter() + 1.0), None, None, True)
+            if x is not None:
+                return x
             stats["star_region"] = stats.get("star_region", 0) + 1
             out = star.close_region(t.bg, region, cs, probe.confirm, deadline, stats)
             if isinstance(out, list) and out and not isinstance(out[0], Fraction):
