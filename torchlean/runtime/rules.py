@@ -146,6 +146,7 @@ def shipped(name: str, rule: Rule | None = None) -> bool:
     return r is not None and own is not None and r.forward is own[0] and r.vjp is own[1] \
         and _unchanged(READS.get(name, ()))
 
+
 def shipped_forward(name: str) -> bool:
     """Whether the table's forward kernel of ``name`` is torchlean's own (``shipped`` for the
     kernel alone: the VJP may be the project's)."""
