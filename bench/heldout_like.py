@@ -38,7 +38,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-torch.set_default_dtype(torch.float64)
 Layer = tuple  # (kind, *params): see forward()
 
 
@@ -296,7 +295,7 @@ class Net:
 
 
 def out_shape(layers: list[Layer], in_shape: tuple) -> int:
-    return int(forward(layers, torch.zeros(1, *in_shape)).numel())
+    return int(forward(layers, torch.zeros(1, *in_shape, dtype=torch.float64)).numel())
 
 
 def nets(seed: int) -> list[Net]:

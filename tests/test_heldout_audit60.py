@@ -37,19 +37,8 @@ def _gen():
     return mod
 
 
-# The generator sets torch's default dtype to float64 when imported (its nets are float64): kept
-# inside this module's tests only, since a leaked default broke later files' float32 torch models.
-_DEFAULT = torch.get_default_dtype()
 H = _gen()
 NETS = {n.name: n for n in H.nets(0)}
-torch.set_default_dtype(_DEFAULT)
-
-
-@pytest.fixture(autouse=True)
-def _float64_default():
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(_DEFAULT)
 
 
 def _case(tmp_path: Path, net_name: str, kind: str, seed: int = 1):
