@@ -323,3 +323,85 @@ def test_floats_bound_fails_loudly_when_sampling_contradicts_epsilon(tmp_path, c
     assert floats_main(["bound", str(net), "--box", "-1:1", "--samples", "200", "--cert", str(cert)]) == 1
     err = capsys.readouterr().err
     assert "exceeds the certified epsilon" in err and not cert.exists()
+
+
+# -- every file argument of every command, given the wrong thing (session 34) ---------------------
+
+#: (module, argv with ``F`` where the file goes, what that file should be). Each is refused in one
+#: line naming the file, status 2, with nothing on stdout, whatever the wrong thing is.
+FILE_SLOTS = [
+    ("torchlean", ["plot", "F", "-o", "x.png"], "log"),
+    ("torchlean.verify", ["F", "p.vnnlib"], "onnx"),
+    ("torchlean.verify", ["n.onnx", "F"], "vnnlib"),
+    ("torchlean.verify", ["check", "F", "n.onnx", "p.vnnlib"], "cert"),
+    ("torchlean.verify", ["check", "c.json", "F", "p.vnnlib"], "onnx"),
+    ("torchlean.verify", ["check", "c.json", "n.onnx", "F"], "vnnlib"),
+    ("torchlean.verify", ["bounds", "F", "p.vnnlib"], "onnx"),
+    ("torchlean.verify", ["bounds", "n.onnx", "F"], "vnnlib"),
+    ("torchlean.verify", ["run", "F"], "csv"),
+    ("torchlean.floats", ["bound", "F", "--box", "0:1"], "onnx"),
+    ("torchlean.floats", ["bound", "n.onnx", "--vnnlib", "F"], "vnnlib"),
+    ("torchlean.floats", ["fpcore", "F"], "fpcore"),
+    ("torchlean.floats", ["run", "F", "--input", "0.5"], "onnx"),
+    ("torchlean.floats", ["check", "F"], "cert"),
+    ("torchlean.floats", ["check", "e.json", "--model", "F"], "onnx"),
+]
+SUFFIX = {"log": ".json", "cert": ".json", "onnx": ".onnx", "vnnlib": ".vnnlib", "csv": ".csv",
+          "fpcore": ".fpcore"}
+
+
+def _wrong_things(d: Path, expect: str) -> dict[str, Path]:
+    """The mistakes, each under the name the slot expects (``x.onnx`` that is empty, ...)."""
+    ext = SUFFIX[expect]
+    things = {"missing": d / f"missing{ext}", "directory": d / f"folder{ext}", "empty": d / f"empty{ext}",
+              "garbage": d / f"garbage{ext}", "json list": d / f"list{ext}",
+              "another kind": d / f"other{ext}"}
+    things["directory"].mkdir()
+    things["empty"].write_bytes(b"")
+    things["garbage"].write_bytes(bytes(range(256)) * 3)
+    things["json list"].write_text("[1, 2, 3]\n")
+    other = {"log": '{"kind": "errorbound", "statement": {}}',  # a certificate, not a training log
+             "cert": '{"format": "torchlean-train-log/1", "records": []}',  # a log, not a certificate
+             "onnx": (TEST / "test_nano.vnnlib").read_text(), "vnnlib": "(declare-const Y_0 Real)\n",
+             "csv": (TEST / "test_nano.vnnlib").read_text(), "fpcore": "(FPCore (x) (+ x"}[expect]
+    things["another kind"].write_text(other)
+    return things
+
+
+@pytest.mark.parametrize(("module", "argv", "expect"), FILE_SLOTS,
+                         ids=[f"{m.split('.')[-1]} {' '.join(a)}" for m, a, _ in FILE_SLOTS])
+def test_every_file_argument_refuses_the_wrong_thing_in_one_line(module, argv, expect, tmp_path,
+                                                                 monkeypatch, capsys):
+    """A user's first mistakes with each file argument: a missing file, a folder, an empty file,
+    binary garbage, a JSON list, a file of another kind (a certificate given as a training log and
+    back, a property given as a network). session 34 found ``verify check`` answering a training log
+    or an errorbound certificate "rejected: certificate is for a different network", ``verify run``
+    of an empty list exiting 0 in silence, and an empty .onnx read as "imports no default-domain
+    opset"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "n.onnx").write_bytes((TEST / "test_nano.onnx").read_bytes())
+    (tmp_path / "p.vnnlib").write_bytes((TEST / "test_nano.vnnlib").read_bytes())
+    (tmp_path / "c.json").write_text('{"kind": "vnn-unsat"}')  # (refused later: its net is the point)
+    (tmp_path / "e.json").write_text('{"kind": "errorbound", "statement": {}}')
+    main = CLIS[module][0]
+    bad = []
+    for name, path in _wrong_things(tmp_path, expect).items():
+        if (expect, name) in {("vnnlib", "json list"), ("fpcore", "json list"), ("csv", "json list")}:
+            continue  # (text in a text format: the parser's own error, covered by "another kind")
+        args = [str(path.relative_to(tmp_path)) if a == "F" else a for a in argv]
+        try:
+            rc = main(args)
+        except SystemExit as e:  # (a parser that lets argparse exit)
+            rc = e.code
+        out, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        ok = (rc == 2 and len(lines) == 1 and "error" in lines[0] and path.name in lines[0]
+              and "Traceback" not in err and "internal error" not in err and out == "")
+        if name == "directory":  # (not "no such file", not "expected an ONNX file")
+            ok = ok and "directory" in lines[0]
+        if name == "empty" and expect == "onnx":  # (not "imports no default-domain opset")
+            ok = ok and "empty" in lines[0].replace(path.name, "")
+        if not ok:
+            bad.append(f"{name}: status {rc}, stdout {out[:80]!r}, stderr {err[:200]!r}")
+        assert not (tmp_path / "x.png").exists()
+    assert not bad, f"{module} {' '.join(argv)}:\n" + "\n".join(bad)

@@ -228,3 +228,15 @@ def test_dtype_names_like_torch(name):
     theirs = torch.zeros(2, 3, dtype=getattr(torch, name))
     _same(ours, theirs)
     _same(tl.tensor([1.5, -2.5]).to(getattr(tl, name)), torch.tensor([1.5, -2.5]).to(getattr(torch, name)))
+
+
+def test_builtin_abs_like_torch():
+    """``abs(t)`` (torch's ``Tensor.__abs__``) raised "bad operand type for abs()" (session 34);
+    its gradient is torch's too (sign, 0 at 0)."""
+    v = np.array([-1.5, 0.0, 2.0], dtype=np.float32)
+    t, ref = tl.tensor(v, requires_grad=True), torch.tensor(v, requires_grad=True)
+    y, yr = abs(t), abs(ref)
+    assert np.array_equal(y.numpy(), yr.detach().numpy())
+    y.sum().backward()
+    yr.sum().backward()
+    assert np.array_equal(t.grad.numpy(), ref.grad.numpy())

@@ -50,6 +50,20 @@ def about(path: object, error: BaseException) -> str:
     return text if text.startswith(f"{path}:") else f"{path}: {text}"
 
 
+def require_certificate(path: object, cert: object) -> str:
+    """The ``kind`` of a parsed certificate file; CliError (one line, status 2) for JSON that is no
+    torchlean certificate at all (a list, a training log): the checkers answered those "rejected"
+    with a reason about networks or fields that sent the reader the wrong way. Only refuses."""
+    if not isinstance(cert, dict):
+        raise CliError(f"{path}: not a certificate (a JSON {type(cert).__name__}, not an object)")
+    kind = cert.get("kind")
+    if not isinstance(kind, str):
+        fmt = cert.get("format")
+        what = f" (a {fmt!r} file)" if isinstance(fmt, str) else ""
+        raise CliError(f"{path}: not a torchlean certificate{what}: it has no 'kind'")
+    return kind
+
+
 # a value starting with "-" that is a number (or a box such as -1:1, or -inf): never a flag
 _NEGATIVE = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
 

@@ -49,12 +49,16 @@ def load_model(spec: str) -> Any:
     from ..spec.graph import Graph, GraphError
 
     p = Path(spec)
+    if p.is_dir():  # (said "expected a graph JSON or an ONNX file" of a folder)
+        raise CliError(f"{spec}: a directory; give a graph JSON (.json) or an ONNX (.onnx) file")
     if p.suffix not in (".json", ".onnx"):
         raise CliError(f"{spec}: expected a graph JSON (.json) or an ONNX (.onnx) file")
     if not p.exists():
         raise CliError(f"{spec}: no such file")
     if not p.is_file():
         raise CliError(f"{spec}: not a regular file")
+    if p.stat().st_size == 0:  # (an empty .onnx read as "imports no default-domain opset")
+        raise CliError(f"{spec}: an empty file (0 bytes)")
     if p.suffix == ".json":
         try:
             return Graph.from_json(read_input(p, what="graph JSON file"))
@@ -298,6 +302,7 @@ def cmd_check(a: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     except ValueError as e:
         raise CliError(_cli.about(a.cert, e)) from None
+    _cli.require_certificate(a.cert, cert)  # (a list or a training log: bad input, not "REJECTED")
     import time
 
     from ..certificates.core import time_limit

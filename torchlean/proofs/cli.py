@@ -240,7 +240,8 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("only", nargs="*", help="only obligations whose name starts with one of these")
 
     e = sub.add_parser("emit", help="write each obligation as an .smt2 file",
-                       examples=["python -m torchlean.proofs emit -o smt2 --module mypkg.models"])
+                       examples=["python -m torchlean.proofs emit -o smt2 --module mypkg.models",
+                                 "python -m torchlean.proofs emit -o smt2 --include-library autograd.tanh"])
     e.add_argument("-o", "--output", default="smt2", help="folder for the .smt2 files (default smt2)")
     common(e)
     d = sub.add_parser("discharge", help="prove obligations and write artifacts",

@@ -289,6 +289,9 @@ class Tensor(TensorMethods):
     def __neg__(self) -> Tensor:
         return apply("neg", self)
 
+    def __abs__(self) -> Tensor:  # (torch's abs(t); was "bad operand type for abs()")
+        return apply("abs", self)
+
     def __pow__(self, c: Any) -> Tensor:
         if isinstance(c, Tensor):
             raise TypeError("pow: the exponent must be a Python number (pow by constant)")

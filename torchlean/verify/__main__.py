@@ -291,6 +291,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         cert = parse_json(read_input(args.cert, what="certificate"))
     except ValueError as e:
         raise InputError(_cli.about(args.cert, e)) from None
+    _require_verification_kind(args.cert, cert, KIND)
     with loading():
         target, spec = load_instance(args.net, args.prop)
     net = target.bg  # (a certificate for another network, or of the removed ReLU-chain format, is
@@ -329,6 +330,27 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 0
     print(f"rejected: {v.reason}")
     return 1
+
+
+#: the certificate kinds ``verify check`` replays (``check_vnn``, ``check_vnn_float``)
+VERIFY_KINDS = ("vnn-unsat", "vnn-sat")
+
+
+def _require_verification_kind(path: str, cert: Any, float_kind: str) -> None:
+    """InputError (status 2, one line) for a JSON file that is no verification certificate: a
+    training log, an ``errorbound`` certificate or a list was answered "rejected: certificate is for
+    a different network", which sends a reader looking for the wrong network. Untrusted: it only
+    refuses, before the checker (which refuses these too) runs."""
+    try:
+        kind = _cli.require_certificate(path, cert)
+    except _cli.CliError as e:
+        raise InputError(str(e)) from None
+    if kind in (*VERIFY_KINDS, float_kind):
+        return
+    hint = f": replay it with python -m torchlean.floats check {path}" if kind.startswith("errorbound") \
+        else ""
+    raise InputError(f"{path}: a certificate of kind {kind!r}, not a verification certificate "
+                     f"({', '.join([*VERIFY_KINDS, float_kind])}){hint}")
 
 
 def cmd_bounds(args: argparse.Namespace) -> int:
@@ -388,6 +410,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         base = Path(args.csv).parent
         listed = {str(base / r[k]) for r in read_instances(args.csv) for k in ("onnx", "vnnlib")}
         _cli.check_not_input(args.out, "--out", *sorted(listed))
+    from .runner import read_instances
+
+    if not read_instances(args.csv):  # (an empty list "ran" silently with status 0)
+        raise InputError(f"{args.csv}: no instances (expected lines onnx,vnnlib[,timeout])")
     rows = run_csv(args.csv, out=args.out, timeout=args.timeout, method=args.method,
                    progress=_cli.progress_of(args), jobs=args.jobs, force=args.force, ray=args.ray)
     failed = [r for r in rows if r["result"] == ERROR]

@@ -52,7 +52,8 @@ def solve(t: table.Target, spec: Spec, timeout: float = 116.0, progress: bool | 
     """The search's claim for any target: ReLU chains with at most ``INPUT_SPLIT_MAX`` inputs by
     input splitting (``verify``; ``first_attack``: its up-front attack's settings), everything else
     by the general search (``general.verify_target``; chains with more inputs split ReLUs at once).
-    Check ``result.cert`` against ``t.bg``."""
+    Check ``result.cert`` against ``t.bg``. ``t`` comes from ``verify.table.load_target(path)``,
+    ``spec`` from ``verify.load_spec(path)`` (docs/api-examples.md shows the three steps)."""
     if t.chain and t.bg.n_in <= INPUT_SPLIT_MAX:
         return verify(t, spec, timeout=timeout, progress=progress, method=method, seed=seed,
                       first_attack=first_attack)

@@ -112,7 +112,8 @@ def network_bytes(path: str | Path) -> tuple[bytes, str]:
     that none of them can be of other bytes than the others (audit43). One-line ``InputError``s."""
     p = Path(path)
     if not p.is_file():  # (a FIFO or a directory is refused, never opened)
-        raise InputError(f"{path}: {'not a regular file' if p.exists() else 'no such file'}")
+        kind = "a directory" if p.is_dir() else "not a regular file" if p.exists() else "no such file"
+        raise InputError(f"{path}: {kind}")
     try:
         data = read_input_bytes(p, MAX_ONNX_BYTES, what="network")
     except InputFileError as e:
@@ -131,6 +132,8 @@ def load_graph(path: str | Path, data: bytes | None = None) -> Any:
 
     if data is None:
         data, _ = network_bytes(path)
+    if not data:  # (onnx reads 0 bytes as an empty model: "imports no default-domain opset")
+        raise InputError(f"{path}: an empty file (0 bytes), not an ONNX model")
     try:
         onnx = _onnx()
         from onnx.external_data_helper import _get_all_tensors, uses_external_data
