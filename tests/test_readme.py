@@ -49,3 +49,22 @@ def test_test_command_installs_the_cpu_torch_build_first():
     assert steps[0].startswith("pip install torch==")
     assert "--index-url https://download.pytorch.org/whl/cpu" in steps[0]
     assert steps[1] == "pip install -e '.[test,torch]'"
+
+
+def test_custom_primitive_snippet_runs_in_a_fresh_process(tmp_path):
+    """The README's custom-primitive block (session 34: the only README code block no test ran;
+    tests/test_custom_primitive_ux.py keeps its own copy). In a child process: it registers a
+    primitive, which must not join this process's registry. Its module computes x³ and its
+    gradient 3x²."""
+    import os
+    import subprocess
+    import sys
+
+    code = re.search(r"needs a proof\ncase:.*?```python\n(.*?)```", README, re.S).group(1)
+    code += ("x = tl.tensor([1.0, -2.0], requires_grad=True)\ny = Cube()(x)\ny.sum().backward()\n"
+             "print(y.tolist(), x.grad.tolist())\n")
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[1.0, -8.0] [3.0, 12.0]", r.stdout
