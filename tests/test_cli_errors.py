@@ -271,6 +271,18 @@ def test_proofs_without_obligations_says_why(tmp_path, monkeypatch, capsys):
         assert "no obligations" in err and "modules = []" in err and "--include-library" in err
 
 
+def test_pytest_check_without_obligations_says_why(tmp_path):
+    """``pytest --torchlean-check`` in a project whose modules hold no @verified model passed in
+    silence (``proofs check`` says why since session 31): a CI gate on the wrong project."""
+    (tmp_path / "pyproject.toml").write_text('[tool.torchlean]\nmodules = []\n')
+    (tmp_path / "test_a.py").write_text("def test_ok():\n    pass\n")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--torchlean-check"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0, r.stdout[-2000:]
+    assert "no obligations checked" in r.stdout and "modules = []" in r.stdout, r.stdout[-2000:]
+
+
 def test_apidoc_usage_error_is_one_line(capsys):
     assert apidoc_main([]) == 2
     err = capsys.readouterr().err.strip()

@@ -96,10 +96,28 @@ class ProofCollector(pytest.Collector):
             raise pytest.UsageError(f"torchlean proofs: {e}") from None
         from .artifacts import orphaned_models, proofs_dir
 
+        if not planned:  # (a gate pointed at the wrong project passed without a word: say so)
+            from .artifacts import find_pyproject
+
+            pp = find_pyproject(self.config.rootpath)
+            where = f"{pp}: [tool.torchlean] modules = {cfg['modules']}" if pp else "no pyproject.toml found"
+            self.config.stash[NOTE] = (f"torchlean proofs: no obligations checked ({where}): name the "
+                                       "modules holding @verified models there; torchlean's own: "
+                                       "--torchlean-include-library")
         orphans = orphaned_models(proofs_dir(cfg), [ob for ob, _ in planned])
         return [ProofItem.from_parent(self, name=ob.name, obligation=ob, directory=d, strict=strict)
                 for ob, d in planned] + [OrphanItem.from_parent(self, name=f"orphaned:{n}", artifact=n,
                                                                   strict=strict) for n in orphans]
+
+
+#: the note printed at the end of a run that checked no obligation
+NOTE = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: Any, config: Any) -> None:
+    note = config.stash.get(NOTE, None)
+    if note:
+        terminalreporter.write_line(note, yellow=True)
 
 
 def pytest_collection_modifyitems(session: Any, config: Any, items: list[Any]) -> None:
