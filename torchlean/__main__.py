@@ -61,7 +61,7 @@ EXAMPLES = {
     "mlp": ["python -m torchlean mlp --steps 300 --log adam.json",
             "python -m torchlean mlp --optimizer sgd --lr 0.05 --scheduler cosine --log sgd-cosine.json"],
     "cnn": ["python -m torchlean cnn --steps 400 --certify 0.01 --certify-n 20"],
-    "resnet": ["python -m torchlean resnet --certify 0.01 --plot certified.png"],
+    "resnet": ["python -m torchlean resnet --certify 0.01 --certify-n 5 --plot certified.png"],
     "lstm": ["python -m torchlean lstm --steps 300 --certify"],
     "gru": ["python -m torchlean gru --hidden 16 --log gru.json"],
     "ppo": ["python -m torchlean ppo --updates 150 --certify"],
