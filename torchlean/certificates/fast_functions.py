@@ -1,4 +1,5 @@
-"""Float64 sibling of ``functions.py``: the same rows and the same generic algorithm, vectorised.
+"""Float64 sibling of ``functions.py``: the same rows; the generic algorithm is functions.py's
+(``min_g``, ``slopes.choose``, through ``functions.Lines``) run over ``FAST_D``, elementwise.
 
 ``FAST[name]`` has the methods of ``functions.FUNCTIONS[name]`` (value, interval, lower_intercept,
 upper_intercept, policy_slopes), taking numpy float64 arrays (any broadcastable shapes; attrs as

@@ -22,7 +22,8 @@ API (all methods take ``**attrs``, e.g. ``slope`` for leaky_relu):
 
 Soundness. Enclosures: ``enclosures.py`` (series with directed rounding); every other enclosure
 is monotone interval arithmetic on these. Linear bounds use ONE generic algorithm over the row's
-convexity pieces: for g = f - a*x,
+convexity pieces (``min_g``, written once over a number domain: ``EXACT`` here, the fast rows'
+``fast_functions.FAST_D``): for g = f - a*x,
  - convex piece [p, q], any t in it: g(x) >= g(t) + g'(t)(x - t), so min g >= g_lo(t) + the least
    corner of [g'_lo(t), g'_hi(t)] x [p - t, q - t]; t solves f'(t) = a in floats (any t is sound,
    this one makes the bound tight to ~1e-15);
@@ -211,12 +212,20 @@ def _tangent(D: Any, row: Any, p: Any, q: Any, a: Any, s: int, attrs: dict[str, 
 
 
 def _hint(D: Any, row: Any, p: Any, q: Any, a: Any, s: int, attrs: dict[str, Any]) -> Any:
-    """A point of [p, q] where s*f'(t) ~ a (s*f' increases there): 80 steps of float bisection on
-    the float f' (``D.fdf``, never trusted), clipped into [p, q] (q where it left binary64)."""
+    """A point of [p, q] where s*f'(t) ~ a (s*f' increases there) on the float f' (``D.fdf``, never
+    trusted): an end where s*f' - a has one sign on [p, q], else float bisection, for 80 steps or
+    until every bracket is two adjacent floats; clipped into [p, q] (q where it left binary64)."""
+
+    def d(x: Any) -> Any:
+        return s * D.fdf(row, x, attrs)
+
     lo, hi, af = D.flt(p), D.flt(q), D.flt(a)
+    lo, hi = D.where(d(hi) <= af, hi, lo), D.where(d(lo) >= af, lo, hi)
     for _ in range(80):
         mid = lo + (hi - lo) / 2
-        below = s * D.fdf(row, mid, attrs) < af
+        if not D.active((lo < mid) & (mid < hi)):
+            break
+        below = d(mid) < af
         lo, hi = D.where(below, mid, lo), D.where(below, hi, mid)
     return D.clip(hi, p, q)
 

@@ -2,7 +2,8 @@
 
 Any slope gives a valid line (the row's intercept is computed by the generic sound algorithm), so
 this module only *chooses*; it is float arithmetic and nothing here is trusted. Standard library;
-``fast_functions.py`` runs the same rule vectorised in numpy (same choice up to rounding).
+``choose`` is written once over a number domain: the exact rows' (``functions.EXACT``, the chord
+from enclosures) and the fast rows' (``fast_functions.FAST_D``, numpy arrays elementwise).
 
 ``choose``: the adaptive rule on ReLU-like rows (lower slope 1 if u >= -l, else the slope left of
 the kink; upper the chord); on a convex (concave) interval the tangent at the midpoint for the lower
@@ -64,9 +65,8 @@ def two_policies(row: Any, attrs: dict[str, Any]) -> bool:
 
 def choose(D: Any, row: Any, policy: str, l: Any, u: Any, attrs: dict[str, Any]) -> tuple[Any, Any]:
     """(lower slope, upper slope) of ``row`` on [l, u] under ``policy`` (one of ``POLICIES``: they
-    differ only where the S-curve rule applies), in the numbers of the domain ``D`` (the exact rows'
-    ``functions.EXACT``, one element; ``fast_functions.FAST_D``, elementwise on arrays); the
-    tangent at l where l == u."""
+    differ only where the S-curve rule applies; the tangent at l where l == u), in the numbers of
+    ``D`` (``functions.EXACT``, one element; ``fast_functions.FAST_D``, elementwise on arrays)."""
     f, df = (lambda x: D.ff(row, x, attrs)), (lambda x: D.fdf(row, x, attrs))
     lf, uf = D.flt(l), D.flt(u)
     tangent = df(lf + (uf - lf) / 2)
