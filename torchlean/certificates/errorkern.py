@@ -35,9 +35,9 @@ def kernel(D: Any, name: str, p: Any, q: Any, Fm: Any, attrs: dict[str, Any]) ->
         # 1/(1 + exp(-x)) and x/(1 + exp(-x)): exp within k ulp makes 1 + t = (1 + e^-x)(1 +
         # theta), |theta| <= a = k(2un + minpos); then y = f(x)(1 + d2)/((1 + theta)(1 + d1)) +
         # eta, so sig = (1 + u)/((1 - a)(1 - u)) - 1 (None where a >= 1). Where exp(-x) may
-        # overflow (x <= -T, e^T < 2^(3T/2)) the kernel may return 0: error <= |f| there, plus
-        # sat (1 or |x|) where the overflow is max_finite (rtz, rdn, rto), not inf: y~ <=
-        # 2|num|/max_finite
+        # overflow (x <= T = -2 emax/3 only: e^y < 2^(3y/2)) the kernel may return 0: error <=
+        # |f| there, plus sat (1 or |x|) where the overflow is max_finite (rtz, rdn, rto), not
+        # inf: y~ <= 2|num|/max_finite
         require(D.sig is not None, "kernel error too large")
         # (the tail's "returns 0" needs exp to overflow to +inf: without infinities it is NaN)
         require(D.fmt.has_inf or D.all(p > D.T), f"{name}: exp(-x) may overflow {D.fmt.name}, which "
@@ -53,7 +53,7 @@ def kernel(D: Any, name: str, p: Any, q: Any, Fm: Any, attrs: dict[str, Any]) ->
         D.fits(up(Fm + err, 1), name)
         return up(err + u * up(Fm + err, 1) + D.eta_sum, 3)
     require(name in ("exp", "log", "sqrt", "tanh", "erf", "pow"), f"{name}: no kernel row")
-    c = D.num(attrs.get("exponent", 2))
+    c = D.num(attrs.get("exponent", 2)) if name == "pow" else 0  # (other rows: no attribute read)
     d = D.cast(c) if name == "pow" else 0
     if d:
         # x~ ** c runs as x~ ** fl(c) (numpy casts a Python float exponent to the array's format;
