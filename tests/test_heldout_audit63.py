@@ -108,7 +108,8 @@ def test_errorbound_certificate_graph_cannot_demand_a_huge_value(eb_cert, tmp_pa
     """Old: 11 GB and > 100 s past a 20 s deadline (here: the capped child's MemoryError or timeout)."""
     def bcast(s):
         x = s["graph"]["inputs"][0]["name"]
-        s["graph"]["nodes"] = [{"op": "broadcast_to", "inputs": [x], "output": "b", "attrs": {"shape": [1 << 28]}},
+        s["graph"]["nodes"] = [{"op": "broadcast_to", "inputs": [x], "output": "b",
+                                "attrs": {"shape": [1 << 28]}},
                                {"op": "sum", "inputs": ["b"], "output": "r", "attrs": {}}]
         s["graph"]["outputs"] = ["r"]
         s["graph"]["constants"] = {}
@@ -133,21 +134,25 @@ def test_every_growing_row_of_the_lowering_is_capped_before_it_builds():
         def node(op, ins, out, **attrs):
             return {"op": op, "inputs": ins, "output": out, "attrs": attrs}
         def w(shape, n):
-            return {"dtype": "float32", "shape": shape, "data": base64.b64encode(struct.pack(f"<{n}f", *[1.0] * n)).decode()}
-        N = 1 << 16  # (N * N: far past any cap)
+            data = base64.b64encode(struct.pack(f"<{n}f", *[1.0] * n)).decode()
+            return {"dtype": "float32", "shape": shape, "data": data}
+        N, P = 1 << 16, 1 << 14  # (N * N and P * P: far past any cap)
         cases = {
             "input": ir([("x", [1 << 30])], [node("relu", ["x"], "r")], ["r"]),
-            "broadcast_to": ir([("x", [1])], [node("broadcast_to", ["x"], "b", shape=[1 << 28]), node("sum", ["b"], "r")], ["r"]),
+            "broadcast_to": ir([("x", [1])], [node("broadcast_to", ["x"], "b", shape=[1 << 28]),
+                                              node("sum", ["b"], "r")], ["r"]),
             "add": ir([("x", [N, 1]), ("y", [1, N])], [node("add", ["x", "y"], "r")], ["r"]),
             "matmul": ir([("x", [N, 1]), ("y", [1, N])], [node("matmul", ["x", "y"], "r")], ["r"]),
-            "conv2d": ir([("x", [1, 1, 1, 1])], [node("conv2d", ["x", "k"], "r", padding=[1 << 14, 1 << 14])], ["r"],
+            "conv2d": ir([("x", [1, 1, 1, 1])], [node("conv2d", ["x", "k"], "r", padding=[P, P])], ["r"],
                          {"k": w([1, 1, 1, 1], 1)}),
             "max_pool2d": ir([("x", [1, 1, 1, 1])], [node("max_pool2d", ["x"], "r", kernel_size=1, stride=1,
-                             padding=[1 << 14, 1 << 14])], ["r"]),
+                             padding=[P, P])], ["r"]),
             "concat": ir([("x", [1 << 12])], [node("concat", ["x"] * 200, "r", axis=0)], ["r"]),
-            "total": ir([("x", [1])], [node("broadcast_to", ["x"], f"b{i}", shape=[1 << 15]) for i in range(5)],
+            "total": ir([("x", [1])], [node("broadcast_to", ["x"], f"b{i}", shape=[1 << 15])
+                                       for i in range(5)],
                         ["b4"]),
-            "constant": ir([("x", [1])], [node("add", ["x", "k"], "r")], ["r"], {"k": {**w([1], 1), "shape": [1 << 30]}}),
+            "constant": ir([("x", [1])], [node("add", ["x", "k"], "r")], ["r"],
+                           {"k": {**w([1], 1), "shape": [1 << 30]}}),
         }
         for name, doc in cases.items():
             t0 = time.monotonic()
@@ -157,11 +162,13 @@ def test_every_growing_row_of_the_lowering_is_capped_before_it_builds():
             except Exception as e:
                 print(name, type(e).__name__, "limit" in str(e) and str(MAX_ELEMENTS) in str(e))
             print("time", name, round(time.monotonic() - t0, 2), file=sys.stderr)
-        ok = lower(ir([("x", [4, 8])], [node("matmul", ["x", "k"], "y"), node("relu", ["y"], "r")], ["r"], {"k": w([8, 3], 24)}))
+        ok = lower(ir([("x", [4, 8])], [node("matmul", ["x", "k"], "y"), node("relu", ["y"], "r")], ["r"],
+                      {"k": w([8, 3], 24)}))
         print("legit", len(ok.outputs))
     """, timeout=20)
     lines = dict(line.split(" ", 1) for line in out.strip().splitlines() if " " in line)
-    for name in ("input", "broadcast_to", "add", "matmul", "conv2d", "max_pool2d", "concat", "total", "constant"):
+    for name in ("input", "broadcast_to", "add", "matmul", "conv2d", "max_pool2d", "concat", "total",
+                 "constant"):
         assert lines.get(name) == "Unsupported True", (name, out[-800:])
     assert lines.get("legit") == "12" and rc == 0, out[-800:]
 
@@ -243,7 +250,8 @@ def test_verify_on_a_tiny_model_expanding_its_input_is_a_one_line_error(tmp_path
     prop.write_text(PROP)
     rc, out, secs = _run([sys.executable, "-m", "torchlean.verify", str(models["expand_input"]), str(prop),
                           "--timeout", "10"], 30)
-    assert rc == 2 and out.startswith("error:") and "2**26" in out and len(out.strip().splitlines()) == 1, out[-500:]
+    assert rc == 2 and out.startswith("error:") and "2**26" in out, out[-500:]
+    assert len(out.strip().splitlines()) == 1, out[-500:]
     assert "unsat" not in out and secs < 15
 
 
