@@ -289,3 +289,33 @@ def test_pytest_plugin_replay_has_a_deadline(tmp_path):
     last = out.strip().splitlines()[-1] if out.strip() else ""
     assert last.startswith("FAILED") and "deadline" in last, out[-800:]
     assert float(last.split()[1]) < 8
+
+
+# -- 5. a split tree's structure pass -------------------------------------------------------------
+
+def test_split_tree_walk_reads_the_deadline():
+    """A preorder tree of 200,000 valid leaves (a chain of input splits): the checker listed every
+    node (``walk``) and every leaf's atom choice (``combos_used``) before its first deadline read
+    (a 58 MB tree of 10^6 leaves: 43 s and 1.5 GB for `verify check --timeout 5`). Now a deadline
+    0.2 s away ends it at once; with time to spare a 300-leaf chain of the same leaves is
+    accepted (the test network's output stays far below the property's 100 on the whole box)."""
+    from torchlean.certificates.bounds import check_vnn
+    from torchlean.verify.table import load_instance, unsat_cert
+
+    net = ROOT / "tests/data/vnncomp2021/test/test_small.onnx"
+    target, spec = load_instance(str(net), str(net.with_suffix(".vnnlib")))
+    leaf = ["leaf", [[0, "1"]]]
+
+    def chain(k):  # split the upper part at -1 + i/k each time; every lower part is a leaf
+        tree = []
+        for i in range(1, k):
+            tree += [["split", 0, f"{-k + i}/{k}"], leaf]
+        return tree + [leaf]
+    t0 = time.monotonic()
+    v = check_vnn(unsat_cert(target, spec, [chain(200_000)]), target.bg, spec, mode="exact",
+                  deadline=time.monotonic() + 0.2)
+    took = time.monotonic() - t0
+    assert not v.ok and "deadline" in v.reason and took < 1.5, (v.reason, took)
+    v = check_vnn(unsat_cert(target, spec, [chain(300)]), target.bg, spec, mode="exact",
+                  deadline=time.monotonic() + 60)
+    assert v.ok and v.fully_checked and v.checked == 300, v.reason
