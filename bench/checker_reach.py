@@ -5,7 +5,7 @@ tests call is not trusted at all and belongs in ``verify/`` (or wherever its cal
 reads the checker's source with ``ast`` and walks, from its roots, every name a reached function
 mentions (calls, attributes, imports, string constants that are identifiers, nested functions
 included), to every function or class of that name anywhere in ``certificates/``. The roots are
-every module-level statement (the tables: ``ROWS``, ``FUNCTIONS``, ``UNARY``, ...), every
+every module-level statement (the tables: ``ROWS``, ``FUNCTIONS``, ``FNS``, ...), every
 ``@checker``-registered kind and ``ROOTS`` below (the entries the CLI, ``proofs check`` and the
 float-sound path call). Matching by name over-approximates what is reached (a search-only
 ``gamma`` method is "reached" through ``Ctx.gamma``), so what it reports is certainly unreached

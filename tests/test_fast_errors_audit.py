@@ -53,8 +53,8 @@ def test_sigmoid_overflow_in_a_format_without_infinities_is_refused():
 
 
 def test_exact_column_sigmoid_and_silu_overflow_without_infinities_refused():
-    """The same gap in the exact column's ``_sigmoid_like`` (sigmoid and silu share it; and the
-    fast column's silu row, h-fastfns)."""
+    """The same gap in the exact column's sigmoid row (``errorkern.kernel``: sigmoid and silu
+    share it; and the fast column's silu row, h-fastfns)."""
     for op, col, rg in (("sigmoid", "exact", "ibp"), ("silu", "exact", "ibp"), ("silu", "fast", "fast")):
         g = Graph([Value("x", (1,), "float32")], {}, [Node(op, ["x"], "y")], ["y"]).check()
         st = statement(g, [(Q(-8), Q(-7))], "float8_e4m3fn", column=col, ranges=rg,

@@ -1,5 +1,5 @@
 """The fast rounding-error column's elementwise function rows (``fast_errors._Walk.fn`` and
-``kernel``, h-fastfns): exp, log, sqrt, erf, abs, leaky_relu, softplus, silu, gelu (and the older
+``errorkern.kernel``, h-fastfns): exp, log, sqrt, erf, abs, leaky_relu, softplus, silu, gelu (and the older
 relu, sigmoid, tanh), each between two random linear maps. The certified epsilon is above the error
 of actual numpy float32 and float16 runs at box corners and sampled points; fast >= exact at every
 step and within a stated factor of it; both columns refuse the same out-of-domain and overflowing

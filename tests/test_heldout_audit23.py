@@ -366,7 +366,7 @@ def test_fast_pow_encloses_mpmath(c: float) -> None:
 @pytest.mark.parametrize(("l", "u"), [(-5.0, 0.1), (-1e-300, 1e-300), (-800.0, -700.0), (-2.0, -0.5),
                                       (-0.76, -0.74), (-1e300, 1e300)])
 def test_fast_nonmonotone_interval_encloses_samples(name: str, l: float, u: float) -> None:
-    """The non-monotone rows' interval (``_min_g`` over the convexity pieces) holds at the ends
+    """The non-monotone rows' interval (``functions.min_g`` over the convexity pieces) holds at the ends
     and 100 seeded samples (at the extreme box, at 0, +-1 and gelu/silu's minimiser)."""
     lo, hi = (float(v[0]) for v in FAST[name].interval(np.array([l]), np.array([u])))
     rng = np.random.default_rng(7)

@@ -417,6 +417,8 @@ def _gather(b: Builder, ins: list[str], attrs: dict[str, Any], hint: str) -> lis
     n = data.shape[axis]
     if idx.dtype.kind not in "iu" or np.any(idx < -n) or np.any(idx >= n):
         raise ShapeError(f"Gather: indices out of range for axis {axis} of size {n}")
+    if idx.size * (data.size // max(n, 1)) > 1 << 26:  # (audit63: checked before it is built)
+        raise ShapeError("Gather: the result has more than 2**26 elements")
     return [b.const(np.take(data, idx, axis=axis), hint)]  # a selection: exact
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..spec import PRIMITIVES, Graph, Node, Value
 from ..spec.graph import DTYPES, _result_dtype
-from ..spec.shapes import ShapeError
+from ..spec.shapes import ShapeError, size
 from . import _onnx_ops as ops
 from ._onnx_exact import EXACT_FOLDS, exact_array, exact_product
 
@@ -51,6 +51,12 @@ _FLOATS = ("float16", "float32", "float64")
 
 class OnnxImportError(ValueError):
     """The model cannot be imported; the message says why in one line."""
+
+
+#: (audit63) the most elements one imported value, and all of them together, may hold (one
+#: value: as ConstantOfShape and Pad already required): a 178-byte model expanding its input to
+#: 2^28 elements took 10.6 GB under `verify`; a chain of such values multiplies it
+MAX_ELEMENTS = 1 << 26
 
 
 def _onnx() -> Any:
@@ -80,6 +86,7 @@ class Builder:
         self.reserved: set[str] = set()  # every ONNX value name (temporaries avoid them)
         self.made: set[str] = set()  # temporaries made since the current ONNX node began
         self._counter = 0
+        self.elements = 0  # every value's elements so far (``bounded``)
 
     # -- names ---------------------------------------------------------------------------------
     def fresh(self, hint: str) -> str:
@@ -108,6 +115,15 @@ class Builder:
         self.made.discard(ir)
         return onnx_name
 
+    def bounded(self, shape: tuple[int, ...], what: str) -> tuple[int, ...]:
+        """``shape``, unless its value or all values so far with it hold more than MAX_ELEMENTS
+        elements (ShapeError): checked before the value is built or its node emitted."""
+        n = size(tuple(int(d) for d in shape))
+        if n > MAX_ELEMENTS or self.elements + n > MAX_ELEMENTS:
+            raise ShapeError(f"{what}: a value of shape {tuple(shape)} takes the model past 2**26 elements")
+        self.elements += n
+        return shape
+
     # -- values ----------------------------------------------------------------------------------
     def add_input(self, name: str, shape: tuple[int, ...], dtype: str) -> None:
         self.used.add(name)
@@ -125,6 +141,7 @@ class Builder:
 
     def const(self, array: np.ndarray, hint: str = "const") -> str:
         """A known constant value (not yet in the graph)."""
+        self.bounded(np.shape(array), "constant")
         ir = self.fresh(hint)
         self.made.add(ir)
         self.consts[ir] = np.asarray(array)
@@ -157,7 +174,7 @@ class Builder:
         if op not in PRIMITIVES:
             raise OnnxImportError(f"primitive {op!r} is not available in this torchlean build")
         prim = PRIMITIVES[op]
-        shape = prim.shape(*(self.shapes[i] for i in inputs), **attrs)
+        shape = self.bounded(prim.shape(*(self.shapes[i] for i in inputs), **attrs), op)
         if fold and all(i in self.consts for i in inputs):
             if op not in EXACT_FOLDS:
                 raise AssertionError(f"folding {op} at import time is not exact")
@@ -404,7 +421,10 @@ def load_onnx(path: str | os.PathLike[str] | Any, batch_size: int = 1,
         dt = _dtype_name(vi.type.tensor_type.elem_type)
         if dt not in DTYPES:
             raise OnnxImportError(f"graph input {vi.name!r} has element type {dt}, not held by the IR")
-        b.add_input(vi.name, _dims(vi.type, batch_size, vi.name, dims), dt)
+        try:
+            b.add_input(vi.name, b.bounded(_dims(vi.type, batch_size, vi.name, dims), "graph input"), dt)
+        except ShapeError as e:
+            raise OnnxImportError(f"{vi.name!r}: {e}") from None
     for name, arr in inits.items():
         b.add_initializer(name, arr)
     b.reserved = {v for n in g.node for v in n.output} | {v.name for v in g.output}

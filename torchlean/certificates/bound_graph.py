@@ -55,6 +55,19 @@ def exact_floats(vals: Any) -> list[Fraction]:
 
 _size = math.prod  # the number of elements of a shape
 
+#: (audit63) the elements a lowering may build, one value's and all values' together: a 2 KB
+#: certificate graph broadcasting its input to 2^28 elements took 11 GB past its deadline. The
+#: largest lowering of the 68 ONNX models of tests, bench and the shared data holds 538,686; one
+#: node of 2^22 relu elements takes ~20 s and ~1 GB, within which no deadline is read
+MAX_ELEMENTS = 1 << 22
+
+
+def cap(n: int) -> int:
+    """``n``, the element count of a value about to be built; Unsupported past MAX_ELEMENTS."""
+    if n > MAX_ELEMENTS:
+        raise Unsupported(f"a value of {n} elements, over the lowering's limit of {MAX_ELEMENTS}")
+    return n
+
 
 def _strides(shape: tuple[int, ...]) -> list[int]:
     """Row-major strides, in elements."""

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
-from .core import Rejected, Verdict, at_least, is_index, needs_statement, ratio, replay, require
+from .core import Rejected, Verdict, at_least, is_index, needs_statement, ratio, replay, require, tick
 from .property import Region, Spec
 
 MAX_LEAVES = 5_000_000
@@ -57,6 +57,7 @@ def combos_used(region: Region, proof_lists: list[Any]) -> list[list[Combo]]:
     """Every combination the leaves use, per disjunct (validated), in a fixed order."""
     used: list[set[Combo]] = [set() for _ in region.disjuncts]
     for i, proofs in enumerate(proof_lists):
+        tick()  # (audit63: a 58 MB tree of 10^6 leaves is read here and in ``walk`` before any replay)
         for j, _, combo in leaf_proofs(proofs, region, f"leaf {i}"):
             used[j].add(combo)
     return [sorted(u) for u in used]
@@ -97,6 +98,7 @@ def walk(
     stack: list[Any] = [(list(lo), list(hi), {}, -1, None)]
     pos = 0
     while stack:
+        tick()
         require(pos < len(tree), "split tree ends early: a split is missing a subtree")
         llo, lhi, phases, parent, made = stack.pop()
         node = tree[pos]

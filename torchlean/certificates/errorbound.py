@@ -32,6 +32,7 @@ from .bound_graph import Aff, Lowerer, Tensor, Unsupported, _size, arg_rows, sqr
 from .core import Verdict, box_leaves, checker, digest, rational, require, tick
 from .enclosures import DomainError
 from .errorctx import ONE, ZERO, Ctx, V, _g, _up, slope_range
+from .errorkern import FNS, Exact, kernel
 from .errornorm import normalise, softmax_ratio, softmax_relational, var_floor
 from .functions import FUNCTIONS, GELU_A, GELU_C  # (spec/constants.py's, read exactly)
 from .lower import NEG_INF, ROWS, bcast_shape, broadcast, lower, reduce_groups
@@ -43,28 +44,6 @@ __all__ = ["COLUMN", "LINEAR", "NO_ENTRY", "Ctx", "V", "_up", "apply", "model_id
 
 # -- the column: one entry per runtime primitive -------------------------------------------------
 
-def _sigmoid_like(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, op: str = "", **_: Any) -> Fraction:
-    """1/(1 + exp(-x)) and x/(1 + exp(-x)): exp within k ulp makes 1 + t = (1 + e^-x)(1 + theta),
-    |theta| <= a = k(2un + minpos); then y = f(x)(1 + d2)/((1 + theta)(1 + d1)) + eta. Where
-    exp(-x) may overflow (x <= -T, e^T < 2^(3T/2)) the kernel may return 0: error <= |f| there."""
-    a = ctx.k * (2 * ctx.un + ctx.fmt.min_positive)
-    require(a < 1, "kernel error too large")
-    T = -Q(2 * ctx.fmt.emax, 3)
-    # (the tail's "returns 0" needs exp to overflow to +inf: without infinities it is NaN)
-    require(ctx.fmt.has_inf or p > T, f"{op}: exp(-x) may overflow {ctx.fmt.name}, which has no infinity")
-    tail = max(map(abs, FUNCTIONS[op].interval(p, min(q, T)))) if p <= T else ZERO
-    if p <= T and ctx.mode in ("rtz", "rdn", "rto"):  # exp's overflow is max_finite there, not inf:
-        tail += (1 if op == "sigmoid" else abs(p)) * 2 / ctx.fmt.max_finite  # y~ <= 2|num|/max_finite
-    return ((1 + ctx.u) / ((1 - a) * (1 - ctx.u)) - 1) * Fm + ctx.eta + tail
-
-
-def _softplus(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, **_: Any) -> Fraction:
-    """max(x, 0) + log1p(exp(-|x|)): t <= 1 and log1p' <= 1, so both kernels err by <= A each."""
-    A = ctx.kern(ONE)
-    err = A * (1 + 2 * ctx.k * ctx.un) + A
-    return err + ctx.rnd(Fm + err, underflow=False)
-
-
 def _gelu(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, **_: Any) -> Fraction:
     """0.5 * x * (1 + tanh(C * (x + A * (x * x * x)))) replayed on the float input's hull."""
     x = ctx.point(p, q)
@@ -74,37 +53,11 @@ def _gelu(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, **_: Any) -> Fractio
     return ctx.mul(ctx.mul(ctx.const(Q(1, 2)), x), ctx.add(ctx.const(ONE), t)).E
 
 
-def _leaky(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, slope: Any = 0.01, **_: Any) -> Fraction:
-    return ctx.mul(ctx.point(min(p, ZERO), min(q, ZERO)), ctx.fl_const(Q(slope))).E if p < 0 else ZERO
-
-
-def _pow_kernel(ctx: Ctx, p: Fraction, q: Fraction, Fm: Fraction, exponent: Any = 2, **_: Any) -> Fraction:
-    """x~ ** c runs as x~ ** fl(c) (numpy casts a Python float exponent to the array's format;
-    audit27): the kernel's k ulp of x~^fl(c) <= M, plus |x~^fl(c) - x~^c| = |fl(c) - c| x~^s |ln x~|
-    (mean value theorem in the exponent, s between c and fl(c); x^s is monotone in s, so <= M, the
-    larger of x^(c -+ d) over the hull [p, q]; |ln x| is largest at p or q; p > 0: the row's domain
-    for a non-integer c). An integer c not in the format is refused (x~^fl(c) may change sign)."""
-    c = Q(exponent)
-    d = ctx.cast_err(c)
-    if not d:
-        return ctx.kern(Fm)
-    require(c.denominator != 1, f"pow: the exponent {c} is not a value of {ctx.fmt.name}")
-    M = max(FUNCTIONS["pow"].interval(p, q, exponent=c + s)[1] for s in (-d, d))
-    ctx.rnd(M * (1 + 2 * ctx.k * ctx.un))  # (x~^fl(c) does not overflow)
-    return ctx.kern(max(Fm, M)) + d * M * max(map(abs, FUNCTIONS["log"].interval(p, q)))
-
-
 #: the selections whose input at this position is read by value (a condition, indices), never
 #: as data (``fast_select.KEY``)
 KEY = {"where": 0, "gather": 1, "embedding": 1}
 _KERNEL = lambda c, p, q, m, **_: c.kern(m)  # noqa: E731
 _EXACT = lambda c, p, q, m, **_: ZERO  # noqa: E731
-#: elementwise primitives: (bound-table row, the kernel's own error at a float input)
-UNARY: dict[str, Any] = {
-    "relu": _EXACT, "abs": _EXACT, "leaky_relu": _leaky, "exp": _KERNEL, "log": _KERNEL,
-    "sqrt": _KERNEL, "tanh": _KERNEL, "erf": _KERNEL, "pow": _pow_kernel, "sigmoid": _sigmoid_like,
-    "silu": _sigmoid_like, "softplus": _softplus, "gelu": _gelu,
-}
 #: linear primitives, by how the kernel rounds their outputs (structure from the bound table's row)
 LINEAR = {
     **dict.fromkeys(("neg", "reshape", "flatten", "transpose", "concat", "slice", "gather", "embedding",
@@ -319,9 +272,10 @@ def apply(ctx: Ctx, op: str, ins: list[list[V]], shapes: list[tuple[int, ...]], 
     if op == "relu":  # a neuron off in the reals: relu(x~) - 0 is in [0, max(0, hi + E)]
         return [ctx.fn(op, v, _EXACT, r) if v.hi > 0 else ctx.const(ZERO, max(ZERO, v.hi + v.E))
                 for v, r in zip(ins[0], rng)]
-    if op in UNARY:
-        return [ctx.fn(op, v, lambda c, p, q, m: UNARY[op](c, p, q, m, op=op, **at), r, **at)
-                for v, r in zip(ins[0], rng)]
+    if op in FNS:  # (the kernel's own error at a float input: ``errorkern``, gelu's here)
+        D = Exact(ctx)
+        own = _gelu if op == "gelu" else lambda c, p, q, m: kernel(D, op, p, q, m, at)
+        return [ctx.fn(op, v, own, r, **at) for v, r in zip(ins[0], rng)]
     if op == "max_pool2d":  # the runtime pads with -inf: NaN without infinities (max(NaN, x) = NaN)
         require(ctx.fmt.has_inf or not any(_pair(at.get("padding", 0))),
                 f"max_pool2d with padding: -inf has no value in {ctx.fmt.name}")
@@ -341,7 +295,7 @@ def apply(ctx: Ctx, op: str, ins: list[list[V]], shapes: list[tuple[int, ...]], 
     raise Unsupported(f"primitive {op!r} has no rounding-error entry: {NO_ENTRY.get(op, 'unknown')}")
 
 
-COLUMN = sorted({*UNARY, *LINEAR, "cast", "div", "softmax", "log_softmax", "layer_norm", "batch_norm"})
+COLUMN = sorted({*FNS, *LINEAR, "cast", "div", "softmax", "log_softmax", "layer_norm", "batch_norm"})
 
 
 # -- the walk over the graph ----------------------------------------------------------------------

@@ -41,8 +41,9 @@ from .bound_graph import ONE, Aff, Lowerer, Tensor, arg_rows, as_aff
 from .core import float_below, rational, require, tick
 from .errorbound import LINEAR, bn_scale
 from .errorctx import Ctx
+from .errorkern import FNS, Exact
 from .fast_blocks import _V, _absdot, _apply, _blk, _plus, _rows, _scale, _terms
-from .fast_fns import FNS, _Fns
+from .fast_fns import _Fns
 from .fast_forms import _charge, _dense, _float_hull, _Forms, _hi, _Mat, _midrad, _up
 from .fast_norms import NORMS, exact_row
 from .fast_prods import matmul_pairs, prod, prod_range, sum_map
@@ -232,19 +233,16 @@ class _Walk(_Fns):
         # the exact constants, and the checks of format, mode and kernel accuracy, are the exact
         # column's (``errorctx.Ctx``): one reading of the statement for both columns
         self.q = q = Ctx(stmt)
-        fmt, mode, u, un, k = q.fmt, q.mode, q.u, q.un, q.k
+        fmt, u = q.fmt, q.u
         self.fmt = fmt
         require(fmt.emax <= 1023 and fmt.precision <= 53, "the fast column covers formats within binary64")
         self.u, self.eta = _hi(u), _hi(q.eta)
         self.eta_sum = 0.0 if fmt.subnormals else self.eta  # (an exact sum never underflows)
-        self.kern = (_hi(2 * k * un), _hi(k * fmt.min_positive))  # k ulp of |f|: a|f| + b
-        a = k * (2 * un + fmt.min_positive)
-        # (``errorbound._sigmoid_like``; None where a >= 1: sigmoid is refused, as there)
-        self.sig = _hi((1 + u) / ((1 - a) * (1 - u)) - 1) if a < 1 else None
-        self.T = _hi(-Q(2 * fmt.emax, 3))
-        # (where exp(-x) overflows toward zero, rtz/rdn/rto, it is max_finite, not inf: sigmoid's
-        # kernel then returns fl(1/fl(1 + max_finite)) <= (1 + u)/max_finite + eta, not 0)
-        self.sat = _hi(2 / fmt.max_finite) if mode in ("rtz", "rdn", "rto") else 0.0
+        # ``errorkern.kernel``'s constants: the exact domain's, each rounded up (sig None where
+        # a >= 1: sigmoid is refused, as there)
+        ex = Exact(q)
+        self.kern, self.T = (_hi(ex.kern[0]), _hi(ex.kern[1])), _hi(ex.T)  # k ulp of |f|: a|f| + b
+        self.sig, self.sat = ex.sig and _hi(ex.sig), _hi(ex.sat) if ex.sat else 0.0
         self.maxf = -_hi(-fmt.max_finite)  # (rounded down)
         self.two_u = _hi(1 + 2 * u)  # >= 1 + 2u
         self.L = np.zeros(0)  # every source's bound, in order

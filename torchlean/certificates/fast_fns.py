@@ -1,9 +1,9 @@
 """The fast error column's elementwise function rows (``fast_errors.py``, read it first): a mixin
 of its walk (``fast_errors._Walk``: the format's constants, ``make``, ``fits``, ``cast_err``)
-with ``fn``, the exact column's ``Ctx.fn`` rule in float64 rounded up, the kernels' own errors
-(``errorbound.UNARY``'s entries) and the slope ranges (``errorctx.slope_range``). Moved out of
-``fast_errors.py`` unchanged (its size); TRUST_BOUNDARIES.md, "Floats", has each row's argument.
-"""
+with ``fn``, the exact column's ``Ctx.fn`` rule in float64 rounded up, the slope ranges
+(``errorctx.slope_range``) and gelu's kernel error; the other kernels' own errors are
+``errorkern.kernel``'s, with the walk as its float64 domain (rounded up). Moved out of
+``fast_errors.py`` unchanged (its size); TRUST_BOUNDARIES.md, "Floats", has each row's argument."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .core import require
+from .errorkern import kernel
 from .fast_blocks import _absdot, _scale
 from .fast_forms import _charge, _float_hull, _hi, _midrad, _up
 from .fast_functions import FAST
@@ -21,13 +22,18 @@ from .functions import FUNCTIONS, GELU_A, GELU_C
 if TYPE_CHECKING:
     from .fast_errors import _V
 
-#: the elementwise functions with a fast row (``_Walk.fn``: the exact column's ``UNARY`` rule)
-FNS = ("relu", "sigmoid", "tanh", "exp", "log", "sqrt", "erf", "abs", "leaky_relu", "softplus", "silu",
-       "gelu", "pow")
-
-
 class _Fns:
     """The elementwise function rows of ``fast_errors._Walk`` (whose attributes they read)."""
+
+    # ``errorkern.kernel``'s domain (``errorkern.Exact`` lists its members): float64 arrays, each
+    # result rounded up
+    up, num, max, min, abs = staticmethod(_up), float, np.maximum, np.minimum, np.abs
+    where = staticmethod(lambda c, a, b: np.where(c, a(), b()))
+    all = staticmethod(lambda x: bool(np.all(x)))
+    around = staticmethod(lambda c, d: (np.nextafter(c - d, -np.inf), np.nextafter(c + d, np.inf)))
+    interval = staticmethod(lambda row, p, q, **at: FAST[row].interval(p, q, **at))
+    source = staticmethod(lambda x: x)
+    cast = lambda self, c: float(self.cast_err(np.array([c]))[0])  # noqa: E731
 
     def fn(self, name: str, v: _V, lo, hi, attrs: dict[str, Any]) -> _V:
         """``Ctx.fn``: f(x~) - f(x) = s e_x, s in f''s range over the float hull [lo - E, hi + E]
@@ -46,7 +52,8 @@ class _Fns:
             a = (p > 0) * 1.0  # slope 1 on [p, q] when p > 0, else in [0, 1]
             b = np.ones_like(p)
         else:
-            kern = self.kernel(name, p, q, Fm, attrs)
+            kern = self._gelu(np.maximum(np.abs(p), np.abs(q))) if name == "gelu" else kernel(
+                self, name, p, q, Fm, attrs)
             a, b = self.slopes(name, p, q, attrs)
         mid, rad = _midrad(a, b)
         local = _up(kern + rad * v.E + np.abs(mid) * v.rem + _charge(np.abs(mid) * v.E, 1), 4)  # (<= 4 each)
@@ -66,52 +73,6 @@ class _Fns:
         local = np.where(capped, cap, local)
         # the form mid C (one rounding per coefficient: charged as U |mid| E), 0 where capped or dead
         return self.make(lo, hi, _scale(v.C, np.where(off, 0.0, mid)), local, rem)
-
-    def kernel(self, name: str, p: np.ndarray, q: np.ndarray, Fm: np.ndarray,
-               attrs: dict[str, Any]) -> np.ndarray:
-        """>= the kernel's own error at a float input in [p, q], |f| <= Fm there: the exact
-        column's ``errorbound.UNARY`` entry of ``name``, in floats rounded up."""
-        u, eta = self.u, self.eta
-        if name == "abs":  # (exact in floats)
-            return np.zeros_like(p)
-        if name == "leaky_relu":  # ``_leaky``: fl(fl(s) x) for x <= 0: |x| ds + u |x| (|s| + ds) + eta
-            s = float(attrs.get("slope", 0.01))
-            ds = float(self.cast_err(np.array([s]))[0])
-            mx = np.maximum(0.0, -p)  # (x in [min(p, 0), min(q, 0)]: |x| <= max(0, -p))
-            m = _up(mx * (abs(s) + ds), 2)
-            self.fits(m, name)
-            return np.where(p < 0, _up(mx * ds + u * m + eta, 3), 0.0)
-        if name in ("sigmoid", "silu"):  # ``errorbound._sigmoid_like``; exp(-x) may overflow past -T
-            T = self.T  # (where p > T, the interval [T, T] is a stand-in, unused)
-            require(self.sig is not None, "kernel error too large")
-            # (the tail's "returns 0" needs exp to overflow to +inf: without infinities it is NaN)
-            require(self.fmt.has_inf or bool((p > T).all()), f"{name}: exp(-x) may overflow "
-                    f"{self.fmt.name}, which has no infinity (NaN in the float run)")
-            tl, th = FAST[name].interval(np.minimum(p, T), np.minimum(q, T))
-            sat = self.sat * (1.0 if name == "sigmoid" else np.abs(p))  # (silu: y~ <= 2|x|/max_finite)
-            tail = np.where(p <= T, _up(np.maximum(np.abs(tl), np.abs(th)) + _up(sat, 1), 1), 0.0)
-            return _up(self.sig * Fm + eta + tail, 3)
-        if name == "softplus":  # ``_softplus``: two kernels at arguments <= 1 (A each), one sum
-            A = _up(self.kern[0] + self.kern[1], 1)
-            err = _up(A * (1 + self.kern[0]) + A, 3)
-            self.fits(_up(Fm + err, 1), name)
-            return _up(err + u * _up(Fm + err, 1) + self.eta_sum, 3)
-        if name == "gelu":
-            return self._gelu(np.maximum(np.abs(p), np.abs(q)))
-        require(name in ("exp", "log", "sqrt", "tanh", "erf", "pow"), f"{name}: no fast kernel row")
-        if name == "pow":  # ``errorbound._pow_kernel``: the run's exponent is fl(c) (audit27)
-            c = float(attrs.get("exponent", 2))
-            d = float(self.cast_err(np.array([c]))[0])
-            if d:
-                require(not c.is_integer(), f"pow: the exponent {c} is not a value of {self.fmt.name}")
-                # (s in [c - d, c + d] widened outward: x^s <= the larger end's enclosure)
-                M = np.maximum(*(FAST["pow"].interval(p, q, exponent=e)[1] for e in
-                                 (np.nextafter(c - d, -np.inf), np.nextafter(c + d, np.inf))))
-                lg = FAST["log"].interval(p, q)
-                L = np.maximum(np.abs(lg[0]), np.abs(lg[1]))
-                self.fits(_up(M * (1 + self.kern[0]), 2), name)
-                return _up(self.kern[0] * np.maximum(Fm, M) + self.kern[1] + _up(d * M * L, 2), 2)
-        return _up(self.kern[0] * Fm + self.kern[1], 2)  # (the libm kernel within k ulp)
 
     def _gelu(self, M: np.ndarray) -> np.ndarray:
         """``errorbound._gelu``'s replay of 0.5 x (1 + tanh(C (x + A x^3))) for |x| <= M, each

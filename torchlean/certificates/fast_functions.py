@@ -1,4 +1,5 @@
-"""Float64 sibling of ``functions.py``: the same rows and the same generic algorithm, vectorised.
+"""Float64 sibling of ``functions.py``: the same rows; the generic algorithm is functions.py's
+(``min_g``, ``slopes.choose``, through ``functions.Lines``) run over ``FAST_D``, elementwise.
 
 ``FAST[name]`` has the methods of ``functions.FUNCTIONS[name]`` (value, interval, lower_intercept,
 upper_intercept, policy_slopes), taking numpy float64 arrays (any broadcastable shapes; attrs as
@@ -31,12 +32,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from .functions import _FLIP, FUNCTIONS, GELU_A, GELU_C, DomainError
-from .slopes import POLICIES, s_curve
+from .functions import FUNCTIONS, GELU_A, GELU_C, DomainError, Lines, _call
 
 R = 2.0**-36
 TINY = 2.0**-1000
@@ -158,8 +159,13 @@ def _finite_or(x: Arr, inf: float) -> Arr:
 
 
 @dataclass(frozen=True)
-class FastRow:
+class FastRow(Lines):
     name: str
+
+    def _read(self, attrs: dict[str, Any], *xs: Any) -> list[Any]:
+        xs = self._args(*xs)
+        self._check(xs[0], xs[1], attrs)
+        return [FAST_D, FUNCTIONS[self.name], *xs]
 
     def _args(self, *xs: Any, ends: bool = False) -> list[Arr]:
         """The inputs as arrays of one shape; non-finite ones refused (``ends``: only NaN, for
@@ -224,8 +230,7 @@ class FastRow:
             a, b = (l, u) if mono > 0 else (u, l)
             lo, hi = self._end(a, attrs, False), self._end(b, attrs, True)
         else:
-            zero = np.zeros_like(l)
-            lo, hi = _min_g(self, l, u, zero, 1, attrs), -_min_g(self, l, u, zero, -1, attrs)
+            lo, hi = self.lower_intercept(l, u, 0, **attrs), self.upper_intercept(l, u, 0, **attrs)
         return _finite_or(lo, -np.inf), _finite_or(hi, np.inf)
 
     def _end(self, x: Arr, attrs: dict[str, Any], up: bool) -> Arr:
@@ -243,108 +248,53 @@ class FastRow:
         at = [(np.inf if up else -np.inf) if e is None else e for e in (neg, pos)]
         return np.where(fin, v, np.where(x < 0, at[0], at[1]))
 
-    def lower_intercept(self, l: Any, u: Any, a: Any, **attrs: Any) -> Arr:
-        l, u, a = self._args(l, u, a)
-        self._check(l, u, attrs)
-        return _min_g(self, l, u, a, 1, attrs)
 
-    def upper_intercept(self, l: Any, u: Any, a: Any, **attrs: Any) -> Arr:
-        l, u, a = self._args(l, u, a)
-        self._check(l, u, attrs)
-        return -_min_g(self, l, u, -a, -1, attrs)
-
-    def policy_slopes(self, policy: str, l: Any, u: Any, **attrs: Any) -> Pair:
-        """The exact row's ``policy_slopes`` in floats (the default: chord, midpoint tangents, adaptive
-        relu-like, the S-curve rule where [l, u] meets one convex and one concave piece)."""
-        l, u = self._args(l, u)
-        self._check(l, u, attrs)
-        with np.errstate(all="ignore"):
-            fl, fu = (_F[self.name][0](x, **attrs)[0] for x in (l, u))
-            m = l + (u - l) / 2
-            tangent = _F[self.name][1](m, **attrs)[0]
-            chord = np.where(u > l, (fu - fl) / (u - l), tangent)
-        kinds = np.full(l.shape, 0)  # bit 1: meets a convex piece, 2: concave, 4: other
-        for p, q, kind in _pieces(self.name, attrs):
-            meets = (p < u) & (q > l)
-            kinds |= meets * {"convex": 1, "concave": 2}.get(kind, 4)
-        lo = np.where(kinds == 1, tangent, chord)
-        up = np.where(kinds == 2, tangent, chord)
-        if self.name in ("relu", "leaky_relu"):
-            alt = attrs.get("slope", 0.01) if self.name == "leaky_relu" else 0.0
-            lo = np.where((l < 0) & (0 < u), np.where(u >= -l, 1.0, alt), lo)
-        if FUNCTIONS[self.name].ff is not None and policy == POLICIES[0]:
-            self._s_curves(l, u, chord, lo, up, attrs)
-        return _finite_or(lo, 0.0), _finite_or(up, 0.0)
-
-    def _s_curves(self, l: Arr, u: Arr, chord: Arr, lo: Arr, up: Arr, attrs: dict[str, Any]) -> None:
-        """``slopes.choose``'s S-curve rule, in place, where [l, u] meets exactly one convex and
-        one concave piece (the "unknown" brackets left out, as ``slopes.two_pieces``)."""
-        ps = [pc for pc in _pieces(self.name, attrs) if pc[2] != "unknown"]
-        meets = [(p < u) & (q > l) for p, q, _ in ps]
-        count = sum(m * 1 for m in meets)
-        f = lambda x: _F[self.name][0](x, **attrs)[0]  # noqa: E731
-        df = lambda x: _F[self.name][1](x, **attrs)[0]  # noqa: E731
-        for j in range(len(ps) - 1):
-            if {ps[j][2], ps[j + 1][2]} != {"convex", "concave"}:
-                continue
-            sel = (count == 2) & meets[j] & meets[j + 1] & np.isfinite(chord)
-            if sel.any():
-                c = np.full(int(sel.sum()), ps[j][1])
-                with np.errstate(all="ignore"):
-                    lo[sel], up[sel] = s_curve(f, df, l[sel], c, u[sel], chord[sel], ps[j][2] == "convex",
-                                               np.where)
+def _g(row: Any, x: Arr, a: Arr, s: int, attrs: dict[str, Any]) -> Arr:
+    """A lower bound of s*f(x) - a*x: the rounded difference pushed down by R·(its terms) + TINY."""
+    fx = FAST[row.name]._f(x, attrs, s < 0) * s
+    ax = a * x
+    err = (np.abs(fx) + np.abs(ax)) * R + TINY
+    if row.name in _EXACT_F:  # f(x) exact and a in {0, 1, -1}: a*x and fx - ax (0, +-x or
+        # +-2x) are exact, so a stable ReLU's line is exact (the engines skip such elements)
+        err = np.where((a == 0) | (np.abs(a) == 1), 0.0, err)
+    return fx - ax - err
 
 
-def _pieces(name: str, attrs: dict[str, Any]) -> list[tuple[float, float, str]]:
-    return [(-np.inf if p is None else float(p), np.inf if q is None else float(q), k)
-            for p, q, k in FUNCTIONS[name].pieces(**attrs)]
+def _dg(row: Any, t: Arr, a: Arr, s: int, attrs: dict[str, Any]) -> Pair:
+    """Encloses s*f'(t) - a."""
+    fr = FAST[row.name]
+    f_lo, f_hi = fr._f(t, attrs, s < 0, True) * s, fr._f(t, attrs, s > 0, True) * s
+    return _add_down(f_lo, -a), -_add_down(-f_hi, a)
 
 
-def _min_g(row: FastRow, l: Arr, u: Arr, a: Arr, s: int, attrs: dict[str, Any]) -> Arr:
-    """Lower bound of min over [l, u] of s*f(x) - a*x, elementwise (functions._min_g in floats)."""
-
-    def g(x: Arr) -> Arr:
-        fx = row._f(x, attrs, s < 0) * s
-        ax = a * x
-        err = (np.abs(fx) + np.abs(ax)) * R + TINY
-        if row.name in _EXACT_F:  # f(x) exact and a in {0, 1, -1}: a*x and fx - ax (0, +-x or
-            # +-2x) are exact, so a stable ReLU's line is exact (the engines skip such elements)
-            err = np.where((a == 0) | (np.abs(a) == 1), 0.0, err)
-        return fx - ax - err
-
-    best = np.full(l.shape, np.inf)
-    with np.errstate(all="ignore"):
-        for p0, q0, kind in _pieces(row.name, attrs):
-            p, q = np.maximum(l, p0), np.minimum(u, q0)
-            act = p <= q
-            p, q = np.where(act, p, l), np.where(act, q, l)
-            kind = kind if s > 0 else _FLIP[kind]
-            if kind in ("linear", "concave"):
-                b = np.minimum(g(p), g(q))
-            elif kind == "unknown":
-                w = (float(FUNCTIONS[row.name].lip) + np.abs(a)) * (q - p)
-                b = g(p) - w * (1 + R) - TINY
-            else:
-                t = _hint(row, p, q, a, s, attrs)
-                f_lo, f_hi = row._f(t, attrs, s < 0, True) * s, row._f(t, attrs, s > 0, True) * s
-                dl = f_lo - a - (np.abs(f_lo) + np.abs(a)) * R - TINY
-                dh = f_hi - a + (np.abs(f_hi) + np.abs(a)) * R + TINY
-                c = np.minimum(np.minimum(dl * (p - t), dl * (q - t)), np.minimum(dh * (p - t), dh * (q - t)))
-                gt = g(t)
-                b = np.where(p == q, g(p), gt + c - (np.abs(gt) + np.abs(c)) * R - TINY)
-            b = np.where(np.isfinite(b), b, -np.inf)  # an overflow or nan is no bound
-            best = np.where(act, np.minimum(best, b), best)
-    return _finite_or(best, -np.inf)
+def _add_down(x: Arr, y: Arr) -> Arr:
+    return x + y - (np.abs(x) + np.abs(y)) * R - TINY
 
 
-def _hint(row: FastRow, p: Arr, q: Arr, a: Arr, s: int, attrs: dict[str, Any]) -> Arr:
-    """t in [p, q] with s*f'(t) ~ a (s*f' increasing on the piece), by 80 bisection steps."""
-    lo, hi = p.copy(), q.copy()
-    for _ in range(80):
-        mid = lo + (hi - lo) / 2
-        below = s * _F[row.name][1](mid, **attrs)[0] < a
-        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-    return np.clip(hi, p, q)
+def _put(sel: Arr, cur: tuple[Arr, ...], fn: Callable[..., tuple[Arr, ...]]) -> tuple[Arr, ...]:
+    """``cur`` with the elements ``sel`` replaced by ``fn``'s values on them (``fn`` takes the
+    selection: a function of an array)."""
+    out = tuple(np.array(c, dtype=np.float64) for c in cur)
+    for o, v in zip(out, fn(lambda x: x[sel])):
+        o[sel] = v
+    return out
+
+
+def _take(best: Arr | None, act: Arr, b: Arr) -> Arr:
+    """The least bound so far where the piece is active (an overflow or NaN is no bound: -inf)."""
+    b = np.where(np.isfinite(b), b, -np.inf)
+    return np.where(act, b if best is None else np.minimum(best, b), np.inf if best is None else best)
+
+
+#: the float64 domain of ``functions.min_g``, elementwise on arrays: every rounded operation that
+#: enters a bound is pushed outward by R·(its terms) + TINY (module docstring)
+FAST_D = SimpleNamespace(
+    maximum=np.maximum, minimum=np.minimum, num=float, active=np.any, g=_g, dg=_dg, take=_take,
+    where=lambda c, a, b: np.where(c, _call(a), _call(b)), flt=lambda x: x, add_down=_add_down, clip=np.clip,
+    fdf=lambda row, x, attrs: _F[row.name][1](x, **attrs)[0], finish=lambda b: _finite_or(b, -np.inf),
+    ff=lambda row, x, attrs: _F[row.name][0](x, **attrs)[0], put=_put, finite=np.isfinite,
+    chord=lambda row, l, u, attrs: (FAST_D.ff(row, u, attrs) - FAST_D.ff(row, l, attrs)) / (u - l),
+    slope=lambda x: _finite_or(x, 0.0), quiet=lambda: np.errstate(all="ignore"))
 
 
 FAST: dict[str, FastRow] = {name: FastRow(name) for name in FUNCTIONS}
@@ -365,7 +315,7 @@ def relu_lines(l: Arr, u: Arr) -> tuple[Arr, Arr, Arr, Arr]:
     Intercepts: the lower one min over [l, u] of relu(x) - a·x with a in {0, 1}: max(l, 0) or
     max(-u, 0), exact; the upper one max over [l, u] of relu(x) - a·x, a convex function, so the larger of its
     values at l and u, each computed with one rounded product and one rounded difference and
-    pushed up by R·(|terms|) + TINY, as ``_min_g`` does (none where a is 0 or 1: exact)."""
+    pushed up by R·(|terms|) + TINY, as ``functions.min_g`` does (none where a is 0 or 1: exact)."""
     with np.errstate(all="ignore"):
         unst = (l < 0) & (u > 0)
         act = ((l >= 0) & (u > 0)) * 1.0  # (the chord, or the tangent where l = u, as policy_slopes)

@@ -153,6 +153,7 @@ def _leaf(cert: dict[str, Any], fmt: Any, net: BoundGraph, spec: Spec, model: st
     stmt = eb["statement"]
     require(stmt["format"] == fmt.to_dict(), f"errorbound certificate is not about {fmt.name}")
     require(stmt["mode"] == "rne", "errorbound certificate is not about round-to-nearest-even")
+    _native(stmt["graph"], fmt)
     require(rational(stmt["kernel_ulps"]) >= KERNEL_ULPS,
             f"errorbound certificate assumes kernels within {stmt['kernel_ulps']} ulp, not {KERNEL_ULPS}")
     if model is not None:
@@ -172,6 +173,18 @@ def _leaf(cert: dict[str, Any], fmt: Any, net: BoundGraph, spec: Spec, model: st
     trusted[f"kernels:{fmt.name}-rne,kernel_ulps={stmt['kernel_ulps']}"] = 1
     return Verdict(True, checked=v.checked + v_eb.checked, trusted=trusted,
                    reason=f"unsat ({fmt.name}-sound): errorbound replayed; {v.reason}")
+
+
+def _native(ir: dict[str, Any], fmt: Any) -> None:
+    """The network's own run is in formats holding ``fmt`` (audit64): every float graph input, and
+    every float weight read by a node other than a cast, is of such a format. A float16 network's
+    kernels compute float16 weights with float16 weights in float16 (batch norm's scale) and its
+    inputs are float16, which ``fmt``'s charges do not bound."""
+    reads = {n for nd in ir["nodes"] if nd["op"] != "cast" for n in nd["inputs"]}
+    dts = [i["dtype"] for i in ir["inputs"]] + [a["dtype"] for k, a in ir["constants"].items() if k in reads]
+    for dt in dts:
+        require(not str(dt).startswith("float") or errorbound.holds(get_format(str(dt)), fmt),
+                f"the network computes in {dt}, which does not hold {fmt.name}")
 
 
 needs_statement((KIND,), "check_vnn_float(cert, net, spec)")

@@ -22,7 +22,8 @@ API (all methods take ``**attrs``, e.g. ``slope`` for leaky_relu):
 
 Soundness. Enclosures: ``enclosures.py`` (series with directed rounding); every other enclosure
 is monotone interval arithmetic on these. Linear bounds use ONE generic algorithm over the row's
-convexity pieces: for g = f - a*x,
+convexity pieces (``min_g``, written once over a number domain: ``EXACT`` here, the fast rows'
+``fast_functions.FAST_D``): for g = f - a*x,
  - convex piece [p, q], any t in it: g(x) >= g(t) + g'(t)(x - t), so min g >= g_lo(t) + the least
    corner of [g'_lo(t), g'_hi(t)] x [p - t, q - t]; t solves f'(t) = a in floats (any t is sound,
    this one makes the bound tight to ~1e-15);
@@ -57,9 +58,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from fractions import Fraction as Q
 from functools import cache
+from types import SimpleNamespace
 from typing import Any
 
 from . import intervals, slopes
@@ -105,8 +108,29 @@ Piece = tuple[Q | None, Q | None, str]  # [p, q] (None: unbounded), kind: convex
 _FLIP = {"convex": "concave", "concave": "convex", "linear": "linear", "unknown": "unknown"}
 
 
+class Lines:
+    """The line methods of ``Row`` and ``fast_functions.FastRow``: the generic algorithm below, in
+    the number domain and on the row and inputs that the class's ``_read`` returns (checked)."""
+
+    def lower_intercept(self, l: Any, u: Any, a: Any, **attrs: Any) -> Any:
+        return self._run(lambda D, row, l, u, a: min_g(D, row, l, u, a, 1, attrs), attrs, l, u, a)
+
+    def upper_intercept(self, l: Any, u: Any, a: Any, **attrs: Any) -> Any:
+        return -self._run(lambda D, row, l, u, a: min_g(D, row, l, u, -a, -1, attrs), attrs, l, u, a)
+
+    def policy_slopes(self, policy: str, l: Any, u: Any, **attrs: Any) -> tuple[Any, Any]:
+        """``slopes.choose`` under one of ``slopes.POLICIES`` (the first the default: chord, midpoint
+        tangents, adaptive ReLU, auto_LiRPA's S-curve lines); the tangent at l when l == u."""
+        return self._run(lambda D, row, l, u: slopes.choose(D, row, policy, l, u, attrs), attrs, l, u)
+
+    def _run(self, fn: Callable[..., Any], attrs: dict[str, Any], *xs: Any) -> Any:
+        D, row, *xs = self._read(attrs, *xs)  # type: ignore[attr-defined]
+        with D.quiet():
+            return fn(D, row, *xs)
+
+
 @dataclass(frozen=True)
-class Row:
+class Row(Lines):
     """One scalar function: exact enclosures of f and f', convexity pieces, a float f' (hints)."""
 
     name: str
@@ -133,6 +157,9 @@ class Row:
             raise DomainError(f"{self.name}: interval [{float(l):.6g}, {float(u):.6g}] outside the domain")
         return l, u
 
+    def _read(self, attrs: dict[str, Any], l: Any, u: Any, *a: Any) -> tuple[Any, ...]:
+        return EXACT, self, *self._check(l, u, attrs), *map(Q, a)
+
     def value(self, x: Any, **attrs: Any) -> Enc:
         x, _ = self._check(x, x, attrs)
         return self.f(x, **attrs)
@@ -145,73 +172,94 @@ class Row:
             rule = intervals.interval_increasing if mono > 0 else intervals.interval_decreasing
             e_a, e_b = rule(lambda v: self.f(v, **attrs), (l, u))
             return e_a[0], e_b[1]
-        return _min_g(self, l, u, ZERO, 1, attrs), -_min_g(self, l, u, ZERO, -1, attrs)
-
-    def lower_intercept(self, l: Any, u: Any, a: Any, **attrs: Any) -> Q:
-        l, u = self._check(l, u, attrs)
-        return _min_g(self, l, u, Q(a), 1, attrs)
-
-    def upper_intercept(self, l: Any, u: Any, a: Any, **attrs: Any) -> Q:
-        l, u = self._check(l, u, attrs)
-        return -_min_g(self, l, u, -Q(a), -1, attrs)
-
-    def policy_slopes(self, policy: str, l: Any, u: Any, **attrs: Any) -> tuple[Q, Q]:
-        """``slopes.choose`` under one of ``slopes.POLICIES`` (the first the default: chord, midpoint
-        tangents, adaptive ReLU, auto_LiRPA's S-curve lines); the tangent at l when l == u."""
-        l, u = self._check(l, u, attrs)
-        if l == u:
-            d = _qf(self.fdf(_flt(l), **attrs))
-            return d, d
-        fl, fu = (sum(self.f(v, **attrs)) / 2 for v in (l, u))
-        chord = (fu - fl) / (u - l)
-        chord = Q(float(chord)) if abs(chord) < 2**1000 else _round(chord, False)  # short numbers
-        return slopes.choose(self, l, u, chord, attrs, policy)
+        return self.lower_intercept(l, u, 0, **attrs), self.upper_intercept(l, u, 0, **attrs)
 
 
-def _hint(row: Row, p: Q, q: Q, a: Q, s: int, attrs: dict[str, Any]) -> Q:
-    """A point of [p, q] where s*f'(t) ~ a (s*f' is increasing there), by float bisection."""
-    af, lo, hi = _flt(a), _flt(p), _flt(q)
-    d = lambda x: s * row.fdf(x, **attrs)  # noqa: E731
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return q  # beyond binary64: any point is sound
-    if d(lo) >= af:
-        return p
-    if d(hi) <= af:
-        return q
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if not lo < mid < hi:
-            break
-        lo, hi = (mid, hi) if d(mid) < af else (lo, mid)
-    return min(max(Q(hi), p), q)
+def min_g(D: Any, row: Any, l: Any, u: Any, a: Any, s: int, attrs: dict[str, Any]) -> Any:
+    """A lower bound of min over [l, u] of s*f(x) - a*x (s = 1: lower intercept; s = -1: minus the
+    upper intercept of slope -a) in the numbers of ``D`` (``EXACT``; ``fast_functions.FAST_D``,
+    elementwise), piece by piece; a piece that misses [l, u] in some elements is not taken there."""
+    def g(x: Any) -> Any:
+        return D.g(row, x, a, s, attrs)
 
-
-def _min_g(row: Row, l: Q, u: Q, a: Q, s: int, attrs: dict[str, Any]) -> Q:
-    """A lower bound of min over [l, u] of s*f(x) - a*x (s = 1: lower intercept; s = -1: minus
-    the upper intercept of slope -a)."""
-
-    def g(x: Q) -> Q:  # lower enclosure of s*f(x) - a*x
-        e = row.f(x, **attrs)
-        return (e[0] if s > 0 else -e[1]) - a * x
-
-    best: Q | None = None
-    for p, q, kind in row.pieces(**attrs):
-        p, q = l if p is None or p < l else p, u if q is None or q > u else q
-        if p > q:
+    best = None
+    for p0, q0, kind in row.pieces(**attrs):
+        p = l if p0 is None else D.maximum(l, D.num(p0))
+        q = u if q0 is None else D.minimum(u, D.num(q0))
+        act = p <= q
+        if not D.active(act):
             continue
+        p, q = D.where(act, p, l), D.where(act, q, l)
         kind = kind if s > 0 else _FLIP[kind]
-        if kind in ("linear", "concave") or p == q:
-            b = min(g(p), g(q))
+        if kind in ("linear", "concave"):
+            b = D.minimum(g(p), g(q))
         elif kind == "unknown":
-            b = g(p) - (row.lip + abs(a)) * (q - p)
-        else:
-            t = _hint(row, p, q, a, s, attrs)
-            d = row.df(t, **attrs)
-            dlo, dhi = (d[0] - a, d[1] - a) if s > 0 else (-d[1] - a, -d[0] - a)
-            b = g(t) + min(dlo * (p - t), dlo * (q - t), dhi * (p - t), dhi * (q - t))
-        best = b if best is None or b < best else best
+            b = D.add_down(g(p), -(D.num(row.lip) + abs(a)) * (q - p))
+        else:  # convex; a point piece directly (f' may be unbounded there: sqrt's at 0)
+            b = D.where(p == q, lambda: g(p), lambda: _tangent(D, row, p, q, a, s, attrs))  # noqa: B023
+        best = D.take(best, act, b)
     assert best is not None  # the pieces cover the whole line
-    return _round(best, False)
+    return D.finish(best)
+
+
+def _tangent(D: Any, row: Any, p: Any, q: Any, a: Any, s: int, attrs: dict[str, Any]) -> Any:
+    """min over a convex piece [p, q] of g = s*f - a*x >= g(t) + the least corner of g'(t) x
+    [p - t, q - t], at the hint t (``_hint``; the bound holds for any t in [p, q])."""
+    t = _hint(D, row, p, q, a, s, attrs)
+    dl, dh = D.dg(row, t, a, s, attrs)
+    c = D.minimum(D.minimum(dl * (p - t), dl * (q - t)), D.minimum(dh * (p - t), dh * (q - t)))
+    return D.add_down(D.g(row, t, a, s, attrs), c)
+
+
+def _hint(D: Any, row: Any, p: Any, q: Any, a: Any, s: int, attrs: dict[str, Any]) -> Any:
+    """A point of [p, q] where s*f'(t) ~ a (s*f' increases there) on the float f' (``D.fdf``, never
+    trusted): an end where s*f' - a has one sign on [p, q], else float bisection, for 80 steps or
+    until every bracket is two adjacent floats; clipped into [p, q] (q where it left binary64)."""
+
+    def d(x: Any) -> Any:
+        return s * D.fdf(row, x, attrs)
+
+    lo, hi, af = D.flt(p), D.flt(q), D.flt(a)
+    lo, hi = D.where(d(hi) <= af, hi, lo), D.where(d(lo) >= af, lo, hi)
+    for _ in range(80):
+        mid = lo + (hi - lo) / 2
+        if not D.active((lo < mid) & (mid < hi)):
+            break
+        below = d(mid) < af
+        lo, hi = D.where(below, mid, lo), D.where(below, hi, mid)
+    return D.clip(hi, p, q)
+
+
+def _g(row: Row, x: Q, a: Q, s: int, attrs: dict[str, Any]) -> Q:
+    e = row.f(x, **attrs)  # lower enclosure of s*f(x) - a*x
+    return (e[0] if s > 0 else -e[1]) - a * x
+
+
+def _dg(row: Row, t: Q, a: Q, s: int, attrs: dict[str, Any]) -> Enc:
+    d = row.df(t, **attrs)  # encloses s*f'(t) - a
+    return (d[0] - a, d[1] - a) if s > 0 else (-d[1] - a, -d[0] - a)
+
+
+def _call(v: Any) -> Any:
+    return v() if callable(v) else v
+
+
+def _chord(row: Row, l: Q, u: Q, attrs: dict[str, Any]) -> Q:
+    fl, fu = (sum(row.f(v, **attrs)) / 2 for v in (l, u))
+    chord = (fu - fl) / (u - l)
+    return Q(float(chord)) if abs(chord) < 2**1000 else _round(chord, False)  # short numbers
+
+
+#: the exact domain of ``min_g`` and ``slopes.choose``: Fractions, exact arithmetic, one element (a
+#: mask is a bool); the slope choice's floats (``ff``, ``fdf``) are read exactly at the end
+EXACT = SimpleNamespace(
+    maximum=max, minimum=min, num=lambda x: x, active=bool, where=lambda c, a, b: _call(a if c else b),
+    g=_g, dg=_dg, add_down=lambda x, y: x + y, flt=_flt, fdf=lambda row, x, attrs: row.fdf(x, **attrs),
+    clip=lambda x, p, q: min(max(Q(x), p), q) if math.isfinite(x) else q,
+    take=lambda best, act, b: b if best is None else min(best, b), finish=lambda b: _round(b, False),
+    ff=lambda row, x, attrs: row.ff(x, **attrs), chord=_chord, finite=math.isfinite,
+    put=lambda sel, cur, fn: fn(lambda x: x), slope=lambda x: _qf(x) if isinstance(x, float) else Q(x),
+    quiet=nullcontext)
 
 
 # ---- the rows ----

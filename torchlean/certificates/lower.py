@@ -51,12 +51,14 @@ from .bound_graph import (
     _sum,
     add,
     as_aff,
+    cap,
     exact_floats,
     fingerprint,
     neg,
     scale,
     sqrt_up,
 )
+from .core import tick
 from .lower_index import NEG_INF, TAKES_NEG_INF, Row, _flat, _positions, bcast_shape, broadcast, reduce_groups
 from .lower_linear import _conv2d, _matmul, _pool, wide_operand
 
@@ -164,6 +166,7 @@ def _broadcast_to(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
 
 def _concat(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     ax = int(at.get("axis", 0)) % len(ins[0].shape)
+    cap(sum(len(t.v) for t in ins))
     outer = _size(ins[0].shape[:ax])
     out: list[Elem] = []
     for o in range(outer):
@@ -213,6 +216,7 @@ def _gather(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
 def _embedding(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     w, idx = ins
     d = w.shape[1]
+    cap(len(idx.v) * d)
     out = []
     for k in _int_consts(idx, "embedding indices"):
         k = _in_range(k, w.shape[0], "embedding")
@@ -378,7 +382,7 @@ def _decode_const(a: dict[str, Any]) -> tuple[tuple[int, ...], list[Any]]:
     code, width = _FMT[a["dtype"]]
     raw = base64.b64decode(a["data"])
     shape = tuple(int(d) for d in a["shape"])
-    n = _size(shape)
+    n = cap(_size(shape))
     if len(raw) != n * width:
         raise ValueError("constant byte length does not match its shape")
     vals = struct.unpack(f"<{n}{code}", raw)
@@ -408,7 +412,7 @@ def lower(ir: dict[str, Any], values: dict[str, Tensor] | None = None, wide: boo
     if len(set(names)) != len(names):
         raise Unsupported("a value name defined twice (an IR names each value once)")
     shapes = [tuple(int(d) for d in i["shape"]) for i in ir["inputs"]]
-    n_in = sum(_size(s) for s in shapes)
+    n_in = cap(sum(_size(s) for s in shapes))
     L = Lowerer(n_in, wide)
     env: dict[str, Tensor] = {} if values is None else values
     off = 0
@@ -420,7 +424,9 @@ def lower(ir: dict[str, Any], values: dict[str, Tensor] | None = None, wide: boo
         env[k] = Tensor(*_decode_const(a))
         if a["dtype"] in ("int64", "bool"):
             ints.add(k)
+    total = 0
     for node in ir["nodes"]:
+        tick()  # (a deadline per node; the cap bounds each node's own work)
         op = node["op"]
         if node["inputs"] and all(n in ints for n in node["inputs"]):
             if op not in INT_ROWS:
@@ -435,6 +441,7 @@ def lower(ir: dict[str, Any], values: dict[str, Tensor] | None = None, wide: boo
             raise Unsupported(f"-inf reaches {op!r} (only where may select it and softmax read it)")
         # the same IR value used twice must stay the same object (mul(x, x) is a square)
         env[node["output"]] = ROWS[op](L, args, dict(node.get("attrs") or {}))
+        total = cap(total + len(env[node["output"]].v))
     outs = [env[o] for o in ir["outputs"]]
     if any(e is NEG_INF for t in outs for e in t.v):
         raise Unsupported("-inf in a graph output")

@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .bound_graph import Elem, Lowerer, Tensor, _strides
+from .bound_graph import Elem, Lowerer, Tensor, _size, _strides, cap
 
 Row = Callable[[Lowerer, list[Tensor], dict[str, Any]], Tensor]
 
@@ -30,6 +30,7 @@ TAKES_NEG_INF = frozenset({"where", "softmax"})
 
 
 def _positions(shape: Sequence[int]) -> Any:
+    cap(_size(shape))  # (every broadcast, transpose, gather and reduction walks its shape here)
     return itertools.product(*(range(d) for d in shape))
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from .bound_graph import Aff, Lowerer, Tensor, Unsupported, _lin, _size, _sum, plain_vars, scale
+from .bound_graph import Aff, Lowerer, Tensor, Unsupported, _lin, _size, _sum, cap, plain_vars, scale
 from .lower_index import Row, bcast_shape, broadcast
 
 Q = Fraction
@@ -40,7 +40,7 @@ def _matmul(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     p, k = a.shape[-2:]
     m = b.shape[-1]
     batch = bcast_shape(a.shape[:-2], b.shape[:-2])
-    nout = _size(batch) * p * m
+    nout = cap(_size(batch) * p * m)
     if b.const() and not a.const():
         a = wide_operand(L, a, m * _size(batch) // max(_size(a.shape[:-2]), 1), nout, k)
     elif a.const() and not b.const():
@@ -100,6 +100,7 @@ def _conv2d(L: Lowerer, ins: list[Tensor], at: dict[str, Any]) -> Tensor:
     o, cg, kh, kw = w.shape
     og = o // g
     ho, wo = out_size(h, kh, s[0], p[0], d[0]), out_size(wd, kw, s[1], p[1], d[1])
+    cap(n * o * ho * wo)
     out = []
     rows = [_window(i, s[0], p[0], kh, d[0], h) for i in range(ho)]
     cols = [_window(j, s[1], p[1], kw, d[1], wd) for j in range(wo)]
@@ -135,6 +136,7 @@ def _pool(kind: str) -> Row:
         k, s, p = _pair(at.get("kernel_size", 2)), _pair(at.get("stride", 2)), _pair(at.get("padding", 0))
         n, c, h, wd = x.shape
         ho, wo = (h + 2 * p[0] - k[0]) // s[0] + 1, (wd + 2 * p[1] - k[1]) // s[1] + 1
+        cap(n * c * ho * wo)
         groups = []
         for nc in range(n * c):
             for i in range(ho):

@@ -29,6 +29,10 @@ from typing import Any, NamedTuple
 from .core import Rejected, Verdict, checker, digest, rational, require
 
 MODES = ("rne", "rtz", "rup", "rdn", "rna", "rto")
+#: (audit63) the widest exponent and significand fields a format may have: 2^emax has 2^(ebits-1)
+#: bits (ebits 34 built 2^(2^33) and took 3.4 GB), precision-sized numbers are the replay's unit
+#: (mbits 10^7 ran past every deadline); binary256 has 19 and 236, the lemmas' wide sorts 13 and 110
+MAX_EBITS, MAX_MBITS = 20, 1024
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,9 @@ class Format:
     style: str = "ieee"
 
     def __post_init__(self) -> None:
-        if self.ebits < 2 or self.mbits < 1 or self.style not in ("ieee", "fn"):
-            raise ValueError(f"bad format {self}")
+        fields = 2 <= self.ebits <= MAX_EBITS and 1 <= self.mbits <= MAX_MBITS
+        if not fields or self.style not in ("ieee", "fn"):
+            raise ValueError(f"bad format {self} (2 <= ebits <= {MAX_EBITS}, 1 <= mbits <= {MAX_MBITS})")
 
     @property
     def precision(self) -> int:

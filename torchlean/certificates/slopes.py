@@ -2,7 +2,8 @@
 
 Any slope gives a valid line (the row's intercept is computed by the generic sound algorithm), so
 this module only *chooses*; it is float arithmetic and nothing here is trusted. Standard library;
-``fast_functions.py`` runs the same rule vectorised in numpy (same choice up to rounding).
+``choose`` is written once over a number domain: the exact rows' (``functions.EXACT``, the chord
+from enclosures) and the fast rows' (``fast_functions.FAST_D``, numpy arrays elementwise).
 
 ``choose``: the adaptive rule on ReLU-like rows (lower slope 1 if u >= -l, else the slope left of
 the kink; upper the chord); on a convex (concave) interval the tangent at the midpoint for the lower
@@ -62,30 +63,34 @@ def two_policies(row: Any, attrs: dict[str, Any]) -> bool:
     return row.ff is not None and {"convex", "concave"} <= kinds
 
 
-def choose(row: Any, l: Q, u: Q, chord: Q, attrs: dict[str, Any], policy: str = POLICIES[0]) -> tuple[Q, Q]:
-    """(lower slope, upper slope) of ``row`` on [l, u] (l < u) given the chord slope; ``policy``
-    one of ``POLICIES`` (they differ only where the S-curve rule applies)."""
-    kinds = {k for p, q, k in row.pieces(**attrs) if (p is None or p < u) and (q is None or q > l)}
-    if row.name in ("relu", "leaky_relu") and kinds == {"linear"} and l < 0 < u:
-        left = Q(attrs.get("slope", 0.01)) if row.name == "leaky_relu" else Q(0)
-        return Q(1) if u >= -l else left, chord
-    two = two_pieces(row.pieces(**attrs), l, u) if row.ff is not None and policy == POLICIES[0] else None
-    if two is not None and all(math.isfinite(v) for v in (flt(l), flt(u), float(chord))):
-        f, df = (lambda x: row.ff(x, **attrs)), (lambda x: row.fdf(x, **attrs))  # noqa: E731
-        lo, up = s_curve(f, df, flt(l), float(two[0]), flt(u), float(chord), two[1])
-        return qf(lo), qf(up)
-    tangent = qf(row.fdf(flt((l + u) / 2), **attrs))
-    return (tangent if kinds == {"convex"} else chord, tangent if kinds == {"concave"} else chord)
+def choose(D: Any, row: Any, policy: str, l: Any, u: Any, attrs: dict[str, Any]) -> tuple[Any, Any]:
+    """(lower slope, upper slope) of ``row`` on [l, u] under ``policy`` (one of ``POLICIES``: they
+    differ only where the S-curve rule applies; the tangent at l where l == u), in the numbers of
+    ``D`` (``functions.EXACT``, one element; ``fast_functions.FAST_D``, elementwise on arrays)."""
+    f, df = (lambda x: D.ff(row, x, attrs)), (lambda x: D.fdf(row, x, attrs))
+    lf, uf = D.flt(l), D.flt(u)
+    tangent = df(lf + (uf - lf) / 2)
+    chord = D.where(u > l, lambda: D.chord(row, l, u, attrs), tangent)
+    kinds, ps = 0, []  # kinds: bit 1: [l, u] meets a convex piece, 2: a concave one, 4: another
+    for p, q, k in row.pieces(**attrs):
+        meets = (p is None or D.num(p) < u) & (q is None or D.num(q) > l)
+        kinds |= meets * {"convex": 1, "concave": 2}.get(k, 4)
+        ps += [(q, k, meets)] if k != "unknown" else []
+    lo, up = D.where(kinds == 1, tangent, chord), D.where(kinds == 2, tangent, chord)
+    if row.name in ("relu", "leaky_relu"):  # adaptive: 1 if u >= -l, else the slope left of 0
+        left = D.num(Q(attrs.get("slope", 0.01)) if row.name == "leaky_relu" else Q(0))
+        lo = D.where((l < 0) & (0 < u), D.where(u >= -l, 1, left), lo)
+    if row.ff is not None and policy == POLICIES[0]:  # one convex and one concave piece, the
+        count, cf = sum(m * 1 for *_, m in ps), D.flt(chord)  # float-wide brackets left out
+        for (c, k, m), (_, k2, m2) in zip(ps, ps[1:]):
+            sel = (count == 2) & m & m2 & D.finite(lf) & D.finite(uf) & D.finite(cf)
+            if {k, k2} == {"convex", "concave"} and D.active(sel):
+                lo, up = D.put(sel, (lo, up), lambda i, c=float(c), cx=k == "convex": s_curve(
+                    f, df, i(lf), c, i(uf), i(cf), cx, D.where))
+    return D.slope(lo), D.slope(up)
 
 
-def _pick(c: Any, a: Any, b: Any) -> Any:
-    """``numpy.where`` for one element: ``tangent_through`` and ``s_curve`` run on floats (the
-    exact rows) or, given ``where=numpy.where``, elementwise on arrays (``fast_functions.py``)."""
-    return a if c else b
-
-
-def tangent_through(f: Fn, df: Fn, p: Any, q: Any, x0: Any, where: Callable[..., Any] = _pick,
-                    steps: int = 60) -> Any:
+def tangent_through(f: Fn, df: Fn, p: Any, q: Any, x0: Any, where: Callable[..., Any]) -> Any:
     """A point t of [p, q] where the tangent of f at t passes through (x0, f(x0)) (h changes sign
     once on [p, q]), by bisection; the end of [p, q] nearer to a root when h does not change sign,
     p where h(p) is 0 or not finite. (Once p and q are adjacent floats the steps change nothing.)"""
@@ -96,7 +101,7 @@ def tangent_through(f: Fn, df: Fn, p: Any, q: Any, x0: Any, where: Callable[...,
 
     hp = h(p)
     p0, sign = p, hp > 0
-    for _ in range(steps):
+    for _ in range(60):
         mid = p + (q - p) / 2
         same = (h(mid) > 0) == sign
         p, q = where(same, mid, p), where(same, q, mid)
@@ -104,9 +109,9 @@ def tangent_through(f: Fn, df: Fn, p: Any, q: Any, x0: Any, where: Callable[...,
 
 
 def s_curve(f: Fn, df: Fn, l: Any, c: Any, u: Any, chord: Any, convex_left: bool,
-            where: Callable[..., Any] = _pick) -> tuple[Any, Any]:
+            where: Callable[..., Any]) -> tuple[Any, Any]:
     """(lower slope, upper slope) on [l, u] with l < c < u, f convex on [l, c] and concave on
-    [c, u] (``convex_left``) or the reverse; floats, or arrays with ``where=numpy.where``."""
+    [c, u] (``convex_left``) or the reverse, in the numbers of a domain's ``where``."""
     if not convex_left:  # g(x) = f(-x) is convex-then-concave on [-u, -l]; slopes change sign
         lo, up = s_curve(lambda x: f(-x), lambda x: -df(-x), -u, -c, -l, -chord, True, where)
         return -lo, -up
@@ -115,14 +120,3 @@ def s_curve(f: Fn, df: Fn, l: Any, c: Any, u: Any, chord: Any, convex_left: bool
     lower = where(df(l) >= chord, chord, df(where(d < m, d, m)))
     upper = where(df(u) >= chord, chord, df(where(e > m, e, m)))
     return lower, upper
-
-
-def two_pieces(pieces: list[tuple[object, object, str]], l: object, u: object) -> tuple[object, bool] | None:
-    """(c, convex_left) when the pieces meeting [l, u], leaving out the float-wide "unknown"
-    brackets around irrational inflection points, are one convex and one concave piece (either
-    order) meeting at c; None otherwise."""
-    meet = [(p, q, k) for p, q, k in pieces if k != "unknown"
-            and (p is None or p < u) and (q is None or q > l)]  # type: ignore[operator]
-    if len(meet) != 2 or {meet[0][2], meet[1][2]} != {"convex", "concave"}:
-        return None
-    return meet[0][1], meet[0][2] == "convex"

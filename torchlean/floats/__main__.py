@@ -121,8 +121,15 @@ def cmd_bound(a: argparse.Namespace) -> int:
         raise CliError("give --box or --vnnlib")
     if len(box) != n:
         raise CliError(f"--vnnlib {a.vnnlib} has {len(box)} inputs, the model has {n}")
+    from ..certificates.bound_graph import Unsupported
     from ..progress import watch
+    from .errorbound import native_format
 
+    try:
+        native_format(g, a.format)
+    except Unsupported as e:  # (audit64: a bound of the graph run in --format, not of its own run)
+        print(f"note: {e}; this bound is of the graph run in {a.format} (run_graph(dtype=...)), not of "
+              "the network's own run", file=sys.stderr, flush=True)
     stage = {"stage": "error bound"}  # long work (minutes on a large box) shows where it is
     with watch(lambda: dict(stage), "floats bound", enabled=_cli.progress_of(a)):
         cert = bound_certificate(g, box, a.format, a.mode, splits=a.splits, ranges=a.ranges, column=a.column)

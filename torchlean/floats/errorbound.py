@@ -63,6 +63,35 @@ def _q(x: Any) -> Fraction:
     return x if isinstance(x, Fraction) else Fraction(str(x)) if isinstance(x, str) else Fraction(x)
 
 
+def native_format(graph: Graph, fmt: Format | str = "binary32") -> None:
+    """Raise ``Unsupported`` (one line) unless the runtime's own run of ``graph`` on inputs of
+    ``fmt`` computes every node in a format that holds ``fmt``: a float graph input, or a float
+    constant read by a node other than a cast, of a narrower dtype is refused (audit64). numpy keeps
+    float16 + float16 in float16, so a float16 model's batch norm scale ``1 / sqrt(var + eps) * w``
+    or a sum of two weights is rounded to float16 even on float32 inputs, and a float16 input is
+    rounded to float16 first; the error column charges ``fmt``'s roundings, which bound only a run
+    whose every value is of a format holding ``fmt`` (TRUST_BOUNDARIES.md, audit61's rule (1)).
+    For the callers that promise the model's own run (``tl.verify.bounds(float32=True)``,
+    ``zoo.claims.float32_epsilon``, ``verify --float32``); ``floats bound --format`` emulates."""
+    from ..certificates.bound_graph import Unsupported
+    from ..certificates.errorbound import holds
+
+    f = get_format(fmt) if isinstance(fmt, str) else fmt
+    readers: dict[str, set[str]] = {}
+    for node in graph.nodes:
+        for n in node.inputs:
+            readers.setdefault(n, set()).add(node.op)
+    named = [("input", v.name, str(v.dtype)) for v in graph.inputs]
+    named += [("weight", k, str(a.dtype)) for k, a in graph.constants.items()
+              if readers.get(k, set()) - {"cast"}]
+    for what, name, dt in named:
+        if dt.startswith(("float", "bfloat")) and not holds(get_format(dt), f):
+            raise Unsupported(f"{what} {name!r} is {dt}, which does not hold {f.name}: the model's own run "
+                              f"computes in {dt} where {dt} values meet, so a {f.name} bound is not about it "
+                              f"(move the model to float32, or bound its graph with floats bound --format "
+                              f"{get_format(dt).name})")
+
+
 def statement(graph: Graph, box: Box, fmt: Format | str = "binary32", mode: str = "rne",
               kernel_ulps: Fraction = DEFAULT_KERNEL_ULPS, input_exact: bool = True,
               ranges: str | None = None, column: str | None = None) -> dict[str, Any]:

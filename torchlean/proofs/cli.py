@@ -212,10 +212,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
         print(coverage_table())
         return 0
+    from ..certificates.core import time_limit
     from .compose import shapes_covered
 
     for ob, directory in _setup(args):
-        o = check_one(directory, ob)
+        with time_limit(time.monotonic() + args.timeout):  # (audit63: a replay as `check`'s, bounded)
+            o = check_one(directory, ob)
         extra = f"  [{'; '.join(ob.assumptions)}]" if ob.assumptions else ""
         where = shapes_covered(ob)[1]
         where = f"  (holds for: {where})" if where else ""
@@ -272,6 +274,8 @@ def parser() -> argparse.ArgumentParser:
                        examples=["python -m torchlean.proofs show --include-library matmul",
                                  "python -m torchlean.proofs show --coverage"])
     s.add_argument("--coverage", action="store_true", help="the primitive x table matrix")
+    s.add_argument("--timeout", type=_cli.timeout_s, default=60.0,
+                   help="seconds per artifact replay; past it the status is rejected (default 60)")
     common(s)
     return p
 

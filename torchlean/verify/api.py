@@ -185,7 +185,10 @@ def bounds(model_or_graph: Any, x: Any, eps: Any, method: str = "crown",
     runtime does) instead of its real-number meaning: each output's bounds are widened by the
     rounding-error bound of a checked ``errorbound`` certificate (``floats.errorbound``; any
     summation order, FMA allowed). Without it, a float32 run can leave the bounds by its rounding
-    error (visible when eps is 0 or tiny).
+    error (visible when eps is 0 or tiny). A model whose float inputs or weights are of a format
+    that does not hold binary32 (``model.to(dtype="float16")``) is refused (``Unsupported``): its own
+    run computes in float16 where float16 values meet (batch norm's scale, a sum of two weights), which
+    no binary32 bound covers (audit64); move it to float32 first.
     Raises ``certificates.bound_graph.Unsupported`` (one line) for a network the checker cannot bound.
 
     Example::
@@ -246,12 +249,15 @@ def _widen_by_float32_error(g: Graph, lo: tuple[Fraction, ...], hi: tuple[Fracti
     from .. import _outward
     from ..certificates import check
     from ..certificates.float_vnn import epsilons
-    from ..floats.errorbound import bound_certificate
+    from ..floats.errorbound import bound_certificate, native_format
 
     cert = bound_certificate(g, list(zip(lo, hi)), "binary32", input_exact=False)
     v = check(cert)
     if not v.ok:
         raise ValueError(f"the checker refused the binary32 error bound: {v.reason}")
+    # the bound is of the graph run in binary32; a float16 model's own run is not that (audit64;
+    # after the checker, whose refusal of a narrowing cast names the cast: audit61)
+    native_format(g, "binary32")
     errs = epsilons(cert)
     if len(errs) != low.size:
         raise ValueError(f"the error bound has {len(errs)} outputs, the bounds {low.size}")

@@ -44,7 +44,7 @@ from ..certificates.float_vnn import epsilons as cert_epsilons
 from ..certificates.property import Spec
 from ..certificates.rounding import round_fraction
 from ..floats.emulate import emulate
-from ..floats.errorbound import bound_certificate
+from ..floats.errorbound import bound_certificate, native_format
 from ..floats.network import run_float
 from .bab import INPUT_SPLIT_MAX
 from .float_bab import float_bab
@@ -404,6 +404,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
     ``column``: the error column of every part (``floats.errorbound.statement``; by default the
     fast one where every node has a fast row)."""
 
+    native_format(graph, FORMAT)  # (a float16 network's own run is not a binary32 run: audit64)
     t0 = time.monotonic()
     stats: dict[str, Any] = {"parts": 0, "leaves": 0, "inherited": 0, "searches": 0}
     checked = target.bg

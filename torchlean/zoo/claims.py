@@ -256,6 +256,7 @@ def float32_epsilon(net: Any, x: np.ndarray, box: Sequence[tuple[Any, Any]] | No
     checker rejects the certificate (no bound is ever printed without it)."""
     from ..certificates import check
     from ..floats import bound_certificate, epsilons, observed_error
+    from ..floats.errorbound import native_format
     from ..verify.api import _graph, _other_point
 
     n = int(np.prod(np.shape(x)))
@@ -273,6 +274,7 @@ def float32_epsilon(net: Any, x: np.ndarray, box: Sequence[tuple[Any, Any]] | No
     verdict = check(cert)
     if not verdict.ok:  # never print a bound the checker did not accept
         raise RuntimeError(f"the float32 error certificate was rejected: {verdict.reason}")
+    native_format(graph, "binary32")  # (a float16 model's own run is not a binary32 run: audit64)
     observed = observed_error(graph, box, n=samples, reference=False).max_error.max()
     # ε as a float >= the checked one (float() rounds to nearest, possibly below: audit41)
     return _outward.float_out(max(epsilons(cert)), "up"), float(observed)
