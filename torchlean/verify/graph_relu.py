@@ -50,6 +50,16 @@ EPS = 1e-300  # any positive bound proves a leaf (general.EPS)
 #: bounds cannot prove may be false; the attack is the caller's, ``general.solve``)
 ATTACK_SHARE = 0.3
 STEPS = 20  # gradient steps per batch
+#: subproblems bounded together. On the dense (fully connected) α/β path, ``BATCH_DENSE`` where
+#: the batch's back-substitution stays within ``alpha.MAX_DENSE``: its steps are small products
+#: ((B, n) by a layer's matrix) that cost ~1.5x less per box at 64 boxes than at 16 (mnistfc 256x2:
+#: 5.5 against 3.5 ms per box for 20 steps; eran 9x200: 15.5 against 9.0), and a batch is only a
+#: grouping of the same breadth-first queue (a box's bounds, α/β steps and split do not depend on
+#: the other boxes of its batch), so the tree is the same, made faster (bench/README.md, "impfc").
+#: Not on the node-wise (conv) path, whose passes are larger and budgeted per batch
+#: (``alpha_targets.MAX_NODEWISE``)
+BATCH = 16
+BATCH_DENSE = 64
 #: a box's α/β steps stop early once its bound cannot reach 0 in the steps left: from step
 #: ``HOPELESS_FROM`` on, when its best bound (over rows) plus ``HOPE`` times its mean gain per step
 #: over the last ``HOPELESS_FROM`` steps, carried over every step left, is still <= 0 (Adam's gains
@@ -250,7 +260,7 @@ Attack = Callable[..., "list[Fraction] | None"]
 
 
 def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[str, Any],
-                 batch: int = 16, steps: int = STEPS, box: Any = None, attack: Attack | None = None,
+                 batch: int | None = None, steps: int = STEPS, box: Any = None, attack: Attack | None = None,
                  root: Any = None, shared: dict[int, Any] | None = None) -> list[Any] | None:
     """A preorder ReLU-split tree whose leaves each prove some combination of disjunct j's atoms
     violated on their region, a counterexample ``attack`` found and confirmed between batches (a
@@ -273,6 +283,9 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
     # or multiply-adds of a node-wise pass
     per_row, cap = (alpha_targets.nodewise_size(fg), alpha_targets.MAX_NODEWISE) if nodewise else \
         (bg.n_vars, alpha.MAX_DENSE)
+    if batch is None:  # (``BATCH``; ``BATCH_DENSE`` on the dense α/β path, within its budget)
+        dense = use_alpha and not nodewise
+        batch = max(BATCH, min(BATCH_DENSE, cap // (len(dj.forms) * per_row))) if dense else BATCH
     tree = SplitTree()
     # (tree node, split path, parent: (its batch's state, row, the split node) or None for the root)
     queue: list[tuple[int, Phases, Any]] = [(0, {}, None)]
