@@ -55,7 +55,8 @@ STEPS = 20  # gradient steps per batch
 #: ((B, n) by a layer's matrix) that cost ~1.5x less per box at 64 boxes than at 16 (mnistfc 256x2:
 #: 5.5 against 3.5 ms per box for 20 steps; eran 9x200: 15.5 against 9.0), and a batch is only a
 #: grouping of the same breadth-first queue (a box's bounds, α/β steps and split do not depend on
-#: the other boxes of its batch), so the tree is the same, made faster (bench/README.md, "impfc").
+#: the other boxes of its batch, up to the products' float rounding, which can tip Adam's steps and
+#: so a near-tied split), so the tree is the same or nearly, made faster (bench/README.md, "impfc").
 #: Not on the node-wise (conv) path, whose passes are larger and budgeted per batch
 #: (``alpha_targets.MAX_NODEWISE``)
 BATCH = 16
@@ -79,7 +80,7 @@ HOPE = 4.0
 #: at the warm slopes chose worse splits there (2,250 subproblems in 60 s, open, against 547 and
 #: proved cold; warm β alone: the same tree as cold), so on that path the scores' λ is taken at
 #: the default slopes and β = 0, as cold (``_optimise``'s ``lam_default``): 517 subproblems
-#: against 547, and 2,087 against 2,271 on 256x2 prop_1_0.03 (bench/README.md, "impfc")
+#: against 547 (batches of 16), and 2,087 against 2,271 on 256x2 prop_1_0.03 (bench/README.md, "impfc")
 WARM = True
 DIGITS = 5  # significant digits of a recorded β (any value >= 0 is sound)
 
