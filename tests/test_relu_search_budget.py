@@ -219,3 +219,59 @@ def test_optimise_starts_from_the_warm_slopes_and_multipliers(nodewise):
     np.testing.assert_allclose(val, want, rtol=1e-9, atol=1e-12)
     assert abs(val[0, 0] - cold[0, 0]) > 1e-6  # (the warm values moved the bound)
     np.testing.assert_allclose(val[1], cold[1], rtol=1e-9, atol=1e-12)
+
+
+def _splits(tree):
+    """The split entries of a preorder tree, leaves as a marker (their bounds are the checker's)."""
+    return [e if e[0] != "leaf" else "leaf" for e in tree]
+
+
+def test_dense_batches_regroup_the_same_tree(monkeypatch):
+    """On the dense (fully connected) α/β path a batch holds ``BATCH_DENSE`` subproblems, not
+    ``BATCH``, and the grouping changes nothing but the speed: 1, 3 and 64 boxes per batch give the
+    same split tree (a box's bounds, steps and split do not depend on the other boxes of its
+    batch), and every certificate replays."""
+    t, spec = _mlp_instance()
+    real = graph_relu._optimise
+    trees, sizes = {}, {}
+    for bd in (1, 3, 64):
+        monkeypatch.setattr(graph_relu, "BATCH", 1)
+        monkeypatch.setattr(graph_relu, "BATCH_DENSE", bd)
+        seen: list[int] = []
+        monkeypatch.setattr(graph_relu, "_optimise",
+                            lambda bs, *a, seen=seen, **k: seen.append(bs.B) or real(bs, *a, **k))
+        res = general.verify_target(t, spec, timeout=60)
+        assert res.verdict == "unsat" and res.stats["splits"] > 0
+        assert check_vnn(res.cert, t.bg, spec, mode="fast").ok
+        (tree,) = res.cert["regions"][0]["per_disjunct"]
+        trees[bd], sizes[bd] = _splits(tree), max(seen)
+    assert trees[1] == trees[3] == trees[64]
+    assert sizes[1] == 1 and sizes[3] == 3 and sizes[64] > 3  # (BATCH is 1: the dense path took BATCH_DENSE)
+
+
+def test_dense_warm_start_keeps_the_cold_branching_multipliers():
+    """``lam_default`` (the dense path's ``WARM``): the bound starts from the warm α/β, but the λ
+    returned for the branching scores is the one met under the default slopes and β = 0, equal to
+    a cold start's (and different from the λ under the warm slopes)."""
+    t, spec = _mlp_instance()
+    bg, fg = t.bg, fe.compiled(t.bg)
+    region = spec.regions[0]
+    dj = graph_relu.Disjunct(bg, region, 0)
+    relus = graph_relu.relu_nodes(bg)
+    lo, hi = _boxes(region, [1.0, 0.9])
+    st = fe.forward(fg, lo, hi, "crown")
+    make = lambda: alpha.Backsub.from_fast(bg, fg, st, FAST)  # noqa: E731
+    R = dj.lam0.shape[0]
+    rng = np.random.default_rng(3)
+    wa = {k: rng.uniform(0, 1, (R, bg.nodes[k].size)) for k in relus}
+    paths = [{}, {}]
+    v_cold, _, _, lam_cold = graph_relu._optimise(make(), dj, relus, st, paths, 0)
+    v_warm, _, _, lam_warm = graph_relu._optimise(make(), dj, relus, st, paths, 0, warm=[(wa, {}), None])
+    v_def, _, _, lam_def = graph_relu._optimise(make(), dj, relus, st, paths, 0, warm=[(wa, {}), None],
+                                                lam_default=True)
+    np.testing.assert_allclose(v_def, v_warm, rtol=1e-12, atol=1e-12)  # (the bound is the warm one)
+    assert abs(v_def[0, 0] - v_cold[0, 0]) > 1e-6
+    early = relus[0]  # (the first layer's λ passes through the later layer's warm slopes)
+    assert np.abs(lam_warm[early][0] - lam_cold[early][0]).max() > 1e-6
+    for k in relus:
+        np.testing.assert_allclose(lam_def[k], lam_cold[k], rtol=1e-12, atol=1e-12)

@@ -244,7 +244,8 @@ class Backsub:
         (B, R)) minus Σ_k mult[k]·z_k (z_k: fn node k's argument forms, mult[k] (B, R, size_k):
         signed split multipliers q·sgn, ``engine.mult_form``) in every box and, if asked, their
         gradients in the slopes (by node) and in the multipliers (key ("mult", k)); ``self.lk``
-        then holds each fn node's multipliers (B, R, size) met in the back-substitution."""
+        then (with or without gradients) holds each fn node's multipliers (B, R, size) met in the
+        back-substitution."""
         R = lam0.shape[-2]
         lam = np.broadcast_to(lam0, (self.B, R, self.n)).copy()
         const = np.broadcast_to(np.asarray(c0, float), (self.B, R)).copy()
@@ -290,9 +291,9 @@ class Backsub:
         self.coef = lam[..., t]  # (B, R, terminals): the bound's coefficients on inputs and consts
         corner = np.where(lam[..., t] > 0, self.L[..., t], self.U[..., t])
         out = const + (lam[..., t] * corner).sum(-1)
+        self.lk = {op["k"]: lk for op, lk, *_ in tape if op["kind"] == "fn"}
         if not want_grad:
             return out, {}
-        self.lk = {op["k"]: lk for op, lk, *_ in tape if op["kind"] == "fn"}
         g_lam = np.zeros_like(lam)
         g_lam[..., t] = corner
         grads: dict[int, tuple[np.ndarray, np.ndarray]] = {}

@@ -50,6 +50,17 @@ EPS = 1e-300  # any positive bound proves a leaf (general.EPS)
 #: bounds cannot prove may be false; the attack is the caller's, ``general.solve``)
 ATTACK_SHARE = 0.3
 STEPS = 20  # gradient steps per batch
+#: subproblems bounded together. On the dense (fully connected) α/β path, ``BATCH_DENSE`` where
+#: the batch's back-substitution stays within ``alpha.MAX_DENSE``: its steps are small products
+#: ((B, n) by a layer's matrix) that cost ~1.5x less per box at 64 boxes than at 16 (mnistfc 256x2:
+#: 5.5 against 3.5 ms per box for 20 steps; eran 9x200: 15.5 against 9.0), and a batch is only a
+#: grouping of the same breadth-first queue (a box's bounds, α/β steps and split do not depend on
+#: the other boxes of its batch, up to the products' float rounding, which can tip Adam's steps and
+#: so a near-tied split), so the tree is the same or nearly, made faster (bench/README.md, "impfc").
+#: Not on the node-wise (conv) path, whose passes are larger and budgeted per batch
+#: (``alpha_targets.MAX_NODEWISE``)
+BATCH = 16
+BATCH_DENSE = 64
 #: a box's α/β steps stop early once its bound cannot reach 0 in the steps left: from step
 #: ``HOPELESS_FROM`` on, when its best bound (over rows) plus ``HOPE`` times its mean gain per step
 #: over the last ``HOPELESS_FROM`` steps, carried over every step left, is still <= 0 (Adam's gains
@@ -62,10 +73,14 @@ HOPELESS_FROM: int | None = 10
 HOPE = 4.0
 #: a subproblem's α/β start from its parent's best α and β (β-CROWN's warm start: the children of a
 #: box share most of its unstable elements and splits), not from the default slopes and β = 0.
-#: Only on the node-wise (conv) path, where it was measured better (oval21 img6638: 415 leaves
-#: against 662; sri_resnet_a idx 5594 unsat in 57.5 s against 82.3 s); on mnistfc's fully
-#: connected 256x4 prop_0_0.03 (dense ``Backsub``) it made 2,978 subproblems in 60 s, open, against
-#: 547 and proved cold (bench/README.md, "impoval")
+#: Measured better on the node-wise (conv) path (oval21 img6638: 415 leaves against 662;
+#: sri_resnet_a idx 5594 unsat in 57.5 s against 82.3 s; bench/README.md, "impoval"). On the dense
+#: (fully connected) path the warm α gives better bounds too (mnistfc 256x4 prop_0_0.03: higher on
+#: 86 % of the boxes, 49 % proved against 34 %), but the branching scores (BaBSR's λ, FSB's) read
+#: at the warm slopes chose worse splits there (2,250 subproblems in 60 s, open, against 547 and
+#: proved cold; warm β alone: the same tree as cold), so on that path the scores' λ is taken at
+#: the default slopes and β = 0, as cold (``_optimise``'s ``lam_default``): 517 subproblems
+#: against 547 (batches of 16), and 2,087 against 2,271 on 256x2 prop_1_0.03 (bench/README.md, "impfc")
 WARM = True
 DIGITS = 5  # significant digits of a recorded β (any value >= 0 is sound)
 
@@ -95,11 +110,12 @@ Arrays = dict[int, np.ndarray]
 
 def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths: list[Phases],
               steps: int, deadline: float = float("inf"), hopeless: int | None = None,
-              stats: dict[str, Any] | None = None, warm: list[Any] | None = None
-              ) -> tuple[np.ndarray, Arrays, Arrays, Arrays]:
+              stats: dict[str, Any] | None = None, warm: list[Any] | None = None,
+              lam_default: bool = False) -> tuple[np.ndarray, Arrays, Arrays, Arrays]:
     """α (lower slopes) and β (split multipliers) per box and row by Adam on the float bound.
     Returns the best float bound (B, R), the best α and β per relu node (B, R, size), and the
-    multipliers λ (B, R, size) met at each relu node's output under the starting slopes.
+    multipliers λ (B, R, size) met at each relu node's output under the starting slopes (with
+    ``lam_default``, under the default slopes and β = 0 whatever the warm start: ``WARM``).
     ``hopeless``: from that step on, a box whose bound cannot reach 0 at its pace (``HOPE``) stops
     stepping (``HOPELESS_FROM``); ``stats["hopeless"]`` counts them. ``warm``: per box, None or
     its parent's best (α, β) (``WARM``: the start of its α on the elements unstable in the box,
@@ -136,12 +152,15 @@ def _optimise(bs: alpha.Backsub, dj: Disjunct, relus: list[int], st: Any, paths:
     # spent on boxes already proved); ``bs.coef`` gets the last bound's rows of every box
     act, sub, coef = np.arange(B), bs, None
     trail = []  # per step, every box's best bound over its rows (the pace of ``hopeless``)
+    if lam_default and any(w is not None for w in warm or ()):  # (the cold start's λ: ``WARM``)
+        bs.bound(dj.lam0, dj.c0, bs.default_slopes(R))
+        lam = dict(bs.lk)
 
     for it in range(steps + 1):
         mult = {k: (beta[k] * sgn[k])[act] for k in split}
         sl = slopes if sub is bs else {k: (a[act], u[act]) for k, (a, u) in slopes.items()}
         v, g = sub.bound(dj.lam0, dj.c0, sl, want_grad=True, mult=mult)
-        if it == 0:
+        if it == 0 and not lam:
             lam = dict(bs.lk)
         better = np.zeros((B, R), bool)
         better[act] = v > best_v[act]
@@ -250,7 +269,7 @@ Attack = Callable[..., "list[Fraction] | None"]
 
 
 def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[str, Any],
-                 batch: int = 16, steps: int = STEPS, box: Any = None, attack: Attack | None = None,
+                 batch: int | None = None, steps: int = STEPS, box: Any = None, attack: Attack | None = None,
                  root: Any = None, shared: dict[int, Any] | None = None) -> list[Any] | None:
     """A preorder ReLU-split tree whose leaves each prove some combination of disjunct j's atoms
     violated on their region, a counterexample ``attack`` found and confirmed between batches (a
@@ -273,6 +292,9 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
     # or multiply-adds of a node-wise pass
     per_row, cap = (alpha_targets.nodewise_size(fg), alpha_targets.MAX_NODEWISE) if nodewise else \
         (bg.n_vars, alpha.MAX_DENSE)
+    if batch is None:  # (``BATCH``; ``BATCH_DENSE`` on the dense α/β path, within its budget)
+        dense = use_alpha and not nodewise
+        batch = max(BATCH, min(BATCH_DENSE, cap // (len(dj.forms) * per_row))) if dense else BATCH
     tree = SplitTree()
     # (tree node, split path, parent: (its batch's state, row, the split node) or None for the root)
     queue: list[tuple[int, Phases, Any]] = [(0, {}, None)]
@@ -329,7 +351,8 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
             bs = alpha_targets.NodeBacksub(fg, st) if nodewise else alpha.Backsub.from_fast(bg, fg, st, FAST)
             val, a, beta, lam = _optimise(bs, dj, relus, st, paths, steps, deadline,
                                           HOPELESS_FROM if nodewise else None, stats,
-                                          [warm.pop(node, None) for node, _, _ in part] if nodewise else None)
+                                          [warm.pop(node, None) for node, _, _ in part] if WARM else None,
+                                          lam_default=not nodewise)
             best_r = val.argmax(1)
             if attack is not None and (~done).any():  # (bs.coef: the last bound's input coefficients)
                 coef = bs.coef[np.arange(B), best_r, :bg.n_in][~done]
@@ -372,7 +395,7 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
                     return None
                 pick = unst[0]
             ia, ib = tree.split_relu(node, *pick)
-            if WARM and nodewise and a is not None:  # (both children start from the box's best α, β)
+            if WARM and a is not None:  # (both children start from the box's best α, β)
                 warm[ia] = warm[ib] = ({k: v[b] for k, v in a.items()}, {k: v[b] for k, v in beta.items()})
             queue += [(ia, {**path, pick: 0}, (st, b, pick[0])), (ib, {**path, pick: 1}, (st, b, pick[0]))]
             stats["splits"] = stats.get("splits", 0) + 1
