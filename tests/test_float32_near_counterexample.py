@@ -170,3 +170,48 @@ def test_ulp_move_is_nextafter(v, k):
     if f == 0 and got == 0:
         return  # (+0 and -0: one point, both reached through the integer order)
     assert got == f and np.isfinite(got)
+
+
+def _kink41():
+    """|41 x - 1| against 0: label 0 is the strict argmax except at x = 1/41 (a tie: not robust).
+    float32(1/41) lies below 1/41 and 41 times it rounds to 0.99999994 in float32, so the nearest
+    binary32 point is robust in float32; its upper neighbour gives exactly 1 (a float32 tie)."""
+    import torchlean as tl
+
+    m = tl.nn.Sequential(tl.nn.Linear(1, 2), tl.nn.ReLU(), tl.nn.Linear(2, 2)).eval()
+    m.load_state_dict({"0.weight": np.array([[41.0], [-41.0]]), "0.bias": np.array([-1.0, 1.0]),
+                       "2.weight": np.array([[1.0, 1.0], [0.0, 0.0]]), "2.bias": np.array([0.0, 0.0])})
+    return tl, m
+
+
+def test_robustness_api_real_tie_at_a_kink():
+    """``robustness`` (real): the only non-robust point of the box is the kink 1/41 (no float);
+    the API's search now builds it exactly (it answered unknown: no probe in ``api.decide``)."""
+    tl, m = _kink41()
+    r = tl.verify.robustness(m, np.array([[1 / 41]]), eps=1e-4, label=0, timeout=30)
+    assert r.verdict == "falsified", r.reason
+    x = Fraction(r.counterexample.ravel()[0])
+    assert x == Fraction(1, 41)
+    h = [max(Fraction(0), 41 * x - 1), max(Fraction(0), 1 - 41 * x)]
+    assert h[0] + h[1] == 0  # (score 0 = score 1 = 0 exactly: a tie)
+
+
+def test_robustness_api_float32_falsified_point_is_real():
+    """``robustness(float32=True)``: "falsified" at a binary32 point where torch's float32 run and
+    this file's numpy float32 run both leave label 0 not strictly highest."""
+    torch = pytest.importorskip("torch")
+    tl, m = _kink41()
+    r = tl.verify.robustness(m, np.array([[1 / 41]]), eps=1e-4, label=0, timeout=30, float32=True)
+    assert r.verdict == "falsified", r.reason
+    x = np.asarray(r.counterexample, dtype=np.float64).reshape(1, 1)
+    assert np.float32(x[0, 0]) == x[0, 0] and abs(x[0, 0] - 1 / 41) <= 1e-4
+    tn = torch.nn.Sequential(torch.nn.Linear(1, 2), torch.nn.ReLU(), torch.nn.Linear(2, 2))
+    tn.load_state_dict({k: torch.tensor(np.asarray(v), dtype=torch.float32)
+                        for k, v in m.state_dict().items()})
+    with torch.no_grad():
+        yt = tn(torch.tensor(x, dtype=torch.float32)).numpy().ravel()
+    x32 = np.float32(x[0, 0])
+    h = np.maximum(np.array([np.float32(41) * x32 - np.float32(1), np.float32(-41) * x32 + np.float32(1)],
+                            dtype=np.float32), np.float32(0))
+    yn = np.float32(h[0] + h[1])
+    assert yt[1] >= yt[0] and np.float32(0) >= yn

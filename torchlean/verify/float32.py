@@ -217,9 +217,10 @@ def near_counterexample(graph: Any, target: Any, spec: Spec, x: Any
         return found
     from . import exact_point, float_point
 
-    layers = None
-    if getattr(target, "chain", False) and spec.n_in <= exact_point.VERTEX_MAX_IN:
+    layers = None  # (a chain's: the batch ranking at any width, vertices up to VERTEX_MAX_IN inputs)
+    if getattr(target, "chain", False):
         layers = getattr(getattr(target, "fnet", None), "layers", None)
+    vertices = layers is not None and spec.n_in <= exact_point.VERTEX_MAX_IN
     xq = [Fraction(v) if isinstance(v, (Fraction, int)) else Fraction(float(v)) for v in x]
     xf = np.array([float(v) for v in xq])
     cands = [xq]
@@ -229,7 +230,7 @@ def near_counterexample(graph: Any, target: Any, spec: Spec, x: Any
         s = exact_point.snap(xf, region)
         if s is not None:
             cands.append(s)
-        if layers is not None:
+        if vertices:
             try:
                 v = exact_point.vertex(layers, region, xf)
             except (ArithmeticError, ValueError, OverflowError):

@@ -49,6 +49,9 @@ ROUNDS = 12
 #: points whose float margin is at most this (relative to the outputs' size) go to ``test``
 TOL = 1e-6
 TRIES = 4
+#: (corner inputs, random starts, inputs moved per round, rounds) where ``run_float`` ranks (no
+#: chain): ~(16 + 4 x 2 x 7 x 4) = 240 graph calls at most
+SLOW = (4, 8, 4, 4)
 
 Test = Callable[[list[Fraction]], Any]
 
@@ -145,10 +148,13 @@ def _search_region(region: Region, x: list[Fraction], lo32: np.ndarray, hi32: np
                    rank: Ranker, test: Test, rng: np.random.Generator) -> Any:
     n = len(x)
     dn, up = _bracket(x, lo32, hi32)
-    if n <= CORNER_INPUTS:
+    # (``run_float`` is one graph call per point: a smaller search where no chain ranks the batch)
+    corner_inputs, starts, move_inputs, rounds = ((CORNER_INPUTS, RANDOM_STARTS, MOVE_INPUTS, ROUNDS)
+                                                  if rank.layers is not None else SLOW)
+    if n <= corner_inputs:
         bits = (np.arange(1 << n)[:, None] >> np.arange(n)) & 1
     else:
-        bits = np.vstack([np.zeros((1, n), dtype=int), rng.integers(0, 2, (RANDOM_STARTS, n))])
+        bits = np.vstack([np.zeros((1, n), dtype=int), rng.integers(0, 2, (starts, n))])
     X = np.where(bits == 1, up, dn).astype(np.float32)
     X = np.unique(X, axis=0)
     m = rank(region, X)
@@ -157,10 +163,10 @@ def _search_region(region: Region, x: list[Fraction], lo32: np.ndarray, hi32: np
     best_m = float(m.min())
     scale = max(1.0, float(np.median(np.abs(m[np.isfinite(m)]))) if np.isfinite(m).any() else 1.0)
     steps = [1 << j for j in range(int(np.log2(MAX_STEP)) + 1)]
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         if best_m <= 0:
             break
-        dims = np.arange(n) if n <= MOVE_INPUTS else rng.choice(n, MOVE_INPUTS, replace=False)
+        dims = np.arange(n) if n <= move_inputs else rng.choice(n, move_inputs, replace=False)
         cand = []
         for d in dims:
             for k in steps:
