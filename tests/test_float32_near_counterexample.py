@@ -215,3 +215,23 @@ def test_robustness_api_float32_falsified_point_is_real():
                             dtype=np.float32), np.float32(0))
     yn = np.float32(h[0] + h[1])
     assert yt[1] >= yt[0] and np.float32(0) >= yn
+
+
+def test_real_unsat_float32_sat_where_epsilon_blocks(tmp_path, capsys):
+    """25 x0 + 29 x1 - 2 >= 0 on [0, 0.0399999999] x [0, 0.0344827586] x [0, 1]: false in the reals
+    (the largest value, at the upper corner, is below 0 exactly), but float32(25 x0) and
+    float32(29 x1) round to 1 at the binary32 points just below 1/25 and 1/29. The real bounds
+    prove every box there, only epsilon keeps them open, so no real falsification ran on them and
+    the old search answered unknown; now sat at a binary32 point all three float32 runs confirm."""
+    w1, b1, w2, b2 = [[25.0, 0.0, 0.0], [0.0, 29.0, 0.0]], [0.0, 0.0], [[1.0, 1.0]], [-2.0]
+    net = chain(tmp_path / "e.onnx", w1, b1, w2, b2)
+    lo, hi = ["0.0"] * 3, ["0.0399999999", "0.0344827586", "1.0"]
+    assert exact_forward(w1, b1, w2, b2, [Fraction(v) for v in hi])[0] < 0
+    out, err = run_cli(tmp_path, net, prop(lo, hi, 1, ["(>= Y_0 0.0)"]), "e", capsys, "--float32")
+    assert out.startswith("sat (float32, runtime and emulated)"), out + err
+    x = printed_point(out, 3)
+    assert all(Fraction(a) <= v <= Fraction(b) for v, a, b in zip(x, lo, hi)) and all(map(is_b32, x))
+    lay = [[np.array([[Fraction(v) for v in r] for r in w1], dtype=object), [Fraction(v) for v in b1]], None,
+           [np.array([[Fraction(v) for v in r] for r in w2], dtype=object), [Fraction(v) for v in b2]]]
+    for y in (f32_run(lay, x, False), f32_run(lay, x, True), ort_run(net, x)):
+        assert y[0] >= 0

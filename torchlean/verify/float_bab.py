@@ -202,6 +202,8 @@ def float_bab(t: table.Target, spec: Spec, box: Box, eb: dict[str, Any],
                         return Outcome("sat", x=found, stats=stats)
                 n_batches += 1
                 found = probe.propose() if n_batches & (n_batches - 1) == 0 else None
+                if found is None and try_near is not None and n_batches & (n_batches - 1) == 0:
+                    found = _epsilon_blocked(t, region, lo[oi], hi[oi], real_ok[oi], boxes.coef, try_near)
                 if found is not None:
                     return Outcome("sat", x=found, stats=stats)
                 for n_i, i in enumerate(open_):
@@ -240,6 +242,24 @@ def float_bab(t: table.Target, spec: Spec, box: Box, eb: dict[str, Any],
         return Outcome("timeout", stats=stats)
     stats["owners"] = len(owners)
     return Outcome("unsat", part=_parts(t, spec, box, tree, leaf_owner, owners, method, stats), stats=stats)
+
+
+def _epsilon_blocked(t: table.Target, region: Any, lo: np.ndarray, hi: np.ndarray, real_ok: np.ndarray,
+                     coef: Any, try_near: Callable[[list[Fraction]], Any]) -> list[Fraction] | None:
+    """A binary32 counterexample near the most violating leaf minimiser of the open boxes whose
+    real bound holds (epsilon, not the relaxation, keeps them open: the real property may hold
+    there by less than the float32 run's rounding error, e.g. 25 x - 1 >= 0 just below x = 1/25,
+    where float32's 25 x rounds to 1; no real falsification runs on them), or None."""
+    if not real_ok.any() or coef is None:
+        return None
+    pts = attack.leaf_minimisers(lo[real_ok], hi[real_ok], np.nan_to_num(np.asarray(coef)[real_ok]))
+    with np.errstate(invalid="ignore", over="ignore"):
+        m = attack.margins(region, t.fnet.forward(pts)).min(1)
+    if not np.isfinite(m).any():
+        return None
+    x = pts[int(np.nanargmin(np.where(np.isfinite(m), m, np.inf)))]
+    found = try_near([Fraction(float(v)) for v in x])
+    return None if found is None else list(found[0])
 
 
 def _blocked(lb: np.ndarray, mid: np.ndarray, growth: np.ndarray, groups: list[tuple[int, int]],
