@@ -396,9 +396,15 @@ def _float64_point(t: table.Target, spec: Spec, x: list[Fraction], cert: dict[st
 
 def decide(t: table.Target, spec: Spec, timeout: float, seed: int = 0,
            shape: tuple[int, ...] | None = None) -> RobustnessResult:
-    """Search, build the certificate, and report only what the checker accepts."""
-    verdict, out, stats = general.solve(table.bounder(t), t.ex, spec, table.confirmer(t, spec), timeout, seed,
-                                        alpha_leaf=table.alpha_leaf_fn(t))
+    """Search, build the certificate, and report only what the checker accepts. The search's
+    refused near misses yield exact candidates (``exact_point.Probe``, as the CLI's searches: a
+    tie at a ReLU kink such as 1/41 is no float point); the checker's replay decides them."""
+    from . import exact_point
+
+    probe = exact_point.Probe(spec, table.confirmer(t, spec), t.ex.forward,
+                              (lambda: t.fnet.layers) if t.chain else None)
+    verdict, out, stats = general.solve(table.bounder(t), t.ex, spec, probe.confirm, timeout, seed,
+                                        alpha_leaf=table.alpha_leaf_fn(t), exact=probe)
     if verdict == "timeout":
         return RobustnessResult("unknown", f"no verdict within {timeout} s", spec=spec, stats=stats)
     if verdict == "sat":

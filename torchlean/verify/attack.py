@@ -131,7 +131,13 @@ def box_point(x: np.ndarray, region: Region) -> list[Fraction]:
 
 def try_candidates(region: Region, z: np.ndarray, v: np.ndarray, confirm: Confirm,
                    tries: int = 4, tol: float = 1e-6) -> list[Fraction] | None:
-    """Hand the most violating candidates (objective v <= tol, float) to ``confirm``."""
+    """Hand the most violating candidates (objective v <= tol, float) to ``confirm``; when none
+    qualifies, the best one goes to ``confirm.observe`` if it has one (``exact_point.Probe``)."""
+    observe = getattr(confirm, "observe", None)
+    if observe is not None and v.size:
+        j = int(np.argmin(np.where(np.isnan(v), np.inf, v)))
+        if tol < v[j] < np.inf:
+            observe(np.clip(z[j], [float(a) for a in region.lo], [float(b) for b in region.hi]), float(v[j]))
     for i in np.argsort(v)[:tries]:
         if not v[i] <= tol:  # (nan: outside a function's domain, never a candidate)
             break
@@ -553,6 +559,9 @@ class InSearch:
                  tries: int = 2, tol: float = 1e-6, boxes: int = 8, steps: int = 15,
                  local: tuple[int, int, float] = (1, 8, 0.7)):
         self.ex, self.region, self.confirm = Counted(ex), region, confirm
+        # (a ``confirm`` with an ``observe`` (``exact_point.Probe``'s) is told the nearest misses
+        # above ``tol``, which never reach it, from which exact candidates may still be built)
+        self.observe, self.observed = getattr(confirm, "observe", None), np.inf
         self.rng = np.random.default_rng(seed + 7919)
         self.lo = np.array([float(v) for v in region.lo])
         self.hi = np.array([float(v) for v in region.hi])
@@ -585,7 +594,13 @@ class InSearch:
         return self.MID if near <= 0.2 or (close and near <= 0.5) else self.LOW
 
     def _check(self, z: np.ndarray, v: np.ndarray) -> list[Fraction] | None:
-        """``confirm`` the most violating new candidates (v <= tol), at most ``tries``."""
+        """``confirm`` the most violating new candidates (v <= tol), at most ``tries``; the best one
+        above ``tol`` goes to ``observe`` when it is the nearest miss so far."""
+        if self.observe is not None and v.size:
+            i = int(np.argmin(v))
+            if self.tol < v[i] < self.observed:
+                self.observed = float(v[i])
+                self.observe(np.clip(z[i], self.lo, self.hi), float(v[i]))
         n = 0
         for i in np.argsort(v):
             if not v[i] <= self.tol or n >= self.tries:

@@ -41,6 +41,11 @@ KEEP, TRIES = 32, 3
 #: more inputs than this: ``snap`` candidates only (the exact composition of a wide chain's pieces,
 #: n_in columns of big integers per neuron, would cost seconds)
 VERTEX_MAX_IN = 64
+#: ``observe`` keeps a near miss only below this float margin, and only a new nearest one (a
+#: search whose misses stay far, a proof, pays for none)
+OBSERVE_MAX = 1e-3
+#: the exact basis repair (``_repair``) at most this many inputs, this many violated rows swapped in
+REPAIR_MAX, REPAIR_ROWS = 17, 3
 
 
 def snap(x: np.ndarray, region: Region) -> list[Fraction] | None:
@@ -183,8 +188,62 @@ def vertex(layers: list[tuple[np.ndarray, np.ndarray]], region: Region, x: np.nd
     sol = _solve(eqs, n + 1)
     if sol is None:
         return None
+    if n + 1 <= REPAIR_MAX:
+        sol = _repair(eqs, sol, _exact_rows(piece, region, atoms, n, scale)) or sol
     pt = sol[:n]
     return pt if region.contains(pt) else [min(max(v, a), b) for v, a, b in zip(pt, region.lo, region.hi)]
+
+
+def _exact_rows(piece: _Piece, region: Region, atoms: list[Any], n: int, scale: Fraction
+                ) -> list[tuple[list[Fraction], Fraction, int]]:
+    """Every constraint of the vertex LP exactly, as (row over (x, t), rhs, sense): sense +1 for
+    row >= rhs, -1 for row <= rhs (the box, each hidden ReLU's sign condition, each atom)."""
+    out: list[tuple[list[Fraction], Fraction, int]] = []
+    for j in range(n):
+        e = [Fraction(0)] * (n + 1)
+        e[j] = Fraction(1)
+        out += [(e, region.lo[j], 1), (e, region.hi[j], -1)]
+    for P, q, _, _, on in piece.hidden:
+        for i in range(P.shape[0]):
+            out.append(([Fraction(int(v)) for v in P[i]] + [Fraction(0)], Fraction(-int(q[i])),
+                        1 if on[i] else -1))
+    for t in atoms:
+        coef = [scale * sum((c * int(piece.P[k, j]) for k, c in enumerate(t.a) if c), Fraction(0))
+                for j in range(n)]
+        off = scale * sum((c * int(piece.q[k]) for k, c in enumerate(t.a) if c), Fraction(0))
+        out.append((coef + [Fraction(-1)], t.b - off, -1))
+    return out
+
+
+def _feasible(rows: list[tuple[list[Fraction], Fraction, int]], sol: list[Fraction]) -> list[int]:
+    """The rows the point violates exactly (indices)."""
+    bad = []
+    for k, (e, rhs, sense) in enumerate(rows):
+        v = sum((a * b for a, b in zip(e, sol) if a), Fraction(0))
+        if (v - rhs) * sense < 0:
+            bad.append(k)
+    return bad
+
+
+def _repair(eqs: list[tuple[list[Fraction], Fraction]], sol: list[Fraction],
+            rows: list[tuple[list[Fraction], Fraction, int]]) -> list[Fraction] | None:
+    """A feasible exact vertex when the float basis's is not (None when it is, or none is found):
+    at a degenerate float optimum several constraints meet at one float point (a box end such as
+    0.333333333333333333333 and a ReLU kink at 1/3 round to the same float64), and HiGHS may name
+    the one that is not tight in exact arithmetic; each violated constraint (``REPAIR_ROWS`` at
+    most) is swapped in for each equation of the basis, and the feasible solution with the least
+    t is kept."""
+    bad = _feasible(rows, sol)
+    if not bad:
+        return None
+    best: list[Fraction] | None = None
+    for k in bad[:REPAIR_ROWS]:
+        e, rhs, _ = rows[k]
+        for i in range(len(eqs)):
+            s2 = _solve(eqs[:i] + [(e, rhs)] + eqs[i + 1:], len(sol))
+            if s2 is not None and not _feasible(rows, s2) and (best is None or s2[-1] < best[-1]):
+                best = s2
+    return best
 
 
 def _solve(eqs: list[tuple[list[Fraction], Fraction]], n: int) -> list[Fraction] | None:
@@ -204,6 +263,16 @@ def _solve(eqs: list[tuple[list[Fraction], Fraction]], n: int) -> list[Fraction]
     return [A[i][n] / A[i][i] for i in range(n)]
 
 
+class _Confirm:
+    """``Probe.confirm``: a callable (the probe's ``_confirm``) carrying ``observe``."""
+
+    def __init__(self, probe: Probe):
+        self.probe, self.observe = probe, probe.observe
+
+    def __call__(self, q: list[Fraction]) -> bool:
+        return self.probe._confirm(q)
+
+
 class Probe:
     """The search's ``confirm`` with a memory: ``confirm`` keeps the points it refused, ``propose``
     tries exact candidates (``snap``, then ``vertex`` on a chain) built from the best of them.
@@ -211,13 +280,14 @@ class Probe:
     candidates; none either above ``VERTEX_MAX_IN`` inputs)."""
 
     def __init__(self, spec: Spec, confirm: Confirm, forward: Callable[[np.ndarray], np.ndarray],
-                 layers: Any = None):
-        self.spec, self.inner, self.forward = spec, confirm, forward
+                 layers: Any = None, also: Callable[[list[Fraction]], Any] | None = None):
+        self.spec, self.inner, self.forward, self.also = spec, confirm, forward, also
         self._layers = layers if spec.n_in <= VERTEX_MAX_IN else None
         self.refused: dict[tuple[float, ...], np.ndarray] = {}
         self.tried: set[tuple[float, ...]] = set()
-        self.stats = {"exact_tries": 0, "exact_found": 0}
+        self.stats = {"exact_tries": 0, "exact_found": 0, "observed": 0, "also_found": 0}
         self.calls = 0
+        self.nearest = np.inf  # (the smallest margin ``observe`` kept)
 
     @property
     def layers(self) -> list[tuple[np.ndarray, np.ndarray]] | None:
@@ -230,13 +300,32 @@ class Probe:
         self.calls += 1
         return self.propose() if self.calls & (self.calls - 1) == 0 else None
 
-    def confirm(self, q: list[Fraction]) -> bool:
+    @property
+    def confirm(self) -> _Confirm:
+        """The search's ``confirm`` with this probe's memory, and an ``observe`` attribute that
+        ``attack``'s candidate loops call with their nearest miss above their tolerance."""
+        return _Confirm(self)
+
+    def _confirm(self, q: list[Fraction]) -> bool:
         if self.inner(q):
             return True
         key = tuple(float(v) for v in q)
         if key not in self.tried and len(self.refused) < 4 * KEEP:
             self.refused[key] = np.array(key)
         return False
+
+    def observe(self, x: np.ndarray, margin: float) -> None:
+        """A near miss whose float margin stayed above the search's ``confirm`` tolerance (no exact
+        replay refused it): kept like a refused point, so that ``propose`` builds exact candidates
+        from it too (a tie the float search approaches only to ~1e-4, e.g. a kink whose
+        neighbouring piece is steep)."""
+        if not margin < min(self.nearest, OBSERVE_MAX):  # (only a new nearest miss: a few a search)
+            return
+        self.nearest = margin
+        key = tuple(float(v) for v in x)
+        if key not in self.tried and len(self.refused) < 4 * KEEP:
+            self.stats["observed"] += 1
+            self.refused[key] = np.array(key)
 
     def propose(self, tries: int = TRIES) -> list[Fraction] | None:
         """A confirmed exact counterexample from the best refused points not tried yet, or None."""
@@ -290,4 +379,9 @@ class Probe:
             if self.inner(c):
                 self.stats["exact_found"] += 1
                 return c
+        if self.also is not None:  # (``--float32``: a binary32 point near x or its exact points)
+            got = self.also([Fraction(float(v)) for v in x])
+            if got is not None:
+                self.stats["also_found"] += 1
+                return list(got[0])
         return None

@@ -205,6 +205,50 @@ def float_counterexample(graph: Any, spec: Spec, x: Any) -> tuple[list[Fraction]
     return xq, [float(v) for v in y]
 
 
+def near_counterexample(graph: Any, target: Any, spec: Spec, x: Any
+                        ) -> tuple[list[Fraction], list[float]] | None:
+    """``float_counterexample`` at x rounded to binary32, else at a binary32 point near x or near
+    the exact points ``exact_point`` builds from it (its box ends, ``snap``; on a ReLU chain the
+    vertex of its activation piece where the violation is largest, ``vertex``), searched by
+    ``float_point.search``; None when no point passes both binary32 runs. Every point returned
+    passed ``float_counterexample`` (audit59's two runs), so this only widens the candidates."""
+    found = float_counterexample(graph, spec, x)
+    if found is not None or len(graph.inputs) != 1:
+        return found
+    from . import exact_point, float_point
+
+    layers = None  # (a chain's: the batch ranking at any width, vertices up to VERTEX_MAX_IN inputs)
+    if getattr(target, "chain", False):
+        layers = getattr(getattr(target, "fnet", None), "layers", None)
+    vertices = layers is not None and spec.n_in <= exact_point.VERTEX_MAX_IN
+    xq = [Fraction(v) if isinstance(v, (Fraction, int)) else Fraction(float(v)) for v in x]
+    xf = np.array([float(v) for v in xq])
+    cands = [xq]
+    for region in spec.regions:
+        if not exact_point._near(xf, region):
+            continue
+        s = exact_point.snap(xf, region)
+        if s is not None:
+            cands.append(s)
+        if vertices:
+            try:
+                v = exact_point.vertex(layers, region, xf)
+            except (ArithmeticError, ValueError, OverflowError):
+                v = None
+            if v is not None:
+                cands.append(v)
+    rank = float_point.Ranker(graph, layers)
+    seen: set[tuple[Fraction, ...]] = set()
+    for c in cands:
+        if tuple(c) in seen:
+            continue
+        seen.add(tuple(c))
+        found = float_point.search(spec, c, rank, lambda q: float_counterexample(graph, spec, q))
+        if found is not None:
+            return found
+    return None
+
+
 def onnxruntime_meets_at(target: Any, spec: Spec, x: list[Fraction]) -> bool | None:
     """Whether onnxruntime's float32 run of the target's file at the binary32 point x meets the
     unsafe set of a region containing x (atoms exactly), or None (no onnxruntime session, as in
@@ -451,7 +495,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
             stats["leaves"] += 1
             return {"errorbound": eb, "real": res.cert}, "unsat"
         if res.verdict == "sat" and res.x:
-            found = float_counterexample(graph, spec, res.x)
+            found = near_counterexample(graph, target, spec, res.x)
             if found is not None:
                 raise _Found(found)
         return None, res.verdict
@@ -546,11 +590,12 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
             return walk(b)
 
         out = float_bab(target, spec, box, eb, sub, t0 + timeout, method, made_here=above is None,
-                        try_point=lambda x: float_counterexample(graph, spec, x))
+                        try_point=lambda x: float_counterexample(graph, spec, x),
+                        try_near=lambda x: near_counterexample(graph, target, spec, x))
         for key in ("boxes", "leaves", "inherited"):
             stats[key] = stats.get(key, 0) + out.stats.get(key, 0)
         if out.verdict == "sat" and out.x:
-            found = float_counterexample(graph, spec, out.x)
+            found = near_counterexample(graph, target, spec, out.x)
             if found is not None:
                 raise _Found(found)
         if out.verdict == "timeout":
@@ -596,7 +641,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
     late = time.monotonic() - t0 >= timeout
     # no proof and no binary32 counterexample among the grown property's: try the original's own
     r2 = real(spec) if not late else Result("timeout")
-    found = float_counterexample(graph, spec, r2.x) if r2.verdict == "sat" and r2.x else None
+    found = near_counterexample(graph, target, spec, r2.x) if r2.verdict == "sat" and r2.x else None
     if found is not None:
         stats["time"] = time.monotonic() - t0
         stats["why"] = SAT_WHY

@@ -38,7 +38,7 @@ from ..certificates.core import OutOfTime, time_limit
 from ..certificates.fast_forms import outward
 from ..certificates.float_vnn import epsilons, grow, restrict
 from ..certificates.property import Spec
-from . import attack, table
+from . import attack, exact_point, table
 from .bab import METHODS, _TableBoxes
 from .tree import SplitTree, choice, combos, threshold
 
@@ -101,13 +101,17 @@ class _Owner:
 def float_bab(t: table.Target, spec: Spec, box: Box, eb: dict[str, Any],
               walk: Callable[[Box], dict[str, Any] | None], deadline: float, method: str = "crown",
               batch: int = 64, seed: int = 0, made_here: bool = False,
-              try_point: Callable[[list[Fraction]], Any] | None = None) -> Outcome:
+              try_point: Callable[[list[Fraction]], Any] | None = None,
+              try_near: Callable[[list[Fraction]], Any] | None = None) -> Outcome:
     """Prove ``spec`` (the whole property) on ``box`` (``restrict(spec, box)`` has one region) for
     the binary32 run, starting from ``eb`` (an errorbound certificate whose box covers the region);
     ``walk(box)``: a new errorbound certificate for a sub-box (None: out of time or budget);
     ``made_here``: ``eb`` was made for this box's region (else an ancestor's: stats "inherited"
     counts the leaves proved with an ancestor's certificate); ``try_point(x)``: not None when the
-    binary32 point x is a counterexample of the binary32 run (tried on open boxes holding one)."""
+    binary32 point x is a counterexample of the binary32 run (tried on open boxes holding one);
+    ``try_near(x)``: not None when a binary32 point near the point x is one (``exact_point.Probe``'s
+    ``also``: tried at the exact candidates and near misses the real replay refused, on the same
+    doubling schedule as ``bab``'s, and at a box no bisection can split)."""
     part = restrict(spec, box)
     assert len(part.regions) == 1, "float_bab takes a box meeting one input region"
     region = part.regions[0]
@@ -134,8 +138,12 @@ def float_bab(t: table.Target, spec: Spec, box: Box, eb: dict[str, Any],
     lo0, hi0 = (np.array(v) for v in outward(list(region.lo), list(region.hi)))
     tree = SplitTree()
     leaf_owner: dict[int, int] = {}
-    confirm = table.confirmer(t, spec)
-    falsify = attack.InSearch(t.fnet, region, confirm, seed=seed)
+    # (the real falsification's refused near misses and the exact points built from them: a real
+    # tie such as Y_0 >= M at a kink 1/3 has binary32 points a few steps away whose float32
+    # outputs reach M; ``try_near`` searches those)
+    probe = exact_point.Probe(spec, table.confirmer(t, spec), t.fnet.forward, t.fnet.layers, also=try_near)
+    falsify = attack.InSearch(t.fnet, region, probe.confirm, seed=seed)
+    n_batches = 0
     tried: set[tuple[Fraction, ...]] = set()  # (binary32 points given to ``try_point``)
     st_lo, st_hi, st_id, st_own, st_gap = [lo0], [hi0], [0], [0], [0]
     try:
@@ -192,6 +200,12 @@ def float_bab(t: table.Target, spec: Spec, box: Box, eb: dict[str, Any],
                                           stats["boxes"])
                     if found is not None:
                         return Outcome("sat", x=found, stats=stats)
+                n_batches += 1
+                found = probe.propose() if n_batches & (n_batches - 1) == 0 else None
+                if found is None and try_near is not None and n_batches & (n_batches - 1) == 0:
+                    found = _epsilon_blocked(t, region, lo[oi], hi[oi], real_ok[oi], boxes.coef, try_near)
+                if found is not None:
+                    return Outcome("sat", x=found, stats=stats)
                 for n_i, i in enumerate(open_):
                     w = hi[i] - lo[i]
                     dim = int(score[n_i].argmax()) if score[n_i].max() > 0 else int(w.argmax())
@@ -208,9 +222,15 @@ def float_bab(t: table.Target, spec: Spec, box: Box, eb: dict[str, Any],
                         if try_point(x32) is not None:
                             return Outcome("sat", x=x32, stats=stats)
                     if w[dim] <= 0:
+                        found = probe.propose()  # (a last look at the refused points)
+                        if found is not None:
+                            return Outcome("sat", x=found, stats=stats)
                         return Outcome("give-up", stats=stats)  # a point box the bounds cannot prove
                     v = float(min(max(lo[i, dim] + w[dim] * 0.5, lo[i, dim]), hi[i, dim]))
                     if not lo[i, dim] < v < hi[i, dim]:
+                        found = probe.propose()
+                        if found is not None:
+                            return Outcome("sat", x=found, stats=stats)
                         return Outcome("give-up", stats=stats)  # no float strictly inside: give up
                     (a, _, lw_hi), (b, up_lo, _) = tree.bisect(ids[i], lo[i], hi[i], dim, v)
                     st_lo += [up_lo, lo[i]]
@@ -222,6 +242,24 @@ def float_bab(t: table.Target, spec: Spec, box: Box, eb: dict[str, Any],
         return Outcome("timeout", stats=stats)
     stats["owners"] = len(owners)
     return Outcome("unsat", part=_parts(t, spec, box, tree, leaf_owner, owners, method, stats), stats=stats)
+
+
+def _epsilon_blocked(t: table.Target, region: Any, lo: np.ndarray, hi: np.ndarray, real_ok: np.ndarray,
+                     coef: Any, try_near: Callable[[list[Fraction]], Any]) -> list[Fraction] | None:
+    """A binary32 counterexample near the most violating leaf minimiser of the open boxes whose
+    real bound holds (epsilon, not the relaxation, keeps them open: the real property may hold
+    there by less than the float32 run's rounding error, e.g. 25 x - 1 >= 0 just below x = 1/25,
+    where float32's 25 x rounds to 1; no real falsification runs on them), or None."""
+    if not real_ok.any() or coef is None:
+        return None
+    pts = attack.leaf_minimisers(lo[real_ok], hi[real_ok], np.nan_to_num(np.asarray(coef)[real_ok]))
+    with np.errstate(invalid="ignore", over="ignore"):
+        m = attack.margins(region, t.fnet.forward(pts)).min(1)
+    if not np.isfinite(m).any():
+        return None
+    x = pts[int(np.nanargmin(np.where(np.isfinite(m), m, np.inf)))]
+    found = try_near([Fraction(float(v)) for v in x])
+    return None if found is None else list(found[0])
 
 
 def _blocked(lb: np.ndarray, mid: np.ndarray, growth: np.ndarray, groups: list[tuple[int, int]],
