@@ -82,6 +82,13 @@ HOPE = 4.0
 #: the default slopes and β = 0, as cold (``_optimise``'s ``lam_default``): 517 subproblems
 #: against 547 (batches of 16), and 2,087 against 2,271 on 256x2 prop_1_0.03 (bench/README.md, "impfc")
 WARM = True
+#: the branching scores' λ at the default slopes (``lam_default``) on the node-wise (conv) path
+#: too (the dense path: always). Off: there it was worse, the opposite of the dense path (oval21
+#: img6638: 1,247 subproblems against 827 with λ at the warm slopes; sri_resnet_a 5594: 98 against
+#: 94; img5303, img4720 the same trees; img4631, img19 open at 100 s on both), and the loss is
+#: BaBSR's score (which picks FSB's candidates) read at the default slopes: 1,269 subproblems,
+#: against 843 with FSB's estimates alone at them (bench/README.md, "impconv")
+LAM_DEFAULT_NODEWISE = False
 DIGITS = 5  # significant digits of a recorded β (any value >= 0 is sound)
 
 Phases = dict[tuple[int, int], int]
@@ -352,7 +359,7 @@ def bab_disjunct(bg: Any, region: Region, j: int, deadline: float, stats: dict[s
             val, a, beta, lam = _optimise(bs, dj, relus, st, paths, steps, deadline,
                                           HOPELESS_FROM if nodewise else None, stats,
                                           [warm.pop(node, None) for node, _, _ in part] if WARM else None,
-                                          lam_default=not nodewise)
+                                          lam_default=LAM_DEFAULT_NODEWISE or not nodewise)
             best_r = val.argmax(1)
             if attack is not None and (~done).any():  # (bs.coef: the last bound's input coefficients)
                 coef = bs.coef[np.arange(B), best_r, :bg.n_in][~done]
