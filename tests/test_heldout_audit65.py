@@ -423,17 +423,62 @@ def test_interval_contains_true_range(fast):
     assert not bad, bad[:5]
 
 
-def test_hint_underflow_is_refused_not_unsound():
-    """sqrt's upper line on [0, q] with q below binary64's least subnormal: the exact row's float hint
-    underflows to 0 = p and f' is unbounded there; the checker must refuse (an exception it turns
-    into a rejection), never return a line that is wrong. (Noted in TRUST_BOUNDARIES "Audit audit65":
-    a completeness loss, not a soundness hole; before slim34b the hint was q.)"""
+# ---- fix65: the exact rows' float hints on intervals at and below binary64's least subnormal --------
+# (audit65's completeness findings (1) and (2), and reciprocal's f' hint, found with them: each
+# raised inside the hint (ZeroDivisionError, OverflowError), a refusal; now a line, checked here)
+
+_TINY = {
+    "sqrt": [(Q(0), Q(1, 10**400)), (Q(0), Q(1, 2**1075)), (Q(1, 10**401), Q(1, 10**400)),
+             (Q(0), Q(1, 2**1076))],
+    "rsqrt": [(5e-324, 1e-300), (1e-300, 1e-299), (2.0**-700, 2.0**-690), (1e-250, 1e-200),
+              (Q(1, 10**400), Q(1, 10**399)), (2.0**-683, 2.0**-682)],
+    "reciprocal": [(5e-324, 1e-300), (1e-250, 1e-200), (-1e-300, -1e-310), (Q(-1, 10**399), Q(-1, 10**400))],
+}
+_TINY_CASES = [(n, l, u) for n, ivs in _TINY.items() for l, u in ivs]
+
+
+def _extremum(name, l, u, s):
+    """min (s = 1) or max (s = -1) of f on [l, u] in mpmath (these rows are monotone)."""
+    with mp.workprec(PREC):
+        return s * true_min(name, {}, l, u, 0, s)
+
+
+@pytest.mark.parametrize("name,l,u", _TINY_CASES, ids=[f"{n}-{i}" for i, (n, *_) in enumerate(_TINY_CASES)])
+def test_tiny_interval_lines_exist_and_hold(name, l, u):
+    """Both exact lines at slope 0, at both policies' slopes and at the exact tangent slopes of the
+    ends are returned (no refusal) and lie on the right side of f (mpmath); at slope 0 they are
+    tight (2^-40) except on [-10^-399, -10^-400]: there both ends' float is -0.0, past q, so the
+    hint is q while 1/x's maximum is at p (a valid, loose upper line: only a hint is lost)."""
+    row = FUNCTIONS[name]
+    slopes = [Q(0)]
+    for pol in ("s-curve", "chord"):
+        slopes += list(row.policy_slopes(pol, l, u))
+    assert all(isinstance(a, Q) for a in slopes)
+    with mp.workprec(PREC):
+        for x in (l, u):
+            if x != 0:  # (sqrt's f' is unbounded at 0)
+                slopes.append(Q(mp.nstr(df_ref(name, _m(x)), 40)))
+    for a in slopes:
+        lo, up = row.lower_intercept(l, u, a), row.upper_intercept(l, u, a)
+        assert line_ok(name, {}, l, u, a, lo, 1), (name, l, u, a, lo)
+        assert line_ok(name, {}, l, u, a, up, -1), (name, l, u, a, up)
+    with mp.workprec(PREC):
+        fmin, fmax = _extremum(name, l, u, 1), _extremum(name, l, u, -1)
+        lo, up = _m(row.lower_intercept(l, u, 0)), _m(row.upper_intercept(l, u, 0))
+        assert fmin - lo <= abs(fmin) * mp.mpf(2) ** -40, (name, l, u, lo, fmin)
+        assert up - fmax <= abs(fmax) * mp.mpf(2) ** -40 or isinstance(l, Q) and l < 0, (name, l, u, up)
+
+
+def test_tiny_sqrt_upper_line_is_the_tangent_at_q():
+    """sqrt's upper line on [0, q], q below 2^-1075 (its float is 0 = p's): at q's own slope
+    f'(q) the line is the tangent at q, so its intercept is sqrt(q)/2 (to the enclosures' width)."""
     q = Q(1, 10**400)
-    try:
-        b = FUNCTIONS["sqrt"].upper_intercept(0, q, 0)
-    except ZeroDivisionError:
-        return
-    assert line_ok("sqrt", {}, 0, q, 0, b, -1)
+    with mp.workprec(PREC):
+        a = Q(mp.nstr(df_ref("sqrt", _m(q)), 60))
+        b = _m(FUNCTIONS["sqrt"].upper_intercept(0, q, a))
+        want = mp.sqrt(_m(q)) - _m(a) * _m(q)  # the tangent's intercept at slope a (within 1e-58)
+        assert b >= want * (1 - mp.mpf(10) ** -50)
+        assert b <= want * (1 + mp.mpf(2) ** -40), (b, want)
 
 
 # ---- the error column's kernel rows ----------------------------------------------------------

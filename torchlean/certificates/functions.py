@@ -214,7 +214,7 @@ def _tangent(D: Any, row: Any, p: Any, q: Any, a: Any, s: int, attrs: dict[str, 
 def _hint(D: Any, row: Any, p: Any, q: Any, a: Any, s: int, attrs: dict[str, Any]) -> Any:
     """A point of [p, q] where s*f'(t) ~ a (s*f' increases there) on the float f' (``D.fdf``, never
     trusted): an end where s*f' - a has one sign on [p, q], else float bisection, for 80 steps or
-    until every bracket is two adjacent floats; clipped into [p, q] (q where it left binary64)."""
+    until every bracket is two adjacent floats; clipped into [p, q] (q at q's float or beyond binary64)."""
 
     def d(x: Any) -> Any:
         return s * D.fdf(row, x, attrs)
@@ -255,7 +255,8 @@ def _chord(row: Row, l: Q, u: Q, attrs: dict[str, Any]) -> Q:
 EXACT = SimpleNamespace(
     maximum=max, minimum=min, num=lambda x: x, active=bool, where=lambda c, a, b: _call(a if c else b),
     g=_g, dg=_dg, add_down=lambda x, y: x + y, flt=_flt, fdf=lambda row, x, attrs: row.fdf(x, **attrs),
-    clip=lambda x, p, q: min(max(Q(x), p), q) if math.isfinite(x) else q,
+    # (q at q's float: where p and q share one, e.g. [0, 10^-400], a hint clipped to p meets sqrt's f' = inf)
+    clip=lambda x, p, q: min(max(Q(x), p), q) if math.isfinite(x) and x != _flt(q) else q,
     take=lambda best, act, b: b if best is None else min(best, b), finish=lambda b: _round(b, False),
     ff=lambda row, x, attrs: row.ff(x, **attrs), chord=_chord, finite=math.isfinite,
     put=lambda sel, cur, fn: fn(lambda x: x), slope=lambda x: _qf(x) if isinstance(x, float) else Q(x),
@@ -483,7 +484,7 @@ FUNCTIONS: dict[str, Row] = {r.name: r for r in [
     Row("square", _exact(lambda x: x * x), _exact(lambda x: 2 * x), lambda x: 2 * x, _ALL,
         ival=_rule("interval_square")),
     Row("reciprocal", _exact(lambda x: 1 / x), _exact(lambda x: -1 / (x * x)),
-        lambda x: -1 / (x * x) if x else -math.inf, _pieces("concave", ZERO, "convex"), -1,
+        lambda x: -1 / (x * x) if x * x else -math.inf, _pieces("concave", ZERO, "convex"), -1,
         domain=lambda l, u, **_: (l > 0) | (u < 0)),
     Row("exp", lambda x, **_: exp_enc(x), lambda x, **_: exp_enc(x), lambda x: math.exp(min(x, 700.0)),
         _ALL, 1, domain=lambda l, u, **_: u <= EXP_MAX),
@@ -491,7 +492,8 @@ FUNCTIONS: dict[str, Row] = {r.name: r for r in [
         _pieces("concave"), 1, domain=_pos),
     Row("sqrt", lambda x, **_: sqrt_enc(x), _sqrt_d, lambda x: 0.5 / math.sqrt(x) if x > 0 else math.inf,
         _pieces("concave"), 1, domain=lambda l, u, **_: l >= 0),
-    Row("rsqrt", _rsqrt, _rsqrt_d, lambda x: -0.5 * x**-1.5 if x > 0 else -math.inf, _ALL, -1, domain=_pos),
+    Row("rsqrt", _rsqrt, _rsqrt_d, lambda x: -0.5 * x**-1.5 if x > 2**-682 else -math.inf, _ALL, -1,
+        domain=_pos),  # (x^-1.5 overflows below 2^-682: a float OverflowError, i.e. a refusal)
     Row("tanh", lambda x, **_: tanh_enc(x), lambda x, **_: _smul(Q(4), dsigmoid_enc(2 * x)),
         lambda x: 4 * _fdsig(2 * x), _S, 1, ff=math.tanh),
     Row("erf", lambda x, **_: erf_enc(x), lambda x, **_: derf_enc(x),
