@@ -38,15 +38,6 @@ its digest (computed by the generator on the completed statement) and its "model
 checked against the shared IR, which is checked once to be the network checked. A leaf therefore
 cannot be replayed against any graph but the one the verdict names. Without "graph", each
 statement carries its own IR, checked as above (the older form, still accepted).
-
-Binary32 inputs only (vac32): the claim is about inputs that are values of ``format``, so before
-anything else each region's interval [l, u] per input is shrunk to [the least value of the format
->= l, the greatest <= u] (``snap``, exact rounding up and down; closed, so strictness is dropped: a
-superset of the region's format values), and a region where some input's shrunk interval is empty
-(or past the largest finite value) has no input and is dropped. This reading is the certificate's
-"version": 2 (version 1, the older certificates', checks the regions as given: also sound, a
-superset). Vacuous form: {"kind", "version": 2, "format", "vacuous": true}, accepted only when no
-region is left.
 """
 
 from __future__ import annotations
@@ -60,7 +51,7 @@ from .bounds import check_vnn
 from .core import Verdict, box_leaves, needs_statement, rational, replay, require
 from .lower import BoundGraph, fingerprint, lower
 from .property import Atom, Region, Spec
-from .rounding import get_format, round_fraction
+from .rounding import get_format
 
 KIND = "vnn-unsat-float"
 #: the errorbound kinds a float-sound certificate may carry (their checkers, by kind)
@@ -114,18 +105,6 @@ def restrict(spec: Spec, box: list[tuple[Fraction, Fraction]]) -> Spec:
     return Spec(spec.n_in, spec.n_out, tuple(out))
 
 
-def snap(spec: Spec, fmt: Any) -> Spec:
-    """The property on the values of ``fmt`` (module docstring): each region's box shrunk to the
-    format's grid, closed; regions holding no finite value of the format dropped."""
-    out = []
-    for r in spec.regions:
-        lo = [round_fraction(a, fmt, "rup") for a in r.lo]  # least value >= a (+inf past the largest)
-        hi = [round_fraction(b, fmt, "rdn") for b in r.hi]  # greatest value <= b (-inf likewise)
-        if all(a.finite and b.finite and a.value <= b.value for a, b in zip(lo, hi)):
-            out.append(Region(tuple(a.value for a in lo), tuple(b.value for b in hi), r.disjuncts))
-    return Spec(spec.n_in, spec.n_out, tuple(out))
-
-
 def _covering(box: Any, spec: Spec, what: str) -> list[tuple[Fraction, Fraction]]:
     """``box`` read exactly; rejected unless it contains every input region of ``spec``."""
     box = [(rational(a), rational(b)) for a, b in box]
@@ -144,11 +123,6 @@ def _check(cert: Any, net: BoundGraph, spec: Spec, model: str | None, mode: str 
     ir = cert.get("graph")  # the shared IR (then every errorbound statement omits its own)
     if ir is not None:
         _same_network(ir, net)
-    if cert.get("version") == 2:  # (vac32: the regions on the format's grid; version 1: as given)
-        spec = snap(spec, fmt)
-    if cert.get("vacuous") is True:
-        require(not spec.regions, f"a region holds {fmt.name} inputs: not vacuous")
-        return Verdict(True, checked=1, reason=f"unsat ({fmt.name}-sound): no region holds a value of it")
     if "parts" not in cert:
         return _leaf(cert, fmt, net, spec, model, mode, deadline, {}, ir)
     box = _covering(cert["box"], spec, "box")

@@ -39,10 +39,10 @@ import numpy as np
 from .. import _outward
 from ..certificates.core import OutOfTime, box_leaves, time_limit
 from ..certificates.errorbound import model_id
-from ..certificates.float_vnn import KIND, check_vnn_float, grow, restrict, snap
+from ..certificates.float_vnn import KIND, check_vnn_float, grow, restrict
 from ..certificates.float_vnn import epsilons as cert_epsilons
 from ..certificates.property import Spec
-from ..certificates.rounding import get_format, round_fraction
+from ..certificates.rounding import round_fraction
 from ..floats.emulate import emulate
 from ..floats.errorbound import bound_certificate, native_format
 from ..floats.network import run_float
@@ -422,8 +422,6 @@ def max_epsilons(cert: dict[str, Any]) -> list[Fraction]:
     """Per output, the largest epsilon of a ``vnn-unsat-float`` certificate's errorbound parts (one
     part, or the leaves of its ``parts`` tree): what ``|float32 run - real| <=`` it proves, each
     exact. For printing a certificate the checker accepted (read without checking here)."""
-    if cert.get("vacuous") is True:  # (accepted only with no region holding a binary32 input)
-        return []
     if "parts" not in cert:
         return cert_epsilons(cert["errorbound"])
     box = [(Fraction(a), Fraction(b)) for a, b in cert["box"]]
@@ -453,15 +451,6 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
     native_format(graph, FORMAT)  # (a float16 network's own run is not a binary32 run: audit64)
     t0 = time.monotonic()
     stats: dict[str, Any] = {"parts": 0, "leaves": 0, "inherited": 0, "searches": 0}
-    # the claim is about binary32 inputs (``float_vnn.snap``): the proofs search the regions shrunk
-    # to the binary32 grid; a counterexample is still checked against the property as given
-    given, spec = spec, snap(spec, get_format(FORMAT))
-    if not spec.regions:  # no region holds a binary32 input: vacuous, still replayed
-        cert = {"kind": KIND, "version": 2, "format": FORMAT, "vacuous": True}
-        v = check_vnn_float(cert, target.bg, given, model=model_id(graph.to_dict()))
-        stats.update(time=time.monotonic() - t0, why=v.reason, epsilon=[0.0] * spec.n_out,
-                     epsilon_checked=True)
-        return Result("unsat", cert=cert, stats=stats) if v.ok else Result("unknown", stats=stats)
     checked = target.bg
     budget = [splits]
     worst: list[float] = [0.0] * spec.n_out
@@ -506,7 +495,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
             stats["leaves"] += 1
             return {"errorbound": eb, "real": res.cert}, "unsat"
         if res.verdict == "sat" and res.x:
-            found = near_counterexample(graph, target, given, res.x)
+            found = near_counterexample(graph, target, spec, res.x)
             if found is not None:
                 raise _Found(found)
         return None, res.verdict
@@ -601,12 +590,12 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
             return walk(b)
 
         out = float_bab(target, spec, box, eb, sub, t0 + timeout, method, made_here=above is None,
-                        try_point=lambda x: float_counterexample(graph, given, x),
-                        try_near=lambda x: near_counterexample(graph, target, given, x))
+                        try_point=lambda x: float_counterexample(graph, spec, x),
+                        try_near=lambda x: near_counterexample(graph, target, spec, x))
         for key in ("boxes", "leaves", "inherited"):
             stats[key] = stats.get(key, 0) + out.stats.get(key, 0)
         if out.verdict == "sat" and out.x:
-            found = near_counterexample(graph, target, given, out.x)
+            found = near_counterexample(graph, target, spec, out.x)
             if found is not None:
                 raise _Found(found)
         if out.verdict == "timeout":
@@ -628,7 +617,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         return Result("sat", x=f.found[0], y=f.found[1], stats=stats)
     stats["epsilon"] = worst
     if part is not None:
-        cert = {"kind": KIND, "version": 2, "format": FORMAT}  # (2: the shrunk regions, ``snap``)
+        cert = {"kind": KIND, "version": 1, "format": FORMAT}
         if "split" in part:  # the IR once, not once per leaf (``float_vnn``'s shared IR); the
             for leaf, _ in box_leaves(part, root):  # statements keep the completed ones' digests
                 leaf["errorbound"]["statement"].pop("graph", None)
@@ -638,7 +627,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         # the replay gets its own ``timeout`` (as the CLI's real verdicts: one it cannot confirm
         # in time is not reported)
         tc = time.monotonic()
-        v = check_vnn_float(cert, checked, given, model=model_id(graph.to_dict()), deadline=tc + timeout)
+        v = check_vnn_float(cert, checked, spec, model=model_id(graph.to_dict()), deadline=tc + timeout)
         stats["check_s"] = time.monotonic() - tc
         stats["time"] = time.monotonic() - t0
         if not v.ok:  # never report what the checker does not accept
@@ -652,7 +641,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
     late = time.monotonic() - t0 >= timeout
     # no proof and no binary32 counterexample among the grown property's: try the original's own
     r2 = real(spec) if not late else Result("timeout")
-    found = near_counterexample(graph, target, given, r2.x) if r2.verdict == "sat" and r2.x else None
+    found = near_counterexample(graph, target, spec, r2.x) if r2.verdict == "sat" and r2.x else None
     if found is not None:
         stats["time"] = time.monotonic() - t0
         stats["why"] = SAT_WHY
