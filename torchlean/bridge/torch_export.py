@@ -73,7 +73,21 @@ def _const_like(b: Builder, value: Any, like: str, node: Any = None) -> str:
     if np.dtype(dtype).kind != "f" and (np.dtype(out).kind == "f" or not float(value).is_integer()):
         raise ShapeError(f"an integer tensor promoted to {out} by the number {value!r} is not supported "
                          "(the IR's cast is float to float only)")
-    return b.const(np.asarray(value, dtype=dtype), "scalar")
+    return b.const(_kernel_number(value, dtype, "the number"), "scalar")
+
+
+def _kernel_number(value: Any, dtype: str, what: str) -> np.ndarray:
+    """``value`` in ``dtype``, refused where torch's kernel computes with another number: its
+    float16/bfloat16 kernels compute in float32 with the number rounded to float32 (opmath), so
+    a number whose float32 rounding ``dtype`` does not hold (3.3, 0.1, M_SQRT1_2) denotes another
+    real there than its ``dtype`` rounding (audit66: x * 3.3 - x * fl16(3.3) is 0 here and
+    -7.8e-4 x for torch)."""
+    c = np.asarray(value, dtype=dtype)
+    if dtype in ("float16", "bfloat16") and float(c) != float(np.float32(value)):
+        raise ShapeError(f"{what} {value!r} with a {dtype} tensor: torch computes with its float32 "
+                         f"value {float(np.float32(value))!r}, which {dtype} does not hold "
+                         "(not supported)")
+    return c
 
 
 def _operand(b: Builder, v: Any, like: str, node: Any = None) -> str:
@@ -124,8 +138,8 @@ converter("aten.rsqrt.default")(_unary("pow", exponent=-0.5))
 @converter("aten.leaky_relu.default")
 def _leaky_relu(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
     slope = kw.get("negative_slope", args[1] if len(args) > 1 else 0.01)
-    # torch computes with the slope in the tensor's dtype
-    slope = float(np.asarray(slope, dtype=b.dtypes[args[0]]))
+    # torch computes with the slope in the tensor's dtype (float32 for float16/bfloat16 tensors)
+    slope = float(_kernel_number(slope, b.dtypes[args[0]], "leaky_relu's slope"))
     return b.emit("leaky_relu", [args[0]], {"slope": slope}, hint=node.name)
 
 
