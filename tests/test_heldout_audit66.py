@@ -286,3 +286,30 @@ def test_from_torch_half_number_not_falsely_verified():
     xt = tl.tensor(np.array([[3.0]], np.float16), dtype=tl.float16)
     r = tl.verify.robustness(g, xt, eps=0.5, label=0, timeout=30)
     assert r.verdict != "verified", r
+
+
+def test_from_torch_full_like_half_equals_torch():
+    """``full_like(x, v)`` of a float16 tensor: torch converts the double v through float (two
+    roundings); the fold is torch's own fill, so x - full_like(x, v) runs as torch does, bit for bit,
+    at ties and near-ties (the old fold, numpy's one rounding, gave 0 for torch's 2^-10 at TIE)."""
+    import torchlean as tl
+    from torchlean.bridge import from_torch
+
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    h = rng.uniform(-100, 100, 40).astype(np.float16).astype(np.float64)
+    ulp = np.spacing(np.abs(h).astype(np.float16)).astype(np.float64)
+    vals = [TIE, -TIE, 0.1, 3.3, *(h + np.sign(h) * (ulp / 2 + np.abs(h) * 2.0**-40))]
+
+    class M(torch.nn.Module):
+        def forward(self, x):
+            return torch.cat([x - torch.full_like(x, float(v)) for v in vals], dim=1)
+
+    m = M()
+    x = torch.tensor([[1.0009765625]], dtype=torch.float16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = from_torch(m, x)
+    got = g(tl.tensor(x.numpy(), dtype=tl.float16)).numpy()
+    np.testing.assert_array_equal(got, m(x).numpy())
+    assert m(x).numpy()[0, 0] == np.float16(2.0**-10)

@@ -11,6 +11,7 @@ import numpy as np
 from ..spec.shapes import ShapeError
 from .onnx import Builder
 from .torch_export import _axis, _reshape, _shape, converter, op_name
+from .torch_io import _torch
 
 # -- masks over the reals --------------------------------------------------------------------------
 # torch's attention decomposes softmax into where(all scores are -inf, 0, softmax) (a "safe
@@ -57,6 +58,12 @@ def _full_like(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> st
     name = op_name(node.target)
     value = 0 if "zeros" in name else 1 if "ones" in name else args[1]
     dtype = str(node.meta["val"].dtype).replace("torch.", "")
+    if dtype in ("float16", "bfloat16"):
+        # torch fills through float (c10::Half(float)): two roundings of a double, not numpy's
+        # one, next to a tie (audit66); the fill torch makes, read through float32 (exact)
+        torch = _torch()
+        one = torch.full((), value, dtype=getattr(torch, dtype)).float().numpy()
+        return b.const(np.full(_shape(node), one, dtype=dtype), "full")
     return b.const(np.full(_shape(node), value, dtype=dtype), "full")
 
 

@@ -8,8 +8,10 @@ way). Every aten op without a converter is named in one error before anything is
 
 Meaning: weights and buffers enter as graph constants with their exact bits; a Python number
 combined with a tensor becomes a constant of the tensor's dtype, the value torch's kernel computes
-with; an aten op becomes the primitives that compute its value over the reals, in torch's order
-(exact GELU: x·0.5·(1 + erf(x·M_SQRT1_2)), M_SQRT1_2 cast to the dtype as torch's kernel does).
+with (float16/bfloat16 kernels compute in float32 with the number's float32 value: one the format
+does not hold is refused, audit66); an aten op becomes the primitives that compute its value over
+the reals, in torch's order (exact GELU: x·0.5·(1 + erf(x·M_SQRT1_2)), M_SQRT1_2 cast to the dtype
+as torch's kernel does). A float64 constant's ``.half()`` is folded by torch's own conversion.
 Shapes are static: the example input fixes every dimension, the batch included.
 
 ``GraphModule`` holds such a graph as a torchlean ``nn.Module``: float weights are ``Parameter``s
