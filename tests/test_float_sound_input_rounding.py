@@ -13,7 +13,8 @@ and for round-to-nearest-even, numpy / ml_dtypes rounding and the runtime's own 
 runs for the format, torch and onnxruntime at the rounded points):
 
 - ``errorbound`` statements with ``input_exact`` false charge it, in both columns and every named
-  format (binary64, binary32, binary16, bfloat16, float8_e4m3fn, float8_e5m2): eps covers
+  format (binary64, binary32, binary16, bfloat16, float8_e4m3fn, float8_e5m2; on the identity also
+  e3m4 and e3m2 with and without subnormals, 0.1 below their normal range): eps covers
   |f_fmt(fl(x)) - f(x)| at the box ends and at sampled real points (the format's values and the
   midpoints between them, where the rounding jumps, included) of a box around 0.1 narrower than an
   ulp, on an identity (ReLU of a positive box: eps is then the input's charge alone) and on a
@@ -64,12 +65,21 @@ COLUMNS = ("exact", "fast")
 C = Q(1, 10)  # the box's centre: no value of any binary format
 
 
+#: eXmY formats (IEEE-style: bias 2^(X-1) - 1, so emin = 2 - 2^(X-1), precision Y + 1), with and
+#: without subnormals: (precision, emin, subnormals)
+GENERIC = {"e3m4": (5, -2, True), "e3m4-nosub": (5, -2, False), "e3m2": (3, -2, True),
+           "e3m2-nosub": (3, -2, False)}
+
+
 def rne(q: Q, fmt: str) -> Q:
     """q rounded to nearest, ties to even, in ``fmt`` (exact; no overflow at these magnitudes)."""
-    p, emin, _ = FORMATS[fmt]
+    p, emin, sub = GENERIC[fmt] if fmt in GENERIC else (*FORMATS[fmt][:2], True)
     if q == 0:
         return q
     a = abs(q)
+    if not sub and a < Q(2) ** emin:  # (no subnormals: 0 or the least normal, whichever is nearer;
+        # at the tie either: only |fl(x) - x| is used, the same for both)
+        return Q(0) if 2 * a <= Q(2) ** emin else Q(2) ** emin * (1 if q > 0 else -1)
     e = a.numerator.bit_length() - a.denominator.bit_length()  # floor(log2 a) is e or e - 1
     if Q(2) ** e > a:
         e -= 1
@@ -81,7 +91,8 @@ def rne(q: Q, fmt: str) -> Q:
 
 
 def ulp(q: Q, fmt: str) -> Q:
-    p, emin, _ = FORMATS[fmt]
+    """The format's spacing at q (subnormal spacing below 2^emin, also without subnormals)."""
+    p, emin = GENERIC[fmt][:2] if fmt in GENERIC else FORMATS[fmt][:2]
     e = math.floor(math.log2(q))
     return Q(2) ** (max(e, emin) - p + 1)
 
@@ -170,6 +181,22 @@ def test_identity_epsilon_is_the_input_rounding(fmt: str, column: str) -> None:
     assert eps <= ulp(C, fmt)  # (and it is the input's charge, not a blanket bound)
     eps_exact_inputs = _certificate(g, lo, hi, fmt, column, input_exact=True)
     assert eps_exact_inputs < worst  # not charged: the weaker claim's epsilon misses fl(x) - x
+
+
+@pytest.mark.parametrize("column", COLUMNS)
+@pytest.mark.parametrize("fmt", list(GENERIC))
+def test_identity_epsilon_covers_the_input_rounding_in_small_formats(fmt: str, column: str) -> None:
+    """The same identity in eXmY formats where 0.1 is below the normal range: rounded on the
+    subnormal grid, or (without subnormals) to 0, an error of 0.1 that only eta covers. No numpy
+    type runs these formats; relu is exact, so the run's output is fl(x) itself."""
+    g = _identity()
+    lo, hi = _box(fmt)
+    assert lo > 0  # (relu is the identity on the box)
+    eps = _certificate(g, lo, hi, fmt, column, input_exact=False)
+    worst = max(abs(rne(x, fmt) - x) for x in _points(fmt, lo, hi))
+    assert worst > ulp(C, fmt) / 8
+    assert worst <= eps, (fmt, column, float(worst), float(eps))
+    assert _certificate(g, lo, hi, fmt, column, input_exact=True) < worst
 
 
 #: a large weight per format (a value of the format: 3 * 2^k) and the box's inputs' image y ~ w x
