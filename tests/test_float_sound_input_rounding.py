@@ -324,13 +324,29 @@ def test_float32_robustness_is_about_binary32_points_only() -> None:
 def test_an_input_rounding_charge_refuses_that_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
     """The same search with its errorbound statements written input_exact false (what the stronger
     reading needs): eps (~0.8 ulp per output) exceeds the real margin (a quarter ulp), so no
-    float-sound verdict; robustness answers unknown or falsified instead of verified."""
+    float-sound verdict; robustness answers unknown or falsified instead of verified. A margin of
+    4 ulp is verified that way, its certificate accepted by ``check_vnn_float`` (robustness replays
+    it before answering)."""
     from torchlean.verify import float32
 
     monkeypatch.setattr(float32, "bound_certificate", functools.partial(bound_certificate, input_exact=False))
     x, eps = _robust_box()
     r = tl.verify.robustness(_relu2(), x, eps, label=0, timeout=20, float32=True)
     assert r.verdict != "verified", r.reason
+    # with a margin of 4 ulp instead, the charged verdict is reached, and the certificate (every
+    # statement input_exact false) replays: the path the stronger reading would take works
+    lo, hi = F0 + 4 * (F1 - F0), F0 + 5 * (F1 - F0)
+    x, eps = np.array([[(lo + hi) / 2, F0]]), np.array([[(hi - lo) / 2, 0.0]])
+    r = tl.verify.robustness(_relu2(), x, eps, label=0, timeout=20, float32=True)
+    assert r.verdict == "verified", r.reason
+    stmts = list(_walk(r.certificate))
+    assert stmts and all(s["input_exact"] is False for s in stmts)
+    from torchlean.certificates.float_vnn import check_vnn_float
+    from torchlean.certificates.lower import lower
+
+    ir = r.certificate.get("graph") or stmts[0]["graph"]
+    v = check_vnn_float(r.certificate, lower(ir), r.spec)
+    assert v.ok, v.reason
 
 
 def test_cli_float32_unsat_with_a_real_region_point_whose_rounding_is_unsafe(tmp_path, capsys) -> None:
