@@ -1,9 +1,11 @@
 """Certified floating-point error bounds on any graph: the ``errorbound`` certificate and the
 rounding-error column of the per-primitive table (``COLUMN``). Standard library only.
 
-Claim: for every real input x in the box, the graph run in ``format`` (every IR node one kernel
-call of ``runtime/rules*.py``, each of its operations rounded) returns y~ with |y~_j - y_j(x)| <=
-epsilon_j, y the real graph (the spec's meaning) on the stored weights. The checker walks the IR
+Claim: for every input x in the box (each value of ``format`` in it where ``input_exact`` is true;
+each real x, the run starting from x rounded to the format, where false: each input's error starts
+at u max|x| + eta), the graph run in ``format`` (every IR node one kernel call of ``runtime/rules*.py``,
+each of its operations rounded) returns y~ with |y~_j - y_j(x)| <= epsilon_j, y the real graph (the
+spec's meaning) on the stored weights. The checker walks the IR
 the statement carries: real ranges of every element from the bound table (``lower.lower`` forms,
 ``engine.forward`` bounds), then errors node by node, each entry following the runtime kernel's own
 operations under fl(a op b) = (a op b)(1 + d) + e, |d| <= u, |e| <= eta (kernel assumptions:

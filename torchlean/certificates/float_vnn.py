@@ -2,7 +2,10 @@
 
 Claim: no input x of the property's input region, a value of ``format``, makes the network *run in
 that format* (the runtime's kernels on the IR the statement carries, rounding to nearest) return
-an output in the unsafe set. Certificate::
+an output in the unsafe set. A real x of the region that is no value of the format is covered (the
+run on fl(x), rounded to nearest) only where fl(x) lies in the region, or where the errorbound
+statement's ``input_exact`` is false (its epsilon charges |fl(x) - x|); either is accepted, and
+``verify.float32`` writes true (claim35: tests/test_float_sound_input_rounding.py). Certificate::
 
     {"kind": "vnn-unsat-float", "version": 1, "format": "binary32",
      "errorbound": <an ``errorbound`` or ``errorbound-split`` certificate>,

@@ -1,21 +1,23 @@
 """Float-sound verification: decide a property for the network *run in binary32*.
 
 unsat: an ``errorbound`` certificate over the hull of the property's input boxes gives eps_j per
-output; the real search then proves the property grown by eps (``certificates.float_vnn.grow``) and
-the two parts are packed as a ``vnn-unsat-float`` certificate, replayed by ``check_vnn_float``
-before anything is reported. On input-split chains (``bab``'s own search: ACAS Xu and the like)
-the parts are the boxes of one search, ``float_bab``: each box is proved with the epsilon of its
-nearest walked ancestor and walks only where epsilon, not the relaxation, keeps it open (several
-input regions apart along an input are first cut between them, ``_separating``). On every other
-network, where the grown property is not provable, the box is bisected
-(``split_dim``, up to ``splits`` times) and each half gets its own proof (the partitioned form of the
-certificate): first against its nearest ancestor's epsilon, which holds on the half too (its box
-covers it), so a half away from the trouble costs one real search and no error-bound walk; only
-where that fails does the half get its own, smaller, epsilon, and only when the real search says
-a smaller one could help (``_worth_walking``). Policies of this loop, none of which a verdict rests
-on: its real searches skip the chain search's up-front PGD (``_quick_search``), one that runs out
-of its share of the time bisects instead of ending the proof (``ATTEMPT_SHARE``), and the bisected
-input is the widest weighted by how strongly the outputs depend on it (``split_dim``).
+output (``input_exact`` true: at the binary32 points of the box, so the verdict is about the
+binary32 inputs of the region, not about real ones rounded to binary32: docs/design.md, "The input's
+rounding in float-sound verdicts"); the real search then proves the property grown by eps
+(``certificates.float_vnn.grow``) and the two parts are packed as a ``vnn-unsat-float`` certificate,
+replayed by ``check_vnn_float`` before anything is reported. On input-split chains (``bab``'s own
+search: ACAS Xu and the like) the parts are the boxes of one search, ``float_bab``: each box is
+proved with the epsilon of its nearest walked ancestor and walks only where epsilon, not the
+relaxation, keeps it open (several input regions apart along an input are first cut between them,
+``_separating``). On every other network, where the grown property is not provable, the box is
+bisected (``split_dim``, up to ``splits`` times) and each half gets its own proof (the partitioned
+form of the certificate): first against its nearest ancestor's epsilon, which holds on the half too
+(its box covers it), so a half away from the trouble costs one real search and no error-bound walk;
+only where that fails does the half get its own, smaller, epsilon, and only when the real search
+says a smaller one could help (``_worth_walking``). Policies of this loop, none of which a verdict
+rests on: its real searches skip the chain search's up-front PGD (``_quick_search``), one that runs
+out of its share of the time bisects instead of ending the proof (``ATTEMPT_SHARE``), and the
+bisected input is the widest weighted by how strongly the outputs depend on it (``split_dim``).
 
 sat: a point x of binary32 values in the region where two binary32 runs each satisfy a disjunct
 of the unsafe set, checked exactly on their outputs: torchlean's runtime (numpy's float32 kernels and
