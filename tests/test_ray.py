@@ -8,11 +8,14 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("ray")
+# (found, not imported: Ray's C++ runtime is loaded only in the child processes below, never in the
+# test run's own process; see torchlean.pool and docs/known-issues.md)
+pytestmark = pytest.mark.skipif(find_spec("ray") is None, reason="ray is not installed")
 
 ACAS = Path(__file__).parent / "data" / "vnncomp2021" / "acasxu"
 ROWS = [  # two unsat and one sat instance that take seconds each (VNN-COMP 2021 expected.csv)
@@ -54,30 +57,49 @@ def test_verify_run_on_ray_matches_serial_and_resumes(tmp_path: Path) -> None:
     assert r.returncode == 0 and "skipped 3 of 3" in r.stderr
 
 
+#: run in a child interpreter: a Ray instance started in-process stays up until that process exits
+#: (``torchlean.pool``), and the test run must not host one (its threads outlive ``shutdown``)
+_DISCHARGE = """
+import json, sys
+from pathlib import Path
+import numpy as np
+import torchlean as tl
+from torchlean import nn
+from torchlean.proofs.artifacts import check_one
+from torchlean.proofs.discharge import discharge
+from torchlean.proofs.obligation import SOURCES
+from torchlean.proofs.verified import verified
+
+tmp = Path(sys.argv[1])
+tl.manual_seed(0)
+m = nn.Sequential(nn.Linear(2, 2), nn.Tanh(), nn.Linear(2, 1))
+m(tl.tensor(np.ones((1, 2))))
+verified(m, name="ray_small", input_shape=(1, 2))
+obs = list(SOURCES["verified.model.ray_small"]())
+local = discharge(obs, tmp / "local", solver="z3", timeout=30, progress=False)
+remote = discharge(obs, tmp / "ray", solver="z3", timeout=30, progress=False, jobs=2, ray="local")
+again = discharge(obs, tmp / "again", solver="z3", timeout=30, progress=False, jobs=2, ray="local")
+print(json.dumps({"local": [[r.name, r.status] for r in local],
+                  "remote": [[r.name, r.status] for r in remote],
+                  "again": [[r.name, r.status] for r in again],
+                  "checked": [check_one(tmp / "ray", ob).status for ob in obs]}))
+"""
+
+
 def test_discharge_on_ray_gives_the_local_reports(tmp_path: Path) -> None:
-    import numpy as np
+    """The same reports as local processes, artifacts the checker accepts; a second discharge in
+    the same process reuses the Ray instance the first one started."""
+    import json
+    import os
 
-    import torchlean as tl
-    from torchlean import nn
-    from torchlean.proofs.artifacts import check_one
-    from torchlean.proofs.discharge import discharge
-    from torchlean.proofs.obligation import SOURCES
-    from torchlean.proofs.verified import _DECORATED, verified
-
-    tl.manual_seed(0)
-    m = nn.Sequential(nn.Linear(2, 2), nn.Tanh(), nn.Linear(2, 1))
-    m(tl.tensor(np.ones((1, 2))))
-    verified(m, name="ray_small", input_shape=(1, 2))
-    try:  # (the registration would outlive the test: a later in-process `proofs check` saw it)
-        obs = list(SOURCES["verified.model.ray_small"]())
-    finally:
-        SOURCES.pop("verified.model.ray_small", None)
-        _DECORATED.pop("verified.model.ray_small", None)
-    local = discharge(obs, tmp_path / "local", solver="z3", timeout=30, progress=False)
-    remote = discharge(obs, tmp_path / "ray", solver="z3", timeout=30, progress=False, jobs=2, ray="local")
-    assert [(r.name, r.status) for r in remote] == [(r.name, r.status) for r in local]
-    assert all(r.status == "proved" for r in remote), remote
-    assert all(check_one(tmp_path / "ray", ob).status == "checked" for ob in obs)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", RAY_USAGE_STATS_ENABLED="0")
+    p = subprocess.run([sys.executable, "-c", _DISCHARGE, str(tmp_path)], capture_output=True, text=True,
+                       timeout=600, env=env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = json.loads(p.stdout.strip().splitlines()[-1])
+    assert got["remote"] == got["local"] == got["again"]
+    assert all(status == "proved" for _, status in got["remote"]), got
+    assert all(status == "checked" for status in got["checked"]), got
 
 
 def test_unreachable_cluster_is_one_line(tmp_path: Path) -> None:

@@ -6,7 +6,11 @@ machine (atomically, resumable: see ``verify.runner`` and ``proofs.discharge``):
 
 - without ``ray``: ``jobs`` spawned worker processes on this machine (a fresh interpreter each:
   forking a process with BLAS threads can hang), which exit when this process is gone;
-- ``ray="local"``: a Ray instance started here for the run (``jobs`` CPUs), shut down after;
+- ``ray="local"``: a Ray instance started here (``jobs`` CPUs) on first use and kept until this
+  process exits (a later ``Pool`` reuses it): Ray's ``shutdown`` leaves its C++ threads (gRPC
+  pollers, the metrics harvester) running over freed state, which then writes into memory the
+  interpreter has reused (session 35: the test run's intermittent crash; ray-project/ray#31145,
+  #36885), so this process never shuts down an instance it goes on running next to;
 - ``ray="auto"`` or ``"HOST:PORT"`` / ``"ray://HOST:PORT"``: an existing cluster
   (``ray start --head`` on one machine, ``ray start --address=HOST:PORT`` on the others). Every
   node must import the same torchlean and see the input files at the same absolute paths (the
@@ -56,7 +60,6 @@ class Pool:
     def __init__(self, jobs: int = 1, ray: str | None = None) -> None:
         self.jobs, self.address = max(1, jobs), ray
         self._refs: list[Any] = []
-        self._started_ray = False
         if ray is None:
             import multiprocessing
 
@@ -76,42 +79,52 @@ class Pool:
             except Exception as e:  # noqa: BLE001 - Ray raises many kinds; the user needs one line
                 why = str(e).splitlines()[0] if str(e) else type(e).__name__
                 raise PoolError(f"cannot start Ray at {ray!r}: {why}") from None
-            self._started_ray = True
         self._remote: dict[Callable[..., Any], Any] = {}
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Run ``fn(*args)`` on a worker; ``fn`` must be importable there (a module-level function)."""
         if self._exec is not None:
             return self._exec.submit(fn, *args)
+        return self._task(fn, *args).future()
+
+    def _task(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A Ray task running ``fn(*args)``: its object ref, kept for ``close`` to cancel."""
         if fn not in self._remote:
             self._remote[fn] = self._ray.remote(num_cpus=1, max_retries=0)(fn)
         ref = self._remote[fn].remote(*args)
         self._refs.append(ref)
-        return ref.future()
+        return ref
 
     def map_unordered(self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]
                       ) -> Iterator[tuple[int, Any]]:
         """``(i, fn(*calls[i]))`` for every call, in the order they finish (an error in one is
         raised here, when it is reached)."""
-        running = {self.submit(fn, *c): i for i, c in enumerate(calls)}
+        if self._exec is None:  # Ray: waited on here (no completion callbacks from Ray's threads)
+            refs = {self._task(fn, *c): i for i, c in enumerate(calls)}
+            while refs:
+                done, _ = self._ray.wait(list(refs), num_returns=1)
+                for r in done:
+                    yield refs.pop(r), self._ray.get(r)
+            return
+        running = {self._exec.submit(fn, *c): i for i, c in enumerate(calls)}
         while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for f in finished:
                 yield running.pop(f), f.result()
 
     def close(self) -> None:
-        """Cancel what has not finished; stop the Ray instance this pool started."""
+        """Cancel what has not finished (a Ray instance started here stays up: module docstring)."""
         if self._exec is not None:
             self._exec.shutdown(wait=False, cancel_futures=True)
             return
-        for ref in self._refs:
+        refs = self._refs
+        done = self._ray.wait(refs, num_returns=len(refs), timeout=0)[0] if refs else []
+        for ref in set(refs) - set(done):
             try:
                 self._ray.cancel(ref, force=True)
-            except Exception:  # noqa: BLE001 - already finished or gone
+            except Exception:  # noqa: BLE001 - finished meanwhile, or gone
                 pass
-        if self._started_ray:
-            self._ray.shutdown()
-            self._started_ray = False
+        self._refs.clear()
 
     def __enter__(self) -> Pool:
         return self
