@@ -261,7 +261,8 @@ def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: 
     if res.verdict == "unsat":
         for k, i in binary32_empty(spec):
             print(f"note: region {k}'s X_{i} interval holds no binary32 value: the float32 verdict "
-                  "is about binary32 inputs, so it holds there vacuously", file=sys.stderr, flush=True)
+                  "covers its real points rounded to binary32 (outside the region)", file=sys.stderr,
+                  flush=True)
         try:
             met = runtime_meets(target, spec)
         except Exception:  # (a note only: never lose the answer's certificate to it)
