@@ -398,8 +398,10 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
     k = 0
     for i in ir["inputs"]:
         n = len(env[i["name"]].v)
-        vals[i["name"]] = [ctx.make(lo, hi, [], ZERO, ZERO if stmt["input_exact"] else ctx.rnd(max(-lo, hi)),
-                                    _g(r)) for (lo, hi), r in zip(box[k:k + n], ranges(env[i["name"]]))]
+        # (a point input's charge is its own rounding, |fl(x) - x|: 0 at a value of the format)
+        vals[i["name"]] = [ctx.make(lo, hi, [], ZERO, ZERO if stmt["input_exact"] else ctx.cast_err(lo)
+                                    if lo == hi else ctx.rnd(max(-lo, hi)), _g(r))
+                           for (lo, hi), r in zip(box[k:k + n], ranges(env[i["name"]]))]
         exact[i["name"]] = False
         k += n
     cast: dict[Fraction, Fraction] = {}  # (a DFT matrix repeats a few values many times)
