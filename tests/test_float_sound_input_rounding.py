@@ -271,6 +271,10 @@ def test_a_point_input_is_charged_its_own_rounding(fmt: str, column: str) -> Non
     if column == "exact":
         assert eps <= abs(xf - C) * Q(1001, 1000)  # (the point's own rounding, rounded up)
     assert _certificate(g, xf, xf, fmt, column, input_exact=False) < ulp(C, fmt) / 2**20
+    x64 = Q(float(C))  # binary64's 0.1: a float the fast column reads exactly, no value of fmt
+    if fmt != "binary64":
+        assert rne(x64, fmt) != x64
+        assert abs(rne(x64, fmt) - x64) <= _certificate(g, x64, x64, fmt, column, input_exact=False)
     w = WEIGHT.get(fmt, 768.0)
     b = float(np.float32(-float(Q(w) * xf)))
     m = nn.Sequential(nn.Linear(1, 1)).eval()
