@@ -484,7 +484,8 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
                             "IBP with one back-substitution (forward)")
         p.add_argument("--float32", action="store_true",
                        help="verify the network as run in binary32: unsat (checked) holds for "
-                            "torchlean's float32 runtime, kernels within 4 ulp, any summation order; "
+                            "torchlean's float32 runtime at every real input of the region rounded "
+                            "to binary32, kernels within 4 ulp, any summation order; "
                             "sat is a binary32 point where the runtime's run (this machine) and the "
                             "bit-exact emulation (correctly rounded, sums left to right) both meet "
                             "the unsafe set")
