@@ -3,9 +3,11 @@
     OPENBLAS_NUM_THREADS=1 python bench/bench_float32_input_charge.py [--sets test,mnistfc,...]
         [--limit 2] [--timeout 60] [--verdicts] [--data ../shared/data] [--out rows.csv]
 
-``verify.float32`` writes its errorbound statements with ``input_exact`` true: the epsilon is about
-the binary32 points of the region, not about real points rounded to binary32 (docs/design.md, "The
-input's rounding in float-sound verdicts"). Per instance (``bench_float32.instances``): the
+``verify.float32`` wrote its errorbound statements with ``input_exact`` true until claim35b: the
+epsilon was about the binary32 points of the region, not about real points rounded to binary32
+(docs/design.md, "The input's rounding in float-sound verdicts"; since claim35b it writes false and
+``check_vnn_float`` requires it, so "A" below equals "B" and the epsilon columns keep the
+comparison). Per instance (``bench_float32.instances``): the
 largest root-box epsilon (the property's hull, fast ranges, the default column) with
 ``input_exact`` true and false, and with ``--verdicts`` the float-sound verdict and time of
 ``verify_float32`` as is ("A") and with every statement written ``input_exact`` false ("B"), A and

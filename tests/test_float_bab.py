@@ -51,7 +51,7 @@ def _spec(threshold: Fraction) -> Spec:
 def _proved_by_parts():
     g, f = _net()
     c, top = _argmax(f)
-    root_eb = bound_certificate(g, BOX2, "binary32", ranges="fast")
+    root_eb = bound_certificate(g, BOX2, "binary32", ranges="fast", input_exact=False)
     eps = epsilons(root_eb)[0]
     # the growth of the whole box's epsilon makes the property false at c: no one-box proof
     spec = _spec(top + eps / 2)
@@ -117,8 +117,8 @@ def test_a_real_counterexample_is_a_checked_binary32_one():
     _, top = _argmax(f)
     spec = _spec(top - 1)  # unsafe: y >= max - 1, met on a whole neighbourhood of the maximum
     t = table.target(g)
-    out = float_bab(t, spec, BOX2, bound_certificate(g, BOX2, "binary32", ranges="fast"),
-                    lambda b: None, deadline=time.monotonic() + 60)
+    root = bound_certificate(g, BOX2, "binary32", ranges="fast", input_exact=False)
+    out = float_bab(t, spec, BOX2, root, lambda b: None, deadline=time.monotonic() + 60)
     assert out.verdict == "sat" and out.x is not None
     assert f(np.array([[float(v) for v in out.x]]))[0] >= float(top - 1)
     res = f32.verify_float32(g, t, spec, timeout=60, splits=16)

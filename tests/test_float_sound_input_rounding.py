@@ -24,17 +24,17 @@ runs for the format, torch and onnxruntime at the rounded points):
   one-term product);
 - ``tl.verify.bounds(..., float32=True)`` writes ``input_exact`` false: its bounds hold at fl(x);
 - the float-sound VNN verdict (``verify.float32.verify_float32``: ``--float32``,
-  ``robustness(float32=True)``, ``float_bab``'s walks) writes ``input_exact`` true and
-  ``float_vnn.check_vnn_float`` accepts it: the verdict holds for the format's points of the region
-  only. End to end: "unsat (float32-sound, checked)" / "verified" on a region whose real points
-  round, in part, to a binary32 input the float32 run (runtime, torch, onnxruntime) maps into the
-  unsafe set. So the stronger reading does NOT hold for float-sound VNN verdicts today; an
-  ``input_exact``-false errorbound (what the stronger reading needs) refuses that instance.
+  ``robustness(float32=True)``, ``float_bab``'s walks) writes ``input_exact`` false and
+  ``float_vnn.check_vnn_float`` refuses a statement with it true (claim35b: the stronger reading).
+  End to end: no "unsat" / "verified" on a region whose real points round, in part, to a binary32
+  input the float32 run (runtime, torch, onnxruntime) maps into the unsafe set (claim35 measured
+  both while the statements were input_exact true); with a margin of 4 ulp the verdict is reached
+  and its certificate replays; an old-style certificate (input_exact true) and one whose epsilon is
+  below the input's charge are refused.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import random
@@ -254,6 +254,42 @@ def test_a_first_layer_rounding_charge_does_not_cover_the_input_rounding(column:
     assert err <= _certificate(g, lo, hi, "binary32", column, input_exact=False)
 
 
+@pytest.mark.parametrize("column", COLUMNS)
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_a_point_input_is_charged_its_own_rounding(fmt: str, column: str) -> None:
+    """claim35b: a point input [x, x] (input_exact false) is charged |fl(x) - x| (exact column) or
+    u|x| + eta (fast column) when x is no value of the format, and nothing when it is one: fl(x) = x.
+    At x = 0.1 the identity's eps covers the run's error fl(0.1) - 0.1; at x = fl(0.1) the run is
+    exact and eps is (about) 0; on y = w x + b at that point eps covers the runtime's and the
+    correctly rounded emulations' errors (f exact in Fractions)."""
+    g = _identity()
+    xf = rne(C, fmt)
+    assert xf != C
+    eps = _certificate(g, C, C, fmt, column, input_exact=False)
+    assert _runtime(g, xf, fmt) == xf
+    assert abs(xf - C) <= eps <= ulp(C, fmt)
+    if column == "exact":
+        assert eps <= abs(xf - C) * Q(1001, 1000)  # (the point's own rounding, rounded up)
+    assert _certificate(g, xf, xf, fmt, column, input_exact=False) < ulp(C, fmt) / 2**20
+    x64 = Q(float(C))  # binary64's 0.1: a float the fast column reads exactly, no value of fmt
+    if fmt != "binary64":
+        assert rne(x64, fmt) != x64
+        assert abs(rne(x64, fmt) - x64) <= _certificate(g, x64, x64, fmt, column, input_exact=False)
+    w = WEIGHT.get(fmt, 768.0)
+    b = float(np.float32(-float(Q(w) * xf)))
+    m = nn.Sequential(nn.Linear(1, 1)).eval()
+    m[0].weight.data[...] = np.array([[w]], np.float32)
+    m[0].bias.data[...] = np.array([b], np.float32)
+    lin = tl.trace(m, tl.zeros(1, 1))
+    wf, bf = rne(Q(w), fmt), rne(Q(b), fmt)
+    for x in (xf, C):
+        e = _certificate(lin, x, x, fmt, column, input_exact=False)
+        real = Q(w) * x + Q(b)
+        xr = rne(x, fmt)
+        runs = [_runtime(lin, xr, fmt), rne(rne(wf * xr, fmt) + bf, fmt), rne(wf * xr + bf, fmt)]
+        assert max(abs(y - real) for y in runs) <= e, (fmt, column, float(x))
+
+
 # -- the public paths ----------------------------------------------------------------------------
 
 F0 = float(np.float32(0.1))  # binary32 0.1 (below the real 0.1)
@@ -296,64 +332,104 @@ def _robust_box():
     return x, eps
 
 
-def test_float32_robustness_is_about_binary32_points_only() -> None:
-    """``robustness(float32=True)`` answers verified (its certificate's errorbound has input_exact
-    true, eps ~1e-301) although the float32 run at the real box point (LOW, F0), as ``tl.tensor``
-    rounds it, is a tie: the weaker reading (binary32 inputs of the box) holds, the stronger does
-    not. If this starts to fail because the verdict charges the input's rounding, update the claim
-    in ``float_vnn.py``, TRUST_BOUNDARIES.md, README.md and docs/design.md to the stronger reading."""
+def test_float32_robustness_covers_the_rounded_real_points() -> None:
+    """``robustness(float32=True)`` is about every real point of the box rounded to binary32
+    (claim35b): on the quarter-ulp box the float32 run at the real box point (LOW, F0), as
+    ``tl.tensor`` and torch round it, is a tie, so the answer is not "verified" (claim35 measured
+    "verified" while the statements were written input_exact true). The one binary32 point of the
+    box, (F1, F0), is robust, so it is no "falsified" either."""
     torch = pytest.importorskip("torch")
     m = _relu2()
     x, eps = _robust_box()
-    r = tl.verify.robustness(m, x, eps, label=0, timeout=30, float32=True)
-    assert r.verdict == "verified", r.reason
-    stmts = list(_walk(r.certificate))
-    assert stmts and all(s["input_exact"] is True for s in stmts)
-    # the weaker reading: every binary32 point of the box (X_0 = F1 only) is robust
-    assert float(np.float32(LOW)) == F0 and [F1] == [v for v in (F0, F1) if LOW <= v <= F1]
-    y = m(tl.tensor(np.array([[F1, F0]]))).numpy().ravel()
-    assert y[0] > y[1]
-    # the stronger reading fails: the real box point (LOW, F0) rounded to binary32 is a tie
-    pt = np.array([[LOW, F0]])
     assert Q(x[0, 0]) - Q(eps[0, 0]) == Q(LOW)
+    pt = np.array([[LOW, F0]])
     y = m(tl.tensor(pt)).numpy().ravel()
     yt = torch.relu(torch.tensor(pt, dtype=torch.float32)).numpy().ravel()
-    assert y[0] == y[1] and yt[0] == yt[1]
+    assert y[0] == y[1] and yt[0] == yt[1]  # the stronger reading is false here
+    assert float(np.float32(LOW)) == F0 and [F1] == [v for v in (F0, F1) if LOW <= v <= F1]
+    y = m(tl.tensor(np.array([[F1, F0]]))).numpy().ravel()
+    assert y[0] > y[1]  # (the weaker one, about binary32 points only, is true)
+    r = tl.verify.robustness(m, x, eps, label=0, timeout=20, float32=True)
+    assert r.verdict in ("unknown", "timeout"), (r.verdict, r.reason)
 
 
-def test_an_input_rounding_charge_refuses_that_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same search with its errorbound statements written input_exact false (what the stronger
-    reading needs): eps (~0.8 ulp per output) exceeds the real margin (a quarter ulp), so no
-    float-sound verdict; robustness answers unknown or falsified instead of verified. A margin of
-    4 ulp is verified that way, its certificate accepted by ``check_vnn_float`` (robustness replays
-    it before answering)."""
-    from torchlean.verify import float32
-
-    monkeypatch.setattr(float32, "bound_certificate", functools.partial(bound_certificate, input_exact=False))
-    x, eps = _robust_box()
-    r = tl.verify.robustness(_relu2(), x, eps, label=0, timeout=20, float32=True)
-    assert r.verdict != "verified", r.reason
-    # with a margin of 4 ulp instead, the charged verdict is reached, and the certificate (every
-    # statement input_exact false) replays: the path the stronger reading would take works
+def _margin_case():
+    """X_0 in [0.1f + 4 ulp, 0.1f + 5 ulp], X_1 = 0.1f: a real margin of 4 ulp, above the input's
+    rounding (half an ulp per input): "verified" with every statement input_exact false."""
     lo, hi = F0 + 4 * (F1 - F0), F0 + 5 * (F1 - F0)
     x, eps = np.array([[(lo + hi) / 2, F0]]), np.array([[(hi - lo) / 2, 0.0]])
     r = tl.verify.robustness(_relu2(), x, eps, label=0, timeout=20, float32=True)
     assert r.verdict == "verified", r.reason
     stmts = list(_walk(r.certificate))
     assert stmts and all(s["input_exact"] is False for s in stmts)
+    # eps covers the input's rounding: at least |fl(x) - x| for a real x of the box (relu is exact
+    # on it, so the run's error at x is fl(x) - x, up to half an ulp of 0.1f)
+    worst = max(abs(rne(Q(v), "binary32") - Q(v)) for v in np.linspace(lo, hi, 101))
+    assert worst > (Q(F1) - Q(F0)) / 4
+    assert all(epsilons({"statement": s})[0] >= worst for s in stmts)  # (output 0 reads X_0)
+    return r
+
+
+def _ebs(cert):
+    """The errorbound certificates of a vnn-unsat-float certificate (either form)."""
+    if "errorbound" in cert:
+        yield cert["errorbound"]
+    for k in ("parts", "lo", "hi"):
+        if isinstance(cert.get(k), dict):
+            yield from _ebs(cert[k])
+
+
+def _forge(cert, change):
+    """A copy with ``change(statement)`` applied to every errorbound statement, each digest
+    recomputed as the generator computes it (on the statement completed with the shared IR)."""
+    from torchlean.certificates.core import digest
+
+    c = json.loads(json.dumps(cert))
+    for eb in _ebs(c):
+        change(eb["statement"])
+        full = {**eb["statement"], "graph": c["graph"]} if "graph" in c else eb["statement"]
+        eb["digest"] = digest(full)
+    return c
+
+
+def test_check_vnn_float_refuses_input_exact_true_and_a_shrunk_charge() -> None:
+    """Mutations of an accepted certificate (the 4 ulp case), digests recomputed: (1) every
+    statement's input_exact set true, epsilons kept (so each errorbound part alone still replays:
+    a larger epsilon than the input-exact walk needs) -- an old-style certificate: refused with a
+    one-line reason naming input_exact; the errorbound checker alone accepts the part, so the
+    refusal is the new rule's; (2) epsilon shrunk below the input's charge (to a quarter of |fl(x) -
+    x| at the box's end), input_exact kept false: refused by the errorbound replay."""
     from torchlean.certificates.float_vnn import check_vnn_float
     from torchlean.certificates.lower import lower
 
-    ir = r.certificate.get("graph") or stmts[0]["graph"]
-    v = check_vnn_float(r.certificate, lower(ir), r.spec)
-    assert v.ok, v.reason
+    r = _margin_case()
+    cert = r.certificate
+    ir = cert.get("graph") or next(_ebs(cert))["statement"]["graph"]
+    net = lower(ir)
+    assert check_vnn_float(cert, net, r.spec).ok
+
+    old = _forge(cert, lambda s: s.update(input_exact=True))
+    for eb in _ebs(old):
+        alone = {**eb, "statement": {**eb["statement"], "graph": ir}} if "graph" in old else eb
+        assert check(alone).ok  # (the part is a valid errorbound certificate of the weaker claim)
+    v = check_vnn_float(old, net, r.spec)
+    assert not v.ok and "input_exact" in v.reason and "\n" not in v.reason, v.reason
+
+    lo = Q(F0 + 4 * (F1 - F0))
+    charge = abs(rne(lo + (Q(F1) - Q(F0)) / 2 - Q(1, 2**200), "binary32") - (lo + (Q(F1) - Q(F0)) / 2))
+    small = str(charge / 4)
+    shrunk = _forge(cert, lambda s: s.update(epsilon=[small] * len(s["epsilon"])))
+    v = check_vnn_float(shrunk, net, r.spec)
+    assert not v.ok and "epsilon" in v.reason and "< bound" in v.reason, v.reason
 
 
-def test_cli_float32_unsat_with_a_real_region_point_whose_rounding_is_unsafe(tmp_path, capsys) -> None:
+def test_cli_float32_no_unsat_where_a_real_region_point_rounds_unsafe(tmp_path, capsys) -> None:
     """End to end: an ONNX Relu and a VNN-LIB region X_0 in [0.1000000035, 0.1000000090], X_1 the
-    binary32 0.1, unsafe Y_0 <= Y_1. ``verify --float32`` prints "unsat (float32-sound, checked)" and
-    ``verify check`` accepts its certificate; onnxruntime's float32 run at the region's real point
-    X_0 = 0.1000000035 (rounded to binary32 0.1) gives Y_0 = Y_1: unsafe. Real: Y_0 - Y_1 >= 2e-9."""
+    binary32 0.1, unsafe Y_0 <= Y_1. onnxruntime's float32 run at the region's real point
+    X_0 = 0.1000000035 (rounded to binary32 0.1) gives Y_0 = Y_1: unsafe, so ``verify --float32``
+    must not print unsat (claim35 measured "unsat (float32-sound, checked)" with input_exact true
+    statements). Real: Y_0 - Y_1 >= 2e-9 (the real verdict is unsat). A certificate of that old
+    kind (its statement set input_exact true, digest recomputed) is refused by ``verify check``."""
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     from onnx import helper
@@ -361,22 +437,40 @@ def test_cli_float32_unsat_with_a_real_region_point_whose_rounding_is_unsafe(tmp
     from tests.test_onnx_exact import _model
     from torchlean.verify.__main__ import main
 
-    net, prop, out = tmp_path / "relu.onnx", tmp_path / "p.vnnlib", tmp_path / "c.json"
+    net, prop = tmp_path / "relu.onnx", tmp_path / "p.vnnlib"
     relu = _model([helper.make_node("Relu", ["x"], ["y"])], [("x", [1, 2])], ["y"])
     net.write_bytes(relu.SerializeToString())
     f0 = format(Decimal(F0), "f")  # (the exact decimal of binary32 0.1)
     lo, hi = "0.1000000035", "0.1000000090"
     assert Q(F0) < Q(lo) < (Q(F0) + Q(F1)) / 2 and Q(F1) <= Q(hi)
-    prop.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
-                    f"(declare-const Y_1 Real)\n(assert (>= X_0 {lo}))\n(assert (<= X_0 {hi}))\n"
-                    f"(assert (>= X_1 {f0}))\n(assert (<= X_1 {f0}))\n(assert (<= Y_0 Y_1))\n")
-    assert main([str(net), str(prop), "--float32", "-q", "--cert", str(out)]) == 0
-    text = capsys.readouterr()
-    assert text.out.strip() == "unsat (float32-sound, checked)"
-    assert "holds no binary32 value" not in text.err  # (not vacuous: X_0 = F1 is in the region)
-    assert all(s["input_exact"] is True for s in _walk(json.loads(out.read_text())))
-    assert main(["check", str(out), str(net), str(prop)]) == 0
-    assert "binary32-sound" in capsys.readouterr().out
+
+    def write(x0_lo: str, x0_hi: str) -> None:
+        prop.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
+                        f"(declare-const Y_1 Real)\n(assert (>= X_0 {x0_lo}))\n(assert (<= X_0 {x0_hi}))\n"
+                        f"(assert (>= X_1 {f0}))\n(assert (<= X_1 {f0}))\n(assert (<= Y_0 Y_1))\n")
+
+    write(lo, hi)
     sess = ort.InferenceSession(str(net))
     y = sess.run(None, {"x": np.array([[float(lo), F0]], dtype=np.float32)})[0].ravel()
     assert y[0] <= y[1]  # onnxruntime's float32 run at the rounded real point: in the unsafe set
+    assert main([str(net), str(prop), "--timeout", "20", "-q"]) == 0
+    assert capsys.readouterr().out.strip().startswith("unsat")  # (the real network is safe)
+    main([str(net), str(prop), "--float32", "-q", "--timeout", "20"])
+    out = capsys.readouterr().out.strip()
+    assert not out.startswith("unsat"), out
+
+    # 4 ulp of margin: unsat, its certificate (input_exact false) accepted; the same with the
+    # statements made input_exact true (the old kind) refused in one line
+    cert = tmp_path / "c.json"
+    write(format(Decimal(F0 + 4 * (F1 - F0)), "f"), format(Decimal(F0 + 5 * (F1 - F0)), "f"))
+    assert main([str(net), str(prop), "--float32", "-q", "--timeout", "20", "--cert", str(cert)]) == 0
+    assert capsys.readouterr().out.strip() == "unsat (float32-sound, checked)"
+    good = json.loads(cert.read_text())
+    assert all(s["input_exact"] is False for s in _walk(good))
+    assert main(["check", str(cert), str(net), str(prop)]) == 0
+    assert "binary32-sound" in capsys.readouterr().out
+    cert.write_text(json.dumps(_forge(good, lambda s: s.update(input_exact=True))))
+    assert main(["check", str(cert), str(net), str(prop)]) != 0
+    text = capsys.readouterr()
+    msg = (text.out + text.err).strip()
+    assert "input_exact" in msg and "binary32-sound" not in msg, msg

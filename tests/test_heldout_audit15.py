@@ -109,7 +109,7 @@ def _forged(target, spec: Spec, fmt: str = "binary32", kernel_ulps: Q = Q(4)) ->
     choice: the errorbound of ``target.graph`` on the region's box, a real proof of the grown property."""
     (r,) = spec.regions
     box = list(zip(r.lo, r.hi))
-    eb = bound_certificate(target.graph, box, fmt, kernel_ulps=kernel_ulps)
+    eb = bound_certificate(target.graph, box, fmt, kernel_ulps=kernel_ulps, input_exact=False)
     res = solve(target, grow(spec, epsilons(eb)), timeout=30)
     assert res.verdict == "unsat", res.verdict  # (else there is nothing to forge)
     return {"kind": KIND, "version": 1, "format": fmt, "errorbound": eb, "real": res.cert}
@@ -165,7 +165,8 @@ def test_cli_refuses_a_kernel_assumption_below_the_runtimes(tmp_path, capsys, wi
         code, stdout = _cli(capsys, "check", c, net, prop, *extra)
         assert code == 1 and stdout.startswith("rejected"), stdout
     # with the runtime's assumption the grown property has a real counterexample: no proof exists
-    eb = bound_certificate(target.graph, [(spec.regions[0].lo[0], spec.regions[0].hi[0])], "binary32")
+    eb = bound_certificate(target.graph, [(spec.regions[0].lo[0], spec.regions[0].hi[0])], "binary32",
+                           input_exact=False)
     assert solve(target, grow(spec, epsilons(eb)), timeout=30).verdict == "sat"
 
 
@@ -399,7 +400,7 @@ def test_an_errorbound_box_short_of_the_region_is_refused(partitioned, sub):
     with a real proof of the property grown by its (smaller) epsilon over the whole region, leaves
     that end without an error bound: refused (each end's test alone)."""
     target, spec, _ = partitioned
-    eb = bound_certificate(target.graph, [(Q(sub[0]), Q(sub[1]))], "binary32")
+    eb = bound_certificate(target.graph, [(Q(sub[0]), Q(sub[1]))], "binary32", input_exact=False)
     res = solve(target, grow(spec, epsilons(eb)), timeout=30)
     assert res.verdict == "unsat"  # (the real part alone would pass)
     cert = {"kind": KIND, "version": 1, "format": "binary32", "errorbound": eb, "real": res.cert}

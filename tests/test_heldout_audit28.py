@@ -364,9 +364,10 @@ def test_no_float32_sat_where_every_binary32_softplus_is_positive(tmp_path, caps
 
 
 def test_a_region_with_no_binary32_input_is_noted(tmp_path):
-    """audit28 noticed: the float-sound claim is about binary32 inputs, so a point region such as
-    ``X_0 = 0.1`` (no binary32 value) makes a float32 ``unsat`` vacuous while the real network
-    has a counterexample there. The CLI now says so on stderr, naming the region and input."""
+    """audit28 noticed: the float-sound claim was about binary32 inputs, so a point region such as
+    ``X_0 = 0.1`` (no binary32 value) made a float32 ``unsat`` vacuous while the real network
+    has a counterexample there. The CLI says so on stderr, naming the region and input (since
+    claim35b the verdict covers the region's real points rounded, and the note says that)."""
     import subprocess
     import sys
 

@@ -297,7 +297,7 @@ def test_a_point_the_runtime_violates_is_never_unsat(tmp_path, capsys, name):
     code, out, err = _cli(capsys, path, prop, "--float32", "--timeout", "30")
     assert code == 0 and not out.startswith("unsat"), (name, out)
     box = [(Q(float(v)), Q(float(v))) for v in x.ravel()]
-    e = float(epsilons(bound_certificate(g, box, "binary32", ranges="fast"))[j])
+    e = float(epsilons(bound_certificate(g, box, "binary32", ranges="fast", input_exact=False))[j])
     b = y64[j] + (2 * e if d[j] > 0 else -2 * e) + np.sign(d[j]) * 1e-12 * abs(y64[j])
     prop = _point_prop(tmp_path / "p.vnnlib", x, y32.size, f"({rel} Y_{j} {_dec(b)})")
     code, out, err = _cli(capsys, path, prop, "--float32", "--timeout", "30")
@@ -322,7 +322,7 @@ def _conv_partitioned(tmp_path: Path):
         [("w1", W(8, 1, 2, 2)), ("b1", W(8)), ("w2", W(1, 72)), ("b2", W(1))])
     g = load_graph(path)
     box = [(Q(-4), Q(4))] * 4
-    eps = epsilons(bound_certificate(g, box, "binary32", ranges="fast"))[0]
+    eps = epsilons(bound_certificate(g, box, "binary32", ranges="fast", input_exact=False))[0]
     f = lambda X: execute(path, X.reshape(-1, 1, 2, 2), np.float64)  # noqa: E731
     corners = np.array(np.meshgrid(*[[-4.0, 4.0]] * 4)).reshape(4, -1).T
     c, r = np.zeros(4), 4.0

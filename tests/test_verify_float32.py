@@ -36,7 +36,7 @@ def linear_instance(margin_in_eps: Fraction, seed: int = 0):
     g = mlp([4, 1], "relu", seed)
     W, b = g.constants["W0"].astype(np.float64), g.constants["b0"].astype(np.float64)
     m = sum(abs(Fraction(float(w))) for w in W[:, 0]) + Fraction(float(b[0]))
-    eps = epsilons(bound_certificate(g, BOX, "binary32"))[0]
+    eps = epsilons(bound_certificate(g, BOX, "binary32", input_exact=False))[0]
     assert 0 < eps < Fraction(1, 1000)
     atom = Atom((Fraction(-1),), -(m + margin_in_eps * eps), False)  # -y <= -(m + margin)
     spec = Spec(4, 1, (Region(tuple(lo for lo, _ in BOX), tuple(hi for _, hi in BOX), ((atom,),)),))
@@ -93,7 +93,7 @@ def test_errorbound_of_another_network_rejected(accepted):
     g, net, spec, cert = accepted
     other = mlp([4, 1], "relu", seed=1)
     c = copy.deepcopy(cert)
-    c["errorbound"] = bound_certificate(other, BOX, "binary32")
+    c["errorbound"] = bound_certificate(other, BOX, "binary32", input_exact=False)
     assert "different" in _reason(c, g, net, spec)
     # even without the file's model id, the real network of the other IR differs
     v = check_vnn_float(c, net, spec)
@@ -103,7 +103,8 @@ def test_errorbound_of_another_network_rejected(accepted):
 def test_box_not_covering_region_rejected(accepted):
     g, net, spec, cert = accepted
     c = copy.deepcopy(cert)
-    c["errorbound"] = bound_certificate(g, [(-1, 1)] * 3 + [(-1, Fraction(1, 2))], "binary32")
+    c["errorbound"] = bound_certificate(g, [(-1, 1)] * 3 + [(-1, Fraction(1, 2))], "binary32",
+                                        input_exact=False)
     assert "does not cover" in _reason(c, g, net, spec)
 
 
@@ -119,7 +120,8 @@ def test_real_certificate_for_ungrown_spec_rejected(accepted):
 def test_wrong_format_rejected(accepted):
     g, net, spec, cert = accepted
     c = copy.deepcopy(cert)
-    c["errorbound"] = bound_certificate(g, BOX, "binary64")  # a smaller epsilon, another format
+    # a smaller epsilon, another format
+    c["errorbound"] = bound_certificate(g, BOX, "binary64", input_exact=False)
     assert "binary32" in _reason(c, g, net, spec)
     c = copy.deepcopy(cert)
     c["real"] = {**c["real"], "kind": "vnn-unsat-float"}
@@ -187,7 +189,8 @@ def test_robustness_api_float32():
 def test_split_epsilon_accepted(accepted):
     g, net, spec, cert = accepted
     c = copy.deepcopy(cert)
-    c["errorbound"] = bound_certificate(g, BOX, "binary32", splits=2)  # errorbound-split: accepted
+    # errorbound-split: accepted
+    c["errorbound"] = bound_certificate(g, BOX, "binary32", splits=2, input_exact=False)
     assert c["errorbound"]["kind"] == "errorbound-split"
     eps = [Fraction(e) for e in c["errorbound"]["statement"]["epsilon"]]
     c["real"] = verify(net, grow(spec, eps), timeout=30).cert
@@ -197,7 +200,7 @@ def test_split_epsilon_accepted(accepted):
 def _part(g, net, spec, box):
     from torchlean.certificates.float_vnn import restrict
 
-    eb = bound_certificate(g, box, "binary32")
+    eb = bound_certificate(g, box, "binary32", input_exact=False)
     res = verify(net, grow(restrict(spec, box), epsilons(eb)), timeout=30)
     assert res.verdict == "unsat"
     return {"errorbound": eb, "real": res.cert}
@@ -231,7 +234,7 @@ def test_partitioning_proves_what_one_box_cannot():
     g = mlp([2, 16, 16, 1], "relu", seed=3)
     net = lower(g.to_dict())
     box = [(Fraction(-4), Fraction(4))] * 2
-    eps = epsilons(bound_certificate(g, box, "binary32"))[0]
+    eps = epsilons(bound_certificate(g, box, "binary32", input_exact=False))[0]
     C = {k: v.astype(np.float64) for k, v in g.constants.items()}
 
     def f(x):  # the real network in float64 (mlp: matmul + bias, relu between)
@@ -308,15 +311,16 @@ def test_shared_errorbound_replayed_once_and_mutations(accepted, mode, monkeypat
     assert not v.ok and "epsilon" in v.reason, v.reason
     bad = copy.deepcopy(shared)  # the hi leaf's errorbound is the lo half's: wrong node
     lo_box = [(Fraction(-1), Fraction(0))] + BOX[1:]
-    bad["parts"]["hi"]["errorbound"] = bound_certificate(g, lo_box, "binary32")
+    bad["parts"]["hi"]["errorbound"] = bound_certificate(g, lo_box, "binary32", input_exact=False)
     v = check_vnn_float(bad, net, spec, model=model_id(g.to_dict()), mode=mode)
     assert not v.ok and "does not cover" in v.reason, v.reason
     bad = copy.deepcopy(shared)  # one copy about binary64
-    bad["parts"]["lo"]["errorbound"] = bound_certificate(g, BOX, "binary64")
+    bad["parts"]["lo"]["errorbound"] = bound_certificate(g, BOX, "binary64", input_exact=False)
     v = check_vnn_float(bad, net, spec, model=model_id(g.to_dict()), mode=mode)
     assert not v.ok and "binary32" in v.reason, v.reason
     bad = copy.deepcopy(shared)  # one copy of another network's errorbound
-    bad["parts"]["lo"]["errorbound"] = bound_certificate(mlp([4, 1], "relu", seed=1), BOX, "binary32")
+    bad["parts"]["lo"]["errorbound"] = bound_certificate(mlp([4, 1], "relu", seed=1), BOX, "binary32",
+                                                         input_exact=False)
     v = check_vnn_float(bad, net, spec, mode=mode)
     assert not v.ok and "different network" in v.reason, v.reason
 
@@ -351,7 +355,7 @@ def _half_eps_above_max(g, box):
     binary32 epsilon), the maximum found by zooming a fine grid over the box's first two inputs
     (the others fixed at their box value, which must be a point): true in the reals and in
     float32, but the whole box's epsilon is above its margin, so a proof bisects."""
-    eps = epsilons(bound_certificate(g, box, "binary32"))[0]
+    eps = epsilons(bound_certificate(g, box, "binary32", input_exact=False))[0]
     C = {k: v.astype(np.float64) for k, v in g.constants.items()}
     rest = np.array([float(a) for a, _ in box[2:]])
     assert all(a == b for a, b in box[2:])
@@ -447,7 +451,8 @@ def test_partitioned_shared_ir_mutations(partitioned):
     eb["digest"] = digest(eb["statement"])  # a digest of the stored form is not the statement's
     assert "digest" in reason(bad)
     bad = copy.deepcopy(cert)  # a leaf of another network's certificate, its IR left out
-    other_eb = bound_certificate(mlp([2, 16, 16, 1], "relu", seed=4), [(-4, 4)] * 2, "binary32")
+    other_eb = bound_certificate(mlp([2, 16, 16, 1], "relu", seed=4), [(-4, 4)] * 2, "binary32",
+                                 input_exact=False)
     other_eb["statement"].pop("graph")
     next(_leaves(bad["parts"]))["errorbound"] = other_eb
     assert "different model" in reason(bad, model=model)
@@ -520,7 +525,7 @@ def test_no_bisection_no_input_scores(monkeypatch):
     W, b = g.constants["W0"].astype(np.float64), g.constants["b0"].astype(np.float64)
     box = [(Fraction(-1), Fraction(1))] * 80
     m = sum(abs(Fraction(float(w))) for w in W[:, 0]) + Fraction(float(b[0]))
-    eps = epsilons(bound_certificate(g, box, "binary32", ranges="fast"))[0]
+    eps = epsilons(bound_certificate(g, box, "binary32", ranges="fast", input_exact=False))[0]
     atom = Atom((Fraction(-1),), -(m + 2 * eps), False)  # -y <= -(m + 2 eps): unsafe y >= m + 2 eps
     spec = Spec(80, 1, (Region(tuple(a for a, _ in box), tuple(c for _, c in box), ((atom,),)),))
     calls = _counting_sensitivity(monkeypatch)

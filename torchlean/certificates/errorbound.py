@@ -3,18 +3,19 @@ rounding-error column of the per-primitive table (``COLUMN``). Standard library 
 
 Claim: for every input x in the box (each value of ``format`` in it where ``input_exact`` is true;
 each real x, the run starting from x rounded to the format, where false: each input's error starts
-at u max|x| + eta), the graph run in ``format`` (every IR node one kernel call of ``runtime/rules*.py``,
-each of its operations rounded) returns y~ with |y~_j - y_j(x)| <= epsilon_j, y the real graph (the
-spec's meaning) on the stored weights. The checker walks the IR
-the statement carries: real ranges of every element from the bound table (``lower.lower`` forms,
-``engine.forward`` bounds), then errors node by node, each entry following the runtime kernel's own
-operations under fl(a op b) = (a op b)(1 + d) + e, |d| <= u, |e| <= eta (kernel assumptions:
-``floats.ROUNDING_RULES``). An error is a linear form over error sources (|d_s| <= loc_s); each
-step's new unknowns (its rounding, slope radii, fixed-point charges) become one new source, so
-later signed weights can cancel them; a form may always be collapsed into its bound. Each entry's
-argument: TRUST_BOUNDARIES.md, "Floats". Certificate: {"kind": "errorbound", "statement": S,
-"digest", "steps": [[bound per element] per IR node]}, S = {format, mode, kernel_ulps, input_box,
-input_exact, ranges, graph, model, epsilon}; every step and epsilon must be >= the recomputed bound.
+at u max|x| + eta, a point input's at |fl(x) - x|), the graph run in ``format`` (every IR node one
+kernel call of ``runtime/rules*.py``, each of its operations rounded) returns y~ with
+|y~_j - y_j(x)| <= epsilon_j, y the real graph (the spec's meaning) on the stored weights. The
+checker walks the IR the statement carries: real ranges of every element from the bound table
+(``lower.lower`` forms, ``engine.forward`` bounds), then errors node by node, each entry following
+the runtime kernel's own operations under fl(a op b) = (a op b)(1 + d) + e, |d| <= u, |e| <= eta
+(kernel assumptions: ``floats.ROUNDING_RULES``). An error is a linear form over error sources
+(|d_s| <= loc_s); each step's new unknowns (its rounding, slope radii, fixed-point charges) become
+one new source, so later signed weights can cancel them; a form may always be collapsed into its
+bound. Each entry's argument: TRUST_BOUNDARIES.md, "Floats". Certificate: {"kind": "errorbound",
+"statement": S, "digest", "steps": [[bound per element] per IR node]}, S = {format, mode,
+kernel_ulps, input_box, input_exact, ranges, graph, model, epsilon}; every step and epsilon must be
+>= the recomputed bound.
 ``ranges`` "fast" (the generator's default above 1,000 nonlinear elements): exact IBP met per
 element with the fast engine's CROWN (``fast_engine.tight_args``, numpy, imported only then),
 recomputed here, never read from the certificate; the verdict names the float64 model (and libm)
@@ -398,8 +399,10 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
     k = 0
     for i in ir["inputs"]:
         n = len(env[i["name"]].v)
-        vals[i["name"]] = [ctx.make(lo, hi, [], ZERO, ZERO if stmt["input_exact"] else ctx.rnd(max(-lo, hi)),
-                                    _g(r)) for (lo, hi), r in zip(box[k:k + n], ranges(env[i["name"]]))]
+        # (a point input's charge is its own rounding, |fl(x) - x|: 0 at a value of the format)
+        vals[i["name"]] = [ctx.make(lo, hi, [], ZERO, ZERO if stmt["input_exact"] else ctx.cast_err(lo)
+                                    if lo == hi else ctx.rnd(max(-lo, hi)), _g(r))
+                           for (lo, hi), r in zip(box[k:k + n], ranges(env[i["name"]]))]
         exact[i["name"]] = False
         k += n
     cast: dict[Fraction, Fraction] = {}  # (a DFT matrix repeats a few values many times)

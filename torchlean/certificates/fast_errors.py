@@ -566,9 +566,14 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         lo, hi = blo[0, k:k + m], bhi[0, k:k + m]
         k += m
         mag = np.maximum(np.abs(lo), np.abs(hi))
+        local = np.zeros(m)
         if not stmt["input_exact"]:
             w.fits(mag, "an input")
-        local = np.zeros(m) if stmt["input_exact"] else _up(w.u * mag + w.eta, 2)
+            # a point input that is a value of the format (its rationals read exactly) is not rounded
+            pt = np.array([float(a) if a == b and Fraction(float(a)) == a else np.nan
+                           for a, b in box[k - m:k]])
+            charged = w.cast_err(np.nan_to_num(pt)) + np.isnan(pt) != 0
+            local = np.where(charged, _up(w.u * mag + w.eta, 2), 0.0)
         vals[i["name"]] = w.make(lo, hi, {}, local)
     for name, c in consts.items():
         e = w.cast_err(c.ravel())

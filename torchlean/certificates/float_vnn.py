@@ -1,20 +1,19 @@
 """Float-sound VNN verdicts: the ``vnn-unsat-float`` certificate (standard library only).
 
-Claim: no input x of the property's input region, a value of ``format``, makes the network *run in
-that format* (the runtime's kernels on the IR the statement carries, rounding to nearest) return
-an output in the unsafe set. A real x of the region that is no value of the format is covered (the
-run on fl(x), rounded to nearest) only where fl(x) lies in the region, or where the errorbound
-statement's ``input_exact`` is false (its epsilon charges |fl(x) - x|); either is accepted, and
-``verify.float32`` writes true (claim35: tests/test_float_sound_input_rounding.py). Certificate::
+Claim: for no real point x of the property's input region does the network *run in that format*
+on fl(x), x rounded to nearest (the runtime's kernels on the IR the statement carries, rounding to
+nearest), return an output in the unsafe set. Every errorbound statement must have ``input_exact``
+false (its epsilon charges |fl(x) - x| from the real x: claim35b; a statement with it true covers
+only the format's values of the box, and is refused). Certificate::
 
     {"kind": "vnn-unsat-float", "version": 1, "format": "binary32",
      "errorbound": <an ``errorbound`` or ``errorbound-split`` certificate>,
      "real": <a ``vnn-unsat`` certificate for the real network and the GROWN property>}
 
-Argument. The errorbound part, replayed here, gives |y~_j - y_j| <= eps_j for every x in its box
-(y~ the float run, y the real network). Every output atom a·y <= b (or <) of the unsafe set is
-grown to a·y <= b + sum_j |a_j| eps_j (strictness kept): if y~ satisfies the atom, the real y at the
-same x satisfies the grown one (a·y <= a·y~ + sum |a_j||y_j - y~_j|). So a real counterexample to the
+Argument. The errorbound part, replayed here, gives |y~_j(fl(x)) - y_j(x)| <= eps_j for every real
+x in its box (y~ the float run, y the real network). Every output atom a·y <= b (or <) of the unsafe
+set is grown to a·y <= b + sum_j |a_j| eps_j (strictness kept): if y~(fl(x)) satisfies the atom, the
+real y(x) satisfies the grown one (a·y <= a·y~ + sum |a_j||y_j - y~_j|). So a real counterexample to the
 grown property exists whenever a float one to the original does, and the ``real`` part, replayed
 by ``check_vnn`` against the grown property rebuilt here from the replayed epsilons (exact
 rationals), proves there is none. The errorbound statement must be about this network (its IR read
@@ -28,7 +27,7 @@ Partitioned form: {"kind", "version", "format", "box": [[lo, hi], ...], "parts":
 every region's box; a split (lo_d < v < hi_d) gives the halves [lo_d, v] and [v, hi_d], so the
 leaves cover the root box; each leaf is checked as above against the property restricted to its
 box (every region intersected with it, closed: a superset, so unsat of it is unsat of the part), so
-each part of the region gets its own, smaller, epsilon. A float counterexample x lies in some leaf
+each part of the region gets its own, smaller, epsilon. A float counterexample's real x lies in some leaf
 box and in that leaf's restricted region, where its leaf excludes it. Leaves may carry the same
 errorbound certificate (an ancestor's, whose box covers them): each distinct one (by its whole
 canonical JSON, not a claimed digest) is replayed once per check; the per-leaf requirements
@@ -156,6 +155,8 @@ def _leaf(cert: dict[str, Any], fmt: Any, net: BoundGraph, spec: Spec, model: st
     stmt = eb["statement"]
     require(stmt["format"] == fmt.to_dict(), f"errorbound certificate is not about {fmt.name}")
     require(stmt["mode"] == "rne", "errorbound certificate is not about round-to-nearest-even")
+    require(stmt.get("input_exact") is False, "errorbound certificate's input_exact is not false: its "
+            "epsilon omits the rounding of real inputs to the format, which a float-sound verdict covers")
     _native(stmt["graph"], fmt)
     require(rational(stmt["kernel_ulps"]) >= KERNEL_ULPS,
             f"errorbound certificate assumes kernels within {stmt['kernel_ulps']} ulp, not {KERNEL_ULPS}")

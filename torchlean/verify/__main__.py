@@ -261,7 +261,8 @@ def _verify_float32(args: argparse.Namespace, target, spec, left: float, clock: 
     if res.verdict == "unsat":
         for k, i in binary32_empty(spec):
             print(f"note: region {k}'s X_{i} interval holds no binary32 value: the float32 verdict "
-                  "is about binary32 inputs, so it holds there vacuously", file=sys.stderr, flush=True)
+                  "covers its real points rounded to binary32 (outside the region)", file=sys.stderr,
+                  flush=True)
         try:
             met = runtime_meets(target, spec)
         except Exception:  # (a note only: never lose the answer's certificate to it)
@@ -483,7 +484,8 @@ def main(argv: list[str] | None = None, command: bool = False) -> int:
                             "IBP with one back-substitution (forward)")
         p.add_argument("--float32", action="store_true",
                        help="verify the network as run in binary32: unsat (checked) holds for "
-                            "torchlean's float32 runtime, kernels within 4 ulp, any summation order; "
+                            "torchlean's float32 runtime at every real input of the region rounded "
+                            "to binary32, kernels within 4 ulp, any summation order; "
                             "sat is a binary32 point where the runtime's run (this machine) and the "
                             "bit-exact emulation (correctly rounded, sums left to right) both meet "
                             "the unsafe set")

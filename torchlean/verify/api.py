@@ -304,14 +304,14 @@ def robustness(model: Any, x: Any, eps: Any, label: int, timeout: float = 30.0,
     """Is ``label`` the strict argmax of the outputs at every x' with |x' - x|_inf <= eps (∩ clip)?
 
     Returns a checked verdict (see ``RobustnessResult``); a tie counts as not robust.
-    ``float32``: about the model *run in binary32* at every binary32 point of the box instead
-    (``verify.float32``; a real point of the box that is no binary32 number is covered only where
-    its rounding stays in the box: the epsilon does not charge the input's rounding, unlike
-    ``bounds(float32=True)``'s, tests/test_float_sound_input_rounding.py): "verified" carries
-    a ``vnn-unsat-float`` certificate, "falsified" a binary32 input where the runtime's own float32
-    run of the traced graph (numpy kernels and BLAS, a batch of one, this machine) and the bit-exact
-    emulation (correctly rounded, sums left to right) are both not robust (no certificate: their
-    word; audit59: the emulation alone could disagree with the runtime). ``x`` is one input (a
+    ``float32``: about the model *run in binary32* on ``tl.tensor(x')`` instead, for every real x'
+    of the box rounded to nearest binary32 (``verify.float32``; the epsilon charges the input's
+    rounding, as ``bounds(float32=True)``'s does, tests/test_float_sound_input_rounding.py):
+    "verified" carries a ``vnn-unsat-float`` certificate, "falsified" a binary32 input where the
+    runtime's own float32 run of the traced graph (numpy kernels and BLAS, a batch of one, this
+    machine) and the bit-exact emulation (correctly rounded, sums left to right) are both not
+    robust (no certificate: their word; audit59: the emulation alone could disagree with the
+    runtime). ``x`` is one input (a
     batch of one): the output must be one vector of scores, ``label`` a whole number indexing it;
     ``timeout`` in seconds, > 0.
 

@@ -1,9 +1,10 @@
 """Float-sound verification: decide a property for the network *run in binary32*.
 
 unsat: an ``errorbound`` certificate over the hull of the property's input boxes gives eps_j per
-output (``input_exact`` true: at the binary32 points of the box, so the verdict is about the
-binary32 inputs of the region, not about real ones rounded to binary32: docs/design.md, "The input's
-rounding in float-sound verdicts"); the real search then proves the property grown by eps
+output (``input_exact`` false: between the run on fl(x) and the real network at x, for every real x
+of the box, so the verdict is about every real input of the region rounded to nearest binary32, as
+``check_vnn_float`` requires: docs/design.md, "The input's rounding in float-sound verdicts"); the
+real search then proves the property grown by eps
 (``certificates.float_vnn.grow``) and the two parts are packed as a ``vnn-unsat-float`` certificate,
 replayed by ``check_vnn_float`` before anything is reported. On input-split chains (``bab``'s own
 search: ACAS Xu and the like) the parts are the boxes of one search, ``float_bab``: each box is
@@ -85,8 +86,8 @@ def _binary32_in(lo: Fraction, hi: Fraction, strict_lo: bool, strict_hi: bool) -
 
 def binary32_empty(spec: Spec) -> list[tuple[int, int]]:
     """(region, input) pairs whose interval holds no binary32 value (e.g. ``X_0 = 0.1``): a
-    float-sound verdict is about the network run on binary32 inputs, so such a region has none and
-    its part of an ``unsat`` holds vacuously."""
+    float-sound verdict covers such a region only through its real points rounded to binary32
+    (the run on fl(x), outside the region: claim35b), not vacuously as before."""
     out = []
     for k, r in enumerate(spec.regions):
         for i, (lo, hi, sl, sh) in enumerate(zip(r.lo, r.hi, *r.strictness())):
@@ -469,7 +470,7 @@ def verify_float32(graph: Any, target: Any, spec: Spec, timeout: float, progress
         te = time.monotonic()
         try:
             with time_limit(t0 + timeout):
-                eb = bound_certificate(graph, box, FORMAT, ranges="fast", column=column)
+                eb = bound_certificate(graph, box, FORMAT, ranges="fast", column=column, input_exact=False)
         except OutOfTime:
             stats["timed_out"] = True
             return None
