@@ -47,6 +47,32 @@ def prod(w: _Walk, a: _V, b: _V, ia: np.ndarray, ib: np.ndarray, lo, hi) -> _V:
     return w.make(lo, hi, C, local)
 
 
+def _recip(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """1/[p, q] outward, for p <= q of one sign: [1/q, 1/p], each end one rounding moved out."""
+    return np.nextafter(1.0 / q, -np.inf), np.nextafter(1.0 / p, np.inf)
+
+
+def quot(w: _Walk, a: _V, b: _V, ia: np.ndarray, ib: np.ndarray, lo, hi) -> _V:
+    """``Ctx.div`` per element, b data: a~/b~ - a/b = R e_a + T e_b, R = 1/b~ in 1/(b's float hull),
+    T = -a/(b b~) in -[a] (1/[b]) R; the quotient rounds once, |a~/b~| <= mag(a) max|R|. As
+    ``prod``: the form mid_R C_a + mid_T C_b, the radii times E and the rems times |mid| join the
+    new source (a constant operand read as data: its value, its cast error)."""
+    fl, fh = _float_hull(b.lo, b.hi, b.E)
+    fl, fh, rl, rh = fl[ib], fh[ib], b.lo[ib], b.hi[ib]
+    require(bool(((fl > 0) | (fh < 0)).all()), "division by a value whose float range contains 0")
+    R = _recip(fl, fh)
+    T = prod_range(-a.hi[ia], -a.lo[ia], *prod_range(*_recip(rl, rh), *R))
+    mR, rR = _midrad(*R)
+    mT, rT = _midrad(*T)
+    Ea, Eb = a.E[ia], b.E[ib]
+    out = _up(_up(np.maximum(np.abs(a.lo), np.abs(a.hi))[ia] + Ea, 1) * np.maximum(-R[0], R[1]), 1)
+    w.fits(out, "a quotient")
+    local = _up(w.u * out + w.eta + rR * Ea + rT * Eb + np.abs(mR) * a.rem[ia] + np.abs(mT) * b.rem[ib]
+                + _charge(np.abs(mR) * Ea + np.abs(mT) * Eb, 2), 8)
+    C = _plus(_scale(_rows(a.C, ia), mR), _scale(_rows(b.C, ib), mT), 1.0)
+    return w.make(lo, hi, C, local)
+
+
 def matmul_pairs(sa: tuple[int, ...], sb: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int]:
     """numpy's matmul of a (..., p, n) by b (..., n, q), batch axes broadcast: per output (row-major)
     its n products' element indices (ia, ib), consecutive, and n."""
