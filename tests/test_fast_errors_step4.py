@@ -51,18 +51,44 @@ GRAPHS = {
 BOX = [(Q(-1), Q(1))] * 4
 
 
+def _conv_graph() -> Graph:
+    """conv2d of x (1, 1, 4, 4) by a kernel that is a transpose of a constant (folded), relu, then
+    a constant image's conv2d, avg_pool2d and max_pool2d added to it (constant inputs read as data)."""
+    rng = np.random.default_rng(5)
+    f32 = np.float32
+    c = {"K": (rng.standard_normal((3, 3, 1, 2)) / 3).astype(f32),  # (kh, kw, in, out): transposed below
+         "I": rng.uniform(-1, 1, (1, 1, 4, 4)).astype(f32),
+         "K2": (rng.standard_normal((2, 1, 3, 3)) / 3).astype(f32)}
+    nodes = [Node("transpose", ["K"], "Kt", {"axes": (3, 2, 0, 1)}),
+             Node("conv2d", ["x", "Kt"], "c", {"padding": (1, 1)}), Node("relu", ["c"], "r"),
+             Node("conv2d", ["I", "K2"], "ci", {"padding": (1, 1)}), Node("add", ["r", "ci"], "s"),
+             Node("avg_pool2d", ["I"], "ai", {"kernel_size": (2, 2), "stride": (2, 2)}),
+             Node("max_pool2d", ["I"], "mi", {"kernel_size": (2, 2), "stride": (2, 2)}),
+             Node("avg_pool2d", ["s"], "as", {"kernel_size": (2, 2), "stride": (2, 2)}),
+             Node("add", ["as", "ai"], "u"), Node("mul", ["u", "mi"], "y")]
+    return Graph([Value("x", (1, 1, 4, 4), "float32")], c, nodes, ["y"]).check()
+
+
+GRAPHS["conv_const"] = _conv_graph()
+CONV_BOX = [(Q(-1), Q(1))] * 16
+
+
+def _box(name: str) -> list:
+    return CONV_BOX if name == "conv_const" else BOX
+
+
 @pytest.mark.parametrize("name", sorted(GRAPHS))
 def test_supported_and_above_float32_runs(name):
     g = GRAPHS[name]
     assert fe.supported(g.to_dict()) is None
-    covers_float_runs(g, BOX, "binary32", np.float32, 2000, 0)
+    covers_float_runs(g, _box(name), "binary32", np.float32, 2000, 0)
 
 
 @pytest.mark.parametrize("name", sorted(GRAPHS))
 def test_fast_steps_near_the_exact_column(name):
     """The same identities: each fast step within a factor 2 of the exact column's (either way:
     ``prod`` takes the divisor's float hull and the other's real range, ``Ctx.mul`` the reverse)."""
-    st = statement(GRAPHS[name], BOX, "binary32", ranges="fast", column="exact")
+    st = statement(GRAPHS[name], _box(name), "binary32", ranges="fast", column="exact")
     exact, fast = propagate(st), propagate({**st, "column": "fast"})
     assert [len(s) for s in fast] == [len(s) for s in exact]
     for sf, se in zip(fast, exact):
@@ -71,7 +97,7 @@ def test_fast_steps_near_the_exact_column(name):
 
 @pytest.mark.parametrize("name", sorted(GRAPHS))
 def test_shrunk_epsilon_rejected(name):
-    cert = bound_certificate(GRAPHS[name], BOX, "binary32", column="fast")
+    cert = bound_certificate(GRAPHS[name], _box(name), "binary32", column="fast")
     rejected(shrunk_epsilon(cert, Q(999, 1000)), "epsilon")
 
 

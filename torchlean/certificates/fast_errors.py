@@ -79,9 +79,11 @@ def supported(ir: dict[str, Any]) -> str | None:
             return f"{op}: a constant {'condition' if op == 'where' else 'index'} required"
         if op == "batch_norm" and (ins[0] in consts or not all(n in consts for n in ins[1:])):
             return "batch_norm: a data input and constant statistics required"
-        if op in ("conv2d", "avg_pool2d", "max_pool2d") and (ins[0] in consts or not all(
-                n in consts for n in ins[1:])):
-            return f"{op}: a data input (and a constant kernel) required"
+        # (a constant input is read as data, as mul's: its value, its cast error; a kernel must be
+        # a constant or a selection of constants, ``_compiled``'s folded ones: its floats are W)
+        if op in ("conv2d", "avg_pool2d", "max_pool2d") and not all(n in consts or n in folded
+                                                                      for n in ins[1:]):
+            return f"{op}: a constant kernel required"
     return None
 
 
@@ -301,7 +303,7 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
           mp: Any = None) -> _V:
     """One IR node's row; ``cw``: per input, its constant's floats (None for data); ``mp``: a
     linear node's map (``_map``, ``_matmul_map``). ``propagate`` has required ``supported``:
-    div reads data then a constant, conv2d/pooling a data input (mul and matmul: any operands)."""
+    conv2d's kernel is a constant (its input: data or a constant read as data)."""
     if op in ("flatten", "reshape"):  # (row-major order kept: the same elements, exactly)
         v = ins[0]
         return _V(lo, hi, v.C, v.rem, v.E)
@@ -319,8 +321,8 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
         a, b = ins
         P = prod(w, a, b, ia, ib, *prod_range(a.lo[ia], a.hi[ia], b.lo[ib], b.hi[ib]))
         return _dot(w, P, sum_map(len(lo), n), lo, hi)
-    if op in ("matmul", "conv2d"):
-        return _dot(w, ins[cw[0] is not None], mp, lo, hi)
+    if op in ("matmul", "conv2d"):  # (conv2d: the kernel is cw[1], the input read as data)
+        return _dot(w, ins[op == "matmul" and cw[0] is not None], mp, lo, hi)
     if op == "avg_pool2d":
         return _avg(w, ins[0], *mp, lo, hi)
     if op == "max_pool2d":
