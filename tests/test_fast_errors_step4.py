@@ -70,6 +70,17 @@ def _conv_graph() -> Graph:
 
 
 GRAPHS["conv_const"] = _conv_graph()
+# batch_norm with data statistics: mean t[0:2], var t[2:4]^2 + 0.5, weight a constant, bias a[0:2]
+GRAPHS["bn_data"] = _g([Node("slice", ["t"], "t0", {"index": [(0, 1, 1), (0, 2, 1)]}),
+                        Node("slice", ["t"], "t1", {"index": [(0, 1, 1), (2, 4, 1)]}),
+                        Node("slice", ["a"], "a0", {"index": [(0, 1, 1), (0, 2, 1)]}),
+                        Node("reshape", ["t0"], "M", {"shape": (2,)}),
+                        Node("mul", ["t1", "t1"], "q", {}), Node("add", ["q", "H"], "q1", {}),
+                        Node("reshape", ["q1"], "V", {"shape": (2,)}),
+                        Node("reshape", ["a0"], "B", {"shape": (2,)}),
+                        Node("reshape", ["a"], "r", {"shape": (1, 2, 2)}),
+                        Node("batch_norm", ["r", "M", "V", "G", "B"], "y", {"eps": 1e-5})], "y",
+                       {"H": np.array([[0.5]], np.float32), "G": np.array([1.7, -0.6], np.float32)})
 CONV_BOX = [(Q(-1), Q(1))] * 16
 
 

@@ -46,7 +46,7 @@ from .fast_blocks import _V, _absdot, _apply, _blk, _plus, _rows, _scale, _terms
 from .fast_fns import _Fns
 from .fast_forms import _charge, _dense, _float_hull, _Forms, _hi, _Mat, _midrad, _up
 from .fast_norms import NORMS, exact_row
-from .fast_prods import matmul_pairs, prod, prod_range, quot, sum_map
+from .fast_prods import bn_data, matmul_pairs, prod, prod_range, quot, sum_map
 from .fast_select import KEY, _select, copy, maxima, maxlike
 from .lower import NEG_INF, _decode_const, lower
 from .lower import ROWS as LOWER
@@ -77,8 +77,6 @@ def supported(ir: dict[str, Any]) -> str | None:
             continue
         if op in KEY and ins[KEY[op]] not in consts and ins[KEY[op]] not in folded:
             return f"{op}: a constant {'condition' if op == 'where' else 'index'} required"
-        if op == "batch_norm" and (ins[0] in consts or not all(n in consts for n in ins[1:])):
-            return "batch_norm: a data input and constant statistics required"
         # (a constant input is read as data, as mul's: its value, its cast error; a kernel must be
         # a constant or a selection of constants, ``_compiled``'s folded ones: its floats are W)
         if op in ("conv2d", "avg_pool2d", "max_pool2d") and not all(n in consts or n in folded
@@ -292,6 +290,12 @@ class _Walk(_Fns):
         local = _up(self.u * out + np.where(under, self.eta, self.eta_sum), 2)
         return self.make(lo, hi, C, _up(local + charge, 1), rem)
 
+    def sum2(self, a: _V, b: _V, ia: np.ndarray, ib: np.ndarray, sg: float, lo, hi) -> _V:
+        """"one": fl(a~ +- b~) (``sg``), data + data or data + constant, elements ia of a, ib of b."""
+        Ein = a.E[ia] + b.E[ib]
+        return self.one(lo, hi, _plus(_rows(a.C, ia), _rows(b.C, ib), sg), _charge(Ein, 2),
+                        _up(a.rem[ia] + b.rem[ib], 1), Ein, False)
+
 
 def _bcast(shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
     """Per operand, the index of the element each output of the broadcast reads (row-major)."""
@@ -314,6 +318,8 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
         return w.fn(op, ins[0], lo, hi, mp)
     if op in LIN:
         return _lin(w, op, ins, mp, lo, hi)
+    if op == "batch_norm" and any(c is None for c in cw[1:]):  # (data statistics)
+        return bn_data(w, ins[0], ins[1:], shapes[0], lo, hi, mp)
     if op == "batch_norm":
         return _batch_norm(w, ins[0], cw[1:], shapes[0], lo, hi, mp)  # (mp: its attributes)
     if op == "matmul" and mp is None:  # two data operands: ``Ctx.mul`` per product, then "dot"
@@ -335,11 +341,8 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
     a, b = ins
     if op in ("maximum", "minimum"):
         return maxlike(op, a, b, ia, ib, lo, hi)
-    if op in ("add", "sub"):  # "one": fl(a~ +- b~), data + data or data + constant
-        sg = 1.0 if op == "add" else -1.0
-        Ein = a.E[ia] + b.E[ib]
-        return w.one(lo, hi, _plus(_rows(a.C, ia), _rows(b.C, ib), sg), _charge(Ein, 2),
-                     _up(a.rem[ia] + b.rem[ib], 1), Ein, False)
+    if op in ("add", "sub"):
+        return w.sum2(a, b, ia, ib, 1.0 if op == "add" else -1.0, lo, hi)
     if op == "mul" and (cw[1] is None or cw[0] is not None):  # data x data (``Ctx.mul``)
         return prod(w, a, b, ia, ib, lo, hi)
     if op == "div" and (cw[1] is None or cw[0] is not None):  # a data divisor (``Ctx.div``)

@@ -6,16 +6,17 @@ the exact column's ``Ctx.mul`` rule in float64 rounded up. A constant operand is
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .core import require
-from .fast_blocks import _plus, _rows, _scale
-from .fast_forms import _charge, _float_hull, _Mat, _midrad, _up
+from .core import float_below, require
+from .fast_blocks import _V, _plus, _rows, _scale
+from .fast_forms import _charge, _float_hull, _hi, _Mat, _midrad, _up
 
 if TYPE_CHECKING:
-    from .fast_errors import _V, _Walk
+    from .fast_errors import _Walk
 
 
 def prod_range(al: np.ndarray, ah: np.ndarray, bl: np.ndarray, bh: np.ndarray
@@ -90,3 +91,32 @@ def matmul_pairs(sa: tuple[int, ...], sb: tuple[int, ...]) -> tuple[np.ndarray, 
 def sum_map(m: int, n: int) -> _Mat:
     """The 0/1 map summing each output's n consecutive products (unit weights: exact)."""
     return _Mat(m, m * n, np.repeat(np.arange(m), n), np.arange(m * n), np.ones(m * n))
+
+
+def _out(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[lo, hi] computed with one rounding per end, moved out by that rounding's charge."""
+    return lo - _charge(np.abs(lo), 1), hi + _charge(np.abs(hi), 1)
+
+
+def bn_data(w: _Walk, x: _V, st: list[_V], shape: tuple[int, ...], lo, hi, attrs: dict) -> _V:
+    """batch_norm with data statistics (mean, var, weight, bias: values, constants read as data):
+    ``errorbound._batch_norm``'s steps by the fast rows, s = fl(fl(1 / sqrt~(fl(var + fl(eps))))
+    w) per channel, then fl(fl(fl(x~ - mean) s~) + b) per element, each step on an outward real
+    range of its inputs' ranges (the last on the node's own range)."""
+    mean, var, wt, b = st
+    require(len(shape) >= 2, "batch_norm: no channel axis")
+    m, c = len(lo), len(var.E)
+    ch = (np.arange(m) // int(np.prod(shape[2:]))) % shape[1]
+    e = Fraction(attrs.get("eps", 1e-5))
+    de = np.array([_hi(w.q.cast_err(e))])
+    eps = _V(np.array([float_below(e)]), np.array([_hi(e)]), {}, de, de)
+    ic, z = np.arange(c), np.zeros(c, int)
+    v = w.sum2(var, eps, ic, z, 1.0, *_out(var.lo + eps.lo[0], var.hi + eps.hi[0]))
+    r = w.fn("sqrt", v, *_out(np.sqrt(np.maximum(v.lo, 0.0)), np.sqrt(v.hi)), {})
+    one = _V(np.ones(1), np.ones(1), {}, np.zeros(1), np.zeros(1))
+    r = quot(w, one, r, z, ic, *_recip(r.lo, r.hi))  # (quot refuses a hull not above 0)
+    s = prod(w, r, wt, ic, ic, *prod_range(r.lo, r.hi, wt.lo, wt.hi))
+    ix = np.arange(m)
+    d = w.sum2(x, mean, ix, ch, -1.0, *_out(x.lo - mean.hi[ch], x.hi - mean.lo[ch]))
+    p = prod(w, d, s, ix, ch, *prod_range(d.lo, d.hi, s.lo[ch], s.hi[ch]))
+    return w.sum2(p, b, ix, ch, 1.0, lo, hi)
