@@ -91,7 +91,7 @@ def _alarm(*_: object) -> None:
     raise TimeoutError("over the bench's time limit per walk")
 
 
-def compare(paths: list[str], limit: int = 180) -> None:
+def compare(paths: list[str], limit: int = 60) -> None:
     import signal
 
     from torchlean.certificates.errorbound import propagate
@@ -138,7 +138,7 @@ def compare(paths: list[str], limit: int = 180) -> None:
     print("\n| refused by | reason | count | e.g. |\n|---|---|---:|---|")
     for why, ws in sorted(refused.items(), key=lambda kv: -len(kv[1])):
         col, _, reason = why.partition(": ")
-        print(f"| {col} | {reason} | {len(ws)} | {ws[0].split(' ')[0]} |")
+        print(f"| {col} | {reason} | {len(ws)} | {ws[0].split(' (')[0][:70]} |")
     rs = [r[0] for r in rows if r[0] == r[0]]
     if rs:
         b = [sum(1 for x in rs if x <= 1.0), sum(1 for x in rs if 1 < x <= 1.01),
@@ -149,8 +149,9 @@ def compare(paths: list[str], limit: int = 180) -> None:
     print("\n| fast/exact (max ε) | per output min-max | test | format | exact ranges | nodes | exact s | "
           "fast s |\n|---:|---|---|---|---|---:|---:|---:|")
     for r in rows:
-        print(f"| {r[0]:.4g} | {r[1]:.3g}-{r[2]:.3g} | {r[3].split(' ')[0]} | {r[4]} | {r[5]} | {r[6]} | "
-              f"{r[7]:.2f} | {r[8]:.2f} |")
+        at = r[3].split(" (")[0][:70]
+        print(f"| {r[0]:.4g} | {r[1]:.3g}-{r[2]:.3g} | {at} | {r[4]} | {r[5]} | {r[6]} | {r[7]:.2f} | "
+              f"{r[8]:.2f} |")
 
 
 if __name__ == "__main__":

@@ -198,15 +198,15 @@ def test_column_flipped_or_removed_rejected(cert):
 
 
 def test_unsupported_node_and_wrong_format_rejected(cert):
-    # (a quotient of two data values: the exact column's row, no fast one; softmax has one since
-    # h-fastln)
+    # (a cast: the exact column's row, no fast one; a quotient of two data values has one since
+    # session 35, softmax since h-fastln)
     g = Graph([Value("x", (1, 4), "float32")], {"W": np.eye(4, dtype=np.float32)},
-              [Node("matmul", ["x", "W"], "h"), Node("exp", ["h"], "e"), Node("div", ["h", "e"], "y")],
-              ["y"]).check()
+              [Node("matmul", ["x", "W"], "h"), Node("exp", ["h"], "e"), Node("div", ["h", "e"], "d"),
+               Node("cast", ["d"], "y", {"dtype": "float64"})], ["y"]).check()
     st = statement(g, BOX, ranges="fast", column="exact")
     st["column"] = "fast"
     c = {"kind": "errorbound", "statement": st, "digest": digest(st), "steps": []}
-    _rejected(c, "fast column: div")
+    _rejected(c, "fast column: primitive 'cast'")
     c = _forge(cert, lambda c: c["statement"].update(
         format={**c["statement"]["format"], "mbits": 52, "ebits": 11, "name": "binary64"}))
     assert check(c).ok  # (binary64: smaller errors, the claims still hold) ...

@@ -70,6 +70,11 @@ def _conv_graph() -> Graph:
 
 
 GRAPHS["conv_const"] = _conv_graph()
+# reduce max (``maxima`` over its groups): a row of t and the max of a, then their product
+GRAPHS["max"] = _g([Node("max", ["t"], "m", {"axes": (1,), "keepdims": True}),
+                    Node("reshape", ["a"], "r", {"shape": (2, 2)}),
+                    Node("max", ["r"], "n", {"axes": (0,), "keepdims": False}),
+                    Node("mul", ["m", "n"], "y", {})], "y")
 # batch_norm with data statistics: mean t[0:2], var t[2:4]^2 + 0.5, weight a constant, bias a[0:2]
 GRAPHS["bn_data"] = _g([Node("slice", ["t"], "t0", {"index": [(0, 1, 1), (0, 2, 1)]}),
                         Node("slice", ["t"], "t1", {"index": [(0, 1, 1), (2, 4, 1)]}),

@@ -58,7 +58,7 @@ Q = Fraction
 #: ``_lin``): selections ("exact"), sums ("dot"), means ("avg")
 LIN = ("transpose", "slice", "concat", "broadcast_to", "sum", "mean", "where", "gather", "embedding")
 ROWS = ("matmul", "add", "sub", "mul", "div", "neg", "flatten", "reshape", "conv2d", "avg_pool2d",
-        "max_pool2d", "batch_norm", "maximum", "minimum") + FNS + LIN + NORMS
+        "max_pool2d", "max", "batch_norm", "maximum", "minimum") + FNS + LIN + NORMS
 FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
@@ -98,7 +98,7 @@ def _map(op: str, x: Tensor, ks: list[Tensor], attrs: dict[str, Any]) -> Any:
     res = LOWER[op](L, [Tensor(x.shape, [Aff({j: ONE}) for j in range(n)])] + ks, attrs)
     if op in ("sum", "mean"):  # ("dot" with unit weights as conv2d; "avg" as avg_pool2d)
         op = "conv2d" if LINEAR[op] == "dot" else "avg_pool2d"
-    if op == "max_pool2d":  # (one max node: its groups; a one-member window is that member)
+    if op in ("max", "max_pool2d"):  # (one max node: its groups; a one-member window is that member)
         require(len(L.nodes) <= 2, "max_pool2d: more than one max node")
         groups = []
         for e in map(as_aff, res.v):
@@ -183,7 +183,7 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
         elif op == "matmul" and _one_weight(ins, consts):
             right = ins[1] in consts
             maps[t] = _matmul_map(consts[ins[right]], env[ins[not right]].shape, right)
-        elif op in ("conv2d", "avg_pool2d", "max_pool2d"):
+        elif op in ("conv2d", "avg_pool2d", "max_pool2d", "max"):
             maps[t] = _map(op, env[ins[0]], [env[n] for n in ins[1:]], at)
         elif op == "batch_norm" or op in FNS or op in NORMS:  # (attrs; gelu and silu take none: ``lower``)
             maps[t] = {} if op in ("gelu", "silu") else at
@@ -331,7 +331,7 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
         return _dot(w, ins[op == "matmul" and cw[0] is not None], mp, lo, hi)
     if op == "avg_pool2d":
         return _avg(w, ins[0], *mp, lo, hi)
-    if op == "max_pool2d":
+    if op in ("max", "max_pool2d"):  # (max: a reduction, its groups as windows, no padding)
         # the runtime pads with -inf: NaN in a format without infinities (float8_e4m3fn), and
         # max(NaN, x) is NaN, so no finite error there (both columns certified ~0 before)
         require(w.fmt.has_inf or not mp[1], f"max_pool2d with padding: -inf has no value in {w.fmt.name}")
