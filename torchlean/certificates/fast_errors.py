@@ -137,8 +137,8 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
     bg = lower(ir, env, wide=True)
     fg = fast_engine.compiled(bg)
     rows: dict[int, tuple[int, int]] = {}
-    for k, node in enumerate(bg.nodes):
-        if node.kind == "fn":
+    for k, node in enumerate(bg.nodes):  # (mul and max argument rows too, as the exact column's)
+        if node.kind in ("fn", "mul", "max"):
             rows.update((id(a), (k, i)) for i, a in enumerate(arg_rows(node, node.args)))
     # -inf elements (a mask's fill: ``lower`` lets where select them and softmax read them, and
     # nothing else): a placeholder 0 with error 0 here, their places in ``ninf`` (``fast_norms``)
