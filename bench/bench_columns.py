@@ -3,12 +3,14 @@ step 4): which statements the fast walk refuses, and fast ε / exact ε where bo
 
     python bench/bench_columns.py collect OUT.pkl tests/test_x.py [...]   # run pytest, record statements
     python bench/bench_columns.py zoo OUT.pkl                             # the zoo's statements
-    python bench/bench_columns.py compare OUT.pkl [...]                   # both columns on each
+    python bench/bench_columns.py walk OUT.tsv exact,fast IN.pkl [...]    # both columns on each
+    python bench/bench_columns.py table BRANCH.tsv MAIN.tsv               # the tables
 
 ``collect`` records every statement any ``errorctx.Ctx`` is built from while the tests run (both
-columns build one from the statement they walk), deduplicated; ``compare`` walks each as the exact
-column (its own ranges) and as the fast one (ranges "fast"), and prints the refusals by reason and
-the ratio of the largest output ε (fast / exact) per statement.
+columns build one from the statement they walk), deduplicated; ``walk`` walks each as the exact
+column (its own ranges) and/or as the fast one (ranges "fast"), one line per statement; ``table``
+prints the refusals by reason and fast ε / exact ε (largest output) per statement, with the fast
+column of another tree (``walk OUT fast`` there) as the "before".
 """
 
 from __future__ import annotations
@@ -91,67 +93,79 @@ def _alarm(*_: object) -> None:
     raise TimeoutError("over the bench's time limit per walk")
 
 
-def compare(paths: list[str], limit: int = 60) -> None:
-    import signal
-
-    from torchlean.certificates.errorbound import propagate
-
-    signal.signal(signal.SIGALRM, _alarm)
-
+def _load(paths: list[str]) -> list[dict]:
     stmts, seen = [], set()
     for p in paths:
         for st in pickle.load(open(p, "rb")):
             if (k := _key(st)) not in seen:
                 seen.add(k)
                 stmts.append(st)
-    refused: dict[str, list[str]] = collections.defaultdict(list)
-    rows = []
-    for st in stmts:
-        where = st.pop("_test", "?")
-        ex = {**st, "column": "exact"}
-        try:
-            t = time.perf_counter()
-            signal.alarm(limit)
-            e = propagate(ex)[-1]
-            te = time.perf_counter() - t
-        except Exception as err:
-            signal.alarm(0)
-            refused["exact: " + str(err)[:90]].append(where)
-            continue
-        try:
-            t = time.perf_counter()
-            signal.alarm(limit)
-            f = propagate({**st, "column": "fast", "ranges": "fast"})[-1]
-            tf = time.perf_counter() - t
-        except Exception as err:
-            signal.alarm(0)
-            refused["fast: " + str(err)[:90]].append(where)
-            continue
-        signal.alarm(0)
-        me, mf = max(e), max(f)
-        r = [float(a / b) for a, b in zip(f, e) if b]
-        rows.append((float(mf / me) if me else float("nan"), min(r, default=float("nan")),
-                     max(r, default=float("nan")), where, st["format"].get("name", "?"),
-                     st.get("ranges"), len(st["graph"]["nodes"]), te, tf, float(me), float(mf)))
-    rows.sort(key=lambda r: -r[0] if r[0] == r[0] else 0)
-    print(f"{len(stmts)} statements; both accept {len(rows)}; refused {sum(map(len, refused.values()))}")
-    print("\n| refused by | reason | count | e.g. |\n|---|---|---:|---|")
-    for why, ws in sorted(refused.items(), key=lambda kv: -len(kv[1])):
-        col, _, reason = why.partition(": ")
-        print(f"| {col} | {reason} | {len(ws)} | {ws[0].split(' (')[0][:70]} |")
-    rs = [r[0] for r in rows if r[0] == r[0]]
-    if rs:
-        b = [sum(1 for x in rs if x <= 1.0), sum(1 for x in rs if 1 < x <= 1.01),
-             sum(1 for x in rs if 1.01 < x <= 1.1), sum(1 for x in rs if 1.1 < x <= 2),
-             sum(1 for x in rs if x > 2)]
-        print("\nmax fast ε / max exact ε, statements per bucket: " + ", ".join(
-            f"{k}: {n}" for k, n in zip(("<=1", "(1, 1.01]", "(1.01, 1.1]", "(1.1, 2]", ">2"), b)))
-    print("\n| fast/exact (max ε) | per output min-max | test | format | exact ranges | nodes | exact s | "
-          "fast s |\n|---:|---|---|---|---|---:|---:|---:|")
+    return stmts
+
+
+def walk(out: str, cols: str, paths: list[str], limit: int = 60) -> None:
+    """One line per statement to ``out`` (appended as it goes): index, test, then per column in
+    ``cols`` ("exact,fast" or "fast") the largest output ε (a float, rounded up) and seconds, or
+    the refusal's reason."""
+    import signal
+
+    from torchlean.certificates.errorbound import propagate
+
+    signal.signal(signal.SIGALRM, _alarm)
+    with open(out, "a") as f:
+        for i, st in enumerate(_load(paths)):
+            where = st.pop("_test", "?").split(" (")[0]
+            cells = [str(i), where]
+            for col in cols.split(","):
+                s = {**st, "column": col} if col == "exact" else {**st, "column": "fast", "ranges": "fast"}
+                t = time.perf_counter()
+                signal.alarm(limit)
+                try:
+                    e = propagate(s)[-1]
+                    cells += [repr(float(max(e, default=0))), f"{time.perf_counter() - t:.2f}"]
+                except Exception as err:
+                    cells += ["!" + str(err)[:90].replace("\t", " ").replace("\n", " "), ""]
+                finally:
+                    signal.alarm(0)
+            f.write("\t".join(cells) + "\n")
+            f.flush()
+
+
+def table(exact_fast: str, fast_only: str) -> None:
+    """The refusals and the ratio table from ``walk``'s lines: the branch's exact and fast
+    columns (``exact_fast``), and main's fast column (``fast_only``) for the "before" figures."""
+    rows = [ln.rstrip("\n").split("\t") for ln in open(exact_fast)]
+    before = {ln.split("\t")[0]: ln.rstrip("\n").split("\t")[2] for ln in open(fast_only)}
+    ref: dict[str, collections.Counter] = {"main": collections.Counter(), "branch": collections.Counter()}
+    ratios: dict[str, list[float]] = {"main": [], "branch": []}
+    worst = []
     for r in rows:
-        at = r[3].split(" (")[0][:70]
-        print(f"| {r[0]:.4g} | {r[1]:.3g}-{r[2]:.3g} | {at} | {r[4]} | {r[5]} | {r[6]} | {r[7]:.2f} | "
-              f"{r[8]:.2f} |")
+        i, where, ex, _, fa, _ = r[:6]
+        if ex.startswith("!"):
+            ref["branch"]["exact: " + ex[1:70]] += 1
+            continue
+        for name, v in (("main", before.get(i, "!missing")), ("branch", fa)):
+            if v.startswith("!"):
+                ref[name]["fast: " + v[1:70]] += 1
+            elif float(ex) > 0:
+                ratios[name].append(float(v) / float(ex))
+                if name == "branch":
+                    worst.append((float(v) / float(ex), where, float(ex), float(v)))
+    n_ex = sum(n for k, n in ref["branch"].items() if k.startswith("exact"))
+    print(f"{len(rows)} statements; the exact column refuses {n_ex}")
+    for name in ("main", "branch"):
+        rs = ratios[name]
+        cuts = ((0, 1), (1, 1.01), (1.01, 1.1), (1.1, 2), (2, 1e300))
+        b = [sum(1 for x in rs if lo < x <= hi) for lo, hi in cuts]
+        print(f"\n{name}: fast accepts {len(rs)} of those with exact ε > 0; fast/exact <=1: {b[0]}, "
+              f"(1, 1.01]: {b[1]}, (1.01, 1.1]: {b[2]}, (1.1, 2]: {b[3]}, >2: {b[4]}")
+        print("\n| refused by | reason | count |\n|---|---|---:|")
+        for why, n in ref[name].most_common():
+            col, _, reason = why.partition(": ")
+            print(f"| {col} | {reason} | {n} |")
+    print("\n| fast/exact | test | exact ε | fast ε |\n|---:|---|---:|---:|")
+    for w in sorted(worst, reverse=True)[:25]:
+        print(f"| {w[0]:.4g} | {w[1][:80]} | {w[2]:.4g} | {w[3]:.4g} |")
 
 
 if __name__ == "__main__":
@@ -160,5 +174,7 @@ if __name__ == "__main__":
         collect(sys.argv[2], sys.argv[3:])
     elif cmd == "zoo":
         zoo(sys.argv[2])
+    elif cmd == "walk":
+        walk(sys.argv[2], sys.argv[3], sys.argv[4:])
     else:
-        compare(sys.argv[2:])
+        table(sys.argv[2], sys.argv[3])
