@@ -85,8 +85,10 @@ def test_every_row_is_exercised():
     ops |= {n.op for fn in CASES for n in _graph(fn)[0].nodes}  # (the function rows, h-fastfns)
     # (the generic linear path's nodes, ``fast_errors.LIN``, and batch_norm: test_fast_errors_lin.py)
     # (and h-fasttf's maximum/minimum/pow and keyed selections: test_fast_errors_tf.py; h-fastln's
-    # layer_norm/softmax/log_softmax: test_fast_errors_norm.py)
-    new = set(LIN) | {"batch_norm", "maximum", "minimum", "pow", "layer_norm", "softmax", "log_softmax"}
+    # layer_norm/softmax/log_softmax: test_fast_errors_norm.py; session 35's reduce max:
+    # test_fast_errors_step4.py)
+    new = set(LIN) | {"batch_norm", "maximum", "minimum", "pow", "layer_norm", "softmax", "log_softmax",
+                      "max"}
     assert ops | {n.op for s in range(len(POOLS)) for n in conv_chain(s).nodes} == set(ROWS) - new
 
 
@@ -198,15 +200,15 @@ def test_column_flipped_or_removed_rejected(cert):
 
 
 def test_unsupported_node_and_wrong_format_rejected(cert):
-    # (a quotient of two data values: the exact column's row, no fast one; softmax has one since
-    # h-fastln)
+    # (a cast: the exact column's row, no fast one; a quotient of two data values has one since
+    # session 35, softmax since h-fastln)
     g = Graph([Value("x", (1, 4), "float32")], {"W": np.eye(4, dtype=np.float32)},
-              [Node("matmul", ["x", "W"], "h"), Node("exp", ["h"], "e"), Node("div", ["h", "e"], "y")],
-              ["y"]).check()
+              [Node("matmul", ["x", "W"], "h"), Node("exp", ["h"], "e"), Node("div", ["h", "e"], "d"),
+               Node("cast", ["d"], "y", {"dtype": "float64"})], ["y"]).check()
     st = statement(g, BOX, ranges="fast", column="exact")
     st["column"] = "fast"
     c = {"kind": "errorbound", "statement": st, "digest": digest(st), "steps": []}
-    _rejected(c, "fast column: div")
+    _rejected(c, "fast column: primitive 'cast'")
     c = _forge(cert, lambda c: c["statement"].update(
         format={**c["statement"]["format"], "mbits": 52, "ebits": 11, "name": "binary64"}))
     assert check(c).ok  # (binary64: smaller errors, the claims still hold) ...

@@ -578,13 +578,15 @@ def test_sigmoid_tail_when_exp_saturates_at_max_finite(fmt, lo, hi, mode):
 
 
 def test_graphs_without_a_fast_row_fall_back_to_the_exact_column():
-    """const / data has no fast row: the default column is the exact one (the fast walk would
-    refuse it), and the certificate is made and replays. (const * data and data * data have one
-    since h-fasttf: the default column is then the fast one, and it replays.)"""
+    """A cast has no fast row: the default column is the exact one (the
+    fast walk would refuse it), and the certificate is made and replays. (const * data and data *
+    data have one since h-fasttf, const / data since session 35: the default column is then the
+    fast one, and it replays.)"""
     k = {"k": np.array([0.3], np.float32)}
     for nodes, c, col in [([Node("mul", ["k", "x"], "y")], k, "fast"),
                           ([Node("mul", ["x", "x"], "y")], {}, "fast"),
-                          ([Node("div", ["k", "x"], "y")], k, None)]:
+                          ([Node("div", ["k", "x"], "y")], k, "fast"),
+                          ([Node("cast", ["x"], "y", {"dtype": "float64"})], {}, None)]:
         g = Graph([Value("x", (1, 2), "float32")], c, nodes, ["y"]).check()
         box = [(Q(1), Q(2))] * 2
         assert statement(g, box, ranges="fast").get("column") == col

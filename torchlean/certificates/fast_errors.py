@@ -46,7 +46,7 @@ from .fast_blocks import _V, _absdot, _apply, _blk, _plus, _rows, _scale, _terms
 from .fast_fns import _Fns
 from .fast_forms import _charge, _dense, _float_hull, _Forms, _hi, _Mat, _midrad, _up
 from .fast_norms import NORMS, exact_row
-from .fast_prods import matmul_pairs, prod, prod_range, sum_map
+from .fast_prods import bn_data, matmul_pairs, prod, prod_range, quot, sum_map
 from .fast_select import KEY, _select, copy, maxima, maxlike
 from .lower import NEG_INF, _decode_const, lower
 from .lower import ROWS as LOWER
@@ -58,7 +58,7 @@ Q = Fraction
 #: ``_lin``): selections ("exact"), sums ("dot"), means ("avg")
 LIN = ("transpose", "slice", "concat", "broadcast_to", "sum", "mean", "where", "gather", "embedding")
 ROWS = ("matmul", "add", "sub", "mul", "div", "neg", "flatten", "reshape", "conv2d", "avg_pool2d",
-        "max_pool2d", "batch_norm", "maximum", "minimum") + FNS + LIN + NORMS
+        "max_pool2d", "max", "batch_norm", "maximum", "minimum") + FNS + LIN + NORMS
 FLOAT_DTYPES = ("float16", "float32", "float64")
 
 
@@ -77,20 +77,11 @@ def supported(ir: dict[str, Any]) -> str | None:
             continue
         if op in KEY and ins[KEY[op]] not in consts and ins[KEY[op]] not in folded:
             return f"{op}: a constant {'condition' if op == 'where' else 'index'} required"
-        if op == "div" and not (ins[1] in consts and ins[0] not in consts):
-            return "div: only data div a constant has a fast row"
-        if op in ("sum", "mean") and ins[0] in consts:
-            return f"{op}: a data input required"
-        if op == "batch_norm" and (ins[0] in consts or not all(n in consts for n in ins[1:])):
-            return "batch_norm: a data input and constant statistics required"
-        if op in ("conv2d", "avg_pool2d", "max_pool2d") and (ins[0] in consts or not all(
-                n in consts for n in ins[1:])):
-            return f"{op}: a data input (and a constant kernel) required"
-    # (a constant of another dtype only as a condition or indices, ``KEY``: read by value)
-    read = {n for node in ir["nodes"] for i, n in enumerate(node["inputs"]) if KEY.get(node["op"]) != i}
-    for name, a in ir["constants"].items():
-        if str(a["dtype"]) not in FLOAT_DTYPES and name in read:
-            return f"constant {name!r} of dtype {a['dtype']} has no fast rounding-error row"
+        # (a constant input is read as data, as mul's: its value, its cast error; a kernel must be
+        # a constant or a selection of constants, ``_compiled``'s folded ones: its floats are W)
+        if op in ("conv2d", "avg_pool2d", "max_pool2d") and not all(n in consts or n in folded
+                                                                      for n in ins[1:]):
+            return f"{op}: a constant kernel required"
     return None
 
 
@@ -107,7 +98,7 @@ def _map(op: str, x: Tensor, ks: list[Tensor], attrs: dict[str, Any]) -> Any:
     res = LOWER[op](L, [Tensor(x.shape, [Aff({j: ONE}) for j in range(n)])] + ks, attrs)
     if op in ("sum", "mean"):  # ("dot" with unit weights as conv2d; "avg" as avg_pool2d)
         op = "conv2d" if LINEAR[op] == "dot" else "avg_pool2d"
-    if op == "max_pool2d":  # (one max node: its groups; a one-member window is that member)
+    if op in ("max", "max_pool2d"):  # (one max node: its groups; a one-member window is that member)
         require(len(L.nodes) <= 2, "max_pool2d: more than one max node")
         groups = []
         for e in map(as_aff, res.v):
@@ -146,8 +137,8 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
     bg = lower(ir, env, wide=True)
     fg = fast_engine.compiled(bg)
     rows: dict[int, tuple[int, int]] = {}
-    for k, node in enumerate(bg.nodes):
-        if node.kind == "fn":
+    for k, node in enumerate(bg.nodes):  # (mul and max argument rows too, as the exact column's)
+        if node.kind in ("fn", "mul", "max"):
             rows.update((id(a), (k, i)) for i, a in enumerate(arg_rows(node, node.args)))
     # -inf elements (a mask's fill: ``lower`` lets where select them and softmax read them, and
     # nothing else): a placeholder 0 with error 0 here, their places in ``ninf`` (``fast_norms``)
@@ -167,6 +158,10 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
         shape, vals = _decode_const(a)
         w = np.array([0.0 if q is NEG_INF else float(q) for q in vals]).reshape(shape)  # (exact)
         require(bool(np.isfinite(w).all()), f"constant {name!r}: a non-finite entry")
+        # (an integer constant: its floats must be its values, so ``propagate``'s check that
+        # they are values of the format (cast error 0) is about the integers themselves)
+        require(str(a["dtype"]) in FLOAT_DTYPES or all(x == q for x, q in zip(w.ravel().tolist(), vals)),
+                f"integer constant {name!r} holds a value that is not one of binary64")
         consts[name] = w
     maps: dict[int, Any] = {}
     for t, node in enumerate(ir["nodes"]):
@@ -188,7 +183,7 @@ def _compiled(ir: dict[str, Any], model: str) -> Any:
         elif op == "matmul" and _one_weight(ins, consts):
             right = ins[1] in consts
             maps[t] = _matmul_map(consts[ins[right]], env[ins[not right]].shape, right)
-        elif op in ("conv2d", "avg_pool2d", "max_pool2d"):
+        elif op in ("conv2d", "avg_pool2d", "max_pool2d", "max"):
             maps[t] = _map(op, env[ins[0]], [env[n] for n in ins[1:]], at)
         elif op == "batch_norm" or op in FNS or op in NORMS:  # (attrs; gelu and silu take none: ``lower``)
             maps[t] = {} if op in ("gelu", "silu") else at
@@ -295,6 +290,12 @@ class _Walk(_Fns):
         local = _up(self.u * out + np.where(under, self.eta, self.eta_sum), 2)
         return self.make(lo, hi, C, _up(local + charge, 1), rem)
 
+    def sum2(self, a: _V, b: _V, ia: np.ndarray, ib: np.ndarray, sg: float, lo, hi) -> _V:
+        """"one": fl(a~ +- b~) (``sg``), data + data or data + constant, elements ia of a, ib of b."""
+        Ein = a.E[ia] + b.E[ib]
+        return self.one(lo, hi, _plus(_rows(a.C, ia), _rows(b.C, ib), sg), _charge(Ein, 2),
+                        _up(a.rem[ia] + b.rem[ib], 1), Ein, False)
+
 
 def _bcast(shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
     """Per operand, the index of the element each output of the broadcast reads (row-major)."""
@@ -306,7 +307,7 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
           mp: Any = None) -> _V:
     """One IR node's row; ``cw``: per input, its constant's floats (None for data); ``mp``: a
     linear node's map (``_map``, ``_matmul_map``). ``propagate`` has required ``supported``:
-    div reads data then a constant, conv2d/pooling a data input (mul and matmul: any operands)."""
+    conv2d's kernel is a constant (its input: data or a constant read as data)."""
     if op in ("flatten", "reshape"):  # (row-major order kept: the same elements, exactly)
         v = ins[0]
         return _V(lo, hi, v.C, v.rem, v.E)
@@ -317,6 +318,8 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
         return w.fn(op, ins[0], lo, hi, mp)
     if op in LIN:
         return _lin(w, op, ins, mp, lo, hi)
+    if op == "batch_norm" and any(c is None for c in cw[1:]):  # (data statistics)
+        return bn_data(w, ins[0], ins[1:], shapes[0], lo, hi, mp)
     if op == "batch_norm":
         return _batch_norm(w, ins[0], cw[1:], shapes[0], lo, hi, mp)  # (mp: its attributes)
     if op == "matmul" and mp is None:  # two data operands: ``Ctx.mul`` per product, then "dot"
@@ -324,11 +327,11 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
         a, b = ins
         P = prod(w, a, b, ia, ib, *prod_range(a.lo[ia], a.hi[ia], b.lo[ib], b.hi[ib]))
         return _dot(w, P, sum_map(len(lo), n), lo, hi)
-    if op in ("matmul", "conv2d"):
-        return _dot(w, ins[cw[0] is not None], mp, lo, hi)
+    if op in ("matmul", "conv2d"):  # (conv2d: the kernel is cw[1], the input read as data)
+        return _dot(w, ins[op == "matmul" and cw[0] is not None], mp, lo, hi)
     if op == "avg_pool2d":
         return _avg(w, ins[0], *mp, lo, hi)
-    if op == "max_pool2d":
+    if op in ("max", "max_pool2d"):  # (max: a reduction, its groups as windows, no padding)
         # the runtime pads with -inf: NaN in a format without infinities (float8_e4m3fn), and
         # max(NaN, x) is NaN, so no finite error there (both columns certified ~0 before)
         require(w.fmt.has_inf or not mp[1], f"max_pool2d with padding: -inf has no value in {w.fmt.name}")
@@ -338,13 +341,12 @@ def _node(w: _Walk, op: str, ins: list[_V], shapes: list[tuple[int, ...]], lo, h
     a, b = ins
     if op in ("maximum", "minimum"):
         return maxlike(op, a, b, ia, ib, lo, hi)
-    if op in ("add", "sub"):  # "one": fl(a~ +- b~), data + data or data + constant
-        sg = 1.0 if op == "add" else -1.0
-        Ein = a.E[ia] + b.E[ib]
-        return w.one(lo, hi, _plus(_rows(a.C, ia), _rows(b.C, ib), sg), _charge(Ein, 2),
-                     _up(a.rem[ia] + b.rem[ib], 1), Ein, False)
+    if op in ("add", "sub"):
+        return w.sum2(a, b, ia, ib, 1.0 if op == "add" else -1.0, lo, hi)
     if op == "mul" and (cw[1] is None or cw[0] is not None):  # data x data (``Ctx.mul``)
         return prod(w, a, b, ia, ib, lo, hi)
+    if op == "div" and (cw[1] is None or cw[0] is not None):  # a data divisor (``Ctx.div``)
+        return quot(w, a, b, ia, ib, lo, hi)
     c = cw[1].ravel()[ib]
     dc = w.cast_err(c)
     if op == "mul":  # "one", plus the constant's own cast error twice (``_linear``'s extra)
@@ -558,6 +560,13 @@ def propagate(stmt: dict[str, Any], trusted: dict[str, int] | None = None) -> li
         if node["op"] in KEY and (key := node["inputs"][KEY[node["op"]]]) not in ints:
             require(not w.cast_err(consts[key].ravel()).any(),
                     f"{node['op']}: a float key {key!r} that is not exact in {w.fmt.name}")
+    # an integer constant read as data meets a float array as binary64 (numpy's promotion) and the
+    # result is rounded to the format: with values of the format every such operation is the
+    # format's own (53 >= 2p + 2: double rounding innocuous), as the exact column requires (audit27)
+    read = {n for node in ir["nodes"] for i, n in enumerate(node["inputs"]) if KEY.get(node["op"]) != i}
+    for name in ints & read:
+        require(not w.cast_err(consts[name].ravel()).any(),
+                f"integer constant {name!r} holds a value that is not one of {w.fmt.name}")
     vals: dict[str, _V] = {}
     last = {n: i for i, node in enumerate(ir["nodes"]) for n in node["inputs"]}
     k = 0

@@ -98,10 +98,13 @@ class _Fns:
         mgs = _up(ms + Es, 1)
         self.fits(_up(mgs * (cC + dC), 2), "gelu")
         Ev = _up(mgs * dC + cC * Es + u * _up(mgs * (cC + dC), 2) + eta, 4)  # fl(C) (x + A x^3)
-        Et = _up(Ev + self.kern[0] + self.kern[1], 2)  # tanh: |slope| <= 1, |tanh| <= 1
-        E1 = _up(Et + u * _up(2 + Et, 1) + es, 3)  # 1 + tanh, in [0, 2]
+        # tanh: |slope| <= 1; |tanh| <= T = tanh(|C (x + A x^3)| + Ev) (the float argument's
+        # magnitude: the row's outward upper end, at most 1), which bounds the real one too
+        T = np.minimum(1.0, FAST["tanh"].interval(np.zeros_like(M), _up(cC * ms + Ev, 2))[1])
+        Et = _up(Ev + self.kern[0] * T + self.kern[1], 3)
+        E1 = _up(Et + u * _up(1 + T + Et, 2) + es, 3)  # 1 + tanh, in [0, 1 + T]
         Eh = _up(u * M / 2 + eta, 2)  # 0.5 x
-        mh, m1 = _up(M / 2 + Eh, 1), _up(2 + E1, 1)
+        mh, m1 = _up(M / 2 + Eh, 1), _up(1 + T + E1, 2)
         self.fits(_up(mh * m1, 1), "gelu")
         return _up(m1 * Eh + M / 2 * E1 + u * _up(mh * m1, 1) + eta, 5)  # (0.5 x)(1 + tanh)
 
