@@ -294,9 +294,8 @@ def _to_copy(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
     if c is not None and want in ("float16", "float32", "float64") and have in CAST_DTYPES:
         if have == "float64" and want == "float16":
             # torch converts a double to half through float (c10::Half(float)): two roundings,
-            # not numpy's one, next to a float16 tie (audit66); fold with torch's own conversion
-            torch = _torch()
-            return b.const(torch.from_numpy(np.array(c)).to(torch.float16).numpy(), node.name)
+            # not numpy's one, next to a float16 tie (audit66); the same two roundings here
+            return b.const(np.asarray(c).astype(np.float32).astype(np.float16), node.name)
         with np.errstate(over="ignore"):  # (numpy's astype rounds to nearest even, as torch)
             return b.const(c.astype(want), node.name)
     raise ShapeError(f"a dtype conversion ({have} to {want}) is not supported")
