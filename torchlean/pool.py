@@ -8,9 +8,8 @@ machine (atomically, resumable: see ``verify.runner`` and ``proofs.discharge``):
   forking a process with BLAS threads can hang), which exit when this process is gone;
 - ``ray="local"``: a Ray instance started here (``jobs`` CPUs) on first use and kept until this
   process exits (a later ``Pool`` reuses it): Ray's ``shutdown`` leaves its C++ threads (gRPC
-  pollers, the metrics harvester) running over freed state, which then writes into memory the
-  interpreter has reused (session 35: the test run's intermittent crash; ray-project/ray#31145,
-  #36885), so this process never shuts down an instance it goes on running next to;
+  pollers, the metrics harvester) running over freed state (ray-project/ray#31145, #36885), so
+  this process never shuts down an instance it goes on running next to;
 - ``ray="auto"`` or ``"HOST:PORT"`` / ``"ray://HOST:PORT"``: an existing cluster
   (``ray start --head`` on one machine, ``ray start --address=HOST:PORT`` on the others). Every
   node must import the same torchlean and see the input files at the same absolute paths (the
