@@ -295,7 +295,7 @@ def _to_copy(b: Builder, args: list[Any], kw: dict[str, Any], node: Any) -> str:
         if have == "float64" and want == "float16":
             # torch converts a double to half through float (c10::Half(float)): two roundings,
             # not numpy's one, next to a float16 tie (audit66); the same two roundings here
-            return b.const(np.asarray(c).astype(np.float32).astype(np.float16), node.name)
+            return b.const(c.astype(np.float32).astype(np.float16), node.name)
         with np.errstate(over="ignore"):  # (numpy's astype rounds to nearest even, as torch)
             return b.const(c.astype(want), node.name)
     raise ShapeError(f"a dtype conversion ({have} to {want}) is not supported")
